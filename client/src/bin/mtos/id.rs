@@ -1,0 +1,430 @@
+//! `mtos id ...`: identities in the keychain.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::io::{IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use clap::Subcommand;
+use mtos_client::{ClientError, Home, passphrase};
+use mtos_crypto::{
+    Identity, Keychain, KeychainError, Label, PublicIdentity, SafetyNumber, Visibility,
+};
+use qrcode::render::unicode::Dense1x2;
+use qrcode::{EcLevel, QrCode};
+
+/// An import file larger than this is not a secret identity.
+const MAX_IMPORT_FILE: u64 = 64 * 1024;
+
+#[derive(Debug, Subcommand)]
+pub enum IdCommand {
+    /// Create a new identity (and the keychain, on first use).
+    ///
+    /// A public identity may be published on the network; a private one is
+    /// only ever shared out of band (its URI handed over in person or by QR code).
+    ///
+    /// Example: mtos id new --label "alice at work" --private
+    New {
+        /// A name for the identity, unique in this keychain [default: identity-N]
+        #[arg(long, short)]
+        label: Option<String>,
+        /// Never publish this identity; share it out of band only.
+        #[arg(long)]
+        private: bool,
+    },
+    /// List the identities in the keychain.
+    ///
+    /// Example: mtos id list
+    List,
+    /// Show an identity: its keys, fingerprint and shareable URI.
+    ///
+    /// ID is the label or at least 4 leading hex digits of the id.
+    ///
+    /// Example: mtos id show alice --qr
+    Show {
+        /// Label or id prefix.
+        id: String,
+        /// Also print the URI as a QR code for another device to scan.
+        #[arg(long)]
+        qr: bool,
+    },
+    /// Print the safety number shared with a contact, to compare out of band.
+    ///
+    /// Both of you run this with your own identity and the other's URI; if the
+    /// 60 digits match, each holds the other's real keys.
+    ///
+    /// Example: mtos id compare alice mtos:id:...
+    Compare {
+        /// Your identity (label or id prefix).
+        id: String,
+        /// The contact's `mtos:id:` URI.
+        uri: String,
+    },
+    /// Export an identity's secret keys (to move it to another device).
+    ///
+    /// Without --age the whole identity is written in mtos's own format, for
+    /// `mtos id import`. With --age only the X25519 key is written, as a
+    /// standard AGE-SECRET-KEY-1... identity that the age and rage tools use
+    /// to decrypt items sealed to this identity. Anyone holding the output
+    /// can act as this identity: keep it private.
+    ///
+    /// Example: mtos id export alice -o alice.mtos-id
+    Export {
+        /// Label or id prefix.
+        id: String,
+        /// Export only the age (X25519) identity.
+        #[arg(long)]
+        age: bool,
+        /// Write to this file (created owner-only; never overwritten) instead of stdout.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Import an identity exported with `mtos id export`.
+    ///
+    /// Example: mtos id import alice.mtos-id      (or - for stdin)
+    Import {
+        /// The exported file, or - for stdin.
+        file: PathBuf,
+    },
+    /// Remove an identity from the keychain. Its keys are gone for good
+    /// unless you exported them.
+    ///
+    /// Example: mtos id rm alice --yes
+    Rm {
+        /// Label or id prefix.
+        id: String,
+        /// Do not ask for confirmation (required when not on a terminal).
+        #[arg(long, short)]
+        yes: bool,
+    },
+}
+
+/// Runs the command; returns what goes to stdout.
+pub fn run(home: &Home, cmd: IdCommand) -> Result<String, ClientError> {
+    match cmd {
+        IdCommand::New { label, private } => new(home, label, private),
+        IdCommand::List => list(home),
+        IdCommand::Show { id, qr } => show(home, &id, qr),
+        IdCommand::Compare { id, uri } => compare(home, &id, &uri),
+        IdCommand::Export { id, age, output } => export(home, &id, age, output.as_deref()),
+        IdCommand::Import { file } => import(home, &file),
+        IdCommand::Rm { id, yes } => rm(home, &id, yes),
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn date(secs: u64) -> String {
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs)).to_string()
+}
+
+/// Opens the keychain read-only.
+fn open(home: &Home) -> Result<Keychain, ClientError> {
+    let file = home.keychain();
+    if !file.exists() {
+        return Err(KeychainError::Missing(file.path().to_owned()).into());
+    }
+    let pass = passphrase::existing()?;
+    Ok(file.load(&pass)?)
+}
+
+/// Runs `edit` on the keychain under the lock and saves the result; the
+/// file is only replaced if `edit` succeeds.
+fn modify<T>(
+    home: &Home,
+    create: bool,
+    edit: impl FnOnce(&mut Keychain) -> Result<T, ClientError>,
+) -> Result<T, ClientError> {
+    let file = home.keychain();
+    if !file.exists() && !create {
+        return Err(KeychainError::Missing(file.path().to_owned()).into());
+    }
+    home.ensure()?;
+    let cost = passphrase::kdf_cost()?;
+    let _lock = file.lock()?;
+    let (mut keychain, pass) = if file.exists() {
+        let pass = passphrase::existing()?;
+        (file.load(&pass)?, pass)
+    } else {
+        eprintln!("creating a new keychain at {}", file.path().display());
+        (Keychain::new(), passphrase::new_keychain()?)
+    };
+    let out = edit(&mut keychain)?;
+    file.save(&keychain, &pass, cost)?;
+    Ok(out)
+}
+
+fn describe(out: &mut String, identity: &Identity) {
+    let _ = writeln!(out, "id:          {}", identity.id());
+    let _ = writeln!(out, "label:       {}", identity.label());
+    let _ = writeln!(out, "visibility:  {}", identity.visibility());
+    let _ = writeln!(out, "created:     {}", date(identity.created()));
+    let _ = writeln!(out, "verify key:  {}", identity.verify_key());
+    let _ = writeln!(out, "age key:     {}", identity.age_recipient());
+    let _ = writeln!(out, "fingerprint: {}", identity.fingerprint());
+    let _ = writeln!(out, "uri:         {}", identity.public().to_uri());
+}
+
+fn new(home: &Home, label: Option<String>, private: bool) -> Result<String, ClientError> {
+    let mut out = String::new();
+    let visibility = if private {
+        Visibility::Private
+    } else {
+        Visibility::Public
+    };
+    let label = label.map(Label::new).transpose()?;
+    let identity = modify(home, true, |keychain| {
+        let label = match label {
+            Some(l) => l,
+            None => default_label(keychain)?,
+        };
+        let identity = Identity::generate(&mut rand::rng(), label, visibility, now());
+        keychain.add(identity.clone())?;
+        Ok(identity)
+    })?;
+    let _ = writeln!(
+        out,
+        "created {} identity \"{}\"",
+        visibility,
+        identity.label()
+    );
+    describe(&mut out, &identity);
+    Ok(out)
+}
+
+fn default_label(keychain: &Keychain) -> Result<Label, ClientError> {
+    let mut n = keychain.len() + 1;
+    loop {
+        let label = Label::new(format!("identity-{n}"))?;
+        if !keychain.identities().iter().any(|i| i.label() == &label) {
+            return Ok(label);
+        }
+        n += 1;
+    }
+}
+
+fn list(home: &Home) -> Result<String, ClientError> {
+    let mut out = String::new();
+    let keychain = open(home)?;
+    if keychain.is_empty() {
+        let _ = writeln!(out, "no identities (create one with `mtos id new`)");
+        return Ok(out);
+    }
+    let _ = writeln!(
+        out,
+        "{:<16}  {:<10}  {:<20}  {:<35}  LABEL",
+        "ID", "VISIBILITY", "CREATED", "FINGERPRINT"
+    );
+    for identity in keychain.identities() {
+        let _ = writeln!(
+            out,
+            "{:<16}  {:<10}  {:<20}  {:<35}  {}",
+            identity.id(),
+            identity.visibility().to_string(),
+            date(identity.created()),
+            identity.fingerprint().to_string(),
+            identity.label()
+        );
+    }
+    Ok(out)
+}
+
+fn show(home: &Home, query: &str, qr: bool) -> Result<String, ClientError> {
+    let mut out = String::new();
+    let keychain = open(home)?;
+    let identity = keychain.find(query)?;
+    describe(&mut out, identity);
+    if identity.visibility() == Visibility::Private {
+        let _ = writeln!(out, "(private: share the URI out of band only)");
+    }
+    if qr {
+        // Uppercase: the same URI, encoded in the QR alphanumeric mode.
+        let uri = identity.public().to_uri().to_ascii_uppercase();
+        let code = QrCode::with_error_correction_level(uri.as_bytes(), EcLevel::M)
+            .map_err(|e| ClientError::Refused(format!("cannot draw the QR code: {e}")))?;
+        let art = code
+            .render::<Dense1x2>()
+            .dark_color(Dense1x2::Light)
+            .light_color(Dense1x2::Dark)
+            .quiet_zone(true)
+            .build();
+        let _ = writeln!(out, "{art}");
+    }
+    Ok(out)
+}
+
+fn compare(home: &Home, query: &str, uri: &str) -> Result<String, ClientError> {
+    let mut out = String::new();
+    let contact = PublicIdentity::from_uri(uri)?;
+    let keychain = open(home)?;
+    let me = keychain.find(query)?;
+    let number = SafetyNumber::between(&me.fingerprint(), &contact.fingerprint());
+    let _ = writeln!(
+        out,
+        "safety number of \"{}\" and \"{}\" ({}):",
+        me.label(),
+        contact.label(),
+        contact.id()
+    );
+    let _ = writeln!(out, "{number}");
+    let _ = writeln!(
+        out,
+        "compare it with the one your contact sees; if all 60 digits match, you hold each other's real keys"
+    );
+    Ok(out)
+}
+
+fn export(
+    home: &Home,
+    query: &str,
+    age: bool,
+    output: Option<&Path>,
+) -> Result<String, ClientError> {
+    let mut out = String::new();
+    let keychain = open(home)?;
+    let identity = keychain.find(query)?;
+    let text = if age {
+        zeroize::Zeroizing::new(format!(
+            "# mtos identity \"{}\" ({}), X25519 part\n# public key: {}\n{}\n",
+            identity.label(),
+            identity.id(),
+            identity.age_recipient(),
+            identity.age_secret_key().as_str()
+        ))
+    } else {
+        identity.export_secret()
+    };
+    match output {
+        Some(path) => {
+            write_new_private_file(path, text.as_bytes())?;
+            eprintln!(
+                "wrote the secret keys of \"{}\" to {}",
+                identity.label(),
+                path.display()
+            );
+        }
+        None => out.push_str(&text),
+    }
+    Ok(out)
+}
+
+/// Creates a new owner-only file; refuses to replace an existing one.
+fn write_new_private_file(path: &Path, bytes: &[u8]) -> Result<(), ClientError> {
+    let io = |source: std::io::Error| {
+        if source.kind() == std::io::ErrorKind::AlreadyExists {
+            ClientError::Refused(format!(
+                "{} exists; refusing to overwrite it",
+                path.display()
+            ))
+        } else {
+            ClientError::Io {
+                path: path.to_owned(),
+                source,
+            }
+        }
+    };
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path).map_err(io)?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(io)
+}
+
+fn import(home: &Home, path: &Path) -> Result<String, ClientError> {
+    let mut out = String::new();
+    let name = path.display().to_string();
+    let mut raw = zeroize::Zeroizing::new(Vec::new());
+    let read = if name == "-" {
+        std::io::stdin()
+            .lock()
+            .take(MAX_IMPORT_FILE + 1)
+            .read_to_end(&mut raw)
+    } else {
+        fs::File::open(path).and_then(|f| f.take(MAX_IMPORT_FILE + 1).read_to_end(&mut raw))
+    };
+    read.map_err(|source| ClientError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    if raw.len() as u64 > MAX_IMPORT_FILE {
+        return Err(ClientError::TooLarge {
+            path: name,
+            limit: MAX_IMPORT_FILE,
+        });
+    }
+    let text = std::str::from_utf8(&raw).map_err(|_| ClientError::Import {
+        path: name.clone(),
+        source: mtos_crypto::ExportError::NotAnExport,
+    })?;
+    let identity = Identity::import_secret(text).map_err(|source| ClientError::Import {
+        path: name.clone(),
+        source,
+    })?;
+    let identity = modify(home, true, |keychain| {
+        keychain.add(identity.clone())?;
+        Ok(identity)
+    })?;
+    let _ = writeln!(
+        out,
+        "imported {} identity \"{}\"",
+        identity.visibility(),
+        identity.label()
+    );
+    describe(&mut out, &identity);
+    Ok(out)
+}
+
+fn rm(home: &Home, query: &str, yes: bool) -> Result<String, ClientError> {
+    let mut out = String::new();
+    let removed = modify(home, false, |keychain| {
+        let identity = keychain.find(query)?;
+        if !yes {
+            confirm(&format!(
+                "remove identity \"{}\" ({})? its keys are lost unless exported [y/N] ",
+                identity.label(),
+                identity.id()
+            ))?;
+        }
+        Ok(keychain.remove(query)?)
+    })?;
+    let _ = writeln!(
+        out,
+        "removed identity \"{}\" ({})",
+        removed.label(),
+        removed.id()
+    );
+    Ok(out)
+}
+
+fn confirm(question: &str) -> Result<(), ClientError> {
+    if !std::io::stdin().is_terminal() {
+        return Err(ClientError::Refused(
+            "refusing to remove without --yes when not on a terminal".into(),
+        ));
+    }
+    eprint!("{question}");
+    let mut answer = String::new();
+    std::io::stdin()
+        .read_line(&mut answer)
+        .map_err(|source| ClientError::Io {
+            path: "stdin".into(),
+            source,
+        })?;
+    if matches!(answer.trim(), "y" | "Y" | "yes") {
+        Ok(())
+    } else {
+        Err(ClientError::Refused("not removed".into()))
+    }
+}

@@ -1,0 +1,85 @@
+//! `mtos`: the command of people publishing and reading on mtos.
+
+mod id;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use mtos_client::{ClientError, Home};
+use zeroize::Zeroize;
+
+const AFTER_HELP: &str = "\
+Environment:
+  MTOS_HOME         the home directory (same as --home)
+  MTOS_PASSPHRASE   the keychain passphrase, for scripts (otherwise asked on the terminal)
+  MTOS_KDF_LOG_N    scrypt work factor for keychains written by this run (tests and demos only:
+                    a low value makes the keychain easy to crack)
+
+Exit codes: 0 success, 1 failure, 2 usage, 3 wrong passphrase, 4 damaged or malformed input,
+            5 not found, 6 would overwrite or duplicate something
+
+Example:
+  mtos id new --label alice
+  mtos id list";
+
+/// mtos: publish and read signed, encrypted items over an anonymity network.
+#[derive(Debug, Parser)]
+#[command(name = "mtos", version, after_help = AFTER_HELP, propagate_version = true)]
+struct Cli {
+    /// Home directory holding the keychain and stores [default: the XDG data directory, e.g. ~/.local/share/mtos]
+    #[arg(long, global = true, env = "MTOS_HOME", value_name = "DIR")]
+    home: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Manage your identities: create, list, show, compare, export, import, remove.
+    ///
+    /// An identity is an ed25519 signing key and an X25519 (age) encryption key
+    /// under a label. Identities live in an encrypted keychain in the home
+    /// directory; each has a 30-digit fingerprint and a `mtos:id:` URI to share.
+    #[command(
+        subcommand,
+        after_help = "Example:\n  mtos id new --label alice\n  mtos id show alice --qr"
+    )]
+    Id(id::IdCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(mut output) => {
+            // A closed pipe (`mtos id list | head -1`) is not an error.
+            let mut stdout = std::io::stdout().lock();
+            let written = stdout
+                .write_all(output.as_bytes())
+                .and_then(|()| stdout.flush());
+            output.zeroize();
+            match written {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    eprintln!("mtos: error: cannot write to stdout: {e}");
+                    ExitCode::FAILURE
+                }
+                _ => ExitCode::SUCCESS,
+            }
+        }
+        Err(e) => {
+            eprintln!("mtos: error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// Runs a command; returns its standard output, which may hold secrets
+/// (`mtos id export`) and is zeroized once written.
+fn run(cli: Cli) -> Result<String, ClientError> {
+    let home = Home::resolve(cli.home)?;
+    match cli.command {
+        Command::Id(cmd) => id::run(&home, cmd),
+    }
+}

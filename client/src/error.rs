@@ -1,0 +1,94 @@
+//! Errors of the client and how the `mtos` command reports them: one line
+//! on stderr and an exit code per kind, so scripts can react.
+
+use std::path::PathBuf;
+
+use mtos_crypto::{ExportError, KeychainError, LabelError, UriError};
+
+/// Everything a client command can fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The keychain could not be opened, saved or edited.
+    #[error(transparent)]
+    Keychain(#[from] KeychainError),
+    /// A label was refused.
+    #[error("invalid label: {0}")]
+    Label(#[from] LabelError),
+    /// A `mtos:` URI was refused.
+    #[error(transparent)]
+    Uri(#[from] UriError),
+    /// A secret identity file was refused.
+    #[error("{path}: {source}")]
+    Import {
+        /// The file.
+        path: String,
+        /// Why.
+        source: ExportError,
+    },
+    /// No usable passphrase.
+    #[error("{0}")]
+    Passphrase(String),
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The command would destroy data without being told to.
+    #[error("{0}")]
+    Refused(String),
+    /// The input is too large to be what it claims.
+    #[error("{path}: larger than {limit} bytes, not an mtos file")]
+    TooLarge {
+        /// The file.
+        path: String,
+        /// The limit.
+        limit: u64,
+    },
+}
+
+/// Exit codes of the `mtos` command (2 is clap's usage error).
+pub mod exit {
+    /// Any other failure.
+    pub const FAILURE: u8 = 1;
+    /// Wrong passphrase.
+    pub const WRONG_PASSPHRASE: u8 = 3;
+    /// A damaged or malformed file, URI or record.
+    pub const BAD_INPUT: u8 = 4;
+    /// An identity or file that does not exist.
+    pub const NOT_FOUND: u8 = 5;
+    /// Would duplicate or overwrite something that exists.
+    pub const CONFLICT: u8 = 6;
+}
+
+impl ClientError {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ClientError::Keychain(k) => match k {
+                KeychainError::WrongPassphrase => exit::WRONG_PASSPHRASE,
+                KeychainError::Damaged(_)
+                | KeychainError::Decode(_)
+                | KeychainError::NotPassphraseProtected
+                | KeychainError::ExcessiveWork { .. } => exit::BAD_INPUT,
+                KeychainError::NotFound(_)
+                | KeychainError::Ambiguous { .. }
+                | KeychainError::Missing(_) => exit::NOT_FOUND,
+                KeychainError::Duplicate(_) | KeychainError::DuplicateLabel(_) => exit::CONFLICT,
+                _ => exit::FAILURE,
+            },
+            ClientError::Label(_)
+            | ClientError::Uri(_)
+            | ClientError::Import { .. }
+            | ClientError::TooLarge { .. } => exit::BAD_INPUT,
+            ClientError::Refused(_) => exit::CONFLICT,
+            ClientError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                exit::NOT_FOUND
+            }
+            _ => exit::FAILURE,
+        }
+    }
+}

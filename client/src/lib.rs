@@ -1,0 +1,8 @@
+#![doc = include_str!("../README.md")]
+
+pub mod error;
+pub mod home;
+pub mod passphrase;
+
+pub use error::ClientError;
+pub use home::Home;

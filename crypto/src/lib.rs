@@ -1,0 +1,18 @@
+#![doc = include_str!("../README.md")]
+
+mod codec;
+pub mod error;
+pub mod fingerprint;
+pub mod identity;
+pub mod keychain;
+pub mod uri;
+
+pub use age::secrecy::{ExposeSecret, SecretString};
+pub use error::{DecodeError, ExportError, KeychainError, LabelError, UriError};
+pub use fingerprint::{Fingerprint, SafetyNumber};
+pub use identity::{Identity, IdentityId, Label, PublicIdentity, VerifyKey, Visibility};
+pub use keychain::file::{KeychainFile, KeychainLock, StagedKeychain};
+pub use keychain::{KdfCost, Keychain};
+/// The RNG trait our functions take: the CLI passes the OS-seeded thread
+/// RNG, simulations and test vectors a seeded ChaCha20.
+pub use rand::CryptoRng;

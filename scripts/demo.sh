@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The mtos demo on an embedded default: a scripted session of the `mtos`
+# command against a temporary home that is deleted afterwards. Later
+# milestones extend it into a local testnet.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cargo build --quiet --bin mtos
+TARGET_DIR="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
+MTOS="$TARGET_DIR/debug/mtos"
+
+HOME_DIR="$(mktemp -d -t mtos-demo.XXXXXX)"
+trap 'rm -rf "$HOME_DIR"' EXIT
+export MTOS_HOME="$HOME_DIR"
+# A throwaway home: the passphrase comes from the environment and the
+# scrypt cost is lowered so the demo is quick. Never do this with a real
+# keychain.
+export MTOS_PASSPHRASE="demo passphrase"
+export MTOS_KDF_LOG_N=12
+
+step() { printf '\n\033[1m$ mtos %s\033[0m\n' "$*"; "$MTOS" "$@"; }
+
+echo "demo home: $HOME_DIR"
+step id new --label alice
+step id new --label "alice (private)" --private
+step id new --label bob
+step id list
+BOB_URI="$("$MTOS" id show bob | awk '/^uri:/ {print $2}')"
+step id compare alice "$BOB_URI"
+step id show alice --qr
+step id export alice -o "$HOME_DIR/alice.mtos-id"
+step id rm alice --yes
+step id import "$HOME_DIR/alice.mtos-id"
+printf '\n\033[1m$ mtos id show nobody   (an error: exit code %s expected)\033[0m\n' 5
+set +e
+"$MTOS" id show nobody
+echo "exit code: $?"
+set -e
+echo
+echo "demo finished; the temporary home is removed."
