@@ -172,3 +172,96 @@ pub enum ExportError {
     #[error("malformed secret identity file: {0}")]
     Decode(#[from] DecodeError),
 }
+
+/// An item could not be built, decoded or verified.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ItemError {
+    /// A field breaks a rule of `specs/item.md` (too many tags, bad MIME...).
+    #[error("invalid item: {0}")]
+    Invalid(String),
+    /// The canonical encoding did not decode.
+    #[error("malformed item: {0}")]
+    Decode(#[from] DecodeError),
+    /// The author's signature does not verify: the item was modified.
+    #[error("item signature does not verify: the item was modified or forged")]
+    BadSignature,
+    /// A body part does not match the digest the author signed.
+    #[error("body part {index} does not match its signed digest: the item was modified")]
+    PartDigest {
+        /// Which part.
+        index: usize,
+    },
+}
+
+/// An item could not be sealed into chunks.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SealError {
+    /// The item itself is invalid.
+    #[error(transparent)]
+    Item(#[from] ItemError),
+    /// More recipients than the largest padding bucket.
+    #[error("at most {max} recipients per item (got {got})")]
+    TooManyRecipients {
+        /// The limit.
+        max: usize,
+        /// How many were given.
+        got: usize,
+    },
+    /// A recipient key was refused by age.
+    #[error("invalid recipient key")]
+    BadRecipient,
+    /// The sealed item would exceed the size limit.
+    #[error("item too large: {size} bytes sealed, the limit is {max}")]
+    TooLarge {
+        /// The size.
+        size: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// Encryption or the chunk store failed.
+    #[error("could not store the sealed item: {0}")]
+    Store(#[from] std::io::Error),
+}
+
+/// An item could not be fetched, reassembled, decrypted or verified.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// A chunk the tree names is not available.
+    #[error("chunk {0} is missing")]
+    ChunkMissing(String),
+    /// A chunk's bytes do not hash to its locator.
+    #[error("chunk {0} is corrupt: its contents do not match its locator")]
+    ChunkCorrupt(String),
+    /// A manifest node is not what the tree shape requires, or does not
+    /// decrypt under the reference's key.
+    #[error("manifest node {locator} is invalid: {reason}")]
+    Manifest {
+        /// The node.
+        locator: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The reference announces more data than this client accepts.
+    #[error("item too large: {size} bytes sealed, the limit is {max}")]
+    TooLarge {
+        /// Announced size.
+        size: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// A private item none of the given identities can decrypt.
+    #[error("this private item is not addressed to any of your identities")]
+    NotARecipient,
+    /// The reassembled sealed item does not decrypt.
+    #[error("sealed item is damaged: {0}")]
+    Sealed(String),
+    /// The decrypted item does not verify.
+    #[error(transparent)]
+    Item(#[from] ItemError),
+    /// The chunk store failed.
+    #[error("chunk store: {0}")]
+    Store(std::io::Error),
+}

@@ -9,6 +9,7 @@ use rand::CryptoRng;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
+use crate::agekeys::bech32_upper;
 use crate::codec::{Reader, Writer};
 use crate::error::{DecodeError, ExportError, LabelError, UriError};
 use crate::fingerprint::Fingerprint;
@@ -292,6 +293,11 @@ impl Identity {
         self.verify_key().id()
     }
 
+    /// The raw X25519 secret, for opening items sealed to this identity.
+    pub fn x25519_secret_bytes(&self) -> [u8; 32] {
+        self.encryption.to_bytes()
+    }
+
     /// Signs a message with the ed25519 key.
     pub fn sign(&self, message: &[u8]) -> [u8; 64] {
         self.signing.sign(message).to_bytes()
@@ -546,18 +552,6 @@ impl PublicIdentity {
         let payload = uri::parse(IDENTITY_URI_KIND, text)?;
         Ok(Self::decode(&payload)?)
     }
-}
-
-/// Bech32 (BIP 173, with checksum) in the uppercase form age uses for
-/// secret keys; age's own encoder is not public.
-fn bech32_upper(hrp: &str, data: &[u8]) -> String {
-    // The HRPs used here are constants known to be valid, and the data is
-    // 32 bytes, far below bech32's length limit; fall back to an empty
-    // string rather than panic if that ever changes.
-    let Ok(hrp) = bech32::Hrp::parse(hrp) else {
-        return String::new();
-    };
-    bech32::encode_upper::<bech32::Bech32>(hrp, data).unwrap_or_default()
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {

@@ -1,9 +1,12 @@
 #![doc = include_str!("../README.md")]
 
+pub mod agekeys;
 mod codec;
 pub mod error;
 pub mod fingerprint;
+pub mod geometry;
 pub mod identity;
+pub mod item;
 pub mod keychain;
 pub mod uri;
 
