@@ -31,6 +31,19 @@ step id show alice --qr
 step id export alice -o "$HOME_DIR/alice.mtos-id"
 step id rm alice --yes
 step id import "$HOME_DIR/alice.mtos-id"
+printf '\n\033[1m$ mtos item seal --text "hello from the demo" --tag demo --as alice\033[0m\n'
+NOTE="$("$MTOS" item seal --text "hello from the demo" --tag demo --as alice)"
+echo "$NOTE"
+step item open "$NOTE"
+head -c 300000 /dev/urandom > "$HOME_DIR/photo.jpg"
+printf '\n\033[1m$ mtos item seal photo.jpg --text "a (random) photo" --reply-to mtos:item:... --as alice\033[0m\n'
+PHOTO="$("$MTOS" item seal "$HOME_DIR/photo.jpg" --text "a (random) photo" --reply-to "$NOTE" --as alice)"
+echo "$PHOTO"
+step item inspect "$PHOTO"
+printf '\n\033[1m$ mtos item seal --text "for bob only" --to bob --as alice\033[0m\n'
+SECRET="$("$MTOS" item seal --text "for bob only" --to bob --as alice)"
+echo "$SECRET"
+step item open "$SECRET"
 printf '\n\033[1m$ mtos id show nobody   (an error: exit code %s expected)\033[0m\n' 5
 set +e
 "$MTOS" id show nobody

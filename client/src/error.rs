@@ -40,6 +40,26 @@ pub enum ClientError {
     /// The command would destroy data without being told to.
     #[error("{0}")]
     Refused(String),
+    /// The chunk store could not be opened or written.
+    #[error("item store {path}: {reason}")]
+    Store {
+        /// The store directory.
+        path: PathBuf,
+        /// RocksDB's message.
+        reason: String,
+    },
+    /// An item could not be built.
+    #[error(transparent)]
+    Item(#[from] mtos_crypto::ItemError),
+    /// An item could not be sealed.
+    #[error(transparent)]
+    Seal(#[from] mtos_crypto::SealError),
+    /// An item could not be opened or verified.
+    #[error(transparent)]
+    Open(#[from] mtos_crypto::OpenError),
+    /// A recipient was not understood.
+    #[error("recipient \"{0}\": not an mtos:id: URI, an age1... key, or one of your identities")]
+    BadRecipient(String),
     /// The input is too large to be what it claims.
     #[error("{path}: larger than {limit} bytes, not an mtos file")]
     TooLarge {
@@ -62,6 +82,8 @@ pub mod exit {
     pub const NOT_FOUND: u8 = 5;
     /// Would duplicate or overwrite something that exists.
     pub const CONFLICT: u8 = 6;
+    /// A private item not addressed to any of your identities.
+    pub const NOT_RECIPIENT: u8 = 7;
 }
 
 impl ClientError {
@@ -80,6 +102,14 @@ impl ClientError {
                 KeychainError::Duplicate(_) | KeychainError::DuplicateLabel(_) => exit::CONFLICT,
                 _ => exit::FAILURE,
             },
+            ClientError::Open(mtos_crypto::OpenError::ChunkMissing(_)) => exit::NOT_FOUND,
+            ClientError::Open(mtos_crypto::OpenError::NotARecipient) => exit::NOT_RECIPIENT,
+            ClientError::Open(_) | ClientError::Item(_) | ClientError::BadRecipient(_) => {
+                exit::BAD_INPUT
+            }
+            ClientError::Seal(mtos_crypto::SealError::Item(_))
+            | ClientError::Seal(mtos_crypto::SealError::TooManyRecipients { .. })
+            | ClientError::Seal(mtos_crypto::SealError::TooLarge { .. }) => exit::BAD_INPUT,
             ClientError::Label(_)
             | ClientError::Uri(_)
             | ClientError::Import { .. }

@@ -3,6 +3,7 @@
 pub mod error;
 pub mod home;
 pub mod passphrase;
+pub mod store;
 
 pub use error::ClientError;
 pub use home::Home;

@@ -11,7 +11,9 @@ pub mod keychain;
 pub mod uri;
 
 pub use age::secrecy::{ExposeSecret, SecretString};
-pub use error::{DecodeError, ExportError, KeychainError, LabelError, UriError};
+pub use error::{
+    DecodeError, ExportError, ItemError, KeychainError, LabelError, OpenError, SealError, UriError,
+};
 pub use fingerprint::{Fingerprint, SafetyNumber};
 pub use identity::{Identity, IdentityId, Label, PublicIdentity, VerifyKey, Visibility};
 pub use keychain::file::{KeychainFile, KeychainLock, StagedKeychain};

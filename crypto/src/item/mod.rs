@@ -346,7 +346,7 @@ fn validate_mime(mime: &str) -> Result<(), &'static str> {
     if !mime.bytes().all(|b| (0x20..0x7f).contains(&b)) {
         return Err("a MIME type is printable ASCII");
     }
-    let essence = mime.split(';').next().unwrap_or_default().trim();
+    let essence = mime.split(';').next().unwrap_or_default();
     match essence.split_once('/') {
         Some((t, s))
             if !t.is_empty() && !s.is_empty() && !essence.contains(' ') && !s.contains('/') =>

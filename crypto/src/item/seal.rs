@@ -93,15 +93,15 @@ pub fn seal<R: CryptoRng + ?Sized, S: ChunkSink>(
             vec![x25519_public(&public_item_secret(&item_key))],
         ),
         Access::Private(keys) => {
-            if keys.is_empty() || keys.len() > MAX_RECIPIENTS {
-                return Err(SealError::TooManyRecipients {
-                    max: MAX_RECIPIENTS,
-                    got: keys.len(),
-                });
-            }
             let mut unique = keys.to_vec();
             unique.sort_unstable();
             unique.dedup();
+            if unique.is_empty() || unique.len() > MAX_RECIPIENTS {
+                return Err(SealError::TooManyRecipients {
+                    max: MAX_RECIPIENTS,
+                    got: unique.len(),
+                });
+            }
             (Audience::Private, unique)
         }
     };
@@ -129,10 +129,20 @@ pub fn seal<R: CryptoRng + ?Sized, S: ChunkSink>(
         age::Encryptor::with_recipients(recipients.iter().map(|r| r as &dyn age::Recipient))
             .map_err(|e| SealError::Store(std::io::Error::other(e.to_string())))?;
     let tk = tree_key(&item_key);
-    let writer = TreeWriter::new(sink, *tk, MAX_SEALED_LEN + (64 << 10));
-    let mut stream = encryptor.wrap_output(writer)?;
-    item.write_to(&header, &mut stream)?;
-    let writer = stream.finish()?;
+    let writer = TreeWriter::new(sink, *tk, MAX_SEALED_LEN);
+    let too_large = |e: std::io::Error| {
+        if e.kind() == std::io::ErrorKind::FileTooLarge {
+            SealError::TooLarge {
+                size: plain_len,
+                max: MAX_SEALED_LEN,
+            }
+        } else {
+            SealError::Store(e)
+        }
+    };
+    let mut stream = encryptor.wrap_output(writer).map_err(too_large)?;
+    item.write_to(&header, &mut stream).map_err(too_large)?;
+    let writer = stream.finish().map_err(too_large)?;
     let (root, shape) = writer.finish()?;
     Ok(Sealed {
         reference: ItemRef::new(audience, root, *item_key),
@@ -192,7 +202,7 @@ pub fn open_sealed(
     let reader = decryptor
         .decrypt(ids.iter().map(|i| i as &dyn age::Identity))
         .map_err(map_age)?;
-    let mut plain = Vec::with_capacity(sealed.len());
+    let mut plain = Zeroizing::new(Vec::with_capacity(sealed.len()));
     reader
         .take(MAX_SEALED_LEN)
         .read_to_end(&mut plain)

@@ -15,6 +15,8 @@ use std::io;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 
+use zeroize::Zeroizing;
+
 use super::reference::Locator;
 use crate::error::OpenError;
 use crate::geometry::CHUNK_SIZE;
@@ -215,14 +217,22 @@ fn seal_node(
 
 /// Receives the sealed item as it is produced, cuts data chunks, and on
 /// [`TreeWriter::finish`] writes the manifest nodes.
-#[derive(Debug)]
 pub struct TreeWriter<'a, S: ChunkSink> {
     sink: &'a mut S,
-    key: [u8; 32],
+    key: Zeroizing<[u8; 32]>,
     buf: Vec<u8>,
     data: Vec<Locator>,
     len: u64,
     max_len: u64,
+}
+
+impl<S: ChunkSink> std::fmt::Debug for TreeWriter<'_, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TreeWriter")
+            .field("len", &self.len)
+            .field("data_chunks", &self.data.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl<'a, S: ChunkSink> TreeWriter<'a, S> {
@@ -231,7 +241,7 @@ impl<'a, S: ChunkSink> TreeWriter<'a, S> {
     pub fn new(sink: &'a mut S, key: [u8; 32], max_len: u64) -> Self {
         Self {
             sink,
-            key,
+            key: Zeroizing::new(key),
             buf: Vec::with_capacity(2 * CHUNK_SIZE),
             data: Vec::new(),
             len: 0,
@@ -487,7 +497,9 @@ pub fn assemble<S: ChunkSource>(
     if shape.levels == 0 {
         return Ok(inline);
     }
-    let mut out = Vec::with_capacity(usize::try_from(shape.sealed_len).unwrap_or(0));
+    // The size is announced by the root; grow as verified chunks arrive
+    // rather than trusting it for one large allocation.
+    let mut out = Vec::with_capacity(usize::try_from(shape.sealed_len.min(64 << 20)).unwrap_or(0));
     walk(
         source,
         key,

@@ -182,6 +182,23 @@ impl Keychain {
 
     /// Encrypts the keychain with an age passphrase (scrypt) stanza.
     pub fn seal(&self, passphrase: &SecretString, cost: KdfCost) -> Result<Vec<u8>, KeychainError> {
+        let sealed = self.seal_once(passphrase, cost)?;
+        // age's calibration can exceed what `open` accepts on a very fast
+        // machine (or when its timer reads zero); never write a keychain we
+        // would then refuse to open.
+        match (cost, scrypt_log_n(&sealed)) {
+            (KdfCost::Calibrated, Some(n)) if n > MAX_LOG_N => {
+                self.seal_once(passphrase, KdfCost::LogN(MAX_LOG_N))
+            }
+            _ => Ok(sealed),
+        }
+    }
+
+    fn seal_once(
+        &self,
+        passphrase: &SecretString,
+        cost: KdfCost,
+    ) -> Result<Vec<u8>, KeychainError> {
         let mut recipient = age::scrypt::Recipient::new(passphrase.clone());
         if let KdfCost::LogN(log_n) = cost {
             recipient.set_work_factor(log_n.clamp(1, MAX_LOG_N));
@@ -218,6 +235,17 @@ impl Keychain {
             .map_err(|e| KeychainError::Damaged(format!("payload does not authenticate ({e})")))?;
         Ok(Self::decode(&plaintext)?)
     }
+}
+
+/// The work factor in a sealed keychain's scrypt stanza
+/// (`-> scrypt <salt> <log_n>`).
+fn scrypt_log_n(sealed: &[u8]) -> Option<u8> {
+    let header = sealed.get(..sealed.len().min(512))?;
+    let text = String::from_utf8_lossy(header);
+    text.lines()
+        .find_map(|l| l.strip_prefix("-> scrypt "))
+        .and_then(|args| args.split(' ').nth(1))
+        .and_then(|n| n.parse().ok())
 }
 
 fn map_decrypt_error(e: age::DecryptError) -> KeychainError {
@@ -338,6 +366,17 @@ mod tests {
             Keychain::open(&sealed, &wrong),
             Err(KeychainError::WrongPassphrase)
         ));
+    }
+
+    #[test]
+    fn sealed_work_factor_is_readable_and_bounded() {
+        let pass = SecretString::from("pw".to_owned());
+        let sealed = sample(1).seal(&pass, KdfCost::LogN(5)).unwrap();
+        assert_eq!(scrypt_log_n(&sealed), Some(5));
+        // Out-of-range requests are clamped (0 is not a valid scrypt cost;
+        // the upper clamp to MAX_LOG_N would cost 4 GiB here, not tested).
+        let sealed = sample(1).seal(&pass, KdfCost::LogN(0)).unwrap();
+        assert_eq!(scrypt_log_n(&sealed), Some(1));
     }
 
     #[test]

@@ -113,19 +113,31 @@ pub fn run(home: &Home, cmd: IdCommand) -> Result<String, ClientError> {
     }
 }
 
-fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
 }
 
-fn date(secs: u64) -> String {
-    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs)).to_string()
+/// An RFC 3339 date, or the raw number for times humantime cannot show
+/// (past year 9999): times come from untrusted items and must not panic.
+pub(crate) fn date(secs: u64) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    match UNIX_EPOCH.checked_add(Duration::from_secs(secs)) {
+        Some(t) if secs < 253_402_300_800 => {
+            if write!(out, "{}", humantime::format_rfc3339_seconds(t)).is_err() {
+                out = format!("{secs} s after 1970");
+            }
+        }
+        _ => out = format!("{secs} s after 1970"),
+    }
+    out
 }
 
 /// Opens the keychain read-only.
-fn open(home: &Home) -> Result<Keychain, ClientError> {
+pub(crate) fn open(home: &Home) -> Result<Keychain, ClientError> {
     let file = home.keychain();
     if !file.exists() {
         return Err(KeychainError::Missing(file.path().to_owned()).into());
@@ -315,7 +327,7 @@ fn export(
 }
 
 /// Creates a new owner-only file; refuses to replace an existing one.
-fn write_new_private_file(path: &Path, bytes: &[u8]) -> Result<(), ClientError> {
+pub(crate) fn write_new_private_file(path: &Path, bytes: &[u8]) -> Result<(), ClientError> {
     let io = |source: std::io::Error| {
         if source.kind() == std::io::ErrorKind::AlreadyExists {
             ClientError::Refused(format!(

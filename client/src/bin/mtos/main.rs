@@ -1,6 +1,7 @@
 //! `mtos`: the command of people publishing and reading on mtos.
 
 mod id;
+mod item;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -18,7 +19,7 @@ Environment:
                     a low value makes the keychain easy to crack)
 
 Exit codes: 0 success, 1 failure, 2 usage, 3 wrong passphrase, 4 damaged or malformed input,
-            5 not found, 6 would overwrite or duplicate something
+            5 not found, 6 would overwrite or duplicate something, 7 not a recipient
 
 Example:
   mtos id new --label alice
@@ -48,6 +49,16 @@ enum Command {
         after_help = "Example:\n  mtos id new --label alice\n  mtos id show alice --qr"
     )]
     Id(id::IdCommand),
+    /// Seal, open and inspect items: signed, encrypted posts and media.
+    ///
+    /// An item is text and files under one mtos:item: reference. Sealing signs it,
+    /// encrypts it and stores its chunks in the local store; anyone holding the
+    /// reference of a public item (or a recipient of a private one) can open it.
+    #[command(
+        subcommand,
+        after_help = "Example:\n  mtos item seal --text \"hello\" --tag first\n  mtos item open mtos:item:..."
+    )]
+    Item(item::ItemCommand),
 }
 
 fn main() -> ExitCode {
@@ -81,5 +92,6 @@ fn run(cli: Cli) -> Result<String, ClientError> {
     let home = Home::resolve(cli.home)?;
     match cli.command {
         Command::Id(cmd) => id::run(&home, cmd),
+        Command::Item(cmd) => item::run(&home, cmd),
     }
 }

@@ -1,0 +1,558 @@
+//! `mtos item ...`: seal, open and inspect items in the local store.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use clap::Subcommand;
+use mtos_client::store::{ChunkStore, STORE_DIR};
+use mtos_client::{ClientError, Home};
+use mtos_crypto::item::seal::{self, Access, MAX_SEALED_LEN};
+use mtos_crypto::item::{
+    Audience, ContentType, Item, ItemDraft, ItemRef, Part, PartKind, RefKind, TypedRef,
+};
+use mtos_crypto::{Identity, Keychain, PublicIdentity, agekeys};
+use zeroize::Zeroizing;
+
+use crate::id::{date, now, open as open_keychain, write_new_private_file};
+
+#[derive(Debug, Subcommand)]
+pub enum ItemCommand {
+    /// Sign, encrypt and store an item; print its mtos:item: reference.
+    ///
+    /// Each --text becomes a text part and each FILE a binary part (its MIME
+    /// type guessed from its name). Without --to the item is public: anyone
+    /// holding the reference can read it, no storer can. With --to it is
+    /// private: only the recipients (and you) can read it. A RECIPIENT is an
+    /// mtos:id: URI, an age1... key, or one of your identities. The reference
+    /// holds the item's key: share it only with the people who should read it.
+    ///
+    /// Example: mtos item seal --text "sunset" photo.jpg --tag sky --as alice
+    Seal {
+        /// A text part (repeatable).
+        #[arg(long, short, value_name = "TEXT")]
+        text: Vec<String>,
+        /// Files to include as binary parts.
+        #[arg(value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// schema.org type: Note, Article, Comment, ImageObject, VideoObject, AudioObject, MediaObject, DigitalDocument, WebPage, Event, Collection [default: from the parts]
+        #[arg(long = "type", value_name = "TYPE")]
+        content_type: Option<String>,
+        /// A tag (repeatable).
+        #[arg(long, value_name = "TAG")]
+        tag: Vec<String>,
+        /// The item this one replies to.
+        #[arg(long, value_name = "REF")]
+        reply_to: Vec<String>,
+        /// The item this one remixes.
+        #[arg(long, value_name = "REF")]
+        remix_of: Vec<String>,
+        /// The item this one reblogs.
+        #[arg(long, value_name = "REF")]
+        reblog: Vec<String>,
+        /// Make the item private to this recipient (repeatable).
+        #[arg(long, value_name = "RECIPIENT")]
+        to: Vec<String>,
+        /// Sign with a fresh throwaway key that links to none of your identities.
+        #[arg(long, conflicts_with = "as_id")]
+        anonymous: bool,
+        /// Sign as this identity (label or id prefix) [default: your only identity].
+        #[arg(long = "as", value_name = "ID")]
+        as_id: Option<String>,
+    },
+    /// Fetch, decrypt and verify an item; print it or write its parts.
+    ///
+    /// Text parts are printed. With -o, a single part is written to OUT; several
+    /// parts go into the directory OUT as part-N files. Existing files are never
+    /// overwritten. A private item asks for your keychain passphrase.
+    ///
+    /// Example: mtos item open mtos:item:... -o photo.jpg
+    Open {
+        /// The mtos:item: reference.
+        reference: String,
+        /// Write the parts here instead of printing.
+        #[arg(long, short, value_name = "OUT")]
+        output: Option<PathBuf>,
+    },
+    /// Show an item's chunk tree and, for a public item, its signed metadata.
+    ///
+    /// Example: mtos item inspect mtos:item:... --export-sealed item.age
+    Inspect {
+        /// The mtos:item: reference.
+        reference: String,
+        /// Also write the sealed bytes (a standard age file) to this new file.
+        #[arg(long, value_name = "FILE")]
+        export_sealed: Option<PathBuf>,
+    },
+}
+
+pub fn run(home: &Home, cmd: ItemCommand) -> Result<String, ClientError> {
+    match cmd {
+        ItemCommand::Seal {
+            text,
+            files,
+            content_type,
+            tag,
+            reply_to,
+            remix_of,
+            reblog,
+            to,
+            anonymous,
+            as_id,
+        } => {
+            let mut refs = Vec::new();
+            for (kind, list) in [
+                (RefKind::ReplyTo, reply_to),
+                (RefKind::RemixOf, remix_of),
+                (RefKind::ReblogOf, reblog),
+            ] {
+                for r in list {
+                    refs.push(TypedRef {
+                        kind,
+                        target: ItemRef::from_uri(&r)?,
+                    });
+                }
+            }
+            seal_cmd(
+                home,
+                SealArgs {
+                    text,
+                    files,
+                    content_type,
+                    tags: tag,
+                    refs,
+                    to,
+                    anonymous,
+                    as_id,
+                },
+            )
+        }
+        ItemCommand::Open { reference, output } => open_cmd(home, &reference, output.as_deref()),
+        ItemCommand::Inspect {
+            reference,
+            export_sealed,
+        } => inspect_cmd(home, &reference, export_sealed.as_deref()),
+    }
+}
+
+struct SealArgs {
+    text: Vec<String>,
+    files: Vec<PathBuf>,
+    content_type: Option<String>,
+    tags: Vec<String>,
+    refs: Vec<TypedRef>,
+    to: Vec<String>,
+    anonymous: bool,
+    as_id: Option<String>,
+}
+
+fn read_part(path: &Path, budget: &mut u64) -> Result<Part, ClientError> {
+    let io = |source| ClientError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let file = fs::File::open(path).map_err(io)?;
+    let mut data = Vec::new();
+    file.take(*budget + 1).read_to_end(&mut data).map_err(io)?;
+    if data.len() as u64 > *budget {
+        return Err(ClientError::TooLarge {
+            path: path.display().to_string(),
+            limit: mtos_crypto::item::MAX_BODY_LEN,
+        });
+    }
+    *budget -= data.len() as u64;
+    let mime = mime_guess::from_path(path)
+        .first_raw()
+        .unwrap_or("application/octet-stream");
+    Ok(Part::binary(data, mime))
+}
+
+fn infer_type(parts: &[Part]) -> ContentType {
+    let binary: Vec<&str> = parts
+        .iter()
+        .filter(|p| p.kind() == PartKind::Binary)
+        .map(|p| p.mime())
+        .collect();
+    let all = |prefix: &str| !binary.is_empty() && binary.iter().all(|m| m.starts_with(prefix));
+    if binary.is_empty() {
+        ContentType::Note
+    } else if all("image/") {
+        ContentType::ImageObject
+    } else if all("video/") {
+        ContentType::VideoObject
+    } else if all("audio/") {
+        ContentType::AudioObject
+    } else if binary.iter().all(|m| *m == "application/pdf") {
+        ContentType::DigitalDocument
+    } else {
+        ContentType::MediaObject
+    }
+}
+
+/// Resolves a recipient to an X25519 key.
+fn recipient_key(text: &str, keychain: Option<&Keychain>) -> Result<[u8; 32], ClientError> {
+    let t = text.trim();
+    if t.to_ascii_lowercase().starts_with("mtos:") {
+        return Ok(*PublicIdentity::from_uri(t)?.encryption_key());
+    }
+    if t.starts_with("age1") {
+        return agekeys::parse_recipient(t).ok_or_else(|| ClientError::BadRecipient(t.into()));
+    }
+    match keychain.map(|k| k.find(t)) {
+        Some(Ok(identity)) => Ok(identity.encryption_key()),
+        _ => Err(ClientError::BadRecipient(t.chars().take(80).collect())),
+    }
+}
+
+fn is_local_name(text: &str) -> bool {
+    let t = text.trim();
+    !t.to_ascii_lowercase().starts_with("mtos:") && !t.starts_with("age1")
+}
+
+fn seal_cmd(home: &Home, args: SealArgs) -> Result<String, ClientError> {
+    let mut out = String::new();
+    let mut parts: Vec<Part> = args.text.into_iter().map(Part::text).collect();
+    let mut budget = mtos_crypto::item::MAX_BODY_LEN;
+    for path in &args.files {
+        parts.push(read_part(path, &mut budget)?);
+    }
+    if parts.is_empty() {
+        return Err(ClientError::Refused(
+            "nothing to seal: give --text and/or files".into(),
+        ));
+    }
+    let content_type = match &args.content_type {
+        Some(t) => ContentType::parse(t).ok_or_else(|| {
+            ClientError::Item(mtos_crypto::ItemError::Invalid(format!(
+                "unknown type \"{t}\" (see `mtos item seal --help`)"
+            )))
+        })?,
+        None => infer_type(&parts),
+    };
+
+    let needs_keychain = !args.anonymous || args.to.iter().any(|t| is_local_name(t));
+    let keychain = if needs_keychain {
+        Some(open_keychain(home)?)
+    } else {
+        None
+    };
+    let author: Identity = if args.anonymous {
+        Identity::throwaway(&mut rand::rng(), now())
+    } else {
+        let keychain = keychain
+            .as_ref()
+            .ok_or_else(|| ClientError::Refused("no keychain".into()))?;
+        match (&args.as_id, keychain.identities()) {
+            (Some(q), _) => keychain.find(q)?.clone(),
+            (None, [only]) => only.clone(),
+            (None, []) => {
+                return Err(ClientError::Refused(
+                    "no identity to sign with: create one with `mtos id new`, or use --anonymous"
+                        .into(),
+                ));
+            }
+            (None, _) => {
+                return Err(ClientError::Refused(
+                    "several identities: choose one with --as ID, or use --anonymous".into(),
+                ));
+            }
+        }
+    };
+    let mut recipients = Vec::new();
+    for r in &args.to {
+        recipients.push(recipient_key(r, keychain.as_ref())?);
+    }
+    if !recipients.is_empty() && !args.anonymous && !recipients.contains(&author.encryption_key()) {
+        // The author keeps the ability to read what they sealed, unless
+        // that would push the item past the recipient limit.
+        if recipients.len() < seal::MAX_RECIPIENTS {
+            recipients.push(author.encryption_key());
+        }
+    }
+
+    let mut draft = ItemDraft::new(content_type, now().saturating_mul(1000), parts);
+    draft.tags = args.tags;
+    draft.refs = args.refs;
+    let item = draft.sign(&author)?;
+
+    home.ensure()?;
+    let store = ChunkStore::open(&home.dir().join(STORE_DIR))?;
+    let mut writer = store.writer();
+    let access = if recipients.is_empty() {
+        Access::Public
+    } else {
+        Access::Private(&recipients)
+    };
+    let sealed = seal::seal(&mut rand::rng(), &item, access, &mut writer)?;
+    writer.finish().map_err(|e| ClientError::Store {
+        path: store.path().to_owned(),
+        reason: e.to_string(),
+    })?;
+    let shape = sealed.shape;
+    eprintln!(
+        "sealed {} {} by {}: {} bytes in {} chunk{}{}",
+        match sealed.reference.audience() {
+            Audience::Public => "public",
+            Audience::Private => "private",
+        },
+        item.content_type(),
+        if args.anonymous {
+            "a throwaway key (anonymous)".to_owned()
+        } else {
+            format!("\"{}\" ({})", author.label(), author.id())
+        },
+        shape.sealed_len,
+        shape.total_chunks(),
+        if shape.total_chunks() == 1 { "" } else { "s" },
+        if shape.levels == 0 { " (inline)" } else { "" },
+    );
+    let _ = writeln!(out, "{}", sealed.reference.to_uri());
+    Ok(out)
+}
+
+fn open_store(home: &Home) -> Result<ChunkStore, ClientError> {
+    let path = home.dir().join(STORE_DIR);
+    if !path.exists() {
+        return Err(ClientError::Open(mtos_crypto::OpenError::ChunkMissing(
+            format!("(no item store at {} yet)", path.display()),
+        )));
+    }
+    ChunkStore::open(&path)
+}
+
+fn describe(out: &mut String, item: &Item, keychain: Option<&Keychain>) {
+    let author = item.author();
+    let whose = match keychain.and_then(|k| k.by_key(author)) {
+        Some(i) => format!(" = your identity \"{}\"", i.label()),
+        None => String::new(),
+    };
+    let _ = writeln!(out, "type:     {}", item.content_type());
+    let _ = writeln!(out, "author:   {} ({}){whose}", author.id(), author);
+    let _ = writeln!(out, "created:  {}", date(item.created_ms() / 1000));
+    let _ = writeln!(
+        out,
+        "verified: signature and all {} part(s)",
+        item.parts().len()
+    );
+    if !item.tags().is_empty() {
+        let _ = writeln!(out, "tags:     {}", printable(&item.tags().join(" ")));
+    }
+    if let Some(feed) = item.feed() {
+        let _ = writeln!(
+            out,
+            "feed:     {} #{}",
+            data_encoding_hex(&feed.feed[..8]),
+            feed.seq
+        );
+    }
+    for r in item.refs() {
+        let _ = writeln!(out, "{:<9} {}", format!("{}:", r.kind), r.target.to_uri());
+    }
+    for (i, (p, d)) in item.parts().iter().zip(item.part_digests()).enumerate() {
+        let _ = writeln!(
+            out,
+            "part {i}:   {} {}, {} bytes, blake3 {}",
+            match p.kind() {
+                PartKind::Text => "text",
+                PartKind::Binary => "binary",
+            },
+            p.mime(),
+            p.data().len(),
+            data_encoding_hex(&d[..8])
+        );
+    }
+}
+
+/// Text from an item is untrusted: terminal control sequences (which can
+/// rewrite the screen, spoof the `verified:` line or write the clipboard)
+/// and bidirectional overrides are shown escaped instead of obeyed.
+fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        let bidi = matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}' | '\u{061c}');
+        if (c.is_control() && c != '\n' && c != '\t') || bidi {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn data_encoding_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn open_cmd(home: &Home, reference: &str, output: Option<&Path>) -> Result<String, ClientError> {
+    let mut out = String::new();
+    let reference = ItemRef::from_uri(reference)?;
+    let store = open_store(home)?;
+    let (keychain, secrets) = match reference.audience() {
+        Audience::Public => (None, Vec::new()),
+        Audience::Private => {
+            let keychain = open_keychain(home)?;
+            let secrets: Vec<Zeroizing<[u8; 32]>> = keychain
+                .identities()
+                .iter()
+                .map(|i| Zeroizing::new(i.x25519_secret_bytes()))
+                .collect();
+            (Some(keychain), secrets)
+        }
+    };
+    let item = seal::open(&mut &store, &reference, &secrets, MAX_SEALED_LEN)?;
+    describe(&mut out, &item, keychain.as_ref());
+    match output {
+        Some(path) => write_parts(&mut out, &item, path)?,
+        None => {
+            for (i, p) in item.parts().iter().enumerate() {
+                match p.as_text() {
+                    Some(text) => {
+                        let _ = writeln!(out, "\n{}", printable(text));
+                    }
+                    None => {
+                        let _ = writeln!(
+                            out,
+                            "\n[part {i}: {} bytes of {}; write it with -o]",
+                            p.data().len(),
+                            p.mime()
+                        );
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn extension(mime: &str) -> &'static str {
+    let essence = mime.split(';').next().unwrap_or_default().trim();
+    mime_guess::get_mime_extensions_str(essence)
+        .and_then(|e| e.first())
+        .copied()
+        .unwrap_or("bin")
+}
+
+fn write_parts(out: &mut String, item: &Item, path: &Path) -> Result<(), ClientError> {
+    if let [only] = item.parts() {
+        write_new_file(path, only.data())?;
+        let _ = writeln!(
+            out,
+            "wrote {} bytes to {}",
+            only.data().len(),
+            path.display()
+        );
+        return Ok(());
+    }
+    fs::create_dir(path).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::AlreadyExists {
+            ClientError::Refused(format!(
+                "{} exists; refusing to overwrite it",
+                path.display()
+            ))
+        } else {
+            ClientError::Io {
+                path: path.to_owned(),
+                source,
+            }
+        }
+    })?;
+    for (i, p) in item.parts().iter().enumerate() {
+        let file = path.join(format!("part-{i}.{}", extension(p.mime())));
+        write_new_file(&file, p.data())?;
+        let _ = writeln!(out, "wrote {} bytes to {}", p.data().len(), file.display());
+    }
+    Ok(())
+}
+
+/// Creates a new file (never replacing one); the content is the reader's
+/// own plaintext, so owner-only like the keychain.
+fn write_new_file(path: &Path, bytes: &[u8]) -> Result<(), ClientError> {
+    write_new_private_file(path, bytes)
+}
+
+fn inspect_cmd(
+    home: &Home,
+    reference: &str,
+    export_sealed: Option<&Path>,
+) -> Result<String, ClientError> {
+    let mut out = String::new();
+    let reference = ItemRef::from_uri(reference)?;
+    let store = open_store(home)?;
+    let tree = seal::inspect(&mut &store, &reference, MAX_SEALED_LEN)?;
+    let shape = tree.shape;
+    let _ = writeln!(
+        out,
+        "audience: {}",
+        match reference.audience() {
+            Audience::Public => "public",
+            Audience::Private => "private",
+        }
+    );
+    let _ = writeln!(out, "root:     {}", reference.root());
+    let _ = writeln!(out, "sealed:   {} bytes (an age file)", shape.sealed_len);
+    let _ = writeln!(
+        out,
+        "chunks:   {} ({} data, {} manifest; {} level{})",
+        shape.total_chunks(),
+        shape.data_chunks,
+        tree.nodes.len(),
+        shape.levels,
+        if shape.levels == 1 { "" } else { "s" }
+    );
+    for node in &tree.nodes {
+        let _ = writeln!(
+            out,
+            "  node level {} #{:<4} {}  covers {} bytes{}",
+            node.level,
+            node.index,
+            node.locator,
+            node.covered,
+            if node.level == 0 {
+                " inline".to_owned()
+            } else {
+                format!(", {} children", node.children.len())
+            }
+        );
+    }
+    let sealed = seal::fetch_sealed(&mut &store, &reference, MAX_SEALED_LEN)?;
+    if let Some(path) = export_sealed {
+        write_new_private_file(path, &sealed)?;
+        let _ = writeln!(out, "wrote the sealed item to {}", path.display());
+    }
+    match reference.audience() {
+        Audience::Public => {
+            let item = seal::open_sealed(&sealed, &reference, &[])?;
+            describe(&mut out, &item, None);
+        }
+        Audience::Private => {
+            let _ = writeln!(
+                out,
+                "metadata: encrypted to its recipients (`mtos item open` decrypts it)"
+            );
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn untrusted_text_cannot_drive_the_terminal() {
+        assert_eq!(printable("plain\ttext\nline"), "plain\ttext\nline");
+        let hostile = "ok\u{1b}]52;c;ZXZpbA==\u{7}\u{202e}gnp.exe";
+        let shown = printable(hostile);
+        assert!(!shown.contains('\u{1b}'));
+        assert!(!shown.contains('\u{202e}'));
+        assert!(shown.contains("\\u{1b}"));
+    }
+
+    #[test]
+    fn dates_from_untrusted_items_never_panic() {
+        assert_eq!(date(0), "1970-01-01T00:00:00Z");
+        assert!(date(u64::MAX).contains("after 1970"));
+        assert!(date(253_402_300_800).contains("after 1970"));
+    }
+}
