@@ -8,6 +8,7 @@ pub mod geometry;
 pub mod identity;
 pub mod item;
 pub mod keychain;
+pub mod sphinx;
 pub mod uri;
 
 pub use age::secrecy::{ExposeSecret, SecretString};

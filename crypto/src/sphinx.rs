@@ -1,0 +1,573 @@
+//! Sphinx packets and link frames. The Sphinx format itself is Nym's
+//! `sphinx-packet` crate (audited, used in production); this module only
+//! adapts it to mtos: fixed geometry, randomness from the caller's RNG,
+//! a header-check step that exposes the replay tag only after the MAC
+//! passed, and the fixed-size link frame. Normative: `specs/sphinx.md`.
+
+use std::fmt;
+use std::time::Duration;
+
+use rand::CryptoRng;
+use sphinx_packet::header::delays::Delay;
+use sphinx_packet::header::shared_secret::ExpandedSharedSecret;
+use sphinx_packet::payload::Payload;
+use sphinx_packet::route::{
+    Destination as SphinxDestination, DestinationAddressBytes, Node, NodeAddressBytes,
+};
+use sphinx_packet::version::SINGLE_SEED_SURB_VERSION;
+use sphinx_packet::{
+    ProcessedPacketData, SURB, SURBMaterial, SphinxPacket, SphinxPacketBuilder, SurbReplyRecovery,
+};
+use zeroize::Zeroizing;
+
+use crate::geometry::{
+    MAX_PATH_LENGTH, SPHINX_PACKET_SIZE, SPHINX_PAYLOAD_OVERHEAD, SPHINX_PAYLOAD_SIZE, SURB_SIZE,
+};
+
+/// A link frame: one key-tag byte, then one Sphinx packet.
+pub const FRAME_SIZE: usize = 1 + SPHINX_PACKET_SIZE;
+/// The largest message one forward packet carries.
+pub const MAX_MESSAGE: usize = SPHINX_PAYLOAD_SIZE - SPHINX_PAYLOAD_OVERHEAD;
+/// Bytes of a SURB identifier.
+pub const SURB_ID_LEN: usize = 16;
+
+/// Why a packet, frame or SURB was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SphinxError {
+    /// A frame or packet of the wrong size (checked before any crypto).
+    #[error("wrong size: {got} bytes, expected {expected}")]
+    WrongSize {
+        /// Bytes received.
+        got: usize,
+        /// Bytes required.
+        expected: usize,
+    },
+    /// The header MAC does not verify under this key.
+    #[error("header MAC does not verify")]
+    HeaderMac,
+    /// The header or routing information is malformed.
+    #[error("malformed header: {0}")]
+    Header(String),
+    /// The payload is malformed or does not authenticate.
+    #[error("malformed payload: {0}")]
+    Payload(String),
+    /// A route or SURB could not be built or used.
+    #[error("bad route or SURB: {0}")]
+    Route(String),
+    /// A message longer than one packet carries.
+    #[error("message of {got} bytes exceeds the {max}-byte packet capacity")]
+    MessageTooLong {
+        /// Its length.
+        got: usize,
+        /// The capacity.
+        max: usize,
+    },
+}
+
+fn map_err(e: sphinx_packet::Error) -> SphinxError {
+    use sphinx_packet::ErrorKind as K;
+    match e.kind() {
+        K::InvalidPayload => SphinxError::Payload(e.to_string()),
+        K::InvalidSURB => SphinxError::Route(e.to_string()),
+        _ => SphinxError::Header(e.to_string()),
+    }
+}
+
+/// A node's address in Sphinx headers: its 32-byte ed25519 public key.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeAddress(pub [u8; 32]);
+
+impl fmt::Debug for NodeAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "NodeAddress({})",
+            data_encoding::HEXLOWER.encode(&self.0[..8])
+        )
+    }
+}
+
+/// A node's X25519 Sphinx key for one epoch. Zeroized on drop.
+#[derive(Clone)]
+pub struct SphinxSecret(x25519_dalek::StaticSecret);
+
+impl fmt::Debug for SphinxSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SphinxSecret")
+            .field(
+                "public",
+                &data_encoding::HEXLOWER.encode(&self.public()[..8]),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl SphinxSecret {
+    /// A fresh key from the caller's RNG.
+    pub fn generate<R: CryptoRng + ?Sized>(rng: &mut R) -> Self {
+        let mut bytes = Zeroizing::new([0u8; 32]);
+        rng.fill_bytes(bytes.as_mut());
+        Self(x25519_dalek::StaticSecret::from(*bytes))
+    }
+
+    /// From stored bytes.
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(x25519_dalek::StaticSecret::from(bytes))
+    }
+
+    /// The bytes, for storage.
+    pub fn to_bytes(&self) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(self.0.to_bytes())
+    }
+
+    /// The public key published in the network document.
+    pub fn public(&self) -> [u8; 32] {
+        x25519_dalek::PublicKey::from(&self.0).to_bytes()
+    }
+}
+
+/// One hop of a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hop {
+    /// The node's address.
+    pub address: NodeAddress,
+    /// The node's Sphinx public key for the packet's epoch.
+    pub sphinx_key: [u8; 32],
+}
+
+/// Where a packet's final hop delivers it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Destination {
+    /// The recipient's address (a client's or a service's 32 bytes).
+    pub address: [u8; 32],
+    /// The SURB identifier (all zero for forward packets).
+    pub surb_id: [u8; SURB_ID_LEN],
+}
+
+fn route_nodes(route: &[Hop]) -> Result<Vec<Node>, SphinxError> {
+    if route.is_empty() || route.len() > MAX_PATH_LENGTH {
+        return Err(SphinxError::Route(format!(
+            "a route has 1 to {MAX_PATH_LENGTH} hops, got {}",
+            route.len()
+        )));
+    }
+    Ok(route
+        .iter()
+        .map(|h| {
+            Node::new(
+                NodeAddressBytes::from_bytes(h.address.0),
+                x25519_dalek::PublicKey::from(h.sphinx_key),
+            )
+        })
+        .collect())
+}
+
+fn sphinx_delays(delays: &[Duration], hops: usize) -> Result<Vec<Delay>, SphinxError> {
+    if delays.len() != hops {
+        return Err(SphinxError::Route(format!(
+            "{} delays for {hops} hops",
+            delays.len()
+        )));
+    }
+    Ok(delays
+        .iter()
+        .map(|d| Delay::new_from_nanos(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)))
+        .collect())
+}
+
+/// Samples an exponential delay with the given mean from the caller's RNG
+/// (Poisson mixing: every hop holds a packet this long).
+pub fn sample_exponential<R: rand::Rng + ?Sized>(rng: &mut R, mean: Duration) -> Duration {
+    // U in (0, 1]: 53 random bits, never zero, so ln(U) is finite.
+    let u = ((rng.next_u64() >> 11) + 1) as f64 / (1u64 << 53) as f64;
+    let secs = -u.ln() * mean.as_secs_f64();
+    Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX)
+}
+
+/// Builds a forward packet: `message` to `destination` through `route`,
+/// each hop holding it for the matching entry of `delays`. The initial
+/// secret comes from `rng`. Returns the packet bytes.
+pub fn build_forward<R: CryptoRng + ?Sized>(
+    rng: &mut R,
+    route: &[Hop],
+    destination: &Destination,
+    delays: &[Duration],
+    message: &[u8],
+) -> Result<Vec<u8>, SphinxError> {
+    if message.len() > MAX_MESSAGE {
+        return Err(SphinxError::MessageTooLong {
+            got: message.len(),
+            max: MAX_MESSAGE,
+        });
+    }
+    let nodes = route_nodes(route)?;
+    let delays = sphinx_delays(delays, nodes.len())?;
+    let secret = SphinxSecret::generate(rng);
+    let destination = SphinxDestination::new(
+        DestinationAddressBytes::from_bytes(destination.address),
+        destination.surb_id,
+    );
+    let packet = SphinxPacketBuilder::new()
+        .with_payload_size(SPHINX_PAYLOAD_SIZE)
+        .with_initial_secret(&secret.0)
+        .build_packet(message, &nodes, &destination, &delays)
+        .map_err(map_err)?;
+    Ok(packet.to_bytes())
+}
+
+/// A packet whose header MAC verified under the node's key: only now is
+/// its replay tag meaningful (a tag from an unauthenticated header would
+/// let garbage fill the replay filter).
+pub struct HeaderChecked {
+    packet: SphinxPacket,
+    secret: ExpandedSharedSecret,
+}
+
+impl fmt::Debug for HeaderChecked {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HeaderChecked").finish_non_exhaustive()
+    }
+}
+
+/// What processing a packet yields.
+#[derive(Debug)]
+pub enum Processed {
+    /// Forward to the next node after `delay`.
+    Forward {
+        /// The next hop.
+        next: NodeAddress,
+        /// How long to hold the packet (from the header).
+        delay: Duration,
+        /// The packet for the next hop.
+        packet: Vec<u8>,
+    },
+    /// This node is the final hop.
+    Final {
+        /// The recipient.
+        destination: Destination,
+        /// The payload as the recipient receives it: still layered for a
+        /// SURB reply (see [`SurbRecovery::recover`]), or a forward
+        /// message (see [`open_forward_payload`]).
+        payload: Vec<u8>,
+    },
+}
+
+/// Parses a packet and verifies its header MAC under `key`. Checks the
+/// size before any cryptography.
+pub fn check_header(packet: &[u8], key: &SphinxSecret) -> Result<HeaderChecked, SphinxError> {
+    if packet.len() != SPHINX_PACKET_SIZE {
+        return Err(SphinxError::WrongSize {
+            got: packet.len(),
+            expected: SPHINX_PACKET_SIZE,
+        });
+    }
+    let packet = SphinxPacket::from_bytes(packet).map_err(map_err)?;
+    let secret = packet.header.compute_expanded_shared_secret(&key.0);
+    packet
+        .header
+        .ensure_header_integrity(&secret)
+        .map_err(|_| SphinxError::HeaderMac)?;
+    Ok(HeaderChecked { packet, secret })
+}
+
+impl HeaderChecked {
+    /// The replay tag: the same for every copy of this packet at this hop.
+    pub fn replay_tag(&self) -> [u8; 32] {
+        *self.secret.replay_tag()
+    }
+
+    /// Unwraps one layer (no second Diffie-Hellman).
+    pub fn process(self) -> Result<Processed, SphinxError> {
+        let processed = self
+            .packet
+            .process_with_expanded_secret(&self.secret)
+            .map_err(map_err)?;
+        Ok(match processed.data {
+            ProcessedPacketData::ForwardHop {
+                next_hop_packet,
+                next_hop_address,
+                delay,
+            } => Processed::Forward {
+                next: NodeAddress(*next_hop_address.as_bytes()),
+                delay: delay.to_duration(),
+                packet: next_hop_packet.to_bytes(),
+            },
+            ProcessedPacketData::FinalHop {
+                destination,
+                identifier,
+                payload,
+            } => Processed::Final {
+                destination: Destination {
+                    address: destination.as_bytes(),
+                    surb_id: identifier,
+                },
+                payload: payload.into_bytes(),
+            },
+        })
+    }
+}
+
+/// The message of a forward packet at its final hop.
+pub fn open_forward_payload(payload: &[u8]) -> Result<Vec<u8>, SphinxError> {
+    Payload::from_bytes(payload)
+        .and_then(Payload::recover_plaintext)
+        .map_err(map_err)
+}
+
+/// What the creator of a SURB keeps to read the reply.
+pub struct SurbRecovery(SurbReplyRecovery);
+
+impl fmt::Debug for SurbRecovery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SurbRecovery")
+            .field("id", &data_encoding::HEXLOWER.encode(self.0.identifier()))
+            .finish_non_exhaustive()
+    }
+}
+
+impl SurbRecovery {
+    /// The SURB's identifier, as the reply's final hop reports it.
+    pub fn id(&self) -> [u8; SURB_ID_LEN] {
+        *self.0.identifier()
+    }
+
+    /// Decrypts a reply that arrived on this SURB.
+    pub fn recover(&self, payload: &[u8]) -> Result<Vec<u8>, SphinxError> {
+        let payload = Payload::from_bytes(payload).map_err(map_err)?;
+        self.0.recover_plaintext(payload).map_err(map_err)
+    }
+
+    /// Serialised, to survive a client restart.
+    pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
+        Zeroizing::new(self.0.to_bytes())
+    }
+
+    /// From [`SurbRecovery::to_bytes`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, SphinxError> {
+        SurbReplyRecovery::from_bytes(bytes)
+            .map(Self)
+            .map_err(map_err)
+    }
+}
+
+/// Builds a single-use reply block: whoever holds the returned bytes can
+/// send one packet back along `route` to `destination`, without learning
+/// who or where that is. `surb_id` must not be all zero.
+pub fn build_surb<R: CryptoRng + ?Sized>(
+    rng: &mut R,
+    route: &[Hop],
+    destination: &[u8; 32],
+    surb_id: [u8; SURB_ID_LEN],
+    delays: &[Duration],
+) -> Result<(Vec<u8>, SurbRecovery), SphinxError> {
+    let nodes = route_nodes(route)?;
+    let delays = sphinx_delays(delays, nodes.len())?;
+    let material = SURBMaterial::new(
+        nodes,
+        delays,
+        SphinxDestination::new(DestinationAddressBytes::from_bytes(*destination), surb_id),
+        SINGLE_SEED_SURB_VERSION,
+    );
+    let secret = SphinxSecret::generate(rng);
+    let (surb, recovery) = SURB::new_recoverable(secret.0, material).map_err(map_err)?;
+    Ok((surb.to_bytes(), SurbRecovery(recovery)))
+}
+
+/// Uses a SURB to send `message` back: returns the packet and the first
+/// hop to hand it to.
+pub fn use_surb(surb: &[u8], message: &[u8]) -> Result<(Vec<u8>, NodeAddress), SphinxError> {
+    if message.len() > MAX_MESSAGE {
+        return Err(SphinxError::MessageTooLong {
+            got: message.len(),
+            max: MAX_MESSAGE,
+        });
+    }
+    let surb = SURB::from_bytes(surb).map_err(map_err)?;
+    let (packet, first) = surb
+        .use_surb(message, SPHINX_PAYLOAD_SIZE)
+        .map_err(map_err)?;
+    Ok((packet.to_bytes(), NodeAddress(*first.as_bytes())))
+}
+
+/// A link frame: the key tag (the epoch of the Sphinx key the receiving
+/// node must use, mod 256) and the packet.
+#[derive(Debug, Clone, Copy)]
+pub struct Frame<'a> {
+    /// Epoch number mod 256 of the key to use.
+    pub key_tag: u8,
+    /// The Sphinx packet.
+    pub packet: &'a [u8],
+}
+
+impl<'a> Frame<'a> {
+    /// Splits a frame; refuses any other size before looking inside.
+    pub fn parse(bytes: &'a [u8]) -> Result<Self, SphinxError> {
+        if bytes.len() != FRAME_SIZE {
+            return Err(SphinxError::WrongSize {
+                got: bytes.len(),
+                expected: FRAME_SIZE,
+            });
+        }
+        Ok(Self {
+            key_tag: bytes[0],
+            packet: &bytes[1..],
+        })
+    }
+
+    /// Encodes a frame.
+    pub fn encode(key_tag: u8, packet: &[u8]) -> Result<Vec<u8>, SphinxError> {
+        if packet.len() != SPHINX_PACKET_SIZE {
+            return Err(SphinxError::WrongSize {
+                got: packet.len(),
+                expected: SPHINX_PACKET_SIZE,
+            });
+        }
+        let mut out = Vec::with_capacity(FRAME_SIZE);
+        out.push(key_tag);
+        out.extend_from_slice(packet);
+        Ok(out)
+    }
+}
+
+const _: () = assert!(SURB_SIZE == 348 + 32 + 16);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha20Rng;
+
+    struct Net {
+        secrets: Vec<SphinxSecret>,
+        hops: Vec<Hop>,
+    }
+
+    fn net(n: usize, seed: u8) -> Net {
+        let mut rng = ChaCha20Rng::from_seed([seed; 32]);
+        let secrets: Vec<SphinxSecret> = (0..n).map(|_| SphinxSecret::generate(&mut rng)).collect();
+        let hops = secrets
+            .iter()
+            .enumerate()
+            .map(|(i, s)| Hop {
+                address: NodeAddress([i as u8 + 1; 32]),
+                sphinx_key: s.public(),
+            })
+            .collect();
+        Net { secrets, hops }
+    }
+
+    fn ms(v: u64) -> Duration {
+        Duration::from_millis(v)
+    }
+
+    #[test]
+    fn forward_packet_through_five_hops() {
+        let net = net(5, 1);
+        let mut rng = ChaCha20Rng::from_seed([2; 32]);
+        let dest = Destination {
+            address: [9; 32],
+            surb_id: [0; 16],
+        };
+        let delays = [ms(1), ms(2), ms(3), ms(4), ms(5)];
+        let mut packet = build_forward(&mut rng, &net.hops, &dest, &delays, b"hello").unwrap();
+        assert_eq!(packet.len(), SPHINX_PACKET_SIZE);
+        for (i, secret) in net.secrets.iter().enumerate() {
+            let checked = check_header(&packet, secret).unwrap();
+            match checked.process().unwrap() {
+                Processed::Forward {
+                    next,
+                    delay,
+                    packet: p,
+                } => {
+                    assert_eq!(next, net.hops[i + 1].address);
+                    assert_eq!(delay, delays[i]);
+                    packet = p;
+                }
+                Processed::Final {
+                    destination,
+                    payload,
+                } => {
+                    assert_eq!(i, 4);
+                    assert_eq!(destination, dest);
+                    assert_eq!(open_forward_payload(&payload).unwrap(), b"hello");
+                    return;
+                }
+            }
+        }
+        panic!("never reached the final hop");
+    }
+
+    #[test]
+    fn wrong_key_and_wrong_size_are_refused() {
+        let net = net(3, 3);
+        let mut rng = ChaCha20Rng::from_seed([4; 32]);
+        let dest = Destination {
+            address: [9; 32],
+            surb_id: [0; 16],
+        };
+        let packet = build_forward(&mut rng, &net.hops, &dest, &[ms(0); 3], b"x").unwrap();
+        assert!(matches!(
+            check_header(&packet, &net.secrets[1]),
+            Err(SphinxError::HeaderMac)
+        ));
+        assert!(matches!(
+            check_header(&packet[1..], &net.secrets[0]),
+            Err(SphinxError::WrongSize { .. })
+        ));
+        assert!(Frame::parse(&packet).is_err());
+        let frame = Frame::encode(7, &packet).unwrap();
+        let parsed = Frame::parse(&frame).unwrap();
+        assert_eq!(parsed.key_tag, 7);
+        assert_eq!(parsed.packet, &packet[..]);
+    }
+
+    #[test]
+    fn surb_reply_reaches_its_creator() {
+        let net = net(4, 5);
+        let mut rng = ChaCha20Rng::from_seed([6; 32]);
+        let id = [0x42; 16];
+        let (surb, recovery) = build_surb(&mut rng, &net.hops, &[7; 32], id, &[ms(1); 4]).unwrap();
+        assert_eq!(surb.len(), SURB_SIZE);
+        let (mut packet, first) = use_surb(&surb, b"the reply").unwrap();
+        assert_eq!(first, net.hops[0].address);
+        for secret in &net.secrets {
+            match check_header(&packet, secret).unwrap().process().unwrap() {
+                Processed::Forward { packet: p, .. } => packet = p,
+                Processed::Final {
+                    destination,
+                    payload,
+                } => {
+                    assert_eq!(destination.surb_id, id);
+                    assert_eq!(recovery.recover(&payload).unwrap(), b"the reply");
+                    let again = SurbRecovery::from_bytes(&recovery.to_bytes()).unwrap();
+                    assert_eq!(again.recover(&payload).unwrap(), b"the reply");
+                    return;
+                }
+            }
+        }
+        panic!("reply never arrived");
+    }
+
+    #[test]
+    fn same_seed_same_replay_tags_and_delays() {
+        let net = net(3, 7);
+        let dest = Destination {
+            address: [1; 32],
+            surb_id: [0; 16],
+        };
+        let tag = |seed: u8| {
+            let mut rng = ChaCha20Rng::from_seed([seed; 32]);
+            let delays: Vec<Duration> = (0..3)
+                .map(|_| sample_exponential(&mut rng, ms(50)))
+                .collect();
+            let p = build_forward(&mut rng, &net.hops, &dest, &delays, b"m").unwrap();
+            (
+                check_header(&p, &net.secrets[0]).unwrap().replay_tag(),
+                delays,
+            )
+        };
+        assert_eq!(tag(1), tag(1));
+        assert_ne!(tag(1).0, tag(2).0);
+    }
+}
