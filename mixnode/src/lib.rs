@@ -1,1 +1,14 @@
 #![doc = include_str!("../README.md")]
+
+pub mod cover;
+pub mod engine;
+pub mod keys;
+pub mod replay;
+pub mod time;
+
+pub use engine::{
+    Counters, Delivery, DropReason, EngineConfig, Event, Link, MixEngine, MixingMode, Transmit,
+};
+pub use keys::{EpochKey, KeyRing, ReplaySizing};
+pub use replay::{ReplayChecked, ReplayFilter};
+pub use time::Instant;

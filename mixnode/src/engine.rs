@@ -1,0 +1,445 @@
+//! The mix engine: frames in, frames and deliveries out, after the
+//! network's mixing delay. Sans-IO (after quinn-proto): every input takes
+//! `now` and the caller's RNG, outputs are polled, and the engine never
+//! reads a clock, spawns a task or touches a socket, so `mtos-node` (tokio)
+//! and `mtos-sim` (virtual time) run this same code. Normative behaviour:
+//! `specs/mixing.md`.
+
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, VecDeque};
+use std::time::Duration;
+
+use mtos_crypto::sphinx::{
+    self, Destination, Frame, NodeAddress, Processed, SphinxError, sample_exponential,
+};
+use rand::{Rng, RngExt};
+
+use crate::keys::KeyRing;
+use crate::replay::ReplayChecked;
+use crate::time::Instant;
+
+/// How every node of the network mixes. One value for the whole network
+/// (from the network document), so the anonymity set is not split.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum MixingMode {
+    /// Continuous-time (Loopix) mixing: each packet is held for the delay
+    /// its sender put in its header for this hop.
+    Poisson,
+    /// A timed dynamic pool: every `interval`, if more than `min_pool`
+    /// packets are held, send a random `fraction` of them (at least one),
+    /// never leaving fewer than `min_pool`. Header delays are ignored.
+    Pool {
+        /// Time between flushes.
+        interval: Duration,
+        /// Packets always kept back.
+        min_pool: usize,
+        /// Share of the pool sent per flush, in (0, 1].
+        fraction: f64,
+    },
+}
+
+/// Engine parameters.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EngineConfig {
+    /// The network's mixing mode.
+    pub mode: MixingMode,
+    /// The network's mean per-hop delay: the final hop waits an
+    /// exponential delay with this mean itself (Sphinx carries no delay
+    /// for the last hop).
+    pub mean_delay: Duration,
+    /// Packets whose header asks for a longer hold are dropped.
+    pub max_delay: Duration,
+    /// Most packets held at once.
+    pub queue_limit: usize,
+    /// Most outputs (transmits and events) waiting to be polled.
+    pub output_limit: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            mode: MixingMode::Poisson,
+            mean_delay: Duration::from_millis(50),
+            max_delay: Duration::from_secs(10),
+            queue_limit: 100_000,
+            output_limit: 100_000,
+        }
+    }
+}
+
+/// An opaque link identifier chosen by the driver. The engine never sees
+/// peer addresses, so it cannot log them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Link(pub u64);
+
+/// Why a frame was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// Not exactly one frame long (checked before any crypto).
+    WrongSize,
+    /// The key tag names no key this node holds.
+    UnknownKey,
+    /// The header MAC does not verify.
+    HeaderMac,
+    /// The packet verified but does not process (bad routing data, bad
+    /// payload).
+    Malformed,
+    /// The replay filter has seen this packet.
+    Replay,
+    /// The header asks for a hold longer than the network's cap.
+    DelayTooLong,
+    /// The mixing queue is full.
+    QueueFull,
+    /// The driver is not polling outputs fast enough.
+    OutputFull,
+}
+
+impl DropReason {
+    /// Every reason, in counter order.
+    pub const ALL: [DropReason; 8] = [
+        DropReason::WrongSize,
+        DropReason::UnknownKey,
+        DropReason::HeaderMac,
+        DropReason::Malformed,
+        DropReason::Replay,
+        DropReason::DelayTooLong,
+        DropReason::QueueFull,
+        DropReason::OutputFull,
+    ];
+
+    /// A stable name, for metrics labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            DropReason::WrongSize => "wrong_size",
+            DropReason::UnknownKey => "unknown_key",
+            DropReason::HeaderMac => "header_mac",
+            DropReason::Malformed => "malformed",
+            DropReason::Replay => "replay",
+            DropReason::DelayTooLong => "delay_too_long",
+            DropReason::QueueFull => "queue_full",
+            DropReason::OutputFull => "output_full",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Counts of what the engine did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Frames handed in.
+    pub received: u64,
+    /// Frames sent on to a next hop.
+    pub forwarded: u64,
+    /// Payloads delivered at this final hop.
+    pub delivered: u64,
+    /// Drops by reason, indexed as [`DropReason::ALL`].
+    pub dropped: [u64; 8],
+}
+
+impl Counters {
+    /// Drops for one reason.
+    pub fn drops(&self, reason: DropReason) -> u64 {
+        self.dropped[reason.index()]
+    }
+}
+
+/// A frame to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// The next hop.
+    pub next: NodeAddress,
+    /// The frame (key tag copied from the incoming frame).
+    pub frame: Vec<u8>,
+}
+
+/// A payload for which this node is the final hop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The recipient.
+    pub destination: Destination,
+    /// The payload as the recipient receives it.
+    pub payload: Vec<u8>,
+}
+
+/// Something the driver should know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A payload arrived at its final hop (after this node's delay).
+    Delivered(Delivery),
+    /// A frame was dropped.
+    Dropped(DropReason),
+}
+
+/// A packet that passed the replay check, waiting to leave.
+#[derive(Debug)]
+enum Held {
+    Forward(Transmit),
+    Deliver(Delivery),
+}
+
+impl Held {
+    /// Only a replay-checked packet can be held, and so only such a
+    /// packet can ever leave the engine.
+    fn new(output: Processed, key_tag: u8, _proof: ReplayChecked) -> Result<Self, SphinxError> {
+        Ok(match output {
+            Processed::Forward { next, packet, .. } => Held::Forward(Transmit {
+                next,
+                frame: Frame::encode(key_tag, &packet)?,
+            }),
+            Processed::Final {
+                destination,
+                payload,
+            } => Held::Deliver(Delivery {
+                destination,
+                payload,
+            }),
+        })
+    }
+}
+
+struct Timed {
+    release: Instant,
+    seq: u64,
+    held: Held,
+}
+
+impl PartialEq for Timed {
+    fn eq(&self, other: &Self) -> bool {
+        (self.release, self.seq) == (other.release, other.seq)
+    }
+}
+impl Eq for Timed {}
+impl PartialOrd for Timed {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Timed {
+    /// Reversed, so the max-heap pops the earliest release first.
+    fn cmp(&self, other: &Self) -> Ordering {
+        (other.release, other.seq).cmp(&(self.release, self.seq))
+    }
+}
+
+/// The mix engine of one node.
+pub struct MixEngine {
+    config: EngineConfig,
+    keys: KeyRing,
+    delayed: BinaryHeap<Timed>,
+    pool: Vec<Held>,
+    next_flush: Option<Instant>,
+    seq: u64,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    counters: Counters,
+}
+
+impl std::fmt::Debug for MixEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MixEngine")
+            .field("mode", &self.config.mode)
+            .field("held", &self.held())
+            .field("counters", &self.counters)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MixEngine {
+    /// An engine with these keys.
+    pub fn new(config: EngineConfig, keys: KeyRing) -> Self {
+        Self {
+            config,
+            keys,
+            delayed: BinaryHeap::new(),
+            pool: Vec::new(),
+            next_flush: None,
+            seq: 0,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            counters: Counters::default(),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// The keys, for rotation and snapshots.
+    pub fn keys_mut(&mut self) -> &mut KeyRing {
+        &mut self.keys
+    }
+
+    /// The keys.
+    pub fn keys(&self) -> &KeyRing {
+        &self.keys
+    }
+
+    /// What the engine has counted so far.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Packets currently held for mixing.
+    pub fn held(&self) -> usize {
+        self.delayed.len() + self.pool.len()
+    }
+
+    fn drop_frame(&mut self, reason: DropReason) {
+        self.counters.dropped[reason.index()] += 1;
+        if self.outputs() < self.config.output_limit {
+            self.events.push_back(Event::Dropped(reason));
+        }
+    }
+
+    fn outputs(&self) -> usize {
+        self.transmits.len() + self.events.len()
+    }
+
+    /// Handles one frame from a link. Every byte string is either taken in
+    /// or dropped with a counted reason.
+    pub fn handle_frame<R: Rng + ?Sized>(
+        &mut self,
+        now: Instant,
+        _from: Link,
+        bytes: &[u8],
+        rng: &mut R,
+    ) {
+        self.counters.received += 1;
+        let frame = match Frame::parse(bytes) {
+            Ok(f) => f,
+            Err(_) => return self.drop_frame(DropReason::WrongSize),
+        };
+        if self.held() >= self.config.queue_limit {
+            return self.drop_frame(DropReason::QueueFull);
+        }
+        let Some(slot) = self.keys.by_tag(frame.key_tag) else {
+            return self.drop_frame(DropReason::UnknownKey);
+        };
+        let checked = match sphinx::check_header(frame.packet, &slot.secret) {
+            Ok(c) => c,
+            Err(SphinxError::HeaderMac) => return self.drop_frame(DropReason::HeaderMac),
+            Err(_) => return self.drop_frame(DropReason::Malformed),
+        };
+        // Only now, with the MAC verified, does the tag enter the filter.
+        let proof = match slot.filter.check_and_insert(&checked.replay_tag()) {
+            Ok(p) => p,
+            Err(_) => return self.drop_frame(DropReason::Replay),
+        };
+        let processed = match checked.process() {
+            Ok(p) => p,
+            Err(_) => return self.drop_frame(DropReason::Malformed),
+        };
+        let header_delay = match &processed {
+            Processed::Forward { delay, .. } => Some(*delay),
+            Processed::Final { .. } => None,
+        };
+        if header_delay.is_some_and(|d| d > self.config.max_delay) {
+            return self.drop_frame(DropReason::DelayTooLong);
+        }
+        let held = match Held::new(processed, frame.key_tag, proof) {
+            Ok(h) => h,
+            Err(_) => return self.drop_frame(DropReason::Malformed),
+        };
+        match self.config.mode {
+            MixingMode::Poisson => {
+                let delay = header_delay.unwrap_or_else(|| {
+                    sample_exponential(rng, self.config.mean_delay).min(self.config.max_delay)
+                });
+                self.seq += 1;
+                self.delayed.push(Timed {
+                    release: now + delay,
+                    seq: self.seq,
+                    held,
+                });
+            }
+            MixingMode::Pool { interval, .. } => {
+                self.pool.push(held);
+                let next = self.next_flush.get_or_insert(now + interval);
+                if *next <= now {
+                    // The schedule was idle: keep its phase.
+                    let missed = (now - *next).as_nanos() / interval.as_nanos().max(1) + 1;
+                    let advance = u32::try_from(missed).unwrap_or(u32::MAX);
+                    *next = *next + interval.saturating_mul(advance);
+                }
+            }
+        }
+    }
+
+    fn release(&mut self, held: Held) {
+        if self.outputs() >= self.config.output_limit {
+            self.counters.dropped[DropReason::OutputFull.index()] += 1;
+            return;
+        }
+        match held {
+            Held::Forward(t) => {
+                self.counters.forwarded += 1;
+                self.transmits.push_back(t);
+            }
+            Held::Deliver(d) => {
+                self.counters.delivered += 1;
+                self.events.push_back(Event::Delivered(d));
+            }
+        }
+    }
+
+    /// Releases everything due at `now`.
+    pub fn handle_timeout<R: Rng + ?Sized>(&mut self, now: Instant, rng: &mut R) {
+        while self.delayed.peek().is_some_and(|t| t.release <= now) {
+            if let Some(t) = self.delayed.pop() {
+                self.release(t.held);
+            }
+        }
+        if let MixingMode::Pool {
+            interval,
+            min_pool,
+            fraction,
+        } = self.config.mode
+        {
+            while let Some(at) = self.next_flush.filter(|at| *at <= now) {
+                self.flush_pool(min_pool, fraction, rng);
+                self.next_flush = Some(at + interval);
+            }
+        }
+    }
+
+    fn flush_pool<R: Rng + ?Sized>(&mut self, min_pool: usize, fraction: f64, rng: &mut R) {
+        let n = self.pool.len();
+        if n <= min_pool {
+            return;
+        }
+        let share = ((n as f64) * fraction.clamp(0.0, 1.0)).floor() as usize;
+        let k = share.max(1).min(n - min_pool);
+        for _ in 0..k {
+            let i = rng.random_range(0..self.pool.len());
+            let held = self.pool.swap_remove(i);
+            self.release(held);
+        }
+    }
+
+    /// The next instant `handle_timeout` has work to do.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let delayed = self.delayed.peek().map(|t| t.release);
+        let flush = match self.config.mode {
+            MixingMode::Pool { min_pool, .. } if self.pool.len() > min_pool => self.next_flush,
+            _ => None,
+        };
+        match (delayed, flush) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The next frame to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+}

@@ -1,0 +1,127 @@
+//! Sphinx key rotation: a node holds its previous, current and next
+//! epoch keys, each with its own replay filter covering the key's whole
+//! lifetime. A frame's key tag (epoch mod 256) picks the key, so a node
+//! never tries two keys on one packet.
+
+use mtos_crypto::sphinx::SphinxSecret;
+
+use crate::replay::ReplayFilter;
+
+/// A Sphinx key and the epoch it belongs to.
+#[derive(Debug, Clone)]
+pub struct EpochKey {
+    /// The epoch number (from the network document).
+    pub epoch: u32,
+    /// The key.
+    pub secret: SphinxSecret,
+}
+
+/// A key in use and its replay filter.
+#[derive(Debug)]
+pub struct KeySlot {
+    /// Epoch number.
+    pub epoch: u32,
+    /// The key.
+    pub secret: SphinxSecret,
+    /// Tags seen under this key.
+    pub filter: ReplayFilter,
+}
+
+impl KeySlot {
+    /// The tag frames carry for this key.
+    pub fn tag(&self) -> u8 {
+        (self.epoch % 256) as u8
+    }
+}
+
+/// How large each key's replay filter is.
+#[derive(Debug, Clone, Copy)]
+pub struct ReplaySizing {
+    /// Packets expected over one key's lifetime.
+    pub expected_per_key: u64,
+    /// Target false-positive rate at that count.
+    pub fp_rate: f64,
+}
+
+/// Previous, current and next keys.
+#[derive(Debug)]
+pub struct KeyRing {
+    previous: Option<KeySlot>,
+    current: KeySlot,
+    next: Option<KeySlot>,
+    sizing: ReplaySizing,
+}
+
+impl KeyRing {
+    /// A ring with only a current key.
+    pub fn new(current: EpochKey, sizing: ReplaySizing) -> Self {
+        Self {
+            previous: None,
+            current: Self::slot(current, sizing),
+            next: None,
+            sizing,
+        }
+    }
+
+    fn slot(key: EpochKey, sizing: ReplaySizing) -> KeySlot {
+        KeySlot {
+            epoch: key.epoch,
+            secret: key.secret,
+            filter: ReplayFilter::new(sizing.expected_per_key, sizing.fp_rate),
+        }
+    }
+
+    /// Announces the next epoch's key (it is accepted from now on).
+    pub fn install_next(&mut self, key: EpochKey) {
+        self.next = Some(Self::slot(key, self.sizing));
+    }
+
+    /// Moves to the next epoch: next becomes current, current is kept as
+    /// previous for the grace period, the old previous key and its filter
+    /// are dropped. Does nothing without an installed next key.
+    pub fn rotate(&mut self) -> bool {
+        let Some(next) = self.next.take() else {
+            return false;
+        };
+        let old = std::mem::replace(&mut self.current, next);
+        self.previous = Some(old);
+        true
+    }
+
+    /// Ends the grace period of the previous key.
+    pub fn retire_previous(&mut self) {
+        self.previous = None;
+    }
+
+    /// The current epoch.
+    pub fn current_epoch(&self) -> u32 {
+        self.current.epoch
+    }
+
+    /// The slot whose tag is `tag`.
+    pub fn by_tag(&mut self, tag: u8) -> Option<&mut KeySlot> {
+        if self.current.tag() == tag {
+            return Some(&mut self.current);
+        }
+        if let Some(n) = self.next.as_mut().filter(|s| s.tag() == tag) {
+            return Some(n);
+        }
+        self.previous.as_mut().filter(|s| s.tag() == tag)
+    }
+
+    /// All slots, for snapshots and metrics.
+    pub fn slots(&self) -> impl Iterator<Item = &KeySlot> {
+        self.previous
+            .iter()
+            .chain(std::iter::once(&self.current))
+            .chain(self.next.iter())
+    }
+
+    /// Mutable access, to restore filters from snapshots.
+    pub fn slots_mut(&mut self) -> impl Iterator<Item = &mut KeySlot> {
+        self.previous
+            .iter_mut()
+            .chain(std::iter::once(&mut self.current))
+            .chain(self.next.iter_mut())
+    }
+}
