@@ -9,11 +9,10 @@ use std::cmp::Ordering;
 use std::collections::{BinaryHeap, VecDeque};
 use std::time::Duration;
 
-use mtos_crypto::sphinx::{
-    self, Destination, Frame, NodeAddress, Processed, SphinxError, sample_exponential,
-};
+use mtos_crypto::sphinx::{Destination, NodeAddress, Processed, sample_exponential};
 use rand::{Rng, RngExt};
 
+use crate::format::{CheckError, PacketFormat, Sphinx};
 use crate::keys::KeyRing;
 use crate::replay::ReplayChecked;
 use crate::time::Instant;
@@ -183,12 +182,14 @@ enum Held {
 impl Held {
     /// Only a replay-checked packet can be held, and so only such a
     /// packet can ever leave the engine.
-    fn new(output: Processed, key_tag: u8, _proof: ReplayChecked) -> Result<Self, SphinxError> {
-        Ok(match output {
-            Processed::Forward { next, packet, .. } => Held::Forward(Transmit {
-                next,
-                frame: Frame::encode(key_tag, &packet)?,
-            }),
+    fn new(output: Processed, key_tag: u8, _proof: ReplayChecked) -> Self {
+        match output {
+            Processed::Forward { next, packet, .. } => {
+                let mut frame = Vec::with_capacity(1 + packet.len());
+                frame.push(key_tag);
+                frame.extend_from_slice(&packet);
+                Held::Forward(Transmit { next, frame })
+            }
             Processed::Final {
                 destination,
                 payload,
@@ -196,7 +197,7 @@ impl Held {
                 destination,
                 payload,
             }),
-        })
+        }
     }
 }
 
@@ -224,10 +225,11 @@ impl Ord for Timed {
     }
 }
 
-/// The mix engine of one node.
-pub struct MixEngine {
+/// The mix engine of one node, generic over the packet format (real
+/// Sphinx by default).
+pub struct MixEngine<F: PacketFormat = Sphinx> {
     config: EngineConfig,
-    keys: KeyRing,
+    keys: KeyRing<F::Key>,
     delayed: BinaryHeap<Timed>,
     pool: Vec<Held>,
     next_flush: Option<Instant>,
@@ -237,7 +239,7 @@ pub struct MixEngine {
     counters: Counters,
 }
 
-impl std::fmt::Debug for MixEngine {
+impl<F: PacketFormat> std::fmt::Debug for MixEngine<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MixEngine")
             .field("mode", &self.config.mode)
@@ -247,9 +249,9 @@ impl std::fmt::Debug for MixEngine {
     }
 }
 
-impl MixEngine {
+impl<F: PacketFormat> MixEngine<F> {
     /// An engine with these keys.
-    pub fn new(config: EngineConfig, keys: KeyRing) -> Self {
+    pub fn new(config: EngineConfig, keys: KeyRing<F::Key>) -> Self {
         Self {
             config,
             keys,
@@ -269,12 +271,12 @@ impl MixEngine {
     }
 
     /// The keys, for rotation and snapshots.
-    pub fn keys_mut(&mut self) -> &mut KeyRing {
+    pub fn keys_mut(&mut self) -> &mut KeyRing<F::Key> {
         &mut self.keys
     }
 
     /// The keys.
-    pub fn keys(&self) -> &KeyRing {
+    pub fn keys(&self) -> &KeyRing<F::Key> {
         &self.keys
     }
 
@@ -309,27 +311,30 @@ impl MixEngine {
         rng: &mut R,
     ) {
         self.counters.received += 1;
-        let frame = match Frame::parse(bytes) {
-            Ok(f) => f,
-            Err(_) => return self.drop_frame(DropReason::WrongSize),
+        // The size is checked before anything else, crypto included.
+        let Some((&key_tag, packet)) = bytes
+            .split_first()
+            .filter(|_| bytes.len() == 1 + F::PACKET_SIZE)
+        else {
+            return self.drop_frame(DropReason::WrongSize);
         };
         if self.held() >= self.config.queue_limit {
             return self.drop_frame(DropReason::QueueFull);
         }
-        let Some(slot) = self.keys.by_tag(frame.key_tag) else {
+        let Some(slot) = self.keys.by_tag(key_tag) else {
             return self.drop_frame(DropReason::UnknownKey);
         };
-        let checked = match sphinx::check_header(frame.packet, &slot.secret) {
+        let checked = match F::check(packet, &slot.secret) {
             Ok(c) => c,
-            Err(SphinxError::HeaderMac) => return self.drop_frame(DropReason::HeaderMac),
-            Err(_) => return self.drop_frame(DropReason::Malformed),
+            Err(CheckError::Mac) => return self.drop_frame(DropReason::HeaderMac),
+            Err(CheckError::Malformed) => return self.drop_frame(DropReason::Malformed),
         };
         // Only now, with the MAC verified, does the tag enter the filter.
-        let proof = match slot.filter.check_and_insert(&checked.replay_tag()) {
+        let proof = match slot.filter.check_and_insert(&F::replay_tag(&checked)) {
             Ok(p) => p,
             Err(_) => return self.drop_frame(DropReason::Replay),
         };
-        let processed = match checked.process() {
+        let processed = match F::process(checked) {
             Ok(p) => p,
             Err(_) => return self.drop_frame(DropReason::Malformed),
         };
@@ -340,10 +345,7 @@ impl MixEngine {
         if header_delay.is_some_and(|d| d > self.config.max_delay) {
             return self.drop_frame(DropReason::DelayTooLong);
         }
-        let held = match Held::new(processed, frame.key_tag, proof) {
-            Ok(h) => h,
-            Err(_) => return self.drop_frame(DropReason::Malformed),
-        };
+        let held = Held::new(processed, key_tag, proof);
         match self.config.mode {
             MixingMode::Poisson => {
                 let delay = header_delay.unwrap_or_else(|| {

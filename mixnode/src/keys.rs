@@ -9,25 +9,25 @@ use crate::replay::ReplayFilter;
 
 /// A Sphinx key and the epoch it belongs to.
 #[derive(Debug, Clone)]
-pub struct EpochKey {
+pub struct EpochKey<K = SphinxSecret> {
     /// The epoch number (from the network document).
     pub epoch: u32,
     /// The key.
-    pub secret: SphinxSecret,
+    pub secret: K,
 }
 
 /// A key in use and its replay filter.
 #[derive(Debug)]
-pub struct KeySlot {
+pub struct KeySlot<K = SphinxSecret> {
     /// Epoch number.
     pub epoch: u32,
     /// The key.
-    pub secret: SphinxSecret,
+    pub secret: K,
     /// Tags seen under this key.
     pub filter: ReplayFilter,
 }
 
-impl KeySlot {
+impl<K> KeySlot<K> {
     /// The tag frames carry for this key.
     pub fn tag(&self) -> u8 {
         (self.epoch % 256) as u8
@@ -45,16 +45,16 @@ pub struct ReplaySizing {
 
 /// Previous, current and next keys.
 #[derive(Debug)]
-pub struct KeyRing {
-    previous: Option<KeySlot>,
-    current: KeySlot,
-    next: Option<KeySlot>,
+pub struct KeyRing<K = SphinxSecret> {
+    previous: Option<KeySlot<K>>,
+    current: KeySlot<K>,
+    next: Option<KeySlot<K>>,
     sizing: ReplaySizing,
 }
 
-impl KeyRing {
+impl<K> KeyRing<K> {
     /// A ring with only a current key.
-    pub fn new(current: EpochKey, sizing: ReplaySizing) -> Self {
+    pub fn new(current: EpochKey<K>, sizing: ReplaySizing) -> Self {
         Self {
             previous: None,
             current: Self::slot(current, sizing),
@@ -63,7 +63,7 @@ impl KeyRing {
         }
     }
 
-    fn slot(key: EpochKey, sizing: ReplaySizing) -> KeySlot {
+    fn slot(key: EpochKey<K>, sizing: ReplaySizing) -> KeySlot<K> {
         KeySlot {
             epoch: key.epoch,
             secret: key.secret,
@@ -72,7 +72,7 @@ impl KeyRing {
     }
 
     /// Announces the next epoch's key (it is accepted from now on).
-    pub fn install_next(&mut self, key: EpochKey) {
+    pub fn install_next(&mut self, key: EpochKey<K>) {
         self.next = Some(Self::slot(key, self.sizing));
     }
 
@@ -99,7 +99,7 @@ impl KeyRing {
     }
 
     /// The slot whose tag is `tag`.
-    pub fn by_tag(&mut self, tag: u8) -> Option<&mut KeySlot> {
+    pub fn by_tag(&mut self, tag: u8) -> Option<&mut KeySlot<K>> {
         if self.current.tag() == tag {
             return Some(&mut self.current);
         }
@@ -110,7 +110,7 @@ impl KeyRing {
     }
 
     /// All slots, for snapshots and metrics.
-    pub fn slots(&self) -> impl Iterator<Item = &KeySlot> {
+    pub fn slots(&self) -> impl Iterator<Item = &KeySlot<K>> {
         self.previous
             .iter()
             .chain(std::iter::once(&self.current))
@@ -118,7 +118,7 @@ impl KeyRing {
     }
 
     /// Mutable access, to restore filters from snapshots.
-    pub fn slots_mut(&mut self) -> impl Iterator<Item = &mut KeySlot> {
+    pub fn slots_mut(&mut self) -> impl Iterator<Item = &mut KeySlot<K>> {
         self.previous
             .iter_mut()
             .chain(std::iter::once(&mut self.current))

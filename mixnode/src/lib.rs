@@ -2,6 +2,7 @@
 
 pub mod cover;
 pub mod engine;
+pub mod format;
 pub mod keys;
 pub mod replay;
 pub mod time;
@@ -9,6 +10,7 @@ pub mod time;
 pub use engine::{
     Counters, Delivery, DropReason, EngineConfig, Event, Link, MixEngine, MixingMode, Transmit,
 };
+pub use format::{CheckError, PacketFormat, Sphinx};
 pub use keys::{EpochKey, KeyRing, ReplaySizing};
 pub use replay::{ReplayChecked, ReplayFilter};
 pub use time::Instant;
