@@ -1,1 +1,10 @@
 #![doc = include_str!("../README.md")]
+
+pub mod metrics;
+pub mod packet;
+pub mod scenario;
+pub mod sim;
+
+pub use metrics::Metrics;
+pub use scenario::{Scenario, ScenarioError};
+pub use sim::{AbstractMode, RealMode, Simulation, run_scenario};

@@ -1,0 +1,175 @@
+//! What a run measures, and how it is written out (JSON summary, CSV
+//! series). Formulas: `specs/simulation.md`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use mtos_mixnode::{Counters, DropReason, Instant};
+use serde_json::{Value, json};
+
+use crate::scenario::Scenario;
+use crate::sim::Kind;
+
+const KINDS: [(Kind, &str); 5] = [
+    (Kind::Real, "real"),
+    (Kind::PayloadCover, "payload_cover"),
+    (Kind::Loop, "loop"),
+    (Kind::Drop, "drop"),
+    (Kind::NodeLoop, "node_loop"),
+];
+
+fn kind_index(kind: Kind) -> usize {
+    KINDS.iter().position(|(k, _)| *k == kind).unwrap_or(0)
+}
+
+/// Counts and samples of one run.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    warmup: Instant,
+    duration: Duration,
+    /// Packets sent, by kind.
+    pub sent: [u64; 5],
+    /// Packets delivered at their final hop, by kind.
+    pub delivered: [u64; 5],
+    /// Client send to final-hop delivery, seconds, real messages created
+    /// after the warm-up.
+    pub network_latency_s: Vec<f64>,
+    /// Creation (queued at the client) to delivery, seconds.
+    pub end_to_end_latency_s: Vec<f64>,
+    /// Frames put on links.
+    pub link_frames: u64,
+    /// Frames lost by links.
+    pub link_losses: u64,
+    /// Real messages refused by a full client queue.
+    pub client_queue_drops: u64,
+    /// Deliveries whose payload did not decode.
+    pub undecodable: u64,
+    /// Engine drops by reason.
+    pub engine_drops: BTreeMap<&'static str, u64>,
+    /// Events processed.
+    pub events: u64,
+    /// Pool flushes that released packets (pool mode).
+    pub pool_flushes: u64,
+    /// Flushes that left fewer packets than the pool threshold.
+    pub pool_threshold_violations: u64,
+}
+
+impl Metrics {
+    /// Empty metrics for a scenario.
+    pub fn new(scenario: &Scenario) -> Self {
+        Self {
+            warmup: Instant::from_duration(scenario.warmup),
+            duration: scenario.duration,
+            sent: [0; 5],
+            delivered: [0; 5],
+            network_latency_s: Vec::new(),
+            end_to_end_latency_s: Vec::new(),
+            link_frames: 0,
+            link_losses: 0,
+            client_queue_drops: 0,
+            undecodable: 0,
+            engine_drops: BTreeMap::new(),
+            events: 0,
+            pool_flushes: 0,
+            pool_threshold_violations: 0,
+        }
+    }
+
+    pub(crate) fn sent(&mut self, kind: Kind, _at: Instant) {
+        self.sent[kind_index(kind)] += 1;
+    }
+
+    pub(crate) fn delivered(
+        &mut self,
+        kind: Kind,
+        created: Instant,
+        network: Duration,
+        end_to_end: Duration,
+    ) {
+        self.delivered[kind_index(kind)] += 1;
+        if kind == Kind::Real && created >= self.warmup {
+            self.network_latency_s.push(network.as_secs_f64());
+            self.end_to_end_latency_s.push(end_to_end.as_secs_f64());
+        }
+    }
+
+    pub(crate) fn engine_drop(&mut self, _reason: DropReason) {}
+
+    pub(crate) fn finish(&mut self, events: u64, nodes: &[Counters]) {
+        self.events = events;
+        for reason in DropReason::ALL {
+            let total: u64 = nodes.iter().map(|c| c.drops(reason)).sum();
+            if total > 0 {
+                self.engine_drops.insert(reason.name(), total);
+            }
+        }
+    }
+
+    /// Total packets sent.
+    pub fn total_sent(&self) -> u64 {
+        self.sent.iter().sum()
+    }
+
+    /// The JSON summary.
+    pub fn summary(&self, scenario: &Scenario, seed: u64) -> Value {
+        let by_kind = |v: &[u64; 5]| -> Value {
+            KINDS
+                .iter()
+                .map(|(k, name)| ((*name).to_owned(), json!(v[kind_index(*k)])))
+                .collect::<serde_json::Map<_, _>>()
+                .into()
+        };
+        let total = self.total_sent();
+        let cover = total - self.sent[kind_index(Kind::Real)];
+        json!({
+            "scenario": scenario.name,
+            "seed": seed,
+            "packet_mode": format!("{:?}", scenario.packet_mode).to_lowercase(),
+            "virtual_seconds": self.duration.as_secs_f64(),
+            "warmup_seconds": scenario.warmup.as_secs_f64(),
+            "events": self.events,
+            "sent": by_kind(&self.sent),
+            "delivered": by_kind(&self.delivered),
+            "cover_fraction_of_packets": if total == 0 { 0.0 } else { cover as f64 / total as f64 },
+            "link_frames": self.link_frames,
+            "link_losses": self.link_losses,
+            "client_queue_drops": self.client_queue_drops,
+            "engine_drops": self.engine_drops,
+            "pool_flushes": self.pool_flushes,
+            "pool_threshold_violations": self.pool_threshold_violations,
+            "network_latency_s": stats(&self.network_latency_s),
+            "end_to_end_latency_s": stats(&self.end_to_end_latency_s),
+        })
+    }
+
+    /// One row per measured real message.
+    pub fn latency_csv(&self) -> String {
+        let mut out = String::from("network_latency_s,end_to_end_latency_s\n");
+        for (n, e) in self
+            .network_latency_s
+            .iter()
+            .zip(&self.end_to_end_latency_s)
+        {
+            let _ = writeln!(out, "{n:.9},{e:.9}");
+        }
+        out
+    }
+}
+
+fn stats(samples: &[f64]) -> Value {
+    if samples.is_empty() {
+        return json!({ "count": 0 });
+    }
+    let mut v = samples.to_vec();
+    v.sort_by(f64::total_cmp);
+    let q = |p: f64| v[((v.len() - 1) as f64 * p).round() as usize];
+    json!({
+        "count": v.len(),
+        "mean": v.iter().sum::<f64>() / v.len() as f64,
+        "p50": q(0.5),
+        "p90": q(0.9),
+        "p99": q(0.99),
+        "max": v[v.len() - 1],
+    })
+}

@@ -1,0 +1,434 @@
+//! Scenarios: TOML files describing a network, its clients and its
+//! parameters. Unknown keys, impossible topologies, negative rates and bad
+//! trace rows are refused, with the line and field, before anything runs.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use mtos_crypto::geometry::MAX_PATH_LENGTH;
+use mtos_mixnode::MixingMode;
+use serde::Deserialize;
+
+/// A scenario could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ScenarioError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Not valid TOML, an unknown key or a wrong type (the message names the
+    /// line and the field).
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// toml's message, with line and column.
+        message: String,
+    },
+    /// A value out of range.
+    #[error("{path}: field `{field}`: {reason}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The field.
+        field: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// A trace row that does not parse.
+    #[error("{path}:{line}: {reason}")]
+    Trace {
+        /// The trace file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// How clients generate real messages.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum SendPattern {
+    /// Each client sends real messages as a Poisson process.
+    Poisson {
+        /// Messages per second per client.
+        rate: f64,
+    },
+    /// Messages replayed from a CSV trace: `time_s,sender,recipient` rows.
+    Trace {
+        /// Relative to the scenario file.
+        file: PathBuf,
+    },
+}
+
+/// Per-link latency.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Latency {
+    /// Always the same.
+    Constant {
+        /// Milliseconds.
+        ms: f64,
+    },
+    /// Exponentially distributed.
+    Exponential {
+        /// Mean, milliseconds.
+        mean_ms: f64,
+    },
+    /// Uniform between two bounds.
+    Uniform {
+        /// Lower bound, milliseconds.
+        min_ms: f64,
+        /// Upper bound, milliseconds.
+        max_ms: f64,
+    },
+}
+
+/// Real Sphinx or the abstract format.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PacketMode {
+    /// Same decisions, no public-key work.
+    #[default]
+    Abstract,
+    /// Real Sphinx packets.
+    Real,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScenario {
+    name: String,
+    duration_s: f64,
+    #[serde(default)]
+    warmup_s: f64,
+    #[serde(default)]
+    seed: u64,
+    #[serde(default)]
+    packet_mode: PacketMode,
+    topology: RawTopology,
+    clients: RawClients,
+    cover: RawCover,
+    mixing: RawMixing,
+    links: RawLinks,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTopology {
+    layers: u32,
+    nodes_per_layer: u32,
+    providers: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClients {
+    count: u32,
+    send: SendPattern,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCover {
+    payload: f64,
+    #[serde(rename = "loop")]
+    loop_cover: f64,
+    drop: f64,
+    #[serde(default)]
+    node_loop: f64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "mode", rename_all = "lowercase", deny_unknown_fields)]
+enum RawMixing {
+    Poisson {
+        mean_delay_ms: f64,
+        #[serde(default)]
+        max_delay_ms: Option<f64>,
+    },
+    Pool {
+        interval_ms: f64,
+        min_pool: usize,
+        fraction: f64,
+    },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLinks {
+    latency: Latency,
+    #[serde(default)]
+    loss: f64,
+}
+
+/// One real message of a trace.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TraceMessage {
+    /// When it is handed to the sender's queue.
+    pub at: Duration,
+    /// Sending client.
+    pub sender: u32,
+    /// Receiving client.
+    pub recipient: u32,
+}
+
+/// A validated scenario.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    /// Its name.
+    pub name: String,
+    /// Virtual time simulated.
+    pub duration: Duration,
+    /// Messages sent before this are not measured.
+    pub warmup: Duration,
+    /// Default seed.
+    pub seed: u64,
+    /// Abstract or real packets.
+    pub packet_mode: PacketMode,
+    /// Mix layers between the gateway and the exit provider.
+    pub layers: u32,
+    /// Nodes in each mix layer.
+    pub nodes_per_layer: u32,
+    /// Providers (gateways and exits).
+    pub providers: u32,
+    /// Clients.
+    pub clients: u32,
+    /// Real messages per second per client (Poisson pattern).
+    pub send_rate: f64,
+    /// Replayed messages (trace pattern).
+    pub trace: Vec<TraceMessage>,
+    /// λP, λL, λD per client; λM per node.
+    pub cover: mtos_mixnode::cover::CoverRates,
+    /// Mixing mode.
+    pub mixing: MixingMode,
+    /// Mean per-hop delay senders draw.
+    pub mean_delay: Duration,
+    /// Drop packets asking for longer holds.
+    pub max_delay: Duration,
+    /// Link latency.
+    pub latency: Latency,
+    /// Probability a link loses a packet.
+    pub loss: f64,
+}
+
+impl Scenario {
+    /// Hops of every route: gateway, the mix layers, exit provider.
+    pub fn route_len(&self) -> usize {
+        self.layers as usize + 2
+    }
+
+    /// Mix nodes plus providers.
+    pub fn node_count(&self) -> u32 {
+        self.layers * self.nodes_per_layer + self.providers
+    }
+
+    /// Loads and validates a scenario file.
+    pub fn load(path: &Path) -> Result<Self, ScenarioError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses scenario text; `path` names it in errors and anchors traces.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ScenarioError> {
+        let raw: RawScenario = toml::from_str(text).map_err(|e| ScenarioError::Parse {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().replace('\n', " "),
+        })?;
+        let invalid = |field: &'static str, reason: String| ScenarioError::Invalid {
+            path: path.to_owned(),
+            field,
+            reason,
+        };
+        let non_negative = |field: &'static str, v: f64| {
+            if v.is_finite() && v >= 0.0 {
+                Ok(v)
+            } else {
+                Err(invalid(
+                    field,
+                    format!("must be a finite number >= 0, got {v}"),
+                ))
+            }
+        };
+        let ms = |v: f64| Duration::from_secs_f64(v / 1000.0);
+        if !(raw.duration_s.is_finite() && raw.duration_s > 0.0) {
+            return Err(invalid("duration_s", "must be > 0".into()));
+        }
+        non_negative("warmup_s", raw.warmup_s)?;
+        if raw.warmup_s >= raw.duration_s {
+            return Err(invalid(
+                "warmup_s",
+                "must be shorter than duration_s".into(),
+            ));
+        }
+        let t = &raw.topology;
+        if t.layers == 0 || t.layers as usize + 2 > MAX_PATH_LENGTH {
+            return Err(invalid(
+                "topology.layers",
+                format!(
+                    "a route is gateway + layers + exit, at most {MAX_PATH_LENGTH} hops: layers must be 1 to {}",
+                    MAX_PATH_LENGTH - 2
+                ),
+            ));
+        }
+        if t.nodes_per_layer == 0 {
+            return Err(invalid("topology.nodes_per_layer", "must be >= 1".into()));
+        }
+        if t.providers == 0 {
+            return Err(invalid("topology.providers", "must be >= 1".into()));
+        }
+        if raw.clients.count < 2 {
+            return Err(invalid("clients.count", "must be >= 2".into()));
+        }
+        let cover = mtos_mixnode::cover::CoverRates {
+            payload: non_negative("cover.payload", raw.cover.payload)?,
+            loop_cover: non_negative("cover.loop", raw.cover.loop_cover)?,
+            drop_cover: non_negative("cover.drop", raw.cover.drop)?,
+            node_loop: non_negative("cover.node_loop", raw.cover.node_loop)?,
+        };
+        let (mixing, mean_delay, max_delay) = match raw.mixing {
+            RawMixing::Poisson {
+                mean_delay_ms,
+                max_delay_ms,
+            } => {
+                let mean = non_negative("mixing.mean_delay_ms", mean_delay_ms)?;
+                let max = match max_delay_ms {
+                    Some(m) => ms(non_negative("mixing.max_delay_ms", m)?),
+                    None => Duration::MAX,
+                };
+                (MixingMode::Poisson, ms(mean), max)
+            }
+            RawMixing::Pool {
+                interval_ms,
+                min_pool,
+                fraction,
+            } => {
+                let interval = non_negative("mixing.interval_ms", interval_ms)?;
+                if interval == 0.0 {
+                    return Err(invalid("mixing.interval_ms", "must be > 0".into()));
+                }
+                if !(fraction > 0.0 && fraction <= 1.0) {
+                    return Err(invalid("mixing.fraction", "must be in (0, 1]".into()));
+                }
+                (
+                    MixingMode::Pool {
+                        interval: ms(interval),
+                        min_pool,
+                        fraction,
+                    },
+                    Duration::ZERO,
+                    Duration::MAX,
+                )
+            }
+        };
+        match raw.links.latency {
+            Latency::Constant { ms: v } => {
+                non_negative("links.latency.ms", v)?;
+            }
+            Latency::Exponential { mean_ms } => {
+                non_negative("links.latency.mean_ms", mean_ms)?;
+            }
+            Latency::Uniform { min_ms, max_ms } => {
+                non_negative("links.latency.min_ms", min_ms)?;
+                non_negative("links.latency.max_ms", max_ms)?;
+                if max_ms < min_ms {
+                    return Err(invalid("links.latency.max_ms", "must be >= min_ms".into()));
+                }
+            }
+        }
+        let loss = non_negative("links.loss", raw.links.loss)?;
+        if loss >= 1.0 {
+            return Err(invalid("links.loss", "must be below 1".into()));
+        }
+        let (send_rate, trace) = match &raw.clients.send {
+            SendPattern::Poisson { rate } => {
+                (non_negative("clients.send.rate", *rate)?, Vec::new())
+            }
+            SendPattern::Trace { file } => {
+                let trace_path = path.parent().unwrap_or(Path::new(".")).join(file);
+                (0.0, load_trace(&trace_path, raw.clients.count)?)
+            }
+        };
+        Ok(Self {
+            name: raw.name,
+            duration: Duration::from_secs_f64(raw.duration_s),
+            warmup: Duration::from_secs_f64(raw.warmup_s),
+            seed: raw.seed,
+            packet_mode: raw.packet_mode,
+            layers: t.layers,
+            nodes_per_layer: t.nodes_per_layer,
+            providers: t.providers,
+            clients: raw.clients.count,
+            send_rate,
+            trace,
+            cover,
+            mixing,
+            mean_delay,
+            max_delay,
+            latency: raw.links.latency,
+            loss,
+        })
+    }
+}
+
+/// Reads `time_s,sender,recipient` rows (a header row is allowed).
+fn load_trace(path: &Path, clients: u32) -> Result<Vec<TraceMessage>, ScenarioError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line_no = n + 1;
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') || (n == 0 && line.starts_with("time")) {
+            continue;
+        }
+        let bad = |reason: String| ScenarioError::Trace {
+            path: path.to_owned(),
+            line: line_no,
+            reason,
+        };
+        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+        let [time, sender, recipient] = fields[..] else {
+            return Err(bad(format!(
+                "expected 3 fields time_s,sender,recipient, got {}",
+                fields.len()
+            )));
+        };
+        let at: f64 = time
+            .parse()
+            .map_err(|_| bad(format!("field time_s: not a number: {time:?}")))?;
+        if !(at.is_finite() && at >= 0.0) {
+            return Err(bad(format!("field time_s: must be >= 0, got {at}")));
+        }
+        let client = |name: &str, v: &str| -> Result<u32, ScenarioError> {
+            let c: u32 = v
+                .parse()
+                .map_err(|_| bad(format!("field {name}: not a client index: {v:?}")))?;
+            if c >= clients {
+                return Err(bad(format!(
+                    "field {name}: client {c} does not exist (count is {clients})"
+                )));
+            }
+            Ok(c)
+        };
+        out.push(TraceMessage {
+            at: Duration::from_secs_f64(at),
+            sender: client("sender", sender)?,
+            recipient: client("recipient", recipient)?,
+        });
+    }
+    out.sort_by_key(|m| m.at);
+    Ok(out)
+}

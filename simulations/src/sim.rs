@@ -1,0 +1,760 @@
+//! The discrete-event loop: clients with the production cover schedule,
+//! nodes with the production mix engine, links with latency and loss, all
+//! under virtual time. Every component has its own RNG derived from the
+//! run's seed, and events at equal times run in insertion order, so a seed
+//! and a scenario give byte-identical results.
+
+use std::cmp::{Ordering, Reverse};
+use std::collections::BinaryHeap;
+use std::time::Duration;
+
+use mtos_crypto::sphinx::{
+    self, Destination, Hop, SphinxSecret, build_forward, sample_exponential,
+};
+use mtos_mixnode::cover::{CoverSchedule, Send};
+use mtos_mixnode::{
+    EngineConfig, EpochKey, Event, Instant, KeyRing, Link, MixEngine, PacketFormat, ReplaySizing,
+    Sphinx,
+};
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+
+use crate::metrics::Metrics;
+use crate::packet::{
+    Abstract, AbstractPacket, client_address, client_index, node_address, node_index,
+};
+use crate::scenario::{Latency, Scenario};
+
+const EPOCH: u32 = 1;
+/// Destination of drop cover: discarded on arrival.
+pub const DROP_DESTINATION: u32 = u32::MAX;
+/// Destination of node loops: node loop packets are addressed to
+/// `NODE_LOOP_BASE + node` (far above any client index).
+pub const NODE_LOOP_BASE: u32 = 0x8000_0000;
+
+/// A per-component RNG derived from the run's seed.
+pub fn component_rng(seed: u64, kind: &str, index: u64) -> ChaCha20Rng {
+    let mut h = blake3::Hasher::new_derive_key("mtos-sim v1 component rng");
+    h.update(&seed.to_be_bytes());
+    h.update(kind.as_bytes());
+    h.update(&index.to_be_bytes());
+    ChaCha20Rng::from_seed(*h.finalize().as_bytes())
+}
+
+/// Builds packets and reads message ids: the only difference between
+/// abstract and real runs.
+pub trait Mode {
+    /// The engine's packet format.
+    type Format: PacketFormat;
+    /// Keys for `nodes` nodes.
+    fn new(nodes: u32, seed: u64) -> Self;
+    /// Node `i`'s key.
+    fn key(&self, node: u32) -> <Self::Format as PacketFormat>::Key;
+    /// A packet with this id along `route` (node indices) to `dest`.
+    fn build(&mut self, id: u64, route: &[u32], delays: &[Duration], dest: u32) -> Vec<u8>;
+    /// The id of a delivered payload.
+    fn message_id(payload: &[u8]) -> Option<u64>;
+}
+
+/// Abstract packets.
+#[derive(Debug)]
+pub struct AbstractMode;
+
+impl Mode for AbstractMode {
+    type Format = Abstract;
+    fn new(_nodes: u32, _seed: u64) -> Self {
+        Self
+    }
+    fn key(&self, node: u32) -> mtos_crypto::sphinx::NodeAddress {
+        node_address(node)
+    }
+    fn build(&mut self, id: u64, route: &[u32], delays: &[Duration], dest: u32) -> Vec<u8> {
+        AbstractPacket {
+            id,
+            hop: 0,
+            route: route.to_vec(),
+            delays: delays.to_vec(),
+            destination: dest,
+            surb_id: [0; 16],
+        }
+        .encode()
+    }
+    fn message_id(payload: &[u8]) -> Option<u64> {
+        Some(u64::from_be_bytes(payload.get(..8)?.try_into().ok()?))
+    }
+}
+
+/// Real Sphinx packets.
+#[derive(Debug)]
+pub struct RealMode {
+    secrets: Vec<SphinxSecret>,
+    hops: Vec<Hop>,
+    crypto: ChaCha20Rng,
+}
+
+impl Mode for RealMode {
+    type Format = Sphinx;
+    fn new(nodes: u32, seed: u64) -> Self {
+        let mut rng = component_rng(seed, "node keys", 0);
+        let secrets: Vec<SphinxSecret> = (0..nodes)
+            .map(|_| SphinxSecret::generate(&mut rng))
+            .collect();
+        let hops = secrets
+            .iter()
+            .enumerate()
+            .map(|(i, s)| Hop {
+                address: node_address(i as u32),
+                sphinx_key: s.public(),
+            })
+            .collect();
+        Self {
+            secrets,
+            hops,
+            // Crypto randomness is its own stream, so real and abstract runs
+            // make the same routing and delay draws.
+            crypto: component_rng(seed, "packet crypto", 0),
+        }
+    }
+    fn key(&self, node: u32) -> SphinxSecret {
+        self.secrets[node as usize].clone()
+    }
+    fn build(&mut self, id: u64, route: &[u32], delays: &[Duration], dest: u32) -> Vec<u8> {
+        let hops: Vec<Hop> = route.iter().map(|n| self.hops[*n as usize]).collect();
+        let destination = Destination {
+            address: client_address(dest),
+            surb_id: [0; 16],
+        };
+        build_forward(
+            &mut self.crypto,
+            &hops,
+            &destination,
+            delays,
+            &id.to_be_bytes(),
+        )
+        .unwrap_or_default()
+    }
+    fn message_id(payload: &[u8]) -> Option<u64> {
+        let m = sphinx::open_forward_payload(payload).ok()?;
+        Some(u64::from_be_bytes(m.get(..8)?.try_into().ok()?))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ev {
+    /// A client's cover schedule or message generator is due.
+    Client(u32),
+    /// A node's engine (or its node-loop schedule) is due.
+    Node(u32),
+    /// A frame arrives at a node (index into the in-flight table).
+    Arrive(u32, usize),
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct Scheduled {
+    at: Instant,
+    seq: u64,
+    ev: Ev,
+}
+
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Scheduled {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (self.at, self.seq).cmp(&(other.at, other.seq))
+    }
+}
+
+/// A message a client has to send.
+#[derive(Debug, Clone, Copy)]
+struct Outgoing {
+    id: u64,
+    recipient: u32,
+}
+
+struct Client {
+    schedule: CoverSchedule<Outgoing>,
+    rng: ChaCha20Rng,
+    next_generate: Option<Instant>,
+    gateway: u32,
+    wake: Option<Instant>,
+}
+
+struct Node<F: PacketFormat> {
+    engine: MixEngine<F>,
+    rng: ChaCha20Rng,
+    loops: Option<CoverSchedule<()>>,
+    wake: Option<Instant>,
+}
+
+/// What a message was, for the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A real message.
+    Real,
+    /// Payload-stream cover.
+    PayloadCover,
+    /// Client loop.
+    Loop,
+    /// Drop cover.
+    Drop,
+    /// Node loop.
+    NodeLoop,
+}
+
+/// A simulation run.
+pub struct Simulation<M: Mode> {
+    scenario: Scenario,
+    mode: M,
+    clients: Vec<Client>,
+    nodes: Vec<Node<M::Format>>,
+    queue: BinaryHeap<Reverse<Scheduled>>,
+    in_flight: Vec<Option<Vec<u8>>>,
+    free_slots: Vec<usize>,
+    seq: u64,
+    now: Instant,
+    next_id: u64,
+    link_rng: ChaCha20Rng,
+    route_rng: ChaCha20Rng,
+    trace_next: usize,
+    /// Indexed by message id.
+    sent: Vec<SentRecord>,
+    /// What was measured.
+    pub metrics: Metrics,
+    /// Real deliveries (id, time), in delivery order.
+    pub deliveries: Vec<(u64, Instant)>,
+    /// Events processed.
+    pub events: u64,
+}
+
+impl<M: Mode> Simulation<M> {
+    /// Sets up a run of `scenario` with `seed`.
+    pub fn new(scenario: Scenario, seed: u64) -> Self {
+        let node_count = scenario.node_count();
+        let mode = M::new(node_count, seed);
+        let config = EngineConfig {
+            mode: scenario.mixing,
+            mean_delay: scenario.mean_delay,
+            max_delay: scenario.max_delay,
+            queue_limit: 1_000_000,
+            output_limit: 1_000_000,
+        };
+        let start = Instant::ZERO;
+        let node_loop = mtos_mixnode::cover::CoverRates {
+            node_loop: scenario.cover.node_loop,
+            ..Default::default()
+        };
+        let nodes = (0..node_count)
+            .map(|i| {
+                let mut rng = component_rng(seed, "node", u64::from(i));
+                let keys = KeyRing::new(
+                    EpochKey {
+                        epoch: EPOCH,
+                        secret: mode.key(i),
+                    },
+                    ReplaySizing {
+                        expected_per_key: 1_000_000,
+                        fp_rate: 1e-9,
+                    },
+                );
+                let loops = (scenario.cover.node_loop > 0.0
+                    && i < scenario.layers * scenario.nodes_per_layer)
+                    .then(|| CoverSchedule::new(start, node_loop, 0, &mut rng));
+                Node {
+                    engine: MixEngine::new(config, keys),
+                    rng,
+                    loops,
+                    wake: None,
+                }
+            })
+            .collect();
+        let client_rates = mtos_mixnode::cover::CoverRates {
+            node_loop: 0.0,
+            ..scenario.cover
+        };
+        let clients = (0..scenario.clients)
+            .map(|i| {
+                let mut rng = component_rng(seed, "client", u64::from(i));
+                let schedule = CoverSchedule::new(start, client_rates, 100_000, &mut rng);
+                let next_generate = (scenario.send_rate > 0.0).then(|| {
+                    start
+                        + sample_exponential(
+                            &mut rng,
+                            Duration::from_secs_f64(1.0 / scenario.send_rate),
+                        )
+                });
+                Client {
+                    schedule,
+                    rng,
+                    next_generate,
+                    gateway: i % scenario.providers,
+                    wake: None,
+                }
+            })
+            .collect();
+        let mut sim = Self {
+            metrics: Metrics::new(&scenario),
+            scenario,
+            mode,
+            clients,
+            nodes,
+            queue: BinaryHeap::new(),
+            in_flight: Vec::new(),
+            free_slots: Vec::new(),
+            seq: 0,
+            now: start,
+            next_id: 0,
+            link_rng: component_rng(seed, "links", 0),
+            route_rng: component_rng(seed, "routes", 0),
+            trace_next: 0,
+            sent: Vec::new(),
+            deliveries: Vec::new(),
+            events: 0,
+        };
+        for c in 0..sim.scenario.clients {
+            sim.reschedule_client(c);
+        }
+        for n in 0..node_count {
+            sim.reschedule_node(n);
+        }
+        sim
+    }
+
+    fn push(&mut self, at: Instant, ev: Ev) {
+        self.seq += 1;
+        self.queue.push(Reverse(Scheduled {
+            at,
+            seq: self.seq,
+            ev,
+        }));
+    }
+
+    fn provider(&self, p: u32) -> u32 {
+        self.scenario.layers * self.scenario.nodes_per_layer + p
+    }
+
+    fn client_wake_time(&self, c: u32) -> Option<Instant> {
+        let client = &self.clients[c as usize];
+        let trace = self
+            .scenario
+            .trace
+            .get(self.trace_next)
+            .map(|t| Instant::from_duration(t.at));
+        [client.schedule.poll_timeout(), client.next_generate, trace]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    fn reschedule_client(&mut self, c: u32) {
+        if let Some(at) = self.client_wake_time(c) {
+            let client = &mut self.clients[c as usize];
+            if client.wake.is_none_or(|w| at < w) {
+                client.wake = Some(at);
+                self.push(at, Ev::Client(c));
+            }
+        }
+    }
+
+    fn reschedule_node(&mut self, n: u32) {
+        let node = &self.nodes[n as usize];
+        let at = [
+            node.engine.poll_timeout(),
+            node.loops.as_ref().and_then(|l| l.poll_timeout()),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        if let Some(at) = at {
+            let node = &mut self.nodes[n as usize];
+            if node.wake.is_none_or(|w| at < w) {
+                node.wake = Some(at);
+                self.push(at, Ev::Node(n));
+            }
+        }
+    }
+
+    fn link_delay(&mut self) -> Option<Duration> {
+        if self.scenario.loss > 0.0 && self.link_rng.random::<f64>() < self.scenario.loss {
+            return None;
+        }
+        let ms = match self.scenario.latency {
+            Latency::Constant { ms } => ms,
+            Latency::Exponential { mean_ms } => {
+                sample_exponential(
+                    &mut self.link_rng,
+                    Duration::from_secs_f64(mean_ms / 1000.0),
+                )
+                .as_secs_f64()
+                    * 1000.0
+            }
+            Latency::Uniform { min_ms, max_ms } => {
+                min_ms + (max_ms - min_ms) * self.link_rng.random::<f64>()
+            }
+        };
+        Some(Duration::from_secs_f64(ms / 1000.0))
+    }
+
+    /// Sends a frame over a link to `node`.
+    fn transmit(&mut self, node: u32, frame: Vec<u8>) {
+        self.metrics.link_frames += 1;
+        let Some(delay) = self.link_delay() else {
+            self.metrics.link_losses += 1;
+            return;
+        };
+        let slot = match self.free_slots.pop() {
+            Some(s) => {
+                self.in_flight[s] = Some(frame);
+                s
+            }
+            None => {
+                self.in_flight.push(Some(frame));
+                self.in_flight.len() - 1
+            }
+        };
+        let at = self.now + delay;
+        self.push(at, Ev::Arrive(node, slot));
+    }
+
+    fn route(&mut self, first: u32, last: u32) -> Vec<u32> {
+        let per_layer = self.scenario.nodes_per_layer;
+        let mut route = vec![first];
+        for layer in 0..self.scenario.layers {
+            route.push(layer * per_layer + self.route_rng.random_range(0..per_layer));
+        }
+        route.push(last);
+        route
+    }
+
+    fn send_packet(&mut self, kind: Kind, sender: u32, route: Vec<u32>, dest: u32, rng_of: RngOf) {
+        let id = self.next_id;
+        self.next_id += 1;
+        let mean = self.scenario.mean_delay;
+        let delays: Vec<Duration> = {
+            let rng = match rng_of {
+                RngOf::Client(c) => &mut self.clients[c as usize].rng,
+                RngOf::Node(n) => &mut self.nodes[n as usize].rng,
+            };
+            route
+                .iter()
+                .map(|_| {
+                    if mean.is_zero() {
+                        Duration::ZERO
+                    } else {
+                        sample_exponential(rng, mean)
+                    }
+                })
+                .collect()
+        };
+        let packet = self.mode.build(id, &route, &delays, dest);
+        let _ = sender;
+        self.sent.push(SentRecord {
+            kind,
+            created: self.now,
+            sent: self.now,
+        });
+        self.metrics.sent(kind, self.now);
+        let mut frame = Vec::with_capacity(1 + packet.len());
+        frame.push((EPOCH % 256) as u8);
+        frame.extend_from_slice(&packet);
+        self.transmit(route[0], frame);
+    }
+
+    fn on_client(&mut self, c: u32) {
+        let now = self.now;
+        if self.clients[c as usize].wake != Some(now) {
+            return; // superseded by an earlier wake
+        }
+        self.clients[c as usize].wake = None;
+        // New real messages.
+        while self.clients[c as usize]
+            .next_generate
+            .is_some_and(|t| t <= now)
+        {
+            let clients = self.scenario.clients;
+            let rate = self.scenario.send_rate;
+            let id = self.next_message_slot();
+            let client = &mut self.clients[c as usize];
+            let mut recipient = client.rng.random_range(0..clients - 1);
+            if recipient >= c {
+                recipient += 1;
+            }
+            let gap = sample_exponential(&mut client.rng, Duration::from_secs_f64(1.0 / rate));
+            client.next_generate = client.next_generate.map(|t| t + gap);
+            if client
+                .schedule
+                .push_real(Outgoing { id, recipient })
+                .is_err()
+            {
+                self.metrics.client_queue_drops += 1;
+            }
+        }
+        // Trace messages are global: the first client to wake hands them out.
+        while let Some(t) = self.scenario.trace.get(self.trace_next).copied() {
+            if Instant::from_duration(t.at) > now {
+                break;
+            }
+            self.trace_next += 1;
+            let id = self.next_message_slot();
+            let out = Outgoing {
+                id,
+                recipient: t.recipient,
+            };
+            if self.clients[t.sender as usize]
+                .schedule
+                .push_real(out)
+                .is_err()
+            {
+                self.metrics.client_queue_drops += 1;
+            }
+            if t.sender != c {
+                self.reschedule_client(t.sender);
+            }
+        }
+        loop {
+            let client = &mut self.clients[c as usize];
+            let Some(send) = client.schedule.poll_send(now, &mut client.rng) else {
+                break;
+            };
+            let gateway = client.gateway;
+            let providers = self.scenario.providers;
+            match send {
+                Send::Real(out) => {
+                    let exit = self.provider(out.recipient % providers);
+                    let route = self.route(self.provider(gateway), exit);
+                    self.real_send(c, out, route);
+                }
+                Send::PayloadCover | Send::Drop => {
+                    let kind = if matches!(send, Send::Drop) {
+                        Kind::Drop
+                    } else {
+                        Kind::PayloadCover
+                    };
+                    let p = self.route_rng.random_range(0..providers);
+                    let exit = self.provider(p);
+                    let route = self.route(self.provider(gateway), exit);
+                    self.send_packet(kind, c, route, DROP_DESTINATION, RngOf::Client(c));
+                }
+                Send::Loop => {
+                    let g = self.provider(gateway);
+                    let route = self.route(g, g);
+                    self.send_packet(Kind::Loop, c, route, c, RngOf::Client(c));
+                }
+                Send::NodeLoop => {}
+            }
+        }
+        self.reschedule_client(c);
+    }
+
+    /// Real messages get their id when generated, so latency counts the
+    /// time spent in the client's queue too.
+    fn next_message_slot(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.sent.push(SentRecord {
+            kind: Kind::Real,
+            created: self.now,
+            sent: self.now,
+        });
+        id
+    }
+
+    fn real_send(&mut self, c: u32, out: Outgoing, route: Vec<u32>) {
+        let mean = self.scenario.mean_delay;
+        let rng = &mut self.clients[c as usize].rng;
+        let delays: Vec<Duration> = route
+            .iter()
+            .map(|_| {
+                if mean.is_zero() {
+                    Duration::ZERO
+                } else {
+                    sample_exponential(rng, mean)
+                }
+            })
+            .collect();
+        let packet = self.mode.build(out.id, &route, &delays, out.recipient);
+        if let Some(entry) = self.sent.get_mut(out.id as usize) {
+            entry.sent = self.now;
+        }
+        self.metrics.sent(Kind::Real, self.now);
+        let mut frame = Vec::with_capacity(1 + packet.len());
+        frame.push((EPOCH % 256) as u8);
+        frame.extend_from_slice(&packet);
+        self.transmit(route[0], frame);
+    }
+
+    fn drain_node(&mut self, n: u32) {
+        while let Some(t) = self.nodes[n as usize].engine.poll_transmit() {
+            if let Some(next) = node_index(&t.next) {
+                self.transmit(next, t.frame);
+            }
+        }
+        while let Some(e) = self.nodes[n as usize].engine.poll_event() {
+            match e {
+                Event::Delivered(d) => self.on_delivery(&d.destination, &d.payload),
+                Event::Dropped(reason) => self.metrics.engine_drop(reason),
+            }
+        }
+    }
+
+    fn on_delivery(&mut self, dest: &Destination, payload: &[u8]) {
+        let Some(id) = M::message_id(payload) else {
+            self.metrics.undecodable += 1;
+            return;
+        };
+        let Some(record) = self.sent.get(id as usize).copied() else {
+            return;
+        };
+        let _ = client_index(&dest.address);
+        if record.kind == Kind::Real {
+            self.deliveries.push((id, self.now));
+        }
+        self.metrics.delivered(
+            record.kind,
+            record.created,
+            self.now - record.sent,
+            self.now - record.created,
+        );
+    }
+
+    fn on_node(&mut self, n: u32) {
+        let now = self.now;
+        if self.nodes[n as usize].wake != Some(now) {
+            return;
+        }
+        self.nodes[n as usize].wake = None;
+        {
+            let node = &mut self.nodes[n as usize];
+            let before = node.engine.held();
+            node.engine.handle_timeout(now, &mut node.rng);
+            let after = node.engine.held();
+            if let mtos_mixnode::MixingMode::Pool { min_pool, .. } = self.scenario.mixing
+                && after < before
+            {
+                self.metrics.pool_flushes += 1;
+                if after < min_pool {
+                    self.metrics.pool_threshold_violations += 1;
+                }
+            }
+        }
+        self.drain_node(n);
+        loop {
+            let node = &mut self.nodes[n as usize];
+            let Some(loops) = node.loops.as_mut() else {
+                break;
+            };
+            let Some(_) = loops.poll_send(now, &mut node.rng) else {
+                break;
+            };
+            // A node loop: through the layers (starting after its own) and
+            // back through a provider to itself.
+            let p = self.route_rng.random_range(0..self.scenario.providers);
+            let exit = self.provider(p);
+            let mut route = self.route(n, exit);
+            route.remove(0);
+            self.send_packet(Kind::NodeLoop, n, route, NODE_LOOP_BASE + n, RngOf::Node(n));
+        }
+        self.reschedule_node(n);
+    }
+
+    fn on_arrive(&mut self, n: u32, slot: usize) {
+        let Some(frame) = self.in_flight.get_mut(slot).and_then(Option::take) else {
+            return;
+        };
+        self.free_slots.push(slot);
+        let now = self.now;
+        {
+            let node = &mut self.nodes[n as usize];
+            node.engine
+                .handle_frame(now, Link(0), &frame, &mut node.rng);
+        }
+        self.drain_node(n);
+        self.reschedule_node(n);
+    }
+
+    /// Runs to the scenario's end; `progress` is called with the fraction
+    /// of virtual time done, now and then.
+    pub fn run(&mut self, mut progress: impl FnMut(f64)) {
+        let end = Instant::from_duration(self.scenario.duration);
+        let total = self.scenario.duration.as_secs_f64();
+        while let Some(Reverse(s)) = self.queue.pop() {
+            if s.at > end {
+                break;
+            }
+            self.now = s.at;
+            self.events += 1;
+            match s.ev {
+                Ev::Client(c) => self.on_client(c),
+                Ev::Node(n) => self.on_node(n),
+                Ev::Arrive(n, slot) => self.on_arrive(n, slot),
+            }
+            if self.events.is_multiple_of(65_536) {
+                progress(self.now.since_origin().as_secs_f64() / total);
+            }
+        }
+        self.now = end;
+        self.metrics.finish(self.events, &self.nodes_counters());
+        progress(1.0);
+    }
+
+    fn nodes_counters(&self) -> Vec<mtos_mixnode::Counters> {
+        self.nodes
+            .iter()
+            .map(|n| n.engine.counters().clone())
+            .collect()
+    }
+
+    /// The scenario.
+    pub fn scenario(&self) -> &Scenario {
+        &self.scenario
+    }
+
+    /// Packets currently held by node `n`.
+    pub fn held(&self, n: u32) -> usize {
+        self.nodes[n as usize].engine.held()
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct SentRecord {
+    kind: Kind,
+    /// When a real message was generated (queued at its client).
+    created: Instant,
+    /// When its packet left the client (or node).
+    sent: Instant,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum RngOf {
+    Client(u32),
+    Node(u32),
+}
+
+impl<M: Mode> std::fmt::Debug for Simulation<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Simulation")
+            .field("scenario", &self.scenario.name)
+            .field("now", &self.now)
+            .field("events", &self.events)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Runs a scenario in the mode it names.
+pub fn run_scenario(scenario: Scenario, seed: u64, progress: impl FnMut(f64)) -> Metrics {
+    match scenario.packet_mode {
+        crate::scenario::PacketMode::Abstract => {
+            let mut sim = Simulation::<AbstractMode>::new(scenario, seed);
+            sim.run(progress);
+            sim.metrics
+        }
+        crate::scenario::PacketMode::Real => {
+            let mut sim = Simulation::<RealMode>::new(scenario, seed);
+            sim.run(progress);
+            sim.metrics
+        }
+    }
+}

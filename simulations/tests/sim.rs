@@ -1,0 +1,203 @@
+//! The simulator against what the mixing model predicts.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::Path;
+
+use mtos_sim::scenario::{Scenario, ScenarioError};
+use mtos_sim::sim::{AbstractMode, RealMode, Simulation};
+
+fn scenario(text: &str) -> Scenario {
+    Scenario::parse(text, Path::new("test.toml")).unwrap()
+}
+
+const BASE: &str = r#"
+name = "test"
+duration_s = 60
+warmup_s = 5
+[topology]
+layers = 3
+nodes_per_layer = 3
+providers = 2
+[clients]
+count = 20
+send = { kind = "poisson", rate = 2.0 }
+[cover]
+payload = 20.0
+loop = 1.0
+drop = 1.0
+node_loop = 0.5
+[mixing]
+mode = "poisson"
+mean_delay_ms = 20
+[links]
+latency = { kind = "constant", ms = 0 }
+"#;
+
+fn ks(samples: &mut [f64], cdf: impl Fn(f64) -> f64) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    let n = samples.len() as f64;
+    samples
+        .iter()
+        .enumerate()
+        .map(|(i, x)| {
+            let f = cdf(*x);
+            (f - i as f64 / n).abs().max(((i + 1) as f64 / n - f).abs())
+        })
+        .fold(0.0, f64::max)
+}
+
+fn erlang_cdf(k: u32, rate: f64) -> impl Fn(f64) -> f64 {
+    move |x| {
+        if x <= 0.0 {
+            return 0.0;
+        }
+        let (mut term, mut sum) = (1.0, 1.0);
+        for i in 1..k {
+            term *= rate * x / f64::from(i);
+            sum += term;
+        }
+        1.0 - (-rate * x).exp() * sum
+    }
+}
+
+#[test]
+fn latency_is_erlang_over_the_route() {
+    // Gateway + 3 layers + exit provider: 5 hops, each holding Exp(20 ms)
+    // (four from the header, the exit's own), zero link latency, no cap.
+    let mut sim = Simulation::<AbstractMode>::new(scenario(BASE), 1);
+    sim.run(|_| {});
+    let mut lat: Vec<f64> = sim.metrics.network_latency_s.clone();
+    assert!(lat.len() > 1500, "too few samples: {}", lat.len());
+    let n = lat.len();
+    let d = ks(&mut lat, erlang_cdf(5, 1.0 / 0.020));
+    let crit = 1.6276 / (n as f64).sqrt();
+    assert!(d < crit, "KS {d} >= {crit} (n = {n})");
+    let d4 = ks(&mut lat, erlang_cdf(4, 1.0 / 0.020));
+    assert!(d4 > crit, "the test cannot tell Erlang(4) from Erlang(5)");
+}
+
+#[test]
+fn same_seed_same_bytes() {
+    let run = |seed| {
+        let s = scenario(BASE);
+        let mut sim = Simulation::<AbstractMode>::new(s.clone(), seed);
+        sim.run(|_| {});
+        (
+            serde_json::to_string(&sim.metrics.summary(&s, seed)).unwrap(),
+            sim.metrics.latency_csv(),
+        )
+    };
+    assert_eq!(run(7), run(7));
+    assert_ne!(run(7).1, run(8).1);
+}
+
+#[test]
+fn abstract_and_real_modes_agree() {
+    let text = BASE
+        .replace("duration_s = 60", "duration_s = 3")
+        .replace("warmup_s = 5", "warmup_s = 0")
+        .replace("count = 20", "count = 4")
+        .replace("payload = 20.0", "payload = 5.0");
+    let s = scenario(&text);
+    let mut a = Simulation::<AbstractMode>::new(s.clone(), 3);
+    a.run(|_| {});
+    let mut r = Simulation::<RealMode>::new(s, 3);
+    r.run(|_| {});
+    assert!(a.deliveries.len() > 10);
+    assert_eq!(a.deliveries, r.deliveries, "deliveries differ");
+    assert_eq!(a.metrics.sent, r.metrics.sent);
+    assert_eq!(a.metrics.network_latency_s, r.metrics.network_latency_s);
+}
+
+#[test]
+fn pool_mixes_never_go_below_their_threshold() {
+    let text = BASE.replace(
+        "mode = \"poisson\"\nmean_delay_ms = 20",
+        "mode = \"pool\"\ninterval_ms = 50\nmin_pool = 15\nfraction = 0.5",
+    );
+    let s = scenario(&text);
+    let mut sim = Simulation::<AbstractMode>::new(s, 5);
+    sim.run(|_| {});
+    assert!(sim.metrics.delivered[0] > 100);
+    // Every flush of every node, observed by the loop: none went below.
+    assert!(
+        sim.metrics.pool_flushes > 1000,
+        "{}",
+        sim.metrics.pool_flushes
+    );
+    assert_eq!(sim.metrics.pool_threshold_violations, 0);
+}
+
+#[test]
+fn bad_scenarios_are_refused_before_running() {
+    let cases = [
+        (BASE.replace("layers = 3", "layers = 4"), "topology.layers"),
+        (
+            BASE.replace("payload = 20.0", "payload = -1.0"),
+            "cover.payload",
+        ),
+        (
+            BASE.replace("providers = 2", "providers = 2\nsuperfluous = 1"),
+            "superfluous",
+        ),
+        (BASE.replace("rate = 2.0", "rate = \"fast\""), "rate"),
+        (
+            BASE.replace("nodes_per_layer = 3", "nodes_per_layer = 0"),
+            "topology.nodes_per_layer",
+        ),
+    ];
+    for (text, field) in cases {
+        let err = Scenario::parse(&text, Path::new("bad.toml")).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains(field), "{msg} does not name {field}");
+        assert!(msg.contains("bad.toml"));
+        if let ScenarioError::Parse { message, .. } = &err {
+            assert!(message.contains("line"), "{message} has no line");
+        }
+    }
+}
+
+#[test]
+fn bad_trace_rows_name_their_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("trace.csv"),
+        "time_s,sender,recipient\n0.5,1,2\n1.0,1,x\n",
+    )
+    .unwrap();
+    let text = BASE.replace(
+        "send = { kind = \"poisson\", rate = 2.0 }",
+        "send = { kind = \"trace\", file = \"trace.csv\" }",
+    );
+    let path = dir.path().join("s.toml");
+    std::fs::write(&path, &text).unwrap();
+    let err = Scenario::load(&path).unwrap_err().to_string();
+    assert!(err.contains("trace.csv:3"), "{err}");
+    assert!(err.contains("recipient"), "{err}");
+
+    std::fs::write(dir.path().join("trace.csv"), "0.5,1,2\n1.0,3,0\n").unwrap();
+    let s = Scenario::load(&path).unwrap();
+    assert_eq!(s.trace.len(), 2);
+    let mut sim = Simulation::<AbstractMode>::new(s, 1);
+    sim.run(|_| {});
+    assert_eq!(sim.metrics.sent[0], 2);
+    assert_eq!(sim.metrics.delivered[0], 2);
+}
+
+#[test]
+fn shipped_scenarios_load() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let s = Scenario::load(&path).unwrap();
+            names.push(s.name);
+        }
+    }
+    assert_eq!(names.len(), 3, "{names:?}");
+    let large = Scenario::load(&dir.join("large.toml")).unwrap();
+    assert!(large.layers * large.nodes_per_layer >= 999);
+    assert_eq!(large.clients, 10_000);
+}
