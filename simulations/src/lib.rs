@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod entropy;
 pub mod metrics;
 pub mod packet;
 pub mod scenario;

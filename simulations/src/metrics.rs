@@ -8,6 +8,7 @@ use std::time::Duration;
 use mtos_mixnode::{Counters, DropReason, Instant};
 use serde_json::{Value, json};
 
+use crate::entropy::TagResult;
 use crate::scenario::Scenario;
 use crate::sim::Kind;
 
@@ -53,6 +54,8 @@ pub struct Metrics {
     pub pool_flushes: u64,
     /// Flushes that left fewer packets than the pool threshold.
     pub pool_threshold_violations: u64,
+    /// Tagged messages' anonymity, in tag order.
+    pub entropy: Vec<TagResult>,
 }
 
 impl Metrics {
@@ -73,6 +76,7 @@ impl Metrics {
             events: 0,
             pool_flushes: 0,
             pool_threshold_violations: 0,
+            entropy: Vec::new(),
         }
     }
 
@@ -138,9 +142,67 @@ impl Metrics {
             "engine_drops": self.engine_drops,
             "pool_flushes": self.pool_flushes,
             "pool_threshold_violations": self.pool_threshold_violations,
+            "anonymity": self.anonymity_summary(),
             "network_latency_s": stats(&self.network_latency_s),
             "end_to_end_latency_s": stats(&self.end_to_end_latency_s),
         })
+    }
+
+    /// Mean entropy of the tagged messages (bits) and its standard error.
+    pub fn mean_entropy(&self) -> Option<(f64, f64)> {
+        let n = self.entropy.len();
+        if n == 0 {
+            return None;
+        }
+        let mean = self.entropy.iter().map(|t| t.entropy_bits).sum::<f64>() / n as f64;
+        let var = self
+            .entropy
+            .iter()
+            .map(|t| (t.entropy_bits - mean).powi(2))
+            .sum::<f64>()
+            / (n.max(2) - 1) as f64;
+        Some((mean, (var / n as f64).sqrt()))
+    }
+
+    fn anonymity_summary(&self) -> Value {
+        match self.mean_entropy() {
+            None => json!({ "tagged_measured": 0 }),
+            Some((mean, se)) => {
+                let min = self
+                    .entropy
+                    .iter()
+                    .map(|t| t.entropy_bits)
+                    .fold(f64::INFINITY, f64::min);
+                let sets = self
+                    .entropy
+                    .iter()
+                    .map(|t| t.entropy_bits.exp2())
+                    .sum::<f64>()
+                    / self.entropy.len() as f64;
+                json!({
+                    "tagged_measured": self.entropy.len(),
+                    "entropy_bits_mean": mean,
+                    "entropy_bits_stderr": se,
+                    "entropy_bits_min": min,
+                    "effective_anonymity_set_mean": sets,
+                })
+            }
+        }
+    }
+
+    /// One row per tagged message.
+    pub fn entropy_csv(&self) -> String {
+        let mut out = String::from("tag,entropy_bits,effective_anonymity_set,exited_mass\n");
+        for (i, t) in self.entropy.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "{i},{:.9},{:.6},{:.9}",
+                t.entropy_bits,
+                t.entropy_bits.exp2(),
+                t.exited_mass
+            );
+        }
+        out
     }
 
     /// One row per measured real message.

@@ -118,6 +118,15 @@ struct RawScenario {
     cover: RawCover,
     mixing: RawMixing,
     links: RawLinks,
+    #[serde(default)]
+    anonymity: RawAnonymity,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAnonymity {
+    #[serde(default)]
+    tagged_messages: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -217,6 +226,8 @@ pub struct Scenario {
     pub latency: Latency,
     /// Probability a link loses a packet.
     pub loss: f64,
+    /// Real messages sent after the warm-up whose anonymity is measured.
+    pub tagged_messages: u32,
 }
 
 impl Scenario {
@@ -377,6 +388,7 @@ impl Scenario {
             max_delay,
             latency: raw.links.latency,
             loss,
+            tagged_messages: raw.anonymity.tagged_messages,
         })
     }
 }

@@ -19,6 +19,7 @@ use mtos_mixnode::{
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
+use crate::entropy::{EntropyTracker, Masses};
 use crate::metrics::Metrics;
 use crate::packet::{
     Abstract, AbstractPacket, client_address, client_index, node_address, node_index,
@@ -212,7 +213,7 @@ pub struct Simulation<M: Mode> {
     clients: Vec<Client>,
     nodes: Vec<Node<M::Format>>,
     queue: BinaryHeap<Reverse<Scheduled>>,
-    in_flight: Vec<Option<Vec<u8>>>,
+    in_flight: Vec<Option<(Vec<u8>, Masses)>>,
     free_slots: Vec<usize>,
     seq: u64,
     now: Instant,
@@ -228,6 +229,8 @@ pub struct Simulation<M: Mode> {
     pub deliveries: Vec<(u64, Instant)>,
     /// Events processed.
     pub events: u64,
+    entropy: EntropyTracker,
+    tagged: u32,
 }
 
 impl<M: Mode> Simulation<M> {
@@ -313,6 +316,8 @@ impl<M: Mode> Simulation<M> {
             sent: Vec::new(),
             deliveries: Vec::new(),
             events: 0,
+            entropy: EntropyTracker::new(),
+            tagged: 0,
         };
         for c in 0..sim.scenario.clients {
             sim.reschedule_client(c);
@@ -398,8 +403,8 @@ impl<M: Mode> Simulation<M> {
         Some(Duration::from_secs_f64(ms / 1000.0))
     }
 
-    /// Sends a frame over a link to `node`.
-    fn transmit(&mut self, node: u32, frame: Vec<u8>) {
+    /// Sends a frame (and the tag masses it carries) over a link to `node`.
+    fn transmit(&mut self, node: u32, frame: Vec<u8>, masses: Masses) {
         self.metrics.link_frames += 1;
         let Some(delay) = self.link_delay() else {
             self.metrics.link_losses += 1;
@@ -407,11 +412,11 @@ impl<M: Mode> Simulation<M> {
         };
         let slot = match self.free_slots.pop() {
             Some(s) => {
-                self.in_flight[s] = Some(frame);
+                self.in_flight[s] = Some((frame, masses));
                 s
             }
             None => {
-                self.in_flight.push(Some(frame));
+                self.in_flight.push(Some((frame, masses)));
                 self.in_flight.len() - 1
             }
         };
@@ -460,7 +465,7 @@ impl<M: Mode> Simulation<M> {
         let mut frame = Vec::with_capacity(1 + packet.len());
         frame.push((EPOCH % 256) as u8);
         frame.extend_from_slice(&packet);
-        self.transmit(route[0], frame);
+        self.transmit(route[0], frame, Vec::new());
     }
 
     fn on_client(&mut self, c: u32) {
@@ -583,18 +588,39 @@ impl<M: Mode> Simulation<M> {
         let mut frame = Vec::with_capacity(1 + packet.len());
         frame.push((EPOCH % 256) as u8);
         frame.extend_from_slice(&packet);
-        self.transmit(route[0], frame);
+        // The first real messages sent after the warm-up are tagged: the
+        // adversary sees this packet leave its sender.
+        let masses = if self.now.since_origin() >= self.scenario.warmup
+            && self.tagged < self.scenario.tagged_messages
+        {
+            let tag = self.tagged;
+            self.tagged += 1;
+            self.entropy.tag(tag)
+        } else {
+            Vec::new()
+        };
+        self.transmit(route[0], frame, masses);
     }
 
-    fn drain_node(&mut self, n: u32) {
+    /// Hands out what node `n` released; `held` is how many packets it
+    /// held before releasing them (each departure takes its share of the
+    /// node's tag masses).
+    fn drain_node(&mut self, n: u32, mut held: usize) {
         while let Some(t) = self.nodes[n as usize].engine.poll_transmit() {
+            let masses = self.entropy.depart(n, held);
+            held = held.saturating_sub(1);
             if let Some(next) = node_index(&t.next) {
-                self.transmit(next, t.frame);
+                self.transmit(next, t.frame, masses);
             }
         }
         while let Some(e) = self.nodes[n as usize].engine.poll_event() {
             match e {
-                Event::Delivered(d) => self.on_delivery(&d.destination, &d.payload),
+                Event::Delivered(d) => {
+                    let masses = self.entropy.depart(n, held);
+                    held = held.saturating_sub(1);
+                    self.entropy.exit(&masses);
+                    self.on_delivery(&d.destination, &d.payload);
+                }
                 Event::Dropped(reason) => self.metrics.engine_drop(reason),
             }
         }
@@ -626,9 +652,9 @@ impl<M: Mode> Simulation<M> {
             return;
         }
         self.nodes[n as usize].wake = None;
+        let before = self.nodes[n as usize].engine.held();
         {
             let node = &mut self.nodes[n as usize];
-            let before = node.engine.held();
             node.engine.handle_timeout(now, &mut node.rng);
             let after = node.engine.held();
             if let mtos_mixnode::MixingMode::Pool { min_pool, .. } = self.scenario.mixing
@@ -640,7 +666,7 @@ impl<M: Mode> Simulation<M> {
                 }
             }
         }
-        self.drain_node(n);
+        self.drain_node(n, before);
         loop {
             let node = &mut self.nodes[n as usize];
             let Some(loops) = node.loops.as_mut() else {
@@ -661,17 +687,23 @@ impl<M: Mode> Simulation<M> {
     }
 
     fn on_arrive(&mut self, n: u32, slot: usize) {
-        let Some(frame) = self.in_flight.get_mut(slot).and_then(Option::take) else {
+        let Some((frame, masses)) = self.in_flight.get_mut(slot).and_then(Option::take) else {
             return;
         };
         self.free_slots.push(slot);
         let now = self.now;
+        let before = self.nodes[n as usize].engine.held();
         {
             let node = &mut self.nodes[n as usize];
             node.engine
                 .handle_frame(now, Link(0), &frame, &mut node.rng);
         }
-        self.drain_node(n);
+        // Only a packet the node took in joins its anonymity set.
+        if self.nodes[n as usize].engine.held() > before {
+            self.entropy.arrive(n, &masses);
+        }
+        let held = self.nodes[n as usize].engine.held();
+        self.drain_node(n, held);
         self.reschedule_node(n);
     }
 
@@ -696,6 +728,7 @@ impl<M: Mode> Simulation<M> {
             }
         }
         self.now = end;
+        self.metrics.entropy = self.entropy.finish();
         self.metrics.finish(self.events, &self.nodes_counters());
         progress(1.0);
     }

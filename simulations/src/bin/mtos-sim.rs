@@ -18,7 +18,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run one scenario; write summary.json and latency.csv.
+    /// Run one scenario; write summary.json, latency.csv and entropy.csv.
     ///
     /// Example: mtos-sim run simulations/scenarios/small.toml --seed 7 --out results/
     Run {
@@ -83,7 +83,11 @@ fn run(cli: Cli) -> Result<(), String> {
                 };
                 write("summary.json", &(summary.clone() + "\n"))?;
                 write("latency.csv", &metrics.latency_csv())?;
-                eprintln!("wrote {}/summary.json and latency.csv", dir.display());
+                write("entropy.csv", &metrics.entropy_csv())?;
+                eprintln!(
+                    "wrote {}/summary.json, latency.csv and entropy.csv",
+                    dir.display()
+                );
             }
             println!("{summary}");
             Ok(())

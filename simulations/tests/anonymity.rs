@@ -1,0 +1,165 @@
+//! Anonymity metrics: the closed form of a single exponential mix, and
+//! the direction of change with delay and cover rate.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::Path;
+use std::time::Duration;
+
+use mtos_crypto::sphinx::sample_exponential;
+use mtos_mixnode::{
+    EngineConfig, EpochKey, Instant, KeyRing, Link, MixEngine, MixingMode, ReplaySizing,
+};
+use mtos_sim::entropy::EntropyTracker;
+use mtos_sim::packet::{Abstract, AbstractPacket, node_address};
+use mtos_sim::scenario::Scenario;
+use mtos_sim::sim::{AbstractMode, Simulation};
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+
+/// One Poisson mix fed by Poisson arrivals (rate λ), holding each message
+/// Exp(mean 1/μ): the entropy of a message's output distribution is
+/// ln(e·λ/μ) nats (Danezis, "The traffic analysis of continuous-time
+/// mixes", PET 2004), for λ/μ large.
+#[test]
+fn single_exponential_mix_matches_the_closed_form() {
+    let lambda = 500.0; // arrivals per second
+    let mean = Duration::from_millis(100); // μ = 10/s, λ/μ = 50
+    let mut engine: MixEngine<Abstract> = MixEngine::new(
+        EngineConfig {
+            mode: MixingMode::Poisson,
+            mean_delay: mean,
+            max_delay: Duration::from_secs(3600),
+            queue_limit: 1_000_000,
+            output_limit: 1_000_000,
+        },
+        KeyRing::new(
+            EpochKey {
+                epoch: 1,
+                secret: node_address(0),
+            },
+            ReplaySizing {
+                expected_per_key: 1_000_000,
+                fp_rate: 1e-9,
+            },
+        ),
+    );
+    let mut rng = ChaCha20Rng::from_seed([1; 32]);
+    let mut tracker = EntropyTracker::new();
+    let mut now = Instant::ZERO;
+    let warmup = 5.0; // seconds, about 50 mean delays
+    let tags = 300u32;
+    let mut tagged = 0;
+    let mut id = 0u64;
+    let mut next_arrival =
+        now + sample_exponential(&mut rng, Duration::from_secs_f64(1.0 / lambda));
+    loop {
+        let next_release = engine.poll_timeout();
+        if next_release.is_some_and(|r| r <= next_arrival) {
+            now = next_release.unwrap();
+            let held = engine.held();
+            engine.handle_timeout(now, &mut rng);
+            let mut n = held;
+            while engine.poll_transmit().is_some() {
+                let out = tracker.depart(0, n);
+                tracker.exit(&out);
+                n -= 1;
+            }
+        } else {
+            if tagged == tags && tracker.active() == 0 {
+                break;
+            }
+            now = next_arrival;
+            let delay = sample_exponential(&mut rng, mean);
+            let packet = AbstractPacket {
+                id,
+                hop: 0,
+                route: vec![0, 1],
+                delays: vec![delay, Duration::ZERO],
+                destination: 0,
+                surb_id: [0; 16],
+            };
+            id += 1;
+            let mut frame = vec![1u8];
+            frame.extend_from_slice(&packet.encode());
+            engine.handle_frame(now, Link(0), &frame, &mut rng);
+            // Tag one arrival in ten after the warm-up, so tagged messages
+            // overlap like untagged ones.
+            if now.since_origin().as_secs_f64() > warmup
+                && tagged < tags
+                && rng.random_range(0..10) == 0
+            {
+                let m = tracker.tag(tagged);
+                tracker.arrive(0, &m);
+                tagged += 1;
+            }
+            next_arrival =
+                now + sample_exponential(&mut rng, Duration::from_secs_f64(1.0 / lambda));
+        }
+    }
+    let results = tracker.finish();
+    assert_eq!(results.len(), tags as usize);
+    let mean_bits = results.iter().map(|r| r.entropy_bits).sum::<f64>() / results.len() as f64;
+    let expected_bits = (std::f64::consts::E * 50.0).ln() / std::f64::consts::LN_2;
+    let rel = (mean_bits - expected_bits).abs() / expected_bits;
+    eprintln!("single mix: H = {mean_bits:.4} bits, closed form {expected_bits:.4}");
+    assert!(
+        rel < 0.02,
+        "H = {mean_bits:.3} bits, closed form {expected_bits:.3} (rel {rel:.4})"
+    );
+}
+
+const BASE: &str = r#"
+name = "anonymity"
+duration_s = 40
+warmup_s = 10
+[topology]
+layers = 2
+nodes_per_layer = 2
+providers = 2
+[clients]
+count = 20
+send = { kind = "poisson", rate = 1.0 }
+[cover]
+payload = 4.0
+loop = 1.0
+drop = 1.0
+[mixing]
+mode = "poisson"
+mean_delay_ms = 30
+[links]
+latency = { kind = "constant", ms = 5 }
+[anonymity]
+tagged_messages = 150
+"#;
+
+fn mean_entropy(text: &str) -> (f64, f64) {
+    let s = Scenario::parse(text, Path::new("a.toml")).unwrap();
+    let mut sim = Simulation::<AbstractMode>::new(s, 11);
+    sim.run(|_| {});
+    assert!(
+        sim.metrics.entropy.len() >= 140,
+        "{}",
+        sim.metrics.entropy.len()
+    );
+    sim.metrics.mean_entropy().unwrap()
+}
+
+#[test]
+fn entropy_rises_with_the_mean_delay_and_the_cover_rate() {
+    let (base, se) = mean_entropy(BASE);
+    let (slow, se_slow) = mean_entropy(&BASE.replace("mean_delay_ms = 30", "mean_delay_ms = 120"));
+    let (busy, se_busy) = mean_entropy(&BASE.replace("payload = 4.0", "payload = 16.0"));
+    eprintln!(
+        "H: base {base:.3}±{se:.3}, slow {slow:.3}±{se_slow:.3}, busy {busy:.3}±{se_busy:.3}"
+    );
+    // Differences well beyond the sampling error (3 standard errors).
+    assert!(
+        slow - base > 3.0 * (se + se_slow),
+        "delay: {base} -> {slow}"
+    );
+    assert!(
+        busy - base > 3.0 * (se + se_busy),
+        "lambda: {base} -> {busy}"
+    );
+}
