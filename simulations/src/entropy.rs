@@ -24,6 +24,8 @@ pub type Masses = Vec<(u32, f64)>;
 /// One tagged message's result.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TagResult {
+    /// The tag.
+    pub tag: u32,
     /// Entropy of its exit distribution, bits.
     pub entropy_bits: f64,
     /// Mass that reached an exit (1 unless the run ended first or links
@@ -109,6 +111,7 @@ impl EntropyTracker {
                 self.done.insert(
                     *t,
                     TagResult {
+                        tag: *t,
                         entropy_bits: tag.entropy,
                         exited_mass: tag.exited,
                     },
@@ -132,6 +135,7 @@ impl EntropyTracker {
                 self.done.insert(
                     t,
                     TagResult {
+                        tag: t,
                         entropy_bits: tag.entropy,
                         exited_mass: tag.exited,
                     },

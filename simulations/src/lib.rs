@@ -3,8 +3,10 @@
 pub mod entropy;
 pub mod metrics;
 pub mod packet;
+pub mod plot;
 pub mod scenario;
 pub mod sim;
+pub mod sweep;
 
 pub use metrics::Metrics;
 pub use scenario::{Scenario, ScenarioError};

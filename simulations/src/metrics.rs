@@ -56,6 +56,9 @@ pub struct Metrics {
     pub pool_threshold_violations: u64,
     /// Tagged messages' anonymity, in tag order.
     pub entropy: Vec<TagResult>,
+    /// When each tagged message was sent, seconds of virtual time, in tag
+    /// order (measured or not).
+    pub tag_sent_s: Vec<f64>,
 }
 
 impl Metrics {
@@ -77,6 +80,7 @@ impl Metrics {
             pool_flushes: 0,
             pool_threshold_violations: 0,
             entropy: Vec::new(),
+            tag_sent_s: Vec::new(),
         }
     }
 
@@ -192,11 +196,17 @@ impl Metrics {
 
     /// One row per tagged message.
     pub fn entropy_csv(&self) -> String {
-        let mut out = String::from("tag,entropy_bits,effective_anonymity_set,exited_mass\n");
-        for (i, t) in self.entropy.iter().enumerate() {
+        let mut out = String::from("tag,sent_s,entropy_bits,effective_anonymity_set,exited_mass\n");
+        for t in &self.entropy {
+            let sent = self
+                .tag_sent_s
+                .get(t.tag as usize)
+                .copied()
+                .unwrap_or(f64::NAN);
             let _ = writeln!(
                 out,
-                "{i},{:.9},{:.6},{:.9}",
+                "{},{sent:.6},{:.9},{:.6},{:.9}",
+                t.tag,
                 t.entropy_bits,
                 t.entropy_bits.exp2(),
                 t.exited_mass

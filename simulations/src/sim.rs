@@ -595,6 +595,9 @@ impl<M: Mode> Simulation<M> {
         {
             let tag = self.tagged;
             self.tagged += 1;
+            self.metrics
+                .tag_sent_s
+                .push(self.now.since_origin().as_secs_f64());
             self.entropy.tag(tag)
         } else {
             Vec::new()

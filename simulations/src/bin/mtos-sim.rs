@@ -1,12 +1,15 @@
 //! `mtos-sim`: run scenarios of the production mix engine under virtual
 //! time.
 
-use std::path::PathBuf;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use mtos_sim::{Scenario, run_scenario};
+use mtos_sim::plot::{cdf_points, line_chart};
+use mtos_sim::sweep::{parse_param, sweep};
+use mtos_sim::{Metrics, Scenario, run_scenario};
 
 /// mtos-sim: the mtos mix engine and cover schedule under virtual time.
 #[derive(Debug, Parser)]
@@ -18,7 +21,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run one scenario; write summary.json, latency.csv and entropy.csv.
+    /// Run one scenario: summary.json, latency.csv, entropy.csv and SVG plots.
     ///
     /// Example: mtos-sim run simulations/scenarios/small.toml --seed 7 --out results/
     Run {
@@ -34,6 +37,26 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
+    /// Run a scenario once per value of one parameter, in parallel, and plot
+    /// latency and entropy against it.
+    ///
+    /// Example: mtos-sim sweep simulations/scenarios/small.toml --param mixing.mean_delay_ms=10,50,200 --out sweep/
+    Sweep {
+        /// The scenario TOML file.
+        scenario: PathBuf,
+        /// NAME=V1,V2,...: a numeric key of the scenario, as a dotted path.
+        #[arg(long)]
+        param: String,
+        /// Seed for every run [default: the scenario's].
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Output directory for sweep.csv and the plots.
+        #[arg(long)]
+        out: PathBuf,
+        /// Parallel runs [default: the number of cores].
+        #[arg(long)]
+        jobs: Option<usize>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -46,6 +69,57 @@ fn main() -> ExitCode {
     }
 }
 
+fn write(dir: &Path, name: &str, text: &str) -> Result<(), String> {
+    let path = dir.join(name);
+    std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn bar(len: u64, quiet: bool, msg: &str, unit: &str) -> Result<ProgressBar, String> {
+    if quiet {
+        return Ok(ProgressBar::hidden());
+    }
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template(&format!(
+            "{{msg}} [{{elapsed_precise}}] {{wide_bar}} {{pos}}/{{len}} {unit} (eta {{eta}})"
+        ))
+        .map_err(|e| e.to_string())?,
+    );
+    bar.set_message(msg.to_owned());
+    Ok(bar)
+}
+
+fn plots(dir: &Path, m: &Metrics) -> Result<(), String> {
+    if !m.network_latency_s.is_empty() {
+        line_chart(
+            &dir.join("latency_cdf.svg"),
+            "End-to-end latency of real messages (CDF)",
+            "seconds",
+            "fraction of messages",
+            &cdf_points(&m.end_to_end_latency_s),
+            false,
+        )
+        .map_err(|e| e.to_string())?;
+    }
+    let points: Vec<(f64, f64)> = m
+        .entropy
+        .iter()
+        .filter_map(|t| Some((*m.tag_sent_s.get(t.tag as usize)?, t.entropy_bits)))
+        .collect();
+    if !points.is_empty() {
+        line_chart(
+            &dir.join("entropy.svg"),
+            "Entropy of tagged messages over time",
+            "send time (s)",
+            "entropy (bits)",
+            &points,
+            true,
+        )
+        .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
 fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
         Command::Run {
@@ -56,19 +130,7 @@ fn run(cli: Cli) -> Result<(), String> {
         } => {
             let s = Scenario::load(&scenario).map_err(|e| e.to_string())?;
             let seed = seed.unwrap_or(s.seed);
-            let bar = if quiet {
-                ProgressBar::hidden()
-            } else {
-                let bar = ProgressBar::new(1000);
-                bar.set_style(
-                    ProgressStyle::with_template(
-                        "{msg} [{elapsed_precise}] {wide_bar} {percent}% virtual time (eta {eta})",
-                    )
-                    .map_err(|e| e.to_string())?,
-                );
-                bar.set_message(s.name.clone());
-                bar
-            };
+            let bar = bar(1000, quiet, &s.name, "‰ of virtual time")?;
             let metrics = run_scenario(s.clone(), seed, |f| {
                 bar.set_position((f * 1000.0) as u64);
             });
@@ -77,19 +139,84 @@ fn run(cli: Cli) -> Result<(), String> {
                 .map_err(|e| e.to_string())?;
             if let Some(dir) = out {
                 std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-                let write = |name: &str, text: &str| {
-                    let path = dir.join(name);
-                    std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))
-                };
-                write("summary.json", &(summary.clone() + "\n"))?;
-                write("latency.csv", &metrics.latency_csv())?;
-                write("entropy.csv", &metrics.entropy_csv())?;
+                write(&dir, "summary.json", &(summary.clone() + "\n"))?;
+                write(&dir, "latency.csv", &metrics.latency_csv())?;
+                write(&dir, "entropy.csv", &metrics.entropy_csv())?;
+                plots(&dir, &metrics)?;
                 eprintln!(
-                    "wrote {}/summary.json, latency.csv and entropy.csv",
+                    "wrote summary.json, latency.csv, entropy.csv, latency_cdf.svg and entropy.svg to {}",
                     dir.display()
                 );
             }
             println!("{summary}");
+            Ok(())
+        }
+        Command::Sweep {
+            scenario,
+            param,
+            seed,
+            out,
+            jobs,
+        } => {
+            let (name, values) = parse_param(&param).map_err(|e| e.to_string())?;
+            let jobs = jobs.unwrap_or_else(|| {
+                std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+            });
+            let bar = bar(values.len() as u64, false, &name, "runs")?;
+            let results = sweep(&scenario, &name, &values, seed, jobs, |done| {
+                bar.set_position(done as u64);
+            })
+            .map_err(|e| e.to_string())?;
+            bar.finish_and_clear();
+            std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+            let mut csv = format!(
+                "{name},latency_mean_s,latency_p99_s,entropy_bits_mean,entropy_bits_stderr,cover_fraction\n"
+            );
+            let mut lat = Vec::new();
+            let mut ent = Vec::new();
+            for (x, s, m) in &results {
+                let summary = m.summary(s, seed.unwrap_or(s.seed));
+                let l = &summary["end_to_end_latency_s"];
+                let (h, se) = m.mean_entropy().unwrap_or((f64::NAN, f64::NAN));
+                let _ = writeln!(
+                    csv,
+                    "{x},{},{},{h},{se},{}",
+                    l["mean"].as_f64().unwrap_or(f64::NAN),
+                    l["p99"].as_f64().unwrap_or(f64::NAN),
+                    summary["cover_fraction_of_packets"]
+                        .as_f64()
+                        .unwrap_or(f64::NAN)
+                );
+                if let Some(v) = l["mean"].as_f64() {
+                    lat.push((*x, v));
+                }
+                if h.is_finite() {
+                    ent.push((*x, h));
+                }
+            }
+            write(&out, "sweep.csv", &csv)?;
+            line_chart(
+                &out.join("sweep_latency.svg"),
+                &format!("Mean end-to-end latency vs {name}"),
+                &name,
+                "seconds",
+                &lat,
+                true,
+            )
+            .map_err(|e| e.to_string())?;
+            if !ent.is_empty() {
+                line_chart(
+                    &out.join("sweep_entropy.svg"),
+                    &format!("Mean message entropy vs {name}"),
+                    &name,
+                    "bits",
+                    &ent,
+                    true,
+                )
+                .map_err(|e| e.to_string())?;
+            }
+            print!("{csv}");
+            eprintln!("wrote sweep.csv and plots to {}", out.display());
             Ok(())
         }
     }
