@@ -5,7 +5,7 @@
 //! and a scenario give byte-identical results.
 
 use std::cmp::{Ordering, Reverse};
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashMap};
 use std::time::Duration;
 
 use mtos_crypto::sphinx::{
@@ -221,8 +221,10 @@ pub struct Simulation<M: Mode> {
     link_rng: ChaCha20Rng,
     route_rng: ChaCha20Rng,
     trace_next: usize,
-    /// Indexed by message id.
-    sent: Vec<SentRecord>,
+    /// Packets in flight, by id (removed on delivery; only inserted,
+    /// looked up and removed, never iterated, so its order cannot affect
+    /// results).
+    sent: HashMap<u64, SentRecord>,
     /// What was measured.
     pub metrics: Metrics,
     /// Real deliveries (id, time), in delivery order.
@@ -313,7 +315,7 @@ impl<M: Mode> Simulation<M> {
             link_rng: component_rng(seed, "links", 0),
             route_rng: component_rng(seed, "routes", 0),
             trace_next: 0,
-            sent: Vec::new(),
+            sent: HashMap::new(),
             deliveries: Vec::new(),
             events: 0,
             entropy: EntropyTracker::new(),
@@ -456,11 +458,14 @@ impl<M: Mode> Simulation<M> {
         };
         let packet = self.mode.build(id, &route, &delays, dest);
         let _ = sender;
-        self.sent.push(SentRecord {
-            kind,
-            created: self.now,
-            sent: self.now,
-        });
+        self.sent.insert(
+            id,
+            SentRecord {
+                kind,
+                created: self.now,
+                sent: self.now,
+            },
+        );
         self.metrics.sent(kind, self.now);
         let mut frame = Vec::with_capacity(1 + packet.len());
         frame.push((EPOCH % 256) as u8);
@@ -559,11 +564,14 @@ impl<M: Mode> Simulation<M> {
     fn next_message_slot(&mut self) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
-        self.sent.push(SentRecord {
-            kind: Kind::Real,
-            created: self.now,
-            sent: self.now,
-        });
+        self.sent.insert(
+            id,
+            SentRecord {
+                kind: Kind::Real,
+                created: self.now,
+                sent: self.now,
+            },
+        );
         id
     }
 
@@ -581,7 +589,7 @@ impl<M: Mode> Simulation<M> {
             })
             .collect();
         let packet = self.mode.build(out.id, &route, &delays, out.recipient);
-        if let Some(entry) = self.sent.get_mut(out.id as usize) {
+        if let Some(entry) = self.sent.get_mut(&out.id) {
             entry.sent = self.now;
         }
         self.metrics.sent(Kind::Real, self.now);
@@ -634,7 +642,7 @@ impl<M: Mode> Simulation<M> {
             self.metrics.undecodable += 1;
             return;
         };
-        let Some(record) = self.sent.get(id as usize).copied() else {
+        let Some(record) = self.sent.remove(&id) else {
             return;
         };
         let _ = client_index(&dest.address);
