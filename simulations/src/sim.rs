@@ -252,6 +252,17 @@ impl<M: Mode> Simulation<M> {
             node_loop: scenario.cover.node_loop,
             ..Default::default()
         };
+        // Replay filters sized for twice the packets a node can expect over
+        // the whole run (sized for 10^6 each, 1,000 nodes would take GBs).
+        let packets_per_s = f64::from(scenario.clients)
+            * (scenario.cover.payload + scenario.cover.loop_cover + scenario.cover.drop_cover)
+            + f64::from(node_count) * scenario.cover.node_loop
+            + f64::from(scenario.clients) * scenario.send_rate;
+        let narrowest = scenario.nodes_per_layer.min(scenario.providers).max(1);
+        let expected_per_key = ((packets_per_s * scenario.duration.as_secs_f64() * 2.0
+            / f64::from(narrowest)) as u64)
+            .max(scenario.trace.len() as u64 * 2)
+            .max(1_000);
         let nodes = (0..node_count)
             .map(|i| {
                 let mut rng = component_rng(seed, "node", u64::from(i));
@@ -261,8 +272,8 @@ impl<M: Mode> Simulation<M> {
                         secret: mode.key(i),
                     },
                     ReplaySizing {
-                        expected_per_key: 1_000_000,
-                        fp_rate: 1e-9,
+                        expected_per_key,
+                        fp_rate: 1e-6,
                     },
                 );
                 let loops = (scenario.cover.node_loop > 0.0
