@@ -252,19 +252,28 @@ impl<M: Mode> Simulation<M> {
             node_loop: scenario.cover.node_loop,
             ..Default::default()
         };
-        // Replay filters sized for twice the packets a node can expect over
-        // the whole run (sized for 10^6 each, 1,000 nodes would take GBs).
-        let packets_per_s = f64::from(scenario.clients)
+        // Replay filters sized for twice the packets each node can expect
+        // over the whole run: a layer node sees 1/nodes_per_layer of all
+        // packets, a provider 2/providers (as gateway and as exit). A fixed
+        // size would take gigabytes at 1,000 nodes.
+        let packets = (f64::from(scenario.clients)
             * (scenario.cover.payload + scenario.cover.loop_cover + scenario.cover.drop_cover)
             + f64::from(node_count) * scenario.cover.node_loop
-            + f64::from(scenario.clients) * scenario.send_rate;
-        let narrowest = scenario.nodes_per_layer.min(scenario.providers).max(1);
-        let expected_per_key = ((packets_per_s * scenario.duration.as_secs_f64() * 2.0
-            / f64::from(narrowest)) as u64)
-            .max(scenario.trace.len() as u64 * 2)
-            .max(1_000);
+            + f64::from(scenario.clients) * scenario.send_rate)
+            * scenario.duration.as_secs_f64()
+            + scenario.trace.len() as f64;
+        let mix_nodes = scenario.layers * scenario.nodes_per_layer;
+        let expected = |i: u32| -> u64 {
+            let share = if i < mix_nodes {
+                1.0 / f64::from(scenario.nodes_per_layer)
+            } else {
+                2.0 / f64::from(scenario.providers)
+            };
+            ((packets * share * 2.0) as u64).max(1_000)
+        };
         let nodes = (0..node_count)
             .map(|i| {
+                let expected_per_key = expected(i);
                 let mut rng = component_rng(seed, "node", u64::from(i));
                 let keys = KeyRing::new(
                     EpochKey {
