@@ -150,11 +150,18 @@ enum Ev {
     Arrive(u32, usize),
 }
 
+/// An event in the queue. The key packs the time (nanoseconds) and the
+/// insertion number into one u128, so the heap compares one integer.
 #[derive(Debug, PartialEq, Eq)]
 struct Scheduled {
-    at: Instant,
-    seq: u64,
+    key: u128,
     ev: Ev,
+}
+
+impl Scheduled {
+    fn at(&self) -> Instant {
+        Instant::from_duration(Duration::from_nanos((self.key >> 64) as u64))
+    }
 }
 
 impl PartialOrd for Scheduled {
@@ -165,7 +172,7 @@ impl PartialOrd for Scheduled {
 
 impl Ord for Scheduled {
     fn cmp(&self, other: &Self) -> Ordering {
-        (self.at, self.seq).cmp(&(other.at, other.seq))
+        self.key.cmp(&other.key)
     }
 }
 
@@ -352,9 +359,9 @@ impl<M: Mode> Simulation<M> {
 
     fn push(&mut self, at: Instant, ev: Ev) {
         self.seq += 1;
+        let nanos = u64::try_from(at.since_origin().as_nanos()).unwrap_or(u64::MAX);
         self.queue.push(Reverse(Scheduled {
-            at,
-            seq: self.seq,
+            key: (u128::from(nanos) << 64) | u128::from(self.seq),
             ev,
         }));
     }
@@ -744,10 +751,10 @@ impl<M: Mode> Simulation<M> {
         let end = Instant::from_duration(self.scenario.duration);
         let total = self.scenario.duration.as_secs_f64();
         while let Some(Reverse(s)) = self.queue.pop() {
-            if s.at > end {
+            if s.at() > end {
                 break;
             }
-            self.now = s.at;
+            self.now = s.at();
             self.events += 1;
             match s.ev {
                 Ev::Client(c) => self.on_client(c),
