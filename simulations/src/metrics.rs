@@ -102,8 +102,6 @@ impl Metrics {
         }
     }
 
-    pub(crate) fn engine_drop(&mut self, _reason: DropReason) {}
-
     pub(crate) fn finish(&mut self, events: u64, nodes: &[Counters]) {
         self.events = events;
         for reason in DropReason::ALL {

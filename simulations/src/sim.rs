@@ -463,7 +463,8 @@ impl<M: Mode> Simulation<M> {
         route
     }
 
-    fn send_packet(&mut self, kind: Kind, sender: u32, route: Vec<u32>, dest: u32, rng_of: RngOf) {
+    /// Sends a cover packet (or node loop) whose delays come from `rng_of`.
+    fn send_packet(&mut self, kind: Kind, route: Vec<u32>, dest: u32, rng_of: RngOf) {
         let id = self.next_id;
         self.next_id += 1;
         let mean = self.scenario.mean_delay;
@@ -484,7 +485,6 @@ impl<M: Mode> Simulation<M> {
                 .collect()
         };
         let packet = self.mode.build(id, &route, &delays, dest);
-        let _ = sender;
         self.sent.insert(
             id,
             SentRecord {
@@ -573,12 +573,12 @@ impl<M: Mode> Simulation<M> {
                     let p = self.route_rng.random_range(0..providers);
                     let exit = self.provider(p);
                     let route = self.route(self.provider(gateway), exit);
-                    self.send_packet(kind, c, route, DROP_DESTINATION, RngOf::Client(c));
+                    self.send_packet(kind, route, DROP_DESTINATION, RngOf::Client(c));
                 }
                 Send::Loop => {
                     let g = self.provider(gateway);
                     let route = self.route(g, g);
-                    self.send_packet(Kind::Loop, c, route, c, RngOf::Client(c));
+                    self.send_packet(Kind::Loop, route, c, RngOf::Client(c));
                 }
                 Send::NodeLoop => {}
             }
@@ -659,7 +659,8 @@ impl<M: Mode> Simulation<M> {
                     self.entropy.exit(&masses);
                     self.on_delivery(&d.destination, &d.payload);
                 }
-                Event::Dropped(reason) => self.metrics.engine_drop(reason),
+                // Drops are summed from the engines' counters at the end.
+                Event::Dropped(_) => {}
             }
         }
     }
@@ -719,7 +720,7 @@ impl<M: Mode> Simulation<M> {
             let exit = self.provider(p);
             let mut route = self.route(n, exit);
             route.remove(0);
-            self.send_packet(Kind::NodeLoop, n, route, NODE_LOOP_BASE + n, RngOf::Node(n));
+            self.send_packet(Kind::NodeLoop, route, NODE_LOOP_BASE + n, RngOf::Node(n));
         }
         self.reschedule_node(n);
     }
