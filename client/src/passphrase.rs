@@ -10,6 +10,8 @@ use crate::error::ClientError;
 
 /// The environment variable scripts set instead of answering a prompt.
 pub const PASSPHRASE_ENV: &str = "MTOS_PASSPHRASE";
+/// The new passphrase for `mtos id passwd`, for scripts.
+pub const NEW_PASSPHRASE_ENV: &str = "MTOS_NEW_PASSPHRASE";
 /// Sets the scrypt work factor (log2 N) for keychains this process writes.
 /// Lower values make commands faster and the keychain easier to crack:
 /// meant for tests and throwaway demo homes only.
@@ -36,6 +38,27 @@ pub fn new_keychain() -> Result<SecretString, ClientError> {
         ));
     }
     Ok(first)
+}
+
+/// Chooses a replacement passphrase: `MTOS_NEW_PASSPHRASE`, or asked
+/// twice on a terminal.
+pub fn replacement() -> Result<SecretString, ClientError> {
+    match std::env::var(NEW_PASSPHRASE_ENV) {
+        Ok(p) if p.is_empty() => Err(ClientError::Passphrase(format!(
+            "{NEW_PASSPHRASE_ENV} is set but empty"
+        ))),
+        Ok(p) => Ok(SecretString::from(p)),
+        Err(_) => {
+            let first = prompt("New keychain passphrase: ")?;
+            let second = prompt("Repeat the new passphrase: ")?;
+            if first.expose_secret() != second.expose_secret() {
+                return Err(ClientError::Passphrase(
+                    "the two passphrases differ; the keychain is unchanged".into(),
+                ));
+            }
+            Ok(first)
+        }
+    }
 }
 
 /// The scrypt cost for writing a keychain.

@@ -257,6 +257,7 @@ fn every_command_explains_itself_with_an_example() {
         vec!["id", "export", "--help"],
         vec!["id", "import", "--help"],
         vec!["id", "rm", "--help"],
+        vec!["id", "passwd", "--help"],
     ] {
         let out = home.ok(&args);
         assert!(
@@ -264,4 +265,41 @@ fn every_command_explains_itself_with_an_example() {
             "mtos {args:?} --help has no example"
         );
     }
+}
+
+#[test]
+fn passphrase_change_replaces_the_old_one() {
+    let home = Home::new();
+    home.ok(&["id", "new", "--label", "alice"]);
+    let out = Command::new(env!("CARGO_BIN_EXE_mtos"))
+        .arg("--home")
+        .arg(home.path())
+        .args(["id", "passwd"])
+        .env("MTOS_PASSPHRASE", "correct horse")
+        .env("MTOS_NEW_PASSPHRASE", "battery staple")
+        .env("MTOS_KDF_LOG_N", "4")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let old = home.run_with(Some("correct horse"), &["id", "list"]);
+    assert_eq!(code(&old), 3);
+    let new = home.run_with(Some("battery staple"), &["id", "list"]);
+    assert!(new.status.success());
+    assert!(String::from_utf8_lossy(&new.stdout).contains("alice"));
+
+    // A wrong current passphrase changes nothing.
+    let before = std::fs::read(home.keychain()).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_mtos"))
+        .arg("--home")
+        .arg(home.path())
+        .args(["id", "passwd"])
+        .env("MTOS_PASSPHRASE", "wrong")
+        .env("MTOS_NEW_PASSPHRASE", "x")
+        .env("MTOS_KDF_LOG_N", "4")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 3);
+    assert_eq!(std::fs::read(home.keychain()).unwrap(), before);
 }

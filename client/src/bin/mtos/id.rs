@@ -87,6 +87,14 @@ pub enum IdCommand {
         /// The exported file, or - for stdin.
         file: PathBuf,
     },
+    /// Change the keychain's passphrase.
+    ///
+    /// Asks for the current passphrase, then the new one twice (scripts set
+    /// MTOS_PASSPHRASE and MTOS_NEW_PASSPHRASE). The keychain is replaced
+    /// atomically: a failure leaves the old file and passphrase in place.
+    ///
+    /// Example: mtos id passwd
+    Passwd,
     /// Remove an identity from the keychain. Its keys are gone for good
     /// unless you exported them.
     ///
@@ -110,6 +118,7 @@ pub fn run(home: &Home, cmd: IdCommand) -> Result<String, ClientError> {
         IdCommand::Export { id, age, output } => export(home, &id, age, output.as_deref()),
         IdCommand::Import { file } => import(home, &file),
         IdCommand::Rm { id, yes } => rm(home, &id, yes),
+        IdCommand::Passwd => passwd(home),
     }
 }
 
@@ -395,6 +404,26 @@ fn import(home: &Home, path: &Path) -> Result<String, ClientError> {
         identity.label()
     );
     describe(&mut out, &identity);
+    Ok(out)
+}
+
+fn passwd(home: &Home) -> Result<String, ClientError> {
+    let mut out = String::new();
+    let file = home.keychain();
+    if !file.exists() {
+        return Err(KeychainError::Missing(file.path().to_owned()).into());
+    }
+    let cost = passphrase::kdf_cost()?;
+    let _lock = file.lock()?;
+    let keychain = file.load(&passphrase::existing()?)?;
+    let new = passphrase::replacement()?;
+    file.save(&keychain, &new, cost)?;
+    let _ = writeln!(
+        out,
+        "passphrase changed for the keychain of {} identit{}",
+        keychain.len(),
+        if keychain.len() == 1 { "y" } else { "ies" }
+    );
     Ok(out)
 }
 

@@ -15,6 +15,7 @@ const AFTER_HELP: &str = "\
 Environment:
   MTOS_HOME         the home directory (same as --home)
   MTOS_PASSPHRASE   the keychain passphrase, for scripts (otherwise asked on the terminal)
+  MTOS_NEW_PASSPHRASE  the new passphrase for `mtos id passwd`, for scripts
   MTOS_KDF_LOG_N    scrypt work factor for keychains written by this run (tests and demos only:
                     a low value makes the keychain easy to crack)
 
@@ -39,7 +40,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Manage your identities: create, list, show, compare, export, import, remove.
+    /// Manage your identities: create, list, show, compare, export, import, remove, passwd.
     ///
     /// An identity is an ed25519 signing key and an X25519 (age) encryption key
     /// under a label. Identities live in an encrypted keychain in the home
