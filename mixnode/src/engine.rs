@@ -172,6 +172,18 @@ pub enum Event {
     Dropped(DropReason),
 }
 
+/// The pool interval, at least 1 µs: a zero interval would make
+/// `handle_timeout` loop forever.
+fn pool_interval(interval: Duration) -> Duration {
+    interval.max(Duration::from_micros(1))
+}
+
+/// The first tick `tick + k·interval` (k ≥ 1) strictly after `now`.
+fn first_tick_after(tick: Instant, interval: Duration, now: Instant) -> Instant {
+    let behind = (now - tick).as_nanos() / interval.as_nanos().max(1) + 1;
+    tick + interval.saturating_mul(u32::try_from(behind).unwrap_or(u32::MAX))
+}
+
 /// A packet that passed the replay check, waiting to leave.
 #[derive(Debug)]
 enum Held {
@@ -358,14 +370,19 @@ impl<F: PacketFormat> MixEngine<F> {
                     held,
                 });
             }
-            MixingMode::Pool { interval, .. } => {
+            MixingMode::Pool {
+                interval, min_pool, ..
+            } => {
+                let interval = pool_interval(interval);
+                let was_idle = self.pool.len() <= min_pool;
                 self.pool.push(held);
                 let next = self.next_flush.get_or_insert(now + interval);
-                if *next <= now {
-                    // The schedule was idle: keep its phase.
-                    let missed = (now - *next).as_nanos() / interval.as_nanos().max(1) + 1;
-                    let advance = u32::try_from(missed).unwrap_or(u32::MAX);
-                    *next = *next + interval.saturating_mul(advance);
+                // A schedule left behind while the pool had nothing to send
+                // resumes at its next tick (keeping its phase). A flush that
+                // is merely due but not yet run is left alone: the next
+                // `handle_timeout` runs it.
+                if was_idle && *next < now {
+                    *next = first_tick_after(*next, interval, now);
                 }
             }
         }
@@ -401,9 +418,16 @@ impl<F: PacketFormat> MixEngine<F> {
             fraction,
         } = self.config.mode
         {
+            let interval = pool_interval(interval);
             while let Some(at) = self.next_flush.filter(|at| *at <= now) {
                 self.flush_pool(min_pool, fraction, rng);
-                self.next_flush = Some(at + interval);
+                // Missed ticks with nothing to send are skipped in one step.
+                let next = if self.pool.len() <= min_pool {
+                    first_tick_after(at, interval, now)
+                } else {
+                    at + interval
+                };
+                self.next_flush = Some(next);
             }
         }
     }

@@ -72,7 +72,13 @@ impl<K> KeyRing<K> {
     }
 
     /// Announces the next epoch's key (it is accepted from now on).
+    /// Installing the same epoch again keeps the slot and its replay
+    /// filter (a driver may re-read the same network document), so replays
+    /// under that key stay caught.
     pub fn install_next(&mut self, key: EpochKey<K>) {
+        if self.next.as_ref().is_some_and(|n| n.epoch == key.epoch) {
+            return;
+        }
         self.next = Some(Self::slot(key, self.sizing));
     }
 

@@ -63,8 +63,13 @@ impl ReplayFilter {
     /// A filter for `expected` tags at false-positive rate `fp_rate`
     /// (clamped to [1e-12, 0.5]; `expected` at least 1).
     pub fn new(expected: u64, fp_rate: f64) -> Self {
-        let n = expected.max(1);
-        let p = fp_rate.clamp(1e-12, 0.5);
+        let n = expected.clamp(1, 1 << 40);
+        // NaN would give k = 0, a filter that calls everything a replay.
+        let p = if fp_rate.is_finite() {
+            fp_rate.clamp(1e-12, 0.5)
+        } else {
+            1e-6
+        };
         let ln2 = std::f64::consts::LN_2;
         let classic = -(n as f64 * p.ln()) / (ln2 * ln2);
         // Start from the classic size and grow until the blocked filter's

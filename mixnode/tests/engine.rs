@@ -402,3 +402,72 @@ fn forge_unparsable_header(node: &SphinxSecret) -> Vec<u8> {
     sphinx::check_header(&packet, node).unwrap();
     packet
 }
+
+#[test]
+fn a_frame_arriving_at_a_due_flush_does_not_postpone_it() {
+    let config = EngineConfig {
+        mode: MixingMode::Pool {
+            interval: ms(100),
+            min_pool: 0,
+            fraction: 1.0,
+        },
+        ..poisson()
+    };
+    let mut net = Net::new(2, config, 17);
+    let mut rng = ChaCha20Rng::from_seed([18; 32]);
+    let r = route(&net, &[0, 1]);
+    let dest = Destination {
+        address: [1; 32],
+        surb_id: [0; 16],
+    };
+    let p = build_forward(&mut rng, &r, &dest, &[ms(0); 2], b"a").unwrap();
+    net.inject(r[0].address, &p); // t = 0: the first flush is due at 100 ms
+    // The next frame arrives exactly when the flush is due, before the
+    // driver has run the timer.
+    net.now = Instant::from_duration(ms(100));
+    let p = build_forward(&mut rng, &r, &dest, &[ms(0); 2], b"b").unwrap();
+    net.inject(r[0].address, &p);
+    assert_eq!(
+        net.engine(0).poll_timeout(),
+        Some(Instant::from_duration(ms(100)))
+    );
+    net.run(Duration::ZERO);
+    assert_eq!(
+        net.engine(0).counters().forwarded,
+        2,
+        "the due flush was skipped"
+    );
+
+    // After an idle stretch the schedule resumes at its next tick, in phase.
+    net.now = Instant::from_duration(ms(1_050));
+    let p = build_forward(&mut rng, &r, &dest, &[ms(0); 2], b"c").unwrap();
+    net.inject(r[0].address, &p);
+    assert_eq!(
+        net.engine(0).poll_timeout(),
+        Some(Instant::from_duration(ms(1_100)))
+    );
+}
+
+#[test]
+fn a_zero_pool_interval_does_not_hang() {
+    let config = EngineConfig {
+        mode: MixingMode::Pool {
+            interval: Duration::ZERO,
+            min_pool: 0,
+            fraction: 1.0,
+        },
+        ..poisson()
+    };
+    let mut net = Net::new(2, config, 19);
+    let mut rng = ChaCha20Rng::from_seed([20; 32]);
+    let r = route(&net, &[0, 1]);
+    let dest = Destination {
+        address: [1; 32],
+        surb_id: [0; 16],
+    };
+    let p = build_forward(&mut rng, &r, &dest, &[ms(0); 2], b"a").unwrap();
+    net.inject(r[0].address, &p);
+    net.now = Instant::from_duration(Duration::from_secs(10));
+    net.run(Duration::from_secs(1));
+    assert_eq!(net.delivered.len(), 1);
+}

@@ -85,12 +85,17 @@ impl EntropyTracker {
         let share = 1.0 / n.max(1) as f64;
         let mut out = Vec::with_capacity(held.len());
         held.retain(|t, m| {
-            let q = *m * share;
+            let mut q = *m * share;
+            // A negligible remainder leaves with this packet rather than
+            // vanish, so a tag's exits still add up to 1.
+            if *m - q <= NEGLIGIBLE {
+                q = *m;
+            }
             *m -= q;
-            if q > NEGLIGIBLE {
+            if q > 0.0 {
                 out.push((*t, q));
             }
-            *m > NEGLIGIBLE
+            *m > 0.0
         });
         if held.is_empty() {
             self.nodes.remove(&node);

@@ -261,19 +261,39 @@ impl Scenario {
             field,
             reason,
         };
+        // Bounds keep every later conversion (to durations, to gaps between
+        // sends) finite and non-zero: about 31 years of virtual time, and
+        // rates from 1e-6 to 1e6 per second (or 0, off).
+        const MAX_SECONDS: f64 = 1e9;
         let non_negative = |field: &'static str, v: f64| {
-            if v.is_finite() && v >= 0.0 {
+            if v.is_finite() && (0.0..=MAX_SECONDS * 1000.0).contains(&v) {
                 Ok(v)
             } else {
                 Err(invalid(
                     field,
-                    format!("must be a finite number >= 0, got {v}"),
+                    format!(
+                        "must be a number from 0 to {}, got {v}",
+                        MAX_SECONDS * 1000.0
+                    ),
+                ))
+            }
+        };
+        let rate = |field: &'static str, v: f64| {
+            if v == 0.0 || (v.is_finite() && (1e-6..=1e6).contains(&v)) {
+                Ok(v)
+            } else {
+                Err(invalid(
+                    field,
+                    format!("must be 0 (off) or from 1e-6 to 1e6 per second, got {v}"),
                 ))
             }
         };
         let ms = |v: f64| Duration::from_secs_f64(v / 1000.0);
-        if !(raw.duration_s.is_finite() && raw.duration_s > 0.0) {
-            return Err(invalid("duration_s", "must be > 0".into()));
+        if !(raw.duration_s.is_finite() && raw.duration_s > 0.0 && raw.duration_s <= MAX_SECONDS) {
+            return Err(invalid(
+                "duration_s",
+                format!("must be > 0 and at most {MAX_SECONDS}"),
+            ));
         }
         non_negative("warmup_s", raw.warmup_s)?;
         if raw.warmup_s >= raw.duration_s {
@@ -298,14 +318,24 @@ impl Scenario {
         if t.providers == 0 {
             return Err(invalid("topology.providers", "must be >= 1".into()));
         }
-        if raw.clients.count < 2 {
-            return Err(invalid("clients.count", "must be >= 2".into()));
+        if raw.clients.count < 2 || raw.clients.count > 10_000_000 {
+            return Err(invalid(
+                "clients.count",
+                "must be from 2 to 10,000,000".into(),
+            ));
+        }
+        let nodes = u64::from(t.layers) * u64::from(t.nodes_per_layer) + u64::from(t.providers);
+        if nodes > 1_000_000 {
+            return Err(invalid(
+                "topology.nodes_per_layer",
+                format!("the network would have {nodes} nodes; at most 1,000,000"),
+            ));
         }
         let cover = mtos_mixnode::cover::CoverRates {
-            payload: non_negative("cover.payload", raw.cover.payload)?,
-            loop_cover: non_negative("cover.loop", raw.cover.loop_cover)?,
-            drop_cover: non_negative("cover.drop", raw.cover.drop)?,
-            node_loop: non_negative("cover.node_loop", raw.cover.node_loop)?,
+            payload: rate("cover.payload", raw.cover.payload)?,
+            loop_cover: rate("cover.loop", raw.cover.loop_cover)?,
+            drop_cover: rate("cover.drop", raw.cover.drop)?,
+            node_loop: rate("cover.node_loop", raw.cover.node_loop)?,
         };
         let (mixing, mean_delay, max_delay) = match raw.mixing {
             RawMixing::Poisson {
@@ -325,8 +355,11 @@ impl Scenario {
                 fraction,
             } => {
                 let interval = non_negative("mixing.interval_ms", interval_ms)?;
-                if interval == 0.0 {
-                    return Err(invalid("mixing.interval_ms", "must be > 0".into()));
+                if interval < 0.001 {
+                    return Err(invalid(
+                        "mixing.interval_ms",
+                        "must be at least 0.001 (1 µs)".into(),
+                    ));
                 }
                 if !(fraction > 0.0 && fraction <= 1.0) {
                     return Err(invalid("mixing.fraction", "must be in (0, 1]".into()));
@@ -362,9 +395,7 @@ impl Scenario {
             return Err(invalid("links.loss", "must be below 1".into()));
         }
         let (send_rate, trace) = match &raw.clients.send {
-            SendPattern::Poisson { rate } => {
-                (non_negative("clients.send.rate", *rate)?, Vec::new())
-            }
+            SendPattern::Poisson { rate: r } => (rate("clients.send.rate", *r)?, Vec::new()),
             SendPattern::Trace { file } => {
                 let trace_path = path.parent().unwrap_or(Path::new(".")).join(file);
                 (0.0, load_trace(&trace_path, raw.clients.count)?)
@@ -421,8 +452,10 @@ fn load_trace(path: &Path, clients: u32) -> Result<Vec<TraceMessage>, ScenarioEr
         let at: f64 = time
             .parse()
             .map_err(|_| bad(format!("field time_s: not a number: {time:?}")))?;
-        if !(at.is_finite() && at >= 0.0) {
-            return Err(bad(format!("field time_s: must be >= 0, got {at}")));
+        if !(at.is_finite() && (0.0..=1e9).contains(&at)) {
+            return Err(bad(format!(
+                "field time_s: must be from 0 to 1e9, got {at}"
+            )));
         }
         let client = |name: &str, v: &str| -> Result<u32, ScenarioError> {
             let c: u32 = v

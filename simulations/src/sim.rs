@@ -526,6 +526,7 @@ impl<M: Mode> Simulation<M> {
                 .push_real(Outgoing { id, recipient })
                 .is_err()
             {
+                self.sent.remove(&id);
                 self.metrics.client_queue_drops += 1;
             }
         }
@@ -545,6 +546,7 @@ impl<M: Mode> Simulation<M> {
                 .push_real(out)
                 .is_err()
             {
+                self.sent.remove(&id);
                 self.metrics.client_queue_drops += 1;
             }
             if t.sender != c {
@@ -731,6 +733,11 @@ impl<M: Mode> Simulation<M> {
         };
         self.free_slots.push(slot);
         let now = self.now;
+        // Releases due at this very instant happen before the frame joins
+        // (otherwise it would count in their anonymity set).
+        if self.nodes[n as usize].wake.is_some_and(|w| w <= now) {
+            self.on_node(n);
+        }
         let before = self.nodes[n as usize].engine.held();
         {
             let node = &mut self.nodes[n as usize];

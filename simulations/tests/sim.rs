@@ -146,6 +146,26 @@ fn bad_scenarios_are_refused_before_running() {
             BASE.replace("nodes_per_layer = 3", "nodes_per_layer = 0"),
             "topology.nodes_per_layer",
         ),
+        (
+            BASE.replace("nodes_per_layer = 3", "nodes_per_layer = 2000000000"),
+            "topology.nodes_per_layer",
+        ),
+        (
+            BASE.replace(
+                "mean_delay_ms = 20",
+                "mean_delay_ms = 20\nmax_delay_ms = 1e300",
+            ),
+            "mixing.max_delay_ms",
+        ),
+        (
+            BASE.replace("payload = 20.0", "payload = 1e10"),
+            "cover.payload",
+        ),
+        (BASE.replace("drop = 1.0", "drop = 1e-20"), "cover.drop"),
+        (
+            BASE.replace("duration_s = 60", "duration_s = 1e20"),
+            "duration_s",
+        ),
     ];
     for (text, field) in cases {
         let err = Scenario::parse(&text, Path::new("bad.toml")).unwrap_err();
