@@ -148,6 +148,8 @@ enum Ev {
     Node(u32),
     /// A frame arrives at a node (index into the in-flight table).
     Arrive(u32, usize),
+    /// The next trace rows are due.
+    Trace,
 }
 
 /// An event in the queue. The key packs the time (nanoseconds) and the
@@ -354,6 +356,10 @@ impl<M: Mode> Simulation<M> {
         for n in 0..node_count {
             sim.reschedule_node(n);
         }
+        if let Some(first) = sim.scenario.trace.first() {
+            let at = Instant::from_duration(first.at);
+            sim.push(at, Ev::Trace);
+        }
         sim
     }
 
@@ -372,12 +378,7 @@ impl<M: Mode> Simulation<M> {
 
     fn client_wake_time(&self, c: u32) -> Option<Instant> {
         let client = &self.clients[c as usize];
-        let trace = self
-            .scenario
-            .trace
-            .get(self.trace_next)
-            .map(|t| Instant::from_duration(t.at));
-        [client.schedule.poll_timeout(), client.next_generate, trace]
+        [client.schedule.poll_timeout(), client.next_generate]
             .into_iter()
             .flatten()
             .min()
@@ -530,29 +531,6 @@ impl<M: Mode> Simulation<M> {
                 self.metrics.client_queue_drops += 1;
             }
         }
-        // Trace messages are global: the first client to wake hands them out.
-        while let Some(t) = self.scenario.trace.get(self.trace_next).copied() {
-            if Instant::from_duration(t.at) > now {
-                break;
-            }
-            self.trace_next += 1;
-            let id = self.next_message_slot();
-            let out = Outgoing {
-                id,
-                recipient: t.recipient,
-            };
-            if self.clients[t.sender as usize]
-                .schedule
-                .push_real(out)
-                .is_err()
-            {
-                self.sent.remove(&id);
-                self.metrics.client_queue_drops += 1;
-            }
-            if t.sender != c {
-                self.reschedule_client(t.sender);
-            }
-        }
         loop {
             let client = &mut self.clients[c as usize];
             let Some(send) = client.schedule.poll_send(now, &mut client.rng) else {
@@ -586,6 +564,32 @@ impl<M: Mode> Simulation<M> {
             }
         }
         self.reschedule_client(c);
+    }
+
+    /// Hands the trace rows due now to their senders' queues.
+    fn on_trace(&mut self) {
+        let now = self.now;
+        while let Some(t) = self.scenario.trace.get(self.trace_next).copied() {
+            if Instant::from_duration(t.at) > now {
+                self.push(Instant::from_duration(t.at), Ev::Trace);
+                break;
+            }
+            self.trace_next += 1;
+            let id = self.next_message_slot();
+            let out = Outgoing {
+                id,
+                recipient: t.recipient,
+            };
+            if self.clients[t.sender as usize]
+                .schedule
+                .push_real(out)
+                .is_err()
+            {
+                self.sent.remove(&id);
+                self.metrics.client_queue_drops += 1;
+            }
+            self.reschedule_client(t.sender);
+        }
     }
 
     /// Real messages get their id when generated, so latency counts the
@@ -768,6 +772,7 @@ impl<M: Mode> Simulation<M> {
                 Ev::Client(c) => self.on_client(c),
                 Ev::Node(n) => self.on_node(n),
                 Ev::Arrive(n, slot) => self.on_arrive(n, slot),
+                Ev::Trace => self.on_trace(),
             }
             if self.events.is_multiple_of(65_536) {
                 progress(self.now.since_origin().as_secs_f64() / total);
