@@ -61,7 +61,7 @@ fuzz_target!(|data: &[u8]| {
             fp_rate: 1e-6,
         },
     );
-    let mut engine = MixEngine::new(EngineConfig::default(), keys);
+    let mut engine: MixEngine = MixEngine::new(EngineConfig::default(), keys);
     let frame: Vec<u8> = match data.split_first() {
         Some((0, rest)) => {
             let mut f = valid_frame().clone();
