@@ -1,0 +1,301 @@
+//! The relay operator's configuration file (`mtos-node.toml`) and the
+//! node's key directory. Reading and writing files is the driver's job;
+//! this module only parses, validates and renders.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// A configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// Not valid TOML, an unknown key or a wrong type (toml's message names
+    /// the line and the key).
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What toml said.
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("{path}: field `{field}`: {reason}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The field.
+        field: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The role a node plays in the network document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Clients connect here; replies are delivered from here.
+    Gateway,
+    /// A mix in one of the layers.
+    Mix,
+    /// A final hop that answers requests (storage, later).
+    Service,
+}
+
+/// The node's configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// What the node is.
+    pub node: NodeSection,
+    /// Which network it joins.
+    pub network: NetworkSection,
+    /// Where it listens.
+    pub listen: ListenSection,
+    /// Resource limits.
+    #[serde(default)]
+    pub limits: Limits,
+    /// Logging choices.
+    #[serde(default)]
+    pub log: LogSection,
+}
+
+/// `[node]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSection {
+    /// Gateway, mix or service.
+    pub role: Role,
+    /// Mix layer 1..=3 (mix nodes only).
+    #[serde(default)]
+    pub layer: Option<u8>,
+    /// Whether the node also stores records.
+    #[serde(default)]
+    pub storage: bool,
+    /// Directory of the key files, relative to the config file.
+    pub keys: PathBuf,
+}
+
+/// `[network]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkSection {
+    /// The network id; documents of other networks are refused.
+    pub id: String,
+    /// The directory authority's ed25519 public key, hex (empty until the
+    /// operator pastes it in).
+    pub authority: String,
+    /// Where the authority is reached.
+    pub authority_addr: String,
+}
+
+/// `[listen]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenSection {
+    /// libp2p listen address of the mix links.
+    pub p2p: String,
+    /// Prometheus endpoint (`host:port`).
+    pub metrics: String,
+}
+
+/// `[limits]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Packets held for mixing at once.
+    pub queue_limit: usize,
+    /// Open connections.
+    pub max_connections: u32,
+    /// Frames per second one peer may send (token bucket rate).
+    pub peer_rate_pps: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            queue_limit: 100_000,
+            max_connections: 1_024,
+            peer_rate_pps: 20_000,
+        }
+    }
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSection {
+    /// Log client addresses (off by default: it would record who uses the
+    /// network).
+    pub client_addresses: bool,
+}
+
+impl NodeConfig {
+    /// Parses and validates `text`; `path` names the file in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let config: NodeConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().replace('\n', " "),
+        })?;
+        let invalid = |field, reason: &str| ConfigError::Invalid {
+            path: path.to_owned(),
+            field,
+            reason: reason.to_owned(),
+        };
+        match (config.node.role, config.node.layer) {
+            (Role::Mix, Some(1..=3)) => {}
+            (Role::Mix, _) => {
+                return Err(invalid("node.layer", "a mix node needs layer = 1, 2 or 3"));
+            }
+            (_, Some(_)) => {
+                return Err(invalid("node.layer", "only mix nodes have a layer"));
+            }
+            (_, None) => {}
+        }
+        if config.network.id.trim().is_empty() || config.network.id.len() > 64 {
+            return Err(invalid("network.id", "must be 1 to 64 characters"));
+        }
+        let authority = config.network.authority.trim();
+        if !authority.is_empty()
+            && data_encoding::HEXLOWER_PERMISSIVE
+                .decode(authority.as_bytes())
+                .map_or(true, |k| k.len() != 32)
+        {
+            return Err(invalid(
+                "network.authority",
+                "must be the authority's ed25519 public key, 64 hex digits",
+            ));
+        }
+        if !config.listen.p2p.starts_with('/') {
+            return Err(invalid(
+                "listen.p2p",
+                "must be a multiaddr such as /ip4/0.0.0.0/tcp/9401",
+            ));
+        }
+        if config
+            .listen
+            .metrics
+            .parse::<std::net::SocketAddr>()
+            .is_err()
+        {
+            return Err(invalid(
+                "listen.metrics",
+                "must be host:port, e.g. 127.0.0.1:9402",
+            ));
+        }
+        if config.limits.queue_limit == 0
+            || config.limits.max_connections == 0
+            || config.limits.peer_rate_pps == 0
+        {
+            return Err(invalid("limits", "every limit must be at least 1"));
+        }
+        Ok(config)
+    }
+
+    /// The commented default configuration `mtos-node init` writes.
+    pub fn template(role: Role, layer: Option<u8>) -> String {
+        let role_name = match role {
+            Role::Gateway => "gateway",
+            Role::Mix => "mix",
+            Role::Service => "service",
+        };
+        let layer_line = match layer {
+            Some(l) => format!("layer = {l}\n"),
+            None => "# layer = 1        # mix nodes only: 1, 2 or 3\n".to_owned(),
+        };
+        format!(
+            r#"# mtos-node configuration. Written by `mtos-node init`; edit freely.
+# Every field is explained here; unknown fields are refused.
+
+[node]
+# gateway (clients connect here), mix (a layer of the mixnet), or service
+# (final hop that answers requests).
+role = "{role_name}"
+{layer_line}# Whether this node also stores records for the storage layer.
+storage = false
+# The key directory, relative to this file. Never share its contents.
+keys = "keys"
+
+[network]
+# The network this node joins; documents for other networks are refused.
+id = "mtos-local"
+# The directory authority's ed25519 public key (64 hex digits), as given by
+# the network's operators. Documents not signed by it are refused.
+authority = ""
+authority_addr = "/ip4/127.0.0.1/tcp/9400"
+
+[listen]
+# Mix links (libp2p: TCP + Noise + Yamux).
+p2p = "/ip4/0.0.0.0/tcp/9401"
+# Prometheus metrics at http://<this>/metrics. Keep it off the internet.
+metrics = "127.0.0.1:9402"
+
+[limits]
+# Packets held for mixing at once; beyond it packets are dropped (counted).
+queue_limit = 100000
+max_connections = 1024
+# Frames per second one peer may send.
+peer_rate_pps = 20000
+
+[log]
+# Log client addresses? Off: logs would then record who uses the network.
+client_addresses = false
+"#
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_template_parses_for_every_role() {
+        for (role, layer) in [
+            (Role::Gateway, None),
+            (Role::Mix, Some(2)),
+            (Role::Service, None),
+        ] {
+            let text = NodeConfig::template(role, layer);
+            let c = NodeConfig::parse(&text, Path::new("t.toml")).unwrap();
+            assert_eq!(c.node.role, role);
+            assert_eq!(c.node.layer, layer);
+            assert!(!c.log.client_addresses);
+        }
+    }
+
+    #[test]
+    fn bad_fields_are_named() {
+        let base = NodeConfig::template(Role::Mix, Some(1));
+        let cases = [
+            (base.replace("layer = 1", "layer = 4"), "node.layer"),
+            (base.replace("layer = 1\n", ""), "node.layer"),
+            (
+                base.replace("authority = \"\"", "authority = \"abc\""),
+                "network.authority",
+            ),
+            (
+                base.replace("127.0.0.1:9402", "localhost"),
+                "listen.metrics",
+            ),
+            (base.replace("p2p = \"/ip4", "p2p = \"ip4"), "listen.p2p"),
+            (
+                base.replace("queue_limit = 100000", "queue_limit = 0"),
+                "limits",
+            ),
+            (
+                base.replace("storage = false", "storage = false\nstorrage = 1"),
+                "storrage",
+            ),
+            (base.replace("role = \"mix\"", "role = \"relay\""), "role"),
+        ];
+        for (text, field) in cases {
+            let e = NodeConfig::parse(&text, Path::new("n.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(field), "{e} does not name {field}");
+            assert!(e.starts_with("n.toml"), "{e}");
+        }
+    }
+}
