@@ -84,7 +84,7 @@ impl Metrics {
         }
     }
 
-    pub(crate) fn sent(&mut self, kind: Kind, _at: Instant) {
+    pub(crate) fn sent(&mut self, kind: Kind) {
         self.sent[kind_index(kind)] += 1;
     }
 

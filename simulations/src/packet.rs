@@ -37,13 +37,6 @@ pub fn client_address(index: u32) -> [u8; 32] {
     a
 }
 
-/// The client index back from a destination address.
-pub fn client_index(address: &[u8; 32]) -> u32 {
-    let mut i = [0u8; 4];
-    i.copy_from_slice(&address[..4]);
-    u32::from_be_bytes(i)
-}
-
 /// An abstract packet, decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AbstractPacket {

@@ -21,9 +21,7 @@ use rand_chacha::ChaCha20Rng;
 
 use crate::entropy::{EntropyTracker, Masses};
 use crate::metrics::Metrics;
-use crate::packet::{
-    Abstract, AbstractPacket, client_address, client_index, node_address, node_index,
-};
+use crate::packet::{Abstract, AbstractPacket, client_address, node_address, node_index};
 use crate::scenario::{Latency, Scenario};
 
 const EPOCH: u32 = 1;
@@ -32,6 +30,14 @@ pub const DROP_DESTINATION: u32 = u32::MAX;
 /// Destination of node loops: node loop packets are addressed to
 /// `NODE_LOOP_BASE + node` (far above any client index).
 pub const NODE_LOOP_BASE: u32 = 0x8000_0000;
+
+/// A link frame: the key tag of the run's epoch, then the packet.
+fn frame(packet: &[u8]) -> Vec<u8> {
+    let mut frame = Vec::with_capacity(1 + packet.len());
+    frame.push((EPOCH % 256) as u8);
+    frame.extend_from_slice(packet);
+    frame
+}
 
 /// A per-component RNG derived from the run's seed.
 pub fn component_rng(seed: u64, kind: &str, index: u64) -> ChaCha20Rng {
@@ -468,23 +474,7 @@ impl<M: Mode> Simulation<M> {
     fn send_packet(&mut self, kind: Kind, route: Vec<u32>, dest: u32, rng_of: RngOf) {
         let id = self.next_id;
         self.next_id += 1;
-        let mean = self.scenario.mean_delay;
-        let delays: Vec<Duration> = {
-            let rng = match rng_of {
-                RngOf::Client(c) => &mut self.clients[c as usize].rng,
-                RngOf::Node(n) => &mut self.nodes[n as usize].rng,
-            };
-            route
-                .iter()
-                .map(|_| {
-                    if mean.is_zero() {
-                        Duration::ZERO
-                    } else {
-                        sample_exponential(rng, mean)
-                    }
-                })
-                .collect()
-        };
+        let delays = self.draw_delays(route.len(), rng_of);
         let packet = self.mode.build(id, &route, &delays, dest);
         self.sent.insert(
             id,
@@ -494,11 +484,26 @@ impl<M: Mode> Simulation<M> {
                 sent: self.now,
             },
         );
-        self.metrics.sent(kind, self.now);
-        let mut frame = Vec::with_capacity(1 + packet.len());
-        frame.push((EPOCH % 256) as u8);
-        frame.extend_from_slice(&packet);
-        self.transmit(route[0], frame, Vec::new());
+        self.metrics.sent(kind);
+        self.transmit(route[0], frame(&packet), Vec::new());
+    }
+
+    /// One sender-chosen delay per hop, Exp(mean), from the sender's RNG.
+    fn draw_delays(&mut self, hops: usize, rng_of: RngOf) -> Vec<Duration> {
+        let mean = self.scenario.mean_delay;
+        let rng = match rng_of {
+            RngOf::Client(c) => &mut self.clients[c as usize].rng,
+            RngOf::Node(n) => &mut self.nodes[n as usize].rng,
+        };
+        (0..hops)
+            .map(|_| {
+                if mean.is_zero() {
+                    Duration::ZERO
+                } else {
+                    sample_exponential(rng, mean)
+                }
+            })
+            .collect()
     }
 
     fn on_client(&mut self, c: u32) {
@@ -609,26 +614,12 @@ impl<M: Mode> Simulation<M> {
     }
 
     fn real_send(&mut self, c: u32, out: Outgoing, route: Vec<u32>) {
-        let mean = self.scenario.mean_delay;
-        let rng = &mut self.clients[c as usize].rng;
-        let delays: Vec<Duration> = route
-            .iter()
-            .map(|_| {
-                if mean.is_zero() {
-                    Duration::ZERO
-                } else {
-                    sample_exponential(rng, mean)
-                }
-            })
-            .collect();
+        let delays = self.draw_delays(route.len(), RngOf::Client(c));
         let packet = self.mode.build(out.id, &route, &delays, out.recipient);
         if let Some(entry) = self.sent.get_mut(&out.id) {
             entry.sent = self.now;
         }
-        self.metrics.sent(Kind::Real, self.now);
-        let mut frame = Vec::with_capacity(1 + packet.len());
-        frame.push((EPOCH % 256) as u8);
-        frame.extend_from_slice(&packet);
+        self.metrics.sent(Kind::Real);
         // The first real messages sent after the warm-up are tagged: the
         // adversary sees this packet leave its sender.
         let masses = if self.now.since_origin() >= self.scenario.warmup
@@ -643,7 +634,7 @@ impl<M: Mode> Simulation<M> {
         } else {
             Vec::new()
         };
-        self.transmit(route[0], frame, masses);
+        self.transmit(route[0], frame(&packet), masses);
     }
 
     /// Hands out what node `n` released; `held` is how many packets it
@@ -663,7 +654,7 @@ impl<M: Mode> Simulation<M> {
                     let masses = self.entropy.depart(n, held);
                     held = held.saturating_sub(1);
                     self.entropy.exit(&masses);
-                    self.on_delivery(&d.destination, &d.payload);
+                    self.on_delivery(&d.payload);
                 }
                 // Drops are summed from the engines' counters at the end.
                 Event::Dropped(_) => {}
@@ -671,7 +662,7 @@ impl<M: Mode> Simulation<M> {
         }
     }
 
-    fn on_delivery(&mut self, dest: &Destination, payload: &[u8]) {
+    fn on_delivery(&mut self, payload: &[u8]) {
         let Some(id) = M::message_id(payload) else {
             self.metrics.undecodable += 1;
             return;
@@ -679,7 +670,6 @@ impl<M: Mode> Simulation<M> {
         let Some(record) = self.sent.remove(&id) else {
             return;
         };
-        let _ = client_index(&dest.address);
         if record.kind == Kind::Real {
             self.deliveries.push((id, self.now));
         }
