@@ -2,11 +2,10 @@
 //! while the rest of mtos uses x25519-dalek 3, so keys cross as bytes, in
 //! age's standard Bech32 encodings (age has no constructor from bytes).
 
-use age::secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroizing;
 
 /// Bech32 (BIP 173) in upper case, as age writes secret keys.
-pub(crate) fn bech32_upper(hrp: &str, data: &[u8]) -> String {
+fn bech32_upper(hrp: &str, data: &[u8]) -> String {
     // The HRPs used here are constants known to be valid and the data is
     // 32 bytes, far below Bech32's length limit; an empty string (which
     // age then refuses) rather than a panic if that ever changes.
@@ -43,15 +42,4 @@ pub fn parse_recipient(text: &str) -> Option<[u8; 32]> {
         return None;
     }
     data.try_into().ok()
-}
-
-/// Parses an `AGE-SECRET-KEY-1...` identity into raw bytes.
-pub fn parse_secret_key(text: &SecretString) -> Option<Zeroizing<[u8; 32]>> {
-    let (hrp, data) = bech32::decode(text.expose_secret().trim()).ok()?;
-    let data = Zeroizing::new(data);
-    if !hrp.as_str().eq_ignore_ascii_case("AGE-SECRET-KEY-") {
-        return None;
-    }
-    let bytes: [u8; 32] = data.as_slice().try_into().ok()?;
-    Some(Zeroizing::new(bytes))
 }

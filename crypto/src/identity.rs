@@ -9,7 +9,7 @@ use rand::CryptoRng;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use crate::agekeys::bech32_upper;
+use crate::agekeys;
 use crate::codec::{Reader, Writer};
 use crate::error::{DecodeError, ExportError, LabelError, UriError};
 use crate::fingerprint::Fingerprint;
@@ -326,12 +326,12 @@ impl Identity {
     /// usable with the `age` and `rage` tools.
     pub fn age_secret_key(&self) -> Zeroizing<String> {
         let secret = Zeroizing::new(self.encryption.to_bytes());
-        Zeroizing::new(bech32_upper("AGE-SECRET-KEY-", secret.as_ref()))
+        agekeys::secret_key_string(&secret)
     }
 
     /// The X25519 public key as a standard age recipient (`age1...`).
     pub fn age_recipient(&self) -> String {
-        bech32_upper("age", &self.encryption_key()).to_ascii_lowercase()
+        agekeys::recipient_string(&self.encryption_key())
     }
 
     /// The identity as an age identity, for decrypting items sealed to it.
@@ -501,7 +501,7 @@ impl PublicIdentity {
 
     /// The key as a standard age recipient (`age1...`).
     pub fn age_recipient(&self) -> String {
-        bech32_upper("age", &self.encryption_key).to_ascii_lowercase()
+        agekeys::recipient_string(&self.encryption_key)
     }
 
     /// Canonical encoding (`specs/identity.md`).
