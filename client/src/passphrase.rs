@@ -30,14 +30,7 @@ pub fn new_keychain() -> Result<SecretString, ClientError> {
     if let Some(p) = from_env()? {
         return Ok(p);
     }
-    let first = prompt("New keychain passphrase: ")?;
-    let second = prompt("Repeat the passphrase: ")?;
-    if first.expose_secret() != second.expose_secret() {
-        return Err(ClientError::Passphrase(
-            "the two passphrases differ; nothing was created".into(),
-        ));
-    }
-    Ok(first)
+    prompt_twice("nothing was created")
 }
 
 /// Chooses a replacement passphrase: `MTOS_NEW_PASSPHRASE`, or asked
@@ -48,16 +41,7 @@ pub fn replacement() -> Result<SecretString, ClientError> {
             "{NEW_PASSPHRASE_ENV} is set but empty"
         ))),
         Ok(p) => Ok(SecretString::from(p)),
-        Err(_) => {
-            let first = prompt("New keychain passphrase: ")?;
-            let second = prompt("Repeat the new passphrase: ")?;
-            if first.expose_secret() != second.expose_secret() {
-                return Err(ClientError::Passphrase(
-                    "the two passphrases differ; the keychain is unchanged".into(),
-                ));
-            }
-            Ok(first)
-        }
+        Err(_) => prompt_twice("the keychain is unchanged"),
     }
 }
 
@@ -86,6 +70,18 @@ fn from_env() -> Result<Option<SecretString>, ClientError> {
             "{PASSPHRASE_ENV} is not valid UTF-8"
         ))),
     }
+}
+
+/// Asks for a new passphrase twice; `outcome` says what a mismatch leaves.
+fn prompt_twice(outcome: &str) -> Result<SecretString, ClientError> {
+    let first = prompt("New keychain passphrase: ")?;
+    let second = prompt("Repeat the new passphrase: ")?;
+    if first.expose_secret() != second.expose_secret() {
+        return Err(ClientError::Passphrase(format!(
+            "the two passphrases differ; {outcome}"
+        )));
+    }
+    Ok(first)
 }
 
 fn prompt(text: &str) -> Result<SecretString, ClientError> {

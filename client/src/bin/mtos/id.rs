@@ -336,20 +336,24 @@ fn export(
 }
 
 /// Creates a new owner-only file; refuses to replace an existing one.
-pub(crate) fn write_new_private_file(path: &Path, bytes: &[u8]) -> Result<(), ClientError> {
-    let io = |source: std::io::Error| {
-        if source.kind() == std::io::ErrorKind::AlreadyExists {
-            ClientError::Refused(format!(
-                "{} exists; refusing to overwrite it",
-                path.display()
-            ))
-        } else {
-            ClientError::Io {
-                path: path.to_owned(),
-                source,
-            }
+/// An I/O error on `path`, with "already exists" reported as a refusal
+/// to overwrite.
+pub(crate) fn no_overwrite(path: &Path, source: std::io::Error) -> ClientError {
+    if source.kind() == std::io::ErrorKind::AlreadyExists {
+        ClientError::Refused(format!(
+            "{} exists; refusing to overwrite it",
+            path.display()
+        ))
+    } else {
+        ClientError::Io {
+            path: path.to_owned(),
+            source,
         }
-    };
+    }
+}
+
+pub(crate) fn write_new_private_file(path: &Path, bytes: &[u8]) -> Result<(), ClientError> {
+    let io = |source| no_overwrite(path, source);
     let mut options = fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]

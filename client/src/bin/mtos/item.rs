@@ -15,7 +15,7 @@ use mtos_crypto::item::{
 use mtos_crypto::{Identity, Keychain, PublicIdentity, agekeys};
 use zeroize::Zeroizing;
 
-use crate::id::{date, now, open as open_keychain, write_new_private_file};
+use crate::id::{date, no_overwrite, now, open as open_keychain, write_new_private_file};
 
 #[derive(Debug, Subcommand)]
 pub enum ItemCommand {
@@ -342,7 +342,7 @@ fn describe(out: &mut String, item: &Item, keychain: Option<&Keychain>) {
         let _ = writeln!(
             out,
             "feed:     {} #{}",
-            data_encoding_hex(&feed.feed[..8]),
+            data_encoding::HEXLOWER.encode(&feed.feed[..8]),
             feed.seq
         );
     }
@@ -359,7 +359,7 @@ fn describe(out: &mut String, item: &Item, keychain: Option<&Keychain>) {
             },
             p.mime(),
             p.data().len(),
-            data_encoding_hex(&d[..8])
+            data_encoding::HEXLOWER.encode(&d[..8])
         );
     }
 }
@@ -378,10 +378,6 @@ fn printable(text: &str) -> String {
         }
     }
     out
-}
-
-fn data_encoding_hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn open_cmd(home: &Home, reference: &str, output: Option<&Path>) -> Result<String, ClientError> {
@@ -435,7 +431,8 @@ fn extension(mime: &str) -> &'static str {
 
 fn write_parts(out: &mut String, item: &Item, path: &Path) -> Result<(), ClientError> {
     if let [only] = item.parts() {
-        write_new_file(path, only.data())?;
+        // The reader's own plaintext: owner-only, never replacing a file.
+        write_new_private_file(path, only.data())?;
         let _ = writeln!(
             out,
             "wrote {} bytes to {}",
@@ -444,31 +441,13 @@ fn write_parts(out: &mut String, item: &Item, path: &Path) -> Result<(), ClientE
         );
         return Ok(());
     }
-    fs::create_dir(path).map_err(|source| {
-        if source.kind() == std::io::ErrorKind::AlreadyExists {
-            ClientError::Refused(format!(
-                "{} exists; refusing to overwrite it",
-                path.display()
-            ))
-        } else {
-            ClientError::Io {
-                path: path.to_owned(),
-                source,
-            }
-        }
-    })?;
+    fs::create_dir(path).map_err(|source| no_overwrite(path, source))?;
     for (i, p) in item.parts().iter().enumerate() {
         let file = path.join(format!("part-{i}.{}", extension(p.mime())));
-        write_new_file(&file, p.data())?;
+        write_new_private_file(&file, p.data())?;
         let _ = writeln!(out, "wrote {} bytes to {}", p.data().len(), file.display());
     }
     Ok(())
-}
-
-/// Creates a new file (never replacing one); the content is the reader's
-/// own plaintext, so owner-only like the keychain.
-fn write_new_file(path: &Path, bytes: &[u8]) -> Result<(), ClientError> {
-    write_new_private_file(path, bytes)
 }
 
 fn inspect_cmd(
