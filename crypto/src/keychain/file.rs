@@ -55,14 +55,6 @@ impl KeychainFile {
         self.path.exists()
     }
 
-    fn io(&self, path: &Path, source: io::Error) -> KeychainError {
-        let _ = self;
-        KeychainError::Io {
-            path: path.to_owned(),
-            source,
-        }
-    }
-
     fn sibling(&self, suffix: &str) -> PathBuf {
         let mut name = self
             .path
@@ -78,8 +70,8 @@ impl KeychainFile {
         let lock_path = self.sibling(".lock");
         let file = owner_only(OpenOptions::new().create(true).truncate(false).write(true))
             .open(&lock_path)
-            .map_err(|e| self.io(&lock_path, e))?;
-        file.lock().map_err(|e| self.io(&lock_path, e))?;
+            .map_err(|e| io_error(&lock_path, e))?;
+        file.lock().map_err(|e| io_error(&lock_path, e))?;
         Ok(KeychainLock { _file: file })
     }
 
@@ -90,12 +82,12 @@ impl KeychainFile {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(KeychainError::Missing(self.path.clone()));
             }
-            Err(e) => return Err(self.io(&self.path, e)),
+            Err(e) => return Err(io_error(&self.path, e)),
         };
         let mut sealed = Vec::new();
         file.take(MAX_KEYCHAIN_FILE + 1)
             .read_to_end(&mut sealed)
-            .map_err(|e| self.io(&self.path, e))?;
+            .map_err(|e| io_error(&self.path, e))?;
         if sealed.len() as u64 > MAX_KEYCHAIN_FILE {
             return Err(KeychainError::Damaged(format!(
                 "larger than {MAX_KEYCHAIN_FILE} bytes"
@@ -121,11 +113,11 @@ impl KeychainFile {
         };
         let mut file = owner_only(OpenOptions::new().create(true).truncate(true).write(true))
             .open(&tmp)
-            .map_err(|e| self.io(&tmp, e))?;
-        restrict_permissions(&file).map_err(|e| self.io(&tmp, e))?;
+            .map_err(|e| io_error(&tmp, e))?;
+        restrict_permissions(&file).map_err(|e| io_error(&tmp, e))?;
         file.write_all(&sealed)
             .and_then(|()| file.sync_all())
-            .map_err(|e| self.io(&tmp, e))?;
+            .map_err(|e| io_error(&tmp, e))?;
         Ok(staged)
     }
 
@@ -144,18 +136,14 @@ impl StagedKeychain {
     /// Renames the staged file over the keychain and makes the rename
     /// durable.
     pub fn commit(mut self) -> Result<(), KeychainError> {
-        let io = |path: &Path, source| KeychainError::Io {
-            path: path.to_owned(),
-            source,
-        };
-        fs::rename(&self.tmp, &self.target).map_err(|e| io(&self.target, e))?;
+        fs::rename(&self.tmp, &self.target).map_err(|e| io_error(&self.target, e))?;
         self.committed = true;
         if let Some(dir) = self.target.parent().filter(|d| !d.as_os_str().is_empty()) {
             // Persist the directory entry; without it a power loss could
             // bring back the old file after we reported success.
             File::open(dir)
                 .and_then(|d| d.sync_all())
-                .map_err(|e| io(dir, e))?;
+                .map_err(|e| io_error(dir, e))?;
         }
         Ok(())
     }
@@ -166,6 +154,13 @@ impl Drop for StagedKeychain {
         if !self.committed {
             let _ = fs::remove_file(&self.tmp);
         }
+    }
+}
+
+fn io_error(path: &Path, source: io::Error) -> KeychainError {
+    KeychainError::Io {
+        path: path.to_owned(),
+        source,
     }
 }
 
