@@ -263,7 +263,10 @@ impl<F: PacketFormat> std::fmt::Debug for MixEngine<F> {
 
 impl<F: PacketFormat> MixEngine<F> {
     /// An engine with these keys.
-    pub fn new(config: EngineConfig, keys: KeyRing<F::Key>) -> Self {
+    pub fn new(mut config: EngineConfig, keys: KeyRing<F::Key>) -> Self {
+        if let MixingMode::Pool { interval, .. } = &mut config.mode {
+            *interval = pool_interval(*interval);
+        }
         Self {
             config,
             keys,
@@ -373,7 +376,6 @@ impl<F: PacketFormat> MixEngine<F> {
             MixingMode::Pool {
                 interval, min_pool, ..
             } => {
-                let interval = pool_interval(interval);
                 let was_idle = self.pool.len() <= min_pool;
                 self.pool.push(held);
                 let next = self.next_flush.get_or_insert(now + interval);
@@ -418,7 +420,6 @@ impl<F: PacketFormat> MixEngine<F> {
             fraction,
         } = self.config.mode
         {
-            let interval = pool_interval(interval);
             while let Some(at) = self.next_flush.filter(|at| *at <= now) {
                 self.flush_pool(min_pool, fraction, rng);
                 // Missed ticks with nothing to send are skipped in one step.
