@@ -298,6 +298,13 @@ impl Identity {
         self.encryption.to_bytes()
     }
 
+    /// The raw ed25519 seed, for libraries that take the key as bytes (the
+    /// node's libp2p identity is its ed25519 key, so its PeerId is
+    /// derived from the key the network document lists).
+    pub fn ed25519_seed(&self) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(self.signing.to_bytes())
+    }
+
     /// Signs a message with the ed25519 key.
     pub fn sign(&self, message: &[u8]) -> [u8; 64] {
         self.signing.sign(message).to_bytes()

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// A configuration could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -32,7 +32,7 @@ pub enum ConfigError {
 }
 
 /// The role a node plays in the network document.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Clients connect here; replies are delivered from here.
@@ -75,6 +75,14 @@ pub struct NodeSection {
     pub storage: bool,
     /// Directory of the key files, relative to the config file.
     pub keys: PathBuf,
+    /// Directory of the node's databases (replay tags), relative to the
+    /// config file.
+    #[serde(default = "default_data")]
+    pub data: PathBuf,
+}
+
+fn default_data() -> PathBuf {
+    PathBuf::from("data")
 }
 
 /// `[network]`.
@@ -98,6 +106,10 @@ pub struct ListenSection {
     pub p2p: String,
     /// Prometheus endpoint (`host:port`).
     pub metrics: String,
+    /// Addresses published in the network document; empty: the addresses
+    /// the node actually listens on.
+    #[serde(default)]
+    pub announce: Vec<String>,
 }
 
 /// `[limits]`.
@@ -110,6 +122,9 @@ pub struct Limits {
     pub max_connections: u32,
     /// Frames per second one peer may send (token bucket rate).
     pub peer_rate_pps: u32,
+    /// Packets one epoch key's replay filter is sized for (memory: about
+    /// 3.6 bytes per packet, three keys at a time).
+    pub replay_capacity: u64,
 }
 
 impl Default for Limits {
@@ -118,6 +133,7 @@ impl Default for Limits {
             queue_limit: 100_000,
             max_connections: 1_024,
             peer_rate_pps: 20_000,
+            replay_capacity: 4_000_000,
         }
     }
 }
@@ -184,9 +200,18 @@ impl NodeConfig {
                 "must be host:port, e.g. 127.0.0.1:9402",
             ));
         }
+        for a in &config.listen.announce {
+            if !a.starts_with('/') {
+                return Err(invalid(
+                    "listen.announce",
+                    "every entry must be a multiaddr such as /ip4/203.0.113.5/tcp/9401",
+                ));
+            }
+        }
         if config.limits.queue_limit == 0
             || config.limits.max_connections == 0
             || config.limits.peer_rate_pps == 0
+            || config.limits.replay_capacity == 0
         {
             return Err(invalid("limits", "every limit must be at least 1"));
         }
@@ -216,6 +241,8 @@ role = "{role_name}"
 storage = false
 # The key directory, relative to this file. Never share its contents.
 keys = "keys"
+# Databases (replay tags), relative to this file.
+data = "data"
 
 [network]
 # The network this node joins; documents for other networks are refused.
@@ -230,6 +257,9 @@ authority_addr = "/ip4/127.0.0.1/tcp/9400"
 p2p = "/ip4/0.0.0.0/tcp/9401"
 # Prometheus metrics at http://<this>/metrics. Keep it off the internet.
 metrics = "127.0.0.1:9402"
+# Addresses other nodes dial, as published in the network document. Empty:
+# the addresses the node listens on (set it when listening on 0.0.0.0).
+announce = []
 
 [limits]
 # Packets held for mixing at once; beyond it packets are dropped (counted).
@@ -237,6 +267,8 @@ queue_limit = 100000
 max_connections = 1024
 # Frames per second one peer may send.
 peer_rate_pps = 20000
+# Packets per epoch each key's replay filter is sized for (3.6 bytes each).
+replay_capacity = 4000000
 
 [log]
 # Log client addresses? Off: logs would then record who uses the network.

@@ -216,6 +216,7 @@ impl Held {
 struct Timed {
     release: Instant,
     seq: u64,
+    arrived: Instant,
     held: Held,
 }
 
@@ -243,12 +244,25 @@ pub struct MixEngine<F: PacketFormat = Sphinx> {
     config: EngineConfig,
     keys: KeyRing<F::Key>,
     delayed: BinaryHeap<Timed>,
-    pool: Vec<Held>,
+    pool: Vec<(Instant, Held)>,
     next_flush: Option<Instant>,
     seq: u64,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     counters: Counters,
+    records: Option<Records>,
+}
+
+/// What a driver persists and measures: the replay tags accepted (to make
+/// them durable before the packets leave) and the hold times of released
+/// packets. Off unless [`MixEngine::enable_records`] is called; the driver
+/// drains it after every input.
+#[derive(Debug, Default)]
+pub struct Records {
+    /// Accepted replay tags, with their key's epoch, in acceptance order.
+    pub tags: Vec<(u32, [u8; 32])>,
+    /// How long each released packet was held.
+    pub holds: Vec<Duration>,
 }
 
 impl<F: PacketFormat> std::fmt::Debug for MixEngine<F> {
@@ -277,6 +291,20 @@ impl<F: PacketFormat> MixEngine<F> {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             counters: Counters::default(),
+            records: None,
+        }
+    }
+
+    /// Starts keeping [`Records`] (the node does; the simulator does not).
+    pub fn enable_records(&mut self) {
+        self.records.get_or_insert_with(Records::default);
+    }
+
+    /// Takes the records kept since the last call (empty if not enabled).
+    pub fn take_records(&mut self) -> Records {
+        match &mut self.records {
+            Some(r) => std::mem::take(r),
+            None => Records::default(),
         }
     }
 
@@ -345,10 +373,14 @@ impl<F: PacketFormat> MixEngine<F> {
             Err(CheckError::Malformed) => return self.drop_frame(DropReason::Malformed),
         };
         // Only now, with the MAC verified, does the tag enter the filter.
-        let proof = match slot.filter.check_and_insert(&F::replay_tag(&checked)) {
+        let tag = F::replay_tag(&checked);
+        let proof = match slot.filter.check_and_insert(&tag) {
             Ok(p) => p,
             Err(_) => return self.drop_frame(DropReason::Replay),
         };
+        if let Some(r) = &mut self.records {
+            r.tags.push((slot.epoch, tag));
+        }
         let processed = match F::process(checked) {
             Ok(p) => p,
             Err(_) => return self.drop_frame(DropReason::Malformed),
@@ -370,6 +402,7 @@ impl<F: PacketFormat> MixEngine<F> {
                 self.delayed.push(Timed {
                     release: now + delay,
                     seq: self.seq,
+                    arrived: now,
                     held,
                 });
             }
@@ -377,7 +410,7 @@ impl<F: PacketFormat> MixEngine<F> {
                 interval, min_pool, ..
             } => {
                 let was_idle = self.pool.len() <= min_pool;
-                self.pool.push(held);
+                self.pool.push((now, held));
                 let next = self.next_flush.get_or_insert(now + interval);
                 // A schedule left behind while the pool had nothing to send
                 // resumes at its next tick (keeping its phase). A flush that
@@ -390,10 +423,13 @@ impl<F: PacketFormat> MixEngine<F> {
         }
     }
 
-    fn release(&mut self, held: Held) {
+    fn release(&mut self, now: Instant, arrived: Instant, held: Held) {
         if self.outputs() >= self.config.output_limit {
             self.counters.dropped[DropReason::OutputFull.index()] += 1;
             return;
+        }
+        if let Some(r) = &mut self.records {
+            r.holds.push(now.saturating_since(arrived));
         }
         match held {
             Held::Forward(t) => {
@@ -411,7 +447,7 @@ impl<F: PacketFormat> MixEngine<F> {
     pub fn handle_timeout<R: Rng + ?Sized>(&mut self, now: Instant, rng: &mut R) {
         while self.delayed.peek().is_some_and(|t| t.release <= now) {
             if let Some(t) = self.delayed.pop() {
-                self.release(t.held);
+                self.release(now, t.arrived, t.held);
             }
         }
         if let MixingMode::Pool {
@@ -421,7 +457,7 @@ impl<F: PacketFormat> MixEngine<F> {
         } = self.config.mode
         {
             while let Some(at) = self.next_flush.filter(|at| *at <= now) {
-                self.flush_pool(min_pool, fraction, rng);
+                self.flush_pool(now, min_pool, fraction, rng);
                 // Missed ticks with nothing to send are skipped in one step.
                 let next = if self.pool.len() <= min_pool {
                     first_tick_after(at, interval, now)
@@ -433,7 +469,13 @@ impl<F: PacketFormat> MixEngine<F> {
         }
     }
 
-    fn flush_pool<R: Rng + ?Sized>(&mut self, min_pool: usize, fraction: f64, rng: &mut R) {
+    fn flush_pool<R: Rng + ?Sized>(
+        &mut self,
+        now: Instant,
+        min_pool: usize,
+        fraction: f64,
+        rng: &mut R,
+    ) {
         let n = self.pool.len();
         if n <= min_pool {
             return;
@@ -442,8 +484,8 @@ impl<F: PacketFormat> MixEngine<F> {
         let k = share.max(1).min(n - min_pool);
         for _ in 0..k {
             let i = rng.random_range(0..self.pool.len());
-            let held = self.pool.swap_remove(i);
-            self.release(held);
+            let (arrived, held) = self.pool.swap_remove(i);
+            self.release(now, arrived, held);
         }
     }
 

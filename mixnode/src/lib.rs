@@ -3,6 +3,8 @@
 pub mod admission;
 pub mod config;
 pub mod cover;
+pub mod directory;
+pub mod driver;
 pub mod engine;
 pub mod format;
 pub mod keys;
@@ -10,7 +12,8 @@ pub mod replay;
 pub mod time;
 
 pub use engine::{
-    Counters, Delivery, DropReason, EngineConfig, Event, Link, MixEngine, MixingMode, Transmit,
+    Counters, Delivery, DropReason, EngineConfig, Event, Link, MixEngine, MixingMode, Records,
+    Transmit,
 };
 pub use format::{CheckError, PacketFormat, Sphinx};
 pub use keys::{EpochKey, KeyRing, ReplaySizing};

@@ -471,3 +471,44 @@ fn a_zero_pool_interval_does_not_hang() {
     net.run(Duration::from_secs(1));
     assert_eq!(net.delivered.len(), 1);
 }
+
+#[test]
+fn records_list_every_accepted_tag_and_every_hold() {
+    let mut net = Net::new(2, poisson(), 9);
+    let mut rng = ChaCha20Rng::from_seed([9; 32]);
+    let r = route(&net, &[0, 1]);
+    let dest = Destination {
+        address: [1; 32],
+        surb_id: [0; 16],
+    };
+    let secret = net.secret(0).clone();
+    let engine = net.engine(0);
+    engine.enable_records();
+    let t0 = Instant::ZERO;
+    let packets: Vec<Vec<u8>> = (0..5)
+        .map(|_| build_forward(&mut rng, &r, &dest, &[ms(30), ms(1)], b"x").unwrap())
+        .collect();
+    for p in &packets {
+        engine.handle_frame(t0, Link(0), &Net::frame(p), &mut rng);
+    }
+    // A replay and garbage are not recorded: only tags that entered the
+    // filter, so the driver persists exactly what the filter holds.
+    engine.handle_frame(t0, Link(0), &Net::frame(&packets[0]), &mut rng);
+    engine.handle_frame(t0, Link(0), &[0u8; SPHINX_PACKET_SIZE + 1], &mut rng);
+    let records = engine.take_records();
+    let expected: Vec<[u8; 32]> = packets
+        .iter()
+        .map(|p| sphinx::check_header(p, &secret).unwrap().replay_tag())
+        .collect();
+    assert_eq!(
+        records.tags.iter().map(|(_, t)| *t).collect::<Vec<_>>(),
+        expected
+    );
+    assert!(records.tags.iter().all(|(epoch, _)| *epoch == EPOCH));
+    assert!(records.holds.is_empty());
+    engine.handle_timeout(t0 + ms(30), &mut rng);
+    let records = engine.take_records();
+    assert!(records.tags.is_empty());
+    assert_eq!(records.holds, vec![ms(30); 5]);
+    assert!(engine.take_records().holds.is_empty());
+}

@@ -1,1 +1,575 @@
 #![doc = include_str!("../README.md")]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use futures::AsyncWriteExt;
+use libp2p::{Multiaddr, PeerId};
+use mtos_crypto::sphinx::{self, Destination, Hop};
+use mtos_mixnode::admission::Position;
+use mtos_mixnode::directory::{NetworkDocument, NodeEntry, Trust};
+use mtos_mixnode::driver::net::{self, DIR_GET_DOCUMENT};
+
+/// The `mtos-node` binary, built once per test process (so a test never
+/// runs a stale binary, even under `cargo test -p mtos-tests`).
+pub fn node_binary() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(p) = std::env::var_os("MTOS_NODE_BIN") {
+            return PathBuf::from(p);
+        }
+        // target/<profile>/deps/<test exe>
+        let exe = std::env::current_exe().unwrap();
+        let profile_dir = exe.parent().unwrap().parent().unwrap().to_owned();
+        let target_dir = profile_dir.parent().unwrap().to_owned();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "mtos-mixnode",
+                "--bin",
+                "mtos-node",
+            ])
+            .arg("--target-dir")
+            .arg(&target_dir)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "cargo build of mtos-node failed");
+        profile_dir.join("mtos-node")
+    })
+    .clone()
+}
+
+/// A free TCP port on 127.0.0.1 (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A child process killed (SIGKILL) and reaped when dropped.
+#[derive(Debug)]
+pub struct Proc {
+    child: Option<Child>,
+    /// What it is, for messages.
+    pub name: String,
+}
+
+impl Proc {
+    fn spawn(name: &str, mut command: Command, log: &Path) -> Self {
+        let log = std::fs::File::create(log).unwrap();
+        let child = command
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {name}: {e}"));
+        Self {
+            child: Some(child),
+            name: name.to_owned(),
+        }
+    }
+
+    /// `kill -9` and reap.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Whether it is still running.
+    pub fn alive(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// Its pid.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// SIGTERM, then wait up to `grace` for a clean exit; returns the
+    /// exit status if it exited.
+    pub fn terminate(&mut self, grace: Duration) -> Option<std::process::ExitStatus> {
+        let c = self.child.as_mut()?;
+        let _ = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = c.try_wait() {
+                self.child = None;
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// One node of a test network.
+#[derive(Debug)]
+pub struct TestNode {
+    /// Its directory.
+    pub dir: PathBuf,
+    /// Gateway, mix layer n, or service.
+    pub position: Position,
+    /// Its metrics address.
+    pub metrics: String,
+    /// Its libp2p address.
+    pub p2p: Multiaddr,
+    /// The process.
+    pub proc: Proc,
+}
+
+impl TestNode {
+    /// The value of a metric (summed over label sets containing
+    /// `labels`, e.g. `reason="replay"`), or `None` when the endpoint is
+    /// unreachable.
+    pub fn metric(&self, name: &str, labels: &str) -> Option<f64> {
+        metric(&self.metrics, name, labels)
+    }
+
+    fn start(&mut self) {
+        let mut c = Command::new(node_binary());
+        c.arg("run")
+            .arg("--config")
+            .arg(self.dir.join("mtos-node.toml"))
+            .env("RUST_LOG", "info");
+        let log = self.dir.join("node.log");
+        let name = self.proc.name.clone();
+        self.proc = Proc::spawn(&name, c, &log);
+    }
+
+    /// `kill -9`s the node and starts it again from the same directory.
+    pub fn kill_and_restart(&mut self) {
+        self.proc.kill();
+        self.start();
+    }
+
+    /// The node's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("node.log")).unwrap_or_default()
+    }
+}
+
+/// Scrapes `name` from a Prometheus endpoint.
+pub fn metric(addr: &str, name: &str, labels: &str) -> Option<f64> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let mut total = None;
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((key, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let (metric_name, metric_labels) = match key.split_once('{') {
+            Some((n, l)) => (n, l),
+            None => (key, ""),
+        };
+        if metric_name == name && metric_labels.contains(labels) {
+            *total.get_or_insert(0.0) += value.parse::<f64>().ok()?;
+        }
+    }
+    total
+        .or(Some(0.0))
+        .filter(|_| text.starts_with("HTTP/1.1 200"))
+}
+
+/// An authority and nodes on loopback, killed when dropped.
+#[derive(Debug)]
+pub struct Testnet {
+    /// The temporary directory (kept until drop).
+    pub root: tempfile::TempDir,
+    /// The authority process.
+    pub authority: Proc,
+    /// The authority's address.
+    pub authority_addr: Multiaddr,
+    /// Its public key.
+    pub authority_key: [u8; 32],
+    /// The network id.
+    pub network: String,
+    /// The nodes.
+    pub nodes: Vec<TestNode>,
+}
+
+fn run_ok(args: &[&str]) -> String {
+    let out = Command::new(node_binary()).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "mtos-node {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+impl Testnet {
+    /// Starts an authority (epochs of `epoch_secs`, mean delay
+    /// `mean_delay_ms`) and one node per entry of `positions`, then waits
+    /// until every node's document lists them all.
+    pub fn start(positions: &[Position], epoch_secs: u64, mean_delay_ms: u64) -> Self {
+        let root = tempfile::tempdir().unwrap();
+        let network = "mtos-test".to_owned();
+        let port = free_port();
+        let listen = format!("/ip4/127.0.0.1/tcp/{port}");
+        let auth_dir = root.path().join("authority");
+        let out = run_ok(&[
+            "authority",
+            "init",
+            "--dir",
+            auth_dir.to_str().unwrap(),
+            "--network",
+            &network,
+            "--listen",
+            &listen,
+            "--epoch-secs",
+            &epoch_secs.to_string(),
+            "--mean-delay-ms",
+            &mean_delay_ms.to_string(),
+        ]);
+        let key_hex = out
+            .lines()
+            .find_map(|l| l.strip_prefix("authority key: "))
+            .unwrap()
+            .to_owned();
+        let authority_key: [u8; 32] = data_encoding::HEXLOWER
+            .decode(key_hex.as_bytes())
+            .unwrap()
+            .try_into()
+            .unwrap();
+        let mut c = Command::new(node_binary());
+        c.args(["authority", "run", "--config"])
+            .arg(auth_dir.join("authority.toml"));
+        let authority = Proc::spawn("authority", c, &auth_dir.join("authority.log"));
+        let mut net = Self {
+            root,
+            authority,
+            authority_addr: listen.parse().unwrap(),
+            authority_key,
+            network,
+            nodes: Vec::new(),
+        };
+        for (i, position) in positions.iter().enumerate() {
+            net.add_node(i, *position, &key_hex, &listen);
+        }
+        net.wait_until_listed(positions.len(), Duration::from_secs(60));
+        net
+    }
+
+    fn add_node(&mut self, i: usize, position: Position, authority: &str, authority_addr: &str) {
+        let dir = self.root.path().join(format!("node{i}"));
+        let (role, layer) = match position {
+            Position::Gateway => ("gateway", None),
+            Position::Service => ("service", None),
+            Position::Layer(l) => ("mix", Some(l)),
+            Position::Client => panic!("a client is not a node"),
+        };
+        let mut args = vec![
+            "init".to_owned(),
+            "--dir".into(),
+            dir.to_str().unwrap().into(),
+            "--role".into(),
+            role.into(),
+        ];
+        if let Some(l) = layer {
+            args.extend(["--layer".into(), l.to_string()]);
+        }
+        run_ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        let p2p = format!("/ip4/127.0.0.1/tcp/{}", free_port());
+        let metrics = format!("127.0.0.1:{}", free_port());
+        let path = dir.join("mtos-node.toml");
+        let text = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("id = \"mtos-local\"", &format!("id = \"{}\"", self.network))
+            .replace("authority = \"\"", &format!("authority = \"{authority}\""))
+            .replace("/ip4/127.0.0.1/tcp/9400", authority_addr)
+            .replace("/ip4/0.0.0.0/tcp/9401", &p2p)
+            .replace("127.0.0.1:9402", &metrics);
+        std::fs::write(&path, text).unwrap();
+        let mut node = TestNode {
+            dir,
+            position,
+            metrics,
+            p2p: p2p.parse().unwrap(),
+            proc: Proc {
+                child: None,
+                name: format!("node{i} ({role})"),
+            },
+        };
+        node.start();
+        self.nodes.push(node);
+    }
+
+    /// Waits until every node's document lists `count` nodes.
+    pub fn wait_until_listed(&mut self, count: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let pending: Vec<String> = self
+                .nodes
+                .iter()
+                .filter(|n| n.metric("mtos_directory_nodes", "") != Some(count as f64))
+                .map(|n| n.proc.name.clone())
+                .collect();
+            if pending.is_empty() {
+                return;
+            }
+            for n in &mut self.nodes {
+                assert!(n.proc.alive(), "{} exited:\n{}", n.proc.name, n.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nodes without a full document after {timeout:?}: {pending:?}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// The trust a client configures.
+    pub fn trust(&self) -> Trust {
+        Trust {
+            network: self.network.clone(),
+            authorities: vec![mtos_crypto::VerifyKey::from_bytes(self.authority_key).unwrap()],
+            threshold: 1,
+        }
+    }
+
+    /// The node at `position` (the first one there).
+    pub fn node(&self, position: Position) -> &TestNode {
+        self.nodes.iter().find(|n| n.position == position).unwrap()
+    }
+
+    /// The node at `position`, mutably.
+    pub fn node_mut(&mut self, position: Position) -> &mut TestNode {
+        self.nodes
+            .iter_mut()
+            .find(|n| n.position == position)
+            .unwrap()
+    }
+
+    /// Every node's counters, for failure messages.
+    pub fn report(&self) -> String {
+        let mut out = String::new();
+        for n in &self.nodes {
+            let m = |name: &str, labels: &str| n.metric(name, labels).unwrap_or(f64::NAN);
+            out.push_str(&format!(
+                "{} {:?}: received {} forwarded {} delivered {} directory {} queue {}",
+                n.proc.name,
+                n.position,
+                m("mtos_frames_received_total", ""),
+                m("mtos_frames_forwarded_total", ""),
+                m("mtos_frames_delivered_total", ""),
+                m("mtos_directory_nodes", ""),
+                m("mtos_queue_depth_packets", ""),
+            ));
+            for reason in [
+                "wrong_size",
+                "unknown_key",
+                "header_mac",
+                "malformed",
+                "replay",
+                "delay_too_long",
+                "queue_full",
+                "output_full",
+                "wrong_layer",
+                "rate_limited",
+                "overloaded",
+                "send_queue_full",
+                "unknown_next_hop",
+                "link_failed",
+            ] {
+                let v = m("mtos_frames_dropped_total", &format!("reason=\"{reason}\""));
+                if v != 0.0 {
+                    out.push_str(&format!(" {reason}={v}"));
+                }
+            }
+            out.push('\n');
+            for line in n
+                .log()
+                .lines()
+                .filter(|l| l.contains("WARN") || l.contains("ERROR") || l.contains("broke"))
+            {
+                out.push_str(&format!("    {line}\n"));
+            }
+        }
+        out
+    }
+
+    /// Waits for `f`, failing with every node's counters.
+    pub fn wait(&self, what: &str, timeout: Duration, mut f: impl FnMut(&Self) -> bool) {
+        let deadline = Instant::now() + timeout;
+        while !f(self) {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}\n{}",
+                self.report()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Sum of a metric over the nodes at `position`.
+    pub fn sum(&self, position: Position, name: &str, labels: &str) -> f64 {
+        self.nodes
+            .iter()
+            .filter(|n| n.position == position)
+            .map(|n| n.metric(name, labels).unwrap_or(f64::NAN))
+            .sum()
+    }
+}
+
+/// A bare libp2p peer acting as a client: it fetches the document and
+/// writes frames to nodes.
+pub struct TestClient {
+    control: libp2p_stream::Control,
+    commands: tokio::sync::mpsc::Sender<(PeerId, Multiaddr)>,
+    /// The verified document.
+    pub document: NetworkDocument,
+    /// The client's libp2p identity.
+    pub peer: PeerId,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for TestClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestClient").finish_non_exhaustive()
+    }
+}
+
+impl TestClient {
+    /// A client with a fresh libp2p identity that fetched the network's
+    /// document.
+    pub async fn connect(net: &Testnet) -> Self {
+        use futures::StreamExt;
+        let keypair = libp2p::identity::Keypair::generate_ed25519();
+        let peer = keypair.public().to_peer_id();
+        let mut swarm = net::build_swarm(keypair, 64).unwrap();
+        let authority = mtos_mixnode::directory::peer_id_of(&net.authority_key).unwrap();
+        swarm.add_peer_address(authority, net.authority_addr.clone());
+        let mut control = swarm.behaviour().stream.new_control();
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<(PeerId, Multiaddr)>(64);
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    cmd = rx.recv() => match cmd {
+                        Some((peer, addr)) => swarm.add_peer_address(peer, addr),
+                        None => return,
+                    },
+                    _ = swarm.select_next_some() => {}
+                }
+            }
+        });
+        let bytes = net::directory_request_retrying(
+            &mut control,
+            authority,
+            DIR_GET_DOCUMENT,
+            &[],
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let document = NetworkDocument::verify(&bytes, &net.trust(), now).unwrap();
+        for n in &document.nodes {
+            for a in n.multiaddrs() {
+                tx.send((n.peer().unwrap(), a)).await.unwrap();
+            }
+        }
+        Self {
+            control,
+            commands: tx,
+            document,
+            peer,
+            _task: task,
+        }
+    }
+
+    /// The document's nodes at a position.
+    pub fn at(&self, position: Position) -> Vec<&NodeEntry> {
+        self.document
+            .nodes
+            .iter()
+            .filter(|n| n.position() == position)
+            .collect()
+    }
+
+    /// Builds a frame for the route `nodes` (the first is the entry),
+    /// each hop holding it `delay`, delivering `message` at the last.
+    pub fn frame(&self, nodes: &[&NodeEntry], delay: Duration, message: &[u8]) -> Vec<u8> {
+        let epoch = self.document.epoch;
+        let route: Vec<Hop> = nodes
+            .iter()
+            .map(|n| Hop {
+                address: n.address(),
+                sphinx_key: n.sphinx_key(epoch).unwrap(),
+            })
+            .collect();
+        let destination = Destination {
+            address: nodes.last().unwrap().key,
+            surb_id: [0; sphinx::SURB_ID_LEN],
+        };
+        let delays = vec![delay; route.len()];
+        let packet =
+            sphinx::build_forward(&mut rand::rng(), &route, &destination, &delays, message)
+                .unwrap();
+        sphinx::Frame::encode((epoch % 256) as u8, &packet).unwrap()
+    }
+
+    /// Opens a mix stream to `node` and writes `frames` (raw bytes: any
+    /// size), then closes the stream.
+    pub async fn send(&mut self, node: &NodeEntry, frames: &[Vec<u8>]) {
+        let peer = node.peer().unwrap();
+        let mut last = None;
+        for _ in 0..50 {
+            match net::open_mix_stream(&mut self.control, peer).await {
+                Ok(mut s) => {
+                    for f in frames {
+                        s.write_all(f).await.unwrap();
+                    }
+                    s.flush().await.unwrap();
+                    s.close().await.unwrap();
+                    return;
+                }
+                Err(e) => last = Some(e.to_string()),
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!("cannot open a mix stream to {peer}: {last:?}");
+    }
+
+    /// Learns an extra address for a peer.
+    pub async fn add_address(&self, peer: PeerId, addr: Multiaddr) {
+        self.commands.send((peer, addr)).await.unwrap();
+    }
+}
+
+/// Polls `f` until it returns true or `timeout` passes.
+pub fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

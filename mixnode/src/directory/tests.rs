@@ -1,0 +1,200 @@
+use super::*;
+use mtos_crypto::{Label, Visibility};
+use rand::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+
+fn identity(seed: u64) -> Identity {
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    Identity::generate(&mut rng, Label::new("t").unwrap(), Visibility::Public, 0)
+}
+
+fn params() -> NetworkParams {
+    NetworkParams {
+        network: "mtos-test".into(),
+        schedule: EpochSchedule {
+            genesis: 1_000,
+            epoch_secs: 100,
+        },
+        mixing: Mixing {
+            mode: MixingKind::Poisson,
+            mean_delay_ms: 50,
+            max_delay_ms: 10_000,
+            pool_interval_ms: 0,
+            pool_min: 0,
+            pool_fraction: 0.0,
+        },
+        rates: Rates {
+            payload: 2.0,
+            loops: 1.0,
+            drops: 1.0,
+            node_loops: 1.0,
+        },
+        layers: 3,
+    }
+}
+
+fn descriptor(id: &Identity, role: Role, layer: Option<u8>, epochs: &[u32]) -> Descriptor {
+    let key = *id.verify_key().as_bytes();
+    Descriptor {
+        version: VERSION,
+        network: "mtos-test".into(),
+        published: 1_000,
+        node: NodeEntry {
+            key,
+            peer_id: peer_id_of(&key).unwrap().to_string(),
+            addrs: vec!["/ip4/127.0.0.1/tcp/4000".into()],
+            role,
+            layer,
+            storage: false,
+            sphinx_keys: epochs
+                .iter()
+                .map(|&epoch| SphinxKeyEntry {
+                    epoch,
+                    public: [epoch as u8; 32],
+                })
+                .collect(),
+        },
+    }
+}
+
+fn trust(authorities: &[&Identity], threshold: usize) -> Trust {
+    Trust {
+        network: "mtos-test".into(),
+        authorities: authorities.iter().map(|a| a.verify_key()).collect(),
+        threshold,
+    }
+}
+
+#[test]
+fn the_peer_id_is_the_node_key() {
+    let id = identity(1);
+    let libp2p_peer = libp2p_keypair(&id).public().to_peer_id();
+    assert_eq!(libp2p_peer, peer_id_of(id.verify_key().as_bytes()).unwrap());
+}
+
+#[test]
+fn descriptors_verify_and_refuse_forgeries() {
+    let id = identity(1);
+    let d = descriptor(&id, Role::Mix, Some(2), &[0, 1]);
+    let bytes = d.sign(&id);
+    assert_eq!(Descriptor::verify(&bytes, "mtos-test", 3).unwrap(), d);
+    assert!(matches!(
+        Descriptor::verify(&bytes, "other", 3),
+        Err(DirectoryError::WrongNetwork { .. })
+    ));
+    // Signed by someone else than the node it describes.
+    let bytes = d.sign(&identity(2));
+    assert!(matches!(
+        Descriptor::verify(&bytes, "mtos-test", 3),
+        Err(DirectoryError::Signature(_))
+    ));
+    // A layer the network does not have, a peer id of another key.
+    let mut bad = descriptor(&id, Role::Mix, Some(4), &[0]);
+    assert!(Descriptor::verify(&bad.sign(&id), "mtos-test", 3).is_err());
+    bad = descriptor(&id, Role::Mix, Some(1), &[0]);
+    bad.node.peer_id = libp2p::PeerId::random().to_string();
+    assert!(Descriptor::verify(&bad.sign(&id), "mtos-test", 3).is_err());
+    bad = descriptor(&id, Role::Gateway, Some(1), &[0]);
+    assert!(Descriptor::verify(&bad.sign(&id), "mtos-test", 3).is_err());
+}
+
+#[test]
+fn every_flipped_byte_of_a_document_is_refused() {
+    let auth = identity(9);
+    let mut a = Authority::new(params());
+    let node = identity(1);
+    a.accept_descriptor(&descriptor(&node, Role::Gateway, None, &[0, 1]).sign(&node))
+        .unwrap();
+    let bytes = a.document(1_010, &auth);
+    let t = trust(&[&auth], 1);
+    let doc = NetworkDocument::verify(&bytes, &t, 1_010).unwrap();
+    assert_eq!(doc.nodes.len(), 1);
+    for i in 0..bytes.len() {
+        let mut m = bytes.clone();
+        m[i] ^= 0x01;
+        assert!(
+            NetworkDocument::verify(&m, &t, 1_010).is_err(),
+            "flip at byte {i} accepted"
+        );
+    }
+    assert!(NetworkDocument::verify(&bytes[..bytes.len() - 1], &t, 1_010).is_err());
+    let mut longer = bytes.clone();
+    longer.push(0);
+    assert!(NetworkDocument::verify(&longer, &t, 1_010).is_err());
+}
+
+#[test]
+fn documents_are_refused_for_the_wrong_authority_network_or_time() {
+    let auth = identity(9);
+    let mut a = Authority::new(params());
+    let bytes = a.document(1_150, &auth);
+    let ok = NetworkDocument::verify(&bytes, &trust(&[&auth], 1), 1_150).unwrap();
+    assert_eq!(ok.epoch, 1);
+    assert_eq!((ok.valid_after, ok.valid_until), (1_100, 1_250));
+    let e = NetworkDocument::verify(&bytes, &trust(&[&identity(8)], 1), 1_150).unwrap_err();
+    assert!(matches!(e, DirectoryError::Signature(_)), "{e}");
+    let mut other = trust(&[&auth], 1);
+    other.network = "elsewhere".into();
+    let e = NetworkDocument::verify(&bytes, &other, 1_150).unwrap_err();
+    assert!(e.to_string().contains("wrong network id"), "{e}");
+    let e = NetworkDocument::verify(&bytes, &trust(&[&auth], 1), 1_250).unwrap_err();
+    assert!(matches!(e, DirectoryError::Expired { epoch: 1, .. }), "{e}");
+    let e = NetworkDocument::verify(&bytes, &trust(&[&auth], 1), 700).unwrap_err();
+    assert!(matches!(e, DirectoryError::NotYetValid { .. }), "{e}");
+}
+
+#[test]
+fn several_authorities_can_sign_one_document() {
+    let (a1, a2, a3) = (identity(11), identity(12), identity(13));
+    let mut a = Authority::new(params());
+    let one = a.document(1_010, &a1);
+    let t = trust(&[&a1, &a2, &a3], 2);
+    assert!(NetworkDocument::verify(&one, &t, 1_010).is_err());
+    // The same authority twice still counts once.
+    let twice = add_signature(&one, &a1).unwrap();
+    assert!(NetworkDocument::verify(&twice, &t, 1_010).is_err());
+    let two = add_signature(&one, &a2).unwrap();
+    assert!(NetworkDocument::verify(&two, &t, 1_010).is_ok());
+    // An untrusted extra signature neither helps nor hurts.
+    let extra = add_signature(&two, &identity(14)).unwrap();
+    assert!(NetworkDocument::verify(&extra, &t, 1_010).is_ok());
+}
+
+#[test]
+fn the_authority_lists_nodes_with_keys_for_the_epoch() {
+    let auth = identity(9);
+    let mut a = Authority::new(params());
+    let t = trust(&[&auth], 1);
+    let (n1, n2) = (identity(1), identity(2));
+    a.accept_descriptor(&descriptor(&n1, Role::Mix, Some(1), &[0, 1]).sign(&n1))
+        .unwrap();
+    a.accept_descriptor(&descriptor(&n2, Role::Mix, Some(2), &[1, 2]).sign(&n2))
+        .unwrap();
+    let d0 = NetworkDocument::verify(&a.document(1_000, &auth), &t, 1_000).unwrap();
+    assert_eq!(d0.nodes.len(), 1);
+    // Same epoch, nothing new: the same signed bytes.
+    assert_eq!(a.document(1_050, &auth), a.document(1_060, &auth));
+    let d1 = NetworkDocument::verify(&a.document(1_100, &auth), &t, 1_100).unwrap();
+    assert_eq!(d1.nodes.len(), 2);
+    assert!(d1.serial > d0.serial);
+    let topo = Topology::new(d1);
+    let p1 = peer_id_of(n1.verify_key().as_bytes()).unwrap();
+    assert_eq!(topo.position_of(&p1), Position::Layer(1));
+    assert_eq!(
+        topo.position_of(&libp2p::PeerId::random()),
+        Position::Client
+    );
+    // Epoch 2: n1 published no key for it and is gone.
+    let d2 = NetworkDocument::verify(&a.document(1_200, &auth), &t, 1_200).unwrap();
+    assert_eq!(d2.nodes.len(), 1);
+    assert_eq!(d2.nodes[0].sphinx_key(2), Some([2; 32]));
+    assert_eq!(a.known(), 1);
+    // An older descriptor does not replace a newer one.
+    let mut newer = descriptor(&n2, Role::Mix, Some(3), &[2, 3]);
+    newer.published = 2_000;
+    a.accept_descriptor(&newer.sign(&n2)).unwrap();
+    a.accept_descriptor(&descriptor(&n2, Role::Mix, Some(2), &[2]).sign(&n2))
+        .unwrap();
+    let d = NetworkDocument::verify(&a.document(1_210, &auth), &t, 1_210).unwrap();
+    assert_eq!(d.nodes[0].layer, Some(3));
+}

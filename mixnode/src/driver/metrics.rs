@@ -1,0 +1,289 @@
+//! Prometheus metrics of the node and the `/metrics` endpoint.
+//!
+//! The endpoint is a few lines over a tokio listener rather than an HTTP
+//! framework: it serves one read-only path, closes every connection after
+//! one response, and reads at most a few kilobytes of request, so the
+//! framework's features would only add attack surface and build time.
+
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use crate::engine::{Counters, DropReason};
+
+/// Drops counted by the driver (before or after the engine).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DriverDrop {
+    /// The sender's position may not send to this node.
+    WrongLayer,
+    /// The sender exceeded its token bucket.
+    RateLimited,
+    /// The engine's inbound queue was full.
+    Overloaded,
+    /// A next hop's send queue was full.
+    SendQueueFull,
+    /// The next hop is not in the network document.
+    UnknownNextHop,
+    /// The link to the next hop broke while the frame was being sent.
+    LinkFailed,
+}
+
+impl DriverDrop {
+    /// Every driver reason.
+    pub const ALL: [DriverDrop; 6] = [
+        DriverDrop::WrongLayer,
+        DriverDrop::RateLimited,
+        DriverDrop::Overloaded,
+        DriverDrop::SendQueueFull,
+        DriverDrop::UnknownNextHop,
+        DriverDrop::LinkFailed,
+    ];
+
+    /// Its label.
+    pub fn name(self) -> &'static str {
+        match self {
+            DriverDrop::WrongLayer => "wrong_layer",
+            DriverDrop::RateLimited => "rate_limited",
+            DriverDrop::Overloaded => "overloaded",
+            DriverDrop::SendQueueFull => "send_queue_full",
+            DriverDrop::UnknownNextHop => "unknown_next_hop",
+            DriverDrop::LinkFailed => "link_failed",
+        }
+    }
+}
+
+/// The node's metrics.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// Frames read from links.
+    pub frames_received: IntCounter,
+    /// Frames sent to next hops.
+    pub frames_forwarded: IntCounter,
+    /// Payloads delivered at this final hop.
+    pub frames_delivered: IntCounter,
+    /// Drops by reason.
+    pub frames_dropped: IntCounterVec,
+    /// Replays caught.
+    pub replays: IntCounter,
+    /// Packets held for mixing.
+    pub queue_depth: IntGauge,
+    /// Packets waiting for their replay tags to be committed.
+    pub commit_queue_depth: IntGauge,
+    /// Hold times.
+    pub hold_time: Histogram,
+    /// Open connections by the peer's role.
+    pub connections: IntGaugeVec,
+    /// Current epoch.
+    pub epoch: IntGauge,
+    /// Key rotations.
+    pub key_rotations: IntCounter,
+    /// Nodes in the current document.
+    pub directory_nodes: IntGauge,
+    /// Document fetches or uploads that failed.
+    pub directory_failures: IntCounter,
+    /// Tags restored into the filters at start.
+    pub replay_tags_restored: IntCounter,
+}
+
+fn registered<C: prometheus::core::Collector + Clone + 'static>(
+    registry: &Registry,
+    c: prometheus::Result<C>,
+) -> prometheus::Result<C> {
+    let c = c?;
+    registry.register(Box::new(c.clone()))?;
+    Ok(c)
+}
+
+impl Metrics {
+    /// Registers every metric.
+    pub fn new() -> prometheus::Result<Self> {
+        let r = Registry::new();
+        let m = Self {
+            frames_received: registered(
+                &r,
+                IntCounter::new("mtos_frames_received_total", "Mix frames read from links."),
+            )?,
+            frames_forwarded: registered(
+                &r,
+                IntCounter::new(
+                    "mtos_frames_forwarded_total",
+                    "Mix frames released to a next hop.",
+                ),
+            )?,
+            frames_delivered: registered(
+                &r,
+                IntCounter::new(
+                    "mtos_frames_delivered_total",
+                    "Payloads delivered at this node as the final hop.",
+                ),
+            )?,
+            frames_dropped: registered(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "mtos_frames_dropped_total",
+                        "Mix frames dropped, by reason.",
+                    ),
+                    &["reason"],
+                ),
+            )?,
+            replays: registered(
+                &r,
+                IntCounter::new("mtos_replays_total", "Replayed packets caught."),
+            )?,
+            queue_depth: registered(
+                &r,
+                IntGauge::new("mtos_queue_depth_packets", "Packets held for mixing."),
+            )?,
+            commit_queue_depth: registered(
+                &r,
+                IntGauge::new(
+                    "mtos_commit_queue_depth_packets",
+                    "Released packets waiting for their replay tags to reach disk.",
+                ),
+            )?,
+            hold_time: registered(
+                &r,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "mtos_hold_time_seconds",
+                        "Time packets were held for mixing.",
+                    )
+                    .buckets(prometheus::exponential_buckets(0.001, 2.0, 15)?),
+                ),
+            )?,
+            connections: registered(
+                &r,
+                IntGaugeVec::new(
+                    Opts::new("mtos_connections", "Open connections, by the peer's role."),
+                    &["role"],
+                ),
+            )?,
+            epoch: registered(&r, IntGauge::new("mtos_epoch", "The current epoch."))?,
+            key_rotations: registered(
+                &r,
+                IntCounter::new("mtos_key_rotations_total", "Sphinx key rotations."),
+            )?,
+            directory_nodes: registered(
+                &r,
+                IntGauge::new(
+                    "mtos_directory_nodes",
+                    "Nodes in the network document in use.",
+                ),
+            )?,
+            directory_failures: registered(
+                &r,
+                IntCounter::new(
+                    "mtos_directory_failures_total",
+                    "Failed document fetches and descriptor uploads.",
+                ),
+            )?,
+            replay_tags_restored: registered(
+                &r,
+                IntCounter::new(
+                    "mtos_replay_tags_restored_total",
+                    "Replay tags reloaded from disk at start.",
+                ),
+            )?,
+            registry: r,
+        };
+        for reason in DropReason::ALL {
+            m.frames_dropped.with_label_values(&[reason.name()]);
+        }
+        for reason in DriverDrop::ALL {
+            m.frames_dropped.with_label_values(&[reason.name()]);
+        }
+        for role in ["client", "gateway", "mix", "service", "authority"] {
+            m.connections.with_label_values(&[role]);
+        }
+        Ok(m)
+    }
+
+    /// Counts a driver drop.
+    pub fn driver_drop(&self, reason: DriverDrop) {
+        self.frames_dropped
+            .with_label_values(&[reason.name()])
+            .inc();
+    }
+
+    /// Adds what the engine counted since `last` and remembers `now`.
+    pub fn sync_engine(&self, last: &mut Counters, now: &Counters) {
+        self.frames_received
+            .inc_by(now.received.saturating_sub(last.received));
+        self.frames_forwarded
+            .inc_by(now.forwarded.saturating_sub(last.forwarded));
+        self.frames_delivered
+            .inc_by(now.delivered.saturating_sub(last.delivered));
+        for reason in DropReason::ALL {
+            let d = now.drops(reason).saturating_sub(last.drops(reason));
+            if d > 0 {
+                self.frames_dropped
+                    .with_label_values(&[reason.name()])
+                    .inc_by(d);
+                if reason == DropReason::Replay {
+                    self.replays.inc_by(d);
+                }
+            }
+        }
+        *last = now.clone();
+    }
+
+    /// The text exposition.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        out
+    }
+}
+
+/// Serves `GET /metrics` on `listener` until the task is dropped.
+pub async fn serve(listener: TcpListener, metrics: Metrics) {
+    loop {
+        let Ok((mut socket, _)) = listener.accept().await else {
+            continue;
+        };
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let respond = async {
+                let mut buf = vec![0u8; 4096];
+                let mut len = 0;
+                while len < buf.len() {
+                    let n = socket.read(&mut buf[len..]).await?;
+                    if n == 0 {
+                        break;
+                    }
+                    len += n;
+                    if buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
+                        break;
+                    }
+                }
+                let request = &buf[..len];
+                let (status, body, kind) = if request.starts_with(b"GET /metrics ")
+                    || request.starts_with(b"GET /metrics?")
+                {
+                    (
+                        "200 OK",
+                        metrics.render(),
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )
+                } else {
+                    ("404 Not Found", b"try /metrics\n".to_vec(), "text/plain")
+                };
+                let head = format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                socket.write_all(head.as_bytes()).await?;
+                socket.write_all(&body).await?;
+                socket.shutdown().await
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(5), respond).await;
+        });
+    }
+}

@@ -1,0 +1,121 @@
+//! The node's driver: the tokio and libp2p code around the sans-IO core.
+//! It is the only part of the node that reads the clock, touches sockets
+//! and files, or spawns tasks.
+
+use std::path::PathBuf;
+
+pub mod authority;
+pub mod keystore;
+pub mod metrics;
+pub mod net;
+pub mod node;
+pub mod replaydb;
+
+/// Why the node (or the authority) could not start or went down. Every
+/// variant names what failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// A file or directory could not be used.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// A key file is unusable.
+    #[error("{}: {reason}", path.display())]
+    Key {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The configuration cannot be used as it is.
+    #[error("{0}")]
+    Config(String),
+    /// A database could not be opened or written.
+    #[error("database {}: {reason}", path.display())]
+    Database {
+        /// Its directory.
+        path: PathBuf,
+        /// RocksDB's message.
+        reason: String,
+    },
+    /// A listening address could not be bound.
+    #[error("{field} = {addr:?}: cannot listen: {reason}")]
+    Listen {
+        /// The config field.
+        field: &'static str,
+        /// The address.
+        addr: String,
+        /// Why (e.g. address in use).
+        reason: String,
+    },
+    /// The libp2p transport could not be built.
+    #[error(transparent)]
+    Transport(#[from] net::TransportError),
+    /// Metrics could not be registered.
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+/// Unix seconds now (the driver's wall clock).
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Reads an identity key file, refusing one readable by others.
+pub fn load_identity(path: &std::path::Path) -> Result<mtos_crypto::Identity, NodeError> {
+    let text =
+        zeroize::Zeroizing::new(
+            std::fs::read_to_string(path).map_err(|source| NodeError::Io {
+                path: path.to_owned(),
+                source,
+            })?,
+        );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .map_err(|source| NodeError::Io {
+                path: path.to_owned(),
+                source,
+            })?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            return Err(NodeError::Key {
+                path: path.to_owned(),
+                reason: format!("readable by others (mode {:o}); chmod 600 it", mode & 0o777),
+            });
+        }
+    }
+    mtos_crypto::Identity::import_secret(&text).map_err(|e| NodeError::Key {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+/// Writes a new owner-only file, refusing to replace an existing one.
+pub fn create_private(path: &std::path::Path, bytes: &[u8]) -> Result<(), NodeError> {
+    use std::io::Write;
+    let io = |source| NodeError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path).map_err(io)?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(io)
+}

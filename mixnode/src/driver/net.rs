@@ -1,0 +1,218 @@
+//! The libp2p side: TCP + Noise + Yamux links, identify, ping, connection
+//! limits, an address book fed from the network document, and two stream
+//! protocols: `/mtos/mix/1` (fixed-size mix frames, back to back) and
+//! `/mtos/dir/1` (one request and one response per stream, to the
+//! authority). Shared by the node, the authority and clients.
+
+use std::time::Duration;
+
+use futures::{AsyncReadExt, AsyncWriteExt};
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::{StreamProtocol, Swarm, identity::Keypair};
+use libp2p::{connection_limits, identify, noise, peer_store, ping, tcp, yamux};
+
+/// Mix frames.
+pub const MIX_PROTOCOL: StreamProtocol = StreamProtocol::new("/mtos/mix/1");
+/// Directory requests.
+pub const DIR_PROTOCOL: StreamProtocol = StreamProtocol::new("/mtos/dir/1");
+/// The byte a node writes on a mix stream it accepted, before any frame
+/// flows. libp2p-stream drops an inbound stream when its accept queue is
+/// momentarily full, so a sender only trusts a stream once it has read
+/// this byte (and otherwise reopens it).
+pub const MIX_READY: u8 = 0x01;
+/// How long a sender waits for [`MIX_READY`].
+pub const MIX_READY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Opens a mix stream to `peer` and waits for the receiver's
+/// [`MIX_READY`].
+pub async fn open_mix_stream(
+    control: &mut libp2p_stream::Control,
+    peer: libp2p::PeerId,
+) -> Result<libp2p::Stream, String> {
+    // libp2p-stream asks for a dial through a queue that holds one
+    // request at a time and waits for a connection without a deadline:
+    // callers dial themselves as well, and the wait is bounded here.
+    let mut stream =
+        tokio::time::timeout(MIX_READY_TIMEOUT, control.open_stream(peer, MIX_PROTOCOL))
+            .await
+            .map_err(|_| "no connection to the peer in time".to_owned())?
+            .map_err(|e| e.to_string())?;
+    let mut ready = [0u8; 1];
+    match tokio::time::timeout(MIX_READY_TIMEOUT, stream.read_exact(&mut ready)).await {
+        Ok(Ok(())) if ready[0] == MIX_READY => Ok(stream),
+        Ok(Ok(())) => Err("the peer answered with an unknown byte".into()),
+        Ok(Err(e)) => Err(format!("the peer did not accept the stream: {e}")),
+        Err(_) => Err("the peer did not accept the stream in time".into()),
+    }
+}
+
+/// The identify protocol version string.
+pub const IDENTIFY_VERSION: &str = "/mtos/1";
+
+/// Directory request: upload a signed descriptor.
+pub const DIR_PUT_DESCRIPTOR: u8 = 1;
+/// Directory request: fetch the current signed document.
+pub const DIR_GET_DOCUMENT: u8 = 2;
+/// Largest directory message body.
+pub const MAX_DIR_MESSAGE: usize = crate::directory::MAX_DOCUMENT_BODY + 4096;
+
+/// The behaviours every mtos libp2p peer runs.
+#[derive(NetworkBehaviour)]
+pub struct Behaviour {
+    /// Connection limits (refuse beyond the configured counts).
+    pub limits: connection_limits::Behaviour,
+    /// Identify.
+    pub identify: identify::Behaviour,
+    /// Ping (keeps long-lived links alive and measures them).
+    pub ping: ping::Behaviour,
+    /// Raw streams for the mtos protocols.
+    pub stream: libp2p_stream::Behaviour,
+    /// Addresses of the document's nodes, for dialling by PeerId.
+    pub addresses: peer_store::Behaviour<peer_store::memory_store::MemoryStore>,
+}
+
+impl std::fmt::Debug for Behaviour {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Behaviour").finish_non_exhaustive()
+    }
+}
+
+/// Why the transport could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("libp2p transport: {0}")]
+pub struct TransportError(String);
+
+/// Builds a swarm with `keypair`, accepting at most `max_connections`
+/// established connections (and two per peer).
+pub fn build_swarm(
+    keypair: Keypair,
+    max_connections: u32,
+) -> Result<Swarm<Behaviour>, TransportError> {
+    let limits = connection_limits::ConnectionLimits::default()
+        .with_max_established(Some(max_connections))
+        .with_max_pending_incoming(Some(max_connections.min(256)))
+        .with_max_established_per_peer(Some(2));
+    let store = peer_store::memory_store::MemoryStore::new(
+        peer_store::memory_store::Config::default().set_remove_addr_on_dial_error(false),
+    );
+    let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(|e| TransportError(e.to_string()))?
+        .with_behaviour(|key| Behaviour {
+            limits: connection_limits::Behaviour::new(limits),
+            identify: identify::Behaviour::new(identify::Config::new(
+                IDENTIFY_VERSION.to_owned(),
+                key.public(),
+            )),
+            ping: ping::Behaviour::new(ping::Config::new()),
+            stream: libp2p_stream::Behaviour::new(),
+            addresses: peer_store::Behaviour::new(store),
+        })
+        .map_err(|e| TransportError(e.to_string()))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(600)))
+        .build();
+    Ok(swarm)
+}
+
+/// Reads one length-prefixed directory message (`kind`, then a 4-byte
+/// big-endian length, then the body).
+pub async fn read_message<S: futures::AsyncRead + Unpin>(
+    stream: &mut S,
+) -> std::io::Result<(u8, Vec<u8>)> {
+    let mut head = [0u8; 5];
+    stream.read_exact(&mut head).await?;
+    let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+    if len > MAX_DIR_MESSAGE {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "directory message too large",
+        ));
+    }
+    let mut body = vec![0u8; len];
+    stream.read_exact(&mut body).await?;
+    Ok((head[0], body))
+}
+
+/// Writes one directory message.
+pub async fn write_message<S: futures::AsyncWrite + Unpin>(
+    stream: &mut S,
+    kind: u8,
+    body: &[u8],
+) -> std::io::Result<()> {
+    let len = u32::try_from(body.len())
+        .ok()
+        .filter(|l| *l as usize <= MAX_DIR_MESSAGE)
+        .ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "message too large")
+        })?;
+    let mut head = [0u8; 5];
+    head[0] = kind;
+    head[1..].copy_from_slice(&len.to_be_bytes());
+    stream.write_all(&head).await?;
+    stream.write_all(body).await?;
+    stream.flush().await
+}
+
+/// Directory response status: success.
+pub const DIR_OK: u8 = 0;
+/// Directory response status: refused (the body is a UTF-8 reason).
+pub const DIR_ERROR: u8 = 1;
+
+/// One directory request to `authority` over a fresh stream, with a
+/// deadline. Returns the response body, or the authority's reason.
+pub async fn directory_request(
+    control: &mut libp2p_stream::Control,
+    authority: libp2p::PeerId,
+    kind: u8,
+    body: &[u8],
+    timeout: Duration,
+) -> Result<Vec<u8>, String> {
+    let exchange = async {
+        let mut stream = control
+            .open_stream(authority, DIR_PROTOCOL)
+            .await
+            .map_err(|e| e.to_string())?;
+        write_message(&mut stream, kind, body)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (status, reply) = read_message(&mut stream).await.map_err(|e| e.to_string())?;
+        let _ = stream.close().await;
+        match status {
+            DIR_OK => Ok(reply),
+            _ => Err(format!(
+                "authority refused: {}",
+                String::from_utf8_lossy(&reply)
+            )),
+        }
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| "directory request timed out".to_owned())?
+}
+
+/// [`directory_request`], tried up to three times: an authority under
+/// load may drop a stream it cannot queue.
+pub async fn directory_request_retrying(
+    control: &mut libp2p_stream::Control,
+    authority: libp2p::PeerId,
+    kind: u8,
+    body: &[u8],
+    timeout: Duration,
+) -> Result<Vec<u8>, String> {
+    let mut last = String::new();
+    for attempt in 0..3u64 {
+        match directory_request(control, authority, kind, body, timeout).await {
+            Ok(reply) => return Ok(reply),
+            // The authority answered: retrying would not change its mind.
+            Err(e) if e.starts_with("authority refused") => return Err(e),
+            Err(e) => last = e,
+        }
+        tokio::time::sleep(Duration::from_millis(100 + 150 * attempt)).await;
+    }
+    Err(last)
+}

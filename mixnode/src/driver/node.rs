@@ -1,0 +1,935 @@
+//! `mtos-node run`: the tokio driver around [`MixEngine`].
+//!
+//! Tasks: the swarm (connections, identify, ping, dialling), one reader
+//! per inbound mix stream (admission, token bucket, then a bounded queue
+//! to the engine), one writer per next hop (a bounded send queue), the
+//! directory loop (descriptor upload, document fetch), the metrics
+//! endpoint, the replay group-commit thread, and the engine loop, which
+//! alone owns the engine: timers from `poll_timeout`, sends from
+//! `poll_transmit`, and a packet leaves only once its replay tag is on
+//! disk.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, PeerId};
+use mtos_crypto::sphinx::FRAME_SIZE;
+use mtos_crypto::{Identity, VerifyKey};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use tokio::sync::{mpsc, watch};
+
+use super::metrics::{DriverDrop, Metrics};
+use super::net::{self, DIR_GET_DOCUMENT, DIR_PUT_DESCRIPTOR, MIX_PROTOCOL};
+use super::replaydb::{ReplayDb, TagBatch};
+use super::{NodeError, keystore::KeyStore, unix_now};
+use crate::admission::{Position, TokenBucket, accepts};
+use crate::config::{NodeConfig, Role};
+use crate::directory::{
+    Descriptor, NetworkDocument, NodeEntry, SphinxKeyEntry, Topology, Trust, VERSION, peer_id_of,
+};
+use crate::engine::{Counters, Event, Link, MixEngine, Transmit};
+use crate::keys::{EpochKey, KeyRing, ReplaySizing};
+use crate::time::Instant;
+
+/// Frames waiting for the engine, from all links together.
+const INBOUND_QUEUE: usize = 4_096;
+/// Frames waiting for one next hop.
+const SEND_QUEUE: usize = 1_024;
+/// Frames the engine loop takes per wake-up before it looks at timers.
+const BATCH: usize = 256;
+/// Replay false-positive target per key.
+const REPLAY_FP_RATE: f64 = 1e-6;
+
+/// The shared view of the current network document.
+type SharedTopology = watch::Receiver<Option<Arc<Topology>>>;
+
+/// Everything the node needs from its config directory, loaded and
+/// checked before anything listens.
+struct Loaded {
+    identity: Identity,
+    trust: Trust,
+    authority: PeerId,
+    authority_addr: Multiaddr,
+    p2p: Multiaddr,
+    announce: Vec<Multiaddr>,
+    keystore: KeyStore,
+    replay: ReplayDb,
+}
+
+fn load(config: &NodeConfig, base: &Path) -> Result<Loaded, NodeError> {
+    let keys = base.join(&config.node.keys);
+    let identity = super::load_identity(&keys.join("identity.key"))?;
+    let authority_hex = config.network.authority.trim().to_ascii_lowercase();
+    if authority_hex.is_empty() {
+        return Err(NodeError::Config(
+            "network.authority is empty: paste the authority's public key (mtos-node authority init prints it)"
+                .into(),
+        ));
+    }
+    let authority_key = data_encoding::HEXLOWER
+        .decode(authority_hex.as_bytes())
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .and_then(|b| VerifyKey::from_bytes(b).ok())
+        .ok_or_else(|| NodeError::Config("network.authority: not an ed25519 public key".into()))?;
+    let authority = peer_id_of(authority_key.as_bytes())
+        .map_err(|e| NodeError::Config(format!("network.authority: {e}")))?;
+    let authority_addr: Multiaddr =
+        config.network.authority_addr.parse().map_err(|e| {
+            NodeError::Config(format!("network.authority_addr: not a multiaddr: {e}"))
+        })?;
+    let p2p: Multiaddr = config
+        .listen
+        .p2p
+        .parse()
+        .map_err(|e| NodeError::Config(format!("listen.p2p: not a multiaddr: {e}")))?;
+    let announce = config
+        .listen
+        .announce
+        .iter()
+        .map(|a| a.parse::<Multiaddr>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| NodeError::Config(format!("listen.announce: not a multiaddr: {e}")))?;
+    let keystore = KeyStore::open(keys.join("sphinx"))?;
+    let data = base.join(&config.node.data);
+    std::fs::create_dir_all(&data).map_err(|source| NodeError::Io {
+        path: data.clone(),
+        source,
+    })?;
+    let replay = ReplayDb::open(&data.join("replay"))?;
+    Ok(Loaded {
+        identity,
+        trust: Trust {
+            network: config.network.id.clone(),
+            authorities: vec![authority_key],
+            threshold: 1,
+        },
+        authority,
+        authority_addr,
+        p2p,
+        announce,
+        keystore,
+        replay,
+    })
+}
+
+fn my_position(config: &NodeConfig) -> Position {
+    match (config.node.role, config.node.layer) {
+        (Role::Gateway, _) => Position::Gateway,
+        (Role::Service, _) => Position::Service,
+        (Role::Mix, l) => Position::Layer(l.unwrap_or(0)),
+    }
+}
+
+fn role_label(position: Position) -> &'static str {
+    match position {
+        Position::Client => "client",
+        Position::Gateway => "gateway",
+        Position::Layer(_) => "mix",
+        Position::Service => "service",
+    }
+}
+
+/// Commands to the swarm task.
+enum SwarmCommand {
+    /// Learn the addresses of the document's nodes.
+    Addresses(Vec<(PeerId, Vec<Multiaddr>)>),
+    /// Connect to a peer (a no-op when connected or dialling).
+    Dial(PeerId),
+}
+
+/// Runs the node until `shutdown` resolves.
+pub async fn run(
+    config: NodeConfig,
+    base: &Path,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), NodeError> {
+    let loaded = load(&config, base)?;
+    let metrics = Metrics::new()?;
+    let metrics_listener = tokio::net::TcpListener::bind(&config.listen.metrics)
+        .await
+        .map_err(|e| NodeError::Listen {
+            field: "listen.metrics",
+            addr: config.listen.metrics.clone(),
+            reason: e.to_string(),
+        })?;
+    let mut swarm = net::build_swarm(
+        crate::directory::libp2p_keypair(&loaded.identity),
+        config.limits.max_connections,
+    )?;
+    swarm
+        .listen_on(loaded.p2p.clone())
+        .map_err(|e| NodeError::Listen {
+            field: "listen.p2p",
+            addr: config.listen.p2p.clone(),
+            reason: listen_reason(&e),
+        })?;
+    swarm.add_peer_address(loaded.authority, loaded.authority_addr.clone());
+    let mut control = swarm.behaviour().stream.new_control();
+    let incoming = control
+        .accept(MIX_PROTOCOL)
+        .map_err(|_| NodeError::Config("mix protocol registered twice".into()))?;
+
+    let position = my_position(&config);
+    tracing::info!(
+        peer = %swarm.local_peer_id(),
+        role = role_label(position),
+        layer = ?config.node.layer,
+        network = %config.network.id,
+        "mtos-node starting"
+    );
+    tokio::spawn(super::metrics::serve(metrics_listener, metrics.clone()));
+
+    let (topology_tx, topology_rx) = watch::channel::<Option<Arc<Topology>>>(None);
+    let (listen_tx, listen_rx) = watch::channel::<Vec<Multiaddr>>(Vec::new());
+    let (command_tx, command_rx) = mpsc::channel::<SwarmCommand>(16);
+    let buckets: Arc<Mutex<HashMap<PeerId, TokenBucket>>> = Arc::default();
+    let origin = tokio::time::Instant::now();
+    tokio::spawn(swarm_task(SwarmTask {
+        swarm,
+        commands: command_rx,
+        topology: topology_rx.clone(),
+        listen: listen_tx,
+        metrics: metrics.clone(),
+        buckets: buckets.clone(),
+        authority: loaded.authority,
+        log_clients: config.log.client_addresses,
+    }));
+
+    let mut shutdown = std::pin::pin!(shutdown);
+    // The first document gives the epoch schedule the keys follow.
+    let first = tokio::select! {
+        d = fetch_until_ok(&mut control, &loaded, &metrics) => d,
+        () = &mut shutdown => return Ok(()),
+    };
+    let schedule = first.schedule;
+    let epoch = schedule.epoch_at(unix_now());
+    let mut rng = StdRng::from_rng(&mut rand::rng());
+    let ring = initial_ring(&loaded, &config, epoch, &mut rng, &metrics)?;
+    let mut engine: MixEngine =
+        MixEngine::new(first.mixing.engine_config(config.limits.queue_limit), ring);
+    engine.enable_records();
+    metrics.epoch.set(i64::from(epoch));
+
+    let (frames_tx, frames_rx) = mpsc::channel::<Vec<u8>>(INBOUND_QUEUE);
+    tokio::spawn(accept_task(
+        incoming,
+        Inbound {
+            frames: frames_tx,
+            topology: topology_rx.clone(),
+            metrics: metrics.clone(),
+            buckets,
+            origin,
+            me: position,
+            rate: f64::from(config.limits.peer_rate_pps),
+        },
+    ));
+    let (descriptor_tx, descriptor_rx) = watch::channel(Vec::new());
+    let directory = DirectoryLoop {
+        control: control.clone(),
+        authority: loaded.authority,
+        trust: loaded.trust.clone(),
+        descriptor: descriptor_rx,
+        topology: topology_tx,
+        commands: command_tx.clone(),
+        metrics: metrics.clone(),
+        me: *loaded.identity.verify_key().as_bytes(),
+    };
+    tokio::spawn(directory.run(first));
+
+    let writer = loaded.replay.clone().spawn_writer(64)?;
+    let mut driver = EngineLoop {
+        engine,
+        rng,
+        origin,
+        metrics,
+        last: Counters::default(),
+        journal: writer.batches,
+        committed: writer.committed,
+        accepted: 0,
+        gated: std::collections::VecDeque::new(),
+        gated_limit: config.limits.queue_limit,
+        topology: topology_rx,
+        outbound: HashMap::new(),
+        control,
+        commands: command_tx,
+        schedule,
+        keystore: loaded.keystore.clone(),
+        replay: loaded.replay.clone(),
+        identity: loaded.identity,
+        descriptor: descriptor_tx,
+        listen: listen_rx,
+        config: config.clone(),
+        announce: loaded.announce.clone(),
+    };
+    driver.publish_descriptor().await;
+    driver.run(frames_rx, shutdown).await;
+    // Close the replay database in order: the commit thread finishes its
+    // last batch and exits, then the last handle is dropped.
+    drop(driver);
+    let thread = writer.thread;
+    let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    drop(loaded.replay);
+    tracing::info!("mtos-node stopped");
+    Ok(())
+}
+
+fn listen_reason<E: std::fmt::Debug + std::fmt::Display>(e: &libp2p::TransportError<E>) -> String {
+    match e {
+        libp2p::TransportError::MultiaddrNotSupported(a) => format!("unsupported address {a}"),
+        libp2p::TransportError::Other(inner) => {
+            let text = inner.to_string();
+            let debug = format!("{inner:?}");
+            if debug.contains("AddrInUse") || text.contains("in use") {
+                "address already in use".to_owned()
+            } else {
+                text
+            }
+        }
+    }
+}
+
+/// Fetches and verifies documents until one passes.
+async fn fetch_until_ok(
+    control: &mut libp2p_stream::Control,
+    loaded: &Loaded,
+    metrics: &Metrics,
+) -> NetworkDocument {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match fetch_document(control, loaded.authority, &loaded.trust).await {
+            Ok(d) => return d,
+            Err(e) => {
+                metrics.directory_failures.inc();
+                tracing::warn!(error = %e, "network document unavailable; retrying");
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+}
+
+/// Fetches the authority's current document and verifies it.
+pub async fn fetch_document(
+    control: &mut libp2p_stream::Control,
+    authority: PeerId,
+    trust: &Trust,
+) -> Result<NetworkDocument, String> {
+    let bytes = net::directory_request_retrying(
+        control,
+        authority,
+        DIR_GET_DOCUMENT,
+        &[],
+        Duration::from_secs(10),
+    )
+    .await?;
+    NetworkDocument::verify(&bytes, trust, unix_now()).map_err(|e| e.to_string())
+}
+
+/// The key ring at start: the previous epoch's key if it is still on
+/// disk, the current and next keys (loaded or made), older keys erased,
+/// and every filter rebuilt from the stored tags.
+fn initial_ring(
+    loaded: &Loaded,
+    config: &NodeConfig,
+    epoch: u32,
+    rng: &mut StdRng,
+    metrics: &Metrics,
+) -> Result<KeyRing, NodeError> {
+    let keep_from = epoch.saturating_sub(1);
+    for e in loaded.keystore.erase_before(keep_from)? {
+        tracing::info!(epoch = e, "erased an expired Sphinx key");
+    }
+    loaded.replay.erase_before(keep_from)?;
+    let sizing = ReplaySizing {
+        expected_per_key: config.limits.replay_capacity,
+        fp_rate: REPLAY_FP_RATE,
+    };
+    let current = EpochKey {
+        epoch,
+        secret: loaded.keystore.load_or_generate(epoch, rng)?,
+    };
+    let mut ring = match loaded.keystore.load(keep_from)?.filter(|_| epoch > 0) {
+        Some(previous) => {
+            let mut ring = KeyRing::new(
+                EpochKey {
+                    epoch: keep_from,
+                    secret: previous,
+                },
+                sizing,
+            );
+            ring.install_next(current);
+            ring.rotate();
+            ring
+        }
+        None => KeyRing::new(current, sizing),
+    };
+    let next = epoch.saturating_add(1);
+    ring.install_next(EpochKey {
+        epoch: next,
+        secret: loaded.keystore.load_or_generate(next, rng)?,
+    });
+    let mut restored = 0u64;
+    for slot in ring.slots_mut() {
+        for tag in loaded.replay.tags(slot.epoch)? {
+            let _ = slot.filter.check_and_insert(&tag);
+            restored += 1;
+        }
+    }
+    metrics.replay_tags_restored.inc_by(restored);
+    tracing::info!(epoch, restored, "Sphinx keys ready, replay filters rebuilt");
+    Ok(ring)
+}
+
+struct SwarmTask {
+    swarm: libp2p::Swarm<net::Behaviour>,
+    commands: mpsc::Receiver<SwarmCommand>,
+    topology: SharedTopology,
+    listen: watch::Sender<Vec<Multiaddr>>,
+    metrics: Metrics,
+    buckets: Arc<Mutex<HashMap<PeerId, TokenBucket>>>,
+    authority: PeerId,
+    log_clients: bool,
+}
+
+async fn swarm_task(mut t: SwarmTask) {
+    // The role each connected peer was counted under.
+    let mut counted: HashMap<PeerId, &'static str> = HashMap::new();
+    loop {
+        tokio::select! {
+            command = t.commands.recv() => match command {
+                Some(SwarmCommand::Addresses(list)) => {
+                    for (peer, addrs) in list {
+                        for a in addrs {
+                            t.swarm.add_peer_address(peer, a);
+                        }
+                    }
+                }
+                Some(SwarmCommand::Dial(peer)) => {
+                    let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
+                        .condition(libp2p::swarm::dial_opts::PeerCondition::DisconnectedAndNotDialing)
+                        .build();
+                    if let Err(e) = t.swarm.dial(opts) {
+                        tracing::debug!(%peer, error = %e, "dial refused");
+                    }
+                }
+                None => return,
+            },
+            event = t.swarm.select_next_some() => match event {
+                SwarmEvent::NewListenAddr { address, .. } => {
+                    tracing::info!(%address, "listening");
+                    t.listen.send_modify(|l| l.push(address));
+                }
+                SwarmEvent::ConnectionEstablished { peer_id, num_established, .. }
+                    if num_established.get() == 1 =>
+                {
+                        let role = if peer_id == t.authority {
+                            "authority"
+                        } else {
+                            t.topology
+                                .borrow()
+                                .as_ref()
+                                .map_or("client", |topo| role_label(topo.position_of(&peer_id)))
+                        };
+                        t.metrics.connections.with_label_values(&[role]).inc();
+                        counted.insert(peer_id, role);
+                        if role != "client" || t.log_clients {
+                            tracing::debug!(peer = %peer_id, role, "connected");
+                        }
+                }
+                SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
+                    if let Some(role) = counted.remove(&peer_id) {
+                        t.metrics.connections.with_label_values(&[role]).dec();
+                    }
+                    if let Ok(mut b) = t.buckets.lock() {
+                        b.remove(&peer_id);
+                    }
+                }
+                SwarmEvent::ListenerError { error, .. } => {
+                    tracing::warn!(%error, "listener error");
+                }
+                _ => {}
+            },
+        }
+    }
+}
+
+struct Inbound {
+    frames: mpsc::Sender<Vec<u8>>,
+    topology: SharedTopology,
+    metrics: Metrics,
+    buckets: Arc<Mutex<HashMap<PeerId, TokenBucket>>>,
+    origin: tokio::time::Instant,
+    me: Position,
+    rate: f64,
+}
+
+async fn accept_task(mut incoming: libp2p_stream::IncomingStreams, inbound: Inbound) {
+    let inbound = Arc::new(inbound);
+    while let Some((peer, stream)) = incoming.next().await {
+        tokio::spawn(read_frames(peer, stream, inbound.clone()));
+    }
+}
+
+/// Reads fixed-size frames from one stream until it ends. Each frame is
+/// admitted (the sender's layer, its token bucket) before it is queued
+/// for the engine; every refusal is counted.
+async fn read_frames(peer: PeerId, mut stream: libp2p::Stream, inbound: Arc<Inbound>) {
+    if stream.write_all(&[net::MIX_READY]).await.is_err() || stream.flush().await.is_err() {
+        return;
+    }
+    let mut buf = vec![0u8; FRAME_SIZE];
+    loop {
+        let mut got = 0;
+        while got < FRAME_SIZE {
+            match stream.read(&mut buf[got..]).await {
+                Ok(0) | Err(_) => {
+                    if got > 0 {
+                        inbound.metrics.frames_received.inc();
+                        inbound
+                            .metrics
+                            .frames_dropped
+                            .with_label_values(&[crate::engine::DropReason::WrongSize.name()])
+                            .inc();
+                    }
+                    return;
+                }
+                Ok(n) => got += n,
+            }
+        }
+        let (sender, layers) = match inbound.topology.borrow().as_ref() {
+            Some(t) => (t.position_of(&peer), t.document.layers),
+            None => (Position::Client, 0),
+        };
+        let refuse = |reason| {
+            inbound.metrics.frames_received.inc();
+            inbound.metrics.driver_drop(reason);
+        };
+        if !accepts(inbound.me, sender, layers) {
+            refuse(DriverDrop::WrongLayer);
+            continue;
+        }
+        let now = Instant::ZERO + inbound.origin.elapsed();
+        let admitted = inbound.buckets.lock().is_ok_and(|mut b| {
+            b.entry(peer)
+                .or_insert_with(|| {
+                    TokenBucket::new(now, inbound.rate, (inbound.rate / 4.0).max(64.0))
+                })
+                .try_take(now)
+        });
+        if !admitted {
+            refuse(DriverDrop::RateLimited);
+            continue;
+        }
+        match inbound.frames.try_send(buf.clone()) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => refuse(DriverDrop::Overloaded),
+            Err(mpsc::error::TrySendError::Closed(_)) => return,
+        }
+    }
+}
+
+/// Sends queued frames to one next hop, reopening the stream when it
+/// fails. The queue is bounded; a frame lost with a broken stream is
+/// counted.
+async fn write_frames(
+    peer: PeerId,
+    mut control: libp2p_stream::Control,
+    commands: mpsc::Sender<SwarmCommand>,
+    mut frames: mpsc::Receiver<Vec<u8>>,
+    metrics: Metrics,
+) {
+    let mut backoff = Duration::from_millis(100);
+    'connect: loop {
+        if commands.send(SwarmCommand::Dial(peer)).await.is_err() {
+            return;
+        }
+        let mut stream = match net::open_mix_stream(&mut control, peer).await {
+            Ok(s) => {
+                backoff = Duration::from_millis(100);
+                s
+            }
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "cannot open a mix stream; retrying");
+                if frames.is_closed() {
+                    return;
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        while let Some(frame) = frames.recv().await {
+            let mut written = stream.write_all(&frame).await;
+            if written.is_ok() && frames.is_empty() {
+                written = stream.flush().await;
+            }
+            if let Err(e) = written {
+                metrics.driver_drop(DriverDrop::LinkFailed);
+                tracing::info!(%peer, error = %e, "mix link broke; reconnecting");
+                continue 'connect;
+            }
+        }
+        return;
+    }
+}
+
+/// Keeps the node's descriptor at the authority and its document fresh.
+struct DirectoryLoop {
+    control: libp2p_stream::Control,
+    authority: PeerId,
+    trust: Trust,
+    descriptor: watch::Receiver<Vec<u8>>,
+    topology: watch::Sender<Option<Arc<Topology>>>,
+    commands: mpsc::Sender<SwarmCommand>,
+    metrics: Metrics,
+    me: [u8; 32],
+}
+
+impl DirectoryLoop {
+    async fn run(mut self, first: NetworkDocument) {
+        self.install(first).await;
+        let mut uploaded: Vec<u8> = Vec::new();
+        loop {
+            let current = self.descriptor.borrow_and_update().clone();
+            let listed = self
+                .topology
+                .borrow()
+                .as_ref()
+                .is_some_and(|t| t.document.nodes.iter().any(|n| n.key == self.me));
+            if !current.is_empty() && (current != uploaded || !listed) {
+                match net::directory_request_retrying(
+                    &mut self.control,
+                    self.authority,
+                    DIR_PUT_DESCRIPTOR,
+                    &current,
+                    Duration::from_secs(10),
+                )
+                .await
+                {
+                    Ok(_) => uploaded = current,
+                    Err(e) => {
+                        self.metrics.directory_failures.inc();
+                        tracing::warn!(error = %e, "descriptor upload failed");
+                    }
+                }
+            }
+            match fetch_document(&mut self.control, self.authority, &self.trust).await {
+                Ok(doc) => self.install(doc).await,
+                Err(e) => {
+                    self.metrics.directory_failures.inc();
+                    tracing::warn!(error = %e, "document fetch failed");
+                }
+            }
+            let (listed, epoch_secs) = match self.topology.borrow().as_ref() {
+                Some(t) => (
+                    t.document.nodes.iter().any(|n| n.key == self.me),
+                    t.document.schedule.epoch_secs,
+                ),
+                None => (false, 60),
+            };
+            // Quickly until the node is listed, then often enough that
+            // nodes joining within an epoch are soon reachable.
+            let pause = if listed {
+                Duration::from_secs((epoch_secs / 60).clamp(1, 30))
+            } else {
+                Duration::from_millis(500)
+            };
+            tokio::select! {
+                () = tokio::time::sleep(pause) => {}
+                changed = self.descriptor.changed() => if changed.is_err() { return },
+            }
+        }
+    }
+
+    async fn install(&mut self, doc: NetworkDocument) {
+        let same = self
+            .topology
+            .borrow()
+            .as_ref()
+            .is_some_and(|t| t.document.epoch == doc.epoch && t.document.serial == doc.serial);
+        if same {
+            return;
+        }
+        let addresses = doc
+            .nodes
+            .iter()
+            .filter_map(|n| n.peer().ok().map(|p| (p, n.multiaddrs())))
+            .collect();
+        let _ = self.commands.send(SwarmCommand::Addresses(addresses)).await;
+        self.metrics.directory_nodes.set(doc.nodes.len() as i64);
+        tracing::info!(
+            epoch = doc.epoch,
+            serial = doc.serial,
+            nodes = doc.nodes.len(),
+            "network document installed"
+        );
+        self.topology
+            .send_replace(Some(Arc::new(Topology::new(doc))));
+    }
+}
+
+struct EngineLoop {
+    engine: MixEngine,
+    rng: StdRng,
+    origin: tokio::time::Instant,
+    metrics: Metrics,
+    last: Counters,
+    journal: mpsc::Sender<TagBatch>,
+    committed: watch::Receiver<u64>,
+    /// Tags accepted so far (their sequence numbers).
+    accepted: u64,
+    /// Released frames waiting for their tags to be committed, with the
+    /// sequence number that must be on disk first.
+    gated: std::collections::VecDeque<(u64, Transmit)>,
+    gated_limit: usize,
+    topology: SharedTopology,
+    outbound: HashMap<PeerId, mpsc::Sender<Vec<u8>>>,
+    control: libp2p_stream::Control,
+    commands: mpsc::Sender<SwarmCommand>,
+    schedule: crate::directory::EpochSchedule,
+    keystore: KeyStore,
+    replay: ReplayDb,
+    identity: Identity,
+    descriptor: watch::Sender<Vec<u8>>,
+    listen: watch::Receiver<Vec<Multiaddr>>,
+    config: NodeConfig,
+    announce: Vec<Multiaddr>,
+}
+
+impl EngineLoop {
+    fn now(&self) -> Instant {
+        Instant::ZERO + self.origin.elapsed()
+    }
+
+    fn deadline(&self, at: Instant) -> tokio::time::Instant {
+        self.origin + at.saturating_since(Instant::ZERO)
+    }
+
+    async fn run(
+        &mut self,
+        mut frames: mpsc::Receiver<Vec<u8>>,
+        mut shutdown: std::pin::Pin<&mut impl Future<Output = ()>>,
+    ) {
+        loop {
+            let timer = self.engine.poll_timeout().map(|t| self.deadline(t));
+            let rotation = self.rotation_deadline();
+            tokio::select! {
+                biased;
+                () = &mut shutdown => return,
+                () = tokio::time::sleep_until(rotation) => self.rotate().await,
+                () = async {
+                    match timer {
+                        Some(t) => tokio::time::sleep_until(t).await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    let now = self.now();
+                    self.engine.handle_timeout(now, &mut self.rng);
+                }
+                frame = frames.recv() => {
+                    let Some(frame) = frame else { return };
+                    let now = self.now();
+                    self.engine.handle_frame(now, Link(0), &frame, &mut self.rng);
+                    for _ in 1..BATCH {
+                        let Ok(frame) = frames.try_recv() else { break };
+                        self.engine.handle_frame(now, Link(0), &frame, &mut self.rng);
+                    }
+                }
+                changed = self.committed.changed() => {
+                    if changed.is_err() {
+                        tracing::error!("the replay commit thread stopped; shutting down");
+                        return;
+                    }
+                }
+            }
+            self.after_input().await;
+        }
+    }
+
+    /// Moves the engine's outputs on: tags to the commit thread, frames
+    /// behind the commit gate, events to metrics.
+    async fn after_input(&mut self) {
+        let records = self.engine.take_records();
+        for hold in &records.holds {
+            self.metrics.hold_time.observe(hold.as_secs_f64());
+        }
+        if !records.tags.is_empty() {
+            self.accepted += records.tags.len() as u64;
+            let batch = TagBatch {
+                tags: records.tags,
+                seq: self.accepted,
+            };
+            // A slow disk slows the engine here rather than letting
+            // uncommitted packets pile up.
+            if self.journal.send(batch).await.is_err() {
+                tracing::error!("the replay commit thread stopped");
+            }
+        }
+        while let Some(t) = self.engine.poll_transmit() {
+            if self.gated.len() >= self.gated_limit {
+                self.metrics.driver_drop(DriverDrop::SendQueueFull);
+                continue;
+            }
+            self.gated.push_back((self.accepted, t));
+        }
+        let committed = *self.committed.borrow_and_update();
+        while self.gated.front().is_some_and(|(seq, _)| *seq <= committed) {
+            if let Some((_, t)) = self.gated.pop_front() {
+                self.send(t);
+            }
+        }
+        while let Some(event) = self.engine.poll_event() {
+            if let Event::Delivered(d) = event {
+                tracing::trace!(bytes = d.payload.len(), "payload delivered");
+            }
+        }
+        self.metrics
+            .sync_engine(&mut self.last, self.engine.counters());
+        self.metrics.queue_depth.set(self.engine.held() as i64);
+        self.metrics.commit_queue_depth.set(self.gated.len() as i64);
+    }
+
+    fn send(&mut self, t: Transmit) {
+        let peer = {
+            let topology = self.topology.borrow();
+            topology
+                .as_ref()
+                .and_then(|topo| topo.node(&t.next))
+                .and_then(|n| n.peer().ok())
+        };
+        let Some(peer) = peer else {
+            self.metrics.driver_drop(DriverDrop::UnknownNextHop);
+            return;
+        };
+        let sender = self.outbound.entry(peer).or_insert_with(|| {
+            let (tx, rx) = mpsc::channel(SEND_QUEUE);
+            tokio::spawn(write_frames(
+                peer,
+                self.control.clone(),
+                self.commands.clone(),
+                rx,
+                self.metrics.clone(),
+            ));
+            tx
+        });
+        if sender.try_send(t.frame).is_err() {
+            self.metrics.driver_drop(DriverDrop::SendQueueFull);
+        }
+    }
+
+    fn rotation_deadline(&self) -> tokio::time::Instant {
+        let next = self
+            .schedule
+            .start(self.engine.keys().current_epoch().saturating_add(1));
+        let wait = next.saturating_sub(unix_now());
+        tokio::time::Instant::now() + Duration::from_secs(wait.min(86_400 * 365))
+    }
+
+    /// Moves to the epoch the clock is in: next key becomes current, a new
+    /// next key is made and published, keys older than the previous epoch
+    /// are erased with their replay rows.
+    async fn rotate(&mut self) {
+        let target = self.schedule.epoch_at(unix_now());
+        let mut moved = false;
+        while self.engine.keys().current_epoch() < target {
+            let next = self.engine.keys().current_epoch().saturating_add(1);
+            match self.keystore.load_or_generate(next, &mut self.rng) {
+                Ok(secret) => self.engine.keys_mut().install_next(EpochKey {
+                    epoch: next,
+                    secret,
+                }),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot store a Sphinx key");
+                    return;
+                }
+            }
+            self.engine.keys_mut().rotate();
+            moved = true;
+        }
+        if !moved {
+            return;
+        }
+        let epoch = self.engine.keys().current_epoch();
+        if self
+            .engine
+            .keys()
+            .slots()
+            .next()
+            .is_some_and(|s| s.epoch + 1 < epoch)
+        {
+            self.engine.keys_mut().retire_previous();
+        }
+        let next = epoch.saturating_add(1);
+        match self.keystore.load_or_generate(next, &mut self.rng) {
+            Ok(secret) => self.engine.keys_mut().install_next(EpochKey {
+                epoch: next,
+                secret,
+            }),
+            Err(e) => tracing::error!(error = %e, "cannot store the next Sphinx key"),
+        }
+        let keep_from = epoch.saturating_sub(1);
+        if let Err(e) = self.keystore.erase_before(keep_from) {
+            tracing::error!(error = %e, "cannot erase an old Sphinx key");
+        }
+        if let Err(e) = self.replay.erase_before(keep_from) {
+            tracing::warn!(error = %e, "cannot prune old replay tags");
+        }
+        self.metrics.key_rotations.inc();
+        self.metrics.epoch.set(i64::from(epoch));
+        tracing::info!(epoch, "Sphinx keys rotated");
+        self.publish_descriptor().await;
+    }
+
+    /// Signs a descriptor with the keys now held and hands it to the
+    /// directory loop.
+    async fn publish_descriptor(&mut self) {
+        let mut addrs = self.announce.clone();
+        if addrs.is_empty() {
+            // Wait briefly for the listener to report its addresses.
+            let _ = tokio::time::timeout(
+                Duration::from_secs(5),
+                self.listen.wait_for(|l| !l.is_empty()),
+            )
+            .await;
+            addrs = self.listen.borrow().clone();
+        }
+        let key = *self.identity.verify_key().as_bytes();
+        let Ok(peer) = peer_id_of(&key) else { return };
+        let descriptor = Descriptor {
+            version: VERSION,
+            network: self.config.network.id.clone(),
+            published: unix_now(),
+            node: NodeEntry {
+                key,
+                peer_id: peer.to_string(),
+                addrs: addrs
+                    .iter()
+                    .take(crate::directory::MAX_ADDRS)
+                    .map(|a| a.to_string())
+                    .collect(),
+                role: self.config.node.role,
+                layer: self.config.node.layer,
+                storage: self.config.node.storage,
+                sphinx_keys: self
+                    .engine
+                    .keys()
+                    .slots()
+                    .filter(|s| s.epoch >= self.engine.keys().current_epoch())
+                    .map(|s| SphinxKeyEntry {
+                        epoch: s.epoch,
+                        public: s.secret.public(),
+                    })
+                    .collect(),
+            },
+        };
+        self.descriptor
+            .send_replace(descriptor.sign(&self.identity));
+    }
+}
