@@ -159,3 +159,87 @@ async fn packets_cross_a_real_mixnet_and_replays_stay_caught_after_kill_9() {
         }
     });
 }
+
+/// Epochs of four seconds: every node rotates its Sphinx key, erases the
+/// old ones from disk, publishes the next one ahead, and packets built
+/// from a later document still cross the network.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_rotate_every_epoch_and_old_keys_are_erased() {
+    let chain = [
+        Position::Gateway,
+        Position::Layer(1),
+        Position::Layer(2),
+        Position::Layer(3),
+        Position::Service,
+    ];
+    let (net, first_epochs) = tokio::task::block_in_place(|| {
+        let net = Testnet::start(&chain, 4, 1);
+        let first: Vec<u32> = net
+            .nodes
+            .iter()
+            .map(|n| n.metric("mtos_epoch", "").unwrap() as u32)
+            .collect();
+        net.wait(
+            "two rotations on every node",
+            Duration::from_secs(60),
+            |net| {
+                net.nodes.iter().all(|n| {
+                    n.metric("mtos_key_rotations_total", "")
+                        .is_some_and(|r| r >= 2.0)
+                })
+            },
+        );
+        (net, first)
+    });
+    let mut client = TestClient::connect(&net).await;
+    let epoch = client.document.epoch;
+    for (n, first) in net.nodes.iter().zip(first_epochs) {
+        // Only the previous, current and next keys exist on disk.
+        let mut on_disk: Vec<u32> = std::fs::read_dir(n.dir.join("keys/sphinx"))
+            .unwrap()
+            .filter_map(|e| {
+                let name = e.unwrap().file_name().into_string().unwrap();
+                name.strip_prefix("epoch-")?
+                    .strip_suffix(".key")?
+                    .parse()
+                    .ok()
+            })
+            .collect();
+        on_disk.sort_unstable();
+        assert!(
+            on_disk.len() <= 3 && on_disk.iter().all(|e| e + 2 >= epoch && *e <= epoch + 2),
+            "{}: keys {on_disk:?} at epoch {epoch}",
+            n.proc.name
+        );
+        // The key the node started with is gone two rotations later.
+        assert!(
+            !on_disk.contains(&first),
+            "{}: key of epoch {first} kept",
+            n.proc.name
+        );
+    }
+    let entry = |p| client.at(p)[0].clone();
+    let route = [
+        entry(Position::Gateway),
+        entry(Position::Layer(1)),
+        entry(Position::Layer(2)),
+        entry(Position::Layer(3)),
+        entry(Position::Service),
+    ];
+    let refs: Vec<_> = route.iter().collect();
+    let frames: Vec<Vec<u8>> = (0..50u8)
+        .map(|i| client.frame(&refs, Duration::from_millis(1), &[i]))
+        .collect();
+    client.send(&route[0], &frames).await;
+    tokio::task::block_in_place(|| {
+        net.wait(
+            "50 deliveries after rotations",
+            Duration::from_secs(30),
+            |net| {
+                net.node(Position::Service)
+                    .metric("mtos_frames_delivered_total", "")
+                    == Some(50.0)
+            },
+        );
+    });
+}

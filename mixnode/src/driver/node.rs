@@ -828,8 +828,15 @@ impl EngineLoop {
         let next = self
             .schedule
             .start(self.engine.keys().current_epoch().saturating_add(1));
-        let wait = next.saturating_sub(unix_now());
-        tokio::time::Instant::now() + Duration::from_secs(wait.min(86_400 * 365))
+        // Sub-second precision: a deadline rounded down could fire before
+        // the epoch starts and spin until it does.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let wait = Duration::from_secs(next)
+            .saturating_sub(now)
+            .min(Duration::from_secs(86_400 * 365));
+        tokio::time::Instant::now() + wait
     }
 
     /// Moves to the epoch the clock is in: next key becomes current, a new
