@@ -28,15 +28,20 @@ pub fn node_binary() -> PathBuf {
         let profile_dir = exe.parent().unwrap().parent().unwrap().to_owned();
         let target_dir = profile_dir.parent().unwrap().to_owned();
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "mtos-mixnode",
-                "--bin",
-                "mtos-node",
-            ])
+        let mut build = Command::new(cargo);
+        build.args([
+            "build",
+            "--quiet",
+            "-p",
+            "mtos-mixnode",
+            "--bin",
+            "mtos-node",
+        ]);
+        // Benchmarks run from target/release: measure a release node.
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            build.arg("--release");
+        }
+        let status = build
             .arg("--target-dir")
             .arg(&target_dir)
             .current_dir(env!("CARGO_MANIFEST_DIR"))
@@ -228,6 +233,17 @@ impl Testnet {
     /// `mean_delay_ms`) and one node per entry of `positions`, then waits
     /// until every node's document lists them all.
     pub fn start(positions: &[Position], epoch_secs: u64, mean_delay_ms: u64) -> Self {
+        Self::start_with(positions, epoch_secs, mean_delay_ms, |config| config)
+    }
+
+    /// [`Testnet::start`], with every node's config text passed through
+    /// `tweak` first (to change limits, say).
+    pub fn start_with(
+        positions: &[Position],
+        epoch_secs: u64,
+        mean_delay_ms: u64,
+        tweak: impl Fn(String) -> String,
+    ) -> Self {
         let root = tempfile::tempdir().unwrap();
         let network = "mtos-test".to_owned();
         let port = free_port();
@@ -270,13 +286,20 @@ impl Testnet {
             nodes: Vec::new(),
         };
         for (i, position) in positions.iter().enumerate() {
-            net.add_node(i, *position, &key_hex, &listen);
+            net.add_node(i, *position, &key_hex, &listen, &tweak);
         }
         net.wait_until_listed(positions.len(), Duration::from_secs(60));
         net
     }
 
-    fn add_node(&mut self, i: usize, position: Position, authority: &str, authority_addr: &str) {
+    fn add_node(
+        &mut self,
+        i: usize,
+        position: Position,
+        authority: &str,
+        authority_addr: &str,
+        tweak: &dyn Fn(String) -> String,
+    ) {
         let dir = self.root.path().join(format!("node{i}"));
         let (role, layer) = match position {
             Position::Gateway => ("gateway", None),
@@ -305,7 +328,7 @@ impl Testnet {
             .replace("/ip4/127.0.0.1/tcp/9400", authority_addr)
             .replace("/ip4/0.0.0.0/tcp/9401", &p2p)
             .replace("127.0.0.1:9402", &metrics);
-        std::fs::write(&path, text).unwrap();
+        std::fs::write(&path, tweak(text)).unwrap();
         let mut node = TestNode {
             dir,
             position,
@@ -572,4 +595,25 @@ pub fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// CPU seconds (user + system) a process has used, from
+/// `/proc/<pid>/stat` (the same counters `getrusage` reports; Linux
+/// reports them in units of 1/100 s).
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may contain spaces).
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
+/// Resident set size in bytes, from `/proc/<pid>/status`.
+pub fn rss_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
 }

@@ -111,6 +111,10 @@ async fn packets_cross_a_real_mixnet_and_replays_stay_caught_after_kill_9() {
         .collect();
     client.send(&gateway, &garbage).await;
     client.send(&gateway, &[vec![1u8; 100]]).await;
+    // A frame for an epoch whose key the gateway does not hold.
+    let mut wrong_epoch = frames[8].clone();
+    wrong_epoch[0] = wrong_epoch[0].wrapping_add(100);
+    client.send(&gateway, &[wrong_epoch]).await;
     let l2 = client.at(Position::Layer(2))[0].clone();
     let honest = client.frame(
         &[&l2, &layers[2][0], &service],
@@ -125,6 +129,7 @@ async fn packets_cross_a_real_mixnet_and_replays_stay_caught_after_kill_9() {
             let malformed = g.metric("mtos_frames_dropped_total", "reason=\"malformed\"");
             mac.zip(malformed).map(|(a, b)| a + b) == Some(100.0)
                 && g.metric("mtos_frames_dropped_total", "reason=\"wrong_size\"") == Some(1.0)
+                && g.metric("mtos_frames_dropped_total", "reason=\"unknown_key\"") == Some(1.0)
         });
         wait_for(
             "the wrong-layer frame to be counted",

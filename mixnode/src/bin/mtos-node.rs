@@ -148,6 +148,7 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Authority(AuthorityCommand::Run { config }) => {
             let parsed = authority::load_config(&config).map_err(|e| e.to_string())?;
             let base = config.parent().unwrap_or(Path::new(".")).to_owned();
+            init_logging(false);
             runtime()?.block_on(async move {
                 authority::run(parsed, &base, signals())
                     .await
@@ -159,16 +160,38 @@ fn run(cli: Cli) -> Result<(), String> {
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
-    init_logging();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))
 }
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+/// Logs to stderr at RUST_LOG's level (default info). Unless the operator
+/// opted in to client addresses, the libp2p crates are capped at warn:
+/// their debug logs name remote addresses and PeerIds, clients' included.
+fn init_logging(client_addresses: bool) {
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    if !client_addresses {
+        for target in [
+            "libp2p_swarm",
+            "libp2p_tcp",
+            "libp2p_noise",
+            "libp2p_yamux",
+            "yamux",
+            "multistream_select",
+            "libp2p_identify",
+            "libp2p_ping",
+            "libp2p_stream",
+            "libp2p_peer_store",
+            "libp2p_connection_limits",
+            "libp2p_core",
+        ] {
+            if let Ok(d) = format!("{target}=warn").parse() {
+                filter = filter.add_directive(d);
+            }
+        }
+    }
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -207,6 +230,7 @@ fn serve(config_path: &Path) -> Result<(), String> {
         fs::read_to_string(config_path).map_err(|e| format!("{}: {e}", config_path.display()))?;
     let config = NodeConfig::parse(&text, config_path).map_err(|e| e.to_string())?;
     let base = config_path.parent().unwrap_or(Path::new(".")).to_owned();
+    init_logging(config.log.client_addresses);
     runtime()?.block_on(async move {
         driver::node::run(config, &base, signals())
             .await

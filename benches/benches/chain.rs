@@ -1,0 +1,196 @@
+//! A chain of real `mtos-node` processes on loopback (gateway, three mix
+//! layers, service; zero mixing delay), fed with pre-built packets, next
+//! to the raw Sphinx unwrap rate measured in the same run:
+//!
+//! * raw: header check + replay tag + unwrap of one hop, in this process;
+//! * chain: packets delivered per CPU-second of the five node processes
+//!   (user + system time from /proc, as getrusage counts it), times five
+//!   (each packet is unwrapped once per node), divided by raw. The goal
+//!   is >= 0.8;
+//! * flood: 60 s of unauthentic frames of the right size and key tag at
+//!   the gateway as fast as one client can send them (reported against
+//!   the node's capacity), sampling the gateway's RSS every second: it
+//!   must stay bounded.
+//!
+//! `cargo bench -p mtos-benches --bench chain` (release build of the
+//! node; `-- --packets N --flood-secs S` to change the sizes).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::{Duration, Instant};
+
+use mtos_crypto::sphinx::{self, Destination, FRAME_SIZE, Hop, NodeAddress, SphinxSecret};
+use mtos_mixnode::admission::Position;
+use mtos_tests::{TestClient, Testnet, cpu_seconds, rss_bytes};
+use rand::RngExt;
+
+fn arg(name: &str, default: u64) -> u64 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn raw_unwrap_rate(seconds: f64) -> f64 {
+    let mut rng = rand::rng();
+    let me = SphinxSecret::generate(&mut rng);
+    let next = SphinxSecret::generate(&mut rng);
+    let route = [
+        Hop {
+            address: NodeAddress([1; 32]),
+            sphinx_key: me.public(),
+        },
+        Hop {
+            address: NodeAddress([2; 32]),
+            sphinx_key: next.public(),
+        },
+    ];
+    let dest = Destination {
+        address: [3; 32],
+        surb_id: [0; 16],
+    };
+    let packets: Vec<Vec<u8>> = (0..300)
+        .map(|_| {
+            sphinx::build_forward(&mut rng, &route, &dest, &[Duration::ZERO; 2], b"x").unwrap()
+        })
+        .collect();
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed().as_secs_f64() < seconds {
+        for p in &packets {
+            let c = sphinx::check_header(p, &me).unwrap();
+            std::hint::black_box(c.replay_tag());
+            std::hint::black_box(c.process().unwrap());
+            n += 1;
+        }
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let packets = arg("--packets", 20_000) as usize;
+    let flood_secs = arg("--flood-secs", 60);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let chain = [
+        Position::Gateway,
+        Position::Layer(1),
+        Position::Layer(2),
+        Position::Layer(3),
+        Position::Service,
+    ];
+    let net = Testnet::start_with(&chain, 3600, 0, |c| {
+        c.replace("peer_rate_pps = 20000", "peer_rate_pps = 10000000")
+    });
+    rt.block_on(async {
+        let mut client = TestClient::connect(&net).await;
+        let route: Vec<_> = chain.iter().map(|p| client.at(*p)[0].clone()).collect();
+        let refs: Vec<_> = route.iter().collect();
+        let t = Instant::now();
+        let frames: Vec<Vec<u8>> = (0..packets as u32)
+            .map(|i| client.frame(&refs, Duration::ZERO, &i.to_be_bytes()))
+            .collect();
+        println!(
+            "built {packets} 5-hop packets in {:.1} s (not measured below)",
+            t.elapsed().as_secs_f64()
+        );
+        let raw_before = raw_unwrap_rate(3.0);
+        let pids: Vec<u32> = net.nodes.iter().map(|n| n.proc.pid().unwrap()).collect();
+        let cpu = |pids: &[u32]| pids.iter().map(|p| cpu_seconds(*p).unwrap()).sum::<f64>();
+        let service = net.node(Position::Service);
+        let delivered = || service.metric("mtos_frames_delivered_total", "").unwrap();
+        let cpu0 = cpu(&pids);
+        let start = Instant::now();
+        // Keep at most 4,000 packets in flight, so no queue overflows and
+        // every packet sent is a packet delivered.
+        let mut sent = 0;
+        for batch in frames.chunks(1_000) {
+            while sent as f64 - delivered() > 3_000.0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            client.send(&route[0], batch).await;
+            sent += batch.len();
+        }
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while delivered() < packets as f64 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let wall = start.elapsed().as_secs_f64();
+        let cpu_used = cpu(&pids) - cpu0;
+        let got = delivered();
+        let raw_after = raw_unwrap_rate(3.0);
+        let raw = (raw_before + raw_after) / 2.0;
+        let per_cpu = got / cpu_used;
+        println!("raw unwrap: {raw:.0} hops/s per core (before {raw_before:.0}, after {raw_after:.0})");
+        println!(
+            "chain: {got} of {packets} delivered in {wall:.1} s, {cpu_used:.1} CPU-s over 5 nodes: {per_cpu:.0} packets per CPU-second = {:.0} hops per CPU-second",
+            per_cpu * 5.0
+        );
+        println!("ratio (hops per node CPU-second / raw unwrap rate): {:.3}", per_cpu * 5.0 / raw);
+        for n in &net.nodes {
+            println!(
+                "  {} cpu {:.1} s rss {:.1} MiB",
+                n.proc.name,
+                cpu_seconds(n.proc.pid().unwrap()).unwrap(),
+                rss_bytes(n.proc.pid().unwrap()).unwrap() as f64 / (1 << 20) as f64
+            );
+        }
+
+        // The flood.
+        let gateway = net.node(Position::Gateway);
+        let gpid = gateway.proc.pid().unwrap();
+        let tag = (client.document.epoch % 256) as u8;
+        let mut rng = rand::rng();
+        let garbage: Vec<Vec<u8>> = (0..2_000)
+            .map(|_| {
+                let mut f = vec![0u8; FRAME_SIZE];
+                rng.fill(&mut f[..]);
+                f[0] = tag;
+                f
+            })
+            .collect();
+        let rss0 = rss_bytes(gpid).unwrap();
+        let received0 = gateway.metric("mtos_frames_received_total", "").unwrap();
+        let start = Instant::now();
+        let mut offered = 0u64;
+        let mut samples = Vec::new();
+        let mut next_sample = Instant::now();
+        while start.elapsed() < Duration::from_secs(flood_secs) {
+            client.send(&route[0], &garbage).await;
+            offered += garbage.len() as u64;
+            if Instant::now() >= next_sample {
+                samples.push(rss_bytes(gpid).unwrap());
+                next_sample += Duration::from_secs(1);
+            }
+        }
+        let secs = start.elapsed().as_secs_f64();
+        let received = gateway.metric("mtos_frames_received_total", "").unwrap() - received0;
+        let overloaded = gateway.metric("mtos_frames_dropped_total", "reason=\"overloaded\"").unwrap();
+        let mac = gateway.metric("mtos_frames_dropped_total", "reason=\"header_mac\"").unwrap();
+        let max = samples.iter().copied().max().unwrap_or(rss0);
+        let last = samples.last().copied().unwrap_or(rss0);
+        let mib = |b: u64| b as f64 / (1 << 20) as f64;
+        println!(
+            "flood: {secs:.0} s, offered {:.0} frames/s = {:.1}x the gateway's capacity ({:.0}/s); gateway read {received:.0}, checked {mac:.0} (MAC failed), shed {overloaded:.0} (queue full)",
+            offered as f64 / secs,
+            offered as f64 / secs / raw,
+            raw
+        );
+        println!(
+            "gateway RSS: {:.1} MiB before, max {:.1} MiB, last {:.1} MiB (samples per second: {:?})",
+            mib(rss0),
+            mib(max),
+            mib(last),
+            samples.iter().map(|b| (mib(*b) * 10.0).round() / 10.0).collect::<Vec<_>>()
+        );
+        assert!(gateway.metric("mtos_directory_nodes", "").is_some(), "the gateway died");
+    });
+}
