@@ -269,7 +269,7 @@ pub async fn run(
         announce: loaded.announce.clone(),
     };
     driver.publish_descriptor().await;
-    driver.run(frames_rx, shutdown).await;
+    let outcome = driver.run(frames_rx, shutdown).await;
     // Close the replay database in order: the commit thread finishes its
     // last batch and exits, then the last handle is dropped.
     drop(driver);
@@ -277,7 +277,7 @@ pub async fn run(
     let _ = tokio::task::spawn_blocking(move || thread.join()).await;
     drop(loaded.replay);
     tracing::info!("mtos-node stopped");
-    Ok(())
+    outcome
 }
 
 fn listen_reason<E: std::fmt::Debug + std::fmt::Display>(e: &libp2p::TransportError<E>) -> String {
@@ -653,7 +653,8 @@ impl DirectoryLoop {
             .topology
             .borrow()
             .as_ref()
-            .is_some_and(|t| t.document.epoch == doc.epoch && t.document.serial == doc.serial);
+            // Compared whole: a restarted authority counts serials from 1.
+            .is_some_and(|t| t.document == doc);
         if same {
             return;
         }
@@ -712,17 +713,18 @@ impl EngineLoop {
         self.origin + at.saturating_since(Instant::ZERO)
     }
 
+    /// Runs until `shutdown`; an error if the node cannot go on.
     async fn run(
         &mut self,
         mut frames: mpsc::Receiver<Vec<u8>>,
         mut shutdown: std::pin::Pin<&mut impl Future<Output = ()>>,
-    ) {
+    ) -> Result<(), NodeError> {
         loop {
             let timer = self.engine.poll_timeout().map(|t| self.deadline(t));
             let rotation = self.rotation_deadline();
             tokio::select! {
                 biased;
-                () = &mut shutdown => return,
+                () = &mut shutdown => return Ok(()),
                 () = tokio::time::sleep_until(rotation) => self.rotate().await,
                 () = async {
                     match timer {
@@ -734,7 +736,7 @@ impl EngineLoop {
                     self.engine.handle_timeout(now, &mut self.rng);
                 }
                 frame = frames.recv() => {
-                    let Some(frame) = frame else { return };
+                    let Some(frame) = frame else { return Ok(()) };
                     let now = self.now();
                     self.engine.handle_frame(now, Link(0), &frame, &mut self.rng);
                     for _ in 1..BATCH {
@@ -744,8 +746,10 @@ impl EngineLoop {
                 }
                 changed = self.committed.changed() => {
                     if changed.is_err() {
-                        tracing::error!("the replay commit thread stopped; shutting down");
-                        return;
+                        return Err(NodeError::Database {
+                            path: "replay".into(),
+                            reason: "the replay commit thread stopped".into(),
+                        });
                     }
                 }
             }
