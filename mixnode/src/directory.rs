@@ -309,7 +309,8 @@ impl Mixing {
         }
     }
 
-    fn validate(&self) -> Result<(), DirectoryError> {
+    /// Checks the ranges every node enforces.
+    pub fn validate(&self) -> Result<(), DirectoryError> {
         if self.max_delay_ms == 0 || self.max_delay_ms > 3_600_000 {
             return Err(body_error("mixing.max_delay_ms must be in 1..=3600000"));
         }
@@ -698,6 +699,11 @@ impl Topology {
             .map_or(Position::Client, |&i| self.document.nodes[i].position())
     }
 
+    /// The node with this PeerId.
+    pub fn node_by_peer(&self, peer: &PeerId) -> Option<&NodeEntry> {
+        self.by_peer.get(peer).map(|&i| &self.document.nodes[i])
+    }
+
     /// The node at a Sphinx address.
     pub fn node(&self, address: &NodeAddress) -> Option<&NodeEntry> {
         self.by_address
@@ -734,7 +740,10 @@ pub struct NetworkParams {
 #[derive(Debug)]
 pub struct Authority {
     params: NetworkParams,
-    descriptors: BTreeMap<[u8; 32], Descriptor>,
+    descriptors: BTreeMap<[u8; 32], (Descriptor, usize)>,
+    /// Sum of the descriptor bodies held: bounds the document's size.
+    total_bytes: usize,
+    allowed: Option<std::collections::BTreeSet<[u8; 32]>>,
     serial: u64,
     cached: Option<(u32, Vec<u8>)>,
     /// Most nodes listed at once (bounds memory under descriptor spam).
@@ -747,6 +756,8 @@ impl Authority {
         Self {
             params,
             descriptors: BTreeMap::new(),
+            total_bytes: 0,
+            allowed: None,
             serial: 0,
             cached: None,
             max_nodes: 10_000,
@@ -758,20 +769,64 @@ impl Authority {
         &self.params
     }
 
-    /// Takes a signed descriptor. A node's newer descriptor replaces its
-    /// older one; an older or identical one changes nothing.
-    pub fn accept_descriptor(&mut self, bytes: &[u8]) -> Result<(), DirectoryError> {
-        let d = Descriptor::verify(bytes, &self.params.network, self.params.layers)?;
-        if let Some(old) = self.descriptors.get(&d.node.key) {
-            if old.published > d.published || *old == d {
-                return Ok(());
+    /// Lists only these node keys from now on (`None`: any node that
+    /// signs a valid descriptor, as on a testnet).
+    pub fn set_allowlist(&mut self, keys: Option<std::collections::BTreeSet<[u8; 32]>>) {
+        if let Some(allowed) = &keys {
+            let before = self.descriptors.len();
+            self.descriptors.retain(|k, _| allowed.contains(k));
+            self.total_bytes = self.descriptors.values().map(|(_, n)| n).sum();
+            if self.descriptors.len() != before {
+                self.cached = None;
             }
-        } else if self.descriptors.len() >= self.max_nodes {
+        }
+        self.allowed = keys;
+    }
+
+    /// Takes a signed descriptor at `now` (Unix seconds). A node's newer
+    /// descriptor replaces its older one; an identical one changes
+    /// nothing; an older one, one from the future, one from a node not on
+    /// the allowlist, or one that would make the document too large is
+    /// refused.
+    pub fn accept_descriptor(&mut self, bytes: &[u8], now: u64) -> Result<(), DirectoryError> {
+        let d = Descriptor::verify(bytes, &self.params.network, self.params.layers)?;
+        if self
+            .allowed
+            .as_ref()
+            .is_some_and(|a| !a.contains(&d.node.key))
+        {
+            return Err(body_error("this node is not on the authority's allowlist"));
+        }
+        if d.published > now.saturating_add(CLOCK_SKEW) {
+            return Err(body_error(format!(
+                "published {} is in the future (now {now}): check the node's clock",
+                d.published
+            )));
+        }
+        let size = bytes.len();
+        let old_size = match self.descriptors.get(&d.node.key) {
+            Some((old, _)) if *old == d => return Ok(()),
+            Some((old, _)) if old.published > d.published => {
+                return Err(body_error(format!(
+                    "older than the descriptor held (published {} < {})",
+                    d.published, old.published
+                )));
+            }
+            Some((_, n)) => *n,
+            None if self.descriptors.len() >= self.max_nodes => {
+                return Err(body_error(
+                    "the authority lists its maximum number of nodes",
+                ));
+            }
+            None => 0,
+        };
+        if self.total_bytes - old_size + size > MAX_DOCUMENT_BODY - (64 << 10) {
             return Err(body_error(
-                "the authority lists its maximum number of nodes",
+                "the network document would exceed its size limit",
             ));
         }
-        self.descriptors.insert(d.node.key, d);
+        self.total_bytes = self.total_bytes - old_size + size;
+        self.descriptors.insert(d.node.key, (d, size));
         self.cached = None;
         Ok(())
     }
@@ -790,8 +845,9 @@ impl Authority {
         // Descriptors without a key for this epoch or later are stale.
         let before = self.descriptors.len();
         self.descriptors
-            .retain(|_, d| d.node.sphinx_keys.iter().any(|k| k.epoch >= epoch));
+            .retain(|_, (d, _)| d.node.sphinx_keys.iter().any(|k| k.epoch >= epoch));
         if self.descriptors.len() != before {
+            self.total_bytes = self.descriptors.values().map(|(_, n)| n).sum();
             self.cached = None;
         }
         if let Some((e, bytes)) = &self.cached
@@ -803,8 +859,8 @@ impl Authority {
         let nodes = self
             .descriptors
             .values()
-            .filter(|d| d.node.sphinx_keys.iter().any(|k| k.epoch == epoch))
-            .map(|d| {
+            .filter(|(d, _)| d.node.sphinx_keys.iter().any(|k| k.epoch == epoch))
+            .map(|(d, _)| {
                 let mut node = d.node.clone();
                 node.sphinx_keys
                     .retain(|k| k.epoch == epoch || k.epoch == epoch.wrapping_add(1));

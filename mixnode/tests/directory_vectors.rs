@@ -77,7 +77,7 @@ fn compute() -> Value {
         },
         layers: 3,
     });
-    a.accept_descriptor(&signed_descriptor).unwrap();
+    a.accept_descriptor(&signed_descriptor, NOW).unwrap();
     let document = a.document(NOW, &authority);
     let hex = |b: &[u8]| data_encoding::HEXLOWER.encode(b);
     json!({

@@ -223,6 +223,11 @@ fn authority_config_errors_name_the_field() {
             text.replace("mode = \"poisson\"", "mode = \"fifo\""),
             "mode",
         ),
+        (text.replace("allow = []", "allow = [\"beef\"]"), "allow"),
+        (
+            text.replace("max_delay_ms = 10000", "max_delay_ms = 99999999"),
+            "mixing",
+        ),
     ] {
         std::fs::write(&config, bad).unwrap();
         let out = node(&["authority", "run", "--config", config.to_str().unwrap()]);

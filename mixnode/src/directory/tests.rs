@@ -103,8 +103,11 @@ fn every_flipped_byte_of_a_document_is_refused() {
     let auth = identity(9);
     let mut a = Authority::new(params());
     let node = identity(1);
-    a.accept_descriptor(&descriptor(&node, Role::Gateway, None, &[0, 1]).sign(&node))
-        .unwrap();
+    a.accept_descriptor(
+        &descriptor(&node, Role::Gateway, None, &[0, 1]).sign(&node),
+        1_000,
+    )
+    .unwrap();
     let bytes = a.document(1_010, &auth);
     let t = trust(&[&auth], 1);
     let doc = NetworkDocument::verify(&bytes, &t, 1_010).unwrap();
@@ -166,10 +169,16 @@ fn the_authority_lists_nodes_with_keys_for_the_epoch() {
     let mut a = Authority::new(params());
     let t = trust(&[&auth], 1);
     let (n1, n2) = (identity(1), identity(2));
-    a.accept_descriptor(&descriptor(&n1, Role::Mix, Some(1), &[0, 1]).sign(&n1))
-        .unwrap();
-    a.accept_descriptor(&descriptor(&n2, Role::Mix, Some(2), &[1, 2]).sign(&n2))
-        .unwrap();
+    a.accept_descriptor(
+        &descriptor(&n1, Role::Mix, Some(1), &[0, 1]).sign(&n1),
+        1_000,
+    )
+    .unwrap();
+    a.accept_descriptor(
+        &descriptor(&n2, Role::Mix, Some(2), &[1, 2]).sign(&n2),
+        1_000,
+    )
+    .unwrap();
     let d0 = NetworkDocument::verify(&a.document(1_000, &auth), &t, 1_000).unwrap();
     assert_eq!(d0.nodes.len(), 1);
     // Same epoch, nothing new: the same signed bytes.
@@ -189,12 +198,60 @@ fn the_authority_lists_nodes_with_keys_for_the_epoch() {
     assert_eq!(d2.nodes.len(), 1);
     assert_eq!(d2.nodes[0].sphinx_key(2), Some([2; 32]));
     assert_eq!(a.known(), 1);
-    // An older descriptor does not replace a newer one.
+    // An older descriptor does not replace a newer one; one from the
+    // future is refused.
     let mut newer = descriptor(&n2, Role::Mix, Some(3), &[2, 3]);
-    newer.published = 2_000;
-    a.accept_descriptor(&newer.sign(&n2)).unwrap();
-    a.accept_descriptor(&descriptor(&n2, Role::Mix, Some(2), &[2]).sign(&n2))
-        .unwrap();
+    newer.published = 1_200;
+    a.accept_descriptor(&newer.sign(&n2), 1_200).unwrap();
+    let e = a
+        .accept_descriptor(&descriptor(&n2, Role::Mix, Some(2), &[2]).sign(&n2), 1_200)
+        .unwrap_err();
+    assert!(e.to_string().contains("older"), "{e}");
+    newer.published = 5_000;
+    let e = a.accept_descriptor(&newer.sign(&n2), 1_200).unwrap_err();
+    assert!(e.to_string().contains("future"), "{e}");
     let d = NetworkDocument::verify(&a.document(1_210, &auth), &t, 1_210).unwrap();
     assert_eq!(d.nodes[0].layer, Some(3));
+}
+
+#[test]
+fn the_allowlist_and_the_size_budget_bound_the_document() {
+    let mut a = Authority::new(params());
+    let (n1, n2) = (identity(1), identity(2));
+    a.set_allowlist(Some([*n1.verify_key().as_bytes()].into_iter().collect()));
+    a.accept_descriptor(
+        &descriptor(&n1, Role::Gateway, None, &[0, 1]).sign(&n1),
+        1_000,
+    )
+    .unwrap();
+    let e = a
+        .accept_descriptor(
+            &descriptor(&n2, Role::Gateway, None, &[0, 1]).sign(&n2),
+            1_000,
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("allowlist"), "{e}");
+    // Open registration: bulky descriptors stop before the document
+    // outgrows what nodes accept.
+    a.set_allowlist(None);
+    let mut listed = 0;
+    for seed in 100..2_000u64 {
+        let id = identity(seed);
+        let mut d = descriptor(&id, Role::Gateway, None, &[0, 1]);
+        d.node.addrs = (0..8)
+            .map(|i| format!("/dns4/{}.example/tcp/{i}", "a".repeat(1_500)))
+            .collect();
+        match a.accept_descriptor(&d.sign(&id), 1_000) {
+            Ok(()) => listed += 1,
+            Err(e) => {
+                assert!(e.to_string().contains("size limit"), "{e}");
+                break;
+            }
+        }
+    }
+    assert!(listed > 100, "{listed}");
+    let auth = identity(9);
+    let bytes = a.document(1_010, &auth);
+    assert!(bytes.len() < MAX_DOCUMENT_BODY);
+    assert!(NetworkDocument::verify(&bytes, &trust(&[&auth], 1), 1_010).is_ok());
 }

@@ -15,9 +15,7 @@ use serde::Deserialize;
 
 use super::net::{self, DIR_ERROR, DIR_GET_DOCUMENT, DIR_OK, DIR_PROTOCOL, DIR_PUT_DESCRIPTOR};
 use super::{NodeError, create_private, load_identity, unix_now};
-use crate::directory::{
-    Authority, EpochSchedule, Mixing, MixingKind, NetworkParams, Rates, libp2p_keypair,
-};
+use crate::directory::{Authority, EpochSchedule, Mixing, NetworkParams, Rates, libp2p_keypair};
 
 /// The authority's key file, inside its directory.
 pub const KEY_FILE: &str = "authority.key";
@@ -42,6 +40,11 @@ pub struct AuthorityConfig {
     pub mixing: Mixing,
     /// Network-wide rates.
     pub rates: Rates,
+    /// Node keys (64 hex digits) the authority lists; empty: any node
+    /// that signs a valid descriptor (fine for a testnet, not for a
+    /// public network, where anyone could join as a mix).
+    #[serde(default)]
+    pub allow: Vec<String>,
 }
 
 impl AuthorityConfig {
@@ -72,19 +75,15 @@ impl AuthorityConfig {
         if !(1..=7 * 86_400).contains(&c.epochs.epoch_secs) {
             return Err(bad("epochs.epoch_secs", "must be 1 to 604800"));
         }
-        if c.mixing.max_delay_ms == 0 || c.mixing.mean_delay_ms > c.mixing.max_delay_ms {
-            return Err(bad(
-                "mixing",
-                "need max_delay_ms >= 1 and mean_delay_ms <= max_delay_ms",
-            ));
+        // The same ranges every node checks, so no node refuses what the
+        // authority publishes.
+        if let Err(e) = c.mixing.validate() {
+            return Err(bad("mixing", &e.to_string()));
         }
-        if c.mixing.mode == MixingKind::Pool
-            && (c.mixing.pool_interval_ms == 0
-                || !(c.mixing.pool_fraction > 0.0 && c.mixing.pool_fraction <= 1.0))
-        {
+        if c.allow.iter().any(|k| parse_key(k).is_none()) {
             return Err(bad(
-                "mixing",
-                "pool mode needs pool_interval_ms >= 1 and pool_fraction in (0, 1]",
+                "allow",
+                "every entry must be a node key, 64 hex digits",
             ));
         }
         for (name, v) in [
@@ -120,6 +119,9 @@ listen = "{listen}"
 keys = "keys"
 # Mix layers between gateways and service nodes.
 layers = 3
+# Node keys (as `mtos-node init` prints them) allowed in the document.
+# Empty: any node may join, which suits a testnet only.
+allow = []
 
 [epochs]
 # Start of epoch 0 (Unix seconds) and the epoch length. Nodes make a new
@@ -145,6 +147,10 @@ node_loops = 1.0
         )
     }
 
+    fn allowlist(&self) -> Option<std::collections::BTreeSet<[u8; 32]>> {
+        (!self.allow.is_empty()).then(|| self.allow.iter().filter_map(|k| parse_key(k)).collect())
+    }
+
     fn params(&self) -> NetworkParams {
         NetworkParams {
             network: self.network.clone(),
@@ -155,6 +161,17 @@ node_loops = 1.0
         }
     }
 }
+
+fn parse_key(hex: &str) -> Option<[u8; 32]> {
+    data_encoding::HEXLOWER_PERMISSIVE
+        .decode(hex.trim().as_bytes())
+        .ok()?
+        .try_into()
+        .ok()
+}
+
+/// Requests served at once; more streams are dropped (the node retries).
+const MAX_CONCURRENT_REQUESTS: usize = 256;
 
 /// What `authority init` made.
 #[derive(Debug)]
@@ -253,7 +270,10 @@ pub async fn run(
         network = %config.network,
         "mtos authority starting"
     );
-    let state = Arc::new(Mutex::new(Authority::new(config.params())));
+    let mut authority = Authority::new(config.params());
+    authority.set_allowlist(config.allowlist());
+    let state = Arc::new(Mutex::new(authority));
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_REQUESTS));
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         tokio::select! {
@@ -264,7 +284,10 @@ pub async fn run(
                 }
             }
             Some((_peer, stream)) = incoming.next() => {
-                tokio::spawn(serve_request(stream, state.clone(), identity.clone()));
+                // Beyond the limit the stream is dropped; nodes retry.
+                if let Ok(permit) = permits.clone().try_acquire_owned() {
+                    tokio::spawn(serve_request(stream, state.clone(), identity.clone(), permit));
+                }
             }
         }
     }
@@ -276,15 +299,19 @@ async fn serve_request(
     mut stream: libp2p::Stream,
     state: Arc<Mutex<Authority>>,
     identity: Arc<Identity>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
 ) {
     let exchange = async {
-        let (kind, body) = net::read_message(&mut stream).await?;
+        let (kind, body) = net::read_message(&mut stream, net::MAX_DIR_REQUEST).await?;
         let (status, reply) = match kind {
             DIR_PUT_DESCRIPTOR => {
                 let result = state
                     .lock()
                     .map_err(|_| "authority state poisoned".to_owned())
-                    .and_then(|mut a| a.accept_descriptor(&body).map_err(|e| e.to_string()));
+                    .and_then(|mut a| {
+                        a.accept_descriptor(&body, unix_now())
+                            .map_err(|e| e.to_string())
+                    });
                 match result {
                     Ok(()) => (DIR_OK, Vec::new()),
                     Err(e) => {

@@ -36,6 +36,18 @@ impl KeyStore {
             builder.mode(0o700);
         }
         builder.create(&dir).map_err(io(&dir))?;
+        // A crash between writing a key and renaming it leaves a
+        // temporary file holding a secret: erase it.
+        for entry in fs::read_dir(&dir).map_err(io(&dir))? {
+            let path = entry.map_err(io(&dir))?.path();
+            if path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(".epoch-") && n.ends_with(".tmp"))
+            {
+                erase_file(&path)?;
+            }
+        }
         Ok(Self { dir })
     }
 
@@ -79,11 +91,12 @@ impl KeyStore {
                     reason: "not 64 lowercase hex digits".into(),
                 })?,
         );
-        let array: [u8; 32] = bytes.as_slice().try_into().map_err(|_| NodeError::Key {
-            path: path.clone(),
-            reason: "not a 32-byte key".into(),
-        })?;
-        Ok(Some(SphinxSecret::from_bytes(array)))
+        let array: Zeroizing<[u8; 32]> =
+            Zeroizing::new(bytes.as_slice().try_into().map_err(|_| NodeError::Key {
+                path: path.clone(),
+                reason: "not a 32-byte key".into(),
+            })?);
+        Ok(Some(SphinxSecret::from_bytes(*array)))
     }
 
     /// The key of `epoch`: the stored one, or a fresh one written first
@@ -127,15 +140,22 @@ impl KeyStore {
     pub fn erase_before(&self, epoch: u32) -> Result<Vec<u32>, NodeError> {
         let mut erased = Vec::new();
         for e in self.epochs()?.into_iter().filter(|e| *e < epoch) {
-            let path = self.path(e);
-            if let Ok(mut f) = fs::OpenOptions::new().write(true).open(&path) {
-                let _ = f.write_all(&[0u8; 65]).and_then(|()| f.sync_all());
-            }
-            fs::remove_file(&path).map_err(io(&path))?;
+            erase_file(&self.path(e))?;
             erased.push(e);
         }
         Ok(erased)
     }
+}
+
+/// Overwrites a key file with zeros, syncs it and unlinks it. (On
+/// copy-on-write or flash storage the old blocks may survive; the key is
+/// gone from the file system and from memory.)
+fn erase_file(path: &Path) -> Result<(), NodeError> {
+    if let Ok(mut f) = fs::OpenOptions::new().write(true).open(path) {
+        let len = f.metadata().map_or(65, |m| m.len() as usize);
+        let _ = f.write_all(&vec![0u8; len]).and_then(|()| f.sync_all());
+    }
+    fs::remove_file(path).map_err(io(path))
 }
 
 #[cfg(test)]
@@ -163,6 +183,11 @@ mod tests {
         }
         assert_eq!(again.erase_before(6).unwrap(), vec![5]);
         assert!(again.load(5).unwrap().is_none());
+        // A leftover temporary key file is erased when the store opens.
+        let tmp = store.dir.join(".epoch-9.key.tmp");
+        fs::write(&tmp, "secret\n").unwrap();
+        KeyStore::open(dir.path().join("sphinx")).unwrap();
+        assert!(!tmp.exists());
         assert_eq!(again.load(6).unwrap().unwrap().public(), k6.public());
         fs::write(store.path(7), "zz\n").unwrap();
         let e = store.load(7).unwrap_err().to_string();

@@ -242,14 +242,27 @@ impl Metrics {
     }
 }
 
+/// Scrapes served at once; more connections wait in the listen backlog.
+const MAX_SCRAPES: usize = 16;
+
 /// Serves `GET /metrics` on `listener` until the task is dropped.
 pub async fn serve(listener: TcpListener, metrics: Metrics) {
+    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_SCRAPES));
     loop {
-        let Ok((mut socket, _)) = listener.accept().await else {
-            continue;
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return;
+        };
+        let mut socket = match listener.accept().await {
+            Ok((socket, _)) => socket,
+            Err(_) => {
+                // Out of file descriptors, say: wait instead of spinning.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
         };
         let metrics = metrics.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             let respond = async {
                 let mut buf = vec![0u8; 4096];
                 let mut len = 0;

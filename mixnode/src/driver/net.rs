@@ -53,8 +53,10 @@ pub const IDENTIFY_VERSION: &str = "/mtos/1";
 pub const DIR_PUT_DESCRIPTOR: u8 = 1;
 /// Directory request: fetch the current signed document.
 pub const DIR_GET_DOCUMENT: u8 = 2;
-/// Largest directory message body.
+/// Largest directory response body (a signed document).
 pub const MAX_DIR_MESSAGE: usize = crate::directory::MAX_DOCUMENT_BODY + 4096;
+/// Largest directory request body (a signed descriptor).
+pub const MAX_DIR_REQUEST: usize = crate::directory::MAX_DESCRIPTOR_BODY + 2048;
 
 /// The behaviours every mtos libp2p peer runs.
 #[derive(NetworkBehaviour)]
@@ -120,14 +122,16 @@ pub fn build_swarm(
 }
 
 /// Reads one length-prefixed directory message (`kind`, then a 4-byte
-/// big-endian length, then the body).
+/// big-endian length, then the body), refusing bodies over `max` before
+/// allocating them.
 pub async fn read_message<S: futures::AsyncRead + Unpin>(
     stream: &mut S,
+    max: usize,
 ) -> std::io::Result<(u8, Vec<u8>)> {
     let mut head = [0u8; 5];
     stream.read_exact(&mut head).await?;
     let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
-    if len > MAX_DIR_MESSAGE {
+    if len > max.min(MAX_DIR_MESSAGE) {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             "directory message too large",
@@ -180,7 +184,9 @@ pub async fn directory_request(
         write_message(&mut stream, kind, body)
             .await
             .map_err(|e| e.to_string())?;
-        let (status, reply) = read_message(&mut stream).await.map_err(|e| e.to_string())?;
+        let (status, reply) = read_message(&mut stream, MAX_DIR_MESSAGE)
+            .await
+            .map_err(|e| e.to_string())?;
         let _ = stream.close().await;
         match status {
             DIR_OK => Ok(reply),

@@ -140,8 +140,9 @@ fn role_label(position: Position) -> &'static str {
 enum SwarmCommand {
     /// Learn the addresses of the document's nodes.
     Addresses(Vec<(PeerId, Vec<Multiaddr>)>),
-    /// Connect to a peer (a no-op when connected or dialling).
-    Dial(PeerId),
+    /// Connect to a peer at these addresses (a no-op when connected or
+    /// dialling).
+    Dial(PeerId, Vec<Multiaddr>),
 }
 
 /// Runs the node until `shutdown` resolves.
@@ -217,6 +218,9 @@ pub async fn run(
     engine.enable_records();
     metrics.epoch.set(i64::from(epoch));
 
+    // The first document is in use before any frame is read.
+    metrics.directory_nodes.set(first.nodes.len() as i64);
+    topology_tx.send_replace(Some(Arc::new(Topology::new(first.clone()))));
     let (frames_tx, frames_rx) = mpsc::channel::<Vec<u8>>(INBOUND_QUEUE);
     tokio::spawn(accept_task(
         incoming,
@@ -228,6 +232,7 @@ pub async fn run(
             origin,
             me: position,
             rate: f64::from(config.limits.peer_rate_pps),
+            streams: Mutex::default(),
         },
     ));
     let (descriptor_tx, descriptor_rx) = watch::channel(Vec::new());
@@ -267,6 +272,7 @@ pub async fn run(
         listen: listen_rx,
         config: config.clone(),
         announce: loaded.announce.clone(),
+        rotation_retry: None,
     };
     driver.publish_descriptor().await;
     let outcome = driver.run(frames_rx, shutdown).await;
@@ -274,7 +280,13 @@ pub async fn run(
     // last batch and exits, then the last handle is dropped.
     drop(driver);
     let thread = writer.thread;
-    let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    // Bounded: a commit retrying against a failing disk must not hold
+    // the exit forever (its packets never left).
+    let _ = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio::task::spawn_blocking(move || thread.join()),
+    )
+    .await;
     drop(loaded.replay);
     tracing::info!("mtos-node stopped");
     outcome
@@ -377,10 +389,10 @@ fn initial_ring(
     });
     let mut restored = 0u64;
     for slot in ring.slots_mut() {
-        for tag in loaded.replay.tags(slot.epoch)? {
+        loaded.replay.for_each_tag(slot.epoch, |tag| {
             let _ = slot.filter.check_and_insert(&tag);
             restored += 1;
-        }
+        })?;
     }
     metrics.replay_tags_restored.inc_by(restored);
     tracing::info!(epoch, restored, "Sphinx keys ready, replay filters rebuilt");
@@ -411,8 +423,9 @@ async fn swarm_task(mut t: SwarmTask) {
                         }
                     }
                 }
-                Some(SwarmCommand::Dial(peer)) => {
+                Some(SwarmCommand::Dial(peer, addrs)) => {
                     let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
+                        .addresses(addrs)
                         .condition(libp2p::swarm::dial_opts::PeerCondition::DisconnectedAndNotDialing)
                         .build();
                     if let Err(e) = t.swarm.dial(opts) {
@@ -468,19 +481,61 @@ struct Inbound {
     origin: tokio::time::Instant,
     me: Position,
     rate: f64,
+    /// Open inbound mix streams per peer.
+    streams: Mutex<HashMap<PeerId, usize>>,
+}
+
+/// Holds one of a peer's inbound stream slots while its reader runs.
+struct StreamSlot {
+    peer: PeerId,
+    inbound: Arc<Inbound>,
+}
+
+impl StreamSlot {
+    fn take(peer: PeerId, inbound: &Arc<Inbound>) -> Option<Self> {
+        let mut streams = inbound.streams.lock().ok()?;
+        let open = streams.entry(peer).or_insert(0);
+        if *open >= STREAMS_PER_PEER {
+            return None;
+        }
+        *open += 1;
+        Some(Self {
+            peer,
+            inbound: inbound.clone(),
+        })
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        if let Ok(mut streams) = self.inbound.streams.lock()
+            && let Some(open) = streams.get_mut(&self.peer)
+        {
+            *open = open.saturating_sub(1);
+            if *open == 0 {
+                streams.remove(&self.peer);
+            }
+        }
+    }
 }
 
 async fn accept_task(mut incoming: libp2p_stream::IncomingStreams, inbound: Inbound) {
     let inbound = Arc::new(inbound);
     while let Some((peer, stream)) = incoming.next().await {
-        tokio::spawn(read_frames(peer, stream, inbound.clone()));
+        // A peer needs one stream (two while one is being replaced); more
+        // would only multiply buffers and tasks. Dropping the stream
+        // resets it, so its sender never gets the ready byte.
+        if let Some(slot) = StreamSlot::take(peer, &inbound) {
+            tokio::spawn(read_frames(stream, slot));
+        }
     }
 }
 
 /// Reads fixed-size frames from one stream until it ends. Each frame is
 /// admitted (the sender's layer, its token bucket) before it is queued
 /// for the engine; every refusal is counted.
-async fn read_frames(peer: PeerId, mut stream: libp2p::Stream, inbound: Arc<Inbound>) {
+async fn read_frames(mut stream: libp2p::Stream, slot: StreamSlot) {
+    let (peer, inbound) = (slot.peer, slot.inbound.clone());
     if stream.write_all(&[net::MIX_READY]).await.is_err() || stream.flush().await.is_err() {
         return;
     }
@@ -512,8 +567,10 @@ async fn read_frames(peer: PeerId, mut stream: libp2p::Stream, inbound: Arc<Inbo
             inbound.metrics.driver_drop(reason);
         };
         if !accepts(inbound.me, sender, layers) {
+            // Counted, and the stream closed: this peer has no business
+            // sending here.
             refuse(DriverDrop::WrongLayer);
-            continue;
+            return;
         }
         let now = Instant::ZERO + inbound.origin.elapsed();
         let admitted = inbound.buckets.lock().is_ok_and(|mut b| {
@@ -535,19 +592,46 @@ async fn read_frames(peer: PeerId, mut stream: libp2p::Stream, inbound: Arc<Inbo
     }
 }
 
-/// Sends queued frames to one next hop, reopening the stream when it
-/// fails. The queue is bounded; a frame lost with a broken stream is
-/// counted.
+/// How long a writer with nothing to send keeps its link; the engine loop
+/// starts a new writer when frames for that hop come again.
+const WRITER_IDLE: Duration = Duration::from_secs(300);
+/// Longest one write may block before the link counts as dead (a next hop
+/// that stops reading must not hold frames forever).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Inbound mix streams one peer may hold open at once.
+const STREAMS_PER_PEER: usize = 2;
+
+/// Sends queued frames to one next hop. It connects only while it has a
+/// frame to send, reconnects with backoff when the link fails (the frame
+/// being written is lost and counted), and ends after [`WRITER_IDLE`].
 async fn write_frames(
     peer: PeerId,
     mut control: libp2p_stream::Control,
     commands: mpsc::Sender<SwarmCommand>,
+    topology: SharedTopology,
     mut frames: mpsc::Receiver<Vec<u8>>,
     metrics: Metrics,
 ) {
+    let mut pending: Option<Vec<u8>> = None;
     let mut backoff = Duration::from_millis(100);
-    'connect: loop {
-        if commands.send(SwarmCommand::Dial(peer)).await.is_err() {
+    loop {
+        if pending.is_none() {
+            match tokio::time::timeout(WRITER_IDLE, frames.recv()).await {
+                Ok(Some(frame)) => pending = Some(frame),
+                Ok(None) | Err(_) => return,
+            }
+        }
+        let addrs = topology
+            .borrow()
+            .as_ref()
+            .and_then(|t| t.node_by_peer(&peer))
+            .map(NodeEntry::multiaddrs)
+            .unwrap_or_default();
+        if commands
+            .send(SwarmCommand::Dial(peer, addrs))
+            .await
+            .is_err()
+        {
             return;
         }
         let mut stream = match net::open_mix_stream(&mut control, peer).await {
@@ -557,26 +641,39 @@ async fn write_frames(
             }
             Err(e) => {
                 tracing::debug!(%peer, error = %e, "cannot open a mix stream; retrying");
-                if frames.is_closed() {
-                    return;
-                }
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
                 continue;
             }
         };
-        while let Some(frame) = frames.recv().await {
-            let mut written = stream.write_all(&frame).await;
-            if written.is_ok() && frames.is_empty() {
-                written = stream.flush().await;
-            }
-            if let Err(e) = written {
-                metrics.driver_drop(DriverDrop::LinkFailed);
-                tracing::info!(%peer, error = %e, "mix link broke; reconnecting");
-                continue 'connect;
-            }
+        loop {
+            let frame = match pending.take() {
+                Some(f) => f,
+                None => match tokio::time::timeout(WRITER_IDLE, frames.recv()).await {
+                    Ok(Some(f)) => f,
+                    Ok(None) | Err(_) => {
+                        let _ = stream.close().await;
+                        return;
+                    }
+                },
+            };
+            let more = !frames.is_empty();
+            let write = async {
+                stream.write_all(&frame).await?;
+                if !more {
+                    stream.flush().await?;
+                }
+                Ok::<(), std::io::Error>(())
+            };
+            let failure = match tokio::time::timeout(WRITE_TIMEOUT, write).await {
+                Ok(Ok(())) => continue,
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => "write timed out".to_owned(),
+            };
+            metrics.driver_drop(DriverDrop::LinkFailed);
+            tracing::info!(%peer, error = %failure, "mix link broke; reconnecting");
+            break;
         }
-        return;
     }
 }
 
@@ -649,21 +746,28 @@ impl DirectoryLoop {
     }
 
     async fn install(&mut self, doc: NetworkDocument) {
-        let same = self
-            .topology
-            .borrow()
-            .as_ref()
-            // Compared whole: a restarted authority counts serials from 1.
-            .is_some_and(|t| t.document == doc);
-        if same {
-            return;
-        }
+        // Every time: the address book is a bounded cache that identify
+        // reports from clients can push document nodes out of.
         let addresses = doc
             .nodes
             .iter()
             .filter_map(|n| n.peer().ok().map(|p| (p, n.multiaddrs())))
             .collect();
         let _ = self.commands.send(SwarmCommand::Addresses(addresses)).await;
+        let current = self
+            .topology
+            .borrow()
+            .as_ref()
+            // Compared whole: a restarted authority counts serials from 1.
+            .map(|t| (t.document.epoch, t.document == doc));
+        match current {
+            Some((_, true)) => return,
+            Some((epoch, false)) if doc.epoch < epoch => {
+                tracing::debug!(epoch = doc.epoch, "an older document is ignored");
+                return;
+            }
+            _ => {}
+        }
         self.metrics.directory_nodes.set(doc.nodes.len() as i64);
         tracing::info!(
             epoch = doc.epoch,
@@ -674,6 +778,12 @@ impl DirectoryLoop {
         self.topology
             .send_replace(Some(Arc::new(Topology::new(doc))));
     }
+}
+
+/// Something the engine released.
+enum Output {
+    Forward(Transmit),
+    Deliver(crate::engine::Delivery),
 }
 
 struct EngineLoop {
@@ -688,7 +798,7 @@ struct EngineLoop {
     accepted: u64,
     /// Released frames waiting for their tags to be committed, with the
     /// sequence number that must be on disk first.
-    gated: std::collections::VecDeque<(u64, Transmit)>,
+    gated: std::collections::VecDeque<(u64, Output)>,
     gated_limit: usize,
     topology: SharedTopology,
     outbound: HashMap<PeerId, mpsc::Sender<Vec<u8>>>,
@@ -702,6 +812,8 @@ struct EngineLoop {
     listen: watch::Receiver<Vec<Multiaddr>>,
     config: NodeConfig,
     announce: Vec<Multiaddr>,
+    /// After a failed rotation: when to try again.
+    rotation_retry: Option<tokio::time::Instant>,
 }
 
 impl EngineLoop {
@@ -776,22 +888,34 @@ impl EngineLoop {
                 tracing::error!("the replay commit thread stopped");
             }
         }
+        // Forwards and deliveries both wait behind the commit gate: after a
+        // crash, neither may happen twice for one packet.
+        let mut released: Vec<Output> = Vec::new();
         while let Some(t) = self.engine.poll_transmit() {
+            released.push(Output::Forward(t));
+        }
+        while let Some(event) = self.engine.poll_event() {
+            if let Event::Delivered(d) = event {
+                released.push(Output::Deliver(d));
+            }
+        }
+        for output in released {
             if self.gated.len() >= self.gated_limit {
                 self.metrics.driver_drop(DriverDrop::SendQueueFull);
                 continue;
             }
-            self.gated.push_back((self.accepted, t));
+            self.gated.push_back((self.accepted, output));
         }
         let committed = *self.committed.borrow_and_update();
         while self.gated.front().is_some_and(|(seq, _)| *seq <= committed) {
-            if let Some((_, t)) = self.gated.pop_front() {
-                self.send(t);
-            }
-        }
-        while let Some(event) = self.engine.poll_event() {
-            if let Event::Delivered(d) = event {
-                tracing::trace!(bytes = d.payload.len(), "payload delivered");
+            match self.gated.pop_front() {
+                Some((_, Output::Forward(t))) => self.send(t),
+                Some((_, Output::Deliver(d))) => {
+                    // What a final hop does with a payload comes with the
+                    // client and storage layers.
+                    tracing::trace!(bytes = d.payload.len(), "payload delivered");
+                }
+                None => break,
             }
         }
         self.metrics
@@ -812,20 +936,31 @@ impl EngineLoop {
             self.metrics.driver_drop(DriverDrop::UnknownNextHop);
             return;
         };
-        let sender = self.outbound.entry(peer).or_insert_with(|| {
-            let (tx, rx) = mpsc::channel(SEND_QUEUE);
-            tokio::spawn(write_frames(
-                peer,
-                self.control.clone(),
-                self.commands.clone(),
-                rx,
-                self.metrics.clone(),
-            ));
-            tx
-        });
-        if sender.try_send(t.frame).is_err() {
-            self.metrics.driver_drop(DriverDrop::SendQueueFull);
+        let mut frame = t.frame;
+        // Twice at most: a writer that ended while idle is replaced once.
+        for _ in 0..2 {
+            let sender = self.outbound.entry(peer).or_insert_with(|| {
+                let (tx, rx) = mpsc::channel(SEND_QUEUE);
+                tokio::spawn(write_frames(
+                    peer,
+                    self.control.clone(),
+                    self.commands.clone(),
+                    self.topology.clone(),
+                    rx,
+                    self.metrics.clone(),
+                ));
+                tx
+            });
+            match sender.try_send(frame) {
+                Ok(()) => return,
+                Err(mpsc::error::TrySendError::Full(_)) => break,
+                Err(mpsc::error::TrySendError::Closed(f)) => {
+                    self.outbound.remove(&peer);
+                    frame = f;
+                }
+            }
         }
+        self.metrics.driver_drop(DriverDrop::SendQueueFull);
     }
 
     fn rotation_deadline(&self) -> tokio::time::Instant {
@@ -840,44 +975,50 @@ impl EngineLoop {
         let wait = Duration::from_secs(next)
             .saturating_sub(now)
             .min(Duration::from_secs(86_400 * 365));
-        tokio::time::Instant::now() + wait
+        let at = tokio::time::Instant::now() + wait;
+        self.rotation_retry.map_or(at, |retry| retry.max(at))
     }
 
-    /// Moves to the epoch the clock is in: next key becomes current, a new
-    /// next key is made and published, keys older than the previous epoch
-    /// are erased with their replay rows.
+    /// Moves to the epoch the clock is in: the published next key becomes
+    /// current (after a long pause, a fresh key for the clock's epoch), the
+    /// key before the new previous one is erased with its replay rows, and
+    /// a new next key is made and published. A key that cannot be stored
+    /// is retried in 5 s, never in a tight loop.
     async fn rotate(&mut self) {
         let target = self.schedule.epoch_at(unix_now());
-        let mut moved = false;
-        while self.engine.keys().current_epoch() < target {
-            let next = self.engine.keys().current_epoch().saturating_add(1);
-            match self.keystore.load_or_generate(next, &mut self.rng) {
-                Ok(secret) => self.engine.keys_mut().install_next(EpochKey {
-                    epoch: next,
-                    secret,
-                }),
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot store a Sphinx key");
-                    return;
-                }
-            }
-            self.engine.keys_mut().rotate();
-            moved = true;
-        }
-        if !moved {
+        let current = self.engine.keys().current_epoch();
+        if target <= current {
             return;
         }
-        let epoch = self.engine.keys().current_epoch();
-        if self
-            .engine
-            .keys()
-            .slots()
-            .next()
-            .is_some_and(|s| s.epoch + 1 < epoch)
-        {
+        let secret = match self.keystore.load_or_generate(target, &mut self.rng) {
+            Ok(secret) => secret,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot store a Sphinx key; retrying in 5 s");
+                self.rotation_retry = Some(tokio::time::Instant::now() + Duration::from_secs(5));
+                return;
+            }
+        };
+        self.rotation_retry = None;
+        // Installing the epoch already published as next keeps its slot
+        // and replay filter.
+        self.engine.keys_mut().install_next(EpochKey {
+            epoch: target,
+            secret,
+        });
+        self.engine.keys_mut().rotate();
+        if target != current.saturating_add(1) {
+            // The old current key is not the previous epoch's: no overlap.
             self.engine.keys_mut().retire_previous();
         }
-        let next = epoch.saturating_add(1);
+        // Erase first, so at most three keys are ever on disk.
+        let keep_from = target.saturating_sub(1);
+        if let Err(e) = self.keystore.erase_before(keep_from) {
+            tracing::error!(error = %e, "cannot erase an old Sphinx key");
+        }
+        if let Err(e) = self.replay.erase_before(keep_from) {
+            tracing::warn!(error = %e, "cannot prune old replay tags");
+        }
+        let next = target.saturating_add(1);
         match self.keystore.load_or_generate(next, &mut self.rng) {
             Ok(secret) => self.engine.keys_mut().install_next(EpochKey {
                 epoch: next,
@@ -885,16 +1026,9 @@ impl EngineLoop {
             }),
             Err(e) => tracing::error!(error = %e, "cannot store the next Sphinx key"),
         }
-        let keep_from = epoch.saturating_sub(1);
-        if let Err(e) = self.keystore.erase_before(keep_from) {
-            tracing::error!(error = %e, "cannot erase an old Sphinx key");
-        }
-        if let Err(e) = self.replay.erase_before(keep_from) {
-            tracing::warn!(error = %e, "cannot prune old replay tags");
-        }
         self.metrics.key_rotations.inc();
-        self.metrics.epoch.set(i64::from(epoch));
-        tracing::info!(epoch, "Sphinx keys rotated");
+        self.metrics.epoch.set(i64::from(target));
+        tracing::info!(epoch = target, "Sphinx keys rotated");
         self.publish_descriptor().await;
     }
 

@@ -71,8 +71,15 @@ impl ReplayDb {
 
     /// The tags stored for `epoch`.
     pub fn tags(&self, epoch: u32) -> Result<Vec<[u8; 32]>, NodeError> {
-        let prefix = epoch.to_be_bytes();
         let mut out = Vec::new();
+        self.for_each_tag(epoch, |t| out.push(t))?;
+        Ok(out)
+    }
+
+    /// Calls `f` with every tag stored for `epoch`, without collecting
+    /// them (an epoch can hold millions).
+    pub fn for_each_tag(&self, epoch: u32, mut f: impl FnMut([u8; 32])) -> Result<(), NodeError> {
+        let prefix = epoch.to_be_bytes();
         let iter = self
             .db
             .iterator(IteratorMode::From(&prefix, Direction::Forward));
@@ -85,10 +92,10 @@ impl ReplayDb {
                 break;
             }
             if let Ok(tag) = <[u8; 32]>::try_from(&k[4..]) {
-                out.push(tag);
+                f(tag);
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Deletes the tags of every epoch before `epoch`.
