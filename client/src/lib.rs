@@ -2,6 +2,7 @@
 
 pub mod error;
 pub mod home;
+pub mod mixnet;
 pub mod passphrase;
 pub mod store;
 

@@ -2,6 +2,7 @@
 
 pub mod agekeys;
 mod codec;
+pub mod envelope;
 pub mod error;
 pub mod fingerprint;
 pub mod geometry;

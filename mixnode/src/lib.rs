@@ -8,6 +8,7 @@ pub mod driver;
 pub mod engine;
 pub mod format;
 pub mod keys;
+pub mod mailbox;
 pub mod replay;
 pub mod time;
 

@@ -244,6 +244,18 @@ impl Testnet {
         mean_delay_ms: u64,
         tweak: impl Fn(String) -> String,
     ) -> Self {
+        Self::start_custom(positions, epoch_secs, mean_delay_ms, tweak, |a| a)
+    }
+
+    /// [`Testnet::start_with`], with the authority's config text passed
+    /// through `authority_tweak` (to change the network's rates, say).
+    pub fn start_custom(
+        positions: &[Position],
+        epoch_secs: u64,
+        mean_delay_ms: u64,
+        tweak: impl Fn(String) -> String,
+        authority_tweak: impl Fn(String) -> String,
+    ) -> Self {
         let root = tempfile::tempdir().unwrap();
         let network = "mtos-test".to_owned();
         let port = free_port();
@@ -273,6 +285,9 @@ impl Testnet {
             .unwrap()
             .try_into()
             .unwrap();
+        let auth_config = auth_dir.join("authority.toml");
+        let text = std::fs::read_to_string(&auth_config).unwrap();
+        std::fs::write(&auth_config, authority_tweak(text)).unwrap();
         let mut c = Command::new(node_binary());
         c.args(["authority", "run", "--config"])
             .arg(auth_dir.join("authority.toml"));
@@ -616,4 +631,47 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
+}
+
+/// The Kolmogorov-Smirnov statistic of `samples` against `cdf`.
+pub fn ks_statistic(samples: &mut [f64], cdf: impl Fn(f64) -> f64) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    let n = samples.len() as f64;
+    samples
+        .iter()
+        .enumerate()
+        .map(|(i, &x)| {
+            let f = cdf(x);
+            (f - i as f64 / n).abs().max(((i + 1) as f64 / n - f).abs())
+        })
+        .fold(0.0, f64::max)
+}
+
+/// The two-sample Kolmogorov-Smirnov statistic.
+pub fn ks_two_sample(a: &mut [f64], b: &mut [f64]) -> f64 {
+    a.sort_by(f64::total_cmp);
+    b.sort_by(f64::total_cmp);
+    let (mut i, mut j, mut d) = (0, 0, 0.0f64);
+    while i < a.len() && j < b.len() {
+        let x = a[i].min(b[j]);
+        while i < a.len() && a[i] <= x {
+            i += 1;
+        }
+        while j < b.len() && b[j] <= x {
+            j += 1;
+        }
+        d = d.max((i as f64 / a.len() as f64 - j as f64 / b.len() as f64).abs());
+    }
+    d
+}
+
+/// The asymptotic critical value of the one-sample KS test with `n`
+/// samples at level `alpha`: sqrt(-ln(alpha/2)/2)/sqrt(n).
+pub fn ks_critical(n: usize, alpha: f64) -> f64 {
+    (-(alpha / 2.0).ln() / 2.0).sqrt() / (n as f64).sqrt()
+}
+
+/// The asymptotic critical value of the two-sample KS test at `alpha`.
+pub fn ks_two_sample_critical(n: usize, m: usize, alpha: f64) -> f64 {
+    (-(alpha / 2.0).ln() / 2.0).sqrt() * (((n + m) as f64) / ((n * m) as f64)).sqrt()
 }

@@ -89,6 +89,14 @@ pub struct Metrics {
     pub directory_failures: IntCounter,
     /// Tags restored into the filters at start.
     pub replay_tags_restored: IntCounter,
+    /// Payloads for this gateway's mailboxes, by result.
+    pub mailbox_messages: IntCounterVec,
+    /// Payloads held in mailboxes.
+    pub mailbox_held: IntGauge,
+    /// Delivery frames sent to clients, by kind.
+    pub client_deliveries: IntCounterVec,
+    /// Connected client sessions.
+    pub client_sessions: IntGauge,
 }
 
 fn registered<C: prometheus::core::Collector + Clone + 'static>(
@@ -190,6 +198,34 @@ impl Metrics {
                     "mtos_replay_tags_restored_total",
                     "Replay tags reloaded from disk at start.",
                 ),
+            )?,
+            mailbox_messages: registered(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "mtos_mailbox_messages_total",
+                        "Payloads for this gateway's mailboxes, by result (stored, full).",
+                    ),
+                    &["result"],
+                ),
+            )?,
+            mailbox_held: registered(
+                &r,
+                IntGauge::new("mtos_mailbox_held_messages", "Payloads held in mailboxes."),
+            )?,
+            client_deliveries: registered(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "mtos_client_deliveries_total",
+                        "Delivery frames sent to clients, by kind (real, dummy).",
+                    ),
+                    &["kind"],
+                ),
+            )?,
+            client_sessions: registered(
+                &r,
+                IntGauge::new("mtos_client_sessions", "Connected client sessions."),
             )?,
             registry: r,
         };

@@ -13,6 +13,9 @@ use libp2p::{connection_limits, identify, noise, peer_store, ping, tcp, yamux};
 
 /// Mix frames.
 pub const MIX_PROTOCOL: StreamProtocol = StreamProtocol::new("/mtos/mix/1");
+/// A client's session with its gateway: the client writes its mailbox
+/// secret, the gateway writes delivery frames at a constant rate.
+pub const CLIENT_PROTOCOL: StreamProtocol = StreamProtocol::new("/mtos/client/1");
 /// Directory requests.
 pub const DIR_PROTOCOL: StreamProtocol = StreamProtocol::new("/mtos/dir/1");
 /// The byte a node writes on a mix stream it accepted, before any frame

@@ -35,6 +35,7 @@ use crate::directory::{
 };
 use crate::engine::{Counters, Event, Link, MixEngine, Transmit};
 use crate::keys::{EpochKey, KeyRing, ReplaySizing};
+use crate::mailbox::{Mailboxes, Stored, encode_delivery};
 use crate::time::Instant;
 
 /// Frames waiting for the engine, from all links together.
@@ -176,6 +177,14 @@ pub async fn run(
     let incoming = control
         .accept(MIX_PROTOCOL)
         .map_err(|_| NodeError::Config("mix protocol registered twice".into()))?;
+    let clients = match config.node.role {
+        Role::Gateway => Some(
+            control
+                .accept(net::CLIENT_PROTOCOL)
+                .map_err(|_| NodeError::Config("client protocol registered twice".into()))?,
+        ),
+        _ => None,
+    };
 
     let position = my_position(&config);
     tracing::info!(
@@ -235,6 +244,21 @@ pub async fn run(
             streams: Mutex::default(),
         },
     ));
+    let mailboxes = clients.map(|incoming| {
+        let mailboxes = Arc::new(Mutex::new(Mailboxes::new(MAILBOX_LIMIT, MAILBOXES_LIMIT)));
+        tokio::spawn(client_task(
+            incoming,
+            ClientSessions {
+                mailboxes: mailboxes.clone(),
+                topology: topology_rx.clone(),
+                metrics: metrics.clone(),
+                permits: Arc::new(tokio::sync::Semaphore::new(
+                    config.limits.max_connections as usize,
+                )),
+            },
+        ));
+        mailboxes
+    });
     let (descriptor_tx, descriptor_rx) = watch::channel(Vec::new());
     let directory = DirectoryLoop {
         control: control.clone(),
@@ -273,6 +297,7 @@ pub async fn run(
         config: config.clone(),
         announce: loaded.announce.clone(),
         rotation_retry: None,
+        mailboxes,
     };
     driver.publish_descriptor().await;
     let outcome = driver.run(frames_rx, shutdown).await;
@@ -677,6 +702,83 @@ async fn write_frames(
     }
 }
 
+/// Payloads one mailbox holds.
+const MAILBOX_LIMIT: usize = 1_000;
+/// Payloads all of a gateway's mailboxes hold.
+const MAILBOXES_LIMIT: usize = 100_000;
+
+struct ClientSessions {
+    mailboxes: Arc<Mutex<Mailboxes>>,
+    topology: SharedTopology,
+    metrics: Metrics,
+    permits: Arc<tokio::sync::Semaphore>,
+}
+
+async fn client_task(mut incoming: libp2p_stream::IncomingStreams, sessions: ClientSessions) {
+    let sessions = Arc::new(sessions);
+    while let Some((_peer, stream)) = incoming.next().await {
+        // Never the peer in logs: it is a client.
+        if let Ok(permit) = sessions.permits.clone().try_acquire_owned() {
+            tokio::spawn(serve_client(stream, sessions.clone(), permit));
+        }
+    }
+}
+
+/// One client session: the client names its mailbox by the secret the id
+/// derives from, then gets one delivery frame per exponential gap of mean
+/// 1/λP, a stored payload when there is one and a dummy otherwise, so the
+/// link shows the same traffic whether or not replies arrive.
+async fn serve_client(
+    mut stream: libp2p::Stream,
+    sessions: Arc<ClientSessions>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+) {
+    let mut secret = zeroize::Zeroizing::new([0u8; 32]);
+    match tokio::time::timeout(net::MIX_READY_TIMEOUT, stream.read_exact(secret.as_mut())).await {
+        Ok(Ok(())) => {}
+        _ => return,
+    }
+    let mailbox = mtos_crypto::envelope::mailbox_id(&secret);
+    drop(secret);
+    let metrics = &sessions.metrics;
+    metrics.client_sessions.inc();
+    let mut rng = StdRng::from_rng(&mut rand::rng());
+    let mut next = tokio::time::Instant::now();
+    loop {
+        let rate = sessions
+            .topology
+            .borrow()
+            .as_ref()
+            .map_or(1.0, |t| t.document.rates.payload);
+        let mean = Duration::from_secs_f64(1.0 / rate.clamp(0.01, 10_000.0));
+        next += mtos_crypto::sphinx::sample_exponential(&mut rng, mean);
+        tokio::time::sleep_until(next).await;
+        let stored = sessions
+            .mailboxes
+            .lock()
+            .ok()
+            .and_then(|mut m| m.pop(&mailbox));
+        let frame = encode_delivery(stored.as_ref());
+        let write = async {
+            stream.write_all(&frame).await?;
+            stream.flush().await
+        };
+        if !matches!(tokio::time::timeout(WRITE_TIMEOUT, write).await, Ok(Ok(()))) {
+            // The client went away: its payload waits for the next session.
+            if let (Some(s), Ok(mut m)) = (stored, sessions.mailboxes.lock()) {
+                m.push(mailbox, s);
+            }
+            break;
+        }
+        let kind = if stored.is_some() { "real" } else { "dummy" };
+        metrics.client_deliveries.with_label_values(&[kind]).inc();
+        if let Ok(m) = sessions.mailboxes.lock() {
+            metrics.mailbox_held.set(m.held() as i64);
+        }
+    }
+    metrics.client_sessions.dec();
+}
+
 /// Keeps the node's descriptor at the authority and its document fresh.
 struct DirectoryLoop {
     control: libp2p_stream::Control,
@@ -814,6 +916,8 @@ struct EngineLoop {
     announce: Vec<Multiaddr>,
     /// After a failed rotation: when to try again.
     rotation_retry: Option<tokio::time::Instant>,
+    /// A gateway's mailboxes.
+    mailboxes: Option<Arc<Mutex<Mailboxes>>>,
 }
 
 impl EngineLoop {
@@ -910,11 +1014,7 @@ impl EngineLoop {
         while self.gated.front().is_some_and(|(seq, _)| *seq <= committed) {
             match self.gated.pop_front() {
                 Some((_, Output::Forward(t))) => self.send(t),
-                Some((_, Output::Deliver(d))) => {
-                    // What a final hop does with a payload comes with the
-                    // client and storage layers.
-                    tracing::trace!(bytes = d.payload.len(), "payload delivered");
-                }
+                Some((_, Output::Deliver(d))) => self.deliver(d),
                 None => break,
             }
         }
@@ -922,6 +1022,31 @@ impl EngineLoop {
             .sync_engine(&mut self.last, self.engine.counters());
         self.metrics.queue_depth.set(self.engine.held() as i64);
         self.metrics.commit_queue_depth.set(self.gated.len() as i64);
+    }
+
+    /// A payload for which this node is the final hop: a gateway files it
+    /// in the mailbox its destination names. (What a service node answers
+    /// comes with the storage layer.)
+    fn deliver(&mut self, d: crate::engine::Delivery) {
+        let Some(mailboxes) = &self.mailboxes else {
+            tracing::trace!(bytes = d.payload.len(), "payload delivered");
+            return;
+        };
+        let Ok(mut boxes) = mailboxes.lock() else {
+            return;
+        };
+        let stored = boxes.push(
+            d.destination.address,
+            Stored {
+                surb_id: d.destination.surb_id,
+                payload: d.payload,
+            },
+        );
+        self.metrics
+            .mailbox_messages
+            .with_label_values(&[if stored { "stored" } else { "full" }])
+            .inc();
+        self.metrics.mailbox_held.set(boxes.held() as i64);
     }
 
     fn send(&mut self, t: Transmit) {

@@ -1,0 +1,66 @@
+//! `specs/vectors/client.json`: a mailbox id, a client address and an
+//! envelope from fixed inputs. `MTOS_WRITE_VECTORS=1` rewrites the file.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use mtos_crypto::envelope::{self, ClientAddress, ENVELOPE_SIZE};
+use rand::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+use serde_json::{Value, json};
+
+fn hex(b: &[u8]) -> String {
+    data_encoding::HEXLOWER.encode(b)
+}
+
+fn compute() -> Value {
+    let mailbox_secret = [0x4d; 32];
+    let recipient_secret = [0x52; 32];
+    let recipient =
+        x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(recipient_secret))
+            .to_bytes();
+    let address = ClientAddress {
+        gateway: [0x47; 32],
+        mailbox: envelope::mailbox_id(&mailbox_secret),
+        key: recipient,
+    };
+    // The envelope's ephemeral secret is the first 32 bytes this RNG gives.
+    let mut rng = ChaCha20Rng::from_seed([0x45; 32]);
+    let sealed = envelope::seal(&mut rng, &recipient, b"\x00hello, mtos").unwrap();
+    json!({
+        "comment": "specs/client.md. The envelope's ephemeral X25519 secret is the first 32 bytes of ChaCha20Rng::from_seed([0x45; 32]).",
+        "mailbox_secret": hex(&mailbox_secret),
+        "mailbox_id": hex(&address.mailbox),
+        "recipient_secret": hex(&recipient_secret),
+        "address": hex(&address.to_bytes()),
+        "message": hex(b"\x00hello, mtos"),
+        "envelope": hex(&sealed),
+    })
+}
+
+#[test]
+fn client_vectors_match_the_spec() {
+    let path =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../specs/vectors/client.json");
+    let computed = compute();
+    if std::env::var_os("MTOS_WRITE_VECTORS").is_some() {
+        std::fs::write(
+            &path,
+            serde_json::to_string_pretty(&computed).unwrap() + "\n",
+        )
+        .unwrap();
+    }
+    let expected: Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("client.json")).unwrap();
+    assert_eq!(computed, expected);
+    let bytes = |k: &str| {
+        data_encoding::HEXLOWER
+            .decode(expected[k].as_str().unwrap().as_bytes())
+            .unwrap()
+    };
+    let sealed = bytes("envelope");
+    assert_eq!(sealed.len(), ENVELOPE_SIZE);
+    let secret: [u8; 32] = bytes("recipient_secret").try_into().unwrap();
+    assert_eq!(envelope::open(&secret, &sealed).unwrap(), bytes("message"));
+    let address = ClientAddress::from_bytes(&bytes("address")).unwrap();
+    assert_eq!(address.mailbox.to_vec(), bytes("mailbox_id"));
+}
