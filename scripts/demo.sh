@@ -1,16 +1,23 @@
 #!/usr/bin/env bash
-# The mtos demo on an embedded default: a scripted session of the `mtos`
-# command against a temporary home that is deleted afterwards. Later
-# milestones extend it into a local testnet.
+# The mtos demo on an embedded default: a local testnet of real mtos-node
+# processes with two clients exchanging messages through it, then a
+# scripted session of the `mtos` command against a temporary home, then a
+# simulated run. Everything lives in a temporary directory that is deleted
+# afterwards, and the testnet is always stopped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo build --quiet --bin mtos
+cargo build --quiet --bin mtos --bin mtos-node
 TARGET_DIR="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
 MTOS="$TARGET_DIR/debug/mtos"
 
 HOME_DIR="$(mktemp -d -t mtos-demo.XXXXXX)"
-trap 'rm -rf "$HOME_DIR"' EXIT
+TESTNET="$HOME_DIR/testnet"
+cleanup() {
+    if [ -f "$TESTNET/testnet.json" ]; then "$MTOS" testnet down --dir "$TESTNET" >/dev/null || true; fi
+    rm -rf "$HOME_DIR"
+}
+trap cleanup EXIT
 export MTOS_HOME="$HOME_DIR"
 # A throwaway home: the passphrase comes from the environment and the
 # scrypt cost is lowered so the demo is quick. Never do this with a real
@@ -21,6 +28,15 @@ export MTOS_KDF_LOG_N=12
 step() { printf '\n\033[1m$ mtos %s\033[0m\n' "$*"; "$MTOS" "$@"; }
 
 echo "demo home: $HOME_DIR"
+
+# A mixnet on this machine: an authority, a gateway, three layers of two
+# mixes and a service node, each a real mtos-node process on 127.0.0.1.
+step testnet up --dir "$TESTNET"
+# Two clients (fresh identities each) exchange messages on the Loopix
+# cover schedule; the gateway delivers to each at a constant rate.
+step testnet demo --dir "$TESTNET" --messages 20
+step testnet down --dir "$TESTNET"
+
 step id new --label alice
 step id new --label "alice (private)" --private
 step id new --label bob

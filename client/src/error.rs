@@ -60,6 +60,16 @@ pub enum ClientError {
     /// A recipient was not understood.
     #[error("recipient \"{0}\": not an mtos:id: URI, an age1... key, or one of your identities")]
     BadRecipient(String),
+    /// The network could not be reached or used (a gateway, the
+    /// authority, a local testnet's processes).
+    #[error("{0}")]
+    Network(String),
+    /// Something exists that this would replace.
+    #[error("{0}")]
+    Conflict(String),
+    /// Something named does not exist.
+    #[error("{0}")]
+    NotFound(String),
     /// The input is too large to be what it claims.
     #[error("{path}: larger than {limit} bytes, not an mtos file")]
     TooLarge {
@@ -114,7 +124,8 @@ impl ClientError {
             | ClientError::Uri(_)
             | ClientError::Import { .. }
             | ClientError::TooLarge { .. } => exit::BAD_INPUT,
-            ClientError::Refused(_) => exit::CONFLICT,
+            ClientError::Refused(_) | ClientError::Conflict(_) => exit::CONFLICT,
+            ClientError::NotFound(_) => exit::NOT_FOUND,
             ClientError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
                 exit::NOT_FOUND
             }

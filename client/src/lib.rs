@@ -5,6 +5,7 @@ pub mod home;
 pub mod mixnet;
 pub mod passphrase;
 pub mod store;
+pub mod testnet;
 
 pub use error::ClientError;
 pub use home::Home;

@@ -48,7 +48,7 @@ pub struct NetworkConfig {
 impl NetworkConfig {
     fn trust(&self) -> Result<Trust, ClientError> {
         let key = VerifyKey::from_bytes(self.authority_key)
-            .map_err(|_| ClientError::Refused("the authority key is not an ed25519 key".into()))?;
+            .map_err(|_| ClientError::Network("the authority key is not an ed25519 key".into()))?;
         Ok(Trust {
             network: self.network.clone(),
             authorities: vec![key],
@@ -117,7 +117,7 @@ fn unix_now() -> u64 {
 }
 
 fn net_error(what: &str) -> impl FnOnce(String) -> ClientError + '_ {
-    move |e| ClientError::Refused(format!("{what}: {e}"))
+    move |e| ClientError::Network(format!("{what}: {e}"))
 }
 
 async fn fetch(
@@ -135,7 +135,7 @@ async fn fetch(
     .await
     .map_err(net_error("network document"))?;
     NetworkDocument::verify(&bytes, trust, unix_now())
-        .map_err(|e| ClientError::Refused(format!("network document refused: {e}")))
+        .map_err(|e| ClientError::Network(format!("network document refused: {e}")))
 }
 
 fn pick<'a, R: rand::Rng + ?Sized>(
@@ -158,9 +158,9 @@ impl Session {
         let trust = config.trust()?;
         let keypair = libp2p::identity::Keypair::generate_ed25519();
         let mut swarm =
-            net::build_swarm(keypair, 64).map_err(|e| ClientError::Refused(e.to_string()))?;
+            net::build_swarm(keypair, 64).map_err(|e| ClientError::Network(e.to_string()))?;
         let authority = peer_id_of(&config.authority_key)
-            .map_err(|e| ClientError::Refused(format!("authority key: {e}")))?;
+            .map_err(|e| ClientError::Network(format!("authority key: {e}")))?;
         swarm.add_peer_address(authority, config.authority_addr.clone());
         let mut control = swarm.behaviour().stream.new_control();
         let (addr_tx, mut addr_rx) = mpsc::channel::<AddressBook>(64);
@@ -194,11 +194,11 @@ impl Session {
         let _ = done_rx.await;
         let mut rng = StdRng::from_rng(&mut rand::rng());
         let gateway = pick(&mut rng, &doc, Position::Gateway)
-            .ok_or_else(|| ClientError::Refused("the network document lists no gateway".into()))?
+            .ok_or_else(|| ClientError::Network("the network document lists no gateway".into()))?
             .clone();
         let gateway_peer = gateway
             .peer()
-            .map_err(|e| ClientError::Refused(e.to_string()))?;
+            .map_err(|e| ClientError::Network(e.to_string()))?;
         let mut mailbox_secret = Zeroizing::new([0u8; 32]);
         rng.fill(mailbox_secret.as_mut_slice());
         let key_secret = Zeroizing::new({
@@ -219,7 +219,7 @@ impl Session {
             control.open_stream(gateway_peer, CLIENT_PROTOCOL),
         )
         .await
-        .map_err(|_| ClientError::Refused("the gateway did not answer".into()))?
+        .map_err(|_| ClientError::Network("the gateway did not answer".into()))?
         .map_err(|e| net_error("gateway session")(e.to_string()))?;
         deliveries
             .write_all(mailbox_secret.as_slice())
@@ -307,14 +307,14 @@ impl Session {
     /// slot. Fails when the queue is full or the message too long.
     pub fn send(&self, to: &ClientAddress, message: &[u8]) -> Result<(), ClientError> {
         if message.len() > MAX_MESSAGE {
-            return Err(ClientError::Refused(format!(
+            return Err(ClientError::Network(format!(
                 "message of {} bytes exceeds {MAX_MESSAGE}",
                 message.len()
             )));
         }
         self.outgoing
             .try_send((*to, message.to_vec()))
-            .map_err(|_| ClientError::Refused("the send queue is full".into()))
+            .map_err(|_| ClientError::Network("the send queue is full".into()))
     }
 
     /// The next message received (loops and dummies are not messages).

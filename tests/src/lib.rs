@@ -17,40 +17,44 @@ use mtos_mixnode::driver::net::{self, DIR_GET_DOCUMENT};
 
 /// The `mtos-node` binary, built once per test process (so a test never
 /// runs a stale binary, even under `cargo test -p mtos-tests`).
+/// `MTOS_NODE_BIN` overrides it.
 pub fn node_binary() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        if let Some(p) = std::env::var_os("MTOS_NODE_BIN") {
-            return PathBuf::from(p);
-        }
-        // target/<profile>/deps/<test exe>
-        let exe = std::env::current_exe().unwrap();
-        let profile_dir = exe.parent().unwrap().parent().unwrap().to_owned();
-        let target_dir = profile_dir.parent().unwrap().to_owned();
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut build = Command::new(cargo);
-        build.args([
-            "build",
-            "--quiet",
-            "-p",
-            "mtos-mixnode",
-            "--bin",
-            "mtos-node",
-        ]);
-        // Benchmarks run from target/release: measure a release node.
-        if profile_dir.file_name().is_some_and(|n| n == "release") {
-            build.arg("--release");
-        }
-        let status = build
-            .arg("--target-dir")
-            .arg(&target_dir)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "cargo build of mtos-node failed");
-        profile_dir.join("mtos-node")
+        std::env::var_os("MTOS_NODE_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| build_binary("mtos-mixnode", "mtos-node"))
     })
     .clone()
+}
+
+/// The `mtos` binary, built the same way.
+pub fn mtos_binary() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| build_binary("mtos-client", "mtos"))
+        .clone()
+}
+
+fn build_binary(package: &str, bin: &str) -> PathBuf {
+    // target/<profile>/deps/<test exe>
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().unwrap().parent().unwrap().to_owned();
+    let target_dir = profile_dir.parent().unwrap().to_owned();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut build = Command::new(cargo);
+    build.args(["build", "--quiet", "-p", package, "--bin", bin]);
+    // Benchmarks run from target/release: measure a release build.
+    if profile_dir.file_name().is_some_and(|n| n == "release") {
+        build.arg("--release");
+    }
+    let status = build
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("run cargo build");
+    assert!(status.success(), "cargo build of {bin} failed");
+    profile_dir.join(bin)
 }
 
 /// A free TCP port on 127.0.0.1 (bound, then released).

@@ -2,6 +2,7 @@
 
 mod id;
 mod item;
+mod testnet;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -60,6 +61,11 @@ enum Command {
         after_help = "Example:\n  mtos item seal --text \"hello\" --tag first\n  mtos item open mtos:item:..."
     )]
     Item(item::ItemCommand),
+    #[command(
+        subcommand,
+        after_help = "Example:\n  mtos testnet up --dir /tmp/tn\n  mtos testnet demo --dir /tmp/tn\n  mtos testnet down --dir /tmp/tn"
+    )]
+    Testnet(testnet::TestnetCommand),
 }
 
 fn main() -> ExitCode {
@@ -90,9 +96,10 @@ fn main() -> ExitCode {
 /// Runs a command; returns its standard output, which may hold secrets
 /// (`mtos id export`) and is zeroized once written.
 fn run(cli: Cli) -> Result<String, ClientError> {
-    let home = Home::resolve(cli.home)?;
     match cli.command {
-        Command::Id(cmd) => id::run(&home, cmd),
-        Command::Item(cmd) => item::run(&home, cmd),
+        // A testnet lives in its own directory, not in the home.
+        Command::Testnet(cmd) => testnet::run(cmd),
+        Command::Id(cmd) => id::run(&Home::resolve(cli.home)?, cmd),
+        Command::Item(cmd) => item::run(&Home::resolve(cli.home)?, cmd),
     }
 }

@@ -1,0 +1,426 @@
+//! A local testnet: a directory authority, gateways, mix layers and
+//! service nodes as real `mtos-node` processes on 127.0.0.1, for trying
+//! mtos on one machine. `up` starts them and waits until every node uses
+//! a document listing all of them; if anything fails half-way it stops
+//! what it started. `down` stops them all. The state (processes, metrics
+//! URLs, what a client needs) is `testnet.json` in the directory.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::ClientError;
+use crate::mixnet::NetworkConfig;
+
+/// The state file inside a testnet directory.
+pub const STATE_FILE: &str = "testnet.json";
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    /// Mix layers.
+    pub layers: u8,
+    /// Mix nodes per layer.
+    pub per_layer: usize,
+    /// Gateways.
+    pub gateways: usize,
+    /// Service nodes.
+    pub services: usize,
+    /// Epoch length, seconds.
+    pub epoch_secs: u64,
+    /// Mean per-hop delay, ms.
+    pub mean_delay_ms: u64,
+    /// λP, λL, λD per second.
+    pub rates: (f64, f64, f64),
+}
+
+impl Default for Spec {
+    fn default() -> Self {
+        Self {
+            layers: 3,
+            per_layer: 2,
+            gateways: 1,
+            services: 1,
+            epoch_secs: 600,
+            mean_delay_ms: 20,
+            rates: (10.0, 2.0, 2.0),
+        }
+    }
+}
+
+/// One process of the testnet.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Process {
+    /// A name: authority, gateway-1, mix-2-1, service-1.
+    pub name: String,
+    /// Its pid.
+    pub pid: u32,
+    /// Its config file.
+    pub config: PathBuf,
+    /// Its metrics address (`host:port`), nodes only.
+    pub metrics: Option<String>,
+}
+
+/// `testnet.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct State {
+    /// Network id.
+    pub network: String,
+    /// The authority's key, hex.
+    pub authority_key: String,
+    /// The authority's libp2p address.
+    pub authority_addr: String,
+    /// Every process, authority first.
+    pub processes: Vec<Process>,
+}
+
+impl State {
+    /// What a client needs to join.
+    pub fn network_config(&self) -> Result<NetworkConfig, ClientError> {
+        let key = data_encoding::HEXLOWER
+            .decode(self.authority_key.as_bytes())
+            .ok()
+            .and_then(|k| <[u8; 32]>::try_from(k).ok())
+            .ok_or_else(|| ClientError::Network("testnet.json: bad authority key".into()))?;
+        Ok(NetworkConfig {
+            network: self.network.clone(),
+            authority_key: key,
+            authority_addr: self
+                .authority_addr
+                .parse()
+                .map_err(|e| ClientError::Network(format!("testnet.json: authority_addr: {e}")))?,
+        })
+    }
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ClientError + '_ {
+    move |source| ClientError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn free_port() -> Result<u16, ClientError> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| ClientError::Network(format!("no free port on 127.0.0.1: {e}")))
+}
+
+/// Scrapes one metric (summed over its label sets) from a node.
+pub fn metric(addr: &str, name: &str) -> Option<f64> {
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    if !text.starts_with("HTTP/1.1 200") {
+        return None;
+    }
+    let mut total = 0.0;
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((key, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        if key == name || key.strip_prefix(name).is_some_and(|r| r.starts_with('{')) {
+            total += value.parse::<f64>().ok()?;
+        }
+    }
+    Some(total)
+}
+
+/// Children started so far: stopped (SIGKILL) unless `up` succeeds.
+struct Started(Vec<(String, Child)>);
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        for (_, c) in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn run_ok(bin: &Path, args: &[&str]) -> Result<String, ClientError> {
+    let out = Command::new(bin)
+        .args(args)
+        .output()
+        .map_err(|e| ClientError::Network(format!("cannot run {}: {e}", bin.display())))?;
+    if !out.status.success() {
+        return Err(ClientError::Network(format!(
+            "mtos-node {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn spawn(bin: &Path, args: &[&str], log: &Path) -> Result<Child, ClientError> {
+    let file = std::fs::File::create(log).map_err(io(log))?;
+    let mut c = Command::new(bin);
+    c.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(file);
+    // Its own process group: a Ctrl-C meant for `mtos testnet up` does
+    // not reach the testnet, and `down` stops it.
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        c.process_group(0);
+    }
+    c.spawn()
+        .map_err(|e| ClientError::Network(format!("cannot start {}: {e}", bin.display())))
+}
+
+/// Says that what `up` had started was stopped.
+fn stopped(e: ClientError) -> ClientError {
+    ClientError::Network(format!("{e} (the testnet was stopped)"))
+}
+
+fn tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(5)..].join("\n")
+}
+
+/// Starts a testnet in `dir` with `bin` as `mtos-node`. `progress` gets a
+/// line per step.
+pub fn up(
+    dir: &Path,
+    spec: &Spec,
+    bin: &Path,
+    mut progress: impl FnMut(&str),
+) -> Result<State, ClientError> {
+    let state_path = dir.join(STATE_FILE);
+    if state_path.exists() {
+        return Err(ClientError::Conflict(format!(
+            "{} exists: a testnet is (or was) running there; `mtos testnet down` first",
+            state_path.display()
+        )));
+    }
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let network = "mtos-testnet".to_owned();
+    let auth_dir = dir.join("authority");
+    let authority_addr = format!("/ip4/127.0.0.1/tcp/{}", free_port()?);
+    let out = run_ok(
+        bin,
+        &[
+            "authority",
+            "init",
+            "--dir",
+            &auth_dir.to_string_lossy(),
+            "--network",
+            &network,
+            "--listen",
+            &authority_addr,
+            "--epoch-secs",
+            &spec.epoch_secs.to_string(),
+            "--mean-delay-ms",
+            &spec.mean_delay_ms.to_string(),
+        ],
+    )?;
+    let key = out
+        .lines()
+        .find_map(|l| l.strip_prefix("authority key: "))
+        .ok_or_else(|| ClientError::Network("mtos-node authority init printed no key".into()))?
+        .to_owned();
+    let auth_config = auth_dir.join("authority.toml");
+    let text = std::fs::read_to_string(&auth_config).map_err(io(&auth_config))?;
+    let (p, l, d) = spec.rates;
+    let text = text
+        .replace("payload = 2.0", &format!("payload = {p:?}"))
+        .replace("loops = 1.0", &format!("loops = {l:?}"))
+        .replace("drops = 1.0", &format!("drops = {d:?}"))
+        .replace("layers = 3", &format!("layers = {}", spec.layers));
+    std::fs::write(&auth_config, text).map_err(io(&auth_config))?;
+
+    let mut started = Started(Vec::new());
+    let mut processes = Vec::new();
+    let log = auth_dir.join("authority.log");
+    let child = spawn(
+        bin,
+        &[
+            "authority",
+            "run",
+            "--config",
+            &auth_config.to_string_lossy(),
+        ],
+        &log,
+    )?;
+    processes.push(Process {
+        name: "authority".into(),
+        pid: child.id(),
+        config: auth_config.clone(),
+        metrics: None,
+    });
+    started.0.push(("authority".into(), child));
+    progress(&format!("authority on {authority_addr}"));
+
+    let mut nodes: Vec<(String, &str, Option<u8>)> = Vec::new();
+    for g in 1..=spec.gateways {
+        nodes.push((format!("gateway-{g}"), "gateway", None));
+    }
+    for layer in 1..=spec.layers {
+        for i in 1..=spec.per_layer {
+            nodes.push((format!("mix-{layer}-{i}"), "mix", Some(layer)));
+        }
+    }
+    for s in 1..=spec.services {
+        nodes.push((format!("service-{s}"), "service", None));
+    }
+    for (name, role, layer) in &nodes {
+        let node_dir = dir.join(name);
+        let mut args = vec![
+            "init".to_owned(),
+            "--dir".into(),
+            node_dir.to_string_lossy().into_owned(),
+            "--role".into(),
+            (*role).into(),
+        ];
+        if let Some(l) = layer {
+            args.extend(["--layer".into(), l.to_string()]);
+        }
+        run_ok(bin, &args.iter().map(String::as_str).collect::<Vec<_>>()).map_err(stopped)?;
+        let metrics = format!("127.0.0.1:{}", free_port()?);
+        let p2p = format!("/ip4/127.0.0.1/tcp/{}", free_port()?);
+        let config = node_dir.join("mtos-node.toml");
+        let text = std::fs::read_to_string(&config).map_err(io(&config))?;
+        let text = text
+            .replace("id = \"mtos-local\"", &format!("id = \"{network}\""))
+            .replace("authority = \"\"", &format!("authority = \"{key}\""))
+            .replace("/ip4/127.0.0.1/tcp/9400", &authority_addr)
+            .replace("/ip4/0.0.0.0/tcp/9401", &p2p)
+            .replace("127.0.0.1:9402", &metrics);
+        std::fs::write(&config, text).map_err(io(&config))?;
+        let child = spawn(
+            bin,
+            &["run", "--config", &config.to_string_lossy()],
+            &node_dir.join("node.log"),
+        )
+        .map_err(stopped)?;
+        processes.push(Process {
+            name: name.clone(),
+            pid: child.id(),
+            config,
+            metrics: Some(metrics),
+        });
+        started.0.push((name.clone(), child));
+    }
+    progress(&format!(
+        "started {} nodes; waiting for the network document",
+        nodes.len()
+    ));
+
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        for (name, child) in &mut started.0 {
+            if let Ok(Some(status)) = child.try_wait() {
+                let log = processes
+                    .iter()
+                    .find(|p| &p.name == name)
+                    .map(|p| {
+                        p.config
+                            .parent()
+                            .map(|d| {
+                                d.join(if name == "authority" {
+                                    "authority.log"
+                                } else {
+                                    "node.log"
+                                })
+                            })
+                            .unwrap_or_default()
+                    })
+                    .unwrap_or_default();
+                return Err(ClientError::Network(format!(
+                    "{name} exited ({status}); the testnet was stopped. Its log ends:\n{}",
+                    tail(&log)
+                )));
+            }
+        }
+        let ready = processes
+            .iter()
+            .filter_map(|p| p.metrics.as_deref())
+            .all(|m| metric(m, "mtos_directory_nodes") == Some(nodes.len() as f64));
+        if ready {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(ClientError::Network(
+                "the nodes did not all see each other within 90 s; the testnet was stopped".into(),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let state = State {
+        network,
+        authority_key: key,
+        authority_addr,
+        processes,
+    };
+    let text =
+        serde_json::to_string_pretty(&state).map_err(|e| ClientError::Network(e.to_string()))?;
+    std::fs::write(&state_path, text + "\n").map_err(io(&state_path))?;
+    // Success: the processes outlive this command.
+    started.0.clear();
+    Ok(state)
+}
+
+/// Reads a testnet's state.
+pub fn load(dir: &Path) -> Result<State, ClientError> {
+    let path = dir.join(STATE_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            ClientError::NotFound(format!("no testnet in {} (no {STATE_FILE})", dir.display()))
+        } else {
+            io(&path)(e)
+        }
+    })?;
+    serde_json::from_str(&text)
+        .map_err(|e| ClientError::Network(format!("{}: {e}", path.display())))
+}
+
+/// Whether `pid` is still the `mtos-node` process started with `config`
+/// (a pid can be reused by an unrelated process after it exits).
+fn is_ours(pid: u32, config: &Path) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+        let text = String::from_utf8_lossy(&c);
+        text.contains("mtos-node") && text.contains(&*config.to_string_lossy())
+    })
+}
+
+fn signal(pid: u32, sig: &str) {
+    let _ = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// Stops every process of the testnet in `dir` (SIGTERM, then SIGKILL
+/// after 10 s) and removes its state file. Returns how many were running.
+pub fn down(dir: &Path) -> Result<usize, ClientError> {
+    let state = load(dir)?;
+    let running: Vec<&Process> = state
+        .processes
+        .iter()
+        .filter(|p| is_ours(p.pid, &p.config))
+        .collect();
+    for p in &running {
+        signal(p.pid, "-TERM");
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline && running.iter().any(|p| is_ours(p.pid, &p.config)) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for p in running.iter().filter(|p| is_ours(p.pid, &p.config)) {
+        signal(p.pid, "-KILL");
+    }
+    let path = dir.join(STATE_FILE);
+    std::fs::remove_file(&path).map_err(io(&path))?;
+    Ok(running.len())
+}
