@@ -157,11 +157,16 @@ impl TestNode {
     }
 
     fn start(&mut self) {
+        self.start_with_env(&[]);
+    }
+
+    fn start_with_env(&mut self, env: &[(&str, &str)]) {
         let mut c = Command::new(node_binary());
         c.arg("run")
             .arg("--config")
             .arg(self.dir.join("mtos-node.toml"))
-            .env("RUST_LOG", "info");
+            .env("RUST_LOG", "info")
+            .envs(env.iter().copied());
         let log = self.dir.join("node.log");
         let name = self.proc.name.clone();
         self.proc = Proc::spawn(&name, c, &log);
@@ -171,6 +176,13 @@ impl TestNode {
     pub fn kill_and_restart(&mut self) {
         self.proc.kill();
         self.start();
+    }
+
+    /// Stops the node and starts it again with extra environment
+    /// variables (the test fault switch, say).
+    pub fn restart_with_env(&mut self, env: &[(&str, &str)]) {
+        self.proc.kill();
+        self.start_with_env(env);
     }
 
     /// The node's log so far.
@@ -235,7 +247,9 @@ fn run_ok(args: &[&str]) -> String {
 impl Testnet {
     /// Starts an authority (epochs of `epoch_secs`, mean delay
     /// `mean_delay_ms`) and one node per entry of `positions`, then waits
-    /// until every node's document lists them all.
+    /// until every node's document lists them all. Node loop cover is off
+    /// (λM = 0), so tests can count every frame they send;
+    /// [`Testnet::start_custom`] keeps the template's rates.
     pub fn start(positions: &[Position], epoch_secs: u64, mean_delay_ms: u64) -> Self {
         Self::start_with(positions, epoch_secs, mean_delay_ms, |config| config)
     }
@@ -248,7 +262,9 @@ impl Testnet {
         mean_delay_ms: u64,
         tweak: impl Fn(String) -> String,
     ) -> Self {
-        Self::start_custom(positions, epoch_secs, mean_delay_ms, tweak, |a| a)
+        Self::start_custom(positions, epoch_secs, mean_delay_ms, tweak, |a| {
+            a.replace("node_loops = 1.0", "node_loops = 0.0")
+        })
     }
 
     /// [`Testnet::start_with`], with the authority's config text passed

@@ -8,8 +8,8 @@
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -31,17 +31,20 @@ pub enum DriverDrop {
     UnknownNextHop,
     /// The link to the next hop broke while the frame was being sent.
     LinkFailed,
+    /// Test-only fault injection (`MTOS_FAULT_DROP_ALL`) dropped it.
+    FaultInjected,
 }
 
 impl DriverDrop {
     /// Every driver reason.
-    pub const ALL: [DriverDrop; 6] = [
+    pub const ALL: [DriverDrop; 7] = [
         DriverDrop::WrongLayer,
         DriverDrop::RateLimited,
         DriverDrop::Overloaded,
         DriverDrop::SendQueueFull,
         DriverDrop::UnknownNextHop,
         DriverDrop::LinkFailed,
+        DriverDrop::FaultInjected,
     ];
 
     /// Its label.
@@ -53,6 +56,7 @@ impl DriverDrop {
             DriverDrop::SendQueueFull => "send_queue_full",
             DriverDrop::UnknownNextHop => "unknown_next_hop",
             DriverDrop::LinkFailed => "link_failed",
+            DriverDrop::FaultInjected => "fault_injected",
         }
     }
 }
@@ -97,6 +101,10 @@ pub struct Metrics {
     pub client_deliveries: IntCounterVec,
     /// Connected client sessions.
     pub client_sessions: IntGauge,
+    /// This node's loops, by fate (sent, returned, lost).
+    pub node_loops: IntCounterVec,
+    /// Lost share of this node's recent loops.
+    pub node_loop_loss: Gauge,
 }
 
 fn registered<C: prometheus::core::Collector + Clone + 'static>(
@@ -227,6 +235,23 @@ impl Metrics {
                 &r,
                 IntGauge::new("mtos_client_sessions", "Connected client sessions."),
             )?,
+            node_loops: registered(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "mtos_node_loops_total",
+                        "This node's loop cover packets, by fate (sent, returned, lost).",
+                    ),
+                    &["result"],
+                ),
+            )?,
+            node_loop_loss: registered(
+                &r,
+                Gauge::new(
+                    "mtos_node_loop_loss_ratio",
+                    "Lost share of this node's last 100 resolved loops (above 0.5: packets are being dropped in the network).",
+                ),
+            )?,
             registry: r,
         };
         for reason in DropReason::ALL {
@@ -234,6 +259,9 @@ impl Metrics {
         }
         for reason in DriverDrop::ALL {
             m.frames_dropped.with_label_values(&[reason.name()]);
+        }
+        for result in ["sent", "returned", "lost"] {
+            m.node_loops.with_label_values(&[result]);
         }
         for role in ["client", "gateway", "mix", "service", "authority"] {
             m.connections.with_label_values(&[role]);

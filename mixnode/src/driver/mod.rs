@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 pub mod authority;
 pub mod keystore;
+pub mod loops;
 pub mod metrics;
 pub mod net;
 pub mod node;

@@ -137,6 +137,18 @@ fn role_label(position: Position) -> &'static str {
     }
 }
 
+/// The test-only fault switch: with `MTOS_FAULT_DROP_ALL=1` in its
+/// environment a node drops every frame it reads (counted as
+/// `fault_injected`), as a node mounting a blocking attack would. Tests
+/// use it to check that loop cover notices; it is announced loudly.
+fn fault_drop_all() -> bool {
+    let on = std::env::var_os("MTOS_FAULT_DROP_ALL").is_some_and(|v| v == "1");
+    if on {
+        tracing::warn!("MTOS_FAULT_DROP_ALL=1: this node drops every frame (test fault injection)");
+    }
+    on
+}
+
 /// Commands to the swarm task.
 enum SwarmCommand {
     /// Learn the addresses of the document's nodes.
@@ -241,6 +253,7 @@ pub async fn run(
             origin,
             me: position,
             rate: f64::from(config.limits.peer_rate_pps),
+            drop_all: fault_drop_all(),
             streams: Mutex::default(),
         },
     ));
@@ -273,6 +286,16 @@ pub async fn run(
     tokio::spawn(directory.run(first));
 
     let writer = loaded.replay.clone().spawn_writer(64)?;
+    let my_key = *loaded.identity.verify_key().as_bytes();
+    let loop_tracker = Arc::new(Mutex::new(super::loops::LoopTracker::default()));
+    let (loops_tx, loops_rx) = mpsc::channel::<Transmit>(64);
+    tokio::spawn(super::loops::run(
+        my_key,
+        topology_rx.clone(),
+        loops_tx,
+        loop_tracker.clone(),
+        metrics.clone(),
+    ));
     let mut driver = EngineLoop {
         engine,
         rng,
@@ -298,9 +321,11 @@ pub async fn run(
         announce: loaded.announce.clone(),
         rotation_retry: None,
         mailboxes,
+        loop_tracker,
+        me: my_key,
     };
     driver.publish_descriptor().await;
-    let outcome = driver.run(frames_rx, shutdown).await;
+    let outcome = driver.run(frames_rx, loops_rx, shutdown).await;
     // Close the replay database in order: the commit thread finishes its
     // last batch and exits, then the last handle is dropped.
     drop(driver);
@@ -506,6 +531,8 @@ struct Inbound {
     origin: tokio::time::Instant,
     me: Position,
     rate: f64,
+    /// Test-only fault: drop every frame (see [`fault_drop_all`]).
+    drop_all: bool,
     /// Open inbound mix streams per peer.
     streams: Mutex<HashMap<PeerId, usize>>,
 }
@@ -591,6 +618,10 @@ async fn read_frames(mut stream: libp2p::Stream, slot: StreamSlot) {
             inbound.metrics.frames_received.inc();
             inbound.metrics.driver_drop(reason);
         };
+        if inbound.drop_all {
+            refuse(DriverDrop::FaultInjected);
+            continue;
+        }
         if !accepts(inbound.me, sender, layers) {
             // Counted, and the stream closed: this peer has no business
             // sending here.
@@ -918,6 +949,10 @@ struct EngineLoop {
     rotation_retry: Option<tokio::time::Instant>,
     /// A gateway's mailboxes.
     mailboxes: Option<Arc<Mutex<Mailboxes>>>,
+    /// This node's loops in flight.
+    loop_tracker: Arc<Mutex<super::loops::LoopTracker>>,
+    /// This node's key (its loops come back addressed to it).
+    me: [u8; 32],
 }
 
 impl EngineLoop {
@@ -933,6 +968,7 @@ impl EngineLoop {
     async fn run(
         &mut self,
         mut frames: mpsc::Receiver<Vec<u8>>,
+        mut loops: mpsc::Receiver<Transmit>,
         mut shutdown: std::pin::Pin<&mut impl Future<Output = ()>>,
     ) -> Result<(), NodeError> {
         loop {
@@ -960,6 +996,7 @@ impl EngineLoop {
                         self.engine.handle_frame(now, Link(0), &frame, &mut self.rng);
                     }
                 }
+                Some(t) = loops.recv() => self.send(t),
                 changed = self.committed.changed() => {
                     if changed.is_err() {
                         return Err(NodeError::Database {
@@ -1028,6 +1065,13 @@ impl EngineLoop {
     /// in the mailbox its destination names. (What a service node answers
     /// comes with the storage layer.)
     fn deliver(&mut self, d: crate::engine::Delivery) {
+        if d.destination.address == self.me {
+            // One of this node's loops (or a forgery, which is ignored).
+            if let Ok(mut t) = self.loop_tracker.lock() {
+                t.returned(&d.destination.surb_id, &self.metrics);
+            }
+            return;
+        }
         let Some(mailboxes) = &self.mailboxes else {
             tracing::trace!(bytes = d.payload.len(), "payload delivered");
             return;
