@@ -19,7 +19,7 @@
 
 use std::time::{Duration, Instant};
 
-use mtos_crypto::sphinx::{self, Destination, FRAME_SIZE, Hop, NodeAddress, SphinxSecret};
+use mtos_crypto::sphinx::FRAME_SIZE;
 use mtos_mixnode::admission::Position;
 use mtos_tests::{TestClient, Testnet, cpu_seconds, rss_bytes};
 use rand::RngExt;
@@ -34,39 +34,7 @@ fn arg(name: &str, default: u64) -> u64 {
 }
 
 fn raw_unwrap_rate(seconds: f64) -> f64 {
-    let mut rng = rand::rng();
-    let me = SphinxSecret::generate(&mut rng);
-    let next = SphinxSecret::generate(&mut rng);
-    let route = [
-        Hop {
-            address: NodeAddress([1; 32]),
-            sphinx_key: me.public(),
-        },
-        Hop {
-            address: NodeAddress([2; 32]),
-            sphinx_key: next.public(),
-        },
-    ];
-    let dest = Destination {
-        address: [3; 32],
-        surb_id: [0; 16],
-    };
-    let packets: Vec<Vec<u8>> = (0..300)
-        .map(|_| {
-            sphinx::build_forward(&mut rng, &route, &dest, &[Duration::ZERO; 2], b"x").unwrap()
-        })
-        .collect();
-    let start = Instant::now();
-    let mut n = 0u64;
-    while start.elapsed().as_secs_f64() < seconds {
-        for p in &packets {
-            let c = sphinx::check_header(p, &me).unwrap();
-            std::hint::black_box(c.replay_tag());
-            std::hint::black_box(c.process().unwrap());
-            n += 1;
-        }
-    }
-    n as f64 / start.elapsed().as_secs_f64()
+    mtos_mixnode::driver::capacity::unwrap_rate(seconds).unwrap()
 }
 
 fn main() {

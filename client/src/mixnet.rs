@@ -15,7 +15,7 @@ use mtos_crypto::{CryptoRng, VerifyKey};
 use mtos_mixnode::admission::Position;
 use mtos_mixnode::cover::{CoverRates, CoverSchedule, Send};
 use mtos_mixnode::directory::{NetworkDocument, NodeEntry, Trust, peer_id_of};
-use mtos_mixnode::driver::net::{self, CLIENT_PROTOCOL, DIR_GET_DOCUMENT};
+use mtos_mixnode::driver::net::{self, CLIENT_PROTOCOL};
 use mtos_mixnode::mailbox::{DELIVERY_FRAME_SIZE, decode_delivery};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -110,12 +110,6 @@ impl Drop for Session {
     }
 }
 
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 fn net_error(what: &str) -> impl FnOnce(String) -> ClientError + '_ {
     move |e| ClientError::Network(format!("{what}: {e}"))
 }
@@ -125,17 +119,9 @@ async fn fetch(
     authority: PeerId,
     trust: &Trust,
 ) -> Result<NetworkDocument, ClientError> {
-    let bytes = net::directory_request_retrying(
-        control,
-        authority,
-        DIR_GET_DOCUMENT,
-        &[],
-        Duration::from_secs(10),
-    )
-    .await
-    .map_err(net_error("network document"))?;
-    NetworkDocument::verify(&bytes, trust, unix_now())
-        .map_err(|e| ClientError::Network(format!("network document refused: {e}")))
+    mtos_mixnode::driver::node::fetch_document(control, authority, trust)
+        .await
+        .map_err(|e| ClientError::Network(format!("network document: {e}")))
 }
 
 fn pick<'a, R: rand::Rng + ?Sized>(

@@ -1,7 +1,6 @@
 //! `mtos-node`: the relay daemon of mtos, and the directory authority.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -241,43 +240,7 @@ fn serve(config_path: &Path) -> Result<(), String> {
 /// Times header check + unwrap of pre-built packets (building them is
 /// slower and not what a node does).
 fn bench(seconds: f64) -> Result<(), String> {
-    use mtos_crypto::sphinx::{self, Destination, Hop, NodeAddress, SphinxSecret};
-    use std::time::{Duration, Instant};
-    let mut rng = rand::rng();
-    let me = SphinxSecret::generate(&mut rng);
-    let other = SphinxSecret::generate(&mut rng);
-    let route = [
-        Hop {
-            address: NodeAddress([1; 32]),
-            sphinx_key: me.public(),
-        },
-        Hop {
-            address: NodeAddress([2; 32]),
-            sphinx_key: other.public(),
-        },
-    ];
-    let destination = Destination {
-        address: [3; 32],
-        surb_id: [0; 16],
-    };
-    let delays = [Duration::ZERO, Duration::ZERO];
-    let count = 500;
-    let packets: Vec<Vec<u8>> = (0..count)
-        .map(|_| sphinx::build_forward(&mut rng, &route, &destination, &delays, b"bench"))
-        .collect::<Result<_, _>>()
-        .map_err(|e| e.to_string())?;
-    let budget = Duration::from_secs_f64(seconds.clamp(0.1, 600.0));
-    let start = Instant::now();
-    let mut done = 0u64;
-    while start.elapsed() < budget {
-        for p in &packets {
-            let checked = sphinx::check_header(p, &me).map_err(|e| e.to_string())?;
-            std::hint::black_box(checked.replay_tag());
-            std::hint::black_box(checked.process().map_err(|e| e.to_string())?);
-            done += 1;
-        }
-    }
-    let rate = done as f64 / start.elapsed().as_secs_f64();
+    let rate = driver::capacity::unwrap_rate(seconds)?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
         "Sphinx unwrap (header check + replay tag + process): {rate:.0} packets/s on one core"
@@ -288,22 +251,6 @@ fn bench(seconds: f64) -> Result<(), String> {
         rate * 0.8
     );
     Ok(())
-}
-
-fn create_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options
-        .open(path)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 fn init(dir: &Path, role: RoleArg, layer: Option<u8>) -> Result<(), String> {
@@ -347,8 +294,10 @@ fn init(dir: &Path, role: RoleArg, layer: Option<u8>) -> Result<(), String> {
     let identity = Identity::generate(&mut rand::rng(), label, Visibility::Public, now);
     // The key first: a config without a key is harmless, the reverse would
     // invite a second init that replaces the key.
-    create_private(&key_path, identity.export_secret().as_bytes())?;
-    create_private(&config_path, NodeConfig::template(role, layer).as_bytes())?;
+    driver::create_private(&key_path, identity.export_secret().as_bytes())
+        .map_err(|e| e.to_string())?;
+    driver::create_private(&config_path, NodeConfig::template(role, layer).as_bytes())
+        .map_err(|e| e.to_string())?;
     println!("created {}", config_path.display());
     println!(
         "created {} (owner-only; back it up, never share it)",

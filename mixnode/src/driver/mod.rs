@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 pub mod authority;
+pub mod capacity;
 pub mod keystore;
 pub mod loops;
 pub mod metrics;
