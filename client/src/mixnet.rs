@@ -84,6 +84,9 @@ pub struct SessionStats {
     pub received: u64,
     /// Frames that did not open (not for us, tampered).
     pub undecodable: u64,
+    /// Messages dropped because [`RECEIVE_QUEUE`] was full (the reader
+    /// did not call [`Session::recv`] fast enough).
+    pub dropped_unread: u64,
 }
 
 /// A session with a gateway.
@@ -566,10 +569,11 @@ async fn receive_loop(
                 Some((&KIND_LOOP, _)) => st.loops_returned += 1,
                 Some((&KIND_MESSAGE, body)) => {
                     st.received += 1;
-                    drop(st);
-                    // A full queue drops the message: the reader is not
-                    // keeping up.
-                    let _ = messages.try_send(body.to_vec());
+                    // A full queue drops the message (counted): the reader
+                    // is not keeping up.
+                    if messages.try_send(body.to_vec()).is_err() {
+                        st.dropped_unread += 1;
+                    }
                 }
                 _ => st.undecodable += 1,
             },
