@@ -735,8 +735,9 @@ async fn write_frames(
 
 /// Payloads one mailbox holds.
 const MAILBOX_LIMIT: usize = 1_000;
-/// Payloads all of a gateway's mailboxes hold.
-const MAILBOXES_LIMIT: usize = 100_000;
+/// Payloads all of a gateway's mailboxes hold (about 82 MiB at 4,113
+/// bytes each).
+const MAILBOXES_LIMIT: usize = 20_000;
 
 struct ClientSessions {
     mailboxes: Arc<Mutex<Mailboxes>>,

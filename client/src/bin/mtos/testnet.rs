@@ -33,6 +33,18 @@ pub enum TestnetCommand {
         /// Mean per-hop mixing delay, ms.
         #[arg(long, default_value_t = 20)]
         mean_delay_ms: u64,
+        /// Epoch length, seconds (Sphinx keys rotate every epoch).
+        #[arg(long, default_value_t = 600)]
+        epoch_secs: u64,
+        /// Each client's payload rate λP, packets/s.
+        #[arg(long, default_value_t = 10.0)]
+        payload_rate: f64,
+        /// Each client's loop rate λL, packets/s.
+        #[arg(long, default_value_t = 2.0)]
+        loop_rate: f64,
+        /// Each client's drop rate λD, packets/s.
+        #[arg(long, default_value_t = 2.0)]
+        drop_rate: f64,
         /// The mtos-node binary (default: next to this one, else on PATH).
         #[arg(long, env = "MTOS_NODE_BIN")]
         node_bin: Option<PathBuf>,
@@ -80,8 +92,18 @@ pub fn run(cmd: TestnetCommand) -> Result<String, ClientError> {
             gateways,
             services,
             mean_delay_ms,
+            epoch_secs,
+            payload_rate,
+            loop_rate,
+            drop_rate,
             node_bin: bin,
         } => {
+            let rates = [payload_rate, loop_rate, drop_rate];
+            if rates.iter().any(|r| !(0.0..=1000.0).contains(r)) || payload_rate <= 0.0 {
+                return Err(ClientError::Refused(
+                    "rates are packets/s between 0 and 1000, and the payload rate above 0".into(),
+                ));
+            }
             if !(1..=3).contains(&layers) || per_layer == 0 || gateways == 0 || services == 0 {
                 return Err(ClientError::Refused(
                     "a testnet needs 1 to 3 layers and at least one node of each kind".into(),
@@ -93,7 +115,8 @@ pub fn run(cmd: TestnetCommand) -> Result<String, ClientError> {
                 gateways,
                 services,
                 mean_delay_ms,
-                ..Spec::default()
+                epoch_secs: epoch_secs.clamp(1, 604_800),
+                rates: (payload_rate, loop_rate, drop_rate),
             };
             let state = testnet::up(&dir, &spec, &node_bin(bin), |line| println!("{line}"))?;
             Ok(status_text(&dir, &state))
