@@ -10,11 +10,11 @@ use std::time::Duration;
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use libp2p::{Multiaddr, PeerId};
 use mtos_crypto::envelope::{self, ClientAddress, MAX_CLIENT_MESSAGE};
-use mtos_crypto::sphinx::{self, Destination, Hop, SURB_ID_LEN, sample_exponential};
+use mtos_crypto::sphinx::{self, Destination, SURB_ID_LEN};
 use mtos_crypto::{CryptoRng, VerifyKey};
 use mtos_mixnode::admission::Position;
 use mtos_mixnode::cover::{CoverRates, CoverSchedule, Send};
-use mtos_mixnode::directory::{NetworkDocument, NodeEntry, Trust, peer_id_of};
+use mtos_mixnode::directory::{NetworkDocument, Trust, peer_id_of};
 use mtos_mixnode::driver::net::{self, CLIENT_PROTOCOL};
 use mtos_mixnode::mailbox::{DELIVERY_FRAME_SIZE, decode_delivery};
 use rand::rngs::StdRng;
@@ -127,19 +127,6 @@ async fn fetch(
         .map_err(|e| ClientError::Network(format!("network document: {e}")))
 }
 
-fn pick<'a, R: rand::Rng + ?Sized>(
-    rng: &mut R,
-    doc: &'a NetworkDocument,
-    position: Position,
-) -> Option<&'a NodeEntry> {
-    let nodes: Vec<&NodeEntry> = doc
-        .nodes
-        .iter()
-        .filter(|n| n.position() == position)
-        .collect();
-    (!nodes.is_empty()).then(|| nodes[rng.random_range(0..nodes.len())])
-}
-
 impl Session {
     /// Connects to a random gateway of the network with a fresh libp2p
     /// identity and a fresh mailbox, and starts the cover schedule.
@@ -182,7 +169,8 @@ impl Session {
         let _ = addr_tx.send(AddressBook::Barrier(done_tx)).await;
         let _ = done_rx.await;
         let mut rng = StdRng::from_rng(&mut rand::rng());
-        let gateway = pick(&mut rng, &doc, Position::Gateway)
+        let gateway = doc
+            .pick(&mut rng, Position::Gateway)
             .ok_or_else(|| ClientError::Network("the network document lists no gateway".into()))?
             .clone();
         let gateway_peer = gateway
@@ -355,7 +343,7 @@ fn build<R: rand::Rng + CryptoRng + ?Sized>(
     let gateway = doc.nodes.iter().find(|n| n.key == me.gateway)?;
     let mut route = vec![gateway];
     for layer in 1..=doc.layers {
-        route.push(pick(rng, doc, Position::Layer(layer))?);
+        route.push(doc.pick(rng, Position::Layer(layer))?);
     }
     let (last, address, message, seal_to) = match send {
         Send::Real((to, body)) => {
@@ -374,7 +362,7 @@ fn build<R: rand::Rng + CryptoRng + ?Sized>(
         }
         // Drops end at a service node, which discards them.
         Send::PayloadCover | Send::Drop | Send::NodeLoop => {
-            let last = pick(rng, doc, Position::Service)?;
+            let last = doc.pick(rng, Position::Service)?;
             let mut key = [0u8; 32];
             rng.fill(&mut key[..]);
             let public =
@@ -385,25 +373,12 @@ fn build<R: rand::Rng + CryptoRng + ?Sized>(
         }
     };
     route.push(last);
-    let epoch = doc.epoch;
-    let hops: Vec<Hop> = route
-        .iter()
-        .map(|n| {
-            Some(Hop {
-                address: n.address(),
-                sphinx_key: n.sphinx_key(epoch)?,
-            })
-        })
-        .collect::<Option<_>>()?;
-    let mean = Duration::from_millis(doc.mixing.mean_delay_ms);
-    let delays: Vec<Duration> = hops.iter().map(|_| sample_exponential(rng, mean)).collect();
     let sealed = envelope::seal(rng, &seal_to, &message).ok()?;
     let destination = Destination {
         address,
         surb_id: [0; SURB_ID_LEN],
     };
-    let packet = sphinx::build_forward(rng, &hops, &destination, &delays, &sealed).ok()?;
-    sphinx::Frame::encode((epoch % 256) as u8, &packet).ok()
+    doc.forward_frame(rng, &route, &destination, &sealed)
 }
 
 /// Builds real messages' frames as they are queued, beside the send loop,

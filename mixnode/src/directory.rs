@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use libp2p::{Multiaddr, PeerId};
 use mtos_crypto::geometry::{MAX_PATH_LENGTH, SPHINX_PAYLOAD_SIZE};
-use mtos_crypto::sphinx::NodeAddress;
+use mtos_crypto::sphinx::{self, Destination, Hop, NodeAddress, sample_exponential};
 use mtos_crypto::{Identity, VerifyKey};
 use serde::{Deserialize, Serialize};
 
@@ -548,6 +548,49 @@ impl Descriptor {
 }
 
 impl NetworkDocument {
+    /// A node at `position`, picked uniformly (routes take one node per
+    /// position).
+    pub fn pick<R: rand::Rng + ?Sized>(
+        &self,
+        rng: &mut R,
+        position: Position,
+    ) -> Option<&NodeEntry> {
+        let nodes: Vec<&NodeEntry> = self
+            .nodes
+            .iter()
+            .filter(|n| n.position() == position)
+            .collect();
+        (!nodes.is_empty()).then(|| nodes[rand::RngExt::random_range(rng, 0..nodes.len())])
+    }
+
+    /// A link frame carrying `message` through `route` (the first node is
+    /// the one the frame is sent to) to `destination`, under this
+    /// document's epoch keys, each hop holding it an exponential delay of
+    /// the network's mean. `None` if a node lacks a key for the epoch or
+    /// the packet cannot be built.
+    pub fn forward_frame<R: rand::Rng + mtos_crypto::CryptoRng + ?Sized>(
+        &self,
+        rng: &mut R,
+        route: &[&NodeEntry],
+        destination: &Destination,
+        message: &[u8],
+    ) -> Option<Vec<u8>> {
+        let hops: Vec<Hop> = route
+            .iter()
+            .map(|n| {
+                Some(Hop {
+                    address: n.address(),
+                    sphinx_key: n.sphinx_key(self.epoch)?,
+                })
+            })
+            .collect::<Option<_>>()?;
+        let mean = std::time::Duration::from_millis(self.mixing.mean_delay_ms);
+        let delays: Vec<std::time::Duration> =
+            hops.iter().map(|_| sample_exponential(rng, mean)).collect();
+        let packet = sphinx::build_forward(rng, &hops, destination, &delays, message).ok()?;
+        sphinx::Frame::encode((self.epoch % 256) as u8, &packet).ok()
+    }
+
     /// Encodes and signs with one authority key. More signatures can be
     /// added with [`add_signature`].
     pub fn sign(&self, authority: &Identity) -> Vec<u8> {

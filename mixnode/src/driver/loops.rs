@@ -8,7 +8,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use mtos_crypto::sphinx::{self, Destination, Hop, SURB_ID_LEN, sample_exponential};
+use mtos_crypto::sphinx::{Destination, SURB_ID_LEN, sample_exponential};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use tokio::sync::mpsc;
@@ -115,11 +115,6 @@ fn loop_positions(me: Position, layers: u8) -> Vec<Position> {
     }
 }
 
-fn pick<'a>(rng: &mut StdRng, doc: &'a NetworkDocument, p: Position) -> Option<&'a NodeEntry> {
-    let nodes: Vec<&NodeEntry> = doc.nodes.iter().filter(|n| n.position() == p).collect();
-    (!nodes.is_empty()).then(|| nodes[rng.random_range(0..nodes.len())])
-}
-
 fn build(
     rng: &mut StdRng,
     doc: &NetworkDocument,
@@ -133,30 +128,18 @@ fn build(
     }
     let mut route: Vec<&NodeEntry> = via
         .iter()
-        .map(|p| pick(rng, doc, *p))
+        .map(|p| doc.pick(rng, *p))
         .collect::<Option<_>>()?;
     route.push(me);
-    let hops: Vec<Hop> = route
-        .iter()
-        .map(|n| {
-            Some(Hop {
-                address: n.address(),
-                sphinx_key: n.sphinx_key(doc.epoch)?,
-            })
-        })
-        .collect::<Option<_>>()?;
-    let mean = Duration::from_millis(doc.mixing.mean_delay_ms);
-    let delays: Vec<Duration> = hops.iter().map(|_| sample_exponential(rng, mean)).collect();
     let destination = Destination {
         address: me.key,
         surb_id: id,
     };
     let mut body = [0u8; 32];
     rng.fill(&mut body[..]);
-    let packet = sphinx::build_forward(rng, &hops, &destination, &delays, &body).ok()?;
-    let frame = sphinx::Frame::encode((doc.epoch % 256) as u8, &packet).ok()?;
+    let frame = doc.forward_frame(rng, &route, &destination, &body)?;
     Some(Transmit {
-        next: hops.first()?.address,
+        next: route.first()?.address(),
         frame,
     })
 }
