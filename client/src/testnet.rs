@@ -103,15 +103,19 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ClientError + '_ {
     }
 }
 
-fn free_port() -> Result<u16, ClientError> {
+/// A free TCP port on 127.0.0.1 (bound, then released: another process
+/// could take it before it is used).
+pub fn free_port() -> Result<u16, ClientError> {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .map_err(|e| ClientError::Network(format!("no free port on 127.0.0.1: {e}")))
 }
 
-/// Scrapes one metric (summed over its label sets) from a node.
-pub fn metric(addr: &str, name: &str) -> Option<f64> {
+/// Scrapes `name` from a node's Prometheus endpoint, summed over the
+/// label sets containing `labels` (e.g. `reason="replay"`; empty: all);
+/// `None` when the endpoint does not answer.
+pub fn metric(addr: &str, name: &str, labels: &str) -> Option<f64> {
     let mut s = std::net::TcpStream::connect(addr).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -126,7 +130,8 @@ pub fn metric(addr: &str, name: &str) -> Option<f64> {
         let Some((key, value)) = line.rsplit_once(' ') else {
             continue;
         };
-        if key == name || key.strip_prefix(name).is_some_and(|r| r.starts_with('{')) {
+        let (metric_name, metric_labels) = key.split_once('{').unwrap_or((key, ""));
+        if metric_name == name && metric_labels.contains(labels) {
             total += value.parse::<f64>().ok()?;
         }
     }
@@ -346,7 +351,7 @@ pub fn up(
         let ready = processes
             .iter()
             .filter_map(|p| p.metrics.as_deref())
-            .all(|m| metric(m, "mtos_directory_nodes") == Some(nodes.len() as f64));
+            .all(|m| metric(m, "mtos_directory_nodes", "") == Some(nodes.len() as f64));
         if ready {
             break;
         }

@@ -1,8 +1,6 @@
 #![doc = include_str!("../README.md")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -59,11 +57,7 @@ fn build_binary(package: &str, bin: &str) -> PathBuf {
 
 /// A free TCP port on 127.0.0.1 (bound, then released).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    mtos_client::testnet::free_port().unwrap()
 }
 
 /// A child process killed (SIGKILL) and reaped when dropped.
@@ -191,31 +185,7 @@ impl TestNode {
     }
 }
 
-/// Scrapes `name` from a Prometheus endpoint.
-pub fn metric(addr: &str, name: &str, labels: &str) -> Option<f64> {
-    let mut s = TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        .ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    let mut total = None;
-    for line in text.lines().filter(|l| !l.starts_with('#')) {
-        let Some((key, value)) = line.rsplit_once(' ') else {
-            continue;
-        };
-        let (metric_name, metric_labels) = match key.split_once('{') {
-            Some((n, l)) => (n, l),
-            None => (key, ""),
-        };
-        if metric_name == name && metric_labels.contains(labels) {
-            *total.get_or_insert(0.0) += value.parse::<f64>().ok()?;
-        }
-    }
-    total
-        .or(Some(0.0))
-        .filter(|_| text.starts_with("HTTP/1.1 200"))
-}
+pub use mtos_client::testnet::metric;
 
 /// An authority and nodes on loopback, killed when dropped.
 #[derive(Debug)]

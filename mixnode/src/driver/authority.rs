@@ -253,12 +253,7 @@ pub async fn run(
     swarm.listen_on(listen).map_err(|e| NodeError::Listen {
         field: "listen",
         addr: config.listen.clone(),
-        reason: match &e {
-            libp2p::TransportError::Other(inner) if format!("{inner:?}").contains("AddrInUse") => {
-                "address already in use".to_owned()
-            }
-            other => other.to_string(),
-        },
+        reason: super::node::listen_reason(&e),
     })?;
     let mut control = swarm.behaviour().stream.new_control();
     let mut incoming = control

@@ -342,7 +342,10 @@ pub async fn run(
     outcome
 }
 
-fn listen_reason<E: std::fmt::Debug + std::fmt::Display>(e: &libp2p::TransportError<E>) -> String {
+/// Why a listener could not be opened, in an operator's words.
+pub(super) fn listen_reason<E: std::fmt::Debug + std::fmt::Display>(
+    e: &libp2p::TransportError<E>,
+) -> String {
     match e {
         libp2p::TransportError::MultiaddrNotSupported(a) => format!("unsupported address {a}"),
         libp2p::TransportError::Other(inner) => {
@@ -785,11 +788,11 @@ async fn serve_client(
         let mean = Duration::from_secs_f64(1.0 / rate.clamp(0.01, 10_000.0));
         next += mtos_crypto::sphinx::sample_exponential(&mut rng, mean);
         tokio::time::sleep_until(next).await;
-        let stored = sessions
-            .mailboxes
-            .lock()
-            .ok()
-            .and_then(|mut m| m.pop(&mailbox));
+        let stored = sessions.mailboxes.lock().ok().and_then(|mut m| {
+            let stored = m.pop(&mailbox);
+            metrics.mailbox_held.set(m.held() as i64);
+            stored
+        });
         let frame = encode_delivery(stored.as_ref());
         let write = async {
             stream.write_all(&frame).await?;
@@ -804,9 +807,6 @@ async fn serve_client(
         }
         let kind = if stored.is_some() { "real" } else { "dummy" };
         metrics.client_deliveries.with_label_values(&[kind]).inc();
-        if let Ok(m) = sessions.mailboxes.lock() {
-            metrics.mailbox_held.set(m.held() as i64);
-        }
     }
     metrics.client_sessions.dec();
 }
