@@ -57,6 +57,7 @@ fn main() {
     ];
     let net = Testnet::start_with(&chain, 3600, 0, |c| {
         c.replace("peer_rate_pps = 20000", "peer_rate_pps = 10000000")
+            .replace("client_burst = 100", "client_burst = 100000000")
     });
     rt.block_on(async {
         let mut client = TestClient::connect(&net).await;

@@ -70,6 +70,9 @@ pub enum ClientError {
     /// Something named does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// A reply could not be sent, or a message with reply blocks built.
+    #[error(transparent)]
+    Reply(#[from] crate::replies::ReplyError),
     /// The input is too large to be what it claims.
     #[error("{path}: larger than {limit} bytes, not an mtos file")]
     TooLarge {
@@ -125,7 +128,11 @@ impl ClientError {
             | ClientError::Import { .. }
             | ClientError::TooLarge { .. } => exit::BAD_INPUT,
             ClientError::Refused(_) | ClientError::Conflict(_) => exit::CONFLICT,
-            ClientError::NotFound(_) => exit::NOT_FOUND,
+            ClientError::NotFound(_)
+            | ClientError::Reply(
+                crate::replies::ReplyError::NoBlock | crate::replies::ReplyError::Expired,
+            ) => exit::NOT_FOUND,
+            ClientError::Reply(_) => exit::BAD_INPUT,
             ClientError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
                 exit::NOT_FOUND
             }

@@ -4,6 +4,7 @@ pub mod error;
 pub mod home;
 pub mod mixnet;
 pub mod passphrase;
+pub mod replies;
 pub mod store;
 pub mod testnet;
 

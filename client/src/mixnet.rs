@@ -1,8 +1,9 @@
 //! The client's side of the mixnet (`specs/client.md`): a session with a
 //! gateway under a fresh libp2p identity, sending on the Loopix cover
 //! schedule (real messages replace payload-stream cover; loops come back
-//! to this client; drops end at service nodes) and receiving the
-//! gateway's constant-rate delivery frames.
+//! to this client; drops end at service nodes), receiving the gateway's
+//! constant-rate delivery frames, and answering through reply blocks
+//! (`replies`) without learning who asked.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -16,23 +17,93 @@ use mtos_mixnode::admission::Position;
 use mtos_mixnode::cover::{CoverRates, CoverSchedule, Send};
 use mtos_mixnode::directory::{NetworkDocument, Trust, peer_id_of};
 use mtos_mixnode::driver::net::{self, CLIENT_PROTOCOL};
-use mtos_mixnode::mailbox::{DELIVERY_FRAME_SIZE, decode_delivery};
+use mtos_mixnode::driver::unix_now;
+use mtos_mixnode::mailbox::{DELIVERY_FRAME_SIZE, Stored, decode_delivery};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use tokio::sync::{mpsc, watch};
 use zeroize::Zeroizing;
 
 use crate::ClientError;
+use crate::replies::{
+    MAX_BLOCKS_PER_MESSAGE, Outstanding, Plain, ReplyBlock, ReplyPool, SenderTag, TAG_LEN,
+    decode_reply, encode_reply, max_answerable,
+};
 
 /// Real messages waiting for a payload-stream slot.
 pub const SEND_QUEUE: usize = 1_000;
 /// Received messages waiting for [`Session::recv`].
 pub const RECEIVE_QUEUE: usize = 1_000;
-/// Plaintext kinds inside an envelope.
-const KIND_MESSAGE: u8 = 0;
-const KIND_LOOP: u8 = 1;
 /// The longest message [`Session::send`] takes.
 pub const MAX_MESSAGE: usize = MAX_CLIENT_MESSAGE - 1;
+/// Time left for a reply's links, beyond its mixing delays, when a reply
+/// block's expiry is set (`client.md` §5).
+const REPLY_LINK_MARGIN_SECS: u64 = 30;
+
+/// A message received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Received {
+    /// A message that cannot be answered.
+    Message(Vec<u8>),
+    /// A message whose sender left reply blocks: answer it with
+    /// [`Session::reply`] and `from`, which names the sender only to this
+    /// session.
+    Answerable {
+        /// The sender, as this session knows them.
+        from: SenderTag,
+        /// The message.
+        body: Vec<u8>,
+    },
+    /// A reply through one of this session's reply blocks, in the
+    /// conversation [`Session::send_answerable`] returned `tag` for.
+    Reply {
+        /// The conversation.
+        tag: SenderTag,
+        /// The reply.
+        body: Vec<u8>,
+    },
+}
+
+impl Received {
+    /// The message's bytes.
+    pub fn body(&self) -> &[u8] {
+        match self {
+            Received::Message(b) => b,
+            Received::Answerable { body, .. } | Received::Reply { body, .. } => body,
+        }
+    }
+}
+
+/// What waits to become a frame for a payload slot.
+enum Outgoing {
+    /// A message to a client.
+    Message(ClientAddress, Vec<u8>),
+    /// A message carrying `blocks` new reply blocks under `tag`.
+    Answerable {
+        to: ClientAddress,
+        tag: SenderTag,
+        body: Vec<u8>,
+        blocks: usize,
+    },
+    /// Reply blocks alone, replenishing what `to` holds for `tag`.
+    MoreBlocks {
+        to: ClientAddress,
+        tag: SenderTag,
+        blocks: usize,
+    },
+    /// A frame built already (a reply through a block).
+    Frame(Vec<u8>),
+}
+
+/// Both sides of reply blocks: those this session handed out, and those
+/// it holds to answer others.
+#[derive(Debug, Default)]
+struct Replies {
+    outstanding: Outstanding,
+    pool: ReplyPool,
+}
+
+type SharedReplies = Arc<Mutex<Replies>>;
 
 /// How to reach and trust a network.
 #[derive(Debug, Clone)]
@@ -70,14 +141,28 @@ pub enum SentKind {
     Drop,
 }
 
+/// Entries each time series of [`SessionStats`] keeps (the first ones;
+/// the counters go on): about a day at λP + λL + λD = 1.2/s.
+pub const STATS_SERIES_LIMIT: usize = 100_000;
+
+fn push_capped<T>(series: &mut Vec<T>, item: T) {
+    if series.len() < STATS_SERIES_LIMIT {
+        series.push(item);
+    }
+}
+
 /// Counters and send times of a session.
 #[derive(Debug, Clone, Default)]
 pub struct SessionStats {
     /// Every packet written to the gateway, with its time since the
-    /// session started.
+    /// session started (the first [`STATS_SERIES_LIMIT`]).
     pub sent: Vec<(Duration, SentKind)>,
-    /// Delivery frames received: real ones and dummies, with their times.
+    /// Delivery frames received: real ones and dummies, with their times
+    /// (the first [`STATS_SERIES_LIMIT`]).
     pub deliveries: Vec<(Duration, bool)>,
+    /// When each message (of any kind: plain, answerable, reply) was
+    /// received (the first [`STATS_SERIES_LIMIT`]).
+    pub received_at: Vec<Duration>,
     /// Loops that came back.
     pub loops_returned: u64,
     /// Real messages received.
@@ -87,13 +172,32 @@ pub struct SessionStats {
     /// Messages dropped because [`RECEIVE_QUEUE`] was full (the reader
     /// did not call [`Session::recv`] fast enough).
     pub dropped_unread: u64,
+    /// Replies received through this session's reply blocks.
+    pub replies_received: u64,
+    /// Replies that came on a block this session does not hold (used
+    /// already, forgotten after expiry, or forged): dropped.
+    pub unknown_replies: u64,
+    /// Replies sent through others' reply blocks.
+    pub replies_sent: u64,
+    /// Reply blocks this session handed out.
+    pub blocks_sent: u64,
+    /// Reply blocks received from others.
+    pub blocks_received: u64,
+    /// Reply blocks dropped to keep the pool within its bounds.
+    pub blocks_dropped: u64,
+    /// Messages carrying only reply blocks, sent to replenish them.
+    pub top_ups_sent: u64,
+    /// Queued messages that could not be built (the document lacked a
+    /// node for the route, or the reply table was full).
+    pub unsendable: u64,
 }
 
 /// A session with a gateway.
 pub struct Session {
     address: ClientAddress,
-    outgoing: mpsc::Sender<(ClientAddress, Vec<u8>)>,
-    incoming: mpsc::Receiver<Vec<u8>>,
+    outgoing: mpsc::Sender<Outgoing>,
+    incoming: mpsc::Receiver<Received>,
+    replies: SharedReplies,
     stats: Arc<Mutex<SessionStats>>,
     document: watch::Receiver<Arc<NetworkDocument>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -217,6 +321,7 @@ impl Session {
         let (frames_tx, frames_rx) = mpsc::channel(SEND_QUEUE);
         let (loops_tx, loops_rx) = mpsc::channel(COVER_READY);
         let (drops_tx, drops_rx) = mpsc::channel(COVER_READY);
+        let replies = SharedReplies::default();
         let cover_builder = tokio::spawn(cover_loop(
             loops_tx,
             drops_tx,
@@ -224,13 +329,15 @@ impl Session {
             address,
             StdRng::from_rng(&mut rng),
         ));
-        let builder = tokio::spawn(build_loop(
-            out_rx,
-            frames_tx,
-            doc_rx.clone(),
-            address,
-            StdRng::from_rng(&mut rng),
-        ));
+        let builder = tokio::spawn(build_loop(Builder {
+            messages: out_rx,
+            frames: frames_tx,
+            document: doc_rx.clone(),
+            me: address,
+            replies: replies.clone(),
+            stats: stats.clone(),
+            rng: StdRng::from_rng(&mut rng),
+        }));
         let (in_tx, in_rx) = mpsc::channel(RECEIVE_QUEUE);
         let sender = tokio::spawn(send_loop(SendLoop {
             mix,
@@ -245,18 +352,27 @@ impl Session {
             started,
             rng,
         }));
-        let receiver = tokio::spawn(receive_loop(
-            deliveries,
-            key_secret,
-            in_tx,
-            stats.clone(),
+        let replenish = Replenish {
+            replies: replies.clone(),
+            outgoing: out_tx.clone(),
+            stats: stats.clone(),
+        };
+        let receiver = tokio::spawn(receive_loop(Receiver {
+            stream: deliveries,
+            key: key_secret,
+            messages: in_tx,
+            replenish: replenish.clone(),
+            document: doc_rx.clone(),
             started,
+        }));
+        let refresher = tokio::spawn(refresh_loop(
+            control, authority, trust, doc_tx, addr_tx, replenish,
         ));
-        let refresher = tokio::spawn(refresh_loop(control, authority, trust, doc_tx, addr_tx));
         Ok(Self {
             address,
             outgoing: out_tx,
             incoming: in_rx,
+            replies,
             stats,
             document: doc_rx,
             tasks: vec![
@@ -290,12 +406,93 @@ impl Session {
             )));
         }
         self.outgoing
-            .try_send((*to, message.to_vec()))
-            .map_err(|_| ClientError::Network("the send queue is full".into()))
+            .try_send(Outgoing::Message(*to, message.to_vec()))
+            .map_err(|_| queue_full())
+    }
+
+    /// Queues a message for `to` carrying `blocks` (1 to 8) reply blocks,
+    /// so `to` can answer without learning this session's address.
+    /// Returns the conversation's tag, which replies come back under.
+    /// While the conversation is active (a message or reply within two
+    /// key epochs) the session keeps `to` supplied with that many blocks,
+    /// replacing those used and those about to expire.
+    pub fn send_answerable(
+        &self,
+        to: &ClientAddress,
+        message: &[u8],
+        blocks: usize,
+    ) -> Result<SenderTag, ClientError> {
+        if blocks == 0 || blocks > MAX_BLOCKS_PER_MESSAGE {
+            return Err(ClientError::Network(format!(
+                "a message carries 1 to {MAX_BLOCKS_PER_MESSAGE} reply blocks, not {blocks}"
+            )));
+        }
+        let max = max_answerable(blocks);
+        if message.len() > max {
+            return Err(crate::replies::ReplyError::TooLong {
+                got: message.len(),
+                blocks,
+                max,
+            }
+            .into());
+        }
+        let permit = self.outgoing.try_reserve().map_err(|_| queue_full())?;
+        let active_until = unix_now() + 2 * self.document().schedule.epoch_secs;
+        let tag = {
+            let mut r = self.replies.lock().map_err(|_| poisoned())?;
+            let tag = r.outstanding.tag_for(to, blocks, active_until, random_tag);
+            r.outstanding.plan(&tag, blocks);
+            tag
+        };
+        permit.send(Outgoing::Answerable {
+            to: *to,
+            tag,
+            body: message.to_vec(),
+            blocks,
+        });
+        Ok(tag)
+    }
+
+    /// Answers the sender of an [`Received::Answerable`] message through
+    /// one of its reply blocks (each is used once; the sender sends more).
+    /// The reply leaves in the next payload slot. Fails with a clear error
+    /// when no block is held for `from`, when all have expired, or when
+    /// the message is longer than [`crate::replies::MAX_REPLY`].
+    pub fn reply(&self, from: &SenderTag, message: &[u8]) -> Result<(), ClientError> {
+        let plain = encode_reply(message)?;
+        let permit = self.outgoing.try_reserve().map_err(|_| queue_full())?;
+        let block = self
+            .replies
+            .lock()
+            .map_err(|_| poisoned())?
+            .pool
+            .take(from, unix_now())?;
+        let (packet, first) = sphinx::use_surb(&block.surb, &plain)
+            .map_err(|e| ClientError::Network(format!("reply block: {e}")))?;
+        // A block starts at the gateway of the address it was sent to.
+        if first.0 != self.address.gateway {
+            return Err(ClientError::Network(
+                "the reply block starts at another gateway than this session's".into(),
+            ));
+        }
+        let frame = sphinx::Frame::encode((block.epoch % 256) as u8, &packet)
+            .map_err(|e| ClientError::Network(format!("reply block: {e}")))?;
+        permit.send(Outgoing::Frame(frame));
+        if let Ok(mut st) = self.stats.lock() {
+            st.replies_sent += 1;
+        }
+        Ok(())
+    }
+
+    /// Usable reply blocks held for `from`.
+    pub fn reply_blocks(&self, from: &SenderTag) -> usize {
+        self.replies
+            .lock()
+            .map_or(0, |r| r.pool.available(from, unix_now()))
     }
 
     /// The next message received (loops and dummies are not messages).
-    pub async fn recv(&mut self) -> Option<Vec<u8>> {
+    pub async fn recv(&mut self) -> Option<Received> {
         self.incoming.recv().await
     }
 
@@ -303,6 +500,18 @@ impl Session {
     pub fn stats(&self) -> SessionStats {
         self.stats.lock().map(|s| s.clone()).unwrap_or_default()
     }
+}
+
+fn queue_full() -> ClientError {
+    ClientError::Network("the send queue is full".into())
+}
+
+fn poisoned() -> ClientError {
+    ClientError::Network("the session's reply table is unusable".into())
+}
+
+fn random_tag() -> [u8; TAG_LEN] {
+    rand::rng().random()
 }
 
 /// Commands to the session's swarm task.
@@ -333,35 +542,36 @@ fn core_now(started: tokio::time::Instant) -> mtos_mixnode::Instant {
     mtos_mixnode::Instant::ZERO + started.elapsed()
 }
 
-/// A frame for `send`, or `None` when the document lacks the nodes for it.
+/// What a frame carries.
+enum Target<'a> {
+    /// Envelope plaintext for a client.
+    Client(&'a ClientAddress, &'a [u8]),
+    /// A loop back to this session.
+    Loop,
+    /// A drop: to a random address at a service node, which discards it.
+    Drop,
+}
+
+/// A frame from this session's gateway through one node per layer to
+/// `target`, or `None` when the document lacks the nodes for it.
 fn build<R: rand::Rng + CryptoRng + ?Sized>(
     rng: &mut R,
     doc: &NetworkDocument,
     me: &ClientAddress,
-    send: &Send<(ClientAddress, Vec<u8>)>,
+    target: Target<'_>,
 ) -> Option<Vec<u8>> {
     let gateway = doc.nodes.iter().find(|n| n.key == me.gateway)?;
     let mut route = vec![gateway];
     for layer in 1..=doc.layers {
         route.push(doc.pick(rng, Position::Layer(layer))?);
     }
-    let (last, address, message, seal_to) = match send {
-        Send::Real((to, body)) => {
-            let mut m = Vec::with_capacity(1 + body.len());
-            m.push(KIND_MESSAGE);
-            m.extend_from_slice(body);
+    let (last, address, message, seal_to) = match target {
+        Target::Client(to, plain) => {
             let last = doc.nodes.iter().find(|n| n.key == to.gateway)?;
-            (last, to.mailbox, m, to.key)
+            (last, to.mailbox, plain.to_vec(), to.key)
         }
-        Send::Loop => {
-            let mut nonce = [0u8; 16];
-            rng.fill(&mut nonce[..]);
-            let mut m = vec![KIND_LOOP];
-            m.extend_from_slice(&nonce);
-            (gateway, me.mailbox, m, me.key)
-        }
-        // Drops end at a service node, which discards them.
-        Send::PayloadCover | Send::Drop | Send::NodeLoop => {
+        Target::Loop => (gateway, me.mailbox, Plain::Loop.encode().ok()?, me.key),
+        Target::Drop => {
             let last = doc.pick(rng, Position::Service)?;
             let mut key = [0u8; 32];
             rng.fill(&mut key[..]);
@@ -369,7 +579,12 @@ fn build<R: rand::Rng + CryptoRng + ?Sized>(
                 x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(key)).to_bytes();
             let mut address = [0u8; 32];
             rng.fill(&mut address[..]);
-            (last, address, vec![KIND_MESSAGE], public)
+            (
+                last,
+                address,
+                Plain::Message(Vec::new()).encode().ok()?,
+                public,
+            )
         }
     };
     route.push(last);
@@ -381,21 +596,136 @@ fn build<R: rand::Rng + CryptoRng + ?Sized>(
     doc.forward_frame(rng, &route, &destination, &sealed)
 }
 
-/// Builds real messages' frames as they are queued, beside the send loop,
-/// so a burst of messages does not hold up the schedule.
-async fn build_loop(
-    mut messages: mpsc::Receiver<(ClientAddress, Vec<u8>)>,
+/// `n` reply blocks through which `to` can answer this session: each
+/// from `to`'s gateway through one node per layer to this session's
+/// gateway and mailbox, with a fresh non-zero SURB id. `None` when the
+/// document lacks a node or its epoch ends too soon.
+fn make_blocks<R: rand::Rng + CryptoRng + ?Sized>(
+    rng: &mut R,
+    doc: &NetworkDocument,
+    me: &ClientAddress,
+    to: &ClientAddress,
+    n: usize,
+) -> Option<Vec<(ReplyBlock, [u8; SURB_ID_LEN], sphinx::SurbRecovery)>> {
+    let first = doc.nodes.iter().find(|x| x.key == to.gateway)?;
+    let mine = doc.nodes.iter().find(|x| x.key == me.gateway)?;
+    let now = unix_now();
+    // Nodes keep an epoch's key through the next epoch (`directory.md`).
+    let keys_end = doc.schedule.start(doc.epoch.saturating_add(2));
+    (0..n)
+        .map(|_| {
+            let mut route = vec![first];
+            for layer in 1..=doc.layers {
+                route.push(doc.pick(rng, Position::Layer(layer))?);
+            }
+            route.push(mine);
+            let mut id = [0u8; SURB_ID_LEN];
+            while id == [0; SURB_ID_LEN] {
+                rng.fill(&mut id[..]);
+            }
+            let (surb, recovery, delays) = doc.reply_block(rng, &route, &me.mailbox, id)?;
+            let expires = keys_end.saturating_sub(delays.as_secs() + 1 + REPLY_LINK_MARGIN_SECS);
+            (expires > now).then_some((
+                ReplyBlock {
+                    epoch: doc.epoch,
+                    expires,
+                    surb,
+                },
+                id,
+                recovery,
+            ))
+        })
+        .collect()
+}
+
+struct Builder {
+    messages: mpsc::Receiver<Outgoing>,
     frames: mpsc::Sender<Vec<u8>>,
     document: watch::Receiver<Arc<NetworkDocument>>,
     me: ClientAddress,
-    mut rng: StdRng,
-) {
-    while let Some(m) = messages.recv().await {
-        let doc = document.borrow().clone();
-        if let Some(frame) = build(&mut rng, &doc, &me, &Send::Real(m))
-            && frames.send(frame).await.is_err()
-        {
-            return;
+    replies: SharedReplies,
+    stats: Arc<Mutex<SessionStats>>,
+    rng: StdRng,
+}
+
+impl Builder {
+    /// A frame to `to` carrying `n` new reply blocks under `tag` (and
+    /// `body`, or nothing for a top-up). The blocks are recorded before
+    /// the frame exists, so a reply cannot outrun its block's record.
+    fn with_blocks(
+        &mut self,
+        doc: &NetworkDocument,
+        to: &ClientAddress,
+        tag: SenderTag,
+        n: usize,
+        body: Option<Vec<u8>>,
+    ) -> Option<Vec<u8>> {
+        let made = make_blocks(&mut self.rng, doc, &self.me, to, n);
+        let blocks = {
+            let mut r = self.replies.lock().ok()?;
+            let room = r.outstanding.has_room(n, unix_now());
+            match made.filter(|_| room) {
+                None => {
+                    r.outstanding.unplan(&tag, n);
+                    return None;
+                }
+                Some(made) => made
+                    .into_iter()
+                    .filter_map(|(block, id, recovery)| {
+                        r.outstanding
+                            .record(tag, id, recovery, block.expires)
+                            .then_some(block)
+                    })
+                    .collect::<Vec<_>>(),
+            }
+        };
+        if blocks.is_empty() {
+            return None;
+        }
+        if let Ok(mut st) = self.stats.lock() {
+            st.blocks_sent += blocks.len() as u64;
+            st.top_ups_sent += u64::from(body.is_none());
+        }
+        let plain = match body {
+            Some(body) => Plain::Answerable { tag, blocks, body },
+            None => Plain::MoreBlocks { tag, blocks },
+        }
+        .encode()
+        .ok()?;
+        build(&mut self.rng, doc, &self.me, Target::Client(to, &plain))
+    }
+}
+
+/// Builds real messages' frames as they are queued, beside the send loop,
+/// so a burst of messages does not hold up the schedule.
+async fn build_loop(mut b: Builder) {
+    while let Some(item) = b.messages.recv().await {
+        let doc = b.document.borrow().clone();
+        let frame = match item {
+            Outgoing::Frame(f) => Some(f),
+            Outgoing::Message(to, body) => Plain::Message(body)
+                .encode()
+                .ok()
+                .and_then(|p| build(&mut b.rng, &doc, &b.me, Target::Client(&to, &p))),
+            Outgoing::Answerable {
+                to,
+                tag,
+                body,
+                blocks,
+            } => b.with_blocks(&doc, &to, tag, blocks, Some(body)),
+            Outgoing::MoreBlocks { to, tag, blocks } => b.with_blocks(&doc, &to, tag, blocks, None),
+        };
+        match frame {
+            Some(frame) => {
+                if b.frames.send(frame).await.is_err() {
+                    return;
+                }
+            }
+            None => {
+                if let Ok(mut st) = b.stats.lock() {
+                    st.unsendable += 1;
+                }
+            }
         }
     }
 }
@@ -414,13 +744,14 @@ async fn cover_loop(
     mut rng: StdRng,
 ) {
     loop {
-        let (slot, kind) = tokio::select! {
-            slot = loops.reserve() => (slot, Send::Loop),
-            slot = drops.reserve() => (slot, Send::Drop),
+        let (slot, is_loop) = tokio::select! {
+            slot = loops.reserve() => (slot, true),
+            slot = drops.reserve() => (slot, false),
         };
         let Ok(slot) = slot else { return };
         let doc = document.borrow().clone();
-        match build(&mut rng, &doc, &me, &kind) {
+        let target = if is_loop { Target::Loop } else { Target::Drop };
+        match build(&mut rng, &doc, &me, target) {
             Some(frame) => slot.send(frame),
             // No route in this document: wait for a better one.
             None => tokio::time::sleep(Duration::from_secs(1)).await,
@@ -476,11 +807,11 @@ async fn send_loop(mut s: SendLoop) {
                 Some(f) => f,
                 None => {
                     let cover = if kind == SentKind::Loop {
-                        Send::Loop
+                        Target::Loop
                     } else {
-                        Send::Drop
+                        Target::Drop
                     };
-                    match build(&mut s.rng, &doc, &s.me, &cover) {
+                    match build(&mut s.rng, &doc, &s.me, cover) {
                         Some(f) => f,
                         None => continue,
                     }
@@ -505,53 +836,163 @@ async fn send_loop(mut s: SendLoop) {
                 continue;
             }
             if let Ok(mut st) = s.stats.lock() {
-                st.sent.push((s.started.elapsed(), kind));
+                push_capped(&mut st.sent, (s.started.elapsed(), kind));
             }
         }
     }
 }
 
-async fn receive_loop(
-    mut stream: libp2p::Stream,
+struct Receiver {
+    stream: libp2p::Stream,
     key: Zeroizing<[u8; 32]>,
-    messages: mpsc::Sender<Vec<u8>>,
-    stats: Arc<Mutex<SessionStats>>,
+    messages: mpsc::Sender<Received>,
+    replenish: Replenish,
+    document: watch::Receiver<Arc<NetworkDocument>>,
     started: tokio::time::Instant,
-) {
+}
+
+/// Keeps the recipients of active conversations supplied with reply
+/// blocks (`client.md` §5).
+#[derive(Clone)]
+struct Replenish {
+    replies: SharedReplies,
+    outgoing: mpsc::Sender<Outgoing>,
+    stats: Arc<Mutex<SessionStats>>,
+}
+
+impl Replenish {
+    /// Queues top-ups for the conversations (or just `only`) whose
+    /// recipient holds fewer blocks usable beyond `now + horizon` than
+    /// asked for. A full send queue leaves the rest to the next check.
+    fn run(&self, now: u64, horizon: u64, only: Option<SenderTag>) {
+        let Ok(mut r) = self.replies.lock() else {
+            return;
+        };
+        r.outstanding.purge(now);
+        for w in r.outstanding.wanted(now, horizon) {
+            if only.is_some_and(|t| t != w.tag) {
+                continue;
+            }
+            let Ok(permit) = self.outgoing.try_reserve() else {
+                return;
+            };
+            let blocks = w.blocks.min(MAX_BLOCKS_PER_MESSAGE);
+            r.outstanding.plan(&w.tag, blocks);
+            permit.send(Outgoing::MoreBlocks {
+                to: w.to,
+                tag: w.tag,
+                blocks,
+            });
+        }
+    }
+
+    fn count(&self, f: impl FnOnce(&mut SessionStats)) {
+        if let Ok(mut st) = self.stats.lock() {
+            f(&mut st);
+        }
+    }
+}
+
+impl Receiver {
+    /// A payload that came through one of this session's reply blocks.
+    fn on_reply(&self, stored: &Stored) -> Option<Received> {
+        let r = &self.replenish;
+        let taken = r.replies.lock().ok()?.outstanding.take(&stored.surb_id);
+        let Some((tag, recovery)) = taken else {
+            r.count(|st| st.unknown_replies += 1);
+            return None;
+        };
+        let body = recovery
+            .recover(&stored.payload)
+            .ok()
+            .and_then(|plain| decode_reply(&plain).ok().map(<[u8]>::to_vec));
+        let Some(body) = body else {
+            r.count(|st| st.undecodable += 1);
+            return None;
+        };
+        r.count(|st| {
+            st.received += 1;
+            st.replies_received += 1;
+        });
+        let (now, epoch_secs) = (unix_now(), self.document.borrow().schedule.epoch_secs);
+        if let Ok(mut replies) = r.replies.lock() {
+            replies.outstanding.touch(&tag, now + 2 * epoch_secs);
+        }
+        // A block was used: send its replacement now.
+        r.run(now, epoch_secs / 2, Some(tag));
+        Some(Received::Reply { tag, body })
+    }
+
+    /// A forward payload: a message, a loop, or reply blocks.
+    fn on_forward(&self, stored: &Stored) -> Option<Received> {
+        let r = &self.replenish;
+        let plain = sphinx::open_forward_payload(&stored.payload)
+            .ok()
+            .and_then(|sealed| envelope::open(&self.key, &sealed).ok())
+            .and_then(|plain| Plain::decode(&plain).ok());
+        let add = |tag, blocks: Vec<ReplyBlock>| {
+            let n = blocks.len() as u64;
+            let dropped = r
+                .replies
+                .lock()
+                .map_or(n as usize, |mut replies| replies.pool.add(tag, blocks));
+            r.count(|st| {
+                st.blocks_received += n;
+                st.blocks_dropped += dropped as u64;
+            });
+        };
+        match plain {
+            None => {
+                r.count(|st| st.undecodable += 1);
+                None
+            }
+            Some(Plain::Loop) => {
+                r.count(|st| st.loops_returned += 1);
+                None
+            }
+            Some(Plain::Message(body)) => {
+                r.count(|st| st.received += 1);
+                Some(Received::Message(body))
+            }
+            Some(Plain::Answerable { tag, blocks, body }) => {
+                add(tag, blocks);
+                r.count(|st| st.received += 1);
+                Some(Received::Answerable { from: tag, body })
+            }
+            Some(Plain::MoreBlocks { tag, blocks }) => {
+                add(tag, blocks);
+                None
+            }
+        }
+    }
+}
+
+async fn receive_loop(mut r: Receiver) {
     let mut frame = vec![0u8; DELIVERY_FRAME_SIZE];
-    while stream.read_exact(&mut frame).await.is_ok() {
-        let at = started.elapsed();
+    while r.stream.read_exact(&mut frame).await.is_ok() {
+        let at = r.started.elapsed();
         let stored = match decode_delivery(&frame) {
             Ok(s) => s,
             Err(_) => {
-                if let Ok(mut st) = stats.lock() {
-                    st.undecodable += 1;
-                }
+                r.replenish.count(|st| st.undecodable += 1);
                 continue;
             }
         };
-        let opened = stored.as_ref().map(|s| {
-            sphinx::open_forward_payload(&s.payload)
-                .ok()
-                .and_then(|sealed| envelope::open(&key, &sealed).ok())
-        });
-        let Ok(mut st) = stats.lock() else { return };
-        st.deliveries.push((at, stored.is_some()));
-        match opened {
-            None => {}
-            Some(None) => st.undecodable += 1,
-            Some(Some(plain)) => match plain.split_first() {
-                Some((&KIND_LOOP, _)) => st.loops_returned += 1,
-                Some((&KIND_MESSAGE, body)) => {
-                    st.received += 1;
-                    // A full queue drops the message (counted): the reader
-                    // is not keeping up.
-                    if messages.try_send(body.to_vec()).is_err() {
-                        st.dropped_unread += 1;
-                    }
-                }
-                _ => st.undecodable += 1,
-            },
+        r.replenish
+            .count(|st| push_capped(&mut st.deliveries, (at, stored.is_some())));
+        let Some(stored) = stored else { continue };
+        let received = if stored.surb_id == [0; SURB_ID_LEN] {
+            r.on_forward(&stored)
+        } else {
+            r.on_reply(&stored)
+        };
+        // A full queue drops the message (counted): the reader is not
+        // keeping up.
+        if let Some(m) = received {
+            r.replenish.count(|st| push_capped(&mut st.received_at, at));
+            if r.messages.try_send(m).is_err() {
+                r.replenish.count(|st| st.dropped_unread += 1);
+            }
         }
     }
 }
@@ -562,10 +1003,13 @@ async fn refresh_loop(
     trust: Trust,
     document: watch::Sender<Arc<NetworkDocument>>,
     addresses: mpsc::Sender<AddressBook>,
+    replenish: Replenish,
 ) {
     loop {
         let epoch_secs = document.borrow().schedule.epoch_secs;
         tokio::time::sleep(Duration::from_secs((epoch_secs / 60).clamp(1, 30))).await;
+        // Blocks about to expire are replaced while still usable.
+        replenish.run(unix_now(), epoch_secs / 2, None);
         // A failed refresh keeps the last document, which stays usable
         // until it expires; the next attempt comes soon.
         if let Ok(doc) = fetch(&mut control, authority, &trust).await {

@@ -112,6 +112,12 @@ pub struct ListenSection {
     pub announce: Vec<String>,
 }
 
+/// A gateway lets each client send at this multiple of the network's
+/// client send rate (λP + λL + λD): a Poisson sender at rate λ exceeds a
+/// bucket of rate 2λ and depth 100 with negligible probability, while a
+/// client that floods is throttled to twice its share.
+pub const CLIENT_RATE_FACTOR: f64 = 2.0;
+
 /// `[limits]`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -122,6 +128,10 @@ pub struct Limits {
     pub max_connections: u32,
     /// Frames per second one peer may send (token bucket rate).
     pub peer_rate_pps: u32,
+    /// A gateway's per-client token bucket: how many frames a client may
+    /// send at once above its rate (the rate itself comes from the network
+    /// document: [`CLIENT_RATE_FACTOR`] times the client's λP + λL + λD).
+    pub client_burst: u32,
     /// Packets one epoch key's replay filter is sized for (memory: about
     /// 3.6 bytes per packet, three keys at a time).
     pub replay_capacity: u64,
@@ -133,6 +143,7 @@ impl Default for Limits {
             queue_limit: 100_000,
             max_connections: 1_024,
             peer_rate_pps: 20_000,
+            client_burst: 100,
             replay_capacity: 4_000_000,
         }
     }
@@ -211,6 +222,7 @@ impl NodeConfig {
         if config.limits.queue_limit == 0
             || config.limits.max_connections == 0
             || config.limits.peer_rate_pps == 0
+            || config.limits.client_burst == 0
             || config.limits.replay_capacity == 0
         {
             return Err(invalid("limits", "every limit must be at least 1"));
@@ -267,6 +279,10 @@ queue_limit = 100000
 max_connections = 1024
 # Frames per second one peer may send.
 peer_rate_pps = 20000
+# Gateways: frames a client may send at once above its rate. The rate is
+# twice the client's send rate in the network document (lambda P + L + D);
+# a client on the cover schedule stays far below both.
+client_burst = 100
 # Packets per epoch each key's replay filter is sized for (3.6 bytes each).
 replay_capacity = 4000000
 

@@ -563,6 +563,28 @@ impl NetworkDocument {
         (!nodes.is_empty()).then(|| nodes[rand::RngExt::random_range(rng, 0..nodes.len())])
     }
 
+    /// The hops of `route` under this document's epoch keys, and an
+    /// exponential delay of the network's mean for each. `None` if a node
+    /// lacks a key for the epoch.
+    fn hops_and_delays<R: rand::Rng + ?Sized>(
+        &self,
+        rng: &mut R,
+        route: &[&NodeEntry],
+    ) -> Option<(Vec<Hop>, Vec<std::time::Duration>)> {
+        let hops: Vec<Hop> = route
+            .iter()
+            .map(|n| {
+                Some(Hop {
+                    address: n.address(),
+                    sphinx_key: n.sphinx_key(self.epoch)?,
+                })
+            })
+            .collect::<Option<_>>()?;
+        let mean = std::time::Duration::from_millis(self.mixing.mean_delay_ms);
+        let delays = hops.iter().map(|_| sample_exponential(rng, mean)).collect();
+        Some((hops, delays))
+    }
+
     /// A link frame carrying `message` through `route` (the first node is
     /// the one the frame is sent to) to `destination`, under this
     /// document's epoch keys, each hop holding it an exponential delay of
@@ -575,20 +597,27 @@ impl NetworkDocument {
         destination: &Destination,
         message: &[u8],
     ) -> Option<Vec<u8>> {
-        let hops: Vec<Hop> = route
-            .iter()
-            .map(|n| {
-                Some(Hop {
-                    address: n.address(),
-                    sphinx_key: n.sphinx_key(self.epoch)?,
-                })
-            })
-            .collect::<Option<_>>()?;
-        let mean = std::time::Duration::from_millis(self.mixing.mean_delay_ms);
-        let delays: Vec<std::time::Duration> =
-            hops.iter().map(|_| sample_exponential(rng, mean)).collect();
+        let (hops, delays) = self.hops_and_delays(rng, route)?;
         let packet = sphinx::build_forward(rng, &hops, destination, &delays, message).ok()?;
         sphinx::Frame::encode((self.epoch % 256) as u8, &packet).ok()
+    }
+
+    /// A single-use reply block (SURB) through `route` to `destination`
+    /// under this document's epoch keys, each hop holding the reply an
+    /// exponential delay of the network's mean. Returns the block, what
+    /// its creator keeps to read the reply, and the sum of its delays.
+    pub fn reply_block<R: rand::Rng + mtos_crypto::CryptoRng + ?Sized>(
+        &self,
+        rng: &mut R,
+        route: &[&NodeEntry],
+        destination: &[u8; 32],
+        surb_id: [u8; sphinx::SURB_ID_LEN],
+    ) -> Option<(Vec<u8>, sphinx::SurbRecovery, std::time::Duration)> {
+        let (hops, delays) = self.hops_and_delays(rng, route)?;
+        let total = delays.iter().sum();
+        let (surb, recovery) =
+            sphinx::build_surb(rng, &hops, destination, surb_id, &delays).ok()?;
+        Some((surb, recovery, total))
     }
 
     /// Encodes and signs with one authority key. More signatures can be

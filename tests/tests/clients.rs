@@ -1,13 +1,20 @@
 //! Two clients on a loopback mixnet (authority, gateway, three layers,
-//! service): messages and answers cross it end to end, a client's sends
-//! are one Poisson process whether it is idle or busy, and the gateway's
-//! deliveries look the same with and without real traffic.
+//! service): messages cross it end to end and are answered through reply
+//! blocks (SURBs), which the asker replenishes as they are used; a
+//! client's sends are one Poisson process whether it is idle or busy; the
+//! gateway's deliveries look the same with and without a burst of
+//! messages or replies; a client that floods is throttled at its gateway
+//! while clients on the cover schedule never are.
 
 use std::time::Duration;
 
-use mtos_client::mixnet::{NetworkConfig, SentKind, Session};
+use mtos_client::ClientError;
+use mtos_client::mixnet::{NetworkConfig, Received, SentKind, Session};
+use mtos_client::replies::ReplyError;
 use mtos_mixnode::admission::Position;
-use mtos_tests::{Testnet, ks_critical, ks_statistic, ks_two_sample, ks_two_sample_critical};
+use mtos_tests::{
+    TestClient, Testnet, ks_critical, ks_statistic, ks_two_sample, ks_two_sample_critical,
+};
 
 const CHAIN: [Position; 5] = [
     Position::Gateway,
@@ -44,7 +51,7 @@ fn gaps(times: &[Duration], from: Duration, to: Duration) -> Vec<f64> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_clients_exchange_messages_and_their_traffic_does_not_show_it() {
+async fn two_clients_exchange_messages_and_replies_and_their_traffic_does_not_show_it() {
     let net = tokio::task::block_in_place(|| {
         Testnet::start_custom(
             &CHAIN,
@@ -66,26 +73,30 @@ async fn two_clients_exchange_messages_and_their_traffic_does_not_show_it() {
     tokio::time::sleep(Duration::from_secs(8)).await;
     let idle_end = alice.stats().sent.last().unwrap().0;
 
-    // A burst of 100 messages, each answered.
+    // A burst of 100 questions, each carrying one reply block; bob
+    // answers each through its block, never learning alice's address.
+    let mut tag = None;
     for i in 0..100u32 {
-        alice
-            .send(&bob.address(), format!("question {i}").as_bytes())
+        let t = alice
+            .send_answerable(&bob.address(), format!("question {i}").as_bytes(), 1)
             .unwrap();
+        assert_eq!(*tag.get_or_insert(t), t, "one conversation, one tag");
     }
-    let alice_address = alice.address();
+    let tag = tag.unwrap();
     let answering = tokio::spawn(async move {
         let mut got = Vec::new();
+        let mut asker = None;
         while got.len() < 100 {
-            let m = bob.recv().await.unwrap();
-            let text = String::from_utf8(m).unwrap();
-            bob.send(
-                &alice_address,
-                text.replace("question", "answer").as_bytes(),
-            )
-            .unwrap();
+            let Received::Answerable { from, body } = bob.recv().await.unwrap() else {
+                panic!("a question without reply blocks");
+            };
+            let text = String::from_utf8(body).unwrap();
+            bob.reply(&from, text.replace("question", "answer").as_bytes())
+                .unwrap();
+            assert_eq!(*asker.get_or_insert(from), from);
             got.push(text);
         }
-        (bob, got)
+        (bob, got, asker.unwrap())
     });
     let mut answers = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
@@ -94,9 +105,13 @@ async fn two_clients_exchange_messages_and_their_traffic_does_not_show_it() {
             .await
             .unwrap_or_else(|_| panic!("{} answers of 100\n{}", answers.len(), net.report()))
             .unwrap();
-        answers.push(String::from_utf8(m).unwrap());
+        let Received::Reply { tag: t, body } = m else {
+            panic!("not a reply: {m:?}");
+        };
+        assert_eq!(t, tag);
+        answers.push(String::from_utf8(body).unwrap());
     }
-    let (bob, questions) = answering.await.unwrap();
+    let (mut bob, questions, asker) = answering.await.unwrap();
     let mut expected: Vec<String> = (0..100).map(|i| format!("question {i}")).collect();
     let mut q = questions.clone();
     q.sort();
@@ -112,6 +127,10 @@ async fn two_clients_exchange_messages_and_their_traffic_does_not_show_it() {
     assert_eq!(a, e, "alice got every answer once");
 
     let stats = alice.stats();
+    assert_eq!(stats.replies_received, 100);
+    assert_eq!(stats.unknown_replies, 0);
+    assert!(stats.blocks_sent >= 100);
+    assert_eq!(bob.stats().replies_sent, 100);
     let busy_end = stats.sent.last().unwrap().0;
     let real = stats
         .sent
@@ -167,6 +186,111 @@ async fn two_clients_exchange_messages_and_their_traffic_does_not_show_it() {
         d < ks_critical(all.len(), ALPHA),
         "deliveries not Exp(λP): {d:.3}"
     );
+
+    // Alice's gateway, likewise, with and without the 100 replies.
+    let replies_at = &stats.received_at;
+    let alice_deliveries: Vec<Duration> = stats.deliveries.iter().map(|(t, _)| *t).collect();
+    let mut quiet = gaps(&alice_deliveries, Duration::ZERO, idle_end);
+    let mut busy = gaps(
+        &alice_deliveries,
+        replies_at[0],
+        *replies_at.last().unwrap(),
+    );
+    let d = ks_two_sample(&mut quiet, &mut busy);
+    let crit = ks_two_sample_critical(quiet.len(), busy.len(), ALPHA);
+    assert!(
+        quiet.len() > 100 && busy.len() > 20,
+        "{} quiet and {} busy gaps",
+        quiet.len(),
+        busy.len()
+    );
+    assert!(
+        d < crit,
+        "delivery gaps differ during the replies: KS {d:.3} >= {crit:.3} ({} vs {})",
+        quiet.len(),
+        busy.len()
+    );
+
+    // Replenishment: alice asks for four blocks to be kept at bob; bob
+    // sends 20 replies in a row, more than he ever holds, waiting when
+    // he runs out until alice's top-ups arrive.
+    alice
+        .send_answerable(&bob.address(), b"tell me the news", 4)
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let m = tokio::time::timeout_at(deadline, bob.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        m,
+        Received::Answerable {
+            from: asker,
+            body: b"tell me the news".to_vec()
+        }
+    );
+    let news = tokio::spawn(async move {
+        let mut waits = 0;
+        for i in 0..20 {
+            loop {
+                match bob.reply(&asker, format!("news {i}").as_bytes()) {
+                    Ok(()) => break,
+                    Err(ClientError::Reply(ReplyError::NoBlock)) => {
+                        waits += 1;
+                        assert!(tokio::time::Instant::now() < deadline, "no top-up came");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        }
+        (bob, waits)
+    });
+    let mut got = Vec::new();
+    while got.len() < 20 {
+        match tokio::time::timeout_at(deadline, alice.recv()).await {
+            Ok(Some(Received::Reply { body, .. })) => got.push(String::from_utf8(body).unwrap()),
+            Ok(m) => panic!("unexpected {m:?}"),
+            Err(_) => panic!("{} news of 20\n{}", got.len(), net.report()),
+        }
+    }
+    got.sort();
+    let mut want: Vec<String> = (0..20).map(|i| format!("news {i}")).collect();
+    want.sort();
+    assert_eq!(got, want);
+    let (bob, waits) = news.await.unwrap();
+    assert!(
+        waits > 0,
+        "bob never ran out: the test did not need top-ups"
+    );
+    let a = alice.stats();
+    assert!(a.top_ups_sent > 0, "alice sent no top-ups");
+    assert_eq!(a.unknown_replies, 0);
+    assert!(bob.stats().blocks_received >= 120);
+
+    // Clients on the cover schedule are never throttled by the gateway's
+    // per-client bucket; a client that sends 1,000 frames at once is.
+    let gateway = net.node(Position::Gateway);
+    let throttled = || {
+        gateway
+            .metric("mtos_frames_dropped_total", "reason=\"client_throttled\"")
+            .unwrap_or(0.0)
+    };
+    assert_eq!(throttled(), 0.0);
     drop(alice);
     drop(bob);
+    let mut flood = TestClient::connect(&net).await;
+    let route: Vec<_> = CHAIN.iter().map(|p| flood.at(*p)[0].clone()).collect();
+    let refs: Vec<_> = route.iter().collect();
+    let frames: Vec<Vec<u8>> = (0..1000u32)
+        .map(|i| flood.frame(&refs, Duration::from_millis(1), &i.to_be_bytes()))
+        .collect();
+    flood.send(&route[0], &frames).await;
+    tokio::task::block_in_place(|| {
+        mtos_tests::wait_for("the flood to be throttled", Duration::from_secs(20), || {
+            throttled() >= 500.0
+        });
+    });
+    // The bucket's depth (100) always passes.
+    assert!(throttled() <= 900.0, "{} throttled", throttled());
 }

@@ -23,6 +23,9 @@ pub enum DriverDrop {
     WrongLayer,
     /// The sender exceeded its token bucket.
     RateLimited,
+    /// A client exceeded the rate the network document allows it (its
+    /// gateway's per-client token bucket).
+    ClientThrottled,
     /// The engine's inbound queue was full.
     Overloaded,
     /// A next hop's send queue was full.
@@ -37,9 +40,10 @@ pub enum DriverDrop {
 
 impl DriverDrop {
     /// Every driver reason.
-    pub const ALL: [DriverDrop; 7] = [
+    pub const ALL: [DriverDrop; 8] = [
         DriverDrop::WrongLayer,
         DriverDrop::RateLimited,
+        DriverDrop::ClientThrottled,
         DriverDrop::Overloaded,
         DriverDrop::SendQueueFull,
         DriverDrop::UnknownNextHop,
@@ -52,6 +56,7 @@ impl DriverDrop {
         match self {
             DriverDrop::WrongLayer => "wrong_layer",
             DriverDrop::RateLimited => "rate_limited",
+            DriverDrop::ClientThrottled => "client_throttled",
             DriverDrop::Overloaded => "overloaded",
             DriverDrop::SendQueueFull => "send_queue_full",
             DriverDrop::UnknownNextHop => "unknown_next_hop",

@@ -29,7 +29,7 @@ use super::net::{self, DIR_GET_DOCUMENT, DIR_PUT_DESCRIPTOR, MIX_PROTOCOL};
 use super::replaydb::{ReplayDb, TagBatch};
 use super::{NodeError, keystore::KeyStore, unix_now};
 use crate::admission::{Position, TokenBucket, accepts};
-use crate::config::{NodeConfig, Role};
+use crate::config::{CLIENT_RATE_FACTOR, NodeConfig, Role};
 use crate::directory::{
     Descriptor, NetworkDocument, NodeEntry, SphinxKeyEntry, Topology, Trust, VERSION, peer_id_of,
 };
@@ -211,7 +211,7 @@ pub async fn run(
     let (topology_tx, topology_rx) = watch::channel::<Option<Arc<Topology>>>(None);
     let (listen_tx, listen_rx) = watch::channel::<Vec<Multiaddr>>(Vec::new());
     let (command_tx, command_rx) = mpsc::channel::<SwarmCommand>(16);
-    let buckets: Arc<Mutex<HashMap<PeerId, TokenBucket>>> = Arc::default();
+    let buckets: Buckets = Arc::default();
     let origin = tokio::time::Instant::now();
     tokio::spawn(swarm_task(SwarmTask {
         swarm,
@@ -253,6 +253,7 @@ pub async fn run(
             origin,
             me: position,
             rate: f64::from(config.limits.peer_rate_pps),
+            client_burst: f64::from(config.limits.client_burst),
             drop_all: fault_drop_all(),
             streams: Mutex::default(),
         },
@@ -458,7 +459,7 @@ struct SwarmTask {
     topology: SharedTopology,
     listen: watch::Sender<Vec<Multiaddr>>,
     metrics: Metrics,
-    buckets: Arc<Mutex<HashMap<PeerId, TokenBucket>>>,
+    buckets: Buckets,
     authority: PeerId,
     log_clients: bool,
 }
@@ -526,14 +527,20 @@ async fn swarm_task(mut t: SwarmTask) {
     }
 }
 
+/// Per-peer token buckets, each marked with whether it was made for a
+/// client (whose rate comes from the document) or a node.
+type Buckets = Arc<Mutex<HashMap<PeerId, (bool, TokenBucket)>>>;
+
 struct Inbound {
     frames: mpsc::Sender<Vec<u8>>,
     topology: SharedTopology,
     metrics: Metrics,
-    buckets: Arc<Mutex<HashMap<PeerId, TokenBucket>>>,
+    buckets: Buckets,
     origin: tokio::time::Instant,
     me: Position,
     rate: f64,
+    /// Depth of a client's token bucket (its rate comes from the document).
+    client_burst: f64,
     /// Test-only fault: drop every frame (see [`fault_drop_all`]).
     drop_all: bool,
     /// Open inbound mix streams per peer.
@@ -613,9 +620,16 @@ async fn read_frames(mut stream: libp2p::Stream, slot: StreamSlot) {
                 Ok(n) => got += n,
             }
         }
-        let (sender, layers) = match inbound.topology.borrow().as_ref() {
-            Some(t) => (t.position_of(&peer), t.document.layers),
-            None => (Position::Client, 0),
+        let (sender, layers, client_rate) = match inbound.topology.borrow().as_ref() {
+            Some(t) => {
+                let r = &t.document.rates;
+                (
+                    t.position_of(&peer),
+                    t.document.layers,
+                    CLIENT_RATE_FACTOR * (r.payload + r.loops + r.drops),
+                )
+            }
+            None => (Position::Client, 0, 0.0),
         };
         let refuse = |reason| {
             inbound.metrics.frames_received.inc();
@@ -632,15 +646,37 @@ async fn read_frames(mut stream: libp2p::Stream, slot: StreamSlot) {
             return;
         }
         let now = Instant::ZERO + inbound.origin.elapsed();
+        // Nodes get the operator's per-peer rate; a client gets twice the
+        // rate its cover schedule sends at (the per-client limit of
+        // `client.md` §6), so one client cannot take more than its share.
+        let (rate, burst, reason) = if sender == Position::Client {
+            (
+                client_rate,
+                inbound.client_burst,
+                DriverDrop::ClientThrottled,
+            )
+        } else {
+            (
+                inbound.rate,
+                (inbound.rate / 4.0).max(64.0),
+                DriverDrop::RateLimited,
+            )
+        };
+        // A peer's bucket follows its current position: a node that was
+        // not yet in this node's document counted as a client, and must
+        // get a node's bucket once it is.
+        let as_client = sender == Position::Client;
         let admitted = inbound.buckets.lock().is_ok_and(|mut b| {
-            b.entry(peer)
-                .or_insert_with(|| {
-                    TokenBucket::new(now, inbound.rate, (inbound.rate / 4.0).max(64.0))
-                })
-                .try_take(now)
+            let entry = b
+                .entry(peer)
+                .or_insert_with(|| (as_client, TokenBucket::new(now, rate, burst)));
+            if entry.0 != as_client {
+                *entry = (as_client, TokenBucket::new(now, rate, burst));
+            }
+            entry.1.try_take(now)
         });
         if !admitted {
-            refuse(DriverDrop::RateLimited);
+            refuse(reason);
             continue;
         }
         match inbound.frames.try_send(buf.clone()) {

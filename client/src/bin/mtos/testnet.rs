@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use clap::Subcommand;
 use mtos_client::ClientError;
-use mtos_client::mixnet::{SentKind, Session};
+use mtos_client::mixnet::{Received, SentKind, Session};
 use mtos_client::testnet::{self, Spec};
 
 #[derive(Debug, Subcommand)]
@@ -175,7 +175,7 @@ fn demo(dir: &Path, messages: u32) -> Result<String, ClientError> {
         .build()
         .map_err(|e| ClientError::Network(format!("cannot start the runtime: {e}")))?;
     runtime.block_on(async move {
-        let alice = Session::connect(&config).await?;
+        let mut alice = Session::connect(&config).await?;
         let mut bob = Session::connect(&config).await?;
         println!(
             "alice and bob connected (fresh libp2p identities, mailboxes {}… and {}…)",
@@ -190,7 +190,9 @@ fn demo(dir: &Path, messages: u32) -> Result<String, ClientError> {
         let start = Instant::now();
         let mut sent_at = Vec::new();
         for i in 0..messages {
-            alice.send(&bob.address(), format!("message {i}").as_bytes())?;
+            // One reply block each: bob answers without learning alice's
+            // address.
+            alice.send_answerable(&bob.address(), format!("message {i}").as_bytes(), 1)?;
             sent_at.push(start.elapsed());
         }
         let mut latencies = Vec::new();
@@ -198,17 +200,35 @@ fn demo(dir: &Path, messages: u32) -> Result<String, ClientError> {
         while latencies.len() < messages as usize {
             match tokio::time::timeout_at(deadline, bob.recv()).await {
                 Ok(Some(m)) => {
-                    let text = String::from_utf8_lossy(&m).into_owned();
+                    let text = String::from_utf8_lossy(m.body()).into_owned();
                     let i: usize = text
                         .strip_prefix("message ")
                         .and_then(|n| n.parse().ok())
                         .unwrap_or(0);
                     let latency = start.elapsed().saturating_sub(sent_at[i.min(sent_at.len() - 1)]);
                     latencies.push(latency);
+                    if let Received::Answerable { from, .. } = &m {
+                        bob.reply(from, format!("reply {i}").as_bytes())?;
+                    }
                 }
                 _ => break,
             }
         }
+        let mut round_trips = Vec::new();
+        while round_trips.len() < latencies.len() {
+            match tokio::time::timeout_at(deadline, alice.recv()).await {
+                Ok(Some(Received::Reply { body, .. })) => {
+                    let i: usize = String::from_utf8_lossy(&body)
+                        .strip_prefix("reply ")
+                        .and_then(|n| n.parse().ok())
+                        .unwrap_or(0);
+                    round_trips.push(start.elapsed().saturating_sub(sent_at[i.min(sent_at.len() - 1)]));
+                }
+                Ok(Some(_)) => {}
+                _ => break,
+            }
+        }
+        round_trips.sort();
         // Let the last loops come home before counting them.
         tokio::time::sleep(Duration::from_secs(1)).await;
         latencies.sort();
@@ -233,6 +253,14 @@ fn demo(dir: &Path, messages: u32) -> Result<String, ClientError> {
             latencies.last().copied().unwrap_or_default()
         ));
         out.push_str(&format!(
+            "replies through reply blocks: {} of {}; round trip p50 {:?}  p90 {:?}  max {:?}\n",
+            round_trips.len(),
+            latencies.len(),
+            percentile(&round_trips, 0.5),
+            percentile(&round_trips, 0.9),
+            round_trips.last().copied().unwrap_or_default()
+        ));
+        out.push_str(&format!(
             "alice sent {} packets: {real} real, {cover} cover ({} payload-slot drops, {loops} loops, {} drops), cover/real {:.1}; {} loops came back\n",
             a.sent.len(),
             count(SentKind::PayloadCover),
@@ -255,10 +283,11 @@ fn demo(dir: &Path, messages: u32) -> Result<String, ClientError> {
                 p.metrics.as_deref().unwrap_or_default()
             ));
         }
-        if latencies.len() < messages as usize {
+        if latencies.len() < messages as usize || round_trips.len() < latencies.len() {
             return Err(ClientError::Network(format!(
-                "{out}only {} of {messages} messages arrived within 120 s",
-                latencies.len()
+                "{out}only {} of {messages} messages and {} replies arrived within 120 s",
+                latencies.len(),
+                round_trips.len()
             )));
         }
         Ok(out)
