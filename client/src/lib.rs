@@ -7,6 +7,8 @@ pub mod passphrase;
 pub mod replies;
 pub mod store;
 pub mod testnet;
+#[cfg(feature = "tor")]
+pub mod tor;
 
 pub use error::ClientError;
 pub use home::Home;

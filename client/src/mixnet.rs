@@ -15,7 +15,7 @@ use mtos_crypto::sphinx::{self, Destination, SURB_ID_LEN};
 use mtos_crypto::{CryptoRng, VerifyKey};
 use mtos_mixnode::admission::Position;
 use mtos_mixnode::cover::{CoverRates, CoverSchedule, Send};
-use mtos_mixnode::directory::{NetworkDocument, Trust, peer_id_of};
+use mtos_mixnode::directory::{NetworkDocument, NodeEntry, Trust, peer_id_of};
 use mtos_mixnode::driver::net::{self, CLIENT_PROTOCOL};
 use mtos_mixnode::driver::unix_now;
 use mtos_mixnode::mailbox::{DELIVERY_FRAME_SIZE, Stored, decode_delivery};
@@ -187,6 +187,13 @@ pub struct SessionStats {
     pub blocks_dropped: u64,
     /// Messages carrying only reply blocks, sent to replenish them.
     pub top_ups_sent: u64,
+    /// Times the delivery stream was reopened after the gateway went
+    /// away.
+    pub reconnects: u64,
+    /// Network document refreshes that failed.
+    pub document_refresh_failures: u64,
+    /// Why the last refresh failed, while it has not succeeded since.
+    pub last_document_error: Option<String>,
     /// Queued messages that could not be built (the document lacked a
     /// node for the route, or the reply table was full).
     pub unsendable: u64,
@@ -235,10 +242,37 @@ impl Session {
     /// Connects to a random gateway of the network with a fresh libp2p
     /// identity and a fresh mailbox, and starts the cover schedule.
     pub async fn connect(config: &NetworkConfig) -> Result<Self, ClientError> {
-        let trust = config.trust()?;
         let keypair = libp2p::identity::Keypair::generate_ed25519();
-        let mut swarm =
+        let swarm =
             net::build_swarm(keypair, 64).map_err(|e| ClientError::Network(e.to_string()))?;
+        Self::connect_over(config, swarm, |_| true).await
+    }
+
+    /// [`Session::connect`] with every connection (to the authority and
+    /// to the gateway) made through Tor, so neither learns this client's
+    /// IP address (`client.md` §7). The authority and the chosen gateway
+    /// must have addresses a Tor exit can reach.
+    #[cfg(feature = "tor")]
+    pub async fn connect_through_tor(
+        config: &NetworkConfig,
+        tor: &crate::tor::TorTransport,
+    ) -> Result<Self, ClientError> {
+        crate::tor::tor_target(&config.authority_addr)
+            .map_err(|e| ClientError::Network(format!("the authority through Tor: {e}")))?;
+        let keypair = libp2p::identity::Keypair::generate_ed25519();
+        let swarm = crate::tor::build_swarm(keypair, tor, 64)?;
+        Self::connect_over(config, swarm, |n| {
+            n.multiaddrs().iter().any(crate::tor::reachable)
+        })
+        .await
+    }
+
+    async fn connect_over(
+        config: &NetworkConfig,
+        mut swarm: libp2p::Swarm<net::Behaviour>,
+        usable: impl Fn(&NodeEntry) -> bool,
+    ) -> Result<Self, ClientError> {
+        let trust = config.trust()?;
         let authority = peer_id_of(&config.authority_key)
             .map_err(|e| ClientError::Network(format!("authority key: {e}")))?;
         swarm.add_peer_address(authority, config.authority_addr.clone());
@@ -273,10 +307,17 @@ impl Session {
         let _ = addr_tx.send(AddressBook::Barrier(done_tx)).await;
         let _ = done_rx.await;
         let mut rng = StdRng::from_rng(&mut rand::rng());
-        let gateway = doc
-            .pick(&mut rng, Position::Gateway)
-            .ok_or_else(|| ClientError::Network("the network document lists no gateway".into()))?
-            .clone();
+        let gateways: Vec<&NodeEntry> = doc
+            .nodes
+            .iter()
+            .filter(|n| n.position() == Position::Gateway && usable(n))
+            .collect();
+        if gateways.is_empty() {
+            return Err(ClientError::Network(
+                "the network document lists no gateway this session can reach".into(),
+            ));
+        }
+        let gateway = gateways[rng.random_range(0..gateways.len())].clone();
         let gateway_peer = gateway
             .peer()
             .map_err(|e| ClientError::Network(e.to_string()))?;
@@ -295,21 +336,7 @@ impl Session {
             key,
         };
         // The delivery stream first: register the mailbox.
-        let mut deliveries = tokio::time::timeout(
-            net::MIX_READY_TIMEOUT,
-            control.open_stream(gateway_peer, CLIENT_PROTOCOL),
-        )
-        .await
-        .map_err(|_| ClientError::Network("the gateway did not answer".into()))?
-        .map_err(|e| net_error("gateway session")(e.to_string()))?;
-        deliveries
-            .write_all(mailbox_secret.as_slice())
-            .await
-            .map_err(|e| net_error("gateway session")(e.to_string()))?;
-        deliveries
-            .flush()
-            .await
-            .map_err(|e| net_error("gateway session")(e.to_string()))?;
+        let deliveries = open_deliveries(&mut control, gateway_peer, &mailbox_secret).await?;
         let mix = net::open_mix_stream(&mut control, gateway_peer)
             .await
             .map_err(net_error("gateway mix stream"))?;
@@ -359,6 +386,9 @@ impl Session {
         };
         let receiver = tokio::spawn(receive_loop(Receiver {
             stream: deliveries,
+            control: control.clone(),
+            gateway: gateway_peer,
+            mailbox_secret,
             key: key_secret,
             messages: in_tx,
             replenish: replenish.clone(),
@@ -489,6 +519,26 @@ impl Session {
         self.replies
             .lock()
             .map_or(0, |r| r.pool.available(from, unix_now()))
+    }
+
+    /// `Ok` while the session's network document is valid; otherwise why
+    /// not (it expired and could not be refreshed, with the last refresh
+    /// error): packets built from an expired document are dropped by the
+    /// nodes, whose keys have moved on.
+    pub fn health(&self) -> Result<(), ClientError> {
+        let doc = self.document();
+        let now = unix_now();
+        if now < doc.valid_until {
+            return Ok(());
+        }
+        let why = self
+            .stats()
+            .last_document_error
+            .unwrap_or_else(|| "no refresh succeeded".into());
+        Err(ClientError::Network(format!(
+            "the network document for epoch {} expired at {} (now {now}): {why}",
+            doc.epoch, doc.valid_until
+        )))
     }
 
     /// The next message received (loops and dummies are not messages).
@@ -844,6 +894,10 @@ async fn send_loop(mut s: SendLoop) {
 
 struct Receiver {
     stream: libp2p::Stream,
+    /// To reopen the delivery stream when it breaks.
+    control: libp2p_stream::Control,
+    gateway: PeerId,
+    mailbox_secret: Zeroizing<[u8; 32]>,
     key: Zeroizing<[u8; 32]>,
     messages: mpsc::Sender<Received>,
     replenish: Replenish,
@@ -967,9 +1021,46 @@ impl Receiver {
     }
 }
 
+/// Opens the delivery stream and names the mailbox (`client.md` §3).
+async fn open_deliveries(
+    control: &mut libp2p_stream::Control,
+    gateway: PeerId,
+    mailbox_secret: &[u8; 32],
+) -> Result<libp2p::Stream, ClientError> {
+    let session = |e: std::io::Error| ClientError::Network(format!("gateway session: {e}"));
+    let mut stream = tokio::time::timeout(
+        net::MIX_READY_TIMEOUT,
+        control.open_stream(gateway, CLIENT_PROTOCOL),
+    )
+    .await
+    .map_err(|_| ClientError::Network("the gateway did not answer".into()))?
+    .map_err(|e| ClientError::Network(format!("gateway session: {e}")))?;
+    stream.write_all(mailbox_secret).await.map_err(session)?;
+    stream.flush().await.map_err(session)?;
+    Ok(stream)
+}
+
 async fn receive_loop(mut r: Receiver) {
     let mut frame = vec![0u8; DELIVERY_FRAME_SIZE];
-    while r.stream.read_exact(&mut frame).await.is_ok() {
+    loop {
+        if r.stream.read_exact(&mut frame).await.is_err() {
+            // The gateway went away: reopen with backoff. The mailbox
+            // outlives the session (`client.md` §3), so what arrived
+            // meanwhile is delivered then.
+            let mut backoff = Duration::from_millis(200);
+            loop {
+                tokio::time::sleep(backoff).await;
+                match open_deliveries(&mut r.control, r.gateway, &r.mailbox_secret).await {
+                    Ok(stream) => {
+                        r.stream = stream;
+                        break;
+                    }
+                    Err(_) => backoff = (backoff * 2).min(Duration::from_secs(10)),
+                }
+            }
+            r.replenish.count(|st| st.reconnects += 1);
+            continue;
+        }
         let at = r.started.elapsed();
         let stored = match decode_delivery(&frame) {
             Ok(s) => s,
@@ -1011,8 +1102,18 @@ async fn refresh_loop(
         // Blocks about to expire are replaced while still usable.
         replenish.run(unix_now(), epoch_secs / 2, None);
         // A failed refresh keeps the last document, which stays usable
-        // until it expires; the next attempt comes soon.
-        if let Ok(doc) = fetch(&mut control, authority, &trust).await {
+        // until it expires; the next attempt comes soon. Failures (an
+        // unreachable authority, a bad signature) are counted with the
+        // last reason, for [`Session::health`].
+        let fetched = fetch(&mut control, authority, &trust).await;
+        replenish.count(|st| match &fetched {
+            Ok(_) => st.last_document_error = None,
+            Err(e) => {
+                st.document_refresh_failures += 1;
+                st.last_document_error = Some(e.to_string());
+            }
+        });
+        if let Ok(doc) = fetched {
             for n in &doc.nodes {
                 if let Ok(p) = n.peer() {
                     let _ = addresses.send(AddressBook::Add(p, n.multiaddrs())).await;

@@ -35,10 +35,51 @@ pub enum DeliveryError {
     Kind(u8),
 }
 
-/// Every mailbox of a gateway, bounded per mailbox and in total.
+/// How long a mailbox outlives its last session, so a client that
+/// reconnects finds what arrived meanwhile (seconds).
+pub const MAILBOX_KEEP_SECS: u64 = 3_600;
+/// Mailboxes registered at once (open sessions and recently closed ones).
+pub const MAX_REGISTERED: usize = 100_000;
+
+/// What became of a payload offered to [`Mailboxes::push`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Filed {
+    /// Stored for its client.
+    Stored,
+    /// Dropped: the mailbox or the gateway is full.
+    Full,
+    /// Dropped: no session opened this mailbox within
+    /// [`MAILBOX_KEEP_SECS`] (a sender cannot fill a gateway with
+    /// payloads for mailboxes nobody reads).
+    NoSession,
+}
+
+impl Filed {
+    /// Its metric label.
+    pub fn name(self) -> &'static str {
+        match self {
+            Filed::Stored => "stored",
+            Filed::Full => "full",
+            Filed::NoSession => "no_session",
+        }
+    }
+}
+
+/// A mailbox a session opened: how many sessions hold it open, and when
+/// it lapses once none does (Unix seconds).
+#[derive(Debug, Clone, Copy)]
+struct Registration {
+    open: usize,
+    until: u64,
+}
+
+/// Every mailbox of a gateway, bounded per mailbox and in total. Only
+/// mailboxes a client session opened (and kept for [`MAILBOX_KEEP_SECS`]
+/// after it closed) take payloads.
 #[derive(Debug)]
 pub struct Mailboxes {
     boxes: HashMap<[u8; 32], VecDeque<Stored>>,
+    registered: HashMap<[u8; 32], Registration>,
     total: usize,
     per_box: usize,
     max_total: usize,
@@ -50,25 +91,76 @@ impl Mailboxes {
     pub fn new(per_box: usize, max_total: usize) -> Self {
         Self {
             boxes: HashMap::new(),
+            registered: HashMap::new(),
             total: 0,
             per_box: per_box.max(1),
             max_total: max_total.max(1),
         }
     }
 
-    /// Files a payload; `false` if the mailbox or the gateway is full
-    /// (the payload is dropped, and the driver counts it).
-    pub fn push(&mut self, mailbox: [u8; 32], stored: Stored) -> bool {
+    /// A session opened `mailbox` at `now`. `false` (nothing registered)
+    /// when [`MAX_REGISTERED`] mailboxes are registered even after the
+    /// lapsed ones went.
+    pub fn open(&mut self, mailbox: [u8; 32], now: u64) -> bool {
+        if !self.registered.contains_key(&mailbox) && self.registered.len() >= MAX_REGISTERED {
+            self.expire(now);
+            if self.registered.len() >= MAX_REGISTERED {
+                return false;
+            }
+        }
+        let r = self.registered.entry(mailbox).or_insert(Registration {
+            open: 0,
+            until: now,
+        });
+        r.open += 1;
+        true
+    }
+
+    /// A session of `mailbox` closed at `now`: the mailbox lapses
+    /// [`MAILBOX_KEEP_SECS`] later unless another session opens it.
+    pub fn close(&mut self, mailbox: &[u8; 32], now: u64) {
+        if let Some(r) = self.registered.get_mut(mailbox) {
+            r.open = r.open.saturating_sub(1);
+            r.until = now.saturating_add(MAILBOX_KEEP_SECS);
+        }
+    }
+
+    /// Drops lapsed mailboxes and what they held; returns how many
+    /// payloads went.
+    pub fn expire(&mut self, now: u64) -> usize {
+        let lapsed: Vec<[u8; 32]> = self
+            .registered
+            .iter()
+            .filter(|(_, r)| r.open == 0 && r.until <= now)
+            .map(|(m, _)| *m)
+            .collect();
+        let mut dropped = 0;
+        for m in lapsed {
+            self.registered.remove(&m);
+            if let Some(b) = self.boxes.remove(&m) {
+                dropped += b.len();
+                self.total -= b.len();
+            }
+        }
+        dropped
+    }
+
+    /// Files a payload for `mailbox`; anything but [`Filed::Stored`]
+    /// means it was dropped (the driver counts it).
+    pub fn push(&mut self, mailbox: [u8; 32], stored: Stored) -> Filed {
+        if !self.registered.contains_key(&mailbox) {
+            return Filed::NoSession;
+        }
         if stored.payload.len() != SPHINX_PAYLOAD_SIZE || self.total >= self.max_total {
-            return false;
+            return Filed::Full;
         }
         let b = self.boxes.entry(mailbox).or_default();
         if b.len() >= self.per_box {
-            return false;
+            return Filed::Full;
         }
         b.push_back(stored);
         self.total += 1;
-        true
+        Filed::Stored
     }
 
     /// The oldest payload of a mailbox.
@@ -136,23 +228,54 @@ mod tests {
     #[test]
     fn mailboxes_are_fifo_and_bounded() {
         let mut m = Mailboxes::new(2, 3);
-        assert!(m.push([1; 32], stored(1)));
-        assert!(m.push([1; 32], stored(2)));
-        assert!(!m.push([1; 32], stored(3)), "per-mailbox bound");
-        assert!(m.push([2; 32], stored(4)));
-        assert!(!m.push([3; 32], stored(5)), "total bound");
-        assert!(!m.push(
-            [3; 32],
-            Stored {
-                surb_id: [0; 16],
-                payload: vec![0; 10]
-            }
-        ));
+        for b in 1..=3 {
+            assert!(m.open([b; 32], 0));
+        }
+        assert_eq!(m.push([1; 32], stored(1)), Filed::Stored);
+        assert_eq!(m.push([1; 32], stored(2)), Filed::Stored);
+        assert_eq!(m.push([1; 32], stored(3)), Filed::Full, "per mailbox");
+        assert_eq!(m.push([2; 32], stored(4)), Filed::Stored);
+        assert_eq!(m.push([3; 32], stored(5)), Filed::Full, "in total");
+        assert_eq!(
+            m.push(
+                [3; 32],
+                Stored {
+                    surb_id: [0; 16],
+                    payload: vec![0; 10]
+                }
+            ),
+            Filed::Full
+        );
         assert_eq!(m.pop(&[1; 32]), Some(stored(1)));
         assert_eq!(m.pop(&[1; 32]), Some(stored(2)));
         assert_eq!(m.pop(&[1; 32]), None);
         assert_eq!(m.held(), 1);
-        assert!(m.push([3; 32], stored(5)));
+        assert_eq!(m.push([3; 32], stored(5)), Filed::Stored);
+    }
+
+    #[test]
+    fn only_mailboxes_with_a_recent_session_take_payloads() {
+        let mut m = Mailboxes::new(10, 100);
+        // Nobody opened this one: a sender cannot fill the gateway with
+        // payloads for mailboxes nobody reads.
+        assert_eq!(m.push([7; 32], stored(1)), Filed::NoSession);
+        assert_eq!(m.held(), 0);
+
+        assert!(m.open([7; 32], 100));
+        assert_eq!(m.push([7; 32], stored(1)), Filed::Stored);
+        // Two sessions hold it; one closes, it stays open.
+        assert!(m.open([7; 32], 100));
+        m.close(&[7; 32], 200);
+        assert_eq!(m.expire(200 + MAILBOX_KEEP_SECS), 0);
+        // The last closes: payloads wait for a reconnect for the keep
+        // time, then go with the mailbox.
+        m.close(&[7; 32], 300);
+        assert_eq!(m.push([7; 32], stored(2)), Filed::Stored);
+        assert_eq!(m.expire(300 + MAILBOX_KEEP_SECS - 1), 0);
+        assert_eq!(m.held(), 2);
+        assert_eq!(m.expire(300 + MAILBOX_KEEP_SECS), 2);
+        assert_eq!(m.held(), 0);
+        assert_eq!(m.push([7; 32], stored(3)), Filed::NoSession);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use mtos_client::mixnet::{NetworkConfig, Received, SentKind, Session};
 use mtos_client::replies::ReplyError;
 use mtos_mixnode::admission::Position;
 use mtos_tests::{
-    TestClient, Testnet, ks_critical, ks_statistic, ks_two_sample, ks_two_sample_critical,
+    TestClient, Testnet, ks_critical, ks_statistic, ks_two_sample, ks_two_sample_critical, wait_for,
 };
 
 const CHAIN: [Position; 5] = [
@@ -52,7 +52,7 @@ fn gaps(times: &[Duration], from: Duration, to: Duration) -> Vec<f64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_clients_exchange_messages_and_replies_and_their_traffic_does_not_show_it() {
-    let net = tokio::task::block_in_place(|| {
+    let mut net = tokio::task::block_in_place(|| {
         Testnet::start_custom(
             &CHAIN,
             600,
@@ -268,6 +268,25 @@ async fn two_clients_exchange_messages_and_replies_and_their_traffic_does_not_sh
     assert_eq!(a.unknown_replies, 0);
     assert!(bob.stats().blocks_received >= 120);
 
+    // The gateway is killed and comes back: both sessions reopen their
+    // streams with backoff, and messages flow again.
+    tokio::task::block_in_place(|| {
+        let g = net.node_mut(Position::Gateway);
+        g.kill_and_restart();
+        wait_for("the gateway to come back", Duration::from_secs(60), || {
+            g.metric("mtos_client_sessions", "") == Some(2.0)
+        });
+    });
+    let mut bob = bob;
+    alice.send(&bob.address(), b"still there?").unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let m = tokio::time::timeout_at(deadline, bob.recv())
+        .await
+        .unwrap_or_else(|_| panic!("nothing after the restart\n{}", net.report()))
+        .unwrap();
+    assert_eq!(m, Received::Message(b"still there?".to_vec()));
+    assert!(alice.stats().reconnects >= 1 && bob.stats().reconnects >= 1);
+
     // Clients on the cover schedule are never throttled by the gateway's
     // per-client bucket; a client that sends 1,000 frames at once is.
     let gateway = net.node(Position::Gateway);
@@ -287,7 +306,7 @@ async fn two_clients_exchange_messages_and_replies_and_their_traffic_does_not_sh
         .collect();
     flood.send(&route[0], &frames).await;
     tokio::task::block_in_place(|| {
-        mtos_tests::wait_for("the flood to be throttled", Duration::from_secs(20), || {
+        wait_for("the flood to be throttled", Duration::from_secs(20), || {
             throttled() >= 500.0
         });
     });

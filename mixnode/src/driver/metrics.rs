@@ -217,7 +217,7 @@ impl Metrics {
                 IntCounterVec::new(
                     Opts::new(
                         "mtos_mailbox_messages_total",
-                        "Payloads for this gateway's mailboxes, by result (stored, full).",
+                        "Payloads for this gateway's mailboxes, by result (stored, full, no_session, expired).",
                     ),
                     &["result"],
                 ),

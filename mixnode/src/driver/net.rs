@@ -93,13 +93,6 @@ pub fn build_swarm(
     keypair: Keypair,
     max_connections: u32,
 ) -> Result<Swarm<Behaviour>, TransportError> {
-    let limits = connection_limits::ConnectionLimits::default()
-        .with_max_established(Some(max_connections))
-        .with_max_pending_incoming(Some(max_connections.min(256)))
-        .with_max_established_per_peer(Some(2));
-    let store = peer_store::memory_store::MemoryStore::new(
-        peer_store::memory_store::Config::default().set_remove_addr_on_dial_error(false),
-    );
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_tcp(
@@ -108,20 +101,38 @@ pub fn build_swarm(
             yamux::Config::default,
         )
         .map_err(|e| TransportError(e.to_string()))?
-        .with_behaviour(|key| Behaviour {
-            limits: connection_limits::Behaviour::new(limits),
-            identify: identify::Behaviour::new(identify::Config::new(
-                IDENTIFY_VERSION.to_owned(),
-                key.public(),
-            )),
-            ping: ping::Behaviour::new(ping::Config::new()),
-            stream: libp2p_stream::Behaviour::new(),
-            addresses: peer_store::Behaviour::new(store),
-        })
+        .with_behaviour(|key| behaviour(key, max_connections))
         .map_err(|e| TransportError(e.to_string()))?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(600)))
+        .with_swarm_config(swarm_config)
         .build();
     Ok(swarm)
+}
+
+/// The protocols every mtos peer runs, for a swarm built over another
+/// transport (a client's Tor entry).
+pub fn behaviour(key: &Keypair, max_connections: u32) -> Behaviour {
+    let limits = connection_limits::ConnectionLimits::default()
+        .with_max_established(Some(max_connections))
+        .with_max_pending_incoming(Some(max_connections.min(256)))
+        .with_max_established_per_peer(Some(2));
+    let store = peer_store::memory_store::MemoryStore::new(
+        peer_store::memory_store::Config::default().set_remove_addr_on_dial_error(false),
+    );
+    Behaviour {
+        limits: connection_limits::Behaviour::new(limits),
+        identify: identify::Behaviour::new(identify::Config::new(
+            IDENTIFY_VERSION.to_owned(),
+            key.public(),
+        )),
+        ping: ping::Behaviour::new(ping::Config::new()),
+        stream: libp2p_stream::Behaviour::new(),
+        addresses: peer_store::Behaviour::new(store),
+    }
+}
+
+/// The swarm settings every mtos peer uses.
+pub fn swarm_config(c: libp2p::swarm::Config) -> libp2p::swarm::Config {
+    c.with_idle_connection_timeout(Duration::from_secs(600))
 }
 
 /// Reads one length-prefixed directory message (`kind`, then a 4-byte

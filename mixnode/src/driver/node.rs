@@ -271,6 +271,7 @@ pub async fn run(
                 )),
             },
         ));
+        tokio::spawn(expire_mailboxes(mailboxes.clone(), metrics.clone()));
         mailboxes
     });
     let (descriptor_tx, descriptor_rx) = watch::channel(Vec::new());
@@ -795,6 +796,22 @@ async fn client_task(mut incoming: libp2p_stream::IncomingStreams, sessions: Cli
     }
 }
 
+/// Drops, once a minute, mailboxes whose last session closed more than
+/// [`crate::mailbox::MAILBOX_KEEP_SECS`] ago, with what they held.
+async fn expire_mailboxes(mailboxes: Arc<Mutex<Mailboxes>>, metrics: Metrics) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        let Ok(mut m) = mailboxes.lock() else { return };
+        let dropped = m.expire(super::unix_now());
+        metrics
+            .mailbox_messages
+            .with_label_values(&["expired"])
+            .inc_by(dropped as u64);
+        metrics.mailbox_held.set(m.held() as i64);
+    }
+}
+
 /// One client session: the client names its mailbox by the secret the id
 /// derives from, then gets one delivery frame per exponential gap of mean
 /// 1/λP, a stored payload when there is one and a dummy otherwise, so the
@@ -812,6 +829,14 @@ async fn serve_client(
     let mailbox = mtos_crypto::envelope::mailbox_id(&secret);
     drop(secret);
     let metrics = &sessions.metrics;
+    // Only opened mailboxes take payloads (`client.md` §3).
+    if !sessions
+        .mailboxes
+        .lock()
+        .is_ok_and(|mut m| m.open(mailbox, super::unix_now()))
+    {
+        return;
+    }
     metrics.client_sessions.inc();
     let mut rng = StdRng::from_rng(&mut rand::rng());
     let mut next = tokio::time::Instant::now();
@@ -843,6 +868,9 @@ async fn serve_client(
         }
         let kind = if stored.is_some() { "real" } else { "dummy" };
         metrics.client_deliveries.with_label_values(&[kind]).inc();
+    }
+    if let Ok(mut m) = sessions.mailboxes.lock() {
+        m.close(&mailbox, super::unix_now());
     }
     metrics.client_sessions.dec();
 }
@@ -1116,7 +1144,7 @@ impl EngineLoop {
         let Ok(mut boxes) = mailboxes.lock() else {
             return;
         };
-        let stored = boxes.push(
+        let filed = boxes.push(
             d.destination.address,
             Stored {
                 surb_id: d.destination.surb_id,
@@ -1125,7 +1153,7 @@ impl EngineLoop {
         );
         self.metrics
             .mailbox_messages
-            .with_label_values(&[if stored { "stored" } else { "full" }])
+            .with_label_values(&[filed.name()])
             .inc();
         self.metrics.mailbox_held.set(boxes.held() as i64);
     }
