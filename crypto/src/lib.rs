@@ -9,6 +9,7 @@ pub mod geometry;
 pub mod identity;
 pub mod item;
 pub mod keychain;
+pub mod slot;
 pub mod sphinx;
 pub mod uri;
 

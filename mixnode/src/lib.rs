@@ -9,6 +9,7 @@ pub mod engine;
 pub mod format;
 pub mod keys;
 pub mod mailbox;
+pub mod placement;
 pub mod replay;
 pub mod time;
 

@@ -16,7 +16,7 @@ use std::fmt;
 use crate::codec::{Reader, Writer};
 use crate::error::{DecodeError, ItemError};
 use crate::identity::{Identity, VerifyKey};
-pub use reference::{Audience, ItemRef, Locator};
+pub use reference::{Audience, ItemRef, Locator, placement_weight};
 
 const ITEM_VERSION: u8 = 1;
 const ITEM_SIGNATURE_CONTEXT: &[u8] = b"mtos-item-v1";

@@ -185,6 +185,20 @@ impl ItemRef {
     }
 }
 
+/// Domain of [`placement_weight`].
+const PLACEMENT_CONTEXT: &str = "mtos-placement-v1";
+
+/// The rendezvous weight of storage node `node` (its ed25519 key) for
+/// `locator`: BLAKE3 in key-derivation mode under `mtos-placement-v1` over
+/// `locator || node`, compared as a big-endian number (`specs/storage.md`
+/// §1). The K nodes of highest weight hold the record.
+pub fn placement_weight(locator: &Locator, node: &[u8; 32]) -> [u8; 32] {
+    let mut h = blake3::Hasher::new_derive_key(PLACEMENT_CONTEXT);
+    h.update(locator.as_bytes());
+    h.update(node);
+    *h.finalize().as_bytes()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
