@@ -10,6 +10,7 @@ pub mod format;
 pub mod keys;
 pub mod mailbox;
 pub mod placement;
+pub mod records;
 pub mod replay;
 pub mod time;
 

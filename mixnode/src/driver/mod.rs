@@ -11,6 +11,7 @@ pub mod loops;
 pub mod metrics;
 pub mod net;
 pub mod node;
+pub mod records;
 pub mod replaydb;
 
 /// Why the node (or the authority) could not start or went down. Every
