@@ -10,13 +10,11 @@
 use std::collections::{HashMap, VecDeque};
 
 use mtos_crypto::envelope::{ClientAddress, MAX_CLIENT_MESSAGE};
-use mtos_crypto::geometry::SURB_SIZE;
 use mtos_crypto::sphinx::{SURB_ID_LEN, SurbRecovery};
 
 /// Bytes of a [`SenderTag`].
 pub const TAG_LEN: usize = 16;
-/// Bytes of an encoded [`ReplyBlock`]: epoch, expiry, Sphinx SURB.
-pub const BLOCK_SIZE: usize = 4 + 8 + SURB_SIZE;
+pub use mtos_mixnode::service::{BLOCK_SIZE, ReplyBlock};
 /// Reply blocks one message carries at most.
 pub const MAX_BLOCKS_PER_MESSAGE: usize = 8;
 /// The longest reply: the SURB payload, less the kind byte.
@@ -75,57 +73,6 @@ pub enum ReplyError {
 /// session uses one random tag per recipient address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SenderTag(pub [u8; TAG_LEN]);
-
-/// One single-use reply block as it travels: the key epoch it was built
-/// for (its frames carry that key tag), the Unix time after which the
-/// replier must not use it, and the Sphinx SURB.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ReplyBlock {
-    /// Key epoch of the SURB's hops.
-    pub epoch: u32,
-    /// Unix seconds: not to be used at or after this time.
-    pub expires: u64,
-    /// The Sphinx SURB ([`SURB_SIZE`] bytes).
-    pub surb: Vec<u8>,
-}
-
-impl std::fmt::Debug for ReplyBlock {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ReplyBlock")
-            .field("epoch", &self.epoch)
-            .field("expires", &self.expires)
-            .finish_non_exhaustive()
-    }
-}
-
-impl ReplyBlock {
-    fn encode(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.epoch.to_be_bytes());
-        out.extend_from_slice(&self.expires.to_be_bytes());
-        out.extend_from_slice(&self.surb);
-    }
-
-    fn decode(bytes: &[u8]) -> Result<Self, ReplyError> {
-        if bytes.len() != BLOCK_SIZE {
-            return Err(ReplyError::Malformed("reply block size"));
-        }
-        let (epoch, rest) = bytes.split_at(4);
-        let (expires, surb) = rest.split_at(8);
-        Ok(Self {
-            epoch: u32::from_be_bytes(
-                epoch
-                    .try_into()
-                    .map_err(|_| ReplyError::Malformed("reply block"))?,
-            ),
-            expires: u64::from_be_bytes(
-                expires
-                    .try_into()
-                    .map_err(|_| ReplyError::Malformed("reply block"))?,
-            ),
-            surb: surb.to_vec(),
-        })
-    }
-}
 
 /// What an envelope carries (`client.md` §2, §5).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -229,7 +176,7 @@ impl Plain {
                 let (blocks, body) = rest.split_at(n * BLOCK_SIZE);
                 let blocks = blocks
                     .chunks_exact(BLOCK_SIZE)
-                    .map(ReplyBlock::decode)
+                    .map(|b| ReplyBlock::decode(b).ok_or(ReplyError::Malformed("reply block")))
                     .collect::<Result<Vec<_>, _>>()?;
                 if kind == KIND_ANSWERABLE {
                     Ok(Plain::Answerable {

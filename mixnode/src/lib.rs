@@ -12,6 +12,7 @@ pub mod mailbox;
 pub mod placement;
 pub mod records;
 pub mod replay;
+pub mod service;
 pub mod time;
 
 pub use engine::{

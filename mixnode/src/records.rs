@@ -7,8 +7,10 @@ use mtos_crypto::geometry::CHUNK_SIZE;
 use mtos_crypto::item::Locator;
 use mtos_crypto::slot::{SLOT_HEADER, SlotError, SlotRecord};
 
-/// The longest feed-slot body: one chunk.
-pub const MAX_SLOT_BODY: usize = CHUNK_SIZE;
+/// The longest feed-slot body: a slot record (key, signature, body) is at
+/// most one chunk, so a put-slot request fits one packet as a put-chunk
+/// request does (`storage.md` §2).
+pub const MAX_SLOT_BODY: usize = CHUNK_SIZE - SLOT_HEADER;
 
 /// The two kinds of record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -49,7 +51,7 @@ impl Kind {
     pub fn max_len(self) -> usize {
         match self {
             Kind::Chunk => CHUNK_SIZE,
-            Kind::Slot => SLOT_HEADER + MAX_SLOT_BODY,
+            Kind::Slot => CHUNK_SIZE,
         }
     }
 }
@@ -163,6 +165,27 @@ mod tests {
         assert!(matches!(
             validate(Kind::Slot, &at, &slot.encode()[..50]),
             Err(Refused::Slot(SlotError::Truncated(50)))
+        ));
+        // A slot record is at most one chunk.
+        let full = SlotRecord::sign(&[3; 32], 1, &vec![0; MAX_SLOT_BODY]).unwrap();
+        assert_eq!(full.encode().len(), CHUNK_SIZE);
+        validate(
+            Kind::Slot,
+            &mtos_crypto::slot::slot_locator(&full.key),
+            &full.encode(),
+        )
+        .unwrap();
+        let over = SlotRecord::sign(&[3; 32], 2, &vec![0; MAX_SLOT_BODY + 1]).unwrap();
+        assert!(matches!(
+            validate(
+                Kind::Slot,
+                &mtos_crypto::slot::slot_locator(&over.key),
+                &over.encode()
+            ),
+            Err(Refused::TooLarge {
+                kind: Kind::Slot,
+                ..
+            })
         ));
         let mut forged = slot.encode();
         let last = forged.len() - 1;

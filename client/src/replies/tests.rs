@@ -4,6 +4,8 @@ use mtos_crypto::sphinx::{self, Hop, NodeAddress, SphinxSecret};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
+use mtos_crypto::geometry::SURB_SIZE;
+
 use super::*;
 
 fn address(n: u8) -> ClientAddress {
