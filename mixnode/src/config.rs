@@ -56,6 +56,9 @@ pub struct NodeConfig {
     /// Resource limits.
     #[serde(default)]
     pub limits: Limits,
+    /// Retention of stored records (storage nodes).
+    #[serde(default)]
+    pub storage: StorageSection,
     /// Logging choices.
     #[serde(default)]
     pub log: LogSection,
@@ -149,6 +152,27 @@ impl Default for Limits {
     }
 }
 
+/// `[storage]`: how long records live and how much a storage node keeps
+/// (`specs/storage.md` §2).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageSection {
+    /// Every record lives at least this long, seconds.
+    pub retention_secs: u64,
+    /// Bytes of records kept; above it the oldest records past the
+    /// retention time are evicted, and puts are refused when none is.
+    pub max_bytes: u64,
+}
+
+impl Default for StorageSection {
+    fn default() -> Self {
+        Self {
+            retention_secs: 30 * 24 * 3600,
+            max_bytes: 10 << 30,
+        }
+    }
+}
+
 /// `[log]`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -227,6 +251,12 @@ impl NodeConfig {
         {
             return Err(invalid("limits", "every limit must be at least 1"));
         }
+        if config.storage.retention_secs == 0 || config.storage.max_bytes == 0 {
+            return Err(invalid(
+                "storage",
+                "retention_secs and max_bytes must be at least 1",
+            ));
+        }
         Ok(config)
     }
 
@@ -286,6 +316,14 @@ client_burst = 100
 # Packets per epoch each key's replay filter is sized for (3.6 bytes each).
 replay_capacity = 4000000
 
+[storage]
+# Storage nodes (node.storage = true): every record lives at least this
+# long (30 days), whatever arrives...
+retention_secs = 2592000
+# ...and above this many bytes of records (10 GiB) the oldest records past
+# that age are evicted; when none is old enough, new puts are refused.
+max_bytes = 10737418240
+
 [log]
 # Log client addresses? Off: logs would then record who uses the network.
 client_addresses = false
@@ -310,6 +348,11 @@ mod tests {
             assert_eq!(c.node.role, role);
             assert_eq!(c.node.layer, layer);
             assert!(!c.log.client_addresses);
+            assert_eq!(
+                c.storage,
+                StorageSection::default(),
+                "the template says the defaults"
+            );
         }
     }
 
@@ -337,6 +380,10 @@ mod tests {
                 "storrage",
             ),
             (base.replace("role = \"mix\"", "role = \"relay\""), "role"),
+            (
+                base.replace("retention_secs = 2592000", "retention_secs = 0"),
+                "storage",
+            ),
         ];
         for (text, field) in cases {
             let e = NodeConfig::parse(&text, Path::new("n.toml"))

@@ -487,8 +487,13 @@ impl TestClient {
     /// A client with a fresh libp2p identity that fetched the network's
     /// document.
     pub async fn connect(net: &Testnet) -> Self {
+        Self::connect_as(net, libp2p::identity::Keypair::generate_ed25519()).await
+    }
+
+    /// [`TestClient::connect`] under a given libp2p identity (a node's,
+    /// to speak as that node).
+    pub async fn connect_as(net: &Testnet, keypair: libp2p::identity::Keypair) -> Self {
         use futures::StreamExt;
-        let keypair = libp2p::identity::Keypair::generate_ed25519();
         let peer = keypair.public().to_peer_id();
         let mut swarm = net::build_swarm(keypair, 64).unwrap();
         let authority = mtos_mixnode::directory::peer_id_of(&net.authority_key).unwrap();
@@ -532,6 +537,44 @@ impl TestClient {
             peer,
             _task: task,
         }
+    }
+
+    /// Opens `protocol` to `node` and exchanges one framed message
+    /// (`kind`, body), returning the answer's kind and body, or the error
+    /// (a refused stream reads as one).
+    pub async fn request(
+        &mut self,
+        node: &NodeEntry,
+        protocol: libp2p::StreamProtocol,
+        kind: u8,
+        body: &[u8],
+    ) -> Result<(u8, Vec<u8>), String> {
+        use futures::AsyncWriteExt;
+        let peer = node.peer().map_err(|e| e.to_string())?;
+        // The swarm learns the document's addresses just after connect:
+        // a dial may come too early, so opening is retried (not the
+        // exchange).
+        let mut opened = Err(String::new());
+        for _ in 0..50 {
+            opened = self
+                .control
+                .open_stream(peer, protocol.clone())
+                .await
+                .map_err(|e| e.to_string());
+            if opened.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let mut stream = opened?;
+        net::write_message(&mut stream, kind, body)
+            .await
+            .map_err(|e| e.to_string())?;
+        let answer = net::read_message(&mut stream, 1 << 20)
+            .await
+            .map_err(|e| e.to_string())?;
+        let _ = stream.close().await;
+        Ok(answer)
     }
 
     /// The document's nodes at a position.

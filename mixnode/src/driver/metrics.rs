@@ -106,6 +106,14 @@ pub struct Metrics {
     pub client_deliveries: IntCounterVec,
     /// Connected client sessions.
     pub client_sessions: IntGauge,
+    /// Records held (storage nodes).
+    pub records_held: IntGauge,
+    /// Bytes of records held.
+    pub record_bytes: IntGauge,
+    /// Record requests served, by operation and result.
+    pub record_requests: IntCounterVec,
+    /// Records evicted past the retention time.
+    pub records_evicted: IntCounter,
     /// This node's loops, by fate (sent, returned, lost).
     pub node_loops: IntCounterVec,
     /// Lost share of this node's recent loops.
@@ -239,6 +247,34 @@ impl Metrics {
             client_sessions: registered(
                 &r,
                 IntGauge::new("mtos_client_sessions", "Connected client sessions."),
+            )?,
+            records_held: registered(
+                &r,
+                IntGauge::new("mtos_records_held", "Records this storage node holds."),
+            )?,
+            record_bytes: registered(
+                &r,
+                IntGauge::new(
+                    "mtos_record_bytes",
+                    "Bytes of records this storage node holds.",
+                ),
+            )?,
+            record_requests: registered(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "mtos_record_requests_total",
+                        "Replica requests served, by operation (put, get, probe) and result (stored, duplicate, found, not_found, bad_request, error, or the refusal's reason).",
+                    ),
+                    &["op", "result"],
+                ),
+            )?,
+            records_evicted: registered(
+                &r,
+                IntCounter::new(
+                    "mtos_records_evicted_total",
+                    "Records evicted (older than the retention time, store at its bound).",
+                ),
             )?,
             node_loops: registered(
                 &r,

@@ -197,6 +197,25 @@ pub async fn run(
         ),
         _ => None,
     };
+    // A storage node serves replica requests from service nodes.
+    let store = match config.node.storage {
+        true => {
+            let db = super::records::RecordDb::open(
+                &base.join(&config.node.data).join("records"),
+                crate::records::Retention {
+                    min_age_secs: config.storage.retention_secs,
+                    max_bytes: config.storage.max_bytes,
+                },
+            )?;
+            metrics.records_held.set(db.records() as i64);
+            metrics.record_bytes.set(db.bytes() as i64);
+            let incoming = control
+                .accept(super::store::STORE_PROTOCOL)
+                .map_err(|_| NodeError::Config("store protocol registered twice".into()))?;
+            Some((incoming, Arc::new(Mutex::new(db))))
+        }
+        false => None,
+    };
 
     let position = my_position(&config);
     tracing::info!(
@@ -209,6 +228,14 @@ pub async fn run(
     tokio::spawn(super::metrics::serve(metrics_listener, metrics.clone()));
 
     let (topology_tx, topology_rx) = watch::channel::<Option<Arc<Topology>>>(None);
+    if let Some((incoming, db)) = store {
+        tokio::spawn(super::store::serve(
+            incoming,
+            db,
+            topology_rx.clone(),
+            metrics.clone(),
+        ));
+    }
     let (listen_tx, listen_rx) = watch::channel::<Vec<Multiaddr>>(Vec::new());
     let (command_tx, command_rx) = mpsc::channel::<SwarmCommand>(16);
     let buckets: Buckets = Arc::default();

@@ -1,0 +1,244 @@
+//! The replica side of `/mtos/store/1` (`specs/storage.md` §4): a service
+//! node asks a storage node to put, get or probe records; one request and
+//! one response per stream, in the directory protocol's framing (kind,
+//! 4-byte length, body). Only nodes the document lists as service or
+//! storage nodes are served: a client never reaches a replica directly.
+
+use std::sync::{Arc, Mutex};
+
+use futures::{AsyncWriteExt, StreamExt};
+use libp2p::StreamProtocol;
+use mtos_crypto::geometry::CHUNK_SIZE;
+use mtos_crypto::item::Locator;
+
+use super::metrics::Metrics;
+use super::net;
+use super::records::{Put, PutError, RecordDb};
+use crate::admission::Position;
+use crate::directory::Topology;
+use crate::records::Kind;
+use crate::service::MAX_PROBE;
+
+/// The replica protocol.
+pub const STORE_PROTOCOL: StreamProtocol = StreamProtocol::new("/mtos/store/1");
+/// Request: `kind || locator || record`.
+pub const STORE_PUT: u8 = 1;
+/// Request: `kind || locator`.
+pub const STORE_GET: u8 = 2;
+/// Request: slot locators, 32 bytes each.
+pub const STORE_PROBE: u8 = 3;
+/// Response: done (a get's record, a probe's bitmap).
+pub const STORE_OK: u8 = 0x10;
+/// Response: no such record.
+pub const STORE_NOT_FOUND: u8 = 0x11;
+/// Response: refused (body: the reason's label, UTF-8).
+pub const STORE_REFUSED: u8 = 0x12;
+/// Response: the request did not parse, or the store failed.
+pub const STORE_ERROR: u8 = 0x13;
+/// The largest request body.
+pub const MAX_STORE_REQUEST: usize = 1 + 32 + CHUNK_SIZE;
+
+fn kind_and_locator(body: &[u8]) -> Option<(Kind, Locator, &[u8])> {
+    let (&k, rest) = body.split_first()?;
+    let kind = Kind::from_byte(k)?;
+    let (l, rest) = rest.split_at_checked(32)?;
+    Some((kind, Locator::from_bytes(l.try_into().ok()?), rest))
+}
+
+/// Serves one request against `db` at `now`: returns the response kind,
+/// its body, and the labels to count it under (`op`, `result`).
+pub fn handle(
+    db: &mut RecordDb,
+    request: u8,
+    body: &[u8],
+    now: u64,
+) -> (u8, Vec<u8>, &'static str, &'static str) {
+    match request {
+        STORE_PUT => {
+            let Some((kind, locator, record)) = kind_and_locator(body) else {
+                return (STORE_ERROR, b"malformed put".to_vec(), "put", "bad_request");
+            };
+            match db.put(kind, &locator, record, now) {
+                Ok(Put::Stored { .. }) => (STORE_OK, Vec::new(), "put", "stored"),
+                Ok(Put::Duplicate) => (STORE_OK, Vec::new(), "put", "duplicate"),
+                Err(PutError::Refused(r)) => {
+                    (STORE_REFUSED, r.name().as_bytes().to_vec(), "put", r.name())
+                }
+                Err(PutError::Database(_)) => {
+                    (STORE_ERROR, b"store failed".to_vec(), "put", "error")
+                }
+            }
+        }
+        STORE_GET => match kind_and_locator(body) {
+            Some((kind, locator, [])) => match db.get(kind, &locator) {
+                Ok(Some(record)) => (STORE_OK, record, "get", "found"),
+                Ok(None) => (STORE_NOT_FOUND, Vec::new(), "get", "not_found"),
+                Err(_) => (STORE_ERROR, b"store failed".to_vec(), "get", "error"),
+            },
+            _ => (STORE_ERROR, b"malformed get".to_vec(), "get", "bad_request"),
+        },
+        STORE_PROBE
+            if !body.is_empty()
+                && body.len().is_multiple_of(32)
+                && body.len() / 32 <= MAX_PROBE =>
+        {
+            let mut bitmap = vec![0u8; (body.len() / 32).div_ceil(8)];
+            for (i, l) in body.chunks_exact(32).enumerate() {
+                let Ok(l) = <[u8; 32]>::try_from(l) else {
+                    continue;
+                };
+                match db.get(Kind::Slot, &Locator::from_bytes(l)) {
+                    Ok(Some(_)) => bitmap[i / 8] |= 0x80 >> (i % 8),
+                    Ok(None) => {}
+                    Err(_) => return (STORE_ERROR, b"store failed".to_vec(), "probe", "error"),
+                }
+            }
+            (STORE_OK, bitmap, "probe", "found")
+        }
+        _ => (
+            STORE_ERROR,
+            b"unknown request".to_vec(),
+            "other",
+            "bad_request",
+        ),
+    }
+}
+
+/// Serves `/mtos/store/1` on a storage node until the swarm ends.
+pub(super) async fn serve(
+    mut incoming: libp2p_stream::IncomingStreams,
+    db: Arc<Mutex<RecordDb>>,
+    topology: tokio::sync::watch::Receiver<Option<Arc<Topology>>>,
+    metrics: Metrics,
+) {
+    // Requests in flight at once; beyond it streams are dropped (reset).
+    let permits = Arc::new(tokio::sync::Semaphore::new(64));
+    while let Some((peer, mut stream)) = incoming.next().await {
+        let allowed = topology.borrow().as_ref().is_some_and(|t| {
+            t.position_of(&peer) == Position::Service
+                || t.document
+                    .nodes
+                    .iter()
+                    .any(|n| n.storage && n.peer().is_ok_and(|p| p == peer))
+        });
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            continue;
+        };
+        if !allowed {
+            metrics
+                .record_requests
+                .with_label_values(&["other", "not_allowed"])
+                .inc();
+            continue;
+        }
+        let (db, metrics) = (db.clone(), metrics.clone());
+        tokio::spawn(async move {
+            let _permit = permit;
+            let exchange = async {
+                let (kind, body) = net::read_message(&mut stream, MAX_STORE_REQUEST).await?;
+                let now = super::unix_now();
+                let db2 = db.clone();
+                let served = tokio::task::spawn_blocking(move || {
+                    let mut db = db2.lock().map_err(|_| std::io::Error::other("poisoned"))?;
+                    let before = (db.records(), db.bytes());
+                    let out = handle(&mut db, kind, &body, now);
+                    Ok::<_, std::io::Error>((out, before, (db.records(), db.bytes())))
+                })
+                .await
+                .map_err(std::io::Error::other)??;
+                let ((status, reply, op, result), (before, _), (records, bytes)) = served;
+                metrics
+                    .record_requests
+                    .with_label_values(&[op, result])
+                    .inc();
+                if result == "stored" {
+                    // One record in, the rest of the difference evicted.
+                    metrics
+                        .records_evicted
+                        .inc_by((before + 1).saturating_sub(records));
+                }
+                metrics.records_held.set(records as i64);
+                metrics.record_bytes.set(bytes as i64);
+                net::write_message(&mut stream, status, &reply).await?;
+                stream.close().await
+            };
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(30), exchange).await;
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use mtos_crypto::slot::{SlotRecord, slot_locator};
+
+    use super::*;
+    use crate::records::Retention;
+
+    fn request(kind: Kind, locator: &Locator, record: &[u8]) -> Vec<u8> {
+        let mut b = vec![kind.byte()];
+        b.extend_from_slice(locator.as_bytes());
+        b.extend_from_slice(record);
+        b
+    }
+
+    #[test]
+    fn puts_gets_and_probes_are_served_and_bad_requests_answered() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = RecordDb::open(
+            &dir.path().join("r"),
+            Retention {
+                min_age_secs: 10,
+                max_bytes: 1 << 20,
+            },
+        )
+        .unwrap();
+        let chunk = vec![4u8; 100];
+        let at = Locator::of(&chunk);
+        let put = request(Kind::Chunk, &at, &chunk);
+        assert_eq!(handle(&mut db, STORE_PUT, &put, 0).3, "stored");
+        assert_eq!(handle(&mut db, STORE_PUT, &put, 1).3, "duplicate");
+        let (status, body, _, _) = handle(&mut db, STORE_GET, &request(Kind::Chunk, &at, &[]), 2);
+        assert_eq!((status, body), (STORE_OK, chunk.clone()));
+        let missing = Locator::from_bytes([9; 32]);
+        assert_eq!(
+            handle(&mut db, STORE_GET, &request(Kind::Chunk, &missing, &[]), 2).0,
+            STORE_NOT_FOUND
+        );
+        // A tampered chunk is refused with its reason; the record stays.
+        let mut bad = chunk.clone();
+        bad[0] = 5;
+        let (status, reason, _, result) =
+            handle(&mut db, STORE_PUT, &request(Kind::Chunk, &at, &bad), 3);
+        assert_eq!(
+            (status, reason.as_slice(), result),
+            (STORE_REFUSED, &b"wrong_locator"[..], "wrong_locator")
+        );
+        assert_eq!(db.get(Kind::Chunk, &at).unwrap(), Some(chunk));
+
+        // Probes: which slot locators hold a record.
+        let slot = SlotRecord::sign(&[1; 32], 0, b"entry").unwrap();
+        let sl = slot_locator(&slot.key);
+        handle(
+            &mut db,
+            STORE_PUT,
+            &request(Kind::Slot, &sl, &slot.encode()),
+            4,
+        );
+        let mut probe = Vec::new();
+        for l in [missing, sl, missing] {
+            probe.extend_from_slice(l.as_bytes());
+        }
+        let (status, bitmap, _, _) = handle(&mut db, STORE_PROBE, &probe, 5);
+        assert_eq!((status, bitmap), (STORE_OK, vec![0b0100_0000]));
+
+        for (kind, body) in [
+            (STORE_PUT, vec![7u8; 10]),
+            (STORE_GET, vec![1u8; 40]),
+            (STORE_PROBE, vec![0u8; 33]),
+            (STORE_PROBE, vec![]),
+            (99, vec![]),
+        ] {
+            assert_eq!(handle(&mut db, kind, &body, 6).0, STORE_ERROR, "{kind}");
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! Storage nodes on a loopback network: a service node's identity puts
+//! and gets records on `/mtos/store/1`, invalid records are refused and
+//! leave the stored ones intact, and a client identity is never served.
+
+use mtos_crypto::item::Locator;
+use mtos_crypto::slot::{SlotRecord, slot_locator};
+use mtos_mixnode::admission::Position;
+use mtos_mixnode::driver::store::{
+    STORE_GET, STORE_NOT_FOUND, STORE_OK, STORE_PROTOCOL, STORE_PUT, STORE_REFUSED,
+};
+use mtos_mixnode::records::Kind;
+use mtos_tests::{TestClient, Testnet};
+
+const CHAIN: [Position; 5] = [
+    Position::Gateway,
+    Position::Layer(1),
+    Position::Layer(2),
+    Position::Layer(3),
+    Position::Service,
+];
+
+fn body(kind: Kind, locator: &Locator, record: &[u8]) -> Vec<u8> {
+    let mut b = vec![kind.byte()];
+    b.extend_from_slice(locator.as_bytes());
+    b.extend_from_slice(record);
+    b
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_serve_service_nodes_only_and_keep_valid_records() {
+    // Every node stores (the template's flag switched on).
+    let net = tokio::task::block_in_place(|| {
+        Testnet::start_with(&CHAIN, 600, 5, |c| {
+            c.replace("storage = false", "storage = true")
+        })
+    });
+    let service = net.node(Position::Service);
+    let identity =
+        mtos_mixnode::driver::load_identity(&service.dir.join("keys/identity.key")).unwrap();
+    let mut as_service =
+        TestClient::connect_as(&net, mtos_mixnode::directory::libp2p_keypair(&identity)).await;
+    assert!(as_service.document.nodes.iter().all(|n| n.storage));
+    let replica = as_service.at(Position::Layer(2))[0].clone();
+
+    let chunk = vec![0x42u8; 3000];
+    let at = Locator::of(&chunk);
+    let put = body(Kind::Chunk, &at, &chunk);
+    let answer = as_service
+        .request(&replica, STORE_PROTOCOL, STORE_PUT, &put)
+        .await;
+    assert_eq!(answer.unwrap().0, STORE_OK);
+    let got = as_service
+        .request(
+            &replica,
+            STORE_PROTOCOL,
+            STORE_GET,
+            &body(Kind::Chunk, &at, &[]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(got, (STORE_OK, chunk.clone()));
+
+    // A tampered chunk and a forged slot are refused, counted, and what
+    // is stored stays.
+    let mut tampered = chunk.clone();
+    tampered[0] ^= 1;
+    let refused = as_service
+        .request(
+            &replica,
+            STORE_PROTOCOL,
+            STORE_PUT,
+            &body(Kind::Chunk, &at, &tampered),
+        )
+        .await
+        .unwrap();
+    assert_eq!(refused, (STORE_REFUSED, b"wrong_locator".to_vec()));
+    let owner = SlotRecord::sign(&[1; 32], 0, b"entry").unwrap();
+    let slot = slot_locator(&owner.key);
+    let put_slot = |r: &SlotRecord| body(Kind::Slot, &slot, &r.encode());
+    assert_eq!(
+        as_service
+            .request(&replica, STORE_PROTOCOL, STORE_PUT, &put_slot(&owner))
+            .await
+            .unwrap()
+            .0,
+        STORE_OK
+    );
+    let forged = SlotRecord::sign(&[2; 32], 0, b"forged").unwrap();
+    assert_eq!(
+        as_service
+            .request(&replica, STORE_PROTOCOL, STORE_PUT, &put_slot(&forged))
+            .await
+            .unwrap(),
+        (STORE_REFUSED, b"bad_slot".to_vec())
+    );
+    let second = SlotRecord::sign(&[1; 32], 0, b"second").unwrap();
+    assert_eq!(
+        as_service
+            .request(&replica, STORE_PROTOCOL, STORE_PUT, &put_slot(&second))
+            .await
+            .unwrap(),
+        (STORE_REFUSED, b"slot_taken".to_vec())
+    );
+    assert_eq!(
+        as_service
+            .request(
+                &replica,
+                STORE_PROTOCOL,
+                STORE_GET,
+                &body(Kind::Slot, &slot, &[])
+            )
+            .await
+            .unwrap(),
+        (STORE_OK, owner.encode())
+    );
+    assert_eq!(
+        as_service
+            .request(
+                &replica,
+                STORE_PROTOCOL,
+                STORE_GET,
+                &body(Kind::Chunk, &Locator::from_bytes([7; 32]), &[])
+            )
+            .await
+            .unwrap()
+            .0,
+        STORE_NOT_FOUND
+    );
+
+    // A client identity gets no answer at all, and the refusal is counted.
+    let mut client = TestClient::connect(&net).await;
+    let refused = client
+        .request(
+            &replica,
+            STORE_PROTOCOL,
+            STORE_GET,
+            &body(Kind::Chunk, &at, &[]),
+        )
+        .await;
+    assert!(refused.is_err(), "{refused:?}");
+    tokio::task::block_in_place(|| {
+        let node = net
+            .nodes
+            .iter()
+            .find(|n| n.position == Position::Layer(2))
+            .unwrap();
+        let m = |labels: &str| {
+            node.metric("mtos_record_requests_total", labels)
+                .unwrap_or(0.0)
+        };
+        assert_eq!(m("op=\"other\",result=\"not_allowed\""), 1.0);
+        assert_eq!(m("op=\"put\",result=\"stored\""), 2.0);
+        assert_eq!(m("op=\"put\",result=\"wrong_locator\""), 1.0);
+        assert_eq!(node.metric("mtos_records_held", ""), Some(2.0));
+    });
+}
