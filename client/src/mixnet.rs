@@ -5,12 +5,14 @@
 //! constant-rate delivery frames, and answering through reply blocks
 //! (`replies`) without learning who asked.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use libp2p::{Multiaddr, PeerId};
 use mtos_crypto::envelope::{self, ClientAddress, MAX_CLIENT_MESSAGE};
+use mtos_crypto::item::Locator;
 use mtos_crypto::sphinx::{self, Destination, SURB_ID_LEN};
 use mtos_crypto::{CryptoRng, VerifyKey};
 use mtos_mixnode::admission::Position;
@@ -19,9 +21,10 @@ use mtos_mixnode::directory::{NetworkDocument, NodeEntry, Trust, peer_id_of};
 use mtos_mixnode::driver::net::{self, CLIENT_PROTOCOL};
 use mtos_mixnode::driver::unix_now;
 use mtos_mixnode::mailbox::{DELIVERY_FRAME_SIZE, Stored, decode_delivery};
+use mtos_mixnode::service::{Op, Request, Response};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use zeroize::Zeroizing;
 
 use crate::ClientError;
@@ -97,11 +100,25 @@ enum Outgoing {
 
 /// Both sides of reply blocks: those this session handed out, and those
 /// it holds to answer others.
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct Replies {
     outstanding: Outstanding,
     pool: ReplyPool,
+    /// Service requests waiting for their answer, by reply block id.
+    requests: HashMap<[u8; SURB_ID_LEN], (sphinx::SurbRecovery, oneshot::Sender<Vec<u8>>)>,
 }
+
+impl std::fmt::Debug for Replies {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replies")
+            .field("outstanding", &self.outstanding)
+            .field("requests", &self.requests.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Service requests a session waits on at once.
+pub const MAX_PENDING_REQUESTS: usize = 1_024;
 
 type SharedReplies = Arc<Mutex<Replies>>;
 
@@ -512,6 +529,103 @@ impl Session {
             st.replies_sent += 1;
         }
         Ok(())
+    }
+
+    /// Sends `op` on `locator` to a random service node through the
+    /// mixnet, with a reply block for the answer, and waits for it at most
+    /// `timeout` (`specs/storage.md` §4). The service node learns the
+    /// locator, never this session's address.
+    pub async fn request(
+        &self,
+        op: Op,
+        locator: Locator,
+        timeout: Duration,
+    ) -> Result<Response, ClientError> {
+        let doc = self.document();
+        let mut rng = StdRng::from_rng(&mut rand::rng());
+        let missing =
+            |what: &str| ClientError::Network(format!("the network document lacks {what}"));
+        let service = doc
+            .pick(&mut rng, Position::Service)
+            .ok_or_else(|| missing("a service node"))?;
+        let mine = doc
+            .nodes
+            .iter()
+            .find(|n| n.key == self.address.gateway)
+            .ok_or_else(|| missing("this session's gateway"))?;
+        let layers = |rng: &mut StdRng| {
+            (1..=doc.layers)
+                .map(|l| doc.pick(rng, Position::Layer(l)))
+                .collect::<Option<Vec<_>>>()
+        };
+        let mut back = layers(&mut rng).ok_or_else(|| missing("a node in every layer"))?;
+        back.push(mine);
+        let mut block_id = [0u8; SURB_ID_LEN];
+        while block_id == [0; SURB_ID_LEN] {
+            rng.fill(&mut block_id[..]);
+        }
+        let (surb, recovery, delays) = doc
+            .reply_block(&mut rng, &back, &self.address.mailbox, block_id)
+            .ok_or_else(|| missing("keys for the reply block"))?;
+        let expires = doc
+            .schedule
+            .start(doc.epoch.saturating_add(2))
+            .saturating_sub(delays.as_secs() + 1 + REPLY_LINK_MARGIN_SECS);
+        let mut id = [0u8; 16];
+        rng.fill(&mut id[..]);
+        let request = Request {
+            id,
+            locator,
+            op,
+            reply: ReplyBlock {
+                epoch: doc.epoch,
+                expires,
+                surb,
+            },
+        };
+        let bytes = request
+            .encode()
+            .map_err(|e| ClientError::Network(format!("request: {e}")))?;
+        let mut forward = vec![mine];
+        forward.extend(layers(&mut rng).ok_or_else(|| missing("a node in every layer"))?);
+        forward.push(service);
+        let destination = Destination {
+            address: service.key,
+            surb_id: [0; SURB_ID_LEN],
+        };
+        let frame = doc
+            .forward_frame(&mut rng, &forward, &destination, &bytes)
+            .ok_or_else(|| missing("keys for the request"))?;
+        let permit = self.outgoing.try_reserve().map_err(|_| queue_full())?;
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut r = self.replies.lock().map_err(|_| poisoned())?;
+            if r.requests.len() >= MAX_PENDING_REQUESTS {
+                return Err(ClientError::Network(format!(
+                    "{MAX_PENDING_REQUESTS} requests are waiting already"
+                )));
+            }
+            r.requests.insert(block_id, (recovery, tx));
+        }
+        permit.send(Outgoing::Frame(frame));
+        let answer = tokio::time::timeout(timeout, rx).await;
+        if let Ok(mut r) = self.replies.lock() {
+            r.requests.remove(&block_id);
+        }
+        let body = answer
+            .map_err(|_| {
+                ClientError::Network(format!(
+                    "no answer from the service node within {} s",
+                    timeout.as_secs()
+                ))
+            })?
+            .map_err(|_| ClientError::Network("the session ended".into()))?;
+        let response = Response::decode(&body)
+            .map_err(|e| ClientError::Network(format!("service response: {e}")))?;
+        if response.id != id {
+            return Err(ClientError::Network("a response to another request".into()));
+        }
+        Ok(response)
     }
 
     /// Usable reply blocks held for `from`.
@@ -951,6 +1065,21 @@ impl Receiver {
     /// A payload that came through one of this session's reply blocks.
     fn on_reply(&self, stored: &Stored) -> Option<Received> {
         let r = &self.replenish;
+        // A service node's answer to a request of this session.
+        let waiting = r.replies.lock().ok()?.requests.remove(&stored.surb_id);
+        if let Some((recovery, answer)) = waiting {
+            match recovery
+                .recover(&stored.payload)
+                .ok()
+                .and_then(|plain| decode_reply(&plain).ok().map(<[u8]>::to_vec))
+            {
+                Some(body) => {
+                    let _ = answer.send(body);
+                }
+                None => r.count(|st| st.undecodable += 1),
+            }
+            return None;
+        }
         let taken = r.replies.lock().ok()?.outstanding.take(&stored.surb_id);
         let Some((tag, recovery)) = taken else {
             r.count(|st| st.unknown_replies += 1);

@@ -154,3 +154,100 @@ async fn replicas_serve_service_nodes_only_and_keep_valid_records() {
         assert_eq!(node.metric("mtos_records_held", ""), Some(2.0));
     });
 }
+
+/// Clients store and fetch chunks through the mixnet: each request goes
+/// through every layer to a service node, which performs it against the
+/// chunk's ring replicas and answers through the request's reply block.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_put_and_get_chunks_through_service_nodes_onto_the_ring_replicas() {
+    use mtos_client::mixnet::{NetworkConfig, Session};
+    use mtos_mixnode::placement::{DEFAULT_REPLICAS, replicas, storage_nodes};
+    use mtos_mixnode::service::{Op, Status};
+    use std::time::Duration;
+
+    let net = tokio::task::block_in_place(|| {
+        Testnet::start_custom(
+            &CHAIN,
+            600,
+            5,
+            |c| c.replace("storage = false", "storage = true"),
+            |a| {
+                a.replace("payload = 2.0", "payload = 20.0")
+                    .replace("node_loops = 1.0", "node_loops = 0.0")
+            },
+        )
+    });
+    let config = NetworkConfig {
+        network: net.network.clone(),
+        authority_key: net.authority_key,
+        authority_addr: net.authority_addr.clone(),
+    };
+    let alice = Session::connect(&config).await.unwrap();
+    let bob = Session::connect(&config).await.unwrap();
+    let chunks: Vec<Vec<u8>> = (0..10u8).map(|i| vec![i; 1000 + usize::from(i)]).collect();
+    let wait = Duration::from_secs(30);
+    for c in &chunks {
+        let r = alice
+            .request(Op::Put(Kind::Chunk, c.clone()), Locator::of(c), wait)
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", net.report()));
+        assert_eq!(r.status, Status::Ok, "{r:?}");
+        assert_eq!(
+            r.body,
+            vec![DEFAULT_REPLICAS as u8],
+            "stored on every replica"
+        );
+    }
+    for c in &chunks {
+        let r = bob
+            .request(Op::Get(Kind::Chunk), Locator::of(c), wait)
+            .await
+            .unwrap();
+        assert_eq!((r.status, &r.body), (Status::Ok, c));
+    }
+    let absent = bob
+        .request(Op::Get(Kind::Chunk), Locator::from_bytes([3; 32]), wait)
+        .await
+        .unwrap();
+    assert_eq!(absent.status, Status::NotFound);
+    // A tampered chunk is refused by the service before any replica.
+    let mut bad = chunks[0].clone();
+    bad[0] ^= 1;
+    let refused = alice
+        .request(Op::Put(Kind::Chunk, bad), Locator::of(&chunks[0]), wait)
+        .await
+        .unwrap();
+    assert_eq!(
+        (refused.status, refused.body.as_slice()),
+        (Status::Refused, &b"wrong_locator"[..])
+    );
+
+    // Every chunk is on exactly its K ring replicas, and no replica was
+    // ever contacted by anything but a service or storage node.
+    let doc = alice.document();
+    let storage = storage_nodes(&doc);
+    tokio::task::block_in_place(|| {
+        for node in &net.nodes {
+            let key = doc
+                .nodes
+                .iter()
+                .find(|n| n.position() == node.position)
+                .unwrap()
+                .key;
+            let expected = chunks
+                .iter()
+                .filter(|c| replicas(&Locator::of(c), &storage, DEFAULT_REPLICAS).contains(&key))
+                .count();
+            assert_eq!(
+                node.metric("mtos_records_held", ""),
+                Some(expected as f64),
+                "{:?}",
+                node.position
+            );
+            assert_eq!(
+                node.metric("mtos_record_requests_total", "result=\"not_allowed\""),
+                Some(0.0)
+            );
+        }
+    });
+}

@@ -114,6 +114,8 @@ pub struct Metrics {
     pub record_requests: IntCounterVec,
     /// Records evicted past the retention time.
     pub records_evicted: IntCounter,
+    /// Client requests a service node handled, by operation and status.
+    pub service_requests: IntCounterVec,
     /// This node's loops, by fate (sent, returned, lost).
     pub node_loops: IntCounterVec,
     /// Lost share of this node's recent loops.
@@ -265,6 +267,16 @@ impl Metrics {
                     Opts::new(
                         "mtos_record_requests_total",
                         "Replica requests served, by operation (put, get, probe) and result (stored, duplicate, found, not_found, bad_request, error, or the refusal's reason).",
+                    ),
+                    &["op", "result"],
+                ),
+            )?,
+            service_requests: registered(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "mtos_service_requests_total",
+                        "Client requests this service node handled, by operation and status (ok, not_found, refused, unavailable, bad_request, queue_full).",
                     ),
                     &["op", "result"],
                 ),

@@ -13,6 +13,7 @@ pub mod net;
 pub mod node;
 pub mod records;
 pub mod replaydb;
+pub mod service_node;
 pub mod store;
 
 /// Why the node (or the authority) could not start or went down. Every

@@ -216,6 +216,7 @@ pub async fn run(
         }
         false => None,
     };
+    let local_store = store.as_ref().map(|(_, db)| db.clone());
 
     let position = my_position(&config);
     tracing::info!(
@@ -318,6 +319,23 @@ pub async fn run(
     let my_key = *loaded.identity.verify_key().as_bytes();
     let loop_tracker = Arc::new(Mutex::new(super::loops::LoopTracker::default()));
     let (loops_tx, loops_rx) = mpsc::channel::<Transmit>(64);
+    // A service node answers client requests (`storage.md` §4).
+    let service = (config.node.role == Role::Service).then(|| {
+        let (tx, rx) = mpsc::channel(super::service_node::REQUEST_QUEUE);
+        tokio::spawn(
+            super::service_node::ServiceNode {
+                requests: rx,
+                control: control.clone(),
+                topology: topology_rx.clone(),
+                out: loops_tx.clone(),
+                metrics: metrics.clone(),
+                local: local_store.clone(),
+                me: my_key,
+            }
+            .run(),
+        );
+        tx
+    });
     tokio::spawn(super::loops::run(
         my_key,
         topology_rx.clone(),
@@ -352,6 +370,7 @@ pub async fn run(
         mailboxes,
         loop_tracker,
         me: my_key,
+        service,
     };
     driver.publish_descriptor().await;
     let outcome = driver.run(frames_rx, loops_rx, shutdown).await;
@@ -1045,6 +1064,8 @@ struct EngineLoop {
     loop_tracker: Arc<Mutex<super::loops::LoopTracker>>,
     /// This node's key (its loops come back addressed to it).
     me: [u8; 32],
+    /// A service node's request queue.
+    service: Option<mpsc::Sender<Vec<u8>>>,
 }
 
 impl EngineLoop {
@@ -1157,6 +1178,25 @@ impl EngineLoop {
     /// in the mailbox its destination names. (What a service node answers
     /// comes with the storage layer.)
     fn deliver(&mut self, d: crate::engine::Delivery) {
+        if d.destination.address == self.me && d.destination.surb_id == [0; 16] {
+            // A request to this service node (`storage.md` §4).
+            if let Some(queue) = &self.service {
+                let result = match mtos_crypto::sphinx::open_forward_payload(&d.payload) {
+                    Ok(request) => match queue.try_send(request) {
+                        Ok(()) => None,
+                        Err(_) => Some("queue_full"),
+                    },
+                    Err(_) => Some("bad_request"),
+                };
+                if let Some(result) = result {
+                    self.metrics
+                        .service_requests
+                        .with_label_values(&["request", result])
+                        .inc();
+                }
+            }
+            return;
+        }
         if d.destination.address == self.me {
             // One of this node's loops (or a forgery, which is ignored).
             if let Ok(mut t) = self.loop_tracker.lock() {

@@ -1,0 +1,269 @@
+//! A service node's side of storage requests (`specs/storage.md` §4): a
+//! request arrives as the message of a forward packet addressed to this
+//! node; the node performs it against the record's replicas
+//! (`/mtos/store/1`, or its own store when it is one of them) and sends
+//! the answer back through the request's reply block, handing the reply
+//! packet to the block's first hop like any frame it forwards. It never
+//! learns who asked: the request carries no address, only a reply block.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::AsyncWriteExt;
+use mtos_crypto::item::Locator;
+use mtos_crypto::sphinx;
+use tokio::sync::{Semaphore, mpsc};
+
+use super::metrics::Metrics;
+use super::net;
+use super::records::RecordDb;
+use super::store::{
+    STORE_GET, STORE_NOT_FOUND, STORE_OK, STORE_PROBE, STORE_PROTOCOL, STORE_PUT, STORE_REFUSED,
+    handle as serve_locally,
+};
+use crate::directory::{NetworkDocument, Topology};
+use crate::engine::Transmit;
+use crate::placement::{DEFAULT_REPLICAS, replicas, storage_nodes};
+use crate::records::{Kind, validate};
+use crate::service::{Op, ReplyBlock, Request, Response, Status};
+
+/// Requests waiting for a worker; beyond it they are dropped (counted).
+pub const REQUEST_QUEUE: usize = 1_024;
+/// Requests handled at once.
+const WORKERS: usize = 64;
+/// How long one replica may take to answer.
+const REPLICA_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the request loop needs.
+pub(super) struct ServiceNode {
+    pub requests: mpsc::Receiver<Vec<u8>>,
+    pub control: libp2p_stream::Control,
+    pub topology: tokio::sync::watch::Receiver<Option<Arc<Topology>>>,
+    pub out: mpsc::Sender<Transmit>,
+    pub metrics: Metrics,
+    /// This node's own store, when it is a storage node too.
+    pub local: Option<Arc<Mutex<RecordDb>>>,
+    pub me: [u8; 32],
+}
+
+impl ServiceNode {
+    /// Handles requests until the engine loop goes away.
+    pub async fn run(mut self) {
+        let workers = Arc::new(Semaphore::new(WORKERS));
+        while let Some(bytes) = self.requests.recv().await {
+            let Ok(permit) = workers.clone().acquire_owned().await else {
+                return;
+            };
+            let Some(doc) = self.topology.borrow().as_ref().map(|t| t.document.clone()) else {
+                continue;
+            };
+            let (control, out, metrics, local, me) = (
+                self.control.clone(),
+                self.out.clone(),
+                self.metrics.clone(),
+                self.local.clone(),
+                self.me,
+            );
+            tokio::spawn(async move {
+                let _permit = permit;
+                let Ok(request) = Request::decode(&bytes) else {
+                    // No reply block to answer through: counted, dropped.
+                    count(&metrics, "request", "bad_request");
+                    return;
+                };
+                let mut replica = Replicas {
+                    control,
+                    doc: &doc,
+                    local,
+                    me,
+                    metrics: metrics.clone(),
+                };
+                let response = replica.perform(&request).await;
+                count(&metrics, op_name(&request.op), status_name(response.status));
+                match reply_transmit(&request.reply, &response, super::unix_now()) {
+                    Some(t) => {
+                        let _ = out.send(t).await;
+                    }
+                    None => count(&metrics, "reply", "expired_or_bad_block"),
+                }
+            });
+        }
+    }
+}
+
+fn count(metrics: &Metrics, op: &str, result: &str) {
+    metrics
+        .service_requests
+        .with_label_values(&[op, result])
+        .inc();
+}
+
+fn op_name(op: &Op) -> &'static str {
+    match op {
+        Op::Put(Kind::Chunk, _) => "put_chunk",
+        Op::Put(Kind::Slot, _) => "put_slot",
+        Op::Get(Kind::Chunk) => "get_chunk",
+        Op::Get(Kind::Slot) => "get_slot",
+        Op::Probe(_) => "probe",
+    }
+}
+
+fn status_name(s: Status) -> &'static str {
+    match s {
+        Status::Ok => "ok",
+        Status::NotFound => "not_found",
+        Status::Refused => "refused",
+        Status::Unavailable => "unavailable",
+        Status::BadRequest => "bad_request",
+    }
+}
+
+/// The reply packet for `response` through `block`, as a frame for the
+/// block's first hop; `None` when the block has expired or is not a
+/// block.
+pub fn reply_transmit(block: &ReplyBlock, response: &Response, now: u64) -> Option<Transmit> {
+    if block.expires <= now {
+        return None;
+    }
+    let mut plain = vec![0u8];
+    plain.extend_from_slice(&response.encode().ok()?);
+    let (packet, first) = sphinx::use_surb(&block.surb, &plain).ok()?;
+    let frame = sphinx::Frame::encode((block.epoch % 256) as u8, &packet).ok()?;
+    Some(Transmit { next: first, frame })
+}
+
+struct Replicas<'a> {
+    control: libp2p_stream::Control,
+    doc: &'a NetworkDocument,
+    local: Option<Arc<Mutex<RecordDb>>>,
+    me: [u8; 32],
+    metrics: Metrics,
+}
+
+impl Replicas<'_> {
+    /// One replica request: `(answer kind, body)`, or `None` when the
+    /// replica cannot be reached.
+    async fn ask(&mut self, node: &[u8; 32], kind: u8, body: &[u8]) -> Option<(u8, Vec<u8>)> {
+        if *node == self.me {
+            // This node is one of the replicas: its own store, counted
+            // as a replica request would be.
+            let local = self.local.clone()?;
+            let body = body.to_vec();
+            let metrics = self.metrics.clone();
+            return tokio::task::spawn_blocking(move || {
+                let mut db = local.lock().ok()?;
+                let (status, reply, op, result) =
+                    serve_locally(&mut db, kind, &body, super::unix_now());
+                metrics
+                    .record_requests
+                    .with_label_values(&[op, result])
+                    .inc();
+                metrics.records_held.set(db.records() as i64);
+                metrics.record_bytes.set(db.bytes() as i64);
+                Some((status, reply))
+            })
+            .await
+            .ok()
+            .flatten();
+        }
+        let peer = self
+            .doc
+            .nodes
+            .iter()
+            .find(|n| n.key == *node)
+            .and_then(|n| n.peer().ok())?;
+        let exchange = async {
+            let mut stream = self.control.open_stream(peer, STORE_PROTOCOL).await.ok()?;
+            net::write_message(&mut stream, kind, body).await.ok()?;
+            let answer = net::read_message(&mut stream, 1 << 16).await.ok()?;
+            let _ = stream.close().await;
+            Some(answer)
+        };
+        tokio::time::timeout(REPLICA_TIMEOUT, exchange)
+            .await
+            .ok()
+            .flatten()
+    }
+
+    fn replicas_of(&self, locator: &Locator) -> Vec<[u8; 32]> {
+        replicas(locator, &storage_nodes(self.doc), DEFAULT_REPLICAS)
+    }
+
+    async fn perform(&mut self, request: &Request) -> Response {
+        let respond = |status, body| Response {
+            id: request.id,
+            status,
+            body,
+        };
+        let locator = request.locator;
+        match &request.op {
+            Op::Put(kind, record) => {
+                // Checked here too, so a bad record costs no replica a
+                // request.
+                if let Err(e) = validate(*kind, &locator, record) {
+                    return respond(Status::Refused, e.name().as_bytes().to_vec());
+                }
+                let mut body = vec![kind.byte()];
+                body.extend_from_slice(locator.as_bytes());
+                body.extend_from_slice(record);
+                let (mut stored, mut refused) = (0u8, None);
+                for node in self.replicas_of(&locator) {
+                    match self.ask(&node, STORE_PUT, &body).await {
+                        Some((STORE_OK, _)) => stored += 1,
+                        Some((STORE_REFUSED, reason)) => refused = Some(reason),
+                        _ => {}
+                    }
+                }
+                match (refused, stored) {
+                    (Some(reason), _) => respond(Status::Refused, reason),
+                    (None, 0) => respond(Status::Unavailable, Vec::new()),
+                    (None, n) => respond(Status::Ok, vec![n]),
+                }
+            }
+            Op::Get(kind) => {
+                let mut body = vec![kind.byte()];
+                body.extend_from_slice(locator.as_bytes());
+                let mut reached = false;
+                for node in self.replicas_of(&locator) {
+                    match self.ask(&node, STORE_GET, &body).await {
+                        // A replica's record is checked before it is
+                        // passed on: a bad replica is skipped.
+                        Some((STORE_OK, record)) if validate(*kind, &locator, &record).is_ok() => {
+                            return respond(Status::Ok, record);
+                        }
+                        Some((STORE_NOT_FOUND | STORE_OK, _)) => reached = true,
+                        _ => {}
+                    }
+                }
+                respond(
+                    if reached {
+                        Status::NotFound
+                    } else {
+                        Status::Unavailable
+                    },
+                    Vec::new(),
+                )
+            }
+            Op::Probe(more) => {
+                let all: Vec<Locator> = std::iter::once(locator)
+                    .chain(more.iter().copied())
+                    .collect();
+                let mut bitmap = vec![0u8; all.len().div_ceil(8)];
+                for (i, l) in all.iter().enumerate() {
+                    for node in self.replicas_of(l) {
+                        match self.ask(&node, STORE_PROBE, l.as_bytes()).await {
+                            Some((STORE_OK, bits)) => {
+                                if bits.first().is_some_and(|b| b & 0x80 != 0) {
+                                    bitmap[i / 8] |= 0x80 >> (i % 8);
+                                }
+                                break;
+                            }
+                            _ => continue,
+                        }
+                    }
+                }
+                respond(Status::Ok, bitmap)
+            }
+        }
+    }
+}
