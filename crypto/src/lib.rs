@@ -12,6 +12,7 @@ pub mod keychain;
 pub mod slot;
 pub mod sphinx;
 pub mod uri;
+pub mod vectors;
 
 pub use age::secrecy::{ExposeSecret, SecretString};
 pub use error::{

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod admission;
+pub mod cache;
 pub mod config;
 pub mod cover;
 pub mod directory;

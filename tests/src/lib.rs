@@ -127,6 +127,15 @@ impl Drop for Proc {
     }
 }
 
+/// The shortest full route: gateway, one node per layer, service node.
+pub const CHAIN: [Position; 5] = [
+    Position::Gateway,
+    Position::Layer(1),
+    Position::Layer(2),
+    Position::Layer(3),
+    Position::Service,
+];
+
 /// One node of a test network.
 #[derive(Debug)]
 pub struct TestNode {

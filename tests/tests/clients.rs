@@ -13,16 +13,10 @@ use mtos_client::mixnet::{NetworkConfig, Received, SentKind, Session};
 use mtos_client::replies::ReplyError;
 use mtos_mixnode::admission::Position;
 use mtos_tests::{
-    TestClient, Testnet, ks_critical, ks_statistic, ks_two_sample, ks_two_sample_critical, wait_for,
+    CHAIN, TestClient, Testnet, ks_critical, ks_statistic, ks_two_sample, ks_two_sample_critical,
+    wait_for,
 };
 
-const CHAIN: [Position; 5] = [
-    Position::Gateway,
-    Position::Layer(1),
-    Position::Layer(2),
-    Position::Layer(3),
-    Position::Service,
-];
 const PAYLOAD: f64 = 20.0;
 const LOOPS: f64 = 5.0;
 const DROPS: f64 = 5.0;

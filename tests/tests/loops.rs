@@ -5,15 +5,7 @@
 use std::time::Duration;
 
 use mtos_mixnode::admission::Position;
-use mtos_tests::Testnet;
-
-const CHAIN: [Position; 5] = [
-    Position::Gateway,
-    Position::Layer(1),
-    Position::Layer(2),
-    Position::Layer(3),
-    Position::Service,
-];
+use mtos_tests::{CHAIN, Testnet};
 
 #[test]
 fn a_node_dropping_everything_is_noticed_by_loop_cover() {

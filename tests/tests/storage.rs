@@ -9,15 +9,7 @@ use mtos_mixnode::driver::store::{
     STORE_GET, STORE_NOT_FOUND, STORE_OK, STORE_PROTOCOL, STORE_PUT, STORE_REFUSED,
 };
 use mtos_mixnode::records::Kind;
-use mtos_tests::{TestClient, Testnet};
-
-const CHAIN: [Position; 5] = [
-    Position::Gateway,
-    Position::Layer(1),
-    Position::Layer(2),
-    Position::Layer(3),
-    Position::Service,
-];
+use mtos_tests::{CHAIN, TestClient, Testnet};
 
 fn body(kind: Kind, locator: &Locator, record: &[u8]) -> Vec<u8> {
     let mut b = vec![kind.byte()];
@@ -205,6 +197,43 @@ async fn clients_put_and_get_chunks_through_service_nodes_onto_the_ring_replicas
             .unwrap();
         assert_eq!((r.status, &r.body), (Status::Ok, c));
     }
+    // A second read of each chunk is served from the service node's
+    // cache, without asking any replica.
+    let service_node = net.node(Position::Service);
+    let cache = |r: &str| {
+        service_node
+            .metric("mtos_service_cache_total", &format!("result=\"{r}\""))
+            .unwrap_or(0.0)
+    };
+    let gets_before = tokio::task::block_in_place(|| {
+        net.nodes
+            .iter()
+            .map(|n| {
+                n.metric("mtos_record_requests_total", "op=\"get\"")
+                    .unwrap_or(0.0)
+            })
+            .sum::<f64>()
+    });
+    assert_eq!(tokio::task::block_in_place(|| cache("miss")), 10.0);
+    for c in &chunks {
+        let r = bob
+            .request(Op::Get(Kind::Chunk), Locator::of(c), wait)
+            .await
+            .unwrap();
+        assert_eq!((r.status, &r.body), (Status::Ok, c));
+    }
+    tokio::task::block_in_place(|| {
+        assert_eq!(cache("hit"), 10.0);
+        let gets_after: f64 = net
+            .nodes
+            .iter()
+            .map(|n| {
+                n.metric("mtos_record_requests_total", "op=\"get\"")
+                    .unwrap_or(0.0)
+            })
+            .sum();
+        assert_eq!(gets_after, gets_before, "no replica was asked again");
+    });
     let absent = bob
         .request(Op::Get(Kind::Chunk), Locator::from_bytes([3; 32]), wait)
         .await

@@ -281,7 +281,7 @@ fn the_sender_table_is_bounded() {
 /// fixed inputs. `MTOS_WRITE_VECTORS=1` rewrites the file.
 #[test]
 fn reply_vectors_match_the_spec() {
-    use serde_json::{Value, json};
+    use serde_json::json;
     let hex = |b: &[u8]| data_encoding::HEXLOWER.encode(b);
     let tag = SenderTag([0x54; TAG_LEN]);
     let one = ReplyBlock {
@@ -299,16 +299,9 @@ fn reply_vectors_match_the_spec() {
         "more_blocks": hex(&Plain::MoreBlocks { tag, blocks: vec![one.clone(), one] }.encode().unwrap()),
         "reply": hex(&encode_reply(b"hello back").unwrap()),
     });
-    let path =
-        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../specs/vectors/replies.json");
-    if std::env::var_os("MTOS_WRITE_VECTORS").is_some() {
-        std::fs::write(
-            &path,
-            serde_json::to_string_pretty(&computed).unwrap() + "\n",
-        )
-        .unwrap();
-    }
-    let expected: Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).expect("replies.json")).unwrap();
-    assert_eq!(computed, expected);
+    mtos_crypto::vectors::check(
+        "replies.json",
+        &serde_json::to_string_pretty(&computed).unwrap(),
+    )
+    .unwrap();
 }

@@ -115,16 +115,9 @@ fn slot_vectors_match_the_spec() {
         "feed_key": hex(&feed),
         "cases": cases,
     });
-    let path =
-        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../specs/vectors/slots.json");
-    if std::env::var_os("MTOS_WRITE_VECTORS").is_some() {
-        std::fs::write(
-            &path,
-            serde_json::to_string_pretty(&computed).unwrap() + "\n",
-        )
-        .unwrap();
-    }
-    let expected: Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).expect("slots.json")).unwrap();
-    assert_eq!(computed, expected);
+    crate::vectors::check(
+        "slots.json",
+        &serde_json::to_string_pretty(&computed).unwrap(),
+    )
+    .unwrap();
 }

@@ -116,6 +116,10 @@ pub struct Metrics {
     pub records_evicted: IntCounter,
     /// Client requests a service node handled, by operation and status.
     pub service_requests: IntCounterVec,
+    /// A service node's chunk cache lookups, by result (hit, miss).
+    pub service_cache: IntCounterVec,
+    /// Chunks in a service node's cache.
+    pub service_cache_chunks: IntGauge,
     /// This node's loops, by fate (sent, returned, lost).
     pub node_loops: IntCounterVec,
     /// Lost share of this node's recent loops.
@@ -279,6 +283,23 @@ impl Metrics {
                         "Client requests this service node handled, by operation and status (ok, not_found, refused, unavailable, bad_request, queue_full).",
                     ),
                     &["op", "result"],
+                ),
+            )?,
+            service_cache: registered(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "mtos_service_cache_total",
+                        "Chunk cache lookups of this service node, by result (hit, miss).",
+                    ),
+                    &["result"],
+                ),
+            )?,
+            service_cache_chunks: registered(
+                &r,
+                IntGauge::new(
+                    "mtos_service_cache_chunks",
+                    "Chunks in this service node's cache.",
                 ),
             )?,
             records_evicted: registered(

@@ -331,6 +331,9 @@ pub async fn run(
                 metrics: metrics.clone(),
                 local: local_store.clone(),
                 me: my_key,
+                cache: Arc::new(Mutex::new(crate::cache::ChunkCache::new(
+                    crate::cache::DEFAULT_CACHE_CHUNKS,
+                ))),
             }
             .run(),
         );

@@ -100,17 +100,10 @@ impl RecordDb {
             records: 0,
         };
         let (mut bytes, mut records) = (0u64, 0u64);
-        for item in store
-            .db
-            .iterator(IteratorMode::From(&[RECORD], Direction::Forward))
-        {
-            let (k, v) = item.map_err(|e| store.error(e))?;
-            if k.first() != Some(&RECORD) {
-                break;
-            }
-            bytes += v.len().saturating_sub(8) as u64;
+        store.for_each(|_, _, record| {
+            bytes += record.len() as u64;
             records += 1;
-        }
+        })?;
         store.bytes = bytes;
         store.records = records;
         Ok(store)

@@ -21,6 +21,7 @@ use super::store::{
     STORE_GET, STORE_NOT_FOUND, STORE_OK, STORE_PROBE, STORE_PROTOCOL, STORE_PUT, STORE_REFUSED,
     handle as serve_locally,
 };
+use crate::cache::ChunkCache;
 use crate::directory::{NetworkDocument, Topology};
 use crate::engine::Transmit;
 use crate::placement::{DEFAULT_REPLICAS, replicas, storage_nodes};
@@ -44,6 +45,8 @@ pub(super) struct ServiceNode {
     /// This node's own store, when it is a storage node too.
     pub local: Option<Arc<Mutex<RecordDb>>>,
     pub me: [u8; 32],
+    /// Chunks fetched from replicas.
+    pub cache: Arc<Mutex<ChunkCache>>,
 }
 
 impl ServiceNode {
@@ -57,12 +60,13 @@ impl ServiceNode {
             let Some(doc) = self.topology.borrow().as_ref().map(|t| t.document.clone()) else {
                 continue;
             };
-            let (control, out, metrics, local, me) = (
+            let (control, out, metrics, local, me, cache) = (
                 self.control.clone(),
                 self.out.clone(),
                 self.metrics.clone(),
                 self.local.clone(),
                 self.me,
+                self.cache.clone(),
             );
             tokio::spawn(async move {
                 let _permit = permit;
@@ -77,6 +81,7 @@ impl ServiceNode {
                     local,
                     me,
                     metrics: metrics.clone(),
+                    cache,
                 };
                 let response = replica.perform(&request).await;
                 count(&metrics, op_name(&request.op), status_name(response.status));
@@ -138,6 +143,7 @@ struct Replicas<'a> {
     local: Option<Arc<Mutex<RecordDb>>>,
     me: [u8; 32],
     metrics: Metrics,
+    cache: Arc<Mutex<ChunkCache>>,
 }
 
 impl Replicas<'_> {
@@ -221,6 +227,21 @@ impl Replicas<'_> {
                 }
             }
             Op::Get(kind) => {
+                if *kind == Kind::Chunk {
+                    let cached = self
+                        .cache
+                        .lock()
+                        .ok()
+                        .and_then(|c| c.get(&locator).map(<[u8]>::to_vec));
+                    let result = if cached.is_some() { "hit" } else { "miss" };
+                    self.metrics
+                        .service_cache
+                        .with_label_values(&[result])
+                        .inc();
+                    if let Some(chunk) = cached {
+                        return respond(Status::Ok, chunk);
+                    }
+                }
                 let mut body = vec![kind.byte()];
                 body.extend_from_slice(locator.as_bytes());
                 let mut reached = false;
@@ -229,6 +250,12 @@ impl Replicas<'_> {
                         // A replica's record is checked before it is
                         // passed on: a bad replica is skipped.
                         Some((STORE_OK, record)) if validate(*kind, &locator, &record).is_ok() => {
+                            if *kind == Kind::Chunk
+                                && let Ok(mut cache) = self.cache.lock()
+                            {
+                                cache.insert(locator, record.clone());
+                                self.metrics.service_cache_chunks.set(cache.len() as i64);
+                            }
                             return respond(Status::Ok, record);
                         }
                         Some((STORE_NOT_FOUND | STORE_OK, _)) => reached = true,

@@ -121,16 +121,9 @@ fn placement_vectors_match_the_spec() {
         "nodes": all.iter().map(|n| hex(n)).collect::<Vec<_>>(),
         "cases": cases,
     });
-    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../specs/vectors/placement.json");
-    if std::env::var_os("MTOS_WRITE_VECTORS").is_some() {
-        std::fs::write(
-            &path,
-            serde_json::to_string_pretty(&computed).unwrap() + "\n",
-        )
-        .unwrap();
-    }
-    let expected: Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).expect("placement.json")).unwrap();
-    assert_eq!(computed, expected);
+    mtos_crypto::vectors::check(
+        "placement.json",
+        &serde_json::to_string_pretty(&computed).unwrap(),
+    )
+    .unwrap();
 }
