@@ -162,6 +162,10 @@ pub struct StorageSection {
     /// Bytes of records kept; above it the oldest records past the
     /// retention time are evicted, and puts are refused when none is.
     pub max_bytes: u64,
+    /// Puts per second one service node may make on this replica.
+    pub puts_per_service: u32,
+    /// Puts one service node may make at once above that rate.
+    pub put_burst: u32,
 }
 
 impl Default for StorageSection {
@@ -169,6 +173,8 @@ impl Default for StorageSection {
         Self {
             retention_secs: 30 * 24 * 3600,
             max_bytes: 10 << 30,
+            puts_per_service: 200,
+            put_burst: 2_000,
         }
     }
 }
@@ -251,11 +257,12 @@ impl NodeConfig {
         {
             return Err(invalid("limits", "every limit must be at least 1"));
         }
-        if config.storage.retention_secs == 0 || config.storage.max_bytes == 0 {
-            return Err(invalid(
-                "storage",
-                "retention_secs and max_bytes must be at least 1",
-            ));
+        if config.storage.retention_secs == 0
+            || config.storage.max_bytes == 0
+            || config.storage.puts_per_service == 0
+            || config.storage.put_burst == 0
+        {
+            return Err(invalid("storage", "every storage limit must be at least 1"));
         }
         Ok(config)
     }
@@ -323,6 +330,10 @@ retention_secs = 2592000
 # ...and above this many bytes of records (10 GiB) the oldest records past
 # that age are evicted; when none is old enough, new puts are refused.
 max_bytes = 10737418240
+# Puts one service node may make here: per second, and at once above that
+# (so one service node, or the clients behind it, cannot flush the store).
+puts_per_service = 200
+put_burst = 2000
 
 [log]
 # Log client addresses? Off: logs would then record who uses the network.

@@ -20,10 +20,13 @@ fn body(kind: Kind, locator: &Locator, record: &[u8]) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_serve_service_nodes_only_and_keep_valid_records() {
-    // Every node stores (the template's flag switched on).
+    // Every node stores (the template's flag switched on); a service
+    // node may make 6 puts at once and 1 a second on each replica.
     let net = tokio::task::block_in_place(|| {
         Testnet::start_with(&CHAIN, 600, 5, |c| {
             c.replace("storage = false", "storage = true")
+                .replace("puts_per_service = 200", "puts_per_service = 1")
+                .replace("put_burst = 2000", "put_burst = 6")
         })
     });
     let service = net.node(Position::Service);
@@ -119,6 +122,26 @@ async fn replicas_serve_service_nodes_only_and_keep_valid_records() {
         STORE_NOT_FOUND
     );
 
+    // Beyond its quota a service node's puts are refused, whatever they
+    // carry; the records already stored stay.
+    let mut over = 0;
+    for i in 0..10u8 {
+        let c = vec![i; 100];
+        let (status, reason) = as_service
+            .request(
+                &replica,
+                STORE_PROTOCOL,
+                STORE_PUT,
+                &body(Kind::Chunk, &Locator::of(&c), &c),
+            )
+            .await
+            .unwrap();
+        if (status, reason.as_slice()) == (STORE_REFUSED, &b"quota"[..]) {
+            over += 1;
+        }
+    }
+    assert!(over >= 5, "only {over} of 10 puts over the quota refused");
+
     // A client identity gets no answer at all, and the refusal is counted.
     let mut client = TestClient::connect(&net).await;
     let refused = client
@@ -141,9 +164,16 @@ async fn replicas_serve_service_nodes_only_and_keep_valid_records() {
                 .unwrap_or(0.0)
         };
         assert_eq!(m("op=\"other\",result=\"not_allowed\""), 1.0);
-        assert_eq!(m("op=\"put\",result=\"stored\""), 2.0);
+        assert_eq!(
+            m("op=\"put\",result=\"stored\""),
+            2.0 + 10.0 - f64::from(over)
+        );
         assert_eq!(m("op=\"put\",result=\"wrong_locator\""), 1.0);
-        assert_eq!(node.metric("mtos_records_held", ""), Some(2.0));
+        assert_eq!(m("op=\"put\",result=\"quota\""), f64::from(over));
+        assert_eq!(
+            node.metric("mtos_records_held", ""),
+            Some(2.0 + 10.0 - f64::from(over))
+        );
     });
 }
 

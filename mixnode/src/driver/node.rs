@@ -235,6 +235,10 @@ pub async fn run(
             db,
             topology_rx.clone(),
             metrics.clone(),
+            super::store::PutQuota {
+                rate: f64::from(config.storage.puts_per_service),
+                burst: f64::from(config.storage.put_burst),
+            },
         ));
     }
     let (listen_tx, listen_rx) = watch::channel::<Vec<Multiaddr>>(Vec::new());

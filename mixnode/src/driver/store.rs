@@ -4,6 +4,7 @@
 //! 4-byte length, body). Only nodes the document lists as service or
 //! storage nodes are served: a client never reaches a replica directly.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use futures::{AsyncWriteExt, StreamExt};
@@ -14,7 +15,7 @@ use mtos_crypto::item::Locator;
 use super::metrics::Metrics;
 use super::net;
 use super::records::{Put, PutError, RecordDb};
-use crate::admission::Position;
+use crate::admission::{Position, TokenBucket};
 use crate::directory::Topology;
 use crate::records::Kind;
 use crate::service::MAX_PROBE;
@@ -43,6 +44,16 @@ fn kind_and_locator(body: &[u8]) -> Option<(Kind, Locator, &[u8])> {
     let kind = Kind::from_byte(k)?;
     let (l, rest) = rest.split_at_checked(32)?;
     Some((kind, Locator::from_bytes(l.try_into().ok()?), rest))
+}
+
+/// Puts one service node may make on this replica: `rate` per second,
+/// `burst` at once (node config `[storage]`).
+#[derive(Debug, Clone, Copy)]
+pub struct PutQuota {
+    /// Puts per second.
+    pub rate: f64,
+    /// Puts at once above the rate.
+    pub burst: f64,
 }
 
 /// Serves one request against `db` at `now`: returns the response kind,
@@ -110,9 +121,13 @@ pub(super) async fn serve(
     db: Arc<Mutex<RecordDb>>,
     topology: tokio::sync::watch::Receiver<Option<Arc<Topology>>>,
     metrics: Metrics,
+    quota: PutQuota,
 ) {
     // Requests in flight at once; beyond it streams are dropped (reset).
     let permits = Arc::new(tokio::sync::Semaphore::new(64));
+    // Puts per service node: one peer cannot flush the store alone.
+    let buckets: Arc<Mutex<HashMap<libp2p::PeerId, TokenBucket>>> = Arc::default();
+    let origin = tokio::time::Instant::now();
     while let Some((peer, mut stream)) = incoming.next().await {
         let allowed = topology.borrow().as_ref().is_some_and(|t| {
             t.position_of(&peer) == Position::Service
@@ -131,11 +146,27 @@ pub(super) async fn serve(
                 .inc();
             continue;
         }
-        let (db, metrics) = (db.clone(), metrics.clone());
+        let (db, metrics, buckets) = (db.clone(), metrics.clone(), buckets.clone());
         tokio::spawn(async move {
             let _permit = permit;
             let exchange = async {
                 let (kind, body) = net::read_message(&mut stream, MAX_STORE_REQUEST).await?;
+                if kind == STORE_PUT {
+                    let at = crate::time::Instant::ZERO + origin.elapsed();
+                    let admitted = buckets.lock().is_ok_and(|mut b| {
+                        b.entry(peer)
+                            .or_insert_with(|| TokenBucket::new(at, quota.rate, quota.burst))
+                            .try_take(at)
+                    });
+                    if !admitted {
+                        metrics
+                            .record_requests
+                            .with_label_values(&["put", "quota"])
+                            .inc();
+                        net::write_message(&mut stream, STORE_REFUSED, b"quota").await?;
+                        return stream.close().await;
+                    }
+                }
                 let now = super::unix_now();
                 let db2 = db.clone();
                 let served = tokio::task::spawn_blocking(move || {
