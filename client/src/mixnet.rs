@@ -514,7 +514,8 @@ impl Session {
             .map_err(|_| poisoned())?
             .pool
             .take(from, unix_now())?;
-        let (packet, first) = sphinx::use_surb(&block.surb, &plain)
+        let (first, frame) = block
+            .reply_frame(&plain)
             .map_err(|e| ClientError::Network(format!("reply block: {e}")))?;
         // A block starts at the gateway of the address it was sent to.
         if first.0 != self.address.gateway {
@@ -522,8 +523,6 @@ impl Session {
                 "the reply block starts at another gateway than this session's".into(),
             ));
         }
-        let frame = sphinx::Frame::encode((block.epoch % 256) as u8, &packet)
-            .map_err(|e| ClientError::Network(format!("reply block: {e}")))?;
         permit.send(Outgoing::Frame(frame));
         if let Ok(mut st) = self.stats.lock() {
             st.replies_sent += 1;
@@ -553,41 +552,22 @@ impl Session {
             .iter()
             .find(|n| n.key == self.address.gateway)
             .ok_or_else(|| missing("this session's gateway"))?;
-        let layers = |rng: &mut StdRng| {
-            (1..=doc.layers)
-                .map(|l| doc.pick(rng, Position::Layer(l)))
-                .collect::<Option<Vec<_>>>()
-        };
-        let mut back = layers(&mut rng).ok_or_else(|| missing("a node in every layer"))?;
-        back.push(mine);
-        let mut block_id = [0u8; SURB_ID_LEN];
-        while block_id == [0; SURB_ID_LEN] {
-            rng.fill(&mut block_id[..]);
-        }
-        let (surb, recovery, delays) = doc
-            .reply_block(&mut rng, &back, &self.address.mailbox, block_id)
-            .ok_or_else(|| missing("keys for the reply block"))?;
-        let expires = doc
-            .schedule
-            .start(doc.epoch.saturating_add(2))
-            .saturating_sub(delays.as_secs() + 1 + REPLY_LINK_MARGIN_SECS);
+        let (reply, block_id, recovery) = block_to_me(&mut rng, &doc, &self.address, None)
+            .ok_or_else(|| missing("nodes and keys for the reply block"))?;
         let mut id = [0u8; 16];
         rng.fill(&mut id[..]);
         let request = Request {
             id,
             locator,
             op,
-            reply: ReplyBlock {
-                epoch: doc.epoch,
-                expires,
-                surb,
-            },
+            reply,
         };
         let bytes = request
             .encode()
             .map_err(|e| ClientError::Network(format!("request: {e}")))?;
         let mut forward = vec![mine];
-        forward.extend(layers(&mut rng).ok_or_else(|| missing("a node in every layer"))?);
+        forward
+            .extend(pick_layers(&mut rng, &doc).ok_or_else(|| missing("a node in every layer"))?);
         forward.push(service);
         let destination = Destination {
             address: service.key,
@@ -726,9 +706,7 @@ fn build<R: rand::Rng + CryptoRng + ?Sized>(
 ) -> Option<Vec<u8>> {
     let gateway = doc.nodes.iter().find(|n| n.key == me.gateway)?;
     let mut route = vec![gateway];
-    for layer in 1..=doc.layers {
-        route.push(doc.pick(rng, Position::Layer(layer))?);
-    }
+    route.extend(pick_layers(rng, doc)?);
     let (last, address, message, seal_to) = match target {
         Target::Client(to, plain) => {
             let last = doc.nodes.iter().find(|n| n.key == to.gateway)?;
@@ -760,10 +738,55 @@ fn build<R: rand::Rng + CryptoRng + ?Sized>(
     doc.forward_frame(rng, &route, &destination, &sealed)
 }
 
-/// `n` reply blocks through which `to` can answer this session: each
-/// from `to`'s gateway through one node per layer to this session's
-/// gateway and mailbox, with a fresh non-zero SURB id. `None` when the
-/// document lacks a node or its epoch ends too soon.
+/// One node of each mix layer, in layer order, or `None` when a layer is
+/// empty.
+fn pick_layers<'d, R: rand::Rng + ?Sized>(
+    rng: &mut R,
+    doc: &'d NetworkDocument,
+) -> Option<Vec<&'d NodeEntry>> {
+    (1..=doc.layers)
+        .map(|l| doc.pick(rng, Position::Layer(l)))
+        .collect()
+}
+
+/// A reply block to this session: from `first` (a recipient's gateway, or
+/// nothing for a service node, which hands replies to layer 1 itself)
+/// through one node per layer to this session's gateway and mailbox,
+/// with a fresh non-zero SURB id. `None` when the document lacks a node
+/// or its epoch ends too soon for the block to be usable.
+fn block_to_me<R: rand::Rng + CryptoRng + ?Sized>(
+    rng: &mut R,
+    doc: &NetworkDocument,
+    me: &ClientAddress,
+    first: Option<&NodeEntry>,
+) -> Option<(ReplyBlock, [u8; SURB_ID_LEN], sphinx::SurbRecovery)> {
+    let mine = doc.nodes.iter().find(|x| x.key == me.gateway)?;
+    let mut route: Vec<&NodeEntry> = first.into_iter().collect();
+    route.extend(pick_layers(rng, doc)?);
+    route.push(mine);
+    let mut id = [0u8; SURB_ID_LEN];
+    while id == [0; SURB_ID_LEN] {
+        rng.fill(&mut id[..]);
+    }
+    let (surb, recovery, delays) = doc.reply_block(rng, &route, &me.mailbox, id)?;
+    // Nodes keep an epoch's key through the next epoch (`directory.md`).
+    let expires = doc
+        .schedule
+        .start(doc.epoch.saturating_add(2))
+        .saturating_sub(delays.as_secs() + 1 + REPLY_LINK_MARGIN_SECS);
+    (expires > unix_now()).then_some((
+        ReplyBlock {
+            epoch: doc.epoch,
+            expires,
+            surb,
+        },
+        id,
+        recovery,
+    ))
+}
+
+/// `n` reply blocks through which `to` can answer this session, each
+/// starting at `to`'s gateway (`client.md` §5).
 fn make_blocks<R: rand::Rng + CryptoRng + ?Sized>(
     rng: &mut R,
     doc: &NetworkDocument,
@@ -772,33 +795,8 @@ fn make_blocks<R: rand::Rng + CryptoRng + ?Sized>(
     n: usize,
 ) -> Option<Vec<(ReplyBlock, [u8; SURB_ID_LEN], sphinx::SurbRecovery)>> {
     let first = doc.nodes.iter().find(|x| x.key == to.gateway)?;
-    let mine = doc.nodes.iter().find(|x| x.key == me.gateway)?;
-    let now = unix_now();
-    // Nodes keep an epoch's key through the next epoch (`directory.md`).
-    let keys_end = doc.schedule.start(doc.epoch.saturating_add(2));
     (0..n)
-        .map(|_| {
-            let mut route = vec![first];
-            for layer in 1..=doc.layers {
-                route.push(doc.pick(rng, Position::Layer(layer))?);
-            }
-            route.push(mine);
-            let mut id = [0u8; SURB_ID_LEN];
-            while id == [0; SURB_ID_LEN] {
-                rng.fill(&mut id[..]);
-            }
-            let (surb, recovery, delays) = doc.reply_block(rng, &route, &me.mailbox, id)?;
-            let expires = keys_end.saturating_sub(delays.as_secs() + 1 + REPLY_LINK_MARGIN_SECS);
-            (expires > now).then_some((
-                ReplyBlock {
-                    epoch: doc.epoch,
-                    expires,
-                    surb,
-                },
-                id,
-                recovery,
-            ))
-        })
+        .map(|_| block_to_me(rng, doc, me, Some(first)))
         .collect()
 }
 

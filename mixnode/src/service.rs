@@ -9,7 +9,7 @@
 
 use mtos_crypto::geometry::{CHUNK_SIZE, SURB_SIZE};
 use mtos_crypto::item::Locator;
-use mtos_crypto::sphinx::MAX_MESSAGE;
+use mtos_crypto::sphinx::{self, MAX_MESSAGE, NodeAddress, SphinxError};
 
 use crate::records::Kind;
 
@@ -55,6 +55,17 @@ impl ReplyBlock {
         out.extend_from_slice(&self.epoch.to_be_bytes());
         out.extend_from_slice(&self.expires.to_be_bytes());
         out.extend_from_slice(&self.surb);
+    }
+
+    /// The packet carrying `message` back through this block, framed for
+    /// the block's first hop under the key tag of the block's epoch:
+    /// `(first hop, frame)`.
+    pub fn reply_frame(&self, message: &[u8]) -> Result<(NodeAddress, Vec<u8>), SphinxError> {
+        let (packet, first) = sphinx::use_surb(&self.surb, message)?;
+        Ok((
+            first,
+            sphinx::Frame::encode((self.epoch % 256) as u8, &packet)?,
+        ))
     }
 
     /// Parses exactly [`BLOCK_SIZE`] bytes.

@@ -11,12 +11,7 @@ use mtos_mixnode::driver::store::{
 use mtos_mixnode::records::Kind;
 use mtos_tests::{CHAIN, TestClient, Testnet};
 
-fn body(kind: Kind, locator: &Locator, record: &[u8]) -> Vec<u8> {
-    let mut b = vec![kind.byte()];
-    b.extend_from_slice(locator.as_bytes());
-    b.extend_from_slice(record);
-    b
-}
+use mtos_mixnode::driver::store::request_body as body;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_serve_service_nodes_only_and_keep_valid_records() {

@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use futures::AsyncWriteExt;
 use mtos_crypto::item::Locator;
-use mtos_crypto::sphinx;
 use tokio::sync::{Semaphore, mpsc};
 
 use super::metrics::Metrics;
@@ -19,7 +18,7 @@ use super::net;
 use super::records::RecordDb;
 use super::store::{
     STORE_GET, STORE_NOT_FOUND, STORE_OK, STORE_PROBE, STORE_PROTOCOL, STORE_PUT, STORE_REFUSED,
-    handle as serve_locally,
+    request_body, serve_counted,
 };
 use crate::cache::ChunkCache;
 use crate::directory::{NetworkDocument, Topology};
@@ -132,9 +131,8 @@ pub fn reply_transmit(block: &ReplyBlock, response: &Response, now: u64) -> Opti
     }
     let mut plain = vec![0u8];
     plain.extend_from_slice(&response.encode().ok()?);
-    let (packet, first) = sphinx::use_surb(&block.surb, &plain).ok()?;
-    let frame = sphinx::Frame::encode((block.epoch % 256) as u8, &packet).ok()?;
-    Some(Transmit { next: first, frame })
+    let (next, frame) = block.reply_frame(&plain).ok()?;
+    Some(Transmit { next, frame })
 }
 
 struct Replicas<'a> {
@@ -151,26 +149,10 @@ impl Replicas<'_> {
     /// replica cannot be reached.
     async fn ask(&mut self, node: &[u8; 32], kind: u8, body: &[u8]) -> Option<(u8, Vec<u8>)> {
         if *node == self.me {
-            // This node is one of the replicas: its own store, counted
-            // as a replica request would be.
+            // This node is one of the replicas: its own store, served and
+            // counted as a replica request from a peer is.
             let local = self.local.clone()?;
-            let body = body.to_vec();
-            let metrics = self.metrics.clone();
-            return tokio::task::spawn_blocking(move || {
-                let mut db = local.lock().ok()?;
-                let (status, reply, op, result) =
-                    serve_locally(&mut db, kind, &body, super::unix_now());
-                metrics
-                    .record_requests
-                    .with_label_values(&[op, result])
-                    .inc();
-                metrics.records_held.set(db.records() as i64);
-                metrics.record_bytes.set(db.bytes() as i64);
-                Some((status, reply))
-            })
-            .await
-            .ok()
-            .flatten();
+            return serve_counted(local, self.metrics.clone(), kind, body.to_vec()).await;
         }
         let peer = self
             .doc
@@ -209,9 +191,7 @@ impl Replicas<'_> {
                 if let Err(e) = validate(*kind, &locator, record) {
                     return respond(Status::Refused, e.name().as_bytes().to_vec());
                 }
-                let mut body = vec![kind.byte()];
-                body.extend_from_slice(locator.as_bytes());
-                body.extend_from_slice(record);
+                let body = request_body(*kind, &locator, record);
                 let (mut stored, mut refused) = (0u8, None);
                 for node in self.replicas_of(&locator) {
                     match self.ask(&node, STORE_PUT, &body).await {
@@ -242,8 +222,7 @@ impl Replicas<'_> {
                         return respond(Status::Ok, chunk);
                     }
                 }
-                let mut body = vec![kind.byte()];
-                body.extend_from_slice(locator.as_bytes());
+                let body = request_body(*kind, &locator, &[]);
                 let mut reached = false;
                 for node in self.replicas_of(&locator) {
                     match self.ask(&node, STORE_GET, &body).await {

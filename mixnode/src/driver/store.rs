@@ -115,6 +115,48 @@ pub fn handle(
     }
 }
 
+/// The body of a put (`record` given) or get (`record` empty) request.
+pub fn request_body(kind: Kind, locator: &Locator, record: &[u8]) -> Vec<u8> {
+    let mut body = Vec::with_capacity(1 + 32 + record.len());
+    body.push(kind.byte());
+    body.extend_from_slice(locator.as_bytes());
+    body.extend_from_slice(record);
+    body
+}
+
+/// [`handle`] on a blocking thread, counted in the metrics (requests by
+/// operation and result, evictions, records and bytes held): the one way
+/// a request reaches a store, whether from a peer or from the node's own
+/// service side. `None` if the store's lock is poisoned.
+pub(super) async fn serve_counted(
+    db: Arc<Mutex<RecordDb>>,
+    metrics: Metrics,
+    kind: u8,
+    body: Vec<u8>,
+) -> Option<(u8, Vec<u8>)> {
+    tokio::task::spawn_blocking(move || {
+        let mut db = db.lock().ok()?;
+        let before = db.records();
+        let (status, reply, op, result) = handle(&mut db, kind, &body, super::unix_now());
+        metrics
+            .record_requests
+            .with_label_values(&[op, result])
+            .inc();
+        if result == "stored" {
+            // One record in, the rest of the difference evicted.
+            metrics
+                .records_evicted
+                .inc_by((before + 1).saturating_sub(db.records()));
+        }
+        metrics.records_held.set(db.records() as i64);
+        metrics.record_bytes.set(db.bytes() as i64);
+        Some((status, reply))
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
 /// Serves `/mtos/store/1` on a storage node until the swarm ends.
 pub(super) async fn serve(
     mut incoming: libp2p_stream::IncomingStreams,
@@ -167,29 +209,9 @@ pub(super) async fn serve(
                         return stream.close().await;
                     }
                 }
-                let now = super::unix_now();
-                let db2 = db.clone();
-                let served = tokio::task::spawn_blocking(move || {
-                    let mut db = db2.lock().map_err(|_| std::io::Error::other("poisoned"))?;
-                    let before = (db.records(), db.bytes());
-                    let out = handle(&mut db, kind, &body, now);
-                    Ok::<_, std::io::Error>((out, before, (db.records(), db.bytes())))
-                })
-                .await
-                .map_err(std::io::Error::other)??;
-                let ((status, reply, op, result), (before, _), (records, bytes)) = served;
-                metrics
-                    .record_requests
-                    .with_label_values(&[op, result])
-                    .inc();
-                if result == "stored" {
-                    // One record in, the rest of the difference evicted.
-                    metrics
-                        .records_evicted
-                        .inc_by((before + 1).saturating_sub(records));
-                }
-                metrics.records_held.set(records as i64);
-                metrics.record_bytes.set(bytes as i64);
+                let (status, reply) = serve_counted(db, metrics, kind, body)
+                    .await
+                    .ok_or_else(|| std::io::Error::other("the record store is unusable"))?;
                 net::write_message(&mut stream, status, &reply).await?;
                 stream.close().await
             };
@@ -205,12 +227,7 @@ mod tests {
     use super::*;
     use crate::records::Retention;
 
-    fn request(kind: Kind, locator: &Locator, record: &[u8]) -> Vec<u8> {
-        let mut b = vec![kind.byte()];
-        b.extend_from_slice(locator.as_bytes());
-        b.extend_from_slice(record);
-        b
-    }
+    use super::request_body as request;
 
     #[test]
     fn puts_gets_and_probes_are_served_and_bad_requests_answered() {
