@@ -219,6 +219,7 @@ pub struct SessionStats {
 /// A session with a gateway.
 pub struct Session {
     address: ClientAddress,
+    peer: PeerId,
     outgoing: mpsc::Sender<Outgoing>,
     incoming: mpsc::Receiver<Received>,
     replies: SharedReplies,
@@ -293,6 +294,7 @@ impl Session {
         let authority = peer_id_of(&config.authority_key)
             .map_err(|e| ClientError::Network(format!("authority key: {e}")))?;
         swarm.add_peer_address(authority, config.authority_addr.clone());
+        let peer = *swarm.local_peer_id();
         let mut control = swarm.behaviour().stream.new_control();
         let (addr_tx, mut addr_rx) = mpsc::channel::<AddressBook>(64);
         let swarm_task = tokio::spawn(async move {
@@ -417,6 +419,7 @@ impl Session {
         ));
         Ok(Self {
             address,
+            peer,
             outgoing: out_tx,
             incoming: in_rx,
             replies,
@@ -436,6 +439,12 @@ impl Session {
     /// Where this session receives.
     pub fn address(&self) -> ClientAddress {
         self.address
+    }
+
+    /// This session's libp2p identity: the one its gateway (and only its
+    /// gateway) sees; fresh for every session.
+    pub fn peer_id(&self) -> PeerId {
+        self.peer
     }
 
     /// The network document in use.

@@ -6,9 +6,14 @@
 
 use std::path::PathBuf;
 
-/// Where the vector file `name` lives.
+/// Where the vector file `name` lives: beside the crate under test.
+/// Read from the environment `cargo test` gives the test process, not
+/// baked in when this crate compiles: a build shared between two
+/// checkouts (one target directory) would otherwise read the other
+/// checkout's files.
 pub fn path(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
         .join("../specs/vectors")
         .join(name)
 }

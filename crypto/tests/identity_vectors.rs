@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 const PASSPHRASE: &str = "mtos test vector passphrase";
 
 fn vectors_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../specs/vectors")
+    mtos_crypto::vectors::path("")
 }
 
 fn hex(b: &[u8]) -> String {

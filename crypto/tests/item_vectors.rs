@@ -20,7 +20,7 @@ use serde_json::{Map, Value, json};
 use zeroize::Zeroizing;
 
 fn path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../specs/vectors/item.json")
+    mtos_crypto::vectors::path("item.json")
 }
 
 fn hex(b: &[u8]) -> String {

@@ -14,7 +14,7 @@ use mtos_crypto::sphinx::{
 use serde_json::{Value, json};
 
 fn path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../specs/vectors/sphinx.json")
+    mtos_crypto::vectors::path("sphinx.json")
 }
 
 fn hex(b: &[u8]) -> String {

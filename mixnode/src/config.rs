@@ -166,6 +166,12 @@ pub struct StorageSection {
     pub puts_per_service: u32,
     /// Puts one service node may make at once above that rate.
     pub put_burst: u32,
+    /// Records per second this node copies to new replicas when the
+    /// document's storage nodes change (`specs/storage.md` §1); kept
+    /// below `puts_per_service` so a repair is never refused as a flood.
+    pub repair_per_sec: u32,
+    /// Chunks a service node caches (0: no cache).
+    pub cache_chunks: usize,
 }
 
 impl Default for StorageSection {
@@ -175,6 +181,8 @@ impl Default for StorageSection {
             max_bytes: 10 << 30,
             puts_per_service: 200,
             put_burst: 2_000,
+            repair_per_sec: 100,
+            cache_chunks: crate::cache::DEFAULT_CACHE_CHUNKS,
         }
     }
 }
@@ -261,8 +269,15 @@ impl NodeConfig {
             || config.storage.max_bytes == 0
             || config.storage.puts_per_service == 0
             || config.storage.put_burst == 0
+            || config.storage.repair_per_sec == 0
         {
             return Err(invalid("storage", "every storage limit must be at least 1"));
+        }
+        if config.storage.cache_chunks > 1_000_000 {
+            return Err(invalid(
+                "storage.cache_chunks",
+                "at most 1000000 (3.6 GB of memory)",
+            ));
         }
         Ok(config)
     }
@@ -334,6 +349,11 @@ max_bytes = 10737418240
 # (so one service node, or the clients behind it, cannot flush the store).
 puts_per_service = 200
 put_burst = 2000
+# Records per second copied to new replicas when a storage node leaves or
+# joins the network document (repair); below puts_per_service.
+repair_per_sec = 100
+# Service nodes: chunks kept from replicas' answers (about 36 MB; 0: none).
+cache_chunks = 10000
 
 [log]
 # Log client addresses? Off: logs would then record who uses the network.

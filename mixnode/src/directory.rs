@@ -351,6 +351,23 @@ pub struct EpochSchedule {
     pub genesis: u64,
     /// Length of an epoch, seconds.
     pub epoch_secs: u64,
+    /// How often a node re-uploads its descriptor, seconds: the
+    /// authority lists only nodes heard from within
+    /// [`LIVENESS_HEARTBEATS`] heartbeats, so a dead node leaves the
+    /// document (and its records are repaired elsewhere) within minutes,
+    /// not at the end of its published keys.
+    #[serde(default = "default_heartbeat")]
+    pub heartbeat_secs: u64,
+}
+
+/// Heartbeats a node may miss before the authority stops listing it.
+pub const LIVENESS_HEARTBEATS: u64 = 3;
+
+/// The heartbeat an authority config without one gets.
+pub const DEFAULT_HEARTBEAT_SECS: u64 = 20;
+
+fn default_heartbeat() -> u64 {
+    DEFAULT_HEARTBEAT_SECS
 }
 
 impl EpochSchedule {
@@ -358,6 +375,13 @@ impl EpochSchedule {
     pub fn epoch_at(&self, now: u64) -> u32 {
         let e = now.saturating_sub(self.genesis) / self.epoch_secs.max(1);
         u32::try_from(e).unwrap_or(u32::MAX)
+    }
+
+    /// How long the authority lists a node without hearing from it.
+    pub fn liveness_secs(&self) -> u64 {
+        self.heartbeat_secs
+            .max(1)
+            .saturating_mul(LIVENESS_HEARTBEATS)
     }
 
     /// The start of `epoch`, Unix seconds.
@@ -705,6 +729,11 @@ impl NetworkDocument {
         if self.schedule.epoch_secs == 0 {
             return Err(body_error("schedule.epoch_secs must be > 0"));
         }
+        if !(1..=self.schedule.epoch_secs.max(1)).contains(&self.schedule.heartbeat_secs) {
+            return Err(body_error(
+                "schedule.heartbeat_secs must be 1 to schedule.epoch_secs",
+            ));
+        }
         self.mixing.validate()?;
         let mut keys = std::collections::HashSet::new();
         for node in &self.nodes {
@@ -812,7 +841,9 @@ pub struct NetworkParams {
 #[derive(Debug)]
 pub struct Authority {
     params: NetworkParams,
-    descriptors: BTreeMap<[u8; 32], (Descriptor, usize)>,
+    /// Each node's latest descriptor, its size, and when the node was
+    /// last heard from (Unix seconds).
+    descriptors: BTreeMap<[u8; 32], (Descriptor, usize, u64)>,
     /// Sum of the descriptor bodies held: bounds the document's size.
     total_bytes: usize,
     allowed: Option<std::collections::BTreeSet<[u8; 32]>>,
@@ -847,7 +878,7 @@ impl Authority {
         if let Some(allowed) = &keys {
             let before = self.descriptors.len();
             self.descriptors.retain(|k, _| allowed.contains(k));
-            self.total_bytes = self.descriptors.values().map(|(_, n)| n).sum();
+            self.total_bytes = self.descriptors.values().map(|(_, n, _)| n).sum();
             if self.descriptors.len() != before {
                 self.cached = None;
             }
@@ -876,16 +907,22 @@ impl Authority {
             )));
         }
         let size = bytes.len();
-        let old_size = match self.descriptors.get(&d.node.key) {
-            Some((old, _)) if *old == d => return Ok(()),
-            Some((old, _)) if old.published > d.published => {
+        let full = self.descriptors.len() >= self.max_nodes;
+        let old_size = match self.descriptors.get_mut(&d.node.key) {
+            // The heartbeat: the same descriptor again keeps the node
+            // listed and changes nothing else.
+            Some((old, _, seen)) if *old == d => {
+                *seen = (*seen).max(now);
+                return Ok(());
+            }
+            Some((old, _, _)) if old.published > d.published => {
                 return Err(body_error(format!(
                     "older than the descriptor held (published {} < {})",
                     d.published, old.published
                 )));
             }
-            Some((_, n)) => *n,
-            None if self.descriptors.len() >= self.max_nodes => {
+            Some((_, n, _)) => *n,
+            None if full => {
                 return Err(body_error(
                     "the authority lists its maximum number of nodes",
                 ));
@@ -898,7 +935,7 @@ impl Authority {
             ));
         }
         self.total_bytes = self.total_bytes - old_size + size;
-        self.descriptors.insert(d.node.key, (d, size));
+        self.descriptors.insert(d.node.key, (d, size, now));
         self.cached = None;
         Ok(())
     }
@@ -908,18 +945,22 @@ impl Authority {
         self.descriptors.len()
     }
 
-    /// The signed document for the epoch at `now`: every node whose
-    /// descriptor holds a key for that epoch, with its keys for that
-    /// epoch and the next. Re-signed (serial + 1) only when something
-    /// changed.
+    /// The signed document for the epoch at `now`: every node heard from
+    /// within the liveness window whose descriptor holds a key for that
+    /// epoch, with its keys for that epoch and the next. Re-signed
+    /// (serial + 1) only when something changed.
     pub fn document(&mut self, now: u64, signer: &Identity) -> Vec<u8> {
         let epoch = self.params.schedule.epoch_at(now);
-        // Descriptors without a key for this epoch or later are stale.
+        let liveness = self.params.schedule.liveness_secs();
+        // Descriptors without a key for this epoch or later are stale,
+        // and a node silent for the liveness window is gone.
         let before = self.descriptors.len();
-        self.descriptors
-            .retain(|_, (d, _)| d.node.sphinx_keys.iter().any(|k| k.epoch >= epoch));
+        self.descriptors.retain(|_, (d, _, seen)| {
+            d.node.sphinx_keys.iter().any(|k| k.epoch >= epoch)
+                && seen.saturating_add(liveness) > now
+        });
         if self.descriptors.len() != before {
-            self.total_bytes = self.descriptors.values().map(|(_, n)| n).sum();
+            self.total_bytes = self.descriptors.values().map(|(_, n, _)| n).sum();
             self.cached = None;
         }
         if let Some((e, bytes)) = &self.cached
@@ -931,8 +972,8 @@ impl Authority {
         let nodes = self
             .descriptors
             .values()
-            .filter(|(d, _)| d.node.sphinx_keys.iter().any(|k| k.epoch == epoch))
-            .map(|(d, _)| {
+            .filter(|(d, _, _)| d.node.sphinx_keys.iter().any(|k| k.epoch == epoch))
+            .map(|(d, _, _)| {
                 let mut node = d.node.clone();
                 node.sphinx_keys
                     .retain(|k| k.epoch == epoch || k.epoch == epoch.wrapping_add(1));

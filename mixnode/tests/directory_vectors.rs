@@ -58,6 +58,7 @@ fn compute() -> Value {
         schedule: EpochSchedule {
             genesis: 0,
             epoch_secs: 3600,
+            heartbeat_secs: 20,
         },
         mixing: Mixing {
             mode: MixingKind::Poisson,

@@ -363,3 +363,255 @@ async fn clients_put_and_get_chunks_through_service_nodes_onto_the_ring_replicas
     // K copies of the 10 chunks and of every chunk of the item.
     assert_eq!(records, DEFAULT_REPLICAS * (10 + locators.len()));
 }
+
+/// Eight storage nodes, K = 3: one client puts 100 chunks and another
+/// gets them; a storage node is `kill -9`ed and every chunk is still
+/// served; once the authority stops listing it, every chunk has K copies
+/// again on exactly its new ring replicas. Throughout, the peers that
+/// contact service nodes and replicas are nodes of the document, never
+/// a client identity (read from the nodes' connection logs, with client
+/// logging switched on so that a client's connection would show).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_chunks_survive_a_kill_9_and_are_repaired_to_k_copies() {
+    use Position::{Gateway, Layer, Service};
+    use futures::StreamExt;
+    use mtos_client::mixnet::{NetworkConfig, Session};
+    use mtos_mixnode::placement::{DEFAULT_REPLICAS, replicas, storage_nodes};
+    use mtos_mixnode::service::{Op, Status};
+    use std::collections::BTreeSet;
+    use std::time::Duration;
+
+    const NODES: [Position; 9] = [
+        Gateway,
+        Layer(1),
+        Layer(1),
+        Layer(2),
+        Layer(2),
+        Layer(3),
+        Layer(3),
+        Service,
+        Service,
+    ];
+    // Every node but the gateway stores; no service node caches, so every
+    // read asks the replicas; the authority drops a node silent for three
+    // 2-second heartbeats.
+    let mut net = tokio::task::block_in_place(|| {
+        Testnet::start_custom(
+            &NODES,
+            120,
+            5,
+            |c| {
+                let c = c
+                    .replace("cache_chunks = 10000", "cache_chunks = 0")
+                    .replace("client_addresses = false", "client_addresses = true");
+                if c.contains("role = \"gateway\"") {
+                    c
+                } else {
+                    c.replace("storage = false", "storage = true")
+                }
+            },
+            |a| {
+                a.replace("payload = 2.0", "payload = 20.0")
+                    .replace("node_loops = 1.0", "node_loops = 0.0")
+                    .replace("heartbeat_secs = 20", "heartbeat_secs = 2")
+            },
+        )
+    });
+    let config = NetworkConfig {
+        network: net.network.clone(),
+        authority_key: net.authority_key,
+        authority_addr: net.authority_addr.clone(),
+    };
+    let alice = Session::connect(&config).await.unwrap();
+    let bob = Session::connect(&config).await.unwrap();
+    let before = alice.document();
+    let storage = storage_nodes(&before);
+    assert_eq!(storage.len(), 8);
+
+    // 100 distinct chunks of 1,000 to 3,000 bytes.
+    let chunks: Vec<Vec<u8>> = (0..100u32)
+        .map(|i| {
+            let len = 1000 + (i as usize * 20);
+            (0..len).map(|j| (i as usize * 31 + j * 7) as u8).collect()
+        })
+        .collect();
+    let wait = Duration::from_secs(20);
+    // A request, asked again (fresh route, fresh service node) when its
+    // packet or its answer is lost.
+    let ask = |who: &'static str, op: Op, at: Locator| {
+        let session = if who == "alice" { &alice } else { &bob };
+        async move {
+            let mut last = None;
+            for _ in 0..6 {
+                match session.request(op.clone(), at, wait).await {
+                    Ok(r) if r.status != Status::Unavailable => return r,
+                    other => last = Some(format!("{other:?}")),
+                }
+            }
+            panic!("{who}: {op:?} at {at:?} failed six times: {last:?}")
+        }
+    };
+    let puts: Vec<_> = futures::stream::iter(&chunks)
+        .map(|c| ask("alice", Op::Put(Kind::Chunk, c.clone()), Locator::of(c)))
+        .buffer_unordered(20)
+        .collect()
+        .await;
+    for r in &puts {
+        assert_eq!((r.status, r.body.as_slice()), (Status::Ok, &[3u8][..]));
+    }
+    let read_all = |round: &'static str| {
+        let chunks = &chunks;
+        let ask = &ask;
+        async move {
+            let got: Vec<_> = futures::stream::iter(chunks)
+                .map(|c| async move { (c, ask("bob", Op::Get(Kind::Chunk), Locator::of(c)).await) })
+                .buffer_unordered(20)
+                .collect()
+                .await;
+            for (c, r) in got {
+                assert_eq!((r.status, &r.body), (Status::Ok, c), "{round}");
+            }
+        }
+    };
+    read_all("before the kill").await;
+
+    // Records sit on exactly their K ring replicas.
+    let keys: Vec<[u8; 32]> = net
+        .nodes
+        .iter()
+        .map(|n| {
+            *mtos_mixnode::driver::load_identity(&n.dir.join("keys/identity.key"))
+                .unwrap()
+                .verify_key()
+                .as_bytes()
+        })
+        .collect();
+    let expected = |storage: &[[u8; 32]], key: &[u8; 32]| {
+        chunks
+            .iter()
+            .filter(|c| replicas(&Locator::of(c), storage, DEFAULT_REPLICAS).contains(key))
+            .count() as f64
+    };
+    // (node, records it holds, records it should hold) for live nodes.
+    let holdings = |net: &Testnet, storage: &[[u8; 32]]| -> Vec<(String, f64, f64)> {
+        net.nodes
+            .iter()
+            .zip(&keys)
+            .filter(|(n, _)| n.position != Gateway && n.proc.pid().is_some())
+            .map(|(n, k)| {
+                (
+                    n.proc.name.clone(),
+                    n.metric("mtos_records_held", "").unwrap_or(-1.0),
+                    expected(storage, k),
+                )
+            })
+            .collect()
+    };
+    tokio::task::block_in_place(|| {
+        for (name, held, want) in holdings(&net, &storage) {
+            assert_eq!(held, want, "{name}");
+        }
+    });
+
+    // kill -9 the storage node holding the most records (not a service
+    // node: they are the final hop of every request).
+    let victim = (0..net.nodes.len())
+        .filter(|&i| !matches!(net.nodes[i].position, Gateway | Service))
+        .max_by_key(|&i| expected(&storage, &keys[i]) as u64)
+        .unwrap();
+    let lost = expected(&storage, &keys[victim]);
+    assert!(lost > 0.0);
+    tokio::task::block_in_place(|| net.nodes[victim].proc.kill());
+    let killed = std::time::Instant::now();
+    // Every chunk is still served, from the two replicas left.
+    read_all("after the kill").await;
+
+    // The authority stops listing the dead node; the sources copy its
+    // records to the new K-th replicas.
+    let after: Vec<[u8; 32]> = storage
+        .iter()
+        .filter(|k| **k != keys[victim])
+        .copied()
+        .collect();
+    tokio::task::block_in_place(|| {
+        mtos_tests::wait_for(
+            "the dead node to leave the document",
+            Duration::from_secs(60),
+            || storage_nodes(&alice.document()).len() == 7,
+        );
+        mtos_tests::wait_for(
+            "K copies of every chunk again",
+            Duration::from_secs(60),
+            || {
+                holdings(&net, &after)
+                    .iter()
+                    .all(|(_, held, want)| held == want)
+            },
+        );
+        let copies: f64 = holdings(&net, &after).iter().map(|(_, h, _)| h).sum();
+        assert_eq!(copies, (DEFAULT_REPLICAS * chunks.len()) as f64);
+        let sent: f64 = net
+            .nodes
+            .iter()
+            .filter(|n| n.proc.pid().is_some())
+            .map(|n| {
+                n.metric("mtos_repair_records_total", "result=\"sent\"")
+                    .unwrap_or(0.0)
+            })
+            .sum();
+        eprintln!(
+            "{lost} records lost with {}; {sent} sent; K copies again {:?} after the kill",
+            net.nodes[victim].proc.name,
+            killed.elapsed()
+        );
+        assert!(sent >= lost, "{sent} records sent to replace {lost}");
+        assert!(sent <= 2.0 * lost, "{sent} records sent to replace {lost}");
+    });
+    read_all("after the repair").await;
+
+    // Who contacted the service nodes and replicas: only nodes of the
+    // document (and the authority), in every log, the dead node's too;
+    // the clients' identities only ever reached the gateway.
+    let node_peers: BTreeSet<String> = before
+        .nodes
+        .iter()
+        .map(|n| n.peer().unwrap().to_string())
+        .chain([mtos_mixnode::directory::peer_id_of(&net.authority_key)
+            .unwrap()
+            .to_string()])
+        .collect();
+    let clients = [alice.peer_id().to_string(), bob.peer_id().to_string()];
+    let mut links = 0;
+    for node in &net.nodes {
+        let log = node.log();
+        if node.position == Gateway {
+            for c in &clients {
+                assert!(log.contains(c.as_str()), "the gateway logs its clients");
+            }
+            continue;
+        }
+        for c in &clients {
+            assert!(!log.contains(c.as_str()), "{} saw a client", node.proc.name);
+        }
+        for line in log.lines().filter(|l| l.contains(" connected ")) {
+            let peer = line
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("peer="))
+                .unwrap_or_else(|| panic!("no peer in {line}"));
+            assert!(node_peers.contains(peer), "{}: {line}", node.proc.name);
+            links += 1;
+        }
+        if node.proc.pid().is_some() {
+            assert_eq!(
+                tokio::task::block_in_place(
+                    || node.metric("mtos_record_requests_total", "result=\"not_allowed\"")
+                ),
+                Some(0.0),
+                "{}",
+                node.proc.name
+            );
+        }
+    }
+    eprintln!("{links} node links logged, none from a client");
+    assert!(links >= NODES.len(), "only {links} node links logged");
+}

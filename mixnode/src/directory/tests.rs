@@ -14,6 +14,7 @@ fn params() -> NetworkParams {
         schedule: EpochSchedule {
             genesis: 1_000,
             epoch_secs: 100,
+            heartbeat_secs: 100,
         },
         mixing: Mixing {
             mode: MixingKind::Poisson,
@@ -212,6 +213,35 @@ fn the_authority_lists_nodes_with_keys_for_the_epoch() {
     assert!(e.to_string().contains("future"), "{e}");
     let d = NetworkDocument::verify(&a.document(1_210, &auth), &t, 1_210).unwrap();
     assert_eq!(d.nodes[0].layer, Some(3));
+}
+
+#[test]
+fn a_node_silent_for_three_heartbeats_leaves_the_document() {
+    let auth = identity(9);
+    let mut a = Authority::new(params());
+    let t = trust(&[&auth], 1);
+    let (n1, n2) = (identity(1), identity(2));
+    let d1 = descriptor(&n1, Role::Mix, Some(1), &[0, 1, 2, 3]).sign(&n1);
+    let d2 = descriptor(&n2, Role::Mix, Some(2), &[0, 1, 2, 3]).sign(&n2);
+    a.accept_descriptor(&d1, 1_000).unwrap();
+    a.accept_descriptor(&d2, 1_000).unwrap();
+    let listed = |a: &mut Authority, now| {
+        NetworkDocument::verify(&a.document(now, &auth), &t, now)
+            .unwrap()
+            .nodes
+            .len()
+    };
+    // Heartbeat 100 s: listed through 299 s of silence.
+    assert_eq!(listed(&mut a, 1_299), 2);
+    // n1 repeats its descriptor (the heartbeat); n2 stays silent.
+    a.accept_descriptor(&d1, 1_250).unwrap();
+    assert_eq!(listed(&mut a, 1_300), 1);
+    assert_eq!(a.known(), 1);
+    // 399 s after its first upload, 149 s after its heartbeat.
+    assert_eq!(listed(&mut a, 1_399), 1);
+    // A node that comes back is listed again at once.
+    a.accept_descriptor(&d2, 1_390).unwrap();
+    assert_eq!(listed(&mut a, 1_390), 2);
 }
 
 #[test]

@@ -75,6 +75,12 @@ impl AuthorityConfig {
         if !(1..=7 * 86_400).contains(&c.epochs.epoch_secs) {
             return Err(bad("epochs.epoch_secs", "must be 1 to 604800"));
         }
+        if !(1..=c.epochs.epoch_secs).contains(&c.epochs.heartbeat_secs) {
+            return Err(bad(
+                "epochs.heartbeat_secs",
+                "must be 1 to epochs.epoch_secs",
+            ));
+        }
         // The same ranges every node checks, so no node refuses what the
         // authority publishes.
         if let Err(e) = c.mixing.validate() {
@@ -107,6 +113,7 @@ impl AuthorityConfig {
         genesis: u64,
         mean_delay_ms: u64,
     ) -> String {
+        let heartbeat = epoch_secs.clamp(1, crate::directory::DEFAULT_HEARTBEAT_SECS);
         format!(
             r#"# mtos directory authority. Written by `mtos-node authority init`.
 # Unknown fields are refused.
@@ -128,6 +135,10 @@ allow = []
 # Sphinx key every epoch and publish it one epoch ahead.
 genesis = {genesis}
 epoch_secs = {epoch_secs}
+# Nodes re-upload their descriptor this often (seconds); a node not heard
+# from for three heartbeats leaves the document, and its records are
+# copied to the nodes that replace it.
+heartbeat_secs = {heartbeat}
 
 [mixing]
 # poisson (each hop holds a packet an exponential delay chosen by its

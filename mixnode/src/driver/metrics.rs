@@ -114,6 +114,12 @@ pub struct Metrics {
     pub record_requests: IntCounterVec,
     /// Records evicted past the retention time.
     pub records_evicted: IntCounter,
+    /// Records this node sent to new replicas, by result.
+    pub repair_records: IntCounterVec,
+    /// Bytes of records this node sent to new replicas.
+    pub repair_bytes: IntCounter,
+    /// Repair passes finished (one per change of the storage nodes).
+    pub repair_passes: IntCounter,
     /// Client requests a service node handled, by operation and status.
     pub service_requests: IntCounterVec,
     /// A service node's chunk cache lookups, by result (hit, miss).
@@ -270,9 +276,33 @@ impl Metrics {
                 IntCounterVec::new(
                     Opts::new(
                         "mtos_record_requests_total",
-                        "Replica requests served, by operation (put, get, probe) and result (stored, duplicate, found, not_found, bad_request, error, or the refusal's reason).",
+                        "Replica requests served, by operation (put, get, probe, have) and result (stored, duplicate, found, not_found, bad_request, error, or the refusal's reason).",
                     ),
                     &["op", "result"],
+                ),
+            )?,
+            repair_records: registered(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "mtos_repair_records_total",
+                        "Records this node offered to new replicas when the storage nodes changed, by result (sent, present, refused, failed).",
+                    ),
+                    &["result"],
+                ),
+            )?,
+            repair_bytes: registered(
+                &r,
+                IntCounter::new(
+                    "mtos_repair_bytes_total",
+                    "Bytes of records this node sent to new replicas (repair traffic).",
+                ),
+            )?,
+            repair_passes: registered(
+                &r,
+                IntCounter::new(
+                    "mtos_repair_passes_total",
+                    "Repair passes this storage node finished (one per change of the document's storage nodes).",
                 ),
             )?,
             service_requests: registered(
@@ -336,6 +366,9 @@ impl Metrics {
         }
         for result in ["sent", "returned", "lost"] {
             m.node_loops.with_label_values(&[result]);
+        }
+        for result in ["sent", "present", "refused", "failed"] {
+            m.repair_records.with_label_values(&[result]);
         }
         for role in ["client", "gateway", "mix", "service", "authority"] {
             m.connections.with_label_values(&[role]);

@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod net;
 pub mod node;
 pub mod records;
+pub mod repair;
 pub mod replaydb;
 pub mod service_node;
 pub mod store;

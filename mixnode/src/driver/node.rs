@@ -323,6 +323,21 @@ pub async fn run(
     let my_key = *loaded.identity.verify_key().as_bytes();
     let loop_tracker = Arc::new(Mutex::new(super::loops::LoopTracker::default()));
     let (loops_tx, loops_rx) = mpsc::channel::<Transmit>(64);
+    // A storage node copies records to new replicas when the storage
+    // nodes change (`storage.md` §1).
+    if let Some(db) = &local_store {
+        tokio::spawn(
+            super::repair::Repairer {
+                db: db.clone(),
+                topology: topology_rx.clone(),
+                control: control.clone(),
+                metrics: metrics.clone(),
+                me: my_key,
+                per_sec: config.storage.repair_per_sec,
+            }
+            .run(),
+        );
+    }
     // A service node answers client requests (`storage.md` §4).
     let service = (config.node.role == Role::Service).then(|| {
         let (tx, rx) = mpsc::channel(super::service_node::REQUEST_QUEUE);
@@ -336,7 +351,7 @@ pub async fn run(
                 local: local_store.clone(),
                 me: my_key,
                 cache: Arc::new(Mutex::new(crate::cache::ChunkCache::new(
-                    crate::cache::DEFAULT_CACHE_CHUNKS,
+                    config.storage.cache_chunks,
                 ))),
             }
             .run(),
@@ -560,8 +575,11 @@ async fn swarm_task(mut t: SwarmTask) {
                         };
                         t.metrics.connections.with_label_values(&[role]).inc();
                         counted.insert(peer_id, role);
+                        // Links to other nodes are the operator's to see;
+                        // a client's identity is logged only when the
+                        // operator opted in to client addresses.
                         if role != "client" || t.log_clients {
-                            tracing::debug!(peer = %peer_id, role, "connected");
+                            tracing::info!(peer = %peer_id, role, "connected");
                         }
                 }
                 SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
@@ -944,14 +962,20 @@ impl DirectoryLoop {
     async fn run(mut self, first: NetworkDocument) {
         self.install(first).await;
         let mut uploaded: Vec<u8> = Vec::new();
+        let mut uploaded_at: Option<tokio::time::Instant> = None;
         loop {
             let current = self.descriptor.borrow_and_update().clone();
-            let listed = self
-                .topology
-                .borrow()
-                .as_ref()
-                .is_some_and(|t| t.document.nodes.iter().any(|n| n.key == self.me));
-            if !current.is_empty() && (current != uploaded || !listed) {
+            let (listed, heartbeat) = match self.topology.borrow().as_ref() {
+                Some(t) => (
+                    t.document.nodes.iter().any(|n| n.key == self.me),
+                    Duration::from_secs(t.document.schedule.heartbeat_secs.max(1)),
+                ),
+                None => (false, Duration::ZERO),
+            };
+            // The heartbeat: the same descriptor again, so the authority
+            // keeps listing this node (`specs/directory.md` §3).
+            let due = uploaded_at.is_none_or(|at| at.elapsed() >= heartbeat);
+            if !current.is_empty() && (current != uploaded || !listed || due) {
                 match net::directory_request_retrying(
                     &mut self.control,
                     self.authority,
@@ -961,7 +985,10 @@ impl DirectoryLoop {
                 )
                 .await
                 {
-                    Ok(_) => uploaded = current,
+                    Ok(_) => {
+                        uploaded = current;
+                        uploaded_at = Some(tokio::time::Instant::now());
+                    }
                     Err(e) => {
                         self.metrics.directory_failures.inc();
                         tracing::warn!(error = %e, "descriptor upload failed");
@@ -975,17 +1002,22 @@ impl DirectoryLoop {
                     tracing::warn!(error = %e, "document fetch failed");
                 }
             }
-            let (listed, epoch_secs) = match self.topology.borrow().as_ref() {
+            let (listed, schedule) = match self.topology.borrow().as_ref() {
                 Some(t) => (
                     t.document.nodes.iter().any(|n| n.key == self.me),
-                    t.document.schedule.epoch_secs,
+                    Some(t.document.schedule),
                 ),
-                None => (false, 60),
+                None => (false, None),
             };
             // Quickly until the node is listed, then often enough that
-            // nodes joining within an epoch are soon reachable.
-            let pause = if listed {
-                Duration::from_secs((epoch_secs / 60).clamp(1, 30))
+            // nodes joining within an epoch are soon reachable and the
+            // heartbeat is never late.
+            let pause = if let (true, Some(schedule)) = (listed, schedule) {
+                Duration::from_secs(
+                    (schedule.epoch_secs / 60)
+                        .clamp(1, 30)
+                        .min(schedule.heartbeat_secs.max(1)),
+                )
             } else {
                 Duration::from_millis(500)
             };

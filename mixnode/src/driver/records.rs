@@ -6,6 +6,7 @@
 //! Rows (no compression, so the byte counts are the disk's):
 //!
 //! ```text
+//! m || name                       -> the node's own state (repair)
 //! r || kind || locator            -> stored_at (8, big-endian) || record
 //! t || stored_at || kind || locator -> (empty)       the eviction order
 //! ```
@@ -21,6 +22,7 @@ use rocksdb::{DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions};
 use super::NodeError;
 use crate::records::{Kind, Refused, Retention, validate};
 
+const META: u8 = b'm';
 const RECORD: u8 = b'r';
 const BY_TIME: u8 = b't';
 
@@ -210,6 +212,58 @@ impl RecordDb {
         self.bytes = self.bytes - freed + size;
         self.records = self.records + 1 - evicted;
         Ok(Put::Stored { evicted })
+    }
+
+    /// Up to `limit` records' kinds and locators in key order, starting
+    /// after `after` (from the first when `None`): a scan in pages, so a
+    /// long walk (repair) holds the store only a page at a time.
+    pub fn keys_after(
+        &self,
+        after: Option<(Kind, Locator)>,
+        limit: usize,
+    ) -> Result<Vec<(Kind, Locator)>, NodeError> {
+        let start = match after {
+            Some((kind, locator)) => record_key(kind, &locator).to_vec(),
+            None => vec![RECORD],
+        };
+        let mut keys = Vec::new();
+        for item in self
+            .db
+            .iterator(IteratorMode::From(&start, Direction::Forward))
+        {
+            let (k, _) = item.map_err(|e| self.error(e))?;
+            if k.first() != Some(&RECORD) || keys.len() >= limit {
+                break;
+            }
+            if *k == *start {
+                continue;
+            }
+            if let (Some(kind), Ok(l)) = (
+                k.get(1).copied().and_then(Kind::from_byte),
+                <[u8; 32]>::try_from(k.get(2..).unwrap_or_default()),
+            ) {
+                keys.push((kind, Locator::from_bytes(l)));
+            }
+        }
+        Ok(keys)
+    }
+
+    /// The node's own state stored under `name`, if any.
+    pub fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, NodeError> {
+        let mut key = vec![META];
+        key.extend_from_slice(name.as_bytes());
+        self.db.get(key).map_err(|e| self.error(e))
+    }
+
+    /// Stores the node's own state under `name` (synced).
+    pub fn set_meta(&self, name: &str, value: &[u8]) -> Result<(), NodeError> {
+        let mut key = vec![META];
+        key.extend_from_slice(name.as_bytes());
+        let mut options = WriteOptions::default();
+        options.set_sync(true);
+        self.db
+            .put_opt(key, value, &options)
+            .map_err(|e| self.error(e))
     }
 
     /// Every record held, as `(kind, locator, bytes)`: for repair and for

@@ -9,16 +9,14 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::AsyncWriteExt;
 use mtos_crypto::item::Locator;
 use tokio::sync::{Semaphore, mpsc};
 
 use super::metrics::Metrics;
-use super::net;
 use super::records::RecordDb;
 use super::store::{
-    STORE_GET, STORE_NOT_FOUND, STORE_OK, STORE_PROBE, STORE_PROTOCOL, STORE_PUT, STORE_REFUSED,
-    request_body, serve_counted,
+    STORE_GET, STORE_NOT_FOUND, STORE_OK, STORE_PROBE, STORE_PUT, STORE_REFUSED, ask, request_body,
+    serve_counted,
 };
 use crate::cache::ChunkCache;
 use crate::directory::{NetworkDocument, Topology};
@@ -160,17 +158,7 @@ impl Replicas<'_> {
             .iter()
             .find(|n| n.key == *node)
             .and_then(|n| n.peer().ok())?;
-        let exchange = async {
-            let mut stream = self.control.open_stream(peer, STORE_PROTOCOL).await.ok()?;
-            net::write_message(&mut stream, kind, body).await.ok()?;
-            let answer = net::read_message(&mut stream, 1 << 16).await.ok()?;
-            let _ = stream.close().await;
-            Some(answer)
-        };
-        tokio::time::timeout(REPLICA_TIMEOUT, exchange)
-            .await
-            .ok()
-            .flatten()
+        ask(&mut self.control, peer, kind, body, REPLICA_TIMEOUT).await
     }
 
     fn replicas_of(&self, locator: &Locator) -> Vec<[u8; 32]> {

@@ -28,7 +28,10 @@ pub const STORE_PUT: u8 = 1;
 pub const STORE_GET: u8 = 2;
 /// Request: slot locators, 32 bytes each.
 pub const STORE_PROBE: u8 = 3;
-/// Response: done (a get's record, a probe's bitmap).
+/// Request: `kind || locators` (1 to [`MAX_PROBE`], 32 bytes each):
+/// which records of that kind are held (repair, `specs/storage.md` §1).
+pub const STORE_HAVE: u8 = 4;
+/// Response: done (a get's record, a probe's or have's bitmap).
 pub const STORE_OK: u8 = 0x10;
 /// Response: no such record.
 pub const STORE_NOT_FOUND: u8 = 0x11;
@@ -88,23 +91,13 @@ pub fn handle(
             },
             _ => (STORE_ERROR, b"malformed get".to_vec(), "get", "bad_request"),
         },
-        STORE_PROBE
-            if !body.is_empty()
-                && body.len().is_multiple_of(32)
-                && body.len() / 32 <= MAX_PROBE =>
-        {
-            let mut bitmap = vec![0u8; (body.len() / 32).div_ceil(8)];
-            for (i, l) in body.chunks_exact(32).enumerate() {
-                let Ok(l) = <[u8; 32]>::try_from(l) else {
-                    continue;
-                };
-                match db.get(Kind::Slot, &Locator::from_bytes(l)) {
-                    Ok(Some(_)) => bitmap[i / 8] |= 0x80 >> (i % 8),
-                    Ok(None) => {}
-                    Err(_) => return (STORE_ERROR, b"store failed".to_vec(), "probe", "error"),
-                }
-            }
-            (STORE_OK, bitmap, "probe", "found")
+        STORE_PROBE => held(db, Some(Kind::Slot), body, "probe"),
+        STORE_HAVE => {
+            let (kind, locators) = match body.split_first() {
+                Some((&k, rest)) => (Kind::from_byte(k), rest),
+                None => (None, body),
+            };
+            held(db, kind, locators, "have")
         }
         _ => (
             STORE_ERROR,
@@ -113,6 +106,35 @@ pub fn handle(
             "bad_request",
         ),
     }
+}
+
+/// Which of `locators` (32 bytes each, 1 to [`MAX_PROBE`]) hold a `kind`
+/// record, as a bitmap (first locator in the high bit of the first byte).
+fn held(
+    db: &RecordDb,
+    kind: Option<Kind>,
+    locators: &[u8],
+    op: &'static str,
+) -> (u8, Vec<u8>, &'static str, &'static str) {
+    let count = locators.len() / 32;
+    let (Some(kind), true) = (
+        kind,
+        (1..=MAX_PROBE).contains(&count) && locators.len().is_multiple_of(32),
+    ) else {
+        return (STORE_ERROR, b"malformed probe".to_vec(), op, "bad_request");
+    };
+    let mut bitmap = vec![0u8; count.div_ceil(8)];
+    for (i, l) in locators.chunks_exact(32).enumerate() {
+        let Ok(l) = <[u8; 32]>::try_from(l) else {
+            continue;
+        };
+        match db.get(kind, &Locator::from_bytes(l)) {
+            Ok(Some(_)) => bitmap[i / 8] |= 0x80 >> (i % 8),
+            Ok(None) => {}
+            Err(_) => return (STORE_ERROR, b"store failed".to_vec(), op, "error"),
+        }
+    }
+    (STORE_OK, bitmap, op, "found")
 }
 
 /// The body of a put (`record` given) or get (`record` empty) request.
@@ -156,6 +178,30 @@ pub(super) async fn serve_counted(
     .ok()
     .flatten()
 }
+
+/// One request to the replica `peer`: `(answer kind, body)`, or `None`
+/// when it cannot be reached or does not answer within `timeout`.
+pub(super) async fn ask(
+    control: &mut libp2p_stream::Control,
+    peer: libp2p::PeerId,
+    kind: u8,
+    body: &[u8],
+    timeout: std::time::Duration,
+) -> Option<(u8, Vec<u8>)> {
+    let exchange = async {
+        let mut stream = control.open_stream(peer, STORE_PROTOCOL).await.ok()?;
+        net::write_message(&mut stream, kind, body).await.ok()?;
+        let answer = net::read_message(&mut stream, MAX_STORE_ANSWER)
+            .await
+            .ok()?;
+        let _ = stream.close().await;
+        Some(answer)
+    };
+    tokio::time::timeout(timeout, exchange).await.ok().flatten()
+}
+
+/// The largest answer body read from a replica (a record, or a bitmap).
+pub const MAX_STORE_ANSWER: usize = 1 << 16;
 
 /// Serves `/mtos/store/1` on a storage node until the swarm ends.
 pub(super) async fn serve(
@@ -279,7 +325,18 @@ mod tests {
         let (status, bitmap, _, _) = handle(&mut db, STORE_PROBE, &probe, 5);
         assert_eq!((status, bitmap), (STORE_OK, vec![0b0100_0000]));
 
+        // Have: the same question for any kind, as repair asks it.
+        let mut have = vec![Kind::Chunk.byte()];
+        for l in [missing, at, sl] {
+            have.extend_from_slice(l.as_bytes());
+        }
+        let (status, bitmap, _, _) = handle(&mut db, STORE_HAVE, &have, 5);
+        assert_eq!((status, bitmap), (STORE_OK, vec![0b0100_0000]));
+
         for (kind, body) in [
+            (STORE_HAVE, vec![9u8; 33]),
+            (STORE_HAVE, vec![1u8]),
+            (STORE_HAVE, vec![1u8; 1 + 32 * (MAX_PROBE + 1)]),
             (STORE_PUT, vec![7u8; 10]),
             (STORE_GET, vec![1u8; 40]),
             (STORE_PROBE, vec![0u8; 33]),

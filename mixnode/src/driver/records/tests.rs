@@ -129,3 +129,40 @@ fn records_survive_a_reopen_and_read_back_through_rocksdb() {
     want.sort();
     assert_eq!(seen, want);
 }
+
+#[test]
+fn a_scan_in_pages_visits_every_record_once_and_meta_rows_stay_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut db = store(dir.path(), 1 << 20);
+    let mut expected: Vec<(Kind, Locator)> = (0..25)
+        .map(|i| {
+            let (at, bytes) = chunk(i, 100);
+            db.put(Kind::Chunk, &at, &bytes, 0).unwrap();
+            (Kind::Chunk, at)
+        })
+        .collect();
+    let slot = SlotRecord::sign(&[5; 32], 3, b"entry").unwrap();
+    let at = slot_locator(&slot.key);
+    db.put(Kind::Slot, &at, &slot.encode(), 0).unwrap();
+    expected.push((Kind::Slot, at));
+    db.set_meta("repair", b"state").unwrap();
+    let (mut seen, mut after) = (Vec::new(), None);
+    loop {
+        let page = db.keys_after(after, 7).unwrap();
+        assert!(page.len() <= 7);
+        let Some(last) = page.last().copied() else {
+            break;
+        };
+        seen.extend(page);
+        after = Some(last);
+    }
+    expected.sort_by_key(|(k, l)| (k.byte(), *l.as_bytes()));
+    assert_eq!(seen, expected);
+    assert_eq!(db.meta("repair").unwrap(), Some(b"state".to_vec()));
+    assert_eq!(db.meta("other").unwrap(), None);
+    // The meta row is neither a record nor counted as one.
+    drop(db);
+    let db = store(dir.path(), 1 << 20);
+    assert_eq!(db.records(), 26);
+    assert_eq!(db.meta("repair").unwrap(), Some(b"state".to_vec()));
+}
