@@ -276,6 +276,81 @@ async fn clients_put_and_get_chunks_through_service_nodes_onto_the_ring_replicas
         (Status::Refused, &b"wrong_locator"[..])
     );
 
+    // Feed slots through the mixnet: three slots of one feed written by
+    // alice, read and probed by bob; a forged record at a slot and a
+    // second, different record at a written slot are refused, and the
+    // first record stays.
+    let feed = [0x5au8; 32];
+    let slots: Vec<SlotRecord> = (0..3u64)
+        .map(|n| SlotRecord::sign(&feed, n, format!("entry {n}").as_bytes()).unwrap())
+        .collect();
+    for slot in &slots {
+        let r = alice
+            .request(
+                Op::Put(Kind::Slot, slot.encode()),
+                slot_locator(&slot.key),
+                wait,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            (r.status, r.body.as_slice()),
+            (Status::Ok, &[DEFAULT_REPLICAS as u8][..])
+        );
+    }
+    for slot in &slots {
+        let r = bob
+            .request(Op::Get(Kind::Slot), slot_locator(&slot.key), wait)
+            .await
+            .unwrap();
+        assert_eq!((r.status, r.body), (Status::Ok, slot.encode()));
+    }
+    // Probe slots 0 to 5: the first three are written.
+    let polled: Vec<Locator> = (0..6u64)
+        .map(|n| slot_locator(&SlotRecord::sign(&feed, n, b"").unwrap().key))
+        .collect();
+    let r = bob
+        .request(Op::Probe(polled[1..].to_vec()), polled[0], wait)
+        .await
+        .unwrap();
+    assert_eq!((r.status, r.body), (Status::Ok, vec![0b1110_0000]));
+    let first = slot_locator(&slots[0].key);
+    let forged = SlotRecord::sign(&[0x66; 32], 0, b"forged").unwrap();
+    let second = SlotRecord::sign(&feed, 0, b"a second entry 0").unwrap();
+    for (record, reason) in [
+        (forged.encode(), &b"bad_slot"[..]),
+        (second.encode(), &b"slot_taken"[..]),
+    ] {
+        let r = alice
+            .request(Op::Put(Kind::Slot, record), first, wait)
+            .await
+            .unwrap();
+        assert_eq!((r.status, r.body.as_slice()), (Status::Refused, reason));
+    }
+    let r = bob.request(Op::Get(Kind::Slot), first, wait).await.unwrap();
+    assert_eq!((r.status, r.body), (Status::Ok, slots[0].encode()));
+    tokio::task::block_in_place(|| {
+        let at_replicas: f64 = net
+            .nodes
+            .iter()
+            .map(|n| {
+                n.metric("mtos_record_requests_total", "result=\"slot_taken\"")
+                    .unwrap_or(0.0)
+            })
+            .sum();
+        assert_eq!(
+            at_replicas, DEFAULT_REPLICAS as f64,
+            "each replica refused it"
+        );
+        assert_eq!(
+            net.node(Position::Service).metric(
+                "mtos_service_requests_total",
+                "op=\"put_slot\",result=\"refused\""
+            ),
+            Some(2.0)
+        );
+    });
+
     // Every chunk is on exactly its K ring replicas, and no replica was
     // ever contacted by anything but a service or storage node.
     let doc = alice.document();
@@ -290,7 +365,9 @@ async fn clients_put_and_get_chunks_through_service_nodes_onto_the_ring_replicas
                 .key;
             let expected = chunks
                 .iter()
-                .filter(|c| replicas(&Locator::of(c), &storage, DEFAULT_REPLICAS).contains(&key))
+                .map(|c| Locator::of(c))
+                .chain(slots.iter().map(|s| slot_locator(&s.key)))
+                .filter(|l| replicas(l, &storage, DEFAULT_REPLICAS).contains(&key))
                 .count();
             assert_eq!(
                 node.metric("mtos_records_held", ""),
@@ -360,8 +437,8 @@ async fn clients_put_and_get_chunks_through_service_nodes_onto_the_ring_replicas
             .unwrap();
         }
     });
-    // K copies of the 10 chunks and of every chunk of the item.
-    assert_eq!(records, DEFAULT_REPLICAS * (10 + locators.len()));
+    // K copies of the 10 chunks, the 3 slots and every chunk of the item.
+    assert_eq!(records, DEFAULT_REPLICAS * (10 + 3 + locators.len()));
 }
 
 /// Eight storage nodes, K = 3: one client puts 100 chunks and another
