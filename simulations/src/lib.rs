@@ -6,6 +6,7 @@ pub mod packet;
 pub mod plot;
 pub mod scenario;
 pub mod sim;
+pub mod storage;
 pub mod sweep;
 
 pub use metrics::Metrics;

@@ -147,6 +147,7 @@ impl Metrics {
             "anonymity": self.anonymity_summary(),
             "network_latency_s": stats(&self.network_latency_s),
             "end_to_end_latency_s": stats(&self.end_to_end_latency_s),
+            "storage": crate::storage::study(scenario, seed),
         })
     }
 

@@ -91,6 +91,37 @@ pub enum Latency {
     },
 }
 
+/// Which nodes store records in the placement study.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Stores {
+    /// Every mix node and provider.
+    #[default]
+    All,
+    /// The mix nodes only.
+    Mixes,
+    /// The providers only.
+    Providers,
+}
+
+/// `[storage]`: the placement study (`specs/simulation.md` §3).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct StorageStudy {
+    /// Replicas per record (K).
+    #[serde(default = "default_replicas")]
+    pub replicas: usize,
+    /// Records placed.
+    pub records: u32,
+    /// Which nodes store.
+    #[serde(default)]
+    pub stores: Stores,
+}
+
+fn default_replicas() -> usize {
+    mtos_mixnode::placement::DEFAULT_REPLICAS
+}
+
 /// Real Sphinx or the abstract format.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
@@ -120,6 +151,8 @@ struct RawScenario {
     links: RawLinks,
     #[serde(default)]
     anonymity: RawAnonymity,
+    #[serde(default)]
+    storage: Option<StorageStudy>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -228,6 +261,8 @@ pub struct Scenario {
     pub loss: f64,
     /// Real messages sent after the warm-up whose anonymity is measured.
     pub tagged_messages: u32,
+    /// The storage placement study, when asked for.
+    pub storage: Option<StorageStudy>,
 }
 
 impl Scenario {
@@ -394,6 +429,14 @@ impl Scenario {
         if loss >= 1.0 {
             return Err(invalid("links.loss", "must be below 1".into()));
         }
+        if let Some(st) = &raw.storage {
+            if !(1..=16).contains(&st.replicas) {
+                return Err(invalid("storage.replicas", "must be 1 to 16".into()));
+            }
+            if !(1..=10_000_000).contains(&st.records) {
+                return Err(invalid("storage.records", "must be 1 to 10,000,000".into()));
+            }
+        }
         let (send_rate, trace) = match &raw.clients.send {
             SendPattern::Poisson { rate: r } => (rate("clients.send.rate", *r)?, Vec::new()),
             SendPattern::Trace { file } => {
@@ -420,6 +463,7 @@ impl Scenario {
             latency: raw.links.latency,
             loss,
             tagged_messages: raw.anonymity.tagged_messages,
+            storage: raw.storage,
         })
     }
 }

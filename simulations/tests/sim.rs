@@ -163,6 +163,15 @@ fn bad_scenarios_are_refused_before_running() {
         ),
         (BASE.replace("drop = 1.0", "drop = 1e-20"), "cover.drop"),
         (
+            format!("{BASE}[storage]\nreplicas = 0\nrecords = 10\n"),
+            "storage.replicas",
+        ),
+        (format!("{BASE}[storage]\nrecords = 0\n"), "storage.records"),
+        (
+            format!("{BASE}[storage]\nrecords = 10\nstores = \"some\"\n"),
+            "stores",
+        ),
+        (
             BASE.replace("duration_s = 60", "duration_s = 1e20"),
             "duration_s",
         ),
@@ -220,4 +229,53 @@ fn shipped_scenarios_load() {
     let large = Scenario::load(&dir.join("large.toml")).unwrap();
     assert!(large.layers * large.nodes_per_layer >= 999);
     assert_eq!(large.clients, 10_000);
+}
+
+/// The storage study runs the production placement function over the
+/// scenario's nodes: an even load, departures that move only the leaving
+/// node's records (each to one new replica), a join that takes K/(n+1),
+/// the same answer for the same seed.
+#[test]
+fn the_storage_study_places_records_with_the_production_ring() {
+    let text = format!("{BASE}[storage]\nreplicas = 3\nrecords = 6000\n");
+    let s = scenario(&text);
+    let study = mtos_sim::storage::study(&s, 7).unwrap();
+    let n = 3 * 3 + 2;
+    assert_eq!(study["storage_nodes"], n);
+    let mean = 6000.0 * 3.0 / f64::from(n);
+    let load = &study["load"];
+    assert!((load["mean"].as_f64().unwrap() - mean).abs() < 1e-9);
+    // Binomial spread: within 5 standard deviations of the mean.
+    let sigma = (mean * (1.0 - 3.0 / f64::from(n))).sqrt();
+    for k in ["min", "max"] {
+        let v = load[k].as_f64().unwrap();
+        assert!((v - mean).abs() < 5.0 * sigma, "{k} {v} vs {mean}");
+    }
+    let leaves = &study["node_leaves"];
+    assert_eq!(leaves["nodes"], n);
+    assert_eq!(leaves["new_copies_per_record_moved"], 1.0);
+    assert_eq!(leaves["other_records_moved"], 0);
+    let moved = leaves["records_to_repair_per_leave"].as_f64().unwrap();
+    assert!(
+        (moved - mean).abs() < 1e-9,
+        "the leaving nodes held {moved} on average"
+    );
+    let join = &study["node_join"];
+    let share = join["share_of_records"].as_f64().unwrap();
+    let expected = join["expected_share"].as_f64().unwrap();
+    assert!((expected - 3.0 / f64::from(n + 1)).abs() < 1e-12);
+    assert!((share - expected).abs() < 0.03, "{share} vs {expected}");
+    // Deterministic in the seed, and the seed matters.
+    assert_eq!(mtos_sim::storage::study(&s, 7).unwrap(), study);
+    assert_ne!(
+        mtos_sim::storage::study(&s, 8).unwrap()["load"],
+        study["load"]
+    );
+    // Only the providers store.
+    let providers = scenario(&format!("{text}stores = \"providers\"\n"));
+    let only = mtos_sim::storage::study(&providers, 7).unwrap();
+    assert_eq!(only["storage_nodes"], 2);
+    assert_eq!(only["load"]["max"], 6000);
+    // Without the section there is no study.
+    assert!(mtos_sim::storage::study(&scenario(BASE), 7).is_none());
 }

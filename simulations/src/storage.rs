@@ -1,0 +1,133 @@
+//! The storage placement study (`specs/simulation.md` §3): the scenario's
+//! storage nodes get keys from the seed, its records get random locators,
+//! and the production placement function (`mtos_mixnode::placement`, the
+//! one nodes and clients run) says where each record lives, how even the
+//! load is, and what moves when a node leaves or joins. Deterministic in
+//! the seed; no virtual time is involved, since placement depends only on
+//! the document.
+
+use mtos_crypto::item::Locator;
+use mtos_mixnode::placement::{repair, replicas};
+use rand::Rng;
+use serde_json::{Value, json};
+
+use crate::scenario::{Scenario, Stores};
+use crate::sim::component_rng;
+
+/// Node departures examined (each node up to this many).
+const MAX_LEAVES: usize = 16;
+
+/// The storage nodes' keys: node `i` of the scenario (mixes first, then
+/// providers, as the simulator numbers them) gets 32 bytes from the
+/// seed.
+pub fn storage_keys(scenario: &Scenario, stores: Stores, seed: u64) -> Vec<[u8; 32]> {
+    let mixes = scenario.layers * scenario.nodes_per_layer;
+    (0..scenario.node_count())
+        .filter(|&i| match stores {
+            Stores::All => true,
+            Stores::Mixes => i < mixes,
+            Stores::Providers => i >= mixes,
+        })
+        .map(|i| {
+            let mut key = [0u8; 32];
+            component_rng(seed, "storage-node-key", u64::from(i)).fill_bytes(&mut key);
+            key
+        })
+        .collect()
+}
+
+/// The study's JSON report, or `None` when the scenario has no
+/// `[storage]` section.
+pub fn study(scenario: &Scenario, seed: u64) -> Option<Value> {
+    let s = scenario.storage?;
+    let nodes = storage_keys(scenario, s.stores, seed);
+    let k = s.replicas;
+    let mut rng = component_rng(seed, "storage-records", 0);
+    let locators: Vec<Locator> = (0..s.records)
+        .map(|_| {
+            let mut l = [0u8; 32];
+            rng.fill_bytes(&mut l);
+            Locator::from_bytes(l)
+        })
+        .collect();
+    // Where every record lives.
+    let placed: Vec<Vec<usize>> = locators
+        .iter()
+        .map(|l| {
+            replicas(l, &nodes, k)
+                .iter()
+                .filter_map(|r| nodes.iter().position(|n| n == r))
+                .collect()
+        })
+        .collect();
+    let mut load = vec![0u64; nodes.len()];
+    for p in &placed {
+        for &i in p {
+            load[i] += 1;
+        }
+    }
+    let copies = load.iter().sum::<u64>() as f64;
+    let mean = copies / nodes.len() as f64;
+    let stddev =
+        (load.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / nodes.len() as f64).sqrt();
+    let max = load.iter().copied().max().unwrap_or(0);
+    let min = load.iter().copied().min().unwrap_or(0);
+
+    // Departures: the first MAX_LEAVES nodes leave one at a time; every
+    // record they held needs one new replica, and nothing else moves.
+    let leaves = nodes.len().min(MAX_LEAVES);
+    let (mut moved, mut new_copies, mut untouched_changed) = (0u64, 0u64, 0u64);
+    for gone in 0..leaves {
+        let after: Vec<[u8; 32]> = nodes
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != gone)
+            .map(|(_, n)| *n)
+            .collect();
+        for (i, (l, p)) in locators.iter().zip(&placed).enumerate() {
+            if p.contains(&gone) {
+                moved += 1;
+                new_copies += repair(l, &nodes, &after, k).targets.len() as u64;
+            } else if i % 64 == 0 && !repair(l, &nodes, &after, k).targets.is_empty() {
+                // Spot check, every 64th record: one the leaving node did
+                // not hold keeps its replicas.
+                untouched_changed += 1;
+            }
+        }
+    }
+    // A join: one new node takes the records it now outranks.
+    let mut newcomer = [0u8; 32];
+    component_rng(seed, "storage-node-key", u64::MAX).fill_bytes(&mut newcomer);
+    let mut joined = nodes.clone();
+    joined.push(newcomer);
+    let taken = locators
+        .iter()
+        .filter(|l| replicas(l, &joined, k).contains(&newcomer))
+        .count();
+    let records = f64::from(s.records);
+    let per_leave = |x: u64| x as f64 / leaves.max(1) as f64;
+    Some(json!({
+        "storage_nodes": nodes.len(),
+        "replicas": k,
+        "records": s.records,
+        "load": {
+            "mean": mean,
+            "min": min,
+            "max": max,
+            "stddev": stddev,
+            "max_over_mean": if mean > 0.0 { max as f64 / mean } else { 0.0 },
+        },
+        "node_leaves": {
+            "nodes": leaves,
+            "records_to_repair_per_leave": per_leave(moved),
+            "share_of_records_per_leave": per_leave(moved) / records.max(1.0),
+            "new_copies_per_record_moved": if moved == 0 { 0.0 } else { new_copies as f64 / moved as f64 },
+            "other_records_moved": untouched_changed,
+        },
+        "node_join": {
+            "records_taken": taken,
+            "share_of_records": taken as f64 / records.max(1.0),
+            "expected_share": (k.min(joined.len()) as f64) / joined.len() as f64,
+        },
+    }))
+}
