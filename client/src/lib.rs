@@ -9,6 +9,7 @@ pub mod store;
 pub mod testnet;
 #[cfg(feature = "tor")]
 pub mod tor;
+pub mod transfer;
 
 pub use error::ClientError;
 pub use home::Home;

@@ -19,6 +19,8 @@ use crate::error::ClientError;
 /// Directory of the store inside the home.
 pub const STORE_DIR: &str = "items.db";
 const CHUNKS_CF: &str = "chunks";
+/// Chunks the network's replicas acknowledged: locator -> Unix seconds.
+const PUBLISHED_CF: &str = "published";
 /// Batches are written once they reach this size.
 const BATCH_BYTES: usize = 4 << 20;
 
@@ -45,7 +47,10 @@ impl ChunkStore {
         let db = DB::open_cf_descriptors(
             &options,
             path,
-            [ColumnFamilyDescriptor::new(CHUNKS_CF, cf_options)],
+            [
+                ColumnFamilyDescriptor::new(CHUNKS_CF, cf_options),
+                ColumnFamilyDescriptor::new(PUBLISHED_CF, Options::default()),
+            ],
         )
         .map_err(|e| store_error(path, e))?;
         Ok(Self {
@@ -92,6 +97,43 @@ impl ChunkStore {
         self.db
             .get_cf(self.cf()?, locator.as_bytes())
             .map_err(io::Error::other)
+    }
+
+    /// Stores one chunk the caller checked against its locator (a fetched
+    /// one), through the write-ahead log; [`ChunkStore::sync`] makes it
+    /// durable.
+    pub fn put(&self, locator: &Locator, chunk: &[u8]) -> io::Result<()> {
+        self.db
+            .put_cf(self.cf()?, locator.as_bytes(), chunk)
+            .map_err(io::Error::other)
+    }
+
+    fn published_cf(&self) -> io::Result<&rocksdb::ColumnFamily> {
+        self.db
+            .cf_handle(PUBLISHED_CF)
+            .ok_or_else(|| io::Error::other("chunk store has no published column family"))
+    }
+
+    /// When the network's replicas acknowledged this chunk (Unix
+    /// seconds), if they did.
+    pub fn published_at(&self, locator: &Locator) -> io::Result<Option<u64>> {
+        Ok(self
+            .db
+            .get_cf(self.published_cf()?, locator.as_bytes())
+            .map_err(io::Error::other)?
+            .and_then(|v| Some(u64::from_be_bytes(v.as_slice().try_into().ok()?))))
+    }
+
+    /// Records that the replicas acknowledged this chunk at `at`.
+    pub fn mark_published(&self, locator: &Locator, at: u64) -> io::Result<()> {
+        self.db
+            .put_cf(self.published_cf()?, locator.as_bytes(), at.to_be_bytes())
+            .map_err(io::Error::other)
+    }
+
+    /// Makes every write so far durable (syncs the write-ahead log).
+    pub fn sync(&self) -> io::Result<()> {
+        self.db.flush_wal(true).map_err(io::Error::other)
     }
 }
 

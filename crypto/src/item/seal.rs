@@ -20,7 +20,7 @@ use rand::seq::SliceRandom;
 use zeroize::Zeroizing;
 
 use super::Item;
-use super::reference::{Audience, ItemRef};
+use super::reference::{Audience, ItemRef, Locator};
 use super::tree::{self, ChunkSink, ChunkSource, TreeInfo, TreeShape, TreeWriter};
 use crate::agekeys;
 use crate::error::{OpenError, SealError};
@@ -158,6 +158,21 @@ pub fn fetch_sealed<S: ChunkSource>(
     max_len: u64,
 ) -> Result<Vec<u8>, OpenError> {
     tree::assemble(
+        source,
+        &tree_key(reference.key()),
+        reference.root(),
+        max_len,
+    )
+}
+
+/// The chunks of the item that `source` lacks and whose place is known
+/// ([`tree::missing`]): fetch them and ask again until none is left.
+pub fn missing<S: ChunkSource>(
+    source: &mut S,
+    reference: &ItemRef,
+    max_len: u64,
+) -> Result<Vec<Locator>, OpenError> {
+    tree::missing(
         source,
         &tree_key(reference.key()),
         reference.root(),

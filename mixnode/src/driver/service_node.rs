@@ -225,7 +225,13 @@ impl Replicas<'_> {
                             }
                             return respond(Status::Ok, record);
                         }
-                        Some((STORE_NOT_FOUND | STORE_OK, _)) => reached = true,
+                        Some((STORE_OK, _)) => {
+                            // A record that fails the checks: the replica
+                            // is bad or broken; the next one is asked.
+                            count(&self.metrics, "replica_get", "bad_record");
+                            reached = true;
+                        }
+                        Some((STORE_NOT_FOUND, _)) => reached = true,
                         _ => {}
                     }
                 }

@@ -203,6 +203,20 @@ pub(super) async fn ask(
 /// The largest answer body read from a replica (a record, or a bitmap).
 pub const MAX_STORE_ANSWER: usize = 1 << 16;
 
+/// The test-only fault switch: with `MTOS_FAULT_TAMPER_RECORDS=1` in its
+/// environment a storage node answers every get with the record's first
+/// byte flipped, as a bad or broken replica would. Tests use it to check
+/// that readers skip such a replica; nothing else sets it.
+fn fault_tamper_records() -> bool {
+    let on = std::env::var("MTOS_FAULT_TAMPER_RECORDS").is_ok_and(|v| v == "1");
+    if on {
+        tracing::warn!(
+            "MTOS_FAULT_TAMPER_RECORDS=1: this node returns tampered records (test fault injection)"
+        );
+    }
+    on
+}
+
 /// Serves `/mtos/store/1` on a storage node until the swarm ends.
 pub(super) async fn serve(
     mut incoming: libp2p_stream::IncomingStreams,
@@ -216,6 +230,7 @@ pub(super) async fn serve(
     // Puts per service node: one peer cannot flush the store alone.
     let buckets: Arc<Mutex<HashMap<libp2p::PeerId, TokenBucket>>> = Arc::default();
     let origin = tokio::time::Instant::now();
+    let tamper = fault_tamper_records();
     while let Some((peer, mut stream)) = incoming.next().await {
         let allowed = topology.borrow().as_ref().is_some_and(|t| {
             t.position_of(&peer) == Position::Service
@@ -255,9 +270,15 @@ pub(super) async fn serve(
                         return stream.close().await;
                     }
                 }
-                let (status, reply) = serve_counted(db, metrics, kind, body)
+                let (status, mut reply) = serve_counted(db, metrics, kind, body)
                     .await
                     .ok_or_else(|| std::io::Error::other("the record store is unusable"))?;
+                if tamper
+                    && (kind, status) == (STORE_GET, STORE_OK)
+                    && let Some(b) = reply.first_mut()
+                {
+                    *b ^= 1;
+                }
                 net::write_message(&mut stream, status, &reply).await?;
                 stream.close().await
             };

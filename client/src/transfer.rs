@@ -1,0 +1,308 @@
+//! Putting an item's chunks on the network and fetching an item through
+//! it (`specs/storage.md` §6): every chunk is one request through the
+//! mixnet to a random service node, with its own route and reply block,
+//! many in flight at once; a lost or failed request is asked again on a
+//! fresh route, usually through another service node.
+//!
+//! Publishing counts a chunk as stored only when the service node
+//! reports that all of its replicas hold it, and remembers that in the
+//! local store, so an interrupted publish resumes where it stopped and
+//! never puts a chunk twice. Fetching walks the item's tree from what the
+//! local store holds ([`seal::missing`]), a round per tree level, checks
+//! every chunk against its locator before keeping it, and so sends
+//! nothing at all for an item it holds already.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use mtos_crypto::geometry::CHUNK_SIZE;
+use mtos_crypto::item::seal::{self, MAX_SEALED_LEN};
+use mtos_crypto::item::{ItemRef, Locator};
+use mtos_mixnode::placement::{DEFAULT_REPLICAS, storage_nodes};
+use mtos_mixnode::records::Kind;
+use mtos_mixnode::service::{Op, Status};
+
+use crate::error::ClientError;
+use crate::mixnet::Session;
+use crate::store::ChunkStore;
+
+/// How a transfer runs.
+#[derive(Debug, Clone, Copy)]
+pub struct TransferOptions {
+    /// Requests in flight at once.
+    pub parallel: usize,
+    /// How long one request may wait for its answer beyond its turn in
+    /// the send and delivery queues (which the transfer adds: twice
+    /// `parallel / λP`, since every request and every answer takes one
+    /// payload or delivery slot).
+    pub timeout: Duration,
+    /// Requests per chunk before the transfer gives up on it.
+    pub attempts: u32,
+}
+
+impl Default for TransferOptions {
+    fn default() -> Self {
+        Self {
+            parallel: 32,
+            timeout: Duration::from_secs(30),
+            attempts: 5,
+        }
+    }
+}
+
+/// What a transfer did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TransferReport {
+    /// Chunks of the item.
+    pub chunks: u64,
+    /// Chunks moved over the network (the rest were done already).
+    pub transferred: u64,
+    /// Requests sent, retries included.
+    pub requests: u64,
+}
+
+impl TransferOptions {
+    /// These options with the queueing time at payload rate `rate` added
+    /// to the timeout.
+    fn at_rate(self, rate: f64) -> Self {
+        let queued = if rate > 0.0 {
+            2.0 * self.parallel.max(1) as f64 / rate
+        } else {
+            0.0
+        };
+        Self {
+            timeout: self.timeout + Duration::from_secs_f64(queued.min(3600.0)),
+            ..self
+        }
+    }
+}
+
+fn local(store: &ChunkStore, e: std::io::Error) -> ClientError {
+    ClientError::Store {
+        path: store.path().to_owned(),
+        reason: e.to_string(),
+    }
+}
+
+/// Every chunk of the item at `reference` in the local store: manifest
+/// nodes and data chunks, root first.
+pub fn item_chunks(store: &ChunkStore, reference: &ItemRef) -> Result<Vec<Locator>, ClientError> {
+    let tree = seal::inspect(&mut &*store, reference, MAX_SEALED_LEN)?;
+    let mut all = Vec::new();
+    for node in &tree.nodes {
+        all.push(node.locator);
+        if node.level == 1 {
+            all.extend(node.children.iter().copied());
+        }
+    }
+    Ok(all)
+}
+
+/// Puts every chunk of the item at `reference` (sealed into `store`) on
+/// the network; returns once the replicas acknowledged each. Chunks
+/// acknowledged before (an earlier, interrupted run) are not sent again.
+/// `progress(done, total)` is called as chunks are acknowledged.
+pub async fn publish(
+    session: &Session,
+    store: &ChunkStore,
+    reference: &ItemRef,
+    options: TransferOptions,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Result<TransferReport, ClientError> {
+    let options = options.at_rate(session.document().rates.payload);
+    let all = item_chunks(store, reference)?;
+    let total = all.len() as u64;
+    let mut todo = Vec::new();
+    for l in &all {
+        if store
+            .published_at(l)
+            .map_err(|e| local(store, e))?
+            .is_none()
+        {
+            todo.push(*l);
+        }
+    }
+    let done = std::sync::atomic::AtomicU64::new(total - todo.len() as u64);
+    progress(done.load(std::sync::atomic::Ordering::Relaxed), total);
+    let requests = std::sync::atomic::AtomicU64::new(0);
+    let results: Vec<Result<(), ClientError>> = futures::stream::iter(&todo)
+        .map(|l| {
+            let (done, requests) = (&done, &requests);
+            async move {
+                put_one(session, store, l, options, requests).await?;
+                let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                progress(n, total);
+                Ok(())
+            }
+        })
+        .buffer_unordered(options.parallel.max(1))
+        .collect()
+        .await;
+    store.sync().map_err(|e| local(store, e))?;
+    results.into_iter().collect::<Result<Vec<()>, _>>()?;
+    Ok(TransferReport {
+        chunks: total,
+        transferred: todo.len() as u64,
+        requests: requests.into_inner(),
+    })
+}
+
+/// The replicas a chunk must reach: K, or every storage node when there
+/// are fewer.
+fn replicas_expected(session: &Session) -> usize {
+    storage_nodes(&session.document())
+        .len()
+        .min(DEFAULT_REPLICAS)
+}
+
+async fn put_one(
+    session: &Session,
+    store: &ChunkStore,
+    locator: &Locator,
+    options: TransferOptions,
+    requests: &std::sync::atomic::AtomicU64,
+) -> Result<(), ClientError> {
+    let chunk = store
+        .get(locator)
+        .map_err(|e| local(store, e))?
+        .ok_or_else(|| {
+            ClientError::NotFound(format!("chunk {locator} is not in the local store"))
+        })?;
+    let mut last = String::new();
+    for attempt in 0..options.attempts.max(1) {
+        if attempt > 0 {
+            tokio::time::sleep(backoff(attempt)).await;
+        }
+        requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let answer = session
+            .request(
+                Op::Put(Kind::Chunk, chunk.clone()),
+                *locator,
+                options.timeout,
+            )
+            .await;
+        match answer {
+            Ok(r) if r.status == Status::Ok => {
+                let stored = usize::from(r.body.first().copied().unwrap_or(0));
+                if stored >= replicas_expected(session) {
+                    return store
+                        .mark_published(locator, mtos_mixnode::driver::unix_now())
+                        .map_err(|e| local(store, e));
+                }
+                last = format!("only {stored} replicas stored it");
+            }
+            // A full or busy replica may take it later; anything else
+            // about the chunk itself will not change.
+            Ok(r) if r.status == Status::Refused => {
+                let reason = String::from_utf8_lossy(&r.body).into_owned();
+                if reason != "quota" && reason != "full" {
+                    return Err(ClientError::Refused(format!(
+                        "the network refused chunk {locator}: {reason}"
+                    )));
+                }
+                last = format!("refused ({reason})");
+            }
+            Ok(r) => last = format!("{:?}", r.status),
+            Err(e) => last = e.to_string(),
+        }
+    }
+    Err(ClientError::Network(format!(
+        "chunk {locator} was not stored after {} attempts: {last}",
+        options.attempts.max(1)
+    )))
+}
+
+/// Waits between attempts: 1, 2, 4… seconds, at most 16.
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_secs(1u64 << attempt.saturating_sub(1).min(4))
+}
+
+/// Fetches every chunk of the item at `reference` that `store` lacks,
+/// checking each against its locator, until the whole tree is local.
+/// `progress(done, known)` counts chunks fetched against chunks known to
+/// be needed so far (the tree reveals itself level by level).
+pub async fn fetch(
+    session: &Session,
+    store: &ChunkStore,
+    reference: &ItemRef,
+    options: TransferOptions,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Result<TransferReport, ClientError> {
+    let options = options.at_rate(session.document().rates.payload);
+    let requests = std::sync::atomic::AtomicU64::new(0);
+    let done = std::sync::atomic::AtomicU64::new(0);
+    let mut known = 0u64;
+    loop {
+        let lacking = seal::missing(&mut &*store, reference, MAX_SEALED_LEN)?;
+        if lacking.is_empty() {
+            break;
+        }
+        known += lacking.len() as u64;
+        progress(done.load(std::sync::atomic::Ordering::Relaxed), known);
+        let results: Vec<Result<(), ClientError>> = futures::stream::iter(&lacking)
+            .map(|l| {
+                let (done, requests) = (&done, &requests);
+                async move {
+                    get_one(session, store, l, options, requests).await?;
+                    let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                    progress(n, known);
+                    Ok(())
+                }
+            })
+            .buffer_unordered(options.parallel.max(1))
+            .collect()
+            .await;
+        results.into_iter().collect::<Result<Vec<()>, _>>()?;
+    }
+    store.sync().map_err(|e| local(store, e))?;
+    let transferred = done.into_inner();
+    Ok(TransferReport {
+        chunks: item_chunks(store, reference)?.len() as u64,
+        transferred,
+        requests: requests.into_inner(),
+    })
+}
+
+async fn get_one(
+    session: &Session,
+    store: &ChunkStore,
+    locator: &Locator,
+    options: TransferOptions,
+    requests: &std::sync::atomic::AtomicU64,
+) -> Result<(), ClientError> {
+    let mut last = String::new();
+    let mut not_found = 0;
+    for attempt in 0..options.attempts.max(1) {
+        if attempt > 0 {
+            tokio::time::sleep(backoff(attempt)).await;
+        }
+        requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        match session
+            .request(Op::Get(Kind::Chunk), *locator, options.timeout)
+            .await
+        {
+            // Checked here too: a service node could lie.
+            Ok(r) if r.status == Status::Ok => {
+                if r.body.len() == CHUNK_SIZE && locator.matches(&r.body) {
+                    return store.put(locator, &r.body).map_err(|e| local(store, e));
+                }
+                last = "an answer that does not match the locator".into();
+            }
+            Ok(r) if r.status == Status::NotFound => {
+                not_found += 1;
+                last = "not found on its replicas".into();
+            }
+            Ok(r) => last = format!("{:?}", r.status),
+            Err(e) => last = e.to_string(),
+        }
+    }
+    let message = format!(
+        "chunk {locator} of the item could not be fetched after {} attempts ({not_found} not found): {last}",
+        options.attempts.max(1)
+    );
+    Err(if not_found > 0 {
+        ClientError::NotFound(message)
+    } else {
+        ClientError::Network(message)
+    })
+}
