@@ -8,9 +8,21 @@ use std::path::{Path, PathBuf};
 use mtos_crypto::KeychainFile;
 
 use crate::error::ClientError;
+use crate::mixnet::NetworkConfig;
 
 /// File name of the keychain inside the home.
 pub const KEYCHAIN_FILE: &str = "keychain.age";
+/// File naming the network this home uses (`mtos net`).
+pub const NETWORK_FILE: &str = "network.json";
+
+/// `network.json`: how to reach and trust the network.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NetworkFile {
+    network: String,
+    authority_key: String,
+    authority_addr: String,
+}
 
 /// A client home directory.
 #[derive(Debug, Clone)]
@@ -56,6 +68,44 @@ impl Home {
             builder.create(&self.dir).map_err(io)?;
         }
         Ok(())
+    }
+
+    /// The network this home uses, from `network.json`.
+    pub fn network(&self) -> Result<NetworkConfig, ClientError> {
+        let path = self.dir.join(NETWORK_FILE);
+        let text = match fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ClientError::NotFound(format!(
+                    "no network configured in {}: run `mtos net use --testnet DIR` or `mtos net set NETWORK AUTHORITY_KEY ADDR`",
+                    self.dir.display()
+                )));
+            }
+            Err(source) => return Err(ClientError::Io { path, source }),
+        };
+        let what = path.display().to_string();
+        let file: NetworkFile = serde_json::from_str(&text)
+            .map_err(|e| ClientError::Network(format!("{what}: {e}")))?;
+        NetworkConfig::parse(
+            &file.network,
+            &file.authority_key,
+            &file.authority_addr,
+            &what,
+        )
+    }
+
+    /// Makes `config` the network this home uses (replacing any).
+    pub fn set_network(&self, config: &NetworkConfig) -> Result<(), ClientError> {
+        self.ensure()?;
+        let file = NetworkFile {
+            network: config.network.clone(),
+            authority_key: data_encoding::HEXLOWER.encode(&config.authority_key),
+            authority_addr: config.authority_addr.to_string(),
+        };
+        let path = self.dir.join(NETWORK_FILE);
+        let text =
+            serde_json::to_string_pretty(&file).map_err(|e| ClientError::Network(e.to_string()))?;
+        fs::write(&path, text + "\n").map_err(|source| ClientError::Io { path, source })
     }
 
     /// The keychain file.

@@ -80,19 +80,12 @@ pub struct State {
 impl State {
     /// What a client needs to join.
     pub fn network_config(&self) -> Result<NetworkConfig, ClientError> {
-        let key = data_encoding::HEXLOWER
-            .decode(self.authority_key.as_bytes())
-            .ok()
-            .and_then(|k| <[u8; 32]>::try_from(k).ok())
-            .ok_or_else(|| ClientError::Network("testnet.json: bad authority key".into()))?;
-        Ok(NetworkConfig {
-            network: self.network.clone(),
-            authority_key: key,
-            authority_addr: self
-                .authority_addr
-                .parse()
-                .map_err(|e| ClientError::Network(format!("testnet.json: authority_addr: {e}")))?,
-        })
+        NetworkConfig::parse(
+            &self.network,
+            &self.authority_key,
+            &self.authority_addr,
+            "testnet.json",
+        )
     }
 }
 
@@ -302,6 +295,13 @@ pub fn up(
             .replace("/ip4/127.0.0.1/tcp/9400", &authority_addr)
             .replace("/ip4/0.0.0.0/tcp/9401", &p2p)
             .replace("127.0.0.1:9402", &metrics);
+        // Every node but the gateways stores records (`storage.md` §1),
+        // so items can be published on the testnet.
+        let text = if *role == "gateway" {
+            text
+        } else {
+            text.replace("storage = false", "storage = true")
+        };
         std::fs::write(&config, text).map_err(io(&config))?;
         let child = spawn(
             bin,

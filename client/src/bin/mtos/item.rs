@@ -5,7 +5,7 @@ use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use mtos_client::store::{ChunkStore, STORE_DIR};
 use mtos_client::{ClientError, Home};
 use mtos_crypto::item::seal::{self, Access, MAX_SEALED_LEN};
@@ -29,38 +29,7 @@ pub enum ItemCommand {
     /// holds the item's key: share it only with the people who should read it.
     ///
     /// Example: mtos item seal --text "sunset" photo.jpg --tag sky --as alice
-    Seal {
-        /// A text part (repeatable).
-        #[arg(long, short, value_name = "TEXT")]
-        text: Vec<String>,
-        /// Files to include as binary parts.
-        #[arg(value_name = "FILE")]
-        files: Vec<PathBuf>,
-        /// schema.org type: Note, Article, Comment, ImageObject, VideoObject, AudioObject, MediaObject, DigitalDocument, WebPage, Event, Collection [default: from the parts]
-        #[arg(long = "type", value_name = "TYPE")]
-        content_type: Option<String>,
-        /// A tag (repeatable).
-        #[arg(long, value_name = "TAG")]
-        tag: Vec<String>,
-        /// The item this one replies to.
-        #[arg(long, value_name = "REF")]
-        reply_to: Vec<String>,
-        /// The item this one remixes.
-        #[arg(long, value_name = "REF")]
-        remix_of: Vec<String>,
-        /// The item this one reblogs.
-        #[arg(long, value_name = "REF")]
-        reblog: Vec<String>,
-        /// Make the item private to this recipient (repeatable).
-        #[arg(long, value_name = "RECIPIENT")]
-        to: Vec<String>,
-        /// Sign with a fresh throwaway key that links to none of your identities.
-        #[arg(long, conflicts_with = "as_id")]
-        anonymous: bool,
-        /// Sign as this identity (label or id prefix) [default: your only identity].
-        #[arg(long = "as", value_name = "ID")]
-        as_id: Option<String>,
-    },
+    Seal(SealOpts),
     /// Fetch, decrypt and verify an item; print it or write its parts.
     ///
     /// Text parts are printed. With -o, a single part is written to OUT; several
@@ -87,46 +56,46 @@ pub enum ItemCommand {
     },
 }
 
+/// What to seal: the arguments of `mtos item seal` and `mtos publish`.
+#[derive(Debug, Args)]
+pub struct SealOpts {
+    /// A text part (repeatable).
+    #[arg(long, short, value_name = "TEXT")]
+    pub text: Vec<String>,
+    /// Files to include as binary parts.
+    #[arg(value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// schema.org type: Note, Article, Comment, ImageObject, VideoObject, AudioObject, MediaObject, DigitalDocument, WebPage, Event, Collection [default: from the parts]
+    #[arg(long = "type", value_name = "TYPE")]
+    pub content_type: Option<String>,
+    /// A tag (repeatable).
+    #[arg(long, value_name = "TAG")]
+    pub tag: Vec<String>,
+    /// The item this one replies to.
+    #[arg(long, value_name = "REF")]
+    pub reply_to: Vec<String>,
+    /// The item this one remixes.
+    #[arg(long, value_name = "REF")]
+    pub remix_of: Vec<String>,
+    /// The item this one reblogs.
+    #[arg(long, value_name = "REF")]
+    pub reblog: Vec<String>,
+    /// Make the item private to this recipient (repeatable).
+    #[arg(long, value_name = "RECIPIENT")]
+    pub to: Vec<String>,
+    /// Sign with a fresh throwaway key that links to none of your identities.
+    #[arg(long, conflicts_with = "as_id")]
+    pub anonymous: bool,
+    /// Sign as this identity (label or id prefix) [default: your only identity].
+    #[arg(long = "as", value_name = "ID")]
+    pub as_id: Option<String>,
+}
+
 pub fn run(home: &Home, cmd: ItemCommand) -> Result<String, ClientError> {
     match cmd {
-        ItemCommand::Seal {
-            text,
-            files,
-            content_type,
-            tag,
-            reply_to,
-            remix_of,
-            reblog,
-            to,
-            anonymous,
-            as_id,
-        } => {
-            let mut refs = Vec::new();
-            for (kind, list) in [
-                (RefKind::ReplyTo, reply_to),
-                (RefKind::RemixOf, remix_of),
-                (RefKind::ReblogOf, reblog),
-            ] {
-                for r in list {
-                    refs.push(TypedRef {
-                        kind,
-                        target: ItemRef::from_uri(&r)?,
-                    });
-                }
-            }
-            seal_cmd(
-                home,
-                SealArgs {
-                    text,
-                    files,
-                    content_type,
-                    tags: tag,
-                    refs,
-                    to,
-                    anonymous,
-                    as_id,
-                },
-            )
+        ItemCommand::Seal(opts) => {
+            let reference = seal_into_store(home, opts)?;
+            Ok(format!("{}\n", reference.to_uri()))
         }
         ItemCommand::Open { reference, output } => open_cmd(home, &reference, output.as_deref()),
         ItemCommand::Inspect {
@@ -134,17 +103,6 @@ pub fn run(home: &Home, cmd: ItemCommand) -> Result<String, ClientError> {
             export_sealed,
         } => inspect_cmd(home, &reference, export_sealed.as_deref()),
     }
-}
-
-struct SealArgs {
-    text: Vec<String>,
-    files: Vec<PathBuf>,
-    content_type: Option<String>,
-    tags: Vec<String>,
-    refs: Vec<TypedRef>,
-    to: Vec<String>,
-    anonymous: bool,
-    as_id: Option<String>,
 }
 
 fn read_part(path: &Path, budget: &mut u64) -> Result<Part, ClientError> {
@@ -210,8 +168,22 @@ fn is_local_name(text: &str) -> bool {
     !t.to_ascii_lowercase().starts_with("mtos:") && !t.starts_with("age1")
 }
 
-fn seal_cmd(home: &Home, args: SealArgs) -> Result<String, ClientError> {
-    let mut out = String::new();
+/// Seals an item into the local store (a line about it on stderr) and
+/// returns its reference.
+pub fn seal_into_store(home: &Home, args: SealOpts) -> Result<ItemRef, ClientError> {
+    let mut refs = Vec::new();
+    for (kind, list) in [
+        (RefKind::ReplyTo, &args.reply_to),
+        (RefKind::RemixOf, &args.remix_of),
+        (RefKind::ReblogOf, &args.reblog),
+    ] {
+        for r in list {
+            refs.push(TypedRef {
+                kind,
+                target: ItemRef::from_uri(r)?,
+            });
+        }
+    }
     let mut parts: Vec<Part> = args.text.into_iter().map(Part::text).collect();
     let mut budget = mtos_crypto::item::MAX_BODY_LEN;
     for path in &args.files {
@@ -272,8 +244,8 @@ fn seal_cmd(home: &Home, args: SealArgs) -> Result<String, ClientError> {
     }
 
     let mut draft = ItemDraft::new(content_type, now().saturating_mul(1000), parts);
-    draft.tags = args.tags;
-    draft.refs = args.refs;
+    draft.tags = args.tag;
+    draft.refs = refs;
     let item = draft.sign(&author)?;
 
     home.ensure()?;
@@ -307,8 +279,7 @@ fn seal_cmd(home: &Home, args: SealArgs) -> Result<String, ClientError> {
         if shape.total_chunks() == 1 { "" } else { "s" },
         if shape.levels == 0 { " (inline)" } else { "" },
     );
-    let _ = writeln!(out, "{}", sealed.reference.to_uri());
-    Ok(out)
+    Ok(sealed.reference)
 }
 
 fn open_store(home: &Home) -> Result<ChunkStore, ClientError> {
@@ -380,7 +351,11 @@ fn printable(text: &str) -> String {
     out
 }
 
-fn open_cmd(home: &Home, reference: &str, output: Option<&Path>) -> Result<String, ClientError> {
+pub fn open_cmd(
+    home: &Home,
+    reference: &str,
+    output: Option<&Path>,
+) -> Result<String, ClientError> {
     let mut out = String::new();
     let reference = ItemRef::from_uri(reference)?;
     let store = open_store(home)?;

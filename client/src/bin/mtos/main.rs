@@ -2,6 +2,7 @@
 
 mod id;
 mod item;
+mod net;
 mod testnet;
 
 use std::io::Write;
@@ -61,6 +62,36 @@ enum Command {
         after_help = "Example:\n  mtos item seal --text \"hello\" --tag first\n  mtos item open mtos:item:..."
     )]
     Item(item::ItemCommand),
+    /// Seal an item and put it on the network; print its reference once stored.
+    ///
+    /// Seals as `mtos item seal` does (same options), then puts every chunk
+    /// through the mixnet: no node learns who stores it. The reference is
+    /// printed only after the network's replicas acknowledged every chunk. An
+    /// interrupted publish resumes when the same command is run again: the
+    /// same item, only the chunks not yet stored.
+    #[command(
+        after_help = "Example:\n  mtos net use --testnet /tmp/tn\n  mtos publish --text \"sunset\" photo.jpg --tag sky"
+    )]
+    Publish(item::SealOpts),
+    /// Fetch an item through the mixnet, verify it and open it.
+    ///
+    /// Chunks already in the local store are not fetched again; the rest come
+    /// through many paths and service nodes at once, each checked against its
+    /// locator. Then the item is opened as `mtos item open` does.
+    #[command(after_help = "Example:\n  mtos fetch mtos:item:... -o photo.jpg")]
+    Fetch {
+        /// The mtos:item: reference.
+        reference: String,
+        /// Write the parts here instead of printing.
+        #[arg(long, short, value_name = "OUT")]
+        output: Option<PathBuf>,
+    },
+    /// Choose the network: a local testnet, or an authority's key and address.
+    #[command(
+        subcommand,
+        after_help = "Example:\n  mtos net use --testnet /tmp/tn\n  mtos net show"
+    )]
+    Net(net::NetCommand),
     #[command(
         subcommand,
         after_help = "Example:\n  mtos testnet up --dir /tmp/tn\n  mtos testnet demo --dir /tmp/tn\n  mtos testnet down --dir /tmp/tn"
@@ -101,5 +132,10 @@ fn run(cli: Cli) -> Result<String, ClientError> {
         Command::Testnet(cmd) => testnet::run(cmd),
         Command::Id(cmd) => id::run(&Home::resolve(cli.home)?, cmd),
         Command::Item(cmd) => item::run(&Home::resolve(cli.home)?, cmd),
+        Command::Publish(opts) => net::publish(&Home::resolve(cli.home)?, opts),
+        Command::Fetch { reference, output } => {
+            net::fetch(&Home::resolve(cli.home)?, &reference, output.as_deref())
+        }
+        Command::Net(cmd) => net::run(&Home::resolve(cli.home)?, cmd),
     }
 }
