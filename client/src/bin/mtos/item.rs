@@ -398,6 +398,20 @@ pub fn open_cmd(
 
 fn extension(mime: &str) -> &'static str {
     let essence = mime.split(';').next().unwrap_or_default().trim();
+    // mime_guess lists extensions alphabetically (text/plain first gives
+    // "asm"): the usual one for the common types.
+    for (m, ext) in [
+        ("text/plain", "txt"),
+        ("application/octet-stream", "bin"),
+        ("image/jpeg", "jpg"),
+        ("text/html", "html"),
+        ("video/mp4", "mp4"),
+        ("audio/mpeg", "mp3"),
+    ] {
+        if essence.eq_ignore_ascii_case(m) {
+            return ext;
+        }
+    }
     mime_guess::get_mime_extensions_str(essence)
         .and_then(|e| e.first())
         .copied()
