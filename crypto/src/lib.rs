@@ -4,6 +4,7 @@ pub mod agekeys;
 mod codec;
 pub mod envelope;
 pub mod error;
+pub mod feed;
 pub mod fingerprint;
 pub mod geometry;
 pub mod identity;

@@ -1,5 +1,6 @@
-# Independent check of specs/vectors/slots.json and placement.json
-# (specs/storage.md): python3 specs/vectors/check_storage.py
+# Independent check of specs/vectors/slots.json, placement.json
+# (specs/storage.md) and feeds.json (specs/feeds.md):
+# python3 specs/vectors/check_storage.py
 # Needs the blake3 and cryptography packages. Uses
 # pure-Python Ed25519 arithmetic (RFC 8032 reference style), blake3, and
 # `cryptography` for signature verification.
@@ -79,3 +80,38 @@ for c in v["cases"]:
     top = [n for _, n in sorted(zip(w, nodes), reverse=True)[:3]]
     assert [n.hex() for n in top] == c["replicas"]
 print("placement: python agrees on", len(v["cases"]), "cases")
+
+# Feeds (feeds.md): keys from the identity's ed25519 seed, entries sealed
+# with ChaCha20-Poly1305 under the read key and signed as slots.
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+import base64
+v = json.load(open(os.path.join(HERE, "feeds.json")))
+id_seed = bytes([7] * 32)
+owner = Ed25519PrivateKey.from_private_bytes(id_seed).public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+assert owner.hex() == v["identity_key"]
+fseed = blake3.blake3(id_seed, derive_key_context="mtos feed v1 signing seed").digest()
+read = blake3.blake3(id_seed, derive_key_context="mtos feed v1 read key").digest()
+assert read.hex() == v["read_key"]
+fh = hashlib.sha512(fseed).digest()
+fa = int.from_bytes(fh[:32], "little"); fa &= (1 << 254) - 8; fa |= 1 << 254
+FA = compress(mul(fa, G))
+assert FA.hex() == v["feed_key"]
+uri = v["follow_uri"]
+assert uri.startswith("mtos:feed:")
+payload = uri[len("mtos:feed:"):].upper()
+payload += "=" * (-len(payload) % 8)
+assert base64.b32decode(payload) == bytes([1]) + owner + FA + read
+for e in v["entries"]:
+    n = e["n"].to_bytes(8, "big")
+    h = int.from_bytes(blake3.blake3(FA + n, derive_key_context="mtos-slot-blind-v1").digest(length=64), "little") % l
+    Ab = compress(mul(h, decompress(FA)))
+    assert blake3.blake3(Ab, derive_key_context="mtos-slot-locator-v1").digest().hex() == e["locator"]
+    record = bytes.fromhex(e["record"])
+    assert record[:32] == Ab
+    sig, body = record[32:96], record[96:]
+    Ed25519PublicKey.from_public_bytes(Ab).verify(sig, b"mtos-slot-sig-v1" + Ab + body)
+    plain = ChaCha20Poly1305(read).decrypt(bytes(4) + n, body, b"mtos-feed-entry-v1" + Ab)
+    item = e["item"][len("mtos:item:"):].upper()
+    item += "=" * (-len(item) % 8)
+    assert plain == bytes([1]) + e["time_ms"].to_bytes(8, "big") + base64.b32decode(item)
+print("feeds: python agrees on", len(v["entries"]), "entries")
