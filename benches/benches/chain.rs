@@ -21,17 +21,8 @@ use std::time::{Duration, Instant};
 
 use mtos_crypto::sphinx::FRAME_SIZE;
 use mtos_mixnode::admission::Position;
-use mtos_tests::{TestClient, Testnet, cpu_seconds, rss_bytes};
+use mtos_tests::{TestClient, Testnet, arg, cpu_seconds, rss_bytes};
 use rand::RngExt;
-
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn raw_unwrap_rate(seconds: f64) -> f64 {
     mtos_mixnode::driver::capacity::unwrap_rate(seconds).unwrap()
@@ -48,13 +39,7 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let chain = [
-        Position::Gateway,
-        Position::Layer(1),
-        Position::Layer(2),
-        Position::Layer(3),
-        Position::Service,
-    ];
+    let chain = mtos_tests::CHAIN;
     let net = Testnet::start_with(&chain, 3600, 0, |c| {
         c.replace("peer_rate_pps = 20000", "peer_rate_pps = 10000000")
             .replace("client_burst = 100", "client_burst = 100000000")

@@ -9,18 +9,9 @@
 
 use std::time::{Duration, Instant};
 
-use mtos_client::mixnet::{NetworkConfig, Session};
+use mtos_client::mixnet::Session;
 use mtos_mixnode::admission::Position;
-use mtos_tests::{Testnet, cpu_seconds};
-
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use mtos_tests::{Testnet, arg, cpu_seconds};
 
 fn main() {
     if std::env::args().any(|a| a == "--list") {
@@ -28,19 +19,9 @@ fn main() {
     }
     let clients = arg("--clients", 10) as usize;
     let seconds = arg("--seconds", 60);
-    let chain = [
-        Position::Gateway,
-        Position::Layer(1),
-        Position::Layer(2),
-        Position::Layer(3),
-        Position::Service,
-    ];
+    let chain = mtos_tests::CHAIN;
     let net = Testnet::start(&chain, 3600, 50);
-    let config = NetworkConfig {
-        network: net.network.clone(),
-        authority_key: net.authority_key,
-        authority_addr: net.authority_addr.clone(),
-    };
+    let config = net.network_config();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -20,23 +20,13 @@
 
 use std::time::{Duration, Instant};
 
-use mtos_client::mixnet::{NetworkConfig, Session};
+use mtos_client::mixnet::Session;
 use mtos_crypto::geometry::CHUNK_SIZE;
 use mtos_crypto::item::Locator;
-use mtos_mixnode::admission::Position;
 use mtos_mixnode::records::Kind;
 use mtos_mixnode::service::{Op, Status};
-use mtos_tests::Testnet;
+use mtos_tests::{Testnet, arg};
 use rand::RngExt;
-
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// Mean, median, 90th percentile and maximum, in seconds.
 fn summary(samples: &mut [f64]) -> String {
@@ -56,23 +46,13 @@ fn main() {
         return;
     }
     let requests = arg("--requests", 40) as usize;
-    let chain = [
-        Position::Gateway,
-        Position::Layer(1),
-        Position::Layer(2),
-        Position::Layer(3),
-        Position::Service,
-    ];
+    let chain = mtos_tests::CHAIN;
     // Every node stores, as in the storage tests; the rates are the
     // authority template's defaults.
     let net = Testnet::start_with(&chain, 3600, 50, |c| {
         c.replace("storage = false", "storage = true")
     });
-    let config = NetworkConfig {
-        network: net.network.clone(),
-        authority_key: net.authority_key,
-        authority_addr: net.authority_addr.clone(),
-    };
+    let config = net.network_config();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

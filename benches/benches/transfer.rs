@@ -18,36 +18,20 @@
 
 use std::time::Instant;
 
-use mtos_client::mixnet::{NetworkConfig, Session};
+use mtos_client::mixnet::Session;
 use mtos_client::store::ChunkStore;
 use mtos_client::transfer::{TransferOptions, fetch, item_chunks, publish};
 use mtos_crypto::item::seal::{self, Access, MAX_SEALED_LEN};
 use mtos_crypto::item::{ContentType, ItemDraft, Part};
-use mtos_mixnode::admission::Position;
-use mtos_tests::Testnet;
+use mtos_tests::{Testnet, arg};
 use rand::RngExt;
-
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
     let kib = arg("--kib", 1024) as usize;
-    let chain = [
-        Position::Gateway,
-        Position::Layer(1),
-        Position::Layer(2),
-        Position::Layer(3),
-        Position::Service,
-    ];
+    let chain = mtos_tests::CHAIN;
     let net = Testnet::start_with(&chain, 3600, 50, |c| {
         if c.contains("role = \"gateway\"") {
             c
@@ -55,11 +39,7 @@ fn main() {
             c.replace("storage = false", "storage = true")
         }
     });
-    let config = NetworkConfig {
-        network: net.network.clone(),
-        authority_key: net.authority_key,
-        authority_addr: net.authority_addr.clone(),
-    };
+    let config = net.network_config();
     let dir = tempfile::tempdir().unwrap();
     let writer_store = ChunkStore::open(&dir.path().join("writer")).unwrap();
     let reader_store = ChunkStore::open(&dir.path().join("reader")).unwrap();

@@ -136,6 +136,17 @@ pub const CHAIN: [Position; 5] = [
     Position::Service,
 ];
 
+/// The value after `name` on the command line (`--clients 10`), or
+/// `default`: the benchmarks' options.
+pub fn arg(name: &str, default: u64) -> u64 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// One node of a test network.
 #[derive(Debug)]
 pub struct TestNode {
@@ -378,6 +389,15 @@ impl Testnet {
                 "nodes without a full document after {timeout:?}: {pending:?}"
             );
             std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// What a client session needs to join this network.
+    pub fn network_config(&self) -> mtos_client::mixnet::NetworkConfig {
+        mtos_client::mixnet::NetworkConfig {
+            network: self.network.clone(),
+            authority_key: self.authority_key,
+            authority_addr: self.authority_addr.clone(),
         }
     }
 

@@ -177,7 +177,7 @@ async fn replicas_serve_service_nodes_only_and_keep_valid_records() {
 /// chunk's ring replicas and answers through the request's reply block.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_put_and_get_chunks_through_service_nodes_onto_the_ring_replicas() {
-    use mtos_client::mixnet::{NetworkConfig, Session};
+    use mtos_client::mixnet::Session;
     use mtos_mixnode::placement::{DEFAULT_REPLICAS, replicas, storage_nodes};
     use mtos_mixnode::service::{Op, Status};
     use std::time::Duration;
@@ -194,11 +194,7 @@ async fn clients_put_and_get_chunks_through_service_nodes_onto_the_ring_replicas
             },
         )
     });
-    let config = NetworkConfig {
-        network: net.network.clone(),
-        authority_key: net.authority_key,
-        authority_addr: net.authority_addr.clone(),
-    };
+    let config = net.network_config();
     let alice = Session::connect(&config).await.unwrap();
     let bob = Session::connect(&config).await.unwrap();
     let chunks: Vec<Vec<u8>> = (0..10u8).map(|i| vec![i; 1000 + usize::from(i)]).collect();
@@ -452,7 +448,7 @@ async fn clients_put_and_get_chunks_through_service_nodes_onto_the_ring_replicas
 async fn a_hundred_chunks_survive_a_kill_9_and_are_repaired_to_k_copies() {
     use Position::{Gateway, Layer, Service};
     use futures::StreamExt;
-    use mtos_client::mixnet::{NetworkConfig, Session};
+    use mtos_client::mixnet::Session;
     use mtos_mixnode::placement::{DEFAULT_REPLICAS, replicas, storage_nodes};
     use mtos_mixnode::service::{Op, Status};
     use std::collections::BTreeSet;
@@ -494,11 +490,7 @@ async fn a_hundred_chunks_survive_a_kill_9_and_are_repaired_to_k_copies() {
             },
         )
     });
-    let config = NetworkConfig {
-        network: net.network.clone(),
-        authority_key: net.authority_key,
-        authority_addr: net.authority_addr.clone(),
-    };
+    let config = net.network_config();
     let alice = Session::connect(&config).await.unwrap();
     let bob = Session::connect(&config).await.unwrap();
     let before = alice.document();

@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use mtos_client::mixnet::{NetworkConfig, Session};
+use mtos_client::mixnet::Session;
 use mtos_client::store::ChunkStore;
 use mtos_client::transfer::{TransferOptions, fetch, item_chunks, publish};
 use mtos_crypto::item::seal::{self, Access, MAX_SEALED_LEN};
@@ -30,11 +30,7 @@ async fn a_published_mebibyte_is_fetched_byte_identical_past_a_tampering_replica
             },
         )
     });
-    let config = NetworkConfig {
-        network: net.network.clone(),
-        authority_key: net.authority_key,
-        authority_addr: net.authority_addr.clone(),
-    };
+    let config = net.network_config();
     let dir = tempfile::tempdir().unwrap();
     let alice_store = ChunkStore::open(&dir.path().join("alice")).unwrap();
     let bob_store = ChunkStore::open(&dir.path().join("bob")).unwrap();
