@@ -155,6 +155,43 @@ fn replicas_expected(session: &Session) -> usize {
         .min(DEFAULT_REPLICAS)
 }
 
+/// What to make of one answer.
+enum Verdict<T> {
+    /// Done, with this.
+    Done(T),
+    /// Ask again (why this attempt failed).
+    Again(String),
+    /// Give up at once.
+    Fail(ClientError),
+}
+
+/// Sends `op` on `locator` until `judge` takes an answer, at most
+/// `options.attempts` times, each on a fresh route (usually through
+/// another service node), after 1, 2, 4… s; `Err(last reason)` when no
+/// attempt was taken.
+async fn ask_until<T>(
+    session: &Session,
+    op: Op,
+    locator: &Locator,
+    options: TransferOptions,
+    requests: &std::sync::atomic::AtomicU64,
+    mut judge: impl FnMut(Result<mtos_mixnode::service::Response, ClientError>) -> Verdict<T>,
+) -> Result<Result<T, String>, ClientError> {
+    let mut last = String::new();
+    for attempt in 0..options.attempts.max(1) {
+        if attempt > 0 {
+            tokio::time::sleep(backoff(attempt)).await;
+        }
+        requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        match judge(session.request(op.clone(), *locator, options.timeout).await) {
+            Verdict::Done(t) => return Ok(Ok(t)),
+            Verdict::Again(why) => last = why,
+            Verdict::Fail(e) => return Err(e),
+        }
+    }
+    Ok(Err(last))
+}
+
 async fn put_one(
     session: &Session,
     store: &ChunkStore,
@@ -168,48 +205,48 @@ async fn put_one(
         .ok_or_else(|| {
             ClientError::NotFound(format!("chunk {locator} is not in the local store"))
         })?;
-    let mut last = String::new();
-    for attempt in 0..options.attempts.max(1) {
-        if attempt > 0 {
-            tokio::time::sleep(backoff(attempt)).await;
-        }
-        requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let answer = session
-            .request(
-                Op::Put(Kind::Chunk, chunk.clone()),
-                *locator,
-                options.timeout,
-            )
-            .await;
-        match answer {
+    let expected = replicas_expected(session);
+    let outcome = ask_until(
+        session,
+        Op::Put(Kind::Chunk, chunk),
+        locator,
+        options,
+        requests,
+        |answer| match answer {
             Ok(r) if r.status == Status::Ok => {
                 let stored = usize::from(r.body.first().copied().unwrap_or(0));
-                if stored >= replicas_expected(session) {
-                    return store
-                        .mark_published(locator, mtos_mixnode::driver::unix_now())
-                        .map_err(|e| local(store, e));
+                if stored >= expected {
+                    Verdict::Done(())
+                } else {
+                    Verdict::Again(format!("only {stored} replicas stored it"))
                 }
-                last = format!("only {stored} replicas stored it");
             }
             // A full or busy replica may take it later; anything else
             // about the chunk itself will not change.
             Ok(r) if r.status == Status::Refused => {
                 let reason = String::from_utf8_lossy(&r.body).into_owned();
-                if reason != "quota" && reason != "full" {
-                    return Err(ClientError::Refused(format!(
+                if reason == "quota" || reason == "full" {
+                    Verdict::Again(format!("refused ({reason})"))
+                } else {
+                    Verdict::Fail(ClientError::Refused(format!(
                         "the network refused chunk {locator}: {reason}"
-                    )));
+                    )))
                 }
-                last = format!("refused ({reason})");
             }
-            Ok(r) => last = format!("{:?}", r.status),
-            Err(e) => last = e.to_string(),
-        }
+            Ok(r) => Verdict::Again(format!("{:?}", r.status)),
+            Err(e) => Verdict::Again(e.to_string()),
+        },
+    )
+    .await?;
+    match outcome {
+        Ok(()) => store
+            .mark_published(locator, mtos_mixnode::driver::unix_now())
+            .map_err(|e| local(store, e)),
+        Err(last) => Err(ClientError::Network(format!(
+            "chunk {locator} was not stored after {} attempts: {last}",
+            options.attempts.max(1)
+        ))),
     }
-    Err(ClientError::Network(format!(
-        "chunk {locator} was not stored after {} attempts: {last}",
-        options.attempts.max(1)
-    )))
 }
 
 /// Waits between attempts: 1, 2, 4… seconds, at most 16.
@@ -270,32 +307,35 @@ async fn get_one(
     options: TransferOptions,
     requests: &std::sync::atomic::AtomicU64,
 ) -> Result<(), ClientError> {
-    let mut last = String::new();
     let mut not_found = 0;
-    for attempt in 0..options.attempts.max(1) {
-        if attempt > 0 {
-            tokio::time::sleep(backoff(attempt)).await;
-        }
-        requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        match session
-            .request(Op::Get(Kind::Chunk), *locator, options.timeout)
-            .await
-        {
+    let outcome = ask_until(
+        session,
+        Op::Get(Kind::Chunk),
+        locator,
+        options,
+        requests,
+        |answer| match answer {
             // Checked here too: a service node could lie.
             Ok(r) if r.status == Status::Ok => {
                 if r.body.len() == CHUNK_SIZE && locator.matches(&r.body) {
-                    return store.put(locator, &r.body).map_err(|e| local(store, e));
+                    Verdict::Done(r.body)
+                } else {
+                    Verdict::Again("an answer that does not match the locator".into())
                 }
-                last = "an answer that does not match the locator".into();
             }
             Ok(r) if r.status == Status::NotFound => {
                 not_found += 1;
-                last = "not found on its replicas".into();
+                Verdict::Again("not found on its replicas".into())
             }
-            Ok(r) => last = format!("{:?}", r.status),
-            Err(e) => last = e.to_string(),
-        }
-    }
+            Ok(r) => Verdict::Again(format!("{:?}", r.status)),
+            Err(e) => Verdict::Again(e.to_string()),
+        },
+    )
+    .await?;
+    let last = match outcome {
+        Ok(chunk) => return store.put(locator, &chunk).map_err(|e| local(store, e)),
+        Err(last) => last,
+    };
     let message = format!(
         "chunk {locator} of the item could not be fetched after {} attempts ({not_found} not found): {last}",
         options.attempts.max(1)
