@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod error;
+pub mod feeds;
 pub mod home;
 pub mod mixnet;
 pub mod passphrase;

@@ -149,7 +149,7 @@ pub async fn publish(
 
 /// The replicas a chunk must reach: K, or every storage node when there
 /// are fewer.
-fn replicas_expected(session: &Session) -> usize {
+pub(crate) fn replicas_expected(session: &Session) -> usize {
     storage_nodes(&session.document())
         .len()
         .min(DEFAULT_REPLICAS)

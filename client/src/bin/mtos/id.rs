@@ -49,6 +49,16 @@ pub enum IdCommand {
         #[arg(long)]
         qr: bool,
     },
+    /// Print the follow URI of an identity's feed, for the people who may follow it.
+    ///
+    /// Every item you publish as this identity (public, not --anonymous) is
+    /// added to its feed; whoever holds this URI can find and read the feed.
+    ///
+    /// Example: mtos id feed alice
+    Feed {
+        /// Label or id prefix [default: your only identity].
+        id: Option<String>,
+    },
     /// Print the safety number shared with a contact, to compare out of band.
     ///
     /// Both of you run this with your own identity and the other's URI; if the
@@ -114,6 +124,22 @@ pub fn run(home: &Home, cmd: IdCommand) -> Result<String, ClientError> {
         IdCommand::New { label, private } => new(home, label, private),
         IdCommand::List => list(home),
         IdCommand::Show { id, qr } => show(home, &id, qr),
+        IdCommand::Feed { id } => {
+            let keychain = open(home)?;
+            let identity = match (&id, keychain.identities()) {
+                (Some(q), _) => keychain.find(q)?,
+                (None, [only]) => only,
+                (None, _) => {
+                    return Err(ClientError::Refused(
+                        "choose the identity: mtos id feed ID".into(),
+                    ));
+                }
+            };
+            Ok(format!(
+                "{}\n",
+                mtos_crypto::feed::FeedKeys::of(identity).follow().to_uri()
+            ))
+        }
         IdCommand::Compare { id, uri } => compare(home, &id, &uri),
         IdCommand::Export { id, age, output } => export(home, &id, age, output.as_deref()),
         IdCommand::Import { file } => import(home, &file),

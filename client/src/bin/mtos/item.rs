@@ -94,7 +94,7 @@ pub struct SealOpts {
 pub fn run(home: &Home, cmd: ItemCommand) -> Result<String, ClientError> {
     match cmd {
         ItemCommand::Seal(opts) => {
-            let reference = seal_into_store(home, opts)?;
+            let (reference, _) = seal_into_store(home, opts)?;
             Ok(format!("{}\n", reference.to_uri()))
         }
         ItemCommand::Open { reference, output } => open_cmd(home, &reference, output.as_deref()),
@@ -169,8 +169,11 @@ fn is_local_name(text: &str) -> bool {
 }
 
 /// Seals an item into the local store (a line about it on stderr) and
-/// returns its reference.
-pub fn seal_into_store(home: &Home, args: SealOpts) -> Result<ItemRef, ClientError> {
+/// returns its reference, with its author unless it is anonymous.
+pub fn seal_into_store(
+    home: &Home,
+    args: SealOpts,
+) -> Result<(ItemRef, Option<Identity>), ClientError> {
     let mut refs = Vec::new();
     for (kind, list) in [
         (RefKind::ReplyTo, &args.reply_to),
@@ -279,7 +282,7 @@ pub fn seal_into_store(home: &Home, args: SealOpts) -> Result<ItemRef, ClientErr
         if shape.total_chunks() == 1 { "" } else { "s" },
         if shape.levels == 0 { " (inline)" } else { "" },
     );
-    Ok(sealed.reference)
+    Ok((sealed.reference, (!args.anonymous).then_some(author)))
 }
 
 fn open_store(home: &Home) -> Result<ChunkStore, ClientError> {

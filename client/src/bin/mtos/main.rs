@@ -86,6 +86,26 @@ enum Command {
         #[arg(long, short, value_name = "OUT")]
         output: Option<PathBuf>,
     },
+    /// Follow a feed: its follow URI (`mtos id feed` prints one's own).
+    #[command(after_help = "Example:\n  mtos follow mtos:feed:... --label alice")]
+    Follow {
+        /// The mtos:feed: follow URI.
+        uri: String,
+        /// What to call it in the timeline [default: the author's id].
+        #[arg(long)]
+        label: Option<String>,
+    },
+    /// Read the followed feeds: new entries through the mixnet, then the timeline.
+    ///
+    /// Each poll round is one probe packet of fixed size to a random service
+    /// node, whatever the number of feeds followed (specs/feeds.md); the new
+    /// items are fetched and the timeline printed newest first.
+    #[command(after_help = "Example:\n  mtos feed")]
+    Feed {
+        /// Poll rounds.
+        #[arg(long, default_value_t = 1)]
+        rounds: u32,
+    },
     /// Choose the network: a local testnet, or an authority's key and address.
     #[command(
         subcommand,
@@ -137,5 +157,7 @@ fn run(cli: Cli) -> Result<String, ClientError> {
             net::fetch(&Home::resolve(cli.home)?, &reference, output.as_deref())
         }
         Command::Net(cmd) => net::run(&Home::resolve(cli.home)?, cmd),
+        Command::Follow { uri, label } => net::follow(&Home::resolve(cli.home)?, &uri, label),
+        Command::Feed { rounds } => net::feed(&Home::resolve(cli.home)?, rounds),
     }
 }

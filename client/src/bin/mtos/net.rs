@@ -6,10 +6,12 @@ use std::time::Instant;
 
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
+use mtos_client::feeds::{self, FeedBook, FollowEntry, Followed, SeenEntry};
 use mtos_client::mixnet::{NetworkConfig, Session};
 use mtos_client::store::{ChunkStore, STORE_DIR};
 use mtos_client::transfer::{self, TransferOptions, TransferReport};
 use mtos_client::{ClientError, Home, testnet};
+use mtos_crypto::feed::{FeedKeys, FollowRef};
 use mtos_crypto::item::ItemRef;
 
 use crate::item::{SealOpts, open_cmd, seal_into_store};
@@ -143,11 +145,12 @@ fn publish_digest(opts: &SealOpts) -> Result<String, ClientError> {
     Ok(h.finalize().to_hex().to_string())
 }
 
-/// `mtos publish`: seal, put every chunk through the mixnet, and print
-/// the reference only once the replicas hold every chunk. The reference
-/// of an unfinished publish waits in the home's `pending` directory
-/// (owner-only, like the rest of the home), so running the same command
-/// again resumes the same item instead of sealing a new one.
+/// `mtos publish`: seal, put every chunk through the mixnet, add a public
+/// item to its author's feed, and print the reference only once all of it
+/// is stored. The reference of an unfinished publish (and its author's
+/// id) waits in the home's `pending` directory (owner-only, like the rest
+/// of the home), so running the same command again resumes the same item
+/// instead of sealing a new one.
 pub fn publish(home: &Home, opts: SealOpts) -> Result<String, ClientError> {
     let config = home.network()?;
     let pending_dir = home.dir().join(PENDING_DIR);
@@ -155,39 +158,57 @@ pub fn publish(home: &Home, opts: SealOpts) -> Result<String, ClientError> {
     home.ensure()?;
     // A pending reference whose chunks are no longer in the local store
     // (the store was removed) cannot be resumed: the item is sealed anew.
-    let resumed = std::fs::read_to_string(&pending)
-        .ok()
-        .and_then(|uri| ItemRef::from_uri(uri.trim()).ok())
-        .filter(|r| {
-            ChunkStore::open(&home.dir().join(STORE_DIR))
-                .is_ok_and(|store| transfer::item_chunks(&store, r).is_ok())
-        });
-    let reference = match resumed {
-        Some(r) => {
+    let resumed = std::fs::read_to_string(&pending).ok().and_then(|text| {
+        let mut lines = text.lines();
+        let reference = ItemRef::from_uri(lines.next()?.trim()).ok()?;
+        let author = lines.next().map(|l| l.trim().to_owned());
+        let store = ChunkStore::open(&home.dir().join(STORE_DIR)).ok()?;
+        transfer::item_chunks(&store, &reference).ok()?;
+        Some((reference, author))
+    });
+    let (reference, author) = match resumed {
+        Some((r, author_id)) => {
             eprintln!("resuming the unfinished publish of this item");
-            r
+            let author = match author_id {
+                Some(id) if !id.is_empty() => Some(crate::id::open(home)?.find(&id)?.clone()),
+                _ => None,
+            };
+            (r, author)
         }
         None => {
-            let r = seal_into_store(home, opts)?;
+            let (r, author) = seal_into_store(home, opts)?;
             std::fs::create_dir_all(&pending_dir).map_err(|source| ClientError::Io {
                 path: pending_dir.clone(),
                 source,
             })?;
             let _ = std::fs::remove_file(&pending);
-            crate::id::write_new_private_file(&pending, r.to_uri().as_bytes())?;
-            r
+            let record = format!(
+                "{}\n{}\n",
+                r.to_uri(),
+                author
+                    .as_ref()
+                    .map(|a| a.id().to_string())
+                    .unwrap_or_default()
+            );
+            crate::id::write_new_private_file(&pending, record.as_bytes())?;
+            (r, author)
         }
     };
     let store = ChunkStore::open(&home.dir().join(STORE_DIR))?;
-    put(&config, &store, &reference)?;
+    // Public items signed by an identity go into its feed; private ones
+    // (--to) and anonymous ones do not.
+    let feed = author.filter(|_| reference.audience() == mtos_crypto::item::Audience::Public);
+    put(home, &config, &store, &reference, feed.as_ref())?;
     let _ = std::fs::remove_file(&pending);
     Ok(format!("{}\n", reference.to_uri()))
 }
 
 fn put(
+    home: &Home,
     config: &NetworkConfig,
     store: &ChunkStore,
     reference: &ItemRef,
+    feed: Option<&mtos_crypto::Identity>,
 ) -> Result<TransferReport, ClientError> {
     runtime()?.block_on(async {
         let started = Instant::now();
@@ -207,6 +228,23 @@ fn put(
         bar.finish_and_clear();
         let report = report?;
         eprintln!("{}", summary("published", &report, started));
+        if let Some(author) = feed {
+            let mut book = FeedBook::load(home)?;
+            let id = author.id().to_string();
+            let first_free = book.own.get(&id).copied().unwrap_or(0);
+            let n = feeds::write_entry(
+                &session,
+                &FeedKeys::of(author),
+                first_free,
+                reference,
+                crate::id::now().saturating_mul(1000),
+                TransferOptions::default(),
+            )
+            .await?;
+            book.own.insert(id, n + 1);
+            book.save(home)?;
+            eprintln!("added as entry {n} of the feed of \"{}\"", author.label());
+        }
         Ok(report)
     })
 }
@@ -252,4 +290,162 @@ pub fn fetch(home: &Home, reference: &str, output: Option<&Path>) -> Result<Stri
     })?;
     drop(store);
     open_cmd(home, reference, output)
+}
+
+/// `mtos follow URI`: adds a feed to those this home follows.
+pub fn follow(home: &Home, uri: &str, label: Option<String>) -> Result<String, ClientError> {
+    let parsed = FollowRef::from_uri(uri)?;
+    let mut book = FeedBook::load(home)?;
+    let known = book
+        .follows
+        .iter()
+        .any(|f| FollowRef::from_uri(&f.uri).is_ok_and(|g| g.feed == parsed.feed));
+    if known {
+        return Err(ClientError::Conflict(
+            "this feed is followed already".into(),
+        ));
+    }
+    let owner =
+        mtos_crypto::VerifyKey::from_bytes(parsed.owner).map_err(|e| ClientError::Uri(e.into()))?;
+    let label = label.unwrap_or_else(|| owner.id().to_string());
+    book.follows.push(FollowEntry {
+        uri: parsed.to_uri(),
+        label: label.clone(),
+        next: 0,
+        entries: Vec::new(),
+    });
+    book.save(home)?;
+    Ok(format!(
+        "following \"{label}\" (items by {}); `mtos feed` reads it\n",
+        owner.id()
+    ))
+}
+
+/// `mtos feed`: one poll round over every followed feed (one probe packet
+/// of fixed size, whatever the number of feeds), the new items fetched,
+/// then the timeline of everything read, newest first.
+pub fn feed(home: &Home, rounds: u32) -> Result<String, ClientError> {
+    let mut book = FeedBook::load(home)?;
+    if book.follows.is_empty() {
+        return Err(ClientError::NotFound(
+            "no feed is followed: `mtos follow mtos:feed:...` first".into(),
+        ));
+    }
+    let config = home.network()?;
+    home.ensure()?;
+    let store = ChunkStore::open(&home.dir().join(STORE_DIR))?;
+    let mut follows: Vec<Followed> = book
+        .follows
+        .iter()
+        .map(|f| {
+            Ok(Followed {
+                follow: FollowRef::from_uri(&f.uri)?,
+                next: f.next,
+            })
+        })
+        .collect::<Result<_, ClientError>>()?;
+    let (found, refused) = runtime()?.block_on(async {
+        let session = Session::connect(&config).await?;
+        let mut rng = rand::rng();
+        let (mut found, mut refused) = (Vec::new(), 0usize);
+        for round in 0..u64::from(rounds.max(1)) {
+            let report = feeds::poll(
+                &session,
+                &mut follows,
+                round,
+                &mut rng,
+                TransferOptions::default(),
+            )
+            .await?;
+            refused += report.refused.len();
+            found.extend(report.entries);
+        }
+        for (_, entry) in &found {
+            transfer::fetch(
+                &session,
+                &store,
+                &entry.item,
+                TransferOptions::default(),
+                &|_, _| {},
+            )
+            .await?;
+        }
+        Ok::<_, ClientError>((found, refused))
+    })?;
+    for (i, entry) in &found {
+        let f = &mut book.follows[*i];
+        f.next = f.next.max(entry.n + 1);
+        f.entries.push(SeenEntry {
+            n: entry.n,
+            time_ms: entry.time_ms,
+            item: entry.item.to_uri(),
+        });
+    }
+    book.save(home)?;
+    eprintln!(
+        "{} new entr{} in {} followed feed{}{}",
+        found.len(),
+        if found.len() == 1 { "y" } else { "ies" },
+        book.follows.len(),
+        if book.follows.len() == 1 { "" } else { "s" },
+        if refused > 0 {
+            format!("; {refused} slot(s) not signed by their feed's key ignored")
+        } else {
+            String::new()
+        }
+    );
+    timeline(&book, &store)
+}
+
+/// Every entry read, newest first: when, whose, type, tags, references,
+/// the first text, and the item's reference.
+fn timeline(book: &FeedBook, store: &ChunkStore) -> Result<String, ClientError> {
+    use std::fmt::Write as _;
+    let mut all: Vec<(&SeenEntry, &FollowEntry)> = book
+        .follows
+        .iter()
+        .flat_map(|f| f.entries.iter().map(move |e| (e, f)))
+        .collect();
+    all.sort_by_key(|(e, f)| std::cmp::Reverse((e.time_ms, e.n, f.label.clone())));
+    let mut out = String::new();
+    for (entry, f) in all {
+        let reference = ItemRef::from_uri(&entry.item)?;
+        let item = mtos_crypto::item::seal::open(
+            &mut &*store,
+            &reference,
+            &[],
+            mtos_crypto::item::seal::MAX_SEALED_LEN,
+        )?;
+        let follow = FollowRef::from_uri(&f.uri)?;
+        let mine = item.author().as_bytes() == &follow.owner;
+        let _ = writeln!(
+            out,
+            "{}  {}  #{}  {}{}",
+            crate::id::date(entry.time_ms / 1000),
+            f.label,
+            entry.n,
+            item.content_type(),
+            if mine {
+                ""
+            } else {
+                "  (NOT signed by the feed's owner)"
+            }
+        );
+        if !item.tags().is_empty() {
+            let _ = writeln!(out, "  tags: {}", item.tags().join(", "));
+        }
+        for r in item.refs() {
+            let _ = writeln!(out, "  {:?}: {}", r.kind, r.target.to_uri());
+        }
+        if let Some(text) = item
+            .parts()
+            .iter()
+            .find(|p| p.kind() == mtos_crypto::item::PartKind::Text)
+        {
+            let text = String::from_utf8_lossy(text.data());
+            let _ = writeln!(out, "  {}", text.chars().take(200).collect::<String>());
+        }
+        let _ = writeln!(out, "  {}", entry.item);
+    }
+    Ok(out)
 }

@@ -1,0 +1,379 @@
+//! Feeds through the mixnet (`specs/feeds.md`): writing one's own entries,
+//! and polling followed feeds with probes whose number and size do not
+//! depend on how many feeds one follows.
+
+use mtos_crypto::feed::{FeedEntry, FeedError, FeedKeys, FollowRef};
+use mtos_crypto::item::{ItemRef, Locator};
+use mtos_crypto::slot::{SlotRecord, slot_locator};
+use mtos_mixnode::records::Kind;
+use mtos_mixnode::service::{MAX_PROBE, Op, Status};
+use rand::RngExt;
+use rand::seq::SliceRandom;
+
+use crate::error::ClientError;
+use crate::mixnet::Session;
+use crate::transfer::{TransferOptions, replicas_expected};
+
+/// Locators in every poll probe: as many as one probe request carries.
+pub const PROBE_LOCATORS: usize = MAX_PROBE;
+/// Slots a poll looks ahead per feed at most.
+pub const MAX_WINDOW: usize = 8;
+/// Slots tried past a taken one when writing (entries written elsewhere).
+const MAX_TAKEN: u64 = 64;
+
+/// Writes `item` as the next entry of the feed of `keys`, at `first_free`
+/// or, when that slot was written from elsewhere (another machine of the
+/// same identity), the next free one; returns the slot written.
+pub async fn write_entry(
+    session: &Session,
+    keys: &FeedKeys,
+    first_free: u64,
+    item: &ItemRef,
+    time_ms: u64,
+    options: TransferOptions,
+) -> Result<u64, ClientError> {
+    let expected = replicas_expected(session);
+    let mut last = String::new();
+    let mut n = first_free;
+    let mut attempts = 0;
+    while n < first_free.saturating_add(MAX_TAKEN) && attempts < options.attempts.max(1) {
+        let record = keys
+            .entry(n, item, time_ms)
+            .map_err(|e| ClientError::Network(format!("feed entry: {e}")))?;
+        let locator = slot_locator(&record.key);
+        attempts += 1;
+        match session
+            .request(
+                Op::Put(Kind::Slot, record.encode()),
+                locator,
+                options.timeout,
+            )
+            .await
+        {
+            Ok(r) if r.status == Status::Ok => {
+                let stored = usize::from(r.body.first().copied().unwrap_or(0));
+                if stored >= expected {
+                    return Ok(n);
+                }
+                last = format!("only {stored} replicas stored slot {n}");
+            }
+            Ok(r) if r.status == Status::Refused && r.body == b"slot_taken" => {
+                // Written before: by an earlier run whose answer was lost
+                // (then it is this very entry, and done), or by this
+                // identity elsewhere (then the next slot).
+                let held = session
+                    .request(Op::Get(Kind::Slot), locator, options.timeout)
+                    .await
+                    .ok()
+                    .filter(|r| r.status == Status::Ok)
+                    .and_then(|r| SlotRecord::decode(&r.body).ok())
+                    .and_then(|record| keys.follow().open(n, &record).ok());
+                if held.is_some_and(|entry| entry.item == *item) {
+                    return Ok(n);
+                }
+                n += 1;
+                attempts = 0;
+                continue;
+            }
+            Ok(r) => {
+                last = format!(
+                    "slot {n}: {:?} {}",
+                    r.status,
+                    String::from_utf8_lossy(&r.body)
+                )
+            }
+            Err(e) => last = e.to_string(),
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+    Err(ClientError::Network(format!(
+        "the feed entry was not written: {last}"
+    )))
+}
+
+/// A followed feed and the next slot to look for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Followed {
+    /// The follow URI's contents.
+    pub follow: FollowRef,
+    /// The first slot not read yet.
+    pub next: u64,
+}
+
+/// What one poll round asks: the probe's locators (exactly
+/// [`PROBE_LOCATORS`], shuffled) and, for each real one, its feed and
+/// slot.
+#[derive(Debug)]
+pub struct Probe {
+    /// The locators, in the order sent.
+    pub locators: Vec<Locator>,
+    /// `(index in locators, feed index, slot)` of the real ones.
+    pub wanted: Vec<(usize, usize, u64)>,
+}
+
+/// The probe of round `round`: each followed feed's next slots (a window
+/// of `PROBE_LOCATORS / feeds`, at most [`MAX_WINDOW`], at least 1; with
+/// more feeds than locators, a rotating share of them each round), the
+/// rest random locators, all shuffled.
+pub fn probe<R: rand::Rng + ?Sized>(follows: &[Followed], round: u64, rng: &mut R) -> Probe {
+    let mut real: Vec<(Locator, usize, u64)> = Vec::new();
+    if !follows.is_empty() {
+        let window = (PROBE_LOCATORS / follows.len()).clamp(1, MAX_WINDOW);
+        let start = (round as usize).wrapping_mul(PROBE_LOCATORS) % follows.len();
+        for k in 0..follows.len().min(PROBE_LOCATORS) {
+            let i = (start + k) % follows.len();
+            for d in 0..window as u64 {
+                let n = follows[i].next.saturating_add(d);
+                if let Ok(l) = follows[i].follow.slot_locator(n)
+                    && real.len() < PROBE_LOCATORS
+                {
+                    real.push((l, i, n));
+                }
+            }
+        }
+    }
+    let mut all: Vec<(Locator, Option<(usize, u64)>)> = real
+        .into_iter()
+        .map(|(l, i, n)| (l, Some((i, n))))
+        .collect();
+    while all.len() < PROBE_LOCATORS {
+        let mut l = [0u8; 32];
+        rng.fill(&mut l[..]);
+        all.push((Locator::from_bytes(l), None));
+    }
+    all.shuffle(rng);
+    let wanted = all
+        .iter()
+        .enumerate()
+        .filter_map(|(pos, (_, w))| w.map(|(i, n)| (pos, i, n)))
+        .collect();
+    Probe {
+        locators: all.into_iter().map(|(l, _)| l).collect(),
+        wanted,
+    }
+}
+
+/// What a poll round found.
+#[derive(Debug, Default)]
+pub struct PollReport {
+    /// New entries, by feed index.
+    pub entries: Vec<(usize, FeedEntry)>,
+    /// Slots that held a record this feed's keys refuse (a forgery or a
+    /// record of another feed at the locator): ignored.
+    pub refused: Vec<(usize, u64, FeedError)>,
+    /// Requests sent: the probe, then one get per slot found.
+    pub requests: u64,
+}
+
+/// One poll round: one probe request of [`PROBE_LOCATORS`] locators to a
+/// random service node, then a get for each slot found, in slot order;
+/// a feed's `next` moves past the entries read.
+pub async fn poll<R: rand::Rng + ?Sized>(
+    session: &Session,
+    follows: &mut [Followed],
+    round: u64,
+    rng: &mut R,
+    options: TransferOptions,
+) -> Result<PollReport, ClientError> {
+    let p = probe(follows, round, rng);
+    let mut report = PollReport::default();
+    let (first, more) = p
+        .locators
+        .split_first()
+        .ok_or_else(|| ClientError::Network("an empty probe".into()))?;
+    report.requests += 1;
+    let answer = session
+        .request(Op::Probe(more.to_vec()), *first, options.timeout)
+        .await?;
+    if answer.status != Status::Ok {
+        return Err(ClientError::Network(format!(
+            "the probe was answered {:?}",
+            answer.status
+        )));
+    }
+    let held = |pos: usize| {
+        answer
+            .body
+            .get(pos / 8)
+            .is_some_and(|b| b & (0x80 >> (pos % 8)) != 0)
+    };
+    let mut found: Vec<(usize, u64, Locator)> = p
+        .wanted
+        .iter()
+        .filter(|(pos, _, _)| held(*pos))
+        .map(|&(pos, i, n)| (i, n, p.locators[pos]))
+        .collect();
+    found.sort_by_key(|&(i, n, _)| (i, n));
+    for (i, n, locator) in found {
+        // Entries are read in order: a gap stops this feed for the round.
+        if n != follows[i].next {
+            continue;
+        }
+        report.requests += 1;
+        let r = session
+            .request(Op::Get(Kind::Slot), locator, options.timeout)
+            .await?;
+        if r.status != Status::Ok {
+            continue;
+        }
+        let opened = SlotRecord::decode(&r.body)
+            .map_err(FeedError::Slot)
+            .and_then(|record| follows[i].follow.open(n, &record));
+        match opened {
+            Ok(entry) => {
+                follows[i].next = n + 1;
+                report.entries.push((i, entry));
+            }
+            Err(e) => report.refused.push((i, n, e)),
+        }
+    }
+    Ok(report)
+}
+
+/// File of the home holding feed state (`mtos follow`, `mtos feed`).
+pub const FEEDS_FILE: &str = "feeds.json";
+
+/// The home's feed state: the next slot of each own feed, and the feeds
+/// followed with what was read of them. It holds read keys and item
+/// references, so it lives in the owner-only home like the item store.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedBook {
+    /// Next slot of each own feed, by identity id.
+    #[serde(default)]
+    pub own: std::collections::BTreeMap<String, u64>,
+    /// Followed feeds.
+    #[serde(default)]
+    pub follows: Vec<FollowEntry>,
+}
+
+/// A followed feed in the book.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FollowEntry {
+    /// The follow URI.
+    pub uri: String,
+    /// What the follower calls it.
+    pub label: String,
+    /// The first slot not read yet.
+    pub next: u64,
+    /// Entries read so far.
+    #[serde(default)]
+    pub entries: Vec<SeenEntry>,
+}
+
+/// An entry read from a followed feed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeenEntry {
+    /// Its slot.
+    pub n: u64,
+    /// When its author published it (Unix ms).
+    pub time_ms: u64,
+    /// The item's reference.
+    pub item: String,
+}
+
+impl FeedBook {
+    /// The book of `home` (empty when there is none yet).
+    pub fn load(home: &crate::Home) -> Result<Self, ClientError> {
+        let path = home.dir().join(FEEDS_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str(&text)
+                .map_err(|e| ClientError::Network(format!("{}: {e}", path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(source) => Err(ClientError::Io { path, source }),
+        }
+    }
+
+    /// Writes the book (a new file renamed over the old, owner-only).
+    pub fn save(&self, home: &crate::Home) -> Result<(), ClientError> {
+        home.ensure()?;
+        let path = home.dir().join(FEEDS_FILE);
+        let tmp = home.dir().join(format!("{FEEDS_FILE}.tmp"));
+        let io = |source| ClientError::Io {
+            path: path.clone(),
+            source,
+        };
+        let text =
+            serde_json::to_string_pretty(self).map_err(|e| ClientError::Network(e.to_string()))?;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        {
+            use std::io::Write;
+            let mut f = options.open(&tmp).map_err(io)?;
+            f.write_all(text.as_bytes())
+                .and_then(|()| f.sync_all())
+                .map_err(io)?;
+        }
+        std::fs::rename(&tmp, &path).map_err(io)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mtos_crypto::identity::{Identity, Label, Visibility};
+    use rand::SeedableRng;
+
+    fn followed(seed: u8, next: u64) -> Followed {
+        let id = Identity::from_secrets(
+            Label::new("f").unwrap(),
+            Visibility::Public,
+            0,
+            &[seed; 32],
+            &[seed; 32],
+        );
+        Followed {
+            follow: FeedKeys::of(&id).follow(),
+            next,
+        }
+    }
+
+    #[test]
+    fn every_probe_has_the_same_size_whatever_is_followed() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        for count in [0usize, 1, 3, 50, 200] {
+            let follows: Vec<Followed> = (0..count).map(|i| followed(i as u8, 5)).collect();
+            for round in 0..3 {
+                let p = probe(&follows, round, &mut rng);
+                assert_eq!(p.locators.len(), PROBE_LOCATORS, "{count} feeds");
+                let mut unique = p.locators.clone();
+                unique.sort_by_key(|l| *l.as_bytes());
+                unique.dedup();
+                assert_eq!(unique.len(), PROBE_LOCATORS);
+                // Every wanted locator is the feed's slot it names.
+                for &(pos, i, n) in &p.wanted {
+                    assert_eq!(p.locators[pos], follows[i].follow.slot_locator(n).unwrap());
+                    assert!(n >= follows[i].next);
+                }
+                let expected = match count {
+                    0 => 0,
+                    1 => MAX_WINDOW,
+                    3 => 3 * MAX_WINDOW,
+                    50 => 50 * 2,
+                    _ => PROBE_LOCATORS,
+                };
+                assert_eq!(p.wanted.len(), expected, "{count} feeds");
+            }
+        }
+    }
+
+    #[test]
+    fn with_more_feeds_than_locators_every_feed_gets_its_turn() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(2);
+        let follows: Vec<Followed> = (0..200).map(|i| followed(i as u8, 0)).collect();
+        let mut seen = std::collections::BTreeSet::new();
+        for round in 0..2 {
+            for (_, i, _) in probe(&follows, round, &mut rng).wanted {
+                seen.insert(i);
+            }
+        }
+        assert_eq!(seen.len(), 200);
+    }
+}

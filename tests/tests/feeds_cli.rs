@@ -1,0 +1,134 @@
+//! Feeds as people use them, on a local testnet: an identity publishes
+//! three items, a follower sees them newest first, and polling costs the
+//! same number of fixed-size probe packets whether one follows one feed or
+//! three.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use mtos_tests::{mtos_binary, node_binary};
+
+fn mtos(home: &Path, args: &[&str]) -> Output {
+    Command::new(mtos_binary())
+        .arg("--home")
+        .arg(home)
+        .args(args)
+        .env("MTOS_NODE_BIN", node_binary())
+        // A throwaway keychain: passphrase from the environment, low cost.
+        .env("MTOS_PASSPHRASE", "feeds test")
+        .env("MTOS_KDF_LOG_N", "10")
+        .output()
+        .unwrap()
+}
+
+fn ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+struct Down<'a>(&'a Path);
+
+impl Drop for Down<'_> {
+    fn drop(&mut self) {
+        let _ = Command::new(mtos_binary())
+            .args(["testnet", "down", "--dir"])
+            .arg(self.0)
+            .output();
+    }
+}
+
+#[test]
+fn a_follower_sees_a_three_item_feed_in_order_and_polling_does_not_count_feeds() {
+    let root = tempfile::tempdir().unwrap();
+    let tn = root.path().join("tn");
+    let _down = Down(&tn);
+    let up = Command::new(mtos_binary())
+        .args([
+            "testnet",
+            "up",
+            "--per-layer",
+            "1",
+            "--payload-rate",
+            "50",
+            "--dir",
+        ])
+        .arg(&tn)
+        .env("MTOS_NODE_BIN", node_binary())
+        .output()
+        .unwrap();
+    ok(up);
+    let homes = ["alice", "bob", "carol"].map(|h| root.path().join(h));
+    for home in &homes {
+        ok(mtos(
+            home,
+            &["net", "use", "--testnet", tn.to_str().unwrap()],
+        ));
+    }
+    let [alice, bob, carol] = &homes;
+    ok(mtos(alice, &["id", "new", "--label", "alice"]));
+    let uri = ok(mtos(alice, &["id", "feed", "alice"])).trim().to_owned();
+    assert!(uri.starts_with("mtos:feed:"), "{uri}");
+    for (text, tag) in [("first", "one"), ("second", "two"), ("third", "three")] {
+        let out = mtos(
+            alice,
+            &["publish", "--text", text, "--tag", tag, "--as", "alice"],
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        ok(out);
+        assert!(stderr.contains("of the feed of \"alice\""), "{stderr}");
+    }
+
+    ok(mtos(bob, &["follow", &uri, "--label", "alice"]));
+    let again = mtos(bob, &["follow", &uri]);
+    assert_eq!(again.status.code(), Some(6), "following twice is refused");
+    let timeline = ok(mtos(bob, &["feed"]));
+    eprintln!("{timeline}");
+    let at = |needle: &str| {
+        timeline
+            .find(needle)
+            .unwrap_or_else(|| panic!("{needle} missing from:\n{timeline}"))
+    };
+    assert!(
+        at("third") < at("second") && at("second") < at("first"),
+        "{timeline}"
+    );
+    for tag in ["tags: one", "tags: two", "tags: three", "#0", "#2"] {
+        at(tag);
+    }
+    assert!(!timeline.contains("NOT signed"), "{timeline}");
+
+    // Probe packets reaching the service node: the same for a follower
+    // of one feed (bob) and of three (carol: alice's and two empty ones).
+    let state = mtos_client::testnet::load(&tn).unwrap();
+    let service = state
+        .processes
+        .iter()
+        .find(|p| p.name.starts_with("service"))
+        .and_then(|p| p.metrics.clone())
+        .unwrap();
+    let probes = || {
+        mtos_client::testnet::metric(&service, "mtos_service_requests_total", "op=\"probe\"")
+            .unwrap_or(0.0)
+    };
+    for label in ["x", "y"] {
+        ok(mtos(carol, &["id", "new", "--label", label]));
+        let other = ok(mtos(carol, &["id", "feed", label])).trim().to_owned();
+        ok(mtos(carol, &["follow", &other]));
+    }
+    ok(mtos(carol, &["follow", &uri]));
+    let before = probes();
+    ok(mtos(bob, &["feed", "--rounds", "3"]));
+    let one_feed = probes() - before;
+    let before = probes();
+    let carol_timeline = ok(mtos(carol, &["feed", "--rounds", "3"]));
+    let three_feeds = probes() - before;
+    assert_eq!((one_feed, three_feeds), (3.0, 3.0));
+    assert!(carol_timeline.contains("third"), "{carol_timeline}");
+}
