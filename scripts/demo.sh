@@ -87,6 +87,13 @@ printf '\n\033[1m$ mtos --home reader fetch mtos:item:... -o fetched   (the 1 Mi
 cmp "$HOME_DIR/mebibyte.bin" "$HOME_DIR"/fetched/part-1.* && echo "the fetched file is byte-identical"
 printf '\n\033[1m$ mtos --home reader fetch mtos:item:...   (again: from the local store)\033[0m\n'
 "$MTOS" --home "$READER" fetch "$FILE" -o "$HOME_DIR/again"
+# Both items went into alice's feed; the reader follows it with the URI
+# alice hands out, and reads it with one fixed-size probe per round.
+FEED="$("$MTOS" id feed alice)"
+printf '\n\033[1m$ mtos --home reader follow %s --label alice\033[0m\n' "${FEED:0:40}..."
+"$MTOS" --home "$READER" follow "$FEED" --label alice
+printf '\n\033[1m$ mtos --home reader feed\033[0m\n'
+time "$MTOS" --home "$READER" feed
 step testnet down --dir "$TESTNET"
 
 # The mix engine those items will travel through, under virtual time: the

@@ -6,10 +6,13 @@
 //! Every chunk is one request: it leaves in a payload slot (λP a second)
 //! and its answer arrives in a delivery slot, a stream of rate λP that
 //! the client's own loops (λL) share. So n chunks need at least n / λP
-//! seconds of payload slots (the bound the issue names, plus the 9 mixing
-//! delays of the last request), and in practice n / (λP − λL) of delivery
-//! slots, which is the tighter bound; a fetch adds a round trip per tree
-//! level above the data (2 for 1 MiB).
+//! seconds of payload slots (the lower bound, plus the 9 mixing delays of
+//! the last request). The answers come back in delivery slots that the
+//! client's returning loops share, which suggests n / (λP − λL) as a
+//! second figure (an M/M/1-style expectation, not a bound: a fetch beat it
+//! by 18% in one run, since answers and loops are not a steady queue); a
+//! fetch also adds a round trip per tree level above the data (2 for
+//! 1 MiB).
 //!
 //! `cargo bench -p mtos-benches --bench transfer` (release build;
 //! `-- --kib N` for another size).
@@ -85,7 +88,7 @@ fn main() {
             f64::INFINITY
         };
         println!(
-            "bounds: chunks/λP + 9μ = {slots:.1} s; with the loops sharing the delivery stream chunks/(λP − λL) + 9μ = {delivery:.1} s"
+            "lower bound chunks/λP + 9μ = {slots:.1} s; with the loops sharing the delivery stream, chunks/(λP − λL) + 9μ = {delivery:.1} s"
         );
         let options = TransferOptions::default();
         let t = Instant::now();
@@ -94,7 +97,7 @@ fn main() {
             .unwrap();
         let published = t.elapsed().as_secs_f64();
         println!(
-            "publish: {published:.1} s ({} requests) = {:.2} × chunks/λP bound, {:.2} × delivery bound",
+            "publish: {published:.1} s ({} requests) = {:.2} × the lower bound, {:.2} × chunks/(λP − λL)",
             p.requests,
             published / slots,
             published / delivery
@@ -105,7 +108,7 @@ fn main() {
             .unwrap();
         let fetched = t.elapsed().as_secs_f64();
         println!(
-            "fetch:   {fetched:.1} s ({} requests) = {:.2} × chunks/λP bound, {:.2} × delivery bound",
+            "fetch:   {fetched:.1} s ({} requests) = {:.2} × the lower bound, {:.2} × chunks/(λP − λL)",
             f.requests,
             fetched / slots,
             fetched / delivery
