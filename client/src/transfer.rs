@@ -12,6 +12,7 @@
 //! every chunk against its locator before keeping it, and so sends
 //! nothing at all for an item it holds already.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -122,29 +123,50 @@ pub async fn publish(
             todo.push(*l);
         }
     }
-    let done = std::sync::atomic::AtomicU64::new(total - todo.len() as u64);
-    progress(done.load(std::sync::atomic::Ordering::Relaxed), total);
-    let requests = std::sync::atomic::AtomicU64::new(0);
-    let results: Vec<Result<(), ClientError>> = futures::stream::iter(&todo)
+    let done = AtomicU64::new(total - todo.len() as u64);
+    progress(done.load(Ordering::Relaxed), total);
+    let requests = AtomicU64::new(0);
+    let result = each(&todo, options, &done, total, progress, |l| {
+        put_one(session, store, l, options, &requests)
+    })
+    .await;
+    store.sync().map_err(|e| local(store, e))?;
+    result?;
+    Ok(TransferReport {
+        chunks: total,
+        transferred: todo.len() as u64,
+        requests: requests.into_inner(),
+    })
+}
+
+/// Runs `op` on every locator, `options.parallel` at once, counting each
+/// success in `done` and reporting `progress(done, total)`; the first
+/// error, once all have run.
+async fn each<'a, F, Fut>(
+    locators: &'a [Locator],
+    options: TransferOptions,
+    done: &AtomicU64,
+    total: u64,
+    progress: &(dyn Fn(u64, u64) + Sync),
+    op: F,
+) -> Result<(), ClientError>
+where
+    F: Fn(&'a Locator) -> Fut,
+    Fut: std::future::Future<Output = Result<(), ClientError>>,
+{
+    let results: Vec<Result<(), ClientError>> = futures::stream::iter(locators)
         .map(|l| {
-            let (done, requests) = (&done, &requests);
+            let fut = op(l);
             async move {
-                put_one(session, store, l, options, requests).await?;
-                let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                progress(n, total);
+                fut.await?;
+                progress(done.fetch_add(1, Ordering::Relaxed) + 1, total);
                 Ok(())
             }
         })
         .buffer_unordered(options.parallel.max(1))
         .collect()
         .await;
-    store.sync().map_err(|e| local(store, e))?;
-    results.into_iter().collect::<Result<Vec<()>, _>>()?;
-    Ok(TransferReport {
-        chunks: total,
-        transferred: todo.len() as u64,
-        requests: requests.into_inner(),
-    })
+    results.into_iter().collect()
 }
 
 /// The replicas a chunk must reach: K, or every storage node when there
@@ -174,7 +196,7 @@ async fn ask_until<T>(
     op: Op,
     locator: &Locator,
     options: TransferOptions,
-    requests: &std::sync::atomic::AtomicU64,
+    requests: &AtomicU64,
     mut judge: impl FnMut(Result<mtos_mixnode::service::Response, ClientError>) -> Verdict<T>,
 ) -> Result<Result<T, String>, ClientError> {
     let mut last = String::new();
@@ -182,7 +204,7 @@ async fn ask_until<T>(
         if attempt > 0 {
             tokio::time::sleep(backoff(attempt)).await;
         }
-        requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        requests.fetch_add(1, Ordering::Relaxed);
         match judge(session.request(op.clone(), *locator, options.timeout).await) {
             Verdict::Done(t) => return Ok(Ok(t)),
             Verdict::Again(why) => last = why,
@@ -197,7 +219,7 @@ async fn put_one(
     store: &ChunkStore,
     locator: &Locator,
     options: TransferOptions,
-    requests: &std::sync::atomic::AtomicU64,
+    requests: &AtomicU64,
 ) -> Result<(), ClientError> {
     let chunk = store
         .get(locator)
@@ -266,8 +288,8 @@ pub async fn fetch(
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<TransferReport, ClientError> {
     let options = options.at_rate(session.document().rates.payload);
-    let requests = std::sync::atomic::AtomicU64::new(0);
-    let done = std::sync::atomic::AtomicU64::new(0);
+    let requests = AtomicU64::new(0);
+    let done = AtomicU64::new(0);
     let mut known = 0u64;
     loop {
         let lacking = seal::missing(&mut &*store, reference, MAX_SEALED_LEN)?;
@@ -275,21 +297,11 @@ pub async fn fetch(
             break;
         }
         known += lacking.len() as u64;
-        progress(done.load(std::sync::atomic::Ordering::Relaxed), known);
-        let results: Vec<Result<(), ClientError>> = futures::stream::iter(&lacking)
-            .map(|l| {
-                let (done, requests) = (&done, &requests);
-                async move {
-                    get_one(session, store, l, options, requests).await?;
-                    let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                    progress(n, known);
-                    Ok(())
-                }
-            })
-            .buffer_unordered(options.parallel.max(1))
-            .collect()
-            .await;
-        results.into_iter().collect::<Result<Vec<()>, _>>()?;
+        progress(done.load(Ordering::Relaxed), known);
+        each(&lacking, options, &done, known, progress, |l| {
+            get_one(session, store, l, options, &requests)
+        })
+        .await?;
     }
     store.sync().map_err(|e| local(store, e))?;
     let transferred = done.into_inner();
@@ -305,7 +317,7 @@ async fn get_one(
     store: &ChunkStore,
     locator: &Locator,
     options: TransferOptions,
-    requests: &std::sync::atomic::AtomicU64,
+    requests: &AtomicU64,
 ) -> Result<(), ClientError> {
     let mut not_found = 0;
     let outcome = ask_until(

@@ -136,6 +136,59 @@ pub const CHAIN: [Position; 5] = [
     Position::Service,
 ];
 
+/// Runs `mtos --home HOME ARGS` (the node binary of this build; a
+/// throwaway keychain: passphrase from the environment, low scrypt cost).
+pub fn mtos_at(home: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(mtos_binary())
+        .arg("--home")
+        .arg(home)
+        .args(args)
+        .env("MTOS_NODE_BIN", node_binary())
+        .env("MTOS_PASSPHRASE", "test passphrase")
+        .env("MTOS_KDF_LOG_N", "10")
+        .output()
+        .expect("run mtos")
+}
+
+/// A testnet made by `mtos testnet up` in a directory, stopped (`mtos
+/// testnet down`) when dropped, even after a failed assertion.
+#[derive(Debug)]
+pub struct CliTestnet {
+    /// Its directory.
+    pub dir: PathBuf,
+}
+
+impl CliTestnet {
+    /// `mtos testnet up --dir DIR ARGS`; panics with its stderr if it fails.
+    pub fn up(dir: &Path, args: &[&str]) -> Self {
+        let net = Self {
+            dir: dir.to_owned(),
+        };
+        let out = Command::new(mtos_binary())
+            .args(["testnet", "up", "--dir"])
+            .arg(dir)
+            .args(args)
+            .env("MTOS_NODE_BIN", node_binary())
+            .output()
+            .expect("run mtos testnet up");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        net
+    }
+}
+
+impl Drop for CliTestnet {
+    fn drop(&mut self) {
+        let _ = Command::new(mtos_binary())
+            .args(["testnet", "down", "--dir"])
+            .arg(&self.dir)
+            .output();
+    }
+}
+
 /// The value after `name` on the command line (`--clients 10`), or
 /// `default`: the benchmarks' options.
 pub fn arg(name: &str, default: u64) -> u64 {

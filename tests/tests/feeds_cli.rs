@@ -6,21 +6,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-use mtos_tests::{mtos_binary, node_binary};
+use mtos_tests::{CliTestnet, mtos_at};
 
 fn mtos(home: &Path, args: &[&str]) -> Output {
-    Command::new(mtos_binary())
-        .arg("--home")
-        .arg(home)
-        .args(args)
-        .env("MTOS_NODE_BIN", node_binary())
-        // A throwaway keychain: passphrase from the environment, low cost.
-        .env("MTOS_PASSPHRASE", "feeds test")
-        .env("MTOS_KDF_LOG_N", "10")
-        .output()
-        .unwrap()
+    mtos_at(home, args)
 }
 
 fn ok(out: Output) -> String {
@@ -33,37 +24,11 @@ fn ok(out: Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-struct Down<'a>(&'a Path);
-
-impl Drop for Down<'_> {
-    fn drop(&mut self) {
-        let _ = Command::new(mtos_binary())
-            .args(["testnet", "down", "--dir"])
-            .arg(self.0)
-            .output();
-    }
-}
-
 #[test]
 fn a_follower_sees_a_three_item_feed_in_order_and_polling_does_not_count_feeds() {
     let root = tempfile::tempdir().unwrap();
     let tn = root.path().join("tn");
-    let _down = Down(&tn);
-    let up = Command::new(mtos_binary())
-        .args([
-            "testnet",
-            "up",
-            "--per-layer",
-            "1",
-            "--payload-rate",
-            "50",
-            "--dir",
-        ])
-        .arg(&tn)
-        .env("MTOS_NODE_BIN", node_binary())
-        .output()
-        .unwrap();
-    ok(up);
+    let _net = CliTestnet::up(&tn, &["--per-layer", "1", "--payload-rate", "50"]);
     let homes = ["alice", "bob", "carol"].map(|h| root.path().join(h));
     for home in &homes {
         ok(mtos(

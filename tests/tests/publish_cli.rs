@@ -10,55 +10,22 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use mtos_tests::{mtos_binary, node_binary};
+use mtos_tests::{CliTestnet, mtos_at, mtos_binary};
 use rand::RngExt;
 
 fn mtos(home: &Path, args: &[&str]) -> Output {
-    Command::new(mtos_binary())
-        .arg("--home")
-        .arg(home)
-        .args(args)
-        .env("MTOS_NODE_BIN", node_binary())
-        .output()
-        .unwrap()
+    mtos_at(home, args)
 }
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-/// Stops the testnet even when an assertion failed.
-struct Down<'a>(&'a Path);
-
-impl Drop for Down<'_> {
-    fn drop(&mut self) {
-        let _ = Command::new(mtos_binary())
-            .args(["testnet", "down", "--dir"])
-            .arg(self.0)
-            .output();
-    }
-}
-
 #[test]
 fn a_file_published_from_one_home_is_fetched_byte_identical_by_another() {
     let root = tempfile::tempdir().unwrap();
     let tn = root.path().join("tn");
-    let _down = Down(&tn);
-    let up = Command::new(mtos_binary())
-        .args([
-            "testnet",
-            "up",
-            "--per-layer",
-            "1",
-            "--payload-rate",
-            "50",
-            "--dir",
-        ])
-        .arg(&tn)
-        .env("MTOS_NODE_BIN", node_binary())
-        .output()
-        .unwrap();
-    assert!(up.status.success(), "{}", text(&up.stderr));
+    let _net = CliTestnet::up(&tn, &["--per-layer", "1", "--payload-rate", "50"]);
     let (alice, bob) = (root.path().join("alice"), root.path().join("bob"));
     // Without a network, publish says how to choose one.
     let none = mtos(&alice, &["publish", "--anonymous", "--text", "x"]);
