@@ -230,6 +230,172 @@ pub async fn poll<R: rand::Rng + ?Sized>(
     Ok(report)
 }
 
+/// Which of `wanted` (at most [`PROBE_LOCATORS`]) are held, asked in one
+/// probe of exactly [`PROBE_LOCATORS`] locators (random ones fill the
+/// rest, all shuffled), like a poll round.
+pub async fn held<R: rand::Rng + ?Sized>(
+    session: &Session,
+    wanted: &[Locator],
+    rng: &mut R,
+    options: TransferOptions,
+) -> Result<Vec<bool>, ClientError> {
+    let mut all: Vec<(Locator, Option<usize>)> = wanted
+        .iter()
+        .take(PROBE_LOCATORS)
+        .enumerate()
+        .map(|(i, l)| (*l, Some(i)))
+        .collect();
+    while all.len() < PROBE_LOCATORS {
+        let mut l = [0u8; 32];
+        rng.fill(&mut l[..]);
+        all.push((Locator::from_bytes(l), None));
+    }
+    all.shuffle(rng);
+    let (first, more) = all
+        .split_first()
+        .ok_or_else(|| ClientError::Network("an empty probe".into()))?;
+    let more: Vec<Locator> = more.iter().map(|(l, _)| *l).collect();
+    let answer = session
+        .request(Op::Probe(more), first.0, options.timeout)
+        .await?;
+    if answer.status != Status::Ok {
+        return Err(ClientError::Network(format!(
+            "the probe was answered {:?}",
+            answer.status
+        )));
+    }
+    let mut out = vec![false; wanted.len().min(PROBE_LOCATORS)];
+    for (pos, (_, i)) in all.iter().enumerate() {
+        if let Some(i) = i {
+            out[*i] = answer
+                .body
+                .get(pos / 8)
+                .is_some_and(|b| b & (0x80 >> (pos % 8)) != 0);
+        }
+    }
+    Ok(out)
+}
+
+/// Publishes the card of a public identity (`specs/feeds.md` §6): at the
+/// first free card slot by key and the first free by fingerprint.
+/// Returns the two slots written.
+pub async fn publish_card(
+    session: &Session,
+    identity: &mtos_crypto::Identity,
+    time_ms: u64,
+    options: TransferOptions,
+) -> Result<(u64, u64), ClientError> {
+    use mtos_crypto::card::{CARD_SLOTS, Card, card_slots, locator_by_fingerprint, locator_by_key};
+    let bad = |e: mtos_crypto::slot::SlotError| ClientError::Network(format!("card: {e}"));
+    let card = Card {
+        identity: identity.public(),
+        follow: FeedKeys::of(identity).follow(),
+        time_ms,
+    }
+    .sign(identity);
+    let key = *identity.verify_key().as_bytes();
+    let fingerprint = identity.fingerprint();
+    let mut wanted = Vec::new();
+    for n in 0..CARD_SLOTS {
+        wanted.push(locator_by_key(&key, n).map_err(bad)?);
+    }
+    for n in 0..CARD_SLOTS {
+        wanted.push(locator_by_fingerprint(&fingerprint, n).map_err(bad)?);
+    }
+    let taken = held(session, &wanted, &mut rand::rng(), options).await?;
+    let slots = CARD_SLOTS as usize;
+    let free = |range: std::ops::Range<usize>| {
+        range
+            .clone()
+            .find(|&i| !taken[i])
+            .map(|i| (i - range.start) as u64)
+    };
+    let full = || {
+        ClientError::Conflict(format!(
+            "all {CARD_SLOTS} card slots are taken: the card was published {CARD_SLOTS} times already (or, by fingerprint, squatted)"
+        ))
+    };
+    let by_key = free(0..slots).ok_or_else(full)?;
+    let by_fingerprint = free(slots..2 * slots).ok_or_else(full)?;
+    let expected = replicas_expected(session);
+    for (n, pick) in [(by_key, 0usize), (by_fingerprint, 1)] {
+        let (k, f) = card_slots(identity, &card, n).map_err(bad)?;
+        let record = if pick == 0 { k } else { f };
+        let answer = session
+            .request(
+                Op::Put(Kind::Slot, record.encode()),
+                slot_locator(&record.key),
+                options.timeout,
+            )
+            .await?;
+        let stored = usize::from(answer.body.first().copied().unwrap_or(0));
+        if answer.status != Status::Ok || stored < expected {
+            return Err(ClientError::Network(format!(
+                "the card was not stored: {:?} {}",
+                answer.status,
+                String::from_utf8_lossy(&answer.body)
+            )));
+        }
+    }
+    Ok((by_key, by_fingerprint))
+}
+
+/// How a card is looked up.
+#[derive(Debug, Clone)]
+pub enum CardQuery {
+    /// By the identity's `mtos:id:` URI (its keys).
+    Identity(mtos_crypto::PublicIdentity),
+    /// By its 30-digit fingerprint.
+    Fingerprint(mtos_crypto::Fingerprint),
+}
+
+/// Finds the newest valid card for `query`, if the network holds one:
+/// one probe of the 8 card slots, then a get for each held one; a card
+/// that does not verify, or is another identity's, is ignored.
+pub async fn lookup_card(
+    session: &Session,
+    query: &CardQuery,
+    options: TransferOptions,
+) -> Result<Option<mtos_crypto::card::Card>, ClientError> {
+    use mtos_crypto::card::{CARD_SLOTS, Card, locator_by_fingerprint, locator_by_key};
+    let bad = |e: mtos_crypto::slot::SlotError| ClientError::Network(format!("card: {e}"));
+    let mut wanted = Vec::new();
+    for n in 0..CARD_SLOTS {
+        wanted.push(
+            match query {
+                CardQuery::Identity(id) => locator_by_key(id.verify_key().as_bytes(), n),
+                CardQuery::Fingerprint(f) => locator_by_fingerprint(f, n),
+            }
+            .map_err(bad)?,
+        );
+    }
+    let taken = held(session, &wanted, &mut rand::rng(), options).await?;
+    let mut best: Option<Card> = None;
+    for (l, _) in wanted.iter().zip(&taken).filter(|(_, t)| **t) {
+        let r = session
+            .request(Op::Get(Kind::Slot), *l, options.timeout)
+            .await?;
+        if r.status != Status::Ok {
+            continue;
+        }
+        let Some(card) = SlotRecord::decode(&r.body)
+            .ok()
+            .filter(|record| record.verify(l).is_ok())
+            .and_then(|record| Card::decode(&record.body).ok())
+        else {
+            continue;
+        };
+        let matches = match query {
+            CardQuery::Identity(id) => card.identity.verify_key() == id.verify_key(),
+            CardQuery::Fingerprint(f) => card.identity.fingerprint() == *f,
+        };
+        if matches && best.as_ref().is_none_or(|b| card.time_ms > b.time_ms) {
+            best = Some(card);
+        }
+    }
+    Ok(best)
+}
+
 /// File of the home holding feed state (`mtos follow`, `mtos feed`).
 pub const FEEDS_FILE: &str = "feeds.json";
 

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod agekeys;
+pub mod card;
 mod codec;
 pub mod envelope;
 pub mod error;

@@ -115,3 +115,25 @@ for e in v["entries"]:
     item += "=" * (-len(item) % 8)
     assert plain == bytes([1]) + e["time_ms"].to_bytes(8, "big") + base64.b32decode(item)
 print("feeds: python agrees on", len(v["entries"]), "entries")
+
+# Identity cards (feeds.md §6): the card's structure and signature, and
+# its slot-0 locators by key and by fingerprint.
+c = v["card"]
+card = bytes.fromhex(c["card"])
+assert card[0] == 1 and int.from_bytes(card[1:9], "big") == c["time_ms"]
+idlen = int.from_bytes(card[9:11], "big")
+ident = card[11:11 + idlen]
+assert ident[1:33] == owner
+follow = card[11 + idlen:11 + idlen + 97]
+assert follow == bytes([1]) + owner + FA + read
+sig = card[11 + idlen + 97:]
+assert len(sig) == 64
+Ed25519PublicKey.from_public_bytes(owner).verify(sig, b"mtos-card-v1" + card[:-64])
+def slot0_locator(feed_key):
+    h = int.from_bytes(blake3.blake3(feed_key + bytes(8), derive_key_context="mtos-slot-blind-v1").digest(length=64), "little") % l
+    return blake3.blake3(compress(mul(h, decompress(feed_key))), derive_key_context="mtos-slot-locator-v1").digest()
+assert slot0_locator(owner).hex() == c["slot0_by_key_locator"]
+fp_seed = blake3.blake3(c["fingerprint"].encode(), derive_key_context="mtos card v1 fingerprint seed").digest()
+fp_key = Ed25519PrivateKey.from_private_bytes(fp_seed).public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+assert slot0_locator(fp_key).hex() == c["slot0_by_fingerprint_locator"]
+print("cards: python agrees on the card and its two locators")

@@ -1,7 +1,7 @@
 //! Feeds as people use them, on a local testnet: an identity publishes
-//! three items, a follower sees them newest first, and polling costs the
-//! same number of fixed-size probe packets whether one follows one feed or
-//! three.
+//! three items, a follower sees them newest first, the identity's card is
+//! found from its fingerprint or URI, and polling costs the same number of
+//! fixed-size probe packets whether one follows one feed or three.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -68,6 +68,39 @@ fn a_follower_sees_a_three_item_feed_in_order_and_polling_does_not_count_feeds()
         at(tag);
     }
     assert!(!timeline.contains("NOT signed"), "{timeline}");
+
+    // Alice publishes her identity's card; carol, who has nothing but
+    // the fingerprint (or the URI), finds it through the mixnet and with
+    // it the feed.
+    let published = ok(mtos(alice, &["id", "publish", "alice"]));
+    let digits = published
+        .lines()
+        .find_map(|l| l.strip_prefix("anyone can find it with: mtos id lookup "))
+        .unwrap_or_else(|| panic!("{published}"))
+        .to_owned();
+    let shown = ok(mtos(alice, &["id", "show", "alice"]));
+    let id_uri = shown
+        .lines()
+        .find_map(|l| l.strip_prefix("uri:"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    for query in [digits.as_str(), id_uri.as_str()] {
+        let card = ok(mtos(carol, &["id", "lookup", query]));
+        assert!(card.contains("label:       alice"), "{card}");
+        assert!(card.contains(&format!("feed:        {uri}")), "{card}");
+    }
+    ok(mtos(
+        alice,
+        &["id", "new", "--label", "hidden", "--private"],
+    ));
+    let private = mtos(alice, &["id", "publish", "hidden"]);
+    assert_eq!(private.status.code(), Some(6));
+    assert!(String::from_utf8_lossy(&private.stderr).contains("never published"));
+    let unknown = mtos(carol, &["id", "lookup", &"1".repeat(30)]);
+    assert_eq!(unknown.status.code(), Some(5));
+    let malformed = mtos(carol, &["id", "lookup", "hello"]);
+    assert_eq!(malformed.status.code(), Some(4));
 
     // Probe packets reaching the service node: the same for a follower
     // of one feed (bob) and of three (carol: alice's and two empty ones).

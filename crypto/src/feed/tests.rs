@@ -119,8 +119,25 @@ fn feed_vectors_match_the_spec() {
             if n == 0 { "," } else { "" }
         ));
     }
+    let card = crate::card::Card {
+        identity: owner.public(),
+        follow: follow.clone(),
+        time_ms: 1_700_000_000_000,
+    }
+    .sign(&owner);
+    let card_json = format!(
+        "{{\n    \"time_ms\": 1700000000000,\n    \"fingerprint\": \"{}\",\n    \"card\": \"{}\",\n    \"slot0_by_key_locator\": \"{}\",\n    \"slot0_by_fingerprint_locator\": \"{}\"\n  }}",
+        owner.fingerprint().digits(),
+        hex(&card),
+        hex(crate::card::locator_by_key(&follow.owner, 0)
+            .unwrap()
+            .as_bytes()),
+        hex(crate::card::locator_by_fingerprint(&owner.fingerprint(), 0)
+            .unwrap()
+            .as_bytes()),
+    );
     let computed = format!(
-        "{{\n  \"comment\": \"specs/feeds.md. The identity is Identity::from_secrets(ed25519 seed [7; 32], x25519 [8; 32]); entries are deterministic (the slot signature is Ed25519, the nonce is the slot number).\",\n  \"identity_key\": \"{}\",\n  \"feed_key\": \"{}\",\n  \"read_key\": \"{}\",\n  \"follow_uri\": \"{}\",\n  \"entries\": [\n{entries}  ]\n}}",
+        "{{\n  \"comment\": \"specs/feeds.md. The identity is Identity::from_secrets(ed25519 seed [7; 32], x25519 [8; 32]); entries are deterministic (the slot signature is Ed25519, the nonce is the slot number).\",\n  \"identity_key\": \"{}\",\n  \"feed_key\": \"{}\",\n  \"read_key\": \"{}\",\n  \"follow_uri\": \"{}\",\n  \"entries\": [\n{entries}  ],\n  \"card\": {card_json}\n}}",
         hex(&follow.owner),
         hex(&follow.feed),
         hex(follow.read.as_slice()),

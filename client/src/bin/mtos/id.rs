@@ -59,6 +59,28 @@ pub enum IdCommand {
         /// Label or id prefix [default: your only identity].
         id: Option<String>,
     },
+    /// Publish a public identity's card (label, keys, feed) on the network.
+    ///
+    /// Anyone can then find it through the mixnet from its URI or its
+    /// fingerprint alone (`mtos id lookup`), and follow its feed. Private
+    /// identities are never published.
+    ///
+    /// Example: mtos id publish alice
+    Publish {
+        /// Label or id prefix.
+        id: String,
+    },
+    /// Find a public identity's card on the network, by fingerprint or URI.
+    ///
+    /// Prints the identity and its feed's follow URI. A card is accepted only
+    /// if it is signed by the identity it describes and matches what was
+    /// asked for.
+    ///
+    /// Example: mtos id lookup "12345 67890 ..."
+    Lookup {
+        /// The 30-digit fingerprint (spaces allowed) or the mtos:id: URI.
+        query: String,
+    },
     /// Print the safety number shared with a contact, to compare out of band.
     ///
     /// Both of you run this with your own identity and the other's URI; if the
@@ -124,6 +146,18 @@ pub fn run(home: &Home, cmd: IdCommand) -> Result<String, ClientError> {
         IdCommand::New { label, private } => new(home, label, private),
         IdCommand::List => list(home),
         IdCommand::Show { id, qr } => show(home, &id, qr),
+        IdCommand::Publish { id } => {
+            let keychain = open(home)?;
+            let identity = keychain.find(&id)?;
+            if identity.visibility() == Visibility::Private {
+                return Err(ClientError::Refused(format!(
+                    "\"{}\" is a private identity: private identities are never published",
+                    identity.label()
+                )));
+            }
+            crate::net::publish_card(home, identity)
+        }
+        IdCommand::Lookup { query } => crate::net::lookup_card(home, &query),
         IdCommand::Feed { id } => {
             let keychain = open(home)?;
             let identity = match (&id, keychain.identities()) {

@@ -449,3 +449,58 @@ fn timeline(book: &FeedBook, store: &ChunkStore) -> Result<String, ClientError> 
     }
     Ok(out)
 }
+
+/// `mtos id publish`: the card of a public identity, by key and by
+/// fingerprint.
+pub fn publish_card(home: &Home, identity: &mtos_crypto::Identity) -> Result<String, ClientError> {
+    let config = home.network()?;
+    let (by_key, by_fingerprint) = runtime()?.block_on(async {
+        let session = Session::connect(&config).await?;
+        feeds::publish_card(
+            &session,
+            identity,
+            crate::id::now().saturating_mul(1000),
+            TransferOptions::default(),
+        )
+        .await
+    })?;
+    Ok(format!(
+        "published the card of \"{}\" (card slot {by_key} by key, {by_fingerprint} by fingerprint)\nfingerprint: {}\nanyone can find it with: mtos id lookup {}\n",
+        identity.label(),
+        identity.fingerprint(),
+        identity.fingerprint().digits()
+    ))
+}
+
+/// `mtos id lookup`: a card found through the mixnet.
+pub fn lookup_card(home: &Home, query: &str) -> Result<String, ClientError> {
+    let q = if query.trim().to_ascii_lowercase().starts_with("mtos:") {
+        feeds::CardQuery::Identity(mtos_crypto::PublicIdentity::from_uri(query)?)
+    } else {
+        feeds::CardQuery::Fingerprint(mtos_crypto::Fingerprint::parse(query).ok_or(
+            ClientError::Uri(mtos_crypto::UriError::Payload(
+                mtos_crypto::DecodeError::Invalid {
+                    what: "lookup",
+                    reason: "give a 30-digit fingerprint or an mtos:id: URI",
+                },
+            )),
+        )?)
+    };
+    let config = home.network()?;
+    let card = runtime()?.block_on(async {
+        let session = Session::connect(&config).await?;
+        feeds::lookup_card(&session, &q, TransferOptions::default()).await
+    })?;
+    let card = card
+        .ok_or_else(|| ClientError::NotFound("no card for this identity on the network".into()))?;
+    Ok(format!(
+        "label:       {}\nid:          {}\nfingerprint: {}\nuri:         {}\nfeed:        {}\npublished:   {}\nfollow it with: mtos follow {}\n",
+        card.identity.label(),
+        card.identity.id(),
+        card.identity.fingerprint(),
+        card.identity.to_uri(),
+        card.follow.to_uri(),
+        crate::id::date(card.time_ms / 1000),
+        card.follow.to_uri(),
+    ))
+}
