@@ -5,10 +5,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::Output;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
-use mtos_tests::{CliTestnet, mtos_at};
+use mtos_tests::{CliTestnet, mtos_at, mtos_binary};
 
 fn mtos(home: &Path, args: &[&str]) -> Output {
     mtos_at(home, args)
@@ -129,4 +131,57 @@ fn a_follower_sees_a_three_item_feed_in_order_and_polling_does_not_count_feeds()
     let three_feeds = probes() - before;
     assert_eq!((one_feed, three_feeds), (3.0, 3.0));
     assert!(carol_timeline.contains("third"), "{carol_timeline}");
+
+    // Watching on the fixed schedule (a round a second): the same number
+    // of probes a minute for one feed and for three, and a new entry shows
+    // up while watching.
+    let watch = |home: &Path| {
+        Command::new(mtos_binary())
+            .arg("--home")
+            .arg(home)
+            .args(["feed", "--every", "1"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut rates = Vec::new();
+    for home in [bob, carol] {
+        let before = probes();
+        let mut child = watch(home);
+        std::thread::sleep(Duration::from_secs(6));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        rates.push(probes() - before);
+    }
+    assert!(
+        rates[0] >= 3.0 && (rates[0] - rates[1]).abs() <= 2.0,
+        "probes in 6 s: one feed {}, three feeds {}",
+        rates[0],
+        rates[1]
+    );
+    let mut child = watch(bob);
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    ok(mtos(
+        alice,
+        &["publish", "--text", "fourth", "--as", "alice"],
+    ));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = false;
+    while !seen && Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(500)) {
+            seen = line.contains("fourth");
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(seen, "the watching follower never printed the new entry");
 }

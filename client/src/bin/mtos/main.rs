@@ -105,6 +105,10 @@ enum Command {
         /// Poll rounds.
         #[arg(long, default_value_t = 1)]
         rounds: u32,
+        /// Then keep polling, one round every SECS seconds (a fixed schedule),
+        /// printing new entries as they come, until interrupted.
+        #[arg(long, value_name = "SECS")]
+        every: Option<u64>,
     },
     /// Choose the network: a local testnet, or an authority's key and address.
     #[command(
@@ -158,6 +162,6 @@ fn run(cli: Cli) -> Result<String, ClientError> {
         }
         Command::Net(cmd) => net::run(&Home::resolve(cli.home)?, cmd),
         Command::Follow { uri, label } => net::follow(&Home::resolve(cli.home)?, &uri, label),
-        Command::Feed { rounds } => net::feed(&Home::resolve(cli.home)?, rounds),
+        Command::Feed { rounds, every } => net::feed(&Home::resolve(cli.home)?, rounds, every),
     }
 }

@@ -321,10 +321,56 @@ pub fn follow(home: &Home, uri: &str, label: Option<String>) -> Result<String, C
     ))
 }
 
-/// `mtos feed`: one poll round over every followed feed (one probe packet
-/// of fixed size, whatever the number of feeds), the new items fetched,
-/// then the timeline of everything read, newest first.
-pub fn feed(home: &Home, rounds: u32) -> Result<String, ClientError> {
+/// One poll round: new entries found, their items fetched into the
+/// store, and recorded in the book (saved). Returns the new entries (by
+/// feed index) and the number of slots refused.
+async fn poll_round(
+    home: &Home,
+    session: &Session,
+    store: &ChunkStore,
+    book: &mut FeedBook,
+    follows: &mut [Followed],
+    round: u64,
+) -> Result<(Vec<(usize, SeenEntry)>, usize), ClientError> {
+    let mut rng = rand::rng();
+    let report = feeds::poll(
+        session,
+        follows,
+        round,
+        &mut rng,
+        TransferOptions::default(),
+    )
+    .await?;
+    let mut new = Vec::new();
+    for (i, entry) in &report.entries {
+        transfer::fetch(
+            session,
+            store,
+            &entry.item,
+            TransferOptions::default(),
+            &|_, _| {},
+        )
+        .await?;
+        let seen = SeenEntry {
+            n: entry.n,
+            time_ms: entry.time_ms,
+            item: entry.item.to_uri(),
+        };
+        let f = &mut book.follows[*i];
+        f.next = f.next.max(entry.n + 1);
+        f.entries.push(seen.clone());
+        new.push((*i, seen));
+    }
+    book.save(home)?;
+    Ok((new, report.refused.len()))
+}
+
+/// `mtos feed`: poll rounds over every followed feed (one probe packet of
+/// fixed size each, whatever the number of feeds), the new items
+/// fetched, then the timeline of everything read, newest first. With
+/// `every`, it then keeps polling at that fixed interval, printing new
+/// entries as they come, until interrupted.
+pub fn feed(home: &Home, rounds: u32, every: Option<u64>) -> Result<String, ClientError> {
     let mut book = FeedBook::load(home)?;
     if book.follows.is_empty() {
         return Err(ClientError::NotFound(
@@ -344,67 +390,67 @@ pub fn feed(home: &Home, rounds: u32) -> Result<String, ClientError> {
             })
         })
         .collect::<Result<_, ClientError>>()?;
-    let (found, refused) = runtime()?.block_on(async {
+    runtime()?.block_on(async {
         let session = Session::connect(&config).await?;
-        let mut rng = rand::rng();
-        let (mut found, mut refused) = (Vec::new(), 0usize);
+        let (mut found, mut refused) = (0usize, 0usize);
         for round in 0..u64::from(rounds.max(1)) {
-            let report = feeds::poll(
-                &session,
-                &mut follows,
-                round,
-                &mut rng,
-                TransferOptions::default(),
-            )
-            .await?;
-            refused += report.refused.len();
-            found.extend(report.entries);
+            let (new, bad) =
+                poll_round(home, &session, &store, &mut book, &mut follows, round).await?;
+            found += new.len();
+            refused += bad;
         }
-        for (_, entry) in &found {
-            transfer::fetch(
-                &session,
-                &store,
-                &entry.item,
-                TransferOptions::default(),
-                &|_, _| {},
-            )
-            .await?;
+        eprintln!(
+            "{found} new entr{} in {} followed feed{}{}",
+            if found == 1 { "y" } else { "ies" },
+            book.follows.len(),
+            if book.follows.len() == 1 { "" } else { "s" },
+            if refused > 0 {
+                format!("; {refused} slot(s) not signed by their feed's key ignored")
+            } else {
+                String::new()
+            }
+        );
+        let Some(secs) = every else {
+            return Ok(());
+        };
+        // The fixed schedule: one round every `secs`, whatever happens.
+        print!("{}", timeline(&book, &store, None)?);
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(secs.max(1)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        for round in u64::from(rounds.max(1)).. {
+            tick.tick().await;
+            let (new, bad) =
+                poll_round(home, &session, &store, &mut book, &mut follows, round).await?;
+            if bad > 0 {
+                eprintln!("{bad} slot(s) not signed by their feed's key ignored");
+            }
+            if !new.is_empty() {
+                let items: Vec<String> = new.into_iter().map(|(_, e)| e.item).collect();
+                print!("{}", timeline(&book, &store, Some(&items))?);
+                use std::io::Write as _;
+                let _ = std::io::stdout().flush();
+            }
         }
-        Ok::<_, ClientError>((found, refused))
+        Ok::<_, ClientError>(())
     })?;
-    for (i, entry) in &found {
-        let f = &mut book.follows[*i];
-        f.next = f.next.max(entry.n + 1);
-        f.entries.push(SeenEntry {
-            n: entry.n,
-            time_ms: entry.time_ms,
-            item: entry.item.to_uri(),
-        });
-    }
-    book.save(home)?;
-    eprintln!(
-        "{} new entr{} in {} followed feed{}{}",
-        found.len(),
-        if found.len() == 1 { "y" } else { "ies" },
-        book.follows.len(),
-        if book.follows.len() == 1 { "" } else { "s" },
-        if refused > 0 {
-            format!("; {refused} slot(s) not signed by their feed's key ignored")
-        } else {
-            String::new()
-        }
-    );
-    timeline(&book, &store)
+    timeline(&book, &store, None)
 }
 
-/// Every entry read, newest first: when, whose, type, tags, references,
-/// the first text, and the item's reference.
-fn timeline(book: &FeedBook, store: &ChunkStore) -> Result<String, ClientError> {
+/// Every entry read (or only those of the items in `only`), newest
+/// first: when, whose, type, tags, references, the first text, and the
+/// item's reference.
+fn timeline(
+    book: &FeedBook,
+    store: &ChunkStore,
+    only: Option<&[String]>,
+) -> Result<String, ClientError> {
     use std::fmt::Write as _;
     let mut all: Vec<(&SeenEntry, &FollowEntry)> = book
         .follows
         .iter()
         .flat_map(|f| f.entries.iter().map(move |e| (e, f)))
+        .filter(|(e, _)| only.is_none_or(|o| o.contains(&e.item)))
         .collect();
     all.sort_by_key(|(e, f)| std::cmp::Reverse((e.time_ms, e.n, f.label.clone())));
     let mut out = String::new();
