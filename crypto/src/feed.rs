@@ -15,8 +15,9 @@
 //! identity's verify key (to check that the items are its own), the feed
 //! key (to find and check the slots) and the read key (to read them).
 //! Entry `n` is slot `n` of the feed; its body is the entry sealed under
-//! the read key (ChaCha20-Poly1305, nonce = `n`, associated data = the
-//! slot's blinded key), so a storer sees neither the item nor the feed.
+//! the read key (ChaCha20-Poly1305 with a synthetic nonce, associated
+//! data = the slot's blinded key), so a storer sees neither the item nor
+//! the feed.
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
@@ -39,8 +40,10 @@ const READ_CONTEXT: &str = "mtos feed v1 read key";
 const ENTRY_AD: &[u8] = b"mtos-feed-entry-v1";
 /// Bytes of an entry before sealing: version, time, item reference.
 pub const ENTRY_LEN: usize = 1 + 8 + ITEM_REF_LEN;
-/// Bytes of a sealed entry (a slot body): the entry and its tag.
-pub const SEALED_ENTRY_LEN: usize = ENTRY_LEN + 16;
+/// Bytes of a sealed entry (a slot body): nonce, entry and tag.
+pub const SEALED_ENTRY_LEN: usize = NONCE_LEN + ENTRY_LEN + 16;
+const NONCE_LEN: usize = 12;
+const NONCE_CONTEXT: &[u8] = b"mtos-feed-nonce-v1";
 
 /// Why an entry could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -120,15 +123,19 @@ impl FeedKeys {
         plain.u8(FEED_VERSION);
         plain.u64(time_ms);
         plain.bytes(&item.encode());
-        let body = cipher(&self.read)
+        let plain = plain.into_vec();
+        let nonce = synthetic_nonce(&self.read, &key, &plain);
+        let sealed = cipher(&self.read)
             .encrypt(
-                &nonce(n),
+                Nonce::from_slice(&nonce),
                 Payload {
-                    msg: &plain.into_vec(),
+                    msg: &plain,
                     aad: &ad(&key),
                 },
             )
             .map_err(|_| SlotError::BadFeedKey)?;
+        let mut body = nonce.to_vec();
+        body.extend_from_slice(&sealed);
         SlotRecord::sign(&self.seed, n, &body)
     }
 }
@@ -137,10 +144,19 @@ fn cipher(read: &[u8; 32]) -> ChaCha20Poly1305 {
     ChaCha20Poly1305::new(Key::from_slice(read))
 }
 
-fn nonce(n: u64) -> Nonce {
-    let mut b = [0u8; 12];
-    b[4..].copy_from_slice(&n.to_be_bytes());
-    *Nonce::from_slice(&b)
+/// The nonce of an entry: a keyed hash of the slot's key and the entry
+/// (SIV-style). A slot is meant to be written once, but an interrupted
+/// write can leave two different entries at one slot on different
+/// replicas; with a nonce derived from the entry they never share a
+/// nonce under the read key, which a counter could not promise.
+fn synthetic_nonce(read: &[u8; 32], slot_key: &[u8; 32], entry: &[u8]) -> [u8; NONCE_LEN] {
+    let mut h = blake3::Hasher::new_keyed(read);
+    h.update(NONCE_CONTEXT);
+    h.update(slot_key);
+    h.update(entry);
+    let mut nonce = [0u8; NONCE_LEN];
+    nonce.copy_from_slice(&h.finalize().as_bytes()[..NONCE_LEN]);
+    nonce
 }
 
 fn ad(slot_key: &[u8; 32]) -> Vec<u8> {
@@ -237,15 +253,24 @@ impl FollowRef {
             return Err(FeedError::NotThisFeed { slot: n });
         }
         record.verify(&slot_locator(&key))?;
+        let undecryptable = FeedError::Undecryptable { slot: n };
+        let (nonce, sealed) = record
+            .body
+            .split_at_checked(NONCE_LEN)
+            .ok_or(undecryptable.clone())?;
         let plain = cipher(&self.read)
             .decrypt(
-                &nonce(n),
+                Nonce::from_slice(nonce),
                 Payload {
-                    msg: &record.body,
+                    msg: sealed,
                     aad: &ad(&key),
                 },
             )
-            .map_err(|_| FeedError::Undecryptable { slot: n })?;
+            .map_err(|_| undecryptable.clone())?;
+        // Canonical: the nonce is the one the entry determines.
+        if synthetic_nonce(&self.read, &key, &plain)[..] != *nonce {
+            return Err(undecryptable);
+        }
         let malformed = |source| FeedError::Malformed { slot: n, source };
         let mut r = Reader::new(&plain);
         let version = r.u8("feed entry version").map_err(malformed)?;

@@ -110,7 +110,9 @@ for e in v["entries"]:
     assert record[:32] == Ab
     sig, body = record[32:96], record[96:]
     Ed25519PublicKey.from_public_bytes(Ab).verify(sig, b"mtos-slot-sig-v1" + Ab + body)
-    plain = ChaCha20Poly1305(read).decrypt(bytes(4) + n, body, b"mtos-feed-entry-v1" + Ab)
+    nonce, sealed = body[:12], body[12:]
+    plain = ChaCha20Poly1305(read).decrypt(nonce, sealed, b"mtos-feed-entry-v1" + Ab)
+    assert blake3.blake3(b"mtos-feed-nonce-v1" + Ab + plain, key=read).digest()[:12] == nonce
     item = e["item"][len("mtos:item:"):].upper()
     item += "=" * (-len(item) % 8)
     assert plain == bytes([1]) + e["time_ms"].to_bytes(8, "big") + base64.b32decode(item)

@@ -343,25 +343,49 @@ async fn poll_round(
     .await?;
     let mut new = Vec::new();
     for (i, entry) in &report.entries {
-        transfer::fetch(
+        // An item that cannot be fetched now (lost, or for other readers)
+        // does not stop the feed: the entry is kept, and the timeline says
+        // what is missing; a later `mtos fetch` may get it.
+        if let Err(e) = transfer::fetch(
             session,
             store,
             &entry.item,
             TransferOptions::default(),
             &|_, _| {},
         )
-        .await?;
-        let seen = SeenEntry {
-            n: entry.n,
-            time_ms: entry.time_ms,
-            item: entry.item.to_uri(),
-        };
-        let f = &mut book.follows[*i];
-        f.next = f.next.max(entry.n + 1);
-        f.entries.push(seen.clone());
-        new.push((*i, seen));
+        .await
+        {
+            eprintln!("entry {} of a followed feed: its item: {e}", entry.n);
+        }
+        new.push((
+            *i,
+            SeenEntry {
+                n: entry.n,
+                time_ms: entry.time_ms,
+                item: entry.item.to_uri(),
+            },
+        ));
     }
-    book.save(home)?;
+    // Merged into the book as it is on disk now, so a `mtos follow` or
+    // `mtos publish` run meanwhile (say, beside `mtos feed --every`) is
+    // kept.
+    let mut fresh = FeedBook::load(home)?;
+    for (i, seen) in &new {
+        let uri = book.follows[*i].uri.clone();
+        for f in [
+            book.follows.get_mut(*i),
+            fresh.follows.iter_mut().find(|f| f.uri == uri),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            f.next = f.next.max(seen.n + 1);
+            if !f.entries.iter().any(|e| e.n == seen.n) {
+                f.entries.push(seen.clone());
+            }
+        }
+    }
+    fresh.save(home)?;
     Ok((new, report.refused.len()))
 }
 
@@ -393,7 +417,10 @@ pub fn feed(home: &Home, rounds: u32, every: Option<u64>) -> Result<String, Clie
     runtime()?.block_on(async {
         let session = Session::connect(&config).await?;
         let (mut found, mut refused) = (0usize, 0usize);
-        for round in 0..u64::from(rounds.max(1)) {
+        // A random first round, so that with more than 113 feeds every run
+        // starts its rotation somewhere else (`specs/feeds.md` §5).
+        let start: u64 = rand::RngExt::random_range(&mut rand::rng(), 0..1 << 32);
+        for round in start..start + u64::from(rounds.max(1)) {
             let (new, bad) =
                 poll_round(home, &session, &store, &mut book, &mut follows, round).await?;
             found += new.len();
@@ -418,10 +445,17 @@ pub fn feed(home: &Home, rounds: u32, every: Option<u64>) -> Result<String, Clie
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(secs.max(1)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
-        for round in u64::from(rounds.max(1)).. {
+        for round in start + u64::from(rounds.max(1)).. {
             tick.tick().await;
+            // A lost probe or answer costs one round, not the watch.
             let (new, bad) =
-                poll_round(home, &session, &store, &mut book, &mut follows, round).await?;
+                match poll_round(home, &session, &store, &mut book, &mut follows, round).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        eprintln!("poll round failed: {e}");
+                        continue;
+                    }
+                };
             if bad > 0 {
                 eprintln!("{bad} slot(s) not signed by their feed's key ignored");
             }
@@ -456,12 +490,25 @@ fn timeline(
     let mut out = String::new();
     for (entry, f) in all {
         let reference = ItemRef::from_uri(&entry.item)?;
-        let item = mtos_crypto::item::seal::open(
+        let item = match mtos_crypto::item::seal::open(
             &mut &*store,
             &reference,
             &[],
             mtos_crypto::item::seal::MAX_SEALED_LEN,
-        )?;
+        ) {
+            Ok(item) => item,
+            Err(e) => {
+                let _ = writeln!(
+                    out,
+                    "{}  {}  #{}  (item not available: {e})\n  {}",
+                    crate::id::date(entry.time_ms / 1000),
+                    f.label,
+                    entry.n,
+                    entry.item
+                );
+                continue;
+            }
+        };
         let follow = FollowRef::from_uri(&f.uri)?;
         let mine = item.author().as_bytes() == &follow.owner;
         let _ = writeln!(
