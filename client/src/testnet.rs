@@ -96,9 +96,34 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ClientError + '_ {
     }
 }
 
-/// A free TCP port on 127.0.0.1 (bound, then released: another process
-/// could take it before it is used).
+/// A free TCP port on 127.0.0.1 for a listener: drawn at random below the
+/// kernel's ephemeral range, never handed out twice by this process, and
+/// checked by binding it once (another process could still take it before
+/// it is used, but no outgoing connection will).
 pub fn free_port() -> Result<u16, ClientError> {
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    // Below the kernel's ephemeral range: a port from that range can be
+    // taken by any process's outgoing connection between this check and
+    // the listener's bind (a node once failed with "address in use" on a
+    // busy machine).
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|t| t.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    if ephemeral_low > 12_000 {
+        let mut rng = rand::rng();
+        for _ in 0..1_000 {
+            let port = rand::RngExt::random_range(&mut rng, 10_000..ephemeral_low);
+            let fresh = GIVEN.lock().is_ok_and(|g| !g.contains(&port));
+            if fresh && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                if let Ok(mut g) = GIVEN.lock() {
+                    g.insert(port);
+                }
+                return Ok(port);
+            }
+        }
+    }
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
