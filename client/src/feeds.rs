@@ -100,22 +100,11 @@ pub struct Followed {
     pub next: u64,
 }
 
-/// What one poll round asks: the probe's locators (exactly
-/// [`PROBE_LOCATORS`], shuffled) and, for each real one, its feed and
-/// slot.
-#[derive(Debug)]
-pub struct Probe {
-    /// The locators, in the order sent.
-    pub locators: Vec<Locator>,
-    /// `(index in locators, feed index, slot)` of the real ones.
-    pub wanted: Vec<(usize, usize, u64)>,
-}
-
-/// The probe of round `round`: each followed feed's next slots (a window
-/// of `PROBE_LOCATORS / feeds`, at most [`MAX_WINDOW`], at least 1; with
-/// more feeds than locators, a rotating share of them each round), the
-/// rest random locators, all shuffled.
-pub fn probe<R: rand::Rng + ?Sized>(follows: &[Followed], round: u64, rng: &mut R) -> Probe {
+/// The slots one poll round asks about, as `(locator, feed index, slot)`:
+/// each followed feed's next slots (a window of `PROBE_LOCATORS / feeds`,
+/// at most [`MAX_WINDOW`], at least 1; with more feeds than locators, a
+/// rotating share of them each round), at most [`PROBE_LOCATORS`].
+pub fn window(follows: &[Followed], round: u64) -> Vec<(Locator, usize, u64)> {
     let mut real: Vec<(Locator, usize, u64)> = Vec::new();
     if !follows.is_empty() {
         let window = (PROBE_LOCATORS / follows.len()).clamp(1, MAX_WINDOW);
@@ -132,9 +121,21 @@ pub fn probe<R: rand::Rng + ?Sized>(follows: &[Followed], round: u64, rng: &mut 
             }
         }
     }
-    let mut all: Vec<(Locator, Option<(usize, u64)>)> = real
-        .into_iter()
-        .map(|(l, i, n)| (l, Some((i, n))))
+    real
+}
+
+/// A probe's locators: `wanted` (at most [`PROBE_LOCATORS`]) with random
+/// locators up to exactly [`PROBE_LOCATORS`], shuffled; each entry names
+/// the index in `wanted` it stands for, if any.
+pub fn pad<R: rand::Rng + ?Sized>(
+    wanted: &[Locator],
+    rng: &mut R,
+) -> Vec<(Locator, Option<usize>)> {
+    let mut all: Vec<(Locator, Option<usize>)> = wanted
+        .iter()
+        .take(PROBE_LOCATORS)
+        .enumerate()
+        .map(|(i, l)| (*l, Some(i)))
         .collect();
     while all.len() < PROBE_LOCATORS {
         let mut l = [0u8; 32];
@@ -142,15 +143,7 @@ pub fn probe<R: rand::Rng + ?Sized>(follows: &[Followed], round: u64, rng: &mut 
         all.push((Locator::from_bytes(l), None));
     }
     all.shuffle(rng);
-    let wanted = all
-        .iter()
-        .enumerate()
-        .filter_map(|(pos, (_, w))| w.map(|(i, n)| (pos, i, n)))
-        .collect();
-    Probe {
-        locators: all.into_iter().map(|(l, _)| l).collect(),
-        wanted,
-    }
+    all
 }
 
 /// What a poll round found.
@@ -166,8 +159,8 @@ pub struct PollReport {
 }
 
 /// One poll round: one probe request of [`PROBE_LOCATORS`] locators to a
-/// random service node, then a get for each slot found, in slot order;
-/// a feed's `next` moves past the entries read.
+/// random service node ([`window`], [`held`]), then a get for each slot
+/// found, in slot order; a feed's `next` moves past the entries read.
 pub async fn poll<R: rand::Rng + ?Sized>(
     session: &Session,
     follows: &mut [Followed],
@@ -175,33 +168,18 @@ pub async fn poll<R: rand::Rng + ?Sized>(
     rng: &mut R,
     options: TransferOptions,
 ) -> Result<PollReport, ClientError> {
-    let p = probe(follows, round, rng);
-    let mut report = PollReport::default();
-    let (first, more) = p
-        .locators
-        .split_first()
-        .ok_or_else(|| ClientError::Network("an empty probe".into()))?;
-    report.requests += 1;
-    let answer = session
-        .request(Op::Probe(more.to_vec()), *first, options.timeout)
-        .await?;
-    if answer.status != Status::Ok {
-        return Err(ClientError::Network(format!(
-            "the probe was answered {:?}",
-            answer.status
-        )));
-    }
-    let held = |pos: usize| {
-        answer
-            .body
-            .get(pos / 8)
-            .is_some_and(|b| b & (0x80 >> (pos % 8)) != 0)
+    let slots = window(follows, round);
+    let locators: Vec<Locator> = slots.iter().map(|(l, _, _)| *l).collect();
+    let mut report = PollReport {
+        requests: 1,
+        ..PollReport::default()
     };
-    let mut found: Vec<(usize, u64, Locator)> = p
-        .wanted
+    let taken = held(session, &locators, rng, options).await?;
+    let mut found: Vec<(usize, u64, Locator)> = slots
         .iter()
-        .filter(|(pos, _, _)| held(*pos))
-        .map(|&(pos, i, n)| (i, n, p.locators[pos]))
+        .zip(&taken)
+        .filter(|(_, t)| **t)
+        .map(|(&(l, i, n), _)| (i, n, l))
         .collect();
     found.sort_by_key(|&(i, n, _)| (i, n));
     for (i, n, locator) in found {
@@ -239,18 +217,7 @@ pub async fn held<R: rand::Rng + ?Sized>(
     rng: &mut R,
     options: TransferOptions,
 ) -> Result<Vec<bool>, ClientError> {
-    let mut all: Vec<(Locator, Option<usize>)> = wanted
-        .iter()
-        .take(PROBE_LOCATORS)
-        .enumerate()
-        .map(|(i, l)| (*l, Some(i)))
-        .collect();
-    while all.len() < PROBE_LOCATORS {
-        let mut l = [0u8; 32];
-        rng.fill(&mut l[..]);
-        all.push((Locator::from_bytes(l), None));
-    }
-    all.shuffle(rng);
+    let all = pad(wanted, rng);
     let (first, more) = all
         .split_first()
         .ok_or_else(|| ClientError::Network("an empty probe".into()))?;
@@ -507,16 +474,23 @@ mod tests {
         for count in [0usize, 1, 3, 50, 200] {
             let follows: Vec<Followed> = (0..count).map(|i| followed(i as u8, 5)).collect();
             for round in 0..3 {
-                let p = probe(&follows, round, &mut rng);
-                assert_eq!(p.locators.len(), PROBE_LOCATORS, "{count} feeds");
-                let mut unique = p.locators.clone();
+                let slots = window(&follows, round);
+                let wanted: Vec<Locator> = slots.iter().map(|(l, _, _)| *l).collect();
+                let p = pad(&wanted, &mut rng);
+                assert_eq!(p.len(), PROBE_LOCATORS, "{count} feeds");
+                let mut unique: Vec<Locator> = p.iter().map(|(l, _)| *l).collect();
                 unique.sort_by_key(|l| *l.as_bytes());
                 unique.dedup();
                 assert_eq!(unique.len(), PROBE_LOCATORS);
-                // Every wanted locator is the feed's slot it names.
-                for &(pos, i, n) in &p.wanted {
-                    assert_eq!(p.locators[pos], follows[i].follow.slot_locator(n).unwrap());
-                    assert!(n >= follows[i].next);
+                // Every wanted locator is the feed's slot it names, and
+                // every one of them is in the probe.
+                assert_eq!(p.iter().filter(|(_, w)| w.is_some()).count(), wanted.len());
+                for (l, w) in &p {
+                    if let Some(k) = w {
+                        let (_, i, n) = slots[*k];
+                        assert_eq!(*l, follows[i].follow.slot_locator(n).unwrap());
+                        assert!(n >= follows[i].next);
+                    }
                 }
                 let expected = match count {
                     0 => 0,
@@ -525,18 +499,17 @@ mod tests {
                     50 => 50 * 2,
                     _ => PROBE_LOCATORS,
                 };
-                assert_eq!(p.wanted.len(), expected, "{count} feeds");
+                assert_eq!(slots.len(), expected, "{count} feeds");
             }
         }
     }
 
     #[test]
     fn with_more_feeds_than_locators_every_feed_gets_its_turn() {
-        let mut rng = rand::rngs::StdRng::seed_from_u64(2);
         let follows: Vec<Followed> = (0..200).map(|i| followed(i as u8, 0)).collect();
         let mut seen = std::collections::BTreeSet::new();
         for round in 0..2 {
-            for (_, i, _) in probe(&follows, round, &mut rng).wanted {
+            for (_, i, _) in window(&follows, round) {
                 seen.insert(i);
             }
         }
