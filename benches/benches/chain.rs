@@ -25,7 +25,7 @@ use mtos_tests::{TestClient, Testnet, arg, cpu_seconds, rss_bytes};
 use rand::RngExt;
 
 fn raw_unwrap_rate(seconds: f64) -> f64 {
-    mtos_mixnode::driver::capacity::unwrap_rate(seconds).unwrap()
+    mtos_node::capacity::unwrap_rate(seconds).unwrap()
 }
 
 fn main() {

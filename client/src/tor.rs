@@ -24,7 +24,7 @@ use libp2p::core::Transport;
 use libp2p::core::transport::{DialOpts, ListenerId, TransportError, TransportEvent};
 use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, Swarm, noise, yamux};
-use mtos_mixnode::driver::net::{self, Behaviour};
+use mtos_net::{self as net, Behaviour};
 
 use crate::ClientError;
 

@@ -262,7 +262,7 @@ async fn put_one(
     .await?;
     match outcome {
         Ok(()) => store
-            .mark_published(locator, mtos_mixnode::driver::unix_now())
+            .mark_published(locator, mtos_net::unix_now())
             .map_err(|e| local(store, e)),
         Err(last) => Err(ClientError::Network(format!(
             "chunk {locator} was not stored after {} attempts: {last}",

@@ -6,16 +6,14 @@
 //! them; verifiers check the bytes they received and only then parse
 //! them, so nothing depends on re-encoding JSON.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
-use libp2p::{Multiaddr, PeerId};
 use mtos_crypto::geometry::{MAX_PATH_LENGTH, SPHINX_PAYLOAD_SIZE};
 use mtos_crypto::sphinx::{self, Destination, Hop, NodeAddress, sample_exponential};
 use mtos_crypto::{Identity, VerifyKey};
 use serde::{Deserialize, Serialize};
 
 use crate::admission::Position;
-use crate::config::Role;
 use crate::engine::{EngineConfig, MixingMode};
 
 /// The first bytes of a signed network document.
@@ -166,28 +164,22 @@ impl NodeEntry {
             .map(|k| k.public)
     }
 
-    /// Its PeerId, checked against its key.
-    pub fn peer(&self) -> Result<PeerId, DirectoryError> {
-        let derived = peer_id_of(&self.key)?;
-        if derived.to_string() != self.peer_id {
+    /// Checks that its listed PeerId is the one its key gives.
+    fn check_peer_id(&self) -> Result<(), DirectoryError> {
+        if peer_id_text(&self.key) != self.peer_id {
             return Err(body_error(format!(
                 "node {}: peer_id does not match its key",
                 short(&self.key)
             )));
         }
-        Ok(derived)
+        Ok(())
     }
 
-    /// Its addresses, parsed.
-    pub fn multiaddrs(&self) -> Vec<Multiaddr> {
-        self.addrs.iter().filter_map(|a| a.parse().ok()).collect()
-    }
-
-    fn validate(&self, layers: u8) -> Result<(), DirectoryError> {
+    fn validate(&self, layers: u8, addresses: AddressCheck) -> Result<(), DirectoryError> {
         let who = short(&self.key);
         VerifyKey::from_bytes(self.key)
             .map_err(|_| body_error(format!("node {who}: key is not an ed25519 key")))?;
-        self.peer()?;
+        self.check_peer_id()?;
         match (self.role, self.layer) {
             (Role::Mix, Some(l)) if (1..=layers).contains(&l) => {}
             (Role::Mix, l) => {
@@ -208,8 +200,7 @@ impl NodeEntry {
             )));
         }
         for a in &self.addrs {
-            a.parse::<Multiaddr>()
-                .map_err(|e| body_error(format!("node {who}: address {a:?}: {e}")))?;
+            addresses(a).map_err(|e| body_error(format!("node {who}: address {a:?}: {e}")))?;
         }
         if self.sphinx_keys.is_empty() || self.sphinx_keys.len() > 4 {
             return Err(body_error(format!(
@@ -224,22 +215,37 @@ fn short(key: &[u8; 32]) -> String {
     data_encoding::HEXLOWER.encode(&key[..8])
 }
 
-/// The libp2p PeerId of the node whose ed25519 key is `key`.
-pub fn peer_id_of(key: &[u8; 32]) -> Result<PeerId, DirectoryError> {
-    let public = libp2p::identity::ed25519::PublicKey::try_from_bytes(key)
-        .map_err(|_| body_error("not an ed25519 key"))?;
-    Ok(libp2p::identity::PublicKey::from(public).to_peer_id())
+/// The text form of the libp2p PeerId of the node whose ed25519 key is
+/// `key`: base58btc of the identity multihash of the protobuf-encoded
+/// public key (libp2p's peer-id spec). Written out here so the core checks
+/// a document's peer ids without linking libp2p; `mtos-net` derives the
+/// same PeerId with libp2p and its tests hold the two equal.
+pub fn peer_id_text(key: &[u8; 32]) -> String {
+    // identity multihash (0x00), length 36; protobuf PublicKey { Type = 1
+    // (Ed25519): 0x08 0x01, Data (field 2, 32 bytes): 0x12 0x20, key }.
+    let mut bytes = Vec::with_capacity(38);
+    bytes.extend_from_slice(&[0x00, 36, 0x08, 0x01, 0x12, 0x20]);
+    bytes.extend_from_slice(key);
+    bs58::encode(bytes).into_string()
 }
 
-/// The libp2p keypair of a node: its ed25519 identity key.
-pub fn libp2p_keypair(identity: &Identity) -> libp2p::identity::Keypair {
-    let mut seed = identity.ed25519_seed();
-    // `ed25519_from_bytes` zeroizes the buffer it is given.
-    match libp2p::identity::Keypair::ed25519_from_bytes(&mut seed[..]) {
-        Ok(k) => k,
-        // 32 bytes always make an ed25519 secret key.
-        Err(_) => libp2p::identity::Keypair::generate_ed25519(),
-    }
+/// Checks the syntax of one node address. The core carries addresses as
+/// opaque text and never dials them; the transport crate (`mtos-net`)
+/// knows their grammar (multiaddrs) and supplies this check, so a
+/// descriptor or document listing an address no peer could dial is
+/// refused wherever it is verified.
+pub type AddressCheck = fn(&str) -> Result<(), String>;
+
+/// The role a node plays in the network document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Clients connect here; replies are delivered from here.
+    Gateway,
+    /// A mix in one of the layers.
+    Mix,
+    /// A final hop that answers requests (storage, later).
+    Service,
 }
 
 /// What a node tells the authority about itself.
@@ -442,7 +448,7 @@ pub struct NetworkDocument {
 }
 
 /// Whom a node or client trusts to sign documents.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Trust {
     /// The network id.
     pub network: String,
@@ -450,6 +456,8 @@ pub struct Trust {
     pub authorities: Vec<VerifyKey>,
     /// Valid signatures by distinct listed authorities required.
     pub threshold: usize,
+    /// The syntax node addresses must have.
+    pub addresses: AddressCheck,
 }
 
 /// A signed object: body and signatures.
@@ -538,7 +546,12 @@ impl Descriptor {
 
     /// Checks a signed descriptor: framing, the node's own signature, the
     /// network, and the entry's consistency.
-    pub fn verify(bytes: &[u8], network: &str, layers: u8) -> Result<Self, DirectoryError> {
+    pub fn verify(
+        bytes: &[u8],
+        network: &str,
+        layers: u8,
+        addresses: AddressCheck,
+    ) -> Result<Self, DirectoryError> {
         let signed = decode_signed(DESCRIPTOR_MAGIC, bytes, MAX_DESCRIPTOR_BODY)?;
         let descriptor: Descriptor = serde_json::from_slice(&signed.body).map_err(body_error)?;
         if descriptor.version != VERSION {
@@ -566,7 +579,7 @@ impl Descriptor {
                 "descriptor signature does not verify",
             ));
         }
-        descriptor.node.validate(layers)?;
+        descriptor.node.validate(layers, addresses)?;
         Ok(descriptor)
     }
 }
@@ -706,11 +719,11 @@ impl NetworkDocument {
                 now,
             });
         }
-        doc.validate()?;
+        doc.validate(trust.addresses)?;
         Ok(doc)
     }
 
-    fn validate(&self) -> Result<(), DirectoryError> {
+    fn validate(&self, addresses: AddressCheck) -> Result<(), DirectoryError> {
         if self.geometry != Geometry::compiled() {
             return Err(body_error(format!(
                 "geometry {:?} differs from this build's {:?}",
@@ -737,7 +750,7 @@ impl NetworkDocument {
         self.mixing.validate()?;
         let mut keys = std::collections::HashSet::new();
         for node in &self.nodes {
-            node.validate(self.layers)?;
+            node.validate(self.layers, addresses)?;
             if !keys.insert(node.key) {
                 return Err(body_error(format!(
                     "node {} listed twice",
@@ -766,63 +779,8 @@ pub fn add_signature(
     Ok(encode_signed(DOCUMENT_MAGIC, &signed))
 }
 
-/// A document indexed for the driver's hot path.
-#[derive(Debug, Clone)]
-pub struct Topology {
-    /// The document.
-    pub document: NetworkDocument,
-    by_peer: HashMap<PeerId, usize>,
-    by_address: HashMap<NodeAddress, usize>,
-}
-
-impl Topology {
-    /// Indexes a verified document.
-    pub fn new(document: NetworkDocument) -> Self {
-        let mut by_peer = HashMap::new();
-        let mut by_address = HashMap::new();
-        for (i, node) in document.nodes.iter().enumerate() {
-            if let Ok(peer) = node.peer() {
-                by_peer.insert(peer, i);
-            }
-            by_address.insert(node.address(), i);
-        }
-        Self {
-            document,
-            by_peer,
-            by_address,
-        }
-    }
-
-    /// Where a connected peer sits; peers not in the document are clients.
-    pub fn position_of(&self, peer: &PeerId) -> Position {
-        self.by_peer
-            .get(peer)
-            .map_or(Position::Client, |&i| self.document.nodes[i].position())
-    }
-
-    /// The node with this PeerId.
-    pub fn node_by_peer(&self, peer: &PeerId) -> Option<&NodeEntry> {
-        self.by_peer.get(peer).map(|&i| &self.document.nodes[i])
-    }
-
-    /// The node at a Sphinx address.
-    pub fn node(&self, address: &NodeAddress) -> Option<&NodeEntry> {
-        self.by_address
-            .get(address)
-            .map(|&i| &self.document.nodes[i])
-    }
-
-    /// The nodes at a position.
-    pub fn at(&self, position: Position) -> impl Iterator<Item = &NodeEntry> {
-        self.document
-            .nodes
-            .iter()
-            .filter(move |n| n.position() == position)
-    }
-}
-
 /// The settings an authority publishes besides the nodes.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct NetworkParams {
     /// Network id.
     pub network: String,
@@ -834,6 +792,8 @@ pub struct NetworkParams {
     pub rates: Rates,
     /// Mix layers.
     pub layers: u8,
+    /// The syntax node addresses must have.
+    pub addresses: AddressCheck,
 }
 
 /// The authority's state: the latest descriptor of every node, and the
@@ -892,7 +852,12 @@ impl Authority {
     /// the allowlist, or one that would make the document too large is
     /// refused.
     pub fn accept_descriptor(&mut self, bytes: &[u8], now: u64) -> Result<(), DirectoryError> {
-        let d = Descriptor::verify(bytes, &self.params.network, self.params.layers)?;
+        let d = Descriptor::verify(
+            bytes,
+            &self.params.network,
+            self.params.layers,
+            self.params.addresses,
+        )?;
         if self
             .allowed
             .as_ref()

@@ -2,10 +2,8 @@
 
 pub mod admission;
 pub mod cache;
-pub mod config;
 pub mod cover;
 pub mod directory;
-pub mod driver;
 pub mod engine;
 pub mod format;
 pub mod keys;

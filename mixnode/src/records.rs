@@ -1,7 +1,7 @@
 //! What a storage node accepts and keeps (`specs/storage.md` §2). Sans-IO:
 //! the checks a record must pass before it is stored, and the retention
 //! rule that decides which records may be evicted; the driver's RocksDB
-//! store (`driver::records`) applies them.
+//! store (`mtos_node::record_db`) applies them.
 
 use mtos_crypto::geometry::CHUNK_SIZE;
 use mtos_crypto::item::Locator;

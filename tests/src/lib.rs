@@ -11,17 +11,18 @@ use libp2p::{Multiaddr, PeerId};
 use mtos_crypto::sphinx::{self, Destination, Hop};
 use mtos_mixnode::admission::Position;
 use mtos_mixnode::directory::{NetworkDocument, NodeEntry, Trust};
-use mtos_mixnode::driver::net::{self, DIR_GET_DOCUMENT};
+use mtos_net::{self as net, DIR_GET_DOCUMENT, NodeEntryExt};
+pub use mtos_node::config::FaultsSection;
 
-/// The `mtos-node` binary, built once per test process (so a test never
-/// runs a stale binary, even under `cargo test -p mtos-tests`).
-/// `MTOS_NODE_BIN` overrides it.
+/// The `mtos-node` binary with test fault injection (`mtos-node-faults`),
+/// built once per test process (so a test never runs a stale binary, even
+/// under `cargo test -p mtos-tests`). `MTOS_NODE_BIN` overrides it.
 pub fn node_binary() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         std::env::var_os("MTOS_NODE_BIN")
             .map(PathBuf::from)
-            .unwrap_or_else(|| build_binary("mtos-mixnode", "mtos-node"))
+            .unwrap_or_else(|| build_binary("mtos-node", "mtos-node-faults"))
     })
     .clone()
 }
@@ -41,6 +42,10 @@ fn build_binary(package: &str, bin: &str) -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut build = Command::new(cargo);
     build.args(["build", "--quiet", "-p", package, "--bin", bin]);
+    // The harness's nodes honour `[faults]` (`TestNode::restart_with_faults`).
+    if bin == "mtos-node-faults" {
+        build.args(["--features", "faults"]);
+    }
     // Benchmarks run from target/release: measure a release build.
     if profile_dir.file_name().is_some_and(|n| n == "release") {
         build.arg("--release");
@@ -224,16 +229,11 @@ impl TestNode {
     }
 
     fn start(&mut self) {
-        self.start_with_env(&[]);
-    }
-
-    fn start_with_env(&mut self, env: &[(&str, &str)]) {
         let mut c = Command::new(node_binary());
         c.arg("run")
             .arg("--config")
             .arg(self.dir.join("mtos-node.toml"))
-            .env("RUST_LOG", "info")
-            .envs(env.iter().copied());
+            .env("RUST_LOG", "info");
         let log = self.dir.join("node.log");
         let name = self.proc.name.clone();
         self.proc = Proc::spawn(&name, c, &log);
@@ -245,11 +245,17 @@ impl TestNode {
         self.start();
     }
 
-    /// Stops the node and starts it again with extra environment
-    /// variables (the test fault switch, say).
-    pub fn restart_with_env(&mut self, env: &[(&str, &str)]) {
+    /// Stops the node and starts it again injecting `faults` (its
+    /// config's `[faults]` section; the harness's `mtos-node` is a
+    /// `faults` build).
+    pub fn restart_with_faults(&mut self, faults: FaultsSection) {
         self.proc.kill();
-        self.start_with_env(env);
+        let path = self.dir.join("mtos-node.toml");
+        let mut config: toml::Table =
+            toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        config.insert("faults".into(), toml::Value::try_from(faults).unwrap());
+        std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
+        self.start();
     }
 
     /// The node's log so far.
@@ -460,6 +466,7 @@ impl Testnet {
             network: self.network.clone(),
             authorities: vec![mtos_crypto::VerifyKey::from_bytes(self.authority_key).unwrap()],
             threshold: 1,
+            addresses: mtos_net::check_multiaddr,
         }
     }
 
@@ -578,7 +585,7 @@ impl TestClient {
         use futures::StreamExt;
         let peer = keypair.public().to_peer_id();
         let mut swarm = net::build_swarm(keypair, 64).unwrap();
-        let authority = mtos_mixnode::directory::peer_id_of(&net.authority_key).unwrap();
+        let authority = mtos_net::peer_id_of(&net.authority_key).unwrap();
         swarm.add_peer_address(authority, net.authority_addr.clone());
         let mut control = swarm.behaviour().stream.new_control();
         let (tx, mut rx) = tokio::sync::mpsc::channel::<(PeerId, Multiaddr)>(64);

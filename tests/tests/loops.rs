@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use mtos_mixnode::admission::Position;
-use mtos_tests::{CHAIN, Testnet};
+use mtos_tests::{CHAIN, FaultsSection, Testnet};
 
 #[test]
 fn a_node_dropping_everything_is_noticed_by_loop_cover() {
@@ -61,7 +61,10 @@ fn a_node_dropping_everything_is_noticed_by_loop_cover() {
     }
     // Layer 2 starts dropping every frame: every loop crosses it.
     net.node_mut(Position::Layer(2))
-        .restart_with_env(&[("MTOS_FAULT_DROP_ALL", "1")]);
+        .restart_with_faults(FaultsSection {
+            drop_all: true,
+            ..FaultsSection::default()
+        });
     net.wait(
         "the loss to show on the gateway",
         Duration::from_secs(90),

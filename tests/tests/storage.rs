@@ -5,13 +5,14 @@
 use mtos_crypto::item::Locator;
 use mtos_crypto::slot::{SlotRecord, slot_locator};
 use mtos_mixnode::admission::Position;
-use mtos_mixnode::driver::store::{
+use mtos_mixnode::records::Kind;
+use mtos_net::NodeEntryExt;
+use mtos_node::replica::{
     STORE_GET, STORE_NOT_FOUND, STORE_OK, STORE_PROTOCOL, STORE_PUT, STORE_REFUSED,
 };
-use mtos_mixnode::records::Kind;
 use mtos_tests::{CHAIN, TestClient, Testnet};
 
-use mtos_mixnode::driver::store::request_body as body;
+use mtos_node::replica::request_body as body;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_serve_service_nodes_only_and_keep_valid_records() {
@@ -25,10 +26,8 @@ async fn replicas_serve_service_nodes_only_and_keep_valid_records() {
         })
     });
     let service = net.node(Position::Service);
-    let identity =
-        mtos_mixnode::driver::load_identity(&service.dir.join("keys/identity.key")).unwrap();
-    let mut as_service =
-        TestClient::connect_as(&net, mtos_mixnode::directory::libp2p_keypair(&identity)).await;
+    let identity = mtos_node::load_identity(&service.dir.join("keys/identity.key")).unwrap();
+    let mut as_service = TestClient::connect_as(&net, mtos_net::libp2p_keypair(&identity)).await;
     assert!(as_service.document.nodes.iter().all(|n| n.storage));
     let replica = as_service.at(Position::Layer(2))[0].clone();
 
@@ -412,7 +411,7 @@ async fn clients_put_and_get_chunks_through_service_nodes_onto_the_ring_replicas
     tokio::task::block_in_place(|| {
         for node in &mut net.nodes {
             node.proc.kill();
-            let db = mtos_mixnode::driver::records::RecordDb::open(
+            let db = mtos_node::record_db::RecordDb::open(
                 &node.dir.join("data/records"),
                 mtos_mixnode::records::Retention {
                     min_age_secs: 1,
@@ -554,7 +553,7 @@ async fn a_hundred_chunks_survive_a_kill_9_and_are_repaired_to_k_copies() {
         .nodes
         .iter()
         .map(|n| {
-            *mtos_mixnode::driver::load_identity(&n.dir.join("keys/identity.key"))
+            *mtos_node::load_identity(&n.dir.join("keys/identity.key"))
                 .unwrap()
                 .verify_key()
                 .as_bytes()
@@ -650,7 +649,7 @@ async fn a_hundred_chunks_survive_a_kill_9_and_are_repaired_to_k_copies() {
         .nodes
         .iter()
         .map(|n| n.peer().unwrap().to_string())
-        .chain([mtos_mixnode::directory::peer_id_of(&net.authority_key)
+        .chain([mtos_net::peer_id_of(&net.authority_key)
             .unwrap()
             .to_string()])
         .collect();

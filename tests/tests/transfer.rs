@@ -11,7 +11,7 @@ use mtos_client::transfer::{TransferOptions, fetch, item_chunks, publish};
 use mtos_crypto::item::seal::{self, Access, MAX_SEALED_LEN};
 use mtos_crypto::item::{ContentType, ItemDraft, Part};
 use mtos_mixnode::admission::Position;
-use mtos_tests::{CHAIN, Testnet};
+use mtos_tests::{CHAIN, FaultsSection, Testnet};
 use rand::RngExt;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -76,7 +76,10 @@ async fn a_published_mebibyte_is_fetched_byte_identical_past_a_tampering_replica
     // One replica now returns every record with a flipped byte.
     tokio::task::block_in_place(|| {
         net.node_mut(Position::Layer(2))
-            .restart_with_env(&[("MTOS_FAULT_TAMPER_RECORDS", "1")]);
+            .restart_with_faults(FaultsSection {
+                tamper_records: true,
+                ..FaultsSection::default()
+            });
         net.wait_until_listed(CHAIN.len(), std::time::Duration::from_secs(60));
     });
     let bob = Session::connect(&config).await.unwrap();

@@ -13,12 +13,12 @@ use mtos_crypto::geometry::CHUNK_SIZE;
 use mtos_crypto::item::Locator;
 
 use super::metrics::Metrics;
-use super::net;
-use super::records::{Put, PutError, RecordDb};
-use crate::admission::{Position, TokenBucket};
-use crate::directory::Topology;
-use crate::records::Kind;
-use crate::service::MAX_PROBE;
+use super::record_db::{Put, PutError, RecordDb};
+use mtos_mixnode::admission::{Position, TokenBucket};
+use mtos_mixnode::records::Kind;
+use mtos_mixnode::service::MAX_PROBE;
+use mtos_net as net;
+use mtos_net::{NodeEntryExt, Topology};
 
 /// The replica protocol.
 pub const STORE_PROTOCOL: StreamProtocol = StreamProtocol::new("/mtos/store/1");
@@ -159,7 +159,7 @@ pub(super) async fn serve_counted(
     tokio::task::spawn_blocking(move || {
         let mut db = db.lock().ok()?;
         let before = db.records();
-        let (status, reply, op, result) = handle(&mut db, kind, &body, super::unix_now());
+        let (status, reply, op, result) = handle(&mut db, kind, &body, mtos_net::unix_now());
         metrics
             .record_requests
             .with_label_values(&[op, result])
@@ -203,34 +203,23 @@ pub(super) async fn ask(
 /// The largest answer body read from a replica (a record, or a bitmap).
 pub const MAX_STORE_ANSWER: usize = 1 << 16;
 
-/// The test-only fault switch: with `MTOS_FAULT_TAMPER_RECORDS=1` in its
-/// environment a storage node answers every get with the record's first
-/// byte flipped, as a bad or broken replica would. Tests use it to check
-/// that readers skip such a replica; nothing else sets it.
-fn fault_tamper_records() -> bool {
-    let on = std::env::var("MTOS_FAULT_TAMPER_RECORDS").is_ok_and(|v| v == "1");
-    if on {
-        tracing::warn!(
-            "MTOS_FAULT_TAMPER_RECORDS=1: this node returns tampered records (test fault injection)"
-        );
-    }
-    on
-}
-
-/// Serves `/mtos/store/1` on a storage node until the swarm ends.
+/// Serves `/mtos/store/1` on a storage node until the swarm ends. With
+/// `tamper` (the test-only `[faults] tamper_records`) every get is
+/// answered with the record's first byte flipped, as a bad or broken
+/// replica would; tests use it to check that readers skip such a replica.
 pub(super) async fn serve(
     mut incoming: libp2p_stream::IncomingStreams,
     db: Arc<Mutex<RecordDb>>,
     topology: tokio::sync::watch::Receiver<Option<Arc<Topology>>>,
     metrics: Metrics,
     quota: PutQuota,
+    tamper: bool,
 ) {
     // Requests in flight at once; beyond it streams are dropped (reset).
     let permits = Arc::new(tokio::sync::Semaphore::new(64));
     // Puts per service node: one peer cannot flush the store alone.
     let buckets: Arc<Mutex<HashMap<libp2p::PeerId, TokenBucket>>> = Arc::default();
     let origin = tokio::time::Instant::now();
-    let tamper = fault_tamper_records();
     while let Some((peer, mut stream)) = incoming.next().await {
         let allowed = topology.borrow().as_ref().is_some_and(|t| {
             t.position_of(&peer) == Position::Service
@@ -255,7 +244,7 @@ pub(super) async fn serve(
             let exchange = async {
                 let (kind, body) = net::read_message(&mut stream, MAX_STORE_REQUEST).await?;
                 if kind == STORE_PUT {
-                    let at = crate::time::Instant::ZERO + origin.elapsed();
+                    let at = mtos_mixnode::time::Instant::ZERO + origin.elapsed();
                     let admitted = buckets.lock().is_ok_and(|mut b| {
                         b.entry(peer)
                             .or_insert_with(|| TokenBucket::new(at, quota.rate, quota.burst))
@@ -292,7 +281,7 @@ mod tests {
     use mtos_crypto::slot::{SlotRecord, slot_locator};
 
     use super::*;
-    use crate::records::Retention;
+    use mtos_mixnode::records::Retention;
 
     use super::request_body as request;
 

@@ -2,7 +2,7 @@
 //! nodes change, every record whose replicas gained a node is copied to
 //! that node by the replicas that held it before.
 //!
-//! The plan per record is [`crate::placement::repair`]. Of a record's
+//! The plan per record is [`mtos_mixnode::placement::repair`]. Of a record's
 //! sources (replicas under both the old and the new storage nodes), the
 //! one with the highest weight copies at once; the next one checks a
 //! round later, and so on, so a record is normally sent once, yet still
@@ -27,12 +27,12 @@ use mtos_crypto::item::Locator;
 use tokio::sync::watch;
 
 use super::metrics::Metrics;
-use super::records::RecordDb;
-use super::store::{STORE_HAVE, STORE_OK, STORE_PUT, ask, request_body};
-use crate::directory::Topology;
-use crate::placement::{DEFAULT_REPLICAS, repair, storage_nodes};
-use crate::records::Kind;
-use crate::service::MAX_PROBE;
+use super::record_db::RecordDb;
+use super::replica::{STORE_HAVE, STORE_OK, STORE_PUT, ask, request_body};
+use mtos_mixnode::placement::{DEFAULT_REPLICAS, repair, storage_nodes};
+use mtos_mixnode::records::Kind;
+use mtos_mixnode::service::MAX_PROBE;
+use mtos_net::{NodeEntryExt, Topology};
 
 /// The meta row holding the storage nodes the last pass completed for.
 const BASELINE: &str = "repair-baseline";

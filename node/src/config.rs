@@ -31,17 +31,7 @@ pub enum ConfigError {
     },
 }
 
-/// The role a node plays in the network document.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// Clients connect here; replies are delivered from here.
-    Gateway,
-    /// A mix in one of the layers.
-    Mix,
-    /// A final hop that answers requests (storage, later).
-    Service,
-}
+pub use mtos_mixnode::directory::Role;
 
 /// The node's configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -62,6 +52,37 @@ pub struct NodeConfig {
     /// Logging choices.
     #[serde(default)]
     pub log: LogSection,
+    /// Test-only fault injection. Parsed always, so that a build without
+    /// the `faults` cargo feature can refuse it by name: an operator's
+    /// node never runs a fault, whatever its file says.
+    #[serde(default)]
+    pub faults: Option<FaultsSection>,
+}
+
+/// `[faults]`: how a test makes this node misbehave, as a node mounting
+/// an attack would. Honoured only by builds with the `faults` cargo
+/// feature (the workspace's tests enable it); every other build refuses a
+/// configuration that has the section.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct FaultsSection {
+    /// Drop every mix frame read (counted as `fault_injected`): a
+    /// blocking attack, which node loop cover must notice.
+    pub drop_all: bool,
+    /// Answer replica gets with tampered records: a lying storage node,
+    /// which readers must detect and route around.
+    pub tamper_records: bool,
+}
+
+/// Whether this build honours `[faults]` (the `faults` cargo feature).
+pub const FAULTS_COMPILED: bool = cfg!(feature = "faults");
+
+impl NodeConfig {
+    /// The faults this node injects: none unless configured (and only a
+    /// `faults` build gets past [`NodeConfig::parse`] with the section).
+    pub fn faults(&self) -> FaultsSection {
+        self.faults.unwrap_or_default()
+    }
 }
 
 /// `[node]`.
@@ -182,7 +203,7 @@ impl Default for StorageSection {
             puts_per_service: 200,
             put_burst: 2_000,
             repair_per_sec: 100,
-            cache_chunks: crate::cache::DEFAULT_CACHE_CHUNKS,
+            cache_chunks: mtos_mixnode::cache::DEFAULT_CACHE_CHUNKS,
         }
     }
 }
@@ -194,6 +215,16 @@ pub struct LogSection {
     /// Log client addresses (off by default: it would record who uses the
     /// network).
     pub client_addresses: bool,
+}
+
+/// Refuses a `[faults]` section unless this build honours it.
+fn check_faults(faults: Option<&FaultsSection>, compiled: bool) -> Result<(), &'static str> {
+    match faults {
+        Some(_) if !compiled => Err(
+            "fault injection is for tests and this build does not have it (cargo feature `faults`); remove the [faults] section",
+        ),
+        _ => Ok(()),
+    }
 }
 
 impl NodeConfig {
@@ -273,6 +304,7 @@ impl NodeConfig {
         {
             return Err(invalid("storage", "every storage limit must be at least 1"));
         }
+        check_faults(config.faults.as_ref(), FAULTS_COMPILED).map_err(|r| invalid("faults", r))?;
         if config.storage.cache_chunks > 1_000_000 {
             return Err(invalid(
                 "storage.cache_chunks",
@@ -283,6 +315,7 @@ impl NodeConfig {
     }
 
     /// The commented default configuration `mtos-node init` writes.
+    /// It never has a `[faults]` section.
     pub fn template(role: Role, layer: Option<u8>) -> String {
         let role_name = match role {
             Role::Gateway => "gateway",
@@ -423,5 +456,30 @@ mod tests {
             assert!(e.contains(field), "{e} does not name {field}");
             assert!(e.starts_with("n.toml"), "{e}");
         }
+    }
+
+    #[test]
+    fn a_build_without_fault_injection_refuses_a_faults_section_by_name() {
+        let base = NodeConfig::template(Role::Mix, Some(1));
+        let text = format!("{base}\n[faults]\ndrop_all = true\n");
+        let e = check_faults(Some(&FaultsSection::default()), false).unwrap_err();
+        assert!(e.contains("[faults]"), "{e}");
+        assert!(check_faults(Some(&FaultsSection::default()), true).is_ok());
+        assert!(check_faults(None, false).is_ok());
+        match (
+            NodeConfig::parse(&text, Path::new("n.toml")),
+            FAULTS_COMPILED,
+        ) {
+            // A test build honours it...
+            (Ok(c), true) => assert!(c.faults().drop_all && !c.faults().tamper_records),
+            // ...any other refuses it, naming the section.
+            (Err(e), false) => {
+                let e = e.to_string();
+                assert!(e.contains("faults") && e.contains("n.toml"), "{e}");
+            }
+            (outcome, compiled) => panic!("faults compiled: {compiled}, parse: {outcome:?}"),
+        }
+        let plain = NodeConfig::parse(&base, Path::new("n.toml")).unwrap();
+        assert_eq!(plain.faults(), FaultsSection::default());
     }
 }

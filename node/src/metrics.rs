@@ -14,7 +14,7 @@ use prometheus::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-use crate::engine::{Counters, DropReason};
+use mtos_mixnode::engine::{Counters, DropReason};
 
 /// Drops counted by the driver (before or after the engine).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,7 +34,7 @@ pub enum DriverDrop {
     UnknownNextHop,
     /// The link to the next hop broke while the frame was being sent.
     LinkFailed,
-    /// Test-only fault injection (`MTOS_FAULT_DROP_ALL`) dropped it.
+    /// Test-only fault injection (`[faults] drop_all`) dropped it.
     FaultInjected,
 }
 

@@ -1,13 +1,15 @@
-//! `mtos-node`: the relay daemon of mtos, and the directory authority.
+//! The `mtos-node` command: the relay daemon of mtos, and the directory
+//! authority. Its binaries (`mtos-node`, and `mtos-node-faults` in test
+//! builds) only call [`main`].
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use crate::authority;
+use crate::config::{NodeConfig, Role};
 use clap::{Parser, Subcommand, ValueEnum};
 use mtos_crypto::{Identity, Label, Visibility};
-use mtos_mixnode::config::{NodeConfig, Role};
-use mtos_mixnode::driver::{self, authority};
 
 /// File names inside the node directory.
 const CONFIG_FILE: &str = "mtos-node.toml";
@@ -111,7 +113,8 @@ enum AuthorityCommand {
     },
 }
 
-fn main() -> ExitCode {
+/// Parses the command line and runs the command.
+pub fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -233,7 +236,7 @@ fn serve(config_path: &Path) -> Result<(), String> {
     let base = config_path.parent().unwrap_or(Path::new(".")).to_owned();
     init_logging(config.log.client_addresses);
     runtime()?.block_on(async move {
-        driver::node::run(config, &base, signals())
+        crate::run::run(config, &base, signals())
             .await
             .map_err(|e| e.to_string())
     })
@@ -242,7 +245,7 @@ fn serve(config_path: &Path) -> Result<(), String> {
 /// Times header check + unwrap of pre-built packets (building them is
 /// slower and not what a node does).
 fn bench(seconds: f64) -> Result<(), String> {
-    let rate = driver::capacity::unwrap_rate(seconds)?;
+    let rate = crate::capacity::unwrap_rate(seconds)?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
         "Sphinx unwrap (header check + replay tag + process): {rate:.0} packets/s on one core"
@@ -296,9 +299,9 @@ fn init(dir: &Path, role: RoleArg, layer: Option<u8>) -> Result<(), String> {
     let identity = Identity::generate(&mut rand::rng(), label, Visibility::Public, now);
     // The key first: a config without a key is harmless, the reverse would
     // invite a second init that replaces the key.
-    driver::create_private(&key_path, identity.export_secret().as_bytes())
+    crate::create_private(&key_path, identity.export_secret().as_bytes())
         .map_err(|e| e.to_string())?;
-    driver::create_private(&config_path, NodeConfig::template(role, layer).as_bytes())
+    crate::create_private(&config_path, NodeConfig::template(role, layer).as_bytes())
         .map_err(|e| e.to_string())?;
     println!("created {}", config_path.display());
     println!(

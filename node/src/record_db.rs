@@ -1,5 +1,5 @@
 //! A storage node's records in RocksDB (`specs/storage.md` §2): chunks and
-//! feed slots, checked by [`crate::records::validate`] before anything is
+//! feed slots, checked by [`mtos_mixnode::records::validate`] before anything is
 //! written, kept at least the retention time, and evicted oldest first
 //! only above the size bound.
 //!
@@ -20,7 +20,7 @@ use mtos_crypto::item::Locator;
 use rocksdb::{DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions};
 
 use super::NodeError;
-use crate::records::{Kind, Refused, Retention, validate};
+use mtos_mixnode::records::{Kind, Refused, Retention, validate};
 
 const META: u8 = b'm';
 const RECORD: u8 = b'r';

@@ -14,9 +14,10 @@ use rand::{RngExt, SeedableRng};
 use tokio::sync::mpsc;
 
 use super::metrics::Metrics;
-use crate::admission::Position;
-use crate::directory::{NetworkDocument, NodeEntry, Topology};
-use crate::engine::Transmit;
+use mtos_mixnode::admission::Position;
+use mtos_mixnode::directory::{NetworkDocument, NodeEntry};
+use mtos_mixnode::engine::Transmit;
+use mtos_net::Topology;
 
 /// Loops whose fate is remembered for the loss ratio.
 const WINDOW: usize = 100;
@@ -213,7 +214,10 @@ mod tests {
             // Each link is one the admission table allows.
             let mut from = me;
             for p in &path {
-                assert!(crate::admission::accepts(*p, from, 3), "{from:?} -> {p:?}");
+                assert!(
+                    mtos_mixnode::admission::accepts(*p, from, 3),
+                    "{from:?} -> {p:?}"
+                );
                 from = *p;
             }
         }

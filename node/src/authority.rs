@@ -13,9 +13,12 @@ use libp2p::Multiaddr;
 use mtos_crypto::{Identity, Label, Visibility};
 use serde::Deserialize;
 
-use super::net::{self, DIR_ERROR, DIR_GET_DOCUMENT, DIR_OK, DIR_PROTOCOL, DIR_PUT_DESCRIPTOR};
-use super::{NodeError, create_private, load_identity, unix_now};
-use crate::directory::{Authority, EpochSchedule, Mixing, NetworkParams, Rates, libp2p_keypair};
+use super::{NodeError, create_private, load_identity};
+use mtos_mixnode::directory::{Authority, EpochSchedule, Mixing, NetworkParams, Rates};
+use mtos_net::{
+    self as net, DIR_ERROR, DIR_GET_DOCUMENT, DIR_OK, DIR_PROTOCOL, DIR_PUT_DESCRIPTOR,
+};
+use mtos_net::{libp2p_keypair, unix_now};
 
 /// The authority's key file, inside its directory.
 pub const KEY_FILE: &str = "authority.key";
@@ -113,7 +116,7 @@ impl AuthorityConfig {
         genesis: u64,
         mean_delay_ms: u64,
     ) -> String {
-        let heartbeat = epoch_secs.clamp(1, crate::directory::DEFAULT_HEARTBEAT_SECS);
+        let heartbeat = epoch_secs.clamp(1, mtos_mixnode::directory::DEFAULT_HEARTBEAT_SECS);
         format!(
             r#"# mtos directory authority. Written by `mtos-node authority init`.
 # Unknown fields are refused.
@@ -169,6 +172,7 @@ node_loops = 1.0
             mixing: self.mixing,
             rates: self.rates,
             layers: self.layers,
+            addresses: mtos_net::check_multiaddr,
         }
     }
 }
@@ -264,7 +268,7 @@ pub async fn run(
     swarm.listen_on(listen).map_err(|e| NodeError::Listen {
         field: "listen",
         addr: config.listen.clone(),
-        reason: super::node::listen_reason(&e),
+        reason: super::listen_reason(&e),
     })?;
     let mut control = swarm.behaviour().stream.new_control();
     let mut incoming = control

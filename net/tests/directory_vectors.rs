@@ -6,11 +6,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use mtos_crypto::{Identity, Label, Visibility};
-use mtos_mixnode::config::Role;
 use mtos_mixnode::directory::{
     Authority, Descriptor, EpochSchedule, Mixing, MixingKind, NetworkDocument, NetworkParams,
-    NodeEntry, Rates, SphinxKeyEntry, Trust, VERSION, peer_id_of,
+    NodeEntry, Rates, Role, SphinxKeyEntry, Trust, VERSION,
 };
+use mtos_net::{check_multiaddr, peer_id_of};
 use serde_json::{Value, json};
 
 fn identity(seed: u8, x: u8) -> Identity {
@@ -75,6 +75,7 @@ fn compute() -> Value {
             node_loops: 1.0,
         },
         layers: 3,
+        addresses: check_multiaddr,
     });
     a.accept_descriptor(&signed_descriptor, NOW).unwrap();
     let document = a.document(NOW, &authority);
@@ -111,11 +112,12 @@ fn directory_vectors_match_the_spec() {
         network: "mtos-vectors".into(),
         authorities: vec![authority],
         threshold: 1,
+        addresses: check_multiaddr,
     };
     let doc = NetworkDocument::verify(&bytes("document"), &trust, NOW).unwrap();
     assert_eq!(doc.epoch, 500_000);
     assert_eq!(doc.nodes.len(), 1);
     assert_eq!(doc.nodes[0].peer_id, expected["node_peer_id"]);
-    let d = Descriptor::verify(&bytes("descriptor"), "mtos-vectors", 3).unwrap();
+    let d = Descriptor::verify(&bytes("descriptor"), "mtos-vectors", 3, check_multiaddr).unwrap();
     assert_eq!(d.node, doc.nodes[0]);
 }

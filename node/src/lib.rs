@@ -1,21 +1,20 @@
-//! The node's driver: the tokio and libp2p code around the sans-IO core.
-//! It is the only part of the node that reads the clock, touches sockets
-//! and files, or spawns tasks.
+#![doc = include_str!("../README.md")]
 
 use std::path::PathBuf;
 
 pub mod authority;
 pub mod capacity;
+pub mod cli;
+pub mod config;
 pub mod keystore;
 pub mod loops;
 pub mod metrics;
-pub mod net;
-pub mod node;
-pub mod records;
+pub mod record_db;
 pub mod repair;
-pub mod replaydb;
+pub mod replay_db;
+pub mod replica;
+pub mod run;
 pub mod service_node;
-pub mod store;
 
 /// Why the node (or the authority) could not start or went down. Every
 /// variant names what failed.
@@ -61,17 +60,10 @@ pub enum NodeError {
     },
     /// The libp2p transport could not be built.
     #[error(transparent)]
-    Transport(#[from] net::TransportError),
+    Transport(#[from] mtos_net::TransportError),
     /// Metrics could not be registered.
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
-}
-
-/// Unix seconds now (the driver's wall clock).
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// Reads an identity key file, refusing one readable by others.
@@ -124,4 +116,22 @@ pub fn create_private(path: &std::path::Path, bytes: &[u8]) -> Result<(), NodeEr
     file.write_all(bytes)
         .and_then(|()| file.sync_all())
         .map_err(io)
+}
+
+/// Why a listener could not be opened, in an operator's words.
+pub(crate) fn listen_reason<E: std::fmt::Debug + std::fmt::Display>(
+    e: &libp2p::TransportError<E>,
+) -> String {
+    match e {
+        libp2p::TransportError::MultiaddrNotSupported(a) => format!("unsupported address {a}"),
+        libp2p::TransportError::Other(inner) => {
+            let text = inner.to_string();
+            let debug = format!("{inner:?}");
+            if debug.contains("AddrInUse") || text.contains("in use") {
+                "address already in use".to_owned()
+            } else {
+                text
+            }
+        }
+    }
 }

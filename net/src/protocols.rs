@@ -1,15 +1,13 @@
-//! The libp2p side: TCP + Noise + Yamux links, identify, ping, connection
-//! limits, an address book fed from the network document, and two stream
-//! protocols: `/mtos/mix/1` (fixed-size mix frames, back to back) and
+//! The stream protocols: `/mtos/mix/1` (fixed-size mix frames, back to
+//! back), `/mtos/client/1` (a client's session with its gateway) and
 //! `/mtos/dir/1` (one request and one response per stream, to the
-//! authority). Shared by the node, the authority and clients.
+//! authority), with their framing.
 
 use std::time::Duration;
 
 use futures::{AsyncReadExt, AsyncWriteExt};
-use libp2p::swarm::NetworkBehaviour;
-use libp2p::{StreamProtocol, Swarm, identity::Keypair};
-use libp2p::{connection_limits, identify, noise, peer_store, ping, tcp, yamux};
+use libp2p::StreamProtocol;
+use mtos_mixnode::directory::{NetworkDocument, Trust};
 
 /// Mix frames.
 pub const MIX_PROTOCOL: StreamProtocol = StreamProtocol::new("/mtos/mix/1");
@@ -49,91 +47,14 @@ pub async fn open_mix_stream(
     }
 }
 
-/// The identify protocol version string.
-pub const IDENTIFY_VERSION: &str = "/mtos/1";
-
 /// Directory request: upload a signed descriptor.
 pub const DIR_PUT_DESCRIPTOR: u8 = 1;
 /// Directory request: fetch the current signed document.
 pub const DIR_GET_DOCUMENT: u8 = 2;
 /// Largest directory response body (a signed document).
-pub const MAX_DIR_MESSAGE: usize = crate::directory::MAX_DOCUMENT_BODY + 4096;
+pub const MAX_DIR_MESSAGE: usize = mtos_mixnode::directory::MAX_DOCUMENT_BODY + 4096;
 /// Largest directory request body (a signed descriptor).
-pub const MAX_DIR_REQUEST: usize = crate::directory::MAX_DESCRIPTOR_BODY + 2048;
-
-/// The behaviours every mtos libp2p peer runs.
-#[derive(NetworkBehaviour)]
-pub struct Behaviour {
-    /// Connection limits (refuse beyond the configured counts).
-    pub limits: connection_limits::Behaviour,
-    /// Identify.
-    pub identify: identify::Behaviour,
-    /// Ping (keeps long-lived links alive and measures them).
-    pub ping: ping::Behaviour,
-    /// Raw streams for the mtos protocols.
-    pub stream: libp2p_stream::Behaviour,
-    /// Addresses of the document's nodes, for dialling by PeerId.
-    pub addresses: peer_store::Behaviour<peer_store::memory_store::MemoryStore>,
-}
-
-impl std::fmt::Debug for Behaviour {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Behaviour").finish_non_exhaustive()
-    }
-}
-
-/// Why the transport could not be built.
-#[derive(Debug, thiserror::Error)]
-#[error("libp2p transport: {0}")]
-pub struct TransportError(String);
-
-/// Builds a swarm with `keypair`, accepting at most `max_connections`
-/// established connections (and two per peer).
-pub fn build_swarm(
-    keypair: Keypair,
-    max_connections: u32,
-) -> Result<Swarm<Behaviour>, TransportError> {
-    let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .map_err(|e| TransportError(e.to_string()))?
-        .with_behaviour(|key| behaviour(key, max_connections))
-        .map_err(|e| TransportError(e.to_string()))?
-        .with_swarm_config(swarm_config)
-        .build();
-    Ok(swarm)
-}
-
-/// The protocols every mtos peer runs, for a swarm built over another
-/// transport (a client's Tor entry).
-pub fn behaviour(key: &Keypair, max_connections: u32) -> Behaviour {
-    let limits = connection_limits::ConnectionLimits::default()
-        .with_max_established(Some(max_connections))
-        .with_max_pending_incoming(Some(max_connections.min(256)))
-        .with_max_established_per_peer(Some(2));
-    let store = peer_store::memory_store::MemoryStore::new(
-        peer_store::memory_store::Config::default().set_remove_addr_on_dial_error(false),
-    );
-    Behaviour {
-        limits: connection_limits::Behaviour::new(limits),
-        identify: identify::Behaviour::new(identify::Config::new(
-            IDENTIFY_VERSION.to_owned(),
-            key.public(),
-        )),
-        ping: ping::Behaviour::new(ping::Config::new()),
-        stream: libp2p_stream::Behaviour::new(),
-        addresses: peer_store::Behaviour::new(store),
-    }
-}
-
-/// The swarm settings every mtos peer uses.
-pub fn swarm_config(c: libp2p::swarm::Config) -> libp2p::swarm::Config {
-    c.with_idle_connection_timeout(Duration::from_secs(600))
-}
+pub const MAX_DIR_REQUEST: usize = mtos_mixnode::directory::MAX_DESCRIPTOR_BODY + 2048;
 
 /// Reads one length-prefixed directory message (`kind`, then a 4-byte
 /// big-endian length, then the body), refusing bodies over `max` before
@@ -235,4 +156,22 @@ pub async fn directory_request_retrying(
         tokio::time::sleep(Duration::from_millis(100 + 150 * attempt)).await;
     }
     Err(last)
+}
+
+/// Fetches the authority's current document and verifies it (signatures,
+/// validity, and every node's PeerId and addresses).
+pub async fn fetch_document(
+    control: &mut libp2p_stream::Control,
+    authority: libp2p::PeerId,
+    trust: &Trust,
+) -> Result<NetworkDocument, String> {
+    let bytes = directory_request_retrying(
+        control,
+        authority,
+        DIR_GET_DOCUMENT,
+        &[],
+        Duration::from_secs(10),
+    )
+    .await?;
+    NetworkDocument::verify(&bytes, trust, crate::unix_now()).map_err(|e| e.to_string())
 }

@@ -13,17 +13,18 @@ use mtos_crypto::item::Locator;
 use tokio::sync::{Semaphore, mpsc};
 
 use super::metrics::Metrics;
-use super::records::RecordDb;
-use super::store::{
+use super::record_db::RecordDb;
+use super::replica::{
     STORE_GET, STORE_NOT_FOUND, STORE_OK, STORE_PROBE, STORE_PUT, STORE_REFUSED, ask, request_body,
     serve_counted,
 };
-use crate::cache::ChunkCache;
-use crate::directory::{NetworkDocument, Topology};
-use crate::engine::Transmit;
-use crate::placement::{DEFAULT_REPLICAS, replicas, storage_nodes};
-use crate::records::{Kind, validate};
-use crate::service::{Op, ReplyBlock, Request, Response, Status};
+use mtos_mixnode::cache::ChunkCache;
+use mtos_mixnode::directory::NetworkDocument;
+use mtos_mixnode::engine::Transmit;
+use mtos_mixnode::placement::{DEFAULT_REPLICAS, replicas, storage_nodes};
+use mtos_mixnode::records::{Kind, validate};
+use mtos_mixnode::service::{Op, ReplyBlock, Request, Response, Status};
+use mtos_net::{NodeEntryExt, Topology};
 
 /// Requests waiting for a worker; beyond it they are dropped (counted).
 pub const REQUEST_QUEUE: usize = 1_024;
@@ -82,7 +83,7 @@ impl ServiceNode {
                 };
                 let response = replica.perform(&request).await;
                 count(&metrics, op_name(&request.op), status_name(response.status));
-                match reply_transmit(&request.reply, &response, super::unix_now()) {
+                match reply_transmit(&request.reply, &response, mtos_net::unix_now()) {
                     Some(t) => {
                         let _ = out.send(t).await;
                     }

@@ -236,3 +236,24 @@ fn authority_config_errors_name_the_field() {
         assert!(err.contains(field), "{err} does not name {field}");
     }
 }
+
+#[test]
+fn the_operators_binary_refuses_to_start_with_a_faults_section() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("n3");
+    assert!(
+        node(&["init", "--dir", d.to_str().unwrap(), "--role", "gateway"])
+            .status
+            .success()
+    );
+    let config = d.join("mtos-node.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("\n[faults]\ndrop_all = true\n");
+    std::fs::write(&config, text).unwrap();
+    for command in ["check", "run"] {
+        let out = node(&[command, "--config", config.to_str().unwrap()]);
+        assert!(!out.status.success(), "{command} accepted [faults]");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("faults"), "{command}: {err}");
+    }
+}

@@ -1,0 +1,214 @@
+//! Packet and reply-block building for a session: routes through the
+//! layers, forward frames, reply blocks back to this client.
+
+use super::*;
+
+pub(super) fn core_now(started: tokio::time::Instant) -> mtos_mixnode::Instant {
+    mtos_mixnode::Instant::ZERO + started.elapsed()
+}
+
+/// What a frame carries.
+pub(super) enum Target<'a> {
+    /// Envelope plaintext for a client.
+    Client(&'a ClientAddress, &'a [u8]),
+    /// A loop back to this session.
+    Loop,
+    /// A drop: to a random address at a service node, which discards it.
+    Drop,
+}
+
+/// A frame from this session's gateway through one node per layer to
+/// `target`, or `None` when the document lacks the nodes for it.
+pub(super) fn build<R: rand::Rng + CryptoRng + ?Sized>(
+    rng: &mut R,
+    doc: &NetworkDocument,
+    me: &ClientAddress,
+    target: Target<'_>,
+) -> Option<Vec<u8>> {
+    let gateway = doc.nodes.iter().find(|n| n.key == me.gateway)?;
+    let mut route = vec![gateway];
+    route.extend(pick_layers(rng, doc)?);
+    let (last, address, message, seal_to) = match target {
+        Target::Client(to, plain) => {
+            let last = doc.nodes.iter().find(|n| n.key == to.gateway)?;
+            (last, to.mailbox, plain.to_vec(), to.key)
+        }
+        Target::Loop => (gateway, me.mailbox, Plain::Loop.encode().ok()?, me.key),
+        Target::Drop => {
+            let last = doc.pick(rng, Position::Service)?;
+            let mut key = [0u8; 32];
+            rng.fill(&mut key[..]);
+            let public =
+                x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(key)).to_bytes();
+            let mut address = [0u8; 32];
+            rng.fill(&mut address[..]);
+            (
+                last,
+                address,
+                Plain::Message(Vec::new()).encode().ok()?,
+                public,
+            )
+        }
+    };
+    route.push(last);
+    let sealed = envelope::seal(rng, &seal_to, &message).ok()?;
+    let destination = Destination {
+        address,
+        surb_id: [0; SURB_ID_LEN],
+    };
+    doc.forward_frame(rng, &route, &destination, &sealed)
+}
+
+/// One node of each mix layer, in layer order, or `None` when a layer is
+/// empty.
+pub(super) fn pick_layers<'d, R: rand::Rng + ?Sized>(
+    rng: &mut R,
+    doc: &'d NetworkDocument,
+) -> Option<Vec<&'d NodeEntry>> {
+    (1..=doc.layers)
+        .map(|l| doc.pick(rng, Position::Layer(l)))
+        .collect()
+}
+
+/// A reply block to this session: from `first` (a recipient's gateway, or
+/// nothing for a service node, which hands replies to layer 1 itself)
+/// through one node per layer to this session's gateway and mailbox,
+/// with a fresh non-zero SURB id. `None` when the document lacks a node
+/// or its epoch ends too soon for the block to be usable.
+pub(super) fn block_to_me<R: rand::Rng + CryptoRng + ?Sized>(
+    rng: &mut R,
+    doc: &NetworkDocument,
+    me: &ClientAddress,
+    first: Option<&NodeEntry>,
+) -> Option<(ReplyBlock, [u8; SURB_ID_LEN], sphinx::SurbRecovery)> {
+    let mine = doc.nodes.iter().find(|x| x.key == me.gateway)?;
+    let mut route: Vec<&NodeEntry> = first.into_iter().collect();
+    route.extend(pick_layers(rng, doc)?);
+    route.push(mine);
+    let mut id = [0u8; SURB_ID_LEN];
+    while id == [0; SURB_ID_LEN] {
+        rng.fill(&mut id[..]);
+    }
+    let (surb, recovery, delays) = doc.reply_block(rng, &route, &me.mailbox, id)?;
+    // Nodes keep an epoch's key through the next epoch (`directory.md`).
+    let expires = doc
+        .schedule
+        .start(doc.epoch.saturating_add(2))
+        .saturating_sub(delays.as_secs() + 1 + REPLY_LINK_MARGIN_SECS);
+    (expires > unix_now()).then_some((
+        ReplyBlock {
+            epoch: doc.epoch,
+            expires,
+            surb,
+        },
+        id,
+        recovery,
+    ))
+}
+
+/// `n` reply blocks through which `to` can answer this session, each
+/// starting at `to`'s gateway (`client.md` §5).
+pub(super) fn make_blocks<R: rand::Rng + CryptoRng + ?Sized>(
+    rng: &mut R,
+    doc: &NetworkDocument,
+    me: &ClientAddress,
+    to: &ClientAddress,
+    n: usize,
+) -> Option<Vec<(ReplyBlock, [u8; SURB_ID_LEN], sphinx::SurbRecovery)>> {
+    let first = doc.nodes.iter().find(|x| x.key == to.gateway)?;
+    (0..n)
+        .map(|_| block_to_me(rng, doc, me, Some(first)))
+        .collect()
+}
+
+pub(super) struct Builder {
+    pub(super) messages: mpsc::Receiver<Outgoing>,
+    pub(super) frames: mpsc::Sender<Vec<u8>>,
+    pub(super) document: watch::Receiver<Arc<NetworkDocument>>,
+    pub(super) me: ClientAddress,
+    pub(super) replies: SharedReplies,
+    pub(super) stats: Arc<Mutex<SessionStats>>,
+    pub(super) rng: StdRng,
+}
+
+impl Builder {
+    /// A frame to `to` carrying `n` new reply blocks under `tag` (and
+    /// `body`, or nothing for a top-up). The blocks are recorded before
+    /// the frame exists, so a reply cannot outrun its block's record.
+    pub(super) fn with_blocks(
+        &mut self,
+        doc: &NetworkDocument,
+        to: &ClientAddress,
+        tag: SenderTag,
+        n: usize,
+        body: Option<Vec<u8>>,
+    ) -> Option<Vec<u8>> {
+        let made = make_blocks(&mut self.rng, doc, &self.me, to, n);
+        let blocks = {
+            let mut r = self.replies.lock().ok()?;
+            let room = r.outstanding.has_room(n, unix_now());
+            match made.filter(|_| room) {
+                None => {
+                    r.outstanding.unplan(&tag, n);
+                    return None;
+                }
+                Some(made) => made
+                    .into_iter()
+                    .filter_map(|(block, id, recovery)| {
+                        r.outstanding
+                            .record(tag, id, recovery, block.expires)
+                            .then_some(block)
+                    })
+                    .collect::<Vec<_>>(),
+            }
+        };
+        if blocks.is_empty() {
+            return None;
+        }
+        if let Ok(mut st) = self.stats.lock() {
+            st.blocks_sent += blocks.len() as u64;
+            st.top_ups_sent += u64::from(body.is_none());
+        }
+        let plain = match body {
+            Some(body) => Plain::Answerable { tag, blocks, body },
+            None => Plain::MoreBlocks { tag, blocks },
+        }
+        .encode()
+        .ok()?;
+        build(&mut self.rng, doc, &self.me, Target::Client(to, &plain))
+    }
+}
+
+/// Builds real messages' frames as they are queued, beside the send loop,
+/// so a burst of messages does not hold up the schedule.
+pub(super) async fn build_loop(mut b: Builder) {
+    while let Some(item) = b.messages.recv().await {
+        let doc = b.document.borrow().clone();
+        let frame = match item {
+            Outgoing::Frame(f) => Some(f),
+            Outgoing::Message(to, body) => Plain::Message(body)
+                .encode()
+                .ok()
+                .and_then(|p| build(&mut b.rng, &doc, &b.me, Target::Client(&to, &p))),
+            Outgoing::Answerable {
+                to,
+                tag,
+                body,
+                blocks,
+            } => b.with_blocks(&doc, &to, tag, blocks, Some(body)),
+            Outgoing::MoreBlocks { to, tag, blocks } => b.with_blocks(&doc, &to, tag, blocks, None),
+        };
+        match frame {
+            Some(frame) => {
+                if b.frames.send(frame).await.is_err() {
+                    return;
+                }
+            }
+            None => {
+                if let Ok(mut st) = b.stats.lock() {
+                    st.unsendable += 1;
+                }
+            }
+        }
+    }
+}

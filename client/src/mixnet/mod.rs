@@ -1,0 +1,573 @@
+//! The client's side of the mixnet (`specs/client.md`): a session with a
+//! gateway under a fresh libp2p identity, sending on the Loopix cover
+//! schedule (real messages replace payload-stream cover; loops come back
+//! to this client; drops end at service nodes), receiving the gateway's
+//! constant-rate delivery frames, and answering through reply blocks
+//! (`replies`) without learning who asked.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+use libp2p::{Multiaddr, PeerId};
+use mtos_crypto::envelope::{self, ClientAddress, MAX_CLIENT_MESSAGE};
+use mtos_crypto::item::Locator;
+use mtos_crypto::sphinx::{self, Destination, SURB_ID_LEN};
+use mtos_crypto::{CryptoRng, VerifyKey};
+use mtos_mixnode::admission::Position;
+use mtos_mixnode::cover::{CoverRates, CoverSchedule, Send};
+use mtos_mixnode::directory::{NetworkDocument, NodeEntry, Trust};
+use mtos_mixnode::mailbox::{DELIVERY_FRAME_SIZE, Stored, decode_delivery};
+use mtos_mixnode::service::{Op, Request, Response};
+use mtos_net::peer_id_of;
+use mtos_net::unix_now;
+use mtos_net::{self as net, CLIENT_PROTOCOL, NodeEntryExt};
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use tokio::sync::{mpsc, oneshot, watch};
+use zeroize::Zeroizing;
+
+use crate::ClientError;
+use crate::replies::{
+    MAX_BLOCKS_PER_MESSAGE, Outstanding, Plain, ReplyBlock, ReplyPool, SenderTag, TAG_LEN,
+    decode_reply, encode_reply, max_answerable,
+};
+
+mod builders;
+mod network;
+mod stats;
+mod tasks;
+
+use builders::*;
+pub use network::NetworkConfig;
+use network::*;
+use stats::*;
+pub use stats::{STATS_SERIES_LIMIT, SentKind, SessionStats};
+use tasks::*;
+
+/// Real messages waiting for a payload-stream slot.
+pub const SEND_QUEUE: usize = 1_000;
+/// Received messages waiting for [`Session::recv`].
+pub const RECEIVE_QUEUE: usize = 1_000;
+/// The longest message [`Session::send`] takes.
+pub const MAX_MESSAGE: usize = MAX_CLIENT_MESSAGE - 1;
+/// Time left for a reply's links, beyond its mixing delays, when a reply
+/// block's expiry is set (`client.md` §5).
+const REPLY_LINK_MARGIN_SECS: u64 = 30;
+
+/// A message received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Received {
+    /// A message that cannot be answered.
+    Message(Vec<u8>),
+    /// A message whose sender left reply blocks: answer it with
+    /// [`Session::reply`] and `from`, which names the sender only to this
+    /// session.
+    Answerable {
+        /// The sender, as this session knows them.
+        from: SenderTag,
+        /// The message.
+        body: Vec<u8>,
+    },
+    /// A reply through one of this session's reply blocks, in the
+    /// conversation [`Session::send_answerable`] returned `tag` for.
+    Reply {
+        /// The conversation.
+        tag: SenderTag,
+        /// The reply.
+        body: Vec<u8>,
+    },
+}
+
+impl Received {
+    /// The message's bytes.
+    pub fn body(&self) -> &[u8] {
+        match self {
+            Received::Message(b) => b,
+            Received::Answerable { body, .. } | Received::Reply { body, .. } => body,
+        }
+    }
+}
+
+/// What waits to become a frame for a payload slot.
+enum Outgoing {
+    /// A message to a client.
+    Message(ClientAddress, Vec<u8>),
+    /// A message carrying `blocks` new reply blocks under `tag`.
+    Answerable {
+        to: ClientAddress,
+        tag: SenderTag,
+        body: Vec<u8>,
+        blocks: usize,
+    },
+    /// Reply blocks alone, replenishing what `to` holds for `tag`.
+    MoreBlocks {
+        to: ClientAddress,
+        tag: SenderTag,
+        blocks: usize,
+    },
+    /// A frame built already (a reply through a block).
+    Frame(Vec<u8>),
+}
+
+/// Both sides of reply blocks: those this session handed out, and those
+/// it holds to answer others.
+#[derive(Default)]
+struct Replies {
+    outstanding: Outstanding,
+    pool: ReplyPool,
+    /// Service requests waiting for their answer, by reply block id.
+    requests: HashMap<[u8; SURB_ID_LEN], (sphinx::SurbRecovery, oneshot::Sender<Vec<u8>>)>,
+}
+
+impl std::fmt::Debug for Replies {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replies")
+            .field("outstanding", &self.outstanding)
+            .field("requests", &self.requests.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Service requests a session waits on at once.
+pub const MAX_PENDING_REQUESTS: usize = 1_024;
+
+type SharedReplies = Arc<Mutex<Replies>>;
+
+/// A session with a gateway.
+pub struct Session {
+    address: ClientAddress,
+    peer: PeerId,
+    outgoing: mpsc::Sender<Outgoing>,
+    incoming: mpsc::Receiver<Received>,
+    replies: SharedReplies,
+    stats: Arc<Mutex<SessionStats>>,
+    document: watch::Receiver<Arc<NetworkDocument>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").finish_non_exhaustive()
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl Session {
+    /// Connects to a random gateway of the network with a fresh libp2p
+    /// identity and a fresh mailbox, and starts the cover schedule.
+    pub async fn connect(config: &NetworkConfig) -> Result<Self, ClientError> {
+        let keypair = libp2p::identity::Keypair::generate_ed25519();
+        let swarm =
+            net::build_swarm(keypair, 64).map_err(|e| ClientError::Network(e.to_string()))?;
+        Self::connect_over(config, swarm, |_| true).await
+    }
+
+    /// [`Session::connect`] with every connection (to the authority and
+    /// to the gateway) made through Tor, so neither learns this client's
+    /// IP address (`client.md` §7). The authority and the chosen gateway
+    /// must have addresses a Tor exit can reach.
+    #[cfg(feature = "tor")]
+    pub async fn connect_through_tor(
+        config: &NetworkConfig,
+        tor: &crate::tor::TorTransport,
+    ) -> Result<Self, ClientError> {
+        crate::tor::tor_target(&config.authority_addr)
+            .map_err(|e| ClientError::Network(format!("the authority through Tor: {e}")))?;
+        let keypair = libp2p::identity::Keypair::generate_ed25519();
+        let swarm = crate::tor::build_swarm(keypair, tor, 64)?;
+        Self::connect_over(config, swarm, |n| {
+            n.multiaddrs().iter().any(crate::tor::reachable)
+        })
+        .await
+    }
+
+    async fn connect_over(
+        config: &NetworkConfig,
+        mut swarm: libp2p::Swarm<net::Behaviour>,
+        usable: impl Fn(&NodeEntry) -> bool,
+    ) -> Result<Self, ClientError> {
+        let trust = config.trust()?;
+        let authority = peer_id_of(&config.authority_key)
+            .map_err(|e| ClientError::Network(format!("authority key: {e}")))?;
+        swarm.add_peer_address(authority, config.authority_addr.clone());
+        let peer = *swarm.local_peer_id();
+        let mut control = swarm.behaviour().stream.new_control();
+        let (addr_tx, mut addr_rx) = mpsc::channel::<AddressBook>(64);
+        let swarm_task = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    cmd = addr_rx.recv() => match cmd {
+                        Some(AddressBook::Add(peer, addrs)) => {
+                            for a in addrs {
+                                swarm.add_peer_address(peer, a);
+                            }
+                        }
+                        Some(AddressBook::Barrier(done)) => {
+                            let _ = done.send(());
+                        }
+                        None => return,
+                    },
+                    _ = swarm.select_next_some() => {}
+                }
+            }
+        });
+        let doc = fetch(&mut control, authority, &trust).await?;
+        for n in &doc.nodes {
+            if let Ok(p) = n.peer() {
+                let _ = addr_tx.send(AddressBook::Add(p, n.multiaddrs())).await;
+            }
+        }
+        // The addresses are in the swarm before anything dials.
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        let _ = addr_tx.send(AddressBook::Barrier(done_tx)).await;
+        let _ = done_rx.await;
+        let mut rng = StdRng::from_rng(&mut rand::rng());
+        let gateways: Vec<&NodeEntry> = doc
+            .nodes
+            .iter()
+            .filter(|n| n.position() == Position::Gateway && usable(n))
+            .collect();
+        if gateways.is_empty() {
+            return Err(ClientError::Network(
+                "the network document lists no gateway this session can reach".into(),
+            ));
+        }
+        let gateway = gateways[rng.random_range(0..gateways.len())].clone();
+        let gateway_peer = gateway
+            .peer()
+            .map_err(|e| ClientError::Network(e.to_string()))?;
+        let mut mailbox_secret = Zeroizing::new([0u8; 32]);
+        rng.fill(mailbox_secret.as_mut_slice());
+        let key_secret = Zeroizing::new({
+            let mut k = [0u8; 32];
+            rng.fill(&mut k[..]);
+            k
+        });
+        let key = x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(*key_secret))
+            .to_bytes();
+        let address = ClientAddress {
+            gateway: gateway.key,
+            mailbox: envelope::mailbox_id(&mailbox_secret),
+            key,
+        };
+        // The delivery stream first: register the mailbox.
+        let deliveries = open_deliveries(&mut control, gateway_peer, &mailbox_secret).await?;
+        let mix = net::open_mix_stream(&mut control, gateway_peer)
+            .await
+            .map_err(net_error("gateway mix stream"))?;
+
+        let stats = Arc::new(Mutex::new(SessionStats::default()));
+        let started = tokio::time::Instant::now();
+        let (doc_tx, doc_rx) = watch::channel(Arc::new(doc));
+        let (out_tx, out_rx) = mpsc::channel(SEND_QUEUE);
+        let (frames_tx, frames_rx) = mpsc::channel(SEND_QUEUE);
+        let (loops_tx, loops_rx) = mpsc::channel(COVER_READY);
+        let (drops_tx, drops_rx) = mpsc::channel(COVER_READY);
+        let replies = SharedReplies::default();
+        let cover_builder = tokio::spawn(cover_loop(
+            loops_tx,
+            drops_tx,
+            doc_rx.clone(),
+            address,
+            StdRng::from_rng(&mut rng),
+        ));
+        let builder = tokio::spawn(build_loop(Builder {
+            messages: out_rx,
+            frames: frames_tx,
+            document: doc_rx.clone(),
+            me: address,
+            replies: replies.clone(),
+            stats: stats.clone(),
+            rng: StdRng::from_rng(&mut rng),
+        }));
+        let (in_tx, in_rx) = mpsc::channel(RECEIVE_QUEUE);
+        let sender = tokio::spawn(send_loop(SendLoop {
+            mix,
+            control: control.clone(),
+            gateway: gateway_peer,
+            me: address,
+            document: doc_rx.clone(),
+            outgoing: frames_rx,
+            loops: loops_rx,
+            drops: drops_rx,
+            stats: stats.clone(),
+            started,
+            rng,
+        }));
+        let replenish = Replenish {
+            replies: replies.clone(),
+            outgoing: out_tx.clone(),
+            stats: stats.clone(),
+        };
+        let receiver = tokio::spawn(receive_loop(Receiver {
+            stream: deliveries,
+            control: control.clone(),
+            gateway: gateway_peer,
+            mailbox_secret,
+            key: key_secret,
+            messages: in_tx,
+            replenish: replenish.clone(),
+            document: doc_rx.clone(),
+            started,
+        }));
+        let refresher = tokio::spawn(refresh_loop(
+            control, authority, trust, doc_tx, addr_tx, replenish,
+        ));
+        Ok(Self {
+            address,
+            peer,
+            outgoing: out_tx,
+            incoming: in_rx,
+            replies,
+            stats,
+            document: doc_rx,
+            tasks: vec![
+                swarm_task,
+                builder,
+                cover_builder,
+                sender,
+                receiver,
+                refresher,
+            ],
+        })
+    }
+
+    /// Where this session receives.
+    pub fn address(&self) -> ClientAddress {
+        self.address
+    }
+
+    /// This session's libp2p identity: the one its gateway (and only its
+    /// gateway) sees; fresh for every session.
+    pub fn peer_id(&self) -> PeerId {
+        self.peer
+    }
+
+    /// The network document in use.
+    pub fn document(&self) -> Arc<NetworkDocument> {
+        self.document.borrow().clone()
+    }
+
+    /// Queues a message for `to`; it leaves in the next payload-stream
+    /// slot. Fails when the queue is full or the message too long.
+    pub fn send(&self, to: &ClientAddress, message: &[u8]) -> Result<(), ClientError> {
+        if message.len() > MAX_MESSAGE {
+            return Err(ClientError::Network(format!(
+                "message of {} bytes exceeds {MAX_MESSAGE}",
+                message.len()
+            )));
+        }
+        self.outgoing
+            .try_send(Outgoing::Message(*to, message.to_vec()))
+            .map_err(|_| queue_full())
+    }
+
+    /// Queues a message for `to` carrying `blocks` (1 to 8) reply blocks,
+    /// so `to` can answer without learning this session's address.
+    /// Returns the conversation's tag, which replies come back under.
+    /// While the conversation is active (a message or reply within two
+    /// key epochs) the session keeps `to` supplied with that many blocks,
+    /// replacing those used and those about to expire.
+    pub fn send_answerable(
+        &self,
+        to: &ClientAddress,
+        message: &[u8],
+        blocks: usize,
+    ) -> Result<SenderTag, ClientError> {
+        if blocks == 0 || blocks > MAX_BLOCKS_PER_MESSAGE {
+            return Err(ClientError::Network(format!(
+                "a message carries 1 to {MAX_BLOCKS_PER_MESSAGE} reply blocks, not {blocks}"
+            )));
+        }
+        let max = max_answerable(blocks);
+        if message.len() > max {
+            return Err(crate::replies::ReplyError::TooLong {
+                got: message.len(),
+                blocks,
+                max,
+            }
+            .into());
+        }
+        let permit = self.outgoing.try_reserve().map_err(|_| queue_full())?;
+        let active_until = unix_now() + 2 * self.document().schedule.epoch_secs;
+        let tag = {
+            let mut r = self.replies.lock().map_err(|_| poisoned())?;
+            let tag = r.outstanding.tag_for(to, blocks, active_until, random_tag);
+            r.outstanding.plan(&tag, blocks);
+            tag
+        };
+        permit.send(Outgoing::Answerable {
+            to: *to,
+            tag,
+            body: message.to_vec(),
+            blocks,
+        });
+        Ok(tag)
+    }
+
+    /// Answers the sender of an [`Received::Answerable`] message through
+    /// one of its reply blocks (each is used once; the sender sends more).
+    /// The reply leaves in the next payload slot. Fails with a clear error
+    /// when no block is held for `from`, when all have expired, or when
+    /// the message is longer than [`crate::replies::MAX_REPLY`].
+    pub fn reply(&self, from: &SenderTag, message: &[u8]) -> Result<(), ClientError> {
+        let plain = encode_reply(message)?;
+        let permit = self.outgoing.try_reserve().map_err(|_| queue_full())?;
+        let block = self
+            .replies
+            .lock()
+            .map_err(|_| poisoned())?
+            .pool
+            .take(from, unix_now())?;
+        let (first, frame) = block
+            .reply_frame(&plain)
+            .map_err(|e| ClientError::Network(format!("reply block: {e}")))?;
+        // A block starts at the gateway of the address it was sent to.
+        if first.0 != self.address.gateway {
+            return Err(ClientError::Network(
+                "the reply block starts at another gateway than this session's".into(),
+            ));
+        }
+        permit.send(Outgoing::Frame(frame));
+        if let Ok(mut st) = self.stats.lock() {
+            st.replies_sent += 1;
+        }
+        Ok(())
+    }
+
+    /// Sends `op` on `locator` to a random service node through the
+    /// mixnet, with a reply block for the answer, and waits for it at most
+    /// `timeout` (`specs/storage.md` §4). The service node learns the
+    /// locator, never this session's address.
+    pub async fn request(
+        &self,
+        op: Op,
+        locator: Locator,
+        timeout: Duration,
+    ) -> Result<Response, ClientError> {
+        let doc = self.document();
+        let mut rng = StdRng::from_rng(&mut rand::rng());
+        let missing =
+            |what: &str| ClientError::Network(format!("the network document lacks {what}"));
+        let service = doc
+            .pick(&mut rng, Position::Service)
+            .ok_or_else(|| missing("a service node"))?;
+        let mine = doc
+            .nodes
+            .iter()
+            .find(|n| n.key == self.address.gateway)
+            .ok_or_else(|| missing("this session's gateway"))?;
+        let (reply, block_id, recovery) = block_to_me(&mut rng, &doc, &self.address, None)
+            .ok_or_else(|| missing("nodes and keys for the reply block"))?;
+        let mut id = [0u8; 16];
+        rng.fill(&mut id[..]);
+        let request = Request {
+            id,
+            locator,
+            op,
+            reply,
+        };
+        let bytes = request
+            .encode()
+            .map_err(|e| ClientError::Network(format!("request: {e}")))?;
+        let mut forward = vec![mine];
+        forward
+            .extend(pick_layers(&mut rng, &doc).ok_or_else(|| missing("a node in every layer"))?);
+        forward.push(service);
+        let destination = Destination {
+            address: service.key,
+            surb_id: [0; SURB_ID_LEN],
+        };
+        let frame = doc
+            .forward_frame(&mut rng, &forward, &destination, &bytes)
+            .ok_or_else(|| missing("keys for the request"))?;
+        let permit = self.outgoing.try_reserve().map_err(|_| queue_full())?;
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut r = self.replies.lock().map_err(|_| poisoned())?;
+            if r.requests.len() >= MAX_PENDING_REQUESTS {
+                return Err(ClientError::Network(format!(
+                    "{MAX_PENDING_REQUESTS} requests are waiting already"
+                )));
+            }
+            r.requests.insert(block_id, (recovery, tx));
+        }
+        permit.send(Outgoing::Frame(frame));
+        let answer = tokio::time::timeout(timeout, rx).await;
+        if let Ok(mut r) = self.replies.lock() {
+            r.requests.remove(&block_id);
+        }
+        let body = answer
+            .map_err(|_| {
+                ClientError::Network(format!(
+                    "no answer from the service node within {} s",
+                    timeout.as_secs()
+                ))
+            })?
+            .map_err(|_| ClientError::Network("the session ended".into()))?;
+        let response = Response::decode(&body)
+            .map_err(|e| ClientError::Network(format!("service response: {e}")))?;
+        if response.id != id {
+            return Err(ClientError::Network("a response to another request".into()));
+        }
+        Ok(response)
+    }
+
+    /// Usable reply blocks held for `from`.
+    pub fn reply_blocks(&self, from: &SenderTag) -> usize {
+        self.replies
+            .lock()
+            .map_or(0, |r| r.pool.available(from, unix_now()))
+    }
+
+    /// `Ok` while the session's network document is valid; otherwise why
+    /// not (it expired and could not be refreshed, with the last refresh
+    /// error): packets built from an expired document are dropped by the
+    /// nodes, whose keys have moved on.
+    pub fn health(&self) -> Result<(), ClientError> {
+        let doc = self.document();
+        let now = unix_now();
+        if now < doc.valid_until {
+            return Ok(());
+        }
+        let why = self
+            .stats()
+            .last_document_error
+            .unwrap_or_else(|| "no refresh succeeded".into());
+        Err(ClientError::Network(format!(
+            "the network document for epoch {} expired at {} (now {now}): {why}",
+            doc.epoch, doc.valid_until
+        )))
+    }
+
+    /// The next message received (loops and dummies are not messages).
+    pub async fn recv(&mut self) -> Option<Received> {
+        self.incoming.recv().await
+    }
+
+    /// A snapshot of the counters and send times.
+    pub fn stats(&self) -> SessionStats {
+        self.stats.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+}
+
+fn queue_full() -> ClientError {
+    ClientError::Network("the send queue is full".into())
+}
+
+fn poisoned() -> ClientError {
+    ClientError::Network("the session's reply table is unusable".into())
+}
+
+fn random_tag() -> [u8; TAG_LEN] {
+    rand::rng().random()
+}

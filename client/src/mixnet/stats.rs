@@ -1,0 +1,74 @@
+//! What a session sent and received, for measurements.
+
+use super::*;
+
+/// What a session sent, for measurements: when, and which stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SentKind {
+    /// A real message.
+    Real,
+    /// Payload-stream cover (a drop).
+    PayloadCover,
+    /// A loop.
+    Loop,
+    /// Drop cover.
+    Drop,
+}
+
+/// Entries each time series of [`SessionStats`] keeps (the first ones;
+/// the counters go on): about a day at λP + λL + λD = 1.2/s.
+pub const STATS_SERIES_LIMIT: usize = 100_000;
+
+pub(super) fn push_capped<T>(series: &mut Vec<T>, item: T) {
+    if series.len() < STATS_SERIES_LIMIT {
+        series.push(item);
+    }
+}
+
+/// Counters and send times of a session.
+#[derive(Debug, Clone, Default)]
+pub struct SessionStats {
+    /// Every packet written to the gateway, with its time since the
+    /// session started (the first [`STATS_SERIES_LIMIT`]).
+    pub sent: Vec<(Duration, SentKind)>,
+    /// Delivery frames received: real ones and dummies, with their times
+    /// (the first [`STATS_SERIES_LIMIT`]).
+    pub deliveries: Vec<(Duration, bool)>,
+    /// When each message (of any kind: plain, answerable, reply) was
+    /// received (the first [`STATS_SERIES_LIMIT`]).
+    pub received_at: Vec<Duration>,
+    /// Loops that came back.
+    pub loops_returned: u64,
+    /// Real messages received.
+    pub received: u64,
+    /// Frames that did not open (not for us, tampered).
+    pub undecodable: u64,
+    /// Messages dropped because [`RECEIVE_QUEUE`] was full (the reader
+    /// did not call [`Session::recv`] fast enough).
+    pub dropped_unread: u64,
+    /// Replies received through this session's reply blocks.
+    pub replies_received: u64,
+    /// Replies that came on a block this session does not hold (used
+    /// already, forgotten after expiry, or forged): dropped.
+    pub unknown_replies: u64,
+    /// Replies sent through others' reply blocks.
+    pub replies_sent: u64,
+    /// Reply blocks this session handed out.
+    pub blocks_sent: u64,
+    /// Reply blocks received from others.
+    pub blocks_received: u64,
+    /// Reply blocks dropped to keep the pool within its bounds.
+    pub blocks_dropped: u64,
+    /// Messages carrying only reply blocks, sent to replenish them.
+    pub top_ups_sent: u64,
+    /// Times the delivery stream was reopened after the gateway went
+    /// away.
+    pub reconnects: u64,
+    /// Network document refreshes that failed.
+    pub document_refresh_failures: u64,
+    /// Why the last refresh failed, while it has not succeeded since.
+    pub last_document_error: Option<String>,
+    /// Queued messages that could not be built (the document lacked a
+    /// node for the route, or the reply table was full).
+    pub unsendable: u64,
+}

@@ -1,0 +1,389 @@
+//! A session's tasks: packet building, the cover schedule, the send
+//! loop, the delivery receiver and the document refresh.
+
+use super::*;
+
+/// Commands to the session's swarm task.
+pub(super) enum AddressBook {
+    /// Learn a node's addresses.
+    Add(PeerId, Vec<Multiaddr>),
+    /// Answer once every earlier command is done.
+    Barrier(tokio::sync::oneshot::Sender<()>),
+}
+
+pub(super) struct SendLoop {
+    pub(super) mix: libp2p::Stream,
+    pub(super) control: libp2p_stream::Control,
+    pub(super) gateway: PeerId,
+    pub(super) me: ClientAddress,
+    pub(super) document: watch::Receiver<Arc<NetworkDocument>>,
+    /// Real frames, built by [`build_loop`].
+    pub(super) outgoing: mpsc::Receiver<Vec<u8>>,
+    /// Ready loop and drop frames, built by [`cover_loop`].
+    pub(super) loops: mpsc::Receiver<Vec<u8>>,
+    pub(super) drops: mpsc::Receiver<Vec<u8>>,
+    pub(super) stats: Arc<Mutex<SessionStats>>,
+    pub(super) started: tokio::time::Instant,
+    pub(super) rng: StdRng,
+}
+
+/// Cover frames kept ready per kind.
+pub(super) const COVER_READY: usize = 4;
+
+/// Keeps loop and drop frames ready, so the send loop never builds one in
+/// a slot's time. (Ready frames carry the keys of the document they were
+/// built from; a few stay ready, so they are used long before it expires.)
+pub(super) async fn cover_loop(
+    loops: mpsc::Sender<Vec<u8>>,
+    drops: mpsc::Sender<Vec<u8>>,
+    document: watch::Receiver<Arc<NetworkDocument>>,
+    me: ClientAddress,
+    mut rng: StdRng,
+) {
+    loop {
+        let (slot, is_loop) = tokio::select! {
+            slot = loops.reserve() => (slot, true),
+            slot = drops.reserve() => (slot, false),
+        };
+        let Ok(slot) = slot else { return };
+        let doc = document.borrow().clone();
+        let target = if is_loop { Target::Loop } else { Target::Drop };
+        match build(&mut rng, &doc, &me, target) {
+            Some(frame) => slot.send(frame),
+            // No route in this document: wait for a better one.
+            None => tokio::time::sleep(Duration::from_secs(1)).await,
+        }
+    }
+}
+
+/// Sends on the cover schedule. Frames are built ahead of their slot (a
+/// real message when it is queued, one loop and one drop kept ready), so
+/// a packet leaves at its scheduled instant, not a build time later: the
+/// gaps an observer sees are the schedule's exponential gaps.
+pub(super) async fn send_loop(mut s: SendLoop) {
+    let doc = s.document.borrow().clone();
+    let rates = CoverRates {
+        payload: doc.rates.payload,
+        loop_cover: doc.rates.loops,
+        drop_cover: doc.rates.drops,
+        node_loop: 0.0,
+    };
+    let mut schedule: CoverSchedule<Vec<u8>> =
+        CoverSchedule::new(core_now(s.started), rates, SEND_QUEUE, &mut s.rng);
+    loop {
+        let doc = s.document.borrow().clone();
+        let next = schedule
+            .poll_timeout()
+            .map(|t| s.started + t.saturating_since(mtos_mixnode::Instant::ZERO));
+        tokio::select! {
+            () = async {
+                match next {
+                    Some(t) => tokio::time::sleep_until(t).await,
+                    None => std::future::pending().await,
+                }
+            } => {}
+            frame = s.outgoing.recv() => match frame {
+                Some(frame) => {
+                    // The session's queue is no longer than the schedule's.
+                    let _ = schedule.push_real(frame);
+                    continue;
+                }
+                None => return,
+            },
+        }
+        let now = core_now(s.started);
+        while let Some(send) = schedule.poll_send(now, &mut s.rng) {
+            let (kind, frame) = match send {
+                Send::Real(frame) => (SentKind::Real, Some(frame)),
+                Send::PayloadCover => (SentKind::PayloadCover, s.drops.try_recv().ok()),
+                Send::Loop => (SentKind::Loop, s.loops.try_recv().ok()),
+                Send::Drop | Send::NodeLoop => (SentKind::Drop, s.drops.try_recv().ok()),
+            };
+            // The cover builder fell behind: build this one now.
+            let frame = match frame {
+                Some(f) => f,
+                None => {
+                    let cover = if kind == SentKind::Loop {
+                        Target::Loop
+                    } else {
+                        Target::Drop
+                    };
+                    match build(&mut s.rng, &doc, &s.me, cover) {
+                        Some(f) => f,
+                        None => continue,
+                    }
+                }
+            };
+            let mut written = s.mix.write_all(&frame).await;
+            if written.is_ok() {
+                written = s.mix.flush().await;
+            }
+            if written.is_err() {
+                // Reconnect with backoff; this frame is lost (a mixnet is
+                // lossy; loops measure it).
+                let mut backoff = Duration::from_millis(200);
+                loop {
+                    tokio::time::sleep(backoff).await;
+                    if let Ok(stream) = net::open_mix_stream(&mut s.control, s.gateway).await {
+                        s.mix = stream;
+                        break;
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+                continue;
+            }
+            if let Ok(mut st) = s.stats.lock() {
+                push_capped(&mut st.sent, (s.started.elapsed(), kind));
+            }
+        }
+    }
+}
+
+pub(super) struct Receiver {
+    pub(super) stream: libp2p::Stream,
+    /// To reopen the delivery stream when it breaks.
+    pub(super) control: libp2p_stream::Control,
+    pub(super) gateway: PeerId,
+    pub(super) mailbox_secret: Zeroizing<[u8; 32]>,
+    pub(super) key: Zeroizing<[u8; 32]>,
+    pub(super) messages: mpsc::Sender<Received>,
+    pub(super) replenish: Replenish,
+    pub(super) document: watch::Receiver<Arc<NetworkDocument>>,
+    pub(super) started: tokio::time::Instant,
+}
+
+/// Keeps the recipients of active conversations supplied with reply
+/// blocks (`client.md` §5).
+#[derive(Clone)]
+pub(super) struct Replenish {
+    pub(super) replies: SharedReplies,
+    pub(super) outgoing: mpsc::Sender<Outgoing>,
+    pub(super) stats: Arc<Mutex<SessionStats>>,
+}
+
+impl Replenish {
+    /// Queues top-ups for the conversations (or just `only`) whose
+    /// recipient holds fewer blocks usable beyond `now + horizon` than
+    /// asked for. A full send queue leaves the rest to the next check.
+    pub(super) fn run(&self, now: u64, horizon: u64, only: Option<SenderTag>) {
+        let Ok(mut r) = self.replies.lock() else {
+            return;
+        };
+        r.outstanding.purge(now);
+        for w in r.outstanding.wanted(now, horizon) {
+            if only.is_some_and(|t| t != w.tag) {
+                continue;
+            }
+            let Ok(permit) = self.outgoing.try_reserve() else {
+                return;
+            };
+            let blocks = w.blocks.min(MAX_BLOCKS_PER_MESSAGE);
+            r.outstanding.plan(&w.tag, blocks);
+            permit.send(Outgoing::MoreBlocks {
+                to: w.to,
+                tag: w.tag,
+                blocks,
+            });
+        }
+    }
+
+    pub(super) fn count(&self, f: impl FnOnce(&mut SessionStats)) {
+        if let Ok(mut st) = self.stats.lock() {
+            f(&mut st);
+        }
+    }
+}
+
+impl Receiver {
+    /// A payload that came through one of this session's reply blocks.
+    pub(super) fn on_reply(&self, stored: &Stored) -> Option<Received> {
+        let r = &self.replenish;
+        // A service node's answer to a request of this session.
+        let waiting = r.replies.lock().ok()?.requests.remove(&stored.surb_id);
+        if let Some((recovery, answer)) = waiting {
+            match recovery
+                .recover(&stored.payload)
+                .ok()
+                .and_then(|plain| decode_reply(&plain).ok().map(<[u8]>::to_vec))
+            {
+                Some(body) => {
+                    let _ = answer.send(body);
+                }
+                None => r.count(|st| st.undecodable += 1),
+            }
+            return None;
+        }
+        let taken = r.replies.lock().ok()?.outstanding.take(&stored.surb_id);
+        let Some((tag, recovery)) = taken else {
+            r.count(|st| st.unknown_replies += 1);
+            return None;
+        };
+        let body = recovery
+            .recover(&stored.payload)
+            .ok()
+            .and_then(|plain| decode_reply(&plain).ok().map(<[u8]>::to_vec));
+        let Some(body) = body else {
+            r.count(|st| st.undecodable += 1);
+            return None;
+        };
+        r.count(|st| {
+            st.received += 1;
+            st.replies_received += 1;
+        });
+        let (now, epoch_secs) = (unix_now(), self.document.borrow().schedule.epoch_secs);
+        if let Ok(mut replies) = r.replies.lock() {
+            replies.outstanding.touch(&tag, now + 2 * epoch_secs);
+        }
+        // A block was used: send its replacement now.
+        r.run(now, epoch_secs / 2, Some(tag));
+        Some(Received::Reply { tag, body })
+    }
+
+    /// A forward payload: a message, a loop, or reply blocks.
+    pub(super) fn on_forward(&self, stored: &Stored) -> Option<Received> {
+        let r = &self.replenish;
+        let plain = sphinx::open_forward_payload(&stored.payload)
+            .ok()
+            .and_then(|sealed| envelope::open(&self.key, &sealed).ok())
+            .and_then(|plain| Plain::decode(&plain).ok());
+        let add = |tag, blocks: Vec<ReplyBlock>| {
+            let n = blocks.len() as u64;
+            let dropped = r
+                .replies
+                .lock()
+                .map_or(n as usize, |mut replies| replies.pool.add(tag, blocks));
+            r.count(|st| {
+                st.blocks_received += n;
+                st.blocks_dropped += dropped as u64;
+            });
+        };
+        match plain {
+            None => {
+                r.count(|st| st.undecodable += 1);
+                None
+            }
+            Some(Plain::Loop) => {
+                r.count(|st| st.loops_returned += 1);
+                None
+            }
+            Some(Plain::Message(body)) => {
+                r.count(|st| st.received += 1);
+                Some(Received::Message(body))
+            }
+            Some(Plain::Answerable { tag, blocks, body }) => {
+                add(tag, blocks);
+                r.count(|st| st.received += 1);
+                Some(Received::Answerable { from: tag, body })
+            }
+            Some(Plain::MoreBlocks { tag, blocks }) => {
+                add(tag, blocks);
+                None
+            }
+        }
+    }
+}
+
+/// Opens the delivery stream and names the mailbox (`client.md` §3).
+pub(super) async fn open_deliveries(
+    control: &mut libp2p_stream::Control,
+    gateway: PeerId,
+    mailbox_secret: &[u8; 32],
+) -> Result<libp2p::Stream, ClientError> {
+    let session = |e: std::io::Error| ClientError::Network(format!("gateway session: {e}"));
+    let mut stream = tokio::time::timeout(
+        net::MIX_READY_TIMEOUT,
+        control.open_stream(gateway, CLIENT_PROTOCOL),
+    )
+    .await
+    .map_err(|_| ClientError::Network("the gateway did not answer".into()))?
+    .map_err(|e| ClientError::Network(format!("gateway session: {e}")))?;
+    stream.write_all(mailbox_secret).await.map_err(session)?;
+    stream.flush().await.map_err(session)?;
+    Ok(stream)
+}
+
+pub(super) async fn receive_loop(mut r: Receiver) {
+    let mut frame = vec![0u8; DELIVERY_FRAME_SIZE];
+    loop {
+        if r.stream.read_exact(&mut frame).await.is_err() {
+            // The gateway went away: reopen with backoff. The mailbox
+            // outlives the session (`client.md` §3), so what arrived
+            // meanwhile is delivered then.
+            let mut backoff = Duration::from_millis(200);
+            loop {
+                tokio::time::sleep(backoff).await;
+                match open_deliveries(&mut r.control, r.gateway, &r.mailbox_secret).await {
+                    Ok(stream) => {
+                        r.stream = stream;
+                        break;
+                    }
+                    Err(_) => backoff = (backoff * 2).min(Duration::from_secs(10)),
+                }
+            }
+            r.replenish.count(|st| st.reconnects += 1);
+            continue;
+        }
+        let at = r.started.elapsed();
+        let stored = match decode_delivery(&frame) {
+            Ok(s) => s,
+            Err(_) => {
+                r.replenish.count(|st| st.undecodable += 1);
+                continue;
+            }
+        };
+        r.replenish
+            .count(|st| push_capped(&mut st.deliveries, (at, stored.is_some())));
+        let Some(stored) = stored else { continue };
+        let received = if stored.surb_id == [0; SURB_ID_LEN] {
+            r.on_forward(&stored)
+        } else {
+            r.on_reply(&stored)
+        };
+        // A full queue drops the message (counted): the reader is not
+        // keeping up.
+        if let Some(m) = received {
+            r.replenish.count(|st| push_capped(&mut st.received_at, at));
+            if r.messages.try_send(m).is_err() {
+                r.replenish.count(|st| st.dropped_unread += 1);
+            }
+        }
+    }
+}
+
+pub(super) async fn refresh_loop(
+    mut control: libp2p_stream::Control,
+    authority: PeerId,
+    trust: Trust,
+    document: watch::Sender<Arc<NetworkDocument>>,
+    addresses: mpsc::Sender<AddressBook>,
+    replenish: Replenish,
+) {
+    loop {
+        let epoch_secs = document.borrow().schedule.epoch_secs;
+        tokio::time::sleep(Duration::from_secs((epoch_secs / 60).clamp(1, 30))).await;
+        // Blocks about to expire are replaced while still usable.
+        replenish.run(unix_now(), epoch_secs / 2, None);
+        // A failed refresh keeps the last document, which stays usable
+        // until it expires; the next attempt comes soon. Failures (an
+        // unreachable authority, a bad signature) are counted with the
+        // last reason, for [`Session::health`].
+        let fetched = fetch(&mut control, authority, &trust).await;
+        replenish.count(|st| match &fetched {
+            Ok(_) => st.last_document_error = None,
+            Err(e) => {
+                st.document_refresh_failures += 1;
+                st.last_document_error = Some(e.to_string());
+            }
+        });
+        if let Ok(doc) = fetched {
+            for n in &doc.nodes {
+                if let Ok(p) = n.peer() {
+                    let _ = addresses.send(AddressBook::Add(p, n.multiaddrs())).await;
+                }
+            }
+            if doc.epoch >= document.borrow().epoch {
+                document.send_replace(Arc::new(doc));
+            }
+        }
+    }
+}

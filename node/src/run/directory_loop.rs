@@ -1,0 +1,121 @@
+//! The directory loop: descriptor upload (with heartbeats) and document
+//! fetches, publishing each new document to the other tasks.
+
+use super::*;
+
+/// Keeps the node's descriptor at the authority and its document fresh.
+pub(super) struct DirectoryLoop {
+    pub(super) control: libp2p_stream::Control,
+    pub(super) authority: PeerId,
+    pub(super) trust: Trust,
+    pub(super) descriptor: watch::Receiver<Vec<u8>>,
+    pub(super) topology: watch::Sender<Option<Arc<Topology>>>,
+    pub(super) commands: mpsc::Sender<SwarmCommand>,
+    pub(super) metrics: Metrics,
+    pub(super) me: [u8; 32],
+}
+
+impl DirectoryLoop {
+    pub(super) async fn run(mut self, first: NetworkDocument) {
+        self.install(first).await;
+        let mut uploaded: Vec<u8> = Vec::new();
+        let mut uploaded_at: Option<tokio::time::Instant> = None;
+        loop {
+            let current = self.descriptor.borrow_and_update().clone();
+            let (listed, heartbeat) = match self.topology.borrow().as_ref() {
+                Some(t) => (
+                    t.document.nodes.iter().any(|n| n.key == self.me),
+                    Duration::from_secs(t.document.schedule.heartbeat_secs.max(1)),
+                ),
+                None => (false, Duration::ZERO),
+            };
+            // The heartbeat: the same descriptor again, so the authority
+            // keeps listing this node (`specs/directory.md` §3).
+            let due = uploaded_at.is_none_or(|at| at.elapsed() >= heartbeat);
+            if !current.is_empty() && (current != uploaded || !listed || due) {
+                match net::directory_request_retrying(
+                    &mut self.control,
+                    self.authority,
+                    DIR_PUT_DESCRIPTOR,
+                    &current,
+                    Duration::from_secs(10),
+                )
+                .await
+                {
+                    Ok(_) => {
+                        uploaded = current;
+                        uploaded_at = Some(tokio::time::Instant::now());
+                    }
+                    Err(e) => {
+                        self.metrics.directory_failures.inc();
+                        tracing::warn!(error = %e, "descriptor upload failed");
+                    }
+                }
+            }
+            match net::fetch_document(&mut self.control, self.authority, &self.trust).await {
+                Ok(doc) => self.install(doc).await,
+                Err(e) => {
+                    self.metrics.directory_failures.inc();
+                    tracing::warn!(error = %e, "document fetch failed");
+                }
+            }
+            let (listed, schedule) = match self.topology.borrow().as_ref() {
+                Some(t) => (
+                    t.document.nodes.iter().any(|n| n.key == self.me),
+                    Some(t.document.schedule),
+                ),
+                None => (false, None),
+            };
+            // Quickly until the node is listed, then often enough that
+            // nodes joining within an epoch are soon reachable and the
+            // heartbeat is never late.
+            let pause = if let (true, Some(schedule)) = (listed, schedule) {
+                Duration::from_secs(
+                    (schedule.epoch_secs / 60)
+                        .clamp(1, 30)
+                        .min(schedule.heartbeat_secs.max(1)),
+                )
+            } else {
+                Duration::from_millis(500)
+            };
+            tokio::select! {
+                () = tokio::time::sleep(pause) => {}
+                changed = self.descriptor.changed() => if changed.is_err() { return },
+            }
+        }
+    }
+
+    pub(super) async fn install(&mut self, doc: NetworkDocument) {
+        // Every time: the address book is a bounded cache that identify
+        // reports from clients can push document nodes out of.
+        let addresses = doc
+            .nodes
+            .iter()
+            .filter_map(|n| n.peer().ok().map(|p| (p, n.multiaddrs())))
+            .collect();
+        let _ = self.commands.send(SwarmCommand::Addresses(addresses)).await;
+        let current = self
+            .topology
+            .borrow()
+            .as_ref()
+            // Compared whole: a restarted authority counts serials from 1.
+            .map(|t| (t.document.epoch, t.document == doc));
+        match current {
+            Some((_, true)) => return,
+            Some((epoch, false)) if doc.epoch < epoch => {
+                tracing::debug!(epoch = doc.epoch, "an older document is ignored");
+                return;
+            }
+            _ => {}
+        }
+        self.metrics.directory_nodes.set(doc.nodes.len() as i64);
+        tracing::info!(
+            epoch = doc.epoch,
+            serial = doc.serial,
+            nodes = doc.nodes.len(),
+            "network document installed"
+        );
+        self.topology
+            .send_replace(Some(Arc::new(Topology::new(doc))));
+    }
+}

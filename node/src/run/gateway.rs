@@ -1,0 +1,110 @@
+//! A gateway's client sessions (`/mtos/client/1`): each connected client
+//! gets delivery frames from its mailbox at a constant rate, real or
+//! dummy; expired mailboxes are swept.
+
+use super::*;
+
+/// Payloads one mailbox holds.
+pub(super) const MAILBOX_LIMIT: usize = 1_000;
+/// Payloads all of a gateway's mailboxes hold (about 82 MiB at 4,113
+/// bytes each).
+pub(super) const MAILBOXES_LIMIT: usize = 20_000;
+
+pub(super) struct ClientSessions {
+    pub(super) mailboxes: Arc<Mutex<Mailboxes>>,
+    pub(super) topology: SharedTopology,
+    pub(super) metrics: Metrics,
+    pub(super) permits: Arc<tokio::sync::Semaphore>,
+}
+
+pub(super) async fn client_task(
+    mut incoming: libp2p_stream::IncomingStreams,
+    sessions: ClientSessions,
+) {
+    let sessions = Arc::new(sessions);
+    while let Some((_peer, stream)) = incoming.next().await {
+        // Never the peer in logs: it is a client.
+        if let Ok(permit) = sessions.permits.clone().try_acquire_owned() {
+            tokio::spawn(serve_client(stream, sessions.clone(), permit));
+        }
+    }
+}
+
+/// Drops, once a minute, mailboxes whose last session closed more than
+/// [`mtos_mixnode::mailbox::MAILBOX_KEEP_SECS`] ago, with what they held.
+pub(super) async fn expire_mailboxes(mailboxes: Arc<Mutex<Mailboxes>>, metrics: Metrics) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        let Ok(mut m) = mailboxes.lock() else { return };
+        let dropped = m.expire(mtos_net::unix_now());
+        metrics
+            .mailbox_messages
+            .with_label_values(&["expired"])
+            .inc_by(dropped as u64);
+        metrics.mailbox_held.set(m.held() as i64);
+    }
+}
+
+/// One client session: the client names its mailbox by the secret the id
+/// derives from, then gets one delivery frame per exponential gap of mean
+/// 1/λP, a stored payload when there is one and a dummy otherwise, so the
+/// link shows the same traffic whether or not replies arrive.
+pub(super) async fn serve_client(
+    mut stream: libp2p::Stream,
+    sessions: Arc<ClientSessions>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+) {
+    let mut secret = zeroize::Zeroizing::new([0u8; 32]);
+    match tokio::time::timeout(net::MIX_READY_TIMEOUT, stream.read_exact(secret.as_mut())).await {
+        Ok(Ok(())) => {}
+        _ => return,
+    }
+    let mailbox = mtos_crypto::envelope::mailbox_id(&secret);
+    drop(secret);
+    let metrics = &sessions.metrics;
+    // Only opened mailboxes take payloads (`client.md` §3).
+    if !sessions
+        .mailboxes
+        .lock()
+        .is_ok_and(|mut m| m.open(mailbox, mtos_net::unix_now()))
+    {
+        return;
+    }
+    metrics.client_sessions.inc();
+    let mut rng = StdRng::from_rng(&mut rand::rng());
+    let mut next = tokio::time::Instant::now();
+    loop {
+        let rate = sessions
+            .topology
+            .borrow()
+            .as_ref()
+            .map_or(1.0, |t| t.document.rates.payload);
+        let mean = Duration::from_secs_f64(1.0 / rate.clamp(0.01, 10_000.0));
+        next += mtos_crypto::sphinx::sample_exponential(&mut rng, mean);
+        tokio::time::sleep_until(next).await;
+        let stored = sessions.mailboxes.lock().ok().and_then(|mut m| {
+            let stored = m.pop(&mailbox);
+            metrics.mailbox_held.set(m.held() as i64);
+            stored
+        });
+        let frame = encode_delivery(stored.as_ref());
+        let write = async {
+            stream.write_all(&frame).await?;
+            stream.flush().await
+        };
+        if !matches!(tokio::time::timeout(WRITE_TIMEOUT, write).await, Ok(Ok(()))) {
+            // The client went away: its payload waits for the next session.
+            if let (Some(s), Ok(mut m)) = (stored, sessions.mailboxes.lock()) {
+                m.push(mailbox, s);
+            }
+            break;
+        }
+        let kind = if stored.is_some() { "real" } else { "dummy" };
+        metrics.client_deliveries.with_label_values(&[kind]).inc();
+    }
+    if let Ok(mut m) = sessions.mailboxes.lock() {
+        m.close(&mailbox, mtos_net::unix_now());
+    }
+    metrics.client_sessions.dec();
+}

@@ -1,0 +1,252 @@
+//! Mix links: one reader per inbound mix stream (admission, token bucket,
+//! then a bounded queue to the engine) and one writer per next hop (a
+//! bounded send queue).
+
+use super::*;
+
+/// Per-peer token buckets, each marked with whether it was made for a
+/// client (whose rate comes from the document) or a node.
+pub(super) type Buckets = Arc<Mutex<HashMap<PeerId, (bool, TokenBucket)>>>;
+
+pub(super) struct Inbound {
+    pub(super) frames: mpsc::Sender<Vec<u8>>,
+    pub(super) topology: SharedTopology,
+    pub(super) metrics: Metrics,
+    pub(super) buckets: Buckets,
+    pub(super) origin: tokio::time::Instant,
+    pub(super) me: Position,
+    pub(super) rate: f64,
+    /// Depth of a client's token bucket (its rate comes from the document).
+    pub(super) client_burst: f64,
+    /// Test-only fault: drop every frame (`[faults] drop_all`).
+    pub(super) drop_all: bool,
+    /// Open inbound mix streams per peer.
+    pub(super) streams: Mutex<HashMap<PeerId, usize>>,
+}
+
+/// Holds one of a peer's inbound stream slots while its reader runs.
+pub(super) struct StreamSlot {
+    pub(super) peer: PeerId,
+    pub(super) inbound: Arc<Inbound>,
+}
+
+impl StreamSlot {
+    pub(super) fn take(peer: PeerId, inbound: &Arc<Inbound>) -> Option<Self> {
+        let mut streams = inbound.streams.lock().ok()?;
+        let open = streams.entry(peer).or_insert(0);
+        if *open >= STREAMS_PER_PEER {
+            return None;
+        }
+        *open += 1;
+        Some(Self {
+            peer,
+            inbound: inbound.clone(),
+        })
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        if let Ok(mut streams) = self.inbound.streams.lock()
+            && let Some(open) = streams.get_mut(&self.peer)
+        {
+            *open = open.saturating_sub(1);
+            if *open == 0 {
+                streams.remove(&self.peer);
+            }
+        }
+    }
+}
+
+pub(super) async fn accept_task(mut incoming: libp2p_stream::IncomingStreams, inbound: Inbound) {
+    let inbound = Arc::new(inbound);
+    while let Some((peer, stream)) = incoming.next().await {
+        // A peer needs one stream (two while one is being replaced); more
+        // would only multiply buffers and tasks. Dropping the stream
+        // resets it, so its sender never gets the ready byte.
+        if let Some(slot) = StreamSlot::take(peer, &inbound) {
+            tokio::spawn(read_frames(stream, slot));
+        }
+    }
+}
+
+/// Reads fixed-size frames from one stream until it ends. Each frame is
+/// admitted (the sender's layer, its token bucket) before it is queued
+/// for the engine; every refusal is counted.
+pub(super) async fn read_frames(mut stream: libp2p::Stream, slot: StreamSlot) {
+    let (peer, inbound) = (slot.peer, slot.inbound.clone());
+    if stream.write_all(&[net::MIX_READY]).await.is_err() || stream.flush().await.is_err() {
+        return;
+    }
+    let mut buf = vec![0u8; FRAME_SIZE];
+    loop {
+        let mut got = 0;
+        while got < FRAME_SIZE {
+            match stream.read(&mut buf[got..]).await {
+                Ok(0) | Err(_) => {
+                    if got > 0 {
+                        inbound.metrics.frames_received.inc();
+                        inbound
+                            .metrics
+                            .frames_dropped
+                            .with_label_values(
+                                &[mtos_mixnode::engine::DropReason::WrongSize.name()],
+                            )
+                            .inc();
+                    }
+                    return;
+                }
+                Ok(n) => got += n,
+            }
+        }
+        let (sender, layers, client_rate) = match inbound.topology.borrow().as_ref() {
+            Some(t) => {
+                let r = &t.document.rates;
+                (
+                    t.position_of(&peer),
+                    t.document.layers,
+                    CLIENT_RATE_FACTOR * (r.payload + r.loops + r.drops),
+                )
+            }
+            None => (Position::Client, 0, 0.0),
+        };
+        let refuse = |reason| {
+            inbound.metrics.frames_received.inc();
+            inbound.metrics.driver_drop(reason);
+        };
+        if inbound.drop_all {
+            refuse(DriverDrop::FaultInjected);
+            continue;
+        }
+        if !accepts(inbound.me, sender, layers) {
+            // Counted, and the stream closed: this peer has no business
+            // sending here.
+            refuse(DriverDrop::WrongLayer);
+            return;
+        }
+        let now = Instant::ZERO + inbound.origin.elapsed();
+        // Nodes get the operator's per-peer rate; a client gets twice the
+        // rate its cover schedule sends at (the per-client limit of
+        // `client.md` §6), so one client cannot take more than its share.
+        let (rate, burst, reason) = if sender == Position::Client {
+            (
+                client_rate,
+                inbound.client_burst,
+                DriverDrop::ClientThrottled,
+            )
+        } else {
+            (
+                inbound.rate,
+                (inbound.rate / 4.0).max(64.0),
+                DriverDrop::RateLimited,
+            )
+        };
+        // A peer's bucket follows its current position: a node that was
+        // not yet in this node's document counted as a client, and must
+        // get a node's bucket once it is.
+        let as_client = sender == Position::Client;
+        let admitted = inbound.buckets.lock().is_ok_and(|mut b| {
+            let entry = b
+                .entry(peer)
+                .or_insert_with(|| (as_client, TokenBucket::new(now, rate, burst)));
+            if entry.0 != as_client {
+                *entry = (as_client, TokenBucket::new(now, rate, burst));
+            }
+            entry.1.try_take(now)
+        });
+        if !admitted {
+            refuse(reason);
+            continue;
+        }
+        match inbound.frames.try_send(buf.clone()) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => refuse(DriverDrop::Overloaded),
+            Err(mpsc::error::TrySendError::Closed(_)) => return,
+        }
+    }
+}
+
+/// How long a writer with nothing to send keeps its link; the engine loop
+/// starts a new writer when frames for that hop come again.
+pub(super) const WRITER_IDLE: Duration = Duration::from_secs(300);
+/// Longest one write may block before the link counts as dead (a next hop
+/// that stops reading must not hold frames forever).
+pub(super) const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Inbound mix streams one peer may hold open at once.
+pub(super) const STREAMS_PER_PEER: usize = 2;
+
+/// Sends queued frames to one next hop. It connects only while it has a
+/// frame to send, reconnects with backoff when the link fails (the frame
+/// being written is lost and counted), and ends after [`WRITER_IDLE`].
+pub(super) async fn write_frames(
+    peer: PeerId,
+    mut control: libp2p_stream::Control,
+    commands: mpsc::Sender<SwarmCommand>,
+    topology: SharedTopology,
+    mut frames: mpsc::Receiver<Vec<u8>>,
+    metrics: Metrics,
+) {
+    let mut pending: Option<Vec<u8>> = None;
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        if pending.is_none() {
+            match tokio::time::timeout(WRITER_IDLE, frames.recv()).await {
+                Ok(Some(frame)) => pending = Some(frame),
+                Ok(None) | Err(_) => return,
+            }
+        }
+        let addrs = topology
+            .borrow()
+            .as_ref()
+            .and_then(|t| t.node_by_peer(&peer))
+            .map(NodeEntry::multiaddrs)
+            .unwrap_or_default();
+        if commands
+            .send(SwarmCommand::Dial(peer, addrs))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let mut stream = match net::open_mix_stream(&mut control, peer).await {
+            Ok(s) => {
+                backoff = Duration::from_millis(100);
+                s
+            }
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "cannot open a mix stream; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        loop {
+            let frame = match pending.take() {
+                Some(f) => f,
+                None => match tokio::time::timeout(WRITER_IDLE, frames.recv()).await {
+                    Ok(Some(f)) => f,
+                    Ok(None) | Err(_) => {
+                        let _ = stream.close().await;
+                        return;
+                    }
+                },
+            };
+            let more = !frames.is_empty();
+            let write = async {
+                stream.write_all(&frame).await?;
+                if !more {
+                    stream.flush().await?;
+                }
+                Ok::<(), std::io::Error>(())
+            };
+            let failure = match tokio::time::timeout(WRITE_TIMEOUT, write).await {
+                Ok(Ok(())) => continue,
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => "write timed out".to_owned(),
+            };
+            metrics.driver_drop(DriverDrop::LinkFailed);
+            tracing::info!(%peer, error = %failure, "mix link broke; reconnecting");
+            break;
+        }
+    }
+}

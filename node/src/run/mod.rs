@@ -1,0 +1,499 @@
+//! `mtos-node run`: the tokio driver around [`MixEngine`], started here
+//! and split by job into the submodules.
+//!
+//! Tasks: the swarm (connections, identify, ping, dialling), one reader
+//! per inbound mix stream (admission, token bucket, then a bounded queue
+//! to the engine), one writer per next hop (a bounded send queue), the
+//! directory loop (descriptor upload, document fetch), the metrics
+//! endpoint, the replay group-commit thread, and the engine loop, which
+//! alone owns the engine: timers from `poll_timeout`, sends from
+//! `poll_transmit`, and a packet leaves only once its replay tag is on
+//! disk.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, PeerId};
+use mtos_crypto::sphinx::FRAME_SIZE;
+use mtos_crypto::{Identity, VerifyKey};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use tokio::sync::{mpsc, watch};
+
+use crate::config::{CLIENT_RATE_FACTOR, NodeConfig, Role};
+use crate::metrics::{DriverDrop, Metrics};
+use crate::replay_db::{ReplayDb, TagBatch};
+use crate::{NodeError, keystore::KeyStore, listen_reason};
+use mtos_mixnode::admission::{Position, TokenBucket, accepts};
+use mtos_mixnode::directory::{
+    Descriptor, NetworkDocument, NodeEntry, SphinxKeyEntry, Trust, VERSION,
+};
+use mtos_mixnode::engine::{Counters, Event, Link, MixEngine, Transmit};
+use mtos_mixnode::keys::{EpochKey, KeyRing, ReplaySizing};
+use mtos_mixnode::mailbox::{Mailboxes, Stored, encode_delivery};
+use mtos_mixnode::time::Instant;
+use mtos_net::unix_now;
+use mtos_net::{self as net, DIR_PUT_DESCRIPTOR, MIX_PROTOCOL};
+use mtos_net::{NodeEntryExt, Topology, peer_id_of};
+
+mod directory_loop;
+mod engine_loop;
+mod gateway;
+mod links;
+mod swarm;
+
+use directory_loop::*;
+use engine_loop::*;
+use gateway::*;
+use links::*;
+use swarm::*;
+
+/// Frames waiting for the engine, from all links together.
+const INBOUND_QUEUE: usize = 4_096;
+/// Frames waiting for one next hop.
+const SEND_QUEUE: usize = 1_024;
+/// Frames the engine loop takes per wake-up before it looks at timers.
+const BATCH: usize = 256;
+/// Replay false-positive target per key.
+const REPLAY_FP_RATE: f64 = 1e-6;
+
+/// The shared view of the current network document.
+type SharedTopology = watch::Receiver<Option<Arc<Topology>>>;
+
+/// Everything the node needs from its config directory, loaded and
+/// checked before anything listens.
+struct Loaded {
+    identity: Identity,
+    trust: Trust,
+    authority: PeerId,
+    authority_addr: Multiaddr,
+    p2p: Multiaddr,
+    announce: Vec<Multiaddr>,
+    keystore: KeyStore,
+    replay: ReplayDb,
+}
+
+fn load(config: &NodeConfig, base: &Path) -> Result<Loaded, NodeError> {
+    let keys = base.join(&config.node.keys);
+    let identity = crate::load_identity(&keys.join("identity.key"))?;
+    let authority_hex = config.network.authority.trim().to_ascii_lowercase();
+    if authority_hex.is_empty() {
+        return Err(NodeError::Config(
+            "network.authority is empty: paste the authority's public key (mtos-node authority init prints it)"
+                .into(),
+        ));
+    }
+    let authority_key = data_encoding::HEXLOWER
+        .decode(authority_hex.as_bytes())
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .and_then(|b| VerifyKey::from_bytes(b).ok())
+        .ok_or_else(|| NodeError::Config("network.authority: not an ed25519 public key".into()))?;
+    let authority = peer_id_of(authority_key.as_bytes())
+        .map_err(|e| NodeError::Config(format!("network.authority: {e}")))?;
+    let authority_addr: Multiaddr =
+        config.network.authority_addr.parse().map_err(|e| {
+            NodeError::Config(format!("network.authority_addr: not a multiaddr: {e}"))
+        })?;
+    let p2p: Multiaddr = config
+        .listen
+        .p2p
+        .parse()
+        .map_err(|e| NodeError::Config(format!("listen.p2p: not a multiaddr: {e}")))?;
+    let announce = config
+        .listen
+        .announce
+        .iter()
+        .map(|a| a.parse::<Multiaddr>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| NodeError::Config(format!("listen.announce: not a multiaddr: {e}")))?;
+    let keystore = KeyStore::open(keys.join("sphinx"))?;
+    let data = base.join(&config.node.data);
+    std::fs::create_dir_all(&data).map_err(|source| NodeError::Io {
+        path: data.clone(),
+        source,
+    })?;
+    let replay = ReplayDb::open(&data.join("replay"))?;
+    Ok(Loaded {
+        identity,
+        trust: Trust {
+            network: config.network.id.clone(),
+            authorities: vec![authority_key],
+            threshold: 1,
+            addresses: mtos_net::check_multiaddr,
+        },
+        authority,
+        authority_addr,
+        p2p,
+        announce,
+        keystore,
+        replay,
+    })
+}
+
+fn my_position(config: &NodeConfig) -> Position {
+    match (config.node.role, config.node.layer) {
+        (Role::Gateway, _) => Position::Gateway,
+        (Role::Service, _) => Position::Service,
+        (Role::Mix, l) => Position::Layer(l.unwrap_or(0)),
+    }
+}
+
+fn role_label(position: Position) -> &'static str {
+    match position {
+        Position::Client => "client",
+        Position::Gateway => "gateway",
+        Position::Layer(_) => "mix",
+        Position::Service => "service",
+    }
+}
+
+/// The faults a test asked for (`[faults]`, honoured only by a `faults`
+/// build), announced loudly.
+fn announce_faults(config: &NodeConfig) {
+    let faults = config.faults();
+    if faults.drop_all {
+        tracing::warn!("[faults] drop_all: this node drops every frame (test fault injection)");
+    }
+    if faults.tamper_records {
+        tracing::warn!(
+            "[faults] tamper_records: this node returns tampered records (test fault injection)"
+        );
+    }
+}
+
+/// Runs the node until `shutdown` resolves.
+pub async fn run(
+    config: NodeConfig,
+    base: &Path,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), NodeError> {
+    let loaded = load(&config, base)?;
+    announce_faults(&config);
+    let metrics = Metrics::new()?;
+    let metrics_listener = tokio::net::TcpListener::bind(&config.listen.metrics)
+        .await
+        .map_err(|e| NodeError::Listen {
+            field: "listen.metrics",
+            addr: config.listen.metrics.clone(),
+            reason: e.to_string(),
+        })?;
+    let mut swarm = net::build_swarm(
+        mtos_net::libp2p_keypair(&loaded.identity),
+        config.limits.max_connections,
+    )?;
+    swarm
+        .listen_on(loaded.p2p.clone())
+        .map_err(|e| NodeError::Listen {
+            field: "listen.p2p",
+            addr: config.listen.p2p.clone(),
+            reason: listen_reason(&e),
+        })?;
+    swarm.add_peer_address(loaded.authority, loaded.authority_addr.clone());
+    let mut control = swarm.behaviour().stream.new_control();
+    let incoming = control
+        .accept(MIX_PROTOCOL)
+        .map_err(|_| NodeError::Config("mix protocol registered twice".into()))?;
+    let clients = match config.node.role {
+        Role::Gateway => Some(
+            control
+                .accept(net::CLIENT_PROTOCOL)
+                .map_err(|_| NodeError::Config("client protocol registered twice".into()))?,
+        ),
+        _ => None,
+    };
+    // A storage node serves replica requests from service nodes.
+    let store = match config.node.storage {
+        true => {
+            let db = crate::record_db::RecordDb::open(
+                &base.join(&config.node.data).join("records"),
+                mtos_mixnode::records::Retention {
+                    min_age_secs: config.storage.retention_secs,
+                    max_bytes: config.storage.max_bytes,
+                },
+            )?;
+            metrics.records_held.set(db.records() as i64);
+            metrics.record_bytes.set(db.bytes() as i64);
+            let incoming = control
+                .accept(crate::replica::STORE_PROTOCOL)
+                .map_err(|_| NodeError::Config("store protocol registered twice".into()))?;
+            Some((incoming, Arc::new(Mutex::new(db))))
+        }
+        false => None,
+    };
+    let local_store = store.as_ref().map(|(_, db)| db.clone());
+
+    let position = my_position(&config);
+    tracing::info!(
+        peer = %swarm.local_peer_id(),
+        role = role_label(position),
+        layer = ?config.node.layer,
+        network = %config.network.id,
+        "mtos-node starting"
+    );
+    tokio::spawn(crate::metrics::serve(metrics_listener, metrics.clone()));
+
+    let (topology_tx, topology_rx) = watch::channel::<Option<Arc<Topology>>>(None);
+    if let Some((incoming, db)) = store {
+        tokio::spawn(crate::replica::serve(
+            incoming,
+            db,
+            topology_rx.clone(),
+            metrics.clone(),
+            crate::replica::PutQuota {
+                rate: f64::from(config.storage.puts_per_service),
+                burst: f64::from(config.storage.put_burst),
+            },
+            config.faults().tamper_records,
+        ));
+    }
+    let (listen_tx, listen_rx) = watch::channel::<Vec<Multiaddr>>(Vec::new());
+    let (command_tx, command_rx) = mpsc::channel::<SwarmCommand>(16);
+    let buckets: Buckets = Arc::default();
+    let origin = tokio::time::Instant::now();
+    tokio::spawn(swarm_task(SwarmTask {
+        swarm,
+        commands: command_rx,
+        topology: topology_rx.clone(),
+        listen: listen_tx,
+        metrics: metrics.clone(),
+        buckets: buckets.clone(),
+        authority: loaded.authority,
+        log_clients: config.log.client_addresses,
+    }));
+
+    let mut shutdown = std::pin::pin!(shutdown);
+    // The first document gives the epoch schedule the keys follow.
+    let first = tokio::select! {
+        d = fetch_until_ok(&mut control, &loaded, &metrics) => d,
+        () = &mut shutdown => return Ok(()),
+    };
+    let schedule = first.schedule;
+    let epoch = schedule.epoch_at(unix_now());
+    let mut rng = StdRng::from_rng(&mut rand::rng());
+    let ring = initial_ring(&loaded, &config, epoch, &mut rng, &metrics)?;
+    let mut engine: MixEngine =
+        MixEngine::new(first.mixing.engine_config(config.limits.queue_limit), ring);
+    engine.enable_records();
+    metrics.epoch.set(i64::from(epoch));
+
+    // The first document is in use before any frame is read.
+    metrics.directory_nodes.set(first.nodes.len() as i64);
+    topology_tx.send_replace(Some(Arc::new(Topology::new(first.clone()))));
+    let (frames_tx, frames_rx) = mpsc::channel::<Vec<u8>>(INBOUND_QUEUE);
+    tokio::spawn(accept_task(
+        incoming,
+        Inbound {
+            frames: frames_tx,
+            topology: topology_rx.clone(),
+            metrics: metrics.clone(),
+            buckets,
+            origin,
+            me: position,
+            rate: f64::from(config.limits.peer_rate_pps),
+            client_burst: f64::from(config.limits.client_burst),
+            drop_all: config.faults().drop_all,
+            streams: Mutex::default(),
+        },
+    ));
+    let mailboxes = clients.map(|incoming| {
+        let mailboxes = Arc::new(Mutex::new(Mailboxes::new(MAILBOX_LIMIT, MAILBOXES_LIMIT)));
+        tokio::spawn(client_task(
+            incoming,
+            ClientSessions {
+                mailboxes: mailboxes.clone(),
+                topology: topology_rx.clone(),
+                metrics: metrics.clone(),
+                permits: Arc::new(tokio::sync::Semaphore::new(
+                    config.limits.max_connections as usize,
+                )),
+            },
+        ));
+        tokio::spawn(expire_mailboxes(mailboxes.clone(), metrics.clone()));
+        mailboxes
+    });
+    let (descriptor_tx, descriptor_rx) = watch::channel(Vec::new());
+    let directory = DirectoryLoop {
+        control: control.clone(),
+        authority: loaded.authority,
+        trust: loaded.trust.clone(),
+        descriptor: descriptor_rx,
+        topology: topology_tx,
+        commands: command_tx.clone(),
+        metrics: metrics.clone(),
+        me: *loaded.identity.verify_key().as_bytes(),
+    };
+    tokio::spawn(directory.run(first));
+
+    let writer = loaded.replay.clone().spawn_writer(64)?;
+    let my_key = *loaded.identity.verify_key().as_bytes();
+    let loop_tracker = Arc::new(Mutex::new(crate::loops::LoopTracker::default()));
+    let (loops_tx, loops_rx) = mpsc::channel::<Transmit>(64);
+    // A storage node copies records to new replicas when the storage
+    // nodes change (`storage.md` §1).
+    if let Some(db) = &local_store {
+        tokio::spawn(
+            crate::repair::Repairer {
+                db: db.clone(),
+                topology: topology_rx.clone(),
+                control: control.clone(),
+                metrics: metrics.clone(),
+                me: my_key,
+                per_sec: config.storage.repair_per_sec,
+            }
+            .run(),
+        );
+    }
+    // A service node answers client requests (`storage.md` §4).
+    let service = (config.node.role == Role::Service).then(|| {
+        let (tx, rx) = mpsc::channel(crate::service_node::REQUEST_QUEUE);
+        tokio::spawn(
+            crate::service_node::ServiceNode {
+                requests: rx,
+                control: control.clone(),
+                topology: topology_rx.clone(),
+                out: loops_tx.clone(),
+                metrics: metrics.clone(),
+                local: local_store.clone(),
+                me: my_key,
+                cache: Arc::new(Mutex::new(mtos_mixnode::cache::ChunkCache::new(
+                    config.storage.cache_chunks,
+                ))),
+            }
+            .run(),
+        );
+        tx
+    });
+    tokio::spawn(crate::loops::run(
+        my_key,
+        topology_rx.clone(),
+        loops_tx,
+        loop_tracker.clone(),
+        metrics.clone(),
+    ));
+    let mut driver = EngineLoop {
+        engine,
+        rng,
+        origin,
+        metrics,
+        last: Counters::default(),
+        journal: writer.batches,
+        committed: writer.committed,
+        accepted: 0,
+        gated: std::collections::VecDeque::new(),
+        gated_limit: config.limits.queue_limit,
+        topology: topology_rx,
+        outbound: HashMap::new(),
+        control,
+        commands: command_tx,
+        schedule,
+        keystore: loaded.keystore.clone(),
+        replay: loaded.replay.clone(),
+        identity: loaded.identity,
+        descriptor: descriptor_tx,
+        listen: listen_rx,
+        config: config.clone(),
+        announce: loaded.announce.clone(),
+        rotation_retry: None,
+        mailboxes,
+        loop_tracker,
+        me: my_key,
+        service,
+    };
+    driver.publish_descriptor().await;
+    let outcome = driver.run(frames_rx, loops_rx, shutdown).await;
+    // Close the replay database in order: the commit thread finishes its
+    // last batch and exits, then the last handle is dropped.
+    drop(driver);
+    let thread = writer.thread;
+    // Bounded: a commit retrying against a failing disk must not hold
+    // the exit forever (its packets never left).
+    let _ = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio::task::spawn_blocking(move || thread.join()),
+    )
+    .await;
+    drop(loaded.replay);
+    tracing::info!("mtos-node stopped");
+    outcome
+}
+
+/// Fetches and verifies documents until one passes.
+async fn fetch_until_ok(
+    control: &mut libp2p_stream::Control,
+    loaded: &Loaded,
+    metrics: &Metrics,
+) -> NetworkDocument {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match net::fetch_document(control, loaded.authority, &loaded.trust).await {
+            Ok(d) => return d,
+            Err(e) => {
+                metrics.directory_failures.inc();
+                tracing::warn!(error = %e, "network document unavailable; retrying");
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+}
+
+/// The key ring at start: the previous epoch's key if it is still on
+/// disk, the current and next keys (loaded or made), older keys erased,
+/// and every filter rebuilt from the stored tags.
+fn initial_ring(
+    loaded: &Loaded,
+    config: &NodeConfig,
+    epoch: u32,
+    rng: &mut StdRng,
+    metrics: &Metrics,
+) -> Result<KeyRing, NodeError> {
+    let keep_from = epoch.saturating_sub(1);
+    for e in loaded.keystore.erase_before(keep_from)? {
+        tracing::info!(epoch = e, "erased an expired Sphinx key");
+    }
+    loaded.replay.erase_before(keep_from)?;
+    let sizing = ReplaySizing {
+        expected_per_key: config.limits.replay_capacity,
+        fp_rate: REPLAY_FP_RATE,
+    };
+    let current = EpochKey {
+        epoch,
+        secret: loaded.keystore.load_or_generate(epoch, rng)?,
+    };
+    let mut ring = match loaded.keystore.load(keep_from)?.filter(|_| epoch > 0) {
+        Some(previous) => {
+            let mut ring = KeyRing::new(
+                EpochKey {
+                    epoch: keep_from,
+                    secret: previous,
+                },
+                sizing,
+            );
+            ring.install_next(current);
+            ring.rotate();
+            ring
+        }
+        None => KeyRing::new(current, sizing),
+    };
+    let next = epoch.saturating_add(1);
+    ring.install_next(EpochKey {
+        epoch: next,
+        secret: loaded.keystore.load_or_generate(next, rng)?,
+    });
+    let mut restored = 0u64;
+    for slot in ring.slots_mut() {
+        loaded.replay.for_each_tag(slot.epoch, |tag| {
+            let _ = slot.filter.check_and_insert(&tag);
+            restored += 1;
+        })?;
+    }
+    metrics.replay_tags_restored.inc_by(restored);
+    tracing::info!(epoch, restored, "Sphinx keys ready, replay filters rebuilt");
+    Ok(ring)
+}

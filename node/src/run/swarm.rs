@@ -1,0 +1,90 @@
+//! The swarm task: connections, identify, ping, dialling by PeerId, and
+//! the count of connected peers by role.
+
+use super::*;
+
+/// Commands to the swarm task.
+pub(super) enum SwarmCommand {
+    /// Learn the addresses of the document's nodes.
+    Addresses(Vec<(PeerId, Vec<Multiaddr>)>),
+    /// Connect to a peer at these addresses (a no-op when connected or
+    /// dialling).
+    Dial(PeerId, Vec<Multiaddr>),
+}
+
+pub(super) struct SwarmTask {
+    pub(super) swarm: libp2p::Swarm<net::Behaviour>,
+    pub(super) commands: mpsc::Receiver<SwarmCommand>,
+    pub(super) topology: SharedTopology,
+    pub(super) listen: watch::Sender<Vec<Multiaddr>>,
+    pub(super) metrics: Metrics,
+    pub(super) buckets: Buckets,
+    pub(super) authority: PeerId,
+    pub(super) log_clients: bool,
+}
+
+pub(super) async fn swarm_task(mut t: SwarmTask) {
+    // The role each connected peer was counted under.
+    let mut counted: HashMap<PeerId, &'static str> = HashMap::new();
+    loop {
+        tokio::select! {
+            command = t.commands.recv() => match command {
+                Some(SwarmCommand::Addresses(list)) => {
+                    for (peer, addrs) in list {
+                        for a in addrs {
+                            t.swarm.add_peer_address(peer, a);
+                        }
+                    }
+                }
+                Some(SwarmCommand::Dial(peer, addrs)) => {
+                    let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
+                        .addresses(addrs)
+                        .condition(libp2p::swarm::dial_opts::PeerCondition::DisconnectedAndNotDialing)
+                        .build();
+                    if let Err(e) = t.swarm.dial(opts) {
+                        tracing::debug!(%peer, error = %e, "dial refused");
+                    }
+                }
+                None => return,
+            },
+            event = t.swarm.select_next_some() => match event {
+                SwarmEvent::NewListenAddr { address, .. } => {
+                    tracing::info!(%address, "listening");
+                    t.listen.send_modify(|l| l.push(address));
+                }
+                SwarmEvent::ConnectionEstablished { peer_id, num_established, .. }
+                    if num_established.get() == 1 =>
+                {
+                        let role = if peer_id == t.authority {
+                            "authority"
+                        } else {
+                            t.topology
+                                .borrow()
+                                .as_ref()
+                                .map_or("client", |topo| role_label(topo.position_of(&peer_id)))
+                        };
+                        t.metrics.connections.with_label_values(&[role]).inc();
+                        counted.insert(peer_id, role);
+                        // Links to other nodes are the operator's to see;
+                        // a client's identity is logged only when the
+                        // operator opted in to client addresses.
+                        if role != "client" || t.log_clients {
+                            tracing::info!(peer = %peer_id, role, "connected");
+                        }
+                }
+                SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
+                    if let Some(role) = counted.remove(&peer_id) {
+                        t.metrics.connections.with_label_values(&[role]).dec();
+                    }
+                    if let Ok(mut b) = t.buckets.lock() {
+                        b.remove(&peer_id);
+                    }
+                }
+                SwarmEvent::ListenerError { error, .. } => {
+                    tracing::warn!(%error, "listener error");
+                }
+                _ => {}
+            },
+        }
+    }
+}
