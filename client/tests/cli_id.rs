@@ -265,6 +265,20 @@ fn every_command_explains_itself_with_an_example() {
             "mtos {args:?} --help has no example"
         );
     }
+    // Every top-level command says what it is for.
+    let help = home.ok(&["--help"]);
+    for command in [
+        "id", "item", "publish", "fetch", "follow", "feed", "net", "testnet",
+    ] {
+        let line = help
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{command} ")))
+            .unwrap_or_else(|| panic!("mtos --help does not list {command}:\n{help}"));
+        assert!(
+            line.split_whitespace().count() > 2,
+            "mtos --help does not describe {command}: {line:?}"
+        );
+    }
 }
 
 #[test]

@@ -22,7 +22,7 @@ pub use error::{
 };
 pub use fingerprint::{Fingerprint, SafetyNumber};
 pub use identity::{Identity, IdentityId, Label, PublicIdentity, VerifyKey, Visibility};
-pub use keychain::file::{KeychainFile, KeychainLock, StagedKeychain};
+pub use keychain::file::{KeychainFile, KeychainLock, StagedKeychain, create_owner_only};
 pub use keychain::{KdfCost, Keychain};
 /// The RNG trait our functions take: the CLI passes the OS-seeded thread
 /// RNG, simulations and test vectors a seeded ChaCha20.

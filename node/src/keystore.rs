@@ -117,17 +117,7 @@ impl KeyStore {
         ));
         let tmp = self.dir.join(format!(".epoch-{epoch}.key.tmp"));
         let _ = fs::remove_file(&tmp);
-        let mut options = fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        let mut file = options.open(&tmp).map_err(io(&tmp))?;
-        file.write_all(text.as_bytes())
-            .and_then(|()| file.sync_all())
-            .map_err(io(&tmp))?;
+        mtos_crypto::create_owner_only(&tmp, text.as_bytes()).map_err(io(&tmp))?;
         fs::rename(&tmp, &path).map_err(io(&path))?;
         fs::File::open(&self.dir)
             .and_then(|d| d.sync_all())

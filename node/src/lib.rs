@@ -100,22 +100,10 @@ pub fn load_identity(path: &std::path::Path) -> Result<mtos_crypto::Identity, No
 
 /// Writes a new owner-only file, refusing to replace an existing one.
 pub fn create_private(path: &std::path::Path, bytes: &[u8]) -> Result<(), NodeError> {
-    use std::io::Write;
-    let io = |source| NodeError::Io {
+    mtos_crypto::create_owner_only(path, bytes).map_err(|source| NodeError::Io {
         path: path.to_owned(),
         source,
-    };
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path).map_err(io)?;
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .map_err(io)
+    })
 }
 
 /// Why a listener could not be opened, in an operator's words.

@@ -164,6 +164,16 @@ fn io_error(path: &Path, source: io::Error) -> KeychainError {
     }
 }
 
+/// Writes `bytes` to a new owner-only file (mode 0600 on Unix) and syncs
+/// it, refusing to replace an existing file (`AlreadyExists`): the one
+/// writer of secret files (identity keys, exported identities) that
+/// `mtos` and `mtos-node` share.
+pub fn create_owner_only(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut file = owner_only(OpenOptions::new().write(true).create_new(true)).open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
 #[cfg(unix)]
 fn owner_only(options: &mut OpenOptions) -> &mut OpenOptions {
     use std::os::unix::fs::OpenOptionsExt;

@@ -2,9 +2,8 @@
 
 use std::fmt::Write as _;
 use std::fs;
-use std::io::{IsTerminal, Read, Write};
+use std::io::{IsTerminal, Read};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::Subcommand;
 use mtos_client::{ClientError, Home, passphrase};
@@ -13,6 +12,8 @@ use mtos_crypto::{
 };
 use qrcode::render::unicode::Dense1x2;
 use qrcode::{EcLevel, QrCode};
+
+use crate::common::{date, now, open, write_new_private_file};
 
 /// An import file larger than this is not a secret identity.
 const MAX_IMPORT_FILE: u64 = 64 * 1024;
@@ -180,39 +181,6 @@ pub fn run(home: &Home, cmd: IdCommand) -> Result<String, ClientError> {
         IdCommand::Rm { id, yes } => rm(home, &id, yes),
         IdCommand::Passwd => passwd(home),
     }
-}
-
-pub(crate) fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-/// An RFC 3339 date, or the raw number for times humantime cannot show
-/// (past year 9999): times come from untrusted items and must not panic.
-pub(crate) fn date(secs: u64) -> String {
-    use std::fmt::Write as _;
-    let mut out = String::new();
-    match UNIX_EPOCH.checked_add(Duration::from_secs(secs)) {
-        Some(t) if secs < 253_402_300_800 => {
-            if write!(out, "{}", humantime::format_rfc3339_seconds(t)).is_err() {
-                out = format!("{secs} s after 1970");
-            }
-        }
-        _ => out = format!("{secs} s after 1970"),
-    }
-    out
-}
-
-/// Opens the keychain read-only.
-pub(crate) fn open(home: &Home) -> Result<Keychain, ClientError> {
-    let file = home.keychain();
-    if !file.exists() {
-        return Err(KeychainError::Missing(file.path().to_owned()).into());
-    }
-    let pass = passphrase::existing()?;
-    Ok(file.load(&pass)?)
 }
 
 /// Runs `edit` on the keychain under the lock and saves the result; the
@@ -393,38 +361,6 @@ fn export(
         None => out.push_str(&text),
     }
     Ok(out)
-}
-
-/// Creates a new owner-only file; refuses to replace an existing one.
-/// An I/O error on `path`, with "already exists" reported as a refusal
-/// to overwrite.
-pub(crate) fn no_overwrite(path: &Path, source: std::io::Error) -> ClientError {
-    if source.kind() == std::io::ErrorKind::AlreadyExists {
-        ClientError::Refused(format!(
-            "{} exists; refusing to overwrite it",
-            path.display()
-        ))
-    } else {
-        ClientError::Io {
-            path: path.to_owned(),
-            source,
-        }
-    }
-}
-
-pub(crate) fn write_new_private_file(path: &Path, bytes: &[u8]) -> Result<(), ClientError> {
-    let io = |source| no_overwrite(path, source);
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path).map_err(io)?;
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .map_err(io)
 }
 
 fn import(home: &Home, path: &Path) -> Result<String, ClientError> {

@@ -15,7 +15,7 @@ use mtos_crypto::item::{
 use mtos_crypto::{Identity, Keychain, PublicIdentity, agekeys};
 use zeroize::Zeroizing;
 
-use crate::id::{date, no_overwrite, now, open as open_keychain, write_new_private_file};
+use crate::common::{date, no_overwrite, now, open as open_keychain, write_new_private_file};
 
 #[derive(Debug, Subcommand)]
 pub enum ItemCommand {

@@ -1,5 +1,6 @@
 //! `mtos`: the command of people publishing and reading on mtos.
 
+mod common;
 mod id;
 mod item;
 mod net;
@@ -116,6 +117,13 @@ enum Command {
         after_help = "Example:\n  mtos net use --testnet /tmp/tn\n  mtos net show"
     )]
     Net(net::NetCommand),
+    /// Run a local testnet: real mtos-node processes on 127.0.0.1.
+    ///
+    /// `up` starts a directory authority, gateways, mix layers and service
+    /// nodes (each storing records) and waits until every node is listed in
+    /// the network document; `demo` exchanges messages between two clients
+    /// through it; `status` and `down` check and stop it. Point a home at it
+    /// with `mtos net use --testnet DIR` to publish, fetch and follow.
     #[command(
         subcommand,
         after_help = "Example:\n  mtos testnet up --dir /tmp/tn\n  mtos testnet demo --dir /tmp/tn\n  mtos testnet down --dir /tmp/tn"

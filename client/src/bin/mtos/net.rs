@@ -170,7 +170,7 @@ pub fn publish(home: &Home, opts: SealOpts) -> Result<String, ClientError> {
         Some((r, author_id)) => {
             eprintln!("resuming the unfinished publish of this item");
             let author = match author_id {
-                Some(id) if !id.is_empty() => Some(crate::id::open(home)?.find(&id)?.clone()),
+                Some(id) if !id.is_empty() => Some(crate::common::open(home)?.find(&id)?.clone()),
                 _ => None,
             };
             (r, author)
@@ -190,7 +190,7 @@ pub fn publish(home: &Home, opts: SealOpts) -> Result<String, ClientError> {
                     .map(|a| a.id().to_string())
                     .unwrap_or_default()
             );
-            crate::id::write_new_private_file(&pending, record.as_bytes())?;
+            crate::common::write_new_private_file(&pending, record.as_bytes())?;
             (r, author)
         }
     };
@@ -237,7 +237,7 @@ fn put(
                 &FeedKeys::of(author),
                 first_free,
                 reference,
-                crate::id::now().saturating_mul(1000),
+                crate::common::now().saturating_mul(1000),
                 TransferOptions::default(),
             )
             .await?;
@@ -501,7 +501,7 @@ fn timeline(
                 let _ = writeln!(
                     out,
                     "{}  {}  #{}  (item not available: {e})\n  {}",
-                    crate::id::date(entry.time_ms / 1000),
+                    crate::common::date(entry.time_ms / 1000),
                     f.label,
                     entry.n,
                     entry.item
@@ -514,7 +514,7 @@ fn timeline(
         let _ = writeln!(
             out,
             "{}  {}  #{}  {}{}",
-            crate::id::date(entry.time_ms / 1000),
+            crate::common::date(entry.time_ms / 1000),
             f.label,
             entry.n,
             item.content_type(),
@@ -552,7 +552,7 @@ pub fn publish_card(home: &Home, identity: &mtos_crypto::Identity) -> Result<Str
         feeds::publish_card(
             &session,
             identity,
-            crate::id::now().saturating_mul(1000),
+            crate::common::now().saturating_mul(1000),
             TransferOptions::default(),
         )
         .await
@@ -593,7 +593,7 @@ pub fn lookup_card(home: &Home, query: &str) -> Result<String, ClientError> {
         card.identity.fingerprint(),
         card.identity.to_uri(),
         card.follow.to_uri(),
-        crate::id::date(card.time_ms / 1000),
+        crate::common::date(card.time_ms / 1000),
         card.follow.to_uri(),
     ))
 }
