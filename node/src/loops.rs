@@ -14,7 +14,6 @@ use rand::{RngExt, SeedableRng};
 use tokio::sync::mpsc;
 
 use super::metrics::Metrics;
-use mtos_mixnode::admission::Position;
 use mtos_mixnode::directory::{NetworkDocument, NodeEntry};
 use mtos_mixnode::engine::Transmit;
 use mtos_net::Topology;
@@ -92,46 +91,13 @@ impl LoopTracker {
     }
 }
 
-/// The positions a loop from `me` visits after leaving it, ending at `me`:
-/// onward through the layers, round through a gateway, back to `me`.
-fn loop_positions(me: Position, layers: u8) -> Vec<Position> {
-    let mut ring: Vec<Position> = std::iter::once(Position::Gateway)
-        .chain((1..=layers).map(Position::Layer))
-        .collect();
-    match me {
-        Position::Service => {
-            ring.remove(0);
-            ring.push(Position::Service);
-            ring
-        }
-        Position::Gateway => {
-            ring.rotate_left(1);
-            ring
-        }
-        Position::Layer(k) => {
-            ring.rotate_left(usize::from(k) + 1);
-            ring
-        }
-        Position::Client => Vec::new(),
-    }
-}
-
 fn build(
     rng: &mut StdRng,
     doc: &NetworkDocument,
     me: &NodeEntry,
     id: [u8; SURB_ID_LEN],
 ) -> Option<Transmit> {
-    let positions = loop_positions(me.position(), doc.layers);
-    let (last, via) = positions.split_last()?;
-    if *last != me.position() {
-        return None;
-    }
-    let mut route: Vec<&NodeEntry> = via
-        .iter()
-        .map(|p| doc.pick(rng, *p))
-        .collect::<Option<_>>()?;
-    route.push(me);
+    let route = doc.node_loop_route(rng, me)?;
     let destination = Destination {
         address: me.key,
         surb_id: id,
@@ -176,7 +142,7 @@ pub async fn run(
         if let Ok(mut t) = tracker.lock() {
             t.expire(now, timeout, &metrics);
         }
-        let Some(me_entry) = doc.nodes.iter().find(|n| n.key == me) else {
+        let Some(me_entry) = doc.node(&me) else {
             continue;
         };
         let mut id = [0u8; SURB_ID_LEN];
@@ -195,30 +161,6 @@ pub async fn run(
             metrics.node_loops.with_label_values(&["sent"]).inc();
             if out.send(transmit).await.is_err() {
                 return;
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use Position::*;
-
-    #[test]
-    fn loops_visit_every_position_in_an_allowed_order() {
-        for me in [Gateway, Layer(1), Layer(2), Layer(3), Service] {
-            let path = loop_positions(me, 3);
-            assert_eq!(path.last(), Some(&me), "{me:?}");
-            assert_eq!(path.len(), 4, "{me:?}: {path:?}");
-            // Each link is one the admission table allows.
-            let mut from = me;
-            for p in &path {
-                assert!(
-                    mtos_mixnode::admission::accepts(*p, from, 3),
-                    "{from:?} -> {p:?}"
-                );
-                from = *p;
             }
         }
     }

@@ -25,15 +25,14 @@ pub(super) fn build<R: rand::Rng + CryptoRng + ?Sized>(
     me: &ClientAddress,
     target: Target<'_>,
 ) -> Option<Vec<u8>> {
-    let gateway = doc.nodes.iter().find(|n| n.key == me.gateway)?;
-    let mut route = vec![gateway];
-    route.extend(pick_layers(rng, doc)?);
     let (last, address, message, seal_to) = match target {
-        Target::Client(to, plain) => {
-            let last = doc.nodes.iter().find(|n| n.key == to.gateway)?;
-            (last, to.mailbox, plain.to_vec(), to.key)
-        }
-        Target::Loop => (gateway, me.mailbox, Plain::Loop.encode().ok()?, me.key),
+        Target::Client(to, plain) => (doc.node(&to.gateway)?, to.mailbox, plain.to_vec(), to.key),
+        Target::Loop => (
+            doc.node(&me.gateway)?,
+            me.mailbox,
+            Plain::Loop.encode().ok()?,
+            me.key,
+        ),
         Target::Drop => {
             let last = doc.pick(rng, Position::Service)?;
             let mut key = [0u8; 32];
@@ -50,24 +49,13 @@ pub(super) fn build<R: rand::Rng + CryptoRng + ?Sized>(
             )
         }
     };
-    route.push(last);
+    let route = doc.client_route(rng, &me.gateway, last)?;
     let sealed = envelope::seal(rng, &seal_to, &message).ok()?;
     let destination = Destination {
         address,
         surb_id: [0; SURB_ID_LEN],
     };
     doc.forward_frame(rng, &route, &destination, &sealed)
-}
-
-/// One node of each mix layer, in layer order, or `None` when a layer is
-/// empty.
-pub(super) fn pick_layers<'d, R: rand::Rng + ?Sized>(
-    rng: &mut R,
-    doc: &'d NetworkDocument,
-) -> Option<Vec<&'d NodeEntry>> {
-    (1..=doc.layers)
-        .map(|l| doc.pick(rng, Position::Layer(l)))
-        .collect()
 }
 
 /// A reply block to this session: from `first` (a recipient's gateway, or
@@ -81,10 +69,7 @@ pub(super) fn block_to_me<R: rand::Rng + CryptoRng + ?Sized>(
     me: &ClientAddress,
     first: Option<&NodeEntry>,
 ) -> Option<(ReplyBlock, [u8; SURB_ID_LEN], sphinx::SurbRecovery)> {
-    let mine = doc.nodes.iter().find(|x| x.key == me.gateway)?;
-    let mut route: Vec<&NodeEntry> = first.into_iter().collect();
-    route.extend(pick_layers(rng, doc)?);
-    route.push(mine);
+    let route = doc.reply_route(rng, first, &me.gateway)?;
     let mut id = [0u8; SURB_ID_LEN];
     while id == [0; SURB_ID_LEN] {
         rng.fill(&mut id[..]);
@@ -115,7 +100,7 @@ pub(super) fn make_blocks<R: rand::Rng + CryptoRng + ?Sized>(
     to: &ClientAddress,
     n: usize,
 ) -> Option<Vec<(ReplyBlock, [u8; SURB_ID_LEN], sphinx::SurbRecovery)>> {
-    let first = doc.nodes.iter().find(|x| x.key == to.gateway)?;
+    let first = doc.node(&to.gateway)?;
     (0..n)
         .map(|_| block_to_me(rng, doc, me, Some(first)))
         .collect()

@@ -461,11 +461,6 @@ impl Session {
         let service = doc
             .pick(&mut rng, Position::Service)
             .ok_or_else(|| missing("a service node"))?;
-        let mine = doc
-            .nodes
-            .iter()
-            .find(|n| n.key == self.address.gateway)
-            .ok_or_else(|| missing("this session's gateway"))?;
         let (reply, block_id, recovery) = block_to_me(&mut rng, &doc, &self.address, None)
             .ok_or_else(|| missing("nodes and keys for the reply block"))?;
         let mut id = [0u8; 16];
@@ -479,10 +474,9 @@ impl Session {
         let bytes = request
             .encode()
             .map_err(|e| ClientError::Network(format!("request: {e}")))?;
-        let mut forward = vec![mine];
-        forward
-            .extend(pick_layers(&mut rng, &doc).ok_or_else(|| missing("a node in every layer"))?);
-        forward.push(service);
+        let forward = doc
+            .client_route(&mut rng, &self.address.gateway, service)
+            .ok_or_else(|| missing("this session's gateway and a node in every layer"))?;
         let destination = Destination {
             address: service.key,
             surb_id: [0; SURB_ID_LEN],

@@ -1,5 +1,5 @@
 use super::*;
-use mtos_crypto::{Label, Visibility};
+use mtos_crypto::{Identity, Label, Visibility};
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 

@@ -1,0 +1,179 @@
+//! Routes: the one place that decides which nodes a packet crosses, and
+//! builds its frame or reply block under the document's epoch keys with
+//! the network's mixing delays (`specs/client.md` §3 and §5,
+//! `specs/mixing.md` for node loops). Clients, node loops and service
+//! requests take their routes from here. A route lists nodes in the order
+//! a packet visits them; the first is the one its frame is sent to.
+
+use mtos_crypto::sphinx::{self, Destination, Hop, sample_exponential};
+
+use crate::admission::Position;
+use crate::directory::{NetworkDocument, NodeEntry};
+
+/// The positions a node loop from `me` visits after leaving it, ending at
+/// `me`: onward through the layers, round through a gateway, back to `me`
+/// (each step one the stratified topology admits).
+pub fn loop_positions(me: Position, layers: u8) -> Vec<Position> {
+    let mut ring: Vec<Position> = std::iter::once(Position::Gateway)
+        .chain((1..=layers).map(Position::Layer))
+        .collect();
+    match me {
+        Position::Service => {
+            ring.remove(0);
+            ring.push(Position::Service);
+            ring
+        }
+        Position::Gateway => {
+            ring.rotate_left(1);
+            ring
+        }
+        Position::Layer(k) => {
+            ring.rotate_left(usize::from(k) + 1);
+            ring
+        }
+        Position::Client => Vec::new(),
+    }
+}
+
+impl NetworkDocument {
+    /// The node whose identity key is `key`.
+    pub fn node(&self, key: &[u8; 32]) -> Option<&NodeEntry> {
+        self.nodes.iter().find(|n| n.key == *key)
+    }
+
+    /// One node of each mix layer, in layer order, or `None` when a layer
+    /// is empty.
+    pub fn pick_layers<R: rand::Rng + ?Sized>(&self, rng: &mut R) -> Option<Vec<&NodeEntry>> {
+        (1..=self.layers)
+            .map(|l| self.pick(rng, Position::Layer(l)))
+            .collect()
+    }
+
+    /// A client's forward route: from its gateway (`gateway`, a node key)
+    /// through one node per layer to `last` (a recipient's gateway, a
+    /// service node, or the client's own gateway for a loop).
+    pub fn client_route<'d, R: rand::Rng + ?Sized>(
+        &'d self,
+        rng: &mut R,
+        gateway: &[u8; 32],
+        last: &'d NodeEntry,
+    ) -> Option<Vec<&'d NodeEntry>> {
+        let mut route = vec![self.node(gateway)?];
+        route.extend(self.pick_layers(rng)?);
+        route.push(last);
+        Some(route)
+    }
+
+    /// A reply block's route back to a client: from `first` (a
+    /// correspondent's gateway; nothing for a service node, which hands
+    /// replies to layer 1 itself) through one node per layer to the
+    /// client's gateway (`gateway`, a node key).
+    pub fn reply_route<'d, R: rand::Rng + ?Sized>(
+        &'d self,
+        rng: &mut R,
+        first: Option<&'d NodeEntry>,
+        gateway: &[u8; 32],
+    ) -> Option<Vec<&'d NodeEntry>> {
+        let mine = self.node(gateway)?;
+        let mut route: Vec<&NodeEntry> = first.into_iter().collect();
+        route.extend(self.pick_layers(rng)?);
+        route.push(mine);
+        Some(route)
+    }
+
+    /// A node loop's route: from `me` through one node at each of
+    /// [`loop_positions`] and back to `me`, or `None` when a position is
+    /// empty or `me` cannot loop (a client).
+    pub fn node_loop_route<'d, R: rand::Rng + ?Sized>(
+        &'d self,
+        rng: &mut R,
+        me: &'d NodeEntry,
+    ) -> Option<Vec<&'d NodeEntry>> {
+        let positions = loop_positions(me.position(), self.layers);
+        let (last, via) = positions.split_last()?;
+        if *last != me.position() {
+            return None;
+        }
+        let mut route: Vec<&NodeEntry> = via
+            .iter()
+            .map(|p| self.pick(rng, *p))
+            .collect::<Option<_>>()?;
+        route.push(me);
+        Some(route)
+    }
+
+    /// A node at `position`, picked uniformly (routes take one node per
+    /// position).
+    pub fn pick<R: rand::Rng + ?Sized>(
+        &self,
+        rng: &mut R,
+        position: Position,
+    ) -> Option<&NodeEntry> {
+        let nodes: Vec<&NodeEntry> = self
+            .nodes
+            .iter()
+            .filter(|n| n.position() == position)
+            .collect();
+        (!nodes.is_empty()).then(|| nodes[rand::RngExt::random_range(rng, 0..nodes.len())])
+    }
+
+    /// The hops of `route` under this document's epoch keys, and an
+    /// exponential delay of the network's mean for each. `None` if a node
+    /// lacks a key for the epoch.
+    fn hops_and_delays<R: rand::Rng + ?Sized>(
+        &self,
+        rng: &mut R,
+        route: &[&NodeEntry],
+    ) -> Option<(Vec<Hop>, Vec<std::time::Duration>)> {
+        let hops: Vec<Hop> = route
+            .iter()
+            .map(|n| {
+                Some(Hop {
+                    address: n.address(),
+                    sphinx_key: n.sphinx_key(self.epoch)?,
+                })
+            })
+            .collect::<Option<_>>()?;
+        let mean = std::time::Duration::from_millis(self.mixing.mean_delay_ms);
+        let delays = hops.iter().map(|_| sample_exponential(rng, mean)).collect();
+        Some((hops, delays))
+    }
+
+    /// A link frame carrying `message` through `route` (the first node is
+    /// the one the frame is sent to) to `destination`, under this
+    /// document's epoch keys, each hop holding it an exponential delay of
+    /// the network's mean. `None` if a node lacks a key for the epoch or
+    /// the packet cannot be built.
+    pub fn forward_frame<R: rand::Rng + mtos_crypto::CryptoRng + ?Sized>(
+        &self,
+        rng: &mut R,
+        route: &[&NodeEntry],
+        destination: &Destination,
+        message: &[u8],
+    ) -> Option<Vec<u8>> {
+        let (hops, delays) = self.hops_and_delays(rng, route)?;
+        let packet = sphinx::build_forward(rng, &hops, destination, &delays, message).ok()?;
+        sphinx::Frame::encode((self.epoch % 256) as u8, &packet).ok()
+    }
+
+    /// A single-use reply block (SURB) through `route` to `destination`
+    /// under this document's epoch keys, each hop holding the reply an
+    /// exponential delay of the network's mean. Returns the block, what
+    /// its creator keeps to read the reply, and the sum of its delays.
+    pub fn reply_block<R: rand::Rng + mtos_crypto::CryptoRng + ?Sized>(
+        &self,
+        rng: &mut R,
+        route: &[&NodeEntry],
+        destination: &[u8; 32],
+        surb_id: [u8; sphinx::SURB_ID_LEN],
+    ) -> Option<(Vec<u8>, sphinx::SurbRecovery, std::time::Duration)> {
+        let (hops, delays) = self.hops_and_delays(rng, route)?;
+        let total = delays.iter().sum();
+        let (surb, recovery) =
+            sphinx::build_surb(rng, &hops, destination, surb_id, &delays).ok()?;
+        Some((surb, recovery, total))
+    }
+}
+
+#[cfg(test)]
+mod tests;
