@@ -11,6 +11,7 @@ pub mod mailbox;
 pub mod placement;
 pub mod records;
 pub mod replay;
+pub mod replica_proto;
 pub mod route;
 pub mod service;
 pub mod time;

@@ -28,7 +28,7 @@ use tokio::sync::watch;
 
 use super::metrics::Metrics;
 use super::record_db::RecordDb;
-use super::replica::{STORE_HAVE, STORE_OK, STORE_PUT, ask, request_body};
+use super::replica::{ReplicaOp, ReplicaStatus, ask, request_body};
 use mtos_mixnode::placement::{DEFAULT_REPLICAS, repair, storage_nodes};
 use mtos_mixnode::records::Kind;
 use mtos_mixnode::service::MAX_PROBE;
@@ -266,8 +266,8 @@ impl Repairer {
                 .with_label_values(&[result])
                 .inc_by(n);
         };
-        let held = match ask(&mut self.control, peer, STORE_HAVE, &question, TIMEOUT).await {
-            Some((STORE_OK, bits)) if bits.len() == batch.len().div_ceil(8) => bits,
+        let held = match ask(&mut self.control, peer, ReplicaOp::Have, &question, TIMEOUT).await {
+            Some((ReplicaStatus::Ok, bits)) if bits.len() == batch.len().div_ceil(8) => bits,
             _ => {
                 count("failed", batch.len() as u64);
                 return false;
@@ -301,8 +301,9 @@ impl Repairer {
                         return true;
                     };
                     let body = request_body(kind, &locator, &record);
-                    let result = match ask(&mut control, peer, STORE_PUT, &body, TIMEOUT).await {
-                        Some((STORE_OK, _)) => {
+                    let result = match ask(&mut control, peer, ReplicaOp::Put, &body, TIMEOUT).await
+                    {
+                        Some((ReplicaStatus::Ok, _)) => {
                             metrics.repair_bytes.inc_by(record.len() as u64);
                             "sent"
                         }

@@ -9,46 +9,21 @@ use std::sync::{Arc, Mutex};
 
 use futures::{AsyncWriteExt, StreamExt};
 use libp2p::StreamProtocol;
-use mtos_crypto::geometry::CHUNK_SIZE;
 use mtos_crypto::item::Locator;
 
 use super::metrics::Metrics;
 use super::record_db::{Put, PutError, RecordDb};
 use mtos_mixnode::admission::{Position, TokenBucket};
 use mtos_mixnode::records::Kind;
+pub use mtos_mixnode::replica_proto::{
+    MAX_STORE_ANSWER, MAX_STORE_REQUEST, ReplicaOp, ReplicaStatus, kind_and_locator, request_body,
+};
 use mtos_mixnode::service::MAX_PROBE;
 use mtos_net as net;
 use mtos_net::{NodeEntryExt, Topology};
 
 /// The replica protocol.
 pub const STORE_PROTOCOL: StreamProtocol = StreamProtocol::new("/mtos/store/1");
-/// Request: `kind || locator || record`.
-pub const STORE_PUT: u8 = 1;
-/// Request: `kind || locator`.
-pub const STORE_GET: u8 = 2;
-/// Request: slot locators, 32 bytes each.
-pub const STORE_PROBE: u8 = 3;
-/// Request: `kind || locators` (1 to [`MAX_PROBE`], 32 bytes each):
-/// which records of that kind are held (repair, `specs/storage.md` §1).
-pub const STORE_HAVE: u8 = 4;
-/// Response: done (a get's record, a probe's or have's bitmap).
-pub const STORE_OK: u8 = 0x10;
-/// Response: no such record.
-pub const STORE_NOT_FOUND: u8 = 0x11;
-/// Response: refused (body: the reason's label, UTF-8).
-pub const STORE_REFUSED: u8 = 0x12;
-/// Response: the request did not parse, or the store failed.
-pub const STORE_ERROR: u8 = 0x13;
-/// The largest request body.
-pub const MAX_STORE_REQUEST: usize = 1 + 32 + CHUNK_SIZE;
-
-fn kind_and_locator(body: &[u8]) -> Option<(Kind, Locator, &[u8])> {
-    let (&k, rest) = body.split_first()?;
-    let kind = Kind::from_byte(k)?;
-    let (l, rest) = rest.split_at_checked(32)?;
-    Some((kind, Locator::from_bytes(l.try_into().ok()?), rest))
-}
-
 /// Puts one service node may make on this replica: `rate` per second,
 /// `burst` at once (node config `[storage]`).
 #[derive(Debug, Clone, Copy)]
@@ -59,69 +34,61 @@ pub struct PutQuota {
     pub burst: f64,
 }
 
-/// Serves one request against `db` at `now`: returns the response kind,
-/// its body, and the labels to count it under (`op`, `result`).
-pub fn handle(
-    db: &mut RecordDb,
-    request: u8,
-    body: &[u8],
-    now: u64,
-) -> (u8, Vec<u8>, &'static str, &'static str) {
-    match request {
-        STORE_PUT => {
+/// What a replica answers and the labels to count it under (`op`,
+/// `result`).
+pub type Answer = (ReplicaStatus, Vec<u8>, &'static str, &'static str);
+
+/// Serves one request (its wire code and body) against `db` at `now`.
+pub fn handle(db: &mut RecordDb, request: u8, body: &[u8], now: u64) -> Answer {
+    use ReplicaStatus::{Error, NotFound, Ok as Done, Refused};
+    match ReplicaOp::from_u8(request) {
+        Some(ReplicaOp::Put) => {
             let Some((kind, locator, record)) = kind_and_locator(body) else {
-                return (STORE_ERROR, b"malformed put".to_vec(), "put", "bad_request");
+                return (Error, b"malformed put".to_vec(), "put", "bad_request");
             };
             match db.put(kind, &locator, record, now) {
-                Ok(Put::Stored { .. }) => (STORE_OK, Vec::new(), "put", "stored"),
-                Ok(Put::Duplicate) => (STORE_OK, Vec::new(), "put", "duplicate"),
+                Ok(Put::Stored { .. }) => (Done, Vec::new(), "put", "stored"),
+                Ok(Put::Duplicate) => (Done, Vec::new(), "put", "duplicate"),
                 Err(PutError::Refused(r)) => {
-                    (STORE_REFUSED, r.name().as_bytes().to_vec(), "put", r.name())
+                    (Refused, r.name().as_bytes().to_vec(), "put", r.name())
                 }
-                Err(PutError::Database(_)) => {
-                    (STORE_ERROR, b"store failed".to_vec(), "put", "error")
-                }
+                Err(PutError::Database(_)) => (Error, b"store failed".to_vec(), "put", "error"),
             }
         }
-        STORE_GET => match kind_and_locator(body) {
+        Some(ReplicaOp::Get) => match kind_and_locator(body) {
             Some((kind, locator, [])) => match db.get(kind, &locator) {
-                Ok(Some(record)) => (STORE_OK, record, "get", "found"),
-                Ok(None) => (STORE_NOT_FOUND, Vec::new(), "get", "not_found"),
-                Err(_) => (STORE_ERROR, b"store failed".to_vec(), "get", "error"),
+                Ok(Some(record)) => (Done, record, "get", "found"),
+                Ok(None) => (NotFound, Vec::new(), "get", "not_found"),
+                Err(_) => (Error, b"store failed".to_vec(), "get", "error"),
             },
-            _ => (STORE_ERROR, b"malformed get".to_vec(), "get", "bad_request"),
+            _ => (Error, b"malformed get".to_vec(), "get", "bad_request"),
         },
-        STORE_PROBE => held(db, Some(Kind::Slot), body, "probe"),
-        STORE_HAVE => {
+        Some(ReplicaOp::Probe) => held(db, Some(Kind::Slot), body, "probe"),
+        Some(ReplicaOp::Have) => {
             let (kind, locators) = match body.split_first() {
                 Some((&k, rest)) => (Kind::from_byte(k), rest),
                 None => (None, body),
             };
             held(db, kind, locators, "have")
         }
-        _ => (
-            STORE_ERROR,
-            b"unknown request".to_vec(),
-            "other",
-            "bad_request",
-        ),
+        None => (Error, b"unknown request".to_vec(), "other", "bad_request"),
     }
 }
 
 /// Which of `locators` (32 bytes each, 1 to [`MAX_PROBE`]) hold a `kind`
 /// record, as a bitmap (first locator in the high bit of the first byte).
-fn held(
-    db: &RecordDb,
-    kind: Option<Kind>,
-    locators: &[u8],
-    op: &'static str,
-) -> (u8, Vec<u8>, &'static str, &'static str) {
+fn held(db: &RecordDb, kind: Option<Kind>, locators: &[u8], op: &'static str) -> Answer {
     let count = locators.len() / 32;
     let (Some(kind), true) = (
         kind,
         (1..=MAX_PROBE).contains(&count) && locators.len().is_multiple_of(32),
     ) else {
-        return (STORE_ERROR, b"malformed probe".to_vec(), op, "bad_request");
+        return (
+            ReplicaStatus::Error,
+            b"malformed probe".to_vec(),
+            op,
+            "bad_request",
+        );
     };
     let mut bitmap = vec![0u8; count.div_ceil(8)];
     for (i, l) in locators.chunks_exact(32).enumerate() {
@@ -131,19 +98,10 @@ fn held(
         match db.get(kind, &Locator::from_bytes(l)) {
             Ok(Some(_)) => bitmap[i / 8] |= 0x80 >> (i % 8),
             Ok(None) => {}
-            Err(_) => return (STORE_ERROR, b"store failed".to_vec(), op, "error"),
+            Err(_) => return (ReplicaStatus::Error, b"store failed".to_vec(), op, "error"),
         }
     }
-    (STORE_OK, bitmap, op, "found")
-}
-
-/// The body of a put (`record` given) or get (`record` empty) request.
-pub fn request_body(kind: Kind, locator: &Locator, record: &[u8]) -> Vec<u8> {
-    let mut body = Vec::with_capacity(1 + 32 + record.len());
-    body.push(kind.byte());
-    body.extend_from_slice(locator.as_bytes());
-    body.extend_from_slice(record);
-    body
+    (ReplicaStatus::Ok, bitmap, op, "found")
 }
 
 /// [`handle`] on a blocking thread, counted in the metrics (requests by
@@ -155,7 +113,7 @@ pub(super) async fn serve_counted(
     metrics: Metrics,
     kind: u8,
     body: Vec<u8>,
-) -> Option<(u8, Vec<u8>)> {
+) -> Option<(ReplicaStatus, Vec<u8>)> {
     tokio::task::spawn_blocking(move || {
         let mut db = db.lock().ok()?;
         let before = db.records();
@@ -179,29 +137,30 @@ pub(super) async fn serve_counted(
     .flatten()
 }
 
-/// One request to the replica `peer`: `(answer kind, body)`, or `None`
-/// when it cannot be reached or does not answer within `timeout`.
+/// One request to the replica `peer`: its status (one this node does not
+/// know counts as an error) and body, or `None` when it cannot be reached
+/// or does not answer within `timeout`.
 pub(super) async fn ask(
     control: &mut libp2p_stream::Control,
     peer: libp2p::PeerId,
-    kind: u8,
+    op: ReplicaOp,
     body: &[u8],
     timeout: std::time::Duration,
-) -> Option<(u8, Vec<u8>)> {
+) -> Option<(ReplicaStatus, Vec<u8>)> {
     let exchange = async {
         let mut stream = control.open_stream(peer, STORE_PROTOCOL).await.ok()?;
-        net::write_message(&mut stream, kind, body).await.ok()?;
-        let answer = net::read_message(&mut stream, MAX_STORE_ANSWER)
+        net::write_message(&mut stream, op.code(), body)
+            .await
+            .ok()?;
+        let (status, answer) = net::read_message(&mut stream, MAX_STORE_ANSWER)
             .await
             .ok()?;
         let _ = stream.close().await;
-        Some(answer)
+        let status = ReplicaStatus::from_u8(status).unwrap_or(ReplicaStatus::Error);
+        Some((status, answer))
     };
     tokio::time::timeout(timeout, exchange).await.ok().flatten()
 }
-
-/// The largest answer body read from a replica (a record, or a bitmap).
-pub const MAX_STORE_ANSWER: usize = 1 << 16;
 
 /// Serves `/mtos/store/1` on a storage node until the swarm ends. With
 /// `tamper` (the test-only `[faults] tamper_records`) every get is
@@ -243,7 +202,7 @@ pub(super) async fn serve(
             let _permit = permit;
             let exchange = async {
                 let (kind, body) = net::read_message(&mut stream, MAX_STORE_REQUEST).await?;
-                if kind == STORE_PUT {
+                if kind == ReplicaOp::Put.code() {
                     let at = mtos_mixnode::time::Instant::ZERO + origin.elapsed();
                     let admitted = buckets.lock().is_ok_and(|mut b| {
                         b.entry(peer)
@@ -255,7 +214,8 @@ pub(super) async fn serve(
                             .record_requests
                             .with_label_values(&["put", "quota"])
                             .inc();
-                        net::write_message(&mut stream, STORE_REFUSED, b"quota").await?;
+                        net::write_message(&mut stream, ReplicaStatus::Refused.code(), b"quota")
+                            .await?;
                         return stream.close().await;
                     }
                 }
@@ -263,12 +223,13 @@ pub(super) async fn serve(
                     .await
                     .ok_or_else(|| std::io::Error::other("the record store is unusable"))?;
                 if tamper
-                    && (kind, status) == (STORE_GET, STORE_OK)
+                    && (ReplicaOp::from_u8(kind), status)
+                        == (Some(ReplicaOp::Get), ReplicaStatus::Ok)
                     && let Some(b) = reply.first_mut()
                 {
                     *b ^= 1;
                 }
-                net::write_message(&mut stream, status, &reply).await?;
+                net::write_message(&mut stream, status.code(), &reply).await?;
                 stream.close().await
             };
             let _ = tokio::time::timeout(std::time::Duration::from_secs(30), exchange).await;
@@ -299,23 +260,45 @@ mod tests {
         let chunk = vec![4u8; 100];
         let at = Locator::of(&chunk);
         let put = request(Kind::Chunk, &at, &chunk);
-        assert_eq!(handle(&mut db, STORE_PUT, &put, 0).3, "stored");
-        assert_eq!(handle(&mut db, STORE_PUT, &put, 1).3, "duplicate");
-        let (status, body, _, _) = handle(&mut db, STORE_GET, &request(Kind::Chunk, &at, &[]), 2);
-        assert_eq!((status, body), (STORE_OK, chunk.clone()));
+        assert_eq!(handle(&mut db, ReplicaOp::Put.code(), &put, 0).3, "stored");
+        assert_eq!(
+            handle(&mut db, ReplicaOp::Put.code(), &put, 1).3,
+            "duplicate"
+        );
+        let (status, body, _, _) = handle(
+            &mut db,
+            ReplicaOp::Get.code(),
+            &request(Kind::Chunk, &at, &[]),
+            2,
+        );
+        assert_eq!((status, body), (ReplicaStatus::Ok, chunk.clone()));
         let missing = Locator::from_bytes([9; 32]);
         assert_eq!(
-            handle(&mut db, STORE_GET, &request(Kind::Chunk, &missing, &[]), 2).0,
-            STORE_NOT_FOUND
+            handle(
+                &mut db,
+                ReplicaOp::Get.code(),
+                &request(Kind::Chunk, &missing, &[]),
+                2
+            )
+            .0,
+            ReplicaStatus::NotFound
         );
         // A tampered chunk is refused with its reason; the record stays.
         let mut bad = chunk.clone();
         bad[0] = 5;
-        let (status, reason, _, result) =
-            handle(&mut db, STORE_PUT, &request(Kind::Chunk, &at, &bad), 3);
+        let (status, reason, _, result) = handle(
+            &mut db,
+            ReplicaOp::Put.code(),
+            &request(Kind::Chunk, &at, &bad),
+            3,
+        );
         assert_eq!(
             (status, reason.as_slice(), result),
-            (STORE_REFUSED, &b"wrong_locator"[..], "wrong_locator")
+            (
+                ReplicaStatus::Refused,
+                &b"wrong_locator"[..],
+                "wrong_locator"
+            )
         );
         assert_eq!(db.get(Kind::Chunk, &at).unwrap(), Some(chunk));
 
@@ -324,7 +307,7 @@ mod tests {
         let sl = slot_locator(&slot.key);
         handle(
             &mut db,
-            STORE_PUT,
+            ReplicaOp::Put.code(),
             &request(Kind::Slot, &sl, &slot.encode()),
             4,
         );
@@ -332,28 +315,32 @@ mod tests {
         for l in [missing, sl, missing] {
             probe.extend_from_slice(l.as_bytes());
         }
-        let (status, bitmap, _, _) = handle(&mut db, STORE_PROBE, &probe, 5);
-        assert_eq!((status, bitmap), (STORE_OK, vec![0b0100_0000]));
+        let (status, bitmap, _, _) = handle(&mut db, ReplicaOp::Probe.code(), &probe, 5);
+        assert_eq!((status, bitmap), (ReplicaStatus::Ok, vec![0b0100_0000]));
 
         // Have: the same question for any kind, as repair asks it.
         let mut have = vec![Kind::Chunk.byte()];
         for l in [missing, at, sl] {
             have.extend_from_slice(l.as_bytes());
         }
-        let (status, bitmap, _, _) = handle(&mut db, STORE_HAVE, &have, 5);
-        assert_eq!((status, bitmap), (STORE_OK, vec![0b0100_0000]));
+        let (status, bitmap, _, _) = handle(&mut db, ReplicaOp::Have.code(), &have, 5);
+        assert_eq!((status, bitmap), (ReplicaStatus::Ok, vec![0b0100_0000]));
 
         for (kind, body) in [
-            (STORE_HAVE, vec![9u8; 33]),
-            (STORE_HAVE, vec![1u8]),
-            (STORE_HAVE, vec![1u8; 1 + 32 * (MAX_PROBE + 1)]),
-            (STORE_PUT, vec![7u8; 10]),
-            (STORE_GET, vec![1u8; 40]),
-            (STORE_PROBE, vec![0u8; 33]),
-            (STORE_PROBE, vec![]),
+            (ReplicaOp::Have.code(), vec![9u8; 33]),
+            (ReplicaOp::Have.code(), vec![1u8]),
+            (ReplicaOp::Have.code(), vec![1u8; 1 + 32 * (MAX_PROBE + 1)]),
+            (ReplicaOp::Put.code(), vec![7u8; 10]),
+            (ReplicaOp::Get.code(), vec![1u8; 40]),
+            (ReplicaOp::Probe.code(), vec![0u8; 33]),
+            (ReplicaOp::Probe.code(), vec![]),
             (99, vec![]),
         ] {
-            assert_eq!(handle(&mut db, kind, &body, 6).0, STORE_ERROR, "{kind}");
+            assert_eq!(
+                handle(&mut db, kind, &body, 6).0,
+                ReplicaStatus::Error,
+                "{kind}"
+            );
         }
     }
 }

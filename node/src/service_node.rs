@@ -14,10 +14,7 @@ use tokio::sync::{Semaphore, mpsc};
 
 use super::metrics::Metrics;
 use super::record_db::RecordDb;
-use super::replica::{
-    STORE_GET, STORE_NOT_FOUND, STORE_OK, STORE_PROBE, STORE_PUT, STORE_REFUSED, ask, request_body,
-    serve_counted,
-};
+use super::replica::{ReplicaOp, ReplicaStatus, ask, request_body, serve_counted};
 use mtos_mixnode::cache::ChunkCache;
 use mtos_mixnode::directory::NetworkDocument;
 use mtos_mixnode::engine::Transmit;
@@ -146,20 +143,20 @@ struct Replicas<'a> {
 impl Replicas<'_> {
     /// One replica request: `(answer kind, body)`, or `None` when the
     /// replica cannot be reached.
-    async fn ask(&mut self, node: &[u8; 32], kind: u8, body: &[u8]) -> Option<(u8, Vec<u8>)> {
+    async fn ask(
+        &mut self,
+        node: &[u8; 32],
+        op: ReplicaOp,
+        body: &[u8],
+    ) -> Option<(ReplicaStatus, Vec<u8>)> {
         if *node == self.me {
             // This node is one of the replicas: its own store, served and
             // counted as a replica request from a peer is.
             let local = self.local.clone()?;
-            return serve_counted(local, self.metrics.clone(), kind, body.to_vec()).await;
+            return serve_counted(local, self.metrics.clone(), op.code(), body.to_vec()).await;
         }
-        let peer = self
-            .doc
-            .nodes
-            .iter()
-            .find(|n| n.key == *node)
-            .and_then(|n| n.peer().ok())?;
-        ask(&mut self.control, peer, kind, body, REPLICA_TIMEOUT).await
+        let peer = self.doc.node(node).and_then(|n| n.peer().ok())?;
+        ask(&mut self.control, peer, op, body, REPLICA_TIMEOUT).await
     }
 
     fn replicas_of(&self, locator: &Locator) -> Vec<[u8; 32]> {
@@ -183,9 +180,9 @@ impl Replicas<'_> {
                 let body = request_body(*kind, &locator, record);
                 let (mut stored, mut refused) = (0u8, None);
                 for node in self.replicas_of(&locator) {
-                    match self.ask(&node, STORE_PUT, &body).await {
-                        Some((STORE_OK, _)) => stored += 1,
-                        Some((STORE_REFUSED, reason)) => refused = Some(reason),
+                    match self.ask(&node, ReplicaOp::Put, &body).await {
+                        Some((ReplicaStatus::Ok, _)) => stored += 1,
+                        Some((ReplicaStatus::Refused, reason)) => refused = Some(reason),
                         _ => {}
                     }
                 }
@@ -214,10 +211,12 @@ impl Replicas<'_> {
                 let body = request_body(*kind, &locator, &[]);
                 let mut reached = false;
                 for node in self.replicas_of(&locator) {
-                    match self.ask(&node, STORE_GET, &body).await {
+                    match self.ask(&node, ReplicaOp::Get, &body).await {
                         // A replica's record is checked before it is
                         // passed on: a bad replica is skipped.
-                        Some((STORE_OK, record)) if validate(*kind, &locator, &record).is_ok() => {
+                        Some((ReplicaStatus::Ok, record))
+                            if validate(*kind, &locator, &record).is_ok() =>
+                        {
                             if *kind == Kind::Chunk
                                 && let Ok(mut cache) = self.cache.lock()
                             {
@@ -226,13 +225,13 @@ impl Replicas<'_> {
                             }
                             return respond(Status::Ok, record);
                         }
-                        Some((STORE_OK, _)) => {
+                        Some((ReplicaStatus::Ok, _)) => {
                             // A record that fails the checks: the replica
                             // is bad or broken; the next one is asked.
                             count(&self.metrics, "replica_get", "bad_record");
                             reached = true;
                         }
-                        Some((STORE_NOT_FOUND, _)) => reached = true,
+                        Some((ReplicaStatus::NotFound, _)) => reached = true,
                         _ => {}
                     }
                 }
@@ -252,8 +251,8 @@ impl Replicas<'_> {
                 let mut bitmap = vec![0u8; all.len().div_ceil(8)];
                 for (i, l) in all.iter().enumerate() {
                     for node in self.replicas_of(l) {
-                        match self.ask(&node, STORE_PROBE, l.as_bytes()).await {
-                            Some((STORE_OK, bits)) => {
+                        match self.ask(&node, ReplicaOp::Probe, l.as_bytes()).await {
+                            Some((ReplicaStatus::Ok, bits)) => {
                                 if bits.first().is_some_and(|b| b & 0x80 != 0) {
                                     bitmap[i / 8] |= 0x80 >> (i % 8);
                                 }

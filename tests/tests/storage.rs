@@ -6,13 +6,19 @@ use mtos_crypto::item::Locator;
 use mtos_crypto::slot::{SlotRecord, slot_locator};
 use mtos_mixnode::admission::Position;
 use mtos_mixnode::records::Kind;
+use mtos_mixnode::replica_proto::{ReplicaOp, ReplicaStatus};
 use mtos_net::NodeEntryExt;
-use mtos_node::replica::{
-    STORE_GET, STORE_NOT_FOUND, STORE_OK, STORE_PROTOCOL, STORE_PUT, STORE_REFUSED,
-};
+use mtos_node::replica::STORE_PROTOCOL;
 use mtos_tests::{CHAIN, TestClient, Testnet};
 
 use mtos_node::replica::request_body as body;
+
+// The wire codes this test speaks as a peer of the replicas would.
+const STORE_PUT: u8 = ReplicaOp::Put.code();
+const STORE_GET: u8 = ReplicaOp::Get.code();
+const STORE_OK: u8 = ReplicaStatus::Ok.code();
+const STORE_NOT_FOUND: u8 = ReplicaStatus::NotFound.code();
+const STORE_REFUSED: u8 = ReplicaStatus::Refused.code();
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_serve_service_nodes_only_and_keep_valid_records() {

@@ -1,0 +1,160 @@
+//! The replica protocol's wire forms (`/mtos/store/1`, `specs/storage.md`
+//! §4): what a service node, or a storage node repairing, asks a replica,
+//! and the status the replica answers with. One request and one response
+//! per stream, each framed as `code ‖ 4-byte length ‖ body` (the
+//! directory protocol's framing, `mtos-net`). Sans-IO: codes and bodies.
+
+use mtos_crypto::geometry::CHUNK_SIZE;
+use mtos_crypto::item::Locator;
+
+use crate::records::Kind;
+
+/// The largest request body (a put of a whole chunk).
+pub const MAX_STORE_REQUEST: usize = 1 + 32 + CHUNK_SIZE;
+/// The largest answer body read from a replica (a record, or a bitmap).
+pub const MAX_STORE_ANSWER: usize = 1 << 16;
+
+/// What a request asks a replica.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReplicaOp {
+    /// Store a record: body `kind ‖ locator ‖ record`.
+    Put,
+    /// Fetch a record: body `kind ‖ locator`.
+    Get,
+    /// Which slots are written: body slot locators, 32 bytes each.
+    Probe,
+    /// Which records of a kind are held (repair, `specs/storage.md` §1):
+    /// body `kind ‖ locators` (1 to `MAX_PROBE`, 32 bytes each).
+    Have,
+}
+
+impl ReplicaOp {
+    /// The wire code.
+    pub const fn code(self) -> u8 {
+        match self {
+            ReplicaOp::Put => 1,
+            ReplicaOp::Get => 2,
+            ReplicaOp::Probe => 3,
+            ReplicaOp::Have => 4,
+        }
+    }
+
+    /// The operation with this wire code.
+    pub const fn from_u8(code: u8) -> Option<Self> {
+        match code {
+            1 => Some(ReplicaOp::Put),
+            2 => Some(ReplicaOp::Get),
+            3 => Some(ReplicaOp::Probe),
+            4 => Some(ReplicaOp::Have),
+            _ => None,
+        }
+    }
+
+    /// A stable label, for metrics.
+    pub const fn name(self) -> &'static str {
+        match self {
+            ReplicaOp::Put => "put",
+            ReplicaOp::Get => "get",
+            ReplicaOp::Probe => "probe",
+            ReplicaOp::Have => "have",
+        }
+    }
+}
+
+/// How a replica answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReplicaStatus {
+    /// Done: a get's record, a probe's or have's bitmap, nothing for a put.
+    Ok,
+    /// No such record.
+    NotFound,
+    /// Refused: the body is the reason's label (UTF-8).
+    Refused,
+    /// The request did not parse, or the store failed.
+    Error,
+}
+
+impl ReplicaStatus {
+    /// The wire code.
+    pub const fn code(self) -> u8 {
+        match self {
+            ReplicaStatus::Ok => 0x10,
+            ReplicaStatus::NotFound => 0x11,
+            ReplicaStatus::Refused => 0x12,
+            ReplicaStatus::Error => 0x13,
+        }
+    }
+
+    /// The status with this wire code.
+    pub const fn from_u8(code: u8) -> Option<Self> {
+        match code {
+            0x10 => Some(ReplicaStatus::Ok),
+            0x11 => Some(ReplicaStatus::NotFound),
+            0x12 => Some(ReplicaStatus::Refused),
+            0x13 => Some(ReplicaStatus::Error),
+            _ => None,
+        }
+    }
+}
+
+/// The body of a put (`record` given) or get (`record` empty) request.
+pub fn request_body(kind: Kind, locator: &Locator, record: &[u8]) -> Vec<u8> {
+    let mut body = Vec::with_capacity(1 + 32 + record.len());
+    body.push(kind.byte());
+    body.extend_from_slice(locator.as_bytes());
+    body.extend_from_slice(record);
+    body
+}
+
+/// A put's or get's kind, locator and the rest of the body (a put's
+/// record), or `None` when the body is too short or the kind unknown.
+pub fn kind_and_locator(body: &[u8]) -> Option<(Kind, Locator, &[u8])> {
+    let (&k, rest) = body.split_first()?;
+    let kind = Kind::from_byte(k)?;
+    let (l, rest) = rest.split_at_checked(32)?;
+    Some((kind, Locator::from_bytes(l.try_into().ok()?), rest))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn codes_round_trip_and_unknown_codes_are_refused() {
+        for op in [
+            ReplicaOp::Put,
+            ReplicaOp::Get,
+            ReplicaOp::Probe,
+            ReplicaOp::Have,
+        ] {
+            assert_eq!(ReplicaOp::from_u8(op.code()), Some(op));
+            assert_eq!(ReplicaStatus::from_u8(op.code()), None);
+        }
+        for status in [
+            ReplicaStatus::Ok,
+            ReplicaStatus::NotFound,
+            ReplicaStatus::Refused,
+            ReplicaStatus::Error,
+        ] {
+            assert_eq!(ReplicaStatus::from_u8(status.code()), Some(status));
+            assert_eq!(ReplicaOp::from_u8(status.code()), None);
+        }
+        assert_eq!(ReplicaOp::from_u8(0), None);
+        assert_eq!(ReplicaStatus::from_u8(0xff), None);
+    }
+
+    #[test]
+    fn bodies_parse_back_and_short_ones_are_refused() {
+        let l = Locator::of(b"x");
+        let body = request_body(Kind::Slot, &l, b"rec");
+        let (kind, locator, rest) = kind_and_locator(&body).unwrap();
+        assert_eq!((kind, locator, rest), (Kind::Slot, l, &b"rec"[..]));
+        assert!(kind_and_locator(&body[..32]).is_none());
+        assert!(kind_and_locator(&[]).is_none());
+        let mut bad = body.clone();
+        bad[0] = 0xee;
+        assert!(kind_and_locator(&bad).is_none());
+    }
+}
