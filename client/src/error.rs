@@ -60,10 +60,28 @@ pub enum ClientError {
     /// A recipient was not understood.
     #[error("recipient \"{0}\": not an mtos:id: URI, an age1... key, or one of your identities")]
     BadRecipient(String),
-    /// The network could not be reached or used (a gateway, the
-    /// authority, a local testnet's processes).
+    /// The network could not be reached or used: its kind says whether
+    /// asking again can help (`mtos_net::NetError`).
+    #[error(transparent)]
+    Network(#[from] mtos_net::NetError),
+    /// A local testnet could not be started, used or stopped.
     #[error("{0}")]
-    Network(String),
+    Testnet(String),
+    /// The async runtime could not start.
+    #[error("cannot start the runtime: {0}")]
+    Runtime(std::io::Error),
+    /// A request out of range (a message too long, a block count), or one
+    /// that cannot be built from these keys.
+    #[error("{0}")]
+    Invalid(String),
+    /// A local file that does not parse as what it should be.
+    #[error("{}: {reason}", path.display())]
+    BadFile {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said.
+        reason: String,
+    },
     /// Something exists that this would replace.
     #[error("{0}")]
     Conflict(String),
@@ -126,7 +144,9 @@ impl ClientError {
             ClientError::Label(_)
             | ClientError::Uri(_)
             | ClientError::Import { .. }
-            | ClientError::TooLarge { .. } => exit::BAD_INPUT,
+            | ClientError::TooLarge { .. }
+            | ClientError::Invalid(_)
+            | ClientError::BadFile { .. } => exit::BAD_INPUT,
             ClientError::Refused(_) | ClientError::Conflict(_) => exit::CONFLICT,
             ClientError::NotFound(_)
             | ClientError::Reply(

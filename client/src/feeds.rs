@@ -7,6 +7,7 @@ use mtos_crypto::item::{ItemRef, Locator};
 use mtos_crypto::slot::{SlotRecord, slot_locator};
 use mtos_mixnode::records::Kind;
 use mtos_mixnode::service::{MAX_PROBE, Op, Status};
+use mtos_net::NetError;
 use rand::RngExt;
 use rand::seq::SliceRandom;
 
@@ -39,7 +40,7 @@ pub async fn write_entry(
     while n < first_free.saturating_add(MAX_TAKEN) && attempts < options.attempts.max(1) {
         let record = keys
             .entry(n, item, time_ms)
-            .map_err(|e| ClientError::Network(format!("feed entry: {e}")))?;
+            .map_err(|e| ClientError::Invalid(format!("feed entry: {e}")))?;
         let locator = slot_locator(&record.key);
         attempts += 1;
         match session
@@ -86,9 +87,7 @@ pub async fn write_entry(
         }
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     }
-    Err(ClientError::Network(format!(
-        "the feed entry was not written: {last}"
-    )))
+    Err(NetError::GaveUp(format!("the feed entry was not written: {last}")).into())
 }
 
 /// A followed feed and the next slot to look for.
@@ -220,16 +219,17 @@ pub async fn held<R: rand::Rng + ?Sized>(
     let all = pad(wanted, rng);
     let (first, more) = all
         .split_first()
-        .ok_or_else(|| ClientError::Network("an empty probe".into()))?;
+        .ok_or_else(|| ClientError::Invalid("an empty probe".into()))?;
     let more: Vec<Locator> = more.iter().map(|(l, _)| *l).collect();
     let answer = session
         .request(Op::Probe(more), first.0, options.timeout)
         .await?;
     if answer.status != Status::Ok {
-        return Err(ClientError::Network(format!(
-            "the probe was answered {:?}",
-            answer.status
-        )));
+        return Err(NetError::Refused {
+            who: "the service node".into(),
+            reason: format!("the probe was answered {:?}", answer.status),
+        }
+        .into());
     }
     let mut out = vec![false; wanted.len().min(PROBE_LOCATORS)];
     for (pos, (_, i)) in all.iter().enumerate() {
@@ -253,7 +253,7 @@ pub async fn publish_card(
     options: TransferOptions,
 ) -> Result<(u64, u64), ClientError> {
     use mtos_crypto::card::{CARD_SLOTS, Card, card_slots, locator_by_fingerprint, locator_by_key};
-    let bad = |e: mtos_crypto::slot::SlotError| ClientError::Network(format!("card: {e}"));
+    let bad = |e: mtos_crypto::slot::SlotError| ClientError::Invalid(format!("card: {e}"));
     let card = Card {
         identity: identity.public(),
         follow: FeedKeys::of(identity).follow(),
@@ -297,11 +297,12 @@ pub async fn publish_card(
             .await?;
         let stored = usize::from(answer.body.first().copied().unwrap_or(0));
         if answer.status != Status::Ok || stored < expected {
-            return Err(ClientError::Network(format!(
+            return Err(NetError::GaveUp(format!(
                 "the card was not stored: {:?} {}",
                 answer.status,
                 String::from_utf8_lossy(&answer.body)
-            )));
+            ))
+            .into());
         }
     }
     Ok((by_key, by_fingerprint))
@@ -325,7 +326,7 @@ pub async fn lookup_card(
     options: TransferOptions,
 ) -> Result<Option<mtos_crypto::card::Card>, ClientError> {
     use mtos_crypto::card::{CARD_SLOTS, Card, locator_by_fingerprint, locator_by_key};
-    let bad = |e: mtos_crypto::slot::SlotError| ClientError::Network(format!("card: {e}"));
+    let bad = |e: mtos_crypto::slot::SlotError| ClientError::Invalid(format!("card: {e}"));
     let mut wanted = Vec::new();
     for n in 0..CARD_SLOTS {
         wanted.push(
@@ -412,8 +413,10 @@ impl FeedBook {
     pub fn load(home: &crate::Home) -> Result<Self, ClientError> {
         let path = home.dir().join(FEEDS_FILE);
         match std::fs::read_to_string(&path) {
-            Ok(text) => serde_json::from_str(&text)
-                .map_err(|e| ClientError::Network(format!("{}: {e}", path.display()))),
+            Ok(text) => serde_json::from_str(&text).map_err(|e| ClientError::BadFile {
+                path: path.clone(),
+                reason: e.to_string(),
+            }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
             Err(source) => Err(ClientError::Io { path, source }),
         }
@@ -428,8 +431,10 @@ impl FeedBook {
             path: path.clone(),
             source,
         };
-        let text =
-            serde_json::to_string_pretty(self).map_err(|e| ClientError::Network(e.to_string()))?;
+        let text = serde_json::to_string_pretty(self).map_err(|e| ClientError::Io {
+            path: path.clone(),
+            source: std::io::Error::other(e),
+        })?;
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create(true).truncate(true);
         #[cfg(unix)]

@@ -84,8 +84,10 @@ impl Home {
             Err(source) => return Err(ClientError::Io { path, source }),
         };
         let what = path.display().to_string();
-        let file: NetworkFile = serde_json::from_str(&text)
-            .map_err(|e| ClientError::Network(format!("{what}: {e}")))?;
+        let file: NetworkFile = serde_json::from_str(&text).map_err(|e| ClientError::BadFile {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
         NetworkConfig::parse(
             &file.network,
             &file.authority_key,
@@ -103,8 +105,10 @@ impl Home {
             authority_addr: config.authority_addr.to_string(),
         };
         let path = self.dir.join(NETWORK_FILE);
-        let text =
-            serde_json::to_string_pretty(&file).map_err(|e| ClientError::Network(e.to_string()))?;
+        let text = serde_json::to_string_pretty(&file).map_err(|e| ClientError::Io {
+            path: path.clone(),
+            source: std::io::Error::other(e),
+        })?;
         fs::write(&path, text + "\n").map_err(|source| ClientError::Io { path, source })
     }
 

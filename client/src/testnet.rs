@@ -127,7 +127,7 @@ pub fn free_port() -> Result<u16, ClientError> {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
-        .map_err(|e| ClientError::Network(format!("no free port on 127.0.0.1: {e}")))
+        .map_err(|e| ClientError::Testnet(format!("no free port on 127.0.0.1: {e}")))
 }
 
 /// Scrapes `name` from a node's Prometheus endpoint, summed over the
@@ -172,9 +172,9 @@ fn run_ok(bin: &Path, args: &[&str]) -> Result<String, ClientError> {
     let out = Command::new(bin)
         .args(args)
         .output()
-        .map_err(|e| ClientError::Network(format!("cannot run {}: {e}", bin.display())))?;
+        .map_err(|e| ClientError::Testnet(format!("cannot run {}: {e}", bin.display())))?;
     if !out.status.success() {
-        return Err(ClientError::Network(format!(
+        return Err(ClientError::Testnet(format!(
             "mtos-node {}: {}",
             args.join(" "),
             String::from_utf8_lossy(&out.stderr).trim()
@@ -198,12 +198,12 @@ fn spawn(bin: &Path, args: &[&str], log: &Path) -> Result<Child, ClientError> {
         c.process_group(0);
     }
     c.spawn()
-        .map_err(|e| ClientError::Network(format!("cannot start {}: {e}", bin.display())))
+        .map_err(|e| ClientError::Testnet(format!("cannot start {}: {e}", bin.display())))
 }
 
 /// Says that what `up` had started was stopped.
 fn stopped(e: ClientError) -> ClientError {
-    ClientError::Network(format!("{e} (the testnet was stopped)"))
+    ClientError::Testnet(format!("{e} (the testnet was stopped)"))
 }
 
 fn tail(path: &Path) -> String {
@@ -251,7 +251,7 @@ pub fn up(
     let key = out
         .lines()
         .find_map(|l| l.strip_prefix("authority key: "))
-        .ok_or_else(|| ClientError::Network("mtos-node authority init printed no key".into()))?
+        .ok_or_else(|| ClientError::Testnet("mtos-node authority init printed no key".into()))?
         .to_owned();
     let auth_config = auth_dir.join("authority.toml");
     let text = std::fs::read_to_string(&auth_config).map_err(io(&auth_config))?;
@@ -367,7 +367,7 @@ pub fn up(
                             .unwrap_or_default()
                     })
                     .unwrap_or_default();
-                return Err(ClientError::Network(format!(
+                return Err(ClientError::Testnet(format!(
                     "{name} exited ({status}); the testnet was stopped. Its log ends:\n{}",
                     tail(&log)
                 )));
@@ -381,7 +381,7 @@ pub fn up(
             break;
         }
         if Instant::now() > deadline {
-            return Err(ClientError::Network(
+            return Err(ClientError::Testnet(
                 "the nodes did not all see each other within 90 s; the testnet was stopped".into(),
             ));
         }
@@ -393,8 +393,10 @@ pub fn up(
         authority_addr,
         processes,
     };
-    let text =
-        serde_json::to_string_pretty(&state).map_err(|e| ClientError::Network(e.to_string()))?;
+    let text = serde_json::to_string_pretty(&state).map_err(|e| ClientError::Io {
+        path: state_path.clone(),
+        source: std::io::Error::other(e),
+    })?;
     std::fs::write(&state_path, text + "\n").map_err(io(&state_path))?;
     // Success: the processes outlive this command.
     started.0.clear();
@@ -412,7 +414,7 @@ pub fn load(dir: &Path) -> Result<State, ClientError> {
         }
     })?;
     serde_json::from_str(&text)
-        .map_err(|e| ClientError::Network(format!("{}: {e}", path.display())))
+        .map_err(|e| ClientError::Testnet(format!("{}: {e}", path.display())))
 }
 
 /// Whether `pid` is still the `mtos-node` process started with `config`

@@ -24,7 +24,7 @@ use libp2p::core::Transport;
 use libp2p::core::transport::{DialOpts, ListenerId, TransportError, TransportEvent};
 use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, Swarm, noise, yamux};
-use mtos_net::{self as net, Behaviour};
+use mtos_net::{self as net, Behaviour, NetError};
 
 use crate::ClientError;
 
@@ -60,13 +60,13 @@ impl TorEntry {
         // Fails only when a provider is installed already, which is fine.
         let _ = rustls::crypto::ring::default_provider().install_default();
         if self.bootstrap_timeout.is_zero() {
-            return Err(ClientError::Network(
-                "tor: the bootstrap timeout must be above zero".into(),
-            ));
+            return Err(
+                NetError::Config("tor: the bootstrap timeout must be above zero".into()).into(),
+            );
         }
         TorClientConfigBuilder::from_directories(&self.state_dir, &self.cache_dir)
             .build()
-            .map_err(|e| ClientError::Network(format!("tor configuration: {e}")))
+            .map_err(|e| NetError::Config(format!("tor configuration: {e}")).into())
     }
 
     /// Starts arti and waits until it can build circuits.
@@ -78,12 +78,12 @@ impl TorEntry {
         )
         .await
         .map_err(|_| {
-            ClientError::Network(format!(
-                "tor: not bootstrapped within {} s (is the Tor network reachable from here?)",
+            NetError::Timeout(format!(
+                "tor bootstrap ({} s; is the Tor network reachable from here?)",
                 self.bootstrap_timeout.as_secs()
             ))
         })?
-        .map_err(|e| ClientError::Network(format!("tor: {e}")))?;
+        .map_err(|e| NetError::Link(format!("tor: {e}")))?;
         Ok(TorTransport { client })
     }
 }
@@ -97,7 +97,7 @@ impl TorEntry {
             .config(config)
             .bootstrap_behavior(arti_client::BootstrapBehavior::OnDemand)
             .create_unbootstrapped()
-            .map_err(|e| ClientError::Network(format!("tor: {e}")))?;
+            .map_err(|e| NetError::Link(format!("tor: {e}")))?;
         Ok(TorTransport { client })
     }
 }
@@ -231,9 +231,9 @@ pub fn build_swarm(
                     .multiplex(yamux::Config::default()))
             },
         )
-        .map_err(|e| ClientError::Network(format!("tor transport: {e}")))?
+        .map_err(|e| NetError::Link(format!("tor transport: {e}")))?
         .with_behaviour(|key| net::behaviour(key, max_connections))
-        .map_err(|e| ClientError::Network(format!("tor transport: {e}")))?
+        .map_err(|e| NetError::Link(format!("tor transport: {e}")))?
         .with_swarm_config(net::swarm_config)
         .build();
     Ok(swarm)

@@ -22,6 +22,7 @@ use mtos_crypto::item::{ItemRef, Locator};
 use mtos_mixnode::placement::{DEFAULT_REPLICAS, storage_nodes};
 use mtos_mixnode::records::Kind;
 use mtos_mixnode::service::{Op, Status};
+use mtos_net::NetError;
 
 use crate::error::ClientError;
 use crate::mixnet::Session;
@@ -205,7 +206,12 @@ async fn ask_until<T>(
             tokio::time::sleep(backoff(attempt)).await;
         }
         requests.fetch_add(1, Ordering::Relaxed);
-        match judge(session.request(op.clone(), *locator, options.timeout).await) {
+        let answer = session.request(op.clone(), *locator, options.timeout).await;
+        // A closed session answers nothing again: asking more is pointless.
+        if let Err(ClientError::Network(NetError::Closed(why))) = answer {
+            return Err(NetError::Closed(why).into());
+        }
+        match judge(answer) {
             Verdict::Done(t) => return Ok(Ok(t)),
             Verdict::Again(why) => last = why,
             Verdict::Fail(e) => return Err(e),
@@ -264,10 +270,11 @@ async fn put_one(
         Ok(()) => store
             .mark_published(locator, mtos_net::unix_now())
             .map_err(|e| local(store, e)),
-        Err(last) => Err(ClientError::Network(format!(
+        Err(last) => Err(NetError::GaveUp(format!(
             "chunk {locator} was not stored after {} attempts: {last}",
             options.attempts.max(1)
-        ))),
+        ))
+        .into()),
     }
 }
 
@@ -355,6 +362,6 @@ async fn get_one(
     Err(if not_found > 0 {
         ClientError::NotFound(message)
     } else {
-        ClientError::Network(message)
+        NetError::GaveUp(message).into()
     })
 }

@@ -1,9 +1,11 @@
 #![doc = include_str!("../README.md")]
 
+pub mod error;
 pub mod protocols;
 pub mod topology;
 pub mod transport;
 
+pub use error::NetError;
 pub use protocols::*;
 pub use topology::{
     NodeEntryExt, NotEd25519, Topology, check_multiaddr, libp2p_keypair, peer_id_of,

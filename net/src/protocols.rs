@@ -9,6 +9,8 @@ use futures::{AsyncReadExt, AsyncWriteExt};
 use libp2p::StreamProtocol;
 use mtos_mixnode::directory::{NetworkDocument, Trust};
 
+use crate::NetError;
+
 /// Mix frames.
 pub const MIX_PROTOCOL: StreamProtocol = StreamProtocol::new("/mtos/mix/1");
 /// A client's session with its gateway: the client writes its mailbox
@@ -29,21 +31,25 @@ pub const MIX_READY_TIMEOUT: Duration = Duration::from_secs(10);
 pub async fn open_mix_stream(
     control: &mut libp2p_stream::Control,
     peer: libp2p::PeerId,
-) -> Result<libp2p::Stream, String> {
+) -> Result<libp2p::Stream, NetError> {
     // libp2p-stream asks for a dial through a queue that holds one
     // request at a time and waits for a connection without a deadline:
     // callers dial themselves as well, and the wait is bounded here.
     let mut stream =
         tokio::time::timeout(MIX_READY_TIMEOUT, control.open_stream(peer, MIX_PROTOCOL))
             .await
-            .map_err(|_| "no connection to the peer in time".to_owned())?
-            .map_err(|e| e.to_string())?;
+            .map_err(|_| NetError::Timeout("a connection to the peer".into()))?
+            .map_err(|e| NetError::Link(e.to_string()))?;
     let mut ready = [0u8; 1];
     match tokio::time::timeout(MIX_READY_TIMEOUT, stream.read_exact(&mut ready)).await {
         Ok(Ok(())) if ready[0] == MIX_READY => Ok(stream),
-        Ok(Ok(())) => Err("the peer answered with an unknown byte".into()),
-        Ok(Err(e)) => Err(format!("the peer did not accept the stream: {e}")),
-        Err(_) => Err("the peer did not accept the stream in time".into()),
+        Ok(Ok(())) => Err(NetError::BadAnswer(
+            "the peer answered with an unknown byte".into(),
+        )),
+        Ok(Err(e)) => Err(NetError::Link(format!(
+            "the peer did not accept the stream: {e}"
+        ))),
+        Err(_) => Err(NetError::Timeout("the peer's stream acceptance".into())),
     }
 }
 
@@ -110,30 +116,31 @@ pub async fn directory_request(
     kind: u8,
     body: &[u8],
     timeout: Duration,
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, NetError> {
+    let link = |e: &dyn std::fmt::Display| NetError::Link(format!("authority: {e}"));
     let exchange = async {
         let mut stream = control
             .open_stream(authority, DIR_PROTOCOL)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| link(&e))?;
         write_message(&mut stream, kind, body)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| link(&e))?;
         let (status, reply) = read_message(&mut stream, MAX_DIR_MESSAGE)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| link(&e))?;
         let _ = stream.close().await;
         match status {
             DIR_OK => Ok(reply),
-            _ => Err(format!(
-                "authority refused: {}",
-                String::from_utf8_lossy(&reply)
-            )),
+            _ => Err(NetError::Refused {
+                who: "the authority".into(),
+                reason: String::from_utf8_lossy(&reply).into_owned(),
+            }),
         }
     };
     tokio::time::timeout(timeout, exchange)
         .await
-        .map_err(|_| "directory request timed out".to_owned())?
+        .map_err(|_| NetError::Timeout("a directory request".into()))?
 }
 
 /// [`directory_request`], tried up to three times: an authority under
@@ -144,13 +151,13 @@ pub async fn directory_request_retrying(
     kind: u8,
     body: &[u8],
     timeout: Duration,
-) -> Result<Vec<u8>, String> {
-    let mut last = String::new();
+) -> Result<Vec<u8>, NetError> {
+    let mut last = NetError::Timeout("a directory request".into());
     for attempt in 0..3u64 {
         match directory_request(control, authority, kind, body, timeout).await {
             Ok(reply) => return Ok(reply),
             // The authority answered: retrying would not change its mind.
-            Err(e) if e.starts_with("authority refused") => return Err(e),
+            Err(e @ NetError::Refused { .. }) => return Err(e),
             Err(e) => last = e,
         }
         tokio::time::sleep(Duration::from_millis(100 + 150 * attempt)).await;
@@ -164,7 +171,7 @@ pub async fn fetch_document(
     control: &mut libp2p_stream::Control,
     authority: libp2p::PeerId,
     trust: &Trust,
-) -> Result<NetworkDocument, String> {
+) -> Result<NetworkDocument, NetError> {
     let bytes = directory_request_retrying(
         control,
         authority,
@@ -173,5 +180,5 @@ pub async fn fetch_document(
         Duration::from_secs(10),
     )
     .await?;
-    NetworkDocument::verify(&bytes, trust, crate::unix_now()).map_err(|e| e.to_string())
+    Ok(NetworkDocument::verify(&bytes, trust, crate::unix_now())?)
 }

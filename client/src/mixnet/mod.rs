@@ -20,6 +20,7 @@ use mtos_mixnode::cover::{CoverRates, CoverSchedule, Send};
 use mtos_mixnode::directory::{NetworkDocument, NodeEntry, Trust};
 use mtos_mixnode::mailbox::{DELIVERY_FRAME_SIZE, Stored, decode_delivery};
 use mtos_mixnode::service::{Op, Request, Response};
+use mtos_net::NetError;
 use mtos_net::peer_id_of;
 use mtos_net::unix_now;
 use mtos_net::{self as net, CLIENT_PROTOCOL, NodeEntryExt};
@@ -166,8 +167,7 @@ impl Session {
     /// identity and a fresh mailbox, and starts the cover schedule.
     pub async fn connect(config: &NetworkConfig) -> Result<Self, ClientError> {
         let keypair = libp2p::identity::Keypair::generate_ed25519();
-        let swarm =
-            net::build_swarm(keypair, 64).map_err(|e| ClientError::Network(e.to_string()))?;
+        let swarm = net::build_swarm(keypair, 64).map_err(|e| NetError::Link(e.to_string()))?;
         Self::connect_over(config, swarm, |_| true).await
     }
 
@@ -181,7 +181,7 @@ impl Session {
         tor: &crate::tor::TorTransport,
     ) -> Result<Self, ClientError> {
         crate::tor::tor_target(&config.authority_addr)
-            .map_err(|e| ClientError::Network(format!("the authority through Tor: {e}")))?;
+            .map_err(|e| NetError::Config(format!("the authority through Tor: {e}")))?;
         let keypair = libp2p::identity::Keypair::generate_ed25519();
         let swarm = crate::tor::build_swarm(keypair, tor, 64)?;
         Self::connect_over(config, swarm, |n| {
@@ -197,7 +197,7 @@ impl Session {
     ) -> Result<Self, ClientError> {
         let trust = config.trust()?;
         let authority = peer_id_of(&config.authority_key)
-            .map_err(|e| ClientError::Network(format!("authority key: {e}")))?;
+            .map_err(|e| NetError::Config(format!("authority key: {e}")))?;
         swarm.add_peer_address(authority, config.authority_addr.clone());
         let peer = *swarm.local_peer_id();
         let mut control = swarm.behaviour().stream.new_control();
@@ -237,14 +237,12 @@ impl Session {
             .filter(|n| n.position() == Position::Gateway && usable(n))
             .collect();
         if gateways.is_empty() {
-            return Err(ClientError::Network(
-                "the network document lists no gateway this session can reach".into(),
-            ));
+            return Err(NetError::NoRoute("a gateway this session can reach".into()).into());
         }
         let gateway = gateways[rng.random_range(0..gateways.len())].clone();
         let gateway_peer = gateway
             .peer()
-            .map_err(|e| ClientError::Network(e.to_string()))?;
+            .map_err(|e| NetError::Config(format!("gateway key: {e}")))?;
         let mut mailbox_secret = Zeroizing::new([0u8; 32]);
         rng.fill(mailbox_secret.as_mut_slice());
         let key_secret = Zeroizing::new({
@@ -261,9 +259,7 @@ impl Session {
         };
         // The delivery stream first: register the mailbox.
         let deliveries = open_deliveries(&mut control, gateway_peer, &mailbox_secret).await?;
-        let mix = net::open_mix_stream(&mut control, gateway_peer)
-            .await
-            .map_err(net_error("gateway mix stream"))?;
+        let mix = net::open_mix_stream(&mut control, gateway_peer).await?;
 
         let stats = Arc::new(Mutex::new(SessionStats::default()));
         let started = tokio::time::Instant::now();
@@ -361,7 +357,7 @@ impl Session {
     /// slot. Fails when the queue is full or the message too long.
     pub fn send(&self, to: &ClientAddress, message: &[u8]) -> Result<(), ClientError> {
         if message.len() > MAX_MESSAGE {
-            return Err(ClientError::Network(format!(
+            return Err(ClientError::Invalid(format!(
                 "message of {} bytes exceeds {MAX_MESSAGE}",
                 message.len()
             )));
@@ -384,7 +380,7 @@ impl Session {
         blocks: usize,
     ) -> Result<SenderTag, ClientError> {
         if blocks == 0 || blocks > MAX_BLOCKS_PER_MESSAGE {
-            return Err(ClientError::Network(format!(
+            return Err(ClientError::Invalid(format!(
                 "a message carries 1 to {MAX_BLOCKS_PER_MESSAGE} reply blocks, not {blocks}"
             )));
         }
@@ -430,12 +426,13 @@ impl Session {
             .take(from, unix_now())?;
         let (first, frame) = block
             .reply_frame(&plain)
-            .map_err(|e| ClientError::Network(format!("reply block: {e}")))?;
+            .map_err(|e| NetError::BadAnswer(format!("reply block: {e}")))?;
         // A block starts at the gateway of the address it was sent to.
         if first.0 != self.address.gateway {
-            return Err(ClientError::Network(
+            return Err(NetError::BadAnswer(
                 "the reply block starts at another gateway than this session's".into(),
-            ));
+            )
+            .into());
         }
         permit.send(Outgoing::Frame(frame));
         if let Ok(mut st) = self.stats.lock() {
@@ -456,8 +453,7 @@ impl Session {
     ) -> Result<Response, ClientError> {
         let doc = self.document();
         let mut rng = StdRng::from_rng(&mut rand::rng());
-        let missing =
-            |what: &str| ClientError::Network(format!("the network document lacks {what}"));
+        let missing = |what: &str| ClientError::from(NetError::NoRoute(what.to_owned()));
         let service = doc
             .pick(&mut rng, Position::Service)
             .ok_or_else(|| missing("a service node"))?;
@@ -473,7 +469,7 @@ impl Session {
         };
         let bytes = request
             .encode()
-            .map_err(|e| ClientError::Network(format!("request: {e}")))?;
+            .map_err(|e| ClientError::Invalid(format!("request: {e}")))?;
         let forward = doc
             .client_route(&mut rng, &self.address.gateway, service)
             .ok_or_else(|| missing("this session's gateway and a node in every layer"))?;
@@ -489,9 +485,10 @@ impl Session {
         {
             let mut r = self.replies.lock().map_err(|_| poisoned())?;
             if r.requests.len() >= MAX_PENDING_REQUESTS {
-                return Err(ClientError::Network(format!(
-                    "{MAX_PENDING_REQUESTS} requests are waiting already"
-                )));
+                return Err(NetError::QueueFull(format!(
+                    "the request table ({MAX_PENDING_REQUESTS} requests)"
+                ))
+                .into());
             }
             r.requests.insert(block_id, (recovery, tx));
         }
@@ -501,17 +498,12 @@ impl Session {
             r.requests.remove(&block_id);
         }
         let body = answer
-            .map_err(|_| {
-                ClientError::Network(format!(
-                    "no answer from the service node within {} s",
-                    timeout.as_secs()
-                ))
-            })?
-            .map_err(|_| ClientError::Network("the session ended".into()))?;
+            .map_err(|_| NetError::Timeout(format!("the service node ({} s)", timeout.as_secs())))?
+            .map_err(|_| NetError::Closed("the session ended".into()))?;
         let response = Response::decode(&body)
-            .map_err(|e| ClientError::Network(format!("service response: {e}")))?;
+            .map_err(|e| NetError::BadAnswer(format!("service response: {e}")))?;
         if response.id != id {
-            return Err(ClientError::Network("a response to another request".into()));
+            return Err(NetError::BadAnswer("a response to another request".into()).into());
         }
         Ok(response)
     }
@@ -537,10 +529,11 @@ impl Session {
             .stats()
             .last_document_error
             .unwrap_or_else(|| "no refresh succeeded".into());
-        Err(ClientError::Network(format!(
+        Err(NetError::DocumentExpired(format!(
             "the network document for epoch {} expired at {} (now {now}): {why}",
             doc.epoch, doc.valid_until
-        )))
+        ))
+        .into())
     }
 
     /// The next message received (loops and dummies are not messages).
@@ -555,11 +548,11 @@ impl Session {
 }
 
 fn queue_full() -> ClientError {
-    ClientError::Network("the send queue is full".into())
+    NetError::QueueFull("the send queue".into()).into()
 }
 
 fn poisoned() -> ClientError {
-    ClientError::Network("the session's reply table is unusable".into())
+    NetError::Closed("the session's reply table is unusable".into()).into()
 }
 
 fn random_tag() -> [u8; TAG_LEN] {

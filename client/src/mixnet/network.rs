@@ -24,8 +24,9 @@ impl NetworkConfig {
         authority_addr: &str,
         what: &str,
     ) -> Result<Self, ClientError> {
-        let bad =
-            |field: &str, why: String| ClientError::Network(format!("{what}: {field}: {why}"));
+        let bad = |field: &str, why: String| {
+            ClientError::from(NetError::Config(format!("{what}: {field}: {why}")))
+        };
         if network.trim().is_empty() || network.len() > 64 {
             return Err(bad("network", "must be 1 to 64 characters".into()));
         }
@@ -53,7 +54,7 @@ impl NetworkConfig {
 
     pub(super) fn trust(&self) -> Result<Trust, ClientError> {
         let key = VerifyKey::from_bytes(self.authority_key)
-            .map_err(|_| ClientError::Network("the authority key is not an ed25519 key".into()))?;
+            .map_err(|_| NetError::Config("the authority key is not an ed25519 key".into()))?;
         Ok(Trust {
             network: self.network.clone(),
             authorities: vec![key],
@@ -63,10 +64,6 @@ impl NetworkConfig {
     }
 }
 
-pub(super) fn net_error(what: &str) -> impl FnOnce(String) -> ClientError + '_ {
-    move |e| ClientError::Network(format!("{what}: {e}"))
-}
-
 pub(super) async fn fetch(
     control: &mut libp2p_stream::Control,
     authority: PeerId,
@@ -74,5 +71,5 @@ pub(super) async fn fetch(
 ) -> Result<NetworkDocument, ClientError> {
     mtos_net::fetch_document(control, authority, trust)
         .await
-        .map_err(|e| ClientError::Network(format!("network document: {e}")))
+        .map_err(ClientError::from)
 }

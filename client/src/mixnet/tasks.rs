@@ -289,14 +289,14 @@ pub(super) async fn open_deliveries(
     gateway: PeerId,
     mailbox_secret: &[u8; 32],
 ) -> Result<libp2p::Stream, ClientError> {
-    let session = |e: std::io::Error| ClientError::Network(format!("gateway session: {e}"));
+    let session = |e: std::io::Error| NetError::Link(format!("gateway session: {e}"));
     let mut stream = tokio::time::timeout(
         net::MIX_READY_TIMEOUT,
         control.open_stream(gateway, CLIENT_PROTOCOL),
     )
     .await
-    .map_err(|_| ClientError::Network("the gateway did not answer".into()))?
-    .map_err(|e| ClientError::Network(format!("gateway session: {e}")))?;
+    .map_err(|_| NetError::Timeout("the gateway session".into()))?
+    .map_err(|e| NetError::Link(format!("gateway session: {e}")))?;
     stream.write_all(mailbox_secret).await.map_err(session)?;
     stream.flush().await.map_err(session)?;
     Ok(stream)

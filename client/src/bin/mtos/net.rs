@@ -69,7 +69,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, ClientError> {
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|e| ClientError::Network(format!("cannot start the runtime: {e}")))
+        .map_err(ClientError::Runtime)
 }
 
 /// A progress bar on stderr (drawn only on a terminal).

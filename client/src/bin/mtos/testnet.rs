@@ -173,7 +173,7 @@ fn demo(dir: &Path, messages: u32) -> Result<String, ClientError> {
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|e| ClientError::Network(format!("cannot start the runtime: {e}")))?;
+        .map_err(ClientError::Runtime)?;
     runtime.block_on(async move {
         let mut alice = Session::connect(&config).await?;
         let mut bob = Session::connect(&config).await?;
@@ -284,7 +284,7 @@ fn demo(dir: &Path, messages: u32) -> Result<String, ClientError> {
             ));
         }
         if latencies.len() < messages as usize || round_trips.len() < latencies.len() {
-            return Err(ClientError::Network(format!(
+            return Err(ClientError::Testnet(format!(
                 "{out}only {} of {messages} messages and {} replies arrived within 120 s",
                 latencies.len(),
                 round_trips.len()
