@@ -19,9 +19,7 @@ use std::time::{Duration, Instant as WallClock};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use mtos_crypto::geometry::SPHINX_PAYLOAD_SIZE;
 use mtos_crypto::sphinx::{Destination, Frame, Hop, NodeAddress, SphinxSecret, build_forward};
-use mtos_mixnode::{
-    EngineConfig, EpochKey, Instant, KeyRing, Link, MixEngine, MixingMode, ReplaySizing,
-};
+use mtos_mixnode::{EngineConfig, EpochKey, Instant, KeyRing, MixEngine, MixingMode, ReplaySizing};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
@@ -125,7 +123,7 @@ fn mix(c: &mut Criterion) {
                 let frame = &frames[i];
                 i += 1;
                 let start = WallClock::now();
-                e.handle_frame(now, Link(0), frame, &mut rng);
+                e.handle_frame(now, frame, &mut rng);
                 e.handle_timeout(now, &mut rng);
                 let t = e.poll_transmit();
                 total += start.elapsed();

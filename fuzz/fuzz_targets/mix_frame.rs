@@ -14,7 +14,7 @@ use std::time::Duration;
 use libfuzzer_sys::fuzz_target;
 use mtos_crypto::geometry::SPHINX_HEADER_SIZE;
 use mtos_crypto::sphinx::{Destination, Frame, Hop, NodeAddress, SphinxSecret, build_forward};
-use mtos_mixnode::{EngineConfig, EpochKey, Instant, KeyRing, Link, MixEngine, ReplaySizing};
+use mtos_mixnode::{EngineConfig, EpochKey, Instant, KeyRing, MixEngine, ReplaySizing};
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 
@@ -80,7 +80,7 @@ fuzz_target!(|data: &[u8]| {
         }
         _ => data.to_vec(),
     };
-    engine.handle_frame(Instant::ZERO, Link(0), &frame, &mut rng);
+    engine.handle_frame(Instant::ZERO, &frame, &mut rng);
     engine.handle_timeout(Instant::from_duration(Duration::from_secs(100)), &mut rng);
     while engine.poll_transmit().is_some() {}
     while engine.poll_event().is_some() {}

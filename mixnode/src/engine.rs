@@ -66,11 +66,6 @@ impl Default for EngineConfig {
     }
 }
 
-/// An opaque link identifier chosen by the driver. The engine never sees
-/// peer addresses, so it cannot log them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Link(pub u64);
-
 /// Why a frame was dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DropReason {
@@ -250,15 +245,15 @@ pub struct MixEngine<F: PacketFormat = Sphinx> {
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     counters: Counters,
-    records: Option<Records>,
+    journal: Option<Journal>,
 }
 
 /// What a driver persists and measures: the replay tags accepted (to make
 /// them durable before the packets leave) and the hold times of released
-/// packets. Off unless [`MixEngine::enable_records`] is called; the driver
+/// packets. Off unless [`MixEngine::enable_journal`] is called; the driver
 /// drains it after every input.
 #[derive(Debug, Default)]
-pub struct Records {
+pub struct Journal {
     /// Accepted replay tags, with their key's epoch, in acceptance order.
     pub tags: Vec<(u32, [u8; 32])>,
     /// How long each released packet was held.
@@ -291,20 +286,20 @@ impl<F: PacketFormat> MixEngine<F> {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             counters: Counters::default(),
-            records: None,
+            journal: None,
         }
     }
 
-    /// Starts keeping [`Records`] (the node does; the simulator does not).
-    pub fn enable_records(&mut self) {
-        self.records.get_or_insert_with(Records::default);
+    /// Starts keeping a [`Journal`] (the node does; the simulator does not).
+    pub fn enable_journal(&mut self) {
+        self.journal.get_or_insert_with(Journal::default);
     }
 
-    /// Takes the records kept since the last call (empty if not enabled).
-    pub fn take_records(&mut self) -> Records {
-        match &mut self.records {
-            Some(r) => std::mem::take(r),
-            None => Records::default(),
+    /// Takes the journal kept since the last call (empty if not enabled).
+    pub fn take_journal(&mut self) -> Journal {
+        match &mut self.journal {
+            Some(j) => std::mem::take(j),
+            None => Journal::default(),
         }
     }
 
@@ -345,14 +340,9 @@ impl<F: PacketFormat> MixEngine<F> {
     }
 
     /// Handles one frame from a link. Every byte string is either taken in
-    /// or dropped with a counted reason.
-    pub fn handle_frame<R: Rng + ?Sized>(
-        &mut self,
-        now: Instant,
-        _from: Link,
-        bytes: &[u8],
-        rng: &mut R,
-    ) {
+    /// or dropped with a counted reason. The engine never learns which
+    /// link or peer a frame came from, so it cannot log one.
+    pub fn handle_frame<R: Rng + ?Sized>(&mut self, now: Instant, bytes: &[u8], rng: &mut R) {
         self.counters.received += 1;
         // The size is checked before anything else, crypto included.
         let Some((&key_tag, packet)) = bytes
@@ -378,7 +368,7 @@ impl<F: PacketFormat> MixEngine<F> {
             Ok(p) => p,
             Err(_) => return self.drop_frame(DropReason::Replay),
         };
-        if let Some(r) = &mut self.records {
+        if let Some(r) = &mut self.journal {
             r.tags.push((slot.epoch, tag));
         }
         let processed = match F::process(checked) {
@@ -428,7 +418,7 @@ impl<F: PacketFormat> MixEngine<F> {
             self.counters.dropped[DropReason::OutputFull.index()] += 1;
             return;
         }
-        if let Some(r) = &mut self.records {
+        if let Some(r) = &mut self.journal {
             r.holds.push(now.saturating_since(arrived));
         }
         match held {

@@ -17,8 +17,7 @@ pub mod service;
 pub mod time;
 
 pub use engine::{
-    Counters, Delivery, DropReason, EngineConfig, Event, Link, MixEngine, MixingMode, Records,
-    Transmit,
+    Counters, Delivery, DropReason, EngineConfig, Event, Journal, MixEngine, MixingMode, Transmit,
 };
 pub use format::{CheckError, PacketFormat, Sphinx};
 pub use keys::{EpochKey, KeyRing, ReplaySizing};

@@ -12,7 +12,7 @@ use mtos_crypto::sphinx::{
     self, Destination, Frame, Hop, SphinxSecret, build_forward, build_surb, sample_exponential,
     use_surb,
 };
-use mtos_mixnode::{DropReason, EngineConfig, EpochKey, Event, Instant, Link, MixingMode};
+use mtos_mixnode::{DropReason, EngineConfig, EpochKey, Event, Instant, MixingMode};
 use rand::{Rng, RngExt, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
@@ -275,7 +275,7 @@ fn every_drop_reason_is_counted() {
     let engine_drops = |net: &mut Net, frame: &[u8]| {
         let now = net.now;
         let mut rng = ChaCha20Rng::from_seed([13; 32]);
-        net.engine(0).handle_frame(now, Link(9), frame, &mut rng);
+        net.engine(0).handle_frame(now, frame, &mut rng);
     };
     // Wrong size.
     engine_drops(&mut net, &[0u8; 100]);
@@ -483,19 +483,19 @@ fn records_list_every_accepted_tag_and_every_hold() {
     };
     let secret = net.secret(0).clone();
     let engine = net.engine(0);
-    engine.enable_records();
+    engine.enable_journal();
     let t0 = Instant::ZERO;
     let packets: Vec<Vec<u8>> = (0..5)
         .map(|_| build_forward(&mut rng, &r, &dest, &[ms(30), ms(1)], b"x").unwrap())
         .collect();
     for p in &packets {
-        engine.handle_frame(t0, Link(0), &Net::frame(p), &mut rng);
+        engine.handle_frame(t0, &Net::frame(p), &mut rng);
     }
     // A replay and garbage are not recorded: only tags that entered the
     // filter, so the driver persists exactly what the filter holds.
-    engine.handle_frame(t0, Link(0), &Net::frame(&packets[0]), &mut rng);
-    engine.handle_frame(t0, Link(0), &[0u8; SPHINX_PACKET_SIZE + 1], &mut rng);
-    let records = engine.take_records();
+    engine.handle_frame(t0, &Net::frame(&packets[0]), &mut rng);
+    engine.handle_frame(t0, &[0u8; SPHINX_PACKET_SIZE + 1], &mut rng);
+    let records = engine.take_journal();
     let expected: Vec<[u8; 32]> = packets
         .iter()
         .map(|p| sphinx::check_header(p, &secret).unwrap().replay_tag())
@@ -507,8 +507,8 @@ fn records_list_every_accepted_tag_and_every_hold() {
     assert!(records.tags.iter().all(|(epoch, _)| *epoch == EPOCH));
     assert!(records.holds.is_empty());
     engine.handle_timeout(t0 + ms(30), &mut rng);
-    let records = engine.take_records();
+    let records = engine.take_journal();
     assert!(records.tags.is_empty());
     assert_eq!(records.holds, vec![ms(30); 5]);
-    assert!(engine.take_records().holds.is_empty());
+    assert!(engine.take_journal().holds.is_empty());
 }

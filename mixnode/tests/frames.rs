@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::{EPOCH, Net};
 use mtos_crypto::geometry::SPHINX_PACKET_SIZE;
 use mtos_crypto::sphinx::{Destination, build_forward};
-use mtos_mixnode::{DropReason, EngineConfig, Link};
+use mtos_mixnode::{DropReason, EngineConfig};
 use proptest::prelude::*;
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
@@ -80,7 +80,7 @@ proptest! {
         }
         let now = net.now;
         let mut rng = ChaCha20Rng::from_seed([9; 32]);
-        net.engine(0).handle_frame(now, Link(0), &bytes, &mut rng);
+        net.engine(0).handle_frame(now, &bytes, &mut rng);
         net.engine(0).handle_timeout(now + Duration::from_secs(60), &mut rng);
         accounted(&mut net);
         prop_assert_eq!(net.engine(0).counters().forwarded, 0);
@@ -108,7 +108,7 @@ proptest! {
         }
         let now = net.now;
         let mut rng = ChaCha20Rng::from_seed([9; 32]);
-        net.engine(0).handle_frame(now, Link(0), &frame, &mut rng);
+        net.engine(0).handle_frame(now, &frame, &mut rng);
         net.engine(0).handle_timeout(now + Duration::from_secs(60), &mut rng);
         accounted(&mut net);
     }

@@ -70,7 +70,7 @@ impl ServiceNode {
                     count(&metrics, "request", "bad_request");
                     return;
                 };
-                let mut replica = Replicas {
+                let mut replica = ServiceRequest {
                     control,
                     doc: &doc,
                     local,
@@ -131,7 +131,10 @@ pub fn reply_transmit(block: &ReplyBlock, response: &Response, now: u64) -> Opti
     Some(Transmit { next, frame })
 }
 
-struct Replicas<'a> {
+/// One client request being performed against its record's replicas:
+/// the links, the document it was routed under, this node's own store
+/// and the chunk cache.
+struct ServiceRequest<'a> {
     control: libp2p_stream::Control,
     doc: &'a NetworkDocument,
     local: Option<Arc<Mutex<RecordDb>>>,
@@ -140,7 +143,7 @@ struct Replicas<'a> {
     cache: Arc<Mutex<ChunkCache>>,
 }
 
-impl Replicas<'_> {
+impl ServiceRequest<'_> {
     /// One replica request: `(answer kind, body)`, or `None` when the
     /// replica cannot be reached.
     async fn ask(

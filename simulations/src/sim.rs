@@ -13,8 +13,7 @@ use mtos_crypto::sphinx::{
 };
 use mtos_mixnode::cover::{CoverSchedule, Send};
 use mtos_mixnode::{
-    EngineConfig, EpochKey, Event, Instant, KeyRing, Link, MixEngine, PacketFormat, ReplaySizing,
-    Sphinx,
+    EngineConfig, EpochKey, Event, Instant, KeyRing, MixEngine, PacketFormat, ReplaySizing, Sphinx,
 };
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha20Rng;
@@ -735,8 +734,7 @@ impl<M: Mode> Simulation<M> {
         let before = self.nodes[n as usize].engine.held();
         {
             let node = &mut self.nodes[n as usize];
-            node.engine
-                .handle_frame(now, Link(0), &frame, &mut node.rng);
+            node.engine.handle_frame(now, &frame, &mut node.rng);
         }
         // Only a packet the node took in joins its anonymity set.
         if self.nodes[n as usize].engine.held() > before {

@@ -7,9 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use mtos_crypto::sphinx::sample_exponential;
-use mtos_mixnode::{
-    EngineConfig, EpochKey, Instant, KeyRing, Link, MixEngine, MixingMode, ReplaySizing,
-};
+use mtos_mixnode::{EngineConfig, EpochKey, Instant, KeyRing, MixEngine, MixingMode, ReplaySizing};
 use mtos_sim::entropy::EntropyTracker;
 use mtos_sim::packet::{Abstract, AbstractPacket, node_address};
 use mtos_sim::scenario::Scenario;
@@ -82,7 +80,7 @@ fn single_exponential_mix_matches_the_closed_form() {
             id += 1;
             let mut frame = vec![1u8];
             frame.extend_from_slice(&packet.encode());
-            engine.handle_frame(now, Link(0), &frame, &mut rng);
+            engine.handle_frame(now, &frame, &mut rng);
             // Tag one arrival in ten after the warm-up, so tagged messages
             // overlap like untagged ones.
             if now.since_origin().as_secs_f64() > warmup

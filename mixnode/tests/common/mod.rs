@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use mtos_crypto::sphinx::{Frame, Hop, NodeAddress, SphinxSecret};
 use mtos_mixnode::{
-    Delivery, EngineConfig, EpochKey, Event, Instant, KeyRing, Link, MixEngine, ReplaySizing,
+    Delivery, EngineConfig, EpochKey, Event, Instant, KeyRing, MixEngine, ReplaySizing,
 };
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
@@ -107,7 +107,7 @@ impl Net {
     pub fn inject_frame(&mut self, to: NodeAddress, frame: &[u8]) {
         let now = self.now;
         let node = self.nodes.get_mut(&to).expect("known node");
-        node.engine.handle_frame(now, Link(0), frame, &mut self.rng);
+        node.engine.handle_frame(now, frame, &mut self.rng);
         self.pump();
     }
 
@@ -135,8 +135,7 @@ impl Net {
                 }
                 let now = self.now;
                 if let Some(node) = self.nodes.get_mut(&t.next) {
-                    node.engine
-                        .handle_frame(now, Link(1), &t.frame, &mut self.rng);
+                    node.engine.handle_frame(now, &t.frame, &mut self.rng);
                 }
             }
         }

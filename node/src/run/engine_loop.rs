@@ -83,10 +83,10 @@ impl EngineLoop {
                 frame = frames.recv() => {
                     let Some(frame) = frame else { return Ok(()) };
                     let now = self.now();
-                    self.engine.handle_frame(now, Link(0), &frame, &mut self.rng);
+                    self.engine.handle_frame(now, &frame, &mut self.rng);
                     for _ in 1..BATCH {
                         let Ok(frame) = frames.try_recv() else { break };
-                        self.engine.handle_frame(now, Link(0), &frame, &mut self.rng);
+                        self.engine.handle_frame(now, &frame, &mut self.rng);
                     }
                 }
                 Some(t) = loops.recv() => self.send(t),
@@ -106,7 +106,7 @@ impl EngineLoop {
     /// Moves the engine's outputs on: tags to the commit thread, frames
     /// behind the commit gate, events to metrics.
     pub(super) async fn after_input(&mut self) {
-        let records = self.engine.take_records();
+        let records = self.engine.take_journal();
         for hold in &records.holds {
             self.metrics.hold_time.observe(hold.as_secs_f64());
         }

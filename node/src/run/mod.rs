@@ -33,7 +33,7 @@ use mtos_mixnode::admission::{Position, TokenBucket, accepts};
 use mtos_mixnode::directory::{
     Descriptor, NetworkDocument, NodeEntry, SphinxKeyEntry, Trust, VERSION,
 };
-use mtos_mixnode::engine::{Counters, Event, Link, MixEngine, Transmit};
+use mtos_mixnode::engine::{Counters, Event, MixEngine, Transmit};
 use mtos_mixnode::keys::{EpochKey, KeyRing, ReplaySizing};
 use mtos_mixnode::mailbox::{Mailboxes, Stored, encode_delivery};
 use mtos_mixnode::time::Instant;
@@ -279,7 +279,7 @@ pub async fn run(
     let ring = initial_ring(&loaded, &config, epoch, &mut rng, &metrics)?;
     let mut engine: MixEngine =
         MixEngine::new(first.mixing.engine_config(config.limits.queue_limit), ring);
-    engine.enable_records();
+    engine.enable_journal();
     metrics.epoch.set(i64::from(epoch));
 
     // The first document is in use before any frame is read.
