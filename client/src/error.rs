@@ -144,9 +144,7 @@ impl ClientError {
             ClientError::Label(_)
             | ClientError::Uri(_)
             | ClientError::Import { .. }
-            | ClientError::TooLarge { .. }
-            | ClientError::Invalid(_)
-            | ClientError::BadFile { .. } => exit::BAD_INPUT,
+            | ClientError::TooLarge { .. } => exit::BAD_INPUT,
             ClientError::Refused(_) | ClientError::Conflict(_) => exit::CONFLICT,
             ClientError::NotFound(_)
             | ClientError::Reply(

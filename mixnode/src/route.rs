@@ -27,10 +27,12 @@ pub fn loop_positions(me: Position, layers: u8) -> Vec<Position> {
             ring.rotate_left(1);
             ring
         }
-        Position::Layer(k) => {
+        Position::Layer(k) if (1..=layers).contains(&k) => {
             ring.rotate_left(usize::from(k) + 1);
             ring
         }
+        // A layer the network does not have: no loop.
+        Position::Layer(_) => Vec::new(),
         Position::Client => Vec::new(),
     }
 }

@@ -121,3 +121,31 @@ fn directory_vectors_match_the_spec() {
     let d = Descriptor::verify(&bytes("descriptor"), "mtos-vectors", 3, check_multiaddr).unwrap();
     assert_eq!(d.node, doc.nodes[0]);
 }
+
+#[test]
+fn a_descriptor_with_an_address_no_peer_could_dial_is_refused() {
+    let node = identity(0xc1, 0xc2);
+    let key = *node.verify_key().as_bytes();
+    for bad in ["/ip4/300.0.0.1/tcp/9401", "192.0.2.7:9401", "/tcp/x"] {
+        let descriptor = Descriptor {
+            version: VERSION,
+            network: "mtos-vectors".into(),
+            published: NOW,
+            node: NodeEntry {
+                key,
+                peer_id: peer_id_of(&key).unwrap().to_string(),
+                addrs: vec![bad.into()],
+                role: Role::Gateway,
+                layer: None,
+                storage: false,
+                sphinx_keys: vec![SphinxKeyEntry {
+                    epoch: 500_000,
+                    public: [0x11; 32],
+                }],
+            },
+        };
+        let e = Descriptor::verify(&descriptor.sign(&node), "mtos-vectors", 3, check_multiaddr)
+            .unwrap_err();
+        assert!(e.to_string().contains(bad), "{bad}: {e}");
+    }
+}

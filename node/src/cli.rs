@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use crate::authority;
-use crate::config::{NodeConfig, Role};
+use crate::config::{FaultPolicy, NodeConfig, Role};
 use clap::{Parser, Subcommand, ValueEnum};
 use mtos_crypto::{Identity, Label, Visibility};
 
@@ -113,9 +113,10 @@ enum AuthorityCommand {
     },
 }
 
-/// Parses the command line and runs the command.
-pub fn main() -> ExitCode {
-    match run(Cli::parse()) {
+/// Parses the command line and runs the command; `faults` is the
+/// binary's word on `[faults]` sections.
+pub fn main(faults: FaultPolicy) -> ExitCode {
+    match run(Cli::parse(), faults) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("mtos-node: error: {e}");
@@ -124,11 +125,11 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> Result<(), String> {
+fn run(cli: Cli, faults: FaultPolicy) -> Result<(), String> {
     match cli.command {
         Command::Init { dir, role, layer } => init(&dir, role, layer),
-        Command::Check { config } => check(&config),
-        Command::Run { config } => serve(&config),
+        Command::Check { config } => check(&config, faults),
+        Command::Run { config } => serve(&config, faults),
         Command::Authority(AuthorityCommand::Init {
             dir,
             network,
@@ -229,10 +230,10 @@ async fn signals() {
     tracing::info!("signal received; shutting down");
 }
 
-fn serve(config_path: &Path) -> Result<(), String> {
+fn serve(config_path: &Path, faults: FaultPolicy) -> Result<(), String> {
     let text =
         fs::read_to_string(config_path).map_err(|e| format!("{}: {e}", config_path.display()))?;
-    let config = NodeConfig::parse(&text, config_path).map_err(|e| e.to_string())?;
+    let config = NodeConfig::parse_with(&text, config_path, faults).map_err(|e| e.to_string())?;
     let base = config_path.parent().unwrap_or(Path::new(".")).to_owned();
     init_logging(config.log.client_addresses);
     runtime()?.block_on(async move {
@@ -312,10 +313,10 @@ fn init(dir: &Path, role: RoleArg, layer: Option<u8>) -> Result<(), String> {
     Ok(())
 }
 
-fn check(config_path: &Path) -> Result<(), String> {
+fn check(config_path: &Path, faults: FaultPolicy) -> Result<(), String> {
     let text =
         fs::read_to_string(config_path).map_err(|e| format!("{}: {e}", config_path.display()))?;
-    let config = NodeConfig::parse(&text, config_path).map_err(|e| e.to_string())?;
+    let config = NodeConfig::parse_with(&text, config_path, faults).map_err(|e| e.to_string())?;
     let base = config_path.parent().unwrap_or(Path::new("."));
     let key_path = base.join(&config.node.keys).join(IDENTITY_FILE);
     let key_text =

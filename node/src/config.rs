@@ -74,12 +74,22 @@ pub struct FaultsSection {
     pub tamper_records: bool,
 }
 
-/// Whether this build honours `[faults]` (the `faults` cargo feature).
-pub const FAULTS_COMPILED: bool = cfg!(feature = "faults");
+/// What a binary does with a `[faults]` section. Each binary says it:
+/// `mtos-node` always refuses, whatever features its library was built
+/// with; only `mtos-node-faults` (cargo feature `faults`) honours it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FaultPolicy {
+    /// Refuse a configuration that has the section, naming it.
+    Refuse,
+    /// Inject the faults it asks for (test builds only).
+    #[cfg(feature = "faults")]
+    Honour,
+}
 
 impl NodeConfig {
-    /// The faults this node injects: none unless configured (and only a
-    /// `faults` build gets past [`NodeConfig::parse`] with the section).
+    /// The faults this node injects: none unless configured (and only
+    /// [`FaultPolicy::Honour`] lets a configuration with the section in).
     pub fn faults(&self) -> FaultsSection {
         self.faults.unwrap_or_default()
     }
@@ -217,28 +227,39 @@ pub struct LogSection {
     pub client_addresses: bool,
 }
 
-/// Refuses a `[faults]` section unless this build honours it.
-fn check_faults(faults: Option<&FaultsSection>, compiled: bool) -> Result<(), &'static str> {
-    match faults {
-        Some(_) if !compiled => Err(
-            "fault injection is for tests and this build does not have it (cargo feature `faults`); remove the [faults] section",
+/// Refuses a `[faults]` section unless the binary honours it.
+fn check_faults(has_faults: bool, policy: FaultPolicy) -> Result<(), &'static str> {
+    match policy {
+        FaultPolicy::Refuse if has_faults => Err(
+            "fault injection is for tests and this binary does not have it (mtos-node-faults, cargo feature `faults`); remove the [faults] section",
         ),
         _ => Ok(()),
     }
 }
 
 impl NodeConfig {
-    /// Parses and validates `text`; `path` names the file in errors.
+    /// Parses and validates `text`, refusing a `[faults]` section; `path`
+    /// names the file in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let config: NodeConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: path.to_owned(),
-            message: e.to_string().trim_end().replace('\n', " "),
-        })?;
+        Self::parse_with(text, path, FaultPolicy::Refuse)
+    }
+
+    /// [`NodeConfig::parse`] with the binary's [`FaultPolicy`].
+    pub fn parse_with(text: &str, path: &Path, faults: FaultPolicy) -> Result<Self, ConfigError> {
         let invalid = |field, reason: &str| ConfigError::Invalid {
             path: path.to_owned(),
             field,
             reason: reason.to_owned(),
         };
+        // Before the typed parse, so that a refused section is named even
+        // when its fields are wrong too.
+        let has_faults =
+            toml::from_str::<toml::Table>(text).is_ok_and(|t| t.contains_key("faults"));
+        check_faults(has_faults, faults).map_err(|r| invalid("faults", r))?;
+        let config: NodeConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().replace('\n', " "),
+        })?;
         match (config.node.role, config.node.layer) {
             (Role::Mix, Some(1..=3)) => {}
             (Role::Mix, _) => {
@@ -304,7 +325,6 @@ impl NodeConfig {
         {
             return Err(invalid("storage", "every storage limit must be at least 1"));
         }
-        check_faults(config.faults.as_ref(), FAULTS_COMPILED).map_err(|r| invalid("faults", r))?;
         if config.storage.cache_chunks > 1_000_000 {
             return Err(invalid(
                 "storage.cache_chunks",
@@ -459,27 +479,32 @@ mod tests {
     }
 
     #[test]
-    fn a_build_without_fault_injection_refuses_a_faults_section_by_name() {
+    fn the_operators_parse_refuses_a_faults_section_by_name() {
         let base = NodeConfig::template(Role::Mix, Some(1));
-        let text = format!("{base}\n[faults]\ndrop_all = true\n");
-        let e = check_faults(Some(&FaultsSection::default()), false).unwrap_err();
-        assert!(e.contains("[faults]"), "{e}");
-        assert!(check_faults(Some(&FaultsSection::default()), true).is_ok());
-        assert!(check_faults(None, false).is_ok());
-        match (
-            NodeConfig::parse(&text, Path::new("n.toml")),
-            FAULTS_COMPILED,
-        ) {
-            // A test build honours it...
-            (Ok(c), true) => assert!(c.faults().drop_all && !c.faults().tamper_records),
-            // ...any other refuses it, naming the section.
-            (Err(e), false) => {
-                let e = e.to_string();
-                assert!(e.contains("faults") && e.contains("n.toml"), "{e}");
-            }
-            (outcome, compiled) => panic!("faults compiled: {compiled}, parse: {outcome:?}"),
+        for section in [
+            "[faults]\ndrop_all = true\n",
+            // Named even when its fields are wrong too.
+            "[faults]\nno_such_fault = 1\n",
+            "[faults]\n",
+        ] {
+            let text = format!("{base}\n{section}");
+            let e = NodeConfig::parse(&text, Path::new("n.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("[faults]") && e.starts_with("n.toml"), "{e}");
         }
         let plain = NodeConfig::parse(&base, Path::new("n.toml")).unwrap();
         assert_eq!(plain.faults(), FaultsSection::default());
+    }
+
+    #[cfg(feature = "faults")]
+    #[test]
+    fn the_faults_binarys_parse_honours_the_section() {
+        let base = NodeConfig::template(Role::Mix, Some(1));
+        let text = format!("{base}\n[faults]\ndrop_all = true\n");
+        let c = NodeConfig::parse_with(&text, Path::new("n.toml"), FaultPolicy::Honour).unwrap();
+        assert!(c.faults().drop_all && !c.faults().tamper_records);
+        let bad = format!("{base}\n[faults]\nno_such_fault = 1\n");
+        assert!(NodeConfig::parse_with(&bad, Path::new("n.toml"), FaultPolicy::Honour).is_err());
     }
 }

@@ -119,7 +119,7 @@ struct Replies {
     outstanding: Outstanding,
     pool: ReplyPool,
     /// Service requests waiting for their answer, by reply block id.
-    requests: HashMap<[u8; SURB_ID_LEN], (sphinx::SurbRecovery, oneshot::Sender<Vec<u8>>)>,
+    requests: HashMap<[u8; SURB_ID_LEN], (sphinx::SurbRecovery, AnswerTx)>,
 }
 
 impl std::fmt::Debug for Replies {
@@ -135,6 +135,10 @@ impl std::fmt::Debug for Replies {
 pub const MAX_PENDING_REQUESTS: usize = 1_024;
 
 type SharedReplies = Arc<Mutex<Replies>>;
+
+/// Where a service node's answer to one request goes: its body, or why
+/// the reply that came back was unusable.
+type AnswerTx = oneshot::Sender<Result<Vec<u8>, NetError>>;
 
 /// A session with a gateway.
 pub struct Session {
@@ -364,7 +368,10 @@ impl Session {
         }
         self.outgoing
             .try_send(Outgoing::Message(*to, message.to_vec()))
-            .map_err(|_| queue_full())
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => queue_full(),
+                mpsc::error::TrySendError::Closed(_) => closed(),
+            })
     }
 
     /// Queues a message for `to` carrying `blocks` (1 to 8) reply blocks,
@@ -393,7 +400,7 @@ impl Session {
             }
             .into());
         }
-        let permit = self.outgoing.try_reserve().map_err(|_| queue_full())?;
+        let permit = self.outgoing.try_reserve().map_err(reserve_error)?;
         let active_until = unix_now() + 2 * self.document().schedule.epoch_secs;
         let tag = {
             let mut r = self.replies.lock().map_err(|_| poisoned())?;
@@ -417,7 +424,7 @@ impl Session {
     /// the message is longer than [`crate::replies::MAX_REPLY`].
     pub fn reply(&self, from: &SenderTag, message: &[u8]) -> Result<(), ClientError> {
         let plain = encode_reply(message)?;
-        let permit = self.outgoing.try_reserve().map_err(|_| queue_full())?;
+        let permit = self.outgoing.try_reserve().map_err(reserve_error)?;
         let block = self
             .replies
             .lock()
@@ -480,7 +487,7 @@ impl Session {
         let frame = doc
             .forward_frame(&mut rng, &forward, &destination, &bytes)
             .ok_or_else(|| missing("keys for the request"))?;
-        let permit = self.outgoing.try_reserve().map_err(|_| queue_full())?;
+        let permit = self.outgoing.try_reserve().map_err(reserve_error)?;
         let (tx, rx) = oneshot::channel();
         {
             let mut r = self.replies.lock().map_err(|_| poisoned())?;
@@ -499,7 +506,7 @@ impl Session {
         }
         let body = answer
             .map_err(|_| NetError::Timeout(format!("the service node ({} s)", timeout.as_secs())))?
-            .map_err(|_| NetError::Closed("the session ended".into()))?;
+            .map_err(|_| NetError::Closed("the session ended".into()))??;
         let response = Response::decode(&body)
             .map_err(|e| NetError::BadAnswer(format!("service response: {e}")))?;
         if response.id != id {
@@ -545,6 +552,19 @@ impl Session {
     pub fn stats(&self) -> SessionStats {
         self.stats.lock().map(|s| s.clone()).unwrap_or_default()
     }
+}
+
+/// A reservation on the send queue refused: full (try later) or closed
+/// (this session is over).
+fn reserve_error(e: mpsc::error::TrySendError<()>) -> ClientError {
+    match e {
+        mpsc::error::TrySendError::Full(()) => queue_full(),
+        mpsc::error::TrySendError::Closed(()) => closed(),
+    }
+}
+
+fn closed() -> ClientError {
+    NetError::Closed("the session ended".into()).into()
 }
 
 fn queue_full() -> ClientError {

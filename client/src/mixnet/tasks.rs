@@ -207,9 +207,16 @@ impl Receiver {
                 .and_then(|plain| decode_reply(&plain).ok().map(<[u8]>::to_vec))
             {
                 Some(body) => {
-                    let _ = answer.send(body);
+                    let _ = answer.send(Ok(body));
                 }
-                None => r.count(|st| st.undecodable += 1),
+                // A bad answer, not the end of the session: the request
+                // is asked again on a fresh route.
+                None => {
+                    r.count(|st| st.undecodable += 1);
+                    let _ = answer.send(Err(NetError::BadAnswer(
+                        "a reply that does not decode".into(),
+                    )));
+                }
             }
             return None;
         }

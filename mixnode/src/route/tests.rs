@@ -103,6 +103,8 @@ fn loops_visit_every_position_in_an_allowed_order() {
         }
     }
     assert!(loop_positions(Client, 3).is_empty());
+    assert!(loop_positions(Layer(4), 3).is_empty());
+    assert!(loop_positions(Layer(0), 3).is_empty());
 }
 
 #[test]
