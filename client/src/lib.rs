@@ -5,6 +5,7 @@ pub mod feeds;
 pub mod home;
 pub mod mixnet;
 pub mod passphrase;
+pub mod pending;
 pub mod replies;
 pub mod store;
 pub mod testnet;

@@ -8,6 +8,7 @@ use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
 use mtos_client::feeds::{self, FeedBook, FollowEntry, Followed, SeenEntry};
 use mtos_client::mixnet::{NetworkConfig, Session};
+use mtos_client::pending::{PendingPublish, PendingPublishes};
 use mtos_client::store::{ChunkStore, STORE_DIR};
 use mtos_client::transfer::{self, TransferOptions, TransferReport};
 use mtos_client::{ClientError, Home, testnet};
@@ -94,13 +95,9 @@ fn summary(verb: &str, report: &TransferReport, started: Instant) -> String {
     )
 }
 
-/// Directory of the home holding the references of publishes not yet
-/// finished, one file per command (named by [`publish_digest`]).
-const PENDING_DIR: &str = "pending";
-
 /// What identifies one `mtos publish` command: its options and the
 /// contents of its files. The same command run again finds the item it
-/// sealed the first time and resumes it.
+/// sealed the first time (`mtos_client::pending`) and resumes it.
 fn publish_digest(opts: &SealOpts) -> Result<String, ClientError> {
     let mut h = blake3::Hasher::new_derive_key("mtos publish command v1");
     let mut field = |name: &str, value: &[u8]| {
@@ -153,45 +150,31 @@ fn publish_digest(opts: &SealOpts) -> Result<String, ClientError> {
 /// instead of sealing a new one.
 pub fn publish(home: &Home, opts: SealOpts) -> Result<String, ClientError> {
     let config = home.network()?;
-    let pending_dir = home.dir().join(PENDING_DIR);
-    let pending = pending_dir.join(publish_digest(&opts)?);
+    let digest = publish_digest(&opts)?;
+    let pending = PendingPublishes::of(home);
     home.ensure()?;
-    // A pending reference whose chunks are no longer in the local store
-    // (the store was removed) cannot be resumed: the item is sealed anew.
-    let resumed = std::fs::read_to_string(&pending).ok().and_then(|text| {
-        let mut lines = text.lines();
-        let reference = ItemRef::from_uri(lines.next()?.trim()).ok()?;
-        let author = lines.next().map(|l| l.trim().to_owned());
-        let store = ChunkStore::open(&home.dir().join(STORE_DIR)).ok()?;
-        transfer::item_chunks(&store, &reference).ok()?;
-        Some((reference, author))
-    });
+    let resumed = ChunkStore::open(&home.dir().join(STORE_DIR))
+        .ok()
+        .and_then(|store| pending.resumable(&digest, &store));
     let (reference, author) = match resumed {
-        Some((r, author_id)) => {
+        Some(p) => {
             eprintln!("resuming the unfinished publish of this item");
-            let author = match author_id {
-                Some(id) if !id.is_empty() => Some(crate::common::open(home)?.find(&id)?.clone()),
-                _ => None,
+            let author = match p.author {
+                Some(id) => Some(crate::common::open(home)?.find(&id)?.clone()),
+                None => None,
             };
-            (r, author)
+            (p.reference, author)
         }
         None => {
-            let (r, author) = seal_into_store(home, opts)?;
-            std::fs::create_dir_all(&pending_dir).map_err(|source| ClientError::Io {
-                path: pending_dir.clone(),
-                source,
-            })?;
-            let _ = std::fs::remove_file(&pending);
-            let record = format!(
-                "{}\n{}\n",
-                r.to_uri(),
-                author
-                    .as_ref()
-                    .map(|a| a.id().to_string())
-                    .unwrap_or_default()
-            );
-            crate::common::write_new_private_file(&pending, record.as_bytes())?;
-            (r, author)
+            let (reference, author) = seal_into_store(home, opts)?;
+            pending.record(
+                &digest,
+                &PendingPublish {
+                    reference: reference.clone(),
+                    author: author.as_ref().map(|a| a.id().to_string()),
+                },
+            )?;
+            (reference, author)
         }
     };
     let store = ChunkStore::open(&home.dir().join(STORE_DIR))?;
@@ -199,7 +182,7 @@ pub fn publish(home: &Home, opts: SealOpts) -> Result<String, ClientError> {
     // (--to) and anonymous ones do not.
     let feed = author.filter(|_| reference.audience() == mtos_crypto::item::Audience::Public);
     put(home, &config, &store, &reference, feed.as_ref())?;
-    let _ = std::fs::remove_file(&pending);
+    pending.done(&digest);
     Ok(format!("{}\n", reference.to_uri()))
 }
 
