@@ -368,10 +368,7 @@ impl Session {
         }
         self.outgoing
             .try_send(Outgoing::Message(*to, message.to_vec()))
-            .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => queue_full(),
-                mpsc::error::TrySendError::Closed(_) => closed(),
-            })
+            .map_err(send_error)
     }
 
     /// Queues a message for `to` carrying `blocks` (1 to 8) reply blocks,
@@ -400,7 +397,7 @@ impl Session {
             }
             .into());
         }
-        let permit = self.outgoing.try_reserve().map_err(reserve_error)?;
+        let permit = self.outgoing.try_reserve().map_err(send_error)?;
         let active_until = unix_now() + 2 * self.document().schedule.epoch_secs;
         let tag = {
             let mut r = self.replies.lock().map_err(|_| poisoned())?;
@@ -424,7 +421,7 @@ impl Session {
     /// the message is longer than [`crate::replies::MAX_REPLY`].
     pub fn reply(&self, from: &SenderTag, message: &[u8]) -> Result<(), ClientError> {
         let plain = encode_reply(message)?;
-        let permit = self.outgoing.try_reserve().map_err(reserve_error)?;
+        let permit = self.outgoing.try_reserve().map_err(send_error)?;
         let block = self
             .replies
             .lock()
@@ -487,7 +484,7 @@ impl Session {
         let frame = doc
             .forward_frame(&mut rng, &forward, &destination, &bytes)
             .ok_or_else(|| missing("keys for the request"))?;
-        let permit = self.outgoing.try_reserve().map_err(reserve_error)?;
+        let permit = self.outgoing.try_reserve().map_err(send_error)?;
         let (tx, rx) = oneshot::channel();
         {
             let mut r = self.replies.lock().map_err(|_| poisoned())?;
@@ -554,21 +551,14 @@ impl Session {
     }
 }
 
-/// A reservation on the send queue refused: full (try later) or closed
-/// (this session is over).
-fn reserve_error(e: mpsc::error::TrySendError<()>) -> ClientError {
+/// A send (or reservation) on the send queue refused: full (try later)
+/// or closed (this session is over).
+fn send_error<T>(e: mpsc::error::TrySendError<T>) -> ClientError {
     match e {
-        mpsc::error::TrySendError::Full(()) => queue_full(),
-        mpsc::error::TrySendError::Closed(()) => closed(),
+        mpsc::error::TrySendError::Full(_) => NetError::QueueFull("the send queue".into()),
+        mpsc::error::TrySendError::Closed(_) => NetError::Closed("the session ended".into()),
     }
-}
-
-fn closed() -> ClientError {
-    NetError::Closed("the session ended".into()).into()
-}
-
-fn queue_full() -> ClientError {
-    NetError::QueueFull("the send queue".into()).into()
+    .into()
 }
 
 fn poisoned() -> ClientError {
