@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use mtos_crypto::sphinx::FRAME_SIZE;
 use mtos_mixnode::admission::Position;
-use mtos_tests::{TestClient, Testnet, arg, cpu_seconds, rss_bytes};
+use mtos_tests::{NodeSettings, TestClient, Testnet, arg, cpu_seconds, rss_bytes};
 use rand::RngExt;
 
 fn raw_unwrap_rate(seconds: f64) -> f64 {
@@ -40,9 +40,10 @@ fn main() {
         .build()
         .unwrap();
     let chain = mtos_tests::CHAIN;
-    let net = Testnet::start_with(&chain, 3600, 0, |c| {
-        c.replace("peer_rate_pps = 20000", "peer_rate_pps = 10000000")
-            .replace("client_burst = 100", "client_burst = 100000000")
+    let net = Testnet::start_with(&chain, 3600, 0, |_| NodeSettings {
+        peer_rate_pps: Some(10_000_000),
+        client_burst: Some(100_000_000),
+        ..NodeSettings::default()
     });
     rt.block_on(async {
         let mut client = TestClient::connect(&net).await;

@@ -25,7 +25,7 @@ use mtos_crypto::geometry::CHUNK_SIZE;
 use mtos_crypto::item::Locator;
 use mtos_mixnode::records::Kind;
 use mtos_mixnode::service::{Op, Status};
-use mtos_tests::{Testnet, arg};
+use mtos_tests::{NodeSettings, Testnet, arg};
 use rand::RngExt;
 
 /// Mean, median, 90th percentile and maximum, in seconds.
@@ -49,8 +49,9 @@ fn main() {
     let chain = mtos_tests::CHAIN;
     // Every node stores, as in the storage tests; the rates are the
     // authority template's defaults.
-    let net = Testnet::start_with(&chain, 3600, 50, |c| {
-        c.replace("storage = false", "storage = true")
+    let net = Testnet::start_with(&chain, 3600, 50, |_| NodeSettings {
+        storage: Some(true),
+        ..NodeSettings::default()
     });
     let config = net.network_config();
     let rt = tokio::runtime::Builder::new_multi_thread()

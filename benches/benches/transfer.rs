@@ -26,7 +26,8 @@ use mtos_client::store::ChunkStore;
 use mtos_client::transfer::{TransferOptions, fetch, item_chunks, publish};
 use mtos_crypto::item::seal::{self, Access, MAX_SEALED_LEN};
 use mtos_crypto::item::{ContentType, ItemDraft, Part};
-use mtos_tests::{Testnet, arg};
+use mtos_mixnode::admission::Position;
+use mtos_tests::{NodeSettings, Testnet, arg};
 use rand::RngExt;
 
 fn main() {
@@ -35,12 +36,9 @@ fn main() {
     }
     let kib = arg("--kib", 1024) as usize;
     let chain = mtos_tests::CHAIN;
-    let net = Testnet::start_with(&chain, 3600, 50, |c| {
-        if c.contains("role = \"gateway\"") {
-            c
-        } else {
-            c.replace("storage = false", "storage = true")
-        }
+    let net = Testnet::start_with(&chain, 3600, 50, |position| NodeSettings {
+        storage: Some(position != Position::Gateway),
+        ..NodeSettings::default()
     });
     let config = net.network_config();
     let dir = tempfile::tempdir().unwrap();

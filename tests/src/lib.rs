@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use futures::AsyncWriteExt;
 use libp2p::{Multiaddr, PeerId};
+use mtos_client::testnet;
+pub use mtos_client::testnet::{AuthoritySettings, NodeSettings};
 use mtos_crypto::sphinx::{self, Destination, Hop};
 use mtos_mixnode::admission::Position;
 use mtos_mixnode::directory::{NetworkDocument, NodeEntry, Trust};
@@ -283,148 +285,88 @@ pub struct Testnet {
     pub nodes: Vec<TestNode>,
 }
 
-fn run_ok(args: &[&str]) -> String {
-    let out = Command::new(node_binary()).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "mtos-node {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 impl Testnet {
     /// Starts an authority (epochs of `epoch_secs`, mean delay
     /// `mean_delay_ms`) and one node per entry of `positions`, then waits
     /// until every node's document lists them all. Node loop cover is off
     /// (λM = 0), so tests can count every frame they send;
-    /// [`Testnet::start_custom`] keeps the template's rates.
+    /// [`Testnet::start_custom`] keeps the defaults it is not told.
     pub fn start(positions: &[Position], epoch_secs: u64, mean_delay_ms: u64) -> Self {
-        Self::start_with(positions, epoch_secs, mean_delay_ms, |config| config)
+        Self::start_with(positions, epoch_secs, mean_delay_ms, |_| {
+            NodeSettings::default()
+        })
     }
 
-    /// [`Testnet::start`], with every node's config text passed through
-    /// `tweak` first (to change limits, say).
+    /// [`Testnet::start`], each node with the settings `node` gives for
+    /// its position (to change limits, say).
     pub fn start_with(
         positions: &[Position],
         epoch_secs: u64,
         mean_delay_ms: u64,
-        tweak: impl Fn(String) -> String,
+        node: impl Fn(Position) -> NodeSettings,
     ) -> Self {
-        Self::start_custom(positions, epoch_secs, mean_delay_ms, tweak, |a| {
-            a.replace("node_loops = 1.0", "node_loops = 0.0")
-        })
+        let authority = AuthoritySettings {
+            node_loops: Some(0.0),
+            ..AuthoritySettings::default()
+        };
+        Self::start_custom(positions, epoch_secs, mean_delay_ms, node, &authority)
     }
 
-    /// [`Testnet::start_with`], with the authority's config text passed
-    /// through `authority_tweak` (to change the network's rates, say).
+    /// [`Testnet::start_with`] with the network's settings `authority`
+    /// (its rates, say) over `authority init`'s defaults.
     pub fn start_custom(
         positions: &[Position],
         epoch_secs: u64,
         mean_delay_ms: u64,
-        tweak: impl Fn(String) -> String,
-        authority_tweak: impl Fn(String) -> String,
+        node: impl Fn(Position) -> NodeSettings,
+        authority: &AuthoritySettings,
     ) -> Self {
         let root = tempfile::tempdir().unwrap();
-        let network = "mtos-test".to_owned();
-        let port = free_port();
-        let listen = format!("/ip4/127.0.0.1/tcp/{port}");
-        let auth_dir = root.path().join("authority");
-        let out = run_ok(&[
-            "authority",
-            "init",
-            "--dir",
-            auth_dir.to_str().unwrap(),
-            "--network",
-            &network,
-            "--listen",
-            &listen,
-            "--epoch-secs",
-            &epoch_secs.to_string(),
-            "--mean-delay-ms",
-            &mean_delay_ms.to_string(),
-        ]);
-        let key_hex = out
-            .lines()
-            .find_map(|l| l.strip_prefix("authority key: "))
-            .unwrap()
-            .to_owned();
+        let made = testnet::init_authority(
+            &node_binary(),
+            &root.path().join("authority"),
+            "mtos-test",
+            epoch_secs,
+            mean_delay_ms,
+            authority,
+        )
+        .unwrap();
         let authority_key: [u8; 32] = data_encoding::HEXLOWER
-            .decode(key_hex.as_bytes())
+            .decode(made.key.as_bytes())
             .unwrap()
             .try_into()
             .unwrap();
-        let auth_config = auth_dir.join("authority.toml");
-        let text = std::fs::read_to_string(&auth_config).unwrap();
-        std::fs::write(&auth_config, authority_tweak(text)).unwrap();
         let mut c = Command::new(node_binary());
-        c.args(["authority", "run", "--config"])
-            .arg(auth_dir.join("authority.toml"));
-        let authority = Proc::spawn("authority", c, &auth_dir.join("authority.log"));
+        c.args(["authority", "run", "--config"]).arg(&made.config);
+        let log = root.path().join("authority").join("authority.log");
+        let process = Proc::spawn("authority", c, &log);
         let mut net = Self {
             root,
-            authority,
-            authority_addr: listen.parse().unwrap(),
+            authority: process,
+            authority_addr: made.addr.parse().unwrap(),
             authority_key,
-            network,
+            network: made.network.clone(),
             nodes: Vec::new(),
         };
         for (i, position) in positions.iter().enumerate() {
-            net.add_node(i, *position, &key_hex, &listen, &tweak);
+            let dir = net.root.path().join(format!("node{i}"));
+            let made = testnet::init_node(&node_binary(), &dir, *position, &made, &node(*position))
+                .unwrap();
+            let mut test_node = TestNode {
+                dir,
+                position: *position,
+                metrics: made.metrics,
+                p2p: made.p2p.parse().unwrap(),
+                proc: Proc {
+                    child: None,
+                    name: format!("node{i} ({position:?})"),
+                },
+            };
+            test_node.start();
+            net.nodes.push(test_node);
         }
         net.wait_until_listed(positions.len(), Duration::from_secs(60));
         net
-    }
-
-    fn add_node(
-        &mut self,
-        i: usize,
-        position: Position,
-        authority: &str,
-        authority_addr: &str,
-        tweak: &dyn Fn(String) -> String,
-    ) {
-        let dir = self.root.path().join(format!("node{i}"));
-        let (role, layer) = match position {
-            Position::Gateway => ("gateway", None),
-            Position::Service => ("service", None),
-            Position::Layer(l) => ("mix", Some(l)),
-            Position::Client => panic!("a client is not a node"),
-        };
-        let mut args = vec![
-            "init".to_owned(),
-            "--dir".into(),
-            dir.to_str().unwrap().into(),
-            "--role".into(),
-            role.into(),
-        ];
-        if let Some(l) = layer {
-            args.extend(["--layer".into(), l.to_string()]);
-        }
-        run_ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
-        let p2p = format!("/ip4/127.0.0.1/tcp/{}", free_port());
-        let metrics = format!("127.0.0.1:{}", free_port());
-        let path = dir.join("mtos-node.toml");
-        let text = std::fs::read_to_string(&path)
-            .unwrap()
-            .replace("id = \"mtos-local\"", &format!("id = \"{}\"", self.network))
-            .replace("authority = \"\"", &format!("authority = \"{authority}\""))
-            .replace("/ip4/127.0.0.1/tcp/9400", authority_addr)
-            .replace("/ip4/0.0.0.0/tcp/9401", &p2p)
-            .replace("127.0.0.1:9402", &metrics);
-        std::fs::write(&path, tweak(text)).unwrap();
-        let mut node = TestNode {
-            dir,
-            position,
-            metrics,
-            p2p: p2p.parse().unwrap(),
-            proc: Proc {
-                child: None,
-                name: format!("node{i} ({role})"),
-            },
-        };
-        node.start();
-        self.nodes.push(node);
     }
 
     /// Waits until every node's document lists `count` nodes.

@@ -13,8 +13,8 @@ use mtos_client::mixnet::{NetworkConfig, Received, SentKind, Session};
 use mtos_client::replies::ReplyError;
 use mtos_mixnode::admission::Position;
 use mtos_tests::{
-    CHAIN, TestClient, Testnet, ks_critical, ks_statistic, ks_two_sample, ks_two_sample_critical,
-    wait_for,
+    AuthoritySettings, CHAIN, NodeSettings, TestClient, Testnet, ks_critical, ks_statistic,
+    ks_two_sample, ks_two_sample_critical, wait_for,
 };
 
 const PAYLOAD: f64 = 20.0;
@@ -51,11 +51,12 @@ async fn two_clients_exchange_messages_and_replies_and_their_traffic_does_not_sh
             &CHAIN,
             600,
             5,
-            |c| c,
-            |a| {
-                a.replace("payload = 2.0", &format!("payload = {PAYLOAD}"))
-                    .replace("loops = 1.0", &format!("loops = {LOOPS}"))
-                    .replace("drops = 1.0", &format!("drops = {DROPS}"))
+            |_| NodeSettings::default(),
+            &AuthoritySettings {
+                payload: Some(PAYLOAD),
+                loops: Some(LOOPS),
+                drops: Some(DROPS),
+                ..AuthoritySettings::default()
             },
         )
     });

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use mtos_mixnode::admission::Position;
-use mtos_tests::{CHAIN, FaultsSection, Testnet};
+use mtos_tests::{AuthoritySettings, CHAIN, FaultsSection, NodeSettings, Testnet};
 
 #[test]
 fn a_node_dropping_everything_is_noticed_by_loop_cover() {
@@ -13,10 +13,11 @@ fn a_node_dropping_everything_is_noticed_by_loop_cover() {
         &CHAIN,
         600,
         5,
-        |c| c,
-        |a| {
-            a.replace("node_loops = 1.0", "node_loops = 20.0")
-                .replace("max_delay_ms = 10000", "max_delay_ms = 2000")
+        |_| NodeSettings::default(),
+        &AuthoritySettings {
+            node_loops: Some(20.0),
+            max_delay_ms: Some(2000),
+            ..AuthoritySettings::default()
         },
     );
     // Healthy: once every node knows every other (loops sent while the

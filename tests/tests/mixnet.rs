@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use mtos_mixnode::admission::Position;
-use mtos_tests::{TestClient, Testnet, wait_for};
+use mtos_tests::{NodeSettings, TestClient, Testnet, wait_for};
 
 const LAYOUT: [Position; 8] = [
     Position::Gateway,
@@ -27,8 +27,9 @@ async fn packets_cross_a_real_mixnet_and_replays_stay_caught_after_kill_9() {
     // The test client sends its 1,000 packets at once: far above the
     // gateway's per-client bucket, which this test does not measure.
     let mut net = tokio::task::block_in_place(|| {
-        Testnet::start_with(&LAYOUT, 120, 5, |c| {
-            c.replace("client_burst = 100", "client_burst = 100000")
+        Testnet::start_with(&LAYOUT, 120, 5, |_| NodeSettings {
+            client_burst: Some(100_000),
+            ..NodeSettings::default()
         })
     });
     let mut client = TestClient::connect(&net).await;

@@ -9,7 +9,7 @@ use mtos_mixnode::records::Kind;
 use mtos_mixnode::replica_proto::{ReplicaOp, ReplicaStatus};
 use mtos_net::NodeEntryExt;
 use mtos_node::replica::STORE_PROTOCOL;
-use mtos_tests::{CHAIN, TestClient, Testnet};
+use mtos_tests::{AuthoritySettings, CHAIN, NodeSettings, TestClient, Testnet};
 
 use mtos_node::replica::request_body as body;
 
@@ -25,10 +25,11 @@ async fn replicas_serve_service_nodes_only_and_keep_valid_records() {
     // Every node stores (the template's flag switched on); a service
     // node may make 6 puts at once and 1 a second on each replica.
     let net = tokio::task::block_in_place(|| {
-        Testnet::start_with(&CHAIN, 600, 5, |c| {
-            c.replace("storage = false", "storage = true")
-                .replace("puts_per_service = 200", "puts_per_service = 1")
-                .replace("put_burst = 2000", "put_burst = 6")
+        Testnet::start_with(&CHAIN, 600, 5, |_| NodeSettings {
+            storage: Some(true),
+            puts_per_service: Some(1),
+            put_burst: Some(6),
+            ..NodeSettings::default()
         })
     });
     let service = net.node(Position::Service);
@@ -192,10 +193,14 @@ async fn clients_put_and_get_chunks_through_service_nodes_onto_the_ring_replicas
             &CHAIN,
             600,
             5,
-            |c| c.replace("storage = false", "storage = true"),
-            |a| {
-                a.replace("payload = 2.0", "payload = 20.0")
-                    .replace("node_loops = 1.0", "node_loops = 0.0")
+            |_| NodeSettings {
+                storage: Some(true),
+                ..NodeSettings::default()
+            },
+            &AuthoritySettings {
+                payload: Some(20.0),
+                node_loops: Some(0.0),
+                ..AuthoritySettings::default()
             },
         )
     });
@@ -478,20 +483,17 @@ async fn a_hundred_chunks_survive_a_kill_9_and_are_repaired_to_k_copies() {
             &NODES,
             120,
             5,
-            |c| {
-                let c = c
-                    .replace("cache_chunks = 10000", "cache_chunks = 0")
-                    .replace("client_addresses = false", "client_addresses = true");
-                if c.contains("role = \"gateway\"") {
-                    c
-                } else {
-                    c.replace("storage = false", "storage = true")
-                }
+            |position| NodeSettings {
+                storage: Some(position != Gateway),
+                cache_chunks: Some(0),
+                client_addresses: Some(true),
+                ..NodeSettings::default()
             },
-            |a| {
-                a.replace("payload = 2.0", "payload = 20.0")
-                    .replace("node_loops = 1.0", "node_loops = 0.0")
-                    .replace("heartbeat_secs = 20", "heartbeat_secs = 3")
+            &AuthoritySettings {
+                payload: Some(20.0),
+                node_loops: Some(0.0),
+                heartbeat_secs: Some(3),
+                ..AuthoritySettings::default()
             },
         )
     });

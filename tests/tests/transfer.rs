@@ -11,7 +11,7 @@ use mtos_client::transfer::{TransferOptions, fetch, item_chunks, publish};
 use mtos_crypto::item::seal::{self, Access, MAX_SEALED_LEN};
 use mtos_crypto::item::{ContentType, ItemDraft, Part};
 use mtos_mixnode::admission::Position;
-use mtos_tests::{CHAIN, FaultsSection, Testnet};
+use mtos_tests::{AuthoritySettings, CHAIN, FaultsSection, NodeSettings, Testnet};
 use rand::RngExt;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -23,10 +23,14 @@ async fn a_published_mebibyte_is_fetched_byte_identical_past_a_tampering_replica
             &CHAIN,
             600,
             5,
-            |c| c.replace("storage = false", "storage = true"),
-            |a| {
-                a.replace("payload = 2.0", "payload = 50.0")
-                    .replace("node_loops = 1.0", "node_loops = 0.0")
+            |_| NodeSettings {
+                storage: Some(true),
+                ..NodeSettings::default()
+            },
+            &AuthoritySettings {
+                payload: Some(50.0),
+                node_loops: Some(0.0),
+                ..AuthoritySettings::default()
             },
         )
     });

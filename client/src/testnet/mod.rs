@@ -12,8 +12,17 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use mtos_mixnode::admission::Position;
+
 use crate::ClientError;
 use crate::mixnet::NetworkConfig;
+
+mod launch;
+
+pub use launch::{
+    Authority, AuthoritySettings, Node, NodeSettings, Wiring, init_authority, init_node,
+    node_config,
+};
 
 /// The state file inside a testnet directory.
 pub const STATE_FILE: &str = "testnet.json";
@@ -168,21 +177,6 @@ impl Drop for Started {
     }
 }
 
-fn run_ok(bin: &Path, args: &[&str]) -> Result<String, ClientError> {
-    let out = Command::new(bin)
-        .args(args)
-        .output()
-        .map_err(|e| ClientError::Testnet(format!("cannot run {}: {e}", bin.display())))?;
-    if !out.status.success() {
-        return Err(ClientError::Testnet(format!(
-            "mtos-node {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
 fn spawn(bin: &Path, args: &[&str], log: &Path) -> Result<Child, ClientError> {
     let file = std::fs::File::create(log).map_err(io(log))?;
     let mut c = Command::new(bin);
@@ -230,38 +224,23 @@ pub fn up(
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let network = "mtos-testnet".to_owned();
     let auth_dir = dir.join("authority");
-    let authority_addr = format!("/ip4/127.0.0.1/tcp/{}", free_port()?);
-    let out = run_ok(
+    let (payload, loops, drops) = spec.rates;
+    let authority = launch::init_authority(
         bin,
-        &[
-            "authority",
-            "init",
-            "--dir",
-            &auth_dir.to_string_lossy(),
-            "--network",
-            &network,
-            "--listen",
-            &authority_addr,
-            "--epoch-secs",
-            &spec.epoch_secs.to_string(),
-            "--mean-delay-ms",
-            &spec.mean_delay_ms.to_string(),
-        ],
+        &auth_dir,
+        &network,
+        spec.epoch_secs,
+        spec.mean_delay_ms,
+        &AuthoritySettings {
+            layers: Some(spec.layers),
+            payload: Some(payload),
+            loops: Some(loops),
+            drops: Some(drops),
+            ..AuthoritySettings::default()
+        },
     )?;
-    let key = out
-        .lines()
-        .find_map(|l| l.strip_prefix("authority key: "))
-        .ok_or_else(|| ClientError::Testnet("mtos-node authority init printed no key".into()))?
-        .to_owned();
-    let auth_config = auth_dir.join("authority.toml");
-    let text = std::fs::read_to_string(&auth_config).map_err(io(&auth_config))?;
-    let (p, l, d) = spec.rates;
-    let text = text
-        .replace("payload = 2.0", &format!("payload = {p:?}"))
-        .replace("loops = 1.0", &format!("loops = {l:?}"))
-        .replace("drops = 1.0", &format!("drops = {d:?}"))
-        .replace("layers = 3", &format!("layers = {}", spec.layers));
-    std::fs::write(&auth_config, text).map_err(io(&auth_config))?;
+    let auth_config = authority.config.clone();
+    let authority_addr = authority.addr.clone();
 
     let mut started = Started(Vec::new());
     let mut processes = Vec::new();
@@ -285,60 +264,38 @@ pub fn up(
     started.0.push(("authority".into(), child));
     progress(&format!("authority on {authority_addr}"));
 
-    let mut nodes: Vec<(String, &str, Option<u8>)> = Vec::new();
+    let mut nodes: Vec<(String, Position)> = Vec::new();
     for g in 1..=spec.gateways {
-        nodes.push((format!("gateway-{g}"), "gateway", None));
+        nodes.push((format!("gateway-{g}"), Position::Gateway));
     }
     for layer in 1..=spec.layers {
         for i in 1..=spec.per_layer {
-            nodes.push((format!("mix-{layer}-{i}"), "mix", Some(layer)));
+            nodes.push((format!("mix-{layer}-{i}"), Position::Layer(layer)));
         }
     }
     for s in 1..=spec.services {
-        nodes.push((format!("service-{s}"), "service", None));
+        nodes.push((format!("service-{s}"), Position::Service));
     }
-    for (name, role, layer) in &nodes {
-        let node_dir = dir.join(name);
-        let mut args = vec![
-            "init".to_owned(),
-            "--dir".into(),
-            node_dir.to_string_lossy().into_owned(),
-            "--role".into(),
-            (*role).into(),
-        ];
-        if let Some(l) = layer {
-            args.extend(["--layer".into(), l.to_string()]);
-        }
-        run_ok(bin, &args.iter().map(String::as_str).collect::<Vec<_>>()).map_err(stopped)?;
-        let metrics = format!("127.0.0.1:{}", free_port()?);
-        let p2p = format!("/ip4/127.0.0.1/tcp/{}", free_port()?);
-        let config = node_dir.join("mtos-node.toml");
-        let text = std::fs::read_to_string(&config).map_err(io(&config))?;
-        let text = text
-            .replace("id = \"mtos-local\"", &format!("id = \"{network}\""))
-            .replace("authority = \"\"", &format!("authority = \"{key}\""))
-            .replace("/ip4/127.0.0.1/tcp/9400", &authority_addr)
-            .replace("/ip4/0.0.0.0/tcp/9401", &p2p)
-            .replace("127.0.0.1:9402", &metrics);
+    for (name, position) in &nodes {
         // Every node but the gateways stores records (`storage.md` §1),
         // so items can be published on the testnet.
-        let text = if *role == "gateway" {
-            text
-        } else {
-            text.replace("storage = false", "storage = true")
+        let settings = NodeSettings {
+            storage: Some(*position != Position::Gateway),
+            ..NodeSettings::default()
         };
-        std::fs::write(&config, text).map_err(io(&config))?;
+        let node = launch::init_node(bin, &dir.join(name), *position, &authority, &settings)
+            .map_err(stopped)?;
         let child = spawn(
             bin,
-            &["run", "--config", &config.to_string_lossy()],
-            &node_dir.join("node.log"),
+            &["run", "--config", &node.config.to_string_lossy()],
+            &node.dir.join("node.log"),
         )
         .map_err(stopped)?;
         processes.push(Process {
             name: name.clone(),
             pid: child.id(),
-            config,
-            metrics: Some(metrics),
+            config: node.config,
+            metrics: Some(node.metrics),
         });
         started.0.push((name.clone(), child));
     }
@@ -389,7 +346,7 @@ pub fn up(
     }
     let state = State {
         network,
-        authority_key: key,
+        authority_key: authority.key,
         authority_addr,
         processes,
     };
