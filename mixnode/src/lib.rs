@@ -7,6 +7,7 @@ pub mod directory;
 pub mod engine;
 pub mod format;
 pub mod keys;
+pub mod loops;
 pub mod mailbox;
 pub mod placement;
 pub mod records;

@@ -37,6 +37,76 @@ pub fn loop_positions(me: Position, layers: u8) -> Vec<Position> {
     }
 }
 
+/// What routes are picked from: the nodes at each position. The network
+/// document is one ([`NetworkDocument`]); the simulator's network of
+/// numbered nodes another, so both take routes by the same rule.
+pub trait Nodes {
+    /// A node as the caller names it (`&NodeEntry`, an index).
+    type Node: Clone;
+
+    /// The mix layers.
+    fn layers(&self) -> u8;
+
+    /// A node at `position`, picked uniformly, or `None` if there is none.
+    fn pick<R: rand::Rng + ?Sized>(&self, rng: &mut R, position: Position) -> Option<Self::Node>;
+}
+
+/// `first` (if any), one node of each mix layer in layer order, then
+/// `last`: the shape of every route a client sends or receives on (a
+/// client's forward route from its gateway, a reply block's route to it).
+/// `None` when a layer is empty.
+pub fn through_layers<N: Nodes, R: rand::Rng + ?Sized>(
+    nodes: &N,
+    rng: &mut R,
+    first: Option<N::Node>,
+    last: N::Node,
+) -> Option<Vec<N::Node>> {
+    let mut route: Vec<N::Node> = first.into_iter().collect();
+    for l in 1..=nodes.layers() {
+        route.push(nodes.pick(rng, Position::Layer(l))?);
+    }
+    route.push(last);
+    Some(route)
+}
+
+/// A node loop's route: from `me` (at `position`) through one node at
+/// each of [`loop_positions`] and back to `me`, or `None` when a position
+/// is empty or `me` cannot loop (a client, a layer the network lacks).
+pub fn loop_route<N: Nodes, R: rand::Rng + ?Sized>(
+    nodes: &N,
+    rng: &mut R,
+    me: N::Node,
+    position: Position,
+) -> Option<Vec<N::Node>> {
+    let positions = loop_positions(position, nodes.layers());
+    let (last, via) = positions.split_last()?;
+    if *last != position {
+        return None;
+    }
+    let mut route: Vec<N::Node> = via
+        .iter()
+        .map(|p| nodes.pick(rng, *p))
+        .collect::<Option<_>>()?;
+    route.push(me);
+    Some(route)
+}
+
+impl<'d> Nodes for &'d NetworkDocument {
+    type Node = &'d NodeEntry;
+
+    fn layers(&self) -> u8 {
+        self.layers
+    }
+
+    fn pick<R: rand::Rng + ?Sized>(
+        &self,
+        rng: &mut R,
+        position: Position,
+    ) -> Option<&'d NodeEntry> {
+        NetworkDocument::pick(self, rng, position)
+    }
+}
+
 impl NetworkDocument {
     /// The node whose identity key is `key`.
     pub fn node(&self, key: &[u8; 32]) -> Option<&NodeEntry> {
@@ -60,10 +130,7 @@ impl NetworkDocument {
         gateway: &[u8; 32],
         last: &'d NodeEntry,
     ) -> Option<Vec<&'d NodeEntry>> {
-        let mut route = vec![self.node(gateway)?];
-        route.extend(self.pick_layers(rng)?);
-        route.push(last);
-        Some(route)
+        through_layers(&self, rng, Some(self.node(gateway)?), last)
     }
 
     /// A reply block's route back to a client: from `first` (a
@@ -76,11 +143,7 @@ impl NetworkDocument {
         first: Option<&'d NodeEntry>,
         gateway: &[u8; 32],
     ) -> Option<Vec<&'d NodeEntry>> {
-        let mine = self.node(gateway)?;
-        let mut route: Vec<&NodeEntry> = first.into_iter().collect();
-        route.extend(self.pick_layers(rng)?);
-        route.push(mine);
-        Some(route)
+        through_layers(&self, rng, first, self.node(gateway)?)
     }
 
     /// A node loop's route: from `me` through one node at each of
@@ -91,17 +154,7 @@ impl NetworkDocument {
         rng: &mut R,
         me: &'d NodeEntry,
     ) -> Option<Vec<&'d NodeEntry>> {
-        let positions = loop_positions(me.position(), self.layers);
-        let (last, via) = positions.split_last()?;
-        if *last != me.position() {
-            return None;
-        }
-        let mut route: Vec<&NodeEntry> = via
-            .iter()
-            .map(|p| self.pick(rng, *p))
-            .collect::<Option<_>>()?;
-        route.push(me);
-        Some(route)
+        loop_route(&self, rng, me, me.position())
     }
 
     /// A node at `position`, picked uniformly (routes take one node per

@@ -1,167 +1,128 @@
-//! Node loop cover (λM, `specs/mixing.md`): every node sends loops through
-//! every other position of the network and back to itself, and counts the
-//! ones that do not come back. A loss well above the network's usual one
-//! means packets are being dropped on purpose somewhere, the signature of
-//! an n−1 or blocking attack, and is reported (metric and log).
+//! Drives this node's loop cover (`mtos_mixnode::loops::NodeLoops`, the
+//! machine: λM from the document, routes by the one rule, loss verdicts):
+//! the engine loop wakes it at its timeouts, sends the frames built here,
+//! reports loops that came back, and this exports what the machine
+//! counted (`mtos_node_loops_total`, `mtos_node_loop_loss_ratio`) and logs
+//! its alarms.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-
-use mtos_crypto::sphinx::{Destination, SURB_ID_LEN, sample_exponential};
+use mtos_crypto::sphinx::Destination;
+use mtos_mixnode::Instant;
+use mtos_mixnode::engine::Transmit;
+use mtos_mixnode::loops::{LoopConfig, LoopCounts, LoopId, NodeLoops, loop_timeout};
+use mtos_net::Topology;
+use rand::RngExt;
 use rand::rngs::StdRng;
-use rand::{RngExt, SeedableRng};
-use tokio::sync::mpsc;
 
 use super::metrics::Metrics;
-use mtos_mixnode::directory::{NetworkDocument, NodeEntry};
-use mtos_mixnode::engine::Transmit;
-use mtos_net::Topology;
 
-/// Loops whose fate is remembered for the loss ratio.
-const WINDOW: usize = 100;
-/// Loops resolved before a loss ratio is reported.
-const MIN_RESOLVED: usize = 20;
-/// A loss ratio above this is reported as a possible attack.
-pub const LOSS_ALARM: f64 = 0.5;
-/// Loops in flight remembered at once.
-const MAX_PENDING: usize = 10_000;
+/// While λM is 0 (or no document is known): how often to look again.
+pub const IDLE_CHECK: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Loops in flight and the fate of recent ones.
-#[derive(Debug, Default)]
-pub struct LoopTracker {
-    pending: HashMap<[u8; SURB_ID_LEN], tokio::time::Instant>,
-    recent: VecDeque<bool>,
-    alarmed_at: Option<tokio::time::Instant>,
+/// This node's loops and what has been exported of their counts.
+#[derive(Debug)]
+pub struct LoopDriver {
+    loops: NodeLoops,
+    exported: LoopCounts,
+    me: [u8; 32],
+    /// The next look at the document's λM, whatever the machine waits for.
+    next_check: Instant,
 }
 
-impl LoopTracker {
-    fn resolve(&mut self, returned: bool) {
-        if self.recent.len() == WINDOW {
-            self.recent.pop_front();
+impl LoopDriver {
+    /// Loops of the node whose key is `me`.
+    pub fn new(me: [u8; 32]) -> Self {
+        Self {
+            loops: NodeLoops::new(LoopConfig::default()),
+            exported: LoopCounts::default(),
+            me,
+            next_check: Instant::ZERO,
         }
-        self.recent.push_back(returned);
     }
 
-    /// Lost share of the recent loops, once enough are resolved.
-    pub fn loss_ratio(&self) -> Option<f64> {
-        (self.recent.len() >= MIN_RESOLVED)
-            .then(|| self.recent.iter().filter(|r| !**r).count() as f64 / self.recent.len() as f64)
+    /// When to wake: the machine's next timeout, or the next look at the
+    /// document ([`IDLE_CHECK`] after the last).
+    pub fn poll_timeout(&self) -> Instant {
+        self.loops
+            .poll_timeout()
+            .map_or(self.next_check, |t| t.min(self.next_check))
     }
 
-    /// A loop with this id came back; `false` if it is not one of ours
-    /// (or came back after it was counted lost).
-    pub fn returned(&mut self, id: &[u8; SURB_ID_LEN], metrics: &Metrics) -> bool {
-        if self.pending.remove(id).is_none() {
-            return false;
-        }
-        metrics.node_loops.with_label_values(&["returned"]).inc();
-        self.resolve(true);
-        self.report(metrics);
-        true
-    }
-
-    fn expire(&mut self, now: tokio::time::Instant, timeout: Duration, metrics: &Metrics) {
-        let before = self.pending.len();
-        self.pending
-            .retain(|_, sent| now.duration_since(*sent) < timeout);
-        for _ in self.pending.len()..before {
-            metrics.node_loops.with_label_values(&["lost"]).inc();
-            self.resolve(false);
-        }
-        self.report(metrics);
-    }
-
-    fn report(&mut self, metrics: &Metrics) {
-        let Some(ratio) = self.loss_ratio() else {
-            return;
+    /// At `now`, under the current document: follows its λM, judges the
+    /// loops whose time ran out and returns the frames of the loops due.
+    pub fn wake(
+        &mut self,
+        now: Instant,
+        topology: Option<&Topology>,
+        rng: &mut StdRng,
+    ) -> Vec<Transmit> {
+        self.loops.handle_timeout(now);
+        self.next_check = now + IDLE_CHECK;
+        let Some(topology) = topology else {
+            return Vec::new();
         };
-        metrics.node_loop_loss.set(ratio);
-        let now = tokio::time::Instant::now();
-        let quiet = self
-            .alarmed_at
-            .is_none_or(|t| now.duration_since(t) > Duration::from_secs(60));
-        if ratio > LOSS_ALARM && quiet {
-            self.alarmed_at = Some(now);
+        let doc = &topology.document;
+        self.loops.set_rate(now, doc.rates.node_loops, rng);
+        let Some(me) = doc.node(&self.me) else {
+            return Vec::new();
+        };
+        let timeout = loop_timeout(doc.mixing.max_delay_ms);
+        let mut out = Vec::new();
+        while let Some(send) = self
+            .loops
+            .poll_send(now, &doc, me, me.position(), timeout, rng)
+        {
+            let destination = Destination {
+                address: self.me,
+                surb_id: send.id,
+            };
+            let mut body = [0u8; 32];
+            rng.fill(&mut body[..]);
+            let (Some(first), Some(frame)) = (
+                send.route.first(),
+                doc.forward_frame(rng, &send.route, &destination, &body),
+            ) else {
+                continue;
+            };
+            out.push(Transmit {
+                next: first.address(),
+                frame,
+            });
+        }
+        out
+    }
+
+    /// A delivery addressed to this node with `id` arrived: one of its
+    /// loops, or a forgery (ignored).
+    pub fn returned(&mut self, now: Instant, id: &LoopId) {
+        self.loops.returned(now, id);
+    }
+
+    /// Moves what the machine counted since the last call to `metrics`
+    /// and logs an alarm.
+    pub fn export(&mut self, metrics: &Metrics) {
+        let tracker = self.loops.tracker();
+        let counts = tracker.counts();
+        for (result, now, before) in [
+            ("sent", counts.sent, self.exported.sent),
+            ("returned", counts.returned, self.exported.returned),
+            ("lost", counts.lost, self.exported.lost),
+        ] {
+            if now > before {
+                metrics
+                    .node_loops
+                    .with_label_values(&[result])
+                    .inc_by(now - before);
+            }
+        }
+        self.exported = counts;
+        if let Some(ratio) = tracker.loss_ratio() {
+            metrics.node_loop_loss.set(ratio);
+        }
+        if let Some(alarm) = tracker.poll_alarm() {
             tracing::warn!(
-                loss = ratio,
+                loss = alarm.loss,
                 "most node loops are not coming back: packets are being dropped in the network (possible n-1 or blocking attack)"
             );
-        }
-    }
-}
-
-fn build(
-    rng: &mut StdRng,
-    doc: &NetworkDocument,
-    me: &NodeEntry,
-    id: [u8; SURB_ID_LEN],
-) -> Option<Transmit> {
-    let route = doc.node_loop_route(rng, me)?;
-    let destination = Destination {
-        address: me.key,
-        surb_id: id,
-    };
-    let mut body = [0u8; 32];
-    rng.fill(&mut body[..]);
-    let frame = doc.forward_frame(rng, &route, &destination, &body)?;
-    Some(Transmit {
-        next: route.first()?.address(),
-        frame,
-    })
-}
-
-/// Sends this node's loops at λM (from the document) until `out` closes.
-pub async fn run(
-    me: [u8; 32],
-    topology: tokio::sync::watch::Receiver<Option<Arc<Topology>>>,
-    out: mpsc::Sender<Transmit>,
-    tracker: Arc<Mutex<LoopTracker>>,
-    metrics: Metrics,
-) {
-    let mut rng = StdRng::from_rng(&mut rand::rng());
-    loop {
-        let topo = topology.borrow().clone();
-        let Some(topo) = topo else {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            continue;
-        };
-        let doc = &topo.document;
-        let rate = doc.rates.node_loops;
-        if !(rate.is_finite() && rate > 0.0) {
-            tokio::time::sleep(Duration::from_secs(5)).await;
-            continue;
-        }
-        let gap = sample_exponential(&mut rng, Duration::from_secs_f64(1.0 / rate.min(10_000.0)));
-        tokio::time::sleep(gap).await;
-        // A loop takes about five mean delays; one that has not come back
-        // after many more is lost.
-        let timeout = Duration::from_millis(doc.mixing.max_delay_ms.saturating_mul(4))
-            .max(Duration::from_secs(10));
-        let now = tokio::time::Instant::now();
-        if let Ok(mut t) = tracker.lock() {
-            t.expire(now, timeout, &metrics);
-        }
-        let Some(me_entry) = doc.node(&me) else {
-            continue;
-        };
-        let mut id = [0u8; SURB_ID_LEN];
-        rng.fill(&mut id[..]);
-        let Some(transmit) = build(&mut rng, doc, me_entry, id) else {
-            continue;
-        };
-        let tracked = tracker.lock().is_ok_and(|mut t| {
-            if t.pending.len() >= MAX_PENDING {
-                return false;
-            }
-            t.pending.insert(id, now);
-            true
-        });
-        if tracked {
-            metrics.node_loops.with_label_values(&["sent"]).inc();
-            if out.send(transmit).await.is_err() {
-                return;
-            }
         }
     }
 }

@@ -40,8 +40,8 @@ pub(super) struct EngineLoop {
     pub(super) rotation_retry: Option<tokio::time::Instant>,
     /// A gateway's mailboxes.
     pub(super) mailboxes: Option<Arc<Mutex<Mailboxes>>>,
-    /// This node's loops in flight.
-    pub(super) loop_tracker: Arc<Mutex<crate::loops::LoopTracker>>,
+    /// This node's loop cover.
+    pub(super) loops: crate::loops::LoopDriver,
     /// This node's key (its loops come back addressed to it).
     pub(super) me: [u8; 32],
     /// A service node's request queue.
@@ -61,12 +61,13 @@ impl EngineLoop {
     pub(super) async fn run(
         &mut self,
         mut frames: mpsc::Receiver<Vec<u8>>,
-        mut loops: mpsc::Receiver<Transmit>,
+        mut sends: mpsc::Receiver<Transmit>,
         mut shutdown: std::pin::Pin<&mut impl Future<Output = ()>>,
     ) -> Result<(), NodeError> {
         loop {
             let timer = self.engine.poll_timeout().map(|t| self.deadline(t));
             let rotation = self.rotation_deadline();
+            let loops = self.deadline(self.loops.poll_timeout());
             tokio::select! {
                 biased;
                 () = &mut shutdown => return Ok(()),
@@ -80,6 +81,9 @@ impl EngineLoop {
                     let now = self.now();
                     self.engine.handle_timeout(now, &mut self.rng);
                 }
+                // Before frames: a flood of frames must not stop the loops
+                // that would reveal it.
+                () = tokio::time::sleep_until(loops) => self.node_loops(),
                 frame = frames.recv() => {
                     let Some(frame) = frame else { return Ok(()) };
                     let now = self.now();
@@ -89,7 +93,7 @@ impl EngineLoop {
                         self.engine.handle_frame(now, &frame, &mut self.rng);
                     }
                 }
-                Some(t) = loops.recv() => self.send(t),
+                Some(t) = sends.recv() => self.send(t),
                 changed = self.committed.changed() => {
                     if changed.is_err() {
                         return Err(NodeError::Database {
@@ -179,9 +183,9 @@ impl EngineLoop {
         }
         if d.destination.address == self.me {
             // One of this node's loops (or a forgery, which is ignored).
-            if let Ok(mut t) = self.loop_tracker.lock() {
-                t.returned(&d.destination.surb_id, &self.metrics);
-            }
+            let now = self.now();
+            self.loops.returned(now, &d.destination.surb_id);
+            self.loops.export(&self.metrics);
             return;
         }
         let Some(mailboxes) = &self.mailboxes else {
@@ -203,6 +207,16 @@ impl EngineLoop {
             .with_label_values(&[filed.name()])
             .inc();
         self.metrics.mailbox_held.set(boxes.held() as i64);
+    }
+
+    /// Wakes the loop cover: loops judged, loops due sent.
+    pub(super) fn node_loops(&mut self) {
+        let now = self.now();
+        let topology = self.topology.borrow().clone();
+        for t in self.loops.wake(now, topology.as_deref(), &mut self.rng) {
+            self.send(t);
+        }
+        self.loops.export(&self.metrics);
     }
 
     pub(super) fn send(&mut self, t: Transmit) {

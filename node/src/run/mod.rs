@@ -332,8 +332,8 @@ pub async fn run(
 
     let writer = loaded.replay.clone().spawn_writer(64)?;
     let my_key = *loaded.identity.verify_key().as_bytes();
-    let loop_tracker = Arc::new(Mutex::new(crate::loops::LoopTracker::default()));
-    let (loops_tx, loops_rx) = mpsc::channel::<Transmit>(64);
+    // Frames other tasks send through the engine loop (service answers).
+    let (sends_tx, sends_rx) = mpsc::channel::<Transmit>(64);
     // A storage node copies records to new replicas when the storage
     // nodes change (`storage.md` §1).
     if let Some(db) = &local_store {
@@ -357,7 +357,7 @@ pub async fn run(
                 requests: rx,
                 control: control.clone(),
                 topology: topology_rx.clone(),
-                out: loops_tx.clone(),
+                out: sends_tx.clone(),
                 metrics: metrics.clone(),
                 local: local_store.clone(),
                 me: my_key,
@@ -369,13 +369,6 @@ pub async fn run(
         );
         tx
     });
-    tokio::spawn(crate::loops::run(
-        my_key,
-        topology_rx.clone(),
-        loops_tx,
-        loop_tracker.clone(),
-        metrics.clone(),
-    ));
     let mut driver = EngineLoop {
         engine,
         rng,
@@ -401,12 +394,12 @@ pub async fn run(
         announce: loaded.announce.clone(),
         rotation_retry: None,
         mailboxes,
-        loop_tracker,
+        loops: crate::loops::LoopDriver::new(my_key),
         me: my_key,
         service,
     };
     driver.publish_descriptor().await;
-    let outcome = driver.run(frames_rx, loops_rx, shutdown).await;
+    let outcome = driver.run(frames_rx, sends_rx, shutdown).await;
     // Close the replay database in order: the commit thread finishes its
     // last batch and exits, then the last handle is dropped.
     drop(driver);

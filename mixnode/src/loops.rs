@@ -1,0 +1,301 @@
+//! Node loop cover (λM, `specs/mixing.md` §5) and the loss alarm, as a
+//! machine. Every node sends loops on the node stream of a
+//! [`CoverSchedule`], each through every other position of the network and
+//! back to itself ([`route::loop_route`], the one rule the node and the
+//! simulator share), and tracks them. A loop not back within its timeout
+//! is lost; a loss share above the alarm threshold over the recent loops
+//! means packets are being dropped on purpose somewhere, the signature of
+//! an n−1 or blocking attack.
+//!
+//! Sans-IO like the engine: the driver passes `now` and its RNG, sleeps
+//! until [`NodeLoops::poll_timeout`], builds and sends the loops
+//! [`NodeLoops::poll_send`] asks for, reports returns, and exports
+//! [`NodeLoops::counts`] and alarms. Nothing here reads a clock or
+//! touches metrics.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::time::Duration;
+
+use mtos_crypto::sphinx::SURB_ID_LEN;
+use rand::Rng;
+
+use crate::admission::Position;
+use crate::cover::{CoverRates, CoverSchedule, Send};
+use crate::route::{self, Nodes};
+use crate::time::Instant;
+
+/// A loop's identifier: the SURB id of its destination.
+pub type LoopId = [u8; SURB_ID_LEN];
+
+/// How loops are judged.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LoopConfig {
+    /// Resolved loops (returned or lost) the loss share is taken over.
+    pub window: usize,
+    /// Resolved loops needed before a loss share is reported.
+    pub min_resolved: usize,
+    /// A loss share above this raises the alarm.
+    pub alarm: f64,
+    /// After an alarm, no other for this long (one per episode, not one
+    /// per lost loop).
+    pub quiet: Duration,
+    /// Loops in flight tracked at once; none is sent beyond it.
+    pub max_pending: usize,
+}
+
+impl Default for LoopConfig {
+    fn default() -> Self {
+        Self {
+            window: 100,
+            min_resolved: 20,
+            alarm: 0.5,
+            quiet: Duration::from_secs(60),
+            max_pending: 10_000,
+        }
+    }
+}
+
+/// How long a loop may take before it is counted lost, for a network
+/// whose hops hold packets at most `max_delay_ms`: a loop takes about
+/// five mean delays; one not back after four maximum delays (at least
+/// 10 s) is lost.
+pub fn loop_timeout(max_delay_ms: u64) -> Duration {
+    Duration::from_millis(max_delay_ms.saturating_mul(4)).max(Duration::from_secs(10))
+}
+
+/// Loops by fate since the start (cumulative, like engine counters).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LoopCounts {
+    /// Sent.
+    pub sent: u64,
+    /// Came back in time.
+    pub returned: u64,
+    /// Not back within their timeout.
+    pub lost: u64,
+}
+
+/// An alarm: most recent loops were lost.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LossAlarm {
+    /// When it was raised.
+    pub at: Instant,
+    /// The lost share of the recent loops.
+    pub loss: f64,
+}
+
+/// Loops in flight and the fate of recent ones.
+#[derive(Debug)]
+pub struct LoopTracker {
+    config: LoopConfig,
+    pending: HashMap<LoopId, Instant>,
+    /// The same loops by deadline (deadline, id), for expiry in order.
+    deadlines: BTreeSet<(Instant, LoopId)>,
+    recent: VecDeque<bool>,
+    counts: LoopCounts,
+    alarmed_at: Option<Instant>,
+    alarm: Option<LossAlarm>,
+}
+
+impl LoopTracker {
+    /// An empty tracker.
+    pub fn new(config: LoopConfig) -> Self {
+        Self {
+            config,
+            pending: HashMap::new(),
+            deadlines: BTreeSet::new(),
+            recent: VecDeque::new(),
+            counts: LoopCounts::default(),
+            alarmed_at: None,
+            alarm: None,
+        }
+    }
+
+    /// Tracks a loop sent at `now` that must be back within `timeout`;
+    /// `false` (not tracked: do not send it) when too many are in flight
+    /// or the id is already in flight.
+    pub fn track(&mut self, now: Instant, id: LoopId, timeout: Duration) -> bool {
+        if self.pending.len() >= self.config.max_pending || self.pending.contains_key(&id) {
+            return false;
+        }
+        let deadline = now + timeout;
+        self.pending.insert(id, deadline);
+        self.deadlines.insert((deadline, id));
+        self.counts.sent += 1;
+        true
+    }
+
+    /// A loop with this id came back at `now`; `false` if it is not one
+    /// in flight (a forgery, a duplicate, or one already counted lost).
+    pub fn returned(&mut self, now: Instant, id: &LoopId) -> bool {
+        let Some(deadline) = self.pending.remove(id) else {
+            return false;
+        };
+        self.deadlines.remove(&(deadline, *id));
+        self.counts.returned += 1;
+        self.resolve(now, true);
+        true
+    }
+
+    /// Counts as lost every loop whose deadline is `now` or past.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(&(deadline, id)) = self.deadlines.first() {
+            if deadline > now {
+                break;
+            }
+            self.deadlines.pop_first();
+            self.pending.remove(&id);
+            self.counts.lost += 1;
+            self.resolve(now, false);
+        }
+    }
+
+    /// When the next loop in flight runs out of time.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.deadlines.first().map(|(d, _)| *d)
+    }
+
+    /// Lost share of the recent loops, once enough are resolved.
+    pub fn loss_ratio(&self) -> Option<f64> {
+        (self.recent.len() >= self.config.min_resolved.max(1))
+            .then(|| self.recent.iter().filter(|r| !**r).count() as f64 / self.recent.len() as f64)
+    }
+
+    /// Loops by fate so far.
+    pub fn counts(&self) -> LoopCounts {
+        self.counts
+    }
+
+    /// Loops in flight.
+    pub fn in_flight(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// The alarm raised since the last call, if any (the newest).
+    pub fn poll_alarm(&mut self) -> Option<LossAlarm> {
+        self.alarm.take()
+    }
+
+    fn resolve(&mut self, now: Instant, returned: bool) {
+        if self.recent.len() >= self.config.window.max(1) {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(returned);
+        let Some(loss) = self.loss_ratio() else {
+            return;
+        };
+        let quiet = self
+            .alarmed_at
+            .is_none_or(|t| now.saturating_since(t) >= self.config.quiet);
+        if loss > self.config.alarm && quiet {
+            self.alarmed_at = Some(now);
+            self.alarm = Some(LossAlarm { at: now, loss });
+        }
+    }
+}
+
+/// A loop to send now: its id (the SURB id of the destination, which is
+/// the node itself) and its route, ending at the node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoopSend<N> {
+    /// The loop's id.
+    pub id: LoopId,
+    /// The nodes it crosses; the first is the one its frame goes to.
+    pub route: Vec<N>,
+}
+
+/// One node's loop cover: the schedule and the tracker.
+#[derive(Debug)]
+pub struct NodeLoops {
+    rate: f64,
+    schedule: Option<CoverSchedule<()>>,
+    tracker: LoopTracker,
+}
+
+impl NodeLoops {
+    /// No loops until [`NodeLoops::set_rate`] gives a rate.
+    pub fn new(config: LoopConfig) -> Self {
+        Self {
+            rate: 0.0,
+            schedule: None,
+            tracker: LoopTracker::new(config),
+        }
+    }
+
+    /// The network's λM (per second; 0 or not finite: none). A new rate
+    /// restarts the stream at `now`; the same rate leaves it alone.
+    pub fn set_rate<R: Rng + ?Sized>(&mut self, now: Instant, rate: f64, rng: &mut R) {
+        let rate = if rate.is_finite() && rate > 0.0 {
+            rate.min(10_000.0)
+        } else {
+            0.0
+        };
+        if rate == self.rate && (self.schedule.is_some() || rate == 0.0) {
+            return;
+        }
+        self.rate = rate;
+        self.schedule = (rate > 0.0).then(|| {
+            let rates = CoverRates {
+                node_loop: rate,
+                ..CoverRates::default()
+            };
+            CoverSchedule::new(now, rates, 0, rng)
+        });
+    }
+
+    /// When to come back: the next loop due, or the next deadline.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let send = self.schedule.as_ref().and_then(CoverSchedule::poll_timeout);
+        [send, self.tracker.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Counts lost loops whose time ran out by `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.tracker.handle_timeout(now);
+    }
+
+    /// The loop due at `now`, if any (call until `None`): routed through
+    /// `nodes` from `me` at `position`, tracked with `timeout`. A loop
+    /// that cannot be routed (a position is empty) or tracked is skipped.
+    pub fn poll_send<N: Nodes, R: Rng + ?Sized>(
+        &mut self,
+        now: Instant,
+        nodes: &N,
+        me: N::Node,
+        position: Position,
+        timeout: Duration,
+        rng: &mut R,
+    ) -> Option<LoopSend<N::Node>> {
+        let schedule = self.schedule.as_mut()?;
+        while let Some(send) = schedule.poll_send(now, rng) {
+            if !matches!(send, Send::NodeLoop) {
+                continue;
+            }
+            let Some(route) = route::loop_route(nodes, rng, me.clone(), position) else {
+                continue;
+            };
+            let mut id = [0u8; SURB_ID_LEN];
+            rng.fill_bytes(&mut id);
+            if self.tracker.track(now, id, timeout) {
+                return Some(LoopSend { id, route });
+            }
+        }
+        None
+    }
+
+    /// A loop addressed to this node came back at `now`; `false` if it is
+    /// not one in flight.
+    pub fn returned(&mut self, now: Instant, id: &LoopId) -> bool {
+        self.tracker.returned(now, id)
+    }
+
+    /// The tracker (counts, loss share, alarms).
+    pub fn tracker(&mut self) -> &mut LoopTracker {
+        &mut self.tracker
+    }
+}
+
+#[cfg(test)]
+mod tests;
