@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod entropy;
+pub mod loops;
 pub mod metrics;
 pub mod packet;
 pub mod plot;

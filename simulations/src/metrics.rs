@@ -9,6 +9,7 @@ use mtos_mixnode::{Counters, DropReason, Instant};
 use serde_json::{Value, json};
 
 use crate::entropy::TagResult;
+use crate::loops::LoopReport;
 use crate::scenario::Scenario;
 use crate::sim::Kind;
 
@@ -59,6 +60,10 @@ pub struct Metrics {
     /// When each tagged message was sent, seconds of virtual time, in tag
     /// order (measured or not).
     pub tag_sent_s: Vec<f64>,
+    /// What the nodes' loops found.
+    pub node_loops: LoopReport,
+    /// Frames the attacking node discarded (`[attack]`).
+    pub attack_drops: u64,
 }
 
 impl Metrics {
@@ -81,6 +86,8 @@ impl Metrics {
             pool_threshold_violations: 0,
             entropy: Vec::new(),
             tag_sent_s: Vec::new(),
+            node_loops: LoopReport::default(),
+            attack_drops: 0,
         }
     }
 
@@ -148,6 +155,16 @@ impl Metrics {
             "network_latency_s": stats(&self.network_latency_s),
             "end_to_end_latency_s": stats(&self.end_to_end_latency_s),
             "storage": crate::storage::study(scenario, seed),
+            "node_loops": self.node_loops.summary(),
+            "attack": scenario.attack.map(|a| json!({
+                "dropping_node": a.dropping_node,
+                "from_s": a.from_s,
+                "frames_dropped": self.attack_drops,
+                "first_alarm_after_s": self
+                    .node_loops
+                    .first_alarm_after(a.from_s)
+                    .map(|t| t - a.from_s),
+            })),
         })
     }
 

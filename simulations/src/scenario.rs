@@ -118,6 +118,18 @@ pub struct StorageStudy {
     pub stores: Stores,
 }
 
+/// `[attack]`: one node drops every frame it receives from `from_s` on
+/// (a blocking or n−1 attacker), to see when the nodes' loops notice.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DropAttack {
+    /// The dropping node (mix nodes are numbered from 0 layer by layer,
+    /// then the providers).
+    pub dropping_node: u32,
+    /// When it starts, virtual seconds.
+    pub from_s: f64,
+}
+
 fn default_replicas() -> usize {
     mtos_mixnode::placement::DEFAULT_REPLICAS
 }
@@ -153,6 +165,8 @@ struct RawScenario {
     anonymity: RawAnonymity,
     #[serde(default)]
     storage: Option<StorageStudy>,
+    #[serde(default)]
+    attack: Option<DropAttack>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -263,6 +277,8 @@ pub struct Scenario {
     pub tagged_messages: u32,
     /// The storage placement study, when asked for.
     pub storage: Option<StorageStudy>,
+    /// A node that drops everything, if any.
+    pub attack: Option<DropAttack>,
 }
 
 impl Scenario {
@@ -437,6 +453,21 @@ impl Scenario {
                 return Err(invalid("storage.records", "must be 1 to 10,000,000".into()));
             }
         }
+        if let Some(a) = &raw.attack {
+            if u64::from(a.dropping_node) >= nodes {
+                return Err(invalid(
+                    "attack.dropping_node",
+                    format!("the network has nodes 0 to {}", nodes - 1),
+                ));
+            }
+            non_negative("attack.from_s", a.from_s)?;
+            if a.from_s >= raw.duration_s {
+                return Err(invalid(
+                    "attack.from_s",
+                    "must be before the end (duration_s)".into(),
+                ));
+            }
+        }
         let (send_rate, trace) = match &raw.clients.send {
             SendPattern::Poisson { rate: r } => (rate("clients.send.rate", *r)?, Vec::new()),
             SendPattern::Trace { file } => {
@@ -464,6 +495,7 @@ impl Scenario {
             loss,
             tagged_messages: raw.anonymity.tagged_messages,
             storage: raw.storage,
+            attack: raw.attack,
         })
     }
 }

@@ -18,7 +18,10 @@ use mtos_mixnode::{
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
+use mtos_mixnode::loops::{LoopId, NodeLoops};
+
 use crate::entropy::{EntropyTracker, Masses};
+use crate::loops::SimNodes;
 use crate::metrics::Metrics;
 use crate::packet::{Abstract, AbstractPacket, client_address, node_address, node_index};
 use crate::scenario::{Latency, Scenario};
@@ -201,7 +204,7 @@ struct Client {
 struct Node<F: PacketFormat> {
     engine: MixEngine<F>,
     rng: ChaCha20Rng,
-    loops: Option<CoverSchedule<()>>,
+    loops: Option<NodeLoops>,
     wake: Option<Instant>,
 }
 
@@ -247,6 +250,9 @@ pub struct Simulation<M: Mode> {
     pub events: u64,
     entropy: EntropyTracker,
     tagged: u32,
+    /// The network as node loop routes see it.
+    topology: SimNodes,
+    loop_timeout: Duration,
 }
 
 impl<M: Mode> Simulation<M> {
@@ -262,10 +268,6 @@ impl<M: Mode> Simulation<M> {
             output_limit: 1_000_000,
         };
         let start = Instant::ZERO;
-        let node_loop = mtos_mixnode::cover::CoverRates {
-            node_loop: scenario.cover.node_loop,
-            ..Default::default()
-        };
         // Replay filters sized for twice the packets each node can expect
         // over the whole run: a layer node sees 1/nodes_per_layer of all
         // packets, a provider 2/providers (as gateway and as exit). A fixed
@@ -299,9 +301,7 @@ impl<M: Mode> Simulation<M> {
                         fp_rate: 1e-6,
                     },
                 );
-                let loops = (scenario.cover.node_loop > 0.0
-                    && i < scenario.layers * scenario.nodes_per_layer)
-                    .then(|| CoverSchedule::new(start, node_loop, 0, &mut rng));
+                let loops = crate::loops::machine(&scenario, start, &mut rng);
                 Node {
                     engine: MixEngine::new(config, keys),
                     rng,
@@ -334,6 +334,8 @@ impl<M: Mode> Simulation<M> {
                 }
             })
             .collect();
+        let topology = SimNodes::new(&scenario);
+        let loop_timeout = crate::loops::timeout(&scenario);
         let mut sim = Self {
             metrics: Metrics::new(&scenario),
             scenario,
@@ -354,6 +356,8 @@ impl<M: Mode> Simulation<M> {
             events: 0,
             entropy: EntropyTracker::new(),
             tagged: 0,
+            topology,
+            loop_timeout,
         };
         for c in 0..sim.scenario.clients {
             sim.reschedule_client(c);
@@ -470,7 +474,7 @@ impl<M: Mode> Simulation<M> {
     }
 
     /// Sends a cover packet (or node loop) whose delays come from `rng_of`.
-    fn send_packet(&mut self, kind: Kind, route: Vec<u32>, dest: u32, rng_of: RngOf) {
+    fn send_packet(&mut self, kind: Kind, route: Vec<u32>, dest: u32, rng_of: RngOf) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
         let delays = self.draw_delays(route.len(), rng_of);
@@ -481,10 +485,12 @@ impl<M: Mode> Simulation<M> {
                 kind,
                 created: self.now,
                 sent: self.now,
+                node_loop: None,
             },
         );
         self.metrics.sent(kind);
         self.transmit(route[0], frame(&packet), Vec::new());
+        id
     }
 
     /// One sender-chosen delay per hop, Exp(mean), from the sender's RNG.
@@ -607,6 +613,7 @@ impl<M: Mode> Simulation<M> {
                 kind: Kind::Real,
                 created: self.now,
                 sent: self.now,
+                node_loop: None,
             },
         );
         id
@@ -672,6 +679,9 @@ impl<M: Mode> Simulation<M> {
         if record.kind == Kind::Real {
             self.deliveries.push((id, self.now));
         }
+        if let Some((n, loop_id)) = record.node_loop {
+            self.loop_returned(n, &loop_id);
+        }
         self.metrics.delivered(
             record.kind,
             record.created,
@@ -701,23 +711,49 @@ impl<M: Mode> Simulation<M> {
             }
         }
         self.drain_node(n, before);
+        self.node_loops(n);
+        self.reschedule_node(n);
+    }
+
+    /// Node `n`'s loop cover: loops judged, alarms noted, loops due sent
+    /// (the production machine and route rule).
+    fn node_loops(&mut self, n: u32) {
+        let now = self.now;
+        let (topology, timeout) = (self.topology, self.loop_timeout);
+        let position = topology.position(n);
         loop {
             let node = &mut self.nodes[n as usize];
             let Some(loops) = node.loops.as_mut() else {
-                break;
+                return;
             };
-            let Some(_) = loops.poll_send(now, &mut node.rng) else {
-                break;
+            loops.handle_timeout(now);
+            let send = loops.poll_send(now, &topology, n, position, timeout, &mut node.rng);
+            self.note_alarm(n);
+            let Some(send) = send else {
+                return;
             };
-            // A node loop: through the layers (starting after its own) and
-            // back through a provider to itself.
-            let p = self.route_rng.random_range(0..self.scenario.providers);
-            let exit = self.provider(p);
-            let mut route = self.route(n, exit);
-            route.remove(0);
-            self.send_packet(Kind::NodeLoop, route, NODE_LOOP_BASE + n, RngOf::Node(n));
+            let id = self.send_packet(
+                Kind::NodeLoop,
+                send.route,
+                NODE_LOOP_BASE + n,
+                RngOf::Node(n),
+            );
+            if let Some(record) = self.sent.get_mut(&id) {
+                record.node_loop = Some((n, send.id));
+            }
         }
-        self.reschedule_node(n);
+    }
+
+    /// Records an alarm node `n`'s loops raised, if any.
+    fn note_alarm(&mut self, n: u32) {
+        let alarm = self.nodes[n as usize]
+            .loops
+            .as_mut()
+            .and_then(|l| l.tracker().poll_alarm());
+        if let Some(a) = alarm {
+            let at = a.at.since_origin().as_secs_f64();
+            self.metrics.node_loops.alarms.push((n, at, a.loss));
+        }
     }
 
     fn on_arrive(&mut self, n: u32, slot: usize) {
@@ -726,6 +762,14 @@ impl<M: Mode> Simulation<M> {
         };
         self.free_slots.push(slot);
         let now = self.now;
+        // An attacking node discards everything it receives.
+        if let Some(a) = self.scenario.attack
+            && a.dropping_node == n
+            && now.since_origin().as_secs_f64() >= a.from_s
+        {
+            self.metrics.attack_drops += 1;
+            return;
+        }
         // Releases due at this very instant happen before the frame joins
         // (otherwise it would count in their anonymity set).
         if self.nodes[n as usize].wake.is_some_and(|w| w <= now) {
@@ -769,7 +813,20 @@ impl<M: Mode> Simulation<M> {
         self.now = end;
         self.metrics.entropy = self.entropy.finish();
         self.metrics.finish(self.events, &self.nodes_counters());
+        for node in &mut self.nodes {
+            if let Some(loops) = node.loops.as_mut() {
+                self.metrics.node_loops.add(loops.tracker().counts());
+            }
+        }
         progress(1.0);
+    }
+
+    fn loop_returned(&mut self, n: u32, id: &LoopId) {
+        let now = self.now;
+        if let Some(loops) = self.nodes[n as usize].loops.as_mut() {
+            loops.returned(now, id);
+        }
+        self.note_alarm(n);
     }
 
     fn nodes_counters(&self) -> Vec<mtos_mixnode::Counters> {
@@ -797,6 +854,8 @@ struct SentRecord {
     created: Instant,
     /// When its packet left the client (or node).
     sent: Instant,
+    /// A node loop: its node and loop id.
+    node_loop: Option<(u32, LoopId)>,
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -175,6 +175,14 @@ fn bad_scenarios_are_refused_before_running() {
             BASE.replace("duration_s = 60", "duration_s = 1e20"),
             "duration_s",
         ),
+        (
+            format!("{BASE}[attack]\ndropping_node = 11\nfrom_s = 1\n"),
+            "attack.dropping_node",
+        ),
+        (
+            format!("{BASE}[attack]\ndropping_node = 1\nfrom_s = 60\n"),
+            "attack.from_s",
+        ),
     ];
     for (text, field) in cases {
         let err = Scenario::parse(&text, Path::new("bad.toml")).unwrap_err();
@@ -278,4 +286,73 @@ fn the_storage_study_places_records_with_the_production_ring() {
     assert_eq!(only["load"]["max"], 6000);
     // Without the section there is no study.
     assert!(mtos_sim::storage::study(&scenario(BASE), 7).is_none());
+}
+
+#[test]
+fn every_node_loops_through_the_network_and_back_as_a_node_does() {
+    let s = scenario(BASE);
+    let mut sim = Simulation::<AbstractMode>::new(s.clone(), 11);
+    sim.run(|_| {});
+    let loops = &sim.metrics.node_loops;
+    // λM = 0.5 for 60 s at each of the 11 nodes, providers (the
+    // gateways) included: 330 expected; the 9 mixes alone would send 270.
+    assert!(
+        (300..360).contains(&loops.counts.sent),
+        "{:?}",
+        loops.counts
+    );
+    assert_eq!(sim.metrics.sent[4], loops.counts.sent);
+    // Every loop comes back to its node (none is lost; the last few are
+    // still in flight at the end) and no alarm is raised.
+    assert_eq!(loops.counts.lost, 0);
+    assert!(
+        loops.counts.returned + 5 >= loops.counts.sent,
+        "{:?}",
+        loops.counts
+    );
+    assert!(loops.alarms.is_empty());
+    let summary = sim.metrics.summary(&s, 11);
+    assert_eq!(summary["node_loops"]["alarms"], 0);
+    assert!(summary["attack"].is_null());
+}
+
+#[test]
+fn a_mix_dropping_everything_raises_the_loop_alarm() {
+    // One mix per layer, so the dropper (layer 2's) is on every loop, as
+    // in an n−1 attack on a small network. It starts at 100 s.
+    let text = BASE
+        .replace("duration_s = 60", "duration_s = 300")
+        .replace("nodes_per_layer = 3", "nodes_per_layer = 1")
+        .replace("count = 20", "count = 2")
+        .replace("payload = 20.0", "payload = 1.0")
+        .replace("node_loop = 0.5", "node_loop = 1.0");
+    let text = format!("{text}[attack]\ndropping_node = 1\nfrom_s = 100\n");
+    for mode in ["abstract", "real"] {
+        let s = scenario(&text.replace(
+            "name = \"test\"",
+            &format!("name = \"test\"\npacket_mode = \"{mode}\""),
+        ));
+        let summary = if mode == "abstract" {
+            let mut sim = Simulation::<AbstractMode>::new(s.clone(), 5);
+            sim.run(|_| {});
+            assert!(sim.metrics.node_loops.first_alarm_after(0.0).unwrap() >= 100.0);
+            sim.metrics.summary(&s, 5)
+        } else {
+            let mut sim = Simulation::<RealMode>::new(s.clone(), 5);
+            sim.run(|_| {});
+            sim.metrics.summary(&s, 5)
+        };
+        let attack = &summary["attack"];
+        assert!(attack["frames_dropped"].as_u64().unwrap() > 100, "{attack}");
+        // The loops' window holds 100: 51 lost loops, sent over about
+        // 51 s at λM = 1, each judged after the 40 s timeout.
+        let after = attack["first_alarm_after_s"].as_f64().unwrap();
+        assert!((40.0..40.0 + 90.0).contains(&after), "{mode}: {after}");
+        // Every node notices: the 3 mixes and the 2 providers.
+        assert_eq!(
+            summary["node_loops"]["nodes_alarmed"], 5,
+            "{mode}: {summary}"
+        );
+        assert!(summary["node_loops"]["lost"].as_u64().unwrap() > 200);
+    }
 }

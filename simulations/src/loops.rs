@@ -1,0 +1,129 @@
+//! Node loop cover in the simulator: the production machine
+//! (`mtos_mixnode::loops::NodeLoops`: schedule, route rule, loss alarm) on
+//! the simulator's numbered nodes. Every node loops, providers too (they
+//! are the network's gateways), each loop through every other position and
+//! back to its node, exactly as a node does.
+
+use std::time::Duration;
+
+use mtos_mixnode::Instant;
+use mtos_mixnode::admission::Position;
+use mtos_mixnode::loops::{LoopConfig, LoopCounts, NodeLoops, loop_timeout};
+use mtos_mixnode::route::Nodes;
+use rand::Rng;
+use serde_json::{Value, json};
+
+use crate::scenario::Scenario;
+
+/// The simulator's network as routes see it: `layers × per_layer` mix
+/// nodes numbered layer by layer, then the providers, which are the
+/// gateways and the exits (service position) at once.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SimNodes {
+    layers: u8,
+    per_layer: u32,
+    providers: u32,
+}
+
+impl SimNodes {
+    pub(crate) fn new(scenario: &Scenario) -> Self {
+        Self {
+            // At most MAX_PATH_LENGTH − 2 layers (scenario check).
+            layers: u8::try_from(scenario.layers).unwrap_or(u8::MAX),
+            per_layer: scenario.nodes_per_layer,
+            providers: scenario.providers,
+        }
+    }
+
+    /// Where node `n` stands.
+    pub(crate) fn position(&self, n: u32) -> Position {
+        let mixes = u32::from(self.layers) * self.per_layer;
+        if n < mixes {
+            Position::Layer(u8::try_from(n / self.per_layer + 1).unwrap_or(u8::MAX))
+        } else {
+            Position::Gateway
+        }
+    }
+}
+
+impl Nodes for SimNodes {
+    type Node = u32;
+
+    fn layers(&self) -> u8 {
+        self.layers
+    }
+
+    fn pick<R: Rng + ?Sized>(&self, rng: &mut R, position: Position) -> Option<u32> {
+        let (first, count) = match position {
+            Position::Layer(l) if (1..=self.layers).contains(&l) => {
+                (u32::from(l - 1) * self.per_layer, self.per_layer)
+            }
+            Position::Gateway | Position::Service => {
+                (u32::from(self.layers) * self.per_layer, self.providers)
+            }
+            Position::Layer(_) | Position::Client => return None,
+        };
+        (count > 0).then(|| first + rand::RngExt::random_range(rng, 0..count))
+    }
+}
+
+/// How long a loop may take: as a node computes it from the network's
+/// maximum delay (the production default, 10 s, when the scenario sets
+/// none).
+pub(crate) fn timeout(scenario: &Scenario) -> Duration {
+    let max_ms = if scenario.max_delay == Duration::MAX {
+        10_000
+    } else {
+        u64::try_from(scenario.max_delay.as_millis()).unwrap_or(u64::MAX)
+    };
+    loop_timeout(max_ms)
+}
+
+/// A node's loop machine, when the scenario has node loops.
+pub(crate) fn machine<R: Rng + ?Sized>(
+    scenario: &Scenario,
+    start: Instant,
+    rng: &mut R,
+) -> Option<NodeLoops> {
+    (scenario.cover.node_loop > 0.0).then(|| {
+        let mut loops = NodeLoops::new(LoopConfig::default());
+        loops.set_rate(start, scenario.cover.node_loop, rng);
+        loops
+    })
+}
+
+/// What the nodes' loops found over a run.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LoopReport {
+    /// Loops by fate, summed over the nodes.
+    pub counts: LoopCounts,
+    /// Alarms in the order raised: node, virtual seconds, loss share.
+    pub alarms: Vec<(u32, f64, f64)>,
+}
+
+impl LoopReport {
+    pub(crate) fn add(&mut self, counts: LoopCounts) {
+        self.counts.sent += counts.sent;
+        self.counts.returned += counts.returned;
+        self.counts.lost += counts.lost;
+    }
+
+    /// The first alarm at or after `from` seconds, if any.
+    pub fn first_alarm_after(&self, from: f64) -> Option<f64> {
+        self.alarms.iter().map(|a| a.1).find(|t| *t >= from)
+    }
+
+    pub(crate) fn summary(&self) -> Value {
+        let mut alarmed: Vec<u32> = self.alarms.iter().map(|a| a.0).collect();
+        alarmed.sort_unstable();
+        alarmed.dedup();
+        json!({
+            "sent": self.counts.sent,
+            "returned": self.counts.returned,
+            "lost": self.counts.lost,
+            "alarms": self.alarms.len(),
+            "nodes_alarmed": alarmed.len(),
+            "first_alarm_s": self.alarms.first().map(|a| a.1),
+        })
+    }
+}
