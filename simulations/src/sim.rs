@@ -463,14 +463,13 @@ impl<M: Mode> Simulation<M> {
         self.push(at, Ev::Arrive(node, slot));
     }
 
+    /// A client's route: `first` (its gateway), one node per layer, `last`
+    /// (the production rule, `route::through_layers`).
     fn route(&mut self, first: u32, last: u32) -> Vec<u32> {
-        let per_layer = self.scenario.nodes_per_layer;
-        let mut route = vec![first];
-        for layer in 0..self.scenario.layers {
-            route.push(layer * per_layer + self.route_rng.random_range(0..per_layer));
-        }
-        route.push(last);
-        route
+        let topology = self.topology;
+        // Every layer has nodes (scenario check), so a route exists.
+        mtos_mixnode::route::through_layers(&topology, &mut self.route_rng, Some(first), last)
+            .unwrap_or_default()
     }
 
     /// Sends a cover packet (or node loop) whose delays come from `rng_of`.
