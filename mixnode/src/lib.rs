@@ -15,6 +15,7 @@ pub mod replay;
 pub mod replica_proto;
 pub mod route;
 pub mod service;
+pub mod service_machine;
 pub mod time;
 
 pub use engine::{

@@ -361,9 +361,7 @@ pub async fn run(
                 metrics: metrics.clone(),
                 local: local_store.clone(),
                 me: my_key,
-                cache: Arc::new(Mutex::new(mtos_mixnode::cache::ChunkCache::new(
-                    config.storage.cache_chunks,
-                ))),
+                cache_chunks: config.storage.cache_chunks,
             }
             .run(),
         );

@@ -1,0 +1,551 @@
+//! A service node's work on client requests (`specs/storage.md` §4), as a
+//! machine: a request comes in ([`ServiceMachine::handle_request`]), the
+//! machine asks the record's replicas ([`ServiceMachine::poll_ask`]), the
+//! driver carries each ask to its replica (over a link, or to its own
+//! store) and hands the answer back ([`ServiceMachine::handle_answer`]);
+//! an ask not answered within its timeout counts as unreachable
+//! ([`ServiceMachine::handle_timeout`]). When a request is settled its
+//! response comes out of [`ServiceMachine::poll_answered`] with the
+//! request's reply context, which the driver turns into a reply packet.
+//!
+//! The rules: a put goes to all K replicas at once and is `Ok` with the
+//! number that stored it (so a short put says so), `Refused` if any
+//! replica refused (with its reason), `Unavailable` if none answered; a
+//! get asks the replicas in rank order and passes on the first record that
+//! passes the checks (a replica answering a bad record is skipped and
+//! counted), caching chunks; a probe asks, for each locator, its replicas
+//! in order until one answers, a few locators at a time. Sans-IO: no
+//! clock, no links, no metrics; the driver exports [`ServiceCounts`].
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::time::Duration;
+
+use mtos_crypto::item::Locator;
+
+use crate::cache::ChunkCache;
+use crate::placement::replicas;
+use crate::records::{Kind, validate};
+use crate::replica_proto::{ReplicaOp, ReplicaStatus, request_body};
+use crate::service::{Op, Response, Status};
+use crate::time::Instant;
+
+/// An ask's number, unique for the machine's life.
+pub type AskId = u64;
+
+/// How a service node works.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServiceConfig {
+    /// Replicas per record (K).
+    pub replicas: usize,
+    /// How long one replica may take to answer.
+    pub ask_timeout: Duration,
+    /// Requests in the machine at once (in work or answered and not yet
+    /// polled); beyond it a request is refused as busy.
+    pub max_requests: usize,
+    /// A probe's locators asked at once.
+    pub probe_window: usize,
+    /// Chunks cached from replicas' answers (0: none).
+    pub cache_chunks: usize,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        Self {
+            replicas: crate::placement::DEFAULT_REPLICAS,
+            ask_timeout: Duration::from_secs(10),
+            max_requests: 64,
+            probe_window: 8,
+            cache_chunks: crate::cache::DEFAULT_CACHE_CHUNKS,
+        }
+    }
+}
+
+/// A client request as the machine takes it: the decoded request with
+/// its reply context `T` (the reply block in a node; anything in the
+/// simulator).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job<T> {
+    /// The client's request id (echoed in the response).
+    pub id: [u8; 16],
+    /// The record's locator (a probe's first).
+    pub locator: Locator,
+    /// What to do.
+    pub op: Op,
+    /// Where the answer goes.
+    pub reply: T,
+}
+
+/// A request refused because the machine is full; the job comes back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Busy<T>(pub Job<T>);
+
+/// One request to one replica for the driver to carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ask {
+    /// Its number, for [`ServiceMachine::handle_answer`].
+    pub id: AskId,
+    /// The replica (a node key; possibly this node's own).
+    pub node: [u8; 32],
+    /// The replica operation.
+    pub op: ReplicaOp,
+    /// Its body (`replica_proto`).
+    pub body: Vec<u8>,
+}
+
+/// A settled request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answered<T> {
+    /// The reply context of its job.
+    pub reply: T,
+    /// The response to send through it.
+    pub response: Response,
+    /// Its operation's label (`put_chunk`, `get_slot`, `probe`, ...).
+    pub op: &'static str,
+}
+
+/// What the machine did, cumulative (the driver exports differences).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServiceCounts {
+    /// Requests settled, by operation and status label.
+    pub answered: BTreeMap<(&'static str, &'static str), u64>,
+    /// Requests refused because the machine was full.
+    pub busy: u64,
+    /// Chunk gets served from the cache.
+    pub cache_hits: u64,
+    /// Chunk gets that had to ask replicas.
+    pub cache_misses: u64,
+    /// Replica answers whose record failed the checks (skipped).
+    pub bad_records: u64,
+    /// Asks that timed out.
+    pub ask_timeouts: u64,
+}
+
+/// An operation's label.
+pub fn op_name(op: &Op) -> &'static str {
+    match op {
+        Op::Put(Kind::Chunk, _) => "put_chunk",
+        Op::Put(Kind::Slot, _) => "put_slot",
+        Op::Get(Kind::Chunk) => "get_chunk",
+        Op::Get(Kind::Slot) => "get_slot",
+        Op::Probe(_) => "probe",
+    }
+}
+
+/// A status's label.
+pub fn status_name(s: Status) -> &'static str {
+    match s {
+        Status::Ok => "ok",
+        Status::NotFound => "not_found",
+        Status::Refused => "refused",
+        Status::Unavailable => "unavailable",
+        Status::BadRequest => "bad_request",
+    }
+}
+
+enum Work {
+    Put {
+        stored: u8,
+        refused: Option<Vec<u8>>,
+        waiting: usize,
+    },
+    Get {
+        kind: Kind,
+        body: Vec<u8>,
+        replicas: Vec<[u8; 32]>,
+        next: usize,
+        reached: bool,
+    },
+    Probe {
+        locators: Vec<Locator>,
+        /// Per locator: its replicas, the next one to ask, and whether
+        /// an ask is out.
+        replicas: Vec<(Vec<[u8; 32]>, usize, bool)>,
+        /// Locators started so far (in order).
+        started: usize,
+        /// Locators being asked now.
+        active: usize,
+        bitmap: Vec<u8>,
+    },
+}
+
+struct InWork<T> {
+    id: [u8; 16],
+    locator: Locator,
+    op: &'static str,
+    reply: T,
+    work: Work,
+}
+
+/// One service node's requests in work.
+pub struct ServiceMachine<T> {
+    config: ServiceConfig,
+    next_request: u64,
+    next_ask: AskId,
+    requests: HashMap<u64, InWork<T>>,
+    /// Asks out: their request and (probes) locator index.
+    pending: HashMap<AskId, (u64, usize, Instant)>,
+    deadlines: BTreeSet<(Instant, AskId)>,
+    asks: VecDeque<Ask>,
+    answered: VecDeque<Answered<T>>,
+    cache: ChunkCache,
+    counts: ServiceCounts,
+}
+
+impl<T> std::fmt::Debug for ServiceMachine<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceMachine")
+            .field("requests", &self.requests.len())
+            .field("asks_out", &self.pending.len())
+            .field("answered", &self.answered.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> ServiceMachine<T> {
+    /// An idle machine.
+    pub fn new(config: ServiceConfig) -> Self {
+        Self {
+            config,
+            next_request: 0,
+            next_ask: 0,
+            requests: HashMap::new(),
+            pending: HashMap::new(),
+            deadlines: BTreeSet::new(),
+            asks: VecDeque::new(),
+            answered: VecDeque::new(),
+            cache: ChunkCache::new(config.cache_chunks),
+            counts: ServiceCounts::default(),
+        }
+    }
+
+    /// Takes a request at `now`, to be performed against the replicas its
+    /// locator has among `storage` (the document's storage nodes).
+    pub fn handle_request(
+        &mut self,
+        now: Instant,
+        job: Job<T>,
+        storage: &[[u8; 32]],
+    ) -> Result<(), Busy<T>> {
+        if self.requests.len() + self.answered.len() >= self.config.max_requests {
+            self.counts.busy += 1;
+            return Err(Busy(job));
+        }
+        let key = self.next_request;
+        self.next_request += 1;
+        let Job {
+            id,
+            locator,
+            op,
+            reply,
+        } = job;
+        let name = op_name(&op);
+        let k = self.config.replicas;
+        let work = match op {
+            Op::Put(kind, record) => {
+                // Checked here too, so a bad record costs no replica a
+                // request.
+                if let Err(e) = validate(kind, &locator, &record) {
+                    let body = e.name().as_bytes().to_vec();
+                    self.finish(name, id, reply, Status::Refused, body);
+                    return Ok(());
+                }
+                let body = request_body(kind, &locator, &record);
+                let nodes = replicas(&locator, storage, k);
+                for node in &nodes {
+                    self.ask(now, key, 0, *node, ReplicaOp::Put, body.clone());
+                }
+                Work::Put {
+                    stored: 0,
+                    refused: None,
+                    waiting: nodes.len(),
+                }
+            }
+            Op::Get(kind) => {
+                if kind == Kind::Chunk {
+                    if let Some(chunk) = self.cache.get(&locator) {
+                        let chunk = chunk.to_vec();
+                        self.counts.cache_hits += 1;
+                        self.finish(name, id, reply, Status::Ok, chunk);
+                        return Ok(());
+                    }
+                    self.counts.cache_misses += 1;
+                }
+                Work::Get {
+                    kind,
+                    body: request_body(kind, &locator, &[]),
+                    replicas: replicas(&locator, storage, k),
+                    next: 0,
+                    reached: false,
+                }
+            }
+            Op::Probe(more) => {
+                let locators: Vec<Locator> = std::iter::once(locator).chain(more).collect();
+                let per = locators
+                    .iter()
+                    .map(|l| (replicas(l, storage, k), 0, false))
+                    .collect();
+                Work::Probe {
+                    bitmap: vec![0u8; locators.len().div_ceil(8)],
+                    locators,
+                    replicas: per,
+                    started: 0,
+                    active: 0,
+                }
+            }
+        };
+        self.requests.insert(
+            key,
+            InWork {
+                id,
+                locator,
+                op: name,
+                reply,
+                work,
+            },
+        );
+        self.step(now, key);
+        Ok(())
+    }
+
+    /// The next ask for the driver to carry.
+    pub fn poll_ask(&mut self) -> Option<Ask> {
+        self.asks.pop_front()
+    }
+
+    /// A replica's answer to ask `ask` arrived at `now`: its status and
+    /// body, or `None` when the replica could not be reached. An answer
+    /// to an ask that timed out (or is unknown) is ignored.
+    pub fn handle_answer(
+        &mut self,
+        now: Instant,
+        ask: AskId,
+        answer: Option<(ReplicaStatus, Vec<u8>)>,
+    ) {
+        let Some((key, index, deadline)) = self.pending.remove(&ask) else {
+            return;
+        };
+        self.deadlines.remove(&(deadline, ask));
+        self.absorb(key, index, answer);
+        self.step(now, key);
+    }
+
+    /// Asks whose time ran out by `now` count as unreachable replicas.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(&(deadline, ask)) = self.deadlines.first() {
+            if deadline > now {
+                break;
+            }
+            self.counts.ask_timeouts += 1;
+            self.handle_answer(now, ask, None);
+        }
+    }
+
+    /// When the next ask runs out of time.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.deadlines.first().map(|(d, _)| *d)
+    }
+
+    /// The next settled request.
+    pub fn poll_answered(&mut self) -> Option<Answered<T>> {
+        self.answered.pop_front()
+    }
+
+    /// What the machine did so far.
+    pub fn counts(&self) -> &ServiceCounts {
+        &self.counts
+    }
+
+    /// Chunks in the cache.
+    pub fn cached_chunks(&self) -> usize {
+        self.cache.len()
+    }
+
+    /// Requests in work.
+    pub fn in_work(&self) -> usize {
+        self.requests.len()
+    }
+
+    fn ask(
+        &mut self,
+        now: Instant,
+        key: u64,
+        index: usize,
+        node: [u8; 32],
+        op: ReplicaOp,
+        body: Vec<u8>,
+    ) {
+        let id = self.next_ask;
+        self.next_ask += 1;
+        let deadline = now + self.config.ask_timeout;
+        self.pending.insert(id, (key, index, deadline));
+        self.deadlines.insert((deadline, id));
+        self.asks.push_back(Ask { id, node, op, body });
+    }
+
+    /// Folds one answer into its request's state.
+    fn absorb(&mut self, key: u64, index: usize, answer: Option<(ReplicaStatus, Vec<u8>)>) {
+        let Some(request) = self.requests.get_mut(&key) else {
+            return;
+        };
+        let locator = request.locator;
+        match &mut request.work {
+            Work::Put {
+                stored,
+                refused,
+                waiting,
+            } => {
+                *waiting = waiting.saturating_sub(1);
+                match answer {
+                    Some((ReplicaStatus::Ok, _)) => *stored = stored.saturating_add(1),
+                    Some((ReplicaStatus::Refused, reason)) => *refused = Some(reason),
+                    _ => {}
+                }
+            }
+            Work::Get {
+                kind,
+                next,
+                reached,
+                ..
+            } => {
+                *next += 1;
+                match answer {
+                    Some((ReplicaStatus::Ok, record)) => {
+                        if validate(*kind, &locator, &record).is_ok() {
+                            let kind = *kind;
+                            let request = self.requests.remove(&key);
+                            if let Some(r) = request {
+                                if kind == Kind::Chunk {
+                                    self.cache.insert(locator, record.clone());
+                                }
+                                self.finish(r.op, r.id, r.reply, Status::Ok, record);
+                            }
+                            return;
+                        }
+                        // A record that fails the checks: the replica is
+                        // bad or broken; the next one is asked.
+                        self.counts.bad_records += 1;
+                        *reached = true;
+                    }
+                    Some((ReplicaStatus::NotFound, _)) => *reached = true,
+                    _ => {}
+                }
+            }
+            Work::Probe {
+                replicas,
+                active,
+                bitmap,
+                ..
+            } => {
+                let Some((nodes, next, asking)) = replicas.get_mut(index) else {
+                    return;
+                };
+                *asking = false;
+                match answer {
+                    Some((ReplicaStatus::Ok, bits)) => {
+                        if bits.first().is_some_and(|b| b & 0x80 != 0)
+                            && let Some(byte) = bitmap.get_mut(index / 8)
+                        {
+                            *byte |= 0x80 >> (index % 8);
+                        }
+                        // Settled: no more replicas for this locator.
+                        *next = nodes.len();
+                        *active = active.saturating_sub(1);
+                    }
+                    _ => {
+                        *next += 1;
+                        if *next >= nodes.len() {
+                            *active = active.saturating_sub(1);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends a request's next asks, or settles it.
+    fn step(&mut self, now: Instant, key: u64) {
+        let Some(request) = self.requests.get_mut(&key) else {
+            return;
+        };
+        let mut asks: Vec<(usize, [u8; 32], ReplicaOp, Vec<u8>)> = Vec::new();
+        let settled: Option<(Status, Vec<u8>)> = match &mut request.work {
+            Work::Put {
+                stored,
+                refused,
+                waiting,
+            } => (*waiting == 0).then(|| match (refused.take(), *stored) {
+                (Some(reason), _) => (Status::Refused, reason),
+                (None, 0) => (Status::Unavailable, Vec::new()),
+                (None, n) => (Status::Ok, vec![n]),
+            }),
+            Work::Get {
+                body,
+                replicas,
+                next,
+                reached,
+                ..
+            } => match replicas.get(*next) {
+                Some(node) => {
+                    asks.push((0, *node, ReplicaOp::Get, body.clone()));
+                    None
+                }
+                None if *reached => Some((Status::NotFound, Vec::new())),
+                None => Some((Status::Unavailable, Vec::new())),
+            },
+            Work::Probe {
+                locators,
+                replicas,
+                started,
+                active,
+                bitmap,
+            } => {
+                // Locators moving on to their next replica.
+                for (i, (nodes, next, asking)) in replicas.iter_mut().enumerate().take(*started) {
+                    if !*asking && let Some(node) = nodes.get(*next) {
+                        *asking = true;
+                        asks.push((i, *node, ReplicaOp::Probe, locators[i].as_bytes().to_vec()));
+                    }
+                }
+                // New locators, up to the window.
+                while *active < self.config.probe_window.max(1) && *started < locators.len() {
+                    let i = *started;
+                    *started += 1;
+                    if let Some((nodes, _, asking)) = replicas.get_mut(i)
+                        && let Some(node) = nodes.first()
+                    {
+                        *active += 1;
+                        *asking = true;
+                        asks.push((i, *node, ReplicaOp::Probe, locators[i].as_bytes().to_vec()));
+                    }
+                }
+                (*active == 0 && *started == locators.len())
+                    .then(|| (Status::Ok, std::mem::take(bitmap)))
+            }
+        };
+        if let Some((status, body)) = settled {
+            if let Some(r) = self.requests.remove(&key) {
+                self.finish(r.op, r.id, r.reply, status, body);
+            }
+            return;
+        }
+        for (index, node, op, body) in asks {
+            self.ask(now, key, index, node, op, body);
+        }
+    }
+
+    fn finish(&mut self, op: &'static str, id: [u8; 16], reply: T, status: Status, body: Vec<u8>) {
+        *self
+            .counts
+            .answered
+            .entry((op, status_name(status)))
+            .or_default() += 1;
+        self.answered.push_back(Answered {
+            reply,
+            response: Response { id, status, body },
+            op,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests;

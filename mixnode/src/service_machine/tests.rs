@@ -1,0 +1,371 @@
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use std::collections::HashMap;
+
+use super::*;
+use crate::replica_proto::kind_and_locator;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Behaviour {
+    Honest,
+    /// Never answers.
+    Silent,
+    /// Answers gets with a flipped byte.
+    Tamper,
+    /// Refuses every put.
+    Refuse,
+}
+
+/// One replica's records.
+type Store = HashMap<(Kind, Locator), Vec<u8>>;
+
+/// Storage nodes answering asks in virtual time, each by its behaviour.
+struct World {
+    nodes: Vec<[u8; 32]>,
+    behaviour: HashMap<[u8; 32], Behaviour>,
+    stores: HashMap<[u8; 32], Store>,
+    asked: Vec<Ask>,
+}
+
+impl World {
+    fn new(n: u8) -> Self {
+        let nodes: Vec<[u8; 32]> = (1..=n).map(|i| [i; 32]).collect();
+        Self {
+            behaviour: nodes.iter().map(|n| (*n, Behaviour::Honest)).collect(),
+            stores: nodes.iter().map(|n| (*n, HashMap::new())).collect(),
+            nodes,
+            asked: Vec::new(),
+        }
+    }
+
+    fn replicas(&self, locator: &Locator) -> Vec<[u8; 32]> {
+        replicas(locator, &self.nodes, 3)
+    }
+
+    fn holds(&self, node: &[u8; 32], kind: Kind, locator: &Locator) -> bool {
+        self.stores[node].contains_key(&(kind, *locator))
+    }
+
+    fn serve(&mut self, ask: &Ask) -> Option<(ReplicaStatus, Vec<u8>)> {
+        self.asked.push(ask.clone());
+        let behaviour = self.behaviour[&ask.node];
+        if behaviour == Behaviour::Silent {
+            return None;
+        }
+        let store = self.stores.get_mut(&ask.node).unwrap();
+        match ask.op {
+            ReplicaOp::Put if behaviour == Behaviour::Refuse => {
+                Some((ReplicaStatus::Refused, b"full".to_vec()))
+            }
+            ReplicaOp::Put => {
+                let (kind, locator, record) = kind_and_locator(&ask.body).unwrap();
+                store.insert((kind, locator), record.to_vec());
+                Some((ReplicaStatus::Ok, Vec::new()))
+            }
+            ReplicaOp::Get => {
+                let (kind, locator, _) = kind_and_locator(&ask.body).unwrap();
+                match store.get(&(kind, locator)) {
+                    Some(r) => {
+                        let mut r = r.clone();
+                        if behaviour == Behaviour::Tamper {
+                            r[0] ^= 1;
+                        }
+                        Some((ReplicaStatus::Ok, r))
+                    }
+                    None => Some((ReplicaStatus::NotFound, Vec::new())),
+                }
+            }
+            ReplicaOp::Probe => {
+                let l = Locator::from_bytes(ask.body[..32].try_into().unwrap());
+                let held = store.contains_key(&(Kind::Slot, l));
+                Some((ReplicaStatus::Ok, vec![if held { 0x80 } else { 0 }]))
+            }
+            ReplicaOp::Have => Some((ReplicaStatus::Error, Vec::new())),
+        }
+    }
+}
+
+type Machine = ServiceMachine<u32>;
+
+fn at(ms: u64) -> Instant {
+    Instant::ZERO + Duration::from_millis(ms)
+}
+
+/// Carries every ask to the world (answers 1 ms later), advancing virtual
+/// time to the machine's timeouts when nothing else happens, until all
+/// is settled. Returns what was answered and when the last one was.
+fn settle(m: &mut Machine, world: &mut World, mut now: Instant) -> (Vec<Answered<u32>>, Instant) {
+    let mut out = Vec::new();
+    loop {
+        let mut progressed = false;
+        while let Some(ask) = m.poll_ask() {
+            progressed = true;
+            if let Some(answer) = world.serve(&ask) {
+                now = now + Duration::from_millis(1);
+                m.handle_answer(now, ask.id, Some(answer));
+            }
+        }
+        while let Some(a) = m.poll_answered() {
+            out.push(a);
+        }
+        if progressed {
+            continue;
+        }
+        match m.poll_timeout() {
+            Some(t) => {
+                now = now.max(t);
+                m.handle_timeout(now);
+            }
+            None => return (out, now),
+        }
+    }
+}
+
+fn chunk(n: u8) -> (Locator, Vec<u8>) {
+    let bytes = vec![n; 100 + usize::from(n)];
+    (Locator::of(&bytes), bytes)
+}
+
+fn job(reply: u32, locator: Locator, op: Op) -> Job<u32> {
+    Job {
+        id: [reply as u8; 16],
+        locator,
+        op,
+        reply,
+    }
+}
+
+#[test]
+fn a_put_reaches_all_k_replicas_at_once_and_a_silent_one_makes_it_short() {
+    let mut world = World::new(8);
+    let (l, bytes) = chunk(1);
+    let reps = world.replicas(&l);
+    world.behaviour.insert(reps[1], Behaviour::Silent);
+    let mut m = Machine::new(ServiceConfig::default());
+    m.handle_request(at(0), job(7, l, Op::Put(Kind::Chunk, bytes)), &world.nodes)
+        .unwrap();
+    // All three asks go out before any answer.
+    let asks: Vec<Ask> = std::iter::from_fn(|| m.poll_ask()).collect();
+    let nodes: Vec<[u8; 32]> = asks.iter().map(|a| a.node).collect();
+    assert_eq!(nodes, reps);
+    for ask in &asks {
+        if let Some(a) = world.serve(ask) {
+            m.handle_answer(at(5), ask.id, Some(a));
+        }
+    }
+    assert!(m.poll_answered().is_none(), "waits for the silent replica");
+    assert_eq!(m.poll_timeout(), Some(at(10_000)));
+    m.handle_timeout(at(9_999));
+    assert!(m.poll_answered().is_none());
+    m.handle_timeout(at(10_000));
+    let a = m.poll_answered().unwrap();
+    assert_eq!(a.reply, 7);
+    assert_eq!(a.op, "put_chunk");
+    assert_eq!(
+        a.response,
+        Response {
+            id: [7; 16],
+            status: Status::Ok,
+            body: vec![2]
+        }
+    );
+    assert!(world.holds(&reps[0], Kind::Chunk, &l) && world.holds(&reps[2], Kind::Chunk, &l));
+    assert_eq!(m.counts().ask_timeouts, 1);
+    assert_eq!(m.counts().answered[&("put_chunk", "ok")], 1);
+    // A late answer from the silent replica changes nothing.
+    m.handle_answer(
+        at(11_000),
+        asks[1].id,
+        Some((ReplicaStatus::Ok, Vec::new())),
+    );
+    assert!(m.poll_answered().is_none());
+    assert_eq!(m.in_work(), 0);
+}
+
+#[test]
+fn a_put_no_replica_answers_is_unavailable_and_a_refusal_is_passed_on() {
+    let mut world = World::new(5);
+    let (l, bytes) = chunk(2);
+    for n in world.nodes.clone() {
+        world.behaviour.insert(n, Behaviour::Silent);
+    }
+    let mut m = Machine::new(ServiceConfig::default());
+    m.handle_request(
+        at(0),
+        job(1, l, Op::Put(Kind::Chunk, bytes.clone())),
+        &world.nodes,
+    )
+    .unwrap();
+    let (answered, end) = settle(&mut m, &mut world, at(0));
+    assert_eq!(answered[0].response.status, Status::Unavailable);
+    assert_eq!(
+        end,
+        at(10_000),
+        "one timeout for the three asks in parallel"
+    );
+
+    let mut world = World::new(5);
+    let reps = world.replicas(&l);
+    world.behaviour.insert(reps[2], Behaviour::Refuse);
+    m.handle_request(at(0), job(2, l, Op::Put(Kind::Chunk, bytes)), &world.nodes)
+        .unwrap();
+    let (answered, _) = settle(&mut m, &mut world, at(0));
+    assert_eq!(answered[0].response.status, Status::Refused);
+    assert_eq!(answered[0].response.body, b"full");
+}
+
+#[test]
+fn a_bad_record_is_refused_before_any_replica_is_asked() {
+    let mut world = World::new(5);
+    let (l, mut bytes) = chunk(3);
+    bytes[0] ^= 1;
+    let mut m = Machine::new(ServiceConfig::default());
+    m.handle_request(at(0), job(1, l, Op::Put(Kind::Chunk, bytes)), &world.nodes)
+        .unwrap();
+    let (answered, _) = settle(&mut m, &mut world, at(0));
+    assert_eq!(answered[0].response.status, Status::Refused);
+    assert_eq!(answered[0].response.body, b"wrong_locator");
+    assert!(world.asked.is_empty());
+}
+
+#[test]
+fn a_get_skips_a_replica_answering_a_tampered_record_and_caches_the_good_one() {
+    let mut world = World::new(8);
+    let (l, bytes) = chunk(4);
+    let mut m = Machine::new(ServiceConfig::default());
+    m.handle_request(
+        at(0),
+        job(1, l, Op::Put(Kind::Chunk, bytes.clone())),
+        &world.nodes,
+    )
+    .unwrap();
+    settle(&mut m, &mut world, at(0));
+    let reps = world.replicas(&l);
+    world.behaviour.insert(reps[0], Behaviour::Tamper);
+    world.asked.clear();
+    m.handle_request(at(100), job(2, l, Op::Get(Kind::Chunk)), &world.nodes)
+        .unwrap();
+    let (answered, _) = settle(&mut m, &mut world, at(100));
+    assert_eq!(answered[0].response.status, Status::Ok);
+    assert_eq!(answered[0].response.body, bytes);
+    // Asked in rank order, one at a time, stopping at the first good one.
+    let asked: Vec<[u8; 32]> = world.asked.iter().map(|a| a.node).collect();
+    assert_eq!(asked, reps[..2]);
+    assert_eq!(m.counts().bad_records, 1);
+    // Again: from the cache, no replica asked.
+    world.asked.clear();
+    m.handle_request(at(200), job(3, l, Op::Get(Kind::Chunk)), &world.nodes)
+        .unwrap();
+    let (answered, _) = settle(&mut m, &mut world, at(200));
+    assert_eq!(answered[0].response.body, bytes);
+    assert!(world.asked.is_empty());
+    assert_eq!((m.counts().cache_hits, m.counts().cache_misses), (1, 1));
+    assert_eq!(m.cached_chunks(), 1);
+}
+
+#[test]
+fn a_get_says_not_found_only_when_a_replica_said_so() {
+    let mut world = World::new(6);
+    let (l, _) = chunk(5);
+    let reps = world.replicas(&l);
+    world.behaviour.insert(reps[0], Behaviour::Silent);
+    world.behaviour.insert(reps[1], Behaviour::Tamper);
+    let mut m = Machine::new(ServiceConfig::default());
+    m.handle_request(at(0), job(1, l, Op::Get(Kind::Chunk)), &world.nodes)
+        .unwrap();
+    let (answered, end) = settle(&mut m, &mut world, at(0));
+    assert_eq!(answered[0].response.status, Status::NotFound);
+    assert!(end >= at(10_000), "the silent replica was waited for");
+    for n in world.nodes.clone() {
+        world.behaviour.insert(n, Behaviour::Silent);
+    }
+    m.handle_request(at(0), job(2, l, Op::Get(Kind::Slot)), &world.nodes)
+        .unwrap();
+    let (answered, end) = settle(&mut m, &mut world, at(0));
+    assert_eq!(answered[0].response.status, Status::Unavailable);
+    assert_eq!(end, at(30_000), "three replicas asked in turn");
+    // No storage nodes at all: unavailable at once.
+    m.handle_request(at(0), job(3, l, Op::Get(Kind::Chunk)), &[])
+        .unwrap();
+    assert_eq!(
+        m.poll_answered().unwrap().response.status,
+        Status::Unavailable
+    );
+}
+
+#[test]
+fn a_probe_answers_every_locator_a_window_at_a_time() {
+    let mut world = World::new(8);
+    let locators: Vec<Locator> = (0..40u8).map(|i| Locator::of(&[i, 0xaa])).collect();
+    for (i, l) in locators.iter().enumerate() {
+        if i % 3 == 0 {
+            for n in world.replicas(l) {
+                world
+                    .stores
+                    .get_mut(&n)
+                    .unwrap()
+                    .insert((Kind::Slot, *l), vec![1]);
+            }
+        }
+    }
+    // One storage node is down: locators it ranks first are answered by
+    // the next replica.
+    world.behaviour.insert(world.nodes[0], Behaviour::Silent);
+    let mut m = Machine::new(ServiceConfig {
+        probe_window: 4,
+        ..ServiceConfig::default()
+    });
+    m.handle_request(
+        at(0),
+        job(1, locators[0], Op::Probe(locators[1..].to_vec())),
+        &world.nodes,
+    )
+    .unwrap();
+    let first: Vec<Ask> = std::iter::from_fn(|| m.poll_ask()).collect();
+    assert_eq!(first.len(), 4, "the window");
+    for ask in &first {
+        if let Some(a) = world.serve(ask) {
+            m.handle_answer(at(1), ask.id, Some(a));
+        }
+    }
+    let (answered, _) = settle(&mut m, &mut world, at(1));
+    let bitmap = &answered[0].response.body;
+    assert_eq!(answered[0].response.status, Status::Ok);
+    assert_eq!(bitmap.len(), 5);
+    for i in 0..40 {
+        let set = bitmap[i / 8] & (0x80 >> (i % 8)) != 0;
+        assert_eq!(set, i % 3 == 0, "locator {i}");
+    }
+}
+
+#[test]
+fn a_full_machine_refuses_more_requests_until_its_answers_are_taken() {
+    let mut world = World::new(4);
+    let (l, _) = chunk(6);
+    let mut m = Machine::new(ServiceConfig {
+        max_requests: 2,
+        ..ServiceConfig::default()
+    });
+    for r in 0..2 {
+        m.handle_request(at(0), job(r, l, Op::Get(Kind::Chunk)), &world.nodes)
+            .unwrap();
+    }
+    let Busy(back) = m
+        .handle_request(at(0), job(9, l, Op::Get(Kind::Chunk)), &world.nodes)
+        .unwrap_err();
+    assert_eq!(back.reply, 9);
+    assert_eq!(m.counts().busy, 1);
+    // Settled but not taken: still counted against the bound.
+    while let Some(ask) = m.poll_ask() {
+        let a = world.serve(&ask);
+        m.handle_answer(at(1), ask.id, a);
+    }
+    assert_eq!(m.in_work(), 0);
+    assert!(
+        m.handle_request(at(2), job(9, l, Op::Get(Kind::Chunk)), &world.nodes)
+            .is_err()
+    );
+    assert_eq!(m.poll_answered().unwrap().response.status, Status::NotFound);
+    m.handle_request(at(3), job(10, l, Op::Get(Kind::Chunk)), &world.nodes)
+        .unwrap();
+}
