@@ -11,6 +11,7 @@ pub mod loops;
 pub mod mailbox;
 pub mod placement;
 pub mod records;
+pub mod repair_plan;
 pub mod replay;
 pub mod replica_proto;
 pub mod route;

@@ -1,0 +1,367 @@
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::*;
+use crate::placement::replicas;
+
+const K: usize = 3;
+const HEARTBEAT: Duration = Duration::from_secs(2);
+
+type Store = BTreeMap<(Kind, Locator), Vec<u8>>;
+
+/// Storage nodes with their records, each running its repair machine in
+/// virtual time; a node in `down` is listed but runs nothing and answers
+/// nothing.
+struct World {
+    stores: BTreeMap<[u8; 32], Store>,
+    plans: BTreeMap<[u8; 32], RepairPlan>,
+    down: BTreeSet<[u8; 32]>,
+    /// Copies received: (target, locator, time).
+    received: Vec<([u8; 32], Locator, Instant)>,
+    saved: BTreeMap<[u8; 32], Vec<[u8; 32]>>,
+    now: Instant,
+}
+
+fn node(i: u8) -> [u8; 32] {
+    [i; 32]
+}
+
+fn record(i: u32) -> (Locator, Vec<u8>) {
+    let bytes = format!("record {i}").into_bytes();
+    (Locator::of(&bytes), bytes)
+}
+
+impl World {
+    /// `n` storage nodes holding `records` chunks on their K replicas.
+    fn new(n: u8, records: u32) -> (Self, Vec<[u8; 32]>) {
+        let nodes: Vec<[u8; 32]> = (1..=n).map(node).collect();
+        let mut stores: BTreeMap<[u8; 32], Store> =
+            nodes.iter().map(|n| (*n, Store::new())).collect();
+        for i in 0..records {
+            let (l, bytes) = record(i);
+            for r in replicas(&l, &nodes, K) {
+                stores
+                    .get_mut(&r)
+                    .unwrap()
+                    .insert((Kind::Chunk, l), bytes.clone());
+            }
+        }
+        let plans = nodes
+            .iter()
+            .map(|n| {
+                let config = RepairConfig {
+                    page: 50,
+                    ..RepairConfig::default()
+                };
+                (*n, RepairPlan::new(*n, config, Some(nodes.clone())))
+            })
+            .collect();
+        let world = Self {
+            stores,
+            plans,
+            down: BTreeSet::new(),
+            received: Vec::new(),
+            saved: BTreeMap::new(),
+            now: Instant::ZERO,
+        };
+        (world, nodes)
+    }
+
+    /// Every running node learns the document listing `storage`.
+    fn document(&mut self, storage: &[[u8; 32]]) {
+        let now = self.now;
+        for (n, plan) in &mut self.plans {
+            if !self.down.contains(n) {
+                plan.handle_document(now, storage.to_vec(), HEARTBEAT);
+            }
+        }
+    }
+
+    /// Carries actions (answers are immediate) and advances time to the
+    /// next timer until nothing is left, or until `until`.
+    fn run(&mut self, until: Instant) {
+        loop {
+            let mut progressed = false;
+            let keys: Vec<[u8; 32]> = self.plans.keys().copied().collect();
+            for n in keys {
+                if self.down.contains(&n) {
+                    continue;
+                }
+                while let Some(action) = self.plans.get_mut(&n).unwrap().poll_action() {
+                    progressed = true;
+                    self.carry(n, action);
+                }
+            }
+            if progressed {
+                continue;
+            }
+            let next = self
+                .plans
+                .iter()
+                .filter(|(n, _)| !self.down.contains(*n))
+                .filter_map(|(_, p)| p.poll_timeout())
+                .min();
+            match next {
+                Some(t) if t <= until => {
+                    self.now = self.now.max(t);
+                    let now = self.now;
+                    for (n, plan) in &mut self.plans {
+                        if !self.down.contains(n) {
+                            plan.handle_timeout(now);
+                        }
+                    }
+                }
+                _ => return,
+            }
+        }
+    }
+
+    fn carry(&mut self, n: [u8; 32], action: RepairAction) {
+        let now = self.now;
+        match action {
+            RepairAction::ReadPage { after, limit } => {
+                let page: Vec<(Kind, Locator)> = self.stores[&n]
+                    .keys()
+                    .filter(|k| after.is_none_or(|a| **k > a))
+                    .take(limit)
+                    .copied()
+                    .collect();
+                self.plans.get_mut(&n).unwrap().handle_page(now, Some(page));
+            }
+            RepairAction::Have {
+                id,
+                target,
+                kind,
+                locators,
+            } => {
+                let answer = (!self.down.contains(&target)).then(|| {
+                    let mut bits = vec![0u8; locators.len().div_ceil(8)];
+                    for (i, l) in locators.iter().enumerate() {
+                        if self.stores[&target].contains_key(&(kind, *l)) {
+                            bits[i / 8] |= 0x80 >> (i % 8);
+                        }
+                    }
+                    (ReplicaStatus::Ok, bits)
+                });
+                self.plans.get_mut(&n).unwrap().handle_have(now, id, answer);
+            }
+            RepairAction::Copy {
+                id,
+                target,
+                kind,
+                locator,
+            } => {
+                let result = match self.stores[&n].get(&(kind, locator)).cloned() {
+                    None => Copied::Gone,
+                    Some(_) if self.down.contains(&target) => Copied::Failed,
+                    Some(bytes) => {
+                        self.received.push((target, locator, now));
+                        let len = bytes.len();
+                        self.stores
+                            .get_mut(&target)
+                            .unwrap()
+                            .insert((kind, locator), bytes);
+                        Copied::Sent { bytes: len }
+                    }
+                };
+                self.plans
+                    .get_mut(&n)
+                    .unwrap()
+                    .handle_copied(now, id, result);
+            }
+            RepairAction::SaveBaseline(nodes) => {
+                self.saved.insert(n, nodes);
+            }
+        }
+    }
+
+    /// Nodes holding each record, among `nodes`.
+    fn holders(&self, l: &Locator, nodes: &[[u8; 32]]) -> Vec<[u8; 32]> {
+        nodes
+            .iter()
+            .filter(|n| self.stores[*n].contains_key(&(Kind::Chunk, *l)))
+            .copied()
+            .collect()
+    }
+
+    fn counts(&self) -> RepairCounts {
+        let mut total = RepairCounts::default();
+        for p in self.plans.values() {
+            let c = p.counts();
+            total.sent += c.sent;
+            total.present += c.present;
+            total.failed += c.failed;
+            total.refused += c.refused;
+            total.passes += c.passes;
+        }
+        total
+    }
+}
+
+fn forever() -> Instant {
+    Instant::ZERO + Duration::from_secs(86_400)
+}
+
+#[test]
+fn after_a_departure_every_record_is_back_at_exactly_k_copies_each_sent_once() {
+    let (mut w, nodes) = World::new(8, 400);
+    let gone = nodes[3];
+    let lost: Vec<Locator> = (0..400)
+        .map(|i| record(i).0)
+        .filter(|l| replicas(l, &nodes, K).contains(&gone))
+        .collect();
+    assert!(lost.len() > 100);
+    w.down.insert(gone);
+    w.plans.remove(&gone);
+    let new: Vec<[u8; 32]> = nodes.iter().copied().filter(|n| *n != gone).collect();
+    w.document(&new);
+    w.run(forever());
+    for i in 0..400 {
+        let (l, _) = record(i);
+        let mut want = replicas(&l, &new, K);
+        want.sort_unstable();
+        assert_eq!(w.holders(&l, &new), want, "record {i}");
+    }
+    let c = w.counts();
+    // One copy per record that lost a replica: no record sent twice.
+    assert_eq!(c.sent, lost.len() as u64);
+    assert_eq!((c.failed, c.refused), (0, 0));
+    assert_eq!(c.passes, new.len() as u64);
+    // Sent after the document settled for a heartbeat, all in round 0.
+    let first = w.received.iter().map(|r| r.2).min().unwrap();
+    let last = w.received.iter().map(|r| r.2).max().unwrap();
+    assert_eq!(first, Instant::ZERO + HEARTBEAT);
+    assert!(last < Instant::ZERO + HEARTBEAT * 2, "{last:?}");
+    // Every node keeps the new set as its baseline.
+    for n in &new {
+        let mut sorted_new = new.clone();
+        sorted_new.sort_unstable();
+        assert_eq!(w.saved[n], sorted_new);
+    }
+}
+
+#[test]
+fn a_source_that_is_listed_but_silent_is_covered_by_the_next_rank_a_round_later() {
+    let (mut w, nodes) = World::new(8, 400);
+    let gone = nodes[3];
+    let silent = nodes[5];
+    w.down.insert(gone);
+    w.plans.remove(&gone);
+    // `silent` crashed but is still in the document: it repairs nothing.
+    w.down.insert(silent);
+    let new: Vec<[u8; 32]> = nodes.iter().copied().filter(|n| *n != gone).collect();
+    w.document(&new);
+    w.run(forever());
+    let mut late = 0;
+    for i in 0..400 {
+        let (l, _) = record(i);
+        let plan = placement::repair(&l, &nodes, &new, K);
+        for target in &plan.targets {
+            if *target == silent {
+                continue;
+            }
+            let got: Vec<Instant> = w
+                .received
+                .iter()
+                .filter(|r| r.0 == *target && r.1 == l)
+                .map(|r| r.2)
+                .collect();
+            assert_eq!(got.len(), 1, "record {i} copied once");
+            if plan.sources.first() == Some(&silent) {
+                // Its rank-1 source copied it in round 1.
+                assert!(got[0] >= Instant::ZERO + HEARTBEAT * 2, "{:?}", got[0]);
+                late += 1;
+            }
+        }
+    }
+    assert!(late > 10, "{late}");
+}
+
+#[test]
+fn a_pass_with_an_unreachable_target_runs_again_until_it_completes() {
+    let (mut w, nodes) = World::new(6, 200);
+    let joining = node(7);
+    w.stores.insert(joining, Store::new());
+    w.down.insert(joining);
+    let mut new = nodes.clone();
+    new.push(joining);
+    w.document(&new);
+    // The newcomer is unreachable for a minute.
+    w.run(Instant::ZERO + Duration::from_secs(60));
+    let c = w.counts();
+    assert!(c.failed > 0 && c.sent == 0 && c.passes == 0, "{c:?}");
+    w.down.remove(&joining);
+    let mut plan = RepairPlan::new(joining, RepairConfig::default(), Some(new.clone()));
+    plan.handle_document(w.now, new.clone(), HEARTBEAT);
+    w.plans.insert(joining, plan);
+    w.run(forever());
+    for i in 0..200 {
+        let (l, _) = record(i);
+        let mut want = replicas(&l, &new, K);
+        want.sort_unstable();
+        // The old replicas the newcomer displaced keep their copies
+        // until retention evicts them.
+        let holders = w.holders(&l, &new);
+        for r in &want {
+            assert!(holders.contains(r), "record {i}");
+        }
+    }
+    assert_eq!(w.counts().passes, nodes.len() as u64);
+}
+
+#[test]
+fn a_change_during_a_pass_starts_it_over_against_the_same_old_set() {
+    let (mut w, nodes) = World::new(8, 300);
+    let (a, b) = (nodes[1], nodes[6]);
+    w.down.insert(a);
+    w.plans.remove(&a);
+    let first: Vec<[u8; 32]> = nodes.iter().copied().filter(|n| *n != a).collect();
+    w.document(&first);
+    // Settles, starts, then a second node leaves mid-pass.
+    w.run(Instant::ZERO + HEARTBEAT);
+    w.down.insert(b);
+    w.plans.remove(&b);
+    let second: Vec<[u8; 32]> = first.iter().copied().filter(|n| *n != b).collect();
+    w.document(&second);
+    let outcomes: Vec<PassOutcome> = w
+        .plans
+        .values_mut()
+        .filter_map(RepairPlan::poll_outcome)
+        .collect();
+    assert!(outcomes.contains(&PassOutcome::Interrupted), "{outcomes:?}");
+    w.run(forever());
+    for i in 0..300 {
+        let (l, _) = record(i);
+        let mut want = replicas(&l, &second, K);
+        want.sort_unstable();
+        assert_eq!(w.holders(&l, &second), want, "record {i}");
+    }
+}
+
+#[test]
+fn the_first_document_is_the_baseline_and_a_node_outside_the_set_does_nothing() {
+    let me = node(1);
+    let mut plan = RepairPlan::new(me, RepairConfig::default(), None);
+    plan.handle_document(Instant::ZERO, vec![node(2), me], HEARTBEAT);
+    assert_eq!(
+        plan.poll_action(),
+        Some(RepairAction::SaveBaseline(vec![me, node(2)]))
+    );
+    assert_eq!(plan.poll_timeout(), None);
+    // A set without this node: no pass.
+    plan.handle_document(Instant::ZERO, vec![node(2), node(3)], HEARTBEAT);
+    assert_eq!(plan.poll_timeout(), None);
+    assert_eq!(plan.poll_action(), None);
+    // With it again, and changed: settle, then read from the start.
+    plan.handle_document(Instant::ZERO, vec![me, node(3)], HEARTBEAT);
+    assert_eq!(plan.poll_timeout(), Some(Instant::ZERO + HEARTBEAT));
+    plan.handle_timeout(Instant::ZERO + HEARTBEAT);
+    assert_eq!(
+        plan.poll_action(),
+        Some(RepairAction::ReadPage {
+            after: None,
+            limit: 1_024
+        })
+    );
+}
