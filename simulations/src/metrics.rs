@@ -155,6 +155,7 @@ impl Metrics {
             "network_latency_s": stats(&self.network_latency_s),
             "end_to_end_latency_s": stats(&self.end_to_end_latency_s),
             "storage": crate::storage::study(scenario, seed),
+            "storage_churn": crate::churn::study(scenario, seed),
             "node_loops": self.node_loops.summary(),
             "attack": scenario.attack.map(|a| json!({
                 "dropping_node": a.dropping_node,

@@ -104,8 +104,9 @@ pub enum Stores {
     Providers,
 }
 
-/// `[storage]`: the placement study (`specs/simulation.md` §3).
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+/// `[storage]`: the placement study, and with `depart_s` the churn study
+/// (`specs/simulation.md` §3).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct StorageStudy {
     /// Replicas per record (K).
@@ -116,6 +117,35 @@ pub struct StorageStudy {
     /// Which nodes store.
     #[serde(default)]
     pub stores: Stores,
+    /// Churn study: when a storage node dies, virtual seconds.
+    #[serde(default)]
+    pub depart_s: Option<f64>,
+    /// The dying node (the scenario's numbering); default: the storage
+    /// node holding the most records.
+    #[serde(default)]
+    pub depart_node: Option<u32>,
+    /// The document's heartbeat, seconds (the authority drops a node
+    /// silent for three).
+    #[serde(default = "default_heartbeat")]
+    pub heartbeat_s: f64,
+    /// Puts per second through the service nodes.
+    #[serde(default = "default_put_rate")]
+    pub put_rate: f64,
+    /// Copies per second each storage node's repair makes at most.
+    #[serde(default = "default_repair_rate")]
+    pub repair_per_sec: u32,
+}
+
+fn default_heartbeat() -> f64 {
+    20.0
+}
+
+fn default_put_rate() -> f64 {
+    200.0
+}
+
+fn default_repair_rate() -> u32 {
+    100
 }
 
 /// `[attack]`: one node drops every frame it receives from `from_s` on
@@ -451,6 +481,32 @@ impl Scenario {
             }
             if !(1..=10_000_000).contains(&st.records) {
                 return Err(invalid("storage.records", "must be 1 to 10,000,000".into()));
+            }
+            if let Some(d) = st.depart_s {
+                non_negative("storage.depart_s", d)?;
+            }
+            if !(st.heartbeat_s.is_finite() && (1.0..=60.0).contains(&st.heartbeat_s)) {
+                return Err(invalid("storage.heartbeat_s", "must be 1 to 60".into()));
+            }
+            if !(st.put_rate.is_finite() && (0.001..=1e6).contains(&st.put_rate)) {
+                return Err(invalid("storage.put_rate", "must be 0.001 to 1e6".into()));
+            }
+            if st.repair_per_sec == 0 {
+                return Err(invalid("storage.repair_per_sec", "must be >= 1".into()));
+            }
+            if let Some(node) = st.depart_node {
+                let ids = crate::storage::storage_node_ids_of(
+                    t.layers,
+                    t.nodes_per_layer,
+                    t.providers,
+                    st.stores,
+                );
+                if !ids.contains(&node) {
+                    return Err(invalid(
+                        "storage.depart_node",
+                        "must be a storing node (mixes numbered from 0, then providers)".into(),
+                    ));
+                }
             }
         }
         if let Some(a) = &raw.attack {

@@ -27,6 +27,23 @@ use crate::packet::{Abstract, AbstractPacket, client_address, node_address, node
 use crate::scenario::{Latency, Scenario};
 
 const EPOCH: u32 = 1;
+/// One link transmission: its latency, or `None` when the link loses it
+/// (probability `loss`).
+pub(crate) fn link_delay(latency: Latency, loss: f64, rng: &mut ChaCha20Rng) -> Option<Duration> {
+    if loss > 0.0 && rng.random::<f64>() < loss {
+        return None;
+    }
+    let ms = match latency {
+        Latency::Constant { ms } => ms,
+        Latency::Exponential { mean_ms } => {
+            sample_exponential(rng, Duration::from_secs_f64(mean_ms / 1000.0)).as_secs_f64()
+                * 1000.0
+        }
+        Latency::Uniform { min_ms, max_ms } => min_ms + (max_ms - min_ms) * rng.random::<f64>(),
+    };
+    Some(Duration::from_secs_f64(ms / 1000.0))
+}
+
 /// Destination of drop cover: discarded on arrival.
 pub const DROP_DESTINATION: u32 = u32::MAX;
 /// Destination of node loops: node loop packets are addressed to
@@ -422,24 +439,11 @@ impl<M: Mode> Simulation<M> {
     }
 
     fn link_delay(&mut self) -> Option<Duration> {
-        if self.scenario.loss > 0.0 && self.link_rng.random::<f64>() < self.scenario.loss {
-            return None;
-        }
-        let ms = match self.scenario.latency {
-            Latency::Constant { ms } => ms,
-            Latency::Exponential { mean_ms } => {
-                sample_exponential(
-                    &mut self.link_rng,
-                    Duration::from_secs_f64(mean_ms / 1000.0),
-                )
-                .as_secs_f64()
-                    * 1000.0
-            }
-            Latency::Uniform { min_ms, max_ms } => {
-                min_ms + (max_ms - min_ms) * self.link_rng.random::<f64>()
-            }
-        };
-        Some(Duration::from_secs_f64(ms / 1000.0))
+        link_delay(
+            self.scenario.latency,
+            self.scenario.loss,
+            &mut self.link_rng,
+        )
     }
 
     /// Sends a frame (and the tag masses it carries) over a link to `node`.

@@ -21,17 +21,39 @@ const MAX_LEAVES: usize = 16;
 /// providers, as the simulator numbers them) gets 32 bytes from the
 /// seed.
 pub fn storage_keys(scenario: &Scenario, stores: Stores, seed: u64) -> Vec<[u8; 32]> {
-    let mixes = scenario.layers * scenario.nodes_per_layer;
-    (0..scenario.node_count())
-        .filter(|&i| match stores {
-            Stores::All => true,
-            Stores::Mixes => i < mixes,
-            Stores::Providers => i >= mixes,
-        })
+    storage_node_ids(scenario, stores)
+        .into_iter()
         .map(|i| {
             let mut key = [0u8; 32];
             component_rng(seed, "storage-node-key", u64::from(i)).fill_bytes(&mut key);
             key
+        })
+        .collect()
+}
+
+/// The scenario's node numbers of its storage nodes, in order.
+pub fn storage_node_ids(scenario: &Scenario, stores: Stores) -> Vec<u32> {
+    storage_node_ids_of(
+        scenario.layers,
+        scenario.nodes_per_layer,
+        scenario.providers,
+        stores,
+    )
+}
+
+/// [`storage_node_ids`] from the topology's numbers.
+pub fn storage_node_ids_of(
+    layers: u32,
+    per_layer: u32,
+    providers: u32,
+    stores: Stores,
+) -> Vec<u32> {
+    let mixes = layers * per_layer;
+    (0..mixes + providers)
+        .filter(|&i| match stores {
+            Stores::All => true,
+            Stores::Mixes => i < mixes,
+            Stores::Providers => i >= mixes,
         })
         .collect()
 }

@@ -176,6 +176,20 @@ fn bad_scenarios_are_refused_before_running() {
             "duration_s",
         ),
         (
+            format!("{BASE}[storage]\nrecords = 10\ndepart_s = 5\nheartbeat_s = 0\n"),
+            "storage.heartbeat_s",
+        ),
+        (
+            format!(
+                "{BASE}[storage]\nrecords = 10\nstores = \"providers\"\ndepart_s = 5\ndepart_node = 0\n"
+            ),
+            "storage.depart_node",
+        ),
+        (
+            format!("{BASE}[storage]\nrecords = 10\nput_rate = 0\n"),
+            "storage.put_rate",
+        ),
+        (
             format!("{BASE}[attack]\ndropping_node = 11\nfrom_s = 1\n"),
             "attack.dropping_node",
         ),
@@ -233,7 +247,7 @@ fn shipped_scenarios_load() {
             names.push(s.name);
         }
     }
-    assert_eq!(names.len(), 3, "{names:?}");
+    assert_eq!(names.len(), 4, "{names:?}");
     let large = Scenario::load(&dir.join("large.toml")).unwrap();
     assert!(large.layers * large.nodes_per_layer >= 999);
     assert_eq!(large.clients, 10_000);
@@ -355,4 +369,34 @@ fn a_mix_dropping_everything_raises_the_loop_alarm() {
         );
         assert!(summary["node_loops"]["lost"].as_u64().unwrap() > 200);
     }
+}
+
+#[test]
+fn a_storage_node_leaving_is_repaired_to_k_copies_by_the_production_machines() {
+    let text =
+        format!("{BASE}[storage]\nreplicas = 3\nrecords = 3000\ndepart_s = 30\nheartbeat_s = 2\n");
+    let s = scenario(&text);
+    let report = mtos_sim::churn::study(&s, 7).unwrap();
+    // Every put reached its 3 replicas before the departure.
+    assert_eq!(report["puts"]["ok"], 3000, "{report}");
+    let on = report["records_on_departed_node"].as_u64().unwrap();
+    assert!(on > 600, "{report}");
+    // K = 3: the departure loses no record; repair sends each record the
+    // departed node held exactly once, and every record ends on exactly
+    // its 3 new replicas.
+    assert_eq!(report["records_lost"], 0);
+    assert_eq!(report["repair"]["sent"], on);
+    assert_eq!(report["repair"]["failed"], 0);
+    assert_eq!(report["records_at_exactly_k_copies"], 3000);
+    // Dropped from the document after 3 heartbeats (6 s), a heartbeat to
+    // settle (2 s), then copies paced at 100/s by each of 10 sources.
+    let t = report["back_at_k_copies_after_s"].as_f64().unwrap();
+    assert!((8.0..8.0 + 5.0).contains(&t), "{t}");
+    // Deterministic in the seed; in the summary.
+    assert_eq!(mtos_sim::churn::study(&s, 7).unwrap(), report);
+    let mut sim = Simulation::<AbstractMode>::new(s.clone(), 7);
+    sim.run(|_| {});
+    assert_eq!(sim.metrics.summary(&s, 7)["storage_churn"], report);
+    // Without depart_s, no churn study.
+    assert!(mtos_sim::churn::study(&scenario(BASE), 7).is_none());
 }
