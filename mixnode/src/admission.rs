@@ -2,6 +2,8 @@
 //! link rule and a per-peer token bucket. Sans-IO: the driver asks before
 //! handing a frame to the engine, passing `now`.
 
+use std::collections::HashMap;
+use std::hash::Hash;
 use std::time::Duration;
 
 use crate::time::Instant;
@@ -32,6 +34,109 @@ pub fn accepts(receiver: Position, sender: Position, layers: u8) -> bool {
         (Gateway | Service, Layer(j)) => layers >= 1 && j == layers,
         (Gateway, Client) => true,
         _ => false,
+    }
+}
+
+/// A gateway lets each client send at this multiple of the network's
+/// client send rate (λP + λL + λD): a Poisson sender at rate λ exceeds a
+/// bucket of rate 2λ and depth 100 with negligible probability, while a
+/// client that floods is throttled to twice its share.
+pub const CLIENT_RATE_FACTOR: f64 = 2.0;
+
+/// Why a frame was not admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The sender's position may not send to this node ([`accepts`]): the
+    /// driver closes the stream.
+    WrongLayer,
+    /// A node sent above the per-peer rate.
+    RateLimited,
+    /// A client sent above [`CLIENT_RATE_FACTOR`] times its cover rate.
+    ClientThrottled,
+}
+
+/// One node's admission settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdmissionConfig {
+    /// Where this node stands.
+    pub me: Position,
+    /// Frames per second one node may send here.
+    pub peer_rate: f64,
+    /// Frames a client may send at once above its rate.
+    pub client_burst: f64,
+}
+
+/// The admission rule of one node (`specs/sphinx.md` §2, `client.md` §6):
+/// the link rule by position, then one token bucket per peer (a node's at
+/// the operator's rate, a client's at [`CLIENT_RATE_FACTOR`] times the
+/// document's client send rate). A peer's bucket follows its current
+/// position: a node not yet in this node's document counts as a client,
+/// and gets a node's bucket once it is. `P` names peers (a libp2p PeerId
+/// in the node); buckets live until [`Admission::forget`] (the driver
+/// calls it when the peer's last connection closes, so they are bounded by
+/// the connections).
+#[derive(Debug)]
+pub struct Admission<P> {
+    config: AdmissionConfig,
+    buckets: HashMap<P, (bool, TokenBucket)>,
+}
+
+impl<P: Eq + Hash + Clone> Admission<P> {
+    /// No peer known yet.
+    pub fn new(config: AdmissionConfig) -> Self {
+        Self {
+            config,
+            buckets: HashMap::new(),
+        }
+    }
+
+    /// Whether a frame from `peer`, at `sender`'s position in a network of
+    /// `layers` layers whose clients send `client_send_rate` frames per
+    /// second (λP + λL + λD), is taken at `now`.
+    pub fn admit(
+        &mut self,
+        now: Instant,
+        peer: &P,
+        sender: Position,
+        layers: u8,
+        client_send_rate: f64,
+    ) -> Result<(), Refusal> {
+        if !accepts(self.config.me, sender, layers) {
+            return Err(Refusal::WrongLayer);
+        }
+        let as_client = sender == Position::Client;
+        let (rate, burst, refusal) = if as_client {
+            (
+                CLIENT_RATE_FACTOR * client_send_rate,
+                self.config.client_burst,
+                Refusal::ClientThrottled,
+            )
+        } else {
+            let rate = self.config.peer_rate;
+            (rate, (rate / 4.0).max(64.0), Refusal::RateLimited)
+        };
+        let entry = self
+            .buckets
+            .entry(peer.clone())
+            .or_insert_with(|| (as_client, TokenBucket::new(now, rate, burst)));
+        if entry.0 != as_client {
+            *entry = (as_client, TokenBucket::new(now, rate, burst));
+        }
+        if entry.1.try_take(now) {
+            Ok(())
+        } else {
+            Err(refusal)
+        }
+    }
+
+    /// Drops `peer`'s bucket (its last connection closed).
+    pub fn forget(&mut self, peer: &P) {
+        self.buckets.remove(peer);
+    }
+
+    /// Peers with a bucket.
+    pub fn peers(&self) -> usize {
+        self.buckets.len()
     }
 }
 
@@ -102,6 +207,62 @@ mod tests {
         assert!(!accepts(Layer(1), Client, 3));
         assert!(!accepts(Service, Gateway, 3));
         assert!(!accepts(Layer(4), Layer(3), 3));
+    }
+
+    #[test]
+    fn admission_applies_the_link_rule_then_the_senders_bucket() {
+        let t0 = Instant::ZERO;
+        let mut gateway = Admission::new(AdmissionConfig {
+            me: Gateway,
+            peer_rate: 1_000.0,
+            client_burst: 5.0,
+        });
+        // A client sending λP + λL + λD = 4/s may send 2 × 4 = 8/s after
+        // a burst of 5.
+        let client = 1u32;
+        let sent = (0..20)
+            .filter(|_| gateway.admit(t0, &client, Client, 3, 4.0).is_ok())
+            .count();
+        assert_eq!(sent, 5);
+        assert_eq!(
+            gateway.admit(t0, &client, Client, 3, 4.0),
+            Err(Refusal::ClientThrottled)
+        );
+        let t1 = t0 + Duration::from_secs(1);
+        let sent = (0..20)
+            .filter(|_| gateway.admit(t1, &client, Client, 3, 4.0).is_ok())
+            .count();
+        assert_eq!(sent, 5, "8 tokens earned, capped at the burst of 5");
+        // The same peer listed as the last layer gets a node's bucket.
+        let node_sent = (0..100)
+            .filter(|_| gateway.admit(t1, &client, Layer(3), 3, 4.0).is_ok())
+            .count();
+        assert_eq!(node_sent, 100);
+        // Wrong positions are refused whatever the bucket.
+        assert_eq!(
+            gateway.admit(t1, &2, Layer(1), 3, 4.0),
+            Err(Refusal::WrongLayer)
+        );
+        let mut mix = Admission::new(AdmissionConfig {
+            me: Layer(2),
+            peer_rate: 100.0,
+            client_burst: 5.0,
+        });
+        assert_eq!(mix.admit(t0, &3, Client, 3, 4.0), Err(Refusal::WrongLayer));
+        // A node's burst is max(rate / 4, 64).
+        let passed = (0..200)
+            .filter(|_| mix.admit(t0, &4, Layer(1), 3, 4.0).is_ok())
+            .count();
+        assert_eq!(passed, 64);
+        assert_eq!(
+            mix.admit(t0, &4, Layer(1), 3, 4.0),
+            Err(Refusal::RateLimited)
+        );
+        // Forgetting a peer frees its bucket.
+        assert_eq!(mix.peers(), 1);
+        mix.forget(&4);
+        assert_eq!(mix.peers(), 0);
+        assert!(mix.admit(t0, &4, Layer(1), 3, 4.0).is_ok());
     }
 
     #[test]

@@ -43,6 +43,18 @@ pub struct ReplaySizing {
     pub fp_rate: f64,
 }
 
+/// What moving to a new epoch asks of the driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Advanced {
+    /// The epoch now current.
+    pub epoch: u32,
+    /// Keys (and their replay rows) of epochs before this are erased.
+    pub erase_before: u32,
+    /// The epoch whose key to make (or load) and install as next, and
+    /// publish.
+    pub next: u32,
+}
+
 /// Previous, current and next keys.
 #[derive(Debug)]
 pub struct KeyRing<K = SphinxSecret> {
@@ -94,6 +106,31 @@ impl<K> KeyRing<K> {
         true
     }
 
+    /// Moves to `key`'s epoch, the one the clock is in (`specs/mixing.md`,
+    /// key rotation): that key becomes current (the published next key,
+    /// when it is this epoch's, keeps its slot and replay filter), the
+    /// current key stays as previous for the grace period only if it is
+    /// the epoch just before (after a long pause there is no overlap), and
+    /// the key before that is dropped. Returns what the driver must do on
+    /// disk, or `None` when `key` is not later than the current epoch.
+    pub fn advance_to(&mut self, key: EpochKey<K>) -> Option<Advanced> {
+        let current = self.current_epoch();
+        let target = key.epoch;
+        if target <= current {
+            return None;
+        }
+        self.install_next(key);
+        self.rotate();
+        if target != current.saturating_add(1) {
+            self.retire_previous();
+        }
+        Some(Advanced {
+            epoch: target,
+            erase_before: target.saturating_sub(1),
+            next: target.saturating_add(1),
+        })
+    }
+
     /// Ends the grace period of the previous key.
     pub fn retire_previous(&mut self) {
         self.previous = None;
@@ -129,5 +166,72 @@ impl<K> KeyRing<K> {
             .iter_mut()
             .chain(std::iter::once(&mut self.current))
             .chain(self.next.iter_mut())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn key(epoch: u32) -> EpochKey<u32> {
+        EpochKey {
+            epoch,
+            secret: epoch * 10,
+        }
+    }
+
+    fn epochs(ring: &KeyRing<u32>) -> Vec<u32> {
+        ring.slots().map(|s| s.epoch).collect()
+    }
+
+    const SIZING: ReplaySizing = ReplaySizing {
+        expected_per_key: 1_000,
+        fp_rate: 1e-6,
+    };
+
+    #[test]
+    fn advancing_one_epoch_keeps_the_previous_key_and_the_published_next_slot() {
+        let mut ring = KeyRing::new(key(5), SIZING);
+        ring.install_next(key(6));
+        // A replay tag seen under the published next key stays seen.
+        let tag = ring.by_tag(6).unwrap().tag();
+        assert_eq!(tag, 6);
+        assert!(
+            ring.by_tag(6)
+                .unwrap()
+                .filter
+                .check_and_insert(&[1; 32])
+                .is_ok()
+        );
+        let done = ring.advance_to(key(6)).unwrap();
+        assert_eq!(
+            done,
+            Advanced {
+                epoch: 6,
+                erase_before: 5,
+                next: 7
+            }
+        );
+        assert_eq!(epochs(&ring), vec![5, 6]);
+        assert!(ring.by_tag(6).unwrap().filter.contains(&[1; 32]));
+        ring.install_next(key(done.next));
+        assert_eq!(epochs(&ring), vec![5, 6, 7]);
+        // Not later than the current epoch: nothing happens.
+        assert_eq!(ring.advance_to(key(6)), None);
+        assert_eq!(ring.advance_to(key(3)), None);
+        assert_eq!(epochs(&ring), vec![5, 6, 7]);
+    }
+
+    #[test]
+    fn after_a_long_pause_there_is_no_overlap_with_a_stale_key() {
+        let mut ring = KeyRing::new(key(5), SIZING);
+        ring.install_next(key(6));
+        let done = ring.advance_to(key(9)).unwrap();
+        assert_eq!(done.erase_before, 8);
+        // Neither epoch 5's key nor the unused epoch 6 key is accepted.
+        assert_eq!(epochs(&ring), vec![9]);
+        assert_eq!(ring.current_epoch(), 9);
     }
 }

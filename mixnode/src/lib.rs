@@ -4,6 +4,7 @@ pub mod admission;
 pub mod cache;
 pub mod cover;
 pub mod directory;
+pub mod dispatch;
 pub mod engine;
 pub mod format;
 pub mod keys;

@@ -146,11 +146,7 @@ pub struct ListenSection {
     pub announce: Vec<String>,
 }
 
-/// A gateway lets each client send at this multiple of the network's
-/// client send rate (λP + λL + λD): a Poisson sender at rate λ exceeds a
-/// bucket of rate 2λ and depth 100 with negligible probability, while a
-/// client that floods is throttled to twice its share.
-pub const CLIENT_RATE_FACTOR: f64 = 2.0;
+pub use mtos_mixnode::admission::CLIENT_RATE_FACTOR;
 
 /// `[limits]`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

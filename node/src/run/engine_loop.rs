@@ -42,8 +42,8 @@ pub(super) struct EngineLoop {
     pub(super) mailboxes: Option<Arc<Mutex<Mailboxes>>>,
     /// This node's loop cover.
     pub(super) loops: crate::loops::LoopDriver,
-    /// This node's key (its loops come back addressed to it).
-    pub(super) me: [u8; 32],
+    /// What its final-hop payloads are for.
+    pub(super) final_hop: FinalHopRule,
     /// A service node's request queue.
     pub(super) service: Option<mpsc::Sender<Vec<u8>>>,
 }
@@ -158,13 +158,13 @@ impl EngineLoop {
         self.metrics.commit_queue_depth.set(self.gated.len() as i64);
     }
 
-    /// A payload for which this node is the final hop: a gateway files it
-    /// in the mailbox its destination names. (What a service node answers
-    /// comes with the storage layer.)
+    /// A payload for which this node is the final hop, handled as the
+    /// core's final-hop rule says (`mtos_mixnode::dispatch`).
     pub(super) fn deliver(&mut self, d: mtos_mixnode::engine::Delivery) {
-        if d.destination.address == self.me && d.destination.surb_id == [0; 16] {
-            // A request to this service node (`storage.md` §4).
-            if let Some(queue) = &self.service {
+        match self.final_hop.classify(&d.destination) {
+            FinalHop::ServiceRequest => {
+                // A request to this service node (`storage.md` §4).
+                let Some(queue) = &self.service else { return };
                 let result = match mtos_crypto::sphinx::open_forward_payload(&d.payload) {
                     Ok(request) => match queue.try_send(request) {
                         Ok(()) => None,
@@ -179,34 +179,36 @@ impl EngineLoop {
                         .inc();
                 }
             }
-            return;
+            FinalHop::OwnLoop(id) => {
+                // One of this node's loops (or a forgery, which is ignored).
+                let now = self.now();
+                self.loops.returned(now, &id);
+                self.loops.export(&self.metrics);
+            }
+            FinalHop::Mailbox { address, surb_id } => {
+                let Some(mailboxes) = &self.mailboxes else {
+                    return;
+                };
+                let Ok(mut boxes) = mailboxes.lock() else {
+                    return;
+                };
+                let filed = boxes.push(
+                    address,
+                    Stored {
+                        surb_id,
+                        payload: d.payload,
+                    },
+                );
+                self.metrics
+                    .mailbox_messages
+                    .with_label_values(&[filed.name()])
+                    .inc();
+                self.metrics.mailbox_held.set(boxes.held() as i64);
+            }
+            FinalHop::Discard => {
+                tracing::trace!(bytes = d.payload.len(), "payload for nobody here discarded");
+            }
         }
-        if d.destination.address == self.me {
-            // One of this node's loops (or a forgery, which is ignored).
-            let now = self.now();
-            self.loops.returned(now, &d.destination.surb_id);
-            self.loops.export(&self.metrics);
-            return;
-        }
-        let Some(mailboxes) = &self.mailboxes else {
-            tracing::trace!(bytes = d.payload.len(), "payload delivered");
-            return;
-        };
-        let Ok(mut boxes) = mailboxes.lock() else {
-            return;
-        };
-        let filed = boxes.push(
-            d.destination.address,
-            Stored {
-                surb_id: d.destination.surb_id,
-                payload: d.payload,
-            },
-        );
-        self.metrics
-            .mailbox_messages
-            .with_label_values(&[filed.name()])
-            .inc();
-        self.metrics.mailbox_held.set(boxes.held() as i64);
     }
 
     /// Wakes the loop cover: loops judged, loops due sent.
@@ -294,26 +296,20 @@ impl EngineLoop {
             }
         };
         self.rotation_retry = None;
-        // Installing the epoch already published as next keeps its slot
-        // and replay filter.
-        self.engine.keys_mut().install_next(EpochKey {
+        let Some(advanced) = self.engine.keys_mut().advance_to(EpochKey {
             epoch: target,
             secret,
-        });
-        self.engine.keys_mut().rotate();
-        if target != current.saturating_add(1) {
-            // The old current key is not the previous epoch's: no overlap.
-            self.engine.keys_mut().retire_previous();
-        }
+        }) else {
+            return;
+        };
         // Erase first, so at most three keys are ever on disk.
-        let keep_from = target.saturating_sub(1);
-        if let Err(e) = self.keystore.erase_before(keep_from) {
+        if let Err(e) = self.keystore.erase_before(advanced.erase_before) {
             tracing::error!(error = %e, "cannot erase an old Sphinx key");
         }
-        if let Err(e) = self.replay.erase_before(keep_from) {
+        if let Err(e) = self.replay.erase_before(advanced.erase_before) {
             tracing::warn!(error = %e, "cannot prune old replay tags");
         }
-        let next = target.saturating_add(1);
+        let next = advanced.next;
         match self.keystore.load_or_generate(next, &mut self.rng) {
             Ok(secret) => self.engine.keys_mut().install_next(EpochKey {
                 epoch: next,

@@ -4,20 +4,16 @@
 
 use super::*;
 
-/// Per-peer token buckets, each marked with whether it was made for a
-/// client (whose rate comes from the document) or a node.
-pub(super) type Buckets = Arc<Mutex<HashMap<PeerId, (bool, TokenBucket)>>>;
+/// The core's admission rule with its per-peer buckets (forgotten when a
+/// peer's last connection closes).
+pub(super) type SharedAdmission = Arc<Mutex<Admission<PeerId>>>;
 
 pub(super) struct Inbound {
     pub(super) frames: mpsc::Sender<Vec<u8>>,
     pub(super) topology: SharedTopology,
     pub(super) metrics: Metrics,
-    pub(super) buckets: Buckets,
+    pub(super) admission: SharedAdmission,
     pub(super) origin: tokio::time::Instant,
-    pub(super) me: Position,
-    pub(super) rate: f64,
-    /// Depth of a client's token bucket (its rate comes from the document).
-    pub(super) client_burst: f64,
     /// Test-only fault: drop every frame (`[faults] drop_all`).
     pub(super) drop_all: bool,
     /// Open inbound mix streams per peer.
@@ -105,7 +101,7 @@ pub(super) async fn read_frames(mut stream: libp2p::Stream, slot: StreamSlot) {
                 (
                     t.position_of(&peer),
                     t.document.layers,
-                    CLIENT_RATE_FACTOR * (r.payload + r.loops + r.drops),
+                    r.payload + r.loops + r.drops,
                 )
             }
             None => (Position::Client, 0, 0.0),
@@ -118,45 +114,27 @@ pub(super) async fn read_frames(mut stream: libp2p::Stream, slot: StreamSlot) {
             refuse(DriverDrop::FaultInjected);
             continue;
         }
-        if !accepts(inbound.me, sender, layers) {
-            // Counted, and the stream closed: this peer has no business
-            // sending here.
-            refuse(DriverDrop::WrongLayer);
-            return;
-        }
         let now = Instant::ZERO + inbound.origin.elapsed();
-        // Nodes get the operator's per-peer rate; a client gets twice the
-        // rate its cover schedule sends at (the per-client limit of
-        // `client.md` §6), so one client cannot take more than its share.
-        let (rate, burst, reason) = if sender == Position::Client {
-            (
-                client_rate,
-                inbound.client_burst,
-                DriverDrop::ClientThrottled,
-            )
-        } else {
-            (
-                inbound.rate,
-                (inbound.rate / 4.0).max(64.0),
-                DriverDrop::RateLimited,
-            )
+        let verdict = match inbound.admission.lock() {
+            Ok(mut admission) => admission.admit(now, &peer, sender, layers, client_rate),
+            Err(_) => return,
         };
-        // A peer's bucket follows its current position: a node that was
-        // not yet in this node's document counted as a client, and must
-        // get a node's bucket once it is.
-        let as_client = sender == Position::Client;
-        let admitted = inbound.buckets.lock().is_ok_and(|mut b| {
-            let entry = b
-                .entry(peer)
-                .or_insert_with(|| (as_client, TokenBucket::new(now, rate, burst)));
-            if entry.0 != as_client {
-                *entry = (as_client, TokenBucket::new(now, rate, burst));
+        match verdict {
+            Ok(()) => {}
+            Err(Refusal::WrongLayer) => {
+                // Counted, and the stream closed: this peer has no
+                // business sending here.
+                refuse(DriverDrop::WrongLayer);
+                return;
             }
-            entry.1.try_take(now)
-        });
-        if !admitted {
-            refuse(reason);
-            continue;
+            Err(Refusal::RateLimited) => {
+                refuse(DriverDrop::RateLimited);
+                continue;
+            }
+            Err(Refusal::ClientThrottled) => {
+                refuse(DriverDrop::ClientThrottled);
+                continue;
+            }
         }
         match inbound.frames.try_send(buf.clone()) {
             Ok(()) => {}

@@ -25,14 +25,15 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use tokio::sync::{mpsc, watch};
 
-use crate::config::{CLIENT_RATE_FACTOR, NodeConfig, Role};
+use crate::config::{NodeConfig, Role};
 use crate::metrics::{DriverDrop, Metrics};
 use crate::replay_db::{ReplayDb, TagBatch};
 use crate::{NodeError, keystore::KeyStore, listen_reason};
-use mtos_mixnode::admission::{Position, TokenBucket, accepts};
+use mtos_mixnode::admission::{Admission, AdmissionConfig, Position, Refusal};
 use mtos_mixnode::directory::{
     Descriptor, NetworkDocument, NodeEntry, SphinxKeyEntry, Trust, VERSION,
 };
+use mtos_mixnode::dispatch::{FinalHop, FinalHopRule};
 use mtos_mixnode::engine::{Counters, Event, MixEngine, Transmit};
 use mtos_mixnode::keys::{EpochKey, KeyRing, ReplaySizing};
 use mtos_mixnode::mailbox::{Mailboxes, Stored, encode_delivery};
@@ -254,7 +255,11 @@ pub async fn run(
     }
     let (listen_tx, listen_rx) = watch::channel::<Vec<Multiaddr>>(Vec::new());
     let (command_tx, command_rx) = mpsc::channel::<SwarmCommand>(16);
-    let buckets: Buckets = Arc::default();
+    let admission: SharedAdmission = Arc::new(Mutex::new(Admission::new(AdmissionConfig {
+        me: position,
+        peer_rate: f64::from(config.limits.peer_rate_pps),
+        client_burst: f64::from(config.limits.client_burst),
+    })));
     let origin = tokio::time::Instant::now();
     tokio::spawn(swarm_task(SwarmTask {
         swarm,
@@ -262,7 +267,7 @@ pub async fn run(
         topology: topology_rx.clone(),
         listen: listen_tx,
         metrics: metrics.clone(),
-        buckets: buckets.clone(),
+        admission: admission.clone(),
         authority: loaded.authority,
         log_clients: config.log.client_addresses,
     }));
@@ -292,11 +297,8 @@ pub async fn run(
             frames: frames_tx,
             topology: topology_rx.clone(),
             metrics: metrics.clone(),
-            buckets,
+            admission,
             origin,
-            me: position,
-            rate: f64::from(config.limits.peer_rate_pps),
-            client_burst: f64::from(config.limits.client_burst),
             drop_all: config.faults().drop_all,
             streams: Mutex::default(),
         },
@@ -367,6 +369,11 @@ pub async fn run(
         );
         tx
     });
+    let final_hop = FinalHopRule {
+        me: my_key,
+        service: service.is_some(),
+        gateway: mailboxes.is_some(),
+    };
     let mut driver = EngineLoop {
         engine,
         rng,
@@ -393,7 +400,7 @@ pub async fn run(
         rotation_retry: None,
         mailboxes,
         loops: crate::loops::LoopDriver::new(my_key),
-        me: my_key,
+        final_hop,
         service,
     };
     driver.publish_descriptor().await;

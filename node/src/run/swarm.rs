@@ -18,7 +18,7 @@ pub(super) struct SwarmTask {
     pub(super) topology: SharedTopology,
     pub(super) listen: watch::Sender<Vec<Multiaddr>>,
     pub(super) metrics: Metrics,
-    pub(super) buckets: Buckets,
+    pub(super) admission: SharedAdmission,
     pub(super) authority: PeerId,
     pub(super) log_clients: bool,
 }
@@ -76,8 +76,8 @@ pub(super) async fn swarm_task(mut t: SwarmTask) {
                     if let Some(role) = counted.remove(&peer_id) {
                         t.metrics.connections.with_label_values(&[role]).dec();
                     }
-                    if let Ok(mut b) = t.buckets.lock() {
-                        b.remove(&peer_id);
+                    if let Ok(mut b) = t.admission.lock() {
+                        b.forget(&peer_id);
                     }
                 }
                 SwarmEvent::ListenerError { error, .. } => {
