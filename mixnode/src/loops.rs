@@ -41,6 +41,11 @@ pub struct LoopConfig {
     pub quiet: Duration,
     /// Loops in flight tracked at once; none is sent beyond it.
     pub max_pending: usize,
+    /// A send overdue by more than this (the driver was stalled) is not
+    /// made up: the stream restarts from `now`, so a stall never ends in
+    /// a burst of loops (a traffic signature, and full send queues that
+    /// would count as losses).
+    pub max_late: Duration,
 }
 
 impl Default for LoopConfig {
@@ -51,6 +56,7 @@ impl Default for LoopConfig {
             alarm: 0.5,
             quiet: Duration::from_secs(60),
             max_pending: 10_000,
+            max_late: Duration::from_secs(1),
         }
     }
 }
@@ -107,6 +113,15 @@ impl LoopTracker {
             counts: LoopCounts::default(),
             alarmed_at: None,
             alarm: None,
+        }
+    }
+
+    /// Forgets a loop that was tracked but never sent (its frame could not
+    /// be built): neither sent nor lost.
+    pub fn cancel(&mut self, id: &LoopId) {
+        if let Some(deadline) = self.pending.remove(id) {
+            self.deadlines.remove(&(deadline, *id));
+            self.counts.sent = self.counts.sent.saturating_sub(1);
         }
     }
 
@@ -209,6 +224,7 @@ pub struct NodeLoops {
     rate: f64,
     schedule: Option<CoverSchedule<()>>,
     tracker: LoopTracker,
+    max_late: Duration,
 }
 
 impl NodeLoops {
@@ -218,6 +234,7 @@ impl NodeLoops {
             rate: 0.0,
             schedule: None,
             tracker: LoopTracker::new(config),
+            max_late: config.max_late,
         }
     }
 
@@ -258,7 +275,10 @@ impl NodeLoops {
 
     /// The loop due at `now`, if any (call until `None`): routed through
     /// `nodes` from `me` at `position`, tracked with `timeout`. A loop
-    /// that cannot be routed (a position is empty) or tracked is skipped.
+    /// that cannot be routed (a position is empty) or tracked is skipped;
+    /// sends overdue by more than `max_late` are dropped, not caught up.
+    /// A driver whose node is not in the document calls
+    /// [`NodeLoops::set_rate`] with 0 instead.
     pub fn poll_send<N: Nodes, R: Rng + ?Sized>(
         &mut self,
         now: Instant,
@@ -268,6 +288,15 @@ impl NodeLoops {
         timeout: Duration,
         rng: &mut R,
     ) -> Option<LoopSend<N::Node>> {
+        if let Some(due) = self.schedule.as_ref().and_then(CoverSchedule::poll_timeout)
+            && now.saturating_since(due) > self.max_late
+        {
+            let rates = CoverRates {
+                node_loop: self.rate,
+                ..CoverRates::default()
+            };
+            self.schedule = Some(CoverSchedule::new(now, rates, 0, rng));
+        }
         let schedule = self.schedule.as_mut()?;
         while let Some(send) = schedule.poll_send(now, rng) {
             if !matches!(send, Send::NodeLoop) {
@@ -283,6 +312,12 @@ impl NodeLoops {
             }
         }
         None
+    }
+
+    /// Forgets a loop [`NodeLoops::poll_send`] asked for that was not sent
+    /// after all (its frame could not be built).
+    pub fn cancel(&mut self, id: &LoopId) {
+        self.tracker.cancel(id);
     }
 
     /// A loop addressed to this node came back at `now`; `false` if it is

@@ -21,7 +21,7 @@
 //! `have` asks and copies to the targets, saves the baseline, and
 //! exports [`RepairCounts`].
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use mtos_crypto::item::Locator;
@@ -46,6 +46,10 @@ pub struct RepairConfig {
     pub in_flight: usize,
     /// Records read from the store at a time.
     pub page: usize,
+    /// A page read, `have` or copy not reported within this counts as
+    /// failed (the driver's own timeouts are shorter; this keeps the
+    /// machine from waiting forever on a report that never comes).
+    pub action_timeout: Duration,
 }
 
 impl Default for RepairConfig {
@@ -55,6 +59,7 @@ impl Default for RepairConfig {
             per_sec: 100,
             in_flight: 8,
             page: 1_024,
+            action_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -66,6 +71,8 @@ pub enum RepairAction {
     /// the start when `None`) and hand them to
     /// [`RepairPlan::handle_page`].
     ReadPage {
+        /// Its number.
+        id: ActionId,
         /// The last key of the previous page.
         after: Option<(Kind, Locator)>,
         /// Keys at most.
@@ -169,7 +176,7 @@ enum RoundPhase {
     /// The round begins at this time.
     Waiting(Instant),
     /// A page was asked for.
-    Reading,
+    Reading(ActionId),
     /// Offering a page's records; `last` is its last key.
     Offering {
         last: (Kind, Locator),
@@ -211,6 +218,8 @@ pub struct RepairPlan {
     outcomes: VecDeque<PassOutcome>,
     /// Copies out, and whether they belong to the current pass.
     copies: BTreeMap<ActionId, bool>,
+    /// Reports awaited: (deadline, action).
+    deadlines: BTreeSet<(Instant, ActionId)>,
 }
 
 impl std::fmt::Debug for RepairPlan {
@@ -245,6 +254,7 @@ impl RepairPlan {
             counts: RepairCounts::default(),
             outcomes: VecDeque::new(),
             copies: BTreeMap::new(),
+            deadlines: BTreeSet::new(),
         }
     }
 
@@ -272,6 +282,16 @@ impl RepairPlan {
     /// Timers due at `now`: a settled document starts a pass, a round
     /// begins, paced copies leave, a backoff ends.
     pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(&(deadline, id)) = self.deadlines.first() {
+            if deadline > now {
+                break;
+            }
+            self.deadlines.pop_first();
+            // Whichever kind of action it was: the others ignore the id.
+            self.handle_page(now, id, None);
+            self.handle_have(now, id, None);
+            self.handle_copied(now, id, Copied::Failed);
+        }
         match &self.state {
             State::Settling(at) | State::Backoff(at) if *at <= now => {
                 self.state = State::Idle;
@@ -284,12 +304,17 @@ impl RepairPlan {
 
     /// When to come back.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        let report = self.deadlines.first().map(|(d, _)| *d);
+        [report, self.timer()].into_iter().flatten().min()
+    }
+
+    fn timer(&self) -> Option<Instant> {
         match &self.state {
             State::Idle => None,
             State::Settling(at) | State::Backoff(at) => Some(*at),
             State::Passing(pass) => match &pass.round {
                 RoundPhase::Waiting(at) => Some(*at),
-                RoundPhase::Reading => None,
+                RoundPhase::Reading(_) => None,
                 RoundPhase::Offering { offers, .. } => match offers.front().map(|o| &o.phase) {
                     Some(OfferPhase::Copying {
                         missing,
@@ -322,14 +347,17 @@ impl RepairPlan {
 
     /// The keys of a page asked for by [`RepairAction::ReadPage`] (empty:
     /// no more records); `None` when the store could not be read.
-    pub fn handle_page(&mut self, now: Instant, page: Option<Vec<(Kind, Locator)>>) {
+    pub fn handle_page(&mut self, now: Instant, id: ActionId, page: Option<Vec<(Kind, Locator)>>) {
         let (me, k) = (self.me, self.config.replicas);
         let State::Passing(pass) = &mut self.state else {
             return;
         };
-        if !matches!(pass.round, RoundPhase::Reading) {
+        // Only the page this round asked for (a slow read from an
+        // interrupted pass must not stand in for it).
+        if !matches!(pass.round, RoundPhase::Reading(r) if r == id) {
             return;
         }
+        self.deadlines.retain(|(_, a)| *a != id);
         let Some(page) = page else {
             pass.incomplete = true;
             self.next_round(now);
@@ -373,6 +401,11 @@ impl RepairPlan {
         id: ActionId,
         answer: Option<(ReplicaStatus, Vec<u8>)>,
     ) {
+        if !matches!(self.front_offer(), Some(o) if matches!(o.phase, OfferPhase::Asking(a) if a == id))
+        {
+            return;
+        }
+        self.deadlines.retain(|(_, a)| *a != id);
         let Some(offer) = self.front_offer() else {
             return;
         };
@@ -411,6 +444,7 @@ impl RepairPlan {
         let Some(current) = self.copies.remove(&id) else {
             return;
         };
+        self.deadlines.retain(|(_, a)| *a != id);
         // Counted even when the pass it belonged to was interrupted.
         let failed = match result {
             Copied::Sent { bytes } => {
@@ -500,6 +534,7 @@ impl RepairPlan {
     fn drive(&mut self, now: Instant) {
         let interval = self.interval();
         let (page, in_flight) = (self.config.page.max(1), self.config.in_flight.max(1));
+        let timeout = self.config.action_timeout;
         loop {
             let State::Passing(pass) = &mut self.state else {
                 return;
@@ -509,20 +544,30 @@ impl RepairPlan {
                     if *at > now {
                         return;
                     }
-                    pass.round = RoundPhase::Reading;
+                    let id = self.next_id;
+                    self.next_id += 1;
+                    pass.round = RoundPhase::Reading(id);
+                    self.deadlines.insert((now + timeout, id));
                     self.actions.push_back(RepairAction::ReadPage {
+                        id,
                         after: None,
                         limit: page,
                     });
                     return;
                 }
-                RoundPhase::Reading => return,
+                RoundPhase::Reading(_) => return,
                 RoundPhase::Offering { last, offers } => {
                     let Some(offer) = offers.front_mut() else {
                         let after = Some(*last);
-                        pass.round = RoundPhase::Reading;
-                        self.actions
-                            .push_back(RepairAction::ReadPage { after, limit: page });
+                        let id = self.next_id;
+                        self.next_id += 1;
+                        pass.round = RoundPhase::Reading(id);
+                        self.deadlines.insert((now + timeout, id));
+                        self.actions.push_back(RepairAction::ReadPage {
+                            id,
+                            after,
+                            limit: page,
+                        });
                         return;
                     };
                     match &mut offer.phase {
@@ -530,6 +575,7 @@ impl RepairPlan {
                             let id = self.next_id;
                             self.next_id += 1;
                             offer.phase = OfferPhase::Asking(id);
+                            self.deadlines.insert((now + timeout, id));
                             self.actions.push_back(RepairAction::Have {
                                 id,
                                 target: offer.target,
@@ -559,6 +605,7 @@ impl RepairPlan {
                                 *sent += 1;
                                 *out += 1;
                                 self.copies.insert(id, true);
+                                self.deadlines.insert((now + timeout, id));
                                 self.actions.push_back(RepairAction::Copy {
                                     id,
                                     target: offer.target,

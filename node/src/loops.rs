@@ -61,10 +61,13 @@ impl LoopDriver {
             return Vec::new();
         };
         let doc = &topology.document;
-        self.loops.set_rate(now, doc.rates.node_loops, rng);
         let Some(me) = doc.node(&self.me) else {
+            // Not listed (yet, or any more): no loops, and no schedule
+            // left overdue.
+            self.loops.set_rate(now, 0.0, rng);
             return Vec::new();
         };
+        self.loops.set_rate(now, doc.rates.node_loops, rng);
         let timeout = loop_timeout(doc.mixing.max_delay_ms);
         let mut out = Vec::new();
         while let Some(send) = self
@@ -81,6 +84,8 @@ impl LoopDriver {
                 send.route.first(),
                 doc.forward_frame(rng, &send.route, &destination, &body),
             ) else {
+                // A hop without a key for the epoch: not sent, not lost.
+                self.loops.cancel(&send.id);
                 continue;
             };
             out.push(Transmit {

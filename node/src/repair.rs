@@ -45,7 +45,7 @@ pub(super) struct Repairer {
 
 /// What an action's task reports.
 enum Done {
-    Page(Option<Vec<(Kind, Locator)>>),
+    Page(ActionId, Option<Vec<(Kind, Locator)>>),
     Have(ActionId, Option<(ReplicaStatus, Vec<u8>)>),
     Copied(ActionId, Copied),
 }
@@ -127,7 +127,7 @@ impl Repairer {
                     }
                 }
                 Some(d) = done.recv() => match d {
-                    Done::Page(page) => plan.handle_page(now(), page),
+                    Done::Page(id, page) => plan.handle_page(now(), id, page),
                     Done::Have(id, answer) => plan.handle_have(now(), id, answer),
                     Done::Copied(id, result) => plan.handle_copied(now(), id, result),
                 },
@@ -153,7 +153,7 @@ impl Repairer {
                     tracing::warn!("the repair state could not be stored");
                 }
             }
-            RepairAction::ReadPage { after, limit } => {
+            RepairAction::ReadPage { id, after, limit } => {
                 let db = self.db.clone();
                 tokio::spawn(async move {
                     let page = tokio::task::spawn_blocking(move || {
@@ -162,7 +162,7 @@ impl Repairer {
                     .await
                     .ok()
                     .flatten();
-                    let _ = done.send(Done::Page(page)).await;
+                    let _ = done.send(Done::Page(id, page)).await;
                 });
             }
             RepairAction::Have {

@@ -28,6 +28,9 @@ use mtos_net::{NodeEntryExt, Topology};
 /// Requests waiting for the machine; beyond it they are dropped (counted
 /// by the engine loop).
 pub const REQUEST_QUEUE: usize = 1_024;
+/// Replies waiting for the engine loop; beyond it they are dropped
+/// (counted; the client asks again).
+const REPLY_QUEUE: usize = 1_024;
 
 /// What the request loop needs.
 pub(super) struct ServiceNode {
@@ -59,6 +62,9 @@ impl ServiceNode {
         // out are bounded by the machine (requests × replicas).
         let (answers_tx, mut answers) = mpsc::channel::<Answer>(1_024);
         let mut exported = ServiceCounts::default();
+        // Replies wait here, not in an `await` that would stop the
+        // machine while the engine loop is busy.
+        let mut replies: std::collections::VecDeque<Transmit> = std::collections::VecDeque::new();
         loop {
             let timer = machine.poll_timeout().map(|t| origin + t.since_origin());
             // Requests wait in their queue while the machine is full.
@@ -75,17 +81,22 @@ impl ServiceNode {
                         None => std::future::pending().await,
                     }
                 } => machine.handle_timeout(now()),
+                permit = self.out.reserve(), if !replies.is_empty() => {
+                    let Ok(permit) = permit else { return };
+                    if let Some(t) = replies.pop_front() {
+                        permit.send(t);
+                    }
+                }
             }
             while let Some(a) = machine.poll_ask() {
                 self.carry(a, answers_tx.clone());
             }
             while let Some(done) = machine.poll_answered() {
                 match reply_transmit(&done.reply, &done.response, mtos_net::unix_now()) {
-                    Some(t) => {
-                        if self.out.send(t).await.is_err() {
-                            return;
-                        }
+                    Some(_) if replies.len() >= REPLY_QUEUE => {
+                        count(&self.metrics, "reply", "queue_full");
                     }
+                    Some(t) => replies.push_back(t),
                     None => count(&self.metrics, "reply", "expired_or_bad_block"),
                 }
             }
@@ -188,6 +199,10 @@ fn export(metrics: &Metrics, machine: &ServiceMachine<ReplyBlock>, exported: &mu
         .service_requests
         .with_label_values(&["replica_get", "bad_record"])
         .inc_by(more(counts.bad_records, exported.bad_records));
+    metrics
+        .service_requests
+        .with_label_values(&["replica_ask", "timeout"])
+        .inc_by(more(counts.ask_timeouts, exported.ask_timeouts));
     metrics
         .service_cache_chunks
         .set(i64::try_from(machine.cached_chunks()).unwrap_or(i64::MAX));

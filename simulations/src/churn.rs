@@ -80,6 +80,9 @@ struct Churn<'a> {
     index: BTreeMap<[u8; 32], usize>,
     stores: Vec<Store>,
     alive: Vec<bool>,
+    /// Listed in the current document (a dead node stays listed until the
+    /// authority drops it).
+    listed: Vec<bool>,
     plans: Vec<RepairPlan>,
     timers: Vec<Option<Instant>>,
     services: Vec<ServiceMachine<u32>>,
@@ -113,10 +116,11 @@ impl<'a> Churn<'a> {
         }
     }
 
+    /// The storage nodes of the current document.
     fn storage_now(&self) -> Vec<[u8; 32]> {
         self.keys
             .iter()
-            .zip(&self.alive)
+            .zip(&self.listed)
             .filter(|(_, a)| **a)
             .map(|(k, _)| *k)
             .collect()
@@ -168,14 +172,14 @@ impl<'a> Churn<'a> {
         while let Some(action) = self.plans[j].poll_action() {
             let now = self.now;
             match action {
-                RepairAction::ReadPage { after, limit } => {
+                RepairAction::ReadPage { id, after, limit } => {
                     let page: Vec<(Kind, Locator)> = self.stores[j]
                         .keys()
                         .filter(|k| after.is_none_or(|a| **k > a))
                         .take(limit)
                         .copied()
                         .collect();
-                    self.plans[j].handle_page(now, Some(page));
+                    self.plans[j].handle_page(now, id, Some(page));
                 }
                 RepairAction::Have {
                     id,
@@ -353,6 +357,7 @@ impl<'a> Churn<'a> {
                 }
             }
             Ev::Document => {
+                self.listed = self.alive.clone();
                 let storage = self.storage_now();
                 self.short = (0..self.records.len() as u32)
                     .filter(|i| !self.at_k(*i))
@@ -409,6 +414,7 @@ pub fn study(scenario: &Scenario, seed: u64) -> Option<Value> {
         index: keys.iter().enumerate().map(|(j, k)| (*k, j)).collect(),
         stores: vec![Store::new(); n],
         alive: vec![true; n],
+        listed: vec![true; n],
         plans: keys
             .iter()
             .map(|k| RepairPlan::new(*k, repair, Some(keys.clone())))

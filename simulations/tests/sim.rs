@@ -400,3 +400,23 @@ fn a_storage_node_leaving_is_repaired_to_k_copies_by_the_production_machines() {
     // Without depart_s, no churn study.
     assert!(mtos_sim::churn::study(&scenario(BASE), 7).is_none());
 }
+
+#[test]
+fn churn_over_lossy_links_still_ends_every_repair_pass() {
+    // 1% of messages lost: asks, answers, `have`s and copies. The
+    // machines' timeouts turn every lost answer into a failure that is
+    // retried, so no pass waits forever.
+    let text = format!(
+        "{}[storage]\nreplicas = 3\nrecords = 1500\ndepart_s = 30\nheartbeat_s = 2\n",
+        BASE.replace(
+            "latency = { kind = \"constant\", ms = 0 }",
+            "latency = { kind = \"constant\", ms = 5 }\nloss = 0.01"
+        )
+    );
+    let report = mtos_sim::churn::study(&scenario(&text), 3).unwrap();
+    assert_eq!(report["repair"]["passes"], 10, "{report}");
+    assert!(report["repair"]["failed"].as_u64().unwrap() > 0, "{report}");
+    assert_eq!(report["records_lost"], 0);
+    // Lost put answers make short puts: repair does not heal those.
+    assert!(report["puts"]["short"].as_u64().unwrap() > 0, "{report}");
+}

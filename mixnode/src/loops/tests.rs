@@ -255,3 +255,33 @@ fn the_rate_follows_the_document() {
             .is_none()
     );
 }
+
+#[test]
+fn a_stalled_driver_gets_no_burst_of_loops_and_an_unsent_loop_is_not_lost() {
+    let net = Toy {
+        gateways: 1,
+        layers: 3,
+        per_layer: 1,
+        services: 1,
+    };
+    let mut rng = ChaCha20Rng::seed_from_u64(5);
+    let mut loops = NodeLoops::new(LoopConfig::default());
+    loops.set_rate(Instant::ZERO, 1.0, &mut rng);
+    // The driver wakes an hour late: the ~3,600 sends it missed are not
+    // made up.
+    let late = Instant::ZERO + Duration::from_secs(3600);
+    let mut burst = Vec::new();
+    while let Some(s) = loops.poll_send(late, &net, 0, Position::Gateway, TIMEOUT, &mut rng) {
+        burst.push(s);
+    }
+    assert!(burst.len() <= 3, "{} loops at once", burst.len());
+    assert!(loops.poll_timeout().unwrap() > late);
+    // A loop whose frame could not be built is forgotten, not lost.
+    let sent = loops.tracker().counts().sent;
+    for s in &burst {
+        loops.cancel(&s.id);
+    }
+    assert_eq!(loops.tracker().counts().sent, sent - burst.len() as u64);
+    loops.handle_timeout(late + TIMEOUT * 2);
+    assert_eq!(loops.tracker().counts().lost, 0);
+}

@@ -17,6 +17,8 @@ struct World {
     stores: BTreeMap<[u8; 32], Store>,
     plans: BTreeMap<[u8; 32], RepairPlan>,
     down: BTreeSet<[u8; 32]>,
+    /// Targets whose answers are lost on the way: no report at all.
+    mute: BTreeSet<[u8; 32]>,
     /// Copies received: (target, locator, time).
     received: Vec<([u8; 32], Locator, Instant)>,
     saved: BTreeMap<[u8; 32], Vec<[u8; 32]>>,
@@ -61,6 +63,7 @@ impl World {
             stores,
             plans,
             down: BTreeSet::new(),
+            mute: BTreeSet::new(),
             received: Vec::new(),
             saved: BTreeMap::new(),
             now: Instant::ZERO,
@@ -120,14 +123,17 @@ impl World {
     fn carry(&mut self, n: [u8; 32], action: RepairAction) {
         let now = self.now;
         match action {
-            RepairAction::ReadPage { after, limit } => {
+            RepairAction::ReadPage { id, after, limit } => {
                 let page: Vec<(Kind, Locator)> = self.stores[&n]
                     .keys()
                     .filter(|k| after.is_none_or(|a| **k > a))
                     .take(limit)
                     .copied()
                     .collect();
-                self.plans.get_mut(&n).unwrap().handle_page(now, Some(page));
+                self.plans
+                    .get_mut(&n)
+                    .unwrap()
+                    .handle_page(now, id, Some(page));
             }
             RepairAction::Have {
                 id,
@@ -135,6 +141,9 @@ impl World {
                 kind,
                 locators,
             } => {
+                if self.mute.contains(&target) {
+                    return;
+                }
                 let answer = (!self.down.contains(&target)).then(|| {
                     let mut bits = vec![0u8; locators.len().div_ceil(8)];
                     for (i, l) in locators.iter().enumerate() {
@@ -360,8 +369,86 @@ fn the_first_document_is_the_baseline_and_a_node_outside_the_set_does_nothing() 
     assert_eq!(
         plan.poll_action(),
         Some(RepairAction::ReadPage {
+            id: 0,
             after: None,
             limit: 1_024
         })
     );
+}
+
+#[test]
+fn answers_that_never_come_time_out_and_the_pass_is_run_again() {
+    let (mut w, nodes) = World::new(6, 200);
+    let joining = node(7);
+    w.stores.insert(joining, Store::new());
+    // Every answer from the newcomer is lost on the way: no report ever
+    // reaches the repairing nodes.
+    w.mute.insert(joining);
+    let mut new = nodes.clone();
+    new.push(joining);
+    w.document(&new);
+    w.run(Instant::ZERO + Duration::from_secs(300));
+    let c = w.counts();
+    assert!(c.failed > 0 && c.passes == 0, "{c:?}");
+    let outcomes: Vec<PassOutcome> = w
+        .plans
+        .values_mut()
+        .filter_map(RepairPlan::poll_outcome)
+        .collect();
+    assert!(outcomes.contains(&PassOutcome::Incomplete), "{outcomes:?}");
+    // Once its answers arrive, the retried passes complete.
+    w.mute.remove(&joining);
+    w.run(forever());
+    assert_eq!(w.counts().passes, nodes.len() as u64);
+    for i in 0..200 {
+        let (l, _) = record(i);
+        let reps = replicas(&l, &new, K);
+        assert!(
+            w.holders(&l, &new)
+                .iter()
+                .filter(|h| reps.contains(h))
+                .count()
+                == K
+        );
+    }
+}
+
+#[test]
+fn a_page_read_for_an_interrupted_pass_is_not_taken_for_the_next_ones() {
+    let me = node(1);
+    let config = RepairConfig {
+        page: 1,
+        ..RepairConfig::default()
+    };
+    let old = vec![me, node(2), node(3), node(4)];
+    let mut plan = RepairPlan::new(me, config, Some(old.clone()));
+    let t = |s: u64| Instant::ZERO + Duration::from_secs(s);
+    plan.handle_document(t(0), vec![me, node(2), node(3)], HEARTBEAT);
+    plan.handle_timeout(t(2));
+    let Some(RepairAction::ReadPage { id: first, .. }) = plan.poll_action() else {
+        panic!("the pass reads a page");
+    };
+    // The storage nodes change again before that read comes back.
+    plan.handle_document(t(3), vec![me, node(2)], HEARTBEAT);
+    assert_eq!(plan.poll_outcome(), Some(PassOutcome::Interrupted));
+    plan.handle_timeout(t(5));
+    let Some(RepairAction::ReadPage {
+        id: second,
+        after: None,
+        ..
+    }) = plan.poll_action()
+    else {
+        panic!("the new pass reads from the start");
+    };
+    assert_ne!(first, second);
+    // The late page of the interrupted pass is ignored...
+    let (l, _) = record(1);
+    plan.handle_page(t(6), first, Some(vec![(Kind::Chunk, l)]));
+    assert_eq!(plan.poll_action(), None);
+    // ...and the new pass's own page moves it on.
+    plan.handle_page(t(6), second, Some(vec![(Kind::Chunk, l)]));
+    assert!(matches!(
+        plan.poll_action(),
+        Some(RepairAction::ReadPage { after: Some(_), .. }) | Some(RepairAction::Have { .. })
+    ));
 }

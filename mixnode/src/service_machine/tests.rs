@@ -1,6 +1,6 @@
 #![allow(clippy::unwrap_used, clippy::panic)]
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use super::*;
 use crate::replica_proto::kind_and_locator;
@@ -321,14 +321,31 @@ fn a_probe_answers_every_locator_a_window_at_a_time() {
         &world.nodes,
     )
     .unwrap();
-    let first: Vec<Ask> = std::iter::from_fn(|| m.poll_ask()).collect();
-    assert_eq!(first.len(), 4, "the window");
-    for ask in &first {
-        if let Some(a) = world.serve(ask) {
-            m.handle_answer(at(1), ask.id, Some(a));
+    // Answered one at a time (the silent node unreachable): never
+    // more than the window's 4 asks out at once, over the whole probe.
+    let mut out: VecDeque<Ask> = std::iter::from_fn(|| m.poll_ask()).collect();
+    assert_eq!(out.len(), 4, "the window");
+    let mut now = at(0);
+    let mut answered = Vec::new();
+    let mut asks = 4;
+    while answered.is_empty() {
+        match out.pop_front() {
+            Some(ask) => {
+                now = now + Duration::from_millis(1);
+                // The silent node's asks fail as unreachable.
+                let answer = world.serve(&ask);
+                m.handle_answer(now, ask.id, answer);
+            }
+            None => panic!("stuck with nothing out"),
         }
+        while let Some(ask) = m.poll_ask() {
+            asks += 1;
+            out.push_back(ask);
+        }
+        assert!(out.len() <= 4, "{} asks out", out.len());
+        answered.extend(std::iter::from_fn(|| m.poll_answered()));
     }
-    let (answered, _) = settle(&mut m, &mut world, at(1));
+    assert!(asks >= 40, "{asks}");
     let bitmap = &answered[0].response.body;
     assert_eq!(answered[0].response.status, Status::Ok);
     assert_eq!(bitmap.len(), 5);

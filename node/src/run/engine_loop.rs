@@ -82,8 +82,9 @@ impl EngineLoop {
                     self.engine.handle_timeout(now, &mut self.rng);
                 }
                 // Before frames: a flood of frames must not stop the loops
-                // that would reveal it.
+                // that would reveal it, nor the service node's answers.
                 () = tokio::time::sleep_until(loops) => self.node_loops(),
+                Some(t) = sends.recv() => self.send(t),
                 frame = frames.recv() => {
                     let Some(frame) = frame else { return Ok(()) };
                     let now = self.now();
@@ -93,7 +94,6 @@ impl EngineLoop {
                         self.engine.handle_frame(now, &frame, &mut self.rng);
                     }
                 }
-                Some(t) = sends.recv() => self.send(t),
                 changed = self.committed.changed() => {
                     if changed.is_err() {
                         return Err(NodeError::Database {
