@@ -37,6 +37,25 @@ pub fn loop_positions(me: Position, layers: u8) -> Vec<Position> {
     }
 }
 
+/// One hop's delay: exponential of mean `mean`, drawn again while above
+/// `max` (nodes drop a packet held longer than the network's maximum,
+/// `delay_too_long`), so the delay is the exponential truncated at `max`.
+/// At the networks' settings (mean ≪ max) a redraw practically never
+/// happens; after 64 the delay is `max`.
+pub fn capped_delay<R: rand::Rng + ?Sized>(
+    rng: &mut R,
+    mean: std::time::Duration,
+    max: std::time::Duration,
+) -> std::time::Duration {
+    for _ in 0..64 {
+        let d = sample_exponential(rng, mean);
+        if d <= max {
+            return d;
+        }
+    }
+    max
+}
+
 /// What routes are picked from: the nodes at each position. The network
 /// document is one ([`NetworkDocument`]); the simulator's network of
 /// numbered nodes another, so both take routes by the same rule.
@@ -190,7 +209,8 @@ impl NetworkDocument {
             })
             .collect::<Option<_>>()?;
         let mean = std::time::Duration::from_millis(self.mixing.mean_delay_ms);
-        let delays = hops.iter().map(|_| sample_exponential(rng, mean)).collect();
+        let max = std::time::Duration::from_millis(self.mixing.max_delay_ms);
+        let delays = hops.iter().map(|_| capped_delay(rng, mean, max)).collect();
         Some((hops, delays))
     }
 

@@ -14,7 +14,8 @@
 //! get asks the replicas in rank order and passes on the first record that
 //! passes the checks (a replica answering a bad record is skipped and
 //! counted), caching chunks; a probe asks, for each locator, its replicas
-//! in order until one answers, a few locators at a time. Sans-IO: no
+//! in order until one answers, batched: one ask per replica carries every
+//! locator it is asked about (up to `MAX_PROBE`). Sans-IO: no
 //! clock, no links, no metrics; the driver exports [`ServiceCounts`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -26,7 +27,7 @@ use crate::cache::ChunkCache;
 use crate::placement::replicas;
 use crate::records::{Kind, validate};
 use crate::replica_proto::{ReplicaOp, ReplicaStatus, request_body};
-use crate::service::{Op, Response, Status};
+use crate::service::{MAX_PROBE, Op, Response, Status};
 use crate::time::Instant;
 
 /// An ask's number, unique for the machine's life.
@@ -42,8 +43,6 @@ pub struct ServiceConfig {
     /// Requests in the machine at once (in work or answered and not yet
     /// polled); beyond it a request is refused as busy.
     pub max_requests: usize,
-    /// A probe's locators asked at once.
-    pub probe_window: usize,
     /// Chunks cached from replicas' answers (0: none).
     pub cache_chunks: usize,
 }
@@ -54,7 +53,6 @@ impl Default for ServiceConfig {
             replicas: crate::placement::DEFAULT_REPLICAS,
             ask_timeout: Duration::from_secs(10),
             max_requests: 64,
-            probe_window: 8,
             cache_chunks: crate::cache::DEFAULT_CACHE_CHUNKS,
         }
     }
@@ -158,12 +156,12 @@ enum Work {
     Probe {
         locators: Vec<Locator>,
         /// Per locator: its replicas, the next one to ask, and whether
-        /// an ask is out.
+        /// an ask holding it is out. Settled when none is out and none is
+        /// left to ask.
         replicas: Vec<(Vec<[u8; 32]>, usize, bool)>,
-        /// Locators started so far (in order).
-        started: usize,
-        /// Locators being asked now.
-        active: usize,
+        /// Asks out: their locators (indices), in the order asked.
+        groups: HashMap<usize, Vec<usize>>,
+        next_group: usize,
         bitmap: Vec<u8>,
     },
 }
@@ -288,8 +286,8 @@ impl<T> ServiceMachine<T> {
                     bitmap: vec![0u8; locators.len().div_ceil(8)],
                     locators,
                     replicas: per,
-                    started: 0,
-                    active: 0,
+                    groups: HashMap::new(),
+                    next_group: 0,
                 }
             }
         };
@@ -432,30 +430,37 @@ impl<T> ServiceMachine<T> {
             }
             Work::Probe {
                 replicas,
-                active,
+                groups,
                 bitmap,
                 ..
             } => {
-                let Some((nodes, next, asking)) = replicas.get_mut(index) else {
+                let Some(asked) = groups.remove(&index) else {
                     return;
                 };
-                *asking = false;
-                match answer {
-                    Some((ReplicaStatus::Ok, bits)) => {
-                        if bits.first().is_some_and(|b| b & 0x80 != 0)
-                            && let Some(byte) = bitmap.get_mut(index / 8)
-                        {
-                            *byte |= 0x80 >> (index % 8);
-                        }
-                        // Settled: no more replicas for this locator.
-                        *next = nodes.len();
-                        *active = active.saturating_sub(1);
+                // A replica that answers settles every locator it was
+                // asked about; one that does not (or answers a bitmap too
+                // short) passes them on to their next replicas.
+                let bits = match answer {
+                    Some((ReplicaStatus::Ok, bits)) if bits.len() >= asked.len().div_ceil(8) => {
+                        Some(bits)
                     }
-                    _ => {
-                        *next += 1;
-                        if *next >= nodes.len() {
-                            *active = active.saturating_sub(1);
+                    _ => None,
+                };
+                for (j, &i) in asked.iter().enumerate() {
+                    let Some((nodes, next, asking)) = replicas.get_mut(i) else {
+                        continue;
+                    };
+                    *asking = false;
+                    match &bits {
+                        Some(bits) => {
+                            if bits[j / 8] & (0x80 >> (j % 8)) != 0
+                                && let Some(byte) = bitmap.get_mut(i / 8)
+                            {
+                                *byte |= 0x80 >> (i % 8);
+                            }
+                            *next = nodes.len();
                         }
+                        None => *next += 1,
                     }
                 }
             }
@@ -495,30 +500,34 @@ impl<T> ServiceMachine<T> {
             Work::Probe {
                 locators,
                 replicas,
-                started,
-                active,
+                groups,
+                next_group,
                 bitmap,
             } => {
-                // Locators moving on to their next replica.
-                for (i, (nodes, next, asking)) in replicas.iter_mut().enumerate().take(*started) {
+                // Every locator waiting for a replica, grouped by that
+                // replica: one ask per replica (up to MAX_PROBE locators
+                // each), not one per locator.
+                let mut by_node: BTreeMap<[u8; 32], Vec<usize>> = BTreeMap::new();
+                for (i, (nodes, next, asking)) in replicas.iter_mut().enumerate() {
                     if !*asking && let Some(node) = nodes.get(*next) {
                         *asking = true;
-                        asks.push((i, *node, ReplicaOp::Probe, locators[i].as_bytes().to_vec()));
+                        by_node.entry(*node).or_default().push(i);
                     }
                 }
-                // New locators, up to the window.
-                while *active < self.config.probe_window.max(1) && *started < locators.len() {
-                    let i = *started;
-                    *started += 1;
-                    if let Some((nodes, _, asking)) = replicas.get_mut(i)
-                        && let Some(node) = nodes.first()
-                    {
-                        *active += 1;
-                        *asking = true;
-                        asks.push((i, *node, ReplicaOp::Probe, locators[i].as_bytes().to_vec()));
+                for (node, indices) in by_node {
+                    for batch in indices.chunks(MAX_PROBE) {
+                        let body: Vec<u8> = batch
+                            .iter()
+                            .flat_map(|&i| locators[i].as_bytes().iter().copied())
+                            .collect();
+                        let group = *next_group;
+                        *next_group += 1;
+                        groups.insert(group, batch.to_vec());
+                        asks.push((group, node, ReplicaOp::Probe, body));
                     }
                 }
-                (*active == 0 && *started == locators.len())
+                groups
+                    .is_empty()
                     .then(|| (Status::Ok, std::mem::take(bitmap)))
             }
         };

@@ -498,7 +498,7 @@ impl<M: Mode> Simulation<M> {
 
     /// One sender-chosen delay per hop, Exp(mean), from the sender's RNG.
     fn draw_delays(&mut self, hops: usize, rng_of: RngOf) -> Vec<Duration> {
-        let mean = self.scenario.mean_delay;
+        let (mean, max) = (self.scenario.mean_delay, self.scenario.max_delay);
         let rng = match rng_of {
             RngOf::Client(c) => &mut self.clients[c as usize].rng,
             RngOf::Node(n) => &mut self.nodes[n as usize].rng,
@@ -508,7 +508,8 @@ impl<M: Mode> Simulation<M> {
                 if mean.is_zero() {
                     Duration::ZERO
                 } else {
-                    sample_exponential(rng, mean)
+                    // As senders do: truncated at the network's maximum.
+                    mtos_mixnode::route::capped_delay(rng, mean, max)
                 }
             })
             .collect()

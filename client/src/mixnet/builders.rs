@@ -74,12 +74,21 @@ pub(super) fn block_to_me<R: rand::Rng + CryptoRng + ?Sized>(
     while id == [0; SURB_ID_LEN] {
         rng.fill(&mut id[..]);
     }
-    let (surb, recovery, delays) = doc.reply_block(rng, &route, &me.mailbox, id)?;
+    let (surb, recovery, _delays) = doc.reply_block(rng, &route, &me.mailbox, id)?;
     // Nodes keep an epoch's key through the next epoch (`directory.md`).
+    // The room left for the reply's own delays is the most they can be
+    // (every hop's delay is capped at the network's maximum), not their
+    // sum: an expiry computed from the drawn delays would tell the block's
+    // user how long the reply will take (`client.md` §5).
+    let worst = doc
+        .mixing
+        .max_delay_ms
+        .div_ceil(1000)
+        .saturating_mul(route.len() as u64);
     let expires = doc
         .schedule
         .start(doc.epoch.saturating_add(2))
-        .saturating_sub(delays.as_secs() + 1 + REPLY_LINK_MARGIN_SECS);
+        .saturating_sub(worst.saturating_add(1 + REPLY_LINK_MARGIN_SECS));
     (expires > unix_now()).then_some((
         ReplyBlock {
             epoch: doc.epoch,

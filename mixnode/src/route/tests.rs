@@ -1,6 +1,8 @@
 #![allow(clippy::unwrap_used)]
 
 use mtos_crypto::{Identity, Label, Visibility};
+use std::time::Duration;
+
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 
@@ -202,4 +204,24 @@ fn frames_and_reply_blocks_are_built_under_the_documents_epoch() {
             .forward_frame(&mut rng, &route, &destination, b"hello")
             .is_none()
     );
+}
+
+#[test]
+fn hop_delays_never_exceed_the_networks_maximum() {
+    let mut rng = ChaCha20Rng::seed_from_u64(8);
+    let (mean, max) = (Duration::from_secs(2), Duration::from_secs(3));
+    let delays: Vec<Duration> = (0..5_000)
+        .map(|_| capped_delay(&mut rng, mean, max))
+        .collect();
+    assert!(delays.iter().all(|d| *d <= max));
+    // Truncated, not clamped: no pile-up at the maximum.
+    assert!(delays.iter().filter(|d| **d == max).count() < 5);
+    // Below the cap the draw is the exponential's: P(d > 1 s | d ≤ 3 s).
+    let above = delays
+        .iter()
+        .filter(|d| **d > Duration::from_secs(1))
+        .count() as f64
+        / 5_000.0;
+    let want = ((-0.5f64).exp() - (-1.5f64).exp()) / (1.0 - (-1.5f64).exp());
+    assert!((above - want).abs() < 0.03, "{above} vs {want}");
 }

@@ -1,6 +1,8 @@
 #![allow(clippy::unwrap_used, clippy::panic)]
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap};
+
+use crate::service::MAX_PROBE;
 
 use super::*;
 use crate::replica_proto::kind_and_locator;
@@ -76,9 +78,16 @@ impl World {
                 }
             }
             ReplicaOp::Probe => {
-                let l = Locator::from_bytes(ask.body[..32].try_into().unwrap());
-                let held = store.contains_key(&(Kind::Slot, l));
-                Some((ReplicaStatus::Ok, vec![if held { 0x80 } else { 0 }]))
+                let count = ask.body.len() / 32;
+                assert!((1..=MAX_PROBE).contains(&count) && ask.body.len().is_multiple_of(32));
+                let mut bits = vec![0u8; count.div_ceil(8)];
+                for (i, l) in ask.body.chunks(32).enumerate() {
+                    let l = Locator::from_bytes(l.try_into().unwrap());
+                    if store.contains_key(&(Kind::Slot, l)) {
+                        bits[i / 8] |= 0x80 >> (i % 8);
+                    }
+                }
+                Some((ReplicaStatus::Ok, bits))
             }
             ReplicaOp::Have => Some((ReplicaStatus::Error, Vec::new())),
         }
@@ -294,9 +303,9 @@ fn a_get_says_not_found_only_when_a_replica_said_so() {
 }
 
 #[test]
-fn a_probe_answers_every_locator_a_window_at_a_time() {
+fn a_probe_asks_each_replica_once_for_all_its_locators() {
     let mut world = World::new(8);
-    let locators: Vec<Locator> = (0..40u8).map(|i| Locator::of(&[i, 0xaa])).collect();
+    let locators: Vec<Locator> = (0..113u8).map(|i| Locator::of(&[i, 0xaa])).collect();
     for (i, l) in locators.iter().enumerate() {
         if i % 3 == 0 {
             for n in world.replicas(l) {
@@ -308,48 +317,35 @@ fn a_probe_answers_every_locator_a_window_at_a_time() {
             }
         }
     }
-    // One storage node is down: locators it ranks first are answered by
-    // the next replica.
-    world.behaviour.insert(world.nodes[0], Behaviour::Silent);
-    let mut m = Machine::new(ServiceConfig {
-        probe_window: 4,
-        ..ServiceConfig::default()
-    });
+    // One storage node is down: the locators it ranks first are asked of
+    // their next replicas, again one ask per replica.
+    let down = world.nodes[0];
+    world.behaviour.insert(down, Behaviour::Silent);
+    let mut m = Machine::new(ServiceConfig::default());
     m.handle_request(
         at(0),
         job(1, locators[0], Op::Probe(locators[1..].to_vec())),
         &world.nodes,
     )
     .unwrap();
-    // Answered one at a time (the silent node unreachable): never
-    // more than the window's 4 asks out at once, over the whole probe.
-    let mut out: VecDeque<Ask> = std::iter::from_fn(|| m.poll_ask()).collect();
-    assert_eq!(out.len(), 4, "the window");
-    let mut now = at(0);
-    let mut answered = Vec::new();
-    let mut asks = 4;
-    while answered.is_empty() {
-        match out.pop_front() {
-            Some(ask) => {
-                now = now + Duration::from_millis(1);
-                // The silent node's asks fail as unreachable.
-                let answer = world.serve(&ask);
-                m.handle_answer(now, ask.id, answer);
-            }
-            None => panic!("stuck with nothing out"),
-        }
-        while let Some(ask) = m.poll_ask() {
-            asks += 1;
-            out.push_back(ask);
-        }
-        assert!(out.len() <= 4, "{} asks out", out.len());
-        answered.extend(std::iter::from_fn(|| m.poll_answered()));
+    let first: Vec<Ask> = std::iter::from_fn(|| m.poll_ask()).collect();
+    let nodes: BTreeSet<[u8; 32]> = first.iter().map(|a| a.node).collect();
+    assert_eq!(nodes.len(), first.len(), "one ask per replica");
+    assert!(first.len() <= 8);
+    let asked: usize = first.iter().map(|a| a.body.len() / 32).sum();
+    assert_eq!(asked, 113, "every locator in exactly one ask");
+    for ask in &first {
+        let answer = world.serve(ask);
+        m.handle_answer(at(1), ask.id, answer);
     }
-    assert!(asks >= 40, "{asks}");
+    let (answered, _) = settle(&mut m, &mut world, at(1));
+    // The silent node's locators went to their next replicas: at most one
+    // more ask per replica.
+    assert!(world.asked.len() <= 16, "{} asks", world.asked.len());
     let bitmap = &answered[0].response.body;
     assert_eq!(answered[0].response.status, Status::Ok);
-    assert_eq!(bitmap.len(), 5);
-    for i in 0..40 {
+    assert_eq!(bitmap.len(), 15);
+    for i in 0..113 {
         let set = bitmap[i / 8] & (0x80 >> (i % 8)) != 0;
         assert_eq!(set, i % 3 == 0, "locator {i}");
     }
