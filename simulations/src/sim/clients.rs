@@ -1,0 +1,138 @@
+//! The simulator's clients: the events of clients: their cover schedules, message generators and traces (`Simulation`'s fields are
+//! the parent module's).
+
+use super::*;
+
+impl<M: Mode> Simulation<M> {
+    pub(super) fn on_client(&mut self, c: u32) {
+        let now = self.now;
+        if self.clients[c as usize].wake != Some(now) {
+            return; // superseded by an earlier wake
+        }
+        self.clients[c as usize].wake = None;
+        // New real messages.
+        while self.clients[c as usize]
+            .next_generate
+            .is_some_and(|t| t <= now)
+        {
+            let clients = self.scenario.clients;
+            let rate = self.scenario.send_rate;
+            let id = self.next_message_slot();
+            let client = &mut self.clients[c as usize];
+            let mut recipient = client.rng.random_range(0..clients - 1);
+            if recipient >= c {
+                recipient += 1;
+            }
+            let gap = sample_exponential(&mut client.rng, Duration::from_secs_f64(1.0 / rate));
+            client.next_generate = client.next_generate.map(|t| t + gap);
+            if client
+                .schedule
+                .push_real(Outgoing { id, recipient })
+                .is_err()
+            {
+                self.sent.remove(&id);
+                self.metrics.client_queue_drops += 1;
+            }
+        }
+        loop {
+            let client = &mut self.clients[c as usize];
+            let Some(send) = client.schedule.poll_send(now, &mut client.rng) else {
+                break;
+            };
+            let gateway = client.gateway;
+            let providers = self.scenario.providers;
+            match send {
+                Send::Real(out) => {
+                    let exit = self.provider(out.recipient % providers);
+                    let route = self.route(self.provider(gateway), exit);
+                    self.real_send(c, out, route);
+                }
+                Send::PayloadCover | Send::Drop => {
+                    let kind = if matches!(send, Send::Drop) {
+                        Kind::Drop
+                    } else {
+                        Kind::PayloadCover
+                    };
+                    let p = self.route_rng.random_range(0..providers);
+                    let exit = self.provider(p);
+                    let route = self.route(self.provider(gateway), exit);
+                    self.send_packet(kind, route, DROP_DESTINATION, RngOf::Client(c));
+                }
+                Send::Loop => {
+                    let g = self.provider(gateway);
+                    let route = self.route(g, g);
+                    self.send_packet(Kind::Loop, route, c, RngOf::Client(c));
+                }
+                Send::NodeLoop => {}
+            }
+        }
+        self.reschedule_client(c);
+    }
+
+    /// Hands the trace rows due now to their senders' queues.
+    pub(super) fn on_trace(&mut self) {
+        let now = self.now;
+        while let Some(t) = self.scenario.trace.get(self.trace_next).copied() {
+            if Instant::from_duration(t.at) > now {
+                self.push(Instant::from_duration(t.at), Ev::Trace);
+                break;
+            }
+            self.trace_next += 1;
+            let id = self.next_message_slot();
+            let out = Outgoing {
+                id,
+                recipient: t.recipient,
+            };
+            if self.clients[t.sender as usize]
+                .schedule
+                .push_real(out)
+                .is_err()
+            {
+                self.sent.remove(&id);
+                self.metrics.client_queue_drops += 1;
+            }
+            self.reschedule_client(t.sender);
+        }
+    }
+
+    /// Real messages get their id when generated, so latency counts the
+    /// time spent in the client's queue too.
+    pub(super) fn next_message_slot(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.sent.insert(
+            id,
+            SentRecord {
+                kind: Kind::Real,
+                created: self.now,
+                sent: self.now,
+                node_loop: None,
+            },
+        );
+        id
+    }
+
+    pub(super) fn real_send(&mut self, c: u32, out: Outgoing, route: Vec<u32>) {
+        let delays = self.draw_delays(route.len(), RngOf::Client(c));
+        let packet = self.mode.build(out.id, &route, &delays, out.recipient);
+        if let Some(entry) = self.sent.get_mut(&out.id) {
+            entry.sent = self.now;
+        }
+        self.metrics.sent(Kind::Real);
+        // The first real messages sent after the warm-up are tagged: the
+        // adversary sees this packet leave its sender.
+        let masses = if self.now.since_origin() >= self.scenario.warmup
+            && self.tagged < self.scenario.tagged_messages
+        {
+            let tag = self.tagged;
+            self.tagged += 1;
+            self.metrics
+                .tag_sent_s
+                .push(self.now.since_origin().as_secs_f64());
+            self.entropy.tag(tag)
+        } else {
+            Vec::new()
+        };
+        self.transmit(route[0], frame(&packet), masses);
+    }
+}
