@@ -393,14 +393,16 @@ impl SurbRecovery {
             return Err(bad());
         }
         let seed = |b: &[u8]| <[u8; SEED_LEN]>::try_from(b).map_err(|_| bad());
+        // Filled in place: a growing vector would leave seeds in the
+        // buffers it frees.
+        let mut hop_seeds = Zeroizing::new(Vec::with_capacity(hops.len() / SEED_LEN));
+        for chunk in hops.chunks_exact(SEED_LEN) {
+            hop_seeds.push(seed(chunk)?);
+        }
         Ok(Self {
             id: id.try_into().map_err(|_| bad())?,
             creator_seed: Zeroizing::new(seed(creator)?),
-            hop_seeds: Zeroizing::new(
-                hops.chunks_exact(SEED_LEN)
-                    .map(seed)
-                    .collect::<Result<_, _>>()?,
-            ),
+            hop_seeds,
         })
     }
 
@@ -451,6 +453,12 @@ pub fn build_surb<R: CryptoRng + ?Sized>(
     let mut creator_seed = Zeroizing::new([0u8; SEED_LEN]);
     rng.fill_bytes(&mut *creator_seed);
     let mut bytes = surb.to_bytes();
+    if bytes.len() != SURB_SIZE {
+        return Err(SphinxError::Route(format!(
+            "a reply block of {} bytes, expected {SURB_SIZE}",
+            bytes.len()
+        )));
+    }
     let at = bytes
         .len()
         .checked_sub(SEED_LEN)

@@ -13,7 +13,7 @@
 //! [`NodeLoops::counts`] and alarms. Nothing here reads a clock or
 //! touches metrics.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
 
 use mtos_crypto::sphinx::SURB_ID_LEN;
@@ -80,23 +80,37 @@ pub struct LoopCounts {
     pub lost: u64,
 }
 
-/// An alarm: most recent loops were lost.
+/// An alarm: most recent loops were lost, or the loops through one node
+/// were, while the others came back.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LossAlarm {
     /// When it was raised.
     pub at: Instant,
     /// The lost share of the recent loops.
     pub loss: f64,
+    /// The node the losses point at, when they concentrate on one: most
+    /// loops through it lost, few of the others (see [`LoopTracker`]).
+    pub suspect: Option<[u8; 32]>,
 }
 
-/// Loops in flight and the fate of recent ones.
+/// Loops through a node, among the recent ones, before it can be a
+/// suspect (and loops not through it, to compare with).
+const MIN_THROUGH: usize = 10;
+
+/// Loops in flight and the fate of recent ones. Each loop remembers the
+/// nodes it crosses, so a loss can be attributed: one dropping mix among
+/// several per layer costs everyone else only a share of their loops
+/// (below the overall threshold), but every loop through it. A node is a
+/// suspect when, over the recent loops, more than the alarm share of the
+/// loops through it were lost and at most a quarter of that share of the
+/// loops not through it.
 #[derive(Debug)]
 pub struct LoopTracker {
     config: LoopConfig,
-    pending: HashMap<LoopId, Instant>,
+    pending: HashMap<LoopId, (Instant, Vec<[u8; 32]>)>,
     /// The same loops by deadline (deadline, id), for expiry in order.
     deadlines: BTreeSet<(Instant, LoopId)>,
-    recent: VecDeque<bool>,
+    recent: VecDeque<(bool, Vec<[u8; 32]>)>,
     counts: LoopCounts,
     alarmed_at: Option<Instant>,
     alarm: Option<LossAlarm>,
@@ -119,7 +133,7 @@ impl LoopTracker {
     /// Forgets a loop that was tracked but never sent (its frame could not
     /// be built): neither sent nor lost.
     pub fn cancel(&mut self, id: &LoopId) {
-        if let Some(deadline) = self.pending.remove(id) {
+        if let Some((deadline, _)) = self.pending.remove(id) {
             self.deadlines.remove(&(deadline, *id));
             self.counts.sent = self.counts.sent.saturating_sub(1);
         }
@@ -129,11 +143,23 @@ impl LoopTracker {
     /// `false` (not tracked: do not send it) when too many are in flight
     /// or the id is already in flight.
     pub fn track(&mut self, now: Instant, id: LoopId, timeout: Duration) -> bool {
+        self.track_via(now, id, timeout, Vec::new())
+    }
+
+    /// [`LoopTracker::track`] for a loop crossing the nodes `via` (keys;
+    /// not the sender itself), whose fate then counts for or against them.
+    pub fn track_via(
+        &mut self,
+        now: Instant,
+        id: LoopId,
+        timeout: Duration,
+        via: Vec<[u8; 32]>,
+    ) -> bool {
         if self.pending.len() >= self.config.max_pending || self.pending.contains_key(&id) {
             return false;
         }
         let deadline = now + timeout;
-        self.pending.insert(id, deadline);
+        self.pending.insert(id, (deadline, via));
         self.deadlines.insert((deadline, id));
         self.counts.sent += 1;
         true
@@ -142,12 +168,12 @@ impl LoopTracker {
     /// A loop with this id came back at `now`; `false` if it is not one
     /// in flight (a forgery, a duplicate, or one already counted lost).
     pub fn returned(&mut self, now: Instant, id: &LoopId) -> bool {
-        let Some(deadline) = self.pending.remove(id) else {
+        let Some((deadline, via)) = self.pending.remove(id) else {
             return false;
         };
         self.deadlines.remove(&(deadline, *id));
         self.counts.returned += 1;
-        self.resolve(now, true);
+        self.resolve(now, true, via);
         true
     }
 
@@ -158,9 +184,9 @@ impl LoopTracker {
                 break;
             }
             self.deadlines.pop_first();
-            self.pending.remove(&id);
+            let via = self.pending.remove(&id).map(|p| p.1).unwrap_or_default();
             self.counts.lost += 1;
-            self.resolve(now, false);
+            self.resolve(now, false, via);
         }
     }
 
@@ -172,7 +198,7 @@ impl LoopTracker {
     /// Lost share of the recent loops, once enough are resolved.
     pub fn loss_ratio(&self) -> Option<f64> {
         (self.recent.len() >= self.config.min_resolved.max(1))
-            .then(|| self.recent.iter().filter(|r| !**r).count() as f64 / self.recent.len() as f64)
+            .then(|| self.recent.iter().filter(|r| !r.0).count() as f64 / self.recent.len() as f64)
     }
 
     /// Loops by fate so far.
@@ -190,21 +216,63 @@ impl LoopTracker {
         self.alarm.take()
     }
 
-    fn resolve(&mut self, now: Instant, returned: bool) {
+    fn resolve(&mut self, now: Instant, returned: bool, via: Vec<[u8; 32]>) {
         if self.recent.len() >= self.config.window.max(1) {
             self.recent.pop_front();
         }
-        self.recent.push_back(returned);
+        self.recent.push_back((returned, via));
         let Some(loss) = self.loss_ratio() else {
             return;
         };
+        let suspect = self.suspect();
         let quiet = self
             .alarmed_at
             .is_none_or(|t| now.saturating_since(t) >= self.config.quiet);
-        if loss > self.config.alarm && quiet {
+        if (loss > self.config.alarm || suspect.is_some()) && quiet {
             self.alarmed_at = Some(now);
-            self.alarm = Some(LossAlarm { at: now, loss });
+            self.alarm = Some(LossAlarm {
+                at: now,
+                loss,
+                suspect,
+            });
         }
+    }
+
+    /// The node the recent losses concentrate on, if one stands out.
+    pub fn suspect(&self) -> Option<[u8; 32]> {
+        let total = self.recent.len();
+        let lost_total = self.recent.iter().filter(|r| !r.0).count();
+        let mut per: BTreeMap<[u8; 32], (usize, usize)> = BTreeMap::new();
+        for (returned, via) in &self.recent {
+            let mut seen: Vec<&[u8; 32]> = Vec::with_capacity(via.len());
+            for node in via {
+                if seen.contains(&node) {
+                    continue;
+                }
+                seen.push(node);
+                let e = per.entry(*node).or_default();
+                e.0 += 1;
+                if !returned {
+                    e.1 += 1;
+                }
+            }
+        }
+        let mut best: Option<([u8; 32], f64)> = None;
+        for (node, (through, lost)) in per {
+            let outside_n = total - through;
+            if through < MIN_THROUGH || outside_n < MIN_THROUGH {
+                continue;
+            }
+            let inside = lost as f64 / through as f64;
+            let outside = (lost_total - lost) as f64 / outside_n as f64;
+            if inside > self.config.alarm
+                && outside <= inside / 4.0
+                && best.is_none_or(|(_, b)| inside - outside > b)
+            {
+                best = Some((node, inside - outside));
+            }
+        }
+        best.map(|(node, _)| node)
     }
 }
 
@@ -307,7 +375,12 @@ impl NodeLoops {
             };
             let mut id = [0u8; SURB_ID_LEN];
             rng.fill_bytes(&mut id);
-            if self.tracker.track(now, id, timeout) {
+            let via: Vec<[u8; 32]> = route
+                .iter()
+                .take(route.len().saturating_sub(1))
+                .map(|n| nodes.key(n))
+                .collect();
+            if self.tracker.track_via(now, id, timeout, via) {
                 return Some(LoopSend { id, route });
             }
         }

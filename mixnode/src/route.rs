@@ -68,6 +68,9 @@ pub trait Nodes {
 
     /// A node at `position`, picked uniformly, or `None` if there is none.
     fn pick<R: rand::Rng + ?Sized>(&self, rng: &mut R, position: Position) -> Option<Self::Node>;
+
+    /// A node's key (what loss attribution names it by).
+    fn key(&self, node: &Self::Node) -> [u8; 32];
 }
 
 /// `first` (if any), one node of each mix layer in layer order, then
@@ -123,6 +126,10 @@ impl<'d> Nodes for &'d NetworkDocument {
         position: Position,
     ) -> Option<&'d NodeEntry> {
         NetworkDocument::pick(self, rng, position)
+    }
+
+    fn key(&self, node: &&'d NodeEntry) -> [u8; 32] {
+        node.key
     }
 }
 

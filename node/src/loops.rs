@@ -124,10 +124,18 @@ impl LoopDriver {
             metrics.node_loop_loss.set(ratio);
         }
         if let Some(alarm) = tracker.poll_alarm() {
-            tracing::warn!(
-                loss = alarm.loss,
-                "most node loops are not coming back: packets are being dropped in the network (possible n-1 or blocking attack)"
-            );
+            match alarm.suspect {
+                // A node's key, from the document: not a client's.
+                Some(suspect) => tracing::warn!(
+                    loss = alarm.loss,
+                    suspect = %data_encoding::HEXLOWER.encode(&suspect),
+                    "node loops through one node are not coming back: it may be dropping packets (possible n-1 or blocking attack)"
+                ),
+                None => tracing::warn!(
+                    loss = alarm.loss,
+                    "most node loops are not coming back: packets are being dropped in the network (possible n-1 or blocking attack)"
+                ),
+            }
         }
     }
 }

@@ -65,6 +65,22 @@ impl Nodes for SimNodes {
         };
         (count > 0).then(|| first + rand::RngExt::random_range(rng, 0..count))
     }
+
+    fn key(&self, node: &u32) -> [u8; 32] {
+        node_key(*node)
+    }
+}
+
+/// The key loss attribution names node `n` by.
+pub fn node_key(n: u32) -> [u8; 32] {
+    let mut k = [0u8; 32];
+    k[..4].copy_from_slice(&n.to_be_bytes());
+    k
+}
+
+/// The node a key names.
+pub fn node_of(key: &[u8; 32]) -> Option<u32> {
+    (key[4..] == [0u8; 28]).then(|| u32::from_be_bytes([key[0], key[1], key[2], key[3]]))
 }
 
 /// How long a loop may take: as a node computes it from the network's
@@ -97,8 +113,9 @@ pub(crate) fn machine<R: Rng + ?Sized>(
 pub struct LoopReport {
     /// Loops by fate, summed over the nodes.
     pub counts: LoopCounts,
-    /// Alarms in the order raised: node, virtual seconds, loss share.
-    pub alarms: Vec<(u32, f64, f64)>,
+    /// Alarms in the order raised: node, virtual seconds, loss share,
+    /// the node they name as the suspect.
+    pub alarms: Vec<(u32, f64, f64, Option<u32>)>,
 }
 
 impl LoopReport {
@@ -117,7 +134,11 @@ impl LoopReport {
         let mut alarmed: Vec<u32> = self.alarms.iter().map(|a| a.0).collect();
         alarmed.sort_unstable();
         alarmed.dedup();
+        let mut suspects: Vec<u32> = self.alarms.iter().filter_map(|a| a.3).collect();
+        suspects.sort_unstable();
+        suspects.dedup();
         json!({
+            "suspects": suspects,
             "sent": self.counts.sent,
             "returned": self.counts.returned,
             "lost": self.counts.lost,

@@ -165,6 +165,13 @@ impl Metrics {
                     .node_loops
                     .first_alarm_after(a.from_s)
                     .map(|t| t - a.from_s),
+                "alarms_naming_it": self.node_loops.alarms.iter().filter(|x| x.3 == Some(a.dropping_node)).count(),
+                "first_naming_it_after_s": self
+                    .node_loops
+                    .alarms
+                    .iter()
+                    .find(|x| x.3 == Some(a.dropping_node) && x.1 >= a.from_s)
+                    .map(|x| x.1 - a.from_s),
             })),
         })
     }

@@ -420,3 +420,32 @@ fn churn_over_lossy_links_still_ends_every_repair_pass() {
     // Lost put answers make short puts: repair does not heal those.
     assert!(report["puts"]["short"].as_u64().unwrap() > 0, "{report}");
 }
+
+#[test]
+fn one_dropping_mix_among_three_per_layer_is_named_by_the_others() {
+    let text = BASE
+        .replace("duration_s = 60", "duration_s = 400")
+        .replace("count = 20", "count = 2")
+        .replace("payload = 20.0", "payload = 1.0")
+        .replace("node_loop = 0.5", "node_loop = 1.0");
+    let text = format!("{text}[attack]\ndropping_node = 4\nfrom_s = 100\n");
+    let s = scenario(&text);
+    let mut sim = Simulation::<AbstractMode>::new(s.clone(), 9);
+    sim.run(|_| {});
+    let summary = sim.metrics.summary(&s, 9);
+    let attack = &summary["attack"];
+    assert!(
+        attack["alarms_naming_it"].as_u64().unwrap() >= 5,
+        "{summary}"
+    );
+    assert!(
+        attack["first_naming_it_after_s"].as_f64().unwrap() < 200.0,
+        "{summary}"
+    );
+    // Only the dropper is ever named.
+    assert_eq!(
+        summary["node_loops"]["suspects"],
+        serde_json::json!([4]),
+        "{summary}"
+    );
+}

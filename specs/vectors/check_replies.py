@@ -89,4 +89,6 @@ assert plain[:16] == b"\0" * 16
 end = plain.rindex(b"\x01")
 assert plain[16:end] == message
 assert plain[16:end].hex() == v["message"]
+# The recovery material a client keeps: 0x02 || id || S || hop seeds.
+assert v["recovery"] == "02" + v["id"] + v["creator_seed"] + "".join(v["hop_seeds"])
 print("reply_keys.json: ok")

@@ -53,6 +53,16 @@ impl Nodes for Toy {
         };
         (count > 0).then(|| first + rand::RngExt::random_range(rng, 0..count))
     }
+
+    fn key(&self, node: &u32) -> [u8; 32] {
+        key_of(*node)
+    }
+}
+
+fn key_of(node: u32) -> [u8; 32] {
+    let mut k = [0u8; 32];
+    k[..4].copy_from_slice(&node.to_be_bytes());
+    k
 }
 
 const RATE: f64 = 1.0;
@@ -284,4 +294,39 @@ fn a_stalled_driver_gets_no_burst_of_loops_and_an_unsent_loop_is_not_lost() {
     assert_eq!(loops.tracker().counts().sent, sent - burst.len() as u64);
     loops.handle_timeout(late + TIMEOUT * 2);
     assert_eq!(loops.tracker().counts().lost, 0);
+}
+
+#[test]
+fn one_dropping_mix_among_three_per_layer_is_named() {
+    // The others lose only about a third of their loops, below the
+    // overall threshold; the loops through the dropper all die.
+    let net = Toy {
+        gateways: 2,
+        layers: 3,
+        per_layer: 3,
+        services: 2,
+    };
+    let from = Instant::ZERO + Duration::from_secs(600);
+    let dropper = 5; // layer 2
+    for me in [0, 2, 9, 12] {
+        let (alarms, counts, _) = run(&net, me, 1, Some((dropper, from)), 0.0, 20 + u64::from(me));
+        let named: Vec<&LossAlarm> = alarms
+            .iter()
+            .filter(|a| a.suspect == Some(key_of(dropper)))
+            .collect();
+        let first = named
+            .first()
+            .unwrap_or_else(|| panic!("node {me}: not named: {alarms:?} {counts:?}"));
+        assert!(first.at > from && first.loss < 0.5, "{first:?}");
+        assert!(
+            first.at.saturating_since(from) < Duration::from_secs(300),
+            "{first:?}"
+        );
+        // Nobody else is ever named.
+        assert!(
+            alarms
+                .iter()
+                .all(|a| a.suspect.is_none() || a.suspect == Some(key_of(dropper)))
+        );
+    }
 }

@@ -113,7 +113,11 @@ impl<M: Mode> Simulation<M> {
             .and_then(|l| l.tracker().poll_alarm());
         if let Some(a) = alarm {
             let at = a.at.since_origin().as_secs_f64();
-            self.metrics.node_loops.alarms.push((n, at, a.loss));
+            let suspect = a.suspect.as_ref().and_then(crate::loops::node_of);
+            self.metrics
+                .node_loops
+                .alarms
+                .push((n, at, a.loss, suspect));
         }
     }
 
