@@ -308,6 +308,15 @@ impl<F: PacketFormat> MixEngine<F> {
         &self.config
     }
 
+    /// Follows a network document whose delays changed: the mean a final
+    /// hop draws its own delay with, and the longest delay a packet may
+    /// ask for. Packets already held keep their release times. (The
+    /// mixing mode itself is fixed for the engine's life.)
+    pub fn set_delays(&mut self, mean: Duration, max: Duration) {
+        self.config.mean_delay = mean;
+        self.config.max_delay = max;
+    }
+
     /// The keys, for rotation and snapshots.
     pub fn keys_mut(&mut self) -> &mut KeyRing<F::Key> {
         &mut self.keys

@@ -512,3 +512,33 @@ fn records_list_every_accepted_tag_and_every_hold() {
     assert_eq!(records.holds, vec![ms(30); 5]);
     assert!(engine.take_journal().holds.is_empty());
 }
+
+#[test]
+fn a_raised_delay_cap_takes_effect_without_a_restart() {
+    // A node started under a 100 ms cap, then the document raises it to
+    // 1 s: a packet asking 500 ms is refused before and taken after, as
+    // senders following the new document expect.
+    let config = EngineConfig {
+        max_delay: ms(100),
+        ..poisson()
+    };
+    let mut net = Net::new(3, config, 21);
+    let mut rng = ChaCha20Rng::from_seed([22; 32]);
+    let r = route(&net, &[0, 1, 2]);
+    let dest = Destination {
+        address: [1; 32],
+        surb_id: [0; 16],
+    };
+    let take = |net: &mut Net, rng: &mut ChaCha20Rng| {
+        let p = build_forward(rng, &r, &dest, &[ms(500); 3], b"x").unwrap();
+        let now = net.now;
+        let mut r2 = ChaCha20Rng::from_seed([23; 32]);
+        net.engine(0).handle_frame(now, &Net::frame(&p), &mut r2);
+        net.engine(0).counters().drops(DropReason::DelayTooLong)
+    };
+    assert_eq!(take(&mut net, &mut rng), 1);
+    net.engine(0).set_delays(ms(20), ms(1000));
+    assert_eq!(net.engine(0).config().max_delay, ms(1000));
+    assert_eq!(take(&mut net, &mut rng), 1, "taken under the new cap");
+    assert_eq!(net.engine(0).held(), 1);
+}

@@ -215,6 +215,25 @@ impl EngineLoop {
     pub(super) fn node_loops(&mut self) {
         let now = self.now();
         let topology = self.topology.borrow().clone();
+        // Follow the document's delays (checked at every loop wake, at
+        // least every 5 s): senders draw their delays under the current
+        // cap, and a packet within it must not be dropped here.
+        if let Some(t) = &topology {
+            let mixing = &t.document.mixing;
+            let (mean, max) = (
+                Duration::from_millis(mixing.mean_delay_ms),
+                Duration::from_millis(mixing.max_delay_ms),
+            );
+            let config = self.engine.config();
+            if (config.mean_delay, config.max_delay) != (mean, max) {
+                tracing::info!(
+                    mean_ms = mixing.mean_delay_ms,
+                    max_ms = mixing.max_delay_ms,
+                    "the network's mixing delays changed"
+                );
+                self.engine.set_delays(mean, max);
+            }
+        }
         for t in self.loops.wake(now, topology.as_deref(), &mut self.rng) {
             self.send(t);
         }
