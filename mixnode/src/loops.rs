@@ -80,6 +80,15 @@ pub struct LoopCounts {
     pub lost: u64,
 }
 
+impl std::ops::AddAssign for LoopCounts {
+    /// Sums two nodes' counts (a network's total).
+    fn add_assign(&mut self, other: Self) {
+        self.sent += other.sent;
+        self.returned += other.returned;
+        self.lost += other.lost;
+    }
+}
+
 /// An alarm: most recent loops were lost, or the loops through one node
 /// were, while the others came back.
 #[derive(Debug, Clone, Copy, PartialEq)]

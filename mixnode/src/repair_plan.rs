@@ -139,6 +139,18 @@ pub struct RepairCounts {
     pub passes: u64,
 }
 
+impl std::ops::AddAssign for RepairCounts {
+    /// Sums two nodes' counts (a network's total).
+    fn add_assign(&mut self, other: Self) {
+        self.sent += other.sent;
+        self.bytes += other.bytes;
+        self.present += other.present;
+        self.refused += other.refused;
+        self.failed += other.failed;
+        self.passes += other.passes;
+    }
+}
+
 /// How the current pass ended, when it has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PassOutcome {
@@ -349,15 +361,16 @@ impl RepairPlan {
     /// no more records); `None` when the store could not be read.
     pub fn handle_page(&mut self, now: Instant, id: ActionId, page: Option<Vec<(Kind, Locator)>>) {
         let (me, k) = (self.me, self.config.replicas);
+        // Only the page this round asked for (a slow read from an
+        // interrupted pass must not stand in for it).
+        match &self.state {
+            State::Passing(pass) if matches!(pass.round, RoundPhase::Reading(r) if r == id) => {}
+            _ => return,
+        }
+        self.reported(id);
         let State::Passing(pass) = &mut self.state else {
             return;
         };
-        // Only the page this round asked for (a slow read from an
-        // interrupted pass must not stand in for it).
-        if !matches!(pass.round, RoundPhase::Reading(r) if r == id) {
-            return;
-        }
-        self.deadlines.retain(|(_, a)| *a != id);
         let Some(page) = page else {
             pass.incomplete = true;
             self.next_round(now);
@@ -401,17 +414,14 @@ impl RepairPlan {
         id: ActionId,
         answer: Option<(ReplicaStatus, Vec<u8>)>,
     ) {
-        if !matches!(self.front_offer(), Some(o) if matches!(o.phase, OfferPhase::Asking(a) if a == id))
-        {
-            return;
+        match self.front_offer() {
+            Some(o) if matches!(o.phase, OfferPhase::Asking(a) if a == id) => {}
+            _ => return,
         }
-        self.deadlines.retain(|(_, a)| *a != id);
+        self.reported(id);
         let Some(offer) = self.front_offer() else {
             return;
         };
-        if !matches!(offer.phase, OfferPhase::Asking(a) if a == id) {
-            return;
-        }
         let n = offer.locators.len();
         let held = match answer {
             Some((ReplicaStatus::Ok, bits)) if bits.len() == n.div_ceil(8) => bits,
@@ -444,7 +454,7 @@ impl RepairPlan {
         let Some(current) = self.copies.remove(&id) else {
             return;
         };
-        self.deadlines.retain(|(_, a)| *a != id);
+        self.reported(id);
         // Counted even when the pass it belonged to was interrupted.
         let failed = match result {
             Copied::Sent { bytes } => {
@@ -476,6 +486,11 @@ impl RepairPlan {
             *out = out.saturating_sub(1);
         }
         self.drive(now);
+    }
+
+    /// The report for action `id` came: it no longer times out.
+    fn reported(&mut self, id: ActionId) {
+        self.deadlines.retain(|(_, a)| *a != id);
     }
 
     fn interval(&self) -> Duration {

@@ -112,12 +112,7 @@ impl LoopDriver {
             ("returned", counts.returned, self.exported.returned),
             ("lost", counts.lost, self.exported.lost),
         ] {
-            if now > before {
-                metrics
-                    .node_loops
-                    .with_label_values(&[result])
-                    .inc_by(now - before);
-            }
+            Metrics::add_since(&metrics.node_loops, &[result], now, before);
         }
         self.exported = counts;
         if let Some(ratio) = tracker.loss_ratio() {

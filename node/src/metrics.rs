@@ -383,6 +383,15 @@ impl Metrics {
             .inc();
     }
 
+    /// Adds to the `labels` series of `counter` what a machine's
+    /// cumulative count grew by since it was `before` (nothing, and no
+    /// new series, when it did not grow).
+    pub fn add_since(counter: &IntCounterVec, labels: &[&str], now: u64, before: u64) {
+        if now > before {
+            counter.with_label_values(labels).inc_by(now - before);
+        }
+    }
+
     /// Adds what the engine counted since `last` and remembers `now`.
     pub fn sync_engine(&self, last: &mut Counters, now: &Counters) {
         self.frames_received

@@ -241,12 +241,7 @@ impl Repairer {
             ("refused", counts.refused, exported.refused),
             ("failed", counts.failed, exported.failed),
         ] {
-            if now > before {
-                self.metrics
-                    .repair_records
-                    .with_label_values(&[result])
-                    .inc_by(now - before);
-            }
+            Metrics::add_since(&self.metrics.repair_records, &[result], now, before);
         }
         self.metrics
             .repair_bytes

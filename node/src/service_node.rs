@@ -177,32 +177,27 @@ fn export(metrics: &Metrics, machine: &ServiceMachine<ReplyBlock>, exported: &mu
     if counts == exported {
         return;
     }
+    let requests = &metrics.service_requests;
     for (&(op, status), &n) in &counts.answered {
         let before = exported.answered.get(&(op, status)).copied().unwrap_or(0);
-        if n > before {
-            metrics
-                .service_requests
-                .with_label_values(&[op, status])
-                .inc_by(n - before);
-        }
+        Metrics::add_since(requests, &[op, status], n, before);
     }
-    let more = |now: u64, before: u64| now.saturating_sub(before);
-    metrics
-        .service_cache
-        .with_label_values(&["hit"])
-        .inc_by(more(counts.cache_hits, exported.cache_hits));
-    metrics
-        .service_cache
-        .with_label_values(&["miss"])
-        .inc_by(more(counts.cache_misses, exported.cache_misses));
-    metrics
-        .service_requests
-        .with_label_values(&["replica_get", "bad_record"])
-        .inc_by(more(counts.bad_records, exported.bad_records));
-    metrics
-        .service_requests
-        .with_label_values(&["replica_ask", "timeout"])
-        .inc_by(more(counts.ask_timeouts, exported.ask_timeouts));
+    let cache = &metrics.service_cache;
+    Metrics::add_since(cache, &["hit"], counts.cache_hits, exported.cache_hits);
+    Metrics::add_since(cache, &["miss"], counts.cache_misses, exported.cache_misses);
+    let (bad, timeouts) = (counts.bad_records, counts.ask_timeouts);
+    Metrics::add_since(
+        requests,
+        &["replica_get", "bad_record"],
+        bad,
+        exported.bad_records,
+    );
+    Metrics::add_since(
+        requests,
+        &["replica_ask", "timeout"],
+        timeouts,
+        exported.ask_timeouts,
+    );
     metrics
         .service_cache_chunks
         .set(i64::try_from(machine.cached_chunks()).unwrap_or(i64::MAX));

@@ -244,11 +244,11 @@ impl<'a> Churn<'a> {
         })
     }
 
-    /// Copies of record `i` on its replicas under the current storage set.
-    fn at_k(&self, i: u32) -> bool {
+    /// Whether record `i` is on all its replicas among `storage` (the
+    /// current document's storage nodes).
+    fn at_k(&self, i: u32, storage: &[[u8; 32]]) -> bool {
         let (l, _) = &self.records[i as usize];
-        let now_set = self.storage_now();
-        let want = replicas(l, &now_set, self.study.replicas);
+        let want = replicas(l, storage, self.study.replicas);
         want.iter().all(|n| {
             self.index
                 .get(n)
@@ -333,7 +333,7 @@ impl<'a> Churn<'a> {
                     self.send(Ev::CopyBack(from, id, Copied::Sent { bytes: len }));
                     if let Some(&i) = self.record_index.get(&locator)
                         && self.short.contains(&i)
-                        && self.at_k(i)
+                        && self.at_k(i, &self.storage_now())
                     {
                         self.short.remove(&i);
                         if self.short.is_empty() {
@@ -360,7 +360,7 @@ impl<'a> Churn<'a> {
                 self.listed = self.alive.clone();
                 let storage = self.storage_now();
                 self.short = (0..self.records.len() as u32)
-                    .filter(|i| !self.at_k(*i))
+                    .filter(|i| !self.at_k(*i, &storage))
                     .collect();
                 if self.short.is_empty() {
                     self.back_at_k = Some(now);
@@ -466,37 +466,25 @@ pub fn study(scenario: &Scenario, seed: u64) -> Option<Value> {
         churn.reschedule();
     }
     let d = churn.departed?;
-    let held = |i: usize| -> usize {
-        let (l, _) = &churn.records[i];
-        churn
-            .stores
-            .iter()
-            .filter(|s| s.contains_key(&key_of(Kind::Chunk, l)))
-            .count()
-    };
     let storage = churn.storage_now();
     let (mut exact, mut lost) = (0u64, 0u64);
     for (i, (l, _)) in churn.records.iter().enumerate() {
-        let want = replicas(l, &storage, study.replicas);
-        let on_replicas = want
+        let held = churn
+            .stores
             .iter()
-            .filter(|n| churn.stores[churn.index[*n]].contains_key(&key_of(Kind::Chunk, l)))
+            .filter(|s| s.contains_key(&key_of(Kind::Chunk, l)))
             .count();
-        if on_replicas == want.len() && held(i) == want.len() {
+        // On all its replicas, and nowhere else.
+        if held == study.replicas.min(storage.len()) && churn.at_k(i as u32, &storage) {
             exact += 1;
         }
-        if held(i) == 0 {
+        if held == 0 {
             lost += 1;
         }
     }
     let mut counts = RepairCounts::default();
     for p in &churn.plans {
-        let c = p.counts();
-        counts.sent += c.sent;
-        counts.present += c.present;
-        counts.failed += c.failed;
-        counts.refused += c.refused;
-        counts.passes += c.passes;
+        counts += p.counts();
     }
     let on_departed = churn
         .records

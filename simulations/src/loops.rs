@@ -120,9 +120,7 @@ pub struct LoopReport {
 
 impl LoopReport {
     pub(crate) fn add(&mut self, counts: LoopCounts) {
-        self.counts.sent += counts.sent;
-        self.counts.returned += counts.returned;
-        self.counts.lost += counts.lost;
+        self.counts += counts;
     }
 
     /// The first alarm at or after `from` seconds, if any.

@@ -197,12 +197,7 @@ impl World {
     fn counts(&self) -> RepairCounts {
         let mut total = RepairCounts::default();
         for p in self.plans.values() {
-            let c = p.counts();
-            total.sent += c.sent;
-            total.present += c.present;
-            total.failed += c.failed;
-            total.refused += c.refused;
-            total.passes += c.passes;
+            total += p.counts();
         }
         total
     }
