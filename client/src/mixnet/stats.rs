@@ -31,6 +31,9 @@ pub struct SessionStats {
     /// Every packet written to the gateway, with its time since the
     /// session started (the first [`STATS_SERIES_LIMIT`]).
     pub sent: Vec<(Duration, SentKind)>,
+    /// How long after its scheduled instant each packet of `sent` was
+    /// written (same order): the schedule's time is `sent - sent_late`.
+    pub sent_late: Vec<Duration>,
     /// Delivery frames received: real ones and dummies, with their times
     /// (the first [`STATS_SERIES_LIMIT`]).
     pub deliveries: Vec<(Duration, bool)>,

@@ -92,7 +92,14 @@ pub(super) async fn send_loop(mut s: SendLoop) {
             },
         }
         let now = core_now(s.started);
+        // The instant the next send is due (`poll_send` takes the
+        // earliest), to record how late it left.
+        let mut due = schedule.poll_timeout();
         while let Some(send) = schedule.poll_send(now, &mut s.rng) {
+            let scheduled = due.map_or(Duration::ZERO, |t| {
+                t.saturating_since(mtos_mixnode::Instant::ZERO)
+            });
+            due = schedule.poll_timeout();
             let (kind, frame) = match send {
                 Send::Real(frame) => (SentKind::Real, Some(frame)),
                 Send::PayloadCover => (SentKind::PayloadCover, s.drops.try_recv().ok()),
@@ -133,7 +140,9 @@ pub(super) async fn send_loop(mut s: SendLoop) {
                 continue;
             }
             if let Ok(mut st) = s.stats.lock() {
-                push_capped(&mut st.sent, (s.started.elapsed(), kind));
+                let at = s.started.elapsed();
+                push_capped(&mut st.sent, (at, kind));
+                push_capped(&mut st.sent_late, at.saturating_sub(scheduled));
             }
         }
     }
