@@ -12,8 +12,9 @@ use rand::RngExt;
 use rand::seq::SliceRandom;
 
 use crate::error::ClientError;
-use crate::mixnet::Session;
-use crate::transfer::{TransferOptions, replicas_expected};
+use crate::mixnet::{PutOutcome, Session};
+use crate::transfer::TransferOptions;
+pub use mtos_mixnode::receipts::Held;
 
 /// Locators in every poll probe: as many as one probe request carries.
 pub const PROBE_LOCATORS: usize = MAX_PROBE;
@@ -33,7 +34,6 @@ pub async fn write_entry(
     time_ms: u64,
     options: TransferOptions,
 ) -> Result<u64, ClientError> {
-    let expected = replicas_expected(session);
     let mut last = String::new();
     let mut n = first_free;
     let mut attempts = 0;
@@ -44,21 +44,11 @@ pub async fn write_entry(
         let locator = slot_locator(&record.key);
         attempts += 1;
         match session
-            .request(
-                Op::Put(Kind::Slot, record.encode()),
-                locator,
-                options.timeout,
-            )
+            .put(Kind::Slot, locator, record.encode(), options.timeout)
             .await
         {
-            Ok(r) if r.status == Status::Ok => {
-                let stored = usize::from(r.body.first().copied().unwrap_or(0));
-                if stored >= expected {
-                    return Ok(n);
-                }
-                last = format!("only {stored} replicas stored slot {n}");
-            }
-            Ok(r) if r.status == Status::Refused && r.body == b"slot_taken" => {
+            Ok(PutOutcome::Stored { .. }) => return Ok(n),
+            Ok(PutOutcome::Refused(reason)) if reason == "slot_taken" => {
                 // Written before: by an earlier run whose answer was lost
                 // (then it is this very entry, and done), or by this
                 // identity elsewhere (then the next slot).
@@ -76,12 +66,10 @@ pub async fn write_entry(
                 attempts = 0;
                 continue;
             }
-            Ok(r) => {
-                last = format!(
-                    "slot {n}: {:?} {}",
-                    r.status,
-                    String::from_utf8_lossy(&r.body)
-                )
+            Ok(PutOutcome::Refused(reason)) => last = format!("slot {n}: refused ({reason})"),
+            Ok(PutOutcome::Unproven(why)) => last = format!("slot {n}: {why}"),
+            Ok(PutOutcome::Lied(lie)) => {
+                last = format!("slot {n}: a service node lied ({lie}) and is avoided");
             }
             Err(e) => last = e.to_string(),
         }
@@ -177,7 +165,7 @@ pub async fn poll<R: rand::Rng + ?Sized>(
     let mut found: Vec<(usize, u64, Locator)> = slots
         .iter()
         .zip(&taken)
-        .filter(|(_, t)| **t)
+        .filter(|(_, t)| **t == Held::Held)
         .map(|(&(l, i, n), _)| (i, n, l))
         .collect();
     found.sort_by_key(|&(i, n, _)| (i, n));
@@ -207,37 +195,37 @@ pub async fn poll<R: rand::Rng + ?Sized>(
     Ok(report)
 }
 
-/// Which of `wanted` (at most [`PROBE_LOCATORS`]) are held, asked in one
-/// probe of exactly [`PROBE_LOCATORS`] locators (random ones fill the
-/// rest, all shuffled), like a poll round.
+/// Which of `wanted` (at most [`PROBE_LOCATORS`]) are held, by their
+/// replicas' signed answers (`Session::probe`): asked with random
+/// locators up to exactly [`PROBE_LOCATORS`], all shuffled, like a poll
+/// round. While some of `wanted` stay [`Held::Unknown`] (a replica did
+/// not answer, or a service node withheld its answer), the same padded
+/// set is asked again through another service node, up to
+/// `options.attempts` times: asking only the unknown ones would tell the
+/// second service node which locators are real.
 pub async fn held<R: rand::Rng + ?Sized>(
     session: &Session,
     wanted: &[Locator],
     rng: &mut R,
     options: TransferOptions,
-) -> Result<Vec<bool>, ClientError> {
+) -> Result<Vec<Held>, ClientError> {
     let all = pad(wanted, rng);
-    let (first, more) = all
-        .split_first()
-        .ok_or_else(|| ClientError::Invalid("an empty probe".into()))?;
-    let more: Vec<Locator> = more.iter().map(|(l, _)| *l).collect();
-    let answer = session
-        .request(Op::Probe(more), first.0, options.timeout)
-        .await?;
-    if answer.status != Status::Ok {
-        return Err(NetError::Refused {
-            who: "the service node".into(),
-            reason: format!("the probe was answered {:?}", answer.status),
+    let locators: Vec<Locator> = all.iter().map(|(l, _)| *l).collect();
+    let mut out = vec![Held::Unknown; wanted.len().min(PROBE_LOCATORS)];
+    for attempt in 0..options.attempts.max(1) {
+        if attempt > 0 {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         }
-        .into());
-    }
-    let mut out = vec![false; wanted.len().min(PROBE_LOCATORS)];
-    for (pos, (_, i)) in all.iter().enumerate() {
-        if let Some(i) = i {
-            out[*i] = answer
-                .body
-                .get(pos / 8)
-                .is_some_and(|b| b & (0x80 >> (pos % 8)) != 0);
+        let answers = session.probe(&locators, options.timeout).await?;
+        for ((_, i), h) in all.iter().zip(answers) {
+            if let Some(i) = i
+                && out[*i] == Held::Unknown
+            {
+                out[*i] = h;
+            }
+        }
+        if !out.contains(&Held::Unknown) {
+            break;
         }
     }
     Ok(out)
@@ -274,7 +262,7 @@ pub async fn publish_card(
     let free = |range: std::ops::Range<usize>| {
         range
             .clone()
-            .find(|&i| !taken[i])
+            .find(|&i| taken[i] == Held::Empty)
             .map(|i| (i - range.start) as u64)
     };
     let full = || {
@@ -284,25 +272,19 @@ pub async fn publish_card(
     };
     let by_key = free(0..slots).ok_or_else(full)?;
     let by_fingerprint = free(slots..2 * slots).ok_or_else(full)?;
-    let expected = replicas_expected(session);
     for (n, pick) in [(by_key, 0usize), (by_fingerprint, 1)] {
         let (k, f) = card_slots(identity, &card, n).map_err(bad)?;
         let record = if pick == 0 { k } else { f };
-        let answer = session
-            .request(
-                Op::Put(Kind::Slot, record.encode()),
+        let outcome = session
+            .put(
+                Kind::Slot,
                 slot_locator(&record.key),
+                record.encode(),
                 options.timeout,
             )
             .await?;
-        let stored = usize::from(answer.body.first().copied().unwrap_or(0));
-        if answer.status != Status::Ok || stored < expected {
-            return Err(NetError::GaveUp(format!(
-                "the card was not stored: {:?} {}",
-                answer.status,
-                String::from_utf8_lossy(&answer.body)
-            ))
-            .into());
+        if !matches!(outcome, PutOutcome::Stored { .. }) {
+            return Err(NetError::GaveUp(format!("the card was not stored: {outcome:?}")).into());
         }
     }
     Ok((by_key, by_fingerprint))
@@ -339,7 +321,7 @@ pub async fn lookup_card(
     }
     let taken = held(session, &wanted, &mut rand::rng(), options).await?;
     let mut best: Option<Card> = None;
-    for (l, _) in wanted.iter().zip(&taken).filter(|(_, t)| **t) {
+    for (l, _) in wanted.iter().zip(&taken).filter(|(_, t)| **t == Held::Held) {
         let r = session
             .request(Op::Get(Kind::Slot), *l, options.timeout)
             .await?;

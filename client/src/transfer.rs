@@ -19,13 +19,12 @@ use futures::StreamExt;
 use mtos_crypto::geometry::CHUNK_SIZE;
 use mtos_crypto::item::seal::{self, MAX_SEALED_LEN};
 use mtos_crypto::item::{ItemRef, Locator};
-use mtos_mixnode::placement::{DEFAULT_REPLICAS, storage_nodes};
 use mtos_mixnode::records::Kind;
 use mtos_mixnode::service::{Op, Status};
 use mtos_net::NetError;
 
 use crate::error::ClientError;
-use crate::mixnet::Session;
+use crate::mixnet::{PutOutcome, Session};
 use crate::store::ChunkStore;
 
 /// How a transfer runs.
@@ -170,22 +169,12 @@ where
     results.into_iter().collect()
 }
 
-/// The replicas a chunk must reach: K, or every storage node when there
-/// are fewer.
-pub(crate) fn replicas_expected(session: &Session) -> usize {
-    storage_nodes(&session.document())
-        .len()
-        .min(DEFAULT_REPLICAS)
-}
-
 /// What to make of one answer.
 enum Verdict<T> {
     /// Done, with this.
     Done(T),
     /// Ask again (why this attempt failed).
     Again(String),
-    /// Give up at once.
-    Fail(ClientError),
 }
 
 /// Sends `op` on `locator` until `judge` takes an answer, at most
@@ -214,7 +203,6 @@ async fn ask_until<T>(
         match judge(answer) {
             Verdict::Done(t) => return Ok(Ok(t)),
             Verdict::Again(why) => last = why,
-            Verdict::Fail(e) => return Err(e),
         }
     }
     Ok(Err(last))
@@ -233,49 +221,50 @@ async fn put_one(
         .ok_or_else(|| {
             ClientError::NotFound(format!("chunk {locator} is not in the local store"))
         })?;
-    let expected = replicas_expected(session);
-    let outcome = ask_until(
-        session,
-        Op::Put(Kind::Chunk, chunk),
-        locator,
-        options,
-        requests,
-        |answer| match answer {
-            Ok(r) if r.status == Status::Ok => {
-                let stored = usize::from(r.body.first().copied().unwrap_or(0));
-                if stored >= expected {
-                    Verdict::Done(())
-                } else {
-                    Verdict::Again(format!("only {stored} replicas stored it"))
-                }
+    // Each attempt through a service node not caught lying; a chunk
+    // counts as stored only with K receipts its replicas signed.
+    let attempts = options.attempts.max(1);
+    let mut last = String::new();
+    for attempt in 0..attempts {
+        if attempt > 0 {
+            tokio::time::sleep(backoff(attempt)).await;
+        }
+        requests.fetch_add(1, Ordering::Relaxed);
+        let outcome = session
+            .put(Kind::Chunk, *locator, chunk.clone(), options.timeout)
+            .await;
+        match outcome {
+            Ok(PutOutcome::Stored { .. }) => {
+                return store
+                    .mark_published(locator, mtos_net::unix_now())
+                    .map_err(|e| local(store, e));
             }
             // A full or busy replica may take it later; anything else
             // about the chunk itself will not change.
-            Ok(r) if r.status == Status::Refused => {
-                let reason = String::from_utf8_lossy(&r.body).into_owned();
-                if reason == "quota" || reason == "full" {
-                    Verdict::Again(format!("refused ({reason})"))
-                } else {
-                    Verdict::Fail(ClientError::Refused(format!(
-                        "the network refused chunk {locator}: {reason}"
-                    )))
-                }
+            Ok(PutOutcome::Refused(reason)) if reason == "quota" || reason == "full" => {
+                last = format!("refused ({reason})");
             }
-            Ok(r) => Verdict::Again(format!("{:?}", r.status)),
-            Err(e) => Verdict::Again(e.to_string()),
-        },
-    )
-    .await?;
-    match outcome {
-        Ok(()) => store
-            .mark_published(locator, mtos_net::unix_now())
-            .map_err(|e| local(store, e)),
-        Err(last) => Err(NetError::GaveUp(format!(
-            "chunk {locator} was not stored after {} attempts: {last}",
-            options.attempts.max(1)
-        ))
-        .into()),
+            Ok(PutOutcome::Refused(reason)) => {
+                return Err(ClientError::Refused(format!(
+                    "the network refused chunk {locator}: {reason}"
+                )));
+            }
+            Ok(PutOutcome::Unproven(why)) => last = why,
+            Ok(PutOutcome::Lied(lie)) => {
+                last = format!("a service node lied ({lie}) and is avoided");
+            }
+            // A closed session answers nothing again: asking more is
+            // pointless.
+            Err(ClientError::Network(NetError::Closed(why))) => {
+                return Err(NetError::Closed(why).into());
+            }
+            Err(e) => last = e.to_string(),
+        }
     }
+    Err(NetError::GaveUp(format!(
+        "chunk {locator} was not stored after {attempts} attempts: {last}"
+    ))
+    .into())
 }
 
 /// Waits between attempts: 1, 2, 4… seconds, at most 16.

@@ -11,6 +11,7 @@ pub mod keys;
 pub mod loops;
 pub mod mailbox;
 pub mod placement;
+pub mod receipts;
 pub mod records;
 pub mod repair_plan;
 pub mod replay;

@@ -1,17 +1,22 @@
-//! The replica protocol's wire forms (`/mtos/store/1`, `specs/storage.md`
+//! The replica protocol's wire forms (`/mtos/store/2`, `specs/storage.md`
 //! §4): what a service node, or a storage node repairing, asks a replica,
 //! and the status the replica answers with. One request and one response
 //! per stream, each framed as `code ‖ 4-byte length ‖ body` (the
-//! directory protocol's framing, `mtos-net`). Sans-IO: codes and bodies.
+//! directory protocol's framing, `mtos-net`). Every request body starts
+//! with the nonce of the client request it serves (a random one for
+//! repair), and every answer body ends with the replica's signature
+//! (`receipts`). Sans-IO: codes and bodies.
 
 use mtos_crypto::geometry::CHUNK_SIZE;
 use mtos_crypto::item::Locator;
 
+use crate::receipts::NONCE_LEN;
 use crate::records::Kind;
 
 /// The largest request body (a put of a whole chunk).
-pub const MAX_STORE_REQUEST: usize = 1 + 32 + CHUNK_SIZE;
-/// The largest answer body read from a replica (a record, or a bitmap).
+pub const MAX_STORE_REQUEST: usize = NONCE_LEN + 1 + 32 + CHUNK_SIZE;
+/// The largest answer body read from a replica (a record, or a bitmap,
+/// and the signature trailer).
 pub const MAX_STORE_ANSWER: usize = 1 << 16;
 
 /// What a request asks a replica.
@@ -97,8 +102,9 @@ impl ReplicaStatus {
     }
 }
 
-/// The body of a put (`record` given) or get (`record` empty) request.
-pub fn request_body(kind: Kind, locator: &Locator, record: &[u8]) -> Vec<u8> {
+/// What follows the nonce in a put (`record` given) or get (`record`
+/// empty) request: `kind ‖ locator ‖ record`.
+pub fn request_rest(kind: Kind, locator: &Locator, record: &[u8]) -> Vec<u8> {
     let mut body = Vec::with_capacity(1 + 32 + record.len());
     body.push(kind.byte());
     body.extend_from_slice(locator.as_bytes());
@@ -106,8 +112,33 @@ pub fn request_body(kind: Kind, locator: &Locator, record: &[u8]) -> Vec<u8> {
     body
 }
 
-/// A put's or get's kind, locator and the rest of the body (a put's
-/// record), or `None` when the body is too short or the kind unknown.
+/// The body of a put or get request under `nonce`.
+pub fn request_body(
+    nonce: &[u8; NONCE_LEN],
+    kind: Kind,
+    locator: &Locator,
+    record: &[u8],
+) -> Vec<u8> {
+    with_nonce(nonce, &request_rest(kind, locator, record))
+}
+
+/// `nonce ‖ rest`: a request body.
+pub fn with_nonce(nonce: &[u8; NONCE_LEN], rest: &[u8]) -> Vec<u8> {
+    let mut body = Vec::with_capacity(NONCE_LEN + rest.len());
+    body.extend_from_slice(nonce);
+    body.extend_from_slice(rest);
+    body
+}
+
+/// A request body's nonce and the rest; `None` when shorter than a nonce.
+pub fn split_nonce(body: &[u8]) -> Option<([u8; NONCE_LEN], &[u8])> {
+    let (nonce, rest) = body.split_at_checked(NONCE_LEN)?;
+    Some((nonce.try_into().ok()?, rest))
+}
+
+/// A put's or get's kind, locator and record (empty for a get) from the
+/// body after its nonce, or `None` when it is too short or the kind
+/// unknown.
 pub fn kind_and_locator(body: &[u8]) -> Option<(Kind, Locator, &[u8])> {
     let (&k, rest) = body.split_first()?;
     let kind = Kind::from_byte(k)?;
@@ -148,12 +179,15 @@ mod tests {
     #[test]
     fn bodies_parse_back_and_short_ones_are_refused() {
         let l = Locator::of(b"x");
-        let body = request_body(Kind::Slot, &l, b"rec");
-        let (kind, locator, rest) = kind_and_locator(&body).unwrap();
+        let body = request_body(&[7; NONCE_LEN], Kind::Slot, &l, b"rec");
+        let (nonce, body) = split_nonce(&body).unwrap();
+        assert_eq!(nonce, [7; NONCE_LEN]);
+        assert!(split_nonce(&[0; NONCE_LEN - 1]).is_none());
+        let (kind, locator, rest) = kind_and_locator(body).unwrap();
         assert_eq!((kind, locator, rest), (Kind::Slot, l, &b"rec"[..]));
         assert!(kind_and_locator(&body[..32]).is_none());
         assert!(kind_and_locator(&[]).is_none());
-        let mut bad = body.clone();
+        let mut bad = body.to_vec();
         bad[0] = 0xee;
         assert!(kind_and_locator(&bad).is_none());
     }

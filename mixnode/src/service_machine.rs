@@ -8,15 +8,19 @@
 //! response comes out of [`ServiceMachine::poll_answered`] with the
 //! request's reply context, which the driver turns into a reply packet.
 //!
-//! The rules: a put goes to all K replicas at once and is `Ok` with the
-//! number that stored it (so a short put says so), `Refused` if any
-//! replica refused (with its reason), `Unavailable` if none answered; a
+//! The rules: every ask carries the client's request id as its nonce, and
+//! every answer a replica signs (`receipts`) is checked here, so that a
+//! bad signature in a response is the service node's own; a put goes to
+//! all K replicas at once and is answered with their signed answers (`Ok`
+//! when one stored it, `Refused` when one refused, `Unavailable` when
+//! none answered), from which the client counts the receipts itself; a
 //! get asks the replicas in rank order and passes on the first record that
 //! passes the checks (a replica answering a bad record is skipped and
-//! counted), caching chunks; a probe asks, for each locator, its replicas
-//! in order until one answers, batched: one ask per replica carries every
-//! locator it is asked about (up to `MAX_PROBE`). Sans-IO: no
-//! clock, no links, no metrics; the driver exports [`ServiceCounts`].
+//! counted), caching chunks; a probe asks every replica of every locator,
+//! one ask per replica carrying the locators it is asked about, and is
+//! answered with all their signed bitmaps (at most `MAX_SIGNED_ANSWERS`
+//! replicas; a probe needing more is a bad request). Sans-IO: no clock,
+//! no links, no metrics; the driver exports [`ServiceCounts`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
@@ -25,9 +29,10 @@ use mtos_crypto::item::Locator;
 
 use crate::cache::ChunkCache;
 use crate::placement::replicas;
+use crate::receipts::{MAX_SIGNED_ANSWERS, Signed, asked_of, encode_list, split_answer};
 use crate::records::{Kind, validate};
-use crate::replica_proto::{ReplicaOp, ReplicaStatus, request_body};
-use crate::service::{MAX_PROBE, Op, Response, Status};
+use crate::replica_proto::{ReplicaOp, ReplicaStatus, request_rest, with_nonce};
+use crate::service::{Op, Response, Status};
 use crate::time::Instant;
 
 /// An ask's number, unique for the machine's life.
@@ -116,6 +121,9 @@ pub struct ServiceCounts {
     pub bad_records: u64,
     /// Asks that timed out.
     pub ask_timeouts: u64,
+    /// Replica answers whose signature did not verify (dropped, as if
+    /// the replica had not answered).
+    pub bad_signatures: u64,
 }
 
 /// An operation's label.
@@ -142,8 +150,9 @@ pub fn status_name(s: Status) -> &'static str {
 
 enum Work {
     Put {
-        stored: u8,
-        refused: Option<Vec<u8>>,
+        /// The request body after the nonce, which the replicas sign.
+        rest: Vec<u8>,
+        answers: Vec<Signed>,
         waiting: usize,
     },
     Get {
@@ -154,15 +163,9 @@ enum Work {
         reached: bool,
     },
     Probe {
-        locators: Vec<Locator>,
-        /// Per locator: its replicas, the next one to ask, and whether
-        /// an ask holding it is out. Settled when none is out and none is
-        /// left to ask.
-        replicas: Vec<(Vec<[u8; 32]>, usize, bool)>,
-        /// Asks out: their locators (indices), in the order asked.
-        groups: HashMap<usize, Vec<usize>>,
-        next_group: usize,
-        bitmap: Vec<u8>,
+        /// Per ask: the locators asked (the body after the nonce).
+        asked: HashMap<usize, Vec<u8>>,
+        answers: Vec<Signed>,
     },
 }
 
@@ -180,8 +183,8 @@ pub struct ServiceMachine<T> {
     next_request: u64,
     next_ask: AskId,
     requests: HashMap<u64, InWork<T>>,
-    /// Asks out: their request and (probes) locator index.
-    pending: HashMap<AskId, (u64, usize, Instant)>,
+    /// Asks out: their request, (probes) group, replica and deadline.
+    pending: HashMap<AskId, (u64, usize, [u8; 32], Instant)>,
     deadlines: BTreeSet<(Instant, AskId)>,
     asks: VecDeque<Ask>,
     answered: VecDeque<Answered<T>>,
@@ -247,14 +250,15 @@ impl<T> ServiceMachine<T> {
                     self.finish(name, id, reply, Status::Refused, body);
                     return Ok(());
                 }
-                let body = request_body(kind, &locator, &record);
+                let rest = request_rest(kind, &locator, &record);
+                let body = with_nonce(&id, &rest);
                 let nodes = replicas(&locator, storage, k);
                 for node in &nodes {
                     self.ask(now, key, 0, *node, ReplicaOp::Put, body.clone());
                 }
                 Work::Put {
-                    stored: 0,
-                    refused: None,
+                    rest,
+                    answers: Vec::new(),
                     waiting: nodes.len(),
                 }
             }
@@ -270,7 +274,7 @@ impl<T> ServiceMachine<T> {
                 }
                 Work::Get {
                     kind,
-                    body: request_body(kind, &locator, &[]),
+                    body: with_nonce(&id, &request_rest(kind, &locator, &[])),
                     replicas: replicas(&locator, storage, k),
                     next: 0,
                     reached: false,
@@ -278,16 +282,40 @@ impl<T> ServiceMachine<T> {
             }
             Op::Probe(more) => {
                 let locators: Vec<Locator> = std::iter::once(locator).chain(more).collect();
-                let per = locators
+                let mut nodes: Vec<[u8; 32]> = locators
                     .iter()
-                    .map(|l| (replicas(l, storage, k), 0, false))
+                    .flat_map(|l| replicas(l, storage, k))
                     .collect();
+                nodes.sort_unstable();
+                nodes.dedup();
+                if nodes.len() > MAX_SIGNED_ANSWERS {
+                    // More signed answers than a reply holds: the client
+                    // sizes its probes to fit (`specs/storage.md` §4).
+                    self.finish(name, id, reply, Status::BadRequest, Vec::new());
+                    return Ok(());
+                }
+                // One ask per replica, with every locator it is a replica
+                // of (a probe has at most `MAX_PROBE` locators, so one ask
+                // holds them).
+                let mut asked = HashMap::new();
+                for (group, node) in nodes.into_iter().enumerate() {
+                    let rest: Vec<u8> = asked_of(&node, &locators, storage, k)
+                        .iter()
+                        .flat_map(|l| l.as_bytes().iter().copied())
+                        .collect();
+                    self.ask(
+                        now,
+                        key,
+                        group,
+                        node,
+                        ReplicaOp::Probe,
+                        with_nonce(&id, &rest),
+                    );
+                    asked.insert(group, rest);
+                }
                 Work::Probe {
-                    bitmap: vec![0u8; locators.len().div_ceil(8)],
-                    locators,
-                    replicas: per,
-                    groups: HashMap::new(),
-                    next_group: 0,
+                    asked,
+                    answers: Vec::new(),
                 }
             }
         };
@@ -319,11 +347,11 @@ impl<T> ServiceMachine<T> {
         ask: AskId,
         answer: Option<(ReplicaStatus, Vec<u8>)>,
     ) {
-        let Some((key, index, deadline)) = self.pending.remove(&ask) else {
+        let Some((key, index, node, deadline)) = self.pending.remove(&ask) else {
             return;
         };
         self.deadlines.remove(&(deadline, ask));
-        self.absorb(key, index, answer);
+        self.absorb(key, index, node, answer);
         self.step(now, key);
     }
 
@@ -375,28 +403,56 @@ impl<T> ServiceMachine<T> {
         let id = self.next_ask;
         self.next_ask += 1;
         let deadline = now + self.config.ask_timeout;
-        self.pending.insert(id, (key, index, deadline));
+        self.pending.insert(id, (key, index, node, deadline));
         self.deadlines.insert((deadline, id));
         self.asks.push_back(Ask { id, node, op, body });
     }
 
-    /// Folds one answer into its request's state.
-    fn absorb(&mut self, key: u64, index: usize, answer: Option<(ReplicaStatus, Vec<u8>)>) {
+    /// Folds one answer (from replica `node`) into its request's state.
+    fn absorb(
+        &mut self,
+        key: u64,
+        index: usize,
+        node: [u8; 32],
+        answer: Option<(ReplicaStatus, Vec<u8>)>,
+    ) {
         let Some(request) = self.requests.get_mut(&key) else {
             return;
         };
-        let locator = request.locator;
+        let (locator, nonce) = (request.locator, request.id);
+        // A signed answer that verifies for `op` over `rest`; one that
+        // does not is dropped and counted, as if the replica were silent.
+        let mut check = |answer: Option<(ReplicaStatus, Vec<u8>)>, op, rest: &[u8]| {
+            let (status, body) = answer?;
+            let signed = Signed::from_answer(node, status, &body)?;
+            if signed.verify(&nonce, op, rest) {
+                Some(signed)
+            } else {
+                self.counts.bad_signatures += 1;
+                None
+            }
+        };
         match &mut request.work {
             Work::Put {
-                stored,
-                refused,
+                rest,
+                answers,
                 waiting,
             } => {
                 *waiting = waiting.saturating_sub(1);
-                match answer {
-                    Some((ReplicaStatus::Ok, _)) => *stored = stored.saturating_add(1),
-                    Some((ReplicaStatus::Refused, reason)) => *refused = Some(reason),
-                    _ => {}
+                if let Some(signed) = check(answer, ReplicaOp::Put, rest)
+                    && matches!(signed.status, ReplicaStatus::Ok | ReplicaStatus::Refused)
+                {
+                    answers.push(signed);
+                }
+            }
+            Work::Probe { asked, answers } => {
+                let Some(rest) = asked.remove(&index) else {
+                    return;
+                };
+                if let Some(signed) = check(answer, ReplicaOp::Probe, &rest)
+                    && signed.status == ReplicaStatus::Ok
+                {
+                    answers.push(signed);
                 }
             }
             Work::Get {
@@ -406,6 +462,10 @@ impl<T> ServiceMachine<T> {
                 ..
             } => {
                 *next += 1;
+                // A get's record proves itself; its signature is not needed.
+                let answer = answer.and_then(|(status, body)| {
+                    split_answer(&body).map(|(detail, _, _)| (status, detail.to_vec()))
+                });
                 match answer {
                     Some((ReplicaStatus::Ok, record)) => {
                         if validate(*kind, &locator, &record).is_ok() {
@@ -428,42 +488,6 @@ impl<T> ServiceMachine<T> {
                     _ => {}
                 }
             }
-            Work::Probe {
-                replicas,
-                groups,
-                bitmap,
-                ..
-            } => {
-                let Some(asked) = groups.remove(&index) else {
-                    return;
-                };
-                // A replica that answers settles every locator it was
-                // asked about; one that does not (or answers a bitmap too
-                // short) passes them on to their next replicas.
-                let bits = match answer {
-                    Some((ReplicaStatus::Ok, bits)) if bits.len() >= asked.len().div_ceil(8) => {
-                        Some(bits)
-                    }
-                    _ => None,
-                };
-                for (j, &i) in asked.iter().enumerate() {
-                    let Some((nodes, next, asking)) = replicas.get_mut(i) else {
-                        continue;
-                    };
-                    *asking = false;
-                    match &bits {
-                        Some(bits) => {
-                            if bits[j / 8] & (0x80 >> (j % 8)) != 0
-                                && let Some(byte) = bitmap.get_mut(i / 8)
-                            {
-                                *byte |= 0x80 >> (i % 8);
-                            }
-                            *next = nodes.len();
-                        }
-                        None => *next += 1,
-                    }
-                }
-            }
         }
     }
 
@@ -475,13 +499,17 @@ impl<T> ServiceMachine<T> {
         let mut asks: Vec<(usize, [u8; 32], ReplicaOp, Vec<u8>)> = Vec::new();
         let settled: Option<(Status, Vec<u8>)> = match &mut request.work {
             Work::Put {
-                stored,
-                refused,
-                waiting,
-            } => (*waiting == 0).then(|| match (refused.take(), *stored) {
-                (Some(reason), _) => (Status::Refused, reason),
-                (None, 0) => (Status::Unavailable, Vec::new()),
-                (None, n) => (Status::Ok, vec![n]),
+                answers, waiting, ..
+            } => (*waiting == 0).then(|| {
+                let says = |s| answers.iter().any(|a| a.status == s);
+                let status = if says(ReplicaStatus::Refused) {
+                    Status::Refused
+                } else if says(ReplicaStatus::Ok) {
+                    Status::Ok
+                } else {
+                    Status::Unavailable
+                };
+                (status, encode_list(answers))
             }),
             Work::Get {
                 body,
@@ -497,39 +525,14 @@ impl<T> ServiceMachine<T> {
                 None if *reached => Some((Status::NotFound, Vec::new())),
                 None => Some((Status::Unavailable, Vec::new())),
             },
-            Work::Probe {
-                locators,
-                replicas,
-                groups,
-                next_group,
-                bitmap,
-            } => {
-                // Every locator waiting for a replica, grouped by that
-                // replica: one ask per replica (up to MAX_PROBE locators
-                // each), not one per locator.
-                let mut by_node: BTreeMap<[u8; 32], Vec<usize>> = BTreeMap::new();
-                for (i, (nodes, next, asking)) in replicas.iter_mut().enumerate() {
-                    if !*asking && let Some(node) = nodes.get(*next) {
-                        *asking = true;
-                        by_node.entry(*node).or_default().push(i);
-                    }
-                }
-                for (node, indices) in by_node {
-                    for batch in indices.chunks(MAX_PROBE) {
-                        let body: Vec<u8> = batch
-                            .iter()
-                            .flat_map(|&i| locators[i].as_bytes().iter().copied())
-                            .collect();
-                        let group = *next_group;
-                        *next_group += 1;
-                        groups.insert(group, batch.to_vec());
-                        asks.push((group, node, ReplicaOp::Probe, body));
-                    }
-                }
-                groups
-                    .is_empty()
-                    .then(|| (Status::Ok, std::mem::take(bitmap)))
-            }
+            Work::Probe { asked, answers } => asked.is_empty().then(|| {
+                let status = if answers.is_empty() {
+                    Status::Unavailable
+                } else {
+                    Status::Ok
+                };
+                (status, encode_list(answers))
+            }),
         };
         if let Some((status, body)) = settled {
             if let Some(r) = self.requests.remove(&key) {

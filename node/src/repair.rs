@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::metrics::Metrics;
 use super::record_db::RecordDb;
-use super::replica::{ReplicaOp, ReplicaStatus, ask, request_body};
+use super::replica::{ReplicaOp, ReplicaStatus, ask_detail, request_rest};
 use mtos_mixnode::Instant;
 use mtos_mixnode::placement::storage_nodes;
 use mtos_mixnode::records::Kind;
@@ -180,7 +180,8 @@ impl Repairer {
                     }
                     let answer = match peer {
                         Some(peer) => {
-                            ask(&mut control, peer, ReplicaOp::Have, &question, TIMEOUT).await
+                            ask_detail(&mut control, peer, ReplicaOp::Have, &question, TIMEOUT)
+                                .await
                         }
                         None => None,
                     };
@@ -207,8 +208,10 @@ impl Repairer {
                         (None, _) => Copied::Gone,
                         (Some(_), None) => Copied::Failed,
                         (Some(record), Some(peer)) => {
-                            let body = request_body(kind, &locator, &record);
-                            match ask(&mut control, peer, ReplicaOp::Put, &body, TIMEOUT).await {
+                            let body = request_rest(kind, &locator, &record);
+                            match ask_detail(&mut control, peer, ReplicaOp::Put, &body, TIMEOUT)
+                                .await
+                            {
                                 Some((ReplicaStatus::Ok, _)) => Copied::Sent {
                                     bytes: record.len(),
                                 },

@@ -1,29 +1,81 @@
-//! The replica side of `/mtos/store/1` (`specs/storage.md` §4): a service
+//! The replica side of `/mtos/store/2` (`specs/storage.md` §4): a service
 //! node asks a storage node to put, get or probe records; one request and
 //! one response per stream, in the directory protocol's framing (kind,
-//! 4-byte length, body). Only nodes the document lists as service or
-//! storage nodes are served: a client never reaches a replica directly.
+//! 4-byte length, body). Every answer is signed with the node's identity
+//! key over the request's nonce and bytes (`mtos_mixnode::receipts`), so
+//! the client behind the service node can check it. Only nodes the
+//! document lists as service or storage nodes are served: a client never
+//! reaches a replica directly.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use futures::{AsyncWriteExt, StreamExt};
 use libp2p::StreamProtocol;
+use mtos_crypto::Identity;
 use mtos_crypto::item::Locator;
 
 use super::metrics::Metrics;
 use super::record_db::{Put, PutError, RecordDb};
 use mtos_mixnode::admission::{Position, TokenBucket};
+use mtos_mixnode::receipts::{Answering, TRAILER_LEN, signed_answer, split_answer};
 use mtos_mixnode::records::Kind;
 pub use mtos_mixnode::replica_proto::{
     MAX_STORE_ANSWER, MAX_STORE_REQUEST, ReplicaOp, ReplicaStatus, kind_and_locator, request_body,
+    request_rest, split_nonce, with_nonce,
 };
 use mtos_mixnode::service::MAX_PROBE;
 use mtos_net as net;
 use mtos_net::{NodeEntryExt, Topology};
 
 /// The replica protocol.
-pub const STORE_PROTOCOL: StreamProtocol = StreamProtocol::new("/mtos/store/1");
+pub const STORE_PROTOCOL: StreamProtocol = StreamProtocol::new("/mtos/store/2");
+
+/// Signs this node's replica answers: its identity key, under the epoch
+/// of the document it holds.
+#[derive(Clone)]
+pub struct Signer {
+    /// The node's identity.
+    pub identity: Arc<Identity>,
+    /// The document, for its epoch.
+    pub topology: tokio::sync::watch::Receiver<Option<Arc<Topology>>>,
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signer")
+            .field("key", &self.identity.verify_key())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Signer {
+    /// `detail ‖ epoch ‖ signature` for the answer `status, detail` to
+    /// `op` with `nonce` and `rest` (the body after the nonce).
+    pub fn sign(
+        &self,
+        nonce: &[u8; 16],
+        op: ReplicaOp,
+        rest: &[u8],
+        status: ReplicaStatus,
+        detail: Vec<u8>,
+    ) -> Vec<u8> {
+        let epoch = self
+            .topology
+            .borrow()
+            .as_ref()
+            .map_or(0, |t| t.document.epoch);
+        let node = *self.identity.verify_key().as_bytes();
+        let answering = Answering {
+            nonce,
+            epoch,
+            node: &node,
+            op,
+            request: rest,
+        };
+        signed_answer(|m| self.identity.sign(m), &answering, status, detail)
+    }
+}
 /// Puts one service node may make on this replica: `rate` per second,
 /// `burst` at once (node config `[storage]`).
 #[derive(Debug, Clone, Copy)]
@@ -38,7 +90,8 @@ pub struct PutQuota {
 /// `result`).
 pub type Answer = (ReplicaStatus, Vec<u8>, &'static str, &'static str);
 
-/// Serves one request (its wire code and body) against `db` at `now`.
+/// Serves one request (its wire code and its body after the nonce)
+/// against `db` at `now`.
 pub fn handle(db: &mut RecordDb, request: u8, body: &[u8], now: u64) -> Answer {
     use ReplicaStatus::{Error, NotFound, Ok as Done, Refused};
     match ReplicaOp::from_u8(request) {
@@ -105,19 +158,29 @@ fn held(db: &RecordDb, kind: Option<Kind>, locators: &[u8], op: &'static str) ->
 }
 
 /// [`handle`] on a blocking thread, counted in the metrics (requests by
-/// operation and result, evictions, records and bytes held): the one way
-/// a request reaches a store, whether from a peer or from the node's own
-/// service side. `None` if the store's lock is poisoned.
+/// operation and result, evictions, records and bytes held), and signed
+/// by `signer`: the one way a request reaches a store, whether from a
+/// peer or from the node's own service side. A body without a nonce, or
+/// an unknown operation, is answered with an error under an empty
+/// trailer. `None` if the store's lock is poisoned.
 pub(super) async fn serve_counted(
     db: Arc<Mutex<RecordDb>>,
     metrics: Metrics,
+    signer: Signer,
     kind: u8,
     body: Vec<u8>,
 ) -> Option<(ReplicaStatus, Vec<u8>)> {
     tokio::task::spawn_blocking(move || {
+        let Some((nonce, rest)) = split_nonce(&body) else {
+            metrics
+                .record_requests
+                .with_label_values(&["other", "bad_request"])
+                .inc();
+            return Some(unsigned_error(b"no nonce"));
+        };
         let mut db = db.lock().ok()?;
         let before = db.records();
-        let (status, reply, op, result) = handle(&mut db, kind, &body, mtos_net::unix_now());
+        let (status, reply, op, result) = handle(&mut db, kind, rest, mtos_net::unix_now());
         metrics
             .record_requests
             .with_label_values(&[op, result])
@@ -130,11 +193,23 @@ pub(super) async fn serve_counted(
         }
         metrics.records_held.set(db.records() as i64);
         metrics.record_bytes.set(db.bytes() as i64);
-        Some((status, reply))
+        drop(db);
+        Some(match ReplicaOp::from_u8(kind) {
+            Some(op) => (status, signer.sign(&nonce, op, rest, status, reply)),
+            None => unsigned_error(&reply),
+        })
     })
     .await
     .ok()
     .flatten()
+}
+
+/// An error answer no one can check (the request named no operation or
+/// nonce to sign for): the detail and an all-zero trailer.
+fn unsigned_error(detail: &[u8]) -> (ReplicaStatus, Vec<u8>) {
+    let mut body = detail.to_vec();
+    body.extend_from_slice(&[0; TRAILER_LEN]);
+    (ReplicaStatus::Error, body)
 }
 
 /// One request to the replica `peer`: its status (one this node does not
@@ -162,18 +237,37 @@ pub(super) async fn ask(
     tokio::time::timeout(timeout, exchange).await.ok().flatten()
 }
 
-/// Serves `/mtos/store/1` on a storage node until the swarm ends. With
+/// [`ask`] for a storage node's own work (repair), which no client
+/// checks: `rest` under a fresh random nonce, and the answer's detail
+/// without its trailer (an answer too short for one counts as an error).
+pub(super) async fn ask_detail(
+    control: &mut libp2p_stream::Control,
+    peer: libp2p::PeerId,
+    op: ReplicaOp,
+    rest: &[u8],
+    timeout: std::time::Duration,
+) -> Option<(ReplicaStatus, Vec<u8>)> {
+    let nonce: [u8; 16] = rand::random();
+    let (status, body) = ask(control, peer, op, &with_nonce(&nonce, rest), timeout).await?;
+    Some(match split_answer(&body) {
+        Some((detail, _, _)) => (status, detail.to_vec()),
+        None => (ReplicaStatus::Error, Vec::new()),
+    })
+}
+
+/// Serves `/mtos/store/2` on a storage node until the swarm ends. With
 /// `tamper` (the test-only `[faults] tamper_records`) every get is
 /// answered with the record's first byte flipped, as a bad or broken
 /// replica would; tests use it to check that readers skip such a replica.
 pub(super) async fn serve(
     mut incoming: libp2p_stream::IncomingStreams,
     db: Arc<Mutex<RecordDb>>,
-    topology: tokio::sync::watch::Receiver<Option<Arc<Topology>>>,
+    signer: Signer,
     metrics: Metrics,
     quota: PutQuota,
     tamper: bool,
 ) {
+    let topology = signer.topology.clone();
     // Requests in flight at once; beyond it streams are dropped (reset).
     let permits = Arc::new(tokio::sync::Semaphore::new(64));
     // Puts per service node: one peer cannot flush the store alone.
@@ -197,7 +291,8 @@ pub(super) async fn serve(
                 .inc();
             continue;
         }
-        let (db, metrics, buckets) = (db.clone(), metrics.clone(), buckets.clone());
+        let (db, metrics, buckets, signer) =
+            (db.clone(), metrics.clone(), buckets.clone(), signer.clone());
         tokio::spawn(async move {
             let _permit = permit;
             let exchange = async {
@@ -214,12 +309,22 @@ pub(super) async fn serve(
                             .record_requests
                             .with_label_values(&["put", "quota"])
                             .inc();
-                        net::write_message(&mut stream, ReplicaStatus::Refused.code(), b"quota")
+                        let refusal = match split_nonce(&body) {
+                            Some((nonce, rest)) => signer.sign(
+                                &nonce,
+                                ReplicaOp::Put,
+                                rest,
+                                ReplicaStatus::Refused,
+                                b"quota".to_vec(),
+                            ),
+                            None => unsigned_error(b"no nonce").1,
+                        };
+                        net::write_message(&mut stream, ReplicaStatus::Refused.code(), &refusal)
                             .await?;
                         return stream.close().await;
                     }
                 }
-                let (status, mut reply) = serve_counted(db, metrics, kind, body)
+                let (status, mut reply) = serve_counted(db, metrics, signer, kind, body)
                     .await
                     .ok_or_else(|| std::io::Error::other("the record store is unusable"))?;
                 if tamper
@@ -244,7 +349,7 @@ mod tests {
     use super::*;
     use mtos_mixnode::records::Retention;
 
-    use super::request_body as request;
+    use super::request_rest as request;
 
     #[test]
     fn puts_gets_and_probes_are_served_and_bad_requests_answered() {

@@ -2,7 +2,7 @@
 //! request arrives as the message of a forward packet addressed to this
 //! node; the core's `ServiceMachine` decides which replicas to ask and
 //! what to answer, and this driver only carries its asks (over
-//! `/mtos/store/1`, or to its own store when it is one of the replicas),
+//! `/mtos/store/2`, or to its own store when it is one of the replicas),
 //! hands back the answers, and sends each response back through the
 //! request's reply block, handing the reply packet to the block's first
 //! hop like any frame it forwards. It never learns who asked: the request
@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 
 use super::metrics::Metrics;
 use super::record_db::RecordDb;
-use super::replica::{ask, serve_counted};
+use super::replica::{Signer, ask, serve_counted};
 use mtos_mixnode::Instant;
 use mtos_mixnode::engine::Transmit;
 use mtos_mixnode::placement::storage_nodes;
@@ -42,6 +42,8 @@ pub(super) struct ServiceNode {
     /// This node's own store, when it is a storage node too.
     pub local: Option<Arc<Mutex<RecordDb>>>,
     pub me: [u8; 32],
+    /// Signs this node's own answers as a replica.
+    pub signer: Signer,
     /// Chunks kept from replicas' answers.
     pub cache_chunks: usize,
 }
@@ -138,10 +140,14 @@ impl ServiceNode {
         if a.node == self.me {
             // This node is one of the replicas: its own store, served and
             // counted as a replica request from a peer is.
-            let (local, metrics) = (self.local.clone(), self.metrics.clone());
+            let (local, metrics, signer) = (
+                self.local.clone(),
+                self.metrics.clone(),
+                self.signer.clone(),
+            );
             tokio::spawn(async move {
                 let answer = match local {
-                    Some(db) => serve_counted(db, metrics, a.op.code(), a.body).await,
+                    Some(db) => serve_counted(db, metrics, signer, a.op.code(), a.body).await,
                     None => None,
                 };
                 let _ = answers.send((a.id, answer)).await;

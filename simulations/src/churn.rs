@@ -21,11 +21,12 @@ use std::time::Duration;
 use mtos_crypto::item::Locator;
 use mtos_mixnode::Instant;
 use mtos_mixnode::placement::replicas;
+use mtos_mixnode::receipts::{Answering, signed_answer};
 use mtos_mixnode::records::Kind;
 use mtos_mixnode::repair_plan::{
     ActionId, Copied, RepairAction, RepairConfig, RepairCounts, RepairPlan,
 };
-use mtos_mixnode::replica_proto::{ReplicaOp, ReplicaStatus, kind_and_locator};
+use mtos_mixnode::replica_proto::{ReplicaOp, ReplicaStatus, kind_and_locator, split_nonce};
 use mtos_mixnode::service::{Op, Status};
 use mtos_mixnode::service_machine::{Ask, AskId, Job, ServiceConfig, ServiceMachine};
 use rand::Rng;
@@ -34,7 +35,7 @@ use serde_json::{Value, json};
 
 use crate::scenario::{Scenario, StorageStudy};
 use crate::sim::{component_rng, link_delay};
-use crate::storage::storage_keys;
+use crate::storage::storage_identities;
 
 /// Virtual time after the departure at which the study gives up.
 const HORIZON: Duration = Duration::from_secs(6 * 3600);
@@ -77,6 +78,8 @@ struct Churn<'a> {
     events: HashMap<u64, Ev>,
     links: ChaCha20Rng,
     keys: Vec<[u8; 32]>,
+    /// The storage nodes' identities, which sign their answers.
+    identities: Vec<mtos_crypto::Identity>,
     index: BTreeMap<[u8; 32], usize>,
     stores: Vec<Store>,
     alive: Vec<bool>,
@@ -221,27 +224,41 @@ impl<'a> Churn<'a> {
         }
     }
 
-    /// A replica's answer to a service node's ask.
+    /// A replica's answer to a service node's ask, signed as a node signs
+    /// it (`receipts`).
     fn replica_answer(&mut self, j: usize, ask: &Ask) -> Option<(ReplicaStatus, Vec<u8>)> {
         if !self.alive[j] {
             return None;
         }
+        let (nonce, rest) = split_nonce(&ask.body)?;
         let store = &mut self.stores[j];
-        Some(match ask.op {
+        let (status, detail) = match ask.op {
             ReplicaOp::Put => {
-                let (kind, locator, record) = kind_and_locator(&ask.body)?;
+                let (kind, locator, record) = kind_and_locator(rest)?;
                 store.insert(key_of(kind, &locator), record.to_vec());
                 (ReplicaStatus::Ok, Vec::new())
             }
             ReplicaOp::Get => {
-                let (kind, locator, _) = kind_and_locator(&ask.body)?;
+                let (kind, locator, _) = kind_and_locator(rest)?;
                 match store.get(&key_of(kind, &locator)) {
                     Some(r) => (ReplicaStatus::Ok, r.clone()),
                     None => (ReplicaStatus::NotFound, Vec::new()),
                 }
             }
             ReplicaOp::Probe | ReplicaOp::Have => (ReplicaStatus::Error, Vec::new()),
-        })
+        };
+        let identity = &self.identities[j];
+        let answering = Answering {
+            nonce: &nonce,
+            epoch: 0,
+            node: &self.keys[j],
+            op: ask.op,
+            request: rest,
+        };
+        Some((
+            status,
+            signed_answer(|m| identity.sign(m), &answering, status, detail),
+        ))
     }
 
     /// Whether record `i` is on all its replicas among `storage` (the
@@ -381,7 +398,11 @@ impl<'a> Churn<'a> {
 pub fn study(scenario: &Scenario, seed: u64) -> Option<Value> {
     let study = scenario.storage?;
     let depart_s = study.depart_s?;
-    let keys = storage_keys(scenario, study.stores, seed);
+    let identities = storage_identities(scenario, study.stores, seed);
+    let keys: Vec<[u8; 32]> = identities
+        .iter()
+        .map(|i| *i.verify_key().as_bytes())
+        .collect();
     let node_ids = crate::storage::storage_node_ids(scenario, study.stores);
     let mut rng = component_rng(seed, "churn-records", 0);
     let records: Vec<(Locator, Vec<u8>)> = (0..study.records)
@@ -425,6 +446,7 @@ pub fn study(scenario: &Scenario, seed: u64) -> Option<Value> {
             .collect(),
         service_timers: vec![None; scenario.providers as usize],
         keys,
+        identities,
         record_index: records
             .iter()
             .enumerate()

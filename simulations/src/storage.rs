@@ -31,6 +31,25 @@ pub fn storage_keys(scenario: &Scenario, stores: Stores, seed: u64) -> Vec<[u8; 
         .collect()
 }
 
+/// The storage nodes as signing identities (the churn study's replicas
+/// sign their answers, as a node's do, and its service nodes check them):
+/// their keys stand where [`storage_keys`] stand elsewhere.
+pub fn storage_identities(
+    scenario: &Scenario,
+    stores: Stores,
+    seed: u64,
+) -> Vec<mtos_crypto::Identity> {
+    storage_node_ids(scenario, stores)
+        .into_iter()
+        .map(|i| {
+            mtos_crypto::Identity::throwaway(
+                &mut component_rng(seed, "storage-node-identity", u64::from(i)),
+                0,
+            )
+        })
+        .collect()
+}
+
 /// The scenario's node numbers of its storage nodes, in order.
 pub fn storage_node_ids(scenario: &Scenario, stores: Stores) -> Vec<u32> {
     storage_node_ids_of(

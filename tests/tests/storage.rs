@@ -1,5 +1,6 @@
 //! Storage nodes on a loopback network: a service node's identity puts
-//! and gets records on `/mtos/store/1`, invalid records are refused and
+//! and gets records on `/mtos/store/2`, every answer signed by the
+//! replica for the request's nonce, invalid records are refused and
 //! leave the stored ones intact, and a client identity is never served.
 
 use mtos_crypto::item::Locator;
@@ -11,7 +12,30 @@ use mtos_net::NodeEntryExt;
 use mtos_node::replica::STORE_PROTOCOL;
 use mtos_tests::{AuthoritySettings, CHAIN, NodeSettings, TestClient, Testnet};
 
-use mtos_node::replica::request_body as body;
+use mtos_mixnode::receipts::Signed;
+
+/// The nonce of every request here.
+const NONCE: [u8; 16] = [9; 16];
+
+/// A request body: the nonce and `rest`.
+fn body(kind: Kind, locator: &Locator, record: &[u8]) -> Vec<u8> {
+    mtos_node::replica::request_body(&NONCE, kind, locator, record)
+}
+
+/// A replica's answer `(code, body)` to `op` with `body`, checked to be
+/// signed by `replica` for this request, as its detail.
+#[allow(clippy::unwrap_used)]
+fn signed(replica: &[u8; 32], op: u8, body: &[u8], answer: (u8, Vec<u8>)) -> (u8, Vec<u8>) {
+    let (code, bytes) = answer;
+    let status = ReplicaStatus::from_u8(code).unwrap();
+    let signed = Signed::from_answer(*replica, status, &bytes).unwrap();
+    let op = ReplicaOp::from_u8(op).unwrap();
+    assert!(
+        signed.verify(&NONCE, op, &body[NONCE.len()..]),
+        "an answer the replica did not sign for this request"
+    );
+    (code, signed.detail)
+}
 
 // The wire codes this test speaks as a peer of the replicas would.
 const STORE_PUT: u8 = ReplicaOp::Put.code();
@@ -40,103 +64,52 @@ async fn replicas_serve_service_nodes_only_and_keep_valid_records() {
 
     let chunk = vec![0x42u8; 3000];
     let at = Locator::of(&chunk);
+    let key = replica.key;
+    let mut ask = async |op: u8, b: Vec<u8>| {
+        let answer = as_service
+            .request(&replica, STORE_PROTOCOL, op, &b)
+            .await
+            .unwrap();
+        signed(&key, op, &b, answer)
+    };
     let put = body(Kind::Chunk, &at, &chunk);
-    let answer = as_service
-        .request(&replica, STORE_PROTOCOL, STORE_PUT, &put)
-        .await;
-    assert_eq!(answer.unwrap().0, STORE_OK);
-    let got = as_service
-        .request(
-            &replica,
-            STORE_PROTOCOL,
-            STORE_GET,
-            &body(Kind::Chunk, &at, &[]),
-        )
-        .await
-        .unwrap();
+    assert_eq!(ask(STORE_PUT, put).await.0, STORE_OK);
+    let got = ask(STORE_GET, body(Kind::Chunk, &at, &[])).await;
     assert_eq!(got, (STORE_OK, chunk.clone()));
 
     // A tampered chunk and a forged slot are refused, counted, and what
     // is stored stays.
     let mut tampered = chunk.clone();
     tampered[0] ^= 1;
-    let refused = as_service
-        .request(
-            &replica,
-            STORE_PROTOCOL,
-            STORE_PUT,
-            &body(Kind::Chunk, &at, &tampered),
-        )
-        .await
-        .unwrap();
+    let refused = ask(STORE_PUT, body(Kind::Chunk, &at, &tampered)).await;
     assert_eq!(refused, (STORE_REFUSED, b"wrong_locator".to_vec()));
     let owner = SlotRecord::sign(&[1; 32], 0, b"entry").unwrap();
     let slot = slot_locator(&owner.key);
     let put_slot = |r: &SlotRecord| body(Kind::Slot, &slot, &r.encode());
-    assert_eq!(
-        as_service
-            .request(&replica, STORE_PROTOCOL, STORE_PUT, &put_slot(&owner))
-            .await
-            .unwrap()
-            .0,
-        STORE_OK
-    );
+    assert_eq!(ask(STORE_PUT, put_slot(&owner)).await.0, STORE_OK);
     let forged = SlotRecord::sign(&[2; 32], 0, b"forged").unwrap();
     assert_eq!(
-        as_service
-            .request(&replica, STORE_PROTOCOL, STORE_PUT, &put_slot(&forged))
-            .await
-            .unwrap(),
+        ask(STORE_PUT, put_slot(&forged)).await,
         (STORE_REFUSED, b"bad_slot".to_vec())
     );
     let second = SlotRecord::sign(&[1; 32], 0, b"second").unwrap();
     assert_eq!(
-        as_service
-            .request(&replica, STORE_PROTOCOL, STORE_PUT, &put_slot(&second))
-            .await
-            .unwrap(),
+        ask(STORE_PUT, put_slot(&second)).await,
         (STORE_REFUSED, b"slot_taken".to_vec())
     );
     assert_eq!(
-        as_service
-            .request(
-                &replica,
-                STORE_PROTOCOL,
-                STORE_GET,
-                &body(Kind::Slot, &slot, &[])
-            )
-            .await
-            .unwrap(),
+        ask(STORE_GET, body(Kind::Slot, &slot, &[])).await,
         (STORE_OK, owner.encode())
     );
-    assert_eq!(
-        as_service
-            .request(
-                &replica,
-                STORE_PROTOCOL,
-                STORE_GET,
-                &body(Kind::Chunk, &Locator::from_bytes([7; 32]), &[])
-            )
-            .await
-            .unwrap()
-            .0,
-        STORE_NOT_FOUND
-    );
+    let missing = body(Kind::Chunk, &Locator::from_bytes([7; 32]), &[]);
+    assert_eq!(ask(STORE_GET, missing).await.0, STORE_NOT_FOUND);
 
     // Beyond its quota a service node's puts are refused, whatever they
     // carry; the records already stored stay.
     let mut over = 0;
     for i in 0..10u8 {
         let c = vec![i; 100];
-        let (status, reason) = as_service
-            .request(
-                &replica,
-                STORE_PROTOCOL,
-                STORE_PUT,
-                &body(Kind::Chunk, &Locator::of(&c), &c),
-            )
-            .await
-            .unwrap();
+        let (status, reason) = ask(STORE_PUT, body(Kind::Chunk, &Locator::of(&c), &c)).await;
         if (status, reason.as_slice()) == (STORE_REFUSED, &b"quota"[..]) {
             over += 1;
         }
@@ -183,8 +156,9 @@ async fn replicas_serve_service_nodes_only_and_keep_valid_records() {
 /// chunk's ring replicas and answers through the request's reply block.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_put_and_get_chunks_through_service_nodes_onto_the_ring_replicas() {
-    use mtos_client::mixnet::Session;
+    use mtos_client::mixnet::{PutOutcome, Session};
     use mtos_mixnode::placement::{DEFAULT_REPLICAS, replicas, storage_nodes};
+    use mtos_mixnode::receipts::Held;
     use mtos_mixnode::service::{Op, Status};
     use std::time::Duration;
 
@@ -209,17 +183,17 @@ async fn clients_put_and_get_chunks_through_service_nodes_onto_the_ring_replicas
     let bob = Session::connect(&config).await.unwrap();
     let chunks: Vec<Vec<u8>> = (0..10u8).map(|i| vec![i; 1000 + usize::from(i)]).collect();
     let wait = Duration::from_secs(30);
+    // Every put proven by the signed receipts of all K replicas.
+    let stored = PutOutcome::Stored {
+        receipts: DEFAULT_REPLICAS,
+        expected: DEFAULT_REPLICAS,
+    };
     for c in &chunks {
         let r = alice
-            .request(Op::Put(Kind::Chunk, c.clone()), Locator::of(c), wait)
+            .put(Kind::Chunk, Locator::of(c), c.clone(), wait)
             .await
             .unwrap_or_else(|e| panic!("{e}\n{}", net.report()));
-        assert_eq!(r.status, Status::Ok, "{r:?}");
-        assert_eq!(
-            r.body,
-            vec![DEFAULT_REPLICAS as u8],
-            "stored on every replica"
-        );
+        assert_eq!(r, stored, "stored on every replica");
     }
     for c in &chunks {
         let r = bob
@@ -274,13 +248,10 @@ async fn clients_put_and_get_chunks_through_service_nodes_onto_the_ring_replicas
     let mut bad = chunks[0].clone();
     bad[0] ^= 1;
     let refused = alice
-        .request(Op::Put(Kind::Chunk, bad), Locator::of(&chunks[0]), wait)
+        .put(Kind::Chunk, Locator::of(&chunks[0]), bad, wait)
         .await
         .unwrap();
-    assert_eq!(
-        (refused.status, refused.body.as_slice()),
-        (Status::Refused, &b"wrong_locator"[..])
-    );
+    assert_eq!(refused, PutOutcome::Refused("wrong_locator".into()));
 
     // Feed slots through the mixnet: three slots of one feed written by
     // alice, read and probed by bob; a forged record at a slot and a
@@ -292,17 +263,10 @@ async fn clients_put_and_get_chunks_through_service_nodes_onto_the_ring_replicas
         .collect();
     for slot in &slots {
         let r = alice
-            .request(
-                Op::Put(Kind::Slot, slot.encode()),
-                slot_locator(&slot.key),
-                wait,
-            )
+            .put(Kind::Slot, slot_locator(&slot.key), slot.encode(), wait)
             .await
             .unwrap();
-        assert_eq!(
-            (r.status, r.body.as_slice()),
-            (Status::Ok, &[DEFAULT_REPLICAS as u8][..])
-        );
+        assert_eq!(r, stored);
     }
     for slot in &slots {
         let r = bob
@@ -315,23 +279,18 @@ async fn clients_put_and_get_chunks_through_service_nodes_onto_the_ring_replicas
     let polled: Vec<Locator> = (0..6u64)
         .map(|n| slot_locator(&SlotRecord::sign(&feed, n, b"").unwrap().key))
         .collect();
-    let r = bob
-        .request(Op::Probe(polled[1..].to_vec()), polled[0], wait)
-        .await
-        .unwrap();
-    assert_eq!((r.status, r.body), (Status::Ok, vec![0b1110_0000]));
+    // Each answer signed by every replica of each slot.
+    let held = bob.probe(&polled, wait).await.unwrap();
+    assert_eq!(held, [[Held::Held; 3], [Held::Empty; 3]].concat());
     let first = slot_locator(&slots[0].key);
     let forged = SlotRecord::sign(&[0x66; 32], 0, b"forged").unwrap();
     let second = SlotRecord::sign(&feed, 0, b"a second entry 0").unwrap();
     for (record, reason) in [
-        (forged.encode(), &b"bad_slot"[..]),
-        (second.encode(), &b"slot_taken"[..]),
+        (forged.encode(), "bad_slot"),
+        (second.encode(), "slot_taken"),
     ] {
-        let r = alice
-            .request(Op::Put(Kind::Slot, record), first, wait)
-            .await
-            .unwrap();
-        assert_eq!((r.status, r.body.as_slice()), (Status::Refused, reason));
+        let r = alice.put(Kind::Slot, first, record, wait).await.unwrap();
+        assert_eq!(r, PutOutcome::Refused(reason.into()));
     }
     let r = bob.request(Op::Get(Kind::Slot), first, wait).await.unwrap();
     assert_eq!((r.status, r.body), (Status::Ok, slots[0].encode()));
@@ -458,7 +417,7 @@ async fn clients_put_and_get_chunks_through_service_nodes_onto_the_ring_replicas
 async fn a_hundred_chunks_survive_a_kill_9_and_are_repaired_to_k_copies() {
     use Position::{Gateway, Layer, Service};
     use futures::StreamExt;
-    use mtos_client::mixnet::Session;
+    use mtos_client::mixnet::{PutOutcome, Session};
     use mtos_mixnode::placement::{DEFAULT_REPLICAS, replicas, storage_nodes};
     use mtos_mixnode::service::{Op, Status};
     use std::collections::BTreeSet;
@@ -522,9 +481,6 @@ async fn a_hundred_chunks_survive_a_kill_9_and_are_repaired_to_k_copies() {
             let mut last = None;
             for _ in 0..6 {
                 match session.request(op.clone(), at, wait).await {
-                    Ok(r) if matches!(op, Op::Put(..)) && r.body != [DEFAULT_REPLICAS as u8] => {
-                        last = Some(format!("{r:?}"));
-                    }
                     Ok(r) if r.status != Status::Unavailable => return r,
                     other => last = Some(format!("{other:?}")),
                 }
@@ -532,13 +488,31 @@ async fn a_hundred_chunks_survive_a_kill_9_and_are_repaired_to_k_copies() {
             panic!("{who}: {op:?} at {at:?} failed six times: {last:?}")
         }
     };
+    // A put counts with K receipts, asked again until it has them.
+    let put = |c: &Vec<u8>| {
+        let alice = &alice;
+        let c = c.clone();
+        async move {
+            let mut last = None;
+            for _ in 0..6 {
+                match alice
+                    .put(Kind::Chunk, Locator::of(&c), c.clone(), wait)
+                    .await
+                {
+                    Ok(r @ PutOutcome::Stored { .. }) => return r,
+                    other => last = Some(format!("{other:?}")),
+                }
+            }
+            panic!("a put failed six times: {last:?}")
+        }
+    };
     let puts: Vec<_> = futures::stream::iter(&chunks)
-        .map(|c| ask("alice", Op::Put(Kind::Chunk, c.clone()), Locator::of(c)))
+        .map(put)
         .buffer_unordered(20)
         .collect()
         .await;
     for r in &puts {
-        assert_eq!((r.status, r.body.as_slice()), (Status::Ok, &[3u8][..]));
+        assert!(matches!(r, PutOutcome::Stored { receipts: 3, .. }), "{r:?}");
     }
     let read_all = |round: &'static str| {
         let chunks = &chunks;

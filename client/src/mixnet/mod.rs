@@ -37,12 +37,14 @@ use crate::replies::{
 
 mod builders;
 mod network;
+mod requests;
 mod stats;
 mod tasks;
 
 use builders::*;
 pub use network::NetworkConfig;
 use network::*;
+pub use requests::{Answer, PutOutcome, probe_groups};
 use stats::*;
 pub use stats::{STATS_SERIES_LIMIT, SentKind, SessionStats};
 use tasks::*;
@@ -149,6 +151,8 @@ pub struct Session {
     replies: SharedReplies,
     stats: Arc<Mutex<SessionStats>>,
     document: watch::Receiver<Arc<NetworkDocument>>,
+    /// Service nodes caught lying: not asked again by this session.
+    avoided: Mutex<std::collections::HashSet<[u8; 32]>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -330,6 +334,7 @@ impl Session {
             replies,
             stats,
             document: doc_rx,
+            avoided: Mutex::default(),
             tasks: vec![
                 swarm_task,
                 builder,
@@ -443,73 +448,6 @@ impl Session {
             st.replies_sent += 1;
         }
         Ok(())
-    }
-
-    /// Sends `op` on `locator` to a random service node through the
-    /// mixnet, with a reply block for the answer, and waits for it at most
-    /// `timeout` (`specs/storage.md` §4). The service node learns the
-    /// locator, never this session's address.
-    pub async fn request(
-        &self,
-        op: Op,
-        locator: Locator,
-        timeout: Duration,
-    ) -> Result<Response, ClientError> {
-        let doc = self.document();
-        let mut rng = StdRng::from_rng(&mut rand::rng());
-        let missing = |what: &str| ClientError::from(NetError::NoRoute(what.to_owned()));
-        let service = doc
-            .pick(&mut rng, Position::Service)
-            .ok_or_else(|| missing("a service node"))?;
-        let (reply, block_id, recovery) = block_to_me(&mut rng, &doc, &self.address, None)
-            .ok_or_else(|| missing("nodes and keys for the reply block"))?;
-        let mut id = [0u8; 16];
-        rng.fill(&mut id[..]);
-        let request = Request {
-            id,
-            locator,
-            op,
-            reply,
-        };
-        let bytes = request
-            .encode()
-            .map_err(|e| ClientError::Invalid(format!("request: {e}")))?;
-        let forward = doc
-            .client_route(&mut rng, &self.address.gateway, service)
-            .ok_or_else(|| missing("this session's gateway and a node in every layer"))?;
-        let destination = Destination {
-            address: service.key,
-            surb_id: [0; SURB_ID_LEN],
-        };
-        let frame = doc
-            .forward_frame(&mut rng, &forward, &destination, &bytes)
-            .ok_or_else(|| missing("keys for the request"))?;
-        let permit = self.outgoing.try_reserve().map_err(send_error)?;
-        let (tx, rx) = oneshot::channel();
-        {
-            let mut r = self.replies.lock().map_err(|_| poisoned())?;
-            if r.requests.len() >= MAX_PENDING_REQUESTS {
-                return Err(NetError::QueueFull(format!(
-                    "the request table ({MAX_PENDING_REQUESTS} requests)"
-                ))
-                .into());
-            }
-            r.requests.insert(block_id, (recovery, tx));
-        }
-        permit.send(Outgoing::Frame(frame));
-        let answer = tokio::time::timeout(timeout, rx).await;
-        if let Ok(mut r) = self.replies.lock() {
-            r.requests.remove(&block_id);
-        }
-        let body = answer
-            .map_err(|_| NetError::Timeout(format!("the service node ({} s)", timeout.as_secs())))?
-            .map_err(|_| NetError::Closed("the session ended".into()))??;
-        let response = Response::decode(&body)
-            .map_err(|e| NetError::BadAnswer(format!("service response: {e}")))?;
-        if response.id != id {
-            return Err(NetError::BadAnswer("a response to another request".into()).into());
-        }
-        Ok(response)
     }
 
     /// Usable reply blocks held for `from`.

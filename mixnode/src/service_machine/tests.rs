@@ -2,13 +2,17 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use mtos_crypto::Identity;
+use rand::SeedableRng;
+
+use crate::receipts::{Answering, Held, View, check_probe, check_put, decode_list, signed_answer};
+use crate::replica_proto::{kind_and_locator, split_nonce};
 use crate::service::MAX_PROBE;
 
 use super::*;
-use crate::replica_proto::kind_and_locator;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Behaviour {
+pub(crate) enum Behaviour {
     Honest,
     /// Never answers.
     Silent,
@@ -16,81 +20,125 @@ enum Behaviour {
     Tamper,
     /// Refuses every put.
     Refuse,
+    /// Signs with a key that is not its own.
+    Forge,
 }
 
 /// One replica's records.
 type Store = HashMap<(Kind, Locator), Vec<u8>>;
 
-/// Storage nodes answering asks in virtual time, each by its behaviour.
-struct World {
-    nodes: Vec<[u8; 32]>,
-    behaviour: HashMap<[u8; 32], Behaviour>,
+/// Storage nodes answering asks in virtual time, each by its behaviour,
+/// signing their answers as a node does.
+pub(crate) struct World {
+    pub(crate) nodes: Vec<[u8; 32]>,
+    identities: HashMap<[u8; 32], Identity>,
+    pub(crate) behaviour: HashMap<[u8; 32], Behaviour>,
     stores: HashMap<[u8; 32], Store>,
-    asked: Vec<Ask>,
+    pub(crate) asked: Vec<Ask>,
+    /// The epoch the replicas sign under.
+    pub(crate) epoch: u32,
 }
 
 impl World {
-    fn new(n: u8) -> Self {
-        let nodes: Vec<[u8; 32]> = (1..=n).map(|i| [i; 32]).collect();
+    pub(crate) fn new(n: u8) -> Self {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(u64::from(n));
+        let identities: HashMap<[u8; 32], Identity> = (0..n)
+            .map(|_| {
+                let id = Identity::throwaway(&mut rng, 0);
+                (*id.verify_key().as_bytes(), id)
+            })
+            .collect();
+        let mut nodes: Vec<[u8; 32]> = identities.keys().copied().collect();
+        nodes.sort_unstable();
         Self {
             behaviour: nodes.iter().map(|n| (*n, Behaviour::Honest)).collect(),
             stores: nodes.iter().map(|n| (*n, HashMap::new())).collect(),
+            identities,
             nodes,
             asked: Vec::new(),
+            epoch: 7,
         }
     }
 
-    fn replicas(&self, locator: &Locator) -> Vec<[u8; 32]> {
+    pub(crate) fn replicas(&self, locator: &Locator) -> Vec<[u8; 32]> {
         replicas(locator, &self.nodes, 3)
+    }
+
+    pub(crate) fn view(&self) -> View<'_> {
+        View {
+            storage: &self.nodes,
+            k: 3,
+            epoch: self.epoch,
+        }
     }
 
     fn holds(&self, node: &[u8; 32], kind: Kind, locator: &Locator) -> bool {
         self.stores[node].contains_key(&(kind, *locator))
     }
 
-    fn serve(&mut self, ask: &Ask) -> Option<(ReplicaStatus, Vec<u8>)> {
+    pub(crate) fn serve(&mut self, ask: &Ask) -> Option<(ReplicaStatus, Vec<u8>)> {
         self.asked.push(ask.clone());
         let behaviour = self.behaviour[&ask.node];
         if behaviour == Behaviour::Silent {
             return None;
         }
+        let (nonce, rest) = split_nonce(&ask.body).unwrap();
         let store = self.stores.get_mut(&ask.node).unwrap();
-        match ask.op {
+        let (status, detail) = match ask.op {
             ReplicaOp::Put if behaviour == Behaviour::Refuse => {
-                Some((ReplicaStatus::Refused, b"full".to_vec()))
+                (ReplicaStatus::Refused, b"full".to_vec())
             }
             ReplicaOp::Put => {
-                let (kind, locator, record) = kind_and_locator(&ask.body).unwrap();
+                let (kind, locator, record) = kind_and_locator(rest).unwrap();
                 store.insert((kind, locator), record.to_vec());
-                Some((ReplicaStatus::Ok, Vec::new()))
+                (ReplicaStatus::Ok, Vec::new())
             }
             ReplicaOp::Get => {
-                let (kind, locator, _) = kind_and_locator(&ask.body).unwrap();
+                let (kind, locator, _) = kind_and_locator(rest).unwrap();
                 match store.get(&(kind, locator)) {
                     Some(r) => {
                         let mut r = r.clone();
                         if behaviour == Behaviour::Tamper {
                             r[0] ^= 1;
                         }
-                        Some((ReplicaStatus::Ok, r))
+                        (ReplicaStatus::Ok, r)
                     }
-                    None => Some((ReplicaStatus::NotFound, Vec::new())),
+                    None => (ReplicaStatus::NotFound, Vec::new()),
                 }
             }
             ReplicaOp::Probe => {
-                let count = ask.body.len() / 32;
-                assert!((1..=MAX_PROBE).contains(&count) && ask.body.len().is_multiple_of(32));
+                let count = rest.len() / 32;
+                assert!((1..=MAX_PROBE).contains(&count) && rest.len().is_multiple_of(32));
                 let mut bits = vec![0u8; count.div_ceil(8)];
-                for (i, l) in ask.body.chunks(32).enumerate() {
+                for (i, l) in rest.chunks(32).enumerate() {
                     let l = Locator::from_bytes(l.try_into().unwrap());
                     if store.contains_key(&(Kind::Slot, l)) {
                         bits[i / 8] |= 0x80 >> (i % 8);
                     }
                 }
-                Some((ReplicaStatus::Ok, bits))
+                (ReplicaStatus::Ok, bits)
             }
-            ReplicaOp::Have => Some((ReplicaStatus::Error, Vec::new())),
+            ReplicaOp::Have => (ReplicaStatus::Error, Vec::new()),
+        };
+        let signer = if behaviour == Behaviour::Forge {
+            self.identities
+                .values()
+                .find(|i| *i.verify_key().as_bytes() != ask.node)
+        } else {
+            self.identities.get(&ask.node)
         }
+        .unwrap();
+        let answering = Answering {
+            nonce: &nonce,
+            epoch: self.epoch,
+            node: &ask.node,
+            op: ask.op,
+            request: rest,
+        };
+        Some((
+            status,
+            signed_answer(|m| signer.sign(m), &answering, status, detail),
+        ))
     }
 }
 
@@ -170,14 +218,21 @@ fn a_put_reaches_all_k_replicas_at_once_and_a_silent_one_makes_it_short() {
     let a = m.poll_answered().unwrap();
     assert_eq!(a.reply, 7);
     assert_eq!(a.op, "put_chunk");
-    assert_eq!(
-        a.response,
-        Response {
-            id: [7; 16],
-            status: Status::Ok,
-            body: vec![2]
-        }
-    );
+    assert_eq!((a.response.id, a.response.status), ([7; 16], Status::Ok));
+    // Two receipts, which the client counts itself: a short put.
+    let answers = decode_list(&a.response.body).unwrap();
+    assert_eq!(answers.len(), 2);
+    let proof = check_put(
+        a.response.status,
+        &a.response.body,
+        &[7; 16],
+        Kind::Chunk,
+        &l,
+        &chunk(1).1,
+        world.view(),
+    )
+    .unwrap();
+    assert_eq!((proof.stored, proof.refused), (2, None));
     assert!(world.holds(&reps[0], Kind::Chunk, &l) && world.holds(&reps[2], Kind::Chunk, &l));
     assert_eq!(m.counts().ask_timeouts, 1);
     assert_eq!(m.counts().answered[&("put_chunk", "ok")], 1);
@@ -185,7 +240,7 @@ fn a_put_reaches_all_k_replicas_at_once_and_a_silent_one_makes_it_short() {
     m.handle_answer(
         at(11_000),
         asks[1].id,
-        Some((ReplicaStatus::Ok, Vec::new())),
+        Some((ReplicaStatus::Ok, vec![0; 68])),
     );
     assert!(m.poll_answered().is_none());
     assert_eq!(m.in_work(), 0);
@@ -219,8 +274,19 @@ fn a_put_no_replica_answers_is_unavailable_and_a_refusal_is_passed_on() {
     m.handle_request(at(0), job(2, l, Op::Put(Kind::Chunk, bytes)), &world.nodes)
         .unwrap();
     let (answered, _) = settle(&mut m, &mut world, at(0));
-    assert_eq!(answered[0].response.status, Status::Refused);
-    assert_eq!(answered[0].response.body, b"full");
+    let r = &answered[0].response;
+    assert_eq!(r.status, Status::Refused);
+    let proof = check_put(
+        r.status,
+        &r.body,
+        &r.id,
+        Kind::Chunk,
+        &l,
+        &chunk(2).1,
+        world.view(),
+    )
+    .unwrap();
+    assert_eq!((proof.stored, proof.refused.as_deref()), (2, Some("full")));
 }
 
 #[test]
@@ -303,7 +369,7 @@ fn a_get_says_not_found_only_when_a_replica_said_so() {
 }
 
 #[test]
-fn a_probe_asks_each_replica_once_for_all_its_locators() {
+fn a_probe_asks_every_replica_once_and_a_slot_is_empty_only_when_all_sign_so() {
     let mut world = World::new(8);
     let locators: Vec<Locator> = (0..113u8).map(|i| Locator::of(&[i, 0xaa])).collect();
     for (i, l) in locators.iter().enumerate() {
@@ -317,8 +383,7 @@ fn a_probe_asks_each_replica_once_for_all_its_locators() {
             }
         }
     }
-    // One storage node is down: the locators it ranks first are asked of
-    // their next replicas, again one ask per replica.
+    // One storage node is down: its locators cannot be proven empty.
     let down = world.nodes[0];
     world.behaviour.insert(down, Behaviour::Silent);
     let mut m = Machine::new(ServiceConfig::default());
@@ -331,24 +396,77 @@ fn a_probe_asks_each_replica_once_for_all_its_locators() {
     let first: Vec<Ask> = std::iter::from_fn(|| m.poll_ask()).collect();
     let nodes: BTreeSet<[u8; 32]> = first.iter().map(|a| a.node).collect();
     assert_eq!(nodes.len(), first.len(), "one ask per replica");
-    assert!(first.len() <= 8);
-    let asked: usize = first.iter().map(|a| a.body.len() / 32).sum();
-    assert_eq!(asked, 113, "every locator in exactly one ask");
+    assert_eq!(first.len(), 8, "every storage node holds some of them");
+    let asked: usize = first.iter().map(|a| (a.body.len() - 16) / 32).sum();
+    assert_eq!(asked, 113 * 3, "every locator asked of all its replicas");
     for ask in &first {
         let answer = world.serve(ask);
         m.handle_answer(at(1), ask.id, answer);
     }
     let (answered, _) = settle(&mut m, &mut world, at(1));
-    // The silent node's locators went to their next replicas: at most one
-    // more ask per replica.
-    assert!(world.asked.len() <= 16, "{} asks", world.asked.len());
-    let bitmap = &answered[0].response.body;
-    assert_eq!(answered[0].response.status, Status::Ok);
-    assert_eq!(bitmap.len(), 15);
-    for i in 0..113 {
-        let set = bitmap[i / 8] & (0x80 >> (i % 8)) != 0;
-        assert_eq!(set, i % 3 == 0, "locator {i}");
+    assert_eq!(world.asked.len(), 8, "no ask repeated");
+    let r = &answered[0].response;
+    assert_eq!(r.status, Status::Ok);
+    let held = check_probe(&r.body, &r.id, &locators, world.view()).unwrap();
+    for (i, l) in locators.iter().enumerate() {
+        let want = if i % 3 == 0 {
+            Held::Held
+        } else if world.replicas(l).contains(&down) {
+            Held::Unknown
+        } else {
+            Held::Empty
+        };
+        assert_eq!(held[i], want, "locator {i}");
     }
+    assert!(held.contains(&Held::Unknown) && held.contains(&Held::Empty));
+}
+
+#[test]
+fn a_replica_answer_that_does_not_verify_is_dropped_and_counted() {
+    let mut world = World::new(5);
+    let (l, bytes) = chunk(8);
+    let reps = world.replicas(&l);
+    world.behaviour.insert(reps[0], Behaviour::Forge);
+    let mut m = Machine::new(ServiceConfig::default());
+    m.handle_request(
+        at(0),
+        job(3, l, Op::Put(Kind::Chunk, bytes.clone())),
+        &world.nodes,
+    )
+    .unwrap();
+    let (answered, _) = settle(&mut m, &mut world, at(0));
+    let r = &answered[0].response;
+    assert_eq!(decode_list(&r.body).unwrap().len(), 2);
+    assert_eq!(m.counts().bad_signatures, 1);
+    // What the service node passes on verifies: it is no liar.
+    let proof = check_put(
+        r.status,
+        &r.body,
+        &r.id,
+        Kind::Chunk,
+        &l,
+        &bytes,
+        world.view(),
+    );
+    assert_eq!(proof.unwrap().stored, 2);
+}
+
+#[test]
+fn a_probe_needing_more_signed_answers_than_a_reply_holds_is_a_bad_request() {
+    let world = World::new(40);
+    let locators: Vec<Locator> = (0..40u8).map(|i| Locator::of(&[i])).collect();
+    let mut m = Machine::new(ServiceConfig::default());
+    m.handle_request(
+        at(0),
+        job(1, locators[0], Op::Probe(locators[1..].to_vec())),
+        &world.nodes,
+    )
+    .unwrap();
+    assert!(m.poll_ask().is_none());
+    assert_eq!(
+        m.poll_answered().unwrap().response.status,
+        Status::BadRequest
+    );
 }
 
 #[test]

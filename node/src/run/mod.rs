@@ -240,11 +240,15 @@ pub async fn run(
     tokio::spawn(crate::metrics::serve(metrics_listener, metrics.clone()));
 
     let (topology_tx, topology_rx) = watch::channel::<Option<Arc<Topology>>>(None);
+    let signer = crate::replica::Signer {
+        identity: Arc::new(loaded.identity.clone()),
+        topology: topology_rx.clone(),
+    };
     if let Some((incoming, db)) = store {
         tokio::spawn(crate::replica::serve(
             incoming,
             db,
-            topology_rx.clone(),
+            signer.clone(),
             metrics.clone(),
             crate::replica::PutQuota {
                 rate: f64::from(config.storage.puts_per_service),
@@ -363,6 +367,7 @@ pub async fn run(
                 metrics: metrics.clone(),
                 local: local_store.clone(),
                 me: my_key,
+                signer: signer.clone(),
                 cache_chunks: config.storage.cache_chunks,
             }
             .run(),

@@ -1,0 +1,292 @@
+//! Storage requests through the mixnet (`specs/storage.md` §4, §6), and
+//! the checks that make a service node's answer worth something: a put
+//! counts the receipts its replicas signed, a refusal counts only when a
+//! replica signed it and the client's own check of the record agrees (or
+//! the slot is taken), and a probe's slot is empty only when every
+//! replica signed so (`mtos_mixnode::receipts`). A service node whose
+//! answer is a lie is avoided for the rest of the session, and the work
+//! goes on through the others.
+
+use rand::seq::IteratorRandom;
+
+use mtos_mixnode::placement::{DEFAULT_REPLICAS, replicas, storage_nodes};
+use mtos_mixnode::receipts::{
+    Held, Lie, MAX_SIGNED_ANSWERS, View, check_probe, check_put, decode_list,
+};
+use mtos_mixnode::records::{Kind, validate};
+use mtos_mixnode::service::Status;
+
+use super::*;
+
+/// A service node's answer, and which service node gave it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// The response.
+    pub response: Response,
+    /// The service node's key.
+    pub service: [u8; 32],
+}
+
+/// What one put proved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutOutcome {
+    /// `receipts` of the record's replicas signed that they hold it
+    /// (`expected` is K, or the storage nodes when fewer).
+    Stored {
+        /// Valid receipts.
+        receipts: usize,
+        /// Receipts a complete put has.
+        expected: usize,
+    },
+    /// A replica signed a refusal that the client's own check of the
+    /// record supports (or the slot is taken): asking again will not help,
+    /// except for `quota` and `full`.
+    Refused(String),
+    /// No proof either way (unavailable, busy, a refusal the record's own
+    /// check contradicts): ask again.
+    Unproven(String),
+    /// The service node lied; it is avoided from now on.
+    Lied(Lie),
+}
+
+impl Session {
+    /// Sends `op` on `locator` to a random service node through the
+    /// mixnet, with a reply block for the answer, and waits for it at most
+    /// `timeout` (`specs/storage.md` §4). The service node learns the
+    /// locator, never this session's address.
+    pub async fn request(
+        &self,
+        op: Op,
+        locator: Locator,
+        timeout: Duration,
+    ) -> Result<Response, ClientError> {
+        Ok(self.ask(op, locator, timeout).await?.response)
+    }
+
+    /// [`Session::request`], saying which service node answered, so that
+    /// one caught lying can be avoided ([`Session::avoid`]). Service nodes
+    /// avoided already are never picked.
+    pub async fn ask(
+        &self,
+        op: Op,
+        locator: Locator,
+        timeout: Duration,
+    ) -> Result<Answer, ClientError> {
+        let doc = self.document();
+        let mut rng = StdRng::from_rng(&mut rand::rng());
+        let missing = |what: &str| ClientError::from(NetError::NoRoute(what.to_owned()));
+        let avoided = self.avoided.lock().map_err(|_| poisoned())?.clone();
+        let service = doc
+            .nodes
+            .iter()
+            .filter(|n| n.position() == Position::Service && !avoided.contains(&n.key))
+            .choose(&mut rng)
+            .ok_or_else(|| missing("a service node not caught lying"))?;
+        let (reply, block_id, recovery) = block_to_me(&mut rng, &doc, &self.address, None)
+            .ok_or_else(|| missing("nodes and keys for the reply block"))?;
+        let mut id = [0u8; 16];
+        rng.fill(&mut id[..]);
+        let request = Request {
+            id,
+            locator,
+            op,
+            reply,
+        };
+        let bytes = request
+            .encode()
+            .map_err(|e| ClientError::Invalid(format!("request: {e}")))?;
+        let forward = doc
+            .client_route(&mut rng, &self.address.gateway, service)
+            .ok_or_else(|| missing("this session's gateway and a node in every layer"))?;
+        let destination = Destination {
+            address: service.key,
+            surb_id: [0; SURB_ID_LEN],
+        };
+        let frame = doc
+            .forward_frame(&mut rng, &forward, &destination, &bytes)
+            .ok_or_else(|| missing("keys for the request"))?;
+        let permit = self.outgoing.try_reserve().map_err(send_error)?;
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut r = self.replies.lock().map_err(|_| poisoned())?;
+            if r.requests.len() >= MAX_PENDING_REQUESTS {
+                return Err(NetError::QueueFull(format!(
+                    "the request table ({MAX_PENDING_REQUESTS} requests)"
+                ))
+                .into());
+            }
+            r.requests.insert(block_id, (recovery, tx));
+        }
+        permit.send(Outgoing::Frame(frame));
+        let answer = tokio::time::timeout(timeout, rx).await;
+        if let Ok(mut r) = self.replies.lock() {
+            r.requests.remove(&block_id);
+        }
+        let body = answer
+            .map_err(|_| NetError::Timeout(format!("the service node ({} s)", timeout.as_secs())))?
+            .map_err(|_| NetError::Closed("the session ended".into()))??;
+        let response = Response::decode(&body)
+            .map_err(|e| NetError::BadAnswer(format!("service response: {e}")))?;
+        if response.id != id {
+            return Err(NetError::BadAnswer("a response to another request".into()).into());
+        }
+        Ok(Answer {
+            response,
+            service: service.key,
+        })
+    }
+
+    /// Never asks `service` again in this session (it was caught lying).
+    pub fn avoid(&self, service: [u8; 32]) {
+        if let Ok(mut a) = self.avoided.lock() {
+            a.insert(service);
+        }
+    }
+
+    /// Service nodes this session avoids.
+    pub fn avoided(&self) -> Vec<[u8; 32]> {
+        self.avoided
+            .lock()
+            .map(|a| a.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// Puts `record` of `kind` at `locator` through one service node and
+    /// checks the receipts (`specs/storage.md` §4): one attempt.
+    pub async fn put(
+        &self,
+        kind: Kind,
+        locator: Locator,
+        record: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<PutOutcome, ClientError> {
+        let answer = self
+            .ask(Op::Put(kind, record.clone()), locator, timeout)
+            .await?;
+        let doc = self.document();
+        let storage = storage_nodes(&doc);
+        let view = View {
+            storage: &storage,
+            k: DEFAULT_REPLICAS,
+            epoch: doc.epoch,
+        };
+        let r = &answer.response;
+        // A service node refuses a bad record itself, asking no replica
+        // (`storage.md` §4): the client's own check is the proof.
+        if r.status == Status::Refused && validate(kind, &locator, &record).is_err() {
+            let reason = match decode_list(&r.body) {
+                Ok(list) => list
+                    .iter()
+                    .find(|a| a.detail.is_ascii() && !a.detail.is_empty())
+                    .map_or_else(String::new, |a| {
+                        String::from_utf8_lossy(&a.detail).into_owned()
+                    }),
+                Err(_) => String::from_utf8_lossy(&r.body).into_owned(),
+            };
+            return Ok(PutOutcome::Refused(reason));
+        }
+        let proof = match check_put(r.status, &r.body, &r.id, kind, &locator, &record, view) {
+            Ok(proof) => proof,
+            Err(lie) => {
+                self.avoid(answer.service);
+                return Ok(PutOutcome::Lied(lie));
+            }
+        };
+        let expected = storage.len().min(DEFAULT_REPLICAS);
+        if proof.stored >= expected {
+            return Ok(PutOutcome::Stored {
+                receipts: proof.stored,
+                expected,
+            });
+        }
+        if let Some(reason) = proof.refused {
+            // A replica may refuse what it must not (a bad replica): a
+            // reason about the record itself counts only when the
+            // record fails the client's own check too.
+            let about_record = !matches!(reason.as_str(), "slot_taken" | "quota" | "full");
+            if !about_record || validate(kind, &locator, &record).is_err() {
+                return Ok(PutOutcome::Refused(reason));
+            }
+            return Ok(PutOutcome::Unproven(format!(
+                "a replica refused a valid record ({reason})"
+            )));
+        }
+        Ok(PutOutcome::Unproven(match r.status {
+            Status::Ok => format!("{} of {expected} receipts", proof.stored),
+            other => format!("{other:?}"),
+        }))
+    }
+
+    /// Which of `locators` hold a slot, by the replicas' signed answers:
+    /// the locators go in as few probes as fit [`MAX_SIGNED_ANSWERS`]
+    /// replicas each, every probe through a service node not caught
+    /// lying. One attempt: a locator whose replicas did not all answer is
+    /// [`Held::Unknown`].
+    pub async fn probe(
+        &self,
+        locators: &[Locator],
+        timeout: Duration,
+    ) -> Result<Vec<Held>, ClientError> {
+        let doc = self.document();
+        let storage = storage_nodes(&doc);
+        let view = View {
+            storage: &storage,
+            k: DEFAULT_REPLICAS,
+            epoch: doc.epoch,
+        };
+        let mut out = vec![Held::Unknown; locators.len()];
+        for group in probe_groups(locators, &storage, mtos_mixnode::service::MAX_PROBE) {
+            let asked: Vec<Locator> = group.iter().map(|&i| locators[i]).collect();
+            let Some((first, more)) = asked.split_first() else {
+                continue;
+            };
+            let answer = match self.ask(Op::Probe(more.to_vec()), *first, timeout).await {
+                Ok(a) => a,
+                Err(ClientError::Network(NetError::Closed(why))) => {
+                    return Err(NetError::Closed(why).into());
+                }
+                Err(ClientError::Network(NetError::NoRoute(why))) => {
+                    return Err(NetError::NoRoute(why).into());
+                }
+                // Unanswered: these stay unknown.
+                Err(_) => continue,
+            };
+            let r = &answer.response;
+            if r.status != Status::Ok {
+                continue;
+            }
+            match check_probe(&r.body, &r.id, &asked, view) {
+                Ok(held) => {
+                    for (&i, h) in group.iter().zip(held) {
+                        out[i] = h;
+                    }
+                }
+                Err(_) => self.avoid(answer.service),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// `locators` (indices) in probes of at most `max` locators whose
+/// replicas number at most [`MAX_SIGNED_ANSWERS`] between them, in order.
+pub fn probe_groups(locators: &[Locator], storage: &[[u8; 32]], max: usize) -> Vec<Vec<usize>> {
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    let mut nodes: std::collections::HashSet<[u8; 32]> = std::collections::HashSet::new();
+    let mut current: Vec<usize> = Vec::new();
+    for (i, l) in locators.iter().enumerate() {
+        let mine = replicas(l, storage, DEFAULT_REPLICAS);
+        let grown = mine.iter().filter(|n| !nodes.contains(*n)).count();
+        if !current.is_empty() && (current.len() >= max || nodes.len() + grown > MAX_SIGNED_ANSWERS)
+        {
+            groups.push(std::mem::take(&mut current));
+            nodes.clear();
+        }
+        nodes.extend(mine);
+        current.push(i);
+    }
+    if !current.is_empty() {
+        groups.push(current);
+    }
+    groups
+}

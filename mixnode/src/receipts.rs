@@ -1,0 +1,411 @@
+//! Signed replica answers (`specs/storage.md` §4, "Receipts"): every
+//! answer a replica gives on `/mtos/store/2` ends with the replica's
+//! signature over the request it answers (the client's nonce and the
+//! request's bytes), its own key, its document epoch and the answer, so a
+//! client can check what a service node reports instead of taking its
+//! word: a put counts only with K receipts from the locator's replicas, a
+//! refusal only when a replica signed it, and a slot is empty only when
+//! all its replicas signed so. A receipt names the nonce the client chose
+//! for that request and the hash of the record it put, so one replayed
+//! from another request (an earlier write to the same slot, say) does not
+//! verify. Sans-IO: bytes in, verdicts out.
+
+use mtos_crypto::VerifyKey;
+use mtos_crypto::item::Locator;
+use sha2::{Digest, Sha256};
+
+use crate::placement::replicas;
+use crate::records::Kind;
+use crate::replica_proto::{ReplicaOp, ReplicaStatus};
+
+/// The client's request nonce, carried to every replica asked.
+pub const NONCE_LEN: usize = 16;
+/// What a replica appends to every answer: its document epoch (4 bytes,
+/// big-endian) and its signature (64).
+pub const TRAILER_LEN: usize = 4 + 64;
+/// Domain separation of the signed statement.
+pub const DOMAIN: &[u8] = b"mtos/replica-answer/1";
+/// Signed answers one response carries at most: a service node asks no
+/// more replicas than this for one request (a probe whose locators have
+/// more replicas between them is a bad request), so they always fit a
+/// reply (32 × (103 + a 15-byte bitmap) + 1 < 4,060 bytes).
+pub const MAX_SIGNED_ANSWERS: usize = 32;
+/// Bytes of one signed answer besides its detail.
+pub const SIGNED_OVERHEAD: usize = 32 + 1 + 4 + 2 + 64;
+
+/// Errors of a signed-answer list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ReceiptError {
+    /// The list does not parse.
+    #[error("malformed signed answers: {0}")]
+    Malformed(&'static str),
+}
+
+/// What a replica answers: the request (its nonce and the body after
+/// it), and who answers under which epoch.
+#[derive(Debug, Clone, Copy)]
+pub struct Answering<'a> {
+    /// The request's nonce.
+    pub nonce: &'a [u8; NONCE_LEN],
+    /// The replica's document epoch.
+    pub epoch: u32,
+    /// The replica's key.
+    pub node: &'a [u8; 32],
+    /// The operation.
+    pub op: ReplicaOp,
+    /// The request body after the nonce.
+    pub request: &'a [u8],
+}
+
+/// The bytes a replica signs (`specs/storage.md` §4): the domain, the
+/// nonce, the epoch, the replica's key, the operation and status codes,
+/// SHA-256 of the request body after its nonce and SHA-256 of the
+/// answer's detail.
+pub fn statement(a: &Answering<'_>, status: ReplicaStatus, detail: &[u8]) -> Vec<u8> {
+    let mut s = Vec::with_capacity(DOMAIN.len() + NONCE_LEN + 4 + 32 + 2 + 64);
+    s.extend_from_slice(DOMAIN);
+    s.extend_from_slice(a.nonce);
+    s.extend_from_slice(&a.epoch.to_be_bytes());
+    s.extend_from_slice(a.node);
+    s.push(a.op.code());
+    s.push(status.code());
+    s.extend_from_slice(&Sha256::digest(a.request));
+    s.extend_from_slice(&Sha256::digest(detail));
+    s
+}
+
+/// A replica's answer body with its trailer: `detail ‖ epoch ‖
+/// signature`, `sign` signing with the replica's identity key.
+pub fn signed_answer(
+    sign: impl FnOnce(&[u8]) -> [u8; 64],
+    a: &Answering<'_>,
+    status: ReplicaStatus,
+    mut detail: Vec<u8>,
+) -> Vec<u8> {
+    let signature = sign(&statement(a, status, &detail));
+    detail.extend_from_slice(&a.epoch.to_be_bytes());
+    detail.extend_from_slice(&signature);
+    detail
+}
+
+/// An answer body's detail, epoch and signature; `None` when it is
+/// shorter than the trailer.
+pub fn split_answer(body: &[u8]) -> Option<(&[u8], u32, [u8; 64])> {
+    let at = body.len().checked_sub(TRAILER_LEN)?;
+    let (detail, trailer) = body.split_at(at);
+    let (epoch, signature) = trailer.split_at(4);
+    Some((
+        detail,
+        u32::from_be_bytes(epoch.try_into().ok()?),
+        signature.try_into().ok()?,
+    ))
+}
+
+/// One replica's signed answer as a service node passes it on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signed {
+    /// The replica's key.
+    pub node: [u8; 32],
+    /// Its status.
+    pub status: ReplicaStatus,
+    /// Its document epoch.
+    pub epoch: u32,
+    /// The answer's detail (a refusal's reason, a probe's bitmap; empty
+    /// for a stored put).
+    pub detail: Vec<u8>,
+    /// Its signature over [`statement`].
+    pub signature: [u8; 64],
+}
+
+impl Signed {
+    /// From a replica's answer body (with trailer); `None` when too short.
+    pub fn from_answer(node: [u8; 32], status: ReplicaStatus, body: &[u8]) -> Option<Self> {
+        let (detail, epoch, signature) = split_answer(body)?;
+        Some(Self {
+            node,
+            status,
+            epoch,
+            detail: detail.to_vec(),
+            signature,
+        })
+    }
+
+    /// Whether the replica signed this answer to `op` with `request` (the
+    /// body after the nonce) under `nonce`.
+    pub fn verify(&self, nonce: &[u8; NONCE_LEN], op: ReplicaOp, request: &[u8]) -> bool {
+        let Ok(key) = VerifyKey::from_bytes(self.node) else {
+            return false;
+        };
+        let a = Answering {
+            nonce,
+            epoch: self.epoch,
+            node: &self.node,
+            op,
+            request,
+        };
+        key.verify(&statement(&a, self.status, &self.detail), &self.signature)
+    }
+}
+
+/// A response body of signed answers: `count (1) ‖ count × (node (32) ‖
+/// status (1) ‖ epoch (4) ‖ detail length (2) ‖ detail ‖ signature
+/// (64))`. At most [`MAX_SIGNED_ANSWERS`] are written.
+pub fn encode_list(answers: &[Signed]) -> Vec<u8> {
+    let answers = &answers[..answers.len().min(MAX_SIGNED_ANSWERS)];
+    let mut out = vec![answers.len() as u8];
+    for a in answers {
+        let detail = &a.detail[..a.detail.len().min(usize::from(u16::MAX))];
+        out.extend_from_slice(&a.node);
+        out.push(a.status.code());
+        out.extend_from_slice(&a.epoch.to_be_bytes());
+        out.extend_from_slice(&(detail.len() as u16).to_be_bytes());
+        out.extend_from_slice(detail);
+        out.extend_from_slice(&a.signature);
+    }
+    out
+}
+
+/// Parses [`encode_list`]'s bytes (nothing may follow).
+pub fn decode_list(bytes: &[u8]) -> Result<Vec<Signed>, ReceiptError> {
+    let bad = ReceiptError::Malformed;
+    let (&count, mut rest) = bytes.split_first().ok_or(bad("empty"))?;
+    if usize::from(count) > MAX_SIGNED_ANSWERS {
+        return Err(bad("too many answers"));
+    }
+    let mut take = |n: usize| -> Result<&[u8], ReceiptError> {
+        let (head, tail) = rest.split_at_checked(n).ok_or(bad("truncated"))?;
+        rest = tail;
+        Ok(head)
+    };
+    let mut out = Vec::with_capacity(usize::from(count));
+    for _ in 0..count {
+        let node: [u8; 32] = take(32)?.try_into().map_err(|_| bad("node"))?;
+        let status = ReplicaStatus::from_u8(take(1)?[0]).ok_or(bad("status"))?;
+        let epoch = u32::from_be_bytes(take(4)?.try_into().map_err(|_| bad("epoch"))?);
+        let len = u16::from_be_bytes(take(2)?.try_into().map_err(|_| bad("length"))?);
+        let detail = take(usize::from(len))?.to_vec();
+        let signature: [u8; 64] = take(64)?.try_into().map_err(|_| bad("signature"))?;
+        out.push(Signed {
+            node,
+            status,
+            epoch,
+            detail,
+            signature,
+        });
+    }
+    if !rest.is_empty() {
+        return Err(bad("trailing bytes"));
+    }
+    Ok(out)
+}
+
+/// Why a service node's answer is a lie: what a client that sees it
+/// holds against the service node (it avoids it for the session). Only
+/// what an honest service node never sends counts: it checks every
+/// replica's signature before passing an answer on, so a bad one in its
+/// response is its own. An answer from a node the client does not see as
+/// a replica (their documents may differ for a moment) or for a distant
+/// epoch is not a lie; it just does not count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Lie {
+    /// The signed answers do not parse.
+    #[error("the signed answers do not parse")]
+    Malformed,
+    /// One node answers twice.
+    #[error("one replica answers twice")]
+    Duplicate,
+    /// A signature does not verify (forged, or replayed from another
+    /// request).
+    #[error("a signature does not verify")]
+    BadSignature,
+    /// The response's status says what no signed answer supports.
+    #[error("the status is not what the signed answers say")]
+    Unsupported,
+}
+
+/// Checks the signed answers of one response: each from a distinct node,
+/// verifying for `op` with the request body `request(node)` under
+/// `nonce`; returns those that count: from a node among `allowed`, for an
+/// epoch next to `epoch`.
+fn verified<'a>(
+    answers: &'a [Signed],
+    nonce: &[u8; NONCE_LEN],
+    epoch: u32,
+    op: ReplicaOp,
+    allowed: &[[u8; 32]],
+    request: impl Fn(&[u8; 32]) -> Vec<u8>,
+) -> Result<Vec<&'a Signed>, Lie> {
+    let mut seen: Vec<[u8; 32]> = Vec::with_capacity(answers.len());
+    for a in answers {
+        if seen.contains(&a.node) {
+            return Err(Lie::Duplicate);
+        }
+        seen.push(a.node);
+        if !a.verify(nonce, op, &request(&a.node)) {
+            return Err(Lie::BadSignature);
+        }
+    }
+    Ok(answers
+        .iter()
+        .filter(|a| allowed.contains(&a.node) && a.epoch.abs_diff(epoch) <= 1)
+        .collect())
+}
+
+/// What a put's signed answers prove.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PutProof {
+    /// Replicas that signed that they hold the record.
+    pub stored: usize,
+    /// A reason a replica signed when refusing it, if one did.
+    pub refused: Option<String>,
+}
+
+/// The client's view of placement: its document's storage nodes, K and
+/// epoch.
+#[derive(Debug, Clone, Copy)]
+pub struct View<'a> {
+    /// The storage nodes, in document order.
+    pub storage: &'a [[u8; 32]],
+    /// Replicas per record.
+    pub k: usize,
+    /// The document's epoch.
+    pub epoch: u32,
+}
+
+/// Checks a put's response body (`status` as the service node put it):
+/// the signed answers of the replicas of `locator` in `view`, for the
+/// record `record` of `kind` under `nonce` (the request's id). `Err` is a
+/// lie: the service node forged or replayed an answer, or claims an
+/// outcome its answers do not carry.
+pub fn check_put(
+    status: crate::service::Status,
+    body: &[u8],
+    nonce: &[u8; NONCE_LEN],
+    kind: Kind,
+    locator: &Locator,
+    record: &[u8],
+    view: View<'_>,
+) -> Result<PutProof, Lie> {
+    let View { storage, k, epoch } = view;
+    use crate::service::Status;
+    // Only these carry signed answers; the others prove nothing (and
+    // claim nothing).
+    if !matches!(status, Status::Ok | Status::Refused) {
+        return Ok(PutProof::default());
+    }
+    let answers = decode_list(body).map_err(|_| Lie::Malformed)?;
+    let allowed = replicas(locator, storage, k);
+    let request = crate::replica_proto::request_rest(kind, locator, record);
+    let counted = verified(&answers, nonce, epoch, ReplicaOp::Put, &allowed, |_| {
+        request.clone()
+    })?;
+    let mut proof = PutProof::default();
+    for a in counted {
+        match a.status {
+            ReplicaStatus::Ok => proof.stored += 1,
+            ReplicaStatus::Refused => {
+                proof.refused = Some(String::from_utf8_lossy(&a.detail).into_owned());
+            }
+            _ => {}
+        }
+    }
+    let says = |s: ReplicaStatus| answers.iter().any(|a| a.status == s);
+    let supported = match status {
+        Status::Ok => says(ReplicaStatus::Ok),
+        Status::Refused => says(ReplicaStatus::Refused),
+        _ => true,
+    };
+    if !supported {
+        return Err(Lie::Unsupported);
+    }
+    Ok(proof)
+}
+
+/// What the signed answers say of one probed slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Held {
+    /// A replica signed that it holds it.
+    Held,
+    /// Every replica signed that it does not.
+    Empty,
+    /// Neither: some replica did not answer (or its answer was withheld).
+    Unknown,
+}
+
+/// The locators of a probe that the service node asks `node` about: those
+/// among whose replicas (`storage`, K = `k`) it is, in the probe's order
+/// (`specs/storage.md` §4). Both sides compute it, so the client knows
+/// what each replica signed.
+pub fn asked_of(
+    node: &[u8; 32],
+    locators: &[Locator],
+    storage: &[[u8; 32]],
+    k: usize,
+) -> Vec<Locator> {
+    locators
+        .iter()
+        .filter(|l| replicas(l, storage, k).contains(node))
+        .copied()
+        .collect()
+}
+
+/// Checks a probe's response body for `locators` (in the order asked)
+/// under `nonce`: per locator, whether it is held, empty or unknown. `Err`
+/// is a lie.
+pub fn check_probe(
+    body: &[u8],
+    nonce: &[u8; NONCE_LEN],
+    locators: &[Locator],
+    view: View<'_>,
+) -> Result<Vec<Held>, Lie> {
+    let View { storage, k, epoch } = view;
+    let answers = decode_list(body).map_err(|_| Lie::Malformed)?;
+    let sets: Vec<Vec<[u8; 32]>> = locators.iter().map(|l| replicas(l, storage, k)).collect();
+    let mut allowed: Vec<[u8; 32]> = sets.iter().flatten().copied().collect();
+    allowed.sort_unstable();
+    allowed.dedup();
+    let request = |node: &[u8; 32]| -> Vec<u8> {
+        asked_of(node, locators, storage, k)
+            .iter()
+            .flat_map(|l| l.as_bytes().iter().copied())
+            .collect()
+    };
+    let counted = verified(&answers, nonce, epoch, ReplicaOp::Probe, &allowed, request)?;
+    // Per locator: replicas that signed "not held", and whether one
+    // signed "held".
+    let mut empty_votes = vec![0usize; locators.len()];
+    let mut held = vec![false; locators.len()];
+    for a in counted
+        .into_iter()
+        .filter(|a| a.status == ReplicaStatus::Ok)
+    {
+        let mine: Vec<usize> = (0..locators.len())
+            .filter(|&i| sets[i].contains(&a.node))
+            .collect();
+        if a.detail.len() != mine.len().div_ceil(8) {
+            // Signed, so the replica's own mistake: it proves nothing.
+            continue;
+        }
+        for (j, &i) in mine.iter().enumerate() {
+            if a.detail[j / 8] & (0x80 >> (j % 8)) != 0 {
+                held[i] = true;
+            } else {
+                empty_votes[i] += 1;
+            }
+        }
+    }
+    Ok((0..locators.len())
+        .map(|i| {
+            if held[i] {
+                Held::Held
+            } else if empty_votes[i] == sets[i].len() && !sets[i].is_empty() {
+                Held::Empty
+            } else {
+                Held::Unknown
+            }
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests;
