@@ -200,9 +200,10 @@ pub async fn poll<R: rand::Rng + ?Sized>(
 /// locators up to exactly [`PROBE_LOCATORS`], all shuffled, like a poll
 /// round. While some of `wanted` stay [`Held::Unknown`] (a replica did
 /// not answer, or a service node withheld its answer), the same padded
-/// set is asked again through another service node, up to
-/// `options.attempts` times: asking only the unknown ones would tell the
-/// second service node which locators are real.
+/// set is asked again through another service node (one not asked yet,
+/// while there is one), up to `options.attempts` times: asking only the
+/// unknown ones would tell the second service node which locators are
+/// real.
 pub async fn held<R: rand::Rng + ?Sized>(
     session: &Session,
     wanted: &[Locator],
@@ -212,11 +213,14 @@ pub async fn held<R: rand::Rng + ?Sized>(
     let all = pad(wanted, rng);
     let locators: Vec<Locator> = all.iter().map(|(l, _)| *l).collect();
     let mut out = vec![Held::Unknown; wanted.len().min(PROBE_LOCATORS)];
+    let mut tried = Vec::new();
     for attempt in 0..options.attempts.max(1) {
         if attempt > 0 {
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         }
-        let answers = session.probe(&locators, options.timeout).await?;
+        let answers = session
+            .probe(&locators, options.timeout, &mut tried)
+            .await?;
         for ((_, i), h) in all.iter().zip(answers) {
             if let Some(i) = i
                 && out[*i] == Held::Unknown

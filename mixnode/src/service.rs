@@ -16,7 +16,7 @@ use crate::records::Kind;
 /// Bytes of an encoded [`ReplyBlock`]: epoch, expiry, Sphinx SURB.
 pub const BLOCK_SIZE: usize = 4 + 8 + SURB_SIZE;
 /// Request wire version.
-pub const REQUEST_VERSION: u8 = 1;
+pub const REQUEST_VERSION: u8 = 2;
 /// Bytes of a request before its reply block: version, op, id, locator,
 /// body length.
 pub const REQUEST_HEADER: usize = 1 + 1 + 16 + 32 + 2;

@@ -72,6 +72,28 @@ pub struct FaultsSection {
     /// Answer replica gets with tampered records: a lying storage node,
     /// which readers must detect and route around.
     pub tamper_records: bool,
+    /// Answer client requests as a lying service node would, which
+    /// clients must catch (or outvote) and route around.
+    pub service_lie: ServiceLie,
+}
+
+/// How a service node with `[faults] service_lie` lies
+/// (`specs/storage.md` §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ServiceLie {
+    /// It does not.
+    #[default]
+    None,
+    /// Answers every put "stored" without asking a replica, with
+    /// receipts in the replicas' names signed with its own key.
+    AckPuts,
+    /// Answers every put "refused: wrong_locator" in a replica's name,
+    /// signed with its own key.
+    ForgeRefusals,
+    /// Withholds from probe answers every replica's signed answer that
+    /// says a slot is written.
+    HideHeld,
 }
 
 /// What a binary does with a `[faults]` section. Each binary says it:

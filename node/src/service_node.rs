@@ -17,7 +17,12 @@ use super::record_db::RecordDb;
 use super::replica::{Signer, ask, serve_counted};
 use mtos_mixnode::Instant;
 use mtos_mixnode::engine::Transmit;
-use mtos_mixnode::placement::storage_nodes;
+use mtos_mixnode::placement::{DEFAULT_REPLICAS, replicas, storage_nodes};
+use mtos_mixnode::receipts::{Answering, Signed, decode_list, encode_list, signed_answer};
+use mtos_mixnode::replica_proto::{ReplicaOp, request_rest};
+use mtos_mixnode::service::{Op, Status};
+
+use super::config::ServiceLie;
 use mtos_mixnode::replica_proto::ReplicaStatus;
 use mtos_mixnode::service::{ReplyBlock, Request, Response};
 use mtos_mixnode::service_machine::{
@@ -46,6 +51,8 @@ pub(super) struct ServiceNode {
     pub signer: Signer,
     /// Chunks kept from replicas' answers.
     pub cache_chunks: usize,
+    /// The test-only lie it tells (`[faults] service_lie`).
+    pub lie: ServiceLie,
 }
 
 type Answer = (AskId, Option<(ReplicaStatus, Vec<u8>)>);
@@ -74,7 +81,12 @@ impl ServiceNode {
             tokio::select! {
                 request = self.requests.recv(), if room => {
                     let Some(bytes) = request else { return };
-                    self.take(&mut machine, now(), &bytes);
+                    if let Some((block, response)) = self.take(&mut machine, now(), &bytes)
+                        && let Some(t) = reply_transmit(&block, &response, mtos_net::unix_now())
+                        && replies.len() < REPLY_QUEUE
+                    {
+                        replies.push_back(t);
+                    }
                 }
                 Some((id, answer)) = answers.recv() => machine.handle_answer(now(), id, answer),
                 () = async {
@@ -93,7 +105,11 @@ impl ServiceNode {
             while let Some(a) = machine.poll_ask() {
                 self.carry(a, answers_tx.clone());
             }
-            while let Some(done) = machine.poll_answered() {
+            while let Some(mut done) = machine.poll_answered() {
+                if self.lie == ServiceLie::HideHeld && done.op == "probe" {
+                    hide_held(&mut done.response);
+                    count(&self.metrics, done.op, "lie");
+                }
                 match reply_transmit(&done.reply, &done.response, mtos_net::unix_now()) {
                     Some(_) if replies.len() >= REPLY_QUEUE => {
                         count(&self.metrics, "reply", "queue_full");
@@ -107,21 +123,27 @@ impl ServiceNode {
     }
 
     /// Decodes a request and gives it to the machine under the current
-    /// document's storage nodes.
-    fn take(&self, machine: &mut ServiceMachine<ReplyBlock>, now: Instant, bytes: &[u8]) {
+    /// document's storage nodes; a lie told at once comes back instead.
+    fn take(
+        &self,
+        machine: &mut ServiceMachine<ReplyBlock>,
+        now: Instant,
+        bytes: &[u8],
+    ) -> Option<(ReplyBlock, Response)> {
         let Ok(request) = Request::decode(bytes) else {
             // No reply block to answer through: counted, dropped.
             count(&self.metrics, "request", "bad_request");
-            return;
+            return None;
         };
-        let Some(storage) = self
+        let (storage, epoch) = self
             .topology
             .borrow()
             .as_ref()
-            .map(|t| storage_nodes(&t.document))
-        else {
-            return;
-        };
+            .map(|t| (storage_nodes(&t.document), t.document.epoch))?;
+        if let Some(response) = self.forge(&request, &storage, epoch) {
+            count(&self.metrics, "put", "lie");
+            return Some((request.reply, response));
+        }
         let job = Job {
             id: request.id,
             locator: request.locator,
@@ -132,6 +154,50 @@ impl ServiceNode {
         if machine.handle_request(now, job, &storage).is_err() {
             count(&self.metrics, "request", "busy");
         }
+        None
+    }
+
+    /// The answer a lying service node gives a put without asking any
+    /// replica (`AckPuts`, `ForgeRefusals`): answers in the replicas'
+    /// names, signed with its own key. `None` when it tells no such lie.
+    fn forge(&self, request: &Request, storage: &[[u8; 32]], epoch: u32) -> Option<Response> {
+        let (status, detail, code) = match self.lie {
+            ServiceLie::AckPuts => (ReplicaStatus::Ok, Vec::new(), Status::Ok),
+            ServiceLie::ForgeRefusals => (
+                ReplicaStatus::Refused,
+                b"wrong_locator".to_vec(),
+                Status::Refused,
+            ),
+            ServiceLie::None | ServiceLie::HideHeld => return None,
+        };
+        let Op::Put(kind, record) = &request.op else {
+            return None;
+        };
+        let rest = request_rest(*kind, &request.locator, record);
+        let answers: Vec<Signed> = replicas(&request.locator, storage, DEFAULT_REPLICAS)
+            .iter()
+            .filter_map(|node| {
+                let answering = Answering {
+                    nonce: &request.id,
+                    epoch,
+                    node,
+                    op: ReplicaOp::Put,
+                    request: &rest,
+                };
+                let body = signed_answer(
+                    |m| self.signer.identity.sign(m),
+                    &answering,
+                    status,
+                    detail.clone(),
+                );
+                Signed::from_answer(*node, status, &body)
+            })
+            .collect();
+        Some(Response {
+            id: request.id,
+            status: code,
+            body: encode_list(&answers),
+        })
     }
 
     /// Carries one ask to its replica in a task that reports the answer.
@@ -167,6 +233,15 @@ impl ServiceNode {
             };
             let _ = answers.send((a.id, answer)).await;
         });
+    }
+}
+
+/// `HideHeld`: drops from a probe's answer every signed answer with a
+/// bit set.
+fn hide_held(response: &mut Response) {
+    if let Ok(mut answers) = decode_list(&response.body) {
+        answers.retain(|a| a.detail.iter().all(|b| *b == 0));
+        response.body = encode_list(&answers);
     }
 }
 

@@ -14,7 +14,7 @@ use mtos_crypto::sphinx::{self, Destination, Hop};
 use mtos_mixnode::admission::Position;
 use mtos_mixnode::directory::{NetworkDocument, NodeEntry, Trust};
 use mtos_net::{self as net, DIR_GET_DOCUMENT, NodeEntryExt};
-pub use mtos_node::config::FaultsSection;
+pub use mtos_node::config::{FaultsSection, ServiceLie};
 
 /// The `mtos-node` binary with test fault injection (`mtos-node-faults`),
 /// built once per test process (so a test never runs a stale binary, even

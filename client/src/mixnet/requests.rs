@@ -72,15 +72,31 @@ impl Session {
         locator: Locator,
         timeout: Duration,
     ) -> Result<Answer, ClientError> {
+        self.ask_preferring(op, locator, timeout, &[]).await
+    }
+
+    /// [`Session::ask`] through a service node not in `tried` while there
+    /// is one (so that asking again reaches another).
+    async fn ask_preferring(
+        &self,
+        op: Op,
+        locator: Locator,
+        timeout: Duration,
+        tried: &[[u8; 32]],
+    ) -> Result<Answer, ClientError> {
         let doc = self.document();
         let mut rng = StdRng::from_rng(&mut rand::rng());
         let missing = |what: &str| ClientError::from(NetError::NoRoute(what.to_owned()));
         let avoided = self.avoided.lock().map_err(|_| poisoned())?.clone();
+        let usable =
+            |n: &&NodeEntry| n.position() == Position::Service && !avoided.contains(&n.key);
         let service = doc
             .nodes
             .iter()
-            .filter(|n| n.position() == Position::Service && !avoided.contains(&n.key))
+            .filter(usable)
+            .filter(|n| !tried.contains(&n.key))
             .choose(&mut rng)
+            .or_else(|| doc.nodes.iter().filter(usable).choose(&mut rng))
             .ok_or_else(|| missing("a service node not caught lying"))?;
         let (reply, block_id, recovery) = block_to_me(&mut rng, &doc, &self.address, None)
             .ok_or_else(|| missing("nodes and keys for the reply block"))?;
@@ -220,12 +236,15 @@ impl Session {
     /// Which of `locators` hold a slot, by the replicas' signed answers:
     /// the locators go in as few probes as fit [`MAX_SIGNED_ANSWERS`]
     /// replicas each, every probe through a service node not caught
-    /// lying. One attempt: a locator whose replicas did not all answer is
-    /// [`Held::Unknown`].
+    /// lying and, while there is one, not in `tried` (to which the
+    /// service nodes asked are added, so that asking again goes
+    /// elsewhere). One attempt: a locator whose replicas did not all
+    /// answer is [`Held::Unknown`].
     pub async fn probe(
         &self,
         locators: &[Locator],
         timeout: Duration,
+        tried: &mut Vec<[u8; 32]>,
     ) -> Result<Vec<Held>, ClientError> {
         let doc = self.document();
         let storage = storage_nodes(&doc);
@@ -240,8 +259,14 @@ impl Session {
             let Some((first, more)) = asked.split_first() else {
                 continue;
             };
-            let answer = match self.ask(Op::Probe(more.to_vec()), *first, timeout).await {
-                Ok(a) => a,
+            let answer = match self
+                .ask_preferring(Op::Probe(more.to_vec()), *first, timeout, tried)
+                .await
+            {
+                Ok(a) => {
+                    tried.push(a.service);
+                    a
+                }
                 Err(ClientError::Network(NetError::Closed(why))) => {
                     return Err(NetError::Closed(why).into());
                 }

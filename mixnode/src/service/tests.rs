@@ -54,8 +54,11 @@ fn malformed_requests_are_refused_without_panicking() {
     longer.push(0);
     assert!(Request::decode(&longer).is_err(), "bytes beyond the length");
     let mut version = good.clone();
-    version[0] = 2;
-    assert_eq!(Request::decode(&version), Err(ServiceError::Version(2)));
+    version[0] = REQUEST_VERSION + 1;
+    assert_eq!(
+        Request::decode(&version),
+        Err(ServiceError::Version(REQUEST_VERSION + 1))
+    );
     for op in [0u8, 6, 255] {
         let mut bad = good.clone();
         bad[1] = op;

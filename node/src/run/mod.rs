@@ -369,6 +369,7 @@ pub async fn run(
                 me: my_key,
                 signer: signer.clone(),
                 cache_chunks: config.storage.cache_chunks,
+                lie: config.faults().service_lie,
             }
             .run(),
         );
