@@ -50,21 +50,44 @@ pub async fn write_entry(
             Ok(PutOutcome::Stored { .. }) => return Ok(n),
             Ok(PutOutcome::Refused(reason)) if reason == "slot_taken" => {
                 // Written before: by an earlier run whose answer was lost
-                // (then it is this very entry, and done), or by this
-                // identity elsewhere (then the next slot).
+                // (then it is this very entry), or by this identity
+                // elsewhere (then the next slot). What the slot holds is
+                // read back; a replica's "taken" alone proves neither.
                 let held = session
                     .request(Op::Get(Kind::Slot), locator, options.timeout)
                     .await
                     .ok()
                     .filter(|r| r.status == Status::Ok)
                     .and_then(|r| SlotRecord::decode(&r.body).ok())
-                    .and_then(|record| keys.follow().open(n, &record).ok());
-                if held.is_some_and(|entry| entry.item == *item) {
-                    return Ok(n);
+                    .and_then(|record| {
+                        let entry = keys.follow().open(n, &record).ok()?;
+                        Some((record, entry))
+                    });
+                match held {
+                    // This very entry: it counts once K replicas sign for
+                    // it, so the record held is put again (a replica that
+                    // holds it answers the duplicate with a receipt, one
+                    // that lacks it stores it).
+                    Some((record, entry)) if entry.item == *item => {
+                        match session
+                            .put(Kind::Slot, locator, record.encode(), options.timeout)
+                            .await
+                        {
+                            Ok(PutOutcome::Stored { .. }) => return Ok(n),
+                            other => {
+                                last = format!(
+                                    "slot {n} holds this entry, not proven on every replica: {other:?}"
+                                );
+                            }
+                        }
+                    }
+                    Some(_) => {
+                        n += 1;
+                        attempts = 0;
+                        continue;
+                    }
+                    None => last = format!("slot {n} is taken, but no replica showed by what"),
                 }
-                n += 1;
-                attempts = 0;
-                continue;
             }
             Ok(PutOutcome::Refused(reason)) => last = format!("slot {n}: refused ({reason})"),
             Ok(PutOutcome::Unproven(why)) => last = format!("slot {n}: {why}"),
@@ -198,9 +221,9 @@ pub async fn poll<R: rand::Rng + ?Sized>(
 /// Which of `wanted` (at most [`PROBE_LOCATORS`]) are held, by their
 /// replicas' signed answers (`Session::probe`): asked with random
 /// locators up to exactly [`PROBE_LOCATORS`], all shuffled, like a poll
-/// round. While some of `wanted` stay [`Held::Unknown`] (a replica did
-/// not answer, or a service node withheld its answer), the same padded
-/// set is asked again through another service node (one not asked yet,
+/// round. While any locator of the set is [`Held::Unknown`] (a replica
+/// did not answer, or a service node withheld its answer), the same
+/// padded set is asked again through another service node (one not asked yet,
 /// while there is one), up to `options.attempts` times: asking only the
 /// unknown ones would tell the second service node which locators are
 /// real.
@@ -221,6 +244,10 @@ pub async fn held<R: rand::Rng + ?Sized>(
         let answers = session
             .probe(&locators, options.timeout, &mut tried)
             .await?;
+        // Whether to ask again depends on every locator of the set, the
+        // padding's too: a replica that stays silent must not learn from
+        // a second ask that it held a real one.
+        let unknown = answers.contains(&Held::Unknown);
         for ((_, i), h) in all.iter().zip(answers) {
             if let Some(i) = i
                 && out[*i] == Held::Unknown
@@ -228,7 +255,7 @@ pub async fn held<R: rand::Rng + ?Sized>(
                 out[*i] = h;
             }
         }
-        if !out.contains(&Held::Unknown) {
+        if !unknown {
             break;
         }
     }
@@ -269,13 +296,18 @@ pub async fn publish_card(
             .find(|&i| taken[i] == Held::Empty)
             .map(|i| (i - range.start) as u64)
     };
-    let full = || {
+    let full = |range: std::ops::Range<usize>| {
+        if taken[range].contains(&Held::Unknown) {
+            return ClientError::from(NetError::GaveUp(
+                "no free card slot could be proven (a replica did not answer); try again".into(),
+            ));
+        }
         ClientError::Conflict(format!(
             "all {CARD_SLOTS} card slots are taken: the card was published {CARD_SLOTS} times already (or, by fingerprint, squatted)"
         ))
     };
-    let by_key = free(0..slots).ok_or_else(full)?;
-    let by_fingerprint = free(slots..2 * slots).ok_or_else(full)?;
+    let by_key = free(0..slots).ok_or_else(|| full(0..slots))?;
+    let by_fingerprint = free(slots..2 * slots).ok_or_else(|| full(slots..2 * slots))?;
     for (n, pick) in [(by_key, 0usize), (by_fingerprint, 1)] {
         let (k, f) = card_slots(identity, &card, n).map_err(bad)?;
         let record = if pick == 0 { k } else { f };

@@ -28,10 +28,46 @@ pub const DOMAIN: &[u8] = b"mtos/replica-answer/1";
 /// Signed answers one response carries at most: a service node asks no
 /// more replicas than this for one request (a probe whose locators have
 /// more replicas between them is a bad request), so they always fit a
-/// reply (32 × (103 + a 15-byte bitmap) + 1 < 4,060 bytes).
-pub const MAX_SIGNED_ANSWERS: usize = 32;
-/// Bytes of one signed answer besides its detail.
-pub const SIGNED_OVERHEAD: usize = 32 + 1 + 4 + 2 + 64;
+/// reply (29 × (105 + a 15-byte scope and a 15-byte bitmap) + 1 = 3,916
+/// of the 4,060 bytes a response body holds).
+pub const MAX_SIGNED_ANSWERS: usize = 29;
+/// Bytes of one signed answer besides its scope and detail.
+pub const SIGNED_OVERHEAD: usize = 32 + 1 + 4 + 2 + 2 + 64;
+/// The longest refusal reason a replica may sign.
+pub const MAX_REASON: usize = 32;
+/// Domain separation of the per-replica nonce.
+pub const NONCE_DOMAIN: &[u8] = b"mtos/replica-nonce/1";
+
+/// The nonce a service node sends replica `node` for the client request
+/// `id`: SHA-256 of the domain, `id` and the replica's key, first 16
+/// bytes. Each replica of one request gets its own, so colluding
+/// replicas cannot join their shares of one probe by it; the client,
+/// knowing `id`, computes each.
+pub fn replica_nonce(id: &[u8; NONCE_LEN], node: &[u8; 32]) -> [u8; NONCE_LEN] {
+    let mut h = Sha256::new();
+    h.update(NONCE_DOMAIN);
+    h.update(id);
+    h.update(node);
+    let d = h.finalize();
+    let mut n = [0u8; NONCE_LEN];
+    n.copy_from_slice(&d[..NONCE_LEN]);
+    n
+}
+
+/// Whether an answer's detail has the shape its operation and status
+/// allow (`asked`: the locators a probe asked of it): a stored put's is
+/// empty, a refusal's a label of at most [`MAX_REASON`] bytes, a probe's
+/// a bitmap of exactly `asked` bits. A service node passes on no other.
+pub fn well_formed(op: ReplicaOp, status: ReplicaStatus, detail: &[u8], asked: usize) -> bool {
+    match (op, status) {
+        (ReplicaOp::Put, ReplicaStatus::Ok) => detail.is_empty(),
+        (ReplicaOp::Put, ReplicaStatus::Refused) => {
+            !detail.is_empty() && detail.len() <= MAX_REASON && detail.is_ascii()
+        }
+        (ReplicaOp::Probe, ReplicaStatus::Ok) => detail.len() == asked.div_ceil(8),
+        _ => false,
+    }
+}
 
 /// Errors of a signed-answer list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -110,6 +146,13 @@ pub struct Signed {
     pub status: ReplicaStatus,
     /// Its document epoch.
     pub epoch: u32,
+    /// What the service node says it asked this replica, outside the
+    /// signature: for a probe, a bitmap over the probe's locators (bit i,
+    /// most significant first, for the i-th); empty for a put. The client
+    /// rebuilds the signed request from it, so a service node whose
+    /// document differs from the client's is not taken for a liar, while
+    /// a false scope fails the signature.
+    pub scope: Vec<u8>,
     /// The answer's detail (a refusal's reason, a probe's bitmap; empty
     /// for a stored put).
     pub detail: Vec<u8>,
@@ -125,13 +168,14 @@ impl Signed {
             node,
             status,
             epoch,
+            scope: Vec::new(),
             detail: detail.to_vec(),
             signature,
         })
     }
 
     /// Whether the replica signed this answer to `op` with `request` (the
-    /// body after the nonce) under `nonce`.
+    /// body after the nonce) under `nonce` (its own: [`replica_nonce`]).
     pub fn verify(&self, nonce: &[u8; NONCE_LEN], op: ReplicaOp, request: &[u8]) -> bool {
         let Ok(key) = VerifyKey::from_bytes(self.node) else {
             return false;
@@ -148,18 +192,23 @@ impl Signed {
 }
 
 /// A response body of signed answers: `count (1) ‖ count × (node (32) ‖
-/// status (1) ‖ epoch (4) ‖ detail length (2) ‖ detail ‖ signature
-/// (64))`. At most [`MAX_SIGNED_ANSWERS`] are written.
+/// status (1) ‖ epoch (4) ‖ scope length (2) ‖ scope ‖ detail length (2)
+/// ‖ detail ‖ signature (64))`. At most [`MAX_SIGNED_ANSWERS`] are
+/// written.
 pub fn encode_list(answers: &[Signed]) -> Vec<u8> {
     let answers = &answers[..answers.len().min(MAX_SIGNED_ANSWERS)];
     let mut out = vec![answers.len() as u8];
+    let field = |out: &mut Vec<u8>, bytes: &[u8]| {
+        let bytes = &bytes[..bytes.len().min(usize::from(u16::MAX))];
+        out.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
+        out.extend_from_slice(bytes);
+    };
     for a in answers {
-        let detail = &a.detail[..a.detail.len().min(usize::from(u16::MAX))];
         out.extend_from_slice(&a.node);
         out.push(a.status.code());
         out.extend_from_slice(&a.epoch.to_be_bytes());
-        out.extend_from_slice(&(detail.len() as u16).to_be_bytes());
-        out.extend_from_slice(detail);
+        field(&mut out, &a.scope);
+        field(&mut out, &a.detail);
         out.extend_from_slice(&a.signature);
     }
     out
@@ -183,12 +232,15 @@ pub fn decode_list(bytes: &[u8]) -> Result<Vec<Signed>, ReceiptError> {
         let status = ReplicaStatus::from_u8(take(1)?[0]).ok_or(bad("status"))?;
         let epoch = u32::from_be_bytes(take(4)?.try_into().map_err(|_| bad("epoch"))?);
         let len = u16::from_be_bytes(take(2)?.try_into().map_err(|_| bad("length"))?);
+        let scope = take(usize::from(len))?.to_vec();
+        let len = u16::from_be_bytes(take(2)?.try_into().map_err(|_| bad("length"))?);
         let detail = take(usize::from(len))?.to_vec();
         let signature: [u8; 64] = take(64)?.try_into().map_err(|_| bad("signature"))?;
         out.push(Signed {
             node,
             status,
             epoch,
+            scope,
             detail,
             signature,
         });
@@ -223,32 +275,31 @@ pub enum Lie {
     Unsupported,
 }
 
-/// Checks the signed answers of one response: each from a distinct node,
-/// verifying for `op` with the request body `request(node)` under
-/// `nonce`; returns those that count: from a node among `allowed`, for an
-/// epoch next to `epoch`.
-fn verified<'a>(
-    answers: &'a [Signed],
-    nonce: &[u8; NONCE_LEN],
-    epoch: u32,
+/// What the service node passed on for one request, checked: every
+/// answer from a distinct node, well formed for `op` (`asked(node)`
+/// locators for a probe) and signed by that node for `op` with
+/// `request(node)` under its own nonce for `id`. `Err` is a lie.
+fn verified(
+    answers: &[Signed],
+    id: &[u8; NONCE_LEN],
     op: ReplicaOp,
-    allowed: &[[u8; 32]],
-    request: impl Fn(&[u8; 32]) -> Vec<u8>,
-) -> Result<Vec<&'a Signed>, Lie> {
+    request: impl Fn(&Signed) -> Option<(Vec<u8>, usize)>,
+) -> Result<(), Lie> {
     let mut seen: Vec<[u8; 32]> = Vec::with_capacity(answers.len());
     for a in answers {
         if seen.contains(&a.node) {
             return Err(Lie::Duplicate);
         }
         seen.push(a.node);
-        if !a.verify(nonce, op, &request(&a.node)) {
+        let (rest, asked) = request(a).ok_or(Lie::Malformed)?;
+        if !well_formed(op, a.status, &a.detail, asked) {
+            return Err(Lie::Malformed);
+        }
+        if !a.verify(&replica_nonce(id, &a.node), op, &rest) {
             return Err(Lie::BadSignature);
         }
     }
-    Ok(answers
-        .iter()
-        .filter(|a| allowed.contains(&a.node) && a.epoch.abs_diff(epoch) <= 1)
-        .collect())
+    Ok(())
 }
 
 /// What a put's signed answers prove.
@@ -274,33 +325,38 @@ pub struct View<'a> {
 
 /// Checks a put's response body (`status` as the service node put it):
 /// the signed answers of the replicas of `locator` in `view`, for the
-/// record `record` of `kind` under `nonce` (the request's id). `Err` is a
-/// lie: the service node forged or replayed an answer, or claims an
-/// outcome its answers do not carry.
+/// record `record` of `kind` under the request id `id`. `Err` is a lie:
+/// the service node forged, altered or replayed an answer, or claims an
+/// outcome its answers do not carry. Only `ok` and `refused` carry
+/// answers; any other status proves (and claims) nothing, and so does a
+/// `refused` whose body is not a list (the service node refused the
+/// record itself, which the client checks on its own).
 pub fn check_put(
     status: crate::service::Status,
     body: &[u8],
-    nonce: &[u8; NONCE_LEN],
+    id: &[u8; NONCE_LEN],
     kind: Kind,
     locator: &Locator,
     record: &[u8],
     view: View<'_>,
 ) -> Result<PutProof, Lie> {
-    let View { storage, k, epoch } = view;
     use crate::service::Status;
-    // Only these carry signed answers; the others prove nothing (and
-    // claim nothing).
-    if !matches!(status, Status::Ok | Status::Refused) {
-        return Ok(PutProof::default());
-    }
-    let answers = decode_list(body).map_err(|_| Lie::Malformed)?;
-    let allowed = replicas(locator, storage, k);
+    let View { storage, k, epoch } = view;
+    let answers = match (status, decode_list(body)) {
+        (Status::Ok | Status::Refused, Ok(answers)) => answers,
+        (Status::Ok, Err(_)) => return Err(Lie::Malformed),
+        _ => return Ok(PutProof::default()),
+    };
     let request = crate::replica_proto::request_rest(kind, locator, record);
-    let counted = verified(&answers, nonce, epoch, ReplicaOp::Put, &allowed, |_| {
-        request.clone()
+    verified(&answers, id, ReplicaOp::Put, |a| {
+        a.scope.is_empty().then(|| (request.clone(), 0))
     })?;
+    let allowed = replicas(locator, storage, k);
     let mut proof = PutProof::default();
-    for a in counted {
+    for a in answers
+        .iter()
+        .filter(|a| allowed.contains(&a.node) && a.epoch.abs_diff(epoch) <= 1)
+    {
         match a.status {
             ReplicaStatus::Ok => proof.stored += 1,
             ReplicaStatus::Refused => {
@@ -332,61 +388,81 @@ pub enum Held {
     Unknown,
 }
 
-/// The locators of a probe that the service node asks `node` about: those
-/// among whose replicas (`storage`, K = `k`) it is, in the probe's order
-/// (`specs/storage.md` §4). Both sides compute it, so the client knows
-/// what each replica signed.
-pub fn asked_of(
-    node: &[u8; 32],
+/// Which locators of a probe (indices, in the probe's order) each
+/// replica is asked about: those it is a replica of among `storage` (K =
+/// `k`), each locator's replicas computed once (`specs/storage.md` §4).
+pub fn probe_plan(
     locators: &[Locator],
     storage: &[[u8; 32]],
     k: usize,
-) -> Vec<Locator> {
-    locators
-        .iter()
-        .filter(|l| replicas(l, storage, k).contains(node))
-        .copied()
-        .collect()
+) -> std::collections::BTreeMap<[u8; 32], Vec<usize>> {
+    let mut plan: std::collections::BTreeMap<[u8; 32], Vec<usize>> = Default::default();
+    for (i, l) in locators.iter().enumerate() {
+        for node in replicas(l, storage, k) {
+            plan.entry(node).or_default().push(i);
+        }
+    }
+    plan
+}
+
+/// A bitmap of `n` bits with `set` set (most significant bit first).
+pub fn bitmap(n: usize, set: &[usize]) -> Vec<u8> {
+    let mut bits = vec![0u8; n.div_ceil(8)];
+    for &i in set.iter().filter(|i| **i < n) {
+        bits[i / 8] |= 0x80 >> (i % 8);
+    }
+    bits
+}
+
+/// The indices set in a bitmap of `n` bits; `None` when it is not
+/// `ceil(n / 8)` bytes or sets a bit past `n`.
+pub fn bits_set(bits: &[u8], n: usize) -> Option<Vec<usize>> {
+    if bits.len() != n.div_ceil(8) {
+        return None;
+    }
+    let set: Vec<usize> = (0..bits.len() * 8)
+        .filter(|i| bits[i / 8] & (0x80 >> (i % 8)) != 0)
+        .collect();
+    set.iter().all(|i| *i < n).then_some(set)
 }
 
 /// Checks a probe's response body for `locators` (in the order asked)
-/// under `nonce`: per locator, whether it is held, empty or unknown. `Err`
-/// is a lie.
+/// under the request id `id`: per locator, whether it is held, empty or
+/// unknown. Each answer's scope names the locators the service node asked
+/// of that replica; the client rebuilds the signed request from it, and
+/// counts the answer for a locator only where the replica is one of that
+/// locator's replicas in its own document. `Err` is a lie.
 pub fn check_probe(
     body: &[u8],
-    nonce: &[u8; NONCE_LEN],
+    id: &[u8; NONCE_LEN],
     locators: &[Locator],
     view: View<'_>,
 ) -> Result<Vec<Held>, Lie> {
     let View { storage, k, epoch } = view;
     let answers = decode_list(body).map_err(|_| Lie::Malformed)?;
-    let sets: Vec<Vec<[u8; 32]>> = locators.iter().map(|l| replicas(l, storage, k)).collect();
-    let mut allowed: Vec<[u8; 32]> = sets.iter().flatten().copied().collect();
-    allowed.sort_unstable();
-    allowed.dedup();
-    let request = |node: &[u8; 32]| -> Vec<u8> {
-        asked_of(node, locators, storage, k)
+    let n = locators.len();
+    verified(&answers, id, ReplicaOp::Probe, |a| {
+        let asked = bits_set(&a.scope, n)?;
+        let rest: Vec<u8> = asked
             .iter()
-            .flat_map(|l| l.as_bytes().iter().copied())
-            .collect()
-    };
-    let counted = verified(&answers, nonce, epoch, ReplicaOp::Probe, &allowed, request)?;
+            .flat_map(|&i| locators[i].as_bytes().iter().copied())
+            .collect();
+        (!asked.is_empty()).then_some((rest, asked.len()))
+    })?;
+    let sets: Vec<Vec<[u8; 32]>> = locators.iter().map(|l| replicas(l, storage, k)).collect();
     // Per locator: replicas that signed "not held", and whether one
     // signed "held".
-    let mut empty_votes = vec![0usize; locators.len()];
-    let mut held = vec![false; locators.len()];
-    for a in counted
-        .into_iter()
-        .filter(|a| a.status == ReplicaStatus::Ok)
+    let mut empty_votes = vec![0usize; n];
+    let mut held = vec![false; n];
+    for a in answers
+        .iter()
+        .filter(|a| a.status == ReplicaStatus::Ok && a.epoch.abs_diff(epoch) <= 1)
     {
-        let mine: Vec<usize> = (0..locators.len())
-            .filter(|&i| sets[i].contains(&a.node))
-            .collect();
-        if a.detail.len() != mine.len().div_ceil(8) {
-            // Signed, so the replica's own mistake: it proves nothing.
-            continue;
-        }
-        for (j, &i) in mine.iter().enumerate() {
+        let asked = bits_set(&a.scope, n).unwrap_or_default();
+        for (j, &i) in asked.iter().enumerate() {
+            if !sets[i].contains(&a.node) {
+                continue;
+            }
             if a.detail[j / 8] & (0x80 >> (j % 8)) != 0 {
                 held[i] = true;
             } else {
@@ -394,7 +470,7 @@ pub fn check_probe(
             }
         }
     }
-    Ok((0..locators.len())
+    Ok((0..n)
         .map(|i| {
             if held[i] {
                 Held::Held

@@ -8,9 +8,10 @@
 //! response comes out of [`ServiceMachine::poll_answered`] with the
 //! request's reply context, which the driver turns into a reply packet.
 //!
-//! The rules: every ask carries the client's request id as its nonce, and
-//! every answer a replica signs (`receipts`) is checked here, so that a
-//! bad signature in a response is the service node's own; a put goes to
+//! The rules: every ask carries a nonce derived from the client's request
+//! id and the replica's key (`receipts::replica_nonce`), and every answer
+//! a replica signs is checked here, signature and shape, so that a bad
+//! one in a response is the service node's own; a put goes to
 //! all K replicas at once and is answered with their signed answers (`Ok`
 //! when one stored it, `Refused` when one refused, `Unavailable` when
 //! none answered), from which the client counts the receipts itself; a
@@ -29,7 +30,10 @@ use mtos_crypto::item::Locator;
 
 use crate::cache::ChunkCache;
 use crate::placement::replicas;
-use crate::receipts::{MAX_SIGNED_ANSWERS, Signed, asked_of, encode_list, split_answer};
+use crate::receipts::{
+    MAX_SIGNED_ANSWERS, Signed, bitmap, encode_list, probe_plan, replica_nonce, split_answer,
+    well_formed,
+};
 use crate::records::{Kind, validate};
 use crate::replica_proto::{ReplicaOp, ReplicaStatus, request_rest, with_nonce};
 use crate::service::{Op, Response, Status};
@@ -121,8 +125,9 @@ pub struct ServiceCounts {
     pub bad_records: u64,
     /// Asks that timed out.
     pub ask_timeouts: u64,
-    /// Replica answers whose signature did not verify (dropped, as if
-    /// the replica had not answered).
+    /// Replica answers whose signature did not verify, or whose detail
+    /// had a shape its operation does not allow (dropped, as if the
+    /// replica had not answered).
     pub bad_signatures: u64,
 }
 
@@ -157,14 +162,16 @@ enum Work {
     },
     Get {
         kind: Kind,
-        body: Vec<u8>,
+        /// The request body after the nonce.
+        rest: Vec<u8>,
         replicas: Vec<[u8; 32]>,
         next: usize,
         reached: bool,
     },
     Probe {
-        /// Per ask: the locators asked (the body after the nonce).
-        asked: HashMap<usize, Vec<u8>>,
+        /// Per ask: the locators asked (the body after the nonce), how
+        /// many, and the scope bitmap over the probe's locators.
+        asked: HashMap<usize, (Vec<u8>, usize, Vec<u8>)>,
         answers: Vec<Signed>,
     },
 }
@@ -251,10 +258,10 @@ impl<T> ServiceMachine<T> {
                     return Ok(());
                 }
                 let rest = request_rest(kind, &locator, &record);
-                let body = with_nonce(&id, &rest);
                 let nodes = replicas(&locator, storage, k);
                 for node in &nodes {
-                    self.ask(now, key, 0, *node, ReplicaOp::Put, body.clone());
+                    let body = with_nonce(&replica_nonce(&id, node), &rest);
+                    self.ask(now, key, 0, *node, ReplicaOp::Put, body);
                 }
                 Work::Put {
                     rest,
@@ -274,7 +281,7 @@ impl<T> ServiceMachine<T> {
                 }
                 Work::Get {
                     kind,
-                    body: with_nonce(&id, &request_rest(kind, &locator, &[])),
+                    rest: request_rest(kind, &locator, &[]),
                     replicas: replicas(&locator, storage, k),
                     next: 0,
                     reached: false,
@@ -282,13 +289,8 @@ impl<T> ServiceMachine<T> {
             }
             Op::Probe(more) => {
                 let locators: Vec<Locator> = std::iter::once(locator).chain(more).collect();
-                let mut nodes: Vec<[u8; 32]> = locators
-                    .iter()
-                    .flat_map(|l| replicas(l, storage, k))
-                    .collect();
-                nodes.sort_unstable();
-                nodes.dedup();
-                if nodes.len() > MAX_SIGNED_ANSWERS {
+                let plan = probe_plan(&locators, storage, k);
+                if plan.len() > MAX_SIGNED_ANSWERS {
                     // More signed answers than a reply holds: the client
                     // sizes its probes to fit (`specs/storage.md` §4).
                     self.finish(name, id, reply, Status::BadRequest, Vec::new());
@@ -298,10 +300,10 @@ impl<T> ServiceMachine<T> {
                 // of (a probe has at most `MAX_PROBE` locators, so one ask
                 // holds them).
                 let mut asked = HashMap::new();
-                for (group, node) in nodes.into_iter().enumerate() {
-                    let rest: Vec<u8> = asked_of(&node, &locators, storage, k)
+                for (group, (node, indices)) in plan.into_iter().enumerate() {
+                    let rest: Vec<u8> = indices
                         .iter()
-                        .flat_map(|l| l.as_bytes().iter().copied())
+                        .flat_map(|&i| locators[i].as_bytes().iter().copied())
                         .collect();
                     self.ask(
                         now,
@@ -309,9 +311,10 @@ impl<T> ServiceMachine<T> {
                         group,
                         node,
                         ReplicaOp::Probe,
-                        with_nonce(&id, &rest),
+                        with_nonce(&replica_nonce(&id, &node), &rest),
                     );
-                    asked.insert(group, rest);
+                    let scope = bitmap(locators.len(), &indices);
+                    asked.insert(group, (rest, indices.len(), scope));
                 }
                 Work::Probe {
                     asked,
@@ -420,12 +423,14 @@ impl<T> ServiceMachine<T> {
             return;
         };
         let (locator, nonce) = (request.locator, request.id);
-        // A signed answer that verifies for `op` over `rest`; one that
-        // does not is dropped and counted, as if the replica were silent.
-        let mut check = |answer: Option<(ReplicaStatus, Vec<u8>)>, op, rest: &[u8]| {
+        // A signed answer of the shape `op` allows (`asked` locators for
+        // a probe) that verifies over `rest`; any other is dropped and
+        // counted, as if the replica were silent.
+        let nonce = replica_nonce(&nonce, &node);
+        let mut check = |answer: Option<(ReplicaStatus, Vec<u8>)>, op, rest: &[u8], asked| {
             let (status, body) = answer?;
             let signed = Signed::from_answer(node, status, &body)?;
-            if signed.verify(&nonce, op, rest) {
+            if well_formed(op, status, &signed.detail, asked) && signed.verify(&nonce, op, rest) {
                 Some(signed)
             } else {
                 self.counts.bad_signatures += 1;
@@ -439,19 +444,23 @@ impl<T> ServiceMachine<T> {
                 waiting,
             } => {
                 *waiting = waiting.saturating_sub(1);
-                if let Some(signed) = check(answer, ReplicaOp::Put, rest)
-                    && matches!(signed.status, ReplicaStatus::Ok | ReplicaStatus::Refused)
+                // An error or an unknown status is an unreachable replica.
+                if matches!(
+                    answer,
+                    Some((ReplicaStatus::Ok | ReplicaStatus::Refused, _))
+                ) && let Some(signed) = check(answer, ReplicaOp::Put, rest, 0)
                 {
                     answers.push(signed);
                 }
             }
             Work::Probe { asked, answers } => {
-                let Some(rest) = asked.remove(&index) else {
+                let Some((rest, count, scope)) = asked.remove(&index) else {
                     return;
                 };
-                if let Some(signed) = check(answer, ReplicaOp::Probe, &rest)
-                    && signed.status == ReplicaStatus::Ok
+                if matches!(answer, Some((ReplicaStatus::Ok, _)))
+                    && let Some(mut signed) = check(answer, ReplicaOp::Probe, &rest, count)
                 {
+                    signed.scope = scope;
                     answers.push(signed);
                 }
             }
@@ -512,14 +521,15 @@ impl<T> ServiceMachine<T> {
                 (status, encode_list(answers))
             }),
             Work::Get {
-                body,
+                rest,
                 replicas,
                 next,
                 reached,
                 ..
             } => match replicas.get(*next) {
                 Some(node) => {
-                    asks.push((0, *node, ReplicaOp::Get, body.clone()));
+                    let body = with_nonce(&replica_nonce(&request.id, node), rest);
+                    asks.push((0, *node, ReplicaOp::Get, body));
                     None
                 }
                 None if *reached => Some((Status::NotFound, Vec::new())),

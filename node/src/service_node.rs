@@ -18,7 +18,9 @@ use super::replica::{Signer, ask, serve_counted};
 use mtos_mixnode::Instant;
 use mtos_mixnode::engine::Transmit;
 use mtos_mixnode::placement::{DEFAULT_REPLICAS, replicas, storage_nodes};
-use mtos_mixnode::receipts::{Answering, Signed, decode_list, encode_list, signed_answer};
+use mtos_mixnode::receipts::{
+    Answering, Signed, decode_list, encode_list, replica_nonce, signed_answer,
+};
 use mtos_mixnode::replica_proto::{ReplicaOp, request_rest};
 use mtos_mixnode::service::{Op, Status};
 
@@ -177,8 +179,9 @@ impl ServiceNode {
         let answers: Vec<Signed> = replicas(&request.locator, storage, DEFAULT_REPLICAS)
             .iter()
             .filter_map(|node| {
+                let nonce = replica_nonce(&request.id, node);
                 let answering = Answering {
-                    nonce: &request.id,
+                    nonce: &nonce,
                     epoch,
                     node,
                     op: ReplicaOp::Put,
@@ -278,6 +281,12 @@ fn export(metrics: &Metrics, machine: &ServiceMachine<ReplyBlock>, exported: &mu
         &["replica_ask", "timeout"],
         timeouts,
         exported.ask_timeouts,
+    );
+    Metrics::add_since(
+        requests,
+        &["replica_ask", "bad_signature"],
+        counts.bad_signatures,
+        exported.bad_signatures,
     );
     metrics
         .service_cache_chunks

@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DOMAIN = b"mtos/replica-answer/1"
+NONCE_DOMAIN = b"mtos/replica-nonce/1"
 OPS = {"put": 1, "get": 2, "probe": 3, "have": 4}
 STATUS = {"ok": 0x10, "not_found": 0x11, "refused": 0x12, "error": 0x13}
 
@@ -36,24 +37,32 @@ def statement(nonce, epoch, node, op, status, rest, detail):
     )
 
 
+def replica_nonce(request_id, node):
+    return hashlib.sha256(NONCE_DOMAIN + request_id + node).digest()[:16]
+
+
 def derive(case):
     seed = bytes.fromhex(case["node_seed"])
     sk, node = key_of(seed)
-    nonce = bytes.fromhex(case["nonce"])
+    nonce = replica_nonce(bytes.fromhex(case["request_id"]), node)
     rest = bytes.fromhex(case["request_rest"])
     detail = bytes.fromhex(case["detail"])
     s = statement(nonce, case["epoch"], node, case["op"], case["status"], rest, detail)
     sig = sk.sign(s)
     out = dict(case)
     out["node"] = node.hex()
+    out["nonce"] = nonce.hex()
     out["request_body"] = (nonce + rest).hex()
     out["statement"] = s.hex()
     out["signature"] = sig.hex()
     out["answer_body"] = (detail + case["epoch"].to_bytes(4, "big") + sig).hex()
+    scope = bytes.fromhex(case["scope"])
     out["signed_answer"] = (
         node
         + bytes([STATUS[case["status"]]])
         + case["epoch"].to_bytes(4, "big")
+        + len(scope).to_bytes(2, "big")
+        + scope
         + len(detail).to_bytes(2, "big")
         + detail
         + sig
@@ -69,32 +78,36 @@ CASES = [
     {
         "name": "a chunk stored",
         "node_seed": "01" * 32,
-        "nonce": "a0" * 16,
+        "request_id": "a0" * 16,
         "epoch": 41,
         "op": "put",
         "status": "ok",
         # kind 1 (chunk), locator, record
         "request_rest": put_rest(1, bytes(range(32)), b"chunk bytes").hex(),
+        "scope": "",
         "detail": "",
     },
     {
         "name": "a slot refused as taken",
         "node_seed": "02" * 32,
-        "nonce": "b1" * 16,
+        "request_id": "b1" * 16,
         "epoch": 42,
         "op": "put",
         "status": "refused",
         "request_rest": put_rest(2, bytes([0x33]) * 32, b"slot record").hex(),
+        "scope": "",
         "detail": b"slot_taken".hex(),
     },
     {
         "name": "a probe of three slots, the second held",
         "node_seed": "03" * 32,
-        "nonce": "c2" * 16,
+        "request_id": "c2" * 16,
         "epoch": 7,
         "op": "probe",
         "status": "ok",
+        # locators 0, 2 and 3 of a probe of five (scope 1011 0...)
         "request_rest": (bytes([1]) * 32 + bytes([2]) * 32 + bytes([3]) * 32).hex(),
+        "scope": "b0",
         "detail": "40",
     },
 ]

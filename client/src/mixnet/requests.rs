@@ -219,7 +219,9 @@ impl Session {
             // A replica may refuse what it must not (a bad replica): a
             // reason about the record itself counts only when the
             // record fails the client's own check too.
-            let about_record = !matches!(reason.as_str(), "slot_taken" | "quota" | "full");
+            let replicas_say = matches!(reason.as_str(), "quota" | "full")
+                || (reason == "slot_taken" && kind == Kind::Slot);
+            let about_record = !replicas_say;
             if !about_record || validate(kind, &locator, &record).is_err() {
                 return Ok(PutOutcome::Refused(reason));
             }

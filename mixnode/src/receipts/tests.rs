@@ -38,21 +38,23 @@ impl Net {
         &self.ids[i]
     }
 
-    /// `node`'s signed answer to `op` with `rest` under `nonce`, signed
-    /// by `by` (its own identity unless forging).
+    /// `node`'s signed answer to `op` with `rest` for the request `id`
+    /// (under its own nonce), signed by `by` (its own identity unless
+    /// forging).
     #[allow(clippy::too_many_arguments)]
     fn answer(
         &self,
         node: &[u8; 32],
         by: &Identity,
-        nonce: &[u8; 16],
+        id: &[u8; 16],
         op: ReplicaOp,
         rest: &[u8],
         status: ReplicaStatus,
         detail: &[u8],
     ) -> Signed {
+        let nonce = replica_nonce(id, node);
         let a = Answering {
-            nonce,
+            nonce: &nonce,
             epoch: 9,
             node,
             op,
@@ -301,39 +303,40 @@ fn receipts_from_nodes_that_are_not_replicas_do_not_count() {
     );
 }
 
+/// Every replica's honest, signed answer to a probe of `locators` with
+/// request id `id`, `written` held, each with its scope as a service node
+/// sets it.
+fn probe_answers(net: &Net, id: &[u8; 16], locators: &[Locator], written: usize) -> Vec<Signed> {
+    probe_plan(locators, &net.nodes, 3)
+        .into_iter()
+        .map(|(n, asked)| {
+            let rest: Vec<u8> = asked
+                .iter()
+                .flat_map(|&i| *locators[i].as_bytes())
+                .collect();
+            let held: Vec<usize> = (0..asked.len()).filter(|&j| asked[j] == written).collect();
+            let mut a = net.answer(
+                &n,
+                net.id(&n),
+                id,
+                ReplicaOp::Probe,
+                &rest,
+                ReplicaStatus::Ok,
+                &bitmap(asked.len(), &held),
+            );
+            a.scope = bitmap(locators.len(), &asked);
+            a
+        })
+        .collect()
+}
+
 #[test]
 fn a_probe_answer_withheld_or_altered_never_makes_a_written_slot_look_empty() {
     let net = Net::new();
     let locators: Vec<Locator> = (0..20u8).map(|i| Locator::of(&[i])).collect();
     let written = 4usize;
     let view = net.view();
-    // Each replica's honest, signed bitmap.
-    let honest: Vec<Signed> = net
-        .nodes
-        .iter()
-        .filter_map(|n| {
-            let mine = asked_of(n, &locators, &net.nodes, 3);
-            if mine.is_empty() {
-                return None;
-            }
-            let rest: Vec<u8> = mine.iter().flat_map(|l| *l.as_bytes()).collect();
-            let mut bits = vec![0u8; mine.len().div_ceil(8)];
-            for (j, l) in mine.iter().enumerate() {
-                if *l == locators[written] {
-                    bits[j / 8] |= 0x80 >> (j % 8);
-                }
-            }
-            Some(net.answer(
-                n,
-                net.id(n),
-                &[6; 16],
-                ReplicaOp::Probe,
-                &rest,
-                ReplicaStatus::Ok,
-                &bits,
-            ))
-        })
-        .collect();
+    let honest = probe_answers(&net, &[6; 16], &locators, written);
     let held = check_probe(&encode_list(&honest), &[6; 16], &locators, view).unwrap();
     assert_eq!(held[written], Held::Held);
     assert_eq!(held.iter().filter(|h| **h == Held::Empty).count(), 19);
@@ -360,9 +363,126 @@ fn a_probe_answer_withheld_or_altered_never_makes_a_written_slot_look_empty() {
     let r = check_probe(&encode_list(&cleared), &[6; 16], &locators, view);
     assert_eq!(r, Err(Lie::BadSignature));
 
-    // Or replays the answers of an earlier probe (another nonce).
+    // Or narrows a replica's scope to leave the written slot out.
+    let narrowed: Vec<Signed> = honest
+        .iter()
+        .cloned()
+        .map(|mut a| {
+            if reps.contains(&a.node) {
+                let mut asked = bits_set(&a.scope, locators.len()).unwrap();
+                asked.retain(|&i| i != written);
+                a.scope = bitmap(locators.len(), &asked);
+            }
+            a
+        })
+        .collect();
+    let r = check_probe(&encode_list(&narrowed), &[6; 16], &locators, view);
+    assert!(r.is_err(), "{r:?}");
+
+    // Or replays the answers of an earlier probe (another request id).
     let r = check_probe(&encode_list(&honest), &[7; 16], &locators, view);
     assert_eq!(r, Err(Lie::BadSignature));
+}
+
+#[test]
+fn a_service_node_whose_document_differs_is_not_taken_for_a_liar() {
+    // The service node saw one more storage node than the client (it
+    // joined, and the client's document is older): its answers name
+    // other replicas for some locators, and their scopes differ from what
+    // the client would compute. Nothing is a lie; what the client cannot
+    // count stays unknown.
+    let net = Net::new();
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(9);
+    let newcomer = Identity::throwaway(&mut rng, 0);
+    let mut bigger = Net::new();
+    bigger.ids.push(newcomer);
+    bigger.nodes = bigger
+        .ids
+        .iter()
+        .map(|i| *i.verify_key().as_bytes())
+        .collect();
+    let locators: Vec<Locator> = (0..30u8).map(|i| Locator::of(&[i, 1])).collect();
+    let answers = probe_answers(&bigger, &[8; 16], &locators, 0);
+    let held = check_probe(&encode_list(&answers), &[8; 16], &locators, net.view()).unwrap();
+    assert_eq!(held[0], Held::Held);
+    // The moved ones (but the written one, held either way) are unknown.
+    let moved = (1..30)
+        .filter(|&i| {
+            replicas(&locators[i], &bigger.nodes, 3) != replicas(&locators[i], &net.nodes, 3)
+        })
+        .count();
+    assert!(moved > 0, "the newcomer takes some locators");
+    assert_eq!(held.iter().filter(|h| **h == Held::Unknown).count(), moved);
+    // A put: the newcomer's receipt does not count, but is no lie.
+    let (l, record) = (0..)
+        .map(|n| slot(n, b"x"))
+        .find(|(l, _)| replicas(l, &bigger.nodes, 3) != replicas(l, &net.nodes, 3))
+        .unwrap();
+    let body = bigger.receipts(&[8; 16], Kind::Slot, &l, &record);
+    let proof = check_put(
+        Status::Ok,
+        &body,
+        &[8; 16],
+        Kind::Slot,
+        &l,
+        &record,
+        net.view(),
+    )
+    .unwrap();
+    assert_eq!(proof.stored, 2);
+}
+
+#[test]
+fn answers_of_a_shape_their_operation_does_not_allow_are_lies() {
+    let net = Net::new();
+    let (l, record) = slot(5, b"entry");
+    let rest = request_rest(Kind::Slot, &l, &record);
+    let reps = replicas(&l, &net.nodes, 3);
+    // A replica signs a stored put with 4 KB of detail, which would not
+    // fit a reply with the others; a service node passes on no such
+    // answer, so one in a response is its own doing.
+    let fat = net.answer(
+        &reps[0],
+        net.id(&reps[0]),
+        &[4; 16],
+        ReplicaOp::Put,
+        &rest,
+        ReplicaStatus::Ok,
+        &[0; 4000],
+    );
+    assert!(!well_formed(
+        ReplicaOp::Put,
+        ReplicaStatus::Ok,
+        &fat.detail,
+        0
+    ));
+    let r = check_put(
+        Status::Ok,
+        &encode_list(&[fat]),
+        &[4; 16],
+        Kind::Slot,
+        &l,
+        &record,
+        net.view(),
+    );
+    assert_eq!(r, Err(Lie::Malformed));
+    // A service node's own refusal (not a list) proves and claims
+    // nothing: the client checks the record itself.
+    let own = check_put(
+        Status::Refused,
+        b"bad_slot",
+        &[4; 16],
+        Kind::Slot,
+        &l,
+        &record,
+        net.view(),
+    );
+    assert_eq!(own, Ok(PutProof::default()));
+    // Each replica of one request gets its own nonce.
+    assert_ne!(
+        replica_nonce(&[4; 16], &reps[0]),
+        replica_nonce(&[4; 16], &reps[1])
+    );
 }
 
 #[test]
@@ -373,17 +493,18 @@ fn lists_round_trip_and_malformed_ones_are_refused() {
     let list = decode_list(&body).unwrap();
     assert_eq!(encode_list(&list), body);
     assert_eq!(body.len(), 1 + 3 * SIGNED_OVERHEAD);
+    // The largest probe answer list fits a reply.
     assert!(decode_list(&body[..body.len() - 1]).is_err());
     let mut longer = body.clone();
     longer.push(0);
     assert!(decode_list(&longer).is_err());
     assert!(decode_list(&[]).is_err());
     assert!(decode_list(&[MAX_SIGNED_ANSWERS as u8 + 1]).is_err());
-    // The bound fits a reply: the largest probe answer list.
     let big = Signed {
         node: [0; 32],
         status: ReplicaStatus::Ok,
         epoch: 0,
+        scope: vec![0; crate::service::MAX_PROBE.div_ceil(8)],
         detail: vec![0; crate::service::MAX_PROBE.div_ceil(8)],
         signature: [0; 64],
     };
@@ -422,7 +543,9 @@ fn receipt_vectors_match_the_spec() {
         );
         let node = *id.verify_key().as_bytes();
         assert_eq!(node.to_vec(), hex(&case["node"]));
-        let nonce: [u8; 16] = hex(&case["nonce"]).try_into().unwrap();
+        let request_id: [u8; 16] = hex(&case["request_id"]).try_into().unwrap();
+        let nonce = replica_nonce(&request_id, &node);
+        assert_eq!(nonce.to_vec(), hex(&case["nonce"]));
         let op = match case["op"].as_str().unwrap() {
             "put" => ReplicaOp::Put,
             "probe" => ReplicaOp::Probe,
@@ -450,8 +573,9 @@ fn receipt_vectors_match_the_spec() {
         assert_eq!(statement(&a, status, &detail), hex(&case["statement"]));
         let body = signed_answer(|m| id.sign(m), &a, status, detail.clone());
         assert_eq!(body, hex(&case["answer_body"]), "{}", case["name"]);
-        let s = Signed::from_answer(node, status, &body).unwrap();
+        let mut s = Signed::from_answer(node, status, &body).unwrap();
         assert!(s.verify(&nonce, op, &rest));
+        s.scope = hex(&case["scope"]);
         assert_eq!(
             encode_list(std::slice::from_ref(&s))[1..],
             hex(&case["signed_answer"])[..]
