@@ -2,7 +2,9 @@
 //! (`specs/client.md`). A message to a client ends at the client's
 //! gateway (the packet's final hop), which must not read it or tell it
 //! from the client's own loop cover, so every message is sealed to the
-//! client's X25519 key and padded to one size.
+//! client's X25519 key and padded to one size, and its ephemeral key is
+//! sent as an Elligator2 representative, which looks like 32 random bytes
+//! (a raw X25519 key always passes a one-Legendre-symbol test).
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
@@ -17,7 +19,7 @@ pub const ENVELOPE_SIZE: usize = MAX_MESSAGE;
 pub const ENVELOPE_OVERHEAD: usize = 32 + 2 + 16;
 /// The longest message one envelope carries.
 pub const MAX_CLIENT_MESSAGE: usize = ENVELOPE_SIZE - ENVELOPE_OVERHEAD;
-const ENVELOPE_CONTEXT: &str = "mtos-client-envelope-v1";
+const ENVELOPE_CONTEXT: &str = "mtos-client-envelope-v2";
 const MAILBOX_CONTEXT: &str = "mtos-mailbox-v1";
 /// Bytes of an encoded client address.
 pub const ADDRESS_SIZE: usize = 1 + 3 * 32;
@@ -119,9 +121,13 @@ fn envelope_key(
 }
 
 /// Seals `message` to `recipient` (an X25519 public key): a fresh
-/// ephemeral key from `rng`, then ChaCha20-Poly1305 under a key derived
-/// from the shared secret, over the length-prefixed message padded to
-/// [`ENVELOPE_SIZE`]. Every envelope has the same size.
+/// ephemeral key from `rng`, drawn among the points Elligator2 can hide
+/// (and torsion-dirty, so the decoded point is not in the prime-order
+/// subgroup any more often than a random string's), then
+/// ChaCha20-Poly1305 under a key derived from the shared secret, over the
+/// length-prefixed message padded to [`ENVELOPE_SIZE`]. The envelope
+/// starts with the key's representative; every envelope has the same
+/// size.
 pub fn seal<R: CryptoRng + ?Sized>(
     rng: &mut R,
     recipient: &[u8; 32],
@@ -133,29 +139,31 @@ pub fn seal<R: CryptoRng + ?Sized>(
             max: MAX_CLIENT_MESSAGE,
         });
     }
-    let mut secret = Zeroizing::new([0u8; 32]);
-    rng.fill_bytes(secret.as_mut());
-    let ephemeral = x25519_dalek::StaticSecret::from(*secret);
-    let ephemeral_public = x25519_dalek::PublicKey::from(&ephemeral).to_bytes();
+    // `None` only if 64 draws in a row had no representative (each does
+    // with probability 1/2): a broken RNG.
+    let ephemeral = elligator2::generate(rng).ok_or(EnvelopeError::Invalid)?;
+    let point = *ephemeral.point();
     let shared = ephemeral.diffie_hellman(&x25519_dalek::PublicKey::from(*recipient));
     if !shared.was_contributory() {
         return Err(EnvelopeError::Invalid);
     }
-    let key = envelope_key(shared.as_bytes(), &ephemeral_public, recipient);
+    let key = envelope_key(shared.as_bytes(), &point, recipient);
     let mut plain = Zeroizing::new(vec![0u8; ENVELOPE_SIZE - 32 - 16]);
     plain[..2].copy_from_slice(&(message.len() as u16).to_be_bytes());
     plain[2..2 + message.len()].copy_from_slice(message);
+    // The representative as sent is the associated data: its two high
+    // bits, which decoding ignores, cannot be flipped unnoticed.
     let sealed = ChaCha20Poly1305::new(Key::from_slice(key.as_slice()))
         .encrypt(
             &Nonce::default(),
             Payload {
                 msg: &plain,
-                aad: &ephemeral_public,
+                aad: ephemeral.representative(),
             },
         )
         .map_err(|_| EnvelopeError::Invalid)?;
     let mut out = Vec::with_capacity(ENVELOPE_SIZE);
-    out.extend_from_slice(&ephemeral_public);
+    out.extend_from_slice(ephemeral.representative());
     out.extend_from_slice(&sealed);
     Ok(out)
 }
@@ -168,23 +176,25 @@ pub fn open(secret: &[u8; 32], envelope: &[u8]) -> Result<Vec<u8>, EnvelopeError
             expected: ENVELOPE_SIZE,
         });
     }
-    let (ephemeral_public, sealed) = envelope.split_at(32);
-    let mut e = [0u8; 32];
-    e.copy_from_slice(ephemeral_public);
+    let (representative, sealed) = envelope.split_at(32);
+    let mut r = [0u8; 32];
+    r.copy_from_slice(representative);
+    // Every 32 bytes decode to some point: nothing to refuse here.
+    let point = elligator2::from_representative(&r);
     let secret = x25519_dalek::StaticSecret::from(*secret);
     let recipient = x25519_dalek::PublicKey::from(&secret).to_bytes();
-    let shared = secret.diffie_hellman(&x25519_dalek::PublicKey::from(e));
+    let shared = secret.diffie_hellman(&x25519_dalek::PublicKey::from(point));
     if !shared.was_contributory() {
         return Err(EnvelopeError::Invalid);
     }
-    let key = envelope_key(shared.as_bytes(), &e, &recipient);
+    let key = envelope_key(shared.as_bytes(), &point, &recipient);
     let plain = Zeroizing::new(
         ChaCha20Poly1305::new(Key::from_slice(key.as_slice()))
             .decrypt(
                 &Nonce::default(),
                 Payload {
                     msg: sealed,
-                    aad: &e,
+                    aad: &r,
                 },
             )
             .map_err(|_| EnvelopeError::Invalid)?,
@@ -212,9 +222,12 @@ mod tests {
             assert_eq!(e.len(), ENVELOPE_SIZE);
             assert_eq!(open(&secret, &e).unwrap(), message);
             assert_eq!(open(&[8u8; 32], &e), Err(EnvelopeError::Invalid));
-            for i in [0, 31, 32, 40, ENVELOPE_SIZE - 1] {
+            for (i, bit) in [(0, 1), (31, 1), (31, 0x80), (31, 0x40), (32, 1), (40, 1)]
+                .into_iter()
+                .chain([(ENVELOPE_SIZE - 1, 1)])
+            {
                 let mut t = e.clone();
-                t[i] ^= 1;
+                t[i] ^= bit;
                 assert_eq!(open(&secret, &t), Err(EnvelopeError::Invalid), "byte {i}");
             }
         }
@@ -227,6 +240,39 @@ mod tests {
             seal(&mut rng, &[0u8; 32], b"x"),
             Err(EnvelopeError::Invalid)
         );
+    }
+
+    /// The attack on the old envelope: its first 32 bytes were a raw
+    /// X25519 key, which always decodes as a curve point (one Legendre
+    /// symbol) and always has its top bit clear, so a gateway told
+    /// envelopes from random bytes (a reply's payload) every time. Now
+    /// both tests pass as often on envelopes as on random strings.
+    #[test]
+    fn an_envelope_key_looks_like_random_bytes() {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(2);
+        let public =
+            x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from([9u8; 32])).to_bytes();
+        let n = 2_000usize;
+        let (mut on_curve, mut high) = (0usize, [0usize; 4]);
+        for _ in 0..n {
+            let e = seal(&mut rng, &public, b"x").unwrap();
+            let mut r = [0u8; 32];
+            r.copy_from_slice(&e[..32]);
+            on_curve += usize::from(elligator2::is_montgomery_u(&r));
+            high[usize::from(r[31] >> 6)] += 1;
+        }
+        // Binomial: half the strings pass; 4 sigma = 89 of 2,000.
+        assert!(
+            on_curve.abs_diff(n / 2) < 90,
+            "{on_curve} of {n} on the curve"
+        );
+        // The two high bits: a quarter each; 4 sigma = 77 of 2,000.
+        for h in high {
+            assert!(h.abs_diff(n / 4) < 78, "{high:?}");
+        }
+        // The raw key the old envelope sent fails both, every time.
+        let raw = x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from([3u8; 32]));
+        assert!(elligator2::is_montgomery_u(raw.as_bytes()) && raw.as_bytes()[31] < 0x80);
     }
 
     #[test]

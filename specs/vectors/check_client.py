@@ -1,0 +1,116 @@
+# Independent check of specs/vectors/client.json (specs/client.md §1, §2):
+# python3 specs/vectors/check_client.py
+# Needs the `cryptography` package (X25519, ChaCha20-Poly1305). Re-implements,
+# from the published constructions and not from the Rust code: BLAKE3's
+# derive_key mode (for inputs of one chunk, which is all this needs), the
+# Elligator2 map from a representative to a Curve25519 point (Bernstein,
+# Hamburg, Krasnova, Lange; non-square 2, as RFC 9380's map_to_curve_elligator2
+# for curve25519), the mailbox id, the client address and the envelope.
+import json, os
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+# Pure-Python BLAKE3, inputs of at most one chunk (1,024 bytes), hash and derive_key modes.
+IV = [0x6A09E667, 0xBB67AE85, 0x3C6EF372, 0xA54FF53A, 0x510E527F, 0x9B05688C, 0x1F83D9AB, 0x5BE0CD19]
+PERM = [2, 6, 3, 10, 7, 0, 4, 13, 1, 11, 12, 5, 9, 14, 15, 8]
+CHUNK_START, CHUNK_END, ROOT, DERIVE_KEY_CONTEXT, DERIVE_KEY_MATERIAL = 1, 2, 8, 32, 64
+M32 = 0xFFFFFFFF
+
+def rotr(x, n):
+    return ((x >> n) | (x << (32 - n))) & M32
+
+def g(s, a, b, c, d, x, y):
+    s[a] = (s[a] + s[b] + x) & M32; s[d] = rotr(s[d] ^ s[a], 16)
+    s[c] = (s[c] + s[d]) & M32; s[b] = rotr(s[b] ^ s[c], 12)
+    s[a] = (s[a] + s[b] + y) & M32; s[d] = rotr(s[d] ^ s[a], 8)
+    s[c] = (s[c] + s[d]) & M32; s[b] = rotr(s[b] ^ s[c], 7)
+
+def compress(cv, block, counter, blen, flags):
+    m = [int.from_bytes(block[4 * i:4 * i + 4], "little") for i in range(16)]
+    s = list(cv) + IV[:4] + [counter & M32, counter >> 32, blen, flags]
+    for r in range(7):
+        g(s, 0, 4, 8, 12, m[0], m[1]); g(s, 1, 5, 9, 13, m[2], m[3])
+        g(s, 2, 6, 10, 14, m[4], m[5]); g(s, 3, 7, 11, 15, m[6], m[7])
+        g(s, 0, 5, 10, 15, m[8], m[9]); g(s, 1, 6, 11, 12, m[10], m[11])
+        g(s, 2, 7, 8, 13, m[12], m[13]); g(s, 3, 4, 9, 14, m[14], m[15])
+        if r < 6:
+            m = [m[PERM[i]] for i in range(16)]
+    return [s[i] ^ s[i + 8] for i in range(8)]
+
+def _hash(data, key, flags):
+    assert len(data) <= 1024
+    blocks = [data[i:i + 64] for i in range(0, max(len(data), 1), 64)] or [b""]
+    cv = key
+    for i, b in enumerate(blocks):
+        f = flags
+        if i == 0: f |= CHUNK_START
+        if i == len(blocks) - 1: f |= CHUNK_END | ROOT
+        cv = compress(cv, b.ljust(64, b"\0"), 0, len(b), f)
+    return b"".join(w.to_bytes(4, "little") for w in cv)
+
+def blake3(data):
+    return _hash(data, IV, 0)
+
+def derive_key(context, material):
+    ck = _hash(context.encode(), IV, DERIVE_KEY_CONTEXT)
+    k = [int.from_bytes(ck[4 * i:4 * i + 4], "little") for i in range(8)]
+    return _hash(material, k, DERIVE_KEY_MATERIAL)
+
+
+# Elligator2 (representative -> Montgomery u), Curve25519.
+P = 2**255 - 19
+A = 486662
+
+
+def is_square(x):
+    return x % P == 0 or pow(x, (P - 1) // 2, P) == 1
+
+
+def from_representative(rep):
+    r = int.from_bytes(bytes(rep[:31]) + bytes([rep[31] & 0x3F]), "little") % P
+    tv1 = 2 * r * r % P
+    if tv1 == P - 1:
+        tv1 = 0
+    d = (-A) * pow(1 + tv1, P - 2, P) % P
+    gx = (d * d * d + A * d * d + d) % P
+    u = d if is_square(gx) else (-(d + A)) % P
+    return u.to_bytes(32, "little")
+
+
+def x25519_public(secret):
+    return X25519PrivateKey.from_private_bytes(secret).public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    )
+
+
+def main():
+    with open(os.path.join(HERE, "client.json")) as f:
+        v = json.load(f)
+    b = lambda k: bytes.fromhex(v[k])
+    mailbox = derive_key("mtos-mailbox-v1", b("mailbox_secret"))
+    assert mailbox == b("mailbox_id"), "mailbox id"
+    recipient_secret = b("recipient_secret")
+    recipient = x25519_public(recipient_secret)
+    assert b("address") == bytes([1]) + bytes([0x47]) * 32 + mailbox + recipient, "address"
+    env = b("envelope")
+    assert len(env) == 4079, "envelope size"
+    rep, sealed = env[:32], env[32:]
+    point = from_representative(rep)
+    shared = X25519PrivateKey.from_private_bytes(recipient_secret).exchange(
+        X25519PublicKey.from_public_bytes(point)
+    )
+    key = derive_key("mtos-client-envelope-v2", shared + point + recipient)
+    plain = ChaCha20Poly1305(key).decrypt(bytes(12), sealed, rep)
+    n = int.from_bytes(plain[:2], "big")
+    assert plain[2:2 + n] == b("message") and not any(plain[2 + n:]), "message"
+    # The representative's point is a valid X25519 public key whose
+    # shared secret opened the envelope; its bytes are the sender's.
+    print("client.json: mailbox id, address and envelope re-derived")
+
+
+assert blake3(b"").hex() == "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262"
+main()
