@@ -62,7 +62,7 @@ pub(super) fn build<R: rand::Rng + CryptoRng + ?Sized>(
 /// nothing for a service node, which hands replies to layer 1 itself)
 /// through one node per layer to this session's gateway and mailbox,
 /// with a fresh non-zero SURB id. `None` when the document lacks a node
-/// or its epoch is over.
+/// or its epoch ends too soon for the block to be usable.
 pub(super) fn block_to_me<R: rand::Rng + CryptoRng + ?Sized>(
     rng: &mut R,
     doc: &NetworkDocument,
@@ -75,12 +75,20 @@ pub(super) fn block_to_me<R: rand::Rng + CryptoRng + ?Sized>(
         rng.fill(&mut id[..]);
     }
     let (surb, recovery, _delays) = doc.reply_block(rng, &route, &me.mailbox, id)?;
-    // A block expires when its epoch ends (`client.md` §5): a reply sent
-    // later would carry the old epoch's key tag through every hop, which
-    // only replies (and packets already in flight) do, so it would mark
-    // itself. Every block of an epoch has the same expiry, which tells
-    // its user nothing about the reply's route or delays.
-    let expires = doc.schedule.start(doc.epoch.saturating_add(1));
+    // Nodes keep an epoch's key through the next epoch (`directory.md`).
+    // The room left for the reply's own delays is the most they can be
+    // (every hop's delay is capped at the network's maximum), not their
+    // sum: an expiry computed from the drawn delays would tell the block's
+    // user how long the reply will take (`client.md` §5).
+    let worst = doc
+        .mixing
+        .max_delay_ms
+        .div_ceil(1000)
+        .saturating_mul(route.len() as u64);
+    let expires = doc
+        .schedule
+        .start(doc.epoch.saturating_add(2))
+        .saturating_sub(worst.saturating_add(1 + REPLY_LINK_MARGIN_SECS));
     (expires > unix_now()).then_some((
         ReplyBlock {
             epoch: doc.epoch,

@@ -251,7 +251,7 @@ impl Receiver {
             replies.outstanding.touch(&tag, now + 2 * epoch_secs);
         }
         // A block was used: send its replacement now.
-        r.run(now, 0, Some(tag));
+        r.run(now, epoch_secs / 2, Some(tag));
         Some(Received::Reply { tag, body })
     }
 
@@ -377,6 +377,8 @@ pub(super) async fn refresh_loop(
     loop {
         let epoch_secs = document.borrow().schedule.epoch_secs;
         tokio::time::sleep(Duration::from_secs((epoch_secs / 60).clamp(1, 30))).await;
+        // Blocks about to expire are replaced while still usable.
+        replenish.run(unix_now(), epoch_secs / 2, None);
         // A failed refresh keeps the last document, which stays usable
         // until it expires; the next attempt comes soon. Failures (an
         // unreachable authority, a bad signature) are counted with the
@@ -399,8 +401,5 @@ pub(super) async fn refresh_loop(
                 document.send_replace(Arc::new(doc));
             }
         }
-        // Blocks end with their epoch: once the new epoch's document is
-        // here, the recipients of active conversations get new ones.
-        replenish.run(unix_now(), 0, None);
     }
 }
