@@ -28,6 +28,21 @@ fn compute() -> Value {
     // until one has a representative).
     let mut rng = ChaCha20Rng::from_seed([0x45; 32]);
     let sealed = envelope::seal(&mut rng, &recipient, b"\x00hello, mtos").unwrap();
+    // The Elligator2 map on its own: representatives with their high bits
+    // set (which decoding masks), zero, all ones, and pseudo-random ones
+    // (both of the map's branches among them), each with its point.
+    let mut reps: Vec<[u8; 32]> = vec![[0; 32], [0xff; 32], [0xc0; 32]];
+    let mut more = ChaCha20Rng::from_seed([0x4c; 32]);
+    for i in 0..8u8 {
+        let mut r = [0u8; 32];
+        rand::RngExt::fill(&mut more, &mut r[..]);
+        r[31] = (r[31] & 0x3f) | (i << 6);
+        reps.push(r);
+    }
+    let map: Vec<Value> = reps
+        .iter()
+        .map(|r| json!({"representative": hex(r), "point": hex(&elligator2::from_representative(r))}))
+        .collect();
     json!({
         "comment": "specs/client.md. The envelope's ephemeral key is elligator2::generate over ChaCha20Rng::from_seed([0x45; 32]); check_client.py opens it.",
         "mailbox_secret": hex(&mailbox_secret),
@@ -36,6 +51,7 @@ fn compute() -> Value {
         "address": hex(&address.to_bytes()),
         "message": hex(b"\x00hello, mtos"),
         "envelope": hex(&sealed),
+        "elligator2": map,
     })
 }
 

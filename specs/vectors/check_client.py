@@ -107,9 +107,17 @@ def main():
     plain = ChaCha20Poly1305(key).decrypt(bytes(12), sealed, rep)
     n = int.from_bytes(plain[:2], "big")
     assert plain[2:2 + n] == b("message") and not any(plain[2 + n:]), "message"
-    # The representative's point is a valid X25519 public key whose
-    # shared secret opened the envelope; its bytes are the sender's.
-    print("client.json: mailbox id, address and envelope re-derived")
+    # The map on its own, high bits set, both branches.
+    branches = set()
+    for e in v["elligator2"]:
+        rep = bytes.fromhex(e["representative"])
+        assert from_representative(rep).hex() == e["point"], e
+        r = int.from_bytes(rep[:31] + bytes([rep[31] & 0x3F]), "little") % P
+        d = (-A) * pow(1 + 2 * r * r, P - 2, P) % P
+        branches.add(is_square(d * d * d + A * d * d + d))
+    assert branches == {True, False}, "both branches of the map"
+    assert any(bytes.fromhex(e["representative"])[31] >= 0xC0 for e in v["elligator2"])
+    print("client.json: mailbox id, address, envelope and %d Elligator2 points re-derived" % len(v["elligator2"]))
 
 
 assert blake3(b"").hex() == "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262"
