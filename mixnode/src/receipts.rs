@@ -405,6 +405,13 @@ pub fn probe_plan(
     plan
 }
 
+/// Whether bit `i` of a bitmap is set (most significant bit of byte
+/// `i / 8` first, as every bitmap of `specs/storage.md` §4); `false` past
+/// its end.
+pub fn bit(bits: &[u8], i: usize) -> bool {
+    bits.get(i / 8).is_some_and(|b| b & (0x80 >> (i % 8)) != 0)
+}
+
 /// A bitmap of `n` bits with `set` set (most significant bit first).
 pub fn bitmap(n: usize, set: &[usize]) -> Vec<u8> {
     let mut bits = vec![0u8; n.div_ceil(8)];
@@ -420,9 +427,7 @@ pub fn bits_set(bits: &[u8], n: usize) -> Option<Vec<usize>> {
     if bits.len() != n.div_ceil(8) {
         return None;
     }
-    let set: Vec<usize> = (0..bits.len() * 8)
-        .filter(|i| bits[i / 8] & (0x80 >> (i % 8)) != 0)
-        .collect();
+    let set: Vec<usize> = (0..bits.len() * 8).filter(|&i| bit(bits, i)).collect();
     set.iter().all(|i| *i < n).then_some(set)
 }
 
@@ -463,7 +468,7 @@ pub fn check_probe(
             if !sets[i].contains(&a.node) {
                 continue;
             }
-            if a.detail[j / 8] & (0x80 >> (j % 8)) != 0 {
+            if bit(&a.detail, j) {
                 held[i] = true;
             } else {
                 empty_votes[i] += 1;

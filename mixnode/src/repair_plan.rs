@@ -435,7 +435,7 @@ impl RepairPlan {
             .locators
             .iter()
             .enumerate()
-            .filter(|(i, _)| held[i / 8] & (0x80 >> (i % 8)) == 0)
+            .filter(|(i, _)| !crate::receipts::bit(&held, *i))
             .map(|(_, l)| *l)
             .collect();
         let present = (n - missing.len()) as u64;

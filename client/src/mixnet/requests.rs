@@ -152,6 +152,13 @@ impl Session {
         })
     }
 
+    /// The storage nodes and epoch of this session's document: what its
+    /// checks of signed answers place records by.
+    fn placement(&self) -> (Vec<[u8; 32]>, u32) {
+        let doc = self.document();
+        (storage_nodes(&doc), doc.epoch)
+    }
+
     /// Never asks `service` again in this session (it was caught lying).
     pub fn avoid(&self, service: [u8; 32]) {
         if let Ok(mut a) = self.avoided.lock() {
@@ -179,12 +186,11 @@ impl Session {
         let answer = self
             .ask(Op::Put(kind, record.clone()), locator, timeout)
             .await?;
-        let doc = self.document();
-        let storage = storage_nodes(&doc);
+        let (storage, epoch) = self.placement();
         let view = View {
             storage: &storage,
             k: DEFAULT_REPLICAS,
-            epoch: doc.epoch,
+            epoch,
         };
         let r = &answer.response;
         // A service node refuses a bad record itself, asking no replica
@@ -248,12 +254,11 @@ impl Session {
         timeout: Duration,
         tried: &mut Vec<[u8; 32]>,
     ) -> Result<Vec<Held>, ClientError> {
-        let doc = self.document();
-        let storage = storage_nodes(&doc);
+        let (storage, epoch) = self.placement();
         let view = View {
             storage: &storage,
             k: DEFAULT_REPLICAS,
-            epoch: doc.epoch,
+            epoch,
         };
         let mut out = vec![Held::Unknown; locators.len()];
         for group in probe_groups(locators, &storage, mtos_mixnode::service::MAX_PROBE) {

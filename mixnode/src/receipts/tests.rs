@@ -33,6 +33,18 @@ impl Net {
         }
     }
 
+    /// [`check_put`] of a slot record, in this network's view.
+    fn check_slot_put(
+        &self,
+        status: Status,
+        body: &[u8],
+        id: &[u8; 16],
+        locator: &Locator,
+        record: &[u8],
+    ) -> Result<PutProof, Lie> {
+        check_put(status, body, id, Kind::Slot, locator, record, self.view())
+    }
+
     fn id(&self, node: &[u8; 32]) -> &Identity {
         let i = self.nodes.iter().position(|n| n == node).unwrap();
         &self.ids[i]
@@ -95,16 +107,9 @@ fn honest_receipts_prove_a_put() {
     let net = Net::new();
     let (l, record) = slot(0, b"first entry");
     let body = net.receipts(&[1; 16], Kind::Slot, &l, &record);
-    let proof = check_put(
-        Status::Ok,
-        &body,
-        &[1; 16],
-        Kind::Slot,
-        &l,
-        &record,
-        net.view(),
-    )
-    .unwrap();
+    let proof = net
+        .check_slot_put(Status::Ok, &body, &[1; 16], &l, &record)
+        .unwrap();
     assert_eq!(
         proof,
         PutProof {
@@ -124,27 +129,11 @@ fn a_receipt_replayed_from_an_earlier_write_to_the_same_slot_is_refused() {
     // service node stores nothing and hands back the old receipts.
     let (l2, second) = slot(0, b"second entry");
     assert_eq!(l, l2, "the same slot");
-    let replayed = check_put(
-        Status::Ok,
-        &kept,
-        &[2; 16],
-        Kind::Slot,
-        &l,
-        &second,
-        net.view(),
-    );
+    let replayed = net.check_slot_put(Status::Ok, &kept, &[2; 16], &l, &second);
     assert_eq!(replayed, Err(Lie::BadSignature));
     // Even the same record again, under a new nonce: a new request needs
     // new receipts.
-    let again = check_put(
-        Status::Ok,
-        &kept,
-        &[2; 16],
-        Kind::Slot,
-        &l,
-        &first,
-        net.view(),
-    );
+    let again = net.check_slot_put(Status::Ok, &kept, &[2; 16], &l, &first);
     assert_eq!(again, Err(Lie::BadSignature));
 }
 
@@ -171,15 +160,7 @@ fn receipts_the_service_node_signs_itself_or_alters_are_lies() {
             )
         })
         .collect();
-    let r = check_put(
-        Status::Ok,
-        &encode_list(&forged),
-        &[3; 16],
-        Kind::Slot,
-        &l,
-        &record,
-        net.view(),
-    );
+    let r = net.check_slot_put(Status::Ok, &encode_list(&forged), &[3; 16], &l, &record);
     assert_eq!(r, Err(Lie::BadSignature));
     // A real refusal turned into a different reason.
     let reps = replicas(&l, &net.nodes, 3);
@@ -193,60 +174,32 @@ fn receipts_the_service_node_signs_itself_or_alters_are_lies() {
         b"full",
     );
     refusal.detail = b"wrong_locator".to_vec();
-    let r = check_put(
+    let r = net.check_slot_put(
         Status::Refused,
         &encode_list(&[refusal]),
         &[3; 16],
-        Kind::Slot,
         &l,
         &record,
-        net.view(),
     );
     assert_eq!(r, Err(Lie::BadSignature));
     // A refusal no replica signed: the status is unsupported.
-    let r = check_put(
-        Status::Refused,
-        &encode_list(&[]),
-        &[3; 16],
-        Kind::Slot,
-        &l,
-        &record,
-        net.view(),
-    );
+    let r = net.check_slot_put(Status::Refused, &encode_list(&[]), &[3; 16], &l, &record);
     assert_eq!(r, Err(Lie::Unsupported));
     // "Stored" with no receipt at all.
-    let r = check_put(
-        Status::Ok,
-        &encode_list(&[]),
-        &[3; 16],
-        Kind::Slot,
-        &l,
-        &record,
-        net.view(),
-    );
+    let r = net.check_slot_put(Status::Ok, &encode_list(&[]), &[3; 16], &l, &record);
     assert_eq!(r, Err(Lie::Unsupported));
     // One receipt three times.
     let one = decode_list(&net.receipts(&[3; 16], Kind::Slot, &l, &record)).unwrap();
-    let r = check_put(
+    let r = net.check_slot_put(
         Status::Ok,
         &encode_list(&[one[0].clone(), one[0].clone(), one[0].clone()]),
         &[3; 16],
-        Kind::Slot,
         &l,
         &record,
-        net.view(),
     );
     assert_eq!(r, Err(Lie::Duplicate));
     // Garbage.
-    let r = check_put(
-        Status::Ok,
-        &[7, 1, 2],
-        &[3; 16],
-        Kind::Slot,
-        &l,
-        &record,
-        net.view(),
-    );
+    let r = net.check_slot_put(Status::Ok, &[7, 1, 2], &[3; 16], &l, &record);
     assert_eq!(r, Err(Lie::Malformed));
 }
 
@@ -275,16 +228,9 @@ fn receipts_from_nodes_that_are_not_replicas_do_not_count() {
         })
         .collect();
     assert_eq!(others.len(), 2);
-    let proof = check_put(
-        Status::Ok,
-        &encode_list(&others),
-        &[5; 16],
-        Kind::Slot,
-        &l,
-        &record,
-        net.view(),
-    )
-    .unwrap();
+    let proof = net
+        .check_slot_put(Status::Ok, &encode_list(&others), &[5; 16], &l, &record)
+        .unwrap();
     assert_eq!(proof.stored, 0);
     // Nor one signed for an epoch far from the client's.
     let mut old = Net::new().answer(
@@ -419,16 +365,9 @@ fn a_service_node_whose_document_differs_is_not_taken_for_a_liar() {
         .find(|(l, _)| replicas(l, &bigger.nodes, 3) != replicas(l, &net.nodes, 3))
         .unwrap();
     let body = bigger.receipts(&[8; 16], Kind::Slot, &l, &record);
-    let proof = check_put(
-        Status::Ok,
-        &body,
-        &[8; 16],
-        Kind::Slot,
-        &l,
-        &record,
-        net.view(),
-    )
-    .unwrap();
+    let proof = net
+        .check_slot_put(Status::Ok, &body, &[8; 16], &l, &record)
+        .unwrap();
     assert_eq!(proof.stored, 2);
 }
 
@@ -456,27 +395,11 @@ fn answers_of_a_shape_their_operation_does_not_allow_are_lies() {
         &fat.detail,
         0
     ));
-    let r = check_put(
-        Status::Ok,
-        &encode_list(&[fat]),
-        &[4; 16],
-        Kind::Slot,
-        &l,
-        &record,
-        net.view(),
-    );
+    let r = net.check_slot_put(Status::Ok, &encode_list(&[fat]), &[4; 16], &l, &record);
     assert_eq!(r, Err(Lie::Malformed));
     // A service node's own refusal (not a list) proves and claims
     // nothing: the client checks the record itself.
-    let own = check_put(
-        Status::Refused,
-        b"bad_slot",
-        &[4; 16],
-        Kind::Slot,
-        &l,
-        &record,
-        net.view(),
-    );
+    let own = net.check_slot_put(Status::Refused, b"bad_slot", &[4; 16], &l, &record);
     assert_eq!(own, Ok(PutProof::default()));
     // Each replica of one request gets its own nonce.
     assert_ne!(
