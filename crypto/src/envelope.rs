@@ -11,6 +11,7 @@ use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use rand::CryptoRng;
 use zeroize::Zeroizing;
 
+use crate::geometry::SPHINX_PAYLOAD_SIZE;
 use crate::sphinx::MAX_MESSAGE;
 
 /// Every envelope's size: it fills a forward packet.
@@ -166,6 +167,40 @@ pub fn seal<R: CryptoRng + ?Sized>(
     out.extend_from_slice(ephemeral.representative());
     out.extend_from_slice(&sealed);
     Ok(out)
+}
+
+/// Random bytes after the envelope in a delivery payload: the envelope
+/// is sized for a Sphinx-encoded message, a delivery fills the whole
+/// payload.
+pub const DELIVERY_PADDING: usize = SPHINX_PAYLOAD_SIZE - ENVELOPE_SIZE;
+
+/// A whole Sphinx payload for a client's mailbox (`specs/client.md` §2):
+/// the envelope of `message` sealed to `recipient`, then
+/// [`DELIVERY_PADDING`] random bytes. Sent raw
+/// ([`crate::sphinx::build_forward_raw`]), it reaches the gateway as
+/// bytes that look random, as a reply does.
+pub fn seal_delivery<R: CryptoRng + ?Sized>(
+    rng: &mut R,
+    recipient: &[u8; 32],
+    message: &[u8],
+) -> Result<Vec<u8>, EnvelopeError> {
+    let mut out = seal(rng, recipient, message)?;
+    let mut padding = [0u8; DELIVERY_PADDING];
+    rng.fill_bytes(&mut padding);
+    out.extend_from_slice(&padding);
+    Ok(out)
+}
+
+/// Opens a delivery payload made by [`seal_delivery`] (its padding is not
+/// read).
+pub fn open_delivery(secret: &[u8; 32], payload: &[u8]) -> Result<Vec<u8>, EnvelopeError> {
+    if payload.len() != SPHINX_PAYLOAD_SIZE {
+        return Err(EnvelopeError::WrongSize {
+            got: payload.len(),
+            expected: SPHINX_PAYLOAD_SIZE,
+        });
+    }
+    open(secret, &payload[..ENVELOPE_SIZE])
 }
 
 /// Opens an envelope with the recipient's X25519 secret.

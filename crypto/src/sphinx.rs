@@ -9,11 +9,14 @@ use std::time::Duration;
 
 use rand::CryptoRng;
 use sphinx_packet::header::delays::Delay;
+use sphinx_packet::header::keys::KeyMaterial;
 use sphinx_packet::header::shared_secret::ExpandedSharedSecret;
 use sphinx_packet::payload::Payload;
+use sphinx_packet::payload::key::{PayloadKey, derive_payload_key};
 use sphinx_packet::route::{
     Destination as SphinxDestination, DestinationAddressBytes, Node, NodeAddressBytes,
 };
+use sphinx_packet::version::{SINGLE_SEED_SURB_VERSION, Version};
 use sphinx_packet::{ProcessedPacketData, SphinxPacket, SphinxPacketBuilder};
 use zeroize::Zeroizing;
 
@@ -31,6 +34,12 @@ pub const FRAME_SIZE: usize = 1 + SPHINX_PACKET_SIZE;
 pub const MAX_MESSAGE: usize = SPHINX_PAYLOAD_SIZE - SPHINX_PAYLOAD_OVERHEAD;
 /// Bytes of a SURB identifier.
 pub const SURB_ID_LEN: usize = 16;
+/// The header version of every packet mtos builds (`specs/sphinx.md` §1):
+/// hops derive their payload keys from seeds, as reply blocks need.
+const PACKET_VERSION: Version = SINGLE_SEED_SURB_VERSION;
+/// The payload of the packet [`build_forward_raw`] takes its header from:
+/// more than LIONESS's 32-byte half-block and Sphinx's overhead.
+const THROWAWAY_PAYLOAD: usize = 64;
 
 /// Why a packet, frame or SURB was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -210,11 +219,87 @@ pub fn build_forward<R: CryptoRng + ?Sized>(
         destination.surb_id,
     );
     let packet = SphinxPacketBuilder::new()
+        .with_version(PACKET_VERSION)
         .with_payload_size(SPHINX_PAYLOAD_SIZE)
         .with_initial_secret(&secret.0)
         .build_packet(message, &nodes, &destination, &delays)
         .map_err(map_err)?;
     Ok(packet.to_bytes())
+}
+
+/// Builds a forward packet whose final hop receives `payload` exactly
+/// (all [`SPHINX_PAYLOAD_SIZE`] bytes of it), with no Sphinx encoding
+/// under the hop layers (`specs/sphinx.md` §1): a caller that fills it
+/// with bytes that look random (an envelope and random padding) makes a
+/// delivery the final hop cannot tell from a reply. The payload carries
+/// no integrity check of its own; what it holds must (an envelope's AEAD
+/// does), since a hop that alters it turns all of it into noise.
+pub fn build_forward_raw<R: CryptoRng + ?Sized>(
+    rng: &mut R,
+    route: &[Hop],
+    destination: &Destination,
+    delays: &[Duration],
+    payload: &[u8],
+) -> Result<Vec<u8>, SphinxError> {
+    if payload.len() != SPHINX_PAYLOAD_SIZE {
+        return Err(SphinxError::WrongSize {
+            got: payload.len(),
+            expected: SPHINX_PAYLOAD_SIZE,
+        });
+    }
+    let nodes = route_nodes(route)?;
+    let delays = sphinx_delays(delays, nodes.len())?;
+    let secret = SphinxSecret::generate(rng);
+    let destination = SphinxDestination::new(
+        DestinationAddressBytes::from_bytes(destination.address),
+        destination.surb_id,
+    );
+    // sphinx-packet builds a header only together with an encoded payload
+    // (its header constructor is crate-private), so the header is taken
+    // from a packet built around an empty message, and the hops' payload
+    // keys are derived again from the same initial secret through its
+    // public key schedule. That costs the route's Diffie-Hellman steps
+    // twice, not a second copy of its cryptography. The header does not
+    // depend on the payload size, so the throwaway payload is the
+    // smallest the library takes.
+    let header = SphinxPacketBuilder::new()
+        .with_version(PACKET_VERSION)
+        .with_payload_size(THROWAWAY_PAYLOAD)
+        .with_initial_secret(&secret.0)
+        .build_packet([], &nodes, &destination, &delays)
+        .map_err(map_err)?
+        .header;
+    let material = KeyMaterial::derive(&nodes, &secret.0);
+    let seeds = material
+        .expanded_shared_secrets
+        .iter()
+        .map(|hop| hop.payload_key_seed());
+    Ok(SphinxPacket {
+        header,
+        payload: Payload::from_bytes(&layer_payload(payload, seeds)?).map_err(map_err)?,
+    }
+    .to_bytes())
+}
+
+/// A raw payload as its first hop receives it: one layer under each hop's
+/// payload key seed (route order), added last hop first, so that each hop
+/// removing its own leaves the next hop's (`specs/sphinx.md` §1).
+pub fn layer_payload<'s>(
+    payload: &[u8],
+    hop_seeds: impl DoubleEndedIterator<Item = &'s [u8; SEED_LEN]>,
+) -> Result<Vec<u8>, SphinxError> {
+    let mut layered = Payload::from_bytes(payload).map_err(map_err)?;
+    for seed in hop_seeds.rev() {
+        let key = Zeroizing::new(derive_payload_key(seed));
+        layered = add_layer(layered, &key)?;
+    }
+    Ok(layered.into_bytes())
+}
+
+// The key is passed by reference, so that no unzeroed copy is made.
+#[allow(clippy::needless_borrows_for_generic_args)]
+fn add_layer(payload: Payload, key: &PayloadKey) -> Result<Payload, SphinxError> {
+    payload.add_encryption_layer(key).map_err(map_err)
 }
 
 /// A packet whose header MAC verified under the node's key: only now is
@@ -361,7 +446,8 @@ const _: () = assert!(SURB_SIZE == 348 + 32 + 16);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::SeedableRng;
+    use crate::geometry::SPHINX_HEADER_SIZE;
+    use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha20Rng;
 
     struct Net {
@@ -473,6 +559,88 @@ mod tests {
             }
         }
         panic!("reply never arrived");
+    }
+
+    #[test]
+    fn a_raw_payload_reaches_the_final_hop_byte_for_byte() {
+        let net = net(5, 11);
+        let mut rng = ChaCha20Rng::from_seed([12; 32]);
+        let dest = Destination {
+            address: [9; 32],
+            surb_id: [0x5a; 16],
+        };
+        let mut raw = vec![0u8; SPHINX_PAYLOAD_SIZE];
+        rng.fill_bytes(&mut raw);
+        let mut packet = build_forward_raw(&mut rng, &net.hops, &dest, &[ms(1); 5], &raw).unwrap();
+        assert_eq!(packet.len(), SPHINX_PACKET_SIZE);
+        for (i, secret) in net.secrets.iter().enumerate() {
+            match check_header(&packet, secret).unwrap().process().unwrap() {
+                Processed::Forward { packet: p, .. } => {
+                    // No hop sees the payload it will deliver.
+                    assert_ne!(&p[SPHINX_PACKET_SIZE - SPHINX_PAYLOAD_SIZE..], &raw[..]);
+                    packet = p;
+                }
+                Processed::Final {
+                    destination,
+                    payload,
+                } => {
+                    assert_eq!(i, 4);
+                    assert_eq!(destination, dest);
+                    assert_eq!(payload, raw);
+                    return;
+                }
+            }
+        }
+        panic!("never reached the final hop");
+    }
+
+    #[test]
+    fn raw_layering_is_the_librarys_own() {
+        // Built from the same seed, a raw payload holding sphinx-packet's
+        // own encoding (16 zero bytes, the message, 0x01, zeros) gives the
+        // payload the library builds: the hop keys are its keys.
+        let net = net(3, 13);
+        let dest = Destination {
+            address: [3; 32],
+            surb_id: [0; 16],
+        };
+        let mut encoded = vec![0u8; SPHINX_PAYLOAD_SIZE];
+        encoded[16..21].copy_from_slice(b"hello");
+        encoded[21] = 1;
+        let ours = build_forward_raw(
+            &mut ChaCha20Rng::from_seed([14; 32]),
+            &net.hops,
+            &dest,
+            &[ms(2); 3],
+            &encoded,
+        )
+        .unwrap();
+        let theirs = build_forward(
+            &mut ChaCha20Rng::from_seed([14; 32]),
+            &net.hops,
+            &dest,
+            &[ms(2); 3],
+            b"hello",
+        )
+        .unwrap();
+        // The same initial secret (the header's first 32 bytes), and the
+        // same payload bytes; the rest of the header differs, since the
+        // library pads routing information from its own RNG.
+        assert_eq!(ours[..32], theirs[..32]);
+        assert_eq!(ours[SPHINX_HEADER_SIZE..], theirs[SPHINX_HEADER_SIZE..]);
+        let short = build_forward_raw(
+            &mut ChaCha20Rng::from_seed([1; 32]),
+            &net.hops,
+            &dest,
+            &[ms(2); 3],
+            &encoded[1..],
+        );
+        assert!(matches!(short, Err(SphinxError::WrongSize { .. })));
+    }
+
+    #[test]
+    fn packets_use_seeded_payload_keys() {
+        assert!(!PACKET_VERSION.expects_legacy_full_payload_keys());
     }
 
     #[test]

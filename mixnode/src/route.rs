@@ -238,6 +238,21 @@ impl NetworkDocument {
         sphinx::Frame::encode((self.epoch % 256) as u8, &packet).ok()
     }
 
+    /// A frame whose final hop receives `payload` (a whole Sphinx
+    /// payload) exactly: a delivery to a client's mailbox
+    /// (`specs/client.md` §2).
+    pub fn delivery_frame<R: rand::Rng + mtos_crypto::CryptoRng + ?Sized>(
+        &self,
+        rng: &mut R,
+        route: &[&NodeEntry],
+        destination: &Destination,
+        payload: &[u8],
+    ) -> Option<Vec<u8>> {
+        let (hops, delays) = self.hops_and_delays(rng, route)?;
+        let packet = sphinx::build_forward_raw(rng, &hops, destination, &delays, payload).ok()?;
+        sphinx::Frame::encode((self.epoch % 256) as u8, &packet).ok()
+    }
+
     /// A single-use reply block (SURB) through `route` to `destination`
     /// under this document's epoch keys, each hop holding the reply an
     /// exponential delay of the network's mean. Returns the block, what

@@ -120,5 +120,34 @@ def main():
     print("client.json: mailbox id, address, envelope and %d Elligator2 points re-derived" % len(v["elligator2"]))
 
 
+def open_envelope(recipient_secret, env):
+    assert len(env) == 4079, "envelope size"
+    recipient = x25519_public(recipient_secret)
+    rep, sealed = env[:32], env[32:]
+    point = from_representative(rep)
+    shared = X25519PrivateKey.from_private_bytes(recipient_secret).exchange(
+        X25519PublicKey.from_public_bytes(point)
+    )
+    key = derive_key("mtos-client-envelope-v2", shared + point + recipient)
+    plain = ChaCha20Poly1305(key).decrypt(bytes(12), sealed, rep)
+    n = int.from_bytes(plain[:2], "big")
+    assert not any(plain[2 + n:]), "padding"
+    return plain[2:2 + n]
+
+
+def deliveries():
+    # A delivery payload (client.md section 2): the envelope, then 17 bytes
+    # the recipient does not read. The hop layering is checked by
+    # check_replies.py.
+    with open(os.path.join(HERE, "deliveries.json")) as f:
+        v = json.load(f)
+    delivery = bytes.fromhex(v["delivery"])
+    assert len(delivery) == v["payload_size"] == 4096, "delivery size"
+    message = open_envelope(bytes.fromhex(v["recipient_secret"]), delivery[:4079])
+    assert message.hex() == v["message"], "delivery message"
+    print("deliveries.json: the delivery opens as an envelope")
+
+
 assert blake3(b"").hex() == "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262"
 main()
+deliveries()

@@ -1,5 +1,6 @@
 # Independent check of specs/vectors/reply_keys.json (specs/client.md §5,
-# reply blocks whose payload key no relay can derive):
+# reply blocks whose payload key no relay can derive) and of the hop
+# layering in specs/vectors/deliveries.json (client.md §2):
 # python3 specs/vectors/check_replies.py
 # Needs the `cryptography` package. Re-implements, from the published
 # constructions and not from the Rust code: the Sphinx payload key
@@ -92,3 +93,22 @@ assert plain[16:end].hex() == v["message"]
 # The recovery material a client keeps: 0x02 || id || S || hop seeds.
 assert v["recovery"] == "02" + v["id"] + v["creator_seed"] + "".join(v["hop_seeds"])
 print("reply_keys.json: ok")
+
+# Deliveries (client.md section 2, sphinx.md section 1): the raw payload is
+# layered once per hop, last hop first; each hop removes its own layer and
+# the last leaves the delivery byte for byte, with no Sphinx encoding.
+d = json.load(open(os.path.join(HERE, "deliveries.json")))
+hops = [bytes.fromhex(s) for s in d["hop_seeds"]]
+delivery = bytes.fromhex(d["delivery"])
+assert len(delivery) == d["payload_size"]
+payload = delivery
+for seed in reversed(hops):
+    payload = lioness(payload_key(seed), payload, decrypt=False)
+assert sha(payload) == d["sent_payload_sha256"], "sent delivery"
+for i, seed in enumerate(hops):
+    payload = lioness(payload_key(seed), payload, decrypt=True)
+    assert sha(payload) == d["after_hop_sha256"][i], f"delivery after hop {i}"
+assert payload == delivery
+# Nothing of Sphinx's encoding is left for the final hop to see.
+assert payload[:16] != b"\0" * 16 and payload.rstrip(b"\0")[-1:] != b"\x01"
+print("deliveries.json: ok")

@@ -17,8 +17,22 @@ pub(super) enum Target<'a> {
     Drop,
 }
 
+/// A fresh SURB id: random and never zero. Forward deliveries carry one
+/// as replies do, so a gateway cannot sort its deliveries by id
+/// (`client.md` §2).
+pub(super) fn random_id<R: rand::Rng + ?Sized>(rng: &mut R) -> [u8; SURB_ID_LEN] {
+    let mut id = [0u8; SURB_ID_LEN];
+    while id == [0; SURB_ID_LEN] {
+        rng.fill(&mut id[..]);
+    }
+    id
+}
+
 /// A frame from this session's gateway through one node per layer to
 /// `target`, or `None` when the document lacks the nodes for it.
+/// Deliveries to a mailbox (a message, a loop) carry a random id and a
+/// raw payload that is an envelope and random padding, so they reach the
+/// gateway looking like a reply (`client.md` §2).
 pub(super) fn build<R: rand::Rng + CryptoRng + ?Sized>(
     rng: &mut R,
     doc: &NetworkDocument,
@@ -34,28 +48,32 @@ pub(super) fn build<R: rand::Rng + CryptoRng + ?Sized>(
             me.key,
         ),
         Target::Drop => {
+            // A drop ends at a service node, which discards it: no
+            // gateway sees it, and its format is a request's.
             let last = doc.pick(rng, Position::Service)?;
+            let route = doc.client_route(rng, &me.gateway, last)?;
             let mut key = [0u8; 32];
             rng.fill(&mut key[..]);
             let public =
                 x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(key)).to_bytes();
             let mut address = [0u8; 32];
             rng.fill(&mut address[..]);
-            (
-                last,
+            let plain = Plain::Message(Vec::new()).encode().ok()?;
+            let sealed = envelope::seal(rng, &public, &plain).ok()?;
+            let destination = Destination {
                 address,
-                Plain::Message(Vec::new()).encode().ok()?,
-                public,
-            )
+                surb_id: [0; SURB_ID_LEN],
+            };
+            return doc.forward_frame(rng, &route, &destination, &sealed);
         }
     };
     let route = doc.client_route(rng, &me.gateway, last)?;
-    let sealed = envelope::seal(rng, &seal_to, &message).ok()?;
+    let payload = envelope::seal_delivery(rng, &seal_to, &message).ok()?;
     let destination = Destination {
         address,
-        surb_id: [0; SURB_ID_LEN],
+        surb_id: random_id(rng),
     };
-    doc.forward_frame(rng, &route, &destination, &sealed)
+    doc.delivery_frame(rng, &route, &destination, &payload)
 }
 
 /// A reply block to this session: from `first` (a recipient's gateway, or
@@ -70,10 +88,7 @@ pub(super) fn block_to_me<R: rand::Rng + CryptoRng + ?Sized>(
     first: Option<&NodeEntry>,
 ) -> Option<(ReplyBlock, [u8; SURB_ID_LEN], sphinx::SurbRecovery)> {
     let route = doc.reply_route(rng, first, &me.gateway)?;
-    let mut id = [0u8; SURB_ID_LEN];
-    while id == [0; SURB_ID_LEN] {
-        rng.fill(&mut id[..]);
-    }
+    let id = random_id(rng);
     let (surb, recovery, _delays) = doc.reply_block(rng, &route, &me.mailbox, id)?;
     // Nodes keep an epoch's key through the next epoch (`directory.md`).
     // The room left for the reply's own delays is the most they can be

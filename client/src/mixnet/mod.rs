@@ -36,12 +36,16 @@ use crate::replies::{
 };
 
 mod builders;
+mod cover;
 mod network;
 mod requests;
 mod stats;
 mod tasks;
+#[cfg(test)]
+mod tests;
 
 use builders::*;
+use cover::*;
 pub use network::NetworkConfig;
 use network::*;
 pub use requests::{Answer, PutOutcome, probe_groups};
@@ -122,6 +126,8 @@ struct Replies {
     pool: ReplyPool,
     /// Service requests waiting for their answer, by reply block id.
     requests: HashMap<[u8; SURB_ID_LEN], (sphinx::SurbRecovery, AnswerTx)>,
+    /// This session's own cover, in flight as replies.
+    cover: CoverReplies,
 }
 
 impl std::fmt::Debug for Replies {
@@ -129,6 +135,7 @@ impl std::fmt::Debug for Replies {
         f.debug_struct("Replies")
             .field("outstanding", &self.outstanding)
             .field("requests", &self.requests.len())
+            .field("cover", &self.cover.len())
             .finish_non_exhaustive()
     }
 }
@@ -276,14 +283,17 @@ impl Session {
         let (frames_tx, frames_rx) = mpsc::channel(SEND_QUEUE);
         let (loops_tx, loops_rx) = mpsc::channel(COVER_READY);
         let (drops_tx, drops_rx) = mpsc::channel(COVER_READY);
+        let (covers_tx, covers_rx) = mpsc::channel(COVER_READY);
         let replies = SharedReplies::default();
-        let cover_builder = tokio::spawn(cover_loop(
-            loops_tx,
-            drops_tx,
-            doc_rx.clone(),
-            address,
-            StdRng::from_rng(&mut rng),
-        ));
+        let cover_builder = tokio::spawn(cover_loop(CoverBuilder {
+            loops: loops_tx,
+            drops: drops_tx,
+            covers: covers_tx,
+            document: doc_rx.clone(),
+            me: address,
+            replies: replies.clone(),
+            rng: StdRng::from_rng(&mut rng),
+        }));
         let builder = tokio::spawn(build_loop(Builder {
             messages: out_rx,
             frames: frames_tx,
@@ -303,6 +313,8 @@ impl Session {
             outgoing: frames_rx,
             loops: loops_rx,
             drops: drops_rx,
+            covers: covers_rx,
+            replies: replies.clone(),
             stats: stats.clone(),
             started,
             rng,

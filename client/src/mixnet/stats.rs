@@ -42,6 +42,15 @@ pub struct SessionStats {
     pub received_at: Vec<Duration>,
     /// Loops that came back.
     pub loops_returned: u64,
+    /// Payload-slot cover that came back through this session's own
+    /// reply blocks (`client.md` §4).
+    pub cover_returned: u64,
+    /// Payload slots that sent a drop because no cover reply could be
+    /// built or recorded in time.
+    pub cover_as_drops: u64,
+    /// Cover frames built in their slot because none was ready (the
+    /// cover builder fell behind): each left a little late.
+    pub cover_built_in_slot: u64,
     /// Real messages received.
     pub received: u64,
     /// Frames that did not open (not for us, tampered).
@@ -51,8 +60,9 @@ pub struct SessionStats {
     pub dropped_unread: u64,
     /// Replies received through this session's reply blocks.
     pub replies_received: u64,
-    /// Replies that came on a block this session does not hold (used
-    /// already, forgotten after expiry, or forged): dropped.
+    /// Deliveries neither under an id of a block this session holds nor
+    /// sealed to it (a reply on a block used already or forgotten after
+    /// expiry, or anything forged): dropped.
     pub unknown_replies: u64,
     /// Replies sent through others' reply blocks.
     pub replies_sent: u64,

@@ -22,6 +22,9 @@ pub(super) struct SendLoop {
     /// Ready loop and drop frames, built by [`cover_loop`].
     pub(super) loops: mpsc::Receiver<Vec<u8>>,
     pub(super) drops: mpsc::Receiver<Vec<u8>>,
+    /// Ready payload-slot cover, built by [`cover_loop`].
+    pub(super) covers: mpsc::Receiver<Vec<u8>>,
+    pub(super) replies: SharedReplies,
     pub(super) stats: Arc<Mutex<SessionStats>>,
     pub(super) started: tokio::time::Instant,
     pub(super) rng: StdRng,
@@ -30,27 +33,46 @@ pub(super) struct SendLoop {
 /// Cover frames kept ready per kind.
 pub(super) const COVER_READY: usize = 4;
 
-/// Keeps loop and drop frames ready, so the send loop never builds one in
-/// a slot's time. (Ready frames carry the keys of the document they were
-/// built from; a few stay ready, so they are used long before it expires.)
-pub(super) async fn cover_loop(
-    loops: mpsc::Sender<Vec<u8>>,
-    drops: mpsc::Sender<Vec<u8>>,
-    document: watch::Receiver<Arc<NetworkDocument>>,
-    me: ClientAddress,
-    mut rng: StdRng,
-) {
+pub(super) struct CoverBuilder {
+    pub(super) loops: mpsc::Sender<Vec<u8>>,
+    pub(super) drops: mpsc::Sender<Vec<u8>>,
+    pub(super) covers: mpsc::Sender<Vec<u8>>,
+    pub(super) document: watch::Receiver<Arc<NetworkDocument>>,
+    pub(super) me: ClientAddress,
+    pub(super) replies: SharedReplies,
+    pub(super) rng: StdRng,
+}
+
+/// The three kinds of cover a session keeps ready.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum CoverKind {
+    Loop,
+    Drop,
+    Reply,
+}
+
+/// Keeps loop, drop and payload-slot cover frames ready, so the send
+/// loop never builds one in a slot's time. (Ready frames carry the keys
+/// of the document they were built from; a few stay ready, so they are
+/// used long before it expires.)
+pub(super) async fn cover_loop(mut c: CoverBuilder) {
     loop {
-        let (slot, is_loop) = tokio::select! {
-            slot = loops.reserve() => (slot, true),
-            slot = drops.reserve() => (slot, false),
+        let (slot, kind) = tokio::select! {
+            slot = c.loops.reserve() => (slot, CoverKind::Loop),
+            slot = c.drops.reserve() => (slot, CoverKind::Drop),
+            slot = c.covers.reserve() => (slot, CoverKind::Reply),
         };
         let Ok(slot) = slot else { return };
-        let doc = document.borrow().clone();
-        let target = if is_loop { Target::Loop } else { Target::Drop };
-        match build(&mut rng, &doc, &me, target) {
+        let doc = c.document.borrow().clone();
+        let frame = match kind {
+            CoverKind::Loop => build(&mut c.rng, &doc, &c.me, Target::Loop),
+            CoverKind::Drop => build(&mut c.rng, &doc, &c.me, Target::Drop),
+            CoverKind::Reply => cover_reply(&mut c.rng, &doc, &c.me, &c.replies),
+        };
+        match frame {
             Some(frame) => slot.send(frame),
-            // No route in this document: wait for a better one.
+            // No route in this document (or no room to record a cover
+            // reply): wait for a better moment.
             None => tokio::time::sleep(Duration::from_secs(1)).await,
         }
     }
@@ -102,20 +124,31 @@ pub(super) async fn send_loop(mut s: SendLoop) {
             due = schedule.poll_timeout();
             let (kind, frame) = match send {
                 Send::Real(frame) => (SentKind::Real, Some(frame)),
-                Send::PayloadCover => (SentKind::PayloadCover, s.drops.try_recv().ok()),
+                Send::PayloadCover => (SentKind::PayloadCover, s.covers.try_recv().ok()),
                 Send::Loop => (SentKind::Loop, s.loops.try_recv().ok()),
                 Send::Drop | Send::NodeLoop => (SentKind::Drop, s.drops.try_recv().ok()),
             };
-            // The cover builder fell behind: build this one now.
+            // The cover builder fell behind: build this one now (a
+            // payload slot whose cover reply cannot be recorded sends a
+            // drop, counted).
             let frame = match frame {
                 Some(f) => f,
                 None => {
-                    let cover = if kind == SentKind::Loop {
-                        Target::Loop
-                    } else {
-                        Target::Drop
+                    if let Ok(mut st) = s.stats.lock() {
+                        st.cover_built_in_slot += 1;
+                    }
+                    let built = match kind {
+                        SentKind::Loop => build(&mut s.rng, &doc, &s.me, Target::Loop),
+                        SentKind::PayloadCover => cover_reply(&mut s.rng, &doc, &s.me, &s.replies)
+                            .or_else(|| {
+                                if let Ok(mut st) = s.stats.lock() {
+                                    st.cover_as_drops += 1;
+                                }
+                                build(&mut s.rng, &doc, &s.me, Target::Drop)
+                            }),
+                        _ => build(&mut s.rng, &doc, &s.me, Target::Drop),
                     };
-                    match build(&mut s.rng, &doc, &s.me, cover) {
+                    match built {
                         Some(f) => f,
                         None => continue,
                     }
@@ -204,8 +237,11 @@ impl Replenish {
 }
 
 impl Receiver {
-    /// A payload that came through one of this session's reply blocks.
-    pub(super) fn on_reply(&self, stored: &Stored) -> Option<Received> {
+    /// A payload that came through one of this session's reply blocks:
+    /// `None` when its id is not one this session holds (a forward
+    /// delivery, or a reply on a block used already or forgotten), else
+    /// what it carried for the reader.
+    pub(super) fn on_reply(&self, stored: &Stored) -> Option<Option<Received>> {
         let r = &self.replenish;
         // A service node's answer to a request of this session.
         let waiting = r.replies.lock().ok()?.requests.remove(&stored.surb_id);
@@ -227,20 +263,33 @@ impl Receiver {
                     )));
                 }
             }
-            return None;
+            return Some(None);
+        }
+        let cover = r.replies.lock().ok()?.cover.take(&stored.surb_id);
+        if let Some(recovery) = cover {
+            // This session's own payload-slot cover, back (`client.md` §4).
+            let intact = recovery
+                .recover(&stored.payload)
+                .ok()
+                .is_some_and(|plain| decode_reply(&plain).is_ok());
+            r.count(|st| {
+                if intact {
+                    st.cover_returned += 1;
+                } else {
+                    st.undecodable += 1;
+                }
+            });
+            return Some(None);
         }
         let taken = r.replies.lock().ok()?.outstanding.take(&stored.surb_id);
-        let Some((tag, recovery)) = taken else {
-            r.count(|st| st.unknown_replies += 1);
-            return None;
-        };
+        let (tag, recovery) = taken?;
         let body = recovery
             .recover(&stored.payload)
             .ok()
             .and_then(|plain| decode_reply(&plain).ok().map(<[u8]>::to_vec));
         let Some(body) = body else {
             r.count(|st| st.undecodable += 1);
-            return None;
+            return Some(None);
         };
         r.count(|st| {
             st.received += 1;
@@ -252,16 +301,18 @@ impl Receiver {
         }
         // A block was used: send its replacement now.
         r.run(now, epoch_secs / 2, Some(tag));
-        Some(Received::Reply { tag, body })
+        Some(Some(Received::Reply { tag, body }))
     }
 
     /// A forward payload: a message, a loop, or reply blocks.
     pub(super) fn on_forward(&self, stored: &Stored) -> Option<Received> {
         let r = &self.replenish;
-        let plain = sphinx::open_forward_payload(&stored.payload)
-            .ok()
-            .and_then(|sealed| envelope::open(&self.key, &sealed).ok())
-            .and_then(|plain| Plain::decode(&plain).ok());
+        let Ok(plain) = envelope::open_delivery(&self.key, &stored.payload) else {
+            // Neither under an id this session holds nor sealed to it.
+            r.count(|st| st.unknown_replies += 1);
+            return None;
+        };
+        let plain = Plain::decode(&plain).ok();
         let add = |tag, blocks: Vec<ReplyBlock>| {
             let n = blocks.len() as u64;
             let dropped = r
@@ -350,10 +401,11 @@ pub(super) async fn receive_loop(mut r: Receiver) {
         r.replenish
             .count(|st| push_capped(&mut st.deliveries, (at, stored.is_some())));
         let Some(stored) = stored else { continue };
-        let received = if stored.surb_id == [0; SURB_ID_LEN] {
-            r.on_forward(&stored)
-        } else {
-            r.on_reply(&stored)
+        // Every delivery carries a random id (`client.md` §2): one this
+        // session gave a reply block, or else a forward envelope.
+        let received = match r.on_reply(&stored) {
+            Some(received) => received,
+            None => r.on_forward(&stored),
         };
         // A full queue drops the message (counted): the reader is not
         // keeping up.

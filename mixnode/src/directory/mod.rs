@@ -345,6 +345,19 @@ pub struct Rates {
     pub node_loops: f64,
 }
 
+impl Rates {
+    /// The rate at which a gateway writes delivery frames to each client
+    /// (`specs/client.md` §3): what comes back to a client is one packet
+    /// per payload slot (a reply, or cover that returns as one) and its
+    /// loops, `λP + λL` a second, so the stream runs at the client's whole
+    /// send rate `λP + λL + λD`, and never below `1.25 (λP + λL)`: a
+    /// mailbox fed as fast as it is drained would grow without bound.
+    pub fn delivery(&self) -> f64 {
+        let back = self.payload + self.loops;
+        (back + self.drops).max(1.25 * back)
+    }
+}
+
 /// When epochs start: epoch `e` runs from `genesis + e·epoch_secs`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -296,3 +296,22 @@ fn the_allowlist_and_the_size_budget_bound_the_document() {
     assert!(bytes.len() < MAX_DOCUMENT_BODY);
     assert!(NetworkDocument::verify(&bytes, &trust(&[&auth], 1), 1_010).is_ok());
 }
+
+#[test]
+fn a_gateway_delivers_faster_than_its_client_is_sent_to() {
+    let rates = |payload, loops, drops| Rates {
+        payload,
+        loops,
+        drops,
+        node_loops: 0.0,
+    };
+    // The defaults: the client's whole send rate, 4 a second, for the
+    // 3 a second that come back.
+    assert_eq!(rates(2.0, 1.0, 1.0).delivery(), 4.0);
+    // Without drops, still a margin over what comes back.
+    assert_eq!(rates(2.0, 2.0, 0.0).delivery(), 5.0);
+    for (p, l, d) in [(0.5, 0.1, 0.0), (50.0, 5.0, 1.0), (2.0, 0.0, 0.0)] {
+        let r = rates(p, l, d);
+        assert!(r.delivery() >= 1.25 * (p + l), "{r:?}");
+    }
+}

@@ -79,7 +79,7 @@ pub(super) async fn serve_client(
             .topology
             .borrow()
             .as_ref()
-            .map_or(1.0, |t| t.document.rates.payload);
+            .map_or(1.0, |t| t.document.rates.delivery());
         let mean = Duration::from_secs_f64(1.0 / rate.clamp(0.01, 10_000.0));
         next += mtos_crypto::sphinx::sample_exponential(&mut rng, mean);
         tokio::time::sleep_until(next).await;
