@@ -47,16 +47,18 @@ impl<M: Mode> Simulation<M> {
                     let route = self.route(self.provider(gateway), exit);
                     self.real_send(c, out, route);
                 }
-                Send::PayloadCover | Send::Drop => {
-                    let kind = if matches!(send, Send::Drop) {
-                        Kind::Drop
-                    } else {
-                        Kind::PayloadCover
-                    };
+                Send::Drop => {
                     let p = self.route_rng.random_range(0..providers);
                     let exit = self.provider(p);
                     let route = self.route(self.provider(gateway), exit);
-                    self.send_packet(kind, route, DROP_DESTINATION, RngOf::Client(c));
+                    self.send_packet(Kind::Drop, route, DROP_DESTINATION, RngOf::Client(c));
+                }
+                // Payload-slot cover comes back through the client's own
+                // reply block, as a loop's route does (`client.md` §4).
+                Send::PayloadCover => {
+                    let g = self.provider(gateway);
+                    let route = self.route(g, g);
+                    self.send_packet(Kind::PayloadCover, route, c, RngOf::Client(c));
                 }
                 Send::Loop => {
                     let g = self.provider(gateway);
