@@ -16,10 +16,14 @@ use crate::mixnet::{PutOutcome, Session};
 use crate::transfer::TransferOptions;
 pub use mtos_mixnode::receipts::Held;
 
-/// Locators in every poll probe: as many as one probe request carries.
+/// Locators in a padded probe (a card lookup): as many as one probe
+/// request carries.
 pub const PROBE_LOCATORS: usize = MAX_PROBE;
-/// Slots a poll looks ahead per feed at most.
-pub const MAX_WINDOW: usize = 8;
+/// Slots in every poll probe: one feed's window (`specs/feeds.md` §5).
+pub const WINDOW: usize = 8;
+/// Probes in every poll round, whatever is followed: one per feed, or a
+/// decoy's, each on its own route to its own service node.
+pub const POLL_PROBES: usize = 4;
 /// Slots tried past a taken one when writing (entries written elsewhere).
 const MAX_TAKEN: u64 = 64;
 
@@ -110,28 +114,63 @@ pub struct Followed {
     pub next: u64,
 }
 
-/// The slots one poll round asks about, as `(locator, feed index, slot)`:
-/// each followed feed's next slots (a window of `PROBE_LOCATORS / feeds`,
-/// at most [`MAX_WINDOW`], at least 1; with more feeds than locators, a
-/// rotating share of them each round), at most [`PROBE_LOCATORS`].
-pub fn window(follows: &[Followed], round: u64) -> Vec<(Locator, usize, u64)> {
-    let mut real: Vec<(Locator, usize, u64)> = Vec::new();
-    if !follows.is_empty() {
-        let window = (PROBE_LOCATORS / follows.len()).clamp(1, MAX_WINDOW);
-        let start = (round as usize).wrapping_mul(PROBE_LOCATORS) % follows.len();
-        for k in 0..follows.len().min(PROBE_LOCATORS) {
-            let i = (start + k) % follows.len();
-            for d in 0..window as u64 {
-                let n = follows[i].next.saturating_add(d);
-                if let Ok(l) = follows[i].follow.slot_locator(n)
-                    && real.len() < PROBE_LOCATORS
-                {
-                    real.push((l, i, n));
-                }
-            }
-        }
+/// What one poll probe asks about: a followed feed's window, or a
+/// decoy's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PollProbe {
+    /// The feed's index among the follows, or `None` for a decoy.
+    pub feed: Option<usize>,
+    /// The window's [`WINDOW`] slots, in order, with their locators.
+    pub slots: Vec<(Locator, u64)>,
+}
+
+/// The probes of one poll round (`specs/feeds.md` §5): exactly `probes`
+/// of them (fewer only when there are too few decoys), each one window of
+/// [`WINDOW`] slots. With at most `probes` follows, every feed's window
+/// from its `next` and decoy windows for the rest; with more, a rotating
+/// share of `probes` feeds, so each is asked every `ceil(follows /
+/// probes)` rounds. A decoy's window is its slots 0 to 7, every round:
+/// never written, it looks like a feed with no new entries. Shuffled, so
+/// the order they go out says nothing.
+pub fn plan<R: rand::Rng + ?Sized>(
+    follows: &[Followed],
+    decoys: &[[u8; 32]],
+    round: u64,
+    probes: usize,
+    rng: &mut R,
+) -> Vec<PollProbe> {
+    let window = |feed: &[u8; 32], from: u64| -> Vec<(Locator, u64)> {
+        (0..WINDOW as u64)
+            .filter_map(|d| {
+                let n = from.saturating_add(d);
+                mtos_crypto::feed::feed_slot_locator(feed, n)
+                    .ok()
+                    .map(|l| (l, n))
+            })
+            .collect()
+    };
+    let mut out = Vec::with_capacity(probes);
+    let asked = follows.len().min(probes);
+    let start = if follows.is_empty() {
+        0
+    } else {
+        (round as usize).wrapping_mul(probes) % follows.len()
+    };
+    for k in 0..asked {
+        let i = (start + k) % follows.len();
+        out.push(PollProbe {
+            feed: Some(i),
+            slots: window(&follows[i].follow.feed, follows[i].next),
+        });
     }
-    real
+    for decoy in decoys.iter().take(probes - asked) {
+        out.push(PollProbe {
+            feed: None,
+            slots: window(decoy, 0),
+        });
+    }
+    out.shuffle(rng);
+    out
 }
 
 /// A probe's locators: `wanted` (at most [`PROBE_LOCATORS`]) with random
@@ -168,29 +207,42 @@ pub struct PollReport {
     pub requests: u64,
 }
 
-/// One poll round: one probe request of [`PROBE_LOCATORS`] locators to a
-/// random service node ([`window`], [`held`]), then a get for each slot
-/// found, in slot order; a feed's `next` moves past the entries read.
+/// One poll round: the probes of [`plan`], all at once, each asking its
+/// window alone ([`held_exactly`]) through a service node chosen for it
+/// alone; then a get for each slot found, in slot order; a feed's `next`
+/// moves past the entries read.
 pub async fn poll<R: rand::Rng + ?Sized>(
     session: &Session,
     follows: &mut [Followed],
+    decoys: &[[u8; 32]],
     round: u64,
     rng: &mut R,
     options: TransferOptions,
 ) -> Result<PollReport, ClientError> {
-    let slots = window(follows, round);
-    let locators: Vec<Locator> = slots.iter().map(|(l, _, _)| *l).collect();
+    let probes = plan(follows, decoys, round, POLL_PROBES, rng);
+    let asked = futures::future::join_all(probes.iter().map(|p| {
+        let locators: Vec<Locator> = p.slots.iter().map(|(l, _)| *l).collect();
+        async move { held_exactly(session, &locators, options).await }
+    }))
+    .await;
     let mut report = PollReport {
-        requests: 1,
+        requests: probes.len() as u64,
         ..PollReport::default()
     };
-    let taken = held(session, &locators, rng, options).await?;
-    let mut found: Vec<(usize, u64, Locator)> = slots
-        .iter()
-        .zip(&taken)
-        .filter(|(_, t)| **t == Held::Held)
-        .map(|(&(l, i, n), _)| (i, n, l))
-        .collect();
+    let mut found: Vec<(usize, u64, Locator)> = Vec::new();
+    for (probe, answer) in probes.iter().zip(asked) {
+        let answer = answer?;
+        if let Some(i) = probe.feed {
+            found.extend(
+                probe
+                    .slots
+                    .iter()
+                    .zip(answer)
+                    .filter(|(_, h)| *h == Held::Held)
+                    .map(|(&(l, n), _)| (i, n, l)),
+            );
+        }
+    }
     found.sort_by_key(|&(i, n, _)| (i, n));
     for (i, n, locator) in found {
         // Entries are read in order: a gap stops this feed for the round.
@@ -220,13 +272,9 @@ pub async fn poll<R: rand::Rng + ?Sized>(
 
 /// Which of `wanted` (at most [`PROBE_LOCATORS`]) are held, by their
 /// replicas' signed answers (`Session::probe`): asked with random
-/// locators up to exactly [`PROBE_LOCATORS`], all shuffled, like a poll
-/// round. While any locator of the set is [`Held::Unknown`] (a replica
-/// did not answer, or a service node withheld its answer), the same
-/// padded set is asked again through another service node (one not asked yet,
-/// while there is one), up to `options.attempts` times: asking only the
-/// unknown ones would tell the second service node which locators are
-/// real.
+/// locators up to exactly [`PROBE_LOCATORS`], all shuffled (a card
+/// lookup's fixed size), by [`held_exactly`], which asks the whole padded
+/// set again while any of it is [`Held::Unknown`].
 pub async fn held<R: rand::Rng + ?Sized>(
     session: &Session,
     wanted: &[Locator],
@@ -235,27 +283,39 @@ pub async fn held<R: rand::Rng + ?Sized>(
 ) -> Result<Vec<Held>, ClientError> {
     let all = pad(wanted, rng);
     let locators: Vec<Locator> = all.iter().map(|(l, _)| *l).collect();
+    let answers = held_exactly(session, &locators, options).await?;
     let mut out = vec![Held::Unknown; wanted.len().min(PROBE_LOCATORS)];
+    for ((_, i), h) in all.iter().zip(answers) {
+        if let Some(i) = i {
+            out[*i] = h;
+        }
+    }
+    Ok(out)
+}
+
+/// Which of `locators` are held, asked exactly as given. While any is
+/// [`Held::Unknown`], the whole set is asked again through another
+/// service node (one not asked yet, while there is one), up to
+/// `options.attempts` times: asking only the unknown ones would tell the
+/// second service node which locators the first could not answer.
+pub async fn held_exactly(
+    session: &Session,
+    locators: &[Locator],
+    options: TransferOptions,
+) -> Result<Vec<Held>, ClientError> {
+    let mut out = vec![Held::Unknown; locators.len()];
     let mut tried = Vec::new();
     for attempt in 0..options.attempts.max(1) {
         if attempt > 0 {
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         }
-        let answers = session
-            .probe(&locators, options.timeout, &mut tried)
-            .await?;
-        // Whether to ask again depends on every locator of the set, the
-        // padding's too: a replica that stays silent must not learn from
-        // a second ask that it held a real one.
-        let unknown = answers.contains(&Held::Unknown);
-        for ((_, i), h) in all.iter().zip(answers) {
-            if let Some(i) = i
-                && out[*i] == Held::Unknown
-            {
-                out[*i] = h;
+        let answers = session.probe(locators, options.timeout, &mut tried).await?;
+        for (o, h) in out.iter_mut().zip(answers) {
+            if *o == Held::Unknown {
+                *o = h;
             }
         }
-        if !unknown {
+        if !out.contains(&Held::Unknown) {
             break;
         }
     }
@@ -397,6 +457,11 @@ pub struct FeedBook {
     /// Followed feeds.
     #[serde(default)]
     pub follows: Vec<FollowEntry>,
+    /// Decoy feed keys (hex), polled beside the followed feeds so that a
+    /// round is always [`POLL_PROBES`] probes (`specs/feeds.md` §5). Kept,
+    /// so a decoy is polled as long as a real quiet feed would be.
+    #[serde(default)]
+    pub decoys: Vec<String>,
 }
 
 /// A followed feed in the book.
@@ -427,6 +492,27 @@ pub struct SeenEntry {
 }
 
 impl FeedBook {
+    /// The decoy feed keys, [`POLL_PROBES`] of them: those kept, and new
+    /// ones drawn (and kept, once the book is saved) when there are fewer.
+    /// A key that does not parse is replaced.
+    pub fn decoys<R: rand::CryptoRng + ?Sized>(&mut self, rng: &mut R) -> Vec<[u8; 32]> {
+        let mut keys: Vec<[u8; 32]> = self
+            .decoys
+            .iter()
+            .filter_map(|h| data_encoding::HEXLOWER.decode(h.as_bytes()).ok())
+            .filter_map(|b| <[u8; 32]>::try_from(b).ok())
+            .take(POLL_PROBES)
+            .collect();
+        while keys.len() < POLL_PROBES {
+            keys.push(mtos_crypto::feed::decoy_feed_key(rng));
+        }
+        self.decoys = keys
+            .iter()
+            .map(|k| data_encoding::HEXLOWER.encode(k))
+            .collect();
+        keys
+    }
+
     /// The book of `home` (empty when there is none yet).
     pub fn load(home: &crate::Home) -> Result<Self, ClientError> {
         let path = home.dir().join(FEEDS_FILE);
@@ -472,70 +558,4 @@ impl FeedBook {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use mtos_crypto::identity::{Identity, Label, Visibility};
-    use rand::SeedableRng;
-
-    fn followed(seed: u8, next: u64) -> Followed {
-        let id = Identity::from_secrets(
-            Label::new("f").unwrap(),
-            Visibility::Public,
-            0,
-            &[seed; 32],
-            &[seed; 32],
-        );
-        Followed {
-            follow: FeedKeys::of(&id).follow(),
-            next,
-        }
-    }
-
-    #[test]
-    fn every_probe_has_the_same_size_whatever_is_followed() {
-        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
-        for count in [0usize, 1, 3, 50, 200] {
-            let follows: Vec<Followed> = (0..count).map(|i| followed(i as u8, 5)).collect();
-            for round in 0..3 {
-                let slots = window(&follows, round);
-                let wanted: Vec<Locator> = slots.iter().map(|(l, _, _)| *l).collect();
-                let p = pad(&wanted, &mut rng);
-                assert_eq!(p.len(), PROBE_LOCATORS, "{count} feeds");
-                let mut unique: Vec<Locator> = p.iter().map(|(l, _)| *l).collect();
-                unique.sort_by_key(|l| *l.as_bytes());
-                unique.dedup();
-                assert_eq!(unique.len(), PROBE_LOCATORS);
-                // Every wanted locator is the feed's slot it names, and
-                // every one of them is in the probe.
-                assert_eq!(p.iter().filter(|(_, w)| w.is_some()).count(), wanted.len());
-                for (l, w) in &p {
-                    if let Some(k) = w {
-                        let (_, i, n) = slots[*k];
-                        assert_eq!(*l, follows[i].follow.slot_locator(n).unwrap());
-                        assert!(n >= follows[i].next);
-                    }
-                }
-                let expected = match count {
-                    0 => 0,
-                    1 => MAX_WINDOW,
-                    3 => 3 * MAX_WINDOW,
-                    50 => 50 * 2,
-                    _ => PROBE_LOCATORS,
-                };
-                assert_eq!(slots.len(), expected, "{count} feeds");
-            }
-        }
-    }
-
-    #[test]
-    fn with_more_feeds_than_locators_every_feed_gets_its_turn() {
-        let follows: Vec<Followed> = (0..200).map(|i| followed(i as u8, 0)).collect();
-        let mut seen = std::collections::BTreeSet::new();
-        for round in 0..2 {
-            for (_, i, _) in window(&follows, round) {
-                seen.insert(i);
-            }
-        }
-        assert_eq!(seen.len(), 200);
-    }
-}
+mod tests;

@@ -196,6 +196,24 @@ pub struct FeedEntry {
     pub item: ItemRef,
 }
 
+/// A feed key nobody holds the secret of, drawn as every feed key is (an
+/// Ed25519 public key of a random seed): its slots are never written. A
+/// follower polls the windows of a few such feeds as decoys, which a
+/// service node cannot tell from feeds with no new entries
+/// (`specs/feeds.md` §5).
+pub fn decoy_feed_key<R: rand::CryptoRng + ?Sized>(rng: &mut R) -> [u8; 32] {
+    let mut seed = Zeroizing::new([0u8; 32]);
+    rng.fill_bytes(seed.as_mut());
+    ed25519_dalek::SigningKey::from_bytes(&seed)
+        .verifying_key()
+        .to_bytes()
+}
+
+/// Where entry `n` of the feed whose key is `feed` is stored.
+pub fn feed_slot_locator(feed: &[u8; 32], n: u64) -> Result<Locator, SlotError> {
+    Ok(slot_locator(&slot_key(feed, n)?))
+}
+
 impl FollowRef {
     /// `version || owner || feed || read`, 97 bytes.
     pub fn encode(&self) -> Vec<u8> {
@@ -242,7 +260,7 @@ impl FollowRef {
 
     /// Where entry `n` is stored: what a follower probes and gets.
     pub fn slot_locator(&self, n: u64) -> Result<Locator, SlotError> {
-        Ok(slot_locator(&slot_key(&self.feed, n)?))
+        feed_slot_locator(&self.feed, n)
     }
 
     /// Reads entry `n` from its slot record: the record must be this

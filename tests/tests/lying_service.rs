@@ -151,6 +151,7 @@ async fn a_lying_service_node_is_caught_and_the_work_goes_on_through_the_others(
         follow: keys.follow(),
         next: 0,
     }];
+    let decoys = mtos_client::feeds::FeedBook::default().decoys(&mut rand::rng());
     let before = lies(&net);
     // Rounds go on (at least four, at most twelve) until the liar has
     // answered two of them: each probe picks its service node at random.
@@ -159,9 +160,16 @@ async fn a_lying_service_node_is_caught_and_the_work_goes_on_through_the_others(
             .await
             .unwrap_or_else(|e| panic!("{e}\n{}", net.report()));
         assert_eq!(written, n);
-        let report = poll(&follower, &mut follows, n, &mut rand::rng(), options)
-            .await
-            .unwrap_or_else(|e| panic!("{e}\n{}", net.report()));
+        let report = poll(
+            &follower,
+            &mut follows,
+            &decoys,
+            n,
+            &mut rand::rng(),
+            options,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", net.report()));
         let seen: Vec<u64> = report.entries.iter().map(|(_, e)| e.time_ms).collect();
         assert_eq!(seen, vec![1_000 + n], "entry {n}");
         assert_eq!(follows[0].next, n + 1);

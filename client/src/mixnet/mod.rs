@@ -48,7 +48,7 @@ use builders::*;
 use cover::*;
 pub use network::NetworkConfig;
 use network::*;
-pub use requests::{Answer, PutOutcome, probe_groups};
+pub use requests::{Answer, PutOutcome, pick_service, probe_groups};
 use stats::*;
 pub use stats::{STATS_SERIES_LIMIT, SentKind, SessionStats};
 use tasks::*;

@@ -88,15 +88,14 @@ impl Session {
         let mut rng = StdRng::from_rng(&mut rand::rng());
         let missing = |what: &str| ClientError::from(NetError::NoRoute(what.to_owned()));
         let avoided = self.avoided.lock().map_err(|_| poisoned())?.clone();
-        let usable =
-            |n: &&NodeEntry| n.position() == Position::Service && !avoided.contains(&n.key);
-        let service = doc
+        let usable: Vec<[u8; 32]> = doc
             .nodes
             .iter()
-            .filter(usable)
-            .filter(|n| !tried.contains(&n.key))
-            .choose(&mut rng)
-            .or_else(|| doc.nodes.iter().filter(usable).choose(&mut rng))
+            .filter(|n| n.position() == Position::Service && !avoided.contains(&n.key))
+            .map(|n| n.key)
+            .collect();
+        let service = pick_service(&mut rng, &usable, tried)
+            .and_then(|key| doc.node(&key))
             .ok_or_else(|| missing("a service node not caught lying"))?;
         let (reply, block_id, recovery) = block_to_me(&mut rng, &doc, &self.address, None)
             .ok_or_else(|| missing("nodes and keys for the reply block"))?;
@@ -321,4 +320,23 @@ pub fn probe_groups(locators: &[Locator], storage: &[[u8; 32]], max: usize) -> V
         groups.push(current);
     }
     groups
+}
+
+/// The service node a request goes through: uniformly among `usable`
+/// ones not in `tried`, or among all `usable` when every one was tried.
+/// Each request draws its own, so the probes of one poll round land on
+/// service nodes independently: spreading them over distinct nodes would
+/// tell a node that two windows it sees in one round are never one
+/// follower's (`specs/feeds.md` §5).
+pub fn pick_service<R: rand::Rng + ?Sized>(
+    rng: &mut R,
+    usable: &[[u8; 32]],
+    tried: &[[u8; 32]],
+) -> Option<[u8; 32]> {
+    usable
+        .iter()
+        .filter(|k| !tried.contains(k))
+        .choose(rng)
+        .or_else(|| usable.iter().choose(rng))
+        .copied()
 }

@@ -98,9 +98,10 @@ enum Command {
     },
     /// Read the followed feeds: new entries through the mixnet, then the timeline.
     ///
-    /// Each poll round is one probe packet of fixed size to a random service
-    /// node, whatever the number of feeds followed (specs/feeds.md); the new
-    /// items are fetched and the timeline printed newest first.
+    /// Each poll round is four probes of one window each (a feed's or a
+    /// decoy's), each to its own random service node, whatever the number
+    /// of feeds followed (specs/feeds.md); the new items are fetched and
+    /// the timeline printed newest first.
     #[command(after_help = "Example:\n  mtos feed")]
     Feed {
         /// Poll rounds.

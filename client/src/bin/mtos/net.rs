@@ -313,12 +313,14 @@ async fn poll_round(
     store: &ChunkStore,
     book: &mut FeedBook,
     follows: &mut [Followed],
+    decoys: &[[u8; 32]],
     round: u64,
 ) -> Result<(Vec<(usize, SeenEntry)>, usize), ClientError> {
     let mut rng = rand::rng();
     let report = feeds::poll(
         session,
         follows,
+        decoys,
         round,
         &mut rng,
         TransferOptions::default(),
@@ -372,8 +374,8 @@ async fn poll_round(
     Ok((new, report.refused.len()))
 }
 
-/// `mtos feed`: poll rounds over every followed feed (one probe packet of
-/// fixed size each, whatever the number of feeds), the new items
+/// `mtos feed`: poll rounds over every followed feed (the same number of
+/// one-window probes each, whatever the number of feeds), the new items
 /// fetched, then the timeline of everything read, newest first. With
 /// `every`, it then keeps polling at that fixed interval, printing new
 /// entries as they come, until interrupted.
@@ -397,15 +399,27 @@ pub fn feed(home: &Home, rounds: u32, every: Option<u64>) -> Result<String, Clie
             })
         })
         .collect::<Result<_, ClientError>>()?;
+    // The decoys are kept in the book from the first poll on.
+    let decoys = book.decoys(&mut rand::rng());
+    book.save(home)?;
     runtime()?.block_on(async {
         let session = Session::connect(&config).await?;
         let (mut found, mut refused) = (0usize, 0usize);
-        // A random first round, so that with more than 113 feeds every run
-        // starts its rotation somewhere else (`specs/feeds.md` §5).
+        // A random first round, so that with more feeds than a round's
+        // probes every run starts its rotation somewhere else
+        // (`specs/feeds.md` §5).
         let start: u64 = rand::RngExt::random_range(&mut rand::rng(), 0..1 << 32);
         for round in start..start + u64::from(rounds.max(1)) {
-            let (new, bad) =
-                poll_round(home, &session, &store, &mut book, &mut follows, round).await?;
+            let (new, bad) = poll_round(
+                home,
+                &session,
+                &store,
+                &mut book,
+                &mut follows,
+                &decoys,
+                round,
+            )
+            .await?;
             found += new.len();
             refused += bad;
         }
@@ -431,14 +445,23 @@ pub fn feed(home: &Home, rounds: u32, every: Option<u64>) -> Result<String, Clie
         for round in start + u64::from(rounds.max(1)).. {
             tick.tick().await;
             // A lost probe or answer costs one round, not the watch.
-            let (new, bad) =
-                match poll_round(home, &session, &store, &mut book, &mut follows, round).await {
-                    Ok(r) => r,
-                    Err(e) => {
-                        eprintln!("poll round failed: {e}");
-                        continue;
-                    }
-                };
+            let (new, bad) = match poll_round(
+                home,
+                &session,
+                &store,
+                &mut book,
+                &mut follows,
+                &decoys,
+                round,
+            )
+            .await
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("poll round failed: {e}");
+                    continue;
+                }
+            };
             if bad > 0 {
                 eprintln!("{bad} slot(s) not signed by their feed's key ignored");
             }
