@@ -9,8 +9,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use mtos_crypto::envelope::{ClientAddress, MAX_CLIENT_MESSAGE};
-use mtos_crypto::sphinx::{SURB_ID_LEN, SurbRecovery};
+use mtos_crypto::envelope::MAX_CLIENT_MESSAGE;
 
 /// Bytes of a [`SenderTag`].
 pub const TAG_LEN: usize = 16;
@@ -54,7 +53,7 @@ pub enum ReplyError {
     #[error("no reply block for this sender (none was received, or all were used)")]
     NoBlock,
     /// Every block held for this sender has expired.
-    #[error("every reply block of this sender has expired (they live two key epochs)")]
+    #[error("every reply block of this sender has expired (each lives in its own key epoch)")]
     Expired,
     /// The message does not fit.
     #[error("{got} bytes do not fit in a message carrying {blocks} reply blocks (at most {max})")]
@@ -218,214 +217,6 @@ pub fn decode_reply(plain: &[u8]) -> Result<&[u8], ReplyError> {
     }
 }
 
-struct Pending {
-    tag: SenderTag,
-    recovery: SurbRecovery,
-    expires: u64,
-}
-
-struct Credit {
-    to: ClientAddress,
-    /// Blocks to keep at the recipient.
-    target: usize,
-    /// Unix seconds until which the conversation counts as active and
-    /// its blocks are replenished.
-    active_until: u64,
-    /// For evicting the least recently used conversation.
-    touched: u64,
-    /// Blocks asked for and not yet built (they count as held, so a
-    /// second check before they are built does not ask again).
-    planned: usize,
-}
-
-/// The sender's side: the reply blocks it handed out, to read replies,
-/// and how many each recipient should hold, to replenish them.
-#[derive(Default)]
-pub struct Outstanding {
-    pending: HashMap<[u8; SURB_ID_LEN], Pending>,
-    credits: HashMap<SenderTag, Credit>,
-    tags: HashMap<[u8; 97], SenderTag>,
-    clock: u64,
-}
-
-impl std::fmt::Debug for Outstanding {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Outstanding")
-            .field("pending", &self.pending.len())
-            .field("credits", &self.credits.len())
-            .finish()
-    }
-}
-
-/// Reply blocks a recipient should get, for [`Outstanding::wanted`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Wanted {
-    /// The conversation.
-    pub tag: SenderTag,
-    /// Where its recipient is.
-    pub to: ClientAddress,
-    /// How many blocks to send.
-    pub blocks: usize,
-}
-
-impl Outstanding {
-    /// The tag this session uses toward `to`, drawn with `fresh` the
-    /// first time; asks for `blocks` to be kept there while the
-    /// conversation stays active (until `active_until`).
-    pub fn tag_for(
-        &mut self,
-        to: &ClientAddress,
-        blocks: usize,
-        active_until: u64,
-        fresh: impl FnOnce() -> [u8; TAG_LEN],
-    ) -> SenderTag {
-        self.clock += 1;
-        let key = to.to_bytes();
-        let tag = match self.tags.get(&key) {
-            Some(t) => *t,
-            None => {
-                if self.credits.len() >= MAX_CREDITS {
-                    self.evict_credit();
-                }
-                let t = SenderTag(fresh());
-                self.tags.insert(key, t);
-                t
-            }
-        };
-        let clock = self.clock;
-        let credit = self.credits.entry(tag).or_insert(Credit {
-            to: *to,
-            target: 0,
-            active_until,
-            touched: clock,
-            planned: 0,
-        });
-        credit.target = credit.target.max(blocks).min(MAX_TARGET);
-        credit.active_until = credit.active_until.max(active_until);
-        credit.touched = clock;
-        tag
-    }
-
-    fn evict_credit(&mut self) {
-        if let Some(oldest) = self
-            .credits
-            .iter()
-            .min_by_key(|(_, c)| c.touched)
-            .map(|(t, _)| *t)
-        {
-            if let Some(c) = self.credits.remove(&oldest) {
-                self.tags.remove(&c.to.to_bytes());
-            }
-            self.pending.retain(|_, p| p.tag != oldest);
-        }
-    }
-
-    /// Forgets blocks whose replies can no longer come.
-    pub fn purge(&mut self, now: u64) {
-        self.pending
-            .retain(|_, p| p.expires.saturating_add(RECOVERY_GRACE_SECS) > now);
-    }
-
-    /// Room for `n` more blocks (after forgetting dead ones)?
-    pub fn has_room(&mut self, n: usize, now: u64) -> bool {
-        if self.pending.len() + n > MAX_OUTSTANDING {
-            self.purge(now);
-        }
-        self.pending.len() + n <= MAX_OUTSTANDING
-    }
-
-    /// Records a block handed out under `tag`. `false` (and nothing
-    /// recorded) when the table is full or the id is taken.
-    pub fn record(
-        &mut self,
-        tag: SenderTag,
-        id: [u8; SURB_ID_LEN],
-        recovery: SurbRecovery,
-        expires: u64,
-    ) -> bool {
-        if self.pending.len() >= MAX_OUTSTANDING || self.pending.contains_key(&id) {
-            return false;
-        }
-        self.unplan(&tag, 1);
-        self.pending.insert(
-            id,
-            Pending {
-                tag,
-                recovery,
-                expires,
-            },
-        );
-        true
-    }
-
-    /// Notes that `n` blocks for `tag` are on their way to being built.
-    pub fn plan(&mut self, tag: &SenderTag, n: usize) {
-        if let Some(c) = self.credits.get_mut(tag) {
-            c.planned += n;
-        }
-    }
-
-    /// Notes that `n` planned blocks will not be built after all.
-    pub fn unplan(&mut self, tag: &SenderTag, n: usize) {
-        if let Some(c) = self.credits.get_mut(tag) {
-            c.planned = c.planned.saturating_sub(n);
-        }
-    }
-
-    /// The block a reply came on, removed: a second reply on it (a replay
-    /// that got through, or a forgery) finds nothing.
-    pub fn take(&mut self, id: &[u8; SURB_ID_LEN]) -> Option<(SenderTag, SurbRecovery)> {
-        self.pending.remove(id).map(|p| (p.tag, p.recovery))
-    }
-
-    /// Marks the conversation active until `until`.
-    pub fn touch(&mut self, tag: &SenderTag, until: u64) {
-        self.clock += 1;
-        let clock = self.clock;
-        if let Some(c) = self.credits.get_mut(tag) {
-            c.active_until = c.active_until.max(until);
-            c.touched = clock;
-        }
-    }
-
-    /// Blocks each active conversation's recipient should be sent so it
-    /// holds its target of blocks usable beyond `now + horizon` (blocks
-    /// used but whose replies have not come yet count as held).
-    pub fn wanted(&self, now: u64, horizon: u64) -> Vec<Wanted> {
-        let mut held: HashMap<SenderTag, usize> = HashMap::new();
-        for p in self.pending.values() {
-            if p.expires > now.saturating_add(horizon) {
-                *held.entry(p.tag).or_default() += 1;
-            }
-        }
-        let mut out: Vec<Wanted> = self
-            .credits
-            .iter()
-            .filter(|(_, c)| c.active_until > now)
-            .filter_map(|(tag, c)| {
-                let have = held.get(tag).copied().unwrap_or(0) + c.planned;
-                (have < c.target).then(|| Wanted {
-                    tag: *tag,
-                    to: c.to,
-                    blocks: c.target - have,
-                })
-            })
-            .collect();
-        out.sort_by_key(|w| w.tag);
-        out
-    }
-
-    /// Blocks handed out and not yet answered.
-    pub fn len(&self) -> usize {
-        self.pending.len()
-    }
-
-    /// No blocks outstanding?
-    pub fn is_empty(&self) -> bool {
-        self.pending.is_empty()
-    }
-}
-
 /// The recipient's side: reply blocks received, per sender, oldest
 /// (soonest to expire) used first.
 #[derive(Debug, Default)]
@@ -491,37 +282,54 @@ impl ReplyPool {
         }
     }
 
-    /// Takes a block to answer `tag` at `now`, dropping expired ones.
-    pub fn take(&mut self, tag: &SenderTag, now: u64) -> Result<ReplyBlock, ReplyError> {
+    /// Takes a block to answer `tag` at `now`, when this session's own
+    /// packets are built under key epoch `epoch` (its document's),
+    /// dropping expired ones and those of earlier epochs. A block for a
+    /// later epoch is kept for it: its reply must carry the key tag this
+    /// session's other packets carry (`client.md` §5).
+    pub fn take(
+        &mut self,
+        tag: &SenderTag,
+        now: u64,
+        epoch: u32,
+    ) -> Result<ReplyBlock, ReplyError> {
         self.clock += 1;
         let Some((q, touched)) = self.tags.get_mut(tag) else {
             return Err(ReplyError::NoBlock);
         };
         *touched = self.clock;
         let mut expired = false;
-        while let Some(b) = q.pop_front() {
+        let before = q.len();
+        q.retain(|b| {
+            let keep = b.expires > now && b.epoch >= epoch;
+            expired |= !keep;
+            keep
+        });
+        self.total -= before - q.len();
+        // In expiry order, a block for this epoch comes before any for a
+        // later one.
+        let usable = q.iter().position(|b| b.epoch == epoch);
+        let block = usable.and_then(|i| q.remove(i));
+        if block.is_some() {
             self.total -= 1;
-            if b.expires > now {
-                if q.is_empty() {
-                    self.tags.remove(tag);
-                }
-                return Ok(b);
-            }
-            expired = true;
         }
-        self.tags.remove(tag);
-        Err(if expired {
+        if q.is_empty() {
+            self.tags.remove(tag);
+        }
+        block.ok_or(if expired {
             ReplyError::Expired
         } else {
             ReplyError::NoBlock
         })
     }
 
-    /// Usable blocks held for `tag` at `now`.
-    pub fn available(&self, tag: &SenderTag, now: u64) -> usize {
-        self.tags
-            .get(tag)
-            .map_or(0, |(q, _)| q.iter().filter(|b| b.expires > now).count())
+    /// Blocks held for `tag` usable at `now` under key epoch `epoch`.
+    pub fn available(&self, tag: &SenderTag, now: u64, epoch: u32) -> usize {
+        self.tags.get(tag).map_or(0, |(q, _)| {
+            q.iter()
+                .filter(|b| b.expires > now && b.epoch == epoch)
+                .count()
+        })
     }
 
     /// Blocks held in all.
@@ -534,6 +342,11 @@ impl ReplyPool {
         self.total == 0
     }
 }
+
+mod outstanding;
+pub use outstanding::{
+    BOUNDARY_GRACE_SECS, Outstanding, Wanted, block_epochs, conversation_expires,
+};
 
 #[cfg(test)]
 mod tests;

@@ -206,12 +206,23 @@ impl NetworkDocument {
         rng: &mut R,
         route: &[&NodeEntry],
     ) -> Option<(Vec<Hop>, Vec<std::time::Duration>)> {
+        self.hops_and_delays_for(rng, route, self.epoch)
+    }
+
+    /// The hops of `route` under its nodes' keys for `epoch` (this
+    /// document's, or one a node lists ahead), with their delays.
+    fn hops_and_delays_for<R: rand::Rng + ?Sized>(
+        &self,
+        rng: &mut R,
+        route: &[&NodeEntry],
+        epoch: u32,
+    ) -> Option<(Vec<Hop>, Vec<std::time::Duration>)> {
         let hops: Vec<Hop> = route
             .iter()
             .map(|n| {
                 Some(Hop {
                     address: n.address(),
-                    sphinx_key: n.sphinx_key(self.epoch)?,
+                    sphinx_key: n.sphinx_key(epoch)?,
                 })
             })
             .collect::<Option<_>>()?;
@@ -264,7 +275,22 @@ impl NetworkDocument {
         destination: &[u8; 32],
         surb_id: [u8; sphinx::SURB_ID_LEN],
     ) -> Option<(Vec<u8>, sphinx::SurbRecovery, std::time::Duration)> {
-        let (hops, delays) = self.hops_and_delays(rng, route)?;
+        self.reply_block_for(rng, route, destination, surb_id, self.epoch)
+    }
+
+    /// [`NetworkDocument::reply_block`] under the route's keys for
+    /// `epoch`: the next epoch's, which nodes list ahead, for a block to
+    /// be used once that epoch has begun. `None` when a node of the route
+    /// lists no key for it.
+    pub fn reply_block_for<R: rand::Rng + mtos_crypto::CryptoRng + ?Sized>(
+        &self,
+        rng: &mut R,
+        route: &[&NodeEntry],
+        destination: &[u8; 32],
+        surb_id: [u8; sphinx::SURB_ID_LEN],
+        epoch: u32,
+    ) -> Option<(Vec<u8>, sphinx::SurbRecovery, std::time::Duration)> {
+        let (hops, delays) = self.hops_and_delays_for(rng, route, epoch)?;
         let total = delays.iter().sum();
         let (surb, recovery) =
             sphinx::build_surb(rng, &hops, destination, surb_id, &delays).ok()?;

@@ -132,7 +132,13 @@ async fn two_clients_exchange_messages_and_replies_and_their_traffic_does_not_sh
         .iter()
         .filter(|(_, k)| *k == SentKind::Real)
         .count();
-    assert_eq!(real, 100);
+    // The questions, and any top-up of next-epoch blocks built meanwhile
+    // (`client.md` §5; one may still wait for its slot).
+    assert!(
+        (100..=100 + stats.top_ups_sent).contains(&(real as u64)),
+        "{real} real sends, {} top-ups built",
+        stats.top_ups_sent
+    );
     assert!(stats.loops_returned > 0, "no loop came back");
     // Empty payload slots sent cover through alice's own reply blocks,
     // and it came back as replies do.
@@ -178,7 +184,8 @@ async fn two_clients_exchange_messages_and_replies_and_their_traffic_does_not_sh
             .filter(|(_, k)| *k == SentKind::Real)
             .map(|(t, _)| *t)
     };
-    let (burst_start, burst_end) = (real_sent().min().unwrap(), real_sent().max().unwrap());
+    // (The hundredth real send: a top-up may come later.)
+    let (burst_start, burst_end) = (real_sent().min().unwrap(), real_sent().nth(99).unwrap());
     let lateness = |real: bool| -> Vec<f64> {
         stats
             .sent

@@ -115,18 +115,58 @@ pub(super) fn block_to_me<R: rand::Rng + CryptoRng + ?Sized>(
     ))
 }
 
-/// `n` reply blocks through which `to` can answer this session, each
-/// starting at `to`'s gateway (`client.md` §5).
+/// A reply block handed to a correspondent: from `first` (its gateway)
+/// through one node per layer to this session, under the keys of key
+/// epoch `epoch` (this document's, or the next, which nodes list ahead),
+/// usable until that epoch ends (`client.md` §5). `None` when the
+/// document lacks a node or key for it, or the epoch is over.
+pub(super) fn conversation_block<R: rand::Rng + CryptoRng + ?Sized>(
+    rng: &mut R,
+    doc: &NetworkDocument,
+    me: &ClientAddress,
+    first: &NodeEntry,
+    epoch: u32,
+) -> Option<(ReplyBlock, [u8; SURB_ID_LEN], sphinx::SurbRecovery)> {
+    if epoch != doc.epoch && epoch != doc.epoch.saturating_add(1) {
+        return None;
+    }
+    let expires = conversation_expires(&doc.schedule, epoch);
+    if expires <= unix_now() {
+        return None;
+    }
+    // A node listing no key for the next epoch yet: another route.
+    for _ in 0..4 {
+        let route = doc.reply_route(rng, Some(first), &me.gateway)?;
+        let id = random_id(rng);
+        if let Some((surb, recovery, _)) = doc.reply_block_for(rng, &route, &me.mailbox, id, epoch)
+        {
+            return Some((
+                ReplyBlock {
+                    epoch,
+                    expires,
+                    surb,
+                },
+                id,
+                recovery,
+            ));
+        }
+    }
+    None
+}
+
+/// `n` reply blocks for key epoch `epoch` through which `to` can answer
+/// this session, each starting at `to`'s gateway (`client.md` §5).
 pub(super) fn make_blocks<R: rand::Rng + CryptoRng + ?Sized>(
     rng: &mut R,
     doc: &NetworkDocument,
     me: &ClientAddress,
     to: &ClientAddress,
     n: usize,
+    epoch: u32,
 ) -> Option<Vec<(ReplyBlock, [u8; SURB_ID_LEN], sphinx::SurbRecovery)>> {
     let first = doc.node(&to.gateway)?;
     (0..n)
-        .map(|_| block_to_me(rng, doc, me, Some(first)))
+        .map(|_| conversation_block(rng, doc, me, first, epoch))
         .collect()
 }
 
@@ -141,31 +181,32 @@ pub(super) struct Builder {
 }
 
 impl Builder {
-    /// A frame to `to` carrying `n` new reply blocks under `tag` (and
-    /// `body`, or nothing for a top-up). The blocks are recorded before
-    /// the frame exists, so a reply cannot outrun its block's record.
+    /// A frame to `to` carrying `n` new reply blocks for key epoch
+    /// `epoch` under `tag` (and `body`, or nothing for a top-up). The
+    /// blocks are recorded before the frame exists, so a reply cannot
+    /// outrun its block's record.
     pub(super) fn with_blocks(
         &mut self,
         doc: &NetworkDocument,
         to: &ClientAddress,
         tag: SenderTag,
-        n: usize,
+        (n, epoch): (usize, u32),
         body: Option<Vec<u8>>,
     ) -> Option<Vec<u8>> {
-        let made = make_blocks(&mut self.rng, doc, &self.me, to, n);
+        let made = make_blocks(&mut self.rng, doc, &self.me, to, n, epoch);
         let blocks = {
             let mut r = self.replies.lock().ok()?;
             let room = r.outstanding.has_room(n, unix_now());
             match made.filter(|_| room) {
                 None => {
-                    r.outstanding.unplan(&tag, n);
+                    r.outstanding.unplan(&tag, epoch, n);
                     return None;
                 }
                 Some(made) => made
                     .into_iter()
                     .filter_map(|(block, id, recovery)| {
                         r.outstanding
-                            .record(tag, id, recovery, block.expires)
+                            .record(tag, id, recovery, block.expires, epoch)
                             .then_some(block)
                     })
                     .collect::<Vec<_>>(),
@@ -204,8 +245,14 @@ pub(super) async fn build_loop(mut b: Builder) {
                 tag,
                 body,
                 blocks,
-            } => b.with_blocks(&doc, &to, tag, blocks, Some(body)),
-            Outgoing::MoreBlocks { to, tag, blocks } => b.with_blocks(&doc, &to, tag, blocks, None),
+                epoch,
+            } => b.with_blocks(&doc, &to, tag, (blocks, epoch), Some(body)),
+            Outgoing::MoreBlocks {
+                to,
+                tag,
+                blocks,
+                epoch,
+            } => b.with_blocks(&doc, &to, tag, (blocks, epoch), None),
         };
         match frame {
             Some(frame) => {

@@ -10,6 +10,11 @@ use super::*;
 /// Cover replies in flight that a session keeps a record of; beyond it an
 /// empty slot sends a drop instead (counted).
 pub(super) const MAX_COVER_REPLIES: usize = 4_096;
+/// How long a cover reply is waited for: far longer than any round trip
+/// (five hops of at most the network's `max_delay_ms` each, and the
+/// mailbox), far shorter than a block's life, so cover lost in the
+/// network does not fill the record.
+pub(super) const COVER_WAIT_SECS: u64 = 300;
 
 /// The reply blocks this session used for its own cover, by id: what reads
 /// the cover when it comes back, until the block expires.
@@ -19,8 +24,9 @@ pub(super) struct CoverReplies {
 }
 
 impl CoverReplies {
-    /// Records a block's recovery until `expires`; refuses when full of
-    /// blocks that have not expired.
+    /// Records a block's recovery until `expires` (or [`COVER_WAIT_SECS`]
+    /// from `now`, if sooner); refuses when full of records still waited
+    /// for.
     pub(super) fn record(
         &mut self,
         id: [u8; SURB_ID_LEN],
@@ -34,7 +40,8 @@ impl CoverReplies {
         if self.by_id.len() >= MAX_COVER_REPLIES {
             return false;
         }
-        self.by_id.insert(id, (recovery, expires));
+        let until = expires.min(now.saturating_add(COVER_WAIT_SECS));
+        self.by_id.insert(id, (recovery, until));
         true
     }
 

@@ -32,7 +32,7 @@ use zeroize::Zeroizing;
 use crate::ClientError;
 use crate::replies::{
     MAX_BLOCKS_PER_MESSAGE, Outstanding, Plain, ReplyBlock, ReplyPool, SenderTag, TAG_LEN,
-    decode_reply, encode_reply, max_answerable,
+    conversation_expires, decode_reply, encode_reply, max_answerable,
 };
 
 mod builders;
@@ -101,18 +101,22 @@ impl Received {
 enum Outgoing {
     /// A message to a client.
     Message(ClientAddress, Vec<u8>),
-    /// A message carrying `blocks` new reply blocks under `tag`.
+    /// A message carrying `blocks` new reply blocks for key epoch
+    /// `epoch` under `tag`.
     Answerable {
         to: ClientAddress,
         tag: SenderTag,
         body: Vec<u8>,
         blocks: usize,
+        epoch: u32,
     },
-    /// Reply blocks alone, replenishing what `to` holds for `tag`.
+    /// Reply blocks alone, for key epoch `epoch`, replenishing what `to`
+    /// holds for `tag`.
     MoreBlocks {
         to: ClientAddress,
         tag: SenderTag,
         blocks: usize,
+        epoch: u32,
     },
     /// A frame built already (a reply through a block).
     Frame(Vec<u8>),
@@ -292,6 +296,7 @@ impl Session {
             document: doc_rx.clone(),
             me: address,
             replies: replies.clone(),
+            stats: stats.clone(),
             rng: StdRng::from_rng(&mut rng),
         }));
         let builder = tokio::spawn(build_loop(Builder {
@@ -334,6 +339,7 @@ impl Session {
             replenish: replenish.clone(),
             document: doc_rx.clone(),
             started,
+            seen: SeenIds::default(),
         }));
         let refresher = tokio::spawn(refresh_loop(
             control, authority, trust, doc_tx, addr_tx, replenish,
@@ -415,11 +421,16 @@ impl Session {
             .into());
         }
         let permit = self.outgoing.try_reserve().map_err(send_error)?;
-        let active_until = unix_now() + 2 * self.document().schedule.epoch_secs;
+        let doc = self.document();
+        let active_until = unix_now() + 2 * doc.schedule.epoch_secs;
+        // Blocks for the key epoch of this session's packets, which its
+        // correspondent's are most likely under too; the session adds the
+        // next epoch's before it begins (`client.md` §5).
+        let epoch = doc.epoch;
         let tag = {
             let mut r = self.replies.lock().map_err(|_| poisoned())?;
             let tag = r.outstanding.tag_for(to, blocks, active_until, random_tag);
-            r.outstanding.plan(&tag, blocks);
+            r.outstanding.plan(&tag, epoch, blocks);
             tag
         };
         permit.send(Outgoing::Answerable {
@@ -427,6 +438,7 @@ impl Session {
             tag,
             body: message.to_vec(),
             blocks,
+            epoch,
         });
         Ok(tag)
     }
@@ -439,12 +451,15 @@ impl Session {
     pub fn reply(&self, from: &SenderTag, message: &[u8]) -> Result<(), ClientError> {
         let plain = encode_reply(message)?;
         let permit = self.outgoing.try_reserve().map_err(send_error)?;
+        let now = unix_now();
+        // The key epoch this session's own packets are built under.
+        let epoch = self.document().epoch;
         let block = self
             .replies
             .lock()
             .map_err(|_| poisoned())?
             .pool
-            .take(from, unix_now())?;
+            .take(from, now, epoch)?;
         let (first, frame) = block
             .reply_frame(&plain)
             .map_err(|e| NetError::BadAnswer(format!("reply block: {e}")))?;
@@ -464,9 +479,11 @@ impl Session {
 
     /// Usable reply blocks held for `from`.
     pub fn reply_blocks(&self, from: &SenderTag) -> usize {
+        let now = unix_now();
+        let epoch = self.document().epoch;
         self.replies
             .lock()
-            .map_or(0, |r| r.pool.available(from, unix_now()))
+            .map_or(0, |r| r.pool.available(from, now, epoch))
     }
 
     /// `Ok` while the session's network document is valid; otherwise why

@@ -55,6 +55,8 @@ pub struct SessionStats {
     pub received: u64,
     /// Frames that did not open (not for us, tampered).
     pub undecodable: u64,
+    /// Forward deliveries whose id came before: copies, dropped.
+    pub duplicates: u64,
     /// Messages dropped because [`RECEIVE_QUEUE`] was full (the reader
     /// did not call [`Session::recv`] fast enough).
     pub dropped_unread: u64,

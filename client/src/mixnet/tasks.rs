@@ -30,6 +30,10 @@ pub(super) struct SendLoop {
     pub(super) rng: StdRng,
 }
 
+/// How long after an epoch boundary a session fetches the new document
+/// at most (a random share of it).
+pub(super) const BOUNDARY_JITTER_MS: u64 = 5_000;
+
 /// Cover frames kept ready per kind.
 pub(super) const COVER_READY: usize = 4;
 
@@ -40,6 +44,7 @@ pub(super) struct CoverBuilder {
     pub(super) document: watch::Receiver<Arc<NetworkDocument>>,
     pub(super) me: ClientAddress,
     pub(super) replies: SharedReplies,
+    pub(super) stats: Arc<Mutex<SessionStats>>,
     pub(super) rng: StdRng,
 }
 
@@ -67,12 +72,18 @@ pub(super) async fn cover_loop(mut c: CoverBuilder) {
         let frame = match kind {
             CoverKind::Loop => build(&mut c.rng, &doc, &c.me, Target::Loop),
             CoverKind::Drop => build(&mut c.rng, &doc, &c.me, Target::Drop),
-            CoverKind::Reply => cover_reply(&mut c.rng, &doc, &c.me, &c.replies),
+            // No room to record a cover reply: the slot sends a drop
+            // (counted), and the other kinds go on being built.
+            CoverKind::Reply => cover_reply(&mut c.rng, &doc, &c.me, &c.replies).or_else(|| {
+                if let Ok(mut st) = c.stats.lock() {
+                    st.cover_as_drops += 1;
+                }
+                build(&mut c.rng, &doc, &c.me, Target::Drop)
+            }),
         };
         match frame {
             Some(frame) => slot.send(frame),
-            // No route in this document (or no room to record a cover
-            // reply): wait for a better moment.
+            // No route in this document: wait for a better one.
             None => tokio::time::sleep(Duration::from_secs(1)).await,
         }
     }
@@ -192,6 +203,34 @@ pub(super) struct Receiver {
     pub(super) replenish: Replenish,
     pub(super) document: watch::Receiver<Arc<NetworkDocument>>,
     pub(super) started: tokio::time::Instant,
+    pub(super) seen: SeenIds,
+}
+
+/// The ids of the last [`SEEN_IDS`] forward deliveries, to drop copies.
+#[derive(Default)]
+pub(super) struct SeenIds {
+    set: std::collections::HashSet<[u8; SURB_ID_LEN]>,
+    order: std::collections::VecDeque<[u8; SURB_ID_LEN]>,
+}
+
+/// Forward delivery ids remembered (about 130 kB).
+pub(super) const SEEN_IDS: usize = 4_096;
+
+impl SeenIds {
+    /// `false` when `id` was seen already; else remembers it (forgetting
+    /// the oldest beyond [`SEEN_IDS`]).
+    pub(super) fn insert(&mut self, id: [u8; SURB_ID_LEN]) -> bool {
+        if !self.set.insert(id) {
+            return false;
+        }
+        self.order.push_back(id);
+        if self.order.len() > SEEN_IDS
+            && let Some(old) = self.order.pop_front()
+        {
+            self.set.remove(&old);
+        }
+        true
+    }
 }
 
 /// Keeps the recipients of active conversations supplied with reply
@@ -205,14 +244,22 @@ pub(super) struct Replenish {
 
 impl Replenish {
     /// Queues top-ups for the conversations (or just `only`) whose
-    /// recipient holds fewer blocks usable beyond `now + horizon` than
-    /// asked for. A full send queue leaves the rest to the next check.
-    pub(super) fn run(&self, now: u64, horizon: u64, only: Option<SenderTag>) {
+    /// recipient holds fewer blocks than asked for of a key epoch it
+    /// needs: the current one, and the next once the current ends within
+    /// `horizon` (`client.md` §5). A full send queue leaves the rest to
+    /// the next check.
+    pub(super) fn run(
+        &self,
+        doc: &NetworkDocument,
+        now: u64,
+        horizon: u64,
+        only: Option<SenderTag>,
+    ) {
         let Ok(mut r) = self.replies.lock() else {
             return;
         };
         r.outstanding.purge(now);
-        for w in r.outstanding.wanted(now, horizon) {
+        for w in r.outstanding.wanted(&doc.schedule, doc.epoch, now, horizon) {
             if only.is_some_and(|t| t != w.tag) {
                 continue;
             }
@@ -220,11 +267,12 @@ impl Replenish {
                 return;
             };
             let blocks = w.blocks.min(MAX_BLOCKS_PER_MESSAGE);
-            r.outstanding.plan(&w.tag, blocks);
+            r.outstanding.plan(&w.tag, w.epoch, blocks);
             permit.send(Outgoing::MoreBlocks {
                 to: w.to,
                 tag: w.tag,
                 blocks,
+                epoch: w.epoch,
             });
         }
     }
@@ -295,12 +343,14 @@ impl Receiver {
             st.received += 1;
             st.replies_received += 1;
         });
-        let (now, epoch_secs) = (unix_now(), self.document.borrow().schedule.epoch_secs);
+        let (now, doc) = (unix_now(), self.document.borrow().clone());
         if let Ok(mut replies) = r.replies.lock() {
-            replies.outstanding.touch(&tag, now + 2 * epoch_secs);
+            replies
+                .outstanding
+                .touch(&tag, now + 2 * doc.schedule.epoch_secs);
         }
         // A block was used: send its replacement now.
-        r.run(now, epoch_secs / 2, Some(tag));
+        r.run(&doc, now, doc.schedule.epoch_secs / 2, Some(tag));
         Some(Some(Received::Reply { tag, body }))
     }
 
@@ -402,9 +452,15 @@ pub(super) async fn receive_loop(mut r: Receiver) {
             .count(|st| push_capped(&mut st.deliveries, (at, stored.is_some())));
         let Some(stored) = stored else { continue };
         // Every delivery carries a random id (`client.md` §2): one this
-        // session gave a reply block, or else a forward envelope.
+        // session gave a reply block, or else a forward envelope. A
+        // forward id seen before is a copy (a gateway can file a delivery
+        // twice; the network's replay filters stop copies before it).
         let received = match r.on_reply(&stored) {
             Some(received) => received,
+            None if !r.seen.insert(stored.surb_id) => {
+                r.replenish.count(|st| st.duplicates += 1);
+                continue;
+            }
             None => r.on_forward(&stored),
         };
         // A full queue drops the message (counted): the reader is not
@@ -426,11 +482,34 @@ pub(super) async fn refresh_loop(
     addresses: mpsc::Sender<AddressBook>,
     replenish: Replenish,
 ) {
+    let mut rng = StdRng::from_rng(&mut rand::rng());
     loop {
-        let epoch_secs = document.borrow().schedule.epoch_secs;
-        tokio::time::sleep(Duration::from_secs((epoch_secs / 60).clamp(1, 30))).await;
-        // Blocks about to expire are replaced while still usable.
-        replenish.run(unix_now(), epoch_secs / 2, None);
+        let (schedule, epoch) = {
+            let d = document.borrow();
+            (d.schedule, d.epoch)
+        };
+        let epoch_secs = schedule.epoch_secs;
+        // Every epoch/60 (1 to 30 s), and just after each boundary (within
+        // BOUNDARY_JITTER_MS, so that clients do not all ask at once): the
+        // session's packets, and the replies it sends, move to the new
+        // epoch's key tag together and soon (`client.md` §5).
+        // (Once past the boundary with the old document, the usual
+        // interval: the authority may not have the new one yet.)
+        let every = Duration::from_secs((epoch_secs / 60).clamp(1, 30));
+        let next = schedule.start(epoch.saturating_add(1));
+        let now = unix_now();
+        let wait = if next > now {
+            every.min(
+                Duration::from_secs(next - now)
+                    + Duration::from_millis(rng.random_range(0..BOUNDARY_JITTER_MS)),
+            )
+        } else {
+            every
+        };
+        tokio::time::sleep(wait).await;
+        // The next epoch's blocks are handed out before it begins.
+        let doc = document.borrow().clone();
+        replenish.run(&doc, unix_now(), epoch_secs / 2, None);
         // A failed refresh keeps the last document, which stays usable
         // until it expires; the next attempt comes soon. Failures (an
         // unreachable authority, a bad signature) are counted with the

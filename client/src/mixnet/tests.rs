@@ -305,6 +305,20 @@ fn a_gateway_cannot_sort_its_deliveries_by_their_bytes() {
             );
         }
     }
+    // Bytes as evenly spread as random bytes: a chi-square test of each
+    // kind's byte counts over its N payloads (255 degrees of freedom;
+    // 330 is beyond the 0.1% point).
+    for (kind, set) in &now {
+        let mut counts = [0f64; 256];
+        for (_, payload) in set {
+            for b in payload {
+                counts[usize::from(*b)] += 1.0;
+            }
+        }
+        let expect = counts.iter().sum::<f64>() / 256.0;
+        let chi2: f64 = counts.iter().map(|c| (c - expect).powi(2) / expect).sum();
+        assert!(chi2 < 330.0, "{kind:?}: chi-square {chi2:.0}");
+    }
     // And a classifier over all of them does no better than chance (a
     // quarter, 3 sigma over 600 judged deliveries).
     let chance = 0.25;
@@ -358,4 +372,45 @@ fn deliveries_open_for_their_recipient_and_cover_reads_once() {
         replies.lock().unwrap().cover.take(&id).is_none(),
         "read once"
     );
+}
+
+#[test]
+fn a_copied_delivery_is_dropped_and_the_memory_of_ids_is_bounded() {
+    let mut seen = SeenIds::default();
+    assert!(seen.insert([1; SURB_ID_LEN]));
+    assert!(!seen.insert([1; SURB_ID_LEN]), "a copy");
+    for i in 0..SEEN_IDS as u32 {
+        let mut id = [0xee; SURB_ID_LEN];
+        id[..4].copy_from_slice(&i.to_be_bytes());
+        assert!(seen.insert(id));
+    }
+    // The oldest is forgotten once SEEN_IDS newer ones came.
+    assert!(seen.insert([1; SURB_ID_LEN]));
+}
+
+#[test]
+fn cover_records_are_bounded_and_lost_cover_is_forgotten() {
+    let recovery = |i: u32| {
+        let mut material = vec![2u8];
+        material.extend_from_slice(&[0; SURB_ID_LEN]);
+        material.extend_from_slice(&[i as u8; 16 * 4]);
+        sphinx::SurbRecovery::from_bytes(&material).unwrap()
+    };
+    let id = |i: u32| {
+        let mut id = [0u8; SURB_ID_LEN];
+        id[..4].copy_from_slice(&i.to_be_bytes());
+        id
+    };
+    let mut cover = CoverReplies::default();
+    let now = 1_000;
+    for i in 0..MAX_COVER_REPLIES as u32 {
+        assert!(cover.record(id(i), recovery(i), now + 7_200, now));
+    }
+    // Full of cover still waited for: the slot sends a drop instead.
+    assert!(!cover.record(id(u32::MAX), recovery(0), now + 7_200, now));
+    // Lost cover is waited for COVER_WAIT_SECS, not the block's life.
+    let later = now + COVER_WAIT_SECS;
+    assert!(cover.record(id(u32::MAX), recovery(0), later + 7_200, later));
+    assert_eq!(cover.len(), 1);
+    assert!(cover.take(&id(u32::MAX)).is_some());
 }
