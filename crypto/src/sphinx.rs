@@ -211,20 +211,42 @@ pub fn build_forward<R: CryptoRng + ?Sized>(
             max: MAX_MESSAGE,
         });
     }
+    let secret = SphinxSecret::generate(rng);
+    let (packet, _) = library_packet(
+        &secret,
+        route,
+        destination,
+        delays,
+        message,
+        SPHINX_PAYLOAD_SIZE,
+    )?;
+    Ok(packet.to_bytes())
+}
+
+/// sphinx-packet's packet of `message` (in a payload of `payload_size`
+/// bytes) through `route` to `destination` under the initial secret
+/// `secret`, with the route's nodes as the library names them.
+fn library_packet(
+    secret: &SphinxSecret,
+    route: &[Hop],
+    destination: &Destination,
+    delays: &[Duration],
+    message: &[u8],
+    payload_size: usize,
+) -> Result<(SphinxPacket, Vec<Node>), SphinxError> {
     let nodes = route_nodes(route)?;
     let delays = sphinx_delays(delays, nodes.len())?;
-    let secret = SphinxSecret::generate(rng);
     let destination = SphinxDestination::new(
         DestinationAddressBytes::from_bytes(destination.address),
         destination.surb_id,
     );
     let packet = SphinxPacketBuilder::new()
         .with_version(PACKET_VERSION)
-        .with_payload_size(SPHINX_PAYLOAD_SIZE)
+        .with_payload_size(payload_size)
         .with_initial_secret(&secret.0)
         .build_packet(message, &nodes, &destination, &delays)
         .map_err(map_err)?;
-    Ok(packet.to_bytes())
+    Ok((packet, nodes))
 }
 
 /// Builds a forward packet whose final hop receives `payload` exactly
@@ -247,13 +269,7 @@ pub fn build_forward_raw<R: CryptoRng + ?Sized>(
             expected: SPHINX_PAYLOAD_SIZE,
         });
     }
-    let nodes = route_nodes(route)?;
-    let delays = sphinx_delays(delays, nodes.len())?;
     let secret = SphinxSecret::generate(rng);
-    let destination = SphinxDestination::new(
-        DestinationAddressBytes::from_bytes(destination.address),
-        destination.surb_id,
-    );
     // sphinx-packet builds a header only together with an encoded payload
     // (its header constructor is crate-private), so the header is taken
     // from a packet built around an empty message, and the hops' payload
@@ -262,13 +278,9 @@ pub fn build_forward_raw<R: CryptoRng + ?Sized>(
     // twice, not a second copy of its cryptography. The header does not
     // depend on the payload size, so the throwaway payload is the
     // smallest the library takes.
-    let header = SphinxPacketBuilder::new()
-        .with_version(PACKET_VERSION)
-        .with_payload_size(THROWAWAY_PAYLOAD)
-        .with_initial_secret(&secret.0)
-        .build_packet([], &nodes, &destination, &delays)
-        .map_err(map_err)?
-        .header;
+    let (packet, nodes) =
+        library_packet(&secret, route, destination, delays, &[], THROWAWAY_PAYLOAD)?;
+    let header = packet.header;
     let material = KeyMaterial::derive(&nodes, &secret.0);
     let seeds = material
         .expanded_shared_secrets

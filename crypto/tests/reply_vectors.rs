@@ -2,8 +2,8 @@
 //! §5): the block's user adds one layer under the creator's seed, each hop
 //! removes one under its own, and the creator's recovery material opens
 //! the result. Re-derived independently by
-//! `specs/vectors/check_replies.py`. `MTOS_WRITE_VECTORS=1` writes the
-//! file when missing.
+//! `specs/vectors/check_replies.py`. `MTOS_WRITE_VECTORS=1` rewrites
+//! the file.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -62,17 +62,8 @@ fn compute() -> Value {
 
 #[test]
 fn reply_payloads_match_the_vectors() {
-    let path = mtos_crypto::vectors::path("reply_keys.json");
-    let computed = compute();
-    if !path.exists() && std::env::var_os("MTOS_WRITE_VECTORS").is_some() {
-        std::fs::write(
-            &path,
-            serde_json::to_string_pretty(&computed).unwrap() + "\n",
-        )
-        .unwrap();
-    }
-    let stored: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    assert_eq!(stored, computed);
+    let computed = serde_json::to_string_pretty(&compute()).unwrap();
+    mtos_crypto::vectors::check("reply_keys.json", &computed).unwrap();
 }
 
 #[test]

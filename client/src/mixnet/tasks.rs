@@ -192,6 +192,16 @@ pub(super) async fn send_loop(mut s: SendLoop) {
     }
 }
 
+/// What a delivery's id was waiting for, among this session's blocks.
+enum Waiting {
+    /// The answer to a service request.
+    Request(AnswerTx),
+    /// This session's own payload-slot cover.
+    Cover,
+    /// A reply in the conversation under this tag.
+    Conversation(SenderTag),
+}
+
 pub(super) struct Receiver {
     pub(super) stream: libp2p::Stream,
     /// To reopen the delivery stream when it breaks.
@@ -291,67 +301,64 @@ impl Receiver {
     /// what it carried for the reader.
     pub(super) fn on_reply(&self, stored: &Stored) -> Option<Option<Received>> {
         let r = &self.replenish;
-        // A service node's answer to a request of this session.
-        let waiting = r.replies.lock().ok()?.requests.remove(&stored.surb_id);
-        if let Some((recovery, answer)) = waiting {
-            match recovery
-                .recover(&stored.payload)
-                .ok()
-                .and_then(|plain| decode_reply(&plain).ok().map(<[u8]>::to_vec))
-            {
-                Some(body) => {
-                    let _ = answer.send(Ok(body));
-                }
-                // A bad answer, not the end of the session: the request
-                // is asked again on a fresh route.
-                None => {
-                    r.count(|st| st.undecodable += 1);
-                    let _ = answer.send(Err(NetError::BadAnswer(
-                        "a reply that does not decode".into(),
-                    )));
-                }
+        // Which of this session's blocks the id names, if any: one look
+        // at the tables.
+        let (waiting, recovery) = {
+            let mut t = r.replies.lock().ok()?;
+            let id = &stored.surb_id;
+            if let Some((recovery, answer)) = t.requests.remove(id) {
+                (Waiting::Request(answer), recovery)
+            } else if let Some(recovery) = t.cover.take(id) {
+                (Waiting::Cover, recovery)
+            } else {
+                let (tag, recovery) = t.outstanding.take(id)?;
+                (Waiting::Conversation(tag), recovery)
             }
-            return Some(None);
-        }
-        let cover = r.replies.lock().ok()?.cover.take(&stored.surb_id);
-        if let Some(recovery) = cover {
-            // This session's own payload-slot cover, back (`client.md` §4).
-            let intact = recovery
-                .recover(&stored.payload)
-                .ok()
-                .is_some_and(|plain| decode_reply(&plain).is_ok());
-            r.count(|st| {
-                if intact {
-                    st.cover_returned += 1;
-                } else {
-                    st.undecodable += 1;
-                }
-            });
-            return Some(None);
-        }
-        let taken = r.replies.lock().ok()?.outstanding.take(&stored.surb_id);
-        let (tag, recovery) = taken?;
+        };
         let body = recovery
             .recover(&stored.payload)
             .ok()
             .and_then(|plain| decode_reply(&plain).ok().map(<[u8]>::to_vec));
-        let Some(body) = body else {
-            r.count(|st| st.undecodable += 1);
-            return Some(None);
-        };
-        r.count(|st| {
-            st.received += 1;
-            st.replies_received += 1;
-        });
-        let (now, doc) = (unix_now(), self.document.borrow().clone());
-        if let Ok(mut replies) = r.replies.lock() {
-            replies
-                .outstanding
-                .touch(&tag, now + 2 * doc.schedule.epoch_secs);
+        match (waiting, body) {
+            // A service node's answer to a request of this session.
+            (Waiting::Request(answer), Some(body)) => {
+                let _ = answer.send(Ok(body));
+                Some(None)
+            }
+            // A bad answer, not the end of the session: the request is
+            // asked again on a fresh route.
+            (Waiting::Request(answer), None) => {
+                r.count(|st| st.undecodable += 1);
+                let _ = answer.send(Err(NetError::BadAnswer(
+                    "a reply that does not decode".into(),
+                )));
+                Some(None)
+            }
+            // This session's own payload-slot cover, back (`client.md` §4).
+            (Waiting::Cover, Some(_)) => {
+                r.count(|st| st.cover_returned += 1);
+                Some(None)
+            }
+            (Waiting::Cover | Waiting::Conversation(_), None) => {
+                r.count(|st| st.undecodable += 1);
+                Some(None)
+            }
+            (Waiting::Conversation(tag), Some(body)) => {
+                r.count(|st| {
+                    st.received += 1;
+                    st.replies_received += 1;
+                });
+                let (now, doc) = (unix_now(), self.document.borrow().clone());
+                if let Ok(mut replies) = r.replies.lock() {
+                    replies
+                        .outstanding
+                        .touch(&tag, now + 2 * doc.schedule.epoch_secs);
+                }
+                // A block was used: send its replacement now.
+                r.run(&doc, now, doc.schedule.epoch_secs / 2, Some(tag));
+                Some(Some(Received::Reply { tag, body }))
+            }
         }
-        // A block was used: send its replacement now.
-        r.run(&doc, now, doc.schedule.epoch_secs / 2, Some(tag));
-        Some(Some(Received::Reply { tag, body }))
     }
 
     /// A forward payload: a message, a loop, or reply blocks.

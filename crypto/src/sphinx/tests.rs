@@ -28,6 +28,42 @@ fn ms(v: u64) -> Duration {
     Duration::from_millis(v)
 }
 
+/// A packet carried through `net`'s nodes in route order: what each hop
+/// forwarded (next hop, delay, packet), and what the one that was the
+/// final hop delivered.
+struct Carried {
+    forwards: Vec<(NodeAddress, Duration, Vec<u8>)>,
+    destination: Destination,
+    payload: Vec<u8>,
+}
+
+fn carry(net: &Net, mut packet: Vec<u8>) -> Carried {
+    let mut forwards = Vec::new();
+    for secret in &net.secrets {
+        match check_header(&packet, secret).unwrap().process().unwrap() {
+            Processed::Forward {
+                next,
+                delay,
+                packet: p,
+            } => {
+                forwards.push((next, delay, p.clone()));
+                packet = p;
+            }
+            Processed::Final {
+                destination,
+                payload,
+            } => {
+                return Carried {
+                    forwards,
+                    destination,
+                    payload,
+                };
+            }
+        }
+    }
+    panic!("never reached the final hop");
+}
+
 #[test]
 fn forward_packet_through_five_hops() {
     let net = net(5, 1);
@@ -37,32 +73,16 @@ fn forward_packet_through_five_hops() {
         surb_id: [0; 16],
     };
     let delays = [ms(1), ms(2), ms(3), ms(4), ms(5)];
-    let mut packet = build_forward(&mut rng, &net.hops, &dest, &delays, b"hello").unwrap();
+    let packet = build_forward(&mut rng, &net.hops, &dest, &delays, b"hello").unwrap();
     assert_eq!(packet.len(), SPHINX_PACKET_SIZE);
-    for (i, secret) in net.secrets.iter().enumerate() {
-        let checked = check_header(&packet, secret).unwrap();
-        match checked.process().unwrap() {
-            Processed::Forward {
-                next,
-                delay,
-                packet: p,
-            } => {
-                assert_eq!(next, net.hops[i + 1].address);
-                assert_eq!(delay, delays[i]);
-                packet = p;
-            }
-            Processed::Final {
-                destination,
-                payload,
-            } => {
-                assert_eq!(i, 4);
-                assert_eq!(destination, dest);
-                assert_eq!(open_forward_payload(&payload).unwrap(), b"hello");
-                return;
-            }
-        }
+    let carried = carry(&net, packet);
+    assert_eq!(carried.forwards.len(), 4);
+    for (i, (next, delay, _)) in carried.forwards.iter().enumerate() {
+        assert_eq!(*next, net.hops[i + 1].address);
+        assert_eq!(*delay, delays[i]);
     }
-    panic!("never reached the final hop");
+    assert_eq!(carried.destination, dest);
+    assert_eq!(open_forward_payload(&carried.payload).unwrap(), b"hello");
 }
 
 #[test]
@@ -96,24 +116,13 @@ fn surb_reply_reaches_its_creator() {
     let id = [0x42; 16];
     let (surb, recovery) = build_surb(&mut rng, &net.hops, &[7; 32], id, &[ms(1); 4]).unwrap();
     assert_eq!(surb.len(), SURB_SIZE);
-    let (mut packet, first) = use_surb(&surb, b"the reply").unwrap();
+    let (packet, first) = use_surb(&surb, b"the reply").unwrap();
     assert_eq!(first, net.hops[0].address);
-    for secret in &net.secrets {
-        match check_header(&packet, secret).unwrap().process().unwrap() {
-            Processed::Forward { packet: p, .. } => packet = p,
-            Processed::Final {
-                destination,
-                payload,
-            } => {
-                assert_eq!(destination.surb_id, id);
-                assert_eq!(recovery.recover(&payload).unwrap(), b"the reply");
-                let again = SurbRecovery::from_bytes(&recovery.to_bytes()).unwrap();
-                assert_eq!(again.recover(&payload).unwrap(), b"the reply");
-                return;
-            }
-        }
-    }
-    panic!("reply never arrived");
+    let carried = carry(&net, packet);
+    assert_eq!(carried.destination.surb_id, id);
+    assert_eq!(recovery.recover(&carried.payload).unwrap(), b"the reply");
+    let again = SurbRecovery::from_bytes(&recovery.to_bytes()).unwrap();
+    assert_eq!(again.recover(&carried.payload).unwrap(), b"the reply");
 }
 
 #[test]
@@ -126,27 +135,16 @@ fn a_raw_payload_reaches_the_final_hop_byte_for_byte() {
     };
     let mut raw = vec![0u8; SPHINX_PAYLOAD_SIZE];
     rng.fill_bytes(&mut raw);
-    let mut packet = build_forward_raw(&mut rng, &net.hops, &dest, &[ms(1); 5], &raw).unwrap();
+    let packet = build_forward_raw(&mut rng, &net.hops, &dest, &[ms(1); 5], &raw).unwrap();
     assert_eq!(packet.len(), SPHINX_PACKET_SIZE);
-    for (i, secret) in net.secrets.iter().enumerate() {
-        match check_header(&packet, secret).unwrap().process().unwrap() {
-            Processed::Forward { packet: p, .. } => {
-                // No hop sees the payload it will deliver.
-                assert_ne!(&p[SPHINX_PACKET_SIZE - SPHINX_PAYLOAD_SIZE..], &raw[..]);
-                packet = p;
-            }
-            Processed::Final {
-                destination,
-                payload,
-            } => {
-                assert_eq!(i, 4);
-                assert_eq!(destination, dest);
-                assert_eq!(payload, raw);
-                return;
-            }
-        }
+    let carried = carry(&net, packet);
+    assert_eq!(carried.forwards.len(), 4);
+    // No hop sees the payload it will deliver.
+    for (_, _, p) in &carried.forwards {
+        assert_ne!(&p[SPHINX_PACKET_SIZE - SPHINX_PAYLOAD_SIZE..], &raw[..]);
     }
-    panic!("never reached the final hop");
+    assert_eq!(carried.destination, dest);
+    assert_eq!(carried.payload, raw);
 }
 
 #[test]
