@@ -69,18 +69,26 @@ pub(super) async fn cover_loop(mut c: CoverBuilder) {
         };
         let Ok(slot) = slot else { return };
         let doc = c.document.borrow().clone();
-        let frame = match kind {
-            CoverKind::Loop => build(&mut c.rng, &doc, &c.me, Target::Loop),
-            CoverKind::Drop => build(&mut c.rng, &doc, &c.me, Target::Drop),
+        let (me, replies, stats) = (c.me, c.replies.clone(), c.stats.clone());
+        let mut rng = StdRng::from_rng(&mut c.rng);
+        // Built off the runtime's workers: taking a ready frame wakes this
+        // builder, and its public-key work would otherwise hold up the
+        // send loop while that very frame is written, so cover would leave
+        // a few milliseconds later than real frames.
+        let built = tokio::task::spawn_blocking(move || match kind {
+            CoverKind::Loop => build(&mut rng, &doc, &me, Target::Loop),
+            CoverKind::Drop => build(&mut rng, &doc, &me, Target::Drop),
             // No room to record a cover reply: the slot sends a drop
             // (counted), and the other kinds go on being built.
-            CoverKind::Reply => cover_reply(&mut c.rng, &doc, &c.me, &c.replies).or_else(|| {
-                if let Ok(mut st) = c.stats.lock() {
+            CoverKind::Reply => cover_reply(&mut rng, &doc, &me, &replies).or_else(|| {
+                if let Ok(mut st) = stats.lock() {
                     st.cover_as_drops += 1;
                 }
-                build(&mut c.rng, &doc, &c.me, Target::Drop)
+                build(&mut rng, &doc, &me, Target::Drop)
             }),
-        };
+        })
+        .await;
+        let frame = built.ok().flatten();
         match frame {
             Some(frame) => slot.send(frame),
             // No route in this document: wait for a better one.
