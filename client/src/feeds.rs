@@ -19,8 +19,9 @@ pub use mtos_mixnode::receipts::Held;
 /// Locators in a padded probe (a card lookup): as many as one probe
 /// request carries.
 pub const PROBE_LOCATORS: usize = MAX_PROBE;
-/// Slots in every poll probe: one feed's window (`specs/feeds.md` §5).
-pub const WINDOW: usize = 8;
+/// Slots in every poll probe: one feed's window (`specs/feeds.md` §5);
+/// mixes' loops probe windows of this size too (`specs/mixing.md` §5).
+pub const WINDOW: usize = mtos_mixnode::service::PROBE_WINDOW;
 /// Probes in every poll round, whatever is followed: one per feed, or a
 /// decoy's, each on its own route to its own service node.
 pub const POLL_PROBES: usize = 4;

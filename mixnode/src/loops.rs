@@ -63,10 +63,14 @@ impl Default for LoopConfig {
 
 /// How long a loop may take before it is counted lost, for a network
 /// whose hops hold packets at most `max_delay_ms`: a loop takes about
-/// five mean delays; one not back after four maximum delays (at least
-/// 10 s) is lost.
+/// five mean delays, and a mix's loop waits at a service node for its
+/// answer (asking the replicas, each within
+/// [`DEFAULT_ASK_TIMEOUT`](crate::service_machine::DEFAULT_ASK_TIMEOUT));
+/// one not back after four maximum delays (at least 10 s) and that wait
+/// is lost.
 pub fn loop_timeout(max_delay_ms: u64) -> Duration {
     Duration::from_millis(max_delay_ms.saturating_mul(4)).max(Duration::from_secs(10))
+        + crate::service_machine::DEFAULT_ASK_TIMEOUT
 }
 
 /// Loops by fate since the start (cumulative, like engine counters).
@@ -293,6 +297,11 @@ pub struct LoopSend<N> {
     pub id: LoopId,
     /// The nodes it crosses; the first is the one its frame goes to.
     pub route: Vec<N>,
+    /// A mix's loop: the index in `route` of the service node it asks,
+    /// which answers through a reply block over the rest of the route
+    /// ([`route::loop_turn`], [`request`]). `None`: one forward packet
+    /// over the whole route.
+    pub turn: Option<usize>,
 }
 
 /// One node's loop cover: the schedule and the tracker.
@@ -390,7 +399,8 @@ impl NodeLoops {
                 .map(|n| nodes.key(n))
                 .collect();
             if self.tracker.track_via(now, id, timeout, via) {
-                return Some(LoopSend { id, route });
+                let turn = route::loop_turn(position, nodes.layers());
+                return Some(LoopSend { id, route, turn });
             }
         }
         None
@@ -413,6 +423,8 @@ impl NodeLoops {
         &mut self.tracker
     }
 }
+
+pub mod request;
 
 #[cfg(test)]
 mod tests;

@@ -11,31 +11,42 @@ use crate::admission::Position;
 use crate::directory::{NetworkDocument, NodeEntry};
 
 /// The positions a node loop from `me` visits after leaving it, ending at
-/// `me`: onward through the layers, round through a gateway, back to `me`
-/// (each step one the stratified topology admits).
+/// `me` (each step one the stratified topology admits, and one client
+/// traffic takes too: `specs/mixing.md` §5). A gateway's or service
+/// node's loop crosses the layers and comes back as a final hop. A mix's
+/// loop goes onward through the layers to a service node as a request,
+/// and comes back from it as the answer, through a reply block over the
+/// layers before `me`: no packet crosses a gateway or service node as a
+/// middle hop, which nothing else does.
 pub fn loop_positions(me: Position, layers: u8) -> Vec<Position> {
-    let mut ring: Vec<Position> = std::iter::once(Position::Gateway)
-        .chain((1..=layers).map(Position::Layer))
-        .collect();
+    let all = (1..=layers).map(Position::Layer);
     match me {
-        Position::Service => {
-            ring.remove(0);
-            ring.push(Position::Service);
-            ring
-        }
-        Position::Gateway => {
-            ring.rotate_left(1);
-            ring
-        }
-        Position::Layer(k) if (1..=layers).contains(&k) => {
-            ring.rotate_left(usize::from(k) + 1);
-            ring
-        }
+        Position::Service | Position::Gateway => all.chain(std::iter::once(me)).collect(),
+        Position::Layer(k) if (1..=layers).contains(&k) => (k + 1..=layers)
+            .map(Position::Layer)
+            .chain(std::iter::once(Position::Service))
+            .chain((1..k).map(Position::Layer))
+            .chain(std::iter::once(me))
+            .collect(),
         // A layer the network does not have: no loop.
         Position::Layer(_) => Vec::new(),
         Position::Client => Vec::new(),
     }
 }
+
+/// Where a loop from `position` turns at a service node: the index, in
+/// its route ([`loop_positions`]), of the service node that answers it
+/// (a mix's loop), or `None` when it comes back as a forward packet (a
+/// gateway's or service node's own loop).
+pub fn loop_turn(position: Position, layers: u8) -> Option<usize> {
+    let positions = loop_positions(position, layers);
+    let (_, via) = positions.split_last()?;
+    via.iter().position(|p| *p == Position::Service)
+}
+
+/// Seconds a reply block leaves, beyond its hops' greatest delays, for
+/// the links and the queue at its first hop ([`NetworkDocument::reply_block_expires`]).
+pub const REPLY_LINK_MARGIN_SECS: u64 = 30;
 
 /// One hop's delay: exponential of mean `mean`, drawn again while above
 /// `max` (nodes drop a packet held longer than the network's maximum,
@@ -278,6 +289,24 @@ impl NetworkDocument {
         self.reply_block_for(rng, route, destination, surb_id, self.epoch)
     }
 
+    /// The `expires` of a reply block over `hops` hops under this
+    /// document's epoch keys (`client.md` §5): nodes keep an epoch's key
+    /// through the next epoch, and the room left for the reply's own
+    /// delays is the most they can be (every hop's delay is capped at the
+    /// network's maximum), not their sum: an expiry computed from the
+    /// drawn delays would tell the block's user how long the reply will
+    /// take. [`REPLY_LINK_MARGIN_SECS`] more are left for the links.
+    pub fn reply_block_expires(&self, hops: usize) -> u64 {
+        let worst = self
+            .mixing
+            .max_delay_ms
+            .div_ceil(1000)
+            .saturating_mul(hops as u64);
+        self.schedule
+            .start(self.epoch.saturating_add(2))
+            .saturating_sub(worst.saturating_add(1 + REPLY_LINK_MARGIN_SECS))
+    }
+
     /// [`NetworkDocument::reply_block`] under the route's keys for
     /// `epoch`: the next epoch's, which nodes list ahead, for a block to
     /// be used once that epoch has begun. `None` when a node of the route
@@ -298,5 +327,7 @@ impl NetworkDocument {
     }
 }
 
+#[cfg(test)]
+pub(crate) mod test_network;
 #[cfg(test)]
 mod tests;

@@ -24,6 +24,11 @@ pub const REQUEST_HEADER: usize = 1 + 1 + 16 + 32 + 2;
 pub const RESPONSE_HEADER: usize = 1 + 16 + 1;
 /// Slot locators one probe asks about at most.
 pub const MAX_PROBE: usize = CHUNK_SIZE / 32;
+/// Slot locators in a follower's poll probe: one feed's window of this
+/// many slots (`specs/feeds.md` §5). A mix's loop asks a probe of this
+/// size too, so that its service node cannot tell it from a poll
+/// (`specs/mixing.md` §5).
+pub const PROBE_WINDOW: usize = 8;
 
 const _: () = assert!(REQUEST_HEADER + BLOCK_SIZE + CHUNK_SIZE == MAX_MESSAGE);
 

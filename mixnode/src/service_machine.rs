@@ -42,6 +42,10 @@ use crate::time::Instant;
 /// An ask's number, unique for the machine's life.
 pub type AskId = u64;
 
+/// How long a service node waits for one replica by default: a request
+/// is answered within it (or the replica counts as unreachable).
+pub const DEFAULT_ASK_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How a service node works.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ServiceConfig {
@@ -60,7 +64,7 @@ impl Default for ServiceConfig {
     fn default() -> Self {
         Self {
             replicas: crate::placement::DEFAULT_REPLICAS,
-            ask_timeout: Duration::from_secs(10),
+            ask_timeout: DEFAULT_ASK_TIMEOUT,
             max_requests: 64,
             cache_chunks: crate::cache::DEFAULT_CACHE_CHUNKS,
         }

@@ -8,8 +8,9 @@
 use mtos_crypto::sphinx::Destination;
 use mtos_mixnode::Instant;
 use mtos_mixnode::engine::Transmit;
+use mtos_mixnode::loops::request::{LoopDecoys, request_frame};
 use mtos_mixnode::loops::{LoopConfig, LoopCounts, LoopId, NodeLoops, loop_timeout};
-use mtos_net::Topology;
+use mtos_net::{Topology, unix_now};
 use rand::RngExt;
 use rand::rngs::StdRng;
 
@@ -24,6 +25,9 @@ pub struct LoopDriver {
     loops: NodeLoops,
     exported: LoopCounts,
     me: [u8; 32],
+    /// The decoy feeds a mix's loops probe, drawn at the first loop and
+    /// kept for the node's run.
+    decoys: Option<LoopDecoys>,
     /// The next look at the document's λM, whatever the machine waits for.
     next_check: Instant,
 }
@@ -35,6 +39,7 @@ impl LoopDriver {
             loops: NodeLoops::new(LoopConfig::default()),
             exported: LoopCounts::default(),
             me,
+            decoys: None,
             next_check: Instant::ZERO,
         }
     }
@@ -74,24 +79,44 @@ impl LoopDriver {
             .loops
             .poll_send(now, &doc, me, me.position(), timeout, rng)
         {
-            let destination = Destination {
-                address: self.me,
-                surb_id: send.id,
+            let built = match send.turn {
+                // A mix's loop: a probe to the service node at the turn,
+                // answered back to this node (`mixing.md` §5).
+                Some(turn) => {
+                    let decoys = self.decoys.get_or_insert_with(|| LoopDecoys::new(rng));
+                    decoys.window(rng).and_then(|window| {
+                        request_frame(
+                            rng,
+                            doc,
+                            &send.route,
+                            turn,
+                            &self.me,
+                            send.id,
+                            &window,
+                            unix_now(),
+                        )
+                    })
+                }
+                None => {
+                    let destination = Destination {
+                        address: self.me,
+                        surb_id: send.id,
+                    };
+                    let mut body = [0u8; 32];
+                    rng.fill(&mut body[..]);
+                    send.route.first().and_then(|first| {
+                        Some(Transmit {
+                            next: first.address(),
+                            frame: doc.forward_frame(rng, &send.route, &destination, &body)?,
+                        })
+                    })
+                }
             };
-            let mut body = [0u8; 32];
-            rng.fill(&mut body[..]);
-            let (Some(first), Some(frame)) = (
-                send.route.first(),
-                doc.forward_frame(rng, &send.route, &destination, &body),
-            ) else {
+            match built {
+                Some(t) => out.push(t),
                 // A hop without a key for the epoch: not sent, not lost.
-                self.loops.cancel(&send.id);
-                continue;
-            };
-            out.push(Transmit {
-                next: first.address(),
-                frame,
-            });
+                None => self.loops.cancel(&send.id),
+            }
         }
         out
     }

@@ -33,9 +33,10 @@ fn a_node_dropping_everything_is_noticed_by_loop_cover() {
         Duration::from_secs(60),
         |net| (0..net.nodes.len()).all(|i| returned(net, i) >= 20.0),
     );
-    // Loops sent before that expire as lost up to 10 s later (the loss
-    // timeout at this max delay): let them.
-    std::thread::sleep(Duration::from_secs(12));
+    // Loops sent before that expire as lost up to 20 s later (the loss
+    // timeout at this max delay, with the 10 s a mix's loop may wait for
+    // its service node's answer): let them.
+    std::thread::sleep(Duration::from_secs(22));
     let lost_before: Vec<f64> = net
         .nodes
         .iter()
@@ -60,6 +61,18 @@ fn a_node_dropping_everything_is_noticed_by_loop_cover() {
             net.report()
         );
     }
+    // The mixes' loops went as probes to the service node, which
+    // answered them (at least the 60 each mix saw return; this chain
+    // has no storage node, so each answer is `unavailable`).
+    let probes = net
+        .node(Position::Service)
+        .metric("mtos_service_requests_total", "op=\"probe\"")
+        .unwrap_or(0.0);
+    assert!(
+        probes >= 180.0,
+        "{probes} probes answered\n{}",
+        net.report()
+    );
     // Layer 2 starts dropping every frame: every loop crosses it.
     net.node_mut(Position::Layer(2))
         .restart_with_faults(FaultsSection {

@@ -90,20 +90,7 @@ pub(super) fn block_to_me<R: rand::Rng + CryptoRng + ?Sized>(
     let route = doc.reply_route(rng, first, &me.gateway)?;
     let id = random_id(rng);
     let (surb, recovery, _delays) = doc.reply_block(rng, &route, &me.mailbox, id)?;
-    // Nodes keep an epoch's key through the next epoch (`directory.md`).
-    // The room left for the reply's own delays is the most they can be
-    // (every hop's delay is capped at the network's maximum), not their
-    // sum: an expiry computed from the drawn delays would tell the block's
-    // user how long the reply will take (`client.md` §5).
-    let worst = doc
-        .mixing
-        .max_delay_ms
-        .div_ceil(1000)
-        .saturating_mul(route.len() as u64);
-    let expires = doc
-        .schedule
-        .start(doc.epoch.saturating_add(2))
-        .saturating_sub(worst.saturating_add(1 + REPLY_LINK_MARGIN_SECS));
+    let expires = doc.reply_block_expires(route.len());
     (expires > unix_now()).then_some((
         ReplyBlock {
             epoch: doc.epoch,

@@ -59,9 +59,6 @@ pub const SEND_QUEUE: usize = 1_000;
 pub const RECEIVE_QUEUE: usize = 1_000;
 /// The longest message [`Session::send`] takes.
 pub const MAX_MESSAGE: usize = MAX_CLIENT_MESSAGE - 1;
-/// Time left for a reply's links, beyond its mixing delays, when a reply
-/// block's expiry is set (`client.md` §5).
-const REPLY_LINK_MARGIN_SECS: u64 = 30;
 
 /// A message received.
 #[derive(Debug, Clone, PartialEq, Eq)]

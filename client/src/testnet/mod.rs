@@ -44,6 +44,9 @@ pub struct Spec {
     pub mean_delay_ms: u64,
     /// λP, λL, λD per second.
     pub rates: (f64, f64, f64),
+    /// Every node's loop rate λM per second (`rates.node_loops`; a mix's
+    /// loops are probes to the service nodes, `mixing.md` §5).
+    pub node_loops: f64,
 }
 
 impl Default for Spec {
@@ -56,6 +59,7 @@ impl Default for Spec {
             epoch_secs: 600,
             mean_delay_ms: 20,
             rates: (10.0, 2.0, 2.0),
+            node_loops: 1.0,
         }
     }
 }
@@ -236,6 +240,7 @@ pub fn up(
             payload: Some(payload),
             loops: Some(loops),
             drops: Some(drops),
+            node_loops: Some(spec.node_loops),
             ..AuthoritySettings::default()
         },
     )?;

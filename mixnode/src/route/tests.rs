@@ -1,80 +1,14 @@
 #![allow(clippy::unwrap_used)]
 
-use mtos_crypto::{Identity, Label, Visibility};
 use std::time::Duration;
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 
+use super::test_network::document;
 use super::*;
 use crate::admission::accepts;
-use crate::directory::{
-    EpochSchedule, Geometry, Mixing, MixingKind, Rates, Role, SphinxKeyEntry, VERSION, peer_id_text,
-};
 use Position::*;
-
-fn node(seed: u64, role: Role, layer: Option<u8>) -> NodeEntry {
-    let mut rng = ChaCha20Rng::seed_from_u64(seed);
-    let id = Identity::generate(&mut rng, Label::new("t").unwrap(), Visibility::Public, 0);
-    let key = *id.verify_key().as_bytes();
-    NodeEntry {
-        key,
-        peer_id: peer_id_text(&key),
-        addrs: vec!["/ip4/127.0.0.1/tcp/4000".into()],
-        role,
-        layer,
-        storage: false,
-        sphinx_keys: vec![SphinxKeyEntry {
-            epoch: 7,
-            public: mtos_crypto::sphinx::SphinxSecret::generate(&mut rng).public(),
-        }],
-    }
-}
-
-/// Two gateways, two mixes per layer, two service nodes.
-fn document() -> NetworkDocument {
-    let mut nodes = vec![
-        node(1, Role::Gateway, None),
-        node(2, Role::Gateway, None),
-        node(3, Role::Service, None),
-        node(4, Role::Service, None),
-    ];
-    for l in 1..=3u8 {
-        for i in 0..2u64 {
-            nodes.push(node(10 * u64::from(l) + i, Role::Mix, Some(l)));
-        }
-    }
-    NetworkDocument {
-        version: VERSION,
-        network: "t".into(),
-        epoch: 7,
-        serial: 1,
-        schedule: EpochSchedule {
-            genesis: 0,
-            epoch_secs: 100,
-            heartbeat_secs: 100,
-        },
-        valid_after: 700,
-        valid_until: 850,
-        geometry: Geometry::compiled(),
-        mixing: Mixing {
-            mode: MixingKind::Poisson,
-            mean_delay_ms: 50,
-            max_delay_ms: 10_000,
-            pool_interval_ms: 0,
-            pool_min: 0,
-            pool_fraction: 0.0,
-        },
-        rates: Rates {
-            payload: 2.0,
-            loops: 1.0,
-            drops: 1.0,
-            node_loops: 1.0,
-        },
-        layers: 3,
-        nodes,
-    }
-}
 
 fn positions(route: &[&NodeEntry]) -> Vec<Position> {
     route.iter().map(|n| n.position()).collect()

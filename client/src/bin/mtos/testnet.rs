@@ -45,6 +45,10 @@ pub enum TestnetCommand {
         /// Each client's drop rate λD, packets/s.
         #[arg(long, default_value_t = 2.0)]
         drop_rate: f64,
+        /// Each node's loop rate λM, packets/s (a mix's loops are probes
+        /// to the service nodes).
+        #[arg(long, default_value_t = 1.0)]
+        node_loop_rate: f64,
         /// The mtos-node binary (default: next to this one, else on PATH).
         #[arg(long, env = "MTOS_NODE_BIN")]
         node_bin: Option<PathBuf>,
@@ -96,9 +100,10 @@ pub fn run(cmd: TestnetCommand) -> Result<String, ClientError> {
             payload_rate,
             loop_rate,
             drop_rate,
+            node_loop_rate,
             node_bin: bin,
         } => {
-            let rates = [payload_rate, loop_rate, drop_rate];
+            let rates = [payload_rate, loop_rate, drop_rate, node_loop_rate];
             if rates.iter().any(|r| !(0.0..=1000.0).contains(r)) || payload_rate <= 0.0 {
                 return Err(ClientError::Refused(
                     "rates are packets/s between 0 and 1000, and the payload rate above 0".into(),
@@ -117,6 +122,7 @@ pub fn run(cmd: TestnetCommand) -> Result<String, ClientError> {
                 mean_delay_ms,
                 epoch_secs: epoch_secs.clamp(1, 604_800),
                 rates: (payload_rate, loop_rate, drop_rate),
+                node_loops: node_loop_rate,
             };
             let state = testnet::up(&dir, &spec, &node_bin(bin), |line| println!("{line}"))?;
             Ok(status_text(&dir, &state))
