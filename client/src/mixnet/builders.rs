@@ -159,7 +159,7 @@ pub(super) fn make_blocks<R: rand::Rng + CryptoRng + ?Sized>(
 
 pub(super) struct Builder {
     pub(super) messages: mpsc::Receiver<Outgoing>,
-    pub(super) frames: mpsc::Sender<Vec<u8>>,
+    pub(super) frames: mpsc::Sender<Real>,
     pub(super) document: watch::Receiver<Arc<NetworkDocument>>,
     pub(super) me: ClientAddress,
     pub(super) replies: SharedReplies,
@@ -221,8 +221,10 @@ impl Builder {
 pub(super) async fn build_loop(mut b: Builder) {
     while let Some(item) = b.messages.recv().await {
         let doc = b.document.borrow().clone();
+        // Only a request's answer comes back for a real frame.
+        let returns = matches!(item, Outgoing::Frame { returns: true, .. });
         let frame = match item {
-            Outgoing::Frame(f) => Some(f),
+            Outgoing::Frame { frame, .. } => Some(frame),
             Outgoing::Message(to, body) => Plain::Message(body)
                 .encode()
                 .ok()
@@ -243,7 +245,7 @@ pub(super) async fn build_loop(mut b: Builder) {
         };
         match frame {
             Some(frame) => {
-                if b.frames.send(frame).await.is_err() {
+                if b.frames.send(Real { frame, returns }).await.is_err() {
                     return;
                 }
             }

@@ -5,6 +5,8 @@
 //! its answer, cover itself), and neither the kind nor the count of a
 //! client's deliveries tells its gateway how much it fetches or stores.
 
+use std::sync::atomic::{AtomicI64, Ordering};
+
 use super::*;
 
 /// Cover replies in flight that a session keeps a record of; beyond it an
@@ -83,3 +85,114 @@ pub(super) fn cover_reply<R: rand::Rng + CryptoRng + ?Sized>(
         .record(id, recovery, block.expires, unix_now());
     recorded.then_some(frame)
 }
+
+/// Deliveries owed or held in surplus beyond which the balance stops
+/// counting (a burst longer than this shows in the count while it lasts).
+pub(super) const MAX_BALANCE: i64 = 1_000;
+
+/// What this session's own traffic has done to the count of its
+/// deliveries, against the cover schedule's `λP + λL` a second
+/// (`client.md` §4), and the slots that even it out. A payload slot that
+/// carries a message, a top-up or a reply through someone's block brings
+/// nothing back (one delivery owed); a message received is a delivery
+/// beyond the schedule (one in surplus). An owed delivery turns the next
+/// drop slot into payload-slot cover, which comes back; a surplus one
+/// turns the next payload-slot cover into a drop, which does not. A drop
+/// and cover leave the client alike (a packet to its gateway, onward to
+/// layer 1), so the sending pattern is unchanged, and a gateway, or two
+/// that compare their clients' counts, no longer see a sender's deficit
+/// or a recipient's surplus once the slots have paid it.
+#[derive(Debug, Default)]
+pub(super) struct DeliveryBalance(AtomicI64);
+
+impl DeliveryBalance {
+    fn add(&self, delta: i64) {
+        let _ = self
+            .0
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |b| {
+                Some((b + delta).clamp(-MAX_BALANCE, MAX_BALANCE))
+            });
+    }
+
+    /// A payload slot carried a packet that brings nothing back.
+    pub(super) fn sent_one_way(&self) {
+        self.add(1);
+    }
+
+    /// A delivery came that nothing of this session's asked for (a
+    /// message, reply blocks, a reply through a block it handed out, or
+    /// anything it cannot read).
+    pub(super) fn received_unasked(&self) {
+        self.add(-1);
+    }
+
+    /// A drop slot is due: `true` when it is to send cover that comes
+    /// back instead, paying one owed delivery.
+    pub(super) fn drop_slot_pays(&self) -> bool {
+        self.0
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |b| {
+                (b > 0).then(|| b - 1)
+            })
+            .is_ok()
+    }
+
+    /// A payload slot with nothing real is due: `true` when it is to send
+    /// a drop instead of cover, paying one surplus delivery.
+    pub(super) fn cover_slot_pays(&self) -> bool {
+        self.0
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |b| {
+                (b < 0).then(|| b + 1)
+            })
+            .is_ok()
+    }
+
+    /// Deliveries owed (positive) or in surplus (negative) now.
+    #[cfg(test)]
+    pub(super) fn get(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// What a slot sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Sends {
+    /// A real frame.
+    Real,
+    /// Payload-slot cover, which comes back.
+    Cover,
+    /// A loop, which comes back.
+    Loop,
+    /// A drop, which does not.
+    Drop,
+}
+
+/// The slot `send` of the schedule: its kind (what the schedule drew),
+/// what it sends and the real frame if any. A real frame that brings
+/// nothing back is owed to the balance; a drop slot pays an owed delivery
+/// with cover, a cover slot a surplus one with a drop
+/// ([`DeliveryBalance`]).
+pub(super) fn plan_slot(
+    send: Send<Real>,
+    balance: &DeliveryBalance,
+) -> (SentKind, Sends, Option<Vec<u8>>) {
+    match send {
+        Send::Real(real) => {
+            if !real.returns {
+                balance.sent_one_way();
+            }
+            (SentKind::Real, Sends::Real, Some(real.frame))
+        }
+        Send::PayloadCover if balance.cover_slot_pays() => {
+            (SentKind::PayloadCover, Sends::Drop, None)
+        }
+        Send::PayloadCover => (SentKind::PayloadCover, Sends::Cover, None),
+        Send::Loop => (SentKind::Loop, Sends::Loop, None),
+        Send::Drop | Send::NodeLoop if balance.drop_slot_pays() => {
+            (SentKind::Drop, Sends::Cover, None)
+        }
+        Send::Drop | Send::NodeLoop => (SentKind::Drop, Sends::Drop, None),
+    }
+}
+
+#[cfg(test)]
+mod tests;

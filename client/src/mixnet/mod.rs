@@ -115,8 +115,16 @@ enum Outgoing {
         blocks: usize,
         epoch: u32,
     },
-    /// A frame built already (a reply through a block).
-    Frame(Vec<u8>),
+    /// A frame built already: a request, whose answer comes back
+    /// (`returns`), or a reply through someone's block, which does not.
+    Frame { frame: Vec<u8>, returns: bool },
+}
+
+/// A real frame for a payload slot, and whether something comes back for
+/// it (a request's answer) or not (a message: [`DeliveryBalance`]).
+pub(super) struct Real {
+    pub(super) frame: Vec<u8>,
+    pub(super) returns: bool,
 }
 
 /// Both sides of reply blocks: those this session handed out, and those
@@ -286,6 +294,7 @@ impl Session {
         let (drops_tx, drops_rx) = mpsc::channel(COVER_READY);
         let (covers_tx, covers_rx) = mpsc::channel(COVER_READY);
         let replies = SharedReplies::default();
+        let balance = Arc::new(DeliveryBalance::default());
         let cover_builder = tokio::spawn(cover_loop(CoverBuilder {
             loops: loops_tx,
             drops: drops_tx,
@@ -317,6 +326,7 @@ impl Session {
             drops: drops_rx,
             covers: covers_rx,
             replies: replies.clone(),
+            balance: balance.clone(),
             stats: stats.clone(),
             started,
             rng,
@@ -325,6 +335,7 @@ impl Session {
             replies: replies.clone(),
             outgoing: out_tx.clone(),
             stats: stats.clone(),
+            balance,
         };
         let receiver = tokio::spawn(receive_loop(Receiver {
             stream: deliveries,
@@ -467,7 +478,10 @@ impl Session {
             )
             .into());
         }
-        permit.send(Outgoing::Frame(frame));
+        permit.send(Outgoing::Frame {
+            frame,
+            returns: false,
+        });
         if let Ok(mut st) = self.stats.lock() {
             st.replies_sent += 1;
         }

@@ -132,7 +132,10 @@ impl Session {
             }
             r.requests.insert(block_id, (recovery, tx));
         }
-        permit.send(Outgoing::Frame(frame));
+        permit.send(Outgoing::Frame {
+            frame,
+            returns: true,
+        });
         let answer = tokio::time::timeout(timeout, rx).await;
         if let Ok(mut r) = self.replies.lock() {
             r.requests.remove(&block_id);

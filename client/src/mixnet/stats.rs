@@ -48,6 +48,12 @@ pub struct SessionStats {
     /// Payload slots that sent a drop because no cover reply could be
     /// built or recorded in time.
     pub cover_as_drops: u64,
+    /// Drop slots that sent cover coming back, for a delivery owed after
+    /// a payload slot that brought nothing back (a message sent).
+    pub owed_paid: u64,
+    /// Payload slots that sent a drop instead of cover, for a delivery
+    /// that came unasked (a message received).
+    pub surplus_paid: u64,
     /// Cover frames built in their slot because none was ready (the
     /// cover builder fell behind): each left a little late.
     pub cover_built_in_slot: u64,

@@ -18,13 +18,15 @@ pub(super) struct SendLoop {
     pub(super) me: ClientAddress,
     pub(super) document: watch::Receiver<Arc<NetworkDocument>>,
     /// Real frames, built by [`build_loop`].
-    pub(super) outgoing: mpsc::Receiver<Vec<u8>>,
+    pub(super) outgoing: mpsc::Receiver<Real>,
     /// Ready loop and drop frames, built by [`cover_loop`].
     pub(super) loops: mpsc::Receiver<Vec<u8>>,
     pub(super) drops: mpsc::Receiver<Vec<u8>>,
     /// Ready payload-slot cover, built by [`cover_loop`].
     pub(super) covers: mpsc::Receiver<Vec<u8>>,
     pub(super) replies: SharedReplies,
+    /// Deliveries owed or in surplus, which drop and cover slots pay.
+    pub(super) balance: Arc<DeliveryBalance>,
     pub(super) stats: Arc<Mutex<SessionStats>>,
     pub(super) started: tokio::time::Instant,
     pub(super) rng: StdRng,
@@ -109,7 +111,7 @@ pub(super) async fn send_loop(mut s: SendLoop) {
         drop_cover: doc.rates.drops,
         node_loop: 0.0,
     };
-    let mut schedule: CoverSchedule<Vec<u8>> =
+    let mut schedule: CoverSchedule<Real> =
         CoverSchedule::new(core_now(s.started), rates, SEND_QUEUE, &mut s.rng);
     loop {
         let doc = s.document.borrow().clone();
@@ -141,11 +143,17 @@ pub(super) async fn send_loop(mut s: SendLoop) {
                 t.saturating_since(mtos_mixnode::Instant::ZERO)
             });
             due = schedule.poll_timeout();
-            let (kind, frame) = match send {
-                Send::Real(frame) => (SentKind::Real, Some(frame)),
-                Send::PayloadCover => (SentKind::PayloadCover, s.covers.try_recv().ok()),
-                Send::Loop => (SentKind::Loop, s.loops.try_recv().ok()),
-                Send::Drop | Send::NodeLoop => (SentKind::Drop, s.drops.try_recv().ok()),
+            let (kind, sends, real) = plan_slot(send, &s.balance);
+            match (kind, sends) {
+                (SentKind::Drop, Sends::Cover) => s.count(|st| st.owed_paid += 1),
+                (SentKind::PayloadCover, Sends::Drop) => s.count(|st| st.surplus_paid += 1),
+                _ => {}
+            }
+            let frame = match sends {
+                Sends::Real => real,
+                Sends::Cover => s.covers.try_recv().ok(),
+                Sends::Loop => s.loops.try_recv().ok(),
+                Sends::Drop => s.drops.try_recv().ok(),
             };
             // The cover builder fell behind: build this one now (a
             // payload slot whose cover reply cannot be recorded sends a
@@ -153,19 +161,18 @@ pub(super) async fn send_loop(mut s: SendLoop) {
             let frame = match frame {
                 Some(f) => f,
                 None => {
-                    if let Ok(mut st) = s.stats.lock() {
-                        st.cover_built_in_slot += 1;
-                    }
-                    let built = match kind {
-                        SentKind::Loop => build(&mut s.rng, &doc, &s.me, Target::Loop),
-                        SentKind::PayloadCover => cover_reply(&mut s.rng, &doc, &s.me, &s.replies)
-                            .or_else(|| {
+                    s.count(|st| st.cover_built_in_slot += 1);
+                    let built = match sends {
+                        Sends::Loop => build(&mut s.rng, &doc, &s.me, Target::Loop),
+                        Sends::Cover => {
+                            cover_reply(&mut s.rng, &doc, &s.me, &s.replies).or_else(|| {
                                 if let Ok(mut st) = s.stats.lock() {
                                     st.cover_as_drops += 1;
                                 }
                                 build(&mut s.rng, &doc, &s.me, Target::Drop)
-                            }),
-                        _ => build(&mut s.rng, &doc, &s.me, Target::Drop),
+                            })
+                        }
+                        Sends::Real | Sends::Drop => build(&mut s.rng, &doc, &s.me, Target::Drop),
                     };
                     match built {
                         Some(f) => f,
@@ -196,6 +203,14 @@ pub(super) async fn send_loop(mut s: SendLoop) {
                 push_capped(&mut st.sent, (at, kind));
                 push_capped(&mut st.sent_late, at.saturating_sub(scheduled));
             }
+        }
+    }
+}
+
+impl SendLoop {
+    fn count(&self, f: impl FnOnce(&mut SessionStats)) {
+        if let Ok(mut st) = self.stats.lock() {
+            f(&mut st);
         }
     }
 }
@@ -258,6 +273,8 @@ pub(super) struct Replenish {
     pub(super) replies: SharedReplies,
     pub(super) outgoing: mpsc::Sender<Outgoing>,
     pub(super) stats: Arc<Mutex<SessionStats>>,
+    /// Deliveries owed or in surplus: what arrives unasked is counted.
+    pub(super) balance: Arc<DeliveryBalance>,
 }
 
 impl Replenish {
@@ -347,11 +364,17 @@ impl Receiver {
                 r.count(|st| st.cover_returned += 1);
                 Some(None)
             }
-            (Waiting::Cover | Waiting::Conversation(_), None) => {
+            (Waiting::Cover, None) => {
+                r.count(|st| st.undecodable += 1);
+                Some(None)
+            }
+            (Waiting::Conversation(_), None) => {
+                r.balance.received_unasked();
                 r.count(|st| st.undecodable += 1);
                 Some(None)
             }
             (Waiting::Conversation(tag), Some(body)) => {
+                r.balance.received_unasked();
                 r.count(|st| {
                     st.received += 1;
                     st.replies_received += 1;
@@ -374,10 +397,16 @@ impl Receiver {
         let r = &self.replenish;
         let Ok(plain) = envelope::open_delivery(&self.key, &stored.payload) else {
             // Neither under an id this session holds nor sealed to it.
+            r.balance.received_unasked();
             r.count(|st| st.unknown_replies += 1);
             return None;
         };
         let plain = Plain::decode(&plain).ok();
+        // Everything sealed to this session but its own loops came
+        // unasked.
+        if !matches!(plain, Some(Plain::Loop)) {
+            r.balance.received_unasked();
+        }
         let add = |tag, blocks: Vec<ReplyBlock>| {
             let n = blocks.len() as u64;
             let dropped = r
