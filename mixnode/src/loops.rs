@@ -311,6 +311,9 @@ pub struct NodeLoops {
     schedule: Option<CoverSchedule<()>>,
     tracker: LoopTracker,
     max_late: Duration,
+    /// Loops due that had no route (a position of the route empty: a
+    /// mix's loops need a service node).
+    unroutable: u64,
 }
 
 impl NodeLoops {
@@ -321,6 +324,7 @@ impl NodeLoops {
             schedule: None,
             tracker: LoopTracker::new(config),
             max_late: config.max_late,
+            unroutable: 0,
         }
     }
 
@@ -389,6 +393,7 @@ impl NodeLoops {
                 continue;
             }
             let Some(route) = route::loop_route(nodes, rng, me.clone(), position) else {
+                self.unroutable += 1;
                 continue;
             };
             let mut id = [0u8; SURB_ID_LEN];
@@ -416,6 +421,12 @@ impl NodeLoops {
     /// not one in flight.
     pub fn returned(&mut self, now: Instant, id: &LoopId) -> bool {
         self.tracker.returned(now, id)
+    }
+
+    /// Loops due that were not sent for want of a route (a position
+    /// the route crosses has no node), since the start.
+    pub fn unroutable(&self) -> u64 {
+        self.unroutable
     }
 
     /// The tracker (counts, loss share, alarms).

@@ -24,6 +24,8 @@ pub const IDLE_CHECK: std::time::Duration = std::time::Duration::from_secs(5);
 pub struct LoopDriver {
     loops: NodeLoops,
     exported: LoopCounts,
+    /// Unroutable loops exported so far.
+    exported_unroutable: u64,
     me: [u8; 32],
     /// The decoy feeds a mix's loops probe, drawn at the first loop and
     /// kept for the node's run.
@@ -38,6 +40,7 @@ impl LoopDriver {
         Self {
             loops: NodeLoops::new(LoopConfig::default()),
             exported: LoopCounts::default(),
+            exported_unroutable: 0,
             me,
             decoys: None,
             next_check: Instant::ZERO,
@@ -130,6 +133,7 @@ impl LoopDriver {
     /// Moves what the machine counted since the last call to `metrics`
     /// and logs an alarm.
     pub fn export(&mut self, metrics: &Metrics) {
+        let unroutable = self.loops.unroutable();
         let tracker = self.loops.tracker();
         let counts = tracker.counts();
         for (result, now, before) in [
@@ -140,6 +144,20 @@ impl LoopDriver {
             Metrics::add_since(&metrics.node_loops, &[result], now, before);
         }
         self.exported = counts;
+        if unroutable > self.exported_unroutable {
+            if self.exported_unroutable == 0 {
+                tracing::warn!(
+                    "node loops have no route: a position they cross has no node in the document (a mix's loops need a service node); none is sent while none is listed"
+                );
+            }
+            Metrics::add_since(
+                &metrics.node_loops,
+                &["unroutable"],
+                unroutable,
+                self.exported_unroutable,
+            );
+            self.exported_unroutable = unroutable;
+        }
         if let Some(ratio) = tracker.loss_ratio() {
             metrics.node_loop_loss.set(ratio);
         }

@@ -344,7 +344,7 @@ impl Metrics {
                 IntCounterVec::new(
                     Opts::new(
                         "mtos_node_loops_total",
-                        "This node's loop cover packets, by fate (sent, returned, lost).",
+                        "This node's loop cover packets, by fate (sent, returned, lost; unroutable: due but not sent, a position of the route having no node).",
                     ),
                     &["result"],
                 ),
@@ -364,7 +364,7 @@ impl Metrics {
         for reason in DriverDrop::ALL {
             m.frames_dropped.with_label_values(&[reason.name()]);
         }
-        for result in ["sent", "returned", "lost"] {
+        for result in ["sent", "returned", "lost", "unroutable"] {
             m.node_loops.with_label_values(&[result]);
         }
         for result in ["sent", "present", "refused", "failed"] {

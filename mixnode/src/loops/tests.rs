@@ -200,6 +200,35 @@ fn loops_visit_every_other_position_in_order_and_end_at_their_node() {
 }
 
 #[test]
+fn a_mix_without_a_service_node_to_ask_sends_no_loop_and_counts_each_due() {
+    let net = Toy {
+        gateways: 1,
+        layers: 3,
+        per_layer: 1,
+        services: 0,
+    };
+    let mut rng = ChaCha20Rng::seed_from_u64(4);
+    // A gateway still loops; a mix's loop needs a service node.
+    assert!(route::loop_route(&net, &mut rng, 0, Position::Gateway).is_some());
+    let mut loops = NodeLoops::new(LoopConfig::default());
+    loops.set_rate(Instant::ZERO, RATE, &mut rng);
+    let mut now = Instant::ZERO;
+    for _ in 0..100 {
+        now = loops.poll_timeout().unwrap();
+        assert!(
+            loops
+                .poll_send(now, &net, 2, Position::Layer(2), TIMEOUT, &mut rng)
+                .is_none()
+        );
+    }
+    // About one a second was due, and none is in flight or lost.
+    assert!(loops.unroutable() >= 90, "{}", loops.unroutable());
+    let secs = now.since_origin().as_secs_f64();
+    assert!((loops.unroutable() as f64 - secs).abs() < 5.0 * secs.sqrt());
+    assert_eq!(loops.tracker().counts(), LoopCounts::default());
+}
+
+#[test]
 fn the_tracker_counts_each_loop_once_and_only_its_own() {
     let mut t = LoopTracker::new(LoopConfig {
         max_pending: 2,
