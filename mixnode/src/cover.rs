@@ -121,6 +121,37 @@ impl<T> CoverSchedule<T> {
         }
     }
 
+    /// Follows new rates from `now` (a new network document): a stream
+    /// whose rate changed draws its next send afresh from `now` at the
+    /// new rate (the exponential gap is memoryless, so each stream stays
+    /// a Poisson process, at its old rate before `now` and its new rate
+    /// after), a stream turned off stops, and an unchanged one keeps its
+    /// next send. Queued real packets stay queued.
+    pub fn set_rates<R: Rng + ?Sized>(&mut self, now: Instant, rates: CoverRates, rng: &mut R) {
+        let new = [
+            rates.payload,
+            rates.loop_cover,
+            rates.drop_cover,
+            rates.node_loop,
+        ];
+        for (i, rate) in new.into_iter().enumerate() {
+            if rate.to_bits() != self.rates[i].to_bits() {
+                self.rates[i] = rate;
+                self.next[i] = mean_gap(rate).map(|m| now + sample_exponential(rng, m));
+            }
+        }
+    }
+
+    /// The rates the schedule follows.
+    pub fn rates(&self) -> CoverRates {
+        CoverRates {
+            payload: self.rates[0],
+            loop_cover: self.rates[1],
+            drop_cover: self.rates[2],
+            node_loop: self.rates[3],
+        }
+    }
+
     /// Queues a real packet for the payload stream.
     pub fn push_real(&mut self, item: T) -> Result<(), QueueFull<T>> {
         if self.queue.len() >= self.queue_limit {

@@ -310,11 +310,48 @@ impl<F: PacketFormat> MixEngine<F> {
 
     /// Follows a network document whose delays changed: the mean a final
     /// hop draws its own delay with, and the longest delay a packet may
-    /// ask for. Packets already held keep their release times. (The
-    /// mixing mode itself is fixed for the engine's life.)
+    /// ask for. Packets already held keep their release times.
     pub fn set_delays(&mut self, mean: Duration, max: Duration) {
         self.config.mean_delay = mean;
         self.config.max_delay = max;
+    }
+
+    /// Follows a network document whose mixing mode changed, at `now`, so
+    /// that every node mixes alike (a node left in the old mode would
+    /// release packets on another pattern than its peers, and tell them
+    /// apart). Packets held under a delay keep their release times (they
+    /// are released in any mode); packets waiting in a pool that the new
+    /// mode does not flush each get a fresh delay of the network's mean,
+    /// capped at its maximum, as a final hop's own wait is drawn.
+    pub fn set_mode<R: Rng + ?Sized>(&mut self, now: Instant, mut mode: MixingMode, rng: &mut R) {
+        if let MixingMode::Pool { interval, .. } = &mut mode {
+            *interval = pool_interval(*interval);
+        }
+        if mode == self.config.mode {
+            return;
+        }
+        self.config.mode = mode;
+        match mode {
+            MixingMode::Poisson => {
+                self.next_flush = None;
+                for (arrived, held) in std::mem::take(&mut self.pool) {
+                    let delay =
+                        sample_exponential(rng, self.config.mean_delay).min(self.config.max_delay);
+                    self.seq += 1;
+                    self.delayed.push(Timed {
+                        release: now + delay,
+                        seq: self.seq,
+                        arrived,
+                        held,
+                    });
+                }
+            }
+            MixingMode::Pool { interval, .. } => {
+                // A pool already holding packets flushes on the new
+                // interval from now.
+                self.next_flush = (!self.pool.is_empty()).then_some(now + interval);
+            }
+        }
     }
 
     /// The keys, for rotation and snapshots.

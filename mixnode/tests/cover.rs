@@ -94,3 +94,66 @@ fn the_real_queue_is_bounded() {
     assert_eq!(s.push_real(3).unwrap_err().0, 3);
     assert_eq!(s.queued(), 2);
 }
+
+#[test]
+fn new_rates_are_followed_from_the_change_and_the_queue_is_kept() {
+    let mut rng = ChaCha20Rng::from_seed([9; 32]);
+    let mut s: CoverSchedule<u32> = CoverSchedule::new(Instant::ZERO, RATES, 10_000, &mut rng);
+    for i in 0..10 {
+        s.push_real(i).unwrap();
+    }
+    // Two seconds at the first rates, then a new document: λP 5 → 20,
+    // drops off, loops unchanged.
+    let change = Instant::ZERO + std::time::Duration::from_secs(2);
+    let (mut before, mut real_before) = (0, 0);
+    while s.poll_timeout().unwrap() <= change {
+        let now = s.poll_timeout().unwrap();
+        while let Some(send) = s.poll_send(now, &mut rng) {
+            before += 1;
+            real_before += usize::from(matches!(send, Send::Real(_)));
+        }
+    }
+    assert!(before < 40, "{before}");
+    assert!(real_before < 10, "the queue ran dry before the change");
+    let loop_next = s.poll_timeout().unwrap();
+    let new = CoverRates {
+        payload: 20.0,
+        drop_cover: 0.0,
+        ..RATES
+    };
+    s.set_rates(change, new, &mut rng);
+    assert_eq!(s.rates(), new);
+    // The same rates again change nothing.
+    s.set_rates(change, new, &mut rng);
+    let (mut gaps, mut last, mut real, mut loops) = (Vec::new(), change, 0, 0);
+    let mut payload = 0;
+    while payload < 4_000 {
+        let now = s.poll_timeout().unwrap();
+        assert!(now >= change);
+        while let Some(send) = s.poll_send(now, &mut rng) {
+            match send.stream() {
+                Stream::Payload => {
+                    gaps.push((now - last).as_secs_f64());
+                    last = now;
+                    payload += 1;
+                }
+                Stream::Loop => loops += 1,
+                Stream::Drop | Stream::NodeLoop => panic!("a stream turned off sent"),
+            }
+            real += usize::from(matches!(send, Send::Real(_)));
+        }
+    }
+    // The payload stream is Poisson at the new rate from the change on
+    // (the first gap counted from the change), the loops at the old one,
+    // and the real packets not sent before the change went out after it.
+    let d = ks_statistic(&mut gaps, exp_cdf(20.0));
+    assert!(d < ks_critical_1pct(gaps.len()), "KS {d}");
+    let secs = (last - change).as_secs_f64();
+    let expected = secs * RATES.loop_cover;
+    assert!(
+        (f64::from(loops) - expected).abs() < 5.0 * expected.sqrt(),
+        "{loops} loops in {secs} s"
+    );
+    assert_eq!(real + real_before, 10);
+    assert!(loop_next >= change);
+}

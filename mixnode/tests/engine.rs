@@ -542,3 +542,62 @@ fn a_raised_delay_cap_takes_effect_without_a_restart() {
     assert_eq!(take(&mut net, &mut rng), 1, "taken under the new cap");
     assert_eq!(net.engine(0).held(), 1);
 }
+
+#[test]
+fn a_changed_mixing_mode_takes_effect_and_loses_no_held_packet() {
+    // A network document switches from a pool to Poisson mixing and
+    // back: packets pooled under the old mode leave within the new
+    // mode's maximum delay, packets under a delay keep their release
+    // time, and new ones are held as the new mode says.
+    let pool = MixingMode::Pool {
+        interval: ms(10_000),
+        min_pool: 50,
+        fraction: 0.5,
+    };
+    let mut net = Net::new(
+        2,
+        EngineConfig {
+            mode: pool,
+            ..poisson()
+        },
+        31,
+    );
+    let mut rng = ChaCha20Rng::from_seed([32; 32]);
+    let r = route(&net, &[0, 1]);
+    let dest = Destination {
+        address: [1; 32],
+        surb_id: [0; 16],
+    };
+    let send = |net: &mut Net, rng: &mut ChaCha20Rng, n: usize, delay: Duration| {
+        for _ in 0..n {
+            let p = build_forward(rng, &r, &dest, &[delay; 2], b"m").unwrap();
+            net.inject(r[0].address, &p);
+        }
+    };
+    // 30 packets, fewer than the pool's minimum: under the pool they
+    // would wait for more.
+    send(&mut net, &mut rng, 30, ms(0));
+    net.run(ms(60_000));
+    assert_eq!(net.engine(0).held(), 30);
+    assert_eq!(net.engine(0).counters().forwarded, 0);
+    let now = net.now;
+    net.engine(0).set_mode(now, MixingMode::Poisson, &mut rng);
+    assert_eq!(net.engine(0).config().mode, MixingMode::Poisson);
+    assert_eq!(net.engine(0).held(), 30);
+    net.run(poisson().max_delay + ms(1));
+    assert_eq!(net.engine(0).held(), 0);
+    assert_eq!(net.engine(0).counters().forwarded, 30);
+    // Back to the pool: a packet already under a 500 ms delay leaves at
+    // its time; packets arriving after are pooled.
+    send(&mut net, &mut rng, 1, ms(500));
+    let now = net.now;
+    net.engine(0).set_mode(now, pool, &mut rng);
+    send(&mut net, &mut rng, 10, ms(0));
+    net.run(ms(600));
+    assert_eq!(net.engine(0).counters().forwarded, 31);
+    assert_eq!(net.engine(0).held(), 10);
+    // The same mode again changes nothing.
+    let now = net.now;
+    net.engine(0).set_mode(now, pool, &mut rng);
+    assert_eq!(net.engine(0).held(), 10);
+}

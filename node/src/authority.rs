@@ -14,7 +14,9 @@ use mtos_crypto::{Identity, Label, Visibility};
 use serde::Deserialize;
 
 use super::{NodeError, create_private, load_identity};
-use mtos_mixnode::directory::{Authority, EpochSchedule, Mixing, NetworkParams, Rates};
+use mtos_mixnode::directory::{
+    Authority, DirectoryError, EpochSchedule, Mixing, NetworkParams, Rates,
+};
 use mtos_net::{
     self as net, DIR_ERROR, DIR_GET_DOCUMENT, DIR_OK, DIR_PROTOCOL, DIR_PUT_DESCRIPTOR,
 };
@@ -95,16 +97,11 @@ impl AuthorityConfig {
                 "every entry must be a node key, 64 hex digits",
             ));
         }
-        for (name, v) in [
-            ("rates.payload", c.rates.payload),
-            ("rates.loops", c.rates.loops),
-            ("rates.drops", c.rates.drops),
-            ("rates.node_loops", c.rates.node_loops),
-        ] {
-            if !(0.0..=10_000.0).contains(&v) {
-                return Err(bad(name, "must be between 0 and 10000 per second"));
-            }
-        }
+        // The same rule every node and client checks.
+        c.rates.validate().map_err(|e| match e {
+            DirectoryError::Field { field, problem } => bad(&field, &problem),
+            other => bad("rates", &other.to_string()),
+        })?;
         Ok(c)
     }
 

@@ -104,17 +104,23 @@ pub(super) async fn cover_loop(mut c: CoverBuilder) {
 /// a packet leaves at its scheduled instant, not a build time later: the
 /// gaps an observer sees are the schedule's exponential gaps.
 pub(super) async fn send_loop(mut s: SendLoop) {
-    let doc = s.document.borrow().clone();
-    let rates = CoverRates {
+    let rates = |doc: &NetworkDocument| CoverRates {
         payload: doc.rates.payload,
         loop_cover: doc.rates.loops,
         drop_cover: doc.rates.drops,
         node_loop: 0.0,
     };
+    let first = rates(&s.document.borrow());
     let mut schedule: CoverSchedule<Real> =
-        CoverSchedule::new(core_now(s.started), rates, SEND_QUEUE, &mut s.rng);
+        CoverSchedule::new(core_now(s.started), first, SEND_QUEUE, &mut s.rng);
     loop {
         let doc = s.document.borrow().clone();
+        // The rates of the current document, not the first one's: the
+        // gateway enforces and delivers at the current ones.
+        let now_rates = rates(&doc);
+        if schedule.rates() != now_rates {
+            schedule.set_rates(core_now(s.started), now_rates, &mut s.rng);
+        }
         let next = schedule
             .poll_timeout()
             .map(|t| s.started + t.saturating_since(mtos_mixnode::Instant::ZERO));

@@ -75,6 +75,14 @@ pub enum DirectoryError {
         /// Now.
         now: u64,
     },
+    /// A field missing, of the wrong type, or out of its range.
+    #[error("field `{field}`: {problem}")]
+    Field {
+        /// The field, as the document names it (`rates.drops`).
+        field: String,
+        /// What is wrong with its value.
+        problem: String,
+    },
 }
 
 fn body_error(what: impl std::fmt::Display) -> DirectoryError {
@@ -100,9 +108,10 @@ mod hex32 {
     }
 }
 
-/// The public Sphinx key a node holds for one epoch.
+/// The public Sphinx key a node holds for one epoch. (This, the node
+/// entry and the document itself are open: a reader ignores fields it
+/// does not know, `specs/directory.md` §2.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct SphinxKeyEntry {
     /// The epoch.
     pub epoch: u32,
@@ -113,7 +122,6 @@ pub struct SphinxKeyEntry {
 
 /// A node as the document lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct NodeEntry {
     /// The node's ed25519 key: its address in Sphinx headers and the key
     /// of its libp2p identity.
@@ -345,7 +353,36 @@ pub struct Rates {
     pub node_loops: f64,
 }
 
+/// The lowest rate a stream may have but zero, per second (one packet
+/// every ~17 minutes): a gap of 1/λ must be a time a timer can hold, and
+/// a rate like 1e-320 (subnormal) would overflow it.
+pub const MIN_RATE: f64 = 0.001;
+/// The highest rate of any stream, per second.
+pub const MAX_RATE: f64 = 10_000.0;
+
 impl Rates {
+    /// Checks every rate: finite, and 0 (the stream is off; not for λP,
+    /// the stream every real packet rides) or within [`MIN_RATE`] and
+    /// [`MAX_RATE`]. The error names the field.
+    pub fn validate(&self) -> Result<(), DirectoryError> {
+        for (field, v, may_be_off) in [
+            ("rates.payload", self.payload, false),
+            ("rates.loops", self.loops, true),
+            ("rates.drops", self.drops, true),
+            ("rates.node_loops", self.node_loops, true),
+        ] {
+            let in_range = (MIN_RATE..=MAX_RATE).contains(&v);
+            if !(in_range || (may_be_off && v == 0.0)) {
+                let allowed = if may_be_off { "0 or " } else { "" };
+                return Err(DirectoryError::Field {
+                    field: field.to_owned(),
+                    problem: format!("{v:e} per second; must be {allowed}{MIN_RATE} to {MAX_RATE}"),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// The rate at which a gateway writes delivery frames to each client
     /// (`specs/client.md` §3): what comes back to a client is one packet
     /// per payload slot (a reply, or cover that returns as one) and its
@@ -428,7 +465,6 @@ impl Geometry {
 
 /// The signed topology of one epoch.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct NetworkDocument {
     /// Format version (1).
     pub version: u32,

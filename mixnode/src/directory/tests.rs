@@ -315,3 +315,112 @@ fn a_gateway_delivers_faster_than_its_client_is_sent_to() {
         assert!(r.delivery() >= 1.25 * (p + l), "{r:?}");
     }
 }
+
+#[test]
+fn a_document_with_a_rate_no_timer_can_hold_is_refused_naming_the_field() {
+    let auth = identity(9);
+    let t = trust(&[&auth], 1);
+    let mut a = Authority::new(params());
+    let good = NetworkDocument::verify(&a.document(1_010, &auth), &t, 1_010).unwrap();
+    type Field = fn(&mut Rates) -> &mut f64;
+    let fields: [(&str, Field); 4] = [
+        ("rates.payload", |r| &mut r.payload),
+        ("rates.loops", |r| &mut r.loops),
+        ("rates.drops", |r| &mut r.drops),
+        ("rates.node_loops", |r| &mut r.node_loops),
+    ];
+    for (name, field) in fields {
+        for bad in [
+            -1.0,
+            -0.5e-3,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            1e-320,
+            1e-300,
+            0.000_999,
+            10_000.5,
+        ] {
+            let mut doc = good.clone();
+            *field(&mut doc.rates) = bad;
+            let e = NetworkDocument::verify(&doc.sign(&auth), &t, 1_010).unwrap_err();
+            assert!(
+                matches!(&e, DirectoryError::Field { field, .. } if field == name),
+                "{name} = {bad}: {e}"
+            );
+            assert!(e.to_string().contains(name), "{e}");
+        }
+        // Off is fine for every stream but the payload stream.
+        let mut doc = good.clone();
+        *field(&mut doc.rates) = 0.0;
+        let zero = NetworkDocument::verify(&doc.sign(&auth), &t, 1_010);
+        assert_eq!(
+            zero.is_ok(),
+            name != "rates.payload",
+            "{name} = 0: {zero:?}"
+        );
+        for fine in [MIN_RATE, 0.5, MAX_RATE] {
+            let mut doc = good.clone();
+            *field(&mut doc.rates) = fine;
+            assert!(NetworkDocument::verify(&doc.sign(&auth), &t, 1_010).is_ok());
+        }
+    }
+}
+
+#[test]
+fn unknown_fields_are_ignored_where_the_format_allows_them_and_a_new_version_is_refused() {
+    let auth = identity(9);
+    let t = trust(&[&auth], 1);
+    let mut a = Authority::new(params());
+    let node = identity(1);
+    a.accept_descriptor(
+        &descriptor(&node, Role::Gateway, None, &[0, 1]).sign(&node),
+        1_000,
+    )
+    .unwrap();
+    let good = NetworkDocument::verify(&a.document(1_010, &auth), &t, 1_010).unwrap();
+    let json = |doc: &NetworkDocument| serde_json::to_value(doc).unwrap();
+    let verify = |body: serde_json::Value| {
+        let bytes = signed::sign_document_body(serde_json::to_vec(&body).unwrap(), &auth);
+        NetworkDocument::verify(&bytes, &t, 1_010)
+    };
+    // A field added at the top, in a node entry and in a Sphinx key entry
+    // (a later minor addition): read as the document without them.
+    let mut later = json(&good);
+    later["classes"] = serde_json::json!({"bulk": {"payload": 50.0}});
+    later["nodes"][0]["bandwidth"] = serde_json::json!(1000);
+    later["nodes"][0]["sphinx_keys"][0]["pq"] = serde_json::json!("00");
+    assert_eq!(verify(later).unwrap(), good);
+    // A new setting inside the settings every node must obey alike is a
+    // new format, not an addition: refused, naming where.
+    for (object, field) in [("rates", "rates.bulk"), ("mixing", "mixing.jitter")] {
+        let mut body = json(&good);
+        body[object]["bulk"] = serde_json::json!(1);
+        body[object]["jitter"] = serde_json::json!(1);
+        let e = verify(body).unwrap_err();
+        assert!(
+            matches!(&e, DirectoryError::Field { field: f, .. } if f.starts_with(object)),
+            "{field}: {e}"
+        );
+    }
+    // A version this build does not speak is refused whole.
+    let mut v2 = json(&good);
+    v2["version"] = serde_json::json!(VERSION + 1);
+    let e = verify(v2).unwrap_err();
+    assert!(e.to_string().contains("version"), "{e}");
+    // A field a reader needs, missing or of the wrong type, is named.
+    let mut missing = json(&good);
+    missing["mixing"]
+        .as_object_mut()
+        .unwrap()
+        .remove("max_delay_ms");
+    let e = verify(missing).unwrap_err();
+    assert!(e.to_string().contains("mixing"), "{e}");
+    let mut wrong = json(&good);
+    wrong["layers"] = serde_json::json!("three");
+    let e = verify(wrong).unwrap_err();
+    assert!(
+        matches!(&e, DirectoryError::Field { field, .. } if field == "layers"),
+        "{e}"
+    );
+}

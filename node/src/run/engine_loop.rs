@@ -224,7 +224,7 @@ impl EngineLoop {
                 Duration::from_millis(mixing.mean_delay_ms),
                 Duration::from_millis(mixing.max_delay_ms),
             );
-            let config = self.engine.config();
+            let config = *self.engine.config();
             if (config.mean_delay, config.max_delay) != (mean, max) {
                 tracing::info!(
                     mean_ms = mixing.mean_delay_ms,
@@ -232,6 +232,12 @@ impl EngineLoop {
                     "the network's mixing delays changed"
                 );
                 self.engine.set_delays(mean, max);
+            }
+            // And its mode: every node mixes alike.
+            let mode = mixing.engine_config(config.queue_limit).mode;
+            if mode != config.mode {
+                tracing::info!(mode = ?mixing.mode, "the network's mixing mode changed");
+                self.engine.set_mode(now, mode, &mut self.rng);
             }
         }
         for t in self.loops.wake(now, topology.as_deref(), &mut self.rng) {
