@@ -38,6 +38,7 @@ use crate::replies::{
 mod builders;
 mod cover;
 mod network;
+mod reader;
 mod requests;
 mod stats;
 mod tasks;
@@ -48,6 +49,7 @@ use builders::*;
 use cover::*;
 pub use network::NetworkConfig;
 use network::*;
+use reader::*;
 pub use requests::{Answer, PutOutcome, pick_service, probe_groups};
 use stats::*;
 pub use stats::{STATS_SERIES_LIMIT, SentKind, SessionStats};
@@ -342,12 +344,14 @@ impl Session {
             control: control.clone(),
             gateway: gateway_peer,
             mailbox_secret,
-            key: key_secret,
             messages: in_tx,
-            replenish: replenish.clone(),
-            document: doc_rx.clone(),
             started,
-            seen: SeenIds::default(),
+            reader: Reader {
+                key: key_secret,
+                replenish: replenish.clone(),
+                document: doc_rx.clone(),
+                seen: SeenIds::default(),
+            },
         }));
         let refresher = tokio::spawn(refresh_loop(
             control, authority, trust, doc_tx, addr_tx, replenish,

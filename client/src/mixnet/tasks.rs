@@ -221,57 +221,6 @@ impl SendLoop {
     }
 }
 
-/// What a delivery's id was waiting for, among this session's blocks.
-enum Waiting {
-    /// The answer to a service request.
-    Request(AnswerTx),
-    /// This session's own payload-slot cover.
-    Cover,
-    /// A reply in the conversation under this tag.
-    Conversation(SenderTag),
-}
-
-pub(super) struct Receiver {
-    pub(super) stream: libp2p::Stream,
-    /// To reopen the delivery stream when it breaks.
-    pub(super) control: libp2p_stream::Control,
-    pub(super) gateway: PeerId,
-    pub(super) mailbox_secret: Zeroizing<[u8; 32]>,
-    pub(super) key: Zeroizing<[u8; 32]>,
-    pub(super) messages: mpsc::Sender<Received>,
-    pub(super) replenish: Replenish,
-    pub(super) document: watch::Receiver<Arc<NetworkDocument>>,
-    pub(super) started: tokio::time::Instant,
-    pub(super) seen: SeenIds,
-}
-
-/// The ids of the last [`SEEN_IDS`] forward deliveries, to drop copies.
-#[derive(Default)]
-pub(super) struct SeenIds {
-    set: std::collections::HashSet<[u8; SURB_ID_LEN]>,
-    order: std::collections::VecDeque<[u8; SURB_ID_LEN]>,
-}
-
-/// Forward delivery ids remembered (about 130 kB).
-pub(super) const SEEN_IDS: usize = 4_096;
-
-impl SeenIds {
-    /// `false` when `id` was seen already; else remembers it (forgetting
-    /// the oldest beyond [`SEEN_IDS`]).
-    pub(super) fn insert(&mut self, id: [u8; SURB_ID_LEN]) -> bool {
-        if !self.set.insert(id) {
-            return false;
-        }
-        self.order.push_back(id);
-        if self.order.len() > SEEN_IDS
-            && let Some(old) = self.order.pop_front()
-        {
-            self.set.remove(&old);
-        }
-        true
-    }
-}
-
 /// Keeps the recipients of active conversations supplied with reply
 /// blocks (`client.md` §5).
 #[derive(Clone)]
@@ -325,129 +274,15 @@ impl Replenish {
     }
 }
 
-impl Receiver {
-    /// A payload that came through one of this session's reply blocks:
-    /// `None` when its id is not one this session holds (a forward
-    /// delivery, or a reply on a block used already or forgotten), else
-    /// what it carried for the reader.
-    pub(super) fn on_reply(&self, stored: &Stored) -> Option<Option<Received>> {
-        let r = &self.replenish;
-        // Which of this session's blocks the id names, if any: one look
-        // at the tables.
-        let (waiting, recovery) = {
-            let mut t = r.replies.lock().ok()?;
-            let id = &stored.surb_id;
-            if let Some((recovery, answer)) = t.requests.remove(id) {
-                (Waiting::Request(answer), recovery)
-            } else if let Some(recovery) = t.cover.take(id) {
-                (Waiting::Cover, recovery)
-            } else {
-                let (tag, recovery) = t.outstanding.take(id)?;
-                (Waiting::Conversation(tag), recovery)
-            }
-        };
-        let body = recovery
-            .recover(&stored.payload)
-            .ok()
-            .and_then(|plain| decode_reply(&plain).ok().map(<[u8]>::to_vec));
-        match (waiting, body) {
-            // A service node's answer to a request of this session.
-            (Waiting::Request(answer), Some(body)) => {
-                let _ = answer.send(Ok(body));
-                Some(None)
-            }
-            // A bad answer, not the end of the session: the request is
-            // asked again on a fresh route.
-            (Waiting::Request(answer), None) => {
-                r.count(|st| st.undecodable += 1);
-                let _ = answer.send(Err(NetError::BadAnswer(
-                    "a reply that does not decode".into(),
-                )));
-                Some(None)
-            }
-            // This session's own payload-slot cover, back (`client.md` §4).
-            (Waiting::Cover, Some(_)) => {
-                r.count(|st| st.cover_returned += 1);
-                Some(None)
-            }
-            (Waiting::Cover, None) => {
-                r.count(|st| st.undecodable += 1);
-                Some(None)
-            }
-            (Waiting::Conversation(_), None) => {
-                r.balance.received_unasked();
-                r.count(|st| st.undecodable += 1);
-                Some(None)
-            }
-            (Waiting::Conversation(tag), Some(body)) => {
-                r.balance.received_unasked();
-                r.count(|st| {
-                    st.received += 1;
-                    st.replies_received += 1;
-                });
-                let (now, doc) = (unix_now(), self.document.borrow().clone());
-                if let Ok(mut replies) = r.replies.lock() {
-                    replies
-                        .outstanding
-                        .touch(&tag, now + 2 * doc.schedule.epoch_secs);
-                }
-                // A block was used: send its replacement now.
-                r.run(&doc, now, doc.schedule.epoch_secs / 2, Some(tag));
-                Some(Some(Received::Reply { tag, body }))
-            }
-        }
-    }
-
-    /// A forward payload: a message, a loop, or reply blocks.
-    pub(super) fn on_forward(&self, stored: &Stored) -> Option<Received> {
-        let r = &self.replenish;
-        let Ok(plain) = envelope::open_delivery(&self.key, &stored.payload) else {
-            // Neither under an id this session holds nor sealed to it.
-            r.balance.received_unasked();
-            r.count(|st| st.unknown_replies += 1);
-            return None;
-        };
-        let plain = Plain::decode(&plain).ok();
-        // Everything sealed to this session but its own loops came
-        // unasked.
-        if !matches!(plain, Some(Plain::Loop)) {
-            r.balance.received_unasked();
-        }
-        let add = |tag, blocks: Vec<ReplyBlock>| {
-            let n = blocks.len() as u64;
-            let dropped = r
-                .replies
-                .lock()
-                .map_or(n as usize, |mut replies| replies.pool.add(tag, blocks));
-            r.count(|st| {
-                st.blocks_received += n;
-                st.blocks_dropped += dropped as u64;
-            });
-        };
-        match plain {
-            None => {
-                r.count(|st| st.undecodable += 1);
-                None
-            }
-            Some(Plain::Loop) => {
-                r.count(|st| st.loops_returned += 1);
-                None
-            }
-            Some(Plain::Message(body)) => {
-                r.count(|st| st.received += 1);
-                Some(Received::Message(body))
-            }
-            Some(Plain::Answerable { tag, blocks, body }) => {
-                add(tag, blocks);
-                r.count(|st| st.received += 1);
-                Some(Received::Answerable { from: tag, body })
-            }
-            Some(Plain::MoreBlocks { tag, blocks }) => {
-                add(tag, blocks);
-                None
-            }
-        }
-    }
+pub(super) struct Receiver {
+    pub(super) stream: libp2p::Stream,
+    /// To reopen the delivery stream when it breaks.
+    pub(super) control: libp2p_stream::Control,
+    pub(super) gateway: PeerId,
+    pub(super) mailbox_secret: Zeroizing<[u8; 32]>,
+    pub(super) messages: mpsc::Sender<Received>,
+    pub(super) started: tokio::time::Instant,
+    pub(super) reader: Reader,
 }
 
 /// Opens the delivery stream and names the mailbox (`client.md` §3).
@@ -487,38 +322,30 @@ pub(super) async fn receive_loop(mut r: Receiver) {
                     Err(_) => backoff = (backoff * 2).min(Duration::from_secs(10)),
                 }
             }
-            r.replenish.count(|st| st.reconnects += 1);
+            r.reader.replenish.count(|st| st.reconnects += 1);
             continue;
         }
         let at = r.started.elapsed();
         let stored = match decode_delivery(&frame) {
             Ok(s) => s,
             Err(_) => {
-                r.replenish.count(|st| st.undecodable += 1);
+                r.reader.replenish.count(|st| st.undecodable += 1);
                 continue;
             }
         };
-        r.replenish
+        r.reader
+            .replenish
             .count(|st| push_capped(&mut st.deliveries, (at, stored.is_some())));
         let Some(stored) = stored else { continue };
-        // Every delivery carries a random id (`client.md` §2): one this
-        // session gave a reply block, or else a forward envelope. A
-        // forward id seen before is a copy (a gateway can file a delivery
-        // twice; the network's replay filters stop copies before it).
-        let received = match r.on_reply(&stored) {
-            Some(received) => received,
-            None if !r.seen.insert(stored.surb_id) => {
-                r.replenish.count(|st| st.duplicates += 1);
-                continue;
-            }
-            None => r.on_forward(&stored),
-        };
+        let received = r.reader.read(&stored);
         // A full queue drops the message (counted): the reader is not
         // keeping up.
         if let Some(m) = received {
-            r.replenish.count(|st| push_capped(&mut st.received_at, at));
+            r.reader
+                .replenish
+                .count(|st| push_capped(&mut st.received_at, at));
             if r.messages.try_send(m).is_err() {
-                r.replenish.count(|st| st.dropped_unread += 1);
+                r.reader.replenish.count(|st| st.dropped_unread += 1);
             }
         }
     }

@@ -414,3 +414,44 @@ fn cover_records_are_bounded_and_lost_cover_is_forgotten() {
     assert_eq!(cover.len(), 1);
     assert!(cover.take(&id(u32::MAX)).is_some());
 }
+
+#[test]
+fn a_delivery_filed_twice_or_a_reply_block_used_twice_is_read_once_and_counted() {
+    let mut rng = ChaCha20Rng::seed_from_u64(19);
+    let net = net(&mut rng);
+    let alice = client(&mut rng, net.gateway(0));
+    let (bob, bob_secret) = keyed_client(&mut rng, net.gateway(1));
+    let replies = SharedReplies::default();
+    let stats = Arc::new(Mutex::new(SessionStats::default()));
+    let balance = Arc::new(DeliveryBalance::default());
+    let (outgoing, _queued) = mpsc::channel(8);
+    let (_doc_tx, document) = watch::channel(Arc::new(net.doc.clone()));
+    let mut reader = Reader {
+        key: Zeroizing::new(bob_secret),
+        replenish: Replenish {
+            replies: replies.clone(),
+            outgoing,
+            stats: stats.clone(),
+            balance: balance.clone(),
+        },
+        document,
+        seen: SeenIds::default(),
+    };
+    let stored = |(surb_id, payload): ([u8; SURB_ID_LEN], Vec<u8>)| Stored { surb_id, payload };
+    // A message, filed twice by its gateway: read once.
+    let plain = Plain::Message(b"once".to_vec()).encode().unwrap();
+    let frame = build(&mut rng, &net.doc, &alice, Target::Client(&bob, &plain)).unwrap();
+    let message = stored(net.carry_frame(alice.gateway, &frame));
+    assert!(matches!(reader.read(&message), Some(Received::Message(m)) if m == b"once"));
+    assert!(reader.read(&message).is_none());
+    // A reply through one of bob's blocks (his own cover), used twice.
+    let frame = cover_reply(&mut rng, &net.doc, &bob, &replies).unwrap();
+    let reply = stored(net.carry_frame(bob.gateway, &frame));
+    assert!(reader.read(&reply).is_none());
+    assert!(reader.read(&reply).is_none());
+    let st = stats.lock().unwrap().clone();
+    assert_eq!((st.received, st.cover_returned, st.duplicates), (1, 1, 2));
+    assert_eq!(st.unknown_replies, 0);
+    // The message and the two copies came unasked; bob's cover did not.
+    assert_eq!(balance.get(), -3);
+}
