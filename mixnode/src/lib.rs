@@ -6,6 +6,7 @@ pub mod cover;
 pub mod directory;
 pub mod dispatch;
 pub mod engine;
+pub mod fair;
 pub mod format;
 pub mod keys;
 pub mod loops;

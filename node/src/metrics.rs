@@ -26,7 +26,8 @@ pub enum DriverDrop {
     /// A client exceeded the rate the network document allows it (its
     /// gateway's per-client token bucket).
     ClientThrottled,
-    /// The engine's inbound queue was full.
+    /// The engine's inbound queue was full: this frame, or the newest of
+    /// the peer with the longest queue, was dropped (`mtos_mixnode::fair`).
     Overloaded,
     /// A next hop's send queue was full.
     SendQueueFull,

@@ -60,7 +60,7 @@ impl EngineLoop {
     /// Runs until `shutdown`; an error if the node cannot go on.
     pub(super) async fn run(
         &mut self,
-        mut frames: mpsc::Receiver<Vec<u8>>,
+        frames: &InboundFrames,
         mut sends: mpsc::Receiver<Transmit>,
         mut shutdown: std::pin::Pin<&mut impl Future<Output = ()>>,
     ) -> Result<(), NodeError> {
@@ -68,6 +68,7 @@ impl EngineLoop {
             let timer = self.engine.poll_timeout().map(|t| self.deadline(t));
             let rotation = self.rotation_deadline();
             let loops = self.deadline(self.loops.poll_timeout());
+            let waiting = !frames.is_empty();
             tokio::select! {
                 biased;
                 () = &mut shutdown => return Ok(()),
@@ -85,15 +86,14 @@ impl EngineLoop {
                 // that would reveal it, nor the service node's answers.
                 () = tokio::time::sleep_until(loops) => self.node_loops(),
                 Some(t) = sends.recv() => self.send(t),
-                frame = frames.recv() => {
-                    let Some(frame) = frame else { return Ok(()) };
+                () = std::future::ready(()), if waiting => {
                     let now = self.now();
-                    self.engine.handle_frame(now, &frame, &mut self.rng);
-                    for _ in 1..BATCH {
-                        let Ok(frame) = frames.try_recv() else { break };
+                    for frame in frames.pop(BATCH) {
                         self.engine.handle_frame(now, &frame, &mut self.rng);
                     }
                 }
+                // Nothing waiting: sleep until a link queues a frame.
+                () = frames.ready(), if !waiting => continue,
                 changed = self.committed.changed() => {
                     if changed.is_err() {
                         return Err(NodeError::Database {

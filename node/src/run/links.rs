@@ -1,6 +1,6 @@
 //! Mix links: one reader per inbound mix stream (admission, token bucket,
-//! then a bounded queue to the engine) and one writer per next hop (a
-//! bounded send queue).
+//! then the inbound queue, fair between peers, to the engine) and one
+//! writer per next hop (a bounded send queue).
 
 use super::*;
 
@@ -8,8 +8,55 @@ use super::*;
 /// peer's last connection closes).
 pub(super) type SharedAdmission = Arc<Mutex<Admission<PeerId>>>;
 
+/// Frames read from the links, waiting for the engine: one queue per
+/// peer, served in turn, the longest losing a frame when all are full
+/// (`mtos_mixnode::fair`), and a wake-up for the engine loop.
+pub(super) struct InboundFrames {
+    queue: Mutex<FairQueue<PeerId, Vec<u8>>>,
+    ready: tokio::sync::Notify,
+}
+
+impl InboundFrames {
+    pub(super) fn new(capacity: usize) -> Self {
+        Self {
+            queue: Mutex::new(FairQueue::new(capacity)),
+            ready: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Queues a frame from `peer`; `false` when a frame (this one or a
+    /// longer queue's) was dropped to keep the bound.
+    fn push(&self, peer: PeerId, frame: Vec<u8>) -> bool {
+        let pushed = match self.queue.lock() {
+            Ok(mut q) => q.push(peer, frame),
+            Err(_) => Pushed::Dropped,
+        };
+        self.ready.notify_one();
+        pushed == Pushed::Queued
+    }
+
+    /// Up to `n` frames in turn by peer.
+    pub(super) fn pop(&self, n: usize) -> Vec<Vec<u8>> {
+        let Ok(mut q) = self.queue.lock() else {
+            return Vec::new();
+        };
+        std::iter::from_fn(|| q.pop().map(|(_, f)| f))
+            .take(n)
+            .collect()
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.queue.lock().map_or(true, |q| q.is_empty())
+    }
+
+    /// Resolves when a frame may have come since the last call.
+    pub(super) async fn ready(&self) {
+        self.ready.notified().await;
+    }
+}
+
 pub(super) struct Inbound {
-    pub(super) frames: mpsc::Sender<Vec<u8>>,
+    pub(super) frames: Arc<InboundFrames>,
     pub(super) topology: SharedTopology,
     pub(super) metrics: Metrics,
     pub(super) admission: SharedAdmission,
@@ -136,10 +183,10 @@ pub(super) async fn read_frames(mut stream: libp2p::Stream, slot: StreamSlot) {
                 continue;
             }
         }
-        match inbound.frames.try_send(buf.clone()) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => refuse(DriverDrop::Overloaded),
-            Err(mpsc::error::TrySendError::Closed(_)) => return,
+        // A drop here is this frame's, or the newest of a peer whose
+        // queue is longer: either way one frame is refused as overload.
+        if !inbound.frames.push(peer, buf.clone()) {
+            refuse(DriverDrop::Overloaded);
         }
     }
 }

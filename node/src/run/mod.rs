@@ -2,8 +2,8 @@
 //! and split by job into the submodules.
 //!
 //! Tasks: the swarm (connections, identify, ping, dialling), one reader
-//! per inbound mix stream (admission, token bucket, then a bounded queue
-//! to the engine), one writer per next hop (a bounded send queue), the
+//! per inbound mix stream (admission, token bucket, then the inbound
+//! queue, fair between peers, to the engine), one writer per next hop (a bounded send queue), the
 //! directory loop (descriptor upload, document fetch), the metrics
 //! endpoint, the replay group-commit thread, and the engine loop, which
 //! alone owns the engine: timers from `poll_timeout`, sends from
@@ -35,6 +35,7 @@ use mtos_mixnode::directory::{
 };
 use mtos_mixnode::dispatch::{FinalHop, FinalHopRule};
 use mtos_mixnode::engine::{Counters, Event, MixEngine, Transmit};
+use mtos_mixnode::fair::{FairQueue, Pushed};
 use mtos_mixnode::keys::{EpochKey, KeyRing, ReplaySizing};
 use mtos_mixnode::mailbox::{Mailboxes, Stored, encode_delivery};
 use mtos_mixnode::time::Instant;
@@ -54,7 +55,8 @@ use gateway::*;
 use links::*;
 use swarm::*;
 
-/// Frames waiting for the engine, from all links together.
+/// Frames waiting for the engine, from all links together (per-peer
+/// queues served in turn, `mtos_mixnode::fair`).
 const INBOUND_QUEUE: usize = 4_096;
 /// Frames waiting for one next hop.
 const SEND_QUEUE: usize = 1_024;
@@ -294,11 +296,11 @@ pub async fn run(
     // The first document is in use before any frame is read.
     metrics.directory_nodes.set(first.nodes.len() as i64);
     topology_tx.send_replace(Some(Arc::new(Topology::new(first.clone()))));
-    let (frames_tx, frames_rx) = mpsc::channel::<Vec<u8>>(INBOUND_QUEUE);
+    let frames = Arc::new(InboundFrames::new(INBOUND_QUEUE));
     tokio::spawn(accept_task(
         incoming,
         Inbound {
-            frames: frames_tx,
+            frames: frames.clone(),
             topology: topology_rx.clone(),
             metrics: metrics.clone(),
             admission,
@@ -410,7 +412,7 @@ pub async fn run(
         service,
     };
     driver.publish_descriptor().await;
-    let outcome = driver.run(frames_rx, sends_rx, shutdown).await;
+    let outcome = driver.run(&frames, sends_rx, shutdown).await;
     // Close the replay database in order: the commit thread finishes its
     // last batch and exits, then the last handle is dropped.
     drop(driver);
