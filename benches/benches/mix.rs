@@ -66,6 +66,7 @@ fn engine(secret: &SphinxSecret) -> MixEngine {
             },
             ReplaySizing {
                 expected_per_key: 10_000_000,
+                per_second: None,
                 fp_rate: 1e-6,
             },
         ),

@@ -59,6 +59,7 @@ fuzz_target!(|data: &[u8]| {
         ReplaySizing {
             expected_per_key: 1000,
             fp_rate: 1e-6,
+            per_second: Some(100.0),
         },
     );
     let mut engine: MixEngine = MixEngine::new(EngineConfig::default(), keys);

@@ -86,11 +86,14 @@ pub enum DropReason {
     QueueFull,
     /// The driver is not polling outputs fast enough.
     OutputFull,
+    /// The packet's key admitted all its replay filter may hold, or all
+    /// it may admit this second (`KeySlot::admit`).
+    KeyCap,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 8] = [
+    pub const ALL: [DropReason; 9] = [
         DropReason::WrongSize,
         DropReason::UnknownKey,
         DropReason::HeaderMac,
@@ -99,6 +102,7 @@ impl DropReason {
         DropReason::DelayTooLong,
         DropReason::QueueFull,
         DropReason::OutputFull,
+        DropReason::KeyCap,
     ];
 
     /// A stable name, for metrics labels.
@@ -112,6 +116,7 @@ impl DropReason {
             DropReason::DelayTooLong => "delay_too_long",
             DropReason::QueueFull => "queue_full",
             DropReason::OutputFull => "output_full",
+            DropReason::KeyCap => "key_cap",
         }
     }
 
@@ -130,7 +135,7 @@ pub struct Counters {
     /// Payloads delivered at this final hop.
     pub delivered: u64,
     /// Drops by reason, indexed as [`DropReason::ALL`].
-    pub dropped: [u64; 8],
+    pub dropped: [u64; 9],
 }
 
 impl Counters {
@@ -408,8 +413,16 @@ impl<F: PacketFormat> MixEngine<F> {
             Err(CheckError::Mac) => return self.drop_frame(DropReason::HeaderMac),
             Err(CheckError::Malformed) => return self.drop_frame(DropReason::Malformed),
         };
-        // Only now, with the MAC verified, does the tag enter the filter.
+        // Only now, with the MAC verified, does the tag enter the filter:
+        // a replay is a replay whatever the key's budget, and a new tag
+        // enters only within it.
         let tag = F::replay_tag(&checked);
+        if slot.filter.contains(&tag) {
+            return self.drop_frame(DropReason::Replay);
+        }
+        if !slot.admit(now) {
+            return self.drop_frame(DropReason::KeyCap);
+        }
         let proof = match slot.filter.check_and_insert(&tag) {
             Ok(p) => p,
             Err(_) => return self.drop_frame(DropReason::Replay),

@@ -3,9 +3,21 @@
 //! lifetime. A frame's key tag (epoch mod 256) picks the key, so a node
 //! never tries two keys on one packet.
 
+use std::time::Duration;
+
 use mtos_crypto::sphinx::SphinxSecret;
 
+use crate::admission::TokenBucket;
 use crate::replay::ReplayFilter;
+use crate::time::Instant;
+
+/// A key announced as next admits at most this share of its capacity
+/// (1/8) before its epoch begins: clients use a key once its epoch has
+/// begun, so a next key sees almost nothing honest, and a flood under it
+/// must not fill the filter before its epoch.
+pub const NEXT_KEY_SHARE: u64 = 8;
+/// A key's per-second budget may be spent this many seconds ahead.
+pub const KEY_BURST_SECS: f64 = 10.0;
 
 /// A Sphinx key and the epoch it belongs to.
 #[derive(Debug, Clone)]
@@ -16,7 +28,7 @@ pub struct EpochKey<K = SphinxSecret> {
     pub secret: K,
 }
 
-/// A key in use and its replay filter.
+/// A key in use, its replay filter, and what it may still admit.
 #[derive(Debug)]
 pub struct KeySlot<K = SphinxSecret> {
     /// Epoch number.
@@ -25,6 +37,13 @@ pub struct KeySlot<K = SphinxSecret> {
     pub secret: K,
     /// Tags seen under this key.
     pub filter: ReplayFilter,
+    /// Tags the filter is sized for: never more enter it.
+    capacity: u64,
+    /// The per-second cap, once a packet has come (from the sizing).
+    per_second: Option<f64>,
+    bucket: Option<TokenBucket>,
+    /// Announced as the next epoch's key, not yet current.
+    announced: bool,
 }
 
 impl<K> KeySlot<K> {
@@ -32,15 +51,70 @@ impl<K> KeySlot<K> {
     pub fn tag(&self) -> u8 {
         (self.epoch % 256) as u8
     }
+
+    /// Whether one more packet may enter this key's filter at `now`
+    /// (`specs/mixing.md` §2): never beyond the capacity the filter is
+    /// sized for, so its false-positive rate stays at or under the
+    /// target whatever arrives (an honest packet is never dropped as a
+    /// replay because of a flood); while the key is only announced, not
+    /// beyond [`NEXT_KEY_SHARE`] of it; and at most the sizing's rate a
+    /// second ([`KEY_BURST_SECS`] of it at once), so a flood at any rate
+    /// takes at least `capacity / rate` seconds to fill it. `false`: the
+    /// packet is refused, counted as `key_cap`.
+    pub fn admit(&mut self, now: Instant) -> bool {
+        let cap = if self.announced {
+            self.capacity / NEXT_KEY_SHARE
+        } else {
+            self.capacity
+        };
+        if self.filter.inserted() >= cap {
+            return false;
+        }
+        match self.per_second {
+            None => true,
+            Some(rate) => self
+                .bucket
+                .get_or_insert_with(|| {
+                    TokenBucket::new(now, rate, (rate * KEY_BURST_SECS).max(1.0))
+                })
+                .try_take(now),
+        }
+    }
+
+    /// Tags the filter holds as a share of its capacity.
+    pub fn fill(&self) -> f64 {
+        self.filter.inserted() as f64 / self.capacity.max(1) as f64
+    }
+
+    /// Whether the key is announced as the next epoch's, not yet current.
+    pub fn announced(&self) -> bool {
+        self.announced
+    }
 }
 
-/// How large each key's replay filter is.
+/// How large each key's replay filter is, and how fast it may fill.
 #[derive(Debug, Clone, Copy)]
 pub struct ReplaySizing {
-    /// Packets expected over one key's lifetime.
+    /// Packets one key admits over its lifetime: its filter's size.
     pub expected_per_key: u64,
     /// Target false-positive rate at that count.
     pub fp_rate: f64,
+    /// Packets one key admits per second at most (`None`: no rate cap,
+    /// only the capacity; the simulator's setting).
+    pub per_second: Option<f64>,
+}
+
+impl ReplaySizing {
+    /// A node's sizing: `capacity` packets per key, admitted at most at
+    /// the rate that fills a key in one epoch of `epoch`, the epoch a key
+    /// carries nearly all its traffic in.
+    pub fn for_epochs(capacity: u64, fp_rate: f64, epoch: Duration) -> Self {
+        Self {
+            expected_per_key: capacity,
+            fp_rate,
+            per_second: Some(capacity as f64 / epoch.as_secs_f64().max(1.0)),
+        }
+    }
 }
 
 /// What moving to a new epoch asks of the driver.
@@ -80,6 +154,10 @@ impl<K> KeyRing<K> {
             epoch: key.epoch,
             secret: key.secret,
             filter: ReplayFilter::new(sizing.expected_per_key, sizing.fp_rate),
+            capacity: sizing.expected_per_key.max(1),
+            per_second: sizing.per_second.filter(|r| r.is_finite() && *r > 0.0),
+            bucket: None,
+            announced: false,
         }
     }
 
@@ -91,16 +169,19 @@ impl<K> KeyRing<K> {
         if self.next.as_ref().is_some_and(|n| n.epoch == key.epoch) {
             return;
         }
-        self.next = Some(Self::slot(key, self.sizing));
+        let mut slot = Self::slot(key, self.sizing);
+        slot.announced = true;
+        self.next = Some(slot);
     }
 
     /// Moves to the next epoch: next becomes current, current is kept as
     /// previous for the grace period, the old previous key and its filter
     /// are dropped. Does nothing without an installed next key.
     pub fn rotate(&mut self) -> bool {
-        let Some(next) = self.next.take() else {
+        let Some(mut next) = self.next.take() else {
             return false;
         };
+        next.announced = false;
         let old = std::mem::replace(&mut self.current, next);
         self.previous = Some(old);
         true
@@ -189,6 +270,7 @@ mod tests {
     const SIZING: ReplaySizing = ReplaySizing {
         expected_per_key: 1_000,
         fp_rate: 1e-6,
+        per_second: None,
     };
 
     #[test]

@@ -3,7 +3,7 @@
 //! and the fixed-size delivery frames the gateway sends each connected
 //! client at a constant rate, real or dummy. Sans-IO.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use mtos_crypto::geometry::SPHINX_PAYLOAD_SIZE;
 use mtos_crypto::sphinx::SURB_ID_LEN;
@@ -46,6 +46,9 @@ pub const MAX_REGISTERED: usize = 100_000;
 pub enum Filed {
     /// Stored for its client.
     Stored,
+    /// Stored for its client in a full gateway, in the place of the
+    /// oldest payload of the mailbox holding the most, which was dropped.
+    Displacing,
     /// Dropped: the mailbox or the gateway is full.
     Full,
     /// Dropped: no session opened this mailbox within
@@ -59,6 +62,7 @@ impl Filed {
     pub fn name(self) -> &'static str {
         match self {
             Filed::Stored => "stored",
+            Filed::Displacing => "displacing",
             Filed::Full => "full",
             Filed::NoSession => "no_session",
         }
@@ -73,45 +77,71 @@ struct Registration {
     until: u64,
 }
 
-/// Every mailbox of a gateway, bounded per mailbox and in total. Only
+/// Every mailbox of a gateway, bounded per mailbox and in total, and
+/// fair between mailboxes: when the total is reached, a payload for a
+/// mailbox holding fewer than the fullest takes the place of the fullest
+/// one's oldest, so one party that fills a mailbox (its own, or one it
+/// sends to) cannot keep every other client's deliveries out. Only
 /// mailboxes a client session opened (and kept for [`MAILBOX_KEEP_SECS`]
-/// after it closed) take payloads.
+/// after it closed) take payloads; when [`MAX_REGISTERED`] are
+/// registered, the closed registration that would lapse first makes room
+/// for a new session, so cycling sessions cannot lock new clients out.
 #[derive(Debug)]
 pub struct Mailboxes {
     boxes: HashMap<[u8; 32], VecDeque<Stored>>,
     registered: HashMap<[u8; 32], Registration>,
+    /// (payloads held, mailbox) of every non-empty mailbox.
+    sizes: BTreeSet<(usize, [u8; 32])>,
+    /// (lapses at, mailbox) of every registration no session holds open.
+    closed: BTreeSet<(u64, [u8; 32])>,
     total: usize,
     per_box: usize,
     max_total: usize,
+    max_registered: usize,
 }
 
 impl Mailboxes {
     /// Empty mailboxes holding at most `per_box` payloads each and
-    /// `max_total` in all.
+    /// `max_total` in all, [`MAX_REGISTERED`] registered.
     pub fn new(per_box: usize, max_total: usize) -> Self {
+        Self::with_registry(per_box, max_total, MAX_REGISTERED)
+    }
+
+    /// [`Mailboxes::new`] with at most `max_registered` registrations.
+    pub fn with_registry(per_box: usize, max_total: usize, max_registered: usize) -> Self {
         Self {
             boxes: HashMap::new(),
             registered: HashMap::new(),
+            sizes: BTreeSet::new(),
+            closed: BTreeSet::new(),
             total: 0,
             per_box: per_box.max(1),
             max_total: max_total.max(1),
+            max_registered: max_registered.max(1),
         }
     }
 
-    /// A session opened `mailbox` at `now`. `false` (nothing registered)
-    /// when [`MAX_REGISTERED`] mailboxes are registered even after the
-    /// lapsed ones went.
+    /// A session opened `mailbox` at `now`. When the registry is full,
+    /// lapsed registrations go, then the closed one that would lapse
+    /// first (with what it held); `false` (nothing registered) only when
+    /// every registration has a session open.
     pub fn open(&mut self, mailbox: [u8; 32], now: u64) -> bool {
-        if !self.registered.contains_key(&mailbox) && self.registered.len() >= MAX_REGISTERED {
+        if !self.registered.contains_key(&mailbox) && self.registered.len() >= self.max_registered {
             self.expire(now);
-            if self.registered.len() >= MAX_REGISTERED {
-                return false;
+            if self.registered.len() >= self.max_registered {
+                let Some(&(_, oldest)) = self.closed.first() else {
+                    return false;
+                };
+                self.forget(&oldest);
             }
         }
         let r = self.registered.entry(mailbox).or_insert(Registration {
             open: 0,
             until: now,
         });
+        if r.open == 0 {
+            self.closed.remove(&(r.until, mailbox));
+        }
         r.open += 1;
         true
     }
@@ -120,55 +150,90 @@ impl Mailboxes {
     /// [`MAILBOX_KEEP_SECS`] later unless another session opens it.
     pub fn close(&mut self, mailbox: &[u8; 32], now: u64) {
         if let Some(r) = self.registered.get_mut(mailbox) {
+            if r.open == 0 {
+                self.closed.remove(&(r.until, *mailbox));
+            }
             r.open = r.open.saturating_sub(1);
             r.until = now.saturating_add(MAILBOX_KEEP_SECS);
+            if r.open == 0 {
+                self.closed.insert((r.until, *mailbox));
+            }
         }
     }
 
     /// Drops lapsed mailboxes and what they held; returns how many
     /// payloads went.
     pub fn expire(&mut self, now: u64) -> usize {
-        let lapsed: Vec<[u8; 32]> = self
-            .registered
-            .iter()
-            .filter(|(_, r)| r.open == 0 && r.until <= now)
-            .map(|(m, _)| *m)
-            .collect();
         let mut dropped = 0;
-        for m in lapsed {
-            self.registered.remove(&m);
-            if let Some(b) = self.boxes.remove(&m) {
-                dropped += b.len();
-                self.total -= b.len();
+        while let Some(&(until, m)) = self.closed.first() {
+            if until > now {
+                break;
             }
+            dropped += self.forget(&m);
         }
         dropped
     }
 
-    /// Files a payload for `mailbox`; anything but [`Filed::Stored`]
-    /// means it was dropped (the driver counts it).
+    /// Removes a registration and its mailbox; how many payloads went.
+    fn forget(&mut self, mailbox: &[u8; 32]) -> usize {
+        if let Some(r) = self.registered.remove(mailbox)
+            && r.open == 0
+        {
+            self.closed.remove(&(r.until, *mailbox));
+        }
+        match self.boxes.remove(mailbox) {
+            Some(b) => {
+                self.sizes.remove(&(b.len(), *mailbox));
+                self.total -= b.len();
+                b.len()
+            }
+            None => 0,
+        }
+    }
+
+    /// Files a payload for `mailbox`; [`Filed::Stored`] or
+    /// [`Filed::Displacing`] when it was kept, anything else means it was
+    /// dropped (the driver counts it).
     pub fn push(&mut self, mailbox: [u8; 32], stored: Stored) -> Filed {
         if !self.registered.contains_key(&mailbox) {
             return Filed::NoSession;
         }
-        if stored.payload.len() != SPHINX_PAYLOAD_SIZE || self.total >= self.max_total {
+        let own = self.boxes.get(&mailbox).map_or(0, VecDeque::len);
+        if stored.payload.len() != SPHINX_PAYLOAD_SIZE || own >= self.per_box {
             return Filed::Full;
+        }
+        let mut filed = Filed::Stored;
+        if self.total >= self.max_total {
+            // Room only from a mailbox holding more than this one would.
+            let Some(&(most, fullest)) = self.sizes.last() else {
+                return Filed::Full;
+            };
+            if own + 1 >= most {
+                return Filed::Full;
+            }
+            self.pop(&fullest);
+            filed = Filed::Displacing;
         }
         let b = self.boxes.entry(mailbox).or_default();
-        if b.len() >= self.per_box {
-            return Filed::Full;
+        if !b.is_empty() {
+            self.sizes.remove(&(b.len(), mailbox));
         }
         b.push_back(stored);
+        self.sizes.insert((b.len(), mailbox));
         self.total += 1;
-        Filed::Stored
+        filed
     }
 
     /// The oldest payload of a mailbox.
     pub fn pop(&mut self, mailbox: &[u8; 32]) -> Option<Stored> {
         let b = self.boxes.get_mut(mailbox)?;
+        let before = b.len();
         let out = b.pop_front();
+        self.sizes.remove(&(before, *mailbox));
         if b.is_empty() {
             self.boxes.remove(mailbox);
+        } else {
+            self.sizes.insert((b.len(), *mailbox));
         }
         if out.is_some() {
             self.total -= 1;
@@ -179,6 +244,11 @@ impl Mailboxes {
     /// Payloads held in all.
     pub fn held(&self) -> usize {
         self.total
+    }
+
+    /// Mailboxes registered.
+    pub fn registered(&self) -> usize {
+        self.registered.len()
     }
 }
 
@@ -235,7 +305,11 @@ mod tests {
         assert_eq!(m.push([1; 32], stored(2)), Filed::Stored);
         assert_eq!(m.push([1; 32], stored(3)), Filed::Full, "per mailbox");
         assert_eq!(m.push([2; 32], stored(4)), Filed::Stored);
-        assert_eq!(m.push([3; 32], stored(5)), Filed::Full, "in total");
+        // Full in total: mailbox 3 (empty) takes the place of mailbox 1's
+        // oldest; mailbox 2 (one, as many as it would hold) may not.
+        assert_eq!(m.push([2; 32], stored(6)), Filed::Full, "in total");
+        assert_eq!(m.push([3; 32], stored(5)), Filed::Displacing);
+        assert_eq!(m.pop(&[3; 32]), Some(stored(5)));
         assert_eq!(
             m.push(
                 [3; 32],
@@ -246,11 +320,72 @@ mod tests {
             ),
             Filed::Full
         );
-        assert_eq!(m.pop(&[1; 32]), Some(stored(1)));
         assert_eq!(m.pop(&[1; 32]), Some(stored(2)));
         assert_eq!(m.pop(&[1; 32]), None);
         assert_eq!(m.held(), 1);
         assert_eq!(m.push([3; 32], stored(5)), Filed::Stored);
+    }
+
+    #[test]
+    fn one_party_filling_the_gateway_does_not_keep_others_deliveries_out() {
+        // 100 payloads in all, 80 a mailbox: a flood into mailbox 0 (one
+        // party's, at its per-mailbox bound), then a trickle to ten
+        // others, each of which still gets all of its own.
+        let mut m = Mailboxes::new(80, 100);
+        for b in 0..=10 {
+            assert!(m.open([b; 32], 0));
+        }
+        let mut full_flood = 0;
+        for i in 0..1_000u32 {
+            let filed = m.push([0; 32], stored(i as u8));
+            full_flood += u32::from(filed == Filed::Full);
+        }
+        assert_eq!(full_flood, 920);
+        for round in 0..3u8 {
+            for b in 1..=10u8 {
+                let filed = m.push([b; 32], stored(round));
+                assert!(
+                    matches!(filed, Filed::Stored | Filed::Displacing),
+                    "{filed:?}"
+                );
+                // The flood goes on; it never takes their places back.
+                assert_eq!(m.push([0; 32], stored(0)), Filed::Full);
+            }
+        }
+        assert_eq!(m.held(), 100);
+        for b in 1..=10u8 {
+            for round in 0..3 {
+                assert_eq!(m.pop(&[b; 32]), Some(stored(round)));
+            }
+        }
+        assert_eq!(m.held(), 70);
+    }
+
+    #[test]
+    fn cycling_sessions_cannot_lock_new_clients_out_of_the_registry() {
+        let mut m = Mailboxes::with_registry(10, 100, 50);
+        // An honest client's session stays open throughout.
+        assert!(m.open([200; 32], 0));
+        assert_eq!(m.push([200; 32], stored(1)), Filed::Stored);
+        // A party opens and closes sessions for fresh mailboxes as fast as
+        // it can.
+        for i in 0..10_000u32 {
+            let mut id = [0u8; 32];
+            id[..4].copy_from_slice(&i.to_be_bytes());
+            id[31] = 1;
+            assert!(m.open(id, u64::from(i)));
+            m.close(&id, u64::from(i));
+            assert!(m.registered() <= 50);
+        }
+        // A new client still gets in, the open one keeps its mailbox, and
+        // the registrations that went were closed ones.
+        assert!(m.open([201; 32], 10_000));
+        assert_eq!(m.push([201; 32], stored(2)), Filed::Stored);
+        assert_eq!(m.pop(&[200; 32]), Some(stored(1)));
+        // With every registration held open, a new one is refused.
+        let mut all_open = Mailboxes::with_registry(10, 100, 2);
+        assert!(all_open.open([1; 32], 0) && all_open.open([2; 32], 0));
+        assert!(!all_open.open([3; 32], 0));
     }
 
     #[test]

@@ -184,8 +184,10 @@ pub struct Limits {
     /// send at once above its rate (the rate itself comes from the network
     /// document: [`CLIENT_RATE_FACTOR`] times the client's λP + λL + λD).
     pub client_burst: u32,
-    /// Packets one epoch key's replay filter is sized for (memory: about
-    /// 3.6 bytes per packet, three keys at a time).
+    /// Packets one epoch key admits over its life, which its replay
+    /// filter is sized for (memory: about 4.9 bytes per packet at the
+    /// node's 10⁻⁶, three keys at a time); admitted at most at
+    /// `replay_capacity / epoch_secs` a second (`mixing.md` §2).
     pub replay_capacity: u64,
 }
 
@@ -406,7 +408,10 @@ peer_rate_pps = 20000
 # twice the client's send rate in the network document (lambda P + L + D);
 # a client on the cover schedule stays far below both.
 client_burst = 100
-# Packets per epoch each key's replay filter is sized for (3.6 bytes each).
+# Packets each Sphinx key admits over its life, which its replay filter
+# is sized for (about 4.9 bytes each; three keys at once); at most this
+# many per epoch's length a second are admitted (more are refused as
+# key_cap, so a flood never fills a filter past its false-positive bound).
 replay_capacity = 4000000
 
 [storage]

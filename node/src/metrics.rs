@@ -8,8 +8,8 @@
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -81,6 +81,11 @@ pub struct Metrics {
     pub frames_dropped: IntCounterVec,
     /// Replays caught.
     pub replays: IntCounter,
+    /// Each held key's replay filter: tags it holds as a share of its
+    /// capacity, by key (`previous`, `current`, `next`).
+    pub replay_fill: GaugeVec,
+    /// Each held key's predicted false-positive rate at its fill.
+    pub replay_false_positive: GaugeVec,
     /// Packets held for mixing.
     pub queue_depth: IntGauge,
     /// Packets waiting for their replay tags to be committed.
@@ -107,6 +112,9 @@ pub struct Metrics {
     pub client_deliveries: IntCounterVec,
     /// Connected client sessions.
     pub client_sessions: IntGauge,
+    /// Client sessions refused (the peer held its share, or the gateway
+    /// had no permit left).
+    pub client_sessions_refused: IntCounter,
     /// Records held (storage nodes).
     pub records_held: IntGauge,
     /// Bytes of records held.
@@ -143,6 +151,27 @@ fn registered<C: prometheus::core::Collector + Clone + 'static>(
 }
 
 impl Metrics {
+    /// Exports each held key's replay-filter fill and predicted
+    /// false-positive rate (`mixing.md` §2).
+    pub fn sync_replay<K>(&self, keys: &mtos_mixnode::keys::KeyRing<K>) {
+        let current = keys.current_epoch();
+        self.replay_fill.reset();
+        self.replay_false_positive.reset();
+        for slot in keys.slots() {
+            let role = if slot.announced() {
+                "next"
+            } else if slot.epoch == current {
+                "current"
+            } else {
+                "previous"
+            };
+            self.replay_fill.with_label_values(&[role]).set(slot.fill());
+            self.replay_false_positive
+                .with_label_values(&[role])
+                .set(slot.filter.current_fp_rate());
+        }
+    }
+
     /// Registers every metric.
     pub fn new() -> prometheus::Result<Self> {
         let r = Registry::new();
@@ -178,6 +207,26 @@ impl Metrics {
             replays: registered(
                 &r,
                 IntCounter::new("mtos_replays_total", "Replayed packets caught."),
+            )?,
+            replay_fill: registered(
+                &r,
+                GaugeVec::new(
+                    Opts::new(
+                        "mtos_replay_fill_ratio",
+                        "Tags in each key's replay filter as a share of its capacity (never above 1: beyond it packets are refused as key_cap).",
+                    ),
+                    &["key"],
+                ),
+            )?,
+            replay_false_positive: registered(
+                &r,
+                GaugeVec::new(
+                    Opts::new(
+                        "mtos_replay_false_positive_ratio",
+                        "Predicted false-positive rate of each key's replay filter at its fill (an honest packet dropped as a replay with this probability).",
+                    ),
+                    &["key"],
+                ),
             )?,
             queue_depth: registered(
                 &r,
@@ -238,7 +287,7 @@ impl Metrics {
                 IntCounterVec::new(
                     Opts::new(
                         "mtos_mailbox_messages_total",
-                        "Payloads for this gateway's mailboxes, by result (stored, full, no_session, expired).",
+                        "Payloads for this gateway's mailboxes, by result (stored; displacing: stored in a full gateway in the place of the fullest mailbox's oldest; full, no_session, expired).",
                     ),
                     &["result"],
                 ),
@@ -260,6 +309,13 @@ impl Metrics {
             client_sessions: registered(
                 &r,
                 IntGauge::new("mtos_client_sessions", "Connected client sessions."),
+            )?,
+            client_sessions_refused: registered(
+                &r,
+                IntCounter::new(
+                    "mtos_client_sessions_refused_total",
+                    "Client sessions refused: the connection held its share (4) or the gateway had none left.",
+                ),
             )?,
             records_held: registered(
                 &r,

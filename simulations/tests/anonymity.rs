@@ -38,6 +38,7 @@ fn single_exponential_mix_matches_the_closed_form() {
             },
             ReplaySizing {
                 expected_per_key: 1_000_000,
+                per_second: None,
                 fp_rate: 1e-9,
             },
         ),

@@ -38,6 +38,7 @@ pub struct Net {
 pub fn sizing() -> ReplaySizing {
     ReplaySizing {
         expected_per_key: 100_000,
+        per_second: None,
         fp_rate: 1e-6,
     }
 }

@@ -244,6 +244,8 @@ impl EngineLoop {
             self.send(t);
         }
         self.loops.export(&self.metrics);
+        // At every loop wake-up, at least every 5 s.
+        self.metrics.sync_replay(self.engine.keys());
     }
 
     pub(super) fn send(&mut self, t: Transmit) {

@@ -10,11 +10,56 @@ pub(super) const MAILBOX_LIMIT: usize = 1_000;
 /// bytes each).
 pub(super) const MAILBOXES_LIMIT: usize = 20_000;
 
+/// Sessions one connection (a libp2p identity) may hold at once: a
+/// client needs one, two while it reconnects.
+pub(super) const SESSIONS_PER_PEER: usize = 4;
+
 pub(super) struct ClientSessions {
     pub(super) mailboxes: Arc<Mutex<Mailboxes>>,
     pub(super) topology: SharedTopology,
     pub(super) metrics: Metrics,
     pub(super) permits: Arc<tokio::sync::Semaphore>,
+    /// Open sessions per peer.
+    pub(super) per_peer: Mutex<HashMap<PeerId, usize>>,
+}
+
+/// One of a peer's session slots, given back when its session ends.
+pub(super) struct SessionSlot {
+    peer: PeerId,
+    sessions: Arc<ClientSessions>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl SessionSlot {
+    /// A slot for `peer` if it holds fewer than [`SESSIONS_PER_PEER`] and
+    /// the gateway has a permit left (`max_connections` sessions in all).
+    fn take(peer: PeerId, sessions: &Arc<ClientSessions>) -> Option<Self> {
+        let mut per_peer = sessions.per_peer.lock().ok()?;
+        let open = per_peer.entry(peer).or_insert(0);
+        if *open >= SESSIONS_PER_PEER {
+            return None;
+        }
+        let permit = sessions.permits.clone().try_acquire_owned().ok()?;
+        *open += 1;
+        Some(Self {
+            peer,
+            sessions: sessions.clone(),
+            _permit: permit,
+        })
+    }
+}
+
+impl Drop for SessionSlot {
+    fn drop(&mut self) {
+        if let Ok(mut per_peer) = self.sessions.per_peer.lock()
+            && let Some(open) = per_peer.get_mut(&self.peer)
+        {
+            *open = open.saturating_sub(1);
+            if *open == 0 {
+                per_peer.remove(&self.peer);
+            }
+        }
+    }
 }
 
 pub(super) async fn client_task(
@@ -22,10 +67,14 @@ pub(super) async fn client_task(
     sessions: ClientSessions,
 ) {
     let sessions = Arc::new(sessions);
-    while let Some((_peer, stream)) = incoming.next().await {
-        // Never the peer in logs: it is a client.
-        if let Ok(permit) = sessions.permits.clone().try_acquire_owned() {
-            tokio::spawn(serve_client(stream, sessions.clone(), permit));
+    while let Some((peer, stream)) = incoming.next().await {
+        // Never the peer in logs: it is a client. A peer over its share,
+        // or a gateway out of permits, gets its stream dropped.
+        match SessionSlot::take(peer, &sessions) {
+            Some(slot) => {
+                tokio::spawn(serve_client(stream, sessions.clone(), slot));
+            }
+            None => sessions.metrics.client_sessions_refused.inc(),
         }
     }
 }
@@ -53,7 +102,7 @@ pub(super) async fn expire_mailboxes(mailboxes: Arc<Mutex<Mailboxes>>, metrics: 
 pub(super) async fn serve_client(
     mut stream: libp2p::Stream,
     sessions: Arc<ClientSessions>,
-    _permit: tokio::sync::OwnedSemaphorePermit,
+    _slot: SessionSlot,
 ) {
     let mut secret = zeroize::Zeroizing::new([0u8; 32]);
     match tokio::time::timeout(net::MIX_READY_TIMEOUT, stream.read_exact(secret.as_mut())).await {

@@ -287,7 +287,13 @@ pub async fn run(
     let schedule = first.schedule;
     let epoch = schedule.epoch_at(unix_now());
     let mut rng = StdRng::from_rng(&mut rand::rng());
-    let ring = initial_ring(&loaded, &config, epoch, &mut rng, &metrics)?;
+    let ring = initial_ring(
+        &loaded,
+        &config,
+        (epoch, schedule.epoch_secs),
+        &mut rng,
+        &metrics,
+    )?;
     let mut engine: MixEngine =
         MixEngine::new(first.mixing.engine_config(config.limits.queue_limit), ring);
     engine.enable_journal();
@@ -320,6 +326,7 @@ pub async fn run(
                 permits: Arc::new(tokio::sync::Semaphore::new(
                     config.limits.max_connections as usize,
                 )),
+                per_peer: Mutex::default(),
             },
         ));
         tokio::spawn(expire_mailboxes(mailboxes.clone(), metrics.clone()));
@@ -455,7 +462,7 @@ async fn fetch_until_ok(
 fn initial_ring(
     loaded: &Loaded,
     config: &NodeConfig,
-    epoch: u32,
+    (epoch, epoch_secs): (u32, u64),
     rng: &mut StdRng,
     metrics: &Metrics,
 ) -> Result<KeyRing, NodeError> {
@@ -464,10 +471,13 @@ fn initial_ring(
         tracing::info!(epoch = e, "erased an expired Sphinx key");
     }
     loaded.replay.erase_before(keep_from)?;
-    let sizing = ReplaySizing {
-        expected_per_key: config.limits.replay_capacity,
-        fp_rate: REPLAY_FP_RATE,
-    };
+    // Each key admits at most its filter's capacity, at most at the rate
+    // that fills it in one epoch (`mixing.md` §2).
+    let sizing = ReplaySizing::for_epochs(
+        config.limits.replay_capacity,
+        REPLAY_FP_RATE,
+        Duration::from_secs(epoch_secs),
+    );
     let current = EpochKey {
         epoch,
         secret: loaded.keystore.load_or_generate(epoch, rng)?,

@@ -217,6 +217,9 @@ impl<M: Mode> Simulation<M> {
                     ReplaySizing {
                         expected_per_key,
                         fp_rate: 1e-6,
+                        // The simulator sizes each filter for all its
+                        // node will see: no rate cap.
+                        per_second: None,
                     },
                 );
                 let loops = crate::loops::machine(&scenario, start, &mut rng);
