@@ -20,6 +20,7 @@ pub mod replica_proto;
 pub mod route;
 pub mod service;
 pub mod service_machine;
+pub mod sessions;
 pub mod time;
 
 pub use engine::{

@@ -176,8 +176,12 @@ pub use mtos_mixnode::admission::CLIENT_RATE_FACTOR;
 pub struct Limits {
     /// Packets held for mixing at once.
     pub queue_limit: usize,
-    /// Open connections.
+    /// Open connections (and a gateway's client sessions in all).
     pub max_connections: u32,
+    /// A gateway's client sessions from one source address (an IPv4
+    /// address, an IPv6 /64) at once; 0: no bound (for clients that
+    /// share an address, e.g. through Tor).
+    pub sessions_per_address: u32,
     /// Frames per second one peer may send (token bucket rate).
     pub peer_rate_pps: u32,
     /// A gateway's per-client token bucket: how many frames a client may
@@ -196,6 +200,7 @@ impl Default for Limits {
         Self {
             queue_limit: 100_000,
             max_connections: 1_024,
+            sessions_per_address: 64,
             peer_rate_pps: 20_000,
             client_burst: 100,
             replay_capacity: 4_000_000,
@@ -402,6 +407,10 @@ announce = []
 # Packets held for mixing at once; beyond it packets are dropped (counted).
 queue_limit = 100000
 max_connections = 1024
+# Gateways: client sessions from one source address (an IPv4 address or an
+# IPv6 /64) at once; 0 for no bound (clients sharing an address, e.g.
+# through one Tor exit, share this).
+sessions_per_address = 64
 # Frames per second one peer may send.
 peer_rate_pps = 20000
 # Gateways: frames a client may send at once above its rate. The rate is

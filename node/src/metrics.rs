@@ -112,9 +112,9 @@ pub struct Metrics {
     pub client_deliveries: IntCounterVec,
     /// Connected client sessions.
     pub client_sessions: IntGauge,
-    /// Client sessions refused (the peer held its share, or the gateway
-    /// had no permit left).
-    pub client_sessions_refused: IntCounter,
+    /// Client sessions refused, by reason (`connection`, `address`: the
+    /// share held already; `permits`: the gateway has none left).
+    pub client_sessions_refused: IntCounterVec,
     /// Records held (storage nodes).
     pub records_held: IntGauge,
     /// Bytes of records held.
@@ -312,9 +312,12 @@ impl Metrics {
             )?,
             client_sessions_refused: registered(
                 &r,
-                IntCounter::new(
-                    "mtos_client_sessions_refused_total",
-                    "Client sessions refused: the connection held its share (4) or the gateway had none left.",
+                IntCounterVec::new(
+                    Opts::new(
+                        "mtos_client_sessions_refused_total",
+                        "Client sessions refused, by reason: connection (it holds 4), address (its source address holds limits.sessions_per_address), permits (limits.max_connections in all).",
+                    ),
+                    &["reason"],
                 ),
             )?,
             records_held: registered(

@@ -38,6 +38,7 @@ fn every_node_setting_is_what_the_node_reads() {
         put_burst: Some(10),
         cache_chunks: Some(11),
         client_addresses: Some(true),
+        sessions_per_address: Some(12),
     };
     for (role, layer) in ROLES {
         let template = NodeConfig::template(role, layer);
@@ -56,6 +57,7 @@ fn every_node_setting_is_what_the_node_reads() {
         assert_eq!(c.storage.put_burst, 10);
         assert_eq!(c.storage.cache_chunks, 11);
         assert!(c.log.client_addresses);
+        assert_eq!(c.limits.sessions_per_address, 12);
         // The file keeps the template's explanations.
         assert!(text.contains("# Frames per second one peer may send."));
     }

@@ -72,6 +72,9 @@ pub struct NodeSettings {
     pub cache_chunks: Option<u64>,
     /// Whether its log names client addresses (`log.client_addresses`).
     pub client_addresses: Option<bool>,
+    /// Gateways: client sessions from one source address
+    /// (`limits.sessions_per_address`; 0: no bound).
+    pub sessions_per_address: Option<u32>,
 }
 
 impl NodeSettings {
@@ -96,6 +99,11 @@ impl NodeSettings {
         push(&mut e, "storage.put_burst", self.put_burst.map(i64::from));
         push(&mut e, "storage.cache_chunks", int(self.cache_chunks));
         push(&mut e, "log.client_addresses", self.client_addresses);
+        push(
+            &mut e,
+            "limits.sessions_per_address",
+            self.sessions_per_address.map(i64::from),
+        );
         e
     }
 }

@@ -19,30 +19,44 @@ pub(super) struct ClientSessions {
     pub(super) topology: SharedTopology,
     pub(super) metrics: Metrics,
     pub(super) permits: Arc<tokio::sync::Semaphore>,
-    /// Open sessions per peer.
-    pub(super) per_peer: Mutex<HashMap<PeerId, usize>>,
+    /// Open sessions per connection and per source address.
+    pub(super) limits: Mutex<SessionLimits<PeerId>>,
+    /// Connected peers' source addresses (from the swarm task).
+    pub(super) remote_ips: RemoteIps,
 }
 
 /// One of a peer's session slots, given back when its session ends.
 pub(super) struct SessionSlot {
     peer: PeerId,
+    address: Option<AddressPrefix>,
     sessions: Arc<ClientSessions>,
     _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl SessionSlot {
-    /// A slot for `peer` if it holds fewer than [`SESSIONS_PER_PEER`] and
-    /// the gateway has a permit left (`max_connections` sessions in all).
-    fn take(peer: PeerId, sessions: &Arc<ClientSessions>) -> Option<Self> {
-        let mut per_peer = sessions.per_peer.lock().ok()?;
-        let open = per_peer.entry(peer).or_insert(0);
-        if *open >= SESSIONS_PER_PEER {
-            return None;
-        }
-        let permit = sessions.permits.clone().try_acquire_owned().ok()?;
-        *open += 1;
-        Some(Self {
+    /// A slot for `peer` within its connection's and its source address's
+    /// shares (`mtos_mixnode::sessions`) while the gateway has a permit
+    /// left (`max_connections` sessions in all), or why not.
+    fn take(peer: PeerId, sessions: &Arc<ClientSessions>) -> Result<Self, &'static str> {
+        let address = sessions
+            .remote_ips
+            .lock()
+            .ok()
+            .and_then(|ips| ips.get(&peer).copied())
+            .map(AddressPrefix::of);
+        let mut limits = sessions.limits.lock().map_err(|_| "permits")?;
+        let permit = sessions
+            .permits
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| "permits")?;
+        limits.open(&peer, address).map_err(|r| match r {
+            SessionRefusal::Connection => "connection",
+            SessionRefusal::Address => "address",
+        })?;
+        Ok(Self {
             peer,
+            address,
             sessions: sessions.clone(),
             _permit: permit,
         })
@@ -51,13 +65,8 @@ impl SessionSlot {
 
 impl Drop for SessionSlot {
     fn drop(&mut self) {
-        if let Ok(mut per_peer) = self.sessions.per_peer.lock()
-            && let Some(open) = per_peer.get_mut(&self.peer)
-        {
-            *open = open.saturating_sub(1);
-            if *open == 0 {
-                per_peer.remove(&self.peer);
-            }
+        if let Ok(mut limits) = self.sessions.limits.lock() {
+            limits.close(&self.peer, self.address);
         }
     }
 }
@@ -71,10 +80,14 @@ pub(super) async fn client_task(
         // Never the peer in logs: it is a client. A peer over its share,
         // or a gateway out of permits, gets its stream dropped.
         match SessionSlot::take(peer, &sessions) {
-            Some(slot) => {
+            Ok(slot) => {
                 tokio::spawn(serve_client(stream, sessions.clone(), slot));
             }
-            None => sessions.metrics.client_sessions_refused.inc(),
+            Err(reason) => sessions
+                .metrics
+                .client_sessions_refused
+                .with_label_values(&[reason])
+                .inc(),
         }
     }
 }

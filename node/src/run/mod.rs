@@ -38,6 +38,7 @@ use mtos_mixnode::engine::{Counters, Event, MixEngine, Transmit};
 use mtos_mixnode::fair::{FairQueue, Pushed};
 use mtos_mixnode::keys::{EpochKey, KeyRing, ReplaySizing};
 use mtos_mixnode::mailbox::{Mailboxes, Stored, encode_delivery};
+use mtos_mixnode::sessions::{AddressPrefix, SessionLimits, SessionRefusal};
 use mtos_mixnode::time::Instant;
 use mtos_net::unix_now;
 use mtos_net::{self as net, DIR_PUT_DESCRIPTOR, MIX_PROTOCOL};
@@ -267,6 +268,7 @@ pub async fn run(
         client_burst: f64::from(config.limits.client_burst),
     })));
     let origin = tokio::time::Instant::now();
+    let remote_ips = RemoteIps::default();
     tokio::spawn(swarm_task(SwarmTask {
         swarm,
         commands: command_rx,
@@ -276,6 +278,7 @@ pub async fn run(
         admission: admission.clone(),
         authority: loaded.authority,
         log_clients: config.log.client_addresses,
+        remote_ips: remote_ips.clone(),
     }));
 
     let mut shutdown = std::pin::pin!(shutdown);
@@ -326,7 +329,11 @@ pub async fn run(
                 permits: Arc::new(tokio::sync::Semaphore::new(
                     config.limits.max_connections as usize,
                 )),
-                per_peer: Mutex::default(),
+                limits: Mutex::new(SessionLimits::new(
+                    SESSIONS_PER_PEER,
+                    config.limits.sessions_per_address as usize,
+                )),
+                remote_ips,
             },
         ));
         tokio::spawn(expire_mailboxes(mailboxes.clone(), metrics.clone()));

@@ -21,6 +21,21 @@ pub(super) struct SwarmTask {
     pub(super) admission: SharedAdmission,
     pub(super) authority: PeerId,
     pub(super) log_clients: bool,
+    /// The source address of each connected peer (a gateway bounds
+    /// client sessions per address).
+    pub(super) remote_ips: RemoteIps,
+}
+
+/// Connected peers' source addresses.
+pub(super) type RemoteIps = Arc<Mutex<HashMap<PeerId, std::net::IpAddr>>>;
+
+/// The IP address a multiaddr starts from, if any.
+fn ip_of(addr: &Multiaddr) -> Option<std::net::IpAddr> {
+    addr.iter().find_map(|p| match p {
+        libp2p::multiaddr::Protocol::Ip4(a) => Some(std::net::IpAddr::V4(a)),
+        libp2p::multiaddr::Protocol::Ip6(a) => Some(std::net::IpAddr::V6(a)),
+        _ => None,
+    })
 }
 
 pub(super) async fn swarm_task(mut t: SwarmTask) {
@@ -52,9 +67,14 @@ pub(super) async fn swarm_task(mut t: SwarmTask) {
                     tracing::info!(%address, "listening");
                     t.listen.send_modify(|l| l.push(address));
                 }
-                SwarmEvent::ConnectionEstablished { peer_id, num_established, .. }
+                SwarmEvent::ConnectionEstablished { peer_id, num_established, endpoint, .. }
                     if num_established.get() == 1 =>
                 {
+                        if let (Some(ip), Ok(mut ips)) =
+                            (ip_of(endpoint.get_remote_address()), t.remote_ips.lock())
+                        {
+                            ips.insert(peer_id, ip);
+                        }
                         let role = if peer_id == t.authority {
                             "authority"
                         } else {
@@ -78,6 +98,9 @@ pub(super) async fn swarm_task(mut t: SwarmTask) {
                     }
                     if let Ok(mut b) = t.admission.lock() {
                         b.forget(&peer_id);
+                    }
+                    if let Ok(mut ips) = t.remote_ips.lock() {
+                        ips.remove(&peer_id);
                     }
                 }
                 SwarmEvent::ListenerError { error, .. } => {

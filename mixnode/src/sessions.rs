@@ -1,0 +1,117 @@
+//! A gateway's client sessions, bounded per connection and per source
+//! address (`specs/client.md` §3). A client mints a libp2p identity for
+//! free, so a bound per connection alone lets one party open sessions
+//! until the gateway's permits are gone; a bound per source address (a
+//! whole IPv4 address, an IPv6 /64, which one subscriber usually holds)
+//! makes that party's sessions share one allowance. Clients that share an
+//! address (behind NAT, or through one Tor exit) share it too, so it is
+//! the operator's setting (`0`: no bound per address). Sans-IO.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::net::IpAddr;
+
+/// The part of a source address one party is assumed to hold: an IPv4
+/// address, or the /64 of an IPv6 one (IPv4-mapped IPv6 counts as IPv4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AddressPrefix {
+    /// A whole IPv4 address.
+    V4([u8; 4]),
+    /// The first 64 bits of an IPv6 address.
+    V6([u8; 8]),
+}
+
+impl AddressPrefix {
+    /// The prefix `ip` belongs to.
+    pub fn of(ip: IpAddr) -> Self {
+        match ip {
+            IpAddr::V4(v4) => Self::V4(v4.octets()),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => Self::V4(v4.octets()),
+                None => {
+                    let mut p = [0u8; 8];
+                    p.copy_from_slice(&v6.octets()[..8]);
+                    Self::V6(p)
+                }
+            },
+        }
+    }
+}
+
+/// Why a session was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionRefusal {
+    /// The connection holds its share already.
+    Connection,
+    /// The source address holds its share already.
+    Address,
+}
+
+/// Open sessions by connection and by source address, within their
+/// bounds.
+#[derive(Debug)]
+pub struct SessionLimits<P> {
+    per_peer: usize,
+    per_address: usize,
+    peers: HashMap<P, usize>,
+    addresses: HashMap<AddressPrefix, usize>,
+}
+
+impl<P: Hash + Eq + Clone> SessionLimits<P> {
+    /// At most `per_peer` sessions per connection (at least 1) and
+    /// `per_address` per source address (`0`: no bound).
+    pub fn new(per_peer: usize, per_address: usize) -> Self {
+        Self {
+            per_peer: per_peer.max(1),
+            per_address,
+            peers: HashMap::new(),
+            addresses: HashMap::new(),
+        }
+    }
+
+    /// Opens a session of `peer` from `address` (if known), or says why
+    /// not. Every `Ok` must be matched by one [`SessionLimits::close`]
+    /// with the same arguments.
+    pub fn open(&mut self, peer: &P, address: Option<AddressPrefix>) -> Result<(), SessionRefusal> {
+        if self.peers.get(peer).copied().unwrap_or(0) >= self.per_peer {
+            return Err(SessionRefusal::Connection);
+        }
+        if let Some(a) = address
+            && self.per_address > 0
+            && self.addresses.get(&a).copied().unwrap_or(0) >= self.per_address
+        {
+            return Err(SessionRefusal::Address);
+        }
+        *self.peers.entry(peer.clone()).or_insert(0) += 1;
+        if let Some(a) = address {
+            *self.addresses.entry(a).or_insert(0) += 1;
+        }
+        Ok(())
+    }
+
+    /// A session opened by [`SessionLimits::open`] ended.
+    pub fn close(&mut self, peer: &P, address: Option<AddressPrefix>) {
+        if let Some(n) = self.peers.get_mut(peer) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.peers.remove(peer);
+            }
+        }
+        if let Some(a) = address
+            && let Some(n) = self.addresses.get_mut(&a)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.addresses.remove(&a);
+            }
+        }
+    }
+
+    /// Sessions open in all.
+    pub fn open_sessions(&self) -> usize {
+        self.peers.values().sum()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,66 @@
+#![allow(clippy::unwrap_used)]
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use super::*;
+
+fn v4(last: u8) -> Option<AddressPrefix> {
+    Some(AddressPrefix::of(IpAddr::V4(Ipv4Addr::new(
+        192, 0, 2, last,
+    ))))
+}
+
+#[test]
+fn one_party_minting_identities_shares_its_addresss_allowance() {
+    // 1,024 permits, 4 a connection, 16 an address: one address opening
+    // sessions under fresh identities gets 16, and every other address
+    // still gets its own.
+    let mut l: SessionLimits<u32> = SessionLimits::new(4, 16);
+    let mut got = 0;
+    for identity in 0..1_000u32 {
+        if l.open(&identity, v4(66)).is_ok() {
+            got += 1;
+        }
+    }
+    assert_eq!(got, 16);
+    assert_eq!(l.open(&5_000, v4(66)), Err(SessionRefusal::Address));
+    for honest in 1..=50u8 {
+        assert_eq!(l.open(&(10_000 + u32::from(honest)), v4(honest)), Ok(()));
+    }
+    // A connection holds at most 4, whatever its address.
+    for _ in 0..4 {
+        assert_eq!(l.open(&70_000, v4(200)), Ok(()));
+    }
+    assert_eq!(l.open(&70_000, v4(201)), Err(SessionRefusal::Connection));
+    // Closing gives the share back.
+    l.close(&0, v4(66));
+    assert_eq!(l.open(&6_000, v4(66)), Ok(()));
+    assert_eq!(l.open_sessions(), 16 + 50 + 4);
+}
+
+#[test]
+fn an_ipv6_slash_64_is_one_address_and_zero_means_no_bound() {
+    let a = Ipv6Addr::new(0x2001, 0xdb8, 1, 2, 0, 0, 0, 1);
+    let b = Ipv6Addr::new(0x2001, 0xdb8, 1, 2, 9, 9, 9, 9);
+    let c = Ipv6Addr::new(0x2001, 0xdb8, 1, 3, 0, 0, 0, 1);
+    assert_eq!(
+        AddressPrefix::of(IpAddr::V6(a)),
+        AddressPrefix::of(IpAddr::V6(b))
+    );
+    assert_ne!(
+        AddressPrefix::of(IpAddr::V6(a)),
+        AddressPrefix::of(IpAddr::V6(c))
+    );
+    let mapped = Ipv4Addr::new(192, 0, 2, 7).to_ipv6_mapped();
+    assert_eq!(AddressPrefix::of(IpAddr::V6(mapped)), v4(7).unwrap());
+    let mut l: SessionLimits<u32> = SessionLimits::new(1, 1);
+    assert!(l.open(&1, Some(AddressPrefix::of(IpAddr::V6(a)))).is_ok());
+    assert_eq!(
+        l.open(&2, Some(AddressPrefix::of(IpAddr::V6(b)))),
+        Err(SessionRefusal::Address)
+    );
+    let mut open: SessionLimits<u32> = SessionLimits::new(1, 0);
+    for p in 0..100 {
+        assert!(open.open(&p, v4(1)).is_ok());
+    }
+}
