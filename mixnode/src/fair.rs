@@ -14,7 +14,7 @@
 //! lines; the queueing crates at hand are FIFO or priority queues.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash, RandomState};
 
 /// What became of a pushed frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,9 +41,12 @@ pub struct FairQueue<P, T> {
     queues: HashMap<P, PeerQueue<T>>,
     /// Peers with frames waiting, in service order (each once).
     order: VecDeque<P>,
-    /// (queue length, peer id) of every peer with frames waiting, to find
-    /// the longest at once.
-    lengths: BTreeSet<(usize, u64)>,
+    /// (queue length, keyed tie-break, peer id) of every peer with frames
+    /// waiting, to find the longest at once; among equally long queues
+    /// the one that loses a frame is drawn by a key this node keeps
+    /// secret, not by which peer came first.
+    lengths: BTreeSet<(usize, u64, u64)>,
+    salt: RandomState,
     peers_by_id: HashMap<u64, P>,
     next_id: u64,
     len: usize,
@@ -57,6 +60,7 @@ impl<P: Hash + Eq + Clone, T> FairQueue<P, T> {
             queues: HashMap::new(),
             order: VecDeque::new(),
             lengths: BTreeSet::new(),
+            salt: RandomState::new(),
             peers_by_id: HashMap::new(),
             next_id: 0,
             len: 0,
@@ -86,7 +90,7 @@ impl<P: Hash + Eq + Clone, T> FairQueue<P, T> {
         let mut outcome = Pushed::Queued;
         if self.len >= self.capacity {
             let own = self.queues.get(&peer).map_or(0, |q| q.items.len());
-            let Some(&(longest, id)) = self.lengths.last() else {
+            let Some(&(longest, _, id)) = self.lengths.last() else {
                 return Pushed::Dropped;
             };
             // Room is made only from a queue longer than this peer's
@@ -110,13 +114,14 @@ impl<P: Hash + Eq + Clone, T> FairQueue<P, T> {
         });
         let (id, before) = (queue.id, queue.items.len());
         queue.items.push_back(item);
+        let tie = self.salt.hash_one(id);
         if before == 0 {
             self.order.push_back(peer.clone());
             self.peers_by_id.insert(id, peer);
         } else {
-            self.lengths.remove(&(before, id));
+            self.lengths.remove(&(before, tie, id));
         }
-        self.lengths.insert((before + 1, id));
+        self.lengths.insert((before + 1, tie, id));
         self.len += 1;
         outcome
     }
@@ -145,7 +150,8 @@ impl<P: Hash + Eq + Clone, T> FairQueue<P, T> {
             queue.items.pop_back()
         }?;
         let id = queue.id;
-        self.lengths.remove(&(before, id));
+        let tie = self.salt.hash_one(id);
+        self.lengths.remove(&(before, tie, id));
         self.len -= 1;
         if before == 1 {
             self.queues.remove(peer);
@@ -154,7 +160,7 @@ impl<P: Hash + Eq + Clone, T> FairQueue<P, T> {
                 self.order.retain(|p| p != peer);
             }
         } else {
-            self.lengths.insert((before - 1, id));
+            self.lengths.insert((before - 1, tie, id));
         }
         Some(item)
     }

@@ -11,13 +11,27 @@ use crate::admission::TokenBucket;
 use crate::replay::ReplayFilter;
 use crate::time::Instant;
 
-/// A key announced as next admits at most this share of its capacity
-/// (1/8) before its epoch begins: clients use a key once its epoch has
-/// begun, so a next key sees almost nothing honest, and a flood under it
-/// must not fill the filter before its epoch.
-pub const NEXT_KEY_SHARE: u64 = 8;
+/// A key admits, while announced as the next epoch's and again while
+/// kept as the previous one, at most this share (1/8) of its capacity,
+/// each counted apart from what it admits while current: clients use a
+/// key once its epoch has begun, so a next key sees almost nothing
+/// honest, and a flood under it cannot eat the budget of its epoch; a
+/// previous key sees only stragglers. Its filter is sized for the
+/// capacity and both shares.
+pub const SIDE_SHARE: u64 = 8;
 /// A key's per-second budget may be spent this many seconds ahead.
 pub const KEY_BURST_SECS: f64 = 10.0;
+
+/// Where a key stands in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyPhase {
+    /// Announced as the next epoch's key.
+    Next,
+    /// The current epoch's key.
+    Current,
+    /// Kept as the previous epoch's key for the grace period.
+    Previous,
+}
 
 /// A Sphinx key and the epoch it belongs to.
 #[derive(Debug, Clone)]
@@ -37,13 +51,14 @@ pub struct KeySlot<K = SphinxSecret> {
     pub secret: K,
     /// Tags seen under this key.
     pub filter: ReplayFilter,
-    /// Tags the filter is sized for: never more enter it.
+    /// Tags the key admits while current (its capacity).
     capacity: u64,
     /// The per-second cap, once a packet has come (from the sizing).
     per_second: Option<f64>,
     bucket: Option<TokenBucket>,
-    /// Announced as the next epoch's key, not yet current.
-    announced: bool,
+    phase: KeyPhase,
+    /// Tags admitted in the current phase.
+    phase_admitted: u64,
 }
 
 impl<K> KeySlot<K> {
@@ -53,24 +68,24 @@ impl<K> KeySlot<K> {
     }
 
     /// Whether one more packet may enter this key's filter at `now`
-    /// (`specs/mixing.md` §2): never beyond the capacity the filter is
-    /// sized for, so its false-positive rate stays at or under the
-    /// target whatever arrives (an honest packet is never dropped as a
-    /// replay because of a flood); while the key is only announced, not
-    /// beyond [`NEXT_KEY_SHARE`] of it; and at most the sizing's rate a
-    /// second ([`KEY_BURST_SECS`] of it at once), so a flood at any rate
-    /// takes at least `capacity / rate` seconds to fill it. `false`: the
-    /// packet is refused, counted as `key_cap`.
+    /// (`specs/mixing.md` §2). While current, at most its capacity; while
+    /// next, and again while previous, at most [`SIDE_SHARE`] of it,
+    /// counted apart; never beyond what the filter is sized for (the
+    /// three together), so its false-positive rate stays at or under the
+    /// target whatever arrives, and an honest packet is never dropped as a
+    /// replay because of a flood. And at most the sizing's rate a second
+    /// ([`KEY_BURST_SECS`] of it at once), which is set so that a flood
+    /// cannot spend the key's capacity before its epoch ends. `false`:
+    /// the packet is refused, counted as `key_cap`.
     pub fn admit(&mut self, now: Instant) -> bool {
-        let cap = if self.announced {
-            self.capacity / NEXT_KEY_SHARE
-        } else {
-            self.capacity
+        let share = match self.phase {
+            KeyPhase::Current => self.capacity,
+            KeyPhase::Next | KeyPhase::Previous => self.capacity / SIDE_SHARE,
         };
-        if self.filter.inserted() >= cap {
+        if self.phase_admitted >= share || self.filter.inserted() >= sized_for(self.capacity) {
             return false;
         }
-        match self.per_second {
+        let within_rate = match self.per_second {
             None => true,
             Some(rate) => self
                 .bucket
@@ -78,18 +93,34 @@ impl<K> KeySlot<K> {
                     TokenBucket::new(now, rate, (rate * KEY_BURST_SECS).max(1.0))
                 })
                 .try_take(now),
+        };
+        if within_rate {
+            self.phase_admitted += 1;
+        }
+        within_rate
+    }
+
+    /// Tags the filter holds as a share of what it is sized for.
+    pub fn fill(&self) -> f64 {
+        self.filter.inserted() as f64 / sized_for(self.capacity).max(1) as f64
+    }
+
+    /// Where the key stands.
+    pub fn phase(&self) -> KeyPhase {
+        self.phase
+    }
+
+    fn enter(&mut self, phase: KeyPhase) {
+        if self.phase != phase {
+            self.phase = phase;
+            self.phase_admitted = 0;
         }
     }
+}
 
-    /// Tags the filter holds as a share of its capacity.
-    pub fn fill(&self) -> f64 {
-        self.filter.inserted() as f64 / self.capacity.max(1) as f64
-    }
-
-    /// Whether the key is announced as the next epoch's, not yet current.
-    pub fn announced(&self) -> bool {
-        self.announced
-    }
+/// Tags a key's filter is sized for: its capacity and the two side shares.
+fn sized_for(capacity: u64) -> u64 {
+    capacity.saturating_add(2 * (capacity / SIDE_SHARE))
 }
 
 /// How large each key's replay filter is, and how fast it may fill.
@@ -105,14 +136,16 @@ pub struct ReplaySizing {
 }
 
 impl ReplaySizing {
-    /// A node's sizing: `capacity` packets per key, admitted at most at
-    /// the rate that fills a key in one epoch of `epoch`, the epoch a key
-    /// carries nearly all its traffic in.
+    /// A node's sizing: `capacity` packets per key while current, the
+    /// epoch it carries nearly all its traffic in, admitted at most at
+    /// the rate that, with its burst, reaches the capacity only as an
+    /// epoch of `epoch` ends.
     pub fn for_epochs(capacity: u64, fp_rate: f64, epoch: Duration) -> Self {
+        let window = epoch.as_secs_f64().max(1.0) + KEY_BURST_SECS;
         Self {
             expected_per_key: capacity,
             fp_rate,
-            per_second: Some(capacity as f64 / epoch.as_secs_f64().max(1.0)),
+            per_second: Some(capacity as f64 / window),
         }
     }
 }
@@ -153,11 +186,12 @@ impl<K> KeyRing<K> {
         KeySlot {
             epoch: key.epoch,
             secret: key.secret,
-            filter: ReplayFilter::new(sizing.expected_per_key, sizing.fp_rate),
+            filter: ReplayFilter::new(sized_for(sizing.expected_per_key.max(1)), sizing.fp_rate),
             capacity: sizing.expected_per_key.max(1),
             per_second: sizing.per_second.filter(|r| r.is_finite() && *r > 0.0),
             bucket: None,
-            announced: false,
+            phase: KeyPhase::Current,
+            phase_admitted: 0,
         }
     }
 
@@ -170,7 +204,7 @@ impl<K> KeyRing<K> {
             return;
         }
         let mut slot = Self::slot(key, self.sizing);
-        slot.announced = true;
+        slot.enter(KeyPhase::Next);
         self.next = Some(slot);
     }
 
@@ -181,8 +215,9 @@ impl<K> KeyRing<K> {
         let Some(mut next) = self.next.take() else {
             return false;
         };
-        next.announced = false;
-        let old = std::mem::replace(&mut self.current, next);
+        next.enter(KeyPhase::Current);
+        let mut old = std::mem::replace(&mut self.current, next);
+        old.enter(KeyPhase::Previous);
         self.previous = Some(old);
         true
     }

@@ -4,6 +4,7 @@
 //! client at a constant rate, real or dummy. Sans-IO.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::hash::{BuildHasher, RandomState};
 
 use mtos_crypto::geometry::SPHINX_PAYLOAD_SIZE;
 use mtos_crypto::sphinx::SURB_ID_LEN;
@@ -81,17 +82,24 @@ struct Registration {
 /// fair between mailboxes: when the total is reached, a payload for a
 /// mailbox holding fewer than the fullest takes the place of the fullest
 /// one's oldest, so one party that fills a mailbox (its own, or one it
-/// sends to) cannot keep every other client's deliveries out. Only
-/// mailboxes a client session opened (and kept for [`MAILBOX_KEEP_SECS`]
-/// after it closed) take payloads; when [`MAX_REGISTERED`] are
-/// registered, the closed registration that would lapse first makes room
-/// for a new session, so cycling sessions cannot lock new clients out.
+/// sends to) cannot keep every other client's deliveries out. Among
+/// equally full mailboxes the one displaced is drawn by a key this
+/// gateway keeps secret, so nobody can choose mailbox ids that always
+/// lose the tie to others'. Only mailboxes a client session opened (and
+/// kept for [`MAILBOX_KEEP_SECS`] after it closed) take payloads; when
+/// [`MAX_REGISTERED`] are registered, the most recently closed
+/// registration makes room for a new session, so a party cycling
+/// sessions evicts its own registrations, not those of clients that went
+/// offline earlier and will come back for what waits for them.
 #[derive(Debug)]
 pub struct Mailboxes {
     boxes: HashMap<[u8; 32], VecDeque<Stored>>,
     registered: HashMap<[u8; 32], Registration>,
-    /// (payloads held, mailbox) of every non-empty mailbox.
-    sizes: BTreeSet<(usize, [u8; 32])>,
+    /// (payloads held, keyed tie-break, mailbox) of every non-empty
+    /// mailbox.
+    sizes: BTreeSet<(usize, u64, [u8; 32])>,
+    /// The key of the tie-break.
+    salt: RandomState,
     /// (lapses at, mailbox) of every registration no session holds open.
     closed: BTreeSet<(u64, [u8; 32])>,
     total: usize,
@@ -113,6 +121,7 @@ impl Mailboxes {
             boxes: HashMap::new(),
             registered: HashMap::new(),
             sizes: BTreeSet::new(),
+            salt: RandomState::new(),
             closed: BTreeSet::new(),
             total: 0,
             per_box: per_box.max(1),
@@ -122,17 +131,17 @@ impl Mailboxes {
     }
 
     /// A session opened `mailbox` at `now`. When the registry is full,
-    /// lapsed registrations go, then the closed one that would lapse
-    /// first (with what it held); `false` (nothing registered) only when
-    /// every registration has a session open.
+    /// lapsed registrations go, then the most recently closed one (with
+    /// what it held); `false` (nothing registered) only when every
+    /// registration has a session open.
     pub fn open(&mut self, mailbox: [u8; 32], now: u64) -> bool {
         if !self.registered.contains_key(&mailbox) && self.registered.len() >= self.max_registered {
             self.expire(now);
             if self.registered.len() >= self.max_registered {
-                let Some(&(_, oldest)) = self.closed.first() else {
+                let Some(&(_, newest)) = self.closed.last() else {
                     return false;
                 };
-                self.forget(&oldest);
+                self.forget(&newest);
             }
         }
         let r = self.registered.entry(mailbox).or_insert(Registration {
@@ -183,7 +192,7 @@ impl Mailboxes {
         }
         match self.boxes.remove(mailbox) {
             Some(b) => {
-                self.sizes.remove(&(b.len(), *mailbox));
+                self.sizes.remove(&self.size_key(b.len(), mailbox));
                 self.total -= b.len();
                 b.len()
             }
@@ -205,7 +214,7 @@ impl Mailboxes {
         let mut filed = Filed::Stored;
         if self.total >= self.max_total {
             // Room only from a mailbox holding more than this one would.
-            let Some(&(most, fullest)) = self.sizes.last() else {
+            let Some(&(most, _, fullest)) = self.sizes.last() else {
                 return Filed::Full;
             };
             if own + 1 >= most {
@@ -214,14 +223,41 @@ impl Mailboxes {
             self.pop(&fullest);
             filed = Filed::Displacing;
         }
+        let tie = self.salt.hash_one(mailbox);
         let b = self.boxes.entry(mailbox).or_default();
         if !b.is_empty() {
-            self.sizes.remove(&(b.len(), mailbox));
+            self.sizes.remove(&(b.len(), tie, mailbox));
         }
         b.push_back(stored);
-        self.sizes.insert((b.len(), mailbox));
+        self.sizes.insert((b.len(), tie, mailbox));
         self.total += 1;
         filed
+    }
+
+    /// Puts back, as the oldest of its mailbox, a payload taken but not
+    /// delivered (the session broke while it was written); never in
+    /// another mailbox's place: [`Filed::Full`] when there is no room.
+    pub fn put_back(&mut self, mailbox: [u8; 32], stored: Stored) -> Filed {
+        if !self.registered.contains_key(&mailbox) {
+            return Filed::NoSession;
+        }
+        let own = self.boxes.get(&mailbox).map_or(0, VecDeque::len);
+        if own >= self.per_box || self.total >= self.max_total {
+            return Filed::Full;
+        }
+        let tie = self.salt.hash_one(mailbox);
+        let b = self.boxes.entry(mailbox).or_default();
+        if !b.is_empty() {
+            self.sizes.remove(&(b.len(), tie, mailbox));
+        }
+        b.push_front(stored);
+        self.sizes.insert((b.len(), tie, mailbox));
+        self.total += 1;
+        Filed::Stored
+    }
+
+    fn size_key(&self, len: usize, mailbox: &[u8; 32]) -> (usize, u64, [u8; 32]) {
+        (len, self.salt.hash_one(mailbox), *mailbox)
     }
 
     /// The oldest payload of a mailbox.
@@ -229,11 +265,13 @@ impl Mailboxes {
         let b = self.boxes.get_mut(mailbox)?;
         let before = b.len();
         let out = b.pop_front();
-        self.sizes.remove(&(before, *mailbox));
-        if b.is_empty() {
+        let after = b.len();
+        if after == 0 {
             self.boxes.remove(mailbox);
-        } else {
-            self.sizes.insert((b.len(), *mailbox));
+        }
+        self.sizes.remove(&self.size_key(before, mailbox));
+        if after > 0 {
+            self.sizes.insert(self.size_key(after, mailbox));
         }
         if out.is_some() {
             self.total -= 1;
@@ -364,12 +402,16 @@ mod tests {
     #[test]
     fn cycling_sessions_cannot_lock_new_clients_out_of_the_registry() {
         let mut m = Mailboxes::with_registry(10, 100, 50);
-        // An honest client's session stays open throughout.
+        // An honest client's session stays open throughout; another's
+        // closed at the start, with a payload waiting for its return.
         assert!(m.open([200; 32], 0));
         assert_eq!(m.push([200; 32], stored(1)), Filed::Stored);
+        assert!(m.open([199; 32], 0));
+        assert_eq!(m.push([199; 32], stored(3)), Filed::Stored);
+        m.close(&[199; 32], 0);
         // A party opens and closes sessions for fresh mailboxes as fast as
-        // it can.
-        for i in 0..10_000u32 {
+        // it can, for most of an hour.
+        for i in 1..3_000u32 {
             let mut id = [0u8; 32];
             id[..4].copy_from_slice(&i.to_be_bytes());
             id[31] = 1;
@@ -378,10 +420,23 @@ mod tests {
             assert!(m.registered() <= 50);
         }
         // A new client still gets in, the open one keeps its mailbox, and
-        // the registrations that went were closed ones.
-        assert!(m.open([201; 32], 10_000));
+        // the registrations that went were the party's own, the latest
+        // closed: the client that went offline before it all comes back
+        // within the keep time and finds what waited for it.
+        assert!(m.open([201; 32], 3_000));
         assert_eq!(m.push([201; 32], stored(2)), Filed::Stored);
         assert_eq!(m.pop(&[200; 32]), Some(stored(1)));
+        assert!(m.open([199; 32], 3_000));
+        assert_eq!(m.pop(&[199; 32]), Some(stored(3)));
+        // A payload put back goes first, and never displaces another.
+        assert_eq!(m.push([201; 32], stored(4)), Filed::Stored);
+        assert_eq!(m.put_back([201; 32], stored(5)), Filed::Stored);
+        assert_eq!(m.pop(&[201; 32]), Some(stored(5)));
+        let mut full = Mailboxes::new(10, 1);
+        assert!(full.open([1; 32], 0) && full.open([2; 32], 0));
+        assert_eq!(full.push([1; 32], stored(1)), Filed::Stored);
+        assert_eq!(full.put_back([2; 32], stored(2)), Filed::Full);
+        assert_eq!(full.held(), 1);
         // With every registration held open, a new one is refused.
         let mut all_open = Mailboxes::with_registry(10, 100, 2);
         assert!(all_open.open([1; 32], 0) && all_open.open([2; 32], 0));

@@ -154,16 +154,13 @@ impl Metrics {
     /// Exports each held key's replay-filter fill and predicted
     /// false-positive rate (`mixing.md` §2).
     pub fn sync_replay<K>(&self, keys: &mtos_mixnode::keys::KeyRing<K>) {
-        let current = keys.current_epoch();
         self.replay_fill.reset();
         self.replay_false_positive.reset();
         for slot in keys.slots() {
-            let role = if slot.announced() {
-                "next"
-            } else if slot.epoch == current {
-                "current"
-            } else {
-                "previous"
+            let role = match slot.phase() {
+                mtos_mixnode::keys::KeyPhase::Next => "next",
+                mtos_mixnode::keys::KeyPhase::Current => "current",
+                mtos_mixnode::keys::KeyPhase::Previous => "previous",
             };
             self.replay_fill.with_label_values(&[role]).set(slot.fill());
             self.replay_false_positive

@@ -114,7 +114,8 @@ pub(super) async fn send_loop(mut s: SendLoop) {
     let mut schedule: CoverSchedule<Real> =
         CoverSchedule::new(core_now(s.started), first, SEND_QUEUE, &mut s.rng);
     loop {
-        let doc = s.document.borrow().clone();
+        // Marked seen, so `changed` below wakes for the next one only.
+        let doc = s.document.borrow_and_update().clone();
         // The rates of the current document, not the first one's: the
         // gateway enforces and delivers at the current ones.
         let now_rates = rates(&doc);
@@ -139,6 +140,14 @@ pub(super) async fn send_loop(mut s: SendLoop) {
                 }
                 None => return,
             },
+            // A new document: its rates are taken at once, not after the
+            // gap drawn at the old ones (up to 1/λ, 1,000 s at the lowest).
+            changed = s.document.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                continue;
+            }
         }
         let now = core_now(s.started);
         // The instant the next send is due (`poll_send` takes the

@@ -319,25 +319,59 @@ impl Mixing {
         }
     }
 
-    /// Checks the ranges every node enforces.
+    /// Checks the ranges every node enforces; the error names the field.
     pub fn validate(&self) -> Result<(), DirectoryError> {
-        if self.max_delay_ms == 0 || self.max_delay_ms > 3_600_000 {
-            return Err(body_error("mixing.max_delay_ms must be in 1..=3600000"));
+        let field = |field: &str, problem: String| DirectoryError::Field {
+            field: format!("mixing.{field}"),
+            problem,
+        };
+        if self.max_delay_ms == 0 || self.max_delay_ms > MAX_MIXING_MS {
+            return Err(field(
+                "max_delay_ms",
+                format!("{}: must be 1 to {MAX_MIXING_MS}", self.max_delay_ms),
+            ));
         }
         if self.mean_delay_ms > self.max_delay_ms {
-            return Err(body_error("mixing.mean_delay_ms exceeds max_delay_ms"));
-        }
-        if self.mode == MixingKind::Pool
-            && (self.pool_interval_ms == 0
-                || !(self.pool_fraction > 0.0 && self.pool_fraction <= 1.0))
-        {
-            return Err(body_error(
-                "pool mixing needs pool_interval_ms > 0 and pool_fraction in (0, 1]",
+            return Err(field(
+                "mean_delay_ms",
+                format!("{} exceeds max_delay_ms", self.mean_delay_ms),
             ));
+        }
+        if self.mode == MixingKind::Pool {
+            // Nodes follow a new document's mode at once: a pool that
+            // never flushes, or flushes once an hour, would hold every
+            // packet.
+            if self.pool_interval_ms == 0 || self.pool_interval_ms > MAX_MIXING_MS {
+                return Err(field(
+                    "pool_interval_ms",
+                    format!(
+                        "{}: pool mixing needs 1 to {MAX_MIXING_MS}",
+                        self.pool_interval_ms
+                    ),
+                ));
+            }
+            if !(self.pool_fraction > 0.0 && self.pool_fraction <= 1.0) {
+                return Err(field(
+                    "pool_fraction",
+                    format!("{}: pool mixing needs (0, 1]", self.pool_fraction),
+                ));
+            }
+            if self.pool_min > MAX_POOL_MIN {
+                return Err(field(
+                    "pool_min",
+                    format!("{}: at most {MAX_POOL_MIN}", self.pool_min),
+                ));
+            }
         }
         Ok(())
     }
 }
+
+/// The longest a mixing delay or pool interval may be, ms (an hour).
+pub const MAX_MIXING_MS: u64 = 3_600_000;
+/// The most packets a pool may keep back: a node holds at least this
+/// many (its default queue limit is 100,000).
+pub const MAX_POOL_MIN: u32 = 10_000;
 
 /// Cover and payload rates (per second) of `specs/mixing.md`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

@@ -160,13 +160,20 @@ impl NetworkDocument {
                 "not signed by enough of the configured authorities",
             ));
         }
-        let doc: NetworkDocument = parse_body(&signed.body)?;
-        if doc.version != VERSION {
+        // The version first: a body of another version is refused as
+        // such, not for a field this build reads otherwise.
+        #[derive(serde::Deserialize)]
+        struct Version {
+            version: u32,
+        }
+        let version: Version = parse_body(&signed.body)?;
+        if version.version != VERSION {
             return Err(body_error(format!(
                 "version {} (expected {VERSION})",
-                doc.version
+                version.version
             )));
         }
+        let doc: NetworkDocument = parse_body(&signed.body)?;
         if doc.network != trust.network {
             return Err(DirectoryError::WrongNetwork {
                 got: doc.network,

@@ -424,3 +424,48 @@ fn unknown_fields_are_ignored_where_the_format_allows_them_and_a_new_version_is_
         "{e}"
     );
 }
+
+#[test]
+fn mixing_settings_a_node_would_follow_into_a_black_hole_are_refused_by_name() {
+    let auth = identity(9);
+    let t = trust(&[&auth], 1);
+    let mut a = Authority::new(params());
+    let good = NetworkDocument::verify(&a.document(1_010, &auth), &t, 1_010).unwrap();
+    let pool = |edit: fn(&mut Mixing)| {
+        let mut doc = good.clone();
+        doc.mixing.mode = MixingKind::Pool;
+        doc.mixing.pool_interval_ms = 100;
+        doc.mixing.pool_fraction = 0.5;
+        edit(&mut doc.mixing);
+        NetworkDocument::verify(&doc.sign(&auth), &t, 1_010)
+    };
+    assert!(pool(|_| {}).is_ok());
+    for (edit, name) in [
+        (
+            (|m| m.pool_min = 1_000_000) as fn(&mut Mixing),
+            "mixing.pool_min",
+        ),
+        (|m| m.pool_interval_ms = 0, "mixing.pool_interval_ms"),
+        (
+            |m| m.pool_interval_ms = 86_400_000,
+            "mixing.pool_interval_ms",
+        ),
+        (|m| m.pool_fraction = 0.0, "mixing.pool_fraction"),
+        (|m| m.max_delay_ms = 0, "mixing.max_delay_ms"),
+        (|m| m.mean_delay_ms = 20_000, "mixing.mean_delay_ms"),
+    ] {
+        let e = pool(edit).unwrap_err();
+        assert!(
+            matches!(&e, DirectoryError::Field { field, .. } if field == name),
+            "{name}: {e}"
+        );
+    }
+    // A body of another version is refused for its version, even when
+    // its fields would not parse as this version's.
+    let mut v2 = serde_json::to_value(&good).unwrap();
+    v2["version"] = serde_json::json!(VERSION + 1);
+    v2["layers"] = serde_json::json!({"count": 3});
+    let bytes = signed::sign_document_body(serde_json::to_vec(&v2).unwrap(), &auth);
+    let e = NetworkDocument::verify(&bytes, &t, 1_010).unwrap_err();
+    assert!(e.to_string().contains("version"), "{e}");
+}

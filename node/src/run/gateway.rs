@@ -158,7 +158,13 @@ pub(super) async fn serve_client(
         if !matches!(tokio::time::timeout(WRITE_TIMEOUT, write).await, Ok(Ok(()))) {
             // The client went away: its payload waits for the next session.
             if let (Some(s), Ok(mut m)) = (stored, sessions.mailboxes.lock()) {
-                m.push(mailbox, s);
+                let filed = m.put_back(mailbox, s);
+                if filed != Filed::Stored {
+                    metrics
+                        .mailbox_messages
+                        .with_label_values(&[filed.name()])
+                        .inc();
+                }
             }
             break;
         }

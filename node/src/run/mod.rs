@@ -37,7 +37,7 @@ use mtos_mixnode::dispatch::{FinalHop, FinalHopRule};
 use mtos_mixnode::engine::{Counters, Event, MixEngine, Transmit};
 use mtos_mixnode::fair::{FairQueue, Pushed};
 use mtos_mixnode::keys::{EpochKey, KeyRing, ReplaySizing};
-use mtos_mixnode::mailbox::{Mailboxes, Stored, encode_delivery};
+use mtos_mixnode::mailbox::{Filed, Mailboxes, Stored, encode_delivery};
 use mtos_mixnode::sessions::{AddressPrefix, SessionLimits, SessionRefusal};
 use mtos_mixnode::time::Instant;
 use mtos_net::unix_now;
@@ -65,6 +65,8 @@ const SEND_QUEUE: usize = 1_024;
 const BATCH: usize = 256;
 /// Replay false-positive target per key.
 const REPLAY_FP_RATE: f64 = 1e-6;
+/// Below this many packets a second per key a node warns at start.
+const LOW_KEY_RATE: f64 = 100.0;
 
 /// The shared view of the current network document.
 type SharedTopology = watch::Receiver<Option<Arc<Topology>>>;
@@ -485,6 +487,15 @@ fn initial_ring(
         REPLAY_FP_RATE,
         Duration::from_secs(epoch_secs),
     );
+    if let Some(rate) = sizing.per_second
+        && rate < LOW_KEY_RATE
+    {
+        tracing::warn!(
+            per_second = rate,
+            epoch_secs,
+            "each Sphinx key admits few packets a second at this epoch length (limits.replay_capacity / epoch): raise limits.replay_capacity, or packets will be refused as key_cap"
+        );
+    }
     let current = EpochKey {
         epoch,
         secret: loaded.keystore.load_or_generate(epoch, rng)?,
