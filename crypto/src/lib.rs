@@ -15,6 +15,7 @@ pub mod slot;
 pub mod sphinx;
 pub mod uri;
 pub mod vectors;
+pub mod work;
 
 pub use age::secrecy::{ExposeSecret, SecretString};
 pub use error::{

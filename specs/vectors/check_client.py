@@ -148,6 +148,39 @@ def deliveries():
     print("deliveries.json: the delivery opens as an envelope")
 
 
+def leading_zero_bits(h):
+    bits = 0
+    for b in h:
+        if b == 0:
+            bits += 8
+            continue
+        return bits + 8 - b.bit_length()
+    return bits
+
+
+def session_work():
+    # client.md section 3: the work a client shows to open a session.
+    with open(os.path.join(HERE, "session_work.json")) as f:
+        v = json.load(f)
+    for c in v["cases"]:
+        def work(nonce):
+            material = (bytes.fromhex(c["gateway"]) + c["epoch"].to_bytes(4, "big")
+                        + bytes.fromhex(c["mailbox"]) + (nonce % 2**64).to_bytes(8, "big"))
+            return derive_key("mtos-session-work-v1", material)
+        nonce, start = int(c["nonce"]), int(c["start"])
+        h = work(nonce)
+        assert h.hex() == c["hash"], c
+        assert leading_zero_bits(h) == c["leading_zero_bits"] >= c["bits"], c
+        assert work(nonce - 1).hex() == c["previous_nonce_hash"], c
+        # The first valid nonce from `start` (wrapping): none before it.
+        n = start
+        while n % 2**64 != nonce:
+            assert leading_zero_bits(work(n)) < c["bits"], (c, n)
+            n += 1
+    print("session_work.json: %d cases re-derived, each the first valid nonce from its start" % len(v["cases"]))
+
+
 assert blake3(b"").hex() == "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262"
 main()
 deliveries()
+session_work()

@@ -608,6 +608,40 @@ impl TestClient {
         Ok(answer)
     }
 
+    /// Opens a client session at `gateway` writing `open` (mailbox
+    /// secret, epoch, nonce: `client.md` §3) and reads one delivery frame,
+    /// or the error when the gateway closes the session (or sends
+    /// nothing within 10 s).
+    pub async fn session_frame(
+        &mut self,
+        gateway: &NodeEntry,
+        open: &[u8],
+    ) -> Result<Vec<u8>, String> {
+        use futures::{AsyncReadExt, AsyncWriteExt};
+        let peer = gateway.peer().map_err(|e| e.to_string())?;
+        let mut opened = Err(String::new());
+        for _ in 0..50 {
+            opened = self
+                .control
+                .open_stream(peer, net::CLIENT_PROTOCOL)
+                .await
+                .map_err(|e| e.to_string());
+            if opened.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let mut stream = opened?;
+        stream.write_all(open).await.map_err(|e| e.to_string())?;
+        stream.flush().await.map_err(|e| e.to_string())?;
+        let mut frame = vec![0u8; mtos_mixnode::mailbox::DELIVERY_FRAME_SIZE];
+        match tokio::time::timeout(Duration::from_secs(10), stream.read_exact(&mut frame)).await {
+            Ok(Ok(())) => Ok(frame),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("no frame within 10 s".into()),
+        }
+    }
+
     /// The document's nodes at a position.
     pub fn at(&self, position: Position) -> Vec<&NodeEntry> {
         self.document

@@ -79,3 +79,59 @@ async fn a_source_address_holds_its_share_of_sessions_and_gets_it_back() {
     .unwrap_or_else(|_| panic!("no session after one closed\n{}", net.report()));
     assert!(!dave.stats().deliveries.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_opens_only_with_work_for_this_gateway_epoch_and_mailbox() {
+    use mtos_crypto::work::{SESSION_WORK_BITS, session_work_ok, solve_session_work};
+    let net = tokio::task::block_in_place(|| Testnet::start(&CHAIN, 600, 5));
+    let mut client = mtos_tests::TestClient::connect(&net).await;
+    let gateway = client.at(Position::Gateway)[0].clone();
+    let epoch = client.document.epoch;
+    let open = |secret: [u8; 32], epoch: u32, nonce: u64| {
+        let mut o = secret.to_vec();
+        o.extend_from_slice(&epoch.to_be_bytes());
+        o.extend_from_slice(&nonce.to_be_bytes());
+        o
+    };
+    let work = |secret: &[u8; 32], key: &[u8; 32], epoch: u32| {
+        let mailbox = mtos_crypto::envelope::mailbox_id(secret);
+        solve_session_work(key, epoch, &mailbox, SESSION_WORK_BITS, 0)
+    };
+    let refused = |net: &Testnet| {
+        net.node(Position::Gateway)
+            .metric("mtos_client_sessions_refused_total", "reason=\"work\"")
+            .unwrap_or(0.0)
+    };
+    // With work for this gateway, its epoch and this mailbox: frames come.
+    let secret = [0x61; 32];
+    let nonce = work(&secret, &gateway.key, epoch);
+    let frame = client
+        .session_frame(&gateway, &open(secret, epoch, nonce))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", net.report()));
+    assert_eq!(frame.len(), mtos_mixnode::mailbox::DELIVERY_FRAME_SIZE);
+    // Without: a nonce that is not work, work for another mailbox, for
+    // another gateway, for an epoch too far: each closed and counted.
+    let other = [0x62; 32];
+    let bad = (0u64..)
+        .find(|n| {
+            let m = mtos_crypto::envelope::mailbox_id(&other);
+            !session_work_ok(&gateway.key, epoch, &m, *n, SESSION_WORK_BITS)
+        })
+        .unwrap();
+    let attempts = [
+        open(other, epoch, bad),
+        open(other, epoch, work(&secret, &gateway.key, epoch)),
+        open(other, epoch, work(&other, &[0x47; 32], epoch)),
+        open(other, epoch + 5, work(&other, &gateway.key, epoch + 5)),
+    ];
+    for (i, o) in attempts.iter().enumerate() {
+        let got = client.session_frame(&gateway, o).await;
+        assert!(got.is_err(), "attempt {i} was served");
+    }
+    tokio::task::block_in_place(|| {
+        wait_for("the refusals counted", Duration::from_secs(10), || {
+            refused(&net) >= attempts.len() as f64
+        });
+    });
+}

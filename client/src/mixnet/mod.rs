@@ -284,7 +284,13 @@ impl Session {
             key,
         };
         // The delivery stream first: register the mailbox.
-        let deliveries = open_deliveries(&mut control, gateway_peer, &mailbox_secret).await?;
+        let deliveries = open_deliveries(
+            &mut control,
+            (gateway_peer, gateway.key),
+            &mailbox_secret,
+            doc.epoch,
+        )
+        .await?;
         let mix = net::open_mix_stream(&mut control, gateway_peer).await?;
 
         let stats = Arc::new(Mutex::new(SessionStats::default()));
@@ -343,6 +349,7 @@ impl Session {
             stream: deliveries,
             control: control.clone(),
             gateway: gateway_peer,
+            gateway_key: address.gateway,
             mailbox_secret,
             messages: in_tx,
             started,

@@ -288,19 +288,43 @@ pub(super) struct Receiver {
     /// To reopen the delivery stream when it breaks.
     pub(super) control: libp2p_stream::Control,
     pub(super) gateway: PeerId,
+    /// The gateway's node key (the session's work is bound to it).
+    pub(super) gateway_key: [u8; 32],
     pub(super) mailbox_secret: Zeroizing<[u8; 32]>,
     pub(super) messages: mpsc::Sender<Received>,
     pub(super) started: tokio::time::Instant,
     pub(super) reader: Reader,
 }
 
-/// Opens the delivery stream and names the mailbox (`client.md` §3).
+/// Opens the delivery stream, names the mailbox and shows the work for
+/// the session (`client.md` §3): `mailbox secret || epoch (4, BE) ||
+/// nonce (8, BE)`, the work bound to the gateway's key (`gateway_key`),
+/// the key epoch `epoch` and the mailbox.
 pub(super) async fn open_deliveries(
     control: &mut libp2p_stream::Control,
-    gateway: PeerId,
+    (gateway, gateway_key): (PeerId, [u8; 32]),
     mailbox_secret: &[u8; 32],
+    epoch: u32,
 ) -> Result<libp2p::Stream, ClientError> {
     let session = |e: std::io::Error| NetError::Link(format!("gateway session: {e}"));
+    let mailbox = envelope::mailbox_id(mailbox_secret);
+    let start: u64 = rand::random();
+    // About 2^16 hashes: off the runtime's workers.
+    let nonce = tokio::task::spawn_blocking(move || {
+        mtos_crypto::work::solve_session_work(
+            &gateway_key,
+            epoch,
+            &mailbox,
+            mtos_crypto::work::SESSION_WORK_BITS,
+            start,
+        )
+    })
+    .await
+    .map_err(|e| NetError::Link(format!("session work: {e}")))?;
+    let mut open = Zeroizing::new([0u8; 44]);
+    open[..32].copy_from_slice(mailbox_secret);
+    open[32..36].copy_from_slice(&epoch.to_be_bytes());
+    open[36..].copy_from_slice(&nonce.to_be_bytes());
     let mut stream = tokio::time::timeout(
         net::MIX_READY_TIMEOUT,
         control.open_stream(gateway, CLIENT_PROTOCOL),
@@ -308,7 +332,7 @@ pub(super) async fn open_deliveries(
     .await
     .map_err(|_| NetError::Timeout("the gateway session".into()))?
     .map_err(|e| NetError::Link(format!("gateway session: {e}")))?;
-    stream.write_all(mailbox_secret).await.map_err(session)?;
+    stream.write_all(open.as_ref()).await.map_err(session)?;
     stream.flush().await.map_err(session)?;
     Ok(stream)
 }
@@ -323,7 +347,9 @@ pub(super) async fn receive_loop(mut r: Receiver) {
             let mut backoff = Duration::from_millis(200);
             loop {
                 tokio::time::sleep(backoff).await;
-                match open_deliveries(&mut r.control, r.gateway, &r.mailbox_secret).await {
+                let epoch = r.reader.document.borrow().epoch;
+                let gateway = (r.gateway, r.gateway_key);
+                match open_deliveries(&mut r.control, gateway, &r.mailbox_secret, epoch).await {
                     Ok(stream) => {
                         r.stream = stream;
                         break;

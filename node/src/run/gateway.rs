@@ -1,4 +1,4 @@
-//! A gateway's client sessions (`/mtos/client/1`): each connected client
+//! A gateway's client sessions (`/mtos/client/2`): each connected client
 //! gets delivery frames from its mailbox at a constant rate, real or
 //! dummy; expired mailboxes are swept.
 
@@ -23,6 +23,8 @@ pub(super) struct ClientSessions {
     pub(super) limits: Mutex<SessionLimits<PeerId>>,
     /// Connected peers' source addresses (from the swarm task).
     pub(super) remote_ips: RemoteIps,
+    /// This gateway's node key (sessions' work is bound to it).
+    pub(super) me: [u8; 32],
 }
 
 /// One of a peer's session slots, given back when its session ends.
@@ -117,14 +119,47 @@ pub(super) async fn serve_client(
     sessions: Arc<ClientSessions>,
     _slot: SessionSlot,
 ) {
-    let mut secret = zeroize::Zeroizing::new([0u8; 32]);
-    match tokio::time::timeout(net::MIX_READY_TIMEOUT, stream.read_exact(secret.as_mut())).await {
+    // `mailbox secret || epoch (4, BE) || nonce (8, BE)` (`client.md` §3).
+    let mut open = zeroize::Zeroizing::new([0u8; 44]);
+    match tokio::time::timeout(net::MIX_READY_TIMEOUT, stream.read_exact(open.as_mut())).await {
         Ok(Ok(())) => {}
         _ => return,
     }
+    let mut secret = zeroize::Zeroizing::new([0u8; 32]);
+    secret.copy_from_slice(&open[..32]);
     let mailbox = mtos_crypto::envelope::mailbox_id(&secret);
     drop(secret);
     let metrics = &sessions.metrics;
+    // The session's work: for this gateway and mailbox, under the key
+    // epoch of the gateway's document or one next to it (a client's
+    // document may lag or lead across a boundary).
+    let mut epoch = [0u8; 4];
+    epoch.copy_from_slice(&open[32..36]);
+    let epoch = u32::from_be_bytes(epoch);
+    let mut nonce = [0u8; 8];
+    nonce.copy_from_slice(&open[36..44]);
+    let nonce = u64::from_be_bytes(nonce);
+    let current = sessions
+        .topology
+        .borrow()
+        .as_ref()
+        .map(|t| t.document.epoch);
+    let near = current.is_some_and(|c| epoch.abs_diff(c) <= 1);
+    if !near
+        || !mtos_crypto::work::session_work_ok(
+            &sessions.me,
+            epoch,
+            &mailbox,
+            nonce,
+            mtos_crypto::work::SESSION_WORK_BITS,
+        )
+    {
+        metrics
+            .client_sessions_refused
+            .with_label_values(&["work"])
+            .inc();
+        return;
+    }
     // Only opened mailboxes take payloads (`client.md` §3).
     if !sessions
         .mailboxes

@@ -336,6 +336,7 @@ pub async fn run(
                     config.limits.sessions_per_address as usize,
                 )),
                 remote_ips,
+                me: *loaded.identity.verify_key().as_bytes(),
             },
         ));
         tokio::spawn(expire_mailboxes(mailboxes.clone(), metrics.clone()));
