@@ -37,11 +37,14 @@ pub enum DriverDrop {
     LinkFailed,
     /// Test-only fault injection (`[faults] drop_all`) dropped it.
     FaultInjected,
+    /// A client without a session whose work was shown sent it to its
+    /// gateway.
+    NoSession,
 }
 
 impl DriverDrop {
     /// Every driver reason.
-    pub const ALL: [DriverDrop; 8] = [
+    pub const ALL: [DriverDrop; 9] = [
         DriverDrop::WrongLayer,
         DriverDrop::RateLimited,
         DriverDrop::ClientThrottled,
@@ -50,6 +53,7 @@ impl DriverDrop {
         DriverDrop::UnknownNextHop,
         DriverDrop::LinkFailed,
         DriverDrop::FaultInjected,
+        DriverDrop::NoSession,
     ];
 
     /// Its label.
@@ -63,6 +67,7 @@ impl DriverDrop {
             DriverDrop::UnknownNextHop => "unknown_next_hop",
             DriverDrop::LinkFailed => "link_failed",
             DriverDrop::FaultInjected => "fault_injected",
+            DriverDrop::NoSession => "no_session",
         }
     }
 }

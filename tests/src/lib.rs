@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -506,6 +507,17 @@ pub struct TestClient {
     /// The client's libp2p identity.
     pub peer: PeerId,
     _task: tokio::task::JoinHandle<()>,
+    /// Gateways it holds a session at (whose delivery frames a task
+    /// reads and drops): a gateway admits a client's mix frames only then.
+    sessions: HashMap<PeerId, tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for TestClient {
+    fn drop(&mut self) {
+        for t in self.sessions.values() {
+            t.abort();
+        }
+    }
 }
 
 impl std::fmt::Debug for TestClient {
@@ -567,6 +579,7 @@ impl TestClient {
             document,
             peer,
             _task: task,
+            sessions: HashMap::new(),
         }
     }
 
@@ -608,15 +621,39 @@ impl TestClient {
         Ok(answer)
     }
 
-    /// Opens a client session at `gateway` writing `open` (mailbox
-    /// secret, epoch, nonce: `client.md` §3) and reads one delivery frame,
-    /// or the error when the gateway closes the session (or sends
-    /// nothing within 10 s).
-    pub async fn session_frame(
+    /// Opens a session at `gateway` with its work, as a client does, and
+    /// keeps it (its frames read and dropped) while the client lives.
+    pub async fn open_session(&mut self, gateway: &NodeEntry) {
+        let secret: [u8; 32] = rand::random();
+        let epoch = self.document.epoch;
+        let mailbox = mtos_crypto::envelope::mailbox_id(&secret);
+        let nonce = mtos_crypto::work::solve_session_work(
+            &gateway.key,
+            epoch,
+            &mailbox,
+            mtos_crypto::work::SESSION_WORK_BITS,
+            rand::random(),
+        );
+        let mut open = secret.to_vec();
+        open.extend_from_slice(&epoch.to_be_bytes());
+        open.extend_from_slice(&nonce.to_be_bytes());
+        let (mut stream, _) = self.session_stream(gateway, &open).await.unwrap();
+        let drain = tokio::spawn(async move {
+            use futures::AsyncReadExt;
+            let mut frame = vec![0u8; mtos_mixnode::mailbox::DELIVERY_FRAME_SIZE];
+            while stream.read_exact(&mut frame).await.is_ok() {}
+        });
+        self.sessions.insert(gateway.peer().unwrap(), drain);
+    }
+
+    /// Opens a client session at `gateway` writing `open` and reads its
+    /// first delivery frame (the gateway sends frames once the session's
+    /// work is checked); the stream and that frame, or the error.
+    async fn session_stream(
         &mut self,
         gateway: &NodeEntry,
         open: &[u8],
-    ) -> Result<Vec<u8>, String> {
+    ) -> Result<(libp2p::Stream, Vec<u8>), String> {
         use futures::{AsyncReadExt, AsyncWriteExt};
         let peer = gateway.peer().map_err(|e| e.to_string())?;
         let mut opened = Err(String::new());
@@ -636,10 +673,24 @@ impl TestClient {
         stream.flush().await.map_err(|e| e.to_string())?;
         let mut frame = vec![0u8; mtos_mixnode::mailbox::DELIVERY_FRAME_SIZE];
         match tokio::time::timeout(Duration::from_secs(10), stream.read_exact(&mut frame)).await {
-            Ok(Ok(())) => Ok(frame),
+            Ok(Ok(())) => Ok((stream, frame)),
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err("no frame within 10 s".into()),
         }
+    }
+
+    /// Opens a client session at `gateway` writing `open` (mailbox
+    /// secret, epoch, nonce: `client.md` §3) and reads one delivery frame,
+    /// or the error when the gateway closes the session (or sends
+    /// nothing within 10 s).
+    pub async fn session_frame(
+        &mut self,
+        gateway: &NodeEntry,
+        open: &[u8],
+    ) -> Result<Vec<u8>, String> {
+        self.session_stream(gateway, open)
+            .await
+            .map(|(_, frame)| frame)
     }
 
     /// The document's nodes at a position.
@@ -676,6 +727,18 @@ impl TestClient {
     /// Opens a mix stream to `node` and writes `frames` (raw bytes: any
     /// size), then closes the stream.
     pub async fn send(&mut self, node: &NodeEntry, frames: &[Vec<u8>]) {
+        let peer = node.peer().unwrap();
+        // A session that ended (the gateway restarted) is opened again.
+        let open = self.sessions.get(&peer).is_some_and(|t| !t.is_finished());
+        if node.position() == Position::Gateway && !open {
+            self.open_session(node).await;
+        }
+        self.send_without_session(node, frames).await;
+    }
+
+    /// [`TestClient::send`] without opening a session at a gateway first
+    /// (whose frames a gateway then refuses).
+    pub async fn send_without_session(&mut self, node: &NodeEntry, frames: &[Vec<u8>]) {
         let peer = node.peer().unwrap();
         let mut last = None;
         for _ in 0..50 {

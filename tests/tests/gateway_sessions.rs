@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use mtos_client::mixnet::{NetworkConfig, Received, Session};
 use mtos_mixnode::admission::Position;
+use mtos_mixnode::directory::NodeEntry;
 use mtos_tests::{AuthoritySettings, CHAIN, NodeSettings, Testnet, wait_for};
 
 fn config(net: &Testnet) -> NetworkConfig {
@@ -134,4 +135,54 @@ async fn a_session_opens_only_with_work_for_this_gateway_epoch_and_mailbox() {
             refused(&net) >= attempts.len() as f64
         });
     });
+
+    // Mix frames from a client without a verified session are dropped
+    // before any crypto; with one, they are taken.
+    let route: Vec<NodeEntry> = [
+        Position::Gateway,
+        Position::Layer(1),
+        Position::Layer(2),
+        Position::Layer(3),
+        Position::Service,
+    ]
+    .iter()
+    .map(|p| client.at(*p)[0].clone())
+    .collect();
+    let hops: Vec<&NodeEntry> = route.iter().collect();
+    let frames: Vec<Vec<u8>> = (0..5)
+        .map(|_| client.frame(&hops, Duration::from_millis(5), b"x"))
+        .collect();
+    let mut stranger = mtos_tests::TestClient::connect(&net).await;
+    stranger.send_without_session(&gateway, &frames).await;
+    let dropped = |net: &Testnet| {
+        net.node(Position::Gateway)
+            .metric("mtos_frames_dropped_total", "reason=\"no_session\"")
+            .unwrap_or(0.0)
+    };
+    let forwarded = |net: &Testnet| {
+        net.node(Position::Gateway)
+            .metric("mtos_frames_forwarded_total", "")
+            .unwrap_or(0.0)
+    };
+    tokio::task::block_in_place(|| {
+        wait_for(
+            "frames without a session dropped",
+            Duration::from_secs(10),
+            || dropped(&net) >= 5.0,
+        );
+    });
+    let before = forwarded(&net);
+    stranger.send(&gateway, &frames[..0]).await;
+    let fresh: Vec<Vec<u8>> = (0..5)
+        .map(|_| client.frame(&hops, Duration::from_millis(5), b"y"))
+        .collect();
+    stranger.send(&gateway, &fresh).await;
+    tokio::task::block_in_place(|| {
+        wait_for(
+            "frames with a session forwarded",
+            Duration::from_secs(10),
+            || forwarded(&net) >= before + 5.0,
+        );
+    });
+    assert_eq!(dropped(&net), 5.0);
 }

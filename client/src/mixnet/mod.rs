@@ -191,10 +191,27 @@ impl Drop for Session {
 impl Session {
     /// Connects to a random gateway of the network with a fresh libp2p
     /// identity and a fresh mailbox, and starts the cover schedule.
+    /// A link that breaks or a gateway that closes the session while it
+    /// opens is asked again, twice, after 0.5 and 1 s, each time under a
+    /// fresh identity (a real client would not give up on one broken
+    /// link).
     pub async fn connect(config: &NetworkConfig) -> Result<Self, ClientError> {
-        let keypair = libp2p::identity::Keypair::generate_ed25519();
-        let swarm = net::build_swarm(keypair, 64).map_err(|e| NetError::Link(e.to_string()))?;
-        Self::connect_over(config, swarm, |_| true).await
+        let mut backoff = Duration::from_millis(500);
+        let mut attempt = 0;
+        loop {
+            let keypair = libp2p::identity::Keypair::generate_ed25519();
+            let swarm = net::build_swarm(keypair, 64).map_err(|e| NetError::Link(e.to_string()))?;
+            match Self::connect_over(config, swarm, |_| true).await {
+                Err(ClientError::Network(NetError::Link(_) | NetError::Timeout(_)))
+                    if attempt < 2 =>
+                {
+                    attempt += 1;
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 2;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// [`Session::connect`] with every connection (to the authority and
@@ -284,13 +301,16 @@ impl Session {
             key,
         };
         // The delivery stream first: register the mailbox.
-        let deliveries = open_deliveries(
+        let mut deliveries = open_deliveries(
             &mut control,
             (gateway_peer, gateway.key),
             &mailbox_secret,
             doc.epoch,
         )
         .await?;
+        // The gateway admits this session's mix frames once it has
+        // checked its work, which its first frame shows.
+        let first = first_delivery(&mut deliveries).await?;
         let mix = net::open_mix_stream(&mut control, gateway_peer).await?;
 
         let stats = Arc::new(Mutex::new(SessionStats::default()));
@@ -345,21 +365,24 @@ impl Session {
             stats: stats.clone(),
             balance,
         };
-        let receiver = tokio::spawn(receive_loop(Receiver {
-            stream: deliveries,
-            control: control.clone(),
-            gateway: gateway_peer,
-            gateway_key: address.gateway,
-            mailbox_secret,
-            messages: in_tx,
-            started,
-            reader: Reader {
-                key: key_secret,
-                replenish: replenish.clone(),
-                document: doc_rx.clone(),
-                seen: SeenIds::default(),
+        let receiver = tokio::spawn(receive_loop(
+            Receiver {
+                stream: deliveries,
+                control: control.clone(),
+                gateway: gateway_peer,
+                gateway_key: address.gateway,
+                mailbox_secret,
+                messages: in_tx,
+                started,
+                reader: Reader {
+                    key: key_secret,
+                    replenish: replenish.clone(),
+                    document: doc_rx.clone(),
+                    seen: SeenIds::default(),
+                },
             },
-        }));
+            first,
+        ));
         let refresher = tokio::spawn(refresh_loop(
             control, authority, trust, doc_tx, addr_tx, replenish,
         ));

@@ -337,10 +337,28 @@ pub(super) async fn open_deliveries(
     Ok(stream)
 }
 
-pub(super) async fn receive_loop(mut r: Receiver) {
+/// Reads the session's first delivery frame: the gateway writes frames
+/// only once it has checked the session's work (`client.md` §3), and
+/// admits the client's mix frames only from then on, so the send loop
+/// starts after it.
+pub(super) async fn first_delivery(stream: &mut libp2p::Stream) -> Result<Vec<u8>, ClientError> {
     let mut frame = vec![0u8; DELIVERY_FRAME_SIZE];
+    match tokio::time::timeout(net::MIX_READY_TIMEOUT, stream.read_exact(&mut frame)).await {
+        Ok(Ok(())) => Ok(frame),
+        Ok(Err(e)) => Err(NetError::Link(format!(
+            "the gateway closed the session (refused: its work, or a bound on sessions): {e}"
+        ))
+        .into()),
+        Err(_) => Err(NetError::Timeout("the gateway session's first frame".into()).into()),
+    }
+}
+
+/// Reads deliveries until the session ends, `first` (already read) first.
+pub(super) async fn receive_loop(mut r: Receiver, first: Vec<u8>) {
+    let mut frame = first;
+    let mut have = true;
     loop {
-        if r.stream.read_exact(&mut frame).await.is_err() {
+        if !std::mem::take(&mut have) && r.stream.read_exact(&mut frame).await.is_err() {
             // The gateway went away: reopen with backoff. The mailbox
             // outlives the session (`client.md` §3), so what arrived
             // meanwhile is delivered then.

@@ -25,6 +25,52 @@ pub(super) struct ClientSessions {
     pub(super) remote_ips: RemoteIps,
     /// This gateway's node key (sessions' work is bound to it).
     pub(super) me: [u8; 32],
+    /// Peers holding a session whose work was shown.
+    pub(super) verified: VerifiedSessions,
+}
+
+/// Peers holding sessions whose work was shown, and how many: a gateway
+/// admits mix frames from a client only while it holds one, so the
+/// per-client rate limit (kept per peer) belongs to a session that cost
+/// work, not to an identity minted for free.
+#[derive(Clone, Default)]
+pub(super) struct VerifiedSessions(Arc<Mutex<HashMap<PeerId, usize>>>);
+
+impl VerifiedSessions {
+    /// Whether `peer` holds a verified session.
+    pub(super) fn holds(&self, peer: &PeerId) -> bool {
+        self.0.lock().is_ok_and(|v| v.contains_key(peer))
+    }
+
+    /// Counts a verified session of `peer` until the guard drops.
+    fn enter(&self, peer: PeerId) -> VerifiedGuard {
+        if let Ok(mut v) = self.0.lock() {
+            *v.entry(peer).or_insert(0) += 1;
+        }
+        VerifiedGuard {
+            peer,
+            sessions: self.clone(),
+        }
+    }
+}
+
+/// A verified session, counted while it lasts.
+pub(super) struct VerifiedGuard {
+    peer: PeerId,
+    sessions: VerifiedSessions,
+}
+
+impl Drop for VerifiedGuard {
+    fn drop(&mut self) {
+        if let Ok(mut v) = self.sessions.0.lock()
+            && let Some(n) = v.get_mut(&self.peer)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                v.remove(&self.peer);
+            }
+        }
+    }
 }
 
 /// One of a peer's session slots, given back when its session ends.
@@ -117,7 +163,7 @@ pub(super) async fn expire_mailboxes(mailboxes: Arc<Mutex<Mailboxes>>, metrics: 
 pub(super) async fn serve_client(
     mut stream: libp2p::Stream,
     sessions: Arc<ClientSessions>,
-    _slot: SessionSlot,
+    slot: SessionSlot,
 ) {
     // `mailbox secret || epoch (4, BE) || nonce (8, BE)` (`client.md` §3).
     let mut open = zeroize::Zeroizing::new([0u8; 44]);
@@ -160,6 +206,7 @@ pub(super) async fn serve_client(
             .inc();
         return;
     }
+    let _verified = sessions.verified.enter(slot.peer);
     // Only opened mailboxes take payloads (`client.md` §3).
     if !sessions
         .mailboxes

@@ -65,6 +65,9 @@ pub(super) struct Inbound {
     pub(super) drop_all: bool,
     /// Open inbound mix streams per peer.
     pub(super) streams: Mutex<HashMap<PeerId, usize>>,
+    /// A gateway's clients with a session whose work was shown: only
+    /// their mix frames are admitted (`None`: not a gateway).
+    pub(super) verified: Option<VerifiedSessions>,
 }
 
 /// Holds one of a peer's inbound stream slots while its reader runs.
@@ -159,6 +162,16 @@ pub(super) async fn read_frames(mut stream: libp2p::Stream, slot: StreamSlot) {
         };
         if inbound.drop_all {
             refuse(DriverDrop::FaultInjected);
+            continue;
+        }
+        // A client's frames only while it holds a session that showed its
+        // work (checked before any crypto); one coming before the session
+        // is verified, or after it ended, is dropped and counted.
+        if sender == Position::Client
+            && let Some(verified) = &inbound.verified
+            && !verified.holds(&peer)
+        {
+            refuse(DriverDrop::NoSession);
             continue;
         }
         let now = Instant::ZERO + inbound.origin.elapsed();

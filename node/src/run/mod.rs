@@ -308,6 +308,9 @@ pub async fn run(
     metrics.directory_nodes.set(first.nodes.len() as i64);
     topology_tx.send_replace(Some(Arc::new(Topology::new(first.clone()))));
     let frames = Arc::new(InboundFrames::new(INBOUND_QUEUE));
+    // A gateway admits mix frames from a client only while it holds a
+    // session whose work was shown (`client.md` §3).
+    let verified = clients.is_some().then(VerifiedSessions::default);
     tokio::spawn(accept_task(
         incoming,
         Inbound {
@@ -318,6 +321,7 @@ pub async fn run(
             origin,
             drop_all: config.faults().drop_all,
             streams: Mutex::default(),
+            verified: verified.clone(),
         },
     ));
     let mailboxes = clients.map(|incoming| {
@@ -337,6 +341,7 @@ pub async fn run(
                 )),
                 remote_ips,
                 me: *loaded.identity.verify_key().as_bytes(),
+                verified: verified.clone().unwrap_or_default(),
             },
         ));
         tokio::spawn(expire_mailboxes(mailboxes.clone(), metrics.clone()));
