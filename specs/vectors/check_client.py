@@ -164,8 +164,10 @@ def session_work():
         v = json.load(f)
     for c in v["cases"]:
         def work(nonce):
+            client = bytes.fromhex(c["client"])
             material = (bytes.fromhex(c["gateway"]) + c["epoch"].to_bytes(4, "big")
-                        + bytes.fromhex(c["mailbox"]) + (nonce % 2**64).to_bytes(8, "big"))
+                        + bytes.fromhex(c["mailbox"]) + bytes([len(client)]) + client
+                        + (nonce % 2**64).to_bytes(8, "big"))
             return derive_key("mtos-session-work-v1", material)
         nonce, start = int(c["nonce"]), int(c["start"])
         h = work(nonce)

@@ -621,16 +621,28 @@ impl TestClient {
         Ok(answer)
     }
 
+    /// Ends the session held at `gateway` (its stream closed).
+    pub fn close_session(&mut self, gateway: &NodeEntry) {
+        if let Some(t) = gateway.peer().ok().and_then(|p| self.sessions.remove(&p)) {
+            t.abort();
+        }
+    }
+
     /// Opens a session at `gateway` with its work, as a client does, and
     /// keeps it (its frames read and dropped) while the client lives.
     pub async fn open_session(&mut self, gateway: &NodeEntry) {
         let secret: [u8; 32] = rand::random();
         let epoch = self.document.epoch;
         let mailbox = mtos_crypto::envelope::mailbox_id(&secret);
-        let nonce = mtos_crypto::work::solve_session_work(
-            &gateway.key,
+        let client = self.peer.to_bytes();
+        let work = mtos_crypto::work::WorkFor {
+            gateway: &gateway.key,
             epoch,
-            &mailbox,
+            mailbox: &mailbox,
+            client: &client,
+        };
+        let nonce = mtos_crypto::work::solve_session_work(
+            work,
             mtos_crypto::work::SESSION_WORK_BITS,
             rand::random(),
         );

@@ -82,49 +82,74 @@ async fn a_source_address_holds_its_share_of_sessions_and_gets_it_back() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_session_opens_only_with_work_for_this_gateway_epoch_and_mailbox() {
-    use mtos_crypto::work::{SESSION_WORK_BITS, session_work_ok, solve_session_work};
+async fn a_session_opens_only_with_work_for_this_gateway_epoch_mailbox_and_identity() {
+    use mtos_crypto::work::{SESSION_WORK_BITS, WorkFor, session_work_ok, solve_session_work};
     let net = tokio::task::block_in_place(|| Testnet::start(&CHAIN, 600, 5));
     let mut client = mtos_tests::TestClient::connect(&net).await;
     let gateway = client.at(Position::Gateway)[0].clone();
     let epoch = client.document.epoch;
+    let me = client.peer.to_bytes();
     let open = |secret: [u8; 32], epoch: u32, nonce: u64| {
         let mut o = secret.to_vec();
         o.extend_from_slice(&epoch.to_be_bytes());
         o.extend_from_slice(&nonce.to_be_bytes());
         o
     };
-    let work = |secret: &[u8; 32], key: &[u8; 32], epoch: u32| {
+    let work = |secret: &[u8; 32], key: &[u8; 32], epoch: u32, client: &[u8]| {
         let mailbox = mtos_crypto::envelope::mailbox_id(secret);
-        solve_session_work(key, epoch, &mailbox, SESSION_WORK_BITS, 0)
+        let w = WorkFor {
+            gateway: key,
+            epoch,
+            mailbox: &mailbox,
+            client,
+        };
+        solve_session_work(w, SESSION_WORK_BITS, 0)
     };
     let refused = |net: &Testnet| {
         net.node(Position::Gateway)
             .metric("mtos_client_sessions_refused_total", "reason=\"work\"")
             .unwrap_or(0.0)
     };
-    // With work for this gateway, its epoch and this mailbox: frames come.
-    let secret = [0x61; 32];
-    let nonce = work(&secret, &gateway.key, epoch);
-    let frame = client
-        .session_frame(&gateway, &open(secret, epoch, nonce))
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", net.report()));
-    assert_eq!(frame.len(), mtos_mixnode::mailbox::DELIVERY_FRAME_SIZE);
+    // With work for this gateway, this client, its epoch or one next to
+    // it (a document lagging or leading a boundary), and this mailbox:
+    // frames come.
+    for (i, e) in [epoch, epoch + 1, epoch.saturating_sub(1)]
+        .into_iter()
+        .enumerate()
+    {
+        let secret = [0x61 + i as u8; 32];
+        let nonce = work(&secret, &gateway.key, e, &me);
+        let frame = client
+            .session_frame(&gateway, &open(secret, e, nonce))
+            .await
+            .unwrap_or_else(|err| panic!("epoch {e}: {err}\n{}", net.report()));
+        assert_eq!(frame.len(), mtos_mixnode::mailbox::DELIVERY_FRAME_SIZE);
+    }
     // Without: a nonce that is not work, work for another mailbox, for
-    // another gateway, for an epoch too far: each closed and counted.
-    let other = [0x62; 32];
+    // another gateway, for an epoch too far, or another identity's work
+    // (replayed by this one): each closed and counted.
+    let (secret, other) = ([0x61; 32], [0x62; 32]);
+    let mailbox = mtos_crypto::envelope::mailbox_id(&other);
+    let for_other = WorkFor {
+        gateway: &gateway.key,
+        epoch,
+        mailbox: &mailbox,
+        client: &me,
+    };
     let bad = (0u64..)
-        .find(|n| {
-            let m = mtos_crypto::envelope::mailbox_id(&other);
-            !session_work_ok(&gateway.key, epoch, &m, *n, SESSION_WORK_BITS)
-        })
+        .find(|n| !session_work_ok(for_other, *n, SESSION_WORK_BITS))
         .unwrap();
+    let someone_else = mtos_tests::TestClient::connect(&net).await.peer.to_bytes();
     let attempts = [
         open(other, epoch, bad),
-        open(other, epoch, work(&secret, &gateway.key, epoch)),
-        open(other, epoch, work(&other, &[0x47; 32], epoch)),
-        open(other, epoch + 5, work(&other, &gateway.key, epoch + 5)),
+        open(other, epoch, work(&secret, &gateway.key, epoch, &me)),
+        open(other, epoch, work(&other, &[0x47; 32], epoch, &me)),
+        open(other, epoch + 5, work(&other, &gateway.key, epoch + 5, &me)),
+        open(
+            other,
+            epoch,
+            work(&other, &gateway.key, epoch, &someone_else),
+        ),
     ];
     for (i, o) in attempts.iter().enumerate() {
         let got = client.session_frame(&gateway, o).await;
@@ -137,7 +162,8 @@ async fn a_session_opens_only_with_work_for_this_gateway_epoch_and_mailbox() {
     });
 
     // Mix frames from a client without a verified session are dropped
-    // before any crypto; with one, they are taken.
+    // before any crypto; with one, they are taken; once it ends, they are
+    // dropped again.
     let route: Vec<NodeEntry> = [
         Position::Gateway,
         Position::Layer(1),
@@ -149,11 +175,15 @@ async fn a_session_opens_only_with_work_for_this_gateway_epoch_and_mailbox() {
     .map(|p| client.at(*p)[0].clone())
     .collect();
     let hops: Vec<&NodeEntry> = route.iter().collect();
-    let frames: Vec<Vec<u8>> = (0..5)
-        .map(|_| client.frame(&hops, Duration::from_millis(5), b"x"))
-        .collect();
+    let batch = |client: &mtos_tests::TestClient| -> Vec<Vec<u8>> {
+        (0..5)
+            .map(|_| client.frame(&hops, Duration::from_millis(5), b"x"))
+            .collect()
+    };
     let mut stranger = mtos_tests::TestClient::connect(&net).await;
-    stranger.send_without_session(&gateway, &frames).await;
+    stranger
+        .send_without_session(&gateway, &batch(&client))
+        .await;
     let dropped = |net: &Testnet| {
         net.node(Position::Gateway)
             .metric("mtos_frames_dropped_total", "reason=\"no_session\"")
@@ -172,11 +202,7 @@ async fn a_session_opens_only_with_work_for_this_gateway_epoch_and_mailbox() {
         );
     });
     let before = forwarded(&net);
-    stranger.send(&gateway, &frames[..0]).await;
-    let fresh: Vec<Vec<u8>> = (0..5)
-        .map(|_| client.frame(&hops, Duration::from_millis(5), b"y"))
-        .collect();
-    stranger.send(&gateway, &fresh).await;
+    stranger.send(&gateway, &batch(&client)).await;
     tokio::task::block_in_place(|| {
         wait_for(
             "frames with a session forwarded",
@@ -185,4 +211,19 @@ async fn a_session_opens_only_with_work_for_this_gateway_epoch_and_mailbox() {
         );
     });
     assert_eq!(dropped(&net), 5.0);
+    // The session ends (its stream closed); the gateway notices at its
+    // next frame, and the same identity's frames are dropped again.
+    stranger.close_session(&gateway);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while dropped(&net) <= 5.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "frames still taken after the session ended\n{}",
+            net.report()
+        );
+        stranger
+            .send_without_session(&gateway, &batch(&client))
+            .await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }

@@ -304,7 +304,7 @@ impl Session {
         let mut deliveries = open_deliveries(
             &mut control,
             (gateway_peer, gateway.key),
-            &mailbox_secret,
+            (&mailbox_secret, peer),
             doc.epoch,
         )
         .await?;
@@ -371,6 +371,7 @@ impl Session {
                 control: control.clone(),
                 gateway: gateway_peer,
                 gateway_key: address.gateway,
+                me: peer,
                 mailbox_secret,
                 messages: in_tx,
                 started,

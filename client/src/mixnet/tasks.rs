@@ -290,6 +290,8 @@ pub(super) struct Receiver {
     pub(super) gateway: PeerId,
     /// The gateway's node key (the session's work is bound to it).
     pub(super) gateway_key: [u8; 32],
+    /// This session's libp2p identity (so is it).
+    pub(super) me: PeerId,
     pub(super) mailbox_secret: Zeroizing<[u8; 32]>,
     pub(super) messages: mpsc::Sender<Received>,
     pub(super) started: tokio::time::Instant,
@@ -299,25 +301,27 @@ pub(super) struct Receiver {
 /// Opens the delivery stream, names the mailbox and shows the work for
 /// the session (`client.md` §3): `mailbox secret || epoch (4, BE) ||
 /// nonce (8, BE)`, the work bound to the gateway's key (`gateway_key`),
-/// the key epoch `epoch` and the mailbox.
+/// the key epoch `epoch`, the mailbox and this session's libp2p identity
+/// (`me`).
 pub(super) async fn open_deliveries(
     control: &mut libp2p_stream::Control,
     (gateway, gateway_key): (PeerId, [u8; 32]),
-    mailbox_secret: &[u8; 32],
+    (mailbox_secret, me): (&[u8; 32], PeerId),
     epoch: u32,
 ) -> Result<libp2p::Stream, ClientError> {
     let session = |e: std::io::Error| NetError::Link(format!("gateway session: {e}"));
     let mailbox = envelope::mailbox_id(mailbox_secret);
     let start: u64 = rand::random();
     // About 2^16 hashes: off the runtime's workers.
+    let client = me.to_bytes();
     let nonce = tokio::task::spawn_blocking(move || {
-        mtos_crypto::work::solve_session_work(
-            &gateway_key,
+        let work = mtos_crypto::work::WorkFor {
+            gateway: &gateway_key,
             epoch,
-            &mailbox,
-            mtos_crypto::work::SESSION_WORK_BITS,
-            start,
-        )
+            mailbox: &mailbox,
+            client: &client,
+        };
+        mtos_crypto::work::solve_session_work(work, mtos_crypto::work::SESSION_WORK_BITS, start)
     })
     .await
     .map_err(|e| NetError::Link(format!("session work: {e}")))?;
@@ -367,9 +371,20 @@ pub(super) async fn receive_loop(mut r: Receiver, first: Vec<u8>) {
                 tokio::time::sleep(backoff).await;
                 let epoch = r.reader.document.borrow().epoch;
                 let gateway = (r.gateway, r.gateway_key);
-                match open_deliveries(&mut r.control, gateway, &r.mailbox_secret, epoch).await {
-                    Ok(stream) => {
+                let mailbox = (&*r.mailbox_secret, r.me);
+                let reopened = match open_deliveries(&mut r.control, gateway, mailbox, epoch).await
+                {
+                    // The session counts as back once its work is checked,
+                    // which its first frame shows; that frame is read
+                    // next. A refusal backs off like a broken link.
+                    Ok(mut stream) => first_delivery(&mut stream).await.map(|f| (stream, f)),
+                    Err(e) => Err(e),
+                };
+                match reopened {
+                    Ok((stream, first)) => {
                         r.stream = stream;
+                        frame = first;
+                        have = true;
                         break;
                     }
                     Err(_) => backoff = (backoff * 2).min(Duration::from_secs(10)),

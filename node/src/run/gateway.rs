@@ -193,9 +193,12 @@ pub(super) async fn serve_client(
     let near = current.is_some_and(|c| epoch.abs_diff(c) <= 1);
     if !near
         || !mtos_crypto::work::session_work_ok(
-            &sessions.me,
-            epoch,
-            &mailbox,
+            mtos_crypto::work::WorkFor {
+                gateway: &sessions.me,
+                epoch,
+                mailbox: &mailbox,
+                client: &slot.peer.to_bytes(),
+            },
             nonce,
             mtos_crypto::work::SESSION_WORK_BITS,
         )
@@ -218,15 +221,21 @@ pub(super) async fn serve_client(
     metrics.client_sessions.inc();
     let mut rng = StdRng::from_rng(&mut rand::rng());
     let mut next = tokio::time::Instant::now();
+    // The first frame at once: it tells the client its work was checked
+    // and its mix frames are admitted (it waits for it, within 10 s,
+    // whatever the delivery rate); then one per exponential gap.
+    let mut first = true;
     loop {
-        let rate = sessions
-            .topology
-            .borrow()
-            .as_ref()
-            .map_or(1.0, |t| t.document.rates.delivery());
-        let mean = Duration::from_secs_f64(1.0 / rate.clamp(0.01, 10_000.0));
-        next += mtos_crypto::sphinx::sample_exponential(&mut rng, mean);
-        tokio::time::sleep_until(next).await;
+        if !std::mem::take(&mut first) {
+            let rate = sessions
+                .topology
+                .borrow()
+                .as_ref()
+                .map_or(1.0, |t| t.document.rates.delivery());
+            let mean = Duration::from_secs_f64(1.0 / rate.clamp(0.01, 10_000.0));
+            next += mtos_crypto::sphinx::sample_exponential(&mut rng, mean);
+            tokio::time::sleep_until(next).await;
+        }
         let stored = sessions.mailboxes.lock().ok().and_then(|mut m| {
             let stored = m.pop(&mailbox);
             metrics.mailbox_held.set(m.held() as i64);
