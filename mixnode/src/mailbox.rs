@@ -223,14 +223,7 @@ impl Mailboxes {
             self.pop(&fullest);
             filed = Filed::Displacing;
         }
-        let tie = self.salt.hash_one(mailbox);
-        let b = self.boxes.entry(mailbox).or_default();
-        if !b.is_empty() {
-            self.sizes.remove(&(b.len(), tie, mailbox));
-        }
-        b.push_back(stored);
-        self.sizes.insert((b.len(), tie, mailbox));
-        self.total += 1;
+        self.insert(mailbox, stored, false);
         filed
     }
 
@@ -245,15 +238,25 @@ impl Mailboxes {
         if own >= self.per_box || self.total >= self.max_total {
             return Filed::Full;
         }
+        self.insert(mailbox, stored, true);
+        Filed::Stored
+    }
+
+    /// Adds a payload to `mailbox`, as its oldest (`front`) or newest,
+    /// keeping the books; the caller checked the room.
+    fn insert(&mut self, mailbox: [u8; 32], stored: Stored, front: bool) {
         let tie = self.salt.hash_one(mailbox);
         let b = self.boxes.entry(mailbox).or_default();
         if !b.is_empty() {
             self.sizes.remove(&(b.len(), tie, mailbox));
         }
-        b.push_front(stored);
+        if front {
+            b.push_front(stored);
+        } else {
+            b.push_back(stored);
+        }
         self.sizes.insert((b.len(), tie, mailbox));
         self.total += 1;
-        Filed::Stored
     }
 
     fn size_key(&self, len: usize, mailbox: &[u8; 32]) -> (usize, u64, [u8; 32]) {

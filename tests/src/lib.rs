@@ -583,21 +583,14 @@ impl TestClient {
         }
     }
 
-    /// Opens `protocol` to `node` and exchanges one framed message
-    /// (`kind`, body), returning the answer's kind and body, or the error
-    /// (a refused stream reads as one).
-    pub async fn request(
+    /// Opens `protocol` to `peer`. The swarm learns the document's
+    /// addresses just after connect: a dial may come too early, so opening
+    /// is tried again (50 times, 200 ms apart).
+    async fn open_retrying(
         &mut self,
-        node: &NodeEntry,
+        peer: PeerId,
         protocol: libp2p::StreamProtocol,
-        kind: u8,
-        body: &[u8],
-    ) -> Result<(u8, Vec<u8>), String> {
-        use futures::AsyncWriteExt;
-        let peer = node.peer().map_err(|e| e.to_string())?;
-        // The swarm learns the document's addresses just after connect:
-        // a dial may come too early, so opening is retried (not the
-        // exchange).
+    ) -> Result<libp2p::Stream, String> {
         let mut opened = Err(String::new());
         for _ in 0..50 {
             opened = self
@@ -610,7 +603,23 @@ impl TestClient {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        let mut stream = opened?;
+        opened
+    }
+
+    /// Opens `protocol` to `node` and exchanges one framed message
+    /// (`kind`, body), returning the answer's kind and body, or the error
+    /// (a refused stream reads as one).
+    pub async fn request(
+        &mut self,
+        node: &NodeEntry,
+        protocol: libp2p::StreamProtocol,
+        kind: u8,
+        body: &[u8],
+    ) -> Result<(u8, Vec<u8>), String> {
+        use futures::AsyncWriteExt;
+        let peer = node.peer().map_err(|e| e.to_string())?;
+        // Opening is retried, not the exchange.
+        let mut stream = self.open_retrying(peer, protocol).await?;
         net::write_message(&mut stream, kind, body)
             .await
             .map_err(|e| e.to_string())?;
@@ -668,19 +677,7 @@ impl TestClient {
     ) -> Result<(libp2p::Stream, Vec<u8>), String> {
         use futures::{AsyncReadExt, AsyncWriteExt};
         let peer = gateway.peer().map_err(|e| e.to_string())?;
-        let mut opened = Err(String::new());
-        for _ in 0..50 {
-            opened = self
-                .control
-                .open_stream(peer, net::CLIENT_PROTOCOL)
-                .await
-                .map_err(|e| e.to_string());
-            if opened.is_ok() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        let mut stream = opened?;
+        let mut stream = self.open_retrying(peer, net::CLIENT_PROTOCOL).await?;
         stream.write_all(open).await.map_err(|e| e.to_string())?;
         stream.flush().await.map_err(|e| e.to_string())?;
         let mut frame = vec![0u8; mtos_mixnode::mailbox::DELIVERY_FRAME_SIZE];
