@@ -417,16 +417,13 @@ impl<F: PacketFormat> MixEngine<F> {
         // a replay is a replay whatever the key's budget, and a new tag
         // enters only within it.
         let tag = F::replay_tag(&checked);
-        if slot.filter.contains(&tag) {
+        let Ok(fresh) = slot.filter.check(&tag) else {
             return self.drop_frame(DropReason::Replay);
-        }
+        };
         if !slot.admit(now) {
             return self.drop_frame(DropReason::KeyCap);
         }
-        let proof = match slot.filter.check_and_insert(&tag) {
-            Ok(p) => p,
-            Err(_) => return self.drop_frame(DropReason::Replay),
-        };
+        let proof = slot.filter.insert(fresh);
         if let Some(r) = &mut self.journal {
             r.tags.push((slot.epoch, tag));
         }

@@ -40,6 +40,14 @@ const BLOCK_WORDS: usize = 8;
 /// Positions per tag: the 192 bits after the block index, 9 bits each.
 const MAX_K: usize = 21;
 
+/// A tag [`ReplayFilter::check`] found not recorded, and its place in
+/// that filter.
+#[derive(Debug)]
+pub struct Fresh {
+    block: usize,
+    bits: [u16; MAX_K],
+}
+
 /// A Bloom filter over 32-byte replay tags.
 #[derive(Clone)]
 pub struct ReplayFilter {
@@ -150,18 +158,32 @@ impl ReplayFilter {
     /// Checks and records a tag: `Err(Replayed)` if it (probably) was seen
     /// before, otherwise the proof that it now is recorded.
     pub fn check_and_insert(&mut self, tag: &[u8; 32]) -> Result<ReplayChecked, Replayed> {
+        let fresh = self.check(tag)?;
+        Ok(self.insert(fresh))
+    }
+
+    /// Checks a tag without recording it: `Err(Replayed)` if it (probably)
+    /// was seen before, otherwise where it goes, for
+    /// [`ReplayFilter::insert`] (so a caller that decides in between, as
+    /// the engine does with a key's budget, locates the tag once).
+    pub fn check(&self, tag: &[u8; 32]) -> Result<Fresh, Replayed> {
         let (block, bits) = self.locate(tag);
-        let bits = &bits[..self.k as usize];
-        if self.is_set(block, bits) {
+        if self.is_set(block, &bits[..self.k as usize]) {
             return Err(Replayed);
         }
-        for b in bits {
-            self.bits[block + usize::from(b / 64)] |= 1 << (b % 64);
+        Ok(Fresh { block, bits })
+    }
+
+    /// Records a tag [`ReplayFilter::check`] of this filter found fresh,
+    /// with nothing inserted in between; the proof that it is recorded.
+    pub fn insert(&mut self, fresh: Fresh) -> ReplayChecked {
+        for b in &fresh.bits[..self.k as usize] {
+            self.bits[fresh.block + usize::from(b / 64)] |= 1 << (b % 64);
         }
         self.inserted += 1;
-        Ok(ReplayChecked {
+        ReplayChecked {
             _only_the_filter_makes_these: (),
-        })
+        }
     }
 
     /// The filter's state, for the node to persist.
