@@ -316,12 +316,26 @@ fn a_gateway_delivers_faster_than_its_client_is_sent_to() {
     }
 }
 
-#[test]
-fn a_document_with_a_rate_no_timer_can_hold_is_refused_naming_the_field() {
+/// Authority 9, a trust in it alone, and the document it signs at 1,010
+/// listing `gateways`, verified.
+fn signed_document(gateways: &[Identity]) -> (Identity, Trust, NetworkDocument) {
     let auth = identity(9);
     let t = trust(&[&auth], 1);
     let mut a = Authority::new(params());
+    for node in gateways {
+        a.accept_descriptor(
+            &descriptor(node, Role::Gateway, None, &[0, 1]).sign(node),
+            1_000,
+        )
+        .unwrap();
+    }
     let good = NetworkDocument::verify(&a.document(1_010, &auth), &t, 1_010).unwrap();
+    (auth, t, good)
+}
+
+#[test]
+fn a_document_with_a_rate_no_timer_can_hold_is_refused_naming_the_field() {
+    let (auth, t, good) = signed_document(&[]);
     type Field = fn(&mut Rates) -> &mut f64;
     let fields: [(&str, Field); 4] = [
         ("rates.payload", |r| &mut r.payload),
@@ -369,16 +383,7 @@ fn a_document_with_a_rate_no_timer_can_hold_is_refused_naming_the_field() {
 
 #[test]
 fn unknown_fields_are_ignored_where_the_format_allows_them_and_a_new_version_is_refused() {
-    let auth = identity(9);
-    let t = trust(&[&auth], 1);
-    let mut a = Authority::new(params());
-    let node = identity(1);
-    a.accept_descriptor(
-        &descriptor(&node, Role::Gateway, None, &[0, 1]).sign(&node),
-        1_000,
-    )
-    .unwrap();
-    let good = NetworkDocument::verify(&a.document(1_010, &auth), &t, 1_010).unwrap();
+    let (auth, t, good) = signed_document(&[identity(1)]);
     let json = |doc: &NetworkDocument| serde_json::to_value(doc).unwrap();
     let verify = |body: serde_json::Value| {
         let bytes = signed::sign_document_body(serde_json::to_vec(&body).unwrap(), &auth);
@@ -427,10 +432,7 @@ fn unknown_fields_are_ignored_where_the_format_allows_them_and_a_new_version_is_
 
 #[test]
 fn mixing_settings_a_node_would_follow_into_a_black_hole_are_refused_by_name() {
-    let auth = identity(9);
-    let t = trust(&[&auth], 1);
-    let mut a = Authority::new(params());
-    let good = NetworkDocument::verify(&a.document(1_010, &auth), &t, 1_010).unwrap();
+    let (auth, t, good) = signed_document(&[]);
     let pool = |edit: fn(&mut Mixing)| {
         let mut doc = good.clone();
         doc.mixing.mode = MixingKind::Pool;
