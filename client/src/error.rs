@@ -67,6 +67,10 @@ pub enum ClientError {
     /// A local testnet could not be started, used or stopped.
     #[error("{0}")]
     Testnet(String),
+    /// A put's storage stamp could not be made (its solver thread
+    /// stopped).
+    #[error("the storage stamp could not be made: {0}")]
+    Stamp(String),
     /// The async runtime could not start.
     #[error("cannot start the runtime: {0}")]
     Runtime(std::io::Error),

@@ -13,6 +13,7 @@ pub mod item;
 pub mod keychain;
 pub mod slot;
 pub mod sphinx;
+pub mod stamp;
 pub mod uri;
 pub mod vectors;
 pub mod work;

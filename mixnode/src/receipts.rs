@@ -1,5 +1,5 @@
 //! Signed replica answers (`specs/storage.md` §4, "Receipts"): every
-//! answer a replica gives on `/mtos/store/2` ends with the replica's
+//! answer a replica gives on `/mtos/store/3` ends with the replica's
 //! signature over the request it answers (the client's nonce and the
 //! request's bytes), its own key, its document epoch and the answer, so a
 //! client can check what a service node reports instead of taking its
@@ -323,9 +323,22 @@ pub struct View<'a> {
     pub epoch: u32,
 }
 
+/// The put a response answers: the record, its kind, locator and stamp.
+#[derive(Debug, Clone, Copy)]
+pub struct PutOf<'a> {
+    /// The record's kind.
+    pub kind: Kind,
+    /// Its locator.
+    pub locator: &'a Locator,
+    /// The record.
+    pub record: &'a [u8],
+    /// The stamp it was sent with.
+    pub stamp: &'a mtos_crypto::stamp::Stamp,
+}
+
 /// Checks a put's response body (`status` as the service node put it):
-/// the signed answers of the replicas of `locator` in `view`, for the
-/// record `record` of `kind` under the request id `id`. `Err` is a lie:
+/// the signed answers of the replicas of the put's locator in `view`,
+/// for the put `put` under the request id `id`. `Err` is a lie:
 /// the service node forged, altered or replayed an answer, or claims an
 /// outcome its answers do not carry. Only `ok` and `refused` carry
 /// answers; any other status proves (and claims) nothing, and so does a
@@ -335,19 +348,23 @@ pub fn check_put(
     status: crate::service::Status,
     body: &[u8],
     id: &[u8; NONCE_LEN],
-    kind: Kind,
-    locator: &Locator,
-    record: &[u8],
+    put: PutOf<'_>,
     view: View<'_>,
 ) -> Result<PutProof, Lie> {
     use crate::service::Status;
+    let PutOf {
+        kind,
+        locator,
+        record,
+        stamp,
+    } = put;
     let View { storage, k, epoch } = view;
     let answers = match (status, decode_list(body)) {
         (Status::Ok | Status::Refused, Ok(answers)) => answers,
         (Status::Ok, Err(_)) => return Err(Lie::Malformed),
         _ => return Ok(PutProof::default()),
     };
-    let request = crate::replica_proto::request_rest(kind, locator, record);
+    let request = crate::replica_proto::put_rest(kind, locator, stamp, record);
     verified(&answers, id, ReplicaOp::Put, |a| {
         a.scope.is_empty().then(|| (request.clone(), 0))
     })?;

@@ -1,4 +1,4 @@
-//! The replica protocol's wire forms (`/mtos/store/2`, `specs/storage.md`
+//! The replica protocol's wire forms (`/mtos/store/3`, `specs/storage.md`
 //! §4): what a service node, or a storage node repairing, asks a replica,
 //! and the status the replica answers with. One request and one response
 //! per stream, each framed as `code ‖ 4-byte length ‖ body` (the
@@ -9,12 +9,13 @@
 
 use mtos_crypto::geometry::CHUNK_SIZE;
 use mtos_crypto::item::Locator;
+use mtos_crypto::stamp::{STAMP_LEN, Stamp};
 
 use crate::receipts::NONCE_LEN;
 use crate::records::Kind;
 
 /// The largest request body (a put of a whole chunk).
-pub const MAX_STORE_REQUEST: usize = NONCE_LEN + 1 + 32 + CHUNK_SIZE;
+pub const MAX_STORE_REQUEST: usize = NONCE_LEN + 1 + 32 + STAMP_LEN + CHUNK_SIZE;
 /// The largest answer body read from a replica (a record, or a bitmap,
 /// and the signature trailer).
 pub const MAX_STORE_ANSWER: usize = 1 << 16;
@@ -22,7 +23,7 @@ pub const MAX_STORE_ANSWER: usize = 1 << 16;
 /// What a request asks a replica.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ReplicaOp {
-    /// Store a record: body `kind ‖ locator ‖ record`.
+    /// Store a record: body `kind ‖ locator ‖ stamp ‖ record`.
     Put,
     /// Fetch a record: body `kind ‖ locator`.
     Get,
@@ -102,8 +103,27 @@ impl ReplicaStatus {
     }
 }
 
-/// What follows the nonce in a put (`record` given) or get (`record`
-/// empty) request: `kind ‖ locator ‖ record`.
+/// What follows the nonce in a put request: `kind ‖ locator ‖ stamp ‖
+/// record`.
+pub fn put_rest(kind: Kind, locator: &Locator, stamp: &Stamp, record: &[u8]) -> Vec<u8> {
+    let mut body = Vec::with_capacity(1 + 32 + STAMP_LEN + record.len());
+    body.push(kind.byte());
+    body.extend_from_slice(locator.as_bytes());
+    body.extend_from_slice(&stamp.encode());
+    body.extend_from_slice(record);
+    body
+}
+
+/// A put's kind, locator, stamp and record from the body after its
+/// nonce, or `None` when it is too short or the kind unknown.
+pub fn put_parts(body: &[u8]) -> Option<(Kind, Locator, Stamp, &[u8])> {
+    let (kind, locator, rest) = kind_and_locator(body)?;
+    let (stamp, record) = rest.split_first_chunk::<STAMP_LEN>()?;
+    Some((kind, locator, Stamp::decode(stamp), record))
+}
+
+/// What follows the nonce in a get request (`record` empty; a put's
+/// is [`put_rest`]): `kind ‖ locator ‖ record`.
 pub fn request_rest(kind: Kind, locator: &Locator, record: &[u8]) -> Vec<u8> {
     let mut body = Vec::with_capacity(1 + 32 + record.len());
     body.push(kind.byte());
@@ -112,7 +132,7 @@ pub fn request_rest(kind: Kind, locator: &Locator, record: &[u8]) -> Vec<u8> {
     body
 }
 
-/// The body of a put or get request under `nonce`.
+/// The body of a get request under `nonce` (`record` empty).
 pub fn request_body(
     nonce: &[u8; NONCE_LEN],
     kind: Kind,
@@ -136,8 +156,8 @@ pub fn split_nonce(body: &[u8]) -> Option<([u8; NONCE_LEN], &[u8])> {
     Some((nonce.try_into().ok()?, rest))
 }
 
-/// A put's or get's kind, locator and record (empty for a get) from the
-/// body after its nonce, or `None` when it is too short or the kind
+/// A get's kind and locator and what follows them (empty for a get; a
+/// put's stamp and record) from the body after its nonce, or `None` when it is too short or the kind
 /// unknown.
 pub fn kind_and_locator(body: &[u8]) -> Option<(Kind, Locator, &[u8])> {
     let (&k, rest) = body.split_first()?;

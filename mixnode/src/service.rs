@@ -5,20 +5,23 @@
 //!
 //! A put-chunk request with a full chunk fills the packet exactly:
 //! 52 bytes of header, a 408-byte reply block and a 3,619-byte chunk make
-//! the 4,079 bytes a forward packet carries (`geometry.md`).
+//! the 4,079 bytes a forward packet carries (`geometry.md`). A put's
+//! locator follows from its record (`storage.md` §2), so in a put the
+//! header's 32 locator bytes carry the put's storage stamp instead.
 
 use mtos_crypto::geometry::{CHUNK_SIZE, SURB_SIZE};
 use mtos_crypto::item::Locator;
 use mtos_crypto::sphinx::{self, MAX_MESSAGE, NodeAddress, SphinxError};
+use mtos_crypto::stamp::{STAMP_LEN, Stamp};
 
-use crate::records::Kind;
+use crate::records::{Kind, locator_of};
 
 /// Bytes of an encoded [`ReplyBlock`]: epoch, expiry, Sphinx SURB.
 pub const BLOCK_SIZE: usize = 4 + 8 + SURB_SIZE;
 /// Request wire version.
-pub const REQUEST_VERSION: u8 = 2;
-/// Bytes of a request before its reply block: version, op, id, locator,
-/// body length.
+pub const REQUEST_VERSION: u8 = 3;
+/// Bytes of a request before its reply block: version, op, id, locator
+/// (a put's stamp), body length.
 pub const REQUEST_HEADER: usize = 1 + 1 + 16 + 32 + 2;
 /// Bytes of a response before its body: version, id, status.
 pub const RESPONSE_HEADER: usize = 1 + 16 + 1;
@@ -31,6 +34,7 @@ pub const MAX_PROBE: usize = CHUNK_SIZE / 32;
 pub const PROBE_WINDOW: usize = 8;
 
 const _: () = assert!(REQUEST_HEADER + BLOCK_SIZE + CHUNK_SIZE == MAX_MESSAGE);
+const _: () = assert!(STAMP_LEN == 32);
 
 /// One single-use reply block as it travels (`client.md` §5): the key
 /// epoch it was built for (its frames carry that key tag), the Unix time
@@ -91,8 +95,9 @@ impl ReplyBlock {
 /// What a request asks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
-    /// Store a record (chunk or slot) at the locator.
-    Put(Kind, Vec<u8>),
+    /// Store a record (chunk or slot) at the locator its bytes name, with
+    /// its storage stamp.
+    Put(Kind, Vec<u8>, Stamp),
     /// Fetch the record at the locator.
     Get(Kind),
     /// Which of these slot locators hold a record (the request's own
@@ -103,9 +108,9 @@ pub enum Op {
 impl Op {
     fn byte(&self) -> u8 {
         match self {
-            Op::Put(Kind::Chunk, _) => 1,
+            Op::Put(Kind::Chunk, ..) => 1,
             Op::Get(Kind::Chunk) => 2,
-            Op::Put(Kind::Slot, _) => 3,
+            Op::Put(Kind::Slot, ..) => 3,
             Op::Get(Kind::Slot) => 4,
             Op::Probe(_) => 5,
         }
@@ -117,7 +122,8 @@ impl Op {
 pub struct Request {
     /// Chosen by the client to match the response.
     pub id: [u8; 16],
-    /// The record's locator (a probe's first).
+    /// The record's locator (a probe's first; a put's, the one its
+    /// record names).
     pub locator: Locator,
     /// What to do.
     pub op: Op,
@@ -141,7 +147,7 @@ impl Request {
     /// The request's bytes (at most [`MAX_MESSAGE`]).
     pub fn encode(&self) -> Result<Vec<u8>, ServiceError> {
         let body: Vec<u8> = match &self.op {
-            Op::Put(kind, record) if record.len() <= kind.max_len() => record.clone(),
+            Op::Put(kind, record, _) if record.len() <= kind.max_len() => record.clone(),
             Op::Put(..) => return Err(ServiceError::Malformed("record too large")),
             Op::Get(_) => Vec::new(),
             Op::Probe(more) if more.len() < MAX_PROBE => {
@@ -156,7 +162,10 @@ impl Request {
         out.push(REQUEST_VERSION);
         out.push(self.op.byte());
         out.extend_from_slice(&self.id);
-        out.extend_from_slice(self.locator.as_bytes());
+        match &self.op {
+            Op::Put(_, _, stamp) => out.extend_from_slice(&stamp.encode()),
+            _ => out.extend_from_slice(self.locator.as_bytes()),
+        }
         out.extend_from_slice(&(body.len() as u16).to_be_bytes());
         self.reply.encode(&mut out);
         out.extend_from_slice(&body);
@@ -164,7 +173,8 @@ impl Request {
     }
 
     /// Parses a request (as the service node's final hop delivered it:
-    /// trailing padding is not allowed).
+    /// trailing padding is not allowed). A put's locator is the one its
+    /// record names; a slot record too short to name one is malformed.
     pub fn decode(bytes: &[u8]) -> Result<Self, ServiceError> {
         let malformed = ServiceError::Malformed;
         if bytes.len() < REQUEST_HEADER + BLOCK_SIZE {
@@ -175,8 +185,8 @@ impl Request {
         }
         let op = bytes[1];
         let id: [u8; 16] = bytes[2..18].try_into().map_err(|_| malformed("id"))?;
-        let locator =
-            Locator::from_bytes(bytes[18..50].try_into().map_err(|_| malformed("locator"))?);
+        let field: [u8; 32] = bytes[18..50].try_into().map_err(|_| malformed("locator"))?;
+        let mut locator = Locator::from_bytes(field);
         let len = usize::from(u16::from_be_bytes([bytes[50], bytes[51]]));
         let reply = ReplyBlock::decode(&bytes[REQUEST_HEADER..REQUEST_HEADER + BLOCK_SIZE])
             .ok_or(malformed("reply block"))?;
@@ -190,7 +200,8 @@ impl Request {
                 if body.len() > kind.max_len() {
                     return Err(malformed("record too large"));
                 }
-                Op::Put(kind, body.to_vec())
+                locator = locator_of(kind, body).ok_or(malformed("slot record"))?;
+                Op::Put(kind, body.to_vec(), Stamp::decode(&field))
             }
             2 | 4 if body.is_empty() => Op::Get(if op == 2 { Kind::Chunk } else { Kind::Slot }),
             5 if body.len().is_multiple_of(32) && body.len() / 32 < MAX_PROBE => Op::Probe(

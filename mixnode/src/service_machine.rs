@@ -34,8 +34,8 @@ use crate::receipts::{
     MAX_SIGNED_ANSWERS, Signed, bitmap, encode_list, probe_plan, replica_nonce, split_answer,
     well_formed,
 };
-use crate::records::{Kind, validate};
-use crate::replica_proto::{ReplicaOp, ReplicaStatus, request_rest, with_nonce};
+use crate::records::{Kind, StampRule, validate};
+use crate::replica_proto::{ReplicaOp, ReplicaStatus, put_rest, request_rest, with_nonce};
 use crate::service::{Op, Response, Status};
 use crate::time::Instant;
 
@@ -138,8 +138,8 @@ pub struct ServiceCounts {
 /// An operation's label.
 pub fn op_name(op: &Op) -> &'static str {
     match op {
-        Op::Put(Kind::Chunk, _) => "put_chunk",
-        Op::Put(Kind::Slot, _) => "put_slot",
+        Op::Put(Kind::Chunk, ..) => "put_chunk",
+        Op::Put(Kind::Slot, ..) => "put_slot",
         Op::Get(Kind::Chunk) => "get_chunk",
         Op::Get(Kind::Slot) => "get_slot",
         Op::Probe(_) => "probe",
@@ -201,6 +201,7 @@ pub struct ServiceMachine<T> {
     answered: VecDeque<Answered<T>>,
     cache: ChunkCache,
     counts: ServiceCounts,
+    stamps: StampRule,
 }
 
 impl<T> std::fmt::Debug for ServiceMachine<T> {
@@ -227,7 +228,17 @@ impl<T> ServiceMachine<T> {
             answered: VecDeque::new(),
             cache: ChunkCache::new(config.cache_chunks),
             counts: ServiceCounts::default(),
+            stamps: StampRule::default(),
         }
+    }
+
+    /// What a put's stamp must meet from now on: the driver sets it from
+    /// each new document (its epoch and stamp floor; `storage.md` §2).
+    pub fn set_stamp_rule(&mut self, rule: StampRule) {
+        self.stamps = StampRule {
+            any_past: false,
+            ..rule
+        };
     }
 
     /// Takes a request at `now`, to be performed against the replicas its
@@ -253,15 +264,17 @@ impl<T> ServiceMachine<T> {
         let name = op_name(&op);
         let k = self.config.replicas;
         let work = match op {
-            Op::Put(kind, record) => {
-                // Checked here too, so a bad record costs no replica a
-                // request.
-                if let Err(e) = validate(kind, &locator, &record) {
+            Op::Put(kind, record, stamp) => {
+                // Checked here too, so a bad record or stamp costs no
+                // replica a request.
+                if let Err(e) = validate(kind, &locator, &record)
+                    .and_then(|()| self.stamps.check(kind, &locator, &record, &stamp))
+                {
                     let body = e.name().as_bytes().to_vec();
                     self.finish(name, id, reply, Status::Refused, body);
                     return Ok(());
                 }
-                let rest = request_rest(kind, &locator, &record);
+                let rest = put_rest(kind, &locator, &stamp, &record);
                 let nodes = replicas(&locator, storage, k);
                 for node in &nodes {
                     let body = with_nonce(&replica_nonce(&id, node), &rest);

@@ -88,6 +88,7 @@ fn the_topology_finds_nodes_by_peer_and_address_and_takes_strangers_for_clients(
             node_loops: 1.0,
         },
         layers: 3,
+        storage: mtos_mixnode::directory::StorageRules::default(),
         nodes: vec![
             entry(&gw, Role::Gateway, None),
             entry(&mix, Role::Mix, Some(2)),

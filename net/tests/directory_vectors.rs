@@ -75,6 +75,7 @@ fn compute() -> Value {
             node_loops: 1.0,
         },
         layers: 3,
+        storage: mtos_mixnode::directory::StorageRules::default(),
         addresses: check_multiaddr,
     });
     a.accept_descriptor(&signed_descriptor, NOW).unwrap();

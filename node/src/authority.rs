@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use super::{NodeError, create_private, load_identity};
 use mtos_mixnode::directory::{
-    Authority, DirectoryError, EpochSchedule, Mixing, NetworkParams, Rates,
+    Authority, DirectoryError, EpochSchedule, Mixing, NetworkParams, Rates, StorageRules,
 };
 use mtos_net::{
     self as net, DIR_ERROR, DIR_GET_DOCUMENT, DIR_OK, DIR_PROTOCOL, DIR_PUT_DESCRIPTOR,
@@ -45,6 +45,9 @@ pub struct AuthorityConfig {
     pub mixing: Mixing,
     /// Network-wide rates.
     pub rates: Rates,
+    /// What storage nodes take (absent: the defaults).
+    #[serde(default)]
+    pub storage: StorageRules,
     /// Node keys (64 hex digits) the authority lists; empty: any node
     /// that signs a valid descriptor (fine for a testnet, not for a
     /// public network, where anyone could join as a mix).
@@ -102,6 +105,10 @@ impl AuthorityConfig {
             DirectoryError::Field { field, problem } => bad(&field, &problem),
             other => bad("rates", &other.to_string()),
         })?;
+        c.storage.validate().map_err(|e| match e {
+            DirectoryError::Field { field, problem } => bad(&field, &problem),
+            other => bad("storage", &other.to_string()),
+        })?;
         Ok(c)
     }
 
@@ -114,6 +121,7 @@ impl AuthorityConfig {
         mean_delay_ms: u64,
     ) -> String {
         let heartbeat = epoch_secs.clamp(1, mtos_mixnode::directory::DEFAULT_HEARTBEAT_SECS);
+        let stamp_floor = mtos_mixnode::directory::DEFAULT_STAMP_FLOOR;
         format!(
             r#"# mtos directory authority. Written by `mtos-node authority init`.
 # Unknown fields are refused.
@@ -154,6 +162,12 @@ payload = 2.0
 loops = 1.0
 drops = 1.0
 node_loops = 1.0
+
+[storage]
+# The least proof-of-work effort (Equi-X solutions, ~3 ms of one core
+# each) a put's storage stamp carries; replicas ask more as they fill
+# (specs/storage.md section 2).
+stamp_floor = {stamp_floor}
 "#
         )
     }
@@ -169,6 +183,7 @@ node_loops = 1.0
             mixing: self.mixing,
             rates: self.rates,
             layers: self.layers,
+            storage: self.storage,
             addresses: mtos_net::check_multiaddr,
         }
     }

@@ -1,35 +1,48 @@
 //! A storage node's records in RocksDB (`specs/storage.md` §2): chunks and
 //! feed slots, checked by [`mtos_mixnode::records::validate`] before anything is
-//! written, kept at least the retention time, and evicted oldest first
-//! only above the size bound.
+//! written, each with the storage stamp it came with, kept at least the
+//! retention time, and above the size bound evicted least effort per byte
+//! first, only for a record of at least their effort per byte.
 //!
 //! Rows (no compression, so the byte counts are the disk's):
 //!
 //! ```text
-//! m || name                       -> the node's own state (repair)
-//! r || kind || locator            -> stored_at (8, big-endian) || record
-//! t || stored_at || kind || locator -> (empty)       the eviction order
+//! m || name                         -> the node's own state (repair; "format")
+//! r || kind || locator              -> stored_at (8, BE) || stamp (32) || record
+//! t || stored_at || kind || locator -> record length (4, BE)   by age
+//! d || density || stored_at || kind || locator -> (empty)      eviction order
 //! ```
 //!
-//! Both rows of a record are written and deleted in one synced batch, so
+//! Every row of a record is written and deleted in one synced batch, so
 //! a put that returned is on disk and a crash never leaves half a record.
 
 use std::path::{Path, PathBuf};
 
 use mtos_crypto::item::Locator;
+use mtos_crypto::stamp::{STAMP_LEN, Stamp};
 use rocksdb::{DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions};
 
 use super::NodeError;
-use mtos_mixnode::records::{Kind, Refused, Retention, validate};
+use mtos_mixnode::records::{Kind, Refused, Retention, density, validate};
 
 const META: u8 = b'm';
 const RECORD: u8 = b'r';
 const BY_TIME: u8 = b't';
+const BY_DENSITY: u8 = b'd';
+/// Bytes before the record in an `r` row's value.
+const VALUE_HEAD: usize = 8 + STAMP_LEN;
+/// The store's format: 2 since records carry stamps.
+const FORMAT: &[u8] = b"2";
+/// Eviction order rows a put looks through at most for records old
+/// enough to evict: records younger than the retention time that sort
+/// first (little effort, stored recently) are skipped, and a put that
+/// finds no room within this many is refused as full.
+pub const EVICTION_SCAN: usize = 4_096;
 
 /// What a put did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Put {
-    /// Stored, after evicting this many older records.
+    /// Stored, after evicting this many records.
     Stored {
         /// Records evicted to make room.
         evicted: u64,
@@ -56,6 +69,10 @@ pub struct RecordDb {
     retention: Retention,
     bytes: u64,
     records: u64,
+    /// Bytes of records stored at or after `young_from`.
+    young_bytes: u64,
+    /// Records stored before this Unix second are no longer counted young.
+    young_from: u64,
 }
 
 impl std::fmt::Debug for RecordDb {
@@ -84,8 +101,27 @@ fn time_key(stored_at: u64, kind: Kind, locator: &Locator) -> [u8; 42] {
     k
 }
 
+fn density_key(density: u64, stored_at: u64, kind: Kind, locator: &Locator) -> [u8; 50] {
+    let mut k = [0u8; 50];
+    k[0] = BY_DENSITY;
+    k[1..9].copy_from_slice(&density.to_be_bytes());
+    k[9..17].copy_from_slice(&stored_at.to_be_bytes());
+    k[17] = kind.byte();
+    k[18..].copy_from_slice(locator.as_bytes());
+    k
+}
+
+/// An `r` row's value: when stored, the stamp, the record.
+fn split_value(v: &[u8]) -> Option<(u64, Stamp, &[u8])> {
+    let (at, rest) = v.split_first_chunk::<8>()?;
+    let (stamp, record) = rest.split_first_chunk::<STAMP_LEN>()?;
+    Some((u64::from_be_bytes(*at), Stamp::decode(stamp), record))
+}
+
 impl RecordDb {
-    /// Opens (creating) the store at `path`, counting what it holds.
+    /// Opens (creating) the store at `path`, counting what it holds. A
+    /// store of an earlier format (records without stamps) is refused
+    /// with an error saying so.
     pub fn open(path: &Path, retention: Retention) -> Result<Self, NodeError> {
         let mut options = Options::default();
         options.create_if_missing(true);
@@ -100,7 +136,15 @@ impl RecordDb {
             retention,
             bytes: 0,
             records: 0,
+            young_bytes: 0,
+            young_from: 0,
         };
+        match store.meta("format")? {
+            Some(f) if f == FORMAT => {}
+            Some(_) => return Err(store.format_error()),
+            None if store.keys_after(None, 1)?.is_empty() => store.set_meta("format", FORMAT)?,
+            None => return Err(store.format_error()),
+        }
         let (mut bytes, mut records) = (0u64, 0u64);
         store.for_each(|_, _, record| {
             bytes += record.len() as u64;
@@ -108,7 +152,19 @@ impl RecordDb {
         })?;
         store.bytes = bytes;
         store.records = records;
+        // Every record counts as young until the first look at the time
+        // rows (`young_bytes`) subtracts those that have come of age.
+        store.young_bytes = bytes;
         Ok(store)
+    }
+
+    fn format_error(&self) -> NodeError {
+        NodeError::Database {
+            path: self.path.clone(),
+            reason: "a record store of an earlier format (records without storage stamps); \
+                     move it away to start an empty one"
+                .into(),
+        }
     }
 
     fn error(&self, e: rocksdb::Error) -> NodeError {
@@ -128,26 +184,78 @@ impl RecordDb {
         self.bytes
     }
 
+    /// Bytes of records younger than the retention time at `now`: those
+    /// nothing may evict yet.
+    pub fn young_bytes(&mut self, now: u64) -> Result<u64, NodeError> {
+        // Young: stored after `now - retention` (`Retention::evictable`).
+        let from = now
+            .saturating_add(1)
+            .saturating_sub(self.retention.min_age_secs);
+        if from > self.young_from {
+            // Records stored in [young_from, from) have come of age.
+            let mut aged = 0u64;
+            let start = time_key(self.young_from, Kind::Chunk, &Locator::from_bytes([0; 32]));
+            for item in self
+                .db
+                .iterator(IteratorMode::From(&start[..9], Direction::Forward))
+            {
+                let (k, v) = item.map_err(|e| self.error(e))?;
+                if k.first() != Some(&BY_TIME) || k.len() != 42 {
+                    break;
+                }
+                let at = u64::from_be_bytes(k[1..9].try_into().unwrap_or([0xff; 8]));
+                if at >= from {
+                    break;
+                }
+                aged += u64::from(u32::from_be_bytes(
+                    v.get(..4).and_then(|b| b.try_into().ok()).unwrap_or([0; 4]),
+                ));
+            }
+            self.young_bytes = self.young_bytes.saturating_sub(aged);
+            self.young_from = from;
+        }
+        Ok(self.young_bytes)
+    }
+
+    /// The effort this store asks of a put at `now` under the document's
+    /// `floor` ([`Retention::stamp_need`] of its young bytes).
+    pub fn stamp_need(&mut self, floor: u32, now: u64) -> Result<u32, NodeError> {
+        let young = self.young_bytes(now)?;
+        Ok(self.retention.stamp_need(floor, young))
+    }
+
     /// The record stored at `locator`, if any.
     pub fn get(&self, kind: Kind, locator: &Locator) -> Result<Option<Vec<u8>>, NodeError> {
+        Ok(self.get_stamped(kind, locator)?.map(|(_, r)| r))
+    }
+
+    /// The record stored at `locator` with its stamp, if any (repair
+    /// moves both).
+    pub fn get_stamped(
+        &self,
+        kind: Kind,
+        locator: &Locator,
+    ) -> Result<Option<(Stamp, Vec<u8>)>, NodeError> {
         Ok(self
             .db
             .get(record_key(kind, locator))
             .map_err(|e| self.error(e))?
-            .and_then(|v| v.get(8..).map(<[u8]>::to_vec)))
+            .and_then(|v| split_value(&v).map(|(_, s, r)| (s, r.to_vec()))))
     }
 
-    /// Stores `bytes` as a `kind` record at `locator` at time `now` (Unix
-    /// seconds): validated first; a chunk already held is a duplicate; a
-    /// slot already holding a different record is refused; above the size
-    /// bound the oldest records past the retention time are evicted, and
-    /// if they are not enough the put is refused. A refused put changes
-    /// nothing.
+    /// Stores `bytes` as a `kind` record at `locator` with `stamp` (which
+    /// the caller has checked) at time `now` (Unix seconds): validated
+    /// first; a chunk already held is a duplicate; a slot already holding
+    /// a different record is refused; above the size bound records past
+    /// the retention time of at most this one's effort per byte are
+    /// evicted, least first, and if they are not enough the put is
+    /// refused. A refused put changes nothing.
     pub fn put(
         &mut self,
         kind: Kind,
         locator: &Locator,
         bytes: &[u8],
+        stamp: &Stamp,
         now: u64,
     ) -> Result<Put, PutError> {
         validate(kind, locator, bytes)?;
@@ -159,39 +267,47 @@ impl RecordDb {
                 Kind::Slot => Err(Refused::SlotTaken.into()),
             };
         }
+        self.young_bytes(now)?;
         let size = bytes.len() as u64;
+        let mine = density(stamp.effort, bytes.len());
         let mut batch = WriteBatch::default();
         let (mut freed, mut evicted) = (0u64, 0u64);
         if self.bytes + size > self.retention.max_bytes {
             for item in self
                 .db
-                .iterator(IteratorMode::From(&[BY_TIME], Direction::Forward))
+                .iterator(IteratorMode::From(&[BY_DENSITY], Direction::Forward))
+                .take(EVICTION_SCAN)
             {
                 if self.bytes - freed + size <= self.retention.max_bytes {
                     break;
                 }
                 let (k, _) = item.map_err(|e| self.error(e))?;
-                if k.first() != Some(&BY_TIME) || k.len() != 42 {
+                if k.first() != Some(&BY_DENSITY) || k.len() != 50 {
                     break;
                 }
-                let stored_at = u64::from_be_bytes(k[1..9].try_into().unwrap_or([0xff; 8]));
-                if !self.retention.evictable(stored_at, now) {
+                let theirs = u64::from_be_bytes(k[1..9].try_into().unwrap_or([0xff; 8]));
+                if theirs > mine {
                     break;
+                }
+                let stored_at = u64::from_be_bytes(k[9..17].try_into().unwrap_or([0xff; 8]));
+                if !self.retention.evictable(stored_at, now) {
+                    continue;
                 }
                 let (Some(old_kind), Ok(old)) = (
-                    Kind::from_byte(k[9]),
-                    <[u8; 32]>::try_from(&k[10..]).map(Locator::from_bytes),
+                    Kind::from_byte(k[17]),
+                    <[u8; 32]>::try_from(&k[18..]).map(Locator::from_bytes),
                 ) else {
-                    break;
+                    continue;
                 };
                 let key = record_key(old_kind, &old);
                 let len = self
                     .db
                     .get(key)
                     .map_err(|e| self.error(e))?
-                    .map_or(0, |v| v.len().saturating_sub(8) as u64);
+                    .map_or(0, |v| v.len().saturating_sub(VALUE_HEAD) as u64);
                 batch.delete(key);
                 batch.delete(&k);
+                batch.delete(time_key(stored_at, old_kind, &old));
                 freed += len;
                 evicted += 1;
             }
@@ -199,11 +315,16 @@ impl RecordDb {
                 return Err(Refused::Full.into());
             }
         }
-        let mut value = Vec::with_capacity(8 + bytes.len());
+        let mut value = Vec::with_capacity(VALUE_HEAD + bytes.len());
         value.extend_from_slice(&now.to_be_bytes());
+        value.extend_from_slice(&stamp.encode());
         value.extend_from_slice(bytes);
         batch.put(record_key(kind, locator), value);
-        batch.put(time_key(now, kind, locator), []);
+        batch.put(
+            time_key(now, kind, locator),
+            (bytes.len() as u32).to_be_bytes(),
+        );
+        batch.put(density_key(mine, now, kind, locator), []);
         let mut options = WriteOptions::default();
         options.set_sync(true);
         self.db
@@ -211,6 +332,9 @@ impl RecordDb {
             .map_err(|e| self.error(e))?;
         self.bytes = self.bytes - freed + size;
         self.records = self.records + 1 - evicted;
+        if now >= self.young_from {
+            self.young_bytes += size;
+        }
         Ok(Put::Stored { evicted })
     }
 
@@ -280,7 +404,7 @@ impl RecordDb {
             if let (Some(kind), Ok(l), Some(bytes)) = (
                 k.get(1).copied().and_then(Kind::from_byte),
                 <[u8; 32]>::try_from(k.get(2..).unwrap_or_default()),
-                v.get(8..),
+                v.get(VALUE_HEAD..),
             ) {
                 f(kind, Locator::from_bytes(l), bytes);
             }

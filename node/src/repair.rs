@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::metrics::Metrics;
 use super::record_db::RecordDb;
-use super::replica::{ReplicaOp, ReplicaStatus, ask_detail, request_rest};
+use super::replica::{ReplicaOp, ReplicaStatus, ask_detail, put_rest};
 use mtos_mixnode::Instant;
 use mtos_mixnode::placement::storage_nodes;
 use mtos_mixnode::records::Kind;
@@ -198,7 +198,7 @@ impl Repairer {
                 let (db, mut control) = (self.db.clone(), self.control.clone());
                 tokio::spawn(async move {
                     let record = tokio::task::spawn_blocking(move || {
-                        db.lock().ok()?.get(kind, &locator).ok().flatten()
+                        db.lock().ok()?.get_stamped(kind, &locator).ok().flatten()
                     })
                     .await
                     .ok()
@@ -207,8 +207,9 @@ impl Repairer {
                         // Gone since the page was read (evicted).
                         (None, _) => Copied::Gone,
                         (Some(_), None) => Copied::Failed,
-                        (Some(record), Some(peer)) => {
-                            let body = request_rest(kind, &locator, &record);
+                        // The record goes with the stamp it came with.
+                        (Some((stamp, record)), Some(peer)) => {
+                            let body = put_rest(kind, &locator, &stamp, &record);
                             match ask_detail(&mut control, peer, ReplicaOp::Put, &body, TIMEOUT)
                                 .await
                             {

@@ -1,4 +1,4 @@
-//! The replica side of `/mtos/store/2` (`specs/storage.md` §4): a service
+//! The replica side of `/mtos/store/3` (`specs/storage.md` §4): a service
 //! node asks a storage node to put, get or probe records; one request and
 //! one response per stream, in the directory protocol's framing (kind,
 //! 4-byte length, body). Every answer is signed with the node's identity
@@ -19,17 +19,17 @@ use super::metrics::Metrics;
 use super::record_db::{Put, PutError, RecordDb};
 use mtos_mixnode::admission::{Position, TokenBucket};
 use mtos_mixnode::receipts::{Answering, TRAILER_LEN, signed_answer, split_answer};
-use mtos_mixnode::records::Kind;
+use mtos_mixnode::records::{Kind, StampRule, validate};
 pub use mtos_mixnode::replica_proto::{
-    MAX_STORE_ANSWER, MAX_STORE_REQUEST, ReplicaOp, ReplicaStatus, kind_and_locator, request_body,
-    request_rest, split_nonce, with_nonce,
+    MAX_STORE_ANSWER, MAX_STORE_REQUEST, ReplicaOp, ReplicaStatus, kind_and_locator, put_parts,
+    put_rest, request_body, request_rest, split_nonce, with_nonce,
 };
 use mtos_mixnode::service::MAX_PROBE;
 use mtos_net as net;
 use mtos_net::{NodeEntryExt, Topology};
 
 /// The replica protocol.
-pub const STORE_PROTOCOL: StreamProtocol = StreamProtocol::new("/mtos/store/2");
+pub const STORE_PROTOCOL: StreamProtocol = StreamProtocol::new("/mtos/store/3");
 
 /// Signs this node's replica answers: its identity key, under the epoch
 /// of the document it holds.
@@ -90,16 +90,46 @@ pub struct PutQuota {
 /// `result`).
 pub type Answer = (ReplicaStatus, Vec<u8>, &'static str, &'static str);
 
+/// What the replica's document says of stamps: its epoch and floor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StampFloor {
+    /// The document's epoch.
+    pub epoch: u32,
+    /// The document's stamp floor.
+    pub floor: u32,
+}
+
 /// Serves one request (its wire code and its body after the nonce)
-/// against `db` at `now`.
-pub fn handle(db: &mut RecordDb, request: u8, body: &[u8], now: u64) -> Answer {
+/// against `db` at `now`. A put's stamp must be for an epoch up to one
+/// past `stamps.epoch` (any earlier one: repair moves records with the
+/// stamps they came with) and reach the effort the store asks now
+/// (`storage.md` §2); a record held already is a duplicate whatever its
+/// stamp.
+pub fn handle(db: &mut RecordDb, request: u8, body: &[u8], now: u64, stamps: StampFloor) -> Answer {
     use ReplicaStatus::{Error, NotFound, Ok as Done, Refused};
     match ReplicaOp::from_u8(request) {
         Some(ReplicaOp::Put) => {
-            let Some((kind, locator, record)) = kind_and_locator(body) else {
+            let Some((kind, locator, stamp, record)) = put_parts(body) else {
                 return (Error, b"malformed put".to_vec(), "put", "bad_request");
             };
-            match db.put(kind, &locator, record, now) {
+            let held = matches!(db.get(kind, &locator), Ok(Some(h)) if h == record);
+            if !held {
+                let need = match db.stamp_need(stamps.floor, now) {
+                    Ok(need) => need,
+                    Err(_) => return (Error, b"store failed".to_vec(), "put", "error"),
+                };
+                let rule = StampRule {
+                    epoch: stamps.epoch,
+                    need,
+                    any_past: true,
+                };
+                if let Err(r) = validate(kind, &locator, record)
+                    .and_then(|()| rule.check(kind, &locator, record, &stamp))
+                {
+                    return (Refused, r.name().as_bytes().to_vec(), "put", r.name());
+                }
+            }
+            match db.put(kind, &locator, record, &stamp, now) {
                 Ok(Put::Stored { .. }) => (Done, Vec::new(), "put", "stored"),
                 Ok(Put::Duplicate) => (Done, Vec::new(), "put", "duplicate"),
                 Err(PutError::Refused(r)) => {
@@ -180,7 +210,17 @@ pub(super) async fn serve_counted(
         };
         let mut db = db.lock().ok()?;
         let before = db.records();
-        let (status, reply, op, result) = handle(&mut db, kind, rest, mtos_net::unix_now());
+        let stamps = signer.topology.borrow().as_ref().map_or(
+            StampFloor {
+                epoch: 0,
+                floor: mtos_mixnode::directory::DEFAULT_STAMP_FLOOR,
+            },
+            |t| StampFloor {
+                epoch: t.document.epoch,
+                floor: t.document.storage.stamp_floor,
+            },
+        );
+        let (status, reply, op, result) = handle(&mut db, kind, rest, mtos_net::unix_now(), stamps);
         metrics
             .record_requests
             .with_label_values(&[op, result])
@@ -255,7 +295,7 @@ pub(super) async fn ask_detail(
     })
 }
 
-/// Serves `/mtos/store/2` on a storage node until the swarm ends. With
+/// Serves `/mtos/store/3` on a storage node until the swarm ends. With
 /// `tamper` (the test-only `[faults] tamper_records`) every get is
 /// answered with the record's first byte flipped, as a bad or broken
 /// replica would; tests use it to check that readers skip such a replica.
@@ -347,30 +387,54 @@ mod tests {
     use mtos_crypto::slot::{SlotRecord, slot_locator};
 
     use super::*;
-    use mtos_mixnode::records::Retention;
+    use mtos_mixnode::records::{Retention, make_stamp};
 
     use super::request_rest as request;
+
+    /// The document: epoch 5, floor 1.
+    const DOC: StampFloor = StampFloor { epoch: 5, floor: 1 };
+
+    fn serve(db: &mut RecordDb, op: u8, body: &[u8], now: u64) -> Answer {
+        handle(db, op, body, now, DOC)
+    }
+
+    /// A put's body after the nonce, with a stamp of `effort` for `epoch`.
+    fn put(kind: Kind, at: &Locator, record: &[u8], epoch: u32, effort: u32) -> Vec<u8> {
+        put_rest(
+            kind,
+            at,
+            &make_stamp(kind, at, record, epoch, effort, 0),
+            record,
+        )
+    }
+
+    fn open(dir: &std::path::Path, max_bytes: u64) -> RecordDb {
+        RecordDb::open(
+            &dir.join("r"),
+            Retention {
+                min_age_secs: 10,
+                max_bytes,
+            },
+        )
+        .unwrap()
+    }
 
     #[test]
     fn puts_gets_and_probes_are_served_and_bad_requests_answered() {
         let dir = tempfile::tempdir().unwrap();
-        let mut db = RecordDb::open(
-            &dir.path().join("r"),
-            Retention {
-                min_age_secs: 10,
-                max_bytes: 1 << 20,
-            },
-        )
-        .unwrap();
+        let mut db = open(dir.path(), 1 << 20);
         let chunk = vec![4u8; 100];
         let at = Locator::of(&chunk);
-        let put = request(Kind::Chunk, &at, &chunk);
-        assert_eq!(handle(&mut db, ReplicaOp::Put.code(), &put, 0).3, "stored");
+        let put_chunk = put(Kind::Chunk, &at, &chunk, 5, 1);
         assert_eq!(
-            handle(&mut db, ReplicaOp::Put.code(), &put, 1).3,
+            serve(&mut db, ReplicaOp::Put.code(), &put_chunk, 0).3,
+            "stored"
+        );
+        assert_eq!(
+            serve(&mut db, ReplicaOp::Put.code(), &put_chunk, 1).3,
             "duplicate"
         );
-        let (status, body, _, _) = handle(
+        let (status, body, _, _) = serve(
             &mut db,
             ReplicaOp::Get.code(),
             &request(Kind::Chunk, &at, &[]),
@@ -379,7 +443,7 @@ mod tests {
         assert_eq!((status, body), (ReplicaStatus::Ok, chunk.clone()));
         let missing = Locator::from_bytes([9; 32]);
         assert_eq!(
-            handle(
+            serve(
                 &mut db,
                 ReplicaOp::Get.code(),
                 &request(Kind::Chunk, &missing, &[]),
@@ -391,10 +455,10 @@ mod tests {
         // A tampered chunk is refused with its reason; the record stays.
         let mut bad = chunk.clone();
         bad[0] = 5;
-        let (status, reason, _, result) = handle(
+        let (status, reason, _, result) = serve(
             &mut db,
             ReplicaOp::Put.code(),
-            &request(Kind::Chunk, &at, &bad),
+            &put(Kind::Chunk, &at, &bad, 5, 1),
             3,
         );
         assert_eq!(
@@ -410,17 +474,17 @@ mod tests {
         // Probes: which slot locators hold a record.
         let slot = SlotRecord::sign(&[1; 32], 0, b"entry").unwrap();
         let sl = slot_locator(&slot.key);
-        handle(
+        serve(
             &mut db,
             ReplicaOp::Put.code(),
-            &request(Kind::Slot, &sl, &slot.encode()),
+            &put(Kind::Slot, &sl, &slot.encode(), 5, 1),
             4,
         );
         let mut probe = Vec::new();
         for l in [missing, sl, missing] {
             probe.extend_from_slice(l.as_bytes());
         }
-        let (status, bitmap, _, _) = handle(&mut db, ReplicaOp::Probe.code(), &probe, 5);
+        let (status, bitmap, _, _) = serve(&mut db, ReplicaOp::Probe.code(), &probe, 5);
         assert_eq!((status, bitmap), (ReplicaStatus::Ok, vec![0b0100_0000]));
 
         // Have: the same question for any kind, as repair asks it.
@@ -428,7 +492,7 @@ mod tests {
         for l in [missing, at, sl] {
             have.extend_from_slice(l.as_bytes());
         }
-        let (status, bitmap, _, _) = handle(&mut db, ReplicaOp::Have.code(), &have, 5);
+        let (status, bitmap, _, _) = serve(&mut db, ReplicaOp::Have.code(), &have, 5);
         assert_eq!((status, bitmap), (ReplicaStatus::Ok, vec![0b0100_0000]));
 
         for (kind, body) in [
@@ -436,16 +500,87 @@ mod tests {
             (ReplicaOp::Have.code(), vec![1u8]),
             (ReplicaOp::Have.code(), vec![1u8; 1 + 32 * (MAX_PROBE + 1)]),
             (ReplicaOp::Put.code(), vec![7u8; 10]),
+            (ReplicaOp::Put.code(), request(Kind::Chunk, &at, &[1; 20])),
             (ReplicaOp::Get.code(), vec![1u8; 40]),
             (ReplicaOp::Probe.code(), vec![0u8; 33]),
             (ReplicaOp::Probe.code(), vec![]),
             (99, vec![]),
         ] {
             assert_eq!(
-                handle(&mut db, kind, &body, 6).0,
+                serve(&mut db, kind, &body, 6).0,
                 ReplicaStatus::Error,
                 "{kind}"
             );
         }
+    }
+
+    #[test]
+    fn a_replica_takes_only_stamps_that_hold_and_asks_more_as_it_fills() {
+        // Room for ten 1,000-byte chunks; the document's floor is 1.
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = open(dir.path(), 10_000);
+        let chunks: Vec<(Locator, Vec<u8>)> = (0..12u8)
+            .map(|i| {
+                let c = vec![i; 1_000];
+                (Locator::of(&c), c)
+            })
+            .collect();
+        let reason = |a: Answer| (a.0, a.3);
+        let refused = |r: &'static str| (ReplicaStatus::Refused, r);
+        let (at, c) = &chunks[0];
+        // A forged solution, another record's stamp, a stamp from the
+        // future epoch 7: refused, nothing stored.
+        let mut forged = make_stamp(Kind::Chunk, at, c, 5, 1, 0);
+        forged.solution[2] ^= 8;
+        let (other_at, other) = &chunks[1];
+        let moved = make_stamp(Kind::Chunk, other_at, other, 5, 1, 0);
+        for (stamp, why) in [
+            (forged, "bad_stamp"),
+            (moved, "bad_stamp"),
+            (make_stamp(Kind::Chunk, at, c, 7, 1, 0), "stale_stamp"),
+        ] {
+            let body = put_rest(Kind::Chunk, at, &stamp, c);
+            assert_eq!(
+                reason(serve(&mut db, ReplicaOp::Put.code(), &body, 0)),
+                refused(why)
+            );
+        }
+        assert_eq!(db.records(), 0);
+        // A stamp of epoch 1 is taken at epoch 5: repair moves records
+        // with the stamps they came with.
+        let old = put(Kind::Chunk, at, c, 1, 1);
+        assert_eq!(serve(&mut db, ReplicaOp::Put.code(), &old, 0).3, "stored");
+        // Four more at the floor: half the store is young, and the next
+        // put must carry twice the floor.
+        for (at, c) in &chunks[1..5] {
+            let body = put(Kind::Chunk, at, c, 5, 1);
+            assert_eq!(serve(&mut db, ReplicaOp::Put.code(), &body, 1).3, "stored");
+        }
+        let (at, c) = &chunks[5];
+        assert_eq!(
+            reason(serve(
+                &mut db,
+                ReplicaOp::Put.code(),
+                &put(Kind::Chunk, at, c, 5, 1),
+                2
+            )),
+            refused("low_effort")
+        );
+        assert_eq!(
+            serve(
+                &mut db,
+                ReplicaOp::Put.code(),
+                &put(Kind::Chunk, at, c, 5, 2),
+                2
+            )
+            .3,
+            "stored"
+        );
+        // A record held already is a duplicate, whatever its stamp asks.
+        let again = put(Kind::Chunk, &chunks[0].0, &chunks[0].1, 5, 1);
+        assert_eq!(
+            serve(&mut db, ReplicaOp::Put.code(), &again, 3).3,
+            "duplicate"
+        );
     }
 }

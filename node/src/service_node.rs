@@ -2,7 +2,7 @@
 //! request arrives as the message of a forward packet addressed to this
 //! node; the core's `ServiceMachine` decides which replicas to ask and
 //! what to answer, and this driver only carries its asks (over
-//! `/mtos/store/2`, or to its own store when it is one of the replicas),
+//! `/mtos/store/3`, or to its own store when it is one of the replicas),
 //! hands back the answers, and sends each response back through the
 //! request's reply block, handing the reply packet to the block's first
 //! hop like any frame it forwards. It never learns who asked: the request
@@ -21,7 +21,8 @@ use mtos_mixnode::placement::{DEFAULT_REPLICAS, replicas, storage_nodes};
 use mtos_mixnode::receipts::{
     Answering, Signed, decode_list, encode_list, replica_nonce, signed_answer,
 };
-use mtos_mixnode::replica_proto::{ReplicaOp, request_rest};
+use mtos_mixnode::records::StampRule;
+use mtos_mixnode::replica_proto::{ReplicaOp, put_rest};
 use mtos_mixnode::service::{Op, Status};
 
 use super::config::ServiceLie;
@@ -137,11 +138,16 @@ impl ServiceNode {
             count(&self.metrics, "request", "bad_request");
             return None;
         };
-        let (storage, epoch) = self
-            .topology
-            .borrow()
-            .as_ref()
-            .map(|t| (storage_nodes(&t.document), t.document.epoch))?;
+        let (storage, epoch, floor) = self.topology.borrow().as_ref().map(|t| {
+            let d = &t.document;
+            (storage_nodes(d), d.epoch, d.storage.stamp_floor)
+        })?;
+        // Stamps as this document asks (`storage.md` §2).
+        machine.set_stamp_rule(StampRule {
+            epoch,
+            need: floor,
+            any_past: false,
+        });
         if let Some(response) = self.forge(&request, &storage, epoch) {
             count(&self.metrics, "put", "lie");
             return Some((request.reply, response));
@@ -172,10 +178,10 @@ impl ServiceNode {
             ),
             ServiceLie::None | ServiceLie::HideHeld => return None,
         };
-        let Op::Put(kind, record) = &request.op else {
+        let Op::Put(kind, record, stamp) = &request.op else {
             return None;
         };
-        let rest = request_rest(*kind, &request.locator, record);
+        let rest = put_rest(*kind, &request.locator, stamp, record);
         let answers: Vec<Signed> = replicas(&request.locator, storage, DEFAULT_REPLICAS)
             .iter()
             .filter_map(|node| {

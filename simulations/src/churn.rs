@@ -19,10 +19,11 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::time::Duration;
 
 use mtos_crypto::item::Locator;
+use mtos_crypto::stamp::{STAMP_LEN, Stamp};
 use mtos_mixnode::Instant;
 use mtos_mixnode::placement::replicas;
 use mtos_mixnode::receipts::{Answering, signed_answer};
-use mtos_mixnode::records::Kind;
+use mtos_mixnode::records::{Kind, StampRule};
 use mtos_mixnode::repair_plan::{
     ActionId, Copied, RepairAction, RepairConfig, RepairCounts, RepairPlan,
 };
@@ -282,7 +283,8 @@ impl<'a> Churn<'a> {
                 let job = Job {
                     id: [0; 16],
                     locator,
-                    op: Op::Put(Kind::Chunk, bytes),
+                    // The simulated service nodes ask no stamp (below).
+                    op: Op::Put(Kind::Chunk, bytes, Stamp::decode(&[0; STAMP_LEN])),
                     reply: i,
                 };
                 let storage = self.storage_now();
@@ -442,7 +444,17 @@ pub fn study(scenario: &Scenario, seed: u64) -> Option<Value> {
             .collect(),
         timers: vec![None; n],
         services: (0..scenario.providers)
-            .map(|_| ServiceMachine::new(service))
+            .map(|_| {
+                // Placement and repair are studied here, not the
+                // puzzle's cost: no stamps asked.
+                let mut m = ServiceMachine::new(service);
+                m.set_stamp_rule(StampRule {
+                    epoch: 0,
+                    need: 0,
+                    any_past: false,
+                });
+                m
+            })
             .collect(),
         service_timers: vec![None; scenario.providers as usize],
         keys,

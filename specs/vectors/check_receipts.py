@@ -70,8 +70,11 @@ def derive(case):
     return out
 
 
-def put_rest(kind, locator, record):
-    return bytes([kind]) + locator + record
+def put_rest(kind, locator, stamp, record):
+    # kind, locator, the put's storage stamp (32 bytes, storage.md §2:
+    # opaque here, the replica checks it) and the record
+    assert len(stamp) == 32
+    return bytes([kind]) + locator + stamp + record
 
 
 CASES = [
@@ -82,8 +85,8 @@ CASES = [
         "epoch": 41,
         "op": "put",
         "status": "ok",
-        # kind 1 (chunk), locator, record
-        "request_rest": put_rest(1, bytes(range(32)), b"chunk bytes").hex(),
+        # kind 1 (chunk), locator, stamp, record
+        "request_rest": put_rest(1, bytes(range(32)), bytes([0x5c]) * 32, b"chunk bytes").hex(),
         "scope": "",
         "detail": "",
     },
@@ -94,7 +97,7 @@ CASES = [
         "epoch": 42,
         "op": "put",
         "status": "refused",
-        "request_rest": put_rest(2, bytes([0x33]) * 32, b"slot record").hex(),
+        "request_rest": put_rest(2, bytes([0x33]) * 32, bytes([0x5d]) * 32, b"slot record").hex(),
         "scope": "",
         "detail": b"slot_taken".hex(),
     },

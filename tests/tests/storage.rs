@@ -1,13 +1,15 @@
 //! Storage nodes on a loopback network: a service node's identity puts
-//! and gets records on `/mtos/store/2`, every answer signed by the
+//! and gets records on `/mtos/store/3`, every answer signed by the
 //! replica for the request's nonce, invalid records are refused and
 //! leave the stored ones intact, and a client identity is never served.
 
 use mtos_crypto::item::Locator;
 use mtos_crypto::slot::{SlotRecord, slot_locator};
 use mtos_mixnode::admission::Position;
+use mtos_mixnode::directory::DEFAULT_STAMP_FLOOR;
 use mtos_mixnode::records::Kind;
-use mtos_mixnode::replica_proto::{ReplicaOp, ReplicaStatus};
+use mtos_mixnode::records::make_stamp;
+use mtos_mixnode::replica_proto::{ReplicaOp, ReplicaStatus, put_rest};
 use mtos_net::NodeEntryExt;
 use mtos_node::replica::STORE_PROTOCOL;
 use mtos_tests::{AuthoritySettings, CHAIN, NodeSettings, TestClient, Testnet};
@@ -17,9 +19,17 @@ use mtos_mixnode::receipts::Signed;
 /// The nonce of every request here.
 const NONCE: [u8; 16] = [9; 16];
 
-/// A request body: the nonce and `rest`.
+/// A get's request body: the nonce and `rest`.
 fn body(kind: Kind, locator: &Locator, record: &[u8]) -> Vec<u8> {
     mtos_node::replica::request_body(&NONCE, kind, locator, record)
+}
+
+/// A put's request body, with a stamp of the document's floor (the
+/// default) made for epoch 0: a replica takes stamps of any earlier epoch
+/// (repair moves records with theirs).
+fn put(kind: Kind, locator: &Locator, record: &[u8]) -> Vec<u8> {
+    let stamp = make_stamp(kind, locator, record, 0, DEFAULT_STAMP_FLOOR, 0);
+    mtos_node::replica::with_nonce(&NONCE, &put_rest(kind, locator, &stamp, record))
 }
 
 /// A replica's answer `(code, body)` to `op` with `body`, checked to be
@@ -72,8 +82,8 @@ async fn replicas_serve_service_nodes_only_and_keep_valid_records() {
             .unwrap();
         signed(&key, op, &b, answer)
     };
-    let put = body(Kind::Chunk, &at, &chunk);
-    assert_eq!(ask(STORE_PUT, put).await.0, STORE_OK);
+    let put_chunk = put(Kind::Chunk, &at, &chunk);
+    assert_eq!(ask(STORE_PUT, put_chunk).await.0, STORE_OK);
     let got = ask(STORE_GET, body(Kind::Chunk, &at, &[])).await;
     assert_eq!(got, (STORE_OK, chunk.clone()));
 
@@ -81,11 +91,11 @@ async fn replicas_serve_service_nodes_only_and_keep_valid_records() {
     // is stored stays.
     let mut tampered = chunk.clone();
     tampered[0] ^= 1;
-    let refused = ask(STORE_PUT, body(Kind::Chunk, &at, &tampered)).await;
+    let refused = ask(STORE_PUT, put(Kind::Chunk, &at, &tampered)).await;
     assert_eq!(refused, (STORE_REFUSED, b"wrong_locator".to_vec()));
     let owner = SlotRecord::sign(&[1; 32], 0, b"entry").unwrap();
     let slot = slot_locator(&owner.key);
-    let put_slot = |r: &SlotRecord| body(Kind::Slot, &slot, &r.encode());
+    let put_slot = |r: &SlotRecord| put(Kind::Slot, &slot, &r.encode());
     assert_eq!(ask(STORE_PUT, put_slot(&owner)).await.0, STORE_OK);
     let forged = SlotRecord::sign(&[2; 32], 0, b"forged").unwrap();
     assert_eq!(
@@ -109,7 +119,7 @@ async fn replicas_serve_service_nodes_only_and_keep_valid_records() {
     let mut over = 0;
     for i in 0..10u8 {
         let c = vec![i; 100];
-        let (status, reason) = ask(STORE_PUT, body(Kind::Chunk, &Locator::of(&c), &c)).await;
+        let (status, reason) = ask(STORE_PUT, put(Kind::Chunk, &Locator::of(&c), &c)).await;
         if (status, reason.as_slice()) == (STORE_REFUSED, &b"quota"[..]) {
             over += 1;
         }
@@ -257,14 +267,38 @@ async fn clients_put_and_get_chunks_through_service_nodes_onto_the_ring_replicas
         .await
         .unwrap();
     assert_eq!(absent.status, Status::NotFound);
-    // A tampered chunk is refused by the service before any replica.
+    // A tampered chunk is refused by the client's own check, sending
+    // nothing.
     let mut bad = chunks[0].clone();
     bad[0] ^= 1;
     let refused = alice
-        .put(Kind::Chunk, Locator::of(&chunks[0]), bad, wait)
+        .put(Kind::Chunk, Locator::of(&chunks[0]), bad.clone(), wait)
         .await
         .unwrap();
     assert_eq!(refused, PutOutcome::Refused("wrong_locator".into()));
+    // A put whose stamp is for another record, or below the document's
+    // floor, is refused by the service node itself (storage.md §2).
+    let epoch = alice.document().epoch;
+    let at = Locator::of(&chunks[0]);
+    for (stamp, reason) in [
+        (
+            make_stamp(Kind::Chunk, &Locator::of(&bad), &bad, epoch, 16, 0),
+            "bad_stamp",
+        ),
+        (
+            make_stamp(Kind::Chunk, &at, &chunks[0], epoch, 1, 0),
+            "low_effort",
+        ),
+    ] {
+        let r = alice
+            .request(Op::Put(Kind::Chunk, chunks[0].clone(), stamp), at, wait)
+            .await
+            .unwrap();
+        assert_eq!(
+            (r.status, r.body),
+            (Status::Refused, reason.as_bytes().to_vec())
+        );
+    }
 
     // Feed slots through the mixnet: three slots of one feed written by
     // alice, read and probed by bob; a forged record at a slot and a
@@ -317,12 +351,16 @@ async fn clients_put_and_get_chunks_through_service_nodes_onto_the_ring_replicas
             at_replicas, DEFAULT_REPLICAS as f64,
             "each replica refused it"
         );
+        // The second record only: the forged one never left its
+        // writer, whose own check refused it (and a put carries no
+        // locator but its record's, so a record signed by another key
+        // could only ever be stored at that key's own slot).
         assert_eq!(
             net.node(Position::Service).metric(
                 "mtos_service_requests_total",
                 "op=\"put_slot\",result=\"refused\""
             ),
-            Some(2.0)
+            Some(1.0)
         );
     });
 
@@ -376,11 +414,8 @@ async fn clients_put_and_get_chunks_through_service_nodes_onto_the_ring_replicas
     assert!(locators.len() >= 4, "{} chunks", locators.len());
     for l in &locators {
         let chunk = sealed.get(l).unwrap().unwrap();
-        let r = alice
-            .request(Op::Put(Kind::Chunk, chunk), *l, wait)
-            .await
-            .unwrap();
-        assert_eq!(r.status, Status::Ok);
+        let r = alice.put(Kind::Chunk, *l, chunk, wait).await.unwrap();
+        assert!(matches!(r, PutOutcome::Stored { .. }), "{r:?}");
     }
     let pieces: Vec<&[u8]> = text
         .as_bytes()

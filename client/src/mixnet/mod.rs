@@ -171,6 +171,9 @@ pub struct Session {
     document: watch::Receiver<Arc<NetworkDocument>>,
     /// Service nodes caught lying: not asked again by this session.
     avoided: Mutex<std::collections::HashSet<[u8; 32]>>,
+    /// The stamp effort replicas last asked for above the document's
+    /// floor (0: none); puts start from it (`storage.md` §2).
+    stamp_effort: std::sync::atomic::AtomicU32,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -396,6 +399,7 @@ impl Session {
             stats,
             document: doc_rx,
             avoided: Mutex::default(),
+            stamp_effort: std::sync::atomic::AtomicU32::new(0),
             tasks: vec![
                 swarm_task,
                 builder,

@@ -9,11 +9,13 @@
 
 use rand::seq::IteratorRandom;
 
+use mtos_crypto::stamp::Stamp;
+use mtos_mixnode::directory::MAX_STAMP_FLOOR;
 use mtos_mixnode::placement::{DEFAULT_REPLICAS, replicas, storage_nodes};
 use mtos_mixnode::receipts::{
-    Held, Lie, MAX_SIGNED_ANSWERS, View, check_probe, check_put, decode_list,
+    Held, Lie, MAX_SIGNED_ANSWERS, PutOf, View, check_probe, check_put, decode_list,
 };
-use mtos_mixnode::records::{Kind, validate};
+use mtos_mixnode::records::{Kind, make_stamp, validate};
 use mtos_mixnode::service::Status;
 
 use super::*;
@@ -177,7 +179,11 @@ impl Session {
     }
 
     /// Puts `record` of `kind` at `locator` through one service node and
-    /// checks the receipts (`specs/storage.md` §4): one attempt.
+    /// checks the receipts (`specs/storage.md` §4): one attempt, with a
+    /// stamp of the document's floor effort (or what replicas last asked
+    /// for). When a replica asks for more effort (`low_effort`), the put
+    /// is made again with twice the effort, up to the highest floor a
+    /// document may set; the effort is kept for later puts.
     pub async fn put(
         &self,
         kind: Kind,
@@ -185,8 +191,56 @@ impl Session {
         record: Vec<u8>,
         timeout: Duration,
     ) -> Result<PutOutcome, ClientError> {
+        use std::sync::atomic::Ordering;
+        // A record that fails its own check is refused here, sending
+        // nothing (a put's locator is the one its record names).
+        if let Err(e) = validate(kind, &locator, &record) {
+            return Ok(PutOutcome::Refused(e.name().into()));
+        }
+        let floor = self.document().storage.stamp_floor;
+        let mut effort = floor.max(self.stamp_effort.load(Ordering::Relaxed));
+        loop {
+            let outcome = self
+                .put_with(kind, locator, record.clone(), effort, timeout)
+                .await?;
+            if outcome != PutOutcome::Refused("low_effort".into()) || effort >= MAX_STAMP_FLOOR {
+                return Ok(outcome);
+            }
+            effort = effort.saturating_mul(2).min(MAX_STAMP_FLOOR);
+            self.stamp_effort.fetch_max(effort, Ordering::Relaxed);
+        }
+    }
+
+    /// A stamp of `effort` for the record, made off the runtime's
+    /// workers (about `effort` × 3 ms of one core).
+    async fn stamp(
+        &self,
+        kind: Kind,
+        locator: Locator,
+        record: Vec<u8>,
+        effort: u32,
+    ) -> Result<Stamp, ClientError> {
+        let epoch = self.document().epoch;
+        let start: u64 = rand::random();
+        tokio::task::spawn_blocking(move || {
+            make_stamp(kind, &locator, &record, epoch, effort, start)
+        })
+        .await
+        .map_err(|e| ClientError::Stamp(e.to_string()))
+    }
+
+    /// One put with a stamp of `effort`.
+    async fn put_with(
+        &self,
+        kind: Kind,
+        locator: Locator,
+        record: Vec<u8>,
+        effort: u32,
+        timeout: Duration,
+    ) -> Result<PutOutcome, ClientError> {
+        let stamp = self.stamp(kind, locator, record.clone(), effort).await?;
         let answer = self
-            .ask(Op::Put(kind, record.clone()), locator, timeout)
+            .ask(Op::Put(kind, record.clone(), stamp), locator, timeout)
             .await?;
         let (storage, epoch) = self.placement();
         let view = View {
@@ -197,6 +251,13 @@ impl Session {
         let r = &answer.response;
         // A service node refuses a bad record itself, asking no replica
         // (`storage.md` §4): the client's own check is the proof.
+        // So does a stamp below the document's floor, which this client
+        // never sends; `low_effort` from the service node says its
+        // document asks more than this one (documents change), and is
+        // taken as a request for more effort.
+        if r.status == Status::Refused && r.body == b"low_effort" {
+            return Ok(PutOutcome::Refused("low_effort".into()));
+        }
         if r.status == Status::Refused && validate(kind, &locator, &record).is_err() {
             let reason = match decode_list(&r.body) {
                 Ok(list) => list
@@ -209,7 +270,18 @@ impl Session {
             };
             return Ok(PutOutcome::Refused(reason));
         }
-        let proof = match check_put(r.status, &r.body, &r.id, kind, &locator, &record, view) {
+        let proof = match check_put(
+            r.status,
+            &r.body,
+            &r.id,
+            PutOf {
+                kind,
+                locator: &locator,
+                record: &record,
+                stamp: &stamp,
+            },
+            view,
+        ) {
             Ok(proof) => proof,
             Err(lie) => {
                 self.avoid(answer.service);
@@ -227,7 +299,7 @@ impl Session {
             // A replica may refuse what it must not (a bad replica): a
             // reason about the record itself counts only when the
             // record fails the client's own check too.
-            let replicas_say = matches!(reason.as_str(), "quota" | "full")
+            let replicas_say = matches!(reason.as_str(), "quota" | "full" | "low_effort")
                 || (reason == "slot_taken" && kind == Kind::Slot);
             let about_record = !replicas_say;
             if !about_record || validate(kind, &locator, &record).is_err() {

@@ -80,6 +80,7 @@ fn net(rng: &mut ChaCha20Rng) -> Net {
             node_loops: 1.0,
         },
         layers: 3,
+        storage: mtos_mixnode::directory::StorageRules::default(),
         nodes,
     };
     Net { doc, secrets }

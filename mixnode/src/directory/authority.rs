@@ -21,6 +21,8 @@ pub struct NetworkParams {
     pub rates: Rates,
     /// Mix layers.
     pub layers: u8,
+    /// What storage nodes take.
+    pub storage: StorageRules,
     /// The syntax node addresses must have.
     pub addresses: AddressCheck,
 }
@@ -193,6 +195,7 @@ impl Authority {
             mixing: self.params.mixing,
             rates: self.params.rates,
             layers: self.params.layers,
+            storage: self.params.storage,
             nodes,
         };
         let bytes = doc.sign(signer);

@@ -373,6 +373,44 @@ pub const MAX_MIXING_MS: u64 = 3_600_000;
 /// many (its default queue limit is 100,000).
 pub const MAX_POOL_MIN: u32 = 10_000;
 
+/// What storage nodes take (`specs/storage.md` §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageRules {
+    /// The least effort a put's stamp carries (1 to [`MAX_STAMP_FLOOR`]);
+    /// replicas ask more as they fill.
+    pub stamp_floor: u32,
+}
+
+/// The stamp floor of a document that sets none: 16 Equi-X solutions,
+/// about 50 ms of one core per put.
+pub const DEFAULT_STAMP_FLOOR: u32 = 16;
+/// The highest stamp floor a document may set (about 3 minutes of one
+/// core per put).
+pub const MAX_STAMP_FLOOR: u32 = 1 << 16;
+
+impl Default for StorageRules {
+    fn default() -> Self {
+        Self {
+            stamp_floor: DEFAULT_STAMP_FLOOR,
+        }
+    }
+}
+
+impl StorageRules {
+    /// Checks the floor's range; the error names the field.
+    pub fn validate(&self) -> Result<(), DirectoryError> {
+        if (1..=MAX_STAMP_FLOOR).contains(&self.stamp_floor) {
+            Ok(())
+        } else {
+            Err(DirectoryError::Field {
+                field: "storage.stamp_floor".to_owned(),
+                problem: format!("{}; must be 1 to {MAX_STAMP_FLOOR}", self.stamp_floor),
+            })
+        }
+    }
+}
+
 /// Cover and payload rates (per second) of `specs/mixing.md`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -522,6 +560,9 @@ pub struct NetworkDocument {
     pub rates: Rates,
     /// Number of mix layers.
     pub layers: u8,
+    /// What storage nodes take; a document without it has the defaults.
+    #[serde(default)]
+    pub storage: StorageRules,
     /// The nodes, sorted by key.
     pub nodes: Vec<NodeEntry>,
 }

@@ -224,6 +224,7 @@ impl NetworkDocument {
         }
         self.mixing.validate()?;
         self.rates.validate()?;
+        self.storage.validate()?;
         let mut keys = std::collections::HashSet::new();
         for node in &self.nodes {
             node.validate(self.layers, addresses)?;

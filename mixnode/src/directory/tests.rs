@@ -41,6 +41,7 @@ fn params() -> NetworkParams {
             node_loops: 1.0,
         },
         layers: 3,
+        storage: crate::directory::StorageRules::default(),
         addresses: test_addresses,
     }
 }
@@ -379,6 +380,39 @@ fn a_document_with_a_rate_no_timer_can_hold_is_refused_naming_the_field() {
             assert!(NetworkDocument::verify(&doc.sign(&auth), &t, 1_010).is_ok());
         }
     }
+}
+
+#[test]
+fn a_stamp_floor_out_of_range_is_refused_and_a_document_without_one_has_the_default() {
+    let (auth, t, good) = signed_document(&[]);
+    for bad in [0, MAX_STAMP_FLOOR + 1, u32::MAX] {
+        let mut doc = good.clone();
+        doc.storage.stamp_floor = bad;
+        let e = NetworkDocument::verify(&doc.sign(&auth), &t, 1_010).unwrap_err();
+        assert!(
+            matches!(&e, DirectoryError::Field { field, .. } if field == "storage.stamp_floor"),
+            "{bad}: {e}"
+        );
+    }
+    for fine in [1, MAX_STAMP_FLOOR] {
+        let mut doc = good.clone();
+        doc.storage.stamp_floor = fine;
+        let back = NetworkDocument::verify(&doc.sign(&auth), &t, 1_010).unwrap();
+        assert_eq!(back.storage.stamp_floor, fine);
+    }
+    // A document from before the field: the default floor.
+    let mut body = serde_json::to_value(&good).unwrap();
+    body.as_object_mut().unwrap().remove("storage");
+    let bytes = signed::sign_document_body(serde_json::to_vec(&body).unwrap(), &auth);
+    let old = NetworkDocument::verify(&bytes, &t, 1_010).unwrap();
+    assert_eq!(old.storage, StorageRules::default());
+    assert_eq!(old.storage.stamp_floor, DEFAULT_STAMP_FLOOR);
+    // The object is closed: a field unknown there is refused, named.
+    let mut body = serde_json::to_value(&good).unwrap();
+    body["storage"]["stamp_ceiling"] = 5.into();
+    let bytes = signed::sign_document_body(serde_json::to_vec(&body).unwrap(), &auth);
+    let e = NetworkDocument::verify(&bytes, &t, 1_010).unwrap_err();
+    assert!(e.to_string().contains("storage"), "{e}");
 }
 
 #[test]

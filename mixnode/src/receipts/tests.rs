@@ -8,7 +8,16 @@ use mtos_crypto::slot::{SlotRecord, slot_locator};
 use rand::SeedableRng;
 
 use super::*;
-use crate::replica_proto::request_rest;
+use crate::replica_proto::put_rest;
+
+/// The stamp of every put here (opaque to the receipts: the replica
+/// checks it, the receipt covers its bytes).
+const STAMP: mtos_crypto::stamp::Stamp = mtos_crypto::stamp::Stamp {
+    effort: 1,
+    epoch: 9,
+    nonce: [1; 8],
+    solution: [2; 16],
+};
 use crate::service::Status;
 
 /// Five storage nodes with their identities, K = 3, epoch 9.
@@ -42,7 +51,18 @@ impl Net {
         locator: &Locator,
         record: &[u8],
     ) -> Result<PutProof, Lie> {
-        check_put(status, body, id, Kind::Slot, locator, record, self.view())
+        check_put(
+            status,
+            body,
+            id,
+            PutOf {
+                kind: Kind::Slot,
+                locator,
+                record,
+                stamp: &STAMP,
+            },
+            self.view(),
+        )
     }
 
     fn id(&self, node: &[u8; 32]) -> &Identity {
@@ -78,7 +98,7 @@ impl Net {
 
     /// Honest receipts of every replica of `locator` for a put.
     fn receipts(&self, nonce: &[u8; 16], kind: Kind, locator: &Locator, record: &[u8]) -> Vec<u8> {
-        let rest = request_rest(kind, locator, record);
+        let rest = put_rest(kind, locator, &STAMP, record);
         let answers: Vec<Signed> = replicas(locator, &self.nodes, 3)
             .iter()
             .map(|n| {
@@ -141,7 +161,7 @@ fn a_receipt_replayed_from_an_earlier_write_to_the_same_slot_is_refused() {
 fn receipts_the_service_node_signs_itself_or_alters_are_lies() {
     let net = Net::new();
     let (l, record) = slot(1, b"entry");
-    let rest = request_rest(Kind::Slot, &l, &record);
+    let rest = put_rest(Kind::Slot, &l, &STAMP, &record);
     let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(2);
     let service = Identity::throwaway(&mut rng, 0);
     // Acknowledged without storing: receipts in the replicas' names,
@@ -207,7 +227,7 @@ fn receipts_the_service_node_signs_itself_or_alters_are_lies() {
 fn receipts_from_nodes_that_are_not_replicas_do_not_count() {
     let net = Net::new();
     let (l, record) = slot(2, b"entry");
-    let rest = request_rest(Kind::Slot, &l, &record);
+    let rest = put_rest(Kind::Slot, &l, &STAMP, &record);
     let reps = replicas(&l, &net.nodes, 3);
     // Genuine signatures, but from the two storage nodes that are not
     // this slot's replicas (a colluding pair, say): no proof of storage.
@@ -375,7 +395,7 @@ fn a_service_node_whose_document_differs_is_not_taken_for_a_liar() {
 fn answers_of_a_shape_their_operation_does_not_allow_are_lies() {
     let net = Net::new();
     let (l, record) = slot(5, b"entry");
-    let rest = request_rest(Kind::Slot, &l, &record);
+    let rest = put_rest(Kind::Slot, &l, &STAMP, &record);
     let reps = replicas(&l, &net.nodes, 3);
     // A replica signs a stored put with 4 KB of detail, which would not
     // fit a reply with the others; a service node passes on no such

@@ -77,6 +77,7 @@ pub(crate) fn keyed_document() -> (NetworkDocument, Vec<(NodeAddress, SphinxSecr
             node_loops: 1.0,
         },
         layers: 3,
+        storage: crate::directory::StorageRules::default(),
         nodes: made.into_iter().map(|(n, _)| n).collect(),
     };
     (doc, secrets)

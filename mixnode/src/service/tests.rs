@@ -9,20 +9,31 @@ fn block() -> ReplyBlock {
 }
 
 fn request(op: Op) -> Request {
+    // A put's locator is the one its record names.
+    let locator = match &op {
+        Op::Put(kind, record, _) => {
+            locator_of(*kind, record).unwrap_or(Locator::from_bytes([3; 32]))
+        }
+        _ => Locator::from_bytes([3; 32]),
+    };
     Request {
         id: [7; 16],
-        locator: Locator::from_bytes([3; 32]),
+        locator,
         op,
         reply: block(),
     }
+}
+
+fn stamp() -> Stamp {
+    Stamp::decode(&[0x44; STAMP_LEN])
 }
 
 #[test]
 fn every_request_round_trips_and_a_full_put_fills_one_packet() {
     let chunk = vec![1u8; CHUNK_SIZE];
     for op in [
-        Op::Put(Kind::Chunk, chunk.clone()),
-        Op::Put(Kind::Slot, vec![2; 200]),
+        Op::Put(Kind::Chunk, chunk.clone(), stamp()),
+        Op::Put(Kind::Slot, vec![2; 200], stamp()),
         Op::Get(Kind::Chunk),
         Op::Get(Kind::Slot),
         Op::Probe(vec![]),
@@ -37,14 +48,27 @@ fn every_request_round_trips_and_a_full_put_fills_one_packet() {
         assert!(bytes.len() <= MAX_MESSAGE);
         assert_eq!(Request::decode(&bytes).unwrap(), r);
     }
-    let full = request(Op::Put(Kind::Chunk, chunk)).encode().unwrap();
+    let full = request(Op::Put(Kind::Chunk, chunk.clone(), stamp()))
+        .encode()
+        .unwrap();
     assert_eq!(full.len(), MAX_MESSAGE);
+    // A put carries its stamp where other requests carry the locator, and
+    // its locator is the record's own, whatever the sender claimed.
+    assert_eq!(&full[18..50], &[0x44; 32]);
+    let claimed = Request {
+        locator: Locator::from_bytes([9; 32]),
+        ..request(Op::Put(Kind::Chunk, chunk.clone(), stamp()))
+    };
+    assert_eq!(
+        Request::decode(&claimed.encode().unwrap()).unwrap().locator,
+        Locator::of(&chunk)
+    );
     assert_eq!(BLOCK_SIZE, 408);
 }
 
 #[test]
 fn malformed_requests_are_refused_without_panicking() {
-    let good = request(Op::Put(Kind::Chunk, vec![1; 100]))
+    let good = request(Op::Put(Kind::Chunk, vec![1; 100], stamp()))
         .encode()
         .unwrap();
     for cut in 0..good.len() {
@@ -74,9 +98,19 @@ fn malformed_requests_are_refused_without_panicking() {
     probe[51] = 5;
     assert!(Request::decode(&probe).is_err());
     assert!(
-        request(Op::Put(Kind::Chunk, vec![0; CHUNK_SIZE + 1]))
+        request(Op::Put(Kind::Chunk, vec![0; CHUNK_SIZE + 1], stamp()))
             .encode()
             .is_err()
+    );
+    // A slot record too short to hold its key names no locator.
+    let mut slot = request(Op::Put(Kind::Slot, vec![2; 200], stamp()))
+        .encode()
+        .unwrap();
+    slot.truncate(REQUEST_HEADER + BLOCK_SIZE + 20);
+    slot[50..52].copy_from_slice(&20u16.to_be_bytes());
+    assert_eq!(
+        Request::decode(&slot),
+        Err(ServiceError::Malformed("slot record"))
     );
     let mut short_surb = request(Op::Get(Kind::Slot));
     short_surb.reply.surb.pop();

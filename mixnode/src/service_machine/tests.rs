@@ -5,9 +5,12 @@ use std::collections::{BTreeSet, HashMap};
 use mtos_crypto::Identity;
 use rand::SeedableRng;
 
-use crate::receipts::{Answering, Held, View, check_probe, check_put, decode_list, signed_answer};
-use crate::replica_proto::{kind_and_locator, split_nonce};
+use crate::receipts::{
+    Answering, Held, PutOf, View, check_probe, check_put, decode_list, signed_answer,
+};
+use crate::replica_proto::{kind_and_locator, put_parts, split_nonce};
 use crate::service::MAX_PROBE;
+use mtos_crypto::stamp::Stamp;
 
 use super::*;
 
@@ -89,7 +92,7 @@ impl World {
                 (ReplicaStatus::Refused, b"full".to_vec())
             }
             ReplicaOp::Put => {
-                let (kind, locator, record) = kind_and_locator(rest).unwrap();
+                let (kind, locator, _, record) = put_parts(rest).unwrap();
                 store.insert((kind, locator), record.to_vec());
                 (ReplicaStatus::Ok, Vec::new())
             }
@@ -183,6 +186,15 @@ fn chunk(n: u8) -> (Locator, Vec<u8>) {
     (Locator::of(&bytes), bytes)
 }
 
+/// A chunk's put with a stamp the default rule takes (epoch 0, effort 1).
+fn put(bytes: Vec<u8>) -> Op {
+    Op::Put(Kind::Chunk, bytes.clone(), stamp(&bytes, 0, 1))
+}
+
+fn stamp(bytes: &[u8], epoch: u32, effort: u32) -> Stamp {
+    crate::records::make_stamp(Kind::Chunk, &Locator::of(bytes), bytes, epoch, effort, 0)
+}
+
 fn job(reply: u32, locator: Locator, op: Op) -> Job<u32> {
     Job {
         id: [reply as u8; 16],
@@ -193,13 +205,52 @@ fn job(reply: u32, locator: Locator, op: Op) -> Job<u32> {
 }
 
 #[test]
+fn a_put_without_a_stamp_the_document_asks_for_costs_no_replica_a_request() {
+    // The document's floor is 4 at epoch 10: a stamp of effort 1, one
+    // made for epoch 7, a forged one and one moved from another record
+    // are refused by the service node itself, each by its reason, and
+    // no replica is asked; a stamp of effort 4 for epoch 9 goes out.
+    let world = World::new(8);
+    let (l, bytes) = chunk(3);
+    let mut m = Machine::new(ServiceConfig::default());
+    m.set_stamp_rule(StampRule {
+        epoch: 10,
+        need: 4,
+        any_past: true,
+    });
+    let (other_l, other) = chunk(4);
+    let mut forged = stamp(&bytes, 10, 4);
+    forged.solution[0] ^= 0x40;
+    let refused = [
+        (stamp(&bytes, 10, 1), "low_effort"),
+        (stamp(&bytes, 7, 4), "stale_stamp"),
+        (forged, "bad_stamp"),
+        (stamp(&other, 10, 4), "bad_stamp"),
+    ];
+    for (i, (s, reason)) in refused.into_iter().enumerate() {
+        let op = Op::Put(Kind::Chunk, bytes.clone(), s);
+        m.handle_request(at(0), job(i as u32, l, op), &world.nodes)
+            .unwrap();
+        assert!(m.poll_ask().is_none(), "{reason}: a replica was asked");
+        let a = m.poll_answered().unwrap();
+        assert_eq!(a.response.status, Status::Refused);
+        assert_eq!(a.response.body, reason.as_bytes(), "{reason}");
+    }
+    assert_ne!(other_l, l);
+    let op = Op::Put(Kind::Chunk, bytes.clone(), stamp(&bytes, 9, 4));
+    m.handle_request(at(0), job(9, l, op), &world.nodes)
+        .unwrap();
+    assert_eq!(std::iter::from_fn(|| m.poll_ask()).count(), 3);
+}
+
+#[test]
 fn a_put_reaches_all_k_replicas_at_once_and_a_silent_one_makes_it_short() {
     let mut world = World::new(8);
     let (l, bytes) = chunk(1);
     let reps = world.replicas(&l);
     world.behaviour.insert(reps[1], Behaviour::Silent);
     let mut m = Machine::new(ServiceConfig::default());
-    m.handle_request(at(0), job(7, l, Op::Put(Kind::Chunk, bytes)), &world.nodes)
+    m.handle_request(at(0), job(7, l, put(bytes)), &world.nodes)
         .unwrap();
     // All three asks go out before any answer.
     let asks: Vec<Ask> = std::iter::from_fn(|| m.poll_ask()).collect();
@@ -226,9 +277,12 @@ fn a_put_reaches_all_k_replicas_at_once_and_a_silent_one_makes_it_short() {
         a.response.status,
         &a.response.body,
         &[7; 16],
-        Kind::Chunk,
-        &l,
-        &chunk(1).1,
+        PutOf {
+            kind: Kind::Chunk,
+            locator: &l,
+            record: &chunk(1).1,
+            stamp: &stamp(&chunk(1).1, 0, 1),
+        },
         world.view(),
     )
     .unwrap();
@@ -254,12 +308,8 @@ fn a_put_no_replica_answers_is_unavailable_and_a_refusal_is_passed_on() {
         world.behaviour.insert(n, Behaviour::Silent);
     }
     let mut m = Machine::new(ServiceConfig::default());
-    m.handle_request(
-        at(0),
-        job(1, l, Op::Put(Kind::Chunk, bytes.clone())),
-        &world.nodes,
-    )
-    .unwrap();
+    m.handle_request(at(0), job(1, l, put(bytes.clone())), &world.nodes)
+        .unwrap();
     let (answered, end) = settle(&mut m, &mut world, at(0));
     assert_eq!(answered[0].response.status, Status::Unavailable);
     assert_eq!(
@@ -271,7 +321,7 @@ fn a_put_no_replica_answers_is_unavailable_and_a_refusal_is_passed_on() {
     let mut world = World::new(5);
     let reps = world.replicas(&l);
     world.behaviour.insert(reps[2], Behaviour::Refuse);
-    m.handle_request(at(0), job(2, l, Op::Put(Kind::Chunk, bytes)), &world.nodes)
+    m.handle_request(at(0), job(2, l, put(bytes)), &world.nodes)
         .unwrap();
     let (answered, _) = settle(&mut m, &mut world, at(0));
     let r = &answered[0].response;
@@ -280,9 +330,12 @@ fn a_put_no_replica_answers_is_unavailable_and_a_refusal_is_passed_on() {
         r.status,
         &r.body,
         &r.id,
-        Kind::Chunk,
-        &l,
-        &chunk(2).1,
+        PutOf {
+            kind: Kind::Chunk,
+            locator: &l,
+            record: &chunk(2).1,
+            stamp: &stamp(&chunk(2).1, 0, 1),
+        },
         world.view(),
     )
     .unwrap();
@@ -295,7 +348,7 @@ fn a_bad_record_is_refused_before_any_replica_is_asked() {
     let (l, mut bytes) = chunk(3);
     bytes[0] ^= 1;
     let mut m = Machine::new(ServiceConfig::default());
-    m.handle_request(at(0), job(1, l, Op::Put(Kind::Chunk, bytes)), &world.nodes)
+    m.handle_request(at(0), job(1, l, put(bytes)), &world.nodes)
         .unwrap();
     let (answered, _) = settle(&mut m, &mut world, at(0));
     assert_eq!(answered[0].response.status, Status::Refused);
@@ -308,12 +361,8 @@ fn a_get_skips_a_replica_answering_a_tampered_record_and_caches_the_good_one() {
     let mut world = World::new(8);
     let (l, bytes) = chunk(4);
     let mut m = Machine::new(ServiceConfig::default());
-    m.handle_request(
-        at(0),
-        job(1, l, Op::Put(Kind::Chunk, bytes.clone())),
-        &world.nodes,
-    )
-    .unwrap();
+    m.handle_request(at(0), job(1, l, put(bytes.clone())), &world.nodes)
+        .unwrap();
     settle(&mut m, &mut world, at(0));
     let reps = world.replicas(&l);
     world.behaviour.insert(reps[0], Behaviour::Tamper);
@@ -428,12 +477,8 @@ fn a_replica_answer_that_does_not_verify_is_dropped_and_counted() {
     let reps = world.replicas(&l);
     world.behaviour.insert(reps[0], Behaviour::Forge);
     let mut m = Machine::new(ServiceConfig::default());
-    m.handle_request(
-        at(0),
-        job(3, l, Op::Put(Kind::Chunk, bytes.clone())),
-        &world.nodes,
-    )
-    .unwrap();
+    m.handle_request(at(0), job(3, l, put(bytes.clone())), &world.nodes)
+        .unwrap();
     let (answered, _) = settle(&mut m, &mut world, at(0));
     let r = &answered[0].response;
     assert_eq!(decode_list(&r.body).unwrap().len(), 2);
@@ -443,9 +488,12 @@ fn a_replica_answer_that_does_not_verify_is_dropped_and_counted() {
         r.status,
         &r.body,
         &r.id,
-        Kind::Chunk,
-        &l,
-        &bytes,
+        PutOf {
+            kind: Kind::Chunk,
+            locator: &l,
+            record: &bytes,
+            stamp: &stamp(&bytes, 0, 1),
+        },
         world.view(),
     );
     assert_eq!(proof.unwrap().stored, 2);

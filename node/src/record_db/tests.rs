@@ -8,6 +8,17 @@ fn chunk(i: u32, len: usize) -> (Locator, Vec<u8>) {
     (Locator::of(&bytes), bytes)
 }
 
+/// A stamp claiming `e`: the store takes stamps as checked (the replica
+/// checks them before it puts), so any bytes do here.
+fn effort(e: u32) -> Stamp {
+    Stamp {
+        effort: e,
+        epoch: 1,
+        nonce: [0; 8],
+        solution: [0; 16],
+    }
+}
+
 fn store(dir: &Path, max_bytes: u64) -> RecordDb {
     RecordDb::open(
         &dir.join("records"),
@@ -25,35 +36,40 @@ fn invalid_records_are_refused_and_leave_what_is_stored_intact() {
     let mut db = store(dir.path(), 1 << 20);
     let (at, bytes) = chunk(1, 3000);
     assert_eq!(
-        db.put(Kind::Chunk, &at, &bytes, 0).unwrap(),
+        db.put(Kind::Chunk, &at, &bytes, &effort(1), 0).unwrap(),
         Put::Stored { evicted: 0 }
     );
     let mut tampered = bytes.clone();
     tampered[10] ^= 1;
     assert!(matches!(
-        db.put(Kind::Chunk, &at, &tampered, 1),
+        db.put(Kind::Chunk, &at, &tampered, &effort(1), 1),
         Err(PutError::Refused(Refused::WrongLocator))
     ));
-    assert_eq!(db.put(Kind::Chunk, &at, &bytes, 2).unwrap(), Put::Duplicate);
+    assert_eq!(
+        db.put(Kind::Chunk, &at, &bytes, &effort(1), 2).unwrap(),
+        Put::Duplicate
+    );
     assert_eq!(db.get(Kind::Chunk, &at).unwrap(), Some(bytes));
 
     // A slot is written once: the owner's first record stays.
     let first = SlotRecord::sign(&[5; 32], 0, b"first").unwrap();
     let slot = slot_locator(&first.key);
-    db.put(Kind::Slot, &slot, &first.encode(), 3).unwrap();
+    db.put(Kind::Slot, &slot, &first.encode(), &effort(1), 3)
+        .unwrap();
     let second = SlotRecord::sign(&[5; 32], 0, b"second").unwrap();
     assert!(matches!(
-        db.put(Kind::Slot, &slot, &second.encode(), 4),
+        db.put(Kind::Slot, &slot, &second.encode(), &effort(1), 4),
         Err(PutError::Refused(Refused::SlotTaken))
     ));
     assert_eq!(
-        db.put(Kind::Slot, &slot, &first.encode(), 5).unwrap(),
+        db.put(Kind::Slot, &slot, &first.encode(), &effort(1), 5)
+            .unwrap(),
         Put::Duplicate
     );
     // A forger's record for the slot does not even verify there.
     let forged = SlotRecord::sign(&[6; 32], 0, b"forged").unwrap();
     assert!(matches!(
-        db.put(Kind::Slot, &slot, &forged.encode(), 6),
+        db.put(Kind::Slot, &slot, &forged.encode(), &effort(1), 6),
         Err(PutError::Refused(Refused::Slot(_)))
     ));
     assert_eq!(db.get(Kind::Slot, &slot).unwrap(), Some(first.encode()));
@@ -63,42 +79,116 @@ fn invalid_records_are_refused_and_leave_what_is_stored_intact() {
 }
 
 #[test]
-fn above_the_bound_the_oldest_records_past_the_retention_time_go_first() {
+fn above_the_bound_the_least_effort_per_byte_past_the_retention_time_goes_first() {
     let dir = tempfile::tempdir().unwrap();
-    // Room for three 1,000-byte chunks.
+    // Room for three 1,000-byte chunks; stored at 0, 10 and 20 with
+    // efforts 4, 1 and 2.
     let mut db = store(dir.path(), 3_000);
-    let chunks: Vec<_> = (0..5).map(|i| chunk(i, 1_000)).collect();
-    for (t, (at, bytes)) in chunks.iter().take(3).enumerate() {
-        db.put(Kind::Chunk, at, bytes, t as u64 * 10).unwrap();
+    let chunks: Vec<_> = (0..6).map(|i| chunk(i, 1_000)).collect();
+    for (t, e) in [(0usize, 4u32), (1, 1), (2, 2)] {
+        let (at, bytes) = &chunks[t];
+        db.put(Kind::Chunk, at, bytes, &effort(e), t as u64 * 10)
+            .unwrap();
     }
     // At 50 every record is younger than 100 s: the put is refused and
-    // nothing is evicted.
+    // nothing is evicted, whatever its effort.
     assert!(matches!(
-        db.put(Kind::Chunk, &chunks[3].0, &chunks[3].1, 50),
+        db.put(Kind::Chunk, &chunks[3].0, &chunks[3].1, &effort(64), 50),
         Err(PutError::Refused(Refused::Full))
     ));
     assert_eq!(db.records(), 3);
-    // At 105 only the first (stored at 0) is old enough: it goes.
+    // At 125 all three are old enough. A put of effort 1 may evict only
+    // the effort-1 record (stored at 10), not the older effort-4 one.
     assert_eq!(
-        db.put(Kind::Chunk, &chunks[3].0, &chunks[3].1, 105)
+        db.put(Kind::Chunk, &chunks[3].0, &chunks[3].1, &effort(1), 125)
             .unwrap(),
         Put::Stored { evicted: 1 }
     );
-    assert_eq!(db.get(Kind::Chunk, &chunks[0].0).unwrap(), None);
-    for (at, bytes) in &chunks[1..4] {
-        assert_eq!(db.get(Kind::Chunk, at).unwrap().as_ref(), Some(bytes));
-    }
-    // A 2,000-byte record at 125 needs the two oldest gone (stored at 10
-    // and 20), both old enough by then.
+    assert_eq!(db.get(Kind::Chunk, &chunks[1].0).unwrap(), None);
+    assert!(db.get(Kind::Chunk, &chunks[0].0).unwrap().is_some());
+    // Another effort-1 put finds nothing of at most its effort per byte
+    // old enough (the effort-1 record it would displace was stored at
+    // 125): full, nothing evicted.
+    assert!(matches!(
+        db.put(Kind::Chunk, &chunks[4].0, &chunks[4].1, &effort(1), 130),
+        Err(PutError::Refused(Refused::Full))
+    ));
+    assert_eq!(db.records(), 3);
+    // A 2,000-byte record of effort 16 at 130 (8 per 1,000 bytes, more
+    // than 4) evicts the two least dense old ones: effort 2, then 4.
     let (big_at, big) = chunk(9, 2_000);
     assert_eq!(
-        db.put(Kind::Chunk, &big_at, &big, 125).unwrap(),
+        db.put(Kind::Chunk, &big_at, &big, &effort(16), 130)
+            .unwrap(),
         Put::Stored { evicted: 2 }
     );
-    assert_eq!(db.get(Kind::Chunk, &chunks[1].0).unwrap(), None);
+    assert_eq!(db.get(Kind::Chunk, &chunks[0].0).unwrap(), None);
     assert_eq!(db.get(Kind::Chunk, &chunks[2].0).unwrap(), None);
+    assert!(db.get(Kind::Chunk, &chunks[3].0).unwrap().is_some());
     assert_eq!(db.bytes(), 3_000);
     assert_eq!(db.records(), 2);
+    // The stamp is kept with its record (repair moves both).
+    assert_eq!(
+        db.get_stamped(Kind::Chunk, &big_at).unwrap(),
+        Some((effort(16), big))
+    );
+}
+
+#[test]
+fn the_effort_asked_rises_with_the_records_nothing_may_evict_yet() {
+    let dir = tempfile::tempdir().unwrap();
+    // 20 chunks of 1,000 bytes fill the store; retention 100 s.
+    let mut db = store(dir.path(), 20_000);
+    assert_eq!(db.stamp_need(16, 0).unwrap(), 16);
+    for i in 0..9 {
+        let (at, bytes) = chunk(i, 1_000);
+        db.put(Kind::Chunk, &at, &bytes, &effort(16), 10).unwrap();
+    }
+    // 45% young: the floor.
+    assert_eq!(db.stamp_need(16, 10).unwrap(), 16);
+    let (at, bytes) = chunk(9, 1_000);
+    db.put(Kind::Chunk, &at, &bytes, &effort(16), 20).unwrap();
+    // 50%: twice the floor; each further 5% doubles it.
+    assert_eq!(db.stamp_need(16, 20).unwrap(), 32);
+    for i in 10..19 {
+        let (at, bytes) = chunk(i, 1_000);
+        db.put(Kind::Chunk, &at, &bytes, &effort(16), 30).unwrap();
+    }
+    // 95%: 2^10 times the floor, the most.
+    assert_eq!(db.stamp_need(16, 30).unwrap(), 16 << 10);
+    // Once the first ten (stored at 10 and 20) have lived 100 s they can
+    // be evicted and no longer count: 45% young again.
+    assert_eq!(db.stamp_need(16, 119).unwrap(), 16 << 1);
+    assert_eq!(db.stamp_need(16, 120).unwrap(), 16);
+    assert_eq!(db.young_bytes(120).unwrap(), 9_000);
+    // Counted the same after a reopen.
+    drop(db);
+    let mut db = store(dir.path(), 20_000);
+    assert_eq!(db.young_bytes(120).unwrap(), 9_000);
+    assert_eq!(db.young_bytes(131).unwrap(), 0);
+}
+
+#[test]
+fn a_store_of_the_format_before_stamps_is_refused_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("records");
+    {
+        // A record row as the earlier format wrote it, and no format row.
+        let db = rocksdb::DB::open_default(&path).unwrap();
+        let (at, bytes) = chunk(1, 100);
+        let mut value = 5u64.to_be_bytes().to_vec();
+        value.extend_from_slice(&bytes);
+        db.put(record_key(Kind::Chunk, &at), value).unwrap();
+    }
+    let e = RecordDb::open(
+        &path,
+        Retention {
+            min_age_secs: 100,
+            max_bytes: 1 << 20,
+        },
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("earlier format"), "{e}");
 }
 
 #[test]
@@ -108,7 +198,7 @@ fn records_survive_a_reopen_and_read_back_through_rocksdb() {
     {
         let mut db = store(dir.path(), 1 << 20);
         for (at, bytes) in &stored {
-            db.put(Kind::Chunk, at, bytes, 7).unwrap();
+            db.put(Kind::Chunk, at, bytes, &effort(1), 7).unwrap();
         }
     }
     let db = store(dir.path(), 1 << 20);
@@ -137,13 +227,14 @@ fn a_scan_in_pages_visits_every_record_once_and_meta_rows_stay_apart() {
     let mut expected: Vec<(Kind, Locator)> = (0..25)
         .map(|i| {
             let (at, bytes) = chunk(i, 100);
-            db.put(Kind::Chunk, &at, &bytes, 0).unwrap();
+            db.put(Kind::Chunk, &at, &bytes, &effort(1), 0).unwrap();
             (Kind::Chunk, at)
         })
         .collect();
     let slot = SlotRecord::sign(&[5; 32], 3, b"entry").unwrap();
     let at = slot_locator(&slot.key);
-    db.put(Kind::Slot, &at, &slot.encode(), 0).unwrap();
+    db.put(Kind::Slot, &at, &slot.encode(), &effort(1), 0)
+        .unwrap();
     expected.push((Kind::Slot, at));
     db.set_meta("repair", b"state").unwrap();
     let (mut seen, mut after) = (Vec::new(), None);
