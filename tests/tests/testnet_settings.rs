@@ -39,6 +39,8 @@ fn every_node_setting_is_what_the_node_reads() {
         cache_chunks: Some(11),
         client_addresses: Some(true),
         sessions_per_address: Some(12),
+        max_bytes: Some(13_000),
+        retention_secs: Some(14),
     };
     for (role, layer) in ROLES {
         let template = NodeConfig::template(role, layer);
@@ -58,6 +60,8 @@ fn every_node_setting_is_what_the_node_reads() {
         assert_eq!(c.storage.cache_chunks, 11);
         assert!(c.log.client_addresses);
         assert_eq!(c.limits.sessions_per_address, 12);
+        assert_eq!(c.storage.max_bytes, 13_000);
+        assert_eq!(c.storage.retention_secs, 14);
         // The file keeps the template's explanations.
         assert!(text.contains("# Frames per second one peer may send."));
     }
@@ -90,6 +94,7 @@ fn every_authority_setting_is_what_the_authority_reads() {
         node_loops: Some(0.0),
         max_delay_ms: Some(2_000),
         heartbeat_secs: Some(3),
+        stamp_floor: Some(5),
     };
     let text = settings.apply(&template).unwrap();
     let c = AuthorityConfig::parse(&text, Path::new("authority.toml")).unwrap();
@@ -100,6 +105,7 @@ fn every_authority_setting_is_what_the_authority_reads() {
     assert_eq!(c.rates.node_loops, 0.0);
     assert_eq!(c.mixing.max_delay_ms, 2_000);
     assert_eq!(c.epochs.heartbeat_secs, 3);
+    assert_eq!(c.storage.stamp_floor, 5);
     // What it was not told stays as `authority init` wrote it.
     let original = AuthorityConfig::parse(&template, Path::new("a")).unwrap();
     assert_eq!(c.mixing.mean_delay_ms, original.mixing.mean_delay_ms);

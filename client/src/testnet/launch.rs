@@ -31,6 +31,8 @@ pub struct AuthoritySettings {
     pub max_delay_ms: Option<u64>,
     /// How often nodes re-upload their descriptor (`epochs.heartbeat_secs`).
     pub heartbeat_secs: Option<u64>,
+    /// The least effort of a put's storage stamp (`storage.stamp_floor`).
+    pub stamp_floor: Option<u32>,
 }
 
 impl AuthoritySettings {
@@ -43,6 +45,11 @@ impl AuthoritySettings {
         push(&mut e, "rates.node_loops", self.node_loops);
         push(&mut e, "mixing.max_delay_ms", int(self.max_delay_ms));
         push(&mut e, "epochs.heartbeat_secs", int(self.heartbeat_secs));
+        push(
+            &mut e,
+            "storage.stamp_floor",
+            self.stamp_floor.map(i64::from),
+        );
         e
     }
 
@@ -75,6 +82,11 @@ pub struct NodeSettings {
     /// Gateways: client sessions from one source address
     /// (`limits.sessions_per_address`; 0: no bound).
     pub sessions_per_address: Option<u32>,
+    /// Storing nodes: the bound on records' bytes (`storage.max_bytes`).
+    pub max_bytes: Option<u64>,
+    /// Storing nodes: how long every record is kept at least
+    /// (`storage.retention_secs`).
+    pub retention_secs: Option<u64>,
 }
 
 impl NodeSettings {
@@ -104,6 +116,8 @@ impl NodeSettings {
             "limits.sessions_per_address",
             self.sessions_per_address.map(i64::from),
         );
+        push(&mut e, "storage.max_bytes", int(self.max_bytes));
+        push(&mut e, "storage.retention_secs", int(self.retention_secs));
         e
     }
 }
