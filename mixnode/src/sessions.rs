@@ -38,6 +38,26 @@ impl AddressPrefix {
     }
 }
 
+/// How many clients a gateway can serve at once when each of its Sphinx
+/// keys admits `key_rate` packets a second (`ReplaySizing::per_second`;
+/// beyond it packets are refused as `key_cap`, whoever sent them): each
+/// client may send up to [`CLIENT_RATE_FACTOR`] times its cover rate
+/// `λP + λL + λD` before it is throttled, and packets come back to it at
+/// its delivery rate, all through the gateway's key. Admitting no more
+/// clients than this keeps what they may send within what the key
+/// admits, so a flood from many identities is refused as sessions
+/// (counted) instead of as packets, honest ones among them. At least 1.
+pub fn sessions_for_capacity(key_rate: f64, rates: &crate::directory::Rates) -> usize {
+    let per_client = crate::admission::CLIENT_RATE_FACTOR
+        * (rates.payload + rates.loops + rates.drops)
+        + rates.delivery();
+    let bounded = key_rate.is_finite() && per_client.is_finite() && per_client > 0.0;
+    if !bounded {
+        return usize::MAX;
+    }
+    ((key_rate / per_client).floor() as usize).max(1)
+}
+
 /// Why a session was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SessionRefusal {

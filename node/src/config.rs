@@ -421,6 +421,8 @@ client_burst = 100
 # is sized for (about 4.9 bytes each; three keys at once); at most this
 # many per epoch's length a second are admitted (more are refused as
 # key_cap, so a flood never fills a filter past its false-positive bound).
+# Gateways serve only as many clients as that rate carries (92 at the
+# default rates and an hour's epoch): raise it to serve more.
 replay_capacity = 4000000
 
 [storage]

@@ -317,7 +317,7 @@ impl Metrics {
                 IntCounterVec::new(
                     Opts::new(
                         "mtos_client_sessions_refused_total",
-                        "Client sessions refused, by reason: connection (it holds 4), address (its source address holds limits.sessions_per_address), permits (limits.max_connections in all), work (no valid proof of work for this gateway, epoch and mailbox).",
+                        "Client sessions refused, by reason: connection (it holds 4), address (its source address holds limits.sessions_per_address), permits (limits.max_connections in all), work (no valid proof of work for this gateway, epoch and mailbox), capacity (the gateway serves as many clients as its keys admit packets for: limits.replay_capacity).",
                     ),
                     &["reason"],
                 ),

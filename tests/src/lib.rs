@@ -1,6 +1,8 @@
 #![doc = include_str!("../README.md")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod flood;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -640,6 +642,12 @@ impl TestClient {
     /// Opens a session at `gateway` with its work, as a client does, and
     /// keeps it (its frames read and dropped) while the client lives.
     pub async fn open_session(&mut self, gateway: &NodeEntry) {
+        self.try_open_session(gateway).await.unwrap();
+    }
+
+    /// [`TestClient::open_session`], or why the gateway did not serve it
+    /// (it closed the session before its first frame).
+    pub async fn try_open_session(&mut self, gateway: &NodeEntry) -> Result<(), String> {
         let secret: [u8; 32] = rand::random();
         let epoch = self.document.epoch;
         let mailbox = mtos_crypto::envelope::mailbox_id(&secret);
@@ -658,13 +666,15 @@ impl TestClient {
         let mut open = secret.to_vec();
         open.extend_from_slice(&epoch.to_be_bytes());
         open.extend_from_slice(&nonce.to_be_bytes());
-        let (mut stream, _) = self.session_stream(gateway, &open).await.unwrap();
+        let (mut stream, _) = self.session_stream(gateway, &open).await?;
         let drain = tokio::spawn(async move {
             use futures::AsyncReadExt;
             let mut frame = vec![0u8; mtos_mixnode::mailbox::DELIVERY_FRAME_SIZE];
             while stream.read_exact(&mut frame).await.is_ok() {}
         });
-        self.sessions.insert(gateway.peer().unwrap(), drain);
+        self.sessions
+            .insert(gateway.peer().map_err(|e| e.to_string())?, drain);
+        Ok(())
     }
 
     /// Opens a client session at `gateway` writing `open` and reads its

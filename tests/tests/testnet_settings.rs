@@ -39,6 +39,7 @@ fn every_node_setting_is_what_the_node_reads() {
         cache_chunks: Some(11),
         client_addresses: Some(true),
         sessions_per_address: Some(12),
+        replay_capacity: Some(15_000),
         max_bytes: Some(13_000),
         retention_secs: Some(14),
     };
@@ -61,6 +62,7 @@ fn every_node_setting_is_what_the_node_reads() {
         assert!(c.log.client_addresses);
         assert_eq!(c.limits.sessions_per_address, 12);
         assert_eq!(c.storage.max_bytes, 13_000);
+        assert_eq!(c.limits.replay_capacity, 15_000);
         assert_eq!(c.storage.retention_secs, 14);
         // The file keeps the template's explanations.
         assert!(text.contains("# Frames per second one peer may send."));

@@ -82,6 +82,9 @@ pub struct NodeSettings {
     /// Gateways: client sessions from one source address
     /// (`limits.sessions_per_address`; 0: no bound).
     pub sessions_per_address: Option<u32>,
+    /// Packets each Sphinx key admits over its life
+    /// (`limits.replay_capacity`).
+    pub replay_capacity: Option<u64>,
     /// Storing nodes: the bound on records' bytes (`storage.max_bytes`).
     pub max_bytes: Option<u64>,
     /// Storing nodes: how long every record is kept at least
@@ -116,6 +119,7 @@ impl NodeSettings {
             "limits.sessions_per_address",
             self.sessions_per_address.map(i64::from),
         );
+        push(&mut e, "limits.replay_capacity", int(self.replay_capacity));
         push(&mut e, "storage.max_bytes", int(self.max_bytes));
         push(&mut e, "storage.retention_secs", int(self.retention_secs));
         e

@@ -64,3 +64,24 @@ fn an_ipv6_slash_64_is_one_address_and_zero_means_no_bound() {
         assert!(open.open(&p, v4(1)).is_ok());
     }
 }
+
+#[test]
+fn a_gateway_serves_as_many_clients_as_its_key_admits() {
+    use crate::directory::Rates;
+    // λP 2, λL 1, λD 1: a client may send 8 a second and gets 4 back
+    // (its delivery rate), 12 through the key.
+    let rates = Rates {
+        payload: 2.0,
+        loops: 1.0,
+        drops: 1.0,
+        node_loops: 1.0,
+    };
+    assert_eq!(rates.delivery(), 4.0);
+    assert_eq!(sessions_for_capacity(120.0, &rates), 10);
+    assert_eq!(sessions_for_capacity(131.9, &rates), 10);
+    assert_eq!(sessions_for_capacity(5.0, &rates), 1);
+    // The default replay capacity over an hour's epoch (4,000,000 over
+    // 3,610 s, 1,108 a second): 92 clients.
+    assert_eq!(sessions_for_capacity(4_000_000.0 / 3_610.0, &rates), 92);
+    assert_eq!(sessions_for_capacity(f64::INFINITY, &rates), usize::MAX);
+}

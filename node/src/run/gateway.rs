@@ -27,6 +27,10 @@ pub(super) struct ClientSessions {
     pub(super) me: [u8; 32],
     /// Peers holding a session whose work was shown.
     pub(super) verified: VerifiedSessions,
+    /// Packets a second each Sphinx key admits (`None`: no bound), which
+    /// bounds the clients served at once
+    /// (`mtos_mixnode::sessions::sessions_for_capacity`).
+    pub(super) key_rate: Option<f64>,
 }
 
 /// Peers holding sessions whose work was shown, and how many: a gateway
@@ -42,15 +46,19 @@ impl VerifiedSessions {
         self.0.lock().is_ok_and(|v| v.contains_key(peer))
     }
 
-    /// Counts a verified session of `peer` until the guard drops.
-    fn enter(&self, peer: PeerId) -> VerifiedGuard {
-        if let Ok(mut v) = self.0.lock() {
-            *v.entry(peer).or_insert(0) += 1;
+    /// Counts a verified session of `peer` until the guard drops, unless
+    /// `clients` distinct peers hold one already and `peer` is not among
+    /// them (`None`: the gateway serves no more clients).
+    fn enter(&self, peer: PeerId, clients: usize) -> Option<VerifiedGuard> {
+        let mut v = self.0.lock().ok()?;
+        if !v.contains_key(&peer) && v.len() >= clients {
+            return None;
         }
-        VerifiedGuard {
+        *v.entry(peer).or_insert(0) += 1;
+        Some(VerifiedGuard {
             peer,
             sessions: self.clone(),
-        }
+        })
     }
 }
 
@@ -209,7 +217,18 @@ pub(super) async fn serve_client(
             .inc();
         return;
     }
-    let _verified = sessions.verified.enter(slot.peer);
+    // No more clients than the gateway's keys admit packets for.
+    let clients = match (sessions.key_rate, sessions.topology.borrow().as_ref()) {
+        (Some(rate), Some(t)) => sessions_for_capacity(rate, &t.document.rates),
+        _ => usize::MAX,
+    };
+    let Some(_verified) = sessions.verified.enter(slot.peer, clients) else {
+        metrics
+            .client_sessions_refused
+            .with_label_values(&["capacity"])
+            .inc();
+        return;
+    };
     // Only opened mailboxes take payloads (`client.md` §3).
     if !sessions
         .mailboxes

@@ -38,7 +38,7 @@ use mtos_mixnode::engine::{Counters, Event, MixEngine, Transmit};
 use mtos_mixnode::fair::{FairQueue, Pushed};
 use mtos_mixnode::keys::{EpochKey, KeyRing, ReplaySizing};
 use mtos_mixnode::mailbox::{Filed, Mailboxes, Stored, encode_delivery};
-use mtos_mixnode::sessions::{AddressPrefix, SessionLimits, SessionRefusal};
+use mtos_mixnode::sessions::{AddressPrefix, SessionLimits, SessionRefusal, sessions_for_capacity};
 use mtos_mixnode::time::Instant;
 use mtos_net::unix_now;
 use mtos_net::{self as net, DIR_PUT_DESCRIPTOR, MIX_PROTOCOL};
@@ -342,6 +342,12 @@ pub async fn run(
                 remote_ips,
                 me: *loaded.identity.verify_key().as_bytes(),
                 verified: verified.clone().unwrap_or_default(),
+                key_rate: ReplaySizing::for_epochs(
+                    config.limits.replay_capacity,
+                    REPLAY_FP_RATE,
+                    Duration::from_secs(schedule.epoch_secs),
+                )
+                .per_second,
             },
         ));
         tokio::spawn(expire_mailboxes(mailboxes.clone(), metrics.clone()));
