@@ -10,7 +10,12 @@
 //! one network: the loads are comparable.
 //!
 //! `cargo bench -p mtos-benches --bench attack` (`-- --secs N`: seconds
-//! per load, default 30).
+//! per load, default 30; `--profile dev` reuses the tests' build: the
+//! nodes are the tests' binaries either way). On the project's 2-core
+//! machine, 20 s per load: delivered 1.000 at 0x, 1x, 2x, 5x and 10x;
+//! the gateway at 23-24 MiB, no node above 31 MiB; drops are no_session
+//! (the 18 attackers refused a session) and, at 10x, client_throttled
+//! (the 2 served ones sending 24 a second of their 8); no key_cap.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 

@@ -206,6 +206,10 @@ pub struct PollReport {
     pub refused: Vec<(usize, u64, FeedError)>,
     /// Requests sent: the probe, then one get per slot found.
     pub requests: u64,
+    /// Probes asked again, whole, through another service node because
+    /// a replica did not answer (included in `requests`): a round's
+    /// first asks are always [`POLL_PROBES`].
+    pub asked_again: u64,
 }
 
 /// One poll round: the probes of [`plan`], all at once, each asking its
@@ -223,7 +227,7 @@ pub async fn poll<R: rand::Rng + ?Sized>(
     let probes = plan(follows, decoys, round, POLL_PROBES, rng);
     let asked = futures::future::join_all(probes.iter().map(|p| {
         let locators: Vec<Locator> = p.slots.iter().map(|(l, _)| *l).collect();
-        async move { held_exactly(session, &locators, options).await }
+        async move { held_exactly_counted(session, &locators, options).await }
     }))
     .await;
     let mut report = PollReport {
@@ -232,7 +236,10 @@ pub async fn poll<R: rand::Rng + ?Sized>(
     };
     let mut found: Vec<(usize, u64, Locator)> = Vec::new();
     for (probe, answer) in probes.iter().zip(asked) {
-        let answer = answer?;
+        let (answer, asks) = answer?;
+        let again = u64::from(asks.saturating_sub(1));
+        report.asked_again += again;
+        report.requests += again;
         if let Some(i) = probe.feed {
             found.extend(
                 probe
@@ -304,13 +311,24 @@ pub async fn held_exactly(
     locators: &[Locator],
     options: TransferOptions,
 ) -> Result<Vec<Held>, ClientError> {
+    Ok(held_exactly_counted(session, locators, options).await?.0)
+}
+
+/// [`held_exactly`], with the number of times the set was asked.
+async fn held_exactly_counted(
+    session: &Session,
+    locators: &[Locator],
+    options: TransferOptions,
+) -> Result<(Vec<Held>, u32), ClientError> {
     let mut out = vec![Held::Unknown; locators.len()];
     let mut tried = Vec::new();
+    let mut asks = 0;
     for attempt in 0..options.attempts.max(1) {
         if attempt > 0 {
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         }
         let answers = session.probe(locators, options.timeout, &mut tried).await?;
+        asks += 1;
         for (o, h) in out.iter_mut().zip(answers) {
             if *o == Held::Unknown {
                 *o = h;
@@ -320,7 +338,7 @@ pub async fn held_exactly(
             break;
         }
     }
-    Ok(out)
+    Ok((out, asks))
 }
 
 /// Publishes the card of a public identity (`specs/feeds.md` §6): at the

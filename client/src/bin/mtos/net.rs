@@ -315,7 +315,7 @@ async fn poll_round(
     follows: &mut [Followed],
     decoys: &[[u8; 32]],
     round: u64,
-) -> Result<(Vec<(usize, SeenEntry)>, usize), ClientError> {
+) -> Result<(Vec<(usize, SeenEntry)>, usize, u64), ClientError> {
     let mut rng = rand::rng();
     let report = feeds::poll(
         session,
@@ -371,7 +371,7 @@ async fn poll_round(
         }
     }
     fresh.save(home)?;
-    Ok((new, report.refused.len()))
+    Ok((new, report.refused.len(), report.asked_again))
 }
 
 /// `mtos feed`: poll rounds over every followed feed (the same number of
@@ -404,13 +404,13 @@ pub fn feed(home: &Home, rounds: u32, every: Option<u64>) -> Result<String, Clie
     book.save(home)?;
     runtime()?.block_on(async {
         let session = Session::connect(&config).await?;
-        let (mut found, mut refused) = (0usize, 0usize);
+        let (mut found, mut refused, mut again) = (0usize, 0usize, 0u64);
         // A random first round, so that with more feeds than a round's
         // probes every run starts its rotation somewhere else
         // (`specs/feeds.md` §5).
         let start: u64 = rand::RngExt::random_range(&mut rand::rng(), 0..1 << 32);
         for round in start..start + u64::from(rounds.max(1)) {
-            let (new, bad) = poll_round(
+            let (new, bad, asked_again) = poll_round(
                 home,
                 &session,
                 &store,
@@ -422,14 +422,20 @@ pub fn feed(home: &Home, rounds: u32, every: Option<u64>) -> Result<String, Clie
             .await?;
             found += new.len();
             refused += bad;
+            again += asked_again;
         }
         eprintln!(
-            "{found} new entr{} in {} followed feed{}{}",
+            "{found} new entr{} in {} followed feed{}{}{}",
             if found == 1 { "y" } else { "ies" },
             book.follows.len(),
             if book.follows.len() == 1 { "" } else { "s" },
             if refused > 0 {
                 format!("; {refused} slot(s) not signed by their feed's key ignored")
+            } else {
+                String::new()
+            },
+            if again > 0 {
+                format!("; {again} probe(s) asked again (a replica did not answer)")
             } else {
                 String::new()
             }
@@ -445,7 +451,7 @@ pub fn feed(home: &Home, rounds: u32, every: Option<u64>) -> Result<String, Clie
         for round in start + u64::from(rounds.max(1)).. {
             tick.tick().await;
             // A lost probe or answer costs one round, not the watch.
-            let (new, bad) = match poll_round(
+            let (new, bad, _) = match poll_round(
                 home,
                 &session,
                 &store,
