@@ -1,6 +1,9 @@
 //! A gateway bounds client sessions per source address: a third session
 //! from an address that holds two is refused (counted), the two work, and
-//! the share comes back when one closes (`specs/client.md` §3).
+//! the share comes back when one closes; a session opens only with work
+//! for this gateway, epoch, mailbox and identity; and one connection
+//! opening sessions as fast as it can holds its share (4) while others'
+//! messages cross and new clients are served (`specs/client.md` §3).
 
 use std::time::Duration;
 
@@ -226,4 +229,75 @@ async fn a_session_opens_only_with_work_for_this_gateway_epoch_mailbox_and_ident
             .await;
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_connection_opening_sessions_as_fast_as_it_can_leaves_others_served() {
+    // The address bound off (every client here is 127.0.0.1): only the
+    // bound per connection and the gateway's capacity stand.
+    let net = tokio::task::block_in_place(|| {
+        Testnet::start_custom(
+            &CHAIN,
+            600,
+            5,
+            |p| NodeSettings {
+                sessions_per_address: (p == Position::Gateway).then_some(0),
+                ..NodeSettings::default()
+            },
+            &AuthoritySettings {
+                payload: Some(20.0),
+                loops: Some(2.0),
+                drops: Some(2.0),
+                ..AuthoritySettings::default()
+            },
+        )
+    });
+    let refused = |net: &Testnet, reason: &str| {
+        net.node(Position::Gateway)
+            .metric(
+                "mtos_client_sessions_refused_total",
+                &format!("reason=\"{reason}\""),
+            )
+            .unwrap_or(0.0)
+    };
+    let alice = Session::connect(&config(&net)).await.unwrap();
+    let mut bob = Session::connect(&config(&net)).await.unwrap();
+    // One connection opens sessions, each with its work and a fresh
+    // mailbox, as fast as it can for 20 s, keeping every one it gets.
+    let mut attacker = mtos_tests::TestClient::connect(&net).await;
+    let gateway = attacker.at(Position::Gateway)[0].clone();
+    let attack = tokio::spawn(async move {
+        let (mut served, mut tried) = (0u32, 0u32);
+        let end = tokio::time::Instant::now() + Duration::from_secs(20);
+        while tokio::time::Instant::now() < end {
+            tried += 1;
+            if attacker.try_open_session(&gateway).await.is_ok() {
+                served += 1;
+            }
+        }
+        (attacker, served, tried)
+    });
+    // Meanwhile alice's messages reach bob, every one.
+    let to = bob.address();
+    for n in 0..20 {
+        alice.send(&to, format!("during {n}").as_bytes()).unwrap();
+    }
+    let mut got = 0;
+    while got < 20 {
+        match tokio::time::timeout(Duration::from_secs(60), bob.recv()).await {
+            Ok(Some(Received::Message(m))) if m.starts_with(b"during ") => got += 1,
+            Ok(Some(_)) => {}
+            _ => panic!("{got} of 20 messages\n{}", net.report()),
+        }
+    }
+    let (_attacker, served, tried) = attack.await.unwrap();
+    println!("one connection: {served} of {tried} sessions served");
+    // It held at most its connection's share, and was refused the rest.
+    assert!(served <= 4, "{served} sessions for one connection");
+    assert!(tried > served);
+    assert!(refused(&net, "connection") >= f64::from(tried - served) * 0.9);
+    // A new client is still served while the attacker holds its share.
+    let carol = Session::connect(&config(&net)).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(!carol.stats().deliveries.is_empty(), "{}", net.report());
 }
