@@ -32,6 +32,10 @@ pub enum ReplicaOp {
     /// Which records of a kind are held (repair, `specs/storage.md` §1):
     /// body `kind ‖ locators` (1 to `MAX_PROBE`, 32 bytes each).
     Have,
+    /// A repair copy: a put's body, sent by a storing node that holds the
+    /// record, whose stamp may be of any earlier epoch (it came with the
+    /// record); taken only from nodes the document lists as storing.
+    Copy,
 }
 
 impl ReplicaOp {
@@ -42,6 +46,7 @@ impl ReplicaOp {
             ReplicaOp::Get => 2,
             ReplicaOp::Probe => 3,
             ReplicaOp::Have => 4,
+            ReplicaOp::Copy => 5,
         }
     }
 
@@ -52,6 +57,7 @@ impl ReplicaOp {
             2 => Some(ReplicaOp::Get),
             3 => Some(ReplicaOp::Probe),
             4 => Some(ReplicaOp::Have),
+            5 => Some(ReplicaOp::Copy),
             _ => None,
         }
     }
@@ -63,6 +69,7 @@ impl ReplicaOp {
             ReplicaOp::Get => "get",
             ReplicaOp::Probe => "probe",
             ReplicaOp::Have => "have",
+            ReplicaOp::Copy => "copy",
         }
     }
 }
@@ -179,6 +186,7 @@ mod tests {
             ReplicaOp::Get,
             ReplicaOp::Probe,
             ReplicaOp::Have,
+            ReplicaOp::Copy,
         ] {
             assert_eq!(ReplicaOp::from_u8(op.code()), Some(op));
             assert_eq!(ReplicaStatus::from_u8(op.code()), None);

@@ -7,13 +7,18 @@
 //! Rows (no compression, so the byte counts are the disk's):
 //!
 //! ```text
-//! m || name                         -> the node's own state (repair; "format")
+//! m || name                         -> the node's own state (repair; "format";
+//!                                      "matured": the age watermark)
 //! r || kind || locator              -> stored_at (8, BE) || stamp (32) || record
-//! t || stored_at || kind || locator -> record length (4, BE)   by age
+//! t || stored_at || kind || locator -> record length (4, BE) || effort (4, BE)
 //! d || density || stored_at || kind || locator -> (empty)      eviction order
 //! ```
 //!
-//! Every row of a record is written and deleted in one synced batch, so
+//! A record's `d` row is written when it comes of age (has lived the
+//! retention time), with the watermark below which every record has
+//! one: the eviction order holds only records that may be evicted, so
+//! young records, however many and however cheap, cannot stand in its
+//! way. Every row of a put is written and deleted in one synced batch, so
 //! a put that returned is on disk and a crash never leaves half a record.
 
 use std::path::{Path, PathBuf};
@@ -33,11 +38,12 @@ const BY_DENSITY: u8 = b'd';
 const VALUE_HEAD: usize = 8 + STAMP_LEN;
 /// The store's format: 2 since records carry stamps.
 const FORMAT: &[u8] = b"2";
-/// Eviction order rows a put looks through at most for records old
-/// enough to evict: records younger than the retention time that sort
-/// first (little effort, stored recently) are skipped, and a put that
-/// finds no room within this many is refused as full.
+/// Eviction order rows a put looks through at most (every one is a record
+/// old enough to evict, least effort per byte first): a put that finds no
+/// room within this many is refused as full.
 pub const EVICTION_SCAN: usize = 4_096;
+/// Time rows a store brings of age at once; more wait for the next put.
+const MATURE_BATCH: usize = 10_000;
 
 /// What a put did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,7 +77,8 @@ pub struct RecordDb {
     records: u64,
     /// Bytes of records stored at or after `young_from`.
     young_bytes: u64,
-    /// Records stored before this Unix second are no longer counted young.
+    /// The age watermark: records stored before this Unix second are of
+    /// age (in the eviction order); from it on, young. Never decreases.
     young_from: u64,
 }
 
@@ -152,10 +159,55 @@ impl RecordDb {
         })?;
         store.bytes = bytes;
         store.records = records;
-        // Every record counts as young until the first look at the time
-        // rows (`young_bytes`) subtracts those that have come of age.
-        store.young_bytes = bytes;
+        // The watermark as last written, and the records from it on.
+        store.young_from = store
+            .meta("matured")?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
+            .map_or(0, u64::from_be_bytes);
+        let mut young = 0u64;
+        store.time_rows_from(store.young_from, |_, _, _, len, _| {
+            young += u64::from(len);
+            true
+        })?;
+        store.young_bytes = young;
         Ok(store)
+    }
+
+    /// Calls `f(stored_at, kind, locator, length, effort)` for the time
+    /// rows from `from` on, in order, while it returns `true`.
+    fn time_rows_from(
+        &self,
+        from: u64,
+        mut f: impl FnMut(u64, Kind, Locator, u32, u32) -> bool,
+    ) -> Result<(), NodeError> {
+        let mut start = [0u8; 9];
+        start[0] = BY_TIME;
+        start[1..].copy_from_slice(&from.to_be_bytes());
+        for item in self
+            .db
+            .iterator(IteratorMode::From(&start, Direction::Forward))
+        {
+            let (k, v) = item.map_err(|e| self.error(e))?;
+            if k.first() != Some(&BY_TIME) || k.len() != 42 {
+                break;
+            }
+            let at = u64::from_be_bytes(k[1..9].try_into().unwrap_or([0xff; 8]));
+            let (Some(kind), Ok(l)) = (
+                Kind::from_byte(k[9]),
+                <[u8; 32]>::try_from(&k[10..]).map(Locator::from_bytes),
+            ) else {
+                continue;
+            };
+            let word = |i: usize| {
+                v.get(i..i + 4)
+                    .and_then(|b| b.try_into().ok())
+                    .map_or(0, u32::from_be_bytes)
+            };
+            if !f(at, kind, l, word(0), word(4)) {
+                break;
+            }
+        }
+        Ok(())
     }
 
     fn format_error(&self) -> NodeError {
@@ -192,27 +244,32 @@ impl RecordDb {
             .saturating_add(1)
             .saturating_sub(self.retention.min_age_secs);
         if from > self.young_from {
-            // Records stored in [young_from, from) have come of age.
-            let mut aged = 0u64;
-            let start = time_key(self.young_from, Kind::Chunk, &Locator::from_bytes([0; 32]));
-            for item in self
-                .db
-                .iterator(IteratorMode::From(&start[..9], Direction::Forward))
-            {
-                let (k, v) = item.map_err(|e| self.error(e))?;
-                if k.first() != Some(&BY_TIME) || k.len() != 42 {
-                    break;
-                }
-                let at = u64::from_be_bytes(k[1..9].try_into().unwrap_or([0xff; 8]));
+            // Records stored in [young_from, from) come of age: each gets
+            // its eviction row, and the watermark moves, in one batch (at
+            // most MATURE_BATCH rows; the rest at the next call).
+            let (mut aged, mut rows, mut watermark) = (0u64, 0usize, from);
+            let mut last = None;
+            let mut batch = WriteBatch::default();
+            self.time_rows_from(self.young_from, |at, kind, l, len, effort| {
                 if at >= from {
-                    break;
+                    return false;
                 }
-                aged += u64::from(u32::from_be_bytes(
-                    v.get(..4).and_then(|b| b.try_into().ok()).unwrap_or([0; 4]),
-                ));
-            }
+                // Cut only between seconds, so the watermark never splits
+                // one second's records.
+                if rows >= MATURE_BATCH && last != Some(at) {
+                    watermark = at;
+                    return false;
+                }
+                last = Some(at);
+                batch.put(density_key(density(effort, len as usize), at, kind, &l), []);
+                aged += u64::from(len);
+                rows += 1;
+                true
+            })?;
+            batch.put([&[META][..], b"matured"].concat(), watermark.to_be_bytes());
+            self.db.write(batch).map_err(|e| self.error(e))?;
             self.young_bytes = self.young_bytes.saturating_sub(aged);
-            self.young_from = from;
+            self.young_from = watermark;
         }
         Ok(self.young_bytes)
     }
@@ -268,6 +325,9 @@ impl RecordDb {
             };
         }
         self.young_bytes(now)?;
+        // Never stored before the watermark, even if the clock went back:
+        // a record below it would never come of age.
+        let now = now.max(self.young_from);
         let size = bytes.len() as u64;
         let mine = density(stamp.effort, bytes.len());
         let mut batch = WriteBatch::default();
@@ -320,11 +380,10 @@ impl RecordDb {
         value.extend_from_slice(&stamp.encode());
         value.extend_from_slice(bytes);
         batch.put(record_key(kind, locator), value);
-        batch.put(
-            time_key(now, kind, locator),
-            (bytes.len() as u32).to_be_bytes(),
-        );
-        batch.put(density_key(mine, now, kind, locator), []);
+        let mut time_value = [0u8; 8];
+        time_value[..4].copy_from_slice(&(bytes.len() as u32).to_be_bytes());
+        time_value[4..].copy_from_slice(&stamp.effort.to_be_bytes());
+        batch.put(time_key(now, kind, locator), time_value);
         let mut options = WriteOptions::default();
         options.set_sync(true);
         self.db
@@ -332,9 +391,7 @@ impl RecordDb {
             .map_err(|e| self.error(e))?;
         self.bytes = self.bytes - freed + size;
         self.records = self.records + 1 - evicted;
-        if now >= self.young_from {
-            self.young_bytes += size;
-        }
+        self.young_bytes += size;
         Ok(Put::Stored { evicted })
     }
 

@@ -210,7 +210,7 @@ impl Repairer {
                         // The record goes with the stamp it came with.
                         (Some((stamp, record)), Some(peer)) => {
                             let body = put_rest(kind, &locator, &stamp, &record);
-                            match ask_detail(&mut control, peer, ReplicaOp::Put, &body, TIMEOUT)
+                            match ask_detail(&mut control, peer, ReplicaOp::Copy, &body, TIMEOUT)
                                 .await
                             {
                                 Some((ReplicaStatus::Ok, _)) => Copied::Sent {

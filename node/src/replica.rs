@@ -90,52 +90,73 @@ pub struct PutQuota {
 /// `result`).
 pub type Answer = (ReplicaStatus, Vec<u8>, &'static str, &'static str);
 
-/// What the replica's document says of stamps: its epoch and floor.
+/// What the replica's document says of stamps (its epoch and floor),
+/// and whether the asking peer is listed as storing (may send copies).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StampFloor {
     /// The document's epoch.
     pub epoch: u32,
     /// The document's stamp floor.
     pub floor: u32,
+    /// The peer is listed as storing: its repair copies are taken.
+    pub copies: bool,
 }
 
 /// Serves one request (its wire code and its body after the nonce)
-/// against `db` at `now`. A put's stamp must be for an epoch up to one
-/// past `stamps.epoch` (any earlier one: repair moves records with the
-/// stamps they came with) and reach the effort the store asks now
-/// (`storage.md` §2); a record held already is a duplicate whatever its
-/// stamp.
+/// against `db` at `now`. A put's stamp must be for `stamps.epoch` or
+/// one either side, a repair copy's for any epoch up to one past it
+/// (repair moves records with the stamps they came with; copies are
+/// taken only from storing peers), and either must reach the effort the
+/// store asks now (`storage.md` §2); a record held already is a
+/// duplicate whatever its stamp.
 pub fn handle(db: &mut RecordDb, request: u8, body: &[u8], now: u64, stamps: StampFloor) -> Answer {
     use ReplicaStatus::{Error, NotFound, Ok as Done, Refused};
     match ReplicaOp::from_u8(request) {
-        Some(ReplicaOp::Put) => {
+        Some(op @ (ReplicaOp::Put | ReplicaOp::Copy)) => {
+            let name = op.name();
+            if op == ReplicaOp::Copy && !stamps.copies {
+                return (
+                    Error,
+                    b"copies only from storing nodes".to_vec(),
+                    name,
+                    "not_allowed",
+                );
+            }
             let Some((kind, locator, stamp, record)) = put_parts(body) else {
-                return (Error, b"malformed put".to_vec(), "put", "bad_request");
+                return (Error, b"malformed put".to_vec(), name, "bad_request");
             };
             let held = matches!(db.get(kind, &locator), Ok(Some(h)) if h == record);
             if !held {
                 let need = match db.stamp_need(stamps.floor, now) {
                     Ok(need) => need,
-                    Err(_) => return (Error, b"store failed".to_vec(), "put", "error"),
+                    Err(_) => return (Error, b"store failed".to_vec(), name, "error"),
                 };
                 let rule = StampRule {
                     epoch: stamps.epoch,
                     need,
-                    any_past: true,
+                    any_past: op == ReplicaOp::Copy,
                 };
                 if let Err(r) = validate(kind, &locator, record)
                     .and_then(|()| rule.check(kind, &locator, record, &stamp))
                 {
-                    return (Refused, r.name().as_bytes().to_vec(), "put", r.name());
+                    // A refusal for effort names the effort needed, signed,
+                    // so a client pays it at once and no more.
+                    let detail = match &r {
+                        mtos_mixnode::records::Refused::LowEffort { need, .. } => {
+                            format!("low_effort {need}").into_bytes()
+                        }
+                        other => other.name().as_bytes().to_vec(),
+                    };
+                    return (Refused, detail, name, r.name());
                 }
             }
             match db.put(kind, &locator, record, &stamp, now) {
-                Ok(Put::Stored { .. }) => (Done, Vec::new(), "put", "stored"),
-                Ok(Put::Duplicate) => (Done, Vec::new(), "put", "duplicate"),
+                Ok(Put::Stored { .. }) => (Done, Vec::new(), name, "stored"),
+                Ok(Put::Duplicate) => (Done, Vec::new(), name, "duplicate"),
                 Err(PutError::Refused(r)) => {
-                    (Refused, r.name().as_bytes().to_vec(), "put", r.name())
+                    (Refused, r.name().as_bytes().to_vec(), name, r.name())
                 }
-                Err(PutError::Database(_)) => (Error, b"store failed".to_vec(), "put", "error"),
+                Err(PutError::Database(_)) => (Error, b"store failed".to_vec(), name, "error"),
             }
         }
         Some(ReplicaOp::Get) => match kind_and_locator(body) {
@@ -199,6 +220,7 @@ pub(super) async fn serve_counted(
     signer: Signer,
     kind: u8,
     body: Vec<u8>,
+    copies: bool,
 ) -> Option<(ReplicaStatus, Vec<u8>)> {
     tokio::task::spawn_blocking(move || {
         let Some((nonce, rest)) = split_nonce(&body) else {
@@ -214,10 +236,12 @@ pub(super) async fn serve_counted(
             StampFloor {
                 epoch: 0,
                 floor: mtos_mixnode::directory::DEFAULT_STAMP_FLOOR,
+                copies,
             },
             |t| StampFloor {
                 epoch: t.document.epoch,
                 floor: t.document.storage.stamp_floor,
+                copies,
             },
         );
         let (status, reply, op, result) = handle(&mut db, kind, rest, mtos_net::unix_now(), stamps);
@@ -314,13 +338,16 @@ pub(super) async fn serve(
     let buckets: Arc<Mutex<HashMap<libp2p::PeerId, TokenBucket>>> = Arc::default();
     let origin = tokio::time::Instant::now();
     while let Some((peer, mut stream)) = incoming.next().await {
-        let allowed = topology.borrow().as_ref().is_some_and(|t| {
-            t.position_of(&peer) == Position::Service
-                || t.document
+        let (service, storing) = topology.borrow().as_ref().map_or((false, false), |t| {
+            (
+                t.position_of(&peer) == Position::Service,
+                t.document
                     .nodes
                     .iter()
-                    .any(|n| n.storage && n.peer().is_ok_and(|p| p == peer))
+                    .any(|n| n.storage && n.peer().is_ok_and(|p| p == peer)),
+            )
         });
+        let allowed = service || storing;
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             continue;
         };
@@ -337,7 +364,7 @@ pub(super) async fn serve(
             let _permit = permit;
             let exchange = async {
                 let (kind, body) = net::read_message(&mut stream, MAX_STORE_REQUEST).await?;
-                if kind == ReplicaOp::Put.code() {
+                if kind == ReplicaOp::Put.code() || kind == ReplicaOp::Copy.code() {
                     let at = mtos_mixnode::time::Instant::ZERO + origin.elapsed();
                     let admitted = buckets.lock().is_ok_and(|mut b| {
                         b.entry(peer)
@@ -364,7 +391,7 @@ pub(super) async fn serve(
                         return stream.close().await;
                     }
                 }
-                let (status, mut reply) = serve_counted(db, metrics, signer, kind, body)
+                let (status, mut reply) = serve_counted(db, metrics, signer, kind, body, storing)
                     .await
                     .ok_or_else(|| std::io::Error::other("the record store is unusable"))?;
                 if tamper
@@ -391,8 +418,12 @@ mod tests {
 
     use super::request_rest as request;
 
-    /// The document: epoch 5, floor 1.
-    const DOC: StampFloor = StampFloor { epoch: 5, floor: 1 };
+    /// The document: epoch 5, floor 1; the peer stores.
+    const DOC: StampFloor = StampFloor {
+        epoch: 5,
+        floor: 1,
+        copies: true,
+    };
 
     fn serve(db: &mut RecordDb, op: u8, body: &[u8], now: u64) -> Answer {
         handle(db, op, body, now, DOC)
@@ -546,10 +577,24 @@ mod tests {
             );
         }
         assert_eq!(db.records(), 0);
-        // A stamp of epoch 1 is taken at epoch 5: repair moves records
-        // with the stamps they came with.
+        // A stamp of epoch 1 at epoch 5: stale for a put (stamps cannot
+        // be banked), taken in a repair copy (records move with the
+        // stamps they came with), but only from a node that stores.
         let old = put(Kind::Chunk, at, c, 1, 1);
-        assert_eq!(serve(&mut db, ReplicaOp::Put.code(), &old, 0).3, "stored");
+        assert_eq!(
+            reason(serve(&mut db, ReplicaOp::Put.code(), &old, 0)),
+            refused("stale_stamp")
+        );
+        let not_storing = StampFloor {
+            copies: false,
+            ..DOC
+        };
+        assert_eq!(
+            handle(&mut db, ReplicaOp::Copy.code(), &old, 0, not_storing).0,
+            ReplicaStatus::Error
+        );
+        assert_eq!(db.records(), 0);
+        assert_eq!(serve(&mut db, ReplicaOp::Copy.code(), &old, 0).3, "stored");
         // Four more at the floor: half the store is young, and the next
         // put must carry twice the floor.
         for (at, c) in &chunks[1..5] {

@@ -222,7 +222,9 @@ impl ServiceNode {
             );
             tokio::spawn(async move {
                 let answer = match local {
-                    Some(db) => serve_counted(db, metrics, signer, a.op.code(), a.body).await,
+                    Some(db) => {
+                        serve_counted(db, metrics, signer, a.op.code(), a.body, false).await
+                    }
                     None => None,
                 };
                 let _ = answers.send((a.id, answer)).await;

@@ -246,7 +246,9 @@ impl<'a> Churn<'a> {
                     None => (ReplicaStatus::NotFound, Vec::new()),
                 }
             }
-            ReplicaOp::Probe | ReplicaOp::Have => (ReplicaStatus::Error, Vec::new()),
+            ReplicaOp::Probe | ReplicaOp::Have | ReplicaOp::Copy => {
+                (ReplicaStatus::Error, Vec::new())
+            }
         };
         let identity = &self.identities[j];
         let answering = Answering {

@@ -45,7 +45,8 @@ fn random_chunk() -> Vec<u8> {
 fn asks_more(status: Status, body: &[u8]) -> bool {
     status == Status::Refused
         && (body == b"low_effort"
-            || decode_list(body).is_ok_and(|l| l.iter().any(|a| a.detail == b"low_effort")))
+            || decode_list(body)
+                .is_ok_and(|l| l.iter().any(|a| a.detail.starts_with(b"low_effort "))))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -172,8 +172,8 @@ pub struct Session {
     /// Service nodes caught lying: not asked again by this session.
     avoided: Mutex<std::collections::HashSet<[u8; 32]>>,
     /// The stamp effort replicas last asked for above the document's
-    /// floor (0: none); puts start from it (`storage.md` §2).
-    stamp_effort: std::sync::atomic::AtomicU32,
+    /// floor, and when; puts start from it for a while (`storage.md` §2).
+    stamp_effort: Mutex<Option<(u32, std::time::Instant)>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -399,7 +399,7 @@ impl Session {
             stats,
             document: doc_rx,
             avoided: Mutex::default(),
-            stamp_effort: std::sync::atomic::AtomicU32::new(0),
+            stamp_effort: Mutex::new(None),
             tasks: vec![
                 swarm_task,
                 builder,

@@ -10,15 +10,22 @@
 use rand::seq::IteratorRandom;
 
 use mtos_crypto::stamp::Stamp;
-use mtos_mixnode::directory::MAX_STAMP_FLOOR;
 use mtos_mixnode::placement::{DEFAULT_REPLICAS, replicas, storage_nodes};
 use mtos_mixnode::receipts::{
     Held, Lie, MAX_SIGNED_ANSWERS, PutOf, View, check_probe, check_put, decode_list,
 };
-use mtos_mixnode::records::{Kind, make_stamp, validate};
+use mtos_mixnode::records::{Kind, STAMP_RISE_MAX, make_stamp, validate};
 use mtos_mixnode::service::Status;
 
 use super::*;
+
+/// How long a session keeps paying the effort replicas last asked for.
+const EFFORT_MEMORY: Duration = Duration::from_secs(600);
+
+/// The effort a signed `low_effort N` refusal names (`storage.md` §2).
+fn asked_effort(reason: &str) -> Option<u32> {
+    reason.strip_prefix("low_effort ")?.parse().ok()
+}
 
 /// A service node's answer, and which service node gave it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -180,10 +187,13 @@ impl Session {
 
     /// Puts `record` of `kind` at `locator` through one service node and
     /// checks the receipts (`specs/storage.md` §4): one attempt, with a
-    /// stamp of the document's floor effort (or what replicas last asked
-    /// for). When a replica asks for more effort (`low_effort`), the put
-    /// is made again with twice the effort, up to the highest floor a
-    /// document may set; the effort is kept for later puts.
+    /// stamp of the document's floor effort (or what replicas asked for
+    /// in the last ten minutes). When a replica signs that it needs more
+    /// (`low_effort N`), the put is made again with the effort it named
+    /// (at least twice the last), up to what replicas may ask under this
+    /// document (1,024 × its floor); a replica asking more is not paid.
+    /// A service node that refuses for effort a stamp at the document's
+    /// floor is avoided (it lies, or its document differs).
     pub async fn put(
         &self,
         kind: Kind,
@@ -191,23 +201,39 @@ impl Session {
         record: Vec<u8>,
         timeout: Duration,
     ) -> Result<PutOutcome, ClientError> {
-        use std::sync::atomic::Ordering;
         // A record that fails its own check is refused here, sending
         // nothing (a put's locator is the one its record names).
         if let Err(e) = validate(kind, &locator, &record) {
             return Ok(PutOutcome::Refused(e.name().into()));
         }
         let floor = self.document().storage.stamp_floor;
-        let mut effort = floor.max(self.stamp_effort.load(Ordering::Relaxed));
+        let most = floor.saturating_mul(1 << STAMP_RISE_MAX);
+        let remembered = self
+            .stamp_effort
+            .lock()
+            .ok()
+            .and_then(|e| *e)
+            .filter(|(_, at)| at.elapsed() < EFFORT_MEMORY)
+            .map_or(0, |(e, _)| e);
+        let mut effort = floor.max(remembered).min(most);
         loop {
             let outcome = self
                 .put_with(kind, locator, record.clone(), effort, timeout)
                 .await?;
-            if outcome != PutOutcome::Refused("low_effort".into()) || effort >= MAX_STAMP_FLOOR {
+            let PutOutcome::Refused(reason) = &outcome else {
+                return Ok(outcome);
+            };
+            let Some(need) = asked_effort(reason) else {
+                return Ok(outcome);
+            };
+            let next = need.max(effort.saturating_mul(2));
+            if next > most || effort >= most {
                 return Ok(outcome);
             }
-            effort = effort.saturating_mul(2).min(MAX_STAMP_FLOOR);
-            self.stamp_effort.fetch_max(effort, Ordering::Relaxed);
+            effort = next;
+            if let Ok(mut e) = self.stamp_effort.lock() {
+                *e = Some((effort, std::time::Instant::now()));
+            }
         }
     }
 
@@ -252,11 +278,15 @@ impl Session {
         // A service node refuses a bad record itself, asking no replica
         // (`storage.md` §4): the client's own check is the proof.
         // So does a stamp below the document's floor, which this client
-        // never sends; `low_effort` from the service node says its
-        // document asks more than this one (documents change), and is
-        // taken as a request for more effort.
-        if r.status == Status::Refused && r.body == b"low_effort" {
-            return Ok(PutOutcome::Refused("low_effort".into()));
+        // never sends below its document's floor: a service node that
+        // refuses one at the floor or above for effort lies, or holds
+        // another document; either way it is avoided, and the put is
+        // unproven (asked again elsewhere), never paid for more.
+        if r.status == Status::Refused && r.body.starts_with(b"low_effort") {
+            self.avoid(answer.service);
+            return Ok(PutOutcome::Unproven(
+                "a service node asked more than the document's stamp floor".into(),
+            ));
         }
         if r.status == Status::Refused && validate(kind, &locator, &record).is_err() {
             let reason = match decode_list(&r.body) {
@@ -299,7 +329,8 @@ impl Session {
             // A replica may refuse what it must not (a bad replica): a
             // reason about the record itself counts only when the
             // record fails the client's own check too.
-            let replicas_say = matches!(reason.as_str(), "quota" | "full" | "low_effort")
+            let replicas_say = matches!(reason.as_str(), "quota" | "full")
+                || asked_effort(&reason).is_some()
                 || (reason == "slot_taken" && kind == Kind::Slot);
             let about_record = !replicas_say;
             if !about_record || validate(kind, &locator, &record).is_err() {

@@ -121,7 +121,7 @@ impl World {
                 }
                 (ReplicaStatus::Ok, bits)
             }
-            ReplicaOp::Have => (ReplicaStatus::Error, Vec::new()),
+            ReplicaOp::Have | ReplicaOp::Copy => (ReplicaStatus::Error, Vec::new()),
         };
         let signer = if behaviour == Behaviour::Forge {
             self.identities

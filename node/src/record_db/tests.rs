@@ -257,3 +257,56 @@ fn a_scan_in_pages_visits_every_record_once_and_meta_rows_stay_apart() {
     assert_eq!(db.records(), 26);
     assert_eq!(db.meta("repair").unwrap(), Some(b"state".to_vec()));
 }
+
+/// Rows in the eviction order.
+fn eviction_rows(db: &RecordDb) -> usize {
+    db.db
+        .iterator(IteratorMode::From(&[BY_DENSITY], Direction::Forward))
+        .map_while(Result::ok)
+        .take_while(|(k, _)| k.first() == Some(&BY_DENSITY))
+        .count()
+}
+
+#[test]
+fn young_records_stay_out_of_the_eviction_order_so_none_can_stand_in_its_way() {
+    // Room for ten 1,000-byte chunks; retention 100 s. Two stored at 0
+    // with effort 8, then eight at 150 with effort 1: the young ones are
+    // the least dense, so in one order of all records they would come
+    // first and a bounded scan could be spent on them (enough of them,
+    // and every put would be refused as full).
+    let dir = tempfile::tempdir().unwrap();
+    let mut db = store(dir.path(), 10_000);
+    let chunks: Vec<_> = (0..11).map(|i| chunk(i, 1_000)).collect();
+    for (at, bytes) in &chunks[..2] {
+        db.put(Kind::Chunk, at, bytes, &effort(8), 0).unwrap();
+    }
+    for (at, bytes) in &chunks[2..10] {
+        db.put(Kind::Chunk, at, bytes, &effort(1), 150).unwrap();
+    }
+    // Only the two that have lived 100 s are in the eviction order.
+    assert_eq!(eviction_rows(&db), 2);
+    assert_eq!(db.young_bytes(150).unwrap(), 8_000);
+    // A put of the same effort per byte takes the oldest's place.
+    assert_eq!(
+        db.put(Kind::Chunk, &chunks[10].0, &chunks[10].1, &effort(8), 160)
+            .unwrap(),
+        Put::Stored { evicted: 1 }
+    );
+    assert_eq!(db.get(Kind::Chunk, &chunks[0].0).unwrap(), None);
+    assert_eq!(eviction_rows(&db), 1);
+    // Kept across a reopen: the watermark, the young bytes, the order.
+    drop(db);
+    let mut db = store(dir.path(), 10_000);
+    assert_eq!(db.young_bytes(160).unwrap(), 9_000);
+    assert_eq!(eviction_rows(&db), 1);
+    // At 250 the young ones come of age and join the order; a clock that
+    // goes back stores no record below the watermark.
+    assert_eq!(db.young_bytes(250).unwrap(), 1_000);
+    assert_eq!(eviction_rows(&db), 9);
+    let (late_at, late) = chunk(99, 100);
+    drop(db);
+    let mut db = store(dir.path(), 20_000);
+    db.put(Kind::Chunk, &late_at, &late, &effort(1), 10)
+        .unwrap();
+    assert_eq!(db.young_bytes(250).unwrap(), 1_100);
+}
