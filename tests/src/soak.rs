@@ -36,10 +36,14 @@ pub struct Lifetime {
     pub samples: Vec<u64>,
 }
 
-/// When memory counts as flat: the mean of a lifetime's last quarter is
-/// at most `ratio` times the mean of its second quarter (the one right
-/// after warm-up, which is the first quarter) plus `slack_bytes`.
-/// Lifetimes of fewer than `min_samples` samples are too short to judge.
+/// When memory counts as flat. A lifetime's warm-up is its first
+/// quarter, or its first `warm_up_samples` when longer (what a node
+/// fills once and then holds, such as one replay filter per Sphinx key,
+/// takes a number of key epochs, not a share of the run); after it, the
+/// mean of the last quarter of what remains is at most `ratio` times the
+/// mean of the first quarter of what remains, plus `slack_bytes`. A
+/// lifetime with fewer than `min_samples` after its warm-up is not
+/// judged.
 #[derive(Debug, Clone, Copy)]
 pub struct FlatRule {
     /// Growth allowed, as a factor.
@@ -47,14 +51,16 @@ pub struct FlatRule {
     /// Growth allowed on top, in bytes (allocator and RocksDB memtable
     /// steps are a few MiB whatever the load).
     pub slack_bytes: u64,
-    /// The fewest samples a lifetime is judged on.
+    /// The shortest warm-up, in samples.
+    pub warm_up_samples: usize,
+    /// The fewest samples after warm-up a lifetime is judged on.
     pub min_samples: usize,
 }
 
 /// A lifetime's memory after warm-up and at its end.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Flatness {
-    /// Mean of the second quarter, bytes.
+    /// Mean of the first quarter after warm-up, bytes.
     pub after_warm_up: f64,
     /// Mean of the last quarter, bytes.
     pub end: f64,
@@ -71,15 +77,13 @@ impl FlatRule {
             return None;
         }
         let n = samples.len();
-        let quarter = (n / 4).max(1);
+        let warm_up = (n / 4).max(self.warm_up_samples).min(n - 1);
+        let rest = &samples[warm_up..];
+        let quarter = (rest.len() / 4).max(1);
         let mean = |s: &[u64]| s.iter().map(|&b| b as f64).sum::<f64>() / s.len().max(1) as f64;
-        let second = samples
-            .get(quarter..(2 * quarter).min(n))
-            .unwrap_or(samples);
-        let second = if second.is_empty() { samples } else { second };
-        let last = &samples[n - quarter..];
-        let (after_warm_up, end) = (mean(second), mean(last));
-        let judged = n >= self.min_samples;
+        let after_warm_up = mean(&rest[..quarter]);
+        let end = mean(&rest[rest.len() - quarter..]);
+        let judged = rest.len() >= self.min_samples;
         let flat = !judged || end <= self.ratio * after_warm_up + self.slack_bytes as f64;
         Some(Flatness {
             after_warm_up,
@@ -126,13 +130,14 @@ mod tests {
         let rule = FlatRule {
             ratio: 1.25,
             slack_bytes: 1000,
-            min_samples: 8,
+            warm_up_samples: 0,
+            min_samples: 6,
         };
         // Warm-up growth, then flat with noise.
         let flat = [100, 5000, 9000, 10_000, 10_200, 9_900, 10_100, 10_050];
         let f = rule.judge(&flat).unwrap();
         assert!(f.judged && f.flat, "{f:?}");
-        assert_eq!(f.after_warm_up, 9_500.0);
+        assert_eq!((f.after_warm_up, f.end), (9_000.0, 10_050.0));
         // Growing all along: a leak.
         let leak: Vec<u64> = (1..=16).map(|i| i * 10_000).collect();
         let f = rule.judge(&leak).unwrap();
@@ -141,6 +146,28 @@ mod tests {
         let f = rule.judge(&leak[..4]).unwrap();
         assert!(!f.judged && f.flat);
         assert_eq!(rule.judge(&[]), None);
+    }
+
+    #[test]
+    fn a_long_warm_up_is_not_judged_as_growth() {
+        // Filling for ten samples, then a plateau: the quarter rule
+        // alone takes the filling for a leak, a warm-up of ten does not.
+        let filling: Vec<u64> = (1..=10).map(|i| i * 10_000).chain([100_000; 10]).collect();
+        let quarter = FlatRule {
+            ratio: 1.25,
+            slack_bytes: 0,
+            warm_up_samples: 0,
+            min_samples: 4,
+        };
+        assert!(!quarter.judge(&filling).unwrap().flat);
+        let epochs = FlatRule {
+            warm_up_samples: 10,
+            ..quarter
+        };
+        let f = epochs.judge(&filling).unwrap();
+        assert!(f.judged && f.flat, "{f:?}");
+        // A lifetime no longer than its warm-up is not judged.
+        assert!(!epochs.judge(&filling[..12]).unwrap().judged);
     }
 
     #[test]

@@ -90,13 +90,14 @@ pub(crate) fn books(b: &Shared) -> std::sync::MutexGuard<'_, Books> {
     b.lock().unwrap()
 }
 
-/// Ends the load early when the controller fails (it sets this as it
-/// unwinds).
+/// Ends the load early when the controller fails (set as it unwinds).
 pub(crate) struct StopOnDrop(pub(crate) Arc<AtomicBool>);
 
 impl Drop for StopOnDrop {
     fn drop(&mut self) {
-        self.0.store(true, Ordering::SeqCst);
+        if std::thread::panicking() {
+            self.0.store(true, Ordering::SeqCst);
+        }
     }
 }
 
@@ -366,7 +367,14 @@ pub(crate) async fn asker(
     let (mut seq, mut answered, mut delivered) = (0u64, HashSet::new(), HashSet::new());
     loop {
         tokio::select! {
-            _ = tick.tick(), if running(until, stop) => {
+            _ = tick.tick() => {
+                // A failed controller ends the run at once.
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                if Instant::now() >= until {
+                    continue;
+                }
                 let sent = me.send_answerable(&bob, &stamp("q", seq, t0), 1);
                 let mut bk = books(b);
                 match sent {
@@ -415,7 +423,14 @@ pub(crate) async fn responder(
     let mut seq = 0u64;
     loop {
         tokio::select! {
-            _ = tick.tick(), if running(until, stop) => {
+            _ = tick.tick() => {
+                // A failed controller ends the run at once.
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                if Instant::now() >= until {
+                    continue;
+                }
                 let sent = me.send(&alice, &stamp("m", seq, t0));
                 let mut bk = books(b);
                 match sent {
