@@ -120,6 +120,11 @@ fn flat_rule(sample_every: Duration) -> FlatRule {
     }
 }
 
+/// No process may ever exceed this (about twice the plateau every node
+/// of a 30-minute run reached): what a run too short to judge flatness,
+/// such as CI's, still checks.
+const RSS_CEILING: u64 = 192 << 20;
+
 const DROP_REASONS: [&str; 14] = [
     "wrong_size",
     "unknown_key",
@@ -333,6 +338,16 @@ async fn soak() {
         let Some(f) = rule.judge(&l.samples) else {
             continue;
         };
+        let peak = l.samples.iter().copied().max().unwrap_or(0);
+        if peak > RSS_CEILING {
+            v.push(format!(
+                "{} (pid {}): {} MiB resident, above the ceiling of {} MiB",
+                l.name,
+                l.pid,
+                mib(peak as f64),
+                RSS_CEILING >> 20
+            ));
+        }
         if !f.flat {
             v.push(format!(
                 "{} (pid {}): memory grew from {} MiB after warm-up to {} MiB at the end of its life",
@@ -434,7 +449,7 @@ async fn soak() {
         line(format!("    {name}: {of} {held}"));
     }
     line(format!(
-        "  memory (MiB), per process lifetime: samples, after warm-up, end, judged (rule: warm-up {} samples or a quarter, then end <= {}x + {} MiB, >= {} samples after warm-up)",
+        "  memory (MiB), per process lifetime (rule: warm-up {} samples or a quarter, then end <= {}x + {} MiB, >= {} samples after warm-up)",
         rule.warm_up_samples,
         rule.ratio,
         rule.slack_bytes >> 20,
@@ -442,18 +457,22 @@ async fn soak() {
     ));
     for (l, m) in &memory {
         line(format!(
-            "    {} pid {}: {} samples, {} -> {} {}",
+            "    {} pid {}: {} samples, first {} peak {} last {}; {}",
             l.name,
             l.pid,
             l.samples.len(),
-            mib(m.after_warm_up),
-            mib(m.end),
+            mib(l.samples.first().copied().unwrap_or(0) as f64),
+            mib(l.samples.iter().copied().max().unwrap_or(0) as f64),
+            mib(l.samples.last().copied().unwrap_or(0) as f64),
             if !m.judged {
-                "(too short to judge)"
-            } else if m.flat {
-                "flat"
+                "too short to judge flatness".to_owned()
             } else {
-                "GREW"
+                format!(
+                    "after warm-up {} end {}: {}",
+                    mib(m.after_warm_up),
+                    mib(m.end),
+                    if m.flat { "flat" } else { "GREW" }
+                )
             }
         ));
     }
