@@ -19,6 +19,8 @@ use mtos_mixnode::directory::{NetworkDocument, NodeEntry, Trust};
 use mtos_net::{self as net, DIR_GET_DOCUMENT, NodeEntryExt};
 pub use mtos_node::config::{FaultsSection, ServiceLie};
 
+pub mod soak;
+
 /// The `mtos-node` binary with test fault injection (`mtos-node-faults`),
 /// built once per test process (so a test never runs a stale binary, even
 /// under `cargo test -p mtos-tests`). `MTOS_NODE_BIN` overrides it.
