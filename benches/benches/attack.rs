@@ -23,11 +23,9 @@ use std::time::Duration;
 
 use mtos_client::mixnet::Session;
 use mtos_mixnode::admission::Position;
-use mtos_tests::flood::{Attackers, delivery_ratio};
-use mtos_tests::{AuthoritySettings, CHAIN, NodeSettings, Testnet, arg, rss_bytes};
+use mtos_tests::flood::{Attackers, KEY_RATE, delivery_ratio, scaled_gateway_testnet};
+use mtos_tests::{arg, rss_bytes};
 
-const EPOCH_SECS: u64 = 600;
-const KEY_RATE: u64 = 48;
 const ATTACKERS: usize = 20;
 
 fn main() {
@@ -35,22 +33,7 @@ fn main() {
         return;
     }
     let secs = arg("--secs", 30) as usize;
-    let net = Testnet::start_custom(
-        &CHAIN,
-        EPOCH_SECS,
-        5,
-        |p| NodeSettings {
-            replay_capacity: (p == Position::Gateway).then_some(KEY_RATE * (EPOCH_SECS + 10)),
-            sessions_per_address: (p == Position::Gateway).then_some(0),
-            ..NodeSettings::default()
-        },
-        &AuthoritySettings {
-            payload: Some(2.0),
-            loops: Some(1.0),
-            drops: Some(1.0),
-            ..AuthoritySettings::default()
-        },
-    );
+    let net = scaled_gateway_testnet();
     let config = net.network_config();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -74,7 +57,7 @@ fn main() {
                 .metric("mtos_frames_dropped_total", &format!("reason=\"{reason}\""))
                 .unwrap_or(0.0)
         };
-        let reasons = ["no_session", "client_throttled", "key_cap", "overload"];
+        let reasons = ["no_session", "client_throttled", "key_cap", "overloaded"];
         println!(
             "load  offered/s  delivered  gateway RSS MiB  max node RSS MiB  drops/s {}",
             reasons.join(" ")

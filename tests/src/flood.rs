@@ -9,7 +9,39 @@ use std::time::Duration;
 use mtos_client::mixnet::{Received, Session};
 use mtos_mixnode::admission::Position;
 
-use crate::{TestClient, Testnet};
+use mtos_mixnode::directory::NodeEntry;
+
+use crate::{AuthoritySettings, CHAIN, NodeSettings, TestClient, Testnet};
+
+/// The scaled-down gateway's epoch.
+pub const EPOCH_SECS: u64 = 600;
+/// Packets a second its Sphinx key admits: four clients' worth at λP 2,
+/// λL 1, λD 1 (each may send 8 a second and gets 4 back).
+pub const KEY_RATE: u64 = 48;
+
+/// A chain whose gateway is scaled down rather than a flood scaled up:
+/// its key admits [`KEY_RATE`] packets a second, and it bounds no source
+/// address (every client here comes from 127.0.0.1, as clients through
+/// one Tor exit would). Blocks until every node is listed.
+pub fn scaled_gateway_testnet() -> Testnet {
+    Testnet::start_custom(
+        &CHAIN,
+        EPOCH_SECS,
+        5,
+        |p| NodeSettings {
+            // The key's rate is its capacity over the epoch and 10 s.
+            replay_capacity: (p == Position::Gateway).then_some(KEY_RATE * (EPOCH_SECS + 10)),
+            sessions_per_address: (p == Position::Gateway).then_some(0),
+            ..NodeSettings::default()
+        },
+        &AuthoritySettings {
+            payload: Some(2.0),
+            loops: Some(1.0),
+            drops: Some(1.0),
+            ..AuthoritySettings::default()
+        },
+    )
+}
 
 /// Alice sends `count` numbered messages to bob, one every `gap`; the
 /// share bob has received `settle` after the last was sent (messages
@@ -88,13 +120,8 @@ impl Attackers {
         self.clients
             .iter()
             .map(|a| {
-                let route = [
-                    a.at(Position::Gateway)[0],
-                    a.at(Position::Layer(1))[0],
-                    a.at(Position::Layer(2))[0],
-                    a.at(Position::Layer(3))[0],
-                    a.at(Position::Service)[0],
-                ];
+                let route = a.chain_route();
+                let route: Vec<&NodeEntry> = route.iter().collect();
                 (0..secs)
                     .map(|_| {
                         (0..per_second)

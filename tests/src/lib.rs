@@ -445,22 +445,7 @@ impl Testnet {
                 m("mtos_directory_nodes", ""),
                 m("mtos_queue_depth_packets", ""),
             ));
-            for reason in [
-                "wrong_size",
-                "unknown_key",
-                "header_mac",
-                "malformed",
-                "replay",
-                "delay_too_long",
-                "queue_full",
-                "output_full",
-                "wrong_layer",
-                "rate_limited",
-                "overloaded",
-                "send_queue_full",
-                "unknown_next_hop",
-                "link_failed",
-            ] {
+            for reason in frame_drop_reasons() {
                 let v = m("mtos_frames_dropped_total", &format!("reason=\"{reason}\""));
                 if v != 0.0 {
                     out.push_str(&format!(" {reason}={v}"));
@@ -723,6 +708,21 @@ impl TestClient {
             .collect()
     }
 
+    /// The first node at each position of the chain, gateway to service:
+    /// a route for [`TestClient::frame`].
+    pub fn chain_route(&self) -> Vec<NodeEntry> {
+        [
+            Position::Gateway,
+            Position::Layer(1),
+            Position::Layer(2),
+            Position::Layer(3),
+            Position::Service,
+        ]
+        .iter()
+        .filter_map(|p| self.at(*p).first().map(|n| (*n).clone()))
+        .collect()
+    }
+
     /// Builds a frame for the route `nodes` (the first is the entry),
     /// each hop holding it `delay`, delivering `message` at the last.
     pub fn frame(&self, nodes: &[&NodeEntry], delay: Duration, message: &[u8]) -> Vec<u8> {
@@ -783,6 +783,15 @@ impl TestClient {
     pub async fn add_address(&self, peer: PeerId, addr: Multiaddr) {
         self.commands.send((peer, addr)).await.unwrap();
     }
+}
+
+/// Every label of `mtos_frames_dropped_total`: the engine's reasons and
+/// the driver's.
+pub fn frame_drop_reasons() -> impl Iterator<Item = &'static str> {
+    mtos_mixnode::engine::DropReason::ALL
+        .iter()
+        .map(|r| r.name())
+        .chain(mtos_node::metrics::DriverDrop::ALL.iter().map(|r| r.name()))
 }
 
 /// Polls `f` until it returns true or `timeout` passes.

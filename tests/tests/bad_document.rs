@@ -107,16 +107,7 @@ async fn a_node_keeps_its_document_when_its_authority_serves_one_it_must_refuse(
     assert!(served.load(std::sync::atomic::Ordering::Relaxed) >= net.nodes.len() as u64);
 
     // Packets still cross every node on the document they have.
-    let route: Vec<_> = [
-        Position::Gateway,
-        Position::Layer(1),
-        Position::Layer(2),
-        Position::Layer(3),
-        Position::Service,
-    ]
-    .iter()
-    .map(|p| client.at(*p)[0].clone())
-    .collect();
+    let route = client.chain_route();
     let forwarded = |net: &Testnet| -> f64 {
         net.nodes
             .iter()

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use mtos_client::ClientError;
-use mtos_client::mixnet::{NetworkConfig, Received, SentKind, Session};
+use mtos_client::mixnet::{Received, SentKind, Session};
 use mtos_client::replies::ReplyError;
 use mtos_mixnode::admission::Position;
 use mtos_tests::{
@@ -25,14 +25,6 @@ const DROPS: f64 = 5.0;
 /// would be ignored; a client that built packets in its send slots (a
 /// 4.5 ms floor on every gap) was still caught at this level.
 const ALPHA: f64 = 0.001;
-
-fn config(net: &Testnet) -> NetworkConfig {
-    NetworkConfig {
-        network: net.network.clone(),
-        authority_key: net.authority_key,
-        authority_addr: net.authority_addr.clone(),
-    }
-}
 
 /// Gaps between consecutive times within `[from, to)`, in seconds.
 fn gaps(times: &[Duration], from: Duration, to: Duration) -> Vec<f64> {
@@ -60,8 +52,8 @@ async fn two_clients_exchange_messages_and_replies_and_their_traffic_does_not_sh
             },
         )
     });
-    let mut alice = Session::connect(&config(&net)).await.unwrap();
-    let mut bob = Session::connect(&config(&net)).await.unwrap();
+    let mut alice = Session::connect(&net.network_config()).await.unwrap();
+    let mut bob = Session::connect(&net.network_config()).await.unwrap();
     assert_ne!(alice.address().mailbox, bob.address().mailbox);
 
     // Idle: cover only.

@@ -12,14 +12,11 @@
 
 use std::time::Duration;
 
-use mtos_client::mixnet::{NetworkConfig, Session};
+use mtos_client::mixnet::Session;
 use mtos_mixnode::admission::Position;
-use mtos_tests::flood::{Attackers, delivery_ratio};
-use mtos_tests::{AuthoritySettings, CHAIN, NodeSettings, Testnet, rss_bytes};
+use mtos_tests::flood::{Attackers, KEY_RATE, delivery_ratio, scaled_gateway_testnet};
+use mtos_tests::{Testnet, rss_bytes};
 
-const EPOCH_SECS: u64 = 600;
-/// Packets a second the gateway's key admits: four clients' worth.
-const KEY_RATE: u64 = 48;
 const ATTACKERS: usize = 20;
 /// Five times the key's rate, shared by the attackers.
 const FLOOD_PER_SECOND: usize = 5 * KEY_RATE as usize / ATTACKERS;
@@ -29,44 +26,16 @@ const FLOOD_SECS: usize = 60;
 /// session holds nothing.
 const RSS_GROWTH: u64 = 64 << 20;
 
-fn config(net: &Testnet) -> NetworkConfig {
-    NetworkConfig {
-        network: net.network.clone(),
-        authority_key: net.authority_key,
-        authority_addr: net.authority_addr.clone(),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_from_fresh_identities_at_five_times_capacity_leaves_clients_their_delivery() {
-    let net = tokio::task::block_in_place(|| {
-        Testnet::start_custom(
-            &CHAIN,
-            EPOCH_SECS,
-            5,
-            |p| NodeSettings {
-                // The key's rate is its capacity over the epoch and 10 s.
-                replay_capacity: (p == Position::Gateway).then_some(KEY_RATE * (EPOCH_SECS + 10)),
-                // Every client here comes from 127.0.0.1, as clients
-                // through one Tor exit would.
-                sessions_per_address: (p == Position::Gateway).then_some(0),
-                ..NodeSettings::default()
-            },
-            &AuthoritySettings {
-                payload: Some(2.0),
-                loops: Some(1.0),
-                drops: Some(1.0),
-                ..AuthoritySettings::default()
-            },
-        )
-    });
+    let net = tokio::task::block_in_place(scaled_gateway_testnet);
     let gateway_metric = |net: &Testnet, name: &str, labels: &str| {
         net.node(Position::Gateway)
             .metric(name, labels)
             .unwrap_or(0.0)
     };
-    let alice = Session::connect(&config(&net)).await.unwrap();
-    let mut bob = Session::connect(&config(&net)).await.unwrap();
+    let alice = Session::connect(&net.network_config()).await.unwrap();
+    let mut bob = Session::connect(&net.network_config()).await.unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     // Unloaded: 30 messages, one every half second.
@@ -132,10 +101,10 @@ async fn a_flood_from_fresh_identities_at_five_times_capacity_leaves_clients_the
     };
     let no_session = drops("no_session") - no_session_before;
     println!(
-        "delivery: unloaded {unloaded:.3}, under the flood {loaded:.3}; gateway drops: no_session {no_session}, client_throttled {}, key_cap {}, overload {}; RSS {} MiB before, {} MiB at most",
+        "delivery: unloaded {unloaded:.3}, under the flood {loaded:.3}; gateway drops: no_session {no_session}, client_throttled {}, key_cap {}, overloaded {}; RSS {} MiB before, {} MiB at most",
         drops("client_throttled"),
         drops("key_cap"),
-        drops("overload"),
+        drops("overloaded"),
         rss_before >> 20,
         rss_peak >> 20
     );

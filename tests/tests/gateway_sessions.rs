@@ -7,18 +7,10 @@
 
 use std::time::Duration;
 
-use mtos_client::mixnet::{NetworkConfig, Received, Session};
+use mtos_client::mixnet::{Received, Session};
 use mtos_mixnode::admission::Position;
 use mtos_mixnode::directory::NodeEntry;
 use mtos_tests::{AuthoritySettings, CHAIN, NodeSettings, Testnet, wait_for};
-
-fn config(net: &Testnet) -> NetworkConfig {
-    NetworkConfig {
-        network: net.network.clone(),
-        authority_key: net.authority_key,
-        authority_addr: net.authority_addr.clone(),
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_source_address_holds_its_share_of_sessions_and_gets_it_back() {
@@ -45,11 +37,11 @@ async fn a_source_address_holds_its_share_of_sessions_and_gets_it_back() {
             .unwrap_or(0.0)
     };
     // Every client here comes from 127.0.0.1.
-    let alice = Session::connect(&config(&net)).await.unwrap();
-    let mut bob = Session::connect(&config(&net)).await.unwrap();
+    let alice = Session::connect(&net.network_config()).await.unwrap();
+    let mut bob = Session::connect(&net.network_config()).await.unwrap();
     // A third: refused at the gateway (its connect fails on the closed
     // session, or its delivery stream is never served).
-    let carol = Session::connect(&config(&net)).await;
+    let carol = Session::connect(&net.network_config()).await;
     tokio::task::block_in_place(|| {
         wait_for("the third session refused", Duration::from_secs(30), || {
             refused(&net) >= 1.0
@@ -70,7 +62,7 @@ async fn a_source_address_holds_its_share_of_sessions_and_gets_it_back() {
     drop(alice);
     let dave = tokio::time::timeout(Duration::from_secs(60), async {
         loop {
-            if let Ok(s) = Session::connect(&config(&net)).await {
+            if let Ok(s) = Session::connect(&net.network_config()).await {
                 tokio::time::sleep(Duration::from_secs(2)).await;
                 if !s.stats().deliveries.is_empty() {
                     return s;
@@ -167,16 +159,7 @@ async fn a_session_opens_only_with_work_for_this_gateway_epoch_mailbox_and_ident
     // Mix frames from a client without a verified session are dropped
     // before any crypto; with one, they are taken; once it ends, they are
     // dropped again.
-    let route: Vec<NodeEntry> = [
-        Position::Gateway,
-        Position::Layer(1),
-        Position::Layer(2),
-        Position::Layer(3),
-        Position::Service,
-    ]
-    .iter()
-    .map(|p| client.at(*p)[0].clone())
-    .collect();
+    let route = client.chain_route();
     let hops: Vec<&NodeEntry> = route.iter().collect();
     let batch = |client: &mtos_tests::TestClient| -> Vec<Vec<u8>> {
         (0..5)
@@ -260,8 +243,8 @@ async fn one_connection_opening_sessions_as_fast_as_it_can_leaves_others_served(
             )
             .unwrap_or(0.0)
     };
-    let alice = Session::connect(&config(&net)).await.unwrap();
-    let mut bob = Session::connect(&config(&net)).await.unwrap();
+    let alice = Session::connect(&net.network_config()).await.unwrap();
+    let mut bob = Session::connect(&net.network_config()).await.unwrap();
     // One connection opens sessions, each with its work and a fresh
     // mailbox, as fast as it can for 20 s, keeping every one it gets.
     let mut attacker = mtos_tests::TestClient::connect(&net).await;
@@ -297,7 +280,7 @@ async fn one_connection_opening_sessions_as_fast_as_it_can_leaves_others_served(
     assert!(tried > served);
     assert!(refused(&net, "connection") >= f64::from(tried - served) * 0.9);
     // A new client is still served while the attacker holds its share.
-    let carol = Session::connect(&config(&net)).await.unwrap();
+    let carol = Session::connect(&net.network_config()).await.unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(!carol.stats().deliveries.is_empty(), "{}", net.report());
 }

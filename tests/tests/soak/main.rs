@@ -125,23 +125,6 @@ fn flat_rule(sample_every: Duration) -> FlatRule {
 /// such as CI's, still checks.
 const RSS_CEILING: u64 = 192 << 20;
 
-const DROP_REASONS: [&str; 14] = [
-    "wrong_size",
-    "unknown_key",
-    "header_mac",
-    "malformed",
-    "replay",
-    "delay_too_long",
-    "queue_full",
-    "output_full",
-    "wrong_layer",
-    "rate_limited",
-    "overloaded",
-    "send_queue_full",
-    "unknown_next_hop",
-    "link_failed",
-];
-
 /// What the run is told.
 #[derive(Debug, Clone, Copy)]
 struct Plan {

@@ -14,7 +14,7 @@ pub(crate) struct Controlled {
 }
 
 pub(crate) fn add_drops(node: &mtos_tests::TestNode, drops: &mut BTreeMap<String, f64>) {
-    for reason in DROP_REASONS {
+    for reason in mtos_tests::frame_drop_reasons() {
         let v = node
             .metric("mtos_frames_dropped_total", &format!("reason=\"{reason}\""))
             .unwrap_or(0.0);
