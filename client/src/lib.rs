@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod compose;
 pub mod error;
 pub mod feeds;
 pub mod home;

@@ -151,6 +151,19 @@ impl std::fmt::Debug for Replies {
     }
 }
 
+/// How a session is opened ([`Session::connect_with`]).
+#[derive(Debug, Clone, Default)]
+pub struct SessionOptions {
+    /// The gateway to use while the document lists it (a screen keeps one
+    /// as Tor keeps its guards); `None` or unlisted: one drawn at random.
+    pub gateway: Option<[u8; 32]>,
+    /// The seed of the cover schedule's own generator: `None` draws one.
+    /// Given, the instants of every send follow from it alone (tests
+    /// check the schedule against it); a seed used twice would make two
+    /// sessions' gaps the same sequence, which links them.
+    pub schedule_seed: Option<[u8; 32]>,
+}
+
 /// Service requests a session waits on at once.
 pub const MAX_PENDING_REQUESTS: usize = 1_024;
 
@@ -199,12 +212,21 @@ impl Session {
     /// fresh identity (a real client would not give up on one broken
     /// link).
     pub async fn connect(config: &NetworkConfig) -> Result<Self, ClientError> {
+        Self::connect_with(config, &SessionOptions::default()).await
+    }
+
+    /// [`Session::connect`] with `options`: a gateway to keep (a screen's
+    /// guard) and the seed of the cover schedule.
+    pub async fn connect_with(
+        config: &NetworkConfig,
+        options: &SessionOptions,
+    ) -> Result<Self, ClientError> {
         let mut backoff = Duration::from_millis(500);
         let mut attempt = 0;
         loop {
             let keypair = libp2p::identity::Keypair::generate_ed25519();
             let swarm = net::build_swarm(keypair, 64).map_err(|e| NetError::Link(e.to_string()))?;
-            match Self::connect_over(config, swarm, |_| true).await {
+            match Self::connect_over(config, swarm, options, |_| true).await {
                 Err(ClientError::Network(NetError::Link(_) | NetError::Timeout(_)))
                     if attempt < 2 =>
                 {
@@ -230,7 +252,7 @@ impl Session {
             .map_err(|e| NetError::Config(format!("the authority through Tor: {e}")))?;
         let keypair = libp2p::identity::Keypair::generate_ed25519();
         let swarm = crate::tor::build_swarm(keypair, tor, 64)?;
-        Self::connect_over(config, swarm, |n| {
+        Self::connect_over(config, swarm, &SessionOptions::default(), |n| {
             n.multiaddrs().iter().any(crate::tor::reachable)
         })
         .await
@@ -239,6 +261,7 @@ impl Session {
     async fn connect_over(
         config: &NetworkConfig,
         mut swarm: libp2p::Swarm<net::Behaviour>,
+        options: &SessionOptions,
         usable: impl Fn(&NodeEntry) -> bool,
     ) -> Result<Self, ClientError> {
         let trust = config.trust()?;
@@ -285,7 +308,15 @@ impl Session {
         if gateways.is_empty() {
             return Err(NetError::NoRoute("a gateway this session can reach".into()).into());
         }
-        let gateway = gateways[rng.random_range(0..gateways.len())].clone();
+        // The gateway asked for while the document lists it (a screen's
+        // guard); otherwise one drawn uniformly.
+        let gateway = match options
+            .gateway
+            .and_then(|g| gateways.iter().find(|n| n.key == g))
+        {
+            Some(kept) => (*kept).clone(),
+            None => gateways[rng.random_range(0..gateways.len())].clone(),
+        };
         let gateway_peer = gateway
             .peer()
             .map_err(|e| NetError::Config(format!("gateway key: {e}")))?;
@@ -360,6 +391,13 @@ impl Session {
             balance: balance.clone(),
             stats: stats.clone(),
             started,
+            // Its own generator, drawn from for nothing but the schedule's
+            // instants: with a given seed they are the same whatever the
+            // session has to send.
+            schedule_rng: match options.schedule_seed {
+                Some(seed) => StdRng::from_seed(seed),
+                None => StdRng::from_rng(&mut rng),
+            },
             rng,
         }));
         let replenish = Replenish {

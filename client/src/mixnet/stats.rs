@@ -40,6 +40,17 @@ pub struct SessionStats {
     /// When each message (of any kind: plain, answerable, reply) was
     /// received (the first [`STATS_SERIES_LIMIT`]).
     pub received_at: Vec<Duration>,
+    /// Packets written carrying something real (a message, a request,
+    /// a reply, reply blocks): all of them, beyond the series' cap.
+    pub sent_real: u64,
+    /// Packets written as cover of any kind (payload-slot cover, loops,
+    /// drops): all of them.
+    pub sent_cover: u64,
+    /// Times the mix stream to the gateway broke and was opened again.
+    pub link_breaks: u64,
+    /// Slots skipped because they fell due while the link was broken
+    /// (sending them all at once would show the break).
+    pub slots_skipped: u64,
     /// Loops that came back.
     pub loops_returned: u64,
     /// Payload-slot cover that came back through this session's own

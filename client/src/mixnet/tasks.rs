@@ -29,8 +29,15 @@ pub(super) struct SendLoop {
     pub(super) balance: Arc<DeliveryBalance>,
     pub(super) stats: Arc<Mutex<SessionStats>>,
     pub(super) started: tokio::time::Instant,
+    /// Draws the schedule's instants and nothing else.
+    pub(super) schedule_rng: StdRng,
+    /// Builds frames in slots the cover builder missed.
     pub(super) rng: StdRng,
 }
+
+/// A slot more this late when a broken link is back is skipped, not
+/// sent: a burst of overdue slots would show the break to the gateway.
+pub(super) const SKIP_AFTER_BREAK: Duration = Duration::from_secs(1);
 
 /// How long after an epoch boundary a session fetches the new document
 /// at most (a random share of it).
@@ -111,8 +118,16 @@ pub(super) async fn send_loop(mut s: SendLoop) {
         node_loop: 0.0,
     };
     let first = rates(&s.document.borrow());
-    let mut schedule: CoverSchedule<Real> =
-        CoverSchedule::new(core_now(s.started), first, SEND_QUEUE, &mut s.rng);
+    // From the session's start: the schedule's instants are offsets from
+    // it, the same ones `SessionStats::sent` counts from.
+    let mut schedule: CoverSchedule<Real> = CoverSchedule::new(
+        mtos_mixnode::Instant::ZERO,
+        first,
+        SEND_QUEUE,
+        &mut s.schedule_rng,
+    );
+    // After a broken link: slots due before this are skipped.
+    let mut skip_before: Option<Duration> = None;
     loop {
         // Marked seen, so `changed` below wakes for the next one only.
         let doc = s.document.borrow_and_update().clone();
@@ -120,7 +135,7 @@ pub(super) async fn send_loop(mut s: SendLoop) {
         // gateway enforces and delivers at the current ones.
         let now_rates = rates(&doc);
         if schedule.rates() != now_rates {
-            schedule.set_rates(core_now(s.started), now_rates, &mut s.rng);
+            schedule.set_rates(core_now(s.started), now_rates, &mut s.schedule_rng);
         }
         let next = schedule
             .poll_timeout()
@@ -153,11 +168,23 @@ pub(super) async fn send_loop(mut s: SendLoop) {
         // The instant the next send is due (`poll_send` takes the
         // earliest), to record how late it left.
         let mut due = schedule.poll_timeout();
-        while let Some(send) = schedule.poll_send(now, &mut s.rng) {
+        while let Some(send) = schedule.poll_send(now, &mut s.schedule_rng) {
             let scheduled = due.map_or(Duration::ZERO, |t| {
                 t.saturating_since(mtos_mixnode::Instant::ZERO)
             });
             due = schedule.poll_timeout();
+            if let Some(resumed) = skip_before {
+                if scheduled.saturating_add(SKIP_AFTER_BREAK) < resumed {
+                    // A real frame in it goes back to wait for the next
+                    // payload slot (the order of the queue is lost).
+                    if let Send::Real(real) = send {
+                        let _ = schedule.push_real(real);
+                    }
+                    s.count(|st| st.slots_skipped += 1);
+                    continue;
+                }
+                skip_before = None;
+            }
             let (kind, sends, real) = plan_slot(send, &s.balance);
             match (kind, sends) {
                 (SentKind::Drop, Sends::Cover) => s.count(|st| st.owed_paid += 1),
@@ -211,12 +238,18 @@ pub(super) async fn send_loop(mut s: SendLoop) {
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(10));
                 }
+                skip_before = Some(s.started.elapsed());
+                s.count(|st| st.link_breaks += 1);
                 continue;
             }
             if let Ok(mut st) = s.stats.lock() {
                 let at = s.started.elapsed();
                 push_capped(&mut st.sent, (at, kind));
                 push_capped(&mut st.sent_late, at.saturating_sub(scheduled));
+                match kind {
+                    SentKind::Real => st.sent_real += 1,
+                    _ => st.sent_cover += 1,
+                }
             }
         }
     }

@@ -2,17 +2,17 @@
 
 use std::fmt::Write as _;
 use std::fs;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
+use mtos_client::compose::{self, SealRequest};
 use mtos_client::store::{ChunkStore, STORE_DIR};
 use mtos_client::{ClientError, Home};
-use mtos_crypto::item::seal::{self, Access, MAX_SEALED_LEN};
+use mtos_crypto::item::seal::{self, MAX_SEALED_LEN};
 use mtos_crypto::item::{
-    Audience, ContentType, Item, ItemDraft, ItemRef, Part, PartKind, RefKind, TypedRef,
+    Audience, Item, ItemRef, PartKind,
 };
-use mtos_crypto::{Identity, Keychain, PublicIdentity, agekeys};
+use mtos_crypto::{Identity, Keychain};
 use zeroize::Zeroizing;
 
 use crate::common::{date, no_overwrite, now, open as open_keychain, write_new_private_file};
@@ -57,7 +57,7 @@ pub enum ItemCommand {
 }
 
 /// What to seal: the arguments of `mtos item seal` and `mtos publish`.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct SealOpts {
     /// A text part (repeatable).
     #[arg(long, short, value_name = "TEXT")]
@@ -91,6 +91,32 @@ pub struct SealOpts {
     pub as_id: Option<String>,
 }
 
+impl SealOpts {
+    /// The request these options make: file paths made absolute, so that
+    /// a screen running elsewhere reads the same files.
+    pub fn into_request(self) -> Result<SealRequest, ClientError> {
+        let files = self
+            .files
+            .into_iter()
+            .map(|f| {
+                std::path::absolute(&f).map_err(|source| ClientError::Io { path: f, source })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(SealRequest {
+            text: self.text,
+            files,
+            content_type: self.content_type,
+            tag: self.tag,
+            reply_to: self.reply_to,
+            remix_of: self.remix_of,
+            reblog: self.reblog,
+            to: self.to,
+            anonymous: self.anonymous,
+            as_id: self.as_id,
+        })
+    }
+}
+
 pub fn run(home: &Home, cmd: ItemCommand) -> Result<String, ClientError> {
     match cmd {
         ItemCommand::Seal(opts) => {
@@ -105,184 +131,23 @@ pub fn run(home: &Home, cmd: ItemCommand) -> Result<String, ClientError> {
     }
 }
 
-fn read_part(path: &Path, budget: &mut u64) -> Result<Part, ClientError> {
-    let io = |source| ClientError::Io {
-        path: path.to_owned(),
-        source,
-    };
-    let file = fs::File::open(path).map_err(io)?;
-    let mut data = Vec::new();
-    file.take(*budget + 1).read_to_end(&mut data).map_err(io)?;
-    if data.len() as u64 > *budget {
-        return Err(ClientError::TooLarge {
-            path: path.display().to_string(),
-            limit: mtos_crypto::item::MAX_BODY_LEN,
-        });
-    }
-    *budget -= data.len() as u64;
-    let mime = mime_guess::from_path(path)
-        .first_raw()
-        .unwrap_or("application/octet-stream");
-    Ok(Part::binary(data, mime))
-}
-
-fn infer_type(parts: &[Part]) -> ContentType {
-    let binary: Vec<&str> = parts
-        .iter()
-        .filter(|p| p.kind() == PartKind::Binary)
-        .map(|p| p.mime())
-        .collect();
-    let all = |prefix: &str| !binary.is_empty() && binary.iter().all(|m| m.starts_with(prefix));
-    if binary.is_empty() {
-        ContentType::Note
-    } else if all("image/") {
-        ContentType::ImageObject
-    } else if all("video/") {
-        ContentType::VideoObject
-    } else if all("audio/") {
-        ContentType::AudioObject
-    } else if binary.iter().all(|m| *m == "application/pdf") {
-        ContentType::DigitalDocument
-    } else {
-        ContentType::MediaObject
-    }
-}
-
-/// Resolves a recipient to an X25519 key.
-fn recipient_key(text: &str, keychain: Option<&Keychain>) -> Result<[u8; 32], ClientError> {
-    let t = text.trim();
-    if t.to_ascii_lowercase().starts_with("mtos:") {
-        return Ok(*PublicIdentity::from_uri(t)?.encryption_key());
-    }
-    if t.starts_with("age1") {
-        return agekeys::parse_recipient(t).ok_or_else(|| ClientError::BadRecipient(t.into()));
-    }
-    match keychain.map(|k| k.find(t)) {
-        Some(Ok(identity)) => Ok(identity.encryption_key()),
-        _ => Err(ClientError::BadRecipient(t.chars().take(80).collect())),
-    }
-}
-
-fn is_local_name(text: &str) -> bool {
-    let t = text.trim();
-    !t.to_ascii_lowercase().starts_with("mtos:") && !t.starts_with("age1")
-}
-
 /// Seals an item into the local store (a line about it on stderr) and
 /// returns its reference, with its author unless it is anonymous.
 pub fn seal_into_store(
     home: &Home,
     args: SealOpts,
 ) -> Result<(ItemRef, Option<Identity>), ClientError> {
-    let mut refs = Vec::new();
-    for (kind, list) in [
-        (RefKind::ReplyTo, &args.reply_to),
-        (RefKind::RemixOf, &args.remix_of),
-        (RefKind::ReblogOf, &args.reblog),
-    ] {
-        for r in list {
-            refs.push(TypedRef {
-                kind,
-                target: ItemRef::from_uri(r)?,
-            });
-        }
-    }
-    let mut parts: Vec<Part> = args.text.into_iter().map(Part::text).collect();
-    let mut budget = mtos_crypto::item::MAX_BODY_LEN;
-    for path in &args.files {
-        parts.push(read_part(path, &mut budget)?);
-    }
-    if parts.is_empty() {
-        return Err(ClientError::Refused(
-            "nothing to seal: give --text and/or files".into(),
-        ));
-    }
-    let content_type = match &args.content_type {
-        Some(t) => ContentType::parse(t).ok_or_else(|| {
-            ClientError::Item(mtos_crypto::ItemError::Invalid(format!(
-                "unknown type \"{t}\" (see `mtos item seal --help`)"
-            )))
-        })?,
-        None => infer_type(&parts),
-    };
-
-    let needs_keychain = !args.anonymous || args.to.iter().any(|t| is_local_name(t));
-    let keychain = if needs_keychain {
+    let request = args.into_request()?;
+    let keychain = if request.needs_keychain() {
         Some(open_keychain(home)?)
     } else {
         None
     };
-    let author: Identity = if args.anonymous {
-        Identity::throwaway(&mut rand::rng(), now())
-    } else {
-        let keychain = keychain
-            .as_ref()
-            .ok_or_else(|| ClientError::Refused("no keychain".into()))?;
-        match (&args.as_id, keychain.identities()) {
-            (Some(q), _) => keychain.find(q)?.clone(),
-            (None, [only]) => only.clone(),
-            (None, []) => {
-                return Err(ClientError::Refused(
-                    "no identity to sign with: create one with `mtos id new`, or use --anonymous"
-                        .into(),
-                ));
-            }
-            (None, _) => {
-                return Err(ClientError::Refused(
-                    "several identities: choose one with --as ID, or use --anonymous".into(),
-                ));
-            }
-        }
-    };
-    let mut recipients = Vec::new();
-    for r in &args.to {
-        recipients.push(recipient_key(r, keychain.as_ref())?);
-    }
-    if !recipients.is_empty() && !args.anonymous && !recipients.contains(&author.encryption_key()) {
-        // The author keeps the ability to read what they sealed, unless
-        // that would push the item past the recipient limit.
-        if recipients.len() < seal::MAX_RECIPIENTS {
-            recipients.push(author.encryption_key());
-        }
-    }
-
-    let mut draft = ItemDraft::new(content_type, now().saturating_mul(1000), parts);
-    draft.tags = args.tag;
-    draft.refs = refs;
-    let item = draft.sign(&author)?;
-
     home.ensure()?;
     let store = ChunkStore::open(&home.dir().join(STORE_DIR))?;
-    let mut writer = store.writer();
-    let access = if recipients.is_empty() {
-        Access::Public
-    } else {
-        Access::Private(&recipients)
-    };
-    let sealed = seal::seal(&mut rand::rng(), &item, access, &mut writer)?;
-    writer.finish().map_err(|e| ClientError::Store {
-        path: store.path().to_owned(),
-        reason: e.to_string(),
-    })?;
-    let shape = sealed.shape;
-    eprintln!(
-        "sealed {} {} by {}: {} bytes in {} chunk{}{}",
-        match sealed.reference.audience() {
-            Audience::Public => "public",
-            Audience::Private => "private",
-        },
-        item.content_type(),
-        if args.anonymous {
-            "a throwaway key (anonymous)".to_owned()
-        } else {
-            format!("\"{}\" ({})", author.label(), author.id())
-        },
-        shape.sealed_len,
-        shape.total_chunks(),
-        if shape.total_chunks() == 1 { "" } else { "s" },
-        if shape.levels == 0 { " (inline)" } else { "" },
-    );
-    Ok((sealed.reference, (!args.anonymous).then_some(author)))
+    let sealed = compose::seal_into(&store, keychain.as_ref(), request, now())?;
+    eprintln!("{}", sealed.summary);
+    Ok((sealed.reference, sealed.author))
 }
 
 fn open_store(home: &Home) -> Result<ChunkStore, ClientError> {

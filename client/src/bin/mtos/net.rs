@@ -95,53 +95,6 @@ fn summary(verb: &str, report: &TransferReport, started: Instant) -> String {
     )
 }
 
-/// What identifies one `mtos publish` command: its options and the
-/// contents of its files. The same command run again finds the item it
-/// sealed the first time (`mtos_client::pending`) and resumes it.
-fn publish_digest(opts: &SealOpts) -> Result<String, ClientError> {
-    let mut h = blake3::Hasher::new_derive_key("mtos publish command v1");
-    let mut field = |name: &str, value: &[u8]| {
-        for part in [name.as_bytes(), value] {
-            h.update(&(part.len() as u64).to_be_bytes());
-            h.update(part);
-        }
-    };
-    for t in &opts.text {
-        field("text", t.as_bytes());
-    }
-    for path in &opts.files {
-        let mut file = blake3::Hasher::new();
-        file.update_reader(std::fs::File::open(path).map_err(|source| ClientError::Io {
-            path: path.clone(),
-            source,
-        })?)
-        .map_err(|source| ClientError::Io {
-            path: path.clone(),
-            source,
-        })?;
-        field("file", path.as_os_str().as_encoded_bytes());
-        field("file-bytes", file.finalize().as_bytes());
-    }
-    field(
-        "type",
-        opts.content_type.as_deref().unwrap_or("").as_bytes(),
-    );
-    for (name, list) in [
-        ("tag", &opts.tag),
-        ("reply-to", &opts.reply_to),
-        ("remix-of", &opts.remix_of),
-        ("reblog", &opts.reblog),
-        ("to", &opts.to),
-    ] {
-        for v in list {
-            field(name, v.as_bytes());
-        }
-    }
-    field("anonymous", &[u8::from(opts.anonymous)]);
-    field("as", opts.as_id.as_deref().unwrap_or("").as_bytes());
-    Ok(h.finalize().to_hex().to_string())
-}
-
 /// `mtos publish`: seal, put every chunk through the mixnet, add a public
 /// item to its author's feed, and print the reference only once all of it
 /// is stored. The reference of an unfinished publish (and its author's
@@ -150,7 +103,7 @@ fn publish_digest(opts: &SealOpts) -> Result<String, ClientError> {
 /// instead of sealing a new one.
 pub fn publish(home: &Home, opts: SealOpts) -> Result<String, ClientError> {
     let config = home.network()?;
-    let digest = publish_digest(&opts)?;
+    let digest = opts.clone().into_request()?.digest()?;
     let pending = PendingPublishes::of(home);
     home.ensure()?;
     let resumed = ChunkStore::open(&home.dir().join(STORE_DIR))
