@@ -95,6 +95,12 @@ pub enum ClientError {
     /// A reply could not be sent, or a message with reply blocks built.
     #[error(transparent)]
     Reply(#[from] crate::replies::ReplyError),
+    /// The screen answered a request with an error.
+    #[error("the screen: {0}")]
+    Remote(crate::screen::api::ApiError),
+    /// No screen runs for this home, or it could not be reached.
+    #[error("{0}")]
+    NoScreen(String),
     /// The input is too large to be what it claims.
     #[error("{path}: larger than {limit} bytes, not an mtos file")]
     TooLarge {
@@ -150,6 +156,7 @@ impl ClientError {
             | ClientError::Import { .. }
             | ClientError::TooLarge { .. } => exit::BAD_INPUT,
             ClientError::Refused(_) | ClientError::Conflict(_) => exit::CONFLICT,
+            ClientError::Remote(r) => r.kind.exit_code(),
             ClientError::NotFound(_)
             | ClientError::Reply(
                 crate::replies::ReplyError::NoBlock | crate::replies::ReplyError::Expired,

@@ -367,7 +367,9 @@ pub async fn publish_card(
     for n in 0..CARD_SLOTS {
         wanted.push(locator_by_fingerprint(&fingerprint, n).map_err(bad)?);
     }
-    let taken = held(session, &wanted, &mut rand::rng(), options).await?;
+    // A generator that may be held across the await (the thread's may not).
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::from_rng(&mut rand::rng());
+    let taken = held(session, &wanted, &mut rng, options).await?;
     let slots = CARD_SLOTS as usize;
     let free = |range: std::ops::Range<usize>| {
         range
@@ -434,7 +436,9 @@ pub async fn lookup_card(
             .map_err(bad)?,
         );
     }
-    let taken = held(session, &wanted, &mut rand::rng(), options).await?;
+    // A generator that may be held across the await (the thread's may not).
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::from_rng(&mut rand::rng());
+    let taken = held(session, &wanted, &mut rng, options).await?;
     let mut best: Option<Card> = None;
     for (l, _) in wanted.iter().zip(&taken).filter(|(_, t)| **t == Held::Held) {
         let r = session

@@ -8,11 +8,13 @@ pub mod mixnet;
 pub mod passphrase;
 pub mod pending;
 pub mod replies;
+pub mod screen;
 pub mod store;
 pub mod testnet;
 #[cfg(feature = "tor")]
 pub mod tor;
 pub mod transfer;
+pub mod work;
 
 pub use error::ClientError;
 pub use home::Home;

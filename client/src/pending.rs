@@ -12,6 +12,18 @@ use mtos_crypto::item::ItemRef;
 use crate::store::ChunkStore;
 use crate::{ClientError, Home, transfer};
 
+/// Unfinished work of any kind: what a screen takes up at its start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PendingWork {
+    /// A publish.
+    Publish(PendingPublish),
+    /// A fetch of this item.
+    Fetch(ItemRef),
+}
+
+/// Records of fetches are named with this prefix.
+const FETCH_PREFIX: &str = "fetch-";
+
 /// The directory, inside the home, of unfinished work.
 pub const PENDING_DIR: &str = "pending";
 
@@ -62,19 +74,61 @@ impl PendingPublishes {
     /// Records `publish` under `digest` before any of it is sent,
     /// replacing an older record that could not be resumed.
     pub fn record(&self, digest: &str, publish: &PendingPublish) -> Result<(), ClientError> {
-        std::fs::create_dir_all(&self.dir).map_err(|source| ClientError::Io {
-            path: self.dir.clone(),
-            source,
-        })?;
-        let path = self.path(digest);
-        let _ = std::fs::remove_file(&path);
         let text = format!(
             "{}\n{}\n",
             publish.reference.to_uri(),
             publish.author.as_deref().unwrap_or_default()
         );
+        self.write(digest, &text)
+    }
+
+    /// Writes record `name` (owner-only), replacing an older one.
+    fn write(&self, name: &str, text: &str) -> Result<(), ClientError> {
+        std::fs::create_dir_all(&self.dir).map_err(|source| ClientError::Io {
+            path: self.dir.clone(),
+            source,
+        })?;
+        let path = self.path(name);
+        let _ = std::fs::remove_file(&path);
         mtos_crypto::create_owner_only(&path, text.as_bytes())
             .map_err(|source| ClientError::Io { path, source })
+    }
+
+    /// The name a fetch of `reference` is recorded under.
+    pub fn fetch_key(reference: &ItemRef) -> String {
+        let digest = blake3::derive_key("mtos pending fetch v1", reference.to_uri().as_bytes());
+        format!("{FETCH_PREFIX}{}", data_encoding::HEXLOWER.encode(&digest[..16]))
+    }
+
+    /// Records a fetch of `reference` before any of it is asked.
+    pub fn record_fetch(&self, reference: &ItemRef) -> Result<String, ClientError> {
+        let key = Self::fetch_key(reference);
+        self.write(&key, &format!("{}\n", reference.to_uri()))?;
+        Ok(key)
+    }
+
+    /// Every record of unfinished work that can be taken up (a publish
+    /// whose item `store` still holds, a fetch), by name.
+    pub fn all(&self, store: &ChunkStore) -> Vec<(String, PendingWork)> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let mut out: Vec<(String, PendingWork)> = entries
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter_map(|name| {
+                if name.starts_with(FETCH_PREFIX) {
+                    let text = std::fs::read_to_string(self.path(&name)).ok()?;
+                    let reference = ItemRef::from_uri(text.lines().next()?.trim()).ok()?;
+                    Some((name, PendingWork::Fetch(reference)))
+                } else {
+                    let publish = self.resumable(&name, store)?;
+                    Some((name, PendingWork::Publish(publish)))
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
     }
 
     /// Forgets the publish under `digest`: it is done.

@@ -142,8 +142,8 @@ pub async fn publish(
 /// Runs `op` on every locator, `options.parallel` at once, counting each
 /// success in `done` and reporting `progress(done, total)`; the first
 /// error, once all have run.
-async fn each<'a, F, Fut>(
-    locators: &'a [Locator],
+async fn each<F, Fut>(
+    locators: &[Locator],
     options: TransferOptions,
     done: &AtomicU64,
     total: u64,
@@ -151,10 +151,10 @@ async fn each<'a, F, Fut>(
     op: F,
 ) -> Result<(), ClientError>
 where
-    F: Fn(&'a Locator) -> Fut,
+    F: Fn(Locator) -> Fut,
     Fut: std::future::Future<Output = Result<(), ClientError>>,
 {
-    let results: Vec<Result<(), ClientError>> = futures::stream::iter(locators)
+    let results: Vec<Result<(), ClientError>> = futures::stream::iter(locators.iter().copied())
         .map(|l| {
             let fut = op(l);
             async move {
@@ -211,10 +211,11 @@ async fn ask_until<T>(
 async fn put_one(
     session: &Session,
     store: &ChunkStore,
-    locator: &Locator,
+    locator: Locator,
     options: TransferOptions,
     requests: &AtomicU64,
 ) -> Result<(), ClientError> {
+    let locator = &locator;
     let chunk = store
         .get(locator)
         .map_err(|e| local(store, e))?
@@ -311,10 +312,11 @@ pub async fn fetch(
 async fn get_one(
     session: &Session,
     store: &ChunkStore,
-    locator: &Locator,
+    locator: Locator,
     options: TransferOptions,
     requests: &AtomicU64,
 ) -> Result<(), ClientError> {
+    let locator = &locator;
     let mut not_found = 0;
     let outcome = ask_until(
         session,

@@ -1,0 +1,265 @@
+//! What a running screen holds: the home, the keychain it unlocked, the
+//! item store, its one session (and the guard gateway it keeps), the
+//! queued work, and the feed schedule's state.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use mtos_crypto::{Identity, Keychain};
+use tokio::sync::{Notify, broadcast};
+use mtos_crypto::SecretString;
+
+use super::api::{FeedEntryInfo, Status};
+use super::jobs::Jobs;
+use super::server::ScreenOptions;
+use crate::mixnet::{Session, SessionOptions};
+use crate::store::{ChunkStore, STORE_DIR};
+use crate::{ClientError, Home};
+
+/// The keychain as unlocked, and what reloads it when `mtos id` changes
+/// the file: the passphrase, held as long as the keys it opens are.
+pub(super) struct Keys {
+    pub(super) keychain: Option<Keychain>,
+    pub(super) passphrase: Option<SecretString>,
+    pub(super) modified: Option<SystemTime>,
+}
+
+/// A running screen.
+pub(super) struct Screen {
+    pub(super) home: Home,
+    pub(super) options: ScreenOptions,
+    pub(super) store: ChunkStore,
+    keys: Mutex<Keys>,
+    session: Mutex<(Arc<Session>, Instant)>,
+    pub(super) sessions: AtomicU64,
+    pub(super) started: Instant,
+    pub(super) jobs: Jobs,
+    /// Held across anything that loads, changes and saves the feed book.
+    pub(super) book: tokio::sync::Mutex<()>,
+    pub(super) last_poll: Mutex<Option<u64>>,
+    pub(super) round: AtomicU64,
+    pub(super) entries: broadcast::Sender<FeedEntryInfo>,
+    pub(super) stop: Notify,
+}
+
+/// `guard.json`: the gateway kept, for the network it belongs to.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Guard {
+    network: String,
+    gateway: String,
+}
+
+impl Screen {
+    pub(super) fn new(
+        home: Home,
+        options: ScreenOptions,
+        keys: Keys,
+        session: Session,
+        store: ChunkStore,
+    ) -> Arc<Self> {
+        let (entries, _) = broadcast::channel(256);
+        let screen = Arc::new(Self {
+            home,
+            options,
+            store,
+            keys: Mutex::new(keys),
+            session: Mutex::new((Arc::new(session), Instant::now())),
+            sessions: AtomicU64::new(1),
+            started: Instant::now(),
+            jobs: Jobs::default(),
+            book: tokio::sync::Mutex::new(()),
+            last_poll: Mutex::new(None),
+            round: AtomicU64::new(rand::RngExt::random_range(&mut rand::rng(), 0..1 << 32)),
+            entries,
+            stop: Notify::new(),
+        });
+        screen.save_guard();
+        screen
+    }
+
+    /// The session in use.
+    pub(super) fn session(&self) -> Arc<Session> {
+        self.session
+            .lock()
+            .map(|s| s.0.clone())
+            .unwrap_or_else(|p| p.into_inner().0.clone())
+    }
+
+    /// Opens the item store of `home`.
+    pub(super) fn open_store(home: &Home) -> Result<ChunkStore, ClientError> {
+        home.ensure()?;
+        ChunkStore::open(&home.dir().join(STORE_DIR))
+    }
+
+    /// The guard gateway kept for `network`, if any.
+    pub(super) fn guard(home: &Home, network: &str) -> Option<[u8; 32]> {
+        let text = std::fs::read_to_string(home.dir().join(super::GUARD_FILE)).ok()?;
+        let guard: Guard = serde_json::from_str(&text).ok()?;
+        if guard.network != network {
+            return None;
+        }
+        data_encoding::HEXLOWER
+            .decode(guard.gateway.as_bytes())
+            .ok()?
+            .try_into()
+            .ok()
+    }
+
+    fn save_guard(&self) {
+        let Ok(config) = self.home.network() else {
+            return;
+        };
+        let guard = Guard {
+            network: config.network,
+            gateway: data_encoding::HEXLOWER.encode(&self.session().address().gateway),
+        };
+        if let Ok(text) = serde_json::to_string(&guard) {
+            let path = self.home.dir().join(super::GUARD_FILE);
+            let _ = std::fs::write(path, text + "\n");
+        }
+    }
+
+    /// Opens a session to the home's network through its guard (a new
+    /// guard when the document no longer lists it, or `fresh_guard`), and
+    /// puts it in place of the current one.
+    pub(super) async fn reconnect(&self, fresh_guard: bool) -> Result<(), ClientError> {
+        let config = self.home.network()?;
+        let gateway = if fresh_guard {
+            None
+        } else {
+            Self::guard(&self.home, &config.network)
+        };
+        let session = Session::connect_with(
+            &config,
+            &SessionOptions {
+                gateway,
+                schedule_seed: None,
+            },
+        )
+        .await?;
+        if let Ok(mut s) = self.session.lock() {
+            *s = (Arc::new(session), Instant::now());
+        }
+        self.sessions.fetch_add(1, Ordering::Relaxed);
+        self.save_guard();
+        Ok(())
+    }
+
+    /// Watches the session: when its document no longer lists its gateway
+    /// (the guard left the network), a new guard is chosen; a document
+    /// that expired and cannot be refreshed is waited out (the session
+    /// refreshes it). Every `every`.
+    pub(super) async fn supervise(self: Arc<Self>, every: Duration) {
+        loop {
+            tokio::time::sleep(every).await;
+            let session = self.session();
+            let doc = session.document();
+            let listed = doc
+                .nodes
+                .iter()
+                .any(|n| n.key == session.address().gateway);
+            if session.health().is_ok() && !listed {
+                eprintln!("screen: the guard gateway left the network document; choosing another");
+                if let Err(e) = self.reconnect(true).await {
+                    eprintln!("screen: reconnecting failed: {e}");
+                }
+            }
+        }
+    }
+
+    /// The identity `query` names (or the only one), reloading the
+    /// keychain if its file changed since it was unlocked.
+    pub(super) fn identity(&self, query: Option<&str>) -> Result<Identity, ClientError> {
+        let keys = self.keychain()?;
+        let keychain = keys
+            .as_ref()
+            .ok_or_else(|| ClientError::NotFound("no keychain in this home: `mtos id new` first (then restart the screen)".into()))?;
+        match (query, keychain.identities()) {
+            (Some(q), _) => Ok(keychain.find(q)?.clone()),
+            (None, [only]) => Ok(only.clone()),
+            (None, []) => Err(ClientError::NotFound("no identity in the keychain".into())),
+            (None, _) => Err(ClientError::Refused(
+                "several identities: choose one with --as ID".into(),
+            )),
+        }
+    }
+
+    /// The keychain, reloaded with the passphrase kept if its file
+    /// changed since.
+    pub(super) fn keychain(&self) -> Result<Option<Keychain>, ClientError> {
+        let mut keys = self
+            .keys
+            .lock()
+            .map_err(|_| ClientError::Refused("the screen's keychain is unusable".into()))?;
+        let file = self.home.keychain();
+        let modified = std::fs::metadata(file.path())
+            .and_then(|m| m.modified())
+            .ok();
+        if modified != keys.modified
+            && let Some(pass) = &keys.passphrase
+        {
+            let reloaded = file.load(pass)?;
+            keys.keychain = Some(reloaded);
+            keys.modified = modified;
+        }
+        Ok(keys.keychain.clone())
+    }
+
+    /// What `mtos screen status` shows.
+    pub(super) fn status(&self) -> Status {
+        let (session, connected) = self
+            .session
+            .lock()
+            .map(|s| (s.0.clone(), s.1))
+            .unwrap_or_else(|p| {
+                let s = p.into_inner();
+                (s.0.clone(), s.1)
+            });
+        let doc = session.document();
+        let stats = session.stats();
+        let gateway = session.address().gateway;
+        let gateway_addrs = doc
+            .node(&gateway)
+            .map(|n| n.addrs.clone())
+            .unwrap_or_default();
+        let follows = crate::feeds::FeedBook::load(&self.home)
+            .map(|b| b.follows.len() as u64)
+            .unwrap_or(0);
+        Status {
+            pid: std::process::id(),
+            network: doc.network.clone(),
+            gateway: data_encoding::HEXLOWER.encode(&gateway),
+            gateway_addrs,
+            peer_id: session.peer_id().to_string(),
+            up_secs: self.started.elapsed().as_secs(),
+            connected_secs: connected.elapsed().as_secs(),
+            sessions: self.sessions.load(Ordering::Relaxed),
+            sent_real: stats.sent_real,
+            sent_cover: stats.sent_cover,
+            loops_returned: stats.loops_returned,
+            link_breaks: stats.link_breaks,
+            epoch: doc.epoch,
+            jobs: self.jobs.list(),
+            follows,
+            poll_every_secs: self.options.poll_every.as_secs(),
+            last_poll: self.last_poll.lock().ok().and_then(|l| *l),
+            store_chunks: self.store.approximate_chunks(),
+            store_bytes: dir_size(self.store.path()),
+        }
+    }
+}
+
+/// Bytes the files under `dir` take.
+fn dir_size(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| e.metadata().ok())
+                .filter(|m| m.is_file())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
