@@ -101,6 +101,10 @@ pub enum ClientError {
     /// No screen runs for this home, or it could not be reached.
     #[error("{0}")]
     NoScreen(String),
+    /// The person interrupted the command (Ctrl-C); says what became of
+    /// its work.
+    #[error("{0}")]
+    Interrupted(String),
     /// The input is too large to be what it claims.
     #[error("{path}: larger than {limit} bytes, not an mtos file")]
     TooLarge {
@@ -125,6 +129,8 @@ pub mod exit {
     pub const CONFLICT: u8 = 6;
     /// A private item not addressed to any of your identities.
     pub const NOT_RECIPIENT: u8 = 7;
+    /// Interrupted (Ctrl-C), as shells report SIGINT.
+    pub const INTERRUPTED: u8 = 130;
 }
 
 impl ClientError {
@@ -157,6 +163,7 @@ impl ClientError {
             | ClientError::TooLarge { .. } => exit::BAD_INPUT,
             ClientError::Refused(_) | ClientError::Conflict(_) => exit::CONFLICT,
             ClientError::Remote(r) => r.kind.exit_code(),
+            ClientError::Interrupted(_) => exit::INTERRUPTED,
             ClientError::NotFound(_)
             | ClientError::Reply(
                 crate::replies::ReplyError::NoBlock | crate::replies::ReplyError::Expired,

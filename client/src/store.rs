@@ -59,6 +59,30 @@ impl ChunkStore {
         })
     }
 
+    /// Opens the store at `path` to read only, beside the process that
+    /// holds it (the running screen): what it had written when this
+    /// opens, write-ahead log included, and nothing written later.
+    pub fn open_read_only(path: &Path) -> Result<Self, ClientError> {
+        let options = Options::default();
+        let db = DB::open_cf_for_read_only(&options, path, [CHUNKS_CF, PUBLISHED_CF], false)
+            .map_err(|e| store_error(path, e))?;
+        Ok(Self {
+            db,
+            path: path.to_owned(),
+        })
+    }
+
+    /// Opens the store to write, or, while the running screen holds it,
+    /// to read only ([`ChunkStore::open_read_only`]).
+    pub fn open_for_reading(path: &Path) -> Result<Self, ClientError> {
+        match Self::open(path) {
+            Err(ClientError::Store { reason, .. }) if reason.starts_with(IN_USE) => {
+                Self::open_read_only(path)
+            }
+            other => other,
+        }
+    }
+
     /// Where the store lives.
     pub fn path(&self) -> &Path {
         &self.path
@@ -191,10 +215,21 @@ impl ChunkSource for &ChunkStore {
     }
 }
 
+/// How a store held by another process is reported.
+const IN_USE: &str = "in use by another process";
+
 fn store_error(path: &Path, e: rocksdb::Error) -> ClientError {
+    let reason = e.into_string();
+    let reason = if reason.contains("While lock file") {
+        format!(
+            "{IN_USE}, usually the running screen (`mtos publish` and `mtos fetch` go through it; `mtos screen stop` frees the store): {reason}"
+        )
+    } else {
+        reason
+    };
     ClientError::Store {
         path: path.to_owned(),
-        reason: e.into_string(),
+        reason,
     }
 }
 

@@ -353,6 +353,15 @@ async fn handle(
         }
         Request::PublishCard { id } => {
             let identity = screen.identity(Some(&id)).map_err(api_err)?;
+            if identity.visibility() == mtos_crypto::Visibility::Private {
+                return Err(ApiError::new(
+                    ErrorKind::Conflict,
+                    format!(
+                        "\"{}\" is a private identity: private identities are never published",
+                        identity.label()
+                    ),
+                ));
+            }
             let (by_key, by_fingerprint) = crate::feeds::publish_card(
                 &screen.session(),
                 &identity,

@@ -142,8 +142,17 @@ pub enum IdCommand {
 }
 
 /// Runs the command; returns what goes to stdout.
-pub fn run(home: &Home, cmd: IdCommand) -> Result<String, ClientError> {
+impl IdCommand {
+    /// Whether it reaches the network.
+    pub fn uses_network(&self) -> bool {
+        matches!(self, IdCommand::Publish { .. } | IdCommand::Lookup { .. })
+    }
+}
+
+pub fn run(home: &Home, cmd: IdCommand, via_screen: bool) -> Result<String, ClientError> {
     match cmd {
+        IdCommand::Publish { id } if via_screen => crate::via::publish_card(home, &id),
+        IdCommand::Lookup { query } if via_screen => crate::via::lookup_card(home, &query),
         IdCommand::New { label, private } => new(home, label, private),
         IdCommand::List => list(home),
         IdCommand::Show { id, qr } => show(home, &id, qr),

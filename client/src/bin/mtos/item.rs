@@ -157,7 +157,7 @@ fn open_store(home: &Home) -> Result<ChunkStore, ClientError> {
             format!("(no item store at {} yet)", path.display()),
         )));
     }
-    ChunkStore::open(&path)
+    ChunkStore::open_for_reading(&path)
 }
 
 fn describe(out: &mut String, item: &Item, keychain: Option<&Keychain>) {

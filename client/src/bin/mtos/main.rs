@@ -4,7 +4,9 @@ mod common;
 mod id;
 mod item;
 mod net;
+mod screen;
 mod testnet;
+mod via;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -36,6 +38,12 @@ struct Cli {
     /// Home directory holding the keychain and stores [default: the XDG data directory, e.g. ~/.local/share/mtos]
     #[arg(long, global = true, env = "MTOS_HOME", value_name = "DIR")]
     home: Option<PathBuf>,
+
+    /// Network commands open a session of their own instead of asking the
+    /// running screen (for scripts): the gateway and the authority then see
+    /// when you act.
+    #[arg(long, global = true)]
+    no_screen: bool,
 
     #[command(subcommand)]
     command: Command,
@@ -112,6 +120,17 @@ enum Command {
         #[arg(long, value_name = "SECS")]
         every: Option<u64>,
     },
+    /// The screen: the always-on client that holds this home's one mixnet session.
+    ///
+    /// `mtos screen start` unlocks the keychain once and keeps a session with
+    /// constant cover traffic through the same gateway for as long as it runs;
+    /// publish, fetch, feed, follow and id publish/lookup then go through it,
+    /// so nothing on the network starts or stops when you act.
+    #[command(
+        subcommand,
+        after_help = "Example:\n  mtos screen start\n  mtos screen status\n  mtos screen stop"
+    )]
+    Screen(screen::ScreenCommand),
     /// Choose the network: a local testnet, or an authority's key and address.
     #[command(
         subcommand,
@@ -160,17 +179,48 @@ fn main() -> ExitCode {
 /// Runs a command; returns its standard output, which may hold secrets
 /// (`mtos id export`) and is zeroized once written.
 fn run(cli: Cli) -> Result<String, ClientError> {
+    let via_screen = !cli.no_screen;
+    let home = || Home::resolve(cli.home.clone());
+    if cli.no_screen && cli.command.uses_network() {
+        via::warn_one_shot();
+    }
     match cli.command {
         // A testnet lives in its own directory, not in the home.
         Command::Testnet(cmd) => testnet::run(cmd),
-        Command::Id(cmd) => id::run(&Home::resolve(cli.home)?, cmd),
-        Command::Item(cmd) => item::run(&Home::resolve(cli.home)?, cmd),
-        Command::Publish(opts) => net::publish(&Home::resolve(cli.home)?, opts),
-        Command::Fetch { reference, output } => {
-            net::fetch(&Home::resolve(cli.home)?, &reference, output.as_deref())
+        Command::Id(cmd) => id::run(&home()?, cmd, via_screen),
+        Command::Item(cmd) => item::run(&home()?, cmd),
+        Command::Screen(cmd) => screen::run(&home()?, cmd),
+        Command::Publish(opts) if via_screen => via::publish(&home()?, opts),
+        Command::Publish(opts) => net::publish(&home()?, opts),
+        Command::Fetch { reference, output } if via_screen => {
+            via::fetch(&home()?, &reference, output.as_deref())
         }
-        Command::Net(cmd) => net::run(&Home::resolve(cli.home)?, cmd),
-        Command::Follow { uri, label } => net::follow(&Home::resolve(cli.home)?, &uri, label),
-        Command::Feed { rounds, every } => net::feed(&Home::resolve(cli.home)?, rounds, every),
+        Command::Fetch { reference, output } => {
+            net::fetch(&home()?, &reference, output.as_deref())
+        }
+        Command::Net(cmd) => net::run(&home()?, cmd),
+        Command::Follow { uri, label } => {
+            let home = home()?;
+            // Following touches no network: without a screen the book is
+            // written here.
+            if via_screen && mtos_client::screen::ScreenLock::held(&home).is_some() {
+                via::follow(&home, &uri, label)
+            } else {
+                net::follow(&home, &uri, label)
+            }
+        }
+        Command::Feed { rounds, every } if via_screen => via::feed(&home()?, rounds, every),
+        Command::Feed { rounds, every } => net::feed(&home()?, rounds, every),
+    }
+}
+
+impl Command {
+    /// Whether it opens a session of its own with `--no-screen`.
+    fn uses_network(&self) -> bool {
+        match self {
+            Command::Publish(_) | Command::Fetch { .. } | Command::Feed { .. } => true,
+            Command::Id(cmd) => cmd.uses_network(),
+            _ => false,
+        }
     }
 }

@@ -6,13 +6,14 @@ use std::time::Instant;
 
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
-use mtos_client::feeds::{self, FeedBook, FollowEntry, Followed, SeenEntry};
+use mtos_client::feeds::{self, FeedBook, FollowEntry, SeenEntry};
 use mtos_client::mixnet::{NetworkConfig, Session};
 use mtos_client::pending::{PendingPublish, PendingPublishes};
 use mtos_client::store::{ChunkStore, STORE_DIR};
 use mtos_client::transfer::{self, TransferOptions, TransferReport};
-use mtos_client::{ClientError, Home, testnet};
-use mtos_crypto::feed::{FeedKeys, FollowRef};
+use mtos_client::screen::api::CardInfo;
+use mtos_client::{ClientError, Home, testnet, work};
+use mtos_crypto::feed::FollowRef;
 use mtos_crypto::item::ItemRef;
 
 use crate::item::{SealOpts, open_cmd, seal_into_store};
@@ -53,7 +54,25 @@ pub fn run(home: &Home, cmd: NetCommand) -> Result<String, ClientError> {
         } => NetworkConfig::parse(&network, &authority_key, &authority_addr, "mtos net set")?,
     };
     home.set_network(&config)?;
-    Ok(describe(&config))
+    let mut out = describe(&config);
+    // A running screen moves to the new network at once.
+    if mtos_client::screen::ScreenLock::held(home).is_some() {
+        let moved = crate::via::runtime()?.block_on(async {
+            let client = mtos_client::screen::ScreenClient::find(home)
+                .await
+                .ok_or_else(|| crate::via::no_screen(home))?;
+            client
+                .call(mtos_client::screen::api::Request::Reconnect, |_| {})
+                .await
+        });
+        match moved {
+            Ok(_) => out.push_str("the running screen reconnected to it\n"),
+            Err(e) => out.push_str(&format!(
+                "the running screen could not reconnect ({e}): restart it\n"
+            )),
+        }
+    }
+    Ok(out)
 }
 
 fn describe(c: &NetworkConfig) -> String {
@@ -150,36 +169,16 @@ fn put(
         let started = Instant::now();
         let session = Session::connect(config).await?;
         let bar = bar("publishing");
-        let report = transfer::publish(
-            &session,
-            store,
-            reference,
-            TransferOptions::default(),
-            &|done, total| {
-                bar.set_length(total);
-                bar.set_position(done);
-            },
-        )
+        let published = work::publish_item(home, &session, store, reference, feed, &|done, total| {
+            bar.set_length(total);
+            bar.set_position(done);
+        })
         .await;
         bar.finish_and_clear();
-        let report = report?;
+        let (report, entry) = published?;
         eprintln!("{}", summary("published", &report, started));
-        if let Some(author) = feed {
-            let mut book = FeedBook::load(home)?;
-            let id = author.id().to_string();
-            let first_free = book.own.get(&id).copied().unwrap_or(0);
-            let n = feeds::write_entry(
-                &session,
-                &FeedKeys::of(author),
-                first_free,
-                reference,
-                crate::common::now().saturating_mul(1000),
-                TransferOptions::default(),
-            )
-            .await?;
-            book.own.insert(id, n + 1);
-            book.save(home)?;
-            eprintln!("added as entry {n} of the feed of \"{}\"", author.label());
+        if let Some((label, n)) = entry {
+            eprintln!("added as entry {n} of the feed of \"{label}\"");
         }
         Ok(report)
     })
@@ -230,101 +229,13 @@ pub fn fetch(home: &Home, reference: &str, output: Option<&Path>) -> Result<Stri
 
 /// `mtos follow URI`: adds a feed to those this home follows.
 pub fn follow(home: &Home, uri: &str, label: Option<String>) -> Result<String, ClientError> {
-    let parsed = FollowRef::from_uri(uri)?;
-    let mut book = FeedBook::load(home)?;
-    let known = book
-        .follows
-        .iter()
-        .any(|f| FollowRef::from_uri(&f.uri).is_ok_and(|g| g.feed == parsed.feed));
-    if known {
-        return Err(ClientError::Conflict(
-            "this feed is followed already".into(),
-        ));
-    }
-    let owner =
-        mtos_crypto::VerifyKey::from_bytes(parsed.owner).map_err(|e| ClientError::Uri(e.into()))?;
-    let label = label.unwrap_or_else(|| owner.id().to_string());
-    book.follows.push(FollowEntry {
-        uri: parsed.to_uri(),
-        label: label.clone(),
-        next: 0,
-        entries: Vec::new(),
-    });
-    book.save(home)?;
-    Ok(format!(
-        "following \"{label}\" (items by {}); `mtos feed` reads it\n",
-        owner.id()
-    ))
+    let (label, owner) = work::follow(home, uri, label)?;
+    Ok(followed(&label, &owner))
 }
 
-/// One poll round: new entries found, their items fetched into the
-/// store, and recorded in the book (saved). Returns the new entries (by
-/// feed index) and the number of slots refused.
-async fn poll_round(
-    home: &Home,
-    session: &Session,
-    store: &ChunkStore,
-    book: &mut FeedBook,
-    follows: &mut [Followed],
-    decoys: &[[u8; 32]],
-    round: u64,
-) -> Result<(Vec<(usize, SeenEntry)>, usize, u64), ClientError> {
-    let mut rng = rand::rng();
-    let report = feeds::poll(
-        session,
-        follows,
-        decoys,
-        round,
-        &mut rng,
-        TransferOptions::default(),
-    )
-    .await?;
-    let mut new = Vec::new();
-    for (i, entry) in &report.entries {
-        // An item that cannot be fetched now (lost, or for other readers)
-        // does not stop the feed: the entry is kept, and the timeline says
-        // what is missing; a later `mtos fetch` may get it.
-        if let Err(e) = transfer::fetch(
-            session,
-            store,
-            &entry.item,
-            TransferOptions::default(),
-            &|_, _| {},
-        )
-        .await
-        {
-            eprintln!("entry {} of a followed feed: its item: {e}", entry.n);
-        }
-        new.push((
-            *i,
-            SeenEntry {
-                n: entry.n,
-                time_ms: entry.time_ms,
-                item: entry.item.to_uri(),
-            },
-        ));
-    }
-    // Merged into the book as it is on disk now, so a `mtos follow` or
-    // `mtos publish` run meanwhile (say, beside `mtos feed --every`) is
-    // kept.
-    let mut fresh = FeedBook::load(home)?;
-    for (i, seen) in &new {
-        let uri = book.follows[*i].uri.clone();
-        for f in [
-            book.follows.get_mut(*i),
-            fresh.follows.iter_mut().find(|f| f.uri == uri),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            f.next = f.next.max(seen.n + 1);
-            if !f.entries.iter().any(|e| e.n == seen.n) {
-                f.entries.push(seen.clone());
-            }
-        }
-    }
-    fresh.save(home)?;
-    Ok((new, report.refused.len(), report.asked_again))
+/// What `mtos follow` prints.
+pub(crate) fn followed(label: &str, owner: &str) -> String {
+    format!("following \"{label}\" (items by {owner}); `mtos feed` reads it\n")
 }
 
 /// `mtos feed`: poll rounds over every followed feed (the same number of
@@ -333,113 +244,106 @@ async fn poll_round(
 /// `every`, it then keeps polling at that fixed interval, printing new
 /// entries as they come, until interrupted.
 pub fn feed(home: &Home, rounds: u32, every: Option<u64>) -> Result<String, ClientError> {
-    let mut book = FeedBook::load(home)?;
-    if book.follows.is_empty() {
-        return Err(ClientError::NotFound(
-            "no feed is followed: `mtos follow mtos:feed:...` first".into(),
-        ));
+    if FeedBook::load(home)?.follows.is_empty() {
+        return Err(no_follows());
     }
     let config = home.network()?;
     home.ensure()?;
     let store = ChunkStore::open(&home.dir().join(STORE_DIR))?;
-    let mut follows: Vec<Followed> = book
-        .follows
-        .iter()
-        .map(|f| {
-            Ok(Followed {
-                follow: FollowRef::from_uri(&f.uri)?,
-                next: f.next,
-            })
-        })
-        .collect::<Result<_, ClientError>>()?;
-    // The decoys are kept in the book from the first poll on.
-    let decoys = book.decoys(&mut rand::rng());
-    book.save(home)?;
     runtime()?.block_on(async {
         let session = Session::connect(&config).await?;
-        let (mut found, mut refused, mut again) = (0usize, 0usize, 0u64);
+        let mut total = work::RoundReport::default();
         // A random first round, so that with more feeds than a round's
         // probes every run starts its rotation somewhere else
         // (`specs/feeds.md` §5).
         let start: u64 = rand::RngExt::random_range(&mut rand::rng(), 0..1 << 32);
         for round in start..start + u64::from(rounds.max(1)) {
-            let (new, bad, asked_again) = poll_round(
-                home,
-                &session,
-                &store,
-                &mut book,
-                &mut follows,
-                &decoys,
-                round,
-            )
-            .await?;
-            found += new.len();
-            refused += bad;
-            again += asked_again;
+            let r = work::poll_round(home, &session, &store, round).await?;
+            warn_unfetched(&r);
+            total.new.extend(r.new);
+            total.refused += r.refused;
+            total.asked_again += r.asked_again;
+            total.follows = r.follows;
         }
         eprintln!(
-            "{found} new entr{} in {} followed feed{}{}{}",
-            if found == 1 { "y" } else { "ies" },
-            book.follows.len(),
-            if book.follows.len() == 1 { "" } else { "s" },
-            if refused > 0 {
-                format!("; {refused} slot(s) not signed by their feed's key ignored")
-            } else {
-                String::new()
-            },
-            if again > 0 {
-                format!("; {again} probe(s) asked again (a replica did not answer)")
-            } else {
-                String::new()
-            }
+            "{}",
+            polled_summary(
+                total.new.len() as u64,
+                total.follows,
+                total.refused,
+                total.asked_again
+            )
         );
         let Some(secs) = every else {
             return Ok(());
         };
         // The fixed schedule: one round every `secs`, whatever happens.
-        print!("{}", timeline(&book, &store, None)?);
+        print!("{}", timeline(&FeedBook::load(home)?, &store, None)?);
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(secs.max(1)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
         for round in start + u64::from(rounds.max(1)).. {
             tick.tick().await;
             // A lost probe or answer costs one round, not the watch.
-            let (new, bad, _) = match poll_round(
-                home,
-                &session,
-                &store,
-                &mut book,
-                &mut follows,
-                &decoys,
-                round,
-            )
-            .await
-            {
+            let r = match work::poll_round(home, &session, &store, round).await {
                 Ok(r) => r,
                 Err(e) => {
                     eprintln!("poll round failed: {e}");
                     continue;
                 }
             };
-            if bad > 0 {
-                eprintln!("{bad} slot(s) not signed by their feed's key ignored");
+            warn_unfetched(&r);
+            if r.refused > 0 {
+                eprintln!("{} slot(s) not signed by their feed's key ignored", r.refused);
             }
-            if !new.is_empty() {
-                let items: Vec<String> = new.into_iter().map(|(_, e)| e.item).collect();
-                print!("{}", timeline(&book, &store, Some(&items))?);
+            if !r.new.is_empty() {
+                let items: Vec<String> = r.new.into_iter().map(|e| e.entry.item).collect();
+                print!("{}", timeline(&FeedBook::load(home)?, &store, Some(&items))?);
                 use std::io::Write as _;
                 let _ = std::io::stdout().flush();
             }
         }
         Ok::<_, ClientError>(())
     })?;
-    timeline(&book, &store, None)
+    timeline(&FeedBook::load(home)?, &store, None)
+}
+
+/// The refusal of `mtos feed` with nothing followed.
+pub(crate) fn no_follows() -> ClientError {
+    ClientError::NotFound("no feed is followed: `mtos follow mtos:feed:...` first".into())
+}
+
+fn warn_unfetched(r: &work::RoundReport) {
+    for e in &r.new {
+        if let Some(why) = &e.not_fetched {
+            eprintln!("entry {} of a followed feed: its item: {why}", e.entry.n);
+        }
+    }
+}
+
+/// The line `mtos feed` ends its rounds with.
+pub(crate) fn polled_summary(found: u64, follows: u64, refused: u64, again: u64) -> String {
+    format!(
+        "{found} new entr{} in {follows} followed feed{}{}{}",
+        if found == 1 { "y" } else { "ies" },
+        if follows == 1 { "" } else { "s" },
+        if refused > 0 {
+            format!("; {refused} slot(s) not signed by their feed's key ignored")
+        } else {
+            String::new()
+        },
+        if again > 0 {
+            format!("; {again} probe(s) asked again (a replica did not answer)")
+        } else {
+            String::new()
+        }
+    )
 }
 
 /// Every entry read (or only those of the items in `only`), newest
 /// first: when, whose, type, tags, references, the first text, and the
 /// item's reference.
-fn timeline(
+pub(crate) fn timeline(
     book: &FeedBook,
     store: &ChunkStore,
     only: Option<&[String]>,
@@ -517,33 +421,36 @@ pub fn publish_card(home: &Home, identity: &mtos_crypto::Identity) -> Result<Str
         feeds::publish_card(
             &session,
             identity,
-            crate::common::now().saturating_mul(1000),
+            work::unix_ms(),
             TransferOptions::default(),
         )
         .await
     })?;
-    Ok(format!(
-        "published the card of \"{}\" (card slot {by_key} by key, {by_fingerprint} by fingerprint)\nfingerprint: {}\nanyone can find it with: mtos id lookup {}\n",
-        identity.label(),
-        identity.fingerprint(),
-        identity.fingerprint().digits()
+    Ok(card_published(
+        &identity.label().to_string(),
+        &identity.fingerprint().to_string(),
+        identity.fingerprint().digits(),
+        by_key,
+        by_fingerprint,
     ))
+}
+
+/// What `mtos id publish` prints.
+pub(crate) fn card_published(
+    label: &str,
+    fingerprint: &str,
+    digits: &str,
+    by_key: u64,
+    by_fingerprint: u64,
+) -> String {
+    format!(
+        "published the card of \"{label}\" (card slot {by_key} by key, {by_fingerprint} by fingerprint)\nfingerprint: {fingerprint}\nanyone can find it with: mtos id lookup {digits}\n"
+    )
 }
 
 /// `mtos id lookup`: a card found through the mixnet.
 pub fn lookup_card(home: &Home, query: &str) -> Result<String, ClientError> {
-    let q = if query.trim().to_ascii_lowercase().starts_with("mtos:") {
-        feeds::CardQuery::Identity(mtos_crypto::PublicIdentity::from_uri(query)?)
-    } else {
-        feeds::CardQuery::Fingerprint(mtos_crypto::Fingerprint::parse(query).ok_or(
-            ClientError::Uri(mtos_crypto::UriError::Payload(
-                mtos_crypto::DecodeError::Invalid {
-                    what: "lookup",
-                    reason: "give a 30-digit fingerprint or an mtos:id: URI",
-                },
-            )),
-        )?)
-    };
+    let q = work::card_query(query)?;
     let config = home.network()?;
     let card = runtime()?.block_on(async {
         let session = Session::connect(&config).await?;
@@ -551,14 +458,26 @@ pub fn lookup_card(home: &Home, query: &str) -> Result<String, ClientError> {
     })?;
     let card = card
         .ok_or_else(|| ClientError::NotFound("no card for this identity on the network".into()))?;
-    Ok(format!(
+    Ok(card_found(&CardInfo {
+        label: card.identity.label().to_string(),
+        id: card.identity.id().to_string(),
+        fingerprint: card.identity.fingerprint().to_string(),
+        uri: card.identity.to_uri(),
+        feed: card.follow.to_uri(),
+        time_ms: card.time_ms,
+    }))
+}
+
+/// What `mtos id lookup` prints.
+pub(crate) fn card_found(card: &CardInfo) -> String {
+    format!(
         "label:       {}\nid:          {}\nfingerprint: {}\nuri:         {}\nfeed:        {}\npublished:   {}\nfollow it with: mtos follow {}\n",
-        card.identity.label(),
-        card.identity.id(),
-        card.identity.fingerprint(),
-        card.identity.to_uri(),
-        card.follow.to_uri(),
+        card.label,
+        card.id,
+        card.fingerprint,
+        card.uri,
+        card.feed,
         crate::common::date(card.time_ms / 1000),
-        card.follow.to_uri(),
-    ))
+        card.feed,
+    )
 }
