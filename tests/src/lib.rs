@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod flood;
+pub mod screen;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

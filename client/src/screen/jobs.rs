@@ -54,6 +54,11 @@ struct Job {
     events: broadcast::Sender<Line>,
     result: Option<Result<TransferDone, ApiError>>,
     task: Option<tokio::task::AbortHandle>,
+    /// Taken up from `pending/` at the screen's start: the command that
+    /// queued it may be run again to collect it, even once it is over.
+    resumed: bool,
+    /// Its result reached a client.
+    collected: bool,
 }
 
 /// The table of jobs.
@@ -78,12 +83,19 @@ fn unusable() -> ApiError {
 }
 
 impl Jobs {
-    /// The job filed under `key`, if one is queued or running.
-    pub(super) fn live(&self, key: &str) -> Option<u64> {
+    /// The job filed under `key` that a request for the same work joins:
+    /// one queued or running, or one taken up at the start whose result
+    /// no client has collected yet (the command interrupted by the
+    /// screen's end, run again).
+    pub(super) fn joinable(&self, key: &str) -> Option<u64> {
         let table = self.table.lock().ok()?;
         table
             .iter()
-            .find(|(_, j)| j.key == key && j.result.is_none())
+            .find(|(_, j)| {
+                j.key == key
+                    && (j.result.is_none()
+                        || (j.resumed && !j.collected && matches!(j.result, Some(Ok(_)))))
+            })
             .map(|(id, _)| *id)
     }
 
@@ -114,12 +126,15 @@ impl Jobs {
         &self,
         id: u64,
     ) -> Result<Result<broadcast::Receiver<Line>, Result<TransferDone, ApiError>>, ApiError> {
-        let table = self.table.lock().map_err(|_| unusable())?;
+        let mut table = self.table.lock().map_err(|_| unusable())?;
         let job = table
-            .get(&id)
+            .get_mut(&id)
             .ok_or_else(|| ApiError::new(ErrorKind::NotFound, format!("no job {id}")))?;
         Ok(match &job.result {
-            Some(r) => Err(r.clone()),
+            Some(r) => {
+                job.collected = true;
+                Err(r.clone())
+            }
             None => Ok(job.events.subscribe()),
         })
     }
@@ -164,6 +179,7 @@ impl Jobs {
         key: String,
         reference: ItemRef,
         kind: JobKind,
+        resumed: bool,
     ) -> Result<u64, ApiError> {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         {
@@ -197,6 +213,8 @@ impl Jobs {
                     events,
                     result: None,
                     task: None,
+                    resumed,
+                    collected: false,
                 },
             );
         }
@@ -207,6 +225,11 @@ impl Jobs {
             job.task = Some(task.abort_handle());
         }
         Ok(id)
+    }
+
+    /// Job `id`'s result reached a client.
+    pub(super) fn collected(&self, id: u64) {
+        self.update(id, |j| j.collected = true);
     }
 
     fn update(&self, id: u64, f: impl FnOnce(&mut Job)) {
@@ -375,7 +398,7 @@ pub(super) fn resume_all(screen: &Arc<Screen>) -> usize {
             }
             crate::pending::PendingWork::Fetch(reference) => (reference, JobKind::Fetch),
         };
-        if screen.jobs.start(screen, key, reference, kind).is_ok() {
+        if screen.jobs.start(screen, key, reference, kind, true).is_ok() {
             n += 1;
         }
     }

@@ -433,7 +433,10 @@ async fn attach(screen: &Arc<Screen>, id: u64, out: &mut Out<'_>) -> Result<Repl
     loop {
         match events.recv().await {
             Ok(Line::Event(e)) => out.event(e).await?,
-            Ok(Line::Ok(reply)) => return Ok(reply),
+            Ok(Line::Ok(reply)) => {
+                screen.jobs.collected(id);
+                return Ok(reply);
+            }
             Ok(Line::Error(e)) => return Err(e),
             Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
             Err(tokio::sync::broadcast::error::RecvError::Closed) => {
@@ -457,7 +460,7 @@ async fn publish(
             .map_err(|e| ApiError::new(ErrorKind::Failure, e.to_string()))?
             .map_err(api_err)?
     };
-    if let Some(job) = screen.jobs.live(&digest) {
+    if let Some(job) = screen.jobs.joinable(&digest) {
         out.event(Event::Queued { job, joined: true }).await?;
         return attach(screen, job, out).await;
     }
@@ -512,7 +515,7 @@ async fn publish(
     };
     let job = screen
         .jobs
-        .start(screen, digest, reference, JobKind::Publish { author })?;
+        .start(screen, digest, reference, JobKind::Publish { author }, false)?;
     out.event(Event::Queued { job, joined: false }).await?;
     attach(screen, job, out).await
 }
@@ -539,14 +542,14 @@ async fn fetch(screen: &Arc<Screen>, reference: &str, out: &mut Out<'_>) -> Resu
         }));
     }
     let key = PendingPublishes::fetch_key(&parsed);
-    if let Some(job) = screen.jobs.live(&key) {
+    if let Some(job) = screen.jobs.joinable(&key) {
         out.event(Event::Queued { job, joined: true }).await?;
         return attach(screen, job, out).await;
     }
     let key = PendingPublishes::of(&screen.home)
         .record_fetch(&parsed)
         .map_err(api_err)?;
-    let job = screen.jobs.start(screen, key, parsed, JobKind::Fetch)?;
+    let job = screen.jobs.start(screen, key, parsed, JobKind::Fetch, false)?;
     out.event(Event::Queued { job, joined: false }).await?;
     attach(screen, job, out).await
 }

@@ -32,7 +32,10 @@ pub fn no_screen(home: &Home) -> ClientError {
     ))
 }
 
+/// The running screen; first, that the home has a network at all (no
+/// screen could use it otherwise), then one that answers.
 async fn find(home: &Home) -> Result<ScreenClient, ClientError> {
+    home.network()?;
     ScreenClient::find(home).await.ok_or_else(|| no_screen(home))
 }
 
@@ -61,10 +64,10 @@ async fn follow_job(
         Event::Queued { job: j, joined } => {
             job.set(Some(j));
             if joined {
-                bar.println(format!("joined job {j}, queued before"));
+                bar.suspend(|| eprintln!("joined job {j}, queued before"));
             }
         }
-        Event::Note { text } => bar.println(text),
+        Event::Note { text } => bar.suspend(|| eprintln!("{text}")),
         Event::Progress { done, total, .. } => {
             bar.set_length(total);
             bar.set_position(done);

@@ -1,0 +1,88 @@
+//! A home's screen in tests: `mtos screen start` with the test
+//! passphrase, stopped when dropped (killed if it will not stop), even
+//! after a failed assertion.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::{mtos_at, mtos_binary};
+
+/// A running screen of a home.
+#[derive(Debug)]
+pub struct CliScreen {
+    /// The home.
+    pub home: PathBuf,
+}
+
+impl CliScreen {
+    /// `mtos screen start ARGS` for `home`; panics with its stderr if it
+    /// fails.
+    pub fn start(home: &Path, args: &[&str]) -> Self {
+        let mut all = vec!["screen", "start"];
+        all.extend_from_slice(args);
+        let out = mtos_at(home, &all);
+        assert!(
+            out.status.success(),
+            "mtos screen start: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Self {
+            home: home.to_owned(),
+        }
+    }
+
+    /// The screen's process id, from its lock file.
+    pub fn pid(&self) -> Option<u32> {
+        std::fs::read_to_string(self.home.join(mtos_client::screen::LOCK_FILE))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// `kill -9` of the screen, as a crash would end it.
+    pub fn kill(self) {
+        self.kill_now();
+        std::mem::forget(self);
+    }
+
+    fn kill_now(&self) {
+        // Only a screen that holds the lock: a dead one's pid may be
+        // another process's by now.
+        let Ok(home) = mtos_client::Home::resolve(Some(self.home.clone())) else {
+            return;
+        };
+        let held = mtos_client::screen::ScreenLock::held(&home);
+        if let Some(pid) = held.and_then(|p| p.parse::<u32>().ok()) {
+            let _ = Command::new("kill")
+                .args(["-9", &pid.to_string()])
+                .status();
+        }
+    }
+
+    /// `mtos screen status --json`, parsed.
+    pub fn status(&self) -> serde_json::Value {
+        let out = mtos_at(&self.home, &["screen", "status", "--json"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("status is JSON")
+    }
+}
+
+impl Drop for CliScreen {
+    fn drop(&mut self) {
+        let stopped = Command::new(mtos_binary())
+            .arg("--home")
+            .arg(&self.home)
+            .args(["screen", "stop"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !stopped {
+            self.kill_now();
+        }
+    }
+}
