@@ -1,7 +1,8 @@
-//! Feeds as people use them, on a local testnet: an identity publishes
-//! three items, a follower sees them newest first, the identity's card is
-//! found from its fingerprint or URI, and polling costs the same number of
-//! probe packets whether one follows one feed or three.
+//! Feeds as people use them, through their homes' screens on a local
+//! testnet: an identity publishes three items, a follower sees them
+//! newest first, the identity's card is found from its fingerprint or
+//! URI, and polling costs the same number of probe packets whether one
+//! follows one feed or three, asked for or on the screen's schedule.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -10,6 +11,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use mtos_tests::screen::CliScreen;
 use mtos_tests::{CliTestnet, mtos_at, mtos_binary};
 
 fn mtos(home: &Path, args: &[&str]) -> Output {
@@ -53,6 +55,10 @@ fn a_follower_sees_a_three_item_feed_in_order_and_polling_does_not_count_feeds()
     }
     let [alice, bob, carol] = &homes;
     ok(mtos(alice, &["id", "new", "--label", "alice"]));
+    // Screens that poll once a day: no scheduled round falls inside the
+    // counts below.
+    let quiet = ["--poll-every", "86400"];
+    let screens: Vec<CliScreen> = homes.iter().map(|h| CliScreen::start(h, &quiet)).collect();
     let uri = ok(mtos(alice, &["id", "feed", "alice"])).trim().to_owned();
     assert!(uri.starts_with("mtos:feed:"), "{uri}");
     for (text, tag) in [("first", "one"), ("second", "two"), ("third", "three")] {
@@ -164,9 +170,10 @@ fn a_follower_sees_a_three_item_feed_in_order_and_polling_does_not_count_feeds()
     assert_eq!((one_feed, three_feeds), (3.0 * per_round, 3.0 * per_round));
     assert!(carol_timeline.contains("third"), "{carol_timeline}");
 
-    // Watching on the fixed schedule (a round a second): the same number
-    // of probes a minute for one feed and for three, and a new entry shows
-    // up while watching.
+    // On the screen's own schedule (a round a second): the same number of
+    // probes for one feed and for three, and a new entry shows up in a
+    // watching `mtos feed --every`.
+    drop(screens);
     let watch = |home: &Path| {
         Command::new(mtos_binary())
             .arg("--home")
@@ -177,14 +184,14 @@ fn a_follower_sees_a_three_item_feed_in_order_and_polling_does_not_count_feeds()
             .spawn()
             .unwrap()
     };
+    let every_second = ["--poll-every", "1"];
     let mut rates = Vec::new();
     for home in [bob, carol] {
+        let screen = CliScreen::start(home, &every_second);
         let before = probes();
-        let mut child = watch(home);
         std::thread::sleep(Duration::from_secs(6));
-        child.kill().unwrap();
-        child.wait().unwrap();
         rates.push(probes() - before);
+        drop(screen);
     }
     assert!(
         rates[0] >= 3.0 * per_round && (rates[0] - rates[1]).abs() <= 2.0 * per_round,
@@ -192,6 +199,8 @@ fn a_follower_sees_a_three_item_feed_in_order_and_polling_does_not_count_feeds()
         rates[0],
         rates[1]
     );
+    let _alice_screen = CliScreen::start(alice, &quiet);
+    let _bob_screen = CliScreen::start(bob, &every_second);
     let mut child = watch(bob);
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
