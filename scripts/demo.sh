@@ -14,6 +14,9 @@ MTOS="$TARGET_DIR/debug/mtos"
 HOME_DIR="$(mktemp -d -t mtos-demo.XXXXXX)"
 TESTNET="$HOME_DIR/testnet"
 cleanup() {
+    for home in "$HOME_DIR" "$HOME_DIR/reader"; do
+        if [ -S "$home/screen.sock" ]; then "$MTOS" --home "$home" screen stop >/dev/null 2>&1 || true; fi
+    done
     if [ -f "$TESTNET/testnet.json" ]; then "$MTOS" testnet down --dir "$TESTNET" >/dev/null || true; fi
     rm -rf "$HOME_DIR"
 }
@@ -69,10 +72,15 @@ set -e
 # file on the testnet's storage nodes (every request through the three
 # layers to a service node, every answer back through a reply block); a
 # second home, a reader who knows only the references, fetches both. Each
-# command prints how long it took.
+# command prints how long it took. Each home runs a screen: one session
+# whose cover traffic runs from its start to its stop, whatever the
+# commands do; they queue work into it.
 READER="$HOME_DIR/reader"
 step net use --testnet "$TESTNET"
 "$MTOS" --home "$READER" net use --testnet "$TESTNET" >/dev/null
+step screen start
+printf '\n\033[1m$ mtos --home reader screen start\033[0m\n'
+"$MTOS" --home "$READER" screen start
 printf '\n\033[1m$ mtos publish --text "hello through the mixnet" --tag demo --as alice\033[0m\n'
 POST="$("$MTOS" publish --text "hello through the mixnet" --tag demo --as alice)"
 echo "$POST"
@@ -94,6 +102,9 @@ printf '\n\033[1m$ mtos --home reader follow %s --label alice\033[0m\n' "${FEED:
 "$MTOS" --home "$READER" follow "$FEED" --label alice
 printf '\n\033[1m$ mtos --home reader feed\033[0m\n'
 time "$MTOS" --home "$READER" feed
+step screen status
+step screen stop
+"$MTOS" --home "$READER" screen stop >/dev/null
 step testnet down --dir "$TESTNET"
 
 # The mix engine those items will travel through, under virtual time: the

@@ -286,4 +286,3 @@ pub fn seal_into(
         summary,
     })
 }
-

@@ -97,7 +97,10 @@ impl PendingPublishes {
     /// The name a fetch of `reference` is recorded under.
     pub fn fetch_key(reference: &ItemRef) -> String {
         let digest = blake3::derive_key("mtos pending fetch v1", reference.to_uri().as_bytes());
-        format!("{FETCH_PREFIX}{}", data_encoding::HEXLOWER.encode(&digest[..16]))
+        format!(
+            "{FETCH_PREFIX}{}",
+            data_encoding::HEXLOWER.encode(&digest[..16])
+        )
     }
 
     /// Records a fetch of `reference` before any of it is asked.

@@ -74,7 +74,11 @@ pub async fn feed_entry(
 
 /// Adds a feed to those `home` follows; returns the label it got and the
 /// owner's id.
-pub fn follow(home: &Home, uri: &str, label: Option<String>) -> Result<(String, String), ClientError> {
+pub fn follow(
+    home: &Home,
+    uri: &str,
+    label: Option<String>,
+) -> Result<(String, String), ClientError> {
     let parsed = FollowRef::from_uri(uri)?;
     let mut book = FeedBook::load(home)?;
     let known = book

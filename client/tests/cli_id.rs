@@ -258,6 +258,7 @@ fn every_command_explains_itself_with_an_example() {
         vec!["id", "import", "--help"],
         vec!["id", "rm", "--help"],
         vec!["id", "passwd", "--help"],
+        vec!["screen", "--help"],
     ] {
         let out = home.ok(&args);
         assert!(
@@ -268,7 +269,7 @@ fn every_command_explains_itself_with_an_example() {
     // Every top-level command says what it is for.
     let help = home.ok(&["--help"]);
     for command in [
-        "id", "item", "publish", "fetch", "follow", "feed", "net", "testnet",
+        "id", "item", "publish", "fetch", "follow", "feed", "screen", "net", "testnet",
     ] {
         let line = help
             .lines()

@@ -75,6 +75,10 @@ pub struct FaultsSection {
     /// Answer client requests as a lying service node would, which
     /// clients must catch (or outvote) and route around.
     pub service_lie: ServiceLie,
+    /// A gateway writes down when each client frame arrives, on which
+    /// stream, and each client connection (`client_frames.log` in the
+    /// data directory), as a gateway watching its clients would.
+    pub watch_clients: bool,
 }
 
 /// How a service node with `[faults] service_lie` lies

@@ -18,9 +18,21 @@ impl CliScreen {
     /// `mtos screen start ARGS` for `home`; panics with its stderr if it
     /// fails.
     pub fn start(home: &Path, args: &[&str]) -> Self {
-        let mut all = vec!["screen", "start"];
-        all.extend_from_slice(args);
-        let out = mtos_at(home, &all);
+        Self::start_env(home, args, &[])
+    }
+
+    /// [`CliScreen::start`] with more environment (`MTOS_SCHEDULE_SEED`).
+    pub fn start_env(home: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let out = Command::new(mtos_binary())
+            .arg("--home")
+            .arg(home)
+            .args(["screen", "start"])
+            .args(args)
+            .env("MTOS_PASSPHRASE", "test passphrase")
+            .env("MTOS_KDF_LOG_N", "10")
+            .envs(env.iter().copied())
+            .output()
+            .expect("run mtos screen start");
         assert!(
             out.status.success(),
             "mtos screen start: {}{}",
@@ -55,9 +67,7 @@ impl CliScreen {
         };
         let held = mtos_client::screen::ScreenLock::held(&home);
         if let Some(pid) = held.and_then(|p| p.parse::<u32>().ok()) {
-            let _ = Command::new("kill")
-                .args(["-9", &pid.to_string()])
-                .status();
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
         }
     }
 

@@ -49,7 +49,10 @@ fn a_file_published_from_one_home_is_fetched_byte_identical_by_another() {
     let no_screen = mtos(&alice, &["publish", "--anonymous", "--text", "x"]);
     assert_eq!(no_screen.status.code(), Some(1));
     let err = text(&no_screen.stderr);
-    assert!(err.contains("mtos screen start") && err.lines().count() == 1, "{err}");
+    assert!(
+        err.contains("mtos screen start") && err.lines().count() == 1,
+        "{err}"
+    );
 
     // A 300 KB file. Alice's screen is killed (`kill -9`) once some of
     // its chunks are acknowledged; the command that asked fails without a
@@ -84,7 +87,10 @@ fn a_file_published_from_one_home_is_fetched_byte_identical_by_another() {
     let (done, total) = loop {
         let status = screen.status();
         let job = &status["jobs"][0];
-        let (done, total) = (job["done"].as_u64().unwrap_or(0), job["total"].as_u64().unwrap_or(0));
+        let (done, total) = (
+            job["done"].as_u64().unwrap_or(0),
+            job["total"].as_u64().unwrap_or(0),
+        );
         if done >= 5 {
             break (done, total);
         }
@@ -92,7 +98,10 @@ fn a_file_published_from_one_home_is_fetched_byte_identical_by_another() {
         std::thread::sleep(Duration::from_millis(50));
     };
     screen.kill();
-    assert!(done < total, "the publish ended before the screen was killed ({done}/{total})");
+    assert!(
+        done < total,
+        "the publish ended before the screen was killed ({done}/{total})"
+    );
     let out = first.wait_with_output().unwrap();
     assert!(!out.status.success());
     assert!(
@@ -116,7 +125,10 @@ fn a_file_published_from_one_home_is_fetched_byte_identical_by_another() {
             .filter(|l| store.published_at(l).unwrap().is_some())
             .count() as u64
     };
-    assert!(acked_before >= done, "{acked_before} stored, {done} reported");
+    assert!(
+        acked_before >= done,
+        "{acked_before} stored, {done} reported"
+    );
 
     let _screen = CliScreen::start(&alice, &QUIET);
     let second = mtos(&alice, &publish_args);
@@ -135,10 +147,7 @@ fn a_file_published_from_one_home_is_fetched_byte_identical_by_another() {
     // Bob fetches it through his screen: the same bytes.
     let _bob_screen = CliScreen::start(&bob, &QUIET);
     let out_file = root.path().join("fetched.bin");
-    let fetched = mtos(
-        &bob,
-        &["fetch", &printed, "-o", out_file.to_str().unwrap()],
-    );
+    let fetched = mtos(&bob, &["fetch", &printed, "-o", out_file.to_str().unwrap()]);
     assert!(fetched.status.success(), "{}", text(&fetched.stderr));
     assert!(
         text(&fetched.stderr).contains("fetched"),

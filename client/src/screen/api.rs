@@ -415,3 +415,63 @@ pub async fn write_line<W: tokio::io::AsyncWrite + Unpin, T: Serialize>(
     writer.write_all(&text).await?;
     writer.flush().await
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+
+    fn vectors() -> serde_json::Value {
+        let text = include_str!("../../../specs/vectors/screen.json");
+        serde_json::from_str(text).unwrap()
+    }
+
+    /// Every line of `specs/vectors/screen.json` (derived from the spec by
+    /// `check_screen.py`) parses into the API's types and serializes back
+    /// to the same JSON value.
+    #[test]
+    fn vectors_round_trip() {
+        let v = vectors();
+        assert_eq!(v["api"], API_VERSION);
+        assert_eq!(v["max_line"], MAX_LINE);
+        for case in v["requests"].as_array().unwrap() {
+            let line = case["line"].as_str().unwrap();
+            let parsed: Envelope =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("{}: {e}", case["name"]));
+            let back = serde_json::to_value(&parsed).unwrap();
+            let want: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert_eq!(back, want, "{}", case["name"]);
+        }
+        for case in v["answers"].as_array().unwrap() {
+            let line = case["line"].as_str().unwrap();
+            let parsed: Line =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("{}: {e}", case["name"]));
+            let back = serde_json::to_value(&parsed).unwrap();
+            let want: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert_eq!(back, want, "{}", case["name"]);
+        }
+        for (kind, code) in v["exit_codes"].as_object().unwrap() {
+            let kind: ErrorKind = serde_json::from_value(serde_json::json!(kind)).unwrap();
+            assert_eq!(u64::from(kind.exit_code()), code.as_u64().unwrap());
+        }
+    }
+
+    #[tokio::test]
+    async fn lines_are_bounded_and_must_end() {
+        let mut ok: &[u8] = b"{\"a\":1}\nrest";
+        assert_eq!(
+            read_line(&mut ok).await.unwrap().as_deref(),
+            Some("{\"a\":1}")
+        );
+        let long = vec![b'x'; MAX_LINE + 10];
+        let err = read_line(&mut long.as_slice()).await.unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+        let cut: &[u8] = b"no newline";
+        assert!(read_line(&mut &cut[..]).await.is_err());
+        let bad: &[u8] = b"\xff\xfe\n";
+        assert!(read_line(&mut &bad[..]).await.is_err());
+        let empty: &[u8] = b"";
+        assert_eq!(read_line(&mut &empty[..]).await.unwrap(), None);
+    }
+}

@@ -197,7 +197,10 @@ impl Jobs {
                 .filter(|(_, j)| j.result.is_some())
                 .map(|(id, _)| *id)
                 .collect();
-            for old in finished.iter().take(finished.len().saturating_sub(FINISHED_KEPT)) {
+            for old in finished
+                .iter()
+                .take(finished.len().saturating_sub(FINISHED_KEPT))
+            {
                 table.remove(old);
             }
             let (events, _) = broadcast::channel(64);
@@ -379,8 +382,7 @@ async fn once(
             .await?;
             let _book = screen.book.lock().await;
             let entry =
-                crate::work::feed_entry(&screen.home, &session, reference, author.as_ref())
-                    .await?;
+                crate::work::feed_entry(&screen.home, &session, reference, author.as_ref()).await?;
             Ok((report, entry))
         }
     }
@@ -398,7 +400,11 @@ pub(super) fn resume_all(screen: &Arc<Screen>) -> usize {
             }
             crate::pending::PendingWork::Fetch(reference) => (reference, JobKind::Fetch),
         };
-        if screen.jobs.start(screen, key, reference, kind, true).is_ok() {
+        if screen
+            .jobs
+            .start(screen, key, reference, kind, true)
+            .is_ok()
+        {
             n += 1;
         }
     }

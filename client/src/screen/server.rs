@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use mtos_crypto::SecretString;
 use mtos_crypto::item::ItemRef;
 use mtos_crypto::item::seal::{self, MAX_SEALED_LEN};
 use tokio::io::BufReader;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Semaphore;
-use mtos_crypto::SecretString;
 
 use super::api::{
     self, API_VERSION, ApiError, CardInfo, Envelope, ErrorKind, Event, FeedEntryInfo, Line,
@@ -388,7 +388,10 @@ async fn handle(
             .await
             .map_err(api_err)?
             .ok_or_else(|| {
-                ApiError::new(ErrorKind::NotFound, "no card for this identity on the network")
+                ApiError::new(
+                    ErrorKind::NotFound,
+                    "no card for this identity on the network",
+                )
             })?;
             Ok(Some(Reply::Card(CardInfo {
                 label: card.identity.label().to_string(),
@@ -513,16 +516,24 @@ async fn publish(
             (sealed.reference, author)
         }
     };
-    let job = screen
-        .jobs
-        .start(screen, digest, reference, JobKind::Publish { author }, false)?;
+    let job = screen.jobs.start(
+        screen,
+        digest,
+        reference,
+        JobKind::Publish { author },
+        false,
+    )?;
     out.event(Event::Queued { job, joined: false }).await?;
     attach(screen, job, out).await
 }
 
 /// A fetch: nothing when the store holds the item; otherwise joins the
 /// same fetch or queues one, and follows it.
-async fn fetch(screen: &Arc<Screen>, reference: &str, out: &mut Out<'_>) -> Result<Reply, ApiError> {
+async fn fetch(
+    screen: &Arc<Screen>,
+    reference: &str,
+    out: &mut Out<'_>,
+) -> Result<Reply, ApiError> {
     let parsed = ItemRef::from_uri(reference).map_err(|e| api_err(e.into()))?;
     let held = seal::missing(&mut &screen.store, &parsed, MAX_SEALED_LEN)
         .map_err(|e| api_err(e.into()))?
@@ -549,7 +560,9 @@ async fn fetch(screen: &Arc<Screen>, reference: &str, out: &mut Out<'_>) -> Resu
     let key = PendingPublishes::of(&screen.home)
         .record_fetch(&parsed)
         .map_err(api_err)?;
-    let job = screen.jobs.start(screen, key, parsed, JobKind::Fetch, false)?;
+    let job = screen
+        .jobs
+        .start(screen, key, parsed, JobKind::Fetch, false)?;
     out.event(Event::Queued { job, joined: false }).await?;
     attach(screen, job, out).await
 }

@@ -6,9 +6,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use mtos_crypto::SecretString;
 use mtos_crypto::{Identity, Keychain};
 use tokio::sync::{Notify, broadcast};
-use mtos_crypto::SecretString;
 
 use super::api::{FeedEntryInfo, Status};
 use super::jobs::Jobs;
@@ -155,10 +155,7 @@ impl Screen {
             tokio::time::sleep(every).await;
             let session = self.session();
             let doc = session.document();
-            let listed = doc
-                .nodes
-                .iter()
-                .any(|n| n.key == session.address().gateway);
+            let listed = doc.nodes.iter().any(|n| n.key == session.address().gateway);
             if session.health().is_ok() && !listed {
                 eprintln!("screen: the guard gateway left the network document; choosing another");
                 if let Err(e) = self.reconnect(true).await {
@@ -172,9 +169,11 @@ impl Screen {
     /// keychain if its file changed since it was unlocked.
     pub(super) fn identity(&self, query: Option<&str>) -> Result<Identity, ClientError> {
         let keys = self.keychain()?;
-        let keychain = keys
-            .as_ref()
-            .ok_or_else(|| ClientError::NotFound("no keychain in this home: `mtos id new` first (then restart the screen)".into()))?;
+        let keychain = keys.as_ref().ok_or_else(|| {
+            ClientError::NotFound(
+                "no keychain in this home: `mtos id new` first (then restart the screen)".into(),
+            )
+        })?;
         match (query, keychain.identities()) {
             (Some(q), _) => Ok(keychain.find(q)?.clone()),
             (None, [only]) => Ok(only.clone()),

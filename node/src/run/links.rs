@@ -68,6 +68,9 @@ pub(super) struct Inbound {
     /// A gateway's clients with a session whose work was shown: only
     /// their mix frames are admitted (`None`: not a gateway).
     pub(super) verified: Option<VerifiedSessions>,
+    /// Test-only: where a watching gateway writes client frame times
+    /// (`[faults] watch_clients`).
+    pub(super) watch: Option<Arc<super::client_watch::ClientWatch>>,
 }
 
 /// Holds one of a peer's inbound stream slots while its reader runs.
@@ -125,6 +128,7 @@ pub(super) async fn read_frames(mut stream: libp2p::Stream, slot: StreamSlot) {
         return;
     }
     let mut buf = vec![0u8; FRAME_SIZE];
+    let mut watched: Option<u64> = None;
     loop {
         let mut got = 0;
         while got < FRAME_SIZE {
@@ -160,6 +164,12 @@ pub(super) async fn read_frames(mut stream: libp2p::Stream, slot: StreamSlot) {
             inbound.metrics.frames_received.inc();
             inbound.metrics.driver_drop(reason);
         };
+        if sender == Position::Client
+            && let Some(watch) = &inbound.watch
+        {
+            let stream = *watched.get_or_insert_with(|| watch.stream(&peer));
+            watch.frame(&peer, stream);
+        }
         if inbound.drop_all {
             refuse(DriverDrop::FaultInjected);
             continue;

@@ -44,6 +44,7 @@ use mtos_net::unix_now;
 use mtos_net::{self as net, DIR_PUT_DESCRIPTOR, MIX_PROTOCOL};
 use mtos_net::{NodeEntryExt, Topology, peer_id_of};
 
+mod client_watch;
 mod directory_loop;
 mod engine_loop;
 mod gateway;
@@ -271,6 +272,20 @@ pub async fn run(
     })));
     let origin = tokio::time::Instant::now();
     let remote_ips = RemoteIps::default();
+    // Test-only: a gateway that writes down its clients' frame times.
+    let client_watch = if config.faults().watch_clients {
+        tracing::warn!(
+            "[faults] watch_clients: this node logs its clients' frame times (test fault injection)"
+        );
+        let dir = base.join(&config.node.data);
+        std::fs::create_dir_all(&dir)
+            .and_then(|()| client_watch::ClientWatch::create(&dir))
+            .map(Arc::new)
+            .map_err(|e| NodeError::Config(format!("[faults] watch_clients: {e}")))
+            .map(Some)?
+    } else {
+        None
+    };
     tokio::spawn(swarm_task(SwarmTask {
         swarm,
         commands: command_rx,
@@ -280,6 +295,7 @@ pub async fn run(
         admission: admission.clone(),
         authority: loaded.authority,
         log_clients: config.log.client_addresses,
+        watch: client_watch.clone(),
         remote_ips: remote_ips.clone(),
     }));
 
@@ -322,6 +338,7 @@ pub async fn run(
             drop_all: config.faults().drop_all,
             streams: Mutex::default(),
             verified: verified.clone(),
+            watch: client_watch.clone(),
         },
     ));
     let mailboxes = clients.map(|incoming| {

@@ -21,6 +21,8 @@ pub(super) struct SwarmTask {
     pub(super) admission: SharedAdmission,
     pub(super) authority: PeerId,
     pub(super) log_clients: bool,
+    /// Test-only: a watching gateway's log (`[faults] watch_clients`).
+    pub(super) watch: Option<Arc<super::client_watch::ClientWatch>>,
     /// The source address of each connected peer (a gateway bounds
     /// client sessions per address).
     pub(super) remote_ips: RemoteIps,
@@ -84,6 +86,11 @@ pub(super) async fn swarm_task(mut t: SwarmTask) {
                                 .map_or("client", |topo| role_label(topo.position_of(&peer_id)))
                         };
                         t.metrics.connections.with_label_values(&[role]).inc();
+                        if role == "client"
+                            && let Some(watch) = &t.watch
+                        {
+                            watch.connected(&peer_id, endpoint.get_remote_address());
+                        }
                         counted.insert(peer_id, role);
                         // Links to other nodes are the operator's to see;
                         // a client's identity is logged only when the

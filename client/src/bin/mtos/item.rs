@@ -9,9 +9,7 @@ use mtos_client::compose::{self, SealRequest};
 use mtos_client::store::{ChunkStore, STORE_DIR};
 use mtos_client::{ClientError, Home};
 use mtos_crypto::item::seal::{self, MAX_SEALED_LEN};
-use mtos_crypto::item::{
-    Audience, Item, ItemRef, PartKind,
-};
+use mtos_crypto::item::{Audience, Item, ItemRef, PartKind};
 use mtos_crypto::{Identity, Keychain};
 use zeroize::Zeroizing;
 
@@ -98,9 +96,7 @@ impl SealOpts {
         let files = self
             .files
             .into_iter()
-            .map(|f| {
-                std::path::absolute(&f).map_err(|source| ClientError::Io { path: f, source })
-            })
+            .map(|f| std::path::absolute(&f).map_err(|source| ClientError::Io { path: f, source }))
             .collect::<Result<_, _>>()?;
         Ok(SealRequest {
             text: self.text,

