@@ -3,7 +3,7 @@
 //! is refused and names the running one (exit 6); after `kill -9` its
 //! lock and socket are stale and the next start replaces them; a program
 //! speaking garbage to the socket gets an error and the screen goes on;
-//! work queued survives a stop and is taken up at the next start.
+//! a publish interrupted with Ctrl-C stays queued and can be followed.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -112,6 +112,52 @@ fn a_screen_refuses_a_second_start_a_wrong_passphrase_and_garbage_and_survives_k
     let new_pid = screen.pid().unwrap();
     assert_ne!(new_pid, pid);
     assert_eq!(screen.status()["pid"], new_pid);
+
+    // A publish interrupted with Ctrl-C stays queued in the screen (exit
+    // 130, and the command says how to cancel or follow it); `attach`
+    // follows it to its reference.
+    let file = root.path().join("noise.bin");
+    std::fs::write(&file, vec![7u8; 300_000]).unwrap();
+    let publishing = Command::new(mtos_binary())
+        .arg("--home")
+        .arg(&home)
+        .args(["publish", "--anonymous", file.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let job = loop {
+        let jobs = screen.status()["jobs"].clone();
+        if let Some(j) = jobs.as_array().and_then(|j| j.first()) {
+            break j["job"].as_u64().unwrap();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the publish was never queued"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    // Ctrl-C reaches the command (not the screen, in its own group).
+    Command::new("kill")
+        .args(["-INT", &publishing.id().to_string()])
+        .status()
+        .unwrap();
+    let out = publishing.wait_with_output().unwrap();
+    let err = text(&out.stderr);
+    if out.status.code() != Some(0) {
+        assert_eq!(out.status.code(), Some(130), "{err}");
+        assert!(
+            err.contains(&format!("stays queued in the screen as job {job}"))
+                && err.contains(&format!("mtos screen cancel {job}")),
+            "{err}"
+        );
+        assert!(text(&out.stdout).is_empty());
+    }
+    let attached = mtos_at(&home, &["screen", "attach", &job.to_string()]);
+    assert!(attached.status.success(), "{}", text(&attached.stderr));
+    assert!(text(&attached.stdout).starts_with("mtos:item:"));
+    assert_eq!(screen.status()["pid"], new_pid, "the screen went on");
 
     // Stopped, it is gone: socket removed, lock free.
     let stopped = mtos_at(&home, &["screen", "stop"]);

@@ -67,7 +67,19 @@ impl ScreenLock {
             options.mode(0o600);
         }
         let mut file = options.open(&path).map_err(io)?;
-        match file.try_lock() {
+        // A few tries: [`ScreenLock::held`] takes the lock for an instant
+        // when it asks.
+        let mut tries = 0;
+        let locked = loop {
+            match file.try_lock() {
+                Err(std::fs::TryLockError::WouldBlock) if tries < 5 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => break other,
+            }
+        };
+        match locked {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
                 let mut text = String::new();

@@ -221,6 +221,7 @@ async fn serve(screen: Arc<Screen>, stream: UnixStream) {
                 &Line::Error(ApiError::new(ErrorKind::BadRequest, e.to_string())),
             )
             .await;
+            drain(&mut read).await;
             return;
         }
         Err(_) => {
@@ -239,27 +240,39 @@ async fn serve(screen: Arc<Screen>, stream: UnixStream) {
         Ok(r) => r,
         Err(e) => {
             let _ = api::write_line(&mut write, &Line::Error(e)).await;
+            drain(&mut read).await;
             return;
         }
     };
-    // Ended when the client goes away (Ctrl-C): what was queued stays
-    // queued; the rest of this request stops.
-    let gone = async {
-        let mut rest = String::new();
-        let _ = tokio::io::AsyncReadExt::read_to_string(&mut read, &mut rest).await;
+    // A client that goes away (Ctrl-C) is noticed when the next line to
+    // it cannot be written: what was queued stays queued; a request that
+    // sends no events (a poll, a lookup) runs to its end unseen. The end
+    // of its input alone says nothing: a client may half-close after its
+    // request.
+    let mut out = Out {
+        write: &mut write,
+        read: &mut read,
     };
-    let mut out = Out { write: &mut write };
-    tokio::select! {
-        result = handle(&screen, request, &mut out) => {
-            let line = match result {
-                Ok(Some(reply)) => Line::Ok(reply),
-                Ok(None) => return,
-                Err(e) => Line::Error(e),
-            };
-            let _ = api::write_line(out.write, &line).await;
-        }
-        () = gone => {}
-    }
+    let line = match handle(&screen, request, &mut out).await {
+        Ok(Some(reply)) => Line::Ok(reply),
+        Ok(None) => return,
+        Err(e) => Line::Error(e),
+    };
+    let _ = api::write_line(out.write, &line).await;
+}
+
+/// Reads what a refused client sent beyond its request (at most 1 MiB,
+/// for at most a second) before the connection closes: a Unix socket
+/// closed with unread input resets its peer, which would lose the error
+/// line just written.
+async fn drain<R: tokio::io::AsyncRead + Unpin>(read: &mut R) {
+    let mut sink = tokio::io::sink();
+    let mut limited = tokio::io::AsyncReadExt::take(read, 1 << 20);
+    let _ = tokio::time::timeout(
+        Duration::from_secs(1),
+        tokio::io::copy(&mut limited, &mut sink),
+    )
+    .await;
 }
 
 /// Parses a request line.
@@ -289,6 +302,8 @@ fn parse(line: &str) -> Result<Request, ApiError> {
 /// Where a request's events go.
 struct Out<'a> {
     write: &'a mut tokio::net::unix::OwnedWriteHalf,
+    /// The client's side, read only to notice a watcher leave.
+    read: &'a mut BufReader<tokio::net::unix::OwnedReadHalf>,
 }
 
 impl Out<'_> {
@@ -411,9 +426,17 @@ async fn handle(
             Ok(Some(Reply::Done))
         }
         Request::Watch => {
+            // A watcher only listens: the end of its side (or anything it
+            // sends) ends the watch at once, so a watcher that left holds
+            // no connection until the next entry.
             let mut entries = screen.entries.subscribe();
+            let mut byte = [0u8; 1];
             loop {
-                match entries.recv().await {
+                let entry = tokio::select! {
+                    e = entries.recv() => e,
+                    _ = tokio::io::AsyncReadExt::read(out.read, &mut byte) => return Ok(None),
+                };
+                match entry {
                     Ok(e) => out.event(Event::Entry(e)).await?,
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return Ok(None),

@@ -201,7 +201,7 @@ pub fn feed(home: &Home, rounds: u32, every: Option<u64>) -> Result<String, Clie
         tokio::select! {
             r = call => r,
             _ = tokio::signal::ctrl_c() => Err(ClientError::Interrupted(
-                "interrupted: the poll stopped (the screen's scheduled polls go on)".into(),
+                "interrupted: the rounds asked for finish in the screen unseen (its scheduled polls go on)".into(),
             )),
         }
     })?;
