@@ -8,7 +8,9 @@
 //! `cargo bench --profile dev -p mtos-benches --bench screen_idle --
 //! --secs 60` (`--secs`: the measured window after 10 s of warm-up;
 //! `--profile dev` reuses the tests' build, as the screen binary is the
-//! tests' `mtos`).
+//! tests' `mtos`). On the project's 2-core machine, 60 s: the idle
+//! screen used 0.98% of one core, the bare session 0.95% (screen / bare
+//! 1.04); 271 and 285 packets sent, at 4 a second.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
