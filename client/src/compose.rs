@@ -112,6 +112,14 @@ fn read_part(path: &Path, budget: &mut u64) -> Result<Part, ClientError> {
         path: path.to_owned(),
         source,
     };
+    // Only a regular file: a FIFO or a device (`/dev/zero`, a shell's
+    // `<(...)`) would block or never end.
+    if !fs::metadata(path).map_err(io)?.is_file() {
+        return Err(ClientError::Refused(format!(
+            "{}: not a regular file (save it to a file first)",
+            path.display()
+        )));
+    }
     let file = fs::File::open(path).map_err(io)?;
     let mut data = Vec::new();
     file.take(*budget + 1).read_to_end(&mut data).map_err(io)?;

@@ -553,7 +553,9 @@ impl FeedBook {
     pub fn save(&self, home: &crate::Home) -> Result<(), ClientError> {
         home.ensure()?;
         let path = home.dir().join(FEEDS_FILE);
-        let tmp = home.dir().join(format!("{FEEDS_FILE}.tmp"));
+        let tmp = home
+            .dir()
+            .join(format!("{FEEDS_FILE}.{}.tmp", std::process::id()));
         let io = |source| ClientError::Io {
             path: path.clone(),
             source,

@@ -17,6 +17,9 @@ use crate::{ClientError, Home, transfer};
 pub enum PendingWork {
     /// A publish.
     Publish(PendingPublish),
+    /// A publish that finished while nobody was there to be told (its
+    /// command interrupted): kept until the same command collects it.
+    Published(PendingPublish),
     /// A fetch of this item.
     Fetch(ItemRef),
 }
@@ -60,6 +63,24 @@ impl PendingPublishes {
     /// record parses and `store` still holds the item's chunks (a store
     /// that was removed means the item must be sealed anew).
     pub fn resumable(&self, digest: &str, store: &ChunkStore) -> Option<PendingPublish> {
+        let (publish, done) = self.read(digest)?;
+        if done {
+            return None;
+        }
+        transfer::item_chunks(store, &publish.reference).ok()?;
+        Some(publish)
+    }
+
+    /// The publish under `digest` that finished uncollected, if any.
+    pub fn published(&self, digest: &str) -> Option<PendingPublish> {
+        match self.read(digest)? {
+            (publish, true) => Some(publish),
+            _ => None,
+        }
+    }
+
+    /// A publish record: the item, its author, whether it is done.
+    fn read(&self, digest: &str) -> Option<(PendingPublish, bool)> {
         let text = std::fs::read_to_string(self.path(digest)).ok()?;
         let mut lines = text.lines();
         let reference = ItemRef::from_uri(lines.next()?.trim()).ok()?;
@@ -67,8 +88,23 @@ impl PendingPublishes {
             .next()
             .map(|l| l.trim().to_owned())
             .filter(|id| !id.is_empty());
-        transfer::item_chunks(store, &reference).ok()?;
-        Some(PendingPublish { reference, author })
+        let done = lines.next().is_some_and(|l| l.trim() == "done");
+        Some((PendingPublish { reference, author }, done))
+    }
+
+    /// Marks the publish under `digest` done but not yet collected by
+    /// the command that asked for it.
+    pub fn mark_published(
+        &self,
+        digest: &str,
+        publish: &PendingPublish,
+    ) -> Result<(), ClientError> {
+        let text = format!(
+            "{}\n{}\ndone\n",
+            publish.reference.to_uri(),
+            publish.author.as_deref().unwrap_or_default()
+        );
+        self.write(digest, &text)
     }
 
     /// Records `publish` under `digest` before any of it is sent,
@@ -82,15 +118,19 @@ impl PendingPublishes {
         self.write(digest, &text)
     }
 
-    /// Writes record `name` (owner-only), replacing an older one.
+    /// Writes record `name` (owner-only), replacing an older one at
+    /// once: a new file renamed over it, so a crash leaves one or the
+    /// other, never a part.
     fn write(&self, name: &str, text: &str) -> Result<(), ClientError> {
         std::fs::create_dir_all(&self.dir).map_err(|source| ClientError::Io {
             path: self.dir.clone(),
             source,
         })?;
         let path = self.path(name);
-        let _ = std::fs::remove_file(&path);
-        mtos_crypto::create_owner_only(&path, text.as_bytes())
+        let tmp = self.dir.join(format!(".{name}.{}.tmp", std::process::id()));
+        let _ = std::fs::remove_file(&tmp);
+        mtos_crypto::create_owner_only(&tmp, text.as_bytes())
+            .and_then(|()| std::fs::rename(&tmp, &path))
             .map_err(|source| ClientError::Io { path, source })
     }
 
@@ -119,11 +159,14 @@ impl PendingPublishes {
         let mut out: Vec<(String, PendingWork)> = entries
             .flatten()
             .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|name| !name.starts_with('.'))
             .filter_map(|name| {
                 if name.starts_with(FETCH_PREFIX) {
                     let text = std::fs::read_to_string(self.path(&name)).ok()?;
                     let reference = ItemRef::from_uri(text.lines().next()?.trim()).ok()?;
                     Some((name, PendingWork::Fetch(reference)))
+                } else if let Some(done) = self.published(&name) {
+                    Some((name, PendingWork::Published(done)))
                 } else {
                     let publish = self.resumable(&name, store)?;
                     Some((name, PendingWork::Publish(publish)))

@@ -133,12 +133,20 @@ pub struct RoundReport {
 /// the new entries' items fetched into `store`, and the entries merged
 /// into the book as it is on disk after the round, so a follow or a
 /// publish saved meanwhile is kept.
+///
+/// `book_lock`, when given, is held while the book is loaded, changed and
+/// saved, never while the round is on the network.
 pub async fn poll_round(
     home: &Home,
     session: &Session,
     store: &ChunkStore,
     round: u64,
+    book_lock: Option<&tokio::sync::Mutex<()>>,
 ) -> Result<RoundReport, ClientError> {
+    let locked = match book_lock {
+        Some(l) => Some(l.lock().await),
+        None => None,
+    };
     let mut book = FeedBook::load(home)?;
     let mut follows: Vec<Followed> = book
         .follows
@@ -156,6 +164,7 @@ pub async fn poll_round(
     if book.decoys.len() != had_decoys {
         book.save(home)?;
     }
+    drop(locked);
     let report = feeds::poll(
         session,
         &mut follows,
@@ -194,6 +203,10 @@ pub async fn poll_round(
         .iter()
         .map(|(i, _)| book.follows[*i].uri.clone())
         .collect();
+    let _locked = match book_lock {
+        Some(l) => Some(l.lock().await),
+        None => None,
+    };
     let mut fresh = FeedBook::load(home)?;
     for (uri, seen) in uris.iter().zip(&new) {
         if let Some(f) = fresh.follows.iter_mut().find(|f| &f.uri == uri) {

@@ -45,7 +45,8 @@ status = {
     "gateway_addrs": ["/ip4/127.0.0.1/tcp/30735"],
     "peer_id": "12D3KooWG4bzFMu7SijkPEEEvCih3v6s9RMJ9YieVPFpeiXGN4UA",
     "up_secs": 600, "connected_secs": 598, "sessions": 1, "sent_real": 86,
-    "sent_cover": 2314, "loops_returned": 580, "link_breaks": 0, "epoch": 12,
+    "sent_cover": 2314, "loops_returned": 580, "link_breaks": 0, "slots_skipped": 0,
+    "epoch": 12,
     "jobs": [job], "follows": 2, "poll_every_secs": 300, "last_poll": 1796486400,
     "store_chunks": 85, "store_bytes": 419430,
 }

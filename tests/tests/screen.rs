@@ -1,8 +1,9 @@
 //! The screen as its gateway sees it: one session (one libp2p identity,
 //! one connection, one mix stream, one gateway) for as long as it runs,
 //! sending on one Poisson schedule whether it is idle, publishing and
-//! fetching 300 kB, or idle again; the schedule drawn from its seed is
-//! followed slot for slot, with or without work.
+//! fetching 300 kB (with a feed entry, a poll and a card), or idle again;
+//! the schedule drawn from its seed is followed slot for slot, with or
+//! without work.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -137,6 +138,7 @@ async fn a_screens_gateway_sees_one_session_on_one_schedule_idle_busy_and_idle_a
     let other_store = ChunkStore::open(&other.path().join("store")).unwrap();
     let theirs = sealed_noise(&other_store, "theirs");
     let session = Session::connect(&net.network_config()).await.unwrap();
+    let other_peer = session.peer_id().to_string();
     publish(
         &session,
         &other_store,
@@ -153,6 +155,14 @@ async fn a_screens_gateway_sees_one_session_on_one_schedule_idle_busy_and_idle_a
     let home_dir = root.path().join("home");
     let home = Home::resolve(Some(home_dir.clone())).unwrap();
     home.set_network(&net.network_config()).unwrap();
+    // An identity: the busy window has signed work too (a feed entry, a
+    // card), which the screen's keychain signs.
+    let made = mtos_at(&home_dir, &["id", "new", "--label", "alice"]);
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
     let mut seed = [0u8; 32];
     rand::rng().fill(&mut seed[..]);
     let seed_hex = data_encoding::HEXLOWER.encode(&seed);
@@ -172,7 +182,7 @@ async fn a_screens_gateway_sees_one_session_on_one_schedule_idle_busy_and_idle_a
         let busy_from = now_us();
         let published = mtos_at(
             &home_dir,
-            &["publish", "--anonymous", file.to_str().unwrap()],
+            &["publish", "--as", "alice", file.to_str().unwrap()],
         );
         assert!(
             published.status.success(),
@@ -189,6 +199,24 @@ async fn a_screens_gateway_sees_one_session_on_one_schedule_idle_busy_and_idle_a
         // Fetched once, it is served from the store.
         let again = mtos_at(&home_dir, &["fetch", &theirs_uri]);
         assert!(String::from_utf8_lossy(&again.stderr).contains("nothing to fetch"));
+        // Following one's own feed, a poll round asked for, and a card.
+        let uri = mtos_at(&home_dir, &["id", "feed", "alice"]);
+        let uri = String::from_utf8_lossy(&uri.stdout).trim().to_owned();
+        for args in [
+            vec!["follow", uri.as_str()],
+            vec!["feed"],
+            vec!["id", "publish", "alice"],
+        ] {
+            let out = mtos_at(&home_dir, &args);
+            assert!(
+                out.status.success(),
+                "mtos {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            if args == ["feed"] {
+                assert!(String::from_utf8_lossy(&out.stdout).contains("#0"));
+            }
+        }
         let busy_to = now_us();
         std::thread::sleep(IDLE);
         let end = now_us();
@@ -201,13 +229,14 @@ async fn a_screens_gateway_sees_one_session_on_one_schedule_idle_busy_and_idle_a
     // the gateway of the status, never a second session or a broken link.
     let seen = read_watch(&gateway_dir);
     let peer = status["peer_id"].as_str().unwrap().to_owned();
-    // (The other client, which published the item fetched, was gone
-    // before the screen started.)
-    assert!(
-        seen.frames.contains_key(&peer),
-        "the screen's {peer} is not among the clients seen: {:?}",
-        seen.frames.keys()
-    );
+    // No other client: the other one, which published the item fetched,
+    // was gone before the screen started; a command that opened a session
+    // of its own would show here.
+    let mut clients: Vec<&String> = seen.frames.keys().collect();
+    clients.sort();
+    let mut expected = vec![&peer, &other_peer];
+    expected.sort();
+    assert_eq!(clients, expected, "clients the gateway saw");
     assert_eq!(
         seen.connections.get(&peer),
         Some(&1),
@@ -219,6 +248,7 @@ async fn a_screens_gateway_sees_one_session_on_one_schedule_idle_busy_and_idle_a
     assert_eq!(status["link_breaks"], 0);
     // (The frames are in the watching gateway's log: the one gateway.)
     assert!(status["sent_real"].as_u64().unwrap() >= 170, "{status}");
+    assert_eq!(status["slots_skipped"], 0);
 
     // Each window's gaps, as the gateway saw them: Exp(λP + λL + λD).
     let arrivals = &seen.frames[&peer];

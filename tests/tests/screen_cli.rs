@@ -3,7 +3,9 @@
 //! is refused and names the running one (exit 6); after `kill -9` its
 //! lock and socket are stale and the next start replaces them; a program
 //! speaking garbage to the socket gets an error and the screen goes on;
-//! a publish interrupted with Ctrl-C stays queued and can be followed.
+//! a publish interrupted with Ctrl-C stays queued and can be followed,
+//! and one that finished unseen is collected by the same command after a
+//! restart.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -116,36 +118,44 @@ fn a_screen_refuses_a_second_start_a_wrong_passphrase_and_garbage_and_survives_k
     // A publish interrupted with Ctrl-C stays queued in the screen (exit
     // 130, and the command says how to cancel or follow it); `attach`
     // follows it to its reference.
-    let file = root.path().join("noise.bin");
-    std::fs::write(&file, vec![7u8; 300_000]).unwrap();
-    let publishing = Command::new(mtos_binary())
-        .arg("--home")
-        .arg(&home)
-        .args(["publish", "--anonymous", file.to_str().unwrap()])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let job = loop {
-        let jobs = screen.status()["jobs"].clone();
-        if let Some(j) = jobs.as_array().and_then(|j| j.first()) {
-            break j["job"].as_u64().unwrap();
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the publish was never queued"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
-    // Ctrl-C reaches the command (not the screen, in its own group).
-    Command::new("kill")
-        .args(["-INT", &publishing.id().to_string()])
-        .status()
-        .unwrap();
-    let out = publishing.wait_with_output().unwrap();
-    let err = text(&out.stderr);
-    if out.status.code() != Some(0) {
+    let interrupted = |name: &str| -> u64 {
+        let file = root.path().join(name);
+        let mut bytes = vec![0u8; 1 << 20];
+        rand::RngExt::fill(&mut rand::rng(), &mut bytes[..]);
+        std::fs::write(&file, bytes).unwrap();
+        let publishing = Command::new(mtos_binary())
+            .arg("--home")
+            .arg(&home)
+            .args(["publish", "--anonymous", file.to_str().unwrap()])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let job = loop {
+            let status = mtos_at(&home, &["screen", "status", "--json"]);
+            let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+            let live = status["jobs"].as_array().and_then(|jobs| {
+                jobs.iter()
+                    .find(|j| j["state"] != "done")
+                    .and_then(|j| j["job"].as_u64())
+            });
+            if let Some(job) = live {
+                break job;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the publish was never queued"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        // Ctrl-C reaches the command (the screen is in its own group).
+        Command::new("kill")
+            .args(["-INT", &publishing.id().to_string()])
+            .status()
+            .unwrap();
+        let out = publishing.wait_with_output().unwrap();
+        let err = text(&out.stderr);
         assert_eq!(out.status.code(), Some(130), "{err}");
         assert!(
             err.contains(&format!("stays queued in the screen as job {job}"))
@@ -153,15 +163,60 @@ fn a_screen_refuses_a_second_start_a_wrong_passphrase_and_garbage_and_survives_k
             "{err}"
         );
         assert!(text(&out.stdout).is_empty());
-    }
+        job
+    };
+    let job = interrupted("first.bin");
     let attached = mtos_at(&home, &["screen", "attach", &job.to_string()]);
     assert!(attached.status.success(), "{}", text(&attached.stderr));
     assert!(text(&attached.stdout).starts_with("mtos:item:"));
     assert_eq!(screen.status()["pid"], new_pid, "the screen went on");
+    assert_eq!(std::fs::read_dir(home.join("pending")).unwrap().count(), 0);
+
+    // Interrupted again, and left to finish with nobody told: its record
+    // says it is done, across a restart, until the same command, run
+    // again, collects the reference.
+    let job = interrupted("second.bin");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while screen.status()["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|j| j["job"] == job && j["state"] != "done")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "job {job} never finished"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    drop(screen);
+    let records: Vec<String> = std::fs::read_dir(home.join("pending"))
+        .unwrap()
+        .flatten()
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .collect();
+    assert_eq!(records.len(), 1);
+    assert!(records[0].ends_with("done\n"), "{records:?}");
+    let screen = CliScreen::start(&home, &["--poll-every", "86400"]);
+    let file = root.path().join("second.bin");
+    let again = mtos_at(&home, &["publish", "--anonymous", file.to_str().unwrap()]);
+    assert!(again.status.success(), "{}", text(&again.stderr));
+    assert!(
+        text(&again.stderr).contains("joined job"),
+        "{}",
+        text(&again.stderr)
+    );
+    assert_eq!(
+        text(&again.stdout).trim(),
+        records[0].lines().next().unwrap(),
+        "the item published before"
+    );
+    assert_eq!(std::fs::read_dir(home.join("pending")).unwrap().count(), 0);
 
     // Stopped, it is gone: socket removed, lock free.
     let stopped = mtos_at(&home, &["screen", "stop"]);
     assert!(stopped.status.success(), "{}", text(&stopped.stderr));
+    assert!(text(&stopped.stdout).starts_with("screen stopped"));
     std::mem::forget(screen);
     assert!(!home.join("screen.sock").exists());
     let again = mtos_at(&home, &["screen", "stop"]);

@@ -4,7 +4,7 @@
 use super::*;
 
 /// How to reach and trust a network.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetworkConfig {
     /// The network id.
     pub network: String,

@@ -35,10 +35,6 @@ pub(super) struct SendLoop {
     pub(super) rng: StdRng,
 }
 
-/// A slot more this late when a broken link is back is skipped, not
-/// sent: a burst of overdue slots would show the break to the gateway.
-pub(super) const SKIP_AFTER_BREAK: Duration = Duration::from_secs(1);
-
 /// How long after an epoch boundary a session fetches the new document
 /// at most (a random share of it).
 pub(super) const BOUNDARY_JITTER_MS: u64 = 5_000;
@@ -174,7 +170,10 @@ pub(super) async fn send_loop(mut s: SendLoop) {
             });
             due = schedule.poll_timeout();
             if let Some(resumed) = skip_before {
-                if scheduled.saturating_add(SKIP_AFTER_BREAK) < resumed {
+                // Every slot that fell due before the link was back is
+                // skipped: sent now, they would leave in a burst that
+                // shows the break to the gateway.
+                if scheduled < resumed {
                     // A real frame in it goes back to wait for the next
                     // payload slot (the order of the queue is lost).
                     if let Send::Real(real) = send {

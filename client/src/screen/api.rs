@@ -16,8 +16,11 @@ use crate::error::exit;
 /// The version of this API; a request naming another is refused with
 /// [`ErrorKind::Version`].
 pub const API_VERSION: u32 = 1;
-/// The longest line either side sends, newline included.
+/// The longest request line, newline included.
 pub const MAX_LINE: usize = 64 * 1024;
+/// The longest line the screen sends (a status or job list at the
+/// bounds of the job table fits many times over).
+pub const MAX_ANSWER_LINE: usize = 1 << 20;
 
 /// A request: the API version it is written for and what it asks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -282,6 +285,8 @@ pub struct Status {
     pub loops_returned: u64,
     /// Times the link to the gateway broke and was mended.
     pub link_breaks: u64,
+    /// Slots that fell due while the link was broken, skipped.
+    pub slots_skipped: u64,
     /// The network document's epoch.
     pub epoch: u32,
     /// Queued and running work.
@@ -378,13 +383,15 @@ impl From<&ClientError> for ApiError {
     }
 }
 
-/// Reads one line of at most [`MAX_LINE`] bytes; `Ok(None)` at the end of
-/// the stream.
+/// Reads one line of at most `limit` bytes ([`MAX_LINE`] for requests,
+/// [`MAX_ANSWER_LINE`] for answers); `Ok(None)` at the end of the
+/// stream.
 pub async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(
     reader: &mut R,
+    limit: usize,
 ) -> std::io::Result<Option<String>> {
     let mut line = Vec::new();
-    let mut limited = tokio::io::AsyncReadExt::take(&mut *reader, MAX_LINE as u64);
+    let mut limited = tokio::io::AsyncReadExt::take(&mut *reader, limit as u64);
     let n = limited.read_until(b'\n', &mut line).await?;
     if n == 0 {
         return Ok(None);
@@ -392,8 +399,8 @@ pub async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(
     if line.last() != Some(&b'\n') {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
-            if n >= MAX_LINE {
-                format!("a line longer than {MAX_LINE} bytes")
+            if n >= limit {
+                format!("a line longer than {limit} bytes")
             } else {
                 "a line cut short".into()
             },
@@ -435,6 +442,7 @@ mod tests {
         let v = vectors();
         assert_eq!(v["api"], API_VERSION);
         assert_eq!(v["max_line"], MAX_LINE);
+        assert_eq!(v["max_answer_line"], MAX_ANSWER_LINE);
         for case in v["requests"].as_array().unwrap() {
             let line = case["line"].as_str().unwrap();
             let parsed: Envelope =
@@ -461,17 +469,17 @@ mod tests {
     async fn lines_are_bounded_and_must_end() {
         let mut ok: &[u8] = b"{\"a\":1}\nrest";
         assert_eq!(
-            read_line(&mut ok).await.unwrap().as_deref(),
+            read_line(&mut ok, MAX_LINE).await.unwrap().as_deref(),
             Some("{\"a\":1}")
         );
         let long = vec![b'x'; MAX_LINE + 10];
-        let err = read_line(&mut long.as_slice()).await.unwrap_err();
+        let err = read_line(&mut long.as_slice(), MAX_LINE).await.unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
         let cut: &[u8] = b"no newline";
-        assert!(read_line(&mut &cut[..]).await.is_err());
+        assert!(read_line(&mut &cut[..], MAX_LINE).await.is_err());
         let bad: &[u8] = b"\xff\xfe\n";
-        assert!(read_line(&mut &bad[..]).await.is_err());
+        assert!(read_line(&mut &bad[..], MAX_LINE).await.is_err());
         let empty: &[u8] = b"";
-        assert_eq!(read_line(&mut &empty[..]).await.unwrap(), None);
+        assert_eq!(read_line(&mut &empty[..], MAX_LINE).await.unwrap(), None);
     }
 }

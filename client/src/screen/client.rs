@@ -6,7 +6,12 @@ use std::path::{Path, PathBuf};
 use tokio::io::BufReader;
 use tokio::net::UnixStream;
 
-use super::api::{self, API_VERSION, ApiError, Envelope, ErrorKind, Event, Line, Reply, Request};
+use super::api::{
+    self, API_VERSION, ApiError, Envelope, ErrorKind, Event, Line, MAX_ANSWER_LINE, Reply, Request,
+};
+
+/// How long connecting to the screen may take.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 use crate::{ClientError, Home};
 
 /// A connection to the screen of one home.
@@ -20,9 +25,9 @@ impl ScreenClient {
     /// runs, or a stale socket was left by one that died).
     pub async fn find(home: &Home) -> Option<Self> {
         let socket = super::socket_path(home);
-        match UnixStream::connect(&socket).await {
-            Ok(_) => Some(Self { socket }),
-            Err(_) => None,
+        match tokio::time::timeout(CONNECT_TIMEOUT, UnixStream::connect(&socket)).await {
+            Ok(Ok(_)) => Some(Self { socket }),
+            _ => None,
         }
     }
 
@@ -46,12 +51,16 @@ impl ScreenClient {
                 self.socket.display()
             ))
         };
-        let stream = UnixStream::connect(&self.socket).await.map_err(|e| {
-            ClientError::NoScreen(format!(
-                "no screen answers at {}: {e}",
-                self.socket.display()
-            ))
-        })?;
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, UnixStream::connect(&self.socket))
+            .await
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))
+            .and_then(|r| r)
+            .map_err(|e| {
+                ClientError::NoScreen(format!(
+                    "no screen answers at {}: {e}",
+                    self.socket.display()
+                ))
+            })?;
         let (read, mut write) = stream.into_split();
         let mut read = BufReader::new(read);
         api::write_line(
@@ -64,7 +73,10 @@ impl ScreenClient {
         .await
         .map_err(lost)?;
         loop {
-            let Some(line) = api::read_line(&mut read).await.map_err(lost)? else {
+            let Some(line) = api::read_line(&mut read, MAX_ANSWER_LINE)
+                .await
+                .map_err(lost)?
+            else {
                 return Err(lost(std::io::Error::new(
                     std::io::ErrorKind::UnexpectedEof,
                     "it closed the connection before its answer",

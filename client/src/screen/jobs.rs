@@ -230,9 +230,57 @@ impl Jobs {
         Ok(id)
     }
 
-    /// Job `id`'s result reached a client.
-    pub(super) fn collected(&self, id: u64) {
-        self.update(id, |j| j.collected = true);
+    /// Job `id`'s result reached a client: the record of a publish that
+    /// finished uncollected is forgotten.
+    pub(super) fn collected(&self, screen: &Screen, id: u64) {
+        let mut key = None;
+        self.update(id, |j| {
+            j.collected = true;
+            key = Some(j.key.clone());
+        });
+        let pending = PendingPublishes::of(&screen.home);
+        if let Some(key) = key
+            && pending.published(&key).is_some()
+        {
+            pending.done(&key);
+        }
+    }
+
+    /// A publish that finished before the screen stopped with nobody told
+    /// (its record says so), as a finished job the same command collects.
+    fn finished(&self, screen: &Arc<Screen>, key: String, publish: PendingPublish) {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let chunks = crate::transfer::item_chunks(&screen.store, &publish.reference)
+            .map_or(0, |c| c.len() as u64);
+        let (events, _) = broadcast::channel(1);
+        if let Ok(mut table) = self.table.lock() {
+            table.insert(
+                id,
+                Job {
+                    kind: JobKind::Publish {
+                        author: publish.author,
+                    },
+                    key,
+                    reference: publish.reference.clone(),
+                    state: "done",
+                    done: chunks,
+                    total: chunks,
+                    events,
+                    result: Some(Ok(TransferDone {
+                        job: id,
+                        reference: publish.reference.to_uri(),
+                        chunks,
+                        transferred: 0,
+                        requests: 0,
+                        secs: 0.0,
+                        feed_entry: None,
+                    })),
+                    task: None,
+                    resumed: true,
+                    collected: false,
+                },
+            );
+        }
     }
 
     fn update(&self, id: u64, f: impl FnOnce(&mut Job)) {
@@ -289,18 +337,46 @@ async fn run(screen: Arc<Screen>, id: u64) {
     }) else {
         return;
     };
-    let Ok(_permit) = screen.jobs.running.clone().acquire_owned().await else {
-        return;
-    };
     let started = Instant::now();
     let mut attempt = 0;
     loop {
         attempt += 1;
+        // A run slot for this run only: a job waiting to run again does
+        // not hold one.
+        let Ok(permit) = screen.jobs.running.clone().acquire_owned().await else {
+            return;
+        };
         screen.jobs.update(id, |j| j.state = "running");
         let outcome = once(&screen, id, &kind, &reference).await;
+        drop(permit);
         match outcome {
             Ok((report, feed_entry)) => {
-                PendingPublishes::of(&screen.home).done(&key);
+                // Nobody attached (the command was interrupted): the
+                // record says it is done, for the same command to collect
+                // after a restart too.
+                let watched = screen
+                    .jobs
+                    .table
+                    .lock()
+                    .ok()
+                    .and_then(|t| t.get(&id).map(|j| j.events.receiver_count() > 0))
+                    .unwrap_or(false);
+                let pending = PendingPublishes::of(&screen.home);
+                match &kind {
+                    JobKind::Publish { author } if !watched => {
+                        let kept = pending.mark_published(
+                            &key,
+                            &PendingPublish {
+                                reference: reference.clone(),
+                                author: author.clone(),
+                            },
+                        );
+                        if kept.is_err() {
+                            pending.done(&key);
+                        }
+                    }
+                    _ => pending.done(&key),
+                }
                 screen.jobs.finish(
                     id,
                     Ok(TransferDone {
@@ -367,7 +443,7 @@ async fn once(
         )),
         JobKind::Publish { author } => {
             let author = match author {
-                Some(a) => Some(screen.identity(Some(a))?),
+                Some(a) => Some(screen.identity(Some(a)).await?),
                 None => None,
             };
             // The feed book is written under the screen's lock; the
@@ -399,6 +475,10 @@ pub(super) fn resume_all(screen: &Arc<Screen>) -> usize {
                 (reference, JobKind::Publish { author })
             }
             crate::pending::PendingWork::Fetch(reference) => (reference, JobKind::Fetch),
+            crate::pending::PendingWork::Published(publish) => {
+                screen.jobs.finished(screen, key, publish);
+                continue;
+            }
         };
         if screen
             .jobs

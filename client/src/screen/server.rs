@@ -58,7 +58,7 @@ const SUPERVISE_EVERY: Duration = Duration::from_secs(30);
 /// none). `ready` is called once the socket answers.
 pub async fn run(
     home: Home,
-    lock: ScreenLock,
+    _lock: &ScreenLock,
     passphrase: Option<SecretString>,
     options: ScreenOptions,
     ready: impl FnOnce(&api::Status),
@@ -122,19 +122,46 @@ pub async fn run(
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        // Out of file descriptors, say: wait, do not spin.
+                        eprintln!("screen: accepting a connection failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        continue;
+                    }
+                };
                 // Only the home's owner: the socket is owner-only, and
                 // the peer's uid is checked too.
                 let same = stream.peer_cred().is_ok_and(|c| Some(c.uid()) == owner);
                 if !same {
                     continue;
                 }
-                let Ok(permit) = slots.clone().acquire_owned().await else { break };
-                let screen = screen.clone();
-                tokio::spawn(async move {
-                    serve(screen, stream).await;
-                    drop(permit);
-                });
+                // Never waited for here: a full house answers `busy`, and
+                // stop and the signals are still heard.
+                match slots.clone().try_acquire_owned() {
+                    Ok(permit) => {
+                        let screen = screen.clone();
+                        tokio::spawn(async move {
+                            serve(screen, stream).await;
+                            drop(permit);
+                        });
+                    }
+                    Err(_) => {
+                        tokio::spawn(async move {
+                            let (_, mut write) = stream.into_split();
+                            let busy = Line::Error(ApiError::new(
+                                ErrorKind::Busy,
+                                format!("{CONNECTIONS} connections are open: try again later"),
+                            ));
+                            let _ = tokio::time::timeout(
+                                Duration::from_secs(1),
+                                api::write_line(&mut write, &busy),
+                            )
+                            .await;
+                        });
+                    }
+                }
             }
             () = screen.stop.notified() => break,
             _ = recv(&mut terminate) => break,
@@ -146,7 +173,6 @@ pub async fn run(
         t.abort();
     }
     let _ = std::fs::remove_file(&socket);
-    drop(lock);
     Ok(())
 }
 
@@ -181,18 +207,31 @@ async fn poll_loop(screen: Arc<Screen>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if let Err(e) = poll_once(&screen).await {
+        let round = screen.round.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = poll_once(&screen, round).await {
             eprintln!("screen: a poll round failed: {e}");
         }
     }
 }
 
-/// One poll round, its new entries told to every watcher.
-async fn poll_once(screen: &Arc<Screen>) -> Result<crate::work::RoundReport, ClientError> {
-    let _book = screen.book.lock().await;
-    let round = screen.round.fetch_add(1, Ordering::Relaxed);
+/// Poll round `round`, its new entries told to every watcher. Rounds
+/// asked for and scheduled ones run side by side (neither waits for the
+/// other; the book is locked only to load and save it), and count their
+/// rounds apart, so what a person asks for moves neither when the
+/// scheduled rounds go out nor which feeds they probe.
+async fn poll_once(
+    screen: &Arc<Screen>,
+    round: u64,
+) -> Result<crate::work::RoundReport, ClientError> {
     let session = screen.session();
-    let report = crate::work::poll_round(&screen.home, &session, &screen.store, round).await?;
+    let report = crate::work::poll_round(
+        &screen.home,
+        &session,
+        &screen.store,
+        round,
+        Some(&screen.book),
+    )
+    .await?;
     if let Ok(mut last) = screen.last_poll.lock() {
         *last = Some(mtos_net::unix_now());
     }
@@ -212,11 +251,13 @@ async fn poll_once(screen: &Arc<Screen>) -> Result<crate::work::RoundReport, Cli
 async fn serve(screen: Arc<Screen>, stream: UnixStream) {
     let (read, mut write) = stream.into_split();
     let mut read = BufReader::new(read);
-    let line = match tokio::time::timeout(REQUEST_TIMEOUT, api::read_line(&mut read)).await {
+    let line = match tokio::time::timeout(REQUEST_TIMEOUT, api::read_line(&mut read, api::MAX_LINE))
+        .await
+    {
         Ok(Ok(Some(line))) => line,
         Ok(Ok(None)) => return,
         Ok(Err(e)) => {
-            let _ = api::write_line(
+            let _ = send(
                 &mut write,
                 &Line::Error(ApiError::new(ErrorKind::BadRequest, e.to_string())),
             )
@@ -225,7 +266,7 @@ async fn serve(screen: Arc<Screen>, stream: UnixStream) {
             return;
         }
         Err(_) => {
-            let _ = api::write_line(
+            let _ = send(
                 &mut write,
                 &Line::Error(ApiError::new(
                     ErrorKind::BadRequest,
@@ -239,7 +280,7 @@ async fn serve(screen: Arc<Screen>, stream: UnixStream) {
     let request = match parse(&line) {
         Ok(r) => r,
         Err(e) => {
-            let _ = api::write_line(&mut write, &Line::Error(e)).await;
+            let _ = send(&mut write, &Line::Error(e)).await;
             drain(&mut read).await;
             return;
         }
@@ -249,6 +290,7 @@ async fn serve(screen: Arc<Screen>, stream: UnixStream) {
     // sends no events (a poll, a lookup) runs to its end unseen. The end
     // of its input alone says nothing: a client may half-close after its
     // request.
+    let stopping = request == Request::Stop;
     let mut out = Out {
         write: &mut write,
         read: &mut read,
@@ -258,7 +300,11 @@ async fn serve(screen: Arc<Screen>, stream: UnixStream) {
         Ok(None) => return,
         Err(e) => Line::Error(e),
     };
-    let _ = api::write_line(out.write, &line).await;
+    let _ = send(out.write, &line).await;
+    // Once its answer is out: the process ends soon after.
+    if stopping {
+        screen.stop.notify_one();
+    }
 }
 
 /// Reads what a refused client sent beyond its request (at most 1 MiB,
@@ -308,10 +354,27 @@ struct Out<'a> {
 
 impl Out<'_> {
     async fn event(&mut self, e: Event) -> Result<(), ApiError> {
-        api::write_line(self.write, &Line::Event(e))
-            .await
-            .map_err(|e| ApiError::new(ErrorKind::Failure, e.to_string()))
+        send(self.write, &Line::Event(e)).await
     }
+}
+
+/// How long one line to a client may take to write: a client that stops
+/// reading loses its connection, not a slot for ever.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Writes `line` within [`WRITE_TIMEOUT`].
+async fn send(write: &mut tokio::net::unix::OwnedWriteHalf, line: &Line) -> Result<(), ApiError> {
+    match tokio::time::timeout(WRITE_TIMEOUT, api::write_line(write, line)).await {
+        Ok(r) => written(r),
+        Err(_) => Err(ApiError::new(
+            ErrorKind::Failure,
+            "the client stopped reading",
+        )),
+    }
+}
+
+fn written(r: std::io::Result<()>) -> Result<(), ApiError> {
+    r.map_err(|e| ApiError::new(ErrorKind::Failure, e.to_string()))
 }
 
 fn api_err(e: ClientError) -> ApiError {
@@ -327,10 +390,7 @@ async fn handle(
 ) -> Result<Option<Reply>, ApiError> {
     match request {
         Request::Status => Ok(Some(Reply::Status(Box::new(screen.status())))),
-        Request::Stop => {
-            screen.stop.notify_one();
-            Ok(Some(Reply::Done))
-        }
+        Request::Stop => Ok(Some(Reply::Done)),
         Request::Publish { seal } => publish(screen, seal, out).await.map(Some),
         Request::Fetch { reference } => fetch(screen, &reference, out).await.map(Some),
         Request::Follow { uri, label } => {
@@ -347,7 +407,8 @@ async fn handle(
             }
             let (mut new, mut refused, mut again, mut follows) = (0, 0, 0, 0);
             for _ in 0..rounds {
-                let r = poll_once(screen).await.map_err(api_err)?;
+                let round = screen.asked_round.fetch_add(1, Ordering::Relaxed);
+                let r = poll_once(screen, round).await.map_err(api_err)?;
                 new += r.new.len() as u64;
                 refused += r.refused;
                 again += r.asked_again;
@@ -367,7 +428,7 @@ async fn handle(
             }))
         }
         Request::PublishCard { id } => {
-            let identity = screen.identity(Some(&id)).map_err(api_err)?;
+            let identity = screen.identity(Some(&id)).await.map_err(api_err)?;
             if identity.visibility() == mtos_crypto::Visibility::Private {
                 return Err(ApiError::new(
                     ErrorKind::Conflict,
@@ -444,7 +505,7 @@ async fn handle(
             }
         }
         Request::Reconnect => {
-            screen.reconnect(false).await.map_err(api_err)?;
+            screen.network_changed().await.map_err(api_err)?;
             Ok(Some(Reply::Done))
         }
     }
@@ -454,13 +515,18 @@ async fn handle(
 async fn attach(screen: &Arc<Screen>, id: u64, out: &mut Out<'_>) -> Result<Reply, ApiError> {
     let mut events = match screen.jobs.attach(id)? {
         Ok(events) => events,
-        Err(result) => return result.map(Reply::Transfer),
+        Err(result) => {
+            if result.is_ok() {
+                screen.jobs.collected(screen, id);
+            }
+            return result.map(Reply::Transfer);
+        }
     };
     loop {
         match events.recv().await {
             Ok(Line::Event(e)) => out.event(e).await?,
             Ok(Line::Ok(reply)) => {
-                screen.jobs.collected(id);
+                screen.jobs.collected(screen, id);
                 return Ok(reply);
             }
             Ok(Line::Error(e)) => return Err(e),
@@ -479,6 +545,17 @@ async fn publish(
     seal: SealRequest,
     out: &mut Out<'_>,
 ) -> Result<Reply, ApiError> {
+    // The screen reads the files by path: only absolute ones, which mean
+    // the same to it as to the client that named them.
+    if let Some(f) = seal.files.iter().find(|f| !f.is_absolute()) {
+        return Err(ApiError::new(
+            ErrorKind::BadInput,
+            format!("{}: give files by absolute path", f.display()),
+        ));
+    }
+    // One admission at a time, from the check for the same work to the
+    // job started: two identical requests never seal two items.
+    let admitting = screen.admit.lock().await;
     let digest = {
         let seal = seal.clone();
         tokio::task::spawn_blocking(move || seal.digest())
@@ -487,6 +564,7 @@ async fn publish(
             .map_err(api_err)?
     };
     if let Some(job) = screen.jobs.joinable(&digest) {
+        drop(admitting);
         out.event(Event::Queued { job, joined: true }).await?;
         return attach(screen, job, out).await;
     }
@@ -501,7 +579,7 @@ async fn publish(
         }
         None => {
             let keychain = if seal.needs_keychain() {
-                Some(screen.keychain().map_err(api_err)?.ok_or_else(|| {
+                Some(screen.keychain().await.map_err(api_err)?.ok_or_else(|| {
                     ApiError::new(
                         ErrorKind::NotFound,
                         "no keychain in this home: `mtos id new`, or --anonymous",
@@ -546,6 +624,7 @@ async fn publish(
         JobKind::Publish { author },
         false,
     )?;
+    drop(admitting);
     out.event(Event::Queued { job, joined: false }).await?;
     attach(screen, job, out).await
 }
@@ -576,7 +655,9 @@ async fn fetch(
         }));
     }
     let key = PendingPublishes::fetch_key(&parsed);
+    let admitting = screen.admit.lock().await;
     if let Some(job) = screen.jobs.joinable(&key) {
+        drop(admitting);
         out.event(Event::Queued { job, joined: true }).await?;
         return attach(screen, job, out).await;
     }
@@ -586,6 +667,7 @@ async fn fetch(
     let job = screen
         .jobs
         .start(screen, key, parsed, JobKind::Fetch, false)?;
+    drop(admitting);
     out.event(Event::Queued { job, joined: false }).await?;
     attach(screen, job, out).await
 }

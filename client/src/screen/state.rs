@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use mtos_crypto::SecretString;
+use mtos_crypto::{ExposeSecret, SecretString};
 use mtos_crypto::{Identity, Keychain};
 use tokio::sync::{Notify, broadcast};
 
@@ -32,13 +32,21 @@ pub(super) struct Screen {
     pub(super) store: ChunkStore,
     keys: Mutex<Keys>,
     session: Mutex<(Arc<Session>, Instant)>,
+    /// The network the session is on.
+    network: Mutex<Option<crate::mixnet::NetworkConfig>>,
     pub(super) sessions: AtomicU64,
     pub(super) started: Instant,
     pub(super) jobs: Jobs,
     /// Held across anything that loads, changes and saves the feed book.
     pub(super) book: tokio::sync::Mutex<()>,
+    /// Held while a publish or fetch is admitted (checked against queued
+    /// work, sealed, recorded, started).
+    pub(super) admit: tokio::sync::Mutex<()>,
     pub(super) last_poll: Mutex<Option<u64>>,
+    /// The scheduled rounds' count (their rotation over the follows).
     pub(super) round: AtomicU64,
+    /// The count of rounds asked for (`mtos feed`), apart.
+    pub(super) asked_round: AtomicU64,
     pub(super) entries: broadcast::Sender<FeedEntryInfo>,
     pub(super) stop: Notify,
 }
@@ -59,18 +67,22 @@ impl Screen {
         store: ChunkStore,
     ) -> Arc<Self> {
         let (entries, _) = broadcast::channel(256);
+        let network = home.network().ok();
         let screen = Arc::new(Self {
             home,
             options,
             store,
             keys: Mutex::new(keys),
+            network: Mutex::new(network),
             session: Mutex::new((Arc::new(session), Instant::now())),
             sessions: AtomicU64::new(1),
             started: Instant::now(),
             jobs: Jobs::default(),
             book: tokio::sync::Mutex::new(()),
+            admit: tokio::sync::Mutex::new(()),
             last_poll: Mutex::new(None),
             round: AtomicU64::new(rand::RngExt::random_range(&mut rand::rng(), 0..1 << 32)),
+            asked_round: AtomicU64::new(rand::RngExt::random_range(&mut rand::rng(), 0..1 << 32)),
             entries,
             stop: Notify::new(),
         });
@@ -116,7 +128,8 @@ impl Screen {
         };
         if let Ok(text) = serde_json::to_string(&guard) {
             let path = self.home.dir().join(super::GUARD_FILE);
-            let _ = std::fs::write(path, text + "\n");
+            let _ = std::fs::remove_file(&path);
+            let _ = mtos_crypto::create_owner_only(&path, (text + "\n").as_bytes());
         }
     }
 
@@ -125,6 +138,9 @@ impl Screen {
     /// puts it in place of the current one.
     pub(super) async fn reconnect(&self, fresh_guard: bool) -> Result<(), ClientError> {
         let config = self.home.network()?;
+        if let Ok(mut network) = self.network.lock() {
+            *network = Some(config.clone());
+        }
         let gateway = if fresh_guard {
             None
         } else {
@@ -144,6 +160,23 @@ impl Screen {
         self.sessions.fetch_add(1, Ordering::Relaxed);
         self.save_guard();
         Ok(())
+    }
+
+    /// After `mtos net use`: a new session only when the home's network
+    /// is not the one the session is on (a new session is a new identity
+    /// and schedule the gateway sees begin); `Ok(false)` when unchanged.
+    pub(super) async fn network_changed(&self) -> Result<bool, ClientError> {
+        let config = self.home.network()?;
+        let same = self
+            .network
+            .lock()
+            .map(|n| n.as_ref() == Some(&config))
+            .unwrap_or(false);
+        if same {
+            return Ok(false);
+        }
+        self.reconnect(false).await?;
+        Ok(true)
     }
 
     /// Watches the session: when its document no longer lists its gateway
@@ -167,8 +200,8 @@ impl Screen {
 
     /// The identity `query` names (or the only one), reloading the
     /// keychain if its file changed since it was unlocked.
-    pub(super) fn identity(&self, query: Option<&str>) -> Result<Identity, ClientError> {
-        let keys = self.keychain()?;
+    pub(super) async fn identity(&self, query: Option<&str>) -> Result<Identity, ClientError> {
+        let keys = self.keychain().await?;
         let keychain = keys.as_ref().ok_or_else(|| {
             ClientError::NotFound(
                 "no keychain in this home: `mtos id new` first (then restart the screen)".into(),
@@ -184,23 +217,44 @@ impl Screen {
         }
     }
 
-    /// The keychain, reloaded with the passphrase kept if its file
-    /// changed since.
-    pub(super) fn keychain(&self) -> Result<Option<Keychain>, ClientError> {
-        let mut keys = self
-            .keys
-            .lock()
-            .map_err(|_| ClientError::Refused("the screen's keychain is unusable".into()))?;
+    /// The keychain, reloaded with the passphrase kept when its file
+    /// changed since (`mtos id new`, `import`). The key derivation runs
+    /// off the runtime's workers and outside the lock, so the session's
+    /// send loop never waits on it; a reload that fails (`mtos id
+    /// passwd` changed the passphrase) keeps the keychain unlocked at
+    /// start and is not tried again until the file changes again.
+    pub(super) async fn keychain(&self) -> Result<Option<Keychain>, ClientError> {
         let file = self.home.keychain();
         let modified = std::fs::metadata(file.path())
             .and_then(|m| m.modified())
             .ok();
-        if modified != keys.modified
-            && let Some(pass) = &keys.passphrase
-        {
-            let reloaded = file.load(pass)?;
-            keys.keychain = Some(reloaded);
-            keys.modified = modified;
+        let pass = {
+            let keys = self
+                .keys
+                .lock()
+                .map_err(|_| ClientError::Refused("the screen's keychain is unusable".into()))?;
+            if modified == keys.modified {
+                return Ok(keys.keychain.clone());
+            }
+            match &keys.passphrase {
+                Some(p) => SecretString::from(p.expose_secret().to_owned()),
+                None => return Ok(keys.keychain.clone()),
+            }
+        };
+        let loaded = tokio::task::spawn_blocking(move || file.load(&pass))
+            .await
+            .map_err(|e| ClientError::Refused(format!("the keychain reload stopped: {e}")))?;
+        let mut keys = self
+            .keys
+            .lock()
+            .map_err(|_| ClientError::Refused("the screen's keychain is unusable".into()))?;
+        keys.modified = modified;
+        match loaded {
+            Ok(k) => keys.keychain = Some(k),
+            Err(e) => eprintln!(
+                "screen: the changed keychain could not be opened with the passphrase given at start ({}); the keys unlocked then stay in use: restart the screen",
+                e
+            ),
         }
         Ok(keys.keychain.clone())
     }
@@ -238,6 +292,7 @@ impl Screen {
             sent_cover: stats.sent_cover,
             loops_returned: stats.loops_returned,
             link_breaks: stats.link_breaks,
+            slots_skipped: stats.slots_skipped,
             epoch: doc.epoch,
             jobs: self.jobs.list(),
             follows,

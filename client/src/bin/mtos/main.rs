@@ -200,8 +200,9 @@ fn run(cli: Cli) -> Result<String, ClientError> {
         Command::Follow { uri, label } => {
             let home = home()?;
             // Following touches no network: without a screen the book is
-            // written here.
-            if via_screen && mtos_client::screen::ScreenLock::held(&home).is_some() {
+            // written here; with one (even with --no-screen), the screen
+            // writes it, so the book has one writer.
+            if mtos_client::screen::ScreenLock::held(&home).is_some() {
                 via::follow(&home, &uri, label)
             } else {
                 net::follow(&home, &uri, label)

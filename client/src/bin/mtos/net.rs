@@ -125,6 +125,12 @@ pub fn publish(home: &Home, opts: SealOpts) -> Result<String, ClientError> {
     let digest = opts.clone().into_request()?.digest()?;
     let pending = PendingPublishes::of(home);
     home.ensure()?;
+    // Finished by a screen while its command was interrupted: collected.
+    if let Some(done) = pending.published(&digest) {
+        eprintln!("this publish finished before: its reference");
+        pending.done(&digest);
+        return Ok(format!("{}\n", done.reference.to_uri()));
+    }
     let resumed = ChunkStore::open(&home.dir().join(STORE_DIR))
         .ok()
         .and_then(|store| pending.resumable(&digest, &store));
@@ -259,7 +265,7 @@ pub fn feed(home: &Home, rounds: u32, every: Option<u64>) -> Result<String, Clie
         // (`specs/feeds.md` §5).
         let start: u64 = rand::RngExt::random_range(&mut rand::rng(), 0..1 << 32);
         for round in start..start + u64::from(rounds.max(1)) {
-            let r = work::poll_round(home, &session, &store, round).await?;
+            let r = work::poll_round(home, &session, &store, round, None).await?;
             warn_unfetched(&r);
             total.new.extend(r.new);
             total.refused += r.refused;
@@ -286,7 +292,7 @@ pub fn feed(home: &Home, rounds: u32, every: Option<u64>) -> Result<String, Clie
         for round in start + u64::from(rounds.max(1)).. {
             tick.tick().await;
             // A lost probe or answer costs one round, not the watch.
-            let r = match work::poll_round(home, &session, &store, round).await {
+            let r = match work::poll_round(home, &session, &store, round, None).await {
                 Ok(r) => r,
                 Err(e) => {
                     eprintln!("poll round failed: {e}");

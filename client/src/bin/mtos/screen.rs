@@ -169,10 +169,17 @@ fn read_passphrase(source: Source) -> Result<SecretString, ClientError> {
     Ok(SecretString::from(pass))
 }
 
+/// The schedule's seed from [`SEED_ENV`]: honoured by debug builds (the
+/// tests') only; a release build warns and draws its own, so a stray
+/// export can never make two sessions repeat one schedule.
 fn seed_from_env() -> Result<Option<[u8; 32]>, ClientError> {
     let Ok(hex) = std::env::var(SEED_ENV) else {
         return Ok(None);
     };
+    if !cfg!(debug_assertions) {
+        eprintln!("screen: {SEED_ENV} is ignored by this build (tests only)");
+        return Ok(None);
+    }
     let seed = data_encoding::HEXLOWER_PERMISSIVE
         .decode(hex.trim().as_bytes())
         .ok()
@@ -205,14 +212,20 @@ fn foreground_run(
         .enable_all()
         .build()
         .map_err(ClientError::Runtime)?;
-    rt.block_on(screen::run(home.clone(), lock, pass, options, |status| {
+    let ran = rt.block_on(screen::run(home.clone(), &lock, pass, options, |status| {
         eprintln!(
             "screen: ready (pid {}) on {}; gateway {}",
             status.pid,
             screen::socket_path(home).display(),
             &status.gateway[..16]
         );
-    }))?;
+    }));
+    // The lock is released last, once the runtime's tasks (a file being
+    // sealed, the store) are done with: the next screen must find the
+    // store free when it finds the lock free.
+    rt.shutdown_timeout(Duration::from_secs(10));
+    drop(lock);
+    ran?;
     Ok(String::new())
 }
 
@@ -244,10 +257,16 @@ fn start(home: &Home, poll_every: u64) -> Result<String, ClientError> {
             use std::os::unix::fs::OpenOptionsExt;
             options.mode(0o600);
         }
-        options.open(&log_path).map_err(|source| ClientError::Io {
+        let file = options.open(&log_path).map_err(|source| ClientError::Io {
             path: log_path.clone(),
             source,
-        })?
+        })?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = file.set_permissions(std::fs::Permissions::from_mode(0o600));
+        }
+        file
     };
     let exe = std::env::current_exe().map_err(|source| ClientError::Io {
         path: PathBuf::from("mtos"),
