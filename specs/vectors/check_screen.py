@@ -85,6 +85,7 @@ for kind, _ in kinds:
 derived = {
     "api": 1,
     "max_line": 65536,
+    "max_answer_line": 1048576,
     "requests": [{"name": n, "line": json.dumps(v, separators=(",", ":"))} for n, v in requests],
     "answers": [{"name": n, "line": json.dumps(v, separators=(",", ":"))} for n, v in answers],
     "exit_codes": {k: c for k, c in kinds},
@@ -96,11 +97,13 @@ if "--write" in sys.argv:
         f.write("\n")
 stored = json.load(open(path))
 assert stored["api"] == derived["api"] and stored["max_line"] == derived["max_line"]
+assert stored["max_answer_line"] == derived["max_answer_line"]
 assert stored["exit_codes"] == derived["exit_codes"]
 for part in ("requests", "answers"):
     assert len(stored[part]) == len(derived[part]), part
     for s, d in zip(stored[part], derived[part]):
         assert s["name"] == d["name"], (s["name"], d["name"])
         assert json.loads(s["line"]) == json.loads(d["line"]), s["name"]
-        assert len(s["line"].encode()) + 1 <= stored["max_line"], s["name"]
+        limit = stored["max_line"] if part == "requests" else stored["max_answer_line"]
+        assert len(s["line"].encode()) + 1 <= limit, s["name"]
 print(f"screen.json: {len(derived['requests'])} requests, {len(derived['answers'])} answers re-derived")

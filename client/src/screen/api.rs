@@ -225,6 +225,20 @@ pub struct CardInfo {
     pub time_ms: u64,
 }
 
+impl CardInfo {
+    /// What a card says.
+    pub fn of(card: &mtos_crypto::card::Card) -> Self {
+        Self {
+            label: card.identity.label().to_string(),
+            id: card.identity.id().to_string(),
+            fingerprint: card.identity.fingerprint().to_string(),
+            uri: card.identity.to_uri(),
+            feed: card.follow.to_uri(),
+            time_ms: card.time_ms,
+        }
+    }
+}
+
 /// A new feed entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FeedEntryInfo {

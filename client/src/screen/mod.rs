@@ -9,6 +9,7 @@
 
 pub mod api;
 mod client;
+mod connection;
 mod jobs;
 mod server;
 mod state;

@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::Subcommand;
-use indicatif::{ProgressBar, ProgressStyle};
 use mtos_client::feeds::{self, FeedBook, FollowEntry, SeenEntry};
 use mtos_client::mixnet::{NetworkConfig, Session};
 use mtos_client::pending::{PendingPublish, PendingPublishes};
@@ -92,18 +91,6 @@ fn runtime() -> Result<tokio::runtime::Runtime, ClientError> {
         .map_err(ClientError::Runtime)
 }
 
-/// A progress bar on stderr (drawn only on a terminal).
-fn bar(what: &'static str) -> ProgressBar {
-    let bar = ProgressBar::new(0);
-    if let Ok(style) =
-        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} chunks, {elapsed} elapsed")
-    {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar.set_message(what);
-    bar
-}
-
 fn summary(verb: &str, report: &TransferReport, started: Instant) -> String {
     format!(
         "{verb} {} chunks ({} over the network, {} requests) in {:.1} s",
@@ -174,7 +161,7 @@ fn put(
     runtime()?.block_on(async {
         let started = Instant::now();
         let session = Session::connect(config).await?;
-        let bar = bar("publishing");
+        let bar = crate::via::bar("publishing");
         let published =
             work::publish_item(home, &session, store, reference, feed, &|done, total| {
                 bar.set_length(total);
@@ -213,7 +200,7 @@ pub fn fetch(home: &Home, reference: &str, output: Option<&Path>) -> Result<Stri
     runtime()?.block_on(async {
         let started = Instant::now();
         let session = Session::connect(&config).await?;
-        let bar = bar("fetching");
+        let bar = crate::via::bar("fetching");
         let report = transfer::fetch(
             &session,
             &store,
@@ -471,14 +458,7 @@ pub fn lookup_card(home: &Home, query: &str) -> Result<String, ClientError> {
     })?;
     let card = card
         .ok_or_else(|| ClientError::NotFound("no card for this identity on the network".into()))?;
-    Ok(card_found(&CardInfo {
-        label: card.identity.label().to_string(),
-        id: card.identity.id().to_string(),
-        fingerprint: card.identity.fingerprint().to_string(),
-        uri: card.identity.to_uri(),
-        feed: card.follow.to_uri(),
-        time_ms: card.time_ms,
-    }))
+    Ok(card_found(&CardInfo::of(&card)))
 }
 
 /// What `mtos id lookup` prints.

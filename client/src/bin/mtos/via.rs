@@ -42,7 +42,7 @@ async fn find(home: &Home) -> Result<ScreenClient, ClientError> {
 }
 
 /// A progress bar on stderr (drawn only on a terminal).
-fn bar(what: &'static str) -> ProgressBar {
+pub fn bar(what: &'static str) -> ProgressBar {
     let bar = ProgressBar::new(0);
     if let Ok(style) =
         ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} chunks, {elapsed} elapsed")
