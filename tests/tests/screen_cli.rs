@@ -213,6 +213,63 @@ fn a_screen_refuses_a_second_start_a_wrong_passphrase_and_garbage_and_survives_k
     );
     assert_eq!(std::fs::read_dir(home.join("pending")).unwrap().count(), 0);
 
+    // A queued publish cancelled: the command waiting on it is told, the
+    // job says so, its record is gone.
+    let file = root.path().join("third.bin");
+    let mut bytes = vec![0u8; 1 << 20];
+    rand::RngExt::fill(&mut rand::rng(), &mut bytes[..]);
+    std::fs::write(&file, bytes).unwrap();
+    let publishing = Command::new(mtos_binary())
+        .arg("--home")
+        .arg(&home)
+        .args(["publish", "--anonymous", file.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let job = loop {
+        let live = screen.status()["jobs"].as_array().and_then(|jobs| {
+            jobs.iter()
+                .find(|j| j["state"] != "done")
+                .and_then(|j| j["job"].as_u64())
+        });
+        if let Some(job) = live {
+            break job;
+        }
+        assert!(std::time::Instant::now() < deadline, "the publish was never queued");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let cancelled = mtos_at(&home, &["screen", "cancel", &job.to_string()]);
+    assert!(cancelled.status.success(), "{}", text(&cancelled.stderr));
+    let out = publishing.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("cancelled"), "{}", text(&out.stderr));
+    let jobs = screen.status()["jobs"].clone();
+    let state = jobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["job"] == job)
+        .map(|j| j["state"].clone());
+    assert_eq!(state, Some(serde_json::json!("cancelled")));
+    assert_eq!(std::fs::read_dir(home.join("pending")).unwrap().count(), 0);
+    let again = mtos_at(&home, &["screen", "cancel", &job.to_string()]);
+    assert_eq!(again.status.code(), Some(6), "over already");
+
+    // A full house (64 connections that say nothing): the next is told
+    // `busy` at once, and the screen serves again once they are gone.
+    let idle: Vec<UnixStream> = (0..64)
+        .map(|_| UnixStream::connect(home.join("screen.sock")).unwrap())
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let answer = raw(&home, b"{\"api\":1,\"request\":{\"op\":\"status\"}}\n");
+    assert_eq!(answer["error"]["kind"], "busy", "{answer}");
+    drop(idle);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let answer = raw(&home, b"{\"api\":1,\"request\":{\"op\":\"status\"}}\n");
+    assert_eq!(answer["ok"]["reply"], "status", "{answer}");
+
     // Stopped, it is gone: socket removed, lock free.
     let stopped = mtos_at(&home, &["screen", "stop"]);
     assert!(stopped.status.success(), "{}", text(&stopped.stderr));
