@@ -237,14 +237,21 @@ fn a_screen_refuses_a_second_start_a_wrong_passphrase_and_garbage_and_survives_k
         if let Some(job) = live {
             break job;
         }
-        assert!(std::time::Instant::now() < deadline, "the publish was never queued");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the publish was never queued"
+        );
         std::thread::sleep(std::time::Duration::from_millis(20));
     };
     let cancelled = mtos_at(&home, &["screen", "cancel", &job.to_string()]);
     assert!(cancelled.status.success(), "{}", text(&cancelled.stderr));
     let out = publishing.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("cancelled"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("cancelled"),
+        "{}",
+        text(&out.stderr)
+    );
     let jobs = screen.status()["jobs"].clone();
     let state = jobs
         .as_array()
