@@ -42,6 +42,43 @@ fn raw(home: &Path, bytes: &[u8]) -> serde_json::Value {
     serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"))
 }
 
+/// Writes 1 MiB of noise to `file` and starts `mtos publish` of it in
+/// the background; returns the command and the job the screen queued it
+/// as (the first not done).
+#[allow(clippy::zombie_processes)] // returned to the caller, which waits on it
+fn publish_in_background(home: &Path, file: &Path) -> (std::process::Child, u64) {
+    let mut bytes = vec![0u8; 1 << 20];
+    rand::RngExt::fill(&mut rand::rng(), &mut bytes[..]);
+    std::fs::write(file, bytes).unwrap();
+    let mut publishing = Command::new(mtos_binary())
+        .arg("--home")
+        .arg(home)
+        .args(["publish", "--anonymous", file.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let status = mtos_at(home, &["screen", "status", "--json"]);
+        let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap_or_default();
+        let live = status["jobs"].as_array().and_then(|jobs| {
+            jobs.iter()
+                .find(|j| j["state"] != "done")
+                .and_then(|j| j["job"].as_u64())
+        });
+        if let Some(job) = live {
+            return (publishing, job);
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = publishing.kill();
+            let _ = publishing.wait();
+            panic!("the publish was never queued");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn a_screen_refuses_a_second_start_a_wrong_passphrase_and_garbage_and_survives_kill_9() {
     let root = tempfile::tempdir().unwrap();
@@ -119,36 +156,7 @@ fn a_screen_refuses_a_second_start_a_wrong_passphrase_and_garbage_and_survives_k
     // 130, and the command says how to cancel or follow it); `attach`
     // follows it to its reference.
     let interrupted = |name: &str| -> u64 {
-        let file = root.path().join(name);
-        let mut bytes = vec![0u8; 1 << 20];
-        rand::RngExt::fill(&mut rand::rng(), &mut bytes[..]);
-        std::fs::write(&file, bytes).unwrap();
-        let publishing = Command::new(mtos_binary())
-            .arg("--home")
-            .arg(&home)
-            .args(["publish", "--anonymous", file.to_str().unwrap()])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        let job = loop {
-            let status = mtos_at(&home, &["screen", "status", "--json"]);
-            let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
-            let live = status["jobs"].as_array().and_then(|jobs| {
-                jobs.iter()
-                    .find(|j| j["state"] != "done")
-                    .and_then(|j| j["job"].as_u64())
-            });
-            if let Some(job) = live {
-                break job;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the publish was never queued"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        };
+        let (publishing, job) = publish_in_background(&home, &root.path().join(name));
         // Ctrl-C reaches the command (the screen is in its own group).
         Command::new("kill")
             .args(["-INT", &publishing.id().to_string()])
@@ -215,34 +223,7 @@ fn a_screen_refuses_a_second_start_a_wrong_passphrase_and_garbage_and_survives_k
 
     // A queued publish cancelled: the command waiting on it is told, the
     // job says so, its record is gone.
-    let file = root.path().join("third.bin");
-    let mut bytes = vec![0u8; 1 << 20];
-    rand::RngExt::fill(&mut rand::rng(), &mut bytes[..]);
-    std::fs::write(&file, bytes).unwrap();
-    let publishing = Command::new(mtos_binary())
-        .arg("--home")
-        .arg(&home)
-        .args(["publish", "--anonymous", file.to_str().unwrap()])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let job = loop {
-        let live = screen.status()["jobs"].as_array().and_then(|jobs| {
-            jobs.iter()
-                .find(|j| j["state"] != "done")
-                .and_then(|j| j["job"].as_u64())
-        });
-        if let Some(job) = live {
-            break job;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the publish was never queued"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
+    let (publishing, job) = publish_in_background(&home, &root.path().join("third.bin"));
     let cancelled = mtos_at(&home, &["screen", "cancel", &job.to_string()]);
     assert!(cancelled.status.success(), "{}", text(&cancelled.stderr));
     let out = publishing.wait_with_output().unwrap();
