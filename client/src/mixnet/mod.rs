@@ -47,8 +47,8 @@ mod tests;
 
 use builders::*;
 use cover::*;
-pub use network::NetworkConfig;
 use network::*;
+pub use network::{NetworkConfig, SessionOptions};
 use reader::*;
 pub use requests::{Answer, PutOutcome, pick_service, probe_groups};
 use stats::*;
@@ -149,19 +149,6 @@ impl std::fmt::Debug for Replies {
             .field("cover", &self.cover.len())
             .finish_non_exhaustive()
     }
-}
-
-/// How a session is opened ([`Session::connect_with`]).
-#[derive(Debug, Clone, Default)]
-pub struct SessionOptions {
-    /// The gateway to use while the document lists it (a screen keeps one
-    /// as Tor keeps its guards); `None` or unlisted: one drawn at random.
-    pub gateway: Option<[u8; 32]>,
-    /// The seed of the cover schedule's own generator: `None` draws one.
-    /// Given, the instants of every send follow from it alone (tests
-    /// check the schedule against it); a seed used twice would make two
-    /// sessions' gaps the same sequence, which links them.
-    pub schedule_seed: Option<[u8; 32]>,
 }
 
 /// Service requests a session waits on at once.

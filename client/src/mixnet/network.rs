@@ -73,3 +73,16 @@ pub(super) async fn fetch(
         .await
         .map_err(ClientError::from)
 }
+
+/// How a session is opened ([`super::Session::connect_with`]).
+#[derive(Debug, Clone, Default)]
+pub struct SessionOptions {
+    /// The gateway to use while the document lists it (a screen keeps one
+    /// as Tor keeps its guards); `None` or unlisted: one drawn at random.
+    pub gateway: Option<[u8; 32]>,
+    /// The seed of the cover schedule's own generator: `None` draws one.
+    /// Given, the instants of every send follow from it alone (tests
+    /// check the schedule against it); a seed used twice would make two
+    /// sessions' gaps the same sequence, which links them.
+    pub schedule_seed: Option<[u8; 32]>,
+}
