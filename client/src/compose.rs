@@ -35,6 +35,10 @@ pub struct SealRequest {
     pub remix_of: Vec<String>,
     /// Items this one reblogs.
     pub reblog: Vec<String>,
+    /// The item holding the web component that displays this one
+    /// (`specs/item.md` §6). Left out of the request when `None`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub component: Option<String>,
     /// Recipients of a private item.
     pub to: Vec<String>,
     /// Signed with a throwaway key.
@@ -89,6 +93,11 @@ impl SealRequest {
             for v in list {
                 field(name, v.as_bytes());
             }
+        }
+        // Only when given: the digests of requests without one stay as
+        // they were.
+        if let Some(c) = &self.component {
+            field("component", c.as_bytes());
         }
         field("anonymous", &[u8::from(self.anonymous)]);
         field("as", self.as_id.as_deref().unwrap_or("").as_bytes());
@@ -202,6 +211,12 @@ pub fn seal_into(
                 target: ItemRef::from_uri(r)?,
             });
         }
+    }
+    if let Some(c) = &args.component {
+        refs.push(TypedRef {
+            kind: RefKind::Component,
+            target: ItemRef::from_uri(c)?,
+        });
     }
     let mut parts: Vec<Part> = args.text.into_iter().map(Part::text).collect();
     let mut budget = mtos_crypto::item::MAX_BODY_LEN;

@@ -89,7 +89,36 @@ fn items() -> Vec<(&'static str, Item)> {
         prev: Some(fixed_ref(0x44, false)),
     });
     let full = full.sign(&alice()).unwrap();
-    vec![("note", note), ("remix", full)]
+    // A display component (`item.md` §6) and an item drawn by it.
+    let component = ItemDraft::new(
+        ContentType::WebPage,
+        1_764_000_200_000,
+        vec![
+            Part::text_with_mime("<p id=\"v\"></p>", "text/html"),
+            Part::text_with_mime(
+                "mtos.onitem(i => { document.getElementById('v').textContent = i.parts[0].text; });",
+                "text/javascript",
+            ),
+        ],
+    )
+    .sign(&alice())
+    .unwrap();
+    let mut displayed = ItemDraft::new(
+        ContentType::Note,
+        1_764_000_300_000,
+        vec![Part::text("42 17 99")],
+    );
+    displayed.refs = vec![TypedRef {
+        kind: RefKind::Component,
+        target: fixed_ref(0x66, false),
+    }];
+    let displayed = displayed.sign(&alice()).unwrap();
+    vec![
+        ("note", note),
+        ("remix", full),
+        ("component", component),
+        ("displayed", displayed),
+    ]
 }
 
 fn tree_vector(len: usize) -> Value {

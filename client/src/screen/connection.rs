@@ -69,7 +69,7 @@ pub(super) async fn serve(screen: Arc<Screen>, stream: UnixStream) {
     // of its input alone says nothing: a client may half-close after its
     // request.
     let stopping = request == Request::Stop;
-    let mut out = Out {
+    let mut out = SocketOut {
         write: &mut write,
         read: &mut read,
     };
@@ -100,7 +100,7 @@ async fn drain<R: tokio::io::AsyncRead + Unpin>(read: &mut R) {
 }
 
 /// Parses a request line.
-fn parse(line: &str) -> Result<Request, ApiError> {
+pub(super) fn parse(line: &str) -> Result<Request, ApiError> {
     let value: serde_json::Value = serde_json::from_str(line)
         .map_err(|e| ApiError::new(ErrorKind::BadRequest, format!("not JSON: {e}")))?;
     match value.get("api").and_then(serde_json::Value::as_u64) {
@@ -123,16 +123,30 @@ fn parse(line: &str) -> Result<Request, ApiError> {
     Ok(envelope.request)
 }
 
-/// Where a request's events go.
-struct Out<'a> {
+/// Where a request's events go: the socket's connection, or a web
+/// request's streamed answer (`super::web`).
+pub(super) trait Out: Send {
+    /// Sends one event; an error when the client has gone.
+    fn event(&mut self, e: Event) -> impl Future<Output = Result<(), ApiError>> + Send;
+    /// Ends when the client has gone (or sent anything more).
+    fn gone(&mut self) -> impl Future<Output = ()> + Send;
+}
+
+/// A socket connection's [`Out`].
+struct SocketOut<'a> {
     write: &'a mut tokio::net::unix::OwnedWriteHalf,
     /// The client's side, read only to notice a watcher leave.
     read: &'a mut BufReader<tokio::net::unix::OwnedReadHalf>,
 }
 
-impl Out<'_> {
+impl Out for SocketOut<'_> {
     async fn event(&mut self, e: Event) -> Result<(), ApiError> {
         send(self.write, &Line::Event(e)).await
+    }
+
+    async fn gone(&mut self) {
+        let mut byte = [0u8; 1];
+        let _ = tokio::io::AsyncReadExt::read(self.read, &mut byte).await;
     }
 }
 
@@ -161,10 +175,10 @@ fn api_err(e: ClientError) -> ApiError {
 
 /// Carries out one request. `Ok(None)`: nothing more to say (a watch
 /// that ended).
-async fn handle(
+pub(super) async fn handle(
     screen: &Arc<Screen>,
     request: Request,
-    out: &mut Out<'_>,
+    out: &mut impl Out,
 ) -> Result<Option<Reply>, ApiError> {
     match request {
         Request::Status => Ok(Some(Reply::Status(Box::new(screen.status())))),
@@ -262,11 +276,10 @@ async fn handle(
             // sends) ends the watch at once, so a watcher that left holds
             // no connection until the next entry.
             let mut entries = screen.entries.subscribe();
-            let mut byte = [0u8; 1];
             loop {
                 let entry = tokio::select! {
                     e = entries.recv() => e,
-                    _ = tokio::io::AsyncReadExt::read(out.read, &mut byte) => return Ok(None),
+                    () = out.gone() => return Ok(None),
                 };
                 match entry {
                     Ok(e) => out.event(Event::Entry(e)).await?,
@@ -283,7 +296,7 @@ async fn handle(
 }
 
 /// Follows job `id` to its end, passing its events on.
-async fn attach(screen: &Arc<Screen>, id: u64, out: &mut Out<'_>) -> Result<Reply, ApiError> {
+async fn attach(screen: &Arc<Screen>, id: u64, out: &mut impl Out) -> Result<Reply, ApiError> {
     let mut events = match screen.jobs.attach(id)? {
         Ok(events) => events,
         Err(result) => {
@@ -314,7 +327,7 @@ async fn attach(screen: &Arc<Screen>, id: u64, out: &mut Out<'_>) -> Result<Repl
 async fn publish(
     screen: &Arc<Screen>,
     seal: SealRequest,
-    out: &mut Out<'_>,
+    out: &mut impl Out,
 ) -> Result<Reply, ApiError> {
     // The screen reads the files by path: only absolute ones, which mean
     // the same to it as to the client that named them.
@@ -405,7 +418,7 @@ async fn publish(
 async fn fetch(
     screen: &Arc<Screen>,
     reference: &str,
-    out: &mut Out<'_>,
+    out: &mut impl Out,
 ) -> Result<Reply, ApiError> {
     let parsed = ItemRef::from_uri(reference).map_err(|e| api_err(e.into()))?;
     let held = seal::missing(&mut &screen.store, &parsed, MAX_SEALED_LEN)

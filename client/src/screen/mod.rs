@@ -13,6 +13,7 @@ mod connection;
 mod jobs;
 mod server;
 mod state;
+pub mod web;
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};

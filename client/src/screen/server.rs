@@ -27,6 +27,8 @@ pub struct ScreenOptions {
     /// against it (`None`: drawn; never give a seed used before, which
     /// would repeat a schedule a gateway saw).
     pub schedule_seed: Option<[u8; 32]>,
+    /// Serve the web screen on 127.0.0.1 at this port (0: a free one).
+    pub web: Option<u16>,
 }
 
 impl Default for ScreenOptions {
@@ -34,6 +36,7 @@ impl Default for ScreenOptions {
         Self {
             poll_every: super::DEFAULT_POLL_EVERY,
             schedule_seed: None,
+            web: None,
         }
     }
 }
@@ -45,13 +48,14 @@ const SUPERVISE_EVERY: Duration = Duration::from_secs(30);
 
 /// Runs the screen of `home` until it is asked to stop. `lock` is held
 /// for its life; `passphrase` unlocks the keychain (`None`: the home has
-/// none). `ready` is called once the socket answers.
+/// none). `ready` is called once the socket answers, with the web
+/// screen's address (and its token) when it serves one.
 pub async fn run(
     home: Home,
     _lock: &ScreenLock,
     passphrase: Option<SecretString>,
     options: ScreenOptions,
-    ready: impl FnOnce(&api::Status),
+    ready: impl FnOnce(&api::Status, Option<&str>),
 ) -> Result<(), ClientError> {
     let file = home.keychain();
     let keys = match passphrase {
@@ -96,7 +100,12 @@ pub async fn run(
         )?;
     }
     let owner = owner_uid(&socket);
+    let web_port = options.web;
     let screen = Screen::new(home, options, keys, session, store);
+    let web = match web_port {
+        Some(port) => Some(super::web::start(screen.clone(), port).await?),
+        None => None,
+    };
     let resumed = jobs::resume_all(&screen);
     if resumed > 0 {
         eprintln!("screen: took up {resumed} unfinished job(s)");
@@ -105,7 +114,7 @@ pub async fn run(
         tokio::spawn(screen.clone().supervise(SUPERVISE_EVERY)),
         tokio::spawn(poll_loop(screen.clone())),
     ];
-    ready(&screen.status());
+    ready(&screen.status(), web.as_ref().map(|(a, _)| a.as_str()));
     let slots = Arc::new(Semaphore::new(CONNECTIONS));
     let mut terminate = signal(tokio::signal::unix::SignalKind::terminate());
     let mut interrupt = signal(tokio::signal::unix::SignalKind::interrupt());
@@ -161,6 +170,10 @@ pub async fn run(
     eprintln!("screen: stopping (queued work stays queued)");
     for t in tasks {
         t.abort();
+    }
+    if let Some((_, task)) = web {
+        task.abort();
+        super::web::forget(&screen.home);
     }
     let _ = std::fs::remove_file(&socket);
     Ok(())

@@ -259,6 +259,104 @@ impl Screen {
         Ok(keys.keychain.clone())
     }
 
+    /// Creates an identity and saves the keychain with the passphrase
+    /// the screen was unlocked with; a home without a keychain gets one
+    /// under `new_passphrase`, which the screen keeps from then on (as if
+    /// it had been given at start). The passphrase never goes back out.
+    pub(super) async fn add_identity(
+        self: &std::sync::Arc<Self>,
+        label: Option<mtos_crypto::Label>,
+        visibility: mtos_crypto::Visibility,
+        new_passphrase: Option<SecretString>,
+    ) -> Result<Identity, ClientError> {
+        let kept = {
+            let keys = self
+                .keys
+                .lock()
+                .map_err(|_| ClientError::Refused("the screen's keychain is unusable".into()))?;
+            keys.passphrase
+                .as_ref()
+                .map(|p| SecretString::from(p.expose_secret().to_owned()))
+        };
+        let file = self.home.keychain();
+        let pass = match (kept, new_passphrase) {
+            (Some(p), _) => p,
+            (None, Some(_)) if file.exists() => {
+                return Err(ClientError::Refused(format!(
+                    "{} exists but the screen was started without its passphrase: restart the screen",
+                    file.path().display()
+                )));
+            }
+            (None, Some(p)) => p,
+            (None, None) => {
+                return Err(ClientError::Refused(
+                    "this home has no keychain yet: choose its passphrase".into(),
+                ));
+            }
+        };
+        let cost = crate::passphrase::kdf_cost()?;
+        let me = self.clone();
+        let pass2 = SecretString::from(pass.expose_secret().to_owned());
+        let (identity, keychain) = tokio::task::spawn_blocking(move || {
+            let file = me.home.keychain();
+            me.home.ensure()?;
+            let _lock = file.lock()?;
+            let mut keychain = if file.exists() {
+                file.load(&pass2)?
+            } else {
+                Keychain::new()
+            };
+            let label = match label {
+                Some(l) => l,
+                None => {
+                    let mut n = keychain.len() + 1;
+                    loop {
+                        let l = mtos_crypto::Label::new(format!("identity-{n}"))?;
+                        if !keychain.identities().iter().any(|i| i.label() == &l) {
+                            break l;
+                        }
+                        n += 1;
+                    }
+                }
+            };
+            let identity =
+                Identity::generate(&mut rand::rng(), label, visibility, mtos_net::unix_now());
+            keychain.add(identity.clone())?;
+            file.save(&keychain, &pass2, cost)?;
+            Ok::<_, ClientError>((identity, keychain))
+        })
+        .await
+        .map_err(|e| ClientError::Refused(format!("creating the identity stopped: {e}")))??;
+        let modified = std::fs::metadata(self.home.keychain().path())
+            .and_then(|m| m.modified())
+            .ok();
+        let mut keys = self
+            .keys
+            .lock()
+            .map_err(|_| ClientError::Refused("the screen's keychain is unusable".into()))?;
+        keys.keychain = Some(keychain);
+        keys.modified = modified;
+        keys.passphrase = Some(pass);
+        Ok(identity)
+    }
+
+    /// The X25519 secrets of the keychain's identities, to open private
+    /// items addressed to them.
+    pub(super) async fn item_secrets(
+        &self,
+    ) -> Result<Vec<zeroize::Zeroizing<[u8; 32]>>, ClientError> {
+        Ok(self
+            .keychain()
+            .await?
+            .map(|k| {
+                k.identities()
+                    .iter()
+                    .map(|i| zeroize::Zeroizing::new(i.x25519_secret_bytes()))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
     /// What `mtos screen status` shows.
     pub(super) fn status(&self) -> Status {
         let (session, connected) = self

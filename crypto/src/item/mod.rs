@@ -145,6 +145,9 @@ pub enum RefKind {
     RemixOf,
     /// A reblog: shares the other item.
     ReblogOf,
+    /// The display component: an item holding the web component that
+    /// draws this one (`specs/item.md` §6); at most one per item.
+    Component,
 }
 
 impl RefKind {
@@ -153,6 +156,7 @@ impl RefKind {
             RefKind::ReplyTo => 1,
             RefKind::RemixOf => 2,
             RefKind::ReblogOf => 3,
+            RefKind::Component => 4,
         }
     }
 
@@ -161,9 +165,10 @@ impl RefKind {
             1 => Ok(RefKind::ReplyTo),
             2 => Ok(RefKind::RemixOf),
             3 => Ok(RefKind::ReblogOf),
+            4 => Ok(RefKind::Component),
             _ => Err(DecodeError::Invalid {
                 what: "reference kind",
-                reason: "must be 1 (reply-to), 2 (remix-of) or 3 (reblog-of)",
+                reason: "must be 1 (reply-to), 2 (remix-of), 3 (reblog-of) or 4 (component)",
             }),
         }
     }
@@ -175,6 +180,7 @@ impl fmt::Display for RefKind {
             RefKind::ReplyTo => "reply-to",
             RefKind::RemixOf => "remix-of",
             RefKind::ReblogOf => "reblog-of",
+            RefKind::Component => "component",
         })
     }
 }
@@ -379,6 +385,14 @@ fn validate(d: &ItemDraft) -> Result<(), ItemError> {
     }
     if d.refs.len() > MAX_REFS {
         return Err(invalid(format!("at most {MAX_REFS} references")));
+    }
+    if d.refs
+        .iter()
+        .filter(|r| r.kind == RefKind::Component)
+        .count()
+        > 1
+    {
+        return Err(invalid("at most one component reference"));
     }
     if d.parts.is_empty() {
         return Err(invalid("an item has at least one body part"));

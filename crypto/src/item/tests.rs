@@ -93,6 +93,43 @@ fn validation_rules() {
 }
 
 #[test]
+fn an_item_names_at_most_one_display_component() {
+    let a = author();
+    let target = |fill: u8| {
+        ItemRef::new(
+            Audience::Public,
+            Locator::from_bytes([fill; 32]),
+            [fill; 32],
+        )
+    };
+    let mut d = note("x");
+    d.refs = vec![TypedRef {
+        kind: RefKind::Component,
+        target: target(1),
+    }];
+    let one = d.clone().sign(&a).unwrap();
+    assert_eq!(
+        Item::decode(&one.encode()).unwrap().refs()[0].kind,
+        RefKind::Component
+    );
+    d.refs.push(TypedRef {
+        kind: RefKind::Component,
+        target: target(2),
+    });
+    assert!(matches!(d.sign(&a), Err(ItemError::Invalid(_))));
+    // Kind 5 is no kind: the byte of kind 4 in `one`'s encoding, raised,
+    // fails to decode (before the signature is even looked at).
+    let bytes = one.encode();
+    let at = bytes
+        .windows(67)
+        .position(|w| w[0] == 4 && w[1] == 1 && w[3..35] == [1; 32])
+        .unwrap();
+    let mut bad = bytes.clone();
+    bad[at] = 5;
+    assert!(Item::decode(&bad).is_err());
+}
+
+#[test]
 fn content_types_parse() {
     for t in ContentType::ALL {
         assert_eq!(ContentType::parse(t.name()), Some(t));
@@ -248,6 +285,7 @@ fn arb_item() -> impl Strategy<Value = ItemDraft> {
         };
         ItemRef::new(audience, Locator::from_bytes(l), k)
     });
+    // Kind 4 (a component) at most once per item: left to the test above.
     let typed = (0u8..3, reference.clone()).prop_map(|(k, target)| TypedRef {
         kind: [RefKind::ReplyTo, RefKind::RemixOf, RefKind::ReblogOf][usize::from(k)],
         target,

@@ -78,6 +78,10 @@ pub struct SealOpts {
     /// The item this one reblogs.
     #[arg(long, value_name = "REF")]
     pub reblog: Vec<String>,
+    /// An item holding the web component that displays this one (an
+    /// HTML file published as an item; `specs/item.md` §6).
+    #[arg(long, value_name = "REF")]
+    pub component: Option<String>,
     /// Make the item private to this recipient (repeatable).
     #[arg(long, value_name = "RECIPIENT")]
     pub to: Vec<String>,
@@ -106,6 +110,7 @@ impl SealOpts {
             reply_to: self.reply_to,
             remix_of: self.remix_of,
             reblog: self.reblog,
+            component: self.component,
             to: self.to,
             anonymous: self.anonymous,
             as_id: self.as_id,

@@ -42,7 +42,17 @@ pub enum ScreenCommand {
         /// to the background process).
         #[arg(long, hide = true)]
         passphrase_stdin: bool,
+        /// Also serve the web screen on 127.0.0.1 (`mtos screen web`
+        /// prints the address to open, with its token).
+        #[arg(long)]
+        web: bool,
+        /// The web screen's port (0: a free one).
+        #[arg(long, value_name = "PORT", default_value_t = 0, requires = "web")]
+        web_port: u16,
     },
+    /// The web screen's address, with this start's token: open it in a
+    /// browser on this machine (`mtos screen start --web`).
+    Web,
     /// Stop the screen (queued work stays queued for its next start).
     Stop,
     /// What the screen is doing: gateway, session, packets, work, feeds, store.
@@ -77,10 +87,13 @@ pub fn run(home: &Home, cmd: ScreenCommand) -> Result<String, ClientError> {
             poll_every,
             passphrase_file,
             passphrase_stdin,
+            web,
+            web_port,
         } => {
             let options = ScreenOptions {
                 poll_every: Duration::from_secs(poll_every.max(1)),
                 schedule_seed: seed_from_env()?,
+                web: web.then_some(web_port),
             };
             if foreground {
                 let source = match (passphrase_stdin, passphrase_file) {
@@ -90,9 +103,15 @@ pub fn run(home: &Home, cmd: ScreenCommand) -> Result<String, ClientError> {
                 };
                 foreground_run(home, options, source)
             } else {
-                start(home, poll_every)
+                let started = start(home, poll_every, options.web)?;
+                if options.web.is_some() {
+                    Ok(format!("{started}web screen: {}\n", web_address(home)?))
+                } else {
+                    Ok(started)
+                }
             }
         }
+        ScreenCommand::Web => Ok(format!("{}\n", web_address(home)?)),
         ScreenCommand::Stop => stop(home),
         ScreenCommand::Status { json } => {
             let status = status(home)?;
@@ -117,6 +136,22 @@ pub fn run(home: &Home, cmd: ScreenCommand) -> Result<String, ClientError> {
             Ok(format!("job {job} cancelled\n"))
         }
         ScreenCommand::Unit => Ok(unit(home)),
+    }
+}
+
+/// The running web screen's address, from the file it keeps in the home.
+fn web_address(home: &Home) -> Result<String, ClientError> {
+    if ScreenLock::held(home).is_none() {
+        return Err(ClientError::NoScreen(
+            "no screen runs for this home: `mtos screen start --web`".into(),
+        ));
+    }
+    let path = home.dir().join(screen::web::ADDRESS_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(text.trim().to_owned()),
+        Err(_) => Err(ClientError::NotFound(
+            "the screen serves no web screen: restart it with `mtos screen start --web`".into(),
+        )),
     }
 }
 
@@ -212,14 +247,27 @@ fn foreground_run(
         .enable_all()
         .build()
         .map_err(ClientError::Runtime)?;
-    let ran = rt.block_on(screen::run(home.clone(), &lock, pass, options, |status| {
-        eprintln!(
-            "screen: ready (pid {}) on {}; gateway {}",
-            status.pid,
-            screen::socket_path(home).display(),
-            &status.gateway[..16]
-        );
-    }));
+    let ran = rt.block_on(screen::run(
+        home.clone(),
+        &lock,
+        pass,
+        options,
+        |status, web| {
+            eprintln!(
+                "screen: ready (pid {}) on {}; gateway {}",
+                status.pid,
+                screen::socket_path(home).display(),
+                &status.gateway[..16]
+            );
+            // The token stays out of the log: `mtos screen web` prints it.
+            if let Some(address) = web {
+                let bare = address.split('?').next().unwrap_or(address);
+                eprintln!(
+                    "screen: web screen on {bare} (`mtos screen web` prints the address to open)"
+                );
+            }
+        },
+    ));
     // The lock is released last, once the runtime's tasks (a file being
     // sealed, the store) are done with: the next screen must find the
     // store free when it finds the lock free.
@@ -232,7 +280,7 @@ fn foreground_run(
 /// `mtos screen start`: checks what can be checked here (no screen runs,
 /// the network is set, the passphrase opens the keychain), then starts
 /// the screen in the background and waits until it answers.
-fn start(home: &Home, poll_every: u64) -> Result<String, ClientError> {
+fn start(home: &Home, poll_every: u64, web: Option<u16>) -> Result<String, ClientError> {
     if let Some(pid) = ScreenLock::held(home) {
         return Err(ClientError::Conflict(format!(
             "a screen runs for {} already (pid {pid}); `mtos screen status` shows it",
@@ -279,6 +327,11 @@ fn start(home: &Home, poll_every: u64) -> Result<String, ClientError> {
         .args(["screen", "start", "--foreground", "--passphrase-stdin"])
         .arg("--poll-every")
         .arg(poll_every.to_string())
+        .args(
+            web.map(|p| ["--web".to_owned(), "--web-port".to_owned(), p.to_string()])
+                .into_iter()
+                .flatten(),
+        )
         .env_remove(passphrase::PASSPHRASE_ENV)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())

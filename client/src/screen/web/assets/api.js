@@ -1,0 +1,117 @@
+// The screen's API as the page speaks it (specs/screen.md §7): requests in
+// the socket's envelope over POST /api, answered as lines of JSON; views
+// under /view. Every state-changing request carries the page's CSRF token.
+
+const CSRF = document.querySelector('meta[name="mtos-csrf"]').content;
+export const API_VERSION = 1;
+
+function headers(json) {
+  const h = { 'X-Mtos-Csrf': CSRF };
+  if (json) h['Content-Type'] = 'application/json';
+  return h;
+}
+
+export class ApiError extends Error {
+  constructor(kind, message) {
+    super(message);
+    this.kind = kind;
+  }
+}
+
+// Sends one API request; `onEvent` hears its events; resolves with the
+// final reply, rejects with an ApiError. `signal` aborts it (a watch).
+export async function api(request, onEvent = () => {}, signal = undefined) {
+  const res = await fetch('/api', {
+    method: 'POST',
+    headers: headers(true),
+    body: JSON.stringify({ api: API_VERSION, request }),
+    signal,
+  });
+  if (!res.ok) throw new ApiError('refused', (await res.text()).trim());
+  const reader = res.body.getReader();
+  const decoder = new TextDecoder();
+  let buffered = '';
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buffered += decoder.decode(value, { stream: true });
+    let nl;
+    while ((nl = buffered.indexOf('\n')) >= 0) {
+      const line = JSON.parse(buffered.slice(0, nl));
+      buffered = buffered.slice(nl + 1);
+      if (line.event) onEvent(line.event);
+      else if (line.ok) return line.ok;
+      else if (line.error) throw new ApiError(line.error.kind, line.error.message);
+    }
+  }
+  throw new ApiError('failure', 'the screen ended the answer early');
+}
+
+async function answer(res) {
+  const text = await res.text();
+  if (!res.ok) {
+    let parsed = null;
+    try { parsed = JSON.parse(text); } catch { /* plain text */ }
+    const e = new ApiError(String(res.status), parsed ? JSON.stringify(parsed) : text.trim());
+    e.status = res.status;
+    e.body = parsed;
+    throw e;
+  }
+  return JSON.parse(text);
+}
+
+export async function view(path) {
+  return answer(await fetch(path, { headers: headers(false) }));
+}
+
+export async function post(path, body) {
+  return answer(await fetch(path, { method: 'POST', headers: headers(true), body: JSON.stringify(body) }));
+}
+
+// Uploads one file; `progress(sent, total)` follows it. XMLHttpRequest:
+// fetch() reports no upload progress.
+export function upload(file, progress) {
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open('POST', '/upload');
+    xhr.setRequestHeader('X-Mtos-Csrf', CSRF);
+    xhr.setRequestHeader('X-File-Name', file.name.replace(/[^\x20-\x7e]/g, '_'));
+    xhr.setRequestHeader('Content-Type', 'application/octet-stream');
+    xhr.upload.onprogress = (e) => progress(e.loaded, e.total);
+    xhr.onload = () => {
+      if (xhr.status === 200) resolve(JSON.parse(xhr.responseText));
+      else reject(new ApiError(String(xhr.status), xhr.responseText.trim()));
+    };
+    xhr.onerror = () => reject(new ApiError('failure', 'the upload failed'));
+    xhr.send(file);
+  });
+}
+
+// Builds an element; attributes are set as properties or attributes,
+// children appended as nodes or text (never parsed as markup: an item's
+// text is data).
+export function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
+    else if (k === 'class') el.className = v;
+    else if (k in el && typeof v !== 'string') el[k] = v;
+    else el.setAttribute(k, v === true ? '' : v);
+  }
+  for (const c of children.flat()) {
+    if (c === undefined || c === null || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
+export function when(ms) {
+  if (!ms) return '';
+  return new Date(ms).toLocaleString();
+}
+
+export function say(el, text, kind = 'info') {
+  el.textContent = text;
+  el.dataset.kind = kind;
+}

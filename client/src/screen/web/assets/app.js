@@ -1,0 +1,169 @@
+// The web screen's shell: navigation, the screen's status, the timeline.
+import { api, view, h, when, say } from './api.js';
+import './item.js';
+import './forms.js';
+
+const VIEWS = [
+  ['timeline', 'Timeline'],
+  ['publish', 'Publish'],
+  ['identities', 'Identities'],
+  ['feeds', 'Feeds'],
+  ['open', 'Open an item'],
+];
+
+class MtosApp extends HTMLElement {
+  connectedCallback() {
+    this.status = h('mtos-status');
+    const nav = h('nav', { 'aria-label': 'Sections' },
+      h('ul', {}, VIEWS.map(([id, label]) =>
+        h('li', {}, h('a', {
+          href: `#${id}`,
+          id: `nav-${id}`,
+          // The section again, even when the address already names it
+          // (an item opened from it is shown in its place).
+          onclick: () => { if (location.hash === `#${id}`) this.route(); },
+        }, label)))));
+    this.main = h('main', { id: 'main', tabindex: '-1' });
+    this.append(
+      h('header', {}, h('h1', {}, 'mtos'), this.status),
+      nav,
+      this.main,
+    );
+    window.addEventListener('hashchange', () => this.route());
+    document.addEventListener('mtos-open-item', (e) => this.openItem(e.detail.reference));
+    this.route();
+  }
+
+  route() {
+    const id = (location.hash || '#timeline').slice(1);
+    const known = VIEWS.some(([v]) => v === id) ? id : 'timeline';
+    for (const [v] of VIEWS) {
+      const link = this.querySelector(`#nav-${v}`);
+      if (v === known) link.setAttribute('aria-current', 'page');
+      else link.removeAttribute('aria-current');
+    }
+    this.show(h(`mtos-${known}`));
+  }
+
+  show(el) {
+    this.main.replaceChildren(el);
+    this.main.focus({ preventScroll: true });
+  }
+
+  // An item is opened in memory, never by URL: its reference carries its
+  // key, and the address bar and history keep URLs.
+  openItem(reference) {
+    const el = h('mtos-item-view');
+    el.reference = reference;
+    for (const [v] of VIEWS) this.querySelector(`#nav-${v}`).removeAttribute('aria-current');
+    this.show(el);
+  }
+}
+
+class MtosStatus extends HTMLElement {
+  connectedCallback() {
+    this.setAttribute('role', 'status');
+    this.refresh();
+    this.timer = setInterval(() => this.refresh(), 10000);
+  }
+
+  disconnectedCallback() { clearInterval(this.timer); }
+
+  async refresh() {
+    try {
+      const r = await api({ op: 'status' });
+      const s = r.status ? r.status : r;
+      this.replaceChildren(
+        h('span', { class: 'pill ok' }, `${s.network} · epoch ${s.epoch}`),
+        h('span', { class: 'pill' }, `${s.sent_real} real / ${s.sent_cover} cover packets`),
+        h('span', { class: 'pill' }, `${s.jobs.length} job(s)`),
+      );
+    } catch (e) {
+      this.replaceChildren(h('span', { class: 'pill bad' }, `screen unreachable: ${e.message}`));
+    }
+  }
+}
+
+class MtosTimeline extends HTMLElement {
+  connectedCallback() {
+    this.note = h('p', { class: 'note', 'aria-live': 'polite' });
+    this.list = h('ol', { class: 'timeline', 'aria-label': 'Entries of followed feeds' });
+    this.append(
+      h('h2', {}, 'Timeline'),
+      h('p', {}, h('button', { type: 'button', id: 'poll-now', onclick: () => this.pollNow() }, 'Poll now'),
+        ' The screen polls followed feeds on its own schedule; new entries appear here.'),
+      this.note,
+      this.list,
+    );
+    this.load();
+    this.watch();
+  }
+
+  disconnectedCallback() { this.abort?.abort(); }
+
+  async watch() {
+    this.abort = new AbortController();
+    try {
+      await api({ op: 'watch' }, () => this.load(), this.abort.signal);
+    } catch (e) {
+      if (e.name !== 'AbortError' && this.isConnected) setTimeout(() => this.isConnected && this.watch(), 5000);
+    }
+  }
+
+  async pollNow() {
+    say(this.note, 'polling…');
+    try {
+      const r = await api({ op: 'poll', rounds: 1 });
+      say(this.note, `${r.new} new entr${r.new === 1 ? 'y' : 'ies'} from ${r.follows} feed(s)`);
+      this.load();
+    } catch (e) {
+      say(this.note, e.message, 'error');
+    }
+  }
+
+  async load() {
+    try {
+      const { entries } = await view('/view/timeline');
+      if (entries.length === 0) {
+        this.list.replaceChildren(h('li', { class: 'empty' }, 'Nothing yet: follow a feed (Feeds).'));
+        return;
+      }
+      this.list.replaceChildren(...entries.map((e) => {
+        const s = e.summary;
+        const open = () => document.dispatchEvent(new CustomEvent('mtos-open-item', { detail: { reference: e.item } }));
+        return h('li', { class: 'entry' },
+          h('article', {},
+            h('header', {}, h('strong', {}, e.feed), ' ', h('span', { class: 'muted' }, `#${e.n} · ${when(e.time_ms)}`)),
+            s ? h('p', { class: 'summary' }, h('span', { class: 'type' }, s.content_type), ' ', s.text) : h('p', { class: 'muted' }, e.error ? `not opened: ${e.error}` : 'not fetched yet'),
+            e.image ? h('img', { src: e.image, alt: `image of entry ${e.n} of ${e.feed}`, class: 'thumb' }) : null,
+            s && s.tags.length ? h('p', { class: 'tags' }, s.tags.map((t) => h('span', { class: 'tag' }, t))) : null,
+            h('button', { type: 'button', class: 'open', onclick: open }, 'Open'),
+          ));
+      }));
+    } catch (e) {
+      say(this.note, e.message, 'error');
+    }
+  }
+}
+
+class MtosOpen extends HTMLElement {
+  connectedCallback() {
+    const input = h('input', { id: 'open-ref', name: 'reference', required: true, autocomplete: 'off', spellcheck: false, placeholder: 'mtos:item:…' });
+    this.append(
+      h('h2', {}, 'Open an item'),
+      h('form', {
+        onsubmit: (e) => {
+          e.preventDefault();
+          document.dispatchEvent(new CustomEvent('mtos-open-item', { detail: { reference: input.value.trim() } }));
+        },
+      },
+      h('label', { for: 'open-ref' }, 'Reference'), input,
+      h('button', { type: 'submit' }, 'Fetch and open')),
+    );
+  }
+}
+
+customElements.define('mtos-app', MtosApp);
+customElements.define('mtos-status', MtosStatus);
+customElements.define('mtos-timeline', MtosTimeline);
+customElements.define('mtos-open', MtosOpen);

@@ -1,0 +1,610 @@
+//! What the page shows, read from the screen's keychain, feed book and
+//! store: identities, followed feeds, the timeline, an item. Nothing
+//! secret goes out: no passphrase, no secret key, no feed's read key
+//! beyond the person's own follow URIs, and an item's parts by handle,
+//! never by reference.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use mtos_crypto::item::seal::{self, MAX_SEALED_LEN};
+use mtos_crypto::item::{Item, ItemRef, PartKind, RefKind};
+use mtos_crypto::{PublicIdentity, Visibility};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::Web;
+use super::guard::refuse;
+use crate::ClientError;
+use crate::feeds::FeedBook;
+use crate::screen::state::Screen;
+
+/// Text parts longer than this are not sent whole in an item's view.
+const TEXT_INLINE: usize = 256 * 1024;
+/// Entries the timeline shows.
+const TIMELINE: usize = 200;
+/// Part handles kept; the oldest go first.
+const HANDLES: usize = 4096;
+/// The file that lists the authors whose display components the person
+/// trusts.
+pub const TRUST_FILE: &str = "web-trust.json";
+
+/// An error as the page sees it.
+pub(super) fn failed(e: &ClientError) -> Response {
+    let status = match e {
+        ClientError::NotFound(_) => StatusCode::NOT_FOUND,
+        ClientError::Conflict(_) => StatusCode::CONFLICT,
+        ClientError::Refused(_)
+        | ClientError::Label(_)
+        | ClientError::Uri(_)
+        | ClientError::Keychain(_) => StatusCode::BAD_REQUEST,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    refuse(status, &e.to_string())
+}
+
+/// Handles for items' parts: the page asks for `/view/part?h=…`, so no
+/// item reference (which carries the item's key) is ever in a URL.
+/// Handles to (item, part), and the order they were given in.
+type HandleMap = (HashMap<String, (ItemRef, usize)>, VecDeque<String>);
+
+#[derive(Default)]
+pub(in crate::screen) struct Handles {
+    map: Mutex<HandleMap>,
+}
+
+impl Handles {
+    fn give(&self, reference: &ItemRef, part: usize) -> String {
+        let id: [u8; 16] = rand::random();
+        let id = data_encoding::HEXLOWER.encode(&id);
+        if let Ok(mut m) = self.map.lock() {
+            let (map, order) = &mut *m;
+            if order.len() >= HANDLES
+                && let Some(old) = order.pop_front()
+            {
+                map.remove(&old);
+            }
+            map.insert(id.clone(), (reference.clone(), part));
+            order.push_back(id.clone());
+        }
+        id
+    }
+
+    fn get(&self, id: &str) -> Option<(ItemRef, usize)> {
+        self.map.lock().ok()?.0.get(id).cloned()
+    }
+}
+
+pub(super) async fn identities(State(web): State<Arc<Web>>) -> Response {
+    let keychain = match web.screen.keychain().await {
+        Ok(k) => k,
+        Err(e) => return failed(&e),
+    };
+    let list: Vec<_> = keychain
+        .iter()
+        .flat_map(|k| k.identities())
+        .map(|i| {
+            json!({
+                "id": i.id().to_string(),
+                "label": i.label().as_str(),
+                "visibility": i.visibility().to_string(),
+                "created": i.created(),
+                "fingerprint": i.fingerprint().to_string(),
+                "digits": i.fingerprint().digits(),
+                "uri": i.public().to_uri(),
+                "feed": mtos_crypto::feed::FeedKeys::of(i).follow().to_uri(),
+            })
+        })
+        .collect();
+    Json(json!({ "identities": list, "keychain": keychain.is_some() })).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NewIdentity {
+    label: Option<String>,
+    #[serde(default)]
+    private: bool,
+    /// Only when the home has no keychain yet.
+    passphrase: Option<String>,
+}
+
+pub(super) async fn new_identity(
+    State(web): State<Arc<Web>>,
+    Json(req): Json<NewIdentity>,
+) -> Response {
+    let label = match req
+        .label
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| mtos_crypto::Label::new(l.trim()))
+    {
+        None => None,
+        Some(Ok(l)) => Some(l),
+        Some(Err(e)) => return refuse(StatusCode::BAD_REQUEST, &e.to_string()),
+    };
+    if let Some(p) = &req.passphrase
+        && p.chars().count() < 8
+    {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "a passphrase of at least 8 characters",
+        );
+    }
+    let visibility = if req.private {
+        Visibility::Private
+    } else {
+        Visibility::Public
+    };
+    let pass = req.passphrase.map(mtos_crypto::SecretString::from);
+    match web.screen.add_identity(label, visibility, pass).await {
+        Ok(i) => {
+            Json(json!({ "id": i.id().to_string(), "label": i.label().as_str() })).into_response()
+        }
+        Err(e) => failed(&e),
+    }
+}
+
+#[derive(Deserialize)]
+pub(super) struct Which {
+    id: String,
+}
+
+async fn public(web: &Web, id: &str) -> Result<(PublicIdentity, Visibility), ClientError> {
+    let i = web.screen.identity(Some(id)).await?;
+    Ok((i.public(), i.visibility()))
+}
+
+/// The identity's URI as a QR code (SVG drawn here, from our own code:
+/// nothing of an item's).
+pub(super) async fn qr(State(web): State<Arc<Web>>, Query(q): Query<Which>) -> Response {
+    let (identity, _) = match public(&web, &q.id).await {
+        Ok(i) => i,
+        Err(e) => return failed(&e),
+    };
+    let uri = identity.to_uri().to_ascii_uppercase();
+    let code = match qrcode::QrCode::with_error_correction_level(uri.as_bytes(), qrcode::EcLevel::M)
+    {
+        Ok(c) => c,
+        Err(e) => return refuse(StatusCode::INTERNAL_SERVER_ERROR, &format!("QR code: {e}")),
+    };
+    let svg = code
+        .render::<qrcode::render::svg::Color>()
+        .min_dimensions(256, 256)
+        .quiet_zone(true)
+        .build();
+    let mut r = Response::new(Body::from(svg));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("image/svg+xml"),
+    );
+    r
+}
+
+/// The identity's public card, as a file to give out of band: its URI
+/// and fingerprint (secret keys stay with `mtos id export` in a
+/// terminal).
+pub(super) async fn export(State(web): State<Arc<Web>>, Query(q): Query<Which>) -> Response {
+    let (identity, visibility) = match public(&web, &q.id).await {
+        Ok(i) => i,
+        Err(e) => return failed(&e),
+    };
+    let text = format!(
+        "# mtos identity \"{}\" ({visibility})\n# fingerprint {}\n{}\n",
+        identity.label(),
+        identity.fingerprint(),
+        identity.to_uri()
+    );
+    let mut r = Response::new(Body::from(text));
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "attachment; filename=\"mtos-{}.txt\"",
+        identity.id()
+    )) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    r
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Compare {
+    id: String,
+    uri: String,
+}
+
+/// The safety number between one of the person's identities and a
+/// contact's `mtos:id:` URI.
+pub(super) async fn compare(State(web): State<Arc<Web>>, Json(req): Json<Compare>) -> Response {
+    let contact = match PublicIdentity::from_uri(req.uri.trim()) {
+        Ok(c) => c,
+        Err(e) => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                &format!("not an mtos:id: URI: {e}"),
+            );
+        }
+    };
+    let me = match web.screen.identity(Some(&req.id)).await {
+        Ok(i) => i,
+        Err(e) => return failed(&e),
+    };
+    let number =
+        mtos_crypto::fingerprint::SafetyNumber::between(&me.fingerprint(), &contact.fingerprint());
+    Json(json!({
+        "me": me.label().as_str(),
+        "contact": contact.label().as_str(),
+        "contact_id": contact.id().to_string(),
+        "contact_fingerprint": contact.fingerprint().to_string(),
+        "safety_number": number.to_string(),
+    }))
+    .into_response()
+}
+
+pub(super) async fn feeds(State(web): State<Arc<Web>>) -> Response {
+    let book = {
+        let _held = web.screen.book.lock().await;
+        FeedBook::load(&web.screen.home)
+    };
+    let book = match book {
+        Ok(b) => b,
+        Err(e) => return failed(&e),
+    };
+    let list: Vec<_> = book
+        .follows
+        .iter()
+        .map(|f| {
+            let owner = mtos_crypto::feed::FollowRef::from_uri(&f.uri)
+                .ok()
+                .and_then(|r| mtos_crypto::VerifyKey::from_bytes(r.owner).ok())
+                .map(|k| k.id().to_string());
+            json!({
+                "label": f.label,
+                "owner": owner,
+                "next": f.next,
+                "entries": f.entries.len(),
+            })
+        })
+        .collect();
+    Json(json!({ "feeds": list })).into_response()
+}
+
+/// One line of an item for lists: its type, its first text's beginning,
+/// tags, and whether it holds media.
+#[derive(Serialize)]
+struct Summary {
+    content_type: String,
+    author: String,
+    text: String,
+    tags: Vec<String>,
+    media: usize,
+}
+
+fn summary(item: &Item) -> Summary {
+    let text = item
+        .parts()
+        .iter()
+        .find_map(|p| p.as_text())
+        .unwrap_or("")
+        .chars()
+        .take(280)
+        .collect();
+    Summary {
+        content_type: item.content_type().to_string(),
+        author: item.author().id().to_string(),
+        text,
+        tags: item.tags().to_vec(),
+        media: item
+            .parts()
+            .iter()
+            .filter(|p| p.kind() == PartKind::Binary)
+            .count(),
+    }
+}
+
+/// The item `reference` from the store, if it is there whole and opens.
+fn open_local(
+    screen: &Screen,
+    reference: &ItemRef,
+    secrets: &[zeroize::Zeroizing<[u8; 32]>],
+) -> Result<Option<Item>, ClientError> {
+    let missing = seal::missing(&mut &screen.store, reference, MAX_SEALED_LEN)?;
+    if !missing.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(seal::open(
+        &mut &screen.store,
+        reference,
+        secrets,
+        MAX_SEALED_LEN,
+    )?))
+}
+
+pub(super) async fn timeline(State(web): State<Arc<Web>>) -> Response {
+    let book = {
+        let _held = web.screen.book.lock().await;
+        FeedBook::load(&web.screen.home)
+    };
+    let book = match book {
+        Ok(b) => b,
+        Err(e) => return failed(&e),
+    };
+    let secrets = match web.screen.item_secrets().await {
+        Ok(s) => s,
+        Err(e) => return failed(&e),
+    };
+    let mut entries: Vec<(String, crate::feeds::SeenEntry)> = book
+        .follows
+        .iter()
+        .flat_map(|f| f.entries.iter().map(|e| (f.label.clone(), e.clone())))
+        .collect();
+    entries.sort_by(|a, b| b.1.time_ms.cmp(&a.1.time_ms).then(b.1.n.cmp(&a.1.n)));
+    entries.truncate(TIMELINE);
+    let screen = web.screen.clone();
+    let handles = web.clone();
+    let list = tokio::task::spawn_blocking(move || {
+        entries
+            .into_iter()
+            .map(|(feed, e)| {
+                let opened = ItemRef::from_uri(&e.item)
+                    .map_err(ClientError::from)
+                    .and_then(|r| open_local(&screen, &r, &secrets).map(|i| (r, i)));
+                let (item, thumb) = match &opened {
+                    Ok((r, Some(i))) => {
+                        let thumb = i
+                            .parts()
+                            .iter()
+                            .position(|p| {
+                                p.kind() == PartKind::Binary && p.mime().starts_with("image/")
+                            })
+                            .map(|n| handles.handles.give(r, n));
+                        (Some(summary(i)), thumb)
+                    }
+                    _ => (None, None),
+                };
+                json!({
+                    "feed": feed,
+                    "n": e.n,
+                    "time_ms": e.time_ms,
+                    "item": e.item,
+                    "fetched": item.is_some(),
+                    "summary": item,
+                    "image": thumb.map(|h| format!("/view/part?h={h}")),
+                    "error": opened.err().map(|e| e.to_string()),
+                })
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap_or_default();
+    Json(json!({ "entries": list })).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ItemQuery {
+    reference: String,
+}
+
+/// The authors whose components the person trusts (hex verify keys).
+pub(super) fn trusted_authors(home: &crate::Home) -> Vec<String> {
+    std::fs::read_to_string(home.dir().join(TRUST_FILE))
+        .ok()
+        .and_then(|t| serde_json::from_str::<TrustFile>(&t).ok())
+        .map(|t| t.component_authors)
+        .unwrap_or_default()
+}
+
+#[derive(Serialize, Deserialize, Default)]
+struct TrustFile {
+    component_authors: Vec<String>,
+}
+
+/// An item from the store, opened and verified: its header and its parts
+/// (text inline, binary by handle). `404` when the store lacks it (the
+/// page asks the API to fetch it, then asks again).
+pub(super) async fn item(State(web): State<Arc<Web>>, Json(q): Json<ItemQuery>) -> Response {
+    let reference = match ItemRef::from_uri(q.reference.trim()) {
+        Ok(r) => r,
+        Err(e) => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                &format!("not an mtos:item: reference: {e}"),
+            );
+        }
+    };
+    let secrets = match web.screen.item_secrets().await {
+        Ok(s) => s,
+        Err(e) => return failed(&e),
+    };
+    let keychain = web.screen.keychain().await.ok().flatten();
+    let screen = web.screen.clone();
+    let r2 = reference.clone();
+    let opened = tokio::task::spawn_blocking(move || open_local(&screen, &r2, &secrets)).await;
+    let item = match opened {
+        Ok(Ok(Some(i))) => i,
+        Ok(Ok(None)) => return refuse(StatusCode::NOT_FOUND, "not in the store: fetch it"),
+        Ok(Err(ClientError::Open(mtos_crypto::OpenError::NotARecipient))) => {
+            return refuse(
+                StatusCode::FORBIDDEN,
+                "a private item not addressed to any of your identities",
+            );
+        }
+        Ok(Err(e)) => return failed(&e),
+        Err(e) => return refuse(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    };
+    let author = item.author();
+    let mine = keychain
+        .as_ref()
+        .and_then(|k| k.by_key(author))
+        .map(|i| i.label().as_str().to_owned());
+    let author_hex = data_encoding::HEXLOWER.encode(author.as_bytes());
+    let trusted = trusted_authors(&web.screen.home);
+    let parts: Vec<_> = item
+        .parts()
+        .iter()
+        .enumerate()
+        .map(|(n, p)| {
+            let text = p.as_text().filter(|t| t.len() <= TEXT_INLINE);
+            json!({
+                "kind": match p.kind() { PartKind::Text => "text", PartKind::Binary => "binary" },
+                "mime": p.mime(),
+                "length": p.data().len(),
+                "text": text,
+                "media": format!("/view/part?h={}", web.handles.give(&reference, n)),
+            })
+        })
+        .collect();
+    let refs: Vec<_> = item
+        .refs()
+        .iter()
+        .map(|r| json!({ "kind": r.kind.to_string(), "reference": r.target.to_uri() }))
+        .collect();
+    let component = item
+        .refs()
+        .iter()
+        .find(|r| r.kind == RefKind::Component)
+        .map(|r| r.target.to_uri());
+    Json(json!({
+        "reference": reference.to_uri(),
+        "private": reference.audience() == mtos_crypto::item::Audience::Private,
+        "content_type": item.content_type().to_string(),
+        "author": { "id": author.id().to_string(), "key": author_hex, "mine": mine },
+        "created_ms": item.created_ms(),
+        "tags": item.tags(),
+        "refs": refs,
+        "component": component,
+        "parts": parts,
+        "trusted_author": trusted.contains(&author_hex),
+    }))
+    .into_response()
+}
+
+/// Types served as they are; anything else is `application/octet-stream`
+/// (an SVG or an HTML part would be script on the page's origin).
+fn served_type(mime: &str) -> &'static str {
+    let base = mime
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match base.as_str() {
+        "image/png" => "image/png",
+        "image/jpeg" => "image/jpeg",
+        "image/gif" => "image/gif",
+        "image/webp" => "image/webp",
+        "image/avif" => "image/avif",
+        "audio/mpeg" => "audio/mpeg",
+        "audio/ogg" => "audio/ogg",
+        "audio/wav" | "audio/x-wav" => "audio/wav",
+        "audio/flac" => "audio/flac",
+        "audio/webm" => "audio/webm",
+        "video/mp4" => "video/mp4",
+        "video/webm" => "video/webm",
+        "video/ogg" => "video/ogg",
+        "text/plain" => "text/plain; charset=utf-8",
+        _ => "application/octet-stream",
+    }
+}
+
+#[derive(Deserialize)]
+pub(super) struct PartQuery {
+    h: String,
+}
+
+/// One part's bytes, by handle: served as an attachment, never sniffed,
+/// under a policy that runs nothing even if a browser showed it.
+pub(super) async fn part(State(web): State<Arc<Web>>, Query(q): Query<PartQuery>) -> Response {
+    let Some((reference, n)) = web.handles.get(&q.h) else {
+        return refuse(StatusCode::NOT_FOUND, "no such part (reload the item)");
+    };
+    let secrets = match web.screen.item_secrets().await {
+        Ok(s) => s,
+        Err(e) => return failed(&e),
+    };
+    let screen = web.screen.clone();
+    let opened =
+        tokio::task::spawn_blocking(move || open_local(&screen, &reference, &secrets)).await;
+    let item = match opened {
+        Ok(Ok(Some(i))) => i,
+        Ok(Ok(None)) => return refuse(StatusCode::NOT_FOUND, "not in the store"),
+        Ok(Err(e)) => return failed(&e),
+        Err(e) => return refuse(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    };
+    let Some(p) = item.parts().get(n) else {
+        return refuse(StatusCode::NOT_FOUND, "no such part");
+    };
+    let mut r = Response::new(Body::from(p.data().to_vec()));
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(served_type(p.mime())),
+    );
+    h.insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_static("attachment; filename=\"part\""),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; sandbox"),
+    );
+    r
+}
+
+pub(super) async fn trusted(State(web): State<Arc<Web>>) -> Response {
+    Json(json!({ "component_authors": trusted_authors(&web.screen.home) })).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Trust {
+    /// The author's verify key (hex).
+    author: String,
+    trusted: bool,
+}
+
+/// Trusts (or stops trusting) an author's display components.
+pub(super) async fn trust(State(web): State<Arc<Web>>, Json(t): Json<Trust>) -> Response {
+    let key = t.author.trim().to_ascii_lowercase();
+    let valid = data_encoding::HEXLOWER
+        .decode(key.as_bytes())
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .is_some_and(|b| mtos_crypto::VerifyKey::from_bytes(b).is_ok());
+    if !valid {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "an author is named by its verify key (64 hex digits)",
+        );
+    }
+    let home = &web.screen.home;
+    let _held = web.screen.book.lock().await;
+    let mut list = trusted_authors(home);
+    list.retain(|k| k != &key);
+    if t.trusted {
+        list.push(key);
+    }
+    let text = serde_json::to_string_pretty(&TrustFile {
+        component_authors: list.clone(),
+    })
+    .unwrap_or_default();
+    let path = home.dir().join(TRUST_FILE);
+    let tmp = home.dir().join(format!("{TRUST_FILE}.tmp"));
+    let written = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, &path));
+    if let Err(e) = written {
+        return refuse(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("{}: {e}", path.display()),
+        );
+    }
+    Json(json!({ "component_authors": list })).into_response()
+}

@@ -1,0 +1,745 @@
+//! The web screen in a real headless Chromium (`specs/screen.md` §8,
+//! `specs/item.md` §6), on a loopback testnet:
+//!
+//! * two people, each with a screen: the first creates an identity in
+//!   the page, publishes a text and a picture with tags through the
+//!   form; the second follows the first's feed URI in the page and sees
+//!   both appear in the timeline as its screen polls, and opens the
+//!   picture. An item with a display component is drawn by it once its
+//!   author is trusted, and by the built-in view before; the same data
+//!   without a component gets the built-in view. Screenshots of each
+//!   step are kept in `target/tmp/web-screenshots/`.
+//! * the lock-down: requests without the token or cookie, with a foreign
+//!   Host or Origin, or without the CSRF token are refused; a hostile
+//!   component (fetch, XHR, beacons, WebSocket, cookies, the parent's
+//!   storage, WebRTC direct, nested and in srcdoc, eval, workers,
+//!   popups, forms, top and self navigation, meta refresh) and an SVG
+//!   part with script reach neither a listener on another loopback
+//!   address (TCP and UDP) nor the screen's access log.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mtos_tests::browser::{Chromium, click, eval, fill, wait_for};
+use mtos_tests::screen::CliScreen;
+use mtos_tests::{CliTestnet, mtos_at};
+
+const PICTURE: &[u8] = include_bytes!("web/picture.png");
+const WAIT: Duration = Duration::from_secs(120);
+
+fn ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn shots(test: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("web-screenshots")
+        .join(test);
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// A testnet and homes on it, their screens serving the web screen.
+fn testnet(root: &Path, names: &[&str]) -> (CliTestnet, Vec<PathBuf>) {
+    let tn = root.join("tn");
+    let net = CliTestnet::up(
+        &tn,
+        &[
+            "--per-layer",
+            "1",
+            "--payload-rate",
+            "50",
+            "--node-loop-rate",
+            "0",
+        ],
+    );
+    let homes: Vec<PathBuf> = names.iter().map(|n| root.join(n)).collect();
+    for home in &homes {
+        ok(mtos_at(
+            home,
+            &["net", "use", "--testnet", tn.to_str().unwrap()],
+        ));
+    }
+    (net, homes)
+}
+
+fn web_address(home: &Path) -> String {
+    let address = ok(mtos_at(home, &["screen", "web"])).trim().to_owned();
+    assert!(
+        address.starts_with("http://127.0.0.1:") && address.contains("/?token="),
+        "{address}"
+    );
+    address
+}
+
+/// Publishes `files` as `alice` through her screen; returns the reference.
+fn publish(home: &Path, args: &[&str]) -> String {
+    let out = ok(mtos_at(
+        home,
+        &[&["publish", "--as", "alice"], args].concat(),
+    ));
+    out.lines()
+        .find(|l| l.starts_with("mtos:item:"))
+        .unwrap_or_else(|| panic!("no reference in {out}"))
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_the_browser_one_person_publishes_and_another_follows_and_sees_it() {
+    let root = tempfile::tempdir().unwrap();
+    let (_net, homes) = testnet(root.path(), &["alice", "bob"]);
+    let (alice, bob) = (&homes[0], &homes[1]);
+    // Alice has no keychain yet: she makes one in the page. Bob's screen
+    // polls every 2 s, so entries come as a person would see them.
+    let _alice_screen = CliScreen::start(alice, &["--web", "--poll-every", "86400"]);
+    let _bob_screen = CliScreen::start(bob, &["--web", "--poll-every", "2"]);
+    let chromium = Chromium::launch(&shots("follow"), 1100, 900).await.unwrap();
+    let result = follow_flow(&chromium, alice, bob).await;
+    if let Err(e) = &result {
+        eprintln!("browser log:\n{}", chromium.logged());
+        eprintln!("failed: {e}");
+    }
+    chromium.close().await;
+    result.unwrap();
+}
+
+async fn follow_flow(
+    chromium: &Chromium,
+    alice: &Path,
+    bob: &Path,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let a = chromium.page().await?;
+    a.goto(web_address(alice)).await?;
+    // The token was traded for the cookie: the address bar holds none.
+    let url = eval(&a, "location.href").await?;
+    assert!(!url.as_str().unwrap_or("").contains("token"), "{url}");
+    click(&a, "#nav-identities").await?;
+    wait_for(&a, "document.querySelector('#new-pass') !== null", WAIT).await?;
+    fill(&a, "#new-label", "alice").await?;
+    fill(&a, "#new-pass", "alice's long passphrase").await?;
+    fill(&a, "#new-pass2", "alice's long passphrase").await?;
+    click(&a, "#new-identity").await?;
+    wait_for(
+        &a,
+        "document.querySelector('section.identity h3')?.textContent.startsWith('alice')",
+        WAIT,
+    )
+    .await?;
+    wait_for(
+        &a,
+        "document.querySelector('img.qr')?.naturalWidth > 0",
+        WAIT,
+    )
+    .await?;
+    chromium.screenshot(&a, "alice-identity").await?;
+    let feed = eval(
+        &a,
+        "document.querySelector('input[aria-label^=\"feed URI\"]').value",
+    )
+    .await?;
+    let feed = feed.as_str().unwrap_or("").to_owned();
+    assert!(feed.starts_with("mtos:feed:"), "{feed}");
+    // The keychain the page made opens with the passphrase typed there.
+    let listed = std::process::Command::new(mtos_tests::mtos_binary())
+        .arg("--home")
+        .arg(alice)
+        .args(["id", "list"])
+        .env("MTOS_PASSPHRASE", "alice's long passphrase")
+        .output()?;
+    assert!(
+        listed.status.success() && String::from_utf8_lossy(&listed.stdout).contains("alice"),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+
+    // A text, with tags.
+    click(&a, "#nav-publish").await?;
+    wait_for(
+        &a,
+        "document.querySelector('#pub-as option')?.value.length > 0",
+        WAIT,
+    )
+    .await?;
+    fill(&a, "#pub-text", "hello from the browser").await?;
+    fill(&a, "#pub-tags", "hello, web").await?;
+    click(&a, "mtos-publish form button[type=submit]").await?;
+    wait_for(
+        &a,
+        "document.querySelector('#published-ref')?.value.startsWith('mtos:item:')",
+        WAIT,
+    )
+    .await?;
+    chromium.screenshot(&a, "alice-published-text").await?;
+    // A picture, with a tag: the file set as a person's file picker would.
+    let b64 = data_encoding::BASE64.encode(PICTURE);
+    eval(
+        &a,
+        &format!(
+            "(() => {{ const bytes = Uint8Array.from(atob('{b64}'), c => c.charCodeAt(0)); \
+             const dt = new DataTransfer(); dt.items.add(new File([bytes], 'picture.png', {{ type: 'image/png' }})); \
+             const input = document.querySelector('#pub-files'); input.files = dt.files; return input.files.length; }})()"
+        ),
+    )
+    .await?;
+    fill(&a, "#pub-tags", "picture").await?;
+    eval(
+        &a,
+        "document.querySelector('#published-ref').id = 'first-ref'",
+    )
+    .await?;
+    click(&a, "mtos-publish form button[type=submit]").await?;
+    wait_for(
+        &a,
+        "document.querySelector('#published-ref')?.value.startsWith('mtos:item:')",
+        WAIT,
+    )
+    .await?;
+    chromium.screenshot(&a, "alice-published-picture").await?;
+
+    // Bob follows her feed in his page; both entries come as his screen
+    // polls, the picture's item fetched.
+    let b = chromium.page().await?;
+    b.goto(web_address(bob)).await?;
+    click(&b, "#nav-feeds").await?;
+    fill(&b, "#follow-uri", &feed).await?;
+    fill(&b, "#follow-label", "alice").await?;
+    click(&b, "#follow").await?;
+    wait_for(
+        &b,
+        "document.querySelector('mtos-feeds .note')?.textContent.startsWith('following \"')",
+        WAIT,
+    )
+    .await?;
+    click(&b, "#nav-timeline").await?;
+    wait_for(
+        &b,
+        "document.querySelectorAll('mtos-timeline li.entry').length >= 2 && \
+         [...document.querySelectorAll('mtos-timeline img.thumb')].some(i => i.naturalWidth > 0) && \
+         document.querySelector('mtos-timeline').textContent.includes('hello from the browser')",
+        WAIT,
+    )
+    .await?;
+    let text = eval(&b, "document.querySelector('mtos-timeline').textContent").await?;
+    let text = text.as_str().unwrap_or("");
+    for needle in [
+        "hello from the browser",
+        "hello",
+        "web",
+        "picture",
+        "ImageObject",
+    ] {
+        assert!(
+            text.contains(needle),
+            "{needle} missing from the timeline: {text}"
+        );
+    }
+    chromium.screenshot(&b, "bob-timeline").await?;
+    eval(
+        &b,
+        "[...document.querySelectorAll('mtos-timeline li.entry')].find(li => li.querySelector('img.thumb')).querySelector('button.open').click()",
+    )
+    .await?;
+    wait_for(
+        &b,
+        "document.querySelector('mtos-item-view img.media')?.naturalWidth === 48",
+        WAIT,
+    )
+    .await?;
+    let view = eval(&b, "document.querySelector('mtos-item-view').textContent").await?;
+    assert!(view.as_str().unwrap_or("").contains("verified"), "{view}");
+    chromium.screenshot(&b, "bob-picture").await?;
+
+    // A display component and data drawn by it, published by alice as
+    // feed entries; and the same data without a component.
+    let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/web");
+    let component = publish(
+        alice,
+        &[
+            here.join("bars.html").to_str().unwrap(),
+            here.join("bars.js").to_str().unwrap(),
+            "--type",
+            "WebPage",
+        ],
+    );
+    let with = publish(alice, &["--text", "3 9 4 12 7", "--component", &component]);
+    let without = publish(alice, &["--text", "3 9 4 12 7"]);
+    for (reference, shot) in [(&with, "bob-component-untrusted")] {
+        open_item(&b, reference).await?;
+        wait_for(
+            &b,
+            "document.querySelector('mtos-item-view .trust button') !== null",
+            WAIT,
+        )
+        .await?;
+        // Not trusted yet: the built-in view, and the choice.
+        let shown = eval(
+            &b,
+            "document.querySelector('mtos-item-view .text')?.textContent",
+        )
+        .await?;
+        assert_eq!(shown.as_str(), Some("3 9 4 12 7"));
+        chromium.screenshot(&b, shot).await?;
+    }
+    click(&b, "mtos-item-view .trust button").await?;
+    // Drawn by the component: it set its frame's height over its channel.
+    wait_for(
+        &b,
+        "document.querySelector('mtos-item-view iframe.component')?.style.height === '220px'",
+        WAIT,
+    )
+    .await?;
+    let sandbox = eval(
+        &b,
+        "document.querySelector('iframe.component').getAttribute('sandbox')",
+    )
+    .await?;
+    assert_eq!(sandbox.as_str(), Some("allow-scripts"));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    chromium.screenshot(&b, "bob-component").await?;
+    open_item(&b, &without).await?;
+    wait_for(
+        &b,
+        "document.querySelector('mtos-item-view .text')?.textContent === '3 9 4 12 7'",
+        WAIT,
+    )
+    .await?;
+    let frames = eval(
+        &b,
+        "document.querySelectorAll('mtos-item-view iframe').length",
+    )
+    .await?;
+    assert_eq!(frames.as_u64(), Some(0), "no component: no frame");
+    chromium.screenshot(&b, "bob-builtin").await?;
+
+    // Every field of every section is labelled, and the page holds at a
+    // phone's width in the dark.
+    for section in ["timeline", "publish", "identities", "feeds", "open"] {
+        click(&b, &format!("#nav-{section}")).await?;
+        wait_for(
+            &b,
+            &format!("document.querySelector('mtos-{section}') !== null"),
+            WAIT,
+        )
+        .await?;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let unlabelled = eval(
+            &b,
+            "[...document.querySelectorAll('main input, main select, main textarea')]\
+             .filter(e => e.type !== 'hidden' && !(e.labels && e.labels.length) && !e.getAttribute('aria-label'))\
+             .map(e => e.outerHTML)",
+        )
+        .await?;
+        assert_eq!(
+            unlabelled,
+            serde_json::json!([]),
+            "unlabelled fields in {section}"
+        );
+    }
+    b.execute(
+        chromiumoxide::cdp::browser_protocol::emulation::SetDeviceMetricsOverrideParams::builder()
+            .width(390)
+            .height(844)
+            .device_scale_factor(1.0)
+            .mobile(true)
+            .build()?,
+    )
+    .await?;
+    b.emulate_media_features(vec![
+        chromiumoxide::cdp::browser_protocol::emulation::MediaFeature {
+            name: "prefers-color-scheme".into(),
+            value: "dark".into(),
+        },
+    ])
+    .await?;
+    click(&b, "#nav-timeline").await?;
+    wait_for(
+        &b,
+        "document.querySelectorAll('mtos-timeline li.entry').length >= 4",
+        WAIT,
+    )
+    .await?;
+    let fits = eval(
+        &b,
+        "document.documentElement.scrollWidth <= window.innerWidth",
+    )
+    .await?;
+    assert_eq!(
+        fits,
+        serde_json::json!(true),
+        "the timeline scrolls sideways at a phone's width"
+    );
+    let dark = eval(&b, "getComputedStyle(document.body).backgroundColor").await?;
+    assert_eq!(dark.as_str(), Some("rgb(22, 22, 22)"), "dark scheme");
+    chromium.screenshot(&b, "bob-phone-dark").await?;
+    Ok(())
+}
+
+async fn open_item(
+    page: &chromiumoxide::Page,
+    reference: &str,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    click(page, "#nav-open").await?;
+    fill(page, "#open-ref", reference).await?;
+    click(page, "mtos-open button[type=submit]").await?;
+    Ok(())
+}
+
+/// One raw HTTP/1.1 request; returns the status, the headers (lowercase
+/// names) and the body.
+fn http(port: u16, head: &str, body: &[u8]) -> (u16, Vec<(String, String)>, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let request = format!(
+        "{head}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(request.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer).unwrap();
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    (status, headers, body.to_owned())
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// What reached 127.0.0.2: every TCP connection (with the first line it
+/// sent, if any) and every UDP datagram.
+#[derive(Clone, Default)]
+struct Witness {
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+impl Witness {
+    fn listen() -> (Self, u16, u16) {
+        let w = Self::default();
+        let tcp = TcpListener::bind("127.0.0.2:0").unwrap();
+        let udp = UdpSocket::bind("127.0.0.2:0").unwrap();
+        let (tp, up) = (
+            tcp.local_addr().unwrap().port(),
+            udp.local_addr().unwrap().port(),
+        );
+        let seen = w.seen.clone();
+        std::thread::spawn(move || {
+            for s in tcp.incoming().flatten() {
+                let seen = seen.clone();
+                std::thread::spawn(move || {
+                    let mut s = s;
+                    s.set_read_timeout(Some(Duration::from_secs(2))).ok();
+                    let mut buf = [0u8; 512];
+                    let n = s.read(&mut buf).unwrap_or(0);
+                    let first = String::from_utf8_lossy(&buf[..n])
+                        .lines()
+                        .next()
+                        .unwrap_or("")
+                        .to_owned();
+                    seen.lock().unwrap().push(format!("tcp: {first}"));
+                    let _ = s.write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n");
+                });
+            }
+        });
+        let seen = w.seen.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 2048];
+            while let Ok((n, _)) = udp.recv_from(&mut buf) {
+                seen.lock().unwrap().push(format!("udp: {n} bytes"));
+            }
+        });
+        (w, tp, up)
+    }
+
+    fn seen(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_web_screen_admits_only_its_page_and_a_hostile_component_reaches_nothing() {
+    let root = tempfile::tempdir().unwrap();
+    let (_net, homes) = testnet(root.path(), &["alice"]);
+    let alice = &homes[0];
+    ok(mtos_at(alice, &["id", "new", "--label", "alice"]));
+    let _screen = CliScreen::start(alice, &["--web", "--poll-every", "86400"]);
+    let address = web_address(alice);
+    let (base, token) = address.split_once("/?token=").unwrap();
+    let port: u16 = base.rsplit(':').next().unwrap().parse().unwrap();
+    let host = format!("Host: 127.0.0.1:{port}");
+    let origin = format!("Origin: http://127.0.0.1:{port}");
+
+    // Without the cookie, nothing; a wrong token, nothing.
+    let (s, _, _) = http(port, &format!("GET / HTTP/1.1\r\n{host}"), b"");
+    assert_eq!(s, 403, "no cookie");
+    let (s, _, _) = http(
+        port,
+        &format!("GET /view/identities HTTP/1.1\r\n{host}"),
+        b"",
+    );
+    assert_eq!(s, 403, "no cookie");
+    let (s, _, _) = http(port, &format!("GET /?token=wrong HTTP/1.1\r\n{host}"), b"");
+    assert_eq!(s, 403, "wrong token");
+    // Another name for 127.0.0.1 (DNS rebinding): refused, token or not.
+    let (s, _, _) = http(
+        port,
+        &format!("GET /?token={token} HTTP/1.1\r\nHost: attacker.example:{port}"),
+        b"",
+    );
+    assert_eq!(s, 421, "foreign Host");
+    // The token buys the cookie.
+    let (s, headers, _) = http(
+        port,
+        &format!("GET /?token={token} HTTP/1.1\r\n{host}"),
+        b"",
+    );
+    assert_eq!(s, 303);
+    let cookie = header(&headers, "set-cookie")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert!(header(&headers, "set-cookie").unwrap().contains("HttpOnly"));
+    assert!(
+        header(&headers, "set-cookie")
+            .unwrap()
+            .contains("SameSite=Strict")
+    );
+    let (s, headers, page) = http(
+        port,
+        &format!("GET / HTTP/1.1\r\n{host}\r\nCookie: {cookie}"),
+        b"",
+    );
+    assert_eq!(s, 200);
+    let csp = header(&headers, "content-security-policy").unwrap();
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    assert!(
+        csp.contains(&format!("frame-src http://127.0.0.1:{port}/frame/")),
+        "{csp}"
+    );
+    let csrf = page
+        .split("name=\"mtos-csrf\" content=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_owned();
+    let (s, _, _) = http(
+        port,
+        &format!(
+            "GET /view/identities HTTP/1.1\r\nHost: attacker.example:{port}\r\nCookie: {cookie}"
+        ),
+        b"",
+    );
+    assert_eq!(s, 421, "foreign Host with the cookie");
+    let (s, _, _) = http(
+        port,
+        &format!(
+            "GET /view/identities HTTP/1.1\r\n{host}\r\nCookie: {cookie}\r\nSec-Fetch-Site: cross-site"
+        ),
+        b"",
+    );
+    assert_eq!(s, 403, "a cross-site read");
+    let status = br#"{"api":1,"request":{"op":"status"}}"#;
+    let post = |extra: &str| {
+        http(
+            port,
+            &format!(
+                "POST /api HTTP/1.1\r\n{host}\r\nCookie: {cookie}\r\nContent-Type: application/json{extra}"
+            ),
+            status,
+        )
+    };
+    assert_eq!(post(&format!("\r\n{origin}")).0, 403, "no CSRF token");
+    assert_eq!(
+        post(&format!(
+            "\r\nOrigin: http://attacker.example\r\nX-Mtos-Csrf: {csrf}"
+        ))
+        .0,
+        403,
+        "foreign Origin"
+    );
+    assert_eq!(
+        post(&format!("\r\nX-Mtos-Csrf: {csrf}")).0,
+        403,
+        "no Origin"
+    );
+    assert_eq!(
+        post(&format!("\r\n{origin}\r\nX-Mtos-Csrf: wrong")).0,
+        403,
+        "wrong CSRF token"
+    );
+    let (s, _, body) = post(&format!("\r\n{origin}\r\nX-Mtos-Csrf: {csrf}"));
+    assert_eq!(s, 200, "{body}");
+    assert!(body.contains("\"reply\":\"status\""), "{body}");
+    // The page cannot stop the screen, nor publish a file by path.
+    let stop = br#"{"api":1,"request":{"op":"stop"}}"#;
+    let (_, _, body) = http(
+        port,
+        &format!(
+            "POST /api HTTP/1.1\r\n{host}\r\nCookie: {cookie}\r\n{origin}\r\nX-Mtos-Csrf: {csrf}"
+        ),
+        stop,
+    );
+    assert!(body.contains("bad_request"), "{body}");
+    let by_path = br#"{"api":1,"request":{"op":"publish","seal":{"files":["/etc/passwd"],"anonymous":true}}}"#;
+    let (_, _, body) = http(
+        port,
+        &format!(
+            "POST /api HTTP/1.1\r\n{host}\r\nCookie: {cookie}\r\n{origin}\r\nX-Mtos-Csrf: {csrf}"
+        ),
+        by_path,
+    );
+    assert!(
+        body.contains("bad_input") && body.contains("uploads"),
+        "{body}"
+    );
+    let log = std::fs::read_to_string(alice.join("screen-web.log")).unwrap();
+    assert!(
+        !log.contains(token) && !log.contains(&csrf),
+        "secrets in the access log:\n{log}"
+    );
+
+    // A hostile component, by an author the person trusts (herself), and
+    // an SVG part with script.
+    let (witness, tcp, udp) = Witness::listen();
+    let dir = root.path().join("hostile");
+    std::fs::create_dir_all(&dir).unwrap();
+    let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/web");
+    for name in ["hostile.html", "hostile.js"] {
+        let text = std::fs::read_to_string(here.join(name))
+            .unwrap()
+            .replace("LISTEN", &tcp.to_string())
+            .replace("UDP", &udp.to_string());
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+    let svg = dir.join("picture.svg");
+    std::fs::write(
+        &svg,
+        format!("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"100\" height=\"100\"><script>fetch('http://127.0.0.2:{tcp}/svg')</script><rect width=\"100\" height=\"100\" fill=\"red\"/></svg>"),
+    )
+    .unwrap();
+    let component = publish(
+        alice,
+        &[
+            dir.join("hostile.html").to_str().unwrap(),
+            dir.join("hostile.js").to_str().unwrap(),
+            "--type",
+            "WebPage",
+        ],
+    );
+    let item = publish(alice, &["--text", "1 2 3", "--component", &component]);
+    let with_svg = publish(alice, &["--text", "an SVG", svg.to_str().unwrap()]);
+
+    let chromium = Chromium::launch(&shots("hostile"), 1000, 800)
+        .await
+        .unwrap();
+    let result = hostile_flow(&chromium, &address, &item, &with_svg, tcp).await;
+    let logged = chromium.logged();
+    chromium.close().await;
+    if let Err(e) = &result {
+        panic!("{e}\nbrowser log:\n{logged}");
+    }
+    let seen = witness.seen();
+    // The control (a tab of the person's own) reached the listener; the
+    // component and the SVG, nothing.
+    assert!(
+        seen.iter().any(|s| s.contains("GET /control ")),
+        "the control: {seen:?}"
+    );
+    let escaped: Vec<_> = seen
+        .iter()
+        .filter(|s| !s.contains("GET /control ") && !s.contains("GET /favicon.ico "))
+        .collect();
+    assert!(
+        escaped.is_empty(),
+        "reached the listener: {escaped:?}\nbrowser log:\n{logged}"
+    );
+    let log = std::fs::read_to_string(alice.join("screen-web.log")).unwrap();
+    assert!(
+        !log.contains("hostile"),
+        "the component reached the screen:\n{log}"
+    );
+}
+
+async fn hostile_flow(
+    chromium: &Chromium,
+    address: &str,
+    item: &str,
+    with_svg: &str,
+    tcp: u16,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let page = chromium.page().await?;
+    page.goto(address).await?;
+    open_item(&page, item).await?;
+    wait_for(
+        &page,
+        "document.querySelector('mtos-item-view .trust button') !== null",
+        WAIT,
+    )
+    .await?;
+    click(&page, "mtos-item-view .trust button").await?;
+    // It ran to its end (its height came over the channel), then tried
+    // to navigate away.
+    wait_for(
+        &page,
+        "document.querySelector('iframe.component')?.style.height === '777px'",
+        WAIT,
+    )
+    .await?;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    chromium.screenshot(&page, "hostile-component").await?;
+    // The SVG part: offered as a file, and opened in a tab of its own it
+    // is downloaded, not run.
+    open_item(&page, with_svg).await?;
+    let href = wait_for(
+        &page,
+        "document.querySelector('mtos-item-view a[download]')?.href",
+        WAIT,
+    )
+    .await?;
+    let svg_page = chromium.page().await?;
+    let _ = tokio::time::timeout(
+        Duration::from_secs(10),
+        svg_page.goto(href.as_str().unwrap_or("")),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The control: a tab of the person's own reaches the listener.
+    let control = chromium.page().await?;
+    let _ = tokio::time::timeout(
+        Duration::from_secs(10),
+        control.goto(format!("http://127.0.0.2:{tcp}/control")),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    Ok(())
+}
