@@ -34,23 +34,31 @@ pub struct Chromium {
 }
 
 impl Chromium {
-    /// Starts Chromium headless, at a phone's width when `narrow`;
-    /// screenshots go to `shots`.
-    pub async fn launch(shots: &Path, width: u32, height: u32) -> Result<Self, Error> {
+    /// Starts Chromium headless with a `width` x `height` viewport;
+    /// screenshots go to `shots`. With `prediction` false, network
+    /// prediction is off (Chromium's "Preload pages"), as the web screen
+    /// asks of a browser that draws display components.
+    pub async fn launch(
+        shots: &Path,
+        width: u32,
+        height: u32,
+        prediction: bool,
+    ) -> Result<Self, Error> {
         if !Path::new(CHROMIUM).exists() {
             return Err(format!("{CHROMIUM} is missing: apt-get install chromium").into());
         }
         std::fs::create_dir_all(shots)?;
         let profile = tempfile::tempdir()?;
-        // Network prediction off (Chromium's "Preload pages" setting):
-        // otherwise Chromium opens a connection, without data, to where a
-        // refused navigation or a `preconnect` link points, whatever the
-        // page's policy (`specs/item.md` §6).
-        std::fs::create_dir_all(profile.path().join("Default"))?;
-        std::fs::write(
-            profile.path().join("Default/Preferences"),
-            r#"{"net":{"network_prediction_options":2}}"#,
-        )?;
+        // Network prediction on (Chromium's default) opens a connection
+        // to where a refused navigation or a `preconnect` link points,
+        // whatever the page's policy (`specs/item.md` §6).
+        if !prediction {
+            std::fs::create_dir_all(profile.path().join("Default"))?;
+            std::fs::write(
+                profile.path().join("Default/Preferences"),
+                r#"{"net":{"network_prediction_options":2}}"#,
+            )?;
+        }
         let config = BrowserConfig::builder()
             .chrome_executable(CHROMIUM)
             .new_headless_mode()

@@ -78,7 +78,7 @@ fn testnet(root: &Path, names: &[&str]) -> (CliTestnet, Vec<PathBuf>) {
 fn web_address(home: &Path) -> String {
     let address = ok(mtos_at(home, &["screen", "web"])).trim().to_owned();
     assert!(
-        address.starts_with("http://127.0.0.1:") && address.contains("/?token="),
+        address.starts_with("http://127.0.0.1:") && address.contains("/#token="),
         "{address}"
     );
     address
@@ -105,7 +105,9 @@ async fn in_the_browser_one_person_publishes_and_another_follows_and_sees_it() {
     // polls every 2 s, so entries come as a person would see them.
     let _alice_screen = CliScreen::start(alice, &["--web", "--poll-every", "86400"]);
     let _bob_screen = CliScreen::start(bob, &["--web", "--poll-every", "2"]);
-    let chromium = Chromium::launch(&shots("follow"), 1100, 900).await.unwrap();
+    let chromium = Chromium::launch(&shots("follow"), 1100, 900, false)
+        .await
+        .unwrap();
     let result = follow_flow(&chromium, alice, bob).await;
     if let Err(e) = &result {
         eprintln!("browser log:\n{}", chromium.logged());
@@ -489,55 +491,19 @@ async fn the_web_screen_admits_only_its_page_and_a_hostile_component_reaches_not
     ok(mtos_at(alice, &["id", "new", "--label", "alice"]));
     let _screen = CliScreen::start(alice, &["--web", "--poll-every", "86400"]);
     let address = web_address(alice);
-    let (base, token) = address.split_once("/?token=").unwrap();
+    let (base, token) = address.split_once("/#token=").unwrap();
     let port: u16 = base.rsplit(':').next().unwrap().parse().unwrap();
     let host = format!("Host: 127.0.0.1:{port}");
     let origin = format!("Origin: http://127.0.0.1:{port}");
 
-    // Without the cookie, nothing; a wrong token, nothing.
-    let (s, _, _) = http(port, &format!("GET / HTTP/1.1\r\n{host}"), b"");
-    assert_eq!(s, 403, "no cookie");
-    let (s, _, _) = http(
-        port,
-        &format!("GET /view/identities HTTP/1.1\r\n{host}"),
-        b"",
-    );
-    assert_eq!(s, 403, "no cookie");
-    let (s, _, _) = http(port, &format!("GET /?token=wrong HTTP/1.1\r\n{host}"), b"");
-    assert_eq!(s, 403, "wrong token");
-    // Another name for 127.0.0.1 (DNS rebinding): refused, token or not.
-    let (s, _, _) = http(
-        port,
-        &format!("GET /?token={token} HTTP/1.1\r\nHost: attacker.example:{port}"),
-        b"",
-    );
-    assert_eq!(s, 421, "foreign Host");
-    // The token buys the cookie.
-    let (s, headers, _) = http(
-        port,
-        &format!("GET /?token={token} HTTP/1.1\r\n{host}"),
-        b"",
-    );
-    assert_eq!(s, 303);
-    let cookie = header(&headers, "set-cookie")
-        .unwrap()
-        .split(';')
-        .next()
+    // The page and its code hold no secret and open to anyone; nothing
+    // else does without a session.
+    let (s, headers, page) = http(port, &format!("GET / HTTP/1.1\r\n{host}"), b"");
+    assert_eq!(s, 200);
+    assert!(!page.contains(token), "the page holds the token");
+    let csp = header(&headers, "content-security-policy")
         .unwrap()
         .to_owned();
-    assert!(header(&headers, "set-cookie").unwrap().contains("HttpOnly"));
-    assert!(
-        header(&headers, "set-cookie")
-            .unwrap()
-            .contains("SameSite=Strict")
-    );
-    let (s, headers, page) = http(
-        port,
-        &format!("GET / HTTP/1.1\r\n{host}\r\nCookie: {cookie}"),
-        b"",
-    );
-    assert_eq!(s, 200);
-    let csp = header(&headers, "content-security-policy").unwrap();
     assert!(
         csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"),
         "{csp}"
@@ -546,85 +512,127 @@ async fn the_web_screen_admits_only_its_page_and_a_hostile_component_reaches_not
         csp.contains(&format!("frame-src http://127.0.0.1:{port}/frame/")),
         "{csp}"
     );
-    let csrf = page
-        .split("name=\"mtos-csrf\" content=\"")
-        .nth(1)
-        .and_then(|r| r.split('"').next())
-        .unwrap()
-        .to_owned();
+    let (s, _, _) = http(
+        port,
+        &format!("GET /view/identities HTTP/1.1\r\n{host}"),
+        b"",
+    );
+    assert_eq!(s, 403, "no session");
+    // Another name for 127.0.0.1 (DNS rebinding): refused, token or not.
+    let session_with = |host: &str, extra: &str, token: &str| {
+        http(
+            port,
+            &format!("POST /session HTTP/1.1\r\n{host}\r\nX-Mtos-Token: {token}{extra}"),
+            b"",
+        )
+    };
+    assert_eq!(
+        session_with(
+            &format!("Host: attacker.example:{port}"),
+            &format!("\r\n{origin}"),
+            token
+        )
+        .0,
+        421,
+        "foreign Host"
+    );
+    assert_eq!(session_with(&host, "", token).0, 403, "no Origin");
+    assert_eq!(
+        session_with(&host, "\r\nOrigin: http://attacker.example", token).0,
+        403,
+        "foreign Origin"
+    );
+    assert_eq!(
+        session_with(&host, &format!("\r\n{origin}"), "wrong").0,
+        403,
+        "wrong token"
+    );
+    // The token buys a session, once.
+    let (s, headers, body) = session_with(&host, &format!("\r\n{origin}"), token);
+    assert_eq!(s, 200, "{body}");
+    assert!(
+        header(&headers, "set-cookie").is_none(),
+        "no cookie: a host's cookies go to all its ports"
+    );
+    let session: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let session = session["session"].as_str().unwrap().to_owned();
+    assert_eq!(
+        session_with(&host, &format!("\r\n{origin}"), token).0,
+        403,
+        "a token is good once"
+    );
+    let with_session = format!("X-Mtos-Session: {session}");
     let (s, _, _) = http(
         port,
         &format!(
-            "GET /view/identities HTTP/1.1\r\nHost: attacker.example:{port}\r\nCookie: {cookie}"
+            "GET /view/identities HTTP/1.1\r\nHost: attacker.example:{port}\r\n{with_session}"
         ),
         b"",
     );
-    assert_eq!(s, 421, "foreign Host with the cookie");
+    assert_eq!(s, 421, "foreign Host with the session");
     let (s, _, _) = http(
         port,
         &format!(
-            "GET /view/identities HTTP/1.1\r\n{host}\r\nCookie: {cookie}\r\nSec-Fetch-Site: cross-site"
+            "GET /view/identities HTTP/1.1\r\n{host}\r\n{with_session}\r\nSec-Fetch-Site: cross-site"
         ),
         b"",
     );
     assert_eq!(s, 403, "a cross-site read");
+    let (s, _, body) = http(
+        port,
+        &format!("GET /view/identities HTTP/1.1\r\n{host}\r\n{with_session}"),
+        b"",
+    );
+    assert_eq!(s, 200, "{body}");
+    assert!(body.contains("\"alice\""), "{body}");
     let status = br#"{"api":1,"request":{"op":"status"}}"#;
     let post = |extra: &str| {
         http(
             port,
-            &format!(
-                "POST /api HTTP/1.1\r\n{host}\r\nCookie: {cookie}\r\nContent-Type: application/json{extra}"
-            ),
+            &format!("POST /api HTTP/1.1\r\n{host}\r\nContent-Type: application/json{extra}"),
             status,
         )
     };
-    assert_eq!(post(&format!("\r\n{origin}")).0, 403, "no CSRF token");
+    assert_eq!(post(&format!("\r\n{origin}")).0, 403, "no session");
+    assert_eq!(
+        post(&format!("\r\n{origin}\r\nX-Mtos-Session: wrong")).0,
+        403,
+        "a wrong session"
+    );
     assert_eq!(
         post(&format!(
-            "\r\nOrigin: http://attacker.example\r\nX-Mtos-Csrf: {csrf}"
+            "\r\nOrigin: http://attacker.example\r\n{with_session}"
         ))
         .0,
         403,
         "foreign Origin"
     );
-    assert_eq!(
-        post(&format!("\r\nX-Mtos-Csrf: {csrf}")).0,
-        403,
-        "no Origin"
-    );
-    assert_eq!(
-        post(&format!("\r\n{origin}\r\nX-Mtos-Csrf: wrong")).0,
-        403,
-        "wrong CSRF token"
-    );
-    let (s, _, body) = post(&format!("\r\n{origin}\r\nX-Mtos-Csrf: {csrf}"));
+    assert_eq!(post(&format!("\r\n{with_session}")).0, 403, "no Origin");
+    let (s, _, body) = post(&format!("\r\n{origin}\r\n{with_session}"));
     assert_eq!(s, 200, "{body}");
     assert!(body.contains("\"reply\":\"status\""), "{body}");
-    // The page cannot stop the screen, nor publish a file by path.
-    let stop = br#"{"api":1,"request":{"op":"stop"}}"#;
-    let (_, _, body) = http(
-        port,
-        &format!(
-            "POST /api HTTP/1.1\r\n{host}\r\nCookie: {cookie}\r\n{origin}\r\nX-Mtos-Csrf: {csrf}"
-        ),
-        stop,
-    );
-    assert!(body.contains("bad_request"), "{body}");
-    let by_path = br#"{"api":1,"request":{"op":"publish","seal":{"files":["/etc/passwd"],"anonymous":true}}}"#;
-    let (_, _, body) = http(
-        port,
-        &format!(
-            "POST /api HTTP/1.1\r\n{host}\r\nCookie: {cookie}\r\n{origin}\r\nX-Mtos-Csrf: {csrf}"
-        ),
-        by_path,
-    );
+    // The page cannot stop the screen, mint addresses, nor publish a file
+    // by path.
+    let api = |request: &[u8]| {
+        http(
+            port,
+            &format!("POST /api HTTP/1.1\r\n{host}\r\n{origin}\r\n{with_session}"),
+            request,
+        )
+        .2
+    };
+    for op in ["stop", "web_address"] {
+        let body = api(format!(r#"{{"api":1,"request":{{"op":"{op}"}}}}"#).as_bytes());
+        assert!(body.contains("bad_request"), "{op}: {body}");
+    }
+    let body = api(br#"{"api":1,"request":{"op":"publish","seal":{"files":["/etc/passwd"],"anonymous":true}}}"#);
     assert!(
         body.contains("bad_input") && body.contains("uploads"),
         "{body}"
     );
     let log = std::fs::read_to_string(alice.join("screen-web.log")).unwrap();
     assert!(
-        !log.contains(token) && !log.contains(&csrf),
+        !log.contains(token) && !log.contains(&session),
         "secrets in the access log:\n{log}"
     );
 
@@ -659,26 +667,37 @@ async fn the_web_screen_admits_only_its_page_and_a_hostile_component_reaches_not
     let item = publish(alice, &["--text", "1 2 3", "--component", &component]);
     let with_svg = publish(alice, &["--text", "an SVG", svg.to_str().unwrap()]);
 
-    let chromium = Chromium::launch(&shots("hostile"), 1000, 800)
+    // A browser with network prediction on (Chromium's default) is told
+    // why, and draws no component.
+    let predicting = Chromium::launch(&shots("predicting"), 1000, 800, true)
         .await
         .unwrap();
-    let result = hostile_flow(&chromium, &address, &item, &with_svg, tcp).await;
-    let logged = chromium.logged();
-    chromium.close().await;
-    if let Err(e) = &result {
+    let refused = refused_where_the_browser_predicts(&predicting, &web_address(alice), &item).await;
+    let logged = predicting.logged();
+    predicting.close().await;
+    if let Err(e) = refused {
         panic!("{e}\nbrowser log:\n{logged}");
     }
-    let seen = witness.seen();
-    // The control (a tab of the person's own) reached the listener; the
-    // component and the SVG, nothing.
-    assert!(
-        seen.iter().any(|s| s.contains("GET /control ")),
-        "the control: {seen:?}"
-    );
-    let escaped: Vec<_> = seen
-        .iter()
-        .filter(|s| !s.contains("GET /control ") && !s.contains("GET /favicon.ico "))
-        .collect();
+    let chromium = Chromium::launch(&shots("hostile"), 1000, 800, false)
+        .await
+        .unwrap();
+    let result = hostile_flow(
+        &chromium,
+        &web_address(alice),
+        &item,
+        &with_svg,
+        (tcp, udp),
+        &witness,
+    )
+    .await;
+    let logged = chromium.logged();
+    chromium.close().await;
+    // The component and the SVG reached nothing (the controls, after
+    // them, did).
+    let escaped = match result {
+        Ok(seen) => seen,
+        Err(e) => panic!("{e}\nbrowser log:\n{logged}"),
+    };
     assert!(
         escaped.is_empty(),
         "reached the listener: {escaped:?}\nbrowser log:\n{logged}"
@@ -690,13 +709,39 @@ async fn the_web_screen_admits_only_its_page_and_a_hostile_component_reaches_not
     );
 }
 
+/// Opens the hostile component's item in a browser that predicts: the
+/// built-in view and the reason, no frame, before trust is even asked.
+async fn refused_where_the_browser_predicts(
+    chromium: &Chromium,
+    address: &str,
+    item: &str,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let page = chromium.page().await?;
+    page.goto(address).await?;
+    open_item(&page, item).await?;
+    wait_for(
+        &page,
+        "document.querySelector('mtos-item-view .prediction') !== null",
+        WAIT,
+    )
+    .await?;
+    let frames = eval(&page, "document.querySelectorAll('iframe').length").await?;
+    assert_eq!(frames.as_u64(), Some(0), "a frame was drawn");
+    chromium.screenshot(&page, "display-refused").await?;
+    Ok(())
+}
+
+/// Runs the hostile component and the SVG in the browser; returns what
+/// the witness saw from them, then checks that a tab of the person's own
+/// does reach it over TCP and UDP (so a silent witness means something).
 async fn hostile_flow(
     chromium: &Chromium,
     address: &str,
     item: &str,
     with_svg: &str,
-    tcp: u16,
-) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    (tcp, udp): (u16, u16),
+    witness: &Witness,
+) -> Result<Vec<String>, Box<dyn std::error::Error + Send + Sync>> {
     let page = chromium.page().await?;
     page.goto(address).await?;
     open_item(&page, item).await?;
@@ -715,7 +760,7 @@ async fn hostile_flow(
         WAIT,
     )
     .await?;
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
     chromium.screenshot(&page, "hostile-component").await?;
     // The SVG part: offered as a file, and opened in a tab of its own it
     // is downloaded, not run.
@@ -733,13 +778,35 @@ async fn hostile_flow(
     )
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    // The control: a tab of the person's own reaches the listener.
+    let seen = witness.seen();
+    // The controls: a page of the person's own reaches the listener, and
+    // its WebRTC reaches the UDP port.
     let control = chromium.page().await?;
     let _ = tokio::time::timeout(
         Duration::from_secs(10),
         control.goto(format!("http://127.0.0.2:{tcp}/control")),
     )
     .await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    Ok(())
+    eval(
+        &control,
+        &format!(
+            "(() => {{ const pc = new RTCPeerConnection({{ iceServers: [{{ urls: 'stun:127.0.0.2:{udp}' }}] }}); \
+             pc.createDataChannel('x'); pc.createOffer().then(o => pc.setLocalDescription(o)); return true; }})()"
+        ),
+    )
+    .await?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let now = witness.seen();
+        if now.iter().any(|s| s.contains("GET /control "))
+            && now.iter().any(|s| s.starts_with("udp:"))
+        {
+            break;
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(format!("the controls never reached the witness: {now:?}").into());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(seen)
 }

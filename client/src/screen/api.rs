@@ -92,6 +92,9 @@ pub enum Request {
     Watch,
     /// Connect again to the home's network (after `mtos net use`).
     Reconnect,
+    /// A new address of the web screen to open, with a one-time token
+    /// (`specs/screen.md` §8).
+    WebAddress,
 }
 
 /// Poll rounds one request may ask for.
@@ -181,6 +184,11 @@ pub enum Reply {
     },
     /// [`Request::LookupCard`].
     Card(CardInfo),
+    /// [`Request::WebAddress`].
+    WebAddress {
+        /// `http://127.0.0.1:PORT/#token=…`, good once, for ten minutes.
+        address: String,
+    },
     /// [`Request::Jobs`].
     Jobs {
         /// Queued and running work.

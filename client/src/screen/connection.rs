@@ -292,6 +292,15 @@ pub(super) async fn handle(
             screen.network_changed().await.map_err(api_err)?;
             Ok(Some(Reply::Done))
         }
+        Request::WebAddress => match screen.web.get() {
+            Some(access) => Ok(Some(Reply::WebAddress {
+                address: access.mint(),
+            })),
+            None => Err(ApiError::new(
+                ErrorKind::NotFound,
+                "the screen serves no web screen: restart it with `mtos screen start --web`",
+            )),
+        },
     }
 }
 

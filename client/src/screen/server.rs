@@ -49,13 +49,13 @@ const SUPERVISE_EVERY: Duration = Duration::from_secs(30);
 /// Runs the screen of `home` until it is asked to stop. `lock` is held
 /// for its life; `passphrase` unlocks the keychain (`None`: the home has
 /// none). `ready` is called once the socket answers, with the web
-/// screen's address (and its token) when it serves one.
+/// screen's port when it serves one.
 pub async fn run(
     home: Home,
     _lock: &ScreenLock,
     passphrase: Option<SecretString>,
     options: ScreenOptions,
-    ready: impl FnOnce(&api::Status, Option<&str>),
+    ready: impl FnOnce(&api::Status, Option<u16>),
 ) -> Result<(), ClientError> {
     let file = home.keychain();
     let keys = match passphrase {
@@ -103,7 +103,11 @@ pub async fn run(
     let web_port = options.web;
     let screen = Screen::new(home, options, keys, session, store);
     let web = match web_port {
-        Some(port) => Some(super::web::start(screen.clone(), port).await?),
+        Some(port) => {
+            let (access, task) = super::web::start(screen.clone(), port).await?;
+            let _ = screen.web.set(access);
+            Some(task)
+        }
         None => None,
     };
     let resumed = jobs::resume_all(&screen);
@@ -114,7 +118,7 @@ pub async fn run(
         tokio::spawn(screen.clone().supervise(SUPERVISE_EVERY)),
         tokio::spawn(poll_loop(screen.clone())),
     ];
-    ready(&screen.status(), web.as_ref().map(|(a, _)| a.as_str()));
+    ready(&screen.status(), screen.web.get().map(|a| a.port));
     let slots = Arc::new(Semaphore::new(CONNECTIONS));
     let mut terminate = signal(tokio::signal::unix::SignalKind::terminate());
     let mut interrupt = signal(tokio::signal::unix::SignalKind::interrupt());
@@ -171,9 +175,8 @@ pub async fn run(
     for t in tasks {
         t.abort();
     }
-    if let Some((_, task)) = web {
+    if let Some(task) = web {
         task.abort();
-        super::web::forget(&screen.home);
     }
     let _ = std::fs::remove_file(&socket);
     Ok(())

@@ -49,6 +49,8 @@ pub(super) struct Screen {
     pub(super) asked_round: AtomicU64,
     pub(super) entries: broadcast::Sender<FeedEntryInfo>,
     pub(super) stop: Notify,
+    /// The web screen's access, when it serves one.
+    pub(super) web: std::sync::OnceLock<Arc<super::web::access::Access>>,
 }
 
 /// `guard.json`: the gateway kept, for the network it belongs to.
@@ -85,6 +87,7 @@ impl Screen {
             asked_round: AtomicU64::new(rand::RngExt::random_range(&mut rand::rng(), 0..1 << 32)),
             entries,
             stop: Notify::new(),
+            web: std::sync::OnceLock::new(),
         });
         screen.save_guard();
         screen

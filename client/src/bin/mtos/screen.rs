@@ -43,15 +43,15 @@ pub enum ScreenCommand {
         #[arg(long, hide = true)]
         passphrase_stdin: bool,
         /// Also serve the web screen on 127.0.0.1 (`mtos screen web`
-        /// prints the address to open, with its token).
+        /// prints an address to open, with a one-time token).
         #[arg(long)]
         web: bool,
         /// The web screen's port (0: a free one).
         #[arg(long, value_name = "PORT", default_value_t = 0, requires = "web")]
         web_port: u16,
     },
-    /// The web screen's address, with this start's token: open it in a
-    /// browser on this machine (`mtos screen start --web`).
+    /// A new address of the web screen to open in a browser on this
+    /// machine, good once, for ten minutes (`mtos screen start --web`).
     Web,
     /// Stop the screen (queued work stays queued for its next start).
     Stop,
@@ -139,19 +139,11 @@ pub fn run(home: &Home, cmd: ScreenCommand) -> Result<String, ClientError> {
     }
 }
 
-/// The running web screen's address, from the file it keeps in the home.
+/// A new address of the running web screen, with a one-time token.
 fn web_address(home: &Home) -> Result<String, ClientError> {
-    if ScreenLock::held(home).is_none() {
-        return Err(ClientError::NoScreen(
-            "no screen runs for this home: `mtos screen start --web`".into(),
-        ));
-    }
-    let path = home.dir().join(screen::web::ADDRESS_FILE);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => Ok(text.trim().to_owned()),
-        Err(_) => Err(ClientError::NotFound(
-            "the screen serves no web screen: restart it with `mtos screen start --web`".into(),
-        )),
+    match call(home, Request::WebAddress)? {
+        Reply::WebAddress { address } => Ok(address),
+        _ => Err(unexpected()),
     }
 }
 
@@ -259,11 +251,10 @@ fn foreground_run(
                 screen::socket_path(home).display(),
                 &status.gateway[..16]
             );
-            // The token stays out of the log: `mtos screen web` prints it.
-            if let Some(address) = web {
-                let bare = address.split('?').next().unwrap_or(address);
+            // No token in the log: `mtos screen web` mints addresses.
+            if let Some(port) = web {
                 eprintln!(
-                    "screen: web screen on {bare} (`mtos screen web` prints the address to open)"
+                    "screen: web screen on http://127.0.0.1:{port}/ (`mtos screen web` prints an address to open)"
                 );
             }
         },

@@ -1,14 +1,11 @@
 //! The page and its assets, embedded in the binary: no build step, no
 //! third-party file, nothing fetched from anywhere but the screen.
 
-use std::sync::Arc;
-
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 
-use super::Web;
 use super::guard::refuse;
 
 const INDEX: &str = include_str!("assets/index.html");
@@ -42,11 +39,10 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ),
 ];
 
-/// The page, with this start's CSRF token in it (the only way a script
-/// learns it: another origin cannot read the page).
-pub(super) async fn index(State(web): State<Arc<Web>>) -> Response {
-    let page = INDEX.replace("{{CSRF}}", &web.csrf);
-    let mut r = Response::new(Body::from(page));
+/// The page: nothing secret in it (the session comes from the address's
+/// fragment, [`super::access`]).
+pub(super) async fn index() -> Response {
+    let mut r = Response::new(Body::from(INDEX));
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/html; charset=utf-8"),

@@ -103,9 +103,9 @@ fn ndjson(body: Body) -> Response {
 /// name; stop and reconnect are refused.
 fn allowed(web: &Web, request: Request) -> Result<Request, ApiError> {
     match request {
-        Request::Stop | Request::Reconnect => Err(ApiError::new(
+        Request::Stop | Request::Reconnect | Request::WebAddress => Err(ApiError::new(
             ErrorKind::BadRequest,
-            "the page cannot stop or reconnect the screen: use `mtos screen`",
+            "the page cannot stop or reconnect the screen, nor mint addresses: use `mtos screen`",
         )),
         Request::Publish { mut seal } => {
             let mut files = Vec::with_capacity(seal.files.len());

@@ -94,6 +94,52 @@ impl Frames {
     }
 }
 
+/// A port nothing should ever connect to: the page points a
+/// `preconnect` link at it and asks whether the browser connected. A
+/// browser that does (network prediction on) would also connect, for a
+/// component, to addresses the component names, showing the person's
+/// address to whoever holds them (`specs/item.md` §6): the page then
+/// draws no component.
+pub(in crate::screen) struct Canary {
+    port: u16,
+    seen: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Canary {
+    pub(super) async fn listen() -> Result<Self, ClientError> {
+        let listener = tokio::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
+            .await
+            .map_err(|e| ClientError::Refused(format!("the web screen's canary port: {e}")))?;
+        let port = listener
+            .local_addr()
+            .map_err(|e| ClientError::Refused(format!("the web screen's canary port: {e}")))?
+            .port();
+        let seen = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counter = seen.clone();
+        tokio::spawn(async move {
+            loop {
+                match listener.accept().await {
+                    // Counted and closed at once: nothing is read.
+                    Ok(_) => {
+                        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        });
+        Ok(Self { port, seen })
+    }
+}
+
+/// `GET /view/canary`: the canary's port and the connections it has seen.
+pub(super) async fn canary(State(web): State<Arc<Web>>) -> Response {
+    Json(json!({
+        "port": web.canary.port,
+        "seen": web.canary.seen.load(std::sync::atomic::Ordering::Relaxed),
+    }))
+    .into_response()
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct Register {
@@ -159,6 +205,14 @@ pub(super) async fn register(State(web): State<Arc<Web>>, Json(r): Json<Register
             ));
         }
         let (markup, code) = (markup.unwrap_or(""), code.unwrap_or(""));
+        // The HTML parser would end the script there (and its hash would
+        // no longer match): refused, rather than silently not run.
+        let lower = code.to_ascii_lowercase();
+        if lower.contains("</script") || lower.contains("<!--") {
+            return Err(ClientError::Refused(
+                "a component's code may not hold `</script` or `<!--` (write them as '<\\/script', '<\\!--')".into(),
+            ));
+        }
         if markup.len() + code.len() > MAX_COMPONENT {
             return Err(ClientError::Refused(
                 "a component is at most 256 KiB".into(),
@@ -186,7 +240,7 @@ pub(super) async fn register(State(web): State<Arc<Web>>, Json(r): Json<Register
     }
     match web.frames.add(frame) {
         Some(id) => {
-            Json(json!({ "frame": format!("/frame/{id}"), "author": author_id })).into_response()
+            Json(json!({ "frame": format!("/frame/{id}"), "author": author_id, "author_key": author_hex })).into_response()
         }
         None => refuse(
             StatusCode::SERVICE_UNAVAILABLE,

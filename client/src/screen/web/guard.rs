@@ -22,11 +22,6 @@ pub(super) fn page_policy(port: u16) -> String {
     )
 }
 
-/// Equal in constant time (both hashed first, so lengths leak nothing).
-pub(super) fn same_secret(a: &str, b: &str) -> bool {
-    blake3::hash(a.as_bytes()) == blake3::hash(b.as_bytes())
-}
-
 /// A refusal: a status and one plain line for the person.
 pub(super) fn refuse(status: StatusCode, text: &str) -> Response {
     let mut r = (status, format!("{text}\n")).into_response();
@@ -41,21 +36,20 @@ pub(super) async fn not_found() -> Response {
     refuse(StatusCode::NOT_FOUND, "nothing here")
 }
 
-/// The cookie `name` among the request's cookies.
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|c| c.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
-}
-
-/// The one query parameter `token`, if the query is exactly that.
-fn token_in(query: Option<&str>) -> Option<&str> {
-    query?.strip_prefix("token=")
+/// Answers `POST /session`: the token of an address (`X-Mtos-Token`),
+/// good once, for a session secret.
+pub(super) async fn session(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
+    let token = headers
+        .get("x-mtos-token")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    match web.access.open_session(token) {
+        Some(session) => axum::Json(serde_json::json!({ "session": session })).into_response(),
+        None => refuse(
+            StatusCode::FORBIDDEN,
+            "this address was used already or is too old: `mtos screen web` prints a new one",
+        ),
+    }
 }
 
 /// Checks a request, runs it, logs it, and adds the headers every answer
@@ -64,8 +58,7 @@ pub(super) async fn check(State(web): State<Arc<Web>>, request: Request, next: N
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let response = match admit(&web, &request) {
-        Ok(Admitted::Run) => next.run(request).await,
-        Ok(Admitted::Answer(r)) => r,
+        Ok(()) => next.run(request).await,
         Err(r) => *r,
     };
     let mut response = response;
@@ -86,12 +79,7 @@ pub(super) async fn check(State(web): State<Arc<Web>>, request: Request, next: N
     response
 }
 
-enum Admitted {
-    Run,
-    Answer(Response),
-}
-
-fn admit(web: &Web, request: &Request<Body>) -> Result<Admitted, Box<Response>> {
+fn admit(web: &Web, request: &Request<Body>) -> Result<(), Box<Response>> {
     let headers = request.headers();
     // DNS rebinding: a page of another name resolved to 127.0.0.1 sends
     // its own name as Host.
@@ -115,40 +103,9 @@ fn admit(web: &Web, request: &Request<Body>) -> Result<Admitted, Box<Response>> 
             "requests from other sites are refused",
         )));
     }
-    // The token, traded for the cookie once; the address bar then holds
-    // no secret.
-    if request.uri().path() == "/"
-        && let Some(token) = token_in(request.uri().query())
-    {
-        if !same_secret(token, &web.token) {
-            return Err(Box::new(refuse(
-                StatusCode::FORBIDDEN,
-                "this token is not the screen's: open the address `mtos screen web` prints",
-            )));
-        }
-        let mut r = Response::new(Body::empty());
-        *r.status_mut() = StatusCode::SEE_OTHER;
-        r.headers_mut()
-            .insert(header::LOCATION, HeaderValue::from_static("/"));
-        let cookie = format!(
-            "{}={}; Path=/; HttpOnly; SameSite=Strict",
-            web.cookie_name(),
-            web.session
-        );
-        if let Ok(v) = HeaderValue::from_str(&cookie) {
-            r.headers_mut().insert(header::SET_COOKIE, v);
-        }
-        return Ok(Admitted::Answer(r));
-    }
-    let signed_in =
-        cookie(headers, &web.cookie_name()).is_some_and(|c| same_secret(c, &web.session));
-    if !signed_in {
-        return Err(Box::new(refuse(
-            StatusCode::FORBIDDEN,
-            "not signed in: open the address `mtos screen web` prints",
-        )));
-    }
-    if request.method() != Method::GET && request.method() != Method::HEAD {
+    let method = request.method();
+    let reading = method == Method::GET || method == Method::HEAD;
+    if !reading {
         let origin = headers
             .get(header::ORIGIN)
             .and_then(|h| h.to_str().ok())
@@ -159,18 +116,32 @@ fn admit(web: &Web, request: &Request<Body>) -> Result<Admitted, Box<Response>> 
                 "requests from other origins are refused",
             )));
         }
-        let csrf = headers
-            .get("x-mtos-csrf")
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("");
-        if !same_secret(csrf, &web.csrf) {
-            return Err(Box::new(refuse(
-                StatusCode::FORBIDDEN,
-                "the page's CSRF token is missing or stale: reload the page",
-            )));
-        }
     }
-    Ok(Admitted::Run)
+    let path = request.uri().path();
+    // The page and its code hold no secret; a part and a frame are asked
+    // by a random handle the page was given (an element's `src` carries
+    // no header), checked by their handlers; the session is opened with
+    // a token.
+    let open = (reading
+        && (path == "/"
+            || path.starts_with("/assets/")
+            || path == "/view/part"
+            || path.starts_with("/frame/")))
+        || (method == Method::POST && path == "/session");
+    if open {
+        return Ok(());
+    }
+    let session = headers
+        .get("x-mtos-session")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    if !web.access.valid(session) {
+        return Err(Box::new(refuse(
+            StatusCode::FORBIDDEN,
+            "no session: open the address `mtos screen web` prints",
+        )));
+    }
+    Ok(())
 }
 
 /// Headers on every answer; an answer that set its own policy (a frame,

@@ -101,7 +101,10 @@ pub(super) async fn identities(State(web): State<Arc<Web>>) -> Response {
             })
         })
         .collect();
-    Json(json!({ "identities": list, "keychain": keychain.is_some() })).into_response()
+    // A keychain on disk that the screen did not unlock (made after it
+    // started) counts: creating one would be refused.
+    let exists = keychain.is_some() || web.screen.home.keychain().exists();
+    Json(json!({ "identities": list, "keychain": exists })).into_response()
 }
 
 #[derive(Deserialize)]

@@ -1,14 +1,38 @@
-// The screen's API as the page speaks it (specs/screen.md §7): requests in
+// The screen's API as the page speaks it (specs/screen.md §8): requests in
 // the socket's envelope over POST /api, answered as lines of JSON; views
-// under /view. Every state-changing request carries the page's CSRF token.
+// under /view. Every request carries the tab's session secret as a header
+// (no cookie: a host's cookies go to all its ports).
 
-const CSRF = document.querySelector('meta[name="mtos-csrf"]').content;
 export const API_VERSION = 1;
+const SESSION = 'mtos-session';
 
 function headers(json) {
-  const h = { 'X-Mtos-Csrf': CSRF };
+  const h = { 'X-Mtos-Session': sessionStorage.getItem(SESSION) || '' };
   if (json) h['Content-Type'] = 'application/json';
   return h;
+}
+
+// Trades the one-time token in the address's fragment (which the browser
+// never sends anywhere) for this tab's session, and takes the token out of
+// the address bar and history.
+export async function signIn() {
+  const m = location.hash.match(/^#token=([a-z2-7]+)$/);
+  if (m) {
+    history.replaceState(null, '', location.pathname);
+    const res = await fetch('/session', { method: 'POST', headers: { 'X-Mtos-Token': m[1] } });
+    if (!res.ok) throw new ApiError('refused', (await res.text()).trim());
+    sessionStorage.setItem(SESSION, (await res.json()).session);
+  }
+  if (!sessionStorage.getItem(SESSION)) {
+    throw new ApiError('refused', 'Open the address `mtos screen web` prints (each is good once, for ten minutes).');
+  }
+}
+
+// A picture or file the screen serves to the session only, as a blob: URL.
+export async function blobUrl(path) {
+  const res = await fetch(path, { headers: headers(false) });
+  if (!res.ok) throw new ApiError(String(res.status), (await res.text()).trim());
+  return URL.createObjectURL(await res.blob());
 }
 
 export class ApiError extends Error {
@@ -74,7 +98,7 @@ export function upload(file, progress) {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
     xhr.open('POST', '/upload');
-    xhr.setRequestHeader('X-Mtos-Csrf', CSRF);
+    xhr.setRequestHeader('X-Mtos-Session', sessionStorage.getItem(SESSION) || '');
     xhr.setRequestHeader('X-File-Name', file.name.replace(/[^\x20-\x7e]/g, '_'));
     xhr.setRequestHeader('Content-Type', 'application/octet-stream');
     xhr.upload.onprogress = (e) => progress(e.loaded, e.total);

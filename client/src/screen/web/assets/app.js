@@ -1,5 +1,5 @@
 // The web screen's shell: navigation, the screen's status, the timeline.
-import { api, view, h, when, say } from './api.js';
+import { api, view, h, when, say, signIn } from './api.js';
 import './item.js';
 import './forms.js';
 
@@ -12,7 +12,13 @@ const VIEWS = [
 ];
 
 class MtosApp extends HTMLElement {
-  connectedCallback() {
+  async connectedCallback() {
+    try {
+      await signIn();
+    } catch (e) {
+      this.append(h('main', { id: 'main' }, h('h1', {}, 'mtos'), h('p', { class: 'note', 'data-kind': 'error', role: 'alert' }, e.message)));
+      return;
+    }
     this.status = h('mtos-status');
     const nav = h('nav', { 'aria-label': 'Sections' },
       h('ul', {}, VIEWS.map(([id, label]) =>
@@ -36,6 +42,12 @@ class MtosApp extends HTMLElement {
 
   route() {
     const id = (location.hash || '#timeline').slice(1);
+    // The skip link, or any other anchor: the view stays (a half-written
+    // publish is not lost).
+    if (!VIEWS.some(([v]) => v === id) && this.main.firstChild) {
+      this.main.focus();
+      return;
+    }
     const known = VIEWS.some(([v]) => v === id) ? id : 'timeline';
     for (const [v] of VIEWS) {
       const link = this.querySelector(`#nav-${v}`);
@@ -62,7 +74,8 @@ class MtosApp extends HTMLElement {
 
 class MtosStatus extends HTMLElement {
   connectedCallback() {
-    this.setAttribute('role', 'status');
+    // Counters that change every few seconds are not announced.
+    this.setAttribute('aria-live', 'off');
     this.refresh();
     this.timer = setInterval(() => this.refresh(), 10000);
   }
@@ -104,10 +117,16 @@ class MtosTimeline extends HTMLElement {
   async watch() {
     this.abort = new AbortController();
     try {
-      await api({ op: 'watch' }, () => this.load(), this.abort.signal);
+      await api({ op: 'watch' }, () => this.soon(), this.abort.signal);
     } catch (e) {
       if (e.name !== 'AbortError' && this.isConnected) setTimeout(() => this.isConnected && this.watch(), 5000);
     }
+  }
+
+  // Many entries at once reload the list once.
+  soon() {
+    clearTimeout(this.pending);
+    this.pending = setTimeout(() => this.load(), 500);
   }
 
   async pollNow() {

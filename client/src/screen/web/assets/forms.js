@@ -1,5 +1,5 @@
 // What a person does: publish, keep identities, follow feeds.
-import { api, view, post, upload, h, say } from './api.js';
+import { api, view, post, upload, h, say, blobUrl } from './api.js';
 
 const TYPES = ['', 'Note', 'Article', 'Comment', 'ImageObject', 'VideoObject', 'AudioObject',
   'MediaObject', 'DigitalDocument', 'WebPage', 'Event', 'Collection'];
@@ -104,7 +104,8 @@ class MtosPublish extends HTMLElement {
           say(this.note, `queued (job ${e.job}): it goes out in the cover traffic's slots`);
         }
       });
-      say(this.note, `published: ${done.chunks} chunk(s)${done.feed_entry !== null && done.feed_entry !== undefined ? `, entry #${done.feed_entry} of your feed` : ''}`, 'ok');
+      const entry = Array.isArray(done.feed_entry) ? `, entry #${done.feed_entry[1]} of the feed of ${done.feed_entry[0]}` : '';
+      say(this.note, `published: ${done.chunks} chunk(s)${entry}`, 'ok');
       const ref = h('input', { id: 'published-ref', readonly: true, value: done.reference });
       this.result.replaceChildren(
         field('published-ref', 'Reference', ref),
@@ -154,16 +155,26 @@ class MtosIdentities extends HTMLElement {
         say(note, e.message, 'error');
       }
     };
+    const qr = h('img', { alt: `QR code of ${i.label}'s identity URI`, class: 'qr' });
+    blobUrl(`/view/identity.svg?id=${encodeURIComponent(i.id)}`).then((u) => { qr.src = u; }, (e) => say(note, e.message, 'error'));
+    const exportCard = async () => {
+      try {
+        const a = h('a', { href: await blobUrl(`/view/identity.txt?id=${encodeURIComponent(i.id)}`), download: `mtos-${i.id}.txt` });
+        a.click();
+      } catch (e) {
+        say(note, e.message, 'error');
+      }
+    };
     return h('section', { class: 'card identity', 'aria-label': `identity ${i.label}` },
       h('h3', {}, i.label, ' ', h('span', { class: 'pill' }, i.visibility)),
-      h('img', { src: `/view/identity.svg?id=${encodeURIComponent(i.id)}`, alt: `QR code of ${i.label}'s identity URI`, class: 'qr' }),
+      qr,
       h('dl', {},
         h('dt', {}, 'Fingerprint'), h('dd', { class: 'fingerprint' }, i.fingerprint),
         h('dt', {}, 'Identity URI'), h('dd', {}, h('input', { readonly: true, value: i.uri, 'aria-label': `identity URI of ${i.label}` })),
         h('dt', {}, 'Feed URI (for followers)'), h('dd', {}, h('input', { readonly: true, value: i.feed, 'aria-label': `feed URI of ${i.label}` }))),
       i.visibility === 'private' ? h('p', { class: 'muted' }, 'Private: share its URIs out of band only.') : null,
       h('p', {},
-        h('a', { href: `/view/identity.txt?id=${encodeURIComponent(i.id)}`, download: `mtos-${i.id}.txt` }, 'Export the public card'),
+        h('button', { type: 'button', onclick: exportCard }, 'Export the public card'),
         ' ',
         i.visibility === 'public' ? h('button', { type: 'button', onclick: publishCard }, 'Publish the card') : null),
       note);
@@ -193,6 +204,10 @@ class MtosIdentities extends HTMLElement {
       say(this.note, 'the two passphrases differ', 'error');
       return;
     }
+    if (this.creating) return;
+    this.creating = true;
+    const button = this.newForm.querySelector('#new-identity');
+    button.disabled = true;
     say(this.note, 'creating…');
     try {
       const r = await post('/view/identities', {
@@ -201,9 +216,12 @@ class MtosIdentities extends HTMLElement {
         passphrase: keychain ? null : pass.value,
       });
       say(this.note, `created "${r.label}"`, 'ok');
-      this.load();
+      await this.load();
     } catch (e) {
       say(this.note, e.message, 'error');
+    } finally {
+      this.creating = false;
+      button.disabled = false;
     }
   }
 

@@ -7,6 +7,26 @@ import { api, view, post, h, when, say } from './api.js';
 const HEIGHT_MIN = 40;
 const HEIGHT_MAX = 4000;
 
+// Whether this browser connects on its own to addresses a page names
+// (network prediction, Chromium's "Preload pages"): a `preconnect` link to
+// a port of the screen that nothing should ever reach, and whether it was
+// reached. Asked once per page load.
+let predicting = null;
+async function browserPredicts() {
+  if (predicting === null) {
+    predicting = (async () => {
+      const before = await view('/view/canary');
+      const link = h('link', { rel: 'preconnect', href: `http://127.0.0.1:${before.port}/` });
+      document.head.append(link);
+      await new Promise((r) => { setTimeout(r, 1500); });
+      link.remove();
+      const after = await view('/view/canary');
+      return after.seen > before.seen;
+    })();
+  }
+  return predicting;
+}
+
 function openItem(reference) {
   document.dispatchEvent(new CustomEvent('mtos-open-item', { detail: { reference } }));
 }
@@ -80,30 +100,46 @@ class MtosItemView extends HTMLElement {
   // are trusted; otherwise the built-in view and a choice.
   async component(display) {
     const item = this.item;
+    let predicts = true;
+    try {
+      predicts = await browserPredicts();
+    } catch (e) {
+      say(this.note, e.message, 'error');
+    }
+    if (predicts) {
+      builtin(display, item);
+      display.prepend(h('div', { class: 'trust prediction', role: 'alert' },
+        h('p', {}, 'This item brings its own display, but this browser opens connections on its own to addresses a page names ("Preload pages"), which would let a display reveal your address. Displays are not drawn here until it is off: Settings, Performance, Preload pages; then reload.')));
+      return;
+    }
     let reg;
-    for (let tries = 0; tries < 2 && !reg; tries++) {
-      try {
-        reg = await post('/view/frame', { reference: item.reference });
-      } catch (e) {
-        if (e.status === 403 && e.body && e.body.untrusted) {
-          builtin(display, item);
-          display.prepend(this.trustBar(e.body.untrusted, e.body.author));
-          return;
-        }
-        if (e.status === 404 && tries === 0) {
-          try {
-            say(this.note, 'fetching its display component…');
-            await fetchItem(item.component, this.note, null);
-            continue;
-          } catch (e2) {
-            say(this.note, `its display component could not be fetched: ${e2.message}`, 'error');
-          }
-        } else {
-          say(this.note, e.message, 'error');
-        }
-        builtin(display, item);
-        return;
+    try {
+      reg = await post('/view/frame', { reference: item.reference });
+    } catch (e) {
+      builtin(display, item);
+      if (e.status === 403 && e.body && e.body.untrusted) {
+        display.prepend(this.trustBar(e.body.untrusted, e.body.author));
+      } else if (e.status === 404 && !this.fetchedComponent) {
+        // Fetched only when the person asks: opening an item does not
+        // make the screen fetch what the item names.
+        display.prepend(h('div', { class: 'trust' },
+          h('p', {}, 'This item brings its own display, not fetched yet.'),
+          h('button', {
+            type: 'button',
+            onclick: async () => {
+              try {
+                await fetchItem(item.component, this.note, null);
+                this.fetchedComponent = true;
+                this.draw();
+              } catch (e2) {
+                say(this.note, `its display could not be fetched: ${e2.message}`, 'error');
+              }
+            },
+          }, 'Fetch its display')));
+      } else {
+        say(this.note, e.message, 'error');
       }
+      return;
     }
     const frame = h('iframe', {
       class: 'component',
@@ -116,18 +152,34 @@ class MtosItemView extends HTMLElement {
     frame.addEventListener('load', () => this.hand(frame), { once: true });
     const asks = h('div', { class: 'asks', 'aria-live': 'polite' });
     this.asks = asks;
-    display.replaceChildren(h('p', { class: 'muted' }, `drawn by a component by ${reg.author}`), frame, asks);
+    const untrust = h('button', {
+      type: 'button',
+      class: 'link',
+      onclick: async () => {
+        try {
+          await post('/view/trust', { author: reg.author_key, trusted: false });
+          this.draw();
+        } catch (e) {
+          say(this.note, e.message, 'error');
+        }
+      },
+    }, `stop trusting displays by ${reg.author}`);
+    display.replaceChildren(h('p', { class: 'muted' }, `drawn by a display made by ${reg.author} · `, untrust), frame, asks);
   }
 
   trustBar(key, author) {
     const bar = h('div', { class: 'trust' },
       h('p', {}, `This item brings its own display, made by ${author}. Displays run in a sandbox that cannot reach the network, this screen or your other items; trust them only from authors you know.`),
-      h('p', { class: 'muted' }, 'In Chromium, turn "Preload pages" off (Settings, Performance): otherwise a display can make the browser open a connection, carrying no data, to an address it names.'),
+
       h('button', {
         type: 'button',
         onclick: async () => {
-          await post('/view/trust', { author: key, trusted: true });
-          this.draw();
+          try {
+            await post('/view/trust', { author: key, trusted: true });
+            this.draw();
+          } catch (e) {
+            say(this.note, e.message, 'error');
+          }
         },
       }, `Trust displays by ${author}`));
     return bar;
@@ -192,9 +244,17 @@ export function builtin(display, item) {
     }
     if (/^audio\//.test(base)) return h('audio', { src: p.media, controls: true, 'aria-label': `sound ${i + 1}` });
     if (/^video\//.test(base)) return h('video', { src: p.media, controls: true, class: 'media', 'aria-label': `video ${i + 1}` });
-    return h('p', {}, h('a', { href: p.media, download: `part-${i + 1}` }, `file: ${base}, ${p.length} bytes (download)`));
+    return h('p', {}, h('a', { href: p.media, download: `part-${i + 1}${extension(base)}` }, `file: ${base}, ${p.length} bytes (download)`));
   });
   display.replaceChildren(...parts);
+}
+
+// A file name's extension for a part's type, from a short list (the rest:
+// none).
+function extension(mime) {
+  const known = { 'application/pdf': '.pdf', 'text/plain': '.txt', 'text/html': '.html', 'image/svg+xml': '.svg',
+    'application/zip': '.zip', 'text/csv': '.csv', 'application/json': '.json', 'text/javascript': '.js' };
+  return known[mime] || '';
 }
 
 customElements.define('mtos-item-view', MtosItemView);
