@@ -54,11 +54,24 @@ pub(super) async fn api(State(web): State<Arc<Web>>, body: Bytes) -> Response {
         Ok(r) => r,
         Err(e) => return lines(vec![Line::Error(e)]),
     };
-    let Ok(permit) = web.streams.clone().try_acquire_owned() else {
+    // Watches (one per open timeline) have their own, smaller share, so
+    // tabs left open never keep a publish out.
+    let slots = if request == Request::Watch {
+        &web.watches
+    } else {
+        &web.streams
+    };
+    let Ok(permit) = slots.clone().try_acquire_owned() else {
         return lines(vec![Line::Error(ApiError::new(
             ErrorKind::Busy,
             "too many requests are open: close a tab, or try again",
         ))]);
+    };
+    // A publish's uploads are removed once it is done: the item is sealed
+    // in the store by then (a resumed publish needs only its record).
+    let uploads = match &request {
+        Request::Publish { seal } => seal.files.clone(),
+        _ => Vec::new(),
     };
     let (tx, rx) = mpsc::channel::<Line>(BUFFERED);
     let screen = web.screen.clone();
@@ -69,6 +82,11 @@ pub(super) async fn api(State(web): State<Arc<Web>>, body: Bytes) -> Response {
             Ok(None) => return,
             Err(e) => Line::Error(e),
         };
+        if matches!(line, Line::Ok(_)) {
+            for f in uploads {
+                let _ = std::fs::remove_file(f);
+            }
+        }
         let _ = out.tx.send(line).await;
         drop(permit);
     });

@@ -164,6 +164,9 @@ pub(super) async fn register(State(web): State<Arc<Web>>, Json(r): Json<Register
         Err(e) => return failed(&e),
     };
     let screen = web.screen.clone();
+    let Ok(_opening) = web.opening.clone().acquire_owned().await else {
+        return refuse(StatusCode::SERVICE_UNAVAILABLE, "the screen is stopping");
+    };
     let found = tokio::task::spawn_blocking(move || -> Result<_, ClientError> {
         let open = |r: &ItemRef| {
             mtos_crypto::item::seal::open(

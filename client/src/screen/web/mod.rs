@@ -41,15 +41,27 @@ pub(super) struct Web {
     pub(super) access: Arc<access::Access>,
     pub(super) frames: frames::Frames,
     pub(super) handles: views::Handles,
+    pub(super) opened: views::Opened,
     pub(super) log: access::AccessLog,
-    /// Streams of the API open at once (watchers hold one each).
+    /// Streams of the API open at once, watches apart.
     pub(super) streams: Arc<tokio::sync::Semaphore>,
+    /// Watches open at once (one per open timeline).
+    pub(super) watches: Arc<tokio::sync::Semaphore>,
+    /// One upload at a time: the uploads folder's bounds are checked
+    /// and kept by one writer.
+    pub(super) uploading: tokio::sync::Mutex<()>,
+    /// Items opened at once (each decrypted whole, in memory).
+    pub(super) opening: Arc<tokio::sync::Semaphore>,
     /// Where the page checks whether the browser connects on its own.
     pub(super) canary: frames::Canary,
 }
 
-/// API streams the page may hold open at once.
+/// API streams the page may hold open at once, watches apart.
 const STREAMS: usize = 32;
+/// Watches the page may hold open at once.
+const WATCHES: usize = 8;
+/// Items opened at once.
+const OPENING: usize = 2;
 
 /// Starts the web screen on 127.0.0.1:`port` (0: a free port) beside the
 /// socket; returns what mints its addresses.
@@ -75,7 +87,11 @@ pub(super) async fn start(
         access: Arc::new(access::Access::new(port)),
         frames: frames::Frames::default(),
         handles: views::Handles::default(),
+        opened: views::Opened::default(),
         streams: Arc::new(tokio::sync::Semaphore::new(STREAMS)),
+        watches: Arc::new(tokio::sync::Semaphore::new(WATCHES)),
+        uploading: tokio::sync::Mutex::new(()),
+        opening: Arc::new(tokio::sync::Semaphore::new(OPENING)),
     });
     let access = web.access.clone();
     let app = router(web.clone());

@@ -107,12 +107,25 @@ fn waiting(home: &Home) -> (usize, u64) {
         .fold((0, 0), |(n, b), m| (n + 1, b + m.len()))
 }
 
+/// Removes a partial upload unless it was finished (the request may be
+/// dropped mid-body).
+struct Partial(Option<PathBuf>);
+
+impl Drop for Partial {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
 pub(super) async fn upload(
     State(web): State<Arc<Web>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let home = &web.screen.home;
+    let _one = web.uploading.lock().await;
     let (files, bytes) = waiting(home);
     if files >= MAX_WAITING || bytes >= MAX_BYTES {
         return refuse(
@@ -139,6 +152,7 @@ pub(super) async fn upload(
         Ok(f) => f,
         Err(e) => return refuse(StatusCode::INTERNAL_SERVER_ERROR, &format!("upload: {e}")),
     };
+    let mut partial = Partial(Some(path.clone()));
     let mut stream = body.into_data_stream();
     let mut size = 0u64;
     let failed: Option<(StatusCode, String)> = loop {
@@ -152,7 +166,7 @@ pub(super) async fn upload(
             }
             Some(Ok(chunk)) => {
                 size += chunk.len() as u64;
-                if size > MAX_UPLOAD {
+                if size > MAX_UPLOAD || bytes + size > MAX_BYTES {
                     break Some((
                         StatusCode::PAYLOAD_TOO_LARGE,
                         "an upload is at most 1 GiB".into(),
@@ -173,9 +187,8 @@ pub(super) async fn upload(
         some => some,
     };
     if let Some((status, text)) = failed {
-        drop(file);
-        let _ = tokio::fs::remove_file(&path).await;
         return refuse(status, &text);
     }
+    partial.0 = None;
     axum::Json(serde_json::json!({ "upload": name, "size": size })).into_response()
 }

@@ -313,6 +313,41 @@ fn summary(item: &Item) -> Summary {
     }
 }
 
+/// Items kept opened, for their parts (a page asks for each picture of an
+/// item apart); each at most [`CACHED_ITEM`] bytes of body.
+#[derive(Default)]
+pub(in crate::screen) struct Opened {
+    items: Mutex<VecDeque<(ItemRef, Arc<Item>)>>,
+}
+
+/// Items kept opened.
+const CACHED: usize = 4;
+/// The largest body an item kept opened may have.
+const CACHED_ITEM: u64 = 64 << 20;
+
+impl Opened {
+    fn get(&self, reference: &ItemRef) -> Option<Arc<Item>> {
+        let items = self.items.lock().ok()?;
+        items
+            .iter()
+            .find(|(r, _)| r == reference)
+            .map(|(_, i)| i.clone())
+    }
+
+    fn keep(&self, reference: &ItemRef, item: &Arc<Item>) {
+        if item.body_len() > CACHED_ITEM {
+            return;
+        }
+        if let Ok(mut items) = self.items.lock() {
+            items.retain(|(r, _)| r != reference);
+            if items.len() >= CACHED {
+                items.pop_front();
+            }
+            items.push_back((reference.clone(), item.clone()));
+        }
+    }
+}
+
 /// The item `reference` from the store, if it is there whole and opens.
 fn open_local(
     screen: &Screen,
@@ -353,6 +388,9 @@ pub(super) async fn timeline(State(web): State<Arc<Web>>) -> Response {
     entries.truncate(TIMELINE);
     let screen = web.screen.clone();
     let handles = web.clone();
+    let Ok(_opening) = web.opening.clone().acquire_owned().await else {
+        return refuse(StatusCode::SERVICE_UNAVAILABLE, "the screen is stopping");
+    };
     let list = tokio::task::spawn_blocking(move || {
         entries
             .into_iter()
@@ -431,6 +469,9 @@ pub(super) async fn item(State(web): State<Arc<Web>>, Json(q): Json<ItemQuery>) 
     let keychain = web.screen.keychain().await.ok().flatten();
     let screen = web.screen.clone();
     let r2 = reference.clone();
+    let Ok(_opening) = web.opening.clone().acquire_owned().await else {
+        return refuse(StatusCode::SERVICE_UNAVAILABLE, "the screen is stopping");
+    };
     let opened = tokio::task::spawn_blocking(move || open_local(&screen, &r2, &secrets)).await;
     let item = match opened {
         Ok(Ok(Some(i))) => i,
@@ -530,18 +571,31 @@ pub(super) async fn part(State(web): State<Arc<Web>>, Query(q): Query<PartQuery>
     let Some((reference, n)) = web.handles.get(&q.h) else {
         return refuse(StatusCode::NOT_FOUND, "no such part (reload the item)");
     };
-    let secrets = match web.screen.item_secrets().await {
-        Ok(s) => s,
-        Err(e) => return failed(&e),
-    };
-    let screen = web.screen.clone();
-    let opened =
-        tokio::task::spawn_blocking(move || open_local(&screen, &reference, &secrets)).await;
-    let item = match opened {
-        Ok(Ok(Some(i))) => i,
-        Ok(Ok(None)) => return refuse(StatusCode::NOT_FOUND, "not in the store"),
-        Ok(Err(e)) => return failed(&e),
-        Err(e) => return refuse(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    let item = match web.opened.get(&reference) {
+        Some(i) => i,
+        None => {
+            let secrets = match web.screen.item_secrets().await {
+                Ok(s) => s,
+                Err(e) => return failed(&e),
+            };
+            let Ok(_opening) = web.opening.clone().acquire_owned().await else {
+                return refuse(StatusCode::SERVICE_UNAVAILABLE, "the screen is stopping");
+            };
+            let screen = web.screen.clone();
+            let r2 = reference.clone();
+            let opened =
+                tokio::task::spawn_blocking(move || open_local(&screen, &r2, &secrets)).await;
+            match opened {
+                Ok(Ok(Some(i))) => {
+                    let i = Arc::new(i);
+                    web.opened.keep(&reference, &i);
+                    i
+                }
+                Ok(Ok(None)) => return refuse(StatusCode::NOT_FOUND, "not in the store"),
+                Ok(Err(e)) => return failed(&e),
+                Err(e) => return refuse(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+            }
+        }
     };
     let Some(p) = item.parts().get(n) else {
         return refuse(StatusCode::NOT_FOUND, "no such part");
