@@ -37,6 +37,9 @@ requests = [
     ("cancel", request("cancel", job=7)),
     ("watch", request("watch")),
     ("reconnect", request("reconnect")),
+    ("web_address", request("web_address")),
+    ("publish with a display component", request("publish", seal=dict(
+        seal, text=["3 9 4"], files=[], tag=[], component=REF))),
 ]
 
 job = {"job": 3, "kind": "publish", "reference": REF, "state": "running", "done": 12, "total": 85}
@@ -75,6 +78,8 @@ answers = [
                          "fingerprint": "45982 29914 17724 09762 93147 21766",
                          "uri": "mtos:id:abc", "feed": "mtos:feed:abc", "time_ms": 1796486400000}}),
     ("ok: jobs", {"ok": {"reply": "jobs", "jobs": [job]}}),
+    ("ok: web_address", {"ok": {"reply": "web_address", "address":
+        "http://127.0.0.1:8737/#token=" + "a" * 52}}),
 ]
 kinds = [("bad_request", 4), ("version", 4), ("bad_input", 4), ("not_found", 5),
          ("conflict", 6), ("not_recipient", 7), ("network", 1), ("busy", 1),

@@ -15,6 +15,7 @@ mod assets;
 mod bridge;
 mod frames;
 mod guard;
+mod items;
 mod upload;
 mod views;
 
@@ -40,8 +41,8 @@ pub(super) struct Web {
     pub(super) port: u16,
     pub(super) access: Arc<access::Access>,
     pub(super) frames: frames::Frames,
-    pub(super) handles: views::Handles,
-    pub(super) opened: views::Opened,
+    pub(super) handles: items::Handles,
+    pub(super) opened: items::Opened,
     pub(super) log: access::AccessLog,
     /// Streams of the API open at once, watches apart.
     pub(super) streams: Arc<tokio::sync::Semaphore>,
@@ -86,8 +87,8 @@ pub(super) async fn start(
         port,
         access: Arc::new(access::Access::new(port)),
         frames: frames::Frames::default(),
-        handles: views::Handles::default(),
-        opened: views::Opened::default(),
+        handles: items::Handles::default(),
+        opened: items::Opened::default(),
         streams: Arc::new(tokio::sync::Semaphore::new(STREAMS)),
         watches: Arc::new(tokio::sync::Semaphore::new(WATCHES)),
         uploading: tokio::sync::Mutex::new(()),
@@ -118,9 +119,9 @@ fn router(web: Arc<Web>) -> Router {
         .route("/view/identity.txt", get(views::export))
         .route("/view/compare", post(views::compare))
         .route("/view/feeds", get(views::feeds))
-        .route("/view/timeline", get(views::timeline))
-        .route("/view/item", post(views::item))
-        .route("/view/part", get(views::part))
+        .route("/view/timeline", get(items::timeline))
+        .route("/view/item", post(items::item))
+        .route("/view/part", get(items::part))
         .route("/view/trust", get(views::trusted).post(views::trust))
         .route("/view/frame", post(frames::register))
         .route("/view/canary", get(frames::canary))

@@ -1,19 +1,16 @@
-//! What the page shows, read from the screen's keychain, feed book and
-//! store: identities, followed feeds, the timeline, an item. Nothing
+//! What the page shows of the person's keychain and feed book:
+//! identities, safety numbers, followed feeds, and the authors whose
+//! display components they trust ([`super::items`] shows items). Nothing
 //! secret goes out: no passphrase, no secret key, no feed's read key
-//! beyond the person's own follow URIs, and an item's parts by handle,
-//! never by reference.
+//! beyond the person's own follow URIs.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use mtos_crypto::item::seal::{self, MAX_SEALED_LEN};
-use mtos_crypto::item::{Item, ItemRef, PartKind, RefKind};
 use mtos_crypto::{PublicIdentity, Visibility};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -22,14 +19,7 @@ use super::Web;
 use super::guard::refuse;
 use crate::ClientError;
 use crate::feeds::FeedBook;
-use crate::screen::state::Screen;
 
-/// Text parts longer than this are not sent whole in an item's view.
-const TEXT_INLINE: usize = 256 * 1024;
-/// Entries the timeline shows.
-const TIMELINE: usize = 200;
-/// Part handles kept; the oldest go first.
-const HANDLES: usize = 4096;
 /// The file that lists the authors whose display components the person
 /// trusts.
 pub const TRUST_FILE: &str = "web-trust.json";
@@ -46,38 +36,6 @@ pub(super) fn failed(e: &ClientError) -> Response {
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     refuse(status, &e.to_string())
-}
-
-/// Handles for items' parts: the page asks for `/view/part?h=…`, so no
-/// item reference (which carries the item's key) is ever in a URL.
-/// Handles to (item, part), and the order they were given in.
-type HandleMap = (HashMap<String, (ItemRef, usize)>, VecDeque<String>);
-
-#[derive(Default)]
-pub(in crate::screen) struct Handles {
-    map: Mutex<HandleMap>,
-}
-
-impl Handles {
-    fn give(&self, reference: &ItemRef, part: usize) -> String {
-        let id: [u8; 16] = rand::random();
-        let id = data_encoding::HEXLOWER.encode(&id);
-        if let Ok(mut m) = self.map.lock() {
-            let (map, order) = &mut *m;
-            if order.len() >= HANDLES
-                && let Some(old) = order.pop_front()
-            {
-                map.remove(&old);
-            }
-            map.insert(id.clone(), (reference.clone(), part));
-            order.push_back(id.clone());
-        }
-        id
-    }
-
-    fn get(&self, id: &str) -> Option<(ItemRef, usize)> {
-        self.map.lock().ok()?.0.get(id).cloned()
-    }
 }
 
 pub(super) async fn identities(State(web): State<Arc<Web>>) -> Response {
@@ -280,161 +238,6 @@ pub(super) async fn feeds(State(web): State<Arc<Web>>) -> Response {
     Json(json!({ "feeds": list })).into_response()
 }
 
-/// One line of an item for lists: its type, its first text's beginning,
-/// tags, and whether it holds media.
-#[derive(Serialize)]
-struct Summary {
-    content_type: String,
-    author: String,
-    text: String,
-    tags: Vec<String>,
-    media: usize,
-}
-
-fn summary(item: &Item) -> Summary {
-    let text = item
-        .parts()
-        .iter()
-        .find_map(|p| p.as_text())
-        .unwrap_or("")
-        .chars()
-        .take(280)
-        .collect();
-    Summary {
-        content_type: item.content_type().to_string(),
-        author: item.author().id().to_string(),
-        text,
-        tags: item.tags().to_vec(),
-        media: item
-            .parts()
-            .iter()
-            .filter(|p| p.kind() == PartKind::Binary)
-            .count(),
-    }
-}
-
-/// Items kept opened, for their parts (a page asks for each picture of an
-/// item apart); each at most [`CACHED_ITEM`] bytes of body.
-#[derive(Default)]
-pub(in crate::screen) struct Opened {
-    items: Mutex<VecDeque<(ItemRef, Arc<Item>)>>,
-}
-
-/// Items kept opened.
-const CACHED: usize = 4;
-/// The largest body an item kept opened may have.
-const CACHED_ITEM: u64 = 64 << 20;
-
-impl Opened {
-    fn get(&self, reference: &ItemRef) -> Option<Arc<Item>> {
-        let items = self.items.lock().ok()?;
-        items
-            .iter()
-            .find(|(r, _)| r == reference)
-            .map(|(_, i)| i.clone())
-    }
-
-    fn keep(&self, reference: &ItemRef, item: &Arc<Item>) {
-        if item.body_len() > CACHED_ITEM {
-            return;
-        }
-        if let Ok(mut items) = self.items.lock() {
-            items.retain(|(r, _)| r != reference);
-            if items.len() >= CACHED {
-                items.pop_front();
-            }
-            items.push_back((reference.clone(), item.clone()));
-        }
-    }
-}
-
-/// The item `reference` from the store, if it is there whole and opens.
-fn open_local(
-    screen: &Screen,
-    reference: &ItemRef,
-    secrets: &[zeroize::Zeroizing<[u8; 32]>],
-) -> Result<Option<Item>, ClientError> {
-    let missing = seal::missing(&mut &screen.store, reference, MAX_SEALED_LEN)?;
-    if !missing.is_empty() {
-        return Ok(None);
-    }
-    Ok(Some(seal::open(
-        &mut &screen.store,
-        reference,
-        secrets,
-        MAX_SEALED_LEN,
-    )?))
-}
-
-pub(super) async fn timeline(State(web): State<Arc<Web>>) -> Response {
-    let book = {
-        let _held = web.screen.book.lock().await;
-        FeedBook::load(&web.screen.home)
-    };
-    let book = match book {
-        Ok(b) => b,
-        Err(e) => return failed(&e),
-    };
-    let secrets = match web.screen.item_secrets().await {
-        Ok(s) => s,
-        Err(e) => return failed(&e),
-    };
-    let mut entries: Vec<(String, crate::feeds::SeenEntry)> = book
-        .follows
-        .iter()
-        .flat_map(|f| f.entries.iter().map(|e| (f.label.clone(), e.clone())))
-        .collect();
-    entries.sort_by(|a, b| b.1.time_ms.cmp(&a.1.time_ms).then(b.1.n.cmp(&a.1.n)));
-    entries.truncate(TIMELINE);
-    let screen = web.screen.clone();
-    let handles = web.clone();
-    let Ok(_opening) = web.opening.clone().acquire_owned().await else {
-        return refuse(StatusCode::SERVICE_UNAVAILABLE, "the screen is stopping");
-    };
-    let list = tokio::task::spawn_blocking(move || {
-        entries
-            .into_iter()
-            .map(|(feed, e)| {
-                let opened = ItemRef::from_uri(&e.item)
-                    .map_err(ClientError::from)
-                    .and_then(|r| open_local(&screen, &r, &secrets).map(|i| (r, i)));
-                let (item, thumb) = match &opened {
-                    Ok((r, Some(i))) => {
-                        let thumb = i
-                            .parts()
-                            .iter()
-                            .position(|p| {
-                                p.kind() == PartKind::Binary && p.mime().starts_with("image/")
-                            })
-                            .map(|n| handles.handles.give(r, n));
-                        (Some(summary(i)), thumb)
-                    }
-                    _ => (None, None),
-                };
-                json!({
-                    "feed": feed,
-                    "n": e.n,
-                    "time_ms": e.time_ms,
-                    "item": e.item,
-                    "fetched": item.is_some(),
-                    "summary": item,
-                    "image": thumb.map(|h| format!("/view/part?h={h}")),
-                    "error": opened.err().map(|e| e.to_string()),
-                })
-            })
-            .collect::<Vec<_>>()
-    })
-    .await
-    .unwrap_or_default();
-    Json(json!({ "entries": list })).into_response()
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct ItemQuery {
-    reference: String,
-}
-
 /// The authors whose components the person trusts (hex verify keys).
 pub(super) fn trusted_authors(home: &crate::Home) -> Vec<String> {
     std::fs::read_to_string(home.dir().join(TRUST_FILE))
@@ -447,174 +250,6 @@ pub(super) fn trusted_authors(home: &crate::Home) -> Vec<String> {
 #[derive(Serialize, Deserialize, Default)]
 struct TrustFile {
     component_authors: Vec<String>,
-}
-
-/// An item from the store, opened and verified: its header and its parts
-/// (text inline, binary by handle). `404` when the store lacks it (the
-/// page asks the API to fetch it, then asks again).
-pub(super) async fn item(State(web): State<Arc<Web>>, Json(q): Json<ItemQuery>) -> Response {
-    let reference = match ItemRef::from_uri(q.reference.trim()) {
-        Ok(r) => r,
-        Err(e) => {
-            return refuse(
-                StatusCode::BAD_REQUEST,
-                &format!("not an mtos:item: reference: {e}"),
-            );
-        }
-    };
-    let secrets = match web.screen.item_secrets().await {
-        Ok(s) => s,
-        Err(e) => return failed(&e),
-    };
-    let keychain = web.screen.keychain().await.ok().flatten();
-    let screen = web.screen.clone();
-    let r2 = reference.clone();
-    let Ok(_opening) = web.opening.clone().acquire_owned().await else {
-        return refuse(StatusCode::SERVICE_UNAVAILABLE, "the screen is stopping");
-    };
-    let opened = tokio::task::spawn_blocking(move || open_local(&screen, &r2, &secrets)).await;
-    let item = match opened {
-        Ok(Ok(Some(i))) => i,
-        Ok(Ok(None)) => return refuse(StatusCode::NOT_FOUND, "not in the store: fetch it"),
-        Ok(Err(ClientError::Open(mtos_crypto::OpenError::NotARecipient))) => {
-            return refuse(
-                StatusCode::FORBIDDEN,
-                "a private item not addressed to any of your identities",
-            );
-        }
-        Ok(Err(e)) => return failed(&e),
-        Err(e) => return refuse(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
-    };
-    let author = item.author();
-    let mine = keychain
-        .as_ref()
-        .and_then(|k| k.by_key(author))
-        .map(|i| i.label().as_str().to_owned());
-    let author_hex = data_encoding::HEXLOWER.encode(author.as_bytes());
-    let trusted = trusted_authors(&web.screen.home);
-    let parts: Vec<_> = item
-        .parts()
-        .iter()
-        .enumerate()
-        .map(|(n, p)| {
-            let text = p.as_text().filter(|t| t.len() <= TEXT_INLINE);
-            json!({
-                "kind": match p.kind() { PartKind::Text => "text", PartKind::Binary => "binary" },
-                "mime": p.mime(),
-                "length": p.data().len(),
-                "text": text,
-                "media": format!("/view/part?h={}", web.handles.give(&reference, n)),
-            })
-        })
-        .collect();
-    let refs: Vec<_> = item
-        .refs()
-        .iter()
-        .map(|r| json!({ "kind": r.kind.to_string(), "reference": r.target.to_uri() }))
-        .collect();
-    let component = item
-        .refs()
-        .iter()
-        .find(|r| r.kind == RefKind::Component)
-        .map(|r| r.target.to_uri());
-    Json(json!({
-        "reference": reference.to_uri(),
-        "private": reference.audience() == mtos_crypto::item::Audience::Private,
-        "content_type": item.content_type().to_string(),
-        "author": { "id": author.id().to_string(), "key": author_hex, "mine": mine },
-        "created_ms": item.created_ms(),
-        "tags": item.tags(),
-        "refs": refs,
-        "component": component,
-        "parts": parts,
-        "trusted_author": trusted.contains(&author_hex),
-    }))
-    .into_response()
-}
-
-/// Types served as they are; anything else is `application/octet-stream`
-/// (an SVG or an HTML part would be script on the page's origin).
-fn served_type(mime: &str) -> &'static str {
-    let base = mime
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    match base.as_str() {
-        "image/png" => "image/png",
-        "image/jpeg" => "image/jpeg",
-        "image/gif" => "image/gif",
-        "image/webp" => "image/webp",
-        "image/avif" => "image/avif",
-        "audio/mpeg" => "audio/mpeg",
-        "audio/ogg" => "audio/ogg",
-        "audio/wav" | "audio/x-wav" => "audio/wav",
-        "audio/flac" => "audio/flac",
-        "audio/webm" => "audio/webm",
-        "video/mp4" => "video/mp4",
-        "video/webm" => "video/webm",
-        "video/ogg" => "video/ogg",
-        "text/plain" => "text/plain; charset=utf-8",
-        _ => "application/octet-stream",
-    }
-}
-
-#[derive(Deserialize)]
-pub(super) struct PartQuery {
-    h: String,
-}
-
-/// One part's bytes, by handle: served as an attachment, never sniffed,
-/// under a policy that runs nothing even if a browser showed it.
-pub(super) async fn part(State(web): State<Arc<Web>>, Query(q): Query<PartQuery>) -> Response {
-    let Some((reference, n)) = web.handles.get(&q.h) else {
-        return refuse(StatusCode::NOT_FOUND, "no such part (reload the item)");
-    };
-    let item = match web.opened.get(&reference) {
-        Some(i) => i,
-        None => {
-            let secrets = match web.screen.item_secrets().await {
-                Ok(s) => s,
-                Err(e) => return failed(&e),
-            };
-            let Ok(_opening) = web.opening.clone().acquire_owned().await else {
-                return refuse(StatusCode::SERVICE_UNAVAILABLE, "the screen is stopping");
-            };
-            let screen = web.screen.clone();
-            let r2 = reference.clone();
-            let opened =
-                tokio::task::spawn_blocking(move || open_local(&screen, &r2, &secrets)).await;
-            match opened {
-                Ok(Ok(Some(i))) => {
-                    let i = Arc::new(i);
-                    web.opened.keep(&reference, &i);
-                    i
-                }
-                Ok(Ok(None)) => return refuse(StatusCode::NOT_FOUND, "not in the store"),
-                Ok(Err(e)) => return failed(&e),
-                Err(e) => return refuse(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
-            }
-        }
-    };
-    let Some(p) = item.parts().get(n) else {
-        return refuse(StatusCode::NOT_FOUND, "no such part");
-    };
-    let mut r = Response::new(Body::from(p.data().to_vec()));
-    let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(served_type(p.mime())),
-    );
-    h.insert(
-        header::CONTENT_DISPOSITION,
-        HeaderValue::from_static("attachment; filename=\"part\""),
-    );
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; sandbox"),
-    );
-    r
 }
 
 pub(super) async fn trusted(State(web): State<Arc<Web>>) -> Response {
