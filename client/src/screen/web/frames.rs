@@ -150,29 +150,16 @@ pub(super) struct Register {
 /// Registers the frame for the component of the item `reference`: both
 /// items must be in the store, and the component's author trusted.
 pub(super) async fn register(State(web): State<Arc<Web>>, Json(r): Json<Register>) -> Response {
-    let reference = match ItemRef::from_uri(r.reference.trim()) {
+    let reference = match super::items::reference(&r.reference) {
         Ok(r) => r,
-        Err(e) => {
-            return refuse(
-                StatusCode::BAD_REQUEST,
-                &format!("not an mtos:item: reference: {e}"),
-            );
-        }
+        Err(r) => return *r,
     };
-    let secrets = match web.screen.item_secrets().await {
-        Ok(s) => s,
-        Err(e) => return failed(&e),
-    };
-    let screen = web.screen.clone();
-    let Ok(_opening) = web.opening.clone().acquire_owned().await else {
-        return refuse(StatusCode::SERVICE_UNAVAILABLE, "the screen is stopping");
-    };
-    let found = tokio::task::spawn_blocking(move || -> Result<_, ClientError> {
+    let found = super::items::with_store(&web, move |screen, secrets| -> Result<_, ClientError> {
         let open = |r: &ItemRef| {
             mtos_crypto::item::seal::open(
                 &mut &screen.store,
                 r,
-                &secrets,
+                secrets,
                 mtos_crypto::item::seal::MAX_SEALED_LEN,
             )
         };
@@ -231,7 +218,7 @@ pub(super) async fn register(State(web): State<Arc<Web>>, Json(r): Json<Register
     let (frame, author, author_id) = match found {
         Ok(Ok(f)) => f,
         Ok(Err(e)) => return failed(&e),
-        Err(e) => return refuse(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        Err(r) => return *r,
     };
     let author_hex = data_encoding::HEXLOWER.encode(&author);
     if !trusted_authors(&web.screen.home).contains(&author_hex) {

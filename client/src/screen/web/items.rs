@@ -148,6 +148,66 @@ fn open_local(
     )?))
 }
 
+/// `text` as an item reference, or the page's `400`.
+pub(super) fn reference(text: &str) -> Result<ItemRef, Box<Response>> {
+    ItemRef::from_uri(text.trim()).map_err(|e| {
+        Box::new(refuse(
+            StatusCode::BAD_REQUEST,
+            &format!("not an mtos:item: reference: {e}"),
+        ))
+    })
+}
+
+/// Runs `f` with the screen and the keychain's item secrets in a
+/// blocking task, at most [`super::OPENING`] at once: each opens items
+/// whole, in memory.
+pub(super) async fn with_store<T: Send + 'static>(
+    web: &Web,
+    f: impl FnOnce(&Screen, &[zeroize::Zeroizing<[u8; 32]>]) -> T + Send + 'static,
+) -> Result<T, Box<Response>> {
+    let secrets = web
+        .screen
+        .item_secrets()
+        .await
+        .map_err(|e| Box::new(failed(&e)))?;
+    let Ok(_opening) = web.opening.clone().acquire_owned().await else {
+        return Err(Box::new(refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the screen is stopping",
+        )));
+    };
+    let screen = web.screen.clone();
+    tokio::task::spawn_blocking(move || f(&screen, &secrets))
+        .await
+        .map_err(|e| Box::new(refuse(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string())))
+}
+
+/// The item `reference`, opened from the store (or kept opened): `404`
+/// when the store lacks it (the page fetches it and asks again), `403`
+/// when it is private and addressed to none of the keychain's identities.
+async fn opened(web: &Web, reference: &ItemRef) -> Result<Arc<Item>, Box<Response>> {
+    if let Some(i) = web.opened.get(reference) {
+        return Ok(i);
+    }
+    let r = reference.clone();
+    match with_store(web, move |screen, secrets| open_local(screen, &r, secrets)).await? {
+        Ok(Some(i)) => {
+            let i = Arc::new(i);
+            web.opened.keep(reference, &i);
+            Ok(i)
+        }
+        Ok(None) => Err(Box::new(refuse(
+            StatusCode::NOT_FOUND,
+            "not in the store: fetch it",
+        ))),
+        Err(ClientError::Open(mtos_crypto::OpenError::NotARecipient)) => Err(Box::new(refuse(
+            StatusCode::FORBIDDEN,
+            "a private item not addressed to any of your identities",
+        ))),
+        Err(e) => Err(Box::new(failed(&e))),
+    }
+}
+
 pub(super) async fn timeline(State(web): State<Arc<Web>>) -> Response {
     let book = {
         let _held = web.screen.book.lock().await;
@@ -157,10 +217,6 @@ pub(super) async fn timeline(State(web): State<Arc<Web>>) -> Response {
         Ok(b) => b,
         Err(e) => return failed(&e),
     };
-    let secrets = match web.screen.item_secrets().await {
-        Ok(s) => s,
-        Err(e) => return failed(&e),
-    };
     let mut entries: Vec<(String, crate::feeds::SeenEntry)> = book
         .follows
         .iter()
@@ -168,18 +224,14 @@ pub(super) async fn timeline(State(web): State<Arc<Web>>) -> Response {
         .collect();
     entries.sort_by(|a, b| b.1.time_ms.cmp(&a.1.time_ms).then(b.1.n.cmp(&a.1.n)));
     entries.truncate(TIMELINE);
-    let screen = web.screen.clone();
     let handles = web.clone();
-    let Ok(_opening) = web.opening.clone().acquire_owned().await else {
-        return refuse(StatusCode::SERVICE_UNAVAILABLE, "the screen is stopping");
-    };
-    let list = tokio::task::spawn_blocking(move || {
+    let list = with_store(&web, move |screen, secrets| {
         entries
             .into_iter()
             .map(|(feed, e)| {
                 let opened = ItemRef::from_uri(&e.item)
                     .map_err(ClientError::from)
-                    .and_then(|r| open_local(&screen, &r, &secrets).map(|i| (r, i)));
+                    .and_then(|r| open_local(screen, &r, secrets).map(|i| (r, i)));
                 let (item, thumb) = match &opened {
                     Ok((r, Some(i))) => {
                         let thumb = i
@@ -206,9 +258,11 @@ pub(super) async fn timeline(State(web): State<Arc<Web>>) -> Response {
             })
             .collect::<Vec<_>>()
     })
-    .await
-    .unwrap_or_default();
-    Json(json!({ "entries": list })).into_response()
+    .await;
+    match list {
+        Ok(list) => Json(json!({ "entries": list })).into_response(),
+        Err(r) => *r,
+    }
 }
 
 #[derive(Deserialize)]
@@ -221,37 +275,14 @@ pub(super) struct ItemQuery {
 /// (text inline, binary by handle). `404` when the store lacks it (the
 /// page asks the API to fetch it, then asks again).
 pub(super) async fn item(State(web): State<Arc<Web>>, Json(q): Json<ItemQuery>) -> Response {
-    let reference = match ItemRef::from_uri(q.reference.trim()) {
+    let reference = match reference(&q.reference) {
         Ok(r) => r,
-        Err(e) => {
-            return refuse(
-                StatusCode::BAD_REQUEST,
-                &format!("not an mtos:item: reference: {e}"),
-            );
-        }
-    };
-    let secrets = match web.screen.item_secrets().await {
-        Ok(s) => s,
-        Err(e) => return failed(&e),
+        Err(r) => return *r,
     };
     let keychain = web.screen.keychain().await.ok().flatten();
-    let screen = web.screen.clone();
-    let r2 = reference.clone();
-    let Ok(_opening) = web.opening.clone().acquire_owned().await else {
-        return refuse(StatusCode::SERVICE_UNAVAILABLE, "the screen is stopping");
-    };
-    let opened = tokio::task::spawn_blocking(move || open_local(&screen, &r2, &secrets)).await;
-    let item = match opened {
-        Ok(Ok(Some(i))) => i,
-        Ok(Ok(None)) => return refuse(StatusCode::NOT_FOUND, "not in the store: fetch it"),
-        Ok(Err(ClientError::Open(mtos_crypto::OpenError::NotARecipient))) => {
-            return refuse(
-                StatusCode::FORBIDDEN,
-                "a private item not addressed to any of your identities",
-            );
-        }
-        Ok(Err(e)) => return failed(&e),
-        Err(e) => return refuse(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    let item = match opened(&web, &reference).await {
+        Ok(i) => i,
+        Err(r) => return *r,
     };
     let author = item.author();
     let mine = keychain
@@ -339,31 +370,9 @@ pub(super) async fn part(State(web): State<Arc<Web>>, Query(q): Query<PartQuery>
     let Some((reference, n)) = web.handles.get(&q.h) else {
         return refuse(StatusCode::NOT_FOUND, "no such part (reload the item)");
     };
-    let item = match web.opened.get(&reference) {
-        Some(i) => i,
-        None => {
-            let secrets = match web.screen.item_secrets().await {
-                Ok(s) => s,
-                Err(e) => return failed(&e),
-            };
-            let Ok(_opening) = web.opening.clone().acquire_owned().await else {
-                return refuse(StatusCode::SERVICE_UNAVAILABLE, "the screen is stopping");
-            };
-            let screen = web.screen.clone();
-            let r2 = reference.clone();
-            let opened =
-                tokio::task::spawn_blocking(move || open_local(&screen, &r2, &secrets)).await;
-            match opened {
-                Ok(Ok(Some(i))) => {
-                    let i = Arc::new(i);
-                    web.opened.keep(&reference, &i);
-                    i
-                }
-                Ok(Ok(None)) => return refuse(StatusCode::NOT_FOUND, "not in the store"),
-                Ok(Err(e)) => return failed(&e),
-                Err(e) => return refuse(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
-            }
-        }
+    let item = match opened(&web, &reference).await {
+        Ok(i) => i,
+        Err(r) => return *r,
     };
     let Some(p) = item.parts().get(n) else {
         return refuse(StatusCode::NOT_FOUND, "no such part");

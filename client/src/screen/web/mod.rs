@@ -62,7 +62,7 @@ const STREAMS: usize = 32;
 /// Watches the page may hold open at once.
 const WATCHES: usize = 8;
 /// Items opened at once.
-const OPENING: usize = 2;
+pub(super) const OPENING: usize = 2;
 
 /// Starts the web screen on 127.0.0.1:`port` (0: a free port) beside the
 /// socket; returns what mints its addresses.
