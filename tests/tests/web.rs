@@ -96,6 +96,22 @@ fn publish(home: &Path, args: &[&str]) -> String {
         .to_owned()
 }
 
+/// Publishes `NAME.html` and `NAME.js` in `dir` as a display component
+/// (`specs/item.md` §6); returns its reference.
+fn publish_component(home: &Path, dir: &Path, name: &str) -> String {
+    let markup = dir.join(format!("{name}.html"));
+    let code = dir.join(format!("{name}.js"));
+    publish(
+        home,
+        &[
+            markup.to_str().unwrap(),
+            code.to_str().unwrap(),
+            "--type",
+            "WebPage",
+        ],
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_the_browser_one_person_publishes_and_another_follows_and_sees_it() {
     let root = tempfile::tempdir().unwrap();
@@ -266,15 +282,7 @@ async fn follow_flow(
     // A display component and data drawn by it, published by alice as
     // feed entries; and the same data without a component.
     let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/web");
-    let component = publish(
-        alice,
-        &[
-            here.join("bars.html").to_str().unwrap(),
-            here.join("bars.js").to_str().unwrap(),
-            "--type",
-            "WebPage",
-        ],
-    );
+    let component = publish_component(alice, &here, "bars");
     let with = publish(alice, &["--text", "3 9 4 12 7", "--component", &component]);
     let without = publish(alice, &["--text", "3 9 4 12 7"]);
     for (reference, shot) in [(&with, "bob-component-untrusted")] {
@@ -655,15 +663,7 @@ async fn the_web_screen_admits_only_its_page_and_a_hostile_component_reaches_not
         format!("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"100\" height=\"100\"><script>fetch('http://127.0.0.2:{tcp}/svg')</script><rect width=\"100\" height=\"100\" fill=\"red\"/></svg>"),
     )
     .unwrap();
-    let component = publish(
-        alice,
-        &[
-            dir.join("hostile.html").to_str().unwrap(),
-            dir.join("hostile.js").to_str().unwrap(),
-            "--type",
-            "WebPage",
-        ],
-    );
+    let component = publish_component(alice, &dir, "hostile");
     let item = publish(alice, &["--text", "1 2 3", "--component", &component]);
     let with_svg = publish(alice, &["--text", "an SVG", svg.to_str().unwrap()]);
 

@@ -311,16 +311,7 @@ impl Screen {
             };
             let label = match label {
                 Some(l) => l,
-                None => {
-                    let mut n = keychain.len() + 1;
-                    loop {
-                        let l = mtos_crypto::Label::new(format!("identity-{n}"))?;
-                        if !keychain.identities().iter().any(|i| i.label() == &l) {
-                            break l;
-                        }
-                        n += 1;
-                    }
-                }
+                None => keychain.free_label()?,
             };
             let identity =
                 Identity::generate(&mut rand::rng(), label, visibility, mtos_net::unix_now());

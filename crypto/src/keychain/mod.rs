@@ -12,8 +12,9 @@ use age::secrecy::SecretString;
 use zeroize::Zeroizing;
 
 use crate::codec::{Reader, Writer};
+use crate::error::LabelError;
 use crate::error::{DecodeError, KeychainError};
-use crate::identity::{Identity, VerifyKey};
+use crate::identity::{Identity, Label, VerifyKey};
 
 /// Magic bytes at the start of the keychain plaintext.
 const KEYCHAIN_MAGIC: &[u8; 12] = b"MTOSKEYCHAIN";
@@ -82,6 +83,20 @@ impl Keychain {
         }
         self.identities.push(identity);
         Ok(())
+    }
+
+    /// The label a new identity gets when none is chosen: `identity-N`,
+    /// N the first number from the count of identities up that no
+    /// identity's label uses.
+    pub fn free_label(&self) -> Result<Label, LabelError> {
+        let mut n = self.identities.len() + 1;
+        loop {
+            let label = Label::new(format!("identity-{n}"))?;
+            if !self.identities.iter().any(|i| i.label() == &label) {
+                return Ok(label);
+            }
+            n += 1;
+        }
     }
 
     /// The identity with this verify key.

@@ -240,7 +240,7 @@ fn new(home: &Home, label: Option<String>, private: bool) -> Result<String, Clie
     let identity = modify(home, true, |keychain| {
         let label = match label {
             Some(l) => l,
-            None => default_label(keychain)?,
+            None => keychain.free_label()?,
         };
         let identity = Identity::generate(&mut rand::rng(), label, visibility, now());
         keychain.add(identity.clone())?;
@@ -254,17 +254,6 @@ fn new(home: &Home, label: Option<String>, private: bool) -> Result<String, Clie
     );
     describe(&mut out, &identity);
     Ok(out)
-}
-
-fn default_label(keychain: &Keychain) -> Result<Label, ClientError> {
-    let mut n = keychain.len() + 1;
-    loop {
-        let label = Label::new(format!("identity-{n}"))?;
-        if !keychain.identities().iter().any(|i| i.label() == &label) {
-            return Ok(label);
-        }
-        n += 1;
-    }
 }
 
 fn list(home: &Home) -> Result<String, ClientError> {

@@ -48,11 +48,11 @@ pub(super) async fn api(State(web): State<Arc<Web>>, body: Bytes) -> Response {
     };
     let request = match connection::parse(text.trim_end()) {
         Ok(r) => r,
-        Err(e) => return lines(vec![Line::Error(e)]),
+        Err(e) => return one(&Line::Error(e)),
     };
     let request = match allowed(&web, request) {
         Ok(r) => r,
-        Err(e) => return lines(vec![Line::Error(e)]),
+        Err(e) => return one(&Line::Error(e)),
     };
     // Watches (one per open timeline) have their own, smaller share, so
     // tabs left open never keep a publish out.
@@ -62,10 +62,10 @@ pub(super) async fn api(State(web): State<Arc<Web>>, body: Bytes) -> Response {
         &web.streams
     };
     let Ok(permit) = slots.clone().try_acquire_owned() else {
-        return lines(vec![Line::Error(ApiError::new(
+        return one(&Line::Error(ApiError::new(
             ErrorKind::Busy,
             "too many requests are open: close a tab, or try again",
-        ))]);
+        )));
     };
     // A publish's uploads are removed once it is done: the item is sealed
     // in the store by then (a resumed publish needs only its record).
@@ -92,20 +92,21 @@ pub(super) async fn api(State(web): State<Arc<Web>>, body: Bytes) -> Response {
     });
     let stream = futures::stream::unfold(rx, |mut rx| async move {
         let line = rx.recv().await?;
-        let mut text = serde_json::to_vec(&line).unwrap_or_default();
-        text.push(b'\n');
-        Some((Ok::<_, std::convert::Infallible>(Bytes::from(text)), rx))
+        Some((Ok::<_, std::convert::Infallible>(encoded(&line)), rx))
     });
     ndjson(Body::from_stream(stream))
 }
 
-fn lines(lines: Vec<Line>) -> Response {
-    let mut text = Vec::new();
-    for l in &lines {
-        text.extend(serde_json::to_vec(l).unwrap_or_default());
-        text.push(b'\n');
-    }
-    ndjson(Body::from(text))
+/// A line as it goes out: its JSON and a newline.
+fn encoded(line: &Line) -> Bytes {
+    let mut text = serde_json::to_vec(line).unwrap_or_default();
+    text.push(b'\n');
+    Bytes::from(text)
+}
+
+/// An answer of one line (a request refused before it ran).
+fn one(line: &Line) -> Response {
+    ndjson(Body::from(encoded(line)))
 }
 
 fn ndjson(body: Body) -> Response {

@@ -20,7 +20,6 @@ use super::Web;
 use super::guard::refuse;
 use super::views::{failed, trusted_authors};
 use crate::ClientError;
-use crate::feeds::FeedBook;
 use crate::screen::state::Screen;
 
 /// Text parts longer than this are not sent whole in an item's view.
@@ -136,16 +135,12 @@ fn open_local(
     reference: &ItemRef,
     secrets: &[zeroize::Zeroizing<[u8; 32]>],
 ) -> Result<Option<Item>, ClientError> {
-    let missing = seal::missing(&mut &screen.store, reference, MAX_SEALED_LEN)?;
-    if !missing.is_empty() {
-        return Ok(None);
+    // One walk of the tree: a chunk the store lacks ends it.
+    match seal::open(&mut &screen.store, reference, secrets, MAX_SEALED_LEN) {
+        Ok(item) => Ok(Some(item)),
+        Err(mtos_crypto::OpenError::ChunkMissing(_)) => Ok(None),
+        Err(e) => Err(e.into()),
     }
-    Ok(Some(seal::open(
-        &mut &screen.store,
-        reference,
-        secrets,
-        MAX_SEALED_LEN,
-    )?))
 }
 
 /// `text` as an item reference, or the page's `400`.
@@ -209,11 +204,7 @@ async fn opened(web: &Web, reference: &ItemRef) -> Result<Arc<Item>, Box<Respons
 }
 
 pub(super) async fn timeline(State(web): State<Arc<Web>>) -> Response {
-    let book = {
-        let _held = web.screen.book.lock().await;
-        FeedBook::load(&web.screen.home)
-    };
-    let book = match book {
+    let book = match super::views::book(&web).await {
         Ok(b) => b,
         Err(e) => return failed(&e),
     };

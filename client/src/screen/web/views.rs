@@ -210,12 +210,15 @@ pub(super) async fn compare(State(web): State<Arc<Web>>, Json(req): Json<Compare
     .into_response()
 }
 
+/// The feed book as it is on disk, read under the screen's book lock (a
+/// poll round may be saving it).
+pub(super) async fn book(web: &Web) -> Result<FeedBook, ClientError> {
+    let _held = web.screen.book.lock().await;
+    FeedBook::load(&web.screen.home)
+}
+
 pub(super) async fn feeds(State(web): State<Arc<Web>>) -> Response {
-    let book = {
-        let _held = web.screen.book.lock().await;
-        FeedBook::load(&web.screen.home)
-    };
-    let book = match book {
+    let book = match book(&web).await {
         Ok(b) => b,
         Err(e) => return failed(&e),
     };
