@@ -176,9 +176,19 @@ fn recipient_key(text: &str, keychain: Option<&Keychain>) -> Result<[u8; 32], Cl
     if t.starts_with("age1") {
         return agekeys::parse_recipient(t).ok_or_else(|| ClientError::BadRecipient(t.into()));
     }
-    match keychain.map(|k| k.find(t)) {
-        Some(Ok(identity)) => Ok(identity.encryption_key()),
-        _ => Err(ClientError::BadRecipient(t.chars().take(80).collect())),
+    let Some(keychain) = keychain else {
+        return Err(ClientError::BadRecipient(t.chars().take(80).collect()));
+    };
+    // Labels name one key: identities and contacts share one namespace.
+    if let Ok(contact) = keychain.find_contact(t) {
+        if contact.changed().is_some() {
+            return Err(ClientError::ContactChanged(contact.label().to_string()));
+        }
+        return Ok(*contact.identity().encryption_key());
+    }
+    match keychain.find(t) {
+        Ok(identity) => Ok(identity.encryption_key()),
+        Err(_) => Err(ClientError::BadRecipient(t.chars().take(80).collect())),
     }
 }
 

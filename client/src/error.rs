@@ -58,8 +58,16 @@ pub enum ClientError {
     #[error(transparent)]
     Open(#[from] mtos_crypto::OpenError),
     /// A recipient was not understood.
-    #[error("recipient \"{0}\": not an mtos:id: URI, an age1... key, or one of your identities")]
+    #[error(
+        "recipient \"{0}\": not an mtos:id: URI, an age1... key, one of your contacts or one of your identities"
+    )]
     BadRecipient(String),
+    /// A contact's keys changed since they were added: nothing is sealed
+    /// to it until the person accepts or rejects the change.
+    #[error(
+        "contact \"{0}\" has new keys that nobody has checked: compare the safety number (`mtos contact show {0}`), then `mtos contact verify {0} --accept-change`, or remove the contact"
+    )]
+    ContactChanged(String),
     /// The network could not be reached or used: its kind says whether
     /// asking again can help (`mtos_net::NetError`).
     #[error(transparent)]
@@ -144,9 +152,13 @@ impl ClientError {
                 | KeychainError::NotPassphraseProtected
                 | KeychainError::ExcessiveWork { .. } => exit::BAD_INPUT,
                 KeychainError::NotFound(_)
+                | KeychainError::ContactNotFound(_)
                 | KeychainError::Ambiguous { .. }
                 | KeychainError::Missing(_) => exit::NOT_FOUND,
-                KeychainError::Duplicate(_) | KeychainError::DuplicateLabel(_) => exit::CONFLICT,
+                KeychainError::Duplicate(_)
+                | KeychainError::DuplicateLabel(_)
+                | KeychainError::DuplicateContact(_)
+                | KeychainError::OwnIdentity(_) => exit::CONFLICT,
                 _ => exit::FAILURE,
             },
             ClientError::Open(mtos_crypto::OpenError::ChunkMissing(_)) => exit::NOT_FOUND,
@@ -161,7 +173,9 @@ impl ClientError {
             | ClientError::Uri(_)
             | ClientError::Import { .. }
             | ClientError::TooLarge { .. } => exit::BAD_INPUT,
-            ClientError::Refused(_) | ClientError::Conflict(_) => exit::CONFLICT,
+            ClientError::Refused(_) | ClientError::Conflict(_) | ClientError::ContactChanged(_) => {
+                exit::CONFLICT
+            }
             ClientError::Remote(r) => r.kind.exit_code(),
             ClientError::Interrupted(_) => exit::INTERRUPTED,
             ClientError::NotFound(_)

@@ -3,73 +3,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+mod common;
 
-struct Home {
-    dir: tempfile::TempDir,
-}
-
-impl Home {
-    fn new() -> Self {
-        Self {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn keychain(&self) -> PathBuf {
-        self.path().join("keychain.age")
-    }
-
-    fn run_with(&self, passphrase: Option<&str>, args: &[&str]) -> Output {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mtos"));
-        cmd.arg("--home")
-            .arg(self.path())
-            .args(args)
-            .env_remove("MTOS_HOME")
-            .env_remove("MTOS_PASSPHRASE")
-            .env("MTOS_KDF_LOG_N", "4")
-            .stdin(Stdio::null());
-        if let Some(p) = passphrase {
-            cmd.env("MTOS_PASSPHRASE", p);
-        }
-        cmd.output().unwrap()
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.run_with(Some("correct horse"), args)
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "mtos {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-}
-
-fn code(out: &Output) -> i32 {
-    out.status.code().unwrap()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn field(text: &str, name: &str) -> String {
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name}:")))
-        .unwrap_or_else(|| panic!("no {name} in {text}"))
-        .trim()
-        .to_owned()
-}
+use common::*;
+use std::process::{Command, Stdio};
 
 #[test]
 fn identity_lifecycle() {
@@ -269,7 +206,7 @@ fn every_command_explains_itself_with_an_example() {
     // Every top-level command says what it is for.
     let help = home.ok(&["--help"]);
     for command in [
-        "id", "item", "publish", "fetch", "follow", "feed", "screen", "net", "testnet",
+        "id", "contact", "item", "publish", "fetch", "follow", "feed", "screen", "net", "testnet",
     ] {
         let line = help
             .lines()

@@ -122,8 +122,8 @@ pub enum KeychainError {
     /// The identity is already in the keychain.
     #[error("identity {0} is already in the keychain")]
     Duplicate(String),
-    /// Another identity already has this label.
-    #[error("another identity is already labelled \"{0}\"")]
+    /// An identity or a contact already has this label.
+    #[error("an identity or a contact is already labelled \"{0}\"")]
     DuplicateLabel(String),
     /// No identity matches.
     #[error("no identity matches \"{0}\" (see `mtos id list`)")]
@@ -136,9 +136,18 @@ pub enum KeychainError {
         /// The matching identity ids.
         candidates: String,
     },
-    /// More identities than the format holds.
-    #[error("a keychain holds at most {0} identities")]
+    /// More identities (or contacts) than the format holds.
+    #[error("a keychain holds at most {0} identities and {0} contacts")]
     Full(usize),
+    /// The identity is already a contact, under this label.
+    #[error("this identity is already your contact \"{0}\" (see `mtos contact show`)")]
+    DuplicateContact(String),
+    /// A contact would be one of the keychain's own identities.
+    #[error("identity {0} is one of your own identities, not a contact")]
+    OwnIdentity(String),
+    /// No contact matches.
+    #[error("no contact matches \"{0}\" (see `mtos contact list`)")]
+    ContactNotFound(String),
     /// No keychain at this path yet.
     #[error("no keychain at {0} (create one with `mtos id new`)")]
     Missing(PathBuf),

@@ -60,7 +60,7 @@ impl Label {
         &self.0
     }
 
-    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let raw = r.short_str("label")?;
         Self::new(raw).map_err(|e| DecodeError::Invalid {
             what: "label",

@@ -9,6 +9,7 @@
 
 use std::path::PathBuf;
 
+use mtos_crypto::keychain::{Contact, Source};
 use mtos_crypto::{
     Fingerprint, Identity, KdfCost, Keychain, Label, PublicIdentity, SafetyNumber, SecretString,
     Visibility,
@@ -47,6 +48,45 @@ fn inputs() -> Vec<Identity> {
         .collect()
 }
 
+/// Two contacts: Zoë (identity 2), exchanged by short code and verified,
+/// then seen with another encryption key (flagged); dave, from a URI.
+fn contacts(zoe: &Identity) -> Vec<Contact> {
+    let other = |fill: u8, label: &str| {
+        let seed: [u8; 32] = std::array::from_fn(|i| fill.wrapping_mul(i as u8 + 1));
+        let x: [u8; 32] = std::array::from_fn(|i| fill ^ (i as u8).wrapping_mul(7));
+        (seed, x, Label::new(label).unwrap())
+    };
+    let mut zoe_contact = Contact::new(
+        zoe.public(),
+        Label::new("Zoë (phone)").unwrap(),
+        Source::ShortCode,
+        1_764_000_050,
+    );
+    zoe_contact.mark_verified(1_764_000_060);
+    let (_, new_x, _) = other(0x55, "unused");
+    let moved = Identity::from_secrets(
+        zoe.label().clone(),
+        zoe.visibility(),
+        zoe.created(),
+        &zoe.ed25519_seed(),
+        &new_x,
+    );
+    let mut keychain = Keychain::new();
+    keychain.add_contact(zoe_contact).unwrap();
+    keychain.observe(&moved.public());
+    let (seed, x, label) = other(0x33, "dave");
+    let dave = Identity::from_secrets(label, Visibility::Public, 1_764_000_000, &seed, &x);
+    keychain
+        .add_contact(Contact::new(
+            dave.public(),
+            Label::new("dave").unwrap(),
+            Source::Uri,
+            1_764_000_070,
+        ))
+        .unwrap();
+    keychain.contacts().to_vec()
+}
+
 fn compute() -> Value {
     let ids = inputs();
     let identities: Vec<Value> = ids
@@ -60,7 +100,9 @@ fn compute() -> Value {
                 .to_owned();
             let mut keychain = Keychain::new();
             keychain.add(id.clone()).unwrap();
-            let record = keychain.encode()[15..].to_vec();
+            // Magic, version and count before; the contact count after.
+            let plain = keychain.encode();
+            let record = plain[15..plain.len() - 2].to_vec();
             json!({
                 "label": id.label().as_str(),
                 "visibility": id.visibility().to_string(),
@@ -81,17 +123,46 @@ fn compute() -> Value {
         })
         .collect();
     let fps: Vec<Fingerprint> = ids.iter().map(Identity::fingerprint).collect();
+    // Version 1 (identities only) is still read; built here by hand.
+    let mut v1 = b"MTOSKEYCHAIN\x01\x00\x03".to_vec();
+    for id in &identities {
+        v1.extend(
+            data_encoding::HEXLOWER
+                .decode(id["secret_record"].as_str().unwrap().as_bytes())
+                .unwrap(),
+        );
+    }
+    // Version 2: alice and bob, with Zoë and dave as contacts.
     let mut keychain = Keychain::new();
-    for id in &ids {
+    for id in &ids[..2] {
         keychain.add(id.clone()).unwrap();
     }
+    let contacts = contacts(&ids[2]);
+    for c in &contacts {
+        keychain.add_contact(c.clone()).unwrap();
+    }
+    let contact_fields: Vec<Value> = contacts
+        .iter()
+        .map(|c| {
+            json!({
+                "label": c.label().as_str(),
+                "source": c.source().to_byte(),
+                "added": c.added(),
+                "verified": c.verified().unwrap_or(0),
+                "public_identity": hex(&c.identity().encode()),
+                "changed": c.changed().map(|p| hex(&p.encode())),
+            })
+        })
+        .collect();
     json!({
+        "contacts": contact_fields,
+        "keychain_v1_plaintext": hex(&v1),
         "identities": identities,
         "safety_numbers": [
             {"a": 0, "b": 1, "digits": SafetyNumber::between(&fps[0], &fps[1]).digits()},
             {"a": 1, "b": 2, "digits": SafetyNumber::between(&fps[1], &fps[2]).digits()},
         ],
-        "keychain_plaintext": hex(&keychain.encode()),
+        "keychain_v2_plaintext": hex(&keychain.encode()),
         "keychain_file": "keychain-v1.age",
         "keychain_passphrase": PASSPHRASE,
     })
@@ -153,9 +224,18 @@ fn vectors_decode_in_the_other_direction() {
         assert_eq!(age_id.0, entry["age_recipient"].as_str().unwrap());
     }
     let plain = data_encoding::HEXLOWER
-        .decode(v["keychain_plaintext"].as_str().unwrap().as_bytes())
+        .decode(v["keychain_v1_plaintext"].as_str().unwrap().as_bytes())
         .unwrap();
     assert_eq!(Keychain::decode(&plain).unwrap().len(), 3);
+    let plain = data_encoding::HEXLOWER
+        .decode(v["keychain_v2_plaintext"].as_str().unwrap().as_bytes())
+        .unwrap();
+    let keychain = Keychain::decode(&plain).unwrap();
+    assert_eq!(keychain.len(), 2);
+    let zoe = keychain.find_contact("Zoë (phone)").unwrap();
+    assert_eq!(zoe.source(), Source::ShortCode);
+    assert!(zoe.verified().is_some() && zoe.changed().is_some());
+    assert!(keychain.find_contact("dave").unwrap().verified().is_none());
 }
 
 #[test]

@@ -3,6 +3,7 @@
 //! `specs/identity.md`; the file handling (0600, atomic replace) is in
 //! [`file`].
 
+pub mod contacts;
 pub mod file;
 
 use std::io::{Read, Write};
@@ -15,11 +16,13 @@ use crate::codec::{Reader, Writer};
 use crate::error::LabelError;
 use crate::error::{DecodeError, KeychainError};
 use crate::identity::{Identity, Label, VerifyKey};
+pub use contacts::{Contact, Observed, Source};
 
 /// Magic bytes at the start of the keychain plaintext.
 const KEYCHAIN_MAGIC: &[u8; 12] = b"MTOSKEYCHAIN";
-/// Version of the keychain plaintext encoding.
-const KEYCHAIN_VERSION: u8 = 1;
+/// Version of the keychain plaintext encoding this build writes (2: with
+/// contacts). Version 1 (identities only) is still read.
+const KEYCHAIN_VERSION: u8 = 2;
 /// The most identities one keychain holds (the count is a u16).
 pub const MAX_IDENTITIES: usize = u16::MAX as usize;
 /// The shortest query that may name an identity by a prefix of its id.
@@ -39,10 +42,11 @@ pub enum KdfCost {
     LogN(u8),
 }
 
-/// Many identities, in the order they were added.
+/// Many identities and contacts, each in the order they were added.
 #[derive(Debug, Default, Clone)]
 pub struct Keychain {
     identities: Vec<Identity>,
+    contacts: Vec<Contact>,
 }
 
 impl Keychain {
@@ -74,13 +78,10 @@ impl Keychain {
         if self.by_key(&identity.verify_key()).is_some() {
             return Err(KeychainError::Duplicate(identity.id().to_string()));
         }
-        if self
-            .identities
-            .iter()
-            .any(|i| i.label() == identity.label())
-        {
-            return Err(KeychainError::DuplicateLabel(identity.label().to_string()));
+        if self.contact_by_key(&identity.verify_key()).is_some() {
+            return Err(KeychainError::Duplicate(identity.id().to_string()));
         }
+        contacts::check_label_free(self, identity.label())?;
         self.identities.push(identity);
         Ok(())
     }
@@ -92,7 +93,7 @@ impl Keychain {
         let mut n = self.identities.len() + 1;
         loop {
             let label = Label::new(format!("identity-{n}"))?;
-            if !self.identities.iter().any(|i| i.label() == &label) {
+            if contacts::check_label_free(self, &label).is_ok() {
                 return Ok(label);
             }
             n += 1;
@@ -118,50 +119,28 @@ impl Keychain {
     }
 
     fn find_index(&self, query: &str) -> Result<usize, KeychainError> {
-        let by_label: Vec<usize> = self
-            .identities
-            .iter()
-            .enumerate()
-            .filter(|(_, i)| i.label().as_str() == query)
-            .map(|(n, _)| n)
-            .collect();
-        if let [one] = by_label[..] {
-            return Ok(one);
-        }
-        let prefix = query.to_ascii_lowercase();
-        let by_id: Vec<usize> =
-            if prefix.len() >= MIN_ID_PREFIX && prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
-                self.identities
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, i)| i.id().to_string().starts_with(&prefix))
-                    .map(|(n, _)| n)
-                    .collect()
-            } else {
-                Vec::new()
-            };
-        match by_id[..] {
-            [one] => Ok(one),
-            [] => Err(KeychainError::NotFound(query.chars().take(80).collect())),
-            _ => Err(KeychainError::Ambiguous {
-                query: query.chars().take(80).collect(),
-                candidates: by_id
-                    .iter()
-                    .map(|n| self.identities[*n].id().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            }),
-        }
+        find_in(
+            &self.identities,
+            |i| i.label().as_str(),
+            |i| i.id().to_string(),
+            query,
+        )
     }
 
-    /// The canonical plaintext: magic, version, count, secret records.
+    /// The canonical plaintext: magic, version, the secret records, the
+    /// contacts.
     pub fn encode(&self) -> Zeroizing<Vec<u8>> {
-        let mut w = Writer::with_capacity(16 + self.identities.len() * 160);
+        let mut w =
+            Writer::with_capacity(18 + self.identities.len() * 160 + self.contacts.len() * 440);
         w.bytes(KEYCHAIN_MAGIC).u8(KEYCHAIN_VERSION);
-        // `add` keeps the count within u16.
+        // `add` and `add_contact` keep the counts within u16.
         w.u16(u16::try_from(self.identities.len()).unwrap_or(u16::MAX));
         for identity in self.identities.iter().take(MAX_IDENTITIES) {
             identity.encode_secret_record(&mut w);
+        }
+        w.u16(u16::try_from(self.contacts.len()).unwrap_or(u16::MAX));
+        for contact in self.contacts.iter().take(contacts::MAX_CONTACTS) {
+            contact.encode(&mut w);
         }
         Zeroizing::new(w.into_vec())
     }
@@ -176,7 +155,7 @@ impl Keychain {
             });
         }
         let version = r.u8("keychain version")?;
-        if version != KEYCHAIN_VERSION {
+        if !(1..=KEYCHAIN_VERSION).contains(&version) {
             return Err(DecodeError::UnsupportedVersion {
                 what: "keychain",
                 version,
@@ -190,6 +169,18 @@ impl Keychain {
                 what: "keychain",
                 reason: "duplicate identity or label",
             })?;
+        }
+        if version >= 2 {
+            let count = r.u16("contact count")?;
+            for _ in 0..count {
+                let contact = Contact::decode(&mut r)?;
+                keychain
+                    .add_contact(contact)
+                    .map_err(|_| DecodeError::Invalid {
+                        what: "keychain",
+                        reason: "a duplicate contact, label, or a contact that is an own identity",
+                    })?;
+            }
         }
         r.finish("keychain")?;
         Ok(keychain)
@@ -249,6 +240,49 @@ impl Keychain {
             .read_to_end(&mut plaintext)
             .map_err(|e| KeychainError::Damaged(format!("payload does not authenticate ({e})")))?;
         Ok(Self::decode(&plaintext)?)
+    }
+}
+
+/// The one entry of `items` whose label is `query`, or else whose id
+/// starts with `query` (at least [`MIN_ID_PREFIX`] hex digits, any case).
+fn find_in<T>(
+    items: &[T],
+    label: impl Fn(&T) -> &str,
+    id: impl Fn(&T) -> String,
+    query: &str,
+) -> Result<usize, KeychainError> {
+    let by_label: Vec<usize> = items
+        .iter()
+        .enumerate()
+        .filter(|(_, i)| label(i) == query)
+        .map(|(n, _)| n)
+        .collect();
+    if let [one] = by_label[..] {
+        return Ok(one);
+    }
+    let prefix = query.to_ascii_lowercase();
+    let by_id: Vec<usize> =
+        if prefix.len() >= MIN_ID_PREFIX && prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
+            items
+                .iter()
+                .enumerate()
+                .filter(|(_, i)| id(i).starts_with(&prefix))
+                .map(|(n, _)| n)
+                .collect()
+        } else {
+            Vec::new()
+        };
+    match by_id[..] {
+        [one] => Ok(one),
+        [] => Err(KeychainError::NotFound(query.chars().take(80).collect())),
+        _ => Err(KeychainError::Ambiguous {
+            query: query.chars().take(80).collect(),
+            candidates: by_id
+                .iter()
+                .map(|n| id(&items[*n]))
+                .collect::<Vec<_>>()
+                .join(", "),
+        }),
     }
 }
 

@@ -5,6 +5,8 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use std::io::IsTerminal;
+
 use mtos_client::{ClientError, Home, passphrase};
 use mtos_crypto::{Keychain, KeychainError};
 
@@ -61,4 +63,53 @@ pub(crate) fn no_overwrite(path: &Path, source: std::io::Error) -> ClientError {
 /// Creates a new owner-only file; refuses to replace an existing one.
 pub(crate) fn write_new_private_file(path: &Path, bytes: &[u8]) -> Result<(), ClientError> {
     mtos_crypto::create_owner_only(path, bytes).map_err(|source| no_overwrite(path, source))
+}
+
+/// Runs `edit` on the keychain under the lock and saves the result; the
+/// file is only replaced if `edit` succeeds.
+pub(crate) fn modify<T>(
+    home: &Home,
+    create: bool,
+    edit: impl FnOnce(&mut Keychain) -> Result<T, ClientError>,
+) -> Result<T, ClientError> {
+    let file = home.keychain();
+    if !file.exists() && !create {
+        return Err(KeychainError::Missing(file.path().to_owned()).into());
+    }
+    home.ensure()?;
+    let cost = passphrase::kdf_cost()?;
+    let _lock = file.lock()?;
+    let (mut keychain, pass) = if file.exists() {
+        let pass = passphrase::existing()?;
+        (file.load(&pass)?, pass)
+    } else {
+        eprintln!("creating a new keychain at {}", file.path().display());
+        (Keychain::new(), passphrase::new_keychain()?)
+    };
+    let out = edit(&mut keychain)?;
+    file.save(&keychain, &pass, cost)?;
+    Ok(out)
+}
+
+/// Asks a yes/no question on the terminal; anything but yes refuses.
+/// `action` names what would be done, for the refusal off a terminal.
+pub(crate) fn confirm(question: &str, action: &str) -> Result<(), ClientError> {
+    if !std::io::stdin().is_terminal() {
+        return Err(ClientError::Refused(format!(
+            "refusing to {action} without --yes when not on a terminal"
+        )));
+    }
+    eprint!("{question}");
+    let mut answer = String::new();
+    std::io::stdin()
+        .read_line(&mut answer)
+        .map_err(|source| ClientError::Io {
+            path: "stdin".into(),
+            source,
+        })?;
+    if matches!(answer.trim(), "y" | "Y" | "yes") {
+        Ok(())
+    } else {
+        Err(ClientError::Refused("answered no: nothing changed".into()))
+    }
 }

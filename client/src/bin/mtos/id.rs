@@ -2,18 +2,16 @@
 
 use std::fmt::Write as _;
 use std::fs;
-use std::io::{IsTerminal, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
 use mtos_client::{ClientError, Home, passphrase};
-use mtos_crypto::{
-    Identity, Keychain, KeychainError, Label, PublicIdentity, SafetyNumber, Visibility,
-};
+use mtos_crypto::{Identity, KeychainError, Label, PublicIdentity, SafetyNumber, Visibility};
 use qrcode::render::unicode::Dense1x2;
 use qrcode::{EcLevel, QrCode};
 
-use crate::common::{date, now, open, write_new_private_file};
+use crate::common::{confirm, date, modify, now, open, write_new_private_file};
 
 /// An import file larger than this is not a secret identity.
 const MAX_IMPORT_FILE: u64 = 64 * 1024;
@@ -190,32 +188,6 @@ pub fn run(home: &Home, cmd: IdCommand, via_screen: bool) -> Result<String, Clie
         IdCommand::Rm { id, yes } => rm(home, &id, yes),
         IdCommand::Passwd => passwd(home),
     }
-}
-
-/// Runs `edit` on the keychain under the lock and saves the result; the
-/// file is only replaced if `edit` succeeds.
-fn modify<T>(
-    home: &Home,
-    create: bool,
-    edit: impl FnOnce(&mut Keychain) -> Result<T, ClientError>,
-) -> Result<T, ClientError> {
-    let file = home.keychain();
-    if !file.exists() && !create {
-        return Err(KeychainError::Missing(file.path().to_owned()).into());
-    }
-    home.ensure()?;
-    let cost = passphrase::kdf_cost()?;
-    let _lock = file.lock()?;
-    let (mut keychain, pass) = if file.exists() {
-        let pass = passphrase::existing()?;
-        (file.load(&pass)?, pass)
-    } else {
-        eprintln!("creating a new keychain at {}", file.path().display());
-        (Keychain::new(), passphrase::new_keychain()?)
-    };
-    let out = edit(&mut keychain)?;
-    file.save(&keychain, &pass, cost)?;
-    Ok(out)
 }
 
 fn describe(out: &mut String, identity: &Identity) {
@@ -430,11 +402,14 @@ fn rm(home: &Home, query: &str, yes: bool) -> Result<String, ClientError> {
     let removed = modify(home, false, |keychain| {
         let identity = keychain.find(query)?;
         if !yes {
-            confirm(&format!(
-                "remove identity \"{}\" ({})? its keys are lost unless exported [y/N] ",
-                identity.label(),
-                identity.id()
-            ))?;
+            confirm(
+                &format!(
+                    "remove identity \"{}\" ({})? its keys are lost unless exported [y/N] ",
+                    identity.label(),
+                    identity.id()
+                ),
+                "remove",
+            )?;
         }
         Ok(keychain.remove(query)?)
     })?;
@@ -445,25 +420,4 @@ fn rm(home: &Home, query: &str, yes: bool) -> Result<String, ClientError> {
         removed.id()
     );
     Ok(out)
-}
-
-fn confirm(question: &str) -> Result<(), ClientError> {
-    if !std::io::stdin().is_terminal() {
-        return Err(ClientError::Refused(
-            "refusing to remove without --yes when not on a terminal".into(),
-        ));
-    }
-    eprint!("{question}");
-    let mut answer = String::new();
-    std::io::stdin()
-        .read_line(&mut answer)
-        .map_err(|source| ClientError::Io {
-            path: "stdin".into(),
-            source,
-        })?;
-    if matches!(answer.trim(), "y" | "Y" | "yes") {
-        Ok(())
-    } else {
-        Err(ClientError::Refused("not removed".into()))
-    }
 }

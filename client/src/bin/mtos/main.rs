@@ -1,6 +1,7 @@
 //! `mtos`: the command of people publishing and reading on mtos.
 
 mod common;
+mod contact;
 mod id;
 mod item;
 mod net;
@@ -61,6 +62,17 @@ enum Command {
         after_help = "Example:\n  mtos id new --label alice\n  mtos id show alice --qr"
     )]
     Id(id::IdCommand),
+    /// Keep other people's identities: add, list, show, verify, rename, remove.
+    ///
+    /// A contact is someone's public identity under your own label, with how
+    /// you obtained it and whether you compared its safety number. `--to`
+    /// accepts contact labels. A contact seen later with other keys is
+    /// flagged, never silently replaced.
+    #[command(
+        subcommand,
+        after_help = "Example:\n  mtos contact add mtos:id:... --label bob\n  mtos contact verify bob"
+    )]
+    Contact(contact::ContactCommand),
     /// Seal, open and inspect items: signed, encrypted posts and media.
     ///
     /// An item is text and files under one mtos:item: reference. Sealing signs it,
@@ -188,6 +200,7 @@ fn run(cli: Cli) -> Result<String, ClientError> {
         // A testnet lives in its own directory, not in the home.
         Command::Testnet(cmd) => testnet::run(cmd),
         Command::Id(cmd) => id::run(&home()?, cmd, via_screen),
+        Command::Contact(cmd) => contact::run(&home()?, cmd, via_screen),
         Command::Item(cmd) => item::run(&home()?, cmd),
         Command::Screen(cmd) => screen::run(&home()?, cmd),
         Command::Publish(opts) if via_screen => via::publish(&home()?, opts),
@@ -219,6 +232,7 @@ impl Command {
         match self {
             Command::Publish(_) | Command::Fetch { .. } | Command::Feed { .. } => true,
             Command::Id(cmd) => cmd.uses_network(),
+            Command::Contact(cmd) => cmd.uses_network(),
             _ => false,
         }
     }

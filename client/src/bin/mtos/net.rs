@@ -450,6 +450,11 @@ pub(crate) fn card_published(
 
 /// `mtos id lookup`: a card found through the mixnet.
 pub fn lookup_card(home: &Home, query: &str) -> Result<String, ClientError> {
+    Ok(card_found(&card_info(home, query)?))
+}
+
+/// The card a session of this command's own finds for `query`.
+pub fn card_info(home: &Home, query: &str) -> Result<CardInfo, ClientError> {
     let q = work::card_query(query)?;
     let config = home.network()?;
     let card = runtime()?.block_on(async {
@@ -458,7 +463,7 @@ pub fn lookup_card(home: &Home, query: &str) -> Result<String, ClientError> {
     })?;
     let card = card
         .ok_or_else(|| ClientError::NotFound("no card for this identity on the network".into()))?;
-    Ok(card_found(&CardInfo::of(&card)))
+    Ok(CardInfo::of(&card))
 }
 
 /// What `mtos id lookup` prints.

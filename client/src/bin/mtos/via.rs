@@ -10,7 +10,7 @@ use std::path::Path;
 use indicatif::{ProgressBar, ProgressStyle};
 use mtos_client::feeds::FeedBook;
 use mtos_client::screen::ScreenClient;
-use mtos_client::screen::api::{Event, Reply, Request, TransferDone};
+use mtos_client::screen::api::{CardInfo, Event, Reply, Request, TransferDone};
 use mtos_client::store::{ChunkStore, STORE_DIR};
 use mtos_client::{ClientError, Home};
 
@@ -284,6 +284,11 @@ pub fn publish_card(home: &Home, id: &str) -> Result<String, ClientError> {
 
 /// `mtos id lookup` through the screen.
 pub fn lookup_card(home: &Home, query: &str) -> Result<String, ClientError> {
+    Ok(crate::net::card_found(&card_info(home, query)?))
+}
+
+/// The card the screen finds for `query` (a fingerprint or a URI).
+pub fn card_info(home: &Home, query: &str) -> Result<CardInfo, ClientError> {
     let reply = runtime()?.block_on(async {
         let client = find(home).await?;
         client
@@ -296,7 +301,7 @@ pub fn lookup_card(home: &Home, query: &str) -> Result<String, ClientError> {
             .await
     })?;
     match reply {
-        Reply::Card(card) => Ok(crate::net::card_found(&card)),
+        Reply::Card(card) => Ok(card),
         _ => Err(ClientError::NoScreen(
             "the screen gave an answer of another kind".into(),
         )),

@@ -1,0 +1,215 @@
+//! `mtos contact` as a person uses it: add a contact from a URI or a file,
+//! compare and verify, seal to a contact's label, and a contact seen with
+//! other keys flagged (nothing sealed to it) until the change is accepted.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::*;
+use mtos_crypto::Identity;
+use std::process::Command;
+
+/// Whether the age identity in `key` decrypts the item `reference` of
+/// `home`'s store (the age tool, as an independent reader).
+fn opens(home: &Home, reference: &str, key: &std::path::Path) -> bool {
+    let sealed = home.file("probe.age");
+    let _ = std::fs::remove_file(&sealed);
+    home.ok(&[
+        "item",
+        "inspect",
+        reference,
+        "--export-sealed",
+        sealed.to_str().unwrap(),
+    ]);
+    Command::new("age")
+        .args(["-d", "-i"])
+        .arg(key)
+        .arg(&sealed)
+        .output()
+        .expect("the age tool is needed for this test (apt-get install age)")
+        .status
+        .success()
+}
+
+#[test]
+fn contacts_are_added_verified_used_and_flagged_when_their_keys_change() {
+    let (alice, bob) = (Home::new(), Home::new());
+    alice.ok(&["id", "new", "--label", "alice"]);
+    let shown = bob.ok(&["id", "new", "--label", "bob"]);
+    let bob_uri = field(&shown, "uri");
+    let bob_key = bob.file("bob.key");
+    bob.ok(&[
+        "id",
+        "export",
+        "bob",
+        "--age",
+        "-o",
+        bob_key.to_str().unwrap(),
+    ]);
+
+    // Added from a URI under a local label: unverified, with the safety
+    // number to compare (the one bob sees with `mtos id compare`).
+    let added = alice.ok(&["contact", "add", &bob_uri, "--label", "Bob B."]);
+    assert!(
+        added.contains("added contact \"Bob B.\" (unverified)"),
+        "{added}"
+    );
+    assert_eq!(field(&added, "their label"), "bob");
+    assert_eq!(field(&added, "source"), "URI");
+    let alice_uri = field(&alice.ok(&["id", "show", "alice"]), "uri");
+    let bobs_number = bob.ok(&["id", "compare", "bob", &alice_uri]);
+    let number_line = bobs_number.lines().nth(1).unwrap().to_owned();
+    assert!(added.contains(&number_line), "{added}\n{bobs_number}");
+    let list = alice.ok(&["contact", "list"]);
+    let row = list.lines().find(|l| l.ends_with("Bob B.")).unwrap();
+    assert!(row.contains(" no "), "{row}");
+
+    // The same URI again changes nothing; the same label for someone else,
+    // or one's own identity as a contact, is refused.
+    assert!(
+        alice
+            .ok(&["contact", "add", &bob_uri])
+            .contains("nothing changed")
+    );
+    let carol = Home::new();
+    let carol_uri = field(&carol.ok(&["id", "new", "--label", "carol"]), "uri");
+    alice.fails(
+        &["contact", "add", &carol_uri, "--label", "Bob B."],
+        6,
+        "already labelled",
+    );
+    alice.fails(
+        &["contact", "add", &carol_uri, "--label", "alice"],
+        6,
+        "already labelled",
+    );
+    alice.fails(
+        &["contact", "add", &alice_uri],
+        6,
+        "one of your own identities",
+    );
+
+    // From a file with other text around the URI.
+    let card = alice.file("carol.txt");
+    std::fs::write(&card, format!("Carol's card:\n  {carol_uri}\nsee you\n")).unwrap();
+    let added = alice.ok(&["contact", "add", "--file", card.to_str().unwrap()]);
+    assert_eq!(field(&added, "label"), "carol");
+    assert_eq!(field(&added, "source"), "file");
+
+    // Verifying asks on a terminal; off one it needs --yes, and refusing
+    // changes nothing.
+    alice.fails(&["contact", "verify", "Bob B."], 6, "without --yes");
+    assert!(
+        alice
+            .ok(&["contact", "list"])
+            .lines()
+            .any(|l| l.ends_with("Bob B.") && l.contains(" no "))
+    );
+    assert!(
+        alice
+            .ok(&["contact", "verify", "Bob B.", "--yes"])
+            .contains("is verified")
+    );
+    let row = alice.ok(&["contact", "list"]);
+    let row = row.lines().find(|l| l.ends_with("Bob B.")).unwrap();
+    assert!(!row.contains(" no ") && row.contains('T'), "a date: {row}");
+
+    // --to takes the contact's label, and the item opens with bob's key.
+    let reference = alice
+        .ok(&["item", "seal", "--text", "for bob", "--to", "Bob B."])
+        .trim()
+        .to_owned();
+    assert!(opens(&alice, &reference, &bob_key));
+
+    // Bob's verify key shows up with another encryption key (a card, a URI
+    // pasted again): the contact is flagged, its keys stay, and nothing is
+    // sealed to it.
+    let export = bob.ok(&["id", "export", "bob"]);
+    let real = Identity::import_secret(&export).unwrap();
+    let swapped = Identity::from_secrets(
+        real.label().clone(),
+        real.visibility(),
+        real.created(),
+        &real.ed25519_seed(),
+        &[0x42; 32],
+    );
+    let swapped_key = alice.file("swapped.key");
+    std::fs::write(
+        &swapped_key,
+        format!("{}\n", swapped.age_secret_key().as_str()),
+    )
+    .unwrap();
+    alice.fails(
+        &["contact", "add", &swapped.public().to_uri()],
+        6,
+        "has new keys",
+    );
+    let list = alice.ok(&["contact", "list"]);
+    assert!(
+        list.lines()
+            .any(|l| l.ends_with("Bob B.") && l.contains("KEYS CHANGED")),
+        "{list}"
+    );
+    alice.fails(
+        &["item", "seal", "--text", "x", "--to", "Bob B."],
+        6,
+        "has new keys",
+    );
+    let shown = alice.ok(&["contact", "show", "Bob B."]);
+    assert!(shown.contains("KEYS CHANGED"));
+    assert_eq!(field(&shown, "age key"), real.age_recipient());
+    assert_eq!(field(&shown, "new age key"), swapped.age_recipient());
+    // verify without --accept-change does not clear the flag.
+    alice.fails(&["contact", "verify", "Bob B.", "--yes"], 6, "has new keys");
+
+    // Accepting the change (after comparing the new number) takes the new keys.
+    assert!(
+        alice
+            .ok(&["contact", "verify", "Bob B.", "--accept-change", "--yes"])
+            .contains("with its new keys")
+    );
+    let reference = alice
+        .ok(&["item", "seal", "--text", "again", "--to", "Bob B."])
+        .trim()
+        .to_owned();
+    assert!(opens(&alice, &reference, &swapped_key));
+    assert!(!opens(&alice, &reference, &bob_key));
+
+    // Renamed, then removed.
+    alice.ok(&["contact", "rename", "Bob B.", "bob"]);
+    alice.fails(&["contact", "show", "Bob B."], 5, "no contact matches");
+    alice.fails(&["contact", "rm", "bob"], 6, "without --yes");
+    assert!(
+        alice
+            .ok(&["contact", "rm", "bob", "--yes"])
+            .contains("removed contact \"bob\"")
+    );
+    alice.fails(
+        &["item", "seal", "--text", "x", "--to", "bob"],
+        4,
+        "one of your contacts",
+    );
+}
+
+#[test]
+fn contact_commands_explain_themselves() {
+    let home = Home::new();
+    for args in [
+        vec!["contact", "--help"],
+        vec!["contact", "add", "--help"],
+        vec!["contact", "list", "--help"],
+        vec!["contact", "show", "--help"],
+        vec!["contact", "verify", "--help"],
+        vec!["contact", "rename", "--help"],
+        vec!["contact", "rm", "--help"],
+    ] {
+        assert!(
+            home.ok(&args).contains("Example"),
+            "mtos {args:?} --help has no example"
+        );
+    }
+    // Without a keychain: a clear error, nothing created.
+    home.fails(&["contact", "list"], 5, "no keychain");
+    assert!(!home.keychain().exists());
+}
