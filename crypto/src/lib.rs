@@ -14,6 +14,7 @@ pub mod keychain;
 pub mod slot;
 pub mod sphinx;
 pub mod stamp;
+pub mod transfer;
 pub mod uri;
 pub mod vectors;
 pub mod work;
