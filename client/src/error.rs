@@ -68,6 +68,9 @@ pub enum ClientError {
         "contact \"{0}\" has new keys that nobody has checked: compare the safety number (`mtos contact show {0}`), then `mtos contact verify {0} --accept-change`, or remove the contact"
     )]
     ContactChanged(String),
+    /// A short-code transfer step failed (`specs/transfer.md`).
+    #[error(transparent)]
+    ShortCode(#[from] mtos_crypto::transfer::TransferError),
     /// The network could not be reached or used: its kind says whether
     /// asking again can help (`mtos_net::NetError`).
     #[error(transparent)]
@@ -176,6 +179,10 @@ impl ClientError {
             ClientError::Refused(_) | ClientError::Conflict(_) | ClientError::ContactChanged(_) => {
                 exit::CONFLICT
             }
+            ClientError::ShortCode(mtos_crypto::transfer::TransferError::BadCode(_)) => {
+                exit::BAD_INPUT
+            }
+            ClientError::ShortCode(_) => exit::CONFLICT,
             ClientError::Remote(r) => r.kind.exit_code(),
             ClientError::Interrupted(_) => exit::INTERRUPTED,
             ClientError::NotFound(_)

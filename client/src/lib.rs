@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod compose;
+pub mod contacts;
 pub mod error;
 pub mod feeds;
 pub mod home;
@@ -9,6 +10,7 @@ pub mod passphrase;
 pub mod pending;
 pub mod replies;
 pub mod screen;
+pub mod shortcode;
 pub mod store;
 pub mod testnet;
 #[cfg(feature = "tor")]

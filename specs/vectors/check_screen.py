@@ -38,6 +38,9 @@ requests = [
     ("watch", request("watch")),
     ("reconnect", request("reconnect")),
     ("web_address", request("web_address")),
+    ("contact_invite", request("contact_invite", id="alice", wait_secs=300)),
+    ("contact_invite as the only identity", request("contact_invite", id=None, wait_secs=None)),
+    ("contact_accept", request("contact_accept", code="7-guitar-orbit", id=None, label="Bob B.")),
     ("publish with a display component", request("publish", seal=dict(
         seal, text=["3 9 4"], files=[], tag=[], component=REF))),
 ]
@@ -63,6 +66,7 @@ answers = [
     ("event: progress", {"event": {"event": "progress", "job": 3, "done": 12, "total": 85}}),
     ("event: entry", {"event": {"event": "entry", "feed": "alice", "n": 2, "time_ms": 1796486400000,
                                 "item": REF, "fetched": True}}),
+    ("event: code", {"event": {"event": "code", "code": "7-guitar-orbit", "expires_secs": 300}}),
     ("ok: done", {"ok": {"reply": "done"}}),
     ("ok: status", {"ok": status}),
     ("ok: transfer", {"ok": transfer}),
@@ -78,6 +82,11 @@ answers = [
                          "fingerprint": "45982 29914 17724 09762 93147 21766",
                          "uri": "mtos:id:abc", "feed": "mtos:feed:abc", "time_ms": 1796486400000}}),
     ("ok: jobs", {"ok": {"reply": "jobs", "jobs": [job]}}),
+    ("ok: exchanged", {"ok": {"reply": "exchanged", "label": "Bob B.", "outcome": "added",
+                              "card": {"label": "bob", "id": "9188de6a89dcebf6",
+                                       "fingerprint": "45982 29914 17724 09762 93147 21766",
+                                       "uri": "mtos:id:abc", "feed": "mtos:feed:abc",
+                                       "time_ms": 1796486400000}}}),
     ("ok: web_address", {"ok": {"reply": "web_address", "address":
         "http://127.0.0.1:8737/#token=" + "a" * 52}}),
 ]

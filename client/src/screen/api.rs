@@ -95,7 +95,29 @@ pub enum Request {
     /// A new address of the web screen to open, with a one-time token
     /// (`specs/screen.md` §8).
     WebAddress,
+    /// Invite someone to exchange identities by short code
+    /// (`specs/transfer.md`): a [`Event::Code`] once the invitation is on
+    /// the network, then [`Reply::Exchanged`].
+    ContactInvite {
+        /// The identity to hand over (label or id prefix); `None`: the
+        /// only one.
+        id: Option<String>,
+        /// Seconds the invitation stays open; `None`: 300.
+        wait_secs: Option<u64>,
+    },
+    /// Accept a short code someone read out.
+    ContactAccept {
+        /// The code, as typed.
+        code: String,
+        /// The identity to hand over; `None`: the only one.
+        id: Option<String>,
+        /// What to call the new contact; `None`: the label they chose.
+        label: Option<String>,
+    },
 }
+
+/// The longest an invitation may be asked to stay open.
+pub const MAX_WAIT_SECS: u64 = 3600;
 
 /// Poll rounds one request may ask for.
 pub const MAX_POLL_ROUNDS: u32 = 100;
@@ -139,6 +161,14 @@ pub enum Event {
     },
     /// A new entry of a followed feed, its item fetched when it could be.
     Entry(FeedEntryInfo),
+    /// A short code to read to the other side: its invitation is on the
+    /// network.
+    Code {
+        /// The code, e.g. `7-guitar-orbit`.
+        code: String,
+        /// Seconds it stays open.
+        expires_secs: u64,
+    },
 }
 
 /// A final answer.
@@ -189,6 +219,9 @@ pub enum Reply {
         /// `http://127.0.0.1:PORT/#token=…`, good once, for ten minutes.
         address: String,
     },
+    /// [`Request::ContactInvite`], [`Request::ContactAccept`]: the
+    /// other side's card and what it did to the keychain.
+    Exchanged(ExchangeInfo),
     /// [`Request::Jobs`].
     Jobs {
         /// Queued and running work.
@@ -245,6 +278,19 @@ impl CardInfo {
             time_ms: card.time_ms,
         }
     }
+}
+
+/// The contact a short-code exchange produced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExchangeInfo {
+    /// Its label in the keychain.
+    pub label: String,
+    /// What its card says.
+    pub card: CardInfo,
+    /// `added` (a new contact, verified), `verified` (known with these
+    /// keys, now verified) or `changed` (known with other keys: flagged,
+    /// the old keys kept).
+    pub outcome: String,
 }
 
 /// A new feed entry.

@@ -292,6 +292,16 @@ pub(super) async fn handle(
             screen.network_changed().await.map_err(api_err)?;
             Ok(Some(Reply::Done))
         }
+        Request::ContactInvite { id, wait_secs } => {
+            super::exchange::invite(screen, id, wait_secs, out)
+                .await
+                .map(Some)
+        }
+        Request::ContactAccept { code, id, label } => {
+            super::exchange::accept(screen, &code, id, label, out)
+                .await
+                .map(Some)
+        }
         Request::WebAddress => match screen.web.get() {
             Some(access) => Ok(Some(Reply::WebAddress {
                 address: access.mint(),

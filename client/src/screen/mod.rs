@@ -10,6 +10,7 @@
 pub mod api;
 mod client;
 mod connection;
+mod exchange;
 mod jobs;
 mod server;
 mod state;

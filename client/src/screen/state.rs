@@ -334,6 +334,52 @@ impl Screen {
         Ok(identity)
     }
 
+    /// Changes the keychain with `edit` and saves it with the passphrase
+    /// the screen was unlocked with (under the file's lock, off the
+    /// runtime's workers); a failed edit writes nothing.
+    pub(super) async fn edit_keychain<T: Send + 'static>(
+        self: &std::sync::Arc<Self>,
+        edit: impl FnOnce(&mut Keychain) -> Result<T, ClientError> + Send + 'static,
+    ) -> Result<T, ClientError> {
+        let pass = {
+            let keys = self
+                .keys
+                .lock()
+                .map_err(|_| ClientError::Refused("the screen's keychain is unusable".into()))?;
+            keys.passphrase
+                .as_ref()
+                .map(|p| SecretString::from(p.expose_secret().to_owned()))
+        }
+        .ok_or_else(|| {
+            ClientError::Refused(
+                "the screen holds no keychain: `mtos id new` first (then restart the screen)"
+                    .into(),
+            )
+        })?;
+        let cost = crate::passphrase::kdf_cost()?;
+        let me = self.clone();
+        let (out, keychain) = tokio::task::spawn_blocking(move || {
+            let file = me.home.keychain();
+            let _lock = file.lock()?;
+            let mut keychain = file.load(&pass)?;
+            let out = edit(&mut keychain)?;
+            file.save(&keychain, &pass, cost)?;
+            Ok::<_, ClientError>((out, keychain))
+        })
+        .await
+        .map_err(|e| ClientError::Refused(format!("the keychain change stopped: {e}")))??;
+        let modified = std::fs::metadata(self.home.keychain().path())
+            .and_then(|m| m.modified())
+            .ok();
+        let mut keys = self
+            .keys
+            .lock()
+            .map_err(|_| ClientError::Refused("the screen's keychain is unusable".into()))?;
+        keys.keychain = Some(keychain);
+        keys.modified = modified;
+        Ok(out)
+    }
+
     /// The X25519 secrets of the keychain's identities, to open private
     /// items addressed to them.
     pub(super) async fn item_secrets(

@@ -157,12 +157,17 @@ impl Rendezvous {
         *h.finalize().as_bytes()
     }
 
-    /// Where slot `n` of `role` is.
-    pub fn locator(&self, role: Role, n: u64) -> Result<Locator, TransferError> {
+    /// The blinded key of slot `n` of `role` (what its record carries).
+    pub fn slot_key(&self, role: Role, n: u64) -> Result<[u8; 32], TransferError> {
         let feed = ed25519_dalek::SigningKey::from_bytes(&self.seed(role))
             .verifying_key()
             .to_bytes();
-        Ok(slot_locator(&slot_key(&feed, n)?))
+        Ok(slot_key(&feed, n)?)
+    }
+
+    /// Where slot `n` of `role` is.
+    pub fn locator(&self, role: Role, n: u64) -> Result<Locator, TransferError> {
+        Ok(slot_locator(&self.slot_key(role, n)?))
     }
 
     /// Slot `n` of `role` holding `body`, signed.
@@ -298,6 +303,11 @@ impl std::fmt::Debug for Keys {
 }
 
 impl Keys {
+    /// The side these keys belong to.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
     fn key(&self, role: Role) -> &[u8; 32] {
         match role {
             Role::Inviter => &self.inviter,

@@ -76,6 +76,41 @@ pub enum ContactCommand {
         #[arg(long, short)]
         yes: bool,
     },
+    /// Invite someone to exchange identities by short code, through the mixnet.
+    ///
+    /// Prints a code such as `7-guitar-orbit` once the invitation is on the
+    /// network; read it to the other person (in person, by phone), who runs
+    /// `mtos contact accept CODE`. Both of you then hold each other's keys,
+    /// verified: only someone with the code could have answered. A wrong
+    /// code, or anyone else answering, fails the exchange for both. Runs
+    /// through the screen (`mtos screen start`).
+    ///
+    /// Example: mtos contact invite --as alice
+    Invite {
+        /// Your identity to hand over [default: your only one].
+        #[arg(long = "as", value_name = "ID")]
+        as_id: Option<String>,
+        /// Seconds the invitation stays open (30 to 3600).
+        #[arg(long, default_value_t = 300)]
+        wait: u64,
+    },
+    /// Accept a short code someone read to you, and exchange identities.
+    ///
+    /// One try: a mistyped word is refused before anything is sent, but a
+    /// wrong code that parses spends the invitation (ask for a new one).
+    ///
+    /// Example: mtos contact accept 7-guitar-orbit --label alice
+    Accept {
+        /// The code, e.g. 7-guitar-orbit (spaces or dashes).
+        #[arg(num_args = 1.., required = true)]
+        code: Vec<String>,
+        /// Your identity to hand over [default: your only one].
+        #[arg(long = "as", value_name = "ID")]
+        as_id: Option<String>,
+        /// What to call the new contact [default: the label they chose].
+        #[arg(long, short)]
+        label: Option<String>,
+    },
     /// Give a contact another label.
     ///
     /// Example: mtos contact rename bob "bob (work)"
@@ -108,10 +143,32 @@ impl ContactCommand {
             }
         )
     }
+
+    /// Whether it runs only through the screen.
+    fn needs_screen(&self) -> bool {
+        matches!(
+            self,
+            ContactCommand::Invite { .. } | ContactCommand::Accept { .. }
+        )
+    }
 }
 
 pub fn run(home: &Home, cmd: ContactCommand, via_screen: bool) -> Result<String, ClientError> {
+    if cmd.needs_screen() && !via_screen {
+        return Err(ClientError::Refused(
+            "short-code exchanges run through the screen's session: drop --no-screen".into(),
+        ));
+    }
     match cmd {
+        ContactCommand::Invite { as_id, wait } => {
+            exchanged(crate::via::contact_invite(home, as_id, Some(wait))?)
+        }
+        ContactCommand::Accept { code, as_id, label } => exchanged(crate::via::contact_accept(
+            home,
+            code.join(" "),
+            as_id,
+            label,
+        )?),
         ContactCommand::Add {
             uri,
             file,
@@ -185,6 +242,26 @@ pub fn run(home: &Home, cmd: ContactCommand, via_screen: bool) -> Result<String,
                 removed.identity().id()
             ))
         }
+    }
+}
+
+/// What an exchange's end says.
+fn exchanged(info: mtos_client::screen::api::ExchangeInfo) -> Result<String, ClientError> {
+    match info.outcome.as_str() {
+        "changed" => Err(ClientError::ContactChanged(info.label)),
+        outcome => Ok(format!(
+            "{} contact \"{}\", verified by the code\nid:          {}\nfingerprint: {}\nuri:         {}\nfeed:        {}\n",
+            if outcome == "added" {
+                "added"
+            } else {
+                "verified"
+            },
+            info.label,
+            info.card.id,
+            info.card.fingerprint,
+            info.card.uri,
+            info.card.feed,
+        )),
     }
 }
 

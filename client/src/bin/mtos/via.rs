@@ -10,7 +10,7 @@ use std::path::Path;
 use indicatif::{ProgressBar, ProgressStyle};
 use mtos_client::feeds::FeedBook;
 use mtos_client::screen::ScreenClient;
-use mtos_client::screen::api::{CardInfo, Event, Reply, Request, TransferDone};
+use mtos_client::screen::api::{CardInfo, Event, ExchangeInfo, Reply, Request, TransferDone};
 use mtos_client::store::{ChunkStore, STORE_DIR};
 use mtos_client::{ClientError, Home};
 
@@ -74,7 +74,7 @@ async fn follow_job(
             bar.set_length(total);
             bar.set_position(done);
         }
-        Event::Entry(_) => {}
+        Event::Entry(_) | Event::Code { .. } => {}
     });
     let result = tokio::select! {
         r = call => r,
@@ -302,6 +302,58 @@ pub fn card_info(home: &Home, query: &str) -> Result<CardInfo, ClientError> {
     })?;
     match reply {
         Reply::Card(card) => Ok(card),
+        _ => Err(ClientError::NoScreen(
+            "the screen gave an answer of another kind".into(),
+        )),
+    }
+}
+
+/// `mtos contact invite`: prints the code as soon as the invitation is
+/// on the network, then waits for the other side.
+pub fn contact_invite(
+    home: &Home,
+    id: Option<String>,
+    wait_secs: Option<u64>,
+) -> Result<ExchangeInfo, ClientError> {
+    exchange(home, Request::ContactInvite { id, wait_secs })
+}
+
+/// `mtos contact accept`.
+pub fn contact_accept(
+    home: &Home,
+    code: String,
+    id: Option<String>,
+    label: Option<String>,
+) -> Result<ExchangeInfo, ClientError> {
+    exchange(home, Request::ContactAccept { code, id, label })
+}
+
+fn exchange(home: &Home, request: Request) -> Result<ExchangeInfo, ClientError> {
+    let reply = runtime()?.block_on(async {
+        let client = find(home).await?;
+        let call = client.call(request, |e| match e {
+            Event::Code { code, expires_secs } => {
+                use std::io::Write as _;
+                let mut stdout = std::io::stdout().lock();
+                let _ = writeln!(stdout, "code: {code}");
+                let _ = stdout.flush();
+                eprintln!(
+                    "read this code to the other person; they run `mtos contact accept {code}` within {} minutes",
+                    expires_secs.div_ceil(60)
+                );
+            }
+            Event::Note { text } => eprintln!("{text}"),
+            _ => {}
+        });
+        tokio::select! {
+            r = call => r,
+            _ = tokio::signal::ctrl_c() => Err(ClientError::Interrupted(
+                "interrupted: the exchange was stopped".into(),
+            )),
+        }
+    })?;
+    match reply {
+        Reply::Exchanged(info) => Ok(info),
         _ => Err(ClientError::NoScreen(
             "the screen gave an answer of another kind".into(),
         )),
