@@ -68,6 +68,9 @@ pub enum ClientError {
         "contact \"{0}\" has new keys that nobody has checked: compare the safety number (`mtos contact show {0}`), then `mtos contact verify {0} --accept-change`, or remove the contact"
     )]
     ContactChanged(String),
+    /// An image that does not decode (`mtos contact add --qr-image`).
+    #[error("not a readable image: {0}")]
+    BadImage(String),
     /// A short-code transfer step failed (`specs/transfer.md`).
     #[error(transparent)]
     ShortCode(#[from] mtos_crypto::transfer::TransferError),
@@ -175,7 +178,8 @@ impl ClientError {
             ClientError::Label(_)
             | ClientError::Uri(_)
             | ClientError::Import { .. }
-            | ClientError::TooLarge { .. } => exit::BAD_INPUT,
+            | ClientError::TooLarge { .. }
+            | ClientError::BadImage(_) => exit::BAD_INPUT,
             ClientError::Refused(_) | ClientError::Conflict(_) | ClientError::ContactChanged(_) => {
                 exit::CONFLICT
             }

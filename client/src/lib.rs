@@ -8,6 +8,7 @@ pub mod home;
 pub mod mixnet;
 pub mod passphrase;
 pub mod pending;
+pub mod qr;
 pub mod replies;
 pub mod screen;
 pub mod shortcode;

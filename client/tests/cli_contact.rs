@@ -213,3 +213,85 @@ fn contact_commands_explain_themselves() {
     home.fails(&["contact", "list"], 5, "no keychain");
     assert!(!home.keychain().exists());
 }
+
+/// `img` turned by `degrees` and scaled by `scale` onto a white canvas
+/// (bilinear), as a photo of a screen would be: never aligned.
+fn photographed(img: &image::GrayImage, degrees: f64, scale: f64) -> image::GrayImage {
+    let (w, h) = (f64::from(img.width()), f64::from(img.height()));
+    let side = ((w * w + h * h).sqrt() * scale).ceil() as u32 + 40;
+    let (sin, cos) = degrees.to_radians().sin_cos();
+    let c = f64::from(side) / 2.0;
+    image::GrayImage::from_fn(side, side, |x, y| {
+        // Back from the canvas to the source image.
+        let (dx, dy) = ((f64::from(x) - c) / scale, (f64::from(y) - c) / scale);
+        let (sx, sy) = (
+            cos * dx + sin * dy + w / 2.0,
+            -sin * dx + cos * dy + h / 2.0,
+        );
+        let at = |x: f64, y: f64| -> f64 {
+            if x < 0.0 || y < 0.0 || x >= w || y >= h {
+                255.0
+            } else {
+                f64::from(img.get_pixel(x as u32, y as u32)[0])
+            }
+        };
+        let (x0, y0) = (sx.floor(), sy.floor());
+        let (fx, fy) = (sx - x0, sy - y0);
+        let v = at(x0, y0) * (1.0 - fx) * (1.0 - fy)
+            + at(x0 + 1.0, y0) * fx * (1.0 - fy)
+            + at(x0, y0 + 1.0) * (1.0 - fx) * fy
+            + at(x0 + 1.0, y0 + 1.0) * fx * fy;
+        image::Luma([v.round().clamp(0.0, 255.0) as u8])
+    })
+}
+
+#[test]
+fn a_qr_code_written_as_png_is_read_back_straight_turned_scaled_and_as_a_jpeg() {
+    let (alice, bob) = (Home::new(), Home::new());
+    alice.ok(&["id", "new", "--label", "alice"]);
+    let bob_uri = field(&bob.ok(&["id", "new", "--label", "bob"]), "uri");
+    let png = bob.file("bob.png");
+    bob.ok(&["id", "show", "bob", "--png", png.to_str().unwrap()]);
+    // Never overwritten.
+    bob.fails(
+        &["id", "show", "bob", "--png", png.to_str().unwrap()],
+        6,
+        "refusing to overwrite",
+    );
+
+    let added = alice.ok(&["contact", "add", "--qr-image", png.to_str().unwrap()]);
+    assert_eq!(field(&added, "source"), "QR code");
+    assert_eq!(field(&added, "uri"), bob_uri);
+    alice.ok(&["contact", "rm", "bob", "--yes"]);
+
+    let straight = image::open(&png).unwrap().to_luma8();
+    for (n, (degrees, scale, jpeg)) in [(17.0, 1.6, false), (-33.0, 0.7, false), (71.0, 1.3, true)]
+        .into_iter()
+        .enumerate()
+    {
+        let photo = photographed(&straight, degrees, scale);
+        let path = alice.file(&format!("photo-{n}.{}", if jpeg { "jpg" } else { "png" }));
+        photo.save(&path).unwrap();
+        let added = alice.ok(&["contact", "add", "--qr-image", path.to_str().unwrap()]);
+        assert_eq!(field(&added, "uri"), bob_uri, "{degrees}° x{scale}");
+        alice.ok(&["contact", "rm", "bob", "--yes"]);
+    }
+
+    // An image without a code, and a file that is no image: clear errors.
+    let blank = alice.file("blank.png");
+    image::GrayImage::from_pixel(300, 300, image::Luma([255]))
+        .save(&blank)
+        .unwrap();
+    alice.fails(
+        &["contact", "add", "--qr-image", blank.to_str().unwrap()],
+        5,
+        "no QR code could be read",
+    );
+    let junk = alice.file("junk.png");
+    std::fs::write(&junk, b"\x89PNG\r\n\x1a\n not really").unwrap();
+    alice.fails(
+        &["contact", "add", "--qr-image", junk.to_str().unwrap()],
+        4,
+        "not a readable image",
+    );
+}

@@ -60,6 +60,17 @@ pub(crate) fn no_overwrite(path: &Path, source: std::io::Error) -> ClientError {
     }
 }
 
+/// Creates a new file (not secret); refuses to replace an existing one.
+pub(crate) fn write_new_file(path: &Path, bytes: &[u8]) -> Result<(), ClientError> {
+    use std::io::Write as _;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(bytes))
+        .map_err(|source| no_overwrite(path, source))
+}
+
 /// Creates a new owner-only file; refuses to replace an existing one.
 pub(crate) fn write_new_private_file(path: &Path, bytes: &[u8]) -> Result<(), ClientError> {
     mtos_crypto::create_owner_only(path, bytes).map_err(|source| no_overwrite(path, source))

@@ -18,8 +18,8 @@ const MAX_URI_FILE: u64 = 16 * 1024;
 
 #[derive(Debug, Subcommand)]
 pub enum ContactCommand {
-    /// Add a contact from its mtos:id: URI, a file holding one, or its
-    /// fingerprint (its card looked up on the network).
+    /// Add a contact from its mtos:id: URI, a file holding one, a photo of
+    /// its QR code, or its fingerprint (its card looked up on the network).
     ///
     /// A new contact is unverified: compare the safety number that `mtos
     /// contact show` prints with the one your contact sees, then run `mtos
@@ -29,11 +29,14 @@ pub enum ContactCommand {
     /// Example: mtos contact add mtos:id:... --label bob
     Add {
         /// The contact's mtos:id: URI.
-        #[arg(required_unless_present_any = ["file", "fingerprint"], conflicts_with_all = ["file", "fingerprint"])]
+        #[arg(required_unless_present_any = ["file", "fingerprint", "qr_image"], conflicts_with_all = ["file", "fingerprint", "qr_image"])]
         uri: Option<String>,
         /// Read the URI from this file (- for stdin).
-        #[arg(long, value_name = "FILE", conflicts_with = "fingerprint")]
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["fingerprint", "qr_image"])]
         file: Option<PathBuf>,
+        /// Read the URI from a photo or screenshot of its QR code (PNG or JPEG).
+        #[arg(long, value_name = "FILE", conflicts_with = "fingerprint")]
+        qr_image: Option<PathBuf>,
         /// Look the card up on the network by its 30-digit fingerprint.
         #[arg(long, value_name = "DIGITS")]
         fingerprint: Option<String>,
@@ -172,13 +175,15 @@ pub fn run(home: &Home, cmd: ContactCommand, via_screen: bool) -> Result<String,
         ContactCommand::Add {
             uri,
             file,
+            qr_image,
             fingerprint,
             label,
         } => {
-            let (record, source) = match (uri, file, fingerprint) {
-                (Some(uri), _, _) => (PublicIdentity::from_uri(&uri)?, Source::Uri),
-                (_, Some(file), _) => (read_uri_file(&file)?, Source::File),
-                (_, _, Some(digits)) => {
+            let (record, source) = match (uri, file, qr_image, fingerprint) {
+                (Some(uri), ..) => (PublicIdentity::from_uri(&uri)?, Source::Uri),
+                (_, Some(file), ..) => (read_uri_file(&file)?, Source::File),
+                (_, _, Some(image), _) => (read_qr_image(&image)?, Source::QrCode),
+                (_, _, _, Some(digits)) => {
                     let card = if via_screen {
                         crate::via::card_info(home, &digits)?
                     } else {
@@ -320,6 +325,39 @@ fn read_uri_file(path: &Path) -> Result<PublicIdentity, ClientError> {
         .find(|w| w.to_ascii_lowercase().starts_with("mtos:id:"))
         .ok_or_else(|| ClientError::Refused(format!("{name} holds no mtos:id: URI")))?;
     Ok(PublicIdentity::from_uri(line)?)
+}
+
+fn read_qr_image(path: &Path) -> Result<PublicIdentity, ClientError> {
+    let name = path.display().to_string();
+    let mut raw = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| {
+            f.take(mtos_client::qr::MAX_IMAGE_FILE + 1)
+                .read_to_end(&mut raw)
+        })
+        .map_err(|source| ClientError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+    if raw.len() as u64 > mtos_client::qr::MAX_IMAGE_FILE {
+        return Err(ClientError::TooLarge {
+            path: name,
+            limit: mtos_client::qr::MAX_IMAGE_FILE,
+        });
+    }
+    let texts = mtos_client::qr::decode(&raw)?;
+    let uri = texts
+        .iter()
+        .find(|t| t.trim().to_ascii_lowercase().starts_with("mtos:id:"))
+        .ok_or_else(|| {
+            ClientError::NotFound(match texts.len() {
+                0 => {
+                    format!("no QR code could be read in {name} (a sharper, closer photo may help)")
+                }
+                n => format!("{name} holds {n} QR code(s), none an mtos:id: URI"),
+            })
+        })?;
+    Ok(PublicIdentity::from_uri(uri)?)
 }
 
 /// The identity a safety number is computed with: the one named, or the

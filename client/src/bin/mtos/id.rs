@@ -47,6 +47,10 @@ pub enum IdCommand {
         /// Also print the URI as a QR code for another device to scan.
         #[arg(long)]
         qr: bool,
+        /// Write the QR code as a PNG image to this new file (to print,
+        /// or to show on another screen).
+        #[arg(long, value_name = "FILE")]
+        png: Option<PathBuf>,
     },
     /// Print the follow URI of an identity's feed, for the people who may follow it.
     ///
@@ -153,7 +157,7 @@ pub fn run(home: &Home, cmd: IdCommand, via_screen: bool) -> Result<String, Clie
         IdCommand::Lookup { query } if via_screen => crate::via::lookup_card(home, &query),
         IdCommand::New { label, private } => new(home, label, private),
         IdCommand::List => list(home),
-        IdCommand::Show { id, qr } => show(home, &id, qr),
+        IdCommand::Show { id, qr, png } => show(home, &id, qr, png.as_deref()),
         IdCommand::Publish { id } => {
             let keychain = open(home)?;
             let identity = keychain.find(&id)?;
@@ -254,7 +258,7 @@ fn list(home: &Home) -> Result<String, ClientError> {
     Ok(out)
 }
 
-fn show(home: &Home, query: &str, qr: bool) -> Result<String, ClientError> {
+fn show(home: &Home, query: &str, qr: bool, png: Option<&Path>) -> Result<String, ClientError> {
     let mut out = String::new();
     let keychain = open(home)?;
     let identity = keychain.find(query)?;
@@ -274,6 +278,15 @@ fn show(home: &Home, query: &str, qr: bool) -> Result<String, ClientError> {
             .quiet_zone(true)
             .build();
         let _ = writeln!(out, "{art}");
+    }
+    if let Some(path) = png {
+        let uri = identity.public().to_uri().to_ascii_uppercase();
+        crate::common::write_new_file(path, &mtos_client::qr::png(&uri, 8)?)?;
+        eprintln!(
+            "wrote the QR code of \"{}\" to {}",
+            identity.label(),
+            path.display()
+        );
     }
     Ok(out)
 }
