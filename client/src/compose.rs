@@ -6,6 +6,7 @@ use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use mtos_crypto::KeychainError;
 use mtos_crypto::item::seal::{self, Access};
 use mtos_crypto::item::{
     Audience, ContentType, ItemDraft, ItemRef, Part, PartKind, RefKind, TypedRef,
@@ -179,16 +180,33 @@ fn recipient_key(text: &str, keychain: Option<&Keychain>) -> Result<[u8; 32], Cl
     let Some(keychain) = keychain else {
         return Err(ClientError::BadRecipient(t.chars().take(80).collect()));
     };
-    // Labels name one key: identities and contacts share one namespace.
-    if let Ok(contact) = keychain.find_contact(t) {
-        if contact.changed().is_some() {
-            return Err(ClientError::ContactChanged(contact.label().to_string()));
+    // Labels name one key: identities and contacts share one namespace,
+    // and a name that a contact and an identity both answer to (a label
+    // that is the other's id prefix) is refused rather than guessed.
+    match (keychain.find_contact(t), keychain.find(t)) {
+        (Ok(contact), Err(_)) => {
+            if contact.changed().is_some() {
+                return Err(ClientError::ContactChanged(contact.label().to_string()));
+            }
+            Ok(*contact.identity().encryption_key())
         }
-        return Ok(*contact.identity().encryption_key());
-    }
-    match keychain.find(t) {
-        Ok(identity) => Ok(identity.encryption_key()),
-        Err(_) => Err(ClientError::BadRecipient(t.chars().take(80).collect())),
+        (Err(_), Ok(identity)) => Ok(identity.encryption_key()),
+        (Ok(c), Ok(i)) => Err(KeychainError::Ambiguous {
+            query: t.chars().take(80).collect(),
+            candidates: format!(
+                "contact {} \"{}\", identity {} \"{}\"",
+                c.identity().id(),
+                c.label(),
+                i.id(),
+                i.label()
+            ),
+        }
+        .into()),
+        (Err(KeychainError::Ambiguous { query, candidates }), _)
+        | (_, Err(KeychainError::Ambiguous { query, candidates })) => {
+            Err(KeychainError::Ambiguous { query, candidates }.into())
+        }
+        (Err(_), Err(_)) => Err(ClientError::BadRecipient(t.chars().take(80).collect())),
     }
 }
 

@@ -4,18 +4,55 @@
 use mtos_crypto::card::Card;
 use mtos_crypto::feed::FeedKeys;
 use mtos_crypto::keychain::{Contact, Observed, Source};
-use mtos_crypto::{Identity, Keychain, Label};
+use mtos_crypto::{Identity, Keychain, Label, PublicIdentity};
 
 use crate::error::ClientError;
 
-/// The signed card `identity` hands over: its public record and feed.
-pub fn own_card(identity: &Identity, time_ms: u64) -> Vec<u8> {
-    Card {
+/// What a card's signature over an exchange's transcript starts with.
+const BINDING_CONTEXT: &[u8] = b"mtos-transfer-v1 card";
+
+/// What `identity` hands over in an exchange (`specs/transfer.md` §3):
+/// its signed card (public record and feed), and its signature over the
+/// exchange's transcript, which proves the card's owner took part in
+/// this exchange (a card alone may be anyone's, copied off the network).
+pub fn own_payload(identity: &Identity, time_ms: u64, transcript: &[u8]) -> Vec<u8> {
+    let card = Card {
         identity: identity.public(),
         follow: FeedKeys::of(identity).follow(),
         time_ms,
     }
-    .sign(identity)
+    .sign(identity);
+    let mut message = BINDING_CONTEXT.to_vec();
+    message.extend_from_slice(transcript);
+    let mut out = Vec::with_capacity(2 + card.len() + 64);
+    // A card is a few hundred bytes.
+    out.extend_from_slice(&u16::try_from(card.len()).unwrap_or(u16::MAX).to_be_bytes());
+    out.extend_from_slice(&card);
+    out.extend_from_slice(&identity.sign(&message));
+    out
+}
+
+/// The card in an exchange's payload, checked: the card's own signatures
+/// and its owner's signature over `transcript`.
+fn open_payload(payload: &[u8], transcript: &[u8]) -> Result<Card, ClientError> {
+    let bad = |why: &str| ClientError::Invalid(format!("the other side's card: {why}"));
+    let (len, rest) = payload
+        .split_first_chunk::<2>()
+        .ok_or_else(|| bad("truncated"))?;
+    let len = usize::from(u16::from_be_bytes(*len));
+    if rest.len() != len + 64 {
+        return Err(bad("not a card and a signature"));
+    }
+    let (card, signature) = rest.split_at(len);
+    let card = Card::decode(card).map_err(|e| bad(&e.to_string()))?;
+    let mut message = BINDING_CONTEXT.to_vec();
+    message.extend_from_slice(transcript);
+    let mut sig = [0u8; 64];
+    sig.copy_from_slice(signature);
+    if !card.identity.verify_key().verify(&message, &sig) {
+        return Err(bad("not signed for this exchange by its owner"));
+    }
+    Ok(card)
 }
 
 /// What an exchange did with the other side's card.
@@ -41,18 +78,19 @@ pub struct Exchanged {
     pub outcome: Outcome,
 }
 
-/// Records the other side's `card` bytes in `keychain` at `now` (Unix
-/// seconds): a new contact under `label` (or the label its owner chose,
-/// numbered when taken), verified, since only the code's holder could
-/// have sealed it.
+/// Records the other side's payload in `keychain` at `now` (Unix
+/// seconds): a new contact under `label` (or the label its owner chose;
+/// either numbered when taken), verified, since only the code's holder
+/// could have sealed it and only the card's owner signed it for this
+/// exchange.
 pub fn record(
     keychain: &mut Keychain,
-    card: &[u8],
+    payload: &[u8],
+    transcript: &[u8],
     label: Option<Label>,
     now: u64,
 ) -> Result<Exchanged, ClientError> {
-    let card = Card::decode(card)
-        .map_err(|e| ClientError::Invalid(format!("the other side's card: {e}")))?;
+    let card = open_payload(payload, transcript)?;
     let identity = &card.identity;
     if keychain.by_key(identity.verify_key()).is_some() {
         return Err(ClientError::Refused(
@@ -61,19 +99,16 @@ pub fn record(
     }
     let (label, outcome) = match keychain.observe(identity) {
         Observed::Unknown => {
-            let label = match label {
-                Some(l) => l,
-                None => free_label(keychain, identity.label())?,
-            };
+            let label = free_label(keychain, label.as_ref().unwrap_or(identity.label()))?;
             let mut contact = Contact::new(identity.clone(), label.clone(), Source::ShortCode, now);
             contact.mark_verified(now);
             keychain.add_contact(contact)?;
             (label, Outcome::Added)
         }
         Observed::Same(label) => {
-            keychain
-                .find_contact_mut(&identity.id().to_string())?
-                .mark_verified(now);
+            if let Some(c) = keychain.contact_by_key_mut(identity.verify_key()) {
+                c.mark_verified(now);
+            }
             (label, Outcome::Verified)
         }
         Observed::Changed(label) => (label, Outcome::Changed),
@@ -83,6 +118,41 @@ pub fn record(
         card,
         outcome,
     })
+}
+
+/// Adds `record` as an unverified contact under `label` (or the label its
+/// owner chose), or checks it against the contact with its verify key:
+/// the same keys change nothing ([`Outcome::Verified`] is not claimed:
+/// the contact stays as verified as it was), other keys flag the contact
+/// ([`Outcome::Changed`]; the caller saves the keychain all the same, so
+/// the flag is kept). Returns the contact's label and what happened.
+pub fn add(
+    keychain: &mut Keychain,
+    record: &PublicIdentity,
+    source: Source,
+    label: Option<Label>,
+    now: u64,
+) -> Result<(Label, Added), ClientError> {
+    Ok(match keychain.observe(record) {
+        Observed::Unknown => {
+            let label = label.unwrap_or_else(|| record.label().clone());
+            keychain.add_contact(Contact::new(record.clone(), label.clone(), source, now))?;
+            (label, Added::New)
+        }
+        Observed::Same(label) => (label, Added::Known),
+        Observed::Changed(label) => (label, Added::Changed),
+    })
+}
+
+/// What [`add`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Added {
+    /// A new contact.
+    New,
+    /// Already a contact with these keys.
+    Known,
+    /// A contact with this verify key and other keys: now flagged.
+    Changed,
 }
 
 /// `wanted`, or `wanted (2)`, `(3)`, … : the first no identity or

@@ -14,6 +14,7 @@ use mtos_mixnode::service::{Op, Status};
 use mtos_net::NetError;
 use rand::rngs::StdRng;
 use rand::{Rng, RngExt, SeedableRng};
+use zeroize::Zeroizing;
 
 use crate::error::ClientError;
 use crate::mixnet::{PutOutcome, Session};
@@ -21,11 +22,15 @@ use crate::transfer::TransferOptions;
 
 /// How long an invitation stays open, and how long either side waits.
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(300);
+/// The longest an invitation may be asked to stay open.
+pub const MAX_WAIT: Duration = Duration::from_secs(3600);
 /// The channel ranges an inviter draws from, shortest first: a range
 /// whose channels it finds taken twice gives way to the next.
 const CHANNEL_RANGES: [(u32, u32); 4] = [(1, 99), (100, 999), (1000, 9999), (10_000, MAX_CHANNEL)];
-/// Channels tried in one range.
-const TRIES_PER_RANGE: usize = 2;
+/// Channels tried in one range before the next, longer one.
+const TRIES_PER_RANGE: usize = 3;
+/// Epochs an accepter looks through, newest first.
+const MAX_EPOCHS: usize = 8;
 
 /// How a transfer runs.
 #[derive(Debug, Clone, Copy)]
@@ -150,11 +155,13 @@ async fn get(
         .request(Op::Get(Kind::Slot), locator, options.requests.timeout)
         .await
     {
+        // Any record that belongs at the slot counts as the slot's, of
+        // whatever length: a body that is not a transfer's is someone
+        // else's write (the seeds are public), which the steps refuse.
         Ok(r) if r.status == Status::Ok => Ok(SlotRecord::decode(&r.body)
             .ok()
             .filter(|record| record.verify(&locator).is_ok())
-            .map(|record| record.body)
-            .filter(|body| body.len() == BODY_LEN)),
+            .map(|record| record.body)),
         Ok(_) => Ok(None),
         Err(ClientError::Network(e)) if fatal(&e) => Err(e.into()),
         Err(_) => Ok(None),
@@ -221,6 +228,7 @@ pub async fn invite(
     options: &ShortCodeOptions,
 ) -> Result<Invitation, ClientError> {
     let mut rng = StdRng::from_rng(&mut rand::rng());
+    let mut last = String::new();
     for (low, high) in CHANNEL_RANGES {
         for _ in 0..TRIES_PER_RANGE {
             let channel = rng.random_range(low..=high);
@@ -234,24 +242,40 @@ pub async fn invite(
             let mut fill = [0u8; BODY_LEN - ELEMENT_LEN];
             rng.fill_bytes(&mut fill);
             let body = invite_body(&pake.element(), &fill);
-            if put(session, &at, Role::Inviter, 0, &body, options).await? == Put::Stored {
-                return Ok(Invitation { code, at, pake });
+            // A channel taken, or one whose slot could not be proven
+            // (someone's write of another length, a replica that does
+            // not answer): another channel.
+            match put(session, &at, Role::Inviter, 0, &body, options).await {
+                Ok(Put::Stored) => return Ok(Invitation { code, at, pake }),
+                Ok(Put::Taken) => last = format!("channel {channel} was taken"),
+                Err(ClientError::Network(e)) if fatal(&e) => return Err(e.into()),
+                Err(e) => last = e.to_string(),
             }
         }
     }
-    Err(ClientError::Conflict(
-        "every channel tried was taken: the network may be under a flood of invitations; try again later".into(),
-    ))
+    Err(ClientError::Conflict(format!(
+        "no channel could be used ({last}): the network may be under a flood of invitations; try again later"
+    )))
 }
 
-/// Waits for the accepter, checks its frames, then sends `payload`
-/// (steps 3 and 4); returns the accepter's payload.
+/// What an exchange brought: the other side's payload and the
+/// transcript both sides' payloads may sign ([`Keys::transcript`]).
+#[derive(Debug)]
+pub struct Received {
+    /// The other side's payload.
+    pub payload: Zeroizing<Vec<u8>>,
+    /// The exchange's transcript.
+    pub transcript: Vec<u8>,
+}
+
+/// Waits for the accepter, checks its frames, then sends the payload
+/// `make` builds over the transcript (steps 3 and 4).
 pub async fn complete_invitation(
     session: &Session,
     invitation: Invitation,
-    payload: &[u8],
+    make: impl FnOnce(&[u8]) -> Zeroizing<Vec<u8>>,
     options: &ShortCodeOptions,
-) -> Result<Vec<u8>, ClientError> {
+) -> Result<Received, ClientError> {
     let Invitation { at, pake, .. } = invitation;
     let mut rng = StdRng::from_rng(&mut rand::rng());
     let deadline = tokio::time::Instant::now() + options.wait;
@@ -290,8 +314,12 @@ pub async fn complete_invitation(
         Ok(p) => p,
         Err(e) => return Err(abort(session, &at, options, e).await),
     };
-    send(session, &keys, &at, payload, options).await?;
-    Ok(theirs)
+    let transcript = keys.transcript();
+    send(session, &keys, &at, &make(&transcript), options).await?;
+    Ok(Received {
+        payload: theirs,
+        transcript,
+    })
 }
 
 /// Tells the accepter the exchange failed: a random slot 1 of the
@@ -308,44 +336,86 @@ async fn abort(
     e
 }
 
-/// Accepts `code` (step 2): sends `payload`, then returns the inviter's.
-/// One try: whatever fails, the code is spent.
+/// Accepts `code` (step 2): sends the payload `make` builds over the
+/// transcript, then returns the inviter's. One try: whatever fails, the
+/// code is spent.
 pub async fn accept(
     session: &Session,
     code: &Code,
-    payload: &[u8],
+    make: impl FnOnce(&[u8]) -> Zeroizing<Vec<u8>>,
     options: &ShortCodeOptions,
-) -> Result<Vec<u8>, ClientError> {
+) -> Result<Received, ClientError> {
     let mut rng = StdRng::from_rng(&mut rand::rng());
     let deadline = tokio::time::Instant::now() + options.wait;
     let schedule = session.document().schedule;
     let now = mtos_net::unix_now();
     let newest = schedule.epoch_at(now);
-    let oldest = schedule.epoch_at(now.saturating_sub(options.wait.as_secs()));
-    let mut found = None;
-    'search: for _ in 0..2 {
-        for epoch in (oldest..=newest).rev().take(8) {
+    // Every epoch an invitation still open may have been made in.
+    let oldest = schedule.epoch_at(now.saturating_sub(MAX_WAIT.as_secs()));
+    let mut found = Vec::new();
+    for look in 0..2 {
+        if look > 0 {
+            tokio::time::sleep(options.poll).await;
+        }
+        for epoch in (oldest..=newest).rev().take(MAX_EPOCHS) {
             let at = Rendezvous {
                 purpose: code.purpose(),
                 epoch: u64::from(epoch),
                 channel: code.channel(),
             };
             if let Some(body) = get(session, &at, Role::Inviter, 0, options).await? {
-                found = Some((at, body));
-                break 'search;
+                found.push((at, body));
             }
         }
+        if !found.is_empty() {
+            break;
+        }
     }
-    let (at, invite) = found.ok_or_else(|| {
-        ClientError::NotFound(format!(
-            "no invitation on channel {}: it expired, or the number was mistyped",
+    let (at, invite) = match found.len() {
+        0 => {
+            return Err(ClientError::NotFound(format!(
+                "no invitation on channel {}: it expired, or the number was mistyped",
+                code.channel()
+            )));
+        }
+        1 => found.remove(0),
+        _ => {
+            // Invitations on this channel in two epochs: one is not the
+            // person's (someone writes channels ahead to answer in their
+            // place). Answering neither spends no guess; each is closed,
+            // so its inviter fails at once too.
+            for (at, _) in &found {
+                let _ = put(
+                    session,
+                    at,
+                    Role::Accepter,
+                    0,
+                    &random_body(&mut rng),
+                    options,
+                )
+                .await;
+            }
+            return Err(ClientError::Conflict(format!(
+                "channel {} holds invitations of {} epochs: someone may be interfering; nothing was sent: ask for a new code",
+                code.channel(),
+                found.len()
+            )));
+        }
+    };
+    let pake = Pake::start(code, at, Role::Accepter, &entropy(&mut rng));
+    let keys = pake.finish(&element_of(&invite).map_err(|_| {
+        ClientError::Conflict(format!(
+            "channel {} holds something that is not an invitation (someone wrote over it): ask for a new code",
             code.channel()
         ))
-    })?;
-    let pake = Pake::start(code, at, Role::Accepter, &entropy(&mut rng));
-    let keys = pake.finish(&element_of(&invite)?)?;
-    send(session, &keys, &at, payload, options).await?;
-    receive(session, &keys, &at, None, deadline, options).await
+    })?)?;
+    let transcript = keys.transcript();
+    send(session, &keys, &at, &make(&transcript), options).await?;
+    let payload = receive(session, &keys, &at, None, deadline, options).await?;
+    Ok(Received {
+        payload,
+        transcript,
+    })
 }
 
 /// Puts this side's frames in order; a taken slot is someone else's
@@ -361,8 +431,8 @@ async fn send(
     for (slot, body) in keys.seal(payload)? {
         if put(session, at, role, slot, &body, options).await? == Put::Taken {
             return Err(ClientError::Conflict(match role {
-                Role::Accepter => "someone else answered this invitation first: the exchange failed for both of you; ask for a new code".into(),
-                Role::Inviter => "someone else wrote into this exchange: it failed for both of you; make a new code".into(),
+                Role::Accepter => "someone else answered this invitation first: the exchange failed; ask for a new code".into(),
+                Role::Inviter => "someone else wrote into this exchange: it failed here, and may have completed on the other side: check with them, then make a new code".into(),
             }));
         }
     }
@@ -377,7 +447,7 @@ async fn receive(
     mut first: Option<Vec<u8>>,
     deadline: tokio::time::Instant,
     options: &ShortCodeOptions,
-) -> Result<Vec<u8>, ClientError> {
+) -> Result<Zeroizing<Vec<u8>>, ClientError> {
     let peer = keys.role().peer();
     let mut re = Reassembly::new(peer);
     loop {

@@ -140,6 +140,6 @@ fn the_vector_frames_open_for_the_other_side() {
         for (i, f) in (0u32..).zip(frames) {
             got = re.push(&keys.open(i, &unhex(&f["body"])).unwrap()).unwrap();
         }
-        assert_eq!(got.unwrap(), unhex(&c["payload_accepter"]));
+        assert_eq!(got.unwrap().to_vec(), unhex(&c["payload_accepter"]));
     }
 }

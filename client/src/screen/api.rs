@@ -117,7 +117,7 @@ pub enum Request {
 }
 
 /// The longest an invitation may be asked to stay open.
-pub const MAX_WAIT_SECS: u64 = 3600;
+pub const MAX_WAIT_SECS: u64 = crate::shortcode::MAX_WAIT.as_secs();
 
 /// Poll rounds one request may ask for.
 pub const MAX_POLL_ROUNDS: u32 = 100;

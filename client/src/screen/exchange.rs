@@ -14,7 +14,8 @@ use super::connection::Out;
 use super::state::Screen;
 use crate::ClientError;
 use crate::contacts::{self, Outcome};
-use crate::shortcode::{self, ShortCodeOptions};
+use crate::shortcode::{self, Received, ShortCodeOptions};
+use zeroize::Zeroizing;
 
 /// The shortest wait an invitation may ask for.
 const MIN_WAIT_SECS: u64 = 30;
@@ -46,7 +47,8 @@ pub(super) async fn invite(
         ..ShortCodeOptions::default()
     };
     let session = screen.session();
-    let card = contacts::own_card(&identity, crate::work::unix_ms());
+    let time_ms = crate::work::unix_ms();
+    let make = move |t: &[u8]| Zeroizing::new(contacts::own_payload(&identity, time_ms, t));
     let invitation = shortcode::invite(&session, Purpose::Contact, &options)
         .await
         .map_err(api_err)?;
@@ -56,7 +58,7 @@ pub(super) async fn invite(
     })
     .await?;
     let theirs = tokio::select! {
-        r = shortcode::complete_invitation(&session, invitation, &card, &options) => r.map_err(api_err)?,
+        r = shortcode::complete_invitation(&session, invitation, make, &options) => r.map_err(api_err)?,
         () = out.gone() => return Err(left()),
     };
     save(screen, theirs, None).await
@@ -78,10 +80,11 @@ pub(super) async fn accept(
         .map_err(|e| api_err(e.into()))?;
     let identity = screen.identity(id.as_deref()).await.map_err(api_err)?;
     let session = screen.session();
-    let card = contacts::own_card(&identity, crate::work::unix_ms());
+    let time_ms = crate::work::unix_ms();
+    let make = move |t: &[u8]| Zeroizing::new(contacts::own_payload(&identity, time_ms, t));
     let options = ShortCodeOptions::default();
     let theirs = tokio::select! {
-        r = shortcode::accept(&session, &code, &card, &options) => r.map_err(api_err)?,
+        r = shortcode::accept(&session, &code, make, &options) => r.map_err(api_err)?,
         () = out.gone() => return Err(left()),
     };
     save(screen, theirs, label).await
@@ -90,12 +93,14 @@ pub(super) async fn accept(
 /// Records the other side's card in the keychain.
 async fn save(
     screen: &Arc<Screen>,
-    theirs: Vec<u8>,
+    theirs: Received,
     label: Option<Label>,
 ) -> Result<Reply, ApiError> {
     let now = mtos_net::unix_now();
     let done = screen
-        .edit_keychain(move |keychain| contacts::record(keychain, &theirs, label, now))
+        .edit_keychain(move |keychain| {
+            contacts::record(keychain, &theirs.payload, &theirs.transcript, label, now)
+        })
         .await
         .map_err(api_err)?;
     Ok(Reply::Exchanged(ExchangeInfo {

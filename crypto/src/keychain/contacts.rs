@@ -273,6 +273,13 @@ impl super::Keychain {
             .find(|c| c.identity.verify_key() == key)
     }
 
+    /// The contact with this verify key, to change it.
+    pub fn contact_by_key_mut(&mut self, key: &crate::VerifyKey) -> Option<&mut Contact> {
+        self.contacts
+            .iter_mut()
+            .find(|c| c.identity.verify_key() == key)
+    }
+
     /// Finds a contact by exact label or by a prefix (at least
     /// [`super::MIN_ID_PREFIX`] hex digits) of its id.
     pub fn find_contact(&self, query: &str) -> Result<&Contact, KeychainError> {

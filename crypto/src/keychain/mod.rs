@@ -257,9 +257,6 @@ fn find_in<T>(
         .filter(|(_, i)| label(i) == query)
         .map(|(n, _)| n)
         .collect();
-    if let [one] = by_label[..] {
-        return Ok(one);
-    }
     let prefix = query.to_ascii_lowercase();
     let by_id: Vec<usize> =
         if prefix.len() >= MIN_ID_PREFIX && prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -272,6 +269,23 @@ fn find_in<T>(
         } else {
             Vec::new()
         };
+    if let [one] = by_label[..] {
+        // A label that is also another entry's id prefix (a label chosen
+        // to look like someone's id) names two entries: refused, so a
+        // query by id never reaches the wrong key.
+        if by_id.iter().any(|&n| n != one) {
+            return Err(KeychainError::Ambiguous {
+                query: query.chars().take(80).collect(),
+                candidates: [one]
+                    .iter()
+                    .chain(by_id.iter().filter(|&&n| n != one))
+                    .map(|n| format!("{} \"{}\"", id(&items[*n]), label(&items[*n])))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
+        return Ok(one);
+    }
     match by_id[..] {
         [one] => Ok(one),
         [] => Err(KeychainError::NotFound(query.chars().take(80).collect())),

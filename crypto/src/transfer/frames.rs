@@ -1,24 +1,23 @@
 //! A payload as a stream of frames (`specs/transfer.md` §4):
 //! `len:u32 || payload || zeros`, cut to each frame's capacity.
 
+use zeroize::Zeroizing;
+
 use super::{MAX_FRAMES, Role, TransferError, frame_capacity};
 
 /// Frames a payload of `len` bytes takes when `role` sends it.
 pub fn frames_for(role: Role, len: usize) -> usize {
-    let mut total = 4 + len;
-    let mut n = 0u32;
-    loop {
-        let cap = frame_capacity(role, n);
-        n += 1;
-        if total <= cap {
-            return n as usize;
-        }
-        total -= cap;
+    let total = len.saturating_add(4);
+    let first = frame_capacity(role, 0);
+    if total <= first {
+        return 1;
     }
+    let rest = frame_capacity(role, 1);
+    (total - first).div_ceil(rest).saturating_add(1)
 }
 
 /// The plaintext frames of `payload` sent by `role`.
-pub(super) fn stream(role: Role, payload: &[u8]) -> Result<Vec<Vec<u8>>, TransferError> {
+pub(crate) fn stream(role: Role, payload: &[u8]) -> Result<Vec<Vec<u8>>, TransferError> {
     let len = u32::try_from(payload.len()).map_err(|_| TransferError::TooLarge(payload.len()))?;
     if frames_for(role, payload.len()) > MAX_FRAMES {
         return Err(TransferError::TooLarge(payload.len()));
@@ -41,13 +40,24 @@ pub(super) fn stream(role: Role, payload: &[u8]) -> Result<Vec<Vec<u8>>, Transfe
     Ok(frames)
 }
 
-/// Puts the other side's opened frames back together.
-#[derive(Debug)]
+/// Puts the other side's opened frames back together (the bytes are
+/// kept out of `Debug` and wiped when dropped: a keychain move carries
+/// secret keys).
 pub struct Reassembly {
     role: Role,
     next: u32,
     len: Option<usize>,
-    bytes: Vec<u8>,
+    bytes: Zeroizing<Vec<u8>>,
+}
+
+impl std::fmt::Debug for Reassembly {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reassembly")
+            .field("role", &self.role)
+            .field("next", &self.next)
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Reassembly {
@@ -57,7 +67,7 @@ impl Reassembly {
             role,
             next: 0,
             len: None,
-            bytes: Vec::new(),
+            bytes: Zeroizing::new(Vec::new()),
         }
     }
 
@@ -72,7 +82,7 @@ impl Reassembly {
     }
 
     /// Adds the next frame's plaintext; the payload once it is complete.
-    pub fn push(&mut self, plain: &[u8]) -> Result<Option<Vec<u8>>, TransferError> {
+    pub fn push(&mut self, plain: &[u8]) -> Result<Option<Zeroizing<Vec<u8>>>, TransferError> {
         if plain.len() != frame_capacity(self.role, self.next) {
             return Err(TransferError::BadStream("a frame of the wrong length"));
         }

@@ -4,7 +4,7 @@
 //! slots through its mixnet session.
 
 mod code;
-mod frames;
+pub(crate) mod frames;
 
 pub use code::{Code, words};
 pub use frames::{Reassembly, frames_for};
@@ -280,6 +280,7 @@ impl Pake {
             rendezvous: self.rendezvous,
             role: self.role,
             element: self.element,
+            theirs: *theirs,
         })
     }
 }
@@ -291,6 +292,7 @@ pub struct Keys {
     rendezvous: Rendezvous,
     role: Role,
     element: [u8; ELEMENT_LEN],
+    theirs: [u8; ELEMENT_LEN],
 }
 
 impl std::fmt::Debug for Keys {
@@ -306,6 +308,21 @@ impl Keys {
     /// The side these keys belong to.
     pub fn role(&self) -> Role {
         self.role
+    }
+
+    /// What binds a payload to this exchange (`transfer.md` §3): the
+    /// rendezvous and both elements, the inviter's first. Each side signs
+    /// it with the identity it hands over, so a card is proven to come
+    /// from its owner now, not copied from the network.
+    pub fn transcript(&self) -> Vec<u8> {
+        let (inviter, accepter) = match self.role {
+            Role::Inviter => (&self.element, &self.theirs),
+            Role::Accepter => (&self.theirs, &self.element),
+        };
+        let mut t = self.rendezvous.context();
+        t.extend_from_slice(inviter);
+        t.extend_from_slice(accepter);
+        t
     }
 
     fn key(&self, role: Role) -> &[u8; 32] {

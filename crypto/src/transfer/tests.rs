@@ -33,7 +33,7 @@ fn deliver(from: &Keys, to: &Keys, payload: &[u8]) -> Result<Vec<u8>, TransferEr
         assert_eq!(*slot, from.role.frame_slot(i));
         if let Some(done) = re.push(&to.open(i, body)?)? {
             assert_eq!(i as usize + 1, bodies.len());
-            return Ok(done);
+            return Ok(done.to_vec());
         }
     }
     Err(TransferError::BadStream("ended early"))
@@ -225,4 +225,32 @@ fn the_two_roles_and_each_slot_have_their_own_locator() {
     }
     let other = Rendezvous { epoch: 43, ..AT };
     assert!(!seen.contains(&other.locator(Role::Inviter, 0).unwrap()));
+}
+
+#[test]
+fn both_sides_hold_one_transcript_and_other_exchanges_another() {
+    let c = code("7-guitar-orbit");
+    let (a, b) = run(&c, &c, AT, AT);
+    assert_eq!(a.transcript(), b.transcript());
+    let other = Rendezvous { channel: 8, ..AT };
+    let c8 = code("8-guitar-orbit");
+    let (a8, _) = run(&c8, &c8, other, other);
+    assert_ne!(a.transcript(), a8.transcript());
+}
+
+#[test]
+fn frame_counts_match_the_stream() {
+    for role in [Role::Inviter, Role::Accepter] {
+        for len in (0..5000).chain([usize::MAX - 3, usize::MAX]) {
+            let n = frames_for(role, len);
+            assert!(n >= 1);
+            if len < 5000 {
+                assert_eq!(
+                    n,
+                    frames::stream(role, &vec![0; len]).unwrap().len(),
+                    "{role:?} {len}"
+                );
+            }
+        }
+    }
 }

@@ -3,12 +3,13 @@
 //! (`specs/identity.md` §9).
 
 use std::fmt::Write as _;
-use std::io::Read;
+use std::io::{BufRead, Read};
 use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
+use mtos_client::contacts::{self, Added};
 use mtos_client::{ClientError, Home};
-use mtos_crypto::keychain::{Contact, Observed, Source};
+use mtos_crypto::keychain::{Contact, Source};
 use mtos_crypto::{Identity, Keychain, Label, PublicIdentity, SafetyNumber};
 
 use crate::common::{confirm, date, modify, now, open};
@@ -101,11 +102,12 @@ pub enum ContactCommand {
     ///
     /// One try: a mistyped word is refused before anything is sent, but a
     /// wrong code that parses spends the invitation (ask for a new one).
+    /// Without CODE it is asked for, so other users of this machine do not
+    /// see it among the running commands.
     ///
     /// Example: mtos contact accept 7-guitar-orbit --label alice
     Accept {
-        /// The code, e.g. 7-guitar-orbit (spaces or dashes).
-        #[arg(num_args = 1.., required = true)]
+        /// The code, e.g. 7-guitar-orbit (spaces or dashes) [default: asked for].
         code: Vec<String>,
         /// Your identity to hand over [default: your only one].
         #[arg(long = "as", value_name = "ID")]
@@ -166,12 +168,14 @@ pub fn run(home: &Home, cmd: ContactCommand, via_screen: bool) -> Result<String,
         ContactCommand::Invite { as_id, wait } => {
             exchanged(crate::via::contact_invite(home, as_id, Some(wait))?)
         }
-        ContactCommand::Accept { code, as_id, label } => exchanged(crate::via::contact_accept(
-            home,
-            code.join(" "),
-            as_id,
-            label,
-        )?),
+        ContactCommand::Accept { code, as_id, label } => {
+            let code = if code.is_empty() {
+                ask_code()?
+            } else {
+                code.join(" ")
+            };
+            exchanged(crate::via::contact_accept(home, code, as_id, label)?)
+        }
         ContactCommand::Add {
             uri,
             file,
@@ -250,6 +254,24 @@ pub fn run(home: &Home, cmd: ContactCommand, via_screen: bool) -> Result<String,
     }
 }
 
+/// The code, read from standard input (asked for on a terminal).
+fn ask_code() -> Result<String, ClientError> {
+    use std::io::IsTerminal as _;
+    if std::io::stdin().is_terminal() {
+        eprint!("code: ");
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .take(1024)
+        .read_line(&mut line)
+        .map_err(|source| ClientError::Io {
+            path: "stdin".into(),
+            source,
+        })?;
+    Ok(line.trim().to_owned())
+}
+
 /// What an exchange's end says.
 fn exchanged(info: mtos_client::screen::api::ExchangeInfo) -> Result<String, ClientError> {
     match info.outcome.as_str() {
@@ -281,19 +303,18 @@ pub(crate) fn add(
     let label = label.map(Label::new).transpose()?;
     // The keychain is saved in every case: a flag must not be lost.
     modify(home, false, |keychain| {
-        Ok(match keychain.observe(&record) {
-            Observed::Unknown => {
-                let label = label.clone().unwrap_or_else(|| record.label().clone());
-                keychain.add_contact(Contact::new(record.clone(), label, source, now()))?;
-                let contact = keychain.find_contact(&record.id().to_string())?;
-                let mut out = format!("added contact \"{}\" (unverified)\n", contact.label());
+        let (label, added) = contacts::add(keychain, &record, source, label.clone(), now())?;
+        Ok(match added {
+            Added::New => {
+                let contact = keychain.find_contact(label.as_str())?;
+                let mut out = format!("added contact \"{label}\" (unverified)\n");
                 describe(&mut out, contact, me(keychain, None));
                 Ok(out)
             }
-            Observed::Same(label) => Ok(format!(
+            Added::Known => Ok(format!(
                 "\"{label}\" is already your contact, with these keys (nothing changed)\n"
             )),
-            Observed::Changed(label) => Err(ClientError::ContactChanged(label.to_string())),
+            Added::Changed => Err(ClientError::ContactChanged(label.to_string())),
         })
     })?
 }

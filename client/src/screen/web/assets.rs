@@ -33,6 +33,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
         include_str!("assets/forms.js"),
     ),
     (
+        "contacts.js",
+        "text/javascript; charset=utf-8",
+        include_str!("assets/contacts.js"),
+    ),
+    (
         "style.css",
         "text/css; charset=utf-8",
         include_str!("assets/style.css"),

@@ -13,6 +13,7 @@
 pub mod access;
 mod assets;
 mod bridge;
+mod contacts;
 mod frames;
 mod guard;
 mod items;
@@ -119,6 +120,13 @@ fn router(web: Arc<Web>) -> Router {
         .route("/view/identity.txt", get(views::export))
         .route("/view/compare", post(views::compare))
         .route("/view/feeds", get(views::feeds))
+        .route("/view/contacts", get(contacts::list).post(contacts::add))
+        .route(
+            "/view/contacts/qr",
+            post(contacts::add_qr)
+                .layer(axum::extract::DefaultBodyLimit::max(contacts::MAX_QR_IMAGE)),
+        )
+        .route("/view/contacts/change", post(contacts::change))
         .route("/view/timeline", get(items::timeline))
         .route("/view/item", post(items::item))
         .route("/view/part", get(items::part))

@@ -28,10 +28,11 @@ pub const TRUST_FILE: &str = "web-trust.json";
 pub(super) fn failed(e: &ClientError) -> Response {
     let status = match e {
         ClientError::NotFound(_) => StatusCode::NOT_FOUND,
-        ClientError::Conflict(_) => StatusCode::CONFLICT,
+        ClientError::Conflict(_) | ClientError::ContactChanged(_) => StatusCode::CONFLICT,
         ClientError::Refused(_)
         | ClientError::Label(_)
         | ClientError::Uri(_)
+        | ClientError::BadImage(_)
         | ClientError::Keychain(_) => StatusCode::BAD_REQUEST,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };

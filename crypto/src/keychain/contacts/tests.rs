@@ -196,3 +196,27 @@ fn decode_refuses_bad_contacts() {
     twice.contacts.push(contact(2, "bob 2"));
     assert!(Keychain::decode(&twice.encode()).is_err());
 }
+
+#[test]
+fn a_label_that_is_another_contacts_id_prefix_names_no_one() {
+    let mut kc = keychain();
+    let bob_id = kc.find_contact("bob").unwrap().identity().id().to_string();
+    // Mallory labels herself with bob's id.
+    kc.add_contact(contact(6, &bob_id)).unwrap();
+    assert!(matches!(
+        kc.find_contact(&bob_id),
+        Err(KeychainError::Ambiguous { .. })
+    ));
+    // A shorter prefix is no one's label: bob's.
+    assert_eq!(
+        kc.find_contact(&bob_id[..8]).unwrap().label().as_str(),
+        "bob"
+    );
+    // Her own id still finds her; bob's label still finds bob.
+    let mallory = person(6, 6, "x").public().id().to_string();
+    assert_eq!(kc.find_contact(&mallory).unwrap().label().as_str(), bob_id);
+    assert_eq!(
+        kc.find_contact("bob").unwrap().identity().id().to_string(),
+        bob_id
+    );
+}

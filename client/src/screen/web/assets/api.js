@@ -92,6 +92,13 @@ export async function post(path, body) {
   return answer(await fetch(path, { method: 'POST', headers: headers(true), body: JSON.stringify(body) }));
 }
 
+// Sends a file's bytes as the body of a POST (a photo of a QR code).
+export async function postBytes(path, blob) {
+  const h = headers(false);
+  h['Content-Type'] = 'application/octet-stream';
+  return answer(await fetch(path, { method: 'POST', headers: h, body: blob }));
+}
+
 // Uploads one file; `progress(sent, total)` follows it. XMLHttpRequest:
 // fetch() reports no upload progress.
 export function upload(file, progress) {

@@ -2,11 +2,13 @@
 import { api, view, h, when, say, signIn } from './api.js';
 import './item.js';
 import './forms.js';
+import './contacts.js';
 
 const VIEWS = [
   ['timeline', 'Timeline'],
   ['publish', 'Publish'],
   ['identities', 'Identities'],
+  ['contacts', 'Contacts'],
   ['feeds', 'Feeds'],
   ['open', 'Open an item'],
 ];
