@@ -9,6 +9,13 @@ function field(id, label, input, hint) {
   return h('div', { class: 'field' }, h('label', { for: id }, label), input, hint ? h('small', {}, hint) : null);
 }
 
+// What an exchange's end says, by its outcome.
+function outcome(r) {
+  if (r.outcome === 'changed') return [`"${r.label}" answered with keys other than the ones you have for them: the contact is flagged, its old keys kept`, 'error'];
+  if (r.outcome === 'verified') return [`"${r.label}" was a contact already: now verified by the code`, 'ok'];
+  return [`"${r.label}" added, verified by the code`, 'ok'];
+}
+
 function date(secs) {
   return secs ? new Date(secs * 1000).toLocaleString() : '';
 }
@@ -95,7 +102,7 @@ class MtosContacts extends HTMLElement {
         });
         code.textContent = '';
         await this.load();
-        say(out, `"${r.label}" added, verified by the code`, 'ok');
+        say(out, ...outcome(r));
       } catch (e) {
         code.textContent = '';
         say(out, e.message, 'error');
@@ -115,7 +122,7 @@ class MtosContacts extends HTMLElement {
           const r = await api({ op: 'contact_accept', code: typed.value, id: null, label: label.value.trim() || null });
           typed.value = '';
           await this.load();
-          say(out, `"${r.label}" added, verified by the code`, 'ok');
+          say(out, ...outcome(r));
         } catch (err) {
           say(out, err.message, 'error');
         } finally {
@@ -129,7 +136,7 @@ class MtosContacts extends HTMLElement {
     return h('section', { 'aria-label': 'exchange by short code' },
       h('h3', {}, 'Exchange identities by short code'),
       h('p', { class: 'muted' }, 'Both of you end with each other\'s keys, verified: only someone holding the code could answer. The network carries the exchange and never learns the keys or who you are.'),
-      h('p', {}, invite, ' ', code), accept, out);
+      h('p', {}, invite, ' ', code), out, accept);
   }
 
   addForm() {
