@@ -68,6 +68,9 @@ pub enum ClientError {
         "contact \"{0}\" has new keys that nobody has checked: compare the safety number (`mtos contact show {0}`), then `mtos contact verify {0} --accept-change`, or remove the contact"
     )]
     ContactChanged(String),
+    /// An OpenPGP key or signature step failed.
+    #[error(transparent)]
+    OpenPgp(#[from] crate::openpgp::OpenPgpError),
     /// An image that does not decode (`mtos contact add --qr-image`).
     #[error("not a readable image: {0}")]
     BadImage(String),
@@ -187,6 +190,14 @@ impl ClientError {
                 exit::BAD_INPUT
             }
             ClientError::ShortCode(_) => exit::CONFLICT,
+            ClientError::OpenPgp(crate::openpgp::OpenPgpError::WrongPassphrase) => {
+                exit::WRONG_PASSPHRASE
+            }
+            ClientError::OpenPgp(
+                crate::openpgp::OpenPgpError::NotOpenPgp(_)
+                | crate::openpgp::OpenPgpError::Unsupported(_)
+                | crate::openpgp::OpenPgpError::BadSignature(_),
+            ) => exit::BAD_INPUT,
             ClientError::Remote(r) => r.kind.exit_code(),
             ClientError::Interrupted(_) => exit::INTERRUPTED,
             ClientError::NotFound(_)

@@ -12,6 +12,8 @@ use crate::error::ClientError;
 pub const PASSPHRASE_ENV: &str = "MTOS_PASSPHRASE";
 /// The new passphrase for `mtos id passwd`, for scripts.
 pub const NEW_PASSPHRASE_ENV: &str = "MTOS_NEW_PASSPHRASE";
+/// The passphrase of an OpenPGP secret key being imported, for scripts.
+pub const OPENPGP_PASSPHRASE_ENV: &str = "MTOS_OPENPGP_PASSPHRASE";
 /// Sets the scrypt work factor (log2 N) for keychains this process writes.
 /// Lower values make commands faster and the keychain easier to crack:
 /// meant for tests and throwaway demo homes only.
@@ -42,6 +44,15 @@ pub fn replacement() -> Result<SecretString, ClientError> {
         ))),
         Ok(p) => Ok(SecretString::from(p)),
         Err(_) => prompt_twice("the keychain is unchanged"),
+    }
+}
+
+/// The passphrase of a protected OpenPGP secret key:
+/// `MTOS_OPENPGP_PASSPHRASE`, or asked on a terminal.
+pub fn openpgp_key() -> Result<SecretString, ClientError> {
+    match std::env::var(OPENPGP_PASSPHRASE_ENV) {
+        Ok(p) if !p.is_empty() => Ok(SecretString::from(p)),
+        _ => prompt_or("OpenPGP key passphrase: ", OPENPGP_PASSPHRASE_ENV),
     }
 }
 
@@ -85,9 +96,14 @@ fn prompt_twice(outcome: &str) -> Result<SecretString, ClientError> {
 }
 
 fn prompt(text: &str) -> Result<SecretString, ClientError> {
+    prompt_or(text, PASSPHRASE_ENV)
+}
+
+/// Asks on the terminal; off one, says which variable to set.
+fn prompt_or(text: &str, env: &str) -> Result<SecretString, ClientError> {
     if !std::io::stdin().is_terminal() {
         return Err(ClientError::Passphrase(format!(
-            "no passphrase: set {PASSPHRASE_ENV} or run in a terminal"
+            "no passphrase: set {env} or run in a terminal"
         )));
     }
     let p = rpassword::prompt_password(text)

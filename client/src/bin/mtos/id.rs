@@ -96,7 +96,8 @@ pub enum IdCommand {
         /// The contact's `mtos:id:` URI.
         uri: String,
     },
-    /// Export an identity's secret keys (to move it to another device).
+    /// Export an identity's secret keys (to move it to another device), or
+    /// its public OpenPGP certificate.
     ///
     /// Without --age the whole identity is written in mtos's own format, for
     /// `mtos id import`. With --age only the X25519 key is written, as a
@@ -109,18 +110,66 @@ pub enum IdCommand {
         /// Label or id prefix.
         id: String,
         /// Export only the age (X25519) identity.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "openpgp")]
         age: bool,
+        /// Export the public OpenPGP certificate (armored; no secret): the
+        /// ed25519 key as the primary, the X25519 key as a cv25519 subkey,
+        /// the label as user id. GnuPG imports it (`gpg --import`), then
+        /// verifies `mtos id sign` signatures and encrypts to it. The same
+        /// bytes, and fingerprint, on every export.
+        #[arg(long)]
+        openpgp: bool,
         /// Write to this file (created owner-only; never overwritten) instead of stdout.
         #[arg(long, short)]
         output: Option<PathBuf>,
     },
-    /// Import an identity exported with `mtos id export`.
+    /// Import an identity exported with `mtos id export`, or an OpenPGP
+    /// secret key (`gpg --export-secret-keys --armor`).
     ///
-    /// Example: mtos id import alice.mtos-id      (or - for stdin)
+    /// An OpenPGP key needs an ed25519 primary key; its cv25519 encryption
+    /// subkey becomes the identity's X25519 key (a key without one imports
+    /// as sign-only in OpenPGP: mtos makes the identity a new encryption
+    /// key, and says so). Its creation time is kept, so `mtos id export
+    /// --openpgp` gives back the same OpenPGP fingerprint. A protected key
+    /// asks for its passphrase (scripts set MTOS_OPENPGP_PASSPHRASE).
+    ///
+    /// Example: mtos id import alice.mtos-id      (or key.asc, or - for stdin)
     Import {
         /// The exported file, or - for stdin.
         file: PathBuf,
+        /// The label of an imported OpenPGP key [default: its user id].
+        #[arg(long, short)]
+        label: Option<String>,
+    },
+    /// Sign a file: an armored OpenPGP detached signature that GnuPG
+    /// verifies (`gpg --verify FILE.asc FILE`, with `mtos id export
+    /// --openpgp` imported).
+    ///
+    /// Example: mtos id sign alice report.pdf      (writes report.pdf.asc)
+    Sign {
+        /// Label or id prefix.
+        id: String,
+        /// The file to sign.
+        file: PathBuf,
+        /// Write the signature here [default: FILE.asc; never overwritten].
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Verify an OpenPGP detached signature over a file (by `mtos id sign`
+    /// or GnuPG), by one of your identities or by an OpenPGP certificate.
+    ///
+    /// Example: mtos id verify report.pdf report.pdf.asc --cert alice.asc
+    Verify {
+        /// The signed file.
+        file: PathBuf,
+        /// The armored signature [default: FILE.asc].
+        signature: Option<PathBuf>,
+        /// The signer: one of your identities (label or id prefix).
+        #[arg(long = "by", value_name = "ID", required_unless_present = "cert")]
+        by: Option<String>,
+        /// The signer's armored OpenPGP certificate.
+        #[arg(long, value_name = "FILE", conflicts_with = "by")]
+        cert: Option<PathBuf>,
     },
     /// Change the keychain's passphrase.
     ///
@@ -187,14 +236,37 @@ pub fn run(home: &Home, cmd: IdCommand, via_screen: bool) -> Result<String, Clie
             ))
         }
         IdCommand::Compare { id, uri } => compare(home, &id, &uri),
-        IdCommand::Export { id, age, output } => export(home, &id, age, output.as_deref()),
-        IdCommand::Import { file } => import(home, &file),
+        IdCommand::Export {
+            id,
+            openpgp: true,
+            output,
+            ..
+        } => crate::pgp::export(home, &id, output.as_deref()),
+        IdCommand::Export {
+            id, age, output, ..
+        } => export(home, &id, age, output.as_deref()),
+        IdCommand::Import { file, label } => import(home, &file, label),
+        IdCommand::Sign { id, file, output } => {
+            crate::pgp::sign(home, &id, &file, output.as_deref())
+        }
+        IdCommand::Verify {
+            file,
+            signature,
+            by,
+            cert,
+        } => crate::pgp::verify(
+            home,
+            &file,
+            signature.as_deref(),
+            by.as_deref(),
+            cert.as_deref(),
+        ),
         IdCommand::Rm { id, yes } => rm(home, &id, yes),
         IdCommand::Passwd => passwd(home),
     }
 }
 
-fn describe(out: &mut String, identity: &Identity) {
+pub(crate) fn describe(out: &mut String, identity: &Identity) {
     let _ = writeln!(out, "id:          {}", identity.id());
     let _ = writeln!(out, "label:       {}", identity.label());
     let _ = writeln!(out, "visibility:  {}", identity.visibility());
@@ -203,6 +275,9 @@ fn describe(out: &mut String, identity: &Identity) {
     let _ = writeln!(out, "age key:     {}", identity.age_recipient());
     let _ = writeln!(out, "fingerprint: {}", identity.fingerprint());
     let _ = writeln!(out, "uri:         {}", identity.public().to_uri());
+    if let Ok(f) = mtos_client::openpgp::fingerprint(identity) {
+        let _ = writeln!(out, "openpgp:     {f}");
+    }
 }
 
 fn new(home: &Home, label: Option<String>, private: bool) -> Result<String, ClientError> {
@@ -346,7 +421,7 @@ fn export(
     Ok(out)
 }
 
-fn import(home: &Home, path: &Path) -> Result<String, ClientError> {
+fn import(home: &Home, path: &Path, label: Option<String>) -> Result<String, ClientError> {
     let mut out = String::new();
     let name = path.display().to_string();
     let mut raw = zeroize::Zeroizing::new(Vec::new());
@@ -372,6 +447,9 @@ fn import(home: &Home, path: &Path) -> Result<String, ClientError> {
         path: name.clone(),
         source: mtos_crypto::ExportError::NotAnExport,
     })?;
+    if mtos_client::openpgp::is_secret_key(text) {
+        return crate::pgp::import(home, text, label);
+    }
     let identity = Identity::import_secret(text).map_err(|source| ClientError::Import {
         path: name.clone(),
         source,

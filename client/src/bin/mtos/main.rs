@@ -5,6 +5,7 @@ mod contact;
 mod id;
 mod item;
 mod net;
+mod pgp;
 mod screen;
 mod testnet;
 mod via;
