@@ -41,6 +41,9 @@ requests = [
     ("contact_invite", request("contact_invite", id="alice", wait_secs=300)),
     ("contact_invite as the only identity", request("contact_invite", id=None, wait_secs=None)),
     ("contact_accept", request("contact_accept", code="7-guitar-orbit", id=None, label="Bob B.")),
+    ("pair_keys", request("pair_keys", wait_secs=300, new_passphrase=None)),
+    ("pair_keys into a new keychain", request("pair_keys", wait_secs=None, new_passphrase="a long passphrase")),
+    ("send_keys", request("send_keys", code="31-abandon-ability-able-zoo", ids=["alice"])),
     ("publish with a display component", request("publish", seal=dict(
         seal, text=["3 9 4"], files=[], tag=[], component=REF))),
 ]
@@ -82,6 +85,9 @@ answers = [
                          "fingerprint": "45982 29914 17724 09762 93147 21766",
                          "uri": "mtos:id:abc", "feed": "mtos:feed:abc", "time_ms": 1796486400000}}),
     ("ok: jobs", {"ok": {"reply": "jobs", "jobs": [job]}}),
+    ("ok: paired", {"ok": {"reply": "paired", "identities": ["alice"], "contacts": 1,
+                           "skipped": ["identity \"bob\": identity 9188de6a89dcebf6 is already in the keychain"]}}),
+    ("ok: keys_sent", {"ok": {"reply": "keys_sent", "identities": ["alice"], "contacts": 1}}),
     ("ok: exchanged", {"ok": {"reply": "exchanged", "label": "Bob B.", "outcome": "added",
                               "card": {"label": "bob", "id": "9188de6a89dcebf6",
                                        "fingerprint": "45982 29914 17724 09762 93147 21766",

@@ -114,6 +114,24 @@ pub enum Request {
         /// What to call the new contact; `None`: the label they chose.
         label: Option<String>,
     },
+    /// Receive identities from another screen (`specs/transfer.md`,
+    /// purpose 2): a [`Event::Code`] for the other screen's `send_keys`,
+    /// then [`Reply::Paired`].
+    PairKeys {
+        /// Seconds the invitation stays open; `None`: 300.
+        wait_secs: Option<u64>,
+        /// The passphrase of the keychain to create, when this home has
+        /// none yet (the screen keeps it, as if given at start).
+        new_passphrase: Option<String>,
+    },
+    /// Send identities (secret keys, feed positions) and the contacts to
+    /// the screen that showed `code`.
+    SendKeys {
+        /// The code, as typed.
+        code: String,
+        /// The identities (labels or id prefixes); empty: all.
+        ids: Vec<String>,
+    },
 }
 
 /// The longest an invitation may be asked to stay open.
@@ -222,6 +240,22 @@ pub enum Reply {
     /// [`Request::ContactInvite`], [`Request::ContactAccept`]: the
     /// other side's card and what it did to the keychain.
     Exchanged(ExchangeInfo),
+    /// [`Request::PairKeys`]: what was imported.
+    Paired {
+        /// Labels of the identities added.
+        identities: Vec<String>,
+        /// Contacts added.
+        contacts: u64,
+        /// What was not imported, and why (one line each).
+        skipped: Vec<String>,
+    },
+    /// [`Request::SendKeys`]: what the other screen received.
+    KeysSent {
+        /// Labels of the identities sent.
+        identities: Vec<String>,
+        /// Contacts sent.
+        contacts: u64,
+    },
     /// [`Request::Jobs`].
     Jobs {
         /// Queued and running work.

@@ -302,6 +302,15 @@ pub(super) async fn handle(
                 .await
                 .map(Some)
         }
+        Request::PairKeys {
+            wait_secs,
+            new_passphrase,
+        } => super::exchange::pair(screen, wait_secs, new_passphrase, out)
+            .await
+            .map(Some),
+        Request::SendKeys { code, ids } => super::exchange::send_keys(screen, &code, &ids, out)
+            .await
+            .map(Some),
         Request::WebAddress => match screen.web.get() {
             Some(access) => Ok(Some(Reply::WebAddress {
                 address: access.mint(),

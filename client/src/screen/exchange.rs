@@ -1,19 +1,23 @@
-//! Short-code contact exchange through the screen's session
-//! (`specs/transfer.md`): the invitation's code goes out as an event, the
-//! exchange runs until the other side finished or the client left, and
-//! the contact is saved with the passphrase the screen holds.
+//! Short-code exchanges through the screen's session
+//! (`specs/transfer.md`): contacts (purpose 1) and a keychain moved from
+//! one screen to another (purpose 2). The invitation's code goes out as
+//! an event, the exchange runs until the other side finished or the
+//! client left, and the keychain is saved with the passphrase the screen
+//! holds.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use mtos_crypto::Label;
+use mtos_crypto::keychain::bundle::Bundle;
 use mtos_crypto::transfer::{Code, Purpose};
+use mtos_crypto::{Keychain, Label};
 
 use super::api::{ApiError, CardInfo, ErrorKind, Event, ExchangeInfo, MAX_WAIT_SECS, Reply};
 use super::connection::Out;
 use super::state::Screen;
 use crate::ClientError;
 use crate::contacts::{self, Outcome};
+use crate::feeds::FeedBook;
 use crate::shortcode::{self, Received, ShortCodeOptions};
 use zeroize::Zeroizing;
 
@@ -39,6 +43,7 @@ pub(super) async fn invite(
     out: &mut impl Out,
 ) -> Result<Reply, ApiError> {
     let identity = screen.identity(id.as_deref()).await.map_err(api_err)?;
+    screen.keychain_writable(false).map_err(api_err)?;
     let wait = wait_secs
         .unwrap_or(shortcode::DEFAULT_WAIT.as_secs())
         .clamp(MIN_WAIT_SECS, MAX_WAIT_SECS);
@@ -79,6 +84,7 @@ pub(super) async fn accept(
         .transpose()
         .map_err(|e| api_err(e.into()))?;
     let identity = screen.identity(id.as_deref()).await.map_err(api_err)?;
+    screen.keychain_writable(false).map_err(api_err)?;
     let session = screen.session();
     let time_ms = crate::work::unix_ms();
     let make = move |t: &[u8]| Zeroizing::new(contacts::own_payload(&identity, time_ms, t));
@@ -113,4 +119,152 @@ async fn save(
         }
         .into(),
     }))
+}
+
+/// [`super::api::Request::PairKeys`]: this screen invites; the other
+/// screen's `send_keys` answers with a bundle, imported here.
+pub(super) async fn pair(
+    screen: &Arc<Screen>,
+    wait_secs: Option<u64>,
+    new_passphrase: Option<String>,
+    out: &mut impl Out,
+) -> Result<Reply, ApiError> {
+    let wait = wait_secs
+        .unwrap_or(shortcode::DEFAULT_WAIT.as_secs())
+        .clamp(MIN_WAIT_SECS, MAX_WAIT_SECS);
+    let options = ShortCodeOptions {
+        wait: Duration::from_secs(wait),
+        ..ShortCodeOptions::default()
+    };
+    // What arrives must be saved: refused now, not after the exchange.
+    screen
+        .keychain_writable(new_passphrase.is_some())
+        .map_err(api_err)?;
+    let session = screen.session();
+    let invitation = shortcode::invite(&session, Purpose::Keys, &options)
+        .await
+        .map_err(api_err)?;
+    out.event(Event::Code {
+        code: invitation.code().to_string(),
+        expires_secs: wait,
+    })
+    .await?;
+    // The acknowledgement: an empty payload.
+    let ack = |_: &[u8]| Zeroizing::new(Vec::new());
+    let got = tokio::select! {
+        r = shortcode::complete_invitation(&session, invitation, ack, &options) => r.map_err(api_err)?,
+        () = out.gone() => return Err(left()),
+    };
+    let bundle = Bundle::decode(&got.payload)
+        .map_err(|e| api_err(ClientError::Invalid(format!("the keys sent: {e}"))))?;
+    let positions: Vec<(String, u64)> = bundle
+        .identities
+        .iter()
+        .map(|(i, next)| (i.id().to_string(), *next))
+        .collect();
+    let pass = new_passphrase.map(mtos_crypto::SecretString::from);
+    let (identities, contacts, skipped) = screen
+        .edit_keychain_with(pass, move |keychain| Ok(import(keychain, bundle)))
+        .await
+        .map_err(api_err)?;
+    // Each identity's feed goes on from the furthest slot either screen
+    // knows; a slot the other screen writes meanwhile is taken, and the
+    // writer moves past it (`specs/feeds.md`).
+    {
+        let _book = screen.book.lock().await;
+        let mut book = FeedBook::load(&screen.home).map_err(api_err)?;
+        for (id, next) in positions {
+            let own = book.own.entry(id).or_insert(0);
+            *own = (*own).max(next);
+        }
+        book.save(&screen.home).map_err(api_err)?;
+    }
+    Ok(Reply::Paired {
+        identities,
+        contacts,
+        skipped,
+    })
+}
+
+/// Adds a bundle's identities and contacts; what the keychain has
+/// already (the same key, or a label in use) is skipped, one line each.
+fn import(keychain: &mut Keychain, bundle: Bundle) -> (Vec<String>, u64, Vec<String>) {
+    let (mut added, mut contacts, mut skipped) = (Vec::new(), 0, Vec::new());
+    for (identity, _) in bundle.identities {
+        let label = identity.label().to_string();
+        match keychain.add(identity) {
+            Ok(()) => added.push(label),
+            Err(e) => skipped.push(format!("identity \"{label}\": {e}")),
+        }
+    }
+    for contact in bundle.contacts {
+        let key = *contact.identity().verify_key();
+        if keychain.contact_by_key(&key).is_some() || keychain.by_key(&key).is_some() {
+            continue;
+        }
+        let label = contact.label().to_string();
+        match keychain.add_contact(contact) {
+            Ok(()) => contacts += 1,
+            Err(e) => skipped.push(format!("contact \"{label}\": {e}")),
+        }
+    }
+    (added, contacts, skipped)
+}
+
+/// [`super::api::Request::SendKeys`]: this screen answers another's
+/// pairing code with the identities asked for and all contacts.
+pub(super) async fn send_keys(
+    screen: &Arc<Screen>,
+    code: &str,
+    ids: &[String],
+    out: &mut impl Out,
+) -> Result<Reply, ApiError> {
+    let code = Code::parse(Purpose::Keys, code).map_err(|e| api_err(e.into()))?;
+    let keychain = screen
+        .keychain()
+        .await
+        .map_err(api_err)?
+        .ok_or_else(|| ApiError::new(ErrorKind::NotFound, "no keychain in this home"))?;
+    let chosen: Vec<mtos_crypto::Identity> = if ids.is_empty() {
+        keychain.identities().to_vec()
+    } else {
+        ids.iter()
+            .map(|q| keychain.find(q).cloned())
+            .collect::<Result<_, _>>()
+            .map_err(|e| api_err(e.into()))?
+    };
+    if chosen.is_empty() {
+        return Err(ApiError::new(ErrorKind::NotFound, "no identity to send"));
+    }
+    let book = {
+        let _book = screen.book.lock().await;
+        FeedBook::load(&screen.home).map_err(api_err)?
+    };
+    let bundle = Bundle {
+        identities: chosen
+            .iter()
+            .map(|i| {
+                let next = book.own.get(&i.id().to_string()).copied().unwrap_or(0);
+                (i.clone(), next)
+            })
+            .collect(),
+        contacts: keychain.contacts().to_vec(),
+    };
+    let payload = bundle.encode();
+    let session = screen.session();
+    let options = ShortCodeOptions::default();
+    let got = tokio::select! {
+        r = shortcode::accept(&session, &code, move |_| payload, &options) => r.map_err(api_err)?,
+        () = out.gone() => return Err(left()),
+    };
+    if !got.payload.is_empty() {
+        return Err(ApiError::new(
+            ErrorKind::Failure,
+            "the other screen answered with something other than an acknowledgement",
+        ));
+    }
+    Ok(Reply::KeysSent {
+        identities: chosen.iter().map(|i| i.label().to_string()).collect(),
+        contacts: bundle.contacts.len() as u64,
+    })
 }

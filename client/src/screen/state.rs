@@ -264,14 +264,67 @@ impl Screen {
 
     /// Creates an identity and saves the keychain with the passphrase
     /// the screen was unlocked with; a home without a keychain gets one
-    /// under `new_passphrase`, which the screen keeps from then on (as if
-    /// it had been given at start). The passphrase never goes back out.
+    /// under `new_passphrase` ([`Screen::edit_keychain_with`]).
     pub(super) async fn add_identity(
         self: &std::sync::Arc<Self>,
         label: Option<mtos_crypto::Label>,
         visibility: mtos_crypto::Visibility,
         new_passphrase: Option<SecretString>,
     ) -> Result<Identity, ClientError> {
+        self.edit_keychain_with(new_passphrase, move |keychain| {
+            let label = match label {
+                Some(l) => l,
+                None => keychain.free_label()?,
+            };
+            let identity =
+                Identity::generate(&mut rand::rng(), label, visibility, mtos_net::unix_now());
+            keychain.add(identity.clone())?;
+            Ok(identity)
+        })
+        .await
+    }
+
+    /// Changes the keychain with `edit` and saves it with the passphrase
+    /// the screen was unlocked with (under the file's lock, off the
+    /// runtime's workers); a failed edit writes nothing.
+    pub(super) async fn edit_keychain<T: Send + 'static>(
+        self: &std::sync::Arc<Self>,
+        edit: impl FnOnce(&mut Keychain) -> Result<T, ClientError> + Send + 'static,
+    ) -> Result<T, ClientError> {
+        self.edit_keychain_with(None, edit).await
+    }
+
+    /// Whether [`Screen::edit_keychain_with`] could save the keychain
+    /// (asked before an exchange whose end it saves, so nothing received
+    /// is lost).
+    pub(super) fn keychain_writable(&self, with_new_passphrase: bool) -> Result<(), ClientError> {
+        let kept = self
+            .keys
+            .lock()
+            .map_err(|_| ClientError::Refused("the screen's keychain is unusable".into()))?
+            .passphrase
+            .is_some();
+        let exists = self.home.keychain().exists();
+        match (kept, with_new_passphrase, exists) {
+            (true, _, _) | (false, true, false) => Ok(()),
+            (false, _, true) => Err(ClientError::Refused(
+                "the screen was started without the keychain's passphrase: restart the screen"
+                    .into(),
+            )),
+            (false, false, false) => Err(ClientError::Refused(
+                "this home has no keychain yet: choose its passphrase".into(),
+            )),
+        }
+    }
+
+    /// [`Screen::edit_keychain`]; a home without a keychain gets one under
+    /// `new_passphrase`, which the screen keeps from then on (as if it had
+    /// been given at start). The passphrase never goes back out.
+    pub(super) async fn edit_keychain_with<T: Send + 'static>(
+        self: &std::sync::Arc<Self>,
+        new_passphrase: Option<SecretString>,
+        edit: impl FnOnce(&mut Keychain) -> Result<T, ClientError> + Send + 'static,
+    ) -> Result<T, ClientError> {
         let kept = {
             let keys = self
                 .keys
@@ -291,6 +344,12 @@ impl Screen {
                 )));
             }
             (None, Some(p)) => p,
+            (None, None) if file.exists() => {
+                return Err(ClientError::Refused(
+                    "the screen was started without the keychain's passphrase: restart the screen"
+                        .into(),
+                ));
+            }
             (None, None) => {
                 return Err(ClientError::Refused(
                     "this home has no keychain yet: choose its passphrase".into(),
@@ -300,7 +359,7 @@ impl Screen {
         let cost = crate::passphrase::kdf_cost()?;
         let me = self.clone();
         let pass2 = SecretString::from(pass.expose_secret().to_owned());
-        let (identity, keychain) = tokio::task::spawn_blocking(move || {
+        let (out, keychain) = tokio::task::spawn_blocking(move || {
             let file = me.home.keychain();
             me.home.ensure()?;
             let _lock = file.lock()?;
@@ -309,61 +368,8 @@ impl Screen {
             } else {
                 Keychain::new()
             };
-            let label = match label {
-                Some(l) => l,
-                None => keychain.free_label()?,
-            };
-            let identity =
-                Identity::generate(&mut rand::rng(), label, visibility, mtos_net::unix_now());
-            keychain.add(identity.clone())?;
-            file.save(&keychain, &pass2, cost)?;
-            Ok::<_, ClientError>((identity, keychain))
-        })
-        .await
-        .map_err(|e| ClientError::Refused(format!("creating the identity stopped: {e}")))??;
-        let modified = std::fs::metadata(self.home.keychain().path())
-            .and_then(|m| m.modified())
-            .ok();
-        let mut keys = self
-            .keys
-            .lock()
-            .map_err(|_| ClientError::Refused("the screen's keychain is unusable".into()))?;
-        keys.keychain = Some(keychain);
-        keys.modified = modified;
-        keys.passphrase = Some(pass);
-        Ok(identity)
-    }
-
-    /// Changes the keychain with `edit` and saves it with the passphrase
-    /// the screen was unlocked with (under the file's lock, off the
-    /// runtime's workers); a failed edit writes nothing.
-    pub(super) async fn edit_keychain<T: Send + 'static>(
-        self: &std::sync::Arc<Self>,
-        edit: impl FnOnce(&mut Keychain) -> Result<T, ClientError> + Send + 'static,
-    ) -> Result<T, ClientError> {
-        let pass = {
-            let keys = self
-                .keys
-                .lock()
-                .map_err(|_| ClientError::Refused("the screen's keychain is unusable".into()))?;
-            keys.passphrase
-                .as_ref()
-                .map(|p| SecretString::from(p.expose_secret().to_owned()))
-        }
-        .ok_or_else(|| {
-            ClientError::Refused(
-                "the screen holds no keychain: `mtos id new` first (then restart the screen)"
-                    .into(),
-            )
-        })?;
-        let cost = crate::passphrase::kdf_cost()?;
-        let me = self.clone();
-        let (out, keychain) = tokio::task::spawn_blocking(move || {
-            let file = me.home.keychain();
-            let _lock = file.lock()?;
-            let mut keychain = file.load(&pass)?;
             let out = edit(&mut keychain)?;
-            file.save(&keychain, &pass, cost)?;
+            file.save(&keychain, &pass2, cost)?;
             Ok::<_, ClientError>((out, keychain))
         })
         .await
@@ -377,6 +383,7 @@ impl Screen {
             .map_err(|_| ClientError::Refused("the screen's keychain is unusable".into()))?;
         keys.keychain = Some(keychain);
         keys.modified = modified;
+        keys.passphrase = Some(pass);
         Ok(out)
     }
 

@@ -3,6 +3,7 @@
 //! `specs/identity.md`; the file handling (0600, atomic replace) is in
 //! [`file`].
 
+pub mod bundle;
 pub mod contacts;
 pub mod file;
 

@@ -255,7 +255,7 @@ pub fn run(home: &Home, cmd: ContactCommand, via_screen: bool) -> Result<String,
 }
 
 /// The code, read from standard input (asked for on a terminal).
-fn ask_code() -> Result<String, ClientError> {
+pub(crate) fn ask_code() -> Result<String, ClientError> {
     use std::io::IsTerminal as _;
     if std::io::stdin().is_terminal() {
         eprint!("code: ");

@@ -73,6 +73,31 @@ pub enum ScreenCommand {
         /// The job's number.
         job: u64,
     },
+    /// Receive identities from another screen (a new device): prints a code
+    /// for the other screen's `mtos screen send-keys`.
+    ///
+    /// The secret keys, their feeds' positions and the contacts cross the
+    /// mixnet sealed under the code (four words: a guess has one chance in
+    /// 10^13). A home without a keychain gets one (its passphrase asked, or
+    /// MTOS_PASSPHRASE). Both screens may then publish as the same
+    /// identity: a feed slot one has written is skipped by the other.
+    ///
+    /// Example: mtos screen pair
+    Pair {
+        /// Seconds the code stays open (30 to 3600).
+        #[arg(long, default_value_t = 300)]
+        wait: u64,
+    },
+    /// Send identities and contacts to the screen that showed CODE (`mtos
+    /// screen pair` there).
+    ///
+    /// Example: mtos screen send-keys alice 12-abandon-ability-able-zoo
+    SendKeys {
+        /// The identities to send (labels or id prefixes; none: all), then
+        /// the code (none: asked for).
+        #[arg(value_name = "ID... CODE")]
+        args: Vec<String>,
+    },
     /// Print a systemd user unit that runs the screen.
     ///
     /// Install: mtos screen unit > ~/.config/systemd/user/mtos-screen.service
@@ -136,6 +161,32 @@ pub fn run(home: &Home, cmd: ScreenCommand) -> Result<String, ClientError> {
             Ok(format!("job {job} cancelled\n"))
         }
         ScreenCommand::Unit => Ok(unit(home)),
+        ScreenCommand::Pair { wait } => {
+            let new = if home.keychain().exists() {
+                None
+            } else {
+                eprintln!(
+                    "this home has no keychain: choose the passphrase that will lock the keys received"
+                );
+                Some(mtos_client::passphrase::new_keychain()?)
+            };
+            crate::via::pair(home, wait, new)
+        }
+        ScreenCommand::SendKeys { args } => {
+            // The code starts at the first argument that starts with its
+            // channel number.
+            let at = args
+                .iter()
+                .position(|a| a.starts_with(|c: char| c.is_ascii_digit()))
+                .unwrap_or(args.len());
+            let (ids, code) = args.split_at(at);
+            let code = if code.is_empty() {
+                crate::contact::ask_code()?
+            } else {
+                code.join(" ")
+            };
+            crate::via::send_keys(home, code, ids.to_vec())
+        }
     }
 }
 

@@ -329,6 +329,66 @@ pub fn contact_accept(
 }
 
 fn exchange(home: &Home, request: Request) -> Result<ExchangeInfo, ClientError> {
+    match exchange_reply(home, request)? {
+        Reply::Exchanged(info) => Ok(info),
+        _ => Err(ClientError::NoScreen(
+            "the screen gave an answer of another kind".into(),
+        )),
+    }
+}
+
+/// `mtos screen pair`.
+pub fn pair(
+    home: &Home,
+    wait: u64,
+    new_passphrase: Option<mtos_crypto::SecretString>,
+) -> Result<String, ClientError> {
+    use mtos_crypto::ExposeSecret as _;
+    let request = Request::PairKeys {
+        wait_secs: Some(wait),
+        new_passphrase: new_passphrase.map(|p| p.expose_secret().to_owned()),
+    };
+    match exchange_reply(home, request)? {
+        Reply::Paired {
+            identities,
+            contacts,
+            skipped,
+        } => {
+            let mut out = format!(
+                "received {} identit{} ({}) and {contacts} contact(s)\n",
+                identities.len(),
+                if identities.len() == 1 { "y" } else { "ies" },
+                identities.join(", ")
+            );
+            for s in skipped {
+                out.push_str(&format!("not imported: {s}\n"));
+            }
+            Ok(out)
+        }
+        _ => Err(ClientError::NoScreen(
+            "the screen gave an answer of another kind".into(),
+        )),
+    }
+}
+
+/// `mtos screen send-keys`.
+pub fn send_keys(home: &Home, code: String, ids: Vec<String>) -> Result<String, ClientError> {
+    match exchange_reply(home, Request::SendKeys { code, ids })? {
+        Reply::KeysSent {
+            identities,
+            contacts,
+        } => Ok(format!(
+            "sent {} ({contacts} contact(s)); the other screen received them\n",
+            identities.join(", ")
+        )),
+        _ => Err(ClientError::NoScreen(
+            "the screen gave an answer of another kind".into(),
+        )),
+    }
+}
+
+/// Sends an exchange's request; prints its code as soon as it comes.
+fn exchange_reply(home: &Home, request: Request) -> Result<Reply, ClientError> {
     let reply = runtime()?.block_on(async {
         let client = find(home).await?;
         let call = client.call(request, |e| match e {
@@ -338,8 +398,13 @@ fn exchange(home: &Home, request: Request) -> Result<ExchangeInfo, ClientError> 
                 let _ = writeln!(stdout, "code: {code}");
                 let _ = stdout.flush();
                 eprintln!(
-                    "read this code to the other person; they run `mtos contact accept {code}` within {} minutes",
-                    expires_secs.div_ceil(60)
+                    "read this code to the other side within {} minutes ({})",
+                    expires_secs.div_ceil(60),
+                    if code.split('-').count() > 3 {
+                        "`mtos screen send-keys [ID...] CODE` on the screen that has the keys"
+                    } else {
+                        "`mtos contact accept CODE`"
+                    }
                 );
             }
             Event::Note { text } => eprintln!("{text}"),
@@ -352,12 +417,7 @@ fn exchange(home: &Home, request: Request) -> Result<ExchangeInfo, ClientError> 
             )),
         }
     })?;
-    match reply {
-        Reply::Exchanged(info) => Ok(info),
-        _ => Err(ClientError::NoScreen(
-            "the screen gave an answer of another kind".into(),
-        )),
-    }
+    Ok(reply)
 }
 
 /// The warning of `--no-screen`.
