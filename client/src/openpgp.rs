@@ -253,13 +253,22 @@ pub fn verify_with_certificate(
         return Err(OpenPgpError::NotOpenPgp("a signature over a file"));
     }
     sig.verify(&cert, data).map_err(bad)?;
-    let user = cert
+    // The user id is the certificate's own claim, printed without control
+    // characters (no terminal escapes): the fingerprint is what counts.
+    let user: String = cert
         .details
         .users
         .first()
         .and_then(|u| u.id.as_str().map(str::to_owned))
-        .unwrap_or_default();
-    Ok(format!("\"{user}\" ({:X})", cert.fingerprint()))
+        .unwrap_or_default()
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .take(128)
+        .collect();
+    Ok(format!(
+        "key {:X} (its certificate calls it \"{user}\"; compare the fingerprint with the signer's)",
+        cert.fingerprint()
+    ))
 }
 
 /// What an OpenPGP secret key became.
@@ -289,9 +298,11 @@ pub fn import(
     passphrase: impl FnOnce() -> Result<mtos_crypto::SecretString, crate::ClientError>,
 ) -> Result<Imported, crate::ClientError> {
     use mtos_crypto::ExposeSecret as _;
+    // The bindings' signatures are not required to verify (a key others
+    // certified carries signatures rpgp checks against its own primary):
+    // what is taken is checked against the key material itself below.
     let (key, _) = SignedSecretKey::from_string(armored)
         .map_err(|_| OpenPgpError::NotOpenPgp("an armored OpenPGP secret key"))?;
-    key.verify_bindings().map_err(lib)?;
     let primary = &key.primary_key;
     if primary.version() != KeyVersion::V4 {
         return Err(
@@ -336,7 +347,7 @@ pub fn import(
         .map_err(|_| OpenPgpError::WrongPassphrase)?
         .map_err(lib)?;
     // The newest binding of each subkey says whether it encrypts.
-    let mut x25519: Option<Zeroizing<[u8; 32]>> = None;
+    let mut x25519: Option<(Zeroizing<[u8; 32]>, [u8; 32])> = None;
     for s in &key.secret_subkeys {
         let encrypts = s
             .signatures
@@ -345,13 +356,19 @@ pub fn import(
             .is_some_and(|sig| {
                 sig.key_flags().encrypt_comms() || sig.key_flags().encrypt_storage()
             });
-        let cv25519 = matches!(
-            s.key.public_key().public_params(),
-            PublicParams::ECDH(EcdhPublicParams::Curve25519Legacy { .. })
-        );
-        if !encrypts || !cv25519 {
+        let PublicParams::ECDH(EcdhPublicParams::Curve25519Legacy { p, .. }) =
+            s.key.public_key().public_params()
+        else {
+            continue;
+        };
+        if !encrypts {
             continue;
         }
+        let mut public = [0u8; 32];
+        if p.as_bytes().len() != 32 {
+            continue;
+        }
+        public.copy_from_slice(p.as_bytes());
         let pw = unlock(s.key.secret_params().is_encrypted())?;
         let mut found = Zeroizing::new([0u8; 32]);
         let mut got = false;
@@ -367,16 +384,19 @@ pub fn import(
             .map_err(|_| OpenPgpError::WrongPassphrase)?
             .map_err(lib)?;
         if got {
-            x25519 = Some(found);
+            x25519 = Some((found, public));
             break;
         }
     }
     let sign_only = x25519.is_none();
-    let x25519 = x25519.unwrap_or_else(|| {
-        let mut fresh = Zeroizing::new([0u8; 32]);
-        rand::Rng::fill_bytes(&mut rand::rng(), fresh.as_mut());
-        fresh
-    });
+    let (x25519, subkey_public) = match x25519 {
+        Some((secret, public)) => (secret, Some(public)),
+        None => {
+            let mut fresh = Zeroizing::new([0u8; 32]);
+            rand::Rng::fill_bytes(&mut rand::rng(), fresh.as_mut());
+            (fresh, None)
+        }
+    };
     let label = match label {
         Some(l) => l,
         None => label_of(&key)?,
@@ -388,9 +408,13 @@ pub fn import(
         &seed,
         &x25519,
     );
-    // The seed is the primary's: its public key must be the key's.
+    // The seed is the primary's, the X25519 secret the subkey's: each
+    // public key must be the key's, or GnuPG users would check signatures
+    // against, and encrypt to, keys this identity does not hold.
     let fingerprint = format!("{:X}", primary.fingerprint());
-    if self::fingerprint(&identity)? != fingerprint {
+    if self::fingerprint(&identity)? != fingerprint
+        || subkey_public.is_some_and(|p| p != identity.encryption_key())
+    {
         return Err(
             OpenPgpError::Unsupported("its secret does not match its public key".into()).into(),
         );

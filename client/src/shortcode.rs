@@ -276,6 +276,55 @@ pub async fn complete_invitation(
     make: impl FnOnce(&[u8]) -> Zeroizing<Vec<u8>>,
     options: &ShortCodeOptions,
 ) -> Result<Received, ClientError> {
+    let answered = await_answer(session, invitation, options).await?;
+    let transcript = answered.keys.transcript();
+    let payload = make(&transcript);
+    answered.reply(session, &payload, options).await
+}
+
+/// An invitation answered: the accepter's payload, opened, before this
+/// side's own goes out ([`Answered::reply`]), so that what the reply says
+/// may depend on what was done with it (a keychain saved).
+#[derive(Debug)]
+pub struct Answered {
+    keys: Keys,
+    at: Rendezvous,
+    payload: Zeroizing<Vec<u8>>,
+}
+
+impl Answered {
+    /// The accepter's payload.
+    pub fn payload(&self) -> &[u8] {
+        &self.payload
+    }
+
+    /// The exchange's transcript ([`Keys::transcript`]).
+    pub fn transcript(&self) -> Vec<u8> {
+        self.keys.transcript()
+    }
+
+    /// Sends this side's payload (step 4's other half).
+    pub async fn reply(
+        self,
+        session: &Session,
+        payload: &[u8],
+        options: &ShortCodeOptions,
+    ) -> Result<Received, ClientError> {
+        send(session, &self.keys, &self.at, payload, options).await?;
+        Ok(Received {
+            transcript: self.keys.transcript(),
+            payload: self.payload,
+        })
+    }
+}
+
+/// Waits for the accepter and opens its frames (step 3); the inviter's
+/// own payload is not sent yet.
+pub async fn await_answer(
+    session: &Session,
+    invitation: Invitation,
+    options: &ShortCodeOptions,
+) -> Result<Answered, ClientError> {
     let Invitation { at, pake, .. } = invitation;
     let mut rng = StdRng::from_rng(&mut rand::rng());
     let deadline = tokio::time::Instant::now() + options.wait;
@@ -310,16 +359,10 @@ pub async fn complete_invitation(
         Ok(k) => k,
         Err(_) => return Err(abort(session, &at, options, TransferError::WrongCode.into()).await),
     };
-    let theirs = match receive(session, &keys, &at, Some(first), deadline, options).await {
-        Ok(p) => p,
-        Err(e) => return Err(abort(session, &at, options, e).await),
-    };
-    let transcript = keys.transcript();
-    send(session, &keys, &at, &make(&transcript), options).await?;
-    Ok(Received {
-        payload: theirs,
-        transcript,
-    })
+    match receive(session, &keys, &at, Some(first), deadline, options).await {
+        Ok(payload) => Ok(Answered { keys, at, payload }),
+        Err(e) => Err(abort(session, &at, options, e).await),
+    }
 }
 
 /// Tells the accepter the exchange failed: a random slot 1 of the

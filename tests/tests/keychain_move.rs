@@ -108,15 +108,21 @@ fn an_identity_moved_to_a_new_screen_publishes_into_the_same_feed_without_collis
         text(&wrong_kind.stderr)
     );
     let sent = ok(mtos_at(old, &["screen", "send-keys", "alice", &code]));
-    assert!(sent.contains("sent alice (1 contact(s))"), "{sent}");
+    let fingerprint = field(&shown, "fingerprint");
+    assert!(
+        sent.contains("sent 1 identity and 1 contact(s); the other screen saved them"),
+        "{sent}"
+    );
+    assert!(sent.contains(&format!("alice ({fingerprint})")), "{sent}");
     let mut rest = String::new();
     stdout.read_to_string(&mut rest).unwrap();
     let out = pairing.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
-        rest.contains("received 1 identity (alice) and 1 contact(s)"),
+        rest.contains("received and saved 1 identity and 1 contact(s)"),
         "{rest}"
     );
+    assert!(rest.contains(&format!("alice ({fingerprint})")), "{rest}");
 
     // The same keys on the new screen, which made its keychain.
     let moved = ok(mtos_at(new, &["id", "show", "alice"]));

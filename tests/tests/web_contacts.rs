@@ -180,6 +180,25 @@ async fn flow(
     .await?;
     wait_for(&b, "[...document.querySelectorAll('section.contact')].some(s => s.textContent.includes('alice') && s.textContent.includes('short code'))", WAIT).await?;
     chromium.screenshot(&a, "alice-after-the-code").await?;
+    // The page cannot move secret keys: pairing is refused over /api.
+    for op in [
+        "{\"op\":\"send_keys\",\"code\":\"1-a-b-c-d\",\"ids\":[]}",
+        "{\"op\":\"pair_keys\",\"wait_secs\":null,\"new_passphrase\":null}",
+    ] {
+        let answer = eval(
+            &a,
+            &format!(
+                "fetch('/api', {{ method: 'POST', headers: {{ 'Content-Type': 'application/json', 'X-Mtos-Session': sessionStorage.getItem('mtos-session') }}, \
+                 body: JSON.stringify({{ api: 1, request: {op} }}) }}).then(r => r.text())"
+            ),
+        )
+        .await?;
+        let answer = answer.as_str().unwrap_or("").to_owned();
+        assert!(
+            answer.contains("bad_request") && answer.contains("secret keys"),
+            "{answer}"
+        );
+    }
     chromium.screenshot(&b, "bob-after-the-code").await?;
     Ok(())
 }

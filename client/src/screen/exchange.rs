@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mtos_crypto::keychain::bundle::Bundle;
-use mtos_crypto::transfer::{Code, Purpose};
+use mtos_crypto::transfer::{Code, MAX_FRAMES, Purpose, Role};
 use mtos_crypto::{Keychain, Label};
 
 use super::api::{ApiError, CardInfo, ErrorKind, Event, ExchangeInfo, MAX_WAIT_SECS, Reply};
@@ -136,6 +136,15 @@ pub(super) async fn pair(
         wait: Duration::from_secs(wait),
         ..ShortCodeOptions::default()
     };
+    if new_passphrase
+        .as_ref()
+        .is_some_and(|p| p.chars().count() < 8)
+    {
+        return Err(ApiError::new(
+            ErrorKind::BadInput,
+            "a new keychain's passphrase has at least 8 characters",
+        ));
+    }
     // What arrives must be saved: refused now, not after the exchange.
     screen
         .keychain_writable(new_passphrase.is_some())
@@ -149,36 +158,27 @@ pub(super) async fn pair(
         expires_secs: wait,
     })
     .await?;
-    // The acknowledgement: an empty payload.
-    let ack = |_: &[u8]| Zeroizing::new(Vec::new());
-    let got = tokio::select! {
-        r = shortcode::complete_invitation(&session, invitation, ack, &options) => r.map_err(api_err)?,
+    let answered = tokio::select! {
+        r = shortcode::await_answer(&session, invitation, &options) => r.map_err(api_err)?,
         () = out.gone() => return Err(left()),
     };
-    let bundle = Bundle::decode(&got.payload)
-        .map_err(|e| api_err(ClientError::Invalid(format!("the keys sent: {e}"))))?;
-    let positions: Vec<(String, u64)> = bundle
-        .identities
-        .iter()
-        .map(|(i, next)| (i.id().to_string(), *next))
-        .collect();
-    let pass = new_passphrase.map(mtos_crypto::SecretString::from);
-    let (identities, contacts, skipped) = screen
-        .edit_keychain_with(pass, move |keychain| Ok(import(keychain, bundle)))
+    // Saved first, then acknowledged: the other screen reports success
+    // only for keys this screen has written to its keychain.
+    let saved = save_bundle(screen, answered.payload(), new_passphrase).await;
+    let reply = match &saved {
+        Ok(_) => vec![ACK_SAVED],
+        Err(e) => {
+            let mut r = vec![ACK_REFUSED];
+            r.extend_from_slice(e.to_string().as_bytes());
+            r.truncate(512);
+            r
+        }
+    };
+    answered
+        .reply(&session, &reply, &options)
         .await
         .map_err(api_err)?;
-    // Each identity's feed goes on from the furthest slot either screen
-    // knows; a slot the other screen writes meanwhile is taken, and the
-    // writer moves past it (`specs/feeds.md`).
-    {
-        let _book = screen.book.lock().await;
-        let mut book = FeedBook::load(&screen.home).map_err(api_err)?;
-        for (id, next) in positions {
-            let own = book.own.entry(id).or_insert(0);
-            *own = (*own).max(next);
-        }
-        book.save(&screen.home).map_err(api_err)?;
-    }
+    let (identities, contacts, skipped) = saved.map_err(api_err)?;
     Ok(Reply::Paired {
         identities,
         contacts,
@@ -186,29 +186,74 @@ pub(super) async fn pair(
     })
 }
 
+/// The acknowledgement of a pairing (`specs/transfer.md` §6): saved, or
+/// refused followed by why.
+const ACK_SAVED: u8 = 1;
+const ACK_REFUSED: u8 = 0;
+/// The furthest feed position a bundle may set: past any feed's real
+/// length, short of overflowing the next slot's number.
+const MAX_NEXT_SLOT: u64 = 1 << 40;
+
+type Imported = (Vec<String>, u64, Vec<String>);
+
+/// Decodes a bundle, adds it to the keychain and sets the feed positions
+/// of the identities added.
+async fn save_bundle(
+    screen: &Arc<Screen>,
+    payload: &[u8],
+    new_passphrase: Option<String>,
+) -> Result<Imported, ClientError> {
+    let bundle =
+        Bundle::decode(payload).map_err(|e| ClientError::Invalid(format!("the keys sent: {e}")))?;
+    let pass = new_passphrase.map(mtos_crypto::SecretString::from);
+    let (imported, positions) = screen
+        .edit_keychain_with(pass, move |keychain| Ok(import(keychain, bundle)))
+        .await?;
+    // Each identity's feed goes on from the furthest slot either screen
+    // knows; a slot the other screen writes meanwhile is taken, and the
+    // writer moves past it (`specs/feeds.md`).
+    let _book = screen.book.lock().await;
+    let mut book = FeedBook::load(&screen.home)?;
+    for (id, next) in positions {
+        let own = book.own.entry(id).or_insert(0);
+        *own = (*own).max(next.min(MAX_NEXT_SLOT));
+    }
+    book.save(&screen.home)?;
+    Ok(imported)
+}
+
 /// Adds a bundle's identities and contacts; what the keychain has
 /// already (the same key, or a label in use) is skipped, one line each.
-fn import(keychain: &mut Keychain, bundle: Bundle) -> (Vec<String>, u64, Vec<String>) {
+/// Returns what was added (each identity with its fingerprint, to compare
+/// with the sending screen's) and the feed positions of the identities
+/// added.
+fn import(keychain: &mut Keychain, bundle: Bundle) -> (Imported, Vec<(String, u64)>) {
     let (mut added, mut contacts, mut skipped) = (Vec::new(), 0, Vec::new());
-    for (identity, _) in bundle.identities {
+    let mut positions = Vec::new();
+    for (identity, next) in bundle.identities {
         let label = identity.label().to_string();
+        let (id, fingerprint) = (identity.id().to_string(), identity.fingerprint());
         match keychain.add(identity) {
-            Ok(()) => added.push(label),
+            Ok(()) => {
+                added.push(format!("{label} ({fingerprint})"));
+                positions.push((id, next));
+            }
             Err(e) => skipped.push(format!("identity \"{label}\": {e}")),
         }
     }
     for contact in bundle.contacts {
         let key = *contact.identity().verify_key();
+        let label = contact.label().to_string();
         if keychain.contact_by_key(&key).is_some() || keychain.by_key(&key).is_some() {
+            skipped.push(format!("contact \"{label}\": already in the keychain"));
             continue;
         }
-        let label = contact.label().to_string();
         match keychain.add_contact(contact) {
             Ok(()) => contacts += 1,
             Err(e) => skipped.push(format!("contact \"{label}\": {e}")),
         }
     }
-    (added, contacts, skipped)
+    ((added, contacts, skipped), positions)
 }
 
 /// [`super::api::Request::SendKeys`]: this screen answers another's
@@ -251,20 +296,50 @@ pub(super) async fn send_keys(
         contacts: keychain.contacts().to_vec(),
     };
     let payload = bundle.encode();
+    // Too large is refused before the code is spent.
+    let frames = mtos_crypto::transfer::frames_for(Role::Accepter, payload.len());
+    if frames > MAX_FRAMES {
+        return Err(ApiError::new(
+            ErrorKind::BadInput,
+            format!(
+                "{} identities and {} contacts are more than one pairing carries ({frames} frames of {MAX_FRAMES}): send fewer identities",
+                bundle.identities.len(),
+                bundle.contacts.len()
+            ),
+        ));
+    }
     let session = screen.session();
     let options = ShortCodeOptions::default();
     let got = tokio::select! {
         r = shortcode::accept(&session, &code, move |_| payload, &options) => r.map_err(api_err)?,
         () = out.gone() => return Err(left()),
     };
-    if !got.payload.is_empty() {
-        return Err(ApiError::new(
-            ErrorKind::Failure,
-            "the other screen answered with something other than an acknowledgement",
-        ));
+    match got.payload.split_first() {
+        Some((&ACK_SAVED, [])) => {}
+        Some((&ACK_REFUSED, why)) => {
+            return Err(ApiError::new(
+                ErrorKind::Failure,
+                format!(
+                    "the other screen received the keys but could not save them: {}",
+                    String::from_utf8_lossy(why)
+                        .chars()
+                        .filter(|c| !c.is_control())
+                        .collect::<String>()
+                ),
+            ));
+        }
+        _ => {
+            return Err(ApiError::new(
+                ErrorKind::Failure,
+                "the other screen answered with something other than an acknowledgement",
+            ));
+        }
     }
     Ok(Reply::KeysSent {
-        identities: chosen.iter().map(|i| i.label().to_string()).collect(),
+        identities: chosen
+            .iter()
+            .map(|i| format!("{} ({})", i.label(), i.fingerprint()))
+            .collect(),
         contacts: bundle.contacts.len() as u64,
     })
 }

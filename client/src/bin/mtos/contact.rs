@@ -367,18 +367,8 @@ fn read_qr_image(path: &Path) -> Result<PublicIdentity, ClientError> {
         });
     }
     let texts = mtos_client::qr::decode(&raw)?;
-    let uri = texts
-        .iter()
-        .find(|t| t.trim().to_ascii_lowercase().starts_with("mtos:id:"))
-        .ok_or_else(|| {
-            ClientError::NotFound(match texts.len() {
-                0 => {
-                    format!("no QR code could be read in {name} (a sharper, closer photo may help)")
-                }
-                n => format!("{name} holds {n} QR code(s), none an mtos:id: URI"),
-            })
-        })?;
-    Ok(PublicIdentity::from_uri(uri)?)
+    let uri = mtos_client::qr::identity_uri(&texts)?;
+    Ok(PublicIdentity::from_uri(&uri)?)
 }
 
 /// The identity a safety number is computed with: the one named, or the

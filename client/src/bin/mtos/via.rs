@@ -355,11 +355,13 @@ pub fn pair(
             skipped,
         } => {
             let mut out = format!(
-                "received {} identit{} ({}) and {contacts} contact(s)\n",
+                "received and saved {} identit{} and {contacts} contact(s); compare the fingerprints with the ones the other screen printed:\n",
                 identities.len(),
                 if identities.len() == 1 { "y" } else { "ies" },
-                identities.join(", ")
             );
+            for i in identities {
+                out.push_str(&format!("  {i}\n"));
+            }
             for s in skipped {
                 out.push_str(&format!("not imported: {s}\n"));
             }
@@ -377,10 +379,17 @@ pub fn send_keys(home: &Home, code: String, ids: Vec<String>) -> Result<String, 
         Reply::KeysSent {
             identities,
             contacts,
-        } => Ok(format!(
-            "sent {} ({contacts} contact(s)); the other screen received them\n",
-            identities.join(", ")
-        )),
+        } => {
+            let mut out = format!(
+                "sent {} identit{} and {contacts} contact(s); the other screen saved them:\n",
+                identities.len(),
+                if identities.len() == 1 { "y" } else { "ies" },
+            );
+            for i in identities {
+                out.push_str(&format!("  {i}\n"));
+            }
+            Ok(out)
+        }
         _ => Err(ClientError::NoScreen(
             "the screen gave an answer of another kind".into(),
         )),

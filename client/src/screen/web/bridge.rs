@@ -126,6 +126,11 @@ fn allowed(web: &Web, request: Request) -> Result<Request, ApiError> {
             ErrorKind::BadRequest,
             "the page cannot stop or reconnect the screen, nor mint addresses: use `mtos screen`",
         )),
+        // Secret keys leave or arrive from a terminal only (§8).
+        Request::SendKeys { .. } | Request::PairKeys { .. } => Err(ApiError::new(
+            ErrorKind::BadRequest,
+            "the page cannot move secret keys between screens: use `mtos screen pair` and `mtos screen send-keys`",
+        )),
         Request::Publish { mut seal } => {
             let mut files = Vec::with_capacity(seal.files.len());
             for f in &seal.files {

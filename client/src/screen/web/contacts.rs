@@ -140,19 +140,9 @@ pub(super) async fn add_qr(
         Ok(Err(e)) => return failed(&e),
         Err(e) => return refuse(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     };
-    let Some(uri) = texts
-        .iter()
-        .find(|t| t.trim().to_ascii_lowercase().starts_with("mtos:id:"))
-    else {
-        let why = if texts.is_empty() {
-            "no QR code could be read in this image (a sharper, closer photo may help)".to_owned()
-        } else {
-            format!(
-                "this image holds {} QR code(s), none an mtos:id: URI",
-                texts.len()
-            )
-        };
-        return refuse(StatusCode::NOT_FOUND, &why);
+    let uri = match crate::qr::identity_uri(&texts) {
+        Ok(u) => u,
+        Err(e) => return failed(&e),
     };
     match PublicIdentity::from_uri(uri.trim()) {
         Ok(record) => add_record(&web, record, Source::QrCode, label).await,
