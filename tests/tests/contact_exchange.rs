@@ -134,7 +134,9 @@ fn two_screens_exchange_contacts_by_short_code_and_wrong_codes_and_interlopers_f
         .collect();
 
     // The exchange: both end with the other's keys, verified, by code.
+    let started = std::time::Instant::now();
     let (inviting, code) = invite(alice);
+    let code_shown = started.elapsed();
     let first_channel: u32 = code.split('-').next().unwrap().parse().unwrap();
     assert!(code.split('-').count() == 3, "{code}");
     // Typed at the prompt, not on the command line.
@@ -145,6 +147,11 @@ fn two_screens_exchange_contacts_by_short_code_and_wrong_codes_and_interlopers_f
     );
     assert_eq!(field(&accepted, "uri"), alice_uri);
     let invited = ok(finish(inviting));
+    eprintln!(
+        "contact exchange: code shown after {:.1} s, both done after {:.1} s",
+        code_shown.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
     assert!(invited.contains("added contact \"bob\""), "{invited}");
     assert_eq!(field(&invited, "uri"), bob_uri);
     for (home, label, their_uri) in [(alice, "bob", &bob_uri), (bob, "Alice A.", &alice_uri)] {
@@ -247,4 +254,44 @@ fn two_screens_exchange_contacts_by_short_code_and_wrong_codes_and_interlopers_f
         "the scan of {bytes} bytes in {} files found no exchange slot",
         scanned.len()
     );
+
+    // A contact whose card turns up on the network with other keys is
+    // flagged, never silently replaced: bob publishes a public identity's
+    // card, alice adds it; then a card under the same signing key with
+    // another encryption key is published (from eve's home, with the
+    // signing key copied there), and alice's lookup flags the contact.
+    let shown = ok(mtos_at(bob, &["id", "new", "--label", "robert"]));
+    let robert_uri = field(&shown, "uri");
+    ok(mtos_at(bob, &["id", "publish", "robert"]));
+    ok(mtos_at(alice, &["contact", "add", &robert_uri]));
+    let export = ok(mtos_at(bob, &["id", "export", "robert"]));
+    let real = mtos_crypto::Identity::import_secret(&export).unwrap();
+    let rekeyed = mtos_crypto::Identity::from_secrets(
+        mtos_crypto::Label::new("robert").unwrap(),
+        mtos_crypto::Visibility::Public,
+        real.created(),
+        &real.ed25519_seed(),
+        &[0x42; 32],
+    );
+    let file = root.path().join("rekeyed.mtos-id");
+    std::fs::write(&file, rekeyed.export_secret().as_bytes()).unwrap();
+    ok(mtos_at(eve, &["id", "rm", "eve", "--yes"]));
+    ok(mtos_at(eve, &["id", "import", file.to_str().unwrap()]));
+    ok(mtos_at(eve, &["id", "publish", "robert"]));
+    let looked = mtos_at(alice, &["id", "lookup", &robert_uri]);
+    assert!(
+        text(&looked.stderr).contains("the contact is flagged"),
+        "{}",
+        text(&looked.stderr)
+    );
+    let listed = ok(mtos_at(alice, &["contact", "list"]));
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.ends_with("robert") && l.contains("KEYS CHANGED")),
+        "{listed}"
+    );
+    let shown = ok(mtos_at(alice, &["contact", "show", "robert"]));
+    assert_eq!(field(&shown, "age key"), real.age_recipient());
+    assert_eq!(field(&shown, "new age key"), rekeyed.age_recipient());
 }

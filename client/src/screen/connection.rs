@@ -261,6 +261,7 @@ pub(super) async fn handle(
                     "no card for this identity on the network",
                 )
             })?;
+            flag_if_changed(screen, &card.identity, out).await?;
             Ok(Some(Reply::Card(CardInfo::of(&card))))
         }
         Request::Jobs => Ok(Some(Reply::Jobs {
@@ -321,6 +322,40 @@ pub(super) async fn handle(
             )),
         },
     }
+}
+
+/// A card found for a contact's verify key with other keys flags the
+/// contact (`specs/identity.md` §9): saved, and said to the person.
+async fn flag_if_changed(
+    screen: &Arc<Screen>,
+    record: &mtos_crypto::PublicIdentity,
+    out: &mut impl Out,
+) -> Result<(), ApiError> {
+    let Ok(Some(keychain)) = screen.keychain().await else {
+        return Ok(());
+    };
+    let Some(contact) = keychain.contact_by_key(record.verify_key()) else {
+        return Ok(());
+    };
+    if contact.identity().encryption_key() == record.encryption_key()
+        || contact.changed() == Some(record)
+    {
+        return Ok(());
+    }
+    let label = contact.label().to_string();
+    let seen = record.clone();
+    let saved = screen.edit_keychain(move |k| Ok(k.observe(&seen))).await;
+    out.event(Event::Note {
+        text: match saved {
+            Ok(_) => format!(
+                "this card has other keys than your contact \"{label}\": the contact is flagged and keeps its old keys (mtos contact show {label})"
+            ),
+            Err(e) => format!(
+                "this card has other keys than your contact \"{label}\"; the flag could not be saved: {e}"
+            ),
+        },
+    })
+    .await
 }
 
 /// Follows job `id` to its end, passing its events on.

@@ -296,7 +296,11 @@ pub fn card_info(home: &Home, query: &str) -> Result<CardInfo, ClientError> {
                 Request::LookupCard {
                     query: query.to_owned(),
                 },
-                |_| {},
+                |e| {
+                    if let Event::Note { text } = e {
+                        eprintln!("{text}");
+                    }
+                },
             )
             .await
     })?;
