@@ -96,3 +96,85 @@ impl Drop for CliScreen {
         }
     }
 }
+
+/// The standard output of a command that must succeed; panics with its
+/// output otherwise.
+pub fn ok(out: std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The value of the first `name: value` line of `text`.
+pub fn field(text: &str, name: &str) -> String {
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}:")))
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+        .trim()
+        .to_owned()
+}
+
+/// A new address of `home`'s web screen (`mtos screen web`).
+pub fn web_address(home: &Path) -> String {
+    let address = ok(mtos_at(home, &["screen", "web"])).trim().to_owned();
+    assert!(
+        address.starts_with("http://127.0.0.1:") && address.contains("/#token="),
+        "{address}"
+    );
+    address
+}
+
+/// A command that prints `code: CODE` first and goes on (an invitation,
+/// a pairing), running in the background.
+#[derive(Debug)]
+pub struct Coded {
+    /// The process.
+    pub child: std::process::Child,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl Coded {
+    /// `mtos --home HOME ARGS`; returns it with the code it printed.
+    pub fn start(home: &Path, args: &[&str]) -> (Self, String) {
+        use std::io::BufRead as _;
+        let mut child = Command::new(mtos_binary())
+            .arg("--home")
+            .arg(home)
+            .args(args)
+            .env("MTOS_PASSPHRASE", "test passphrase")
+            .env("MTOS_KDF_LOG_N", "10")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run mtos");
+        let Some(out) = child.stdout.take() else {
+            panic!("no stdout");
+        };
+        let mut stdout = std::io::BufReader::new(out);
+        let mut line = String::new();
+        let _ = stdout.read_line(&mut line);
+        let Some(code) = line.strip_prefix("code: ").map(|c| c.trim().to_owned()) else {
+            let _ = child.kill();
+            let out = child.wait_with_output().ok();
+            panic!(
+                "no code: {line:?} {}",
+                out.map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+                    .unwrap_or_default()
+            );
+        };
+        (Self { child, stdout }, code)
+    }
+
+    /// Its end: the status, the rest of its standard output, its errors.
+    pub fn finish(mut self) -> std::process::Output {
+        let mut rest = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut self.stdout, &mut rest);
+        let mut out = self.child.wait_with_output().expect("wait for mtos");
+        out.stdout = rest;
+        out
+    }
+}

@@ -7,66 +7,20 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 
 use mtos_crypto::transfer::{Purpose, Rendezvous, Role};
-use mtos_tests::screen::CliScreen;
+use mtos_tests::screen::{CliScreen, Coded, field, ok};
 use mtos_tests::{CliTestnet, mtos_at, mtos_binary};
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-fn ok(out: Output) -> String {
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    text(&out.stdout)
-}
-
-fn field(out: &str, name: &str) -> String {
-    out.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name}:")))
-        .unwrap_or_else(|| panic!("no {name} in {out}"))
-        .trim()
-        .to_owned()
-}
-
 /// `mtos contact invite` in the background, and the code it printed.
-struct Inviting {
-    child: Child,
-    stdout: BufReader<std::process::ChildStdout>,
-}
-
-fn invite(home: &Path) -> (Inviting, String) {
-    let mut child = Command::new(mtos_binary())
-        .arg("--home")
-        .arg(home)
-        .args(["contact", "invite", "--wait", "120"])
-        .env("MTOS_PASSPHRASE", "test passphrase")
-        .env("MTOS_KDF_LOG_N", "10")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    let Some(code) = line.strip_prefix("code: ").map(|c| c.trim().to_owned()) else {
-        let _ = child.kill();
-        let out = child.wait_with_output().unwrap();
-        panic!("no code: {line:?} {}", text(&out.stderr));
-    };
-    (Inviting { child, stdout }, code)
-}
-
-/// The invite's end: its status, the rest of its stdout, its stderr.
-fn finish(mut inviting: Inviting) -> Output {
-    let mut rest = Vec::new();
-    std::io::Read::read_to_end(&mut inviting.stdout, &mut rest).unwrap();
-    let mut out = inviting.child.wait_with_output().unwrap();
-    out.stdout = rest;
-    out
+fn invite(home: &Path) -> (Coded, String) {
+    Coded::start(home, &["contact", "invite", "--wait", "120"])
 }
 
 /// `mtos contact accept ARGS` with the code given on standard input.
@@ -146,7 +100,7 @@ fn two_screens_exchange_contacts_by_short_code_and_wrong_codes_and_interlopers_f
         "{accepted}"
     );
     assert_eq!(field(&accepted, "uri"), alice_uri);
-    let invited = ok(finish(inviting));
+    let invited = ok(inviting.finish());
     eprintln!(
         "contact exchange: code shown after {:.1} s, both done after {:.1} s",
         code_shown.as_secs_f64(),
@@ -171,7 +125,7 @@ fn two_screens_exchange_contacts_by_short_code_and_wrong_codes_and_interlopers_f
         "{}",
         text(&out.stderr)
     );
-    let out = finish(inviting);
+    let out = inviting.finish();
     assert_eq!(out.status.code(), Some(6), "{}", text(&out.stderr));
     assert!(
         text(&out.stderr).contains("the code was wrong"),
@@ -193,7 +147,7 @@ fn two_screens_exchange_contacts_by_short_code_and_wrong_codes_and_interlopers_f
         "{}",
         text(&out.stderr)
     );
-    let out = finish(inviting);
+    let out = inviting.finish();
     assert_eq!(out.status.code(), Some(6), "{}", text(&out.stderr));
     // A mistyped word is refused before anything is sent.
     let out = mtos_at(bob, &["contact", "accept", "7-guitar-orbitx"]);

@@ -7,33 +7,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
 
-use mtos_tests::screen::CliScreen;
-use mtos_tests::{CliTestnet, mtos_at, mtos_binary};
+use mtos_tests::screen::{CliScreen, Coded, field, ok};
+use mtos_tests::{CliTestnet, mtos_at};
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
-}
-
-fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    text(&out.stdout)
-}
-
-fn field(out: &str, name: &str) -> String {
-    out.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name}:")))
-        .unwrap_or_else(|| panic!("no {name} in {out}"))
-        .trim()
-        .to_owned()
 }
 
 /// Publishes `text` as alice from `home`; returns the feed slot written.
@@ -76,24 +56,7 @@ fn an_identity_moved_to_a_new_screen_publishes_into_the_same_feed_without_collis
 
     // The new screen (no keychain yet) shows a code; the old one sends
     // alice with it.
-    let mut pairing = Command::new(mtos_binary())
-        .arg("--home")
-        .arg(new)
-        .args(["screen", "pair", "--wait", "120"])
-        .env("MTOS_PASSPHRASE", "test passphrase")
-        .env("MTOS_KDF_LOG_N", "10")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(pairing.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    let code = line.strip_prefix("code: ").unwrap_or_else(|| {
-        let _ = pairing.kill();
-        panic!("no code: {line:?}")
-    });
-    let code = code.trim().to_owned();
+    let (pairing, code) = Coded::start(new, &["screen", "pair", "--wait", "120"]);
     assert_eq!(
         code.split('-').count(),
         5,
@@ -114,9 +77,8 @@ fn an_identity_moved_to_a_new_screen_publishes_into_the_same_feed_without_collis
         "{sent}"
     );
     assert!(sent.contains(&format!("alice ({fingerprint})")), "{sent}");
-    let mut rest = String::new();
-    stdout.read_to_string(&mut rest).unwrap();
-    let out = pairing.wait_with_output().unwrap();
+    let out = pairing.finish();
+    let rest = text(&out.stdout);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
         rest.contains("received and saved 1 identity and 1 contact(s)"),

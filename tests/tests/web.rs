@@ -22,26 +22,15 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::Output;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mtos_tests::browser::{Chromium, click, eval, fill, wait_for};
-use mtos_tests::screen::CliScreen;
+use mtos_tests::screen::{CliScreen, ok, web_address};
 use mtos_tests::{CliTestnet, mtos_at};
 
 const PICTURE: &[u8] = include_bytes!("web/picture.png");
 const WAIT: Duration = Duration::from_secs(120);
-
-fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 fn shots(test: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
@@ -73,15 +62,6 @@ fn testnet(root: &Path, names: &[&str]) -> (CliTestnet, Vec<PathBuf>) {
         ));
     }
     (net, homes)
-}
-
-fn web_address(home: &Path) -> String {
-    let address = ok(mtos_at(home, &["screen", "web"])).trim().to_owned();
-    assert!(
-        address.starts_with("http://127.0.0.1:") && address.contains("/#token="),
-        "{address}"
-    );
-    address
 }
 
 /// Publishes `files` as `alice` through her screen; returns the reference.

@@ -8,28 +8,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
 use std::time::Duration;
 
 use mtos_tests::browser::{Chromium, click, eval, fill, wait_for};
-use mtos_tests::screen::CliScreen;
+use mtos_tests::screen::{CliScreen, ok, web_address};
 use mtos_tests::{CliTestnet, mtos_at};
 
 const WAIT: Duration = Duration::from_secs(120);
-
-fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn web_address(home: &Path) -> String {
-    ok(mtos_at(home, &["screen", "web"])).trim().to_owned()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_the_browser_contacts_come_from_a_qr_photo_and_a_short_code() {

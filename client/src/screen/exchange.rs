@@ -35,6 +35,41 @@ fn left() -> ApiError {
     )
 }
 
+/// Puts an invitation of `purpose` on the network through the screen's
+/// session, open `wait_secs` (clamped; `None`: the default), and sends
+/// its code to the client.
+async fn open_invitation(
+    screen: &Arc<Screen>,
+    purpose: Purpose,
+    wait_secs: Option<u64>,
+    out: &mut impl Out,
+) -> Result<
+    (
+        Arc<crate::mixnet::Session>,
+        shortcode::Invitation,
+        ShortCodeOptions,
+    ),
+    ApiError,
+> {
+    let wait = wait_secs
+        .unwrap_or(shortcode::DEFAULT_WAIT.as_secs())
+        .clamp(MIN_WAIT_SECS, MAX_WAIT_SECS);
+    let options = ShortCodeOptions {
+        wait: Duration::from_secs(wait),
+        ..ShortCodeOptions::default()
+    };
+    let session = screen.session();
+    let invitation = shortcode::invite(&session, purpose, &options)
+        .await
+        .map_err(api_err)?;
+    out.event(Event::Code {
+        code: invitation.code().to_string(),
+        expires_secs: wait,
+    })
+    .await?;
+    Ok((session, invitation, options))
+}
+
 /// [`super::api::Request::ContactInvite`].
 pub(super) async fn invite(
     screen: &Arc<Screen>,
@@ -44,24 +79,10 @@ pub(super) async fn invite(
 ) -> Result<Reply, ApiError> {
     let identity = screen.identity(id.as_deref()).await.map_err(api_err)?;
     screen.keychain_writable(false).map_err(api_err)?;
-    let wait = wait_secs
-        .unwrap_or(shortcode::DEFAULT_WAIT.as_secs())
-        .clamp(MIN_WAIT_SECS, MAX_WAIT_SECS);
-    let options = ShortCodeOptions {
-        wait: Duration::from_secs(wait),
-        ..ShortCodeOptions::default()
-    };
-    let session = screen.session();
     let time_ms = crate::work::unix_ms();
     let make = move |t: &[u8]| Zeroizing::new(contacts::own_payload(&identity, time_ms, t));
-    let invitation = shortcode::invite(&session, Purpose::Contact, &options)
-        .await
-        .map_err(api_err)?;
-    out.event(Event::Code {
-        code: invitation.code().to_string(),
-        expires_secs: wait,
-    })
-    .await?;
+    let (session, invitation, options) =
+        open_invitation(screen, Purpose::Contact, wait_secs, out).await?;
     let theirs = tokio::select! {
         r = shortcode::complete_invitation(&session, invitation, make, &options) => r.map_err(api_err)?,
         () = out.gone() => return Err(left()),
@@ -129,13 +150,6 @@ pub(super) async fn pair(
     new_passphrase: Option<String>,
     out: &mut impl Out,
 ) -> Result<Reply, ApiError> {
-    let wait = wait_secs
-        .unwrap_or(shortcode::DEFAULT_WAIT.as_secs())
-        .clamp(MIN_WAIT_SECS, MAX_WAIT_SECS);
-    let options = ShortCodeOptions {
-        wait: Duration::from_secs(wait),
-        ..ShortCodeOptions::default()
-    };
     if new_passphrase
         .as_ref()
         .is_some_and(|p| p.chars().count() < 8)
@@ -149,15 +163,8 @@ pub(super) async fn pair(
     screen
         .keychain_writable(new_passphrase.is_some())
         .map_err(api_err)?;
-    let session = screen.session();
-    let invitation = shortcode::invite(&session, Purpose::Keys, &options)
-        .await
-        .map_err(api_err)?;
-    out.event(Event::Code {
-        code: invitation.code().to_string(),
-        expires_secs: wait,
-    })
-    .await?;
+    let (session, invitation, options) =
+        open_invitation(screen, Purpose::Keys, wait_secs, out).await?;
     let answered = tokio::select! {
         r = shortcode::await_answer(&session, invitation, &options) => r.map_err(api_err)?,
         () = out.gone() => return Err(left()),
