@@ -131,6 +131,26 @@ async fn flow(
         shown.as_str().unwrap_or("").contains(&first_line),
         "{shown} vs {bobs}"
     );
+    // Verifying names the fingerprint the page showed: another one (keys
+    // that changed since), or none, is refused and changes nothing.
+    for body in ["{ contact: id, fingerprint: '12345' }", "{ contact: id }"] {
+        let status = eval(
+            &a,
+            &format!(
+                "(() => {{ const id = document.querySelector('section.contact').dataset.id; \
+                 return fetch('/view/contacts/change', {{ method: 'POST', headers: {{ 'Content-Type': 'application/json', \
+                 'X-Mtos-Session': sessionStorage.getItem('mtos-session') }}, body: JSON.stringify({body}) }}).then(r => r.status); }})()"
+            ),
+        )
+        .await?;
+        assert_eq!(status.as_u64(), Some(409), "{body}");
+    }
+    assert!(
+        ok(mtos_at(alice, &["contact", "list"]))
+            .lines()
+            .any(|l| l.ends_with("bob") && l.contains(" no ")),
+        "still unverified"
+    );
     click(&a, "section.contact button").await?;
     wait_for(&a, "document.querySelector('section.contact h3')?.textContent.includes(' verified') && !document.querySelector('section.contact h3').textContent.includes('not verified')", WAIT).await?;
     chromium.screenshot(&a, "alice-verified-bob").await?;

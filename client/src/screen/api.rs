@@ -122,7 +122,7 @@ pub enum Request {
         wait_secs: Option<u64>,
         /// The passphrase of the keychain to create, when this home has
         /// none yet (the screen keeps it, as if given at start).
-        new_passphrase: Option<String>,
+        new_passphrase: Option<SecretText>,
     },
     /// Send identities (secret keys, feed positions) and the contacts to
     /// the screen that showed `code`.
@@ -132,6 +132,32 @@ pub enum Request {
         /// The identities (labels or id prefixes); empty: all.
         ids: Vec<String>,
     },
+}
+
+/// A secret a request carries (a new keychain's passphrase): the same
+/// JSON string on the socket, kept out of `Debug` and wiped when dropped.
+#[derive(
+    Clone, PartialEq, Eq, Serialize, Deserialize, zeroize::Zeroize, zeroize::ZeroizeOnDrop,
+)]
+#[serde(transparent)]
+pub struct SecretText(String);
+
+impl SecretText {
+    /// Wraps a secret.
+    pub fn new(text: String) -> Self {
+        Self(text)
+    }
+
+    /// The secret.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SecretText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretText(..)")
+    }
 }
 
 /// The longest an invitation may be asked to stay open.

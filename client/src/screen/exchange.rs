@@ -12,7 +12,9 @@ use mtos_crypto::keychain::bundle::Bundle;
 use mtos_crypto::transfer::{Code, MAX_FRAMES, Purpose, Role};
 use mtos_crypto::{Keychain, Label};
 
-use super::api::{ApiError, CardInfo, ErrorKind, Event, ExchangeInfo, MAX_WAIT_SECS, Reply};
+use super::api::{
+    ApiError, CardInfo, ErrorKind, Event, ExchangeInfo, MAX_WAIT_SECS, Reply, SecretText,
+};
 use super::connection::Out;
 use super::state::Screen;
 use crate::ClientError;
@@ -147,12 +149,12 @@ async fn save(
 pub(super) async fn pair(
     screen: &Arc<Screen>,
     wait_secs: Option<u64>,
-    new_passphrase: Option<String>,
+    new_passphrase: Option<SecretText>,
     out: &mut impl Out,
 ) -> Result<Reply, ApiError> {
     if new_passphrase
         .as_ref()
-        .is_some_and(|p| p.chars().count() < 8)
+        .is_some_and(|p| p.expose().chars().count() < 8)
     {
         return Err(ApiError::new(
             ErrorKind::BadInput,
@@ -208,11 +210,11 @@ type Imported = (Vec<String>, u64, Vec<String>);
 async fn save_bundle(
     screen: &Arc<Screen>,
     payload: &[u8],
-    new_passphrase: Option<String>,
+    new_passphrase: Option<SecretText>,
 ) -> Result<Imported, ClientError> {
     let bundle =
         Bundle::decode(payload).map_err(|e| ClientError::Invalid(format!("the keys sent: {e}")))?;
-    let pass = new_passphrase.map(mtos_crypto::SecretString::from);
+    let pass = new_passphrase.map(|p| mtos_crypto::SecretString::from(p.expose().to_owned()));
     let (imported, positions) = screen
         .edit_keychain_with(pass, move |keychain| Ok(import(keychain, bundle)))
         .await?;

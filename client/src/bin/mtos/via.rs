@@ -350,7 +350,8 @@ pub fn pair(
     use mtos_crypto::ExposeSecret as _;
     let request = Request::PairKeys {
         wait_secs: Some(wait),
-        new_passphrase: new_passphrase.map(|p| p.expose_secret().to_owned()),
+        new_passphrase: new_passphrase
+            .map(|p| mtos_client::screen::api::SecretText::new(p.expose_secret().to_owned())),
     };
     match exchange_reply(home, request)? {
         Reply::Paired {

@@ -158,6 +158,9 @@ pub(super) struct Change {
     accept_change: bool,
     #[serde(default)]
     remove: bool,
+    /// The fingerprint the page showed beside the numbers the person
+    /// compared: the keys verified or taken must still be those.
+    fingerprint: Option<String>,
 }
 
 /// Marks a contact verified (the person compared the safety number the
@@ -168,10 +171,26 @@ pub(super) async fn change(State(web): State<Arc<Web>>, Json(req): Json<Change>)
         .screen
         .edit_keychain(move |k| {
             if req.remove {
+                // Removing needs no comparison.
                 k.remove_contact(&req.contact)?;
                 return Ok(());
             }
             let c = k.find_contact_mut(&req.contact)?;
+            let keys = match (c.changed(), req.accept_change) {
+                (Some(new), true) => new,
+                _ => c.identity(),
+            };
+            let digits = |t: &str| t.chars().filter(char::is_ascii_digit).collect::<String>();
+            if req
+                .fingerprint
+                .as_deref()
+                .is_none_or(|f| digits(f) != keys.fingerprint().digits())
+            {
+                return Err(ClientError::Conflict(format!(
+                    "the keys of \"{}\" are not the ones the page showed: reload the page and compare again",
+                    c.label()
+                )));
+            }
             match (c.changed().is_some(), req.accept_change) {
                 (true, true) => {
                     c.accept_change(Some(now));

@@ -61,7 +61,7 @@ class MtosContacts extends HTMLElement {
           'This contact was seen with another encryption key. Nothing is sealed to it until you compare the new safety number with them and accept the change, or remove the contact.'),
         h('p', {}, 'New fingerprint: ', h('span', { class: 'fingerprint' }, c.changed.fingerprint)),
         this.numbers(c.changed.safety_numbers),
-        h('button', { type: 'button', onclick: () => change({ accept_change: true }, `"${c.label}" now has its new keys`) }, 'The new numbers match: accept the change'))
+        h('button', { type: 'button', onclick: () => change({ accept_change: true, fingerprint: c.changed.fingerprint }, `"${c.label}" now has its new keys`) }, 'The new numbers match: accept the change'))
       : null;
     return h('section', { class: 'card contact', 'aria-label': `contact ${c.label}`, 'data-id': c.id },
       h('h3', {}, c.label, ' ',
@@ -76,7 +76,7 @@ class MtosContacts extends HTMLElement {
       flagged,
       h('p', {},
         !c.verified && !c.changed
-          ? h('button', { type: 'button', onclick: () => change({}, `"${c.label}" is verified`) }, 'The numbers match: mark verified')
+          ? h('button', { type: 'button', onclick: () => change({ fingerprint: c.fingerprint }, `"${c.label}" is verified`) }, 'The numbers match: mark verified')
           : null,
         ' ',
         h('button', {
