@@ -155,13 +155,38 @@ pub enum Added {
     Changed,
 }
 
+/// The keys verifying `contact` vouches for: those in use, or with
+/// `accept_change` the changed ones. A flagged contact cannot be verified
+/// without taking (or refusing) the change; one not flagged has no change
+/// to take.
+pub fn keys_to_verify(
+    contact: &Contact,
+    accept_change: bool,
+) -> Result<&PublicIdentity, ClientError> {
+    match (contact.changed(), accept_change) {
+        (Some(new), true) => Ok(new),
+        (Some(_), false) => Err(ClientError::ContactChanged(contact.label().to_string())),
+        (None, true) => Err(ClientError::Refused(format!(
+            "contact \"{}\" has no changed keys to accept",
+            contact.label()
+        ))),
+        (None, false) => Ok(contact.identity()),
+    }
+}
+
+/// Marks the keys [`keys_to_verify`] named verified at `now`.
+pub fn mark_verified(contact: &mut Contact, accept_change: bool, now: u64) {
+    if accept_change {
+        contact.accept_change(Some(now));
+    } else {
+        contact.mark_verified(now);
+    }
+}
+
 /// `wanted`, or `wanted (2)`, `(3)`, … : the first no identity or
 /// contact uses.
 fn free_label(keychain: &Keychain, wanted: &Label) -> Result<Label, ClientError> {
-    let used = |l: &Label| {
-        keychain.identities().iter().any(|i| i.label() == l)
-            || keychain.contacts().iter().any(|c| c.label() == l)
-    };
+    let used = |l: &Label| keychain.label_in_use(l);
     if !used(wanted) {
         return Ok(wanted.clone());
     }

@@ -120,6 +120,24 @@ fn sub(data: SubpacketData) -> Result<Subpacket, OpenPgpError> {
     Subpacket::regular(data).map_err(lib)
 }
 
+/// A self-signature of `typ` by `primary` at `ts` giving `flags`: the
+/// time, the issuer's fingerprint and the flags hashed, its key id not.
+fn self_signature(
+    primary: &SecretKey,
+    typ: SignatureType,
+    ts: Timestamp,
+    flags: KeyFlags,
+) -> Result<SignatureConfig, OpenPgpError> {
+    let mut cfg = SignatureConfig::v4(typ, PublicKeyAlgorithm::EdDSALegacy, HashAlgorithm::Sha256);
+    cfg.hashed_subpackets = vec![
+        sub(SubpacketData::SignatureCreationTime(ts))?,
+        sub(SubpacketData::IssuerFingerprint(primary.fingerprint()))?,
+        sub(SubpacketData::KeyFlags(flags))?,
+    ];
+    cfg.unhashed_subpackets = vec![sub(SubpacketData::IssuerKeyId(primary.legacy_key_id()))?];
+    Ok(cfg)
+}
+
 /// The identity's certificate, armored: the same bytes every time.
 pub fn certificate(identity: &Identity) -> Result<String, OpenPgpError> {
     let primary = primary(identity)?;
@@ -132,15 +150,8 @@ pub fn certificate(identity: &Identity) -> Result<String, OpenPgpError> {
     flags.set_sign(true);
     let mut features = Features::default();
     features.set_seipd_v1(true);
-    let mut cfg = SignatureConfig::v4(
-        SignatureType::CertPositive,
-        PublicKeyAlgorithm::EdDSALegacy,
-        HashAlgorithm::Sha256,
-    );
-    cfg.hashed_subpackets = vec![
-        sub(SubpacketData::SignatureCreationTime(ts))?,
-        sub(SubpacketData::IssuerFingerprint(primary.fingerprint()))?,
-        sub(SubpacketData::KeyFlags(flags))?,
+    let mut cfg = self_signature(&primary, SignatureType::CertPositive, ts, flags)?;
+    cfg.hashed_subpackets.extend([
         sub(SubpacketData::PreferredSymmetricAlgorithms(
             vec![SymmetricKeyAlgorithm::AES256, SymmetricKeyAlgorithm::AES128].into(),
         ))?,
@@ -152,26 +163,14 @@ pub fn certificate(identity: &Identity) -> Result<String, OpenPgpError> {
         ))?,
         sub(SubpacketData::Features(features))?,
         sub(SubpacketData::IsPrimary(true))?,
-    ];
-    cfg.unhashed_subpackets = vec![sub(SubpacketData::IssuerKeyId(primary.legacy_key_id()))?];
+    ]);
     let uid_sig = cfg
         .sign_certification(&primary, primary.public_key(), &pw, Tag::UserId, &uid)
         .map_err(lib)?;
     let mut encrypt = KeyFlags::default();
     encrypt.set_encrypt_comms(true);
     encrypt.set_encrypt_storage(true);
-    let mut cfg = SignatureConfig::v4(
-        SignatureType::SubkeyBinding,
-        PublicKeyAlgorithm::EdDSALegacy,
-        HashAlgorithm::Sha256,
-    );
-    cfg.hashed_subpackets = vec![
-        sub(SubpacketData::SignatureCreationTime(ts))?,
-        sub(SubpacketData::IssuerFingerprint(primary.fingerprint()))?,
-        sub(SubpacketData::KeyFlags(encrypt))?,
-    ];
-    cfg.unhashed_subpackets = vec![sub(SubpacketData::IssuerKeyId(primary.legacy_key_id()))?];
-    let sub_sig = cfg
+    let sub_sig = self_signature(&primary, SignatureType::SubkeyBinding, ts, encrypt)?
         .sign_subkey_binding(&primary, primary.public_key(), &pw, &subkey)
         .map_err(lib)?;
     let cert = SignedPublicKey::new(

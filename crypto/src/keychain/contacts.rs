@@ -228,15 +228,19 @@ pub(super) fn check_label_free(
     keychain: &super::Keychain,
     label: &Label,
 ) -> Result<(), KeychainError> {
-    if keychain.identities().iter().any(|i| i.label() == label)
-        || keychain.contacts().iter().any(|c| c.label() == label)
-    {
+    if keychain.label_in_use(label) {
         return Err(KeychainError::DuplicateLabel(label.to_string()));
     }
     Ok(())
 }
 
 impl super::Keychain {
+    /// Whether an identity or a contact has this label (one namespace).
+    pub fn label_in_use(&self, label: &Label) -> bool {
+        self.identities().iter().any(|i| i.label() == label)
+            || self.contacts.iter().any(|c| c.label() == label)
+    }
+
     /// The contacts, oldest first.
     pub fn contacts(&self) -> &[Contact] {
         &self.contacts

@@ -472,19 +472,7 @@ fn verify(
             )
         })?;
         let contact = keychain.find_contact(query)?;
-        let keys = match (contact.changed(), accept_change) {
-            (Some(new), true) => new,
-            (Some(_), false) => {
-                return Err(ClientError::ContactChanged(contact.label().to_string()));
-            }
-            (None, true) => {
-                return Err(ClientError::Refused(format!(
-                    "contact \"{}\" has no changed keys to accept",
-                    contact.label()
-                )));
-            }
-            (None, false) => contact.identity(),
-        };
+        let keys = contacts::keys_to_verify(contact, accept_change)?;
         let number = SafetyNumber::between(&me.fingerprint(), &keys.fingerprint());
         if !yes {
             confirm(
@@ -497,12 +485,7 @@ fn verify(
             )?;
         }
         let label = contact.label().to_string();
-        let contact = keychain.find_contact_mut(query)?;
-        if accept_change {
-            contact.accept_change(Some(now()));
-        } else {
-            contact.mark_verified(now());
-        }
+        contacts::mark_verified(keychain.find_contact_mut(query)?, accept_change, now());
         Ok(label)
     })?;
     Ok(format!(

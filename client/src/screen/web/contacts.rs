@@ -176,10 +176,7 @@ pub(super) async fn change(State(web): State<Arc<Web>>, Json(req): Json<Change>)
                 return Ok(());
             }
             let c = k.find_contact_mut(&req.contact)?;
-            let keys = match (c.changed(), req.accept_change) {
-                (Some(new), true) => new,
-                _ => c.identity(),
-            };
+            let keys = contacts::keys_to_verify(c, req.accept_change)?;
             let digits = |t: &str| t.chars().filter(char::is_ascii_digit).collect::<String>();
             if req
                 .fingerprint
@@ -191,19 +188,7 @@ pub(super) async fn change(State(web): State<Arc<Web>>, Json(req): Json<Change>)
                     c.label()
                 )));
             }
-            match (c.changed().is_some(), req.accept_change) {
-                (true, true) => {
-                    c.accept_change(Some(now));
-                }
-                (true, false) => return Err(ClientError::ContactChanged(c.label().to_string())),
-                (false, true) => {
-                    return Err(ClientError::Refused(format!(
-                        "contact \"{}\" has no changed keys to accept",
-                        c.label()
-                    )));
-                }
-                (false, false) => c.mark_verified(now),
-            }
+            contacts::mark_verified(c, req.accept_change, now);
             Ok(())
         })
         .await;
