@@ -20,8 +20,25 @@ pub const NETWORK_FILE: &str = "network.json";
 #[serde(deny_unknown_fields)]
 struct NetworkFile {
     network: String,
-    authority_key: String,
-    authority_addr: String,
+    /// The authorities.
+    #[serde(default)]
+    authorities: Vec<AuthorityEntry>,
+    /// Signatures a document needs (0: more than half).
+    #[serde(default)]
+    threshold: usize,
+    /// A file written before networks had several authorities: its one
+    /// authority.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    authority_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    authority_addr: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuthorityEntry {
+    key: String,
+    addr: String,
 }
 
 /// A client home directory.
@@ -77,7 +94,7 @@ impl Home {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(ClientError::NotFound(format!(
-                    "no network configured in {}: run `mtos net use --testnet DIR` or `mtos net set NETWORK AUTHORITY_KEY ADDR`",
+                    "no network configured in {}: run `mtos net use --testnet DIR` or `mtos net set NETWORK KEY ADDR [KEY ADDR...]`",
                     self.dir.display()
                 )));
             }
@@ -88,12 +105,15 @@ impl Home {
             path: path.clone(),
             reason: e.to_string(),
         })?;
-        NetworkConfig::parse(
-            &file.network,
-            &file.authority_key,
-            &file.authority_addr,
-            &what,
-        )
+        let mut pairs: Vec<(String, String)> = file
+            .authorities
+            .into_iter()
+            .map(|a| (a.key, a.addr))
+            .collect();
+        if let (Some(key), Some(addr)) = (file.authority_key, file.authority_addr) {
+            pairs.push((key, addr));
+        }
+        NetworkConfig::parse(&file.network, &pairs, file.threshold, &what)
     }
 
     /// Makes `config` the network this home uses (replacing any).
@@ -101,8 +121,14 @@ impl Home {
         self.ensure()?;
         let file = NetworkFile {
             network: config.network.clone(),
-            authority_key: data_encoding::HEXLOWER.encode(&config.authority_key),
-            authority_addr: config.authority_addr.to_string(),
+            authorities: config
+                .authority_pairs()
+                .into_iter()
+                .map(|(key, addr)| AuthorityEntry { key, addr })
+                .collect(),
+            threshold: config.threshold,
+            authority_key: None,
+            authority_addr: None,
         };
         let path = self.dir.join(NETWORK_FILE);
         let text = serde_json::to_string_pretty(&file).map_err(|e| ClientError::Io {

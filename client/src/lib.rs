@@ -6,6 +6,7 @@ pub mod error;
 pub mod feeds;
 pub mod home;
 pub mod mixnet;
+pub mod netcheck;
 pub mod openpgp;
 pub mod passphrase;
 pub mod pending;

@@ -57,6 +57,18 @@ pub async fn open_mix_stream(
 pub const DIR_PUT_DESCRIPTOR: u8 = 1;
 /// Directory request: fetch the current signed document.
 pub const DIR_GET_DOCUMENT: u8 = 2;
+/// Directory request: the votes an authority holds for the running round
+/// (`specs/directory.md` §4, §6).
+pub const DIR_GET_VOTES: u8 = 3;
+/// Directory request: an authority's signed consensus for the running
+/// round, with the signatures it has gathered.
+pub const DIR_GET_PROPOSAL: u8 = 4;
+/// Directory request: the signed votes the authority's current document
+/// was computed from (for auditors).
+pub const DIR_GET_DOCUMENT_VOTES: u8 = 5;
+
+pub use mtos_mixnode::directory::{decode_votes, encode_votes};
+
 /// Largest directory response body (a signed document).
 pub const MAX_DIR_MESSAGE: usize = mtos_mixnode::directory::MAX_DOCUMENT_BODY + 4096;
 /// Largest directory request body (a signed descriptor).
@@ -181,4 +193,61 @@ pub async fn fetch_document(
     )
     .await?;
     Ok(NetworkDocument::verify(&bytes, trust, crate::unix_now())?)
+}
+
+/// A directory authority as nodes and clients are configured with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthorityAddr {
+    /// Its ed25519 key.
+    pub key: [u8; 32],
+    /// Its PeerId (from the key).
+    pub peer: libp2p::PeerId,
+    /// Where it listens.
+    pub addr: libp2p::Multiaddr,
+}
+
+impl AuthorityAddr {
+    /// From a key (64 hex digits) and a multiaddr, as configs hold them;
+    /// the error says which is wrong.
+    pub fn parse(key: &str, addr: &str) -> Result<Self, String> {
+        let key: [u8; 32] = data_encoding::HEXLOWER_PERMISSIVE
+            .decode(key.trim().as_bytes())
+            .ok()
+            .and_then(|k| k.try_into().ok())
+            .filter(|k| mtos_crypto::VerifyKey::from_bytes(*k).is_ok())
+            .ok_or("key: must be an authority's ed25519 key, 64 hex digits")?;
+        let peer = crate::peer_id_of(&key).map_err(|e| format!("key: {e}"))?;
+        let addr = addr
+            .trim()
+            .parse()
+            .map_err(|e| format!("addr: not a multiaddr: {e}"))?;
+        Ok(Self { key, peer, addr })
+    }
+}
+
+/// Fetches the document from the authorities in turn, starting with the
+/// one at `start`, until one answers with a document that verifies.
+/// Returns it and the index of the authority that gave it; the error is
+/// the last authority's.
+pub async fn fetch_document_any(
+    control: &mut libp2p_stream::Control,
+    authorities: &[AuthorityAddr],
+    trust: &Trust,
+    start: usize,
+) -> Result<(NetworkDocument, usize), NetError> {
+    if authorities.is_empty() {
+        return Err(NetError::Config("no authority configured".into()));
+    }
+    let mut why = Vec::new();
+    for i in 0..authorities.len() {
+        let at = (start + i) % authorities.len();
+        match fetch_document(control, authorities[at].peer, trust).await {
+            Ok(doc) => return Ok((doc, at)),
+            Err(e) => why.push(format!("{}: {e}", authorities[at].peer)),
+        }
+    }
+    Err(NetError::Refused {
+        who: "every authority".into(),
+        reason: format!("no valid network document ({})", why.join("; ")),
+    })
 }

@@ -3,8 +3,8 @@
 use mtos_crypto::{Identity, Label, Visibility};
 use mtos_mixnode::admission::Position;
 use mtos_mixnode::directory::{
-    EpochSchedule, Geometry, Mixing, MixingKind, NetworkDocument, NodeEntry, Rates, Role,
-    SphinxKeyEntry, VERSION, peer_id_text,
+    DOCUMENT_VERSION, EpochSchedule, Geometry, Mixing, MixingKind, NetworkDocument, NodeEntry,
+    Rates, Role, SphinxKeyEntry, peer_id_text,
 };
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
@@ -44,6 +44,9 @@ fn addresses_are_checked_as_multiaddrs() {
 fn entry(id: &Identity, role: Role, layer: Option<u8>) -> NodeEntry {
     let key = *id.verify_key().as_bytes();
     NodeEntry {
+        since: None,
+        salt: None,
+        family: None,
         key,
         peer_id: peer_id_text(&key),
         addrs: vec!["/ip4/127.0.0.1/tcp/4000".into()],
@@ -61,7 +64,8 @@ fn entry(id: &Identity, role: Role, layer: Option<u8>) -> NodeEntry {
 fn the_topology_finds_nodes_by_peer_and_address_and_takes_strangers_for_clients() {
     let (gw, mix) = (identity(1), identity(2));
     let document = NetworkDocument {
-        version: VERSION,
+        consensus: Default::default(),
+        version: DOCUMENT_VERSION,
         network: "t".into(),
         epoch: 0,
         serial: 1,
@@ -69,6 +73,7 @@ fn the_topology_finds_nodes_by_peer_and_address_and_takes_strangers_for_clients(
             genesis: 0,
             epoch_secs: 100,
             heartbeat_secs: 100,
+            round_secs: 2,
         },
         valid_after: 0,
         valid_until: 150,

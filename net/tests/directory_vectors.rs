@@ -34,6 +34,9 @@ fn compute() -> Value {
         network: "mtos-vectors".into(),
         published: NOW,
         node: NodeEntry {
+            since: None,
+            salt: None,
+            family: None,
             key,
             peer_id: peer_id_of(&key).unwrap().to_string(),
             addrs: vec!["/ip4/192.0.2.7/tcp/9401".into()],
@@ -59,6 +62,7 @@ fn compute() -> Value {
             genesis: 0,
             epoch_secs: 3600,
             heartbeat_secs: 20,
+            round_secs: 2,
         },
         mixing: Mixing {
             mode: MixingKind::Poisson,
@@ -76,6 +80,7 @@ fn compute() -> Value {
         },
         layers: 3,
         storage: mtos_mixnode::directory::StorageRules::default(),
+        family_cap_percent: 100,
         addresses: check_multiaddr,
     });
     a.accept_descriptor(&signed_descriptor, NOW).unwrap();
@@ -120,7 +125,17 @@ fn directory_vectors_match_the_spec() {
     assert_eq!(doc.nodes.len(), 1);
     assert_eq!(doc.nodes[0].peer_id, expected["node_peer_id"]);
     let d = Descriptor::verify(&bytes("descriptor"), "mtos-vectors", 3, check_multiaddr).unwrap();
-    assert_eq!(d.node, doc.nodes[0]);
+    // The document adds what the authorities set: the epoch it was
+    // first listed in (no salt: not the network's first epoch).
+    assert_eq!(doc.nodes[0].since, Some(500_000));
+    assert_eq!(doc.nodes[0].salt, None);
+    assert_eq!(
+        NodeEntry {
+            since: Some(500_000),
+            ..d.node
+        },
+        doc.nodes[0]
+    );
 }
 
 #[test]
@@ -133,6 +148,9 @@ fn a_descriptor_with_an_address_no_peer_could_dial_is_refused() {
             network: "mtos-vectors".into(),
             published: NOW,
             node: NodeEntry {
+                since: None,
+                salt: None,
+                family: None,
                 key,
                 peer_id: peer_id_of(&key).unwrap().to_string(),
                 addrs: vec![bad.into()],

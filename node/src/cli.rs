@@ -102,6 +102,39 @@ enum AuthorityCommand {
         /// Mean per-hop mixing delay in milliseconds.
         #[arg(long, default_value_t = 50)]
         mean_delay_ms: u64,
+        /// A testnet's authority: any node may join, in the layer it asks
+        /// for, and rounds are short. Never for a public network.
+        #[arg(long)]
+        testnet: bool,
+    },
+    /// Approve a node: the authority votes for it from its next round.
+    ///
+    /// Example: mtos-node authority approve 3f2a...9c --family example-hosting
+    Approve {
+        /// The authority's config file.
+        #[arg(long, default_value = "mtos-authority/authority.toml")]
+        config: PathBuf,
+        /// The node's key, as `mtos-node init` printed it.
+        key: String,
+        /// The operator family the node belongs to (one operator, one
+        /// hosting provider): a family's share of each layer is capped.
+        #[arg(long)]
+        family: Option<String>,
+        /// Pin the node, a mix, to this layer instead of the one the
+        /// authorities would give it.
+        #[arg(long)]
+        layer: Option<u8>,
+    },
+    /// Withdraw a node's approval: it leaves the document once a majority
+    /// of the authorities stop voting for it.
+    ///
+    /// Example: mtos-node authority revoke 3f2a...9c
+    Revoke {
+        /// The authority's config file.
+        #[arg(long, default_value = "mtos-authority/authority.toml")]
+        config: PathBuf,
+        /// The node's key.
+        key: String,
     },
     /// Run the authority until SIGINT or SIGTERM.
     ///
@@ -136,16 +169,41 @@ fn run(cli: Cli, faults: FaultPolicy) -> Result<(), String> {
             listen,
             epoch_secs,
             mean_delay_ms,
+            testnet,
         }) => {
-            let made = authority::init(&dir, &network, &listen, epoch_secs, mean_delay_ms)
+            let made = authority::init(&dir, &network, &listen, epoch_secs, mean_delay_ms, testnet)
                 .map_err(|e| e.to_string())?;
             println!("created {}", made.config.display());
             println!("authority key: {}", made.public_key);
             println!("authority peer id: {}", made.peer_id);
             println!(
-                "set network.authority = \"{}\" in every node's config",
+                "add {{ key = \"{}\", addr = \"{listen}\" }} to network.authorities in every \
+                 node's config, and to peers in every other authority's",
                 made.public_key
             );
+            Ok(())
+        }
+        Command::Authority(AuthorityCommand::Approve {
+            config,
+            key,
+            family,
+            layer,
+        }) => {
+            let parsed = authority::load_config(&config).map_err(|e| e.to_string())?;
+            let base = config.parent().unwrap_or(Path::new("."));
+            let key = authority::approve(base, &key, family, layer, parsed.layers)
+                .map_err(|e| e.to_string())?;
+            println!("approved {key}; the authority votes for it from its next round");
+            Ok(())
+        }
+        Command::Authority(AuthorityCommand::Revoke { config, key }) => {
+            authority::load_config(&config).map_err(|e| e.to_string())?;
+            let base = config.parent().unwrap_or(Path::new("."));
+            if authority::revoke(base, &key).map_err(|e| e.to_string())? {
+                println!("revoked; the authority stops voting for it from its next round");
+            } else {
+                println!("that key was not approved here (nothing changed)");
+            }
             Ok(())
         }
         Command::Authority(AuthorityCommand::Run { config }) => {
@@ -342,8 +400,10 @@ fn check(config_path: &Path, faults: FaultPolicy) -> Result<(), String> {
         "config ok: {:?} node on network {:?}",
         config.node.role, config.network.id
     );
-    if config.network.authority.is_empty() {
-        println!("note: network.authority is empty; the node cannot verify network documents yet");
+    if config.network.authorities.is_empty() {
+        println!(
+            "note: network.authorities is empty; the node cannot verify network documents yet"
+        );
     }
     println!("node key: {}", identity.verify_key());
     Ok(())

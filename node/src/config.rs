@@ -151,11 +151,49 @@ fn default_data() -> PathBuf {
 pub struct NetworkSection {
     /// The network id; documents of other networks are refused.
     pub id: String,
-    /// The directory authority's ed25519 public key, hex (empty until the
-    /// operator pastes it in).
-    pub authority: String,
-    /// Where the authority is reached.
-    pub authority_addr: String,
+    /// The network's directory authorities (empty until the operator
+    /// pastes them in).
+    #[serde(default)]
+    pub authorities: Vec<AuthorityEntry>,
+    /// Authority signatures a document needs; 0: more than half of them.
+    #[serde(default)]
+    pub threshold: usize,
+}
+
+/// One authority in `network.authorities`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorityEntry {
+    /// Its ed25519 public key, 64 hex digits.
+    pub key: String,
+    /// Its libp2p address.
+    pub addr: String,
+}
+
+impl NetworkSection {
+    /// The authorities, parsed; the error names the entry and field.
+    pub fn authority_addrs(&self) -> Result<Vec<mtos_net::AuthorityAddr>, crate::NodeError> {
+        let mut out: Vec<mtos_net::AuthorityAddr> = Vec::new();
+        for (i, a) in self.authorities.iter().enumerate() {
+            let parsed = mtos_net::AuthorityAddr::parse(&a.key, &a.addr)
+                .map_err(|e| crate::NodeError::Config(format!("network.authorities[{i}].{e}")))?;
+            if out.iter().any(|o| o.key == parsed.key) {
+                return Err(crate::NodeError::Config(format!(
+                    "network.authorities[{i}].key: listed twice"
+                )));
+            }
+            out.push(parsed);
+        }
+        Ok(out)
+    }
+
+    /// Signatures a document needs: the threshold set, or more than half.
+    pub fn signatures_needed(&self) -> usize {
+        match self.threshold {
+            0 => self.authorities.len() / 2 + 1,
+            t => t,
+        }
+    }
 }
 
 /// `[listen]`.
@@ -302,15 +340,15 @@ impl NodeConfig {
         if config.network.id.trim().is_empty() || config.network.id.len() > 64 {
             return Err(invalid("network.id", "must be 1 to 64 characters"));
         }
-        let authority = config.network.authority.trim();
-        if !authority.is_empty()
-            && data_encoding::HEXLOWER_PERMISSIVE
-                .decode(authority.as_bytes())
-                .map_or(true, |k| k.len() != 32)
-        {
+        if let Err(e) = config.network.authority_addrs() {
+            return Err(invalid("network.authorities", &e.to_string()));
+        }
+        let n = config.network.authorities.len();
+        let t = config.network.threshold;
+        if t != 0 && !(n / 2 < t && t <= n) {
             return Err(invalid(
-                "network.authority",
-                "must be the authority's ed25519 public key, 64 hex digits",
+                "network.threshold",
+                "must be more than half of the authorities listed and at most all, or 0 for more than half",
             ));
         }
         if !config.listen.p2p.starts_with('/') {
@@ -393,10 +431,12 @@ data = "data"
 [network]
 # The network this node joins; documents for other networks are refused.
 id = "mtos-local"
-# The directory authority's ed25519 public key (64 hex digits), as given by
-# the network's operators. Documents not signed by it are refused.
-authority = ""
-authority_addr = "/ip4/127.0.0.1/tcp/9400"
+# The network's directory authorities, as its operators give them: each
+# {{ key = "ed25519 public key, 64 hex digits", addr = "/ip4/.../tcp/..." }}.
+# Documents not signed by enough of them are refused.
+authorities = []
+# Authority signatures a document needs: 0 for more than half of them.
+threshold = 0
 
 [listen]
 # Mix links (libp2p: TCP + Noise + Yamux).
@@ -485,8 +525,15 @@ mod tests {
             (base.replace("layer = 1", "layer = 4"), "node.layer"),
             (base.replace("layer = 1\n", ""), "node.layer"),
             (
-                base.replace("authority = \"\"", "authority = \"abc\""),
-                "network.authority",
+                base.replace(
+                    "authorities = []",
+                    "authorities = [{ key = \"abc\", addr = \"/ip4/127.0.0.1/tcp/1\" }]",
+                ),
+                "network.authorities",
+            ),
+            (
+                base.replace("threshold = 0", "threshold = 1"),
+                "network.threshold",
             ),
             (
                 base.replace("127.0.0.1:9402", "localhost"),

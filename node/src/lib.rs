@@ -9,6 +9,7 @@ pub mod config;
 pub mod keystore;
 pub mod loops;
 pub mod metrics;
+pub mod nofile;
 pub mod record_db;
 pub mod repair;
 pub mod replay_db;
@@ -104,6 +105,25 @@ pub fn create_private(path: &std::path::Path, bytes: &[u8]) -> Result<(), NodeEr
         path: path.to_owned(),
         source,
     })
+}
+
+/// Replaces `path` with `bytes` as one step: written owner-only to a
+/// temporary file beside it, synced, then renamed over it (a crash leaves
+/// the old file or the new, never half of one).
+pub fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> Result<(), NodeError> {
+    let io = |source| NodeError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
+    match std::fs::remove_file(&tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
+        _ => {}
+    }
+    mtos_crypto::create_owner_only(&tmp, bytes).map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
 }
 
 /// Why a listener could not be opened, in an operator's words.

@@ -113,7 +113,10 @@ fn configured_node(dir: &std::path::Path) -> std::path::PathBuf {
     let config = d.join("mtos-node.toml");
     let text = std::fs::read_to_string(&config)
         .unwrap()
-        .replace("authority = \"\"", &format!("authority = \"{key}\""))
+        .replace(
+            "authorities = []",
+            &format!("authorities = [{{ key = \"{key}\", addr = \"/ip4/127.0.0.1/tcp/9400\" }}]"),
+        )
         .replace("/ip4/0.0.0.0/tcp/9401", "/ip4/127.0.0.1/tcp/0")
         .replace("127.0.0.1:9402", "127.0.0.1:0");
     std::fs::write(&config, text).unwrap();
@@ -165,8 +168,8 @@ fn run_refuses_bad_setups_with_one_line_and_keeps_the_keys() {
     let no_authority = text
         .lines()
         .map(|l| {
-            if l.starts_with("authority = ") {
-                "authority = \"\""
+            if l.starts_with("authorities = ") {
+                "authorities = []"
             } else {
                 l
             }
@@ -174,7 +177,7 @@ fn run_refuses_bad_setups_with_one_line_and_keeps_the_keys() {
         .collect::<Vec<_>>()
         .join("\n");
     std::fs::write(&config, no_authority).unwrap();
-    run_fails(&config, &["network.authority"]);
+    run_fails(&config, &["network.authorities"]);
     std::fs::write(
         &config,
         text.replace("queue_limit = 100000", "queue_limit = -1"),
@@ -226,6 +229,23 @@ fn authority_config_errors_name_the_field() {
             "mode",
         ),
         (text.replace("allow = []", "allow = [\"beef\"]"), "allow"),
+        // Open admission outside a testnet: anyone could fill the layers.
+        (
+            text.replace("admission = \"approved\"", "admission = \"open\""),
+            "admission",
+        ),
+        (text.replace("threshold = 0", "threshold = 2"), "threshold"),
+        (
+            text.replace(
+                "peers = []",
+                "peers = [{ key = \"ab\", addr = \"/ip4/127.0.0.1/tcp/1\" }]",
+            ),
+            "peers[0].key",
+        ),
+        (
+            text.replace("round_secs = 30", "round_secs = 7200"),
+            "epochs.round_secs",
+        ),
         (
             text.replace("max_delay_ms = 10000", "max_delay_ms = 99999999"),
             "mixing",

@@ -275,17 +275,52 @@ impl TestNode {
 
 pub use mtos_client::testnet::metric;
 
-/// An authority and nodes on loopback, killed when dropped.
+/// One directory authority of a test network.
+#[derive(Debug)]
+pub struct TestAuthority {
+    /// Its directory.
+    pub dir: PathBuf,
+    /// The process.
+    pub proc: Proc,
+    /// Its address.
+    pub addr: Multiaddr,
+    /// Its public key.
+    pub key: [u8; 32],
+}
+
+impl TestAuthority {
+    fn start(&mut self) {
+        let mut c = Command::new(node_binary());
+        c.args(["authority", "run", "--config"])
+            .arg(self.dir.join("authority.toml"))
+            .env("RUST_LOG", "info");
+        let name = self.proc.name.clone();
+        self.proc = Proc::spawn(&name, c, &self.dir.join("authority.log"));
+    }
+
+    /// Starts it again (after [`Proc::kill`]), from the same directory.
+    pub fn restart(&mut self) {
+        self.proc.kill();
+        self.start();
+    }
+
+    /// Its log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("authority.log")).unwrap_or_default()
+    }
+}
+
+/// Authorities a test network has unless told otherwise, as `mtos testnet
+/// up` has.
+pub const AUTHORITIES: usize = 3;
+
+/// Authorities and nodes on loopback, killed when dropped.
 #[derive(Debug)]
 pub struct Testnet {
     /// The temporary directory (kept until drop).
     pub root: tempfile::TempDir,
-    /// The authority process.
-    pub authority: Proc,
-    /// The authority's address.
-    pub authority_addr: Multiaddr,
-    /// Its public key.
-    pub authority_key: [u8; 32],
+    /// The directory authorities.
+    pub authorities: Vec<TestAuthority>,
     /// The network id.
     pub network: String,
     /// The nodes.
@@ -328,33 +363,85 @@ impl Testnet {
         node: impl Fn(Position) -> NodeSettings,
         authority: &AuthoritySettings,
     ) -> Self {
-        let root = tempfile::tempdir().unwrap();
-        let made = testnet::init_authority(
-            &node_binary(),
-            &root.path().join("authority"),
-            "mtos-test",
+        Self::start_full(
+            positions,
             epoch_secs,
             mean_delay_ms,
+            node,
             authority,
+            AUTHORITIES,
         )
-        .unwrap();
-        let authority_key: [u8; 32] = data_encoding::HEXLOWER
-            .decode(made.key.as_bytes())
-            .unwrap()
-            .try_into()
-            .unwrap();
-        let mut c = Command::new(node_binary());
-        c.args(["authority", "run", "--config"]).arg(&made.config);
-        let log = root.path().join("authority").join("authority.log");
-        let process = Proc::spawn("authority", c, &log);
+    }
+
+    /// [`Testnet::start_custom`] with `authorities` directory authorities.
+    pub fn start_full(
+        positions: &[Position],
+        epoch_secs: u64,
+        mean_delay_ms: u64,
+        node: impl Fn(Position) -> NodeSettings,
+        authority: &AuthoritySettings,
+        authorities: usize,
+    ) -> Self {
+        let mut net = Self::launch(
+            positions,
+            epoch_secs,
+            mean_delay_ms,
+            node,
+            authority,
+            authorities,
+        );
+        net.wait_until_listed(positions.len(), Duration::from_secs(60));
+        net
+    }
+
+    /// [`Testnet::start_full`] without waiting for the nodes to be listed
+    /// (a network whose authorities list only approved nodes, say).
+    pub fn launch(
+        positions: &[Position],
+        epoch_secs: u64,
+        mean_delay_ms: u64,
+        node: impl Fn(Position) -> NodeSettings,
+        authority: &AuthoritySettings,
+        authorities: usize,
+    ) -> Self {
+        let root = tempfile::tempdir().unwrap();
+        let made: Vec<testnet::Authority> = (1..=authorities)
+            .map(|i| {
+                testnet::init_authority(
+                    &node_binary(),
+                    &root.path().join(format!("authority{i}")),
+                    "mtos-test",
+                    epoch_secs,
+                    mean_delay_ms,
+                    authority,
+                )
+                .unwrap()
+            })
+            .collect();
+        testnet::join_authorities(&made).unwrap();
         let mut net = Self {
             root,
-            authority: process,
-            authority_addr: made.addr.parse().unwrap(),
-            authority_key,
-            network: made.network.clone(),
+            authorities: Vec::new(),
+            network: made[0].network.clone(),
             nodes: Vec::new(),
         };
+        for (i, a) in made.iter().enumerate() {
+            let mut test_authority = TestAuthority {
+                dir: a.config.parent().unwrap().to_owned(),
+                proc: Proc {
+                    child: None,
+                    name: format!("authority{}", i + 1),
+                },
+                addr: a.addr.parse().unwrap(),
+                key: data_encoding::HEXLOWER
+                    .decode(a.key.as_bytes())
+                    .unwrap()
+                    .try_into()
+                    .unwrap(),
+            };
+            test_authority.start();
+            net.authorities.push(test_authority);
+        }
         for (i, position) in positions.iter().enumerate() {
             let dir = net.root.path().join(format!("node{i}"));
             let made = testnet::init_node(&node_binary(), &dir, *position, &made, &node(*position))
@@ -372,7 +459,6 @@ impl Testnet {
             test_node.start();
             net.nodes.push(test_node);
         }
-        net.wait_until_listed(positions.len(), Duration::from_secs(60));
         net
     }
 
@@ -402,21 +488,34 @@ impl Testnet {
 
     /// What a client session needs to join this network.
     pub fn network_config(&self) -> mtos_client::mixnet::NetworkConfig {
-        mtos_client::mixnet::NetworkConfig {
-            network: self.network.clone(),
-            authority_key: self.authority_key,
-            authority_addr: self.authority_addr.clone(),
-        }
+        let pairs: Vec<(String, String)> = self
+            .authorities
+            .iter()
+            .map(|a| (data_encoding::HEXLOWER.encode(&a.key), a.addr.to_string()))
+            .collect();
+        mtos_client::mixnet::NetworkConfig::parse(&self.network, &pairs, 0, "test").unwrap()
     }
 
-    /// The trust a client configures.
+    /// The trust a client configures: more than half of the authorities.
     pub fn trust(&self) -> Trust {
         Trust {
             network: self.network.clone(),
-            authorities: vec![mtos_crypto::VerifyKey::from_bytes(self.authority_key).unwrap()],
-            threshold: 1,
+            authorities: self
+                .authorities
+                .iter()
+                .map(|a| mtos_crypto::VerifyKey::from_bytes(a.key).unwrap())
+                .collect(),
+            threshold: self.authorities.len() / 2 + 1,
             addresses: mtos_net::check_multiaddr,
         }
+    }
+
+    /// The authorities' PeerIds.
+    pub fn authority_peers(&self) -> Vec<PeerId> {
+        self.authorities
+            .iter()
+            .map(|a| mtos_net::peer_id_of(&a.key).unwrap())
+            .collect()
     }
 
     /// The node at `position` (the first one there).
@@ -491,7 +590,8 @@ impl Testnet {
 /// A bare libp2p peer acting as a client: it fetches the document and
 /// writes frames to nodes.
 pub struct TestClient {
-    control: libp2p_stream::Control,
+    /// Its stream control (for requests of its own).
+    pub control: libp2p_stream::Control,
     commands: tokio::sync::mpsc::Sender<(PeerId, Multiaddr)>,
     /// The verified document.
     pub document: NetworkDocument,
@@ -530,8 +630,10 @@ impl TestClient {
         use futures::StreamExt;
         let peer = keypair.public().to_peer_id();
         let mut swarm = net::build_swarm(keypair, 64).unwrap();
-        let authority = mtos_net::peer_id_of(&net.authority_key).unwrap();
-        swarm.add_peer_address(authority, net.authority_addr.clone());
+        for a in &net.authorities {
+            swarm.add_peer_address(mtos_net::peer_id_of(&a.key).unwrap(), a.addr.clone());
+        }
+        let authorities = net.authority_peers();
         let mut control = swarm.behaviour().stream.new_control();
         let (tx, mut rx) = tokio::sync::mpsc::channel::<(PeerId, Multiaddr)>(64);
         let task = tokio::spawn(async move {
@@ -545,15 +647,21 @@ impl TestClient {
                 }
             }
         });
-        let bytes = net::directory_request_retrying(
-            &mut control,
-            authority,
-            DIR_GET_DOCUMENT,
-            &[],
-            Duration::from_secs(10),
-        )
-        .await
-        .unwrap();
+        let mut bytes = Vec::new();
+        for authority in authorities {
+            if let Ok(b) = net::directory_request_retrying(
+                &mut control,
+                authority,
+                DIR_GET_DOCUMENT,
+                &[],
+                Duration::from_secs(10),
+            )
+            .await
+            {
+                bytes = b;
+                break;
+            }
+        }
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()

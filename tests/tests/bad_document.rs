@@ -1,5 +1,5 @@
-//! A node whose trusted authority starts serving a document it must
-//! refuse (a payload rate of zero, signed with the authority's own key)
+//! A node whose trusted authorities start serving a document it must
+//! refuse (a payload rate of zero, signed with the authorities' own keys)
 //! keeps running on the document it has: the new one is refused naming
 //! the field, counted, and packets still cross the node
 //! (`specs/directory.md` §2).
@@ -19,40 +19,51 @@ async fn a_node_keeps_its_document_when_its_authority_serves_one_it_must_refuse(
     let mut client = TestClient::connect(&net).await;
     let good = client.document.clone();
 
-    // The authority stops; in its place, at its address and with its key,
-    // one that serves the same document with λP = 0.
-    net.authority.kill();
-    let identity =
-        mtos_node::load_identity(&net.root.path().join("authority/keys/authority.key")).unwrap();
+    // The authorities stop; in their places, at their addresses and with
+    // their keys, impostors that serve the same document with λP = 0,
+    // signed by every authority.
+    let identities: Vec<_> = net
+        .authorities
+        .iter_mut()
+        .map(|a| {
+            a.proc.kill();
+            mtos_node::load_identity(&a.dir.join("keys/authority.key")).unwrap()
+        })
+        .collect();
     let mut bad = good.clone();
     bad.rates.payload = 0.0;
     bad.serial += 1;
-    let signed = bad.sign(&identity);
-    let mut swarm = mtos_net::build_swarm(mtos_net::libp2p_keypair(&identity), 64).unwrap();
-    let mut listening = false;
-    for _ in 0..50 {
-        if swarm.listen_on(net.authority_addr.clone()).is_ok() {
-            listening = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut signed = bad.sign(&identities[0]);
+    for id in &identities[1..] {
+        signed = mtos_mixnode::directory::add_signature(&signed, id).unwrap();
     }
-    assert!(listening, "the authority's address stayed taken");
-    let mut incoming = swarm
-        .behaviour()
-        .stream
-        .new_control()
-        .accept(DIR_PROTOCOL)
-        .unwrap();
-    let swarm_task = tokio::spawn(async move {
-        loop {
-            swarm.select_next_some().await;
-        }
-    });
     let served = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let server = {
+    let mut tasks = Vec::new();
+    for (identity, authority) in identities.iter().zip(&net.authorities) {
+        let mut swarm = mtos_net::build_swarm(mtos_net::libp2p_keypair(identity), 64).unwrap();
+        let mut listening = false;
+        for _ in 0..50 {
+            if swarm.listen_on(authority.addr.clone()).is_ok() {
+                listening = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert!(listening, "the authority's address stayed taken");
+        let mut incoming = swarm
+            .behaviour()
+            .stream
+            .new_control()
+            .accept(DIR_PROTOCOL)
+            .unwrap();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                swarm.select_next_some().await;
+            }
+        }));
         let served = served.clone();
-        tokio::spawn(async move {
+        let signed = signed.clone();
+        tasks.push(tokio::spawn(async move {
             while let Some((_, mut stream)) = incoming.next().await {
                 let signed = signed.clone();
                 let served = served.clone();
@@ -73,8 +84,8 @@ async fn a_node_keeps_its_document_when_its_authority_serves_one_it_must_refuse(
                     let _ = stream.close().await;
                 });
             }
-        })
-    };
+        }));
+    }
 
     // Every node fetches it, refuses it naming the field, counts it.
     tokio::task::block_in_place(|| {
@@ -131,6 +142,7 @@ async fn a_node_keeps_its_document_when_its_authority_serves_one_it_must_refuse(
             assert!(node.proc.alive(), "{:?} stopped", node.position);
         }
     });
-    server.abort();
-    swarm_task.abort();
+    for t in tasks {
+        t.abort();
+    }
 }

@@ -676,9 +676,7 @@ async fn a_hundred_chunks_survive_a_kill_9_and_are_repaired_to_k_copies() {
         .nodes
         .iter()
         .map(|n| n.peer().unwrap().to_string())
-        .chain([mtos_net::peer_id_of(&net.authority_key)
-            .unwrap()
-            .to_string()])
+        .chain(net.authority_peers().iter().map(|p| p.to_string()))
         .collect();
     let clients = [alice.peer_id().to_string(), bob.peer_id().to_string()];
     let mut links = 0;

@@ -10,11 +10,13 @@ use mtos_client::testnet::{AuthoritySettings, NodeSettings, Wiring, node_config}
 use mtos_node::authority::AuthorityConfig;
 use mtos_node::config::{NodeConfig, Role};
 
+/// An ed25519 public key (RFC 8032's first test key).
+const KEY: &str = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
+
 fn wiring() -> Wiring {
     Wiring {
         network: "mtos-settings".into(),
-        authority_key: "ab".repeat(32),
-        authority_addr: "/ip4/127.0.0.1/tcp/4000".into(),
+        authorities: vec![(KEY.into(), "/ip4/127.0.0.1/tcp/4000".into())],
         p2p: "/ip4/127.0.0.1/tcp/4001".into(),
         metrics: "127.0.0.1:4002".into(),
     }
@@ -49,8 +51,11 @@ fn every_node_setting_is_what_the_node_reads() {
         let c = NodeConfig::parse(&text, Path::new("mtos-node.toml")).unwrap();
         assert_eq!((c.node.role, c.node.layer), (role, layer));
         assert_eq!(c.network.id, "mtos-settings");
-        assert_eq!(c.network.authority, "ab".repeat(32));
-        assert_eq!(c.network.authority_addr, "/ip4/127.0.0.1/tcp/4000");
+        let authorities = c.network.authority_addrs().unwrap();
+        assert_eq!(authorities.len(), 1);
+        assert_eq!(data_encoding::HEXLOWER.encode(&authorities[0].key), KEY);
+        assert_eq!(authorities[0].addr.to_string(), "/ip4/127.0.0.1/tcp/4000");
+        assert_eq!(c.network.signatures_needed(), 1);
         assert_eq!(c.listen.p2p, "/ip4/127.0.0.1/tcp/4001");
         assert_eq!(c.listen.metrics, "127.0.0.1:4002");
         assert!(c.node.storage);
@@ -77,8 +82,10 @@ fn no_node_setting_changes_nothing_but_the_wiring() {
         let edited = NodeConfig::parse(&text, Path::new("a")).unwrap();
         let mut original = NodeConfig::parse(&template, Path::new("b")).unwrap();
         original.network.id = "mtos-settings".into();
-        original.network.authority = "ab".repeat(32);
-        original.network.authority_addr = "/ip4/127.0.0.1/tcp/4000".into();
+        original.network.authorities = vec![mtos_node::config::AuthorityEntry {
+            key: KEY.into(),
+            addr: "/ip4/127.0.0.1/tcp/4000".into(),
+        }];
         original.listen.p2p = "/ip4/127.0.0.1/tcp/4001".into();
         original.listen.metrics = "127.0.0.1:4002".into();
         assert_eq!(edited, original);
@@ -87,7 +94,7 @@ fn no_node_setting_changes_nothing_but_the_wiring() {
 
 #[test]
 fn every_authority_setting_is_what_the_authority_reads() {
-    let template = AuthorityConfig::template("n", "/ip4/127.0.0.1/tcp/4000", 600, 1_000, 20);
+    let template = AuthorityConfig::template("n", "/ip4/127.0.0.1/tcp/4000", 600, 1_000, 20, true);
     let settings = AuthoritySettings {
         layers: Some(2),
         payload: Some(20.5),
@@ -97,6 +104,8 @@ fn every_authority_setting_is_what_the_authority_reads() {
         max_delay_ms: Some(2_000),
         heartbeat_secs: Some(3),
         stamp_floor: Some(5),
+        round_secs: Some(4),
+        admission: Some("approved".into()),
     };
     let text = settings.apply(&template).unwrap();
     let c = AuthorityConfig::parse(&text, Path::new("authority.toml")).unwrap();
@@ -108,6 +117,8 @@ fn every_authority_setting_is_what_the_authority_reads() {
     assert_eq!(c.mixing.max_delay_ms, 2_000);
     assert_eq!(c.epochs.heartbeat_secs, 3);
     assert_eq!(c.storage.stamp_floor, 5);
+    assert_eq!(c.epochs.round_secs, 4);
+    assert_eq!(c.admission, mtos_node::authority::AdmissionMode::Approved);
     // What it was not told stays as `authority init` wrote it.
     let original = AuthorityConfig::parse(&template, Path::new("a")).unwrap();
     assert_eq!(c.mixing.mean_delay_ms, original.mixing.mean_delay_ms);

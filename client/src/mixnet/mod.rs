@@ -20,10 +20,9 @@ use mtos_mixnode::cover::{CoverRates, CoverSchedule, Send};
 use mtos_mixnode::directory::{NetworkDocument, NodeEntry, Trust};
 use mtos_mixnode::mailbox::{DELIVERY_FRAME_SIZE, Stored, decode_delivery};
 use mtos_mixnode::service::{Op, Request, Response};
-use mtos_net::NetError;
-use mtos_net::peer_id_of;
 use mtos_net::unix_now;
 use mtos_net::{self as net, CLIENT_PROTOCOL, NodeEntryExt};
+use mtos_net::{AuthorityAddr, NetError};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -235,8 +234,10 @@ impl Session {
         config: &NetworkConfig,
         tor: &crate::tor::TorTransport,
     ) -> Result<Self, ClientError> {
-        crate::tor::tor_target(&config.authority_addr)
-            .map_err(|e| NetError::Config(format!("the authority through Tor: {e}")))?;
+        for a in &config.authorities {
+            crate::tor::tor_target(&a.addr)
+                .map_err(|e| NetError::Config(format!("an authority through Tor: {e}")))?;
+        }
         let keypair = libp2p::identity::Keypair::generate_ed25519();
         let swarm = crate::tor::build_swarm(keypair, tor, 64)?;
         Self::connect_over(config, swarm, &SessionOptions::default(), |n| {
@@ -252,9 +253,10 @@ impl Session {
         usable: impl Fn(&NodeEntry) -> bool,
     ) -> Result<Self, ClientError> {
         let trust = config.trust()?;
-        let authority = peer_id_of(&config.authority_key)
-            .map_err(|e| NetError::Config(format!("authority key: {e}")))?;
-        swarm.add_peer_address(authority, config.authority_addr.clone());
+        for a in &config.authorities {
+            swarm.add_peer_address(a.peer, a.addr.clone());
+        }
+        let authorities = config.authorities.clone();
         let peer = *swarm.local_peer_id();
         let mut control = swarm.behaviour().stream.new_control();
         let (addr_tx, mut addr_rx) = mpsc::channel::<AddressBook>(64);
@@ -276,7 +278,7 @@ impl Session {
                 }
             }
         });
-        let doc = fetch(&mut control, authority, &trust).await?;
+        let doc = fetch(&mut control, &authorities, &trust).await?;
         for n in &doc.nodes {
             if let Ok(p) = n.peer() {
                 let _ = addr_tx.send(AddressBook::Add(p, n.multiaddrs())).await;
@@ -413,7 +415,12 @@ impl Session {
             first,
         ));
         let refresher = tokio::spawn(refresh_loop(
-            control, authority, trust, doc_tx, addr_tx, replenish,
+            control,
+            authorities,
+            trust,
+            doc_tx,
+            addr_tx,
+            replenish,
         ));
         Ok(Self {
             address,

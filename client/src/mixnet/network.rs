@@ -8,20 +8,21 @@ use super::*;
 pub struct NetworkConfig {
     /// The network id.
     pub network: String,
-    /// The authority's ed25519 key.
-    pub authority_key: [u8; 32],
-    /// The authority's libp2p address.
-    pub authority_addr: Multiaddr,
+    /// Its directory authorities (1 to 16).
+    pub authorities: Vec<AuthorityAddr>,
+    /// Authority signatures a document needs: more than half of them
+    /// unless set higher.
+    pub threshold: usize,
 }
 
 impl NetworkConfig {
-    /// From its text form: the network id, the authority's key (64 hex
-    /// digits) and its multiaddr; errors name `what` (the file) and the
-    /// field.
+    /// From its text form: the network id, each authority's key (64 hex
+    /// digits) and multiaddr, and the threshold (0: more than half);
+    /// errors name `what` (the file) and the field.
     pub fn parse(
         network: &str,
-        authority_key: &str,
-        authority_addr: &str,
+        authorities: &[(String, String)],
+        threshold: usize,
         what: &str,
     ) -> Result<Self, ClientError> {
         let bad = |field: &str, why: String| {
@@ -30,47 +31,87 @@ impl NetworkConfig {
         if network.trim().is_empty() || network.len() > 64 {
             return Err(bad("network", "must be 1 to 64 characters".into()));
         }
-        let authority_key = data_encoding::HEXLOWER_PERMISSIVE
-            .decode(authority_key.trim().as_bytes())
-            .ok()
-            .and_then(|k| <[u8; 32]>::try_from(k).ok())
-            .filter(|k| VerifyKey::from_bytes(*k).is_ok())
-            .ok_or_else(|| {
-                bad(
-                    "authority_key",
-                    "must be an ed25519 key, 64 hex digits".into(),
-                )
-            })?;
-        let authority_addr = authority_addr
-            .trim()
-            .parse()
-            .map_err(|e| bad("authority_addr", format!("not a multiaddr: {e}")))?;
+        let n = authorities.len();
+        if !(1..=mtos_mixnode::directory::MAX_SIGNATURES).contains(&n) {
+            return Err(bad("authorities", "1 to 16 authorities".into()));
+        }
+        let mut parsed: Vec<AuthorityAddr> = Vec::with_capacity(n);
+        for (i, (key, addr)) in authorities.iter().enumerate() {
+            let a = AuthorityAddr::parse(key, addr)
+                .map_err(|e| bad(&format!("authorities[{i}]"), e))?;
+            if parsed.iter().any(|p| p.key == a.key) {
+                return Err(bad(&format!("authorities[{i}]"), "listed twice".into()));
+            }
+            parsed.push(a);
+        }
+        let threshold = match threshold {
+            0 => n / 2 + 1,
+            t if n / 2 < t && t <= n => t,
+            _ => {
+                return Err(bad(
+                    "threshold",
+                    format!("must be more than half of the {n} authorities and at most {n}"),
+                ));
+            }
+        };
         Ok(Self {
             network: network.trim().to_owned(),
-            authority_key,
-            authority_addr,
+            authorities: parsed,
+            threshold,
         })
     }
 
+    /// One authority, signing alone.
+    pub fn single(network: &str, key: [u8; 32], addr: Multiaddr) -> Result<Self, ClientError> {
+        Self::parse(
+            network,
+            &[(data_encoding::HEXLOWER.encode(&key), addr.to_string())],
+            1,
+            "network",
+        )
+    }
+
+    /// The authorities as text pairs (key hex, address), as files hold them.
+    pub fn authority_pairs(&self) -> Vec<(String, String)> {
+        self.authorities
+            .iter()
+            .map(|a| (data_encoding::HEXLOWER.encode(&a.key), a.addr.to_string()))
+            .collect()
+    }
+
+    /// The trust `mtos net check` verifies documents with.
+    pub(crate) fn trust_for_check(&self) -> Result<Trust, ClientError> {
+        self.trust()
+    }
+
     pub(super) fn trust(&self) -> Result<Trust, ClientError> {
-        let key = VerifyKey::from_bytes(self.authority_key)
-            .map_err(|_| NetError::Config("the authority key is not an ed25519 key".into()))?;
+        let keys = self
+            .authorities
+            .iter()
+            .map(|a| {
+                VerifyKey::from_bytes(a.key)
+                    .map_err(|_| NetError::Config("an authority key is not an ed25519 key".into()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Trust {
             network: self.network.clone(),
-            authorities: vec![key],
-            threshold: 1,
+            authorities: keys,
+            threshold: self.threshold,
             addresses: mtos_net::check_multiaddr,
         })
     }
 }
 
+/// The document from the authorities in turn, starting at a random one.
 pub(super) async fn fetch(
     control: &mut libp2p_stream::Control,
-    authority: PeerId,
+    authorities: &[AuthorityAddr],
     trust: &Trust,
 ) -> Result<NetworkDocument, ClientError> {
-    mtos_net::fetch_document(control, authority, trust)
+    let start = rand::random_range(0..authorities.len().max(1));
+    mtos_net::fetch_document_any(control, authorities, trust, start)
         .await
+        .map(|(doc, _)| doc)
         .map_err(ClientError::from)
 }
 

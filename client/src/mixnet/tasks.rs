@@ -453,7 +453,7 @@ pub(super) async fn receive_loop(mut r: Receiver, first: Vec<u8>) {
 
 pub(super) async fn refresh_loop(
     mut control: libp2p_stream::Control,
-    authority: PeerId,
+    authorities: Vec<mtos_net::AuthorityAddr>,
     trust: Trust,
     document: watch::Sender<Arc<NetworkDocument>>,
     addresses: mpsc::Sender<AddressBook>,
@@ -491,7 +491,7 @@ pub(super) async fn refresh_loop(
         // until it expires; the next attempt comes soon. Failures (an
         // unreachable authority, a bad signature) are counted with the
         // last reason, for [`Session::health`].
-        let fetched = fetch(&mut control, authority, &trust).await;
+        let fetched = fetch(&mut control, &authorities, &trust).await;
         replenish.count(|st| match &fetched {
             Ok(_) => st.last_document_error = None,
             Err(e) => {

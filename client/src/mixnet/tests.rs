@@ -6,7 +6,8 @@
 use mtos_crypto::sphinx::{Processed, SphinxSecret, check_header};
 use mtos_crypto::{Identity, Label, Visibility};
 use mtos_mixnode::directory::{
-    EpochSchedule, Geometry, Mixing, MixingKind, Rates, Role, SphinxKeyEntry, VERSION, peer_id_text,
+    DOCUMENT_VERSION, EpochSchedule, Geometry, Mixing, MixingKind, Rates, Role, SphinxKeyEntry,
+    peer_id_text,
 };
 use rand_chacha::ChaCha20Rng;
 
@@ -31,6 +32,9 @@ fn net(rng: &mut ChaCha20Rng) -> Net {
         let public = secret.public();
         secrets.insert(key, secret);
         NodeEntry {
+            since: None,
+            salt: None,
+            family: None,
             key,
             peer_id: peer_id_text(&key),
             addrs: vec!["/ip4/127.0.0.1/tcp/4000".into()],
@@ -53,7 +57,8 @@ fn net(rng: &mut ChaCha20Rng) -> Net {
     }
     let start = u64::from(epoch) * EPOCH_SECS;
     let doc = NetworkDocument {
-        version: VERSION,
+        consensus: Default::default(),
+        version: DOCUMENT_VERSION,
         network: "t".into(),
         epoch,
         serial: 1,
@@ -61,6 +66,7 @@ fn net(rng: &mut ChaCha20Rng) -> Net {
             genesis: 0,
             epoch_secs: EPOCH_SECS,
             heartbeat_secs: 20,
+            round_secs: 2,
         },
         valid_after: start,
         valid_until: start + 2 * EPOCH_SECS,

@@ -186,6 +186,7 @@ const SCHEDULE: EpochSchedule = EpochSchedule {
     genesis: 0,
     epoch_secs: 1_000,
     heartbeat_secs: 20,
+    round_secs: 2,
 };
 
 #[test]
@@ -348,6 +349,7 @@ fn converse(old: bool, lag: u64, seed: u64) -> (Vec<(u32, u32)>, usize) {
         genesis: 0,
         epoch_secs: 600,
         heartbeat_secs: 20,
+        round_secs: 2,
     };
     let mut rng = StdRng::seed_from_u64(seed);
     let mut out = Outstanding::default();

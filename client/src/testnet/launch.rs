@@ -33,6 +33,12 @@ pub struct AuthoritySettings {
     pub heartbeat_secs: Option<u64>,
     /// The least effort of a put's storage stamp (`storage.stamp_floor`).
     pub stamp_floor: Option<u32>,
+    /// How long a voting round of the authorities lasts
+    /// (`epochs.round_secs`).
+    pub round_secs: Option<u64>,
+    /// Which nodes the authorities vote for (`admission`: "open", as a
+    /// testnet's are made, or "approved").
+    pub admission: Option<String>,
 }
 
 impl AuthoritySettings {
@@ -45,6 +51,8 @@ impl AuthoritySettings {
         push(&mut e, "rates.node_loops", self.node_loops);
         push(&mut e, "mixing.max_delay_ms", int(self.max_delay_ms));
         push(&mut e, "epochs.heartbeat_secs", int(self.heartbeat_secs));
+        push(&mut e, "epochs.round_secs", int(self.round_secs));
+        push(&mut e, "admission", self.admission.as_deref());
         push(
             &mut e,
             "storage.stamp_floor",
@@ -131,10 +139,8 @@ impl NodeSettings {
 pub struct Wiring {
     /// The network id.
     pub network: String,
-    /// The authority's key, hex.
-    pub authority_key: String,
-    /// The authority's libp2p address.
-    pub authority_addr: String,
+    /// Each authority's key (hex) and libp2p address.
+    pub authorities: Vec<(String, String)>,
     /// The node's libp2p listen address.
     pub p2p: String,
     /// The node's metrics address, `host:port`.
@@ -150,16 +156,55 @@ pub fn node_config(
 ) -> Result<String, ClientError> {
     let mut edits: Vec<(&'static str, Value)> = vec![
         ("network.id", wiring.network.as_str().into()),
-        ("network.authority", wiring.authority_key.as_str().into()),
-        (
-            "network.authority_addr",
-            wiring.authority_addr.as_str().into(),
-        ),
+        ("network.authorities", key_addr_array(&wiring.authorities)),
         ("listen.p2p", wiring.p2p.as_str().into()),
         ("listen.metrics", wiring.metrics.as_str().into()),
     ];
     edits.extend(settings.edits());
     edit(text, edits)
+}
+
+/// `[{ key = "...", addr = "..." }, ...]`.
+fn key_addr_array(pairs: &[(String, String)]) -> Value {
+    let mut array = toml_edit::Array::new();
+    for (key, addr) in pairs {
+        let mut t = toml_edit::InlineTable::new();
+        t.insert("key", key.as_str().into());
+        t.insert("addr", addr.as_str().into());
+        array.push(Value::InlineTable(t));
+    }
+    Value::Array(array)
+}
+
+/// Makes each authority of a network list all the others as its peers.
+pub fn join_authorities(authorities: &[Authority]) -> Result<(), ClientError> {
+    for a in authorities {
+        let others: Vec<(String, String)> = authorities
+            .iter()
+            .filter(|o| o.key != a.key)
+            .map(|o| (o.key.clone(), o.addr.clone()))
+            .collect();
+        let text = std::fs::read_to_string(&a.config).map_err(super::io(&a.config))?;
+        let text = edit(&text, vec![("peers", key_addr_array(&others))])?;
+        std::fs::write(&a.config, text).map_err(super::io(&a.config))?;
+    }
+    Ok(())
+}
+
+/// How nodes are wired to these authorities.
+pub fn wiring(authorities: &[Authority], p2p: &str, metrics: &str) -> Wiring {
+    Wiring {
+        network: authorities
+            .first()
+            .map(|a| a.network.clone())
+            .unwrap_or_default(),
+        authorities: authorities
+            .iter()
+            .map(|a| (a.key.clone(), a.addr.clone()))
+            .collect(),
+        p2p: p2p.to_owned(),
+        metrics: metrics.to_owned(),
+    }
 }
 
 fn push<T: Into<Value>>(edits: &mut Vec<(&'static str, Value)>, key: &'static str, v: Option<T>) {
@@ -214,22 +259,10 @@ pub struct Authority {
     pub addr: String,
 }
 
-impl Authority {
-    /// How a node listening on `p2p` with metrics on `metrics` joins.
-    pub fn wiring(&self, p2p: &str, metrics: &str) -> Wiring {
-        Wiring {
-            network: self.network.clone(),
-            authority_key: self.key.clone(),
-            authority_addr: self.addr.clone(),
-            p2p: p2p.to_owned(),
-            metrics: metrics.to_owned(),
-        }
-    }
-}
-
-/// `mtos-node authority init` in `dir` (which must not hold one) for
-/// `network` on a free loopback port, with `settings` applied. Its config
-/// is `authority.toml` in `dir`.
+/// `mtos-node authority init --testnet` in `dir` (which must not hold
+/// one) for `network` on a free loopback port, with `settings` applied.
+/// Its config is `authority.toml` in `dir`; several authorities are then
+/// introduced to each other by [`join_authorities`].
 pub fn init_authority(
     bin: &Path,
     dir: &Path,
@@ -254,6 +287,7 @@ pub fn init_authority(
             &epoch_secs.to_string(),
             "--mean-delay-ms",
             &mean_delay_ms.to_string(),
+            "--testnet",
         ],
     )?;
     let key = out
@@ -286,13 +320,13 @@ pub struct Node {
 }
 
 /// `mtos-node init` in `dir` for a node at `position`, joined to
-/// `authority` on free loopback ports, with `settings` applied. Its config
-/// is `mtos-node.toml` in `dir`.
+/// `authorities` on free loopback ports, with `settings` applied. Its
+/// config is `mtos-node.toml` in `dir`.
 pub fn init_node(
     bin: &Path,
     dir: &Path,
     position: Position,
-    authority: &Authority,
+    authorities: &[Authority],
     settings: &NodeSettings,
 ) -> Result<Node, ClientError> {
     let (role, layer) = match position {
@@ -313,7 +347,7 @@ pub fn init_node(
     let metrics = format!("127.0.0.1:{}", super::free_port()?);
     let config = dir.join("mtos-node.toml");
     let text = std::fs::read_to_string(&config).map_err(super::io(&config))?;
-    let text = node_config(&text, &authority.wiring(&p2p, &metrics), settings)?;
+    let text = node_config(&text, &wiring(authorities, &p2p, &metrics), settings)?;
     std::fs::write(&config, text).map_err(super::io(&config))?;
     Ok(Node {
         dir: dir.to_owned(),

@@ -21,7 +21,7 @@ mod launch;
 
 pub use launch::{
     Authority, AuthoritySettings, Node, NodeSettings, Wiring, init_authority, init_node,
-    node_config,
+    join_authorities, node_config, wiring,
 };
 
 /// The state file inside a testnet directory.
@@ -47,6 +47,9 @@ pub struct Spec {
     /// Every node's loop rate λM per second (`rates.node_loops`; a mix's
     /// loops are probes to the service nodes, `mixing.md` §5).
     pub node_loops: f64,
+    /// Directory authorities (a document needs more than half of their
+    /// signatures).
+    pub authorities: usize,
 }
 
 impl Default for Spec {
@@ -60,6 +63,7 @@ impl Default for Spec {
             mean_delay_ms: 20,
             rates: (10.0, 2.0, 2.0),
             node_loops: 1.0,
+            authorities: 3,
         }
     }
 }
@@ -82,23 +86,30 @@ pub struct Process {
 pub struct State {
     /// Network id.
     pub network: String,
-    /// The authority's key, hex.
-    pub authority_key: String,
-    /// The authority's libp2p address.
-    pub authority_addr: String,
-    /// Every process, authority first.
+    /// Each authority's key (hex) and libp2p address.
+    pub authorities: Vec<AuthorityInfo>,
+    /// Every process, authorities first.
     pub processes: Vec<Process>,
+}
+
+/// One authority in `testnet.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuthorityInfo {
+    /// Its key, hex.
+    pub key: String,
+    /// Its libp2p address.
+    pub addr: String,
 }
 
 impl State {
     /// What a client needs to join.
     pub fn network_config(&self) -> Result<NetworkConfig, ClientError> {
-        NetworkConfig::parse(
-            &self.network,
-            &self.authority_key,
-            &self.authority_addr,
-            "testnet.json",
-        )
+        let pairs: Vec<(String, String)> = self
+            .authorities
+            .iter()
+            .map(|a| (a.key.clone(), a.addr.clone()))
+            .collect();
+        NetworkConfig::parse(&self.network, &pairs, 0, "testnet.json")
     }
 }
 
@@ -227,47 +238,58 @@ pub fn up(
     }
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let network = "mtos-testnet".to_owned();
-    let auth_dir = dir.join("authority");
     let (payload, loops, drops) = spec.rates;
-    let authority = launch::init_authority(
-        bin,
-        &auth_dir,
-        &network,
-        spec.epoch_secs,
-        spec.mean_delay_ms,
-        &AuthoritySettings {
-            layers: Some(spec.layers),
-            payload: Some(payload),
-            loops: Some(loops),
-            drops: Some(drops),
-            node_loops: Some(spec.node_loops),
-            ..AuthoritySettings::default()
-        },
-    )?;
-    let auth_config = authority.config.clone();
-    let authority_addr = authority.addr.clone();
+    let settings = AuthoritySettings {
+        layers: Some(spec.layers),
+        payload: Some(payload),
+        loops: Some(loops),
+        drops: Some(drops),
+        node_loops: Some(spec.node_loops),
+        ..AuthoritySettings::default()
+    };
+    let count = spec.authorities.clamp(1, 16);
+    let mut authorities = Vec::new();
+    for i in 1..=count {
+        authorities.push(launch::init_authority(
+            bin,
+            &dir.join(format!("authority-{i}")),
+            &network,
+            spec.epoch_secs,
+            spec.mean_delay_ms,
+            &settings,
+        )?);
+    }
+    launch::join_authorities(&authorities)?;
 
     let mut started = Started(Vec::new());
     let mut processes = Vec::new();
-    let log = auth_dir.join("authority.log");
-    let child = spawn(
-        bin,
-        &[
-            "authority",
-            "run",
-            "--config",
-            &auth_config.to_string_lossy(),
-        ],
-        &log,
-    )?;
-    processes.push(Process {
-        name: "authority".into(),
-        pid: child.id(),
-        config: auth_config.clone(),
-        metrics: None,
-    });
-    started.0.push(("authority".into(), child));
-    progress(&format!("authority on {authority_addr}"));
+    for (i, authority) in authorities.iter().enumerate() {
+        let name = format!("authority-{}", i + 1);
+        let log = authority
+            .config
+            .parent()
+            .unwrap_or(dir)
+            .join("authority.log");
+        let child = spawn(
+            bin,
+            &[
+                "authority",
+                "run",
+                "--config",
+                &authority.config.to_string_lossy(),
+            ],
+            &log,
+        )
+        .map_err(stopped)?;
+        processes.push(Process {
+            name: name.clone(),
+            pid: child.id(),
+            config: authority.config.clone(),
+            metrics: None,
+        });
+        started.0.push((name.clone(), child));
+        progress(&format!("{name} on {}", authority.addr));
+    }
 
     let mut nodes: Vec<(String, Position)> = Vec::new();
     for g in 1..=spec.gateways {
@@ -288,7 +310,7 @@ pub fn up(
             storage: Some(*position != Position::Gateway),
             ..NodeSettings::default()
         };
-        let node = launch::init_node(bin, &dir.join(name), *position, &authority, &settings)
+        let node = launch::init_node(bin, &dir.join(name), *position, &authorities, &settings)
             .map_err(stopped)?;
         let child = spawn(
             bin,
@@ -320,7 +342,7 @@ pub fn up(
                         p.config
                             .parent()
                             .map(|d| {
-                                d.join(if name == "authority" {
+                                d.join(if name.starts_with("authority") {
                                     "authority.log"
                                 } else {
                                     "node.log"
@@ -351,8 +373,13 @@ pub fn up(
     }
     let state = State {
         network,
-        authority_key: authority.key,
-        authority_addr,
+        authorities: authorities
+            .iter()
+            .map(|a| AuthorityInfo {
+                key: a.key.clone(),
+                addr: a.addr.clone(),
+            })
+            .collect(),
         processes,
     };
     let text = serde_json::to_string_pretty(&state).map_err(|e| ClientError::Io {

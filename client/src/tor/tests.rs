@@ -98,11 +98,12 @@ async fn a_local_authority_or_gateway_is_refused_before_anything_is_sent() {
         .on_demand()
         .expect("an unbootstrapped client needs no network");
     let authority = Identity::throwaway(&mut rand::rng(), 0);
-    let config = NetworkConfig {
-        network: "mtos-test".into(),
-        authority_key: *authority.verify_key().as_bytes(),
-        authority_addr: addr("/ip4/127.0.0.1/tcp/9400"),
-    };
+    let config = NetworkConfig::single(
+        "mtos-test",
+        *authority.verify_key().as_bytes(),
+        addr("/ip4/127.0.0.1/tcp/9400"),
+    )
+    .unwrap();
     let started = Instant::now();
     let err = Session::connect_through_tor(&config, &tor)
         .await

@@ -5,12 +5,10 @@
 //! everything that depends on time takes `now` (Unix seconds).
 
 use mtos_crypto::VerifyKey;
-use mtos_crypto::geometry::{MAX_PATH_LENGTH, SPHINX_PAYLOAD_SIZE};
 use mtos_crypto::sphinx::NodeAddress;
 use serde::{Deserialize, Serialize};
 
 use crate::admission::Position;
-use crate::engine::{EngineConfig, MixingMode};
 
 /// The first bytes of a signed network document.
 pub const DOCUMENT_MAGIC: &[u8; 8] = b"MTOSDOC1";
@@ -24,6 +22,8 @@ pub const MAX_DOCUMENT_BODY: usize = 4 << 20;
 pub const MAX_DESCRIPTOR_BODY: usize = 16 << 10;
 /// Most signatures on one object.
 pub const MAX_SIGNATURES: usize = 16;
+/// Longest family name, bytes.
+pub const MAX_FAMILY: usize = 64;
 /// Most addresses one node may list.
 pub const MAX_ADDRS: usize = 8;
 /// Most mix layers a network may have.
@@ -31,8 +31,13 @@ pub const MAX_LAYERS: u8 = 8;
 /// A document that claims to start further in the future than this is
 /// refused (clock skew allowance), in seconds.
 pub const CLOCK_SKEW: u64 = 300;
-/// The format version of descriptor and document bodies.
+/// The format version of descriptor bodies.
 pub const VERSION: u32 = 1;
+/// The format version of document and vote bodies: 2 since documents are
+/// agreed by several authorities and placement takes each node's salt
+/// (`specs/directory.md` §6), which a reader of version 1 would ignore
+/// and so choose other replicas than the rest of the network.
+pub const DOCUMENT_VERSION: u32 = 2;
 
 /// Why a descriptor or document was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -108,6 +113,24 @@ mod hex32 {
     }
 }
 
+/// `Option<[u8; 32]>` as 64 lowercase hex digits, or absent.
+mod hex32_opt {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &Option<[u8; 32]>, s: S) -> Result<S::Ok, S::Error> {
+        match bytes {
+            Some(b) => super::hex32::serialize(b, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<[u8; 32]>, D::Error> {
+        #[derive(Deserialize)]
+        struct Wrap(#[serde(with = "super::hex32")] [u8; 32]);
+        Ok(Option::<Wrap>::deserialize(d)?.map(|w| w.0))
+    }
+}
+
 /// The public Sphinx key a node holds for one epoch. (This, the node
 /// entry and the document itself are open: a reader ignores fields it
 /// does not know, `specs/directory.md` §2.)
@@ -142,6 +165,19 @@ pub struct NodeEntry {
     pub storage: bool,
     /// Sphinx public keys, by epoch.
     pub sphinx_keys: Vec<SphinxKeyEntry>,
+    /// Documents only: the epoch the node was first listed in (its key
+    /// since then), as the authorities agreed it (§6).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<u32>,
+    /// Documents only: the node's placement salt, the shared random
+    /// value of the first epoch after `since` (§6.4). A storage node
+    /// without one stores nothing yet.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "hex32_opt")]
+    pub salt: Option<[u8; 32]>,
+    /// Documents only: the operator family an authority approved the
+    /// node under; a family's share of each layer is capped (§6.3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family: Option<String>,
 }
 
 impl NodeEntry {
@@ -211,6 +247,15 @@ impl NodeEntry {
                 "node {who}: 1 to 4 Sphinx keys required"
             )));
         }
+        if let Some(family) = &self.family
+            && (family.is_empty()
+                || family.len() > MAX_FAMILY
+                || family.chars().any(char::is_control))
+        {
+            return Err(body_error(format!(
+                "node {who}: a family is 1 to {MAX_FAMILY} bytes without control characters"
+            )));
+        }
         Ok(())
     }
 }
@@ -267,284 +312,17 @@ pub struct Descriptor {
     pub node: NodeEntry,
 }
 
-/// How the network mixes (one setting for every node).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Mixing {
-    /// `poisson` or `pool`.
-    pub mode: MixingKind,
-    /// Mean per-hop delay, ms (Poisson; also the final hop's own wait).
-    pub mean_delay_ms: u64,
-    /// Longest hold a header may ask for, ms.
-    pub max_delay_ms: u64,
-    /// Pool mode: flush interval, ms.
-    #[serde(default)]
-    pub pool_interval_ms: u64,
-    /// Pool mode: packets always kept.
-    #[serde(default)]
-    pub pool_min: u32,
-    /// Pool mode: share sent per flush.
-    #[serde(default)]
-    pub pool_fraction: f64,
-}
-
-/// The mixing modes of `specs/mixing.md`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum MixingKind {
-    /// Continuous-time mixing.
-    Poisson,
-    /// Timed dynamic pool.
-    Pool,
-}
-
-impl Mixing {
-    /// The engine configuration these settings give, with the node's own
-    /// queue limit.
-    pub fn engine_config(&self, queue_limit: usize) -> EngineConfig {
-        let ms = std::time::Duration::from_millis;
-        EngineConfig {
-            mode: match self.mode {
-                MixingKind::Poisson => MixingMode::Poisson,
-                MixingKind::Pool => MixingMode::Pool {
-                    interval: ms(self.pool_interval_ms),
-                    min_pool: self.pool_min as usize,
-                    fraction: self.pool_fraction,
-                },
-            },
-            mean_delay: ms(self.mean_delay_ms),
-            max_delay: ms(self.max_delay_ms),
-            queue_limit,
-            output_limit: queue_limit,
-        }
-    }
-
-    /// Checks the ranges every node enforces; the error names the field.
-    pub fn validate(&self) -> Result<(), DirectoryError> {
-        let field = |field: &str, problem: String| DirectoryError::Field {
-            field: format!("mixing.{field}"),
-            problem,
-        };
-        if self.max_delay_ms == 0 || self.max_delay_ms > MAX_MIXING_MS {
-            return Err(field(
-                "max_delay_ms",
-                format!("{}: must be 1 to {MAX_MIXING_MS}", self.max_delay_ms),
-            ));
-        }
-        if self.mean_delay_ms > self.max_delay_ms {
-            return Err(field(
-                "mean_delay_ms",
-                format!("{} exceeds max_delay_ms", self.mean_delay_ms),
-            ));
-        }
-        if self.mode == MixingKind::Pool {
-            // Nodes follow a new document's mode at once: a pool that
-            // never flushes, or flushes once an hour, would hold every
-            // packet.
-            if self.pool_interval_ms == 0 || self.pool_interval_ms > MAX_MIXING_MS {
-                return Err(field(
-                    "pool_interval_ms",
-                    format!(
-                        "{}: pool mixing needs 1 to {MAX_MIXING_MS}",
-                        self.pool_interval_ms
-                    ),
-                ));
-            }
-            if !(self.pool_fraction > 0.0 && self.pool_fraction <= 1.0) {
-                return Err(field(
-                    "pool_fraction",
-                    format!("{}: pool mixing needs (0, 1]", self.pool_fraction),
-                ));
-            }
-            if self.pool_min > MAX_POOL_MIN {
-                return Err(field(
-                    "pool_min",
-                    format!("{}: at most {MAX_POOL_MIN}", self.pool_min),
-                ));
-            }
-        }
-        Ok(())
-    }
-}
-
-/// The longest a mixing delay or pool interval may be, ms (an hour).
-pub const MAX_MIXING_MS: u64 = 3_600_000;
-/// The most packets a pool may keep back: a node holds at least this
-/// many (its default queue limit is 100,000).
-pub const MAX_POOL_MIN: u32 = 10_000;
-
-/// What storage nodes take (`specs/storage.md` §2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StorageRules {
-    /// The least effort a put's stamp carries (1 to [`MAX_STAMP_FLOOR`]);
-    /// replicas ask more as they fill.
-    pub stamp_floor: u32,
-}
-
-/// The stamp floor of a document that sets none: 16 Equi-X solutions,
-/// about 50 ms of one core per put.
-pub const DEFAULT_STAMP_FLOOR: u32 = 16;
-/// The highest stamp floor a document may set (about 3 minutes of one
-/// core per put).
-pub const MAX_STAMP_FLOOR: u32 = 1 << 16;
-
-impl Default for StorageRules {
-    fn default() -> Self {
-        Self {
-            stamp_floor: DEFAULT_STAMP_FLOOR,
-        }
-    }
-}
-
-impl StorageRules {
-    /// Checks the floor's range; the error names the field.
-    pub fn validate(&self) -> Result<(), DirectoryError> {
-        if (1..=MAX_STAMP_FLOOR).contains(&self.stamp_floor) {
-            Ok(())
-        } else {
-            Err(DirectoryError::Field {
-                field: "storage.stamp_floor".to_owned(),
-                problem: format!("{}; must be 1 to {MAX_STAMP_FLOOR}", self.stamp_floor),
-            })
-        }
-    }
-}
-
-/// Cover and payload rates (per second) of `specs/mixing.md`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Rates {
-    /// λP: a client's payload stream (real or drop cover).
-    pub payload: f64,
-    /// λL: a client's loops.
-    pub loops: f64,
-    /// λD: a client's drops.
-    pub drops: f64,
-    /// λM: a mix node's loops.
-    pub node_loops: f64,
-}
-
-/// The lowest rate a stream may have but zero, per second (one packet
-/// every ~17 minutes): a gap of 1/λ must be a time a timer can hold, and
-/// a rate like 1e-320 (subnormal) would overflow it.
-pub const MIN_RATE: f64 = 0.001;
-/// The highest rate of any stream, per second.
-pub const MAX_RATE: f64 = 10_000.0;
-
-impl Rates {
-    /// Checks every rate: finite, and 0 (the stream is off; not for λP,
-    /// the stream every real packet rides) or within [`MIN_RATE`] and
-    /// [`MAX_RATE`]. The error names the field.
-    pub fn validate(&self) -> Result<(), DirectoryError> {
-        for (field, v, may_be_off) in [
-            ("rates.payload", self.payload, false),
-            ("rates.loops", self.loops, true),
-            ("rates.drops", self.drops, true),
-            ("rates.node_loops", self.node_loops, true),
-        ] {
-            let in_range = (MIN_RATE..=MAX_RATE).contains(&v);
-            if !(in_range || (may_be_off && v == 0.0)) {
-                let allowed = if may_be_off { "0 or " } else { "" };
-                return Err(DirectoryError::Field {
-                    field: field.to_owned(),
-                    problem: format!("{v:e} per second; must be {allowed}{MIN_RATE} to {MAX_RATE}"),
-                });
-            }
-        }
-        Ok(())
-    }
-
-    /// The rate at which a gateway writes delivery frames to each client
-    /// (`specs/client.md` §3): what comes back to a client is one packet
-    /// per payload slot (a reply, or cover that returns as one) and its
-    /// loops, `λP + λL` a second, so the stream runs at the client's whole
-    /// send rate `λP + λL + λD`, and never below `1.25 (λP + λL)`: a
-    /// mailbox fed as fast as it is drained would grow without bound.
-    pub fn delivery(&self) -> f64 {
-        let back = self.payload + self.loops;
-        (back + self.drops).max(1.25 * back)
-    }
-}
-
-/// When epochs start: epoch `e` runs from `genesis + e·epoch_secs`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EpochSchedule {
-    /// Start of epoch 0, Unix seconds.
-    pub genesis: u64,
-    /// Length of an epoch, seconds.
-    pub epoch_secs: u64,
-    /// How often a node re-uploads its descriptor, seconds: the
-    /// authority lists only nodes heard from within
-    /// [`LIVENESS_HEARTBEATS`] heartbeats, so a dead node leaves the
-    /// document (and its records are repaired elsewhere) within minutes,
-    /// not at the end of its published keys.
-    #[serde(default = "default_heartbeat")]
-    pub heartbeat_secs: u64,
-}
-
-/// Heartbeats a node may miss before the authority stops listing it.
-pub const LIVENESS_HEARTBEATS: u64 = 3;
-
-/// The heartbeat an authority config without one gets.
-pub const DEFAULT_HEARTBEAT_SECS: u64 = 20;
-
-fn default_heartbeat() -> u64 {
-    DEFAULT_HEARTBEAT_SECS
-}
-
-impl EpochSchedule {
-    /// The epoch at `now` (epoch 0 before genesis).
-    pub fn epoch_at(&self, now: u64) -> u32 {
-        let e = now.saturating_sub(self.genesis) / self.epoch_secs.max(1);
-        u32::try_from(e).unwrap_or(u32::MAX)
-    }
-
-    /// How long the authority lists a node without hearing from it.
-    pub fn liveness_secs(&self) -> u64 {
-        self.heartbeat_secs
-            .max(1)
-            .saturating_mul(LIVENESS_HEARTBEATS)
-    }
-
-    /// The start of `epoch`, Unix seconds.
-    pub fn start(&self, epoch: u32) -> u64 {
-        self.genesis
-            .saturating_add(u64::from(epoch).saturating_mul(self.epoch_secs.max(1)))
-    }
-}
-
-/// Packet geometry, checked against the compiled one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Geometry {
-    /// Sphinx payload bytes.
-    pub payload: u32,
-    /// Hops per route, gateway and final hop included.
-    pub max_path: u8,
-}
-
-impl Geometry {
-    /// The geometry this build speaks.
-    pub fn compiled() -> Self {
-        Self {
-            payload: SPHINX_PAYLOAD_SIZE as u32,
-            max_path: MAX_PATH_LENGTH as u8,
-        }
-    }
-}
-
 /// The signed topology of one epoch.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NetworkDocument {
-    /// Format version (1).
+    /// Format version ([`DOCUMENT_VERSION`]).
     pub version: u32,
     /// The network id.
     pub network: String,
     /// The epoch this document describes.
     pub epoch: u32,
-    /// Increases every time the authority re-signs within an epoch.
+    /// The voting round of the epoch that made it: 0 for the document
+    /// voted before the epoch starts, then one per round (§6.1).
     pub serial: u64,
     /// The epoch schedule.
     pub schedule: EpochSchedule,
@@ -565,6 +343,10 @@ pub struct NetworkDocument {
     pub storage: StorageRules,
     /// The nodes, sorted by key.
     pub nodes: Vec<NodeEntry>,
+    /// How the authorities agreed on it: the votes counted, the shared
+    /// random value, the commitments to the next one (§6). Open.
+    #[serde(default)]
+    pub consensus: ConsensusRecord,
 }
 
 /// Whom a node or client trusts to sign documents.
@@ -581,10 +363,23 @@ pub struct Trust {
 }
 
 mod authority;
+mod consensus;
+mod settings;
 mod signed;
+mod vote;
+mod voting;
 
-pub use authority::{Authority, NetworkParams};
-pub use signed::add_signature;
+pub use authority::{Admission, Approval, Authority, NetworkParams, REMEMBER_SECS, Registered};
+pub use consensus::{
+    ConsensusError, ConsensusRecord, SharedRandom, VoteRef, compute_consensus, layer_draw,
+};
+pub use settings::*;
+pub use signed::{add_signature, document_signers};
+pub use vote::{
+    Commit, RandomVote, VOTE_MAGIC, Vote, VoteEntry, VoteParams, commit_digest, decode_votes,
+    encode_votes, vote_digest,
+};
+pub use voting::{AuthoritySet, Phase, RoundId, VoteAdded, Voting, VotingError, VotingState};
 
 #[cfg(test)]
 mod tests;

@@ -10,12 +10,12 @@ use super::*;
 
 /// A signed object: body and signatures.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Signed {
-    body: Vec<u8>,
-    signatures: Vec<([u8; 32], [u8; 64])>,
+pub(super) struct Signed {
+    pub(super) body: Vec<u8>,
+    pub(super) signatures: Vec<([u8; 32], [u8; 64])>,
 }
 
-fn signing_message(context: &[u8], body: &[u8]) -> Vec<u8> {
+pub(super) fn signing_message(context: &[u8], body: &[u8]) -> Vec<u8> {
     let mut m = Vec::with_capacity(context.len() + 4 + body.len());
     m.extend_from_slice(context);
     m.extend_from_slice(&(body.len() as u32).to_be_bytes());
@@ -23,7 +23,7 @@ fn signing_message(context: &[u8], body: &[u8]) -> Vec<u8> {
     m
 }
 
-fn encode_signed(magic: &[u8; 8], signed: &Signed) -> Vec<u8> {
+pub(super) fn encode_signed(magic: &[u8; 8], signed: &Signed) -> Vec<u8> {
     let mut out = Vec::with_capacity(8 + 4 + signed.body.len() + 1 + 96 * signed.signatures.len());
     out.extend_from_slice(magic);
     out.extend_from_slice(&(signed.body.len() as u32).to_be_bytes());
@@ -36,7 +36,11 @@ fn encode_signed(magic: &[u8; 8], signed: &Signed) -> Vec<u8> {
     out
 }
 
-fn decode_signed(magic: &[u8; 8], bytes: &[u8], max_body: usize) -> Result<Signed, DirectoryError> {
+pub(super) fn decode_signed(
+    magic: &[u8; 8],
+    bytes: &[u8],
+    max_body: usize,
+) -> Result<Signed, DirectoryError> {
     let rest = bytes
         .strip_prefix(magic.as_slice())
         .ok_or(DirectoryError::Framing("wrong magic"))?;
@@ -128,6 +132,14 @@ impl Descriptor {
             ));
         }
         descriptor.node.validate(layers, addresses)?;
+        if descriptor.node.since.is_some()
+            || descriptor.node.salt.is_some()
+            || descriptor.node.family.is_some()
+        {
+            return Err(body_error(
+                "since, salt and family are the authorities' to set, not a descriptor's",
+            ));
+        }
         Ok(descriptor)
     }
 }
@@ -167,9 +179,9 @@ impl NetworkDocument {
             version: u32,
         }
         let version: Version = parse_body(&signed.body)?;
-        if version.version != VERSION {
+        if version.version != DOCUMENT_VERSION {
             return Err(body_error(format!(
-                "version {} (expected {VERSION})",
+                "version {} (expected {DOCUMENT_VERSION})",
                 version.version
             )));
         }
@@ -198,7 +210,7 @@ impl NetworkDocument {
         Ok(doc)
     }
 
-    fn validate(&self, addresses: AddressCheck) -> Result<(), DirectoryError> {
+    pub(super) fn validate(&self, addresses: AddressCheck) -> Result<(), DirectoryError> {
         if self.geometry != Geometry::compiled() {
             return Err(body_error(format!(
                 "geometry {:?} differs from this build's {:?}",
@@ -220,6 +232,11 @@ impl NetworkDocument {
         if !(1..=self.schedule.epoch_secs.max(1)).contains(&self.schedule.heartbeat_secs) {
             return Err(body_error(
                 "schedule.heartbeat_secs must be 1 to schedule.epoch_secs",
+            ));
+        }
+        if !(1..=self.schedule.epoch_secs.max(1)).contains(&self.schedule.round_secs) {
+            return Err(body_error(
+                "schedule.round_secs must be 1 to schedule.epoch_secs",
             ));
         }
         self.mixing.validate()?;
@@ -273,7 +290,7 @@ pub fn add_signature(
 /// Parses a JSON body; an error names the field it is in
 /// (`rates.payload`: JSON has no NaN or infinity, so such a value arrives
 /// as `null` or out of range and is refused here).
-fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, DirectoryError> {
+pub(super) fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, DirectoryError> {
     let mut json = serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(&mut json).map_err(|e| {
         let field = e.path().to_string();
@@ -284,4 +301,48 @@ fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Director
             DirectoryError::Field { field, problem }
         }
     })
+}
+
+/// A signed document's body and signatures, without checking them.
+pub(super) fn document_parts(bytes: &[u8]) -> Result<Signed, DirectoryError> {
+    decode_signed(DOCUMENT_MAGIC, bytes, MAX_DOCUMENT_BODY)
+}
+
+/// Whether `sig` by `key` signs the document body `body`.
+pub(super) fn document_signature_verifies(body: &[u8], key: &[u8; 32], sig: &[u8; 64]) -> bool {
+    VerifyKey::from_bytes(*key)
+        .is_ok_and(|vk| vk.verify(&signing_message(DOCUMENT_CONTEXT, body), sig))
+}
+
+/// An authority's signature on a document body.
+pub(super) fn sign_document(body: &[u8], authority: &Identity) -> [u8; 64] {
+    authority.sign(&signing_message(DOCUMENT_CONTEXT, body))
+}
+
+/// A document body with these signatures (at most [`MAX_SIGNATURES`]).
+pub(super) fn encode_document(body: Vec<u8>, signatures: Vec<([u8; 32], [u8; 64])>) -> Vec<u8> {
+    let mut signatures = signatures;
+    signatures.truncate(MAX_SIGNATURES);
+    encode_signed(DOCUMENT_MAGIC, &Signed { body, signatures })
+}
+
+/// SHA-256 of a signed document's body, and the configured authorities
+/// whose signatures on it verify (each once): what an auditor compares
+/// between the copies different authorities serve.
+pub fn document_signers(
+    bytes: &[u8],
+    authorities: &[[u8; 32]],
+) -> Result<([u8; 32], Vec<[u8; 32]>), DirectoryError> {
+    use sha2::Digest;
+    let signed = document_parts(bytes)?;
+    let mut signers: Vec<[u8; 32]> = Vec::new();
+    for (key, sig) in &signed.signatures {
+        if authorities.contains(key)
+            && !signers.contains(key)
+            && document_signature_verifies(&signed.body, key, sig)
+        {
+            signers.push(*key);
+        }
+    }
+    Ok((sha2::Sha256::digest(&signed.body).into(), signers))
 }

@@ -3,14 +3,14 @@ use mtos_crypto::{Identity, Label, Visibility};
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 
-fn identity(seed: u64) -> Identity {
+pub(super) fn identity(seed: u64) -> Identity {
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
     Identity::generate(&mut rng, Label::new("t").unwrap(), Visibility::Public, 0)
 }
 
 /// The core's tests take any absolute path as an address; the drivers
 /// check multiaddrs (`mtos_net::check_multiaddr`).
-fn test_addresses(addr: &str) -> Result<(), String> {
+pub(super) fn test_addresses(addr: &str) -> Result<(), String> {
     if addr.starts_with('/') {
         Ok(())
     } else {
@@ -18,13 +18,14 @@ fn test_addresses(addr: &str) -> Result<(), String> {
     }
 }
 
-fn params() -> NetworkParams {
+pub(super) fn params() -> NetworkParams {
     NetworkParams {
         network: "mtos-test".into(),
         schedule: EpochSchedule {
             genesis: 1_000,
             epoch_secs: 100,
             heartbeat_secs: 100,
+            round_secs: 2,
         },
         mixing: Mixing {
             mode: MixingKind::Poisson,
@@ -42,17 +43,26 @@ fn params() -> NetworkParams {
         },
         layers: 3,
         storage: crate::directory::StorageRules::default(),
+        family_cap_percent: 100,
         addresses: test_addresses,
     }
 }
 
-fn descriptor(id: &Identity, role: Role, layer: Option<u8>, epochs: &[u32]) -> Descriptor {
+pub(super) fn descriptor(
+    id: &Identity,
+    role: Role,
+    layer: Option<u8>,
+    epochs: &[u32],
+) -> Descriptor {
     let key = *id.verify_key().as_bytes();
     Descriptor {
         version: VERSION,
         network: "mtos-test".into(),
         published: 1_000,
         node: NodeEntry {
+            since: None,
+            salt: None,
+            family: None,
             key,
             peer_id: peer_id_text(&key),
             addrs: vec!["/ip4/127.0.0.1/tcp/4000".into()],
@@ -444,7 +454,7 @@ fn unknown_fields_are_ignored_where_the_format_allows_them_and_a_new_version_is_
     }
     // A version this build does not speak is refused whole.
     let mut v2 = json(&good);
-    v2["version"] = serde_json::json!(VERSION + 1);
+    v2["version"] = serde_json::json!(DOCUMENT_VERSION + 1);
     let e = verify(v2).unwrap_err();
     assert!(e.to_string().contains("version"), "{e}");
     // A field a reader needs, missing or of the wrong type, is named.
@@ -499,7 +509,7 @@ fn mixing_settings_a_node_would_follow_into_a_black_hole_are_refused_by_name() {
     // A body of another version is refused for its version, even when
     // its fields would not parse as this version's.
     let mut v2 = serde_json::to_value(&good).unwrap();
-    v2["version"] = serde_json::json!(VERSION + 1);
+    v2["version"] = serde_json::json!(DOCUMENT_VERSION + 1);
     v2["layers"] = serde_json::json!({"count": 3});
     let bytes = signed::sign_document_body(serde_json::to_vec(&v2).unwrap(), &auth);
     let e = NetworkDocument::verify(&bytes, &t, 1_010).unwrap_err();

@@ -9,8 +9,8 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 
 use crate::directory::{
-    EpochSchedule, Geometry, Mixing, MixingKind, NetworkDocument, NodeEntry, Rates, Role,
-    SphinxKeyEntry, VERSION, peer_id_text,
+    DOCUMENT_VERSION, EpochSchedule, Geometry, Mixing, MixingKind, NetworkDocument, NodeEntry,
+    Rates, Role, SphinxKeyEntry, peer_id_text,
 };
 
 /// Node `seed`'s entry, listing a key for epoch 7, and that key's secret.
@@ -20,6 +20,9 @@ fn node(seed: u64, role: Role, layer: Option<u8>) -> (NodeEntry, SphinxSecret) {
     let key = *id.verify_key().as_bytes();
     let secret = SphinxSecret::generate(&mut rng);
     let entry = NodeEntry {
+        since: None,
+        salt: None,
+        family: None,
         key,
         peer_id: peer_id_text(&key),
         addrs: vec!["/ip4/127.0.0.1/tcp/4000".into()],
@@ -50,7 +53,8 @@ pub(crate) fn keyed_document() -> (NetworkDocument, Vec<(NodeAddress, SphinxSecr
     }
     let secrets = made.iter().map(|(n, s)| (n.address(), s.clone())).collect();
     let doc = NetworkDocument {
-        version: VERSION,
+        consensus: Default::default(),
+        version: DOCUMENT_VERSION,
         network: "t".into(),
         epoch: 7,
         serial: 1,
@@ -58,6 +62,7 @@ pub(crate) fn keyed_document() -> (NetworkDocument, Vec<(NodeAddress, SphinxSecr
             genesis: 0,
             epoch_secs: 100,
             heartbeat_secs: 100,
+            round_secs: 2,
         },
         valid_after: 700,
         valid_until: 850,

@@ -6,7 +6,10 @@ use super::*;
 /// Keeps the node's descriptor at the authority and its document fresh.
 pub(super) struct DirectoryLoop {
     pub(super) control: libp2p_stream::Control,
-    pub(super) authority: PeerId,
+    /// Every authority: descriptors go to all of them.
+    pub(super) authorities: Vec<mtos_net::AuthorityAddr>,
+    /// The authority asked first for the next document.
+    pub(super) next: usize,
     pub(super) trust: Trust,
     pub(super) descriptor: watch::Receiver<Vec<u8>>,
     pub(super) topology: watch::Sender<Option<Arc<Topology>>>,
@@ -33,29 +36,56 @@ impl DirectoryLoop {
             // keeps listing this node (`specs/directory.md` §3).
             let due = uploaded_at.is_none_or(|at| at.elapsed() >= heartbeat);
             if !current.is_empty() && (current != uploaded || !listed || due) {
-                match net::directory_request_retrying(
-                    &mut self.control,
-                    self.authority,
-                    DIR_PUT_DESCRIPTOR,
-                    &current,
-                    Duration::from_secs(10),
-                )
-                .await
-                {
-                    Ok(_) => {
-                        uploaded = current;
-                        uploaded_at = Some(tokio::time::Instant::now());
+                // To every authority at once: each votes from what it
+                // holds. Done when a majority took it (the others are
+                // tried again at the next heartbeat).
+                let uploads = self.authorities.iter().map(|a| {
+                    let mut control = self.control.clone();
+                    let body = current.clone();
+                    async move {
+                        let r = net::directory_request_retrying(
+                            &mut control,
+                            a.peer,
+                            DIR_PUT_DESCRIPTOR,
+                            &body,
+                            Duration::from_secs(10),
+                        )
+                        .await;
+                        (a.peer, r)
                     }
-                    Err(e) => {
-                        self.metrics.directory_failures.inc();
-                        tracing::warn!(error = %e, "descriptor upload failed");
+                });
+                let mut took = 0;
+                for (peer, r) in futures::future::join_all(uploads).await {
+                    match r {
+                        Ok(_) => took += 1,
+                        Err(e) => {
+                            self.metrics.directory_failures.inc();
+                            tracing::warn!(authority = %peer, error = %e, "descriptor upload failed");
+                        }
                     }
                 }
+                if took > self.authorities.len() / 2 {
+                    uploaded = current;
+                    uploaded_at = Some(tokio::time::Instant::now());
+                }
             }
-            match net::fetch_document(&mut self.control, self.authority, &self.trust).await {
-                Ok(doc) => self.install(doc).await,
+            match net::fetch_document_any(
+                &mut self.control,
+                &self.authorities,
+                &self.trust,
+                self.next,
+            )
+            .await
+            {
+                Ok((doc, at)) => {
+                    // The next fetch asks the next authority first, so each
+                    // is checked in turn.
+                    self.next = at + 1;
+                    self.install(doc).await;
+                }
                 Err(e) => {
                     self.metrics.directory_failures.inc();
+                    self.next += 1;
                     tracing::warn!(error = %e, "document fetch failed");
                 }
             }

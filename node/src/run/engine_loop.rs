@@ -370,6 +370,9 @@ impl EngineLoop {
             network: self.config.network.id.clone(),
             published: unix_now(),
             node: NodeEntry {
+                since: None,
+                salt: None,
+                family: None,
                 key,
                 peer_id: peer.to_string(),
                 addrs: addrs

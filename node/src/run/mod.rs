@@ -77,8 +77,7 @@ type SharedTopology = watch::Receiver<Option<Arc<Topology>>>;
 struct Loaded {
     identity: Identity,
     trust: Trust,
-    authority: PeerId,
-    authority_addr: Multiaddr,
+    authorities: Vec<mtos_net::AuthorityAddr>,
     p2p: Multiaddr,
     announce: Vec<Multiaddr>,
     keystore: KeyStore,
@@ -88,25 +87,22 @@ struct Loaded {
 fn load(config: &NodeConfig, base: &Path) -> Result<Loaded, NodeError> {
     let keys = base.join(&config.node.keys);
     let identity = crate::load_identity(&keys.join("identity.key"))?;
-    let authority_hex = config.network.authority.trim().to_ascii_lowercase();
-    if authority_hex.is_empty() {
+    let authorities = config.network.authority_addrs()?;
+    if authorities.is_empty() {
         return Err(NodeError::Config(
-            "network.authority is empty: paste the authority's public key (mtos-node authority init prints it)"
+            "network.authorities is empty: add each authority's key and address (mtos-node authority init prints them)"
                 .into(),
         ));
     }
-    let authority_key = data_encoding::HEXLOWER
-        .decode(authority_hex.as_bytes())
-        .ok()
-        .and_then(|b| <[u8; 32]>::try_from(b).ok())
-        .and_then(|b| VerifyKey::from_bytes(b).ok())
-        .ok_or_else(|| NodeError::Config("network.authority: not an ed25519 public key".into()))?;
-    let authority = peer_id_of(authority_key.as_bytes())
-        .map_err(|e| NodeError::Config(format!("network.authority: {e}")))?;
-    let authority_addr: Multiaddr =
-        config.network.authority_addr.parse().map_err(|e| {
-            NodeError::Config(format!("network.authority_addr: not a multiaddr: {e}"))
-        })?;
+    let trust = Trust {
+        network: config.network.id.clone(),
+        authorities: authorities
+            .iter()
+            .filter_map(|a| VerifyKey::from_bytes(a.key).ok())
+            .collect(),
+        threshold: config.network.signatures_needed(),
+        addresses: mtos_net::check_multiaddr,
+    };
     let p2p: Multiaddr = config
         .listen
         .p2p
@@ -128,14 +124,8 @@ fn load(config: &NodeConfig, base: &Path) -> Result<Loaded, NodeError> {
     let replay = ReplayDb::open(&data.join("replay"))?;
     Ok(Loaded {
         identity,
-        trust: Trust {
-            network: config.network.id.clone(),
-            authorities: vec![authority_key],
-            threshold: 1,
-            addresses: mtos_net::check_multiaddr,
-        },
-        authority,
-        authority_addr,
+        trust,
+        authorities,
         p2p,
         announce,
         keystore,
@@ -182,6 +172,18 @@ pub async fn run(
 ) -> Result<(), NodeError> {
     let loaded = load(&config, base)?;
     announce_faults(&config);
+    let files = crate::nofile::raise_for(config.limits.max_connections);
+    if files.enough() {
+        tracing::debug!(soft = ?files.soft, needed = files.needed, "open-file limit");
+    } else {
+        tracing::warn!(
+            soft = ?files.soft,
+            hard = ?files.hard,
+            needed = files.needed,
+            "the open-file limit is below what limits.max_connections needs: raise it \
+             (systemd: LimitNOFILE=65536; a shell: ulimit -n) or lower max_connections"
+        );
+    }
     let metrics = Metrics::new()?;
     let metrics_listener = tokio::net::TcpListener::bind(&config.listen.metrics)
         .await
@@ -201,7 +203,9 @@ pub async fn run(
             addr: config.listen.p2p.clone(),
             reason: listen_reason(&e),
         })?;
-    swarm.add_peer_address(loaded.authority, loaded.authority_addr.clone());
+    for a in &loaded.authorities {
+        swarm.add_peer_address(a.peer, a.addr.clone());
+    }
     let mut control = swarm.behaviour().stream.new_control();
     let incoming = control
         .accept(MIX_PROTOCOL)
@@ -293,7 +297,7 @@ pub async fn run(
         listen: listen_tx,
         metrics: metrics.clone(),
         admission: admission.clone(),
-        authority: loaded.authority,
+        authorities: loaded.authorities.iter().map(|a| a.peer).collect(),
         log_clients: config.log.client_addresses,
         watch: client_watch.clone(),
         remote_ips: remote_ips.clone(),
@@ -373,7 +377,8 @@ pub async fn run(
     let (descriptor_tx, descriptor_rx) = watch::channel(Vec::new());
     let directory = DirectoryLoop {
         control: control.clone(),
-        authority: loaded.authority,
+        authorities: loaded.authorities.clone(),
+        next: 0,
         trust: loaded.trust.clone(),
         descriptor: descriptor_rx,
         topology: topology_tx,
@@ -481,9 +486,10 @@ async fn fetch_until_ok(
     metrics: &Metrics,
 ) -> NetworkDocument {
     let mut backoff = Duration::from_millis(200);
+    let start = rand::random_range(0..loaded.authorities.len().max(1));
     loop {
-        match net::fetch_document(control, loaded.authority, &loaded.trust).await {
-            Ok(d) => return d,
+        match net::fetch_document_any(control, &loaded.authorities, &loaded.trust, start).await {
+            Ok((d, _)) => return d,
             Err(e) => {
                 metrics.directory_failures.inc();
                 tracing::warn!(error = %e, "network document unavailable; retrying");

@@ -19,7 +19,7 @@ pub(super) struct SwarmTask {
     pub(super) listen: watch::Sender<Vec<Multiaddr>>,
     pub(super) metrics: Metrics,
     pub(super) admission: SharedAdmission,
-    pub(super) authority: PeerId,
+    pub(super) authorities: Vec<PeerId>,
     pub(super) log_clients: bool,
     /// Test-only: a watching gateway's log (`[faults] watch_clients`).
     pub(super) watch: Option<Arc<super::client_watch::ClientWatch>>,
@@ -77,7 +77,7 @@ pub(super) async fn swarm_task(mut t: SwarmTask) {
                         {
                             ips.insert(peer_id, ip);
                         }
-                        let role = if peer_id == t.authority {
+                        let role = if t.authorities.contains(&peer_id) {
                             "authority"
                         } else {
                             t.topology

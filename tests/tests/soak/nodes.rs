@@ -31,7 +31,11 @@ pub(crate) struct Sampler {
 
 impl Sampler {
     fn sample(&mut self, net: &Testnet) {
-        let procs = net.nodes.iter().map(|n| &n.proc).chain([&net.authority]);
+        let procs = net
+            .nodes
+            .iter()
+            .map(|n| &n.proc)
+            .chain(net.authorities.iter().map(|a| &a.proc));
         for p in procs {
             let (Some(pid), name) = (p.pid(), &p.name) else {
                 continue;

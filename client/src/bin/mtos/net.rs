@@ -27,30 +27,69 @@ pub enum NetCommand {
         #[arg(long, value_name = "DIR")]
         testnet: PathBuf,
     },
-    /// Use a network: its id, its directory authority's key and address.
+    /// Use a network: its id, and each directory authority's key and
+    /// address.
     ///
-    /// Example: mtos net set mtos-main 5f0c…e1 /dns4/dir.example.org/tcp/9400
+    /// Example: mtos net set mtos-main 5f0c…e1 /dns4/dir1.example.org/tcp/9400 9a7b…02 /dns4/dir2.example.org/tcp/9400 …
     Set {
         /// The network id.
         network: String,
-        /// The authority's ed25519 key, 64 hex digits.
-        authority_key: String,
-        /// The authority's libp2p multiaddr.
-        authority_addr: String,
+        /// Each authority's ed25519 key (64 hex digits) followed by its
+        /// libp2p multiaddr.
+        #[arg(required = true, num_args = 2.., value_name = "KEY ADDR")]
+        authorities: Vec<String>,
+        /// Authority signatures a document needs (default: more than half).
+        #[arg(long, default_value_t = 0)]
+        threshold: usize,
     },
     /// Show the network this home uses.
     Show,
+    /// Ask every authority for its document and the votes it was made
+    /// from; recompute each document and report any split view (two
+    /// authorities serving different documents for one round). Fails when
+    /// the directory is not sound from here.
+    ///
+    /// Example: mtos net check
+    Check {
+        /// Seconds to wait for each authority.
+        #[arg(long, default_value_t = 10)]
+        timeout: u64,
+    },
 }
 
 pub fn run(home: &Home, cmd: NetCommand) -> Result<String, ClientError> {
     let config = match cmd {
         NetCommand::Show => return Ok(describe(&home.network()?)),
+        NetCommand::Check { timeout } => {
+            let config = home.network()?;
+            let report = runtime()?.block_on(mtos_client::netcheck::check(
+                &config,
+                std::time::Duration::from_secs(timeout.clamp(1, 300)),
+            ))?;
+            let text = report.text();
+            return if report.sound() {
+                Ok(text)
+            } else {
+                Err(ClientError::Refused(text.trim_end().to_owned()))
+            };
+        }
         NetCommand::Use { testnet } => testnet::load(&testnet)?.network_config()?,
         NetCommand::Set {
             network,
-            authority_key,
-            authority_addr,
-        } => NetworkConfig::parse(&network, &authority_key, &authority_addr, "mtos net set")?,
+            authorities,
+            threshold,
+        } => {
+            if authorities.len() % 2 != 0 {
+                return Err(ClientError::Refused(
+                    "give each authority as a key followed by its address".into(),
+                ));
+            }
+            let pairs: Vec<(String, String)> = authorities
+                .chunks(2)
+                .map(|p| (p[0].clone(), p[1].clone()))
+                .collect();
+            NetworkConfig::parse(&network, &pairs, threshold, "mtos net set")?
+        }
     };
     home.set_network(&config)?;
     let mut out = describe(&config);
@@ -75,12 +114,16 @@ pub fn run(home: &Home, cmd: NetCommand) -> Result<String, ClientError> {
 }
 
 fn describe(c: &NetworkConfig) -> String {
-    format!(
-        "network:   {}\nauthority: {}\naddress:   {}\n",
+    let mut out = format!(
+        "network:   {}\nthreshold: {} of {} authority signatures\n",
         c.network,
-        data_encoding::HEXLOWER.encode(&c.authority_key),
-        c.authority_addr
-    )
+        c.threshold,
+        c.authorities.len()
+    );
+    for (key, addr) in c.authority_pairs() {
+        out.push_str(&format!("authority: {key} at {addr}\n"));
+    }
+    out
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, ClientError> {

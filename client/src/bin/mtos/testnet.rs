@@ -10,14 +10,18 @@ use mtos_client::testnet::{self, Spec};
 
 #[derive(Debug, Subcommand)]
 pub enum TestnetCommand {
-    /// Start an authority, gateways, mix layers and service nodes on
-    /// 127.0.0.1 and wait until they all see each other.
+    /// Start directory authorities, gateways, mix layers and service
+    /// nodes on 127.0.0.1 and wait until they all see each other.
     ///
     /// Example: mtos testnet up --dir /tmp/tn --per-layer 2
     Up {
         /// The testnet directory (configs, keys, logs, testnet.json).
         #[arg(long, default_value = "mtos-testnet")]
         dir: PathBuf,
+        /// Directory authorities: each votes, and a document needs more
+        /// than half of their signatures.
+        #[arg(long, default_value_t = 3)]
+        authorities: usize,
         /// Mix layers.
         #[arg(long, default_value_t = 3)]
         layers: u8,
@@ -91,6 +95,7 @@ pub fn run(cmd: TestnetCommand) -> Result<String, ClientError> {
     match cmd {
         TestnetCommand::Up {
             dir,
+            authorities,
             layers,
             per_layer,
             gateways,
@@ -109,6 +114,11 @@ pub fn run(cmd: TestnetCommand) -> Result<String, ClientError> {
                     "rates are packets/s between 0 and 1000, and the payload rate above 0".into(),
                 ));
             }
+            if !(1..=16).contains(&authorities) {
+                return Err(ClientError::Refused(
+                    "a testnet has 1 to 16 authorities".into(),
+                ));
+            }
             if !(1..=3).contains(&layers) || per_layer == 0 || gateways == 0 || services == 0 {
                 return Err(ClientError::Refused(
                     "a testnet needs 1 to 3 layers and at least one node of each kind".into(),
@@ -123,6 +133,7 @@ pub fn run(cmd: TestnetCommand) -> Result<String, ClientError> {
                 epoch_secs: epoch_secs.clamp(1, 604_800),
                 rates: (payload_rate, loop_rate, drop_rate),
                 node_loops: node_loop_rate,
+                authorities,
             };
             let state = testnet::up(&dir, &spec, &node_bin(bin), |line| println!("{line}"))?;
             Ok(status_text(&dir, &state))
@@ -141,12 +152,15 @@ pub fn run(cmd: TestnetCommand) -> Result<String, ClientError> {
 
 fn status_text(dir: &Path, state: &testnet::State) -> String {
     let mut out = format!(
-        "testnet {} in {}: authority {} (key {})\n",
+        "testnet {} in {}: {} authorities, a document needs {} signatures\n",
         state.network,
         dir.display(),
-        state.authority_addr,
-        state.authority_key
+        state.authorities.len(),
+        state.authorities.len() / 2 + 1
     );
+    for a in &state.authorities {
+        out.push_str(&format!("  authority {} (key {})\n", a.addr, a.key));
+    }
     for p in &state.processes {
         match &p.metrics {
             Some(m) => out.push_str(&format!(

@@ -1,0 +1,336 @@
+//! The authority's driver: serves `/mtos/dir/1` (descriptors in;
+//! documents, votes and proposals out) and moves the voting rounds of
+//! `mtos_mixnode::directory::Voting` on, fetching the other authorities'
+//! votes and signatures (`specs/directory.md` §6.1). The rounds, the rule
+//! and the bookkeeping are the core's; this file only moves bytes, keeps
+//! time and saves state.
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::{AsyncWriteExt, StreamExt};
+use libp2p::{Multiaddr, PeerId};
+use mtos_crypto::Identity;
+use mtos_mixnode::directory::{Authority, Phase, RoundId, VoteAdded, Voting, VotingState};
+use mtos_net::{
+    self as net, DIR_ERROR, DIR_GET_DOCUMENT, DIR_GET_DOCUMENT_VOTES, DIR_GET_PROPOSAL,
+    DIR_GET_VOTES, DIR_OK, DIR_PROTOCOL, DIR_PUT_DESCRIPTOR, libp2p_keypair, peer_id_of, unix_now,
+};
+use rand::SeedableRng;
+
+use super::{Approvals, AuthorityConfig, DOCUMENT_FILE, KEY_FILE, STATE_FILE, parse_key};
+use crate::{NodeError, load_identity, write_atomically};
+
+/// Requests served at once; more streams are dropped (the node retries).
+const MAX_CONCURRENT_REQUESTS: usize = 256;
+
+type Shared = Arc<Mutex<Voting>>;
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn hex(b: &[u8]) -> String {
+    data_encoding::HEXLOWER.encode(b)
+}
+
+/// Serves the directory and votes until `shutdown` resolves.
+pub async fn run(
+    config: AuthorityConfig,
+    base: &Path,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), NodeError> {
+    let identity = Arc::new(load_identity(&base.join(&config.keys).join(KEY_FILE))?);
+    let me = *identity.verify_key().as_bytes();
+    let set = config.authority_set(me)?;
+    let mut swarm = net::build_swarm(libp2p_keypair(&identity), 4_096)?;
+    let listen: Multiaddr = config
+        .listen
+        .parse()
+        .map_err(|e| NodeError::Config(format!("listen: {e}")))?;
+    swarm.listen_on(listen).map_err(|e| NodeError::Listen {
+        field: "listen",
+        addr: config.listen.clone(),
+        reason: crate::listen_reason(&e),
+    })?;
+    let mut peers: Vec<([u8; 32], PeerId)> = Vec::new();
+    for p in &config.peers {
+        let key = parse_key(&p.key).ok_or_else(|| NodeError::Config("peers: not a key".into()))?;
+        let peer = peer_id_of(&key).map_err(|e| NodeError::Config(format!("peers: {e}")))?;
+        let addr: Multiaddr = p
+            .addr
+            .parse()
+            .map_err(|e| NodeError::Config(format!("peers: {e}")))?;
+        swarm.add_peer_address(peer, addr);
+        peers.push((key, peer));
+    }
+    let mut control = swarm.behaviour().stream.new_control();
+    let mut incoming = control
+        .accept(DIR_PROTOCOL)
+        .map_err(|_| NodeError::Config("directory protocol registered twice".into()))?;
+
+    let state = load_state(base)?;
+    let mut authority = Authority::new(config.params());
+    let approvals = Approvals::load(base)?;
+    authority.set_admission(config.admission(&approvals));
+    let mut voting = Voting::new(set.clone(), me, authority, state, mtos_net::check_multiaddr);
+    match std::fs::read(base.join(DOCUMENT_FILE)) {
+        Ok(bytes) => match voting.restore_document(&bytes, unix_now()) {
+            Ok(()) => tracing::info!("serving the last agreed document until a new one"),
+            Err(e) => tracing::info!(error = %e, "the saved document is not served"),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(source) => {
+            return Err(NodeError::Io {
+                path: base.join(DOCUMENT_FILE),
+                source,
+            });
+        }
+    }
+    tracing::info!(
+        peer = %swarm.local_peer_id(),
+        key = %hex(&me),
+        network = %config.network,
+        authorities = set.authorities.len(),
+        threshold = set.threshold,
+        admission = ?config.admission,
+        "mtos authority starting"
+    );
+    let shared: Shared = Arc::new(Mutex::new(voting));
+    let rounds = tokio::spawn(vote_loop(VoteLoop {
+        shared: shared.clone(),
+        identity: identity.clone(),
+        control: control.clone(),
+        peers,
+        config: config.clone(),
+        base: base.to_owned(),
+    }));
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_REQUESTS));
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            event = swarm.select_next_some() => {
+                if let libp2p::swarm::SwarmEvent::NewListenAddr { address, .. } = event {
+                    tracing::info!(%address, "listening");
+                }
+            }
+            Some((_peer, stream)) = incoming.next() => {
+                // Beyond the limit the stream is dropped; nodes retry.
+                if let Ok(permit) = permits.clone().try_acquire_owned() {
+                    tokio::spawn(serve_request(stream, shared.clone(), permit));
+                }
+            }
+        }
+    }
+    rounds.abort();
+    tracing::info!("mtos authority stopped");
+    Ok(())
+}
+
+fn load_state(base: &Path) -> Result<VotingState, NodeError> {
+    let path = base.join(STATE_FILE);
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map_err(|e| NodeError::Config(format!("{}: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(VotingState::default()),
+        Err(source) => Err(NodeError::Io { path, source }),
+    }
+}
+
+struct VoteLoop {
+    shared: Shared,
+    identity: Arc<Identity>,
+    control: libp2p_stream::Control,
+    peers: Vec<([u8; 32], PeerId)>,
+    config: AuthorityConfig,
+    base: std::path::PathBuf,
+}
+
+/// Ticks the rounds; asks the other authorities for their votes (all of
+/// them, every time, while the voting phase lasts: votes are relayed so an
+/// authority showing different votes to different peers is caught) and
+/// then for their signatures. Each request ends with its phase.
+async fn vote_loop(l: VoteLoop) {
+    let round_ms = l.config.epochs.round_secs.max(1) * 1000;
+    let pause = Duration::from_millis((round_ms / 8).clamp(250, 2_000));
+    let mut target: Option<RoundId> = None;
+    let mut gaps = 0u64;
+    let mut rng = rand::rngs::StdRng::from_rng(&mut rand::rng());
+    loop {
+        let now = now_ms();
+        let (phase, voting, missing_signatures, new_round) = {
+            let Ok(mut v) = l.shared.lock() else {
+                tracing::error!("the voting state is poisoned; the authority stops voting");
+                return;
+            };
+            let phase = v.tick(now, &l.identity, &mut rng);
+            let new_round = v.target() != target;
+            (phase, v.voting(now), v.missing_signatures(), new_round)
+        };
+        if new_round {
+            target = on_new_round(&l, &mut gaps);
+        }
+        // No request outlives the phase it serves (at least 200 ms).
+        let schedule = l.config.epochs;
+        let (_, _, start, end) = schedule.round_at(now);
+        let phase_end = if voting {
+            start + (end - start) / 2
+        } else {
+            end
+        };
+        let wait = Duration::from_millis(phase_end.saturating_sub(now).clamp(200, 10_000));
+        match phase {
+            Phase::Voting => {
+                let asks = l
+                    .peers
+                    .iter()
+                    .map(|(_, p)| ask(l.control.clone(), *p, DIR_GET_VOTES, wait));
+                for answer in futures::future::join_all(asks).await.into_iter().flatten() {
+                    let Some(votes) = net::decode_votes(&answer) else {
+                        continue;
+                    };
+                    let Ok(mut v) = l.shared.lock() else { return };
+                    for vote in votes {
+                        if let Ok(VoteAdded::Equivocation(who)) = v.add_vote(&vote) {
+                            tracing::warn!(
+                                authority = %hex(&who),
+                                "an authority sent two different votes for one round: \
+                                 neither counts (the pair is served as evidence)"
+                            );
+                        }
+                    }
+                }
+            }
+            Phase::Signing => {
+                let asks = l
+                    .peers
+                    .iter()
+                    .filter(|(k, _)| missing_signatures.contains(k))
+                    .map(|(_, p)| ask(l.control.clone(), *p, DIR_GET_PROPOSAL, wait));
+                for answer in futures::future::join_all(asks).await.into_iter().flatten() {
+                    let Ok(mut v) = l.shared.lock() else { return };
+                    if let Err(e) = v.add_signatures(&answer) {
+                        tracing::debug!(error = %e, "a proposal was not taken");
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(pause).await;
+    }
+}
+
+/// At a new round: saves what must survive a restart, reports a round that
+/// made no document, and re-reads the approvals.
+fn on_new_round(l: &VoteLoop, gaps: &mut u64) -> Option<RoundId> {
+    let approvals = Approvals::load(&l.base);
+    let Ok(mut v) = l.shared.lock() else {
+        return None;
+    };
+    match approvals {
+        Ok(a) => v.authority_mut().set_admission(l.config.admission(&a)),
+        Err(e) => tracing::warn!(error = %e, "approvals not re-read; the last ones stay"),
+    }
+    if v.gaps > *gaps {
+        *gaps = v.gaps;
+        tracing::warn!(
+            failed_rounds = v.gaps,
+            why = v.last_gap.as_deref().unwrap_or(""),
+            "a round made no document; the last agreed one stays until it expires"
+        );
+    }
+    if let Ok(state) = serde_json::to_vec(&v.state())
+        && let Err(e) = write_atomically(&l.base.join(STATE_FILE), &state)
+    {
+        tracing::warn!(error = %e, "cannot save the authority's state");
+    }
+    if let Some(doc) = v.document(unix_now()) {
+        let doc = doc.to_vec();
+        if let Some(current) = v.current() {
+            tracing::info!(
+                epoch = current.epoch,
+                serial = current.serial,
+                nodes = current.nodes.len(),
+                "document agreed"
+            );
+        }
+        if let Err(e) = write_atomically(&l.base.join(DOCUMENT_FILE), &doc) {
+            tracing::warn!(error = %e, "cannot save the document");
+        }
+    }
+    v.target()
+}
+
+/// One request to another authority; `None` (logged at debug) if it
+/// failed.
+async fn ask(
+    mut control: libp2p_stream::Control,
+    peer: PeerId,
+    kind: u8,
+    timeout: Duration,
+) -> Option<Vec<u8>> {
+    match net::directory_request(&mut control, peer, kind, &[], timeout).await {
+        Ok(body) => Some(body),
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "an authority did not answer");
+            None
+        }
+    }
+}
+
+async fn serve_request(
+    mut stream: libp2p::Stream,
+    shared: Shared,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+) {
+    let exchange = async {
+        let (kind, body) = net::read_message(&mut stream, net::MAX_DIR_REQUEST).await?;
+        let answer = match shared.lock() {
+            Err(_) => Err("authority state poisoned".to_owned()),
+            Ok(mut v) => match kind {
+                DIR_PUT_DESCRIPTOR => v
+                    .authority_mut()
+                    .accept_descriptor(&body, unix_now())
+                    .map(|()| Vec::new())
+                    .map_err(|e| {
+                        tracing::info!(error = %e, "descriptor refused");
+                        e.to_string()
+                    }),
+                DIR_GET_DOCUMENT => v.document(unix_now()).map(<[u8]>::to_vec).ok_or_else(|| {
+                    "no agreed network document: none yet, or the last expired and too \
+                         few authorities have agreed since"
+                        .to_owned()
+                }),
+                DIR_GET_VOTES => Ok(net::encode_votes(&fit(v.votes()))),
+                DIR_GET_DOCUMENT_VOTES => Ok(net::encode_votes(&fit(v.document_votes().to_vec()))),
+                DIR_GET_PROPOSAL => v
+                    .proposal()
+                    .ok_or_else(|| "no consensus computed yet in this round".to_owned()),
+                other => Err(format!("unknown request {other}")),
+            },
+        };
+        let (status, reply) = match answer {
+            Ok(body) => (DIR_OK, body),
+            Err(why) => (DIR_ERROR, why.into_bytes()),
+        };
+        net::write_message(&mut stream, status, &reply).await?;
+        stream.close().await
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(30), exchange).await;
+}
+
+/// As many votes as one answer holds (the authority's own first).
+fn fit(votes: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+    let mut total = 2;
+    votes
+        .into_iter()
+        .take_while(|v| {
+            total += 4 + v.len();
+            total <= net::MAX_DIR_MESSAGE
+        })
+        .collect()
+}
