@@ -17,13 +17,41 @@ use crate::directory::NetworkDocument;
 /// Replicas per record unless the network says otherwise.
 pub const DEFAULT_REPLICAS: usize = 3;
 
-/// The `k` replicas of `locator` among `nodes` (ed25519 keys), highest
-/// weight first. Duplicate keys count once; fewer than `k` nodes give
-/// them all.
-pub fn replicas(locator: &Locator, nodes: &[[u8; 32]], k: usize) -> Vec<[u8; 32]> {
+/// A storage node as placement sees it: its ed25519 key and its salt
+/// (`specs/directory.md` §6.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct StorageNode {
+    /// Its key.
+    pub key: [u8; 32],
+    /// Its placement salt.
+    pub salt: [u8; 32],
+}
+
+impl StorageNode {
+    /// Its 64 bytes: key, then salt.
+    pub fn to_bytes(&self) -> [u8; 64] {
+        let mut out = [0; 64];
+        out[..32].copy_from_slice(&self.key);
+        out[32..].copy_from_slice(&self.salt);
+        out
+    }
+
+    /// From [`StorageNode::to_bytes`].
+    pub fn from_bytes(b: &[u8; 64]) -> Self {
+        let (key, salt) = b.split_at(32);
+        Self {
+            key: key.try_into().unwrap_or([0; 32]),
+            salt: salt.try_into().unwrap_or([0; 32]),
+        }
+    }
+}
+
+/// The `k` replicas of `locator` among `nodes`, highest weight first, as
+/// keys. Duplicate keys count once; fewer than `k` nodes give them all.
+pub fn replicas(locator: &Locator, nodes: &[StorageNode], k: usize) -> Vec<[u8; 32]> {
     let mut weighted: Vec<([u8; 32], [u8; 32])> = nodes
         .iter()
-        .map(|n| (placement_weight(locator, n), *n))
+        .map(|n| (placement_weight(locator, &n.key, &n.salt), n.key))
         .collect();
     // Highest weight first; a tie (two equal 256-bit hashes) falls to the
     // key, so the order is total.
@@ -32,12 +60,19 @@ pub fn replicas(locator: &Locator, nodes: &[[u8; 32]], k: usize) -> Vec<[u8; 32]
     weighted.into_iter().take(k).map(|(_, n)| n).collect()
 }
 
-/// The storage nodes of a document (keys), in document order.
-pub fn storage_nodes(doc: &NetworkDocument) -> Vec<[u8; 32]> {
+/// The storage nodes of a document that take records, in document order:
+/// those with a salt (a node in its first epoch has none yet and stores
+/// nothing, `specs/directory.md` §6.4).
+pub fn storage_nodes(doc: &NetworkDocument) -> Vec<StorageNode> {
     doc.nodes
         .iter()
         .filter(|n| n.storage)
-        .map(|n| n.key)
+        .filter_map(|n| {
+            Some(StorageNode {
+                key: n.key,
+                salt: n.salt?,
+            })
+        })
         .collect()
 }
 
@@ -57,7 +92,7 @@ pub struct Repair {
 }
 
 /// The repair plan for `locator` between two sets of storage nodes.
-pub fn repair(locator: &Locator, old: &[[u8; 32]], new: &[[u8; 32]], k: usize) -> Repair {
+pub fn repair(locator: &Locator, old: &[StorageNode], new: &[StorageNode], k: usize) -> Repair {
     let before = replicas(locator, old, k);
     let after = replicas(locator, new, k);
     let sources = after
@@ -72,7 +107,7 @@ pub fn repair(locator: &Locator, old: &[[u8; 32]], new: &[[u8; 32]], k: usize) -
         .collect();
     let released = before
         .iter()
-        .filter(|n| !after.contains(n) && new.contains(n))
+        .filter(|n| !after.contains(n) && new.iter().any(|m| m.key == **n))
         .copied()
         .collect();
     Repair {

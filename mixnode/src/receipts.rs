@@ -14,7 +14,7 @@ use mtos_crypto::VerifyKey;
 use mtos_crypto::item::Locator;
 use sha2::{Digest, Sha256};
 
-use crate::placement::replicas;
+use crate::placement::{StorageNode, replicas};
 use crate::records::Kind;
 use crate::replica_proto::{ReplicaOp, ReplicaStatus};
 
@@ -316,7 +316,7 @@ pub struct PutProof {
 #[derive(Debug, Clone, Copy)]
 pub struct View<'a> {
     /// The storage nodes, in document order.
-    pub storage: &'a [[u8; 32]],
+    pub storage: &'a [StorageNode],
     /// Replicas per record.
     pub k: usize,
     /// The document's epoch.
@@ -410,7 +410,7 @@ pub enum Held {
 /// `k`), each locator's replicas computed once (`specs/storage.md` §4).
 pub fn probe_plan(
     locators: &[Locator],
-    storage: &[[u8; 32]],
+    storage: &[StorageNode],
     k: usize,
 ) -> std::collections::BTreeMap<[u8; 32], Vec<usize>> {
     let mut plan: std::collections::BTreeMap<[u8; 32], Vec<usize>> = Default::default();

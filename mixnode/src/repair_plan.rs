@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use mtos_crypto::item::Locator;
 
-use crate::placement::{self, DEFAULT_REPLICAS};
+use crate::placement::{self, DEFAULT_REPLICAS, StorageNode};
 use crate::records::Kind;
 use crate::replica_proto::ReplicaStatus;
 use crate::service::MAX_PROBE;
@@ -103,7 +103,7 @@ pub enum RepairAction {
         locator: Locator,
     },
     /// Keep these storage nodes (sorted) as the baseline.
-    SaveBaseline(Vec<[u8; 32]>),
+    SaveBaseline(Vec<StorageNode>),
 }
 
 /// How a copy went.
@@ -197,8 +197,8 @@ enum RoundPhase {
 }
 
 struct Pass {
-    old: Vec<[u8; 32]>,
-    new: Vec<[u8; 32]>,
+    old: Vec<StorageNode>,
+    new: Vec<StorageNode>,
     start: Instant,
     stagger: Duration,
     rank: usize,
@@ -219,8 +219,8 @@ enum State {
 pub struct RepairPlan {
     me: [u8; 32],
     config: RepairConfig,
-    baseline: Option<Vec<[u8; 32]>>,
-    current: Option<Vec<[u8; 32]>>,
+    baseline: Option<Vec<StorageNode>>,
+    current: Option<Vec<StorageNode>>,
     heartbeat: Duration,
     state: State,
     failures: u32,
@@ -243,7 +243,7 @@ impl std::fmt::Debug for RepairPlan {
     }
 }
 
-fn sorted(mut nodes: Vec<[u8; 32]>) -> Vec<[u8; 32]> {
+fn sorted(mut nodes: Vec<StorageNode>) -> Vec<StorageNode> {
     nodes.sort_unstable();
     nodes.dedup();
     nodes
@@ -252,7 +252,7 @@ fn sorted(mut nodes: Vec<[u8; 32]>) -> Vec<[u8; 32]> {
 impl RepairPlan {
     /// The repair of node `me`, from the baseline the driver kept (`None`
     /// on a node's first start: the first document becomes it).
-    pub fn new(me: [u8; 32], config: RepairConfig, baseline: Option<Vec<[u8; 32]>>) -> Self {
+    pub fn new(me: [u8; 32], config: RepairConfig, baseline: Option<Vec<StorageNode>>) -> Self {
         Self {
             me,
             config,
@@ -272,7 +272,12 @@ impl RepairPlan {
 
     /// A document with these storage nodes and heartbeat took effect at
     /// `now`.
-    pub fn handle_document(&mut self, now: Instant, storage: Vec<[u8; 32]>, heartbeat: Duration) {
+    pub fn handle_document(
+        &mut self,
+        now: Instant,
+        storage: Vec<StorageNode>,
+        heartbeat: Duration,
+    ) {
         self.heartbeat = heartbeat.clamp(Duration::from_secs(1), Duration::from_secs(60));
         let storage = sorted(storage);
         if self.current.as_ref() == Some(&storage) {
@@ -518,7 +523,7 @@ impl RepairPlan {
                 self.baseline = Some(current.clone());
                 self.actions.push_back(RepairAction::SaveBaseline(current));
             }
-            Some(old) if *old != current && current.contains(&self.me) => {
+            Some(old) if *old != current && current.iter().any(|n| n.key == self.me) => {
                 self.state = State::Settling(now + self.heartbeat);
             }
             Some(_) => {}
@@ -531,7 +536,7 @@ impl RepairPlan {
             self.evaluate(now);
             return;
         };
-        if old == new || !new.contains(&self.me) {
+        if old == new || !new.iter().any(|n| n.key == self.me) {
             return;
         }
         self.state = State::Passing(Box::new(Pass {

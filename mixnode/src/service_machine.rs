@@ -29,7 +29,7 @@ use std::time::Duration;
 use mtos_crypto::item::Locator;
 
 use crate::cache::ChunkCache;
-use crate::placement::replicas;
+use crate::placement::{StorageNode, replicas};
 use crate::receipts::{
     MAX_SIGNED_ANSWERS, Signed, bitmap, encode_list, probe_plan, replica_nonce, split_answer,
     well_formed,
@@ -247,7 +247,7 @@ impl<T> ServiceMachine<T> {
         &mut self,
         now: Instant,
         job: Job<T>,
-        storage: &[[u8; 32]],
+        storage: &[StorageNode],
     ) -> Result<(), Busy<T>> {
         if self.requests.len() + self.answered.len() >= self.config.max_requests {
             self.counts.busy += 1;

@@ -20,7 +20,7 @@ use super::metrics::Metrics;
 use super::record_db::RecordDb;
 use super::replica::{ReplicaOp, ReplicaStatus, ask_detail, put_rest};
 use mtos_mixnode::Instant;
-use mtos_mixnode::placement::storage_nodes;
+use mtos_mixnode::placement::{StorageNode, storage_nodes};
 use mtos_mixnode::records::Kind;
 use mtos_mixnode::repair_plan::{
     ActionId, Copied, RepairAction, RepairConfig, RepairCounts, RepairPlan,
@@ -28,7 +28,10 @@ use mtos_mixnode::repair_plan::{
 use mtos_net::{NodeEntryExt, Topology};
 
 /// The meta row holding the storage nodes the last pass completed for.
-const BASELINE: &str = "repair-baseline";
+/// The row of the baseline: each storage node's key and salt. (Before
+/// salts, "repair-baseline" held keys only; a node upgraded starts from
+/// its first document again.)
+const BASELINE: &str = "repair-baseline-v2";
 /// How long one replica request may take.
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -50,18 +53,19 @@ enum Done {
     Copied(ActionId, Copied),
 }
 
-fn encode(nodes: &[[u8; 32]]) -> Vec<u8> {
-    nodes.concat()
+fn encode(nodes: &[StorageNode]) -> Vec<u8> {
+    nodes.iter().flat_map(|n| n.to_bytes()).collect()
 }
 
-fn decode(bytes: &[u8]) -> Option<Vec<[u8; 32]>> {
-    if !bytes.len().is_multiple_of(32) {
+fn decode(bytes: &[u8]) -> Option<Vec<StorageNode>> {
+    if !bytes.len().is_multiple_of(64) {
         return None;
     }
     Some(
         bytes
-            .chunks_exact(32)
+            .chunks_exact(64)
             .filter_map(|c| c.try_into().ok())
+            .map(|c: &[u8; 64]| StorageNode::from_bytes(c))
             .collect(),
     )
 }
@@ -79,7 +83,7 @@ impl Repairer {
     }
 
     /// The current document's storage nodes and heartbeat.
-    fn document(&self) -> Option<(Vec<[u8; 32]>, Duration)> {
+    fn document(&self) -> Option<(Vec<StorageNode>, Duration)> {
         let topology = self.topology.borrow();
         let doc = &topology.as_ref()?.document;
         Some((
@@ -263,9 +267,15 @@ mod tests {
 
     #[test]
     fn the_baseline_round_trips_and_bad_bytes_are_refused() {
-        let nodes = vec![[1u8; 32], [2u8; 32], [3u8; 32]];
+        let nodes: Vec<StorageNode> = (1..=3u8)
+            .map(|i| StorageNode {
+                key: [i; 32],
+                salt: [i + 10; 32],
+            })
+            .collect();
         assert_eq!(decode(&encode(&nodes)), Some(nodes));
         assert_eq!(decode(&[0u8; 33]), None);
+        assert_eq!(decode(&[0u8; 96]), None);
         assert_eq!(decode(&[]), Some(vec![]));
     }
 }

@@ -17,7 +17,7 @@ use super::record_db::RecordDb;
 use super::replica::{Signer, ask, serve_counted};
 use mtos_mixnode::Instant;
 use mtos_mixnode::engine::Transmit;
-use mtos_mixnode::placement::{DEFAULT_REPLICAS, replicas, storage_nodes};
+use mtos_mixnode::placement::{DEFAULT_REPLICAS, StorageNode, replicas, storage_nodes};
 use mtos_mixnode::receipts::{
     Answering, Signed, decode_list, encode_list, replica_nonce, signed_answer,
 };
@@ -168,7 +168,7 @@ impl ServiceNode {
     /// The answer a lying service node gives a put without asking any
     /// replica (`AckPuts`, `ForgeRefusals`): answers in the replicas'
     /// names, signed with its own key. `None` when it tells no such lie.
-    fn forge(&self, request: &Request, storage: &[[u8; 32]], epoch: u32) -> Option<Response> {
+    fn forge(&self, request: &Request, storage: &[StorageNode], epoch: u32) -> Option<Response> {
         let (status, detail, code) = match self.lie {
             ServiceLie::AckPuts => (ReplicaStatus::Ok, Vec::new(), Status::Ok),
             ServiceLie::ForgeRefusals => (

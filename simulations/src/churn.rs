@@ -21,7 +21,7 @@ use std::time::Duration;
 use mtos_crypto::item::Locator;
 use mtos_crypto::stamp::{STAMP_LEN, Stamp};
 use mtos_mixnode::Instant;
-use mtos_mixnode::placement::replicas;
+use mtos_mixnode::placement::{StorageNode, replicas};
 use mtos_mixnode::receipts::{Answering, signed_answer};
 use mtos_mixnode::records::{Kind, StampRule};
 use mtos_mixnode::repair_plan::{
@@ -78,7 +78,7 @@ struct Churn<'a> {
     queue: BinaryHeap<Reverse<(Instant, u64)>>,
     events: HashMap<u64, Ev>,
     links: ChaCha20Rng,
-    keys: Vec<[u8; 32]>,
+    keys: Vec<StorageNode>,
     /// The storage nodes' identities, which sign their answers.
     identities: Vec<mtos_crypto::Identity>,
     index: BTreeMap<[u8; 32], usize>,
@@ -121,7 +121,7 @@ impl<'a> Churn<'a> {
     }
 
     /// The storage nodes of the current document.
-    fn storage_now(&self) -> Vec<[u8; 32]> {
+    fn storage_now(&self) -> Vec<StorageNode> {
         self.keys
             .iter()
             .zip(&self.listed)
@@ -254,7 +254,7 @@ impl<'a> Churn<'a> {
         let answering = Answering {
             nonce: &nonce,
             epoch: 0,
-            node: &self.keys[j],
+            node: &self.keys[j].key,
             op: ask.op,
             request: rest,
         };
@@ -266,7 +266,7 @@ impl<'a> Churn<'a> {
 
     /// Whether record `i` is on all its replicas among `storage` (the
     /// current document's storage nodes).
-    fn at_k(&self, i: u32, storage: &[[u8; 32]]) -> bool {
+    fn at_k(&self, i: u32, storage: &[StorageNode]) -> bool {
         let (l, _) = &self.records[i as usize];
         let want = replicas(l, storage, self.study.replicas);
         want.iter().all(|n| {
@@ -403,9 +403,18 @@ pub fn study(scenario: &Scenario, seed: u64) -> Option<Value> {
     let study = scenario.storage?;
     let depart_s = study.depart_s?;
     let identities = storage_identities(scenario, study.stores, seed);
-    let keys: Vec<[u8; 32]> = identities
+    // Each with a salt, as a document gives them (`directory.md` §6.4).
+    let keys: Vec<StorageNode> = identities
         .iter()
-        .map(|i| *i.verify_key().as_bytes())
+        .enumerate()
+        .map(|(j, i)| {
+            let mut salt = [0u8; 32];
+            component_rng(seed, "storage-node-salt", j as u64).fill_bytes(&mut salt);
+            StorageNode {
+                key: *i.verify_key().as_bytes(),
+                salt,
+            }
+        })
         .collect();
     let node_ids = crate::storage::storage_node_ids(scenario, study.stores);
     let mut rng = component_rng(seed, "churn-records", 0);
@@ -436,13 +445,13 @@ pub fn study(scenario: &Scenario, seed: u64) -> Option<Value> {
         queue: BinaryHeap::new(),
         events: HashMap::new(),
         links: component_rng(seed, "churn-links", 0),
-        index: keys.iter().enumerate().map(|(j, k)| (*k, j)).collect(),
+        index: keys.iter().enumerate().map(|(j, k)| (k.key, j)).collect(),
         stores: vec![Store::new(); n],
         alive: vec![true; n],
         listed: vec![true; n],
         plans: keys
             .iter()
-            .map(|k| RepairPlan::new(*k, repair, Some(keys.clone())))
+            .map(|k| RepairPlan::new(k.key, repair, Some(keys.clone())))
             .collect(),
         timers: vec![None; n],
         services: (0..scenario.providers)
@@ -525,7 +534,7 @@ pub fn study(scenario: &Scenario, seed: u64) -> Option<Value> {
     let on_departed = churn
         .records
         .iter()
-        .filter(|(l, _)| replicas(l, &churn.keys, study.replicas).contains(&churn.keys[d]))
+        .filter(|(l, _)| replicas(l, &churn.keys, study.replicas).contains(&churn.keys[d].key))
         .count();
     Some(json!({
         "storage_nodes": n,

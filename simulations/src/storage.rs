@@ -7,7 +7,7 @@
 //! the document.
 
 use mtos_crypto::item::Locator;
-use mtos_mixnode::placement::{repair, replicas};
+use mtos_mixnode::placement::{StorageNode, repair, replicas};
 use rand::Rng;
 use serde_json::{Value, json};
 
@@ -77,11 +77,35 @@ pub fn storage_node_ids_of(
         .collect()
 }
 
+/// A storage node's placement salt (`specs/directory.md` §6.4): in a
+/// network, the shared random value of the first epoch after it was
+/// listed; here 32 bytes from the seed, drawn per node.
+fn salt(seed: u64, i: u64) -> [u8; 32] {
+    let mut s = [0u8; 32];
+    component_rng(seed, "storage-node-salt", i).fill_bytes(&mut s);
+    s
+}
+
+/// The storage nodes with their salts.
+pub fn storage_nodes(scenario: &Scenario, stores: Stores, seed: u64) -> Vec<StorageNode> {
+    storage_keys(scenario, stores, seed)
+        .into_iter()
+        .enumerate()
+        .map(|(i, key)| StorageNode {
+            key,
+            salt: salt(seed, i as u64),
+        })
+        .collect()
+}
+
 /// The study's JSON report, or `None` when the scenario has no
-/// `[storage]` section.
+/// `[storage]` section: load, and the share of records that move when a
+/// node leaves, joins or changes its key, against K/n; and, for contrast,
+/// the share one epoch would move if every node's salt were drawn afresh
+/// each epoch (what the fixed salts avoid).
 pub fn study(scenario: &Scenario, seed: u64) -> Option<Value> {
     let s = scenario.storage?;
-    let nodes = storage_keys(scenario, s.stores, seed);
+    let nodes = storage_nodes(scenario, s.stores, seed);
     let k = s.replicas;
     let mut rng = component_rng(seed, "storage-records", 0);
     let locators: Vec<Locator> = (0..s.records)
@@ -97,7 +121,7 @@ pub fn study(scenario: &Scenario, seed: u64) -> Option<Value> {
         .map(|l| {
             replicas(l, &nodes, k)
                 .iter()
-                .filter_map(|r| nodes.iter().position(|n| n == r))
+                .filter_map(|r| nodes.iter().position(|n| n.key == *r))
                 .collect()
         })
         .collect();
@@ -119,7 +143,7 @@ pub fn study(scenario: &Scenario, seed: u64) -> Option<Value> {
     let leaves = nodes.len().min(MAX_LEAVES);
     let (mut moved, mut new_copies, mut untouched_changed) = (0u64, 0u64, 0u64);
     for gone in 0..leaves {
-        let after: Vec<[u8; 32]> = nodes
+        let after: Vec<StorageNode> = nodes
             .iter()
             .enumerate()
             .filter(|(i, _)| *i != gone)
@@ -140,11 +164,43 @@ pub fn study(scenario: &Scenario, seed: u64) -> Option<Value> {
     let mut newcomer = [0u8; 32];
     component_rng(seed, "storage-node-key", u64::MAX).fill_bytes(&mut newcomer);
     let mut joined = nodes.clone();
-    joined.push(newcomer);
+    joined.push(StorageNode {
+        key: newcomer,
+        salt: salt(seed, u64::MAX),
+    });
     let taken = locators
         .iter()
         .filter(|l| replicas(l, &joined, k).contains(&newcomer))
         .count();
+    // A re-key: node 0 leaves and comes back under a new key (a new node,
+    // with a new salt): the records it held move, and it takes others.
+    let mut rekeyed = nodes.clone();
+    if let Some(first) = rekeyed.first_mut() {
+        let mut key = [0u8; 32];
+        component_rng(seed, "storage-node-key", u64::MAX - 1).fill_bytes(&mut key);
+        *first = StorageNode {
+            key,
+            salt: salt(seed, u64::MAX - 1),
+        };
+    }
+    let moved_by = |after: &[StorageNode]| -> u64 {
+        locators
+            .iter()
+            .map(|l| repair(l, &nodes, after, k).targets.len() as u64)
+            .sum()
+    };
+    let rekey_copies = moved_by(&rekeyed);
+    // For contrast: every salt drawn afresh for the next epoch.
+    let reshuffled: Vec<StorageNode> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| StorageNode {
+            key: n.key,
+            salt: salt(seed ^ 0x5eed, i as u64),
+        })
+        .collect();
+    let reshuffle_copies = moved_by(&reshuffled);
+    let all_copies = f64::from(s.records) * k.min(nodes.len()) as f64;
     let records = f64::from(s.records);
     let per_leave = |x: u64| x as f64 / leaves.max(1) as f64;
     Some(json!({
@@ -169,6 +225,17 @@ pub fn study(scenario: &Scenario, seed: u64) -> Option<Value> {
             "records_taken": taken,
             "share_of_records": taken as f64 / records.max(1.0),
             "expected_share": (k.min(joined.len()) as f64) / joined.len() as f64,
+        },
+        "node_rekey": {
+            "copies_made": rekey_copies,
+            "share_of_copies": rekey_copies as f64 / all_copies.max(1.0),
+            "expected_share": 2.0 / nodes.len().max(1) as f64,
+        },
+        "epoch_with_fresh_salts": {
+            "copies_made": reshuffle_copies,
+            "share_of_copies": reshuffle_copies as f64 / all_copies.max(1.0),
+            "expected_share": 1.0 - (k.min(nodes.len()) as f64) / nodes.len().max(1) as f64,
+            "with_fixed_salts": 0,
         },
     }))
 }

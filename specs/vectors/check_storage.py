@@ -73,9 +73,11 @@ print("slots: python agrees on", len(v["cases"]), "cases")
 
 v = json.load(open(os.path.join(HERE, "placement.json")))
 nodes = [bytes.fromhex(n) for n in v["nodes"]]
+salts = [bytes.fromhex(n) for n in v["salts"]]
+assert v["context"] == "mtos-placement-v2"
 for c in v["cases"]:
     loc = bytes.fromhex(c["locator"])
-    w = [blake3.blake3(loc + n, derive_key_context="mtos-placement-v1").digest() for n in nodes]
+    w = [blake3.blake3(loc + n + s, derive_key_context="mtos-placement-v2").digest() for n, s in zip(nodes, salts)]
     assert [x.hex() for x in w] == c["weights"]
     top = [n for _, n in sorted(zip(w, nodes), reverse=True)[:3]]
     assert [n.hex() for n in top] == c["replicas"]

@@ -463,7 +463,7 @@ async fn a_hundred_chunks_survive_a_kill_9_and_are_repaired_to_k_copies() {
     use Position::{Gateway, Layer, Service};
     use futures::StreamExt;
     use mtos_client::mixnet::{PutOutcome, Session};
-    use mtos_mixnode::placement::{DEFAULT_REPLICAS, replicas, storage_nodes};
+    use mtos_mixnode::placement::{DEFAULT_REPLICAS, StorageNode, replicas, storage_nodes};
     use mtos_mixnode::service::{Op, Status};
     use std::collections::BTreeSet;
     use std::time::Duration;
@@ -586,14 +586,14 @@ async fn a_hundred_chunks_survive_a_kill_9_and_are_repaired_to_k_copies() {
                 .as_bytes()
         })
         .collect();
-    let expected = |storage: &[[u8; 32]], key: &[u8; 32]| {
+    let expected = |storage: &[StorageNode], key: &[u8; 32]| {
         chunks
             .iter()
             .filter(|c| replicas(&Locator::of(c), storage, DEFAULT_REPLICAS).contains(key))
             .count() as f64
     };
     // (node, records it holds, records it should hold) for live nodes.
-    let holdings = |net: &Testnet, storage: &[[u8; 32]]| -> Vec<(String, f64, f64)> {
+    let holdings = |net: &Testnet, storage: &[StorageNode]| -> Vec<(String, f64, f64)> {
         net.nodes
             .iter()
             .zip(&keys)
@@ -628,9 +628,9 @@ async fn a_hundred_chunks_survive_a_kill_9_and_are_repaired_to_k_copies() {
 
     // The authority stops listing the dead node; the sources copy its
     // records to the new K-th replicas.
-    let after: Vec<[u8; 32]> = storage
+    let after: Vec<StorageNode> = storage
         .iter()
-        .filter(|k| **k != keys[victim])
+        .filter(|k| k.key != keys[victim])
         .copied()
         .collect();
     tokio::task::block_in_place(|| {

@@ -57,7 +57,15 @@ fn a_testnet_comes_up_carries_messages_and_goes_down() {
     );
     let text = String::from_utf8_lossy(&up.stdout).into_owned();
     assert_eq!(text.matches("/metrics").count(), 5, "{text}");
-    assert_eq!(processes_in(&dir).len(), 6, "authority and five nodes");
+    assert_eq!(
+        processes_in(&dir).len(),
+        8,
+        "three voting authorities and five nodes"
+    );
+    assert!(
+        text.contains("3 authorities, a document needs 2 signatures"),
+        "{text}"
+    );
     // A second `up` on the same directory refuses.
     let again = mtos(&["testnet", "up", "--dir", d]);
     assert_eq!(again.status.code(), Some(6));
@@ -74,7 +82,7 @@ fn a_testnet_comes_up_carries_messages_and_goes_down() {
 
     let down = mtos(&["testnet", "down", "--dir", d]);
     assert!(down.status.success());
-    assert!(String::from_utf8_lossy(&down.stdout).contains("stopped 6 processes"));
+    assert!(String::from_utf8_lossy(&down.stdout).contains("stopped 8 processes"));
     std::thread::sleep(std::time::Duration::from_millis(500));
     assert!(processes_in(&dir).is_empty(), "{:?}", processes_in(&dir));
     let status = mtos(&["testnet", "status", "--dir", d]);

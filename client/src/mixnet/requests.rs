@@ -10,7 +10,7 @@
 use rand::seq::IteratorRandom;
 
 use mtos_crypto::stamp::Stamp;
-use mtos_mixnode::placement::{DEFAULT_REPLICAS, replicas, storage_nodes};
+use mtos_mixnode::placement::{DEFAULT_REPLICAS, StorageNode, replicas, storage_nodes};
 use mtos_mixnode::receipts::{
     Held, Lie, MAX_SIGNED_ANSWERS, PutOf, View, check_probe, check_put, decode_list,
 };
@@ -165,7 +165,7 @@ impl Session {
 
     /// The storage nodes and epoch of this session's document: what its
     /// checks of signed answers place records by.
-    fn placement(&self) -> (Vec<[u8; 32]>, u32) {
+    fn placement(&self) -> (Vec<StorageNode>, u32) {
         let doc = self.document();
         (storage_nodes(&doc), doc.epoch)
     }
@@ -407,7 +407,7 @@ impl Session {
 
 /// `locators` (indices) in probes of at most `max` locators whose
 /// replicas number at most [`MAX_SIGNED_ANSWERS`] between them, in order.
-pub fn probe_groups(locators: &[Locator], storage: &[[u8; 32]], max: usize) -> Vec<Vec<usize>> {
+pub fn probe_groups(locators: &[Locator], storage: &[StorageNode], max: usize) -> Vec<Vec<usize>> {
     let mut groups: Vec<Vec<usize>> = Vec::new();
     let mut nodes: std::collections::HashSet<[u8; 32]> = std::collections::HashSet::new();
     let mut current: Vec<usize> = Vec::new();

@@ -176,8 +176,24 @@ fn key_addr_array(pairs: &[(String, String)]) -> Value {
     Value::Array(array)
 }
 
-/// Makes each authority of a network list all the others as its peers.
+/// Makes each authority of a network list all the others as its peers,
+/// with the first one's genesis (each `authority init` takes the start of
+/// its own current epoch, and an epoch may turn between two of them:
+/// authorities that disagree on the schedule never agree on a document).
 pub fn join_authorities(authorities: &[Authority]) -> Result<(), ClientError> {
+    let genesis = match authorities.first() {
+        Some(first) => {
+            let text = std::fs::read_to_string(&first.config).map_err(super::io(&first.config))?;
+            let doc: DocumentMut = text.parse().map_err(|e| {
+                ClientError::Testnet(format!("a generated config does not parse: {e}"))
+            })?;
+            doc.get("epochs")
+                .and_then(|e| e.get("genesis"))
+                .and_then(Item::as_integer)
+                .ok_or_else(|| ClientError::Testnet("the authority config has no genesis".into()))?
+        }
+        None => return Ok(()),
+    };
     for a in authorities {
         let others: Vec<(String, String)> = authorities
             .iter()
@@ -185,7 +201,13 @@ pub fn join_authorities(authorities: &[Authority]) -> Result<(), ClientError> {
             .map(|o| (o.key.clone(), o.addr.clone()))
             .collect();
         let text = std::fs::read_to_string(&a.config).map_err(super::io(&a.config))?;
-        let text = edit(&text, vec![("peers", key_addr_array(&others))])?;
+        let text = edit(
+            &text,
+            vec![
+                ("peers", key_addr_array(&others)),
+                ("epochs.genesis", genesis.into()),
+            ],
+        )?;
         std::fs::write(&a.config, text).map_err(super::io(&a.config))?;
     }
     Ok(())

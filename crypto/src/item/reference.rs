@@ -186,16 +186,21 @@ impl ItemRef {
 }
 
 /// Domain of [`placement_weight`].
-const PLACEMENT_CONTEXT: &str = "mtos-placement-v1";
+const PLACEMENT_CONTEXT: &str = "mtos-placement-v2";
 
-/// The rendezvous weight of storage node `node` (its ed25519 key) for
-/// `locator`: BLAKE3 in key-derivation mode under `mtos-placement-v1` over
-/// `locator || node`, compared as a big-endian number (`specs/storage.md`
-/// §1). The K nodes of highest weight hold the record.
-pub fn placement_weight(locator: &Locator, node: &[u8; 32]) -> [u8; 32] {
+/// The rendezvous weight of storage node `node` (its ed25519 key), salted
+/// with `salt`, for `locator`: BLAKE3 in key-derivation mode under
+/// `mtos-placement-v2` over `locator || node || salt`, compared as a
+/// big-endian number (`specs/storage.md` §1). The K nodes of highest
+/// weight hold the record. The salt is the shared random value of the
+/// first epoch after the node was listed (`specs/directory.md` §6.4),
+/// unknown when its key was made: no key can be ground to win a chosen
+/// locator.
+pub fn placement_weight(locator: &Locator, node: &[u8; 32], salt: &[u8; 32]) -> [u8; 32] {
     let mut h = blake3::Hasher::new_derive_key(PLACEMENT_CONTEXT);
     h.update(locator.as_bytes());
     h.update(node);
+    h.update(salt);
     *h.finalize().as_bytes()
 }
 

@@ -1,7 +1,13 @@
 use super::*;
 
-fn nodes(n: u8) -> Vec<[u8; 32]> {
-    (0..n).map(|i| [i + 1; 32]).collect()
+/// Nodes with keys [i; 32] and salts [0x80 + i; 32], for i = 1..=n.
+fn nodes(n: u8) -> Vec<StorageNode> {
+    (0..n)
+        .map(|i| StorageNode {
+            key: [i + 1; 32],
+            salt: [0x81 + i; 32],
+        })
+        .collect()
 }
 
 fn locator(i: u32) -> Locator {
@@ -16,7 +22,10 @@ fn replicas_are_the_k_highest_weights_and_deterministic() {
         let r = replicas(&l, &all, 3);
         assert_eq!(r.len(), 3);
         // Exactly the three highest weights, in order.
-        let mut by_weight: Vec<_> = all.iter().map(|n| (placement_weight(&l, n), *n)).collect();
+        let mut by_weight: Vec<_> = all
+            .iter()
+            .map(|n| (placement_weight(&l, &n.key, &n.salt), n.key))
+            .collect();
         by_weight.sort_by(|a, b| b.cmp(a));
         let top: Vec<_> = by_weight.iter().take(3).map(|(_, n)| *n).collect();
         assert_eq!(r, top);
@@ -27,7 +36,7 @@ fn replicas_are_the_k_highest_weights_and_deterministic() {
         assert_eq!(replicas(&l, &shuffled, 3), r);
     }
     // Duplicates count once; fewer nodes than K give them all.
-    let dup = [[1; 32], [1; 32], [2; 32]];
+    let dup = [all[0], all[0], all[1]];
     assert_eq!(replicas(&locator(0), &dup, 3).len(), 2);
     assert!(replicas(&locator(0), &[], 3).is_empty());
 }
@@ -54,6 +63,7 @@ fn a_leaving_node_moves_only_its_records_each_to_one_new_replica() {
     let old = nodes(8);
     let gone = old[3];
     let new: Vec<_> = old.iter().copied().filter(|n| *n != gone).collect();
+    let gone = gone.key;
     let mut moved = 0;
     for i in 0..2_000 {
         let l = locator(i);
@@ -80,7 +90,10 @@ fn a_leaving_node_moves_only_its_records_each_to_one_new_replica() {
 fn a_joining_node_takes_about_k_over_n_and_the_displaced_are_released() {
     let old = nodes(8);
     let mut new = old.clone();
-    new.push([0xee; 32]);
+    new.push(StorageNode {
+        key: [0xee; 32],
+        salt: [0xef; 32],
+    });
     let mut taken = 0;
     for i in 0..2_000 {
         let plan = repair(&locator(i), &old, &new, 3);
@@ -110,15 +123,16 @@ fn placement_vectors_match_the_spec() {
             let l = locator(i);
             json!({
                 "locator": hex(l.as_bytes()),
-                "weights": all.iter().map(|n| hex(&placement_weight(&l, n))).collect::<Vec<_>>(),
+                "weights": all.iter().map(|n| hex(&placement_weight(&l, &n.key, &n.salt))).collect::<Vec<_>>(),
                 "replicas": replicas(&l, &all, 3).iter().map(|n| hex(n)).collect::<Vec<_>>(),
             })
         })
         .collect();
     let computed = json!({
-        "comment": "specs/storage.md section 1. Nodes are the keys [i; 32] for i = 1..8; locators are BLAKE3 of the 4-byte big-endian i; K = 3.",
-        "context": "mtos-placement-v1",
-        "nodes": all.iter().map(|n| hex(n)).collect::<Vec<_>>(),
+        "comment": "specs/storage.md section 1. Nodes are the keys [i; 32] with salts [0x80 + i; 32] for i = 1..8; locators are BLAKE3 of the 4-byte big-endian i; K = 3.",
+        "context": "mtos-placement-v2",
+        "nodes": all.iter().map(|n| hex(&n.key)).collect::<Vec<_>>(),
+        "salts": all.iter().map(|n| hex(&n.salt)).collect::<Vec<_>>(),
         "cases": cases,
     });
     mtos_crypto::vectors::check(
@@ -126,4 +140,84 @@ fn placement_vectors_match_the_spec() {
         &serde_json::to_string_pretty(&computed).unwrap(),
     )
     .unwrap();
+}
+
+fn random32(rng: &mut rand_chacha::ChaCha20Rng) -> [u8; 32] {
+    use rand::Rng;
+    let mut b = [0u8; 32];
+    rng.fill_bytes(&mut b);
+    b
+}
+
+/// Key grinding (`specs/directory.md` §6.4). An attacker who knows every
+/// input of the weights in advance makes keys until three of them
+/// outweigh every honest node for a locator it chose (a feed's next
+/// slot), and then holds all its replicas: it can censor it. With salts
+/// drawn after its keys are listed, the same ground keys hold the locator
+/// no more often than keys drawn at random.
+#[test]
+fn ground_keys_win_a_chosen_locator_only_when_the_salt_is_known_in_advance() {
+    use rand::SeedableRng;
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(22);
+    // 50 networks of 20 honest storage nodes, each with a locator the
+    // attacker chose; 400 draws of the unknown salt for each.
+    let (mut tries, mut ground_wins, mut random_wins) = (0u64, 0u32, 0u32);
+    for n in 0..50u32 {
+        let honest: Vec<StorageNode> = (0..20)
+            .map(|_| StorageNode {
+                key: random32(&mut rng),
+                salt: random32(&mut rng),
+            })
+            .collect();
+        let target = locator(n);
+        let with = |keys: &[[u8; 32]], salt: [u8; 32]| -> Vec<StorageNode> {
+            let mut all = honest.clone();
+            all.extend(keys.iter().map(|k| StorageNode { key: *k, salt }));
+            all
+        };
+        // Grinding against a salt known in advance (as every node's was
+        // before salts: none): keys that outweigh every honest node.
+        let known = [0x42; 32];
+        let best_honest = honest
+            .iter()
+            .map(|h| placement_weight(&target, &h.key, &h.salt))
+            .max()
+            .unwrap();
+        let mut ground = Vec::new();
+        while ground.len() < 3 {
+            tries += 1;
+            let key = random32(&mut rng);
+            if placement_weight(&target, &key, &known) > best_honest {
+                ground.push(key);
+            }
+        }
+        let reps = replicas(&target, &with(&ground, known), 3);
+        assert!(
+            reps.iter().all(|r| ground.contains(r)),
+            "the ground keys hold every replica"
+        );
+        // The salt is the shared value of the epoch after the keys are
+        // listed: unknown when they were made.
+        let random: Vec<[u8; 32]> = (0..3).map(|_| random32(&mut rng)).collect();
+        for _ in 0..400 {
+            let salt = random32(&mut rng);
+            let owns = |keys: &[[u8; 32]]| {
+                replicas(&target, &with(keys, salt), 3)
+                    .iter()
+                    .all(|r| keys.contains(r))
+            };
+            ground_wins += u32::from(owns(&ground));
+            random_wins += u32::from(owns(&random));
+        }
+    }
+    println!(
+        "grinding: {:.0} keys tried per locator won with a known salt; with salts drawn later, \
+         ground keys held their locator in {ground_wins} of 20,000 draws, random keys in \
+         {random_wins} (1 in C(23, 3) = 1,771 expected: 11.3)",
+        tries as f64 / 50.0
+    );
+    // Any three of 23 nodes hold a locator in 1 draw of 1,771 (11.3 of
+    // 20,000): 30 is 5.6 standard deviations above.
+    assert!(ground_wins <= 30, "ground keys won {ground_wins} of 20,000");
+    assert!(random_wins <= 30, "random keys won {random_wins} of 20,000");
 }

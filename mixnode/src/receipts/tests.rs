@@ -8,6 +8,7 @@ use mtos_crypto::slot::{SlotRecord, slot_locator};
 use rand::SeedableRng;
 
 use super::*;
+use crate::placement::StorageNode;
 use crate::replica_proto::put_rest;
 
 /// The stamp of every put here (opaque to the receipts: the replica
@@ -23,14 +24,20 @@ use crate::service::Status;
 /// Five storage nodes with their identities, K = 3, epoch 9.
 struct Net {
     ids: Vec<Identity>,
-    nodes: Vec<[u8; 32]>,
+    nodes: Vec<StorageNode>,
 }
 
 impl Net {
     fn new() -> Self {
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(1);
         let ids: Vec<Identity> = (0..5).map(|_| Identity::throwaway(&mut rng, 0)).collect();
-        let nodes = ids.iter().map(|i| *i.verify_key().as_bytes()).collect();
+        let nodes = ids
+            .iter()
+            .map(|i| StorageNode {
+                key: *i.verify_key().as_bytes(),
+                salt: [7; 32],
+            })
+            .collect();
         Self { ids, nodes }
     }
 
@@ -66,7 +73,7 @@ impl Net {
     }
 
     fn id(&self, node: &[u8; 32]) -> &Identity {
-        let i = self.nodes.iter().position(|n| n == node).unwrap();
+        let i = self.nodes.iter().position(|n| n.key == *node).unwrap();
         &self.ids[i]
     }
 
@@ -234,6 +241,7 @@ fn receipts_from_nodes_that_are_not_replicas_do_not_count() {
     let others: Vec<Signed> = net
         .nodes
         .iter()
+        .map(|n| &n.key)
         .filter(|n| !reps.contains(n))
         .map(|n| {
             net.answer(
@@ -365,7 +373,10 @@ fn a_service_node_whose_document_differs_is_not_taken_for_a_liar() {
     bigger.nodes = bigger
         .ids
         .iter()
-        .map(|i| *i.verify_key().as_bytes())
+        .map(|i| StorageNode {
+            key: *i.verify_key().as_bytes(),
+            salt: [7; 32],
+        })
         .collect();
     let locators: Vec<Locator> = (0..30u8).map(|i| Locator::of(&[i, 1])).collect();
     let answers = probe_answers(&bigger, &[8; 16], &locators, 0);

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::*;
-use crate::placement::replicas;
+use crate::placement::{StorageNode, replicas};
 
 const K: usize = 3;
 const HEARTBEAT: Duration = Duration::from_secs(2);
@@ -29,6 +29,16 @@ fn node(i: u8) -> [u8; 32] {
     [i; 32]
 }
 
+/// The storage nodes with these keys, each with a salt of its own.
+fn ring(keys: &[[u8; 32]]) -> Vec<StorageNode> {
+    keys.iter()
+        .map(|k| StorageNode {
+            key: *k,
+            salt: [k[0] ^ 0xa5; 32],
+        })
+        .collect()
+}
+
 fn record(i: u32) -> (Locator, Vec<u8>) {
     let bytes = format!("record {i}").into_bytes();
     (Locator::of(&bytes), bytes)
@@ -42,7 +52,7 @@ impl World {
             nodes.iter().map(|n| (*n, Store::new())).collect();
         for i in 0..records {
             let (l, bytes) = record(i);
-            for r in replicas(&l, &nodes, K) {
+            for r in replicas(&l, &ring(&nodes), K) {
                 stores
                     .get_mut(&r)
                     .unwrap()
@@ -56,7 +66,7 @@ impl World {
                     page: 50,
                     ..RepairConfig::default()
                 };
-                (*n, RepairPlan::new(*n, config, Some(nodes.clone())))
+                (*n, RepairPlan::new(*n, config, Some(ring(&nodes))))
             })
             .collect();
         let world = Self {
@@ -76,7 +86,7 @@ impl World {
         let now = self.now;
         for (n, plan) in &mut self.plans {
             if !self.down.contains(n) {
-                plan.handle_document(now, storage.to_vec(), HEARTBEAT);
+                plan.handle_document(now, ring(storage), HEARTBEAT);
             }
         }
     }
@@ -180,7 +190,7 @@ impl World {
                     .handle_copied(now, id, result);
             }
             RepairAction::SaveBaseline(nodes) => {
-                self.saved.insert(n, nodes);
+                self.saved.insert(n, nodes.iter().map(|s| s.key).collect());
             }
         }
     }
@@ -213,7 +223,7 @@ fn after_a_departure_every_record_is_back_at_exactly_k_copies_each_sent_once() {
     let gone = nodes[3];
     let lost: Vec<Locator> = (0..400)
         .map(|i| record(i).0)
-        .filter(|l| replicas(l, &nodes, K).contains(&gone))
+        .filter(|l| replicas(l, &ring(&nodes), K).contains(&gone))
         .collect();
     assert!(lost.len() > 100);
     w.down.insert(gone);
@@ -223,7 +233,7 @@ fn after_a_departure_every_record_is_back_at_exactly_k_copies_each_sent_once() {
     w.run(forever());
     for i in 0..400 {
         let (l, _) = record(i);
-        let mut want = replicas(&l, &new, K);
+        let mut want = replicas(&l, &ring(&new), K);
         want.sort_unstable();
         assert_eq!(w.holders(&l, &new), want, "record {i}");
     }
@@ -260,7 +270,7 @@ fn a_source_that_is_listed_but_silent_is_covered_by_the_next_rank_a_round_later(
     let mut late = 0;
     for i in 0..400 {
         let (l, _) = record(i);
-        let plan = placement::repair(&l, &nodes, &new, K);
+        let plan = placement::repair(&l, &ring(&nodes), &ring(&new), K);
         for target in &plan.targets {
             if *target == silent {
                 continue;
@@ -296,13 +306,13 @@ fn a_pass_with_an_unreachable_target_runs_again_until_it_completes() {
     let c = w.counts();
     assert!(c.failed > 0 && c.sent == 0 && c.passes == 0, "{c:?}");
     w.down.remove(&joining);
-    let mut plan = RepairPlan::new(joining, RepairConfig::default(), Some(new.clone()));
-    plan.handle_document(w.now, new.clone(), HEARTBEAT);
+    let mut plan = RepairPlan::new(joining, RepairConfig::default(), Some(ring(&new)));
+    plan.handle_document(w.now, ring(&new), HEARTBEAT);
     w.plans.insert(joining, plan);
     w.run(forever());
     for i in 0..200 {
         let (l, _) = record(i);
-        let mut want = replicas(&l, &new, K);
+        let mut want = replicas(&l, &ring(&new), K);
         want.sort_unstable();
         // The old replicas the newcomer displaced keep their copies
         // until retention evicts them.
@@ -337,7 +347,7 @@ fn a_change_during_a_pass_starts_it_over_against_the_same_old_set() {
     w.run(forever());
     for i in 0..300 {
         let (l, _) = record(i);
-        let mut want = replicas(&l, &second, K);
+        let mut want = replicas(&l, &ring(&second), K);
         want.sort_unstable();
         assert_eq!(w.holders(&l, &second), want, "record {i}");
     }
@@ -347,18 +357,18 @@ fn a_change_during_a_pass_starts_it_over_against_the_same_old_set() {
 fn the_first_document_is_the_baseline_and_a_node_outside_the_set_does_nothing() {
     let me = node(1);
     let mut plan = RepairPlan::new(me, RepairConfig::default(), None);
-    plan.handle_document(Instant::ZERO, vec![node(2), me], HEARTBEAT);
+    plan.handle_document(Instant::ZERO, ring(&[node(2), me]), HEARTBEAT);
     assert_eq!(
         plan.poll_action(),
-        Some(RepairAction::SaveBaseline(vec![me, node(2)]))
+        Some(RepairAction::SaveBaseline(ring(&[me, node(2)])))
     );
     assert_eq!(plan.poll_timeout(), None);
     // A set without this node: no pass.
-    plan.handle_document(Instant::ZERO, vec![node(2), node(3)], HEARTBEAT);
+    plan.handle_document(Instant::ZERO, ring(&[node(2), node(3)]), HEARTBEAT);
     assert_eq!(plan.poll_timeout(), None);
     assert_eq!(plan.poll_action(), None);
     // With it again, and changed: settle, then read from the start.
-    plan.handle_document(Instant::ZERO, vec![me, node(3)], HEARTBEAT);
+    plan.handle_document(Instant::ZERO, ring(&[me, node(3)]), HEARTBEAT);
     assert_eq!(plan.poll_timeout(), Some(Instant::ZERO + HEARTBEAT));
     plan.handle_timeout(Instant::ZERO + HEARTBEAT);
     assert_eq!(
@@ -397,7 +407,7 @@ fn answers_that_never_come_time_out_and_the_pass_is_run_again() {
     assert_eq!(w.counts().passes, nodes.len() as u64);
     for i in 0..200 {
         let (l, _) = record(i);
-        let reps = replicas(&l, &new, K);
+        let reps = replicas(&l, &ring(&new), K);
         assert!(
             w.holders(&l, &new)
                 .iter()
@@ -416,15 +426,15 @@ fn a_page_read_for_an_interrupted_pass_is_not_taken_for_the_next_ones() {
         ..RepairConfig::default()
     };
     let old = vec![me, node(2), node(3), node(4)];
-    let mut plan = RepairPlan::new(me, config, Some(old.clone()));
+    let mut plan = RepairPlan::new(me, config, Some(ring(&old)));
     let t = |s: u64| Instant::ZERO + Duration::from_secs(s);
-    plan.handle_document(t(0), vec![me, node(2), node(3)], HEARTBEAT);
+    plan.handle_document(t(0), ring(&[me, node(2), node(3)]), HEARTBEAT);
     plan.handle_timeout(t(2));
     let Some(RepairAction::ReadPage { id: first, .. }) = plan.poll_action() else {
         panic!("the pass reads a page");
     };
     // The storage nodes change again before that read comes back.
-    plan.handle_document(t(3), vec![me, node(2)], HEARTBEAT);
+    plan.handle_document(t(3), ring(&[me, node(2)]), HEARTBEAT);
     assert_eq!(plan.poll_outcome(), Some(PassOutcome::Interrupted));
     plan.handle_timeout(t(5));
     let Some(RepairAction::ReadPage {

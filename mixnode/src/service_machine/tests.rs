@@ -34,6 +34,8 @@ type Store = HashMap<(Kind, Locator), Vec<u8>>;
 /// signing their answers as a node does.
 pub(crate) struct World {
     pub(crate) nodes: Vec<[u8; 32]>,
+    /// The nodes as placement sees them (each with a salt).
+    pub(crate) ring: Vec<crate::placement::StorageNode>,
     identities: HashMap<[u8; 32], Identity>,
     pub(crate) behaviour: HashMap<[u8; 32], Behaviour>,
     stores: HashMap<[u8; 32], Store>,
@@ -57,6 +59,13 @@ impl World {
             behaviour: nodes.iter().map(|n| (*n, Behaviour::Honest)).collect(),
             stores: nodes.iter().map(|n| (*n, HashMap::new())).collect(),
             identities,
+            ring: nodes
+                .iter()
+                .map(|k| crate::placement::StorageNode {
+                    key: *k,
+                    salt: [k[1]; 32],
+                })
+                .collect(),
             nodes,
             asked: Vec::new(),
             epoch: 7,
@@ -64,12 +73,12 @@ impl World {
     }
 
     pub(crate) fn replicas(&self, locator: &Locator) -> Vec<[u8; 32]> {
-        replicas(locator, &self.nodes, 3)
+        replicas(locator, &self.ring, 3)
     }
 
     pub(crate) fn view(&self) -> View<'_> {
         View {
-            storage: &self.nodes,
+            storage: &self.ring,
             k: 3,
             epoch: self.epoch,
         }
@@ -229,7 +238,7 @@ fn a_put_without_a_stamp_the_document_asks_for_costs_no_replica_a_request() {
     ];
     for (i, (s, reason)) in refused.into_iter().enumerate() {
         let op = Op::Put(Kind::Chunk, bytes.clone(), s);
-        m.handle_request(at(0), job(i as u32, l, op), &world.nodes)
+        m.handle_request(at(0), job(i as u32, l, op), &world.ring)
             .unwrap();
         assert!(m.poll_ask().is_none(), "{reason}: a replica was asked");
         let a = m.poll_answered().unwrap();
@@ -238,8 +247,7 @@ fn a_put_without_a_stamp_the_document_asks_for_costs_no_replica_a_request() {
     }
     assert_ne!(other_l, l);
     let op = Op::Put(Kind::Chunk, bytes.clone(), stamp(&bytes, 9, 4));
-    m.handle_request(at(0), job(9, l, op), &world.nodes)
-        .unwrap();
+    m.handle_request(at(0), job(9, l, op), &world.ring).unwrap();
     assert_eq!(std::iter::from_fn(|| m.poll_ask()).count(), 3);
 }
 
@@ -250,7 +258,7 @@ fn a_put_reaches_all_k_replicas_at_once_and_a_silent_one_makes_it_short() {
     let reps = world.replicas(&l);
     world.behaviour.insert(reps[1], Behaviour::Silent);
     let mut m = Machine::new(ServiceConfig::default());
-    m.handle_request(at(0), job(7, l, put(bytes)), &world.nodes)
+    m.handle_request(at(0), job(7, l, put(bytes)), &world.ring)
         .unwrap();
     // All three asks go out before any answer.
     let asks: Vec<Ask> = std::iter::from_fn(|| m.poll_ask()).collect();
@@ -308,7 +316,7 @@ fn a_put_no_replica_answers_is_unavailable_and_a_refusal_is_passed_on() {
         world.behaviour.insert(n, Behaviour::Silent);
     }
     let mut m = Machine::new(ServiceConfig::default());
-    m.handle_request(at(0), job(1, l, put(bytes.clone())), &world.nodes)
+    m.handle_request(at(0), job(1, l, put(bytes.clone())), &world.ring)
         .unwrap();
     let (answered, end) = settle(&mut m, &mut world, at(0));
     assert_eq!(answered[0].response.status, Status::Unavailable);
@@ -321,7 +329,7 @@ fn a_put_no_replica_answers_is_unavailable_and_a_refusal_is_passed_on() {
     let mut world = World::new(5);
     let reps = world.replicas(&l);
     world.behaviour.insert(reps[2], Behaviour::Refuse);
-    m.handle_request(at(0), job(2, l, put(bytes)), &world.nodes)
+    m.handle_request(at(0), job(2, l, put(bytes)), &world.ring)
         .unwrap();
     let (answered, _) = settle(&mut m, &mut world, at(0));
     let r = &answered[0].response;
@@ -348,7 +356,7 @@ fn a_bad_record_is_refused_before_any_replica_is_asked() {
     let (l, mut bytes) = chunk(3);
     bytes[0] ^= 1;
     let mut m = Machine::new(ServiceConfig::default());
-    m.handle_request(at(0), job(1, l, put(bytes)), &world.nodes)
+    m.handle_request(at(0), job(1, l, put(bytes)), &world.ring)
         .unwrap();
     let (answered, _) = settle(&mut m, &mut world, at(0));
     assert_eq!(answered[0].response.status, Status::Refused);
@@ -361,13 +369,13 @@ fn a_get_skips_a_replica_answering_a_tampered_record_and_caches_the_good_one() {
     let mut world = World::new(8);
     let (l, bytes) = chunk(4);
     let mut m = Machine::new(ServiceConfig::default());
-    m.handle_request(at(0), job(1, l, put(bytes.clone())), &world.nodes)
+    m.handle_request(at(0), job(1, l, put(bytes.clone())), &world.ring)
         .unwrap();
     settle(&mut m, &mut world, at(0));
     let reps = world.replicas(&l);
     world.behaviour.insert(reps[0], Behaviour::Tamper);
     world.asked.clear();
-    m.handle_request(at(100), job(2, l, Op::Get(Kind::Chunk)), &world.nodes)
+    m.handle_request(at(100), job(2, l, Op::Get(Kind::Chunk)), &world.ring)
         .unwrap();
     let (answered, _) = settle(&mut m, &mut world, at(100));
     assert_eq!(answered[0].response.status, Status::Ok);
@@ -378,7 +386,7 @@ fn a_get_skips_a_replica_answering_a_tampered_record_and_caches_the_good_one() {
     assert_eq!(m.counts().bad_records, 1);
     // Again: from the cache, no replica asked.
     world.asked.clear();
-    m.handle_request(at(200), job(3, l, Op::Get(Kind::Chunk)), &world.nodes)
+    m.handle_request(at(200), job(3, l, Op::Get(Kind::Chunk)), &world.ring)
         .unwrap();
     let (answered, _) = settle(&mut m, &mut world, at(200));
     assert_eq!(answered[0].response.body, bytes);
@@ -395,7 +403,7 @@ fn a_get_says_not_found_only_when_a_replica_said_so() {
     world.behaviour.insert(reps[0], Behaviour::Silent);
     world.behaviour.insert(reps[1], Behaviour::Tamper);
     let mut m = Machine::new(ServiceConfig::default());
-    m.handle_request(at(0), job(1, l, Op::Get(Kind::Chunk)), &world.nodes)
+    m.handle_request(at(0), job(1, l, Op::Get(Kind::Chunk)), &world.ring)
         .unwrap();
     let (answered, end) = settle(&mut m, &mut world, at(0));
     assert_eq!(answered[0].response.status, Status::NotFound);
@@ -403,7 +411,7 @@ fn a_get_says_not_found_only_when_a_replica_said_so() {
     for n in world.nodes.clone() {
         world.behaviour.insert(n, Behaviour::Silent);
     }
-    m.handle_request(at(0), job(2, l, Op::Get(Kind::Slot)), &world.nodes)
+    m.handle_request(at(0), job(2, l, Op::Get(Kind::Slot)), &world.ring)
         .unwrap();
     let (answered, end) = settle(&mut m, &mut world, at(0));
     assert_eq!(answered[0].response.status, Status::Unavailable);
@@ -439,7 +447,7 @@ fn a_probe_asks_every_replica_once_and_a_slot_is_empty_only_when_all_sign_so() {
     m.handle_request(
         at(0),
         job(1, locators[0], Op::Probe(locators[1..].to_vec())),
-        &world.nodes,
+        &world.ring,
     )
     .unwrap();
     let first: Vec<Ask> = std::iter::from_fn(|| m.poll_ask()).collect();
@@ -477,7 +485,7 @@ fn a_replica_answer_that_does_not_verify_is_dropped_and_counted() {
     let reps = world.replicas(&l);
     world.behaviour.insert(reps[0], Behaviour::Forge);
     let mut m = Machine::new(ServiceConfig::default());
-    m.handle_request(at(0), job(3, l, put(bytes.clone())), &world.nodes)
+    m.handle_request(at(0), job(3, l, put(bytes.clone())), &world.ring)
         .unwrap();
     let (answered, _) = settle(&mut m, &mut world, at(0));
     let r = &answered[0].response;
@@ -507,7 +515,7 @@ fn a_probe_needing_more_signed_answers_than_a_reply_holds_is_a_bad_request() {
     m.handle_request(
         at(0),
         job(1, locators[0], Op::Probe(locators[1..].to_vec())),
-        &world.nodes,
+        &world.ring,
     )
     .unwrap();
     assert!(m.poll_ask().is_none());
@@ -526,11 +534,11 @@ fn a_full_machine_refuses_more_requests_until_its_answers_are_taken() {
         ..ServiceConfig::default()
     });
     for r in 0..2 {
-        m.handle_request(at(0), job(r, l, Op::Get(Kind::Chunk)), &world.nodes)
+        m.handle_request(at(0), job(r, l, Op::Get(Kind::Chunk)), &world.ring)
             .unwrap();
     }
     let Busy(back) = m
-        .handle_request(at(0), job(9, l, Op::Get(Kind::Chunk)), &world.nodes)
+        .handle_request(at(0), job(9, l, Op::Get(Kind::Chunk)), &world.ring)
         .unwrap_err();
     assert_eq!(back.reply, 9);
     assert_eq!(m.counts().busy, 1);
@@ -541,10 +549,10 @@ fn a_full_machine_refuses_more_requests_until_its_answers_are_taken() {
     }
     assert_eq!(m.in_work(), 0);
     assert!(
-        m.handle_request(at(2), job(9, l, Op::Get(Kind::Chunk)), &world.nodes)
+        m.handle_request(at(2), job(9, l, Op::Get(Kind::Chunk)), &world.ring)
             .is_err()
     );
     assert_eq!(m.poll_answered().unwrap().response.status, Status::NotFound);
-    m.handle_request(at(3), job(10, l, Op::Get(Kind::Chunk)), &world.nodes)
+    m.handle_request(at(3), job(10, l, Op::Get(Kind::Chunk)), &world.ring)
         .unwrap();
 }

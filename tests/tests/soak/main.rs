@@ -26,7 +26,7 @@ use mtos_crypto::envelope::ClientAddress;
 use mtos_crypto::item::Locator;
 use mtos_crypto::slot::{SlotRecord, slot_locator};
 use mtos_mixnode::admission::Position::{self, Gateway, Layer, Service};
-use mtos_mixnode::placement::{DEFAULT_REPLICAS, replicas, storage_nodes};
+use mtos_mixnode::placement::{DEFAULT_REPLICAS, StorageNode, replicas, storage_nodes};
 use mtos_mixnode::receipts::Held;
 use mtos_mixnode::records::{Kind, Retention};
 use mtos_mixnode::service::{Op, Status};

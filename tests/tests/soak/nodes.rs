@@ -144,7 +144,7 @@ pub(crate) fn node_keys(net: &Testnet) -> Vec<[u8; 32]> {
 pub(crate) async fn settle(
     net: &Testnet,
     records: &[Record],
-    storage: &[[u8; 32]],
+    storage: &[StorageNode],
     keys: &[[u8; 32]],
     timeout: Duration,
 ) -> Option<f64> {
@@ -167,7 +167,7 @@ pub(crate) async fn settle(
                 .zip(keys)
                 .zip(&expected)
                 .all(|((n, k), e)| {
-                    !storage.contains(k)
+                    !storage.iter().any(|s| s.key == *k)
                         || n.metric("mtos_records_held", "").unwrap_or(-1.0) >= *e as f64
                 });
             let repair: Vec<Option<f64>> = net
@@ -198,7 +198,7 @@ pub(crate) async fn settle(
 pub(crate) fn check_stores(
     net: &mut Testnet,
     records: &[Record],
-    storage: &[[u8; 32]],
+    storage: &[StorageNode],
     keys: &[[u8; 32]],
 ) -> (Vec<String>, Vec<(String, usize, u64)>) {
     for node in &mut net.nodes {
@@ -206,7 +206,7 @@ pub(crate) fn check_stores(
     }
     let (mut missing, mut stored) = (Vec::new(), Vec::new());
     for (node, key) in net.nodes.iter().zip(keys) {
-        if !storage.contains(key) {
+        if !storage.iter().any(|s| s.key == *key) {
             continue;
         }
         // Nothing is evicted by a reader.
