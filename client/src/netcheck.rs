@@ -173,7 +173,7 @@ pub async fn check(config: &NetworkConfig, timeout: Duration) -> Result<Report, 
             swarm.select_next_some().await;
         }
     });
-    let trust = config.trust_for_check()?;
+    let trust = config.trust()?;
     let keys: Vec<[u8; 32]> = config.authorities.iter().map(|a| a.key).collect();
     // One authority after another: each answer is judged alone.
     let mut views = Vec::new();

@@ -190,7 +190,7 @@ impl NetworkSection {
     /// Signatures a document needs: the threshold set, or more than half.
     pub fn signatures_needed(&self) -> usize {
         match self.threshold {
-            0 => self.authorities.len() / 2 + 1,
+            0 => mtos_mixnode::directory::AuthoritySet::majority_of(self.authorities.len()),
             t => t,
         }
     }

@@ -363,39 +363,21 @@ impl Testnet {
         node: impl Fn(Position) -> NodeSettings,
         authority: &AuthoritySettings,
     ) -> Self {
-        Self::start_full(
-            positions,
-            epoch_secs,
-            mean_delay_ms,
-            node,
-            authority,
-            AUTHORITIES,
-        )
-    }
-
-    /// [`Testnet::start_custom`] with `authorities` directory authorities.
-    pub fn start_full(
-        positions: &[Position],
-        epoch_secs: u64,
-        mean_delay_ms: u64,
-        node: impl Fn(Position) -> NodeSettings,
-        authority: &AuthoritySettings,
-        authorities: usize,
-    ) -> Self {
         let mut net = Self::launch(
             positions,
             epoch_secs,
             mean_delay_ms,
             node,
             authority,
-            authorities,
+            AUTHORITIES,
         );
         net.wait_until_listed(positions.len(), Duration::from_secs(60));
         net
     }
 
-    /// [`Testnet::start_full`] without waiting for the nodes to be listed
-    /// (a network whose authorities list only approved nodes, say).
+    /// [`Testnet::start_custom`] with `authorities` directory authorities,
+    /// without waiting for the nodes to be listed (a network whose
+    /// authorities list only approved nodes, say).
     pub fn launch(
         positions: &[Position],
         epoch_secs: u64,
@@ -505,7 +487,7 @@ impl Testnet {
                 .iter()
                 .map(|a| mtos_crypto::VerifyKey::from_bytes(a.key).unwrap())
                 .collect(),
-            threshold: self.authorities.len() / 2 + 1,
+            threshold: mtos_mixnode::directory::AuthoritySet::majority_of(self.authorities.len()),
             addresses: mtos_net::check_multiaddr,
         }
     }

@@ -45,7 +45,7 @@ impl NetworkConfig {
             parsed.push(a);
         }
         let threshold = match threshold {
-            0 => n / 2 + 1,
+            0 => mtos_mixnode::directory::AuthoritySet::majority_of(n),
             t if n / 2 < t && t <= n => t,
             _ => {
                 return Err(bad(
@@ -79,12 +79,8 @@ impl NetworkConfig {
             .collect()
     }
 
-    /// The trust `mtos net check` verifies documents with.
-    pub(crate) fn trust_for_check(&self) -> Result<Trust, ClientError> {
-        self.trust()
-    }
-
-    pub(super) fn trust(&self) -> Result<Trust, ClientError> {
+    /// The trust documents of this network are verified with.
+    pub(crate) fn trust(&self) -> Result<Trust, ClientError> {
         let keys = self
             .authorities
             .iter()

@@ -197,16 +197,7 @@ impl Authority {
     /// are stale, and a node silent for the liveness window is gone: both
     /// are forgotten.
     pub fn vote_nodes(&mut self, epoch: u32, now: u64) -> Vec<VoteEntry> {
-        let liveness = self.params.schedule.liveness_secs();
-        let before = self.descriptors.len();
-        self.descriptors.retain(|_, (d, _, seen)| {
-            d.node.sphinx_keys.iter().any(|k| k.epoch >= epoch)
-                && seen.saturating_add(liveness) > now
-        });
-        if self.descriptors.len() != before {
-            self.total_bytes = self.descriptors.values().map(|(_, b, _)| b.len()).sum();
-            self.cached = None;
-        }
+        self.forget_stale(epoch, now);
         self.descriptors
             .values()
             .filter(|(d, _, _)| d.node.sphinx_keys.iter().any(|k| k.epoch == epoch))
@@ -236,6 +227,21 @@ impl Authority {
                 }
             })
             .collect()
+    }
+
+    /// Forgets descriptors without a key for `epoch` or later, and nodes
+    /// silent for the liveness window.
+    fn forget_stale(&mut self, epoch: u32, now: u64) {
+        let liveness = self.params.schedule.liveness_secs();
+        let before = self.descriptors.len();
+        self.descriptors.retain(|_, (d, _, seen)| {
+            d.node.sphinx_keys.iter().any(|k| k.epoch >= epoch)
+                && seen.saturating_add(liveness) > now
+        });
+        if self.descriptors.len() != before {
+            self.total_bytes = self.descriptors.values().map(|(_, b, _)| b.len()).sum();
+            self.cached = None;
+        }
     }
 
     /// This authority's vote for round `serial` of `epoch` at `now`.
@@ -330,29 +336,21 @@ impl Authority {
     pub fn document(&mut self, now: u64, signer: &Identity) -> Vec<u8> {
         let epoch = self.params.schedule.epoch_at(now);
         let me = *signer.verify_key().as_bytes();
-        let nodes = self.vote_nodes(epoch, now);
+        self.forget_stale(epoch, now);
         if let Some((e, bytes)) = &self.cached
             && *e == epoch
         {
             return bytes.clone();
         }
         self.serial += 1;
-        let vote = Vote {
-            version: DOCUMENT_VERSION,
-            network: self.params.network.clone(),
-            authority: me,
-            epoch,
-            serial: self.serial,
-            params: self.params.vote_params(),
-            nodes,
-            random: RandomVote {
-                commit: [0; 32],
-                reveal: None,
-                commits: Vec::new(),
-                previous: None,
-                current: None,
-            },
+        let random = RandomVote {
+            commit: [0; 32],
+            reveal: None,
+            commits: Vec::new(),
+            previous: None,
+            current: None,
         };
+        let vote = self.vote(epoch, self.serial, now, random, me);
         let signed_vote = vote.sign(signer);
         let digest = super::vote::vote_digest(&signed_vote);
         let bytes = match compute_consensus(

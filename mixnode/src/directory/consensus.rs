@@ -167,7 +167,7 @@ pub fn compute_consensus(
 ) -> Result<NetworkDocument, ConsensusError> {
     let configured: BTreeSet<[u8; 32]> = authorities.iter().copied().collect();
     let n = configured.len();
-    let majority = n / 2 + 1;
+    let majority = AuthoritySet::majority_of(n);
     let mut by_authority: BTreeMap<[u8; 32], Vec<(&Vote, [u8; 32])>> = BTreeMap::new();
     for (vote, digest) in votes {
         if configured.contains(&vote.authority)
@@ -391,9 +391,12 @@ fn place(
     let share = usize::from(params.family_cap_percent.clamp(1, 100));
     let mut drawn = listed;
     drawn.sort_by_key(|(n, _)| layer_draw(&random.value, &n.key));
-    let mixes = drawn.iter().filter(|(n, _)| n.role == Role::Mix).count();
+    let count = |role| drawn.iter().filter(|(n, _)| n.role == role).count();
     let cap_of = |size: usize| (size * share / 100).max(1);
-    let mix_cap = cap_of(mixes.div_ceil(layers));
+    let mix_cap = cap_of(count(Role::Mix).div_ceil(layers));
+    // Gateways are group 0, service nodes group layers + 1.
+    let gateway_cap = cap_of(count(Role::Gateway));
+    let service_cap = cap_of(count(Role::Service));
     // (family, group) → nodes placed; group 0 gateways, 1..=layers mixes,
     // layers + 1 service nodes.
     let mut held: BTreeMap<(String, usize), usize> = BTreeMap::new();
@@ -422,14 +425,11 @@ fn place(
                 _ => unplaced.push(node),
             },
             role => {
-                let (group, size) = match role {
-                    Role::Gateway => (0, drawn.iter().filter(|(n, _)| n.role == role).count()),
-                    _ => (
-                        layers + 1,
-                        drawn.iter().filter(|(n, _)| n.role == role).count(),
-                    ),
+                let (group, cap) = match role {
+                    Role::Gateway => (0, gateway_cap),
+                    _ => (layers + 1, service_cap),
                 };
-                if under_cap(&held, &node, group, cap_of(size)) {
+                if under_cap(&held, &node, group, cap) {
                     take(&mut held, &node, group);
                     node.layer = None;
                     out.push(node);

@@ -156,7 +156,7 @@ fn status_text(dir: &Path, state: &testnet::State) -> String {
         state.network,
         dir.display(),
         state.authorities.len(),
-        state.authorities.len() / 2 + 1
+        mtos_mixnode::directory::AuthoritySet::majority_of(state.authorities.len())
     );
     for a in &state.authorities {
         out.push_str(&format!("  authority {} (key {})\n", a.addr, a.key));
