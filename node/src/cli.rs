@@ -110,6 +110,8 @@ enum AuthorityCommand {
     /// Approve a node: the authority votes for it from its next round.
     ///
     /// Example: mtos-node authority approve 3f2a...9c --family example-hosting
+    ///
+    /// Re-keying: mtos-node authority approve NEWKEY --replaces OLDKEY
     Approve {
         /// The authority's config file.
         #[arg(long, default_value = "mtos-authority/authority.toml")]
@@ -124,6 +126,11 @@ enum AuthorityCommand {
         /// authorities would give it.
         #[arg(long)]
         layer: Option<u8>,
+        /// The node's old key: KEY is its new one. The old key stays
+        /// listed until the new one is, and keeps its family and pin; a
+        /// node re-keys at most once per 30 days.
+        #[arg(long, value_name = "OLD_KEY")]
+        replaces: Option<String>,
     },
     /// Withdraw a node's approval: it leaves the document once a majority
     /// of the authorities stop voting for it.
@@ -188,12 +195,27 @@ fn run(cli: Cli, faults: FaultPolicy) -> Result<(), String> {
             key,
             family,
             layer,
+            replaces,
         }) => {
             let parsed = authority::load_config(&config).map_err(|e| e.to_string())?;
             let base = config.parent().unwrap_or(Path::new("."));
-            let key = authority::approve(base, &key, family, layer, parsed.layers)
-                .map_err(|e| e.to_string())?;
+            let key = authority::approve(
+                base,
+                &key,
+                family,
+                layer,
+                replaces.as_deref(),
+                parsed.layers,
+                mtos_net::unix_now(),
+            )
+            .map_err(|e| e.to_string())?;
             println!("approved {key}; the authority votes for it from its next round");
+            if replaces.is_some() {
+                println!(
+                    "the old key is voted for until the new one is listed; the new key \
+                     draws a new placement salt"
+                );
+            }
             Ok(())
         }
         Command::Authority(AuthorityCommand::Revoke { config, key }) => {

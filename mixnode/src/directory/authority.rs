@@ -58,6 +58,10 @@ pub struct Approval {
     /// one the consensus would give.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub layer: Option<u8>,
+    /// The key this one replaces (`approve NEW --replaces OLD`, §6.5): the
+    /// old key is voted for until the new one is listed, then no more.
+    #[serde(default, with = "hex32_opt", skip_serializing_if = "Option::is_none")]
+    pub replaces: Option<[u8; 32]>,
 }
 
 /// Which nodes an authority votes for.
@@ -198,9 +202,11 @@ impl Authority {
     /// are forgotten.
     pub fn vote_nodes(&mut self, epoch: u32, now: u64) -> Vec<VoteEntry> {
         self.forget_stale(epoch, now);
+        let superseded = self.superseded();
         self.descriptors
             .values()
             .filter(|(d, _, _)| d.node.sphinx_keys.iter().any(|k| k.epoch == epoch))
+            .filter(|(d, _, _)| !superseded.contains(&d.node.key))
             .map(|(d, signed, _)| {
                 let key = d.node.key;
                 let known = self.registry.get(&key);
@@ -227,6 +233,20 @@ impl Authority {
                 }
             })
             .collect()
+    }
+
+    /// Approved keys whose replacement (`Approval::replaces`) has been
+    /// listed: a re-keyed node leaves with its old key once its new one is
+    /// in a document, so it is never listed twice for long, nor absent.
+    fn superseded(&self) -> std::collections::BTreeSet<[u8; 32]> {
+        match &self.admission {
+            Admission::Open => std::collections::BTreeSet::new(),
+            Admission::Approved(approved) => approved
+                .iter()
+                .filter(|(new, _)| self.registry.contains_key(*new))
+                .filter_map(|(_, a)| a.replaces)
+                .collect(),
+        }
     }
 
     /// Forgets descriptors without a key for `epoch` or later, and nodes

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::{NodeError, create_private};
 use mtos_mixnode::directory::{
     Admission, Approval, AuthoritySet, DirectoryError, EpochSchedule, MAX_FAMILY, MAX_SIGNATURES,
-    Mixing, NetworkParams, Rates, StorageRules,
+    Mixing, NetworkParams, REMEMBER_SECS, Rates, StorageRules,
 };
 use mtos_net::{libp2p_keypair, unix_now};
 
@@ -433,6 +433,22 @@ pub struct Approvals {
     /// By node key.
     #[serde(default)]
     pub nodes: BTreeMap<String, Approval>,
+    /// The re-keyings approved in the last 30 days: a node re-keys at most
+    /// once per records' retention (`specs/directory.md` §6.5).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rekeys: Vec<Rekey>,
+}
+
+/// One approved re-keying (`approve NEW --replaces OLD`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rekey {
+    /// The key replaced, hex.
+    pub old: String,
+    /// The key replacing it, hex.
+    pub new: String,
+    /// When it was approved (Unix seconds).
+    pub at: u64,
 }
 
 impl Approvals {
@@ -466,18 +482,23 @@ impl Approvals {
 
 /// `mtos-node authority approve`: approves `key` (a node key, as `mtos-node
 /// init` prints it) in the authority directory `dir`, with a family and a
-/// pinned layer if given. The running authority takes it at its next
-/// round. Returns the key as written.
+/// pinned layer if given. With `replaces`, the key is the new key of an
+/// approved node: it takes the old key's family and pin (unless given),
+/// the old key is voted for until the new one is listed, and the
+/// re-keying is refused if the node re-keyed within the records'
+/// retention (a fresh key draws a fresh salt: re-keying at will would be
+/// re-drawing placement until it lands on a chosen locator). The running
+/// authority takes it at its next round. Returns the key as written.
 pub fn approve(
     dir: &Path,
     key: &str,
     family: Option<String>,
     layer: Option<u8>,
+    replaces: Option<&str>,
     layers: u8,
+    now: u64,
 ) -> Result<String, NodeError> {
-    let parsed = parse_key(key)
-        .filter(|k| mtos_crypto::VerifyKey::from_bytes(*k).is_ok())
-        .ok_or_else(|| NodeError::Config(format!("{key:?} is not a node key (64 hex digits)")))?;
+    let parsed = node_key(key)?;
     if let Some(f) = &family
         && (f.is_empty() || f.len() > MAX_FAMILY || f.chars().any(char::is_control))
     {
@@ -493,12 +514,61 @@ pub fn approve(
         )));
     }
     let mut approvals = Approvals::load(dir)?;
-    let hex = data_encoding::HEXLOWER.encode(&parsed);
     approvals
-        .nodes
-        .insert(hex.clone(), Approval { family, layer });
+        .rekeys
+        .retain(|r| r.at.saturating_add(REMEMBER_SECS) > now);
+    let hex = data_encoding::HEXLOWER.encode(&parsed);
+    let mut approval = Approval {
+        family,
+        layer,
+        replaces: None,
+    };
+    if let Some(old) = replaces {
+        let old = data_encoding::HEXLOWER.encode(&node_key(old)?);
+        if old == hex {
+            return Err(NodeError::Config("a key cannot replace itself".to_owned()));
+        }
+        let Some(held) = approvals.nodes.get(&old) else {
+            return Err(NodeError::Config(format!(
+                "{old} is not approved here: approve the new key without --replaces \
+                 (it is then a new node)"
+            )));
+        };
+        if let Some(last) = approvals
+            .rekeys
+            .iter()
+            .filter(|r| r.old == old || r.new == old)
+            .map(|r| r.at)
+            .max()
+        {
+            let days = |s: u64| s.div_ceil(86_400);
+            return Err(NodeError::Config(format!(
+                "this node re-keyed {} day(s) ago; a node re-keys at most once per {} days \
+                 (each new key draws a new placement), so again in {} day(s). Nothing was \
+                 written",
+                (now.saturating_sub(last)) / 86_400,
+                REMEMBER_SECS / 86_400,
+                days(last.saturating_add(REMEMBER_SECS).saturating_sub(now)),
+            )));
+        }
+        approval.family = approval.family.or_else(|| held.family.clone());
+        approval.layer = approval.layer.or(held.layer);
+        approval.replaces = parse_key(&old);
+        approvals.rekeys.push(Rekey {
+            old,
+            new: hex.clone(),
+            at: now,
+        });
+    }
+    approvals.nodes.insert(hex.clone(), approval);
     approvals.save(dir)?;
     Ok(hex)
+}
+
+fn node_key(key: &str) -> Result<[u8; 32], NodeError> {
+    parse_key(key)
+        .filter(|k| mtos_crypto::VerifyKey::from_bytes(*k).is_ok())
+        .ok_or_else(|| NodeError::Config(format!("{key:?} is not a node key (64 hex digits)")))
 }
 
 /// `mtos-node authority revoke`: withdraws the approval of `key`. The
@@ -515,3 +585,6 @@ pub fn revoke(dir: &Path, key: &str) -> Result<bool, NodeError> {
     approvals.save(dir)?;
     Ok(was)
 }
+
+#[cfg(test)]
+mod tests;

@@ -572,3 +572,60 @@ fn with_one_honest_authority_down_a_liar_cannot_win_ties() {
     assert_eq!(late_now.salt, None);
     assert!(doc.nodes.iter().all(|n| n.salt != Some([0; 32])));
 }
+
+#[test]
+fn a_re_keyed_node_is_listed_under_its_old_key_until_its_new_one_is_then_only_the_new() {
+    let mut net = Net::new(3, 2, voting_params());
+    chain(&mut net);
+    let approve = |net: &mut Net, extra: Option<([u8; 32], [u8; 32])>| {
+        let mut approved: BTreeMap<[u8; 32], Approval> = net
+            .nodes
+            .iter()
+            .map(|n| (*n.id.verify_key().as_bytes(), Approval::default()))
+            .collect();
+        if let Some((new, old)) = extra {
+            approved.get_mut(&new).unwrap().replaces = Some(old);
+        }
+        for a in &mut net.auths {
+            a.authority_mut()
+                .set_admission(Admission::Approved(approved.clone()));
+        }
+    };
+    approve(&mut net, None);
+    let t1 = GENESIS + EPOCH + 4;
+    net.run(GENESIS, t1);
+    let old = *net.nodes[4].id.verify_key().as_bytes();
+    let first = net.doc(0, t1, 2);
+    let old_salt = first.nodes.iter().find(|n| n.key == old).unwrap().salt;
+    assert!(old_salt.is_some());
+
+    // The service node's operator makes a new key; the authorities approve
+    // it as the old one's replacement. Both run during the change.
+    let new = net.add_node(50, Role::Service, None);
+    approve(&mut net, Some((new, old)));
+    // The old key is voted for until the new one is in a document: the
+    // node is never absent, and both are listed for a round or two.
+    let mut seen_both = false;
+    let t3 = GENESIS + 3 * EPOCH + 4;
+    let mut t = t1;
+    while t < t3 {
+        net.run(t, t + 2);
+        t += 2;
+        let doc = net.doc(0, t, 2);
+        let has = |k: [u8; 32]| doc.nodes.iter().any(|n| n.key == k);
+        assert!(has(old) || has(new), "the node was absent at {t}");
+        seen_both |= has(old) && has(new);
+    }
+    assert!(seen_both);
+    let after = net.doc(0, t3, 2);
+    assert!(
+        !after.nodes.iter().any(|n| n.key == old),
+        "the old key left"
+    );
+    // The new key is a new node: listed since its own epoch, with the
+    // salt of the epoch after it (not the old key's).
+    let entry = after.nodes.iter().find(|n| n.key == new).unwrap();
+    assert_eq!(entry.since, Some(1));
+    assert!(entry.salt.is_some());
+    assert_ne!(entry.salt, old_salt);
+}
