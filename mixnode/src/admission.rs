@@ -90,6 +90,13 @@ impl<P: Eq + Hash + Clone> Admission<P> {
         }
     }
 
+    /// Where this node stands now: the document's word once it lists the
+    /// node (authorities place mixes in layers, whatever a node's config
+    /// asked), the config's before.
+    pub fn set_position(&mut self, me: Position) {
+        self.config.me = me;
+    }
+
     /// Whether a frame from `peer`, at `sender`'s position in a network of
     /// `layers` layers whose clients send `client_send_rate` frames per
     /// second (λP + λL + λD), is taken at `now`.

@@ -177,22 +177,25 @@ pub async fn directory_request_retrying(
     Err(last)
 }
 
-/// Fetches the authority's current document and verifies it (signatures,
-/// validity, and every node's PeerId and addresses).
+/// Fetches the current document from `peer` (an authority, or a node
+/// serving the one it installed) and verifies it (signatures, validity,
+/// and every node's PeerId and addresses). Returns it with its signed
+/// bytes.
 pub async fn fetch_document(
     control: &mut libp2p_stream::Control,
-    authority: libp2p::PeerId,
+    peer: libp2p::PeerId,
     trust: &Trust,
-) -> Result<NetworkDocument, NetError> {
+) -> Result<(NetworkDocument, Vec<u8>), NetError> {
     let bytes = directory_request_retrying(
         control,
-        authority,
+        peer,
         DIR_GET_DOCUMENT,
         &[],
         Duration::from_secs(10),
     )
     .await?;
-    Ok(NetworkDocument::verify(&bytes, trust, crate::unix_now())?)
+    let document = NetworkDocument::verify(&bytes, trust, crate::unix_now())?;
+    Ok((document, bytes))
 }
 
 /// A directory authority as nodes and clients are configured with it.
@@ -227,14 +230,14 @@ impl AuthorityAddr {
 
 /// Fetches the document from the authorities in turn, starting with the
 /// one at `start`, until one answers with a document that verifies.
-/// Returns it and the index of the authority that gave it; the error is
-/// the last authority's.
+/// Returns it, its signed bytes and the index of the authority that gave
+/// it; the error is the last authority's.
 pub async fn fetch_document_any(
     control: &mut libp2p_stream::Control,
     authorities: &[AuthorityAddr],
     trust: &Trust,
     start: usize,
-) -> Result<(NetworkDocument, usize), NetError> {
+) -> Result<(NetworkDocument, Vec<u8>, usize), NetError> {
     if authorities.is_empty() {
         return Err(NetError::Config("no authority configured".into()));
     }
@@ -242,7 +245,7 @@ pub async fn fetch_document_any(
     for i in 0..authorities.len() {
         let at = (start + i) % authorities.len();
         match fetch_document(control, authorities[at].peer, trust).await {
-            Ok(doc) => return Ok((doc, at)),
+            Ok((doc, signed)) => return Ok((doc, signed, at)),
             Err(e) => why.push(format!("{}: {e}", authorities[at].peer)),
         }
     }

@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use mtos_client::netcheck::{self, Audit, Served};
+use mtos_client::netcheck::{self, Audit, Served, Source};
 use mtos_client::testnet::{AuthoritySettings, NodeSettings};
 use mtos_mixnode::admission::Position::{self, Gateway, Layer, Service};
 use mtos_mixnode::directory::{NetworkDocument, document_signers};
@@ -68,7 +68,24 @@ async fn three_authorities_sign_one_network_and_it_outlives_one_but_not_two() {
         .await
         .unwrap();
     assert!(report.sound(), "{}", report.text());
-    for v in &report.views {
+    // The gateway serves the document it uses, valid (it may have
+    // fetched it before the third signature was gathered).
+    let gateways: Vec<_> = report
+        .views
+        .iter()
+        .filter(|v| v.source == Source::Gateway)
+        .collect();
+    assert_eq!(gateways.len(), 1, "{}", report.text());
+    assert!(
+        matches!(gateways[0].served, Served::Document { signers: 2.., .. }),
+        "{}",
+        report.text()
+    );
+    for v in report
+        .views
+        .iter()
+        .filter(|v| v.source == Source::Authority)
+    {
         assert!(
             matches!(
                 v.served,
@@ -178,8 +195,8 @@ async fn three_authorities_sign_one_network_and_it_outlives_one_but_not_two() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_approved_nodes_are_listed_in_the_layers_the_authorities_choose() {
-    // Two mixes both ask for layer 3; one more mix is never approved.
-    let positions: [Position; 5] = [Gateway, Layer(3), Layer(3), Service, Layer(1)];
+    // Three mixes all ask for layer 3; one more mix is never approved.
+    let positions: [Position; 6] = [Gateway, Layer(3), Layer(3), Layer(3), Service, Layer(1)];
     let settings = AuthoritySettings {
         node_loops: Some(0.0),
         admission: Some("approved".into()),
@@ -219,39 +236,72 @@ async fn only_approved_nodes_are_listed_in_the_layers_the_authorities_choose() {
             );
         }
     };
-    // Node 4 is approved by one authority only: not a majority.
-    for i in 0..4 {
+    // Node 5 is approved by one authority only: not a majority.
+    for i in 0..5 {
         approve(&net, &key(i));
     }
     let out = std::process::Command::new(node_binary())
         .args(["authority", "approve", "--config"])
         .arg(net.authorities[0].dir.join("authority.toml"))
-        .arg(key(4))
+        .arg(key(5))
         .output()
         .unwrap();
     assert!(out.status.success());
     // The unapproved node's descriptor is refused: it is not listed.
-    tokio::task::block_in_place(|| net.wait_until_listed(4, Duration::from_secs(60)));
-    let client = TestClient::connect(&net).await;
-    let doc = &client.document;
-    assert_eq!(doc.nodes.len(), 4);
+    tokio::task::block_in_place(|| net.wait_until_listed(5, Duration::from_secs(60)));
+    let mut client = TestClient::connect(&net).await;
+    let doc = client.document.clone();
+    assert_eq!(doc.nodes.len(), 5);
     let mixes: Vec<Option<u8>> = doc
         .nodes
         .iter()
         .filter(|n| n.role == mtos_mixnode::directory::Role::Mix)
         .map(|n| n.layer)
         .collect();
-    // Both asked for layer 3; the authorities fill the emptiest layers
-    // first (ties: the lowest), so they get 1 and 2.
+    // All asked for layer 3; the authorities fill the emptiest layers
+    // first, so they get one layer each.
     let mut layers = mixes.clone();
     layers.sort();
-    assert_eq!(layers, vec![Some(1), Some(2)], "{mixes:?}");
+    assert_eq!(layers, vec![Some(1), Some(2), Some(3)], "{mixes:?}");
+    // Each mix takes traffic for the layer it was given, not the one its
+    // config asked for: packets cross all of them.
+    let route = client.chain_route();
+    assert_eq!(route.len(), 5);
+    let forwarded = |net: &Testnet| -> f64 {
+        net.nodes
+            .iter()
+            .map(|n| n.metric("mtos_frames_forwarded_total", "").unwrap_or(0.0))
+            .sum()
+    };
+    let before = tokio::task::block_in_place(|| forwarded(&net));
+    let hops: Vec<&_> = route.iter().collect();
+    let frames: Vec<Vec<u8>> = (0..5)
+        .map(|_| client.frame(&hops, Duration::from_millis(5), b"placed"))
+        .collect();
+    client.send(&route[0], &frames).await;
+    tokio::task::block_in_place(|| {
+        wait_for(
+            "five packets across the placed layers",
+            Duration::from_secs(30),
+            || forwarded(&net) - before >= 20.0,
+        )
+    });
+    let refused: f64 = tokio::task::block_in_place(|| {
+        net.nodes
+            .iter()
+            .map(|n| {
+                n.metric("mtos_frames_dropped_total", "reason=\"wrong_layer\"")
+                    .unwrap_or(0.0)
+            })
+            .sum()
+    });
+    assert_eq!(refused, 0.0, "a placed mix refused its traffic");
     let listed = |k: &str| {
         doc.nodes
             .iter()
             .any(|n| data_encoding::HEXLOWER.encode(&n.key) == k)
     };
-    assert!(!listed(&key(4)));
+    assert!(!listed(&key(5)));
     let log = net.authorities[1].log();
     assert!(log.contains("not on the authority's allowlist"), "{log}");
 }

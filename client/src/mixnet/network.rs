@@ -107,7 +107,7 @@ pub(super) async fn fetch(
     let start = rand::random_range(0..authorities.len().max(1));
     mtos_net::fetch_document_any(control, authorities, trust, start)
         .await
-        .map(|(doc, _)| doc)
+        .map(|(doc, _, _)| doc)
         .map_err(ClientError::from)
 }
 

@@ -16,11 +16,13 @@ pub(super) struct DirectoryLoop {
     pub(super) commands: mpsc::Sender<SwarmCommand>,
     pub(super) metrics: Metrics,
     pub(super) me: [u8; 32],
+    /// The signed bytes of the document installed, which the node serves.
+    pub(super) signed: watch::Sender<Option<Arc<Vec<u8>>>>,
 }
 
 impl DirectoryLoop {
-    pub(super) async fn run(mut self, first: NetworkDocument) {
-        self.install(first).await;
+    pub(super) async fn run(mut self, first: NetworkDocument, signed: Vec<u8>) {
+        self.install(first, signed).await;
         let mut uploaded: Vec<u8> = Vec::new();
         let mut uploaded_at: Option<tokio::time::Instant> = None;
         loop {
@@ -77,11 +79,11 @@ impl DirectoryLoop {
             )
             .await
             {
-                Ok((doc, at)) => {
+                Ok((doc, signed, at)) => {
                     // The next fetch asks the next authority first, so each
                     // is checked in turn.
                     self.next = at + 1;
-                    self.install(doc).await;
+                    self.install(doc, signed).await;
                 }
                 Err(e) => {
                     self.metrics.directory_failures.inc();
@@ -115,7 +117,7 @@ impl DirectoryLoop {
         }
     }
 
-    pub(super) async fn install(&mut self, doc: NetworkDocument) {
+    pub(super) async fn install(&mut self, doc: NetworkDocument, signed: Vec<u8>) {
         // Every time: the address book is a bounded cache that identify
         // reports from clients can push document nodes out of.
         let addresses = doc
@@ -147,5 +149,6 @@ impl DirectoryLoop {
         );
         self.topology
             .send_replace(Some(Arc::new(Topology::new(doc))));
+        self.signed.send_replace(Some(Arc::new(signed)));
     }
 }

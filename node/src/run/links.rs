@@ -56,6 +56,8 @@ impl InboundFrames {
 }
 
 pub(super) struct Inbound {
+    /// This node's PeerId: its position is the document's.
+    pub(super) me: PeerId,
     pub(super) frames: Arc<InboundFrames>,
     pub(super) topology: SharedTopology,
     pub(super) metrics: Metrics,
@@ -149,16 +151,19 @@ pub(super) async fn read_frames(mut stream: libp2p::Stream, slot: StreamSlot) {
                 Ok(n) => got += n,
             }
         }
-        let (sender, layers, client_rate) = match inbound.topology.borrow().as_ref() {
+        let (sender, me, layers, client_rate) = match inbound.topology.borrow().as_ref() {
             Some(t) => {
                 let r = &t.document.rates;
                 (
                     t.position_of(&peer),
+                    // The layer the authorities placed this node in, not
+                    // the one its config asked for.
+                    t.node_by_peer(&inbound.me).map(NodeEntry::position),
                     t.document.layers,
                     r.payload + r.loops + r.drops,
                 )
             }
-            None => (Position::Client, 0, 0.0),
+            None => (Position::Client, None, 0, 0.0),
         };
         let refuse = |reason| {
             inbound.metrics.frames_received.inc();
@@ -186,7 +191,12 @@ pub(super) async fn read_frames(mut stream: libp2p::Stream, slot: StreamSlot) {
         }
         let now = Instant::ZERO + inbound.origin.elapsed();
         let verdict = match inbound.admission.lock() {
-            Ok(mut admission) => admission.admit(now, &peer, sender, layers, client_rate),
+            Ok(mut admission) => {
+                if let Some(me) = me {
+                    admission.set_position(me);
+                }
+                admission.admit(now, &peer, sender, layers, client_rate)
+            }
             Err(_) => return,
         };
         match verdict {

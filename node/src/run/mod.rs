@@ -46,6 +46,7 @@ use mtos_net::{NodeEntryExt, Topology, peer_id_of};
 
 mod client_watch;
 mod directory_loop;
+mod document_server;
 mod engine_loop;
 mod gateway;
 mod links;
@@ -210,6 +211,15 @@ pub async fn run(
     let incoming = control
         .accept(MIX_PROTOCOL)
         .map_err(|_| NodeError::Config("mix protocol registered twice".into()))?;
+    // Every node serves the signed document it installed, so anyone can
+    // compare what nodes were given with what authorities serve.
+    let (signed_tx, signed_rx) = watch::channel::<Option<Arc<Vec<u8>>>>(None);
+    tokio::spawn(document_server::serve(
+        control
+            .accept(net::DIR_PROTOCOL)
+            .map_err(|_| NodeError::Config("directory protocol registered twice".into()))?,
+        signed_rx,
+    ));
     let clients = match config.node.role {
         Role::Gateway => Some(
             control
@@ -240,8 +250,9 @@ pub async fn run(
     let local_store = store.as_ref().map(|(_, db)| db.clone());
 
     let position = my_position(&config);
+    let my_peer = *swarm.local_peer_id();
     tracing::info!(
-        peer = %swarm.local_peer_id(),
+        peer = %my_peer,
         role = role_label(position),
         layer = ?config.node.layer,
         network = %config.network.id,
@@ -305,7 +316,7 @@ pub async fn run(
 
     let mut shutdown = std::pin::pin!(shutdown);
     // The first document gives the epoch schedule the keys follow.
-    let first = tokio::select! {
+    let (first, first_signed) = tokio::select! {
         d = fetch_until_ok(&mut control, &loaded, &metrics) => d,
         () = &mut shutdown => return Ok(()),
     };
@@ -334,6 +345,7 @@ pub async fn run(
     tokio::spawn(accept_task(
         incoming,
         Inbound {
+            me: my_peer,
             frames: frames.clone(),
             topology: topology_rx.clone(),
             metrics: metrics.clone(),
@@ -385,8 +397,9 @@ pub async fn run(
         commands: command_tx.clone(),
         metrics: metrics.clone(),
         me: *loaded.identity.verify_key().as_bytes(),
+        signed: signed_tx,
     };
-    tokio::spawn(directory.run(first));
+    tokio::spawn(directory.run(first, first_signed));
 
     let writer = loaded.replay.clone().spawn_writer(64)?;
     let my_key = *loaded.identity.verify_key().as_bytes();
@@ -484,12 +497,12 @@ async fn fetch_until_ok(
     control: &mut libp2p_stream::Control,
     loaded: &Loaded,
     metrics: &Metrics,
-) -> NetworkDocument {
+) -> (NetworkDocument, Vec<u8>) {
     let mut backoff = Duration::from_millis(200);
     let start = rand::random_range(0..loaded.authorities.len().max(1));
     loop {
         match net::fetch_document_any(control, &loaded.authorities, &loaded.trust, start).await {
-            Ok((d, _)) => return d,
+            Ok((d, signed, _)) => return (d, signed),
             Err(e) => {
                 metrics.directory_failures.inc();
                 tracing::warn!(error = %e, "network document unavailable; retrying");

@@ -45,13 +45,13 @@ pub enum NetCommand {
     /// Show the network this home uses.
     Show,
     /// Ask every authority for its document and the votes it was made
-    /// from; recompute each document and report any split view (two
-    /// authorities serving different documents for one round). Fails when
-    /// the directory is not sound from here.
+    /// from, recompute each document, ask up to 8 gateways for the
+    /// document they use, and report any split view (two documents for
+    /// one round). Fails when the directory is not sound from here.
     ///
     /// Example: mtos net check
     Check {
-        /// Seconds to wait for each authority.
+        /// Seconds to wait for each authority or gateway.
         #[arg(long, default_value_t = 10)]
         timeout: u64,
     },
