@@ -377,11 +377,67 @@ fn listed_nodes(
     place(listed, params, random)
 }
 
-/// Fills the layers and trims families over their cap (§6.3). Mixes with
-/// a proposed layer keep it while their family is under its cap there;
-/// the others go, in draw order, to the layer with the fewest mixes where
-/// their family is under its cap. Every node counts as one: no
-/// self-reported capacity draws traffic.
+/// What the caps of §6.3 count a node under: the family its approvals
+/// name, and the network its first address is in.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum CapGroup {
+    Family(String),
+    /// The first public IP address's /16 (IPv4) or /32 (IPv6): nodes at
+    /// one provider share it whether or not anyone named their family.
+    Net(std::net::IpAddr),
+}
+
+/// The groups `node` is capped in. Loopback, private, link-local and
+/// unspecified addresses form no group (testnets and private networks,
+/// where every node shares one). An address is what the node's own
+/// descriptor says: it is not proven, so a node can only claim a network
+/// it cannot then be reached in.
+fn cap_groups(node: &NodeEntry) -> Vec<CapGroup> {
+    let mut groups: Vec<CapGroup> = node.family.iter().cloned().map(CapGroup::Family).collect();
+    if let Some(net) = node.addrs.first().and_then(|a| address_network(a)) {
+        groups.push(CapGroup::Net(net));
+    }
+    groups
+}
+
+/// The /16 or /32 network of a multiaddr's `/ip4/` or `/ip6/` part, if
+/// it is a public address.
+fn address_network(addr: &str) -> Option<std::net::IpAddr> {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let mut parts = addr.split('/').skip(1);
+    let ip: IpAddr = match (parts.next()?, parts.next()?) {
+        ("ip4", ip) => IpAddr::V4(ip.parse().ok()?),
+        ("ip6", ip) => IpAddr::V6(ip.parse().ok()?),
+        _ => return None,
+    };
+    match ip {
+        IpAddr::V4(v4) => {
+            let local = v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                // 100.64.0.0/10, carrier-grade NAT.
+                || (v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64);
+            let [a, b, _, _] = v4.octets();
+            (!local).then(|| IpAddr::V4(Ipv4Addr::new(a, b, 0, 0)))
+        }
+        IpAddr::V6(v6) => {
+            let seg = v6.segments();
+            let local = v6.is_loopback()
+                || v6.is_unspecified()
+                // fc00::/7 unique local, fe80::/10 link-local.
+                || (seg[0] & 0xfe00) == 0xfc00
+                || (seg[0] & 0xffc0) == 0xfe80;
+            (!local).then(|| IpAddr::V6(Ipv6Addr::new(seg[0], seg[1], 0, 0, 0, 0, 0, 0)))
+        }
+    }
+}
+
+/// Fills the layers and trims families and networks over their cap
+/// (§6.3). Mixes with a proposed layer keep it while their groups are
+/// under their cap there; the others go, in draw order, to the layer with
+/// the fewest mixes where their groups are under their cap. Every node
+/// counts as one: no self-reported capacity draws traffic.
 fn place(
     listed: Vec<(NodeEntry, Option<u8>)>,
     params: &VoteParams,
@@ -389,59 +445,68 @@ fn place(
 ) -> Vec<NodeEntry> {
     let layers = usize::from(params.layers.max(1));
     let share = usize::from(params.family_cap_percent.clamp(1, 100));
-    let mut drawn = listed;
-    drawn.sort_by_key(|(n, _)| layer_draw(&random.value, &n.key));
-    let count = |role| drawn.iter().filter(|(n, _)| n.role == role).count();
+    let mut drawn: Vec<(NodeEntry, Option<u8>, Vec<CapGroup>)> = listed
+        .into_iter()
+        .map(|(n, l)| {
+            let groups = cap_groups(&n);
+            (n, l, groups)
+        })
+        .collect();
+    drawn.sort_by_key(|(n, _, _)| layer_draw(&random.value, &n.key));
+    let count = |role| drawn.iter().filter(|(n, _, _)| n.role == role).count();
     let cap_of = |size: usize| (size * share / 100).max(1);
     let mix_cap = cap_of(count(Role::Mix).div_ceil(layers));
     // Gateways are group 0, service nodes group layers + 1.
     let gateway_cap = cap_of(count(Role::Gateway));
     let service_cap = cap_of(count(Role::Service));
-    // (family, group) → nodes placed; group 0 gateways, 1..=layers mixes,
-    // layers + 1 service nodes.
-    let mut held: BTreeMap<(String, usize), usize> = BTreeMap::new();
-    let under_cap = |held: &BTreeMap<(String, usize), usize>, n: &NodeEntry, group, cap| {
-        n.family
-            .as_ref()
-            .is_none_or(|f| held.get(&(f.clone(), group)).copied().unwrap_or(0) < cap)
+    // (cap group, placement group) → nodes placed; placement group 0
+    // gateways, 1..=layers mixes, layers + 1 service nodes.
+    let mut held: BTreeMap<(CapGroup, usize), usize> = BTreeMap::new();
+    let under_cap = |held: &BTreeMap<(CapGroup, usize), usize>, groups: &[CapGroup], at, cap| {
+        groups
+            .iter()
+            .all(|g| held.get(&(g.clone(), at)).copied().unwrap_or(0) < cap)
     };
-    let take = |held: &mut BTreeMap<(String, usize), usize>, n: &NodeEntry, group| {
-        if let Some(f) = &n.family {
-            *held.entry((f.clone(), group)).or_insert(0) += 1;
+    let take = |held: &mut BTreeMap<(CapGroup, usize), usize>, groups: &[CapGroup], at| {
+        for g in groups {
+            *held.entry((g.clone(), at)).or_insert(0) += 1;
         }
     };
     let mut out: Vec<NodeEntry> = Vec::new();
     let mut sizes = vec![0usize; layers + 1];
-    let mut unplaced: Vec<NodeEntry> = Vec::new();
-    for (mut node, layer) in drawn.iter().cloned() {
+    let mut unplaced: Vec<(NodeEntry, Vec<CapGroup>)> = Vec::new();
+    for (mut node, layer, groups) in drawn {
         match node.role {
             Role::Mix => match layer {
-                Some(l) if under_cap(&held, &node, usize::from(l), mix_cap) => {
-                    take(&mut held, &node, usize::from(l));
+                Some(l) if under_cap(&held, &groups, usize::from(l), mix_cap) => {
+                    take(&mut held, &groups, usize::from(l));
                     sizes[usize::from(l)] += 1;
                     node.layer = Some(l);
                     out.push(node);
                 }
-                _ => unplaced.push(node),
+                _ => unplaced.push((node, groups)),
             },
             role => {
-                let (group, cap) = match role {
+                let (at, cap) = match role {
                     Role::Gateway => (0, gateway_cap),
                     _ => (layers + 1, service_cap),
                 };
-                if under_cap(&held, &node, group, cap) {
-                    take(&mut held, &node, group);
+                if under_cap(&held, &groups, at, cap) {
+                    take(&mut held, &groups, at);
                     node.layer = None;
                     out.push(node);
                 }
             }
         }
     }
-    for mut node in unplaced {
+    for (mut node, groups) in unplaced {
         let mut order: Vec<usize> = (1..=layers).collect();
         order.sort_by_key(|&l| (sizes[l], l));
-        if let Some(&l) = order.iter().find(|&&l| under_cap(&held, &node, l, mix_cap)) {
-            take(&mut held, &node, l);
+        if let Some(&l) = order
+            .iter()
+            .find(|&&l| under_cap(&held, &groups, l, mix_cap))
+        {
+            take(&mut held, &groups, l);
             sizes[l] += 1;
             node.layer = u8::try_from(l).ok();
             out.push(node);
@@ -449,4 +514,39 @@ fn place(
     }
     out.sort_by_key(|n| n.key);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::address_network;
+
+    #[test]
+    fn the_network_of_an_address_is_its_16_or_32_and_private_ones_have_none() {
+        let net = |a: &str| address_network(a).map(|ip| ip.to_string());
+        assert_eq!(
+            net("/ip4/198.51.100.7/tcp/1").as_deref(),
+            Some("198.51.0.0")
+        );
+        assert_eq!(
+            net("/ip6/2001:db8:5:6::1/tcp/1").as_deref(),
+            Some("2001:db8::")
+        );
+        for local in [
+            "/ip4/127.0.0.1/tcp/1",
+            "/ip4/10.1.2.3/tcp/1",
+            "/ip4/192.168.0.9/tcp/1",
+            "/ip4/172.16.4.4/tcp/1",
+            "/ip4/100.64.0.1/tcp/1",
+            "/ip4/169.254.1.1/tcp/1",
+            "/ip4/0.0.0.0/tcp/1",
+            "/ip6/::1/tcp/1",
+            "/ip6/fd00::1/tcp/1",
+            "/ip6/fe80::1/tcp/1",
+            "/dns4/example.org/tcp/1",
+            "ip4/1.2.3.4",
+            "",
+        ] {
+            assert_eq!(net(local), None, "{local}");
+        }
+    }
 }

@@ -26,6 +26,8 @@ struct Node {
     id: Identity,
     role: Role,
     layer: Option<u8>,
+    /// Its address, if not the loopback one.
+    addr: Option<String>,
 }
 
 struct Net {
@@ -74,7 +76,22 @@ impl Net {
     fn add_node(&mut self, seed: u64, role: Role, layer: Option<u8>) -> [u8; 32] {
         let id = identity(seed);
         let key = *id.verify_key().as_bytes();
-        self.nodes.push(Node { id, role, layer });
+        self.nodes.push(Node {
+            id,
+            role,
+            layer,
+            addr: None,
+        });
+        key
+    }
+
+    /// A node at `addr`; a mix asks for layer 1.
+    fn add_node_at(&mut self, seed: u64, role: Role, addr: &str) -> [u8; 32] {
+        let layer = (role == Role::Mix).then_some(1);
+        let key = self.add_node(seed, role, layer);
+        if let Some(n) = self.nodes.last_mut() {
+            n.addr = Some(addr.to_owned());
+        }
         key
     }
 
@@ -89,6 +106,9 @@ impl Net {
         for node in &self.nodes {
             let mut d = descriptor(&node.id, node.role, node.layer, &[epoch, epoch + 1]);
             d.published = now;
+            if let Some(addr) = &node.addr {
+                d.node.addrs = vec![addr.clone()];
+            }
             let bytes = d.sign(&node.id);
             for i in self.live() {
                 let _ = self.auths[i].authority_mut().accept_descriptor(&bytes, now);
@@ -628,4 +648,54 @@ fn a_re_keyed_node_is_listed_under_its_old_key_until_its_new_one_is_then_only_th
     assert_eq!(entry.since, Some(1));
     assert!(entry.salt.is_some());
     assert_ne!(entry.salt, old_salt);
+}
+
+#[test]
+fn nodes_in_one_network_are_capped_like_a_family_and_private_addresses_are_not() {
+    let mut p = voting_params();
+    p.family_cap_percent = 34;
+    let mut net = Net::new(3, 2, p);
+    // Three gateways, two of them in 198.51.0.0/16: the gateways' cap is
+    // max(1, 34 % of 3) = 1 per network.
+    let gateways = [
+        net.add_node_at(1, Role::Gateway, "/ip4/198.51.100.1/tcp/9000"),
+        net.add_node_at(2, Role::Gateway, "/ip4/198.51.7.2/tcp/9000"),
+        net.add_node_at(3, Role::Gateway, "/ip4/192.0.2.3/tcp/9000"),
+    ];
+    net.add_node(20, Role::Service, None);
+    // Six mixes: four in one provider's /16 (in different /24s, under no
+    // family), two on loopback. A layer (of two) holds one of that
+    // network's: three of its four are listed.
+    let provider: Vec<[u8; 32]> = (0..4)
+        .map(|i| {
+            net.add_node_at(
+                30 + i,
+                Role::Mix,
+                &format!("/ip4/203.0.{}.{}/tcp/9000", 10 + i, 1 + i),
+            )
+        })
+        .collect();
+    let local: Vec<[u8; 32]> = (0..2)
+        .map(|i| net.add_node(40 + i, Role::Mix, Some(1)))
+        .collect();
+    let t = GENESIS + 6;
+    net.run(GENESIS, t);
+    let doc = net.doc(0, t, 2);
+    let listed = |k: &[u8; 32]| doc.nodes.iter().find(|n| n.key == *k);
+    assert_eq!(gateways.iter().filter(|g| listed(g).is_some()).count(), 2);
+    assert!(
+        listed(&gateways[2]).is_some(),
+        "the gateway alone in its network"
+    );
+    let placed: Vec<u8> = provider
+        .iter()
+        .filter_map(|k| listed(k).and_then(|n| n.layer))
+        .collect();
+    assert_eq!(placed.len(), 3);
+    let mut layers = placed.clone();
+    layers.sort();
+    layers.dedup();
+    assert_eq!(layers.len(), 3, "one per layer: {placed:?}");
+    // Loopback nodes share no network: none is trimmed.
+    assert!(local.iter().all(|k| listed(k).is_some()));
 }
