@@ -195,16 +195,21 @@ pub async fn check(config: &NetworkConfig, timeout: Duration) -> Result<Report, 
     let control = swarm.behaviour().stream.new_control();
     // Gateways' addresses are learnt from the documents, after the swarm
     // runs: they reach it through this channel.
-    let (addresses, mut learnt) =
-        tokio::sync::mpsc::unbounded_channel::<(libp2p::PeerId, Vec<libp2p::Multiaddr>)>();
+    type Learnt = (
+        libp2p::PeerId,
+        Vec<libp2p::Multiaddr>,
+        tokio::sync::oneshot::Sender<()>,
+    );
+    let (addresses, mut learnt) = tokio::sync::mpsc::unbounded_channel::<Learnt>();
     let task = tokio::spawn(async move {
         loop {
             tokio::select! {
                 _ = swarm.select_next_some() => {}
-                Some((peer, addrs)) = learnt.recv() => {
+                Some((peer, addrs, added)) = learnt.recv() => {
                     for a in addrs {
                         swarm.add_peer_address(peer, a);
                     }
+                    let _ = added.send(());
                 }
             }
         }
@@ -261,7 +266,10 @@ pub async fn check(config: &NetworkConfig, timeout: Duration) -> Result<Report, 
     }
     for g in gateways {
         let Ok(peer) = g.peer() else { continue };
-        let _ = addresses.send((peer, g.multiaddrs()));
+        // Known to the swarm before the stream is opened.
+        let (added, known) = tokio::sync::oneshot::channel();
+        let _ = addresses.send((peer, g.multiaddrs(), added));
+        let _ = known.await;
         let mut control = control.clone();
         let (served, _) = ask(&mut control, peer, &trust, &keys, timeout).await;
         // A gateway serves no votes: its document is checked when an

@@ -305,3 +305,85 @@ async fn only_approved_nodes_are_listed_in_the_layers_the_authorities_choose() {
     let log = net.authorities[1].log();
     assert!(log.contains("not on the authority's allowlist"), "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_idle_requests_does_not_keep_the_authorities_from_agreeing() {
+    use futures::{AsyncReadExt, StreamExt};
+    let settings = AuthoritySettings {
+        node_loops: Some(0.0),
+        ..AuthoritySettings::default()
+    };
+    let net = tokio::task::block_in_place(|| {
+        Testnet::start_custom(&CHAIN, 60, 5, |_| NodeSettings::default(), &settings)
+    });
+    let target = mtos_net::peer_id_of(&net.authorities[0].key).unwrap();
+    // 80 peers each hold 4 streams to authority 0 that send nothing, and
+    // open another as soon as one is dropped: more than the 256 requests
+    // it serves at once for everyone but the other authorities.
+    let mut flood = Vec::new();
+    for _ in 0..80 {
+        let mut swarm =
+            mtos_net::build_swarm(libp2p::identity::Keypair::generate_ed25519(), 8).unwrap();
+        swarm.add_peer_address(target, net.authorities[0].addr.clone());
+        let control = swarm.behaviour().stream.new_control();
+        flood.push(tokio::spawn(async move {
+            loop {
+                swarm.select_next_some().await;
+            }
+        }));
+        for _ in 0..4 {
+            let mut control = control.clone();
+            flood.push(tokio::spawn(async move {
+                loop {
+                    match control.open_stream(target, mtos_net::DIR_PROTOCOL).await {
+                        Ok(mut stream) => {
+                            let mut byte = [0u8; 1];
+                            let _ = stream.read(&mut byte).await;
+                        }
+                        Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                    }
+                }
+            }));
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The authorities' requests to one another have a pool of their own:
+    // rounds agreed during the flood count authority 0's vote and carry
+    // its signature.
+    let mut client = TestClient::connect(&net).await;
+    let start = NetworkDocument::verify(
+        &served(&mut client, &net, 1).await.unwrap(),
+        &net.trust(),
+        mtos_net::unix_now(),
+    )
+    .unwrap();
+    let mut whole = 0;
+    for _ in 0..60 {
+        if let Some(bytes) = served(&mut client, &net, 1).await {
+            let doc = NetworkDocument::verify(&bytes, &net.trust(), mtos_net::unix_now()).unwrap();
+            let (_, signers) = document_signers(&bytes, &keys(&net)).unwrap();
+            if doc.serial > start.serial + 1 {
+                assert_eq!(
+                    doc.consensus.votes.len(),
+                    3,
+                    "round {} lost the flooded authority's vote",
+                    doc.serial
+                );
+                if signers.len() == 3 {
+                    whole += 1;
+                }
+                if whole >= 3 {
+                    break;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    for task in flood {
+        task.abort();
+    }
+    assert!(
+        whole >= 3,
+        "three rounds during the flood signed by all three"
+    );
+}

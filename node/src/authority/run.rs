@@ -13,7 +13,7 @@ use std::time::Duration;
 use futures::{AsyncWriteExt, StreamExt};
 use libp2p::{Multiaddr, PeerId};
 use mtos_crypto::Identity;
-use mtos_mixnode::directory::{Authority, Phase, RoundId, VoteAdded, Voting, VotingState};
+use mtos_mixnode::directory::{Authority, RoundId, VoteAdded, Voting, VotingState};
 use mtos_net::{
     self as net, DIR_ERROR, DIR_GET_DOCUMENT, DIR_GET_DOCUMENT_VOTES, DIR_GET_PROPOSAL,
     DIR_GET_VOTES, DIR_OK, DIR_PROTOCOL, DIR_PUT_DESCRIPTOR, libp2p_keypair, peer_id_of, unix_now,
@@ -23,8 +23,19 @@ use rand::SeedableRng;
 use super::{Approvals, AuthorityConfig, DOCUMENT_FILE, KEY_FILE, STATE_FILE, parse_key};
 use crate::{NodeError, load_identity, write_atomically};
 
-/// Requests served at once; more streams are dropped (the node retries).
+/// Requests served at once from nodes, clients and auditors; more
+/// streams are dropped (the node retries).
 const MAX_CONCURRENT_REQUESTS: usize = 256;
+/// Requests served at once from one such peer.
+const MAX_REQUESTS_PER_PEER: usize = 4;
+/// Requests served at once from the other authorities: a pool of their
+/// own, so no flood of requests from others starves the vote exchange.
+const MAX_AUTHORITY_REQUESTS: usize = 32;
+/// A request must be read within this (a peer that opens streams and
+/// sends nothing holds a permit no longer).
+const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
+/// And answered within this.
+const ANSWER_DEADLINE: Duration = Duration::from_secs(30);
 
 type Shared = Arc<Mutex<Voting>>;
 
@@ -68,6 +79,7 @@ pub async fn run(
         swarm.add_peer_address(peer, addr);
         peers.push((key, peer));
     }
+    let peer_ids: std::collections::HashSet<PeerId> = peers.iter().map(|(_, p)| *p).collect();
     let mut control = swarm.behaviour().stream.new_control();
     let mut incoming = control
         .accept(DIR_PROTOCOL)
@@ -109,7 +121,12 @@ pub async fn run(
         config: config.clone(),
         base: base.to_owned(),
     }));
-    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_REQUESTS));
+    let gate = Arc::new(Gate {
+        others: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_REQUESTS)),
+        authorities: Arc::new(tokio::sync::Semaphore::new(MAX_AUTHORITY_REQUESTS)),
+        peers: peer_ids,
+        per_peer: Mutex::default(),
+    });
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         tokio::select! {
@@ -119,9 +136,9 @@ pub async fn run(
                     tracing::info!(%address, "listening");
                 }
             }
-            Some((_peer, stream)) = incoming.next() => {
-                // Beyond the limit the stream is dropped; nodes retry.
-                if let Ok(permit) = permits.clone().try_acquire_owned() {
+            Some((peer, stream)) = incoming.next() => {
+                // Beyond the limits the stream is dropped; nodes retry.
+                if let Some(permit) = gate.admit(peer) {
                     tokio::spawn(serve_request(stream, shared.clone(), permit));
                 }
             }
@@ -151,73 +168,96 @@ struct VoteLoop {
     base: std::path::PathBuf,
 }
 
-/// Ticks the rounds; asks the other authorities for their votes (all of
-/// them, every time, while the voting phase lasts: votes are relayed so an
-/// authority showing different votes to different peers is caught) and
-/// then for their signatures. Each request ends with its phase.
+/// Ticks the rounds, and runs one task per other authority that asks it
+/// for its votes (all of them, every time, while the voting phase lasts:
+/// votes are relayed so an authority showing different votes to different
+/// peers is caught) and then for its signatures. Each peer is asked on
+/// its own: a silent or slow one delays no tick and no other peer.
 async fn vote_loop(l: VoteLoop) {
-    let round_ms = l.config.epochs.round_secs.max(1) * 1000;
-    let pause = Duration::from_millis((round_ms / 8).clamp(250, 2_000));
+    let l = Arc::new(l);
+    let pause = pause_of(&l.config);
+    let peers: Vec<_> = l
+        .peers
+        .iter()
+        .map(|&(key, peer)| tokio::spawn(peer_loop(l.clone(), key, peer)))
+        .collect();
+    let _stop_peers = AbortOnDrop(peers);
     let mut target: Option<RoundId> = None;
     let mut gaps = 0u64;
     let mut rng = rand::rngs::StdRng::from_rng(&mut rand::rng());
     loop {
-        let now = now_ms();
-        let (phase, voting, missing_signatures, new_round) = {
+        let new_round = {
             let Ok(mut v) = l.shared.lock() else {
                 tracing::error!("the voting state is poisoned; the authority stops voting");
                 return;
             };
-            let phase = v.tick(now, &l.identity, &mut rng);
-            let new_round = v.target() != target;
-            (phase, v.voting(now), v.missing_signatures(), new_round)
+            v.tick(now_ms(), &l.identity, &mut rng);
+            v.target() != target
         };
         if new_round {
             target = on_new_round(&l, &mut gaps);
         }
-        // No request outlives the phase it serves (at least 200 ms).
-        let schedule = l.config.epochs;
-        let (_, _, start, end) = schedule.round_at(now);
+        tokio::time::sleep(pause).await;
+    }
+}
+
+/// Aborts the tasks when dropped (the vote loop is aborted at shutdown).
+struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
+}
+
+/// How often the rounds tick and peers are asked: an eighth of a round,
+/// 250 ms to 2 s.
+fn pause_of(config: &AuthorityConfig) -> Duration {
+    let round_ms = config.epochs.round_secs.max(1) * 1000;
+    Duration::from_millis((round_ms / 8).clamp(250, 2_000))
+}
+
+/// Asks one other authority, again and again, for what the current phase
+/// needs from it. No request outlives the phase it serves (at least
+/// 200 ms).
+async fn peer_loop(l: Arc<VoteLoop>, key: [u8; 32], peer: PeerId) {
+    let pause = pause_of(&l.config);
+    loop {
+        let now = now_ms();
+        let (voting, wants_signature) = match l.shared.lock() {
+            Ok(v) => (v.voting(now), v.missing_signatures().contains(&key)),
+            Err(_) => return,
+        };
+        let (_, _, start, end) = l.config.epochs.round_at(now);
         let phase_end = if voting {
             start + (end - start) / 2
         } else {
             end
         };
         let wait = Duration::from_millis(phase_end.saturating_sub(now).clamp(200, 10_000));
-        match phase {
-            Phase::Voting => {
-                let asks = l
-                    .peers
-                    .iter()
-                    .map(|(_, p)| ask(l.control.clone(), *p, DIR_GET_VOTES, wait));
-                for answer in futures::future::join_all(asks).await.into_iter().flatten() {
-                    let Some(votes) = net::decode_votes(&answer) else {
-                        continue;
-                    };
-                    let Ok(mut v) = l.shared.lock() else { return };
-                    for vote in votes {
-                        if let Ok(VoteAdded::Equivocation(who)) = v.add_vote(&vote) {
-                            tracing::warn!(
-                                authority = %hex(&who),
-                                "an authority sent two different votes for one round: \
-                                 neither counts (the pair is served as evidence)"
-                            );
-                        }
+        if voting {
+            if let Some(answer) = ask(l.control.clone(), peer, DIR_GET_VOTES, wait).await
+                && let Some(votes) = net::decode_votes(&answer)
+            {
+                let Ok(mut v) = l.shared.lock() else { return };
+                for vote in votes {
+                    if let Ok(VoteAdded::Equivocation(who)) = v.add_vote(&vote) {
+                        tracing::warn!(
+                            authority = %hex(&who),
+                            "an authority sent two different votes for one round: \
+                             neither counts (the pair is served as evidence)"
+                        );
                     }
                 }
             }
-            Phase::Signing => {
-                let asks = l
-                    .peers
-                    .iter()
-                    .filter(|(k, _)| missing_signatures.contains(k))
-                    .map(|(_, p)| ask(l.control.clone(), *p, DIR_GET_PROPOSAL, wait));
-                for answer in futures::future::join_all(asks).await.into_iter().flatten() {
-                    let Ok(mut v) = l.shared.lock() else { return };
-                    if let Err(e) = v.add_signatures(&answer) {
-                        tracing::debug!(error = %e, "a proposal was not taken");
-                    }
-                }
+        } else if wants_signature
+            && let Some(answer) = ask(l.control.clone(), peer, DIR_GET_PROPOSAL, wait).await
+        {
+            let Ok(mut v) = l.shared.lock() else { return };
+            if let Err(e) = v.add_signatures(&answer) {
+                tracing::debug!(error = %e, "a proposal was not taken");
             }
         }
         tokio::time::sleep(pause).await;
@@ -282,13 +322,67 @@ async fn ask(
     }
 }
 
-async fn serve_request(
-    mut stream: libp2p::Stream,
-    shared: Shared,
-    _permit: tokio::sync::OwnedSemaphorePermit,
-) {
+/// Which requests are served: the other authorities' from their own
+/// pool; everyone else's from a shared pool, at most
+/// [`MAX_REQUESTS_PER_PEER`] at once each.
+struct Gate {
+    others: Arc<tokio::sync::Semaphore>,
+    authorities: Arc<tokio::sync::Semaphore>,
+    peers: std::collections::HashSet<PeerId>,
+    per_peer: Mutex<std::collections::HashMap<PeerId, usize>>,
+}
+
+/// A request being served; gives its places back when dropped.
+struct Permit {
+    _pool: tokio::sync::OwnedSemaphorePermit,
+    peer: Option<(Arc<Gate>, PeerId)>,
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        if let Some((gate, peer)) = &self.peer
+            && let Ok(mut held) = gate.per_peer.lock()
+            && let Some(n) = held.get_mut(peer)
+        {
+            *n -= 1;
+            if *n == 0 {
+                held.remove(peer);
+            }
+        }
+    }
+}
+
+impl Gate {
+    fn admit(self: &Arc<Self>, peer: PeerId) -> Option<Permit> {
+        if self.peers.contains(&peer) {
+            let pool = self.authorities.clone().try_acquire_owned().ok()?;
+            return Some(Permit {
+                _pool: pool,
+                peer: None,
+            });
+        }
+        let pool = self.others.clone().try_acquire_owned().ok()?;
+        let mut held = self.per_peer.lock().ok()?;
+        let n = held.entry(peer).or_insert(0);
+        if *n >= MAX_REQUESTS_PER_PEER {
+            return None;
+        }
+        *n += 1;
+        Some(Permit {
+            _pool: pool,
+            peer: Some((self.clone(), peer)),
+        })
+    }
+}
+
+async fn serve_request(mut stream: libp2p::Stream, shared: Shared, _permit: Permit) {
     let exchange = async {
-        let (kind, body) = net::read_message(&mut stream, net::MAX_DIR_REQUEST).await?;
+        let (kind, body) = tokio::time::timeout(
+            REQUEST_DEADLINE,
+            net::read_message(&mut stream, net::MAX_DIR_REQUEST),
+        )
+        .await
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
         let answer = match shared.lock() {
             Err(_) => Err("authority state poisoned".to_owned()),
             Ok(mut v) => match kind {
@@ -320,7 +414,7 @@ async fn serve_request(
         net::write_message(&mut stream, status, &reply).await?;
         stream.close().await
     };
-    let _ = tokio::time::timeout(Duration::from_secs(30), exchange).await;
+    let _ = tokio::time::timeout(ANSWER_DEADLINE, exchange).await;
 }
 
 /// As many votes as one answer holds (the authority's own first).
