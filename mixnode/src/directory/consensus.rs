@@ -326,6 +326,11 @@ fn listed_nodes(
             }
         }
     }
+    // The network's first document: epoch 0, and no node holds a salt yet.
+    let founding = epoch == 0
+        && !entries
+            .values()
+            .any(|ps| agreed(ps.iter().map(|p| p.0.salt), majority).flatten().is_some());
     let mut listed: Vec<(NodeEntry, Option<u8>)> = Vec::new();
     for (_, proposals) in entries {
         if proposals.len() < majority {
@@ -360,9 +365,11 @@ fn listed_nodes(
         // was first listed (§6.4): fixed before it is known, so no key can
         // be ground against it. A fallback value is known in advance, so
         // it salts no one (the node waits for an epoch with reveals),
-        // except in the network's first epoch, whose nodes (the founders',
-        // stated in the spec) take it.
-        let fresh = (since < epoch && !random.fallback) || epoch == 0;
+        // except in the network's first document, whose nodes (the
+        // founders', stated in the spec) take it; a node listed later in
+        // epoch 0 waits for epoch 1's value, so none can grind its key
+        // against the known one.
+        let fresh = (since < epoch && !random.fallback) || founding;
         node.salt = salt.or(fresh.then_some(random.value));
         node.since = Some(since);
         node.family = agreed(proposals.iter().map(|p| p.0.family.clone()), majority).flatten();
