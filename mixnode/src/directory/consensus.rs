@@ -56,6 +56,11 @@ pub struct ConsensusRecord {
     /// The family cap the layers were filled under (percent).
     #[serde(default = "full_share")]
     pub family_cap_percent: u8,
+    /// Authorities that committed to this epoch's secret but whose reveal
+    /// did not count (absent, withheld, or not matching) in the round
+    /// that computed the shared value: the bias of §6.4, on the record.
+    #[serde(default, skip_serializing_if = "Vec::is_empty", with = "hex32_vec")]
+    pub withheld: Vec<[u8; 32]>,
 }
 
 fn full_share() -> u8 {
@@ -70,6 +75,7 @@ impl Default for ConsensusRecord {
             previous_random: None,
             commits: Vec::new(),
             family_cap_percent: full_share(),
+            withheld: Vec::new(),
         }
     }
 }
@@ -198,7 +204,7 @@ pub fn compute_consensus(
         Some((p, count)) if count >= majority => p,
         _ => return Err(ConsensusError::NoAgreedSettings),
     };
-    let random = shared_random(network, epoch, &counted, majority)?;
+    let (random, withheld) = shared_random(network, epoch, &counted, majority)?;
     let nodes = listed_nodes(
         network, epoch, &params, &random, &counted, majority, addresses,
     );
@@ -244,6 +250,7 @@ pub fn compute_consensus(
             previous_random,
             commits,
             family_cap_percent: params.family_cap_percent,
+            withheld,
         },
     };
     doc.validate(addresses).map_err(ConsensusError::Invalid)?;
@@ -258,12 +265,12 @@ fn shared_random(
     epoch: u32,
     counted: &[(&Vote, [u8; 32])],
     majority: usize,
-) -> Result<SharedRandom, ConsensusError> {
+) -> Result<(SharedRandom, Vec<[u8; 32]>), ConsensusError> {
     if let Some(current) = agreed(
         counted.iter().filter_map(|(v, _)| v.random.current),
         majority,
     ) {
-        return Ok(current);
+        return Ok((current, Vec::new()));
     }
     let commits: Vec<Commit> = agreed(
         counted.iter().map(|(v, _)| v.random.commits.clone()),
@@ -282,7 +289,12 @@ fn shared_random(
                 .then_some((v.authority, secret))
         })
         .collect();
-    Ok(random_value(network, epoch, previous, &reveals))
+    let withheld = commits
+        .iter()
+        .map(|c| c.authority)
+        .filter(|a| !reveals.iter().any(|(r, _)| r == a))
+        .collect();
+    Ok((random_value(network, epoch, previous, &reveals), withheld))
 }
 
 /// The value at least `majority` of `values` hold, if one does.
@@ -328,9 +340,11 @@ fn listed_nodes(
     }
     // The network's first document: epoch 0, and no node holds a salt yet.
     let founding = epoch == 0
-        && !entries
-            .values()
-            .any(|ps| agreed(ps.iter().map(|p| p.0.salt), majority).flatten().is_some());
+        && !entries.values().any(|ps| {
+            agreed(ps.iter().map(|p| p.0.salt), majority)
+                .flatten()
+                .is_some()
+        });
     let mut listed: Vec<(NodeEntry, Option<u8>)> = Vec::new();
     for (_, proposals) in entries {
         if proposals.len() < majority {

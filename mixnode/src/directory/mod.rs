@@ -131,6 +131,28 @@ mod hex32_opt {
     }
 }
 
+/// `Vec<[u8; 32]>` as a list of 64-hex-digit strings.
+mod hex32_vec {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    struct Wrap(#[serde(with = "super::hex32")] [u8; 32]);
+
+    pub fn serialize<S: Serializer>(keys: &[[u8; 32]], s: S) -> Result<S::Ok, S::Error> {
+        keys.iter()
+            .map(|k| Wrap(*k))
+            .collect::<Vec<_>>()
+            .serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<[u8; 32]>, D::Error> {
+        Ok(Vec::<Wrap>::deserialize(d)?
+            .into_iter()
+            .map(|w| w.0)
+            .collect())
+    }
+}
+
 /// The public Sphinx key a node holds for one epoch. (This, the node
 /// entry and the document itself are open: a reader ignores fields it
 /// does not know, `specs/directory.md` §2.)

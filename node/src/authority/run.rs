@@ -297,6 +297,15 @@ fn on_new_round(l: &VoteLoop, gaps: &mut u64) -> Option<RoundId> {
                 nodes = current.nodes.len(),
                 "document agreed"
             );
+            for who in &current.consensus.withheld {
+                tracing::warn!(
+                    authority = %hex(who),
+                    epoch = current.epoch,
+                    "an authority committed to its secret and its reveal did not count: \
+                     the epoch's shared value was made without it (it may have chosen \
+                     between two values)"
+                );
+            }
         }
         if let Err(e) = write_atomically(&l.base.join(DOCUMENT_FILE), &doc) {
             tracing::warn!(error = %e, "cannot save the document");

@@ -729,3 +729,30 @@ fn only_the_first_documents_nodes_take_the_first_epochs_known_value() {
     assert_eq!(entry.salt, Some(value.value));
     assert_ne!(entry.salt, Some(founders.value));
 }
+
+#[test]
+fn a_reveal_withheld_is_on_the_record_of_the_document_it_biased() {
+    let mut net = Net::new(3, 2, voting_params());
+    chain(&mut net);
+    // Epoch 1's value is computed with every reveal.
+    let t1 = GENESIS + EPOCH + 4;
+    net.run(GENESIS, t1);
+    let doc = net.doc(0, t1, 2);
+    assert!(doc.consensus.withheld.is_empty());
+    // Authority 2 committed to its epoch-2 secret, and is silent in the
+    // round that computes epoch 2's value: the value is made of two
+    // reveals, and the document names the one that did not come.
+    let t2 = GENESIS + 2 * EPOCH - 2;
+    net.run(t1, t2);
+    net.up[2] = false;
+    let t3 = GENESIS + 2 * EPOCH;
+    net.run(t2, t3);
+    let doc = net.doc(0, t3, 2);
+    assert_eq!(doc.epoch, 2);
+    let value = doc.consensus.shared_random.unwrap();
+    assert!(!value.fallback);
+    assert_eq!(
+        doc.consensus.withheld,
+        vec![*net.ids[2].verify_key().as_bytes()]
+    );
+}
