@@ -230,6 +230,13 @@ impl Authority {
                     salt: known.and_then(|r| r.salt),
                     family: approval.and_then(|a| a.family.clone()),
                     layer,
+                    // Pinned: the operator's pin; on an open testnet, the
+                    // layer the node asks for.
+                    pinned: d.node.role == Role::Mix
+                        && match &self.admission {
+                            Admission::Open => d.node.layer.is_some(),
+                            Admission::Approved(_) => approval.is_some_and(|a| a.layer.is_some()),
+                        },
                 }
             })
             .collect()

@@ -206,7 +206,7 @@ pub fn compute_consensus(
     };
     let (random, withheld) = shared_random(network, epoch, &counted, majority)?;
     let nodes = listed_nodes(
-        network, epoch, &params, &random, &counted, majority, addresses,
+        network, epoch, serial, &params, &random, &counted, majority, addresses,
     );
     let commits = counted
         .iter()
@@ -310,9 +310,11 @@ fn agreed<T: Serialize + Clone>(values: impl IntoIterator<Item = T>, majority: u
 /// majority of the authorities hold them (else the defaults: listed now,
 /// no salt, no family, no layer); over a family's cap, a node is left
 /// out.
+#[allow(clippy::too_many_arguments)]
 fn listed_nodes(
     network: &str,
     epoch: u32,
+    serial: u64,
     params: &VoteParams,
     random: &SharedRandom,
     counted: &[(&Vote, [u8; 32])],
@@ -345,7 +347,7 @@ fn listed_nodes(
                 .flatten()
                 .is_some()
         });
-    let mut listed: Vec<(NodeEntry, Option<u8>)> = Vec::new();
+    let mut listed: Vec<Listed> = Vec::new();
     for (_, proposals) in entries {
         if proposals.len() < majority {
             continue;
@@ -393,9 +395,26 @@ fn listed_nodes(
                 .filter(|l| (1..=params.layers).contains(l)),
             _ => None,
         };
-        listed.push((node, layer));
+        let pinned =
+            layer.is_some() && agreed(proposals.iter().map(|p| p.0.pinned), majority) == Some(true);
+        listed.push(Listed {
+            node,
+            layer,
+            pinned,
+        });
     }
-    place(listed, params, random)
+    // Layers are evened out only in an epoch's first document: a mix that
+    // moves drops the packets in flight to it in its old layer.
+    place(listed, params, random, serial == 0)
+}
+
+/// A node the majority voted for, before placement.
+struct Listed {
+    node: NodeEntry,
+    /// The layer the majority proposes (mixes).
+    layer: Option<u8>,
+    /// Whether a majority says the layer is an operator's pin.
+    pinned: bool,
 }
 
 /// What the caps of §6.3 count a node under: the family its approvals
@@ -458,83 +477,135 @@ fn address_network(addr: &str) -> Option<std::net::IpAddr> {
 /// (§6.3). Mixes with a proposed layer keep it while their groups are
 /// under their cap there; the others go, in draw order, to the layer with
 /// the fewest mixes where their groups are under their cap. Every node
-/// counts as one: no self-reported capacity draws traffic.
+/// counts as one: no self-reported capacity draws traffic. With
+/// `rebalance`, layers that differ by two or more mixes are then evened
+/// out (step 5 of §6.3).
 fn place(
-    listed: Vec<(NodeEntry, Option<u8>)>,
+    listed: Vec<Listed>,
     params: &VoteParams,
     random: &SharedRandom,
+    rebalance: bool,
 ) -> Vec<NodeEntry> {
     let layers = usize::from(params.layers.max(1));
     let share = usize::from(params.family_cap_percent.clamp(1, 100));
-    let mut drawn: Vec<(NodeEntry, Option<u8>, Vec<CapGroup>)> = listed
+    let mut drawn: Vec<(Listed, Vec<CapGroup>)> = listed
         .into_iter()
-        .map(|(n, l)| {
-            let groups = cap_groups(&n);
-            (n, l, groups)
+        .map(|l| {
+            let groups = cap_groups(&l.node);
+            (l, groups)
         })
         .collect();
-    drawn.sort_by_key(|(n, _, _)| layer_draw(&random.value, &n.key));
-    let count = |role| drawn.iter().filter(|(n, _, _)| n.role == role).count();
+    drawn.sort_by_key(|(l, _)| layer_draw(&random.value, &l.node.key));
+    let count = |role| drawn.iter().filter(|(l, _)| l.node.role == role).count();
     let cap_of = |size: usize| (size * share / 100).max(1);
     let mix_cap = cap_of(count(Role::Mix).div_ceil(layers));
     // Gateways are group 0, service nodes group layers + 1.
     let gateway_cap = cap_of(count(Role::Gateway));
     let service_cap = cap_of(count(Role::Service));
-    // (cap group, placement group) → nodes placed; placement group 0
-    // gateways, 1..=layers mixes, layers + 1 service nodes.
-    let mut held: BTreeMap<(CapGroup, usize), usize> = BTreeMap::new();
-    let under_cap = |held: &BTreeMap<(CapGroup, usize), usize>, groups: &[CapGroup], at, cap| {
-        groups
-            .iter()
-            .all(|g| held.get(&(g.clone(), at)).copied().unwrap_or(0) < cap)
-    };
-    let take = |held: &mut BTreeMap<(CapGroup, usize), usize>, groups: &[CapGroup], at| {
-        for g in groups {
-            *held.entry((g.clone(), at)).or_insert(0) += 1;
-        }
-    };
+    let mut caps = Caps::default();
     let mut out: Vec<NodeEntry> = Vec::new();
     let mut sizes = vec![0usize; layers + 1];
-    let mut unplaced: Vec<(NodeEntry, Vec<CapGroup>)> = Vec::new();
-    for (mut node, layer, groups) in drawn {
+    // Placed mixes: (draw position, index in `out`, pinned, groups).
+    let mut mixes: Vec<(usize, usize, bool, Vec<CapGroup>)> = Vec::new();
+    let mut unplaced: Vec<(usize, NodeEntry, Vec<CapGroup>)> = Vec::new();
+    for (position, (listed, groups)) in drawn.into_iter().enumerate() {
+        let Listed {
+            mut node,
+            layer,
+            pinned,
+        } = listed;
         match node.role {
             Role::Mix => match layer {
-                Some(l) if under_cap(&held, &groups, usize::from(l), mix_cap) => {
-                    take(&mut held, &groups, usize::from(l));
+                Some(l) if caps.room(&groups, usize::from(l), mix_cap) => {
+                    caps.take(&groups, usize::from(l));
                     sizes[usize::from(l)] += 1;
                     node.layer = Some(l);
+                    mixes.push((position, out.len(), pinned, groups));
                     out.push(node);
                 }
-                _ => unplaced.push((node, groups)),
+                _ => unplaced.push((position, node, groups)),
             },
             role => {
                 let (at, cap) = match role {
                     Role::Gateway => (0, gateway_cap),
                     _ => (layers + 1, service_cap),
                 };
-                if under_cap(&held, &groups, at, cap) {
-                    take(&mut held, &groups, at);
+                if caps.room(&groups, at, cap) {
+                    caps.take(&groups, at);
                     node.layer = None;
                     out.push(node);
                 }
             }
         }
     }
-    for (mut node, groups) in unplaced {
+    for (position, mut node, groups) in unplaced {
         let mut order: Vec<usize> = (1..=layers).collect();
         order.sort_by_key(|&l| (sizes[l], l));
-        if let Some(&l) = order
-            .iter()
-            .find(|&&l| under_cap(&held, &groups, l, mix_cap))
-        {
-            take(&mut held, &groups, l);
+        if let Some(&l) = order.iter().find(|&&l| caps.room(&groups, l, mix_cap)) {
+            caps.take(&groups, l);
             sizes[l] += 1;
             node.layer = u8::try_from(l).ok();
+            mixes.push((position, out.len(), false, groups));
             out.push(node);
+        }
+    }
+    if rebalance {
+        // Latest drawn first: the mix moved is the one drawn last.
+        mixes.sort_by_key(|m| std::cmp::Reverse(m.0));
+        loop {
+            let by_size = |key: fn(usize, usize) -> (usize, usize)| {
+                (1..=layers).min_by_key(|&l| key(sizes[l], l))
+            };
+            let (Some(big), Some(small)) =
+                (by_size(|s, l| (usize::MAX - s, l)), by_size(|s, l| (s, l)))
+            else {
+                break;
+            };
+            if sizes[big] < sizes[small] + 2 {
+                break;
+            }
+            let layer_of = |i: usize| out[i].layer.map(usize::from);
+            let Some(m) = mixes.iter().find(|(_, i, pinned, groups)| {
+                layer_of(*i) == Some(big) && !pinned && caps.room(groups, small, mix_cap)
+            }) else {
+                break;
+            };
+            caps.give_back(&m.3, big);
+            caps.take(&m.3, small);
+            sizes[big] -= 1;
+            sizes[small] += 1;
+            out[m.1].layer = u8::try_from(small).ok();
         }
     }
     out.sort_by_key(|n| n.key);
     out
+}
+
+/// Nodes placed per (cap group, placement group); placement group 0 is
+/// the gateways, 1..=layers the mix layers, layers + 1 the service nodes.
+#[derive(Default)]
+struct Caps(BTreeMap<(CapGroup, usize), usize>);
+
+impl Caps {
+    fn room(&self, groups: &[CapGroup], at: usize, cap: usize) -> bool {
+        groups
+            .iter()
+            .all(|g| self.0.get(&(g.clone(), at)).copied().unwrap_or(0) < cap)
+    }
+
+    fn take(&mut self, groups: &[CapGroup], at: usize) {
+        for g in groups {
+            *self.0.entry((g.clone(), at)).or_insert(0) += 1;
+        }
+    }
+
+    fn give_back(&mut self, groups: &[CapGroup], at: usize) {
+        for g in groups {
+            if let Some(n) = self.0.get_mut(&(g.clone(), at)) {
+                *n = n.saturating_sub(1);
+            }
+        }
+    }
 }
 
 #[cfg(test)]

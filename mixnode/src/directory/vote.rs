@@ -95,6 +95,10 @@ pub struct VoteEntry {
     /// The layer this authority proposes (mixes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub layer: Option<u8>,
+    /// Whether that layer is this authority's operator's pin (`approve
+    /// --layer`): rebalancing moves no pinned mix.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pinned: bool,
 }
 
 /// The longest descriptor a vote carries, hex digits.

@@ -282,6 +282,7 @@ fn a_lying_authority_cannot_list_nodes_or_change_keys_alone() {
         salt: None,
         family: None,
         layer: Some(2),
+        pinned: false,
     });
     v.nodes.sort_by_key(|n| n.key);
     let liar_vote = v.sign(&net.ids[2]);
@@ -755,4 +756,79 @@ fn a_reveal_withheld_is_on_the_record_of_the_document_it_biased() {
         doc.consensus.withheld,
         vec![*net.ids[2].verify_key().as_bytes()]
     );
+}
+
+#[test]
+fn layers_emptied_by_leaves_are_evened_out_at_the_next_epoch_and_pins_hold() {
+    let mut net = Net::new(3, 2, voting_params());
+    net.add_node(1, Role::Gateway, None);
+    net.add_node(20, Role::Service, None);
+    let mixes: Vec<[u8; 32]> = (0..6)
+        .map(|i| net.add_node(60 + i, Role::Mix, Some(1)))
+        .collect();
+    let mut approved: BTreeMap<[u8; 32], Approval> = net
+        .nodes
+        .iter()
+        .map(|n| (*n.id.verify_key().as_bytes(), Approval::default()))
+        .collect();
+    // One mix is pinned to layer 3 by every operator.
+    approved.get_mut(&mixes[0]).unwrap().layer = Some(3);
+    for a in &mut net.auths {
+        a.authority_mut()
+            .set_admission(Admission::Approved(approved.clone()));
+    }
+    let sizes = |doc: &NetworkDocument| {
+        let mut s = [0usize; 4];
+        for n in doc.nodes.iter().filter(|n| n.role == Role::Mix) {
+            s[usize::from(n.layer.unwrap())] += 1;
+        }
+        [s[1], s[2], s[3]]
+    };
+    let t1 = GENESIS + 6;
+    net.run(GENESIS, t1);
+    let doc = net.doc(0, t1, 2);
+    assert_eq!(sizes(&doc), [2, 2, 2]);
+    // The mixes of layer 1 fall silent and leave.
+    let layer1: Vec<[u8; 32]> = doc
+        .nodes
+        .iter()
+        .filter(|n| n.layer == Some(1))
+        .map(|n| n.key)
+        .collect();
+    net.nodes
+        .retain(|n| !layer1.contains(n.id.verify_key().as_bytes()));
+    let mut t = t1;
+    let left = loop {
+        net.run(t, t + 2);
+        t += 2;
+        let doc = net.doc(0, t, 2);
+        if sizes(&doc) != [2, 2, 2] {
+            break doc;
+        }
+        assert!(t < GENESIS + 10 * EPOCH, "the silent mixes never left");
+    };
+    // Within an epoch no mix moves (packets in flight to it would be
+    // lost): layer 1 stays empty until the epoch's first document.
+    if left.serial != 0 {
+        assert_eq!(sizes(&left), [0, 2, 2]);
+    }
+    let next = GENESIS + u64::from(left.epoch + 1) * EPOCH;
+    net.run(t, next);
+    let even = net.doc(0, next, 2);
+    assert_eq!(even.serial, 0);
+    let s = sizes(&even);
+    assert!(
+        s.iter().max().unwrap() - s.iter().min().unwrap() <= 1,
+        "{s:?}"
+    );
+    assert_eq!(s.iter().sum::<usize>(), 4);
+    let pinned = even.nodes.iter().find(|n| n.key == mixes[0]).unwrap();
+    assert_eq!(pinned.layer, Some(3), "a pinned mix is never moved");
+    // And the layers hold from then on.
+    net.run(next, next + 2 * EPOCH);
+    let later = net.doc(0, next + 2 * EPOCH, 2);
+    for n in later.nodes.iter().filter(|n| n.role == Role::Mix) {
+        let before = even.nodes.iter().find(|m| m.key == n.key).unwrap();
+        assert_eq!(before.layer, n.layer);
+    }
 }
