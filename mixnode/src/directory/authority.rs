@@ -243,14 +243,16 @@ impl Authority {
     }
 
     /// Approved keys whose replacement (`Approval::replaces`) has been
-    /// listed: a re-keyed node leaves with its old key once its new one is
-    /// in a document, so it is never listed twice for long, nor absent.
+    /// listed with a salt: a re-keyed node leaves with its old key once
+    /// its new one is in a document and places records (a storage node
+    /// without a salt takes none), so it is never listed twice for long,
+    /// nor absent, nor holding no records.
     fn superseded(&self) -> std::collections::BTreeSet<[u8; 32]> {
         match &self.admission {
             Admission::Open => std::collections::BTreeSet::new(),
             Admission::Approved(approved) => approved
                 .iter()
-                .filter(|(new, _)| self.registry.contains_key(*new))
+                .filter(|(new, _)| self.registry.get(*new).is_some_and(|r| r.salt.is_some()))
                 .filter_map(|(_, a)| a.replaces)
                 .collect(),
         }
@@ -348,6 +350,18 @@ impl Authority {
             .insert(d.node.key, (d, bytes.to_vec(), now));
         self.cached = None;
         Ok(())
+    }
+
+    /// The keys of the nodes this authority knows: those it approved and
+    /// those whose descriptors it holds (its driver serves them from a
+    /// pool of their own).
+    pub fn node_keys(&self) -> std::collections::BTreeSet<[u8; 32]> {
+        let mut keys: std::collections::BTreeSet<[u8; 32]> =
+            self.descriptors.keys().copied().collect();
+        if let Admission::Approved(approved) = &self.admission {
+            keys.extend(approved.keys().copied());
+        }
+        keys
     }
 
     /// Nodes currently known.

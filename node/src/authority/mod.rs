@@ -18,6 +18,7 @@ use mtos_mixnode::directory::{
 };
 use mtos_net::{libp2p_keypair, unix_now};
 
+mod gate;
 mod run;
 pub use run::run;
 
@@ -528,10 +529,24 @@ pub fn approve(
         if old == hex {
             return Err(NodeError::Config("a key cannot replace itself".to_owned()));
         }
+        // A replacement is a key never seen here: not another node's, and
+        // not one that took part in a re-keying.
+        if approvals.nodes.contains_key(&hex)
+            || approvals
+                .rekeys
+                .iter()
+                .any(|r| r.old == hex || r.new == hex)
+        {
+            return Err(NodeError::Config(format!(
+                "{hex} is already approved here, or was re-keyed: a node's new key must be \
+                 a fresh one (mtos-node init). Nothing was written"
+            )));
+        }
         let Some(held) = approvals.nodes.get(&old) else {
             return Err(NodeError::Config(format!(
-                "{old} is not approved here: approve the new key without --replaces \
-                 (it is then a new node)"
+                "{old} is not approved here (a key in the config's `allow` list is \
+                 re-keyed by editing that list): approve the new key without --replaces, \
+                 and it is a new node"
             )));
         };
         if let Some(last) = approvals
@@ -559,6 +574,13 @@ pub fn approve(
             new: hex.clone(),
             at: now,
         });
+    }
+    // Approving a replacement again (say, to change its family) keeps
+    // what it replaces: the old key stays retired.
+    if approval.replaces.is_none()
+        && let Some(held) = approvals.nodes.get(&hex)
+    {
+        approval.replaces = held.replaces;
     }
     approvals.nodes.insert(hex.clone(), approval);
     approvals.save(dir)?;

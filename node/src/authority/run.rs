@@ -20,17 +20,9 @@ use mtos_net::{
 };
 use rand::SeedableRng;
 
-use super::{Approvals, AuthorityConfig, DOCUMENT_FILE, KEY_FILE, STATE_FILE, parse_key};
+use super::{Approvals, AuthorityConfig, DOCUMENT_FILE, KEY_FILE, STATE_FILE, gate, parse_key};
 use crate::{NodeError, load_identity, write_atomically};
 
-/// Requests served at once from nodes, clients and auditors; more
-/// streams are dropped (the node retries).
-const MAX_CONCURRENT_REQUESTS: usize = 256;
-/// Requests served at once from one such peer.
-const MAX_REQUESTS_PER_PEER: usize = 4;
-/// Requests served at once from the other authorities: a pool of their
-/// own, so no flood of requests from others starves the vote exchange.
-const MAX_AUTHORITY_REQUESTS: usize = 32;
 /// A request must be read within this (a peer that opens streams and
 /// sends nothing holds a permit no longer).
 const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
@@ -113,7 +105,9 @@ pub async fn run(
         "mtos authority starting"
     );
     let shared: Shared = Arc::new(Mutex::new(voting));
+    let gate = gate::Gate::new(peer_ids);
     let rounds = tokio::spawn(vote_loop(VoteLoop {
+        gate: gate.clone(),
         shared: shared.clone(),
         identity: identity.clone(),
         control: control.clone(),
@@ -121,12 +115,6 @@ pub async fn run(
         config: config.clone(),
         base: base.to_owned(),
     }));
-    let gate = Arc::new(Gate {
-        others: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_REQUESTS)),
-        authorities: Arc::new(tokio::sync::Semaphore::new(MAX_AUTHORITY_REQUESTS)),
-        peers: peer_ids,
-        per_peer: Mutex::default(),
-    });
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         tokio::select! {
@@ -160,6 +148,7 @@ fn load_state(base: &Path) -> Result<VotingState, NodeError> {
 }
 
 struct VoteLoop {
+    gate: Arc<gate::Gate>,
     shared: Shared,
     identity: Arc<Identity>,
     control: libp2p_stream::Control,
@@ -184,6 +173,7 @@ async fn vote_loop(l: VoteLoop) {
     let _stop_peers = AbortOnDrop(peers);
     let mut target: Option<RoundId> = None;
     let mut gaps = 0u64;
+    let mut reported: Option<(u32, u64)> = None;
     let mut rng = rand::rngs::StdRng::from_rng(&mut rand::rng());
     loop {
         let new_round = {
@@ -195,7 +185,7 @@ async fn vote_loop(l: VoteLoop) {
             v.target() != target
         };
         if new_round {
-            target = on_new_round(&l, &mut gaps);
+            target = on_new_round(&l, &mut gaps, &mut reported);
         }
         tokio::time::sleep(pause).await;
     }
@@ -266,7 +256,11 @@ async fn peer_loop(l: Arc<VoteLoop>, key: [u8; 32], peer: PeerId) {
 
 /// At a new round: saves what must survive a restart, reports a round that
 /// made no document, and re-reads the approvals.
-fn on_new_round(l: &VoteLoop, gaps: &mut u64) -> Option<RoundId> {
+fn on_new_round(
+    l: &VoteLoop,
+    gaps: &mut u64,
+    reported: &mut Option<(u32, u64)>,
+) -> Option<RoundId> {
     let approvals = Approvals::load(&l.base);
     let Ok(mut v) = l.shared.lock() else {
         return None;
@@ -275,6 +269,13 @@ fn on_new_round(l: &VoteLoop, gaps: &mut u64) -> Option<RoundId> {
         Ok(a) => v.authority_mut().set_admission(l.config.admission(&a)),
         Err(e) => tracing::warn!(error = %e, "approvals not re-read; the last ones stay"),
     }
+    l.gate.set_nodes(
+        v.authority_mut()
+            .node_keys()
+            .iter()
+            .filter_map(|k| peer_id_of(k).ok())
+            .collect(),
+    );
     if v.gaps > *gaps {
         *gaps = v.gaps;
         tracing::warn!(
@@ -297,7 +298,10 @@ fn on_new_round(l: &VoteLoop, gaps: &mut u64) -> Option<RoundId> {
                 nodes = current.nodes.len(),
                 "document agreed"
             );
-            for who in &current.consensus.withheld {
+            // Once per document, not once per round it stays.
+            let fresh = *reported != Some((current.epoch, current.serial));
+            *reported = Some((current.epoch, current.serial));
+            for who in current.consensus.withheld.iter().filter(|_| fresh) {
                 tracing::warn!(
                     authority = %hex(who),
                     epoch = current.epoch,
@@ -331,60 +335,7 @@ async fn ask(
     }
 }
 
-/// Which requests are served: the other authorities' from their own
-/// pool; everyone else's from a shared pool, at most
-/// [`MAX_REQUESTS_PER_PEER`] at once each.
-struct Gate {
-    others: Arc<tokio::sync::Semaphore>,
-    authorities: Arc<tokio::sync::Semaphore>,
-    peers: std::collections::HashSet<PeerId>,
-    per_peer: Mutex<std::collections::HashMap<PeerId, usize>>,
-}
-
-/// A request being served; gives its places back when dropped.
-struct Permit {
-    _pool: tokio::sync::OwnedSemaphorePermit,
-    peer: Option<(Arc<Gate>, PeerId)>,
-}
-
-impl Drop for Permit {
-    fn drop(&mut self) {
-        if let Some((gate, peer)) = &self.peer
-            && let Ok(mut held) = gate.per_peer.lock()
-            && let Some(n) = held.get_mut(peer)
-        {
-            *n -= 1;
-            if *n == 0 {
-                held.remove(peer);
-            }
-        }
-    }
-}
-
-impl Gate {
-    fn admit(self: &Arc<Self>, peer: PeerId) -> Option<Permit> {
-        if self.peers.contains(&peer) {
-            let pool = self.authorities.clone().try_acquire_owned().ok()?;
-            return Some(Permit {
-                _pool: pool,
-                peer: None,
-            });
-        }
-        let pool = self.others.clone().try_acquire_owned().ok()?;
-        let mut held = self.per_peer.lock().ok()?;
-        let n = held.entry(peer).or_insert(0);
-        if *n >= MAX_REQUESTS_PER_PEER {
-            return None;
-        }
-        *n += 1;
-        Some(Permit {
-            _pool: pool,
-            peer: Some((self.clone(), peer)),
-        })
-    }
-}
-
-async fn serve_request(mut stream: libp2p::Stream, shared: Shared, _permit: Permit) {
+async fn serve_request(mut stream: libp2p::Stream, shared: Shared, _permit: gate::Permit) {
     let exchange = async {
         let (kind, body) = tokio::time::timeout(
             REQUEST_DEADLINE,

@@ -62,6 +62,31 @@ fn a_node_re_keys_at_most_once_per_retention_and_keeps_its_family_and_pin() {
     assert!(err.to_string().contains("is not approved here"), "{err}");
     let err = approve_at(dir.path(), &c, Some(&c), t0 + 90 * DAY).unwrap_err();
     assert!(err.to_string().contains("cannot replace itself"), "{err}");
+
+    // A replacement must be a fresh key: not another approved node's
+    // (whose family and pin it would take over), nor a key of a
+    // re-keying.
+    approve_at(dir.path(), &d, None, t0 + 90 * DAY).unwrap();
+    for taken in [&d, &a] {
+        let err = approve_at(dir.path(), taken, Some(&c), t0 + 90 * DAY).unwrap_err();
+        assert!(err.to_string().contains("must be a fresh one"), "{err}");
+    }
+
+    // Approving the new key again, to change its family, keeps what it
+    // replaced retired.
+    approve(
+        dir.path(),
+        &c,
+        Some("other".into()),
+        None,
+        None,
+        3,
+        t0 + 91 * DAY,
+    )
+    .unwrap();
+    let held = Approvals::load(dir.path()).unwrap();
+    assert_eq!(held.nodes[&c].replaces, parse_key(&b));
+    assert_eq!(held.nodes[&c].family.as_deref(), Some("other"));
 }
 
 #[test]
