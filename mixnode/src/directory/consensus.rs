@@ -340,13 +340,18 @@ fn listed_nodes(
             }
         }
     }
-    // The network's first document: epoch 0, and no node holds a salt yet.
+    // The network's first document: epoch 0, and no shared value agreed
+    // yet (the authorities hold epoch 0's value once a document carried
+    // it).
     let founding = epoch == 0
-        && !entries.values().any(|ps| {
-            agreed(ps.iter().map(|p| p.0.salt), majority)
-                .flatten()
-                .is_some()
-        });
+        && agreed(
+            counted
+                .iter()
+                .map(|(v, _)| v.random.current.map(|r| r.value)),
+            majority,
+        )
+        .flatten()
+        .is_none();
     let mut listed: Vec<Listed> = Vec::new();
     for (_, proposals) in entries {
         if proposals.len() < majority {
@@ -427,16 +432,23 @@ enum CapGroup {
     Net(std::net::IpAddr),
 }
 
-/// The groups `node` is capped in. Loopback, private, link-local and
-/// unspecified addresses form no group (testnets and private networks,
-/// where every node shares one). An address is what the node's own
-/// descriptor says: it is not proven, so a node can only claim a network
-/// it cannot then be reached in.
+/// The groups `node` is capped in: its family, and the network of every
+/// public IP address its descriptor lists (so no address listed first
+/// or last hides it from a network it can be reached in). Loopback,
+/// private, link-local and unspecified addresses form no group
+/// (testnets and private networks, where every node shares one), nor do
+/// DNS names. An address is what the node's own descriptor says: it is
+/// not proven.
 fn cap_groups(node: &NodeEntry) -> Vec<CapGroup> {
     let mut groups: Vec<CapGroup> = node.family.iter().cloned().map(CapGroup::Family).collect();
-    if let Some(net) = node.addrs.first().and_then(|a| address_network(a)) {
-        groups.push(CapGroup::Net(net));
-    }
+    let mut nets: Vec<std::net::IpAddr> = node
+        .addrs
+        .iter()
+        .filter_map(|a| address_network(a))
+        .collect();
+    nets.sort();
+    nets.dedup();
+    groups.extend(nets.into_iter().map(CapGroup::Net));
     groups
 }
 
@@ -447,7 +459,9 @@ fn address_network(addr: &str) -> Option<std::net::IpAddr> {
     let mut parts = addr.split('/').skip(1);
     let ip: IpAddr = match (parts.next()?, parts.next()?) {
         ("ip4", ip) => IpAddr::V4(ip.parse().ok()?),
-        ("ip6", ip) => IpAddr::V6(ip.parse().ok()?),
+        // An IPv4 address written as IPv6 (::ffff:a.b.c.d) is that IPv4
+        // address.
+        ("ip6", ip) => ip.parse::<Ipv6Addr>().ok()?.to_canonical(),
         _ => return None,
     };
     match ip {
@@ -552,33 +566,50 @@ fn place(
     if rebalance {
         // Latest drawn first: the mix moved is the one drawn last.
         mixes.sort_by_key(|m| std::cmp::Reverse(m.0));
-        loop {
-            let by_size = |key: fn(usize, usize) -> (usize, usize)| {
-                (1..=layers).min_by_key(|&l| key(sizes[l], l))
-            };
-            let (Some(big), Some(small)) =
-                (by_size(|s, l| (usize::MAX - s, l)), by_size(|s, l| (s, l)))
-            else {
-                break;
-            };
-            if sizes[big] < sizes[small] + 2 {
-                break;
-            }
-            let layer_of = |i: usize| out[i].layer.map(usize::from);
-            let Some(m) = mixes.iter().find(|(_, i, pinned, groups)| {
-                layer_of(*i) == Some(big) && !pinned && caps.room(groups, small, mix_cap)
-            }) else {
-                break;
-            };
-            caps.give_back(&m.3, big);
-            caps.take(&m.3, small);
-            sizes[big] -= 1;
-            sizes[small] += 1;
-            out[m.1].layer = u8::try_from(small).ok();
+        // Each move takes a mix from a layer to one with at least two
+        // fewer, so the sum of the squared sizes falls: it ends.
+        while let Some((m, from, to)) = next_move(&mixes, &out, &sizes, &caps, mix_cap) {
+            caps.give_back(&mixes[m].3, from);
+            caps.take(&mixes[m].3, to);
+            sizes[from] -= 1;
+            sizes[to] += 1;
+            out[mixes[m].1].layer = u8::try_from(to).ok();
         }
     }
     out.sort_by_key(|n| n.key);
     out
+}
+
+/// The next move of layer evening (§6.3 step 5): among the pairs of
+/// layers where the first holds at least two mixes more than the second,
+/// largest first then smallest (ties: the lower layer), the first whose
+/// larger layer has an unpinned mix with room in the smaller; that mix is
+/// the one drawn last. Returns its index in `mixes` (latest drawn first)
+/// and the two layers.
+fn next_move(
+    mixes: &[(usize, usize, bool, Vec<CapGroup>)],
+    out: &[NodeEntry],
+    sizes: &[usize],
+    caps: &Caps,
+    mix_cap: usize,
+) -> Option<(usize, usize, usize)> {
+    let mut from: Vec<usize> = (1..sizes.len()).collect();
+    from.sort_by_key(|&l| (std::cmp::Reverse(sizes[l]), l));
+    let mut to: Vec<usize> = (1..sizes.len()).collect();
+    to.sort_by_key(|&l| (sizes[l], l));
+    for &big in &from {
+        for &small in to.iter().filter(|&&l| sizes[big] >= sizes[l] + 2) {
+            let movable = mixes.iter().position(|(_, i, pinned, groups)| {
+                out[*i].layer.map(usize::from) == Some(big)
+                    && !pinned
+                    && caps.room(groups, small, mix_cap)
+            });
+            if let Some(m) = movable {
+                return Some((m, big, small));
+            }
+        }
+    }
+    None
 }
 
 /// Nodes placed per (cap group, placement group); placement group 0 is
@@ -623,6 +654,10 @@ mod tests {
             net("/ip6/2001:db8:5:6::1/tcp/1").as_deref(),
             Some("2001:db8::")
         );
+        assert_eq!(
+            net("/ip6/::ffff:198.51.100.7/tcp/1").as_deref(),
+            Some("198.51.0.0")
+        );
         for local in [
             "/ip4/127.0.0.1/tcp/1",
             "/ip4/10.1.2.3/tcp/1",
@@ -634,6 +669,7 @@ mod tests {
             "/ip6/::1/tcp/1",
             "/ip6/fd00::1/tcp/1",
             "/ip6/fe80::1/tcp/1",
+            "/ip6/::ffff:10.0.0.1/tcp/1",
             "/dns4/example.org/tcp/1",
             "ip4/1.2.3.4",
             "",

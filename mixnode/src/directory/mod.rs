@@ -385,6 +385,7 @@ pub struct Trust {
 }
 
 mod authority;
+mod authority_set;
 mod consensus;
 mod settings;
 mod signed;
@@ -392,6 +393,7 @@ mod vote;
 mod voting;
 
 pub use authority::{Admission, Approval, Authority, NetworkParams, REMEMBER_SECS, Registered};
+pub use authority_set::AuthoritySet;
 pub use consensus::{
     ConsensusError, ConsensusRecord, SharedRandom, VoteRef, compute_consensus, layer_draw,
 };
@@ -401,7 +403,7 @@ pub use vote::{
     Commit, RandomVote, VOTE_MAGIC, Vote, VoteEntry, VoteParams, commit_digest, decode_votes,
     encode_votes, vote_digest,
 };
-pub use voting::{AuthoritySet, Phase, RoundId, VoteAdded, Voting, VotingError, VotingState};
+pub use voting::{Phase, RoundId, VoteAdded, Voting, VotingError, VotingState};
 
 #[cfg(test)]
 mod tests;

@@ -85,7 +85,8 @@ impl Net {
         key
     }
 
-    /// A node at `addr`; a mix asks for layer 1.
+    /// A node at `addr` (addresses separated by spaces); a mix asks for
+    /// layer 1.
     fn add_node_at(&mut self, seed: u64, role: Role, addr: &str) -> [u8; 32] {
         let layer = (role == Role::Mix).then_some(1);
         let key = self.add_node(seed, role, layer);
@@ -107,7 +108,7 @@ impl Net {
             let mut d = descriptor(&node.id, node.role, node.layer, &[epoch, epoch + 1]);
             d.published = now;
             if let Some(addr) = &node.addr {
-                d.node.addrs = vec![addr.clone()];
+                d.node.addrs = addr.split(' ').map(str::to_owned).collect();
             }
             let bytes = d.sign(&node.id);
             for i in self.live() {
@@ -665,14 +666,19 @@ fn nodes_in_one_network_are_capped_like_a_family_and_private_addresses_are_not()
     ];
     net.add_node(20, Role::Service, None);
     // Six mixes: four in one provider's /16 (in different /24s, under no
-    // family), two on loopback. A layer (of two) holds one of that
-    // network's: three of its four are listed.
+    // family; one lists a DNS name first), two on loopback. A layer (of
+    // two) holds one of that network's: three of its four are listed.
     let provider: Vec<[u8; 32]> = (0..4)
         .map(|i| {
+            let first = if i == 3 {
+                "/dns4/mix.example/tcp/9000 "
+            } else {
+                ""
+            };
             net.add_node_at(
                 30 + i,
                 Role::Mix,
-                &format!("/ip4/203.0.{}.{}/tcp/9000", 10 + i, 1 + i),
+                &format!("{first}/ip4/203.0.{}.{}/tcp/9000", 10 + i, 1 + i),
             )
         })
         .collect();
@@ -771,8 +777,11 @@ fn layers_emptied_by_leaves_are_evened_out_at_the_next_epoch_and_pins_hold() {
         .iter()
         .map(|n| (*n.id.verify_key().as_bytes(), Approval::default()))
         .collect();
-    // One mix is pinned to layer 3 by every operator.
-    approved.get_mut(&mixes[0]).unwrap().layer = Some(3);
+    // Every operator pins two mixes to layer 2 and one to layer 3; the
+    // other three are the authorities' to place.
+    approved.get_mut(&mixes[0]).unwrap().layer = Some(2);
+    approved.get_mut(&mixes[1]).unwrap().layer = Some(2);
+    approved.get_mut(&mixes[2]).unwrap().layer = Some(3);
     for a in &mut net.auths {
         a.authority_mut()
             .set_admission(Admission::Approved(approved.clone()));
@@ -816,14 +825,15 @@ fn layers_emptied_by_leaves_are_evened_out_at_the_next_epoch_and_pins_hold() {
     net.run(t, next);
     let even = net.doc(0, next, 2);
     assert_eq!(even.serial, 0);
-    let s = sizes(&even);
-    assert!(
-        s.iter().max().unwrap() - s.iter().min().unwrap() <= 1,
-        "{s:?}"
+    // Layer 2 (ties with 3, lower) is all pinned: the unpinned mix of
+    // layer 3 moves instead.
+    assert_eq!(sizes(&even), [1, 2, 1]);
+    let layer = |k: &[u8; 32]| even.nodes.iter().find(|n| n.key == *k).unwrap().layer;
+    assert_eq!(
+        [layer(&mixes[0]), layer(&mixes[1]), layer(&mixes[2])],
+        [Some(2), Some(2), Some(3)],
+        "a pinned mix is never moved"
     );
-    assert_eq!(s.iter().sum::<usize>(), 4);
-    let pinned = even.nodes.iter().find(|n| n.key == mixes[0]).unwrap();
-    assert_eq!(pinned.layer, Some(3), "a pinned mix is never moved");
     // And the layers hold from then on.
     net.run(next, next + 2 * EPOCH);
     let later = net.doc(0, next + 2 * EPOCH, 2);
