@@ -210,6 +210,13 @@ fn run(cli: Cli, faults: FaultPolicy) -> Result<(), String> {
             )
             .map_err(|e| e.to_string())?;
             println!("approved {key}; the authority votes for it from its next round");
+            if !parsed.testnet && parsed.epochs.epoch_at(mtos_net::unix_now()) == 0 {
+                println!(
+                    "warning: this is the network's first epoch, whose nodes take a placement \
+                     salt anyone could compute in advance (specs/directory.md 6.4): approve \
+                     only the founders' nodes until epoch 1"
+                );
+            }
             if replaces.is_some() {
                 println!(
                     "the old key is voted for until the new one is listed; the new key \

@@ -625,8 +625,9 @@ fn a_re_keyed_node_is_listed_under_its_old_key_until_its_new_one_is_then_only_th
     // it as the old one's replacement. Both run during the change.
     let new = net.add_node(50, Role::Service, None);
     approve(&mut net, Some((new, old)));
-    // The old key is voted for until the new one is in a document: the
-    // node is never absent, and both are listed for a round or two.
+    // The old key is voted for until the new one is listed with a salt: the
+    // node is never absent, and both are listed for about an epoch (until
+    // the new key has its salt).
     let mut seen_both = false;
     let t3 = GENESIS + 3 * EPOCH + 4;
     let mut t = t1;
@@ -705,36 +706,6 @@ fn nodes_in_one_network_are_capped_like_a_family_and_private_addresses_are_not()
     assert_eq!(layers.len(), 3, "one per layer: {placed:?}");
     // Loopback nodes share no network: none is trimmed.
     assert!(local.iter().all(|k| listed(k).is_some()));
-}
-
-#[test]
-fn only_the_first_documents_nodes_take_the_first_epochs_known_value() {
-    let mut net = Net::new(3, 2, voting_params());
-    chain(&mut net);
-    let t1 = GENESIS + 4;
-    net.run(GENESIS, t1);
-    let first = net.doc(0, t1, 2);
-    assert_eq!(first.epoch, 0);
-    assert!(first.nodes.iter().all(|n| n.salt.is_some()));
-    let founders = first.consensus.shared_random.unwrap();
-    assert!(founders.fallback, "epoch 0's value is known in advance");
-    // A node approved later in epoch 0 could have ground its key against
-    // that value: it waits for epoch 1's, which no one knew.
-    let late = net.add_node(42, Role::Service, None);
-    let t2 = GENESIS + EPOCH - 1;
-    net.run(t1, t2);
-    let doc = net.doc(0, t2, 2);
-    assert_eq!(doc.epoch, 0);
-    let entry = doc.nodes.iter().find(|n| n.key == late).unwrap();
-    assert_eq!((entry.since, entry.salt), (Some(0), None));
-    let t3 = GENESIS + EPOCH + 4;
-    net.run(t2, t3);
-    let doc = net.doc(0, t3, 2);
-    let value = doc.consensus.shared_random.unwrap();
-    assert!(!value.fallback);
-    let entry = doc.nodes.iter().find(|n| n.key == late).unwrap();
-    assert_eq!(entry.salt, Some(value.value));
-    assert_ne!(entry.salt, Some(founders.value));
 }
 
 #[test]
