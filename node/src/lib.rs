@@ -6,6 +6,7 @@ pub mod authority;
 pub mod capacity;
 pub mod cli;
 pub mod config;
+mod gate;
 pub mod keystore;
 pub mod loops;
 pub mod metrics;

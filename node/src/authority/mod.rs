@@ -18,7 +18,6 @@ use mtos_mixnode::directory::{
 };
 use mtos_net::{libp2p_keypair, unix_now};
 
-mod gate;
 mod run;
 pub use run::run;
 

@@ -20,7 +20,8 @@ use mtos_net::{
 };
 use rand::SeedableRng;
 
-use super::{Approvals, AuthorityConfig, DOCUMENT_FILE, KEY_FILE, STATE_FILE, gate, parse_key};
+use super::{Approvals, AuthorityConfig, DOCUMENT_FILE, KEY_FILE, STATE_FILE, parse_key};
+use crate::gate;
 use crate::{NodeError, load_identity, write_atomically};
 
 /// A request must be read within this (a peer that opens streams and

@@ -10,6 +10,9 @@ use super::*;
 /// Requests answered at once; more streams are dropped (the asker
 /// retries, or asks another node).
 const MAX_CONCURRENT: usize = 32;
+/// Requests answered at once for one peer: no one peer can make the node
+/// look unreachable to everyone else.
+const PER_PEER: usize = 2;
 /// A request is read and answered within this, or dropped.
 const DEADLINE: Duration = Duration::from_secs(10);
 
@@ -17,9 +20,9 @@ pub(super) async fn serve(
     mut incoming: libp2p_stream::IncomingStreams,
     signed: watch::Receiver<Option<Arc<Vec<u8>>>>,
 ) {
-    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT));
-    while let Some((_peer, stream)) = incoming.next().await {
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
+    let gate = crate::gate::Gate::single(MAX_CONCURRENT, PER_PEER);
+    while let Some((peer, stream)) = incoming.next().await {
+        let Some(permit) = gate.admit(peer) else {
             continue;
         };
         let signed = signed.clone();

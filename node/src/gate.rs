@@ -1,6 +1,6 @@
-//! Which directory requests an authority serves (`specs/directory.md`
-//! §4): three pools, so that a flood from one kind of peer starves no
-//! other kind. The other authorities (their PeerIds are configured, and
+//! Which directory requests are served (`specs/directory.md` §4): an
+//! authority's three pools, so that a flood from one kind of peer starves
+//! no other kind (a node serving its document uses the third alone). The other authorities (their PeerIds are configured, and
 //! Noise authenticates them) exchange votes and signatures from a pool of
 //! their own; the nodes the authority knows (approved keys, and the keys
 //! of the descriptors it holds) upload and fetch from another; everyone
@@ -29,6 +29,7 @@ pub struct Gate {
     nodes: RwLock<HashSet<PeerId>>,
     pools: [Arc<Semaphore>; 3],
     per_peer: Mutex<HashMap<PeerId, usize>>,
+    limit: usize,
 }
 
 /// A request being served; gives its places back when dropped.
@@ -52,7 +53,8 @@ impl Drop for Permit {
 }
 
 impl Gate {
-    /// A gate for a network whose other authorities are `authorities`.
+    /// An authority's gate, for a network whose other authorities are
+    /// `authorities`.
     pub fn new(authorities: HashSet<PeerId>) -> Arc<Self> {
         Arc::new(Self {
             authorities,
@@ -63,6 +65,23 @@ impl Gate {
                 Arc::new(Semaphore::new(OTHER_REQUESTS)),
             ],
             per_peer: Mutex::default(),
+            limit: PER_PEER,
+        })
+    }
+
+    /// One pool of `size` for everyone, `per_peer` at once each (a node
+    /// serving its document).
+    pub fn single(size: usize, per_peer: usize) -> Arc<Self> {
+        Arc::new(Self {
+            authorities: HashSet::new(),
+            nodes: RwLock::default(),
+            pools: [
+                Arc::new(Semaphore::new(0)),
+                Arc::new(Semaphore::new(0)),
+                Arc::new(Semaphore::new(size)),
+            ],
+            per_peer: Mutex::default(),
+            limit: per_peer,
         })
     }
 
@@ -86,7 +105,7 @@ impl Gate {
         let pool = self.pools[pool].clone().try_acquire_owned().ok()?;
         let mut held = self.per_peer.lock().ok()?;
         let n = held.entry(peer).or_insert(0);
-        if *n >= PER_PEER {
+        if *n >= self.limit {
             return None;
         }
         *n += 1;
@@ -130,5 +149,18 @@ mod tests {
         drop(from_node);
         drop(held);
         assert!(gate.admit(PeerId::random()).is_some());
+    }
+
+    #[test]
+    fn a_single_pool_keeps_one_peer_to_its_share() {
+        let gate = Gate::single(3, 2);
+        let greedy = PeerId::random();
+        let held: Vec<Permit> = (0..2).map(|_| gate.admit(greedy).unwrap()).collect();
+        assert!(gate.admit(greedy).is_none(), "a third from one peer");
+        let other = gate.admit(PeerId::random()).unwrap();
+        assert!(gate.admit(PeerId::random()).is_none(), "the pool is full");
+        drop(other);
+        drop(held);
+        assert!(gate.admit(greedy).is_some());
     }
 }
