@@ -31,6 +31,32 @@ async fn served(client: &mut TestClient, net: &Testnet, i: usize) -> Option<Vec<
     .ok()
 }
 
+/// Sends five packets along the client's chain (gateway, three layers,
+/// service node) and waits until the gateway and the mixes have forwarded
+/// all of them: twenty forwards.
+async fn five_packets_cross(net: &Testnet, client: &mut TestClient, what: &str) {
+    let route = client.chain_route();
+    assert_eq!(route.len(), 5, "a node at every position");
+    let forwarded = |net: &Testnet| -> f64 {
+        net.nodes
+            .iter()
+            .filter(|n| n.position != Service)
+            .map(|n| n.metric("mtos_frames_forwarded_total", "").unwrap_or(0.0))
+            .sum()
+    };
+    let before = tokio::task::block_in_place(|| forwarded(net));
+    let hops: Vec<&_> = route.iter().collect();
+    let frames: Vec<Vec<u8>> = (0..5)
+        .map(|_| client.frame(&hops, Duration::from_millis(5), what.as_bytes()))
+        .collect();
+    client.send(&route[0], &frames).await;
+    tokio::task::block_in_place(|| {
+        wait_for(what, Duration::from_secs(30), || {
+            forwarded(net) - before >= 20.0
+        })
+    });
+}
+
 fn keys(net: &Testnet) -> Vec<[u8; 32]> {
     net.authorities.iter().map(|a| a.key).collect()
 }
@@ -124,27 +150,7 @@ async fn three_authorities_sign_one_network_and_it_outlives_one_but_not_two() {
     assert_eq!(two_signed.consensus.votes.len(), 2);
     // Packets still cross the network on it.
     let mut client = TestClient::connect(&net).await;
-    let route = client.chain_route();
-    let forwarded = |net: &Testnet| -> f64 {
-        net.nodes
-            .iter()
-            .filter(|n| n.position != Service)
-            .map(|n| n.metric("mtos_frames_forwarded_total", "").unwrap_or(0.0))
-            .sum()
-    };
-    let sent_before = tokio::task::block_in_place(|| forwarded(&net));
-    let hops: Vec<&_> = route.iter().collect();
-    let frames: Vec<Vec<u8>> = (0..5)
-        .map(|_| client.frame(&hops, Duration::from_millis(5), b"two of three"))
-        .collect();
-    client.send(&route[0], &frames).await;
-    tokio::task::block_in_place(|| {
-        wait_for(
-            "five packets across four hops",
-            Duration::from_secs(30),
-            || forwarded(&net) - sent_before >= 20.0,
-        )
-    });
+    five_packets_cross(&net, &mut client, "five packets across four hops").await;
 
     // Two killed: the last one agrees on nothing alone. It serves the last
     // document until it expires, and nodes keep it; then every node
@@ -265,27 +271,7 @@ async fn only_approved_nodes_are_listed_in_the_layers_the_authorities_choose() {
     assert_eq!(layers, vec![Some(1), Some(2), Some(3)], "{mixes:?}");
     // Each mix takes traffic for the layer it was given, not the one its
     // config asked for: packets cross all of them.
-    let route = client.chain_route();
-    assert_eq!(route.len(), 5);
-    let forwarded = |net: &Testnet| -> f64 {
-        net.nodes
-            .iter()
-            .map(|n| n.metric("mtos_frames_forwarded_total", "").unwrap_or(0.0))
-            .sum()
-    };
-    let before = tokio::task::block_in_place(|| forwarded(&net));
-    let hops: Vec<&_> = route.iter().collect();
-    let frames: Vec<Vec<u8>> = (0..5)
-        .map(|_| client.frame(&hops, Duration::from_millis(5), b"placed"))
-        .collect();
-    client.send(&route[0], &frames).await;
-    tokio::task::block_in_place(|| {
-        wait_for(
-            "five packets across the placed layers",
-            Duration::from_secs(30),
-            || forwarded(&net) - before >= 20.0,
-        )
-    });
+    five_packets_cross(&net, &mut client, "five packets across the placed layers").await;
     let refused: f64 = tokio::task::block_in_place(|| {
         net.nodes
             .iter()

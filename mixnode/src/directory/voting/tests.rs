@@ -96,6 +96,21 @@ impl Net {
         key
     }
 
+    /// Every authority approves every node added so far, each as `edit`
+    /// leaves its approval (default: no family, no pin).
+    fn approve_all(&mut self, edit: impl FnOnce(&mut BTreeMap<[u8; 32], Approval>)) {
+        let mut approved: BTreeMap<[u8; 32], Approval> = self
+            .nodes
+            .iter()
+            .map(|n| (*n.id.verify_key().as_bytes(), Approval::default()))
+            .collect();
+        edit(&mut approved);
+        for a in &mut self.auths {
+            a.authority_mut()
+                .set_admission(Admission::Approved(approved.clone()));
+        }
+    }
+
     fn live(&self) -> Vec<usize> {
         (0..self.auths.len()).filter(|&i| self.up[i]).collect()
     }
@@ -392,19 +407,14 @@ fn approved_nodes_are_placed_by_the_authorities_and_a_family_over_its_cap_is_tri
         .map(|i| net.add_node(30 + i, Role::Mix, Some(3)))
         .collect();
     let unapproved = identity(99);
-    let mut approved: BTreeMap<[u8; 32], Approval> = net
-        .nodes
-        .iter()
-        .map(|n| (*n.id.verify_key().as_bytes(), Approval::default()))
-        .collect();
-    for m in &mixes[..4] {
-        approved.get_mut(m).unwrap().family = Some("big".into());
-    }
-    // The operator pins one unfamilied mix to layer 2.
-    approved.get_mut(&mixes[5]).unwrap().layer = Some(2);
+    net.approve_all(|approved| {
+        for m in &mixes[..4] {
+            approved.get_mut(m).unwrap().family = Some("big".into());
+        }
+        // The operator pins one unfamilied mix to layer 2.
+        approved.get_mut(&mixes[5]).unwrap().layer = Some(2);
+    });
     for a in &mut net.auths {
-        a.authority_mut()
-            .set_admission(Admission::Approved(approved.clone()));
         let e = a
             .authority_mut()
             .accept_descriptor(
@@ -599,21 +609,7 @@ fn with_one_honest_authority_down_a_liar_cannot_win_ties() {
 fn a_re_keyed_node_is_listed_under_its_old_key_until_its_new_one_is_then_only_the_new() {
     let mut net = Net::new(3, 2, voting_params());
     chain(&mut net);
-    let approve = |net: &mut Net, extra: Option<([u8; 32], [u8; 32])>| {
-        let mut approved: BTreeMap<[u8; 32], Approval> = net
-            .nodes
-            .iter()
-            .map(|n| (*n.id.verify_key().as_bytes(), Approval::default()))
-            .collect();
-        if let Some((new, old)) = extra {
-            approved.get_mut(&new).unwrap().replaces = Some(old);
-        }
-        for a in &mut net.auths {
-            a.authority_mut()
-                .set_admission(Admission::Approved(approved.clone()));
-        }
-    };
-    approve(&mut net, None);
+    net.approve_all(|_| {});
     let t1 = GENESIS + EPOCH + 4;
     net.run(GENESIS, t1);
     let old = *net.nodes[4].id.verify_key().as_bytes();
@@ -624,7 +620,7 @@ fn a_re_keyed_node_is_listed_under_its_old_key_until_its_new_one_is_then_only_th
     // The service node's operator makes a new key; the authorities approve
     // it as the old one's replacement. Both run during the change.
     let new = net.add_node(50, Role::Service, None);
-    approve(&mut net, Some((new, old)));
+    net.approve_all(|approved| approved.get_mut(&new).unwrap().replaces = Some(old));
     // The old key is voted for until the new one is listed with a salt: the
     // node is never absent, and both are listed for about an epoch (until
     // the new key has its salt).
@@ -743,20 +739,13 @@ fn layers_emptied_by_leaves_are_evened_out_at_the_next_epoch_and_pins_hold() {
     let mixes: Vec<[u8; 32]> = (0..6)
         .map(|i| net.add_node(60 + i, Role::Mix, Some(1)))
         .collect();
-    let mut approved: BTreeMap<[u8; 32], Approval> = net
-        .nodes
-        .iter()
-        .map(|n| (*n.id.verify_key().as_bytes(), Approval::default()))
-        .collect();
     // Every operator pins two mixes to layer 2 and one to layer 3; the
     // other three are the authorities' to place.
-    approved.get_mut(&mixes[0]).unwrap().layer = Some(2);
-    approved.get_mut(&mixes[1]).unwrap().layer = Some(2);
-    approved.get_mut(&mixes[2]).unwrap().layer = Some(3);
-    for a in &mut net.auths {
-        a.authority_mut()
-            .set_admission(Admission::Approved(approved.clone()));
-    }
+    net.approve_all(|approved| {
+        approved.get_mut(&mixes[0]).unwrap().layer = Some(2);
+        approved.get_mut(&mixes[1]).unwrap().layer = Some(2);
+        approved.get_mut(&mixes[2]).unwrap().layer = Some(3);
+    });
     let sizes = |doc: &NetworkDocument| {
         let mut s = [0usize; 4];
         for n in doc.nodes.iter().filter(|n| n.role == Role::Mix) {
