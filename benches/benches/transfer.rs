@@ -1,18 +1,21 @@
 //! Wall time to publish and to fetch a 1 MiB item through a loopback
-//! testnet at the network's default rates (authority template: λP 2,
-//! λL 1, λD 1 per second, 50 ms mean delay per hop), next to the lower
-//! bounds computed from the same configuration.
+//! testnet inside a bulk window (`specs/client.md` §4.1) at the network's
+//! default classes (authority template: idle λP 2, λL 1, λD 1; bulk λP 50,
+//! λL 1, λD 1 in windows of 30 s taken by 20 cohorts; 50 ms mean delay per
+//! hop), next to the lower bound computed from the same configuration.
 //!
 //! Every chunk is one request: it leaves in a payload slot (λP a second)
-//! and its answer arrives in a delivery slot, a stream of rate λP that
-//! the client's own loops (λL) share. So n chunks need at least n / λP
-//! seconds of payload slots (the lower bound, plus the 9 mixing delays of
-//! the last request). The answers come back in delivery slots that the
-//! client's returning loops share, which suggests n / (λP − λL) as a
-//! second figure (an M/M/1-style expectation, not a bound: a fetch beat it
-//! by 18% in one run, since answers and loops are not a steady queue); a
-//! fetch also adds a round trip per tree level above the data (2 for
-//! 1 MiB).
+//! and its answer arrives in a delivery slot, at the class's delivery
+//! rate `max(λP + λL + λD, 1.25 (λP + λL))`, above what comes back
+//! (`λP + λL`), so answers do not queue behind loops. So n chunks need at
+//! least n / λP seconds of payload slots, plus the 9 mixing delays of the
+//! last request: the bound. A fetch also adds a round trip per tree level
+//! above the data (2 for 1 MiB).
+//!
+//! The writer's session asks for the cohort whose window comes second
+//! from now, the reader's for the one after it; the writer makes its
+//! storage stamps before its window (reported apart: a core's work, not
+//! the network's), and each transfer starts as its window does.
 //!
 //! `cargo bench -p mtos-benches --bench transfer` (release build;
 //! `-- --kib N` for another size).
@@ -21,12 +24,13 @@
 
 use std::time::Instant;
 
-use mtos_client::mixnet::Session;
+use mtos_client::mixnet::{Session, SessionOptions};
 use mtos_client::store::ChunkStore;
-use mtos_client::transfer::{TransferOptions, fetch, item_chunks, publish};
+use mtos_client::transfer::{TransferOptions, fetch, item_chunks, prepare, publish};
 use mtos_crypto::item::seal::{self, Access, MAX_SEALED_LEN};
 use mtos_crypto::item::{ContentType, ItemDraft, Part};
 use mtos_mixnode::admission::Position;
+use mtos_mixnode::directory::Ticket;
 use mtos_tests::{NodeSettings, Testnet, arg};
 use rand::RngExt;
 
@@ -67,51 +71,100 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let writer = Session::connect(&config).await.unwrap();
-        let reader = Session::connect(&config).await.unwrap();
-        let doc = writer.document();
+        // The document's windows, from a first session.
+        let doc = Session::connect(&config).await.unwrap().document();
+        let bulk = doc.rates.bulk.expect("the template has bulk windows");
+        let window_ms = bulk.window_secs * 1000;
+        let genesis_ms = doc.schedule.genesis * 1000;
+        let k = (unix_ms() - genesis_ms) / window_ms;
+        let cohort_of = |w: u64| Ticket((w % u64::from(bulk.cohorts)) as u16);
+        let start_of = |w: u64| genesis_ms + w * window_ms;
+        let (wk, rk) = (k + 2, k + 3);
+        let writer = Session::connect_with(
+            &config,
+            &SessionOptions {
+                ticket: Some(cohort_of(wk)),
+                ..SessionOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+        let reader = Session::connect_with(
+            &config,
+            &SessionOptions {
+                ticket: Some(cohort_of(rk)),
+                ..SessionOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+        assert!(writer.windows().1 && reader.windows().1, "windows not granted");
         let (lp, ll, mu) = (
-            doc.rates.payload,
-            doc.rates.loops,
+            bulk.payload,
+            bulk.loops,
             doc.mixing.mean_delay_ms as f64 / 1000.0,
         );
         println!(
-            "{kib} KiB item, {chunks} chunks; λP {lp}, λL {ll}, λD {} per second, mean delay {} ms per hop",
-            doc.rates.drops, doc.mixing.mean_delay_ms
+            "{kib} KiB item, {chunks} chunks; bulk λP {lp}, λL {ll}, λD {} per second in windows of {} s (idle λP {}), mean delay {} ms per hop",
+            bulk.drops, bulk.window_secs, doc.rates.payload, doc.mixing.mean_delay_ms
         );
-        let slots = chunks / lp + 9.0 * mu;
-        let delivery = if lp > ll {
-            chunks / (lp - ll) + 9.0 * mu
-        } else {
-            f64::INFINITY
-        };
+        let bound = chunks / lp + 9.0 * mu;
+        println!("lower bound chunks/λP + 9μ = {bound:.2} s");
+        let t = Instant::now();
+        let stamped = prepare(&writer, &writer_store, &reference).await.unwrap();
         println!(
-            "lower bound chunks/λP + 9μ = {slots:.1} s; with the loops sharing the delivery stream, chunks/(λP − λL) + 9μ = {delivery:.1} s"
+            "stamps: {stamped} made ahead in {:.1} s (before the window)",
+            t.elapsed().as_secs_f64()
         );
         let options = TransferOptions::default();
+        wait_until(start_of(wk)).await;
         let t = Instant::now();
         let p = publish(&writer, &writer_store, &reference, options, &|_, _| {})
             .await
             .unwrap();
         let published = t.elapsed().as_secs_f64();
         println!(
-            "publish: {published:.1} s ({} requests) = {:.2} × the lower bound, {:.2} × chunks/(λP − λL)",
+            "publish: {published:.2} s ({} requests) = {:.2} × the bound",
             p.requests,
-            published / slots,
-            published / delivery
+            published / bound,
         );
+        wait_until(start_of(rk)).await;
         let t = Instant::now();
         let f = fetch(&reader, &reader_store, &reference, options, &|_, _| {})
             .await
             .unwrap();
         let fetched = t.elapsed().as_secs_f64();
         println!(
-            "fetch:   {fetched:.1} s ({} requests) = {:.2} × the lower bound, {:.2} × chunks/(λP − λL)",
+            "fetch:   {fetched:.2} s ({} requests) = {:.2} × the bound",
             f.requests,
-            fetched / slots,
-            fetched / delivery
+            fetched / bound,
         );
         let back = seal::open(&mut &reader_store, &reference, &[], MAX_SEALED_LEN).unwrap();
         assert_eq!(back, item);
+        for (name, s) in [("writer", &writer), ("reader", &reader)] {
+            let st = s.stats();
+            println!(
+                "{name}: {} sent ({} real), {} cover built in its slot, {} loops back",
+                st.sent_real + st.sent_cover,
+                st.sent_real,
+                st.cover_built_in_slot,
+                st.loops_returned
+            );
+        }
     });
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// Sleeps until Unix ms `at`.
+async fn wait_until(at: u64) {
+    let now = unix_ms();
+    if at > now {
+        tokio::time::sleep(std::time::Duration::from_millis(at - now)).await;
+    }
 }

@@ -63,19 +63,73 @@ pub struct TransferReport {
 }
 
 impl TransferOptions {
-    /// These options with the queueing time at payload rate `rate` added
-    /// to the timeout.
-    fn at_rate(self, rate: f64) -> Self {
-        let queued = if rate > 0.0 {
-            2.0 * self.parallel.max(1) as f64 / rate
+    /// These options for a session whose payload slots come at `idle` a
+    /// second, and at `peak` in its bulk windows (`client.md` §4.1): at
+    /// least 3 s of the peak rate's slots in flight (a request's round
+    /// trip crosses the mixes twice, so fewer would leave slots empty in
+    /// a window), and the queueing time at the idle rate added to the
+    /// timeout.
+    fn at_rates(self, idle: f64, peak: f64) -> Self {
+        let parallel = if peak.is_finite() && peak > 0.0 {
+            self.parallel.max((3.0 * peak).ceil().min(1_000.0) as usize)
+        } else {
+            self.parallel
+        };
+        let queued = if idle > 0.0 {
+            2.0 * parallel.max(1) as f64 / idle
         } else {
             0.0
         };
         Self {
+            parallel,
             timeout: self.timeout + Duration::from_secs_f64(queued.min(3600.0)),
             ..self
         }
     }
+
+    fn for_session(self, session: &Session) -> Self {
+        let rates = session.document().rates;
+        self.at_rates(rates.payload, rates.peak().payload)
+    }
+}
+
+/// Makes the stamps of every chunk of the item at `reference` that is
+/// not published yet, on every core (`Session::prepare_stamp`), so that
+/// its puts then go at the rate of the payload slots. [`publish`] does
+/// this first; a caller waiting for a bulk window may do it meanwhile.
+/// Returns the stamps made.
+pub async fn prepare(
+    session: &Session,
+    store: &ChunkStore,
+    reference: &ItemRef,
+) -> Result<u64, ClientError> {
+    let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+    let mut todo = Vec::new();
+    for l in item_chunks(store, reference)? {
+        if store
+            .published_at(&l)
+            .map_err(|e| local(store, e))?
+            .is_none()
+        {
+            todo.push(l);
+        }
+        if todo.len() >= crate::mixnet::STAMPS_AHEAD {
+            break;
+        }
+    }
+    let made: Vec<Result<(), ClientError>> = futures::stream::iter(todo)
+        .map(|l| async move {
+            let chunk = store.get(&l).map_err(|e| local(store, e))?.ok_or_else(|| {
+                ClientError::NotFound(format!("chunk {l} is not in the local store"))
+            })?;
+            session.prepare_stamp(l, chunk).await
+        })
+        .buffer_unordered(cores)
+        .collect()
+        .await;
+    let n = made.len() as u64;
+    made.into_iter().collect::<Result<(), _>>()?;
+    Ok(n)
 }
 
 fn local(store: &ChunkStore, e: std::io::Error) -> ClientError {
@@ -110,7 +164,8 @@ pub async fn publish(
     options: TransferOptions,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<TransferReport, ClientError> {
-    let options = options.at_rate(session.document().rates.payload);
+    let options = options.for_session(session);
+    prepare(session, store, reference).await?;
     let all = item_chunks(store, reference)?;
     let total = all.len() as u64;
     let mut todo = Vec::new();
@@ -284,7 +339,7 @@ pub async fn fetch(
     options: TransferOptions,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<TransferReport, ClientError> {
-    let options = options.at_rate(session.document().rates.payload);
+    let options = options.for_session(session);
     let requests = AtomicU64::new(0);
     let done = AtomicU64::new(0);
     let mut known = 0u64;

@@ -55,7 +55,7 @@ fuzz_target!(|data: &[u8]| {
             pool_min: 0,
             pool_fraction: 0.0,
         },
-        rates: Rates { payload: 1.0, loops: 1.0, drops: 1.0, node_loops: 1.0 },
+        rates: Rates { payload: 1.0, loops: 1.0, drops: 1.0, node_loops: 1.0, bulk: None },
         layers: 3,
         storage: StorageRules::default(),
         family_cap_percent: 33,

@@ -98,8 +98,9 @@ impl<P: Eq + Hash + Clone> Admission<P> {
     }
 
     /// Whether a frame from `peer`, at `sender`'s position in a network of
-    /// `layers` layers whose clients send `client_send_rate` frames per
-    /// second (λP + λL + λD), is taken at `now`.
+    /// `layers` layers, is taken at `now`; a client sends
+    /// `client_send_rate` frames per second (λP + λL + λD of its class at
+    /// `now`).
     pub fn admit(
         &mut self,
         now: Instant,
@@ -129,6 +130,9 @@ impl<P: Eq + Hash + Clone> Admission<P> {
         if entry.0 != as_client {
             *entry = (as_client, TokenBucket::new(now, rate, burst));
         }
+        // The rate of now: a client's changes with its class (bulk
+        // windows, `client.md` §4.1) and with the document.
+        entry.1.set_rate(now, rate);
         if entry.1.try_take(now) {
             Ok(())
         } else {
@@ -169,11 +173,26 @@ impl TokenBucket {
         }
     }
 
-    /// Takes one token if there is one; `false` means drop the frame.
-    pub fn try_take(&mut self, now: Instant) -> bool {
+    /// Fills the bucket up to `now` at its old rate.
+    fn refill(&mut self, now: Instant) {
         let elapsed: Duration = now - self.last;
         self.last = self.last.max(now);
         self.tokens = (self.tokens + elapsed.as_secs_f64() * self.rate).min(self.burst);
+    }
+
+    /// Fills at `rate_per_s` from `now` on (what came before at the old
+    /// rate).
+    pub fn set_rate(&mut self, now: Instant, rate_per_s: f64) {
+        let rate = rate_per_s.max(0.0);
+        if rate.to_bits() != self.rate.to_bits() {
+            self.refill(now);
+            self.rate = rate;
+        }
+    }
+
+    /// Takes one token if there is one; `false` means drop the frame.
+    pub fn try_take(&mut self, now: Instant) -> bool {
+        self.refill(now);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
             true
@@ -291,5 +310,30 @@ mod tests {
         let mut b = TokenBucket::new(t1, 1.0, 1.0);
         assert!(b.try_take(t1));
         assert!(!b.try_take(t0));
+    }
+
+    #[test]
+    fn a_clients_bucket_follows_the_rate_of_its_class() {
+        let mut a: Admission<u8> = Admission::new(AdmissionConfig {
+            me: Gateway,
+            peer_rate: 1_000.0,
+            client_burst: 1.0,
+        });
+        let t0 = Instant::ZERO;
+        let passed = |a: &mut Admission<u8>, from: u64, rate: f64| {
+            (0..100)
+                .filter(|i| {
+                    let at = t0 + Duration::from_millis(from + 10 * i);
+                    a.admit(at, &7, Client, 3, rate).is_ok()
+                })
+                .count()
+        };
+        // At 4 a second (8 allowed), frames every 10 ms mostly bounce.
+        assert!(passed(&mut a, 0, 4.0) <= 10);
+        // In a window of 60 a second (120 allowed), all pass but the
+        // first (the bucket was empty when the window began).
+        assert!(passed(&mut a, 1_000, 60.0) >= 99);
+        // Back in the idle class, the bound is the idle one again.
+        assert!(passed(&mut a, 2_000, 4.0) <= 10);
     }
 }

@@ -238,6 +238,58 @@ impl Ord for Timed {
     }
 }
 
+/// The keys a worker unwraps frames with: `(key tag, epoch, secret)` of
+/// each key the engine holds ([`MixEngine::worker_keys`]).
+#[derive(Debug, Clone)]
+pub struct WorkerKeys<K>(Vec<(u8, u32, K)>);
+
+/// A frame's cryptography, done (by [`unwrap_frame`]): its key's tag and
+/// epoch, its replay tag and what unwrapping gave, or why it was dropped
+/// before (size, key, MAC). Nothing in it has passed the replay check:
+/// only [`MixEngine::accept`] can let it out.
+#[derive(Debug)]
+pub struct Unwrapped(UnwrapResult);
+
+type UnwrapResult = Result<(u8, u32, [u8; 32], Result<Processed, CheckError>), DropReason>;
+
+/// The work a frame costs before the engine's state is touched: the size
+/// check, the key, the header MAC (the public-key operation), the replay
+/// tag and the unwrap of one layer (the header's re-encryption and the
+/// body's Lioness). Pure: any thread may run it, so a node spreads it over
+/// its cores (`specs/mixing.md` §4).
+pub fn unwrap_frame<F: PacketFormat>(keys: &WorkerKeys<F::Key>, bytes: &[u8]) -> Unwrapped {
+    unwrap_with::<F, _>(
+        |tag| {
+            keys.0
+                .iter()
+                .find(|(t, _, _)| *t == tag)
+                .map(|(_, e, k)| (*e, k))
+        },
+        bytes,
+    )
+}
+
+fn unwrap_with<'k, F: PacketFormat, L>(key: L, bytes: &[u8]) -> Unwrapped
+where
+    L: Fn(u8) -> Option<(u32, &'k F::Key)>,
+    F::Key: 'k,
+{
+    Unwrapped((|| {
+        // The size is checked before anything else, crypto included.
+        let (&key_tag, packet) = bytes
+            .split_first()
+            .filter(|_| bytes.len() == 1 + F::PACKET_SIZE)
+            .ok_or(DropReason::WrongSize)?;
+        let (epoch, secret) = key(key_tag).ok_or(DropReason::UnknownKey)?;
+        let checked = F::check(packet, secret).map_err(|e| match e {
+            CheckError::Mac => DropReason::HeaderMac,
+            CheckError::Malformed => DropReason::Malformed,
+        })?;
+        let tag = F::replay_tag(&checked);
+        Ok((key_tag, epoch, tag, F::process(checked)))
+    })())
+}
+
 /// The mix engine of one node, generic over the packet format (real
 /// Sphinx by default).
 pub struct MixEngine<F: PacketFormat = Sphinx> {
@@ -394,29 +446,56 @@ impl<F: PacketFormat> MixEngine<F> {
     /// or dropped with a counted reason. The engine never learns which
     /// link or peer a frame came from, so it cannot log one.
     pub fn handle_frame<R: Rng + ?Sized>(&mut self, now: Instant, bytes: &[u8], rng: &mut R) {
+        // A full engine drops before any cryptography.
+        if bytes.len() == 1 + F::PACKET_SIZE && self.held() >= self.config.queue_limit {
+            self.counters.received += 1;
+            return self.drop_frame(DropReason::QueueFull);
+        }
+        let keys = &self.keys;
+        let unwrapped = unwrap_with::<F, _>(
+            |tag| {
+                keys.slots()
+                    .find(|s| s.tag() == tag)
+                    .map(|s| (s.epoch, &s.secret))
+            },
+            bytes,
+        );
+        self.accept(now, unwrapped, rng);
+    }
+
+    /// The keys [`unwrap_frame`] needs, by key tag: a snapshot for the
+    /// workers of a pool, taken again after each rotation.
+    pub fn worker_keys(&self) -> WorkerKeys<F::Key> {
+        WorkerKeys(
+            self.keys
+                .slots()
+                .map(|s| (s.tag(), s.epoch, s.secret.clone()))
+                .collect(),
+        )
+    }
+
+    /// Takes in a frame [`unwrap_frame`] worked on (here or on a worker
+    /// thread): counted, then the replay check (after the MAC, which the
+    /// worker checked), the key's budget, the delay bound, and the hold.
+    /// A driver with workers calls this in the frames' arrival order, so
+    /// the engine's state is its alone and what it does is what one
+    /// thread would have done.
+    pub fn accept<R: Rng + ?Sized>(&mut self, now: Instant, unwrapped: Unwrapped, rng: &mut R) {
         self.counters.received += 1;
-        // The size is checked before anything else, crypto included.
-        let Some((&key_tag, packet)) = bytes
-            .split_first()
-            .filter(|_| bytes.len() == 1 + F::PACKET_SIZE)
-        else {
-            return self.drop_frame(DropReason::WrongSize);
+        let (key_tag, epoch, tag, processed) = match unwrapped.0 {
+            Ok(u) => u,
+            Err(reason) => return self.drop_frame(reason),
         };
         if self.held() >= self.config.queue_limit {
             return self.drop_frame(DropReason::QueueFull);
         }
-        let Some(slot) = self.keys.by_tag(key_tag) else {
+        // The key may have rotated out since the worker used it.
+        let Some(slot) = self.keys.by_tag(key_tag).filter(|s| s.epoch == epoch) else {
             return self.drop_frame(DropReason::UnknownKey);
-        };
-        let checked = match F::check(packet, &slot.secret) {
-            Ok(c) => c,
-            Err(CheckError::Mac) => return self.drop_frame(DropReason::HeaderMac),
-            Err(CheckError::Malformed) => return self.drop_frame(DropReason::Malformed),
         };
         // Only now, with the MAC verified, does the tag enter the filter:
         // a replay is a replay whatever the key's budget, and a new tag
         // enters only within it.
-        let tag = F::replay_tag(&checked);
         let Ok(fresh) = slot.filter.check(&tag) else {
             return self.drop_frame(DropReason::Replay);
         };
@@ -427,7 +506,7 @@ impl<F: PacketFormat> MixEngine<F> {
         if let Some(r) = &mut self.journal {
             r.tags.push((slot.epoch, tag));
         }
-        let processed = match F::process(checked) {
+        let processed = match processed {
             Ok(p) => p,
             Err(_) => return self.drop_frame(DropReason::Malformed),
         };

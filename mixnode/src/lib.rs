@@ -22,6 +22,7 @@ pub mod service;
 pub mod service_machine;
 pub mod sessions;
 pub mod time;
+pub mod windows;
 
 pub use engine::{
     Counters, Delivery, DropReason, EngineConfig, Event, Journal, MixEngine, MixingMode, Transmit,

@@ -38,24 +38,53 @@ impl AddressPrefix {
     }
 }
 
+/// What one client may cost a gateway's key a second in `class`: it may
+/// send up to [`CLIENT_RATE_FACTOR`](crate::admission::CLIENT_RATE_FACTOR)
+/// times its send rate `λP + λL + λD` before it is throttled, and
+/// packets come back to it at its delivery rate, all through the key.
+fn cost(class: crate::directory::ClassRates) -> f64 {
+    crate::admission::CLIENT_RATE_FACTOR * class.send() + class.delivery()
+}
+
 /// How many clients a gateway can serve at once when each of its Sphinx
 /// keys admits `key_rate` packets a second (`ReplaySizing::per_second`;
-/// beyond it packets are refused as `key_cap`, whoever sent them): each
-/// client may send up to [`CLIENT_RATE_FACTOR`] times its cover rate
-/// `λP + λL + λD` before it is throttled, and packets come back to it at
-/// its delivery rate, all through the gateway's key. Admitting no more
-/// clients than this keeps what they may send within what the key
-/// admits, so a flood from many identities is refused as sessions
-/// (counted) instead of as packets, honest ones among them. At least 1.
+/// beyond it packets are refused as `key_cap`, whoever sent them).
+/// Admitting no more clients than this keeps what they may send within
+/// what the key admits, so a flood from many identities is refused as
+/// sessions (counted) instead of as packets, honest ones among them.
+///
+/// With bulk windows (`specs/client.md` §4.1) one cohort is in bulk at a
+/// time, and a gateway grants windows to at most [`cohort_share`] of its
+/// clients per cohort, so the bound is the largest `n` with
+/// `n · idle + ⌈n / cohorts⌉ · (bulk − idle) ≤ key_rate`. At least 1.
 pub fn sessions_for_capacity(key_rate: f64, rates: &crate::directory::Rates) -> usize {
-    let per_client = crate::admission::CLIENT_RATE_FACTOR
-        * (rates.payload + rates.loops + rates.drops)
-        + rates.delivery();
+    let idle = cost(rates.idle());
+    let extra = (cost(rates.peak()) - idle).max(0.0);
+    let cohorts = rates.bulk.map_or(1, |b| b.cohorts.max(1)) as f64;
+    let per_client = idle + extra / cohorts;
     let bounded = key_rate.is_finite() && per_client.is_finite() && per_client > 0.0;
     if !bounded {
         return usize::MAX;
     }
-    ((key_rate / per_client).floor() as usize).max(1)
+    let mut n = ((key_rate / per_client).floor() as usize).max(1);
+    // The rounding up of a cohort's share can take a few off.
+    while n > 1 && (n as f64) * idle + (n as f64 / cohorts).ceil() * extra > key_rate {
+        n -= 1;
+    }
+    n
+}
+
+/// How many of a gateway's `clients` it grants bulk windows to in one
+/// cohort: `⌈clients / cohorts⌉` (all of them without bulk windows). A
+/// session beyond it is served in the idle class only, and told so, so a
+/// party opening sessions in one cohort cannot put more traffic through
+/// the gateway's key in that cohort's windows than
+/// [`sessions_for_capacity`] allows for.
+pub fn cohort_share(clients: usize, rates: &crate::directory::Rates) -> usize {
+    match rates.bulk {
+        Some(b) => clients.div_ceil(usize::from(b.cohorts.max(1))),
+        None => clients,
+    }
 }
 
 /// Why a session was refused.

@@ -1,5 +1,5 @@
 //! The stream protocols: `/mtos/mix/1` (fixed-size mix frames, back to
-//! back), `/mtos/client/2` (a client's session with its gateway) and
+//! back), `/mtos/client/3` (a client's session with its gateway) and
 //! `/mtos/dir/1` (one request and one response per stream, to the
 //! authority), with their framing.
 
@@ -15,7 +15,7 @@ use crate::NetError;
 pub const MIX_PROTOCOL: StreamProtocol = StreamProtocol::new("/mtos/mix/1");
 /// A client's session with its gateway: the client writes its mailbox
 /// secret, the gateway writes delivery frames at a constant rate.
-pub const CLIENT_PROTOCOL: StreamProtocol = StreamProtocol::new("/mtos/client/2");
+pub const CLIENT_PROTOCOL: StreamProtocol = StreamProtocol::new("/mtos/client/3");
 /// Directory requests.
 pub const DIR_PROTOCOL: StreamProtocol = StreamProtocol::new("/mtos/dir/1");
 /// The byte a node writes on a mix stream it accepted, before any frame

@@ -91,6 +91,7 @@ fn the_topology_finds_nodes_by_peer_and_address_and_takes_strangers_for_clients(
             loops: 1.0,
             drops: 1.0,
             node_loops: 1.0,
+            bulk: None,
         },
         layers: 3,
         storage: mtos_mixnode::directory::StorageRules::default(),

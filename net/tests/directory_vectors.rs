@@ -77,6 +77,7 @@ fn compute() -> Value {
             loops: 1.0,
             drops: 1.0,
             node_loops: 1.0,
+            bulk: None,
         },
         layers: 3,
         storage: mtos_mixnode::directory::StorageRules::default(),

@@ -9,6 +9,28 @@ use mtos_crypto::sphinx::{self, Destination, Hop, NodeAddress, SphinxSecret};
 /// second on one core, measured for `seconds` (building packets is slower
 /// than processing them and is not measured).
 pub fn unwrap_rate(seconds: f64) -> Result<f64, String> {
+    unwrap_rate_on(1, seconds)
+}
+
+/// The same on `threads` threads at once, each on packets of its own:
+/// their summed rate (the machine's, when `threads` is its cores).
+pub fn unwrap_rate_on(threads: usize, seconds: f64) -> Result<f64, String> {
+    let rates: Vec<Result<f64, String>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads.max(1))
+            .map(|_| s.spawn(|| one_thread(seconds)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err("a bench thread panicked".into()))
+            })
+            .collect()
+    });
+    rates.into_iter().sum()
+}
+
+fn one_thread(seconds: f64) -> Result<f64, String> {
     let mut rng = rand::rng();
     let me = SphinxSecret::generate(&mut rng);
     let other = SphinxSecret::generate(&mut rng);

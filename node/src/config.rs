@@ -235,6 +235,10 @@ pub struct Limits {
     /// node's 10⁻⁶, three keys at a time); admitted at most at
     /// `replay_capacity / epoch_secs` a second (`mixing.md` §2).
     pub replay_capacity: u64,
+    /// Threads doing Sphinx work (the header MAC, the public key, the
+    /// unwrap): 0 for one per core, 1 for the engine's own thread alone
+    /// (`mixing.md` §4).
+    pub sphinx_workers: u32,
 }
 
 impl Default for Limits {
@@ -246,6 +250,7 @@ impl Default for Limits {
             peer_rate_pps: 20_000,
             client_burst: 100,
             replay_capacity: 4_000_000,
+            sphinx_workers: 0,
         }
     }
 }
@@ -465,9 +470,14 @@ client_burst = 100
 # is sized for (about 4.9 bytes each; three keys at once); at most this
 # many per epoch's length a second are admitted (more are refused as
 # key_cap, so a flood never fills a filter past its false-positive bound).
-# Gateways serve only as many clients as that rate carries (92 at the
-# default rates and an hour's epoch): raise it to serve more.
+# Gateways serve only as many clients as that rate carries (53 at the
+# template's rates with bulk windows, 92 without, over an hour's epoch):
+# raise it to serve more.
 replay_capacity = 4000000
+# Threads doing the Sphinx work of frames (header MAC, public key,
+# unwrap), handing them back in arrival order: 0 for one per core, 1 for
+# none beside the engine's own.
+sphinx_workers = 0
 
 [storage]
 # Storage nodes (node.storage = true): every record lives at least this

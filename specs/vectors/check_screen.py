@@ -58,6 +58,8 @@ status = {
     "epoch": 12,
     "jobs": [job], "follows": 2, "poll_every_secs": 300, "last_poll": 1796486400,
     "store_chunks": 85, "store_bytes": 419430,
+    "windows": {"ticket": 4123, "granted": True, "in_window": False,
+                "next_change_ms": 1796486430000, "origin_ms": 1796485800000},
 }
 transfer = {
     "reply": "transfer", "job": 3, "reference": REF, "chunks": 85, "transferred": 73,

@@ -745,6 +745,8 @@ impl TestClient {
         let mut open = secret.to_vec();
         open.extend_from_slice(&epoch.to_be_bytes());
         open.extend_from_slice(&nonce.to_be_bytes());
+        // No bulk windows.
+        open.extend_from_slice(&u16::MAX.to_be_bytes());
         let (mut stream, _) = self.session_stream(gateway, &open).await?;
         let drain = tokio::spawn(async move {
             use futures::AsyncReadExt;
@@ -769,16 +771,21 @@ impl TestClient {
         let mut stream = self.open_retrying(peer, net::CLIENT_PROTOCOL).await?;
         stream.write_all(open).await.map_err(|e| e.to_string())?;
         stream.flush().await.map_err(|e| e.to_string())?;
-        let mut frame = vec![0u8; mtos_mixnode::mailbox::DELIVERY_FRAME_SIZE];
+        // The gateway's answer (bulk windows granted or not), then the
+        // first frame.
+        let mut frame = vec![0u8; 1 + mtos_mixnode::mailbox::DELIVERY_FRAME_SIZE];
         match tokio::time::timeout(Duration::from_secs(10), stream.read_exact(&mut frame)).await {
-            Ok(Ok(())) => Ok((stream, frame)),
+            Ok(Ok(())) => {
+                frame.remove(0);
+                Ok((stream, frame))
+            }
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err("no frame within 10 s".into()),
         }
     }
 
     /// Opens a client session at `gateway` writing `open` (mailbox
-    /// secret, epoch, nonce: `client.md` §3) and reads one delivery frame,
+    /// secret, epoch, nonce, ticket: `client.md` §3) and reads one delivery frame,
     /// or the error when the gateway closes the session (or sends
     /// nothing within 10 s).
     pub async fn session_frame(

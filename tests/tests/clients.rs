@@ -48,6 +48,8 @@ async fn two_clients_exchange_messages_and_replies_and_their_traffic_does_not_sh
                 payload: Some(PAYLOAD),
                 loops: Some(LOOPS),
                 drops: Some(DROPS),
+                // Sessions at these rates all the time: no bulk windows.
+                no_bulk: true,
                 ..AuthoritySettings::default()
             },
         )

@@ -27,6 +27,8 @@ async fn a_source_address_holds_its_share_of_sessions_and_gets_it_back() {
                 payload: Some(20.0),
                 loops: Some(2.0),
                 drops: Some(2.0),
+                // Sessions at these rates all the time: no bulk windows.
+                no_bulk: true,
                 ..AuthoritySettings::default()
             },
         )
@@ -88,6 +90,8 @@ async fn a_session_opens_only_with_work_for_this_gateway_epoch_mailbox_and_ident
         let mut o = secret.to_vec();
         o.extend_from_slice(&epoch.to_be_bytes());
         o.extend_from_slice(&nonce.to_be_bytes());
+        // No bulk windows asked for.
+        o.extend_from_slice(&u16::MAX.to_be_bytes());
         o
     };
     let work = |secret: &[u8; 32], key: &[u8; 32], epoch: u32, client: &[u8]| {
@@ -231,6 +235,8 @@ async fn one_connection_opening_sessions_as_fast_as_it_can_leaves_others_served(
                 payload: Some(20.0),
                 loops: Some(2.0),
                 drops: Some(2.0),
+                // Sessions at these rates all the time: no bulk windows.
+                no_bulk: true,
                 ..AuthoritySettings::default()
             },
         )

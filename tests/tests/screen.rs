@@ -1,9 +1,11 @@
 //! The screen as its gateway sees it: one session (one libp2p identity,
 //! one connection, one mix stream, one gateway) for as long as it runs,
-//! sending on one Poisson schedule whether it is idle, publishing and
-//! fetching 300 kB (with a feed entry, a poll and a card), or idle again;
-//! the schedule drawn from its seed is followed slot for slot, with or
-//! without work.
+//! sending on one schedule whether it is idle, publishing and fetching
+//! 300 kB (with a feed entry, a poll and a card), or idle again: Poisson
+//! at the idle rates outside its bulk windows and at the bulk rates in
+//! them, the windows its ticket's (`specs/client.md` §4.1); the schedule
+//! drawn from its seed is followed slot for slot, switches included, with
+//! or without work.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -18,7 +20,8 @@ use mtos_client::transfer::{TransferOptions, publish};
 use mtos_crypto::item::seal::{self, Access};
 use mtos_crypto::item::{ContentType, ItemDraft, Part};
 use mtos_mixnode::admission::Position;
-use mtos_mixnode::cover::{CoverRates, CoverSchedule};
+use mtos_mixnode::directory::Ticket;
+use mtos_mixnode::windows::{ClassTimeline, WindowedSchedule};
 use mtos_tests::screen::CliScreen;
 use mtos_tests::{
     AuthoritySettings, CHAIN, FaultsSection, NodeSettings, Testnet, ks_critical, ks_statistic,
@@ -29,8 +32,13 @@ use rand::{RngExt, SeedableRng};
 const PAYLOAD: f64 = 4.0;
 const LOOPS: f64 = 1.0;
 const DROPS: f64 = 1.0;
-/// Three windows tested: at 0.1% each, a correct client fails 0.3% of
-/// runs, not the ~3% of three tests at 1%.
+/// The bulk class: λP 20 (λL and λD as idle), in windows of 20 s taken
+/// by 3 cohorts in turn, so the screen is in bulk a third of the time.
+const BULK_PAYLOAD: f64 = 20.0;
+const WINDOW_SECS: u64 = 20;
+const COHORTS: u64 = 3;
+/// Two classes tested: at 0.1% each, a correct client fails 0.2% of
+/// runs, not the ~2% of two tests at 1%.
 const ALPHA: f64 = 0.001;
 const IDLE: Duration = Duration::from_secs(120);
 
@@ -72,19 +80,6 @@ fn now_us() -> u128 {
         .as_micros()
 }
 
-/// Gaps (s) between the arrivals within `[from, to)`.
-fn gaps(times: &[u128], from: u128, to: u128) -> Vec<f64> {
-    let inside: Vec<u128> = times
-        .iter()
-        .copied()
-        .filter(|t| (from..to).contains(t))
-        .collect();
-    inside
-        .windows(2)
-        .map(|w| (w[1] - w[0]) as f64 / 1e6)
-        .collect()
-}
-
 /// A 300 kB item sealed into `store`.
 fn sealed_noise(store: &ChunkStore, text: &str) -> mtos_crypto::item::ItemRef {
     let mut bytes = vec![0u8; 300_000];
@@ -121,6 +116,11 @@ async fn a_screens_gateway_sees_one_session_on_one_schedule_idle_busy_and_idle_a
                 loops: Some(LOOPS),
                 drops: Some(DROPS),
                 node_loops: Some(0.0),
+                bulk_payload: Some(BULK_PAYLOAD),
+                bulk_loops: Some(LOOPS),
+                bulk_drops: Some(DROPS),
+                bulk_window_secs: Some(WINDOW_SECS),
+                bulk_cohorts: Some(COHORTS),
                 ..AuthoritySettings::default()
             },
         );
@@ -250,50 +250,46 @@ async fn a_screens_gateway_sees_one_session_on_one_schedule_idle_busy_and_idle_a
     assert!(status["sent_real"].as_u64().unwrap() >= 170, "{status}");
     assert_eq!(status["slots_skipped"], 0);
 
-    // Each window's gaps, as the gateway saw them: Exp(λP + λL + λD).
-    let arrivals = &seen.frames[&peer];
-    let rate = PAYLOAD + LOOPS + DROPS;
-    for (name, from, to) in [
-        ("idle", start, busy_from),
-        ("busy", busy_from, busy_to),
-        ("idle again", busy_to, end),
-    ] {
-        let mut g = gaps(arrivals, from, to);
-        let d = ks_statistic(&mut g, |x| 1.0 - (-rate * x).exp());
-        let crit = ks_critical(g.len(), ALPHA);
-        eprintln!("{name}: {} gaps, KS {d:.4} (critical {crit:.4})", g.len());
-        assert!(g.len() > 200, "{name}: only {} gaps", g.len());
-        assert!(
-            d < crit,
-            "{name}: KS {d:.3} >= {crit:.3} over {} gaps",
-            g.len()
-        );
-    }
-
-    // The schedule the seed gives, slot for slot: the i-th frame the
-    // gateway saw left in the i-th slot. A slot skipped or added would
-    // shift every later frame a gap (1/λ on average) off its slot.
-    let mut rng = rand::rngs::StdRng::from_seed(seed);
-    let rates = CoverRates {
-        payload: PAYLOAD,
-        loop_cover: LOOPS,
-        drop_cover: DROPS,
-        node_loop: 0.0,
+    // The windows the screen follows: its ticket, granted, from its
+    // session's start (Unix ms), under the network's document.
+    let windows = &status["windows"];
+    assert_eq!(windows["granted"], true, "{status}");
+    let ticket = Ticket(windows["ticket"].as_u64().unwrap() as u16);
+    let document = mtos_tests::TestClient::connect(&net).await.document.clone();
+    let timeline = ClassTimeline {
+        rates: document.rates,
+        schedule: document.schedule,
+        ticket,
+        origin_unix_ms: windows["origin_ms"].as_u64().unwrap(),
     };
-    let mut schedule: CoverSchedule<()> =
-        CoverSchedule::new(mtos_mixnode::Instant::ZERO, rates, SEND_QUEUE, &mut rng);
-    let slots: Vec<f64> = (0..arrivals.len())
+    assert_eq!(document.rates.bulk.unwrap().cohorts, COHORTS as u16);
+
+    // The schedule the seed gives, slot for slot, class switches
+    // included: the i-th frame the gateway saw left in the i-th slot. A
+    // slot skipped or added, or a switch at another instant, would shift
+    // every later frame a gap (1/λ on average) off its slot.
+    let arrivals = &seen.frames[&peer];
+    let mut rng = rand::rngs::StdRng::from_seed(seed);
+    let mut schedule: WindowedSchedule<()> =
+        WindowedSchedule::new(mtos_mixnode::Instant::ZERO, timeline, SEND_QUEUE, &mut rng);
+    let slots: Vec<mtos_mixnode::Instant> = (0..arrivals.len())
         .map(|_| {
-            let t = schedule.poll_timeout().unwrap();
-            schedule.poll_send(t, &mut rng).unwrap();
-            t.saturating_since(mtos_mixnode::Instant::ZERO)
-                .as_secs_f64()
+            loop {
+                let t = schedule.poll_timeout().unwrap();
+                if let Some((at, _)) = schedule.poll_send(t, &mut rng) {
+                    break at;
+                }
+            }
         })
         .collect();
+    let secs = |t: &mtos_mixnode::Instant| {
+        t.saturating_since(mtos_mixnode::Instant::ZERO)
+            .as_secs_f64()
+    };
     let offsets: Vec<f64> = arrivals
         .iter()
         .zip(&slots)
-        .map(|(a, s)| *a as f64 / 1e6 - s)
+        .map(|(a, s)| *a as f64 / 1e6 - secs(s))
         .collect();
     // The session's start on the gateway's clock, from the quickest
     // frames (the path's own latency).
@@ -312,5 +308,53 @@ async fn a_screens_gateway_sees_one_session_on_one_schedule_idle_busy_and_idle_a
         median < 0.010 && p99 < 0.100,
         "frames do not follow the seed's slots: median {median:.3} s, 99% {p99:.3} s"
     );
+
+    // Each class's gaps as the gateway saw them, the class's stretches
+    // laid end to end: Exp(λP + λL + λD) of that class (a gap cut by a
+    // switch goes on in the class's next stretch).
+    let in_window = |t_us: u128| {
+        let at = (t_us as f64 / 1e6 - origin).max(0.0);
+        timeline.in_window(mtos_mixnode::Instant::ZERO + Duration::from_secs_f64(at))
+    };
+    let (from, to) = (start.max(arrivals[0]), end);
+    let mut clock = [0.0f64; 2];
+    let mut last: [Option<f64>; 2] = [None, None];
+    let mut class_gaps: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    let mut t = from;
+    for &a in arrivals.iter().filter(|a| (from..to).contains(*a)) {
+        // Time in each class between the last arrival and this one, by
+        // steps of at most 10 ms (windows last seconds).
+        while t < a {
+            let step = (a - t).min(10_000);
+            clock[usize::from(in_window(t + step / 2))] += step as f64 / 1e6;
+            t += step;
+        }
+        let k = usize::from(in_window(a));
+        if let Some(l) = last[k] {
+            class_gaps[k].push(clock[k] - l);
+        }
+        last[k] = Some(clock[k]);
+    }
+    let windows_seen = clock[1];
+    eprintln!(
+        "{:.0} s in bulk windows, {:.0} s idle (between {busy_from} and {busy_to} µs busy)",
+        clock[1], clock[0]
+    );
+    assert!(windows_seen > 60.0, "only {windows_seen:.0} s of windows");
+    for (k, name, rate) in [
+        (0, "idle", PAYLOAD + LOOPS + DROPS),
+        (1, "bulk", BULK_PAYLOAD + LOOPS + DROPS),
+    ] {
+        let g = &mut class_gaps[k];
+        let d = ks_statistic(g, |x| 1.0 - (-rate * x).exp());
+        let crit = ks_critical(g.len(), ALPHA);
+        eprintln!("{name}: {} gaps, KS {d:.4} (critical {crit:.4})", g.len());
+        assert!(g.len() > 600, "{name}: only {} gaps", g.len());
+        assert!(
+            d < crit,
+            "{name}: KS {d:.3} >= {crit:.3} over {} gaps",
+            g.len()
+        );
+    }
     drop(screen);
 }

@@ -42,6 +42,7 @@ fn every_node_setting_is_what_the_node_reads() {
         client_addresses: Some(true),
         sessions_per_address: Some(12),
         replay_capacity: Some(15_000),
+        sphinx_workers: Some(3),
         max_bytes: Some(13_000),
         retention_secs: Some(14),
     };
@@ -68,6 +69,7 @@ fn every_node_setting_is_what_the_node_reads() {
         assert_eq!(c.limits.sessions_per_address, 12);
         assert_eq!(c.storage.max_bytes, 13_000);
         assert_eq!(c.limits.replay_capacity, 15_000);
+        assert_eq!(c.limits.sphinx_workers, 3);
         assert_eq!(c.storage.retention_secs, 14);
         // The file keeps the template's explanations.
         assert!(text.contains("# Frames per second one peer may send."));
@@ -106,6 +108,12 @@ fn every_authority_setting_is_what_the_authority_reads() {
         stamp_floor: Some(5),
         round_secs: Some(4),
         admission: Some("approved".into()),
+        bulk_payload: Some(60.5),
+        bulk_loops: Some(3.5),
+        bulk_drops: Some(4.5),
+        bulk_window_secs: Some(45),
+        bulk_cohorts: Some(12),
+        no_bulk: false,
     };
     let text = settings.apply(&template).unwrap();
     let c = AuthorityConfig::parse(&text, Path::new("authority.toml")).unwrap();
@@ -119,6 +127,24 @@ fn every_authority_setting_is_what_the_authority_reads() {
     assert_eq!(c.storage.stamp_floor, 5);
     assert_eq!(c.epochs.round_secs, 4);
     assert_eq!(c.admission, mtos_node::authority::AdmissionMode::Approved);
+    let bulk = c.rates.bulk.unwrap();
+    assert_eq!(
+        (
+            bulk.payload,
+            bulk.loops,
+            bulk.drops,
+            bulk.window_secs,
+            bulk.cohorts
+        ),
+        (60.5, 3.5, 4.5, 45, 12)
+    );
+    // Without windows: the table goes, and the authority reads none.
+    let off = AuthoritySettings {
+        no_bulk: true,
+        ..AuthoritySettings::default()
+    };
+    let c_off = AuthorityConfig::parse(&off.apply(&template).unwrap(), Path::new("a")).unwrap();
+    assert_eq!(c_off.rates.bulk, None);
     // What it was not told stays as `authority init` wrote it.
     let original = AuthorityConfig::parse(&template, Path::new("a")).unwrap();
     assert_eq!(c.mixing.mean_delay_ms, original.mixing.mean_delay_ms);

@@ -16,10 +16,11 @@ use mtos_crypto::item::Locator;
 use mtos_crypto::sphinx::{self, Destination, SURB_ID_LEN};
 use mtos_crypto::{CryptoRng, VerifyKey};
 use mtos_mixnode::admission::Position;
-use mtos_mixnode::cover::{CoverRates, CoverSchedule, Send};
-use mtos_mixnode::directory::{NetworkDocument, NodeEntry, Trust};
+use mtos_mixnode::cover::Send;
+use mtos_mixnode::directory::{NetworkDocument, NodeEntry, Ticket, Trust};
 use mtos_mixnode::mailbox::{DELIVERY_FRAME_SIZE, Stored, decode_delivery};
 use mtos_mixnode::service::{Op, Request, Response};
+use mtos_mixnode::windows::{ClassTimeline, WindowedSchedule};
 use mtos_net::unix_now;
 use mtos_net::{self as net, CLIENT_PROTOCOL, NodeEntryExt};
 use mtos_net::{AuthorityAddr, NetError};
@@ -43,16 +44,18 @@ mod stats;
 mod tasks;
 #[cfg(test)]
 mod tests;
+mod windows;
 
 use builders::*;
 use cover::*;
 use network::*;
 pub use network::{NetworkConfig, SessionOptions};
 use reader::*;
-pub use requests::{Answer, PutOutcome, pick_service, probe_groups};
+pub use requests::{Answer, PutOutcome, STAMPS_AHEAD, pick_service, probe_groups};
 use stats::*;
 pub use stats::{STATS_SERIES_LIMIT, SentKind, SessionStats};
 use tasks::*;
+use windows::*;
 
 /// Real messages waiting for a payload-stream slot.
 pub const SEND_QUEUE: usize = 1_000;
@@ -168,11 +171,15 @@ pub struct Session {
     replies: SharedReplies,
     stats: Arc<Mutex<SessionStats>>,
     document: watch::Receiver<Arc<NetworkDocument>>,
+    windows: Arc<SessionWindows>,
     /// Service nodes caught lying: not asked again by this session.
     avoided: Mutex<std::collections::HashSet<[u8; 32]>>,
     /// The stamp effort replicas last asked for above the document's
     /// floor, and when; puts start from it for a while (`storage.md` §2).
     stamp_effort: Mutex<Option<(u32, std::time::Instant)>>,
+    /// Chunk stamps made ahead of their puts ([`Session::prepare_stamp`]),
+    /// by locator, epoch and effort: a put takes its own.
+    stamps: Mutex<HashMap<(Locator, u32, u32), mtos_crypto::stamp::Stamp>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -323,21 +330,26 @@ impl Session {
             mailbox: envelope::mailbox_id(&mailbox_secret),
             key,
         };
+        let asked = options
+            .ticket
+            .unwrap_or_else(|| ticket_for(options.schedule_seed, &mut rng));
         // The delivery stream first: register the mailbox.
         let mut deliveries = open_deliveries(
             &mut control,
             (gateway_peer, gateway.key),
             (&mailbox_secret, peer),
             doc.epoch,
+            asked,
         )
         .await?;
         // The gateway admits this session's mix frames once it has
         // checked its work, which its first frame shows.
-        let first = first_delivery(&mut deliveries).await?;
+        let (granted, first) = first_delivery(&mut deliveries).await?;
         let mix = net::open_mix_stream(&mut control, gateway_peer).await?;
 
         let stats = Arc::new(Mutex::new(SessionStats::default()));
         let started = tokio::time::Instant::now();
+        let windows = Arc::new(SessionWindows::new(asked, granted, unix_ms()));
         let (doc_tx, doc_rx) = watch::channel(Arc::new(doc));
         let (out_tx, out_rx) = mpsc::channel(SEND_QUEUE);
         let (frames_tx, frames_rx) = mpsc::channel(SEND_QUEUE);
@@ -380,6 +392,7 @@ impl Session {
             balance: balance.clone(),
             stats: stats.clone(),
             started,
+            windows: windows.clone(),
             // Its own generator, drawn from for nothing but the schedule's
             // instants: with a given seed they are the same whatever the
             // session has to send.
@@ -411,6 +424,7 @@ impl Session {
                     document: doc_rx.clone(),
                     seen: SeenIds::default(),
                 },
+                windows: windows.clone(),
             },
             first,
         ));
@@ -430,8 +444,10 @@ impl Session {
             replies,
             stats,
             document: doc_rx,
+            windows,
             avoided: Mutex::default(),
             stamp_effort: Mutex::new(None),
+            stamps: Mutex::default(),
             tasks: vec![
                 swarm_task,
                 builder,
@@ -457,6 +473,19 @@ impl Session {
     /// The network document in use.
     pub fn document(&self) -> Arc<NetworkDocument> {
         self.document.borrow().clone()
+    }
+
+    /// The ticket this session asked its gateway for bulk windows under
+    /// (`client.md` §4.1; [`Ticket::NONE`]: none), and whether it was
+    /// granted.
+    pub fn windows(&self) -> (Ticket, bool) {
+        (self.windows.asked, self.windows.granted())
+    }
+
+    /// The classes of this session's clock under the current document:
+    /// its schedule's zero in Unix ms, and the windows it follows.
+    pub fn class_timeline(&self) -> ClassTimeline {
+        self.windows.timeline(&self.document())
     }
 
     /// Queues a message for `to`; it leaves in the next payload-stream

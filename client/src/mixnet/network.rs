@@ -122,4 +122,10 @@ pub struct SessionOptions {
     /// check the schedule against it); a seed used twice would make two
     /// sessions' gaps the same sequence, which links them.
     pub schedule_seed: Option<[u8; 32]>,
+    /// The ticket to ask the gateway for bulk windows under (`client.md`
+    /// §4.1): `None` draws one (from the schedule's seed when one is
+    /// given); [`Ticket::NONE`](mtos_mixnode::directory::Ticket::NONE)
+    /// asks for none. A screen keeps its own, so its windows come round
+    /// at the same times.
+    pub ticket: Option<mtos_mixnode::directory::Ticket>,
 }

@@ -22,6 +22,10 @@ use super::*;
 /// How long a session keeps paying the effort replicas last asked for.
 const EFFORT_MEMORY: Duration = Duration::from_secs(600);
 
+/// Chunk stamps a session keeps made ahead of their puts (a few hundred
+/// bytes each; 16,384 cover 56 MiB of chunks).
+pub const STAMPS_AHEAD: usize = 16_384;
+
 /// The effort a signed `low_effort N` refusal names (`storage.md` §2).
 fn asked_effort(reason: &str) -> Option<u32> {
     reason.strip_prefix("low_effort ")?.parse().ok()
@@ -206,16 +210,7 @@ impl Session {
         if let Err(e) = validate(kind, &locator, &record) {
             return Ok(PutOutcome::Refused(e.name().into()));
         }
-        let floor = self.document().storage.stamp_floor;
-        let most = floor.saturating_mul(1 << STAMP_RISE_MAX);
-        let remembered = self
-            .stamp_effort
-            .lock()
-            .ok()
-            .and_then(|e| *e)
-            .filter(|(_, at)| at.elapsed() < EFFORT_MEMORY)
-            .map_or(0, |(e, _)| e);
-        let mut effort = floor.max(remembered).min(most);
+        let (mut effort, most) = self.put_effort();
         loop {
             let outcome = self
                 .put_with(kind, locator, record.clone(), effort, timeout)
@@ -237,7 +232,49 @@ impl Session {
         }
     }
 
-    /// A stamp of `effort` for the record, made off the runtime's
+    /// The effort a put starts at (the document's floor, or what replicas
+    /// asked for in the last ten minutes), and the most it may rise to.
+    fn put_effort(&self) -> (u32, u32) {
+        let floor = self.document().storage.stamp_floor;
+        let most = floor.saturating_mul(1 << STAMP_RISE_MAX);
+        let remembered = self
+            .stamp_effort
+            .lock()
+            .ok()
+            .and_then(|e| *e)
+            .filter(|(_, at)| at.elapsed() < EFFORT_MEMORY)
+            .map_or(0, |(e, _)| e);
+        (floor.max(remembered).min(most), most)
+    }
+
+    /// Makes the stamp a put of `chunk` at `locator` will carry, ahead of
+    /// it: stamping is a core's work (about 50 ms at the default floor),
+    /// which a transfer does before its puts, on every core, so that the
+    /// puts go at the rate of the payload slots (in a bulk window, faster
+    /// than one core stamps; `client.md` §4.1). Kept until the put takes
+    /// it, [`STAMPS_AHEAD`] at most (more are not kept).
+    pub async fn prepare_stamp(&self, locator: Locator, chunk: Vec<u8>) -> Result<(), ClientError> {
+        let (effort, _) = self.put_effort();
+        let epoch = self.document().epoch;
+        let skip = self.stamps.lock().map_or(true, |s| {
+            s.len() >= STAMPS_AHEAD || s.contains_key(&(locator, epoch, effort))
+        });
+        if skip {
+            return Ok(());
+        }
+        let stamp = self
+            .make_stamp(Kind::Chunk, locator, chunk, effort, epoch)
+            .await?;
+        if let Ok(mut s) = self.stamps.lock()
+            && s.len() < STAMPS_AHEAD
+        {
+            s.insert((locator, epoch, effort), stamp);
+        }
+        Ok(())
+    }
+
+    /// A stamp of `effort` for the record: one made ahead
+    /// ([`Session::prepare_stamp`]), or one made now off the runtime's
     /// workers (about `effort` × 3 ms of one core).
     async fn stamp(
         &self,
@@ -247,6 +284,26 @@ impl Session {
         effort: u32,
     ) -> Result<Stamp, ClientError> {
         let epoch = self.document().epoch;
+        if kind == Kind::Chunk
+            && let Some(stamp) = self
+                .stamps
+                .lock()
+                .ok()
+                .and_then(|mut s| s.remove(&(locator, epoch, effort)))
+        {
+            return Ok(stamp);
+        }
+        self.make_stamp(kind, locator, record, effort, epoch).await
+    }
+
+    async fn make_stamp(
+        &self,
+        kind: Kind,
+        locator: Locator,
+        record: Vec<u8>,
+        effort: u32,
+        epoch: u32,
+    ) -> Result<Stamp, ClientError> {
         let start: u64 = rand::random();
         tokio::task::spawn_blocking(move || {
             make_stamp(kind, &locator, &record, epoch, effort, start)

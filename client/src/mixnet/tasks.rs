@@ -29,6 +29,8 @@ pub(super) struct SendLoop {
     pub(super) balance: Arc<DeliveryBalance>,
     pub(super) stats: Arc<Mutex<SessionStats>>,
     pub(super) started: tokio::time::Instant,
+    /// The session's bulk windows.
+    pub(super) windows: Arc<SessionWindows>,
     /// Draws the schedule's instants and nothing else.
     pub(super) schedule_rng: StdRng,
     /// Builds frames in slots the cover builder missed.
@@ -107,16 +109,12 @@ pub(super) async fn cover_loop(mut c: CoverBuilder) {
 /// a packet leaves at its scheduled instant, not a build time later: the
 /// gaps an observer sees are the schedule's exponential gaps.
 pub(super) async fn send_loop(mut s: SendLoop) {
-    let rates = |doc: &NetworkDocument| CoverRates {
-        payload: doc.rates.payload,
-        loop_cover: doc.rates.loops,
-        drop_cover: doc.rates.drops,
-        node_loop: 0.0,
-    };
-    let first = rates(&s.document.borrow());
     // From the session's start: the schedule's instants are offsets from
-    // it, the same ones `SessionStats::sent` counts from.
-    let mut schedule: CoverSchedule<Real> = CoverSchedule::new(
+    // it, the same ones `SessionStats::sent` counts from; the class the
+    // session is in at each (its bulk windows) from the document and the
+    // ticket its gateway granted.
+    let first = s.windows.timeline(&s.document.borrow());
+    let mut schedule: WindowedSchedule<Real> = WindowedSchedule::new(
         mtos_mixnode::Instant::ZERO,
         first,
         SEND_QUEUE,
@@ -127,11 +125,11 @@ pub(super) async fn send_loop(mut s: SendLoop) {
     loop {
         // Marked seen, so `changed` below wakes for the next one only.
         let doc = s.document.borrow_and_update().clone();
-        // The rates of the current document, not the first one's: the
-        // gateway enforces and delivers at the current ones.
-        let now_rates = rates(&doc);
-        if schedule.rates() != now_rates {
-            schedule.set_rates(core_now(s.started), now_rates, &mut s.schedule_rng);
+        // The rates of the current document and grant, not the first
+        // ones: the gateway enforces and delivers at the current ones.
+        let timeline = s.windows.timeline(&doc);
+        if *schedule.timeline() != timeline {
+            schedule.set_timeline(core_now(s.started), timeline, &mut s.schedule_rng);
         }
         let next = schedule
             .poll_timeout()
@@ -159,16 +157,13 @@ pub(super) async fn send_loop(mut s: SendLoop) {
                 }
                 continue;
             }
+            // The delivery stream reopened, its windows granted or not.
+            () = s.windows.regranted.notified() => continue,
         }
         let now = core_now(s.started);
-        // The instant the next send is due (`poll_send` takes the
-        // earliest), to record how late it left.
-        let mut due = schedule.poll_timeout();
-        while let Some(send) = schedule.poll_send(now, &mut s.schedule_rng) {
-            let scheduled = due.map_or(Duration::ZERO, |t| {
-                t.saturating_since(mtos_mixnode::Instant::ZERO)
-            });
-            due = schedule.poll_timeout();
+        while let Some((due, send)) = schedule.poll_send(now, &mut s.schedule_rng) {
+            // The instant it was due, to record how late it left.
+            let scheduled = due.saturating_since(mtos_mixnode::Instant::ZERO);
             if let Some(resumed) = skip_before {
                 // Every slot that fell due before the link was back is
                 // skipped: sent now, they would leave in a burst that
@@ -328,18 +323,21 @@ pub(super) struct Receiver {
     pub(super) messages: mpsc::Sender<Received>,
     pub(super) started: tokio::time::Instant,
     pub(super) reader: Reader,
+    /// The session's bulk windows (granted again on each reopening).
+    pub(super) windows: Arc<SessionWindows>,
 }
 
 /// Opens the delivery stream, names the mailbox and shows the work for
 /// the session (`client.md` §3): `mailbox secret || epoch (4, BE) ||
-/// nonce (8, BE)`, the work bound to the gateway's key (`gateway_key`),
-/// the key epoch `epoch`, the mailbox and this session's libp2p identity
-/// (`me`).
+/// nonce (8, BE) || ticket (2, BE)`, the work bound to the gateway's key
+/// (`gateway_key`), the key epoch `epoch`, the mailbox and this session's
+/// libp2p identity (`me`); the ticket asks for bulk windows (§4.1).
 pub(super) async fn open_deliveries(
     control: &mut libp2p_stream::Control,
     (gateway, gateway_key): (PeerId, [u8; 32]),
     (mailbox_secret, me): (&[u8; 32], PeerId),
     epoch: u32,
+    ticket: Ticket,
 ) -> Result<libp2p::Stream, ClientError> {
     let session = |e: std::io::Error| NetError::Link(format!("gateway session: {e}"));
     let mailbox = envelope::mailbox_id(mailbox_secret);
@@ -357,10 +355,11 @@ pub(super) async fn open_deliveries(
     })
     .await
     .map_err(|e| NetError::Link(format!("session work: {e}")))?;
-    let mut open = Zeroizing::new([0u8; 44]);
+    let mut open = Zeroizing::new([0u8; 46]);
     open[..32].copy_from_slice(mailbox_secret);
     open[32..36].copy_from_slice(&epoch.to_be_bytes());
-    open[36..].copy_from_slice(&nonce.to_be_bytes());
+    open[36..44].copy_from_slice(&nonce.to_be_bytes());
+    open[44..].copy_from_slice(&ticket.0.to_be_bytes());
     let mut stream = tokio::time::timeout(
         net::MIX_READY_TIMEOUT,
         control.open_stream(gateway, CLIENT_PROTOCOL),
@@ -373,14 +372,20 @@ pub(super) async fn open_deliveries(
     Ok(stream)
 }
 
-/// Reads the session's first delivery frame: the gateway writes frames
-/// only once it has checked the session's work (`client.md` §3), and
-/// admits the client's mix frames only from then on, so the send loop
-/// starts after it.
-pub(super) async fn first_delivery(stream: &mut libp2p::Stream) -> Result<Vec<u8>, ClientError> {
-    let mut frame = vec![0u8; DELIVERY_FRAME_SIZE];
+/// Reads the gateway's answer and the session's first delivery frame:
+/// the gateway answers only once it has checked the session's work
+/// (`client.md` §3), and admits the client's mix frames only from then
+/// on, so the send loop starts after it. The answer says whether the
+/// session's bulk windows are granted (§4.1).
+pub(super) async fn first_delivery(
+    stream: &mut libp2p::Stream,
+) -> Result<(bool, Vec<u8>), ClientError> {
+    let mut frame = vec![0u8; 1 + DELIVERY_FRAME_SIZE];
     match tokio::time::timeout(net::MIX_READY_TIMEOUT, stream.read_exact(&mut frame)).await {
-        Ok(Ok(())) => Ok(frame),
+        Ok(Ok(())) => {
+            let granted = frame.remove(0) == 1;
+            Ok((granted, frame))
+        }
         Ok(Err(e)) => Err(NetError::Link(format!(
             "the gateway closed the session (refused: its work, or a bound on sessions): {e}"
         ))
@@ -404,17 +409,20 @@ pub(super) async fn receive_loop(mut r: Receiver, first: Vec<u8>) {
                 let epoch = r.reader.document.borrow().epoch;
                 let gateway = (r.gateway, r.gateway_key);
                 let mailbox = (&*r.mailbox_secret, r.me);
-                let reopened = match open_deliveries(&mut r.control, gateway, mailbox, epoch).await
-                {
-                    // The session counts as back once its work is checked,
-                    // which its first frame shows; that frame is read
-                    // next. A refusal backs off like a broken link.
-                    Ok(mut stream) => first_delivery(&mut stream).await.map(|f| (stream, f)),
-                    Err(e) => Err(e),
-                };
+                let asked = r.windows.asked;
+                let reopened =
+                    match open_deliveries(&mut r.control, gateway, mailbox, epoch, asked).await {
+                        // The session counts as back once its work is
+                        // checked, which its first frame shows; that frame
+                        // is read next. A refusal backs off like a broken
+                        // link.
+                        Ok(mut stream) => first_delivery(&mut stream).await.map(|f| (stream, f)),
+                        Err(e) => Err(e),
+                    };
                 match reopened {
-                    Ok((stream, first)) => {
+                    Ok((stream, (granted, first))) => {
                         r.stream = stream;
+                        r.windows.set_granted(granted);
                         frame = first;
                         have = true;
                         break;

@@ -84,6 +84,7 @@ fn net(rng: &mut ChaCha20Rng) -> Net {
             loops: 1.0,
             drops: 1.0,
             node_loops: 1.0,
+            bulk: None,
         },
         layers: 3,
         storage: mtos_mixnode::directory::StorageRules::default(),

@@ -429,6 +429,24 @@ pub struct Status {
     pub store_chunks: u64,
     /// Bytes the store takes on disk.
     pub store_bytes: u64,
+    /// The session's bulk windows (`client.md` §4.1).
+    #[serde(default)]
+    pub windows: WindowsInfo,
+}
+
+/// A screen's bulk windows, as [`Status`] shows them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WindowsInfo {
+    /// The ticket asked for (`None`: windows off).
+    pub ticket: Option<u16>,
+    /// Whether the gateway granted it.
+    pub granted: bool,
+    /// Whether the session is in a window now.
+    pub in_window: bool,
+    /// When it next enters or leaves one, Unix ms.
+    pub next_change_ms: Option<u64>,
+    /// The session's start (its schedule's zero), Unix ms.
+    pub origin_ms: u64,
 }
 
 /// Why a request failed: a kind a program can act on, the exit code the

@@ -29,6 +29,9 @@ pub struct ScreenOptions {
     pub schedule_seed: Option<[u8; 32]>,
     /// Serve the web screen on 127.0.0.1 at this port (0: a free one).
     pub web: Option<u16>,
+    /// Take bulk windows (`client.md` §4.1): off, the screen stays in the
+    /// idle class, and large transfers take their time.
+    pub bulk_windows: bool,
 }
 
 impl Default for ScreenOptions {
@@ -37,6 +40,7 @@ impl Default for ScreenOptions {
             poll_every: super::DEFAULT_POLL_EVERY,
             schedule_seed: None,
             web: None,
+            bulk_windows: true,
         }
     }
 }
@@ -79,6 +83,11 @@ pub async fn run(
         &SessionOptions {
             gateway: Screen::guard(&home, &config.network),
             schedule_seed: options.schedule_seed,
+            // With a seed given (tests), the ticket comes from it.
+            ticket: match options.schedule_seed {
+                Some(_) if options.bulk_windows => None,
+                _ => Screen::ticket(&home, &config.network, options.bulk_windows),
+            },
         },
     )
     .await?;

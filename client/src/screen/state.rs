@@ -8,6 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use mtos_crypto::{ExposeSecret, SecretString};
 use mtos_crypto::{Identity, Keychain};
+use mtos_mixnode::directory::Ticket;
 use tokio::sync::{Notify, broadcast};
 
 use super::api::{FeedEntryInfo, Status};
@@ -58,6 +59,10 @@ pub(super) struct Screen {
 struct Guard {
     network: String,
     gateway: String,
+    /// The ticket of the screen's bulk windows on this network
+    /// (`client.md` §4.1), kept so they come round at the same times.
+    #[serde(default)]
+    ticket: Option<u16>,
 }
 
 impl Screen {
@@ -108,12 +113,14 @@ impl Screen {
     }
 
     /// The guard gateway kept for `network`, if any.
-    pub(super) fn guard(home: &Home, network: &str) -> Option<[u8; 32]> {
+    fn kept(home: &Home, network: &str) -> Option<Guard> {
         let text = std::fs::read_to_string(home.dir().join(super::GUARD_FILE)).ok()?;
         let guard: Guard = serde_json::from_str(&text).ok()?;
-        if guard.network != network {
-            return None;
-        }
+        (guard.network == network).then_some(guard)
+    }
+
+    pub(super) fn guard(home: &Home, network: &str) -> Option<[u8; 32]> {
+        let guard = Self::kept(home, network)?;
         data_encoding::HEXLOWER
             .decode(guard.gateway.as_bytes())
             .ok()?
@@ -121,13 +128,33 @@ impl Screen {
             .ok()
     }
 
+    /// The ticket a screen's sessions ask for: none when the person
+    /// turned bulk windows off, else the one kept for the network
+    /// (`None`: a new one is drawn, and kept).
+    pub(super) fn ticket(home: &Home, network: &str, bulk_windows: bool) -> Option<Ticket> {
+        if !bulk_windows {
+            return Some(Ticket::NONE);
+        }
+        Self::kept(home, network)?
+            .ticket
+            .map(Ticket)
+            .filter(|t| *t != Ticket::NONE)
+    }
+
     fn save_guard(&self) {
         let Ok(config) = self.home.network() else {
             return;
         };
+        let kept = Self::kept(&self.home, &config.network).and_then(|g| g.ticket);
         let guard = Guard {
             network: config.network,
             gateway: data_encoding::HEXLOWER.encode(&self.session().address().gateway),
+            // The ticket drawn, kept while windows are on; a screen with
+            // them off keeps the one it had.
+            ticket: match self.session().windows().0 {
+                Ticket::NONE => kept,
+                t => Some(t.0),
+            },
         };
         if let Ok(text) = serde_json::to_string(&guard) {
             let path = self.home.dir().join(super::GUARD_FILE);
@@ -154,6 +181,7 @@ impl Screen {
             &SessionOptions {
                 gateway,
                 schedule_seed: None,
+                ticket: Self::ticket(&self.home, &config.network, self.options.bulk_windows),
             },
         )
         .await?;
@@ -445,6 +473,22 @@ impl Screen {
             last_poll: self.last_poll.lock().ok().and_then(|l| *l),
             store_chunks: self.store.approximate_chunks(),
             store_bytes: dir_size(self.store.path()),
+            windows: {
+                let (asked, granted) = session.windows();
+                let timeline = session.class_timeline();
+                let now = mtos_mixnode::Instant::ZERO
+                    + Duration::from_millis(unix_ms().saturating_sub(timeline.origin_unix_ms));
+                super::api::WindowsInfo {
+                    ticket: (asked != Ticket::NONE).then_some(asked.0),
+                    granted,
+                    in_window: timeline.in_window(now),
+                    next_change_ms: timeline.next_change(now).map(|t| {
+                        timeline.origin_unix_ms
+                            + u64::try_from(t.since_origin().as_millis()).unwrap_or(0)
+                    }),
+                    origin_ms: timeline.origin_unix_ms,
+                }
+            },
         }
     }
 }
@@ -461,4 +505,11 @@ fn dir_size(dir: &std::path::Path) -> u64 {
                 .sum()
         })
         .unwrap_or(0)
+}
+
+/// Unix time, ms.
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

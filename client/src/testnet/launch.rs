@@ -27,6 +27,18 @@ pub struct AuthoritySettings {
     pub drops: Option<f64>,
     /// Mix nodes' loop rate λM per second (`rates.node_loops`).
     pub node_loops: Option<f64>,
+    /// Clients' payload rate in their bulk windows (`rates.bulk.payload`).
+    pub bulk_payload: Option<f64>,
+    /// Clients' loop rate in their bulk windows (`rates.bulk.loops`).
+    pub bulk_loops: Option<f64>,
+    /// Clients' drop rate in their bulk windows (`rates.bulk.drops`).
+    pub bulk_drops: Option<f64>,
+    /// The length of a bulk window, seconds (`rates.bulk.window_secs`).
+    pub bulk_window_secs: Option<u64>,
+    /// Cohorts taking the windows in turn (`rates.bulk.cohorts`).
+    pub bulk_cohorts: Option<u64>,
+    /// No bulk windows at all (the `[rates.bulk]` table removed).
+    pub no_bulk: bool,
     /// The longest per-hop delay a node accepts (`mixing.max_delay_ms`).
     pub max_delay_ms: Option<u64>,
     /// How often nodes re-upload their descriptor (`epochs.heartbeat_secs`).
@@ -49,6 +61,11 @@ impl AuthoritySettings {
         push(&mut e, "rates.loops", self.loops);
         push(&mut e, "rates.drops", self.drops);
         push(&mut e, "rates.node_loops", self.node_loops);
+        push(&mut e, "rates.bulk.payload", self.bulk_payload);
+        push(&mut e, "rates.bulk.loops", self.bulk_loops);
+        push(&mut e, "rates.bulk.drops", self.bulk_drops);
+        push(&mut e, "rates.bulk.window_secs", int(self.bulk_window_secs));
+        push(&mut e, "rates.bulk.cohorts", int(self.bulk_cohorts));
         push(&mut e, "mixing.max_delay_ms", int(self.max_delay_ms));
         push(&mut e, "epochs.heartbeat_secs", int(self.heartbeat_secs));
         push(&mut e, "epochs.round_secs", int(self.round_secs));
@@ -63,7 +80,23 @@ impl AuthoritySettings {
 
     /// `authority init`'s config text with these settings applied.
     pub fn apply(&self, text: &str) -> Result<String, ClientError> {
-        edit(text, self.edits())
+        let edited = edit(text, self.edits())?;
+        if !self.no_bulk {
+            return Ok(edited);
+        }
+        let mut doc: DocumentMut = edited
+            .parse()
+            .map_err(|e| ClientError::Testnet(format!("a generated config does not parse: {e}")))?;
+        let removed = doc
+            .get_mut("rates")
+            .and_then(Item::as_table_like_mut)
+            .and_then(|t| t.remove("bulk"));
+        if removed.is_none() {
+            return Err(ClientError::Testnet(
+                "the generated config has no [rates.bulk] to remove".into(),
+            ));
+        }
+        Ok(doc.to_string())
     }
 }
 
@@ -93,6 +126,9 @@ pub struct NodeSettings {
     /// Packets each Sphinx key admits over its life
     /// (`limits.replay_capacity`).
     pub replay_capacity: Option<u64>,
+    /// Threads doing Sphinx work (`limits.sphinx_workers`; 0: one per
+    /// core).
+    pub sphinx_workers: Option<u32>,
     /// Storing nodes: the bound on records' bytes (`storage.max_bytes`).
     pub max_bytes: Option<u64>,
     /// Storing nodes: how long every record is kept at least
@@ -128,6 +164,11 @@ impl NodeSettings {
             self.sessions_per_address.map(i64::from),
         );
         push(&mut e, "limits.replay_capacity", int(self.replay_capacity));
+        push(
+            &mut e,
+            "limits.sphinx_workers",
+            self.sphinx_workers.map(i64::from),
+        );
         push(&mut e, "storage.max_bytes", int(self.max_bytes));
         push(&mut e, "storage.retention_secs", int(self.retention_secs));
         e

@@ -245,6 +245,11 @@ pub fn up(
         loops: Some(loops),
         drops: Some(drops),
         node_loops: Some(spec.node_loops),
+        // Bulk windows at the template's rates, or the idle ones where
+        // those are higher (a window never sends less).
+        bulk_payload: Some(payload.max(50.0)),
+        bulk_loops: Some(loops.max(1.0)),
+        bulk_drops: Some(drops.max(1.0)),
         ..AuthoritySettings::default()
     };
     let count = spec.authorities.clamp(1, 16);

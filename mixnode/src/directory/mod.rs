@@ -407,3 +407,5 @@ pub use voting::{Phase, RoundId, VoteAdded, Voting, VotingError, VotingState};
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_bulk;

@@ -164,6 +164,69 @@ pub struct Rates {
     pub drops: f64,
     /// λM: a mix node's loops.
     pub node_loops: f64,
+    /// The bulk class and its windows (`specs/client.md` §4.1); absent:
+    /// every client sends at the rates above all the time. A reader of a
+    /// build without it refuses a document carrying it (a closed object),
+    /// as it must: it would throttle clients in their windows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bulk: Option<BulkRates>,
+}
+
+/// A client's rates inside its bulk windows, and the windows: time from
+/// the schedule's genesis is cut into windows of `window_secs`, and window
+/// `k` belongs to cohort `k mod cohorts`. Each client is in one cohort,
+/// drawn from its own seed, whatever it has queued (`specs/client.md`
+/// §4.1), so it is in bulk one window in `cohorts`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BulkRates {
+    /// λP in a window.
+    pub payload: f64,
+    /// λL in a window.
+    pub loops: f64,
+    /// λD in a window.
+    pub drops: f64,
+    /// The length of one window, seconds (1 to [`MAX_WINDOW_SECS`]).
+    pub window_secs: u64,
+    /// Cohorts taking turns (1 to [`MAX_COHORTS`]): each client is in
+    /// bulk for `1/cohorts` of the time.
+    pub cohorts: u16,
+}
+
+/// The longest a bulk window may be, seconds (a day).
+pub const MAX_WINDOW_SECS: u64 = 86_400;
+/// The most cohorts a document may set (a client's ticket is 16 bits,
+/// one value of which says "no windows").
+pub const MAX_COHORTS: u16 = 4_096;
+
+/// The rates a client sends at in one class, per second.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ClassRates {
+    /// λP.
+    pub payload: f64,
+    /// λL.
+    pub loops: f64,
+    /// λD.
+    pub drops: f64,
+}
+
+impl ClassRates {
+    /// What the client may send a second: `λP + λL + λD`.
+    pub fn send(&self) -> f64 {
+        self.payload + self.loops + self.drops
+    }
+
+    /// The rate at which a gateway writes delivery frames to a client in
+    /// this class (`specs/client.md` §3): what comes back to a client is
+    /// one packet per payload slot (a reply, or cover that returns as
+    /// one) and its loops, `λP + λL` a second, so the stream runs at the
+    /// client's whole send rate `λP + λL + λD`, and never below
+    /// `1.25 (λP + λL)`: a mailbox fed as fast as it is drained would
+    /// grow without bound.
+    pub fn delivery(&self) -> f64 {
+        let back = self.payload + self.loops;
+        (back + self.drops).max(1.25 * back)
+    }
 }
 
 /// The lowest rate a stream may have but zero, per second (one packet
@@ -178,12 +241,20 @@ impl Rates {
     /// the stream every real packet rides) or within [`MIN_RATE`] and
     /// [`MAX_RATE`]. The error names the field.
     pub fn validate(&self) -> Result<(), DirectoryError> {
-        for (field, v, may_be_off) in [
+        let mut streams = vec![
             ("rates.payload", self.payload, false),
             ("rates.loops", self.loops, true),
             ("rates.drops", self.drops, true),
             ("rates.node_loops", self.node_loops, true),
-        ] {
+        ];
+        if let Some(b) = &self.bulk {
+            streams.extend([
+                ("rates.bulk.payload", b.payload, false),
+                ("rates.bulk.loops", b.loops, true),
+                ("rates.bulk.drops", b.drops, true),
+            ]);
+        }
+        for (field, v, may_be_off) in streams {
             let in_range = (MIN_RATE..=MAX_RATE).contains(&v);
             if !(in_range || (may_be_off && v == 0.0)) {
                 let allowed = if may_be_off { "0 or " } else { "" };
@@ -193,18 +264,182 @@ impl Rates {
                 });
             }
         }
+        if let Some(b) = &self.bulk {
+            let field = |field: &str, problem: String| DirectoryError::Field {
+                field: format!("rates.bulk.{field}"),
+                problem,
+            };
+            // A bulk class slower than the idle one in any stream would
+            // make a window a time of less traffic, not more: refused, so
+            // a class change is always a rise the gateway allows for.
+            for (name, bulk, idle) in [
+                ("payload", b.payload, self.payload),
+                ("loops", b.loops, self.loops),
+                ("drops", b.drops, self.drops),
+            ] {
+                if bulk < idle {
+                    return Err(field(
+                        name,
+                        format!("{bulk} is below rates.{name} ({idle})"),
+                    ));
+                }
+            }
+            if !(1..=MAX_WINDOW_SECS).contains(&b.window_secs) {
+                return Err(field(
+                    "window_secs",
+                    format!("{}: must be 1 to {MAX_WINDOW_SECS}", b.window_secs),
+                ));
+            }
+            if !(1..=MAX_COHORTS).contains(&b.cohorts) {
+                return Err(field(
+                    "cohorts",
+                    format!("{}: must be 1 to {MAX_COHORTS}", b.cohorts),
+                ));
+            }
+        }
         Ok(())
     }
 
-    /// The rate at which a gateway writes delivery frames to each client
-    /// (`specs/client.md` §3): what comes back to a client is one packet
-    /// per payload slot (a reply, or cover that returns as one) and its
-    /// loops, `λP + λL` a second, so the stream runs at the client's whole
-    /// send rate `λP + λL + λD`, and never below `1.25 (λP + λL)`: a
-    /// mailbox fed as fast as it is drained would grow without bound.
+    /// The idle class: what every client sends outside its windows.
+    pub fn idle(&self) -> ClassRates {
+        ClassRates {
+            payload: self.payload,
+            loops: self.loops,
+            drops: self.drops,
+        }
+    }
+
+    /// The rate at which a gateway writes delivery frames to a client in
+    /// the idle class ([`ClassRates::delivery`]).
     pub fn delivery(&self) -> f64 {
-        let back = self.payload + self.loops;
-        (back + self.drops).max(1.25 * back)
+        self.idle().delivery()
+    }
+
+    /// The class a client holding `ticket` is in at `unix_ms`, under
+    /// `schedule` (`specs/client.md` §4.1).
+    pub fn class_at(&self, schedule: &EpochSchedule, ticket: Ticket, unix_ms: u64) -> ClassRates {
+        match &self.bulk {
+            Some(b) if b.in_window(schedule, ticket, unix_ms) => ClassRates {
+                payload: b.payload,
+                loops: b.loops,
+                drops: b.drops,
+            },
+            _ => self.idle(),
+        }
+    }
+
+    /// What a gateway lets a client holding `ticket` send a second at
+    /// `unix_ms` (before [`CLIENT_RATE_FACTOR`](crate::admission::CLIENT_RATE_FACTOR)):
+    /// the send rate of its class, the higher one from `grace_ms` before a
+    /// switch to `grace_ms` after it, so a client whose clock is a little
+    /// off, or whose frames are on their way, is not throttled at the
+    /// edges of its windows.
+    pub fn allowance(
+        &self,
+        schedule: &EpochSchedule,
+        ticket: Ticket,
+        unix_ms: u64,
+        grace_ms: u64,
+    ) -> f64 {
+        [
+            unix_ms.saturating_sub(grace_ms),
+            unix_ms,
+            unix_ms.saturating_add(grace_ms),
+        ]
+        .into_iter()
+        .map(|t| self.class_at(schedule, ticket, t).send())
+        .fold(0.0, f64::max)
+    }
+
+    /// The most a client may send a second in any class: what a gateway
+    /// holds a session to, with its class's own rate enforced at each
+    /// instant.
+    pub fn peak(&self) -> ClassRates {
+        match &self.bulk {
+            Some(b) => ClassRates {
+                payload: b.payload,
+                loops: b.loops,
+                drops: b.drops,
+            },
+            None => self.idle(),
+        }
+    }
+}
+
+/// A client's place in the bulk windows' turns (`specs/client.md`
+/// §4.1): drawn once from its seed and kept, so its windows come round
+/// at the same times every cycle; [`Ticket::NONE`] asks for none. Its
+/// cohort under a document is `ticket mod cohorts`, so a ticket outlives
+/// a change of `cohorts`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Ticket(pub u16);
+
+impl Ticket {
+    /// No windows: the client stays in the idle class.
+    pub const NONE: Ticket = Ticket(u16::MAX);
+
+    /// A ticket drawn from `rng` (never [`Ticket::NONE`]).
+    pub fn draw<R: rand::Rng + ?Sized>(rng: &mut R) -> Self {
+        Ticket(rand::RngExt::random_range(rng, 0..u16::MAX))
+    }
+
+    /// The cohort under `cohorts` turns, if the ticket asks for windows.
+    pub fn cohort(self, cohorts: u16) -> Option<u16> {
+        (self != Self::NONE).then(|| self.0 % cohorts.max(1))
+    }
+}
+
+impl BulkRates {
+    fn window_ms(&self) -> u64 {
+        self.window_secs.clamp(1, MAX_WINDOW_SECS) * 1000
+    }
+
+    /// The window at `unix_ms` (its index from genesis), `None` before
+    /// genesis.
+    fn window_index(&self, schedule: &EpochSchedule, unix_ms: u64) -> Option<u64> {
+        let genesis = schedule.genesis.saturating_mul(1000);
+        (unix_ms >= genesis).then(|| (unix_ms - genesis) / self.window_ms())
+    }
+
+    /// Whether `ticket`'s holder is in a bulk window at `unix_ms`.
+    pub fn in_window(&self, schedule: &EpochSchedule, ticket: Ticket, unix_ms: u64) -> bool {
+        match (
+            ticket.cohort(self.cohorts),
+            self.window_index(schedule, unix_ms),
+        ) {
+            (Some(cohort), Some(k)) => k % u64::from(self.cohorts.max(1)) == u64::from(cohort),
+            _ => false,
+        }
+    }
+
+    /// When, after `unix_ms`, `ticket`'s holder next changes class (a
+    /// window of its own starts or ends), Unix ms; `None` when it never
+    /// does (no windows asked for, or every window its own).
+    pub fn next_change(
+        &self,
+        schedule: &EpochSchedule,
+        ticket: Ticket,
+        unix_ms: u64,
+    ) -> Option<u64> {
+        let cohort = u64::from(ticket.cohort(self.cohorts)?);
+        let cohorts = u64::from(self.cohorts.max(1));
+        if cohorts == 1 {
+            return None;
+        }
+        let genesis = schedule.genesis.saturating_mul(1000);
+        let w = self.window_ms();
+        let Some(k) = self.window_index(schedule, unix_ms) else {
+            // Before genesis: the first window of its own.
+            return Some(genesis.saturating_add(cohort.saturating_mul(w)));
+        };
+        let start_of = |k: u64| genesis.saturating_add(k.saturating_mul(w));
+        if k % cohorts == cohort {
+            // In its window: it ends with it.
+            return Some(start_of(k + 1));
+        }
+        // The next window of its cohort.
+        let ahead = (cohort + cohorts - k % cohorts) % cohorts;
+        Some(start_of(k + ahead))
     }
 }
 

@@ -40,6 +40,7 @@ pub(super) fn params() -> NetworkParams {
             loops: 1.0,
             drops: 1.0,
             node_loops: 1.0,
+            bulk: None,
         },
         layers: 3,
         storage: crate::directory::StorageRules::default(),
@@ -315,6 +316,7 @@ fn a_gateway_delivers_faster_than_its_client_is_sent_to() {
         loops,
         drops,
         node_loops: 0.0,
+        bulk: None,
     };
     // The defaults: the client's whole send rate, 4 a second, for the
     // 3 a second that come back.
@@ -329,7 +331,7 @@ fn a_gateway_delivers_faster_than_its_client_is_sent_to() {
 
 /// Authority 9, a trust in it alone, and the document it signs at 1,010
 /// listing `gateways`, verified.
-fn signed_document(gateways: &[Identity]) -> (Identity, Trust, NetworkDocument) {
+pub(super) fn signed_document(gateways: &[Identity]) -> (Identity, Trust, NetworkDocument) {
     let auth = identity(9);
     let t = trust(&[&auth], 1);
     let mut a = Authority::new(params());
@@ -442,9 +444,9 @@ fn unknown_fields_are_ignored_where_the_format_allows_them_and_a_new_version_is_
     assert_eq!(verify(later).unwrap(), good);
     // A new setting inside the settings every node must obey alike is a
     // new format, not an addition: refused, naming where.
-    for (object, field) in [("rates", "rates.bulk"), ("mixing", "mixing.jitter")] {
+    for (object, field) in [("rates", "rates.surge"), ("mixing", "mixing.jitter")] {
         let mut body = json(&good);
-        body[object]["bulk"] = serde_json::json!(1);
+        body[object]["surge"] = serde_json::json!(1);
         body[object]["jitter"] = serde_json::json!(1);
         let e = verify(body).unwrap_err();
         assert!(

@@ -80,6 +80,7 @@ pub(crate) fn keyed_document() -> (NetworkDocument, Vec<(NodeAddress, SphinxSecr
             loops: 1.0,
             drops: 1.0,
             node_loops: 1.0,
+            bulk: None,
         },
         layers: 3,
         storage: crate::directory::StorageRules::default(),

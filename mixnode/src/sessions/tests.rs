@@ -75,6 +75,7 @@ fn a_gateway_serves_as_many_clients_as_its_key_admits() {
         loops: 1.0,
         drops: 1.0,
         node_loops: 1.0,
+        bulk: None,
     };
     assert_eq!(rates.delivery(), 4.0);
     assert_eq!(sessions_for_capacity(120.0, &rates), 10);
@@ -83,5 +84,47 @@ fn a_gateway_serves_as_many_clients_as_its_key_admits() {
     // The default replay capacity over an hour's epoch (4,000,000 over
     // 3,610 s, 1,108 a second): 92 clients.
     assert_eq!(sessions_for_capacity(4_000_000.0 / 3_610.0, &rates), 92);
+    assert_eq!(sessions_for_capacity(f64::INFINITY, &rates), usize::MAX);
+}
+
+#[test]
+fn with_bulk_windows_a_gateway_serves_what_its_key_admits_in_any_cohorts_window() {
+    use crate::directory::{BulkRates, Rates};
+    let rates = Rates {
+        payload: 2.0,
+        loops: 1.0,
+        drops: 1.0,
+        node_loops: 1.0,
+        bulk: Some(BulkRates {
+            payload: 50.0,
+            loops: 1.0,
+            drops: 1.0,
+            window_secs: 30,
+            cohorts: 20,
+        }),
+    };
+    // Idle a client costs 12 a second; in its window 2 × 52 + 63.75.
+    let (idle, bulk) = (12.0, 2.0 * 52.0 + 63.75);
+    let key_rate = 4_000_000.0 / 3_610.0;
+    let n = sessions_for_capacity(key_rate, &rates);
+    let share = cohort_share(n, &rates);
+    // In any cohort's window: the clients granted windows in it at the
+    // bulk cost, the rest idle, within what the key admits; one more
+    // client would not be.
+    let peak = |n: usize| {
+        let share = cohort_share(n, &rates) as f64;
+        (n as f64 - share) * idle + share * bulk
+    };
+    assert!(peak(n) <= key_rate, "{n} clients: {}", peak(n));
+    assert!(peak(n + 1) > key_rate);
+    assert_eq!((n, share), (53, 3));
+    // Without windows, the bound is the idle one (92), and every client
+    // is its own cohort's.
+    let flat = Rates {
+        bulk: None,
+        ..rates
+    };
+    assert_eq!(sessions_for_capacity(key_rate, &flat), 92);
+    assert_eq!(cohort_share(92, &flat), 92);
     assert_eq!(sessions_for_capacity(f64::INFINITY, &rates), usize::MAX);
 }

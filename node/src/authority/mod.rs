@@ -280,6 +280,18 @@ loops = 1.0
 drops = 1.0
 node_loops = 1.0
 
+[rates.bulk]
+# Clients' rates inside their bulk windows (specs/client.md section 4.1).
+# Time from genesis is cut into windows of window_secs, taken in turn by
+# `cohorts` cohorts; each client is in one, drawn from its own seed, so it
+# sends at these rates one window in `cohorts`, busy or not (here 30 s
+# every 10 minutes: 5% of the day). Delete the table for no windows.
+payload = 50.0
+loops = 1.0
+drops = 1.0
+window_secs = 30
+cohorts = 20
+
 [storage]
 # The least proof-of-work effort (Equi-X solutions, ~3 ms of one core
 # each) a put's storage stamp carries; replicas ask more as they fill

@@ -11,6 +11,8 @@ pub(super) enum Output {
 }
 
 pub(super) struct EngineLoop {
+    /// The Sphinx threads (`None`: this loop does the work itself).
+    pub(super) pool: Option<SphinxPool>,
     pub(super) engine: MixEngine,
     pub(super) rng: StdRng,
     pub(super) origin: tokio::time::Instant,
@@ -69,6 +71,7 @@ impl EngineLoop {
             let rotation = self.rotation_deadline();
             let loops = self.deadline(self.loops.poll_timeout());
             let waiting = !frames.is_empty();
+            let room = self.pool.as_ref().is_none_or(SphinxPool::has_room);
             tokio::select! {
                 biased;
                 () = &mut shutdown => return Ok(()),
@@ -86,10 +89,44 @@ impl EngineLoop {
                 // that would reveal it, nor the service node's answers.
                 () = tokio::time::sleep_until(loops) => self.node_loops(),
                 Some(t) = sends.recv() => self.send(t),
-                () = std::future::ready(()), if waiting => {
+                // Frames the Sphinx threads unwrapped, taken in arrival
+                // order.
+                Some((seq, results)) = async {
+                    match self.pool.as_mut() {
+                        Some(pool) => pool.next_done().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
                     let now = self.now();
-                    for frame in frames.pop(BATCH) {
-                        self.engine.handle_frame(now, &frame, &mut self.rng);
+                    if let Some(pool) = self.pool.as_mut() {
+                        for u in pool.file(seq, results) {
+                            self.engine.accept(now, u, &mut self.rng);
+                        }
+                    }
+                }
+                () = std::future::ready(()), if waiting && room => {
+                    let now = self.now();
+                    // A full engine drops before any cryptography, as
+                    // `handle_frame` does: no thread's time spent on it.
+                    let full = self.engine.held() >= self.engine.config().queue_limit;
+                    match self.pool.as_mut().filter(|_| !full) {
+                        Some(pool) => {
+                            // The keys of now: a rotation since the last
+                            // job is in this one's.
+                            let keys = Arc::new(self.engine.worker_keys());
+                            while pool.has_room() {
+                                let batch = frames.pop(JOB_FRAMES);
+                                if batch.is_empty() {
+                                    break;
+                                }
+                                pool.submit(keys.clone(), batch);
+                            }
+                        }
+                        None => {
+                            for frame in frames.pop(BATCH) {
+                                self.engine.handle_frame(now, &frame, &mut self.rng);
+                            }
+                        }
                     }
                 }
                 // Nothing waiting: sleep until a link queues a frame.

@@ -1,4 +1,4 @@
-//! A gateway's client sessions (`/mtos/client/2`): each connected client
+//! A gateway's client sessions (`/mtos/client/3`): each connected client
 //! gets delivery frames from its mailbox at a constant rate, real or
 //! dummy; expired mailboxes are swept.
 
@@ -33,12 +33,20 @@ pub(super) struct ClientSessions {
     pub(super) key_rate: Option<f64>,
 }
 
-/// Peers holding sessions whose work was shown, and how many: a gateway
-/// admits mix frames from a client only while it holds one, so the
-/// per-client rate limit (kept per peer) belongs to a session that cost
-/// work, not to an identity minted for free.
+/// Peers holding sessions whose work was shown, how many, and the
+/// ticket their bulk windows were granted under: a gateway admits mix
+/// frames from a client only while it holds one, so the per-client rate
+/// limit (kept per peer) belongs to a session that cost work, not to an
+/// identity minted for free.
 #[derive(Clone, Default)]
-pub(super) struct VerifiedSessions(Arc<Mutex<HashMap<PeerId, usize>>>);
+pub(super) struct VerifiedSessions(Arc<Mutex<HashMap<PeerId, Held>>>);
+
+#[derive(Clone, Copy)]
+struct Held {
+    sessions: usize,
+    /// The windows granted ([`Ticket::NONE`]: none).
+    ticket: Ticket,
+}
 
 impl VerifiedSessions {
     /// Whether `peer` holds a verified session.
@@ -46,19 +54,60 @@ impl VerifiedSessions {
         self.0.lock().is_ok_and(|v| v.contains_key(peer))
     }
 
+    /// The ticket `peer`'s windows were granted under, if it holds a
+    /// session.
+    pub(super) fn ticket(&self, peer: &PeerId) -> Option<Ticket> {
+        self.0.lock().ok()?.get(peer).map(|h| h.ticket)
+    }
+
     /// Counts a verified session of `peer` until the guard drops, unless
     /// `clients` distinct peers hold one already and `peer` is not among
-    /// them (`None`: the gateway serves no more clients).
-    fn enter(&self, peer: PeerId, clients: usize) -> Option<VerifiedGuard> {
+    /// them (`None`: the gateway serves no more clients). With it, the
+    /// ticket its windows are granted under: the one it holds already,
+    /// or `asked` while fewer than [`cohort_share`] clients hold windows
+    /// in that cohort, or none (`client.md` §4.1).
+    fn enter(
+        &self,
+        peer: PeerId,
+        clients: usize,
+        asked: Ticket,
+        rates: &Rates,
+    ) -> Option<(VerifiedGuard, Ticket)> {
         let mut v = self.0.lock().ok()?;
         if !v.contains_key(&peer) && v.len() >= clients {
             return None;
         }
-        *v.entry(peer).or_insert(0) += 1;
-        Some(VerifiedGuard {
-            peer,
-            sessions: self.clone(),
-        })
+        let ticket = match (v.get(&peer), rates.bulk) {
+            (Some(held), _) => held.ticket,
+            (None, Some(bulk)) => match asked.cohort(bulk.cohorts) {
+                Some(cohort) => {
+                    let taken = v
+                        .values()
+                        .filter(|h| h.ticket.cohort(bulk.cohorts) == Some(cohort))
+                        .count();
+                    if taken < cohort_share(clients, rates) {
+                        asked
+                    } else {
+                        Ticket::NONE
+                    }
+                }
+                None => Ticket::NONE,
+            },
+            (None, None) => asked,
+        };
+        v.entry(peer)
+            .or_insert(Held {
+                sessions: 0,
+                ticket,
+            })
+            .sessions += 1;
+        Some((
+            VerifiedGuard {
+                peer,
+                sessions: self.clone(),
+            },
+            ticket,
+        ))
     }
 }
 
@@ -71,10 +120,10 @@ pub(super) struct VerifiedGuard {
 impl Drop for VerifiedGuard {
     fn drop(&mut self) {
         if let Ok(mut v) = self.sessions.0.lock()
-            && let Some(n) = v.get_mut(&self.peer)
+            && let Some(h) = v.get_mut(&self.peer)
         {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
+            h.sessions = h.sessions.saturating_sub(1);
+            if h.sessions == 0 {
                 v.remove(&self.peer);
             }
         }
@@ -173,8 +222,9 @@ pub(super) async fn serve_client(
     sessions: Arc<ClientSessions>,
     slot: SessionSlot,
 ) {
-    // `mailbox secret || epoch (4, BE) || nonce (8, BE)` (`client.md` §3).
-    let mut open = zeroize::Zeroizing::new([0u8; 44]);
+    // `mailbox secret || epoch (4, BE) || nonce (8, BE) || ticket (2, BE)`
+    // (`client.md` §3).
+    let mut open = zeroize::Zeroizing::new([0u8; 46]);
     match tokio::time::timeout(net::MIX_READY_TIMEOUT, stream.read_exact(open.as_mut())).await {
         Ok(Ok(())) => {}
         _ => return,
@@ -193,6 +243,7 @@ pub(super) async fn serve_client(
     let mut nonce = [0u8; 8];
     nonce.copy_from_slice(&open[36..44]);
     let nonce = u64::from_be_bytes(nonce);
+    let asked = Ticket(u16::from_be_bytes([open[44], open[45]]));
     let current = sessions
         .topology
         .borrow()
@@ -218,11 +269,32 @@ pub(super) async fn serve_client(
         return;
     }
     // No more clients than the gateway's keys admit packets for.
-    let clients = match (sessions.key_rate, sessions.topology.borrow().as_ref()) {
-        (Some(rate), Some(t)) => sessions_for_capacity(rate, &t.document.rates),
+    let rates = sessions
+        .topology
+        .borrow()
+        .as_ref()
+        .map(|t| t.document.rates);
+    let clients = match (sessions.key_rate, rates) {
+        (Some(rate), Some(r)) => sessions_for_capacity(rate, &r),
         _ => usize::MAX,
     };
-    let Some(_verified) = sessions.verified.enter(slot.peer, clients) else {
+    let no_windows = Rates {
+        bulk: None,
+        ..rates.unwrap_or(Rates {
+            payload: 1.0,
+            loops: 0.0,
+            drops: 0.0,
+            node_loops: 0.0,
+            bulk: None,
+        })
+    };
+    let entered = sessions.verified.enter(
+        slot.peer,
+        clients,
+        asked,
+        rates.as_ref().unwrap_or(&no_windows),
+    );
+    let Some((_verified, ticket)) = entered else {
         metrics
             .client_sessions_refused
             .with_label_values(&["capacity"])
@@ -238,21 +310,32 @@ pub(super) async fn serve_client(
         return;
     }
     metrics.client_sessions.inc();
+    // The session's answer: whether its windows are granted (`client.md`
+    // §3, §4.1). Its first frame follows at once: it tells the client its
+    // work was checked and its mix frames are admitted (it waits for it,
+    // within 10 s, whatever the delivery rate); then one per exponential
+    // gap at the rate of the class it is in.
+    let granted = [u8::from(ticket != Ticket::NONE)];
+    let answered = async {
+        stream.write_all(&granted).await?;
+        stream.flush().await
+    };
+    if !matches!(
+        tokio::time::timeout(WRITE_TIMEOUT, answered).await,
+        Ok(Ok(()))
+    ) {
+        if let Ok(mut m) = sessions.mailboxes.lock() {
+            m.close(&mailbox, mtos_net::unix_now());
+        }
+        metrics.client_sessions.dec();
+        return;
+    }
     let mut rng = StdRng::from_rng(&mut rand::rng());
     let mut next = tokio::time::Instant::now();
-    // The first frame at once: it tells the client its work was checked
-    // and its mix frames are admitted (it waits for it, within 10 s,
-    // whatever the delivery rate); then one per exponential gap.
     let mut first = true;
     loop {
         if !std::mem::take(&mut first) {
-            let rate = sessions
-                .topology
-                .borrow()
-                .as_ref()
-                .map_or(1.0, |t| t.document.rates.delivery());
-            let mean = Duration::from_secs_f64(1.0 / rate.clamp(0.01, 10_000.0));
-            next += mtos_crypto::sphinx::sample_exponential(&mut rng, mean);
+            next = next_delivery(&sessions.topology, ticket, next, &mut rng);
             tokio::time::sleep_until(next).await;
         }
         let stored = sessions.mailboxes.lock().ok().and_then(|mut m| {
@@ -285,4 +368,62 @@ pub(super) async fn serve_client(
         m.close(&mailbox, mtos_net::unix_now());
     }
     metrics.client_sessions.dec();
+}
+
+/// When the frame after one written at `last` is due: one exponential gap
+/// at the delivery rate of the client's class (`client.md` §4.1). A gap
+/// that would cross a switch of class is drawn again from the switch at
+/// the new class's rate (the gap is memoryless, so the stream is a
+/// Poisson process at each class's rate while it is in it).
+fn next_delivery(
+    topology: &SharedTopology,
+    ticket: Ticket,
+    last: tokio::time::Instant,
+    rng: &mut StdRng,
+) -> tokio::time::Instant {
+    let doc = topology.borrow().as_ref().map(|t| t.document.clone());
+    let (now, now_ms) = (tokio::time::Instant::now(), unix_ms());
+    // Unix ms of an instant, by the offset of now.
+    let at_ms = |t: tokio::time::Instant| -> u64 {
+        if t >= now {
+            now_ms.saturating_add(u64::try_from((t - now).as_millis()).unwrap_or(u64::MAX))
+        } else {
+            now_ms.saturating_sub(u64::try_from((now - t).as_millis()).unwrap_or(u64::MAX))
+        }
+    };
+    let mut from = last;
+    // A few switches at most in one gap: windows are a second or longer.
+    for _ in 0..8 {
+        let (rate, change) = match &doc {
+            Some(d) => {
+                let t = at_ms(from);
+                let rate = d.rates.class_at(&d.schedule, ticket, t).delivery();
+                let change = d
+                    .rates
+                    .bulk
+                    .and_then(|b| b.next_change(&d.schedule, ticket, t));
+                (rate, change)
+            }
+            None => (1.0, None),
+        };
+        let mean = Duration::from_secs_f64(1.0 / rate.clamp(0.01, 10_000.0));
+        let due = from + mtos_crypto::sphinx::sample_exponential(rng, mean);
+        match change {
+            Some(c) if at_ms(due) >= c => {
+                from = now + Duration::from_millis(c.saturating_sub(now_ms));
+                if from < now {
+                    from = now;
+                }
+            }
+            _ => return due,
+        }
+    }
+    from
+}
+
+/// Unix time, ms.
+pub(super) fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

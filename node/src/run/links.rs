@@ -121,6 +121,11 @@ pub(super) async fn accept_task(mut incoming: libp2p_stream::IncomingStreams, in
     }
 }
 
+/// How long before and after a switch of class a client's allowance is
+/// the higher class's, ms: clocks a little apart and frames on their way
+/// are not throttled at the edges of a window.
+const WINDOW_GRACE_MS: u64 = 2_000;
+
 /// Reads fixed-size frames from one stream until it ends. Each frame is
 /// admitted (the sender's layer, its token bucket) before it is queued
 /// for the engine; every refusal is counted.
@@ -153,14 +158,22 @@ pub(super) async fn read_frames(mut stream: libp2p::Stream, slot: StreamSlot) {
         }
         let (sender, me, layers, client_rate) = match inbound.topology.borrow().as_ref() {
             Some(t) => {
-                let r = &t.document.rates;
+                let sender = t.position_of(&peer);
+                // A client's allowance is its class's (`client.md` §4.1):
+                // bulk in the windows its session was granted.
+                let ticket = match (sender, &inbound.verified) {
+                    (Position::Client, Some(v)) => v.ticket(&peer).unwrap_or(Ticket::NONE),
+                    _ => Ticket::NONE,
+                };
+                let d = &t.document;
                 (
-                    t.position_of(&peer),
+                    sender,
                     // The layer the authorities placed this node in, not
                     // the one its config asked for.
                     t.node_by_peer(&inbound.me).map(NodeEntry::position),
-                    t.document.layers,
-                    r.payload + r.loops + r.drops,
+                    d.layers,
+                    d.rates
+                        .allowance(&d.schedule, ticket, unix_ms(), WINDOW_GRACE_MS),
                 )
             }
             None => (Position::Client, None, 0, 0.0),

@@ -31,14 +31,16 @@ use crate::replay_db::{ReplayDb, TagBatch};
 use crate::{NodeError, keystore::KeyStore, listen_reason};
 use mtos_mixnode::admission::{Admission, AdmissionConfig, Position, Refusal};
 use mtos_mixnode::directory::{
-    Descriptor, NetworkDocument, NodeEntry, SphinxKeyEntry, Trust, VERSION,
+    Descriptor, NetworkDocument, NodeEntry, Rates, SphinxKeyEntry, Ticket, Trust, VERSION,
 };
 use mtos_mixnode::dispatch::{FinalHop, FinalHopRule};
 use mtos_mixnode::engine::{Counters, Event, MixEngine, Transmit};
 use mtos_mixnode::fair::{FairQueue, Pushed};
 use mtos_mixnode::keys::{EpochKey, KeyRing, ReplaySizing};
 use mtos_mixnode::mailbox::{Filed, Mailboxes, Stored, encode_delivery};
-use mtos_mixnode::sessions::{AddressPrefix, SessionLimits, SessionRefusal, sessions_for_capacity};
+use mtos_mixnode::sessions::{
+    AddressPrefix, SessionLimits, SessionRefusal, cohort_share, sessions_for_capacity,
+};
 use mtos_mixnode::time::Instant;
 use mtos_net::unix_now;
 use mtos_net::{self as net, DIR_PUT_DESCRIPTOR, MIX_PROTOCOL};
@@ -51,12 +53,14 @@ mod engine_loop;
 mod gateway;
 mod links;
 mod swarm;
+mod workers;
 
 use directory_loop::*;
 use engine_loop::*;
 use gateway::*;
 use links::*;
 use swarm::*;
+use workers::*;
 
 /// Frames waiting for the engine, from all links together (per-peer
 /// queues served in turn, `mtos_mixnode::fair`).
@@ -445,7 +449,22 @@ pub async fn run(
         service: service.is_some(),
         gateway: mailboxes.is_some(),
     };
+    let workers = worker_count(config.limits.sphinx_workers);
+    let pool = if workers > 1 {
+        Some(SphinxPool::start(workers).map_err(|e| {
+            NodeError::Config(format!(
+                "limits.sphinx_workers: cannot start {workers} threads: {e}"
+            ))
+        })?)
+    } else {
+        None
+    };
+    tracing::info!(
+        sphinx_threads = workers,
+        "Sphinx work on {workers} thread(s)"
+    );
     let mut driver = EngineLoop {
+        pool,
         engine,
         rng,
         origin,

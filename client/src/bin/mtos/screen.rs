@@ -49,6 +49,12 @@ pub enum ScreenCommand {
         /// The web screen's port (0: a free one).
         #[arg(long, value_name = "PORT", default_value_t = 0, requires = "web")]
         web_port: u16,
+        /// Never take bulk windows: the screen sends at the idle rates
+        /// only, and large transfers take their time (a window is a
+        /// stretch of the day, the same each cycle, in which the screen
+        /// sends faster, busy or not).
+        #[arg(long)]
+        no_bulk_windows: bool,
     },
     /// A new address of the web screen to open in a browser on this
     /// machine, good once, for ten minutes (`mtos screen start --web`).
@@ -114,11 +120,13 @@ pub fn run(home: &Home, cmd: ScreenCommand) -> Result<String, ClientError> {
             passphrase_stdin,
             web,
             web_port,
+            no_bulk_windows,
         } => {
             let options = ScreenOptions {
                 poll_every: Duration::from_secs(poll_every.max(1)),
                 schedule_seed: seed_from_env()?,
                 web: web.then_some(web_port),
+                bulk_windows: !no_bulk_windows,
             };
             if foreground {
                 let source = match (passphrase_stdin, passphrase_file) {
@@ -128,7 +136,7 @@ pub fn run(home: &Home, cmd: ScreenCommand) -> Result<String, ClientError> {
                 };
                 foreground_run(home, options, source)
             } else {
-                let started = start(home, poll_every, options.web)?;
+                let started = start(home, poll_every, options.web, options.bulk_windows)?;
                 if options.web.is_some() {
                     Ok(format!("{started}web screen: {}\n", web_address(home)?))
                 } else {
@@ -322,7 +330,12 @@ fn foreground_run(
 /// `mtos screen start`: checks what can be checked here (no screen runs,
 /// the network is set, the passphrase opens the keychain), then starts
 /// the screen in the background and waits until it answers.
-fn start(home: &Home, poll_every: u64, web: Option<u16>) -> Result<String, ClientError> {
+fn start(
+    home: &Home,
+    poll_every: u64,
+    web: Option<u16>,
+    bulk_windows: bool,
+) -> Result<String, ClientError> {
     if let Some(pid) = ScreenLock::held(home) {
         return Err(ClientError::Conflict(format!(
             "a screen runs for {} already (pid {pid}); `mtos screen status` shows it",
@@ -374,6 +387,7 @@ fn start(home: &Home, poll_every: u64, web: Option<u16>) -> Result<String, Clien
                 .into_iter()
                 .flatten(),
         )
+        .args((!bulk_windows).then_some("--no-bulk-windows"))
         .env_remove(passphrase::PASSPHRASE_ENV)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
@@ -482,6 +496,32 @@ fn describe(home: &Home, s: &Status) -> String {
         s.sent_real,
         s.sent_cover,
         s.loops_returned
+    );
+    let w = &s.windows;
+    let next = |ms: Option<u64>| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        ms.map_or("never".to_owned(), |ms| {
+            format!("in {}", ago((ms / 1000).saturating_sub(now)))
+        })
+    };
+    let _ = writeln!(
+        out,
+        "windows:   {}",
+        match (w.ticket, w.granted, w.in_window) {
+            (None, _, _) => "off (--no-bulk-windows): idle rates only".to_owned(),
+            (Some(_), false, _) =>
+                "not granted by the gateway this session: idle rates only".to_owned(),
+            (Some(t), true, true) => format!(
+                "in a bulk window now (ticket {t}), ends {}",
+                next(w.next_change_ms)
+            ),
+            (Some(t), true, false) => format!(
+                "idle (ticket {t}); next bulk window {}",
+                next(w.next_change_ms)
+            ),
+        }
     );
     let queued = s
         .jobs

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use mtos_mixnode::Instant;
+use mtos_mixnode::cover::{CoverRates, CoverSchedule};
 use rand_chacha::ChaCha20Rng;
 
 use super::*;
