@@ -10,6 +10,7 @@ pub mod scenario;
 pub mod sim;
 pub mod storage;
 pub mod sweep;
+pub mod windows;
 
 pub use metrics::Metrics;
 pub use scenario::{Scenario, ScenarioError};
