@@ -252,6 +252,14 @@ pub struct Unwrapped(UnwrapResult);
 
 type UnwrapResult = Result<(u8, u32, [u8; 32], Result<Processed, CheckError>), DropReason>;
 
+impl Unwrapped {
+    /// A frame dropped for `reason` before the engine saw it (a worker
+    /// that could not finish it).
+    pub fn dropped(reason: DropReason) -> Self {
+        Unwrapped(Err(reason))
+    }
+}
+
 /// The work a frame costs before the engine's state is touched: the size
 /// check, the key, the header MAC (the public-key operation), the replay
 /// tag and the unwrap of one layer (the header's re-encryption and the

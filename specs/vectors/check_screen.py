@@ -37,6 +37,7 @@ requests = [
     ("cancel", request("cancel", job=7)),
     ("watch", request("watch")),
     ("reconnect", request("reconnect")),
+    ("window_now", request("window_now")),
     ("web_address", request("web_address")),
     ("contact_invite", request("contact_invite", id="alice", wait_secs=300)),
     ("contact_invite as the only identity", request("contact_invite", id=None, wait_secs=None)),

@@ -3,13 +3,15 @@
 //! the share comes back when one closes; a session opens only with work
 //! for this gateway, epoch, mailbox and identity; and one connection
 //! opening sessions as fast as it can holds its share (4) while others'
-//! messages cross and new clients are served (`specs/client.md` §3).
+//! messages cross and new clients are served (`specs/client.md` §3); a
+//! session asking for a bulk window now sends at the bulk rate at once,
+//! and its gateway lets it (§4.1).
 
 use std::time::Duration;
 
-use mtos_client::mixnet::{Received, Session};
+use mtos_client::mixnet::{Received, Session, SessionOptions};
 use mtos_mixnode::admission::Position;
-use mtos_mixnode::directory::NodeEntry;
+use mtos_mixnode::directory::{NodeEntry, Ticket};
 use mtos_tests::{AuthoritySettings, CHAIN, NodeSettings, Testnet, wait_for};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -289,4 +291,77 @@ async fn one_connection_opening_sessions_as_fast_as_it_can_leaves_others_served(
     let carol = Session::connect(&net.network_config()).await.unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(!carol.stats().deliveries.is_empty(), "{}", net.report());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_now_sends_at_the_bulk_rate_at_once_and_its_gateway_lets_it() {
+    let net = tokio::task::block_in_place(|| {
+        Testnet::start_custom(
+            &CHAIN,
+            600,
+            5,
+            |_| NodeSettings::default(),
+            &AuthoritySettings {
+                payload: Some(2.0),
+                loops: Some(1.0),
+                drops: Some(1.0),
+                bulk_payload: Some(20.0),
+                bulk_window_secs: Some(20),
+                bulk_cohorts: Some(20),
+                ..AuthoritySettings::default()
+            },
+        )
+    });
+    // A session that asked for no windows: idle rates (4 a second).
+    let session = Session::connect_with(
+        &net.network_config(),
+        &SessionOptions {
+            ticket: Some(Ticket::NONE),
+            ..SessionOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let doc = session.document();
+    let bulk = doc.rates.bulk.unwrap();
+    let idle = sent_rate(&session, 8).await;
+    // Just after a window begins, so the whole of it is left.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let window = bulk.window_secs * 1000;
+    let genesis = doc.schedule.genesis * 1000;
+    let next = genesis + ((now - genesis) / window + 1) * window;
+    tokio::time::sleep(Duration::from_millis(next - now + 300)).await;
+    let ticket = session.window_now().unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while session.windows() != (ticket, true) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the window now was not granted: {:?}\n{}",
+            session.windows(),
+            net.report()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let fast = sent_rate(&session, 8).await;
+    eprintln!("idle {idle:.1} frames/s, in the window now {fast:.1} frames/s");
+    // Idle λP + λL + λD = 4, bulk 22: far apart over 8 s.
+    assert!(idle < 8.0, "idle at {idle:.1} a second");
+    assert!(fast > 14.0, "a window now sent {fast:.1} a second");
+    // The gateway let every frame through: none throttled.
+    let throttled = net
+        .node(Position::Gateway)
+        .metric("mtos_frames_dropped_total", "reason=\"client_throttled\"")
+        .unwrap_or(0.0);
+    assert_eq!(throttled, 0.0, "{}", net.report());
+    assert_eq!(session.stats().link_breaks, 0);
+}
+
+/// Frames `s` sends a second over the next `secs` seconds.
+async fn sent_rate(s: &Session, secs: u64) -> f64 {
+    let before = s.stats().sent.len();
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    (s.stats().sent.len() - before) as f64 / secs as f64
 }

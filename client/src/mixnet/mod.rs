@@ -172,6 +172,8 @@ pub struct Session {
     stats: Arc<Mutex<SessionStats>>,
     document: watch::Receiver<Arc<NetworkDocument>>,
     windows: Arc<SessionWindows>,
+    /// Asks the receiver to open the session again (a window now).
+    reopen: mpsc::Sender<()>,
     /// Service nodes caught lying: not asked again by this session.
     avoided: Mutex<std::collections::HashSet<[u8; 32]>>,
     /// The stamp effort replicas last asked for above the document's
@@ -333,13 +335,15 @@ impl Session {
         let asked = options
             .ticket
             .unwrap_or_else(|| ticket_for(options.schedule_seed, &mut rng));
+        let windows = SessionWindows::new(asked, 0);
+        let wire = windows.wire(&doc);
         // The delivery stream first: register the mailbox.
         let mut deliveries = open_deliveries(
             &mut control,
             (gateway_peer, gateway.key),
             (&mailbox_secret, peer),
             doc.epoch,
-            asked,
+            wire.0,
         )
         .await?;
         // The gateway admits this session's mix frames once it has
@@ -349,7 +353,10 @@ impl Session {
 
         let stats = Arc::new(Mutex::new(SessionStats::default()));
         let started = tokio::time::Instant::now();
-        let windows = Arc::new(SessionWindows::new(asked, granted, unix_ms()));
+        windows.anchor(Duration::ZERO);
+        windows.set_grant(wire, granted);
+        let windows = Arc::new(windows);
+        let (reopen_tx, reopen_rx) = mpsc::channel(1);
         let (doc_tx, doc_rx) = watch::channel(Arc::new(doc));
         let (out_tx, out_rx) = mpsc::channel(SEND_QUEUE);
         let (frames_tx, frames_rx) = mpsc::channel(SEND_QUEUE);
@@ -425,8 +432,11 @@ impl Session {
                     seen: SeenIds::default(),
                 },
                 windows: windows.clone(),
+                reopen: reopen_rx,
+                reopen_self: reopen_tx.clone(),
             },
             first,
+            wire.1,
         ));
         let refresher = tokio::spawn(refresh_loop(
             control,
@@ -445,6 +455,7 @@ impl Session {
             stats,
             document: doc_rx,
             windows,
+            reopen: reopen_tx,
             avoided: Mutex::default(),
             stamp_effort: Mutex::new(None),
             stamps: Mutex::default(),
@@ -479,7 +490,26 @@ impl Session {
     /// (`client.md` §4.1; [`Ticket::NONE`]: none), and whether it was
     /// granted.
     pub fn windows(&self) -> (Ticket, bool) {
-        (self.windows.asked, self.windows.granted())
+        (self.windows.asked(), self.windows.granted())
+    }
+
+    /// Starts a bulk window now (`client.md` §4.1): the session opens
+    /// again under a ticket of the cohort whose window is running, so it
+    /// sends at the bulk rates for the rest of that window and then in
+    /// that cohort's windows. This leaks: the gateway and any observer of
+    /// the link see the session change cohort the moment it has work,
+    /// which is what scheduled windows hide. Returns the new ticket (the
+    /// gateway may not grant it: [`Session::windows`] shows its answer
+    /// once the session is open again); an error when the network has
+    /// no bulk windows.
+    pub fn window_now(&self) -> Result<Ticket, ClientError> {
+        let doc = self.document();
+        let ticket = ticket_for_now(&doc.rates, &doc.schedule, unix_ms(), &mut rand::rng())
+            .ok_or_else(|| ClientError::Invalid("the network has no bulk windows".into()))?;
+        self.windows.set_asked(ticket);
+        // A request already waiting does the same.
+        let _ = self.reopen.try_send(());
+        Ok(ticket)
     }
 
     /// The classes of this session's clock under the current document:

@@ -256,7 +256,11 @@ impl Session {
     pub async fn prepare_stamp(&self, locator: Locator, chunk: Vec<u8>) -> Result<(), ClientError> {
         let (effort, _) = self.put_effort();
         let epoch = self.document().epoch;
-        let skip = self.stamps.lock().map_or(true, |s| {
+        let skip = self.stamps.lock().map_or(true, |mut s| {
+            if s.len() >= STAMPS_AHEAD {
+                // Stamps of another epoch or effort will not be taken.
+                s.retain(|(_, e, f), _| *e == epoch && *f == effort);
+            }
             s.len() >= STAMPS_AHEAD || s.contains_key(&(locator, epoch, effort))
         });
         if skip {

@@ -125,6 +125,9 @@ pub(super) async fn send_loop(mut s: SendLoop) {
     loop {
         // Marked seen, so `changed` below wakes for the next one only.
         let doc = s.document.borrow_and_update().clone();
+        // The session's clock against the wall clock: a machine that
+        // slept, or a clock stepped, moves the windows on its clock.
+        s.windows.anchor(s.started.elapsed());
         // The rates of the current document and grant, not the first
         // ones: the gateway enforces and delivers at the current ones.
         let timeline = s.windows.timeline(&doc);
@@ -325,6 +328,10 @@ pub(super) struct Receiver {
     pub(super) reader: Reader,
     /// The session's bulk windows (granted again on each reopening).
     pub(super) windows: Arc<SessionWindows>,
+    /// Asks to reopen the session (under a new ticket).
+    pub(super) reopen: mpsc::Receiver<()>,
+    /// The same, from this loop itself.
+    pub(super) reopen_self: mpsc::Sender<()>,
 }
 
 /// Opens the delivery stream, names the mailbox and shows the work for
@@ -395,11 +402,24 @@ pub(super) async fn first_delivery(
 }
 
 /// Reads deliveries until the session ends, `first` (already read) first.
-pub(super) async fn receive_loop(mut r: Receiver, first: Vec<u8>) {
+pub(super) async fn receive_loop(mut r: Receiver, first: Vec<u8>, asked_under: u16) {
     let mut frame = first;
     let mut have = true;
+    let mut asked_under = asked_under;
     loop {
-        if !std::mem::take(&mut have) && r.stream.read_exact(&mut frame).await.is_err() {
+        // Windows turned on or off, or regrouped, in a new document: the
+        // session asks again under its cohorts.
+        if r.windows.stale(&r.reader.document.borrow(), asked_under) {
+            let _ = r.reopen_self.try_send(());
+        }
+        let broken = !std::mem::take(&mut have)
+            && tokio::select! {
+                read = r.stream.read_exact(&mut frame) => read.is_err(),
+                // A window now (`Session::window_now`): the session opens
+                // again under its new ticket.
+                Some(()) = r.reopen.recv() => true,
+            };
+        if broken {
             // The gateway went away: reopen with backoff. The mailbox
             // outlives the session (`client.md` §3), so what arrived
             // meanwhile is delivered then.
@@ -409,9 +429,9 @@ pub(super) async fn receive_loop(mut r: Receiver, first: Vec<u8>) {
                 let epoch = r.reader.document.borrow().epoch;
                 let gateway = (r.gateway, r.gateway_key);
                 let mailbox = (&*r.mailbox_secret, r.me);
-                let asked = r.windows.asked;
+                let wire = r.windows.wire(&r.reader.document.borrow());
                 let reopened =
-                    match open_deliveries(&mut r.control, gateway, mailbox, epoch, asked).await {
+                    match open_deliveries(&mut r.control, gateway, mailbox, epoch, wire.0).await {
                         // The session counts as back once its work is
                         // checked, which its first frame shows; that frame
                         // is read next. A refusal backs off like a broken
@@ -422,7 +442,8 @@ pub(super) async fn receive_loop(mut r: Receiver, first: Vec<u8>) {
                 match reopened {
                     Ok((stream, (granted, first))) => {
                         r.stream = stream;
-                        r.windows.set_granted(granted);
+                        r.windows.set_grant(wire, granted);
+                        asked_under = wire.1;
                         frame = first;
                         have = true;
                         break;

@@ -92,6 +92,9 @@ pub enum Request {
     Watch,
     /// Connect again to the home's network (after `mtos net use`).
     Reconnect,
+    /// A bulk window now (`client.md` §4.1): the session moves to the
+    /// cohort whose window is running, which leaks that it has work.
+    WindowNow,
     /// A new address of the web screen to open, with a one-time token
     /// (`specs/screen.md` §8).
     WebAddress,

@@ -289,6 +289,13 @@ pub(super) async fn handle(
                 }
             }
         }
+        Request::WindowNow => {
+            let session = screen.session();
+            session.window_now().map_err(api_err)?;
+            // Kept: the screen's windows are that cohort's from now on.
+            screen.save_guard();
+            Ok(Some(Reply::Done))
+        }
         Request::Reconnect => {
             screen.network_changed().await.map_err(api_err)?;
             Ok(Some(Reply::Done))

@@ -141,7 +141,7 @@ impl Screen {
             .filter(|t| *t != Ticket::NONE)
     }
 
-    fn save_guard(&self) {
+    pub(super) fn save_guard(&self) {
         let Ok(config) = self.home.network() else {
             return;
         };

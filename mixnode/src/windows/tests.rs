@@ -155,10 +155,31 @@ fn without_windows_or_a_ticket_the_schedule_is_the_plain_one() {
         assert!(w.poll_send(t, &mut a).is_some());
         assert!(plain.poll_send(t, &mut b).is_some());
     }
-    // A ticket granted later takes effect from then on.
+    // A ticket granted later takes effect from then on: in its cohort's
+    // next window the schedule sends at the bulk rate (53 a second, where
+    // the plain schedule sends 4).
     let now = w.poll_timeout().unwrap();
     tl.ticket = Ticket(5);
     w.set_timeline(now, tl, &mut a);
     assert_eq!(w.timeline().ticket, Ticket(5));
-    assert!(w.poll_timeout().is_some());
+    let start = tl.next_change(now).unwrap();
+    let start = if tl.in_window(start) {
+        start
+    } else {
+        tl.next_change(start).unwrap()
+    };
+    let end = start + Duration::from_secs(10);
+    let mut in_window = 0;
+    while let Some(t) = w.poll_timeout() {
+        if t >= end {
+            break;
+        }
+        if w.poll_send(t, &mut a).is_some_and(|(at, _)| at >= start) {
+            in_window += 1;
+        }
+    }
+    assert!(
+        (400..700).contains(&in_window),
+        "{in_window} sends in a 10 s window"
+    );
 }

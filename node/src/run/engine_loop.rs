@@ -91,12 +91,17 @@ impl EngineLoop {
                 Some(t) = sends.recv() => self.send(t),
                 // Frames the Sphinx threads unwrapped, taken in arrival
                 // order.
-                Some((seq, results)) = async {
+                done = async {
                     match self.pool.as_mut() {
                         Some(pool) => pool.next_done().await,
                         None => std::future::pending().await,
                     }
                 } => {
+                    let Some((seq, results)) = done else {
+                        return Err(NodeError::Config(
+                            "every Sphinx thread stopped".into(),
+                        ));
+                    };
                     let now = self.now();
                     if let Some(pool) = self.pool.as_mut() {
                         for u in pool.file(seq, results) {
@@ -119,7 +124,14 @@ impl EngineLoop {
                                 if batch.is_empty() {
                                     break;
                                 }
-                                pool.submit(keys.clone(), batch);
+                                if let Err(batch) = pool.submit(keys.clone(), batch) {
+                                    // No worker takes jobs: the frames
+                                    // are handled here, none lost.
+                                    for frame in batch {
+                                        self.engine.handle_frame(now, &frame, &mut self.rng);
+                                    }
+                                    break;
+                                }
                             }
                         }
                         None => {

@@ -44,8 +44,34 @@ pub(super) struct VerifiedSessions(Arc<Mutex<HashMap<PeerId, Held>>>);
 #[derive(Clone, Copy)]
 struct Held {
     sessions: usize,
-    /// The windows granted ([`Ticket::NONE`]: none).
-    ticket: Ticket,
+    /// The cohort granted, under how many cohorts: a document that
+    /// changes them voids the grant (the client asks again).
+    grant: Grant,
+}
+
+/// A session's bulk windows as its gateway granted them: the cohort (as
+/// a ticket: the client names only its cohort) and the number of cohorts
+/// it was granted under.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Grant {
+    pub(super) ticket: Ticket,
+    pub(super) cohorts: u16,
+}
+
+impl Grant {
+    const NONE: Grant = Grant {
+        ticket: Ticket::NONE,
+        cohorts: 0,
+    };
+
+    /// The ticket to follow under `rates`: none once the document's
+    /// cohorts differ from those it was granted under.
+    pub(super) fn under(self, rates: &Rates) -> Ticket {
+        match rates.bulk {
+            Some(b) if b.cohorts == self.cohorts => self.ticket,
+            _ => Ticket::NONE,
+        }
+    }
 }
 
 impl VerifiedSessions {
@@ -54,59 +80,65 @@ impl VerifiedSessions {
         self.0.lock().is_ok_and(|v| v.contains_key(peer))
     }
 
-    /// The ticket `peer`'s windows were granted under, if it holds a
-    /// session.
-    pub(super) fn ticket(&self, peer: &PeerId) -> Option<Ticket> {
-        self.0.lock().ok()?.get(peer).map(|h| h.ticket)
+    /// The windows `peer` was granted, if it holds a session.
+    pub(super) fn grant(&self, peer: &PeerId) -> Option<Grant> {
+        self.0.lock().ok()?.get(peer).map(|h| h.grant)
     }
 
     /// Counts a verified session of `peer` until the guard drops, unless
     /// `clients` distinct peers hold one already and `peer` is not among
     /// them (`None`: the gateway serves no more clients). With it, the
-    /// ticket its windows are granted under: the one it holds already,
-    /// or `asked` while fewer than [`cohort_share`] clients hold windows
-    /// in that cohort, or none (`client.md` §4.1).
+    /// ticket its windows are granted under: the one it holds already
+    /// when it asks for that one again, else `asked` while fewer than
+    /// [`cohort_share`] other clients hold windows in that cohort, else
+    /// none (`client.md` §4.1). A peer's allowance follows its latest
+    /// session's grant (a session opened again for a window now).
     fn enter(
         &self,
         peer: PeerId,
         clients: usize,
         asked: Ticket,
         rates: &Rates,
-    ) -> Option<(VerifiedGuard, Ticket)> {
+    ) -> Option<(VerifiedGuard, Grant)> {
         let mut v = self.0.lock().ok()?;
         if !v.contains_key(&peer) && v.len() >= clients {
             return None;
         }
-        let ticket = match (v.get(&peer), rates.bulk) {
-            (Some(held), _) => held.ticket,
-            (None, Some(bulk)) => match asked.cohort(bulk.cohorts) {
+        let held = v.get(&peer).map(|h| h.grant);
+        let grant = match rates.bulk {
+            // No windows in this document: none granted, whatever is
+            // asked (a grant made now would escape the share once a
+            // document brings windows).
+            None => Grant::NONE,
+            Some(bulk) => match asked.cohort(bulk.cohorts) {
+                None => Grant::NONE,
                 Some(cohort) => {
+                    let asked = Grant {
+                        ticket: Ticket(cohort),
+                        cohorts: bulk.cohorts,
+                    };
+                    // Counted per peer: each holds one grant.
                     let taken = v
-                        .values()
-                        .filter(|h| h.ticket.cohort(bulk.cohorts) == Some(cohort))
+                        .iter()
+                        .filter(|(p, h)| **p != peer && h.grant == asked)
                         .count();
-                    if taken < cohort_share(clients, rates) {
+                    if held == Some(asked) || taken < cohort_share(clients, rates) {
                         asked
                     } else {
-                        Ticket::NONE
+                        Grant::NONE
                     }
                 }
-                None => Ticket::NONE,
             },
-            (None, None) => asked,
         };
-        v.entry(peer)
-            .or_insert(Held {
-                sessions: 0,
-                ticket,
-            })
-            .sessions += 1;
+        let entry = v.entry(peer).or_insert(Held { sessions: 0, grant });
+        entry.sessions += 1;
+        entry.grant = grant;
         Some((
             VerifiedGuard {
                 peer,
                 sessions: self.clone(),
             },
-            ticket,
+            grant,
         ))
     }
 }
@@ -294,7 +326,7 @@ pub(super) async fn serve_client(
         asked,
         rates.as_ref().unwrap_or(&no_windows),
     );
-    let Some((_verified, ticket)) = entered else {
+    let Some((_verified, grant)) = entered else {
         metrics
             .client_sessions_refused
             .with_label_values(&["capacity"])
@@ -315,7 +347,7 @@ pub(super) async fn serve_client(
     // work was checked and its mix frames are admitted (it waits for it,
     // within 10 s, whatever the delivery rate); then one per exponential
     // gap at the rate of the class it is in.
-    let granted = [u8::from(ticket != Ticket::NONE)];
+    let granted = [u8::from(grant.ticket != Ticket::NONE)];
     let answered = async {
         stream.write_all(&granted).await?;
         stream.flush().await
@@ -335,7 +367,7 @@ pub(super) async fn serve_client(
     let mut first = true;
     loop {
         if !std::mem::take(&mut first) {
-            next = next_delivery(&sessions.topology, ticket, next, &mut rng);
+            next = next_delivery(&sessions.topology, grant, next, &mut rng);
             tokio::time::sleep_until(next).await;
         }
         let stored = sessions.mailboxes.lock().ok().and_then(|mut m| {
@@ -377,11 +409,17 @@ pub(super) async fn serve_client(
 /// Poisson process at each class's rate while it is in it).
 fn next_delivery(
     topology: &SharedTopology,
-    ticket: Ticket,
+    grant: Grant,
     last: tokio::time::Instant,
     rng: &mut StdRng,
 ) -> tokio::time::Instant {
-    let doc = topology.borrow().as_ref().map(|t| t.document.clone());
+    let settings = topology
+        .borrow()
+        .as_ref()
+        .map(|t| (t.document.rates, t.document.schedule));
+    let Some((rates, schedule)) = settings else {
+        return last + mtos_crypto::sphinx::sample_exponential(rng, Duration::from_secs(1));
+    };
     let (now, now_ms) = (tokio::time::Instant::now(), unix_ms());
     // Unix ms of an instant, by the offset of now.
     let at_ms = |t: tokio::time::Instant| -> u64 {
@@ -391,29 +429,25 @@ fn next_delivery(
             now_ms.saturating_sub(u64::try_from((now - t).as_millis()).unwrap_or(u64::MAX))
         }
     };
+    let ticket = grant.under(&rates);
     let mut from = last;
-    // A few switches at most in one gap: windows are a second or longer.
-    for _ in 0..8 {
-        let (rate, change) = match &doc {
-            Some(d) => {
-                let t = at_ms(from);
-                let rate = d.rates.class_at(&d.schedule, ticket, t).delivery();
-                let change = d
-                    .rates
-                    .bulk
-                    .and_then(|b| b.next_change(&d.schedule, ticket, t));
-                (rate, change)
-            }
-            None => (1.0, None),
-        };
+    // Each redraw starts at a switch, a window (a second or more) on from
+    // the one before, so this ends; the bound is for a clock gone wrong.
+    for _ in 0..10_000 {
+        let t = at_ms(from);
+        let rate = rates.class_at(&schedule, ticket, t).delivery();
+        let change = rates.bulk.and_then(|b| b.next_change(&schedule, ticket, t));
         let mean = Duration::from_secs_f64(1.0 / rate.clamp(0.01, 10_000.0));
         let due = from + mtos_crypto::sphinx::sample_exponential(rng, mean);
         match change {
             Some(c) if at_ms(due) >= c => {
-                from = now + Duration::from_millis(c.saturating_sub(now_ms));
-                if from < now {
-                    from = now;
-                }
+                // From the switch, at the new class's rate.
+                from = if c >= now_ms {
+                    now + Duration::from_millis(c - now_ms)
+                } else {
+                    now.checked_sub(Duration::from_millis(now_ms - c))
+                        .unwrap_or(now)
+                };
             }
             _ => return due,
         }
@@ -426,4 +460,70 @@ pub(super) fn unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use mtos_mixnode::directory::BulkRates;
+
+    use super::*;
+
+    fn rates(bulk: Option<u16>) -> Rates {
+        Rates {
+            payload: 2.0,
+            loops: 1.0,
+            drops: 1.0,
+            node_loops: 0.0,
+            bulk: bulk.map(|cohorts| BulkRates {
+                payload: 50.0,
+                loops: 1.0,
+                drops: 1.0,
+                window_secs: 30,
+                cohorts,
+            }),
+        }
+    }
+
+    #[test]
+    fn a_gateway_grants_a_cohorts_share_of_windows_and_no_more() {
+        let v = VerifiedSessions::default();
+        let r = rates(Some(20));
+        // 60 clients, 20 cohorts: 3 a cohort.
+        let mut guards = Vec::new();
+        let mut granted = 0;
+        for _ in 0..5 {
+            let (g, grant) = v.enter(PeerId::random(), 60, Ticket(47), &r).unwrap();
+            granted += usize::from(grant.ticket != Ticket::NONE);
+            guards.push(g);
+        }
+        assert_eq!(granted, 3);
+        // Another cohort still has room, and a ticket is told apart only
+        // by its cohort.
+        let other = PeerId::random();
+        let (g, grant) = v.enter(other, 60, Ticket(48), &r).unwrap();
+        assert_eq!(grant.ticket, Ticket(8));
+        assert_eq!(grant.under(&r), Ticket(8));
+        // The same peer asking again keeps its grant; asking a full
+        // cohort loses it (its allowance follows its latest session).
+        let (g2, again) = v.enter(other, 60, Ticket(8), &r).unwrap();
+        assert_eq!(again, grant);
+        let (g3, moved) = v.enter(other, 60, Ticket(7), &r).unwrap();
+        assert_eq!(moved.ticket, Ticket::NONE);
+        assert_eq!(v.grant(&other).unwrap(), moved);
+        drop((g, g2, g3));
+        assert!(v.grant(&other).is_none());
+        // A document without windows grants none, whatever is asked, and
+        // one with other cohorts voids a grant made under these.
+        let (_g4, none) = v
+            .enter(PeerId::random(), 60, Ticket(3), &rates(None))
+            .unwrap();
+        assert_eq!(none.ticket, Ticket::NONE);
+        let (_g5, made) = v.enter(PeerId::random(), 60, Ticket(9), &r).unwrap();
+        assert_eq!(made.under(&rates(Some(10))), Ticket::NONE);
+        assert_eq!(made.under(&rates(None)), Ticket::NONE);
+        // No more clients than the bound.
+        assert!(v.enter(PeerId::random(), 7, Ticket(1), &r).is_none());
+    }
 }

@@ -161,11 +161,13 @@ pub(super) async fn read_frames(mut stream: libp2p::Stream, slot: StreamSlot) {
                 let sender = t.position_of(&peer);
                 // A client's allowance is its class's (`client.md` §4.1):
                 // bulk in the windows its session was granted.
+                let d = &t.document;
                 let ticket = match (sender, &inbound.verified) {
-                    (Position::Client, Some(v)) => v.ticket(&peer).unwrap_or(Ticket::NONE),
+                    (Position::Client, Some(v)) => {
+                        v.grant(&peer).map_or(Ticket::NONE, |g| g.under(&d.rates))
+                    }
                     _ => Ticket::NONE,
                 };
-                let d = &t.document;
                 (
                     sender,
                     // The layer the authorities placed this node in, not

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::sync::mpsc as std_mpsc;
 
 use mtos_crypto::sphinx::SphinxSecret;
-use mtos_mixnode::engine::{Unwrapped, WorkerKeys, unwrap_frame};
+use mtos_mixnode::engine::{DropReason, Unwrapped, WorkerKeys, unwrap_frame};
 use mtos_mixnode::format::Sphinx;
 
 use super::*;
@@ -99,18 +99,32 @@ impl SphinxPool {
         self.in_flight < self.limit
     }
 
-    /// Hands `frames` (in arrival order) to the workers, under `keys`.
-    pub(super) fn submit(&mut self, keys: Arc<WorkerKeys<SphinxSecret>>, frames: Vec<Vec<u8>>) {
-        let Some(jobs) = &self.jobs else { return };
+    /// Hands `frames` (in arrival order) to the workers, under `keys`;
+    /// gives them back when no worker takes jobs any more (the caller
+    /// then works on them itself).
+    pub(super) fn submit(
+        &mut self,
+        keys: Arc<WorkerKeys<SphinxSecret>>,
+        frames: Vec<Vec<u8>>,
+    ) -> Result<(), Vec<Vec<u8>>> {
+        let Some(jobs) = &self.jobs else {
+            return Err(frames);
+        };
         let job = Job {
             seq: self.next_seq,
             keys,
             frames,
         };
-        // Never blocks: at most `limit` jobs are out, the channel's size.
-        if jobs.try_send(job).is_ok() {
-            self.next_seq += 1;
-            self.in_flight += 1;
+        // Never full: at most `limit` jobs are out, the channel's size.
+        match jobs.try_send(job) {
+            Ok(()) => {
+                self.next_seq += 1;
+                self.in_flight += 1;
+                Ok(())
+            }
+            Err(std_mpsc::TrySendError::Full(job) | std_mpsc::TrySendError::Disconnected(job)) => {
+                Err(job.frames)
+            }
         }
     }
 
@@ -153,10 +167,18 @@ fn work(
             Err(_) => return,
         };
         let Ok(job) = job else { return };
+        // A frame whose unwrap panicked (no input should make it) is
+        // dropped as malformed: a job lost would stall every later one
+        // behind its number.
         let results = job
             .frames
             .iter()
-            .map(|f| unwrap_frame::<Sphinx>(&job.keys, f))
+            .map(|f| {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    unwrap_frame::<Sphinx>(&job.keys, f)
+                }))
+                .unwrap_or_else(|_| Unwrapped::dropped(DropReason::Malformed))
+            })
             .collect();
         if done.send((job.seq, results)).is_err() {
             return;

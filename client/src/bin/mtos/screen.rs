@@ -104,6 +104,15 @@ pub enum ScreenCommand {
         #[arg(value_name = "ID... CODE")]
         args: Vec<String>,
     },
+    /// Start a bulk window now instead of waiting for the screen's next
+    /// one: the screen moves to the cohort whose window is running and
+    /// sends at the bulk rates for the rest of it, then in that cohort's
+    /// windows.
+    ///
+    /// This leaks: the gateway and anyone watching the link see the
+    /// screen change its windows the moment it has work, which scheduled
+    /// windows hide (specs/client.md section 4.1).
+    WindowNow,
     /// Print a systemd user unit that runs the screen.
     ///
     /// Install: mtos screen unit > ~/.config/systemd/user/mtos-screen.service
@@ -146,6 +155,13 @@ pub fn run(home: &Home, cmd: ScreenCommand) -> Result<String, ClientError> {
         }
         ScreenCommand::Web => Ok(format!("{}\n", web_address(home)?)),
         ScreenCommand::Stop => stop(home),
+        ScreenCommand::WindowNow => match call(home, Request::WindowNow)? {
+            Reply::Done => Ok(
+                "a bulk window starts now (this showed your gateway and anyone watching the link that you have work now)\n"
+                    .into(),
+            ),
+            _ => Err(unexpected()),
+        },
         ScreenCommand::Status { json } => {
             let status = status(home)?;
             if json {
