@@ -104,8 +104,14 @@ impl EngineLoop {
                     };
                     let now = self.now();
                     if let Some(pool) = self.pool.as_mut() {
-                        for u in pool.file(seq, results) {
-                            self.engine.accept(now, u, &mut self.rng);
+                        // Every job back by now, in one turn: their tags
+                        // go to the replay database in one commit.
+                        let mut back = Some((seq, results));
+                        while let Some((seq, results)) = back {
+                            for u in pool.file(seq, results) {
+                                self.engine.accept(now, u, &mut self.rng);
+                            }
+                            back = pool.try_done();
                         }
                     }
                 }

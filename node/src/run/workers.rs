@@ -21,8 +21,8 @@ use mtos_mixnode::format::Sphinx;
 use super::*;
 
 /// Frames per job: enough to make a job's hand-offs cheap beside its
-/// work (a frame costs about 100 µs), few enough to keep the cores even.
-pub(super) const JOB_FRAMES: usize = 16;
+/// work (a frame costs about 130 µs), few enough to keep the cores even.
+pub(super) const JOB_FRAMES: usize = 32;
 
 struct Job {
     seq: u64,
@@ -131,6 +131,12 @@ impl SphinxPool {
     /// The next job back, whichever it is.
     pub(super) async fn next_done(&mut self) -> Option<(u64, Vec<Unwrapped>)> {
         self.done.recv().await
+    }
+
+    /// A job back already, if any (to take several in one turn of the
+    /// engine loop: the replay tags of one turn are committed together).
+    pub(super) fn try_done(&mut self) -> Option<(u64, Vec<Unwrapped>)> {
+        self.done.try_recv().ok()
     }
 
     /// Files a job back, and returns the frames now acceptable in arrival
