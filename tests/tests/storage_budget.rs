@@ -64,6 +64,8 @@ async fn a_client_with_a_fixed_budget_cannot_fill_the_replicas_against_honest_pu
                 loops: Some(2.0),
                 drops: Some(2.0),
                 stamp_floor: Some(1),
+                // Clients at these rates all the time: no bulk windows.
+                no_bulk: true,
                 ..AuthoritySettings::default()
             },
         )
