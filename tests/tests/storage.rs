@@ -504,9 +504,17 @@ async fn a_hundred_chunks_survive_a_kill_9_and_are_repaired_to_k_copies() {
     let config = net.network_config();
     let alice = Session::connect(&config).await.unwrap();
     let bob = Session::connect(&config).await.unwrap();
+    // Storage nodes take records once listed with a salt: a document
+    // fetched the moment the nodes were first listed may have none yet,
+    // and a client then waits for the next (on a loaded machine it comes
+    // a round or two later).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    while storage_nodes(&alice.document()).len() < 8 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     let before = alice.document();
     let storage = storage_nodes(&before);
-    assert_eq!(storage.len(), 8);
+    assert_eq!(storage.len(), 8, "{}", net.report());
 
     // 100 distinct chunks of 1,000 to 3,000 bytes.
     let chunks: Vec<Vec<u8>> = (0..100u32)
