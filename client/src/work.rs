@@ -245,7 +245,5 @@ pub fn card_query(query: &str) -> Result<feeds::CardQuery, ClientError> {
 
 /// Unix milliseconds now.
 pub fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    mtos_net::unix_now_ms()
 }

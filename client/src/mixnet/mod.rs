@@ -504,8 +504,13 @@ impl Session {
     /// no bulk windows.
     pub fn window_now(&self) -> Result<Ticket, ClientError> {
         let doc = self.document();
-        let ticket = ticket_for_now(&doc.rates, &doc.schedule, unix_ms(), &mut rand::rng())
-            .ok_or_else(|| ClientError::Invalid("the network has no bulk windows".into()))?;
+        let ticket = ticket_for_now(
+            &doc.rates,
+            &doc.schedule,
+            net::unix_now_ms(),
+            &mut rand::rng(),
+        )
+        .ok_or_else(|| ClientError::Invalid("the network has no bulk windows".into()))?;
         self.windows.set_asked(ticket);
         // A request already waiting does the same.
         let _ = self.reopen.try_send(());

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use mtos_mixnode::directory::{NetworkDocument, Ticket};
 use mtos_mixnode::windows::ClassTimeline;
+use mtos_net::unix_now_ms as unix_ms;
 
 /// How far the session's clock may drift from the wall clock before its
 /// windows are anchored again, ms (a machine suspended, a clock stepped).
@@ -142,13 +143,6 @@ pub(super) fn ticket_for(seed: Option<[u8; 32]>, rng: &mut impl rand::Rng) -> Ti
     }
 }
 
-/// Unix time, ms.
-pub(super) fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 /// A ticket whose cohort holds the window running at `unix_ms` (or the
 /// next one, before genesis), with the rest of the ticket drawn from
 /// `rng`: what [`super::Session::window_now`] asks for.
@@ -160,10 +154,7 @@ pub(super) fn ticket_for_now(
 ) -> Option<Ticket> {
     let bulk = rates.bulk?;
     let cohorts = u32::from(bulk.cohorts.max(1));
-    let genesis = schedule.genesis.saturating_mul(1000);
-    let window = bulk.window_secs.max(1).saturating_mul(1000);
-    let k = unix_ms.saturating_sub(genesis) / window;
-    let cohort = u32::try_from(k % u64::from(cohorts)).unwrap_or(0);
+    let cohort = u32::from(bulk.cohort_at(schedule, unix_ms));
     // Tickets below 65535 in that cohort: cohort + cohorts·r.
     let most = (u32::from(u16::MAX) - 1 - cohort) / cohorts;
     let r = rand::RngExt::random_range(rng, 0..=most);

@@ -477,7 +477,9 @@ impl Screen {
                 let (asked, granted) = session.windows();
                 let timeline = session.class_timeline();
                 let now = mtos_mixnode::Instant::ZERO
-                    + Duration::from_millis(unix_ms().saturating_sub(timeline.origin_unix_ms));
+                    + Duration::from_millis(
+                        crate::work::unix_ms().saturating_sub(timeline.origin_unix_ms),
+                    );
                 super::api::WindowsInfo {
                     ticket: (asked != Ticket::NONE).then_some(asked.0),
                     granted,
@@ -505,11 +507,4 @@ fn dir_size(dir: &std::path::Path) -> u64 {
                 .sum()
         })
         .unwrap_or(0)
-}
-
-/// Unix time, ms.
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

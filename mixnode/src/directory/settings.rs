@@ -401,6 +401,13 @@ impl BulkRates {
         (unix_ms >= genesis).then(|| (unix_ms - genesis) / self.window_ms())
     }
 
+    /// The cohort whose window runs at `unix_ms` (the first window's
+    /// before genesis).
+    pub fn cohort_at(&self, schedule: &EpochSchedule, unix_ms: u64) -> u16 {
+        let k = self.window_index(schedule, unix_ms).unwrap_or(0);
+        u16::try_from(k % u64::from(self.cohorts.max(1))).unwrap_or(0)
+    }
+
     /// Whether `ticket`'s holder is in a bulk window at `unix_ms`.
     pub fn in_window(&self, schedule: &EpochSchedule, ticket: Ticket, unix_ms: u64) -> bool {
         match (

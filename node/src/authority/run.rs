@@ -33,9 +33,7 @@ const ANSWER_DEADLINE: Duration = Duration::from_secs(30);
 type Shared = Arc<Mutex<Voting>>;
 
 fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    mtos_net::unix_now_ms()
 }
 
 fn hex(b: &[u8]) -> String {

@@ -98,19 +98,19 @@ impl VerifiedSessions {
         peer: PeerId,
         clients: usize,
         asked: Ticket,
-        rates: &Rates,
+        rates: Option<&Rates>,
     ) -> Option<(VerifiedGuard, Grant)> {
         let mut v = self.0.lock().ok()?;
         if !v.contains_key(&peer) && v.len() >= clients {
             return None;
         }
         let held = v.get(&peer).map(|h| h.grant);
-        let grant = match rates.bulk {
+        let grant = match rates.and_then(|r| r.bulk.map(|b| (r, b))) {
             // No windows in this document: none granted, whatever is
             // asked (a grant made now would escape the share once a
             // document brings windows).
             None => Grant::NONE,
-            Some(bulk) => match asked.cohort(bulk.cohorts) {
+            Some((rates, bulk)) => match asked.cohort(bulk.cohorts) {
                 None => Grant::NONE,
                 Some(cohort) => {
                     let asked = Grant {
@@ -310,22 +310,9 @@ pub(super) async fn serve_client(
         (Some(rate), Some(r)) => sessions_for_capacity(rate, &r),
         _ => usize::MAX,
     };
-    let no_windows = Rates {
-        bulk: None,
-        ..rates.unwrap_or(Rates {
-            payload: 1.0,
-            loops: 0.0,
-            drops: 0.0,
-            node_loops: 0.0,
-            bulk: None,
-        })
-    };
-    let entered = sessions.verified.enter(
-        slot.peer,
-        clients,
-        asked,
-        rates.as_ref().unwrap_or(&no_windows),
-    );
+    let entered = sessions
+        .verified
+        .enter(slot.peer, clients, asked, rates.as_ref());
     let Some((_verified, grant)) = entered else {
         metrics
             .client_sessions_refused
@@ -420,7 +407,7 @@ fn next_delivery(
     let Some((rates, schedule)) = settings else {
         return last + mtos_crypto::sphinx::sample_exponential(rng, Duration::from_secs(1));
     };
-    let (now, now_ms) = (tokio::time::Instant::now(), unix_ms());
+    let (now, now_ms) = (tokio::time::Instant::now(), mtos_net::unix_now_ms());
     // Unix ms of an instant, by the offset of now.
     let at_ms = |t: tokio::time::Instant| -> u64 {
         if t >= now {
@@ -455,13 +442,6 @@ fn next_delivery(
     from
 }
 
-/// Unix time, ms.
-pub(super) fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -494,7 +474,7 @@ mod tests {
         let mut guards = Vec::new();
         let mut granted = 0;
         for _ in 0..5 {
-            let (g, grant) = v.enter(PeerId::random(), 60, Ticket(47), &r).unwrap();
+            let (g, grant) = v.enter(PeerId::random(), 60, Ticket(47), Some(&r)).unwrap();
             granted += usize::from(grant.ticket != Ticket::NONE);
             guards.push(g);
         }
@@ -502,14 +482,14 @@ mod tests {
         // Another cohort still has room, and a ticket is told apart only
         // by its cohort.
         let other = PeerId::random();
-        let (g, grant) = v.enter(other, 60, Ticket(48), &r).unwrap();
+        let (g, grant) = v.enter(other, 60, Ticket(48), Some(&r)).unwrap();
         assert_eq!(grant.ticket, Ticket(8));
         assert_eq!(grant.under(&r), Ticket(8));
         // The same peer asking again keeps its grant; asking a full
         // cohort loses it (its allowance follows its latest session).
-        let (g2, again) = v.enter(other, 60, Ticket(8), &r).unwrap();
+        let (g2, again) = v.enter(other, 60, Ticket(8), Some(&r)).unwrap();
         assert_eq!(again, grant);
-        let (g3, moved) = v.enter(other, 60, Ticket(7), &r).unwrap();
+        let (g3, moved) = v.enter(other, 60, Ticket(7), Some(&r)).unwrap();
         assert_eq!(moved.ticket, Ticket::NONE);
         assert_eq!(v.grant(&other).unwrap(), moved);
         drop((g, g2, g3));
@@ -517,13 +497,13 @@ mod tests {
         // A document without windows grants none, whatever is asked, and
         // one with other cohorts voids a grant made under these.
         let (_g4, none) = v
-            .enter(PeerId::random(), 60, Ticket(3), &rates(None))
+            .enter(PeerId::random(), 60, Ticket(3), Some(&rates(None)))
             .unwrap();
         assert_eq!(none.ticket, Ticket::NONE);
-        let (_g5, made) = v.enter(PeerId::random(), 60, Ticket(9), &r).unwrap();
+        let (_g5, made) = v.enter(PeerId::random(), 60, Ticket(9), Some(&r)).unwrap();
         assert_eq!(made.under(&rates(Some(10))), Ticket::NONE);
         assert_eq!(made.under(&rates(None)), Ticket::NONE);
         // No more clients than the bound.
-        assert!(v.enter(PeerId::random(), 7, Ticket(1), &r).is_none());
+        assert!(v.enter(PeerId::random(), 7, Ticket(1), Some(&r)).is_none());
     }
 }

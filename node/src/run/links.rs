@@ -174,8 +174,12 @@ pub(super) async fn read_frames(mut stream: libp2p::Stream, slot: StreamSlot) {
                     // the one its config asked for.
                     t.node_by_peer(&inbound.me).map(NodeEntry::position),
                     d.layers,
-                    d.rates
-                        .allowance(&d.schedule, ticket, unix_ms(), WINDOW_GRACE_MS),
+                    d.rates.allowance(
+                        &d.schedule,
+                        ticket,
+                        mtos_net::unix_now_ms(),
+                        WINDOW_GRACE_MS,
+                    ),
                 )
             }
             None => (Position::Client, None, 0, 0.0),
