@@ -141,6 +141,40 @@ fn main() {
         );
         let back = seal::open(&mut &reader_store, &reference, &[], MAX_SEALED_LEN).unwrap();
         assert_eq!(back, item);
+        // Where the time went, by the service node's own clock.
+        for node in net.nodes.iter().filter(|n| n.position == Position::Service) {
+            let mean = |name: &str, labels: &str| {
+                let sum = node.metric(&format!("{name}_sum"), labels).unwrap_or(0.0);
+                let n = node.metric(&format!("{name}_count"), labels).unwrap_or(0.0);
+                (1000.0 * sum / n.max(1.0), n)
+            };
+            let (put, puts) = mean("mtos_service_seconds", "op=\"put_chunk\"");
+            let (get, gets) = mean("mtos_service_seconds", "op=\"get_chunk\"");
+            let (ask, asks) = mean("mtos_replica_ask_seconds", "op=\"put\"");
+            println!(
+                "service node: {puts} puts settled in {put:.1} ms on average ({asks} replica asks, {ask:.1} ms), {gets} gets in {get:.1} ms"
+            );
+            let not_ok: Vec<String> = ["refused", "unavailable", "bad_request", "not_found"]
+                .iter()
+                .filter_map(|r| {
+                    let n = node
+                        .metric(
+                            "mtos_service_requests_total",
+                            &format!("op=\"put_chunk\",result=\"{r}\""),
+                        )
+                        .unwrap_or(0.0);
+                    (n > 0.0).then(|| format!("{n} {r}"))
+                })
+                .chain(
+                    node.metric("mtos_service_requests_total", "result=\"timeout\"")
+                        .filter(|n| *n > 0.0)
+                        .map(|n| format!("{n} replica asks timed out")),
+                )
+                .collect();
+            if !not_ok.is_empty() {
+                println!("service node, puts not stored: {}", not_ok.join(", "));
+            }
+        }
         for (name, s) in [("writer", &writer), ("reader", &reader)] {
             let st = s.stats();
             println!(

@@ -112,6 +112,8 @@ pub struct Answered<T> {
     pub response: Response,
     /// Its operation's label (`put_chunk`, `get_slot`, `probe`, ...).
     pub op: &'static str,
+    /// When the machine took its request (for the service time).
+    pub taken: Instant,
 }
 
 /// What the machine did, cumulative (the driver exports differences).
@@ -186,6 +188,7 @@ struct InWork<T> {
     op: &'static str,
     reply: T,
     work: Work,
+    taken: Instant,
 }
 
 /// One service node's requests in work.
@@ -271,7 +274,7 @@ impl<T> ServiceMachine<T> {
                     .and_then(|()| self.stamps.check(kind, &locator, &record, &stamp))
                 {
                     let body = e.name().as_bytes().to_vec();
-                    self.finish(name, id, reply, Status::Refused, body);
+                    self.finish(now, name, id, reply, Status::Refused, body);
                     return Ok(());
                 }
                 let rest = put_rest(kind, &locator, &stamp, &record);
@@ -291,7 +294,7 @@ impl<T> ServiceMachine<T> {
                     if let Some(chunk) = self.cache.get(&locator) {
                         let chunk = chunk.to_vec();
                         self.counts.cache_hits += 1;
-                        self.finish(name, id, reply, Status::Ok, chunk);
+                        self.finish(now, name, id, reply, Status::Ok, chunk);
                         return Ok(());
                     }
                     self.counts.cache_misses += 1;
@@ -310,7 +313,7 @@ impl<T> ServiceMachine<T> {
                 if plan.len() > MAX_SIGNED_ANSWERS {
                     // More signed answers than a reply holds: the client
                     // sizes its probes to fit (`specs/storage.md` §4).
-                    self.finish(name, id, reply, Status::BadRequest, Vec::new());
+                    self.finish(now, name, id, reply, Status::BadRequest, Vec::new());
                     return Ok(());
                 }
                 // One ask per replica, with every locator it is a replica
@@ -347,6 +350,7 @@ impl<T> ServiceMachine<T> {
                 op: name,
                 reply,
                 work,
+                taken: now,
             },
         );
         self.step(now, key);
@@ -501,7 +505,7 @@ impl<T> ServiceMachine<T> {
                                 if kind == Kind::Chunk {
                                     self.cache.insert(locator, record.clone());
                                 }
-                                self.finish(r.op, r.id, r.reply, Status::Ok, record);
+                                self.finish(r.taken, r.op, r.id, r.reply, Status::Ok, record);
                             }
                             return;
                         }
@@ -563,7 +567,7 @@ impl<T> ServiceMachine<T> {
         };
         if let Some((status, body)) = settled {
             if let Some(r) = self.requests.remove(&key) {
-                self.finish(r.op, r.id, r.reply, status, body);
+                self.finish(r.taken, r.op, r.id, r.reply, status, body);
             }
             return;
         }
@@ -572,7 +576,15 @@ impl<T> ServiceMachine<T> {
         }
     }
 
-    fn finish(&mut self, op: &'static str, id: [u8; 16], reply: T, status: Status, body: Vec<u8>) {
+    fn finish(
+        &mut self,
+        taken: Instant,
+        op: &'static str,
+        id: [u8; 16],
+        reply: T,
+        status: Status,
+        body: Vec<u8>,
+    ) {
         *self
             .counts
             .answered
@@ -582,6 +594,7 @@ impl<T> ServiceMachine<T> {
             reply,
             response: Response { id, status, body },
             op,
+            taken,
         });
     }
 }

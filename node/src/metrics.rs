@@ -8,8 +8,8 @@
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -136,6 +136,12 @@ pub struct Metrics {
     pub repair_passes: IntCounter,
     /// Client requests a service node handled, by operation and status.
     pub service_requests: IntCounterVec,
+    /// How long a service node took to settle a request (taken to
+    /// answered), by operation.
+    pub service_seconds: HistogramVec,
+    /// How long a replica took to answer a service node's ask (sent to
+    /// answered, timeouts included), by replica operation.
+    pub replica_ask_seconds: HistogramVec,
     /// A service node's chunk cache lookups, by result (hit, miss).
     pub service_cache: IntCounterVec,
     /// Chunks in a service node's cache.
@@ -375,6 +381,28 @@ impl Metrics {
                         "Client requests this service node handled, by operation and status (ok, not_found, refused, unavailable, bad_request, queue_full).",
                     ),
                     &["op", "result"],
+                ),
+            )?,
+            service_seconds: registered(
+                &r,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "mtos_service_seconds",
+                        "Time this service node took to settle a client request (taken to answered), by operation.",
+                    )
+                    .buckets(prometheus::exponential_buckets(0.001, 2.0, 16)?),
+                    &["op"],
+                ),
+            )?,
+            replica_ask_seconds: registered(
+                &r,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "mtos_replica_ask_seconds",
+                        "Time a replica took to answer this service node's ask (timeouts included), by replica operation.",
+                    )
+                    .buckets(prometheus::exponential_buckets(0.001, 2.0, 16)?),
+                    &["op"],
                 ),
             )?,
             service_cache: registered(

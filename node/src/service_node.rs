@@ -109,6 +109,10 @@ impl ServiceNode {
                 self.carry(a, answers_tx.clone());
             }
             while let Some(mut done) = machine.poll_answered() {
+                self.metrics
+                    .service_seconds
+                    .with_label_values(&[done.op])
+                    .observe(now().saturating_since(done.taken).as_secs_f64());
                 if self.lie == ServiceLie::HideHeld && done.op == "probe" {
                     hide_held(&mut done.response);
                     count(&self.metrics, done.op, "lie");
@@ -237,11 +241,17 @@ impl ServiceNode {
             .as_ref()
             .and_then(|t| t.document.node(&a.node).and_then(|n| n.peer().ok()));
         let mut control = self.control.clone();
+        let seconds = self
+            .metrics
+            .replica_ask_seconds
+            .with_label_values(&[a.op.name()]);
         tokio::spawn(async move {
+            let sent = tokio::time::Instant::now();
             let answer = match peer {
                 Some(peer) => ask(&mut control, peer, a.op, &a.body, timeout).await,
                 None => None,
             };
+            seconds.observe(sent.elapsed().as_secs_f64());
             let _ = answers.send((a.id, answer)).await;
         });
     }
