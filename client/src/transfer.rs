@@ -8,16 +8,20 @@
 //! reports that all of its replicas hold it, and remembers that in the
 //! local store, so an interrupted publish resumes where it stopped and
 //! never puts a chunk twice. Fetching walks the item's tree from what the
-//! local store holds ([`seal::missing`]), a round per tree level, checks
-//! every chunk against its locator before keeping it, and so sends
-//! nothing at all for an item it holds already.
+//! local store holds ([`seal::walk`]), asking for each chunk as soon as
+//! the node listing it has arrived, checks every chunk against its
+//! locator before keeping it, and so sends nothing at all for an item it
+//! holds already.
 
+use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use mtos_crypto::geometry::CHUNK_SIZE;
 use mtos_crypto::item::seal::{self, MAX_SEALED_LEN};
+use mtos_crypto::item::walk::Place;
 use mtos_crypto::item::{ItemRef, Locator};
 use mtos_mixnode::records::Kind;
 use mtos_mixnode::service::{Op, Status};
@@ -330,8 +334,11 @@ fn backoff(attempt: u32) -> Duration {
 
 /// Fetches every chunk of the item at `reference` that `store` lacks,
 /// checking each against its locator, until the whole tree is local.
+/// Each chunk is asked for as soon as the manifest node listing it has
+/// arrived ([`seal::walk`]), `options.parallel` at once, so the request
+/// slots stay busy while the rest of a tree level is on its way.
 /// `progress(done, known)` counts chunks fetched against chunks known to
-/// be needed so far (the tree reveals itself level by level).
+/// be needed so far (the tree reveals itself as it arrives).
 pub async fn fetch(
     session: &Session,
     store: &ChunkStore,
@@ -341,25 +348,72 @@ pub async fn fetch(
 ) -> Result<TransferReport, ClientError> {
     let options = options.for_session(session);
     let requests = AtomicU64::new(0);
-    let done = AtomicU64::new(0);
-    let mut known = 0u64;
+    let mut walk = seal::walk(reference, MAX_SEALED_LEN);
+    let root = walk.root();
+    let (mut done, mut known) = (0u64, 0u64);
+    // Each pass fetches every chunk it learns of or fails, so the walk
+    // from the root finds nothing lacking after a pass that succeeded;
+    // it is asked again all the same, as the final check.
     loop {
-        let lacking = seal::missing(&mut &*store, reference, MAX_SEALED_LEN)?;
+        let lacking = walk.lacking_below(&mut &*store, &root, Place::Root)?;
         if lacking.is_empty() {
             break;
         }
         known += lacking.len() as u64;
-        progress(done.load(Ordering::Relaxed), known);
-        each(&lacking, options, &done, known, progress, |l| {
-            get_one(session, store, l, options, &requests)
-        })
-        .await?;
+        progress(done, known);
+        let mut queue: VecDeque<(Locator, Place)> = lacking.into();
+        let mut asked: HashSet<Locator> = queue.iter().map(|(l, _)| *l).collect();
+        let mut out = FuturesUnordered::new();
+        let mut first_error = None;
+        loop {
+            while out.len() < options.parallel.max(1) && first_error.is_none() {
+                let Some((l, place)) = queue.pop_front() else {
+                    break;
+                };
+                let requests = &requests;
+                out.push(async move {
+                    (
+                        l,
+                        place,
+                        get_one(session, store, l, options, requests).await,
+                    )
+                });
+            }
+            let Some((l, place, result)) = out.next().await else {
+                break;
+            };
+            // The first error ends the pass once the requests out have
+            // run (their chunks are kept for the next try). A data
+            // chunk's walk finds nothing; a node's, its lacking children.
+            let revealed = match result.and_then(|()| {
+                walk.lacking_below(&mut &*store, &l, place)
+                    .map_err(ClientError::from)
+            }) {
+                Ok(revealed) => revealed,
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                    continue;
+                }
+            };
+            done += 1;
+            for (c, p) in revealed {
+                // The same chunk listed twice is asked for once.
+                if asked.insert(c) {
+                    known += 1;
+                    queue.push_back((c, p));
+                }
+            }
+            progress(done, known);
+        }
+        if let Some(e) = first_error {
+            store.sync().map_err(|e| local(store, e))?;
+            return Err(e);
+        }
     }
     store.sync().map_err(|e| local(store, e))?;
-    let transferred = done.into_inner();
     Ok(TransferReport {
         chunks: item_chunks(store, reference)?.len() as u64,
-        transferred,
+        transferred: done,
         requests: requests.into_inner(),
     })
 }

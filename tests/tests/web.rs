@@ -123,6 +123,14 @@ async fn follow_flow(
     // The token was traded for the cookie: the address bar holds none.
     let url = eval(&a, "location.href").await?;
     assert!(!url.as_str().unwrap_or("").contains("token"), "{url}");
+    // The status bar says when the screen's next bulk window comes (the
+    // testnet's classes have windows; `client.md` §4.1).
+    wait_for(
+        &a,
+        r"/^(next bulk window in|bulk window now, ends in) [0-9]+ (s|min|h)$/.test(document.querySelector('#windows')?.textContent ?? '')",
+        WAIT,
+    )
+    .await?;
     click(&a, "#nav-identities").await?;
     wait_for(&a, "document.querySelector('#new-pass') !== null", WAIT).await?;
     fill(&a, "#new-label", "alice").await?;

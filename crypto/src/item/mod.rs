@@ -10,6 +10,7 @@
 pub mod reference;
 pub mod seal;
 pub mod tree;
+pub mod walk;
 
 use std::fmt;
 

@@ -22,6 +22,7 @@ use zeroize::Zeroizing;
 use super::Item;
 use super::reference::{Audience, ItemRef, Locator};
 use super::tree::{self, ChunkSink, ChunkSource, TreeInfo, TreeShape, TreeWriter};
+use super::walk::{self, Walk};
 use crate::agekeys;
 use crate::error::{OpenError, SealError};
 
@@ -166,18 +167,21 @@ pub fn fetch_sealed<S: ChunkSource>(
 }
 
 /// The chunks of the item that `source` lacks and whose place is known
-/// ([`tree::missing`]): fetch them and ask again until none is left.
+/// ([`walk::missing`]): fetch them and ask again until none is left, or
+/// walk with [`walk`] to ask for each as soon as its parent arrives.
 pub fn missing<S: ChunkSource>(
     source: &mut S,
     reference: &ItemRef,
     max_len: u64,
 ) -> Result<Vec<Locator>, OpenError> {
-    tree::missing(
-        source,
-        &tree_key(reference.key()),
-        reference.root(),
-        max_len,
-    )
+    walk::missing(source, tree_key(reference.key()), reference.root(), max_len)
+}
+
+/// A walk of the item's tree at `reference` for fetching it
+/// ([`Walk::lacking_below`]), refusing an item announced larger than
+/// `max_len`.
+pub fn walk(reference: &ItemRef, max_len: u64) -> Walk {
+    Walk::new(tree_key(reference.key()), *reference.root(), max_len)
 }
 
 /// Walks the manifest nodes.

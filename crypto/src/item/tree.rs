@@ -376,7 +376,7 @@ fn bad_node(locator: &Locator, reason: impl Into<String>) -> OpenError {
 }
 
 /// Fetches, verifies and decrypts a node; checks it against the shape.
-fn open_node<S: ChunkSource>(
+pub(super) fn open_node<S: ChunkSource>(
     source: &mut S,
     key: &[u8; 32],
     locator: &Locator,
@@ -468,7 +468,7 @@ fn open_node<S: ChunkSource>(
 }
 
 /// Reads the root and checks the announced size against `max_len`.
-fn open_root<S: ChunkSource>(
+pub(super) fn open_root<S: ChunkSource>(
     source: &mut S,
     key: &[u8; 32],
     root: &Locator,
@@ -541,48 +541,6 @@ pub fn inspect<S: ChunkSource>(
     Ok(TreeInfo { shape, nodes })
 }
 
-/// The chunks of the tree at `root` that `source` lacks and whose place
-/// is known from what it holds: the root when it is missing; otherwise
-/// every missing child of every manifest node that can be opened. Empty
-/// when the whole tree is there. Fetching these and asking again walks a
-/// tree of height h in h + 1 rounds, each round's chunks all at once
-/// (`mtos fetch`). Every manifest node read is verified and decrypted;
-/// data chunks are only looked up (they are checked when they arrive).
-pub fn missing<S: ChunkSource>(
-    source: &mut S,
-    key: &[u8; 32],
-    root: &Locator,
-    max_len: u64,
-) -> Result<Vec<Locator>, OpenError> {
-    let (root_info, _, shape) = match open_root(source, key, root, max_len) {
-        Err(OpenError::ChunkMissing(_)) => return Ok(vec![*root]),
-        other => other?,
-    };
-    let mut lacking = Vec::new();
-    let mut level_nodes = vec![root_info];
-    while let Some(level) = level_nodes.first().map(|n| n.level) {
-        let mut next = Vec::new();
-        for parent in &level_nodes {
-            for (i, child) in parent.children.iter().enumerate() {
-                let index = parent.index * FANOUT as u64 + i as u64;
-                if level == 1 {
-                    if source.get(child).map_err(OpenError::Store)?.is_none() {
-                        lacking.push(*child);
-                    }
-                    continue;
-                }
-                match open_node(source, key, child, level - 1, index, Some(&shape)) {
-                    Ok((info, _)) => next.push(info),
-                    Err(OpenError::ChunkMissing(_)) => lacking.push(*child),
-                    Err(e) => return Err(e),
-                }
-            }
-        }
-        level_nodes = next;
-    }
-    Ok(lacking)
-}
-
 fn walk<S: ChunkSource>(
     source: &mut S,
     key: &[u8; 32],
@@ -628,47 +586,6 @@ mod tests {
         }
         let (root, shape) = w.finish().unwrap();
         (store, root, shape, data)
-    }
-
-    #[test]
-    fn missing_chunks_are_found_level_by_level() {
-        // Two levels: a root over 2 level-1 nodes over FANOUT + 5 chunks.
-        let (full, root, shape, data) = build(FANOUT * CHUNK_SIZE + 5);
-        assert_eq!(shape.levels, 2);
-        let key = [3; 32];
-        let mut local = MemoryChunks::new();
-        let mut rounds = 0;
-        loop {
-            let lacking = missing(&mut local, &key, &root, u64::MAX).unwrap();
-            if lacking.is_empty() {
-                break;
-            }
-            rounds += 1;
-            for l in lacking {
-                let mut source = full.clone();
-                let chunk = source.get(&l).unwrap().unwrap();
-                local.put(&l, &chunk).unwrap();
-            }
-        }
-        // Root, then the two level-1 nodes, then every data chunk.
-        assert_eq!(rounds, 3);
-        assert_eq!(local.len(), full.len());
-        assert_eq!(assemble(&mut local, &key, &root, u64::MAX).unwrap(), data);
-        // One data chunk lost: exactly it is missing.
-        let gone = *local.locators().last().unwrap();
-        let mut holey = local.clone();
-        holey.remove(&gone);
-        let lacking = missing(&mut holey, &key, &root, u64::MAX).unwrap();
-        assert_eq!(lacking, vec![gone]);
-        // A corrupt manifest node is an error, not a missing chunk.
-        let mut corrupt = local.clone();
-        corrupt.chunk_mut(&root).unwrap()[0] ^= 1;
-        assert!(matches!(
-            missing(&mut corrupt, &key, &root, u64::MAX),
-            Err(OpenError::ChunkCorrupt(_))
-        ));
-        // The wrong key cannot read the root.
-        assert!(missing(&mut local, &[4; 32], &root, u64::MAX).is_err());
     }
 
     #[test]

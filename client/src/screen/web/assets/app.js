@@ -92,11 +92,52 @@ class MtosStatus extends HTMLElement {
         h('span', { class: 'pill ok' }, `${s.network} · epoch ${s.epoch}`),
         h('span', { class: 'pill' }, `${s.sent_real} real / ${s.sent_cover} cover packets`),
         h('span', { class: 'pill' }, `${s.jobs.length} job(s)`),
+        ...this.windows(s.windows || {}),
       );
     } catch (e) {
       this.replaceChildren(h('span', { class: 'pill bad' }, `screen unreachable: ${e.message}`));
     }
   }
+
+  // The screen's bulk windows (client.md §4.1): when the next one comes,
+  // and a way to take one now, which says that it leaks.
+  windows(w) {
+    if (w.ticket === null || w.ticket === undefined) {
+      return [h('span', { class: 'pill', id: 'windows' }, 'bulk windows off')];
+    }
+    if (!w.granted) {
+      return [h('span', { class: 'pill', id: 'windows', title: 'the gateway has given its share of windows to other clients; transfers go at the idle rate' }, 'no bulk windows (gateway full)')];
+    }
+    const change = w.next_change_ms ? inTime(w.next_change_ms) : 'never';
+    const pill = w.in_window
+      ? h('span', { class: 'pill ok', id: 'windows' }, `bulk window now, ends ${change}`)
+      : h('span', { class: 'pill', id: 'windows' }, `next bulk window ${change}`);
+    if (w.in_window) return [pill];
+    const now = h('button', {
+      type: 'button',
+      id: 'window-now',
+      onclick: async () => {
+        const leak = 'A bulk window now tells your gateway, and anyone who watches your connection, that this screen has work waiting: '
+          + 'its windows otherwise follow a schedule that says nothing. Your windows stay in the new cohort from now on. Start one now?';
+        if (!window.confirm(leak)) return;
+        try {
+          await api({ op: 'window_now' });
+        } catch (e) {
+          window.alert(e.message);
+        }
+        this.refresh();
+      },
+    }, 'Window now');
+    return [pill, now];
+  }
+}
+
+// "in 25 s", "in 7 min", "in 2 h" from Unix ms.
+function inTime(ms) {
+  const secs = Math.max(0, Math.round((ms - Date.now()) / 1000));
+  if (secs < 120) return `in ${secs} s`;
+  if (secs < 7200) return `in ${Math.round(secs / 60)} min`;
+  return `in ${Math.round(secs / 3600)} h`;
 }
 
 class MtosTimeline extends HTMLElement {
