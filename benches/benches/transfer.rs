@@ -121,14 +121,34 @@ fn main() {
         let options = TransferOptions::default();
         wait_until(start_of(wk)).await;
         let t = Instant::now();
-        let p = publish(&writer, &writer_store, &reference, options, &|_, _| {})
-            .await
-            .unwrap();
+        let sent_before = writer.stats();
+        let acked = std::sync::Mutex::new(Vec::new());
+        let p = publish(&writer, &writer_store, &reference, options, &|done, _| {
+            acked.lock().unwrap().push((t.elapsed().as_secs_f64(), done));
+        })
+        .await
+        .unwrap();
         let published = t.elapsed().as_secs_f64();
+        let sent = writer.stats();
         println!(
             "publish: {published:.2} s ({} requests) = {:.2} × the bound",
             p.requests,
             published / bound,
+        );
+        // How the window was used: packets a second the writer sent (its
+        // class's λP + λL + λD in a window), and chunks acknowledged in
+        // each second.
+        let out = (sent.sent_real + sent.sent_cover)
+            .saturating_sub(sent_before.sent_real + sent_before.sent_cover);
+        let mut per_second = vec![0u32; published.ceil() as usize];
+        for (at, _) in acked.lock().unwrap().iter().skip(1) {
+            if let Some(n) = per_second.get_mut(*at as usize) {
+                *n += 1;
+            }
+        }
+        println!(
+            "publish: the writer sent {:.1} packets/s; chunks acknowledged in each second: {per_second:?}",
+            out as f64 / published
         );
         wait_until(start_of(rk)).await;
         let t = Instant::now();

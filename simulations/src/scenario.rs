@@ -197,6 +197,21 @@ struct RawScenario {
     storage: Option<StorageStudy>,
     #[serde(default)]
     attack: Option<DropAttack>,
+    #[serde(default)]
+    bulk: Option<RawBulk>,
+}
+
+/// `[bulk]`: a bulk class with windows taken by cohorts in turn
+/// (`client.md` §4.1); each client draws its ticket.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBulk {
+    payload: f64,
+    #[serde(rename = "loop")]
+    loop_cover: f64,
+    drop: f64,
+    window_s: u64,
+    cohorts: u16,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -293,6 +308,9 @@ pub struct Scenario {
     pub trace: Vec<TraceMessage>,
     /// λP, λL, λD per client; λM per node.
     pub cover: mtos_mixnode::cover::CoverRates,
+    /// The bulk class clients take turns in, by cohort (`[bulk]`; none:
+    /// every client at `cover` all the time).
+    pub bulk: Option<mtos_mixnode::directory::BulkRates>,
     /// Mixing mode.
     pub mixing: MixingMode,
     /// Mean per-hop delay senders draw.
@@ -312,6 +330,17 @@ pub struct Scenario {
 }
 
 impl Scenario {
+    /// A client's mean packets a second over a run: its idle streams,
+    /// and the bulk class's in `1/cohorts` of the time.
+    pub fn mean_client_rate(&self) -> f64 {
+        let c = &self.cover;
+        let idle = c.payload + c.loop_cover + c.drop_cover;
+        match &self.bulk {
+            None => idle,
+            Some(b) => idle + (b.payload + b.loops + b.drops - idle) / f64::from(b.cohorts),
+        }
+    }
+
     /// Hops of every route: gateway, the mix layers, exit provider.
     pub fn route_len(&self) -> usize {
         self.layers as usize + 2
@@ -417,6 +446,30 @@ impl Scenario {
             loop_cover: rate("cover.loop", raw.cover.loop_cover)?,
             drop_cover: rate("cover.drop", raw.cover.drop)?,
             node_loop: rate("cover.node_loop", raw.cover.node_loop)?,
+        };
+        let bulk = match &raw.bulk {
+            None => None,
+            Some(b) => {
+                let bulk = mtos_mixnode::directory::BulkRates {
+                    payload: b.payload,
+                    loops: b.loop_cover,
+                    drops: b.drop,
+                    window_secs: b.window_s,
+                    cohorts: b.cohorts,
+                };
+                // The document's own checks: each bulk rate at least its
+                // idle one, windows and cohorts in range.
+                mtos_mixnode::directory::Rates {
+                    payload: cover.payload,
+                    loops: cover.loop_cover,
+                    drops: cover.drop_cover,
+                    node_loops: 0.0,
+                    bulk: Some(bulk),
+                }
+                .validate()
+                .map_err(|e| invalid("bulk", e.to_string()))?;
+                Some(bulk)
+            }
         };
         let (mixing, mean_delay, max_delay) = match raw.mixing {
             RawMixing::Poisson {
@@ -544,6 +597,7 @@ impl Scenario {
             send_rate,
             trace,
             cover,
+            bulk,
             mixing,
             mean_delay,
             max_delay,

@@ -197,6 +197,18 @@ fn bad_scenarios_are_refused_before_running() {
             format!("{BASE}[attack]\ndropping_node = 1\nfrom_s = 60\n"),
             "attack.from_s",
         ),
+        (
+            format!(
+                "{BASE}[bulk]\npayload = 10.0\nloop = 1.0\ndrop = 1.0\nwindow_s = 30\ncohorts = 20\n"
+            ),
+            "rates.bulk.payload",
+        ),
+        (
+            format!(
+                "{BASE}[bulk]\npayload = 50.0\nloop = 1.0\ndrop = 1.0\nwindow_s = 30\ncohorts = 0\n"
+            ),
+            "rates.bulk.cohorts",
+        ),
     ];
     for (text, field) in cases {
         let err = Scenario::parse(&text, Path::new("bad.toml")).unwrap_err();
@@ -247,7 +259,7 @@ fn shipped_scenarios_load() {
             names.push(s.name);
         }
     }
-    assert_eq!(names.len(), 4, "{names:?}");
+    assert_eq!(names.len(), 5, "{names:?}");
     let large = Scenario::load(&dir.join("large.toml")).unwrap();
     assert!(large.layers * large.nodes_per_layer >= 999);
     assert_eq!(large.clients, 10_000);
@@ -448,4 +460,36 @@ fn one_dropping_mix_among_three_per_layer_is_named_by_the_others() {
         serde_json::json!([4]),
         "{summary}"
     );
+}
+
+/// Clients in bulk windows send at the bulk class in their cohort's
+/// windows and at the idle one otherwise (`client.md` §4.1, the core's
+/// `WindowedSchedule`): with 2 cohorts every client is in bulk for half
+/// of a run of whole window pairs, whatever ticket it drew, so the
+/// payload slots of all clients are known in advance.
+#[test]
+fn clients_in_bulk_windows_send_at_their_class() {
+    let count = |bulk: &str| {
+        let s = scenario(&format!("{BASE}{bulk}"));
+        let mut sim = Simulation::<AbstractMode>::new(s, 3);
+        sim.run(|_| {});
+        let sent = sim.metrics.sent;
+        (sent[0] + sent[1], sent[2], sent[3])
+    };
+    // 20 clients for 60 s: λP 20 idle; 60 in windows of 10 s, half the
+    // time each; loops and drops 1 and 2.
+    let (idle, _, _) = count("");
+    let (windowed, loops, drops) =
+        count("[bulk]\npayload = 60.0\nloop = 1.0\ndrop = 2.0\nwindow_s = 10\ncohorts = 2\n");
+    let within = |got: u64, mean: f64| (got as f64 - mean).abs() < 5.0 * mean.sqrt();
+    assert!(
+        within(idle, 20.0 * 20.0 * 60.0),
+        "idle payload slots {idle}"
+    );
+    assert!(
+        within(windowed, 20.0 * (20.0 * 30.0 + 60.0 * 30.0)),
+        "payload slots with windows {windowed}"
+    );
+    assert!(within(loops, 20.0 * 60.0), "loops {loops}");
+    assert!(within(drops, 20.0 * (30.0 + 60.0)), "drops {drops}");
 }

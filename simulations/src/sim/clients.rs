@@ -36,7 +36,7 @@ impl<M: Mode> Simulation<M> {
         }
         loop {
             let client = &mut self.clients[c as usize];
-            let Some(send) = client.schedule.poll_send(now, &mut client.rng) else {
+            let Some((_, send)) = client.schedule.poll_send(now, &mut client.rng) else {
                 break;
             };
             let gateway = client.gateway;

@@ -11,7 +11,11 @@ use std::time::Duration;
 use mtos_crypto::sphinx::{
     self, Destination, Hop, SphinxSecret, build_forward, sample_exponential,
 };
-use mtos_mixnode::cover::{CoverSchedule, Send};
+use mtos_mixnode::cover::Send;
+use mtos_mixnode::directory::{
+    DEFAULT_HEARTBEAT_SECS, DEFAULT_ROUND_SECS, EpochSchedule, Rates, Ticket,
+};
+use mtos_mixnode::windows::{ClassTimeline, WindowedSchedule};
 use mtos_mixnode::{
     EngineConfig, EpochKey, Event, Instant, KeyRing, MixEngine, PacketFormat, ReplaySizing, Sphinx,
 };
@@ -112,7 +116,7 @@ struct Outgoing {
 }
 
 struct Client {
-    schedule: CoverSchedule<Outgoing>,
+    schedule: WindowedSchedule<Outgoing>,
     rng: ChaCha20Rng,
     next_generate: Option<Instant>,
     gateway: u32,
@@ -190,8 +194,7 @@ impl<M: Mode> Simulation<M> {
         // over the whole run: a layer node sees 1/nodes_per_layer of all
         // packets, a provider 2/providers (as gateway and as exit). A fixed
         // size would take gigabytes at 1,000 nodes.
-        let packets = (f64::from(scenario.clients)
-            * (scenario.cover.payload + scenario.cover.loop_cover + scenario.cover.drop_cover)
+        let packets = (f64::from(scenario.clients) * scenario.mean_client_rate()
             + f64::from(node_count) * scenario.cover.node_loop
             + f64::from(scenario.clients) * scenario.send_rate)
             * scenario.duration.as_secs_f64()
@@ -238,7 +241,31 @@ impl<M: Mode> Simulation<M> {
         let clients = (0..scenario.clients)
             .map(|i| {
                 let mut rng = component_rng(seed, "client", u64::from(i));
-                let schedule = CoverSchedule::new(start, client_rates, 100_000, &mut rng);
+                // Windows count from the simulation's start (genesis 0,
+                // Unix ms 0 at `start`); the ticket is the client's own
+                // draw, so cohorts do not follow gateways.
+                let ticket = match scenario.bulk {
+                    Some(_) => Ticket::draw(&mut rng),
+                    None => Ticket::NONE,
+                };
+                let timeline = ClassTimeline {
+                    rates: Rates {
+                        payload: client_rates.payload,
+                        loops: client_rates.loop_cover,
+                        drops: client_rates.drop_cover,
+                        node_loops: 0.0,
+                        bulk: scenario.bulk,
+                    },
+                    schedule: EpochSchedule {
+                        genesis: 0,
+                        epoch_secs: 3_600,
+                        heartbeat_secs: DEFAULT_HEARTBEAT_SECS,
+                        round_secs: DEFAULT_ROUND_SECS,
+                    },
+                    ticket,
+                    origin_unix_ms: 0,
+                };
+                let schedule = WindowedSchedule::new(start, timeline, 100_000, &mut rng);
                 let next_generate = (scenario.send_rate > 0.0).then(|| {
                     start
                         + sample_exponential(
