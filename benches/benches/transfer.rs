@@ -155,11 +155,14 @@ fn main() {
         // When the tree revealed more chunks: the root's arrival, then
         // each manifest node's.
         let revealed = std::sync::Mutex::new(Vec::new());
-        let f = fetch(&reader, &reader_store, &reference, options, &|_, known| {
+        let fetched_at = std::sync::Mutex::new(Vec::new());
+        let f = fetch(&reader, &reader_store, &reference, options, &|done, known| {
+            let at = t.elapsed().as_secs_f64();
             let mut r = revealed.lock().unwrap();
             if r.last().is_none_or(|(_, k)| *k < known) {
-                r.push((t.elapsed().as_secs_f64(), known));
+                r.push((at, known));
             }
+            fetched_at.lock().unwrap().push((at, done));
         })
         .await
         .unwrap();
@@ -179,6 +182,16 @@ fn main() {
             println!("fetch: root in after {root:.2} s, the first level-1 node after {first:.2} s");
         }
         drop(r);
+        // Chunks fetched in each second.
+        let mut per_second = vec![0u64; fetched.ceil() as usize];
+        let mut before = 0;
+        for (at, done) in fetched_at.lock().unwrap().iter() {
+            if let Some(n) = per_second.get_mut(*at as usize) {
+                *n += done.saturating_sub(before);
+            }
+            before = before.max(*done);
+        }
+        println!("fetch: chunks in each second: {per_second:?}");
         let back = seal::open(&mut &reader_store, &reference, &[], MAX_SEALED_LEN).unwrap();
         assert_eq!(back, item);
         // Where the time went, by the service node's own clock.
