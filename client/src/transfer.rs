@@ -359,10 +359,16 @@ pub async fn fetch(
         if lacking.is_empty() {
             break;
         }
-        known += lacking.len() as u64;
+        // The same chunk listed twice is asked for once.
+        let mut asked: HashSet<Locator> = HashSet::new();
+        let mut queue: VecDeque<(Locator, Place)> = VecDeque::new();
+        for (l, p) in lacking {
+            if asked.insert(l) {
+                queue.push_back((l, p));
+            }
+        }
+        known += queue.len() as u64;
         progress(done, known);
-        let mut queue: VecDeque<(Locator, Place)> = lacking.into();
-        let mut asked: HashSet<Locator> = queue.iter().map(|(l, _)| *l).collect();
         let mut out = FuturesUnordered::new();
         let mut first_error = None;
         loop {
@@ -397,7 +403,6 @@ pub async fn fetch(
             };
             done += 1;
             for (c, p) in revealed {
-                // The same chunk listed twice is asked for once.
                 if asked.insert(c) {
                     known += 1;
                     queue.push_back((c, p));

@@ -248,10 +248,14 @@ impl ServiceNode {
         tokio::spawn(async move {
             let sent = tokio::time::Instant::now();
             let answer = match peer {
-                Some(peer) => ask(&mut control, peer, a.op, &a.body, timeout).await,
+                Some(peer) => {
+                    let answer = ask(&mut control, peer, a.op, &a.body, timeout).await;
+                    seconds.observe(sent.elapsed().as_secs_f64());
+                    answer
+                }
+                // Not asked: a node the document does not list.
                 None => None,
             };
-            seconds.observe(sent.elapsed().as_secs_f64());
             let _ = answers.send((a.id, answer)).await;
         });
     }

@@ -78,6 +78,15 @@ class MtosStatus extends HTMLElement {
   connectedCallback() {
     // Counters that change every few seconds are not announced.
     this.setAttribute('aria-live', 'off');
+    // Built once and updated in place: a refresh must not take the focus
+    // from the button, nor lose a click.
+    this.network = h('span', { class: 'pill ok' });
+    this.packets = h('span', { class: 'pill' });
+    this.jobs = h('span', { class: 'pill' });
+    this.windowsPill = h('span', { class: 'pill', id: 'windows' });
+    this.now = h('button', { type: 'button', id: 'window-now', hidden: true, onclick: () => this.windowNow() }, 'Window now');
+    this.down = h('span', { class: 'pill bad', hidden: true });
+    this.append(this.network, this.packets, this.jobs, this.windowsPill, this.now, this.down);
     this.refresh();
     this.timer = setInterval(() => this.refresh(), 10000);
   }
@@ -88,47 +97,56 @@ class MtosStatus extends HTMLElement {
     try {
       const r = await api({ op: 'status' });
       const s = r.status ? r.status : r;
-      this.replaceChildren(
-        h('span', { class: 'pill ok' }, `${s.network} · epoch ${s.epoch}`),
-        h('span', { class: 'pill' }, `${s.sent_real} real / ${s.sent_cover} cover packets`),
-        h('span', { class: 'pill' }, `${s.jobs.length} job(s)`),
-        ...this.windows(s.windows || {}),
-      );
+      this.network.textContent = `${s.network} · epoch ${s.epoch}`;
+      this.packets.textContent = `${s.sent_real} real / ${s.sent_cover} cover packets`;
+      this.jobs.textContent = `${s.jobs.length} job(s)`;
+      this.windows(s.windows || {});
+      this.down.hidden = true;
     } catch (e) {
-      this.replaceChildren(h('span', { class: 'pill bad' }, `screen unreachable: ${e.message}`));
+      this.down.textContent = `screen unreachable: ${e.message}`;
+      this.down.hidden = false;
     }
   }
 
   // The screen's bulk windows (client.md §4.1): when the next one comes,
   // and a way to take one now, which says that it leaks.
   windows(w) {
+    const pill = this.windowsPill;
+    pill.className = 'pill';
+    pill.removeAttribute('title');
+    this.now.hidden = true;
     if (w.ticket === null || w.ticket === undefined) {
-      return [h('span', { class: 'pill', id: 'windows' }, 'bulk windows off')];
+      pill.textContent = 'bulk windows off';
+      return;
     }
     if (!w.granted) {
-      return [h('span', { class: 'pill', id: 'windows', title: 'the gateway has given its share of windows to other clients; transfers go at the idle rate' }, 'no bulk windows (gateway full)')];
+      // The gateway has not answered yet (a session just opened), or
+      // has given its share of windows to other clients.
+      pill.textContent = 'bulk windows not granted yet';
+      pill.title = 'transfers go at the idle rate until the gateway grants the screen its windows';
+      return;
     }
     const change = w.next_change_ms ? inTime(w.next_change_ms) : 'never';
-    const pill = w.in_window
-      ? h('span', { class: 'pill ok', id: 'windows' }, `bulk window now, ends ${change}`)
-      : h('span', { class: 'pill', id: 'windows' }, `next bulk window ${change}`);
-    if (w.in_window) return [pill];
-    const now = h('button', {
-      type: 'button',
-      id: 'window-now',
-      onclick: async () => {
-        const leak = 'A bulk window now tells your gateway, and anyone who watches your connection, that this screen has work waiting: '
-          + 'its windows otherwise follow a schedule that says nothing. Your windows stay in the new cohort from now on. Start one now?';
-        if (!window.confirm(leak)) return;
-        try {
-          await api({ op: 'window_now' });
-        } catch (e) {
-          window.alert(e.message);
-        }
-        this.refresh();
-      },
-    }, 'Window now');
-    return [pill, now];
+    if (w.in_window) {
+      pill.className = 'pill ok';
+      pill.textContent = `bulk window now, ends ${change}`;
+      return;
+    }
+    pill.textContent = `next bulk window ${change}`;
+    this.now.hidden = false;
+  }
+
+  async windowNow() {
+    const leak = 'A bulk window now tells your gateway, and anyone who watches your connection, that this screen has work waiting: '
+      + 'its windows otherwise follow a schedule that says nothing. Your windows stay in the new cohort from now on. Start one now?';
+    if (!window.confirm(leak)) return;
+    try {
+      await api({ op: 'window_now' });
+    } catch (e) {
+      window.alert(e.message);
+    }
+    // The session opens again and its gateway answers within moments.
+    setTimeout(() => this.refresh(), 2000);
   }
 }
 
