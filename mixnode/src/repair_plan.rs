@@ -204,7 +204,13 @@ struct Pass {
     rank: usize,
     round: RoundPhase,
     incomplete: bool,
+    /// A follow-up pass (from a set that held in between, or the same
+    /// change again): its completion schedules no further one.
+    follow_up: bool,
 }
+
+/// Follow-up passes kept at most (the oldest are dropped).
+const MAX_FOLLOW_UPS: usize = 8;
 
 enum State {
     Idle,
@@ -232,6 +238,14 @@ pub struct RepairPlan {
     copies: BTreeMap<ActionId, bool>,
     /// Reports awaited: (deadline, action).
     deadlines: BTreeSet<(Instant, ActionId)>,
+    /// Storage sets records may have been placed under that no completed
+    /// pass moved from, each with the instant its pass may start: a set
+    /// that held between two documents (a pass it began was
+    /// interrupted), and each completed change again a while later, for
+    /// the records written under the old view after the pass had read
+    /// past them (clients and service nodes take a new document within
+    /// a round, not at once).
+    follow_ups: VecDeque<(Vec<StorageNode>, Instant)>,
 }
 
 impl std::fmt::Debug for RepairPlan {
@@ -267,7 +281,18 @@ impl RepairPlan {
             outcomes: VecDeque::new(),
             copies: BTreeMap::new(),
             deadlines: BTreeSet::new(),
+            follow_ups: VecDeque::new(),
         }
+    }
+
+    fn follow_up(&mut self, old: Vec<StorageNode>, at: Instant) {
+        if self.follow_ups.iter().any(|(o, _)| *o == old) {
+            return;
+        }
+        if self.follow_ups.len() >= MAX_FOLLOW_UPS {
+            self.follow_ups.pop_front();
+        }
+        self.follow_ups.push_back((old, at));
     }
 
     /// A document with these storage nodes and heartbeat took effect at
@@ -283,7 +308,13 @@ impl RepairPlan {
         if self.current.as_ref() == Some(&storage) {
             return;
         }
-        self.current = Some(storage);
+        // The set that held until now, if no pass starts from it: records
+        // put under it must reach the new set's replicas too.
+        if let Some(previous) = self.current.replace(storage)
+            && self.baseline.as_ref() != Some(&previous)
+        {
+            self.follow_up(previous, now);
+        }
         match &self.state {
             State::Passing(_) => {
                 self.end_pass(now, PassOutcome::Interrupted);
@@ -314,6 +345,9 @@ impl RepairPlan {
                 self.state = State::Idle;
                 self.evaluate_settled(now);
             }
+            State::Idle if self.follow_ups.iter().any(|(_, at)| *at <= now) => {
+                self.evaluate_settled(now);
+            }
             _ => {}
         }
         self.drive(now);
@@ -327,7 +361,7 @@ impl RepairPlan {
 
     fn timer(&self) -> Option<Instant> {
         match &self.state {
-            State::Idle => None,
+            State::Idle => self.follow_ups.iter().map(|(_, at)| *at).min(),
             State::Settling(at) | State::Backoff(at) => Some(*at),
             State::Passing(pass) => match &pass.round {
                 RoundPhase::Waiting(at) => Some(*at),
@@ -536,9 +570,23 @@ impl RepairPlan {
             self.evaluate(now);
             return;
         };
-        if old == new || !new.iter().any(|n| n.key == self.me) {
+        if !new.iter().any(|n| n.key == self.me) {
             return;
         }
+        let (old, follow_up) = if old != new {
+            (old, false)
+        } else {
+            // The baseline is the current set: a follow-up whose time
+            // has come, if any (one from the current set moves nothing).
+            self.follow_ups.retain(|(o, _)| *o != new);
+            let Some(i) = self.follow_ups.iter().position(|(_, at)| *at <= now) else {
+                return;
+            };
+            let Some((o, _)) = self.follow_ups.remove(i) else {
+                return;
+            };
+            (o, true)
+        };
         self.state = State::Passing(Box::new(Pass {
             old,
             new,
@@ -547,6 +595,7 @@ impl RepairPlan {
             rank: 0,
             round: RoundPhase::Waiting(now),
             incomplete: false,
+            follow_up,
         }));
     }
 
@@ -696,6 +745,11 @@ impl RepairPlan {
             PassOutcome::Complete => {
                 self.counts.passes += 1;
                 self.failures = 0;
+                if !pass.follow_up {
+                    // The same change again once every client and service
+                    // node has the document (ten heartbeats).
+                    self.follow_up(pass.old.clone(), now + self.heartbeat * 10);
+                }
                 self.baseline = Some(pass.new.clone());
                 self.actions.push_back(RepairAction::SaveBaseline(pass.new));
                 self.evaluate(now);

@@ -426,7 +426,12 @@ fn churn_over_lossy_links_still_ends_every_repair_pass() {
         )
     );
     let report = mtos_sim::churn::study(&scenario(&text), 3).unwrap();
-    assert_eq!(report["repair"]["passes"], 10, "{report}");
+    // Every node's pass completes (10), and follow-ups (ten heartbeats
+    // later) that came to an end within the run.
+    assert!(
+        report["repair"]["passes"].as_u64().unwrap() >= 10,
+        "{report}"
+    );
     assert!(report["repair"]["failed"].as_u64().unwrap() > 0, "{report}");
     assert_eq!(report["records_lost"], 0);
     // Lost put answers make short puts: repair does not heal those.
