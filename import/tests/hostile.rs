@@ -1,0 +1,225 @@
+//! Hostile input: over the size caps, nested as deep as a parser allows,
+//! malformed, lying about its charset, carrying terminal escapes and
+//! scripts. Each gives a clear error or a clean item; none hangs or
+//! panics (the time each takes is printed, not asserted: the fuzz target
+//! and its closing-note figures are where time is measured).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Instant;
+
+use mtos_import::{Fields, ImportError, MAX_OEMBED_BYTES, MAX_PAGE_BYTES, Note, Options, import};
+
+fn timed(name: &str, page: &[u8]) -> Result<mtos_import::Imported, ImportError> {
+    let t = Instant::now();
+    let r = import(page, None, &Options::default());
+    eprintln!("{name}: {} bytes in {:?}", page.len(), t.elapsed());
+    r
+}
+
+/// No control character, no bidirectional override, in any text field.
+fn assert_clean(f: &Fields) {
+    let mut all: Vec<&String> = [
+        &f.title,
+        &f.description,
+        &f.author,
+        &f.published,
+        &f.url,
+        &f.site_name,
+        &f.license,
+        &f.thumbnail,
+        &f.artist,
+        &f.album,
+        &f.language,
+        &f.oembed,
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    all.extend(&f.media);
+    all.extend(&f.keywords);
+    for s in all {
+        assert!(
+            !s.chars()
+                .any(|c| c.is_control() || mtos_import::text::is_bidi_control(c)),
+            "{s:?}"
+        );
+    }
+}
+
+#[test]
+fn inputs_over_the_caps_are_refused_before_parsing() {
+    let page = vec![b'a'; MAX_PAGE_BYTES + 1];
+    assert!(matches!(
+        timed("page over cap", &page),
+        Err(ImportError::TooLarge { limit, .. }) if limit == MAX_PAGE_BYTES
+    ));
+    let mut oembed = b"{\"type\":\"link\",\"title\":\"".to_vec();
+    oembed.resize(MAX_OEMBED_BYTES + 1, b'x');
+    assert!(matches!(
+        timed("oembed over cap", &oembed),
+        Err(ImportError::TooLarge { limit, .. }) if limit == MAX_OEMBED_BYTES
+    ));
+    let page = b"<title>ok</title>";
+    assert!(matches!(
+        import(page, Some(&oembed), &Options::default()),
+        Err(ImportError::TooLarge { .. })
+    ));
+}
+
+#[test]
+fn empty_and_meaningless_inputs_are_clear_errors() {
+    assert!(matches!(
+        timed("empty", b"  \n"),
+        Err(ImportError::Empty { .. })
+    ));
+    assert!(matches!(
+        timed("no metadata", b"<html><body><p>text only</p></body></html>"),
+        Err(ImportError::Nothing)
+    ));
+    assert!(matches!(
+        timed("not oembed", b"{\"title\": \"no type\"}"),
+        Err(ImportError::BadOEmbed { .. })
+    ));
+    assert!(matches!(
+        timed("bad oembed json", b"{\"type\": "),
+        Err(ImportError::BadOEmbed { .. })
+    ));
+    assert!(matches!(
+        timed("oembed xml with a dtd", b"<?xml version=\"1.0\"?><!DOCTYPE oembed [<!ENTITY a \"aaaaaaaaaa\"><!ENTITY b \"&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;\">]><oembed><type>link</type><title>&b;</title></oembed>"),
+        Err(ImportError::BadOEmbed { .. })
+    ));
+    assert!(matches!(
+        import(
+            b"{\"type\":\"link\",\"title\":\"t\"}",
+            Some(b"{}"),
+            &Options::default()
+        ),
+        Err(ImportError::TwoOEmbeds)
+    ));
+    assert!(matches!(
+        import(
+            b"<title>t</title>",
+            None,
+            &Options {
+                url: Some("javascript:x".into())
+            }
+        ),
+        Err(ImportError::BadBase { .. })
+    ));
+}
+
+#[test]
+fn deep_nesting_is_read_without_recursion() {
+    // Elements nested as deep as a 4 MiB page can.
+    let n = (MAX_PAGE_BYTES - 200) / 11;
+    let mut page = String::from("<title>deep</title>");
+    page.push_str(&"<div itemscope itemprop=x>".repeat(n / 3));
+    page.push_str(&"<b>".repeat(n / 3));
+    let got = timed("deep elements", page.as_bytes()).unwrap();
+    assert_eq!(got.fields.title.as_deref(), Some("deep"));
+
+    // JSON-LD nested past serde_json's limit: that block is skipped.
+    let mut page = String::from("<title>json</title><script type=application/ld+json>");
+    page.push_str(&"[".repeat(100_000));
+    page.push_str("</script>");
+    let got = timed("deep json-ld", page.as_bytes()).unwrap();
+    assert!(
+        matches!(got.notes[0], Note::BadJsonLd { .. }),
+        "{:?}",
+        got.notes
+    );
+
+    // Tables, formatting elements and misnesting, which make HTML parsers
+    // work hardest.
+    let mut page = String::from("<html><head><title>mess</title></head><body>");
+    while page.len() < MAX_PAGE_BYTES - 64 {
+        page.push_str("<table><tr><td><a><b><i><p></a></i><em><s>");
+    }
+    let got = timed("misnested", page.as_bytes()).unwrap();
+    assert_eq!(got.fields.title.as_deref(), Some("mess"));
+    assert!(
+        got.notes
+            .iter()
+            .any(|n| matches!(n, Note::Limit { what } if what.contains("nested"))),
+        "{:?}",
+        got.notes
+    );
+}
+
+#[test]
+fn floods_of_nodes_stop_at_their_bounds() {
+    let mut page = String::from(
+        "<title>flood</title><script type=application/ld+json>{\"@type\":\"WebPage\",\"x\":[",
+    );
+    while page.len() < MAX_PAGE_BYTES - 64 {
+        page.push_str("{\"@type\":\"Thing\"},");
+    }
+    page.push_str("{}]}</script>");
+    let got = timed("json-ld nodes", page.as_bytes()).unwrap();
+    assert!(
+        got.notes
+            .iter()
+            .any(|n| matches!(n, Note::Limit { what } if what.contains("nodes"))),
+        "{:?}",
+        got.notes
+    );
+
+    let mut page = String::from("<title>metas</title>");
+    while page.len() < MAX_PAGE_BYTES - 64 {
+        page.push_str("<meta property=og:video content=/v>");
+    }
+    let got = timed("meta flood", page.as_bytes()).unwrap();
+    assert!(got.fields.media.is_empty());
+}
+
+#[test]
+fn terminal_escapes_and_overrides_never_reach_a_field() {
+    let page = "<html lang=\"en\u{1b}]52;c;cHduZWQ=\u{7}\"><title>\u{1b}[2J\u{1b}[31mred\u{9b}1m \u{202e}txt.exe</title>\
+        <meta name=author content=\"a\u{1}b\r\nc\">\
+        <meta name=keywords content=\"x\u{1b}[1m,\u{2066}y\">\
+        <meta property=og:image content=\"https://e.org/\u{1b}[31m.png\">";
+    let got = timed("escapes", page.as_bytes()).unwrap();
+    assert_clean(&got.fields);
+    assert_eq!(got.fields.title.as_deref(), Some("[2J [31mred 1m txt.exe"));
+    assert_eq!(got.fields.author.as_deref(), Some("a b c"));
+}
+
+#[test]
+fn scripts_in_embed_markup_never_survive() {
+    let oembed = br#"{"type":"rich","version":"1.0","title":"x","html":"<div onmouseover=\"a()\"><script>b()</script><img src=x onerror=c()><a href=\"javascript:d()\">e</a><iframe src=\"https://ok.example/embed\" srcdoc=\"<script>f()</script>\"></iframe><svg><script>g()</script></svg><style>@import url(https://evil/)</style><object data=\"https://evil/x.swf\"></object></div>"}"#;
+    let got = timed("embed", oembed).unwrap();
+    let html = got.fields.embed_html.unwrap();
+    for bad in [
+        "script",
+        "onmouseover",
+        "onerror",
+        "javascript",
+        "srcdoc",
+        "svg",
+        "style",
+        "object",
+        "evil",
+    ] {
+        assert!(!html.to_lowercase().contains(bad), "{bad} kept: {html}");
+    }
+    assert!(html.contains("https://ok.example/embed"), "{html}");
+    assert!(got.notes.contains(&Note::EmbedSanitised));
+}
+
+#[test]
+fn charsets_that_lie_give_clean_text() {
+    // Declares UTF-8, is windows-1252: replacement characters, not an error.
+    let got = timed("lying utf-8", b"<meta charset=utf-8><title>caf\xe9</title>").unwrap();
+    assert_eq!(got.fields.title.as_deref(), Some("caf\u{fffd}"));
+    // Declares an unknown charset: UTF-8.
+    let got = timed(
+        "unknown charset",
+        "<meta charset=x-nonsense><title>café</title>".as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(got.fields.title.as_deref(), Some("café"));
+    // Declares UTF-16 in a meta, bytes are ASCII: read as UTF-8.
+    let got = timed("utf-16 meta", b"<meta charset=utf-16le><title>t</title>").unwrap();
+    assert_eq!(got.fields.title.as_deref(), Some("t"));
+}
