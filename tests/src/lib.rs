@@ -674,11 +674,18 @@ impl TestClient {
     ) -> Result<libp2p::Stream, String> {
         let mut opened = Err(String::new());
         for _ in 0..50 {
-            opened = self
-                .control
-                .open_stream(peer, protocol.clone())
-                .await
-                .map_err(|e| e.to_string());
+            // Bounded: a node too busy to take the stream (its inbound
+            // streams full) never answers the negotiation, and a client
+            // that waited on it for ever would hang the test.
+            opened = match tokio::time::timeout(
+                Duration::from_secs(10),
+                self.control.open_stream(peer, protocol.clone()),
+            )
+            .await
+            {
+                Ok(r) => r.map_err(|e| e.to_string()),
+                Err(_) => Err("the stream was not opened within 10 s".into()),
+            };
             if opened.is_ok() {
                 break;
             }
@@ -769,8 +776,14 @@ impl TestClient {
         use futures::{AsyncReadExt, AsyncWriteExt};
         let peer = gateway.peer().map_err(|e| e.to_string())?;
         let mut stream = self.open_retrying(peer, net::CLIENT_PROTOCOL).await?;
-        stream.write_all(open).await.map_err(|e| e.to_string())?;
-        stream.flush().await.map_err(|e| e.to_string())?;
+        let write = async {
+            stream.write_all(open).await?;
+            stream.flush().await
+        };
+        match tokio::time::timeout(Duration::from_secs(10), write).await {
+            Ok(r) => r.map_err(|e| e.to_string())?,
+            Err(_) => return Err("the session's opening was not taken within 10 s".into()),
+        }
         // The gateway's answer (bulk windows granted or not), then the
         // first frame.
         let mut frame = vec![0u8; 1 + mtos_mixnode::mailbox::DELIVERY_FRAME_SIZE];
