@@ -12,8 +12,10 @@ use mtos_crypto::item::{
     Audience, ContentType, ItemDraft, ItemRef, Part, PartKind, RefKind, TypedRef,
 };
 use mtos_crypto::{Identity, Keychain, PublicIdentity, agekeys};
+use mtos_import::Imported;
 
 use crate::ClientError;
+use crate::pageimport;
 use crate::store::ChunkStore;
 
 /// What to seal: the options of `mtos item seal` and `mtos publish`, as
@@ -40,6 +42,17 @@ pub struct SealRequest {
     /// (`specs/item.md` §6). Left out of the request when `None`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub component: Option<String>,
+    /// A saved web page, or an oEmbed response, whose metadata the item
+    /// is made from (`specs/item.md` §7). Left out of the request when
+    /// `None`, as are the next two.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub import: Option<PathBuf>,
+    /// The page's oEmbed response, saved beside it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub import_oembed: Option<PathBuf>,
+    /// The address the page was saved from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub import_url: Option<String>,
     /// Recipients of a private item.
     pub to: Vec<String>,
     /// Signed with a throwaway key.
@@ -69,7 +82,12 @@ impl SealRequest {
         for t in &self.text {
             field("text", t.as_bytes());
         }
-        for path in &self.files {
+        for path in self
+            .files
+            .iter()
+            .chain(&self.import)
+            .chain(&self.import_oembed)
+        {
             let mut file = blake3::Hasher::new();
             let io = |source| ClientError::Io {
                 path: path.clone(),
@@ -99,6 +117,9 @@ impl SealRequest {
         // they were.
         if let Some(c) = &self.component {
             field("component", c.as_bytes());
+        }
+        if let Some(u) = &self.import_url {
+            field("import-url", u.as_bytes());
         }
         field("anonymous", &[u8::from(self.anonymous)]);
         field("as", self.as_id.as_deref().unwrap_or("").as_bytes());
@@ -224,6 +245,31 @@ pub fn seal_into(
     args: SealRequest,
     now: u64,
 ) -> Result<Sealed, ClientError> {
+    let imported = match &args.import {
+        Some(page) => Some(pageimport::import_files(
+            page,
+            args.import_oembed.as_deref(),
+            args.import_url.as_deref(),
+        )?),
+        None if args.import_oembed.is_some() || args.import_url.is_some() => {
+            return Err(ClientError::Refused(
+                "--oembed and --url describe a page given with --import".into(),
+            ));
+        }
+        None => None,
+    };
+    seal_with(store, keychain, args, imported.as_ref(), now)
+}
+
+/// Seals the item `args` asks for, made from `imported` (an import
+/// already read, `args.import` ignored) when given.
+pub fn seal_with(
+    store: &ChunkStore,
+    keychain: Option<&Keychain>,
+    args: SealRequest,
+    imported: Option<&Imported>,
+    now: u64,
+) -> Result<Sealed, ClientError> {
     if args.needs_keychain() && keychain.is_none() {
         return Err(ClientError::Refused("no keychain".into()));
     }
@@ -246,7 +292,8 @@ pub fn seal_into(
             target: ItemRef::from_uri(c)?,
         });
     }
-    let mut parts: Vec<Part> = args.text.into_iter().map(Part::text).collect();
+    let mut parts: Vec<Part> = imported.map(pageimport::parts).unwrap_or_default();
+    parts.extend(args.text.into_iter().map(Part::text));
     let mut budget = mtos_crypto::item::MAX_BODY_LEN;
     for path in &args.files {
         parts.push(read_part(path, &mut budget)?);
@@ -262,7 +309,10 @@ pub fn seal_into(
                 "unknown type \"{t}\" (see `mtos item seal --help`)"
             )))
         })?,
-        None => infer_type(&parts),
+        None => match imported {
+            Some(i) => pageimport::content_type(i),
+            None => infer_type(&parts),
+        },
     };
 
     let author: Identity = if args.anonymous {
@@ -298,7 +348,16 @@ pub fn seal_into(
     }
 
     let mut draft = ItemDraft::new(content_type, now.saturating_mul(1000), parts);
-    draft.tags = args.tag;
+    let mut tags = args.tag;
+    if let Some(i) = imported {
+        let room = mtos_crypto::item::MAX_TAGS.saturating_sub(tags.len());
+        for t in pageimport::tags(&i.fields.keywords, room + tags.len()) {
+            if tags.len() < mtos_crypto::item::MAX_TAGS && !tags.contains(&t) {
+                tags.push(t);
+            }
+        }
+    }
+    draft.tags = tags;
     draft.refs = refs;
     let item = draft.sign(&author)?;
 
@@ -309,10 +368,12 @@ pub fn seal_into(
         Access::Private(&recipients)
     };
     let sealed = seal::seal(&mut rand::rng(), &item, access, &mut writer)?;
-    writer.finish().map_err(|e| ClientError::Store {
+    let store_error = |e: std::io::Error| ClientError::Store {
         path: store.path().to_owned(),
         reason: e.to_string(),
-    })?;
+    };
+    store.remember(&sealed.reference).map_err(store_error)?;
+    writer.finish().map_err(store_error)?;
     let shape = sealed.shape;
     let summary = format!(
         "sealed {} {} by {}: {} bytes in {} chunk{}{}",

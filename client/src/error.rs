@@ -122,6 +122,14 @@ pub enum ClientError {
     /// its work.
     #[error("{0}")]
     Interrupted(String),
+    /// A web page or oEmbed response could not be imported.
+    #[error("{path}: {source}")]
+    PageImport {
+        /// The file (`-` for standard input).
+        path: String,
+        /// Why.
+        source: mtos_import::ImportError,
+    },
     /// The input is too large to be what it claims.
     #[error("{path}: larger than {limit} bytes, not an mtos file")]
     TooLarge {
@@ -182,6 +190,7 @@ impl ClientError {
             | ClientError::Uri(_)
             | ClientError::Import { .. }
             | ClientError::TooLarge { .. }
+            | ClientError::PageImport { .. }
             | ClientError::BadImage(_) => exit::BAD_INPUT,
             ClientError::Refused(_) | ClientError::Conflict(_) | ClientError::ContactChanged(_) => {
                 exit::CONFLICT

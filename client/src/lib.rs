@@ -8,6 +8,7 @@ pub mod home;
 pub mod mixnet;
 pub mod netcheck;
 pub mod openpgp;
+pub mod pageimport;
 pub mod passphrase;
 pub mod pending;
 pub mod qr;
@@ -16,6 +17,7 @@ pub mod screen;
 pub mod shortcode;
 pub mod store;
 pub mod testnet;
+pub mod thread;
 #[cfg(feature = "tor")]
 pub mod tor;
 pub mod transfer;

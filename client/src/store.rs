@@ -10,8 +10,8 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use mtos_crypto::item::Locator;
 use mtos_crypto::item::tree::{ChunkSink, ChunkSource};
+use mtos_crypto::item::{ItemRef, Locator};
 use rocksdb::{ColumnFamilyDescriptor, DB, Options, WriteBatch, WriteOptions};
 
 use crate::error::ClientError;
@@ -21,6 +21,11 @@ pub const STORE_DIR: &str = "items.db";
 const CHUNKS_CF: &str = "chunks";
 /// Chunks the network's replicas acknowledged: locator -> Unix seconds.
 const PUBLISHED_CF: &str = "published";
+/// Items this client sealed or fetched whole: root locator -> reference
+/// (`specs/item.md` §5), the items a thread looks among.
+const KNOWN_CF: &str = "known";
+/// Most known items read back.
+pub const MAX_KNOWN: usize = 100_000;
 /// Batches are written once they reach this size.
 const BATCH_BYTES: usize = 4 << 20;
 
@@ -50,6 +55,7 @@ impl ChunkStore {
             [
                 ColumnFamilyDescriptor::new(CHUNKS_CF, cf_options),
                 ColumnFamilyDescriptor::new(PUBLISHED_CF, Options::default()),
+                ColumnFamilyDescriptor::new(KNOWN_CF, Options::default()),
             ],
         )
         .map_err(|e| store_error(path, e))?;
@@ -64,7 +70,13 @@ impl ChunkStore {
     /// opens, write-ahead log included, and nothing written later.
     pub fn open_read_only(path: &Path) -> Result<Self, ClientError> {
         let options = Options::default();
-        let db = DB::open_cf_for_read_only(&options, path, [CHUNKS_CF, PUBLISHED_CF], false)
+        // A store made before a column family was added lacks it until
+        // it is next opened to write.
+        let present = DB::list_cf(&options, path).map_err(|e| store_error(path, e))?;
+        let families = [CHUNKS_CF, PUBLISHED_CF, KNOWN_CF]
+            .into_iter()
+            .filter(|f| present.iter().any(|p| p == f));
+        let db = DB::open_cf_for_read_only(&options, path, families, false)
             .map_err(|e| store_error(path, e))?;
         Ok(Self {
             db,
@@ -153,6 +165,37 @@ impl ChunkStore {
         self.db
             .put_cf(self.published_cf()?, locator.as_bytes(), at.to_be_bytes())
             .map_err(io::Error::other)
+    }
+
+    /// Records that this client holds the whole of the item `reference`
+    /// names (it sealed or fetched it).
+    pub fn remember(&self, reference: &ItemRef) -> io::Result<()> {
+        let cf = self
+            .db
+            .cf_handle(KNOWN_CF)
+            .ok_or_else(|| io::Error::other("chunk store has no known column family"))?;
+        self.db
+            .put_cf(cf, reference.root().as_bytes(), reference.encode())
+            .map_err(io::Error::other)
+    }
+
+    /// The items recorded by [`ChunkStore::remember`] (at most
+    /// [`MAX_KNOWN`]; a record that does not decode is skipped).
+    pub fn known(&self) -> io::Result<Vec<ItemRef>> {
+        let Some(cf) = self.db.cf_handle(KNOWN_CF) else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for entry in self.db.iterator_cf(cf, rocksdb::IteratorMode::Start) {
+            let (_, value) = entry.map_err(io::Error::other)?;
+            if let Ok(r) = ItemRef::decode(&value) {
+                out.push(r);
+            }
+            if out.len() >= MAX_KNOWN {
+                break;
+            }
+        }
+        Ok(out)
     }
 
     /// Makes every write so far durable (syncs the write-ahead log).

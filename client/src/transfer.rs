@@ -415,6 +415,7 @@ pub async fn fetch(
             return Err(e);
         }
     }
+    store.remember(reference).map_err(|e| local(store, e))?;
     store.sync().map_err(|e| local(store, e))?;
     Ok(TransferReport {
         chunks: item_chunks(store, reference)?.len() as u64,

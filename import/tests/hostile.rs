@@ -148,6 +148,30 @@ fn deep_nesting_is_read_without_recursion() {
 }
 
 #[test]
+fn pages_just_within_the_depth_bounds_are_read_in_bounded_time() {
+    // Nesting up to the bound and back, again and again: the tree
+    // builder's scans stay within the bound each time.
+    let mut page = String::from("<title>saw</title>");
+    let down = "<div>".repeat(250);
+    let up = "</div>".repeat(250);
+    while page.len() < MAX_PAGE_BYTES - 6_000 {
+        page.push_str(&down);
+        page.push_str(&up);
+    }
+    let got = timed("saw of divs", page.as_bytes()).unwrap();
+    assert_eq!(got.fields.title.as_deref(), Some("saw"));
+    // Formatting elements up to their bound, then text and blocks that
+    // make the parser reconstruct them.
+    let mut page = String::from("<title>fmt</title>");
+    page.push_str(&"<b>".repeat(60));
+    while page.len() < MAX_PAGE_BYTES - 64 {
+        page.push_str("<p>x</p><table>y</table>");
+    }
+    let got = timed("formatting", page.as_bytes()).unwrap();
+    assert_eq!(got.fields.title.as_deref(), Some("fmt"));
+}
+
+#[test]
 fn floods_of_nodes_stop_at_their_bounds() {
     let mut page = String::from(
         "<title>flood</title><script type=application/ld+json>{\"@type\":\"WebPage\",\"x\":[",

@@ -626,6 +626,20 @@ async fn the_web_screen_admits_only_its_page_and_a_hostile_component_reaches_not
         body.contains("bad_input") && body.contains("uploads"),
         "{body}"
     );
+    // Nor a page to import, or its oEmbed response, by path: the import
+    // would publish what it read of any file the screen can.
+    for field in ["import", "import_oembed"] {
+        let body = api(
+            format!(
+                r#"{{"api":1,"request":{{"op":"publish","seal":{{"{field}":"/etc/hostname","anonymous":true}}}}}}"#
+            )
+            .as_bytes(),
+        );
+        assert!(
+            body.contains("bad_input") && body.contains("uploads"),
+            "{field}: {body}"
+        );
+    }
     let log = std::fs::read_to_string(alice.join("screen-web.log")).unwrap();
     assert!(
         !log.contains(token) && !log.contains(&session),

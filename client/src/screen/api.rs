@@ -43,8 +43,8 @@ pub enum Request {
     /// Seal an item and publish it (queued work). A request whose
     /// `digest` names a publish queued or unfinished already joins it.
     Publish {
-        /// What to seal.
-        seal: SealRequest,
+        /// What to seal (boxed: the other requests are small).
+        seal: Box<SealRequest>,
     },
     /// Fetch an item into the screen's store (queued work, unless the
     /// store holds it).

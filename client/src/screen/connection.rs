@@ -183,7 +183,7 @@ pub(super) async fn handle(
     match request {
         Request::Status => Ok(Some(Reply::Status(Box::new(screen.status())))),
         Request::Stop => Ok(Some(Reply::Done)),
-        Request::Publish { seal } => publish(screen, seal, out).await.map(Some),
+        Request::Publish { seal } => publish(screen, *seal, out).await.map(Some),
         Request::Fetch { reference } => fetch(screen, &reference, out).await.map(Some),
         Request::Follow { uri, label } => {
             let _book = screen.book.lock().await;

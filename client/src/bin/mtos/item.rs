@@ -15,6 +15,8 @@ use zeroize::Zeroizing;
 
 use crate::common::{date, no_overwrite, now, open as open_keychain, write_new_private_file};
 
+// Parsed once per run: boxing the large variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum ItemCommand {
     /// Sign, encrypt and store an item; print its mtos:item: reference.
@@ -41,6 +43,22 @@ pub enum ItemCommand {
         /// Write the parts here instead of printing.
         #[arg(long, short, value_name = "OUT")]
         output: Option<PathBuf>,
+    },
+    /// Show an item's thread: the chain of replies, remixes and reblogs up
+    /// to its root, and the items that answer it among your followed feeds
+    /// and the items you sealed or fetched, as a tree.
+    ///
+    /// Items not in the local store are shown as missing; with --fetch, the
+    /// chain's missing items are fetched first (through the screen, or a
+    /// session of its own with --no-screen).
+    ///
+    /// Example: mtos item thread mtos:item:... --fetch
+    Thread {
+        /// The mtos:item: reference.
+        reference: String,
+        /// Fetch the chain's missing items through the network.
+        #[arg(long)]
+        fetch: bool,
     },
     /// Show an item's chunk tree and, for a public item, its signed metadata.
     ///
@@ -82,6 +100,21 @@ pub struct SealOpts {
     /// HTML file published as an item; `specs/item.md` §6).
     #[arg(long, value_name = "REF")]
     pub component: Option<String>,
+    /// Make the item from a saved web page (HTML) or an oEmbed response
+    /// (JSON or XML): type, title, description, author, date, address,
+    /// site, license, picture and media addresses from its JSON-LD,
+    /// microdata, RDFa, Open Graph, Twitter card and oEmbed metadata
+    /// (`mtos import --dry-run FILE` shows what it finds). Nothing is
+    /// fetched: addresses are kept as data.
+    #[arg(long, value_name = "FILE")]
+    pub import: Option<PathBuf>,
+    /// The page's oEmbed response, saved beside it (with --import).
+    #[arg(long, value_name = "FILE")]
+    pub oembed: Option<PathBuf>,
+    /// The address the page was saved from: its relative addresses are
+    /// resolved against it (with --import).
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
     /// Make the item private to this recipient (repeatable).
     #[arg(long, value_name = "RECIPIENT")]
     pub to: Vec<String>,
@@ -97,11 +130,22 @@ impl SealOpts {
     /// The request these options make: file paths made absolute, so that
     /// a screen running elsewhere reads the same files.
     pub fn into_request(self) -> Result<SealRequest, ClientError> {
+        let absolute = |f: PathBuf| {
+            std::path::absolute(&f).map_err(|source| ClientError::Io { path: f, source })
+        };
+        if self.import.as_deref() == Some(Path::new("-")) {
+            return Err(ClientError::Refused(
+                "--import -: only `mtos import -` reads a page from standard input; save it to a file"
+                    .into(),
+            ));
+        }
         let files = self
             .files
             .into_iter()
-            .map(|f| std::path::absolute(&f).map_err(|source| ClientError::Io { path: f, source }))
+            .map(absolute)
             .collect::<Result<_, _>>()?;
+        let import = self.import.map(absolute).transpose()?;
+        let import_oembed = self.oembed.map(absolute).transpose()?;
         Ok(SealRequest {
             text: self.text,
             files,
@@ -111,6 +155,9 @@ impl SealOpts {
             remix_of: self.remix_of,
             reblog: self.reblog,
             component: self.component,
+            import,
+            import_oembed,
+            import_url: self.url,
             to: self.to,
             anonymous: self.anonymous,
             as_id: self.as_id,
@@ -129,6 +176,7 @@ pub fn run(home: &Home, cmd: ItemCommand) -> Result<String, ClientError> {
             reference,
             export_sealed,
         } => inspect_cmd(home, &reference, export_sealed.as_deref()),
+        ItemCommand::Thread { reference, .. } => crate::thread::run(home, &reference, None),
     }
 }
 
@@ -207,7 +255,7 @@ fn describe(out: &mut String, item: &Item, keychain: Option<&Keychain>) {
 /// Text from an item is untrusted: terminal control sequences (which can
 /// rewrite the screen, spoof the `verified:` line or write the clipboard)
 /// and bidirectional overrides are shown escaped instead of obeyed.
-fn printable(text: &str) -> String {
+pub fn printable(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         let bidi = matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}' | '\u{061c}');

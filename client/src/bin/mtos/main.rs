@@ -3,11 +3,13 @@
 mod common;
 mod contact;
 mod id;
+mod import;
 mod item;
 mod net;
 mod pgp;
 mod screen;
 mod testnet;
+mod thread;
 mod via;
 
 use std::io::Write;
@@ -84,6 +86,20 @@ enum Command {
         after_help = "Example:\n  mtos item seal --text \"hello\" --tag first\n  mtos item open mtos:item:..."
     )]
     Item(item::ItemCommand),
+    /// Make an item from a saved web page or oEmbed response; seal it.
+    ///
+    /// Reads the page's own metadata (schema.org JSON-LD, microdata and
+    /// RDFa; Open Graph; Twitter cards; an oEmbed response; <title> and
+    /// meta tags), with site profiles for the sites that need more, and
+    /// makes an item of its type: the title, description and address as
+    /// text, the metadata as schema.org JSON-LD, the embed markup as a file
+    /// (never run), the keywords as tags. Nothing is fetched: addresses are
+    /// kept as data. Prints what it found on stderr and the reference on
+    /// stdout; `mtos publish --import FILE` puts it on the network.
+    #[command(
+        after_help = "Example:\n  mtos import saved-page.html --oembed oembed.json --with-media video.mp4\n  mtos import --dry-run --json saved-page.html"
+    )]
+    Import(import::ImportOpts),
     /// Seal an item and put it on the network; print its reference once stored.
     ///
     /// Seals as `mtos item seal` does (same options), then puts every chunk
@@ -202,7 +218,22 @@ fn run(cli: Cli) -> Result<String, ClientError> {
         Command::Testnet(cmd) => testnet::run(cmd),
         Command::Id(cmd) => id::run(&home()?, cmd, via_screen),
         Command::Contact(cmd) => contact::run(&home()?, cmd, via_screen),
+        Command::Item(item::ItemCommand::Thread {
+            reference,
+            fetch: true,
+        }) => {
+            let home = home()?;
+            let fetch = |uri: &str| -> Result<(), ClientError> {
+                if via_screen {
+                    via::fetch(&home, uri, None).map(drop)
+                } else {
+                    net::fetch(&home, uri, None).map(drop)
+                }
+            };
+            thread::run(&home, &reference, Some(&fetch))
+        }
         Command::Item(cmd) => item::run(&home()?, cmd),
+        Command::Import(opts) => import::run(&home()?, opts),
         Command::Screen(cmd) => screen::run(&home()?, cmd),
         Command::Publish(opts) if via_screen => via::publish(&home()?, opts),
         Command::Publish(opts) => net::publish(&home()?, opts),

@@ -448,7 +448,11 @@ pub(crate) fn timeline(
             .find(|p| p.kind() == mtos_crypto::item::PartKind::Text)
         {
             let text = String::from_utf8_lossy(text.data());
-            let _ = writeln!(out, "  {}", text.chars().take(200).collect::<String>());
+            let _ = writeln!(
+                out,
+                "  {}",
+                crate::item::printable(&text.chars().take(200).collect::<String>())
+            );
         }
         let _ = writeln!(out, "  {}", entry.item);
     }

@@ -113,7 +113,16 @@ pub fn publish(home: &Home, opts: SealOpts) -> Result<String, ClientError> {
     let seal = opts.into_request()?;
     let done = runtime()?.block_on(async {
         let client = find(home).await?;
-        transfer(follow_job(&client, Request::Publish { seal }, "publishing").await?)
+        transfer(
+            follow_job(
+                &client,
+                Request::Publish {
+                    seal: Box::new(seal),
+                },
+                "publishing",
+            )
+            .await?,
+        )
     })?;
     eprintln!("{}", summary("published", &done));
     if let Some((label, n)) = &done.feed_entry {

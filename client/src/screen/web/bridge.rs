@@ -70,7 +70,13 @@ pub(super) async fn api(State(web): State<Arc<Web>>, body: Bytes) -> Response {
     // A publish's uploads are removed once it is done: the item is sealed
     // in the store by then (a resumed publish needs only its record).
     let uploads = match &request {
-        Request::Publish { seal } => seal.files.clone(),
+        Request::Publish { seal } => seal
+            .files
+            .iter()
+            .chain(&seal.import)
+            .chain(&seal.import_oembed)
+            .cloned()
+            .collect(),
         _ => Vec::new(),
     };
     let (tx, rx) = mpsc::channel::<Line>(BUFFERED);
@@ -131,13 +137,20 @@ fn allowed(web: &Web, request: Request) -> Result<Request, ApiError> {
             ErrorKind::BadRequest,
             "the page cannot move secret keys between screens: use `mtos screen pair` and `mtos screen send-keys`",
         )),
+        // Every file a publish reads (its parts, and a page and oEmbed
+        // response to import) is an upload named by the page, never a
+        // path: the page cannot make the screen read other files.
         Request::Publish { mut seal } => {
+            let upload = |f: &std::path::Path| {
+                super::upload::path(&web.screen.home, f.to_str().unwrap_or(""))
+            };
             let mut files = Vec::with_capacity(seal.files.len());
             for f in &seal.files {
-                let name = f.to_str().unwrap_or("");
-                files.push(super::upload::path(&web.screen.home, name)?);
+                files.push(upload(f)?);
             }
             seal.files = files;
+            seal.import = seal.import.as_deref().map(upload).transpose()?;
+            seal.import_oembed = seal.import_oembed.as_deref().map(upload).transpose()?;
             Ok(Request::Publish { seal })
         }
         other => Ok(other),

@@ -17,6 +17,7 @@ mod contacts;
 mod frames;
 mod guard;
 mod items;
+mod threads;
 mod upload;
 mod views;
 
@@ -129,6 +130,7 @@ fn router(web: Arc<Web>) -> Router {
         .route("/view/contacts/change", post(contacts::change))
         .route("/view/timeline", get(items::timeline))
         .route("/view/item", post(items::item))
+        .route("/view/thread", post(threads::thread))
         .route("/view/part", get(items::part))
         .route("/view/trust", get(views::trusted).post(views::trust))
         .route("/view/frame", post(frames::register))

@@ -30,6 +30,9 @@ class MtosPublish extends HTMLElement {
       remix: h('input', { name: 'remix_of', autocomplete: 'off' }),
       reblog: h('input', { name: 'reblog', autocomplete: 'off' }),
       component: h('input', { name: 'component', autocomplete: 'off' }),
+      page: h('input', { type: 'file', name: 'page', accept: '.html,.htm,.json,.xml,text/html,application/json,text/xml' }),
+      oembed: h('input', { type: 'file', name: 'oembed', accept: '.json,.xml,application/json,text/xml' }),
+      pageUrl: h('input', { name: 'page_url', autocomplete: 'off', type: 'url' }),
     };
     this.f = f;
     this.note = h('p', { class: 'note', 'aria-live': 'polite' });
@@ -49,6 +52,11 @@ class MtosPublish extends HTMLElement {
         field('pub-as', 'Signed by', f.as),
         field('pub-audience', 'Audience', f.audience),
         toField,
+        h('details', {}, h('summary', {}, 'Import a saved web page'),
+          h('p', { class: 'muted' }, 'The item takes the page\'s type, title, description, author, date, address, site, license, pictures and media addresses from its own metadata; nothing is fetched.'),
+          field('pub-page', 'Saved page (HTML) or oEmbed response', f.page),
+          field('pub-oembed', 'Its oEmbed response (optional)', f.oembed),
+          field('pub-page-url', 'Address it was saved from (optional)', f.pageUrl, 'resolves the page\'s relative links')),
         h('details', {}, h('summary', {}, 'References and display component'),
           field('pub-reply', 'Reply to', f.reply, 'an mtos:item: reference'),
           field('pub-remix', 'Remix of', f.remix),
@@ -78,9 +86,20 @@ class MtosPublish extends HTMLElement {
         const up = await upload(file, (sent, total) => { this.bar.max = Math.max(1, total); this.bar.value = sent; });
         files.push(up.upload);
       }
+      const one = async (input) => {
+        const file = input.files[0];
+        if (!file) return null;
+        say(this.note, `uploading ${file.name}…`);
+        return (await upload(file, (sent, total) => { this.bar.max = Math.max(1, total); this.bar.value = sent; })).upload;
+      };
+      const page = await one(f.page);
+      const pageOembed = await one(f.oembed);
       const seal = {
         text: f.text.value.trim() ? [f.text.value] : [],
         files,
+        import: page,
+        import_oembed: pageOembed,
+        import_url: page && f.pageUrl.value.trim() ? f.pageUrl.value.trim() : null,
         content_type: f.type.value || null,
         tag: words(f.tags.value),
         reply_to: words(f.reply.value),
@@ -112,6 +131,9 @@ class MtosPublish extends HTMLElement {
         h('button', { type: 'button', onclick: () => document.dispatchEvent(new CustomEvent('mtos-open-item', { detail: { reference: done.reference } })) }, 'Open it'));
       f.text.value = '';
       f.files.value = '';
+      f.page.value = '';
+      f.oembed.value = '';
+      f.pageUrl.value = '';
     } catch (e) {
       say(this.note, e.message, 'error');
     } finally {

@@ -91,9 +91,43 @@ class MtosItemView extends HTMLElement {
     const links = refs.length ? h('ul', { class: 'refs', 'aria-label': 'Related items' },
       refs.map((r) => h('li', {}, h('button', { type: 'button', class: 'link', onclick: () => openItem(r.reference) }, `${r.kind}: open`)))) : null;
     const display = h('div', { class: 'display' });
-    this.body.replaceChildren(h('article', {}, head, display, links));
+    this.threadBox = h('section', { class: 'thread', 'aria-label': 'Thread' },
+      h('button', { type: 'button', onclick: () => this.thread() }, 'Show the thread'));
+    this.body.replaceChildren(h('article', {}, head, display, links), this.threadBox);
     if (item.component) this.component(display);
     else builtin(display, item);
+  }
+
+  // The item's thread (specs/item.md §8): the chain of replies, remixes
+  // and reblogs up to its root and what answers it among the followed
+  // feeds and the items of this screen, indented by depth; a missing item
+  // is offered to fetch and open.
+  async thread() {
+    say(this.note, 'building the thread…');
+    let t;
+    try {
+      t = await post('/view/thread', { reference: this.reference });
+    } catch (e) {
+      say(this.note, e.message, 'error');
+      return;
+    }
+    const list = h('ol', { class: 'thread-list' }, t.nodes.map((n) => {
+      const s = n.summary;
+      const li = h('li', { class: n.focus ? 'focus' : null },
+        n.kind ? h('span', { class: 'pill' }, n.kind) : null,
+        s ? [h('span', { class: 'type' }, s.content_type), ` by ${s.author} · ${when(n.created_ms)}`,
+          h('p', {}, (s.text || '').split('\n')[0])]
+          : h('span', { class: 'muted' }, `missing: ${n.missing}`),
+        n.focus ? h('span', { class: 'muted' }, ' (this item)')
+          : h('button', { type: 'button', class: 'link', onclick: () => openItem(n.reference) }, s ? 'open' : 'fetch and open'));
+      // CSSOM, not a style attribute: the page's policy allows no inline style.
+      li.style.marginLeft = `${Math.min(n.depth, 12) * 1.5}em`;
+      return li;
+    }));
+    this.threadBox.replaceChildren(h('h3', {}, 'Thread'), list,
+      t.truncated ? h('p', { class: 'muted' }, 'the thread was cut at its bounds') : null);
+    const missing = t.nodes.filter((n) => !n.summary).length;
+    say(this.note, `thread of ${t.nodes.length} item(s)${missing ? `, ${missing} missing` : ''}`);
   }
 
   // The item's own display component: only when its author's components
@@ -235,6 +269,11 @@ class MtosItemView extends HTMLElement {
 // The built-in view: text, pictures, sound, video, files.
 export function builtin(display, item) {
   const parts = item.parts.map((p, i) => {
+    // An imported item's schema.org description (specs/item.md §7.5):
+    // shown as data, folded.
+    if (p.kind === 'text' && p.text !== null && p.mime.startsWith('application/ld+json')) {
+      return h('details', { class: 'metadata' }, h('summary', {}, 'metadata (schema.org)'), h('pre', {}, p.text));
+    }
     if (p.kind === 'text' && p.text !== null && !p.mime.startsWith('text/html')) {
       return h('div', { class: 'text' }, p.text.split('\n').map((line) => h('p', {}, line)));
     }
