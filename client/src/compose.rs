@@ -118,6 +118,24 @@ impl SealRequest {
         if let Some(c) = &self.component {
             field("component", c.as_bytes());
         }
+        // Only when given, and apart from the files: `publish page.html`
+        // and `publish --import page.html` are different items.
+        for (name, path) in [
+            ("import", &self.import),
+            ("import-oembed", &self.import_oembed),
+        ] {
+            if let Some(path) = path {
+                let mut file = blake3::Hasher::new();
+                let io = |source| ClientError::Io {
+                    path: path.clone(),
+                    source,
+                };
+                file.update_reader(fs::File::open(path).map_err(io)?)
+                    .map_err(io)?;
+                field(name, path.as_os_str().as_encoded_bytes());
+                field(&format!("{name}-bytes"), file.finalize().as_bytes());
+            }
+        }
         if let Some(u) = &self.import_url {
             field("import-url", u.as_bytes());
         }

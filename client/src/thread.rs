@@ -5,19 +5,51 @@
 //! a tree (`specs/item.md` §8). An item that cannot be opened is a node
 //! of its own, shown as missing, never an error.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 
-use mtos_crypto::item::{Item, ItemRef, Locator, RefKind};
+use mtos_crypto::item::{Item, ItemRef, Locator, PartKind, RefKind};
 
 /// Longest chain followed up from an item.
 pub const MAX_DEPTH: usize = 64;
 /// Most items a thread shows.
 pub const MAX_NODES: usize = 1_000;
+/// Bytes of an item's first text part a thread shows (it is read only
+/// when whole within them).
+pub const TEXT_BYTES: usize = 4 * 1024;
 
-/// Opens items for a thread.
+/// What a thread knows of an item: its signed header (the parts empty)
+/// and its first text part when that is short.
+#[derive(Debug, Clone)]
+pub struct Head {
+    /// The header.
+    pub item: Item,
+    /// The first part, when it is `text/plain`, at most [`TEXT_BYTES`]
+    /// and matches its digest.
+    pub text: Option<String>,
+}
+
+impl Head {
+    /// The head from a header, its parts' lengths and the first bytes of
+    /// its parts' data (`mtos_crypto::item::seal::open_head`).
+    pub fn new(item: Item, lengths: &[u64], data: &[u8]) -> Self {
+        let text = item.parts().first().and_then(|p| {
+            let len = usize::try_from(*lengths.first()?).ok()?;
+            (p.kind() == PartKind::Text
+                && p.mime().starts_with("text/plain")
+                && len <= TEXT_BYTES
+                && len <= data.len())
+            .then(|| &data[..len])
+            .filter(|t| item.part_digests().first() == Some(blake3::hash(t).as_bytes()))
+            .and_then(|t| String::from_utf8(t.to_vec()).ok())
+        });
+        Head { item, text }
+    }
+}
+
+/// Reads items' heads for a thread.
 pub trait ItemSource {
-    /// The item `reference` names, or why it cannot be had.
-    fn open(&mut self, reference: &ItemRef) -> Result<Item, String>;
+    /// The head of the item `reference` names, or why it cannot be had.
+    fn head(&mut self, reference: &ItemRef) -> Result<Head, String>;
 }
 
 /// One item of a thread.
@@ -25,8 +57,8 @@ pub trait ItemSource {
 pub struct Node {
     /// Its reference.
     pub reference: ItemRef,
-    /// The item, or why it is missing.
-    pub item: Result<Item, String>,
+    /// Its head, or why it is missing.
+    pub item: Result<Head, String>,
     /// How it points to its parent in the tree (`None` for a root).
     pub kind: Option<RefKind>,
     /// Its parent's index.
@@ -64,26 +96,28 @@ pub fn parents(item: &Item) -> Vec<(RefKind, ItemRef)> {
 }
 
 /// Builds the thread of `start` from `source`, looking for items that
-/// point into it among `known`.
+/// point into it among `known`. Each known item's head is read once
+/// (its first chunks, whatever its size); only the items that join keep
+/// theirs.
 pub fn build(start: &ItemRef, known: &[ItemRef], source: &mut dyn ItemSource) -> Thread {
     let mut nodes: Vec<Node> = Vec::new();
     let mut index: HashMap<Locator, usize> = HashMap::new();
     let mut truncated = false;
 
     // Up: the chain from the item to its root.
-    let mut chain: Vec<(ItemRef, Result<Item, String>)> = Vec::new();
-    let mut seen: HashMap<Locator, ()> = HashMap::new();
+    let mut chain: Vec<(ItemRef, Result<Head, String>)> = Vec::new();
+    let mut seen: HashSet<Locator> = HashSet::new();
     let mut current = start.clone();
     loop {
-        seen.insert(*current.root(), ());
-        let item = source.open(&current);
-        let next = item
+        seen.insert(*current.root());
+        let head = source.head(&current);
+        let next = head
             .as_ref()
             .ok()
-            .and_then(|i| parents(i).into_iter().next());
-        chain.push((current.clone(), item));
+            .and_then(|h| parents(&h.item).into_iter().next());
+        chain.push((current.clone(), head));
         match next {
-            Some((_, parent)) if !seen.contains_key(parent.root()) => {
+            Some((_, parent)) if !seen.contains(parent.root()) => {
                 if chain.len() >= MAX_DEPTH {
                     truncated = true;
                     break;
@@ -98,8 +132,8 @@ pub fn build(start: &ItemRef, known: &[ItemRef], source: &mut dyn ItemSource) ->
         let i = nodes.len();
         let parent = i.checked_sub(1);
         let kind = parent.and_then(|p| {
-            item.as_ref().ok().and_then(|it| {
-                parents(it)
+            item.as_ref().ok().and_then(|h| {
+                parents(&h.item)
                     .into_iter()
                     .find(|(_, r)| r.root() == nodes[p].reference.root())
                     .map(|(k, _)| k)
@@ -120,52 +154,72 @@ pub fn build(start: &ItemRef, known: &[ItemRef], source: &mut dyn ItemSource) ->
     let root = 0;
     let focus = nodes.len() - 1;
 
-    // Down: known items that point to an item of the thread, until none
-    // is added (an item joins under the first of its parents found).
-    let mut candidates: Vec<(ItemRef, Item)> = Vec::new();
-    let mut considered: HashMap<Locator, ()> = HashMap::new();
+    // Down: the known items by the items they point to; then, breadth
+    // first from the thread's items, each joins under the first item of
+    // the thread it points to (in the order they joined).
+    let mut candidates: Vec<(ItemRef, Vec<(RefKind, Locator)>)> = Vec::new();
+    let mut by_parent: HashMap<Locator, Vec<usize>> = HashMap::new();
+    let mut considered: HashSet<Locator> = HashSet::new();
     for r in known {
-        if index.contains_key(r.root()) || considered.insert(*r.root(), ()).is_some() {
+        if index.contains_key(r.root()) || !considered.insert(*r.root()) {
             continue;
         }
-        if let Ok(item) = source.open(r) {
-            candidates.push((r.clone(), item));
+        let Ok(head) = source.head(r) else {
+            continue;
+        };
+        let ps: Vec<(RefKind, Locator)> = parents(&head.item)
+            .into_iter()
+            .map(|(k, p)| (k, *p.root()))
+            .collect();
+        if ps.is_empty() {
+            continue;
         }
+        let c = candidates.len();
+        for (_, p) in &ps {
+            by_parent.entry(*p).or_default().push(c);
+        }
+        candidates.push((r.clone(), ps));
     }
-    let mut added = true;
-    while added {
-        added = false;
-        let mut rest = Vec::new();
-        for (reference, item) in candidates {
-            let at = parents(&item)
-                .into_iter()
-                .find_map(|(k, r)| index.get(r.root()).map(|&p| (k, p)));
-            match at {
-                Some((kind, p)) if nodes.len() < MAX_NODES => {
-                    let i = nodes.len();
-                    index.insert(*reference.root(), i);
-                    nodes.push(Node {
-                        reference,
-                        item: Ok(item),
-                        kind: Some(kind),
-                        parent: Some(p),
-                        children: Vec::new(),
-                    });
-                    nodes[p].children.push(i);
-                    added = true;
-                }
-                Some(_) => truncated = true,
-                None => rest.push((reference, item)),
+    let mut joined = vec![false; candidates.len()];
+    let mut queue: VecDeque<usize> = (0..nodes.len()).collect();
+    'walk: while let Some(n) = queue.pop_front() {
+        let at = *nodes[n].reference.root();
+        let Some(list) = by_parent.get(&at) else {
+            continue;
+        };
+        for &c in list {
+            if joined[c] {
+                continue;
             }
+            if nodes.len() >= MAX_NODES {
+                truncated = true;
+                break 'walk;
+            }
+            joined[c] = true;
+            let (reference, ps) = &candidates[c];
+            let Ok(head) = source.head(reference) else {
+                continue;
+            };
+            let kind = ps.iter().find(|(_, p)| *p == at).map(|(k, _)| *k);
+            let i = nodes.len();
+            index.insert(*reference.root(), i);
+            nodes.push(Node {
+                reference: reference.clone(),
+                item: Ok(head),
+                kind,
+                parent: Some(n),
+                children: Vec::new(),
+            });
+            nodes[n].children.push(i);
+            queue.push_back(i);
         }
-        candidates = rest;
     }
     // Children oldest first (then by reference, for a stable order).
     let order: Vec<(u64, String)> = nodes
         .iter()
         .map(|n| {
             (
-                n.item.as_ref().map_or(0, Item::created_ms),
+                n.item.as_ref().map_or(0, |h| h.item.created_ms()),
                 n.reference.to_uri(),
             )
         })
@@ -207,11 +261,15 @@ mod tests {
     struct Map(HashMap<Locator, Item>);
 
     impl ItemSource for Map {
-        fn open(&mut self, reference: &ItemRef) -> Result<Item, String> {
-            self.0
+        fn head(&mut self, reference: &ItemRef) -> Result<Head, String> {
+            let item = self
+                .0
                 .get(reference.root())
                 .cloned()
-                .ok_or_else(|| "not in the store".into())
+                .ok_or_else(|| "not in the store".to_owned())?;
+            let data = item.parts()[0].data().to_vec();
+            let lengths = [data.len() as u64];
+            Ok(Head::new(item, &lengths, &data))
         }
     }
 
@@ -267,7 +325,7 @@ mod tests {
             .map(|(i, d)| {
                 let n = &t.nodes[i];
                 let label = match &n.item {
-                    Ok(item) => item.parts()[0].as_text().unwrap().to_owned(),
+                    Ok(h) => h.text.clone().unwrap(),
                     Err(_) => "missing".into(),
                 };
                 (label, d, n.kind)

@@ -25,11 +25,25 @@ pub fn sanitise(html: &str, ctx: &mut Ctx) -> Option<String> {
     if !ctx.step(html.len() as u64 / 16 + 1) {
         return None;
     }
+    // The same bounds as a page's: markup that would nest too deep or
+    // re-create formatting elements without end is cut first.
+    let (html, cut) = crate::depth::bounded(html);
+    if cut {
+        ctx.note(Note::Limit {
+            what: "embed markup nested too deep or re-creating too many elements".into(),
+        });
+    }
     if active(html) {
         ctx.note(Note::EmbedSanitised);
     }
     let clean = builder().clean(html).to_string();
     let clean = clean.trim();
+    if clean.len() > MAX_EMBED {
+        ctx.note(Note::Limit {
+            what: format!("embed markup over {MAX_EMBED} bytes once sanitised"),
+        });
+        return None;
+    }
     (!clean.is_empty()).then(|| clean.to_owned())
 }
 

@@ -128,9 +128,10 @@ pub fn import(
         Some(at) => {
             ctx.note(Note::Limit {
                 what: format!(
-                    "elements nested deeper than {} (or {} formatting elements open) after byte {at} of the page",
+                    "elements nested deeper than {}, or more than {} formatting elements active (or {} re-created), after byte {at} of the page",
                     depth::MAX_DEPTH,
-                    depth::MAX_FORMATTING
+                    depth::MAX_FORMATTING,
+                    depth::MAX_RECREATED
                 ),
             });
             parse(&text[..at])

@@ -4,7 +4,7 @@
 use crate::ctx::Ctx;
 use crate::fields::{Candidate, Fields, TypeName};
 use crate::html::Scan;
-use crate::schema::{MAX_KEYWORDS, dedup};
+use crate::schema::{MAX_KEYWORDS, MAX_MEDIA, first_distinct};
 use crate::text::{self, MAX_DESCRIPTION, MAX_FIELD, MAX_TITLE};
 
 /// The item type of an `og:type`: the Open Graph protocol's own types,
@@ -51,25 +51,29 @@ fn first_url(scan: &Scan, keys: &[&str], ctx: &mut Ctx) -> Option<String> {
 }
 
 fn all_urls(scan: &Scan, keys: &[&str], ctx: &mut Ctx) -> Vec<String> {
-    let mut out = Vec::new();
+    let mut out: Vec<String> = Vec::new();
     for (k, v) in &scan.metas {
-        if keys.contains(&k.as_str()) {
-            out.extend(ctx.url(v));
+        if out.len() >= MAX_MEDIA {
+            break;
+        }
+        if keys.contains(&k.as_str())
+            && let Some(u) = ctx.url(v)
+            && !out.contains(&u)
+        {
+            out.push(u);
         }
     }
-    dedup(out)
+    out
 }
 
 fn all_texts(scan: &Scan, keys: &[&str]) -> Vec<String> {
-    let mut out = Vec::new();
-    for (k, v) in &scan.metas {
-        if keys.contains(&k.as_str()) {
-            out.extend(text::clean(v, MAX_FIELD));
-        }
-    }
-    let mut out = dedup(out);
-    out.truncate(MAX_KEYWORDS);
-    out
+    first_distinct(
+        scan.metas
+            .iter()
+            .filter(|(k, _)| keys.contains(&k.as_str()))
+            .filter_map(|(_, v)| text::clean(v, MAX_FIELD)),
+        MAX_KEYWORDS,
+    )
 }
 
 /// What the Open Graph tags say.
@@ -172,13 +176,10 @@ pub fn page(scan: &Scan, ctx: &mut Ctx) -> Candidate {
         keywords: scan
             .meta("keywords")
             .map(|k| {
-                let mut v = dedup(
-                    k.split(',')
-                        .filter_map(|w| text::clean(w, MAX_FIELD))
-                        .collect(),
-                );
-                v.truncate(MAX_KEYWORDS);
-                v
+                first_distinct(
+                    k.split(',').filter_map(|w| text::clean(w, MAX_FIELD)),
+                    MAX_KEYWORDS,
+                )
             })
             .unwrap_or_default(),
         language: scan.lang.as_deref().and_then(|l| text::clean(l, MAX_FIELD)),

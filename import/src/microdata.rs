@@ -9,7 +9,9 @@ use serde_json::Value;
 
 use crate::ctx::Ctx;
 use crate::html::text_of;
-use crate::schema::{MAX_NODES, Proto, Slot, assemble, strip_vocab};
+use crate::schema::{
+    MAX_NODES, MAX_TERMS, Proto, Slot, assemble, capped, first_distinct, strip_vocab,
+};
 
 /// Longest text value read for one property.
 const MAX_VALUE: usize = 64 * 1024;
@@ -37,12 +39,15 @@ pub fn items(doc: &Html, ctx: &mut Ctx) -> Vec<Value> {
         let Node::Element(el) = node.value() else {
             continue;
         };
+        // A set of names (HTML's itemprop), at most MAX_TERMS of them.
         let names: Vec<String> = el
             .attr("itemprop")
             .map(|p| {
-                p.split_ascii_whitespace()
-                    .map(|n| strip_vocab(n).to_owned())
-                    .collect()
+                first_distinct(
+                    p.split_ascii_whitespace()
+                        .map(|n| strip_vocab(n).to_owned()),
+                    MAX_TERMS,
+                )
             })
             .unwrap_or_default();
         let current = scopes.last().map(|(_, i)| *i);
@@ -55,9 +60,11 @@ pub fn items(doc: &Html, ctx: &mut Ctx) -> Vec<Value> {
                 types: el
                     .attr("itemtype")
                     .map(|t| {
-                        t.split_ascii_whitespace()
-                            .map(|n| strip_vocab(n).to_owned())
-                            .collect()
+                        first_distinct(
+                            t.split_ascii_whitespace()
+                                .map(|n| strip_vocab(n).to_owned()),
+                            MAX_TERMS,
+                        )
                     })
                     .unwrap_or_default(),
                 props: Vec::new(),
@@ -75,6 +82,9 @@ pub fn items(doc: &Html, ctx: &mut Ctx) -> Vec<Value> {
             && !names.is_empty()
         {
             let value = property_value(node, el, ctx);
+            if !ctx.step((value.len() * names.len()) as u64 / 64) {
+                break;
+            }
             for n in names {
                 items[parent].props.push((n, Slot::Text(value.clone())));
             }
@@ -94,7 +104,7 @@ fn property_value(
     el: &scraper::node::Element,
     ctx: &mut Ctx,
 ) -> String {
-    let attr = |a: &str| el.attr(a).map(str::to_owned);
+    let attr = |a: &str| el.attr(a).map(|v| capped(v, MAX_VALUE));
     let by_element = match el.name() {
         "meta" => Some(attr("content").unwrap_or_default()),
         "audio" | "embed" | "iframe" | "img" | "source" | "track" | "video" => attr("src"),

@@ -46,7 +46,12 @@ fn parse(bytes: &[u8]) -> Result<Map<String, Value>, ImportError> {
         match serde_json::from_str::<Value>(trimmed) {
             Ok(Value::Object(m)) => m,
             Ok(_) => return Err(bad("not a JSON object".into())),
-            Err(e) => return Err(bad(format!("JSON: {e}"))),
+            Err(e) => {
+                return Err(bad(format!(
+                    "JSON: {}",
+                    text::clean(&e.to_string(), 200).unwrap_or_default()
+                )));
+            }
         }
     } else {
         let options = roxmltree::ParsingOptions {
@@ -54,8 +59,12 @@ fn parse(bytes: &[u8]) -> Result<Map<String, Value>, ImportError> {
             nodes_limit: MAX_XML_NODES,
             ..roxmltree::ParsingOptions::default()
         };
-        let doc = roxmltree::Document::parse_with_options(trimmed, options)
-            .map_err(|e| bad(format!("XML: {e}")))?;
+        let doc = roxmltree::Document::parse_with_options(trimmed, options).map_err(|e| {
+            bad(format!(
+                "XML: {}",
+                text::clean(&e.to_string(), 200).unwrap_or_default()
+            ))
+        })?;
         let root = doc.root_element();
         if !root.has_tag_name("oembed") {
             return Err(bad(format!(

@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::ctx::Ctx;
 use crate::fields::{Field, Fields};
 use crate::html::{Scan, text_of};
-use crate::schema::{MAX_KEYWORDS, dedup};
+use crate::schema::{MAX_KEYWORDS, first_distinct};
 use crate::text::{self, MAX_DESCRIPTION, MAX_FIELD, MAX_TITLE};
 
 /// Where a profile's rule reads a value.
@@ -240,13 +240,10 @@ fn set(f: &mut Fields, field: Field, raw: &str, ctx: &mut Ctx) {
         F::Artist => f.artist = t(MAX_FIELD),
         F::Album => f.album = t(MAX_FIELD),
         F::Keywords => {
-            let mut k = dedup(
-                raw.split(',')
-                    .filter_map(|w| text::clean(w, MAX_FIELD))
-                    .collect(),
+            f.keywords = first_distinct(
+                raw.split(',').filter_map(|w| text::clean(w, MAX_FIELD)),
+                MAX_KEYWORDS,
             );
-            k.truncate(MAX_KEYWORDS);
-            f.keywords = k;
         }
         F::Language => f.language = t(MAX_FIELD),
         // Embed markup and discovery links come from oEmbed and the

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::ctx::Ctx;
 use crate::html::text_of;
-use crate::schema::{MAX_NODES, Proto, Slot, assemble};
+use crate::schema::{MAX_NODES, MAX_TERMS, Proto, Slot, assemble, capped, first_distinct};
 
 const MAX_VALUE: usize = 64 * 1024;
 
@@ -90,13 +90,14 @@ pub fn nodes(doc: &Html, ctx: &mut Ctx) -> Vec<Value> {
             c.vocab = is_schema_iri(v);
         }
         if let Some(p) = prefix {
-            let words: Vec<&str> = p.split_ascii_whitespace().collect();
+            // At most 32 prefixes an element: each element copies them.
+            let words: Vec<&str> = p.split_ascii_whitespace().take(64).collect();
             for pair in words.chunks(2) {
                 if let [name, iri] = pair
                     && let Some(name) = name.strip_suffix(':')
                 {
                     c.prefixes.retain(|x| x != name);
-                    if is_schema_iri(iri) {
+                    if is_schema_iri(iri) && c.prefixes.len() < 32 {
                         c.prefixes.push(name.to_owned());
                     }
                 }
@@ -104,16 +105,18 @@ pub fn nodes(doc: &Html, ctx: &mut Ctx) -> Vec<Value> {
         }
         let names: Vec<String> = property
             .map(|p| {
-                p.split_ascii_whitespace()
-                    .filter_map(|t| term(t, &c))
-                    .collect()
+                first_distinct(
+                    p.split_ascii_whitespace().filter_map(|t| term(t, &c)),
+                    MAX_TERMS,
+                )
             })
             .unwrap_or_default();
         let types: Vec<String> = typeof_
             .map(|t| {
-                t.split_ascii_whitespace()
-                    .filter_map(|t| term(t, &c))
-                    .collect()
+                first_distinct(
+                    t.split_ascii_whitespace().filter_map(|t| term(t, &c)),
+                    MAX_TERMS,
+                )
             })
             .unwrap_or_default();
         if typeof_.is_some() && !types.is_empty() {
@@ -137,13 +140,16 @@ pub fn nodes(doc: &Html, ctx: &mut Ctx) -> Vec<Value> {
         } else if let Some(subject) = c.subject
             && !names.is_empty()
         {
-            let attr = |a: &str| el.attr(a).map(str::to_owned);
+            let attr = |a: &str| el.attr(a).map(|v| capped(v, MAX_VALUE));
             let value = attr("content")
                 .or_else(|| attr("datetime"))
                 .or_else(|| attr("resource"))
                 .or_else(|| attr("href"))
                 .or_else(|| attr("src"))
                 .unwrap_or_else(|| text_of(node, MAX_VALUE, ctx));
+            if !ctx.step((value.len() * names.len()) as u64 / 64) {
+                break;
+            }
             for n in names {
                 nodes[subject].props.push((n, Slot::Text(value.clone())));
             }

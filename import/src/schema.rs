@@ -199,7 +199,7 @@ pub fn candidate(roots: &[Value], ctx: &mut Ctx) -> Option<Candidate> {
             }
         }
     }
-    f.media = dedup(media);
+    f.media = first_distinct(media, MAX_MEDIA);
     f.duration_s = r
         .text(node, "duration", MAX_FIELD)
         .and_then(|d| text::parse_duration(&d));
@@ -210,26 +210,47 @@ pub fn candidate(roots: &[Value], ctx: &mut Ctx) -> Option<Candidate> {
     Some(Candidate {
         fields: f,
         kind: Some(TypeName {
-            name: strip_vocab(name).to_owned(),
+            name: text::clean(strip_vocab(name), MAX_FIELD).unwrap_or_default(),
             content_type: Some(ct),
         }),
         node: Some(node.clone()),
     })
 }
 
-/// Keeps the first of each value.
-pub fn dedup(list: Vec<String>) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
+/// The first `max` distinct values of `list`, reading no more of it than
+/// needed.
+pub fn first_distinct(list: impl IntoIterator<Item = String>, max: usize) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
     for v in list {
-        if !out.contains(&v) {
+        if out.len() >= max {
+            break;
+        }
+        if seen.insert(v.clone()) {
             out.push(v);
         }
     }
     out
 }
 
+/// Most property names, or types, one element gives.
+pub const MAX_TERMS: usize = 16;
+
+/// `text` cut to at most `max` bytes at a character boundary.
+pub fn capped(text: &str, max: usize) -> String {
+    let mut cut = text.len().min(max);
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    text[..cut].to_owned()
+}
+
 /// Most keywords kept.
 pub const MAX_KEYWORDS: usize = 32;
+/// Most media addresses kept.
+pub const MAX_MEDIA: usize = 16;
+/// Most names joined in one field (authors).
+pub const MAX_NAMES: usize = 16;
 
 struct Reader<'g, 'a> {
     g: &'g Graph<'a>,
@@ -304,6 +325,9 @@ impl<'a> Reader<'_, 'a> {
                 && !names.contains(&n)
             {
                 names.push(n);
+                if names.len() >= MAX_NAMES {
+                    break;
+                }
             }
         }
         (!names.is_empty())
@@ -366,17 +390,14 @@ impl<'a> Reader<'_, 'a> {
 
     /// Keywords: an array of strings, or one string split at commas.
     fn keywords(&self, node: &'a Map<String, Value>) -> Vec<String> {
-        let mut out = Vec::new();
-        for v in self.values_raw(node, "keywords") {
-            if let Some(s) = Self::scalar(v) {
-                for k in s.split(',') {
-                    out.extend(text::clean(k, MAX_FIELD));
-                }
-            }
-        }
-        let mut out = dedup(out);
-        out.truncate(MAX_KEYWORDS);
-        out
+        first_distinct(
+            self.values_raw(node, "keywords")
+                .into_iter()
+                .filter_map(Self::scalar)
+                .flat_map(|s| s.split(','))
+                .filter_map(|k| text::clean(k, MAX_FIELD)),
+            MAX_KEYWORDS,
+        )
     }
 }
 

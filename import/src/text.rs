@@ -89,6 +89,10 @@ pub fn clean_url(raw: &str, base: Option<&Url>) -> UrlOutcome {
     if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
         return UrlOutcome::Refused;
     }
+    // Credentials in an address are never kept (nor published).
+    let mut parsed = parsed;
+    let _ = parsed.set_username("");
+    let _ = parsed.set_password(None);
     let s = String::from(parsed);
     if s.len() > MAX_URL {
         return UrlOutcome::Refused;
@@ -188,6 +192,10 @@ mod tests {
             UrlOutcome::Kept("https://creativecommons.org/licenses/by-sa/4.0/".into())
         );
         assert_eq!(clean_url("/x", None), UrlOutcome::NoBase);
+        assert_eq!(
+            clean_url("https://user:secret@example.org/p", None),
+            UrlOutcome::Kept("https://example.org/p".into())
+        );
         assert_eq!(
             clean_url("javascript:alert(1)", base.as_ref()),
             UrlOutcome::Refused

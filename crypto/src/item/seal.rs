@@ -184,6 +184,58 @@ pub fn walk(reference: &ItemRef, max_len: u64) -> Walk {
     Walk::new(tree_key(reference.key()), *reference.root(), max_len)
 }
 
+/// The sealed bytes read for [`open_head`]: an age header of 256
+/// stanzas and its grease (under 32 KiB), then two of age's 64 KiB
+/// payload chunks (the item's header is at most 16 KiB and lies in the
+/// first; the second shows age that the first is not the last).
+const HEAD_PREFIX: usize = 32 * 1024 + 2 * (64 * 1024 + 16) + 16;
+
+/// An item's signed header, verified, its parts' lengths, and the first
+/// `max_data` bytes of its parts' data (fewer when the item is shorter, at most 64 KiB),
+/// reading only the first chunks of the tree (about 160 KiB whatever the
+/// item's size): what a thread needs of the many items it looks among.
+/// The parts come back empty; data of a part is only authentic once it
+/// is whole and matches the part's digest ([`Item::part_digests`]).
+pub fn open_head<S: ChunkSource>(
+    source: &mut S,
+    reference: &ItemRef,
+    identities: &[Zeroizing<[u8; 32]>],
+    max_len: u64,
+    max_data: usize,
+) -> Result<(Item, Vec<u64>, Vec<u8>), OpenError> {
+    let ids = identities_for(reference, identities)?;
+    let sealed = tree::prefix(
+        source,
+        &tree_key(reference.key()),
+        reference.root(),
+        max_len,
+        HEAD_PREFIX,
+    )?;
+    let decryptor = age::Decryptor::new_buffered(&sealed[..]).map_err(map_age)?;
+    let mut reader = decryptor
+        .decrypt(ids.iter().map(|i| i as &dyn age::Identity))
+        .map_err(map_age)?;
+    let bad = |e: std::io::Error| OpenError::Sealed(format!("payload does not authenticate ({e})"));
+    let mut len = [0u8; 4];
+    reader.read_exact(&mut len).map_err(bad)?;
+    let header_len = u32::from_be_bytes(len) as usize;
+    if header_len > super::MAX_HEADER_LEN {
+        return Err(OpenError::Sealed(format!(
+            "an item header of {header_len} bytes, over the limit"
+        )));
+    }
+    let mut header = Zeroizing::new(vec![0u8; header_len]);
+    reader.read_exact(&mut header).map_err(bad)?;
+    let (item, lengths) = Item::decode_header(&header)?;
+    // Only what lies in the chunks read; a read past them fails, and
+    // ends the data.
+    let mut data = Vec::new();
+    let _ = (&mut reader)
+        .take(max_data.min(64 * 1024) as u64)
+        .read_to_end(&mut data);
+    Ok((item, lengths, data))
+}
+
 /// Walks the manifest nodes.
 pub fn inspect<S: ChunkSource>(
     source: &mut S,
@@ -200,11 +252,10 @@ pub fn inspect<S: ChunkSource>(
 
 /// Decrypts and verifies sealed bytes. Public items use the key in the
 /// reference; private items try `identities` (X25519 secrets).
-pub fn open_sealed(
-    sealed: &[u8],
+fn identities_for(
     reference: &ItemRef,
     identities: &[Zeroizing<[u8; 32]>],
-) -> Result<Item, OpenError> {
+) -> Result<Vec<age::x25519::Identity>, OpenError> {
     let ids: Vec<age::x25519::Identity> = match reference.audience() {
         Audience::Public => agekeys::identity(&public_item_secret(reference.key()))
             .into_iter()
@@ -217,6 +268,17 @@ pub fn open_sealed(
     if ids.is_empty() {
         return Err(OpenError::NotARecipient);
     }
+    Ok(ids)
+}
+
+/// Opens the sealed bytes of an item (an age file) for the identities
+/// given, and verifies it whole.
+pub fn open_sealed(
+    sealed: &[u8],
+    reference: &ItemRef,
+    identities: &[Zeroizing<[u8; 32]>],
+) -> Result<Item, OpenError> {
+    let ids = identities_for(reference, identities)?;
     let decryptor = age::Decryptor::new_buffered(sealed).map_err(map_age)?;
     let reader = decryptor
         .decrypt(ids.iter().map(|i| i as &dyn age::Identity))

@@ -328,3 +328,58 @@ proptest! {
         prop_assert_eq!(back, item);
     }
 }
+
+/// Counts the chunks read.
+struct Counting<'a>(&'a mut MemoryChunks, usize);
+
+impl ChunkSource for Counting<'_> {
+    fn get(&mut self, locator: &Locator) -> std::io::Result<Option<Vec<u8>>> {
+        self.1 += 1;
+        self.0.get(locator)
+    }
+}
+
+#[test]
+fn an_items_head_is_read_from_its_first_chunks_whatever_its_size() {
+    let mut draft = ItemDraft::new(
+        ContentType::VideoObject,
+        1_764_000_000_000,
+        vec![
+            Part::text("a caption"),
+            Part::binary(vec![7u8; 4 << 20], "video/webm"),
+        ],
+    );
+    let target = seal::seal(
+        &mut rng(8),
+        &note("the parent").sign(&author()).unwrap(),
+        Access::Public,
+        &mut MemoryChunks::new(),
+    )
+    .unwrap()
+    .reference;
+    draft.refs = vec![TypedRef {
+        kind: RefKind::ReplyTo,
+        target: target.clone(),
+    }];
+    let item = draft.sign(&author()).unwrap();
+    let mut store = MemoryChunks::new();
+    let sealed = seal::seal(&mut rng(9), &item, Access::Public, &mut store).unwrap();
+    let total = store.len();
+    let mut counting = Counting(&mut store, 0);
+    let (head, lengths, data) =
+        seal::open_head(&mut counting, &sealed.reference, &[], u64::MAX, 1024).unwrap();
+    assert_eq!(lengths, vec![9, 4 << 20]);
+    assert_eq!(head.refs()[0].target, target);
+    assert_eq!(head.author(), item.author());
+    assert_eq!(head.part_digests(), item.part_digests());
+    assert!(data.starts_with(b"a caption"), "{:?}", &data[..16]);
+    assert_eq!(data.len(), 1024);
+    // About 160 KiB of a 4 MiB item: 45 data chunks and their nodes.
+    assert!(counting.1 < 60 && total > 1000, "{} of {total}", counting.1);
+    // A small item is read whole, and its head is the same.
+    let small = note("short").sign(&author()).unwrap();
+    let s = seal::seal(&mut rng(10), &small, Access::Public, &mut store).unwrap();
+    let (head, _, data) = seal::open_head(&mut store, &s.reference, &[], u64::MAX, 1024).unwrap();
+    assert_eq!(head.tags(), small.tags());
+    assert_eq!(data, b"short");
+}

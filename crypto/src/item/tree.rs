@@ -507,6 +507,37 @@ pub fn assemble<S: ChunkSource>(
         &root_info,
         &mut |chunk| {
             out.extend_from_slice(chunk);
+            true
+        },
+        &mut |_| {},
+    )?;
+    out.truncate(usize::try_from(shape.sealed_len).unwrap_or(usize::MAX));
+    Ok(out)
+}
+
+/// The first `want` bytes of the sealed item (all of it when shorter),
+/// reading only the chunks they lie in and the manifest nodes above them,
+/// each verified as [`assemble`] verifies it.
+pub fn prefix<S: ChunkSource>(
+    source: &mut S,
+    key: &[u8; 32],
+    root: &Locator,
+    max_len: u64,
+    want: usize,
+) -> Result<Vec<u8>, OpenError> {
+    let (root_info, inline, shape) = open_root(source, key, root, max_len)?;
+    if shape.levels == 0 {
+        return Ok(inline);
+    }
+    let mut out = Vec::with_capacity(want.min(64 << 20) + CHUNK_SIZE);
+    walk(
+        source,
+        key,
+        &shape,
+        &root_info,
+        &mut |chunk| {
+            out.extend_from_slice(chunk);
+            out.len() < want
         },
         &mut |_| {},
     )?;
@@ -546,9 +577,9 @@ fn walk<S: ChunkSource>(
     key: &[u8; 32],
     shape: &TreeShape,
     node: &NodeInfo,
-    data: &mut dyn FnMut(&[u8]),
+    data: &mut dyn FnMut(&[u8]) -> bool,
     nodes: &mut dyn FnMut(&NodeInfo),
-) -> Result<(), OpenError> {
+) -> Result<bool, OpenError> {
     nodes(node);
     for (i, child) in node.children.iter().enumerate() {
         let index = node.index * FANOUT as u64 + i as u64;
@@ -563,13 +594,17 @@ fn walk<S: ChunkSource>(
                     return Err(OpenError::ChunkCorrupt(child.to_string()));
                 }
             }
-            data(&chunk);
+            if !data(&chunk) {
+                return Ok(false);
+            }
         } else {
             let (info, _) = open_node(source, key, child, node.level - 1, index, Some(shape))?;
-            walk(source, key, shape, &info, data, nodes)?;
+            if !walk(source, key, shape, &info, data, nodes)? {
+                return Ok(false);
+            }
         }
     }
-    Ok(())
+    Ok(true)
 }
 
 #[cfg(test)]

@@ -437,7 +437,11 @@ pub(crate) fn timeline(
             }
         );
         if !item.tags().is_empty() {
-            let _ = writeln!(out, "  tags: {}", item.tags().join(", "));
+            let _ = writeln!(
+                out,
+                "  tags: {}",
+                crate::item::printable(&item.tags().join(", "))
+            );
         }
         for r in item.refs() {
             let _ = writeln!(out, "  {:?}: {}", r.kind, r.target.to_uri());

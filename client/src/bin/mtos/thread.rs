@@ -6,11 +6,12 @@ use std::fmt::Write as _;
 
 use mtos_client::feeds::FeedBook;
 use mtos_client::store::{ChunkStore, STORE_DIR};
-use mtos_client::thread::{self, ItemSource, Thread};
+use mtos_client::thread::{self, Head, ItemSource, Thread};
 use mtos_client::{ClientError, Home};
+use mtos_crypto::OpenError;
 use mtos_crypto::feed::FollowRef;
 use mtos_crypto::item::seal::{self, MAX_SEALED_LEN};
-use mtos_crypto::item::{Audience, Item, ItemRef, PartKind};
+use mtos_crypto::item::{Audience, ItemRef};
 
 use crate::common::date;
 use crate::item::printable;
@@ -21,18 +22,23 @@ use crate::item::printable;
 struct Local<'a>(&'a ChunkStore);
 
 impl ItemSource for Local<'_> {
-    fn open(&mut self, reference: &ItemRef) -> Result<Item, String> {
+    fn head(&mut self, reference: &ItemRef) -> Result<Head, String> {
         if reference.audience() == Audience::Private {
             return Err("a private item: `mtos item open` opens it with your keychain".into());
         }
-        match seal::missing(&mut &*self.0, reference, MAX_SEALED_LEN) {
-            Ok(m) if !m.is_empty() => {
-                return Err("not in the local store (--fetch fetches it)".into());
+        match seal::open_head(
+            &mut &*self.0,
+            reference,
+            &[],
+            MAX_SEALED_LEN,
+            thread::TEXT_BYTES,
+        ) {
+            Ok((item, lengths, data)) => Ok(Head::new(item, &lengths, &data)),
+            Err(OpenError::ChunkMissing(_)) => {
+                Err("not in the local store (--fetch fetches it)".into())
             }
-            Err(e) => return Err(e.to_string()),
-            Ok(_) => {}
+            Err(e) => Err(e.to_string()),
         }
-        seal::open(&mut &*self.0, reference, &[], MAX_SEALED_LEN).map_err(|e| e.to_string())
     }
 }
 
@@ -92,7 +98,8 @@ pub fn render(t: &Thread, labels: &HashMap<[u8; 32], String>) -> String {
         let mark = if i == t.focus { "*" } else { "-" };
         let how = n.kind.map(|k| format!("{k}: ")).unwrap_or_default();
         match &n.item {
-            Ok(item) => {
+            Ok(head) => {
+                let item = &head.item;
                 let author = item.author();
                 let who = labels.get(author.as_bytes()).map_or_else(
                     || author.id().to_string(),
@@ -104,12 +111,7 @@ pub fn render(t: &Thread, labels: &HashMap<[u8; 32], String>) -> String {
                     item.content_type(),
                     date(item.created_ms() / 1000)
                 );
-                if let Some(text) = item
-                    .parts()
-                    .iter()
-                    .find(|p| p.kind() == PartKind::Text && p.mime().starts_with("text/plain"))
-                    .and_then(|p| p.as_text())
-                {
+                if let Some(text) = &head.text {
                     let line: String = text
                         .lines()
                         .next()

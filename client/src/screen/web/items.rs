@@ -64,7 +64,7 @@ impl Handles {
 /// One line of an item for lists: its type, its first text's beginning,
 /// tags, and whether it holds media.
 #[derive(Serialize)]
-pub(super) struct Summary {
+struct Summary {
     content_type: String,
     author: String,
     text: String,
@@ -72,7 +72,7 @@ pub(super) struct Summary {
     media: usize,
 }
 
-pub(super) fn summary(item: &Item) -> Summary {
+fn summary(item: &Item) -> Summary {
     let text = item
         .parts()
         .iter()
@@ -130,7 +130,7 @@ impl Opened {
 }
 
 /// The item `reference` from the store, if it is there whole and opens.
-pub(super) fn open_local(
+fn open_local(
     screen: &Screen,
     reference: &ItemRef,
     secrets: &[zeroize::Zeroizing<[u8; 32]>],

@@ -10,15 +10,16 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use mtos_crypto::item::{Item, ItemRef};
+use mtos_crypto::item::ItemRef;
+use mtos_crypto::item::seal::{self, MAX_SEALED_LEN};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::Web;
-use super::items::{open_local, reference, summary, with_store};
+use super::items::{reference, with_store};
 use super::views::failed;
 use crate::screen::state::Screen;
-use crate::thread::{self, ItemSource};
+use crate::thread::{self, Head, ItemSource};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -32,10 +33,16 @@ struct Stored<'a> {
 }
 
 impl ItemSource for Stored<'_> {
-    fn open(&mut self, reference: &ItemRef) -> Result<Item, String> {
-        match open_local(self.screen, reference, self.secrets) {
-            Ok(Some(item)) => Ok(item),
-            Ok(None) => Err("not in the store".into()),
+    fn head(&mut self, reference: &ItemRef) -> Result<Head, String> {
+        match seal::open_head(
+            &mut &self.screen.store,
+            reference,
+            self.secrets,
+            MAX_SEALED_LEN,
+            thread::TEXT_BYTES,
+        ) {
+            Ok((item, lengths, data)) => Ok(Head::new(item, &lengths, &data)),
+            Err(mtos_crypto::OpenError::ChunkMissing(_)) => Err("not in the store".into()),
             Err(e) => Err(e.to_string()),
         }
     }
@@ -69,8 +76,13 @@ pub(super) async fn thread(State(web): State<Arc<Web>>, Json(q): Json<ThreadQuer
                     "depth": depth,
                     "kind": n.kind.map(|k| k.to_string()),
                     "focus": i == t.focus,
-                    "created_ms": n.item.as_ref().ok().map(Item::created_ms),
-                    "summary": n.item.as_ref().ok().map(summary),
+                    "created_ms": n.item.as_ref().ok().map(|h| h.item.created_ms()),
+                    "summary": n.item.as_ref().ok().map(|h| json!({
+                        "content_type": h.item.content_type().to_string(),
+                        "author": h.item.author().id().to_string(),
+                        "text": h.text.clone().unwrap_or_default(),
+                        "tags": h.item.tags(),
+                    })),
                     "missing": n.item.as_ref().err(),
                 })
             })
