@@ -390,8 +390,9 @@ pub fn seal_with(
         path: store.path().to_owned(),
         reason: e.to_string(),
     };
-    store.remember(&sealed.reference).map_err(store_error)?;
     writer.finish().map_err(store_error)?;
+    // Once its chunks are written: `known` lists items held whole.
+    store.remember(&sealed.reference).map_err(store_error)?;
     let shape = sealed.shape;
     let summary = format!(
         "sealed {} {} by {}: {} bytes in {} chunk{}{}",

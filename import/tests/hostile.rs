@@ -8,7 +8,7 @@
 
 use std::time::Instant;
 
-use mtos_import::{Fields, ImportError, MAX_OEMBED_BYTES, MAX_PAGE_BYTES, Note, Options, import};
+use mtos_import::{ImportError, MAX_OEMBED_BYTES, MAX_PAGE_BYTES, Note, Options, import};
 
 fn timed(name: &str, page: &[u8]) -> Result<mtos_import::Imported, ImportError> {
     let t = Instant::now();
@@ -18,7 +18,14 @@ fn timed(name: &str, page: &[u8]) -> Result<mtos_import::Imported, ImportError> 
 }
 
 /// No control character, no bidirectional override, in any text field.
-fn assert_clean(f: &Fields) {
+fn assert_clean(i: &mtos_import::Imported) {
+    let f = &i.fields;
+    if let Some(t) = &i.schema_type {
+        assert!(
+            !t.chars()
+                .any(|c| c.is_control() || mtos_import::text::is_bidi_control(c))
+        );
+    }
     let mut all: Vec<&String> = [
         &f.title,
         &f.description,
@@ -281,9 +288,14 @@ fn terminal_escapes_and_overrides_never_reach_a_field() {
         <meta name=keywords content=\"x\u{1b}[1m,\u{2066}y\">\
         <meta property=og:image content=\"https://e.org/\u{1b}[31m.png\">";
     let got = timed("escapes", page.as_bytes()).unwrap();
-    assert_clean(&got.fields);
+    assert_clean(&got);
     assert_eq!(got.fields.title.as_deref(), Some("[2J [31mred 1m txt.exe"));
     assert_eq!(got.fields.author.as_deref(), Some("a b c"));
+    // A type name is cleaned like any text.
+    let page = r#"<script type=application/ld+json>{"@type":"Evil\u202e\u001b[2JArticle","name":"t"}</script>"#;
+    let got = timed("type name", page.as_bytes()).unwrap();
+    assert_clean(&got);
+    assert_eq!(got.schema_type.as_deref(), Some("Evil [2JArticle"));
 }
 
 #[test]

@@ -123,7 +123,7 @@ pub fn render(t: &Thread, labels: &HashMap<[u8; 32], String>) -> String {
                 }
             }
             Err(why) => {
-                let _ = writeln!(out, "{indent}{mark} {how}(missing: {why})");
+                let _ = writeln!(out, "{indent}{mark} {how}(missing: {})", printable(why));
             }
         }
         let _ = writeln!(out, "{indent}  {}", n.reference.to_uri());
