@@ -156,22 +156,30 @@ pub struct Sealed {
     pub summary: String,
 }
 
-fn read_part(path: &Path, budget: &mut u64) -> Result<Part, ClientError> {
+/// At most `cap` bytes of the regular file at `path`: a FIFO or a
+/// device (`/dev/zero`, a shell's `<(...)`) would block or never end.
+pub(crate) fn read_regular(path: &Path, cap: u64) -> Result<Vec<u8>, ClientError> {
     let io = |source| ClientError::Io {
         path: path.to_owned(),
         source,
     };
-    // Only a regular file: a FIFO or a device (`/dev/zero`, a shell's
-    // `<(...)`) would block or never end.
     if !fs::metadata(path).map_err(io)?.is_file() {
         return Err(ClientError::Refused(format!(
             "{}: not a regular file (save it to a file first)",
             path.display()
         )));
     }
-    let file = fs::File::open(path).map_err(io)?;
     let mut data = Vec::new();
-    file.take(*budget + 1).read_to_end(&mut data).map_err(io)?;
+    fs::File::open(path)
+        .map_err(io)?
+        .take(cap)
+        .read_to_end(&mut data)
+        .map_err(io)?;
+    Ok(data)
+}
+
+fn read_part(path: &Path, budget: &mut u64) -> Result<Part, ClientError> {
+    let data = read_regular(path, *budget + 1)?;
     if data.len() as u64 > *budget {
         return Err(ClientError::TooLarge {
             path: path.display().to_string(),

@@ -2,7 +2,6 @@
 //! --import`): what `mtos_import` finds in a saved page or an oEmbed
 //! response becomes an item's type, parts and tags (`specs/item.md` §7).
 
-use std::fs;
 use std::io::Read;
 use std::path::Path;
 
@@ -37,23 +36,7 @@ pub fn read_capped(path: &Path, limit: usize, what: &'static str) -> Result<Vec<
                 source,
             })?;
     } else {
-        let io = |source| ClientError::Io {
-            path: path.to_owned(),
-            source,
-        };
-        // Only a regular file: a FIFO or a device would block or never
-        // end.
-        if !fs::metadata(path).map_err(io)?.is_file() {
-            return Err(ClientError::Refused(format!(
-                "{}: not a regular file (save it to a file first)",
-                path.display()
-            )));
-        }
-        fs::File::open(path)
-            .map_err(io)?
-            .take(cap)
-            .read_to_end(&mut data)
-            .map_err(io)?;
+        data = crate::compose::read_regular(path, cap)?;
     }
     if data.len() > limit {
         return Err(too_large(data.len()));

@@ -493,26 +493,7 @@ pub fn assemble<S: ChunkSource>(
     root: &Locator,
     max_len: u64,
 ) -> Result<Vec<u8>, OpenError> {
-    let (root_info, inline, shape) = open_root(source, key, root, max_len)?;
-    if shape.levels == 0 {
-        return Ok(inline);
-    }
-    // The size is announced by the root; grow as verified chunks arrive
-    // rather than trusting it for one large allocation.
-    let mut out = Vec::with_capacity(usize::try_from(shape.sealed_len.min(64 << 20)).unwrap_or(0));
-    walk(
-        source,
-        key,
-        &shape,
-        &root_info,
-        &mut |chunk| {
-            out.extend_from_slice(chunk);
-            true
-        },
-        &mut |_| {},
-    )?;
-    out.truncate(usize::try_from(shape.sealed_len).unwrap_or(usize::MAX));
-    Ok(out)
+    prefix(source, key, root, max_len, usize::MAX)
 }
 
 /// The first `want` bytes of the sealed item (all of it when shorter),
@@ -529,7 +510,10 @@ pub fn prefix<S: ChunkSource>(
     if shape.levels == 0 {
         return Ok(inline);
     }
-    let mut out = Vec::with_capacity(want.min(64 << 20) + CHUNK_SIZE);
+    // The size is announced by the root; grow as verified chunks arrive
+    // rather than trusting it for one large allocation.
+    let announced = usize::try_from(shape.sealed_len).unwrap_or(usize::MAX);
+    let mut out = Vec::with_capacity(want.min(announced).min(64 << 20));
     walk(
         source,
         key,

@@ -5,14 +5,11 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use mtos_client::compose;
 use mtos_client::pageimport;
-use mtos_client::store::{ChunkStore, STORE_DIR};
 use mtos_client::{ClientError, Home};
 use mtos_import::{Field, Imported, MAX_PAGE_BYTES, Options};
 
-use crate::common::{now, open as open_keychain};
-use crate::item::{SealOpts, printable};
+use crate::item::{SealOpts, printable, seal_request};
 
 /// The options of `mtos import`.
 #[derive(Debug, Args)]
@@ -60,16 +57,7 @@ pub fn run(home: &Home, opts: ImportOpts) -> Result<String, ClientError> {
     }
     eprint!("{}", describe(&imported));
     seal.files.extend(with_media);
-    let request = seal.into_request()?;
-    let keychain = if request.needs_keychain() {
-        Some(open_keychain(home)?)
-    } else {
-        None
-    };
-    home.ensure()?;
-    let store = ChunkStore::open(&home.dir().join(STORE_DIR))?;
-    let sealed = compose::seal_with(&store, keychain.as_ref(), request, Some(&imported), now())?;
-    eprintln!("{}", sealed.summary);
+    let sealed = seal_request(home, seal.into_request()?, Some(&imported))?;
     Ok(format!("{}\n", sealed.reference.to_uri()))
 }
 

@@ -186,7 +186,18 @@ pub fn seal_into_store(
     home: &Home,
     args: SealOpts,
 ) -> Result<(ItemRef, Option<Identity>), ClientError> {
-    let request = args.into_request()?;
+    let sealed = seal_request(home, args.into_request()?, None)?;
+    Ok((sealed.reference, sealed.author))
+}
+
+/// Seals `request` into the home's store (made from `imported` when
+/// given, else from its own `--import`), opening the keychain when it
+/// needs it; a line about it on stderr.
+pub fn seal_request(
+    home: &Home,
+    request: compose::SealRequest,
+    imported: Option<&mtos_import::Imported>,
+) -> Result<compose::Sealed, ClientError> {
     let keychain = if request.needs_keychain() {
         Some(open_keychain(home)?)
     } else {
@@ -194,9 +205,12 @@ pub fn seal_into_store(
     };
     home.ensure()?;
     let store = ChunkStore::open(&home.dir().join(STORE_DIR))?;
-    let sealed = compose::seal_into(&store, keychain.as_ref(), request, now())?;
+    let sealed = match imported {
+        Some(i) => compose::seal_with(&store, keychain.as_ref(), request, Some(i), now())?,
+        None => compose::seal_into(&store, keychain.as_ref(), request, now())?,
+    };
     eprintln!("{}", sealed.summary);
-    Ok((sealed.reference, sealed.author))
+    Ok(sealed)
 }
 
 fn open_store(home: &Home) -> Result<ChunkStore, ClientError> {
