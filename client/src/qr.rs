@@ -80,12 +80,31 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<String>, ClientError> {
     let _one = SEARCHING
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let found = search(luma.clone());
+    // A small photo whose modules are a pixel or two wide, turned: the
+    // grid sampler can miss modules at that size, so a picture with no
+    // code read is searched once more at twice the size (still within
+    // the search side).
+    if found.is_empty() && luma.width().max(luma.height()) * 2 <= SEARCH_SIDE {
+        let bigger = image::imageops::resize(
+            &luma,
+            luma.width() * 2,
+            luma.height() * 2,
+            image::imageops::FilterType::Triangle,
+        );
+        return Ok(search(bigger));
+    }
+    Ok(found)
+}
+
+/// The texts of the codes rqrr finds and decodes in `luma`.
+fn search(luma: image::GrayImage) -> Vec<String> {
     let mut prepared = rqrr::PreparedImage::prepare(luma);
-    Ok(prepared
+    prepared
         .detect_grids()
         .into_iter()
         .filter_map(|g| g.decode().ok().map(|(_, text)| text))
-        .collect())
+        .collect()
 }
 
 /// The one `mtos:id:` URI among a picture's codes: none, or two

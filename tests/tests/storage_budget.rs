@@ -98,6 +98,9 @@ async fn a_client_with_a_fixed_budget_cannot_fill_the_replicas_against_honest_pu
             };
             match r.status {
                 Status::Ok => stored += 1,
+                // No replica's answer reached the service node in time
+                // (the same loss one hop further in): spent all the same.
+                Status::Unavailable => unanswered += 1,
                 s if asks_more(s, &r.body) => {
                     refused += 1;
                     more = true;
