@@ -305,6 +305,8 @@ pub struct MixEngine<F: PacketFormat = Sphinx> {
     keys: KeyRing<F::Key>,
     delayed: BinaryHeap<Timed>,
     pool: Vec<(Instant, Held)>,
+    /// How many of the held packets are to be delivered here.
+    delivering: usize,
     next_flush: Option<Instant>,
     seq: u64,
     transmits: VecDeque<Transmit>,
@@ -346,6 +348,7 @@ impl<F: PacketFormat> MixEngine<F> {
             keys,
             delayed: BinaryHeap::new(),
             pool: Vec::new(),
+            delivering: 0,
             next_flush: None,
             seq: 0,
             transmits: VecDeque::new(),
@@ -439,6 +442,13 @@ impl<F: PacketFormat> MixEngine<F> {
         self.delayed.len() + self.pool.len()
     }
 
+    /// How many of the held packets are to be delivered here (the rest
+    /// are to be forwarded): a simulator keeps the two apart, as a link
+    /// observer can (`specs/simulation.md` §2).
+    pub fn held_to_deliver(&self) -> usize {
+        self.delivering
+    }
+
     fn drop_frame(&mut self, reason: DropReason) {
         self.counters.dropped[reason.index()] += 1;
         if self.outputs() < self.config.output_limit {
@@ -526,6 +536,9 @@ impl<F: PacketFormat> MixEngine<F> {
             return self.drop_frame(DropReason::DelayTooLong);
         }
         let held = Held::new(processed, key_tag, proof);
+        if matches!(held, Held::Deliver(_)) {
+            self.delivering += 1;
+        }
         match self.config.mode {
             MixingMode::Poisson => {
                 let delay = header_delay.unwrap_or_else(|| {
@@ -557,6 +570,9 @@ impl<F: PacketFormat> MixEngine<F> {
     }
 
     fn release(&mut self, now: Instant, arrived: Instant, held: Held) {
+        if matches!(held, Held::Deliver(_)) {
+            self.delivering = self.delivering.saturating_sub(1);
+        }
         if self.outputs() >= self.config.output_limit {
             self.counters.dropped[DropReason::OutputFull.index()] += 1;
             return;

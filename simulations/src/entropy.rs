@@ -1,50 +1,149 @@
 //! Anonymity of tagged messages: how uncertain a global passive adversary
 //! (it sees every link) is about where a tagged message leaves the
-//! network.
+//! network, and to whom.
 //!
 //! Mass tracking, after the Loopix simulations: a tagged message starts
 //! with probability mass 1 on the packet its sender hands to its gateway
-//! (the adversary sees that link). A node's departures are memoryless
-//! under Poisson mixing (and uniformly random in a pool flush), so each
-//! packet leaving a node that holds `n` packets carries `M/n` of the
-//! node's mass `M` for the tag, and the node keeps `M − M/n`. The mass
-//! that reaches the network's exits (deliveries at exit providers) is the
-//! adversary's distribution over exit events for the tagged message; its
-//! Shannon entropy `H = −Σ q log2 q` is the message's entropy and `2^H` its
-//! effective anonymity set size. Formulas: `specs/simulation.md`.
+//! (the adversary sees that link). A node keeps one pool per role: the
+//! packets it will forward and the packets it will deliver (a provider is
+//! an ingress towards layer 1 and an egress to its mailboxes; the
+//! adversary sees which link a packet came in on and which way one
+//! leaves, so it never mixes the two). Departures from a pool are
+//! memoryless under Poisson mixing (and uniformly random in a pool
+//! flush), so each packet leaving a pool of `n` packets carries `M/n` of
+//! the pool's mass `M` for the tag, and the pool keeps `M − M/n`. The
+//! mass that reaches the network's exits (deliveries at exit providers)
+//! is the adversary's distribution over exit events for the tagged
+//! message; mass on a packet a link loses or a node drops is lost, and
+//! the exit distribution is taken given delivery (divided by the mass
+//! that exited). Its Shannon entropy is the message's entropy and `2^H`
+//! its effective anonymity set size; grouped by recipient and by exit
+//! node it gives the receiver entropies. Formulas:
+//! `specs/simulation.md` §2.
 
 use std::collections::BTreeMap;
 
 /// Mass below this is dropped (it cannot change H by more than ~1e-9).
 const NEGLIGIBLE: f64 = 1e-12;
 
-/// Per-tag masses carried by one packet or held by one node.
+/// A tag is done once this much of its mass has exited or been lost.
+const DONE: f64 = 1.0 - 1e-9;
+
+/// A tag still in flight at the end of a run is measured if at least
+/// this much of its mass has exited or been lost.
+const MEASURED: f64 = 0.99;
+
+/// Per-tag masses carried by one packet or held by one pool.
 pub type Masses = Vec<(u32, f64)>;
+
+/// Which of a node's two pools a held packet is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    /// It will be sent on to another node.
+    Forward,
+    /// It will be delivered here (an exit event).
+    Deliver,
+}
+
+/// Where a delivered packet went: its recipient (a client, or a node's
+/// discard for drop cover and node loops) and the node it left the
+/// network at (an exit provider; a mix for its own node loops).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExitPoint {
+    /// The recipient's number (see [`ExitPoint::discard`]).
+    pub recipient: u32,
+    /// The exit node's number.
+    pub node: u32,
+}
+
+impl ExitPoint {
+    /// The recipient number of what node `node` discards (drop cover;
+    /// node loops that end there): one per node, apart from every
+    /// client's.
+    pub fn discard(node: u32) -> u32 {
+        u32::MAX - node
+    }
+}
 
 /// One tagged message's result.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TagResult {
     /// The tag.
     pub tag: u32,
-    /// Entropy of its exit distribution, bits.
+    /// Entropy of its exit-event distribution given delivery, bits.
     pub entropy_bits: f64,
-    /// Mass that reached an exit (1 unless the run ended first or links
-    /// lost packets).
+    /// Entropy of its distribution over recipients given delivery, bits.
+    pub receiver_bits: f64,
+    /// Entropy of its distribution over exit nodes given delivery, bits
+    /// (what a global passive adversary that holds no provider learns of
+    /// the receiving end: which provider's mailboxes, or which mix's own
+    /// loops).
+    pub exit_node_bits: f64,
+    /// Mass that reached an exit.
     pub exited_mass: f64,
+    /// Mass lost with packets links lost or nodes dropped.
+    pub lost_mass: f64,
 }
 
 #[derive(Debug, Default, Clone)]
 struct Tag {
-    entropy: f64,
+    /// `−Σ q log2 q` over exit events (unnormalised).
+    sum: f64,
     exited: f64,
+    lost: f64,
+    recipients: BTreeMap<u32, f64>,
+    exit_nodes: BTreeMap<u32, f64>,
 }
 
-/// Tracks the tagged messages' masses through the nodes.
+impl Tag {
+    fn done(&self) -> bool {
+        self.exited + self.lost > DONE
+    }
+
+    /// `None` when no mass exited (the message was lost).
+    fn result(&self, tag: u32) -> Option<TagResult> {
+        let e = self.exited;
+        (e > 0.0).then(|| TagResult {
+            tag,
+            // −Σ (q/E) log2(q/E) = (−Σ q log2 q)/E + log2 E.
+            entropy_bits: (self.sum / e + e.log2()).max(0.0),
+            receiver_bits: grouped_entropy(&self.recipients, e),
+            exit_node_bits: grouped_entropy(&self.exit_nodes, e),
+            exited_mass: e,
+            lost_mass: self.lost,
+        })
+    }
+}
+
+/// Entropy of the groups' masses divided by `total`, bits.
+fn grouped_entropy(groups: &BTreeMap<u32, f64>, total: f64) -> f64 {
+    let h: f64 = groups
+        .values()
+        .map(|m| m / total)
+        .filter(|p| *p > 0.0)
+        .map(|p| -p * p.log2())
+        .sum();
+    h.max(0.0)
+}
+
+/// What a run's tags came to.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct EntropyOutcome {
+    /// Measured tags, by tag.
+    pub tags: Vec<TagResult>,
+    /// Tags whose whole mass was lost (nothing to measure).
+    pub wholly_lost: u32,
+    /// Tags with less than 99% of their mass out at the end of the run.
+    pub unfinished: u32,
+}
+
+/// Tracks the tagged messages' masses through the nodes' pools.
 #[derive(Debug, Default)]
 pub struct EntropyTracker {
-    nodes: BTreeMap<u32, BTreeMap<u32, f64>>,
+    pools: BTreeMap<(u32, Role), BTreeMap<u32, f64>>,
     tags: BTreeMap<u32, Tag>,
     done: BTreeMap<u32, TagResult>,
+    wholly_lost: u32,
 }
 
 impl EntropyTracker {
@@ -65,21 +164,22 @@ impl EntropyTracker {
         self.tags.len()
     }
 
-    /// A packet carrying `masses` entered node `node`.
-    pub fn arrive(&mut self, node: u32, masses: &Masses) {
+    /// A packet carrying `masses` joined node `node`'s `role` pool.
+    pub fn arrive(&mut self, node: u32, role: Role, masses: &Masses) {
         if masses.is_empty() {
             return;
         }
-        let held = self.nodes.entry(node).or_default();
+        let held = self.pools.entry((node, role)).or_default();
         for (t, m) in masses {
             *held.entry(*t).or_insert(0.0) += m;
         }
     }
 
-    /// A packet left `node`, which held `n` packets just before (it
-    /// included): the packet takes `1/n` of each tag's mass.
-    pub fn depart(&mut self, node: u32, n: usize) -> Masses {
-        let Some(held) = self.nodes.get_mut(&node) else {
+    /// A packet left node `node`'s `role` pool, which held `n` packets
+    /// just before (it included): the packet takes `1/n` of each tag's
+    /// mass there.
+    pub fn depart(&mut self, node: u32, role: Role, n: usize) -> Masses {
+        let Some(held) = self.pools.get_mut(&(node, role)) else {
             return Vec::new();
         };
         let share = 1.0 / n.max(1) as f64;
@@ -98,76 +198,82 @@ impl EntropyTracker {
             *m > 0.0
         });
         if held.is_empty() {
-            self.nodes.remove(&node);
+            self.pools.remove(&(node, role));
         }
         out
     }
 
-    /// A packet carrying `masses` left the network (an exit delivery).
-    pub fn exit(&mut self, masses: &Masses) {
+    /// A packet carrying `masses` left the network at `at` (an exit
+    /// delivery).
+    pub fn exit(&mut self, masses: &Masses, at: ExitPoint) {
         for (t, q) in masses {
             let Some(tag) = self.tags.get_mut(t) else {
                 continue;
             };
-            tag.entropy -= q * q.log2();
+            tag.sum -= q * q.log2();
             tag.exited += q;
-            if tag.exited > 1.0 - 1e-9 {
-                let tag = self.tags.remove(t).unwrap_or_default();
-                self.done.insert(
-                    *t,
-                    TagResult {
-                        tag: *t,
-                        entropy_bits: tag.entropy,
-                        exited_mass: tag.exited,
-                    },
-                );
+            *tag.recipients.entry(at.recipient).or_insert(0.0) += q;
+            *tag.exit_nodes.entry(at.node).or_insert(0.0) += q;
+            self.settle(*t);
+        }
+    }
+
+    /// A packet carrying `masses` was lost (a link lost it, or a node
+    /// dropped it): its mass can reach no exit.
+    pub fn lose(&mut self, masses: &Masses) {
+        for (t, q) in masses {
+            if let Some(tag) = self.tags.get_mut(t) {
+                tag.lost += q;
+                self.settle(*t);
             }
         }
     }
 
-    /// Results of every tag whose mass has (almost) all exited. Tags still
-    /// in flight at the end of a run are reported by [`Self::finish`].
+    fn settle(&mut self, t: u32) {
+        if !self.tags.get(&t).is_some_and(Tag::done) {
+            return;
+        }
+        if let Some(tag) = self.tags.remove(&t) {
+            match tag.result(t) {
+                Some(r) => {
+                    self.done.insert(t, r);
+                }
+                None => self.wholly_lost += 1,
+            }
+        }
+    }
+
+    /// Results of every tag whose mass has (almost) all exited or been
+    /// lost. Tags still in flight at the end of a run are reported by
+    /// [`Self::finish`].
     pub fn results(&self) -> impl Iterator<Item = (&u32, &TagResult)> {
         self.done.iter()
     }
 
-    /// Closes the run: tags with at least 99% of their mass out are kept
-    /// (their entropy counts the mass still inside as unknown and is a
-    /// lower bound); the others are discarded as not measured.
-    pub fn finish(&mut self) -> Vec<TagResult> {
+    /// Closes the run: tags with at least 99% of their mass out (exited
+    /// or lost) are measured on what exited; the others are counted as
+    /// unfinished.
+    pub fn finish(&mut self) -> EntropyOutcome {
+        let mut unfinished = 0;
         for (t, tag) in std::mem::take(&mut self.tags) {
-            if tag.exited >= 0.99 {
-                self.done.insert(
-                    t,
-                    TagResult {
-                        tag: t,
-                        entropy_bits: tag.entropy,
-                        exited_mass: tag.exited,
-                    },
-                );
+            if tag.exited + tag.lost >= MEASURED {
+                match tag.result(t) {
+                    Some(r) => {
+                        self.done.insert(t, r);
+                    }
+                    None => self.wholly_lost += 1,
+                }
+            } else {
+                unfinished += 1;
             }
         }
-        self.done.values().copied().collect()
+        EntropyOutcome {
+            tags: self.done.values().copied().collect(),
+            wholly_lost: self.wholly_lost,
+            unfinished,
+        }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_node_holding_n_splits_evenly_over_its_departures() {
-        let mut e = EntropyTracker::new();
-        let m = e.tag(1);
-        e.arrive(7, &m);
-        // The node holds 4 packets; all 4 leave and exit.
-        for n in (1..=4).rev() {
-            let out = e.depart(7, n);
-            e.exit(&out);
-        }
-        let r = e.finish();
-        assert_eq!(r.len(), 1);
-        assert!((r[0].entropy_bits - 2.0).abs() < 1e-9, "{r:?}");
-        assert!((r[0].exited_mass - 1.0).abs() < 1e-9);
-    }
-}
+mod tests;

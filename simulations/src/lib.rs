@@ -6,6 +6,7 @@ pub mod loops;
 pub mod metrics;
 pub mod packet;
 pub mod plot;
+pub mod replicate;
 pub mod scenario;
 pub mod sim;
 pub mod storage;

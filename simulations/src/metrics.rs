@@ -57,6 +57,10 @@ pub struct Metrics {
     pub pool_threshold_violations: u64,
     /// Tagged messages' anonymity, in tag order.
     pub entropy: Vec<TagResult>,
+    /// Tagged messages whose whole mass was lost (not measured).
+    pub tags_wholly_lost: u32,
+    /// Tagged messages with under 99% of their mass out at the end.
+    pub tags_unfinished: u32,
     /// When each tagged message was sent, seconds of virtual time, in tag
     /// order (measured or not).
     pub tag_sent_s: Vec<f64>,
@@ -85,6 +89,8 @@ impl Metrics {
             pool_flushes: 0,
             pool_threshold_violations: 0,
             entropy: Vec::new(),
+            tags_wholly_lost: 0,
+            tags_unfinished: 0,
             tag_sent_s: Vec::new(),
             node_loops: LoopReport::default(),
             attack_drops: 0,
@@ -122,6 +128,15 @@ impl Metrics {
     /// Total packets sent.
     pub fn total_sent(&self) -> u64 {
         self.sent.iter().sum()
+    }
+
+    /// The share of packets sent that were not real messages.
+    pub fn cover_fraction(&self) -> f64 {
+        let total = self.total_sent();
+        if total == 0 {
+            return 0.0;
+        }
+        (total - self.sent[kind_index(Kind::Real)]) as f64 / total as f64
     }
 
     /// The JSON summary.
@@ -178,49 +193,50 @@ impl Metrics {
 
     /// Mean entropy of the tagged messages (bits) and its standard error.
     pub fn mean_entropy(&self) -> Option<(f64, f64)> {
-        let n = self.entropy.len();
-        if n == 0 {
-            return None;
-        }
-        let mean = self.entropy.iter().map(|t| t.entropy_bits).sum::<f64>() / n as f64;
-        let var = self
-            .entropy
-            .iter()
-            .map(|t| (t.entropy_bits - mean).powi(2))
-            .sum::<f64>()
-            / (n.max(2) - 1) as f64;
-        Some((mean, (var / n as f64).sqrt()))
+        mean_and_stderr(self.entropy.iter().map(|t| t.entropy_bits))
     }
 
     fn anonymity_summary(&self) -> Value {
-        match self.mean_entropy() {
-            None => json!({ "tagged_measured": 0 }),
-            Some((mean, se)) => {
-                let min = self
-                    .entropy
-                    .iter()
-                    .map(|t| t.entropy_bits)
-                    .fold(f64::INFINITY, f64::min);
-                let sets = self
-                    .entropy
-                    .iter()
-                    .map(|t| t.entropy_bits.exp2())
-                    .sum::<f64>()
-                    / self.entropy.len() as f64;
-                json!({
-                    "tagged_measured": self.entropy.len(),
-                    "entropy_bits_mean": mean,
-                    "entropy_bits_stderr": se,
-                    "entropy_bits_min": min,
-                    "effective_anonymity_set_mean": sets,
-                })
+        let tags = &self.entropy;
+        let stat = |f: fn(&TagResult) -> f64| {
+            mean_and_stderr(tags.iter().map(f)).map_or(Value::Null, |(mean, se)| {
+                let min = tags.iter().map(f).fold(f64::INFINITY, f64::min);
+                json!({ "mean": mean, "stderr": se, "min": min })
+            })
+        };
+        let mut out = json!({
+            "tagged": self.tag_sent_s.len(),
+            "tagged_measured": tags.len(),
+            "tagged_wholly_lost": self.tags_wholly_lost,
+            "tagged_unfinished": self.tags_unfinished,
+        });
+        if let Some((mean, se)) = self.mean_entropy() {
+            let min = tags
+                .iter()
+                .map(|t| t.entropy_bits)
+                .fold(f64::INFINITY, f64::min);
+            let sets = tags.iter().map(|t| t.entropy_bits.exp2()).sum::<f64>() / tags.len() as f64;
+            let extra = json!({
+                "entropy_bits_mean": mean,
+                "entropy_bits_stderr": se,
+                "entropy_bits_min": min,
+                "effective_anonymity_set_mean": sets,
+                "receiver_entropy_bits": stat(|t| t.receiver_bits),
+                "exit_node_entropy_bits": stat(|t| t.exit_node_bits),
+                "lost_mass_mean": tags.iter().map(|t| t.lost_mass).sum::<f64>() / tags.len() as f64,
+            });
+            if let (Some(o), Value::Object(e)) = (out.as_object_mut(), extra) {
+                o.extend(e);
             }
         }
+        out
     }
 
     /// One row per tagged message.
     pub fn entropy_csv(&self) -> String {
-        let mut out = String::from("tag,sent_s,entropy_bits,effective_anonymity_set,exited_mass\n");
+        let mut out = String::from(
+            "tag,sent_s,entropy_bits,effective_anonymity_set,receiver_bits,exit_exit_node_bits,exited_mass,lost_mass\n",
+        );
         for t in &self.entropy {
             let sent = self
                 .tag_sent_s
@@ -229,11 +245,14 @@ impl Metrics {
                 .unwrap_or(f64::NAN);
             let _ = writeln!(
                 out,
-                "{},{sent:.6},{:.9},{:.6},{:.9}",
+                "{},{sent:.6},{:.9},{:.6},{:.9},{:.9},{:.9},{:.9}",
                 t.tag,
                 t.entropy_bits,
                 t.entropy_bits.exp2(),
-                t.exited_mass
+                t.receiver_bits,
+                t.exit_node_bits,
+                t.exited_mass,
+                t.lost_mass
             );
         }
         out
@@ -268,4 +287,15 @@ fn stats(samples: &[f64]) -> Value {
         "p99": q(0.99),
         "max": v[v.len() - 1],
     })
+}
+
+/// Mean and standard error `s/√k` of `values` (`None` when empty).
+pub fn mean_and_stderr(values: impl Iterator<Item = f64> + Clone) -> Option<(f64, f64)> {
+    let n = values.clone().count();
+    if n == 0 {
+        return None;
+    }
+    let mean = values.clone().sum::<f64>() / n as f64;
+    let var = values.map(|v| (v - mean).powi(2)).sum::<f64>() / (n.max(2) - 1) as f64;
+    Some((mean, (var / n as f64).sqrt()))
 }

@@ -341,6 +341,37 @@ impl Scenario {
         }
     }
 
+    /// How long before the end of the run the last tag is placed, so
+    /// that its mass can leave the network: 50 hops' worth of mixing (a
+    /// mean delay, or a pool's interval, each) at least 10 s, and at most
+    /// half the measured part.
+    pub fn tag_tail(&self) -> Duration {
+        let per_hop = match self.mixing {
+            MixingMode::Pool { interval, .. } => interval.max(self.mean_delay),
+            MixingMode::Poisson => self.mean_delay,
+        };
+        let hops = u32::try_from(self.route_len()).unwrap_or(u32::MAX);
+        let tail = per_hop
+            .saturating_mul(50)
+            .saturating_mul(hops)
+            .max(Duration::from_secs(10));
+        tail.min(self.duration.saturating_sub(self.warmup) / 2)
+    }
+
+    /// The instant of the `k`-th tag: the tags are spread evenly over
+    /// the warm-up's end to [`Self::tag_tail`] before the end, the k-th
+    /// at the middle of its share (`specs/simulation.md` §2).
+    pub fn tag_instant(&self, k: u32) -> mtos_mixnode::time::Instant {
+        let span = self
+            .duration
+            .saturating_sub(self.warmup)
+            .saturating_sub(self.tag_tail());
+        let share = span.as_secs_f64() / f64::from(self.tagged_messages.max(1));
+        mtos_mixnode::time::Instant::from_duration(
+            self.warmup + Duration::from_secs_f64(share * (f64::from(k) + 0.5)),
+        )
+    }
+
     /// Hops of every route: gateway, the mix layers, exit provider.
     pub fn route_len(&self) -> usize {
         self.layers as usize + 2

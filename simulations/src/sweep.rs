@@ -132,6 +132,26 @@ pub fn sweep(
         })?;
         runs.push((x, s));
     }
+    let jobs_list: Vec<(Scenario, u64)> = runs
+        .iter()
+        .map(|(_, s)| (s.clone(), seed.unwrap_or(s.seed)))
+        .collect();
+    let results = run_parallel(&jobs_list, jobs, on_done);
+    Ok(runs
+        .into_iter()
+        .zip(results)
+        .filter_map(|((x, s), m)| m.map(|m| (x, s, m)))
+        .collect())
+}
+
+/// Runs each `(scenario, seed)` on `jobs` threads; results come back in
+/// the order given (`None` only for a run whose thread panicked).
+/// `on_done` is called with the number of runs done so far.
+pub fn run_parallel(
+    runs: &[(Scenario, u64)],
+    jobs: usize,
+    on_done: impl Fn(usize) + Sync,
+) -> Vec<Option<Metrics>> {
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<Metrics>>> = Mutex::new(vec![None; runs.len()]);
     let done = AtomicUsize::new(0);
@@ -140,11 +160,10 @@ pub fn sweep(
             scope.spawn(|| {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some((_, s)) = runs.get(i) else {
+                    let Some((s, seed)) = runs.get(i) else {
                         break;
                     };
-                    let seed = seed.unwrap_or(s.seed);
-                    let m = run_scenario(s.clone(), seed, |_| {});
+                    let m = run_scenario(s.clone(), *seed, |_| {});
                     if let Ok(mut r) = results.lock() {
                         r[i] = Some(m);
                     }
@@ -153,10 +172,5 @@ pub fn sweep(
             });
         }
     });
-    let results = results.into_inner().unwrap_or_default();
-    Ok(runs
-        .into_iter()
-        .zip(results)
-        .filter_map(|((x, s), m)| m.map(|m| (x, s, m)))
-        .collect())
+    results.into_inner().unwrap_or_default()
 }

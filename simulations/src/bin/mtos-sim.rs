@@ -36,6 +36,14 @@ enum Command {
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
+        /// Run it under this many seeds (the seed, seed + 1, ...) and
+        /// report each run's figures and their mean with a 95%
+        /// confidence interval (replications.json).
+        #[arg(long, default_value_t = 1)]
+        replications: usize,
+        /// Parallel runs for --replications [default: the number of cores].
+        #[arg(long)]
+        jobs: Option<usize>,
     },
     /// Run a scenario once per value of one parameter, in parallel, and plot
     /// latency and entropy against it.
@@ -155,9 +163,34 @@ fn run(cli: Cli) -> Result<(), String> {
             seed,
             out,
             quiet,
+            replications,
+            jobs,
         } => {
             let s = Scenario::load(&scenario).map_err(|e| e.to_string())?;
             let seed = seed.unwrap_or(s.seed);
+            if replications == 0 {
+                return Err("--replications must be at least 1".into());
+            }
+            if replications > 1 {
+                let jobs = jobs.unwrap_or_else(|| {
+                    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+                });
+                let bar = bar(replications as u64, quiet, &s.name, "runs")?;
+                let runs = mtos_sim::replicate::replicate(&s, seed, replications, jobs, |done| {
+                    bar.set_position(done as u64);
+                });
+                bar.finish_and_clear();
+                let summary =
+                    serde_json::to_string_pretty(&mtos_sim::replicate::summary(&s, &runs))
+                        .map_err(|e| e.to_string())?;
+                if let Some(dir) = out {
+                    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+                    write(&dir, "replications.json", &(summary.clone() + "\n"))?;
+                    eprintln!("wrote replications.json to {}", dir.display());
+                }
+                println!("{summary}");
+                return Ok(());
+            }
             let bar = bar(1000, quiet, &s.name, "‰ of virtual time")?;
             let metrics = run_scenario(s.clone(), seed, |f| {
                 bar.set_position((f * 1000.0) as u64);

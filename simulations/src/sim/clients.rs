@@ -106,6 +106,8 @@ impl<M: Mode> Simulation<M> {
             id,
             SentRecord {
                 kind: Kind::Real,
+                // Set when it is sent.
+                dest: 0,
                 created: self.now,
                 sent: self.now,
                 node_loop: None,
@@ -119,12 +121,15 @@ impl<M: Mode> Simulation<M> {
         let packet = self.mode.build(out.id, &route, &delays, out.recipient);
         if let Some(entry) = self.sent.get_mut(&out.id) {
             entry.sent = self.now;
+            entry.dest = out.recipient;
         }
         self.metrics.sent(Kind::Real);
-        // The first real messages sent after the warm-up are tagged: the
-        // adversary sees this packet leave its sender.
-        let masses = if self.now.since_origin() >= self.scenario.warmup
-            && self.tagged < self.scenario.tagged_messages
+        // Tags are spread over the measured part of the run: the k-th is
+        // the first real message sent at or after its instant
+        // (`simulation.md` §2). The adversary sees this packet leave its
+        // sender.
+        let masses = if self.tagged < self.scenario.tagged_messages
+            && self.now >= self.scenario.tag_instant(self.tagged)
         {
             let tag = self.tagged;
             self.tagged += 1;

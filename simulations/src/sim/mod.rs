@@ -24,7 +24,7 @@ use rand_chacha::ChaCha20Rng;
 
 use mtos_mixnode::loops::{LoopId, NodeLoops};
 
-use crate::entropy::{EntropyTracker, Masses};
+use crate::entropy::{EntropyTracker, ExitPoint, Masses, Role};
 use crate::loops::SimNodes;
 use crate::metrics::Metrics;
 use crate::packet::{Abstract, AbstractPacket, client_address, node_address, node_index};
@@ -382,6 +382,7 @@ impl<M: Mode> Simulation<M> {
         self.metrics.link_frames += 1;
         let Some(delay) = self.link_delay() else {
             self.metrics.link_losses += 1;
+            self.entropy.lose(&masses);
             return;
         };
         let slot = match self.free_slots.pop() {
@@ -417,6 +418,7 @@ impl<M: Mode> Simulation<M> {
             id,
             SentRecord {
                 kind,
+                dest,
                 created: self.now,
                 sent: self.now,
                 node_loop: None,
@@ -468,7 +470,10 @@ impl<M: Mode> Simulation<M> {
             }
         }
         self.now = end;
-        self.metrics.entropy = self.entropy.finish();
+        let outcome = self.entropy.finish();
+        self.metrics.entropy = outcome.tags;
+        self.metrics.tags_wholly_lost = outcome.wholly_lost;
+        self.metrics.tags_unfinished = outcome.unfinished;
         self.metrics.finish(self.events, &self.nodes_counters());
         for node in &mut self.nodes {
             if let Some(loops) = node.loops.as_mut() {
@@ -499,6 +504,9 @@ impl<M: Mode> Simulation<M> {
 #[derive(Debug, Clone, Copy)]
 struct SentRecord {
     kind: Kind,
+    /// Its recipient (a client for real messages, loops and payload
+    /// cover).
+    dest: u32,
     /// When a real message was generated (queued at its client).
     created: Instant,
     /// When its packet left the client (or node).

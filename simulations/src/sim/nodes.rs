@@ -4,28 +4,50 @@
 use super::*;
 
 impl<M: Mode> Simulation<M> {
+    /// How many packets node `n` holds to forward and to deliver.
+    pub(super) fn held_by_role(&self, n: u32) -> (usize, usize) {
+        let engine = &self.nodes[n as usize].engine;
+        let deliver = engine.held_to_deliver();
+        (engine.held().saturating_sub(deliver), deliver)
+    }
+
     /// Hands out what node `n` released; `held` is how many packets it
-    /// held before releasing them (each departure takes its share of the
-    /// node's tag masses).
-    pub(super) fn drain_node(&mut self, n: u32, mut held: usize) {
+    /// held to forward and to deliver before releasing them (each
+    /// departure takes its share of its pool's tag masses).
+    pub(super) fn drain_node(&mut self, n: u32, held: (usize, usize)) {
+        let (mut forward, mut deliver) = held;
         while let Some(t) = self.nodes[n as usize].engine.poll_transmit() {
-            let masses = self.entropy.depart(n, held);
-            held = held.saturating_sub(1);
-            if let Some(next) = node_index(&t.next) {
-                self.transmit(next, t.frame, masses);
+            let masses = self.entropy.depart(n, Role::Forward, forward);
+            forward = forward.saturating_sub(1);
+            match node_index(&t.next) {
+                Some(next) => self.transmit(next, t.frame, masses),
+                None => self.entropy.lose(&masses),
             }
         }
         while let Some(e) = self.nodes[n as usize].engine.poll_event() {
             match e {
                 Event::Delivered(d) => {
-                    let masses = self.entropy.depart(n, held);
-                    held = held.saturating_sub(1);
-                    self.entropy.exit(&masses);
+                    let masses = self.entropy.depart(n, Role::Deliver, deliver);
+                    deliver = deliver.saturating_sub(1);
+                    if !masses.is_empty() {
+                        let recipient = self.recipient_of(n, &d.payload);
+                        self.entropy.exit(&masses, ExitPoint { recipient, node: n });
+                    }
                     self.on_delivery(&d.payload);
                 }
                 // Drops are summed from the engines' counters at the end.
                 Event::Dropped(_) => {}
             }
+        }
+    }
+
+    /// Who a payload delivered at node `n` is for: a client, or the
+    /// node's discard (drop cover, node loops).
+    fn recipient_of(&self, n: u32, payload: &[u8]) -> u32 {
+        let record = M::message_id(payload).and_then(|id| self.sent.get(&id));
+        match record {
+            Some(r) if matches!(r.kind, Kind::Real | Kind::Loop | Kind::PayloadCover) => r.dest,
+            _ => ExitPoint::discard(n),
         }
     }
 
@@ -58,6 +80,7 @@ impl<M: Mode> Simulation<M> {
         }
         self.nodes[n as usize].wake = None;
         let before = self.nodes[n as usize].engine.held();
+        let held = self.held_by_role(n);
         {
             let node = &mut self.nodes[n as usize];
             node.engine.handle_timeout(now, &mut node.rng);
@@ -71,7 +94,7 @@ impl<M: Mode> Simulation<M> {
                 }
             }
         }
-        self.drain_node(n, before);
+        self.drain_node(n, held);
         self.node_loops(n);
         self.reschedule_node(n);
     }
@@ -133,6 +156,7 @@ impl<M: Mode> Simulation<M> {
             && now.since_origin().as_secs_f64() >= a.from_s
         {
             self.metrics.attack_drops += 1;
+            self.entropy.lose(&masses);
             return;
         }
         // Releases due at this very instant happen before the frame joins
@@ -140,17 +164,22 @@ impl<M: Mode> Simulation<M> {
         if self.nodes[n as usize].wake.is_some_and(|w| w <= now) {
             self.on_node(n);
         }
-        let before = self.nodes[n as usize].engine.held();
+        let before = self.held_by_role(n);
         {
             let node = &mut self.nodes[n as usize];
             node.engine.handle_frame(now, &frame, &mut node.rng);
         }
-        // Only a packet the node took in joins its anonymity set.
-        if self.nodes[n as usize].engine.held() > before {
-            self.entropy.arrive(n, &masses);
+        // Only a packet the node took in joins its anonymity set, in the
+        // pool of its role; one it dropped takes its mass with it.
+        let after = self.held_by_role(n);
+        if after.1 > before.1 {
+            self.entropy.arrive(n, Role::Deliver, &masses);
+        } else if after.0 > before.0 {
+            self.entropy.arrive(n, Role::Forward, &masses);
+        } else {
+            self.entropy.lose(&masses);
         }
-        let held = self.nodes[n as usize].engine.held();
-        self.drain_node(n, held);
+        self.drain_node(n, after);
         self.reschedule_node(n);
     }
 
