@@ -141,6 +141,8 @@ pub struct EntropyOutcome {
 #[derive(Debug, Default)]
 pub struct EntropyTracker {
     pools: BTreeMap<(u32, Role), BTreeMap<u32, f64>>,
+    /// At nodes the adversary holds: each packet's own masses, by packet.
+    exact: BTreeMap<(u32, u64), Masses>,
     tags: BTreeMap<u32, Tag>,
     done: BTreeMap<u32, TagResult>,
     wholly_lost: u32,
@@ -201,6 +203,21 @@ impl EntropyTracker {
             self.pools.remove(&(node, role));
         }
         out
+    }
+
+    /// A packet `packet` carrying `masses` entered node `node`, which the
+    /// adversary holds: it knows the packet when it leaves, so its mass
+    /// is not spread over the node's pool.
+    pub fn arrive_exact(&mut self, node: u32, packet: u64, masses: Masses) {
+        if !masses.is_empty() {
+            self.exact.insert((node, packet), masses);
+        }
+    }
+
+    /// Packet `packet` left node `node`, which the adversary holds: it
+    /// carries the masses it came in with.
+    pub fn depart_exact(&mut self, node: u32, packet: u64) -> Masses {
+        self.exact.remove(&(node, packet)).unwrap_or_default()
     }
 
     /// A packet carrying `masses` left the network at `at` (an exit

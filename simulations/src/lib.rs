@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod adversary;
 pub mod churn;
 pub mod entropy;
 pub mod loops;

@@ -68,6 +68,42 @@ pub struct Metrics {
     pub node_loops: LoopReport,
     /// Frames the attacking node discarded (`[attack]`).
     pub attack_drops: u64,
+    /// Routes of real messages the adversary held (`[adversary]`).
+    pub routes: RouteCompromise,
+}
+
+/// How often the adversary held a real message's route
+/// (`simulation.md` §5): every mix of it, or every node (gateway and
+/// exit provider too).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RouteCompromise {
+    /// The nodes the adversary holds.
+    pub held: Vec<u32>,
+    /// Real messages sent after the warm-up.
+    pub routes: u64,
+    /// Those whose every mix the adversary held.
+    pub mixes_held: u64,
+    /// Those whose every node it held.
+    pub all_held: u64,
+    /// When the first route with every mix held was sent (virtual s).
+    pub first_mixes_held_s: Option<f64>,
+    /// When the first route with every node held was sent (virtual s).
+    pub first_all_held_s: Option<f64>,
+}
+
+impl RouteCompromise {
+    /// Counts one route sent at `at_s`.
+    pub fn count(&mut self, at_s: f64, mixes_held: bool, all_held: bool) {
+        self.routes += 1;
+        if mixes_held {
+            self.mixes_held += 1;
+            self.first_mixes_held_s.get_or_insert(at_s);
+        }
+        if all_held {
+            self.all_held += 1;
+            self.first_all_held_s.get_or_insert(at_s);
+        }
+    }
 }
 
 impl Metrics {
@@ -94,6 +130,7 @@ impl Metrics {
             tag_sent_s: Vec::new(),
             node_loops: LoopReport::default(),
             attack_drops: 0,
+            routes: RouteCompromise::default(),
         }
     }
 
@@ -188,6 +225,19 @@ impl Metrics {
                     .find(|x| x.3 == Some(a.dropping_node) && x.1 >= a.from_s)
                     .map(|x| x.1 - a.from_s),
             })),
+            "adversary": scenario.adversary.as_ref().map(|a| {
+                let r = &self.routes;
+                let share = |k: u64| if r.routes == 0 { 0.0 } else { k as f64 / r.routes as f64 };
+                json!({
+                    "strategy": format!("{:?}", a.strategy).to_lowercase(),
+                    "nodes_held": r.held,
+                    "routes": r.routes,
+                    "routes_with_every_mix_held": share(r.mixes_held),
+                    "routes_with_every_node_held": share(r.all_held),
+                    "first_route_with_every_mix_held_s": r.first_mixes_held_s,
+                    "first_route_with_every_node_held_s": r.first_all_held_s,
+                })
+            }),
         })
     }
 

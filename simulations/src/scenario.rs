@@ -199,6 +199,8 @@ struct RawScenario {
     attack: Option<DropAttack>,
     #[serde(default)]
     bulk: Option<RawBulk>,
+    #[serde(default)]
+    adversary: Option<crate::adversary::AdversaryConfig>,
 }
 
 /// `[bulk]`: a bulk class with windows taken by cohorts in turn
@@ -327,6 +329,8 @@ pub struct Scenario {
     pub storage: Option<StorageStudy>,
     /// A node that drops everything, if any.
     pub attack: Option<DropAttack>,
+    /// `[adversary]`: nodes the adversary holds (`simulation.md` §5).
+    pub adversary: Option<crate::adversary::AdversaryConfig>,
 }
 
 impl Scenario {
@@ -375,6 +379,15 @@ impl Scenario {
     /// Hops of every route: gateway, the mix layers, exit provider.
     pub fn route_len(&self) -> usize {
         self.layers as usize + 2
+    }
+
+    /// The network's shape (layers, mixes per layer, providers).
+    pub fn shape(&self) -> crate::adversary::Shape {
+        crate::adversary::Shape {
+            layers: self.layers,
+            per_layer: self.nodes_per_layer,
+            providers: self.providers,
+        }
     }
 
     /// Mix nodes plus providers.
@@ -608,6 +621,21 @@ impl Scenario {
                 ));
             }
         }
+        if let Some(a) = &raw.adversary {
+            let shape = crate::adversary::Shape {
+                layers: raw.topology.layers,
+                per_layer: raw.topology.nodes_per_layer,
+                providers: raw.topology.providers,
+            };
+            a.check(shape)
+                .map_err(|(field, reason)| invalid(field, reason))?;
+            if raw.packet_mode != PacketMode::Abstract {
+                return Err(invalid(
+                    "adversary.strategy",
+                    "held nodes see through their mixing by the abstract packets' ids: set packet_mode = \"abstract\"".into(),
+                ));
+            }
+        }
         let (send_rate, trace) = match &raw.clients.send {
             SendPattern::Poisson { rate: r } => (rate("clients.send.rate", *r)?, Vec::new()),
             SendPattern::Trace { file } => {
@@ -637,6 +665,7 @@ impl Scenario {
             tagged_messages: raw.anonymity.tagged_messages,
             storage: raw.storage,
             attack: raw.attack,
+            adversary: raw.adversary.clone(),
         })
     }
 }

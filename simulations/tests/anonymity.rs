@@ -245,3 +245,64 @@ fn replications_are_reproducible_on_any_number_of_threads() {
     assert_eq!(h["runs"], 3);
     assert!(h["ci95_half_width"].as_f64().unwrap() > 0.0);
 }
+
+fn metrics_of(text: &str) -> mtos_sim::Metrics {
+    let s = Scenario::parse(text, Path::new("a.toml")).unwrap();
+    let mut sim = Simulation::<AbstractMode>::new(s, 11);
+    sim.run(|_| {});
+    sim.metrics
+}
+
+/// Held nodes see through their own mixing: an adversary holding every
+/// node follows every message to its recipient (0 bits); one holding a
+/// layer learns less than that but more than the links alone show.
+#[test]
+fn held_nodes_see_through_their_mixing() {
+    let free_run = metrics_of(BASE);
+    let all = metrics_of(&format!(
+        "{BASE}\n[adversary]\nstrategy = \"random\"\nfraction = 1.0\n"
+    ));
+    assert!(all.entropy.len() >= 140);
+    for t in &all.entropy {
+        assert!(t.entropy_bits.abs() < 1e-9, "{t:?}");
+        assert!(t.receiver_bits.abs() < 1e-9, "{t:?}");
+    }
+    assert_eq!(all.routes.held, vec![0, 1, 2, 3, 4, 5]);
+    assert_eq!(all.routes.all_held, all.routes.routes);
+    assert!(all.routes.routes > 100);
+
+    let layer = metrics_of(&format!(
+        "{BASE}\n[adversary]\nstrategy = \"layer\"\nlayer = 2\n"
+    ));
+    // The same seed, so the same traffic and the same tags: only the
+    // adversary's view differs, and the tags pair up.
+    let diffs: Vec<f64> = free_run
+        .entropy
+        .iter()
+        .zip(&layer.entropy)
+        .map(|(a, b)| {
+            assert_eq!(a.tag, b.tag);
+            a.entropy_bits - b.entropy_bits
+        })
+        .collect();
+    assert!(diffs.len() >= 140);
+    let (d, se) = mtos_sim::metrics::mean_and_stderr(diffs.iter().copied()).unwrap();
+    let (h, _) = layer.mean_entropy().unwrap();
+    eprintln!("a held layer takes {d:.3} ± {se:.3} bits, leaving {h:.3}");
+    assert!(h > 0.5 && d > 3.0 * se, "{d} ± {se}");
+    assert_eq!(layer.routes.held, vec![2, 3]);
+    // Two layers: one held layer never holds every mix of a route.
+    assert_eq!(layer.routes.mixes_held, 0);
+}
+
+/// A run in real Sphinx mode cannot have held nodes (they see through
+/// mixing by the abstract packets' ids): refused with its field named.
+#[test]
+fn an_adversary_needs_abstract_packets() {
+    let text = format!(
+        "{}\n[adversary]\nstrategy = \"mixes\"\nfraction = 0.5\n",
+        BASE.replace("warmup_s = 10", "warmup_s = 10\npacket_mode = \"real\"")
+    );
+    let e = Scenario::parse(&text, Path::new("a.toml")).unwrap_err();
+    assert!(e.to_string().contains("adversary.strategy"), "{e}");
+}

@@ -124,6 +124,15 @@ impl<M: Mode> Simulation<M> {
             entry.dest = out.recipient;
         }
         self.metrics.sent(Kind::Real);
+        if self.scenario.adversary.is_some() && self.now.since_origin() >= self.scenario.warmup {
+            let held = |n: &u32| self.held_by_adversary(*n);
+            let mixes = route
+                .get(1..route.len().saturating_sub(1))
+                .unwrap_or_default();
+            let (mixes_held, all_held) = (mixes.iter().all(held), route.iter().all(held));
+            let at = self.now.since_origin().as_secs_f64();
+            self.metrics.routes.count(at, mixes_held, all_held);
+        }
         // Tags are spread over the measured part of the run: the k-th is
         // the first real message sent at or after its instant
         // (`simulation.md` §2). The adversary sees this packet leave its

@@ -175,6 +175,8 @@ pub struct Simulation<M: Mode> {
     /// The network as node loop routes see it.
     topology: SimNodes,
     loop_timeout: Duration,
+    /// Nodes the adversary holds (`[adversary]`), by node.
+    held_by_adversary: Vec<bool>,
 }
 
 impl<M: Mode> Simulation<M> {
@@ -284,8 +286,21 @@ impl<M: Mode> Simulation<M> {
             .collect();
         let topology = SimNodes::new(&scenario);
         let loop_timeout = crate::loops::timeout(&scenario);
+        let mut held_by_adversary = vec![false; node_count as usize];
+        if let Some(a) = &scenario.adversary {
+            let mut rng = component_rng(seed, "adversary", 0);
+            for n in a.choose(scenario.shape(), &mut rng) {
+                if let Some(h) = held_by_adversary.get_mut(n as usize) {
+                    *h = true;
+                }
+            }
+        }
+        let mut metrics = Metrics::new(&scenario);
+        metrics.routes.held = (0..node_count)
+            .filter(|n| held_by_adversary[*n as usize])
+            .collect();
         let mut sim = Self {
-            metrics: Metrics::new(&scenario),
+            metrics,
             scenario,
             mode,
             clients,
@@ -306,6 +321,7 @@ impl<M: Mode> Simulation<M> {
             tagged: 0,
             topology,
             loop_timeout,
+            held_by_adversary,
         };
         for c in 0..sim.scenario.clients {
             sim.reschedule_client(c);

@@ -25,6 +25,9 @@ pub trait Mode {
     fn build(&mut self, id: u64, route: &[u32], delays: &[Duration], dest: u32) -> Vec<u8>;
     /// The id of a delivered payload.
     fn message_id(payload: &[u8]) -> Option<u64>;
+    /// The id of the packet in a link frame, where the format shows it
+    /// (abstract packets: what a held node knows of its own packets).
+    fn frame_id(frame: &[u8]) -> Option<u64>;
 }
 
 /// Abstract packets.
@@ -52,6 +55,9 @@ impl Mode for AbstractMode {
     }
     fn message_id(payload: &[u8]) -> Option<u64> {
         Some(u64::from_be_bytes(payload.get(..8)?.try_into().ok()?))
+    }
+    fn frame_id(frame: &[u8]) -> Option<u64> {
+        AbstractPacket::decode(frame.get(1..)?).map(|p| p.id)
     }
 }
 
@@ -107,5 +113,8 @@ impl Mode for RealMode {
     fn message_id(payload: &[u8]) -> Option<u64> {
         let m = sphinx::open_forward_payload(payload).ok()?;
         Some(u64::from_be_bytes(m.get(..8)?.try_into().ok()?))
+    }
+    fn frame_id(_frame: &[u8]) -> Option<u64> {
+        None
     }
 }

@@ -4,6 +4,14 @@
 use super::*;
 
 impl<M: Mode> Simulation<M> {
+    /// Whether the adversary holds node `n`.
+    pub(super) fn held_by_adversary(&self, n: u32) -> bool {
+        self.held_by_adversary
+            .get(n as usize)
+            .copied()
+            .unwrap_or(false)
+    }
+
     /// How many packets node `n` holds to forward and to deliver.
     pub(super) fn held_by_role(&self, n: u32) -> (usize, usize) {
         let engine = &self.nodes[n as usize].engine;
@@ -16,8 +24,13 @@ impl<M: Mode> Simulation<M> {
     /// departure takes its share of its pool's tag masses).
     pub(super) fn drain_node(&mut self, n: u32, held: (usize, usize)) {
         let (mut forward, mut deliver) = held;
+        let exact = self.held_by_adversary(n);
         while let Some(t) = self.nodes[n as usize].engine.poll_transmit() {
-            let masses = self.entropy.depart(n, Role::Forward, forward);
+            let masses = match exact {
+                true => M::frame_id(&t.frame)
+                    .map_or_else(Vec::new, |id| self.entropy.depart_exact(n, id)),
+                false => self.entropy.depart(n, Role::Forward, forward),
+            };
             forward = forward.saturating_sub(1);
             match node_index(&t.next) {
                 Some(next) => self.transmit(next, t.frame, masses),
@@ -27,7 +40,11 @@ impl<M: Mode> Simulation<M> {
         while let Some(e) = self.nodes[n as usize].engine.poll_event() {
             match e {
                 Event::Delivered(d) => {
-                    let masses = self.entropy.depart(n, Role::Deliver, deliver);
+                    let masses = match exact {
+                        true => M::message_id(&d.payload)
+                            .map_or_else(Vec::new, |id| self.entropy.depart_exact(n, id)),
+                        false => self.entropy.depart(n, Role::Deliver, deliver),
+                    };
                     deliver = deliver.saturating_sub(1);
                     if !masses.is_empty() {
                         let recipient = self.recipient_of(n, &d.payload);
@@ -172,7 +189,13 @@ impl<M: Mode> Simulation<M> {
         // Only a packet the node took in joins its anonymity set, in the
         // pool of its role; one it dropped takes its mass with it.
         let after = self.held_by_role(n);
-        if after.1 > before.1 {
+        let taken = after.0 + after.1 > before.0 + before.1;
+        if taken && self.held_by_adversary(n) {
+            match M::frame_id(&frame) {
+                Some(id) => self.entropy.arrive_exact(n, id, masses),
+                None => self.entropy.lose(&masses),
+            }
+        } else if after.1 > before.1 {
             self.entropy.arrive(n, Role::Deliver, &masses);
         } else if after.0 > before.0 {
             self.entropy.arrive(n, Role::Forward, &masses);
