@@ -23,7 +23,8 @@
 
 use std::collections::BTreeMap;
 
-/// Mass below this is dropped (it cannot change H by more than ~1e-9).
+/// A pool's remainder below this leaves whole with the next departure
+/// (it cannot change H by more than ~1e-9).
 const NEGLIGIBLE: f64 = 1e-12;
 
 /// A tag is done once this much of its mass has exited or been lost.
@@ -45,24 +46,15 @@ pub enum Role {
     Deliver,
 }
 
-/// Where a delivered packet went: its recipient (a client, or a node's
-/// discard for drop cover and node loops) and the node it left the
-/// network at (an exit provider; a mix for its own node loops).
+/// Where a delivered packet went: its recipient (a client's mailbox;
+/// `None` for what the exit provider discards: drop cover, its own node
+/// loops) and the provider it left the network at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ExitPoint {
-    /// The recipient's number (see [`ExitPoint::discard`]).
-    pub recipient: u32,
-    /// The exit node's number.
+    /// The client whose mailbox it went to.
+    pub recipient: Option<u32>,
+    /// The exit provider's node number.
     pub node: u32,
-}
-
-impl ExitPoint {
-    /// The recipient number of what node `node` discards (drop cover;
-    /// node loops that end there): one per node, apart from every
-    /// client's.
-    pub fn discard(node: u32) -> u32 {
-        u32::MAX - node
-    }
 }
 
 /// One tagged message's result.
@@ -72,7 +64,9 @@ pub struct TagResult {
     pub tag: u32,
     /// Entropy of its exit-event distribution given delivery, bits.
     pub entropy_bits: f64,
-    /// Entropy of its distribution over recipients given delivery, bits.
+    /// Entropy of its distribution over recipients given delivery to a
+    /// mailbox, bits (what an adversary holding the exit providers'
+    /// mailboxes, which knows what they discard, is left with).
     pub receiver_bits: f64,
     /// Entropy of its distribution over exit nodes given delivery, bits
     /// (what a global passive adversary that holds no provider learns of
@@ -83,6 +77,30 @@ pub struct TagResult {
     pub exited_mass: f64,
     /// Mass lost with packets links lost or nodes dropped.
     pub lost_mass: f64,
+    /// Mass on packets a mix took in as its own returning node loops:
+    /// with the pools kept by role the adversary knows these are not the
+    /// message (ruled out, like lost mass).
+    pub ruled_out_mass: f64,
+    /// What the distribution gives the truth, once the message itself
+    /// was delivered.
+    pub truth: Option<Truth>,
+}
+
+/// What a tag's distribution gives its own message's delivery.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Truth {
+    /// The share of the delivered mass on the true recipient: the
+    /// adversary's posterior that the message went to whom it went.
+    pub recipient_share: f64,
+    /// The true recipient's rank among the recipients by mass (1: the
+    /// adversary's best guess is right; ties count against it).
+    pub recipient_rank: u32,
+    /// The tag's own mass on the packet that was its message
+    /// (unnormalised).
+    pub own_mass: f64,
+    /// The paired tag's mass on that packet (tags `2j` and `2j + 1` pair
+    /// up; unnormalised).
+    pub partner_mass: f64,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -91,13 +109,21 @@ struct Tag {
     sum: f64,
     exited: f64,
     lost: f64,
+    ruled_out: f64,
     recipients: BTreeMap<u32, f64>,
     exit_nodes: BTreeMap<u32, f64>,
+    /// The true recipient, the tag's own mass on its message's packet and
+    /// its partner's.
+    truth: Option<(u32, f64, f64)>,
 }
 
 impl Tag {
+    fn out(&self) -> f64 {
+        self.exited + self.lost + self.ruled_out
+    }
+
     fn done(&self) -> bool {
-        self.exited + self.lost > DONE
+        self.out() > DONE
     }
 
     /// `None` when no mass exited (the message was lost).
@@ -107,10 +133,30 @@ impl Tag {
             tag,
             // −Σ (q/E) log2(q/E) = (−Σ q log2 q)/E + log2 E.
             entropy_bits: (self.sum / e + e.log2()).max(0.0),
-            receiver_bits: grouped_entropy(&self.recipients, e),
+            receiver_bits: grouped_entropy(&self.recipients, self.recipients.values().sum()),
             exit_node_bits: grouped_entropy(&self.exit_nodes, e),
             exited_mass: e,
             lost_mass: self.lost,
+            ruled_out_mass: self.ruled_out,
+            truth: self.truth.map(|(recipient, own, partner)| {
+                let mailboxes: f64 = self.recipients.values().sum();
+                let mine = self.recipients.get(&recipient).copied().unwrap_or(0.0);
+                let ahead = self
+                    .recipients
+                    .iter()
+                    .filter(|(r, m)| **r != recipient && **m >= mine)
+                    .count();
+                Truth {
+                    recipient_share: if mailboxes > 0.0 {
+                        mine / mailboxes
+                    } else {
+                        0.0
+                    },
+                    recipient_rank: u32::try_from(ahead).unwrap_or(u32::MAX).saturating_add(1),
+                    own_mass: own,
+                    partner_mass: partner,
+                }
+            }),
         })
     }
 }
@@ -220,6 +266,21 @@ impl EntropyTracker {
         self.exact.remove(&(node, packet)).unwrap_or_default()
     }
 
+    /// The packet carrying `masses`, about to exit to `recipient`, is tag
+    /// `tag`'s own message (call before [`Self::exit`]).
+    pub fn true_exit(&mut self, tag: u32, recipient: u32, masses: &Masses) {
+        let mass = |t: u32| {
+            masses
+                .iter()
+                .find(|(x, _)| *x == t)
+                .map_or(0.0, |(_, q)| *q)
+        };
+        let (own, partner) = (mass(tag), mass(tag ^ 1));
+        if let Some(t) = self.tags.get_mut(&tag) {
+            t.truth = Some((recipient, own, partner));
+        }
+    }
+
     /// A packet carrying `masses` left the network at `at` (an exit
     /// delivery).
     pub fn exit(&mut self, masses: &Masses, at: ExitPoint) {
@@ -229,9 +290,22 @@ impl EntropyTracker {
             };
             tag.sum -= q * q.log2();
             tag.exited += q;
-            *tag.recipients.entry(at.recipient).or_insert(0.0) += q;
+            if let Some(r) = at.recipient {
+                *tag.recipients.entry(r).or_insert(0.0) += q;
+            }
             *tag.exit_nodes.entry(at.node).or_insert(0.0) += q;
             self.settle(*t);
+        }
+    }
+
+    /// A packet carrying `masses` was a mix's own returning node loop:
+    /// not the message (see [`TagResult::ruled_out_mass`]).
+    pub fn rule_out(&mut self, masses: &Masses) {
+        for (t, q) in masses {
+            if let Some(tag) = self.tags.get_mut(t) {
+                tag.ruled_out += q;
+                self.settle(*t);
+            }
         }
     }
 
@@ -273,7 +347,7 @@ impl EntropyTracker {
     pub fn finish(&mut self) -> EntropyOutcome {
         let mut unfinished = 0;
         for (t, tag) in std::mem::take(&mut self.tags) {
-            if tag.exited + tag.lost >= MEASURED {
+            if tag.out() >= MEASURED {
                 match tag.result(t) {
                     Some(r) => {
                         self.done.insert(t, r);

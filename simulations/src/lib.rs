@@ -3,6 +3,7 @@
 pub mod adversary;
 pub mod churn;
 pub mod entropy;
+pub mod linkability;
 pub mod loops;
 pub mod metrics;
 pub mod packet;

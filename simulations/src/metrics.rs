@@ -57,6 +57,8 @@ pub struct Metrics {
     pub pool_threshold_violations: u64,
     /// Tagged messages' anonymity, in tag order.
     pub entropy: Vec<TagResult>,
+    /// Tags the scenario asks for (`anonymity.tagged_messages`).
+    pub tags_asked: u32,
     /// Tagged messages whose whole mass was lost (not measured).
     pub tags_wholly_lost: u32,
     /// Tagged messages with under 99% of their mass out at the end.
@@ -64,6 +66,8 @@ pub struct Metrics {
     /// When each tagged message was sent, seconds of virtual time, in tag
     /// order (measured or not).
     pub tag_sent_s: Vec<f64>,
+    /// Who sent each tagged message, in tag order.
+    pub tag_sender: Vec<u32>,
     /// What the nodes' loops found.
     pub node_loops: LoopReport,
     /// Frames the attacking node discarded (`[attack]`).
@@ -125,9 +129,11 @@ impl Metrics {
             pool_flushes: 0,
             pool_threshold_violations: 0,
             entropy: Vec::new(),
+            tags_asked: scenario.tagged_messages,
             tags_wholly_lost: 0,
             tags_unfinished: 0,
             tag_sent_s: Vec::new(),
+            tag_sender: Vec::new(),
             node_loops: LoopReport::default(),
             attack_drops: 0,
             routes: RouteCompromise::default(),
@@ -255,6 +261,7 @@ impl Metrics {
             })
         };
         let mut out = json!({
+            "tags_asked": self.tags_asked,
             "tagged": self.tag_sent_s.len(),
             "tagged_measured": tags.len(),
             "tagged_wholly_lost": self.tags_wholly_lost,
@@ -273,7 +280,13 @@ impl Metrics {
                 "effective_anonymity_set_mean": sets,
                 "receiver_entropy_bits": stat(|t| t.receiver_bits),
                 "exit_node_entropy_bits": stat(|t| t.exit_node_bits),
-                "lost_mass_mean": tags.iter().map(|t| t.lost_mass).sum::<f64>() / tags.len() as f64,
+                // Over every tag done, those lost whole counting 1.
+                "lost_mass_mean": (tags.iter().map(|t| t.lost_mass).sum::<f64>()
+                    + f64::from(self.tags_wholly_lost))
+                    / (tags.len() as f64 + f64::from(self.tags_wholly_lost)),
+                "ruled_out_mass_mean": tags.iter().map(|t| t.ruled_out_mass).sum::<f64>() / tags.len() as f64,
+                "recipient_guess": crate::linkability::recipient_guess(tags),
+                "unlinkability": crate::linkability::unlinkability(tags),
             });
             if let (Some(o), Value::Object(e)) = (out.as_object_mut(), extra) {
                 o.extend(e);
@@ -285,7 +298,7 @@ impl Metrics {
     /// One row per tagged message.
     pub fn entropy_csv(&self) -> String {
         let mut out = String::from(
-            "tag,sent_s,entropy_bits,effective_anonymity_set,receiver_bits,exit_exit_node_bits,exited_mass,lost_mass\n",
+            "tag,sent_s,entropy_bits,effective_anonymity_set,receiver_bits,exit_node_bits,exited_mass,lost_mass\n",
         );
         for t in &self.entropy {
             let sent = self

@@ -26,7 +26,7 @@ fn sample_mean(v: &[f64]) -> Option<f64> {
 }
 
 /// The figures replicated.
-const FIGURES: [Figure; 7] = [
+const FIGURES: [Figure; 10] = [
     ("entropy_bits", |m| tag_mean(m, |t| t.entropy_bits)),
     ("receiver_entropy_bits", |m| {
         tag_mean(m, |t| t.receiver_bits)
@@ -35,6 +35,18 @@ const FIGURES: [Figure; 7] = [
         tag_mean(m, |t| t.exit_node_bits)
     }),
     ("lost_mass", |m| tag_mean(m, |t| t.lost_mass)),
+    ("ruled_out_mass", |m| tag_mean(m, |t| t.ruled_out_mass)),
+    ("recipient_best_guess_right", |m| {
+        let truths: Vec<_> = m.entropy.iter().filter_map(|t| t.truth).collect();
+        (!truths.is_empty()).then(|| {
+            truths.iter().filter(|t| t.recipient_rank == 1).count() as f64 / truths.len() as f64
+        })
+    }),
+    ("unlinkability_delta_at_epsilon_1", |m| {
+        let eps = crate::linkability::epsilon_samples(&m.entropy);
+        (!eps.is_empty())
+            .then(|| eps.iter().filter(|e| **e > 1.0).count() as f64 / eps.len() as f64)
+    }),
     ("network_latency_s", |m| sample_mean(&m.network_latency_s)),
     ("end_to_end_latency_s", |m| {
         sample_mean(&m.end_to_end_latency_s)
@@ -45,7 +57,8 @@ const FIGURES: [Figure; 7] = [
 ];
 
 /// Student's t quantile at 0.975 for `df` degrees of freedom (two-sided
-/// 95%); the normal 1.960 beyond 30. Table values (to 3 decimals).
+/// 95%): table values (to 3 decimals) to 30, then those at 30, 40, 60
+/// and 120 for the ranges they start.
 pub fn t_975(df: usize) -> f64 {
     const T: [f64; 30] = [
         12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
@@ -55,7 +68,12 @@ pub fn t_975(df: usize) -> f64 {
     match df {
         0 => f64::NAN,
         1..=30 => T[df - 1],
-        _ => 1.960,
+        // Between table rows the smaller df's value: the interval errs
+        // wide, never narrow.
+        31..=40 => T[29],
+        41..=60 => 2.021,
+        61..=120 => 2.000,
+        121.. => 1.980,
     }
 }
 
@@ -149,6 +167,7 @@ mod tests {
         assert!((mean - 2.5).abs() < 1e-12);
         assert!((half - 3.182 * s / 2.0).abs() < 1e-9, "{half}");
         assert!(mean_ci95(&[3.0]).1.is_nan());
-        assert!((t_975(100) - 1.96).abs() < 1e-12);
+        assert!((t_975(100) - 2.0).abs() < 1e-12);
+        assert!(t_975(1000) > 1.96);
     }
 }

@@ -346,12 +346,17 @@ impl Scenario {
     }
 
     /// How long before the end of the run the last tag is placed, so
-    /// that its mass can leave the network: 50 hops' worth of mixing (a
-    /// mean delay, or a pool's interval, each) at least 10 s, and at most
-    /// half the measured part.
+    /// that its mass can leave the network: 50 routes' worth of mixing
+    /// (`route_len` hops each, a hop a mean delay, or in pool mode
+    /// `interval / fraction`), at least 10 s, and at most half the run
+    /// after the warm-up.
     pub fn tag_tail(&self) -> Duration {
         let per_hop = match self.mixing {
-            MixingMode::Pool { interval, .. } => interval.max(self.mean_delay),
+            MixingMode::Pool {
+                interval, fraction, ..
+            } => interval
+                .mul_f64(1.0 / fraction.clamp(1e-3, 1.0))
+                .max(self.mean_delay),
             MixingMode::Poisson => self.mean_delay,
         };
         let hops = u32::try_from(self.route_len()).unwrap_or(u32::MAX);
@@ -362,17 +367,20 @@ impl Scenario {
         tail.min(self.duration.saturating_sub(self.warmup) / 2)
     }
 
-    /// The instant of the `k`-th tag: the tags are spread evenly over
-    /// the warm-up's end to [`Self::tag_tail`] before the end, the k-th
-    /// at the middle of its share (`specs/simulation.md` §2).
+    /// The instant of the `k`-th tag: the tags go in pairs (tags `2j`
+    /// and `2j + 1`, from two senders, for the unlinkability of §2),
+    /// spread evenly over the warm-up's end to [`Self::tag_tail`] before
+    /// the end, pair `j` at the middle of its share (`specs/simulation.md`
+    /// §2).
     pub fn tag_instant(&self, k: u32) -> mtos_mixnode::time::Instant {
         let span = self
             .duration
             .saturating_sub(self.warmup)
             .saturating_sub(self.tag_tail());
-        let share = span.as_secs_f64() / f64::from(self.tagged_messages.max(1));
+        let pairs = self.tagged_messages.div_ceil(2).max(1);
+        let share = span.as_secs_f64() / f64::from(pairs);
         mtos_mixnode::time::Instant::from_duration(
-            self.warmup + Duration::from_secs_f64(share * (f64::from(k) + 0.5)),
+            self.warmup + Duration::from_secs_f64(share * (f64::from(k / 2) + 0.5)),
         )
     }
 

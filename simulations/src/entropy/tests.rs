@@ -5,7 +5,10 @@ use super::*;
 const P: u32 = 100;
 
 fn at(recipient: u32) -> ExitPoint {
-    ExitPoint { recipient, node: P }
+    ExitPoint {
+        recipient: Some(recipient),
+        node: P,
+    }
 }
 
 fn close(a: f64, b: f64) -> bool {
@@ -49,7 +52,7 @@ fn two_parallel_mixes() {
         e.exit(
             &out,
             ExitPoint {
-                recipient: 10 + n as u32,
+                recipient: Some(10 + n as u32),
                 node: a,
             },
         );
@@ -59,7 +62,7 @@ fn two_parallel_mixes() {
         e.exit(
             &out,
             ExitPoint {
-                recipient: 20 + n as u32,
+                recipient: Some(20 + n as u32),
                 node: b,
             },
         );
@@ -92,7 +95,7 @@ fn a_provider_carrying_both_roles_keeps_them_apart() {
         e.exit(
             &d,
             ExitPoint {
-                recipient: n as u32,
+                recipient: Some(n as u32),
                 node: exit,
             },
         );
@@ -103,7 +106,7 @@ fn a_provider_carrying_both_roles_keeps_them_apart() {
         e.exit(
             &d,
             ExitPoint {
-                recipient: 50,
+                recipient: Some(50),
                 node: provider,
             },
         );

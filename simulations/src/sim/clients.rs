@@ -137,14 +137,29 @@ impl<M: Mode> Simulation<M> {
         // the first real message sent at or after its instant
         // (`simulation.md` §2). The adversary sees this packet leave its
         // sender.
+        // The second of a pair comes from another sender than the first.
+        let partner_sender = (self.tagged % 2 == 1)
+            .then(|| self.metrics.tag_sender.last().copied())
+            .flatten();
+        // No tag in the last half of the tail: a tag placed late (real
+        // messages sparse) still has 25 routes' worth of time to leave.
+        let last = Instant::from_duration(
+            self.scenario
+                .duration
+                .saturating_sub(self.scenario.tag_tail() / 2),
+        );
         let masses = if self.tagged < self.scenario.tagged_messages
             && self.now >= self.scenario.tag_instant(self.tagged)
+            && self.now <= last
+            && partner_sender != Some(c)
         {
             let tag = self.tagged;
             self.tagged += 1;
             self.metrics
                 .tag_sent_s
                 .push(self.now.since_origin().as_secs_f64());
+            self.metrics.tag_sender.push(c);
+            self.tagged_ids.insert(out.id, tag);
             self.entropy.tag(tag)
         } else {
             Vec::new()

@@ -172,6 +172,9 @@ pub struct Simulation<M: Mode> {
     pub events: u64,
     entropy: EntropyTracker,
     tagged: u32,
+    /// Tagged real messages not yet delivered: message id to tag (only
+    /// looked up and removed, never iterated).
+    tagged_ids: HashMap<u64, u32>,
     /// The network as node loop routes see it.
     topology: SimNodes,
     loop_timeout: Duration,
@@ -319,6 +322,7 @@ impl<M: Mode> Simulation<M> {
             events: 0,
             entropy: EntropyTracker::new(),
             tagged: 0,
+            tagged_ids: HashMap::new(),
             topology,
             loop_timeout,
             held_by_adversary,

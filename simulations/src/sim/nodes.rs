@@ -46,8 +46,17 @@ impl<M: Mode> Simulation<M> {
                         false => self.entropy.depart(n, Role::Deliver, deliver),
                     };
                     deliver = deliver.saturating_sub(1);
-                    if !masses.is_empty() {
-                        let recipient = self.recipient_of(n, &d.payload);
+                    // A tagged message's own delivery: what the
+                    // adversary's distribution gives the truth.
+                    let own = M::message_id(&d.payload).and_then(|id| self.tagged_ids.remove(&id));
+                    if n < self.scenario.layers * self.scenario.nodes_per_layer {
+                        // A mix delivers only its own returning loops.
+                        self.entropy.rule_out(&masses);
+                    } else if !masses.is_empty() || own.is_some() {
+                        let recipient = self.recipient_of(&d.payload);
+                        if let (Some(tag), Some(r)) = (own, recipient) {
+                            self.entropy.true_exit(tag, r, &masses);
+                        }
                         self.entropy.exit(&masses, ExitPoint { recipient, node: n });
                     }
                     self.on_delivery(&d.payload);
@@ -56,16 +65,27 @@ impl<M: Mode> Simulation<M> {
                 Event::Dropped(_) => {}
             }
         }
+        // A packet released without an output (the engine's output queue
+        // full) took its share with it: lost.
+        let (f_now, d_now) = self.held_by_role(n);
+        for (role, mut left, now) in [
+            (Role::Forward, forward, f_now),
+            (Role::Deliver, deliver, d_now),
+        ] {
+            while left > now && !exact {
+                let masses = self.entropy.depart(n, role, left);
+                self.entropy.lose(&masses);
+                left -= 1;
+            }
+        }
     }
 
-    /// Who a payload delivered at node `n` is for: a client, or the
-    /// node's discard (drop cover, node loops).
-    fn recipient_of(&self, n: u32, payload: &[u8]) -> u32 {
-        let record = M::message_id(payload).and_then(|id| self.sent.get(&id));
-        match record {
-            Some(r) if matches!(r.kind, Kind::Real | Kind::Loop | Kind::PayloadCover) => r.dest,
-            _ => ExitPoint::discard(n),
-        }
+    /// The client whose mailbox a payload delivered at a provider goes
+    /// to; `None` for what the provider discards (drop cover, node
+    /// loops).
+    fn recipient_of(&self, payload: &[u8]) -> Option<u32> {
+        let record = M::message_id(payload).and_then(|id| self.sent.get(&id))?;
+        matches!(record.kind, Kind::Real | Kind::Loop | Kind::PayloadCover).then_some(record.dest)
     }
 
     pub(super) fn on_delivery(&mut self, payload: &[u8]) {
