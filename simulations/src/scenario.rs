@@ -9,6 +9,12 @@ use mtos_crypto::geometry::MAX_PATH_LENGTH;
 use mtos_mixnode::MixingMode;
 use serde::Deserialize;
 
+mod raw;
+mod trace;
+
+use raw::*;
+use trace::load_trace;
+
 /// A scenario could not be loaded.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -173,103 +179,6 @@ pub enum PacketMode {
     Abstract,
     /// Real Sphinx packets.
     Real,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawScenario {
-    name: String,
-    duration_s: f64,
-    #[serde(default)]
-    warmup_s: f64,
-    #[serde(default)]
-    seed: u64,
-    #[serde(default)]
-    packet_mode: PacketMode,
-    topology: RawTopology,
-    clients: RawClients,
-    cover: RawCover,
-    mixing: RawMixing,
-    links: RawLinks,
-    #[serde(default)]
-    anonymity: RawAnonymity,
-    #[serde(default)]
-    storage: Option<StorageStudy>,
-    #[serde(default)]
-    attack: Option<DropAttack>,
-    #[serde(default)]
-    bulk: Option<RawBulk>,
-    #[serde(default)]
-    adversary: Option<crate::adversary::AdversaryConfig>,
-}
-
-/// `[bulk]`: a bulk class with windows taken by cohorts in turn
-/// (`client.md` §4.1); each client draws its ticket.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawBulk {
-    payload: f64,
-    #[serde(rename = "loop")]
-    loop_cover: f64,
-    drop: f64,
-    window_s: u64,
-    cohorts: u16,
-}
-
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawAnonymity {
-    #[serde(default)]
-    tagged_messages: u32,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawTopology {
-    layers: u32,
-    nodes_per_layer: u32,
-    providers: u32,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawClients {
-    count: u32,
-    send: SendPattern,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawCover {
-    payload: f64,
-    #[serde(rename = "loop")]
-    loop_cover: f64,
-    drop: f64,
-    #[serde(default)]
-    node_loop: f64,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "mode", rename_all = "lowercase", deny_unknown_fields)]
-enum RawMixing {
-    Poisson {
-        mean_delay_ms: f64,
-        #[serde(default)]
-        max_delay_ms: Option<f64>,
-    },
-    Pool {
-        interval_ms: f64,
-        min_pool: usize,
-        fraction: f64,
-    },
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawLinks {
-    latency: Latency,
-    #[serde(default)]
-    loss: f64,
 }
 
 /// One real message of a trace.
@@ -676,58 +585,4 @@ impl Scenario {
             adversary: raw.adversary.clone(),
         })
     }
-}
-
-/// Reads `time_s,sender,recipient` rows (a header row is allowed).
-fn load_trace(path: &Path, clients: u32) -> Result<Vec<TraceMessage>, ScenarioError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Io {
-        path: path.to_owned(),
-        source,
-    })?;
-    let mut out = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let line_no = n + 1;
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') || (n == 0 && line.starts_with("time")) {
-            continue;
-        }
-        let bad = |reason: String| ScenarioError::Trace {
-            path: path.to_owned(),
-            line: line_no,
-            reason,
-        };
-        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
-        let [time, sender, recipient] = fields[..] else {
-            return Err(bad(format!(
-                "expected 3 fields time_s,sender,recipient, got {}",
-                fields.len()
-            )));
-        };
-        let at: f64 = time
-            .parse()
-            .map_err(|_| bad(format!("field time_s: not a number: {time:?}")))?;
-        if !(at.is_finite() && (0.0..=1e9).contains(&at)) {
-            return Err(bad(format!(
-                "field time_s: must be from 0 to 1e9, got {at}"
-            )));
-        }
-        let client = |name: &str, v: &str| -> Result<u32, ScenarioError> {
-            let c: u32 = v
-                .parse()
-                .map_err(|_| bad(format!("field {name}: not a client index: {v:?}")))?;
-            if c >= clients {
-                return Err(bad(format!(
-                    "field {name}: client {c} does not exist (count is {clients})"
-                )));
-            }
-            Ok(c)
-        };
-        out.push(TraceMessage {
-            at: Duration::from_secs_f64(at),
-            sender: client("sender", sender)?,
-            recipient: client("recipient", recipient)?,
-        });
-    }
-    out.sort_by_key(|m| m.at);
-    Ok(out)
 }

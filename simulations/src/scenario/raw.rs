@@ -1,0 +1,102 @@
+//! The scenario file's sections as read (`Scenario::parse` checks them).
+
+use serde::Deserialize;
+
+use super::{DropAttack, Latency, PacketMode, SendPattern, StorageStudy};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawScenario {
+    pub(super) name: String,
+    pub(super) duration_s: f64,
+    #[serde(default)]
+    pub(super) warmup_s: f64,
+    #[serde(default)]
+    pub(super) seed: u64,
+    #[serde(default)]
+    pub(super) packet_mode: PacketMode,
+    pub(super) topology: RawTopology,
+    pub(super) clients: RawClients,
+    pub(super) cover: RawCover,
+    pub(super) mixing: RawMixing,
+    pub(super) links: RawLinks,
+    #[serde(default)]
+    pub(super) anonymity: RawAnonymity,
+    #[serde(default)]
+    pub(super) storage: Option<StorageStudy>,
+    #[serde(default)]
+    pub(super) attack: Option<DropAttack>,
+    #[serde(default)]
+    pub(super) bulk: Option<RawBulk>,
+    #[serde(default)]
+    pub(super) adversary: Option<crate::adversary::AdversaryConfig>,
+}
+
+/// `[bulk]`: a bulk class with windows taken by cohorts in turn
+/// (`client.md` §4.1); each client draws its ticket.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBulk {
+    pub(super) payload: f64,
+    #[serde(rename = "loop")]
+    pub(super) loop_cover: f64,
+    pub(super) drop: f64,
+    pub(super) window_s: u64,
+    pub(super) cohorts: u16,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAnonymity {
+    #[serde(default)]
+    pub(super) tagged_messages: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTopology {
+    pub(super) layers: u32,
+    pub(super) nodes_per_layer: u32,
+    pub(super) providers: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawClients {
+    pub(super) count: u32,
+    pub(super) send: SendPattern,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCover {
+    pub(super) payload: f64,
+    #[serde(rename = "loop")]
+    pub(super) loop_cover: f64,
+    pub(super) drop: f64,
+    #[serde(default)]
+    pub(super) node_loop: f64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "mode", rename_all = "lowercase", deny_unknown_fields)]
+pub(super) enum RawMixing {
+    Poisson {
+        mean_delay_ms: f64,
+        #[serde(default)]
+        max_delay_ms: Option<f64>,
+    },
+    Pool {
+        interval_ms: f64,
+        min_pool: usize,
+        fraction: f64,
+    },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLinks {
+    pub(super) latency: Latency,
+    #[serde(default)]
+    pub(super) loss: f64,
+}
