@@ -23,6 +23,10 @@
 
 use std::collections::BTreeMap;
 
+pub mod carried;
+
+pub use carried::{Carried, SenderView, Trackers};
+
 /// A pool's remainder below this leaves whole with the next departure
 /// (it cannot change H by more than ~1e-9).
 const NEGLIGIBLE: f64 = 1e-12;
@@ -101,6 +105,9 @@ pub struct Truth {
     /// The paired tag's mass on that packet (tags `2j` and `2j + 1` pair
     /// up; unnormalised).
     pub partner_mass: f64,
+    /// What the packet's sender masses say of its sender (with
+    /// `anonymity.sender_entropy`).
+    pub sender: Option<SenderView>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -112,9 +119,9 @@ struct Tag {
     ruled_out: f64,
     recipients: BTreeMap<u32, f64>,
     exit_nodes: BTreeMap<u32, f64>,
-    /// The true recipient, the tag's own mass on its message's packet and
-    /// its partner's.
-    truth: Option<(u32, f64, f64)>,
+    /// The true recipient, the tag's own mass on its message's packet,
+    /// its partner's, and the sender view.
+    truth: Option<(u32, f64, f64, Option<SenderView>)>,
 }
 
 impl Tag {
@@ -138,7 +145,7 @@ impl Tag {
             exited_mass: e,
             lost_mass: self.lost,
             ruled_out_mass: self.ruled_out,
-            truth: self.truth.map(|(recipient, own, partner)| {
+            truth: self.truth.map(|(recipient, own, partner, sender)| {
                 let mailboxes: f64 = self.recipients.values().sum();
                 let mine = self.recipients.get(&recipient).copied().unwrap_or(0.0);
                 let ahead = self
@@ -155,6 +162,7 @@ impl Tag {
                     recipient_rank: u32::try_from(ahead).unwrap_or(u32::MAX).saturating_add(1),
                     own_mass: own,
                     partner_mass: partner,
+                    sender,
                 }
             }),
         })
@@ -268,7 +276,13 @@ impl EntropyTracker {
 
     /// The packet carrying `masses`, about to exit to `recipient`, is tag
     /// `tag`'s own message (call before [`Self::exit`]).
-    pub fn true_exit(&mut self, tag: u32, recipient: u32, masses: &Masses) {
+    pub fn true_exit(
+        &mut self,
+        tag: u32,
+        recipient: u32,
+        masses: &Masses,
+        sender: Option<SenderView>,
+    ) {
         let mass = |t: u32| {
             masses
                 .iter()
@@ -277,7 +291,7 @@ impl EntropyTracker {
         };
         let (own, partner) = (mass(tag), mass(tag ^ 1));
         if let Some(t) = self.tags.get_mut(&tag) {
-            t.truth = Some((recipient, own, partner));
+            t.truth = Some((recipient, own, partner, sender));
         }
     }
 

@@ -15,6 +15,10 @@ pub mod storage;
 pub mod sweep;
 pub mod windows;
 
+/// The simulator's version and the commit it was built from (a summary
+/// says which code produced it).
+pub const CODE_VERSION: &str = env!("MTOS_SIM_VERSION");
+
 pub use metrics::Metrics;
 pub use scenario::{Scenario, ScenarioError};
 pub use sim::{AbstractMode, RealMode, Simulation, run_scenario};

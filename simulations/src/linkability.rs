@@ -34,6 +34,32 @@ pub fn recipient_guess(tags: &[TagResult]) -> Value {
     })
 }
 
+/// The sender guess (with `anonymity.sender_entropy`): over the tagged
+/// messages delivered, the entropy of the distribution over senders of
+/// the packet that was the message (sender, or backward, entropy), the
+/// posterior on the true sender, the share where the best guess is right
+/// and the mean rank; `null` without sender entropy.
+pub fn sender_guess(tags: &[TagResult]) -> Value {
+    let views: Vec<_> = tags
+        .iter()
+        .filter_map(|t| t.truth.and_then(|x| x.sender))
+        .collect();
+    if views.is_empty() {
+        return Value::Null;
+    }
+    let n = views.len() as f64;
+    let (h, se) = crate::metrics::mean_and_stderr(views.iter().map(|v| v.entropy_bits))
+        .unwrap_or((f64::NAN, f64::NAN));
+    json!({
+        "delivered": views.len(),
+        "sender_entropy_bits_mean": h,
+        "sender_entropy_bits_stderr": se,
+        "posterior_on_true_sender_mean": views.iter().map(|v| v.posterior_on_true_sender).sum::<f64>() / n,
+        "best_guess_right": views.iter().filter(|v| v.rank == 1).count() as f64 / n,
+        "true_sender_rank_mean": views.iter().map(|v| f64::from(v.rank)).sum::<f64>() / n,
+    })
+}
+
 /// The ε samples of the tag pairs `(2j, 2j + 1)` both measured and
 /// delivered: for each tag of a pair, `|ln(p_own / p_partner)|` where
 /// `p` is each tag's posterior (mass over its exited mass) on the packet
@@ -101,6 +127,7 @@ mod tests {
                 recipient_rank: rank,
                 own_mass: own,
                 partner_mass: partner,
+                sender: None,
             }),
         }
     }

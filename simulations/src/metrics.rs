@@ -196,6 +196,7 @@ impl Metrics {
         json!({
             "scenario": scenario.name,
             "seed": seed,
+            "code_version": crate::CODE_VERSION,
             "packet_mode": format!("{:?}", scenario.packet_mode).to_lowercase(),
             "virtual_seconds": self.duration.as_secs_f64(),
             "warmup_seconds": scenario.warmup.as_secs_f64(),
@@ -286,6 +287,7 @@ impl Metrics {
                     / (tags.len() as f64 + f64::from(self.tags_wholly_lost)),
                 "ruled_out_mass_mean": tags.iter().map(|t| t.ruled_out_mass).sum::<f64>() / tags.len() as f64,
                 "recipient_guess": crate::linkability::recipient_guess(tags),
+                "sender_guess": crate::linkability::sender_guess(tags),
                 "unlinkability": crate::linkability::unlinkability(tags),
             });
             if let (Some(o), Value::Object(e)) = (out.as_object_mut(), extra) {

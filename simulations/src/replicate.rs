@@ -26,13 +26,21 @@ fn sample_mean(v: &[f64]) -> Option<f64> {
 }
 
 /// The figures replicated.
-const FIGURES: [Figure; 10] = [
+const FIGURES: [Figure; 11] = [
     ("entropy_bits", |m| tag_mean(m, |t| t.entropy_bits)),
     ("receiver_entropy_bits", |m| {
         tag_mean(m, |t| t.receiver_bits)
     }),
     ("exit_node_entropy_bits", |m| {
         tag_mean(m, |t| t.exit_node_bits)
+    }),
+    ("sender_entropy_bits", |m| {
+        let v: Vec<f64> = m
+            .entropy
+            .iter()
+            .filter_map(|t| t.truth.and_then(|x| x.sender).map(|s| s.entropy_bits))
+            .collect();
+        sample_mean(&v)
     }),
     ("lost_mass", |m| tag_mean(m, |t| t.lost_mass)),
     ("ruled_out_mass", |m| tag_mean(m, |t| t.ruled_out_mass)),
@@ -142,7 +150,7 @@ pub fn summary(scenario: &Scenario, runs: &[(u64, Metrics)]) -> Value {
     }
     json!({
         "scenario": scenario.name,
-        "code_version": env!("CARGO_PKG_VERSION"),
+        "code_version": crate::CODE_VERSION,
         "replications": runs.len(),
         "seeds": runs.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
         "mean_over_runs": across,

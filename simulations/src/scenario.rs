@@ -12,6 +12,10 @@ use serde::Deserialize;
 mod raw;
 mod trace;
 
+/// The most clients a run with sender entropy may have (its cost grows
+/// with the senders each packet's mass reaches).
+pub const MAX_SENDER_ENTROPY_CLIENTS: u32 = 2_000;
+
 use raw::*;
 use trace::load_trace;
 
@@ -234,6 +238,9 @@ pub struct Scenario {
     pub loss: f64,
     /// Real messages sent after the warm-up whose anonymity is measured.
     pub tagged_messages: u32,
+    /// Whether every packet carries its sender's mass too, for the
+    /// tagged messages' sender entropy (`simulation.md` §2).
+    pub sender_entropy: bool,
     /// The storage placement study, when asked for.
     pub storage: Option<StorageStudy>,
     /// A node that drops everything, if any.
@@ -553,6 +560,14 @@ impl Scenario {
                 ));
             }
         }
+        if raw.anonymity.sender_entropy && raw.clients.count > MAX_SENDER_ENTROPY_CLIENTS {
+            return Err(invalid(
+                "anonymity.sender_entropy",
+                format!(
+                    "every packet carries a mass for each sender that reached it: at most {MAX_SENDER_ENTROPY_CLIENTS} clients"
+                ),
+            ));
+        }
         let (send_rate, trace) = match &raw.clients.send {
             SendPattern::Poisson { rate: r } => (rate("clients.send.rate", *r)?, Vec::new()),
             SendPattern::Trace { file } => {
@@ -580,6 +595,7 @@ impl Scenario {
             latency: raw.links.latency,
             loss,
             tagged_messages: raw.anonymity.tagged_messages,
+            sender_entropy: raw.anonymity.sender_entropy,
             storage: raw.storage,
             attack: raw.attack,
             adversary: raw.adversary.clone(),

@@ -91,11 +91,24 @@ pub fn set_param(text: &str, name: &str, value: &str) -> Result<(String, f64), S
         kind,
     };
     let x = match slot {
-        toml::Value::Integer(_) => {
-            let v: i64 = value.parse().map_err(|_| bad("integer"))?;
-            *slot = toml::Value::Integer(v);
-            v as f64
-        }
+        // A key written as an integer takes a decimal value too (its
+        // field may be a number: `mean_delay_ms = 50` swept to 12.5); a
+        // field that must be whole refuses it when the scenario is
+        // checked, naming the field.
+        toml::Value::Integer(_) => match value.parse::<i64>() {
+            Ok(v) => {
+                *slot = toml::Value::Integer(v);
+                v as f64
+            }
+            Err(_) => {
+                let v: f64 = value.parse().map_err(|_| bad("number"))?;
+                if !v.is_finite() {
+                    return Err(bad("finite number"));
+                }
+                *slot = toml::Value::Float(v);
+                v
+            }
+        },
         toml::Value::Float(_) => {
             let v: f64 = value.parse().map_err(|_| bad("number"))?;
             *slot = toml::Value::Float(v);

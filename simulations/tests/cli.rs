@@ -2,8 +2,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::path::Path;
 use std::process::Command;
 
+use mtos_sim::Scenario;
 use mtos_sim::sweep::{SweepError, parse_param, set_param};
 
 const TINY: &str = r#"
@@ -68,6 +70,16 @@ fn run_writes_summary_series_and_plots_reproducibly() {
         serde_json::from_slice(&std::fs::read(dir.path().join("a/summary.json")).unwrap()).unwrap();
     assert_eq!(summary["seed"], 4);
     assert!(summary["anonymity"]["tagged_measured"].as_u64().unwrap() >= 18);
+    // Which code, and how fast: the version in both, the wall time and
+    // rate in run.json only.
+    let version = summary["code_version"].as_str().unwrap();
+    assert!(version.starts_with(env!("CARGO_PKG_VERSION")), "{version}");
+    let timing: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("a/run.json")).unwrap()).unwrap();
+    assert_eq!(timing["code_version"].as_str(), Some(version));
+    assert_eq!(timing["events"], summary["events"]);
+    assert!(timing["events_per_second"].as_f64().unwrap() > 0.0);
+    assert!(summary.get("wall_seconds").is_none());
 }
 
 #[test]
@@ -134,8 +146,17 @@ fn parameter_syntax() {
     let (text, x) = set_param(TINY, "clients.count", "9").unwrap();
     assert_eq!(x, 9.0);
     assert!(text.contains("count = 9"));
+    // A key written as an integer takes a decimal: a number field keeps
+    // it, a whole-number field refuses it when checked, naming itself.
+    let (text, x) = set_param(TINY, "mixing.mean_delay_ms", "12.5").unwrap();
+    assert_eq!(x, 12.5);
+    let s = Scenario::parse(&text, Path::new("t.toml")).unwrap();
+    assert_eq!(s.mean_delay, std::time::Duration::from_micros(12_500));
+    let (text, _) = set_param(TINY, "clients.count", "9.5").unwrap();
+    let e = Scenario::parse(&text, Path::new("t.toml")).unwrap_err();
+    assert!(e.to_string().contains("count"), "{e}");
     assert!(matches!(
-        set_param(TINY, "clients.count", "9.5"),
+        set_param(TINY, "clients.count", "x"),
         Err(SweepError::BadValue { .. })
     ));
     assert!(matches!(

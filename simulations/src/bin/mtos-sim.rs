@@ -192,20 +192,38 @@ fn run(cli: Cli) -> Result<(), String> {
                 return Ok(());
             }
             let bar = bar(1000, quiet, &s.name, "‰ of virtual time")?;
+            let started = std::time::Instant::now();
             let metrics = run_scenario(s.clone(), seed, |f| {
                 bar.set_position((f * 1000.0) as u64);
             });
             bar.finish_and_clear();
+            // Wall time is not part of the summary, which a seed
+            // reproduces byte for byte: run.json and stderr.
+            let wall = started.elapsed().as_secs_f64();
+            let timing = serde_json::json!({
+                "scenario": s.name,
+                "seed": seed,
+                "code_version": mtos_sim::CODE_VERSION,
+                "wall_seconds": wall,
+                "events": metrics.events,
+                "events_per_second": metrics.events as f64 / wall.max(1e-9),
+            });
+            eprintln!(
+                "{} events in {wall:.1} s ({:.0} events/s)",
+                metrics.events,
+                metrics.events as f64 / wall.max(1e-9)
+            );
             let summary = serde_json::to_string_pretty(&metrics.summary(&s, seed))
                 .map_err(|e| e.to_string())?;
             if let Some(dir) = out {
                 std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
                 write(&dir, "summary.json", &(summary.clone() + "\n"))?;
+                write(&dir, "run.json", &(timing.to_string() + "\n"))?;
                 write(&dir, "latency.csv", &metrics.latency_csv())?;
                 write(&dir, "entropy.csv", &metrics.entropy_csv())?;
                 plots(&dir, &metrics)?;
                 eprintln!(
-                    "wrote summary.json, latency.csv, entropy.csv, latency_cdf.svg and entropy.svg to {}",
+                    "wrote summary.json, run.json, latency.csv, entropy.csv, latency_cdf.svg and entropy.svg to {}",
                     dir.display()
                 );
             }

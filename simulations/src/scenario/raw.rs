@@ -50,6 +50,8 @@ pub(super) struct RawBulk {
 pub(super) struct RawAnonymity {
     #[serde(default)]
     pub(super) tagged_messages: u32,
+    #[serde(default)]
+    pub(super) sender_entropy: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

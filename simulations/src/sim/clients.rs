@@ -160,10 +160,11 @@ impl<M: Mode> Simulation<M> {
                 .push(self.now.since_origin().as_secs_f64());
             self.metrics.tag_sender.push(c);
             self.tagged_ids.insert(out.id, tag);
-            self.entropy.tag(tag)
+            self.entropy.tags.tag(tag)
         } else {
             Vec::new()
         };
-        self.transmit(route[0], frame(&packet), masses);
+        let carried = self.entropy.start(c, masses);
+        self.transmit(route[0], frame(&packet), carried);
     }
 }

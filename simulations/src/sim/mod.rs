@@ -24,7 +24,7 @@ use rand_chacha::ChaCha20Rng;
 
 use mtos_mixnode::loops::{LoopId, NodeLoops};
 
-use crate::entropy::{EntropyTracker, ExitPoint, Masses, Role};
+use crate::entropy::{Carried, ExitPoint, Role, Trackers};
 use crate::loops::SimNodes;
 use crate::metrics::Metrics;
 use crate::packet::{Abstract, AbstractPacket, client_address, node_address, node_index};
@@ -152,7 +152,7 @@ pub struct Simulation<M: Mode> {
     clients: Vec<Client>,
     nodes: Vec<Node<M::Format>>,
     queue: BinaryHeap<Reverse<Scheduled>>,
-    in_flight: Vec<Option<(Vec<u8>, Masses)>>,
+    in_flight: Vec<Option<(Vec<u8>, Carried)>>,
     free_slots: Vec<usize>,
     seq: u64,
     now: Instant,
@@ -170,7 +170,7 @@ pub struct Simulation<M: Mode> {
     pub deliveries: Vec<(u64, Instant)>,
     /// Events processed.
     pub events: u64,
-    entropy: EntropyTracker,
+    entropy: Trackers,
     tagged: u32,
     /// Tagged real messages not yet delivered: message id to tag (only
     /// looked up and removed, never iterated).
@@ -298,6 +298,7 @@ impl<M: Mode> Simulation<M> {
                 }
             }
         }
+        let sender_entropy = scenario.sender_entropy;
         let mut metrics = Metrics::new(&scenario);
         metrics.routes.held = (0..node_count)
             .filter(|n| held_by_adversary[*n as usize])
@@ -320,7 +321,7 @@ impl<M: Mode> Simulation<M> {
             sent: HashMap::new(),
             deliveries: Vec::new(),
             events: 0,
-            entropy: EntropyTracker::new(),
+            entropy: Trackers::new(sender_entropy),
             tagged: 0,
             tagged_ids: HashMap::new(),
             topology,
@@ -398,7 +399,7 @@ impl<M: Mode> Simulation<M> {
     }
 
     /// Sends a frame (and the tag masses it carries) over a link to `node`.
-    fn transmit(&mut self, node: u32, frame: Vec<u8>, masses: Masses) {
+    fn transmit(&mut self, node: u32, frame: Vec<u8>, masses: Carried) {
         self.metrics.link_frames += 1;
         let Some(delay) = self.link_delay() else {
             self.metrics.link_losses += 1;
@@ -445,7 +446,12 @@ impl<M: Mode> Simulation<M> {
             },
         );
         self.metrics.sent(kind);
-        self.transmit(route[0], frame(&packet), Vec::new());
+        let sender = match rng_of {
+            RngOf::Client(c) => c,
+            RngOf::Node(n) => crate::entropy::carried::node_sender(n),
+        };
+        let carried = self.entropy.start(sender, Vec::new());
+        self.transmit(route[0], frame(&packet), carried);
         id
     }
 
@@ -490,7 +496,7 @@ impl<M: Mode> Simulation<M> {
             }
         }
         self.now = end;
-        let outcome = self.entropy.finish();
+        let outcome = self.entropy.tags.finish();
         self.metrics.entropy = outcome.tags;
         self.metrics.tags_wholly_lost = outcome.wholly_lost;
         self.metrics.tags_unfinished = outcome.unfinished;

@@ -28,7 +28,7 @@ impl<M: Mode> Simulation<M> {
         while let Some(t) = self.nodes[n as usize].engine.poll_transmit() {
             let masses = match exact {
                 true => M::frame_id(&t.frame)
-                    .map_or_else(Vec::new, |id| self.entropy.depart_exact(n, id)),
+                    .map_or_else(Carried::default, |id| self.entropy.depart_exact(n, id)),
                 false => self.entropy.depart(n, Role::Forward, forward),
             };
             forward = forward.saturating_sub(1);
@@ -42,7 +42,7 @@ impl<M: Mode> Simulation<M> {
                 Event::Delivered(d) => {
                     let masses = match exact {
                         true => M::message_id(&d.payload)
-                            .map_or_else(Vec::new, |id| self.entropy.depart_exact(n, id)),
+                            .map_or_else(Carried::default, |id| self.entropy.depart_exact(n, id)),
                         false => self.entropy.depart(n, Role::Deliver, deliver),
                     };
                     deliver = deliver.saturating_sub(1);
@@ -52,10 +52,13 @@ impl<M: Mode> Simulation<M> {
                     if n < self.scenario.layers * self.scenario.nodes_per_layer {
                         // A mix delivers only its own returning loops.
                         self.entropy.rule_out(&masses);
-                    } else if !masses.is_empty() || own.is_some() {
+                    } else if !masses.tags.is_empty() || own.is_some() {
                         let recipient = self.recipient_of(&d.payload);
                         if let (Some(tag), Some(r)) = (own, recipient) {
-                            self.entropy.true_exit(tag, r, &masses);
+                            let sender = self.metrics.tag_sender.get(tag as usize).and_then(|c| {
+                                crate::entropy::carried::sender_view(&masses.senders, *c)
+                            });
+                            self.entropy.tags.true_exit(tag, r, &masses.tags, sender);
                         }
                         self.entropy.exit(&masses, ExitPoint { recipient, node: n });
                     }
