@@ -3,6 +3,7 @@
 pub mod adversary;
 pub mod churn;
 pub mod entropy;
+pub mod grid;
 pub mod linkability;
 pub mod loops;
 pub mod metrics;

@@ -1,7 +1,6 @@
-//! Parameter sweeps: one scenario, one parameter set to several values,
-//! the runs spread over the machine's cores.
+//! Parameter sweeps: setting a scenario's numeric keys, and running
+//! scenarios on the machine's cores (the grid is `crate::grid`).
 
-use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -118,43 +117,6 @@ pub fn set_param(text: &str, name: &str, value: &str) -> Result<(String, f64), S
     };
     let text = toml::to_string(&table).map_err(|_| bad("serialisable value"))?;
     Ok((text, x))
-}
-
-/// Runs the scenario at `path` once per value, on `jobs` threads. Results
-/// come back in the order of `values`.
-pub fn sweep(
-    path: &Path,
-    name: &str,
-    values: &[String],
-    seed: Option<u64>,
-    jobs: usize,
-    on_done: impl Fn(usize) + Sync,
-) -> Result<Vec<(f64, Scenario, Metrics)>, SweepError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Io {
-        path: path.to_owned(),
-        source,
-    })?;
-    // Every variant is built and validated before anything runs.
-    let mut runs = Vec::with_capacity(values.len());
-    for v in values {
-        let (t, x) = set_param(&text, name, v)?;
-        let s = Scenario::parse(&t, path).map_err(|source| SweepError::Scenario {
-            name: name.into(),
-            value: v.clone(),
-            source,
-        })?;
-        runs.push((x, s));
-    }
-    let jobs_list: Vec<(Scenario, u64)> = runs
-        .iter()
-        .map(|(_, s)| (s.clone(), seed.unwrap_or(s.seed)))
-        .collect();
-    let results = run_parallel(&jobs_list, jobs, on_done);
-    Ok(runs
-        .into_iter()
-        .zip(results)
-        .filter_map(|((x, s), m)| m.map(|m| (x, s, m)))
-        .collect())
 }
 
 /// Runs each `(scenario, seed)` on `jobs` threads; results come back in

@@ -135,6 +135,77 @@ fn sweep_runs_every_value_and_refuses_unknown_parameters() {
     assert!(!dir.path().join("u/sweep.csv").exists());
 }
 
+/// A grid of two parameters under two seeds, run here; the same grid as
+/// emitted jobs, run by a shell one command at a time and merged: the
+/// same sweep.csv.
+#[test]
+fn grid_sweeps_run_here_or_as_emitted_jobs_agree() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("tiny.toml");
+    std::fs::write(&scenario, TINY).unwrap();
+    let sweep = |out: &str, extra: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_mtos-sim"))
+            .args(["sweep", scenario.to_str().unwrap()])
+            .args([
+                "--param",
+                "cover.payload=2,4",
+                "--param",
+                "mixing.mean_delay_ms=10,30.5",
+            ])
+            .args(["--seeds", "2", "--seed", "3", "--jobs", "2", "--out"])
+            .arg(dir.path().join(out))
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    sweep("here", &[]);
+    let here = std::fs::read_to_string(dir.path().join("here/sweep.csv")).unwrap();
+    let lines: Vec<&str> = here.lines().collect();
+    assert_eq!(lines.len(), 5, "{here}");
+    assert!(lines[0].starts_with(
+        "cover.payload,mixing.mean_delay_ms,runs,entropy_bits_mean,entropy_bits_ci95"
+    ));
+    assert!(lines[4].starts_with("4,30.5,2,"), "{here}");
+    assert!(dir.path().join("here/point-3/seed-4/summary.json").exists());
+
+    sweep("jobs", &["--emit-jobs"]);
+    let jobs = std::fs::read_to_string(dir.path().join("jobs/jobs.txt")).unwrap();
+    assert_eq!(jobs.lines().count(), 8, "{jobs}");
+    assert!(!dir.path().join("jobs/sweep.csv").exists());
+    for line in jobs.lines() {
+        let o = Command::new("sh").args(["-c", line]).output().unwrap();
+        assert!(
+            o.status.success(),
+            "{line}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let o = Command::new(env!("CARGO_BIN_EXE_mtos-sim"))
+        .arg("merge")
+        .arg(dir.path().join("jobs"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let merged = std::fs::read_to_string(dir.path().join("jobs/sweep.csv")).unwrap();
+    assert_eq!(merged, here);
+
+    // A missing run is left out of its point and said.
+    std::fs::remove_file(dir.path().join("jobs/point-0/seed-3/summary.json")).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_mtos-sim"))
+        .arg("merge")
+        .arg(dir.path().join("jobs"))
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("1 runs have no summary.json"));
+    let merged = std::fs::read_to_string(dir.path().join("jobs/sweep.csv")).unwrap();
+    assert!(
+        merged.lines().nth(1).unwrap().starts_with("2,10,1,"),
+        "{merged}"
+    );
+}
+
 #[test]
 fn parameter_syntax() {
     assert_eq!(

@@ -1,14 +1,14 @@
 //! `mtos-sim`: run scenarios of the production mix engine under virtual
 //! time.
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use mtos_sim::grid;
 use mtos_sim::plot::{cdf_points, line_chart};
-use mtos_sim::sweep::{parse_param, sweep};
+use mtos_sim::sweep::{parse_param, run_parallel};
 use mtos_sim::{Metrics, Scenario, run_scenario};
 
 /// mtos-sim: the mtos mix engine and cover schedule under virtual time.
@@ -45,25 +45,46 @@ enum Command {
         #[arg(long)]
         jobs: Option<usize>,
     },
-    /// Run a scenario once per value of one parameter, in parallel, and plot
-    /// latency and entropy against it.
+    /// Run a scenario at every point of a grid of parameters, each point
+    /// under several seeds, in parallel; sweep.csv has each point's
+    /// figures (mean and 95% half-width over the seeds), and with one
+    /// parameter latency and entropy are plotted against it. With
+    /// --emit-jobs nothing runs: jobs.txt gets one command per run (for
+    /// GNU parallel, a Slurm array, Kubernetes Jobs) and `mtos-sim merge`
+    /// reads their outputs back.
     ///
-    /// Example: mtos-sim sweep simulations/scenarios/small.toml --param mixing.mean_delay_ms=10,50,200 --out sweep/
+    /// Example: mtos-sim sweep simulations/scenarios/small.toml --param mixing.mean_delay_ms=10,50,200 --param cover.payload=2,4 --seeds 5 --out sweep/
     Sweep {
         /// The scenario TOML file.
         scenario: PathBuf,
-        /// NAME=V1,V2,...: a numeric key of the scenario, as a dotted path.
-        #[arg(long)]
-        param: String,
-        /// Seed for every run [default: the scenario's].
+        /// NAME=V1,V2,...: a numeric key of the scenario, as a dotted path;
+        /// repeat for a grid.
+        #[arg(long, required = true)]
+        param: Vec<String>,
+        /// The first seed [default: the scenario's].
         #[arg(long)]
         seed: Option<u64>,
-        /// Output directory for sweep.csv and the plots.
+        /// Seeds per point (seed, seed + 1, ...).
+        #[arg(long, default_value_t = 1)]
+        seeds: usize,
+        /// Output directory: grid.json, points/, point-K/seed-S/summary.json,
+        /// sweep.csv and the plots.
         #[arg(long)]
         out: PathBuf,
         /// Parallel runs [default: the number of cores].
         #[arg(long)]
         jobs: Option<usize>,
+        /// Write jobs.txt (one command per run) instead of running.
+        #[arg(long)]
+        emit_jobs: bool,
+    },
+    /// Read the runs of a sweep (its --out directory) into sweep.csv: after
+    /// the commands of `sweep --emit-jobs` have run, wherever they ran.
+    ///
+    /// Example: parallel < sweep/jobs.txt && mtos-sim merge sweep/
+    Merge {
+        /// The sweep's output directory.
+        dir: PathBuf,
     },
     /// The intersection attack on bulk windows (specs/simulation.md §4):
     /// posts until a publisher is singled out, for windows in fixed
@@ -93,6 +114,53 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+}
+
+/// Merges a sweep's runs into sweep.csv, prints it, and with one
+/// parameter plots latency and entropy against it.
+fn merged(out: &Path, params: &[(String, Vec<String>)]) -> Result<(), String> {
+    let (points, missing) = grid::merge(out)?;
+    if missing > 0 {
+        eprintln!("{missing} runs have no summary.json yet (not run, or failed): left out");
+    }
+    if let [(name, _)] = params {
+        let series = |f: usize| -> Vec<(f64, f64)> {
+            points
+                .iter()
+                .filter_map(|p| Some((*p.xs.first()?, p.figures.get(f)?.0)))
+                .filter(|(_, y)| y.is_finite())
+                .collect()
+        };
+        let at = |n: &str| grid::FIGURES.iter().position(|(f, _)| *f == n).unwrap_or(0);
+        let lat = series(at("end_to_end_latency_mean_s"));
+        if !lat.is_empty() {
+            line_chart(
+                &out.join("sweep_latency.svg"),
+                &format!("Mean end-to-end latency vs {name}"),
+                name,
+                "seconds",
+                &lat,
+                true,
+            )
+            .map_err(|e| e.to_string())?;
+        }
+        let ent = series(at("entropy_bits"));
+        if !ent.is_empty() {
+            line_chart(
+                &out.join("sweep_entropy.svg"),
+                &format!("Mean message entropy vs {name}"),
+                name,
+                "bits",
+                &ent,
+                true,
+            )
+            .map_err(|e| e.to_string())?;
+        }
+    }
+    let csv = std::fs::read_to_string(out.join("sweep.csv")).map_err(|e| e.to_string())?;
+    print!("{csv}");
+    eprintln!("wrote sweep.csv to {}", out.display());
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -234,69 +302,74 @@ fn run(cli: Cli) -> Result<(), String> {
             scenario,
             param,
             seed,
+            seeds,
             out,
             jobs,
+            emit_jobs,
         } => {
-            let (name, values) = parse_param(&param).map_err(|e| e.to_string())?;
+            let params = param
+                .iter()
+                .map(|p| parse_param(p))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| e.to_string())?;
+            if seeds == 0 {
+                return Err("--seeds must be at least 1".into());
+            }
+            let points = grid::points(&scenario, &params).map_err(|e| e.to_string())?;
+            let first = seed.unwrap_or_else(|| points.first().map_or(0, |p| p.scenario.seed));
+            let seed_list = grid::seeds(first, seeds);
+            std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+            if emit_jobs {
+                let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+                let n = grid::emit_jobs(&out, &exe, &points, &seed_list)?;
+                eprintln!(
+                    "wrote {n} commands to {}; run them (e.g. parallel < jobs.txt), then mtos-sim merge {}",
+                    out.join("jobs.txt").display(),
+                    out.display()
+                );
+                return Ok(());
+            }
+            grid::write_grid(&out, &points, &seed_list)?;
             let jobs = jobs.unwrap_or_else(|| {
                 std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
             });
-            let bar = bar(values.len() as u64, false, &name, "runs")?;
-            let results = sweep(&scenario, &name, &values, seed, jobs, |done| {
-                bar.set_position(done as u64);
-            })
-            .map_err(|e| e.to_string())?;
+            let runs: Vec<(Scenario, u64)> = points
+                .iter()
+                .flat_map(|p| seed_list.iter().map(|s| (p.scenario.clone(), *s)))
+                .collect();
+            let bar = bar(runs.len() as u64, false, "sweep", "runs")?;
+            let results = run_parallel(&runs, jobs, |done| bar.set_position(done as u64));
             bar.finish_and_clear();
-            std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
-            let mut csv = format!(
-                "{name},latency_mean_s,latency_p99_s,entropy_bits_mean,entropy_bits_stderr,cover_fraction\n"
-            );
-            let mut lat = Vec::new();
-            let mut ent = Vec::new();
-            for (x, s, m) in &results {
-                let summary = m.summary(s, seed.unwrap_or(s.seed));
-                let l = &summary["end_to_end_latency_s"];
-                let (h, se) = m.mean_entropy().unwrap_or((f64::NAN, f64::NAN));
-                let _ = writeln!(
-                    csv,
-                    "{x},{},{},{h},{se},{}",
-                    l["mean"].as_f64().unwrap_or(f64::NAN),
-                    l["p99"].as_f64().unwrap_or(f64::NAN),
-                    summary["cover_fraction_of_packets"]
-                        .as_f64()
-                        .unwrap_or(f64::NAN)
-                );
-                if let Some(v) = l["mean"].as_f64() {
-                    lat.push((*x, v));
-                }
-                if h.is_finite() {
-                    ent.push((*x, h));
-                }
+            for (i, ((s, seed), m)) in runs.iter().zip(&results).enumerate() {
+                let Some(m) = m else { continue };
+                let dir = grid::run_dir(&out, i / seed_list.len(), *seed);
+                std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+                let summary = serde_json::to_string_pretty(&m.summary(s, *seed))
+                    .map_err(|e| e.to_string())?;
+                write(&dir, "summary.json", &(summary + "\n"))?;
             }
-            write(&out, "sweep.csv", &csv)?;
-            line_chart(
-                &out.join("sweep_latency.svg"),
-                &format!("Mean end-to-end latency vs {name}"),
-                &name,
-                "seconds",
-                &lat,
-                true,
-            )
-            .map_err(|e| e.to_string())?;
-            if !ent.is_empty() {
-                line_chart(
-                    &out.join("sweep_entropy.svg"),
-                    &format!("Mean message entropy vs {name}"),
-                    &name,
-                    "bits",
-                    &ent,
-                    true,
-                )
-                .map_err(|e| e.to_string())?;
-            }
-            print!("{csv}");
-            eprintln!("wrote sweep.csv and plots to {}", out.display());
-            Ok(())
+            merged(&out, &params)
+        }
+        Command::Merge { dir } => {
+            let grid_file = dir.join("grid.json");
+            let grid: serde_json::Value = std::fs::read(&grid_file)
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .ok_or_else(|| {
+                    format!(
+                        "{}: not a sweep's output (no readable grid.json)",
+                        dir.display()
+                    )
+                })?;
+            let names: Vec<(String, Vec<String>)> = grid["params"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(|n| (n.to_owned(), Vec::new())))
+                        .collect()
+                })
+                .unwrap_or_default();
+            merged(&dir, &names)
         }
         Command::Windows {
             clients,
