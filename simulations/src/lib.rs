@@ -5,6 +5,7 @@ pub mod churn;
 pub mod entropy;
 pub mod grid;
 pub mod linkability;
+pub mod load;
 pub mod loops;
 pub mod metrics;
 pub mod packet;

@@ -74,6 +74,8 @@ pub struct Metrics {
     pub attack_drops: u64,
     /// Routes of real messages the adversary held (`[adversary]`).
     pub routes: RouteCompromise,
+    /// Each node's load, by node.
+    pub node_load: Vec<crate::load::NodeLoad>,
 }
 
 /// How often the adversary held a real message's route
@@ -137,6 +139,7 @@ impl Metrics {
             node_loops: LoopReport::default(),
             attack_drops: 0,
             routes: RouteCompromise::default(),
+            node_load: Vec::new(),
         }
     }
 
@@ -158,8 +161,18 @@ impl Metrics {
         }
     }
 
-    pub(crate) fn finish(&mut self, events: u64, nodes: &[Counters]) {
+    pub(crate) fn finish(&mut self, events: u64, nodes: &[Counters], max_held: &[usize]) {
         self.events = events;
+        self.node_load = nodes
+            .iter()
+            .zip(max_held)
+            .map(|(c, h)| crate::load::NodeLoad {
+                received: c.received,
+                forwarded: c.forwarded,
+                delivered: c.delivered,
+                max_held: *h,
+            })
+            .collect();
         for reason in DropReason::ALL {
             let total: u64 = nodes.iter().map(|c| c.drops(reason)).sum();
             if total > 0 {
@@ -216,6 +229,8 @@ impl Metrics {
             "storage": crate::storage::study(scenario, seed),
             "storage_churn": crate::churn::study(scenario, seed),
             "node_loops": self.node_loops.summary(),
+            "node_load": crate::load::summary(scenario, &self.node_load),
+            "bytes": crate::load::bytes(scenario, self.link_frames, self.delivered[kind_index(Kind::Real)]),
             "attack": scenario.attack.map(|a| json!({
                 "dropping_node": a.dropping_node,
                 "from_s": a.from_s,

@@ -58,6 +58,7 @@ fn run_writes_summary_series_and_plots_reproducibly() {
         "summary.json",
         "latency.csv",
         "entropy.csv",
+        "node_load.csv",
         "latency_cdf.svg",
         "entropy.svg",
     ] {
@@ -80,6 +81,35 @@ fn run_writes_summary_series_and_plots_reproducibly() {
     assert_eq!(timing["events"], summary["events"]);
     assert!(timing["events_per_second"].as_f64().unwrap() > 0.0);
     assert!(summary.get("wall_seconds").is_none());
+    // Load by layer, and bytes against the real messages' payload.
+    let load = &summary["node_load"];
+    assert!(
+        load["layer-1"]["received_mean"].as_f64().unwrap() > 0.0,
+        "{load}"
+    );
+    assert!(
+        load["providers"]["max_held"].as_u64().unwrap() >= 1,
+        "{load}"
+    );
+    let bytes = &summary["bytes"];
+    assert!(
+        bytes["link_bytes_per_payload_byte"].as_f64().unwrap() > 1.0,
+        "{bytes}"
+    );
+    let rows = std::fs::read_to_string(dir.path().join("a/node_load.csv")).unwrap();
+    let received: u64 = rows
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(2).unwrap().parse::<u64>().unwrap())
+        .sum();
+    let carried =
+        summary["link_frames"].as_u64().unwrap() - summary["link_losses"].as_u64().unwrap();
+    // Every frame a link carried reached a node, but those still in
+    // flight at the end.
+    assert!(
+        received <= carried && received + 200 >= carried,
+        "{received} of {carried}"
+    );
 }
 
 #[test]

@@ -289,9 +289,14 @@ fn run(cli: Cli) -> Result<(), String> {
                 write(&dir, "run.json", &(timing.to_string() + "\n"))?;
                 write(&dir, "latency.csv", &metrics.latency_csv())?;
                 write(&dir, "entropy.csv", &metrics.entropy_csv())?;
+                write(
+                    &dir,
+                    "node_load.csv",
+                    &mtos_sim::load::csv(&s, &metrics.node_load),
+                )?;
                 plots(&dir, &metrics)?;
                 eprintln!(
-                    "wrote summary.json, run.json, latency.csv, entropy.csv, latency_cdf.svg and entropy.svg to {}",
+                    "wrote summary.json, run.json, latency.csv, entropy.csv, node_load.csv, latency_cdf.svg and entropy.svg to {}",
                     dir.display()
                 );
             }

@@ -180,6 +180,8 @@ pub struct Simulation<M: Mode> {
     loop_timeout: Duration,
     /// Nodes the adversary holds (`[adversary]`), by node.
     held_by_adversary: Vec<bool>,
+    /// The most packets each node held at once.
+    max_held: Vec<usize>,
 }
 
 impl<M: Mode> Simulation<M> {
@@ -327,6 +329,7 @@ impl<M: Mode> Simulation<M> {
             topology,
             loop_timeout,
             held_by_adversary,
+            max_held: vec![0; node_count as usize],
         };
         for c in 0..sim.scenario.clients {
             sim.reschedule_client(c);
@@ -500,7 +503,8 @@ impl<M: Mode> Simulation<M> {
         self.metrics.entropy = outcome.tags;
         self.metrics.tags_wholly_lost = outcome.wholly_lost;
         self.metrics.tags_unfinished = outcome.unfinished;
-        self.metrics.finish(self.events, &self.nodes_counters());
+        self.metrics
+            .finish(self.events, &self.nodes_counters(), &self.max_held);
         for node in &mut self.nodes {
             if let Some(loops) = node.loops.as_mut() {
                 self.metrics.node_loops.add(loops.tracker().counts());

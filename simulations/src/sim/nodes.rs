@@ -212,6 +212,9 @@ impl<M: Mode> Simulation<M> {
         // Only a packet the node took in joins its anonymity set, in the
         // pool of its role; one it dropped takes its mass with it.
         let after = self.held_by_role(n);
+        if let Some(m) = self.max_held.get_mut(n as usize) {
+            *m = (*m).max(after.0 + after.1);
+        }
         let taken = after.0 + after.1 > before.0 + before.1;
         if taken && self.held_by_adversary(n) {
             match M::frame_id(&frame) {

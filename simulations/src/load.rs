@@ -1,0 +1,102 @@
+//! Per-node load and byte overhead (`specs/simulation.md` §2, "Load and
+//! bytes"): frames each node took in, forwarded and delivered, the most
+//! it held at once, by layer; and the bytes a real network would carry
+//! for the run (every link transmission a Sphinx frame) against the real
+//! messages' payload.
+
+use std::fmt::Write as _;
+
+use mtos_crypto::sphinx::{FRAME_SIZE, MAX_MESSAGE};
+use serde_json::{Value, json};
+
+use crate::scenario::Scenario;
+
+/// One node's load over a run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NodeLoad {
+    /// Frames handed to its engine.
+    pub received: u64,
+    /// Frames it sent on.
+    pub forwarded: u64,
+    /// Payloads it delivered.
+    pub delivered: u64,
+    /// The most packets it held at once.
+    pub max_held: usize,
+}
+
+/// Node `n`'s group: `layer-K` (1-based) or `providers`.
+fn group(scenario: &Scenario, n: u32) -> String {
+    let mixes = scenario.layers * scenario.nodes_per_layer;
+    if n < mixes {
+        format!("layer-{}", n / scenario.nodes_per_layer + 1)
+    } else {
+        "providers".to_owned()
+    }
+}
+
+/// Load by group: per node frames received (min, mean, max, max/mean)
+/// and the most any held.
+pub fn summary(scenario: &Scenario, nodes: &[NodeLoad]) -> Value {
+    let mut groups: Vec<(String, Vec<NodeLoad>)> = Vec::new();
+    for (n, l) in nodes.iter().enumerate() {
+        let g = group(scenario, n as u32);
+        match groups.iter_mut().find(|(name, _)| *name == g) {
+            Some((_, v)) => v.push(*l),
+            None => groups.push((g, vec![*l])),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(g, v)| {
+            let r: Vec<u64> = v.iter().map(|l| l.received).collect();
+            let mean = r.iter().sum::<u64>() as f64 / r.len().max(1) as f64;
+            let max = r.iter().copied().max().unwrap_or(0);
+            (
+                g,
+                json!({
+                    "nodes": v.len(),
+                    "received_min": r.iter().copied().min().unwrap_or(0),
+                    "received_mean": mean,
+                    "received_max": max,
+                    "received_max_over_mean": if mean > 0.0 { max as f64 / mean } else { 0.0 },
+                    "max_held": v.iter().map(|l| l.max_held).max().unwrap_or(0),
+                }),
+            )
+        })
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
+/// `node_load.csv`: one row per node.
+pub fn csv(scenario: &Scenario, nodes: &[NodeLoad]) -> String {
+    let mut out = String::from("node,group,received,forwarded,delivered,max_held\n");
+    for (n, l) in nodes.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "{n},{},{},{},{},{}",
+            group(scenario, n as u32),
+            l.received,
+            l.forwarded,
+            l.delivered,
+            l.max_held
+        );
+    }
+    out
+}
+
+/// Bytes: every link transmission (client to gateway and hop to hop) as
+/// a Sphinx frame of [`FRAME_SIZE`] bytes, against the payload capacity
+/// ([`MAX_MESSAGE`]) of the real messages delivered; and what one client
+/// sends a day at its mean rate.
+pub fn bytes(scenario: &Scenario, link_frames: u64, real_delivered: u64) -> Value {
+    let link = link_frames as f64 * FRAME_SIZE as f64;
+    let payload = real_delivered as f64 * MAX_MESSAGE as f64;
+    json!({
+        "frame_bytes": FRAME_SIZE,
+        "message_bytes": MAX_MESSAGE,
+        "link_bytes": link,
+        "real_payload_bytes": payload,
+        "link_bytes_per_payload_byte": if payload > 0.0 { link / payload } else { 0.0 },
+        "client_upload_bytes_per_day": scenario.mean_client_rate() * FRAME_SIZE as f64 * 86_400.0,
+    })
+}
