@@ -18,6 +18,27 @@ use super::{ScreenLock, socket_path};
 use crate::mixnet::{Session, SessionOptions};
 use crate::{ClientError, Home};
 
+/// How long a starting screen keeps trying to open its session while the
+/// network fails it: within the 120 s `mtos screen start` waits.
+const CONNECT_PATIENCE: Duration = Duration::from_secs(90);
+
+/// Whether opening a session failed as a network not ready yet fails (no
+/// agreed document, no gateway listed or answering), not as a wrong
+/// configuration or a document that does not verify.
+fn not_ready(e: &mtos_net::NetError) -> bool {
+    use mtos_net::NetError as N;
+    matches!(
+        e,
+        N::NoRoute(_)
+            | N::Timeout(_)
+            | N::QueueFull(_)
+            | N::DocumentExpired(_)
+            | N::Refused { .. }
+            | N::Link(_)
+            | N::GaveUp(_)
+    )
+}
+
 /// How a screen runs.
 #[derive(Debug, Clone)]
 pub struct ScreenOptions {
@@ -78,19 +99,36 @@ pub async fn run(
     };
     let config = home.network()?;
     let store = Screen::open_store(&home)?;
-    let session = Session::connect_with(
-        &config,
-        &SessionOptions {
-            gateway: Screen::guard(&home, &config.network),
-            schedule_seed: options.schedule_seed,
-            // With a seed given (tests), the ticket comes from it.
-            ticket: match options.schedule_seed {
-                Some(_) if options.bulk_windows => None,
-                _ => Screen::ticket(&home, &config.network, options.bulk_windows),
-            },
+    let session_options = SessionOptions {
+        gateway: Screen::guard(&home, &config.network),
+        schedule_seed: options.schedule_seed,
+        // With a seed given (tests), the ticket comes from it.
+        ticket: match options.schedule_seed {
+            Some(_) if options.bulk_windows => None,
+            _ => Screen::ticket(&home, &config.network, options.bulk_windows),
         },
-    )
-    .await?;
+    };
+    // A network that is not ready yet (no agreed document, no gateway
+    // listed that answers) is waited for, as a screen left running
+    // would: tried again with backoff within `mtos screen start`'s wait.
+    let began = std::time::Instant::now();
+    let mut backoff = Duration::from_secs(1);
+    let session = loop {
+        match Session::connect_with(&config, &session_options).await {
+            Ok(s) => break s,
+            Err(ClientError::Network(e))
+                if not_ready(&e) && began.elapsed() + backoff < CONNECT_PATIENCE =>
+            {
+                eprintln!(
+                    "screen: the network is not ready ({e}); trying again in {} s",
+                    backoff.as_secs()
+                );
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+            Err(e) => return Err(e),
+        }
+    };
     let socket = socket_path(&home);
     // Holding the lock, any socket file is a dead screen's.
     let _ = std::fs::remove_file(&socket);
