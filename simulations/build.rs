@@ -26,11 +26,16 @@ fn main() {
         if dirty { ", modified" } else { "" }
     );
     println!("cargo:rustc-env=MTOS_SIM_VERSION={version}");
+    // The commit moves with these; "modified" with the sources the
+    // simulator is built from.
     for path in [
         "../.git/HEAD",
         "../.git/refs/heads",
         "../.git/packed-refs",
         "../.git/index",
+        "src",
+        "../mixnode/src",
+        "../crypto/src",
     ] {
         println!("cargo:rerun-if-changed={path}");
     }

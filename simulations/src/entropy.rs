@@ -148,11 +148,16 @@ impl Tag {
             truth: self.truth.map(|(recipient, own, partner, sender)| {
                 let mailboxes: f64 = self.recipients.values().sum();
                 let mine = self.recipients.get(&recipient).copied().unwrap_or(0.0);
-                let ahead = self
-                    .recipients
-                    .iter()
-                    .filter(|(r, m)| **r != recipient && **m >= mine)
-                    .count();
+                // With no mass on the truth, every recipient with some is
+                // ahead of it, and so is at least one more than that.
+                let ahead = match mine > 0.0 {
+                    true => self
+                        .recipients
+                        .iter()
+                        .filter(|(r, m)| **r != recipient && **m >= mine)
+                        .count(),
+                    false => self.recipients.len().max(1),
+                };
                 Truth {
                     recipient_share: if mailboxes > 0.0 {
                         mine / mailboxes

@@ -37,6 +37,7 @@ pub fn points(path: &Path, params: &[(String, Vec<String>)]) -> Result<Vec<Point
         path: path.to_owned(),
         source,
     })?;
+    let text = with_absolute_trace(&text, path);
     let mut combos: Vec<Vec<(String, String)>> = vec![Vec::new()];
     for (name, values) in params {
         combos = combos
@@ -79,6 +80,41 @@ pub fn points(path: &Path, params: &[(String, Vec<String>)]) -> Result<Vec<Point
     Ok(out)
 }
 
+/// `text` with a trace file named relative to the scenario at `path`
+/// made absolute, so a point's scenario written elsewhere
+/// (`points/point-K.toml`) reads the same trace. Unchanged when there is
+/// no trace or the text does not parse (the check reports that).
+fn with_absolute_trace(text: &str, path: &Path) -> String {
+    let Ok(mut table) = toml::from_str::<toml::Table>(text) else {
+        return text.to_owned();
+    };
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let base = std::fs::canonicalize(&base).unwrap_or(base);
+    let file = table
+        .get_mut("clients")
+        .and_then(|c| c.get_mut("send"))
+        .and_then(|s| s.get_mut("file"));
+    match file {
+        Some(toml::Value::String(f)) if Path::new(f.as_str()).is_relative() => {
+            *f = base.join(f.as_str()).display().to_string();
+        }
+        _ => return text.to_owned(),
+    }
+    toml::to_string(&table).unwrap_or_else(|_| text.to_owned())
+}
+
+/// Refuses to write a grid into `out` when it already holds one: runs of
+/// an earlier grid left there would be merged into the new one.
+pub fn check_fresh(out: &Path) -> Result<(), String> {
+    if out.join("grid.json").exists() {
+        return Err(format!(
+            "{} already holds a sweep (grid.json): choose a new directory, or merge that one",
+            out.display()
+        ));
+    }
+    Ok(())
+}
+
 /// The seeds of every point: `first`, `first + 1`, ….
 pub fn seeds(first: u64, n: usize) -> Vec<u64> {
     (0..n)
@@ -119,6 +155,8 @@ pub fn write_grid(out: &Path, points: &[Point], seeds: &[u64]) -> Result<(), Str
 /// directory; returns how many.
 pub fn emit_jobs(out: &Path, exe: &Path, points: &[Point], seeds: &[u64]) -> Result<usize, String> {
     write_grid(out, points, seeds)?;
+    // Absolute paths: the commands run from any directory.
+    let out = &std::fs::canonicalize(out).map_err(|e| format!("{}: {e}", out.display()))?;
     let quote = |p: &Path| format!("'{}'", p.display().to_string().replace('\'', r"'\''"));
     let mut jobs = String::new();
     for k in 0..points.len() {

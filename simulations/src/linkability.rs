@@ -79,7 +79,9 @@ pub fn epsilon_samples(tags: &[TagResult]) -> Vec<f64> {
         let other = truth.partner_mass / partner.exited_mass;
         out.push(match (own > 0.0, other > 0.0) {
             (true, true) => (own / other).ln().abs(),
-            (false, false) => 0.0,
+            // Neither: the adversary has ruled the truth out, which says
+            // nothing of the two senders; no sample.
+            (false, false) => continue,
             _ => f64::INFINITY,
         });
     }

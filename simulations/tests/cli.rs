@@ -199,6 +199,22 @@ fn grid_sweeps_run_here_or_as_emitted_jobs_agree() {
     assert!(lines[4].starts_with("4,30.5,2,"), "{here}");
     assert!(dir.path().join("here/point-3/seed-4/summary.json").exists());
 
+    // A directory holding a sweep is not reused: its runs would be merged
+    // into the new one.
+    let o = Command::new(env!("CARGO_BIN_EXE_mtos-sim"))
+        .args([
+            "sweep",
+            scenario.to_str().unwrap(),
+            "--param",
+            "cover.payload=2",
+            "--out",
+        ])
+        .arg(dir.path().join("here"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("already holds a sweep"));
+
     sweep("jobs", &["--emit-jobs"]);
     let jobs = std::fs::read_to_string(dir.path().join("jobs/jobs.txt")).unwrap();
     assert_eq!(jobs.lines().count(), 8, "{jobs}");

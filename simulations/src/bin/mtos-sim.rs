@@ -323,6 +323,7 @@ fn run(cli: Cli) -> Result<(), String> {
             let points = grid::points(&scenario, &params).map_err(|e| e.to_string())?;
             let first = seed.unwrap_or_else(|| points.first().map_or(0, |p| p.scenario.seed));
             let seed_list = grid::seeds(first, seeds);
+            grid::check_fresh(&out)?;
             std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
             if emit_jobs {
                 let exe = std::env::current_exe().map_err(|e| e.to_string())?;

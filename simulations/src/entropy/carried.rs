@@ -121,9 +121,22 @@ pub struct SenderView {
     pub rank: u32,
 }
 
+/// Whether a sender number is a client's (not a node's, see
+/// [`node_sender`]).
+fn is_client(sender: u32) -> bool {
+    sender < u32::MAX / 2
+}
+
 /// The view of `senders` (a delivered packet's sender masses) when
-/// `truth` sent it; `None` when it carries no sender mass.
+/// client `truth` sent it, over the clients only: the packet is a
+/// client's message, so the adversary rules the nodes' own loops out and
+/// divides by the clients' mass. `None` when it carries none.
 pub fn sender_view(senders: &Masses, truth: u32) -> Option<SenderView> {
+    let senders: Masses = senders
+        .iter()
+        .copied()
+        .filter(|(s, _)| is_client(*s))
+        .collect();
     let total: f64 = senders.iter().map(|(_, m)| m).sum();
     if total <= 0.0 {
         return None;
@@ -132,10 +145,15 @@ pub fn sender_view(senders: &Masses, truth: u32) -> Option<SenderView> {
         .iter()
         .find(|(s, _)| *s == truth)
         .map_or(0.0, |(_, m)| *m);
-    let ahead = senders
-        .iter()
-        .filter(|(s, m)| *s != truth && *m >= mine)
-        .count();
+    // With no mass on the truth, every sender with some is ahead of it,
+    // and so is at least one more than that.
+    let ahead = match mine > 0.0 {
+        true => senders
+            .iter()
+            .filter(|(s, m)| *s != truth && *m >= mine)
+            .count(),
+        false => senders.len().max(1),
+    };
     let entropy_bits = senders
         .iter()
         .map(|(_, m)| m / total)
