@@ -224,23 +224,43 @@ pub struct PointSummary {
     pub figures: Vec<(f64, f64)>,
 }
 
-/// Reads every run's `summary.json` under `out` (as `grid.json`
-/// describes the grid) and writes `sweep.csv`: the parameters, the runs
-/// found, and each figure's mean and 95% half-width. A run missing (not
-/// yet done, or failed) is left out of its point and counted.
-pub fn merge(out: &Path) -> Result<(Vec<PointSummary>, usize), String> {
-    let path = out.join("grid.json");
-    let grid: Value = std::fs::read(&path)
-        .map_err(|e| format!("{}: {e}", path.display()))
-        .and_then(|b| serde_json::from_slice(&b).map_err(|e| format!("{}: {e}", path.display())))?;
-    let names: Vec<String> = grid["params"]
-        .as_array()
+/// A merged sweep.
+#[derive(Debug, Clone)]
+pub struct Merged {
+    /// The grid's parameters, in order.
+    pub params: Vec<String>,
+    /// Each point's figures, in the grid's order.
+    pub points: Vec<PointSummary>,
+    /// Runs with no readable `summary.json`.
+    pub missing: usize,
+}
+
+/// The strings of a JSON array (none when it is not one).
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
         .map(|a| {
             a.iter()
                 .filter_map(|v| v.as_str().map(str::to_owned))
                 .collect()
         })
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// Reads every run's `summary.json` under `out` (as `grid.json`
+/// describes the grid) and writes `sweep.csv`: the parameters, the runs
+/// found, and each figure's mean and 95% half-width. A run missing (not
+/// yet done, or failed) is left out of its point and counted.
+pub fn merge(out: &Path) -> Result<Merged, String> {
+    let not_a_sweep = |e: String| {
+        format!(
+            "{}: not a sweep's output (no readable grid.json: {e})",
+            out.display()
+        )
+    };
+    let grid: Value = std::fs::read(out.join("grid.json"))
+        .map_err(|e| not_a_sweep(e.to_string()))
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| not_a_sweep(e.to_string())))?;
+    let names = strings(&grid["params"]);
     let seeds: Vec<u64> = grid["seeds"]
         .as_array()
         .map(|a| a.iter().filter_map(Value::as_u64).collect())
@@ -270,14 +290,7 @@ pub fn merge(out: &Path) -> Result<(Vec<PointSummary>, usize), String> {
             .as_array()
             .map(|a| a.iter().filter_map(Value::as_f64).collect())
             .unwrap_or_default();
-        let values: Vec<String> = p["values"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let values = strings(&p["values"]);
         let figures: Vec<(f64, f64)> = FIGURES
             .iter()
             .map(|(_, f)| mean_ci95(&runs.iter().filter_map(f).collect::<Vec<_>>()))
@@ -308,5 +321,9 @@ pub fn merge(out: &Path) -> Result<(Vec<PointSummary>, usize), String> {
     }
     let path = out.join("sweep.csv");
     std::fs::write(&path, &csv).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok((summaries, missing))
+    Ok(Merged {
+        params: names,
+        points: summaries,
+        missing,
+    })
 }

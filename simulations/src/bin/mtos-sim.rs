@@ -118,12 +118,16 @@ enum Command {
 
 /// Merges a sweep's runs into sweep.csv, prints it, and with one
 /// parameter plots latency and entropy against it.
-fn merged(out: &Path, params: &[(String, Vec<String>)]) -> Result<(), String> {
-    let (points, missing) = grid::merge(out)?;
+fn merged(out: &Path) -> Result<(), String> {
+    let grid::Merged {
+        params,
+        points,
+        missing,
+    } = grid::merge(out)?;
     if missing > 0 {
         eprintln!("{missing} runs have no summary.json yet (not run, or failed): left out");
     }
-    if let [(name, _)] = params {
+    if let [name] = params.as_slice() {
         let series = |f: usize| -> Vec<(f64, f64)> {
             points
                 .iter()
@@ -354,29 +358,9 @@ fn run(cli: Cli) -> Result<(), String> {
                     .map_err(|e| e.to_string())?;
                 write(&dir, "summary.json", &(summary + "\n"))?;
             }
-            merged(&out, &params)
+            merged(&out)
         }
-        Command::Merge { dir } => {
-            let grid_file = dir.join("grid.json");
-            let grid: serde_json::Value = std::fs::read(&grid_file)
-                .ok()
-                .and_then(|b| serde_json::from_slice(&b).ok())
-                .ok_or_else(|| {
-                    format!(
-                        "{}: not a sweep's output (no readable grid.json)",
-                        dir.display()
-                    )
-                })?;
-            let names: Vec<(String, Vec<String>)> = grid["params"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|v| v.as_str().map(|n| (n.to_owned(), Vec::new())))
-                        .collect()
-                })
-                .unwrap_or_default();
-            merged(&dir, &names)
-        }
+        Command::Merge { dir } => merged(&dir),
         Command::Windows {
             clients,
             cohorts,
