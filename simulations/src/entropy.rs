@@ -147,24 +147,15 @@ impl Tag {
             ruled_out_mass: self.ruled_out,
             truth: self.truth.map(|(recipient, own, partner, sender)| {
                 let mailboxes: f64 = self.recipients.values().sum();
-                let mine = self.recipients.get(&recipient).copied().unwrap_or(0.0);
-                // With no mass on the truth, every recipient with some is
-                // ahead of it, and so is at least one more than that.
-                let ahead = match mine > 0.0 {
-                    true => self
-                        .recipients
-                        .iter()
-                        .filter(|(r, m)| **r != recipient && **m >= mine)
-                        .count(),
-                    false => self.recipients.len().max(1),
-                };
+                let (mine, rank) =
+                    truth_rank(self.recipients.iter().map(|(r, m)| (*r, *m)), recipient);
                 Truth {
                     recipient_share: if mailboxes > 0.0 {
                         mine / mailboxes
                     } else {
                         0.0
                     },
-                    recipient_rank: u32::try_from(ahead).unwrap_or(u32::MAX).saturating_add(1),
+                    recipient_rank: rank,
                     own_mass: own,
                     partner_mass: partner,
                     sender,
@@ -176,13 +167,38 @@ impl Tag {
 
 /// Entropy of the groups' masses divided by `total`, bits.
 fn grouped_entropy(groups: &BTreeMap<u32, f64>, total: f64) -> f64 {
-    let h: f64 = groups
-        .values()
+    entropy_of(groups.values().copied(), total)
+}
+
+/// Entropy of `masses` divided by `total`, bits.
+pub(crate) fn entropy_of(masses: impl Iterator<Item = f64>, total: f64) -> f64 {
+    let h: f64 = masses
         .map(|m| m / total)
         .filter(|p| *p > 0.0)
         .map(|p| -p * p.log2())
         .sum();
     h.max(0.0)
+}
+
+/// The mass on `truth` among `masses` and its rank by mass (1: the
+/// most; ties count against it; with no mass on it, every one with some
+/// ranks ahead, and at least one).
+pub(crate) fn truth_rank(
+    masses: impl Iterator<Item = (u32, f64)> + Clone,
+    truth: u32,
+) -> (f64, u32) {
+    let mine = masses
+        .clone()
+        .find(|(k, _)| *k == truth)
+        .map_or(0.0, |(_, m)| m);
+    let ahead = match mine > 0.0 {
+        true => masses.filter(|(k, m)| *k != truth && *m >= mine).count(),
+        false => masses.count().max(1),
+    };
+    (
+        mine,
+        u32::try_from(ahead).unwrap_or(u32::MAX).saturating_add(1),
+    )
 }
 
 /// What a run's tags came to.

@@ -141,30 +141,11 @@ pub fn sender_view(senders: &Masses, truth: u32) -> Option<SenderView> {
     if total <= 0.0 {
         return None;
     }
-    let mine = senders
-        .iter()
-        .find(|(s, _)| *s == truth)
-        .map_or(0.0, |(_, m)| *m);
-    // With no mass on the truth, every sender with some is ahead of it,
-    // and so is at least one more than that.
-    let ahead = match mine > 0.0 {
-        true => senders
-            .iter()
-            .filter(|(s, m)| *s != truth && *m >= mine)
-            .count(),
-        false => senders.len().max(1),
-    };
-    let entropy_bits = senders
-        .iter()
-        .map(|(_, m)| m / total)
-        .filter(|p| *p > 0.0)
-        .map(|p| -p * p.log2())
-        .sum::<f64>()
-        .max(0.0);
+    let (mine, rank) = super::truth_rank(senders.iter().copied(), truth);
     Some(SenderView {
-        entropy_bits,
+        entropy_bits: super::entropy_of(senders.iter().map(|(_, m)| *m), total),
         posterior_on_true_sender: mine / total,
-        rank: u32::try_from(ahead).unwrap_or(u32::MAX).saturating_add(1),
+        rank,
     })
 }
 
