@@ -179,9 +179,12 @@ pub fn emit_jobs(out: &Path, exe: &Path, points: &[Point], seeds: &[u64]) -> Res
 type Figure = (&'static str, fn(&Value) -> Option<f64>);
 
 /// The figures `sweep.csv` reports for each point.
-pub const FIGURES: [Figure; 10] = [
+pub const FIGURES: [Figure; 11] = [
     ("entropy_bits", |s| {
         s["anonymity"]["entropy_bits_mean"].as_f64()
+    }),
+    ("closed_form_bits", |s| {
+        s["anonymity"]["closed_form_bits"].as_f64()
     }),
     ("receiver_entropy_bits", |s| {
         s["anonymity"]["receiver_entropy_bits"]["mean"].as_f64()

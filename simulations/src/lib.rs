@@ -14,6 +14,7 @@ pub mod replicate;
 pub mod scenario;
 pub mod sim;
 pub mod storage;
+pub mod stratified;
 pub mod sweep;
 pub mod windows;
 

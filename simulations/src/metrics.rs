@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use mtos_mixnode::{Counters, DropReason, Instant};
+use mtos_mixnode::{Counters, DropReason, Instant, MixingMode};
 use serde_json::{Value, json};
 
 use crate::entropy::TagResult;
@@ -223,7 +223,7 @@ impl Metrics {
             "engine_drops": self.engine_drops,
             "pool_flushes": self.pool_flushes,
             "pool_threshold_violations": self.pool_threshold_violations,
-            "anonymity": self.anonymity_summary(),
+            "anonymity": self.anonymity_summary(scenario),
             "network_latency_s": stats(&self.network_latency_s),
             "end_to_end_latency_s": stats(&self.end_to_end_latency_s),
             "storage": crate::storage::study(scenario, seed),
@@ -268,7 +268,26 @@ impl Metrics {
         mean_and_stderr(self.entropy.iter().map(|t| t.entropy_bits))
     }
 
-    fn anonymity_summary(&self) -> Value {
+    /// The stratified closed form for a real message's route
+    /// (`simulation.md` §2, Closed forms): `layers + 2` exponential stages
+    /// and the providers' exits over the run. Poisson mixing only.
+    fn closed_form_bits(&self, scenario: &Scenario) -> Option<f64> {
+        if scenario.mixing != MixingMode::Poisson || self.duration.is_zero() {
+            return None;
+        }
+        let mixes = (scenario.layers * scenario.nodes_per_layer) as usize;
+        let exits: u64 = self.node_load.iter().skip(mixes).map(|l| l.delivered).sum();
+        let rate = exits as f64 / self.duration.as_secs_f64();
+        (rate > 0.0).then(|| {
+            crate::stratified::closed_form_bits(
+                scenario.layers + 2,
+                scenario.mean_delay.as_secs_f64(),
+                rate,
+            )
+        })
+    }
+
+    fn anonymity_summary(&self, scenario: &Scenario) -> Value {
         let tags = &self.entropy;
         let stat = |f: fn(&TagResult) -> f64| {
             mean_and_stderr(tags.iter().map(f)).map_or(Value::Null, |(mean, se)| {
@@ -277,6 +296,7 @@ impl Metrics {
             })
         };
         let mut out = json!({
+            "closed_form_bits": self.closed_form_bits(scenario),
             "tags_asked": self.tags_asked,
             "tagged": self.tag_sent_s.len(),
             "tagged_measured": tags.len(),

@@ -114,6 +114,35 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// The metric against its closed form (specs/simulation.md §2): a
+    /// stratified network of exponential mixes driven by the production
+    /// engine, its mean entropy over seeds, and the Erlang closed form.
+    /// Prints one CSV row per network of the grid.
+    ///
+    /// Example: mtos-sim stratified --layers 1,3 --width 1,3 --load 3,10,50 --seeds 5
+    Stratified {
+        /// Mix layers, 1 to 4 (a list for several networks).
+        #[arg(long, value_delimiter = ',', default_value = "3")]
+        layers: Vec<u32>,
+        /// Mixes per layer (a list).
+        #[arg(long, value_delimiter = ',', default_value = "3")]
+        width: Vec<u32>,
+        /// Each mix's load λ/μ (a list).
+        #[arg(long, value_delimiter = ',', default_value = "50")]
+        load: Vec<f64>,
+        /// Mean hold 1/μ, milliseconds.
+        #[arg(long, default_value_t = 100)]
+        mean_delay_ms: u64,
+        /// Tagged messages per run.
+        #[arg(long, default_value_t = 150)]
+        tags: u32,
+        /// Runs per network (seeds seed, seed + 1, ...).
+        #[arg(long, default_value_t = 5)]
+        seeds: usize,
+        /// The first seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
 }
 
 /// Merges a sweep's runs into sweep.csv, prints it, and with one
@@ -361,6 +390,56 @@ fn run(cli: Cli) -> Result<(), String> {
             merged(&out)
         }
         Command::Merge { dir } => merged(&dir),
+        Command::Stratified {
+            layers,
+            width,
+            load,
+            mean_delay_ms,
+            tags,
+            seeds,
+            seed,
+        } => {
+            use mtos_sim::stratified::Stratified;
+            let loads_ok = load.iter().all(|l| l.is_finite() && *l > 0.0);
+            if layers.iter().any(|l| !(1..=4).contains(l))
+                || width.contains(&0)
+                || !loads_ok
+                || mean_delay_ms == 0
+                || tags == 0
+                || seeds < 2
+            {
+                return Err(
+                    "layers 1 to 4, width >= 1, load > 0, mean_delay_ms >= 1, tags >= 1, seeds >= 2"
+                        .into(),
+                );
+            }
+            println!(
+                "layers,width,load,mean_delay_ms,seeds,entropy_bits_mean,entropy_bits_ci95,stderr_bits,closed_form_bits,difference_in_stderrs"
+            );
+            for &l in &layers {
+                for &w in &width {
+                    for &rho in &load {
+                        let c = Stratified {
+                            layers: l,
+                            width: w,
+                            load: rho,
+                            mean_delay: std::time::Duration::from_millis(mean_delay_ms),
+                            tags,
+                        }
+                        .compare(seed, seeds);
+                        println!(
+                            "{l},{w},{rho},{mean_delay_ms},{seeds},{:.4},{:.4},{:.4},{:.4},{:.2}",
+                            c.mean_bits,
+                            c.ci95_bits,
+                            c.stderr_bits,
+                            c.closed_form_bits,
+                            (c.mean_bits - c.closed_form_bits) / c.stderr_bits
+                        );
+                    }
+                }
+            }
+            Ok(())
+        }
         Command::Windows {
             clients,
             cohorts,
