@@ -70,8 +70,11 @@ pub struct Metrics {
     pub tag_sender: Vec<u32>,
     /// What the nodes' loops found.
     pub node_loops: LoopReport,
-    /// Frames the attacking node discarded (`[attack]`).
+    /// Frames the attacking node discarded, or the n−1 attacker blocked
+    /// (`[attack]`).
     pub attack_drops: u64,
+    /// What the n−1 attacker achieved.
+    pub n_minus_1: crate::sim::NMinusOneReport,
     /// Routes of real messages the adversary held (`[adversary]`).
     pub routes: RouteCompromise,
     /// Each node's load, by node.
@@ -138,6 +141,7 @@ impl Metrics {
             tag_sender: Vec::new(),
             node_loops: LoopReport::default(),
             attack_drops: 0,
+            n_minus_1: Default::default(),
             routes: RouteCompromise::default(),
             node_load: Vec::new(),
         }
@@ -232,9 +236,27 @@ impl Metrics {
             "node_load": crate::load::summary(scenario, &self.node_load),
             "bytes": crate::load::bytes(scenario, self.link_frames, self.delivered[kind_index(Kind::Real)]),
             "attack": scenario.attack.map(|a| json!({
+                "kind": match a.kind {
+                    crate::scenario::AttackKind::Drop => "drop",
+                    crate::scenario::AttackKind::NMinusOne => "n-1",
+                },
                 "dropping_node": a.dropping_node,
                 "from_s": a.from_s,
                 "frames_dropped": self.attack_drops,
+                "n_minus_1": (a.kind == crate::scenario::AttackKind::NMinusOne).then(|| {
+                    let r = &self.n_minus_1;
+                    json!({
+                        "pause_s": a.pause_s,
+                        "targets": r.targets,
+                        "isolated": r.isolated,
+                        "traced": r.traced,
+                        "misled": r.misled,
+                        "delivered_here": r.delivered_here,
+                        "traced_share": if r.isolated == 0 { 0.0 } else { r.traced as f64 / r.isolated as f64 },
+                        "traced_before_alarm": r.traced_before_alarm,
+                        "frames_blocked_before_alarm": r.blocked_before_alarm,
+                    })
+                }),
                 "first_alarm_after_s": self
                     .node_loops
                     .first_alarm_after(a.from_s)

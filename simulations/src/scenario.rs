@@ -158,16 +158,39 @@ fn default_repair_rate() -> u32 {
     100
 }
 
-/// `[attack]`: one node drops every frame it receives from `from_s` on
-/// (a blocking or n−1 attacker), to see when the nodes' loops notice.
+/// `[attack]`: an active attacker on one node, from `from_s` on, to see
+/// when the nodes' loops notice (`simulation.md` §1, Attack).
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct DropAttack {
-    /// The dropping node (mix nodes are numbered from 0 layer by layer,
-    /// then the providers).
+    /// The node attacked (mix nodes are numbered from 0 layer by layer,
+    /// then the providers): the dropping node, or the n−1 attack's mix.
     pub dropping_node: u32,
     /// When it starts, virtual seconds.
     pub from_s: f64,
+    /// What the attacker does.
+    #[serde(default)]
+    pub kind: AttackKind,
+    /// n−1: seconds the attacker lets every frame through after each
+    /// target (0: one target after another).
+    #[serde(default)]
+    pub pause_s: f64,
+}
+
+/// The attack `[attack]` runs.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+pub enum AttackKind {
+    /// The node discards every frame it receives (a blocking attacker).
+    #[default]
+    #[serde(rename = "drop")]
+    Drop,
+    /// Flood and block on the links into the node: the attacker holds
+    /// back one frame (the target), blocks every other frame until the
+    /// node holds nothing, lets the target in alone, and takes the first
+    /// frame the node sends after it for the target; then it lets
+    /// traffic through for `pause_s` and starts again.
+    #[serde(rename = "n-1")]
+    NMinusOne,
 }
 
 fn default_replicas() -> usize {
@@ -538,6 +561,13 @@ impl Scenario {
                 ));
             }
             non_negative("attack.from_s", a.from_s)?;
+            non_negative("attack.pause_s", a.pause_s)?;
+            if a.kind == AttackKind::NMinusOne && raw.packet_mode != PacketMode::Abstract {
+                return Err(invalid(
+                    "attack.kind",
+                    "the n-1 attack tells its target by the abstract packets' ids: set packet_mode = \"abstract\"".into(),
+                ));
+            }
             if a.from_s >= raw.duration_s {
                 return Err(invalid(
                     "attack.from_s",

@@ -199,6 +199,17 @@ fn bad_scenarios_are_refused_before_running() {
         ),
         (
             format!(
+                "{}[attack]\nkind = \"n-1\"\ndropping_node = 1\nfrom_s = 1\n",
+                BASE.replace("name = \"test\"", "name = \"test\"\npacket_mode = \"real\"")
+            ),
+            "attack.kind",
+        ),
+        (
+            format!("{BASE}[attack]\ndropping_node = 1\nfrom_s = 1\npause_s = -1\n"),
+            "attack.pause_s",
+        ),
+        (
+            format!(
                 "{BASE}[bulk]\npayload = 10.0\nloop = 1.0\ndrop = 1.0\nwindow_s = 30\ncohorts = 20\n"
             ),
             "rates.bulk.payload",
@@ -497,4 +508,48 @@ fn clients_in_bulk_windows_send_at_their_class() {
     );
     assert!(within(loops, 20.0 * 60.0), "loops {loops}");
     assert!(within(drops, 20.0 * (30.0 + 60.0)), "drops {drops}");
+}
+
+/// The n−1 attack (`[attack] kind = "n-1"`) on a layer-2 mix: without
+/// node loops (the weakened network) it traces every target it isolates
+/// and nothing notices; with them (λM = 1) the mix's own loops mislead
+/// some guesses and the blocked loops raise the alarm, naming the mix,
+/// within two minutes.
+#[test]
+fn the_n_minus_1_attack_is_caught_by_node_loops_and_unseen_without_them() {
+    let run = |node_loop: &str, pause: &str| {
+        let text = BASE
+            .replace("duration_s = 60", "duration_s = 240")
+            .replace("node_loop = 0.5", &format!("node_loop = {node_loop}"));
+        let text = format!(
+            "{text}[attack]\nkind = \"n-1\"\ndropping_node = 4\nfrom_s = 60\npause_s = {pause}\n"
+        );
+        let s = scenario(&text);
+        let mut sim = Simulation::<AbstractMode>::new(s.clone(), 3);
+        sim.run(|_| {});
+        sim.metrics.summary(&s, 3)
+    };
+    let weak = run("0.0", "0");
+    let attack = &weak["attack"];
+    let n1 = &attack["n_minus_1"];
+    let isolated = n1["isolated"].as_u64().unwrap();
+    assert!(isolated > 500, "{attack}");
+    // Every target isolated but the one still in the mix at the end.
+    assert!(n1["traced"].as_u64().unwrap() + 1 >= isolated, "{attack}");
+    assert!(attack["first_alarm_after_s"].is_null(), "{attack}");
+    assert_eq!(weak["node_loops"]["alarms"], 0);
+
+    let default = run("1.0", "0");
+    let attack = &default["attack"];
+    let n1 = &attack["n_minus_1"];
+    assert!(n1["misled"].as_u64().unwrap() > 0, "{attack}");
+    assert!(n1["traced_share"].as_f64().unwrap() < 0.99, "{attack}");
+    let after = attack["first_alarm_after_s"].as_f64().unwrap();
+    assert!(after < 120.0, "{attack}");
+    assert!(attack["alarms_naming_it"].as_u64().unwrap() > 0, "{attack}");
+    // It traced only what it could before the alarm.
+    assert!(
+        n1["traced_before_alarm"].as_u64().unwrap() < n1["traced"].as_u64().unwrap(),
+        "{attack}"
+    );
 }

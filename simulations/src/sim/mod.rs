@@ -30,9 +30,12 @@ use crate::metrics::Metrics;
 use crate::packet::{Abstract, AbstractPacket, client_address, node_address, node_index};
 use crate::scenario::{Latency, Scenario};
 
+mod attack;
 mod clients;
 mod mode;
 mod nodes;
+
+pub use attack::NMinusOneReport;
 
 use mode::frame;
 pub use mode::{AbstractMode, Mode, RealMode};
@@ -182,6 +185,8 @@ pub struct Simulation<M: Mode> {
     held_by_adversary: Vec<bool>,
     /// The most packets each node held at once.
     max_held: Vec<usize>,
+    /// Where the n−1 attacker is (`[attack] kind = "n-1"`).
+    attack_phase: attack::Phase,
 }
 
 impl<M: Mode> Simulation<M> {
@@ -330,6 +335,7 @@ impl<M: Mode> Simulation<M> {
             loop_timeout,
             held_by_adversary,
             max_held: vec![0; node_count as usize],
+            attack_phase: attack::Phase::Wait,
         };
         for c in 0..sim.scenario.clients {
             sim.reschedule_client(c);

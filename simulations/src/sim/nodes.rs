@@ -32,6 +32,7 @@ impl<M: Mode> Simulation<M> {
                 false => self.entropy.depart(n, Role::Forward, forward),
             };
             forward = forward.saturating_sub(1);
+            self.n_minus_1_output(n, M::frame_id(&t.frame));
             match node_index(&t.next) {
                 Some(next) => self.transmit(next, t.frame, masses),
                 None => self.entropy.lose(&masses),
@@ -40,6 +41,7 @@ impl<M: Mode> Simulation<M> {
         while let Some(e) = self.nodes[n as usize].engine.poll_event() {
             match e {
                 Event::Delivered(d) => {
+                    self.n_minus_1_delivered(n, M::message_id(&d.payload));
                     let masses = match exact {
                         true => M::message_id(&d.payload)
                             .map_or_else(Carried::default, |id| self.entropy.depart_exact(n, id)),
@@ -137,6 +139,7 @@ impl<M: Mode> Simulation<M> {
         self.drain_node(n, held);
         self.node_loops(n);
         self.reschedule_node(n);
+        self.n_minus_1_check(n);
     }
 
     /// Node `n`'s loop cover: loops judged, alarms noted, loops due sent
@@ -156,6 +159,7 @@ impl<M: Mode> Simulation<M> {
             let Some(send) = send else {
                 return;
             };
+            self.n_minus_1_output(n, None);
             let id = self.send_packet(
                 Kind::NodeLoop,
                 send.route,
@@ -192,6 +196,7 @@ impl<M: Mode> Simulation<M> {
         let now = self.now;
         // An attacking node discards everything it receives.
         if let Some(a) = self.scenario.attack
+            && a.kind == crate::scenario::AttackKind::Drop
             && a.dropping_node == n
             && now.since_origin().as_secs_f64() >= a.from_s
         {
@@ -199,6 +204,14 @@ impl<M: Mode> Simulation<M> {
             self.entropy.lose(&masses);
             return;
         }
+        if let Some((frame, masses)) = self.n_minus_1_arrival(n, frame, masses) {
+            self.admit(n, frame, masses);
+        }
+    }
+
+    /// Frame `frame`, carrying `masses`, goes into node `n`'s engine.
+    pub(super) fn admit(&mut self, n: u32, frame: Vec<u8>, masses: Carried) {
+        let now = self.now;
         // Releases due at this very instant happen before the frame joins
         // (otherwise it would count in their anonymity set).
         if self.nodes[n as usize].wake.is_some_and(|w| w <= now) {
@@ -230,6 +243,7 @@ impl<M: Mode> Simulation<M> {
         }
         self.drain_node(n, after);
         self.reschedule_node(n);
+        self.n_minus_1_check(n);
     }
 
     pub(super) fn loop_returned(&mut self, n: u32, id: &LoopId) {
