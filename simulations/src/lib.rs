@@ -2,6 +2,7 @@
 
 pub mod adversary;
 pub mod churn;
+pub mod disclosure;
 pub mod entropy;
 pub mod grid;
 pub mod linkability;

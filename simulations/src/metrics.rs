@@ -73,6 +73,8 @@ pub struct Metrics {
     /// Frames the attacking node discarded, or the n−1 attacker blocked
     /// (`[attack]`).
     pub attack_drops: u64,
+    /// The statistical disclosure attack's result (`[disclosure]`).
+    pub disclosure: Option<Value>,
     /// What the n−1 attacker achieved.
     pub n_minus_1: crate::sim::NMinusOneReport,
     /// Routes of real messages the adversary held (`[adversary]`).
@@ -142,6 +144,7 @@ impl Metrics {
             node_loops: LoopReport::default(),
             attack_drops: 0,
             n_minus_1: Default::default(),
+            disclosure: None,
             routes: RouteCompromise::default(),
             node_load: Vec::new(),
         }
@@ -269,6 +272,7 @@ impl Metrics {
                     .find(|x| x.3 == Some(a.dropping_node) && x.1 >= a.from_s)
                     .map(|x| x.1 - a.from_s),
             })),
+            "disclosure": self.disclosure,
             "adversary": scenario.adversary.as_ref().map(|a| {
                 let r = &self.routes;
                 let share = |k: u64| if r.routes == 0 { 0.0 } else { k as f64 / r.routes as f64 };

@@ -270,6 +270,8 @@ pub struct Scenario {
     pub attack: Option<DropAttack>,
     /// `[adversary]`: nodes the adversary holds (`simulation.md` §5).
     pub adversary: Option<crate::adversary::AdversaryConfig>,
+    /// `[disclosure]`: the statistical disclosure attack (§9).
+    pub disclosure: Option<crate::disclosure::DisclosureConfig>,
 }
 
 impl Scenario {
@@ -590,6 +592,10 @@ impl Scenario {
                 ));
             }
         }
+        if let Some(d) = &raw.disclosure {
+            d.check(raw.clients.count)
+                .map_err(|(field, reason)| invalid(field, reason))?;
+        }
         if raw.anonymity.sender_entropy && raw.clients.count > MAX_SENDER_ENTROPY_CLIENTS {
             return Err(invalid(
                 "anonymity.sender_entropy",
@@ -629,6 +635,7 @@ impl Scenario {
             storage: raw.storage,
             attack: raw.attack,
             adversary: raw.adversary.clone(),
+            disclosure: raw.disclosure,
         })
     }
 }

@@ -429,3 +429,32 @@ fn sender_entropy_names_senders_only_in_a_weak_network() {
     let e = Scenario::parse(&many, Path::new("a.toml")).unwrap_err();
     assert!(e.to_string().contains("anonymity.sender_entropy"), "{e}");
 }
+
+/// The statistical disclosure attack (`[disclosure]`): Alice writes only
+/// to 3 friends. Against the weakened network the adversary names them
+/// after a few dozen of her messages; against BASE (mixing and cover) it
+/// has not named them after ten minutes and hundreds of messages.
+#[test]
+fn statistical_disclosure_names_friends_in_a_weak_network_only() {
+    let run = |text: String| {
+        let text = text
+            .replace("duration_s = 40", "duration_s = 600")
+            .replace("tagged_messages = 150", "tagged_messages = 2");
+        let text = format!("{text}[disclosure]\nsender = 0\nfriends = 3\n");
+        metrics_of(&text).disclosure.unwrap()
+    };
+    let weak = run(weakened());
+    eprintln!("weakened: {weak}");
+    assert_eq!(weak["identified"], true, "{weak}");
+    assert!(
+        weak["real_messages_to_identify"].as_u64().unwrap() <= 100,
+        "{weak}"
+    );
+    let default = run(BASE.to_owned());
+    eprintln!("default: {default}");
+    assert!(
+        default["real_messages"].as_u64().unwrap() > 400,
+        "{default}"
+    );
+    assert_eq!(default["identified"], false, "{default}");
+}

@@ -209,6 +209,14 @@ fn bad_scenarios_are_refused_before_running() {
             "attack.pause_s",
         ),
         (
+            format!("{BASE}[disclosure]\nsender = 20\nfriends = 3\n"),
+            "disclosure.sender",
+        ),
+        (
+            format!("{BASE}[disclosure]\nfriends = 19\n"),
+            "disclosure.friends",
+        ),
+        (
             format!(
                 "{BASE}[bulk]\npayload = 10.0\nloop = 1.0\ndrop = 1.0\nwindow_s = 30\ncohorts = 20\n"
             ),

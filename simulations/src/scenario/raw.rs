@@ -30,6 +30,8 @@ pub(super) struct RawScenario {
     pub(super) bulk: Option<RawBulk>,
     #[serde(default)]
     pub(super) adversary: Option<crate::adversary::AdversaryConfig>,
+    #[serde(default)]
+    pub(super) disclosure: Option<crate::disclosure::DisclosureConfig>,
 }
 
 /// `[bulk]`: a bulk class with windows taken by cohorts in turn

@@ -23,6 +23,10 @@ impl<M: Mode> Simulation<M> {
             if recipient >= c {
                 recipient += 1;
             }
+            // Alice writes to her friends only (`[disclosure]`).
+            if self.scenario.disclosure.is_some_and(|d| d.sender == c) && !self.friends.is_empty() {
+                recipient = self.friends[client.rng.random_range(0..self.friends.len())];
+            }
             let gap = sample_exponential(&mut client.rng, Duration::from_secs_f64(1.0 / rate));
             client.next_generate = client.next_generate.map(|t| t + gap);
             if client
@@ -41,6 +45,15 @@ impl<M: Mode> Simulation<M> {
             };
             let gateway = client.gateway;
             let providers = self.scenario.providers;
+            if let Some(obs) = self.disclosure.as_mut()
+                && self.scenario.disclosure.is_some_and(|d| d.sender == c)
+            {
+                let t = now.since_origin().as_secs_f64();
+                obs.sends.push(t);
+                if matches!(send, Send::Real(_)) {
+                    obs.real_sends.push(t);
+                }
+            }
             match send {
                 Send::Real(out) => {
                     let exit = self.provider(out.recipient % providers);

@@ -187,6 +187,10 @@ pub struct Simulation<M: Mode> {
     max_held: Vec<usize>,
     /// Where the n−1 attacker is (`[attack] kind = "n-1"`).
     attack_phase: attack::Phase,
+    /// Alice's friends and what the disclosure attacker saw
+    /// (`[disclosure]`).
+    friends: Vec<u32>,
+    disclosure: Option<crate::disclosure::Observations>,
 }
 
 impl<M: Mode> Simulation<M> {
@@ -295,6 +299,10 @@ impl<M: Mode> Simulation<M> {
             })
             .collect();
         let topology = SimNodes::new(&scenario);
+        let scenario_disclosure = scenario.disclosure;
+        let friends = scenario_disclosure.map_or_else(Vec::new, |d| {
+            d.draw_friends(scenario.clients, &mut component_rng(seed, "disclosure", 0))
+        });
         let loop_timeout = crate::loops::timeout(&scenario);
         let mut held_by_adversary = vec![false; node_count as usize];
         if let Some(a) = &scenario.adversary {
@@ -336,6 +344,8 @@ impl<M: Mode> Simulation<M> {
             held_by_adversary,
             max_held: vec![0; node_count as usize],
             attack_phase: attack::Phase::Wait,
+            friends,
+            disclosure: scenario_disclosure.map(|_| Default::default()),
         };
         for c in 0..sim.scenario.clients {
             sim.reschedule_client(c);
@@ -515,6 +525,26 @@ impl<M: Mode> Simulation<M> {
             if let Some(loops) = node.loops.as_mut() {
                 self.metrics.node_loops.add(loops.tracker().counts());
             }
+        }
+        if let (Some(config), Some(obs)) = (self.scenario.disclosure, &self.disclosure) {
+            // The attacker knows the network's latency: the window from its
+            // 1st to its 99th percentile.
+            let mut latency = self.metrics.network_latency_s.clone();
+            latency.sort_by(f64::total_cmp);
+            let at = |q: f64| {
+                latency
+                    .get(((latency.len() as f64 - 1.0) * q).round() as usize)
+                    .copied()
+                    .unwrap_or(0.0)
+            };
+            self.metrics.disclosure = Some(crate::disclosure::attack(
+                obs,
+                &config,
+                &self.friends,
+                self.scenario.clients,
+                self.scenario.warmup.as_secs_f64(),
+                (at(0.01), at(0.99)),
+            ));
         }
         progress(1.0);
     }

@@ -104,6 +104,12 @@ impl<M: Mode> Simulation<M> {
         if record.kind == Kind::Real {
             self.deliveries.push((id, self.now));
         }
+        if let Some(obs) = self.disclosure.as_mut()
+            && matches!(record.kind, Kind::Real | Kind::Loop | Kind::PayloadCover)
+        {
+            obs.deposits
+                .push((self.now.since_origin().as_secs_f64(), record.dest));
+        }
         if let Some((n, loop_id)) = record.node_loop {
             self.loop_returned(n, &loop_id);
         }
