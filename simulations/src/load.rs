@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use crate::scenario::Scenario;
 
 /// One node's load over a run.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct NodeLoad {
     /// Frames handed to its engine.
     pub received: u64,
@@ -22,6 +22,55 @@ pub struct NodeLoad {
     pub delivered: u64,
     /// The most packets it held at once.
     pub max_held: usize,
+    /// The packets it held on average over the samples after the
+    /// warm-up (the queue series).
+    pub mean_held: f64,
+}
+
+/// Every node's held packets, sampled every `interval_s` of virtual time
+/// (`queue_series_s`): `held[k · nodes + n]` is node `n` at `times[k]`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct QueueSeries {
+    /// Seconds between samples (0: none taken).
+    pub interval_s: f64,
+    /// When each sample was taken, seconds.
+    pub times: Vec<f64>,
+    /// Packets held, sample by sample, node by node.
+    pub held: Vec<u32>,
+}
+
+impl QueueSeries {
+    /// Node `n`'s mean over the samples at or after `from_s`.
+    pub fn mean(&self, nodes: usize, n: usize, from_s: f64) -> f64 {
+        let (mut sum, mut k) = (0u64, 0u64);
+        for (i, t) in self.times.iter().enumerate() {
+            if *t >= from_s
+                && let Some(h) = self.held.get(i * nodes + n)
+            {
+                sum += u64::from(*h);
+                k += 1;
+            }
+        }
+        if k == 0 { 0.0 } else { sum as f64 / k as f64 }
+    }
+
+    /// `queue_series.csv`: a row per sample, the time and each node's
+    /// held packets (`node_N` columns).
+    pub fn csv(&self, nodes: usize) -> String {
+        let mut out = String::from("time_s");
+        for n in 0..nodes {
+            let _ = write!(out, ",node_{n}");
+        }
+        out.push('\n');
+        for (i, t) in self.times.iter().enumerate() {
+            let _ = write!(out, "{t}");
+            for h in self.held.iter().skip(i * nodes).take(nodes) {
+                let _ = write!(out, ",{h}");
+            }
+            out.push('\n');
+        }
+        out
+    }
 }
 
 /// Node `n`'s group: `layer-K` (1-based) or `providers`.
@@ -60,6 +109,7 @@ pub fn summary(scenario: &Scenario, nodes: &[NodeLoad]) -> Value {
                     "received_max": max,
                     "received_max_over_mean": if mean > 0.0 { max as f64 / mean } else { 0.0 },
                     "max_held": v.iter().map(|l| l.max_held).max().unwrap_or(0),
+                    "mean_held": v.iter().map(|l| l.mean_held).sum::<f64>() / v.len().max(1) as f64,
                 }),
             )
         })
@@ -69,16 +119,17 @@ pub fn summary(scenario: &Scenario, nodes: &[NodeLoad]) -> Value {
 
 /// `node_load.csv`: one row per node.
 pub fn csv(scenario: &Scenario, nodes: &[NodeLoad]) -> String {
-    let mut out = String::from("node,group,received,forwarded,delivered,max_held\n");
+    let mut out = String::from("node,group,received,forwarded,delivered,max_held,mean_held\n");
     for (n, l) in nodes.iter().enumerate() {
         let _ = writeln!(
             out,
-            "{n},{},{},{},{},{}",
+            "{n},{},{},{},{},{},{}",
             group(scenario, n as u32),
             l.received,
             l.forwarded,
             l.delivered,
-            l.max_held
+            l.max_held,
+            l.mean_held
         );
     }
     out

@@ -81,6 +81,8 @@ pub struct Metrics {
     pub routes: RouteCompromise,
     /// Each node's load, by node.
     pub node_load: Vec<crate::load::NodeLoad>,
+    /// Every node's held packets over time.
+    pub queue_series: crate::load::QueueSeries,
 }
 
 /// How often the adversary held a real message's route
@@ -147,6 +149,10 @@ impl Metrics {
             disclosure: None,
             routes: RouteCompromise::default(),
             node_load: Vec::new(),
+            queue_series: crate::load::QueueSeries {
+                interval_s: scenario.queue_series_s,
+                ..Default::default()
+            },
         }
     }
 
@@ -170,14 +176,18 @@ impl Metrics {
 
     pub(crate) fn finish(&mut self, events: u64, nodes: &[Counters], max_held: &[usize]) {
         self.events = events;
+        let from = self.warmup.since_origin().as_secs_f64();
+        let count = nodes.len();
         self.node_load = nodes
             .iter()
             .zip(max_held)
-            .map(|(c, h)| crate::load::NodeLoad {
+            .enumerate()
+            .map(|(n, (c, h))| crate::load::NodeLoad {
                 received: c.received,
                 forwarded: c.forwarded,
                 delivered: c.delivered,
                 max_held: *h,
+                mean_held: self.queue_series.mean(count, n, from),
             })
             .collect();
         for reason in DropReason::ALL {

@@ -228,6 +228,9 @@ pub struct Scenario {
     pub duration: Duration,
     /// Messages sent before this are not measured.
     pub warmup: Duration,
+    /// Seconds between samples of every node's held packets (the queue
+    /// series; 0: none).
+    pub queue_series_s: f64,
     /// Default seed.
     pub seed: u64,
     /// Abstract or real packets.
@@ -399,6 +402,13 @@ impl Scenario {
             ));
         }
         non_negative("warmup_s", raw.warmup_s)?;
+        non_negative("queue_series_s", raw.queue_series_s)?;
+        if raw.queue_series_s > 0.0 && raw.queue_series_s < 0.001 {
+            return Err(invalid(
+                "queue_series_s",
+                "at least 0.001 s between samples (or 0: none)".into(),
+            ));
+        }
         if raw.warmup_s >= raw.duration_s {
             return Err(invalid(
                 "warmup_s",
@@ -615,6 +625,7 @@ impl Scenario {
             name: raw.name,
             duration: Duration::from_secs_f64(raw.duration_s),
             warmup: Duration::from_secs_f64(raw.warmup_s),
+            queue_series_s: raw.queue_series_s,
             seed: raw.seed,
             packet_mode: raw.packet_mode,
             layers: t.layers,

@@ -327,9 +327,16 @@ fn run(cli: Cli) -> Result<(), String> {
                     "node_load.csv",
                     &mtos_sim::load::csv(&s, &metrics.node_load),
                 )?;
+                if !metrics.queue_series.times.is_empty() {
+                    write(
+                        &dir,
+                        "queue_series.csv",
+                        &metrics.queue_series.csv(metrics.node_load.len()),
+                    )?;
+                }
                 plots(&dir, &metrics)?;
                 eprintln!(
-                    "wrote summary.json, run.json, latency.csv, entropy.csv, node_load.csv, latency_cdf.svg and entropy.svg to {}",
+                    "wrote summary.json, run.json, latency.csv, entropy.csv, node_load.csv, queue_series.csv, latency_cdf.svg and entropy.svg to {}",
                     dir.display()
                 );
             }

@@ -4,6 +4,10 @@ use serde::Deserialize;
 
 use super::{DropAttack, Latency, PacketMode, SendPattern, StorageStudy};
 
+fn default_queue_series_s() -> f64 {
+    1.0
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawScenario {
@@ -15,6 +19,8 @@ pub(super) struct RawScenario {
     pub(super) seed: u64,
     #[serde(default)]
     pub(super) packet_mode: PacketMode,
+    #[serde(default = "default_queue_series_s")]
+    pub(super) queue_series_s: f64,
     pub(super) topology: RawTopology,
     pub(super) clients: RawClients,
     pub(super) cover: RawCover,

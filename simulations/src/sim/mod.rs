@@ -502,6 +502,7 @@ impl<M: Mode> Simulation<M> {
             if s.at() > end {
                 break;
             }
+            self.sample_queues(s.at());
             self.now = s.at();
             self.events += 1;
             match s.ev {
@@ -514,6 +515,7 @@ impl<M: Mode> Simulation<M> {
                 progress(self.now.since_origin().as_secs_f64() / total);
             }
         }
+        self.sample_queues(end);
         self.now = end;
         let outcome = self.entropy.tags.finish();
         self.metrics.entropy = outcome.tags;
@@ -554,6 +556,30 @@ impl<M: Mode> Simulation<M> {
             .iter()
             .map(|n| n.engine.counters().clone())
             .collect()
+    }
+
+    /// Samples every node's held packets at each sample instant up to
+    /// `until` (the state before the events at `until`: nothing changes
+    /// between events).
+    fn sample_queues(&mut self, until: Instant) {
+        let interval = self.scenario.queue_series_s;
+        if interval <= 0.0 {
+            return;
+        }
+        let series = &mut self.metrics.queue_series;
+        loop {
+            let k = series.times.len() as f64;
+            let at = k * interval;
+            if Instant::from_duration(Duration::from_secs_f64(at)) > until {
+                return;
+            }
+            series.times.push(at);
+            series.held.extend(
+                self.nodes
+                    .iter()
+                    .map(|n| u32::try_from(n.engine.held()).unwrap_or(u32::MAX)),
+            );
+        }
     }
 
     /// The scenario.
