@@ -73,6 +73,8 @@ pub struct Metrics {
     /// Frames the attacking node discarded, or the n−1 attacker blocked
     /// (`[attack]`).
     pub attack_drops: u64,
+    /// Tags delivered in the scenario's focus (`anonymity.focus_*`).
+    pub focus_tags: std::collections::BTreeSet<u32>,
     /// The statistical disclosure attack's result (`[disclosure]`).
     pub disclosure: Option<Value>,
     /// What the n−1 attacker achieved.
@@ -147,6 +149,7 @@ impl Metrics {
             attack_drops: 0,
             n_minus_1: Default::default(),
             disclosure: None,
+            focus_tags: Default::default(),
             routes: RouteCompromise::default(),
             node_load: Vec::new(),
             queue_series: crate::load::QueueSeries {
@@ -359,6 +362,20 @@ impl Metrics {
                 "ruled_out_mass_mean": tags.iter().map(|t| t.ruled_out_mass).sum::<f64>() / tags.len() as f64,
                 "recipient_guess": crate::linkability::recipient_guess(tags),
                 "sender_guess": crate::linkability::sender_guess(tags),
+                "focus": scenario.focus.map(|(gateway, exit)| {
+                    let focused: Vec<TagResult> = tags
+                        .iter()
+                        .filter(|t| self.focus_tags.contains(&t.tag))
+                        .copied()
+                        .collect();
+                    json!({
+                        "gateway": gateway,
+                        "exit": exit,
+                        "delivered": focused.len(),
+                        "sender_guess": crate::linkability::sender_guess(&focused),
+                        "recipient_guess": crate::linkability::recipient_guess(&focused),
+                    })
+                }),
                 "unlinkability": crate::linkability::unlinkability(tags),
             });
             if let (Some(o), Value::Object(e)) = (out.as_object_mut(), extra) {

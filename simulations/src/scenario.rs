@@ -267,6 +267,11 @@ pub struct Scenario {
     /// Whether every packet carries its sender's mass too, for the
     /// tagged messages' sender entropy (`simulation.md` §2).
     pub sender_entropy: bool,
+    /// The tagged messages the focused guesses are taken over: those
+    /// sent through this gateway and delivered at this exit (provider
+    /// numbers from 0; either may be left out). What a colluding
+    /// gateway and service node learn (`simulation.md` §5).
+    pub focus: Option<(Option<u32>, Option<u32>)>,
     /// The storage placement study, when asked for.
     pub storage: Option<StorageStudy>,
     /// A node that drops everything, if any.
@@ -606,6 +611,22 @@ impl Scenario {
             d.check(raw.clients.count)
                 .map_err(|(field, reason)| invalid(field, reason))?;
         }
+        for (field, p) in [
+            ("anonymity.focus_gateway", raw.anonymity.focus_gateway),
+            ("anonymity.focus_exit", raw.anonymity.focus_exit),
+        ] {
+            if let Some(p) = p
+                && p >= raw.topology.providers
+            {
+                return Err(invalid(
+                    field,
+                    format!(
+                        "a provider, numbered from 0 to {}",
+                        raw.topology.providers.saturating_sub(1)
+                    ),
+                ));
+            }
+        }
         if raw.anonymity.sender_entropy && raw.clients.count > MAX_SENDER_ENTROPY_CLIENTS {
             return Err(invalid(
                 "anonymity.sender_entropy",
@@ -643,6 +664,8 @@ impl Scenario {
             loss,
             tagged_messages: raw.anonymity.tagged_messages,
             sender_entropy: raw.anonymity.sender_entropy,
+            focus: (raw.anonymity.focus_gateway.is_some() || raw.anonymity.focus_exit.is_some())
+                .then_some((raw.anonymity.focus_gateway, raw.anonymity.focus_exit)),
             storage: raw.storage,
             attack: raw.attack,
             adversary: raw.adversary.clone(),

@@ -60,6 +60,10 @@ pub(super) struct RawAnonymity {
     pub(super) tagged_messages: u32,
     #[serde(default)]
     pub(super) sender_entropy: bool,
+    #[serde(default)]
+    pub(super) focus_gateway: Option<u32>,
+    #[serde(default)]
+    pub(super) focus_exit: Option<u32>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -57,9 +57,21 @@ impl<M: Mode> Simulation<M> {
                     } else if !masses.tags.is_empty() || own.is_some() {
                         let recipient = self.recipient_of(&d.payload);
                         if let (Some(tag), Some(r)) = (own, recipient) {
-                            let sender = self.metrics.tag_sender.get(tag as usize).and_then(|c| {
-                                crate::entropy::carried::sender_view(&masses.senders, *c)
+                            let true_sender = self.metrics.tag_sender.get(tag as usize).copied();
+                            let sender = true_sender.and_then(|c| {
+                                crate::entropy::carried::sender_view(&masses.senders, c)
                             });
+                            if let (Some((gateway, exit)), Some(c)) =
+                                (self.scenario.focus, true_sender)
+                            {
+                                let providers = self.scenario.providers;
+                                let mixes = self.scenario.layers * self.scenario.nodes_per_layer;
+                                if gateway.is_none_or(|g| c % providers == g)
+                                    && exit.is_none_or(|e| n == mixes + e)
+                                {
+                                    self.metrics.focus_tags.insert(tag);
+                                }
+                            }
                             self.entropy.tags.true_exit(tag, r, &masses.tags, sender);
                         }
                         self.entropy.exit(&masses, ExitPoint { recipient, node: n });
