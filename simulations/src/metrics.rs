@@ -259,20 +259,8 @@ impl Metrics {
                 "dropping_node": a.dropping_node,
                 "from_s": a.from_s,
                 "frames_dropped": self.attack_drops,
-                "n_minus_1": (a.kind == crate::scenario::AttackKind::NMinusOne).then(|| {
-                    let r = &self.n_minus_1;
-                    json!({
-                        "pause_s": a.pause_s,
-                        "targets": r.targets,
-                        "isolated": r.isolated,
-                        "traced": r.traced,
-                        "misled": r.misled,
-                        "delivered_here": r.delivered_here,
-                        "traced_share": if r.isolated == 0 { 0.0 } else { r.traced as f64 / r.isolated as f64 },
-                        "traced_before_alarm": r.traced_before_alarm,
-                        "frames_blocked_before_alarm": r.blocked_before_alarm,
-                    })
-                }),
+                "n_minus_1": (a.kind == crate::scenario::AttackKind::NMinusOne)
+                    .then(|| self.n_minus_1.summary(a.pause_s)),
                 "first_alarm_after_s": self
                     .node_loops
                     .first_alarm_after(a.from_s)
@@ -308,21 +296,39 @@ impl Metrics {
     }
 
     /// The stratified closed form for a real message's route
-    /// (`simulation.md` §2, Closed forms): `layers + 2` exponential stages
-    /// and the providers' exits over the run. Poisson mixing only.
+    /// (`simulation.md` §2, Closed forms): `layers + 2` exponential stages,
+    /// the `layers + 1` links between them, and the providers' exits over
+    /// the run. Only where its assumptions hold: Poisson mixing, no link
+    /// loss, no held nodes, no attack and one traffic class.
     fn closed_form_bits(&self, scenario: &Scenario) -> Option<f64> {
-        if scenario.mixing != MixingMode::Poisson || self.duration.is_zero() {
+        if scenario.mixing != MixingMode::Poisson
+            || self.duration.is_zero()
+            || scenario.loss > 0.0
+            || scenario.adversary.is_some()
+            || scenario.attack.is_some()
+            || scenario.bulk.is_some()
+        {
             return None;
         }
         let mixes = (scenario.layers * scenario.nodes_per_layer) as usize;
         let exits: u64 = self.node_load.iter().skip(mixes).map(|l| l.delivered).sum();
         let rate = exits as f64 / self.duration.as_secs_f64();
+        let spread = match scenario.latency {
+            crate::scenario::Latency::Constant { .. } => crate::stratified::LinkSpread::None,
+            crate::scenario::Latency::Uniform { min_ms, max_ms } => {
+                crate::stratified::LinkSpread::Uniform((max_ms - min_ms) / 1000.0)
+            }
+            crate::scenario::Latency::Exponential { mean_ms } => {
+                crate::stratified::LinkSpread::Exponential(mean_ms / 1000.0)
+            }
+        };
         (rate > 0.0).then(|| {
-            crate::stratified::closed_form_bits(
+            crate::stratified::exit_time_entropy_bits(
                 scenario.layers + 2,
                 scenario.mean_delay.as_secs_f64(),
-                rate,
-            )
+                spread,
+                scenario.layers + 1,
+            ) + rate.log2()
         })
     }
 

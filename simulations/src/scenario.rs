@@ -184,11 +184,11 @@ pub enum AttackKind {
     #[default]
     #[serde(rename = "drop")]
     Drop,
-    /// Flood and block on the links into the node: the attacker holds
-    /// back one frame (the target), blocks every other frame until the
-    /// node holds nothing, lets the target in alone, and takes the first
-    /// frame the node sends after it for the target; then it lets
-    /// traffic through for `pause_s` and starts again.
+    /// The n−1 attack by blocking the links into the node: the attacker
+    /// holds back one frame (the target), blocks every other frame until
+    /// the node holds nothing, lets the target in alone, and follows the
+    /// frame the node sends for it; then it lets traffic through for
+    /// `pause_s` and starts again.
     #[serde(rename = "n-1")]
     NMinusOne,
 }
@@ -585,6 +585,12 @@ impl Scenario {
                     "the n-1 attack tells its target by the abstract packets' ids: set packet_mode = \"abstract\"".into(),
                 ));
             }
+            if a.kind == AttackKind::NMinusOne && !matches!(raw.mixing, RawMixing::Poisson { .. }) {
+                return Err(invalid(
+                    "attack.kind",
+                    "the n-1 attack here isolates by blocking alone, which empties only a Poisson mix (a pool mix keeps its minimum): set mixing.mode = \"poisson\"".into(),
+                ));
+            }
             if a.from_s >= raw.duration_s {
                 return Err(invalid(
                     "attack.from_s",
@@ -610,6 +616,12 @@ impl Scenario {
         if let Some(d) = &raw.disclosure {
             d.check(raw.clients.count)
                 .map_err(|(field, reason)| invalid(field, reason))?;
+            if matches!(raw.clients.send, SendPattern::Trace { .. }) {
+                return Err(invalid(
+                    "disclosure.sender",
+                    "a trace names every recipient itself: the disclosure attack needs clients.send = poisson".into(),
+                ));
+            }
         }
         for (field, p) in [
             ("anonymity.focus_gateway", raw.anonymity.focus_gateway),

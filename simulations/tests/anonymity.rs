@@ -115,28 +115,28 @@ fn single_exponential_mix_matches_the_closed_form() {
     );
 }
 
-/// A stratified network of 3 layers of 3 exponential mixes, each at
-/// load λ/μ = 50, against its closed form (`mtos_sim::stratified`): the
-/// differential entropy of the Erlang(3, μ) delay plus log2 Λ. Over 5
-/// seeds the mean is within 3 standard errors of it.
+/// Stratified networks of exponential mixes at load λ/μ = 50 against
+/// their closed form (`mtos_sim::stratified`): the differential entropy
+/// of the Erlang(L, μ) delay plus log2 of the exit rate the mass can
+/// reach (the last layer's; with one layer, the entry mix's alone, which
+/// the adversary sees). Over 10 seeds, with the tags spread over many
+/// states of the pools, each mean is within 3 standard errors and 0.05
+/// bits of it.
 #[test]
 fn stratified_network_matches_its_closed_form() {
-    let net = Stratified {
-        layers: 3,
-        width: 3,
-        load: 50.0,
-        mean_delay: Duration::from_millis(100),
-        tags: 150,
-    };
-    let c = net.compare(1, 5);
-    eprintln!("stratified 3x3: {c:?}");
-    assert!(
-        (c.mean_bits - c.closed_form_bits).abs() < 3.0 * c.stderr_bits,
-        "{c:?}"
-    );
-    // The closed form itself: one stage is the single mix's ln(e·λ/μ).
-    let single = mtos_sim::stratified::closed_form_bits(1, 0.1, 500.0);
-    assert!((single - (std::f64::consts::E * 50.0).log2()).abs() < 1e-12);
+    for (layers, width) in [(3, 3), (1, 3)] {
+        let net = Stratified {
+            layers,
+            width,
+            load: 50.0,
+            mean_delay: Duration::from_millis(100),
+            tags: 150,
+        };
+        let c = net.compare(1, 10);
+        eprintln!("stratified {layers}x{width}: {c:?}");
+        let off = (c.mean_bits - c.closed_form_bits).abs();
+        assert!(off < 3.0 * c.stderr_bits && off < 0.05, "{c:?}");
+    }
 }
 
 const BASE: &str = r#"
@@ -432,8 +432,8 @@ fn sender_entropy_names_senders_only_in_a_weak_network() {
 
 /// The statistical disclosure attack (`[disclosure]`): Alice writes only
 /// to 3 friends. Against the weakened network the adversary names them
-/// after a few dozen of her messages; against BASE (mixing and cover) it
-/// has not named them after ten minutes and hundreds of messages.
+/// after a few of her messages; against BASE (mixing and cover) it needs
+/// at least ten times as many, or does not name them in ten minutes.
 #[test]
 fn statistical_disclosure_names_friends_in_a_weak_network_only() {
     let run = |text: String| {
@@ -446,17 +446,17 @@ fn statistical_disclosure_names_friends_in_a_weak_network_only() {
     let weak = run(weakened());
     eprintln!("weakened: {weak}");
     assert_eq!(weak["identified"], true, "{weak}");
-    assert!(
-        weak["real_messages_to_identify"].as_u64().unwrap() <= 100,
-        "{weak}"
-    );
+    let fast = weak["real_messages_to_identify"].as_u64().unwrap();
+    assert!(fast <= 50, "{weak}");
     let default = run(BASE.to_owned());
     eprintln!("default: {default}");
     assert!(
         default["real_messages"].as_u64().unwrap() > 400,
         "{default}"
     );
-    assert_eq!(default["identified"], false, "{default}");
+    if let Some(slow) = default["real_messages_to_identify"].as_u64() {
+        assert!(slow >= 10 * fast, "{default}");
+    }
 }
 
 /// What a colluding gateway and service node learn

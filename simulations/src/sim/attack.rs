@@ -1,11 +1,14 @@
-//! The n−1 (flood and block) attack on one node (`[attack] kind =
-//! "n-1"`, `simulation.md` §1, Attack): the attacker holds the links
-//! into the node. It holds back one frame (the target), blocks every
-//! other frame until the node holds nothing (it is granted the exact
-//! count: an upper bound on what counting inputs against outputs gives
-//! it), lets the target in alone and takes the first frame the node then
-//! sends for it. The node's own loops leaving in between mislead it;
-//! its returning loops, blocked, are what the alarm sees.
+//! The n−1 attack on one node by blocking (`[attack] kind = "n-1"`,
+//! `simulation.md` §8): the attacker holds the links into the node. It
+//! holds back one frame (the target), blocks every other frame until the
+//! node holds nothing, lets the target in alone and takes the frame the
+//! node then sends for it. Against a Poisson mix, whose hold does not
+//! depend on what else it holds, blocking alone isolates the target: no
+//! flood of the attacker's own packets is needed. The attacker is
+//! granted the exact count of packets the node holds (an upper bound on
+//! what counting inputs against outputs gives it), so the node's own
+//! loops leaving never mislead it: what they do is come back into the
+//! blocked links, and that is what the alarm sees.
 
 use super::*;
 use crate::scenario::AttackKind;
@@ -42,18 +45,40 @@ pub struct NMinusOneReport {
     pub targets: u64,
     /// Targets let in alone (the node emptied).
     pub isolated: u64,
-    /// Isolated targets whose guess was right: the first frame out was
-    /// the target.
+    /// Isolated targets whose guess was right: the frame the node's
+    /// engine sent after taking in the target alone was the target.
     pub traced: u64,
-    /// Guesses that took one of the node's own loops for the target.
+    /// Guesses that were wrong (the engine sent another packet: none
+    /// when the count is exact, kept as a check).
     pub misled: u64,
-    /// Targets the node delivered itself (its own returning loops): no
-    /// frame out to guess.
+    /// Targets the node delivered itself (its own returning loops, or at
+    /// a provider what is delivered there): no frame out to follow.
     pub delivered_here: u64,
+    /// Targets the node took in and dropped without sending.
+    pub refused: u64,
     /// Traced before any node's alarm (at or after the attack's start).
     pub traced_before_alarm: u64,
     /// Frames blocked before any node's alarm.
     pub blocked_before_alarm: u64,
+}
+
+impl NMinusOneReport {
+    /// The summary's `attack.n_minus_1`.
+    pub fn summary(&self, pause_s: f64) -> serde_json::Value {
+        let guesses = self.traced + self.misled;
+        serde_json::json!({
+            "pause_s": pause_s,
+            "targets": self.targets,
+            "isolated": self.isolated,
+            "traced": self.traced,
+            "misled": self.misled,
+            "delivered_here": self.delivered_here,
+            "refused": self.refused,
+            "traced_share": if guesses == 0 { 0.0 } else { self.traced as f64 / guesses as f64 },
+            "traced_before_alarm": self.traced_before_alarm,
+            "frames_blocked_before_alarm": self.blocked_before_alarm,
+        })
+    }
 }
 
 impl<M: Mode> Simulation<M> {
@@ -118,6 +143,7 @@ impl<M: Mode> Simulation<M> {
             return;
         }
         if matches!(self.attack_phase, Phase::Isolate { settled: true, .. }) {
+            self.metrics.n_minus_1.refused += 1;
             self.n_minus_1_pause();
             return;
         }
@@ -137,15 +163,25 @@ impl<M: Mode> Simulation<M> {
         }
     }
 
-    /// Node `n` sent a frame (`id`: its packet's, `None` for one the
-    /// node made itself): in isolation, the attacker's guess.
-    pub(super) fn n_minus_1_output(&mut self, n: u32, id: Option<u64>) {
+    /// Node `n` sent `frame` (`None`: a packet the node made itself,
+    /// which the attacker's count tells apart: the node still holds the
+    /// target). In isolation, once the target is in, the engine's next
+    /// frame is the attacker's guess.
+    pub(super) fn n_minus_1_output(&mut self, n: u32, frame: Option<&[u8]>) {
         if !self.n_minus_1_on(n) {
             return;
         }
-        let Phase::Isolate { id: target, .. } = self.attack_phase else {
+        let Phase::Isolate {
+            id: target,
+            settled: true,
+        } = self.attack_phase
+        else {
             return;
         };
+        let Some(frame) = frame else {
+            return;
+        };
+        let id = M::frame_id(frame);
         let before_alarm = !self.alarm_yet();
         let report = &mut self.metrics.n_minus_1;
         if id == Some(target) {
@@ -159,12 +195,12 @@ impl<M: Mode> Simulation<M> {
         self.n_minus_1_pause();
     }
 
-    /// Node `n` delivered packet `id` itself: an isolated target it
+    /// Node `n` delivered `payload` itself: an isolated target it
     /// delivers leaves no frame to guess.
-    pub(super) fn n_minus_1_delivered(&mut self, n: u32, id: Option<u64>) {
+    pub(super) fn n_minus_1_delivered(&mut self, n: u32, payload: &[u8]) {
         if self.n_minus_1_on(n)
             && let Phase::Isolate { id: target, .. } = self.attack_phase
-            && id == Some(target)
+            && M::message_id(payload) == Some(target)
         {
             self.metrics.n_minus_1.delivered_here += 1;
             self.n_minus_1_pause();

@@ -23,9 +23,11 @@ impl<M: Mode> Simulation<M> {
             if recipient >= c {
                 recipient += 1;
             }
-            // Alice writes to her friends only (`[disclosure]`).
+            // Alice writes to her friends only (`[disclosure]`), picked
+            // with the attack's own RNG so that her stream (gaps, cover,
+            // delays) is the one she has without the section.
             if self.scenario.disclosure.is_some_and(|d| d.sender == c) && !self.friends.is_empty() {
-                recipient = self.friends[client.rng.random_range(0..self.friends.len())];
+                recipient = self.friends[self.friend_rng.random_range(0..self.friends.len())];
             }
             let gap = sample_exponential(&mut client.rng, Duration::from_secs_f64(1.0 / rate));
             client.next_generate = client.next_generate.map(|t| t + gap);

@@ -190,6 +190,7 @@ pub struct Simulation<M: Mode> {
     /// Alice's friends and what the disclosure attacker saw
     /// (`[disclosure]`).
     friends: Vec<u32>,
+    friend_rng: ChaCha20Rng,
     disclosure: Option<crate::disclosure::Observations>,
 }
 
@@ -345,6 +346,7 @@ impl<M: Mode> Simulation<M> {
             max_held: vec![0; node_count as usize],
             attack_phase: attack::Phase::Wait,
             friends,
+            friend_rng: component_rng(seed, "disclosure", 1),
             disclosure: scenario_disclosure.map(|_| Default::default()),
         };
         for c in 0..sim.scenario.clients {

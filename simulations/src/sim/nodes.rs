@@ -32,7 +32,7 @@ impl<M: Mode> Simulation<M> {
                 false => self.entropy.depart(n, Role::Forward, forward),
             };
             forward = forward.saturating_sub(1);
-            self.n_minus_1_output(n, M::frame_id(&t.frame));
+            self.n_minus_1_output(n, Some(&t.frame));
             match node_index(&t.next) {
                 Some(next) => self.transmit(next, t.frame, masses),
                 None => self.entropy.lose(&masses),
@@ -41,7 +41,7 @@ impl<M: Mode> Simulation<M> {
         while let Some(e) = self.nodes[n as usize].engine.poll_event() {
             match e {
                 Event::Delivered(d) => {
-                    self.n_minus_1_delivered(n, M::message_id(&d.payload));
+                    self.n_minus_1_delivered(n, &d.payload);
                     let masses = match exact {
                         true => M::message_id(&d.payload)
                             .map_or_else(Carried::default, |id| self.entropy.depart_exact(n, id)),
