@@ -122,45 +122,74 @@ impl AbstractPacket {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Abstract;
 
+/// An abstract packet whose route names this node: its bytes, checked
+/// in place (no allocation: the hot path of every hop).
+#[derive(Debug, Clone)]
+pub struct CheckedAbstract([u8; ABSTRACT_PACKET_SIZE]);
+
+/// Byte offsets in an encoded abstract packet.
+const HOP_AT: usize = 8;
+const LEN_AT: usize = 9;
+const ROUTE_AT: usize = 10;
+const DELAYS_AT: usize = ROUTE_AT + 4 * MAX_PATH_LENGTH;
+const DEST_AT: usize = DELAYS_AT + 8 * MAX_PATH_LENGTH;
+
+impl CheckedAbstract {
+    fn u32_at(&self, i: usize) -> u32 {
+        let mut x = [0u8; 4];
+        x.copy_from_slice(&self.0[i..i + 4]);
+        u32::from_be_bytes(x)
+    }
+    fn u64_at(&self, i: usize) -> u64 {
+        let mut x = [0u8; 8];
+        x.copy_from_slice(&self.0[i..i + 8]);
+        u64::from_be_bytes(x)
+    }
+}
+
 impl PacketFormat for Abstract {
     type Key = NodeAddress;
-    type Checked = AbstractPacket;
+    type Checked = CheckedAbstract;
     const PACKET_SIZE: usize = ABSTRACT_PACKET_SIZE;
 
-    fn check(packet: &[u8], key: &NodeAddress) -> Result<AbstractPacket, CheckError> {
-        let p = AbstractPacket::decode(packet).ok_or(CheckError::Mac)?;
-        match p.route.get(usize::from(p.hop)) {
-            Some(i) if node_address(*i) == *key => Ok(p),
-            _ => Err(CheckError::Mac),
+    fn check(packet: &[u8], key: &NodeAddress) -> Result<CheckedAbstract, CheckError> {
+        let bytes: [u8; ABSTRACT_PACKET_SIZE] = packet.try_into().map_err(|_| CheckError::Mac)?;
+        let p = CheckedAbstract(bytes);
+        let (hop, n) = (usize::from(p.0[HOP_AT]), usize::from(p.0[LEN_AT]));
+        if n == 0 || n > MAX_PATH_LENGTH || hop >= n {
+            return Err(CheckError::Mac);
         }
+        if node_address(p.u32_at(ROUTE_AT + 4 * hop)) != *key {
+            return Err(CheckError::Mac);
+        }
+        Ok(p)
     }
 
-    fn replay_tag(p: &AbstractPacket) -> [u8; 32] {
-        // Uniform bits, as the replay filter expects: a hash of (id, hop).
-        let mut input = [0u8; 9];
-        input[..8].copy_from_slice(&p.id.to_be_bytes());
-        input[8] = p.hop;
-        *blake3::hash(&input).as_bytes()
+    fn replay_tag(p: &CheckedAbstract) -> [u8; 32] {
+        // The id and the hop: the same for every copy at this hop.
+        *blake3::hash(&p.0[..HOP_AT + 1]).as_bytes()
     }
 
-    fn process(mut p: AbstractPacket) -> Result<Processed, CheckError> {
-        let hop = usize::from(p.hop);
-        if hop + 1 < p.route.len() {
-            let next = node_address(p.route[hop + 1]);
-            let delay = p.delays[hop];
-            p.hop += 1;
+    fn process(mut p: CheckedAbstract) -> Result<Processed, CheckError> {
+        let (hop, n) = (usize::from(p.0[HOP_AT]), usize::from(p.0[LEN_AT]));
+        if hop + 1 < n {
+            let next = node_address(p.u32_at(ROUTE_AT + 4 * (hop + 1)));
+            let delay = Duration::from_nanos(p.u64_at(DELAYS_AT + 8 * hop));
+            p.0[HOP_AT] += 1;
             Ok(Processed::Forward {
                 next,
                 delay,
-                packet: p.encode(),
+                packet: p.0.to_vec(),
             })
         } else {
+            let mut surb_id = [0u8; 16];
+            surb_id.copy_from_slice(&p.0[DEST_AT + 4..DEST_AT + 20]);
             Ok(Processed::Final {
                 destination: Destination {
-                    address: client_address(p.destination),
-                    surb_id: p.surb_id,
+                    address: client_address(p.u32_at(DEST_AT)),
+                    surb_id,
                 },
-                payload: p.id.to_be_bytes().to_vec(),
+                payload: p.0[..8].to_vec(),
             })
         }
     }

@@ -5,7 +5,9 @@
 //! and a scenario give byte-identical results.
 
 use std::cmp::{Ordering, Reverse};
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::HashMap;
+
+use dary_heap::QuaternaryHeap;
 use std::time::Duration;
 
 use mtos_crypto::sphinx::{
@@ -154,7 +156,7 @@ pub struct Simulation<M: Mode> {
     mode: M,
     clients: Vec<Client>,
     nodes: Vec<Node<M::Format>>,
-    queue: BinaryHeap<Reverse<Scheduled>>,
+    queue: QuaternaryHeap<Reverse<Scheduled>>,
     in_flight: Vec<Option<(Vec<u8>, Carried)>>,
     free_slots: Vec<usize>,
     seq: u64,
@@ -325,7 +327,7 @@ impl<M: Mode> Simulation<M> {
             mode,
             clients,
             nodes,
-            queue: BinaryHeap::new(),
+            queue: QuaternaryHeap::new(),
             in_flight: Vec::new(),
             free_slots: Vec::new(),
             seq: 0,

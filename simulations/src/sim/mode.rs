@@ -57,7 +57,11 @@ impl Mode for AbstractMode {
         Some(u64::from_be_bytes(payload.get(..8)?.try_into().ok()?))
     }
     fn frame_id(frame: &[u8]) -> Option<u64> {
-        AbstractPacket::decode(frame.get(1..)?).map(|p| p.id)
+        // A key-tag byte, then the packet, whose first 8 bytes are its id.
+        if frame.len() != 1 + crate::packet::ABSTRACT_PACKET_SIZE {
+            return None;
+        }
+        Some(u64::from_be_bytes(frame.get(1..9)?.try_into().ok()?))
     }
 }
 
