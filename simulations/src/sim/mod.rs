@@ -4,8 +4,8 @@
 //! run's seed, and events at equal times run in insertion order, so a seed
 //! and a scenario give byte-identical results.
 
+use rustc_hash::FxHashMap as HashMap;
 use std::cmp::{Ordering, Reverse};
-use std::collections::HashMap;
 
 use dary_heap::QuaternaryHeap;
 use std::time::Duration;
@@ -189,6 +189,8 @@ pub struct Simulation<M: Mode> {
     max_held: Vec<usize>,
     /// Where the n−1 attacker is (`[attack] kind = "n-1"`).
     attack_phase: attack::Phase,
+    /// When the queue series takes its next sample (`None`: off).
+    next_sample: Option<Instant>,
     /// Alice's friends and what the disclosure attacker saw
     /// (`[disclosure]`).
     friends: Vec<u32>,
@@ -303,6 +305,7 @@ impl<M: Mode> Simulation<M> {
             .collect();
         let topology = SimNodes::new(&scenario);
         let scenario_disclosure = scenario.disclosure;
+        let scenario_queue_series_s = scenario.queue_series_s;
         let friends = scenario_disclosure.map_or_else(Vec::new, |d| {
             d.draw_friends(scenario.clients, &mut component_rng(seed, "disclosure", 0))
         });
@@ -336,17 +339,18 @@ impl<M: Mode> Simulation<M> {
             link_rng: component_rng(seed, "links", 0),
             route_rng: component_rng(seed, "routes", 0),
             trace_next: 0,
-            sent: HashMap::new(),
+            sent: HashMap::default(),
             deliveries: Vec::new(),
             events: 0,
             entropy: Trackers::new(sender_entropy),
             tagged: 0,
-            tagged_ids: HashMap::new(),
+            tagged_ids: HashMap::default(),
             topology,
             loop_timeout,
             held_by_adversary,
             max_held: vec![0; node_count as usize],
             attack_phase: attack::Phase::Wait,
+            next_sample: (scenario_queue_series_s > 0.0).then_some(Instant::ZERO),
             friends,
             friend_rng: component_rng(seed, "disclosure", 1),
             disclosure: scenario_disclosure.map(|_| Default::default()),
@@ -566,23 +570,24 @@ impl<M: Mode> Simulation<M> {
     /// `until` (the state before the events at `until`: nothing changes
     /// between events).
     fn sample_queues(&mut self, until: Instant) {
-        let interval = self.scenario.queue_series_s;
-        if interval <= 0.0 {
+        // The next sample's instant is kept, so that the events between
+        // samples cost one comparison.
+        if self.next_sample.is_none_or(|t| t > until) {
             return;
         }
+        let interval = self.scenario.queue_series_s;
         let series = &mut self.metrics.queue_series;
-        loop {
-            let k = series.times.len() as f64;
-            let at = k * interval;
-            if Instant::from_duration(Duration::from_secs_f64(at)) > until {
-                return;
-            }
-            series.times.push(at);
+        while let Some(t) = self.next_sample.filter(|t| *t <= until) {
+            series.times.push(t.since_origin().as_secs_f64());
             series.held.extend(
                 self.nodes
                     .iter()
                     .map(|n| u32::try_from(n.engine.held()).unwrap_or(u32::MAX)),
             );
+            let k = series.times.len() as f64;
+            self.next_sample = Some(Instant::from_duration(Duration::from_secs_f64(
+                k * interval,
+            )));
         }
     }
 
