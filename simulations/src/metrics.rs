@@ -231,6 +231,12 @@ impl Metrics {
             "seed": seed,
             "code_version": crate::CODE_VERSION,
             "packet_mode": format!("{:?}", scenario.packet_mode).to_lowercase(),
+            "topology": match scenario.topology {
+                crate::scenario::TopologyKind::Stratified => "stratified",
+                crate::scenario::TopologyKind::FreeRoute => "free-route",
+                crate::scenario::TopologyKind::Cascade => "cascade",
+            },
+            "limits": { "queue_limit": scenario.queue_limit, "output_limit": scenario.output_limit },
             "virtual_seconds": self.duration.as_secs_f64(),
             "warmup_seconds": scenario.warmup.as_secs_f64(),
             "events": self.events,
@@ -299,7 +305,8 @@ impl Metrics {
     /// (`simulation.md` §2, Closed forms): `layers + 2` exponential stages,
     /// the `layers + 1` links between them, and the providers' exits over
     /// the run. Only where its assumptions hold: Poisson mixing, no link
-    /// loss, no held nodes, no attack and one traffic class.
+    /// loss, no held nodes, no attack, one traffic class and a stratified
+    /// topology.
     fn closed_form_bits(&self, scenario: &Scenario) -> Option<f64> {
         if scenario.mixing != MixingMode::Poisson
             || self.duration.is_zero()
@@ -307,6 +314,7 @@ impl Metrics {
             || scenario.adversary.is_some()
             || scenario.attack.is_some()
             || scenario.bulk.is_some()
+            || scenario.topology != crate::scenario::TopologyKind::Stratified
         {
             return None;
         }

@@ -197,6 +197,22 @@ fn default_replicas() -> usize {
     mtos_mixnode::placement::DEFAULT_REPLICAS
 }
 
+/// How a route crosses the mixes (`[topology] kind`).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+pub enum TopologyKind {
+    /// One uniformly chosen mix of each layer in turn (production).
+    #[default]
+    #[serde(rename = "stratified")]
+    Stratified,
+    /// `layers` hops, each a uniformly chosen mix of all of them.
+    #[serde(rename = "free-route")]
+    FreeRoute,
+    /// `nodes_per_layer` fixed cascades (cascade j: mix j of each layer),
+    /// one chosen uniformly per message.
+    #[serde(rename = "cascade")]
+    Cascade,
+}
+
 /// Real Sphinx or the abstract format.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
@@ -231,6 +247,11 @@ pub struct Scenario {
     /// Seconds between samples of every node's held packets (the queue
     /// series; 0: none).
     pub queue_series_s: f64,
+    /// Packets a node's engine holds at most (`[limits] queue_limit`;
+    /// production's by default).
+    pub queue_limit: usize,
+    /// Frames waiting to leave a node at most (`[limits] output_limit`).
+    pub output_limit: usize,
     /// Default seed.
     pub seed: u64,
     /// Abstract or real packets.
@@ -239,6 +260,9 @@ pub struct Scenario {
     pub layers: u32,
     /// Nodes in each mix layer.
     pub nodes_per_layer: u32,
+    /// How clients' routes cross the mixes (node loops keep the
+    /// production rule whatever it is).
+    pub topology: TopologyKind,
     /// Providers (gateways and exits).
     pub providers: u32,
     /// Clients.
@@ -408,6 +432,12 @@ impl Scenario {
         }
         non_negative("warmup_s", raw.warmup_s)?;
         non_negative("queue_series_s", raw.queue_series_s)?;
+        if raw.limits.queue_limit == 0 {
+            return Err(invalid("limits.queue_limit", "at least 1".into()));
+        }
+        if raw.limits.output_limit == 0 {
+            return Err(invalid("limits.output_limit", "at least 1".into()));
+        }
         if raw.queue_series_s > 0.0 && raw.queue_series_s < 0.001 {
             return Err(invalid(
                 "queue_series_s",
@@ -659,10 +689,13 @@ impl Scenario {
             duration: Duration::from_secs_f64(raw.duration_s),
             warmup: Duration::from_secs_f64(raw.warmup_s),
             queue_series_s: raw.queue_series_s,
+            queue_limit: raw.limits.queue_limit,
+            output_limit: raw.limits.output_limit,
             seed: raw.seed,
             packet_mode: raw.packet_mode,
             layers: t.layers,
             nodes_per_layer: t.nodes_per_layer,
+            topology: t.kind,
             providers: t.providers,
             clients: raw.clients.count,
             send_rate,

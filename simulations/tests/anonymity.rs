@@ -498,3 +498,39 @@ fn a_colluding_gateway_and_service_node_sharpen_the_sender_guess() {
     assert!(h(&all) < 1e-9, "{all}");
     assert_eq!(all["sender_guess"]["best_guess_right"], 1.0);
 }
+
+/// Topologies (`[topology] kind`): an adversary holding mix 0 of each
+/// layer (nodes 0 and 2 of `BASE`'s 2 × 2) holds every mix of the routes
+/// of cascade 0, half of them in a cascade network; a quarter in a
+/// stratified one (each layer's mix drawn apart) and in a free-route one
+/// (each hop any of the four mixes: 2/4 · 2/4). The mass still reaches
+/// every exit provider, where the cascades meet, so the entropies stay
+/// close.
+#[test]
+fn cascades_and_free_routes_cross_the_mixes_as_named() {
+    let with = |kind: &str| {
+        let text = format!(
+            "{}[adversary]\nstrategy = \"list\"\nnodes = [0, 2]\n",
+            BASE.replace(
+                "providers = 2",
+                &format!("providers = 2\nkind = \"{kind}\"")
+            )
+        );
+        let m = metrics_of(&text);
+        let r = &m.routes;
+        (
+            r.mixes_held as f64 / r.routes as f64,
+            m.mean_entropy().unwrap().0,
+        )
+    };
+    let (stratified, h_s) = with("stratified");
+    let (cascade, h_c) = with("cascade");
+    let (free, h_f) = with("free-route");
+    eprintln!(
+        "held routes: stratified {stratified:.3}, cascade {cascade:.3}, free {free:.3}; H {h_s:.3} {h_c:.3} {h_f:.3}"
+    );
+    assert!((cascade - 0.5).abs() < 0.05, "{cascade}");
+    assert!((stratified - 0.25).abs() < 0.05, "{stratified}");
+    assert!((free - 0.25).abs() < 0.05, "{free}");
+    assert!((h_c - h_s).abs() < 0.5 && (h_f - h_s).abs() < 0.5);
+}

@@ -618,3 +618,31 @@ fn queue_series_follow_littles_law() {
     sim.run(|_| {});
     assert!(sim.metrics.queue_series.times.is_empty());
 }
+
+/// The engine's limits (`[limits]`): production's by default; a node
+/// allowed to hold only a few packets drops the rest as production's
+/// would (`queue_full`), and their tags' mass is lost, not spread.
+#[test]
+fn a_nodes_queue_limit_drops_what_it_cannot_hold() {
+    let s = scenario(BASE);
+    assert_eq!(s.queue_limit, 100_000);
+    let tight = scenario(&format!(
+        "{BASE}[limits]\nqueue_limit = 2\n[anonymity]\ntagged_messages = 50\n"
+    ));
+    let mut sim = Simulation::<AbstractMode>::new(tight.clone(), 2);
+    sim.run(|_| {});
+    let summary = sim.metrics.summary(&tight, 2);
+    assert!(
+        summary["engine_drops"]["queue_full"].as_u64().unwrap() > 100,
+        "{}",
+        summary["engine_drops"]
+    );
+    assert!(summary["anonymity"]["lost_mass_mean"].as_f64().unwrap() > 0.0);
+    assert_eq!(summary["limits"]["queue_limit"], 2);
+    let e = Scenario::parse(
+        &format!("{BASE}[limits]\nqueue_limit = 0\n"),
+        Path::new("t.toml"),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("limits.queue_limit"), "{e}");
+}

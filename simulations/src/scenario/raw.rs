@@ -38,6 +38,35 @@ pub(super) struct RawScenario {
     pub(super) adversary: Option<crate::adversary::AdversaryConfig>,
     #[serde(default)]
     pub(super) disclosure: Option<crate::disclosure::DisclosureConfig>,
+    #[serde(default)]
+    pub(super) limits: RawLimits,
+}
+
+/// `[limits]`: the engine's bounds on a node (production's by default).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLimits {
+    #[serde(default = "default_queue_limit")]
+    pub(super) queue_limit: usize,
+    #[serde(default = "default_output_limit")]
+    pub(super) output_limit: usize,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        Self {
+            queue_limit: default_queue_limit(),
+            output_limit: default_output_limit(),
+        }
+    }
+}
+
+fn default_queue_limit() -> usize {
+    mtos_mixnode::EngineConfig::default().queue_limit
+}
+
+fn default_output_limit() -> usize {
+    mtos_mixnode::EngineConfig::default().output_limit
 }
 
 /// `[bulk]`: a bulk class with windows taken by cohorts in turn
@@ -72,6 +101,8 @@ pub(super) struct RawTopology {
     pub(super) layers: u32,
     pub(super) nodes_per_layer: u32,
     pub(super) providers: u32,
+    #[serde(default)]
+    pub(super) kind: super::TopologyKind,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -207,8 +207,8 @@ impl<M: Mode> Simulation<M> {
             mode: scenario.mixing,
             mean_delay: scenario.mean_delay,
             max_delay: scenario.max_delay,
-            queue_limit: 1_000_000,
-            output_limit: 1_000_000,
+            queue_limit: scenario.queue_limit,
+            output_limit: scenario.output_limit,
         };
         let start = Instant::ZERO;
         // Replay filters sized for twice the packets each node can expect
@@ -450,10 +450,38 @@ impl<M: Mode> Simulation<M> {
     /// A client's route: `first` (its gateway), one node per layer, `last`
     /// (the production rule, `route::through_layers`).
     fn route(&mut self, first: u32, last: u32) -> Vec<u32> {
-        let topology = self.topology;
-        // Every layer has nodes (scenario check), so a route exists.
-        mtos_mixnode::route::through_layers(&topology, &mut self.route_rng, Some(first), last)
-            .unwrap_or_default()
+        let (layers, per_layer) = (self.scenario.layers, self.scenario.nodes_per_layer);
+        match self.scenario.topology {
+            crate::scenario::TopologyKind::Stratified => {
+                let topology = self.topology;
+                // Every layer has nodes (scenario check), so a route exists.
+                mtos_mixnode::route::through_layers(
+                    &topology,
+                    &mut self.route_rng,
+                    Some(first),
+                    last,
+                )
+                .unwrap_or_default()
+            }
+            crate::scenario::TopologyKind::FreeRoute => {
+                let mixes = layers * per_layer;
+                let mut route = Vec::with_capacity(layers as usize + 2);
+                route.push(first);
+                for _ in 0..layers {
+                    route.push(self.route_rng.random_range(0..mixes));
+                }
+                route.push(last);
+                route
+            }
+            crate::scenario::TopologyKind::Cascade => {
+                let j = self.route_rng.random_range(0..per_layer);
+                let mut route = Vec::with_capacity(layers as usize + 2);
+                route.push(first);
+                route.extend((0..layers).map(|l| l * per_layer + j));
+                route.push(last);
+                route
+            }
+        }
     }
 
     /// Sends a cover packet (or node loop) whose delays come from `rng_of`.
