@@ -70,7 +70,8 @@ pub struct TagResult {
     pub entropy_bits: f64,
     /// Entropy of its distribution over recipients given delivery to a
     /// mailbox, bits (what an adversary holding the exit providers'
-    /// mailboxes, which knows what they discard, is left with).
+    /// mailboxes, which knows what they discard, is left with); NaN when
+    /// none of its mass reached a mailbox.
     pub receiver_bits: f64,
     /// Entropy of its distribution over exit nodes given delivery, bits
     /// (what a global passive adversary that holds no provider learns of
@@ -140,7 +141,12 @@ impl Tag {
             tag,
             // −Σ (q/E) log2(q/E) = (−Σ q log2 q)/E + log2 E.
             entropy_bits: (self.sum / e + e.log2()).max(0.0),
-            receiver_bits: grouped_entropy(&self.recipients, self.recipients.values().sum()),
+            // None of its mass reached a mailbox: no receiver entropy
+            // (NaN, left out of the means), not 0 bits.
+            receiver_bits: match self.recipients.values().sum::<f64>() {
+                m if m > 0.0 => grouped_entropy(&self.recipients, m),
+                _ => f64::NAN,
+            },
             exit_node_bits: grouped_entropy(&self.exit_nodes, e),
             exited_mass: e,
             lost_mass: self.lost,

@@ -223,8 +223,9 @@ pub struct PointSummary {
     /// Runs found.
     pub runs: usize,
     /// Per figure: mean and the 95% interval's half-width (NaN when no
-    /// run measured it, or the half-width with one run).
-    pub figures: Vec<(f64, f64)>,
+    /// run measured it, or the half-width with one run), and how many of
+    /// the runs measured it.
+    pub figures: Vec<(f64, f64, usize)>,
 }
 
 /// A merged sweep.
@@ -272,7 +273,7 @@ pub fn merge(out: &Path) -> Result<Merged, String> {
     let mut csv = names.join(",");
     csv.push_str(if names.is_empty() { "runs" } else { ",runs" });
     for (f, _) in FIGURES {
-        let _ = write!(csv, ",{f}_mean,{f}_ci95");
+        let _ = write!(csv, ",{f}_mean,{f}_ci95,{f}_runs");
     }
     csv.push('\n');
     let mut summaries = Vec::with_capacity(points.len());
@@ -294,9 +295,13 @@ pub fn merge(out: &Path) -> Result<Merged, String> {
             .map(|a| a.iter().filter_map(Value::as_f64).collect())
             .unwrap_or_default();
         let values = strings(&p["values"]);
-        let figures: Vec<(f64, f64)> = FIGURES
+        let figures: Vec<(f64, f64, usize)> = FIGURES
             .iter()
-            .map(|(_, f)| mean_ci95(&runs.iter().filter_map(f).collect::<Vec<_>>()))
+            .map(|(_, f)| {
+                let measured: Vec<f64> = runs.iter().filter_map(f).collect();
+                let (m, h) = mean_ci95(&measured);
+                (m, h, measured.len())
+            })
             .collect();
         let _ = write!(csv, "{}", values.join(","));
         let _ = write!(
@@ -305,7 +310,7 @@ pub fn merge(out: &Path) -> Result<Merged, String> {
             if values.is_empty() { "" } else { "," },
             runs.len()
         );
-        for (m, h) in &figures {
+        for (m, h, n) in &figures {
             let cell = |v: f64| {
                 if v.is_finite() {
                     v.to_string()
@@ -313,7 +318,7 @@ pub fn merge(out: &Path) -> Result<Merged, String> {
                     String::new()
                 }
             };
-            let _ = write!(csv, ",{},{}", cell(*m), cell(*h));
+            let _ = write!(csv, ",{},{},{n}", cell(*m), cell(*h));
         }
         csv.push('\n');
         summaries.push(PointSummary {

@@ -57,6 +57,7 @@ pub fn sender_guess(tags: &[TagResult]) -> Value {
         "posterior_on_true_sender_mean": views.iter().map(|v| v.posterior_on_true_sender).sum::<f64>() / n,
         "best_guess_right": views.iter().filter(|v| v.rank == 1).count() as f64 / n,
         "true_sender_rank_mean": views.iter().map(|v| f64::from(v.rank)).sum::<f64>() / n,
+        "unlinkability": delta_summary(sender_epsilon_samples(tags)),
     })
 }
 
@@ -88,10 +89,34 @@ pub fn epsilon_samples(tags: &[TagResult]) -> Vec<f64> {
     out
 }
 
+/// The ε samples from the sender view (with `anonymity.sender_entropy`):
+/// for each delivered tag, `|ln(p_true / p_other)|` where `p` are the
+/// posteriors, on the one packet that was the message, of its true
+/// sender and of the other sender of its pair (Loopix's comparison of two
+/// target senders on one message); infinite when one of them is 0, none
+/// when both are.
+pub fn sender_epsilon_samples(tags: &[TagResult]) -> Vec<f64> {
+    tags.iter()
+        .filter_map(|t| t.truth.and_then(|x| x.sender))
+        .filter_map(|v| {
+            let (p, q) = (v.posterior_on_true_sender, v.posterior_on_other?);
+            match (p > 0.0, q > 0.0) {
+                (false, false) => None,
+                (true, true) => Some((p / q).ln().abs()),
+                _ => Some(f64::INFINITY),
+            }
+        })
+        .collect()
+}
+
+/// The (ε, δ) summary of the pairs' samples ([`epsilon_samples`]).
+pub fn unlinkability(tags: &[TagResult]) -> Value {
+    delta_summary(epsilon_samples(tags))
+}
+
 /// The (ε, δ) summary: samples, δ(ε) = the share of samples above ε at
 /// [`EPSILONS`], the share infinite, and the median ε.
-pub fn unlinkability(tags: &[TagResult]) -> Value {
-    let mut eps = epsilon_samples(tags);
+pub fn delta_summary(mut eps: Vec<f64>) -> Value {
     if eps.is_empty() {
         return json!({ "samples": 0 });
     }

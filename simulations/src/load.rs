@@ -137,17 +137,28 @@ pub fn csv(scenario: &Scenario, nodes: &[NodeLoad]) -> String {
 
 /// Bytes: every link transmission (client to gateway and hop to hop) as
 /// a Sphinx frame of [`FRAME_SIZE`] bytes, against the payload capacity
-/// ([`MAX_MESSAGE`]) of the real messages delivered; and what one client
-/// sends a day at its mean rate.
+/// ([`MAX_MESSAGE`]) of the real messages delivered; the gateways'
+/// delivery frames to their clients (mailbox retrieval, at each client's
+/// delivery rate over the run); and what one client sends and receives a
+/// day at its mean rates.
 pub fn bytes(scenario: &Scenario, link_frames: u64, real_delivered: u64) -> Value {
-    let link = link_frames as f64 * FRAME_SIZE as f64;
+    let frame = FRAME_SIZE as f64;
+    let link = link_frames as f64 * frame;
+    let delivery = f64::from(scenario.clients)
+        * scenario.mean_delivery_rate()
+        * scenario.duration.as_secs_f64()
+        * frame;
     let payload = real_delivered as f64 * MAX_MESSAGE as f64;
+    let per_payload = |b: f64| if payload > 0.0 { b / payload } else { 0.0 };
     json!({
         "frame_bytes": FRAME_SIZE,
         "message_bytes": MAX_MESSAGE,
         "link_bytes": link,
+        "mailbox_delivery_bytes": delivery,
         "real_payload_bytes": payload,
-        "link_bytes_per_payload_byte": if payload > 0.0 { link / payload } else { 0.0 },
-        "client_upload_bytes_per_day": scenario.mean_client_rate() * FRAME_SIZE as f64 * 86_400.0,
+        "link_bytes_per_payload_byte": per_payload(link),
+        "link_and_delivery_bytes_per_payload_byte": per_payload(link + delivery),
+        "client_upload_bytes_per_day": scenario.mean_client_rate() * frame * 86_400.0,
+        "client_download_bytes_per_day": scenario.mean_delivery_rate() * frame * 86_400.0,
     })
 }

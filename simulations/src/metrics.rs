@@ -73,6 +73,8 @@ pub struct Metrics {
     /// Frames the attacking node discarded, or the n−1 attacker blocked
     /// (`[attack]`).
     pub attack_drops: u64,
+    /// Epochs begun after the first (`[epochs]`).
+    pub epochs: u32,
     /// Tags delivered in the scenario's focus (`anonymity.focus_*`).
     pub focus_tags: std::collections::BTreeSet<u32>,
     /// The statistical disclosure attack's result (`[disclosure]`).
@@ -150,6 +152,7 @@ impl Metrics {
             n_minus_1: Default::default(),
             disclosure: None,
             focus_tags: Default::default(),
+            epochs: 0,
             routes: RouteCompromise::default(),
             node_load: Vec::new(),
             queue_series: crate::load::QueueSeries {
@@ -237,6 +240,11 @@ impl Metrics {
                 crate::scenario::TopologyKind::Cascade => "cascade",
             },
             "limits": { "queue_limit": scenario.queue_limit, "output_limit": scenario.output_limit },
+            "epochs": scenario.epochs.map(|(length, grace)| json!({
+                "length_s": length.as_secs_f64(),
+                "grace_s": grace.as_secs_f64(),
+                "rotations": self.epochs,
+            })),
             "virtual_seconds": self.duration.as_secs_f64(),
             "warmup_seconds": scenario.warmup.as_secs_f64(),
             "events": self.events,
@@ -342,10 +350,13 @@ impl Metrics {
 
     fn anonymity_summary(&self, scenario: &Scenario) -> Value {
         let tags = &self.entropy;
+        // Over the tags that have the figure (a receiver entropy needs
+        // mass in a mailbox).
         let stat = |f: fn(&TagResult) -> f64| {
-            mean_and_stderr(tags.iter().map(f)).map_or(Value::Null, |(mean, se)| {
-                let min = tags.iter().map(f).fold(f64::INFINITY, f64::min);
-                json!({ "mean": mean, "stderr": se, "min": min })
+            let has = tags.iter().map(f).filter(|v| v.is_finite());
+            mean_and_stderr(has.clone()).map_or(Value::Null, |(mean, se)| {
+                let min = has.clone().fold(f64::INFINITY, f64::min);
+                json!({ "mean": mean, "stderr": se, "min": min, "tags": has.count() })
             })
         };
         let mut out = json!({
@@ -410,13 +421,18 @@ impl Metrics {
                 .get(t.tag as usize)
                 .copied()
                 .unwrap_or(f64::NAN);
+            // An empty cell where a tag has no receiver entropy.
+            let receiver = if t.receiver_bits.is_finite() {
+                format!("{:.9}", t.receiver_bits)
+            } else {
+                String::new()
+            };
             let _ = writeln!(
                 out,
-                "{},{sent:.6},{:.9},{:.6},{:.9},{:.9},{:.9},{:.9}",
+                "{},{sent:.6},{:.9},{:.6},{receiver},{:.9},{:.9},{:.9}",
                 t.tag,
                 t.entropy_bits,
                 t.entropy_bits.exp2(),
-                t.receiver_bits,
                 t.exit_node_bits,
                 t.exited_mass,
                 t.lost_mass

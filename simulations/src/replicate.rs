@@ -17,8 +17,10 @@ pub fn replication_seed(first: u64, i: usize) -> u64 {
 /// One figure of a run, `None` when the run has nothing to measure it on.
 type Figure = (&'static str, fn(&Metrics) -> Option<f64>);
 
+/// The mean of a tag figure over the tags that have it (finite).
 fn tag_mean(m: &Metrics, f: fn(&crate::entropy::TagResult) -> f64) -> Option<f64> {
-    (!m.entropy.is_empty()).then(|| m.entropy.iter().map(f).sum::<f64>() / m.entropy.len() as f64)
+    let v: Vec<f64> = m.entropy.iter().map(f).filter(|x| x.is_finite()).collect();
+    sample_mean(&v)
 }
 
 fn sample_mean(v: &[f64]) -> Option<f64> {

@@ -252,6 +252,9 @@ pub struct Scenario {
     pub queue_limit: usize,
     /// Frames waiting to leave a node at most (`[limits] output_limit`).
     pub output_limit: usize,
+    /// Key rotation (`[epochs]`): an epoch's length and the grace period a
+    /// node keeps the previous epoch's key for; `None`: one epoch.
+    pub epochs: Option<(Duration, Duration)>,
     /// Default seed.
     pub seed: u64,
     /// Abstract or real packets.
@@ -315,6 +318,26 @@ impl Scenario {
         match &self.bulk {
             None => idle,
             Some(b) => idle + (b.payload + b.loops + b.drops - idle) / f64::from(b.cohorts),
+        }
+    }
+
+    /// The rate at which a gateway writes delivery frames to a client,
+    /// averaged over its classes as `mean_client_rate` is (production's
+    /// `ClassRates::delivery`, `client.md` §3).
+    pub fn mean_delivery_rate(&self) -> f64 {
+        let c = &self.cover;
+        let delivery = |payload: f64, loops: f64, drops: f64| {
+            mtos_mixnode::directory::ClassRates {
+                payload,
+                loops,
+                drops,
+            }
+            .delivery()
+        };
+        let idle = delivery(c.payload, c.loop_cover, c.drop_cover);
+        match &self.bulk {
+            None => idle,
+            Some(b) => idle + (delivery(b.payload, b.loops, b.drops) - idle) / f64::from(b.cohorts),
         }
     }
 
@@ -432,6 +455,19 @@ impl Scenario {
         }
         non_negative("warmup_s", raw.warmup_s)?;
         non_negative("queue_series_s", raw.queue_series_s)?;
+        if let Some(e) = &raw.epochs {
+            non_negative("epochs.length_s", e.length_s)?;
+            non_negative("epochs.grace_s", e.grace_s)?;
+            if e.length_s < 1.0 {
+                return Err(invalid("epochs.length_s", "at least 1 s".into()));
+            }
+            if e.grace_s >= e.length_s {
+                return Err(invalid(
+                    "epochs.grace_s",
+                    "shorter than an epoch (a node holds one previous key)".into(),
+                ));
+            }
+        }
         if raw.limits.queue_limit == 0 {
             return Err(invalid("limits.queue_limit", "at least 1".into()));
         }
@@ -691,6 +727,12 @@ impl Scenario {
             queue_series_s: raw.queue_series_s,
             queue_limit: raw.limits.queue_limit,
             output_limit: raw.limits.output_limit,
+            epochs: raw.epochs.as_ref().map(|e| {
+                (
+                    Duration::from_secs_f64(e.length_s),
+                    Duration::from_secs_f64(e.grace_s),
+                )
+            }),
             seed: raw.seed,
             packet_mode: raw.packet_mode,
             layers: t.layers,

@@ -15,6 +15,10 @@ pub enum SweepError {
     /// `--param` is not `NAME=V1,V2,...`.
     #[error("--param must look like NAME=V1,V2,... (got {0:?})")]
     Syntax(String),
+    /// The seed named as a parameter: the runs' seeds come from
+    /// `--seed` and `--seeds`, and would override it.
+    #[error("the seed is not a parameter: the runs' seeds are --seed S --seeds R")]
+    SeedParam,
     /// The parameter names no key of the scenario.
     #[error(
         "parameter `{0}` is not a key of this scenario (use a dotted path such as mixing.mean_delay_ms)"
@@ -57,6 +61,9 @@ pub fn parse_param(spec: &str) -> Result<(String, Vec<String>), SweepError> {
         .collect();
     if name.trim().is_empty() || values.is_empty() {
         return Err(SweepError::Syntax(spec.to_owned()));
+    }
+    if name.trim() == "seed" {
+        return Err(SweepError::SeedParam);
     }
     Ok((name.trim().to_owned(), values))
 }

@@ -260,6 +260,11 @@ fn parameter_syntax() {
     );
     assert!(matches!(parse_param("a.b"), Err(SweepError::Syntax(_))));
     assert!(matches!(parse_param("=1"), Err(SweepError::Syntax(_))));
+    // The seed is the runs', not a parameter.
+    assert!(matches!(
+        parse_param("seed=1,2"),
+        Err(SweepError::SeedParam)
+    ));
     let (text, x) = set_param(TINY, "clients.count", "9").unwrap();
     assert_eq!(x, 9.0);
     assert!(text.contains("count = 9"));

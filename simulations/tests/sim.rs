@@ -646,3 +646,45 @@ fn a_nodes_queue_limit_drops_what_it_cannot_hold() {
     .unwrap_err();
     assert!(e.to_string().contains("limits.queue_limit"), "{e}");
 }
+
+/// Key rotation (`[epochs]`): every node moves to the new epoch's key at
+/// each boundary and keeps the previous one for the grace period, as
+/// production does. With a grace period longer than any packet's life
+/// nothing is refused; with none, the packets in flight at a boundary
+/// are refused at their next hop (`unknown_key`) and lost.
+#[test]
+fn nodes_rotate_keys_and_a_grace_period_keeps_packets_in_flight() {
+    let run = |grace: &str| {
+        let s = scenario(&format!(
+            "{BASE}[epochs]\nlength_s = 10\ngrace_s = {grace}\n"
+        ));
+        let mut sim = Simulation::<AbstractMode>::new(s.clone(), 6);
+        sim.run(|_| {});
+        sim.metrics.summary(&s, 6)
+    };
+    let kept = run("5");
+    assert!(
+        kept["epochs"]["rotations"].as_u64().unwrap() >= 5,
+        "{}",
+        kept["epochs"]
+    );
+    assert!(
+        kept["engine_drops"]["unknown_key"].is_null(),
+        "{}",
+        kept["engine_drops"]
+    );
+    let none = run("0");
+    let refused = none["engine_drops"]["unknown_key"].as_u64().unwrap_or(0);
+    assert!(refused > 10, "{}", none["engine_drops"]);
+    // Without [epochs], one epoch and no summary entry.
+    let plain = scenario(BASE);
+    let mut sim = Simulation::<AbstractMode>::new(plain.clone(), 6);
+    sim.run(|_| {});
+    assert!(sim.metrics.summary(&plain, 6)["epochs"].is_null());
+    let e = Scenario::parse(
+        &format!("{BASE}[epochs]\nlength_s = 10\ngrace_s = 10\n"),
+        Path::new("t.toml"),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("epochs.grace_s"), "{e}");
+}

@@ -119,6 +119,9 @@ pub struct SenderView {
     /// The true sender's rank by mass (1: the best guess is right; ties
     /// count against it).
     pub rank: u32,
+    /// The posterior on the other sender of the tag's pair (Loopix's
+    /// second target sender), when it is another client.
+    pub posterior_on_other: Option<f64>,
 }
 
 /// Whether a sender number is a client's (not a node's, see
@@ -130,8 +133,9 @@ fn is_client(sender: u32) -> bool {
 /// The view of `senders` (a delivered packet's sender masses) when
 /// client `truth` sent it, over the clients only: the packet is a
 /// client's message, so the adversary rules the nodes' own loops out and
-/// divides by the clients' mass. `None` when it carries none.
-pub fn sender_view(senders: &Masses, truth: u32) -> Option<SenderView> {
+/// divides by the clients' mass. `other`: a second client whose
+/// posterior is reported too. `None` when it carries none.
+pub fn sender_view(senders: &Masses, truth: u32, other: Option<u32>) -> Option<SenderView> {
     let senders: Masses = senders
         .iter()
         .copied()
@@ -142,10 +146,17 @@ pub fn sender_view(senders: &Masses, truth: u32) -> Option<SenderView> {
         return None;
     }
     let (mine, rank) = super::truth_rank(senders.iter().copied(), truth);
+    let mass_of = |c: u32| {
+        senders
+            .iter()
+            .find(|(s, _)| *s == c)
+            .map_or(0.0, |(_, m)| *m)
+    };
     Some(SenderView {
         entropy_bits: super::entropy_of(senders.iter().map(|(_, m)| *m), total),
         posterior_on_true_sender: mine / total,
         rank,
+        posterior_on_other: other.filter(|o| *o != truth).map(|o| mass_of(o) / total),
     })
 }
 
@@ -164,7 +175,7 @@ mod tests {
         t.arrive(9, Role::Forward, &a);
         t.arrive(9, Role::Forward, &b);
         let out = t.depart(9, Role::Forward, 2);
-        let v = sender_view(&out.senders, 1).unwrap();
+        let v = sender_view(&out.senders, 1, Some(2)).unwrap();
         assert!((v.entropy_bits - 1.0).abs() < 1e-12);
         assert!((v.posterior_on_true_sender - 0.5).abs() < 1e-12);
         // A tie counts against the truth.
@@ -172,7 +183,7 @@ mod tests {
         let c = t.start(3, Vec::new());
         t.arrive_exact(8, 77, c);
         let whole = t.depart_exact(8, 77);
-        let v = sender_view(&whole.senders, 3).unwrap();
+        let v = sender_view(&whole.senders, 3, None).unwrap();
         assert_eq!((v.entropy_bits, v.rank), (0.0, 1));
         assert!(Trackers::new(false).start(1, Vec::new()).senders.is_empty());
     }

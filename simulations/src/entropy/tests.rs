@@ -170,3 +170,26 @@ fn unfinished_tags_are_counted_not_measured() {
     assert!(r.tags.is_empty());
     assert_eq!(r.unfinished, 1);
 }
+
+/// A tag all of whose mass exits where nothing reaches a mailbox (drop
+/// cover discarded at a provider) has an exit entropy but no receiver
+/// entropy: NaN, not 0 bits, so that means over tags leave it out.
+#[test]
+fn a_tag_with_no_mailbox_mass_has_no_receiver_entropy() {
+    let mut e = EntropyTracker::new();
+    let m = e.tag(1);
+    e.arrive(7, Role::Deliver, &m);
+    for n in (1..=2).rev() {
+        let out = e.depart(7, Role::Deliver, n);
+        e.exit(
+            &out,
+            ExitPoint {
+                recipient: None,
+                node: P,
+            },
+        );
+    }
+    let t = e.finish().tags[0];
+    assert!(close(t.entropy_bits, 1.0), "{t:?}");
+    assert!(t.receiver_bits.is_nan(), "{t:?}");
+}

@@ -40,6 +40,17 @@ pub(super) struct RawScenario {
     pub(super) disclosure: Option<crate::disclosure::DisclosureConfig>,
     #[serde(default)]
     pub(super) limits: RawLimits,
+    #[serde(default)]
+    pub(super) epochs: Option<RawEpochs>,
+}
+
+/// `[epochs]`: key rotation (`mixing.md`, key rotation).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawEpochs {
+    pub(super) length_s: f64,
+    #[serde(default)]
+    pub(super) grace_s: f64,
 }
 
 /// `[limits]`: the engine's bounds on a node (production's by default).

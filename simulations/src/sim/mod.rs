@@ -85,6 +85,10 @@ enum Ev {
     Arrive(u32, usize),
     /// The next trace rows are due.
     Trace,
+    /// A new epoch begins (`[epochs]`).
+    Epoch,
+    /// The previous epoch's grace period ends.
+    Grace,
 }
 
 /// An event in the queue. The key packs the time (nanoseconds) and the
@@ -189,6 +193,8 @@ pub struct Simulation<M: Mode> {
     max_held: Vec<usize>,
     /// Where the n−1 attacker is (`[attack] kind = "n-1"`).
     attack_phase: attack::Phase,
+    /// The current epoch (`[epochs]`; `EPOCH` throughout without).
+    epoch: u32,
     /// When the queue series takes its next sample (`None`: off).
     next_sample: Option<Instant>,
     /// Alice's friends and what the disclosure attacker saw
@@ -212,13 +218,19 @@ impl<M: Mode> Simulation<M> {
         };
         let start = Instant::ZERO;
         // Replay filters sized for twice the packets each node can expect
-        // over the whole run: a layer node sees 1/nodes_per_layer of all
-        // packets, a provider 2/providers (as gateway and as exit). A fixed
-        // size would take gigabytes at 1,000 nodes.
+        // over a key's life (the whole run, or with `[epochs]` an epoch and
+        // its grace): a layer node sees 1/nodes_per_layer of all packets, a
+        // provider 2/providers (as gateway and as exit). A fixed size would
+        // take gigabytes at 1,000 nodes.
+        let key_life = scenario
+            .epochs
+            .map_or(scenario.duration, |(length, grace)| {
+                (length + grace).min(scenario.duration)
+            });
         let packets = (f64::from(scenario.clients) * scenario.mean_client_rate()
             + f64::from(node_count) * scenario.cover.node_loop
             + f64::from(scenario.clients) * scenario.send_rate)
-            * scenario.duration.as_secs_f64()
+            * key_life.as_secs_f64()
             + scenario.trace.len() as f64;
         let mix_nodes = scenario.layers * scenario.nodes_per_layer;
         let expected = |i: u32| -> u64 {
@@ -350,6 +362,7 @@ impl<M: Mode> Simulation<M> {
             held_by_adversary,
             max_held: vec![0; node_count as usize],
             attack_phase: attack::Phase::Wait,
+            epoch: EPOCH,
             next_sample: (scenario_queue_series_s > 0.0).then_some(Instant::ZERO),
             friends,
             friend_rng: component_rng(seed, "disclosure", 1),
@@ -364,6 +377,9 @@ impl<M: Mode> Simulation<M> {
         if let Some(first) = sim.scenario.trace.first() {
             let at = Instant::from_duration(first.at);
             sim.push(at, Ev::Trace);
+        }
+        if let Some((length, _)) = sim.scenario.epochs {
+            sim.push(Instant::ZERO + length, Ev::Epoch);
         }
         sim
     }
@@ -506,7 +522,7 @@ impl<M: Mode> Simulation<M> {
             RngOf::Node(n) => crate::entropy::carried::node_sender(n),
         };
         let carried = self.entropy.start(sender, Vec::new());
-        self.transmit(route[0], frame(&packet), carried);
+        self.transmit(route[0], frame(&packet, self.epoch), carried);
         id
     }
 
@@ -546,6 +562,8 @@ impl<M: Mode> Simulation<M> {
                 Ev::Node(n) => self.on_node(n),
                 Ev::Arrive(n, slot) => self.on_arrive(n, slot),
                 Ev::Trace => self.on_trace(),
+                Ev::Epoch => self.on_epoch(),
+                Ev::Grace => self.on_grace(),
             }
             if self.events.is_multiple_of(65_536) {
                 progress(self.now.since_origin().as_secs_f64() / total);
@@ -616,6 +634,40 @@ impl<M: Mode> Simulation<M> {
             self.next_sample = Some(Instant::from_duration(Duration::from_secs_f64(
                 k * interval,
             )));
+        }
+    }
+
+    /// A new epoch: every node moves to its key (the previous one kept
+    /// for the grace period), clients build packets under it from now on
+    /// (`mixing.md`, key rotation), and the next epoch is scheduled.
+    fn on_epoch(&mut self) {
+        let Some((length, grace)) = self.scenario.epochs else {
+            return;
+        };
+        self.epoch += 1;
+        self.metrics.epochs += 1;
+        for n in 0..self.nodes.len() {
+            let secret = self.mode.key(n as u32);
+            let epoch = self.epoch;
+            self.nodes[n]
+                .engine
+                .keys_mut()
+                .advance_to(EpochKey { epoch, secret });
+        }
+        let now = self.now;
+        if grace.is_zero() {
+            self.on_grace();
+        } else {
+            self.push(now + grace, Ev::Grace);
+        }
+        self.push(now + length, Ev::Epoch);
+    }
+
+    /// The grace period ends: every node drops the previous epoch's key;
+    /// frames still under it are refused (`unknown_key`).
+    fn on_grace(&mut self) {
+        for node in &mut self.nodes {
+            node.engine.keys_mut().retire_previous();
         }
     }
 

@@ -4,10 +4,11 @@
 
 use super::*;
 
-/// A link frame: the key tag of the run's epoch, then the packet.
-pub(super) fn frame(packet: &[u8]) -> Vec<u8> {
+/// A link frame: the key tag of the epoch it is sent in, then the
+/// packet.
+pub(super) fn frame(packet: &[u8], epoch: u32) -> Vec<u8> {
     let mut frame = Vec::with_capacity(1 + packet.len());
-    frame.push((EPOCH % 256) as u8);
+    frame.push((epoch % 256) as u8);
     frame.extend_from_slice(packet);
     frame
 }

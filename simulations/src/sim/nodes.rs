@@ -58,8 +58,10 @@ impl<M: Mode> Simulation<M> {
                         let recipient = self.recipient_of(&d.payload);
                         if let (Some(tag), Some(r)) = (own, recipient) {
                             let true_sender = self.metrics.tag_sender.get(tag as usize).copied();
+                            // The pair's other sender: Loopix's second target.
+                            let other = self.metrics.tag_sender.get((tag ^ 1) as usize).copied();
                             let sender = true_sender.and_then(|c| {
-                                crate::entropy::carried::sender_view(&masses.senders, c)
+                                crate::entropy::carried::sender_view(&masses.senders, c, other)
                             });
                             if let (Some((gateway, exit)), Some(c)) =
                                 (self.scenario.focus, true_sender)
