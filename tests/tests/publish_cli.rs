@@ -158,7 +158,12 @@ fn a_file_published_from_one_home_is_fetched_byte_identical_by_another() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
+    // A request whose answer is lost costs the client one request
+    // timeout (30 s and the queueing, `transfer::TransferOptions`) before
+    // it asks again, as a person's fetch would: wait for three of them.
+    // CI once saw none of 13 requests answered within 60 s while the
+    // screen's loops came back (status kept in the message below).
+    let deadline = Instant::now() + Duration::from_secs(180);
     loop {
         let status = bob_screen.status();
         if status["jobs"][0]["done"].as_u64().unwrap_or(0) >= 5 {
