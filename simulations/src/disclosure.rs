@@ -120,10 +120,8 @@ pub fn attack(
         if counted == deposits.len() {
             break; // the run may have ended inside this window
         }
-        let in_window = deposits[start..counted]
-            .iter()
-            .filter(|(at, _)| *at >= lo)
-            .count();
+        // deposits[start..counted]: those from lo to hi.
+        let in_window = counted - start;
         if in_window == 0 {
             continue;
         }
@@ -132,10 +130,11 @@ pub fn attack(
             observed[*r as usize] += share;
         }
         rounds += 1;
-        let total: u64 = background.iter().sum();
+        // Every deposit counted is in the background once.
+        let total = counted.max(1) as f64;
         ranking.clear();
         ranking.extend((0..clients).filter(|c| *c != config.sender).map(|c| {
-            let u = background[c as usize] as f64 / total.max(1) as f64;
+            let u = background[c as usize] as f64 / total;
             (observed[c as usize] / rounds as f64 - u, c)
         }));
         ranking.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));

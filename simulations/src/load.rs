@@ -27,12 +27,10 @@ pub struct NodeLoad {
     pub mean_held: f64,
 }
 
-/// Every node's held packets, sampled every `interval_s` of virtual time
-/// (`queue_series_s`): `held[k · nodes + n]` is node `n` at `times[k]`.
+/// Every node's held packets, sampled every `queue_series_s` of virtual
+/// time: `held[k · nodes + n]` is node `n` at `times[k]`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct QueueSeries {
-    /// Seconds between samples (0: none taken).
-    pub interval_s: f64,
     /// When each sample was taken, seconds.
     pub times: Vec<f64>,
     /// Packets held, sample by sample, node by node.

@@ -155,10 +155,7 @@ impl Metrics {
             epochs: 0,
             routes: RouteCompromise::default(),
             node_load: Vec::new(),
-            queue_series: crate::load::QueueSeries {
-                interval_s: scenario.queue_series_s,
-                ..Default::default()
-            },
+            queue_series: crate::load::QueueSeries::default(),
         }
     }
 
@@ -455,13 +452,20 @@ impl Metrics {
     }
 }
 
+/// The `p` quantile of `sorted` (ascending): the sample at the nearest
+/// rank, `None` when there is none.
+pub(crate) fn quantile(sorted: &[f64], p: f64) -> Option<f64> {
+    let last = sorted.len().checked_sub(1)?;
+    sorted.get((last as f64 * p).round() as usize).copied()
+}
+
 fn stats(samples: &[f64]) -> Value {
     if samples.is_empty() {
         return json!({ "count": 0 });
     }
     let mut v = samples.to_vec();
     v.sort_by(f64::total_cmp);
-    let q = |p: f64| v[((v.len() - 1) as f64 * p).round() as usize];
+    let q = |p: f64| quantile(&v, p).unwrap_or(f64::NAN);
     json!({
         "count": v.len(),
         "mean": v.iter().sum::<f64>() / v.len() as f64,

@@ -79,40 +79,14 @@ impl AbstractPacket {
 
     /// Decodes; `None` for anything malformed.
     pub fn decode(b: &[u8]) -> Option<Self> {
-        if b.len() != ABSTRACT_PACKET_SIZE {
-            return None;
-        }
-        let u32_at = |i: usize| -> u32 {
-            let mut x = [0u8; 4];
-            x.copy_from_slice(&b[i..i + 4]);
-            u32::from_be_bytes(x)
-        };
-        let u64_at = |i: usize| -> u64 {
-            let mut x = [0u8; 8];
-            x.copy_from_slice(&b[i..i + 8]);
-            u64::from_be_bytes(x)
-        };
-        let id = u64_at(0);
-        let hop = b[8];
-        let n = usize::from(b[9]);
-        if n == 0 || n > MAX_PATH_LENGTH || usize::from(hop) >= n {
-            return None;
-        }
-        let route = (0..n).map(|i| u32_at(10 + 4 * i)).collect();
-        let d0 = 10 + 4 * MAX_PATH_LENGTH;
-        let delays = (0..n)
-            .map(|i| Duration::from_nanos(u64_at(d0 + 8 * i)))
-            .collect();
-        let dest_at = d0 + 8 * MAX_PATH_LENGTH;
-        let mut surb_id = [0u8; 16];
-        surb_id.copy_from_slice(&b[dest_at + 4..dest_at + 20]);
+        let p = CheckedAbstract::parse(b)?;
         Some(Self {
-            id,
-            hop,
-            route,
-            delays,
-            destination: u32_at(dest_at),
-            surb_id,
+            id: p.u64_at(0),
+            hop: p.0[HOP_AT],
+            route: (0..p.len()).map(|i| p.route_at(i)).collect(),
+            delays: (0..p.len()).map(|i| p.delay_at(i)).collect(),
+            destination: p.u32_at(DEST_AT),
+            surb_id: p.surb_id(),
         })
     }
 }
@@ -122,12 +96,13 @@ impl AbstractPacket {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Abstract;
 
-/// An abstract packet whose route names this node: its bytes, checked
-/// in place (no allocation: the hot path of every hop).
+/// An abstract packet well formed (length, route length, hop in the
+/// route): its bytes, read in place (no allocation: the hot path of every
+/// hop). [`AbstractPacket::decode`] reads its fields from it too.
 #[derive(Debug, Clone)]
 pub struct CheckedAbstract([u8; ABSTRACT_PACKET_SIZE]);
 
-/// Byte offsets in an encoded abstract packet.
+/// Byte offsets in an encoded abstract packet (the id is at 0).
 const HOP_AT: usize = 8;
 const LEN_AT: usize = 9;
 const ROUTE_AT: usize = 10;
@@ -135,6 +110,29 @@ const DELAYS_AT: usize = ROUTE_AT + 4 * MAX_PATH_LENGTH;
 const DEST_AT: usize = DELAYS_AT + 8 * MAX_PATH_LENGTH;
 
 impl CheckedAbstract {
+    /// `None` for anything malformed.
+    fn parse(b: &[u8]) -> Option<Self> {
+        let p = Self(b.try_into().ok()?);
+        let n = p.len();
+        (n > 0 && n <= MAX_PATH_LENGTH && p.hop() < n).then_some(p)
+    }
+    fn hop(&self) -> usize {
+        usize::from(self.0[HOP_AT])
+    }
+    fn len(&self) -> usize {
+        usize::from(self.0[LEN_AT])
+    }
+    fn route_at(&self, i: usize) -> u32 {
+        self.u32_at(ROUTE_AT + 4 * i)
+    }
+    fn delay_at(&self, i: usize) -> Duration {
+        Duration::from_nanos(self.u64_at(DELAYS_AT + 8 * i))
+    }
+    fn surb_id(&self) -> [u8; 16] {
+        let mut surb_id = [0u8; 16];
+        surb_id.copy_from_slice(&self.0[DEST_AT + 4..DEST_AT + 20]);
+        surb_id
+    }
     fn u32_at(&self, i: usize) -> u32 {
         let mut x = [0u8; 4];
         x.copy_from_slice(&self.0[i..i + 4]);
@@ -153,13 +151,8 @@ impl PacketFormat for Abstract {
     const PACKET_SIZE: usize = ABSTRACT_PACKET_SIZE;
 
     fn check(packet: &[u8], key: &NodeAddress) -> Result<CheckedAbstract, CheckError> {
-        let bytes: [u8; ABSTRACT_PACKET_SIZE] = packet.try_into().map_err(|_| CheckError::Mac)?;
-        let p = CheckedAbstract(bytes);
-        let (hop, n) = (usize::from(p.0[HOP_AT]), usize::from(p.0[LEN_AT]));
-        if n == 0 || n > MAX_PATH_LENGTH || hop >= n {
-            return Err(CheckError::Mac);
-        }
-        if node_address(p.u32_at(ROUTE_AT + 4 * hop)) != *key {
+        let p = CheckedAbstract::parse(packet).ok_or(CheckError::Mac)?;
+        if node_address(p.route_at(p.hop())) != *key {
             return Err(CheckError::Mac);
         }
         Ok(p)
@@ -171,10 +164,10 @@ impl PacketFormat for Abstract {
     }
 
     fn process(mut p: CheckedAbstract) -> Result<Processed, CheckError> {
-        let (hop, n) = (usize::from(p.0[HOP_AT]), usize::from(p.0[LEN_AT]));
-        if hop + 1 < n {
-            let next = node_address(p.u32_at(ROUTE_AT + 4 * (hop + 1)));
-            let delay = Duration::from_nanos(p.u64_at(DELAYS_AT + 8 * hop));
+        let hop = p.hop();
+        if hop + 1 < p.len() {
+            let next = node_address(p.route_at(hop + 1));
+            let delay = p.delay_at(hop);
             p.0[HOP_AT] += 1;
             Ok(Processed::Forward {
                 next,
@@ -182,12 +175,10 @@ impl PacketFormat for Abstract {
                 packet: p.0.to_vec(),
             })
         } else {
-            let mut surb_id = [0u8; 16];
-            surb_id.copy_from_slice(&p.0[DEST_AT + 4..DEST_AT + 20]);
             Ok(Processed::Final {
                 destination: Destination {
                     address: client_address(p.u32_at(DEST_AT)),
-                    surb_id,
+                    surb_id: p.surb_id(),
                 },
                 payload: p.0[..8].to_vec(),
             })

@@ -17,6 +17,7 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
 use crate::entropy::{EntropyTracker, ExitPoint, Role};
+use crate::metrics::mean_and_stderr;
 use crate::packet::{Abstract, AbstractPacket, node_address, node_index};
 use crate::replicate::mean_ci95;
 
@@ -180,13 +181,12 @@ impl Stratified {
             })
             .collect();
         let (mean_bits, ci95_bits) = mean_ci95(&runs);
-        let n = runs.len() as f64;
-        let sd = (runs.iter().map(|v| (v - mean_bits).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
+        let stderr_bits = mean_and_stderr(runs.iter().copied()).map_or(f64::NAN, |(_, se)| se);
         Comparison {
             runs,
             mean_bits,
             ci95_bits,
-            stderr_bits: sd / n.sqrt(),
+            stderr_bits,
             closed_form_bits: self.closed_form_bits(),
         }
     }

@@ -6,106 +6,27 @@
 use std::path::Path;
 use std::time::Duration;
 
-use mtos_crypto::sphinx::sample_exponential;
-use mtos_mixnode::{EngineConfig, EpochKey, Instant, KeyRing, MixEngine, MixingMode, ReplaySizing};
-use mtos_sim::entropy::{EntropyTracker, ExitPoint, Role};
-use mtos_sim::packet::{Abstract, AbstractPacket, node_address};
 use mtos_sim::scenario::Scenario;
 use mtos_sim::sim::{AbstractMode, Simulation};
 use mtos_sim::stratified::Stratified;
-use rand::{RngExt, SeedableRng};
-use rand_chacha::ChaCha20Rng;
 
 /// One Poisson mix fed by Poisson arrivals (rate λ), holding each message
 /// Exp(mean 1/μ): the entropy of a message's output distribution is
 /// ln(e·λ/μ) nats (Danezis, "The traffic analysis of continuous-time
-/// mixes", PET 2004), for λ/μ large.
+/// mixes", PET 2004), for λ/μ large. The mix is the production engine,
+/// driven by `mtos_sim::stratified` with one layer of one mix.
 #[test]
 fn single_exponential_mix_matches_the_closed_form() {
-    let lambda = 500.0; // arrivals per second
-    let mean = Duration::from_millis(100); // μ = 10/s, λ/μ = 50
-    let mut engine: MixEngine<Abstract> = MixEngine::new(
-        EngineConfig {
-            mode: MixingMode::Poisson,
-            mean_delay: mean,
-            max_delay: Duration::from_secs(3600),
-            queue_limit: 1_000_000,
-            output_limit: 1_000_000,
-        },
-        KeyRing::new(
-            EpochKey {
-                epoch: 1,
-                secret: node_address(0),
-            },
-            ReplaySizing {
-                expected_per_key: 1_000_000,
-                per_second: None,
-                fp_rate: 1e-9,
-            },
-        ),
-    );
-    let mut rng = ChaCha20Rng::from_seed([1; 32]);
-    let mut tracker = EntropyTracker::new();
-    let mut now = Instant::ZERO;
-    let warmup = 5.0; // seconds, about 50 mean delays
-    let tags = 300u32;
-    let mut tagged = 0;
-    let mut id = 0u64;
-    let mut next_arrival =
-        now + sample_exponential(&mut rng, Duration::from_secs_f64(1.0 / lambda));
-    loop {
-        let next_release = engine.poll_timeout();
-        if next_release.is_some_and(|r| r <= next_arrival) {
-            now = next_release.unwrap();
-            let held = engine.held();
-            engine.handle_timeout(now, &mut rng);
-            let mut n = held;
-            while engine.poll_transmit().is_some() {
-                let out = tracker.depart(0, Role::Deliver, n);
-                tracker.exit(
-                    &out,
-                    ExitPoint {
-                        recipient: Some(0),
-                        node: 0,
-                    },
-                );
-                n -= 1;
-            }
-        } else {
-            if tagged == tags && tracker.active() == 0 {
-                break;
-            }
-            now = next_arrival;
-            let delay = sample_exponential(&mut rng, mean);
-            let packet = AbstractPacket {
-                id,
-                hop: 0,
-                route: vec![0, 1],
-                delays: vec![delay, Duration::ZERO],
-                destination: 0,
-                surb_id: [0; 16],
-            };
-            id += 1;
-            let mut frame = vec![1u8];
-            frame.extend_from_slice(&packet.encode());
-            engine.handle_frame(now, &frame, &mut rng);
-            // Tag one arrival in ten after the warm-up, so tagged messages
-            // overlap like untagged ones.
-            if now.since_origin().as_secs_f64() > warmup
-                && tagged < tags
-                && rng.random_range(0..10) == 0
-            {
-                let m = tracker.tag(tagged);
-                tracker.arrive(0, Role::Deliver, &m);
-                tagged += 1;
-            }
-            next_arrival =
-                now + sample_exponential(&mut rng, Duration::from_secs_f64(1.0 / lambda));
-        }
-    }
-    let results = tracker.finish().tags;
-    assert_eq!(results.len(), tags as usize);
-    let mean_bits = results.iter().map(|r| r.entropy_bits).sum::<f64>() / results.len() as f64;
+    let mix = Stratified {
+        layers: 1,
+        width: 1,
+        load: 50.0, // λ = 500/s, μ = 10/s
+        mean_delay: Duration::from_millis(100),
+        tags: 300,
+    };
+    let results = mix.run(1);
+    assert_eq!(results.len(), 300);
+    let mean_bits = results.iter().sum::<f64>() / results.len() as f64;
     let expected_bits = (std::f64::consts::E * 50.0).ln() / std::f64::consts::LN_2;
     let rel = (mean_bits - expected_bits).abs() / expected_bits;
     eprintln!("single mix: H = {mean_bits:.4} bits, closed form {expected_bits:.4}");

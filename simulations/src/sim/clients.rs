@@ -180,6 +180,6 @@ impl<M: Mode> Simulation<M> {
             Vec::new()
         };
         let carried = self.entropy.start(c, masses);
-        self.transmit(route[0], frame(&packet, self.epoch), carried);
+        self.transmit(route[0], frame(&packet, self.epoch()), carried);
     }
 }

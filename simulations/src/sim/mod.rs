@@ -194,8 +194,6 @@ pub struct Simulation<M: Mode> {
     max_held: Vec<usize>,
     /// Where the n−1 attacker is (`[attack] kind = "n-1"`).
     attack_phase: attack::Phase,
-    /// The current epoch (`[epochs]`; `EPOCH` throughout without).
-    epoch: u32,
     /// When the queue series takes its next sample (`None`: off).
     next_sample: Option<Instant>,
     /// Alice's friends and what the disclosure attacker saw
@@ -344,7 +342,7 @@ impl<M: Mode> Simulation<M> {
             RngOf::Node(n) => crate::entropy::carried::node_sender(n),
         };
         let carried = self.entropy.start(sender, Vec::new());
-        self.transmit(route[0], frame(&packet, self.epoch), carried);
+        self.transmit(route[0], frame(&packet, self.epoch()), carried);
         id
     }
 
@@ -409,12 +407,7 @@ impl<M: Mode> Simulation<M> {
             // 1st to its 99th percentile.
             let mut latency = self.metrics.network_latency_s.clone();
             latency.sort_by(f64::total_cmp);
-            let at = |q: f64| {
-                latency
-                    .get(((latency.len() as f64 - 1.0) * q).round() as usize)
-                    .copied()
-                    .unwrap_or(0.0)
-            };
+            let at = |q: f64| crate::metrics::quantile(&latency, q).unwrap_or(0.0);
             self.metrics.disclosure = Some(crate::disclosure::attack(
                 obs,
                 &config,
@@ -466,11 +459,10 @@ impl<M: Mode> Simulation<M> {
         let Some((length, grace)) = self.scenario.epochs else {
             return;
         };
-        self.epoch += 1;
         self.metrics.epochs += 1;
+        let epoch = self.epoch();
         for n in 0..self.nodes.len() {
             let secret = self.mode.key(n as u32);
-            let epoch = self.epoch;
             self.nodes[n]
                 .engine
                 .keys_mut()
@@ -483,6 +475,11 @@ impl<M: Mode> Simulation<M> {
             self.push(now + grace, Ev::Grace);
         }
         self.push(now + length, Ev::Epoch);
+    }
+
+    /// The current epoch: `EPOCH`, and one more for each rotation.
+    fn epoch(&self) -> u32 {
+        EPOCH + self.metrics.epochs
     }
 
     /// The grace period ends: every node drops the previous epoch's key;
