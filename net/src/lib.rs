@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod error;
+pub mod gated;
 pub mod protocols;
 pub mod topology;
 pub mod transport;
@@ -11,7 +12,8 @@ pub use topology::{
     NodeEntryExt, NotEd25519, Topology, check_multiaddr, libp2p_keypair, peer_id_of,
 };
 pub use transport::{
-    Behaviour, IDENTIFY_VERSION, TransportError, behaviour, build_swarm, swarm_config,
+    Behaviour, IDENTIFY_VERSION, TransportError, behaviour, build_gated_swarm, build_swarm,
+    swarm_config,
 };
 
 /// Unix seconds now: the wall clock every driver stamps documents and

@@ -1,7 +1,8 @@
 //! The stream protocols: `/mtos/mix/1` (fixed-size mix frames, back to
 //! back), `/mtos/client/3` (a client's session with its gateway) and
 //! `/mtos/dir/1` (one request and one response per stream, to the
-//! authority), with their framing.
+//! authority; `/mtos/dir-authority/1` the same between authorities), with
+//! their framing.
 
 use std::time::Duration;
 
@@ -18,6 +19,11 @@ pub const MIX_PROTOCOL: StreamProtocol = StreamProtocol::new("/mtos/mix/1");
 pub const CLIENT_PROTOCOL: StreamProtocol = StreamProtocol::new("/mtos/client/3");
 /// Directory requests.
 pub const DIR_PROTOCOL: StreamProtocol = StreamProtocol::new("/mtos/dir/1");
+/// Directory requests between authorities: the same framing as
+/// [`DIR_PROTOCOL`], on [`crate::gated::PeerGated`] streams that exist only
+/// on connections between the configured authorities, so a flood of
+/// directory streams from anyone else cannot crowd them out.
+pub const AUTHORITY_PROTOCOL: StreamProtocol = StreamProtocol::new("/mtos/dir-authority/1");
 /// The byte a node writes on a mix stream it accepted, before any frame
 /// flows. libp2p-stream drops an inbound stream when its accept queue is
 /// momentarily full, so a sender only trusts a stream once it has read
@@ -129,10 +135,23 @@ pub async fn directory_request(
     body: &[u8],
     timeout: Duration,
 ) -> Result<Vec<u8>, NetError> {
+    directory_request_on(control, DIR_PROTOCOL, authority, kind, body, timeout).await
+}
+
+/// [`directory_request`] over `protocol` ([`AUTHORITY_PROTOCOL`] between
+/// authorities, on their gated control).
+pub async fn directory_request_on(
+    control: &mut libp2p_stream::Control,
+    protocol: StreamProtocol,
+    authority: libp2p::PeerId,
+    kind: u8,
+    body: &[u8],
+    timeout: Duration,
+) -> Result<Vec<u8>, NetError> {
     let link = |e: &dyn std::fmt::Display| NetError::Link(format!("authority: {e}"));
     let exchange = async {
         let mut stream = control
-            .open_stream(authority, DIR_PROTOCOL)
+            .open_stream(authority, protocol)
             .await
             .map_err(|e| link(&e))?;
         write_message(&mut stream, kind, body)

@@ -2,8 +2,12 @@
 //! identify, ping, connection limits and an address book fed from the
 //! network document.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
+use libp2p::PeerId;
+
+use crate::gated::PeerGated;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{Swarm, identity::Keypair};
 use libp2p::{connection_limits, identify, noise, peer_store, ping, tcp, yamux};
@@ -22,6 +26,9 @@ pub struct Behaviour {
     pub ping: ping::Behaviour,
     /// Raw streams for the mtos protocols.
     pub stream: libp2p_stream::Behaviour,
+    /// Streams only the listed peers reach (an authority's protocol with
+    /// the other authorities; empty elsewhere).
+    pub gated: crate::gated::PeerGated,
     /// Addresses of the document's nodes, for dialling by PeerId.
     pub addresses: peer_store::Behaviour<peer_store::memory_store::MemoryStore>,
 }
@@ -43,6 +50,16 @@ pub fn build_swarm(
     keypair: Keypair,
     max_connections: u32,
 ) -> Result<Swarm<Behaviour>, TransportError> {
+    build_gated_swarm(keypair, max_connections, HashSet::new())
+}
+
+/// [`build_swarm`] whose [`Behaviour::gated`] streams reach `allowed`
+/// peers (an authority's swarm, allowing the other authorities).
+pub fn build_gated_swarm(
+    keypair: Keypair,
+    max_connections: u32,
+    allowed: HashSet<PeerId>,
+) -> Result<Swarm<Behaviour>, TransportError> {
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_tcp(
@@ -51,7 +68,11 @@ pub fn build_swarm(
             yamux::Config::default,
         )
         .map_err(|e| TransportError(e.to_string()))?
-        .with_behaviour(|key| behaviour(key, max_connections))
+        .with_behaviour(|key| {
+            let mut b = behaviour(key, max_connections);
+            b.gated = PeerGated::new(allowed);
+            b
+        })
         .map_err(|e| TransportError(e.to_string()))?
         .with_swarm_config(swarm_config)
         .build();
@@ -76,6 +97,7 @@ pub fn behaviour(key: &Keypair, max_connections: u32) -> Behaviour {
         )),
         ping: ping::Behaviour::new(ping::Config::new()),
         stream: libp2p_stream::Behaviour::new(),
+        gated: PeerGated::new(HashSet::new()),
         addresses: peer_store::Behaviour::new(store),
     }
 }

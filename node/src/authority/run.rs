@@ -15,8 +15,9 @@ use libp2p::{Multiaddr, PeerId};
 use mtos_crypto::Identity;
 use mtos_mixnode::directory::{Authority, RoundId, VoteAdded, Voting, VotingState};
 use mtos_net::{
-    self as net, DIR_ERROR, DIR_GET_DOCUMENT, DIR_GET_DOCUMENT_VOTES, DIR_GET_PROPOSAL,
-    DIR_GET_VOTES, DIR_OK, DIR_PROTOCOL, DIR_PUT_DESCRIPTOR, libp2p_keypair, peer_id_of, unix_now,
+    self as net, AUTHORITY_PROTOCOL, DIR_ERROR, DIR_GET_DOCUMENT, DIR_GET_DOCUMENT_VOTES,
+    DIR_GET_PROPOSAL, DIR_GET_VOTES, DIR_OK, DIR_PROTOCOL, DIR_PUT_DESCRIPTOR, libp2p_keypair,
+    peer_id_of, unix_now,
 };
 use rand::SeedableRng;
 
@@ -49,7 +50,22 @@ pub async fn run(
     let identity = Arc::new(load_identity(&base.join(&config.keys).join(KEY_FILE))?);
     let me = *identity.verify_key().as_bytes();
     let set = config.authority_set(me)?;
-    let mut swarm = net::build_swarm(libp2p_keypair(&identity), 4_096)?;
+    let mut peers: Vec<([u8; 32], PeerId)> = Vec::new();
+    let mut addresses: Vec<(PeerId, Multiaddr)> = Vec::new();
+    for p in &config.peers {
+        let key = parse_key(&p.key).ok_or_else(|| NodeError::Config("peers: not a key".into()))?;
+        let peer = peer_id_of(&key).map_err(|e| NodeError::Config(format!("peers: {e}")))?;
+        let addr: Multiaddr = p
+            .addr
+            .parse()
+            .map_err(|e| NodeError::Config(format!("peers: {e}")))?;
+        addresses.push((peer, addr));
+        peers.push((key, peer));
+    }
+    let peer_ids: std::collections::HashSet<PeerId> = peers.iter().map(|(_, p)| *p).collect();
+    // The other authorities' requests come on a protocol of their own,
+    // which only they can open (`specs/directory.md` §4).
+    let mut swarm = net::build_gated_swarm(libp2p_keypair(&identity), 4_096, peer_ids.clone())?;
     let listen: Multiaddr = config
         .listen
         .parse()
@@ -59,22 +75,17 @@ pub async fn run(
         addr: config.listen.clone(),
         reason: crate::listen_reason(&e),
     })?;
-    let mut peers: Vec<([u8; 32], PeerId)> = Vec::new();
-    for p in &config.peers {
-        let key = parse_key(&p.key).ok_or_else(|| NodeError::Config("peers: not a key".into()))?;
-        let peer = peer_id_of(&key).map_err(|e| NodeError::Config(format!("peers: {e}")))?;
-        let addr: Multiaddr = p
-            .addr
-            .parse()
-            .map_err(|e| NodeError::Config(format!("peers: {e}")))?;
+    for (peer, addr) in addresses {
         swarm.add_peer_address(peer, addr);
-        peers.push((key, peer));
     }
-    let peer_ids: std::collections::HashSet<PeerId> = peers.iter().map(|(_, p)| *p).collect();
     let mut control = swarm.behaviour().stream.new_control();
     let mut incoming = control
         .accept(DIR_PROTOCOL)
         .map_err(|_| NodeError::Config("directory protocol registered twice".into()))?;
+    let mut authority_control = swarm.behaviour().gated.new_control();
+    let from_authorities = authority_control
+        .accept(AUTHORITY_PROTOCOL)
+        .map_err(|_| NodeError::Config("authority protocol registered twice".into()))?;
 
     let state = load_state(base)?;
     let mut authority = Authority::new(config.params());
@@ -109,11 +120,19 @@ pub async fn run(
         gate: gate.clone(),
         shared: shared.clone(),
         identity: identity.clone(),
-        control: control.clone(),
+        control: authority_control,
         peers,
         config: config.clone(),
         base: base.to_owned(),
     }));
+    // Their intake is drained by a task of its own, so that a busy swarm
+    // loop never leaves one of their streams waiting in libp2p-stream's
+    // one-place queue (where the next would be dropped).
+    let authority_intake = AbortOnDrop(vec![tokio::spawn(serve_authorities(
+        from_authorities,
+        gate.clone(),
+        shared.clone(),
+    ))]);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         tokio::select! {
@@ -132,8 +151,23 @@ pub async fn run(
         }
     }
     rounds.abort();
+    drop(authority_intake);
     tracing::info!("mtos authority stopped");
     Ok(())
+}
+
+/// Serves the other authorities' requests as they arrive on
+/// [`AUTHORITY_PROTOCOL`] (only they can open it), from their own pool.
+async fn serve_authorities(
+    mut streams: libp2p_stream::IncomingStreams,
+    gate: Arc<gate::Gate>,
+    shared: Shared,
+) {
+    while let Some((peer, stream)) = streams.next().await {
+        if let Some(permit) = gate.admit(peer) {
+            tokio::spawn(serve_request(stream, shared.clone(), permit));
+        }
+    }
 }
 
 fn load_state(base: &Path) -> Result<VotingState, NodeError> {
@@ -325,7 +359,9 @@ async fn ask(
     kind: u8,
     timeout: Duration,
 ) -> Option<Vec<u8>> {
-    match net::directory_request(&mut control, peer, kind, &[], timeout).await {
+    match net::directory_request_on(&mut control, AUTHORITY_PROTOCOL, peer, kind, &[], timeout)
+        .await
+    {
         Ok(body) => Some(body),
         Err(e) => {
             tracing::debug!(%peer, error = %e, "an authority did not answer");
