@@ -350,6 +350,26 @@ impl EntropyTracker {
         }
     }
 
+    /// Node `node` lost everything it held (a mix that left): the masses
+    /// of both its pools and of its exactly known packets are lost.
+    pub fn lose_node(&mut self, node: u32) {
+        for role in [Role::Forward, Role::Deliver] {
+            if let Some(pool) = self.pools.remove(&(node, role)) {
+                let masses: Masses = pool.into_iter().collect();
+                self.lose(&masses);
+            }
+        }
+        let packets: Vec<u64> = self
+            .exact
+            .range((node, 0)..=(node, u64::MAX))
+            .map(|((_, p), _)| *p)
+            .collect();
+        for p in packets {
+            let masses = self.depart_exact(node, p);
+            self.lose(&masses);
+        }
+    }
+
     /// A packet carrying `masses` was lost (a link lost it, or a node
     /// dropped it): its mass can reach no exit.
     pub fn lose(&mut self, masses: &Masses) {

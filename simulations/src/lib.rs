@@ -9,6 +9,7 @@ pub mod linkability;
 pub mod load;
 pub mod loops;
 pub mod metrics;
+pub mod mix_churn;
 pub mod packet;
 pub mod plot;
 pub mod replicate;

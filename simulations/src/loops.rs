@@ -18,20 +18,27 @@ use crate::scenario::Scenario;
 /// The simulator's network as routes see it: `layers × per_layer` mix
 /// nodes numbered layer by layer, then the providers, which are the
 /// gateways and the exits (service position) at once.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct SimNodes {
     layers: u8,
     per_layer: u32,
     providers: u32,
+    /// Mixes the routes' document leaves out (`[mix_churn]`), by mix.
+    unlisted: Vec<bool>,
+    /// Listed mixes per layer.
+    listed: Vec<u32>,
 }
 
 impl SimNodes {
     pub(crate) fn new(scenario: &Scenario) -> Self {
+        let mixes = scenario.layers * scenario.nodes_per_layer;
         Self {
             // At most MAX_PATH_LENGTH − 2 layers (scenario check).
             layers: u8::try_from(scenario.layers).unwrap_or(u8::MAX),
             per_layer: scenario.nodes_per_layer,
             providers: scenario.providers,
+            unlisted: vec![false; mixes as usize],
+            listed: vec![scenario.nodes_per_layer; scenario.layers as usize],
         }
     }
 
@@ -44,6 +51,76 @@ impl SimNodes {
             Position::Gateway
         }
     }
+
+    /// The document lists mix `n` again, or leaves it out.
+    pub(crate) fn set_listed(&mut self, n: u32, listed: bool) {
+        let Some(u) = self.unlisted.get_mut(n as usize) else {
+            return;
+        };
+        if *u != listed {
+            return;
+        }
+        *u = !listed;
+        if let Some(count) = self.listed.get_mut((n / self.per_layer) as usize) {
+            if listed {
+                *count += 1;
+            } else {
+                *count -= 1;
+            }
+        }
+    }
+
+    /// Whether the document lists every mix.
+    fn all_listed(&self) -> bool {
+        self.listed.iter().all(|c| *c == self.per_layer)
+    }
+
+    /// Whether the document lists mix `n` (providers always).
+    pub(crate) fn is_listed(&self, n: u32) -> bool {
+        !self.unlisted.get(n as usize).copied().unwrap_or(false)
+    }
+
+    /// A uniformly chosen listed node among `first..first + count` (all
+    /// of them when none is listed: a sender with no listed choice sends
+    /// anyway, and loses the packet).
+    pub(crate) fn pick_listed<R: Rng + ?Sized>(&self, rng: &mut R, first: u32, count: u32) -> u32 {
+        if self.all_listed() {
+            return first + rand::RngExt::random_range(rng, 0..count);
+        }
+        let listed = (first..first + count)
+            .filter(|n| self.is_listed(*n))
+            .count() as u32;
+        if listed == count || listed == 0 {
+            return first + rand::RngExt::random_range(rng, 0..count);
+        }
+        let k = rand::RngExt::random_range(rng, 0..listed);
+        (first..first + count)
+            .filter(|n| self.is_listed(*n))
+            .nth(k as usize)
+            .unwrap_or(first)
+    }
+}
+
+impl SimNodes {
+    /// A uniformly chosen cascade (`[topology] kind = "cascade"`: cascade
+    /// `j` is mix `j` of each layer) whose mixes are all listed (any, when
+    /// none is whole).
+    pub(crate) fn pick_cascade<R: Rng + ?Sized>(&self, rng: &mut R) -> u32 {
+        if self.all_listed() {
+            return rand::RngExt::random_range(rng, 0..self.per_layer);
+        }
+        let whole =
+            |j: u32| (0..u32::from(self.layers)).all(|l| self.is_listed(l * self.per_layer + j));
+        let count = (0..self.per_layer).filter(|j| whole(*j)).count() as u32;
+        if count == self.per_layer || count == 0 {
+            return rand::RngExt::random_range(rng, 0..self.per_layer);
+        }
+        let k = rand::RngExt::random_range(rng, 0..count);
+        (0..self.per_layer)
+            .filter(|j| whole(*j))
+            .nth(k as usize)
+            .unwrap_or(0)
+    }
 }
 
 impl Nodes for SimNodes {
@@ -54,16 +131,23 @@ impl Nodes for SimNodes {
     }
 
     fn pick<R: Rng + ?Sized>(&self, rng: &mut R, position: Position) -> Option<u32> {
-        let (first, count) = match position {
-            Position::Layer(l) if (1..=self.layers).contains(&l) => {
-                (u32::from(l - 1) * self.per_layer, self.per_layer)
+        match position {
+            Position::Layer(l) if (1..=self.layers).contains(&l) && self.per_layer > 0 => {
+                let first = u32::from(l - 1) * self.per_layer;
+                let all_listed = self.listed.get(usize::from(l - 1)) == Some(&self.per_layer);
+                if all_listed {
+                    Some(first + rand::RngExt::random_range(rng, 0..self.per_layer))
+                } else {
+                    Some(self.pick_listed(rng, first, self.per_layer))
+                }
             }
             Position::Gateway | Position::Service => {
-                (u32::from(self.layers) * self.per_layer, self.providers)
+                let first = u32::from(self.layers) * self.per_layer;
+                (self.providers > 0)
+                    .then(|| first + rand::RngExt::random_range(rng, 0..self.providers))
             }
-            Position::Layer(_) | Position::Client => return None,
-        };
-        (count > 0).then(|| first + rand::RngExt::random_range(rng, 0..count))
+            Position::Layer(_) | Position::Client => None,
+        }
     }
 
     fn key(&self, node: &u32) -> [u8; 32] {

@@ -79,6 +79,8 @@ pub struct Metrics {
     pub focus_tags: std::collections::BTreeSet<u32>,
     /// The statistical disclosure attack's result (`[disclosure]`).
     pub disclosure: Option<Value>,
+    /// What mix churn did (`[mix_churn]`).
+    pub mix_churn: Option<crate::mix_churn::ChurnReport>,
     /// What the n−1 attacker achieved.
     pub n_minus_1: crate::sim::NMinusOneReport,
     /// Routes of real messages the adversary held (`[adversary]`).
@@ -151,6 +153,7 @@ impl Metrics {
             attack_drops: 0,
             n_minus_1: Default::default(),
             disclosure: None,
+            mix_churn: None,
             focus_tags: Default::default(),
             epochs: 0,
             routes: RouteCompromise::default(),
@@ -259,6 +262,7 @@ impl Metrics {
             "end_to_end_latency_s": stats(&self.end_to_end_latency_s),
             "storage": crate::storage::study(scenario, seed),
             "storage_churn": crate::churn::study(scenario, seed),
+            "mix_churn": self.mix_churn.as_ref().map(|c| c.summary(scenario)),
             "node_loops": self.node_loops.summary(),
             "node_load": crate::load::summary(scenario, &self.node_load),
             "bytes": crate::load::bytes(scenario, self.link_frames, self.delivered[kind_index(Kind::Real)]),
@@ -310,14 +314,15 @@ impl Metrics {
     /// (`simulation.md` §2, Closed forms): `layers + 2` exponential stages,
     /// the `layers + 1` links between them, and the providers' exits over
     /// the run. Only where its assumptions hold: Poisson mixing, no link
-    /// loss, no held nodes, no attack, one traffic class and a stratified
-    /// topology.
+    /// loss, no held nodes, no attack, no mix churn, one traffic class
+    /// and a stratified topology.
     fn closed_form_bits(&self, scenario: &Scenario) -> Option<f64> {
         if scenario.mixing != MixingMode::Poisson
             || self.duration.is_zero()
             || scenario.loss > 0.0
             || scenario.adversary.is_some()
             || scenario.attack.is_some()
+            || scenario.mix_churn.is_some()
             || scenario.bulk.is_some()
             || scenario.topology != crate::scenario::TopologyKind::Stratified
         {

@@ -136,6 +136,8 @@ pub struct Scenario {
     pub adversary: Option<crate::adversary::AdversaryConfig>,
     /// `[disclosure]`: the statistical disclosure attack (§9).
     pub disclosure: Option<crate::disclosure::DisclosureConfig>,
+    /// `[mix_churn]`: mixes leaving and coming back (§1).
+    pub mix_churn: Option<crate::mix_churn::MixChurnConfig>,
 }
 
 impl Scenario {
@@ -508,6 +510,10 @@ impl Scenario {
                 ));
             }
         }
+        if let Some(c) = &raw.mix_churn {
+            c.check(raw.topology.layers * raw.topology.nodes_per_layer)
+                .map_err(|(field, reason)| invalid(field, reason))?;
+        }
         if let Some(d) = &raw.disclosure {
             d.check(raw.clients.count)
                 .map_err(|(field, reason)| invalid(field, reason))?;
@@ -586,6 +592,7 @@ impl Scenario {
             attack: raw.attack,
             adversary: raw.adversary.clone(),
             disclosure: raw.disclosure,
+            mix_churn: raw.mix_churn.clone(),
         })
     }
 }

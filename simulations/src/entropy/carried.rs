@@ -98,6 +98,14 @@ impl Trackers {
         self.tags.lose(&c.tags);
     }
 
+    /// See [`EntropyTracker::lose_node`].
+    pub fn lose_node(&mut self, node: u32) {
+        self.tags.lose_node(node);
+        if let Some(s) = &mut self.senders {
+            s.lose_node(node);
+        }
+    }
+
     /// See [`EntropyTracker::rule_out`].
     pub fn rule_out(&mut self, c: &Carried) {
         self.tags.rule_out(&c.tags);

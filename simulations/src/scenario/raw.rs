@@ -42,6 +42,8 @@ pub(super) struct RawScenario {
     pub(super) limits: RawLimits,
     #[serde(default)]
     pub(super) epochs: Option<RawEpochs>,
+    #[serde(default)]
+    pub(super) mix_churn: Option<crate::mix_churn::MixChurnConfig>,
 }
 
 /// `[epochs]`: key rotation (`mixing.md`, key rotation).

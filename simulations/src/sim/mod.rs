@@ -33,6 +33,7 @@ use crate::packet::{Abstract, AbstractPacket, client_address, node_address, node
 use crate::scenario::{Latency, Scenario};
 
 mod attack;
+mod churn;
 mod clients;
 mod mode;
 mod nodes;
@@ -90,6 +91,13 @@ enum Ev {
     Epoch,
     /// The previous epoch's grace period ends.
     Grace,
+    /// Mix `n` leaves or comes back by the churn rate (`[mix_churn]`).
+    Churn(u32),
+    /// The next churn trace rows are due.
+    ChurnTrace,
+    /// The routes' document catches up with mix `n` being away (false)
+    /// or back (true).
+    Listing(u32, bool),
 }
 
 /// An event in the queue. The key packs the time (nanoseconds) and the
@@ -201,6 +209,12 @@ pub struct Simulation<M: Mode> {
     friends: Vec<u32>,
     friend_rng: ChaCha20Rng,
     disclosure: Option<crate::disclosure::Observations>,
+    /// The engines' settings, for a mix that comes back (`[mix_churn]`).
+    engine_config: EngineConfig,
+    /// Each node's replay filter sizing, likewise.
+    replay: Vec<ReplaySizing>,
+    /// Mix churn's state (`[mix_churn]`).
+    churn: churn::State,
 }
 
 impl<M: Mode> Simulation<M> {
@@ -289,10 +303,9 @@ impl<M: Mode> Simulation<M> {
         let (layers, per_layer) = (self.scenario.layers, self.scenario.nodes_per_layer);
         match self.scenario.topology {
             crate::scenario::TopologyKind::Stratified => {
-                let topology = self.topology;
                 // Every layer has nodes (scenario check), so a route exists.
                 mtos_mixnode::route::through_layers(
-                    &topology,
+                    &self.topology,
                     &mut self.route_rng,
                     Some(first),
                     last,
@@ -304,13 +317,15 @@ impl<M: Mode> Simulation<M> {
                 let mut route = Vec::with_capacity(layers as usize + 2);
                 route.push(first);
                 for _ in 0..layers {
-                    route.push(self.route_rng.random_range(0..mixes));
+                    route.push(self.topology.pick_listed(&mut self.route_rng, 0, mixes));
                 }
                 route.push(last);
                 route
             }
             crate::scenario::TopologyKind::Cascade => {
-                let j = self.route_rng.random_range(0..per_layer);
+                // A cascade with a mix the document leaves out is not
+                // taken (unless every cascade has one).
+                let j = self.topology.pick_cascade(&mut self.route_rng);
                 let mut route = Vec::with_capacity(layers as usize + 2);
                 route.push(first);
                 route.extend((0..layers).map(|l| l * per_layer + j));
@@ -384,6 +399,9 @@ impl<M: Mode> Simulation<M> {
                 Ev::Trace => self.on_trace(),
                 Ev::Epoch => self.on_epoch(),
                 Ev::Grace => self.on_grace(),
+                Ev::Churn(n) => self.on_churn(n),
+                Ev::ChurnTrace => self.on_churn_trace(),
+                Ev::Listing(n, listed) => self.on_listing(n, listed),
             }
             if self.events.is_multiple_of(65_536) {
                 progress(self.now.since_origin().as_secs_f64() / total);
@@ -391,6 +409,7 @@ impl<M: Mode> Simulation<M> {
         }
         self.sample_queues(end);
         self.now = end;
+        self.finish_churn();
         let outcome = self.entropy.tags.finish();
         self.metrics.entropy = outcome.tags;
         self.metrics.tags_wholly_lost = outcome.wholly_lost;
@@ -420,10 +439,19 @@ impl<M: Mode> Simulation<M> {
         progress(1.0);
     }
 
+    /// Each node's engine counters, with those of the engines it had
+    /// before it last came back (`[mix_churn]`).
     fn nodes_counters(&self) -> Vec<mtos_mixnode::Counters> {
         self.nodes
             .iter()
-            .map(|n| n.engine.counters().clone())
+            .enumerate()
+            .map(|(n, node)| {
+                let mut c = node.engine.counters().clone();
+                if let Some(old) = self.churn.retired(n) {
+                    churn::add_counters(&mut c, old);
+                }
+                c
+            })
             .collect()
     }
 

@@ -166,15 +166,15 @@ impl<M: Mode> Simulation<M> {
     /// (the production machine and route rule).
     pub(super) fn node_loops(&mut self, n: u32) {
         let now = self.now;
-        let (topology, timeout) = (self.topology, self.loop_timeout);
-        let position = topology.position(n);
+        let timeout = self.loop_timeout;
+        let position = self.topology.position(n);
         loop {
             let node = &mut self.nodes[n as usize];
             let Some(loops) = node.loops.as_mut() else {
                 return;
             };
             loops.handle_timeout(now);
-            let send = loops.poll_send(now, &topology, n, position, timeout, &mut node.rng);
+            let send = loops.poll_send(now, &self.topology, n, position, timeout, &mut node.rng);
             self.note_alarm(n);
             let Some(send) = send else {
                 return;
@@ -214,6 +214,11 @@ impl<M: Mode> Simulation<M> {
         };
         self.free_slots.push(slot);
         let now = self.now;
+        if self.churn.is_down(n) {
+            self.churn.report.lost_arriving += 1;
+            self.entropy.lose(&masses);
+            return;
+        }
         // An attacking node discards everything it receives.
         if let Some(a) = self.scenario.attack
             && a.kind == crate::scenario::AttackKind::Drop

@@ -41,22 +41,24 @@ impl<M: Mode> Simulation<M> {
             };
             ((packets * share * 2.0) as u64).max(1_000)
         };
+        let replay: Vec<ReplaySizing> = (0..node_count)
+            .map(|i| ReplaySizing {
+                expected_per_key: expected(i),
+                fp_rate: 1e-6,
+                // The simulator sizes each filter for all its node will
+                // see: no rate cap.
+                per_second: None,
+            })
+            .collect();
         let nodes = (0..node_count)
             .map(|i| {
-                let expected_per_key = expected(i);
                 let mut rng = component_rng(seed, "node", u64::from(i));
                 let keys = KeyRing::new(
                     EpochKey {
                         epoch: EPOCH,
                         secret: mode.key(i),
                     },
-                    ReplaySizing {
-                        expected_per_key,
-                        fp_rate: 1e-6,
-                        // The simulator sizes each filter for all its
-                        // node will see: no rate cap.
-                        per_second: None,
-                    },
+                    replay[i as usize],
                 );
                 let loops = crate::loops::machine(&scenario, start, &mut rng);
                 Node {
@@ -136,7 +138,11 @@ impl<M: Mode> Simulation<M> {
         metrics.routes.held = (0..node_count)
             .filter(|n| held_by_adversary[*n as usize])
             .collect();
+        let churn = churn::State::new(&scenario, seed);
         let mut sim = Self {
+            engine_config: config,
+            replay,
+            churn,
             metrics,
             scenario,
             mode,
@@ -180,6 +186,7 @@ impl<M: Mode> Simulation<M> {
         if let Some((length, _)) = sim.scenario.epochs {
             sim.push(Instant::ZERO + length, Ev::Epoch);
         }
+        sim.start_churn();
         sim
     }
 }

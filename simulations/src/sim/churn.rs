@@ -1,0 +1,233 @@
+//! Mix churn (`[mix_churn]`, `crate::mix_churn`): mixes leave, losing
+//! what they hold and what reaches them while away, and come back empty;
+//! the routes' document follows each change after its lag
+//! (`Simulation`'s fields are the parent module's).
+
+use super::*;
+use crate::mix_churn::{ChurnEvent, ChurnReport};
+
+/// Adds `b`'s counts to `a`.
+pub(super) fn add_counters(a: &mut mtos_mixnode::Counters, b: &mtos_mixnode::Counters) {
+    a.received += b.received;
+    a.forwarded += b.forwarded;
+    a.delivered += b.delivered;
+    for (d, o) in a.dropped.iter_mut().zip(b.dropped) {
+        *d += o;
+    }
+}
+
+/// Churn's state over a run.
+#[derive(Debug, Default)]
+pub(super) struct State {
+    /// Mixes away now, by mix (empty: no churn).
+    down: Vec<bool>,
+    /// Since when each mix away has been away.
+    down_since: Vec<Option<Instant>>,
+    /// Since when each mix away has still been listed.
+    listed_since: Vec<Option<Instant>>,
+    /// The trace, by time.
+    trace: Vec<ChurnEvent>,
+    trace_next: usize,
+    rng: Option<ChaCha20Rng>,
+    /// The counters of the engines mixes had before they left, summed.
+    retired: Vec<mtos_mixnode::Counters>,
+    /// What churn did.
+    pub(super) report: ChurnReport,
+}
+
+impl State {
+    /// Churn for `scenario` (none without `[mix_churn]`).
+    pub(super) fn new(scenario: &Scenario, seed: u64) -> Self {
+        let Some(c) = &scenario.mix_churn else {
+            return Self::default();
+        };
+        let mixes = (scenario.layers * scenario.nodes_per_layer) as usize;
+        let mut trace = c.events.clone();
+        trace.sort_by(|a, b| a.at_s.total_cmp(&b.at_s));
+        Self {
+            down: vec![false; mixes],
+            down_since: vec![None; mixes],
+            listed_since: vec![None; mixes],
+            trace,
+            trace_next: 0,
+            rng: Some(component_rng(seed, "churn", 0)),
+            retired: vec![mtos_mixnode::Counters::default(); mixes],
+            report: ChurnReport::default(),
+        }
+    }
+
+    /// What node `n`'s engines before its current one counted.
+    pub(super) fn retired(&self, n: usize) -> Option<&mtos_mixnode::Counters> {
+        self.retired.get(n)
+    }
+
+    /// Whether node `n` is away.
+    pub(super) fn is_down(&self, n: u32) -> bool {
+        self.down.get(n as usize).copied().unwrap_or(false)
+    }
+}
+
+impl<M: Mode> Simulation<M> {
+    /// The first churn events: mixes away from the start, each mix's
+    /// first change by the rate, the trace's first row.
+    pub(super) fn start_churn(&mut self) {
+        let Some(c) = self.scenario.mix_churn.clone() else {
+            return;
+        };
+        for &n in &c.start_down {
+            self.mix_leaves(n);
+            // Never listed: the routes' document starts without it.
+            self.topology.set_listed(n, false);
+            self.churn.listed_since[n as usize] = None;
+        }
+        let mixes = self.scenario.layers * self.scenario.nodes_per_layer;
+        for n in 0..mixes {
+            let up = !self.churn.is_down(n);
+            if let Some(rng) = self.churn.rng.as_mut()
+                && let Some(after) = c.next_change(up, rng)
+            {
+                self.push(Instant::ZERO + after, Ev::Churn(n));
+            }
+        }
+        if let Some(first) = self.churn.trace.first() {
+            let at = Instant::from_duration(Duration::from_secs_f64(first.at_s));
+            self.push(at, Ev::ChurnTrace);
+        }
+    }
+
+    /// Mix `n` changes by the rate; its next change is drawn.
+    pub(super) fn on_churn(&mut self, n: u32) {
+        let Some(c) = self.scenario.mix_churn.clone() else {
+            return;
+        };
+        if self.churn.is_down(n) {
+            self.mix_returns(n);
+        } else {
+            self.mix_leaves(n);
+        }
+        let up = !self.churn.is_down(n);
+        if let Some(rng) = self.churn.rng.as_mut()
+            && let Some(after) = c.next_change(up, rng)
+        {
+            let at = self.now + after;
+            self.push(at, Ev::Churn(n));
+        }
+    }
+
+    /// The trace rows due now.
+    pub(super) fn on_churn_trace(&mut self) {
+        let now = self.now.since_origin().as_secs_f64();
+        while let Some(e) = self.churn.trace.get(self.churn.trace_next).copied() {
+            if e.at_s > now {
+                let at = Instant::from_duration(Duration::from_secs_f64(e.at_s));
+                self.push(at, Ev::ChurnTrace);
+                return;
+            }
+            self.churn.trace_next += 1;
+            match (e.up, self.churn.is_down(e.node)) {
+                (true, true) => self.mix_returns(e.node),
+                (false, false) => self.mix_leaves(e.node),
+                _ => {}
+            }
+        }
+    }
+
+    /// Mix `n` leaves: what it holds is lost, it gets an empty engine
+    /// (under the keys it has) and no loops until it comes back, and the
+    /// document leaves it out after the lag.
+    fn mix_leaves(&mut self, n: u32) {
+        let Some(lag) = self.scenario.mix_churn.as_ref().map(|c| c.leave_lag_s) else {
+            return;
+        };
+        let now = self.now;
+        self.churn.down[n as usize] = true;
+        self.churn.down_since[n as usize] = Some(now);
+        if self.topology.is_listed(n) {
+            self.churn.listed_since[n as usize] = Some(now);
+        }
+        self.churn.report.departures += 1;
+        let engine = self.fresh_engine(n);
+        let node = &mut self.nodes[n as usize];
+        self.churn.report.lost_held += node.engine.held() as u64;
+        let old = std::mem::replace(&mut node.engine, engine);
+        if let Some(r) = self.churn.retired.get_mut(n as usize) {
+            add_counters(r, old.counters());
+        }
+        node.loops = None;
+        node.wake = None;
+        self.entropy.lose_node(n);
+        self.push(now + Duration::from_secs_f64(lag), Ev::Listing(n, false));
+    }
+
+    /// An empty engine for mix `n` under the keys it has now (the
+    /// previous epoch's too, in its grace period), with a fresh replay
+    /// filter: a restarted node keeps its keys on disk.
+    fn fresh_engine(&self, n: u32) -> MixEngine<M::Format> {
+        let epoch = self.epoch();
+        let sizing = self.replay[n as usize];
+        let in_grace = self.nodes[n as usize].engine.keys().slots().count() > 1;
+        let key = |epoch| EpochKey {
+            epoch,
+            secret: self.mode.key(n),
+        };
+        let keys = if in_grace {
+            let mut ring = KeyRing::new(key(epoch - 1), sizing);
+            ring.advance_to(key(epoch));
+            ring
+        } else {
+            KeyRing::new(key(epoch), sizing)
+        };
+        MixEngine::new(self.engine_config, keys)
+    }
+
+    /// Mix `n` comes back: its loops start again, and the document lists
+    /// it after the lag.
+    fn mix_returns(&mut self, n: u32) {
+        let Some(lag) = self.scenario.mix_churn.as_ref().map(|c| c.join_lag_s) else {
+            return;
+        };
+        let now = self.now;
+        self.churn.down[n as usize] = false;
+        if let Some(since) = self.churn.down_since[n as usize].take() {
+            self.churn.report.down_s += (now - since).as_secs_f64();
+        }
+        if let Some(since) = self.churn.listed_since[n as usize].take() {
+            self.churn.report.down_listed_s += (now - since).as_secs_f64();
+        }
+        self.churn.report.returns += 1;
+        let node = &mut self.nodes[n as usize];
+        node.loops = crate::loops::machine(&self.scenario, now, &mut node.rng);
+        self.reschedule_node(n);
+        self.push(now + Duration::from_secs_f64(lag), Ev::Listing(n, true));
+    }
+
+    /// The routes' document catches up with mix `n`, if it is still as
+    /// it was when the change was made (a mix back before it was left out
+    /// never was).
+    pub(super) fn on_listing(&mut self, n: u32, listed: bool) {
+        if listed == self.churn.is_down(n) {
+            return;
+        }
+        if !listed && let Some(since) = self.churn.listed_since[n as usize].take() {
+            self.churn.report.down_listed_s += (self.now - since).as_secs_f64();
+        }
+        self.topology.set_listed(n, listed);
+    }
+
+    /// Counts the time of mixes still away at the end.
+    pub(super) fn finish_churn(&mut self) {
+        if self.scenario.mix_churn.is_none() {
+            return;
+        }
+        let now = self.now;
+        for n in 0..self.churn.down.len() {
+            if let Some(since) = self.churn.down_since[n].take() {
+                self.churn.report.down_s += (now - since).as_secs_f64();
+            }
+            if let Some(since) = self.churn.listed_since[n].take() {
+                self.churn.report.down_listed_s += (now - since).as_secs_f64();
+            }
+        }
+        self.metrics.mix_churn = Some(self.churn.report.clone());
+    }
+}
