@@ -22,6 +22,9 @@ pub enum Strategy {
     Providers,
     /// Every mix of layer `layer` (1-based).
     Layer,
+    /// `fraction` of the mixes, the largest by `[topology] bandwidth`
+    /// (ties: the lower number), which routes draw most often.
+    Busiest,
     /// The nodes named in `nodes`.
     List,
 }
@@ -53,6 +56,8 @@ pub struct Shape {
     pub per_layer: u32,
     /// Providers.
     pub providers: u32,
+    /// Whether the mixes have bandwidth weights (`[topology] bandwidth`).
+    pub weighted: bool,
 }
 
 impl Shape {
@@ -70,15 +75,21 @@ impl AdversaryConfig {
     pub fn check(&self, shape: Shape) -> Result<(), (&'static str, String)> {
         let fraction_used = matches!(
             self.strategy,
-            Strategy::Random | Strategy::Mixes | Strategy::Providers
+            Strategy::Random | Strategy::Mixes | Strategy::Providers | Strategy::Busiest
         );
+        if self.strategy == Strategy::Busiest && !shape.weighted {
+            return Err((
+                "adversary.strategy",
+                "the busiest mixes are those [topology] bandwidth weighs most: with equal mixes it is the mixes strategy".into(),
+            ));
+        }
         if fraction_used && !(self.fraction > 0.0 && self.fraction <= 1.0) {
             return Err(("adversary.fraction", "must be in (0, 1]".into()));
         }
         if !fraction_used && self.fraction != 0.0 {
             return Err((
                 "adversary.fraction",
-                "only for the random, mixes and providers strategies".into(),
+                "only for the random, mixes, providers and busiest strategies".into(),
             ));
         }
         match (self.strategy, self.layer) {
@@ -118,11 +129,18 @@ impl AdversaryConfig {
     }
 
     /// The nodes held, drawn with `rng` where the strategy draws: the
-    /// fraction of the candidates, rounded, at least one.
-    pub fn choose<R: rand::Rng + ?Sized>(&self, shape: Shape, rng: &mut R) -> BTreeSet<u32> {
+    /// fraction of the candidates, rounded, at least one. `weights` are
+    /// the mixes' bandwidth weights (busiest).
+    pub fn choose<R: rand::Rng + ?Sized>(
+        &self,
+        shape: Shape,
+        weights: Option<&[f64]>,
+        rng: &mut R,
+    ) -> BTreeSet<u32> {
+        let share = |n: usize| ((n as f64 * self.fraction).round() as usize).clamp(1, n.max(1));
         let draw = |candidates: Vec<u32>, rng: &mut R| -> BTreeSet<u32> {
             let mut c = candidates;
-            let k = ((c.len() as f64 * self.fraction).round() as usize).clamp(1, c.len().max(1));
+            let k = share(c.len());
             c.shuffle(rng);
             c.into_iter().take(k).collect()
         };
@@ -135,6 +153,19 @@ impl AdversaryConfig {
                 (l * shape.per_layer..(l + 1) * shape.per_layer).collect()
             }
             Strategy::List => self.nodes.iter().copied().collect(),
+            Strategy::Busiest => {
+                let mut mixes: Vec<u32> = (0..shape.mixes()).collect();
+                let w = |n: u32| {
+                    weights
+                        .and_then(|w| w.get(n as usize))
+                        .copied()
+                        .unwrap_or(0.0)
+                };
+                // Stable: equal weights keep the lower number first.
+                mixes.sort_by(|a, b| w(*b).total_cmp(&w(*a)));
+                let k = share(mixes.len());
+                mixes.into_iter().take(k).collect()
+            }
         }
     }
 }
@@ -148,6 +179,7 @@ mod tests {
         layers: 3,
         per_layer: 4,
         providers: 3,
+        weighted: false,
     };
 
     fn config(strategy: Strategy) -> AdversaryConfig {
@@ -167,23 +199,42 @@ mod tests {
             ..config(Strategy::Layer)
         };
         assert_eq!(
-            layer.choose(SHAPE, &mut rng),
+            layer.choose(SHAPE, None, &mut rng),
             [4, 5, 6, 7].into_iter().collect()
         );
         let providers = AdversaryConfig {
             fraction: 0.67,
             ..config(Strategy::Providers)
         };
-        let p = providers.choose(SHAPE, &mut rng);
+        let p = providers.choose(SHAPE, None, &mut rng);
         assert_eq!(p.len(), 2);
         assert!(p.iter().all(|n| (12..15).contains(n)));
         let mixes = AdversaryConfig {
             fraction: 0.25,
             ..config(Strategy::Mixes)
         };
-        let m = mixes.choose(SHAPE, &mut rng);
+        let m = mixes.choose(SHAPE, None, &mut rng);
         assert_eq!(m.len(), 3);
         assert!(m.iter().all(|n| *n < 12));
+        // The busiest third of the mixes: the largest of each layer, then
+        // one second-largest (mix 1, the lowest numbered tie).
+        let weights = crate::bandwidth::Bandwidth::Zipf { s: 1.0 }
+            .weights(3, 4)
+            .unwrap();
+        let busiest = AdversaryConfig {
+            fraction: 1.0 / 3.0,
+            ..config(Strategy::Busiest)
+        };
+        let weighted = Shape {
+            weighted: true,
+            ..SHAPE
+        };
+        assert!(busiest.check(weighted).is_ok());
+        assert_eq!(busiest.check(SHAPE).unwrap_err().0, "adversary.strategy");
+        assert_eq!(
+            busiest.choose(weighted, Some(&weights), &mut rng),
+            [0, 4, 8, 1].into_iter().collect()
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod adversary;
+pub mod bandwidth;
 pub mod churn;
 pub mod disclosure;
 pub mod entropy;

@@ -27,6 +27,9 @@ pub(crate) struct SimNodes {
     unlisted: Vec<bool>,
     /// Listed mixes per layer.
     listed: Vec<u32>,
+    /// The mixes' bandwidth weights (`[topology] bandwidth`; `None`:
+    /// equal, production's uniform draw).
+    weights: Option<crate::bandwidth::Weights>,
 }
 
 impl SimNodes {
@@ -39,6 +42,7 @@ impl SimNodes {
             providers: scenario.providers,
             unlisted: vec![false; mixes as usize],
             listed: vec![scenario.nodes_per_layer; scenario.layers as usize],
+            weights: scenario.mix_weights().map(crate::bandwidth::Weights::new),
         }
     }
 
@@ -80,24 +84,47 @@ impl SimNodes {
         !self.unlisted.get(n as usize).copied().unwrap_or(false)
     }
 
-    /// A uniformly chosen listed node among `first..first + count` (all
-    /// of them when none is listed: a sender with no listed choice sends
-    /// anyway, and loses the packet).
+    /// A listed node among `first..first + count`, uniformly or in
+    /// proportion to its bandwidth weight (all of them when none is
+    /// listed: a sender with no listed choice sends anyway, and loses the
+    /// packet).
     pub(crate) fn pick_listed<R: Rng + ?Sized>(&self, rng: &mut R, first: u32, count: u32) -> u32 {
-        if self.all_listed() {
-            return first + rand::RngExt::random_range(rng, 0..count);
+        self.pick_in(rng, first, count, self.all_listed())
+    }
+
+    /// [`Self::pick_listed`], told whether every node of the run is
+    /// listed (the fast path: production's uniform draw, or a binary
+    /// search over the weights).
+    fn pick_in<R: Rng + ?Sized>(&self, rng: &mut R, first: u32, count: u32, all: bool) -> u32 {
+        let draw_all = |rng: &mut R| match &self.weights {
+            None => first + rand::RngExt::random_range(rng, 0..count),
+            Some(w) => w.draw(rand::RngExt::random::<f64>(rng), first, count),
+        };
+        if all {
+            return draw_all(rng);
         }
-        let listed = (first..first + count)
-            .filter(|n| self.is_listed(*n))
-            .count() as u32;
-        if listed == count || listed == 0 {
-            return first + rand::RngExt::random_range(rng, 0..count);
+        let weight = |n: u32| match (self.is_listed(n), &self.weights) {
+            (false, _) => 0.0,
+            (true, None) => 1.0,
+            (true, Some(w)) => w.of(n),
+        };
+        let total: f64 = (first..first + count).map(weight).sum();
+        if total <= 0.0 {
+            return draw_all(rng);
         }
-        let k = rand::RngExt::random_range(rng, 0..listed);
-        (first..first + count)
-            .filter(|n| self.is_listed(*n))
-            .nth(k as usize)
-            .unwrap_or(first)
+        let mut left = rand::RngExt::random::<f64>(rng) * total;
+        let mut last = first;
+        for n in first..first + count {
+            let w = weight(n);
+            if w > 0.0 {
+                last = n;
+                if left < w {
+                    return n;
+                }
+                left -= w;
+            }
+        }
+        last
     }
 }
 
@@ -135,11 +162,7 @@ impl Nodes for SimNodes {
             Position::Layer(l) if (1..=self.layers).contains(&l) && self.per_layer > 0 => {
                 let first = u32::from(l - 1) * self.per_layer;
                 let all_listed = self.listed.get(usize::from(l - 1)) == Some(&self.per_layer);
-                if all_listed {
-                    Some(first + rand::RngExt::random_range(rng, 0..self.per_layer))
-                } else {
-                    Some(self.pick_listed(rng, first, self.per_layer))
-                }
+                Some(self.pick_in(rng, first, self.per_layer, all_listed))
             }
             Position::Gateway | Position::Service => {
                 let first = u32::from(self.layers) * self.per_layer;
@@ -228,5 +251,62 @@ impl LoopReport {
             "nodes_alarmed": alarmed.len(),
             "first_alarm_s": self.alarms.first().map(|a| a.1),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use rand::SeedableRng;
+
+    use super::*;
+
+    /// One layer of three mixes weighted 1, 1/2, 1/3: draws follow the
+    /// weights, and with the largest unlisted, the other two keep their
+    /// ratio (3 : 2).
+    #[test]
+    fn draws_follow_the_weights_of_the_listed_mixes() {
+        let text = r#"
+name = "w"
+duration_s = 1
+[topology]
+layers = 1
+nodes_per_layer = 3
+providers = 1
+bandwidth = { kind = "zipf", s = 1.0 }
+[clients]
+count = 2
+send = { kind = "poisson", rate = 1.0 }
+[cover]
+payload = 1.0
+loop = 1.0
+drop = 1.0
+[mixing]
+mode = "poisson"
+mean_delay_ms = 1
+[links]
+latency = { kind = "constant", ms = 1 }
+"#;
+        let scenario = Scenario::parse(text, std::path::Path::new("w.toml")).unwrap();
+        let mut nodes = SimNodes::new(&scenario);
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(1);
+        let mut count = |nodes: &SimNodes| {
+            let mut c = [0u32; 3];
+            for _ in 0..60_000 {
+                c[nodes.pick(&mut rng, Position::Layer(1)).unwrap() as usize] += 1;
+            }
+            c.map(|k| f64::from(k) / 60_000.0)
+        };
+        let all = count(&nodes);
+        for (got, want) in all.iter().zip([6.0 / 11.0, 3.0 / 11.0, 2.0 / 11.0]) {
+            assert!((got - want).abs() < 0.01, "{all:?}");
+        }
+        nodes.set_listed(0, false);
+        let two = count(&nodes);
+        assert_eq!(two[0], 0.0);
+        assert!((two[1] - 0.6).abs() < 0.01, "{two:?}");
+        nodes.set_listed(0, true);
+        assert!((count(&nodes)[0] - 6.0 / 11.0).abs() < 0.01);
     }
 }

@@ -239,6 +239,7 @@ impl Metrics {
                 crate::scenario::TopologyKind::FreeRoute => "free-route",
                 crate::scenario::TopologyKind::Cascade => "cascade",
             },
+            "bandwidth": scenario.bandwidth.as_ref().map(crate::bandwidth::Bandwidth::summary),
             "limits": { "queue_limit": scenario.queue_limit, "output_limit": scenario.output_limit },
             "epochs": scenario.epochs.map(|(length, grace)| json!({
                 "length_s": length.as_secs_f64(),
@@ -298,6 +299,7 @@ impl Metrics {
                     "routes": r.routes,
                     "routes_with_every_mix_held": share(r.mixes_held),
                     "routes_with_every_node_held": share(r.all_held),
+                    "mix_traffic_held": self.mix_traffic_held(scenario),
                     "first_route_with_every_mix_held_s": r.first_mixes_held_s,
                     "first_route_with_every_node_held_s": r.first_all_held_s,
                 })
@@ -314,8 +316,25 @@ impl Metrics {
     /// (`simulation.md` §2, Closed forms): `layers + 2` exponential stages,
     /// the `layers + 1` links between them, and the providers' exits over
     /// the run. Only where its assumptions hold: Poisson mixing, no link
-    /// loss, no held nodes, no attack, no mix churn, one traffic class
-    /// and a stratified topology.
+    /// loss, no held nodes, no attack, no mix churn, equal mixes, one
+    /// traffic class and a stratified topology.
+    /// The share of the frames the mixes received that reached mixes the
+    /// adversary holds.
+    fn mix_traffic_held(&self, scenario: &Scenario) -> f64 {
+        let mixes = (scenario.layers * scenario.nodes_per_layer) as usize;
+        let load = || self.node_load.iter().take(mixes).enumerate();
+        let all: u64 = load().map(|(_, l)| l.received).sum();
+        let held: u64 = load()
+            .filter(|(n, _)| self.routes.held.contains(&(*n as u32)))
+            .map(|(_, l)| l.received)
+            .sum();
+        if all == 0 {
+            0.0
+        } else {
+            held as f64 / all as f64
+        }
+    }
+
     fn closed_form_bits(&self, scenario: &Scenario) -> Option<f64> {
         if scenario.mixing != MixingMode::Poisson
             || self.duration.is_zero()
@@ -323,6 +342,7 @@ impl Metrics {
             || scenario.adversary.is_some()
             || scenario.attack.is_some()
             || scenario.mix_churn.is_some()
+            || scenario.bandwidth.is_some()
             || scenario.bulk.is_some()
             || scenario.topology != crate::scenario::TopologyKind::Stratified
         {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use mtos_crypto::geometry::MAX_PATH_LENGTH;
 use mtos_mixnode::MixingMode;
 
+mod derived;
 mod raw;
 mod sections;
 mod trace;
@@ -95,6 +96,9 @@ pub struct Scenario {
     /// How clients' routes cross the mixes (node loops keep the
     /// production rule whatever it is).
     pub topology: TopologyKind,
+    /// The mixes' bandwidth weights routes draw by (`[topology]
+    /// bandwidth`; `None`: equal, as production draws).
+    pub bandwidth: Option<crate::bandwidth::Bandwidth>,
     /// Providers (gateways and exits).
     pub providers: u32,
     /// Clients.
@@ -141,95 +145,6 @@ pub struct Scenario {
 }
 
 impl Scenario {
-    /// A client's mean packets a second over a run: its idle streams,
-    /// and the bulk class's in `1/cohorts` of the time.
-    pub fn mean_client_rate(&self) -> f64 {
-        let c = &self.cover;
-        let idle = c.payload + c.loop_cover + c.drop_cover;
-        match &self.bulk {
-            None => idle,
-            Some(b) => idle + (b.payload + b.loops + b.drops - idle) / f64::from(b.cohorts),
-        }
-    }
-
-    /// The rate at which a gateway writes delivery frames to a client,
-    /// averaged over its classes as `mean_client_rate` is (production's
-    /// `ClassRates::delivery`, `client.md` §3).
-    pub fn mean_delivery_rate(&self) -> f64 {
-        let c = &self.cover;
-        let delivery = |payload: f64, loops: f64, drops: f64| {
-            mtos_mixnode::directory::ClassRates {
-                payload,
-                loops,
-                drops,
-            }
-            .delivery()
-        };
-        let idle = delivery(c.payload, c.loop_cover, c.drop_cover);
-        match &self.bulk {
-            None => idle,
-            Some(b) => idle + (delivery(b.payload, b.loops, b.drops) - idle) / f64::from(b.cohorts),
-        }
-    }
-
-    /// How long before the end of the run the last tag is placed, so
-    /// that its mass can leave the network: 50 routes' worth of mixing
-    /// (`route_len` hops each, a hop a mean delay, or in pool mode
-    /// `interval / fraction`), at least 10 s, and at most half the run
-    /// after the warm-up.
-    pub fn tag_tail(&self) -> Duration {
-        let per_hop = match self.mixing {
-            MixingMode::Pool {
-                interval, fraction, ..
-            } => interval
-                .mul_f64(1.0 / fraction.clamp(1e-3, 1.0))
-                .max(self.mean_delay),
-            MixingMode::Poisson => self.mean_delay,
-        };
-        let hops = u32::try_from(self.route_len()).unwrap_or(u32::MAX);
-        let tail = per_hop
-            .saturating_mul(50)
-            .saturating_mul(hops)
-            .max(Duration::from_secs(10));
-        tail.min(self.duration.saturating_sub(self.warmup) / 2)
-    }
-
-    /// The instant of the `k`-th tag: the tags go in pairs (tags `2j`
-    /// and `2j + 1`, from two senders, for the unlinkability of §2),
-    /// spread evenly over the warm-up's end to [`Self::tag_tail`] before
-    /// the end, pair `j` at the middle of its share (`specs/simulation.md`
-    /// §2).
-    pub fn tag_instant(&self, k: u32) -> mtos_mixnode::time::Instant {
-        let span = self
-            .duration
-            .saturating_sub(self.warmup)
-            .saturating_sub(self.tag_tail());
-        let pairs = self.tagged_messages.div_ceil(2).max(1);
-        let share = span.as_secs_f64() / f64::from(pairs);
-        mtos_mixnode::time::Instant::from_duration(
-            self.warmup + Duration::from_secs_f64(share * (f64::from(k / 2) + 0.5)),
-        )
-    }
-
-    /// Hops of every route: gateway, the mix layers, exit provider.
-    pub fn route_len(&self) -> usize {
-        self.layers as usize + 2
-    }
-
-    /// The network's shape (layers, mixes per layer, providers).
-    pub fn shape(&self) -> crate::adversary::Shape {
-        crate::adversary::Shape {
-            layers: self.layers,
-            per_layer: self.nodes_per_layer,
-            providers: self.providers,
-        }
-    }
-
-    /// Mix nodes plus providers.
-    pub fn node_count(&self) -> u32 {
-        self.layers * self.nodes_per_layer + self.providers
-    }
-
     /// Loads and validates a scenario file.
     pub fn load(path: &Path) -> Result<Self, ScenarioError> {
         let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Io {
@@ -332,6 +247,17 @@ impl Scenario {
         }
         if t.providers == 0 {
             return Err(invalid("topology.providers", "must be >= 1".into()));
+        }
+        if let Some(b) = &t.bandwidth {
+            b.weights(t.layers, t.nodes_per_layer)
+                .map_err(|(field, reason)| invalid(field, reason))?;
+            if t.kind == TopologyKind::Cascade {
+                return Err(invalid(
+                    "topology.bandwidth",
+                    "a cascade is drawn as a whole: weights apply to stratified and free routes"
+                        .into(),
+                ));
+            }
         }
         if raw.clients.count < 2 || raw.clients.count > 10_000_000 {
             return Err(invalid(
@@ -500,6 +426,7 @@ impl Scenario {
                 layers: raw.topology.layers,
                 per_layer: raw.topology.nodes_per_layer,
                 providers: raw.topology.providers,
+                weighted: raw.topology.bandwidth.is_some(),
             };
             a.check(shape)
                 .map_err(|(field, reason)| invalid(field, reason))?;
@@ -573,6 +500,7 @@ impl Scenario {
             layers: t.layers,
             nodes_per_layer: t.nodes_per_layer,
             topology: t.kind,
+            bandwidth: t.bandwidth.clone(),
             providers: t.providers,
             clients: raw.clients.count,
             send_rate,

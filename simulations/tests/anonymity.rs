@@ -455,3 +455,55 @@ fn cascades_and_free_routes_cross_the_mixes_as_named() {
     assert!((free - 0.25).abs() < 0.05, "{free}");
     assert!((h_c - h_s).abs() < 0.5 && (h_f - h_s).abs() < 0.5);
 }
+
+/// With bandwidth weights routes favour the large mixes, and an
+/// adversary holding the busiest third of the mixes holds every mix of
+/// `(6/11)^2` of the routes (Zipf, s = 1, three mixes a layer: the
+/// largest draws 6/11 of its layer) and 6/11 of the mixes' traffic,
+/// against `(1/3)^2` and a third for the largest third of equal mixes.
+#[test]
+fn the_busiest_mixes_hold_the_most_routes_when_routes_follow_bandwidth() {
+    let network = BASE.replace("nodes_per_layer = 2", "nodes_per_layer = 3");
+    let zipf = network.replace(
+        "providers = 2",
+        "providers = 2\nbandwidth = { kind = \"zipf\", s = 1.0 }",
+    );
+    let summary = |text: &str| {
+        let s = Scenario::parse(text, Path::new("a.toml")).unwrap();
+        let mut sim = Simulation::<AbstractMode>::new(s.clone(), 11);
+        sim.run(|_| {});
+        sim.metrics.summary(&s, 11)
+    };
+    let busiest = summary(&format!(
+        "{zipf}[adversary]\nstrategy = \"busiest\"\nfraction = 0.34\n"
+    ));
+    let a = &busiest["adversary"];
+    assert_eq!(a["nodes_held"], serde_json::json!([0, 3]), "{a}");
+    let routes = a["routes_with_every_mix_held"].as_f64().unwrap();
+    let expected = (6.0f64 / 11.0).powi(2);
+    assert!(
+        (routes - expected).abs() < 0.04,
+        "{routes} against {expected}"
+    );
+    let traffic = a["mix_traffic_held"].as_f64().unwrap();
+    assert!((traffic - 6.0 / 11.0).abs() < 0.03, "{traffic}");
+    // The same two mixes with equal weights.
+    let equal = summary(&format!(
+        "{network}[adversary]\nstrategy = \"list\"\nnodes = [0, 3]\n"
+    ));
+    let e = &equal["adversary"];
+    let routes = e["routes_with_every_mix_held"].as_f64().unwrap();
+    assert!((routes - 1.0 / 9.0).abs() < 0.03, "{routes}");
+    let traffic = e["mix_traffic_held"].as_f64().unwrap();
+    assert!((traffic - 1.0 / 3.0).abs() < 0.03, "{traffic}");
+    // Equal mixes have no busiest: refused, naming the field.
+    let refused = Scenario::parse(
+        &format!("{network}[adversary]\nstrategy = \"busiest\"\nfraction = 0.34\n"),
+        Path::new("a.toml"),
+    )
+    .unwrap_err();
+    assert!(
+        refused.to_string().contains("adversary.strategy"),
+        "{refused}"
+    );
+}

@@ -116,6 +116,8 @@ pub(super) struct RawTopology {
     pub(super) providers: u32,
     #[serde(default)]
     pub(super) kind: super::TopologyKind,
+    #[serde(default)]
+    pub(super) bandwidth: Option<crate::bandwidth::Bandwidth>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

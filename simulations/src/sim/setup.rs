@@ -127,7 +127,8 @@ impl<M: Mode> Simulation<M> {
         let mut held_by_adversary = vec![false; node_count as usize];
         if let Some(a) = &scenario.adversary {
             let mut rng = component_rng(seed, "adversary", 0);
-            for n in a.choose(scenario.shape(), &mut rng) {
+            let weights = scenario.mix_weights();
+            for n in a.choose(scenario.shape(), weights.as_deref(), &mut rng) {
                 if let Some(h) = held_by_adversary.get_mut(n as usize) {
                     *h = true;
                 }
