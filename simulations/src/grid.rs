@@ -179,7 +179,7 @@ pub fn emit_jobs(out: &Path, exe: &Path, points: &[Point], seeds: &[u64]) -> Res
 type Figure = (&'static str, fn(&Value) -> Option<f64>);
 
 /// The figures `sweep.csv` reports for each point.
-pub const FIGURES: [Figure; 11] = [
+pub const FIGURES: [Figure; 13] = [
     ("entropy_bits", |s| {
         s["anonymity"]["entropy_bits_mean"].as_f64()
     }),
@@ -212,6 +212,10 @@ pub const FIGURES: [Figure; 11] = [
     }),
     ("cover_fraction", |s| {
         s["cover_fraction_of_packets"].as_f64()
+    }),
+    ("lost_mass", |s| s["anonymity"]["lost_mass_mean"].as_f64()),
+    ("ruled_out_mass", |s| {
+        s["anonymity"]["ruled_out_mass_mean"].as_f64()
     }),
 ];
 

@@ -5,6 +5,7 @@
 
 use serde_json::{Value, json};
 
+use crate::grid::FIGURES;
 use crate::metrics::Metrics;
 use crate::scenario::Scenario;
 use crate::sweep::run_parallel;
@@ -13,58 +14,6 @@ use crate::sweep::run_parallel;
 pub fn replication_seed(first: u64, i: usize) -> u64 {
     first.wrapping_add(i as u64)
 }
-
-/// One figure of a run, `None` when the run has nothing to measure it on.
-type Figure = (&'static str, fn(&Metrics) -> Option<f64>);
-
-/// The mean of a tag figure over the tags that have it (finite).
-fn tag_mean(m: &Metrics, f: fn(&crate::entropy::TagResult) -> f64) -> Option<f64> {
-    let v: Vec<f64> = m.entropy.iter().map(f).filter(|x| x.is_finite()).collect();
-    sample_mean(&v)
-}
-
-fn sample_mean(v: &[f64]) -> Option<f64> {
-    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
-}
-
-/// The figures replicated.
-const FIGURES: [Figure; 11] = [
-    ("entropy_bits", |m| tag_mean(m, |t| t.entropy_bits)),
-    ("receiver_entropy_bits", |m| {
-        tag_mean(m, |t| t.receiver_bits)
-    }),
-    ("exit_node_entropy_bits", |m| {
-        tag_mean(m, |t| t.exit_node_bits)
-    }),
-    ("sender_entropy_bits", |m| {
-        let v: Vec<f64> = m
-            .entropy
-            .iter()
-            .filter_map(|t| t.truth.and_then(|x| x.sender).map(|s| s.entropy_bits))
-            .collect();
-        sample_mean(&v)
-    }),
-    ("lost_mass", |m| tag_mean(m, |t| t.lost_mass)),
-    ("ruled_out_mass", |m| tag_mean(m, |t| t.ruled_out_mass)),
-    ("recipient_best_guess_right", |m| {
-        let truths: Vec<_> = m.entropy.iter().filter_map(|t| t.truth).collect();
-        (!truths.is_empty()).then(|| {
-            truths.iter().filter(|t| t.recipient_rank == 1).count() as f64 / truths.len() as f64
-        })
-    }),
-    ("unlinkability_delta_at_epsilon_1", |m| {
-        let eps = crate::linkability::epsilon_samples(&m.entropy);
-        (!eps.is_empty())
-            .then(|| eps.iter().filter(|e| **e > 1.0).count() as f64 / eps.len() as f64)
-    }),
-    ("network_latency_s", |m| sample_mean(&m.network_latency_s)),
-    ("end_to_end_latency_s", |m| {
-        sample_mean(&m.end_to_end_latency_s)
-    }),
-    ("cover_fraction_of_packets", |m| {
-        (m.total_sent() > 0).then(|| m.cover_fraction())
-    }),
-];
 
 /// Student's t quantile at 0.975 for `df` degrees of freedom (two-sided
 /// 95%): table values (to 3 decimals) to 30, then those at 30, 40, 60
@@ -124,22 +73,30 @@ pub fn replicate(
 /// The replications' summary: each run's figures, and for each figure
 /// its mean over the runs that measured it with the 95% interval's
 /// half-width.
+///
+/// The figures are a sweep's (`grid::FIGURES`), read from each run's
+/// summary, so a replication and a sweep point report the same ones.
 pub fn summary(scenario: &Scenario, runs: &[(u64, Metrics)]) -> Value {
+    let summaries: Vec<Value> = runs
+        .iter()
+        .map(|(seed, m)| m.summary(scenario, *seed))
+        .collect();
     let per_run: Vec<Value> = runs
         .iter()
-        .map(|(seed, m)| {
+        .zip(&summaries)
+        .map(|((seed, m), s)| {
             let mut o = serde_json::Map::new();
             o.insert("seed".into(), json!(seed));
             o.insert("tagged_measured".into(), json!(m.entropy.len()));
             for (name, f) in FIGURES {
-                o.insert(name.into(), f(m).map_or(Value::Null, |v| json!(v)));
+                o.insert(name.into(), f(s).map_or(Value::Null, |v| json!(v)));
             }
             Value::Object(o)
         })
         .collect();
     let mut across = serde_json::Map::new();
     for (name, f) in FIGURES {
-        let values: Vec<f64> = runs.iter().filter_map(|(_, m)| f(m)).collect();
+        let values: Vec<f64> = summaries.iter().filter_map(f).collect();
         let (mean, half) = mean_ci95(&values);
         across.insert(
             name.into(),
