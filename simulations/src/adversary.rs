@@ -11,7 +11,7 @@ use rand::seq::SliceRandom;
 use serde::Deserialize;
 
 /// Which nodes the adversary holds.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, serde::Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Strategy {
     /// `fraction` of all nodes (mixes and providers), drawn at random.

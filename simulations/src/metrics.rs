@@ -233,12 +233,8 @@ impl Metrics {
             "scenario": scenario.name,
             "seed": seed,
             "code_version": crate::CODE_VERSION,
-            "packet_mode": format!("{:?}", scenario.packet_mode).to_lowercase(),
-            "topology": match scenario.topology {
-                crate::scenario::TopologyKind::Stratified => "stratified",
-                crate::scenario::TopologyKind::FreeRoute => "free-route",
-                crate::scenario::TopologyKind::Cascade => "cascade",
-            },
+            "packet_mode": scenario.packet_mode,
+            "topology": scenario.topology,
             "bandwidth": scenario.bandwidth.as_ref().map(crate::bandwidth::Bandwidth::summary),
             "limits": { "queue_limit": scenario.queue_limit, "output_limit": scenario.output_limit },
             "epochs": scenario.epochs.map(|(length, grace)| json!({
@@ -268,10 +264,7 @@ impl Metrics {
             "node_load": crate::load::summary(scenario, &self.node_load),
             "bytes": crate::load::bytes(scenario, self.link_frames, self.delivered[kind_index(Kind::Real)]),
             "attack": scenario.attack.map(|a| json!({
-                "kind": match a.kind {
-                    crate::scenario::AttackKind::Drop => "drop",
-                    crate::scenario::AttackKind::NMinusOne => "n-1",
-                },
+                "kind": a.kind,
                 "dropping_node": a.dropping_node,
                 "from_s": a.from_s,
                 "frames_dropped": self.attack_drops,
@@ -294,7 +287,7 @@ impl Metrics {
                 let r = &self.routes;
                 let share = |k: u64| if r.routes == 0 { 0.0 } else { k as f64 / r.routes as f64 };
                 json!({
-                    "strategy": format!("{:?}", a.strategy).to_lowercase(),
+                    "strategy": a.strategy,
                     "nodes_held": r.held,
                     "routes": r.routes,
                     "routes_with_every_mix_held": share(r.mixes_held),

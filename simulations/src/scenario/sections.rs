@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// How clients generate real messages.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -123,7 +123,7 @@ pub struct DropAttack {
 }
 
 /// The attack `[attack]` runs.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
 pub enum AttackKind {
     /// The node discards every frame it receives (a blocking attacker).
     #[default]
@@ -143,7 +143,7 @@ fn default_replicas() -> usize {
 }
 
 /// How a route crosses the mixes (`[topology] kind`).
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
 pub enum TopologyKind {
     /// One uniformly chosen mix of each layer in turn (production).
     #[default]
@@ -159,7 +159,7 @@ pub enum TopologyKind {
 }
 
 /// Real Sphinx or the abstract format.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum PacketMode {
     /// Same decisions, no public-key work.
