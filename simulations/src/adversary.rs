@@ -23,7 +23,7 @@ pub enum Strategy {
     /// Every mix of layer `layer` (1-based).
     Layer,
     /// `fraction` of the mixes, the largest by `[topology] bandwidth`
-    /// (ties: the lower number), which routes draw most often.
+    /// (ties: a layer at a time), which routes draw most often.
     Busiest,
     /// The nodes named in `nodes`.
     List,
@@ -161,8 +161,16 @@ impl AdversaryConfig {
                         .copied()
                         .unwrap_or(0.0)
                 };
-                // Stable: equal weights keep the lower number first.
-                mixes.sort_by(|a, b| w(*b).total_cmp(&w(*a)));
+                // Equal weights are taken a layer at a time (the first mix
+                // of each layer, then the second of each, …), so equal
+                // mixes give one mix per layer, as Zipf weights do.
+                let per_layer = shape.per_layer.max(1);
+                mixes.sort_by(|a, b| {
+                    w(*b)
+                        .total_cmp(&w(*a))
+                        .then((a % per_layer).cmp(&(b % per_layer)))
+                        .then(a.cmp(b))
+                });
                 let k = share(mixes.len());
                 mixes.into_iter().take(k).collect()
             }
@@ -217,7 +225,8 @@ mod tests {
         assert_eq!(m.len(), 3);
         assert!(m.iter().all(|n| *n < 12));
         // The busiest third of the mixes: the largest of each layer, then
-        // one second-largest (mix 1, the lowest numbered tie).
+        // one second-largest (mix 1, layer 1's: ties go a layer at a
+        // time).
         let weights = crate::bandwidth::Bandwidth::Zipf { s: 1.0 }
             .weights(3, 4)
             .unwrap();
@@ -234,6 +243,18 @@ mod tests {
         assert_eq!(
             busiest.choose(weighted, Some(&weights), &mut rng),
             [0, 4, 8, 1].into_iter().collect()
+        );
+        // Equal weights (Zipf s = 0): a mix of each layer first.
+        let equal = crate::bandwidth::Bandwidth::Zipf { s: 0.0 }
+            .weights(3, 4)
+            .unwrap();
+        let a_quarter = AdversaryConfig {
+            fraction: 0.25,
+            ..busiest
+        };
+        assert_eq!(
+            a_quarter.choose(weighted, Some(&equal), &mut rng),
+            [0, 4, 8].into_iter().collect()
         );
     }
 

@@ -305,14 +305,9 @@ impl Metrics {
         mean_and_stderr(self.entropy.iter().map(|t| t.entropy_bits))
     }
 
-    /// The stratified closed form for a real message's route
-    /// (`simulation.md` §2, Closed forms): `layers + 2` exponential stages,
-    /// the `layers + 1` links between them, and the providers' exits over
-    /// the run. Only where its assumptions hold: Poisson mixing, no link
-    /// loss, no held nodes, no attack, no mix churn, equal mixes, one
-    /// traffic class and a stratified topology.
-    /// The share of the frames the mixes received that reached mixes the
-    /// adversary holds.
+    /// The share of the frames the mixes took in over the run (warm-up
+    /// included; not those lost at a departed mix or held back by an
+    /// attacker) that reached mixes the adversary holds.
     fn mix_traffic_held(&self, scenario: &Scenario) -> f64 {
         let mixes = (scenario.layers * scenario.nodes_per_layer) as usize;
         let load = || self.node_load.iter().take(mixes).enumerate();
@@ -328,6 +323,12 @@ impl Metrics {
         }
     }
 
+    /// The stratified closed form for a real message's route
+    /// (`simulation.md` §2, Closed forms): `layers + 2` exponential stages,
+    /// the `layers + 1` links between them, and the providers' exits over
+    /// the run. Only where its assumptions hold: Poisson mixing, no link
+    /// loss, no held nodes, no attack, no mix churn, equal mixes, one
+    /// traffic class and a stratified topology.
     fn closed_form_bits(&self, scenario: &Scenario) -> Option<f64> {
         if scenario.mixing != MixingMode::Poisson
             || self.duration.is_zero()

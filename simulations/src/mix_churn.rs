@@ -58,6 +58,9 @@ pub struct MixChurnConfig {
     pub events: Vec<ChurnEvent>,
 }
 
+/// The longest time a churn setting may give, seconds.
+const MAX_S: f64 = 1e9;
+
 fn default_leave_lag() -> f64 {
     105.0
 }
@@ -69,8 +72,8 @@ fn default_join_lag() -> f64 {
 impl MixChurnConfig {
     /// Why the section does not fit a network of `mixes` mixes, if it
     /// does not: the field and the reason.
-    pub fn check(&self, mixes: u32) -> Result<(), (&'static str, String)> {
-        let positive = |v: Option<f64>| v.is_some_and(|s| s.is_finite() && s > 0.0);
+    pub fn check(&self, mixes: u32, duration_s: f64) -> Result<(), (&'static str, String)> {
+        let positive = |v: Option<f64>| v.is_some_and(|s| s.is_finite() && s > 0.0 && s <= MAX_S);
         match (self.mean_up_s, self.mean_down_s) {
             (None, None) => {
                 if self.events.is_empty() && self.start_down.is_empty() {
@@ -80,11 +83,20 @@ impl MixChurnConfig {
                     ));
                 }
             }
-            (up, down) if positive(up) && positive(down) => {}
+            (up, down) if positive(up) && positive(down) => {
+                // A trace row would flip a mix the rate has its own next
+                // change queued for.
+                if !self.events.is_empty() {
+                    return Err((
+                        "mix_churn.events",
+                        "a rate or a trace, not both (start_down goes with either)".into(),
+                    ));
+                }
+            }
             _ => {
                 return Err((
                     "mix_churn.mean_up_s",
-                    "mean_up_s and mean_down_s go together, each > 0".into(),
+                    "mean_up_s and mean_down_s go together, each > 0 and at most 10^9 s".into(),
                 ));
             }
         }
@@ -92,8 +104,8 @@ impl MixChurnConfig {
             ("mix_churn.leave_lag_s", self.leave_lag_s),
             ("mix_churn.join_lag_s", self.join_lag_s),
         ] {
-            if !(lag.is_finite() && lag >= 0.0) {
-                return Err((field, "a finite number of seconds, ≥ 0".into()));
+            if !(lag.is_finite() && (0.0..=MAX_S).contains(&lag)) {
+                return Err((field, "from 0 to 10^9 s".into()));
             }
         }
         let mix = |n: u32| -> Result<(), String> {
@@ -104,13 +116,19 @@ impl MixChurnConfig {
                 )
             })
         };
-        for n in &self.start_down {
+        for (i, n) in self.start_down.iter().enumerate() {
             mix(*n).map_err(|e| ("mix_churn.start_down", e))?;
+            if self.start_down[..i].contains(n) {
+                return Err(("mix_churn.start_down", format!("node {n} listed twice")));
+            }
         }
         for e in &self.events {
             mix(e.node).map_err(|m| ("mix_churn.events", m))?;
-            if !(e.at_s.is_finite() && e.at_s >= 0.0) {
-                return Err(("mix_churn.events", format!("at_s {}: ≥ 0", e.at_s)));
+            if !(e.at_s.is_finite() && (0.0..=duration_s).contains(&e.at_s)) {
+                return Err((
+                    "mix_churn.events",
+                    format!("at_s {}: from 0 to the run's duration_s", e.at_s),
+                ));
             }
         }
         Ok(())

@@ -438,8 +438,17 @@ impl Scenario {
             }
         }
         if let Some(c) = &raw.mix_churn {
-            c.check(raw.topology.layers * raw.topology.nodes_per_layer)
-                .map_err(|(field, reason)| invalid(field, reason))?;
+            c.check(
+                raw.topology.layers * raw.topology.nodes_per_layer,
+                raw.duration_s,
+            )
+            .map_err(|(field, reason)| invalid(field, reason))?;
+            if raw.attack.is_some_and(|a| a.kind == AttackKind::NMinusOne) {
+                return Err(invalid(
+                    "mix_churn",
+                    "the n-1 attacker holds a mix's traffic through its flush and target: not with a mix that may leave (set no [mix_churn])".into(),
+                ));
+            }
         }
         if let Some(d) = &raw.disclosure {
             d.check(raw.clients.count)

@@ -149,9 +149,44 @@ fn churn_is_refused_where_it_cannot_apply() {
             "mix_churn.leave_lag_s",
         ),
         ("", "mix_churn"),
+        (
+            "mean_up_s = 60\nmean_down_s = 20\nevents = [{ at_s = 1, node = 0, up = false }]",
+            "mix_churn.events",
+        ),
+        (
+            "events = [{ at_s = 301, node = 0, up = false }]",
+            "mix_churn.events",
+        ),
+        ("start_down = [1, 1]", "mix_churn.start_down"),
+        (
+            "start_down = [1]\n[attack]\ndropping_node = 4\nfrom_s = 10\nkind = \"n-1\"",
+            "the n-1 attacker holds a mix",
+        ),
     ] {
         let text = format!("{BASE}[mix_churn]\n{section}\n");
         let err = Scenario::parse(&text, Path::new("churn.toml")).unwrap_err();
         assert!(err.to_string().contains(field), "{section}: {err}");
     }
+}
+
+/// Each change is followed by its own listing: a mix that leaves, comes
+/// back and leaves again is left out of the document `leave_lag_s` after
+/// its second departure, not after its first (whose listing event is
+/// stale). A trace row at a time finer than the clock's nanoseconds is
+/// still due (the run ends).
+#[test]
+fn a_stale_listing_never_acts_on_a_later_change() {
+    let text = format!(
+        "{BASE}[mix_churn]\nleave_lag_s = 80\njoin_lag_s = 5\nevents = [\
+         {{ at_s = 50, node = 4, up = false }}, \
+         {{ at_s = 60, node = 4, up = true }}, \
+         {{ at_s = 100.123456789123, node = 4, up = false }}]\n"
+    );
+    let (summary, _) = run(&text, 4);
+    let c = &summary["mix_churn"];
+    assert_eq!(c["departures"], 2, "{c}");
+    assert_eq!(c["returns"], 1, "{c}");
+    // Listed while away: 10 s the first time, 80 s the second.
+    let listed = c["mix_seconds_away_but_listed"].as_f64().unwrap();
+    assert!((listed - 90.0).abs() < 1e-6, "{c}");
 }

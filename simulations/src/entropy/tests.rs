@@ -193,3 +193,33 @@ fn a_tag_with_no_mailbox_mass_has_no_receiver_entropy() {
     assert!(close(t.entropy_bits, 1.0), "{t:?}");
     assert!(t.receiver_bits.is_nan(), "{t:?}");
 }
+
+/// A node that leaves loses both its pools and the packets it knew
+/// exactly: half a tag's mass went through node 2's pool and half is a
+/// packet node 3 (held by the adversary) knows; both are lost when the
+/// nodes leave, and the tag settles with its lost mass counted, as its
+/// half that exited counts.
+#[test]
+fn a_departed_node_loses_its_pools_and_its_exact_packets() {
+    let mut e = EntropyTracker::new();
+    let m = e.tag(0);
+    e.arrive(1, Role::Forward, &m);
+    let first = e.depart(1, Role::Forward, 2);
+    let second = e.depart(1, Role::Forward, 1);
+    e.arrive(2, Role::Forward, &first);
+    e.arrive_exact(3, 77, second.clone());
+    // Another packet at node 2's pool carries the tag's quarter away
+    // before it leaves.
+    let out = e.depart(2, Role::Forward, 2);
+    e.exit(&out, at(5));
+    assert_eq!(e.active(), 1);
+    e.lose_node(2);
+    assert_eq!(e.active(), 1, "node 3 still holds half");
+    e.lose_node(3);
+    assert!(e.depart_exact(3, 77).is_empty());
+    let r = e.finish();
+    assert_eq!(r.tags.len(), 1, "{r:?}");
+    let t = r.tags[0];
+    assert!(close(t.lost_mass, 0.75), "{t:?}");
+    assert!(close(t.exited_mass, 0.25), "{t:?}");
+}

@@ -25,8 +25,13 @@ pub(super) struct State {
     down_since: Vec<Option<Instant>>,
     /// Since when each mix away has still been listed.
     listed_since: Vec<Option<Instant>>,
-    /// The trace, by time.
-    trace: Vec<ChurnEvent>,
+    /// The trace, by time, each row's instant computed once (a row is
+    /// due when the clock reaches that instant: comparing seconds as
+    /// floats with the nanosecond clock could leave it never due).
+    trace: Vec<(Instant, ChurnEvent)>,
+    /// Each mix's changes so far: a listing event acts only if no change
+    /// came after the one that queued it.
+    generation: Vec<u32>,
     trace_next: usize,
     rng: Option<ChaCha20Rng>,
     /// The counters of the engines mixes had before they left, summed.
@@ -42,9 +47,14 @@ impl State {
             return Self::default();
         };
         let mixes = (scenario.layers * scenario.nodes_per_layer) as usize;
-        let mut trace = c.events.clone();
-        trace.sort_by(|a, b| a.at_s.total_cmp(&b.at_s));
+        let mut trace: Vec<(Instant, ChurnEvent)> = c
+            .events
+            .iter()
+            .map(|e| (Instant::from_duration(Duration::from_secs_f64(e.at_s)), *e))
+            .collect();
+        trace.sort_by_key(|(at, _)| *at);
         Self {
+            generation: vec![0; mixes],
             down: vec![false; mixes],
             down_since: vec![None; mixes],
             listed_since: vec![None; mixes],
@@ -59,6 +69,13 @@ impl State {
     /// What node `n`'s engines before its current one counted.
     pub(super) fn retired(&self, n: usize) -> Option<&mtos_mixnode::Counters> {
         self.retired.get(n)
+    }
+
+    /// Counts a change of mix `n`; its number.
+    fn next_generation(&mut self, n: u32) -> u32 {
+        let g = &mut self.generation[n as usize];
+        *g = g.wrapping_add(1);
+        *g
     }
 
     /// Whether node `n` is away.
@@ -76,7 +93,8 @@ impl<M: Mode> Simulation<M> {
         };
         for &n in &c.start_down {
             self.mix_leaves(n);
-            // Never listed: the routes' document starts without it.
+            // Not a departure: the routes' document starts without it.
+            self.churn.report.departures -= 1;
             self.topology.set_listed(n, false);
             self.churn.listed_since[n as usize] = None;
         }
@@ -89,8 +107,8 @@ impl<M: Mode> Simulation<M> {
                 self.push(Instant::ZERO + after, Ev::Churn(n));
             }
         }
-        if let Some(first) = self.churn.trace.first() {
-            let at = Instant::from_duration(Duration::from_secs_f64(first.at_s));
+        if let Some((at, _)) = self.churn.trace.first() {
+            let at = *at;
             self.push(at, Ev::ChurnTrace);
         }
     }
@@ -116,10 +134,8 @@ impl<M: Mode> Simulation<M> {
 
     /// The trace rows due now.
     pub(super) fn on_churn_trace(&mut self) {
-        let now = self.now.since_origin().as_secs_f64();
-        while let Some(e) = self.churn.trace.get(self.churn.trace_next).copied() {
-            if e.at_s > now {
-                let at = Instant::from_duration(Duration::from_secs_f64(e.at_s));
+        while let Some((at, e)) = self.churn.trace.get(self.churn.trace_next).copied() {
+            if at > self.now {
                 self.push(at, Ev::ChurnTrace);
                 return;
             }
@@ -149,6 +165,10 @@ impl<M: Mode> Simulation<M> {
         let engine = self.fresh_engine(n);
         let node = &mut self.nodes[n as usize];
         self.churn.report.lost_held += node.engine.held() as u64;
+        // Its loops so far count; those still out are lost with it.
+        if let Some(loops) = node.loops.as_mut() {
+            self.metrics.node_loops.add(loops.tracker().counts());
+        }
         let old = std::mem::replace(&mut node.engine, engine);
         if let Some(r) = self.churn.retired.get_mut(n as usize) {
             add_counters(r, old.counters());
@@ -156,7 +176,11 @@ impl<M: Mode> Simulation<M> {
         node.loops = None;
         node.wake = None;
         self.entropy.lose_node(n);
-        self.push(now + Duration::from_secs_f64(lag), Ev::Listing(n, false));
+        let generation = self.churn.next_generation(n);
+        self.push(
+            now + Duration::from_secs_f64(lag),
+            Ev::Listing(n, false, generation),
+        );
     }
 
     /// An empty engine for mix `n` under the keys it has now (the
@@ -198,14 +222,18 @@ impl<M: Mode> Simulation<M> {
         let node = &mut self.nodes[n as usize];
         node.loops = crate::loops::machine(&self.scenario, now, &mut node.rng);
         self.reschedule_node(n);
-        self.push(now + Duration::from_secs_f64(lag), Ev::Listing(n, true));
+        let generation = self.churn.next_generation(n);
+        self.push(
+            now + Duration::from_secs_f64(lag),
+            Ev::Listing(n, true, generation),
+        );
     }
 
-    /// The routes' document catches up with mix `n`, if it is still as
-    /// it was when the change was made (a mix back before it was left out
-    /// never was).
-    pub(super) fn on_listing(&mut self, n: u32, listed: bool) {
-        if listed == self.churn.is_down(n) {
+    /// The routes' document catches up with mix `n`'s change number
+    /// `generation`, if no other change came since (a mix back before it
+    /// was left out never was).
+    pub(super) fn on_listing(&mut self, n: u32, listed: bool, generation: u32) {
+        if self.churn.generation.get(n as usize) != Some(&generation) {
             return;
         }
         if !listed && let Some(since) = self.churn.listed_since[n as usize].take() {

@@ -96,8 +96,8 @@ enum Ev {
     /// The next churn trace rows are due.
     ChurnTrace,
     /// The routes' document catches up with mix `n` being away (false)
-    /// or back (true).
-    Listing(u32, bool),
+    /// or back (true), for its change number (the third field).
+    Listing(u32, bool, u32),
 }
 
 /// An event in the queue. The key packs the time (nanoseconds) and the
@@ -401,7 +401,7 @@ impl<M: Mode> Simulation<M> {
                 Ev::Grace => self.on_grace(),
                 Ev::Churn(n) => self.on_churn(n),
                 Ev::ChurnTrace => self.on_churn_trace(),
-                Ev::Listing(n, listed) => self.on_listing(n, listed),
+                Ev::Listing(n, listed, generation) => self.on_listing(n, listed, generation),
             }
             if self.events.is_multiple_of(65_536) {
                 progress(self.now.since_origin().as_secs_f64() / total);
