@@ -40,6 +40,11 @@ pub enum NetError {
     /// A link could not be opened or used.
     #[error("{0}")]
     Link(String),
+    /// The peer does not speak the protocol asked for (an older version,
+    /// or a peer that does not count the asker among those it serves it
+    /// to); another protocol may work.
+    #[error("{0}")]
+    Unsupported(String),
     /// An answer that does not parse or does not belong to the request.
     #[error("{0}")]
     BadAnswer(String),

@@ -4,8 +4,8 @@
 //! libp2p-stream hands inbound streams to their acceptor through a queue
 //! of one per protocol and drops a stream that arrives while it is full.
 //! A flood of directory streams from anyone therefore drops the other
-//! authorities' vote requests as readily as its own, before any pool of
-//! the authority's request pools see them.
+//! authorities' vote requests as readily as its own, before the
+//! authority's request pools see them.
 //! [`PeerGated`] wraps a second libp2p-stream behaviour whose protocols
 //! exist only on connections to the listed peers: on any other connection
 //! the handler is a dummy that supports nothing, so a stranger's stream
@@ -249,5 +249,92 @@ mod tests {
             who.push(peer);
         }
         assert_eq!(who, vec![friend], "only the listed peer's stream arrived");
+    }
+
+    /// The one-place queue of `/mtos/dir/1`, kept full by a stranger's
+    /// stream nobody accepts, drops a listed peer's stream on that
+    /// protocol at once; its stream on the gated protocol, which has a
+    /// queue of its own, is still served.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_directory_queue_does_not_reach_the_gated_protocol() {
+        let server_key = Keypair::generate_ed25519();
+        let friend_key = Keypair::generate_ed25519();
+        let server = server_key.public().to_peer_id();
+        let mut listener = swarm(&server_key, &[friend_key.public().to_peer_id()]);
+        listener
+            .listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
+            .unwrap();
+        let at = loop {
+            if let libp2p::swarm::SwarmEvent::NewListenAddr { address, .. } =
+                listener.select_next_some().await
+            {
+                break address;
+            }
+        };
+        // Registered, never accepted: the queue holds one stream.
+        let _directory = listener
+            .behaviour()
+            .stream
+            .new_control()
+            .accept(crate::DIR_PROTOCOL)
+            .unwrap();
+        let mut incoming = listener
+            .behaviour()
+            .gated
+            .new_control()
+            .accept(AUTHORITY_PROTOCOL)
+            .unwrap();
+        let server_task = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = listener.select_next_some() => {}
+                    Some((_, mut stream)) = incoming.next() => {
+                        let _ = stream.write_all(&[7]).await;
+                        let _ = stream.close().await;
+                    }
+                }
+            }
+        });
+        let driven = |mut swarm: Swarm<Behaviour>| {
+            swarm.add_peer_address(server, at.clone());
+            let controls = (
+                swarm.behaviour().stream.new_control(),
+                swarm.behaviour().gated.new_control(),
+            );
+            let task = tokio::spawn(async move {
+                loop {
+                    swarm.select_next_some().await;
+                }
+            });
+            (controls, task)
+        };
+        let ((mut stranger, _), stranger_task) = driven(swarm(&Keypair::generate_ed25519(), &[]));
+        let _held = stranger
+            .open_stream(server, crate::DIR_PROTOCOL)
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let ((mut plain, mut gated), friend_task) = driven(swarm(&friend_key, &[server]));
+        // The friend's directory stream is dropped, not kept waiting.
+        let mut dropped = plain
+            .open_stream(server, crate::DIR_PROTOCOL)
+            .await
+            .unwrap();
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(10), dropped.read(&mut byte)).await;
+        assert!(
+            matches!(read, Ok(Ok(0) | Err(_))),
+            "the stream was not dropped: {read:?}"
+        );
+        // Its gated stream is served.
+        let mut served = gated.open_stream(server, AUTHORITY_PROTOCOL).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(10), served.read_exact(&mut byte))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(byte, [7]);
+        for t in [server_task, stranger_task, friend_task] {
+            t.abort();
+        }
     }
 }

@@ -151,9 +151,14 @@ pub async fn directory_request_on(
     let link = |e: &dyn std::fmt::Display| NetError::Link(format!("authority: {e}"));
     let exchange = async {
         let mut stream = control
-            .open_stream(authority, protocol)
+            .open_stream(authority, protocol.clone())
             .await
-            .map_err(|e| link(&e))?;
+            .map_err(|e| match e {
+                libp2p_stream::OpenStreamError::UnsupportedProtocol(p) => {
+                    NetError::Unsupported(format!("the authority does not support {p}"))
+                }
+                e => link(&e),
+            })?;
         write_message(&mut stream, kind, body)
             .await
             .map_err(|e| link(&e))?;

@@ -1,5 +1,6 @@
 //! The authority's driver: serves `/mtos/dir/1` (descriptors in;
-//! documents, votes and proposals out) and moves the voting rounds of
+//! documents, votes and proposals out), and `/mtos/dir-authority/1` to
+//! the other authorities alone, and moves the voting rounds of
 //! `mtos_mixnode::directory::Voting` on, fetching the other authorities'
 //! votes and signatures (`specs/directory.md` §6.1). The rounds, the rule
 //! and the bookkeeping are the core's; this file only moves bytes, keeps
@@ -16,8 +17,8 @@ use mtos_crypto::Identity;
 use mtos_mixnode::directory::{Authority, RoundId, VoteAdded, Voting, VotingState};
 use mtos_net::{
     self as net, AUTHORITY_PROTOCOL, DIR_ERROR, DIR_GET_DOCUMENT, DIR_GET_DOCUMENT_VOTES,
-    DIR_GET_PROPOSAL, DIR_GET_VOTES, DIR_OK, DIR_PROTOCOL, DIR_PUT_DESCRIPTOR, libp2p_keypair,
-    peer_id_of, unix_now,
+    DIR_GET_PROPOSAL, DIR_GET_VOTES, DIR_OK, DIR_PROTOCOL, DIR_PUT_DESCRIPTOR, NetError,
+    libp2p_keypair, peer_id_of, unix_now,
 };
 use rand::SeedableRng;
 
@@ -77,6 +78,9 @@ pub async fn run(
     })?;
     for (peer, addr) in addresses {
         swarm.add_peer_address(peer, addr);
+        // A stranger filling the connection table must not keep the
+        // authorities from reconnecting to one another.
+        swarm.behaviour_mut().limits.bypass_peer_id(&peer);
     }
     let mut control = swarm.behaviour().stream.new_control();
     let mut incoming = control
@@ -121,13 +125,15 @@ pub async fn run(
         shared: shared.clone(),
         identity: identity.clone(),
         control: authority_control,
+        fallback: control.clone(),
         peers,
         config: config.clone(),
         base: base.to_owned(),
     }));
     // Their intake is drained by a task of its own, so that a busy swarm
-    // loop never leaves one of their streams waiting in libp2p-stream's
-    // one-place queue (where the next would be dropped).
+    // loop does not leave one of their streams waiting in libp2p-stream's
+    // one-place queue, where the next would be dropped (two arriving at
+    // once still can be: the asker tries again a pause later).
     let authority_intake = AbortOnDrop(vec![tokio::spawn(serve_authorities(
         from_authorities,
         gate.clone(),
@@ -184,7 +190,10 @@ struct VoteLoop {
     gate: Arc<gate::Gate>,
     shared: Shared,
     identity: Arc<Identity>,
+    /// The gated control, for `/mtos/dir-authority/1`.
     control: libp2p_stream::Control,
+    /// The ordinary one, for an authority that does not serve it to us.
+    fallback: libp2p_stream::Control,
     peers: Vec<([u8; 32], PeerId)>,
     config: AuthorityConfig,
     base: std::path::PathBuf,
@@ -261,7 +270,14 @@ async fn peer_loop(l: Arc<VoteLoop>, key: [u8; 32], peer: PeerId) {
         };
         let wait = Duration::from_millis(phase_end.saturating_sub(now).clamp(200, 10_000));
         if voting {
-            if let Some(answer) = ask(l.control.clone(), peer, DIR_GET_VOTES, wait).await
+            if let Some(answer) = ask(
+                l.control.clone(),
+                l.fallback.clone(),
+                peer,
+                DIR_GET_VOTES,
+                wait,
+            )
+            .await
                 && let Some(votes) = net::decode_votes(&answer)
             {
                 let Ok(mut v) = l.shared.lock() else { return };
@@ -276,7 +292,14 @@ async fn peer_loop(l: Arc<VoteLoop>, key: [u8; 32], peer: PeerId) {
                 }
             }
         } else if wants_signature
-            && let Some(answer) = ask(l.control.clone(), peer, DIR_GET_PROPOSAL, wait).await
+            && let Some(answer) = ask(
+                l.control.clone(),
+                l.fallback.clone(),
+                peer,
+                DIR_GET_PROPOSAL,
+                wait,
+            )
+            .await
         {
             let Ok(mut v) = l.shared.lock() else { return };
             if let Err(e) = v.add_signatures(&answer) {
@@ -351,17 +374,25 @@ fn on_new_round(
     v.target()
 }
 
-/// One request to another authority; `None` (logged at debug) if it
-/// failed.
+/// One request to another authority on their own protocol; `None`
+/// (logged at debug) if it failed. An authority that does not serve it
+/// to us (an older version, or one whose list of authorities lacks us)
+/// is asked on `/mtos/dir/1` instead, as anyone may ask it.
 async fn ask(
     mut control: libp2p_stream::Control,
+    mut fallback: libp2p_stream::Control,
     peer: PeerId,
     kind: u8,
     timeout: Duration,
 ) -> Option<Vec<u8>> {
-    match net::directory_request_on(&mut control, AUTHORITY_PROTOCOL, peer, kind, &[], timeout)
-        .await
-    {
+    let started = tokio::time::Instant::now();
+    let mut result =
+        net::directory_request_on(&mut control, AUTHORITY_PROTOCOL, peer, kind, &[], timeout).await;
+    if let Err(NetError::Unsupported(_)) = result {
+        let left = timeout.saturating_sub(started.elapsed());
+        result = net::directory_request(&mut fallback, peer, kind, &[], left).await;
+    }
+    match result {
         Ok(body) => Some(body),
         Err(e) => {
             tracing::debug!(%peer, error = %e, "an authority did not answer");
