@@ -157,6 +157,21 @@ mod tests {
         build_gated_swarm(key.clone(), 16, allowed.iter().copied().collect()).unwrap()
     }
 
+    /// A swarm listening on loopback, and its address.
+    async fn listening(key: &Keypair, allowed: &[PeerId]) -> (Swarm<Behaviour>, Multiaddr) {
+        let mut listener = swarm(key, allowed);
+        listener
+            .listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
+            .unwrap();
+        loop {
+            if let libp2p::swarm::SwarmEvent::NewListenAddr { address, .. } =
+                listener.select_next_some().await
+            {
+                return (listener, address);
+            }
+        }
+    }
+
     /// Opens an [`AUTHORITY_PROTOCOL`] stream to `server` (on the gated
     /// behaviour, or on the ordinary one as any libp2p peer could) and
     /// reads its one-byte answer.
@@ -201,17 +216,7 @@ mod tests {
         let friend_key = Keypair::generate_ed25519();
         let server = server_key.public().to_peer_id();
         let friend = friend_key.public().to_peer_id();
-        let mut listener = swarm(&server_key, &[friend]);
-        listener
-            .listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
-            .unwrap();
-        let at = loop {
-            if let libp2p::swarm::SwarmEvent::NewListenAddr { address, .. } =
-                listener.select_next_some().await
-            {
-                break address;
-            }
-        };
+        let (mut listener, at) = listening(&server_key, &[friend]).await;
         let mut incoming = listener
             .behaviour()
             .gated
@@ -260,17 +265,7 @@ mod tests {
         let server_key = Keypair::generate_ed25519();
         let friend_key = Keypair::generate_ed25519();
         let server = server_key.public().to_peer_id();
-        let mut listener = swarm(&server_key, &[friend_key.public().to_peer_id()]);
-        listener
-            .listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
-            .unwrap();
-        let at = loop {
-            if let libp2p::swarm::SwarmEvent::NewListenAddr { address, .. } =
-                listener.select_next_some().await
-            {
-                break address;
-            }
-        };
+        let (mut listener, at) = listening(&server_key, &[friend_key.public().to_peer_id()]).await;
         // Registered, never accepted: the queue holds one stream.
         let _directory = listener
             .behaviour()
