@@ -19,9 +19,8 @@ pub(super) fn add_counters(a: &mut mtos_mixnode::Counters, b: &mtos_mixnode::Cou
 /// Churn's state over a run.
 #[derive(Debug, Default)]
 pub(super) struct State {
-    /// Mixes away now, by mix (empty: no churn).
-    down: Vec<bool>,
-    /// Since when each mix away has been away.
+    /// Since when each mix away has been away, by mix (`None`: up;
+    /// empty: no churn).
     down_since: Vec<Option<Instant>>,
     /// Since when each mix away has still been listed.
     listed_since: Vec<Option<Instant>>,
@@ -55,7 +54,6 @@ impl State {
         trace.sort_by_key(|(at, _)| *at);
         Self {
             generation: vec![0; mixes],
-            down: vec![false; mixes],
             down_since: vec![None; mixes],
             listed_since: vec![None; mixes],
             trace,
@@ -80,7 +78,7 @@ impl State {
 
     /// Whether node `n` is away.
     pub(super) fn is_down(&self, n: u32) -> bool {
-        self.down.get(n as usize).copied().unwrap_or(false)
+        self.down_since.get(n as usize).is_some_and(Option::is_some)
     }
 }
 
@@ -115,18 +113,17 @@ impl<M: Mode> Simulation<M> {
 
     /// Mix `n` changes by the rate; its next change is drawn.
     pub(super) fn on_churn(&mut self, n: u32) {
-        let Some(c) = self.scenario.mix_churn.clone() else {
-            return;
-        };
         if self.churn.is_down(n) {
             self.mix_returns(n);
         } else {
             self.mix_leaves(n);
         }
         let up = !self.churn.is_down(n);
-        if let Some(rng) = self.churn.rng.as_mut()
-            && let Some(after) = c.next_change(up, rng)
-        {
+        let after = match (self.scenario.mix_churn.as_ref(), self.churn.rng.as_mut()) {
+            (Some(c), Some(rng)) => c.next_change(up, rng),
+            _ => None,
+        };
+        if let Some(after) = after {
             let at = self.now + after;
             self.push(at, Ev::Churn(n));
         }
@@ -156,7 +153,6 @@ impl<M: Mode> Simulation<M> {
             return;
         };
         let now = self.now;
-        self.churn.down[n as usize] = true;
         self.churn.down_since[n as usize] = Some(now);
         if self.topology.is_listed(n) {
             self.churn.listed_since[n as usize] = Some(now);
@@ -211,7 +207,6 @@ impl<M: Mode> Simulation<M> {
             return;
         };
         let now = self.now;
-        self.churn.down[n as usize] = false;
         if let Some(since) = self.churn.down_since[n as usize].take() {
             self.churn.report.down_s += (now - since).as_secs_f64();
         }
@@ -248,7 +243,7 @@ impl<M: Mode> Simulation<M> {
             return;
         }
         let now = self.now;
-        for n in 0..self.churn.down.len() {
+        for n in 0..self.churn.down_since.len() {
             if let Some(since) = self.churn.down_since[n].take() {
                 self.churn.report.down_s += (now - since).as_secs_f64();
             }
