@@ -128,18 +128,31 @@ impl ReplayFilter {
     /// (Double hashing would be cheaper but, in a 512-bit block, gives
     /// correlated positions and twice the predicted false-positive rate.)
     fn locate(&self, tag: &[u8; 32]) -> (usize, [u16; MAX_K]) {
-        let mut first = [0u8; 8];
-        first.copy_from_slice(&tag[..8]);
+        let word = |i: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&tag[8 * i..8 * i + 8]);
+            u64::from_le_bytes(w)
+        };
         let blocks = self.m / BLOCK_BITS;
-        let block = (u64::from_le_bytes(first) % blocks) as usize * BLOCK_WORDS;
+        let block = (word(0) % blocks) as usize * BLOCK_WORDS;
+        // The positions are the 9-bit chunks of the tag's last 192 bits
+        // read as one little-endian number: chunk i is its bits 9i..9i+9.
+        // They are shifted out of a 128-bit window, refilled once with
+        // the last 64 bits (the hot path of every packet).
+        let mut window = u128::from(word(1)) | u128::from(word(2)) << 64;
+        let mut have = 128u32;
+        let mut last = Some(word(3));
         let mut bits = [0u16; MAX_K];
-        for (i, b) in bits.iter_mut().enumerate().take(self.k as usize) {
-            let start = 64 + 9 * i;
-            let byte = start / 8;
-            let window = u32::from(tag[byte])
-                | u32::from(tag.get(byte + 1).copied().unwrap_or(0)) << 8
-                | u32::from(tag.get(byte + 2).copied().unwrap_or(0)) << 16;
-            *b = ((window >> (start % 8)) & 0x1ff) as u16;
+        for b in bits.iter_mut().take(self.k as usize) {
+            if have < 9
+                && let Some(w) = last.take()
+            {
+                window |= u128::from(w) << have;
+                have += 64;
+            }
+            *b = (window & 0x1ff) as u16;
+            window >>= 9;
+            have = have.saturating_sub(9);
         }
         (block, bits)
     }
@@ -329,5 +342,46 @@ mod tests {
         let mut s = f.snapshot();
         s.pop();
         assert!(ReplayFilter::restore(&s).is_err());
+    }
+
+    /// The positions are the tag's bits as `specs/mixing.md` states them
+    /// (a snapshot written by an earlier version keeps its meaning):
+    /// position i is bits 64 + 9i .. 64 + 9i + 9 of the tag read as a
+    /// little-endian number, computed here bit by bit.
+    #[test]
+    fn positions_are_the_tags_bits_as_specified() {
+        let mut rng = ChaCha20Rng::seed_from_u64(9);
+        let f = ReplayFilter::new(1_000_000, 1e-12);
+        assert_eq!(f.k as usize, MAX_K.min(f.k as usize));
+        let bit = |t: &[u8; 32], i: usize| u16::from(t[i / 8] >> (i % 8) & 1);
+        for _ in 0..1_000 {
+            let t = tag(&mut rng);
+            let (block, bits) = f.locate(&t);
+            let first = u64::from_le_bytes(t[..8].try_into().unwrap());
+            assert_eq!(
+                block as u64,
+                first % (f.m / BLOCK_BITS) * BLOCK_WORDS as u64
+            );
+            for (i, b) in bits.iter().enumerate() {
+                let want = match i < f.k as usize {
+                    true => (0..9).map(|j| bit(&t, 64 + 9 * i + j) << j).sum(),
+                    false => 0,
+                };
+                assert_eq!(*b, want, "position {i}");
+            }
+        }
+        // And with every one of the 21 positions in use.
+        let all = ReplayFilter {
+            k: MAX_K as u32,
+            ..f
+        };
+        for _ in 0..1_000 {
+            let t = tag(&mut rng);
+            let (_, bits) = all.locate(&t);
+            for (i, b) in bits.iter().enumerate() {
+                let want: u16 = (0..9).map(|j| bit(&t, 64 + 9 * i + j) << j).sum();
+                assert_eq!(*b, want, "position {i}");
+            }
+        }
     }
 }
