@@ -237,8 +237,10 @@ impl ReplayFilter {
 /// million instructions), and a simulator builds a thousand filters of
 /// one shape at each epoch.
 fn shape(n: u64, p: f64) -> (u64, u32) {
+    /// Tags, and the rate's bits.
+    type ShapeKey = (u64, u64);
     thread_local! {
-        static SHAPES: std::cell::RefCell<Vec<((u64, u64), (u64, u32))>> =
+        static SHAPES: std::cell::RefCell<Vec<(ShapeKey, (u64, u32))>> =
             const { std::cell::RefCell::new(Vec::new()) };
     }
     let key = (n, p.to_bits());
