@@ -169,6 +169,9 @@ pub struct KeyRing<K = SphinxSecret> {
     current: KeySlot<K>,
     next: Option<KeySlot<K>>,
     sizing: ReplaySizing,
+    /// Whether its keys keep replay filters (always, but in a simulator
+    /// that asks for [`KeyRing::unfiltered`]).
+    filtered: bool,
 }
 
 impl<K> KeyRing<K> {
@@ -176,17 +179,37 @@ impl<K> KeyRing<K> {
     pub fn new(current: EpochKey<K>, sizing: ReplaySizing) -> Self {
         Self {
             previous: None,
-            current: Self::slot(current, sizing),
+            current: Self::slot(current, sizing, true),
             next: None,
             sizing,
+            filtered: true,
         }
     }
 
-    fn slot(key: EpochKey<K>, sizing: ReplaySizing) -> KeySlot<K> {
+    /// A ring whose keys keep no replay filter ([`ReplayFilter::off`]):
+    /// every packet passes the replay check. Only for a simulation in
+    /// which no party copies a packet (the simulator's abstract packets,
+    /// when its scenario turns the filters off, as it reports); a node
+    /// always uses [`KeyRing::new`]. The keys' budgets still hold.
+    pub fn unfiltered(current: EpochKey<K>, sizing: ReplaySizing) -> Self {
+        Self {
+            previous: None,
+            current: Self::slot(current, sizing, false),
+            next: None,
+            sizing,
+            filtered: false,
+        }
+    }
+
+    fn slot(key: EpochKey<K>, sizing: ReplaySizing, filtered: bool) -> KeySlot<K> {
+        let filter = match filtered {
+            true => ReplayFilter::new(sized_for(sizing.expected_per_key.max(1)), sizing.fp_rate),
+            false => ReplayFilter::off(),
+        };
         KeySlot {
             epoch: key.epoch,
             secret: key.secret,
-            filter: ReplayFilter::new(sized_for(sizing.expected_per_key.max(1)), sizing.fp_rate),
+            filter,
             capacity: sizing.expected_per_key.max(1),
             per_second: sizing.per_second.filter(|r| r.is_finite() && *r > 0.0),
             bucket: None,
@@ -203,7 +226,7 @@ impl<K> KeyRing<K> {
         if self.next.as_ref().is_some_and(|n| n.epoch == key.epoch) {
             return;
         }
-        let mut slot = Self::slot(key, self.sizing);
+        let mut slot = Self::slot(key, self.sizing, self.filtered);
         slot.enter(KeyPhase::Next);
         self.next = Some(slot);
     }
@@ -350,5 +373,24 @@ mod tests {
         // Neither epoch 5's key nor the unused epoch 6 key is accepted.
         assert_eq!(epochs(&ring), vec![9]);
         assert_eq!(ring.current_epoch(), 9);
+    }
+
+    /// An unfiltered ring's keys keep no filter through rotations, and a
+    /// ring made by `new` keeps one for every key it installs.
+    #[test]
+    fn an_unfiltered_ring_stays_unfiltered_and_a_new_one_filtered() {
+        let mut off = KeyRing::unfiltered(key(1), SIZING);
+        let mut on = KeyRing::new(key(1), SIZING);
+        for epoch in 2..5 {
+            off.advance_to(key(epoch));
+            on.advance_to(key(epoch));
+            off.install_next(key(epoch + 1));
+            on.install_next(key(epoch + 1));
+            assert!(
+                off.slots()
+                    .all(|s| !s.filter.is_on() && s.filter.memory_bytes() == 0)
+            );
+            assert!(on.slots().all(|s| s.filter.is_on()));
+        }
     }
 }

@@ -122,6 +122,43 @@ fn a_replayed_frame_is_dropped_at_the_first_hop_that_saw_it() {
     assert_eq!(net.delivered.len(), 1);
 }
 
+/// A ring made `unfiltered` (the simulator's, when its scenario asks)
+/// lets a replayed frame through, as a node's ring never does: the
+/// switch is the ring's, not the engine's or the sizing's.
+#[test]
+fn only_an_unfiltered_ring_lets_a_replay_through() {
+    let mut rng = ChaCha20Rng::from_seed([6; 32]);
+    let secret = SphinxSecret::generate(&mut rng);
+    let hop = Hop {
+        address: mtos_crypto::sphinx::NodeAddress([7; 32]),
+        sphinx_key: secret.public(),
+    };
+    let dest = Destination {
+        address: [1; 32],
+        surb_id: [0; 16],
+    };
+    let packet = build_forward(&mut rng, &[hop], &dest, &[ms(1)], b"twice").unwrap();
+    let frame = Net::frame(&packet);
+    let key = || EpochKey {
+        epoch: EPOCH,
+        secret: secret.clone(),
+    };
+    let rings = [
+        (mtos_mixnode::KeyRing::new(key(), sizing()), 1),
+        (mtos_mixnode::KeyRing::unfiltered(key(), sizing()), 0),
+    ];
+    for (keys, replays) in rings {
+        let filtered = keys.slots().all(|s| s.filter.is_on());
+        let mut engine = mtos_mixnode::MixEngine::<mtos_mixnode::Sphinx>::new(poisson(), keys);
+        engine.handle_frame(Instant::ZERO, &frame, &mut rng);
+        engine.handle_frame(Instant::ZERO, &frame, &mut rng);
+        let c = engine.counters();
+        assert_eq!(c.drops(DropReason::Replay), replays, "filtered: {filtered}");
+        assert_eq!(engine.held(), 2 - replays as usize);
+        assert_eq!(filtered, replays == 1);
+    }
+}
+
 #[test]
 fn garbage_does_not_fill_the_replay_filter() {
     let mut net = Net::new(2, poisson(), 5);

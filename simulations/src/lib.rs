@@ -9,6 +9,7 @@ pub mod grid;
 pub mod linkability;
 pub mod load;
 pub mod loops;
+pub mod mailbox;
 pub mod metrics;
 pub mod mix_churn;
 pub mod packet;

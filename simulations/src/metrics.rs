@@ -81,6 +81,8 @@ pub struct Metrics {
     pub disclosure: Option<Value>,
     /// What mix churn did (`[mix_churn]`).
     pub mix_churn: Option<crate::mix_churn::ChurnReport>,
+    /// What the mailboxes did (`[mailbox]`).
+    pub mailbox: Option<crate::mailbox::MailboxReport>,
     /// What the n−1 attacker achieved.
     pub n_minus_1: crate::sim::NMinusOneReport,
     /// Routes of real messages the adversary held (`[adversary]`).
@@ -154,6 +156,7 @@ impl Metrics {
             n_minus_1: Default::default(),
             disclosure: None,
             mix_churn: None,
+            mailbox: None,
             focus_tags: Default::default(),
             epochs: 0,
             routes: RouteCompromise::default(),
@@ -166,15 +169,18 @@ impl Metrics {
         self.sent[kind_index(kind)] += 1;
     }
 
-    pub(crate) fn delivered(
-        &mut self,
-        kind: Kind,
-        created: Instant,
-        network: Duration,
-        end_to_end: Duration,
-    ) {
+    /// A packet of this kind reached its exit (or its node, for node
+    /// loops) and was released there.
+    pub(crate) fn delivered(&mut self, kind: Kind) {
         self.delivered[kind_index(kind)] += 1;
-        if kind == Kind::Real && created >= self.warmup {
+    }
+
+    /// A real message generated at `created` reached its client: its
+    /// time in the network (sender to exit) and end to end (generation
+    /// to its client: at the exit, or through its mailbox with
+    /// `[mailbox]`). Kept for messages generated after the warm-up.
+    pub(crate) fn latencies(&mut self, created: Instant, network: Duration, end_to_end: Duration) {
+        if created >= self.warmup {
             self.network_latency_s.push(network.as_secs_f64());
             self.end_to_end_latency_s.push(end_to_end.as_secs_f64());
         }
@@ -229,14 +235,19 @@ impl Metrics {
         };
         let total = self.total_sent();
         let cover = total - self.sent[kind_index(Kind::Real)];
-        json!({
+        let mailbox = self.mailbox.as_ref().map(|m| m.summary(scenario));
+        let mut summary = json!({
             "scenario": scenario.name,
             "seed": seed,
             "code_version": crate::CODE_VERSION,
             "packet_mode": scenario.packet_mode,
             "topology": scenario.topology,
             "bandwidth": scenario.bandwidth.as_ref().map(crate::bandwidth::Bandwidth::summary),
-            "limits": { "queue_limit": scenario.queue_limit, "output_limit": scenario.output_limit },
+            "limits": {
+                "queue_limit": scenario.queue_limit,
+                "output_limit": scenario.output_limit,
+                "replay_filters": scenario.replay_filters,
+            },
             "epochs": scenario.epochs.map(|(length, grace)| json!({
                 "length_s": length.as_secs_f64(),
                 "grace_s": grace.as_secs_f64(),
@@ -297,7 +308,10 @@ impl Metrics {
                     "first_route_with_every_node_held_s": r.first_all_held_s,
                 })
             }),
-        })
+        });
+        // Apart: one key more is past the macro's recursion limit.
+        summary["mailbox"] = json!(mailbox);
+        summary
     }
 
     /// Mean entropy of the tagged messages (bits) and its standard error.
@@ -478,7 +492,7 @@ pub(crate) fn quantile(sorted: &[f64], p: f64) -> Option<f64> {
     sorted.get((last as f64 * p).round() as usize).copied()
 }
 
-fn stats(samples: &[f64]) -> Value {
+pub(crate) fn stats(samples: &[f64]) -> Value {
     if samples.is_empty() {
         return json!({ "count": 0 });
     }

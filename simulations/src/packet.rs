@@ -58,22 +58,15 @@ impl AbstractPacket {
     /// Fixed-size encoding.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(ABSTRACT_PACKET_SIZE);
-        out.extend_from_slice(&self.id.to_be_bytes());
-        out.push(self.hop);
-        out.push(self.route.len() as u8);
-        for i in 0..MAX_PATH_LENGTH {
-            out.extend_from_slice(&self.route.get(i).copied().unwrap_or(0).to_be_bytes());
-        }
-        for i in 0..MAX_PATH_LENGTH {
-            let d = self.delays.get(i).copied().unwrap_or_default();
-            out.extend_from_slice(
-                &u64::try_from(d.as_nanos())
-                    .unwrap_or(u64::MAX)
-                    .to_be_bytes(),
-            );
-        }
-        out.extend_from_slice(&self.destination.to_be_bytes());
-        out.extend_from_slice(&self.surb_id);
+        encode_into(
+            &mut out,
+            self.id,
+            self.hop,
+            &self.route,
+            &self.delays,
+            self.destination,
+            &self.surb_id,
+        );
         out
     }
 
@@ -89,6 +82,36 @@ impl AbstractPacket {
             surb_id: p.surb_id(),
         })
     }
+}
+
+/// Appends the fixed-size encoding of an abstract packet's fields to
+/// `out` ([`AbstractPacket::encode`] without building one: a sender
+/// writes its frame in place).
+pub fn encode_into(
+    out: &mut Vec<u8>,
+    id: u64,
+    hop: u8,
+    route: &[u32],
+    delays: &[Duration],
+    destination: u32,
+    surb_id: &[u8; 16],
+) {
+    out.extend_from_slice(&id.to_be_bytes());
+    out.push(hop);
+    out.push(route.len() as u8);
+    for i in 0..MAX_PATH_LENGTH {
+        out.extend_from_slice(&route.get(i).copied().unwrap_or(0).to_be_bytes());
+    }
+    for i in 0..MAX_PATH_LENGTH {
+        let d = delays.get(i).copied().unwrap_or_default();
+        out.extend_from_slice(
+            &u64::try_from(d.as_nanos())
+                .unwrap_or(u64::MAX)
+                .to_be_bytes(),
+        );
+    }
+    out.extend_from_slice(&destination.to_be_bytes());
+    out.extend_from_slice(surb_id);
 }
 
 /// The abstract format: a node's "key" is its own address; a packet is

@@ -92,6 +92,28 @@ fn same_seed_same_bytes() {
     assert_ne!(run(7).1, run(8).1);
 }
 
+/// Turning the replay filters off (`[limits] replay_filters = false`)
+/// changes nothing but the summary's word for it when no packet is a
+/// replay or a false positive, as in every run the simulator makes; the
+/// summary says which.
+#[test]
+fn replay_filters_off_change_no_figure() {
+    let run = |text: &str| {
+        let s = scenario(text);
+        let mut sim = Simulation::<AbstractMode>::new(s.clone(), 5);
+        sim.run(|_| {});
+        (sim.metrics.summary(&s, 5), sim.metrics.latency_csv())
+    };
+    let (on, on_csv) = run(BASE);
+    let (mut off, off_csv) = run(&format!("{BASE}[limits]\nreplay_filters = false\n"));
+    assert_eq!(on["limits"]["replay_filters"], true);
+    assert_eq!(off["limits"]["replay_filters"], false);
+    assert_eq!(on["engine_drops"], serde_json::json!({}));
+    off["limits"]["replay_filters"] = true.into();
+    assert_eq!(on, off);
+    assert_eq!(on_csv, off_csv);
+}
+
 #[test]
 fn abstract_and_real_modes_agree() {
     let text = BASE

@@ -44,6 +44,8 @@ pub(super) struct RawScenario {
     pub(super) epochs: Option<RawEpochs>,
     #[serde(default)]
     pub(super) mix_churn: Option<crate::mix_churn::MixChurnConfig>,
+    #[serde(default)]
+    pub(super) mailbox: Option<crate::mailbox::MailboxConfig>,
 }
 
 /// `[epochs]`: key rotation (`mixing.md`, key rotation).
@@ -63,6 +65,8 @@ pub(super) struct RawLimits {
     pub(super) queue_limit: usize,
     #[serde(default = "default_output_limit")]
     pub(super) output_limit: usize,
+    #[serde(default = "default_replay_filters")]
+    pub(super) replay_filters: bool,
 }
 
 impl Default for RawLimits {
@@ -70,12 +74,17 @@ impl Default for RawLimits {
         Self {
             queue_limit: default_queue_limit(),
             output_limit: default_output_limit(),
+            replay_filters: default_replay_filters(),
         }
     }
 }
 
 fn default_queue_limit() -> usize {
     mtos_mixnode::EngineConfig::default().queue_limit
+}
+
+fn default_replay_filters() -> bool {
+    true
 }
 
 fn default_output_limit() -> usize {

@@ -191,11 +191,11 @@ impl<M: Mode> Simulation<M> {
             secret: self.mode.key(n),
         };
         let keys = if in_grace {
-            let mut ring = KeyRing::new(key(epoch - 1), sizing);
+            let mut ring = key_ring(&self.scenario, key(epoch - 1), sizing);
             ring.advance_to(key(epoch));
             ring
         } else {
-            KeyRing::new(key(epoch), sizing)
+            key_ring(&self.scenario, key(epoch), sizing)
         };
         MixEngine::new(self.engine_config, keys)
     }

@@ -133,7 +133,10 @@ impl<M: Mode> Simulation<M> {
 
     pub(super) fn real_send(&mut self, c: u32, out: Outgoing, route: Vec<u32>) {
         let delays = self.draw_delays(route.len(), RngOf::Client(c));
-        let packet = self.mode.build(out.id, &route, &delays, out.recipient);
+        let epoch = self.epoch();
+        let frame = self
+            .mode
+            .build_frame(out.id, &route, &delays, out.recipient, epoch);
         if let Some(entry) = self.sent.get_mut(&out.id) {
             entry.sent = self.now;
             entry.dest = out.recipient;
@@ -180,6 +183,6 @@ impl<M: Mode> Simulation<M> {
             Vec::new()
         };
         let carried = self.entropy.start(c, masses);
-        self.transmit(route[0], frame(&packet, self.epoch()), carried);
+        self.transmit(route[0], frame, carried);
     }
 }

@@ -29,19 +29,19 @@ use mtos_mixnode::loops::{LoopId, NodeLoops};
 use crate::entropy::{Carried, ExitPoint, Role, Trackers};
 use crate::loops::SimNodes;
 use crate::metrics::Metrics;
-use crate::packet::{Abstract, AbstractPacket, client_address, node_address, node_index};
+use crate::packet::{Abstract, client_address, node_address, node_index};
 use crate::scenario::{Latency, Scenario};
 
 mod attack;
 mod churn;
 mod clients;
+mod mailbox;
 mod mode;
 mod nodes;
 mod setup;
 
 pub use attack::NMinusOneReport;
 
-use mode::frame;
 pub use mode::{AbstractMode, Mode, RealMode};
 
 const EPOCH: u32 = 1;
@@ -60,6 +60,19 @@ pub(crate) fn link_delay(latency: Latency, loss: f64, rng: &mut ChaCha20Rng) -> 
         Latency::Uniform { min_ms, max_ms } => min_ms + (max_ms - min_ms) * rng.random::<f64>(),
     };
     Some(Duration::from_secs_f64(ms / 1000.0))
+}
+
+/// A node's keys: with replay filters, unless the scenario turns them
+/// off (`[limits] replay_filters = false`).
+pub(crate) fn key_ring<K>(
+    scenario: &Scenario,
+    key: EpochKey<K>,
+    sizing: ReplaySizing,
+) -> KeyRing<K> {
+    match scenario.replay_filters {
+        true => KeyRing::new(key, sizing),
+        false => KeyRing::unfiltered(key, sizing),
+    }
 }
 
 /// Destination of drop cover: discarded on arrival.
@@ -98,6 +111,8 @@ enum Ev {
     /// The routes' document catches up with mix `n` being away (false)
     /// or back (true), for its change number (the third field).
     Listing(u32, bool, u32),
+    /// Client `c`'s next delivery frame is due (`[mailbox]`).
+    Frame(u32),
 }
 
 /// An event in the queue. The key packs the time (nanoseconds) and the
@@ -215,6 +230,8 @@ pub struct Simulation<M: Mode> {
     replay: Vec<ReplaySizing>,
     /// Mix churn's state (`[mix_churn]`).
     churn: churn::State,
+    /// The mailboxes (`[mailbox]`).
+    mailboxes: mailbox::State,
 }
 
 impl<M: Mode> Simulation<M> {
@@ -340,7 +357,8 @@ impl<M: Mode> Simulation<M> {
         let id = self.next_id;
         self.next_id += 1;
         let delays = self.draw_delays(route.len(), rng_of);
-        let packet = self.mode.build(id, &route, &delays, dest);
+        let epoch = self.epoch();
+        let frame = self.mode.build_frame(id, &route, &delays, dest, epoch);
         self.sent.insert(
             id,
             SentRecord {
@@ -357,7 +375,7 @@ impl<M: Mode> Simulation<M> {
             RngOf::Node(n) => crate::entropy::carried::node_sender(n),
         };
         let carried = self.entropy.start(sender, Vec::new());
-        self.transmit(route[0], frame(&packet, self.epoch()), carried);
+        self.transmit(route[0], frame, carried);
         id
     }
 
@@ -402,6 +420,7 @@ impl<M: Mode> Simulation<M> {
                 Ev::Churn(n) => self.on_churn(n),
                 Ev::ChurnTrace => self.on_churn_trace(),
                 Ev::Listing(n, listed, generation) => self.on_listing(n, listed, generation),
+                Ev::Frame(c) => self.on_frame(c),
             }
             if self.events.is_multiple_of(65_536) {
                 progress(self.now.since_origin().as_secs_f64() / total);
@@ -410,6 +429,7 @@ impl<M: Mode> Simulation<M> {
         self.sample_queues(end);
         self.now = end;
         self.finish_churn();
+        self.finish_mailboxes();
         let outcome = self.entropy.tags.finish();
         self.metrics.entropy = outcome.tags;
         self.metrics.tags_wholly_lost = outcome.wholly_lost;

@@ -24,6 +24,18 @@ pub trait Mode {
     fn key(&self, node: u32) -> <Self::Format as PacketFormat>::Key;
     /// A packet with this id along `route` (node indices) to `dest`.
     fn build(&mut self, id: u64, route: &[u32], delays: &[Duration], dest: u32) -> Vec<u8>;
+    /// The same packet in a link frame of `epoch` (the hot path of every
+    /// send: a format may write it in place).
+    fn build_frame(
+        &mut self,
+        id: u64,
+        route: &[u32],
+        delays: &[Duration],
+        dest: u32,
+        epoch: u32,
+    ) -> Vec<u8> {
+        frame(&self.build(id, route, delays, dest), epoch)
+    }
     /// The id of a delivered payload.
     fn message_id(payload: &[u8]) -> Option<u64>;
     /// The id of the packet in a link frame, where the format shows it
@@ -44,15 +56,22 @@ impl Mode for AbstractMode {
         node_address(node)
     }
     fn build(&mut self, id: u64, route: &[u32], delays: &[Duration], dest: u32) -> Vec<u8> {
-        AbstractPacket {
-            id,
-            hop: 0,
-            route: route.to_vec(),
-            delays: delays.to_vec(),
-            destination: dest,
-            surb_id: [0; 16],
-        }
-        .encode()
+        let mut out = Vec::with_capacity(crate::packet::ABSTRACT_PACKET_SIZE);
+        crate::packet::encode_into(&mut out, id, 0, route, delays, dest, &[0; 16]);
+        out
+    }
+    fn build_frame(
+        &mut self,
+        id: u64,
+        route: &[u32],
+        delays: &[Duration],
+        dest: u32,
+        epoch: u32,
+    ) -> Vec<u8> {
+        let mut out = Vec::with_capacity(1 + crate::packet::ABSTRACT_PACKET_SIZE);
+        out.push((epoch % 256) as u8);
+        crate::packet::encode_into(&mut out, id, 0, route, delays, dest, &[0; 16]);
+        out
     }
     fn message_id(payload: &[u8]) -> Option<u64> {
         Some(u64::from_be_bytes(payload.get(..8)?.try_into().ok()?))

@@ -127,12 +127,22 @@ impl<M: Mode> Simulation<M> {
         if let Some((n, loop_id)) = record.node_loop {
             self.loop_returned(n, &loop_id);
         }
-        self.metrics.delivered(
-            record.kind,
-            record.created,
-            self.now - record.sent,
-            self.now - record.created,
-        );
+        self.metrics.delivered(record.kind);
+        let network = self.now - record.sent;
+        let for_a_client = matches!(record.kind, Kind::Real | Kind::Loop | Kind::PayloadCover)
+            && record.dest < self.scenario.clients;
+        if self.mailboxes.on() && for_a_client {
+            let waiting = mailbox::Waiting {
+                kind: record.kind,
+                created: record.created,
+                network,
+                filed: self.now,
+            };
+            self.file(record.dest, waiting);
+        } else if record.kind == Kind::Real {
+            self.metrics
+                .latencies(record.created, network, self.now - record.created);
+        }
     }
 
     pub(super) fn on_node(&mut self, n: u32) {
@@ -166,6 +176,16 @@ impl<M: Mode> Simulation<M> {
     /// (the production machine and route rule).
     pub(super) fn node_loops(&mut self, n: u32) {
         let now = self.now;
+        // Nothing is due before the machine's own next instant (a loop
+        // running out of time, or the next send): most wakes of a node
+        // are its engine's, and skip the machine.
+        let due = self.nodes[n as usize]
+            .loops
+            .as_ref()
+            .and_then(NodeLoops::poll_timeout);
+        if due.is_none_or(|t| t > now) {
+            return;
+        }
         let timeout = self.loop_timeout;
         let position = self.topology.position(n);
         loop {

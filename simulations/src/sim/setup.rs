@@ -53,7 +53,8 @@ impl<M: Mode> Simulation<M> {
         let nodes = (0..node_count)
             .map(|i| {
                 let mut rng = component_rng(seed, "node", u64::from(i));
-                let keys = KeyRing::new(
+                let keys = key_ring(
+                    &scenario,
                     EpochKey {
                         epoch: EPOCH,
                         secret: mode.key(i),
@@ -140,10 +141,12 @@ impl<M: Mode> Simulation<M> {
             .filter(|n| held_by_adversary[*n as usize])
             .collect();
         let churn = churn::State::new(&scenario, seed);
+        let mailboxes = mailbox::State::new(&scenario, seed);
         let mut sim = Self {
             engine_config: config,
             replay,
             churn,
+            mailboxes,
             metrics,
             scenario,
             mode,
