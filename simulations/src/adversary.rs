@@ -178,6 +178,24 @@ impl AdversaryConfig {
     }
 }
 
+/// The nodes the scenario's adversary holds, by node number (none
+/// without `[adversary]`), drawn as every run and study of the seed
+/// draws them: the packet simulation and the storage study see one set.
+pub fn held_nodes(scenario: &crate::Scenario, seed: u64) -> Vec<bool> {
+    let shape = scenario.shape();
+    let mut held = vec![false; shape.nodes() as usize];
+    if let Some(a) = &scenario.adversary {
+        let mut rng = crate::sim::component_rng(seed, "adversary", 0);
+        let weights = scenario.mix_weights();
+        for n in a.choose(shape, weights.as_deref(), &mut rng) {
+            if let Some(h) = held.get_mut(n as usize) {
+                *h = true;
+            }
+        }
+    }
+    held
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,6 +18,7 @@ pub mod replicate;
 pub mod scenario;
 pub mod sim;
 pub mod storage;
+mod storage_adversary;
 pub mod stratified;
 pub mod sweep;
 pub mod windows;

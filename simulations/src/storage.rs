@@ -200,6 +200,15 @@ pub fn study(scenario: &Scenario, seed: u64) -> Option<Value> {
         })
         .collect();
     let reshuffle_copies = moved_by(&reshuffled);
+    let adversary = crate::storage_adversary::report(
+        scenario,
+        seed,
+        &storage_node_ids(scenario, s.stores),
+        &nodes,
+        &locators,
+        &placed,
+        k,
+    );
     let all_copies = f64::from(s.records) * k.min(nodes.len()) as f64;
     let records = f64::from(s.records);
     let per_leave = |x: u64| x as f64 / leaves.max(1) as f64;
@@ -237,5 +246,6 @@ pub fn study(scenario: &Scenario, seed: u64) -> Option<Value> {
             "expected_share": 1.0 - (k.min(nodes.len()) as f64) / nodes.len().max(1) as f64,
             "with_fixed_salts": 0,
         },
+        "adversary": adversary,
     }))
 }

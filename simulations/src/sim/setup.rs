@@ -125,16 +125,7 @@ impl<M: Mode> Simulation<M> {
             d.draw_friends(scenario.clients, &mut component_rng(seed, "disclosure", 0))
         });
         let loop_timeout = crate::loops::timeout(&scenario);
-        let mut held_by_adversary = vec![false; node_count as usize];
-        if let Some(a) = &scenario.adversary {
-            let mut rng = component_rng(seed, "adversary", 0);
-            let weights = scenario.mix_weights();
-            for n in a.choose(scenario.shape(), weights.as_deref(), &mut rng) {
-                if let Some(h) = held_by_adversary.get_mut(n as usize) {
-                    *h = true;
-                }
-            }
-        }
+        let held_by_adversary = crate::adversary::held_nodes(&scenario, seed);
         let sender_entropy = scenario.sender_entropy;
         let mut metrics = Metrics::new(&scenario);
         metrics.routes.held = (0..node_count)
