@@ -14,9 +14,13 @@
 //! payload draws its next frame's gap from then, which by the
 //! exponential's lack of memory is the same process. Dummies are not
 //! events. What comes back to a mailbox (its client's payload cover and
-//! loops, and the messages sent to it) is Poisson at about λP + λL, so a
-//! mailbox is an M/M/1 queue: a payload waits Exp(λΔ − λP − λL) for its
-//! frame (test `mailbox_waits_are_those_of_an_mm1_queue`).
+//! loops, and the messages sent to it) comes at λP + λL a second, and
+//! without real messages as a Poisson process, so a mailbox is then an
+//! M/M/1 queue: a payload waits Exp(λΔ − λP − λL) for its frame (test
+//! `mailbox_waits_are_those_of_an_mm1_queue`). Real messages bunch the
+//! arrivals (a client's own cover stops coming back while it sends), and
+//! waits are longer (test
+//! `a_clients_own_sending_bunches_its_mailboxs_arrivals`).
 
 use serde::Deserialize;
 
@@ -101,7 +105,7 @@ pub struct MailboxReport {
 impl MailboxReport {
     /// The summary's `mailbox` object. `predicted_mean_wait_s` is the
     /// M/M/1 queue's 1/(λΔ − λP − λL), given without bulk windows and
-    /// with a stable queue.
+    /// with a stable queue: exact without real messages, a floor with.
     pub fn summary(&self, scenario: &crate::Scenario) -> serde_json::Value {
         let config = scenario.mailbox.unwrap_or(MailboxConfig {
             delivery_rate: None,

@@ -123,6 +123,31 @@ fn mailbox_waits_are_those_of_an_mm1_queue() {
     }
 }
 
+/// The M/M/1 figure is exact when the payload stream carries no real
+/// message, and a floor otherwise: a client's payload cover comes back
+/// to its own mailbox only while it has no real message queued, so
+/// while it sends, its own returns stop and then resume, and the
+/// arrivals bunch (production's payload stream does the same). At
+/// production's rates with one real message a second, payloads wait
+/// about 15% longer than 1/(λΔ − λP − λL).
+#[test]
+fn a_clients_own_sending_bunches_its_mailboxs_arrivals() {
+    let wait = |rate: &str| {
+        let text = format!("{BASE}[mailbox]\n").replace("rate = 0.05", rate);
+        let (s, _) = run(&text, 1);
+        s["mailbox"]["wait_s"]["mean"].as_f64().unwrap()
+    };
+    // About 2,800 independent waits (a mailbox forgets in about 14 s):
+    // a standard error of 2%.
+    let quiet = wait("rate = 0.0");
+    assert!(
+        (quiet - 1.0).abs() < 0.05,
+        "{quiet} s without real messages"
+    );
+    let busy = wait("rate = 1.0");
+    assert!(busy > 1.08, "{busy} s with one real message a second");
+}
+
 /// Without `[mailbox]` a run is what it was: the mailboxes draw from an
 /// RNG of their own, so with them every packet takes the same route at
 /// the same times.

@@ -184,7 +184,14 @@ pub struct Simulation<M: Mode> {
     mode: M,
     clients: Vec<Client>,
     nodes: Vec<Node<M::Format>>,
+    /// Events by time (then insertion), in two heaps popped as one: the
+    /// clients' wakes, one per client and far apart, and the rest
+    /// (frames in flight, nodes' wakes), where nearly every event is. A
+    /// hundred thousand clients' wakes in the one heap made every event
+    /// pay for a heap too large for the cache (`large.toml` with 10×
+    /// its clients: 0.97 M events/s with one heap).
     queue: QuaternaryHeap<Reverse<Scheduled>>,
+    client_queue: QuaternaryHeap<Reverse<Scheduled>>,
     in_flight: Vec<Option<(Vec<u8>, Carried)>>,
     free_slots: Vec<usize>,
     seq: u64,
@@ -238,10 +245,23 @@ impl<M: Mode> Simulation<M> {
     fn push(&mut self, at: Instant, ev: Ev) {
         self.seq += 1;
         let nanos = u64::try_from(at.since_origin().as_nanos()).unwrap_or(u64::MAX);
-        self.queue.push(Reverse(Scheduled {
+        let scheduled = Reverse(Scheduled {
             key: (u128::from(nanos) << 64) | u128::from(self.seq),
             ev,
-        }));
+        });
+        match ev {
+            Ev::Client(_) => self.client_queue.push(scheduled),
+            _ => self.queue.push(scheduled),
+        }
+    }
+
+    /// The next event of either heap.
+    fn pop(&mut self) -> Option<Reverse<Scheduled>> {
+        match (self.queue.peek(), self.client_queue.peek()) {
+            (Some(a), Some(c)) if c.0.key < a.0.key => self.client_queue.pop(),
+            (None, Some(_)) => self.client_queue.pop(),
+            _ => self.queue.pop(),
+        }
     }
 
     fn provider(&self, p: u32) -> u32 {
@@ -403,7 +423,7 @@ impl<M: Mode> Simulation<M> {
     pub fn run(&mut self, mut progress: impl FnMut(f64)) {
         let end = Instant::from_duration(self.scenario.duration);
         let total = self.scenario.duration.as_secs_f64();
-        while let Some(Reverse(s)) = self.queue.pop() {
+        while let Some(Reverse(s)) = self.pop() {
             if s.at() > end {
                 break;
             }

@@ -144,6 +144,7 @@ impl<M: Mode> Simulation<M> {
             clients,
             nodes,
             queue: QuaternaryHeap::new(),
+            client_queue: QuaternaryHeap::new(),
             in_flight: Vec::new(),
             free_slots: Vec::new(),
             seq: 0,
