@@ -5,8 +5,7 @@
 //! and `mtos-sim` (virtual time) run this same code. Normative behaviour:
 //! `specs/mixing.md`.
 
-use std::cmp::Ordering;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use mtos_crypto::sphinx::{Destination, NodeAddress, Processed, sample_exponential};
@@ -16,6 +15,9 @@ use crate::format::{CheckError, PacketFormat, Sphinx};
 use crate::keys::KeyRing;
 use crate::replay::ReplayChecked;
 use crate::time::Instant;
+
+mod delayed;
+use delayed::Delayed;
 
 /// How every node of the network mixes. One value for the whole network
 /// (from the network document), so the anonymity set is not split.
@@ -217,31 +219,6 @@ impl Held {
     }
 }
 
-struct Timed {
-    release: Instant,
-    seq: u64,
-    arrived: Instant,
-    held: Held,
-}
-
-impl PartialEq for Timed {
-    fn eq(&self, other: &Self) -> bool {
-        (self.release, self.seq) == (other.release, other.seq)
-    }
-}
-impl Eq for Timed {}
-impl PartialOrd for Timed {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Timed {
-    /// Reversed, so the max-heap pops the earliest release first.
-    fn cmp(&self, other: &Self) -> Ordering {
-        (other.release, other.seq).cmp(&(self.release, self.seq))
-    }
-}
-
 /// The keys a worker unwraps frames with: `(key tag, epoch, secret)` of
 /// each key the engine holds ([`MixEngine::worker_keys`]).
 #[derive(Debug, Clone)]
@@ -307,7 +284,7 @@ where
 pub struct MixEngine<F: PacketFormat = Sphinx> {
     config: EngineConfig,
     keys: KeyRing<F::Key>,
-    delayed: BinaryHeap<Timed>,
+    delayed: Delayed,
     pool: Vec<(Instant, Held)>,
     /// How many of the held packets are to be delivered here.
     delivering: usize,
@@ -350,7 +327,7 @@ impl<F: PacketFormat> MixEngine<F> {
         Self {
             config,
             keys,
-            delayed: BinaryHeap::new(),
+            delayed: Delayed::default(),
             pool: Vec::new(),
             delivering: 0,
             next_flush: None,
@@ -410,12 +387,7 @@ impl<F: PacketFormat> MixEngine<F> {
                     let delay =
                         sample_exponential(rng, self.config.mean_delay).min(self.config.max_delay);
                     self.seq += 1;
-                    self.delayed.push(Timed {
-                        release: now + delay,
-                        seq: self.seq,
-                        arrived,
-                        held,
-                    });
+                    self.delayed.push(now + delay, self.seq, arrived, held);
                 }
             }
             MixingMode::Pool { interval, .. } => {
@@ -549,12 +521,7 @@ impl<F: PacketFormat> MixEngine<F> {
                     sample_exponential(rng, self.config.mean_delay).min(self.config.max_delay)
                 });
                 self.seq += 1;
-                self.delayed.push(Timed {
-                    release: now + delay,
-                    seq: self.seq,
-                    arrived: now,
-                    held,
-                });
+                self.delayed.push(now + delay, self.seq, now, held);
             }
             MixingMode::Pool {
                 interval, min_pool, ..
@@ -598,10 +565,8 @@ impl<F: PacketFormat> MixEngine<F> {
 
     /// Releases everything due at `now`.
     pub fn handle_timeout<R: Rng + ?Sized>(&mut self, now: Instant, rng: &mut R) {
-        while self.delayed.peek().is_some_and(|t| t.release <= now) {
-            if let Some(t) = self.delayed.pop() {
-                self.release(now, t.arrived, t.held);
-            }
+        while let Some((arrived, held)) = self.delayed.pop_due(now) {
+            self.release(now, arrived, held);
         }
         if let MixingMode::Pool {
             interval,
@@ -644,7 +609,7 @@ impl<F: PacketFormat> MixEngine<F> {
 
     /// The next instant `handle_timeout` has work to do.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let delayed = self.delayed.peek().map(|t| t.release);
+        let delayed = self.delayed.next_release();
         let flush = match self.config.mode {
             MixingMode::Pool { min_pool, .. } if self.pool.len() > min_pool => self.next_flush,
             _ => None,
