@@ -199,13 +199,21 @@ impl Held {
     fn new(output: Processed, key_tag: u8, _proof: ReplayChecked) -> Self {
         match output {
             Processed::Forward { next, packet, .. } => {
-                // The packet's own buffer becomes the frame: one byte more
-                // fits in place where the allocator left room (a format
-                // can leave it, as the simulator's does), so a hop costs
-                // no second allocation.
-                let mut frame = packet;
-                frame.reserve_exact(1);
-                frame.insert(0, key_tag);
+                // The packet's own buffer becomes the frame where the
+                // format left room for the key tag (the simulator's does),
+                // so a hop costs no second allocation; otherwise (Sphinx's
+                // exact-sized buffer) a fresh one, as a reallocation would
+                // copy it anyway.
+                let frame = if packet.capacity() > packet.len() {
+                    let mut frame = packet;
+                    frame.insert(0, key_tag);
+                    frame
+                } else {
+                    let mut frame = Vec::with_capacity(1 + packet.len());
+                    frame.push(key_tag);
+                    frame.extend_from_slice(&packet);
+                    frame
+                };
                 Held::Forward(Transmit { next, frame })
             }
             Processed::Final {

@@ -191,6 +191,11 @@ impl ReplayFilter {
     /// Records a tag [`ReplayFilter::check`] of this filter found fresh,
     /// with nothing inserted in between; the proof that it is recorded.
     pub fn insert(&mut self, fresh: Fresh) -> ReplayChecked {
+        // A `Fresh` of another, larger filter would be recorded nowhere.
+        debug_assert!(
+            !self.is_on() || fresh.block + BLOCK_WORDS <= self.bits.len(),
+            "a tag located in another filter"
+        );
         if let Some(words) = self.bits.get_mut(fresh.block..fresh.block + BLOCK_WORDS) {
             for (w, m) in words.iter_mut().zip(fresh.mask) {
                 *w |= m;

@@ -76,10 +76,79 @@ pub struct Observations {
     pub real_sends: Vec<f64>,
     /// Mailbox deposits: when, and whose mailbox, in time order.
     pub deposits: Vec<(f64, u32)>,
+    /// Every client's packets into its gateway: when, and whose, in time
+    /// order (the estimator that discounts own returns).
+    pub client_sends: Vec<(f64, u32)>,
+}
+
+/// What the adversary knows of clients' own returns, for the estimator
+/// that discounts them: the network latency's density (a histogram of
+/// the run's latencies), the share of a client's packets that come back
+/// to its own mailbox (its payload cover and loops: (λP − λ + λL) over
+/// λP + λL + λD), and the rate of real messages a mailbox receives (λ,
+/// the clients' mean sending rate): an adversary that knows how much
+/// real traffic the network carries, as the statistical disclosure
+/// attack knows its background.
+#[derive(Debug, Clone)]
+pub struct OwnReturns {
+    /// Bin width, seconds.
+    width: f64,
+    /// Density in each bin, per second.
+    density: Vec<f64>,
+    /// Share of a client's packets that return to it.
+    share: f64,
+    /// Real messages a mailbox receives a second.
+    foreign: f64,
+}
+
+impl OwnReturns {
+    /// From the run's network latencies (any order), the share and the
+    /// real rate.
+    pub fn new(latencies: &[f64], share: f64, foreign: f64) -> Self {
+        let mut sorted = latencies.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        let top = crate::metrics::quantile(&sorted, 0.999).unwrap_or(0.0);
+        let bins = 200;
+        let width = (top / bins as f64).max(1e-6);
+        let mut density = vec![0.0; bins];
+        for x in &sorted {
+            if let Some(b) = density.get_mut((x / width) as usize) {
+                *b += 1.0;
+            }
+        }
+        let n = sorted.len().max(1) as f64;
+        for b in &mut density {
+            *b /= n * width;
+        }
+        Self {
+            width,
+            density,
+            share,
+            foreign: foreign.max(1e-6),
+        }
+    }
+
+    fn reach(&self) -> f64 {
+        self.width * self.density.len() as f64
+    }
+
+    fn at(&self, x: f64) -> f64 {
+        match x >= 0.0 {
+            true => self
+                .density
+                .get((x / self.width) as usize)
+                .copied()
+                .unwrap_or(0.0),
+            false => 0.0,
+        }
+    }
 }
 
 /// The attack over what was seen from `from_s` on, with the latency
-/// window `window` (seconds after a send), on `clients` clients.
+/// window `window` (seconds after a send), on `clients` clients: the
+/// plain estimator, and (`own_sends`) one that weighs each deposit by
+/// the chance it is not its recipient's own packet coming back, from
+/// that recipient's sends and the latency (`own`).
 pub fn attack(
     obs: &Observations,
     config: &DisclosureConfig,
@@ -87,18 +156,84 @@ pub fn attack(
     clients: u32,
     from_s: f64,
     window: (f64, f64),
+    own: &OwnReturns,
 ) -> Value {
     let n = clients as usize;
-    let m = friends.len();
-    let truth: BTreeSet<u32> = friends.iter().copied().collect();
     let deposits: Vec<(f64, u32)> = obs
         .deposits
         .iter()
         .copied()
         .filter(|(t, r)| *t >= from_s && (*r as usize) < n)
         .collect();
+    let plain = rank(
+        obs,
+        config,
+        friends,
+        clients,
+        from_s,
+        window,
+        &deposits,
+        &vec![1.0; deposits.len()],
+    );
+    let weights = foreign_weights(obs, clients, &deposits, own);
+    let corrected = rank(
+        obs, config, friends, clients, from_s, window, &deposits, &weights,
+    );
+    let mut report = plain;
+    report["window_s"] = json!([window.0, window.1]);
+    report["own_sends"] = corrected;
+    report
+}
+
+/// For each deposit, the chance that it is not its recipient's own
+/// packet coming back: the foreign rate over the foreign rate and the
+/// own returns' intensity then (the recipient's earlier sends, each
+/// returning with `own.share`, after the latency's density).
+fn foreign_weights(
+    obs: &Observations,
+    clients: u32,
+    deposits: &[(f64, u32)],
+    own: &OwnReturns,
+) -> Vec<f64> {
+    let n = clients as usize;
+    let mut sends: Vec<Vec<f64>> = vec![Vec::new(); n];
+    for (t, c) in &obs.client_sends {
+        if let Some(s) = sends.get_mut(*c as usize) {
+            s.push(*t);
+        }
+    }
+    let foreign = own.foreign;
+    deposits
+        .iter()
+        .map(|(t, r)| {
+            let mine = sends.get(*r as usize).map_or(0.0, |s| {
+                let from = s.partition_point(|x| *x < t - own.reach());
+                let to = s.partition_point(|x| x < t);
+                s[from..to].iter().map(|x| own.at(t - x)).sum::<f64>()
+            });
+            foreign / (foreign + own.share * mine)
+        })
+        .collect()
+}
+
+/// The ranking over Alice's rounds, each deposit counting its weight.
+#[allow(clippy::too_many_arguments)]
+fn rank(
+    obs: &Observations,
+    config: &DisclosureConfig,
+    friends: &[u32],
+    clients: u32,
+    from_s: f64,
+    window: (f64, f64),
+    deposits: &[(f64, u32)],
+    weights: &[f64],
+) -> Value {
+    let n = clients as usize;
+    let m = friends.len();
+    let truth: BTreeSet<u32> = friends.iter().copied().collect();
     let mut observed = vec![0.0f64; n]; // Σ over sends of window shares
-    let mut background = vec![0u64; n]; // deposits counted so far
+    let mut background = vec![0.0f64; n]; // weight of deposits so far
+    let mut total = 0.0f64;
     let mut counted = 0usize; // deposits[..counted] are in the background
     let mut start = 0usize; // first deposit not before the current window
     let mut rounds = 0u64;
@@ -111,7 +246,8 @@ pub fn attack(
         let (lo, hi) = (t + window.0, t + window.1);
         // Only what the adversary has seen by the window's end.
         while counted < deposits.len() && deposits[counted].0 <= hi {
-            background[deposits[counted].1 as usize] += 1;
+            background[deposits[counted].1 as usize] += weights[counted];
+            total += weights[counted];
             counted += 1;
         }
         while start < deposits.len() && deposits[start].0 < lo {
@@ -121,20 +257,22 @@ pub fn attack(
             break; // the run may have ended inside this window
         }
         // deposits[start..counted]: those from lo to hi.
-        let in_window = counted - start;
-        if in_window == 0 {
+        let in_window: f64 = weights[start..counted].iter().sum();
+        if counted == start || in_window <= 0.0 {
             continue;
         }
-        let share = 1.0 / in_window as f64;
-        for (_, r) in &deposits[start..counted] {
-            observed[*r as usize] += share;
+        for ((_, r), w) in deposits[start..counted]
+            .iter()
+            .zip(&weights[start..counted])
+        {
+            observed[*r as usize] += w / in_window;
         }
         rounds += 1;
         // Every deposit counted is in the background once.
-        let total = counted.max(1) as f64;
+        let total = total.max(f64::MIN_POSITIVE);
         ranking.clear();
         ranking.extend((0..clients).filter(|c| *c != config.sender).map(|c| {
-            let u = background[c as usize] as f64 / total;
+            let u = background[c as usize] / total;
             (observed[c as usize] / rounds as f64 - u, c)
         }));
         ranking.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
@@ -160,7 +298,6 @@ pub fn attack(
     json!({
         "sender": config.sender,
         "friends": friends,
-        "window_s": [window.0, window.1],
         "rounds": rounds,
         "real_messages": real_by(f64::INFINITY),
         "identified": identified_at.is_some(),

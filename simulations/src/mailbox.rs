@@ -59,12 +59,13 @@ impl MailboxConfig {
     /// Why the section cannot be run, if it cannot: the field and the
     /// reason.
     pub fn check(&self) -> Result<(), (&'static str, String)> {
+        // Production's gateway clamps the rate to the same range.
         if let Some(r) = self.delivery_rate
-            && !(r.is_finite() && (0.001..=10_000.0).contains(&r))
+            && !(r.is_finite() && (0.01..=10_000.0).contains(&r))
         {
             return Err((
                 "mailbox.delivery_rate",
-                format!("{r}: from 0.001 to 10,000 frames a second"),
+                format!("{r}: from 0.01 to 10,000 frames a second"),
             ));
         }
         if self.per_mailbox == 0 {
@@ -96,6 +97,9 @@ pub struct MailboxReport {
     /// Payloads a full gateway dropped from the fullest mailbox to make
     /// room.
     pub displaced: u64,
+    /// Real messages among those dropped or displaced (counted as
+    /// delivered at their exit, they never reach their client).
+    pub real_lost: u64,
     /// The most payloads one mailbox held.
     pub max_depth: usize,
     /// Payloads still waiting when the run ended.
@@ -129,6 +133,7 @@ impl MailboxReport {
             "share_of_frames_with_payload": if client_seconds > 0.0 { self.frames as f64 / (delivery * client_seconds) } else { 0.0 },
             "dropped_full": self.dropped_full,
             "displaced": self.displaced,
+            "real_lost": self.real_lost,
             "max_depth": self.max_depth,
             "waiting_at_end": self.waiting_at_end,
         })

@@ -75,17 +75,24 @@ pub(crate) fn report(
         "share_with_a_replica_held": some as f64 / records,
         "expected_share_with_a_replica_held": 1.0 - all_within(n - h, n, k),
         "share_of_copies_held": copies_held as f64 / copies.max(1) as f64,
-        "sybils_to_hold_one_record": sybils(seed, nodes, locators, k),
+        "sybils_to_hold_one_record": sybils(seed, nodes, &held, locators, k),
     }))
 }
 
-/// How many nodes of its own an adversary adds (fresh keys; salts it
-/// cannot choose) before every replica of a record it targets is one of
-/// them, over the first records: quantiles, the share reached within
-/// the cap, and the median the closed form gives (the s at which
-/// C(s, K) / C(n + s, K) reaches 1/2).
-fn sybils(seed: u64, nodes: &[StorageNode], locators: &[Locator], k: usize) -> Value {
+/// How many nodes this adversary adds (fresh keys; salts it cannot
+/// choose) to the `held` ones before every replica of a record it
+/// targets is one of its nodes, over the first records: quantiles, the
+/// share reached within the cap, and the median the closed form gives
+/// (the s at which C(h + s, K) / C(n + s, K) reaches 1/2).
+fn sybils(
+    seed: u64,
+    nodes: &[StorageNode],
+    held: &[bool],
+    locators: &[Locator],
+    k: usize,
+) -> Value {
     let n = nodes.len();
+    let h = held.iter().filter(|x| **x).count();
     let cap = SYBIL_CAP * n.max(1);
     let mut rng = component_rng(seed, "storage-sybils", 0);
     let added: Vec<StorageNode> = (0..cap)
@@ -100,17 +107,32 @@ fn sybils(seed: u64, nodes: &[StorageNode], locators: &[Locator], k: usize) -> V
     let mut needed: Vec<Option<usize>> = targets
         .iter()
         .map(|l| {
-            // Every replica is an added node once K of them outweigh the
-            // heaviest of the network's own.
-            let honest = nodes
+            // Every replica is the adversary's once K of its nodes (those
+            // it holds, then those it adds) outweigh the heaviest of the
+            // others (placement orders by weight, a tie by key: strictly
+            // heavier is enough).
+            let weight = |s: &StorageNode| placement_weight(l, &s.key, &s.salt);
+            let Some(honest) = nodes
                 .iter()
-                .map(|s| placement_weight(l, &s.key, &s.salt))
-                .max()?;
-            let mut over = 0;
+                .zip(held)
+                .filter(|(_, h)| !**h)
+                .map(|(s, _)| weight(s))
+                .max()
+            else {
+                return Some(0); // it holds every node
+            };
+            let mut over = nodes
+                .iter()
+                .zip(held)
+                .filter(|(s, h)| **h && weight(s) > honest)
+                .count();
+            if over >= k.max(1) {
+                return Some(0);
+            }
             added
                 .iter()
                 .position(|s| {
-                    over += usize::from(placement_weight(l, &s.key, &s.salt) > honest);
+                    over += usize::from(weight(s) > honest);
                     over >= k.max(1)
                 })
                 .map(|i| i + 1)
@@ -126,7 +148,7 @@ fn sybils(seed: u64, nodes: &[StorageNode], locators: &[Locator], k: usize) -> V
             .flatten()
             .map_or(Value::Null, |s| json!(s))
     };
-    let expected = (1..=cap).find(|s| all_within(*s, n + s, k) >= 0.5);
+    let expected = (0..=cap).find(|s| all_within(h + s, n + s, k) >= 0.5);
     json!({
         "records": needed.len(),
         "cap": cap,

@@ -175,6 +175,8 @@ fn full_mailboxes_drop_and_a_full_gateway_displaces() {
     let m = &s["mailbox"];
     assert_eq!(m["max_depth"], 20, "{m}");
     assert!(m["dropped_full"].as_u64().unwrap() > 10_000, "{m}");
+    // Real messages among them never reach their clients: counted.
+    assert!(m["real_lost"].as_u64().unwrap() > 100, "{m}");
     assert!(m["predicted_mean_wait_s"].is_null(), "{m}");
     // Each gateway serves 100 mailboxes but holds 500 payloads: while it
     // is full a payload goes in the place of a fuller mailbox's oldest,

@@ -101,11 +101,23 @@ fn replay_filters_off_change_no_figure() {
     let run = |text: &str| {
         let s = scenario(text);
         let mut sim = Simulation::<AbstractMode>::new(s.clone(), 5);
+        let before = sim.replay_filter_bytes();
         sim.run(|_| {});
-        (sim.metrics.summary(&s, 5), sim.metrics.latency_csv())
+        assert_eq!(before > 0, sim.replay_filter_bytes() > 0);
+        (
+            sim.metrics.summary(&s, 5),
+            sim.metrics.latency_csv(),
+            before,
+        )
     };
-    let (on, on_csv) = run(BASE);
-    let (mut off, off_csv) = run(&format!("{BASE}[limits]\nreplay_filters = false\n"));
+    let (on, on_csv, on_bytes) = run(BASE);
+    let (mut off, off_csv, off_bytes) = run(&format!("{BASE}[limits]\nreplay_filters = false\n"));
+    // The flag reaches every node's keys, and a mix that comes back
+    // (a new engine, `[mix_churn]`) keeps none either.
+    assert!(on_bytes > 0);
+    assert_eq!(off_bytes, 0);
+    let churn = "[mix_churn]\nevents = [{ at_s = 10, node = 0, up = false }, { at_s = 20, node = 0, up = true }]\n";
+    let (_, _, _) = run(&format!("{BASE}[limits]\nreplay_filters = false\n{churn}"));
     assert_eq!(on["limits"]["replay_filters"], true);
     assert_eq!(off["limits"]["replay_filters"], false);
     assert_eq!(on["engine_drops"], serde_json::json!({}));
@@ -310,10 +322,13 @@ fn shipped_scenarios_load() {
             names.push(s.name);
         }
     }
-    assert_eq!(names.len(), 6, "{names:?}");
+    assert_eq!(names.len(), 7, "{names:?}");
     let large = Scenario::load(&dir.join("large.toml")).unwrap();
     assert!(large.layers * large.nodes_per_layer >= 999);
     assert_eq!(large.clients, 10_000);
+    let xlarge = Scenario::load(&dir.join("xlarge.toml")).unwrap();
+    assert_eq!(xlarge.clients, 100_000);
+    assert_eq!(xlarge.layers * xlarge.nodes_per_layer, 999);
 }
 
 /// The storage study runs the production placement function over the

@@ -47,13 +47,14 @@ impl<M: Mode> Simulation<M> {
             };
             let gateway = client.gateway;
             let providers = self.scenario.providers;
-            if let Some(obs) = self.disclosure.as_mut()
-                && self.scenario.disclosure.is_some_and(|d| d.sender == c)
-            {
+            if let Some(obs) = self.disclosure.as_mut() {
                 let t = now.since_origin().as_secs_f64();
-                obs.sends.push(t);
-                if matches!(send, Send::Real(_)) {
-                    obs.real_sends.push(t);
+                obs.client_sends.push((t, c));
+                if self.scenario.disclosure.is_some_and(|d| d.sender == c) {
+                    obs.sends.push(t);
+                    if matches!(send, Send::Real(_)) {
+                        obs.real_sends.push(t);
+                    }
                 }
             }
             match send {

@@ -79,6 +79,7 @@ impl<M: Mode> Simulation<M> {
         let own = state.boxes[c as usize].len();
         if own >= config.per_mailbox {
             state.report.dropped_full += 1;
+            state.report.real_lost += u64::from(waiting.kind == Kind::Real);
             return;
         }
         if state.held[g] >= config.per_gateway {
@@ -91,12 +92,15 @@ impl<M: Mode> Simulation<M> {
                 .max_by_key(|i| (state.boxes[*i].len(), std::cmp::Reverse(*i)));
             match fullest {
                 Some(f) if state.boxes[f].len() > own + 1 => {
-                    state.boxes[f].pop_front();
+                    if let Some(gone) = state.boxes[f].pop_front() {
+                        state.report.real_lost += u64::from(gone.kind == Kind::Real);
+                    }
                     state.held[g] -= 1;
                     state.report.displaced += 1;
                 }
                 _ => {
                     state.report.dropped_full += 1;
+                    state.report.real_lost += u64::from(waiting.kind == Kind::Real);
                     return;
                 }
             }
@@ -135,7 +139,8 @@ impl<M: Mode> Simulation<M> {
         let Some(rng) = self.mailboxes.rng.as_mut() else {
             return;
         };
-        let mean = Duration::from_secs_f64(1.0 / rate.clamp(0.001, 10_000.0));
+        // Production's clamp (the gateway's `next_delivery`).
+        let mean = Duration::from_secs_f64(1.0 / rate.clamp(0.01, 10_000.0));
         let due = from + sample_exponential(rng, mean);
         let next = match change {
             Some(switch) if switch > from && switch <= due => (switch, true),

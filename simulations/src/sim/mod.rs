@@ -467,6 +467,13 @@ impl<M: Mode> Simulation<M> {
             let mut latency = self.metrics.network_latency_s.clone();
             latency.sort_by(f64::total_cmp);
             let at = |q: f64| crate::metrics::quantile(&latency, q).unwrap_or(0.0);
+            // The share of a client's packets that come back to it, and
+            // the real messages a mailbox receives, from the rates.
+            let c = self.scenario.cover;
+            let real = self.scenario.send_rate.min(c.payload);
+            let all = (c.payload + c.loop_cover + c.drop_cover).max(f64::MIN_POSITIVE);
+            let share = (c.payload - real + c.loop_cover) / all;
+            let own = crate::disclosure::OwnReturns::new(&latency, share, real);
             self.metrics.disclosure = Some(crate::disclosure::attack(
                 obs,
                 &config,
@@ -474,6 +481,7 @@ impl<M: Mode> Simulation<M> {
                 self.scenario.clients,
                 self.scenario.warmup.as_secs_f64(),
                 (at(0.01), at(0.99)),
+                &own,
             ));
         }
         progress(1.0);
@@ -561,6 +569,16 @@ impl<M: Mode> Simulation<M> {
     /// The scenario.
     pub fn scenario(&self) -> &Scenario {
         &self.scenario
+    }
+
+    /// Bytes the nodes' replay filters take now (none with `[limits]
+    /// replay_filters = false`).
+    pub fn replay_filter_bytes(&self) -> usize {
+        self.nodes
+            .iter()
+            .flat_map(|n| n.engine.keys().slots())
+            .map(|s| s.filter.memory_bytes())
+            .sum()
     }
 
     /// Packets currently held by node `n`.
