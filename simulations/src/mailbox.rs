@@ -111,13 +111,9 @@ impl MailboxReport {
     /// M/M/1 queue's 1/(λΔ − λP − λL), given without bulk windows and
     /// with a stable queue: exact without real messages, a floor with.
     pub fn summary(&self, scenario: &crate::Scenario) -> serde_json::Value {
-        let config = scenario.mailbox.unwrap_or(MailboxConfig {
-            delivery_rate: None,
-            per_mailbox: PER_MAILBOX,
-            per_gateway: PER_GATEWAY,
-        });
-        let delivery = config
-            .delivery_rate
+        let delivery = scenario
+            .mailbox
+            .and_then(|m| m.delivery_rate)
             .unwrap_or_else(|| scenario.mean_delivery_rate());
         let back = scenario.cover.payload + scenario.cover.loop_cover;
         let predicted =

@@ -4,15 +4,6 @@
 
 use super::*;
 
-/// A link frame: the key tag of the epoch it is sent in, then the
-/// packet.
-pub(super) fn frame(packet: &[u8], epoch: u32) -> Vec<u8> {
-    let mut frame = Vec::with_capacity(1 + packet.len());
-    frame.push((epoch % 256) as u8);
-    frame.extend_from_slice(packet);
-    frame
-}
-
 /// Builds packets and reads message ids: the only difference between
 /// abstract and real runs.
 pub trait Mode {
@@ -22,10 +13,9 @@ pub trait Mode {
     fn new(nodes: u32, seed: u64) -> Self;
     /// Node `i`'s key.
     fn key(&self, node: u32) -> <Self::Format as PacketFormat>::Key;
-    /// A packet with this id along `route` (node indices) to `dest`.
-    fn build(&mut self, id: u64, route: &[u32], delays: &[Duration], dest: u32) -> Vec<u8>;
-    /// The same packet in a link frame of `epoch` (the hot path of every
-    /// send: a format may write it in place).
+    /// A packet with this id along `route` (node indices) to `dest`, in
+    /// a link frame of `epoch`: the key tag of the epoch it is sent in,
+    /// then the packet.
     fn build_frame(
         &mut self,
         id: u64,
@@ -33,9 +23,7 @@ pub trait Mode {
         delays: &[Duration],
         dest: u32,
         epoch: u32,
-    ) -> Vec<u8> {
-        frame(&self.build(id, route, delays, dest), epoch)
-    }
+    ) -> Vec<u8>;
     /// The id of a delivered payload.
     fn message_id(payload: &[u8]) -> Option<u64>;
     /// The id of the packet in a link frame, where the format shows it
@@ -55,11 +43,7 @@ impl Mode for AbstractMode {
     fn key(&self, node: u32) -> mtos_crypto::sphinx::NodeAddress {
         node_address(node)
     }
-    fn build(&mut self, id: u64, route: &[u32], delays: &[Duration], dest: u32) -> Vec<u8> {
-        let mut out = Vec::with_capacity(crate::packet::ABSTRACT_PACKET_SIZE);
-        crate::packet::encode_into(&mut out, id, 0, route, delays, dest, &[0; 16]);
-        out
-    }
+    // Written in place: the hot path of every send.
     fn build_frame(
         &mut self,
         id: u64,
@@ -119,20 +103,31 @@ impl Mode for RealMode {
     fn key(&self, node: u32) -> SphinxSecret {
         self.secrets[node as usize].clone()
     }
-    fn build(&mut self, id: u64, route: &[u32], delays: &[Duration], dest: u32) -> Vec<u8> {
+    fn build_frame(
+        &mut self,
+        id: u64,
+        route: &[u32],
+        delays: &[Duration],
+        dest: u32,
+        epoch: u32,
+    ) -> Vec<u8> {
         let hops: Vec<Hop> = route.iter().map(|n| self.hops[*n as usize]).collect();
         let destination = Destination {
             address: client_address(dest),
             surb_id: [0; 16],
         };
-        build_forward(
+        let packet = build_forward(
             &mut self.crypto,
             &hops,
             &destination,
             delays,
             &id.to_be_bytes(),
         )
-        .unwrap_or_default()
+        .unwrap_or_default();
+        let mut frame = Vec::with_capacity(1 + packet.len());
+        frame.push((epoch % 256) as u8);
+        frame.extend_from_slice(&packet);
+        frame
     }
     fn message_id(payload: &[u8]) -> Option<u64> {
         let m = sphinx::open_forward_payload(payload).ok()?;
