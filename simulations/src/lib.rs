@@ -15,6 +15,7 @@ pub mod mix_churn;
 pub mod packet;
 pub mod plot;
 pub mod replicate;
+pub mod replies;
 pub mod scenario;
 pub mod sim;
 pub mod storage;

@@ -23,10 +23,13 @@ pub(crate) struct SimNodes {
     layers: u8,
     per_layer: u32,
     providers: u32,
-    /// Mixes the routes' document leaves out (`[mix_churn]`), by mix.
+    /// Nodes the routes' document leaves out (`[mix_churn]`), by node
+    /// (mixes, then providers).
     unlisted: Vec<bool>,
     /// Listed mixes per layer.
     listed: Vec<u32>,
+    /// Listed providers.
+    providers_listed: u32,
     /// The mixes' bandwidth weights (`[topology] bandwidth`; `None`:
     /// equal, production's uniform draw).
     weights: Option<crate::bandwidth::Weights>,
@@ -40,8 +43,9 @@ impl SimNodes {
             layers: u8::try_from(scenario.layers).unwrap_or(u8::MAX),
             per_layer: scenario.nodes_per_layer,
             providers: scenario.providers,
-            unlisted: vec![false; mixes as usize],
+            unlisted: vec![false; (mixes + scenario.providers) as usize],
             listed: vec![scenario.nodes_per_layer; scenario.layers as usize],
+            providers_listed: scenario.providers,
             weights: scenario.mix_weights().map(crate::bandwidth::Weights::new),
         }
     }
@@ -56,8 +60,9 @@ impl SimNodes {
         }
     }
 
-    /// The document lists mix `n` again, or leaves it out.
+    /// The document lists node `n` again, or leaves it out.
     pub(crate) fn set_listed(&mut self, n: u32, listed: bool) {
+        let mixes = u32::from(self.layers) * self.per_layer;
         let Some(u) = self.unlisted.get_mut(n as usize) else {
             return;
         };
@@ -65,7 +70,11 @@ impl SimNodes {
             return;
         }
         *u = !listed;
-        if let Some(count) = self.listed.get_mut((n / self.per_layer) as usize) {
+        let count = match n < mixes {
+            true => self.listed.get_mut((n / self.per_layer) as usize),
+            false => Some(&mut self.providers_listed),
+        };
+        if let Some(count) = count {
             if listed {
                 *count += 1;
             } else {
@@ -74,12 +83,26 @@ impl SimNodes {
         }
     }
 
+    /// A listed provider, uniformly (any, when none is listed): a
+    /// gateway, an exit for drop cover, a loop's service position.
+    pub(crate) fn pick_provider<R: Rng + ?Sized>(&self, rng: &mut R) -> u32 {
+        let first = u32::from(self.layers) * self.per_layer;
+        if self.providers_listed == self.providers || self.providers_listed == 0 {
+            return first + rand::RngExt::random_range(rng, 0..self.providers);
+        }
+        let k = rand::RngExt::random_range(rng, 0..self.providers_listed);
+        (first..first + self.providers)
+            .filter(|n| self.is_listed(*n))
+            .nth(k as usize)
+            .unwrap_or(first)
+    }
+
     /// Whether the document lists every mix.
     fn all_listed(&self) -> bool {
         self.listed.iter().all(|c| *c == self.per_layer)
     }
 
-    /// Whether the document lists mix `n` (providers always).
+    /// Whether the document lists node `n`.
     pub(crate) fn is_listed(&self, n: u32) -> bool {
         !self.unlisted.get(n as usize).copied().unwrap_or(false)
     }
@@ -165,9 +188,7 @@ impl Nodes for SimNodes {
                 Some(self.pick_in(rng, first, self.per_layer, all_listed))
             }
             Position::Gateway | Position::Service => {
-                let first = u32::from(self.layers) * self.per_layer;
-                (self.providers > 0)
-                    .then(|| first + rand::RngExt::random_range(rng, 0..self.providers))
+                (self.providers > 0).then(|| self.pick_provider(rng))
             }
             Position::Layer(_) | Position::Client => None,
         }

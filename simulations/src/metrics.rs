@@ -45,6 +45,9 @@ pub struct Metrics {
     pub link_losses: u64,
     /// Real messages refused by a full client queue.
     pub client_queue_drops: u64,
+    /// Payloads for a client that reached a gateway other than its own
+    /// (it changed gateway after they were built): lost.
+    pub misdelivered: u64,
     /// Deliveries whose payload did not decode.
     pub undecodable: u64,
     /// Engine drops by reason.
@@ -83,6 +86,8 @@ pub struct Metrics {
     pub mix_churn: Option<crate::mix_churn::ChurnReport>,
     /// What the mailboxes did (`[mailbox]`).
     pub mailbox: Option<crate::mailbox::MailboxReport>,
+    /// What the answers did (`[replies]`).
+    pub replies: Option<crate::replies::RepliesReport>,
     /// What the n−1 attacker achieved.
     pub n_minus_1: crate::sim::NMinusOneReport,
     /// Routes of real messages the adversary held (`[adversary]`).
@@ -140,6 +145,7 @@ impl Metrics {
             link_frames: 0,
             link_losses: 0,
             client_queue_drops: 0,
+            misdelivered: 0,
             undecodable: 0,
             engine_drops: BTreeMap::new(),
             events: 0,
@@ -157,6 +163,7 @@ impl Metrics {
             disclosure: None,
             mix_churn: None,
             mailbox: None,
+            replies: None,
             focus_tags: Default::default(),
             epochs: 0,
             routes: RouteCompromise::default(),
@@ -309,8 +316,10 @@ impl Metrics {
                 })
             }),
         });
-        // Apart: one key more is past the macro's recursion limit.
+        // Apart: more keys are past the macro's recursion limit.
         summary["mailbox"] = json!(mailbox);
+        summary["misdelivered"] = json!(self.misdelivered);
+        summary["replies"] = json!(self.replies.as_ref().map(|r| r.summary(scenario)));
         summary
     }
 

@@ -10,8 +10,20 @@
 //! round's document (30 s) and clients fetch within 30 s (15 s on
 //! average); a node back is listed within two rounds (60 s), plus the
 //! clients' fetch (`directory.md` §3 and §4). Every client switches at
-//! once (no per-client fetch times). Providers do not churn: clients'
-//! gateways are fixed.
+//! once (no per-client fetch times).
+//!
+//! With `gateways = true` the providers churn too, by the same rate or
+//! trace (numbered after the mixes). A gateway that leaves loses its
+//! mailboxes with the rest; once the document leaves it out, each of its
+//! clients draws another listed gateway at its next check of the
+//! document (within 30 s, `screen.md`'s guard rule: a client keeps its
+//! gateway while it is listed). A client's address names its gateway,
+//! so what was built for the old one (messages on their way, reply
+//! blocks handed out) reaches a gateway that no longer files for it and
+//! is lost (`misdelivered`); senders use the new address at once (an
+//! address book updated without delay: the figures are a bound). A
+//! gateway that comes back is listed again and keeps no clients: they
+//! have moved, and stay where they are.
 
 use rand_chacha::ChaCha20Rng;
 use serde::{Deserialize, Serialize};
@@ -56,7 +68,15 @@ pub struct MixChurnConfig {
     /// rate.
     #[serde(default)]
     pub events: Vec<ChurnEvent>,
+    /// Whether the providers (the clients' gateways, numbered after the
+    /// mixes) churn too.
+    #[serde(default)]
+    pub gateways: bool,
 }
+
+/// How often a client checks that the document still lists its gateway
+/// (production's guard check, `screen.md`), seconds.
+pub const GUARD_CHECK_S: f64 = 30.0;
 
 /// The longest time a churn setting may give, seconds.
 const MAX_S: f64 = 1e9;
@@ -70,9 +90,14 @@ fn default_join_lag() -> f64 {
 }
 
 impl MixChurnConfig {
-    /// Why the section does not fit a network of `mixes` mixes, if it
-    /// does not: the field and the reason.
-    pub fn check(&self, mixes: u32, duration_s: f64) -> Result<(), (&'static str, String)> {
+    /// Why the section does not fit a network of `mixes` mixes and
+    /// `providers` providers, if it does not: the field and the reason.
+    pub fn check(
+        &self,
+        mixes: u32,
+        providers: u32,
+        duration_s: f64,
+    ) -> Result<(), (&'static str, String)> {
         let positive = |v: Option<f64>| v.is_some_and(|s| s.is_finite() && s > 0.0 && s <= MAX_S);
         match (self.mean_up_s, self.mean_down_s) {
             (None, None) => {
@@ -108,13 +133,28 @@ impl MixChurnConfig {
                 return Err((field, "from 0 to 10^9 s".into()));
             }
         }
+        if self.gateways && providers < 2 {
+            return Err((
+                "mix_churn.gateways",
+                "a client whose gateway leaves moves to another: at least 2 providers".into(),
+            ));
+        }
         let mix = |n: u32| -> Result<(), String> {
-            (n < mixes).then_some(()).ok_or_else(|| {
-                format!(
-                    "node {n}: only mixes churn, numbered 0 to {} (providers are the clients' fixed gateways)",
-                    mixes.saturating_sub(1)
-                )
-            })
+            match self.gateways {
+                true => (n < mixes + providers).then_some(()).ok_or_else(|| {
+                    format!(
+                        "node {n}: mixes are 0 to {}, providers {mixes} to {}",
+                        mixes.saturating_sub(1),
+                        mixes + providers - 1
+                    )
+                }),
+                false => (n < mixes).then_some(()).ok_or_else(|| {
+                    format!(
+                        "node {n}: only mixes churn, numbered 0 to {} (set gateways = true for providers)",
+                        mixes.saturating_sub(1)
+                    )
+                }),
+            }
         };
         for (i, n) in self.start_down.iter().enumerate() {
             mix(*n).map_err(|e| ("mix_churn.start_down", e))?;
@@ -161,6 +201,24 @@ pub struct ChurnReport {
     pub down_s: f64,
     /// Mix-seconds away but still in the routes' view.
     pub down_listed_s: f64,
+    /// Gateways that left and came back (`gateways = true`; the figures
+    /// above count mixes only).
+    pub gateway_departures: u64,
+    pub gateway_returns: u64,
+    /// Packets a gateway held when it left, and frames that reached it
+    /// while away (lost).
+    pub gateway_lost_held: u64,
+    pub gateway_lost_arriving: u64,
+    /// Payloads waiting in the mailboxes of a gateway that left (lost;
+    /// `[mailbox]`).
+    pub mailbox_lost: u64,
+    /// Gateway-seconds away.
+    pub gateway_down_s: f64,
+    /// Clients that moved to another gateway.
+    pub clients_moved: u64,
+    /// For each move, how long its client was without a gateway: from
+    /// its gateway leaving to the move, seconds.
+    pub cut_off_s: Vec<f64>,
 }
 
 impl ChurnReport {
@@ -176,6 +234,19 @@ impl ChurnReport {
             "mean_mixes_away": if run > 0.0 { self.down_s / run } else { 0.0 },
             "share_of_mix_time_away": if run > 0.0 && mixes > 0.0 { self.down_s / (run * mixes) } else { 0.0 },
             "mix_seconds_away_but_listed": self.down_listed_s,
+            "gateways": scenario.mix_churn.as_ref().is_some_and(|c| c.gateways).then(|| {
+                let providers = f64::from(scenario.providers);
+                serde_json::json!({
+                    "departures": self.gateway_departures,
+                    "returns": self.gateway_returns,
+                    "lost_held": self.gateway_lost_held,
+                    "lost_arriving": self.gateway_lost_arriving,
+                    "mailbox_lost": self.mailbox_lost,
+                    "share_of_gateway_time_away": if run > 0.0 { self.gateway_down_s / (run * providers) } else { 0.0 },
+                    "clients_moved": self.clients_moved,
+                    "cut_off_s": crate::metrics::stats(&self.cut_off_s),
+                })
+            }),
         })
     }
 }

@@ -150,6 +150,8 @@ pub struct Scenario {
     /// `[mailbox]`: payloads wait in their client's mailbox for a
     /// delivery frame (§1).
     pub mailbox: Option<crate::mailbox::MailboxConfig>,
+    /// `[replies]`: recipients answer through reply blocks (§1).
+    pub replies: Option<crate::replies::RepliesConfig>,
 }
 
 impl Scenario {
@@ -448,6 +450,7 @@ impl Scenario {
         if let Some(c) = &raw.mix_churn {
             c.check(
                 raw.topology.layers * raw.topology.nodes_per_layer,
+                raw.topology.providers,
                 raw.duration_s,
             )
             .map_err(|(field, reason)| invalid(field, reason))?;
@@ -460,6 +463,10 @@ impl Scenario {
         }
         if let Some(m) = &raw.mailbox {
             m.check()
+                .map_err(|(field, reason)| invalid(field, reason))?;
+        }
+        if let Some(r) = &raw.replies {
+            r.check()
                 .map_err(|(field, reason)| invalid(field, reason))?;
         }
         if let Some(d) = &raw.disclosure {
@@ -544,6 +551,7 @@ impl Scenario {
             disclosure: raw.disclosure,
             mix_churn: raw.mix_churn.clone(),
             mailbox: raw.mailbox,
+            replies: raw.replies,
         })
     }
 }

@@ -46,6 +46,8 @@ pub(super) struct RawScenario {
     pub(super) mix_churn: Option<crate::mix_churn::MixChurnConfig>,
     #[serde(default)]
     pub(super) mailbox: Option<crate::mailbox::MailboxConfig>,
+    #[serde(default)]
+    pub(super) replies: Option<crate::replies::RepliesConfig>,
 }
 
 /// `[epochs]`: key rotation (`mixing.md`, key rotation).

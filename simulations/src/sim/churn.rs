@@ -35,6 +35,10 @@ pub(super) struct State {
     rng: Option<ChaCha20Rng>,
     /// The counters of the engines mixes had before they left, summed.
     retired: Vec<mtos_mixnode::Counters>,
+    /// When each node last left.
+    left_at: Vec<Instant>,
+    /// Clients' choices of a new gateway (`gateways`): their own RNG.
+    moves: Option<ChaCha20Rng>,
     /// What churn did.
     pub(super) report: ChurnReport,
 }
@@ -46,6 +50,14 @@ impl State {
             return Self::default();
         };
         let mixes = (scenario.layers * scenario.nodes_per_layer) as usize;
+        // The nodes that churn: the mixes, and with `gateways` the
+        // providers after them.
+        let churning = mixes
+            + if c.gateways {
+                scenario.providers as usize
+            } else {
+                0
+            };
         let mut trace: Vec<(Instant, ChurnEvent)> = c
             .events
             .iter()
@@ -53,13 +65,15 @@ impl State {
             .collect();
         trace.sort_by_key(|(at, _)| *at);
         Self {
-            generation: vec![0; mixes],
-            down_since: vec![None; mixes],
-            listed_since: vec![None; mixes],
+            generation: vec![0; churning],
+            down_since: vec![None; churning],
+            listed_since: vec![None; churning],
             trace,
             trace_next: 0,
             rng: Some(component_rng(seed, "churn", 0)),
-            retired: vec![mtos_mixnode::Counters::default(); mixes],
+            left_at: vec![Instant::ZERO; churning],
+            moves: c.gateways.then(|| component_rng(seed, "gateway moves", 0)),
+            retired: vec![mtos_mixnode::Counters::default(); churning],
             report: ChurnReport::default(),
         }
     }
@@ -91,13 +105,20 @@ impl<M: Mode> Simulation<M> {
         };
         for &n in &c.start_down {
             self.mix_leaves(n);
-            // Not a departure: the routes' document starts without it.
-            self.churn.report.departures -= 1;
+            // Not a departure: the routes' document starts without it
+            // (and a gateway away from the start has no clients).
+            match self.is_provider(n) {
+                true => self.churn.report.gateway_departures -= 1,
+                false => self.churn.report.departures -= 1,
+            }
             self.topology.set_listed(n, false);
             self.churn.listed_since[n as usize] = None;
+            if self.is_provider(n) {
+                self.move_clients_at_once(n);
+            }
         }
-        let mixes = self.scenario.layers * self.scenario.nodes_per_layer;
-        for n in 0..mixes {
+        let churning = u32::try_from(self.churn.down_since.len()).unwrap_or(u32::MAX);
+        for n in 0..churning {
             let up = !self.churn.is_down(n);
             if let Some(rng) = self.churn.rng.as_mut()
                 && let Some(after) = c.next_change(up, rng)
@@ -145,7 +166,8 @@ impl<M: Mode> Simulation<M> {
         }
     }
 
-    /// Mix `n` leaves: what it holds is lost, it gets an empty engine
+    /// Node `n` leaves (a mix, or a gateway with `gateways`): what it
+    /// holds is lost (a gateway's mailboxes too), it gets an empty engine
     /// (under the keys it has) and no loops until it comes back, and the
     /// document leaves it out after the lag.
     fn mix_leaves(&mut self, n: u32) {
@@ -153,14 +175,28 @@ impl<M: Mode> Simulation<M> {
             return;
         };
         let now = self.now;
+        let provider = self.is_provider(n);
         self.churn.down_since[n as usize] = Some(now);
-        if self.topology.is_listed(n) {
+        // Time away but listed is counted for mixes (the figure is the
+        // mixes').
+        if self.topology.is_listed(n) && !provider {
             self.churn.listed_since[n as usize] = Some(now);
         }
-        self.churn.report.departures += 1;
+        self.churn.left_at[n as usize] = now;
         let engine = self.fresh_engine(n);
         let node = &mut self.nodes[n as usize];
-        self.churn.report.lost_held += node.engine.held() as u64;
+        let held = node.engine.held() as u64;
+        let report = &mut self.churn.report;
+        match provider {
+            true => {
+                report.gateway_departures += 1;
+                report.gateway_lost_held += held;
+            }
+            false => {
+                report.departures += 1;
+                report.lost_held += held;
+            }
+        }
         // Its loops so far count; those still out are lost with it.
         if let Some(loops) = node.loops.as_mut() {
             self.metrics.node_loops.add(loops.tracker().counts());
@@ -172,11 +208,20 @@ impl<M: Mode> Simulation<M> {
         node.loops = None;
         node.wake = None;
         self.entropy.lose_node(n);
+        if provider {
+            let lost = self.empty_mailboxes(n - self.provider(0));
+            self.churn.report.mailbox_lost += lost;
+        }
         let generation = self.churn.next_generation(n);
         self.push(
             now + Duration::from_secs_f64(lag),
             Ev::Listing(n, false, generation),
         );
+    }
+
+    /// Whether node `n` is a provider.
+    pub(super) fn is_provider(&self, n: u32) -> bool {
+        n >= self.provider(0)
     }
 
     /// An empty engine for mix `n` under the keys it has now (the
@@ -207,13 +252,11 @@ impl<M: Mode> Simulation<M> {
             return;
         };
         let now = self.now;
-        if let Some(since) = self.churn.down_since[n as usize].take() {
-            self.churn.report.down_s += (now - since).as_secs_f64();
+        self.count_away(n, now);
+        match self.is_provider(n) {
+            true => self.churn.report.gateway_returns += 1,
+            false => self.churn.report.returns += 1,
         }
-        if let Some(since) = self.churn.listed_since[n as usize].take() {
-            self.churn.report.down_listed_s += (now - since).as_secs_f64();
-        }
-        self.churn.report.returns += 1;
         let node = &mut self.nodes[n as usize];
         node.loops = crate::loops::machine(&self.scenario, now, &mut node.rng);
         self.reschedule_node(n);
@@ -235,6 +278,91 @@ impl<M: Mode> Simulation<M> {
             self.churn.report.down_listed_s += (self.now - since).as_secs_f64();
         }
         self.topology.set_listed(n, listed);
+        if !listed && self.is_provider(n) {
+            // Each of its clients finds it gone at its next check of the
+            // document.
+            let g = (n - self.provider(0)) as usize;
+            for i in 0..self.gateway_clients[g].len() {
+                let c = self.gateway_clients[g][i];
+                let Some(rng) = self.churn.moves.as_mut() else {
+                    return;
+                };
+                let check = rng.random::<f64>() * crate::mix_churn::GUARD_CHECK_S;
+                let at = self.now + Duration::from_secs_f64(check);
+                self.push(at, Ev::Move(c));
+            }
+        }
+    }
+
+    /// Client `c` checks its gateway: if the document no longer lists
+    /// it, the client moves to a listed one (none listed: it checks
+    /// again later).
+    pub(super) fn on_move(&mut self, c: u32) {
+        let old = self.clients[c as usize].gateway;
+        if self.topology.is_listed(self.provider(old)) {
+            return;
+        }
+        let Some(rng) = self.churn.moves.as_mut() else {
+            return;
+        };
+        let to = self.topology.pick_provider(rng);
+        if !self.topology.is_listed(to) {
+            let at = self.now + Duration::from_secs_f64(crate::mix_churn::GUARD_CHECK_S);
+            self.push(at, Ev::Move(c));
+            return;
+        }
+        let left = self.churn.left_at[self.provider(old) as usize];
+        self.churn.report.clients_moved += 1;
+        self.churn
+            .report
+            .cut_off_s
+            .push((self.now - left).as_secs_f64());
+        self.set_gateway(c, to - self.provider(0));
+    }
+
+    /// A gateway away from the start: its clients are at another from
+    /// the start.
+    fn move_clients_at_once(&mut self, n: u32) {
+        let g = (n - self.provider(0)) as usize;
+        while let Some(&c) = self.gateway_clients[g].last() {
+            let Some(rng) = self.churn.moves.as_mut() else {
+                return;
+            };
+            let to = self.topology.pick_provider(rng);
+            if to == n {
+                return; // no provider listed
+            }
+            self.set_gateway(c, to - self.provider(0));
+        }
+    }
+
+    /// Client `c`'s gateway becomes provider `g`.
+    fn set_gateway(&mut self, c: u32, g: u32) {
+        let old = self.clients[c as usize].gateway as usize;
+        // What waits for it at the old gateway stays there.
+        let lost = self.abandon_mailbox(c);
+        self.churn.report.mailbox_lost += lost;
+        if let Some(i) = self.gateway_clients[old].iter().position(|x| *x == c) {
+            self.gateway_clients[old].swap_remove(i);
+        }
+        self.gateway_clients[g as usize].push(c);
+        self.clients[c as usize].gateway = g;
+    }
+
+    /// Adds node `n`'s time away up to `now`.
+    fn count_away(&mut self, n: u32, now: Instant) {
+        let provider = self.is_provider(n);
+        let report = &mut self.churn.report;
+        if let Some(since) = self.churn.down_since[n as usize].take() {
+            let away = (now - since).as_secs_f64();
+            match provider {
+                true => report.gateway_down_s += away,
+                false => report.down_s += away,
+            }
+        }
+        if let Some(since) = self.churn.listed_since[n as usize].take() {
+            report.down_listed_s += (now - since).as_secs_f64();
+        }
     }
 
     /// Counts the time of mixes still away at the end.
@@ -244,12 +372,7 @@ impl<M: Mode> Simulation<M> {
         }
         let now = self.now;
         for n in 0..self.churn.down_since.len() {
-            if let Some(since) = self.churn.down_since[n].take() {
-                self.churn.report.down_s += (now - since).as_secs_f64();
-            }
-            if let Some(since) = self.churn.listed_since[n].take() {
-                self.churn.report.down_listed_s += (now - since).as_secs_f64();
-            }
+            self.count_away(n as u32, now);
         }
         self.metrics.mix_churn = Some(self.churn.report.clone());
     }

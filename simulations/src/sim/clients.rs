@@ -33,7 +33,11 @@ impl<M: Mode> Simulation<M> {
             client.next_generate = client.next_generate.map(|t| t + gap);
             if client
                 .schedule
-                .push_real(Outgoing { id, recipient })
+                .push_real(Outgoing {
+                    id,
+                    recipient,
+                    block: None,
+                })
                 .is_err()
             {
                 self.sent.remove(&id);
@@ -46,7 +50,6 @@ impl<M: Mode> Simulation<M> {
                 break;
             };
             let gateway = client.gateway;
-            let providers = self.scenario.providers;
             if let Some(obs) = self.disclosure.as_mut() {
                 let t = now.since_origin().as_secs_f64();
                 obs.client_sends.push((t, c));
@@ -58,14 +61,23 @@ impl<M: Mode> Simulation<M> {
                 }
             }
             match send {
-                Send::Real(out) => {
-                    let exit = self.provider(out.recipient % providers);
-                    let route = self.route(self.provider(gateway), exit);
-                    self.real_send(c, out, route);
-                }
+                Send::Real(mut out) => match out.block {
+                    // An answer, through the block its message brought.
+                    Some(b) => {
+                        if let Some((route, delays)) = self.use_block(b) {
+                            self.real_send(c, out, route, Some(delays));
+                        }
+                    }
+                    None => {
+                        let exit = self.provider(self.clients[out.recipient as usize].gateway);
+                        let route = self.route(self.provider(gateway), exit);
+                        let created = self.sent.get(&out.id).map_or(now, |r| r.created);
+                        out.block = self.hand_block(c, out.recipient, created);
+                        self.real_send(c, out, route, None);
+                    }
+                },
                 Send::Drop => {
-                    let p = self.route_rng.random_range(0..providers);
-                    let exit = self.provider(p);
+                    let exit = self.topology.pick_provider(&mut self.route_rng);
                     let route = self.route(self.provider(gateway), exit);
                     self.send_packet(Kind::Drop, route, DROP_DESTINATION, RngOf::Client(c));
                 }
@@ -100,6 +112,7 @@ impl<M: Mode> Simulation<M> {
             let out = Outgoing {
                 id,
                 recipient: t.recipient,
+                block: None,
             };
             if self.clients[t.sender as usize]
                 .schedule
@@ -127,13 +140,24 @@ impl<M: Mode> Simulation<M> {
                 created: self.now,
                 sent: self.now,
                 node_loop: None,
+                block: None,
             },
         );
         id
     }
 
-    pub(super) fn real_send(&mut self, c: u32, out: Outgoing, route: Vec<u32>) {
-        let delays = self.draw_delays(route.len(), RngOf::Client(c));
+    /// Client `c` sends real message `out` along `route`, with the
+    /// delays given (an answer's, which its block's builder drew) or
+    /// drawn now.
+    pub(super) fn real_send(
+        &mut self,
+        c: u32,
+        out: Outgoing,
+        route: Vec<u32>,
+        delays: Option<Vec<Duration>>,
+    ) {
+        let answer = delays.is_some();
+        let delays = delays.unwrap_or_else(|| self.draw_delays(route.len(), RngOf::Client(c)));
         let epoch = self.epoch();
         let frame = self
             .mode
@@ -141,6 +165,7 @@ impl<M: Mode> Simulation<M> {
         if let Some(entry) = self.sent.get_mut(&out.id) {
             entry.sent = self.now;
             entry.dest = out.recipient;
+            entry.block = out.block;
         }
         self.metrics.sent(Kind::Real);
         if self.scenario.adversary.is_some() && self.now.since_origin() >= self.scenario.warmup {
@@ -171,6 +196,7 @@ impl<M: Mode> Simulation<M> {
             && self.now >= self.scenario.tag_instant(self.tagged)
             && self.now <= last
             && partner_sender != Some(c)
+            && !answer
         {
             let tag = self.tagged;
             self.tagged += 1;

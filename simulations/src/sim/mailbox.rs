@@ -21,6 +21,9 @@ pub(super) struct Waiting {
     pub(super) network: Duration,
     /// When it was filed.
     pub(super) filed: Instant,
+    /// A real message's reply block, or the one it answers through
+    /// (`[replies]`).
+    pub(super) block: Option<u32>,
 }
 
 /// The mailboxes' state over a run.
@@ -83,12 +86,12 @@ impl<M: Mode> Simulation<M> {
             return;
         }
         if state.held[g] >= config.per_gateway {
-            // The mailbox holding the most of this gateway's clients
-            // (`i % providers`), the first such on a tie; room only if it
-            // holds more than this one would.
-            let providers = self.scenario.providers as usize;
-            let fullest = (g..state.boxes.len())
-                .step_by(providers.max(1))
+            // The mailbox holding the most of this gateway's clients,
+            // the first such on a tie; room only if it holds more than
+            // this one would.
+            let fullest = self.gateway_clients[g]
+                .iter()
+                .map(|i| *i as usize)
                 .max_by_key(|i| (state.boxes[*i].len(), std::cmp::Reverse(*i)));
             match fullest {
                 Some(f) if state.boxes[f].len() > own + 1 => {
@@ -190,10 +193,38 @@ impl<M: Mode> Simulation<M> {
             let end_to_end = (now + link) - waiting.created;
             self.metrics
                 .latencies(waiting.created, waiting.network, end_to_end);
+            if let Some(b) = waiting.block {
+                self.reached_client(b, now + link, waiting.created, waiting.network);
+            }
         }
         if !self.mailboxes.boxes[c as usize].is_empty() {
             self.schedule_frame(c, now);
         }
+    }
+
+    /// Gateway `g` left: its clients' mailboxes are lost; how many
+    /// payloads they held.
+    pub(super) fn empty_mailboxes(&mut self, g: u32) -> u64 {
+        let clients = self.gateway_clients[g as usize].clone();
+        clients.into_iter().map(|c| self.abandon_mailbox(c)).sum()
+    }
+
+    /// Client `c` leaves its gateway: what waits in its mailbox there
+    /// is never fetched; how many payloads.
+    pub(super) fn abandon_mailbox(&mut self, c: u32) -> u64 {
+        if !self.mailboxes.on() {
+            return 0;
+        }
+        let g = self.clients[c as usize].gateway as usize;
+        let mailbox = &mut self.mailboxes.boxes[c as usize];
+        let lost = mailbox.len();
+        let real = mailbox.iter().filter(|w| w.kind == Kind::Real).count();
+        mailbox.clear();
+        self.mailboxes.report.real_lost += real as u64;
+        self.mailboxes.held[g] -= lost;
+        // Its next frame, if one was due, carries nothing.
+        self.mailboxes.due[c as usize] = None;
+        lost as u64
     }
 
     /// The mailboxes' report at the end of a run.

@@ -38,6 +38,7 @@ mod clients;
 mod mailbox;
 mod mode;
 mod nodes;
+mod replies;
 mod setup;
 
 pub use attack::NMinusOneReport;
@@ -113,6 +114,12 @@ enum Ev {
     Listing(u32, bool, u32),
     /// Client `c`'s next delivery frame is due (`[mailbox]`).
     Frame(u32),
+    /// The answer through reply block `b` joins its answerer's queue
+    /// (`[replies]`).
+    Answer(u32),
+    /// Client `c` checks that the document still lists its gateway
+    /// (`[mix_churn] gateways`).
+    Move(u32),
 }
 
 /// An event in the queue. The key packs the time (nanoseconds) and the
@@ -146,6 +153,9 @@ impl Ord for Scheduled {
 struct Outgoing {
     id: u64,
     recipient: u32,
+    /// The reply block it carries, or the one it is the answer through
+    /// (`[replies]`).
+    block: Option<u32>,
 }
 
 struct Client {
@@ -239,6 +249,11 @@ pub struct Simulation<M: Mode> {
     churn: churn::State,
     /// The mailboxes (`[mailbox]`).
     mailboxes: mailbox::State,
+    /// The reply blocks handed and their answers (`[replies]`).
+    replies: replies::State,
+    /// Each provider's clients (those whose gateway it is), in no
+    /// particular order.
+    gateway_clients: Vec<Vec<u32>>,
 }
 
 impl<M: Mode> Simulation<M> {
@@ -387,6 +402,7 @@ impl<M: Mode> Simulation<M> {
                 created: self.now,
                 sent: self.now,
                 node_loop: None,
+                block: None,
             },
         );
         self.metrics.sent(kind);
@@ -441,6 +457,8 @@ impl<M: Mode> Simulation<M> {
                 Ev::ChurnTrace => self.on_churn_trace(),
                 Ev::Listing(n, listed, generation) => self.on_listing(n, listed, generation),
                 Ev::Frame(c) => self.on_frame(c),
+                Ev::Answer(b) => self.on_answer(b),
+                Ev::Move(c) => self.on_move(c),
             }
             if self.events.is_multiple_of(65_536) {
                 progress(self.now.since_origin().as_secs_f64() / total);
@@ -450,6 +468,7 @@ impl<M: Mode> Simulation<M> {
         self.now = end;
         self.finish_churn();
         self.finish_mailboxes();
+        self.finish_replies();
         let outcome = self.entropy.tags.finish();
         self.metrics.entropy = outcome.tags;
         self.metrics.tags_wholly_lost = outcome.wholly_lost;
@@ -599,6 +618,9 @@ struct SentRecord {
     sent: Instant,
     /// A node loop: its node and loop id.
     node_loop: Option<(u32, LoopId)>,
+    /// A real message's reply block, or the one it answers through
+    /// (`[replies]`).
+    block: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -66,9 +66,9 @@ impl<M: Mode> Simulation<M> {
                             if let (Some((gateway, exit)), Some(c)) =
                                 (self.scenario.focus, true_sender)
                             {
-                                let providers = self.scenario.providers;
                                 let mixes = self.scenario.layers * self.scenario.nodes_per_layer;
-                                if gateway.is_none_or(|g| c % providers == g)
+                                let own = self.clients.get(c as usize).map(|cl| cl.gateway);
+                                if gateway.is_none_or(|g| own == Some(g))
                                     && exit.is_none_or(|e| n == mixes + e)
                                 {
                                     self.metrics.focus_tags.insert(tag);
@@ -78,7 +78,7 @@ impl<M: Mode> Simulation<M> {
                         }
                         self.entropy.exit(&masses, ExitPoint { recipient, node: n });
                     }
-                    self.on_delivery(&d.payload);
+                    self.on_delivery(n, &d.payload);
                 }
                 // Drops are summed from the engines' counters at the end.
                 Event::Dropped(_) => {}
@@ -107,7 +107,8 @@ impl<M: Mode> Simulation<M> {
         matches!(record.kind, Kind::Real | Kind::Loop | Kind::PayloadCover).then_some(record.dest)
     }
 
-    pub(super) fn on_delivery(&mut self, payload: &[u8]) {
+    /// Node `n` released `payload` as its exit.
+    pub(super) fn on_delivery(&mut self, n: u32, payload: &[u8]) {
         let Some(id) = M::message_id(payload) else {
             self.metrics.undecodable += 1;
             return;
@@ -115,6 +116,15 @@ impl<M: Mode> Simulation<M> {
         let Some(record) = self.sent.remove(&id) else {
             return;
         };
+        let for_a_client = matches!(record.kind, Kind::Real | Kind::Loop | Kind::PayloadCover)
+            && record.dest < self.scenario.clients;
+        // A gateway files only its own clients' payloads: one for a
+        // client elsewhere (it changed gateway since the packet was
+        // built) has no mailbox here and is lost.
+        if for_a_client && self.provider(self.clients[record.dest as usize].gateway) != n {
+            self.metrics.misdelivered += 1;
+            return;
+        }
         if record.kind == Kind::Real {
             self.deliveries.push((id, self.now));
         }
@@ -129,19 +139,21 @@ impl<M: Mode> Simulation<M> {
         }
         self.metrics.delivered(record.kind);
         let network = self.now - record.sent;
-        let for_a_client = matches!(record.kind, Kind::Real | Kind::Loop | Kind::PayloadCover)
-            && record.dest < self.scenario.clients;
         if self.mailboxes.on() && for_a_client {
             let waiting = mailbox::Waiting {
                 kind: record.kind,
                 created: record.created,
                 network,
                 filed: self.now,
+                block: record.block,
             };
             self.file(record.dest, waiting);
         } else if record.kind == Kind::Real {
             self.metrics
                 .latencies(record.created, network, self.now - record.created);
+            if let Some(b) = record.block {
+                self.reached_client(b, self.now, record.created, network);
+            }
         }
     }
 
@@ -235,7 +247,10 @@ impl<M: Mode> Simulation<M> {
         self.free_slots.push(slot);
         let now = self.now;
         if self.churn.is_down(n) {
-            self.churn.report.lost_arriving += 1;
+            match self.is_provider(n) {
+                true => self.churn.report.gateway_lost_arriving += 1,
+                false => self.churn.report.lost_arriving += 1,
+            }
             self.entropy.lose(&masses);
             return;
         }

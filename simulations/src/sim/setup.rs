@@ -74,7 +74,7 @@ impl<M: Mode> Simulation<M> {
             node_loop: 0.0,
             ..scenario.cover
         };
-        let clients = (0..scenario.clients)
+        let clients: Vec<Client> = (0..scenario.clients)
             .map(|i| {
                 let mut rng = component_rng(seed, "client", u64::from(i));
                 // Windows count from the simulation's start (genesis 0,
@@ -133,11 +133,20 @@ impl<M: Mode> Simulation<M> {
             .collect();
         let churn = churn::State::new(&scenario, seed);
         let mailboxes = mailbox::State::new(&scenario, seed);
+        let replies = replies::State::new(&scenario, seed);
+        let mut gateway_clients = vec![Vec::new(); scenario.providers as usize];
+        for (c, client) in clients.iter().enumerate() {
+            if let Some(g) = gateway_clients.get_mut(client.gateway as usize) {
+                g.push(u32::try_from(c).unwrap_or(u32::MAX));
+            }
+        }
         let mut sim = Self {
             engine_config: config,
             replay,
             churn,
             mailboxes,
+            replies,
+            gateway_clients,
             metrics,
             scenario,
             mode,
