@@ -412,6 +412,12 @@ impl Scenario {
             }
             non_negative("attack.from_s", a.from_s)?;
             non_negative("attack.pause_s", a.pause_s)?;
+            if a.spare_loops && raw.packet_mode != PacketMode::Abstract {
+                return Err(invalid(
+                    "attack.spare_loops",
+                    "the attacker tells loops by the abstract packets' ids: set packet_mode = \"abstract\"".into(),
+                ));
+            }
             if a.kind == AttackKind::NMinusOne && raw.packet_mode != PacketMode::Abstract {
                 return Err(invalid(
                     "attack.kind",

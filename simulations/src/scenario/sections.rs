@@ -120,6 +120,12 @@ pub struct DropAttack {
     /// target (0: one target after another).
     #[serde(default)]
     pub pause_s: f64,
+    /// The attacker tells node loops apart and lets them through: the
+    /// dropping node discards everything else, the n−1 attacker never
+    /// blocks a loop nor takes one for a target (abstract packets only;
+    /// `simulation.md` §8).
+    #[serde(default)]
+    pub spare_loops: bool,
 }
 
 /// The attack `[attack]` runs.

@@ -9,6 +9,13 @@
 //! what counting inputs against outputs gives it), so the node's own
 //! loops leaving never mislead it: what they do is come back into the
 //! blocked links, and that is what the alarm sees.
+//!
+//! With `spare_loops` the attacker tells node loops apart (as a gateway
+//! that was their middle hop could, and as a service node that has
+//! learnt a mix's recurring probe windows can for the loops through it,
+//! `mixing.md` §5): it lets every loop through, never takes one for a
+//! target, counts the loops inside the node apart, and takes the first
+//! frame out that is not a loop for its guess. No loop is lost to it.
 
 use super::*;
 use crate::scenario::AttackKind;
@@ -36,6 +43,14 @@ pub(super) enum Phase {
     },
     /// Letting traffic through until then.
     Pause(Instant),
+}
+
+/// The attacker's state: its phase, and with `spare_loops` the loops it
+/// let into the node that are still inside.
+#[derive(Debug, Default)]
+pub(super) struct Attacker {
+    pub(super) phase: Phase,
+    loops_inside: usize,
 }
 
 /// What the attack achieved.
@@ -98,6 +113,27 @@ impl<M: Mode> Simulation<M> {
             .is_some()
     }
 
+    /// Whether the attacker spares node loops.
+    fn spares_loops(&self) -> bool {
+        self.scenario.attack.is_some_and(|a| a.spare_loops)
+    }
+
+    /// Whether `frame` carries a node loop (what a loop-recognising
+    /// attacker knows; abstract packets only).
+    pub(super) fn is_node_loop(&self, frame: &[u8]) -> bool {
+        M::frame_id(frame)
+            .and_then(|id| self.sent.get(&id))
+            .is_some_and(|r| r.kind == Kind::NodeLoop)
+    }
+
+    /// Node `n` took `frame` in: a sparing attacker counts the loops
+    /// inside.
+    pub(super) fn n_minus_1_taken(&mut self, n: u32, frame: &[u8]) {
+        if self.n_minus_1_on(n) && self.spares_loops() && self.is_node_loop(frame) {
+            self.attacker.loops_inside += 1;
+        }
+    }
+
     /// A frame arrived at node `n`: the attacker's turn. Returns it when
     /// it goes on to the node, `None` when the attacker kept or blocked it.
     pub(super) fn n_minus_1_arrival(
@@ -106,18 +142,18 @@ impl<M: Mode> Simulation<M> {
         frame: Vec<u8>,
         masses: Carried,
     ) -> Option<(Vec<u8>, Carried)> {
-        if !self.n_minus_1_on(n) {
+        if !self.n_minus_1_on(n) || (self.spares_loops() && self.is_node_loop(&frame)) {
             return Some((frame, masses));
         }
         let now = self.now;
-        match self.attack_phase {
+        match self.attacker.phase {
             Phase::Pause(until) if now < until => Some((frame, masses)),
             Phase::Wait | Phase::Pause(_) => {
                 let Some(id) = M::frame_id(&frame) else {
                     return Some((frame, masses));
                 };
                 self.metrics.n_minus_1.targets += 1;
-                self.attack_phase = Phase::Flush {
+                self.attacker.phase = Phase::Flush {
                     target: Box::new((frame, masses)),
                     id,
                 };
@@ -139,26 +175,28 @@ impl<M: Mode> Simulation<M> {
     /// the node took in and no longer holds without having sent it (a
     /// drop).
     pub(super) fn n_minus_1_check(&mut self, n: u32) {
-        if !self.n_minus_1_on(n) || self.nodes[n as usize].engine.held() > 0 {
+        if !self.n_minus_1_on(n)
+            || self.nodes[n as usize].engine.held() > self.attacker.loops_inside
+        {
             return;
         }
-        if matches!(self.attack_phase, Phase::Isolate { settled: true, .. }) {
+        if matches!(self.attacker.phase, Phase::Isolate { settled: true, .. }) {
             self.metrics.n_minus_1.refused += 1;
             self.n_minus_1_pause();
             return;
         }
-        if !matches!(self.attack_phase, Phase::Flush { .. }) {
+        if !matches!(self.attacker.phase, Phase::Flush { .. }) {
             return;
         }
-        let Phase::Flush { target, id } = std::mem::take(&mut self.attack_phase) else {
+        let Phase::Flush { target, id } = std::mem::take(&mut self.attacker.phase) else {
             return;
         };
         self.metrics.n_minus_1.isolated += 1;
-        self.attack_phase = Phase::Isolate { id, settled: false };
+        self.attacker.phase = Phase::Isolate { id, settled: false };
         let (frame, masses) = *target;
         self.admit(n, frame, masses);
-        if let Phase::Isolate { id, settled: false } = self.attack_phase {
-            self.attack_phase = Phase::Isolate { id, settled: true };
+        if let Phase::Isolate { id, settled: false } = self.attacker.phase {
+            self.attacker.phase = Phase::Isolate { id, settled: true };
             self.n_minus_1_check(n);
         }
     }
@@ -171,10 +209,18 @@ impl<M: Mode> Simulation<M> {
         if !self.n_minus_1_on(n) {
             return;
         }
+        // A loop leaving is one fewer inside, and never the guess.
+        if let Some(f) = frame
+            && self.spares_loops()
+            && self.is_node_loop(f)
+        {
+            self.attacker.loops_inside = self.attacker.loops_inside.saturating_sub(1);
+            return;
+        }
         let Phase::Isolate {
             id: target,
             settled: true,
-        } = self.attack_phase
+        } = self.attacker.phase
         else {
             return;
         };
@@ -198,8 +244,18 @@ impl<M: Mode> Simulation<M> {
     /// Node `n` delivered `payload` itself: an isolated target it
     /// delivers leaves no frame to guess.
     pub(super) fn n_minus_1_delivered(&mut self, n: u32, payload: &[u8]) {
+        // Its own loop back is one fewer inside.
         if self.n_minus_1_on(n)
-            && let Phase::Isolate { id: target, .. } = self.attack_phase
+            && self.spares_loops()
+            && M::message_id(payload)
+                .and_then(|id| self.sent.get(&id))
+                .is_some_and(|r| r.kind == Kind::NodeLoop)
+        {
+            self.attacker.loops_inside = self.attacker.loops_inside.saturating_sub(1);
+            return;
+        }
+        if self.n_minus_1_on(n)
+            && let Phase::Isolate { id: target, .. } = self.attacker.phase
             && M::message_id(payload) == Some(target)
         {
             self.metrics.n_minus_1.delivered_here += 1;
@@ -209,6 +265,6 @@ impl<M: Mode> Simulation<M> {
 
     fn n_minus_1_pause(&mut self) {
         let pause = self.scenario.attack.map_or(0.0, |a| a.pause_s);
-        self.attack_phase = Phase::Pause(self.now + Duration::from_secs_f64(pause));
+        self.attacker.phase = Phase::Pause(self.now + Duration::from_secs_f64(pause));
     }
 }

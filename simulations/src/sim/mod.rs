@@ -233,7 +233,7 @@ pub struct Simulation<M: Mode> {
     /// The most packets each node held at once.
     max_held: Vec<usize>,
     /// Where the n−1 attacker is (`[attack] kind = "n-1"`).
-    attack_phase: attack::Phase,
+    attacker: attack::Attacker,
     /// When the queue series takes its next sample (`None`: off).
     next_sample: Option<Instant>,
     /// Alice's friends and what the disclosure attacker saw

@@ -259,6 +259,7 @@ impl<M: Mode> Simulation<M> {
             && a.kind == crate::scenario::AttackKind::Drop
             && a.dropping_node == n
             && now.since_origin().as_secs_f64() >= a.from_s
+            && !(a.spare_loops && self.is_node_loop(&frame))
         {
             self.metrics.attack_drops += 1;
             self.entropy.lose(&masses);
@@ -289,6 +290,9 @@ impl<M: Mode> Simulation<M> {
             *m = (*m).max(after.0 + after.1);
         }
         let taken = after.0 + after.1 > before.0 + before.1;
+        if taken {
+            self.n_minus_1_taken(n, &frame);
+        }
         if taken && self.held_by_adversary(n) {
             match M::frame_id(&frame) {
                 Some(id) => self.entropy.arrive_exact(n, id, masses),

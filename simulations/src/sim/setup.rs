@@ -172,7 +172,7 @@ impl<M: Mode> Simulation<M> {
             loop_timeout,
             held_by_adversary,
             max_held: vec![0; node_count as usize],
-            attack_phase: attack::Phase::Wait,
+            attacker: attack::Attacker::default(),
             next_sample: (scenario_queue_series_s > 0.0).then_some(Instant::ZERO),
             friends,
             friend_rng: component_rng(seed, "disclosure", 1),
