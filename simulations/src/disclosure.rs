@@ -165,20 +165,18 @@ pub fn attack(
         .copied()
         .filter(|(t, r)| *t >= from_s && (*r as usize) < n)
         .collect();
-    let plain = rank(
+    let attack = Attack {
         obs,
         config,
         friends,
         clients,
         from_s,
         window,
-        &deposits,
-        &vec![1.0; deposits.len()],
-    );
+        sends: obs.sends.iter().copied().filter(|t| *t >= from_s).collect(),
+    };
+    let plain = attack.rank(&deposits, &vec![1.0; deposits.len()]);
     let weights = foreign_weights(obs, clients, &deposits, own);
-    let corrected = rank(
-        obs, config, friends, clients, from_s, window, &deposits, &weights,
-    );
+    let corrected = attack.rank(&deposits, &weights);
     let mut report = plain;
     report["window_s"] = json!([window.0, window.1]);
     report["own_sends"] = corrected;
@@ -216,96 +214,109 @@ fn foreign_weights(
         .collect()
 }
 
-/// The ranking over Alice's rounds, each deposit counting its weight.
-#[allow(clippy::too_many_arguments)]
-fn rank(
-    obs: &Observations,
-    config: &DisclosureConfig,
-    friends: &[u32],
+/// What the attacker knows: what it saw, whom it watches, and the
+/// latency window it counts each of Alice's sends over.
+struct Attack<'a> {
+    obs: &'a Observations,
+    config: &'a DisclosureConfig,
+    friends: &'a [u32],
     clients: u32,
     from_s: f64,
     window: (f64, f64),
-    deposits: &[(f64, u32)],
-    weights: &[f64],
-) -> Value {
-    let n = clients as usize;
-    let m = friends.len();
-    let truth: BTreeSet<u32> = friends.iter().copied().collect();
-    let mut observed = vec![0.0f64; n]; // Σ over sends of window shares
-    let mut background = vec![0.0f64; n]; // weight of deposits so far
-    let mut total = 0.0f64;
-    let mut counted = 0usize; // deposits[..counted] are in the background
-    let mut start = 0usize; // first deposit not before the current window
-    let mut rounds = 0u64;
-    // The last round after which the top m were not Alice's friends.
-    let mut last_wrong: Option<u64> = None;
-    let mut identified_at: Option<(u64, f64)> = None;
-    let mut ranking = Vec::with_capacity(n);
-    let sends: Vec<f64> = obs.sends.iter().copied().filter(|t| *t >= from_s).collect();
-    for &t in &sends {
-        let (lo, hi) = (t + window.0, t + window.1);
-        // Only what the adversary has seen by the window's end.
-        while counted < deposits.len() && deposits[counted].0 <= hi {
-            background[deposits[counted].1 as usize] += weights[counted];
-            total += weights[counted];
-            counted += 1;
-        }
-        while start < deposits.len() && deposits[start].0 < lo {
-            start += 1;
-        }
-        if counted == deposits.len() {
-            break; // the run may have ended inside this window
-        }
-        // deposits[start..counted]: those from lo to hi.
-        let in_window: f64 = weights[start..counted].iter().sum();
-        if counted == start || in_window <= 0.0 {
-            continue;
-        }
-        for ((_, r), w) in deposits[start..counted]
-            .iter()
-            .zip(&weights[start..counted])
-        {
-            observed[*r as usize] += w / in_window;
-        }
-        rounds += 1;
-        // Every deposit counted is in the background once.
-        let total = total.max(f64::MIN_POSITIVE);
-        ranking.clear();
-        ranking.extend((0..clients).filter(|c| *c != config.sender).map(|c| {
-            let u = background[c as usize] / total;
-            (observed[c as usize] / rounds as f64 - u, c)
-        }));
-        ranking.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-        let top: BTreeSet<u32> = ranking.iter().take(m).map(|x| x.1).collect();
-        if top == truth {
-            if identified_at.is_none() {
-                identified_at = Some((rounds, t));
+    /// Alice's sends from `from_s` on.
+    sends: Vec<f64>,
+}
+
+impl Attack<'_> {
+    /// The ranking over Alice's rounds, each deposit counting its weight.
+    fn rank(&self, deposits: &[(f64, u32)], weights: &[f64]) -> Value {
+        let Self {
+            obs,
+            config,
+            friends,
+            clients,
+            from_s,
+            window,
+            ..
+        } = *self;
+        let n = clients as usize;
+        let m = friends.len();
+        let truth: BTreeSet<u32> = friends.iter().copied().collect();
+        let mut observed = vec![0.0f64; n]; // Σ over sends of window shares
+        let mut background = vec![0.0f64; n]; // weight of deposits so far
+        let mut total = 0.0f64;
+        let mut counted = 0usize; // deposits[..counted] are in the background
+        let mut start = 0usize; // first deposit not before the current window
+        let mut rounds = 0u64;
+        // The last round after which the top m were not Alice's friends.
+        let mut last_wrong: Option<u64> = None;
+        let mut identified_at: Option<(u64, f64)> = None;
+        let mut ranking = Vec::with_capacity(n);
+        for &t in &self.sends {
+            let (lo, hi) = (t + window.0, t + window.1);
+            // Only what the adversary has seen by the window's end.
+            while counted < deposits.len() && deposits[counted].0 <= hi {
+                background[deposits[counted].1 as usize] += weights[counted];
+                total += weights[counted];
+                counted += 1;
             }
-        } else {
-            last_wrong = Some(rounds);
-            identified_at = None;
+            while start < deposits.len() && deposits[start].0 < lo {
+                start += 1;
+            }
+            if counted == deposits.len() {
+                break; // the run may have ended inside this window
+            }
+            // deposits[start..counted]: those from lo to hi.
+            let in_window: f64 = weights[start..counted].iter().sum();
+            if counted == start || in_window <= 0.0 {
+                continue;
+            }
+            for ((_, r), w) in deposits[start..counted]
+                .iter()
+                .zip(&weights[start..counted])
+            {
+                observed[*r as usize] += w / in_window;
+            }
+            rounds += 1;
+            // Every deposit counted is in the background once.
+            let total = total.max(f64::MIN_POSITIVE);
+            ranking.clear();
+            ranking.extend((0..clients).filter(|c| *c != config.sender).map(|c| {
+                let u = background[c as usize] / total;
+                (observed[c as usize] / rounds as f64 - u, c)
+            }));
+            ranking.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+            let top: BTreeSet<u32> = ranking.iter().take(m).map(|x| x.1).collect();
+            if top == truth {
+                if identified_at.is_none() {
+                    identified_at = Some((rounds, t));
+                }
+            } else {
+                last_wrong = Some(rounds);
+                identified_at = None;
+            }
         }
+        let rank_of = |f: u32| ranking.iter().position(|x| x.1 == f).map_or(n, |p| p + 1);
+        let mean_rank = friends.iter().map(|f| rank_of(*f) as f64).sum::<f64>() / m.max(1) as f64;
+        let in_top = friends.iter().filter(|f| rank_of(**f) <= m).count();
+        let real_by = |t: f64| {
+            obs.real_sends
+                .iter()
+                .filter(|s| **s >= from_s && **s <= t)
+                .count()
+        };
+        json!({
+            "sender": config.sender,
+            "friends": friends,
+            "rounds": rounds,
+            "real_messages": real_by(f64::INFINITY),
+            "identified": identified_at.is_some(),
+            "rounds_to_identify": identified_at.map(|x| x.0),
+            "real_messages_to_identify": identified_at.map(|x| real_by(x.1)),
+            "seconds_to_identify": identified_at.map(|x| x.1 - from_s),
+            "last_round_wrong": last_wrong,
+            "friends_in_top": in_top,
+            "friends_mean_rank": mean_rank,
+        })
     }
-    let rank_of = |f: u32| ranking.iter().position(|x| x.1 == f).map_or(n, |p| p + 1);
-    let mean_rank = friends.iter().map(|f| rank_of(*f) as f64).sum::<f64>() / m.max(1) as f64;
-    let in_top = friends.iter().filter(|f| rank_of(**f) <= m).count();
-    let real_by = |t: f64| {
-        obs.real_sends
-            .iter()
-            .filter(|s| **s >= from_s && **s <= t)
-            .count()
-    };
-    json!({
-        "sender": config.sender,
-        "friends": friends,
-        "rounds": rounds,
-        "real_messages": real_by(f64::INFINITY),
-        "identified": identified_at.is_some(),
-        "rounds_to_identify": identified_at.map(|x| x.0),
-        "real_messages_to_identify": identified_at.map(|x| real_by(x.1)),
-        "seconds_to_identify": identified_at.map(|x| x.1 - from_s),
-        "last_round_wrong": last_wrong,
-        "friends_in_top": in_top,
-        "friends_mean_rank": mean_rank,
-    })
 }
