@@ -216,6 +216,9 @@ pub struct ChurnReport {
     pub gateway_down_s: f64,
     /// Clients that moved to another gateway.
     pub clients_moved: u64,
+    /// Slots clients skipped while their gateway was away (a real
+    /// message in one went back to its queue).
+    pub slots_skipped: u64,
     /// For each move, how long its client was without a gateway: from
     /// its gateway leaving to the move, seconds.
     pub cut_off_s: Vec<f64>,
@@ -244,6 +247,7 @@ impl ChurnReport {
                     "mailbox_lost": self.mailbox_lost,
                     "share_of_gateway_time_away": if run > 0.0 { self.gateway_down_s / (run * providers) } else { 0.0 },
                     "clients_moved": self.clients_moved,
+                    "slots_skipped": self.slots_skipped,
                     "cut_off_s": crate::metrics::stats(&self.cut_off_s),
                 })
             }),

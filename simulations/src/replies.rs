@@ -62,6 +62,14 @@ pub struct RepliesReport {
     pub replenished: u64,
     /// Answers that reached the message's sender.
     pub received: u64,
+    /// Answers through a block that starts at a gateway the answerer has
+    /// left (`[mix_churn] gateways`): its new gateway drops them.
+    pub void: u64,
+    /// At the end: blocks whose message never reached its recipient (lost
+    /// or on its way) or whose answer had not left, and blocks whose
+    /// answer never arrived (lost or on its way).
+    pub open_unused: u64,
+    pub open_used: u64,
     /// For messages generated after the warm-up and answered: from the
     /// message's generation to its answer reaching its sender, seconds.
     pub round_trip_s: Vec<f64>,
@@ -86,6 +94,9 @@ impl RepliesReport {
             "sent": self.sent,
             "replenished": self.replenished,
             "received": self.received,
+            "void": self.void,
+            "open_unused": self.open_unused,
+            "open_used": self.open_used,
             "round_trip_s": crate::metrics::stats(&self.round_trip_s),
             "network_latency_s": crate::metrics::stats(&self.network_latency_s),
             "end_to_end_s": crate::metrics::stats(&self.end_to_end_s),

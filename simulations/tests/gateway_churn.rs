@@ -40,7 +40,9 @@ latency = { kind = "constant", ms = 5 }
 [mailbox]
 "#;
 
-fn run(text: &str, seed: u64) -> (Value, Vec<f64>) {
+/// The summary, the real messages' arrivals at their exits (s) and
+/// each move's time cut off (s).
+fn run(text: &str, seed: u64) -> (Value, Vec<f64>, Vec<f64>) {
     let s = Scenario::parse(text, Path::new("gateways.toml")).unwrap();
     let mut sim = Simulation::<AbstractMode>::new(s.clone(), seed);
     sim.run(|_| {});
@@ -49,7 +51,13 @@ fn run(text: &str, seed: u64) -> (Value, Vec<f64>) {
         .iter()
         .map(|(_, t)| t.since_origin().as_secs_f64())
         .collect();
-    (sim.metrics.summary(&s, seed), at)
+    let cut = sim
+        .metrics
+        .mix_churn
+        .as_ref()
+        .map(|c| c.cut_off_s.clone())
+        .unwrap_or_default();
+    (sim.metrics.summary(&s, seed), at, cut)
 }
 
 /// Gateway 0 (node 9) leaves at 100 s and is back at 140 s; the document
@@ -62,16 +70,20 @@ fn run(text: &str, seed: u64) -> (Value, Vec<f64>) {
 #[test]
 fn clients_of_a_gateway_that_leaves_move_and_are_reached_again() {
     let churn = "[mix_churn]\ngateways = true\nleave_lag_s = 30\nevents = [{ at_s = 100, node = 9, up = false }, { at_s = 140, node = 9, up = true }]\n";
-    let (summary, deliveries) = run(&format!("{BASE}{churn}"), 1);
+    let (summary, deliveries, cut_off) = run(&format!("{BASE}{churn}"), 1);
     let g = &summary["mix_churn"]["gateways"];
     assert_eq!(g["departures"], 1, "{g}");
     assert_eq!(g["returns"], 1, "{g}");
     assert_eq!(g["clients_moved"], 20, "{g}");
-    let (low, high) = (
-        g["cut_off_s"]["p50"].as_f64().unwrap(),
-        g["cut_off_s"]["max"].as_f64().unwrap(),
+    assert_eq!(cut_off.len(), 20);
+    assert!(
+        cut_off.iter().all(|t| (30.0..=60.0).contains(t)),
+        "{cut_off:?}"
     );
-    assert!(low >= 30.0 && high <= 60.0, "{g}");
+    // They skipped their slots while cut off: about 20 clients × 4
+    // slots a second × 45 s.
+    let skipped = g["slots_skipped"].as_u64().unwrap() as f64;
+    assert!((2_000.0..6_000.0).contains(&skipped), "{g}");
     assert!(g["mailbox_lost"].as_u64().unwrap() > 0, "{g}");
     assert!(g["lost_arriving"].as_u64().unwrap() > 0, "{g}");
     // No mix left.
@@ -108,7 +120,7 @@ fn clients_of_a_gateway_that_leaves_move_and_are_reached_again() {
     // With answers 20 s (mean) after each message, answers through
     // blocks handed before the move reach the old gateway long after it
     // is back: many more are lost there.
-    let (answered, _) = run(
+    let (answered, _, _) = run(
         &format!("{BASE}{churn}[replies]\nanswer = 1.0\nthink_s = 20.0\n"),
         1,
     );
@@ -120,10 +132,34 @@ fn clients_of_a_gateway_that_leaves_move_and_are_reached_again() {
     let r = &answered["replies"];
     let lost = r["sent"].as_u64().unwrap() - r["received"].as_u64().unwrap();
     assert!(lost >= misdelivered / 2, "{r}");
+    // And a client that moved before answering holds blocks that start
+    // at its old gateway: its new one drops those answers.
+    assert!(r["void"].as_u64().unwrap() > 0, "{r}");
+}
+
+/// A gateway away from the start: its clients move at once (cut off
+/// for no time), and every message arrives.
+#[test]
+fn clients_of_a_gateway_away_from_the_start_move_at_once() {
+    let text = format!("{BASE}[mix_churn]\ngateways = true\nstart_down = [10]\n");
+    let (summary, _, cut_off) = run(&text, 2);
+    let g = &summary["mix_churn"]["gateways"];
+    assert_eq!(g["clients_moved"], 20, "{g}");
+    assert!(cut_off.iter().all(|t| *t == 0.0), "{cut_off:?}");
+    assert_eq!(g["departures"], 0, "{g}");
+    assert_eq!(g["lost_arriving"], 0, "{g}");
+    assert_eq!(g["slots_skipped"], 0, "{g}");
+    assert_eq!(summary["misdelivered"], 0);
+    let (sent, delivered) = (
+        summary["sent"]["real"].as_u64().unwrap(),
+        summary["delivered"]["real"].as_u64().unwrap(),
+    );
+    // All but those on their way at the end.
+    assert!(delivered + 20 > sent, "{sent} sent, {delivered} delivered");
 }
 
 /// Gateways by a rate: they are away the share of time the rate
-/// implies, and every client of one that left for good moved.
+/// implies, and clients move.
 #[test]
 fn gateway_churn_by_a_rate_keeps_the_share_of_time_away_it_implies() {
     let text = format!(
@@ -134,7 +170,7 @@ fn gateway_churn_by_a_rate_keeps_the_share_of_time_away_it_implies() {
         .replace("duration_s = 300", "duration_s = 1500")
         .replace("count = 60", "count = 15");
     for seed in 1..=4 {
-        let (summary, _) = run(&text, seed);
+        let (summary, _, _) = run(&text, seed);
         let g = &summary["mix_churn"]["gateways"];
         shares.push(g["share_of_gateway_time_away"].as_f64().unwrap());
         assert!(g["departures"].as_u64().unwrap() > 0, "{g}");

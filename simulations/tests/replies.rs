@@ -92,7 +92,7 @@ fn variance(v: &[f64]) -> f64 {
 /// still sends λP + λL + λD packets a second.
 #[test]
 fn answers_cross_the_network_as_messages_do_and_take_a_slot() {
-    let (plain, _, _) = run(BASE, 3);
+    let (plain, plain_metrics, _) = run(BASE, 3);
     assert!(plain["replies"].is_null());
     let (summary, metrics, _) = run(
         &format!("{BASE}[replies]\nanswer = 1.0\nthink_s = 2.0\n"),
@@ -113,10 +113,15 @@ fn answers_cross_the_network_as_messages_do_and_take_a_slot() {
     let n = network.len() as f64;
     let d = ks(&mut network, erlang_cdf(4, 50.0));
     assert!(d < 1.63 / n.sqrt(), "KS distance {d} over {n} answers");
-    // Round trip = message end to end + think + answer end to end.
-    let parts = mean(&metrics.end_to_end_latency_s) + 2.0 + mean(&report.end_to_end_s);
+    // Round trip = message end to end + think + answer end to end. The
+    // messages' end to end is taken from the run without answers (the
+    // same network and rates: answers take cover slots only).
+    let se2 = |v: &[f64]| variance(v) / v.len() as f64;
+    let msgs = &plain_metrics.end_to_end_latency_s;
+    let parts = mean(msgs) + 2.0 + mean(&report.end_to_end_s);
     let rtt = mean(&report.round_trip_s);
-    let se = (variance(&report.round_trip_s) / report.round_trip_s.len() as f64).sqrt();
+    // The thinking times' spread is in the round trips', not apart.
+    let se = (se2(&report.round_trip_s) + se2(msgs) + se2(&report.end_to_end_s)).sqrt();
     assert!(
         (rtt - parts).abs() < 4.0 * se,
         "round trip {rtt} s against {parts} s (se {se})"
@@ -147,6 +152,32 @@ fn answers_cross_the_network_as_messages_do_and_take_a_slot() {
         (took - report.sent as f64).abs() < 4.0 * (2.0 * cover_before).sqrt(),
         "answers took {took} cover slots, not {}",
         report.sent
+    );
+}
+
+/// With mailboxes the message and its answer each wait for a delivery
+/// frame: at these rates (λP = 2, λL = 1, λΔ = 4) about 1 s each, so
+/// the round trip grows by about 2 s, and every answer still arrives.
+#[test]
+fn answers_wait_in_mailboxes_both_ways() {
+    let replies = "[replies]\nanswer = 1.0\nthink_s = 2.0\n";
+    let (_, plain, _) = run(&format!("{BASE}{replies}"), 4);
+    let (summary, boxed, _) = run(&format!("{BASE}{replies}[mailbox]\n"), 4);
+    let (a, b) = (
+        plain.replies.as_ref().unwrap(),
+        boxed.replies.as_ref().unwrap(),
+    );
+    assert!(b.received + 40 > b.sent, "{}", summary["replies"]);
+    assert_eq!(b.open_used, b.sent - b.received, "{}", summary["replies"]);
+    let grown = mean(&b.round_trip_s) - mean(&a.round_trip_s);
+    let se = (variance(&a.round_trip_s) / a.round_trip_s.len() as f64
+        + variance(&b.round_trip_s) / b.round_trip_s.len() as f64)
+        .sqrt();
+    // Real messages bunch a mailbox's arrivals, so each wait is a
+    // little over the M/M/1 second (§1, Mailboxes).
+    assert!(
+        grown > 2.0 - 4.0 * se && grown < 2.6,
+        "round trip grew by {grown} s (se {se})"
     );
 }
 

@@ -105,8 +105,7 @@ impl<M: Mode> Simulation<M> {
         };
         for &n in &c.start_down {
             self.mix_leaves(n);
-            // Not a departure: the routes' document starts without it
-            // (and a gateway away from the start has no clients).
+            // Not a departure: the routes' document starts without it.
             match self.is_provider(n) {
                 true => self.churn.report.gateway_departures -= 1,
                 false => self.churn.report.departures -= 1,
@@ -114,7 +113,12 @@ impl<M: Mode> Simulation<M> {
             self.topology.set_listed(n, false);
             self.churn.listed_since[n as usize] = None;
             if self.is_provider(n) {
-                self.move_clients_at_once(n);
+                // Its clients move at their first check, now.
+                let g = (n - self.provider(0)) as usize;
+                for i in 0..self.gateway_clients[g].len() {
+                    let c = self.gateway_clients[g][i];
+                    self.push(Instant::ZERO, Ev::Move(c));
+                }
             }
         }
         let churning = u32::try_from(self.churn.down_since.len()).unwrap_or(u32::MAX);
@@ -318,22 +322,6 @@ impl<M: Mode> Simulation<M> {
             .cut_off_s
             .push((self.now - left).as_secs_f64());
         self.set_gateway(c, to - self.provider(0));
-    }
-
-    /// A gateway away from the start: its clients are at another from
-    /// the start.
-    fn move_clients_at_once(&mut self, n: u32) {
-        let g = (n - self.provider(0)) as usize;
-        while let Some(&c) = self.gateway_clients[g].last() {
-            let Some(rng) = self.churn.moves.as_mut() else {
-                return;
-            };
-            let to = self.topology.pick_provider(rng);
-            if to == n {
-                return; // no provider listed
-            }
-            self.set_gateway(c, to - self.provider(0));
-        }
     }
 
     /// Client `c`'s gateway becomes provider `g`.

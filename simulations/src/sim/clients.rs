@@ -50,6 +50,20 @@ impl<M: Mode> Simulation<M> {
                 break;
             };
             let gateway = client.gateway;
+            // A client whose gateway is away (`[mix_churn] gateways`)
+            // skips its slots, as production's does while its link is
+            // broken: a real message in one goes back to its queue (its
+            // order lost, as production's).
+            if self.churn.is_down(self.provider(gateway)) {
+                self.churn.report.slots_skipped += 1;
+                if let Send::Real(out) = send
+                    && self.clients[c as usize].schedule.push_real(out).is_err()
+                {
+                    self.sent.remove(&out.id);
+                    self.metrics.client_queue_drops += 1;
+                }
+                continue;
+            }
             if let Some(obs) = self.disclosure.as_mut() {
                 let t = now.since_origin().as_secs_f64();
                 obs.client_sends.push((t, c));
@@ -63,11 +77,16 @@ impl<M: Mode> Simulation<M> {
             match send {
                 Send::Real(mut out) => match out.block {
                     // An answer, through the block its message brought.
-                    Some(b) => {
-                        if let Some((route, delays)) = self.use_block(b) {
-                            self.real_send(c, out, route, Some(delays));
+                    Some(b) => match self.use_block(b, self.provider(gateway)) {
+                        Some((route, delays)) => self.real_send(c, out, route, Some(delays)),
+                        // Its gateway cannot open a packet built for
+                        // another: the frame leaves and is dropped there.
+                        None => {
+                            self.sent.remove(&out.id);
+                            self.metrics.sent(Kind::Real);
+                            self.metrics.link_frames += 1;
                         }
-                    }
+                    },
                     None => {
                         let exit = self.provider(self.clients[out.recipient as usize].gateway);
                         let route = self.route(self.provider(gateway), exit);

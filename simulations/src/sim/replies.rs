@@ -166,12 +166,20 @@ impl<M: Mode> Simulation<M> {
         self.reschedule_client(answerer);
     }
 
-    /// The answer through block `b` leaves its client: the block's route
-    /// and delays, or, once the block's epoch has ended, those of a
-    /// block of this epoch the asker draws now.
-    pub(super) fn use_block(&mut self, b: u32) -> Option<(Vec<u32>, Vec<Duration>)> {
+    /// The answer through block `b` leaves its client, whose gateway is
+    /// node `gateway`: the block's route and delays, or, once the
+    /// block's epoch has ended, those of a block of this epoch the asker
+    /// draws now; `None` (the block void) when the block starts at
+    /// another gateway than the answerer's (it moved since the block was
+    /// handed: its gateway cannot open the packet and drops it).
+    pub(super) fn use_block(&mut self, b: u32, gateway: u32) -> Option<(Vec<u32>, Vec<Duration>)> {
         let epoch = self.epoch();
         let block = self.replies.blocks.get_mut(b as usize)?.as_mut()?;
+        if block.route.first() != Some(&gateway) {
+            self.replies.report.void += 1;
+            self.replies.remove(b);
+            return None;
+        }
         block.used = true;
         self.replies.report.sent += 1;
         if block.epoch == epoch {
@@ -186,10 +194,22 @@ impl<M: Mode> Simulation<M> {
         Some((route, delays))
     }
 
-    /// The answers' report at the end of a run.
+    /// The answers' report at the end of a run: with the blocks still
+    /// held, unused (the message lost or on its way, or its answer still
+    /// to leave) and used (the answer lost or on its way). Blocks are
+    /// kept to the end: no loss is reported to the simulator's parties
+    /// (a few hundred bytes each).
     pub(super) fn finish_replies(&mut self) {
-        if self.replies.config.is_some() {
-            self.metrics.replies = Some(std::mem::take(&mut self.replies.report));
+        if self.replies.config.is_none() {
+            return;
         }
+        let mut report = std::mem::take(&mut self.replies.report);
+        for block in self.replies.blocks.iter().flatten() {
+            match block.used {
+                true => report.open_used += 1,
+                false => report.open_unused += 1,
+            }
+        }
+        self.metrics.replies = Some(report);
     }
 }
