@@ -210,6 +210,7 @@ impl<M: Mode> Simulation<M> {
             add_counters(r, old.counters());
         }
         node.loops = None;
+        node.loops_due = None;
         node.wake = None;
         self.entropy.lose_node(n);
         if provider {
@@ -263,6 +264,7 @@ impl<M: Mode> Simulation<M> {
         }
         let node = &mut self.nodes[n as usize];
         node.loops = crate::loops::machine(&self.scenario, now, &mut node.rng);
+        node.loops_due = node.loops.as_ref().and_then(NodeLoops::poll_timeout);
         self.reschedule_node(n);
         let generation = self.churn.next_generation(n);
         self.push(

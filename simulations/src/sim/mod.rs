@@ -170,6 +170,10 @@ struct Node<F: PacketFormat> {
     engine: MixEngine<F>,
     rng: ChaCha20Rng,
     loops: Option<NodeLoops>,
+    /// The loops machine's next instant, kept here (refreshed whenever
+    /// the machine changes) so that the engine's wakes, most of a node's,
+    /// need not read the machine: it lies elsewhere in memory.
+    loops_due: Option<Instant>,
     wake: Option<Instant>,
 }
 
@@ -303,13 +307,10 @@ impl<M: Mode> Simulation<M> {
 
     fn reschedule_node(&mut self, n: u32) {
         let node = &self.nodes[n as usize];
-        let at = [
-            node.engine.poll_timeout(),
-            node.loops.as_ref().and_then(|l| l.poll_timeout()),
-        ]
-        .into_iter()
-        .flatten()
-        .min();
+        let at = match (node.engine.poll_timeout(), node.loops_due) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         if let Some(at) = at {
             let node = &mut self.nodes[n as usize];
             if node.wake.is_none_or(|w| at < w) {

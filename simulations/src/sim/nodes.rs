@@ -191,11 +191,7 @@ impl<M: Mode> Simulation<M> {
         // Nothing is due before the machine's own next instant (a loop
         // running out of time, or the next send): most wakes of a node
         // are its engine's, and skip the machine.
-        let due = self.nodes[n as usize]
-            .loops
-            .as_ref()
-            .and_then(NodeLoops::poll_timeout);
-        if due.is_none_or(|t| t > now) {
+        if self.nodes[n as usize].loops_due.is_none_or(|t| t > now) {
             return;
         }
         let timeout = self.loop_timeout;
@@ -207,6 +203,7 @@ impl<M: Mode> Simulation<M> {
             };
             loops.handle_timeout(now);
             let send = loops.poll_send(now, &self.topology, n, position, timeout, &mut node.rng);
+            node.loops_due = loops.poll_timeout();
             self.note_alarm(n);
             let Some(send) = send else {
                 return;
@@ -312,8 +309,10 @@ impl<M: Mode> Simulation<M> {
 
     pub(super) fn loop_returned(&mut self, n: u32, id: &LoopId) {
         let now = self.now;
-        if let Some(loops) = self.nodes[n as usize].loops.as_mut() {
+        let node = &mut self.nodes[n as usize];
+        if let Some(loops) = node.loops.as_mut() {
             loops.returned(now, id);
+            node.loops_due = loops.poll_timeout();
         }
         self.note_alarm(n);
     }

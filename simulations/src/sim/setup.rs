@@ -65,6 +65,7 @@ impl<M: Mode> Simulation<M> {
                 Node {
                     engine: MixEngine::new(config, keys),
                     rng,
+                    loops_due: loops.as_ref().and_then(NodeLoops::poll_timeout),
                     loops,
                     wake: None,
                 }
