@@ -37,6 +37,9 @@ pub(super) struct State {
     retired: Vec<mtos_mixnode::Counters>,
     /// When each node last left.
     left_at: Vec<Instant>,
+    /// Each node away since the start (`start_down`) and not back yet:
+    /// its clients' moves are not cut-offs.
+    from_start: Vec<bool>,
     /// Clients' choices of a new gateway (`gateways`): their own RNG.
     moves: Option<ChaCha20Rng>,
     /// What churn did.
@@ -72,6 +75,7 @@ impl State {
             trace_next: 0,
             rng: Some(component_rng(seed, "churn", 0)),
             left_at: vec![Instant::ZERO; churning],
+            from_start: vec![false; churning],
             moves: c.gateways.then(|| component_rng(seed, "gateway moves", 0)),
             retired: vec![mtos_mixnode::Counters::default(); churning],
             report: ChurnReport::default(),
@@ -112,6 +116,7 @@ impl<M: Mode> Simulation<M> {
             }
             self.topology.set_listed(n, false);
             self.churn.listed_since[n as usize] = None;
+            self.churn.from_start[n as usize] = true;
             if self.is_provider(n) {
                 // Its clients move at their first check, now.
                 let g = (n - self.provider(0)) as usize;
@@ -187,6 +192,7 @@ impl<M: Mode> Simulation<M> {
             self.churn.listed_since[n as usize] = Some(now);
         }
         self.churn.left_at[n as usize] = now;
+        self.churn.from_start[n as usize] = false;
         let engine = self.fresh_engine(n);
         let node = &mut self.nodes[n as usize];
         let held = node.engine.held() as u64;
@@ -317,12 +323,15 @@ impl<M: Mode> Simulation<M> {
             self.push(at, Ev::Move(c));
             return;
         }
-        let left = self.churn.left_at[self.provider(old) as usize];
+        let from = self.provider(old) as usize;
         self.churn.report.clients_moved += 1;
-        self.churn
-            .report
-            .cut_off_s
-            .push((self.now - left).as_secs_f64());
+        if !self.churn.from_start[from] {
+            let left = self.churn.left_at[from];
+            self.churn
+                .report
+                .cut_off_s
+                .push((self.now - left).as_secs_f64());
+        }
         self.set_gateway(c, to - self.provider(0));
     }
 

@@ -56,11 +56,8 @@ impl<M: Mode> Simulation<M> {
             // order lost, as production's).
             if self.churn.is_down(self.provider(gateway)) {
                 self.churn.report.slots_skipped += 1;
-                if let Send::Real(out) = send
-                    && self.clients[c as usize].schedule.push_real(out).is_err()
-                {
-                    self.sent.remove(&out.id);
-                    self.metrics.client_queue_drops += 1;
+                if let Send::Real(out) = send {
+                    self.queue_real(c, out);
                 }
                 continue;
             }

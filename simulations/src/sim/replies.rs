@@ -151,31 +151,40 @@ impl<M: Mode> Simulation<M> {
             recipient: asker,
             block: Some(b),
         };
-        if self.clients[answerer as usize]
-            .schedule
-            .push_real(out)
-            .is_err()
-        {
-            self.sent.remove(&id);
-            self.metrics.client_queue_drops += 1;
-            self.replies.report.queue_drops += 1;
-            self.replies.remove(b);
+        if !self.queue_real(answerer, out) {
             return;
         }
         self.replies.report.answered += 1;
         self.reschedule_client(answerer);
     }
 
+    /// Puts real message `out` in client `c`'s queue; whether there was
+    /// room (a message refused is counted, and an answer's block freed).
+    pub(super) fn queue_real(&mut self, c: u32, out: Outgoing) -> bool {
+        if self.clients[c as usize].schedule.push_real(out).is_ok() {
+            return true;
+        }
+        self.sent.remove(&out.id);
+        self.metrics.client_queue_drops += 1;
+        if let Some(b) = out.block
+            && self.replies.remove(b).is_some()
+        {
+            self.replies.report.queue_drops += 1;
+        }
+        false
+    }
+
     /// The answer through block `b` leaves its client, whose gateway is
-    /// node `gateway`: the block's route and delays, or, once the
-    /// block's epoch has ended, those of a block of this epoch the asker
-    /// draws now; `None` (the block void) when the block starts at
-    /// another gateway than the answerer's (it moved since the block was
-    /// handed: its gateway cannot open the packet and drops it).
+    /// node `gateway`: once the block's epoch has ended, the route and
+    /// delays of a block of this epoch the asker draws now, to both
+    /// clients' gateways of the moment; else the block's own, or `None`
+    /// (the block void) when it starts at another gateway than the
+    /// answerer's (it moved since the block was handed: its gateway
+    /// cannot open the packet and drops it).
     pub(super) fn use_block(&mut self, b: u32, gateway: u32) -> Option<(Vec<u32>, Vec<Duration>)> {
         let epoch = self.epoch();
         let block = self.replies.blocks.get_mut(b as usize)?.as_mut()?;
-        if block.route.first() != Some(&gateway) {
+        if block.epoch == epoch && block.route.first() != Some(&gateway) {
             self.replies.report.void += 1;
             self.replies.remove(b);
             return None;
