@@ -322,7 +322,7 @@ fn shipped_scenarios_load() {
             names.push(s.name);
         }
     }
-    assert_eq!(names.len(), 7, "{names:?}");
+    assert_eq!(names.len(), 8, "{names:?}");
     let large = Scenario::load(&dir.join("large.toml")).unwrap();
     assert!(large.layers * large.nodes_per_layer >= 999);
     assert_eq!(large.clients, 10_000);
