@@ -35,6 +35,8 @@ use crate::scenario::{Latency, Scenario};
 mod attack;
 mod churn;
 mod clients;
+mod epochs;
+mod events;
 mod mailbox;
 mod mode;
 mod nodes;
@@ -44,6 +46,8 @@ mod setup;
 pub use attack::NMinusOneReport;
 
 pub use mode::{AbstractMode, Mode, RealMode};
+
+use events::{Ev, Scheduled};
 
 const EPOCH: u32 = 1;
 /// One link transmission: its latency, or `None` when the link loses it
@@ -89,63 +93,6 @@ pub fn component_rng(seed: u64, kind: &str, index: u64) -> ChaCha20Rng {
     h.update(kind.as_bytes());
     h.update(&index.to_be_bytes());
     ChaCha20Rng::from_seed(*h.finalize().as_bytes())
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Ev {
-    /// A client's cover schedule or message generator is due.
-    Client(u32),
-    /// A node's engine (or its node-loop schedule) is due.
-    Node(u32),
-    /// A frame arrives at a node (index into the in-flight table).
-    Arrive(u32, usize),
-    /// The next trace rows are due.
-    Trace,
-    /// A new epoch begins (`[epochs]`).
-    Epoch,
-    /// The previous epoch's grace period ends.
-    Grace,
-    /// Mix `n` leaves or comes back by the churn rate (`[mix_churn]`).
-    Churn(u32),
-    /// The next churn trace rows are due.
-    ChurnTrace,
-    /// The routes' document catches up with mix `n` being away (false)
-    /// or back (true), for its change number (the third field).
-    Listing(u32, bool, u32),
-    /// Client `c`'s next delivery frame is due (`[mailbox]`).
-    Frame(u32),
-    /// The answer through reply block `b` joins its answerer's queue
-    /// (`[replies]`).
-    Answer(u32),
-    /// Client `c` checks that the document still lists its gateway
-    /// (`[mix_churn] gateways`).
-    Move(u32),
-}
-
-/// An event in the queue. The key packs the time (nanoseconds) and the
-/// insertion number into one u128, so the heap compares one integer.
-#[derive(Debug, PartialEq, Eq)]
-struct Scheduled {
-    key: u128,
-    ev: Ev,
-}
-
-impl Scheduled {
-    fn at(&self) -> Instant {
-        Instant::from_duration(Duration::from_nanos((self.key >> 64) as u64))
-    }
-}
-
-impl PartialOrd for Scheduled {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Scheduled {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.key.cmp(&other.key)
-    }
 }
 
 /// A message a client has to send.
@@ -261,28 +208,6 @@ pub struct Simulation<M: Mode> {
 }
 
 impl<M: Mode> Simulation<M> {
-    fn push(&mut self, at: Instant, ev: Ev) {
-        self.seq += 1;
-        let nanos = u64::try_from(at.since_origin().as_nanos()).unwrap_or(u64::MAX);
-        let scheduled = Reverse(Scheduled {
-            key: (u128::from(nanos) << 64) | u128::from(self.seq),
-            ev,
-        });
-        match ev {
-            Ev::Client(_) => self.client_queue.push(scheduled),
-            _ => self.queue.push(scheduled),
-        }
-    }
-
-    /// The next event of either heap.
-    fn pop(&mut self) -> Option<Reverse<Scheduled>> {
-        match (self.queue.peek(), self.client_queue.peek()) {
-            (Some(a), Some(c)) if c.0.key < a.0.key => self.client_queue.pop(),
-            (None, Some(_)) => self.client_queue.pop(),
-            _ => self.queue.pop(),
-        }
-    }
-
     fn provider(&self, p: u32) -> u32 {
         self.scenario.layers * self.scenario.nodes_per_layer + p
     }
@@ -545,44 +470,6 @@ impl<M: Mode> Simulation<M> {
             self.next_sample = Some(Instant::from_duration(Duration::from_secs_f64(
                 k * interval,
             )));
-        }
-    }
-
-    /// A new epoch: every node moves to its key (the previous one kept
-    /// for the grace period), clients build packets under it from now on
-    /// (`mixing.md`, key rotation), and the next epoch is scheduled.
-    fn on_epoch(&mut self) {
-        let Some((length, grace)) = self.scenario.epochs else {
-            return;
-        };
-        self.metrics.epochs += 1;
-        let epoch = self.epoch();
-        for n in 0..self.nodes.len() {
-            let secret = self.mode.key(n as u32);
-            self.nodes[n]
-                .engine
-                .keys_mut()
-                .advance_to(EpochKey { epoch, secret });
-        }
-        let now = self.now;
-        if grace.is_zero() {
-            self.on_grace();
-        } else {
-            self.push(now + grace, Ev::Grace);
-        }
-        self.push(now + length, Ev::Epoch);
-    }
-
-    /// The current epoch: `EPOCH`, and one more for each rotation.
-    fn epoch(&self) -> u32 {
-        EPOCH + self.metrics.epochs
-    }
-
-    /// The grace period ends: every node drops the previous epoch's key;
-    /// frames still under it are refused (`unknown_key`).
-    fn on_grace(&mut self) {
-        for node in &mut self.nodes {
-            node.engine.keys_mut().retire_previous();
         }
     }
 
