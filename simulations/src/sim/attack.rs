@@ -121,8 +121,12 @@ impl<M: Mode> Simulation<M> {
     /// Whether `frame` carries a node loop (what a loop-recognising
     /// attacker knows; abstract packets only).
     pub(super) fn is_node_loop(&self, frame: &[u8]) -> bool {
-        M::frame_id(frame)
-            .and_then(|id| self.sent.get(&id))
+        self.is_loop_id(M::frame_id(frame))
+    }
+
+    /// Whether the packet with this id is a node loop.
+    fn is_loop_id(&self, id: Option<u64>) -> bool {
+        id.and_then(|id| self.sent.get(&id))
             .is_some_and(|r| r.kind == Kind::NodeLoop)
     }
 
@@ -245,12 +249,7 @@ impl<M: Mode> Simulation<M> {
     /// delivers leaves no frame to guess.
     pub(super) fn n_minus_1_delivered(&mut self, n: u32, payload: &[u8]) {
         // Its own loop back is one fewer inside.
-        if self.n_minus_1_on(n)
-            && self.spares_loops()
-            && M::message_id(payload)
-                .and_then(|id| self.sent.get(&id))
-                .is_some_and(|r| r.kind == Kind::NodeLoop)
-        {
+        if self.n_minus_1_on(n) && self.spares_loops() && self.is_loop_id(M::message_id(payload)) {
             self.attacker.loops_inside = self.attacker.loops_inside.saturating_sub(1);
             return;
         }

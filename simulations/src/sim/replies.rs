@@ -84,10 +84,7 @@ impl<M: Mode> Simulation<M> {
         if rng.random::<f64>() >= answer {
             return None;
         }
-        let first = self.provider(self.clients[recipient as usize].gateway);
-        let last = self.provider(self.clients[c as usize].gateway);
-        let route = self.route(first, last);
-        let delays = self.draw_delays(route.len(), RngOf::Client(c));
+        let (route, delays) = self.draw_block(c, recipient);
         self.replies.report.answerable += 1;
         let block = Block {
             asker: c,
@@ -196,11 +193,17 @@ impl<M: Mode> Simulation<M> {
         }
         let (asker, answerer) = (block.asker, block.answerer);
         self.replies.report.replenished += 1;
+        Some(self.draw_block(asker, answerer))
+    }
+
+    /// A block's route and delays as `asker` draws them now: from
+    /// `answerer`'s gateway, one mix per layer, to its own gateway.
+    fn draw_block(&mut self, asker: u32, answerer: u32) -> (Vec<u32>, Vec<Duration>) {
         let first = self.provider(self.clients[answerer as usize].gateway);
         let last = self.provider(self.clients[asker as usize].gateway);
         let route = self.route(first, last);
         let delays = self.draw_delays(route.len(), RngOf::Client(asker));
-        Some((route, delays))
+        (route, delays)
     }
 
     /// The answers' report at the end of a run: with the blocks still
