@@ -12,6 +12,9 @@ use mtos_sim::scenario::Scenario;
 use mtos_sim::sim::{AbstractMode, Simulation};
 use serde_json::Value;
 
+mod common;
+use common::{exponential_cdf, ks, mean};
+
 /// Production's rates (λP = 2, λL = 1, λD = 1: λΔ = 4, and 3 a second
 /// come back to each mailbox), over many mailboxes, each receiving a
 /// real message about every 20 s, far apart next to the queue's memory
@@ -58,23 +61,6 @@ fn run_with_deliveries(text: &str, seed: u64) -> (Value, mtos_sim::Metrics, Vec<
     (sim.metrics.summary(&s, seed), sim.metrics, deliveries)
 }
 
-fn ks_exponential(samples: &mut [f64], rate: f64) -> f64 {
-    samples.sort_by(f64::total_cmp);
-    let n = samples.len() as f64;
-    samples
-        .iter()
-        .enumerate()
-        .map(|(i, x)| {
-            let f = 1.0 - (-rate * x).exp();
-            (f - i as f64 / n).abs().max(((i + 1) as f64 / n - f).abs())
-        })
-        .fold(0.0, f64::max)
-}
-
-fn mean(v: &[f64]) -> f64 {
-    v.iter().sum::<f64>() / v.len() as f64
-}
-
 /// A real message waits Exp(λΔ − λP − λL) for its frame: 1 s at
 /// production's rates (the mean within 3 standard errors, the law by
 /// Kolmogorov–Smirnov at the 1% level), and 1/(6 − 3) with λΔ set to 6.
@@ -100,7 +86,7 @@ fn mailbox_waits_are_those_of_an_mm1_queue() {
             "mean wait {mu} s against {} s ({n} waits)",
             1.0 / rate
         );
-        let d = ks_exponential(&mut waits, rate);
+        let d = ks(&mut waits, exponential_cdf(rate));
         assert!(d < 1.63 / n.sqrt(), "KS distance {d} over {n} waits");
         // Every payload that came back waited as the real ones did.
         let all = m["wait_s"]["mean"].as_f64().unwrap();

@@ -14,6 +14,9 @@ use mtos_sim::scenario::Scenario;
 use mtos_sim::sim::{AbstractMode, Simulation};
 use serde_json::Value;
 
+mod common;
+use common::{erlang_cdf, ks, mean, variance};
+
 /// Two layers, zero link latency: a message (and an answer) crosses
 /// gateway, two mixes and its exit, four Exp(20 ms) holds.
 const BASE: &str = r#"
@@ -45,42 +48,6 @@ fn run(text: &str, seed: u64) -> (Value, mtos_sim::Metrics, String) {
     sim.run(|_| {});
     let csv = sim.metrics.latency_csv();
     (sim.metrics.summary(&s, seed), sim.metrics, csv)
-}
-
-fn ks(samples: &mut [f64], cdf: impl Fn(f64) -> f64) -> f64 {
-    samples.sort_by(f64::total_cmp);
-    let n = samples.len() as f64;
-    samples
-        .iter()
-        .enumerate()
-        .map(|(i, x)| {
-            let f = cdf(*x);
-            (f - i as f64 / n).abs().max(((i + 1) as f64 / n - f).abs())
-        })
-        .fold(0.0, f64::max)
-}
-
-fn erlang_cdf(k: u32, rate: f64) -> impl Fn(f64) -> f64 {
-    move |x| {
-        if x <= 0.0 {
-            return 0.0;
-        }
-        let (mut term, mut sum) = (1.0, 1.0);
-        for i in 1..k {
-            term *= rate * x / f64::from(i);
-            sum += term;
-        }
-        1.0 - (-rate * x).exp() * sum
-    }
-}
-
-fn mean(v: &[f64]) -> f64 {
-    v.iter().sum::<f64>() / v.len() as f64
-}
-
-fn variance(v: &[f64]) -> f64 {
-    let m = mean(v);
-    v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (v.len() as f64 - 1.0)
 }
 
 /// Every message is answered 2 s (mean) after it arrives. The answers'

@@ -7,6 +7,9 @@ use std::path::Path;
 use mtos_sim::scenario::{Scenario, ScenarioError};
 use mtos_sim::sim::{AbstractMode, RealMode, Simulation};
 
+mod common;
+use common::{erlang_cdf, ks};
+
 fn scenario(text: &str) -> Scenario {
     Scenario::parse(text, Path::new("test.toml")).unwrap()
 }
@@ -33,33 +36,6 @@ mean_delay_ms = 20
 [links]
 latency = { kind = "constant", ms = 0 }
 "#;
-
-fn ks(samples: &mut [f64], cdf: impl Fn(f64) -> f64) -> f64 {
-    samples.sort_by(f64::total_cmp);
-    let n = samples.len() as f64;
-    samples
-        .iter()
-        .enumerate()
-        .map(|(i, x)| {
-            let f = cdf(*x);
-            (f - i as f64 / n).abs().max(((i + 1) as f64 / n - f).abs())
-        })
-        .fold(0.0, f64::max)
-}
-
-fn erlang_cdf(k: u32, rate: f64) -> impl Fn(f64) -> f64 {
-    move |x| {
-        if x <= 0.0 {
-            return 0.0;
-        }
-        let (mut term, mut sum) = (1.0, 1.0);
-        for i in 1..k {
-            term *= rate * x / f64::from(i);
-            sum += term;
-        }
-        1.0 - (-rate * x).exp() * sum
-    }
-}
 
 #[test]
 fn latency_is_erlang_over_the_route() {
